@@ -1,0 +1,131 @@
+import { createHash, randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config.ts';
+import type { Db } from './db/database.ts';
+import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
+import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
+import { authRoutes, authSchemas } from './domains/auth/routes.ts';
+import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
+import { systemRoutes } from './domains/system/routes.ts';
+import { authPlugin } from './plugins/auth.ts';
+import { openapiPlugin } from './plugins/openapi.ts';
+import { problemPlugin } from './plugins/problem.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Db;
+    config: Config;
+  }
+}
+
+export interface AppDeps {
+  db: Db;
+  jwtSecret: string;
+  /** pino options or false; the server passes its logger settings, tests pass false. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+// Secrets never reach the log: fastify's request serializer leaves headers and bodies out, and
+// these paths catch anything logged by hand.
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'password',
+  'secret',
+  'access_token',
+  '*.password',
+  '*.new_password',
+  '*.current_password',
+  '*.secret',
+  '*.access_token',
+];
+
+function createAjv(part: 'body' | 'other') {
+  // Bodies: no coercion ("12" stays a string) and unknown fields rejected, not stripped.
+  // Query strings and params arrive as text, so they are coerced.
+  const ajv = new Ajv({
+    allErrors: true,
+    removeAdditional: false,
+    useDefaults: true,
+    coerceTypes: part === 'body' ? false : 'array',
+    strict: false,
+  });
+  addFormats.default(ajv);
+  return ajv;
+}
+
+/** Builds the whole API as one fastify instance. It never listens; server.ts does. */
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const bodyAjv = createAjv('body');
+  const otherAjv = createAjv('other');
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? bodyAjv : otherAjv).compile(schema),
+  );
+
+  app.decorate('db', deps.db);
+  app.decorate('config', config);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(problemPlugin);
+  for (const schema of [...agentSchemas, ...departmentSchemas, ...apiTokenSchemas, ...authSchemas]) {
+    app.addSchema(schema);
+  }
+  await app.register(cors, {
+    origin: config.corsOrigins === '*' ? true : config.corsOrigins.length > 0 ? config.corsOrigins : false,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    exposedHeaders: [
+      'ETag',
+      'Location',
+      'Retry-After',
+      'RateLimit-Limit',
+      'RateLimit-Remaining',
+      'RateLimit-Reset',
+      'X-Request-Id',
+      'Content-Disposition',
+    ],
+    maxAge: 600,
+  });
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimit.max,
+    timeWindow: config.rateLimit.windowSeconds * 1000,
+    enableDraftSpec: true,
+    // Per token when one is sent (hashed: the key must not hold the secret), else per address.
+    keyGenerator: (request) => {
+      const auth = request.headers.authorization;
+      return auth ? `token:${createHash('sha256').update(auth).digest('base64url')}` : `ip:${request.ip}`;
+    },
+    errorResponseBuilder: (_request, context) => ({
+      statusCode: 429,
+      code: 'rate_limited',
+      message: `Rate limit of ${context.max} requests per ${context.after} exceeded; retry after ${Math.ceil(context.ttl / 1000)} s.`,
+    }),
+  });
+  await app.register(openapiPlugin);
+  await app.register(authPlugin, { db: deps.db, secret: deps.jwtSecret, ttlSeconds: config.jwtTtlSeconds });
+
+  await app.register(systemRoutes);
+  await app.register(authRoutes);
+  await app.register(apiTokenRoutes);
+  await app.register(departmentRoutes);
+  await app.register(agentRoutes);
+  return app;
+}

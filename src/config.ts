@@ -1,0 +1,112 @@
+import { type Static, Type } from 'typebox';
+import { Value } from 'typebox/value';
+
+/**
+ * Every environment variable Deskroute reads, in one schema. Nothing else in src/ touches
+ * process.env; a bad value stops the server at boot with a message naming the variable.
+ */
+const EnvSchema = Type.Object({
+  DESKROUTE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production')], {
+    default: 'development',
+    description: 'production makes JWT_SECRET mandatory',
+  }),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATA_DIR: Type.String({ default: './data', minLength: 1 }),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  JWT_TTL_SECONDS: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated origins, or * for any' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 1 }),
+  RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+  SIGN_IN_MAX_FAILURES: Type.Integer({ default: 5, minimum: 1 }),
+  SIGN_IN_LOCK_SECONDS: Type.Integer({ default: 900, minimum: 1 }),
+  BODY_LIMIT_BYTES: Type.Integer({ default: 1_048_576, minimum: 1024 }),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),
+  DESKROUTE_ADMIN_EMAIL: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
+  DESKROUTE_ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 12, maxLength: 200 })),
+});
+
+export type Env = Static<typeof EnvSchema>;
+
+export interface Config {
+  production: boolean;
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  jwtSecret: string | undefined;
+  jwtTtlSeconds: number;
+  logLevel: string;
+  corsOrigins: string[] | '*';
+  rateLimit: { max: number; windowSeconds: number };
+  signIn: { maxFailures: number; lockSeconds: number };
+  bodyLimit: number;
+  trustProxy: boolean;
+  shutdownGraceMs: number;
+  admin: { email: string | undefined; password: string | undefined };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/** Reads, converts and validates the environment. Throws ConfigError listing every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const known = Object.keys(EnvSchema.properties);
+  const input: Record<string, unknown> = {};
+  for (const key of known) {
+    const raw = env[key];
+    if (raw !== undefined && raw !== '') input[key] = raw;
+  }
+  const converted = Value.Convert(EnvSchema, Value.Default(EnvSchema, input));
+  const problems: string[] = [];
+  for (const error of Value.Errors(EnvSchema, converted)) {
+    const name = error.instancePath.replace(/^\//, '') || 'environment';
+    problems.push(`${name}: ${error.message}`);
+  }
+  const parsed = converted as Env;
+  if (parsed.DESKROUTE_ADMIN_EMAIL !== undefined && !EMAIL.test(parsed.DESKROUTE_ADMIN_EMAIL)) {
+    problems.push('DESKROUTE_ADMIN_EMAIL: must be an email address');
+  }
+  if (parsed.DESKROUTE_ENV === 'production' && !parsed.JWT_SECRET) {
+    problems.push('JWT_SECRET: required when DESKROUTE_ENV=production (at least 32 characters)');
+  }
+  if ((parsed.DESKROUTE_ADMIN_EMAIL === undefined) !== (parsed.DESKROUTE_ADMIN_PASSWORD === undefined)) {
+    problems.push('DESKROUTE_ADMIN_EMAIL and DESKROUTE_ADMIN_PASSWORD: set both or neither');
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`Invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
+  }
+  const origins = parsed.CORS_ORIGINS.trim();
+  return {
+    production: parsed.DESKROUTE_ENV === 'production',
+    host: parsed.HOST,
+    port: parsed.PORT,
+    databaseUrl: parsed.DATABASE_URL,
+    dataDir: parsed.DATA_DIR,
+    jwtSecret: parsed.JWT_SECRET,
+    jwtTtlSeconds: parsed.JWT_TTL_SECONDS,
+    logLevel: parsed.LOG_LEVEL,
+    corsOrigins:
+      origins === '*'
+        ? '*'
+        : origins
+            .split(',')
+            .map((o) => o.trim())
+            .filter(Boolean),
+    rateLimit: { max: parsed.RATE_LIMIT_MAX, windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS },
+    signIn: { maxFailures: parsed.SIGN_IN_MAX_FAILURES, lockSeconds: parsed.SIGN_IN_LOCK_SECONDS },
+    bodyLimit: parsed.BODY_LIMIT_BYTES,
+    trustProxy: parsed.TRUST_PROXY,
+    shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
+  };
+}

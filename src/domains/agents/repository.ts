@@ -1,0 +1,172 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Db } from '../../db/database.ts';
+import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
+import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import type { Agent } from './schemas.ts';
+
+type Executor = Kysely<Database>;
+
+export interface AgentDepartment {
+  department_id: string;
+  department_name: string;
+  role: DepartmentRole;
+}
+
+export function toAgent(row: AgentRow, departments: AgentDepartment[]): Agent {
+  return {
+    id: row.id,
+    name: row.name,
+    email: row.email,
+    role: row.role,
+    status: row.status,
+    departments,
+    has_password: row.password_hash !== null,
+    last_sign_in_at: row.last_sign_in_at?.toISOString() ?? null,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+/** Departments of several agents in one query, keyed by agent id, sorted by department name. */
+export async function departmentsOfAgents(db: Executor, agentIds: string[]) {
+  const byAgent = new Map<string, AgentDepartment[]>(agentIds.map((id) => [id, []]));
+  if (agentIds.length === 0) return byAgent;
+  const rows = await db
+    .selectFrom('department_members as m')
+    .innerJoin('departments as d', 'd.id', 'm.department_id')
+    .select(['m.agent_id', 'm.department_id', 'd.name as department_name', 'm.role'])
+    .where('m.agent_id', 'in', agentIds)
+    .orderBy(sql`lower(d.name)`)
+    .orderBy('d.id')
+    .execute();
+  for (const r of rows) {
+    byAgent
+      .get(r.agent_id)
+      ?.push({ department_id: r.department_id, department_name: r.department_name, role: r.role });
+  }
+  return byAgent;
+}
+
+export async function findAgent(db: Executor, id: string): Promise<Agent | undefined> {
+  const row = await db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) return undefined;
+  return toAgent(row, (await departmentsOfAgents(db, [id])).get(id) ?? []);
+}
+
+export function findAgentRow(db: Executor, id: string) {
+  return db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export function lockAgentRow(trx: Transaction<Database>, id: string) {
+  return trx.selectFrom('agents').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export function findAgentRowByEmail(db: Executor, email: string) {
+  return db
+    .selectFrom('agents')
+    .selectAll()
+    .where(sql<string>`lower(email)`, '=', email.trim().toLowerCase())
+    .executeTakeFirst();
+}
+
+export interface AgentFilter {
+  q?: string | undefined;
+  role?: AgentRole | undefined;
+  status?: AgentStatus | undefined;
+  department_id?: string | undefined;
+}
+
+// The sort key comes back from PostgreSQL (sort_key) rather than being recomputed in JS, whose
+// lower-casing differs from the database's for some scripts.
+const agentKeyset = (filter: AgentFilter): Keyset<AgentRow & { sort_key: string }> => ({
+  list: `agents:${JSON.stringify(filter)}`,
+  columns: [sql`lower(agents.name)`, sql`agents.id`],
+  key: (row) => [row.sort_key, row.id],
+  direction: 'asc',
+});
+
+export async function listAgents(
+  db: Db,
+  filter: AgentFilter,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset = agentKeyset(filter);
+  const after = afterCursor(keyset, page.cursor);
+  const like = filter.q ? `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
+  const rows = await db
+    .selectFrom('agents')
+    .selectAll('agents')
+    .select(sql<string>`lower(agents.name)`.as('sort_key'))
+    .$if(like !== undefined, (qb) =>
+      qb.where((eb) => eb.or([eb('agents.name', 'ilike', like!), eb('agents.email', 'ilike', like!)])),
+    )
+    .$if(filter.role !== undefined, (qb) => qb.where('agents.role', '=', filter.role!))
+    .$if(filter.status !== undefined, (qb) => qb.where('agents.status', '=', filter.status!))
+    .$if(filter.department_id !== undefined, (qb) =>
+      qb.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('department_members as m')
+            .select(sql`1`.as('one'))
+            .whereRef('m.agent_id', '=', 'agents.id')
+            .where('m.department_id', '=', filter.department_id!),
+        ),
+      ),
+    )
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  const departments = await departmentsOfAgents(
+    db,
+    rows.slice(0, page.limit).map((r) => r.id),
+  );
+  return toPage(keyset, rows, page.limit, (row) => toAgent(row, departments.get(row.id) ?? []));
+}
+
+export async function insertAgent(
+  db: Executor,
+  values: { name: string; email: string; role: AgentRole; password_hash: string | null },
+) {
+  return db
+    .insertInto('agents')
+    .values({ ...values, password_changed_at: values.password_hash ? new Date() : null })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function updateAgentRow(
+  trx: Executor,
+  id: string,
+  patch: Partial<Pick<AgentRow, 'name' | 'email' | 'role' | 'status' | 'password_hash'>>,
+) {
+  const changes: Record<string, unknown> = { ...patch, updated_at: new Date() };
+  if (patch.password_hash !== undefined) changes.password_changed_at = new Date();
+  return trx.updateTable('agents').set(changes).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function deleteAgentRow(trx: Executor, id: string) {
+  await trx.deleteFrom('agents').where('id', '=', id).execute();
+}
+
+export async function countActiveOwners(trx: Executor): Promise<number> {
+  const row = await trx
+    .selectFrom('agents')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('role', '=', 'owner')
+    .where('status', '=', 'active')
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function countAgents(db: Executor): Promise<number> {
+  const row = await db
+    .selectFrom('agents')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export function recordSignIn(db: Executor, id: string) {
+  return db.updateTable('agents').set({ last_sign_in_at: new Date() }).where('id', '=', id).execute();
+}

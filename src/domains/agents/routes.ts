@@ -1,0 +1,116 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { IdParams, ref } from '../../contract.ts';
+import { principalOf } from '../../plugins/auth.ts';
+import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
+import { problems } from '../../plugins/openapi.ts';
+import { PageOf, PageQuery } from '../../plugins/pagination.ts';
+import { agentDependents } from '../dependents.ts';
+import { listAgents } from './repository.ts';
+import { AgentListQuery, AgentSchema, CreateAgentBody, UpdateAgentBody } from './schemas.ts';
+import * as service from './service.ts';
+
+export const AgentPage = PageOf(ref(AgentSchema), 'AgentPage');
+export const agentSchemas = [AgentSchema, AgentPage];
+
+const tags = ['agents'];
+const Agent = ref(AgentSchema);
+const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to update only this version.' } };
+
+export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { db } = app;
+
+  app.get(
+    '/v1/agents',
+    {
+      schema: {
+        operationId: 'listAgents',
+        tags,
+        summary: 'List agents',
+        description: 'Every agent may list agents, sorted by name, each with their departments.',
+        querystring: Type.Object({ ...PageQuery, ...AgentListQuery }, { additionalProperties: false }),
+        response: { 200: ref(AgentPage) },
+      },
+    },
+    async (request) => {
+      const { limit, cursor, ...filter } = request.query;
+      return listAgents(db, filter, { limit, cursor });
+    },
+  );
+
+  app.post(
+    '/v1/agents',
+    {
+      schema: {
+        operationId: 'createAgent',
+        tags,
+        summary: 'Create an agent',
+        description:
+          'Owners and admins; only owners create owners. Without a password the agent cannot sign in until one is set.',
+        body: CreateAgentBody,
+        response: { 201: { ...Agent, headers: etagHeader }, ...problems(409, 422) },
+      },
+    },
+    async (request, reply) => {
+      const agent = await service.createAgent(db, principalOf(request), request.body);
+      reply.code(201).header('location', `/v1/agents/${agent.id}`);
+      return withEtag(reply, agent);
+    },
+  );
+
+  app.get(
+    '/v1/agents/:id',
+    {
+      schema: {
+        operationId: 'getAgent',
+        tags,
+        summary: 'Get an agent',
+        params: IdParams,
+        response: { 200: { ...Agent, headers: etagHeader }, ...problems(404) },
+      },
+    },
+    async (request, reply) => withEtag(reply, await service.getAgent(db, request.params.id)),
+  );
+
+  app.patch(
+    '/v1/agents/:id',
+    {
+      schema: {
+        operationId: 'updateAgent',
+        tags,
+        summary: 'Update an agent',
+        description:
+          'Owners and admins (only owners change owners or grant the owner role). Disabling an agent ends their sessions and API tokens; setting a password ends their sessions. The last active owner cannot be demoted or disabled.',
+        params: IdParams,
+        headers: IfMatchHeaders,
+        body: UpdateAgentBody,
+        response: { 200: { ...Agent, headers: etagHeader }, ...problems(404, 409, 412) },
+      },
+    },
+    async (request, reply) =>
+      withEtag(
+        reply,
+        await service.updateAgent(db, principalOf(request), request, request.params.id, request.body),
+      ),
+  );
+
+  app.delete(
+    '/v1/agents/:id',
+    {
+      schema: {
+        operationId: 'deleteAgent',
+        tags,
+        summary: 'Delete an agent',
+        description:
+          'Owners and admins. Answers 409 while other records refer to the agent (disable them instead). Memberships and API tokens go with the agent.',
+        params: IdParams,
+        headers: IfMatchHeaders,
+        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(404, 409, 412) },
+      },
+    },
+    async (request, reply) => {
+      await service.deleteAgent(db, principalOf(request), request, request.params.id, agentDependents);
+      return reply.code(204).send(null);
+    },
+  );
+};

@@ -1,0 +1,208 @@
+import type { FastifyRequest } from 'fastify';
+import { canManageAgent, type Principal, requireAdmin, requireSession } from '../../access/policy.ts';
+import type { Db } from '../../db/database.ts';
+import type { AgentRole, AgentRow, AgentStatus, DepartmentRole } from '../../db/types.ts';
+import { type Blocker, DomainError, forbidden, notFound } from '../../errors.ts';
+import { assertIfMatch } from '../../plugins/etag.ts';
+import { hashPassword, verifyPassword } from '../auth/passwords.ts';
+import { departmentsExist, upsertMember } from '../departments/repository.ts';
+import type { Dependents } from '../dependents.ts';
+import * as repo from './repository.ts';
+import type { Agent } from './schemas.ts';
+
+export async function getAgent(db: Db, id: string): Promise<Agent> {
+  const agent = await repo.findAgent(db, id);
+  if (!agent) throw notFound('agent');
+  return agent;
+}
+
+export async function createAgent(
+  db: Db,
+  principal: Principal,
+  input: {
+    name: string;
+    email: string;
+    role?: AgentRole | undefined;
+    password?: string | undefined;
+    departments?: { department_id: string; role?: DepartmentRole | undefined }[] | undefined;
+  },
+): Promise<Agent> {
+  const role = input.role ?? 'agent';
+  if (!canManageAgent(principal, 'agent', role)) {
+    throw forbidden(
+      role === 'owner' ? 'Only owners may create owners.' : 'Only owners and admins may create agents.',
+      role === 'owner' ? 'owner_required' : 'admin_required',
+    );
+  }
+  const memberships = input.departments ?? [];
+  const seen = new Set<string>();
+  const duplicate = memberships.findIndex((m) => seen.size === seen.add(m.department_id).size);
+  if (duplicate >= 0) {
+    const error = new DomainError(
+      'invalid',
+      'duplicate_department',
+      'A department is listed more than once.',
+    );
+    error.errors = [
+      { field: `body/departments/${duplicate}/department_id`, message: 'appears more than once' },
+    ];
+    throw error;
+  }
+  const existing = await departmentsExist(
+    db,
+    memberships.map((m) => m.department_id),
+  );
+  const missing = memberships.flatMap((m, i) =>
+    existing.has(m.department_id)
+      ? []
+      : [{ field: `body/departments/${i}/department_id`, message: 'no such department' }],
+  );
+  if (missing.length > 0) {
+    const error = new DomainError('unprocessable', 'department_not_found', 'Some departments do not exist.');
+    error.errors = missing;
+    throw error;
+  }
+  const passwordHash = input.password ? await hashPassword(input.password) : null;
+  const id = await db.transaction().execute(async (trx) => {
+    const row = await repo.insertAgent(trx, {
+      name: input.name.trim(),
+      email: input.email.trim(),
+      role,
+      password_hash: passwordHash,
+    });
+    for (const m of memberships) await upsertMember(trx, m.department_id, row.id, m.role ?? 'solver');
+    return row.id;
+  });
+  return getAgent(db, id);
+}
+
+async function assertOwnersRemain(
+  trx: Db,
+  target: AgentRow,
+  next: { role: AgentRole; status: AgentStatus } | null,
+) {
+  const stillOwner = next !== null && next.role === 'owner' && next.status === 'active';
+  if (
+    target.role === 'owner' &&
+    target.status === 'active' &&
+    !stillOwner &&
+    (await repo.countActiveOwners(trx)) <= 1
+  ) {
+    throw new DomainError('conflict', 'last_owner', 'The help desk needs at least one active owner.');
+  }
+}
+
+export async function updateAgent(
+  db: Db,
+  principal: Principal,
+  request: FastifyRequest,
+  id: string,
+  patch: {
+    name?: string | undefined;
+    email?: string | undefined;
+    role?: AgentRole | undefined;
+    status?: AgentStatus | undefined;
+    password?: string | undefined;
+  },
+): Promise<Agent> {
+  const passwordHash = patch.password ? await hashPassword(patch.password) : undefined;
+  await db.transaction().execute(async (trx) => {
+    const row = await repo.lockAgentRow(trx, id);
+    if (!row) throw notFound('agent');
+    if (!canManageAgent(principal, row.role, patch.role)) {
+      throw forbidden(
+        row.role === 'owner' || patch.role === 'owner'
+          ? 'Only owners may change owners or hand out the owner role.'
+          : 'Only owners and admins may change agents; use /v1/me for your own profile.',
+        row.role === 'owner' || patch.role === 'owner' ? 'owner_required' : 'admin_required',
+      );
+    }
+    if (id === principal.agentId && patch.status === 'disabled') {
+      throw new DomainError('conflict', 'cannot_disable_self', 'You cannot disable yourself.');
+    }
+    assertIfMatch(request, repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []));
+    await assertOwnersRemain(trx, row, { role: patch.role ?? row.role, status: patch.status ?? row.status });
+    await repo.updateAgentRow(trx, id, {
+      ...(patch.name !== undefined && { name: patch.name.trim() }),
+      ...(patch.email !== undefined && { email: patch.email.trim() }),
+      ...(patch.role !== undefined && { role: patch.role }),
+      ...(patch.status !== undefined && { status: patch.status }),
+      ...(passwordHash !== undefined && { password_hash: passwordHash }),
+    });
+  });
+  return getAgent(db, id);
+}
+
+export async function deleteAgent(
+  db: Db,
+  principal: Principal,
+  request: FastifyRequest,
+  id: string,
+  dependents: readonly Dependents[],
+): Promise<void> {
+  requireAdmin(principal);
+  if (id === principal.agentId) {
+    throw new DomainError('conflict', 'cannot_delete_self', 'You cannot delete yourself.');
+  }
+  await db.transaction().execute(async (trx) => {
+    const row = await repo.lockAgentRow(trx, id);
+    if (!row) throw notFound('agent');
+    if (!canManageAgent(principal, row.role))
+      throw forbidden('Only owners may delete owners.', 'owner_required');
+    assertIfMatch(request, repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []));
+    await assertOwnersRemain(trx, row, null);
+    const blockers: Blocker[] = [];
+    for (const d of dependents) {
+      const count = await d.count(trx, id);
+      if (count > 0) blockers.push({ kind: d.kind, count, detail: d.describe(count) });
+    }
+    if (blockers.length > 0) {
+      const error = new DomainError(
+        'conflict',
+        'agent_in_use',
+        'Other records still refer to this agent; disable the agent instead, or reassign them first.',
+      );
+      error.blockers = blockers;
+      throw error;
+    }
+    await repo.deleteAgentRow(trx, id);
+  });
+}
+
+export async function updateProfile(
+  db: Db,
+  principal: Principal,
+  request: FastifyRequest,
+  patch: { name?: string | undefined; email?: string | undefined },
+): Promise<Agent> {
+  await db.transaction().execute(async (trx) => {
+    const row = await repo.lockAgentRow(trx, principal.agentId);
+    if (!row) throw notFound('agent');
+    assertIfMatch(
+      request,
+      repo.toAgent(row, (await repo.departmentsOfAgents(trx, [row.id])).get(row.id) ?? []),
+    );
+    await repo.updateAgentRow(trx, row.id, {
+      ...(patch.name !== undefined && { name: patch.name.trim() }),
+      ...(patch.email !== undefined && { email: patch.email.trim() }),
+    });
+  });
+  return getAgent(db, principal.agentId);
+}
+
+/** Changes the caller's password; every session begun before it ends. Returns the updated row. */
+export async function changePassword(
+  db: Db,
+  principal: Principal,
+  input: { current_password: string; new_password: string },
+): Promise<AgentRow> {
+  requireSession(principal);
+  const row = await repo.findAgentRow(db, principal.agentId);
+  if (!row) throw notFound('agent');
+  if (!(await verifyPassword(input.current_password, row.password_hash))) {
+    const error = new DomainError('forbidden', 'wrong_password', 'The current password is wrong.');
+    error.errors = [{ field: 'body/current_password', message: 'is wrong' }];
+    throw error;
+  }
+  return repo.updateAgentRow(db, row.id, { password_hash: await hashPassword(input.new_password) });
+}

@@ -1,0 +1,110 @@
+import { type Kysely, sql } from 'kysely';
+import type { ApiTokenRow, Database, TokenScope } from '../../db/types.ts';
+import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import type { ApiToken } from './schemas.ts';
+
+type Executor = Kysely<Database>;
+
+export function toApiToken(row: ApiTokenRow, now = new Date()): ApiToken {
+  return {
+    id: row.id,
+    agent_id: row.agent_id,
+    name: row.name,
+    token_prefix: row.token_prefix,
+    scopes: row.scopes,
+    status: row.revoked_at ? 'revoked' : row.expires_at && row.expires_at <= now ? 'expired' : 'active',
+    expires_at: row.expires_at?.toISOString() ?? null,
+    revoked_at: row.revoked_at?.toISOString() ?? null,
+    last_used_at: row.last_used_at?.toISOString() ?? null,
+    created_at: row.created_at.toISOString(),
+  };
+}
+
+export function insertApiToken(
+  db: Executor,
+  values: {
+    agent_id: string;
+    name: string;
+    token_hash: string;
+    token_prefix: string;
+    scopes: TokenScope[];
+    expires_at: Date | null;
+  },
+) {
+  return db
+    .insertInto('api_tokens')
+    .values({ ...values, scopes: sql<TokenScope[]>`${values.scopes}::text[]` })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export function findApiToken(db: Executor, id: string) {
+  return db.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** The token and its agent, looked up by the hash of the secret the client sent. */
+export function findTokenForAuth(db: Executor, tokenHash: string) {
+  return db
+    .selectFrom('api_tokens as t')
+    .innerJoin('agents as a', 'a.id', 't.agent_id')
+    .select([
+      't.id',
+      't.agent_id',
+      't.scopes',
+      't.expires_at',
+      't.revoked_at',
+      't.last_used_at',
+      'a.role',
+      'a.status as agent_status',
+    ])
+    .where('t.token_hash', '=', tokenHash)
+    .executeTakeFirst();
+}
+
+/** Records use at most once a minute per token, so reads do not turn into a write each. */
+export function touchApiToken(db: Executor, id: string) {
+  return db
+    .updateTable('api_tokens')
+    .set({ last_used_at: new Date() })
+    .where('id', '=', id)
+    .where((eb) =>
+      eb.or([
+        eb('last_used_at', 'is', null),
+        eb('last_used_at', '<', sql<Date>`now() - interval '1 minute'`),
+      ]),
+    )
+    .execute();
+}
+
+export async function listApiTokens(
+  db: Executor,
+  agentId: string,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset: Keyset<ApiTokenRow> = {
+    list: `api-tokens:${agentId}`,
+    columns: [sql`created_at`, sql`id`],
+    key: (row) => [row.created_at.toISOString(), row.id],
+    direction: 'desc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const rows = await db
+    .selectFrom('api_tokens')
+    .selectAll()
+    .where('agent_id', '=', agentId)
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  const now = new Date();
+  return toPage(keyset, rows, page.limit, (row) => toApiToken(row, now));
+}
+
+export function revokeApiToken(db: Executor, id: string) {
+  return db
+    .updateTable('api_tokens')
+    .set({ revoked_at: new Date() })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .execute();
+}

@@ -1,0 +1,45 @@
+import type { Db } from '../../db/database.ts';
+import type { AgentRow } from '../../db/types.ts';
+import { DomainError } from '../../errors.ts';
+import { findAgentRowByEmail, recordSignIn } from '../agents/repository.ts';
+import { verifyPassword } from './passwords.ts';
+import * as throttle from './repository.ts';
+
+const wrongCredentials = () =>
+  new DomainError(
+    'unauthenticated',
+    'invalid_credentials',
+    'The email or password is wrong, or the account is disabled.',
+  );
+
+/**
+ * Checks email and password. Unknown emails, wrong passwords and disabled agents all answer the
+ * same 401 after the same scrypt work, and failures per email are throttled for every instance
+ * alike (the counter lives in the database), whether or not the email exists.
+ */
+export async function signIn(
+  db: Db,
+  input: { email: string; password: string },
+  limits: { maxFailures: number; lockSeconds: number },
+): Promise<AgentRow> {
+  const key = input.email.trim().toLowerCase();
+  const blocked = await throttle.secondsBlocked(db, key);
+  if (blocked > 0) {
+    const error = new DomainError(
+      'throttled',
+      'too_many_sign_in_attempts',
+      'Too many failed sign-ins; try again later.',
+    );
+    error.retryAfterSeconds = blocked;
+    throw error;
+  }
+  const agent = await findAgentRowByEmail(db, key);
+  const passwordOk = await verifyPassword(input.password, agent?.password_hash ?? null);
+  if (!agent || !passwordOk || agent.status !== 'active') {
+    await throttle.recordFailure(db, key, limits.maxFailures, limits.lockSeconds);
+    throw wrongCredentials();
+  }
+  await throttle.clearFailures(db, key);
+  await recordSignIn(db, agent.id);
+  return agent;
+}

@@ -1,0 +1,257 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Database, DepartmentRole, DepartmentRow } from '../../db/types.ts';
+import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import type { Department, Member } from './schemas.ts';
+
+type Executor = Kysely<Database>;
+
+type DepartmentWithCount = DepartmentRow & { member_count: number };
+
+export function toDepartment(row: DepartmentWithCount): Department {
+  return {
+    id: row.id,
+    name: row.name,
+    description: row.description,
+    to_solve_enabled: row.to_solve_enabled,
+    selectable_on_contact_form: row.selectable_on_contact_form,
+    member_count: Number(row.member_count),
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+function selectDepartments(db: Executor) {
+  return db
+    .selectFrom('departments')
+    .selectAll('departments')
+    .select((eb) =>
+      eb
+        .selectFrom('department_members as m')
+        .select(eb.fn.countAll<number>().as('n'))
+        .whereRef('m.department_id', '=', 'departments.id')
+        .as('member_count'),
+    );
+}
+
+export async function findDepartment(db: Executor, id: string): Promise<Department | undefined> {
+  const row = await selectDepartments(db).where('departments.id', '=', id).executeTakeFirst();
+  return row ? toDepartment(row as DepartmentWithCount) : undefined;
+}
+
+/** Locks the department row for the rest of the transaction and returns its representation. */
+export async function lockDepartment(
+  trx: Transaction<Database>,
+  id: string,
+): Promise<Department | undefined> {
+  const locked = await trx
+    .selectFrom('departments')
+    .select('id')
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
+  return locked ? findDepartment(trx, id) : undefined;
+}
+
+export interface DepartmentFilter {
+  q?: string | undefined;
+  selectable_on_contact_form?: boolean | undefined;
+}
+
+const departmentKeyset = (filter: DepartmentFilter): Keyset<DepartmentWithCount & { sort_key: string }> => ({
+  list: `departments:${JSON.stringify(filter)}`,
+  columns: [sql`lower(departments.name)`, sql`departments.id`],
+  key: (row) => [row.sort_key, row.id],
+  direction: 'asc',
+});
+
+export async function listDepartments(
+  db: Executor,
+  filter: DepartmentFilter,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset = departmentKeyset(filter);
+  const after = afterCursor(keyset, page.cursor);
+  const like = filter.q ? `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
+  const rows = await selectDepartments(db)
+    .select(sql<string>`lower(departments.name)`.as('sort_key'))
+    .$if(like !== undefined, (qb) => qb.where('departments.name', 'ilike', like!))
+    .$if(filter.selectable_on_contact_form !== undefined, (qb) =>
+      qb.where('departments.selectable_on_contact_form', '=', filter.selectable_on_contact_form!),
+    )
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  return toPage(keyset, rows as (DepartmentWithCount & { sort_key: string })[], page.limit, toDepartment);
+}
+
+export function insertDepartment(
+  db: Executor,
+  values: Pick<DepartmentRow, 'name'> &
+    Partial<Pick<DepartmentRow, 'description' | 'to_solve_enabled' | 'selectable_on_contact_form'>>,
+) {
+  return db.insertInto('departments').values(values).returning('id').executeTakeFirstOrThrow();
+}
+
+export function updateDepartment(
+  trx: Executor,
+  id: string,
+  patch: Partial<
+    Pick<DepartmentRow, 'name' | 'description' | 'to_solve_enabled' | 'selectable_on_contact_form'>
+  >,
+) {
+  return trx
+    .updateTable('departments')
+    .set({ ...patch, updated_at: new Date() })
+    .where('id', '=', id)
+    .execute();
+}
+
+export function deleteDepartmentRow(trx: Executor, id: string) {
+  return trx.deleteFrom('departments').where('id', '=', id).execute();
+}
+
+export async function departmentsExist(db: Executor, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db.selectFrom('departments').select('id').where('id', 'in', ids).execute();
+  return new Set(rows.map((r) => r.id));
+}
+
+// Members
+
+export async function roleInDepartment(
+  db: Executor,
+  agentId: string,
+  departmentId: string,
+): Promise<DepartmentRole | null> {
+  const row = await db
+    .selectFrom('department_members')
+    .select('role')
+    .where('agent_id', '=', agentId)
+    .where('department_id', '=', departmentId)
+    .executeTakeFirst();
+  return row?.role ?? null;
+}
+
+function selectMembers(db: Executor) {
+  return db
+    .selectFrom('department_members as m')
+    .innerJoin('agents as a', 'a.id', 'm.agent_id')
+    .select([
+      'm.agent_id',
+      'a.name',
+      'a.email',
+      'a.status as agent_status',
+      'm.role',
+      'm.created_at',
+      'm.updated_at',
+      sql<string>`lower(a.name)`.as('sort_key'),
+    ]);
+}
+
+type MemberRow = Awaited<ReturnType<ReturnType<typeof selectMembers>['executeTakeFirstOrThrow']>>;
+
+function toMember(row: MemberRow): Member {
+  return {
+    agent_id: row.agent_id,
+    name: row.name,
+    email: row.email,
+    agent_status: row.agent_status,
+    role: row.role,
+    added_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+export async function findMember(db: Executor, departmentId: string, agentId: string) {
+  const row = await selectMembers(db)
+    .where('m.department_id', '=', departmentId)
+    .where('m.agent_id', '=', agentId)
+    .executeTakeFirst();
+  return row ? toMember(row) : undefined;
+}
+
+export async function listMembers(
+  db: Executor,
+  departmentId: string,
+  filter: { role?: DepartmentRole | undefined },
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset: Keyset<MemberRow> = {
+    list: `members:${departmentId}:${filter.role ?? ''}`,
+    columns: [sql`lower(a.name)`, sql`m.agent_id`],
+    key: (row) => [row.sort_key, row.agent_id],
+    direction: 'asc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const rows = await selectMembers(db)
+    .where('m.department_id', '=', departmentId)
+    .$if(filter.role !== undefined, (qb) => qb.where('m.role', '=', filter.role!))
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  return toPage(keyset, rows, page.limit, toMember);
+}
+
+/** Adds the agent or changes their role; returns whether the membership is new. */
+export async function upsertMember(
+  trx: Executor,
+  departmentId: string,
+  agentId: string,
+  role: DepartmentRole,
+): Promise<boolean> {
+  const row = await trx
+    .insertInto('department_members')
+    .values({ department_id: departmentId, agent_id: agentId, role })
+    .onConflict((oc) =>
+      oc.columns(['department_id', 'agent_id']).doUpdateSet({
+        role,
+        updated_at: sql`case when department_members.role = excluded.role then department_members.updated_at else now() end`,
+      }),
+    )
+    .returning(sql<boolean>`xmax = 0`.as('inserted'))
+    .executeTakeFirstOrThrow();
+  return row.inserted;
+}
+
+export async function removeMember(trx: Executor, departmentId: string, agentId: string): Promise<boolean> {
+  const result = await trx
+    .deleteFrom('department_members')
+    .where('department_id', '=', departmentId)
+    .where('agent_id', '=', agentId)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows) > 0;
+}
+
+export async function removeMembersExcept(trx: Executor, departmentId: string, keep: string[]) {
+  await trx
+    .deleteFrom('department_members')
+    .where('department_id', '=', departmentId)
+    .$if(keep.length > 0, (qb) => qb.where('agent_id', 'not in', keep))
+    .execute();
+}
+
+export async function addAllAgents(
+  trx: Executor,
+  departmentId: string,
+  role: DepartmentRole,
+  includeDisabled: boolean,
+): Promise<number> {
+  const result = await trx
+    .insertInto('department_members')
+    .columns(['department_id', 'agent_id', 'role'])
+    .expression((eb) =>
+      eb
+        .selectFrom('agents')
+        .select([
+          sql<string>`${departmentId}::uuid`.as('department_id'),
+          'agents.id',
+          sql<DepartmentRole>`${role}::text`.as('role'),
+        ])
+        .$if(!includeDisabled, (qb) => qb.where('agents.status', '=', 'active')),
+    )
+    .onConflict((oc) => oc.columns(['department_id', 'agent_id']).doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0);
+}

@@ -1,0 +1,245 @@
+import type { FastifyRequest } from 'fastify';
+import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
+import type { Db } from '../../db/database.ts';
+import type { DepartmentRole } from '../../db/types.ts';
+import { type Blocker, DomainError, forbidden, invalid, notFound } from '../../errors.ts';
+import { assertIfMatch } from '../../plugins/etag.ts';
+import type { Dependents } from '../dependents.ts';
+import * as repo from './repository.ts';
+import type { Department } from './schemas.ts';
+
+const DEFAULT_ROLE: DepartmentRole = 'solver';
+
+async function requireManager(db: Db, principal: Principal, departmentId: string) {
+  const role = await repo.roleInDepartment(db, principal.agentId, departmentId);
+  if (!canManageDepartment(principal, role)) {
+    throw forbidden(
+      "Only owners, admins and the department's managers may do this.",
+      'department_manager_required',
+    );
+  }
+}
+
+export async function getDepartment(db: Db, id: string): Promise<Department> {
+  const department = await repo.findDepartment(db, id);
+  if (!department) throw notFound('department');
+  return department;
+}
+
+export async function createDepartment(
+  db: Db,
+  principal: Principal,
+  input: {
+    name: string;
+    description?: string | undefined;
+    to_solve_enabled?: boolean | undefined;
+    selectable_on_contact_form?: boolean | undefined;
+  },
+): Promise<Department> {
+  requireAdmin(principal);
+  const { id } = await repo.insertDepartment(db, {
+    name: input.name.trim(),
+    ...(input.description !== undefined && { description: input.description }),
+    ...(input.to_solve_enabled !== undefined && { to_solve_enabled: input.to_solve_enabled }),
+    ...(input.selectable_on_contact_form !== undefined && {
+      selectable_on_contact_form: input.selectable_on_contact_form,
+    }),
+  });
+  return getDepartment(db, id);
+}
+
+export async function updateDepartment(
+  db: Db,
+  principal: Principal,
+  request: FastifyRequest,
+  id: string,
+  patch: {
+    name?: string | undefined;
+    description?: string | undefined;
+    to_solve_enabled?: boolean | undefined;
+    selectable_on_contact_form?: boolean | undefined;
+  },
+): Promise<Department> {
+  await getDepartment(db, id);
+  await requireManager(db, principal, id);
+  return db.transaction().execute(async (trx) => {
+    const current = await repo.lockDepartment(trx, id);
+    if (!current) throw notFound('department');
+    assertIfMatch(request, current);
+    await repo.updateDepartment(trx, id, {
+      ...(patch.name !== undefined && { name: patch.name.trim() }),
+      ...(patch.description !== undefined && { description: patch.description }),
+      ...(patch.to_solve_enabled !== undefined && { to_solve_enabled: patch.to_solve_enabled }),
+      ...(patch.selectable_on_contact_form !== undefined && {
+        selectable_on_contact_form: patch.selectable_on_contact_form,
+      }),
+    });
+    return (await repo.findDepartment(trx, id))!;
+  });
+}
+
+/**
+ * Deletes a department. Whatever still depends on it (tickets, rules, ...) blocks the deletion
+ * with a 409 listing it, unless `moveTo` names the department that takes it all over.
+ */
+export async function deleteDepartment(
+  db: Db,
+  principal: Principal,
+  request: FastifyRequest,
+  id: string,
+  options: { moveTo?: string | undefined; dependents: readonly Dependents[] },
+): Promise<void> {
+  requireAdmin(principal);
+  if (options.moveTo === id) {
+    throw invalid('invalid_substitute', 'A department cannot take over its own tickets and rules.', [
+      {
+        field: 'querystring/move_to_department_id',
+        message: 'must differ from the department being deleted',
+      },
+    ]);
+  }
+  await db.transaction().execute(async (trx) => {
+    const current = await repo.lockDepartment(trx, id);
+    if (!current) throw notFound('department');
+    assertIfMatch(request, current);
+    if (options.moveTo !== undefined) {
+      const target = await repo.lockDepartment(trx, options.moveTo);
+      if (!target) {
+        const error = new DomainError(
+          'unprocessable',
+          'substitute_not_found',
+          'The substitute department does not exist.',
+        );
+        error.errors = [{ field: 'querystring/move_to_department_id', message: 'no such department' }];
+        throw error;
+      }
+      for (const dependents of options.dependents) await dependents.moveTo(trx, id, options.moveTo);
+    } else {
+      const blockers: Blocker[] = [];
+      for (const dependents of options.dependents) {
+        const count = await dependents.count(trx, id);
+        if (count > 0) blockers.push({ kind: dependents.kind, count, detail: dependents.describe(count) });
+      }
+      if (blockers.length > 0) {
+        const error = new DomainError(
+          'conflict',
+          'department_in_use',
+          `The department still owns ${blockers.map((b) => `${b.count} ${b.kind}`).join(', ')}. Move them first, or pass move_to_department_id.`,
+        );
+        error.blockers = blockers;
+        throw error;
+      }
+    }
+    await repo.deleteDepartmentRow(trx, id);
+  });
+}
+
+// Members
+
+export async function listMembers(
+  db: Db,
+  departmentId: string,
+  filter: { role?: DepartmentRole | undefined },
+  page: { limit: number; cursor?: string | undefined },
+) {
+  await getDepartment(db, departmentId);
+  return repo.listMembers(db, departmentId, filter, page);
+}
+
+export async function getMember(db: Db, departmentId: string, agentId: string) {
+  await getDepartment(db, departmentId);
+  const member = await repo.findMember(db, departmentId, agentId);
+  if (!member)
+    throw new DomainError('not_found', 'member_not_found', 'The agent is not a member of this department.');
+  return member;
+}
+
+async function requireAgents(db: Db, agentIds: string[], field: (index: number) => string) {
+  const unique = [...new Set(agentIds)];
+  const found = new Set<string>();
+  if (unique.length > 0) {
+    const rows = await db.selectFrom('agents').select('id').where('id', 'in', unique).execute();
+    for (const r of rows) found.add(r.id);
+  }
+  const errors = agentIds.flatMap((agentId, i) =>
+    found.has(agentId) ? [] : [{ field: field(i), message: 'no such agent' }],
+  );
+  if (errors.length > 0) {
+    const error = new DomainError('unprocessable', 'agent_not_found', 'Some agents do not exist.');
+    error.errors = errors;
+    throw error;
+  }
+}
+
+export async function setMember(
+  db: Db,
+  principal: Principal,
+  departmentId: string,
+  agentId: string,
+  role: DepartmentRole | undefined,
+) {
+  await getDepartment(db, departmentId);
+  await requireManager(db, principal, departmentId);
+  await requireAgents(db, [agentId], () => 'params/agent_id');
+  const created = await db.transaction().execute(async (trx) => {
+    await repo.lockDepartment(trx, departmentId);
+    const existing = await repo.roleInDepartment(trx, agentId, departmentId);
+    return repo.upsertMember(trx, departmentId, agentId, role ?? existing ?? DEFAULT_ROLE);
+  });
+  return { created, member: (await repo.findMember(db, departmentId, agentId))! };
+}
+
+export async function removeMember(db: Db, principal: Principal, departmentId: string, agentId: string) {
+  await getDepartment(db, departmentId);
+  await requireManager(db, principal, departmentId);
+  const removed = await repo.removeMember(db, departmentId, agentId);
+  if (!removed)
+    throw new DomainError('not_found', 'member_not_found', 'The agent is not a member of this department.');
+}
+
+export async function replaceMembers(
+  db: Db,
+  principal: Principal,
+  departmentId: string,
+  members: { agent_id: string; role?: DepartmentRole | undefined }[],
+) {
+  await getDepartment(db, departmentId);
+  await requireManager(db, principal, departmentId);
+  const seen = new Set<string>();
+  const duplicates = members.flatMap((m, i) => {
+    const dup = seen.has(m.agent_id);
+    seen.add(m.agent_id);
+    return dup ? [{ field: `body/members/${i}/agent_id`, message: 'appears more than once' }] : [];
+  });
+  if (duplicates.length > 0)
+    throw invalid('duplicate_member', 'An agent is listed more than once.', duplicates);
+  await requireAgents(
+    db,
+    members.map((m) => m.agent_id),
+    (i) => `body/members/${i}/agent_id`,
+  );
+  await db.transaction().execute(async (trx) => {
+    await repo.lockDepartment(trx, departmentId);
+    await repo.removeMembersExcept(
+      trx,
+      departmentId,
+      members.map((m) => m.agent_id),
+    );
+    for (const m of members) await repo.upsertMember(trx, departmentId, m.agent_id, m.role ?? DEFAULT_ROLE);
+  });
+}
+
+export async function addAllAgents(
+  db: Db,
+  principal: Principal,
+  departmentId: string,
+  role: DepartmentRole | undefined,
+  includeDisabled: boolean,
+) {
+  await getDepartment(db, departmentId);
+  await requireManager(db, principal, departmentId);
+  return db.transaction().execute(async (trx) => {
+    await repo.lockDepartment(trx, departmentId);
+    return repo.addAllAgents(trx, departmentId, role ?? DEFAULT_ROLE, includeDisabled);
+  });
+}

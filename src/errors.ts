@@ -1,0 +1,52 @@
+/**
+ * Typed domain errors. Services and repositories throw these; one error handler
+ * (plugins/problem.ts) turns them into problem+json. Nothing below the routes knows HTTP.
+ */
+export type ErrorKind =
+  | 'invalid'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'precondition_failed'
+  | 'unprocessable'
+  | 'throttled';
+
+export interface Blocker {
+  /** What still depends on the resource, e.g. "tickets" or "automation_rules". */
+  kind: string;
+  count: number;
+  detail: string;
+}
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export class DomainError extends Error {
+  override name = 'DomainError';
+  readonly kind: ErrorKind;
+  /** Stable, machine-readable code that clients may branch on. */
+  readonly code: string;
+  errors?: FieldError[];
+  blockers?: Blocker[];
+  retryAfterSeconds?: number;
+
+  constructor(kind: ErrorKind, code: string, message: string) {
+    super(message);
+    this.kind = kind;
+    this.code = code;
+  }
+}
+
+export const notFound = (what: string) =>
+  new DomainError('not_found', `${what}_not_found`, `No such ${what}.`);
+
+export const forbidden = (message: string, code = 'forbidden') => new DomainError('forbidden', code, message);
+
+export const invalid = (code: string, message: string, errors?: FieldError[]) => {
+  const error = new DomainError('invalid', code, message);
+  if (errors) error.errors = errors;
+  return error;
+};

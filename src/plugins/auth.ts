@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import jwt from '@fastify/jwt';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Principal } from '../access/policy.ts';
+import type { Db } from '../db/database.ts';
+import { findAgentRow } from '../domains/agents/repository.ts';
+import { findTokenForAuth, touchApiToken } from '../domains/api-tokens/repository.ts';
+import { DomainError, forbidden } from '../errors.ts';
+
+export const API_TOKEN_PREFIX = 'drt_';
+
+export interface SessionClaims {
+  sub: string;
+  /** password_changed_at in ms: a password change ends every session issued before it. */
+  pwd: number;
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: SessionClaims;
+    user: SessionClaims;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export function hashApiToken(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+const unauthenticated = (code: string, message: string) => new DomainError('unauthenticated', code, message);
+
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The caller, for handlers of routes that require credentials (all /v1 routes not marked public). */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw unauthenticated('missing_credentials', 'This route needs credentials.');
+  return request.principal;
+}
+
+async function authenticate(app: FastifyInstance, db: Db, request: FastifyRequest): Promise<Principal> {
+  const header = request.headers.authorization;
+  if (!header) throw unauthenticated('missing_credentials', 'Send Authorization: Bearer <token>.');
+  const match = /^Bearer +(\S+)$/i.exec(header);
+  if (!match?.[1]) throw unauthenticated('invalid_credentials', 'Use Authorization: Bearer <token>.');
+  const secret = match[1];
+
+  if (secret.startsWith(API_TOKEN_PREFIX)) {
+    const token = await findTokenForAuth(db, hashApiToken(secret));
+    if (!token) throw unauthenticated('invalid_token', 'The API token is not valid.');
+    if (token.revoked_at) throw unauthenticated('token_revoked', 'The API token was revoked.');
+    if (token.expires_at && token.expires_at <= new Date()) {
+      throw unauthenticated('token_expired', 'The API token has expired.');
+    }
+    if (token.agent_status !== 'active')
+      throw unauthenticated('agent_disabled', "The token's agent is disabled.");
+    await touchApiToken(db, token.id);
+    return {
+      agentId: token.agent_id,
+      role: token.role,
+      scopes: token.scopes,
+      via: 'api_token',
+      tokenId: token.id,
+    };
+  }
+
+  let claims: SessionClaims;
+  try {
+    claims = app.jwt.verify<SessionClaims>(secret);
+  } catch (error) {
+    const expired = (error as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
+    throw expired
+      ? unauthenticated('token_expired', 'The session token has expired; sign in again.')
+      : unauthenticated('invalid_token', 'The session token is not valid.');
+  }
+  if (typeof claims.sub !== 'string' || !/^[0-9a-f-]{36}$/i.test(claims.sub)) {
+    throw unauthenticated('invalid_token', 'The session token is not valid.');
+  }
+  const agent = await findAgentRow(db, claims.sub);
+  if (!agent) throw unauthenticated('invalid_token', 'The session token is not valid.');
+  if (agent.status !== 'active') throw unauthenticated('agent_disabled', 'The agent is disabled.');
+  if ((agent.password_changed_at?.getTime() ?? 0) !== claims.pwd) {
+    throw unauthenticated('invalid_token', 'The password changed since this session began; sign in again.');
+  }
+  return { agentId: agent.id, role: agent.role, scopes: ['read', 'write'], via: 'session', tokenId: null };
+}
+
+/**
+ * Authenticates every /v1 route that is not marked `config.public`, before the body is read,
+ * and keeps read-only tokens to reads. Routes opt out of auth explicitly, never in.
+ */
+export const authPlugin = fp(
+  async (app: FastifyInstance, options: { db: Db; secret: string; ttlSeconds: number }) => {
+    await app.register(jwt, {
+      secret: options.secret,
+      sign: { expiresIn: options.ttlSeconds, algorithm: 'HS256' },
+      verify: { algorithms: ['HS256'] },
+    });
+    app.decorateRequest('principal', null);
+    app.addHook('onRequest', async (request) => {
+      const url = request.routeOptions.url;
+      if (!url?.startsWith('/v1/') || request.routeOptions.config.public) return;
+      const principal = await authenticate(app, options.db, request);
+      request.principal = principal;
+      if (
+        !principal.scopes.includes('write') &&
+        !READ_METHODS.has(request.method) &&
+        !request.routeOptions.config.readOnly
+      ) {
+        throw forbidden('This API token is read-only.', 'insufficient_scope');
+      }
+    });
+  },
+  { name: 'auth', dependencies: ['problem'] },
+);

@@ -1,0 +1,206 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { type Static, Type } from 'typebox';
+import { DomainError, type ErrorKind } from '../errors.ts';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String({ description: 'Always about:blank; branch on `code` instead.' }),
+    title: Type.String({ description: 'The HTTP status phrase.' }),
+    status: Type.Integer(),
+    code: Type.String({
+      description: 'Stable machine-readable error code.',
+      examples: ['validation_failed'],
+    }),
+    detail: Type.String({ description: 'What went wrong, for a human.' }),
+    instance: Type.String({ description: 'The request path.' }),
+    request_id: Type.String(),
+    errors: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            field: Type.String({ description: 'Where: body/name, querystring/limit, params/id, ...' }),
+            message: Type.String(),
+          },
+          { additionalProperties: false },
+        ),
+        { description: 'Validation failures, one per offending field.' },
+      ),
+    ),
+    blockers: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { kind: Type.String(), count: Type.Integer(), detail: Type.String() },
+          { additionalProperties: false },
+        ),
+        { description: 'What still depends on a resource that cannot be deleted.' },
+      ),
+    ),
+  },
+  { $id: 'Problem', additionalProperties: false, title: 'RFC 9457 problem details' },
+);
+export type Problem = Static<typeof ProblemSchema>;
+
+const STATUS_BY_KIND: Record<ErrorKind, number> = {
+  invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  precondition_failed: 412,
+  unprocessable: 422,
+  throttled: 429,
+};
+
+const FASTIFY_CODES: Record<string, { status: number; code: string; detail?: string }> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'payload_too_large' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'malformed_json', detail: 'The JSON body is empty.' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'malformed_json' },
+  FST_ERR_CTP_EMPTY_TYPE: { status: 400, code: 'malformed_request' },
+  FST_ERR_CTP_INVALID_TYPE: { status: 400, code: 'malformed_request' },
+  FST_ERR_CTP_INVALID_HEADER: { status: 400, code: 'malformed_request' },
+  FST_ERR_BAD_URL: { status: 400, code: 'malformed_url' },
+  FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'malformed_request' },
+};
+
+// PostgreSQL SQLSTATEs that mean the client asked for something impossible, not that we broke.
+const PG_CODES: Record<string, { status: number; code: string; detail: string }> = {
+  '23505': { status: 409, code: 'conflict', detail: 'A resource with the same unique value already exists.' },
+  '23503': {
+    status: 409,
+    code: 'reference_conflict',
+    detail: 'A referenced resource does not exist or is in use.',
+  },
+  '22P02': { status: 400, code: 'invalid_value', detail: 'A value has the wrong format.' },
+  '22001': { status: 400, code: 'value_too_long', detail: 'A value is too long.' },
+  '22003': { status: 400, code: 'value_out_of_range', detail: 'A number is out of range.' },
+  '22007': { status: 400, code: 'invalid_value', detail: 'A date or time has the wrong format.' },
+  '22008': { status: 400, code: 'value_out_of_range', detail: 'A date or time is out of range.' },
+  '40001': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
+  '40P01': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
+};
+
+// Unique constraints whose violation has a more useful code than plain "conflict".
+const CONSTRAINT_CODES: Record<string, { code: string; detail: string }> = {
+  departments_name_key: {
+    code: 'department_name_taken',
+    detail: 'A department with this name already exists (names ignore case).',
+  },
+  agents_email_key: {
+    code: 'email_taken',
+    detail: 'An agent with this email already exists (emails ignore case).',
+  },
+};
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+function fieldErrors(context: string | undefined, errors: AjvError[]) {
+  const part = context ?? 'body';
+  const seen = new Set<string>();
+  const out: { field: string; message: string }[] = [];
+  for (const e of errors) {
+    let path = e.instancePath.replace(/^\//, '');
+    let message = e.message ?? 'is invalid';
+    if (e.keyword === 'required') {
+      path = [path, String(e.params.missingProperty)].filter(Boolean).join('/');
+      message = 'is required';
+    } else if (e.keyword === 'additionalProperties') {
+      path = [path, String(e.params.additionalProperty)].filter(Boolean).join('/');
+      message = 'is not a known field';
+    }
+    const field = path ? `${part}/${path}` : part;
+    const key = `${field}:${message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ field, message });
+  }
+  return out;
+}
+
+export function sendProblem(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  detail: string,
+  extra: Pick<Problem, 'errors' | 'blockers'> = {},
+) {
+  const body: Problem = {
+    type: 'about:blank',
+    title: STATUS_CODES[status] ?? 'Error',
+    status,
+    code,
+    detail,
+    instance: request.url.split('?')[0] ?? request.url,
+    request_id: String(request.id),
+    ...extra,
+  };
+  return reply.code(status).type(PROBLEM_CONTENT_TYPE).send(body);
+}
+
+/** One error handler for the whole API: every failure leaves as RFC 9457 problem+json. */
+export const problemPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.addSchema(ProblemSchema);
+
+    // Only JSON bodies: without this, fastify would parse text/plain and answer 400 instead of 415.
+    app.removeContentTypeParser('text/plain');
+
+    app.setNotFoundHandler((request, reply) =>
+      sendProblem(
+        request,
+        reply,
+        404,
+        'route_not_found',
+        `No route ${request.method} ${request.url.split('?')[0]}.`,
+      ),
+    );
+
+    app.setErrorHandler((error: FastifyError & { validation?: AjvError[] }, request, reply) => {
+      if (error instanceof DomainError) {
+        const status = STATUS_BY_KIND[error.kind];
+        if (error.retryAfterSeconds !== undefined)
+          reply.header('retry-after', String(error.retryAfterSeconds));
+        const extra: Pick<Problem, 'errors' | 'blockers'> = {};
+        if (error.errors) extra.errors = error.errors;
+        if (error.blockers) extra.blockers = error.blockers;
+        return sendProblem(request, reply, status, error.code, error.message, extra);
+      }
+      if (error.validation) {
+        const errors = fieldErrors(error.validationContext, error.validation);
+        const first = errors[0];
+        const detail = first ? `${first.field} ${first.message}` : 'The request is invalid.';
+        return sendProblem(request, reply, 400, 'validation_failed', detail, { errors });
+      }
+      const known = error.code ? FASTIFY_CODES[error.code] : undefined;
+      if (known) return sendProblem(request, reply, known.status, known.code, known.detail ?? error.message);
+
+      const pgCode = (error as { code?: unknown }).code;
+      if (typeof pgCode === 'string' && PG_CODES[pgCode] && 'severity' in error) {
+        const constraint = (error as { constraint?: string }).constraint;
+        const mapped = (constraint && CONSTRAINT_CODES[constraint]) || PG_CODES[pgCode];
+        request.log.info({ pgCode, constraint }, 'database refused the change');
+        return sendProblem(request, reply, PG_CODES[pgCode].status, mapped.code, mapped.detail);
+      }
+      if (error.statusCode === 429) {
+        return sendProblem(request, reply, 429, 'rate_limited', error.message);
+      }
+      if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+        return sendProblem(request, reply, error.statusCode, 'bad_request', error.message);
+      }
+      request.log.error({ err: error }, 'unhandled error');
+      return sendProblem(request, reply, 500, 'internal_error', 'Something went wrong on our side.');
+    });
+  },
+  { name: 'problem', fastify: '5.x' },
+);

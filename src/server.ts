@@ -1,0 +1,62 @@
+import closeWithGrace from 'close-with-grace';
+import { buildApp, REDACT_PATHS } from './app.ts';
+import { ensureFirstAdmin, resolveJwtSecret } from './bootstrap.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { createDatabase } from './db/database.ts';
+import { migrateToLatest } from './db/migrate.ts';
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}
+
+const db = await createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+const applied = await migrateToLatest(db);
+const firstAdmin = await ensureFirstAdmin(db, config);
+const app = await buildApp(config, {
+  db,
+  jwtSecret: await resolveJwtSecret(config),
+  logger: { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+});
+app.server.requestTimeout = 30_000;
+app.server.headersTimeout = 10_000;
+
+closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
+  if (err) app.log.error({ err }, 'shutting down after an error');
+  else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+  await app.close();
+  await db.destroy();
+});
+
+await app.listen({ host: config.host, port: config.port });
+const url = `http://${config.host}:${(app.server.address() as { port: number }).port}`;
+app.log.info(
+  { migrations: applied, storage: config.databaseUrl ? 'postgresql' : `pglite:${config.dataDir}` },
+  'deskroute ready',
+);
+
+// Printed to the terminal, not logged: the generated password appears this once and never again.
+if (firstAdmin.created) {
+  const password = firstAdmin.generatedPassword ?? '(the DESKROUTE_ADMIN_PASSWORD you set)';
+  process.stdout.write(
+    [
+      '',
+      'Deskroute created the first owner. Sign in with:',
+      `  email:    ${firstAdmin.email}`,
+      `  password: ${password}`,
+      firstAdmin.generatedPassword
+        ? '  (shown only now: store it, then change it with POST /v1/me/password)'
+        : '',
+      `  curl -s -X POST ${url}/v1/auth/token -H 'content-type: application/json' \\`,
+      `    -d '{"email":"${firstAdmin.email}","password":"..."}'`,
+      '',
+    ].join('\n'),
+  );
+}
+process.stdout.write(`Deskroute listening on ${url} (API docs: ${url}/docs)\n`);

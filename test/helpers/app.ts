@@ -1,0 +1,102 @@
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { Db } from '../../src/db/database.ts';
+import type { AgentRole, DepartmentRole } from '../../src/db/types.ts';
+import { insertAgent } from '../../src/domains/agents/repository.ts';
+import { hashPassword } from '../../src/domains/auth/passwords.ts';
+import { insertDepartment, upsertMember } from '../../src/domains/departments/repository.ts';
+import { assertMatchesSpec } from './contract.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+
+export const PASSWORD = 'correct horse battery staple';
+let passwordHash: Promise<string> | undefined;
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface TestContext {
+  app: FastifyInstance;
+  db: Db;
+  database: TestDatabase;
+  /** app.inject, checked against the committed OpenAPI document on every call. */
+  request(options: InjectOptions & { token?: string }): Promise<LightMyRequestResponse>;
+}
+
+/** A real app on a fresh database of its own; torn down with the test. */
+export async function buildTestApp(t: Teardown, env: Record<string, string> = {}): Promise<TestContext> {
+  const database = await createTestDatabase();
+  const config = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '100000', ...env });
+  const app = await buildApp(config, {
+    db: database.db,
+    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+  });
+  await app.ready();
+  t.teardown(async () => {
+    await app.close();
+    await database.drop();
+  });
+  return {
+    app,
+    db: database.db,
+    database,
+    async request({ token, ...options }) {
+      const headers = { ...(options.headers ?? {}) } as Record<string, string>;
+      if (token) headers.authorization = `Bearer ${token}`;
+      const res = await app.inject({ ...options, headers });
+      assertMatchesSpec(String(options.method ?? 'GET'), String(options.url), res);
+      return res;
+    },
+  };
+}
+
+let counter = 0;
+const unique = () => `${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 7)}`;
+
+export async function makeAgent(
+  db: Db,
+  options: {
+    role?: AgentRole;
+    name?: string;
+    email?: string;
+    departments?: [string, DepartmentRole][];
+    password?: string | null;
+  } = {},
+) {
+  passwordHash ??= hashPassword(PASSWORD);
+  const hash =
+    options.password === null
+      ? null
+      : options.password
+        ? await hashPassword(options.password)
+        : await passwordHash;
+  const id = unique();
+  const row = await insertAgent(db, {
+    name: options.name ?? `Agent ${id}`,
+    email: options.email ?? `agent-${id}@example.com`,
+    role: options.role ?? 'agent',
+    password_hash: hash,
+  });
+  for (const [departmentId, role] of options.departments ?? [])
+    await upsertMember(db, departmentId, row.id, role);
+  return row;
+}
+
+export async function makeDepartment(db: Db, name = `Department ${unique()}`) {
+  const { id } = await insertDepartment(db, { name });
+  return id;
+}
+
+/** Signs in through the API and returns the session token. */
+export async function signIn(ctx: TestContext, email: string, password = PASSWORD): Promise<string> {
+  const res = await ctx.request({ method: 'POST', url: '/v1/auth/token', payload: { email, password } });
+  if (res.statusCode !== 200) throw new Error(`sign-in failed: ${res.statusCode} ${res.body}`);
+  return res.json().access_token as string;
+}
+
+/** An agent of the given role, signed in. */
+export async function agentWithToken(ctx: TestContext, options: Parameters<typeof makeAgent>[1] = {}) {
+  const agent = await makeAgent(ctx.db, options);
+  return { agent, token: await signIn(ctx, agent.email) };
+}

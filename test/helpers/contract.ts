@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import type { ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+/**
+ * Checks a response against the committed openapi/openapi.json: the operation exists, the
+ * status is documented, the content type is one it declares, and the body fits the schema.
+ * Every response the suite receives goes through here, so the spec cannot drift from the code.
+ */
+const SPEC_PATH = new URL('../../openapi/openapi.json', import.meta.url);
+
+interface Operation {
+  responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
+}
+interface Spec {
+  paths: Record<string, Record<string, Operation>>;
+}
+
+let spec: Spec | undefined;
+let ajv: Ajv2020 | undefined;
+const validators = new Map<string, ValidateFunction>();
+
+function load() {
+  if (!spec) {
+    spec = JSON.parse(readFileSync(SPEC_PATH, 'utf8')) as Spec;
+    ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats.default(ajv);
+    ajv.addSchema(spec as object, 'openapi.json');
+  }
+  return { spec, ajv: ajv! };
+}
+
+const pointer = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
+
+function findOperation(paths: Spec['paths'], method: string, urlPath: string) {
+  const candidates = Object.keys(paths)
+    .filter((template) => paths[template]?.[method])
+    .filter((template) => {
+      const re = new RegExp(
+        `^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{[^}]+\\?\}/g, '[^/]+')}/?$`,
+      );
+      return re.test(urlPath);
+    })
+    // A literal segment beats a parameter: /members/add-all before /members/{agent_id}.
+    .sort((a, b) => (a.match(/\{/g)?.length ?? 0) - (b.match(/\{/g)?.length ?? 0));
+  return candidates[0];
+}
+
+export interface InjectedResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | number | undefined>;
+  body: string;
+}
+
+export function assertMatchesSpec(method: string, url: string, res: InjectedResponse): void {
+  const { spec, ajv } = load();
+  const m = method.toLowerCase();
+  const urlPath = url.split('?')[0] ?? url;
+  const template = findOperation(spec.paths, m, urlPath);
+  if (!template) {
+    if (res.statusCode === 404 && res.body.includes('"route_not_found"')) return;
+    if (!urlPath.startsWith('/v1/') && !['/healthz', '/readyz'].includes(urlPath)) return; // docs UI, spec file
+    throw new Error(`spec: no operation for ${method} ${urlPath} (answered ${res.statusCode})`);
+  }
+  const operation = spec.paths[template]![m]!;
+  const status = String(res.statusCode);
+  const documented = operation.responses[status] ?? operation.responses.default;
+  if (!documented) {
+    throw new Error(
+      `spec: ${method} ${template} answered ${status}, which it does not document (${Object.keys(operation.responses).join(', ')}): ${res.body.slice(0, 300)}`,
+    );
+  }
+  if (res.body === '' || res.statusCode === 204) {
+    if (res.statusCode === 204 && res.body !== '')
+      throw new Error(`spec: ${method} ${template} 204 with a body`);
+    return;
+  }
+  const contentType = String(res.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim();
+  const media = documented.content?.[contentType];
+  if (!media) {
+    throw new Error(
+      `spec: ${method} ${template} ${status} sent ${contentType}, documented: ${Object.keys(documented.content ?? {}).join(', ') || 'none'}`,
+    );
+  }
+  if (!contentType.endsWith('json')) return;
+  const key = `${template} ${m} ${status} ${contentType}`;
+  let validate = validators.get(key);
+  if (!validate) {
+    const ref = `openapi.json#/paths/${pointer(template)}/${m}/responses/${status in operation.responses ? status : 'default'}/content/${pointer(contentType)}/schema`;
+    validate = ajv.compile({ $ref: ref });
+    validators.set(key, validate);
+  }
+  const body = JSON.parse(res.body) as unknown;
+  if (!validate(body)) {
+    throw new Error(
+      `spec: ${method} ${template} ${status} body does not match its schema: ${ajv.errorsText(validate.errors)}\n${res.body.slice(0, 500)}`,
+    );
+  }
+}
