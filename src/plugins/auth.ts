@@ -73,7 +73,8 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
   try {
     claims = app.jwt.verify<SessionClaims>(secret);
   } catch (error) {
-    const expired = (error as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
+    // app.jwt.verify throws fast-jwt's own errors; only request.jwtVerify renames them FST_JWT_*.
+    const expired = (error as { code?: string }).code === 'FAST_JWT_EXPIRED';
     throw expired
       ? unauthenticated('token_expired', 'The session token has expired; sign in again.')
       : unauthenticated('invalid_token', 'The session token is not valid.');
@@ -92,7 +93,8 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
 
 /**
  * Authenticates every /v1 route that is not marked `config.public`, before the body is read,
- * and keeps read-only tokens to reads. Routes opt out of auth explicitly, never in.
+ * and keeps read-only tokens to reads. Routes opt out of auth explicitly, never in. Register it
+ * after the rate limiter and before the routes.
  */
 export const authPlugin = fp(
   async (app: FastifyInstance, options: { db: Db; secret: string; ttlSeconds: number }) => {
@@ -102,9 +104,7 @@ export const authPlugin = fp(
       verify: { algorithms: ['HS256'] },
     });
     app.decorateRequest('principal', null);
-    app.addHook('onRequest', async (request) => {
-      const url = request.routeOptions.url;
-      if (!url?.startsWith('/v1/') || request.routeOptions.config.public) return;
+    async function authenticateRequest(request: FastifyRequest) {
       const principal = await authenticate(app, options.db, request);
       request.principal = principal;
       if (
@@ -114,6 +114,12 @@ export const authPlugin = fp(
       ) {
         throw forbidden('This API token is read-only.', 'insufficient_scope');
       }
+    }
+    // A route-level hook, appended after the rate limiter's own, so floods of requests without
+    // valid credentials are still counted and limited before we spend a lookup on them.
+    app.addHook('onRoute', (route) => {
+      if (!route.url.startsWith('/v1/') || route.config?.public) return;
+      route.onRequest = [...[route.onRequest ?? []].flat(), authenticateRequest];
     });
   },
   { name: 'auth', dependencies: ['problem'] },

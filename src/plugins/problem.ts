@@ -169,6 +169,8 @@ export const problemPlugin = fp(
     app.setErrorHandler((error: FastifyError & { validation?: AjvError[] }, request, reply) => {
       if (error instanceof DomainError) {
         const status = STATUS_BY_KIND[error.kind];
+        if (status === 401)
+          reply.header('www-authenticate', `Bearer realm="deskroute", error="invalid_token"`);
         if (error.retryAfterSeconds !== undefined)
           reply.header('retry-after', String(error.retryAfterSeconds));
         const extra: Pick<Problem, 'errors' | 'blockers'> = {};

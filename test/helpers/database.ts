@@ -106,8 +106,25 @@ async function fromServer(url: string, kind: 'env' | 'container'): Promise<TestD
         await db.destroy();
         const c = new pg.Client({ connectionString: url });
         await c.connect();
-        await c.query(`drop database if exists ${name} with (force)`);
-        await c.end();
+        try {
+          // Closed connections can take a moment to leave pg_stat_activity; wait rather than
+          // force, which would kill a straggler with an error the test would then report.
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await c.query(`drop database if exists ${name}`);
+              break;
+            } catch (error) {
+              if ((error as { code?: string }).code !== '55006') throw error;
+              if (attempt > 100) {
+                await c.query(`drop database if exists ${name} with (force)`);
+                break;
+              }
+              await new Promise((r) => setTimeout(r, 50));
+            }
+          }
+        } finally {
+          await c.end();
+        }
       },
     };
   } finally {

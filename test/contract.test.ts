@@ -1,0 +1,224 @@
+import { readFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import t from 'tap';
+import { generateOpenApi } from '../scripts/openapi-document.ts';
+import { buildApp, REDACT_PATHS } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { agentWithToken, buildTestApp, PASSWORD } from './helpers/app.ts';
+
+t.test('the committed openapi/openapi.json is what the code generates', async (t) => {
+  const committed = await readFile(new URL('../openapi/openapi.json', import.meta.url), 'utf8');
+  t.equal(committed, await generateOpenApi(), 'run `npm run openapi` and commit the result');
+});
+
+t.test('every operation is documented for its consumers', async (t) => {
+  const spec = JSON.parse(await generateOpenApi());
+  t.equal(spec.openapi, '3.1.0');
+  const ids = new Set<string>();
+  for (const [path, item] of Object.entries<Record<string, any>>(spec.paths)) {
+    for (const [method, op] of Object.entries<any>(item)) {
+      const where = `${method.toUpperCase()} ${path}`;
+      t.ok(op.operationId, `${where} has an operationId`);
+      t.notOk(ids.has(op.operationId), `${where} operationId is unique`);
+      ids.add(op.operationId);
+      t.ok(op.tags?.length, `${where} has a tag`);
+      t.ok(op.summary, `${where} has a summary`);
+      t.ok(Array.isArray(op.security), `${where} states its security`);
+      if (op.requestBody) {
+        const media = op.requestBody.content['application/json'];
+        t.ok(media.example ?? media.examples, `${where} has a request body example`);
+      }
+      if (path.startsWith('/v1/')) {
+        for (const status of ['400', '429', '500'])
+          t.ok(op.responses[status], `${where} documents ${status}`);
+        if (op.security.length > 0)
+          t.ok(op.responses['401'] && op.responses['403'], `${where} documents 401/403`);
+      }
+    }
+  }
+});
+
+t.test('HTTP contract for every route', async (t) => {
+  const ctx = await buildTestApp(t, { BODY_LIMIT_BYTES: '2048' });
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+
+  await t.test('unknown routes answer problem+json 404', async (t) => {
+    for (const [method, url] of [
+      ['GET', '/v1/nothing-here'],
+      ['DELETE', '/v1/departments'],
+      ['GET', '/'],
+    ] as const) {
+      const res = await ctx.request({ method, url, token });
+      t.equal(res.statusCode, 404, `${method} ${url}`);
+      t.match(res.headers['content-type'], /^application\/problem\+json/);
+      t.equal(res.json().code, 'route_not_found');
+    }
+  });
+
+  await t.test('malformed JSON, wrong content types and oversized bodies are 4xx problems', async (t) => {
+    const post = (headers: Record<string, string>, payload: string) =>
+      ctx.request({ method: 'POST', url: '/v1/departments', token, headers, payload });
+    const malformed = await post({ 'content-type': 'application/json' }, '{"name": ');
+    t.equal(malformed.statusCode, 400);
+    t.equal(malformed.json().code, 'malformed_json');
+    const empty = await post({ 'content-type': 'application/json' }, '');
+    t.equal(empty.statusCode, 400);
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
+      const res = await post({ 'content-type': type }, 'name=Support');
+      t.equal(res.statusCode, 415, type);
+      t.equal(res.json().code, 'unsupported_media_type');
+    }
+    const huge = await post(
+      { 'content-type': 'application/json' },
+      JSON.stringify({ name: 'x', description: 'y'.repeat(4000) }),
+    );
+    t.equal(huge.statusCode, 413);
+    t.equal(huge.json().code, 'payload_too_large');
+    const count = await ctx.db
+      .selectFrom('departments')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    t.equal(Number(count.n), 0, 'no rejected request created anything');
+  });
+
+  await t.test('problems carry type, title, status, code, detail, instance and the request id', async (t) => {
+    const res = await ctx.request({
+      method: 'GET',
+      url: '/v1/departments/00000000-0000-4000-8000-000000000000',
+      token,
+      headers: { 'x-request-id': 'trace-me-123' },
+    });
+    t.equal(res.headers['x-request-id'], 'trace-me-123', 'a caller-supplied request id is kept');
+    t.same(res.json(), {
+      type: 'about:blank',
+      title: 'Not Found',
+      status: 404,
+      code: 'department_not_found',
+      detail: 'No such department.',
+      instance: '/v1/departments/00000000-0000-4000-8000-000000000000',
+      request_id: 'trace-me-123',
+    });
+    const generated = await ctx.request({ method: 'GET', url: '/healthz' });
+    t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+  });
+
+  await t.test('health and readiness', async (t) => {
+    t.same((await ctx.request({ method: 'GET', url: '/healthz' })).json(), { status: 'ok' });
+    t.same((await ctx.request({ method: 'GET', url: '/readyz' })).json(), { status: 'ok' });
+  });
+
+  await t.test('the spec is served, and the docs UI', async (t) => {
+    const spec = await ctx.request({ method: 'GET', url: '/openapi.json' });
+    t.equal(spec.statusCode, 200);
+    t.equal(spec.json().info.title, 'Deskroute API');
+    const docs = await ctx.request({ method: 'GET', url: '/docs/' });
+    t.equal(docs.statusCode, 200);
+    t.match(docs.headers['content-type'], /text\/html/);
+  });
+});
+
+t.test('readiness reports a database that does not answer', async (t) => {
+  const ctx = await buildTestApp(t);
+  await ctx.database.drop();
+  const res = await ctx.app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(res.statusCode, 503);
+  t.equal(res.json().code, 'database_unavailable');
+  // the teardown drops again; make that a no-op
+  ctx.database.drop = async () => {};
+});
+
+t.test('rate limiting per token and per address, with RateLimit headers and a 429 problem', async (t) => {
+  const ctx = await buildTestApp(t, { RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW_SECONDS: '60' });
+  const { agent } = await agentWithToken(ctx, { role: 'admin' });
+  const { token } = await agentWithToken(ctx, { role: 'agent' });
+  const codes: number[] = [];
+  let last: Awaited<ReturnType<typeof ctx.request>> | undefined;
+  for (let i = 0; i < 4; i++) {
+    last = await ctx.request({ method: 'GET', url: '/v1/departments', token });
+    codes.push(last.statusCode);
+  }
+  t.same(codes, [200, 200, 200, 429]);
+  t.equal(last!.headers['ratelimit-limit'], '3');
+  t.equal(last!.headers['ratelimit-remaining'], '0');
+  t.ok(Number(last!.headers['retry-after']) > 0, 'Retry-After in seconds');
+  t.equal(last!.json().code, 'rate_limited');
+  t.match(last!.headers['content-type'], /^application\/problem\+json/);
+  // another token has its own budget
+  const other = await ctx.app.inject({
+    method: 'GET',
+    url: '/v1/departments',
+    headers: {
+      authorization: `Bearer ${ctx.app.jwt.sign({ sub: agent.id, pwd: agent.password_changed_at!.getTime() })}`,
+    },
+  });
+  t.equal(other.statusCode, 200);
+  // callers without a token share their address's budget (sign-in has a budget of its own)
+  const anon: number[] = [];
+  for (let i = 0; i < 4; i++)
+    anon.push((await ctx.request({ method: 'GET', url: '/v1/departments' })).statusCode);
+  t.same(anon, [401, 401, 401, 429]);
+});
+
+t.test('CORS lets configured origins in and keeps others out', async (t) => {
+  const ctx = await buildTestApp(t, { CORS_ORIGINS: 'https://desk.example.com' });
+  const preflight = await ctx.app.inject({
+    method: 'OPTIONS',
+    url: '/v1/departments',
+    headers: {
+      origin: 'https://desk.example.com',
+      'access-control-request-method': 'PATCH',
+      'access-control-request-headers': 'authorization,if-match,content-type',
+    },
+  });
+  t.equal(preflight.statusCode, 204);
+  t.equal(preflight.headers['access-control-allow-origin'], 'https://desk.example.com');
+  t.match(String(preflight.headers['access-control-allow-methods']), /PATCH/);
+  const exposed = await ctx.app.inject({
+    method: 'GET',
+    url: '/healthz',
+    headers: { origin: 'https://desk.example.com' },
+  });
+  t.match(String(exposed.headers['access-control-expose-headers']), /ETag/);
+  const stranger = await ctx.app.inject({
+    method: 'GET',
+    url: '/healthz',
+    headers: { origin: 'https://evil.example' },
+  });
+  t.notOk(stranger.headers['access-control-allow-origin']);
+});
+
+t.test('secrets never reach the log', async (t) => {
+  const ctx = await buildTestApp(t);
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'trace' }), {
+    db: ctx.db,
+    jwtSecret: 'another-test-secret-0123456789-abcdef',
+    logger: { level: 'trace', stream, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+  });
+  t.teardown(() => app.close());
+  const { agent } = await agentWithToken(ctx, { role: 'admin' });
+  const signIn = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/token',
+    payload: { email: agent.email, password: PASSWORD },
+  });
+  const token = signIn.json().access_token as string;
+  await app.inject({ method: 'GET', url: '/v1/departments', headers: { authorization: `Bearer ${token}` } });
+  await app.inject({
+    method: 'POST',
+    url: '/v1/auth/token',
+    payload: { email: agent.email, password: 'wrong-password-123' },
+  });
+  const log = lines.join('');
+  t.ok(log.includes('request_id') || log.includes('reqId'), 'requests are logged with their id');
+  t.notOk(log.includes(PASSWORD), 'no password');
+  t.notOk(log.includes('wrong-password-123'), 'no failed password');
+  t.notOk(log.includes(token), 'no token');
+  t.notOk(log.includes(token.split('.')[2]!), 'no token signature');
+});
