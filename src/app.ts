@@ -10,8 +10,12 @@ import type { Db } from './db/database.ts';
 import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
 import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
 import { authRoutes, authSchemas } from './domains/auth/routes.ts';
+import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
+import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
+import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
+import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { problemPlugin } from './plugins/problem.ts';
@@ -85,7 +89,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   await app.register(problemPlugin);
-  for (const schema of [...agentSchemas, ...departmentSchemas, ...apiTokenSchemas, ...authSchemas]) {
+  for (const schema of [...agentSchemas, ...departmentSchemas, ...apiTokenSchemas, ...authSchemas, ...contactFieldSchemas, ...contactSchemas, ...ticketSchemas, ...callSchemas]) {
     app.addSchema(schema);
   }
   await app.register(cors, {
@@ -127,5 +131,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(apiTokenRoutes);
   await app.register(departmentRoutes);
   await app.register(agentRoutes);
+  await app.register(contactFieldRoutes);
+  await app.register(contactRoutes);
+  await app.register(ticketRoutes);
+  await app.register(callAndChatRoutes);
   return app;
 }

@@ -23,6 +23,7 @@ const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated origins, or * for any' }),
   RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 1 }),
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
+  PUBLIC_FORM_RATE_LIMIT_PER_MINUTE: Type.Integer({ default: 10, minimum: 1 }),
   SIGN_IN_MAX_FAILURES: Type.Integer({ default: 5, minimum: 1 }),
   SIGN_IN_LOCK_SECONDS: Type.Integer({ default: 900, minimum: 1 }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 1_048_576, minimum: 1024 }),
@@ -45,6 +46,7 @@ export interface Config {
   logLevel: string;
   corsOrigins: string[] | '*';
   rateLimit: { max: number; windowSeconds: number };
+  publicFormRateLimitPerMinute: number;
   signIn: { maxFailures: number; lockSeconds: number };
   bodyLimit: number;
   trustProxy: boolean;
@@ -103,6 +105,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             .map((o) => o.trim())
             .filter(Boolean),
     rateLimit: { max: parsed.RATE_LIMIT_MAX, windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS },
+    publicFormRateLimitPerMinute: parsed.PUBLIC_FORM_RATE_LIMIT_PER_MINUTE,
     signIn: { maxFailures: parsed.SIGN_IN_MAX_FAILURES, lockSeconds: parsed.SIGN_IN_LOCK_SECONDS },
     bodyLimit: parsed.BODY_LIMIT_BYTES,
     trustProxy: parsed.TRUST_PROXY,

@@ -4,6 +4,7 @@ import { ensureFirstAdmin, resolveJwtSecret } from './bootstrap.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { startScheduler } from './scheduler.ts';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -24,12 +25,14 @@ const app = await buildApp(config, {
   jwtSecret: await resolveJwtSecret(config),
   logger: { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
 });
+const stopScheduler = startScheduler(db, app.log);
 app.server.requestTimeout = 30_000;
 app.server.headersTimeout = 10_000;
 
 closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+  await stopScheduler();
   await app.close();
   await db.destroy();
 });

@@ -59,7 +59,170 @@ export interface SignInThrottleTable {
   blocked_until: Date | null;
 }
 
+export type Channel =
+  | 'email'
+  | 'contact_form'
+  | 'chat'
+  | 'call'
+  | 'facebook'
+  | 'twitter'
+  | 'instagram'
+  | 'viber'
+  | 'whatsapp'
+  | 'api';
+export type TicketStatus = 'new' | 'open' | 'answered' | 'postponed' | 'resolved' | 'spam' | 'deleted';
+export type Priority = 'low' | 'normal' | 'high' | 'urgent';
+export type MessageKind = 'customer' | 'agent' | 'note';
+export type ActorType = 'agent' | 'contact' | 'rule' | 'system';
+export type ContactFieldType = 'text' | 'number' | 'date' | 'boolean' | 'choice';
+
+export interface ContactFieldsTable {
+  id: Generated<string>;
+  key: string;
+  label: string;
+  type: ContactFieldType;
+  options: ColumnType<string[], string[] | undefined, string[]>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface ContactsTable {
+  id: Generated<string>;
+  name: Generated<string>;
+  custom_fields: ColumnType<Record<string, unknown>, string | undefined, string>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface ContactEmailsTable {
+  contact_id: string;
+  email: string;
+  position: Generated<number>;
+}
+
+export interface ContactPhonesTable {
+  contact_id: string;
+  phone: string;
+  position: Generated<number>;
+}
+
+export interface TicketsTable {
+  id: Generated<string>;
+  number: ColumnType<number, number | undefined, never>;
+  subject: string;
+  channel: Channel;
+  status: TicketStatus;
+  priority: Priority;
+  priority_rank: ColumnType<number, never, never>;
+  department_id: string | null;
+  assignee_id: string | null;
+  contact_id: string;
+  tags: ColumnType<string[], string[] | undefined, string[]>;
+  support_address: string | null;
+  postponed_until: Date | null;
+  status_before_delete: TicketStatus | null;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: Timestamp;
+  first_answered_at: Date | null;
+  last_customer_message_at: Date | null;
+  last_agent_message_at: Date | null;
+  resolved_at: Date | null;
+  waiting_since: Timestamp;
+  search: ColumnType<string, unknown, unknown>;
+}
+
+export interface TicketMessagesTable {
+  id: Generated<string>;
+  ticket_id: string;
+  kind: MessageKind;
+  channel: Channel;
+  author_agent_id: string | null;
+  author_contact_id: string | null;
+  chat_id: string | null;
+  body: string;
+  department_id: string | null;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface TicketEventsTable {
+  id: ColumnType<number, never, never>;
+  ticket_id: string;
+  type: string;
+  actor_type: ActorType;
+  actor_agent_id: string | null;
+  actor_contact_id: string | null;
+  actor_rule_id: string | null;
+  actor_rule_version: number | null;
+  via_token_id: string | null;
+  department_id: string | null;
+  agent_id: string | null;
+  channel: Channel;
+  data: ColumnType<Record<string, unknown>, string | undefined, never>;
+  occurred_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface CallsTable {
+  id: Generated<string>;
+  ticket_id: string;
+  external_id: string | null;
+  direction: 'inbound' | 'outbound';
+  outcome: 'answered' | 'missed';
+  agent_id: string | null;
+  department_id: string | null;
+  from_number: string | null;
+  to_number: string | null;
+  started_at: Date | string;
+  answered_at: Date | string | null;
+  ended_at: Date | string | null;
+  duration_seconds: Generated<number>;
+  created_at: CreatedAt;
+}
+
+export interface ChatsTable {
+  id: Generated<string>;
+  ticket_id: string;
+  external_id: string | null;
+  agent_id: string | null;
+  department_id: string | null;
+  started_at: Date | string;
+  picked_up_at: Date | string | null;
+  missed: Generated<boolean>;
+  ended_at: Date | string | null;
+  created_at: CreatedAt;
+}
+
+export interface RatingsTable {
+  id: Generated<string>;
+  ticket_id: string;
+  message_id: string | null;
+  agent_id: string | null;
+  department_id: string | null;
+  value: 'positive' | 'negative';
+  comment: string | null;
+  created_at: CreatedAt;
+}
+
+export interface IdempotencyKeysTable {
+  scope: string;
+  key: string;
+  request_hash: string;
+  status_code: number | null;
+  response: ColumnType<unknown, string | null | undefined, string | null>;
+  created_at: CreatedAt;
+}
+
 export interface Database {
+  contact_fields: ContactFieldsTable;
+  contacts: ContactsTable;
+  contact_emails: ContactEmailsTable;
+  contact_phones: ContactPhonesTable;
+  tickets: TicketsTable;
+  ticket_messages: TicketMessagesTable;
+  ticket_events: TicketEventsTable;
+  calls: CallsTable;
+  chats: ChatsTable;
+  ratings: RatingsTable;
+  idempotency_keys: IdempotencyKeysTable;
   departments: DepartmentsTable;
   agents: AgentsTable;
   department_members: DepartmentMembersTable;
@@ -72,3 +235,5 @@ export type NewDepartmentRow = Insertable<DepartmentsTable>;
 export type DepartmentUpdate = Updateable<DepartmentsTable>;
 export type AgentRow = Selectable<AgentsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
+export type TicketRow = Selectable<TicketsTable>;
+export type ContactRow = Selectable<ContactsTable>;

@@ -91,6 +91,8 @@ const CONSTRAINT_CODES: Record<string, { code: string; detail: string }> = {
     code: 'department_name_taken',
     detail: 'A department with this name already exists (names ignore case).',
   },
+  calls_external_id_key: { code: 'call_already_recorded', detail: 'A call with this external_id was already recorded.' },
+  chats_external_id_key: { code: 'chat_already_recorded', detail: 'A chat with this external_id was already recorded.' },
   agents_email_key: {
     code: 'email_taken',
     detail: 'An agent with this email already exists (emails ignore case).',

@@ -85,7 +85,7 @@ async function assertOwnersRemain(
   const stillOwner = next !== null && next.role === 'owner' && next.status === 'active';
   if (target.role !== 'owner' || target.status !== 'active' || stillOwner) return;
   // Counted under the lock, so a concurrent change that removes another owner is seen committed.
-  // await repo.lockOwnerChanges(trx);
+  await repo.lockOwnerChanges(trx);
   if ((await repo.countActiveOwners(trx)) <= 1) {
     throw new DomainError('conflict', 'last_owner', 'The help desk needs at least one active owner.');
   }

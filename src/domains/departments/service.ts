@@ -113,7 +113,7 @@ export async function deleteDepartment(
         error.errors = [{ field: 'querystring/move_to_department_id', message: 'no such department' }];
         throw error;
       }
-      for (const dependents of options.dependents) await dependents.moveTo(trx, id, options.moveTo);
+      for (const dependents of options.dependents) await dependents.moveTo?.(trx, id, options.moveTo);
     } else {
       const blockers: Blocker[] = [];
       for (const dependents of options.dependents) {

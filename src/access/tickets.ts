@@ -1,0 +1,70 @@
+import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
+import type { Database, DepartmentRole } from '../db/types.ts';
+import { atLeast, isAdmin, type Principal } from './policy.ts';
+
+/**
+ * Who may see and work which ticket: one policy, used as a function for single tickets and as
+ * a SQL predicate for lists, counts, search and reports, so the two can never disagree.
+ *
+ * - Owners and admins see every ticket and may do everything.
+ * - An agent sees a ticket when its department is one of theirs (any role), when it is
+ *   assigned to them, or when it has no department (a help desk without departments therefore
+ *   shows every ticket to every agent).
+ * - What they may do follows their role in the ticket's department. The assignee of a ticket
+ *   outside their departments may work it as a solver. A ticket in no department may be worked
+ *   by every agent as a supervisor (triage: take it, transfer it into a department).
+ */
+export type TicketAbility = 'read' | 'work' | 'manage';
+
+export interface TicketAccess {
+  principal: Principal;
+  /** The agent's departments and role in each. */
+  memberships: Map<string, DepartmentRole>;
+}
+
+export async function loadTicketAccess(db: Kysely<Database>, principal: Principal): Promise<TicketAccess> {
+  const rows = isAdmin(principal)
+    ? []
+    : await db
+        .selectFrom('department_members')
+        .select(['department_id', 'role'])
+        .where('agent_id', '=', principal.agentId)
+        .execute();
+  return { principal, memberships: new Map(rows.map((r) => [r.department_id, r.role])) };
+}
+
+/** The effective role on one ticket, or null when the ticket is out of reach. */
+export function ticketRole(
+  access: TicketAccess,
+  ticket: { department_id: string | null; assignee_id: string | null },
+): 'admin' | DepartmentRole | null {
+  if (isAdmin(access.principal)) return 'admin';
+  if (ticket.department_id === null) return 'supervisor';
+  const role = access.memberships.get(ticket.department_id) ?? null;
+  if (ticket.assignee_id === access.principal.agentId && !atLeast(role, 'solver')) return 'solver';
+  return role;
+}
+
+export function can(
+  access: TicketAccess,
+  ticket: { department_id: string | null; assignee_id: string | null },
+  ability: TicketAbility,
+): boolean {
+  const role = ticketRole(access, ticket);
+  if (role === null) return false;
+  if (role === 'admin') return true;
+  if (ability === 'read') return true;
+  if (ability === 'work') return atLeast(role, 'solver');
+  return atLeast(role, 'supervisor');
+}
+
+/** The same visibility rule as a `where` condition on a query over `tickets` (aliased `t`). */
+export function visibleTickets(access: TicketAccess) {
+  return (eb: ExpressionBuilder<Database & { t: Database['tickets'] }, 't'>) => {
+    if (isAdmin(access.principal)) return sql<boolean>`true`;
+    const departments = [...access.memberships.keys()];
+    const ors = [eb('t.department_id', 'is', null), eb('t.assignee_id', '=', access.principal.agentId)];
+    if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
+    return eb.or(ors);
+  };
+}

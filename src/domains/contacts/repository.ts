@@ -1,0 +1,473 @@
+import {
+  type Expression,
+  type ExpressionBuilder,
+  type Kysely,
+  type SqlBool,
+  sql,
+  type Transaction,
+} from 'kysely';
+import { isAdmin, type Principal } from '../../access/policy.ts';
+import type { Database, TicketsTable } from '../../db/types.ts';
+import { DomainError, invalid } from '../../errors.ts';
+import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import type { Contact, ContactTicket } from './schemas.ts';
+
+type Executor = Kysely<Database>;
+
+const PHONE_PUNCTUATION = /[\s\-.()]/g;
+const PHONE = /^\+?[0-9]{4,20}$/;
+
+/** The stored form of a phone number: spaces, dashes, dots and parentheses removed; null when invalid. */
+export function normalisePhone(raw: string): string | null {
+  const stripped = raw.replace(PHONE_PUNCTUATION, '');
+  return PHONE.test(stripped) ? stripped : null;
+}
+
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+function selectContacts(db: Executor) {
+  return db
+    .selectFrom('contacts')
+    .select([
+      'contacts.id',
+      'contacts.name',
+      'contacts.custom_fields',
+      'contacts.created_at',
+      'contacts.updated_at',
+      sql<
+        string[]
+      >`array(select e.email from contact_emails e where e.contact_id = contacts.id order by e.position)`.as(
+        'emails',
+      ),
+      sql<
+        string[]
+      >`array(select p.phone from contact_phones p where p.contact_id = contacts.id order by p.position)`.as(
+        'phones',
+      ),
+    ]);
+}
+
+type ContactRowWithLists = Awaited<ReturnType<ReturnType<typeof selectContacts>['executeTakeFirstOrThrow']>>;
+
+function toContact(row: ContactRowWithLists): Contact {
+  return {
+    id: row.id,
+    name: row.name,
+    emails: row.emails,
+    phones: row.phones,
+    custom_fields: row.custom_fields as Contact['custom_fields'],
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+export async function findContact(db: Executor, id: string): Promise<Contact | undefined> {
+  const row = await selectContacts(db).where('contacts.id', '=', id).executeTakeFirst();
+  return row ? toContact(row) : undefined;
+}
+
+/**
+ * Locks the contact for the rest of the transaction and returns its representation. Updates take
+ * FOR NO KEY UPDATE, which does not wait for tickets being created for the contact (their foreign
+ * key takes FOR KEY SHARE); deletion takes FOR UPDATE, which does.
+ */
+export async function lockContact(
+  trx: Transaction<Database>,
+  id: string,
+  mode: 'update' | 'delete',
+): Promise<Contact | undefined> {
+  const locked = await trx
+    .selectFrom('contacts')
+    .select('id')
+    .where('id', '=', id)
+    .$call((qb) => (mode === 'delete' ? qb.forUpdate() : qb.forNoKeyUpdate()))
+    .executeTakeFirst();
+  return locked ? findContact(trx, id) : undefined;
+}
+
+export interface ContactFilter {
+  q?: string | undefined;
+}
+
+type ContactListRow = ContactRowWithLists & { sort_key: string };
+
+export async function listContacts(
+  db: Executor,
+  filter: ContactFilter,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset: Keyset<ContactListRow> = {
+    list: `contacts:${JSON.stringify(filter)}`,
+    columns: [sql`lower(contacts.name)`, sql`contacts.id`],
+    key: (row) => [row.sort_key, row.id],
+    direction: 'asc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const q = filter.q;
+  const like = q !== undefined ? `%${escapeLike(q)}%` : undefined;
+  // Phones are stored without punctuation, so "555-01" must find "+15550100".
+  const phoneDigits = q?.replace(PHONE_PUNCTUATION, '');
+  const phoneLike = phoneDigits && /^\+?[0-9]+$/.test(phoneDigits) ? `%${phoneDigits}%` : undefined;
+  const rows = await selectContacts(db)
+    .select(sql<string>`lower(contacts.name)`.as('sort_key'))
+    .$if(like !== undefined, (qb) =>
+      qb.where((eb) =>
+        eb.or([
+          eb('contacts.name', 'ilike', like!),
+          eb.exists(
+            eb
+              .selectFrom('contact_emails as e')
+              .select('e.contact_id')
+              .whereRef('e.contact_id', '=', 'contacts.id')
+              .where('e.email', 'ilike', like!),
+          ),
+          ...(phoneLike
+            ? [
+                eb.exists(
+                  eb
+                    .selectFrom('contact_phones as p')
+                    .select('p.contact_id')
+                    .whereRef('p.contact_id', '=', 'contacts.id')
+                    .where('p.phone', 'like', phoneLike),
+                ),
+              ]
+            : []),
+        ]),
+      ),
+    )
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  return toPage(keyset, rows, page.limit, toContact);
+}
+
+export async function insertContact(
+  trx: Executor,
+  values: { name: string; custom_fields?: Record<string, unknown> },
+): Promise<string> {
+  const row = await trx
+    .insertInto('contacts')
+    .values({
+      name: values.name,
+      ...(values.custom_fields && { custom_fields: JSON.stringify(values.custom_fields) }),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+export async function updateContactRow(
+  trx: Executor,
+  id: string,
+  patch: { name?: string; custom_fields?: Record<string, unknown> },
+) {
+  await trx
+    .updateTable('contacts')
+    .set({
+      ...(patch.name !== undefined && { name: patch.name }),
+      ...(patch.custom_fields !== undefined && { custom_fields: JSON.stringify(patch.custom_fields) }),
+      updated_at: new Date(),
+    })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function deleteContactRow(trx: Executor, id: string) {
+  await trx.deleteFrom('contacts').where('id', '=', id).execute();
+}
+
+export async function deleteEmails(trx: Executor, contactId: string) {
+  await trx.deleteFrom('contact_emails').where('contact_id', '=', contactId).execute();
+}
+
+export async function deletePhones(trx: Executor, contactId: string) {
+  await trx.deleteFrom('contact_phones').where('contact_id', '=', contactId).execute();
+}
+
+/**
+ * Adds the emails in order and returns those another contact already has (ignoring case). ON
+ * CONFLICT DO NOTHING instead of catching the unique violation: a failed statement would abort
+ * the caller's whole transaction, and a concurrent claim on the same email is waited for.
+ */
+export async function insertEmails(trx: Executor, contactId: string, emails: string[]): Promise<string[]> {
+  if (emails.length === 0) return [];
+  const inserted = await trx
+    .insertInto('contact_emails')
+    .values(emails.map((email, position) => ({ contact_id: contactId, email, position })))
+    .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+    .returning('email')
+    .execute();
+  const added = new Set(inserted.map((r) => r.email.toLowerCase()));
+  return emails.filter((e) => !added.has(e.toLowerCase()));
+}
+
+/** Adds the (normalised) phones in order and returns those another contact already has. */
+export async function insertPhones(trx: Executor, contactId: string, phones: string[]): Promise<string[]> {
+  if (phones.length === 0) return [];
+  const inserted = await trx
+    .insertInto('contact_phones')
+    .values(phones.map((phone, position) => ({ contact_id: contactId, phone, position })))
+    .onConflict((oc) => oc.column('phone').doNothing())
+    .returning('phone')
+    .execute();
+  const added = new Set(inserted.map((r) => r.phone));
+  return phones.filter((p) => !added.has(p));
+}
+
+export async function countContactTickets(db: Executor, contactId: string): Promise<number> {
+  const row = await db
+    .selectFrom('tickets')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('contact_id', '=', contactId)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+// Custom field values, for changes to the field definitions.
+
+export async function countContactsWithValue(db: Executor, key: string): Promise<number> {
+  const row = await db
+    .selectFrom('contacts')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where(sql<boolean>`custom_fields ? ${key}`)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/** Contacts whose value of a choice field is not among `options`. */
+export async function countContactsOutsideOptions(
+  db: Executor,
+  key: string,
+  options: string[],
+): Promise<number> {
+  const row = await db
+    .selectFrom('contacts')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where(sql<boolean>`custom_fields ? ${key}`)
+    .where(sql<boolean>`not (custom_fields ->> ${key} = any(${options}::text[]))`)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function removeFieldValues(trx: Executor, key: string): Promise<number> {
+  const result = await trx
+    .updateTable('contacts')
+    .set({ custom_fields: sql`custom_fields - ${key}::text`, updated_at: new Date() })
+    .where(sql<boolean>`custom_fields ? ${key}`)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+// A contact's tickets.
+
+type TicketExpressions = ExpressionBuilder<Database & { t: TicketsTable }, 't'>;
+
+/**
+ * Which tickets the caller may see, as a `where` condition on `tickets as t`: owners and admins
+ * all; an agent those of their departments, those assigned to them and those in no department.
+ * Temporary: the shared ticket policy module replaces it.
+ */
+export function ticketVisibleTo(principal: Principal) {
+  return (eb: TicketExpressions): Expression<SqlBool> => {
+    if (isAdmin(principal)) return sql<SqlBool>`true`;
+    return eb.or([
+      eb('t.department_id', 'is', null),
+      eb('t.assignee_id', '=', principal.agentId),
+      eb(
+        't.department_id',
+        'in',
+        eb
+          .selectFrom('department_members as dm')
+          .select('dm.department_id')
+          .where('dm.agent_id', '=', principal.agentId),
+      ),
+    ]);
+  };
+}
+
+export async function listContactTickets(
+  db: Executor,
+  principal: Principal,
+  contactId: string,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset: Keyset<{ id: string; created_at: Date }> = {
+    list: `contact-tickets:${contactId}`,
+    columns: [sql`t.created_at`, sql`t.id`],
+    key: (row) => [row.created_at.toISOString(), row.id],
+    direction: 'desc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const rows = await db
+    .selectFrom('tickets as t')
+    .select([
+      't.id',
+      't.number',
+      't.subject',
+      't.channel',
+      't.status',
+      't.priority',
+      't.department_id',
+      't.created_at',
+      't.updated_at',
+    ])
+    .where('t.contact_id', '=', contactId)
+    .where(ticketVisibleTo(principal))
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  return toPage(
+    keyset,
+    rows,
+    page.limit,
+    (row): ContactTicket => ({
+      id: row.id,
+      reference: `T-${row.number}`,
+      subject: row.subject,
+      channel: row.channel,
+      status: row.status,
+      priority: row.priority,
+      department_id: row.department_id,
+      created_at: row.created_at.toISOString(),
+      updated_at: row.updated_at.toISOString(),
+    }),
+  );
+}
+
+// For the tickets domain.
+
+export interface ContactSummary {
+  id: string;
+  name: string;
+  /** The first email, or null. */
+  email: string | null;
+  /** The first phone, or null. */
+  phone: string | null;
+}
+
+export async function contactSummaries(db: Executor, ids: string[]): Promise<Map<string, ContactSummary>> {
+  const unique = [...new Set(ids)];
+  if (unique.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('contacts')
+    .select([
+      'contacts.id',
+      'contacts.name',
+      sql<
+        string | null
+      >`(select e.email from contact_emails e where e.contact_id = contacts.id order by e.position limit 1)`.as(
+        'email',
+      ),
+      sql<
+        string | null
+      >`(select p.phone from contact_phones p where p.contact_id = contacts.id order by p.position limit 1)`.as(
+        'phone',
+      ),
+    ])
+    .where('contacts.id', 'in', unique)
+    .execute();
+  return new Map(rows.map((r) => [r.id, { id: r.id, name: r.name, email: r.email, phone: r.phone }]));
+}
+
+/** Key-share-locks the contact, so it cannot be deleted before the caller's ticket refers to it. */
+async function holdContact(trx: Executor, id: string): Promise<string | undefined> {
+  const row = await trx
+    .selectFrom('contacts')
+    .select('id')
+    .where('id', '=', id)
+    .forKeyShare()
+    .executeTakeFirst();
+  return row?.id;
+}
+
+async function findByIdentity(trx: Executor, email: string | undefined, phone: string | undefined) {
+  if (email !== undefined) {
+    const row = await trx
+      .selectFrom('contact_emails')
+      .select('contact_id')
+      .where(sql<boolean>`lower(email) = lower(${email})`)
+      .executeTakeFirst();
+    const id = row && (await holdContact(trx, row.contact_id));
+    if (id) return id;
+  }
+  if (phone !== undefined) {
+    const row = await trx
+      .selectFrom('contact_phones')
+      .select('contact_id')
+      .where('phone', '=', phone)
+      .executeTakeFirst();
+    const id = row && (await holdContact(trx, row.contact_id));
+    if (id) return id;
+  }
+  return undefined;
+}
+
+/**
+ * The contact a new ticket belongs to: the one named by `id`, else the one that has the email
+ * (ignoring case) or else the phone (normalised), else a new contact with the name, email and
+ * phone given. Run it in the transaction that creates the ticket: the contact found is
+ * key-share-locked until then, so it cannot be deleted in between.
+ *
+ * Safe under concurrency: when two transactions create a contact for the same new email or
+ * phone, the second one's insert waits for the first (ON CONFLICT DO NOTHING on the unique
+ * index), finds it claimed, drops its own new contact and takes the first one's.
+ */
+export async function resolveContact(
+  trx: Kysely<Database>,
+  input: { id?: string; name?: string; email?: string; phone?: string },
+): Promise<string> {
+  if (input.id !== undefined) {
+    const id = await holdContact(trx, input.id);
+    if (!id) {
+      const error = new DomainError('unprocessable', 'contact_not_found', 'No such contact.');
+      error.errors = [{ field: 'body/contact/id', message: 'no such contact' }];
+      throw error;
+    }
+    return id;
+  }
+  const name = input.name?.trim() ?? '';
+  const email = input.email?.trim() || undefined;
+  if (email !== undefined && (email.length > 254 || !/^[^@\s]+@[^@\s]+$/.test(email))) {
+    throw invalid('invalid_email', 'The email address is not valid.', [
+      { field: 'body/contact/email', message: 'must be an email address' },
+    ]);
+  }
+  let phone: string | undefined;
+  if (input.phone !== undefined && input.phone.trim() !== '') {
+    const normalised = normalisePhone(input.phone);
+    if (normalised === null) {
+      throw invalid('invalid_phone', 'The phone number is not valid.', [
+        { field: 'body/contact/phone', message: 'must be 4-20 digits with an optional leading +' },
+      ]);
+    }
+    phone = normalised;
+  }
+  if (email === undefined && phone === undefined) {
+    if (name === '') {
+      throw invalid('contact_identity_required', 'Name the contact, or give its email or phone.', [
+        { field: 'body/contact', message: 'needs an id, a name, an email or a phone' },
+      ]);
+    }
+    // Nothing to recognise a returning customer by: every such ticket gets a contact of its own.
+    return insertContact(trx, { name });
+  }
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const existing = await findByIdentity(trx, email, phone);
+    if (existing) return existing;
+    const id = await insertContact(trx, { name });
+    const emailTaken = email !== undefined && (await insertEmails(trx, id, [email])).length > 0;
+    const phoneTaken =
+      !emailTaken && phone !== undefined && (await insertPhones(trx, id, [phone])).length > 0;
+    if (!emailTaken && !phoneTaken) return id;
+    // Another transaction claimed the email or phone first and has committed (ON CONFLICT waited
+    // for it): drop ours and look again, which now finds theirs.
+    await deleteContactRow(trx, id);
+  }
+  throw new DomainError(
+    'conflict',
+    'concurrent_update',
+    'The contact changed concurrently while the ticket was created; retry the request.',
+  );
+}

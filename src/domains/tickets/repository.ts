@@ -1,0 +1,464 @@
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { isAdmin } from '../../access/policy.ts';
+import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
+import type {
+  ActorType,
+  Channel,
+  Database,
+  MessageKind,
+  Priority,
+  TicketRow,
+  TicketStatus,
+} from '../../db/types.ts';
+import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import { contactSummaries } from '../contacts/repository.ts';
+import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
+
+type Executor = Kysely<Database>;
+
+/** Who caused a change. Stored on every event; rules fill rule_id and rule_version. */
+export interface Actor {
+  type: ActorType;
+  agentId: string | null;
+  contactId: string | null;
+  ruleId?: string | null;
+  ruleVersion?: number | null;
+  tokenId?: string | null;
+}
+
+export const reference = (number: number | string) => `T-${number}`;
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toTicket(row: TicketRow, contact: Ticket['contact']): Ticket {
+  return {
+    id: row.id,
+    reference: reference(row.number),
+    subject: row.subject,
+    channel: row.channel,
+    status: row.status,
+    priority: row.priority,
+    department_id: row.department_id,
+    assignee_id: row.assignee_id,
+    contact,
+    tags: row.tags,
+    support_address: row.support_address,
+    postponed_until: iso(row.postponed_until),
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    first_answered_at: iso(row.first_answered_at),
+    last_customer_message_at: iso(row.last_customer_message_at),
+    resolved_at: iso(row.resolved_at),
+  };
+}
+
+// Every column but the search vector, which is large and never leaves the database.
+export const TICKET_COLUMNS = [
+  't.id',
+  't.number',
+  't.subject',
+  't.channel',
+  't.status',
+  't.priority',
+  't.priority_rank',
+  't.department_id',
+  't.assignee_id',
+  't.contact_id',
+  't.tags',
+  't.support_address',
+  't.postponed_until',
+  't.status_before_delete',
+  't.created_at',
+  't.updated_at',
+  't.first_answered_at',
+  't.last_customer_message_at',
+  't.last_agent_message_at',
+  't.resolved_at',
+  't.waiting_since',
+] as const;
+
+export type TicketRecord = Omit<TicketRow, 'search'>;
+
+export async function withContacts(db: Executor, rows: TicketRecord[]): Promise<Ticket[]> {
+  const contacts = await contactSummaries(db, [...new Set(rows.map((r) => r.contact_id))]);
+  return rows.map((row) =>
+    toTicket(row as TicketRow, contacts.get(row.contact_id) ?? { id: row.contact_id, name: '', email: null, phone: null }),
+  );
+}
+
+export function findTicketRecord(db: Executor, id: string): Promise<TicketRecord | undefined> {
+  return db.selectFrom('tickets as t').select(TICKET_COLUMNS).where('t.id', '=', id).executeTakeFirst();
+}
+
+export function lockTicketRecord(trx: Transaction<Database>, id: string): Promise<TicketRecord | undefined> {
+  return trx.selectFrom('tickets as t').select(TICKET_COLUMNS).where('t.id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export async function insertTicket(
+  trx: Executor,
+  values: {
+    subject: string;
+    channel: Channel;
+    status: TicketStatus;
+    priority: Priority;
+    department_id: string | null;
+    assignee_id: string | null;
+    contact_id: string;
+    tags: string[];
+    support_address: string | null;
+    body: string;
+  },
+): Promise<TicketRecord> {
+  const { body, ...columns } = values;
+  const { id } = await trx
+    .insertInto('tickets')
+    .values({
+      ...columns,
+      tags: sql<string[]>`${values.tags}::text[]`,
+      search: sql`to_tsvector('simple', ${values.subject} || ' ' || ${body})`,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return (await findTicketRecord(trx, id))!;
+}
+
+export type TicketPatch = Partial<
+  Pick<
+    TicketRow,
+    | 'subject'
+    | 'status'
+    | 'priority'
+    | 'department_id'
+    | 'assignee_id'
+    | 'tags'
+    | 'postponed_until'
+    | 'status_before_delete'
+    | 'first_answered_at'
+    | 'last_customer_message_at'
+    | 'last_agent_message_at'
+    | 'resolved_at'
+    | 'waiting_since'
+  >
+>;
+
+export async function updateTicketRecord(
+  trx: Executor,
+  id: string,
+  patch: TicketPatch,
+  appendToSearch?: string,
+): Promise<TicketRecord> {
+  const set: Record<string, unknown> = { ...patch, updated_at: sql`now()` };
+  if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
+  if (patch.subject !== undefined) set.search = sql`search || to_tsvector('simple', ${patch.subject})`;
+  // A tsvector is capped at 1 MB; long threads stop adding words rather than failing the write.
+  if (appendToSearch !== undefined) {
+    set.search = sql`case when length(search) < 100000 then search || to_tsvector('simple', ${appendToSearch}) else search end`;
+  }
+  await trx.updateTable('tickets').set(set).where('id', '=', id).execute();
+  return (await findTicketRecord(trx, id))!;
+}
+
+export interface NewEvent {
+  type: string;
+  data?: Record<string, unknown>;
+}
+
+/** Appends events, each stamped with the ticket's department, assignee and channel now. */
+export async function insertEvents(trx: Executor, ticket: TicketRecord, actor: Actor, events: NewEvent[]) {
+  if (events.length === 0) return;
+  await trx
+    .insertInto('ticket_events')
+    .values(
+      events.map((e) => ({
+        ticket_id: ticket.id,
+        type: e.type,
+        actor_type: actor.type,
+        actor_agent_id: actor.agentId,
+        actor_contact_id: actor.contactId,
+        actor_rule_id: actor.ruleId ?? null,
+        actor_rule_version: actor.ruleVersion ?? null,
+        via_token_id: actor.tokenId ?? null,
+        department_id: ticket.department_id,
+        agent_id: ticket.assignee_id,
+        channel: ticket.channel,
+        data: JSON.stringify(e.data ?? {}),
+      })),
+    )
+    .execute();
+}
+
+export async function insertMessage(
+  trx: Executor,
+  values: {
+    ticket_id: string;
+    kind: MessageKind;
+    channel: Channel;
+    author_agent_id: string | null;
+    author_contact_id: string | null;
+    chat_id?: string | null;
+    body: string;
+    department_id: string | null;
+    created_at?: Date | string;
+  },
+): Promise<Message> {
+  const row = await trx.insertInto('ticket_messages').values(values).returningAll().executeTakeFirstOrThrow();
+  return toMessage(row);
+}
+
+function toMessage(row: {
+  id: string;
+  ticket_id: string;
+  kind: MessageKind;
+  channel: Channel;
+  author_agent_id: string | null;
+  author_contact_id: string | null;
+  chat_id: string | null;
+  body: string;
+  created_at: Date;
+}): Message {
+  return {
+    id: row.id,
+    ticket_id: row.ticket_id,
+    kind: row.kind,
+    channel: row.channel,
+    author_agent_id: row.author_agent_id,
+    author_contact_id: row.author_contact_id,
+    chat_id: row.chat_id,
+    body: row.body,
+    created_at: row.created_at.toISOString(),
+  };
+}
+
+export async function listMessages(
+  db: Executor,
+  ticketId: string,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset: Keyset<{ created_at: Date; id: string }> = {
+    list: `messages:${ticketId}`,
+    columns: [sql`created_at`, sql`id`],
+    key: (row) => [row.created_at.toISOString(), row.id],
+    direction: 'asc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const rows = await db
+    .selectFrom('ticket_messages')
+    .select([
+      'id',
+      'ticket_id',
+      'kind',
+      'channel',
+      'author_agent_id',
+      'author_contact_id',
+      'chat_id',
+      'body',
+      'created_at',
+    ])
+    .where('ticket_id', '=', ticketId)
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  return toPage(keyset, rows, page.limit, toMessage);
+}
+
+export function findMessage(db: Executor, ticketId: string, messageId: string) {
+  return db
+    .selectFrom('ticket_messages')
+    .select(['id', 'kind', 'author_agent_id'])
+    .where('ticket_id', '=', ticketId)
+    .where('id', '=', messageId)
+    .executeTakeFirst();
+}
+
+export async function listEvents(db: Executor, ticketId: string, page: { limit: number; cursor?: string | undefined }) {
+  const keyset: Keyset<{ id: number }> = {
+    list: `history:${ticketId}`,
+    columns: [sql`id`],
+    key: (row) => [String(row.id)],
+    direction: 'asc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const rows = await db
+    .selectFrom('ticket_events')
+    .selectAll()
+    .where('ticket_id', '=', ticketId)
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(page.limit + 1)
+    .execute();
+  return toPage(
+    keyset,
+    rows,
+    page.limit,
+    (row): TicketEvent => ({
+      id: String(row.id),
+      type: row.type,
+      actor: {
+        type: row.actor_type,
+        agent_id: row.actor_agent_id,
+        contact_id: row.actor_contact_id,
+        rule_id: row.actor_rule_id,
+        rule_version: row.actor_rule_version,
+      },
+      department_id: row.department_id,
+      agent_id: row.agent_id,
+      data: row.data,
+      occurred_at: row.occurred_at.toISOString(),
+    }),
+  );
+}
+
+const SORTS = {
+  created_at: { column: sql`t.created_at`, key: (r: TicketRecord) => r.created_at.toISOString() },
+  updated_at: { column: sql`t.updated_at`, key: (r: TicketRecord) => r.updated_at.toISOString() },
+  priority: { column: sql`t.priority_rank`, key: (r: TicketRecord) => r.priority_rank },
+} as const;
+
+/** The tickets the caller may see, filtered, sorted and paged by keyset. */
+export async function listTickets(db: Executor, access: TicketAccess, query: TicketListQueryType) {
+  const { limit, cursor, sort, ...filter } = query;
+  const descending = sort.startsWith('-');
+  const field = SORTS[sort.replace('-', '') as keyof typeof SORTS];
+  const columns: RawBuilder<unknown>[] =
+    field === SORTS.priority ? [field.column, sql`t.created_at`, sql`t.id`] : [field.column, sql`t.id`];
+  const keyset: Keyset<TicketRecord> = {
+    list: `tickets:${access.principal.agentId}:${JSON.stringify({ sort, ...filter })}`,
+    columns,
+    key: (r) =>
+      field === SORTS.priority ? [r.priority_rank, r.created_at.toISOString(), r.id] : [field.key(r), r.id],
+    direction: descending ? 'desc' : 'asc',
+  };
+  const after = afterCursor(keyset, cursor);
+  const departments = filter.department_id?.filter((d) => d !== 'none') ?? [];
+  const assignees = filter.assignee_id?.filter((a) => a !== 'none') ?? [];
+  const rows = await db
+    .selectFrom('tickets as t')
+    .select(TICKET_COLUMNS)
+    .where(visibleTickets(access))
+    .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
+    .$if(filter.status !== undefined, (qb) => qb.where('t.status', 'in', filter.status!))
+    .$if(filter.department_id !== undefined, (qb) =>
+      qb.where((eb) => {
+        const ors = [];
+        if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
+        if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
+        return eb.or(ors);
+      }),
+    )
+    .$if(filter.assignee_id !== undefined, (qb) =>
+      qb.where((eb) => {
+        const ors = [];
+        if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
+        if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
+        return eb.or(ors);
+      }),
+    )
+    .$if(filter.channel !== undefined, (qb) => qb.where('t.channel', 'in', filter.channel!))
+    .$if(filter.priority !== undefined, (qb) => qb.where('t.priority', 'in', filter.priority!))
+    .$if(filter.tag !== undefined, (qb) =>
+      qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
+    )
+    .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
+    .$if(filter.created_from !== undefined, (qb) => qb.where('t.created_at', '>=', new Date(filter.created_from!)))
+    .$if(filter.created_to !== undefined, (qb) => qb.where('t.created_at', '<', new Date(filter.created_to!)))
+    .$if(filter.updated_from !== undefined, (qb) => qb.where('t.updated_at', '>=', new Date(filter.updated_from!)))
+    .$if(filter.updated_to !== undefined, (qb) => qb.where('t.updated_at', '<', new Date(filter.updated_to!)))
+    .$if(filter.q !== undefined, (qb) =>
+      qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
+    )
+    .$if(after !== null, (qb) => qb.where(after!))
+    .orderBy(orderBy(keyset))
+    .limit(limit + 1)
+    .execute();
+  const page = toPage(keyset, rows, limit, (r) => r);
+  return { data: await withContacts(db, page.data), next_cursor: page.next_cursor };
+}
+
+export function normaliseTag(tag: string): string {
+  return tag.trim().replace(/\s+/g, ' ').toLowerCase();
+}
+
+const COUNTED = ['new', 'open', 'answered', 'postponed', 'resolved'] as const;
+
+/** Tickets per status in each department the caller sees, and in no department, in one query. */
+export async function countTickets(db: Executor, access: TicketAccess) {
+  const rows = await db
+    .selectFrom('tickets as t')
+    .select(['t.department_id', 't.status', (eb) => eb.fn.countAll<number>().as('n')])
+    .where(visibleTickets(access))
+    .where('t.status', 'in', COUNTED)
+    .groupBy(['t.department_id', 't.status'])
+    .execute();
+  const departments = await db.selectFrom('departments').select(['id', 'name']).orderBy(sql`lower(name)`).execute();
+  const empty = () => ({ new: 0, open: 0, answered: 0, postponed: 0, resolved: 0 });
+  const byDepartment = new Map<string | null, ReturnType<typeof empty>>();
+  for (const r of rows) {
+    const counts = byDepartment.get(r.department_id) ?? empty();
+    counts[r.status as (typeof COUNTED)[number]] = Number(r.n);
+    byDepartment.set(r.department_id, counts);
+  }
+  return {
+    departments: departments
+      .filter((d) => isAdmin(access.principal) || access.memberships.has(d.id) || byDepartment.has(d.id))
+      .map((d) => ({ department_id: d.id, name: d.name, counts: byDepartment.get(d.id) ?? empty() })),
+    no_department: byDepartment.get(null) ?? empty(),
+  };
+}
+
+// What departments and agents hand over, or are blocked by, when they are deleted.
+
+export async function countTicketsOfDepartment(trx: Executor, departmentId: string) {
+  const row = await trx
+    .selectFrom('tickets')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('department_id', '=', departmentId)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/** Moves every ticket of one department to another, as a system transfer in each history. */
+export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toId: string) {
+  const moved = await trx
+    .updateTable('tickets')
+    .set({
+      department_id: toId,
+      updated_at: sql`now()`,
+      // The assignee stays only when they are a member of the new department.
+      assignee_id: sql`case when exists (select 1 from department_members m where m.department_id = ${toId} and m.agent_id = tickets.assignee_id) then assignee_id end`,
+    })
+    .where('department_id', '=', fromId)
+    .returning(['id', 'assignee_id', 'channel'])
+    .execute();
+  if (moved.length === 0) return;
+  await trx
+    .insertInto('ticket_events')
+    .values(
+      moved.map((t) => ({
+        ticket_id: t.id,
+        type: 'transferred',
+        actor_type: 'system' as const,
+        actor_agent_id: null,
+        actor_contact_id: null,
+        department_id: toId,
+        agent_id: t.assignee_id,
+        channel: t.channel,
+        data: JSON.stringify({ from_department_id: fromId, to_department_id: toId, reason: 'department_deleted' }),
+      })),
+    )
+    .execute();
+}
+
+export async function countTicketReferencesToAgent(trx: Executor, agentId: string) {
+  const row = await trx
+    .selectFrom('tickets')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('assignee_id', '=', agentId)
+    .executeTakeFirstOrThrow();
+  const authored = await trx
+    .selectFrom('ticket_messages')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('author_agent_id', '=', agentId)
+    .executeTakeFirstOrThrow();
+  return Number(row.n) + Number(authored.n);
+}

@@ -1,0 +1,286 @@
+import { type Static, Type } from 'typebox';
+import { ref, Timestamp, Uuid } from '../../contract.ts';
+
+export const CHANNELS = [
+  'email',
+  'contact_form',
+  'chat',
+  'call',
+  'facebook',
+  'twitter',
+  'instagram',
+  'viber',
+  'whatsapp',
+  'api',
+] as const;
+export const STATUSES = ['new', 'open', 'answered', 'postponed', 'resolved', 'spam', 'deleted'] as const;
+export const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
+
+export const ChannelSchema = Type.Enum(CHANNELS, { description: 'Where the conversation came from.' });
+export const StatusSchema = Type.Enum(STATUSES, {
+    description:
+      'new: no agent answer yet; open: the customer wrote again and waits; answered: an agent replied, waiting on the customer; postponed: until postponed_until, then open again; resolved; spam; deleted (soft).',
+  },
+);
+export const PrioritySchema = Type.Enum(PRIORITIES);
+
+const Tag = Type.String({ minLength: 1, maxLength: 50, pattern: '\\S', description: 'Stored trimmed and lower-cased.' });
+export const Tags = Type.Array(Tag, { maxItems: 50 });
+const Body = Type.String({ minLength: 1, maxLength: 100_000, pattern: '\\S' });
+const Subject = Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' });
+
+export const TicketContactSchema = Type.Object(
+  {
+    id: Uuid(),
+    name: Type.String(),
+    email: Type.Union([Type.String(), Type.Null()]),
+    phone: Type.Union([Type.String(), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
+export const TicketSchema = Type.Object(
+  {
+    id: Uuid(),
+    reference: Type.String({ description: 'Human-friendly reference, e.g. T-1042.', examples: ['T-1042'] }),
+    subject: Type.String(),
+    channel: ChannelSchema,
+    status: StatusSchema,
+    priority: PrioritySchema,
+    department_id: Type.Union([Uuid(), Type.Null()]),
+    assignee_id: Type.Union([Uuid(), Type.Null()]),
+    contact: TicketContactSchema,
+    tags: Type.Array(Type.String()),
+    support_address: Type.Union([Type.String(), Type.Null()], { description: 'The address the customer wrote to.' }),
+    postponed_until: Type.Union([Timestamp(), Type.Null()]),
+    created_at: Timestamp(),
+    updated_at: Timestamp(),
+    first_answered_at: Type.Union([Timestamp(), Type.Null()]),
+    last_customer_message_at: Type.Union([Timestamp(), Type.Null()]),
+    resolved_at: Type.Union([Timestamp(), Type.Null()]),
+  },
+  { $id: 'Ticket', additionalProperties: false },
+);
+export type Ticket = Static<typeof TicketSchema>;
+
+export const ContactInput = Type.Object(
+  {
+    id: Type.Optional(Uuid('An existing contact.')),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    email: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
+    phone: Type.Optional(Type.String({ minLength: 4, maxLength: 40 })),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: 'An existing contact by id, or the contact that has this email or phone (created if none has).',
+  },
+);
+
+export const CreateTicketBody = Type.Object(
+  {
+    subject: Subject,
+    channel: Type.Optional(ChannelSchema),
+    contact: ContactInput,
+    message: Type.Object(
+      {
+        body: Body,
+        author: Type.Optional(
+          Type.Union([Type.Literal('contact'), Type.Literal('agent')], {
+            description: 'contact (default): the customer wrote in; agent: an outbound ticket, the caller wrote first.',
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    assignee_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    priority: Type.Optional(PrioritySchema),
+    tags: Type.Optional(Tags),
+    support_address: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
+  },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        subject: 'Refund for order 5521',
+        channel: 'email',
+        contact: { email: 'jane@example.com', name: 'Jane Doe' },
+        message: { body: 'Hello, the parcel arrived broken. Can I get a refund?' },
+        department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11',
+        priority: 'high',
+        tags: ['refund'],
+      },
+    ],
+  },
+);
+
+export const UpdateTicketBody = Type.Object(
+  {
+    subject: Type.Optional(Subject),
+    status: Type.Optional(
+      Type.Enum(['open', 'answered', 'postponed', 'resolved', 'spam'] as const, {
+        description: 'new is only ever the state before a first answer; delete with DELETE.',
+      }),
+    ),
+    postponed_until: Type.Optional(Timestamp('Required with status postponed; must be in the future.')),
+    priority: Type.Optional(PrioritySchema),
+    assignee_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    tags: Type.Optional(Tags),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    examples: [{ status: 'resolved' }, { priority: 'urgent', assignee_id: null }],
+  },
+);
+
+export const TagsChangeBody = Type.Object(
+  { add: Type.Optional(Tags), remove: Type.Optional(Tags) },
+  { additionalProperties: false, minProperties: 1, examples: [{ add: ['vip'], remove: ['refund'] }] },
+);
+
+export const TransferBody = Type.Object(
+  {
+    department_id: Uuid('The department that takes the ticket over.'),
+    assignee_id: Type.Optional(Type.Union([Uuid(), Type.Null()], { description: 'A member of that department.' })),
+    note: Type.Optional(Type.String({ minLength: 1, maxLength: 10_000, pattern: '\\S', description: 'An internal note.' })),
+  },
+  {
+    additionalProperties: false,
+    examples: [{ department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11', note: 'Billing question, over to you.' }],
+  },
+);
+
+export const MessageSchema = Type.Object(
+  {
+    id: Uuid(),
+    ticket_id: Uuid(),
+    kind: Type.Union([Type.Literal('customer'), Type.Literal('agent'), Type.Literal('note')], {
+      description: 'customer: from the customer; agent: a reply sent to the customer; note: internal, never shown to the customer.',
+    }),
+    channel: ChannelSchema,
+    author_agent_id: Type.Union([Uuid(), Type.Null()]),
+    author_contact_id: Type.Union([Uuid(), Type.Null()]),
+    chat_id: Type.Union([Uuid(), Type.Null()]),
+    body: Type.String(),
+    created_at: Timestamp(),
+  },
+  { $id: 'TicketMessage', additionalProperties: false },
+);
+export type Message = Static<typeof MessageSchema>;
+
+export const AddMessageBody = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('reply'), Type.Literal('note'), Type.Literal('customer')], {
+      description:
+        'reply: an agent answer to the customer; note: internal; customer: records a message the customer sent (integrations).',
+    }),
+    body: Body,
+  },
+  { additionalProperties: false, examples: [{ kind: 'reply', body: 'Sorry about that! A refund is on its way.' }] },
+);
+
+export const RatingSchema = Type.Object(
+  {
+    id: Uuid(),
+    ticket_id: Uuid(),
+    message_id: Type.Union([Uuid(), Type.Null()]),
+    agent_id: Type.Union([Uuid(), Type.Null()], { description: 'The agent rated: the author of the message, else the assignee.' }),
+    value: Type.Union([Type.Literal('positive'), Type.Literal('negative')]),
+    comment: Type.Union([Type.String(), Type.Null()]),
+    created_at: Timestamp(),
+  },
+  { $id: 'Rating', additionalProperties: false },
+);
+
+export const AddRatingBody = Type.Object(
+  {
+    value: Type.Union([Type.Literal('positive'), Type.Literal('negative')]),
+    comment: Type.Optional(Type.String({ maxLength: 5000 })),
+    message_id: Type.Optional(Uuid('Rate one agent reply rather than the whole ticket.')),
+  },
+  { additionalProperties: false, examples: [{ value: 'positive', comment: 'Quick and kind, thanks!' }] },
+);
+
+export const EventSchema = Type.Object(
+  {
+    id: Type.String({ description: 'Increasing with time within a ticket.' }),
+    type: Type.String({
+      description:
+        'created, message_added, status_changed, priority_changed, subject_changed, transferred, assigned, tags_changed, rated, call_recorded, chat_recorded, deleted',
+    }),
+    actor: Type.Object(
+      {
+        type: Type.Union([Type.Literal('agent'), Type.Literal('contact'), Type.Literal('rule'), Type.Literal('system')]),
+        agent_id: Type.Union([Uuid(), Type.Null()]),
+        contact_id: Type.Union([Uuid(), Type.Null()]),
+        rule_id: Type.Union([Uuid(), Type.Null()]),
+        rule_version: Type.Union([Type.Integer(), Type.Null()]),
+      },
+      { additionalProperties: false },
+    ),
+    department_id: Type.Union([Uuid(), Type.Null()], { description: 'The ticket’s department when it happened.' }),
+    agent_id: Type.Union([Uuid(), Type.Null()], { description: 'The ticket’s assignee when it happened.' }),
+    data: Type.Record(Type.String(), Type.Unknown(), { description: 'What changed, e.g. {from, to}.' }),
+    occurred_at: Timestamp(),
+  },
+  { $id: 'TicketEvent', additionalProperties: false },
+);
+export type TicketEvent = Static<typeof EventSchema>;
+
+const StatusCounts = Type.Object(
+  {
+    new: Type.Integer(),
+    open: Type.Integer(),
+    answered: Type.Integer(),
+    postponed: Type.Integer(),
+    resolved: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+
+export const TicketCountsSchema = Type.Object(
+  {
+    departments: Type.Array(
+      Type.Object(
+        { department_id: Uuid(), name: Type.String(), counts: StatusCounts },
+        { additionalProperties: false },
+      ),
+    ),
+    no_department: StatusCounts,
+  },
+  { $id: 'TicketCounts', additionalProperties: false },
+);
+
+const Several = <T extends Parameters<typeof Type.Array>[0]>(item: T, description: string) =>
+  Type.Optional(Type.Array(item, { maxItems: 50, description: `${description} Repeat the parameter for several.` }));
+
+export const TicketListQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
+    department_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'A department id, or none for no department.'),
+    status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.'),
+    channel: Several(ChannelSchema, ''),
+    assignee_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'An agent id, or none for unassigned.'),
+    tag: Several(Tag, 'Tickets with all of these tags.'),
+    priority: Several(PrioritySchema, ''),
+    contact_id: Type.Optional(Uuid()),
+    created_from: Type.Optional(Timestamp()),
+    created_to: Type.Optional(Timestamp('Exclusive.')),
+    updated_from: Type.Optional(Timestamp()),
+    updated_to: Type.Optional(Timestamp('Exclusive.')),
+    q: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 200, description: 'Full-text search over subject and messages.' }),
+    ),
+    sort: Type.Enum(['-created_at', 'created_at', '-updated_at', 'updated_at', '-priority', 'priority'] as const, {
+      default: '-created_at',
+      description: 'A leading - sorts descending.',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type TicketListQueryType = Static<typeof TicketListQuery>;
+
+export const ticketRef = ref(TicketSchema);

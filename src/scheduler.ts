@@ -1,0 +1,34 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Db } from './db/database.ts';
+import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
+import { wakePostponedTickets } from './domains/tickets/service.ts';
+
+/**
+ * Periodic housekeeping: postponed tickets whose time came go back to open, and old
+ * Idempotency-Keys are forgotten. Every instance may run it; the work is safe to repeat and
+ * instances skip the rows another one holds. A PostgreSQL-backed job queue takes over once
+ * there is more background work (SLA timers, webhook delivery).
+ */
+export function startScheduler(db: Db, log: FastifyBaseLogger, everyMs = 30_000): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    running ??= (async () => {
+      try {
+        const woken = await wakePostponedTickets(db);
+        const forgotten = await forgetOldIdempotencyKeys(db);
+        if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
+      } catch (err) {
+        log.error({ err }, 'housekeeping failed');
+      } finally {
+        running = null;
+      }
+    })();
+  };
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  tick();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
