@@ -37,7 +37,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('position', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
   await sql`create unique index contact_emails_email_key on contact_emails (lower(email))`.execute(db);
-  await db.schema.createIndex('contact_emails_contact_idx').on('contact_emails').column('contact_id').execute();
+  await db.schema
+    .createIndex('contact_emails_contact_idx')
+    .on('contact_emails')
+    .column('contact_id')
+    .execute();
 
   await db.schema
     .createTable('contact_phones')
@@ -45,7 +49,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('phone', 'text', (c) => c.notNull().unique())
     .addColumn('position', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
-  await db.schema.createIndex('contact_phones_contact_idx').on('contact_phones').column('contact_id').execute();
+  await db.schema
+    .createIndex('contact_phones_contact_idx')
+    .on('contact_phones')
+    .column('contact_id')
+    .execute();
 
   await sql`create sequence ticket_number_seq start with 1001`.execute(db);
 
@@ -62,13 +70,19 @@ export async function up(db: Kysely<any>): Promise<void> {
         ),
     )
     .addColumn('status', 'text', (c) =>
-      c.notNull().check(sql`status in ('new', 'open', 'answered', 'postponed', 'resolved', 'spam', 'deleted')`),
+      c
+        .notNull()
+        .check(sql`status in ('new', 'open', 'answered', 'postponed', 'resolved', 'spam', 'deleted')`),
     )
-    .addColumn('priority', 'text', (c) => c.notNull().check(sql`priority in ('low', 'normal', 'high', 'urgent')`))
+    .addColumn('priority', 'text', (c) =>
+      c.notNull().check(sql`priority in ('low', 'normal', 'high', 'urgent')`),
+    )
     .addColumn('priority_rank', 'smallint', (c) =>
-      c.generatedAlwaysAs(
-        sql`case priority when 'urgent' then 4 when 'high' then 3 when 'normal' then 2 else 1 end`,
-      ).stored(),
+      c
+        .generatedAlwaysAs(
+          sql`case priority when 'urgent' then 4 when 'high' then 3 when 'normal' then 2 else 1 end`,
+        )
+        .stored(),
     )
     .addColumn('department_id', 'uuid', (c) => c.references('departments.id'))
     .addColumn('assignee_id', 'uuid', (c) => c.references('agents.id'))
@@ -91,7 +105,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create index tickets_department_status_created_idx on tickets (department_id, status, created_at desc, id desc)`.execute(
     db,
   );
-  await sql`create index tickets_department_created_idx on tickets (department_id, created_at desc, id desc)`.execute(db);
+  await sql`create index tickets_department_created_idx on tickets (department_id, created_at desc, id desc)`.execute(
+    db,
+  );
   await sql`create index tickets_assignee_status_created_idx on tickets (assignee_id, status, created_at desc, id desc)`.execute(
     db,
   );
@@ -103,7 +119,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   // The to-solve queue: waiting tickets of a department, by priority then age.
   await sql`create index tickets_queue_idx on tickets (department_id, priority_rank desc, waiting_since, id)
     where status in ('new', 'open')`.execute(db);
-  await sql`create index tickets_postponed_idx on tickets (postponed_until) where status = 'postponed'`.execute(db);
+  await sql`create index tickets_postponed_idx on tickets (postponed_until) where status = 'postponed'`.execute(
+    db,
+  );
 
   await db.schema
     .createTable('ticket_messages')
@@ -144,8 +162,16 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('data', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
     .addColumn('occurred_at', ts, (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex('ticket_events_ticket_idx').on('ticket_events').columns(['ticket_id', 'id']).execute();
-  await db.schema.createIndex('ticket_events_occurred_idx').on('ticket_events').columns(['occurred_at']).execute();
+  await db.schema
+    .createIndex('ticket_events_ticket_idx')
+    .on('ticket_events')
+    .columns(['ticket_id', 'id'])
+    .execute();
+  await db.schema
+    .createIndex('ticket_events_occurred_idx')
+    .on('ticket_events')
+    .columns(['occurred_at'])
+    .execute();
 
   await db.schema
     .createTable('calls')
@@ -161,7 +187,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('started_at', ts, (c) => c.notNull())
     .addColumn('answered_at', ts)
     .addColumn('ended_at', ts)
-    .addColumn('duration_seconds', 'integer', (c) => c.notNull().defaultTo(0).check(sql`duration_seconds >= 0`))
+    .addColumn('duration_seconds', 'integer', (c) =>
+      c.notNull().defaultTo(0).check(sql`duration_seconds >= 0`),
+    )
     .addColumn('created_at', ts, (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
   await db.schema.createIndex('calls_ticket_idx').on('calls').columns(['ticket_id', 'started_at']).execute();
@@ -192,7 +220,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('comment', 'text')
     .addColumn('created_at', ts, (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex('ratings_ticket_idx').on('ratings').columns(['ticket_id', 'created_at']).execute();
+  await db.schema
+    .createIndex('ratings_ticket_idx')
+    .on('ratings')
+    .columns(['ticket_id', 'created_at'])
+    .execute();
 
   // Idempotency-Key replays: the first response to a key is kept and returned to every retry.
   await db.schema

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -10,10 +10,12 @@ import type { Db } from './db/database.ts';
 import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
 import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
 import { authRoutes, authSchemas } from './domains/auth/routes.ts';
+import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
 import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
-import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
+import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
+import { queueRoutes } from './domains/queue/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { authPlugin } from './plugins/auth.ts';
@@ -89,7 +91,17 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   await app.register(problemPlugin);
-  for (const schema of [...agentSchemas, ...departmentSchemas, ...apiTokenSchemas, ...authSchemas, ...contactFieldSchemas, ...contactSchemas, ...ticketSchemas, ...callSchemas]) {
+  for (const schema of [
+    ...agentSchemas,
+    ...departmentSchemas,
+    ...apiTokenSchemas,
+    ...authSchemas,
+    ...contactFieldSchemas,
+    ...contactSchemas,
+    ...ticketSchemas,
+    ...callSchemas,
+    ...publicSchemas,
+  ]) {
     app.addSchema(schema);
   }
   await app.register(cors, {
@@ -107,24 +119,29 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ],
     maxAge: 600,
   });
+  // Two budgets: every request counts against its client address before anything else runs
+  // (so made-up credentials buy no extra allowance), and authenticated requests also against
+  // their token (plugins/auth.ts), so one integration cannot starve the others behind a NAT.
   await app.register(rateLimit, {
     global: true,
-    max: config.rateLimit.max,
+    max: config.rateLimit.perAddressMax,
     timeWindow: config.rateLimit.windowSeconds * 1000,
     enableDraftSpec: true,
-    // Per token when one is sent (hashed: the key must not hold the secret), else per address.
-    keyGenerator: (request) => {
-      const auth = request.headers.authorization;
-      return auth ? `token:${createHash('sha256').update(auth).digest('base64url')}` : `ip:${request.ip}`;
-    },
+    keyGenerator: (request) => `ip:${request.ip}`,
     errorResponseBuilder: (_request, context) => ({
       statusCode: 429,
       code: 'rate_limited',
       message: `Rate limit of ${context.max} requests per ${context.after} exceeded; retry after ${Math.ceil(context.ttl / 1000)} s.`,
     }),
   });
+
   await app.register(openapiPlugin);
-  await app.register(authPlugin, { db: deps.db, secret: deps.jwtSecret, ttlSeconds: config.jwtTtlSeconds });
+  await app.register(authPlugin, {
+    db: deps.db,
+    secret: deps.jwtSecret,
+    ttlSeconds: config.jwtTtlSeconds,
+    rateLimit: { max: config.rateLimit.max, windowSeconds: config.rateLimit.windowSeconds },
+  });
 
   await app.register(systemRoutes);
   await app.register(authRoutes);
@@ -135,5 +152,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(contactRoutes);
   await app.register(ticketRoutes);
   await app.register(callAndChatRoutes);
+  await app.register(queueRoutes);
+  await app.register(publicRoutes);
   return app;
 }

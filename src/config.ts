@@ -21,7 +21,12 @@ const EnvSchema = Type.Object({
     { default: 'info' },
   ),
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated origins, or * for any' }),
-  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 1 }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 1, description: 'requests per window per token' }),
+  RATE_LIMIT_PER_ADDRESS_MAX: Type.Integer({
+    default: 3000,
+    minimum: 1,
+    description: 'requests per window per client address, whatever credentials they carry',
+  }),
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ default: 60, minimum: 1 }),
   PUBLIC_FORM_RATE_LIMIT_PER_MINUTE: Type.Integer({ default: 10, minimum: 1 }),
   SIGN_IN_MAX_FAILURES: Type.Integer({ default: 5, minimum: 1 }),
@@ -45,7 +50,7 @@ export interface Config {
   jwtTtlSeconds: number;
   logLevel: string;
   corsOrigins: string[] | '*';
-  rateLimit: { max: number; windowSeconds: number };
+  rateLimit: { max: number; perAddressMax: number; windowSeconds: number };
   publicFormRateLimitPerMinute: number;
   signIn: { maxFailures: number; lockSeconds: number };
   bodyLimit: number;
@@ -104,7 +109,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
             .split(',')
             .map((o) => o.trim())
             .filter(Boolean),
-    rateLimit: { max: parsed.RATE_LIMIT_MAX, windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS },
+    rateLimit: {
+      max: parsed.RATE_LIMIT_MAX,
+      perAddressMax: parsed.RATE_LIMIT_PER_ADDRESS_MAX,
+      windowSeconds: parsed.RATE_LIMIT_WINDOW_SECONDS,
+    },
     publicFormRateLimitPerMinute: parsed.PUBLIC_FORM_RATE_LIMIT_PER_MINUTE,
     signIn: { maxFailures: parsed.SIGN_IN_MAX_FAILURES, lockSeconds: parsed.SIGN_IN_LOCK_SECONDS },
     bodyLimit: parsed.BODY_LIMIT_BYTES,

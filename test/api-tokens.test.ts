@@ -265,8 +265,23 @@ t.test('API tokens', async (t) => {
       payload: { status: 'disabled' },
     });
     t.equal(disable.statusCode, 200, disable.body);
-    isProblem(t, await me(secret), 401, 'agent_disabled');
+    isProblem(t, await me(secret), 401, 'token_revoked');
     isProblem(t, await me(carol.token), 401, 'agent_disabled');
+    const revoked = await ctx.db
+      .selectFrom('api_tokens')
+      .select('revoked_at')
+      .where('agent_id', '=', carol.agent.id)
+      .execute();
+    t.ok(
+      revoked.every((r) => r.revoked_at !== null),
+      'disabling revoked every token of the agent',
+    );
+
+    // Even a token that escaped revocation stops working while its agent is disabled.
+    const dave = await agentWithToken(ctx, { name: 'Dave' });
+    const kept = await mint(ctx, dave.token, ['read']);
+    await ctx.db.updateTable('agents').set({ status: 'disabled' }).where('id', '=', dave.agent.id).execute();
+    isProblem(t, await me(kept.secret), 401, 'agent_disabled');
   });
 
   await t.test('bad bodies answer 400 and create nothing', async (t) => {

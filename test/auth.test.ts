@@ -305,14 +305,14 @@ t.test('session tokens', async (t) => {
     });
     t.equal(disable.statusCode, 200, disable.body);
     isProblem(t, await me(ctx, victim.token), 401, 'agent_disabled');
-    isProblem(t, await me(ctx, apiToken), 401, 'agent_disabled');
+    isProblem(t, await me(ctx, apiToken), 401, 'token_revoked');
     const write = await ctx.request({
       method: 'PATCH',
       url: '/v1/me',
       token: apiToken,
       payload: { name: 'Sneaky' },
     });
-    isProblem(t, write, 401, 'agent_disabled');
+    isProblem(t, write, 401, 'token_revoked');
     t.not((await agentRow(ctx, victim.agent.id)).name, 'Sneaky', 'nothing changed');
     isProblem(
       t,
@@ -320,6 +320,18 @@ t.test('session tokens', async (t) => {
       401,
       'invalid_credentials',
     );
+
+    // Enabling the agent again brings neither the old session nor the old API token back.
+    const enable = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/agents/${victim.agent.id}`,
+      token: owner.token,
+      payload: { status: 'active' },
+    });
+    t.equal(enable.statusCode, 200, enable.body);
+    isProblem(t, await me(ctx, victim.token), 401, 'invalid_token');
+    isProblem(t, await me(ctx, apiToken), 401, 'token_revoked');
+    t.ok(await signIn(ctx, victim.agent.email), 'a fresh sign-in works');
   });
 });
 
@@ -496,4 +508,58 @@ t.test('/v1/me', async (t) => {
       'invalid_credentials',
     );
   });
+});
+
+t.test('credentials cannot be minted with an API token, and password guesses are throttled', async (t) => {
+  const ctx = await buildTestApp(t, { SIGN_IN_MAX_FAILURES: '3', SIGN_IN_LOCK_SECONDS: '60' });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const created = await ctx.request({
+    method: 'POST',
+    url: '/v1/api-tokens',
+    token: admin.token,
+    payload: { name: 'ops', scopes: ['read', 'write'] },
+  });
+  const apiToken: string = created.json().secret;
+  const before = (await agentRow(ctx, admin.agent.id)).password_hash;
+  const reset = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/agents/${admin.agent.id}`,
+    token: apiToken,
+    payload: { password: 'chosen by whoever holds the token' },
+  });
+  isProblem(t, reset, 403, 'session_required');
+  t.equal((await agentRow(ctx, admin.agent.id)).password_hash, before, 'password unchanged');
+  const other = await makeAgent(ctx.db);
+  isProblem(
+    t,
+    await ctx.request({
+      method: 'PATCH',
+      url: `/v1/agents/${other.id}`,
+      token: apiToken,
+      payload: { password: 'chosen by whoever holds the token' },
+    }),
+    403,
+    'session_required',
+  );
+
+  const guesses: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/me/password',
+      token: admin.token,
+      payload: { current_password: `guess number ${i}`, new_password: NEW_PASSWORD },
+    });
+    guesses.push(res.statusCode);
+    if (res.statusCode === 429) t.ok(Number(res.headers['retry-after']) > 0, 'Retry-After');
+  }
+  t.same(guesses, [403, 403, 403, 429]);
+  const right = await ctx.request({
+    method: 'POST',
+    url: '/v1/me/password',
+    token: admin.token,
+    payload: { current_password: PASSWORD, new_password: NEW_PASSWORD },
+  });
+  isProblem(t, right, 429, 'too_many_attempts');
+  t.equal((await agentRow(ctx, admin.agent.id)).password_hash, before, 'still unchanged while locked');
 });

@@ -128,7 +128,11 @@ t.test('readiness reports a database that does not answer', async (t) => {
 });
 
 t.test('rate limiting per token and per address, with RateLimit headers and a 429 problem', async (t) => {
-  const ctx = await buildTestApp(t, { RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW_SECONDS: '60' });
+  const ctx = await buildTestApp(t, {
+    RATE_LIMIT_MAX: '3',
+    RATE_LIMIT_PER_ADDRESS_MAX: '10',
+    RATE_LIMIT_WINDOW_SECONDS: '60',
+  });
   const { agent } = await agentWithToken(ctx, { role: 'admin' });
   const { token } = await agentWithToken(ctx, { role: 'agent' });
   const codes: number[] = [];
@@ -152,11 +156,18 @@ t.test('rate limiting per token and per address, with RateLimit headers and a 42
     },
   });
   t.equal(other.statusCode, 200);
-  // callers without a token share their address's budget (sign-in has a budget of its own)
-  const anon: number[] = [];
-  for (let i = 0; i < 4; i++)
-    anon.push((await ctx.request({ method: 'GET', url: '/v1/departments' })).statusCode);
-  t.same(anon, [401, 401, 401, 429]);
+  // Every request also counts against the client address, whatever credentials it carries:
+  // made-up tokens buy no extra allowance. 5 requests so far (2 sign-ins do not count here,
+  // they have a budget of their own); 5 more fill the address budget of 10.
+  const spray: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    spray.push(
+      (await ctx.request({ method: 'GET', url: '/v1/departments', token: `made-up-${i}` })).statusCode,
+    );
+  }
+  t.same(spray, [401, 401, 401, 401, 401, 429]);
+  const blocked = await ctx.request({ method: 'GET', url: '/v1/departments', token });
+  t.equal(blocked.statusCode, 429, 'the address budget covers valid tokens too');
 });
 
 t.test('CORS lets configured origins in and keeps others out', async (t) => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import jwt from '@fastify/jwt';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Principal } from '../access/policy.ts';
 import type { Db } from '../db/database.ts';
@@ -97,16 +97,49 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
  * after the rate limiter and before the routes.
  */
 export const authPlugin = fp(
-  async (app: FastifyInstance, options: { db: Db; secret: string; ttlSeconds: number }) => {
+  async (
+    app: FastifyInstance,
+    options: {
+      db: Db;
+      secret: string;
+      ttlSeconds: number;
+      rateLimit: { max: number; windowSeconds: number };
+    },
+  ) => {
     await app.register(jwt, {
       secret: options.secret,
       sign: { expiresIn: options.ttlSeconds, algorithm: 'HS256' },
       verify: { algorithms: ['HS256'] },
     });
     app.decorateRequest('principal', null);
-    async function authenticateRequest(request: FastifyRequest) {
+    // The per-token budget, counted once the token is known to be real.
+    const tokenLimit = app.createRateLimit({
+      max: options.rateLimit.max,
+      timeWindow: options.rateLimit.windowSeconds * 1000,
+      keyGenerator: (request) => {
+        const p = request.principal;
+        return p?.tokenId ? `api-token:${p.tokenId}` : `session:${p?.agentId}`;
+      },
+    });
+    async function authenticateRequest(request: FastifyRequest, reply: FastifyReply) {
       const principal = await authenticate(app, options.db, request);
       request.principal = principal;
+      const limit = await tokenLimit(request);
+      // isAllowed is only true for allow-listed keys (none here); the counts are in the rest.
+      if (!limit.isAllowed) {
+        reply.header('ratelimit-limit', limit.max);
+        reply.header('ratelimit-remaining', limit.remaining);
+        reply.header('ratelimit-reset', limit.ttlInSeconds);
+        if (limit.isExceeded) {
+          const error = new DomainError(
+            'throttled',
+            'rate_limited',
+            `Rate limit of ${limit.max} requests per ${options.rateLimit.windowSeconds} s for this token exceeded; retry after ${limit.ttlInSeconds} s.`,
+          );
+          error.retryAfterSeconds = limit.ttlInSeconds;
+          throw error;
+        }
+      }
       if (
         !principal.scopes.includes('write') &&
         !READ_METHODS.has(request.method) &&
@@ -122,5 +155,5 @@ export const authPlugin = fp(
       route.onRequest = [...[route.onRequest ?? []].flat(), authenticateRequest];
     });
   },
-  { name: 'auth', dependencies: ['problem'] },
+  { name: 'auth', dependencies: ['problem', '@fastify/rate-limit'] },
 );

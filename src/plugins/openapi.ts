@@ -93,6 +93,8 @@ export const openapiPlugin = fp(
           { name: 'contacts', description: 'Customers who write in, and the custom fields they carry' },
           { name: 'tickets', description: 'Tickets, their conversation, history and transfers' },
           { name: 'calls-and-chats', description: 'Calls and chats recorded by telephony and chat systems' },
+          { name: 'queue', description: 'The to-solve queue: the next ticket to work on' },
+          { name: 'public', description: 'The public contact form, without credentials' },
           { name: 'system', description: 'Health and the contract itself' },
         ],
       },

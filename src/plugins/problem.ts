@@ -91,8 +91,14 @@ const CONSTRAINT_CODES: Record<string, { code: string; detail: string }> = {
     code: 'department_name_taken',
     detail: 'A department with this name already exists (names ignore case).',
   },
-  calls_external_id_key: { code: 'call_already_recorded', detail: 'A call with this external_id was already recorded.' },
-  chats_external_id_key: { code: 'chat_already_recorded', detail: 'A chat with this external_id was already recorded.' },
+  calls_external_id_key: {
+    code: 'call_already_recorded',
+    detail: 'A call with this external_id was already recorded.',
+  },
+  chats_external_id_key: {
+    code: 'chat_already_recorded',
+    detail: 'A chat with this external_id was already recorded.',
+  },
   agents_email_key: {
     code: 'email_taken',
     detail: 'An agent with this email already exists (emails ignore case).',
@@ -157,6 +163,14 @@ export const problemPlugin = fp(
 
     // Only JSON bodies: without this, fastify would parse text/plain and answer 400 instead of 415.
     app.removeContentTypeParser('text/plain');
+    // Many HTTP clients send content-type: application/json on every request, a body-less
+    // DELETE included; an empty body is no body, not malformed JSON.
+    const parseJson = app.getDefaultJsonParser('error', 'error');
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      if (body === '' || body.length === 0) return done(null, undefined);
+      return parseJson(request, String(body), done);
+    });
 
     app.setNotFoundHandler((request, reply) =>
       sendProblem(

@@ -27,7 +27,12 @@ export interface TestContext {
 /** A real app on a fresh database of its own; torn down with the test. */
 export async function buildTestApp(t: Teardown, env: Record<string, string> = {}): Promise<TestContext> {
   const database = await createTestDatabase();
-  const config = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '100000', ...env });
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    RATE_LIMIT_MAX: '100000',
+    RATE_LIMIT_PER_ADDRESS_MAX: '1000000',
+    ...env,
+  });
   const app = await buildApp(config, {
     db: database.db,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',

@@ -145,6 +145,11 @@ export async function updateAgentRow(
   return trx.updateTable('agents').set(changes).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
 }
 
+/** Ends every session token issued so far (they carry password_changed_at; see plugins/auth.ts). */
+export async function endSessions(trx: Executor, id: string) {
+  await trx.updateTable('agents').set({ password_changed_at: new Date() }).where('id', '=', id).execute();
+}
+
 export async function deleteAgentRow(trx: Executor, id: string) {
   await trx.deleteFrom('agents').where('id', '=', id).execute();
 }

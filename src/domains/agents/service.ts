@@ -5,7 +5,9 @@ import type { Db } from '../../db/database.ts';
 import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 import { type Blocker, DomainError, forbidden, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
+import { revokeAllApiTokens } from '../api-tokens/repository.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
+import * as throttle from '../auth/repository.ts';
 import { departmentsExist, upsertMember } from '../departments/repository.ts';
 import type { Dependents } from '../dependents.ts';
 import * as repo from './repository.ts';
@@ -104,6 +106,8 @@ export async function updateAgent(
     password?: string | undefined;
   },
 ): Promise<Agent> {
+  // Setting a password mints a way to sign in, which API tokens must never be able to do.
+  if (patch.password !== undefined) requireSession(principal);
   const passwordHash = patch.password ? await hashPassword(patch.password) : undefined;
   await db.transaction().execute(async (trx) => {
     const row = await repo.lockAgentRow(trx, id);
@@ -128,6 +132,12 @@ export async function updateAgent(
       ...(patch.status !== undefined && { status: patch.status }),
       ...(passwordHash !== undefined && { password_hash: passwordHash }),
     });
+    if (patch.status === 'disabled' && row.status !== 'disabled') {
+      // Disabling ends the agent's sessions and revokes their API tokens for good, so enabling
+      // them again later does not bring old credentials back to life.
+      await repo.endSessions(trx, id);
+      await revokeAllApiTokens(trx, id);
+    }
   });
   return getAgent(db, id);
 }
@@ -194,14 +204,29 @@ export async function changePassword(
   db: Db,
   principal: Principal,
   input: { current_password: string; new_password: string },
+  limits: { maxFailures: number; lockSeconds: number },
 ): Promise<AgentRow> {
   requireSession(principal);
   const row = await repo.findAgentRow(db, principal.agentId);
   if (!row) throw notFound('agent');
+  // Guessing the current password with a stolen session is throttled like sign-in.
+  const key = `password-change:${row.id}`;
+  const blocked = await throttle.secondsBlocked(db, key);
+  if (blocked > 0) {
+    const error = new DomainError(
+      'throttled',
+      'too_many_attempts',
+      'Too many wrong passwords; try again later.',
+    );
+    error.retryAfterSeconds = blocked;
+    throw error;
+  }
   if (!(await verifyPassword(input.current_password, row.password_hash))) {
+    await throttle.recordFailure(db, key, limits.maxFailures, limits.lockSeconds);
     const error = new DomainError('forbidden', 'wrong_password', 'The current password is wrong.');
     error.errors = [{ field: 'body/current_password', message: 'is wrong' }];
     throw error;
   }
+  await throttle.clearFailures(db, key);
   return repo.updateAgentRow(db, row.id, { password_hash: await hashPassword(input.new_password) });
 }

@@ -108,3 +108,12 @@ export function revokeApiToken(db: Executor, id: string) {
     .where('revoked_at', 'is', null)
     .execute();
 }
+
+export function revokeAllApiTokens(db: Executor, agentId: string) {
+  return db
+    .updateTable('api_tokens')
+    .set({ revoked_at: new Date() })
+    .where('agent_id', '=', agentId)
+    .where('revoked_at', 'is', null)
+    .execute();
+}

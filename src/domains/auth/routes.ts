@@ -102,9 +102,10 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Needs the current password. Every session token issued before the change stops working; the response carries a new one. API tokens keep working (revoke them separately).',
         body: ChangePasswordBody,
-        response: { 200: ref(SessionTokenSchema) },
+        response: { 200: ref(SessionTokenSchema), ...problems(429) },
       },
     },
-    async (request) => session(await agents.changePassword(db, principalOf(request), request.body)),
+    async (request) =>
+      session(await agents.changePassword(db, principalOf(request), request.body, config.signIn)),
   );
 };

@@ -24,7 +24,10 @@ export const CallSchema = Type.Object(
     started_at: Timestamp(),
     answered_at: Type.Union([Timestamp(), Type.Null()]),
     ended_at: Type.Union([Timestamp(), Type.Null()]),
-    duration_seconds: Type.Integer({ minimum: 0, description: 'Talk time: from answer to end; 0 for a missed call.' }),
+    duration_seconds: Type.Integer({
+      minimum: 0,
+      description: 'Talk time: from answer to end; 0 for a missed call.',
+    }),
     created_at: Timestamp(),
   },
   { $id: 'Call', additionalProperties: false },

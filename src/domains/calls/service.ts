@@ -6,7 +6,14 @@ import { agentActor, applyChanges, statusPatch, ticketForRecording } from '../ti
 
 export interface RecordCallInput {
   ticket_id?: string | undefined;
-  contact?: { id?: string | undefined; name?: string | undefined; email?: string | undefined; phone?: string | undefined } | undefined;
+  contact?:
+    | {
+        id?: string | undefined;
+        name?: string | undefined;
+        email?: string | undefined;
+        phone?: string | undefined;
+      }
+    | undefined;
   subject?: string | undefined;
   department_id?: string | null | undefined;
   priority?: 'low' | 'normal' | 'high' | 'urgent' | undefined;
@@ -26,11 +33,16 @@ function checkTimes(input: RecordCallInput) {
   const answered = input.answered_at ? new Date(input.answered_at) : null;
   const ended = input.ended_at ? new Date(input.ended_at) : null;
   const errors: FieldError[] = [];
-  if (input.outcome === 'answered' && !answered) errors.push({ field: 'body/answered_at', message: 'is required for an answered call' });
-  if (input.outcome === 'missed' && answered) errors.push({ field: 'body/answered_at', message: 'a missed call was not answered' });
-  if (answered && answered < started) errors.push({ field: 'body/answered_at', message: 'is before started_at' });
-  if (ended && ended < (answered ?? started)) errors.push({ field: 'body/ended_at', message: 'is before the call began' });
-  if (started.getTime() > Date.now() + 60_000) errors.push({ field: 'body/started_at', message: 'is in the future' });
+  if (input.outcome === 'answered' && !answered)
+    errors.push({ field: 'body/answered_at', message: 'is required for an answered call' });
+  if (input.outcome === 'missed' && answered)
+    errors.push({ field: 'body/answered_at', message: 'a missed call was not answered' });
+  if (answered && answered < started)
+    errors.push({ field: 'body/answered_at', message: 'is before started_at' });
+  if (ended && ended < (answered ?? started))
+    errors.push({ field: 'body/ended_at', message: 'is before the call began' });
+  if (started.getTime() > Date.now() + 60_000)
+    errors.push({ field: 'body/started_at', message: 'is in the future' });
   if (errors.length > 0) throw invalid('invalid_call_times', 'The call’s times do not add up.', errors);
   const duration = answered && ended ? Math.round((ended.getTime() - answered.getTime()) / 1000) : 0;
   return { started, answered, ended, duration };
@@ -44,7 +56,11 @@ function checkTimes(input: RecordCallInput) {
 export async function recordCall(db: Db, principal: Principal, input: RecordCallInput) {
   const times = checkTimes(input);
   if (input.agent_id) {
-    const agent = await db.selectFrom('agents').select('id').where('id', '=', input.agent_id).executeTakeFirst();
+    const agent = await db
+      .selectFrom('agents')
+      .select('id')
+      .where('id', '=', input.agent_id)
+      .executeTakeFirst();
     if (!agent) {
       const error = new DomainError('unprocessable', 'agent_not_found', 'The agent does not exist.');
       error.errors = [{ field: 'body/agent_id', message: 'no such agent' }];

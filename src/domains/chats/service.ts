@@ -6,7 +6,14 @@ import { agentActor, applyChanges, statusPatch, ticketForRecording } from '../ti
 
 export interface RecordChatInput {
   ticket_id?: string | undefined;
-  contact?: { id?: string | undefined; name?: string | undefined; email?: string | undefined; phone?: string | undefined } | undefined;
+  contact?:
+    | {
+        id?: string | undefined;
+        name?: string | undefined;
+        email?: string | undefined;
+        phone?: string | undefined;
+      }
+    | undefined;
   subject?: string | undefined;
   department_id?: string | null | undefined;
   priority?: 'low' | 'normal' | 'high' | 'urgent' | undefined;
@@ -24,12 +31,17 @@ function checkChat(input: RecordChatInput) {
   const pickedUp = input.picked_up_at ? new Date(input.picked_up_at) : null;
   const ended = input.ended_at ? new Date(input.ended_at) : null;
   const errors: FieldError[] = [];
-  if (input.missed && pickedUp) errors.push({ field: 'body/picked_up_at', message: 'a missed chat was not picked up' });
-  if (!input.missed && !pickedUp) errors.push({ field: 'body/picked_up_at', message: 'is required unless the chat was missed' });
-  if (!input.missed && !input.agent_id) errors.push({ field: 'body/agent_id', message: 'is required unless the chat was missed' });
-  if (pickedUp && pickedUp < started) errors.push({ field: 'body/picked_up_at', message: 'is before started_at' });
+  if (input.missed && pickedUp)
+    errors.push({ field: 'body/picked_up_at', message: 'a missed chat was not picked up' });
+  if (!input.missed && !pickedUp)
+    errors.push({ field: 'body/picked_up_at', message: 'is required unless the chat was missed' });
+  if (!input.missed && !input.agent_id)
+    errors.push({ field: 'body/agent_id', message: 'is required unless the chat was missed' });
+  if (pickedUp && pickedUp < started)
+    errors.push({ field: 'body/picked_up_at', message: 'is before started_at' });
   if (ended && ended < started) errors.push({ field: 'body/ended_at', message: 'is before started_at' });
-  if (started.getTime() > Date.now() + 60_000) errors.push({ field: 'body/started_at', message: 'is in the future' });
+  if (started.getTime() > Date.now() + 60_000)
+    errors.push({ field: 'body/started_at', message: 'is in the future' });
   input.messages.forEach((m, i) => {
     const sent = new Date(m.sent_at);
     if (sent < started || (ended && sent > ended)) {
@@ -51,7 +63,11 @@ function checkChat(input: RecordChatInput) {
 export async function recordChat(db: Db, principal: Principal, input: RecordChatInput) {
   const times = checkChat(input);
   if (input.agent_id) {
-    const agent = await db.selectFrom('agents').select('id').where('id', '=', input.agent_id).executeTakeFirst();
+    const agent = await db
+      .selectFrom('agents')
+      .select('id')
+      .where('id', '=', input.agent_id)
+      .executeTakeFirst();
     if (!agent) {
       const error = new DomainError('unprocessable', 'agent_not_found', 'The agent does not exist.');
       error.errors = [{ field: 'body/agent_id', message: 'no such agent' }];
@@ -94,19 +110,22 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
     const firstAgent = messages.find((m) => m.from === 'agent');
     const lastAgent = messages.findLast((m) => m.from === 'agent');
     const lastCustomer = messages.findLast((m) => m.from === 'customer');
-    const answeredLast = lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
+    const answeredLast =
+      lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
     let patch: TicketPatch = {};
     if (answeredLast) {
       patch = {
         ...statusPatch(ticket, 'answered'),
         last_agent_message_at: new Date(lastAgent.sent_at),
-        ...(ticket.first_answered_at === null && firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
+        ...(ticket.first_answered_at === null &&
+          firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
       };
     } else if (lastCustomer || input.missed) {
       patch = {
         ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
         last_customer_message_at: lastCustomer ? new Date(lastCustomer.sent_at) : times.started,
-        ...(firstAgent && ticket.first_answered_at === null && { first_answered_at: new Date(firstAgent.sent_at) }),
+        ...(firstAgent &&
+          ticket.first_answered_at === null && { first_answered_at: new Date(firstAgent.sent_at) }),
       };
     }
     const text = messages.map((m) => m.body).join('\n');

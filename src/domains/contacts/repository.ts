@@ -10,7 +10,7 @@ import { isAdmin, type Principal } from '../../access/policy.ts';
 import type { Database, TicketsTable } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
-import type { Contact, ContactTicket } from './schemas.ts';
+import type { Contact } from './schemas.ts';
 
 type Executor = Kysely<Database>;
 
@@ -262,81 +262,6 @@ export async function removeFieldValues(trx: Executor, key: string): Promise<num
 // A contact's tickets.
 
 type TicketExpressions = ExpressionBuilder<Database & { t: TicketsTable }, 't'>;
-
-/**
- * Which tickets the caller may see, as a `where` condition on `tickets as t`: owners and admins
- * all; an agent those of their departments, those assigned to them and those in no department.
- * Temporary: the shared ticket policy module replaces it.
- */
-export function ticketVisibleTo(principal: Principal) {
-  return (eb: TicketExpressions): Expression<SqlBool> => {
-    if (isAdmin(principal)) return sql<SqlBool>`true`;
-    return eb.or([
-      eb('t.department_id', 'is', null),
-      eb('t.assignee_id', '=', principal.agentId),
-      eb(
-        't.department_id',
-        'in',
-        eb
-          .selectFrom('department_members as dm')
-          .select('dm.department_id')
-          .where('dm.agent_id', '=', principal.agentId),
-      ),
-    ]);
-  };
-}
-
-export async function listContactTickets(
-  db: Executor,
-  principal: Principal,
-  contactId: string,
-  page: { limit: number; cursor?: string | undefined },
-) {
-  const keyset: Keyset<{ id: string; created_at: Date }> = {
-    list: `contact-tickets:${contactId}`,
-    columns: [sql`t.created_at`, sql`t.id`],
-    key: (row) => [row.created_at.toISOString(), row.id],
-    direction: 'desc',
-  };
-  const after = afterCursor(keyset, page.cursor);
-  const rows = await db
-    .selectFrom('tickets as t')
-    .select([
-      't.id',
-      't.number',
-      't.subject',
-      't.channel',
-      't.status',
-      't.priority',
-      't.department_id',
-      't.created_at',
-      't.updated_at',
-    ])
-    .where('t.contact_id', '=', contactId)
-    .where(ticketVisibleTo(principal))
-    .$if(after !== null, (qb) => qb.where(after!))
-    .orderBy(orderBy(keyset))
-    .limit(page.limit + 1)
-    .execute();
-  return toPage(
-    keyset,
-    rows,
-    page.limit,
-    (row): ContactTicket => ({
-      id: row.id,
-      reference: `T-${row.number}`,
-      subject: row.subject,
-      channel: row.channel,
-      status: row.status,
-      priority: row.priority,
-      department_id: row.department_id,
-      created_at: row.created_at.toISOString(),
-      updated_at: row.updated_at.toISOString(),
-    }),
-  );
-}
-
-// For the tickets domain.
 
 export interface ContactSummary {
   id: string;

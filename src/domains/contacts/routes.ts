@@ -6,18 +6,11 @@ import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { listContacts } from './repository.ts';
-import {
-  ContactListQuery,
-  ContactSchema,
-  ContactTicketSchema,
-  CreateContactBody,
-  UpdateContactBody,
-} from './schemas.ts';
+import { ContactListQuery, ContactSchema, CreateContactBody, UpdateContactBody } from './schemas.ts';
 import * as service from './service.ts';
 
 export const ContactPage = PageOf(ref(ContactSchema), 'ContactPage');
-export const ContactTicketPage = PageOf(ref(ContactTicketSchema), 'ContactTicketPage');
-export const contactSchemas = [ContactSchema, ContactTicketSchema, ContactPage, ContactTicketPage];
+export const contactSchemas = [ContactSchema, ContactPage];
 
 const tags = ['contacts'];
 const Contact = ref(ContactSchema);
@@ -114,25 +107,6 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       await service.deleteContact(db, principalOf(request), request, request.params.id);
       return reply.code(204).send(null);
-    },
-  );
-
-  app.get(
-    '/v1/contacts/:id/tickets',
-    {
-      schema: {
-        operationId: 'listContactTickets',
-        tags,
-        summary: "List a contact's tickets",
-        description: 'Newest first; only the tickets the caller may see.',
-        params: IdParams,
-        querystring: Type.Object(PageQuery, { additionalProperties: false }),
-        response: { 200: ref(ContactTicketPage), ...problems(404) },
-      },
-    },
-    async (request) => {
-      const { limit, cursor } = request.query;
-      return service.listContactTickets(db, principalOf(request), request.params.id, { limit, cursor });
     },
   );
 };

@@ -240,13 +240,3 @@ export async function deleteContact(db: Db, principal: Principal, request: Fasti
     await repo.deleteContactRow(trx, id);
   });
 }
-
-export async function listContactTickets(
-  db: Db,
-  principal: Principal,
-  id: string,
-  page: { limit: number; cursor?: string | undefined },
-) {
-  await getContact(db, id);
-  return repo.listContactTickets(db, principal, id, page);
-}

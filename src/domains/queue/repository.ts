@@ -14,7 +14,10 @@ const SOLVING_ROLES: DepartmentRole[] = ['solver', 'supervisor', 'manager'];
  * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
  * that committed meanwhile is re-checked against the conditions and passed over too.
  */
-export function lockNextQueuedTicket(trx: Transaction<Database>, agentId: string): Promise<TicketRecord | undefined> {
+export function lockNextQueuedTicket(
+  trx: Transaction<Database>,
+  agentId: string,
+): Promise<TicketRecord | undefined> {
   return (
     trx
       .selectFrom('tickets as t')

@@ -6,8 +6,6 @@ import { TicketSchema } from '../tickets/schemas.ts';
 import { QueueEmptyResponse } from './schemas.ts';
 import { takeNextTicket } from './service.ts';
 
-export const queueSchemas = [];
-
 export const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;
 
@@ -23,7 +21,9 @@ export const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: {
             ...ref(TicketSchema),
-            headers: { ETag: { type: 'string', description: 'Pass as If-Match to change only this version.' } },
+            headers: {
+              ETag: { type: 'string', description: 'Pass as If-Match to change only this version.' },
+            },
           },
           204: QueueEmptyResponse,
         },

@@ -11,6 +11,8 @@ export const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/healthz',
     {
       config: { public: true, rateLimit: false },
+      // Probes call these every few seconds; only trouble is worth a log line.
+      logLevel: 'warn',
       schema: {
         operationId: 'healthz',
         tags: ['system'],
@@ -26,6 +28,8 @@ export const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/readyz',
     {
       config: { public: true, rateLimit: false },
+      // Probes call these every few seconds; only trouble is worth a log line.
+      logLevel: 'warn',
       schema: {
         operationId: 'readyz',
         tags: ['system'],

@@ -82,7 +82,10 @@ export type TicketRecord = Omit<TicketRow, 'search'>;
 export async function withContacts(db: Executor, rows: TicketRecord[]): Promise<Ticket[]> {
   const contacts = await contactSummaries(db, [...new Set(rows.map((r) => r.contact_id))]);
   return rows.map((row) =>
-    toTicket(row as TicketRow, contacts.get(row.contact_id) ?? { id: row.contact_id, name: '', email: null, phone: null }),
+    toTicket(
+      row as TicketRow,
+      contacts.get(row.contact_id) ?? { id: row.contact_id, name: '', email: null, phone: null },
+    ),
   );
 }
 
@@ -91,7 +94,12 @@ export function findTicketRecord(db: Executor, id: string): Promise<TicketRecord
 }
 
 export function lockTicketRecord(trx: Transaction<Database>, id: string): Promise<TicketRecord | undefined> {
-  return trx.selectFrom('tickets as t').select(TICKET_COLUMNS).where('t.id', '=', id).forUpdate().executeTakeFirst();
+  return trx
+    .selectFrom('tickets as t')
+    .select(TICKET_COLUMNS)
+    .where('t.id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
 }
 
 export async function insertTicket(
@@ -271,7 +279,11 @@ export function findMessage(db: Executor, ticketId: string, messageId: string) {
     .executeTakeFirst();
 }
 
-export async function listEvents(db: Executor, ticketId: string, page: { limit: number; cursor?: string | undefined }) {
+export async function listEvents(
+  db: Executor,
+  ticketId: string,
+  page: { limit: number; cursor?: string | undefined },
+) {
   const keyset: Keyset<{ id: number }> = {
     list: `history:${ticketId}`,
     columns: [sql`id`],
@@ -360,9 +372,13 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
       qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
     )
     .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
-    .$if(filter.created_from !== undefined, (qb) => qb.where('t.created_at', '>=', new Date(filter.created_from!)))
+    .$if(filter.created_from !== undefined, (qb) =>
+      qb.where('t.created_at', '>=', new Date(filter.created_from!)),
+    )
     .$if(filter.created_to !== undefined, (qb) => qb.where('t.created_at', '<', new Date(filter.created_to!)))
-    .$if(filter.updated_from !== undefined, (qb) => qb.where('t.updated_at', '>=', new Date(filter.updated_from!)))
+    .$if(filter.updated_from !== undefined, (qb) =>
+      qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
+    )
     .$if(filter.updated_to !== undefined, (qb) => qb.where('t.updated_at', '<', new Date(filter.updated_to!)))
     .$if(filter.q !== undefined, (qb) =>
       qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
@@ -390,7 +406,11 @@ export async function countTickets(db: Executor, access: TicketAccess) {
     .where('t.status', 'in', COUNTED)
     .groupBy(['t.department_id', 't.status'])
     .execute();
-  const departments = await db.selectFrom('departments').select(['id', 'name']).orderBy(sql`lower(name)`).execute();
+  const departments = await db
+    .selectFrom('departments')
+    .select(['id', 'name'])
+    .orderBy(sql`lower(name)`)
+    .execute();
   const empty = () => ({ new: 0, open: 0, answered: 0, postponed: 0, resolved: 0 });
   const byDepartment = new Map<string | null, ReturnType<typeof empty>>();
   for (const r of rows) {
@@ -417,34 +437,55 @@ export async function countTicketsOfDepartment(trx: Executor, departmentId: stri
   return Number(row.n);
 }
 
-/** Moves every ticket of one department to another, as a system transfer in each history. */
+/**
+ * Moves every ticket of one department to another, as a system transfer in each history. As with
+ * a transfer, the assignee stays only when they may work tickets there (solver or more); one who
+ * may not is unassigned, and the history says so too.
+ */
 export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toId: string) {
+  const before = await trx
+    .selectFrom('tickets')
+    .select(['id', 'assignee_id'])
+    .where('department_id', '=', fromId)
+    .forUpdate()
+    .execute();
+  if (before.length === 0) return;
+  const assigneeBefore = new Map(before.map((t) => [t.id, t.assignee_id]));
   const moved = await trx
     .updateTable('tickets')
     .set({
       department_id: toId,
       updated_at: sql`now()`,
-      // The assignee stays only when they are a member of the new department.
-      assignee_id: sql`case when exists (select 1 from department_members m where m.department_id = ${toId} and m.agent_id = tickets.assignee_id) then assignee_id end`,
+      assignee_id: sql`case when exists (select 1 from department_members m where m.department_id = ${toId} and m.agent_id = tickets.assignee_id and m.role in ('solver', 'supervisor', 'manager')) then assignee_id end`,
     })
     .where('department_id', '=', fromId)
     .returning(['id', 'assignee_id', 'channel'])
     .execute();
-  if (moved.length === 0) return;
+  const event = (t: (typeof moved)[number], type: string, data: Record<string, unknown>) => ({
+    ticket_id: t.id,
+    type,
+    actor_type: 'system' as const,
+    actor_agent_id: null,
+    actor_contact_id: null,
+    department_id: toId,
+    agent_id: t.assignee_id,
+    channel: t.channel,
+    data: JSON.stringify(data),
+  });
   await trx
     .insertInto('ticket_events')
     .values(
-      moved.map((t) => ({
-        ticket_id: t.id,
-        type: 'transferred',
-        actor_type: 'system' as const,
-        actor_agent_id: null,
-        actor_contact_id: null,
-        department_id: toId,
-        agent_id: t.assignee_id,
-        channel: t.channel,
-        data: JSON.stringify({ from_department_id: fromId, to_department_id: toId, reason: 'department_deleted' }),
-      })),
+      moved.flatMap((t) => {
+        const from = assigneeBefore.get(t.id) ?? null;
+        return [
+          event(t, 'transferred', {
+            from_department_id: fromId,
+            to_department_id: toId,
+            reason: 'department_deleted',
+          }),
+          ...(from !== t.assignee_id ? [event(t, 'assigned', { from, to: t.assignee_id })] : []),
+        ];
+      }),
     )
     .execute();
 }

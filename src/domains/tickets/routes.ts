@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { IdParams, ref } from '../../contract.ts';
 import { loadTicketAccess } from '../../access/tickets.ts';
+import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
+import { getContact } from '../contacts/service.ts';
 import { idempotent } from './idempotency.ts';
 import * as repo from './repository.ts';
 import {
@@ -56,7 +57,11 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Opens a ticket with its first message. The contact is the one with this id, email or phone, or a new one. Send an Idempotency-Key to make retries safe: a repeated request with the same key and body returns the first response (with Idempotent-Replayed: true) and creates nothing.',
         headers: Type.Object({
           'idempotency-key': Type.Optional(
-            Type.String({ minLength: 1, maxLength: 200, description: 'Any unique string, e.g. a UUID, per intended ticket.' }),
+            Type.String({
+              minLength: 1,
+              maxLength: 200,
+              description: 'Any unique string, e.g. a UUID, per intended ticket.',
+            }),
           ),
         }),
         body: CreateTicketBody,
@@ -65,7 +70,10 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
             ...Ticket,
             headers: {
               ...etagHeader,
-              'Idempotent-Replayed': { type: 'string', description: 'true when this is the stored first response.' },
+              'Idempotent-Replayed': {
+                type: 'string',
+                description: 'true when this is the stored first response.',
+              },
             },
           },
           ...problems(403, 422),
@@ -111,13 +119,38 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   app.get(
+    '/v1/contacts/:id/tickets',
+    {
+      schema: {
+        operationId: 'listContactTickets',
+        tags: ['contacts'],
+        summary: "A contact's tickets",
+        description: 'Newest first; only the tickets you may see. Deleted tickets are left out.',
+        params: IdParams,
+        querystring: Type.Object(PageQuery, { additionalProperties: false }),
+        response: { 200: ref(TicketPage), ...problems(404) },
+      },
+    },
+    async (request) => {
+      await getContact(db, request.params.id);
+      const access = await loadTicketAccess(db, principalOf(request));
+      return repo.listTickets(db, access, {
+        ...request.query,
+        contact_id: request.params.id,
+        sort: '-created_at',
+      });
+    },
+  );
+
+  app.get(
     '/v1/tickets/counts',
     {
       schema: {
         operationId: 'countTickets',
         tags,
         summary: 'Ticket counts per department and status',
-        description: 'New, open, answered, postponed and resolved tickets in each department you see, and in no department.',
+        description:
+          'New, open, answered, postponed and resolved tickets in each department you see, and in no department.',
         response: { 200: ref(TicketCountsSchema) },
       },
     },
@@ -135,7 +168,8 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: { ...Ticket, headers: etagHeader }, ...problems(404) },
       },
     },
-    async (request, reply) => withEtag(reply, await service.getTicket(db, principalOf(request), request.params.id)),
+    async (request, reply) =>
+      withEtag(reply, await service.getTicket(db, principalOf(request), request.params.id)),
   );
 
   app.patch(
@@ -154,7 +188,10 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      withEtag(reply, await service.updateTicket(db, principalOf(request), request, request.params.id, request.body)),
+      withEtag(
+        reply,
+        await service.updateTicket(db, principalOf(request), request, request.params.id, request.body),
+      ),
   );
 
   app.delete(
@@ -224,7 +261,9 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      reply.code(201).send(await service.addMessage(db, principalOf(request), request.params.id, request.body)),
+      reply
+        .code(201)
+        .send(await service.addMessage(db, principalOf(request), request.params.id, request.body)),
   );
 
   app.post(
@@ -267,7 +306,8 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getTicketHistory',
         tags,
         summary: 'Every change to a ticket, in order, with who made it',
-        description: 'Append-only. Each event names its actor (agent, contact, rule or system) and the department and assignee the ticket had then.',
+        description:
+          'Append-only. Each event names its actor (agent, contact, rule or system) and the department and assignee the ticket had then.',
         params: IdParams,
         querystring: Type.Object(PageQuery, { additionalProperties: false }),
         response: { 200: ref(EventPage), ...problems(404) },
@@ -292,6 +332,8 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      reply.code(201).send(await service.addRating(db, principalOf(request), request.params.id, request.body)),
+      reply
+        .code(201)
+        .send(await service.addRating(db, principalOf(request), request.params.id, request.body)),
   );
 };

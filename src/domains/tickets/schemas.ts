@@ -18,13 +18,17 @@ export const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
 
 export const ChannelSchema = Type.Enum(CHANNELS, { description: 'Where the conversation came from.' });
 export const StatusSchema = Type.Enum(STATUSES, {
-    description:
-      'new: no agent answer yet; open: the customer wrote again and waits; answered: an agent replied, waiting on the customer; postponed: until postponed_until, then open again; resolved; spam; deleted (soft).',
-  },
-);
+  description:
+    'new: no agent answer yet; open: the customer wrote again and waits; answered: an agent replied, waiting on the customer; postponed: until postponed_until, then open again; resolved; spam; deleted (soft).',
+});
 export const PrioritySchema = Type.Enum(PRIORITIES);
 
-const Tag = Type.String({ minLength: 1, maxLength: 50, pattern: '\\S', description: 'Stored trimmed and lower-cased.' });
+const Tag = Type.String({
+  minLength: 1,
+  maxLength: 50,
+  pattern: '\\S',
+  description: 'Stored trimmed and lower-cased.',
+});
 export const Tags = Type.Array(Tag, { maxItems: 50 });
 const Body = Type.String({ minLength: 1, maxLength: 100_000, pattern: '\\S' });
 const Subject = Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' });
@@ -51,7 +55,9 @@ export const TicketSchema = Type.Object(
     assignee_id: Type.Union([Uuid(), Type.Null()]),
     contact: TicketContactSchema,
     tags: Type.Array(Type.String()),
-    support_address: Type.Union([Type.String(), Type.Null()], { description: 'The address the customer wrote to.' }),
+    support_address: Type.Union([Type.String(), Type.Null()], {
+      description: 'The address the customer wrote to.',
+    }),
     postponed_until: Type.Union([Timestamp(), Type.Null()]),
     created_at: Timestamp(),
     updated_at: Timestamp(),
@@ -73,7 +79,8 @@ export const ContactInput = Type.Object(
   {
     additionalProperties: false,
     minProperties: 1,
-    description: 'An existing contact by id, or the contact that has this email or phone (created if none has).',
+    description:
+      'An existing contact by id, or the contact that has this email or phone (created if none has).',
   },
 );
 
@@ -87,7 +94,8 @@ export const CreateTicketBody = Type.Object(
         body: Body,
         author: Type.Optional(
           Type.Union([Type.Literal('contact'), Type.Literal('agent')], {
-            description: 'contact (default): the customer wrote in; agent: an outbound ticket, the caller wrote first.',
+            description:
+              'contact (default): the customer wrote in; agent: an outbound ticket, the caller wrote first.',
           }),
         ),
       },
@@ -143,12 +151,18 @@ export const TagsChangeBody = Type.Object(
 export const TransferBody = Type.Object(
   {
     department_id: Uuid('The department that takes the ticket over.'),
-    assignee_id: Type.Optional(Type.Union([Uuid(), Type.Null()], { description: 'A member of that department.' })),
-    note: Type.Optional(Type.String({ minLength: 1, maxLength: 10_000, pattern: '\\S', description: 'An internal note.' })),
+    assignee_id: Type.Optional(
+      Type.Union([Uuid(), Type.Null()], { description: 'A member of that department.' }),
+    ),
+    note: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 10_000, pattern: '\\S', description: 'An internal note.' }),
+    ),
   },
   {
     additionalProperties: false,
-    examples: [{ department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11', note: 'Billing question, over to you.' }],
+    examples: [
+      { department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11', note: 'Billing question, over to you.' },
+    ],
   },
 );
 
@@ -157,7 +171,8 @@ export const MessageSchema = Type.Object(
     id: Uuid(),
     ticket_id: Uuid(),
     kind: Type.Union([Type.Literal('customer'), Type.Literal('agent'), Type.Literal('note')], {
-      description: 'customer: from the customer; agent: a reply sent to the customer; note: internal, never shown to the customer.',
+      description:
+        'customer: from the customer; agent: a reply sent to the customer; note: internal, never shown to the customer.',
     }),
     channel: ChannelSchema,
     author_agent_id: Type.Union([Uuid(), Type.Null()]),
@@ -178,7 +193,10 @@ export const AddMessageBody = Type.Object(
     }),
     body: Body,
   },
-  { additionalProperties: false, examples: [{ kind: 'reply', body: 'Sorry about that! A refund is on its way.' }] },
+  {
+    additionalProperties: false,
+    examples: [{ kind: 'reply', body: 'Sorry about that! A refund is on its way.' }],
+  },
 );
 
 export const RatingSchema = Type.Object(
@@ -186,7 +204,9 @@ export const RatingSchema = Type.Object(
     id: Uuid(),
     ticket_id: Uuid(),
     message_id: Type.Union([Uuid(), Type.Null()]),
-    agent_id: Type.Union([Uuid(), Type.Null()], { description: 'The agent rated: the author of the message, else the assignee.' }),
+    agent_id: Type.Union([Uuid(), Type.Null()], {
+      description: 'The agent rated: the author of the message, else the assignee.',
+    }),
     value: Type.Union([Type.Literal('positive'), Type.Literal('negative')]),
     comment: Type.Union([Type.String(), Type.Null()]),
     created_at: Timestamp(),
@@ -212,7 +232,12 @@ export const EventSchema = Type.Object(
     }),
     actor: Type.Object(
       {
-        type: Type.Union([Type.Literal('agent'), Type.Literal('contact'), Type.Literal('rule'), Type.Literal('system')]),
+        type: Type.Union([
+          Type.Literal('agent'),
+          Type.Literal('contact'),
+          Type.Literal('rule'),
+          Type.Literal('system'),
+        ]),
         agent_id: Type.Union([Uuid(), Type.Null()]),
         contact_id: Type.Union([Uuid(), Type.Null()]),
         rule_id: Type.Union([Uuid(), Type.Null()]),
@@ -220,7 +245,9 @@ export const EventSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
-    department_id: Type.Union([Uuid(), Type.Null()], { description: 'The ticket’s department when it happened.' }),
+    department_id: Type.Union([Uuid(), Type.Null()], {
+      description: 'The ticket’s department when it happened.',
+    }),
     agent_id: Type.Union([Uuid(), Type.Null()], { description: 'The ticket’s assignee when it happened.' }),
     data: Type.Record(Type.String(), Type.Unknown(), { description: 'What changed, e.g. {from, to}.' }),
     occurred_at: Timestamp(),
@@ -254,13 +281,18 @@ export const TicketCountsSchema = Type.Object(
 );
 
 const Several = <T extends Parameters<typeof Type.Array>[0]>(item: T, description: string) =>
-  Type.Optional(Type.Array(item, { maxItems: 50, description: `${description} Repeat the parameter for several.` }));
+  Type.Optional(
+    Type.Array(item, { maxItems: 50, description: `${description} Repeat the parameter for several.` }),
+  );
 
 export const TicketListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
-    department_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'A department id, or none for no department.'),
+    department_id: Several(
+      Type.Union([Uuid(), Type.Literal('none')]),
+      'A department id, or none for no department.',
+    ),
     status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.'),
     channel: Several(ChannelSchema, ''),
     assignee_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'An agent id, or none for unassigned.'),
@@ -272,12 +304,19 @@ export const TicketListQuery = Type.Object(
     updated_from: Type.Optional(Timestamp()),
     updated_to: Type.Optional(Timestamp('Exclusive.')),
     q: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 200, description: 'Full-text search over subject and messages.' }),
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'Full-text search over subject and messages.',
+      }),
     ),
-    sort: Type.Enum(['-created_at', 'created_at', '-updated_at', 'updated_at', '-priority', 'priority'] as const, {
-      default: '-created_at',
-      description: 'A leading - sorts descending.',
-    }),
+    sort: Type.Enum(
+      ['-created_at', 'created_at', '-updated_at', 'updated_at', '-priority', 'priority'] as const,
+      {
+        default: '-created_at',
+        description: 'A leading - sorts descending.',
+      },
+    ),
   },
   { additionalProperties: false },
 );

@@ -7,8 +7,8 @@ import type { Channel, Database, DepartmentRole, Priority, TicketStatus } from '
 import { DomainError, type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import { resolveContact } from '../contacts/repository.ts';
-import * as repo from './repository.ts';
 import type { Actor, NewEvent, TicketPatch, TicketRecord } from './repository.ts';
+import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
 
 type Trx = Transaction<Database>;
@@ -24,7 +24,12 @@ export function agentActor(principal: Principal): Actor {
 }
 
 /** A ticket the caller may see, with its representation; 404 when it is out of reach. */
-export async function reachable(db: Db, access: TicketAccess, record: TicketRecord | undefined, ability: TicketAbility) {
+export async function reachable(
+  db: Db,
+  access: TicketAccess,
+  record: TicketRecord | undefined,
+  ability: TicketAbility,
+) {
   if (!record || !can(access, record, 'read')) throw notFound('ticket');
   if (!can(access, record, ability)) {
     throw forbidden(
@@ -50,8 +55,15 @@ export async function requireReadable(db: Db, principal: Principal, id: string):
 }
 
 export async function requireDepartment(db: Db, departmentId: string, field: string) {
-  const row = await db.selectFrom('departments').select('id').where('id', '=', departmentId).executeTakeFirst();
-  if (!row) throw unprocessable('department_not_found', 'The department does not exist.', [{ field, message: 'no such department' }]);
+  const row = await db
+    .selectFrom('departments')
+    .select('id')
+    .where('id', '=', departmentId)
+    .executeTakeFirst();
+  if (!row)
+    throw unprocessable('department_not_found', 'The department does not exist.', [
+      { field, message: 'no such department' },
+    ]);
 }
 
 /**
@@ -59,15 +71,26 @@ export async function requireDepartment(db: Db, departmentId: string, field: str
  * who may work tickets there (solver or more).
  */
 export async function requireAssignable(db: Db, agentId: string, departmentId: string | null, field: string) {
-  const agent = await db.selectFrom('agents').select(['id', 'status']).where('id', '=', agentId).executeTakeFirst();
-  if (!agent) throw unprocessable('agent_not_found', 'The agent does not exist.', [{ field, message: 'no such agent' }]);
+  const agent = await db
+    .selectFrom('agents')
+    .select(['id', 'status'])
+    .where('id', '=', agentId)
+    .executeTakeFirst();
+  if (!agent)
+    throw unprocessable('agent_not_found', 'The agent does not exist.', [
+      { field, message: 'no such agent' },
+    ]);
   if (agent.status !== 'active') {
-    throw unprocessable('agent_disabled', 'A disabled agent cannot take tickets.', [{ field, message: 'is disabled' }]);
+    throw unprocessable('agent_disabled', 'A disabled agent cannot take tickets.', [
+      { field, message: 'is disabled' },
+    ]);
   }
   if (departmentId !== null && !(await canHoldIn(db, agentId, departmentId))) {
-    throw unprocessable('assignee_not_member', 'The agent is not a solver (or more) in the ticket’s department.', [
-      { field, message: 'is not a solver, supervisor or manager of the department' },
-    ]);
+    throw unprocessable(
+      'assignee_not_member',
+      'The agent is not a solver (or more) in the ticket’s department.',
+      [{ field, message: 'is not a solver, supervisor or manager of the department' }],
+    );
   }
 }
 
@@ -88,7 +111,12 @@ export function normaliseTags(tags: string[]): string[] {
 export interface CreateTicketInput {
   subject: string;
   channel?: Channel | undefined;
-  contact: { id?: string | undefined; name?: string | undefined; email?: string | undefined; phone?: string | undefined };
+  contact: {
+    id?: string | undefined;
+    name?: string | undefined;
+    email?: string | undefined;
+    phone?: string | undefined;
+  };
   /** The first message; calls and chats open tickets without one and add their own. */
   message?: { body: string; author?: 'contact' | 'agent' | undefined } | undefined;
   department_id?: string | null | undefined;
@@ -160,9 +188,15 @@ export async function insertNewTicket(
     );
     events.push({ type: 'message_added', data: { message_id: message.id, kind: message.kind } });
   }
-  if (ticket.assignee_id) events.push({ type: 'assigned', data: { from: null, to: ticket.assignee_id } });
-  const opener: Actor = fromAgent || !input.message ? actor : { ...actor, type: 'contact', agentId: null, contactId };
+  const opener: Actor =
+    fromAgent || !input.message ? actor : { ...actor, type: 'contact', agentId: null, contactId };
   await repo.insertEvents(trx, ticket, opener, events);
+  // The customer opened the ticket, but whoever created it through the API chose the assignee.
+  if (ticket.assignee_id) {
+    await repo.insertEvents(trx, ticket, actor, [
+      { type: 'assigned', data: { from: null, to: ticket.assignee_id } },
+    ]);
+  }
   return ticket;
 }
 
@@ -188,7 +222,12 @@ export async function checkNewTicket(db: Db, principal: Principal | null, input:
   }
 }
 
-export async function createTicket(db: Db, principal: Principal, input: CreateTicketInput, trx?: Trx): Promise<Ticket> {
+export async function createTicket(
+  db: Db,
+  principal: Principal,
+  input: CreateTicketInput,
+  trx?: Trx,
+): Promise<Ticket> {
   await checkNewTicket(db, principal, input);
   const run = async (t: Trx) => insertNewTicket(t, input, agentActor(principal), principal.agentId);
   const record = trx ? await run(trx) : await db.transaction().execute(run);
@@ -197,10 +236,17 @@ export async function createTicket(db: Db, principal: Principal, input: CreateTi
 }
 
 /** Applies a patch under the ticket's lock and records one event per change. */
-export async function applyChanges(trx: Trx, before: TicketRecord, patch: TicketPatch, actor: Actor, search?: string) {
+export async function applyChanges(
+  trx: Trx,
+  before: TicketRecord,
+  patch: TicketPatch,
+  actor: Actor,
+  search?: string,
+) {
   const after = await repo.updateTicketRecord(trx, before.id, patch, search);
   const events: NewEvent[] = [];
-  if (after.subject !== before.subject) events.push({ type: 'subject_changed', data: { from: before.subject, to: after.subject } });
+  if (after.subject !== before.subject)
+    events.push({ type: 'subject_changed', data: { from: before.subject, to: after.subject } });
   if (after.priority !== before.priority) {
     events.push({ type: 'priority_changed', data: { from: before.priority, to: after.priority } });
   }
@@ -275,12 +321,18 @@ export async function updateTicket(
     const mine = before!.assignee_id === null || before!.assignee_id === principal.agentId;
     const manage = can(access, before!, 'manage');
     if (input.status !== undefined && !mine && !manage) {
-      throw forbidden('Only supervisors change the status of tickets assigned to others.', 'supervisor_required');
+      throw forbidden(
+        'Only supervisors change the status of tickets assigned to others.',
+        'supervisor_required',
+      );
     }
     if (input.assignee_id !== undefined && input.assignee_id !== before!.assignee_id) {
       const taking = input.assignee_id === principal.agentId && before!.assignee_id === null;
       if (!taking && !manage) {
-        throw forbidden('Only supervisors assign tickets to others or take them from others.', 'supervisor_required');
+        throw forbidden(
+          'Only supervisors assign tickets to others or take them from others.',
+          'supervisor_required',
+        );
       }
       if (input.assignee_id !== null) {
         await requireAssignable(trx, input.assignee_id, before!.department_id, 'body/assignee_id');
@@ -306,7 +358,12 @@ export async function deleteTicket(db: Db, principal: Principal, request: Fastif
     const current = await reachable(trx, access, before, 'manage');
     assertIfMatch(request, current);
     if (before!.status === 'deleted') return;
-    await applyChanges(trx, before!, { status: 'deleted', status_before_delete: before!.status }, agentActor(principal));
+    await applyChanges(
+      trx,
+      before!,
+      { status: 'deleted', status_before_delete: before!.status },
+      agentActor(principal),
+    );
   });
 }
 
@@ -339,7 +396,9 @@ export async function changeTags(
       (t) => !remove.has(t) || (change.add ?? []).map(repo.normaliseTag).includes(t),
     );
     if (tags.length > 50) {
-      throw invalid('too_many_tags', 'A ticket holds at most 50 tags.', [{ field: 'body/add', message: 'too many tags' }]);
+      throw invalid('too_many_tags', 'A ticket holds at most 50 tags.', [
+        { field: 'body/add', message: 'too many tags' },
+      ]);
     }
     return applyChanges(trx, before!, { tags }, agentActor(principal));
   });
@@ -378,7 +437,9 @@ export async function addMessage(
         department_id: ticket.department_id,
       });
       const after = await repo.updateTicketRecord(trx, ticket.id, {}, input.body);
-      await repo.insertEvents(trx, after, actor, [{ type: 'message_added', data: { message_id: message.id, kind: 'note' } }]);
+      await repo.insertEvents(trx, after, actor, [
+        { type: 'message_added', data: { message_id: message.id, kind: 'note' } },
+      ]);
       return message;
     }
     if (input.kind === 'reply') {
@@ -405,14 +466,21 @@ export async function addMessage(
             kind: 'agent',
             first_answer: ticket.first_answered_at === null,
             // from the moment the customer began to wait to this answer (null: nobody was waiting)
-            wait_seconds: waited ? Math.max(0, (now.getTime() - ticket.waiting_since.getTime()) / 1000) : null,
+            wait_seconds: waited
+              ? Math.max(0, (now.getTime() - ticket.waiting_since.getTime()) / 1000)
+              : null,
           },
         },
       ]);
       await applyChanges(trx, ticket, patch, actor, input.body);
       return message;
     }
-    const contactActor: Actor = { type: 'contact', agentId: null, contactId: ticket.contact_id, tokenId: principal.tokenId };
+    const contactActor: Actor = {
+      type: 'contact',
+      agentId: null,
+      contactId: ticket.contact_id,
+      tokenId: principal.tokenId,
+    };
     const message = await repo.insertMessage(trx, {
       ticket_id: ticket.id,
       kind: 'customer',
@@ -444,7 +512,8 @@ export async function transferTicket(
     const before = await repo.lockTicketRecord(trx, id);
     await reachable(trx, access, before, 'manage');
     const ticket = before!;
-    if (ticket.status === 'deleted') throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted.');
+    if (ticket.status === 'deleted')
+      throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted.');
     if (ticket.department_id === input.department_id) {
       throw new DomainError('conflict', 'same_department', 'The ticket is already in that department.');
     }
@@ -459,7 +528,12 @@ export async function transferTicket(
       assignee = (await canHoldIn(trx, ticket.assignee_id, input.department_id)) ? ticket.assignee_id : null;
     }
     const actor = agentActor(principal);
-    const after = await applyChanges(trx, ticket, { department_id: input.department_id, assignee_id: assignee }, actor);
+    const after = await applyChanges(
+      trx,
+      ticket,
+      { department_id: input.department_id, assignee_id: assignee },
+      actor,
+    );
     if (input.note) {
       const note = await repo.insertMessage(trx, {
         ticket_id: ticket.id,
@@ -470,7 +544,9 @@ export async function transferTicket(
         body: input.note,
         department_id: after.department_id,
       });
-      await repo.insertEvents(trx, after, actor, [{ type: 'message_added', data: { message_id: note.id, kind: 'note' } }]);
+      await repo.insertEvents(trx, after, actor, [
+        { type: 'message_added', data: { message_id: note.id, kind: 'note' } },
+      ]);
       return repo.updateTicketRecord(trx, ticket.id, {}, input.note);
     }
     return after;
@@ -511,9 +587,17 @@ export async function addRating(
       })
       .returningAll()
       .executeTakeFirstOrThrow();
-    const contactActor: Actor = { type: 'contact', agentId: null, contactId: ticket.contact_id, tokenId: principal.tokenId };
+    const contactActor: Actor = {
+      type: 'contact',
+      agentId: null,
+      contactId: ticket.contact_id,
+      tokenId: principal.tokenId,
+    };
     await repo.insertEvents(trx, ticket, contactActor, [
-      { type: 'rated', data: { rating_id: row.id, value: row.value, rated_agent_id: agentId, message_id: row.message_id } },
+      {
+        type: 'rated',
+        data: { rating_id: row.id, value: row.value, rated_agent_id: agentId, message_id: row.message_id },
+      },
     ]);
     return {
       id: row.id,
@@ -571,7 +655,9 @@ export async function ticketForRecording(
   defaults: { subject: string; contact: CreateTicketInput['contact'] | null },
 ): Promise<{ ticket: TicketRecord; created: boolean }> {
   if (target.ticket_id !== undefined) {
-    const extra = (['contact', 'subject', 'department_id', 'priority'] as const).filter((k) => target[k] !== undefined);
+    const extra = (['contact', 'subject', 'department_id', 'priority'] as const).filter(
+      (k) => target[k] !== undefined,
+    );
     if (extra.length > 0) {
       throw invalid(
         'ticket_or_new_ticket',
@@ -582,7 +668,8 @@ export async function ticketForRecording(
     const access = await loadTicketAccess(trx, principal);
     const ticket = await repo.lockTicketRecord(trx, target.ticket_id);
     await reachable(trx, access, ticket, 'work');
-    if (ticket!.status === 'deleted') throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted.');
+    if (ticket!.status === 'deleted')
+      throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted.');
     return { ticket: ticket!, created: false };
   }
   const contact = target.contact ?? defaults.contact;
@@ -599,5 +686,8 @@ export async function ticketForRecording(
     ...(target.priority !== undefined && { priority: target.priority }),
   };
   await checkNewTicket(trx, principal, input);
-  return { ticket: await insertNewTicket(trx, input, agentActor(principal), principal.agentId), created: true };
+  return {
+    ticket: await insertNewTicket(trx, input, agentActor(principal), principal.agentId),
+    created: true,
+  };
 }

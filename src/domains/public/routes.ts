@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { ref } from '../../contract.ts';
+import { problems } from '../../plugins/openapi.ts';
+import {
+  ContactFormBody,
+  ContactFormReceiptSchema,
+  FORM_DEPARTMENTS_MAX,
+  FormDepartmentListSchema,
+} from './schemas.ts';
+import { listFormDepartments, submitContactForm } from './service.ts';
+
+export const publicSchemas = [FormDepartmentListSchema, ContactFormReceiptSchema];
+
+const tags = ['public'];
+
+// The largest valid form, with every character JSON-escaped, stays well below this; an anonymous
+// caller gets no more than that, nor more than BODY_LIMIT_BYTES.
+const FORM_BODY_LIMIT = 256 * 1024;
+
+/** The contact form of a website: no credentials, so each client address has a small budget. */
+export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, config } = app;
+  const rateLimit = {
+    max: config.publicFormRateLimitPerMinute,
+    timeWindow: 60_000,
+    // Always per address: the global limiter keys on the Authorization header when one is sent,
+    // which would give anyone sending made-up headers a fresh budget per request.
+    keyGenerator: (request: FastifyRequest) => `public:${request.ip}`,
+  };
+
+  app.get(
+    '/v1/public/departments',
+    {
+      config: { public: true, rateLimit },
+      schema: {
+        operationId: 'listContactFormDepartments',
+        tags,
+        summary: 'Departments a contact form may offer',
+        description: `The id and name of each department selectable on the contact form, sorted by name (at most ${FORM_DEPARTMENTS_MAX}). No credentials needed; each client address may call it PUBLIC_FORM_RATE_LIMIT_PER_MINUTE times a minute.`,
+        response: { 200: ref(FormDepartmentListSchema) },
+      },
+    },
+    async () => listFormDepartments(db),
+  );
+
+  app.post(
+    '/v1/public/tickets',
+    {
+      bodyLimit: Math.min(FORM_BODY_LIMIT, config.bodyLimit),
+      config: { public: true, rateLimit },
+      schema: {
+        operationId: 'submitContactForm',
+        tags,
+        summary: 'Send a message through the contact form',
+        description:
+          'Opens a ticket (channel contact_form) for the contact with this email, or a new contact with this name. The answer carries only the new ticket’s reference. No credentials needed (an Authorization header is ignored); each client address may call it PUBLIC_FORM_RATE_LIMIT_PER_MINUTE times a minute.',
+        body: ContactFormBody,
+        response: {
+          202: { ...ref(ContactFormReceiptSchema), description: 'Received; a ticket was opened.' },
+          422: {
+            ...problems(422)[422],
+            description:
+              'department_not_selectable: the department does not exist or is not offered on the form.',
+          },
+        },
+      },
+    },
+    async (request, reply) => reply.code(202).send(await submitContactForm(db, request.body)),
+  );
+};

@@ -1,0 +1,53 @@
+import type { Db } from '../../db/database.ts';
+import { DomainError } from '../../errors.ts';
+import { listDepartments } from '../departments/repository.ts';
+import { type Actor, reference } from '../tickets/repository.ts';
+import { type CreateTicketInput, checkNewTicket, insertNewTicket } from '../tickets/service.ts';
+import { holdFormDepartment } from './repository.ts';
+import {
+  type ContactFormInput,
+  type ContactFormReceipt,
+  FORM_DEPARTMENTS_MAX,
+  type FormDepartmentList,
+} from './schemas.ts';
+
+export async function listFormDepartments(db: Db): Promise<FormDepartmentList> {
+  const page = await listDepartments(
+    db,
+    { selectable_on_contact_form: true },
+    { limit: FORM_DEPARTMENTS_MAX },
+  );
+  return { data: page.data.map((d) => ({ id: d.id, name: d.name })) };
+}
+
+// insertNewTicket fills in the contact the ticket was opened for.
+const SENDER: Actor = { type: 'contact', agentId: null, contactId: null, tokenId: null };
+
+/**
+ * Opens a ticket from the public contact form: channel contact_form, the sender as the contact
+ * (found by email, else created with the name given) and as the actor of its history. Unknown
+ * departments and those not on the form get the same answer, so the form reveals nothing.
+ */
+export async function submitContactForm(db: Db, form: ContactFormInput): Promise<ContactFormReceipt> {
+  const input: CreateTicketInput = {
+    subject: form.subject,
+    channel: 'contact_form',
+    contact: { name: form.name, email: form.email },
+    message: { body: form.message, author: 'contact' },
+    department_id: form.department_id ?? null,
+  };
+  const ticket = await db.transaction().execute(async (trx) => {
+    if (form.department_id !== undefined && !(await holdFormDepartment(trx, form.department_id))) {
+      const error = new DomainError(
+        'unprocessable',
+        'department_not_selectable',
+        'Choose one of the departments listed by GET /v1/public/departments.',
+      );
+      error.errors = [{ field: 'body/department_id', message: 'is not a department of the contact form' }];
+      throw error;
+    }
+    await checkNewTicket(trx, null, input);
+    return insertNewTicket(trx, input, SENDER, null);
+  });
+  return { reference: reference(ticket.number), message: 'received' };
+}
