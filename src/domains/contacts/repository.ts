@@ -259,10 +259,6 @@ export async function removeFieldValues(trx: Executor, key: string): Promise<num
   return Number(result.numUpdatedRows);
 }
 
-// A contact's tickets.
-
-type TicketExpressions = ExpressionBuilder<Database & { t: TicketsTable }, 't'>;
-
 export interface ContactSummary {
   id: string;
   name: string;
