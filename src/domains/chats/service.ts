@@ -112,11 +112,17 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
     const lastCustomer = messages.findLast((m) => m.from === 'customer');
     const answeredLast =
       lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
+    const customerWroteLater =
+      lastCustomer !== undefined &&
+      (ticket.last_customer_message_at === null ||
+        Date.parse(lastCustomer.sent_at) > ticket.last_customer_message_at.getTime());
     let patch: TicketPatch = {};
     if (answeredLast) {
       patch = {
         ...statusPatch(ticket, 'answered'),
         last_agent_message_at: new Date(lastAgent.sent_at),
+        // The customer wrote in this chat too, even if an agent had the last word.
+        ...(customerWroteLater && { last_customer_message_at: new Date(lastCustomer!.sent_at) }),
         ...(ticket.first_answered_at === null &&
           firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
       };

@@ -48,12 +48,16 @@ export async function idempotent<T>(
         error.errors = [{ field: 'headers/idempotency-key', message: 'was used with another body' }];
         throw error;
       }
-      return { status: row.status_code ?? 200, body: row.response as T, replayed: true };
+      // Stored as JSON text (see below); rows written before that hold the object itself.
+      const body = typeof row.response === 'string' ? JSON.parse(row.response) : row.response;
+      return { status: row.status_code ?? 200, body: body as T, replayed: true };
     }
     const result = await create(trx);
     await trx
       .updateTable('idempotency_keys')
-      .set({ status_code: result.status, response: JSON.stringify(result.body) })
+      // A jsonb object would come back with its keys reordered, and so with another ETag than the
+      // first response had; a jsonb string keeps the response exactly as it was sent.
+      .set({ status_code: result.status, response: JSON.stringify(JSON.stringify(result.body)) })
       .where('scope', '=', scope)
       .where('key', '=', key)
       .execute();

@@ -95,7 +95,7 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }));
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/v1/tickets/${result.body.id}`);
-      return reply.send(result.body);
+      return reply.send(withEtag(reply, result.body));
     },
   );
 

@@ -228,7 +228,9 @@ export async function createTicket(
   input: CreateTicketInput,
   trx?: Trx,
 ): Promise<Ticket> {
-  await checkNewTicket(db, principal, input);
+  // Inside the caller's transaction when there is one: a second connection would deadlock on
+  // PGlite's single connection, and exhaust a pool under concurrent idempotent retries.
+  await checkNewTicket(trx ?? db, principal, input);
   const run = async (t: Trx) => insertNewTicket(t, input, agentActor(principal), principal.agentId);
   const record = trx ? await run(trx) : await db.transaction().execute(run);
   const [ticket] = await repo.withContacts(trx ?? db, [record]);

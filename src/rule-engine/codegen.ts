@@ -1,0 +1,175 @@
+// The fast path: a rule set compiled to plain JavaScript, a chunk of rules per function.
+//
+// Closures (one per condition node) cost a call per node; over hundreds of rules per event that
+// call overhead dominates. Like Ajv and fast-json-stringify, we generate source instead: each
+// rule's condition becomes one boolean expression (&&, ||, !), leaves on channel / status /
+// priority / working hours become bit tests on a precomputed truth table, leaves on fields no
+// action changes read their memoised result inline, and the rest call the leaf's compiled test.
+// No value from a rule ever enters the source: strings and tests are passed in arrays and the
+// source only holds integers and fixed identifiers. If code generation is not allowed
+// (--disallow-code-generation-from-strings), the same protocol runs on the closures.
+
+import type { CompiledCondition, CompiledRule, EvalContext, Predicate } from './compile.ts';
+import { DOMAINS, type DomainName, domainIndexer } from './values.ts';
+
+/** Rule status codes a chunk writes, one per rule. 0 means never reached (processing stopped). */
+export const STATUS = Object.freeze({
+  inactive: 1,
+  trigger: 2,
+  department: 3,
+  unmatched: 4,
+  matched: 5,
+});
+
+/**
+ * Evaluates rules `from` (an offset into the chunk) onwards, with the snapshot as it stands,
+ * writing each rule's status into `status` (indexed by rule position in the set). Returns the
+ * index of the first rule that matched, so the caller can run its actions, or -1.
+ */
+export type ChunkFunction = (ctx: EvalContext, from: number, status: Uint8Array) => number;
+
+export interface Chunk {
+  readonly start: number;
+  readonly end: number;
+  readonly run: ChunkFunction;
+}
+
+/** Chunks close at this many condition nodes, so each generated function stays optimisable. */
+const CHUNK_NODES = 400;
+const CHUNK_RULES = 64;
+
+const DOMAIN_NAMES = Object.keys(DOMAINS) as DomainName[];
+const INDEXERS: Readonly<Record<DomainName, (raw: unknown) => number>> = Object.freeze(
+  Object.fromEntries(DOMAIN_NAMES.map((name) => [name, domainIndexer(name)])) as Record<
+    DomainName,
+    (raw: unknown) => number
+  >,
+);
+
+function countNodes(node: CompiledCondition): number {
+  if (node.kind === 'leaf') return 1;
+  if (node.kind === 'not') return 1 + countNodes(node.child);
+  return node.children.reduce((sum, child) => sum + countNodes(child), 1);
+}
+
+/** Splits rules into chunks and compiles each, generated where possible. */
+export function compileChunks(rules: readonly CompiledRule[], generate: boolean): Chunk[] {
+  const chunks: Chunk[] = [];
+  let start = 0;
+  while (start < rules.length) {
+    let end = start;
+    let nodes = 0;
+    while (end < rules.length && end - start < CHUNK_RULES && (end === start || nodes < CHUNK_NODES)) {
+      nodes += countNodes(rules[end]!.condition);
+      end += 1;
+    }
+    const members = rules.slice(start, end);
+    const run = (generate && generateChunk(members, start)) || closureChunk(members, start);
+    chunks.push(Object.freeze({ start, end, run }));
+    start = end;
+  }
+  return chunks;
+}
+
+/** The same protocol on the closures: the fallback, and a reference for tests. */
+export function closureChunk(rules: readonly CompiledRule[], start: number): ChunkFunction {
+  return (ctx, from, status) => {
+    const department = ctx.t.department_id;
+    for (let k = from; k < rules.length; k++) {
+      const rule = rules[k]!;
+      const index = start + k;
+      if (!rule.active) status[index] = STATUS.inactive;
+      else if ((rule.triggerMask & ctx.bit) === 0) status[index] = STATUS.trigger;
+      else if (rule.departmentId !== null && department !== rule.departmentId)
+        status[index] = STATUS.department;
+      else if (rule.matches(ctx)) {
+        status[index] = STATUS.matched;
+        return index;
+      } else status[index] = STATUS.unmatched;
+    }
+    return -1;
+  };
+}
+
+function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunction | null {
+  const tests: Predicate[] = [];
+  const testIndex = new Map<Predicate, number>();
+  const constants: unknown[] = [];
+  const domains = new Set<DomainName>();
+  const testRef = (test: Predicate): number => {
+    let i = testIndex.get(test);
+    if (i === undefined) {
+      i = tests.length;
+      tests.push(test);
+      testIndex.set(test, i);
+    }
+    return i;
+  };
+
+  const expression = (node: CompiledCondition): string => {
+    switch (node.kind) {
+      case 'all':
+        return node.children.length === 0 ? 'true' : `(${node.children.map(expression).join(' && ')})`;
+      case 'any':
+        return node.children.length === 0 ? 'false' : `(${node.children.map(expression).join(' || ')})`;
+      case 'not':
+        return `!(${expression(node.child)})`;
+      case 'leaf': {
+        const emit = node.emit;
+        if (emit.kind === 'table') {
+          domains.add(emit.domain);
+          return `(((${emit.mask} >>> d_${emit.domain}) & 1) === 1)`;
+        }
+        if (emit.kind === 'memo') {
+          return `(M[${emit.cell}] === 0 ? fill(${testRef(emit.compute)}, ${emit.cell}, ctx) : M[${emit.cell}] === 1)`;
+        }
+        return `(T[${testRef(emit.test)}](ctx))`;
+      }
+    }
+  };
+
+  const cases = rules.map((rule, k) => {
+    const index = start + k;
+    let body: string;
+    if (!rule.active) body = `S[${index}] = ${STATUS.inactive};`;
+    else {
+      const matched = `if (${expression(rule.condition)}) { S[${index}] = ${STATUS.matched}; return ${index}; } S[${index}] = ${STATUS.unmatched};`;
+      let scoped = matched;
+      if (rule.departmentId !== null) {
+        constants.push(rule.departmentId);
+        scoped = `if (dep !== K[${constants.length - 1}]) { S[${index}] = ${STATUS.department}; } else { ${matched} }`;
+      }
+      body = `if ((bit & ${rule.triggerMask}) === 0) { S[${index}] = ${STATUS.trigger}; } else { ${scoped} }`;
+    }
+    return `    case ${k}: { ${body} }`;
+  });
+
+  const prologue = [...domains].map((domain) => `  const d_${domain} = D.${domain}(t.${domain});`).join('\n');
+  const source = `"use strict";
+function fill(j, cell, ctx) {
+  const result = T[j](ctx);
+  ctx.memo[cell] = result ? 1 : 2;
+  return result;
+}
+return function chunk(ctx, from, S) {
+  const M = ctx.memo;
+  const t = ctx.t;
+  const bit = ctx.bit;
+  const dep = t.department_id;
+${prologue}
+  switch (from) {
+${cases.join('\n')}
+  }
+  return -1;
+};`;
+  try {
+    const factory = new Function('T', 'K', 'D', source) as (
+      tests: Predicate[],
+      constants: unknown[],
+      indexers: typeof INDEXERS,
+    ) => ChunkFunction;
+    return factory(tests, constants, INDEXERS);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,631 @@
+import { type Chunk, compileChunks } from './codegen.ts';
+import {
+  CHANGE_OPERATORS,
+  type FieldSpec,
+  inferCustomType,
+  type ResolvedField,
+  resolveField,
+} from './fields.ts';
+import { canonicalTag, compilePattern, matchInput, nfkc, PatternGroup } from './text.ts';
+import type {
+  Action,
+  Condition,
+  ConditionLeaf,
+  Rule,
+  RuleEvent,
+  Scalar,
+  TicketSnapshot,
+  Trigger,
+  ValidationError,
+} from './types.ts';
+import { TRIGGERS } from './types.ts';
+import { checkRuleStructure } from './validate.ts';
+import {
+  type Comparable,
+  comparable,
+  comparableConstant,
+  DOMAINS,
+  type DomainName,
+  EMPTY,
+  foldTag,
+  isEmptyValue,
+  MISMATCH,
+  MISMATCH_SAMPLE,
+  sameRaw,
+} from './values.ts';
+
+/**
+ * The mutable state of one evaluate() call, created fresh for each call (compiled rules hold no
+ * per-call state, so one compiled set serves any number of evaluations).
+ */
+export interface EvalContext {
+  /** The snapshot as it stands now; actions replace it, never mutate it. */
+  t: TicketSnapshot;
+  readonly input: TicketSnapshot;
+  readonly event: RuleEvent;
+  /** The event's trigger bit (see triggerBit). */
+  readonly bit: number;
+  /** Comparables of fields that no action can change, by slot. */
+  readonly stable: (Comparable | undefined)[];
+  /** Which of the field's `matches` patterns hit, by slot (one RE2 set pass per field). */
+  readonly patternHits: (Uint8Array | undefined)[];
+  /** Results of leaves on unchangeable fields: 0 not yet, 1 true, 2 false. */
+  readonly memo: Int8Array;
+  /** The current tags' comparable, valid while `t.tags` is `tagsRaw`. */
+  tagsRaw: unknown;
+  tagsComparable: Comparable;
+}
+
+export type Predicate = (ctx: EvalContext) => boolean;
+
+/** How the generated fast path evaluates a leaf (see codegen.ts). */
+export type LeafEmit =
+  | { kind: 'table'; domain: DomainName; mask: number }
+  | { kind: 'memo'; cell: number; compute: Predicate }
+  | { kind: 'call'; test: Predicate };
+
+interface CompiledLeaf {
+  /** The leaf's test, memoised per call where the field cannot change. */
+  test: Predicate;
+  observe: (ctx: EvalContext) => unknown;
+  emit: LeafEmit;
+}
+
+export type CompiledCondition =
+  | { kind: 'all' | 'any'; pointer: string; children: CompiledCondition[] }
+  | { kind: 'not'; pointer: string; child: CompiledCondition }
+  | ({ kind: 'leaf'; pointer: string } & CompiledLeaf);
+
+export interface CompiledRule {
+  readonly rule: Rule;
+  readonly id: string;
+  readonly position: number;
+  readonly active: boolean;
+  readonly stopProcessing: boolean;
+  readonly departmentId: string | null;
+  readonly triggerMask: number;
+  readonly condition: CompiledCondition;
+  readonly matches: Predicate;
+  readonly actions: readonly Action[];
+}
+
+/** A rule set ready for evaluate(); immutable, safe to cache by version and share. */
+export interface CompiledRules {
+  readonly version: number;
+  readonly rules: readonly CompiledRule[];
+  /** The rules again, grouped into generated functions (codegen.ts) for the fast path. */
+  readonly chunks: readonly Chunk[];
+  /** For each rule index, the index of its chunk. */
+  readonly chunkOf: Uint32Array;
+  readonly slotCount: number;
+  readonly memoSize: number;
+}
+
+/** compileRules() refuses a rule set with structural problems; pointers start with the rule's index. */
+export class RuleSetError extends Error {
+  readonly errors: ValidationError[];
+
+  constructor(errors: ValidationError[]) {
+    super(
+      `invalid rule set: ${errors.length} problem(s), first: ${errors[0]?.pointer} ${errors[0]?.message}`,
+    );
+    this.name = 'RuleSetError';
+    this.errors = errors;
+  }
+}
+
+const TRIGGER_BIT: ReadonlyMap<string, number> = new Map(TRIGGERS.map((t, i) => [t, 1 << i]));
+
+/** The bit of a trigger in CompiledRule.triggerMask (0 for an unknown one). */
+export function triggerBit(trigger: Trigger | string): number {
+  return TRIGGER_BIT.get(trigger) ?? 0;
+}
+
+const TRACE_TEXT = 500;
+const NO_HITS = new Uint8Array(0);
+
+/** How the trace shows a value: long text cut, lists copied so later edits do not show. */
+export function traceValue(value: unknown): unknown {
+  if (typeof value === 'string' && value.length > TRACE_TEXT) return `${value.slice(0, TRACE_TEXT)}…`;
+  if (Array.isArray(value)) return value.slice();
+  return value === undefined ? null : value;
+}
+
+type Reader = (ctx: EvalContext) => unknown;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+function readPath(root: unknown, path: readonly string[]): { found: boolean; value: unknown } {
+  let node = root;
+  for (const key of path) {
+    if (!isRecord(node) || !Object.hasOwn(node, key)) return { found: false, value: undefined };
+    node = node[key];
+  }
+  return { found: true, value: node };
+}
+
+// One closure per field, each with its own property access, so V8 keeps every read monomorphic
+// (a shared `t[key]` closure would go megamorphic across fields).
+const TICKET_READERS: Readonly<Record<string, (t: TicketSnapshot) => unknown>> = Object.freeze({
+  channel: (t) => t.channel,
+  subject: (t) => t.subject,
+  status: (t) => t.status,
+  priority: (t) => t.priority,
+  department_id: (t) => t.department_id,
+  assignee_id: (t) => t.assignee_id,
+  tags: (t) => t.tags,
+  support_address: (t) => t.support_address,
+  created_in_working_hours: (t) => t.created_in_working_hours,
+  'contact.name': (t) => (isRecord(t.contact) ? t.contact.name : undefined),
+  'contact.email': (t) => (isRecord(t.contact) ? t.contact.email : undefined),
+});
+
+function ticketReader(path: readonly string[]): (t: TicketSnapshot) => unknown {
+  const known = TICKET_READERS[path.join('.')];
+  if (known) return known;
+  if (path.length === 3 && path[0] === 'contact' && path[1] === 'custom') {
+    const key = path[2]!;
+    return (t) => {
+      const custom = isRecord(t.contact) ? t.contact.custom : undefined;
+      return isRecord(custom) && Object.hasOwn(custom, key) ? custom[key] : undefined;
+    };
+  }
+  return (t) => readPath(t, path).value;
+}
+
+function currentReader(spec: FieldSpec): Reader {
+  const source = spec.source;
+  switch (source.from) {
+    case 'ticket': {
+      const read = ticketReader(source.path);
+      return (ctx) => read(ctx.t);
+    }
+    case 'message_body':
+      return (ctx) => (isRecord(ctx.event.message) ? ctx.event.message.body : null);
+    case 'sender_email':
+      return (ctx) => (isRecord(ctx.event.message) ? ctx.event.message.sender_email : null);
+    case 'sender_domain':
+      return (ctx) => {
+        const email = isRecord(ctx.event.message) ? ctx.event.message.sender_email : null;
+        if (typeof email !== 'string') return email;
+        const at = email.lastIndexOf('@');
+        return at < 0 ? null : email.slice(at + 1).trim();
+      };
+  }
+}
+
+/** The value before the event: what event.previous says, else the ticket as it came in. */
+function previousReader(spec: FieldSpec): Reader {
+  if (spec.source.from !== 'ticket') throw new Error('only ticket fields have previous values');
+  const path = spec.source.path;
+  const read = ticketReader(path);
+  return (ctx) => {
+    const previous = readPath(ctx.event.previous, path);
+    return previous.found ? previous.value : read(ctx.input);
+  };
+}
+
+interface FieldAccess {
+  readonly field: ResolvedField;
+  readonly read: Reader;
+  readonly comparable: (ctx: EvalContext) => Comparable;
+  /** The field's `matches` patterns, all run in one pass; null for fields no action leaves alone. */
+  readonly patterns: PatternGroup | null;
+  readonly patternHits: (ctx: EvalContext) => Uint8Array;
+}
+
+/** Per-compile state: slots and memo cells shared by equal fields and equal leaves across rules. */
+class CompileState {
+  private readonly accesses = new Map<string, FieldAccess>();
+  private readonly leaves = new Map<string, CompiledLeaf>();
+  readonly groups: PatternGroup[] = [];
+  slotCount = 0;
+  memoSize = 0;
+
+  /** Builds the per-field pattern sets once every rule is compiled. */
+  seal(): void {
+    for (const group of this.groups) group.seal();
+  }
+
+  access(field: ResolvedField): FieldAccess {
+    const known = this.accesses.get(field.name);
+    if (known) return known;
+    const spec = field.spec;
+    const read = field.previous ? previousReader(spec) : currentReader(spec);
+    const type = spec.type;
+    const enumValues = spec.enumValues;
+    let access: FieldAccess;
+    if (spec.mutable && !field.previous) {
+      const compute =
+        type === 'tags'
+          ? (ctx: EvalContext): Comparable => {
+              const raw = read(ctx);
+              if (raw !== ctx.tagsRaw) {
+                ctx.tagsRaw = raw;
+                ctx.tagsComparable = comparable('tags', raw);
+              }
+              return ctx.tagsComparable;
+            }
+          : (ctx: EvalContext): Comparable => comparable(type, read(ctx), enumValues);
+      access = { field, read, comparable: compute, patterns: null, patternHits: () => NO_HITS };
+    } else {
+      const slot = this.slotCount++;
+      const patterns = new PatternGroup();
+      access = {
+        field,
+        read,
+        comparable: (ctx) => {
+          let value = ctx.stable[slot];
+          if (value === undefined) {
+            value = comparable(type, read(ctx), enumValues);
+            ctx.stable[slot] = value;
+          }
+          return value;
+        },
+        patterns,
+        patternHits: (ctx) => {
+          let hits = ctx.patternHits[slot];
+          if (hits === undefined) {
+            const raw = read(ctx);
+            hits =
+              typeof raw === 'string' && !isEmptyValue(raw) ? patterns.run(matchInput(nfkc(raw))) : NO_HITS;
+            ctx.patternHits[slot] = hits;
+          }
+          return hits;
+        },
+      };
+      this.groups.push(patterns);
+    }
+    this.accesses.set(field.name, access);
+    return access;
+  }
+
+  /** One compiled test per distinct leaf; leaves on fields no action changes are memoised per call. */
+  leaf(leaf: ConditionLeaf): CompiledLeaf {
+    const key = `${leaf.field}\u0000${leaf.operator}\u0000${JSON.stringify(leaf.value)}`;
+    const known = this.leaves.get(key);
+    if (known) return known;
+    const lookup = resolveField(leaf.field, () => inferCustomType(leaf.operator, leaf.value));
+    if (!lookup.ok) throw new Error(`unreachable: ${lookup.message}`);
+    const field = lookup.field;
+    const access = this.access(field);
+    let test = this.test(leaf, access);
+    let observe: Reader = (ctx) => traceValue(access.read(ctx));
+    const changeOp = CHANGE_OPERATORS.has(leaf.operator);
+    if (changeOp) {
+      const before = this.access({ ...field, name: `previous.${field.name}`, previous: true });
+      observe = (ctx) => ({ from: traceValue(before.read(ctx)), to: traceValue(access.read(ctx)) });
+    }
+    if (field.spec.type === 'agent' && !field.previous) {
+      // An assignee the caller has yet to pick is unknown: no condition on it holds.
+      const decided = test;
+      const shown = observe;
+      test = (ctx) => !ctx.t.pending_assignment && decided(ctx);
+      observe = (ctx) =>
+        ctx.t.pending_assignment ? { pending: ctx.t.pending_assignment.strategy } : shown(ctx);
+    }
+    let emit: LeafEmit;
+    const domain = !field.previous && !changeOp && Object.hasOwn(DOMAINS, field.name) ? field.name : null;
+    if (domain !== null) {
+      emit = {
+        kind: 'table',
+        domain: domain as DomainName,
+        mask: this.truthTable(domain as DomainName, test),
+      };
+    } else if (!field.spec.mutable || field.previous) {
+      const cell = this.memoSize++;
+      const compute = test;
+      emit = { kind: 'memo', cell, compute };
+      test = (ctx) => {
+        const memo = ctx.memo[cell];
+        if (memo !== 0) return memo === 1;
+        const result = compute(ctx);
+        ctx.memo[cell] = result ? 1 : 2;
+        return result;
+      };
+    } else {
+      emit = { kind: 'call', test };
+    }
+    const compiled = { test, observe, emit };
+    this.leaves.set(key, compiled);
+    return compiled;
+  }
+
+  /**
+   * A leaf on a field with a few fixed values is a function of the value's index: evaluate it
+   * once per index now (with the leaf's own test, so the semantics cannot drift) and keep the
+   * results as bits.
+   */
+  private truthTable(domain: DomainName, test: Predicate): number {
+    const samples = [...DOMAINS[domain].values, null, MISMATCH_SAMPLE];
+    let mask = 0;
+    samples.forEach((value, index) => {
+      const t = { [domain]: value } as unknown as TicketSnapshot;
+      const ctx: EvalContext = {
+        t,
+        input: t,
+        event: { type: 'ticket.created', occurred_at: '' },
+        bit: 0,
+        stable: [],
+        patternHits: [],
+        memo: new Int8Array(0),
+        tagsRaw: undefined,
+        tagsComparable: EMPTY,
+      };
+      if (test(ctx)) mask |= 1 << index;
+    });
+    return mask;
+  }
+
+  private test(leaf: ConditionLeaf, access: FieldAccess): Predicate {
+    const type = access.field.spec.type;
+    const value = leaf.value;
+    const get = access.comparable;
+    const constant = (v: unknown) => comparableConstant(type, v);
+    switch (leaf.operator) {
+      case 'is': {
+        const k = constant(value);
+        return (ctx) => get(ctx) === k;
+      }
+      case 'is_not': {
+        const k = constant(value);
+        return (ctx) => {
+          const c = get(ctx);
+          return c !== MISMATCH && c !== k;
+        };
+      }
+      case 'is_one_of': {
+        const set = new Set((value as Scalar[]).map(constant));
+        return (ctx) => {
+          const c = get(ctx);
+          return typeof c !== 'symbol' && set.has(c as Scalar);
+        };
+      }
+      case 'is_none_of': {
+        const set = new Set((value as Scalar[]).map(constant));
+        return (ctx) => {
+          const c = get(ctx);
+          return c === EMPTY || (c !== MISMATCH && !set.has(c as Scalar));
+        };
+      }
+      case 'contains': {
+        const k = constant(value) as string;
+        return (ctx) => {
+          const c = get(ctx);
+          return typeof c === 'string' && c.includes(k);
+        };
+      }
+      case 'does_not_contain': {
+        const k = constant(value) as string;
+        return (ctx) => {
+          const c = get(ctx);
+          return c === EMPTY || (typeof c === 'string' && !c.includes(k));
+        };
+      }
+      case 'starts_with': {
+        const k = constant(value) as string;
+        return (ctx) => {
+          const c = get(ctx);
+          return typeof c === 'string' && c.startsWith(k);
+        };
+      }
+      case 'ends_with': {
+        const k = constant(value) as string;
+        return (ctx) => {
+          const c = get(ctx);
+          return typeof c === 'string' && c.endsWith(k);
+        };
+      }
+      case 'matches': {
+        // Text fields are never mutable, so every `matches` leaf has a pattern group.
+        const index = access.patterns!.add(value as string);
+        const hits = access.patternHits;
+        return (ctx) => hits(ctx)[index] === 1;
+      }
+      case 'greater_than':
+      case 'less_than': {
+        const k = constant(value);
+        const kind = typeof k;
+        return leaf.operator === 'greater_than'
+          ? (ctx) => {
+              const c = get(ctx);
+              return typeof c === kind && (c as number | string) > (k as number | string);
+            }
+          : (ctx) => {
+              const c = get(ctx);
+              return typeof c === kind && (c as number | string) < (k as number | string);
+            };
+      }
+      case 'is_empty': {
+        const read = access.read;
+        return (ctx) => isEmptyValue(read(ctx));
+      }
+      case 'is_not_empty': {
+        const read = access.read;
+        return (ctx) => !isEmptyValue(read(ctx));
+      }
+      case 'contains_any':
+      case 'contains_all':
+      case 'contains_none': {
+        const wanted = [...new Set((value as string[]).map(foldTag))];
+        if (leaf.operator === 'contains_any') {
+          return (ctx) => {
+            const c = get(ctx);
+            if (!(c instanceof Set)) return false;
+            for (const tag of wanted) if (c.has(tag)) return true;
+            return false;
+          };
+        }
+        if (leaf.operator === 'contains_all') {
+          return (ctx) => {
+            const c = get(ctx);
+            if (!(c instanceof Set)) return false;
+            for (const tag of wanted) if (!c.has(tag)) return false;
+            return true;
+          };
+        }
+        return (ctx) => {
+          const c = get(ctx);
+          if (c === EMPTY) return true;
+          if (!(c instanceof Set)) return false;
+          for (const tag of wanted) if (c.has(tag)) return false;
+          return true;
+        };
+      }
+      case 'has_changed':
+      case 'changed_from':
+      case 'changed_to': {
+        const before = this.access({
+          ...access.field,
+          name: `previous.${access.field.name}`,
+          previous: true,
+        });
+        const readNow = access.read;
+        const readBefore = before.read;
+        if (leaf.operator === 'has_changed') return (ctx) => !sameRaw(readBefore(ctx), readNow(ctx));
+        const side = leaf.operator === 'changed_from' ? before : access;
+        const equals: Predicate =
+          value === null
+            ? (ctx) => isEmptyValue(side.read(ctx))
+            : (
+                (k) => (ctx: EvalContext) =>
+                  side.comparable(ctx) === k
+              )(constant(value));
+        return (ctx) => !sameRaw(readBefore(ctx), readNow(ctx)) && equals(ctx);
+      }
+    }
+  }
+}
+
+function compileCondition(node: Condition, pointer: string, state: CompileState): CompiledCondition {
+  if ('all' in node) {
+    return {
+      kind: 'all',
+      pointer,
+      children: node.all.map((child, i) => compileCondition(child, `${pointer}/all/${i}`, state)),
+    };
+  }
+  if ('any' in node) {
+    return {
+      kind: 'any',
+      pointer,
+      children: node.any.map((child, i) => compileCondition(child, `${pointer}/any/${i}`, state)),
+    };
+  }
+  if ('not' in node)
+    return { kind: 'not', pointer, child: compileCondition(node.not, `${pointer}/not`, state) };
+  return { kind: 'leaf', pointer, ...state.leaf(node) };
+}
+
+/** Turns a condition tree into nested closures; groups of one or two children skip the loop. */
+function predicateOf(node: CompiledCondition): Predicate {
+  switch (node.kind) {
+    case 'leaf':
+      return node.test;
+    case 'not': {
+      const child = predicateOf(node.child);
+      return (ctx) => !child(ctx);
+    }
+    case 'all':
+    case 'any': {
+      const children = node.children.map(predicateOf);
+      const all = node.kind === 'all';
+      if (children.length === 0) return () => all;
+      if (children.length === 1) return children[0]!;
+      if (children.length === 2) {
+        const [a, b] = children as [Predicate, Predicate];
+        return all ? (ctx) => a(ctx) && b(ctx) : (ctx) => a(ctx) || b(ctx);
+      }
+      return all
+        ? (ctx) => {
+            for (const child of children) if (!child(ctx)) return false;
+            return true;
+          }
+        : (ctx) => {
+            for (const child of children) if (child(ctx)) return true;
+            return false;
+          };
+    }
+  }
+}
+
+function compileActions(actions: readonly Action[]): Action[] {
+  return actions.map((action) => {
+    if (action.type === 'add_tags' || action.type === 'remove_tags' || action.type === 'replace_tags') {
+      return { type: action.type, tags: [...new Set(action.tags.map(canonicalTag))] };
+    }
+    return action;
+  });
+}
+
+export interface CompileOptions {
+  /** The rule set's version, echoed in every trace. */
+  version: number;
+  /**
+   * false: evaluate with closures only, no generated code (for runtimes that forbid code
+   * generation from strings; the results are the same, tests check it). Default true.
+   */
+  codegen?: boolean;
+}
+
+/**
+ * Compiles a rule set once into closures for evaluate(). It runs the catalog-free part of
+ * validation first and throws a RuleSetError (pointers prefixed with the rule's index in
+ * `rules`) when any rule is malformed or two rules share an id: rules are meant to be validated
+ * with validateRule() when written, so this only guards against stored data that went bad.
+ * References to departments, agents or tags that no longer exist are not checked here; the
+ * caller applying the effects handles them. Pure: the result depends only on the arguments.
+ */
+export function compileRules(rules: readonly Rule[], options: CompileOptions): CompiledRules {
+  const errors: ValidationError[] = [];
+  const ids = new Set<string>();
+  rules.forEach((rule, i) => {
+    for (const error of checkRuleStructure(rule)) {
+      errors.push({ pointer: `/${i}${error.pointer}`, message: error.message });
+    }
+    if (typeof rule?.id === 'string') {
+      if (ids.has(rule.id)) errors.push({ pointer: `/${i}/id`, message: `repeats rule id "${rule.id}"` });
+      ids.add(rule.id);
+    }
+  });
+  if (errors.length > 0) throw new RuleSetError(errors);
+
+  const ordered = [...rules].sort((a, b) =>
+    a.position !== b.position ? a.position - b.position : a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
+  );
+  const state = new CompileState();
+  const compiled = ordered.map((rule): CompiledRule => {
+    const condition = compileCondition(rule.conditions, '/conditions', state);
+    return Object.freeze({
+      rule,
+      id: rule.id,
+      position: rule.position,
+      active: rule.active,
+      stopProcessing: rule.stop_processing,
+      departmentId: rule.department_id ?? null,
+      triggerMask: rule.triggers.reduce((mask, trigger) => mask | triggerBit(trigger), 0),
+      condition,
+      matches: predicateOf(condition),
+      actions: compileActions(rule.actions),
+    });
+  });
+  state.seal();
+  const chunks = compileChunks(compiled, options.codegen !== false);
+  const chunkOf = new Uint32Array(compiled.length);
+  chunks.forEach((chunk, i) => {
+    chunkOf.fill(i, chunk.start, chunk.end);
+  });
+  return Object.freeze({
+    version: options.version,
+    rules: Object.freeze(compiled),
+    chunks: Object.freeze(chunks),
+    chunkOf,
+    slotCount: state.slotCount,
+    memoSize: state.memoSize,
+  });
+}
+
+// Re-exported for evaluate.ts, which shows the same values in traces.
+export { EMPTY, MISMATCH };

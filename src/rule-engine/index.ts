@@ -1,0 +1,12 @@
+// The pure rule engine: validate rules when they are written, compile a rule set once, evaluate
+// it per ticket event. No I/O, no clock, no global mutable state; see docs/rules.md.
+export {
+  type CompiledRules,
+  compileRules,
+  RuleSetError,
+} from './compile.ts';
+export { type EvaluateOptions, evaluate } from './evaluate.ts';
+export { FIELDS, type FieldType, OPERATORS_BY_TYPE } from './fields.ts';
+export { foldText, LIMITS } from './text.ts';
+export * from './types.ts';
+export { validateRule } from './validate.ts';
