@@ -24,8 +24,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const rateLimit = {
     max: config.publicFormRateLimitPerMinute,
     timeWindow: 60_000,
-    // Always per address: the global limiter keys on the Authorization header when one is sent,
-    // which would give anyone sending made-up headers a fresh budget per request.
+    // Per client address, like the global limit, but a much smaller budget: anyone may call it.
     keyGenerator: (request: FastifyRequest) => `public:${request.ip}`,
   };
 
