@@ -5,7 +5,7 @@ import fp from 'fastify-plugin';
 import type { Principal } from '../access/policy.ts';
 import type { Db } from '../db/database.ts';
 import { findAgentRow } from '../domains/agents/repository.ts';
-import { findTokenForAuth, touchApiToken } from '../domains/api-tokens/repository.ts';
+import { findTokenForAuth } from '../domains/api-tokens/repository.ts';
 import { DomainError, forbidden } from '../errors.ts';
 
 export const API_TOKEN_PREFIX = 'drt_';
@@ -59,7 +59,6 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
     }
     if (token.agent_status !== 'active')
       throw unauthenticated('agent_disabled', "The token's agent is disabled.");
-    await touchApiToken(db, token.id);
     return {
       agentId: token.agent_id,
       role: token.role,

@@ -86,7 +86,14 @@ const PG_CODES: Record<string, { status: number; code: string; detail: string }>
 };
 
 // Unique constraints whose violation has a more useful code than plain "conflict".
-const CONSTRAINT_CODES: Record<string, { code: string; detail: string }> = {
+const CONSTRAINT_CODES: Record<string, { code: string; detail: string; status?: number; field?: string }> = {
+  // The ticket's department is checked by its foreign key rather than by a look-up first.
+  tickets_department_id_fkey: {
+    status: 422,
+    code: 'department_not_found',
+    detail: 'The department does not exist.',
+    field: 'body/department_id',
+  },
   departments_name_key: {
     code: 'department_name_taken',
     detail: 'A department with this name already exists (names ignore case).',
@@ -206,9 +213,14 @@ export const problemPlugin = fp(
       const pgCode = (error as { code?: unknown }).code;
       if (typeof pgCode === 'string' && PG_CODES[pgCode] && 'severity' in error) {
         const constraint = (error as { constraint?: string }).constraint;
-        const mapped = (constraint && CONSTRAINT_CODES[constraint]) || PG_CODES[pgCode];
+        const specific = constraint ? CONSTRAINT_CODES[constraint] : undefined;
+        const mapped = specific ?? PG_CODES[pgCode];
         request.log.info({ pgCode, constraint }, 'database refused the change');
-        return sendProblem(request, reply, PG_CODES[pgCode].status, mapped.code, mapped.detail);
+        const status = specific?.status ?? PG_CODES[pgCode].status;
+        const extra = specific?.field
+          ? { errors: [{ field: specific.field, message: specific.detail }] }
+          : {};
+        return sendProblem(request, reply, status, mapped.code, mapped.detail, extra);
       }
       if (error.statusCode === 429) {
         return sendProblem(request, reply, 429, 'rate_limited', error.message);

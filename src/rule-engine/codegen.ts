@@ -9,8 +9,11 @@
 // source only holds integers and fixed identifiers. If code generation is not allowed
 // (--disallow-code-generation-from-strings), the same protocol runs on the closures.
 
-import type { CompiledCondition, CompiledRule, EvalContext, Predicate } from './compile.ts';
+import type { CompiledCondition, CompiledRule, EvalContext } from './compile.ts';
 import { DOMAINS, type DomainName, domainIndexer } from './values.ts';
+
+/** A leaf test or a batch fill, called from generated code through the `T` array. */
+type Callable = (ctx: EvalContext) => unknown;
 
 /** Rule status codes a chunk writes, one per rule. 0 means never reached (processing stopped). */
 export const STATUS = Object.freeze({
@@ -92,11 +95,11 @@ export function closureChunk(rules: readonly CompiledRule[], start: number): Chu
 }
 
 function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunction | null {
-  const tests: Predicate[] = [];
-  const testIndex = new Map<Predicate, number>();
+  const tests: Callable[] = [];
+  const testIndex = new Map<Callable, number>();
   const constants: unknown[] = [];
   const domains = new Set<DomainName>();
-  const testRef = (test: Predicate): number => {
+  const testRef = (test: Callable): number => {
     let i = testIndex.get(test);
     if (i === undefined) {
       i = tests.length;
@@ -121,7 +124,7 @@ function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunc
           return `(((${emit.mask} >>> d_${emit.domain}) & 1) === 1)`;
         }
         if (emit.kind === 'memo') {
-          return `(M[${emit.cell}] === 0 ? fill(${testRef(emit.compute)}, ${emit.cell}, ctx) : M[${emit.cell}] === 1)`;
+          return `(M[${emit.cell}] === 0 ? fill(${testRef(emit.fill)}, ${emit.cell}, ctx) : M[${emit.cell}] === 1)`;
         }
         return `(T[${testRef(emit.test)}](ctx))`;
       }
@@ -147,9 +150,8 @@ function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunc
   const prologue = [...domains].map((domain) => `  const d_${domain} = D.${domain}(t.${domain});`).join('\n');
   const source = `"use strict";
 function fill(j, cell, ctx) {
-  const result = T[j](ctx);
-  ctx.memo[cell] = result ? 1 : 2;
-  return result;
+  T[j](ctx);
+  return ctx.memo[cell] === 1;
 }
 return function chunk(ctx, from, S) {
   const M = ctx.memo;
@@ -164,7 +166,7 @@ ${cases.join('\n')}
 };`;
   try {
     const factory = new Function('T', 'K', 'D', source) as (
-      tests: Predicate[],
+      tests: Callable[],
       constants: unknown[],
       indexers: typeof INDEXERS,
     ) => ChunkFunction;

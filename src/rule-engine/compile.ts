@@ -6,7 +6,7 @@ import {
   type ResolvedField,
   resolveField,
 } from './fields.ts';
-import { canonicalTag, compilePattern, matchInput, nfkc, PatternGroup } from './text.ts';
+import { canonicalTag, matchInput, nfkc, PatternGroup } from './text.ts';
 import type {
   Action,
   Condition,
@@ -51,9 +51,49 @@ export interface EvalContext {
   readonly patternHits: (Uint8Array | undefined)[];
   /** Results of leaves on unchangeable fields: 0 not yet, 1 true, 2 false. */
   readonly memo: Int8Array;
+  /** Bigram signatures of long folded texts, by slot (null: short or not text). */
+  readonly signatures: (Uint32Array | null | undefined)[];
   /** The current tags' comparable, valid while `t.tags` is `tagsRaw`. */
   tagsRaw: unknown;
   tagsComparable: Comparable;
+  /** The current tags and their canonical forms, for tag actions; valid while `t.tags` is `raw`. */
+  tagState: { raw: unknown; list: string[]; known: string[] } | null;
+}
+
+// `contains` on a long text: most needles are absent, and proving it costs a full scan each.
+// A 1024-bit set of the text's character bigrams, built once per text, rules most of them out
+// with a few bit tests (a needle can only occur if all its bigrams do).
+const SIGNATURE_MIN_LENGTH = 64;
+
+function bigram(a: number, b: number): number {
+  return (a * 31 + b) & 1023;
+}
+
+function signatureOf(text: string): Uint32Array {
+  const bits = new Uint32Array(32);
+  let previous = text.charCodeAt(0);
+  for (let i = 1; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    const h = bigram(previous, code);
+    bits[h >>> 5]! |= 1 << (h & 31);
+    previous = code;
+  }
+  return bits;
+}
+
+function bigramsOf(needle: string): Uint16Array {
+  const out = new Set<number>();
+  for (let i = 1; i < needle.length; i++) out.add(bigram(needle.charCodeAt(i - 1), needle.charCodeAt(i)));
+  return Uint16Array.from(out);
+}
+
+function mayContain(signature: Uint32Array | null, bigrams: Uint16Array): boolean {
+  if (signature === null) return true;
+  for (let i = 0; i < bigrams.length; i++) {
+    const h = bigrams[i]!;
+    if ((signature[h >>> 5]! & (1 << (h & 31))) === 0) return false;
+  }
+  return true;
 }
 
 export type Predicate = (ctx: EvalContext) => boolean;
@@ -61,7 +101,7 @@ export type Predicate = (ctx: EvalContext) => boolean;
 /** How the generated fast path evaluates a leaf (see codegen.ts). */
 export type LeafEmit =
   | { kind: 'table'; domain: DomainName; mask: number }
-  | { kind: 'memo'; cell: number; compute: Predicate }
+  | { kind: 'memo'; cell: number; fill: (ctx: EvalContext) => void }
   | { kind: 'call'; test: Predicate };
 
 interface CompiledLeaf {
@@ -87,6 +127,7 @@ export interface CompiledRule {
   readonly condition: CompiledCondition;
   readonly matches: Predicate;
   readonly actions: readonly Action[];
+  readonly actionPointers: readonly string[];
 }
 
 /** A rule set ready for evaluate(); immutable, safe to cache by version and share. */
@@ -208,18 +249,22 @@ function previousReader(spec: FieldSpec): Reader {
 }
 
 interface FieldAccess {
+  /** Type and name: one access per way a field is read. */
+  readonly key: string;
   readonly field: ResolvedField;
   readonly read: Reader;
   readonly comparable: (ctx: EvalContext) => Comparable;
-  /** The field's `matches` patterns, all run in one pass; null for fields no action leaves alone. */
+  /** The field's `matches` patterns, all run in one pass; null for fields actions can change. */
   readonly patterns: PatternGroup | null;
   readonly patternHits: (ctx: EvalContext) => Uint8Array;
+  readonly signature: (ctx: EvalContext) => Uint32Array | null;
 }
 
 /** Per-compile state: slots and memo cells shared by equal fields and equal leaves across rules. */
 class CompileState {
   private readonly accesses = new Map<string, FieldAccess>();
   private readonly leaves = new Map<string, CompiledLeaf>();
+  private readonly batches = new Map<string, Batch>();
   readonly groups: PatternGroup[] = [];
   slotCount = 0;
   memoSize = 0;
@@ -230,7 +275,9 @@ class CompileState {
   }
 
   access(field: ResolvedField): FieldAccess {
-    const known = this.accesses.get(field.name);
+    // A contact field's type is inferred per leaf, so one name may be read as two types.
+    const key = `${field.spec.type}:${field.name}`;
+    const known = this.accesses.get(key);
     if (known) return known;
     const spec = field.spec;
     const read = field.previous ? previousReader(spec) : currentReader(spec);
@@ -249,21 +296,31 @@ class CompileState {
               return ctx.tagsComparable;
             }
           : (ctx: EvalContext): Comparable => comparable(type, read(ctx), enumValues);
-      access = { field, read, comparable: compute, patterns: null, patternHits: () => NO_HITS };
+      access = {
+        key,
+        field,
+        read,
+        comparable: compute,
+        patterns: null,
+        patternHits: () => NO_HITS,
+        signature: () => null,
+      };
     } else {
       const slot = this.slotCount++;
       const patterns = new PatternGroup();
+      const stable = (ctx: EvalContext): Comparable => {
+        let value = ctx.stable[slot];
+        if (value === undefined) {
+          value = comparable(type, read(ctx), enumValues);
+          ctx.stable[slot] = value;
+        }
+        return value;
+      };
       access = {
+        key,
         field,
         read,
-        comparable: (ctx) => {
-          let value = ctx.stable[slot];
-          if (value === undefined) {
-            value = comparable(type, read(ctx), enumValues);
-            ctx.stable[slot] = value;
-          }
-          return value;
-        },
+        comparable: stable,
         patterns,
         patternHits: (ctx) => {
           let hits = ctx.patternHits[slot];
@@ -275,10 +332,19 @@ class CompileState {
           }
           return hits;
         },
+        signature: (ctx) => {
+          let value = ctx.signatures[slot];
+          if (value === undefined) {
+            const c = stable(ctx);
+            value = typeof c === 'string' && c.length >= SIGNATURE_MIN_LENGTH ? signatureOf(c) : null;
+            ctx.signatures[slot] = value;
+          }
+          return value;
+        },
       };
       this.groups.push(patterns);
     }
-    this.accesses.set(field.name, access);
+    this.accesses.set(key, access);
     return access;
   }
 
@@ -317,13 +383,15 @@ class CompileState {
     } else if (!field.spec.mutable || field.previous) {
       const cell = this.memoSize++;
       const compute = test;
-      emit = { kind: 'memo', cell, compute };
+      const fill =
+        this.batch(leaf, access, cell) ??
+        ((ctx: EvalContext) => {
+          ctx.memo[cell] = compute(ctx) ? 1 : 2;
+        });
+      emit = { kind: 'memo', cell, fill };
       test = (ctx) => {
-        const memo = ctx.memo[cell];
-        if (memo !== 0) return memo === 1;
-        const result = compute(ctx);
-        ctx.memo[cell] = result ? 1 : 2;
-        return result;
+        if (ctx.memo[cell] === 0) fill(ctx);
+        return ctx.memo[cell] === 1;
       };
     } else {
       emit = { kind: 'call', test };
@@ -331,6 +399,25 @@ class CompileState {
     const compiled = { test, observe, emit };
     this.leaves.set(key, compiled);
     return compiled;
+  }
+
+  /**
+   * Leaves with the same operator on the same unchangeable field are decided together, the first
+   * time any of them is needed: one lookup for every `is` / `is_one_of` constant, one loop over
+   * the needles of `contains` and the like sharing the folded text and its signature, one RE2 set
+   * pass for `matches`. Returns the batch's fill, or null for operators decided one by one.
+   */
+  private batch(leaf: ConditionLeaf, access: FieldAccess, cell: number): ((ctx: EvalContext) => void) | null {
+    const operator = leaf.operator;
+    if (!BATCHED.has(operator)) return null;
+    const key = `${access.key}\u0000${operator}`;
+    let batch = this.batches.get(key);
+    if (!batch) {
+      batch = createBatch(operator, access);
+      this.batches.set(key, batch);
+    }
+    batch.add(leaf.value, cell);
+    return batch.fill;
   }
 
   /**
@@ -350,9 +437,11 @@ class CompileState {
         bit: 0,
         stable: [],
         patternHits: [],
+        signatures: [],
         memo: new Int8Array(0),
         tagsRaw: undefined,
         tagsComparable: EMPTY,
+        tagState: null,
       };
       if (test(ctx)) mask |= 1 << index;
     });
@@ -392,16 +481,22 @@ class CompileState {
       }
       case 'contains': {
         const k = constant(value) as string;
+        const bigrams = bigramsOf(k);
+        const signature = access.signature;
         return (ctx) => {
           const c = get(ctx);
-          return typeof c === 'string' && c.includes(k);
+          return typeof c === 'string' && mayContain(signature(ctx), bigrams) && c.includes(k);
         };
       }
       case 'does_not_contain': {
         const k = constant(value) as string;
+        const bigrams = bigramsOf(k);
+        const signature = access.signature;
         return (ctx) => {
           const c = get(ctx);
-          return c === EMPTY || (typeof c === 'string' && !c.includes(k));
+          return (
+            c === EMPTY || (typeof c === 'string' && !(mayContain(signature(ctx), bigrams) && c.includes(k)))
+          );
         };
       }
       case 'starts_with': {
@@ -497,6 +592,94 @@ class CompileState {
       }
     }
   }
+}
+
+interface Batch {
+  add(value: unknown, cell: number): void;
+  readonly fill: (ctx: EvalContext) => void;
+}
+
+const BATCHED: ReadonlySet<string> = new Set([
+  'is',
+  'is_one_of',
+  'contains',
+  'does_not_contain',
+  'starts_with',
+  'ends_with',
+  'matches',
+]);
+
+/** Same semantics as CompileState.test for these operators, decided for many constants at once. */
+function createBatch(operator: string, access: FieldAccess): Batch {
+  const type = access.field.spec.type;
+  const cells: number[] = [];
+  const get = access.comparable;
+  if (operator === 'is' || operator === 'is_one_of') {
+    const byValue = new Map<unknown, number[]>();
+    return {
+      add(value, cell) {
+        cells.push(cell);
+        const values = operator === 'is' ? [value] : (value as Scalar[]);
+        for (const v of new Set(values.map((x) => comparableConstant(type, x)))) {
+          const list = byValue.get(v);
+          if (list) list.push(cell);
+          else byValue.set(v, [cell]);
+        }
+      },
+      fill(ctx) {
+        const memo = ctx.memo;
+        for (const cell of cells) memo[cell] = 2;
+        const c = get(ctx);
+        if (typeof c === 'symbol') return;
+        const hits = byValue.get(c);
+        if (hits) for (const cell of hits) memo[cell] = 1;
+      },
+    };
+  }
+  if (operator === 'matches') {
+    const indexes: number[] = [];
+    return {
+      add(value, cell) {
+        cells.push(cell);
+        indexes.push(access.patterns!.add(value as string));
+      },
+      fill(ctx) {
+        const memo = ctx.memo;
+        const hits = access.patternHits(ctx);
+        for (let i = 0; i < cells.length; i++) memo[cells[i]!] = hits[indexes[i]!] === 1 ? 1 : 2;
+      },
+    };
+  }
+  const needles: string[] = [];
+  const grams: Uint16Array[] = [];
+  const negate = operator === 'does_not_contain';
+  const signed = operator === 'contains' || negate;
+  return {
+    add(value, cell) {
+      cells.push(cell);
+      const needle = comparableConstant(type, value) as string;
+      needles.push(needle);
+      grams.push(signed ? bigramsOf(needle) : new Uint16Array(0));
+    },
+    fill(ctx) {
+      const memo = ctx.memo;
+      const c = get(ctx);
+      if (typeof c !== 'string') {
+        const result = negate && c === EMPTY ? 1 : 2;
+        for (const cell of cells) memo[cell] = result;
+        return;
+      }
+      const signature = signed ? access.signature(ctx) : null;
+      for (let i = 0; i < cells.length; i++) {
+        const needle = needles[i]!;
+        let found: boolean;
+        if (operator === 'starts_with') found = c.startsWith(needle);
+        else if (operator === 'ends_with') found = c.endsWith(needle);
+        else found = mayContain(signature, grams[i]!) && c.includes(needle);
+        memo[cells[i]!] = found !== negate ? 1 : 2;
+      }
+    },
+  };
 }
 
 function compileCondition(node: Condition, pointer: string, state: CompileState): CompiledCondition {
@@ -609,6 +792,7 @@ export function compileRules(rules: readonly Rule[], options: CompileOptions): C
       condition,
       matches: predicateOf(condition),
       actions: compileActions(rule.actions),
+      actionPointers: rule.actions.map((_, i) => `/actions/${i}`),
     });
   });
   state.seal();

@@ -72,8 +72,14 @@ function traceCondition(node: CompiledCondition, ctx: EvalContext, out: Conditio
   return entry.result;
 }
 
-function tagsOf(t: TicketSnapshot): string[] {
-  return Array.isArray(t.tags) ? t.tags.filter((tag): tag is string => typeof tag === 'string') : [];
+/** The snapshot's tags (strings only) with their canonical forms, computed once per tag list. */
+function tagState(ctx: EvalContext): { list: string[]; known: string[] } {
+  const raw = ctx.t.tags;
+  if (ctx.tagState === null || ctx.tagState.raw !== raw) {
+    const list = Array.isArray(raw) ? raw.filter((tag): tag is string => typeof tag === 'string') : [];
+    ctx.tagState = { raw, list, known: list.map(canonicalTag) };
+  }
+  return ctx.tagState;
 }
 
 type Outcome = { outcome: 'applied' | 'unchanged' | 'skipped'; reason: string | null };
@@ -81,6 +87,11 @@ const APPLIED: Outcome = { outcome: 'applied', reason: null };
 const UNCHANGED: Outcome = { outcome: 'unchanged', reason: null };
 const LEFT_DEPARTMENT: Outcome = { outcome: 'skipped', reason: "the ticket left the rule's department" };
 const skipped = (reason: string): Outcome => ({ outcome: 'skipped', reason });
+
+function setTags(ctx: EvalContext, list: string[], known: string[]): void {
+  ctx.t = { ...ctx.t, tags: list };
+  ctx.tagState = { raw: list, list, known };
+}
 
 /** Applies one action to the context's snapshot, appending the effects it has. */
 function applyAction(
@@ -91,7 +102,8 @@ function applyAction(
   effects: Effect[],
 ): Outcome {
   const t = ctx.t;
-  const base = { rule_id: rule.id, action_index: index };
+  const rule_id = rule.id;
+  const action_index = index;
   switch (action.type) {
     case 'transfer': {
       if (t.department_id === action.department_id) return UNCHANGED;
@@ -105,7 +117,8 @@ function applyAction(
           : (t.pending_assignment ?? null),
       };
       effects.push({
-        ...base,
+        rule_id,
+        action_index,
         type: 'transfer',
         department_id: action.department_id,
         from_department_id: t.department_id,
@@ -120,52 +133,74 @@ function applyAction(
         if (pending && pending.strategy === action.to && pending.department_id === department)
           return UNCHANGED;
         ctx.t = { ...t, pending_assignment: { strategy: action.to, department_id: department } };
-        effects.push({ ...base, type: 'assign_intent', strategy: action.to, department_id: department });
+        effects.push({
+          rule_id,
+          action_index,
+          type: 'assign_intent',
+          strategy: action.to,
+          department_id: department,
+        });
         return APPLIED;
       }
       const agent = action.to === 'agent' ? action.agent_id : null;
       if (t.assignee_id === agent && !t.pending_assignment) return UNCHANGED;
       ctx.t = { ...t, assignee_id: agent, pending_assignment: null };
-      effects.push({ ...base, type: 'assign', agent_id: agent });
+      effects.push({ rule_id, action_index, type: 'assign', agent_id: agent });
       return APPLIED;
     }
-    case 'add_tags':
-    case 'remove_tags':
-    case 'replace_tags': {
-      const before = tagsOf(t);
-      const known = before.map(canonicalTag);
-      let next: string[];
-      let dropped = 0;
-      if (action.type === 'remove_tags') {
-        next = before.filter((_, i) => !action.tags.includes(known[i]!));
-        if (next.length === before.length) return UNCHANGED;
-      } else if (action.type === 'add_tags') {
-        const missing = action.tags.filter((tag) => !known.includes(tag));
-        if (missing.length === 0) return UNCHANGED;
-        const room = Math.max(0, LIMITS.maxTicketTags - before.length);
-        dropped = Math.max(0, missing.length - room);
-        if (room === 0) return skipped(`tickets carry at most ${LIMITS.maxTicketTags} tags`);
-        next = [...before, ...missing.slice(0, room)];
-      } else {
-        next = action.tags.slice();
-        if (next.length === new Set(known).size && next.every((tag) => known.includes(tag))) return UNCHANGED;
-      }
-      const after = next.map(canonicalTag);
-      const added = [...new Set(after.filter((tag) => !known.includes(tag)))];
-      const removed = [...new Set(known.filter((tag) => !after.includes(tag)))];
-      ctx.t = { ...t, tags: next };
-      effects.push({ ...base, type: 'set_tags', tags: next.slice(), added, removed });
-      return dropped > 0
+    case 'add_tags': {
+      const { list, known } = tagState(ctx);
+      if (action.tags.every((tag) => known.includes(tag))) return UNCHANGED;
+      const missing = action.tags.filter((tag) => !known.includes(tag));
+      const room = Math.max(0, LIMITS.maxTicketTags - list.length);
+      if (room === 0) return skipped(`tickets carry at most ${LIMITS.maxTicketTags} tags`);
+      const added = missing.length > room ? missing.slice(0, room) : missing;
+      const next = list.concat(added);
+      setTags(ctx, next, known.concat(added));
+      effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added, removed: [] });
+      return missing.length > room
         ? {
             outcome: 'applied',
-            reason: `${dropped} tag(s) left out: tickets carry at most ${LIMITS.maxTicketTags}`,
+            reason: `${missing.length - room} tag(s) left out: tickets carry at most ${LIMITS.maxTicketTags}`,
           }
         : APPLIED;
+    }
+    case 'remove_tags': {
+      const { list, known } = tagState(ctx);
+      if (!known.some((tag) => action.tags.includes(tag))) return UNCHANGED;
+      const next: string[] = [];
+      const kept: string[] = [];
+      known.forEach((tag, i) => {
+        if (!action.tags.includes(tag)) {
+          next.push(list[i]!);
+          kept.push(tag);
+        }
+      });
+      const removed = [...new Set(known.filter((tag) => action.tags.includes(tag)))];
+      setTags(ctx, next, kept);
+      effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added: [], removed });
+      return APPLIED;
+    }
+    case 'replace_tags': {
+      const { known } = tagState(ctx);
+      const next = action.tags.slice();
+      const added = next.filter((tag) => !known.includes(tag));
+      const removed = [...new Set(known.filter((tag) => !next.includes(tag)))];
+      if (added.length === 0 && removed.length === 0 && known.length === next.length) return UNCHANGED;
+      setTags(ctx, next, next);
+      effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added, removed });
+      return APPLIED;
     }
     case 'set_priority': {
       if (t.priority === action.priority) return UNCHANGED;
       ctx.t = { ...t, priority: action.priority };
-      effects.push({ ...base, type: 'set_priority', priority: action.priority, from: t.priority });
+      effects.push({
+        rule_id,
+        action_index,
+        type: 'set_priority',
+        priority: action.priority,
+        from: t.priority,
+      });
       return APPLIED;
     }
     case 'set_status': {
@@ -178,7 +213,8 @@ function applyAction(
       if (t.status === action.status && t.postponed_until === until) return UNCHANGED;
       ctx.t = { ...t, status: action.status, postponed_until: until };
       effects.push({
-        ...base,
+        rule_id,
+        action_index,
         type: 'set_status',
         status: action.status,
         from: t.status,
@@ -189,23 +225,25 @@ function applyAction(
     case 'mark_spam': {
       if (t.status === 'spam') return UNCHANGED;
       ctx.t = { ...t, status: 'spam', postponed_until: null };
-      effects.push({ ...base, type: 'mark_spam', from: t.status });
+      effects.push({ rule_id, action_index, type: 'mark_spam', from: t.status });
       return APPLIED;
     }
     case 'add_note':
-      effects.push({ ...base, type: 'add_note', body: action.body });
+      effects.push({ rule_id, action_index, type: 'add_note', body: action.body });
       return APPLIED;
   }
 }
 
 function runActions(ctx: EvalContext, rule: CompiledRule, effects: Effect[], trace: ActionTrace[]): void {
-  rule.actions.forEach((action, index) => {
+  const actions = rule.actions;
+  for (let index = 0; index < actions.length; index++) {
+    const action = actions[index]!;
     const { outcome, reason } =
       rule.departmentId !== null && ctx.t.department_id !== rule.departmentId
         ? LEFT_DEPARTMENT
         : applyAction(ctx, action, rule, index, effects);
-    trace.push({ pointer: `/actions/${index}`, type: action.type, outcome, reason });
-  });
+    trace.push({ pointer: rule.actionPointers[index]!, type: action.type, outcome, reason });
+  }
 }
 
 interface Traced {
@@ -321,9 +359,11 @@ export function evaluate(
     bit,
     stable: new Array(compiled.slotCount),
     patternHits: new Array(compiled.slotCount),
+    signatures: new Array(compiled.slotCount),
     memo: new Int8Array(compiled.memoSize),
     tagsRaw: undefined,
     tagsComparable: EMPTY,
+    tagState: null,
   };
   const effects: Effect[] = [];
   const traced =

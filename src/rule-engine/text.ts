@@ -48,9 +48,9 @@ export function nfkc(s: string): string {
   return PLAIN.test(s) ? s : s.normalize('NFKC');
 }
 
-/** A tag as the tickets API stores it: trimmed and lower-cased. */
+/** A tag as the tickets API stores it: trimmed, inner white space collapsed, lower-cased. */
 export function canonicalTag(tag: string): string {
-  return tag.trim().toLowerCase();
+  return tag.trim().replace(/\s+/g, ' ').toLowerCase();
 }
 
 export type PatternResult = { ok: true; regex: RE2JS } | { ok: false; message: string };

@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import type { ApiTokenRow, Database, TokenScope } from '../../db/types.ts';
+import type { AgentRole, AgentStatus, ApiTokenRow, Database, TokenScope } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { ApiToken } from './schemas.ts';
 
@@ -42,38 +42,32 @@ export function findApiToken(db: Executor, id: string) {
   return db.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** The token and its agent, looked up by the hash of the secret the client sent. */
-export function findTokenForAuth(db: Executor, tokenHash: string) {
-  return db
-    .selectFrom('api_tokens as t')
-    .innerJoin('agents as a', 'a.id', 't.agent_id')
-    .select([
-      't.id',
-      't.agent_id',
-      't.scopes',
-      't.expires_at',
-      't.revoked_at',
-      't.last_used_at',
-      'a.role',
-      'a.status as agent_status',
-    ])
-    .where('t.token_hash', '=', tokenHash)
-    .executeTakeFirst();
-}
-
-/** Records use at most once a minute per token, so reads do not turn into a write each. */
-export function touchApiToken(db: Executor, id: string) {
-  return db
-    .updateTable('api_tokens')
-    .set({ last_used_at: new Date() })
-    .where('id', '=', id)
-    .where((eb) =>
-      eb.or([
-        eb('last_used_at', 'is', null),
-        eb('last_used_at', '<', sql<Date>`now() - interval '1 minute'`),
-      ]),
+/**
+ * The token and its agent, looked up by the hash of the secret the client sent; the same
+ * statement records the use, at most once a minute per token, so authenticating an API token
+ * costs one round trip and reads do not turn into a write each.
+ */
+export async function findTokenForAuth(db: Executor, tokenHash: string) {
+  const result = await sql<{
+    id: string;
+    agent_id: string;
+    scopes: TokenScope[];
+    expires_at: Date | null;
+    revoked_at: Date | null;
+    role: AgentRole;
+    agent_status: AgentStatus;
+  }>`
+    with found as (
+      select t.id, t.agent_id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, a.role, a.status as agent_status
+      from api_tokens t join agents a on a.id = t.agent_id
+      where t.token_hash = ${tokenHash}
+    ), touched as (
+      update api_tokens set last_used_at = now()
+      where id = (select id from found where revoked_at is null)
+        and (last_used_at is null or last_used_at < now() - interval '1 minute')
     )
-    .execute();
+    select id, agent_id, scopes, expires_at, revoked_at, role, agent_status from found`.execute(db);
+  return result.rows[0];
 }
 
 export async function listApiTokens(

@@ -2,6 +2,7 @@ import {
   type Expression,
   type ExpressionBuilder,
   type Kysely,
+  type RawBuilder,
   type SqlBool,
   sql,
   type Transaction,
@@ -268,6 +269,19 @@ export interface ContactSummary {
   phone: string | null;
 }
 
+/** The first email and phone of a contact (by position), as SQL over a contact id expression. */
+export function firstEmailOf(contactId: RawBuilder<unknown>) {
+  return sql<
+    string | null
+  >`(select e.email from contact_emails e where e.contact_id = ${contactId} order by e.position limit 1)`;
+}
+
+export function firstPhoneOf(contactId: RawBuilder<unknown>) {
+  return sql<
+    string | null
+  >`(select p.phone from contact_phones p where p.contact_id = ${contactId} order by p.position limit 1)`;
+}
+
 export async function contactSummaries(db: Executor, ids: string[]): Promise<Map<string, ContactSummary>> {
   const unique = [...new Set(ids)];
   if (unique.length === 0) return new Map();
@@ -276,16 +290,8 @@ export async function contactSummaries(db: Executor, ids: string[]): Promise<Map
     .select([
       'contacts.id',
       'contacts.name',
-      sql<
-        string | null
-      >`(select e.email from contact_emails e where e.contact_id = contacts.id order by e.position limit 1)`.as(
-        'email',
-      ),
-      sql<
-        string | null
-      >`(select p.phone from contact_phones p where p.contact_id = contacts.id order by p.position limit 1)`.as(
-        'phone',
-      ),
+      firstEmailOf(sql`contacts.id`).as('email'),
+      firstPhoneOf(sql`contacts.id`).as('phone'),
     ])
     .where('contacts.id', 'in', unique)
     .execute();
@@ -303,24 +309,27 @@ async function holdContact(trx: Executor, id: string): Promise<string | undefine
   return row?.id;
 }
 
+/** The contact that has this email (else phone), key-share-locked, in one round trip each. */
 async function findByIdentity(trx: Executor, email: string | undefined, phone: string | undefined) {
   if (email !== undefined) {
     const row = await trx
-      .selectFrom('contact_emails')
-      .select('contact_id')
-      .where(sql<boolean>`lower(email) = lower(${email})`)
+      .selectFrom('contact_emails as e')
+      .innerJoin('contacts as c', 'c.id', 'e.contact_id')
+      .select('c.id')
+      .where(sql<boolean>`lower(e.email) = lower(${email})`)
+      .forKeyShare('c')
       .executeTakeFirst();
-    const id = row && (await holdContact(trx, row.contact_id));
-    if (id) return id;
+    if (row) return row.id;
   }
   if (phone !== undefined) {
     const row = await trx
-      .selectFrom('contact_phones')
-      .select('contact_id')
-      .where('phone', '=', phone)
+      .selectFrom('contact_phones as p')
+      .innerJoin('contacts as c', 'c.id', 'p.contact_id')
+      .select('c.id')
+      .where('p.phone', '=', phone)
+      .forKeyShare('c')
       .executeTakeFirst();
-    const id = row && (await holdContact(trx, row.contact_id));
-    if (id) return id;
+    if (row) return row.id;
   }
   return undefined;
 }

@@ -11,7 +11,7 @@ import type {
   TicketStatus,
 } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
-import { contactSummaries } from '../contacts/repository.ts';
+import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -102,9 +102,22 @@ export function lockTicketRecord(trx: Transaction<Database>, id: string): Promis
     .executeTakeFirst();
 }
 
-export async function insertTicket(
+export interface OpeningEvent {
+  type: string;
+  actor: Actor;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Opens a ticket in one statement: the ticket row, its first message (if any) and its first
+ * events, returning the ticket and its contact summary. Creation is the hottest write of a help
+ * desk, and each round trip to PostgreSQL costs more than the work it carries, so the pieces
+ * travel together (data-modifying CTEs; ids are generated here so the events can name them).
+ */
+export async function insertOpenedTicket(
   trx: Executor,
   values: {
+    id: string;
     subject: string;
     channel: Channel;
     status: TicketStatus;
@@ -114,20 +127,69 @@ export async function insertTicket(
     contact_id: string;
     tags: string[];
     support_address: string | null;
-    body: string;
   },
-): Promise<TicketRecord> {
-  const { body, ...columns } = values;
-  const { id } = await trx
-    .insertInto('tickets')
-    .values({
-      ...columns,
-      tags: sql<string[]>`${values.tags}::text[]`,
-      search: sql`to_tsvector('simple', ${values.subject} || ' ' || ${body})`,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return (await findTicketRecord(trx, id))!;
+  message: {
+    id: string;
+    kind: MessageKind;
+    author_agent_id: string | null;
+    author_contact_id: string | null;
+    body: string;
+  } | null,
+  events: OpeningEvent[],
+): Promise<{ ticket: TicketRecord; contact: Ticket['contact'] }> {
+  const fromAgent = message?.kind === 'agent';
+  const fromContact = message?.kind === 'customer';
+  const eventRows = JSON.stringify(
+    events.map((e, ord) => ({
+      ord,
+      type: e.type,
+      actor_type: e.actor.type,
+      actor_agent_id: e.actor.agentId,
+      actor_contact_id: e.actor.contactId,
+      actor_rule_id: e.actor.ruleId ?? null,
+      actor_rule_version: e.actor.ruleVersion ?? null,
+      via_token_id: e.actor.tokenId ?? null,
+      data: e.data,
+    })),
+  );
+  const result = await sql<
+    TicketRecord & { contact_name: string; contact_email: string | null; contact_phone: string | null }
+  >`
+    with t as (
+      insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
+        support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at)
+      values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
+        ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
+        ${values.support_address}, to_tsvector('simple', ${values.subject} || ' ' || ${message?.body ?? ''}),
+        case when ${fromAgent} then now() end, case when ${fromAgent} then now() end,
+        case when ${fromContact} then now() end)
+      returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
+    ), m as (
+      insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
+        department_id, created_at)
+      select ${message?.id ?? null}::uuid, t.id, ${message?.kind ?? 'customer'}, t.channel,
+        ${message?.author_agent_id ?? null}::uuid, ${message?.author_contact_id ?? null}::uuid,
+        ${message?.body ?? ''}, t.department_id, t.created_at
+      from t where ${message !== null}
+    ), e as (
+      insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id, actor_rule_id,
+        actor_rule_version, via_token_id, department_id, agent_id, channel, data, occurred_at)
+      select t.id, x.type, x.actor_type, x.actor_agent_id, x.actor_contact_id, x.actor_rule_id,
+        x.actor_rule_version, x.via_token_id, t.department_id, t.assignee_id, t.channel, x.data, t.created_at
+      from t, jsonb_to_recordset(${eventRows}::jsonb) as x(ord int, type text, actor_type text,
+        actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid, actor_rule_version int,
+        via_token_id uuid, data jsonb)
+      order by x.ord
+    )
+    select t.*, c.name as contact_name, ${firstEmailOf(sql`c.id`)} as contact_email,
+      ${firstPhoneOf(sql`c.id`)} as contact_phone
+    from t join contacts c on c.id = t.contact_id`.execute(trx);
+  const row = result.rows[0]!;
+  const { contact_name, contact_email, contact_phone, ...ticket } = row;
+  return {
+    ticket: ticket as TicketRecord,
+    contact: { id: ticket.contact_id, name: contact_name, email: contact_email, phone: contact_phone },
+  };
 }
 
 export type TicketPatch = Partial<

@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
 import { can, loadTicketAccess, type TicketAbility, type TicketAccess } from '../../access/tickets.ts';
 import type { Db } from '../../db/database.ts';
-import type { Channel, Database, DepartmentRole, Priority, TicketStatus } from '../../db/types.ts';
+import type { Channel, Database, DepartmentRole, Priority, TicketRow, TicketStatus } from '../../db/types.ts';
 import { DomainError, type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import { resolveContact } from '../contacts/repository.ts';
@@ -137,73 +138,93 @@ export async function insertNewTicket(
   actor: Actor,
   authorAgentId: string | null,
 ): Promise<TicketRecord> {
-  const contactId = await resolveContact(trx, {
+  const contactId = await resolveContactOf(trx, input);
+  const opened = await openTicket(trx, input, actor, authorAgentId, contactId);
+  return opened.ticket;
+}
+
+/** insertNewTicket's work once the contact is known; also returns the contact summary. */
+async function openTicket(
+  trx: Trx,
+  input: CreateTicketInput,
+  actor: Actor,
+  authorAgentId: string | null,
+  contactId: string,
+) {
+  const fromAgent = input.message?.author === 'agent';
+  const ticketId = randomUUID();
+  const tags = normaliseTags(input.tags ?? []);
+  const subject = input.subject.trim();
+  const status: TicketStatus = fromAgent ? 'answered' : 'new';
+  const message = input.message
+    ? {
+        id: randomUUID(),
+        kind: fromAgent ? ('agent' as const) : ('customer' as const),
+        author_agent_id: fromAgent ? authorAgentId : null,
+        author_contact_id: fromAgent ? null : contactId,
+        body: input.message.body,
+      }
+    : null;
+  // The customer opened the ticket when it starts with their message; whoever created it
+  // through the API chose the assignee.
+  const opener: Actor =
+    message && !fromAgent ? { ...actor, type: 'contact', agentId: null, contactId } : actor;
+  const events: repo.OpeningEvent[] = [
+    {
+      type: 'created',
+      actor: opener,
+      data: {
+        subject,
+        status,
+        priority: input.priority ?? 'normal',
+        department_id: input.department_id ?? null,
+        tags,
+      },
+    },
+  ];
+  if (message) {
+    events.push({
+      type: 'message_added',
+      actor: opener,
+      data: { message_id: message.id, kind: message.kind },
+    });
+  }
+  if (input.assignee_id) {
+    events.push({ type: 'assigned', actor, data: { from: null, to: input.assignee_id } });
+  }
+  return repo.insertOpenedTicket(
+    trx,
+    {
+      id: ticketId,
+      subject,
+      channel: input.channel ?? 'api',
+      status,
+      priority: input.priority ?? 'normal',
+      department_id: input.department_id ?? null,
+      assignee_id: input.assignee_id ?? null,
+      contact_id: contactId,
+      tags,
+      support_address: input.support_address ?? null,
+    },
+    message,
+    events,
+  );
+}
+
+function resolveContactOf(trx: Trx, input: CreateTicketInput) {
+  return resolveContact(trx, {
     ...(input.contact.id !== undefined && { id: input.contact.id }),
     ...(input.contact.name !== undefined && { name: input.contact.name }),
     ...(input.contact.email !== undefined && { email: input.contact.email }),
     ...(input.contact.phone !== undefined && { phone: input.contact.phone }),
   });
-  const fromAgent = input.message?.author === 'agent';
-  const channel = input.channel ?? 'api';
-  let ticket = await repo.insertTicket(trx, {
-    subject: input.subject.trim(),
-    channel,
-    status: fromAgent ? 'answered' : 'new',
-    priority: input.priority ?? 'normal',
-    department_id: input.department_id ?? null,
-    assignee_id: input.assignee_id ?? null,
-    contact_id: contactId,
-    tags: normaliseTags(input.tags ?? []),
-    support_address: input.support_address ?? null,
-    body: input.message?.body ?? '',
-  });
-  const events: NewEvent[] = [
-    {
-      type: 'created',
-      data: {
-        subject: ticket.subject,
-        status: ticket.status,
-        priority: ticket.priority,
-        department_id: ticket.department_id,
-        tags: ticket.tags,
-      },
-    },
-  ];
-  if (input.message) {
-    const message = await repo.insertMessage(trx, {
-      ticket_id: ticket.id,
-      kind: fromAgent ? 'agent' : 'customer',
-      channel,
-      author_agent_id: fromAgent ? authorAgentId : null,
-      author_contact_id: fromAgent ? null : contactId,
-      body: input.message.body,
-      department_id: ticket.department_id,
-    });
-    ticket = await repo.updateTicketRecord(
-      trx,
-      ticket.id,
-      fromAgent
-        ? { first_answered_at: ticket.created_at, last_agent_message_at: ticket.created_at }
-        : { last_customer_message_at: ticket.created_at },
-    );
-    events.push({ type: 'message_added', data: { message_id: message.id, kind: message.kind } });
-  }
-  const opener: Actor =
-    fromAgent || !input.message ? actor : { ...actor, type: 'contact', agentId: null, contactId };
-  await repo.insertEvents(trx, ticket, opener, events);
-  // The customer opened the ticket, but whoever created it through the API chose the assignee.
-  if (ticket.assignee_id) {
-    await repo.insertEvents(trx, ticket, actor, [
-      { type: 'assigned', data: { from: null, to: ticket.assignee_id } },
-    ]);
-  }
-  return ticket;
 }
 
 /** The checks of a new ticket that need no lock: references exist, the caller may assign. */
 export async function checkNewTicket(db: Db, principal: Principal | null, input: CreateTicketInput) {
+  // An unknown department needs no look-up of its own: the foreign key refuses it (plugins/problem.ts
+  // turns that into 422 department_not_found), which saves a round trip on every creation.
   const departmentId = input.department_id ?? null;
-  if (departmentId !== null) await requireDepartment(db, departmentId, 'body/department_id');
   if (input.assignee_id) {
     await requireAssignable(db, input.assignee_id, departmentId, 'body/assignee_id');
     if (principal) {
@@ -231,10 +252,10 @@ export async function createTicket(
   // Inside the caller's transaction when there is one: a second connection would deadlock on
   // PGlite's single connection, and exhaust a pool under concurrent idempotent retries.
   await checkNewTicket(trx ?? db, principal, input);
-  const run = async (t: Trx) => insertNewTicket(t, input, agentActor(principal), principal.agentId);
-  const record = trx ? await run(trx) : await db.transaction().execute(run);
-  const [ticket] = await repo.withContacts(trx ?? db, [record]);
-  return ticket!;
+  const run = async (t: Trx) =>
+    openTicket(t, input, agentActor(principal), principal.agentId, await resolveContactOf(t, input));
+  const opened = trx ? await run(trx) : await db.transaction().execute(run);
+  return repo.toTicket(opened.ticket as TicketRow, opened.contact);
 }
 
 /** Applies a patch under the ticket's lock and records one event per change. */

@@ -1,0 +1,590 @@
+// npm run bench:tickets
+//
+// Two measurements against PostgreSQL, in a scratch database deskroute_bench_<pid> created and
+// dropped here (BENCH_DATABASE_URL, else DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres
+// names the server):
+//
+//   (a) ticket creation over HTTP: POST /v1/tickets on the real app (auth by API token, validation,
+//       contact resolution, events) against a bare fastify + pg route that inserts one row, both
+//       loaded by autocannon with the same connections for the same time. Target: creation/bare >= 0.5.
+//   (b) an agent's ticket list at 1,000,000 tickets: GET /v1/tickets with two filters (and the
+//       unfiltered inbox), by a member of 3 of 20 departments, through HTTP, after warm-up, over
+//       varying departments and pages. Target: p99 < 20 ms. The plans come with EXPLAIN ANALYZE.
+//
+// Both servers run in a child process (tickets-server.ts) so the load generator has its own
+// event loop; on this 2-core machine they still share the CPUs with PostgreSQL.
+import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Principal } from '../../src/access/policy.ts';
+import { loadTicketAccess } from '../../src/access/tickets.ts';
+import { buildApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { Database } from '../../src/db/types.ts';
+import { insertAgent } from '../../src/domains/agents/repository.ts';
+import { hashPassword } from '../../src/domains/auth/passwords.ts';
+import { listTickets } from '../../src/domains/tickets/repository.ts';
+import type { TicketListQueryType } from '../../src/domains/tickets/schemas.ts';
+import { Random } from '../seed-demo/random.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '10' },
+    tickets: { type: 'string', default: '1000000' },
+    iterations: { type: 'string', default: '500' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const DURATION = Number(args.duration);
+const CONNECTIONS = Number(args.connections);
+const TICKETS = Number(args.tickets);
+const ITERATIONS = Number(args.iterations);
+const PASSWORD = 'bench-password-0123456789';
+
+// A script, not the server: the bench's own server variable is read here; DATABASE_URL goes
+// through the config module like everywhere else.
+const serverUrl =
+  process.env.BENCH_DATABASE_URL || loadConfig().databaseUrl || 'postgres://postgres@127.0.0.1:5432/postgres';
+const scratch = `deskroute_bench_${process.pid}`;
+const scratchUrl = (() => {
+  const u = new URL(serverUrl);
+  u.pathname = `/${scratch}`;
+  return u.toString();
+})();
+
+const out = (line = '') => process.stdout.write(`${line}\n`);
+const ms = (n: number) => n.toFixed(2);
+const seconds = (since: number) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
+// Other work on the machine (a parallel test run) shows up in every figure, p99 first: say so.
+const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
+
+function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+function startServers(jwtSecret: string): Promise<{ child: ChildProcess; app: string; bare: string }> {
+  const child = fork(new URL('./tickets-server.ts', import.meta.url), [scratchUrl, jwtSecret], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => {
+      const ports = m as { app: number; bare: number };
+      resolve({ child, app: `http://127.0.0.1:${ports.app}`, bare: `http://127.0.0.1:${ports.bare}` });
+    });
+    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+  });
+}
+
+async function http(method: string, url: string, token: string | null, body?: unknown) {
+  const res = await fetch(url, {
+    method,
+    headers: {
+      ...(token && { authorization: `Bearer ${token}` }),
+      ...(body !== undefined && { 'content-type': 'application/json' }),
+    },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function signIn(base: string, email: string): Promise<string> {
+  return (await http('POST', `${base}/v1/auth/token`, null, { email, password: PASSWORD })).access_token;
+}
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  total: number;
+  non2xx: number;
+  errors: number;
+  statuses: string;
+}
+
+async function load(
+  url: string,
+  path: string,
+  headers: Record<string, string>,
+  body: () => string,
+  duration: number,
+): Promise<Load> {
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration,
+    requests: [
+      {
+        method: 'POST',
+        path,
+        headers: { 'content-type': 'application/json', ...headers },
+        setupRequest: (request) => ({ ...request, body: body() }),
+      },
+    ],
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    total: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    statuses: Object.entries(result.statusCodeStats ?? {})
+      .map(([code, stat]) => `${code}: ${stat.count ?? 0}`)
+      .join(', '),
+  };
+}
+
+/** How many statements one POST /v1/tickets sends, counted on an app in this process. */
+async function queriesPerCreation(authorization: string, departmentId: string): Promise<number> {
+  let count = 0;
+  const counted = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratchUrl, max: 1 }) }),
+    log: (event) => {
+      if (event.level === 'query') count++;
+    },
+  });
+  const secret = randomBytes(32).toString('base64url');
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret }), {
+    db: counted,
+    jwtSecret: secret,
+  });
+  try {
+    const send = () =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/tickets',
+        headers: { authorization, 'content-type': 'application/json' },
+        payload: {
+          subject: 'Counting queries',
+          channel: 'email',
+          contact: { email: `counted-${randomBytes(6).toString('hex')}@bench.example` },
+          message: { body: 'Hello' },
+          department_id: departmentId,
+        },
+      });
+    await send();
+    count = 0;
+    const res = await send();
+    if (res.statusCode !== 201) throw new Error(`POST /v1/tickets: ${res.statusCode} ${res.body}`);
+    return count;
+  } finally {
+    await app.close();
+    await counted.destroy();
+  }
+}
+
+/** (a) POST /v1/tickets on the app against one insert on the bare route. */
+async function benchCreation(db: Kysely<Database>, servers: { app: string; bare: string }) {
+  out('(a) ticket creation over HTTP');
+  const owner = await insertAgent(db, {
+    name: 'Bench owner',
+    email: 'owner@bench.example',
+    role: 'owner',
+    password_hash: await hashPassword(PASSWORD),
+  });
+  const session = await signIn(servers.app, owner.email);
+  const department = await http('POST', `${servers.app}/v1/departments`, session, { name: 'Support' });
+  const { secret } = await http('POST', `${servers.app}/v1/api-tokens`, session, {
+    name: 'bench integration',
+    scopes: ['read', 'write'],
+  });
+  let n = 0;
+  // A new customer per ticket: the contact lookup misses and a contact and its email are created.
+  const ticketBody = () =>
+    JSON.stringify({
+      subject: `Where is my order #${100000 + n}?`,
+      channel: 'email',
+      contact: { email: `customer-${n++}@bench.example`, name: 'Bench Customer' },
+      message: { body: 'Hello, my parcel has not arrived yet. Could you check the tracking, please?' },
+      department_id: department.id,
+    });
+  let m = 0;
+  const bareBody = () => JSON.stringify({ n: m++, subject: 'Where is my order?' });
+  const auth = { authorization: `Bearer ${secret}` };
+
+  out(`  warm-up 3 s each, then ${DURATION} s each with ${CONNECTIONS} connections (${machine()})`);
+  await load(servers.app, '/v1/tickets', auth, ticketBody, 3);
+  await load(servers.bare, '/bare', {}, bareBody, 3);
+  const create = await load(servers.app, '/v1/tickets', auth, ticketBody, DURATION);
+  const bare = await load(servers.bare, '/bare', {}, bareBody, DURATION);
+  const trips = await queriesPerCreation(auth.authorization, department.id);
+  const probe = await load(servers.bare, `/bare-round-trips?n=${trips}`, {}, bareBody, DURATION);
+  for (const [name, r] of [
+    ['create', create],
+    ['bare', bare],
+    ['probe', probe],
+  ] as const) {
+    if (r.non2xx > 0 || r.errors > 0) {
+      out(`  WARNING ${name}: ${r.non2xx} non-2xx answers (${r.statuses}), ${r.errors} errors`);
+    }
+  }
+  const created = await db
+    .selectFrom('tickets')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  out(
+    `create  rps=${create.rps.toFixed(0)} p50=${create.p50}ms p99=${create.p99}ms | ` +
+      `bare rps=${bare.rps.toFixed(0)} p50=${bare.p50}ms p99=${bare.p99}ms | ratio=${(create.rps / bare.rps).toFixed(2)}`,
+  );
+  out(`  (${Number(created.n)} tickets created in all, target ratio >= 0.5; ${machine()})`);
+  out(
+    `probe   rps=${probe.rps.toFixed(0)} p50=${probe.p50}ms p99=${probe.p99}ms | ratio to bare=${(probe.rps / bare.rps).toFixed(2)}` +
+      `  (the bare route making ${trips} round trips, as many as one creation makes, one insert among them)`,
+  );
+  await db.deleteFrom('ticket_events').execute();
+  await db.deleteFrom('ticket_messages').execute();
+  await db.deleteFrom('tickets').execute();
+  await db.deleteFrom('contact_emails').execute();
+  await db.deleteFrom('contacts').execute();
+  await db.deleteFrom('departments').execute();
+}
+
+const DEPARTMENTS = 20;
+const AGENTS_PER_DEPARTMENT = 3;
+const CONTACTS = 5000;
+
+/**
+ * 1M tickets straight in SQL: 20 departments of very different sizes (5 % in none), statuses
+ * that depend on age (recent tickets are still new or open, old ones resolved), a year of
+ * created_at growing towards now, a quarter unassigned, 5000 contacts. The list indexes are
+ * dropped during the load and rebuilt after, as a bulk import would.
+ */
+async function loadMillion(client: pg.Client): Promise<{ departments: string[]; agents: string[] }> {
+  const started = performance.now();
+  const departments = (
+    await client.query(
+      `insert into departments (name) select 'Department ' || lpad(g::text, 2, '0') from generate_series(1, ${DEPARTMENTS}) g returning id, name`,
+    )
+  ).rows
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((r) => r.id as string);
+  const agents = (
+    await client.query(
+      `insert into agents (name, email, role) select 'Agent ' || g, 'agent-' || g || '@bench.example', 'agent'
+       from generate_series(1, ${DEPARTMENTS * AGENTS_PER_DEPARTMENT}) g returning id, email`,
+    )
+  ).rows
+    .sort((a, b) => Number(a.email.split(/[-@]/)[1]) - Number(b.email.split(/[-@]/)[1]))
+    .map((r) => r.id as string);
+  await client.query(
+    `insert into department_members (department_id, agent_id, role)
+     select ($1::uuid[])[(g - 1) / ${AGENTS_PER_DEPARTMENT} + 1], ($2::uuid[])[g], 'solver'
+     from generate_series(1, ${DEPARTMENTS * AGENTS_PER_DEPARTMENT}) g`,
+    [departments, agents],
+  );
+  const contacts = (
+    await client.query(
+      `insert into contacts (name) select 'Customer ' || g from generate_series(1, ${CONTACTS}) g returning id`,
+    )
+  ).rows.map((r) => r.id as string);
+  await client.query(
+    `insert into contact_emails (contact_id, email) select c, 'customer-' || ordinality || '@bench.example'
+     from unnest($1::uuid[]) with ordinality c`,
+    [contacts],
+  );
+
+  const indexes = (
+    await client.query(
+      `select i.indexname, i.indexdef from pg_indexes i
+       where i.tablename = 'tickets' and i.indexname not in (select conname from pg_constraint where conrelid = 'tickets'::regclass)`,
+    )
+  ).rows as { indexname: string; indexdef: string }[];
+  for (const index of indexes) await client.query(`drop index ${index.indexname}`);
+
+  const chunk = 250_000;
+  for (let from = 0; from < TICKETS; from += chunk) {
+    const to = Math.min(TICKETS, from + chunk);
+    await client.query(
+      `insert into tickets (subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
+         created_at, updated_at, first_answered_at, last_customer_message_at, last_agent_message_at,
+         resolved_at, waiting_since, postponed_until, search)
+       select subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
+         created_at, updated_at,
+         case when status <> 'new' then least(created_at + interval '4 hours' * random(), now()) end,
+         created_at,
+         case when status <> 'new' then updated_at end,
+         case when status = 'resolved' then updated_at end,
+         case when status = 'open' then updated_at else created_at end,
+         case when status = 'postponed' then now() + interval '1 day' * (1 + random() * 10) end,
+         to_tsvector('simple', subject)
+       from (
+         select *,
+           case
+             when age < interval '3 days' then
+               case when rs < 0.35 then 'new' when rs < 0.6 then 'open' when rs < 0.85 then 'answered'
+                    when rs < 0.9 then 'postponed' else 'resolved' end
+             when age < interval '30 days' then
+               case when rs < 0.03 then 'new' when rs < 0.10 then 'open' when rs < 0.30 then 'answered'
+                    when rs < 0.33 then 'postponed' when rs < 0.97 then 'resolved' else 'spam' end
+             else
+               case when rs < 0.003 then 'open' when rs < 0.03 then 'answered' when rs < 0.95 then 'resolved'
+                    when rs < 0.99 then 'spam' else 'deleted' end
+           end as status,
+           least(created_at + least(age, interval '7 days') * random(), now()) as updated_at
+         from (
+           select
+             'Order #' || (100000 + g) || ' ' || (array['delivery', 'refund', 'invoice', 'exchange', 'question'])[1 + g % 5] as subject,
+             (array['email','email','email','chat','chat','call','contact_form','whatsapp','facebook','api'])[1 + floor(random() * 10)::int] as channel,
+             (array['low','normal','normal','normal','normal','normal','normal','high','high','urgent'])[1 + floor(random() * 10)::int] as priority,
+             d,
+             ($1::uuid[])[d + 1] as department_id,
+             case when d is null or random() < 0.25 then null
+                  else ($2::uuid[])[d * ${AGENTS_PER_DEPARTMENT} + 1 + floor(random() * ${AGENTS_PER_DEPARTMENT})::int] end as assignee_id,
+             ($3::uuid[])[1 + floor(random() * ${CONTACTS})::int] as contact_id,
+             case when random() < 0.3 then '{order}'::text[] when random() < 0.07 then '{vip,order}'::text[] else '{}'::text[] end as tags,
+             created_at,
+             now() - created_at as age,
+             random() as rs
+           from (
+             select g,
+               case when random() < 0.05 then null else least(${DEPARTMENTS - 1}, floor(power(random(), 1.7) * ${DEPARTMENTS}))::int end as d,
+               now() - interval '365 days' * (1 - sqrt(random())) as created_at
+             from generate_series(${from + 1}, ${to}) g
+           ) a
+         ) b
+       ) c`,
+      [departments, agents, contacts],
+    );
+    out(`  loaded ${to} tickets (${seconds(started)})`);
+  }
+  for (const index of indexes) await client.query(index.indexdef);
+  out(`  rebuilt ${indexes.length} indexes (${seconds(started)})`);
+  // As after any bulk import: statistics and the visibility map, and no autovacuum running
+  // through the table during the measurements.
+  await client.query('vacuum (analyze) tickets');
+  await client.query('analyze');
+  out(`  vacuumed and analyzed (${seconds(started)})`);
+  return { departments, agents };
+}
+
+interface Shape {
+  name: string;
+  queries: Record<string, string | string[]>[];
+}
+
+/** (b) The list an agent sees, at 1M tickets. */
+async function benchList(db: Kysely<Database>, client: pg.Client, servers: { app: string }) {
+  out();
+  out(`(b) an agent's ticket list at ${TICKETS.toLocaleString('en')} tickets`);
+  const { departments } = await loadMillion(client);
+  // Three departments of different sizes: the biggest, a middle one, a small one.
+  const mine = [departments[0]!, departments[4]!, departments[12]!];
+  const agent = await insertAgent(db, {
+    name: 'Bench agent',
+    email: 'bench-agent@bench.example',
+    role: 'agent',
+    password_hash: await hashPassword(PASSWORD),
+  });
+  for (const d of mine) {
+    await db
+      .insertInto('department_members')
+      .values({ department_id: d, agent_id: agent.id, role: 'solver' })
+      .execute();
+  }
+  const sizes = (
+    await client.query(
+      `select count(*) filter (where department_id = any($1::uuid[]) or department_id is null) as visible,
+              count(*) filter (where status = 'open' and department_id = any($1::uuid[])) as open_mine,
+              count(*) filter (where status = 'new' and priority = 'high' and (department_id = any($1::uuid[]) or department_id is null)) as new_high
+       from tickets`,
+      [mine],
+    )
+  ).rows[0];
+  const perDepartment = (
+    await client.query(
+      `select department_id, count(*) as n, count(*) filter (where status = 'open') as open from tickets
+       where department_id = any($1::uuid[]) group by 1`,
+      [mine],
+    )
+  ).rows as { department_id: string; n: string; open: string }[];
+  out(
+    `  agent in 3 of ${DEPARTMENTS} departments (${mine
+      .map((d) => {
+        const row = perDepartment.find((r) => r.department_id === d);
+        return `${row?.n ?? 0} tickets, ${row?.open ?? 0} open`;
+      })
+      .join(
+        '; ',
+      )}); sees ${sizes.visible} tickets, ${sizes.open_mine} open in their departments, ${sizes.new_high} new+high`,
+  );
+
+  const token = await signIn(servers.app, 'bench-agent@bench.example');
+  out(`  ${ITERATIONS} timed requests per shape after 100 warm-up ones, one at a time (${machine()})`);
+  const shapes: Shape[] = [
+    {
+      name: 'status=open&department_id=<theirs>',
+      queries: mine.map((d) => ({ status: 'open', department_id: d })),
+    },
+    { name: 'status=new&priority=high', queries: [{ status: 'new', priority: 'high' }] },
+    { name: '(no filter: the inbox)', queries: [{}] },
+  ];
+  const random = new Random(42);
+  const missed: Shape[] = [];
+  for (const shape of shapes) {
+    // Cursors of the first pages of each query, collected once; then timed requests over them.
+    const pages: string[] = [];
+    for (const query of shape.queries) {
+      let cursor: string | null = null;
+      for (let page = 0; page < 8; page++) {
+        const params = new URLSearchParams({ limit: '50' });
+        for (const [k, v] of Object.entries(query)) for (const one of [v].flat()) params.append(k, one);
+        if (cursor) params.set('cursor', cursor);
+        const url = `${servers.app}/v1/tickets?${params}`;
+        pages.push(url);
+        cursor = (await http('GET', url, token)).next_cursor;
+        if (!cursor) break;
+      }
+    }
+    for (let i = 0; i < 100; i++) await http('GET', random.pick(pages), token);
+    const times: number[] = [];
+    for (let i = 0; i < ITERATIONS; i++) {
+      const url = random.pick(pages);
+      const t0 = performance.now();
+      await http('GET', url, token);
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const p99 = percentile(times, 0.99);
+    out(
+      `list ${shape.name.padEnd(36)} n=${ITERATIONS} pages=${pages.length} p50=${ms(percentile(times, 0.5))}ms ` +
+        `p99=${ms(p99)}ms max=${ms(times[times.length - 1]!)}ms ${p99 < 20 ? 'OK' : 'MISSED (target p99 < 20 ms)'}`,
+    );
+    if (p99 >= 20) missed.push(shape);
+  }
+
+  // The exact SQL listTickets sends for each page, timed on its own (the database's share of the
+  // latency), and the plans of the first and the last page.
+  const captured: { sql: string; parameters: readonly unknown[] }[] = [];
+  const explainDb = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratchUrl, max: 1 }) }),
+    log: (event) => {
+      if (event.level === 'query')
+        captured.push({ sql: event.query.sql, parameters: event.query.parameters });
+    },
+  });
+  const principal: Principal = {
+    agentId: agent.id,
+    role: 'agent',
+    scopes: ['read', 'write'],
+    via: 'session',
+    tokenId: null,
+  };
+  try {
+    const access = await loadTicketAccess(explainDb, principal);
+    for (const shape of shapes) {
+      const statements: { sql: string; parameters: unknown[] }[] = [];
+      for (const query of shape.queries) {
+        let cursor: string | null = null;
+        for (let page = 0; page < 8; page++) {
+          captured.length = 0;
+          const listQuery = {
+            limit: 50,
+            sort: '-created_at',
+            ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v].flat()])),
+            ...(cursor && { cursor }),
+          } as TicketListQueryType;
+          cursor = (await listTickets(explainDb, access, listQuery)).next_cursor;
+          const list = captured.find((q) => q.sql.includes('from "tickets" as "t"'));
+          if (list) statements.push({ sql: list.sql, parameters: [...list.parameters] });
+          if (!cursor) break;
+        }
+      }
+      const times: number[] = [];
+      for (let i = 0; i < 300; i++) {
+        const statement = random.pick(statements);
+        const t0 = performance.now();
+        await client.query(statement.sql, statement.parameters);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      out();
+      out(
+        `sql  ${shape.name.padEnd(36)} n=300 p50=${ms(percentile(times, 0.5))}ms p99=${ms(percentile(times, 0.99))}ms` +
+          ` max=${ms(times[times.length - 1]!)}ms (the list query alone, from this process)`,
+      );
+      const last = statements[statements.length - 1]!;
+      for (const [label, statement] of [
+        ['page 1', statements[0]!],
+        [`page ${statements.length} of the last query`, last],
+      ] as const) {
+        const plan = await client.query(`explain (analyze, buffers) ${statement.sql}`, statement.parameters);
+        out(`EXPLAIN ANALYZE ${shape.name} (${label})${missed.includes(shape) ? '  <- target missed' : ''}`);
+        if (label === 'page 1')
+          out(
+            `  ${statement.sql.replace(/\s+/g, ' ').replace(/select .* from/, 'select <ticket columns> from')}`,
+          );
+        for (const row of plan.rows) out(`  ${row['QUERY PLAN']}`);
+      }
+    }
+  } finally {
+    await explainDb.destroy();
+  }
+}
+
+async function main() {
+  const started = performance.now();
+  out(`bench:tickets on ${new URL(serverUrl).host}, scratch database ${scratch}`);
+  let servers: Awaited<ReturnType<typeof startServers>> | undefined;
+  await admin((c) => c.query(`create database ${scratch}`));
+  // Interrupted (Ctrl-C): still leave no scratch database behind.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      servers?.child.kill('SIGKILL');
+      admin((c) => c.query(`drop database if exists ${scratch} with (force)`)).finally(() =>
+        process.exit(130),
+      );
+    });
+  }
+  const pool = new pg.Pool({ connectionString: scratchUrl, max: 4 });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const client = new pg.Client({ connectionString: scratchUrl });
+  // Dropping the database on Ctrl-C ends these connections; that is expected, not a crash.
+  pool.on('error', () => {});
+  client.on('error', () => {});
+  try {
+    await migrateToLatest(db);
+    await client.connect();
+    await client.query(
+      'create table bench_bare (id bigserial primary key, payload text not null, created_at timestamptz not null default now())',
+    );
+    servers = await startServers(randomBytes(32).toString('base64url'));
+    await benchCreation(db, servers);
+    await benchList(db, client, servers);
+  } finally {
+    servers?.child.send('stop');
+    await new Promise((resolve) => {
+      if (!servers || servers.child.exitCode !== null) return resolve(null);
+      servers.child.once('exit', resolve);
+      setTimeout(() => servers?.child.kill('SIGKILL'), 5000).unref();
+    });
+    await client.end().catch(() => {});
+    await db.destroy();
+    out();
+    if (args.keep) {
+      out(`done in ${seconds(started)}; kept ${scratchUrl} (drop it when done)`);
+    } else {
+      await admin((c) => c.query(`drop database if exists ${scratch} with (force)`));
+      out(`done in ${seconds(started)}; dropped ${scratch}`);
+    }
+  }
+}
+
+await main();
