@@ -309,29 +309,53 @@ async function holdContact(trx: Executor, id: string): Promise<string | undefine
   return row?.id;
 }
 
-/** The contact that has this email (else phone), key-share-locked, in one round trip each. */
-async function findByIdentity(trx: Executor, email: string | undefined, phone: string | undefined) {
-  if (email !== undefined) {
-    const row = await trx
-      .selectFrom('contact_emails as e')
-      .innerJoin('contacts as c', 'c.id', 'e.contact_id')
-      .select('c.id')
-      .where(sql<boolean>`lower(e.email) = lower(${email})`)
-      .forKeyShare('c')
-      .executeTakeFirst();
-    if (row) return row.id;
-  }
-  if (phone !== undefined) {
-    const row = await trx
-      .selectFrom('contact_phones as p')
-      .innerJoin('contacts as c', 'c.id', 'p.contact_id')
-      .select('c.id')
-      .where('p.phone', '=', phone)
-      .forKeyShare('c')
-      .executeTakeFirst();
-    if (row) return row.id;
-  }
-  return undefined;
+/**
+ * One round trip for the common case of resolveContact: the contact that has this email (else
+ * this phone), key-share-locked; or, when none has, a new contact holding them. `claimLost`
+ * tells that a concurrent transaction took the email or phone between our look and our insert.
+ */
+async function findOrInsertByIdentity(
+  trx: Executor,
+  name: string,
+  email: string | undefined,
+  phone: string | undefined,
+) {
+  const e = email ?? null;
+  const p = phone ?? null;
+  const { rows } = await sql<{
+    found_id: string | null;
+    new_id: string | null;
+    emails_added: number;
+    phones_added: number;
+  }>`
+    with by_email as (
+      select c.id from contact_emails ce join contacts c on c.id = ce.contact_id
+      where ${e}::text is not null and lower(ce.email) = lower(${e}::text)
+      limit 1 for key share of c
+    ), by_phone as (
+      select c.id from contact_phones cp join contacts c on c.id = cp.contact_id
+      where ${p}::text is not null and cp.phone = ${p}::text and not exists (select 1 from by_email)
+      limit 1 for key share of c
+    ), found as (
+      select id from by_email union all select id from by_phone
+    ), new_contact as (
+      insert into contacts (name) select ${name} where not exists (select 1 from found) returning id
+    ), new_email as (
+      insert into contact_emails (contact_id, email, position)
+      select id, ${e}::text, 0 from new_contact where ${e}::text is not null
+      on conflict (lower(email)) do nothing returning contact_id
+    ), new_phone as (
+      insert into contact_phones (contact_id, phone, position)
+      select id, ${p}::text, 0 from new_contact where ${p}::text is not null
+      on conflict (phone) do nothing returning contact_id
+    )
+    select (select id from found limit 1) as found_id, (select id from new_contact) as new_id,
+      (select count(*) from new_email)::int as emails_added, (select count(*) from new_phone)::int as phones_added
+  `.execute(trx);
+  const row = rows[0]!;
+  const claimLost =
+    (email !== undefined && row.emails_added === 0) || (phone !== undefined && row.phones_added === 0);
+  return { foundId: row.found_id, newId: row.new_id, claimLost };
 }
 
 /**
@@ -384,16 +408,12 @@ export async function resolveContact(
     return insertContact(trx, { name });
   }
   for (let attempt = 0; attempt < 5; attempt++) {
-    const existing = await findByIdentity(trx, email, phone);
-    if (existing) return existing;
-    const id = await insertContact(trx, { name });
-    const emailTaken = email !== undefined && (await insertEmails(trx, id, [email])).length > 0;
-    const phoneTaken =
-      !emailTaken && phone !== undefined && (await insertPhones(trx, id, [phone])).length > 0;
-    if (!emailTaken && !phoneTaken) return id;
+    const outcome = await findOrInsertByIdentity(trx, name, email, phone);
+    if (outcome.foundId) return outcome.foundId;
+    if (outcome.newId && !outcome.claimLost) return outcome.newId;
     // Another transaction claimed the email or phone first and has committed (ON CONFLICT waited
     // for it): drop ours and look again, which now finds theirs.
-    await deleteContactRow(trx, id);
+    if (outcome.newId) await deleteContactRow(trx, outcome.newId);
   }
   throw new DomainError(
     'conflict',
