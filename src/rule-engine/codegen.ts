@@ -10,6 +10,7 @@
 // (--disallow-code-generation-from-strings), the same protocol runs on the closures.
 
 import type { CompiledCondition, CompiledRule, EvalContext } from './compile.ts';
+import type { TicketSnapshot } from './types.ts';
 import { DOMAINS, type DomainName, domainIndexer } from './values.ts';
 
 /** A leaf test or a batch fill, called from generated code through the `T` array. */
@@ -26,15 +27,23 @@ export const STATUS = Object.freeze({
 
 /**
  * Evaluates rules `from` (an offset into the chunk) onwards, with the snapshot as it stands,
- * writing each rule's status into `status` (indexed by rule position in the set). Returns the
- * index of the first rule that matched, so the caller can run its actions, or -1.
+ * writing each rule's status into `status` (indexed by rule position in the set). Rules whose
+ * `candidates` byte is 0 cannot match (see Watch in compile.ts) and are not evaluated. Returns
+ * the index of the first rule that matched, so the caller can run its actions, or -1.
  */
-export type ChunkFunction = (ctx: EvalContext, from: number, status: Uint8Array) => number;
+export type ChunkFunction = (
+  ctx: EvalContext,
+  from: number,
+  status: Uint8Array,
+  candidates: Uint8Array,
+) => number;
 
 export interface Chunk {
   readonly start: number;
   readonly end: number;
   readonly run: ChunkFunction;
+  /** Whether the condition of rule `start + k` holds (no scope checks, no status). */
+  readonly one: (ctx: EvalContext, k: number) => boolean;
 }
 
 /** Chunks close at this many condition nodes, so each generated function stays optimisable. */
@@ -42,12 +51,19 @@ const CHUNK_NODES = 400;
 const CHUNK_RULES = 64;
 
 const DOMAIN_NAMES = Object.keys(DOMAINS) as DomainName[];
-const INDEXERS: Readonly<Record<DomainName, (raw: unknown) => number>> = Object.freeze(
-  Object.fromEntries(DOMAIN_NAMES.map((name) => [name, domainIndexer(name)])) as Record<
-    DomainName,
-    (raw: unknown) => number
-  >,
+const INDEXERS = DOMAIN_NAMES.map((name) => domainIndexer(name));
+const READ_DOMAIN: readonly ((t: TicketSnapshot) => unknown)[] = DOMAIN_NAMES.map(
+  (name) => (t: TicketSnapshot) => (t as unknown as Record<string, unknown>)[name],
 );
+
+/** The indices of the snapshot's channel, status, priority and working hours, once per snapshot. */
+function domainIndices(ctx: EvalContext): Int32Array {
+  if (ctx.domainsOf !== ctx.t) {
+    for (let i = 0; i < INDEXERS.length; i++) ctx.domains[i] = INDEXERS[i]!(READ_DOMAIN[i]!(ctx.t));
+    ctx.domainsOf = ctx.t;
+  }
+  return ctx.domains;
+}
 
 function countNodes(node: CompiledCondition): number {
   if (node.kind === 'leaf') return 1;
@@ -67,16 +83,17 @@ export function compileChunks(rules: readonly CompiledRule[], generate: boolean)
       end += 1;
     }
     const members = rules.slice(start, end);
-    const run = (generate && generateChunk(members, start)) || closureChunk(members, start);
-    chunks.push(Object.freeze({ start, end, run }));
+    const generated = generate ? generateChunk(members, start) : null;
+    chunks.push(Object.freeze({ start, end, ...(generated ?? closureChunk(members, start)) }));
     start = end;
   }
   return chunks;
 }
 
 /** The same protocol on the closures: the fallback, and a reference for tests. */
-export function closureChunk(rules: readonly CompiledRule[], start: number): ChunkFunction {
-  return (ctx, from, status) => {
+export function closureChunk(rules: readonly CompiledRule[], start: number): Pick<Chunk, 'run' | 'one'> {
+  const one = (ctx: EvalContext, k: number) => rules[k]!.matches(ctx);
+  const run: ChunkFunction = (ctx, from, status, candidates) => {
     const department = ctx.t.department_id;
     for (let k = from; k < rules.length; k++) {
       const rule = rules[k]!;
@@ -85,20 +102,20 @@ export function closureChunk(rules: readonly CompiledRule[], start: number): Chu
       else if ((rule.triggerMask & ctx.bit) === 0) status[index] = STATUS.trigger;
       else if (rule.departmentId !== null && department !== rule.departmentId)
         status[index] = STATUS.department;
-      else if (rule.matches(ctx)) {
+      else if (candidates[index] !== 0 && rule.matches(ctx)) {
         status[index] = STATUS.matched;
         return index;
       } else status[index] = STATUS.unmatched;
     }
     return -1;
   };
+  return { run, one };
 }
 
-function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunction | null {
+function generateChunk(rules: readonly CompiledRule[], start: number): Pick<Chunk, 'run' | 'one'> | null {
   const tests: Callable[] = [];
   const testIndex = new Map<Callable, number>();
   const constants: unknown[] = [];
-  const domains = new Set<DomainName>();
   const testRef = (test: Callable): number => {
     let i = testIndex.get(test);
     if (i === undefined) {
@@ -120,8 +137,7 @@ function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunc
       case 'leaf': {
         const emit = node.emit;
         if (emit.kind === 'table') {
-          domains.add(emit.domain);
-          return `(((${emit.mask} >>> d_${emit.domain}) & 1) === 1)`;
+          return `(((${emit.mask} >>> d[${DOMAIN_NAMES.indexOf(emit.domain)}]) & 1) === 1)`;
         }
         if (emit.kind === 'memo') {
           return `(M[${emit.cell}] === 0 ? fill(${testRef(emit.fill)}, ${emit.cell}, ctx) : M[${emit.cell}] === 1)`;
@@ -131,12 +147,13 @@ function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunc
     }
   };
 
+  const conditions = rules.map((rule) => expression(rule.condition));
   const cases = rules.map((rule, k) => {
     const index = start + k;
     let body: string;
     if (!rule.active) body = `S[${index}] = ${STATUS.inactive};`;
     else {
-      const matched = `if (${expression(rule.condition)}) { S[${index}] = ${STATUS.matched}; return ${index}; } S[${index}] = ${STATUS.unmatched};`;
+      const matched = `if (C[${index}] !== 0 && ${conditions[k]}) { S[${index}] = ${STATUS.matched}; return ${index}; } S[${index}] = ${STATUS.unmatched};`;
       let scoped = matched;
       if (rule.departmentId !== null) {
         constants.push(rule.departmentId);
@@ -147,30 +164,37 @@ function generateChunk(rules: readonly CompiledRule[], start: number): ChunkFunc
     return `    case ${k}: { ${body} }`;
   });
 
-  const prologue = [...domains].map((domain) => `  const d_${domain} = D.${domain}(t.${domain});`).join('\n');
   const source = `"use strict";
 function fill(j, cell, ctx) {
   T[j](ctx);
   return ctx.memo[cell] === 1;
 }
-return function chunk(ctx, from, S) {
+function run(ctx, from, S, C) {
   const M = ctx.memo;
-  const t = ctx.t;
   const bit = ctx.bit;
-  const dep = t.department_id;
-${prologue}
+  const dep = ctx.t.department_id;
+  const d = D(ctx);
   switch (from) {
 ${cases.join('\n')}
   }
   return -1;
-};`;
+}
+function one(ctx, k) {
+  const M = ctx.memo;
+  const d = D(ctx);
+  switch (k) {
+${conditions.map((condition, k) => `    case ${k}: return ${condition};`).join('\n')}
+  }
+  return false;
+}
+return { run, one };`;
   try {
     const factory = new Function('T', 'K', 'D', source) as (
       tests: Callable[],
       constants: unknown[],
-      indexers: typeof INDEXERS,
-    ) => ChunkFunction;
-    return factory(tests, constants, INDEXERS);
+      domains: typeof domainIndices,
+    ) => Pick<Chunk, 'run' | 'one'>;
+    return factory(tests, constants, domainIndices);
   } catch {
     return null;
   }

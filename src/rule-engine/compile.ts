@@ -58,6 +58,9 @@ export interface EvalContext {
   tagsComparable: Comparable;
   /** The current tags and their canonical forms, for tag actions; valid while `t.tags` is `raw`. */
   tagState: { raw: unknown; list: string[]; known: string[] } | null;
+  /** Indices of channel, status, priority, working hours in their domains, for `domainsOf`. */
+  readonly domains: Int32Array;
+  domainsOf: TicketSnapshot | null;
 }
 
 // `contains` on a long text: most needles are absent, and proving it costs a full scan each.
@@ -128,6 +131,24 @@ export interface CompiledRule {
   readonly matches: Predicate;
   readonly actions: readonly Action[];
   readonly actionPointers: readonly string[];
+  /**
+   * Memo cells of which at least one is true whenever the condition is (null: no such set).
+   * They read only fields no action changes, so they are decided once per evaluation.
+   */
+  readonly guard: readonly number[] | null;
+}
+
+/**
+ * For one trigger: which rules can possibly match, decided before the pass from the rules'
+ * guards. Rules without a guard are always candidates; the others only when one of their guard
+ * cells is true. Most rules in a large set fail on a selective leaf (a keyword, a sender, a
+ * pattern), so this spares the pass from touching them at all.
+ */
+export interface Watch {
+  readonly always: Uint8Array;
+  readonly cells: Int32Array;
+  readonly fills: readonly ((ctx: EvalContext) => void)[];
+  readonly rules: readonly Int32Array[];
 }
 
 /** A rule set ready for evaluate(); immutable, safe to cache by version and share. */
@@ -138,6 +159,8 @@ export interface CompiledRules {
   readonly chunks: readonly Chunk[];
   /** For each rule index, the index of its chunk. */
   readonly chunkOf: Uint32Array;
+  /** Candidate computation per trigger, indexed like TRIGGERS. */
+  readonly watches: readonly Watch[];
   readonly slotCount: number;
   readonly memoSize: number;
 }
@@ -442,6 +465,8 @@ class CompileState {
         tagsRaw: undefined,
         tagsComparable: EMPTY,
         tagState: null,
+        domains: new Int32Array(4),
+        domainsOf: null,
       };
       if (test(ctx)) mask |= 1 << index;
     });
@@ -702,6 +727,84 @@ function compileCondition(node: Condition, pointer: string, state: CompileState)
   return { kind: 'leaf', pointer, ...state.leaf(node) };
 }
 
+/**
+ * Memo cells such that the condition implies at least one of them is true, or null. An `all`
+ * needs only one child's guard (the smallest), an `any` needs every child's; `not` and leaves on
+ * fields actions change give none.
+ */
+function guardOf(node: CompiledCondition, fills: Map<number, (ctx: EvalContext) => void>): number[] | null {
+  switch (node.kind) {
+    case 'leaf':
+      if (node.emit.kind !== 'memo') return null;
+      fills.set(node.emit.cell, node.emit.fill);
+      return [node.emit.cell];
+    case 'not':
+      return null;
+    case 'all': {
+      let best: number[] | null = null;
+      for (const child of node.children) {
+        const guard = guardOf(child, fills);
+        if (guard && (!best || guard.length < best.length)) best = guard;
+      }
+      return best;
+    }
+    case 'any': {
+      const cells = new Set<number>();
+      for (const child of node.children) {
+        const guard = guardOf(child, fills);
+        if (!guard) return null;
+        for (const cell of guard) cells.add(cell);
+      }
+      return [...cells];
+    }
+  }
+}
+
+function buildWatches(
+  rules: readonly CompiledRule[],
+  fills: Map<number, (ctx: EvalContext) => void>,
+): Watch[] {
+  return TRIGGERS.map((trigger) => {
+    const bit = triggerBit(trigger);
+    const always = new Uint8Array(rules.length);
+    const byCell = new Map<number, number[]>();
+    rules.forEach((rule, index) => {
+      if (!rule.active || (rule.triggerMask & bit) === 0) return;
+      if (!rule.guard) {
+        always[index] = 1;
+        return;
+      }
+      for (const cell of rule.guard) {
+        const list = byCell.get(cell);
+        if (list) list.push(index);
+        else byCell.set(cell, [index]);
+      }
+    });
+    const cells = [...byCell.keys()];
+    return Object.freeze({
+      always,
+      cells: Int32Array.from(cells),
+      fills: cells.map((cell) => fills.get(cell)!),
+      rules: cells.map((cell) => Int32Array.from(byCell.get(cell)!)),
+    });
+  });
+}
+
+/** The rules that can match this event: a byte per rule, 1 for a candidate. */
+export function candidatesOf(ctx: EvalContext, compiled: CompiledRules): Uint8Array {
+  const index = TRIGGERS.indexOf(ctx.event.type);
+  if (index < 0) return new Uint8Array(compiled.rules.length);
+  const watch = compiled.watches[index]!;
+  const candidates = watch.always.slice();
+  const memo = ctx.memo;
+  for (let i = 0; i < watch.cells.length; i++) {
+    const cell = watch.cells[i]!;
+    if (memo[cell] === 0) watch.fills[i]!(ctx);
+    if (memo[cell] === 1) for (const rule of watch.rules[i]!) candidates[rule] = 1;
+  }
+  return candidates;
+}
+
 /** Turns a condition tree into nested closures; groups of one or two children skip the loop. */
 function predicateOf(node: CompiledCondition): Predicate {
   switch (node.kind) {
@@ -779,6 +882,7 @@ export function compileRules(rules: readonly Rule[], options: CompileOptions): C
     a.position !== b.position ? a.position - b.position : a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
   );
   const state = new CompileState();
+  const fills = new Map<number, (ctx: EvalContext) => void>();
   const compiled = ordered.map((rule): CompiledRule => {
     const condition = compileCondition(rule.conditions, '/conditions', state);
     return Object.freeze({
@@ -793,6 +897,7 @@ export function compileRules(rules: readonly Rule[], options: CompileOptions): C
       matches: predicateOf(condition),
       actions: compileActions(rule.actions),
       actionPointers: rule.actions.map((_, i) => `/actions/${i}`),
+      guard: guardOf(condition, fills),
     });
   });
   state.seal();
@@ -806,6 +911,7 @@ export function compileRules(rules: readonly Rule[], options: CompileOptions): C
     rules: Object.freeze(compiled),
     chunks: Object.freeze(chunks),
     chunkOf,
+    watches: Object.freeze(buildWatches(compiled, fills)),
     slotCount: state.slotCount,
     memoSize: state.memoSize,
   });

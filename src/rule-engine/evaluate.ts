@@ -3,6 +3,7 @@ import {
   type CompiledCondition,
   type CompiledRule,
   type CompiledRules,
+  candidatesOf,
   type EvalContext,
   triggerBit,
 } from './compile.ts';
@@ -286,28 +287,39 @@ function runCompiled(
   everyRule: boolean,
 ): Traced {
   const all = compiled.rules;
-  const status = new Uint8Array(all.length);
+  const candidates = candidatesOf(ctx, compiled);
   const matches: RuleTrace[] = [];
   let stoppedBy: string | null = null;
+  const act = (rule: CompiledRule): boolean => {
+    const actions: ActionTrace[] = [];
+    runActions(ctx, rule, effects, actions);
+    matches.push(ruleTrace(rule, null, true, null, actions));
+    if (rule.stopProcessing) stoppedBy = rule.id;
+    return rule.stopProcessing;
+  };
+  if (!everyRule) {
+    // Only candidates can match, and nothing is reported about the others: visit just those.
+    for (let i = 0; i < all.length; i++) {
+      if (candidates[i] === 0) continue;
+      const rule = all[i]!;
+      if (rule.departmentId !== null && ctx.t.department_id !== rule.departmentId) continue;
+      const chunk = compiled.chunks[compiled.chunkOf[i]!]!;
+      if (chunk.one(ctx, i - chunk.start) && act(rule)) break;
+    }
+    return { rules: matches, stoppedBy };
+  }
+  const status = new Uint8Array(all.length);
   let next = 0;
   while (next < all.length) {
     const chunk = compiled.chunks[compiled.chunkOf[next]!]!;
-    const hit = chunk.run(ctx, next - chunk.start, status);
+    const hit = chunk.run(ctx, next - chunk.start, status, candidates);
     if (hit < 0) {
       next = chunk.end;
       continue;
     }
-    const rule = all[hit]!;
-    const actions: ActionTrace[] = [];
-    runActions(ctx, rule, effects, actions);
-    matches.push(ruleTrace(rule, null, true, null, actions));
-    if (rule.stopProcessing) {
-      stoppedBy = rule.id;
-      break;
-    }
+    if (act(all[hit]!)) break;
     next = hit + 1;
   }
-  if (!everyRule) return { rules: matches, stoppedBy };
   const rules: RuleTrace[] = [];
   let m = 0;
   for (let i = 0; i < all.length; i++) {
@@ -364,6 +376,8 @@ export function evaluate(
     tagsRaw: undefined,
     tagsComparable: EMPTY,
     tagState: null,
+    domains: new Int32Array(4),
+    domainsOf: null,
   };
   const effects: Effect[] = [];
   const traced =
