@@ -1,14 +1,5 @@
-import {
-  type Expression,
-  type ExpressionBuilder,
-  type Kysely,
-  type RawBuilder,
-  type SqlBool,
-  sql,
-  type Transaction,
-} from 'kysely';
-import { isAdmin, type Principal } from '../../access/policy.ts';
-import type { Database, TicketsTable } from '../../db/types.ts';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import type { Database } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Contact } from './schemas.ts';

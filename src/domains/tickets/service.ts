@@ -591,7 +591,7 @@ export async function addRating(
     let agentId = ticket.assignee_id;
     if (input.message_id !== undefined) {
       const message = await repo.findMessage(trx, ticket.id, input.message_id);
-      if (!message || message.kind !== 'agent') {
+      if (message?.kind !== 'agent') {
         throw unprocessable('message_not_found', 'Only an agent reply of this ticket can be rated.', [
           { field: 'body/message_id', message: 'no agent reply with this id on the ticket' },
         ]);
