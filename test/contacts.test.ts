@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import t from 'tap';
 import type { Db } from '../src/db/database.ts';
 import { contactSummaries, normalisePhone, resolveContact } from '../src/domains/contacts/repository.ts';
@@ -737,7 +738,8 @@ t.test('contacts', async (t) => {
         await ctx.db
           .selectFrom(where === 'email' ? 'contact_emails' : 'contact_phones')
           .select('contact_id')
-          .where(where, '=', value)
+          // Emails compare without case: whichever racer won, its spelling is the one stored.
+          .where(where === 'email' ? sql<string>`lower(email)` : sql<string>`phone`, '=', value.toLowerCase())
           .execute()
       ).length;
     const before = Number(
