@@ -10,12 +10,14 @@ import type { Db } from './db/database.ts';
 import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
 import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
 import { authRoutes, authSchemas } from './domains/auth/routes.ts';
+import { automationRuleRoutes, automationRuleSchemas } from './domains/automation-rules/routes.ts';
 import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
 import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
+import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { authPlugin } from './plugins/auth.ts';
@@ -101,6 +103,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...ticketSchemas,
     ...callSchemas,
     ...publicSchemas,
+    ...automationRuleSchemas,
+    ...reportSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -154,5 +158,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(callAndChatRoutes);
   await app.register(queueRoutes);
   await app.register(publicRoutes);
+  await app.register(automationRuleRoutes);
+  await app.register(reportRoutes);
   return app;
 }

@@ -36,6 +36,11 @@ const EnvSchema = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),
   DESKROUTE_ADMIN_EMAIL: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
   DESKROUTE_ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 12, maxLength: 200 })),
+  DESKROUTE_TIMEZONE: Type.String({
+    default: 'UTC',
+    minLength: 1,
+    description: "the help desk's IANA time zone: reports bucket days, weeks and months in it by default",
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -57,6 +62,8 @@ export interface Config {
   trustProxy: boolean;
   shutdownGraceMs: number;
   admin: { email: string | undefined; password: string | undefined };
+  /** IANA name; the default time zone of reports. */
+  timezone: string;
 }
 
 export class ConfigError extends Error {
@@ -89,6 +96,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if ((parsed.DESKROUTE_ADMIN_EMAIL === undefined) !== (parsed.DESKROUTE_ADMIN_PASSWORD === undefined)) {
     problems.push('DESKROUTE_ADMIN_EMAIL and DESKROUTE_ADMIN_PASSWORD: set both or neither');
   }
+  if (!isTimeZone(parsed.DESKROUTE_TIMEZONE)) {
+    problems.push('DESKROUTE_TIMEZONE: must be an IANA time zone name such as Europe/Prague or UTC');
+  }
   if (problems.length > 0) {
     throw new ConfigError(`Invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
   }
@@ -120,5 +130,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: parsed.TRUST_PROXY,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
+    timezone: parsed.DESKROUTE_TIMEZONE,
   };
+}
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
 }

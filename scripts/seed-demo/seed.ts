@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Db } from '../../src/db/database.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database, DepartmentRole, TokenScope } from '../../src/db/types.ts';
 import { generatePassword, hashPassword } from '../../src/domains/auth/passwords.ts';
+import * as rules from '../../src/domains/automation-rules/repository.ts';
 import { API_TOKEN_PREFIX, hashApiToken } from '../../src/plugins/auth.ts';
+import { validateRule } from '../../src/rule-engine/index.ts';
 import { Ledger } from './ledger.ts';
 import { Random } from './random.ts';
 import {
@@ -67,6 +69,7 @@ const TABLES = [
   'calls',
   'chats',
   'ratings',
+  'automation_rules',
 ] as const;
 
 const INTEGRATION_TOKENS: Record<keyof Integrations, string> = {
@@ -132,6 +135,7 @@ export async function seedDemo(db: Db, options: SeedOptions = {}): Promise<SeedR
       until: null,
     });
     const integrations = await ensureIntegrationTokens(trx, owner.id, setupAt);
+    await ensureMarketingRule(trx, departments.Marketing, owner.id, new Random(seed).fork('rules'));
     log(`${DEPARTMENT_NAMES.length} departments, ${agents.length} agents`);
 
     const people = makePeople(random.fork('people'), Math.max(40, Math.round(ticketCount * 0.55)));
@@ -277,6 +281,54 @@ async function ensureDepartments(trx: Trx, at: Date): Promise<Record<DepartmentN
     ids[name] = row.id;
   }
   return ids;
+}
+
+/**
+ * The routing rule of the README: social-media conversations go to Marketing, unassigned. The
+ * seeded history predates it (it is written as it happened), but every ticket created from now
+ * on passes through it.
+ */
+async function ensureMarketingRule(
+  trx: Transaction<Database>,
+  marketing: string,
+  ownerId: string,
+  random: Random,
+) {
+  const name = 'Marketing ticket routing';
+  const found = await trx
+    .selectFrom('automation_rules')
+    .select('id')
+    .where('name', '=', name)
+    .executeTakeFirst();
+  if (found) return;
+  const id = random.uuid();
+  const values: rules.RuleValues = {
+    name,
+    note: 'Social media conversations belong to Marketing, who pick them up themselves.',
+    active: true,
+    position: await rules.nextPosition(trx),
+    stop_processing: false,
+    department_id: null,
+    triggers: ['ticket.created'],
+    conditions: {
+      any: [
+        {
+          all: [
+            { field: 'channel', operator: 'is_one_of', value: ['facebook', 'twitter', 'instagram', 'viber'] },
+          ],
+        },
+      ],
+    },
+    actions: [
+      { type: 'transfer', department_id: marketing },
+      { type: 'assign', to: 'nobody' },
+    ],
+  };
+  const errors = validateRule({ id, ...values }, await rules.loadCatalog(trx));
+  if (errors.length > 0) throw new Error(`the demo rule is invalid: ${JSON.stringify(errors)}`);
+  const rulesVersion = await rules.bumpRulesVersion(trx);
+  const row = await rules.insertRuleRow(trx, id, values, ownerId);
+  await rules.insertVersions(trx, [row], 'created', ownerId, rulesVersion);
 }
 
 async function ensureAgents(

@@ -211,7 +211,64 @@ export interface IdempotencyKeysTable {
   created_at: CreatedAt;
 }
 
+export type RuleVersionChange = 'created' | 'updated' | 'reordered' | 'deleted';
+
+export interface AutomationRulesTable {
+  id: Generated<string>;
+  name: string;
+  note: string | null;
+  active: boolean;
+  position: number;
+  stop_processing: boolean;
+  triggers: string[];
+  conditions: ColumnType<unknown, string, string>;
+  actions: ColumnType<unknown[], string, string>;
+  department_id: string | null;
+  version: number;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+  created_by: string | null;
+  updated_by: string | null;
+}
+
+export interface AutomationRuleVersionsTable {
+  rule_id: string;
+  version: number;
+  rules_version: ColumnType<string, string | number, never>;
+  definition: ColumnType<Record<string, unknown>, string, never>;
+  change: RuleVersionChange;
+  changed_by: string | null;
+  changed_at: CreatedAt;
+}
+
+export interface AutomationRulesStateTable {
+  id: ColumnType<boolean, never, never>;
+  rules_version: ColumnType<string, never, string | number>;
+  rules_key: ColumnType<string, never, unknown>;
+}
+
+export interface RuleRunsTable {
+  id: ColumnType<string, never, never>;
+  ticket_id: string;
+  event_types: string[];
+  rules_version: ColumnType<string, string | number, never>;
+  input: ColumnType<Record<string, unknown>, string, never>;
+  trace: ColumnType<unknown[], string, never>;
+  effects: ColumnType<unknown[], string, never>;
+  created_at: CreatedAt;
+}
+
+export interface RoundRobinCursorsTable {
+  department_id: string;
+  last_agent_id: string | null;
+}
+
 export interface Database {
+  automation_rules: AutomationRulesTable;
+  automation_rule_versions: AutomationRuleVersionsTable;
+  automation_rules_state: AutomationRulesStateTable;
+  rule_runs: RuleRunsTable;
+  round_robin_cursors: RoundRobinCursorsTable;
   contact_fields: ContactFieldsTable;
   contacts: ContactsTable;
   contact_emails: ContactEmailsTable;
@@ -237,3 +294,4 @@ export type AgentRow = Selectable<AgentsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type TicketRow = Selectable<TicketsTable>;
 export type ContactRow = Selectable<ContactsTable>;
+export type AutomationRuleRow = Selectable<AutomationRulesTable>;

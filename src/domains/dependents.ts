@@ -1,5 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.ts';
+import type { Blocker } from '../errors.ts';
+import { agentRuleDependents, departmentRuleDependents } from './automation-rules/service.ts';
 import {
   countTicketReferencesToAgent,
   countTicketsOfDepartment,
@@ -13,10 +15,26 @@ import {
  */
 export interface Dependents {
   kind: string;
-  count(trx: Kysely<Database>, id: string): Promise<number>;
+  /** How many there are; with names when they have names worth showing (rules do). */
+  count(trx: Kysely<Database>, id: string): Promise<number | { count: number; names: string[] }>;
   /** Hands everything that depends on `fromId` over to `toId`, where that makes sense. */
   moveTo?(trx: Kysely<Database>, fromId: string, toId: string): Promise<void>;
-  describe(count: number): string;
+  describe(count: number, names?: string[]): string;
+}
+
+/** The 409 `blockers` of a deletion: every kind of dependent that still has some. */
+export async function blockersOf(
+  dependents: readonly Dependents[],
+  trx: Kysely<Database>,
+  id: string,
+): Promise<Blocker[]> {
+  const blockers: Blocker[] = [];
+  for (const d of dependents) {
+    const found = await d.count(trx, id);
+    const { count, names } = typeof found === 'number' ? { count: found, names: undefined } : found;
+    if (count > 0) blockers.push({ kind: d.kind, count, detail: d.describe(count, names) });
+  }
+  return blockers;
 }
 
 export const departmentDependents: readonly Dependents[] = [
@@ -26,6 +44,7 @@ export const departmentDependents: readonly Dependents[] = [
     moveTo: moveTicketsOfDepartment,
     describe: (n) => `${n} ticket${n === 1 ? '' : 's'} (deleted ones included) belong to the department`,
   },
+  departmentRuleDependents,
 ];
 
 export const agentDependents: readonly Dependents[] = [
@@ -34,4 +53,5 @@ export const agentDependents: readonly Dependents[] = [
     count: countTicketReferencesToAgent,
     describe: (n) => `${n} tickets or messages name the agent as assignee or author`,
   },
+  agentRuleDependents,
 ];

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { IdParams, ref } from '../../contract.ts';
+import { IdParams, ref, Uuid } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems } from '../../plugins/openapi.ts';
@@ -102,14 +102,29 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Delete an agent',
         description:
-          'Owners and admins. Answers 409 while other records refer to the agent (disable them instead). Memberships and API tokens go with the agent.',
+          'Owners and admins. Answers 409 while other records refer to the agent (disable them instead); automation rules that name the agent can be handed to `substitute_agent_id` instead. Memberships and API tokens go with the agent.',
         params: IdParams,
         headers: IfMatchHeaders,
-        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(404, 409, 412) },
+        querystring: Type.Object(
+          {
+            substitute_agent_id: Type.Optional(
+              Uuid('The agent who takes the deleted agent’s place in automation rules.'),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(404, 409, 412, 422) },
       },
     },
     async (request, reply) => {
-      await service.deleteAgent(db, principalOf(request), request, request.params.id, agentDependents);
+      await service.deleteAgent(
+        db,
+        principalOf(request),
+        request,
+        request.params.id,
+        agentDependents,
+        request.query.substitute_agent_id,
+      );
       return reply.code(204).send(null);
     },
   );

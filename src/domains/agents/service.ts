@@ -3,13 +3,13 @@ import type { Transaction } from 'kysely';
 import { canManageAgent, type Principal, requireAdmin, requireSession } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
-import { type Blocker, DomainError, forbidden, notFound } from '../../errors.ts';
+import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import { revokeAllApiTokens } from '../api-tokens/repository.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
 import * as throttle from '../auth/repository.ts';
 import { departmentsExist, upsertMember } from '../departments/repository.ts';
-import type { Dependents } from '../dependents.ts';
+import { blockersOf, type Dependents } from '../dependents.ts';
 import * as repo from './repository.ts';
 import type { Agent } from './schemas.ts';
 
@@ -142,16 +142,26 @@ export async function updateAgent(
   return getAgent(db, id);
 }
 
+/**
+ * Deletes an agent. Whatever still names them blocks the deletion with a 409 listing it, except
+ * what a `substitute` agent can take over (automation rules), which is handed to them.
+ */
 export async function deleteAgent(
   db: Db,
   principal: Principal,
   request: FastifyRequest,
   id: string,
   dependents: readonly Dependents[],
+  substitute?: string,
 ): Promise<void> {
   requireAdmin(principal);
   if (id === principal.agentId) {
     throw new DomainError('conflict', 'cannot_delete_self', 'You cannot delete yourself.');
+  }
+  if (substitute === id) {
+    throw invalid('invalid_substitute', 'An agent cannot stand in for themselves.', [
+      { field: 'querystring/substitute_agent_id', message: 'must differ from the agent being deleted' },
+    ]);
   }
   await db.transaction().execute(async (trx) => {
     const row = await repo.lockAgentRow(trx, id);
@@ -160,11 +170,19 @@ export async function deleteAgent(
       throw forbidden('Only owners may delete owners.', 'owner_required');
     assertIfMatch(request, repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []));
     await assertOwnersRemain(trx, row, null);
-    const blockers: Blocker[] = [];
-    for (const d of dependents) {
-      const count = await d.count(trx, id);
-      if (count > 0) blockers.push({ kind: d.kind, count, detail: d.describe(count) });
+    if (substitute !== undefined) {
+      if (!(await repo.findAgentRow(trx, substitute))) {
+        const error = new DomainError(
+          'unprocessable',
+          'substitute_not_found',
+          'The substitute agent does not exist.',
+        );
+        error.errors = [{ field: 'querystring/substitute_agent_id', message: 'no such agent' }];
+        throw error;
+      }
+      for (const d of dependents) await d.moveTo?.(trx, id, substitute);
     }
+    const blockers = await blockersOf(dependents, trx, id);
     if (blockers.length > 0) {
       const error = new DomainError(
         'conflict',

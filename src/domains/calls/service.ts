@@ -1,6 +1,7 @@
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import { DomainError, type FieldError, invalid } from '../../errors.ts';
+import { runRules } from '../automation-rules/runner.ts';
 import { type Actor, insertEvents, type TicketPatch } from '../tickets/repository.ts';
 import { agentActor, applyChanges, statusPatch, ticketForRecording } from '../tickets/service.ts';
 
@@ -69,7 +70,7 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
   }
   const customerNumber = input.direction === 'inbound' ? input.from_number : input.to_number;
   return db.transaction().execute(async (trx) => {
-    const { ticket } = await ticketForRecording(trx, principal, input, 'call', {
+    const { ticket, created } = await ticketForRecording(trx, principal, input, 'call', {
       subject: `${input.direction === 'inbound' ? 'Call from' : 'Call to'} ${customerNumber ?? 'unknown number'}`,
       contact: customerNumber ? { phone: customerNumber } : null,
     });
@@ -106,7 +107,10 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
         last_customer_message_at: times.started,
       };
     }
-    const after = await applyChanges(trx, ticket, patch, actor);
+    const changed = await applyChanges(trx, ticket, patch, actor);
+    const after = created
+      ? changed
+      : await runRules(trx, changed, ['ticket.status_changed'], { before: ticket });
     await insertEvents(trx, after, agentActor(principal), [
       {
         type: 'call_recorded',

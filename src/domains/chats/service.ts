@@ -1,6 +1,7 @@
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import { DomainError, type FieldError, invalid } from '../../errors.ts';
+import { runRules } from '../automation-rules/runner.ts';
 import { insertEvents, insertMessage, type TicketPatch, updateTicketRecord } from '../tickets/repository.ts';
 import { agentActor, applyChanges, statusPatch, ticketForRecording } from '../tickets/service.ts';
 
@@ -76,7 +77,7 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
   }
   const messages = [...input.messages].sort((a, b) => Date.parse(a.sent_at) - Date.parse(b.sent_at));
   return db.transaction().execute(async (trx) => {
-    const { ticket } = await ticketForRecording(trx, principal, input, 'chat', {
+    const { ticket, created } = await ticketForRecording(trx, principal, input, 'chat', {
       subject: `Chat of ${times.started.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
       contact: null,
     });
@@ -137,6 +138,7 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
     const text = messages.map((m) => m.body).join('\n');
     let after = await applyChanges(trx, ticket, patch, agentActor(principal), text || undefined);
     if (!text) after = await updateTicketRecord(trx, ticket.id, {});
+    if (!created) after = await runRules(trx, after, ['ticket.status_changed'], { before: ticket });
     await insertEvents(trx, after, agentActor(principal), [
       {
         type: 'chat_recorded',

@@ -2,9 +2,9 @@ import type { FastifyRequest } from 'fastify';
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { DepartmentRole } from '../../db/types.ts';
-import { type Blocker, DomainError, forbidden, invalid, notFound } from '../../errors.ts';
+import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
-import type { Dependents } from '../dependents.ts';
+import { blockersOf, type Dependents } from '../dependents.ts';
 import * as repo from './repository.ts';
 import type { Department } from './schemas.ts';
 
@@ -115,11 +115,7 @@ export async function deleteDepartment(
       }
       for (const dependents of options.dependents) await dependents.moveTo?.(trx, id, options.moveTo);
     } else {
-      const blockers: Blocker[] = [];
-      for (const dependents of options.dependents) {
-        const count = await dependents.count(trx, id);
-        if (count > 0) blockers.push({ kind: dependents.kind, count, detail: dependents.describe(count) });
-      }
+      const blockers = await blockersOf(options.dependents, trx, id);
       if (blockers.length > 0) {
         const error = new DomainError(
           'conflict',

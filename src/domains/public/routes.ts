@@ -8,7 +8,7 @@ import {
   FORM_DEPARTMENTS_MAX,
   FormDepartmentListSchema,
 } from './schemas.ts';
-import { listFormDepartments, submitContactForm } from './service.ts';
+import { hidingRuleDetails, listFormDepartments, submitContactForm } from './service.ts';
 
 export const publicSchemas = [FormDepartmentListSchema, ContactFormReceiptSchema];
 
@@ -57,6 +57,11 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
         body: ContactFormBody,
         response: {
           202: { ...ref(ContactFormReceiptSchema), description: 'Received; a ticket was opened.' },
+          409: {
+            ...problems(409)[409],
+            description:
+              'rule_action_failed: the help desk’s automation could not file the message; try again later.',
+          },
           422: {
             ...problems(422)[422],
             description:
@@ -65,6 +70,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) => reply.code(202).send(await submitContactForm(db, request.body)),
+    async (request, reply) =>
+      reply.code(202).send(await hidingRuleDetails(() => submitContactForm(db, request.body))),
   );
 };

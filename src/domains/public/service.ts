@@ -51,3 +51,19 @@ export async function submitContactForm(db: Db, form: ContactFormInput): Promise
   });
   return { reference: reference(ticket.number), message: 'received' };
 }
+
+/** The sender cannot fix the help desk's automation rules, and their details are not theirs to see. */
+export async function hidingRuleDetails<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof DomainError && error.code === 'rule_action_failed') {
+      throw new DomainError(
+        'conflict',
+        error.code,
+        'The message could not be filed right now; try again later.',
+      );
+    }
+    throw error;
+  }
+}

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { withEtag } from '../../plugins/etag.ts';
+import { problems } from '../../plugins/openapi.ts';
 import { TicketSchema } from '../tickets/schemas.ts';
 import { QueueEmptyResponse } from './schemas.ts';
 import { takeNextTicket } from './service.ts';
@@ -26,6 +27,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
             },
           },
           204: QueueEmptyResponse,
+          ...problems(409),
         },
       },
     },

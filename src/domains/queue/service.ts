@@ -1,5 +1,6 @@
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { runRules } from '../automation-rules/runner.ts';
 import { withContacts } from '../tickets/repository.ts';
 import type { Ticket } from '../tickets/schemas.ts';
 import { agentActor, applyChanges } from '../tickets/service.ts';
@@ -17,7 +18,8 @@ export async function takeNextTicket(db: Db, principal: Principal): Promise<Tick
   const record = await db.transaction().execute(async (trx) => {
     const next = await lockNextQueuedTicket(trx, principal.agentId);
     if (!next || next.assignee_id === principal.agentId) return next ?? null;
-    return applyChanges(trx, next, { assignee_id: principal.agentId }, agentActor(principal));
+    const after = await applyChanges(trx, next, { assignee_id: principal.agentId }, agentActor(principal));
+    return runRules(trx, after, ['ticket.updated'], { before: next });
   });
   if (!record) return null;
   const [ticket] = await withContacts(db, [record]);

@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Compilable, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
 import type {
@@ -106,6 +106,8 @@ export interface OpeningEvent {
   type: string;
   actor: Actor;
   data: Record<string, unknown>;
+  /** The department and assignee to stamp it with, when not the new ticket's (rules changed them). */
+  stamp?: { department_id: string | null; agent_id: string | null };
 }
 
 /**
@@ -113,6 +115,8 @@ export interface OpeningEvent {
  * events, returning the ticket and its contact summary. Creation is the hottest write of a help
  * desk, and each round trip to PostgreSQL costs more than the work it carries, so the pieces
  * travel together (data-modifying CTEs; ids are generated here so the events can name them).
+ * `extra` carries what automation rules add as the ticket opens: internal notes, and `also`, one
+ * more data-modifying statement (their record of the run) written against the id in `values`.
  */
 export async function insertOpenedTicket(
   trx: Executor,
@@ -127,6 +131,8 @@ export async function insertOpenedTicket(
     contact_id: string;
     tags: string[];
     support_address: string | null;
+    postponed_until?: Date | null;
+    resolved_at?: Date | null;
   },
   message: {
     id: string;
@@ -136,9 +142,12 @@ export async function insertOpenedTicket(
     body: string;
   } | null,
   events: OpeningEvent[],
+  extra: { notes?: { id: string; body: string; department_id: string | null }[]; also?: Compilable } = {},
 ): Promise<{ ticket: TicketRecord; contact: Ticket['contact'] }> {
   const fromAgent = message?.kind === 'agent';
   const fromContact = message?.kind === 'customer';
+  const notes = extra.notes ?? [];
+  const searchable = [values.subject, message?.body ?? '', ...notes.map((n) => n.body)].join(' ');
   const eventRows = JSON.stringify(
     events.map((e, ord) => ({
       ord,
@@ -149,6 +158,9 @@ export async function insertOpenedTicket(
       actor_rule_id: e.actor.ruleId ?? null,
       actor_rule_version: e.actor.ruleVersion ?? null,
       via_token_id: e.actor.tokenId ?? null,
+      stamped: e.stamp !== undefined,
+      department_id: e.stamp?.department_id ?? null,
+      agent_id: e.stamp?.agent_id ?? null,
       data: e.data,
     })),
   );
@@ -157,12 +169,14 @@ export async function insertOpenedTicket(
   >`
     with t as (
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
-        support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at)
+        support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
+        postponed_until, resolved_at)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
         ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
-        ${values.support_address}, to_tsvector('simple', ${values.subject} || ' ' || ${message?.body ?? ''}),
+        ${values.support_address}, to_tsvector('simple', ${searchable}),
         case when ${fromAgent} then now() end, case when ${fromAgent} then now() end,
-        case when ${fromContact} then now() end)
+        case when ${fromContact} then now() end, ${values.postponed_until ?? null}::timestamptz,
+        ${values.resolved_at ?? null}::timestamptz)
       returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
@@ -175,12 +189,25 @@ export async function insertOpenedTicket(
       insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id, actor_rule_id,
         actor_rule_version, via_token_id, department_id, agent_id, channel, data, occurred_at)
       select t.id, x.type, x.actor_type, x.actor_agent_id, x.actor_contact_id, x.actor_rule_id,
-        x.actor_rule_version, x.via_token_id, t.department_id, t.assignee_id, t.channel, x.data, t.created_at
+        x.actor_rule_version, x.via_token_id,
+        case when x.stamped then x.department_id else t.department_id end,
+        case when x.stamped then x.agent_id else t.assignee_id end, t.channel, x.data, t.created_at
       from t, jsonb_to_recordset(${eventRows}::jsonb) as x(ord int, type text, actor_type text,
         actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid, actor_rule_version int,
-        via_token_id uuid, data jsonb)
+        via_token_id uuid, stamped boolean, department_id uuid, agent_id uuid, data jsonb)
       order by x.ord
-    )
+    )${
+      notes.length > 0
+        ? sql`, n as (
+      insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
+        department_id, created_at)
+      select x.id, t.id, 'note', t.channel, null, null, x.body, x.department_id,
+        t.created_at + (x.ord + 1) * interval '1 millisecond'
+      from t, jsonb_to_recordset(${JSON.stringify(notes.map((n, ord) => ({ ord, ...n })))}::jsonb)
+        as x(ord int, id uuid, body text, department_id uuid)
+    )`
+        : sql``
+    }${extra.also ? sql`, also as (${extra.also})` : sql``}
     select t.*, c.name as contact_name, ${firstEmailOf(sql`c.id`)} as contact_email,
       ${firstPhoneOf(sql`c.id`)} as contact_phone
     from t join contacts c on c.id = t.contact_id`.execute(trx);
@@ -211,12 +238,7 @@ export type TicketPatch = Partial<
   >
 >;
 
-export async function updateTicketRecord(
-  trx: Executor,
-  id: string,
-  patch: TicketPatch,
-  appendToSearch?: string,
-): Promise<TicketRecord> {
+function updateSet(patch: TicketPatch, appendToSearch?: string) {
   const set: Record<string, unknown> = { ...patch, updated_at: sql`now()` };
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
   if (patch.subject !== undefined) set.search = sql`search || to_tsvector('simple', ${patch.subject})`;
@@ -224,8 +246,21 @@ export async function updateTicketRecord(
   if (appendToSearch !== undefined) {
     set.search = sql`case when length(search) < 100000 then search || to_tsvector('simple', ${appendToSearch}) else search end`;
   }
-  await trx.updateTable('tickets').set(set).where('id', '=', id).execute();
-  return (await findTicketRecord(trx, id))!;
+  return set;
+}
+
+export async function updateTicketRecord(
+  trx: Executor,
+  id: string,
+  patch: TicketPatch,
+  appendToSearch?: string,
+): Promise<TicketRecord> {
+  return trx
+    .updateTable('tickets as t')
+    .set(updateSet(patch, appendToSearch))
+    .where('t.id', '=', id)
+    .returning(TICKET_COLUMNS)
+    .executeTakeFirstOrThrow();
 }
 
 export interface NewEvent {
@@ -257,9 +292,87 @@ export async function insertEvents(trx: Executor, ticket: TicketRecord, actor: A
     .execute();
 }
 
+export interface ActorEvent extends NewEvent {
+  actor: Actor;
+  /** The ticket as it stood right after the event: its department, assignee and channel. */
+  ticket: Pick<TicketRecord, 'id' | 'department_id' | 'assignee_id' | 'channel'>;
+}
+
+const eventRow = (e: ActorEvent) => ({
+  ticket_id: e.ticket.id,
+  type: e.type,
+  actor_type: e.actor.type,
+  actor_agent_id: e.actor.agentId,
+  actor_contact_id: e.actor.contactId,
+  actor_rule_id: e.actor.ruleId ?? null,
+  actor_rule_version: e.actor.ruleVersion ?? null,
+  via_token_id: e.actor.tokenId ?? null,
+  department_id: e.ticket.department_id,
+  agent_id: e.ticket.assignee_id,
+  channel: e.ticket.channel,
+  data: JSON.stringify(e.data ?? {}),
+});
+
+/**
+ * Changes a ticket and appends what goes with the change, in one statement: events caused by
+ * several actors (automation rules, one after another, each event stamped with the ticket as it
+ * stood right after it), internal notes, and `also`, one more data-modifying statement (the
+ * rules' record of the run). Without a patch or notes the ticket row is left alone.
+ */
+export async function writeTicketChanges(
+  trx: Executor,
+  ticket: TicketRecord,
+  patch: TicketPatch,
+  changes: {
+    events: ActorEvent[];
+    notes: { id: string; body: string; department_id: string | null }[];
+    also?: Compilable;
+  },
+): Promise<TicketRecord> {
+  const { events, notes, also } = changes;
+  const touch = Object.keys(patch).length > 0 || notes.length > 0;
+  const search = notes.length > 0 ? notes.map((n) => n.body).join('\n') : undefined;
+  const parts: RawBuilder<unknown>[] = [];
+  if (touch) {
+    parts.push(
+      sql`changed as (${trx
+        .updateTable('tickets as t')
+        .set(updateSet(patch, search))
+        .where('t.id', '=', ticket.id)
+        .returning(TICKET_COLUMNS)})`,
+    );
+  }
+  if (events.length > 0) {
+    parts.push(sql`e as (${trx.insertInto('ticket_events').values(events.map(eventRow))})`);
+  }
+  if (notes.length > 0) {
+    const rows = notes.map((note, k) => ({
+      id: note.id,
+      ticket_id: ticket.id,
+      kind: 'note' as const,
+      channel: ticket.channel,
+      author_agent_id: null,
+      author_contact_id: null,
+      body: note.body,
+      department_id: note.department_id,
+      // Just after the change's own message (written at the transaction's time), so the
+      // conversation lists notes after what caused them, and in order.
+      created_at: sql<Date>`now() + ${k + 1} * interval '1 millisecond'`,
+    }));
+    parts.push(sql`m as (${trx.insertInto('ticket_messages').values(rows)})`);
+  }
+  if (also) parts.push(sql`also as (${also})`);
+  if (parts.length === 0) return ticket;
+  const { rows } = await sql<TicketRecord>`with ${sql.join(parts)} ${
+    touch ? sql`select * from changed` : sql`select 1`
+  }`.execute(trx);
+  return touch ? rows[0]! : ticket;
+}
+
 export async function insertMessage(
   trx: Executor,
   values: {
+    id?: string;
     ticket_id: string;
     kind: MessageKind;
     channel: Channel;

@@ -7,6 +7,7 @@ import type { Db } from '../../db/database.ts';
 import type { Channel, Database, DepartmentRole, Priority, TicketRow, TicketStatus } from '../../db/types.ts';
 import { DomainError, type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
+import { evaluateRules, openingWithRules, runRules } from '../automation-rules/runner.ts';
 import { resolveContact } from '../contacts/repository.ts';
 import type { Actor, NewEvent, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
@@ -192,23 +193,40 @@ async function openTicket(
   if (input.assignee_id) {
     events.push({ type: 'assigned', actor, data: { from: null, to: input.assignee_id } });
   }
-  return repo.insertOpenedTicket(
-    trx,
-    {
-      id: ticketId,
-      subject,
-      channel: input.channel ?? 'api',
-      status,
-      priority: input.priority ?? 'normal',
-      department_id: input.department_id ?? null,
-      assignee_id: input.assignee_id ?? null,
-      contact_id: contactId,
-      tags,
-      support_address: input.support_address ?? null,
+  const values = {
+    id: ticketId,
+    subject,
+    channel: input.channel ?? 'api',
+    status,
+    priority: input.priority ?? 'normal',
+    department_id: input.department_id ?? null,
+    assignee_id: input.assignee_id ?? null,
+    contact_id: contactId,
+    tags,
+    support_address: input.support_address ?? null,
+  };
+  const evaluation = await evaluateRules(trx, { ...values, postponed_until: null }, ['ticket.created'], {
+    message: message && {
+      id: message.id,
+      body: message.body,
+      ...(fromAgent
+        ? { senderAgentId: authorAgentId }
+        : input.contact.email !== undefined && { senderEmail: input.contact.email }),
     },
+  });
+  // What the rules do to a new ticket travels in its opening statement, with its own events.
+  const ruled = evaluation
+    ? await openingWithRules(trx, { ...values, postponed_until: null }, evaluation)
+    : null;
+  const opened = await repo.insertOpenedTicket(
+    trx,
+    ruled ? { ...values, ...ruled.values } : values,
     message,
-    events,
+    ruled ? [...events.map((e) => ({ ...e, stamp: ruled.stamp })), ...ruled.events] : events,
+    ruled?.extra,
   );
+  const ticket = opened.ticket;
+  return { ...opened, ticket };
 }
 
 function resolveContactOf(trx: Trx, input: CreateTicketInput) {
@@ -267,6 +285,18 @@ export async function applyChanges(
   search?: string,
 ) {
   const after = await repo.updateTicketRecord(trx, before.id, patch, search);
+  await repo.insertEvents(trx, after, actor, changeEvents(before, after));
+  return after;
+}
+
+/** What the history tells about a ticket's state. */
+export type TicketState = Pick<
+  TicketRecord,
+  'subject' | 'priority' | 'department_id' | 'assignee_id' | 'status' | 'postponed_until' | 'tags'
+>;
+
+/** The history events that tell what changed between two states of a ticket. */
+export function changeEvents(before: TicketState, after: TicketState): NewEvent[] {
   const events: NewEvent[] = [];
   if (after.subject !== before.subject)
     events.push({ type: 'subject_changed', data: { from: before.subject, to: after.subject } });
@@ -291,12 +321,15 @@ export async function applyChanges(
   const added = after.tags.filter((t) => !before.tags.includes(t));
   const removed = before.tags.filter((t) => !after.tags.includes(t));
   if (added.length > 0 || removed.length > 0) events.push({ type: 'tags_changed', data: { added, removed } });
-  await repo.insertEvents(trx, after, actor, events);
-  return after;
+  return events;
 }
 
 /** The patch that moves a ticket to a status, with the timestamps the lifecycle keeps. */
-export function statusPatch(before: TicketRecord, status: TicketStatus, postponedUntil?: Date): TicketPatch {
+export function statusPatch(
+  before: Pick<TicketRecord, 'status' | 'postponed_until'>,
+  status: TicketStatus,
+  postponedUntil?: Date,
+): TicketPatch {
   if (status === before.status && status !== 'postponed') return {};
   const patch: TicketPatch = { status };
   if (status === 'resolved') patch.resolved_at = new Date();
@@ -368,7 +401,8 @@ export async function updateTicket(
       ...(input.tags !== undefined && { tags: normaliseTags(input.tags) }),
       ...(input.status !== undefined && statusPatch(before!, input.status, postponedUntil)),
     };
-    return applyChanges(trx, before!, patch, agentActor(principal));
+    const after = await applyChanges(trx, before!, patch, agentActor(principal));
+    return runRules(trx, after, ['ticket.updated', 'ticket.status_changed'], { before: before! });
   });
   return (await repo.withContacts(db, [record]))[0]!;
 }
@@ -381,12 +415,13 @@ export async function deleteTicket(db: Db, principal: Principal, request: Fastif
     const current = await reachable(trx, access, before, 'manage');
     assertIfMatch(request, current);
     if (before!.status === 'deleted') return;
-    await applyChanges(
+    const after = await applyChanges(
       trx,
       before!,
       { status: 'deleted', status_before_delete: before!.status },
       agentActor(principal),
     );
+    await runRules(trx, after, ['ticket.status_changed'], { before: before! });
   });
 }
 
@@ -399,7 +434,13 @@ export async function restoreTicket(db: Db, principal: Principal, id: string): P
       throw new DomainError('conflict', 'ticket_not_deleted', 'Only a deleted ticket can be restored.');
     }
     const status = before!.status_before_delete ?? 'open';
-    return applyChanges(trx, before!, { status, status_before_delete: null }, agentActor(principal));
+    const after = await applyChanges(
+      trx,
+      before!,
+      { status, status_before_delete: null },
+      agentActor(principal),
+    );
+    return runRules(trx, after, ['ticket.status_changed'], { before: before! });
   });
   return (await repo.withContacts(db, [record]))[0]!;
 }
@@ -423,7 +464,8 @@ export async function changeTags(
         { field: 'body/add', message: 'too many tags' },
       ]);
     }
-    return applyChanges(trx, before!, { tags }, agentActor(principal));
+    const after = await applyChanges(trx, before!, { tags }, agentActor(principal));
+    return runRules(trx, after, ['ticket.updated'], { before: before! });
   });
   return (await repo.withContacts(db, [record]))[0]!;
 }
@@ -495,7 +537,11 @@ export async function addMessage(
           },
         },
       ]);
-      await applyChanges(trx, ticket, patch, actor, input.body);
+      const after = await applyChanges(trx, ticket, patch, actor, input.body);
+      await runRules(trx, after, ['ticket.agent_replied', 'ticket.status_changed'], {
+        before: ticket,
+        message: { id: message.id, body: input.body, senderAgentId: principal.agentId },
+      });
       return message;
     }
     const contactActor: Actor = {
@@ -518,7 +564,11 @@ export async function addMessage(
     await repo.insertEvents(trx, ticket, contactActor, [
       { type: 'message_added', data: { message_id: message.id, kind: 'customer' } },
     ]);
-    await applyChanges(trx, ticket, patch, contactActor, input.body);
+    const after = await applyChanges(trx, ticket, patch, contactActor, input.body);
+    await runRules(trx, after, ['ticket.customer_replied', 'ticket.status_changed'], {
+      before: ticket,
+      message: { id: message.id, body: input.body },
+    });
     return message;
   });
 }
@@ -570,9 +620,9 @@ export async function transferTicket(
       await repo.insertEvents(trx, after, actor, [
         { type: 'message_added', data: { message_id: note.id, kind: 'note' } },
       ]);
-      return repo.updateTicketRecord(trx, ticket.id, {}, input.note);
     }
-    return after;
+    const noted = input.note ? await repo.updateTicketRecord(trx, ticket.id, {}, input.note) : after;
+    return runRules(trx, noted, ['ticket.transferred', 'ticket.updated'], { before: ticket });
   });
   return (await repo.withContacts(db, [record]))[0]!;
 }
@@ -652,7 +702,13 @@ export async function wakePostponedTickets(db: Db, limit = 500): Promise<number>
       .execute();
     const system: Actor = { type: 'system', agentId: null, contactId: null };
     for (const ticket of due) {
-      await applyChanges(trx, ticket, { ...statusPatch(ticket, 'open'), waiting_since: new Date() }, system);
+      const after = await applyChanges(
+        trx,
+        ticket,
+        { ...statusPatch(ticket, 'open'), waiting_since: new Date() },
+        system,
+      );
+      await runRules(trx, after, ['ticket.status_changed'], { before: ticket });
     }
     return due.length;
   });

@@ -1,0 +1,630 @@
+// npm run bench:reports
+//
+// Reports at scale, against PostgreSQL, in a scratch database deskroute_reports_bench_<pid>
+// created and dropped here (BENCH_DATABASE_URL, else DATABASE_URL, else
+// postgres://postgres@127.0.0.1:5432/postgres names the server):
+//
+//   1. Load: 1,000,000 tickets with ~5,000,000 events over 2025 across 20 departments, 200 agents
+//      and all channels, generated in SQL. The events go into ticket_events one month per
+//      statement, so the report trigger counts them as it would count the API's.
+//   2. JSON over HTTP (app.inject, a read-only API token), p50/p99 over repeated runs:
+//      (a) the year by month by department, all columns (in UTC, the help desk's zone, and in
+//          Europe/Prague); (b) the last 30 days by day by agent for one department, all columns.
+//      Target: p99 < 100 ms. Each is also computed from the raw events (the same report with
+//      source=events, as attribution=current does) in the same run: the ratio is raw / counters,
+//      target >= 20.
+//   3. CSV export of a day x department x agent x channel breakdown of the year, streamed over a
+//      real socket from a server in a child process: rows/s and the server's peak RSS (target
+//      < 200 MB).
+import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { buildApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { Database } from '../../src/db/types.ts';
+import { METRICS } from '../../src/domains/reports/metrics.ts';
+import { findReportRows, findReportTotals, type ReportSpec } from '../../src/domains/reports/repository.ts';
+import { hashApiToken } from '../../src/plugins/auth.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    tickets: { type: 'string', default: '1000000' },
+    runs: { type: 'string', default: '50' },
+    'raw-runs': { type: 'string', default: '2' },
+    keep: { type: 'boolean', default: false },
+    'load-only': { type: 'boolean', default: false },
+    reuse: { type: 'string' },
+    only: { type: 'string' },
+    serve: { type: 'string' },
+  },
+});
+const TICKETS = Number(args.tickets);
+const RUNS = Number(args.runs);
+const RAW_RUNS = Number(args['raw-runs']);
+const DEPARTMENTS = 20;
+const AGENTS_PER_DEPARTMENT = 10;
+const CONTACTS = 5000;
+const YEAR = { from: '2025-01-01T00:00:00Z', to: '2026-01-01T00:00:00Z' };
+
+const out = (line = '') => process.stdout.write(`${line}\n`);
+const ms = (n: number) => `${n.toFixed(1)} ms`;
+const since = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
+const mb = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
+
+function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+function kysely(url: string, max = 10) {
+  return new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max }) }),
+  });
+}
+
+async function appFor(url: string) {
+  const secret = randomBytes(32).toString('base64url');
+  const db = kysely(url);
+  const app = await buildApp(
+    loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret, DESKROUTE_TIMEZONE: 'UTC' }),
+    {
+      db,
+      jwtSecret: secret,
+    },
+  );
+  await app.ready();
+  return { app, db };
+}
+
+// The export's server: a child process, so its peak RSS is the server's alone.
+if (args.serve) {
+  const { app, db } = await appFor(args.serve);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  process.send!({ port: typeof address === 'object' && address ? address.port : 0 });
+  process.on('message', async (message) => {
+    if (message === 'rss') process.send!({ maxRSS: process.resourceUsage().maxRSS });
+    if (message === 'stop') {
+      await app.close();
+      await db.destroy();
+      process.exit(0);
+    }
+  });
+} else {
+  await main();
+}
+
+async function main() {
+  const serverUrl =
+    process.env.BENCH_DATABASE_URL ||
+    loadConfig().databaseUrl ||
+    'postgres://postgres@127.0.0.1:5432/postgres';
+  const scratch = args.reuse ?? `deskroute_reports_bench_${process.pid}`;
+  const u = new URL(serverUrl);
+  u.pathname = `/${scratch}`;
+  const scratchUrl = u.toString();
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  if (!args.reuse) await admin.query(`create database ${scratch}`);
+  out(`${args.reuse ? 'reusing' : 'scratch'} database ${scratch} (${machine()})`);
+  const client = new pg.Client({ connectionString: scratchUrl });
+  try {
+    await client.connect();
+    let fixture: Fixture;
+    if (args.reuse) {
+      fixture = await existingFixture(client);
+    } else {
+      const setup = kysely(scratchUrl, 1);
+      await migrateToLatest(setup);
+      await setup.destroy();
+      fixture = await load(client);
+    }
+    if (!args['load-only']) {
+      if (args.only !== 'export') await queries(scratchUrl, client, fixture);
+      if (args.only !== 'json') {
+        await exportCsv(scratchUrl, []);
+        // The same export from a server whose V8 heap is capped: what a deployment that wants a
+        // memory bound sets. The live heap of the export is small and flat; by default V8 lets
+        // the heap grow with the allocation rate and collects late.
+        await exportCsv(scratchUrl, ['--max-old-space-size=96', '--max-semi-space-size=4']);
+      }
+    }
+  } finally {
+    await client.end().catch(() => {});
+    if (args.keep || args.reuse) out(`kept ${scratch}`);
+    else await admin.query(`drop database if exists ${scratch} with (force)`);
+    await admin.end();
+  }
+}
+
+interface Fixture {
+  departments: string[];
+  token: string;
+}
+
+/**
+ * The year of activity, in SQL. Per ticket (t0 uniform over 2025): created; the customer's
+ * message, or an inbound call (80 % answered) or a chat (10 % missed) on those channels; 90 % of
+ * messaged tickets answered (first-answer waits from minutes to days), 30 % of those with a
+ * follow-up and a second answer; 10 % transferred to another department; 80 % resolved, a
+ * quarter of those rated (80 % positive), 5 % reopened, answered and resolved again.
+ */
+async function load(client: pg.Client): Promise<Fixture> {
+  const started = performance.now();
+  out(`load: ${TICKETS.toLocaleString('en')} tickets`);
+  const departments = (
+    await client.query(
+      `insert into departments (name) select 'Department ' || lpad(g::text, 2, '0') from generate_series(1, ${DEPARTMENTS}) g returning id, name`,
+    )
+  ).rows
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((r) => r.id as string);
+  const agents = (
+    await client.query(
+      `insert into agents (name, email, role) select 'Agent ' || lpad(g::text, 3, '0'), 'agent-' || g || '@bench.example', 'agent'
+       from generate_series(1, ${DEPARTMENTS * AGENTS_PER_DEPARTMENT}) g returning id, name`,
+    )
+  ).rows
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((r) => r.id as string);
+  await client.query(
+    `insert into department_members (department_id, agent_id, role)
+     select ($1::uuid[])[(g - 1) / ${AGENTS_PER_DEPARTMENT} + 1], ($2::uuid[])[g], 'solver'
+     from generate_series(1, ${DEPARTMENTS * AGENTS_PER_DEPARTMENT}) g`,
+    [departments, agents],
+  );
+  await client.query(
+    `insert into contacts (name) select 'Customer ' || g from generate_series(1, ${CONTACTS}) g`,
+  );
+  const owner = (
+    await client.query(
+      `insert into agents (name, email, role) values ('Bench owner', 'owner@bench.example', 'owner') returning id`,
+    )
+  ).rows[0].id as string;
+  const token = `drt_${randomBytes(24).toString('base64url')}`;
+  await client.query(
+    `insert into api_tokens (agent_id, name, token_hash, token_prefix, scopes) values ($1, 'reports bench', $2, $3, '{read}')`,
+    [owner, hashApiToken(token), token.slice(0, 8)],
+  );
+
+  await client.query('select setseed(0.42)');
+  await client.query(`
+    create unlogged table bench_t as
+    select *,
+      coalesce(a1, case when d1 is null then floor(random() * ${DEPARTMENTS * AGENTS_PER_DEPARTMENT})::int
+                        else d1 * ${AGENTS_PER_DEPARTMENT} + floor(random() * ${AGENTS_PER_DEPARTMENT})::int end) as ar,
+      case when transferred then d2 * ${AGENTS_PER_DEPARTMENT} + floor(random() * ${AGENTS_PER_DEPARTMENT})::int else a1 end as a2,
+      channel not in ('chat', 'call') as messaged
+    from (
+      select *,
+        case when transferred then (d1 + 1 + floor(random() * ${DEPARTMENTS - 1})::int) % ${DEPARTMENTS} else d1 end as d2,
+        case when d1 is null or random() < 0.1 then null
+             else d1 * ${AGENTS_PER_DEPARTMENT} + floor(random() * ${AGENTS_PER_DEPARTMENT})::int end as a1
+      from (
+        select *, transfer and d1 is not null as transferred
+        from (
+          select g as n, gen_random_uuid() as id,
+            timestamptz '${YEAR.from}' + random() * interval '365 days' as t0,
+            (array['email','email','email','email','email','email','email','email','contact_form','contact_form',
+                   'chat','chat','chat','call','call','call','facebook','whatsapp','instagram','api'])[1 + floor(random() * 20)::int] as channel,
+            case when random() < 0.03 then null else least(${DEPARTMENTS - 1}, floor(power(random(), 1.5) * ${DEPARTMENTS}))::int end as d1,
+            random() < 0.10 as transfer,
+            random() < 0.9 as replies, random() < 0.3 as follows, random() < 0.8 as resolves,
+            random() < 0.25 as rates, random() < 0.8 as positive, random() < 0.05 as reopens,
+            random() < 0.2 as call_missed, random() < 0.1 as chat_missed,
+            60 + (-ln(1 - random())) * 10800 as w1, 60 + (-ln(1 - random())) * 3600 as w2,
+            60 + (-ln(1 - random())) * 7200 as w3, 600 + random() * 172800 as f,
+            600 + random() * 86400 as r, 300 + random() * 86400 as rt, 3600 + random() * 259200 as ro,
+            30 + floor(random() * 870)::int as call_seconds, 5 + random() * 115 as pickup,
+            60 + random() * 1740 as chat_seconds, 1 + floor(random() * 8)::int as cm, 1 + floor(random() * 8)::int as am
+          from generate_series(1, ${TICKETS}) g
+        ) w
+      ) x
+    ) y`);
+  // The moments of each ticket's story.
+  await client.query(`
+    create unlogged table bench_s as
+    select b.*,
+      t0 + w1 * interval '1 second' as t_reply,
+      t0 + (w1 + f) * interval '1 second' as t_follow,
+      t0 + (w1 + f + w2) * interval '1 second' as t_reply2,
+      t0 + (w1 + (case when messaged and replies and follows then f + w2 else 0 end) + 600) * interval '1 second' as t_transfer,
+      t0 + (w1 + (case when messaged and replies and follows then f + w2 else 0 end) + 600 + r) * interval '1 second' as t_resolve,
+      messaged and replies as replied,
+      messaged and replies and follows as followed
+    from bench_t b`);
+  await client.query('drop table bench_t');
+  out(`  stories drawn (${since(started)})`);
+
+  const indexes = (
+    await client.query(
+      `select i.indexname, i.indexdef from pg_indexes i
+       where i.tablename = 'tickets' and i.indexname not in (select conname from pg_constraint where conrelid = 'tickets'::regclass)`,
+    )
+  ).rows as { indexname: string; indexdef: string }[];
+  for (const index of indexes) await client.query(`drop index ${index.indexname}`);
+  await client.query(
+    `insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, created_at, updated_at, waiting_since)
+     select id, 'Bench ticket ' || n, channel,
+       case when resolves then 'resolved' when replied or (channel = 'call' and not call_missed) or (channel = 'chat' and not chat_missed)
+            then 'answered' when n % 50 = 0 then 'postponed' when n % 7 = 0 then 'open' else 'new' end,
+       'normal', ($1::uuid[])[d2 + 1], ($2::uuid[])[a2 + 1], ($3::uuid[])[1 + n % ${CONTACTS}], t0, t0, t0
+     from bench_s`,
+    [departments, agents, (await client.query('select array_agg(id) as ids from contacts')).rows[0].ids],
+  );
+  for (const index of indexes) await client.query(index.indexdef);
+  out(`  tickets inserted, indexes rebuilt (${since(started)})`);
+
+  // Every event, staged; then appended to ticket_events month by month through the trigger.
+  const D = '($1::uuid[])';
+  const A = '($2::uuid[])';
+  const ev = (
+    where: string,
+    type: string,
+    at: string,
+    dep: string,
+    agent: string,
+    actor: string,
+    data: string,
+  ) => `
+    select id as ticket_id, '${type}' as type, case when ${actor} is null then 'contact' else 'agent' end as actor_type,
+      ${A}[${actor} + 1] as actor_agent_id, ${D}[${dep} + 1] as department_id, ${A}[${agent} + 1] as agent_id,
+      channel, ${data} as data, ${at} as occurred_at
+    from bench_s where ${where}`;
+  const parts = [
+    ev('true', 'created', 't0', 'd1', 'a1', 'null::int', `'{}'::jsonb`),
+    ev('messaged', 'message_added', 't0', 'd1', 'a1', 'null::int', `'{"kind":"customer"}'::jsonb`),
+    ev(
+      `channel = 'call'`,
+      'call_recorded',
+      't0',
+      'd1',
+      'a1',
+      'ar',
+      `jsonb_build_object('direction', 'inbound', 'outcome', case when call_missed then 'missed' else 'answered' end,
+        'agent_id', case when call_missed then null else (${A})[ar + 1] end,
+        'duration_seconds', case when call_missed then 0 else call_seconds end)`,
+    ),
+    ev(
+      `channel = 'chat'`,
+      'chat_recorded',
+      't0',
+      'd1',
+      'a1',
+      'ar',
+      `jsonb_build_object('missed', chat_missed, 'agent_id', case when chat_missed then null else (${A})[ar + 1] end,
+        'pickup_seconds', case when chat_missed then null else pickup end,
+        'duration_seconds', case when chat_missed then null else chat_seconds end,
+        'customer_messages', cm, 'agent_messages', case when chat_missed then 0 else am end)`,
+    ),
+    ev(
+      'replied',
+      'message_added',
+      't_reply',
+      'd1',
+      'a1',
+      'ar',
+      `jsonb_build_object('kind', 'agent', 'first_answer', true, 'wait_seconds', w1)`,
+    ),
+    ev('replied', 'status_changed', 't_reply', 'd1', 'a1', 'ar', `'{"from":"new","to":"answered"}'::jsonb`),
+    ev('followed', 'message_added', 't_follow', 'd1', 'a1', 'null::int', `'{"kind":"customer"}'::jsonb`),
+    ev(
+      'followed',
+      'status_changed',
+      't_follow',
+      'd1',
+      'a1',
+      'null::int',
+      `'{"from":"answered","to":"open"}'::jsonb`,
+    ),
+    ev(
+      'followed',
+      'message_added',
+      't_reply2',
+      'd1',
+      'a1',
+      'ar',
+      `jsonb_build_object('kind', 'agent', 'first_answer', false, 'wait_seconds', w2)`,
+    ),
+    ev(
+      'transferred',
+      'transferred',
+      't_transfer',
+      'd2',
+      'a2',
+      'ar',
+      `jsonb_build_object('from_department_id', (${D})[d1 + 1], 'to_department_id', (${D})[d2 + 1])`,
+    ),
+    ev(
+      'resolves',
+      'status_changed',
+      't_resolve',
+      'd2',
+      'a2',
+      'coalesce(a2, ar)',
+      `'{"from":"answered","to":"resolved"}'::jsonb`,
+    ),
+    ev(
+      'resolves and rates',
+      'rated',
+      `t_resolve + rt * interval '1 second'`,
+      'd2',
+      'a2',
+      'null::int',
+      `jsonb_build_object('value', case when positive then 'positive' else 'negative' end, 'rated_agent_id', (${A})[a2 + 1])`,
+    ),
+    ev(
+      'resolves and reopens',
+      'message_added',
+      `t_resolve + ro * interval '1 second'`,
+      'd2',
+      'a2',
+      'null::int',
+      `'{"kind":"customer"}'::jsonb`,
+    ),
+    ev(
+      'resolves and reopens',
+      'status_changed',
+      `t_resolve + ro * interval '1 second'`,
+      'd2',
+      'a2',
+      'null::int',
+      `'{"from":"resolved","to":"open","reopened":true}'::jsonb`,
+    ),
+    ev(
+      'resolves and reopens',
+      'message_added',
+      `t_resolve + (ro + w3) * interval '1 second'`,
+      'd2',
+      'a2',
+      'coalesce(a2, ar)',
+      `jsonb_build_object('kind', 'agent', 'first_answer', false, 'wait_seconds', w3)`,
+    ),
+    ev(
+      'resolves and reopens',
+      'status_changed',
+      `t_resolve + (ro + w3 + 3600) * interval '1 second'`,
+      'd2',
+      'a2',
+      'coalesce(a2, ar)',
+      `'{"from":"answered","to":"resolved"}'::jsonb`,
+    ),
+  ];
+  await client.query(`create unlogged table bench_e as ${parts.join(' union all ')}`, [departments, agents]);
+  const staged = Number((await client.query('select count(*) as n from bench_e')).rows[0].n);
+  await client.query('create index on bench_e (occurred_at)');
+  out(`  ${staged.toLocaleString('en')} events staged (${since(started)})`);
+
+  const months = (
+    await client.query(
+      `select m from generate_series(date_trunc('month', (select min(occurred_at) from bench_e), 'UTC'),
+         (select max(occurred_at) from bench_e), interval '1 month') m`,
+    )
+  ).rows.map((r) => r.m as Date);
+  const appendStarted = performance.now();
+  for (const m of months) {
+    const next = new Date(Date.UTC(m.getUTCFullYear(), m.getUTCMonth() + 1, 1));
+    // Event ids grow with time, as when the API writes them.
+    await client.query(
+      `insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, department_id, agent_id, channel, data, occurred_at)
+       select ticket_id, type, actor_type, actor_agent_id, department_id, agent_id, channel, data, occurred_at
+       from bench_e where occurred_at >= $1 and occurred_at < $2 order by occurred_at`,
+      [m, next],
+    );
+  }
+  const appendSeconds = (performance.now() - appendStarted) / 1000;
+  out(
+    `  ${staged.toLocaleString('en')} events appended through the report trigger in ${months.length} statements: ` +
+      `${appendSeconds.toFixed(1)} s, ${Math.round(staged / appendSeconds).toLocaleString('en')} events/s (${since(started)})`,
+  );
+  await client.query('drop table bench_e');
+  await client.query('drop table bench_s');
+  await client.query('vacuum analyze');
+  const sizes = (
+    await client.query(`
+      select relname, n_live_tup as rows, pg_size_pretty(pg_total_relation_size(relid)) as size
+      from pg_stat_user_tables
+      where relname in ('ticket_events', 'report_counters_15m', 'report_counters_day',
+        'report_department_counters_15m', 'report_department_counters_day', 'report_samples')
+      order by relname`)
+  ).rows as { relname: string; rows: string; size: string }[];
+  for (const s of sizes)
+    out(`  ${s.relname.padEnd(32)} ${Number(s.rows).toLocaleString('en').padStart(11)} rows  ${s.size}`);
+  out(`  loaded and vacuumed (${since(started)})`);
+  return { departments, token };
+}
+
+/** The departments and a fresh read-only token of a database loaded by an earlier --keep run. */
+async function existingFixture(client: pg.Client): Promise<Fixture> {
+  const departments = (await client.query(`select id from departments order by name`)).rows.map(
+    (r) => r.id as string,
+  );
+  const token = `drt_${randomBytes(24).toString('base64url')}`;
+  await client.query(
+    `insert into api_tokens (agent_id, name, token_hash, token_prefix, scopes)
+     select id, 'reports bench', $1, $2, '{read}' from agents where role = 'owner'`,
+    [hashApiToken(token), token.slice(0, 8)],
+  );
+  return { departments, token };
+}
+
+async function timeIt(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+function specFor(
+  base: Omit<ReportSpec, 'metrics' | 'sort' | 'agents' | 'channels' | 'attribution' | 'source' | 'weekShift'>,
+) {
+  return {
+    ...base,
+    weekShift: 0,
+    agents: null,
+    channels: null,
+    attribution: 'event' as const,
+    source: 'counters' as const,
+    metrics: METRICS,
+    sort: [],
+  } satisfies ReportSpec;
+}
+
+async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) {
+  const { app, db } = await appFor(scratchUrl);
+  const department = fixture.departments[3]!;
+  const last30 = { from: '2025-12-02T00:00:00Z', to: YEAR.to };
+  const shapes = [
+    {
+      name: 'year by month by department, all columns (UTC)',
+      url: `/v1/reports/departments?from=2025-01-01&to=2026-01-01&interval=month&limit=10000`,
+      spec: specFor({
+        from: new Date(YEAR.from),
+        to: new Date(YEAR.to),
+        timezone: 'UTC',
+        interval: 'month',
+        groupBy: ['time', 'department'],
+        departments: null,
+      }),
+    },
+    {
+      name: 'year by month by department, all columns (Europe/Prague)',
+      url: `/v1/reports/departments?from=2025-01-01&to=2026-01-01&interval=month&timezone=Europe/Prague&limit=10000`,
+      spec: specFor({
+        from: new Date('2024-12-31T23:00:00Z'),
+        to: new Date('2025-12-31T23:00:00Z'),
+        timezone: 'Europe/Prague',
+        interval: 'month',
+        groupBy: ['time', 'department'],
+        departments: null,
+      }),
+    },
+    {
+      name: 'last 30 days by day by agent, one department, all columns',
+      url: `/v1/reports/agents?from=2025-12-02&to=2026-01-01&interval=day&department_id=${department}&limit=10000`,
+      spec: specFor({
+        from: new Date(last30.from),
+        to: new Date(last30.to),
+        timezone: 'UTC',
+        interval: 'day',
+        groupBy: ['time', 'agent'],
+        departments: [department],
+      }),
+    },
+  ];
+  const headers = { authorization: `Bearer ${fixture.token}` };
+  out();
+  out(`JSON over HTTP: ${RUNS} timed runs each after 3 warm-up runs, one at a time (${machine()})`);
+  const summary: string[] = [];
+  for (const shape of shapes) {
+    let rows = 0;
+    const run = async () => {
+      const res = await app.inject({ method: 'GET', url: shape.url, headers });
+      if (res.statusCode !== 200) throw new Error(`${shape.url}: ${res.statusCode} ${res.body}`);
+      rows = res.json().data.length;
+    };
+    for (let i = 0; i < 3; i++) await run();
+    const times: number[] = [];
+    for (let i = 0; i < RUNS; i++) times.push(await timeIt(run));
+    times.sort((a, b) => a - b);
+    const p50 = percentile(times, 0.5);
+    const p99 = percentile(times, 0.99);
+
+    // The same report through the repository, from the counters and from the raw events.
+    const direct = async (spec: ReportSpec) => {
+      await Promise.all([findReportRows(db, spec, { limit: 10000 }), findReportTotals(db, spec)]);
+    };
+    const countersTimes: number[] = [];
+    for (let i = 0; i < 5; i++) countersTimes.push(await timeIt(() => direct(shape.spec)));
+    countersTimes.sort((a, b) => a - b);
+    const rawTimes: number[] = [];
+    for (let i = 0; i < RAW_RUNS; i++)
+      rawTimes.push(await timeIt(() => direct({ ...shape.spec, source: 'events' })));
+    rawTimes.sort((a, b) => a - b);
+    const counters = percentile(countersTimes, 0.5);
+    const raw = percentile(rawTimes, 0.5);
+    const ratio = raw / counters;
+    out(
+      `${shape.name}: ${rows} rows  p50=${ms(p50)} p99=${ms(p99)} ${p99 < 100 ? 'OK' : 'MISSED (target p99 < 100 ms)'}`,
+    );
+    out(
+      `  same report, repository only: counters ${ms(counters)} (median of 5), raw events ${ms(raw)} (median of ${RAW_RUNS}): ` +
+        `raw/counters = ${ratio.toFixed(1)}x ${ratio >= 20 ? 'OK' : 'MISSED (target >= 20x)'}`,
+    );
+    summary.push(`${shape.name}: p99 ${ms(p99)}, raw/counters ${ratio.toFixed(1)}x`);
+
+    // Where the time goes: the same report without its percentile columns.
+    const noPercentiles = { ...shape.spec, metrics: METRICS.filter((m) => !('percentile' in m.formula)) };
+    const lean: number[] = [];
+    for (let i = 0; i < 5; i++) lean.push(await timeIt(() => direct(noPercentiles)));
+    lean.sort((a, b) => a - b);
+    out(`  without the 8 median/p90 columns: ${ms(percentile(lean, 0.5))} (median of 5)`);
+  }
+  const samples = Number((await client.query('select count(*) as n from report_samples')).rows[0].n);
+  out(`  (${samples.toLocaleString('en')} duration samples behind the percentiles)`);
+  await app.close();
+  await db.destroy();
+}
+
+async function exportCsv(scratchUrl: string, v8Flags: string[]) {
+  out();
+  const child = fork(new URL(import.meta.url), ['--serve', scratchUrl], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [...process.execArgv, ...v8Flags],
+  });
+  const { port } = await new Promise<{ port: number }>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as { port: number }));
+    child.once('exit', (code) => reject(new Error(`export server exited with ${code}`)));
+  });
+  const ask = (message: string) =>
+    new Promise<{ maxRSS: number }>((resolve) => {
+      child.once('message', (m) => resolve(m as { maxRSS: number }));
+      child.send(message);
+    });
+  const before = await ask('rss');
+  const token = (
+    await (async () => {
+      const c = new pg.Client({ connectionString: scratchUrl });
+      await c.connect();
+      const secret = `drt_${randomBytes(24).toString('base64url')}`;
+      await c.query(
+        `insert into api_tokens (agent_id, name, token_hash, token_prefix, scopes)
+         select id, 'export bench', $1, $2, '{read}' from agents where role = 'owner'`,
+        [hashApiToken(secret), secret.slice(0, 8)],
+      );
+      await c.end();
+      return secret;
+    })()
+  ).toString();
+  const url = `http://127.0.0.1:${port}/v1/reports/departments.csv?from=2025-01-01&to=2026-01-01&interval=day&group_by=department,agent,channel`;
+  out(
+    `CSV export: the year by day x department x agent x channel, all columns, over HTTP ` +
+      `(server: node ${v8Flags.join(' ') || 'with default V8 heap settings'})`,
+  );
+  const t0 = performance.now();
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`export: ${res.status} ${await res.text()}`);
+  let bytes = 0;
+  let lines = 0;
+  let firstByte = 0;
+  for await (const chunk of res.body!) {
+    if (firstByte === 0) firstByte = performance.now() - t0;
+    bytes += chunk.length;
+    for (const b of chunk) if (b === 10) lines++;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const rows = lines; // the header line has a newline after it, the last row none
+  const after = await ask('rss');
+  out(
+    `  ${rows.toLocaleString('en')} rows, ${(bytes / 1024 / 1024).toFixed(1)} MB in ${seconds.toFixed(1)} s: ` +
+      `${Math.round(rows / seconds).toLocaleString('en')} rows/s (first byte after ${(firstByte / 1000).toFixed(1)} s)`,
+  );
+  out(
+    `  server peak RSS ${mb(after.maxRSS)} (${mb(before.maxRSS)} before the export) ${after.maxRSS < 200 * 1024 ? 'OK' : 'MISSED (target < 200 MB)'}`,
+  );
+  out(`  ${res.headers.get('content-disposition')}`);
+  child.send('stop');
+}

@@ -1,0 +1,523 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../../db/types.ts';
+import { DomainError, type FieldError } from '../../errors.ts';
+import {
+  type CompiledRules,
+  type Condition,
+  compileRules,
+  type Effect,
+  type EvaluateOptions,
+  type EvaluationResult,
+  evaluate,
+  type PreviousValues,
+  type Rule,
+  type RuleEvent,
+  type RuleTrace,
+  type TicketSnapshot,
+  type Trigger,
+} from '../../rule-engine/index.ts';
+import {
+  type Actor,
+  type ActorEvent,
+  type TicketPatch,
+  type TicketRecord,
+  writeTicketChanges,
+} from '../tickets/repository.ts';
+import { changeEvents, normaliseTags, statusPatch } from '../tickets/service.ts';
+import * as repo from './repository.ts';
+
+// Runs the automation rules on a change made through the API, inside the change's transaction,
+// and applies what they do. The flow of docs/rules.md: the rule set is compiled once per rules
+// version and cached; each change is one pass over the rules (a change that raises several
+// events, say a transfer that is also an update, runs every rule listening to any of them once);
+// effects are applied in order with each rule as the actor; a failing effect throws and the
+// whole request rolls back. Effects raise no events of their own, so rules never re-trigger.
+
+type Trx = Transaction<Database>;
+
+/** A rule set ready to evaluate: the stored rules, compiled lazily per combination of events. */
+export interface RuleSet {
+  version: number;
+  rules: repo.StoredRule[];
+  byId: Map<string, repo.StoredRule>;
+  /** The triggers some active rule listens to: a change raising none of them costs nothing more. */
+  activeTriggers: ReadonlySet<Trigger>;
+  readsCustomFields: boolean;
+  compiled: Map<string, CompiledRules>;
+}
+
+function reads(node: Condition, test: (field: string) => boolean): boolean {
+  if ('all' in node) return node.all.some((child) => reads(child, test));
+  if ('any' in node) return node.any.some((child) => reads(child, test));
+  if ('not' in node) return reads(node.not, test);
+  return typeof node.field === 'string' && test(node.field);
+}
+
+export function ruleSetOf(version: number, rules: repo.StoredRule[]): RuleSet {
+  const active = rules.filter((r) => r.rule.active);
+  return {
+    version,
+    rules,
+    byId: new Map(rules.map((r) => [r.rule.id, r])),
+    activeTriggers: new Set(active.flatMap((r) => r.rule.triggers)),
+    readsCustomFields: rules.some((r) => reads(r.rule.conditions, (f) => f.includes('contact.custom.'))),
+    compiled: new Map(),
+  };
+}
+
+/**
+ * The compiled rules for a change raising `events` (the first is the main one). One event: the
+ * rules as they are. Several: every rule listening to any of them is compiled as listening to
+ * the first, so a single pass runs each such rule once, in position order.
+ */
+function compiledFor(set: RuleSet, events: readonly Trigger[]): CompiledRules {
+  const key = events.join(' ');
+  let compiled = set.compiled.get(key);
+  if (!compiled) {
+    const main = events[0]!;
+    const rules: Rule[] = set.rules.map(({ rule }) =>
+      events.length > 1 && rule.triggers.some((t) => events.includes(t))
+        ? { ...rule, triggers: [main] }
+        : rule,
+    );
+    compiled = compileRules(rules, { version: set.version });
+    set.compiled.set(key, compiled);
+  }
+  return compiled;
+}
+
+// Each process keeps the rule sets it compiled, by rules_key (renewed with every change).
+const cache = new Map<string, RuleSet>();
+const CACHE_SIZE = 4;
+
+async function ruleSetFor(db: Kysely<Database>, key: string): Promise<RuleSet> {
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const stored = await repo.loadRuleSet(db);
+  const set = ruleSetOf(stored.version, stored.rules);
+  cache.set(stored.key, set);
+  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  return set;
+}
+
+/** The current rule set: one small query when cached, else one more to load it. */
+export async function currentRuleSet(db: Kysely<Database>): Promise<RuleSet> {
+  return ruleSetFor(db, (await repo.readRulesKey(db)).key);
+}
+
+/** What an evaluation saw, stored with each run so GET rule-trace can replay it exactly. */
+export interface RunInput {
+  ticket: TicketSnapshot;
+  occurred_at: string;
+  message: { id: string | null; sender_email: string | null } | null;
+  previous: PreviousValues;
+}
+
+/** Runs the rule set on one input (the message body is passed apart: it is not stored). */
+export function evaluateRun(
+  set: RuleSet,
+  events: readonly Trigger[],
+  input: RunInput,
+  body: string | null,
+  trace: EvaluateOptions['trace'],
+): EvaluationResult {
+  const event: RuleEvent = {
+    type: events[0]!,
+    occurred_at: input.occurred_at,
+    message: input.message ? { body: body ?? '', sender_email: input.message.sender_email } : null,
+    previous: input.previous,
+  };
+  return evaluate(event, input.ticket, compiledFor(set, events), { trace });
+}
+
+/** A trace entry with the rule's name and version, as the API shows it. */
+export function describeTrace(entry: RuleTrace, set: RuleSet, drafts?: ReadonlySet<string>) {
+  const stored = set.byId.get(entry.rule_id);
+  return {
+    rule_id: entry.rule_id,
+    name: stored?.rule.name ?? '',
+    version: drafts?.has(entry.rule_id) ? null : (stored?.version ?? null),
+    position: entry.position,
+    considered: entry.considered,
+    skipped: entry.skipped,
+    matched: entry.matched,
+    conditions: entry.conditions,
+    actions: entry.actions,
+  };
+}
+
+const isoOrNull = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** What rules read of a ticket: a saved one, or one about to be created. */
+export type TicketFields = Pick<
+  TicketRecord,
+  | 'id'
+  | 'channel'
+  | 'subject'
+  | 'status'
+  | 'priority'
+  | 'department_id'
+  | 'assignee_id'
+  | 'tags'
+  | 'support_address'
+  | 'postponed_until'
+  | 'contact_id'
+>;
+
+export function snapshotOf(
+  ticket: TicketFields,
+  contact: { name: string; email: string | null; custom: Record<string, unknown> },
+): TicketSnapshot {
+  return {
+    id: ticket.id,
+    channel: ticket.channel,
+    subject: ticket.subject,
+    status: ticket.status,
+    priority: ticket.priority,
+    department_id: ticket.department_id,
+    assignee_id: ticket.assignee_id,
+    tags: ticket.tags,
+    support_address: ticket.support_address,
+    postponed_until: isoOrNull(ticket.postponed_until),
+    contact,
+    // No working-hours calendars yet: rules on it see an empty value.
+    created_in_working_hours: null,
+  };
+}
+
+const sameTags = (a: string[], b: string[]) => a.length === b.length && a.every((t) => b.includes(t));
+
+/** The values of the fields a change touched, as they were before it. */
+function previousValues(before: TicketRecord, after: TicketFields): PreviousValues {
+  const previous: PreviousValues = {};
+  if (before.subject !== after.subject) previous.subject = before.subject;
+  if (before.status !== after.status) previous.status = before.status;
+  if (before.priority !== after.priority) previous.priority = before.priority;
+  if (before.department_id !== after.department_id) previous.department_id = before.department_id;
+  if (before.assignee_id !== after.assignee_id) previous.assignee_id = before.assignee_id;
+  if (!sameTags(before.tags, after.tags)) previous.tags = before.tags;
+  return previous;
+}
+
+/** Whether a change raised the event: an update must change a field, and so on. */
+function raised(event: Trigger, before: TicketRecord | null, after: TicketFields): boolean {
+  if (before === null) return true;
+  switch (event) {
+    case 'ticket.updated':
+      return (
+        Object.keys(previousValues(before, after)).length > 0 ||
+        isoOrNull(before.postponed_until) !== isoOrNull(after.postponed_until)
+      );
+    case 'ticket.status_changed':
+      return before.status !== after.status;
+    case 'ticket.transferred':
+      return before.department_id !== after.department_id;
+    default:
+      return true;
+  }
+}
+
+export interface RuleRunContext {
+  /** The ticket before the change: previous values, and which events really happened. */
+  before?: TicketRecord | null;
+  /** The message that caused the change; the sender is the contact unless said otherwise. */
+  message?: { id: string; body: string; senderEmail?: string | null; senderAgentId?: string | null } | null;
+}
+
+/** What the rules made of a change, to apply to the ticket. */
+export interface Evaluation {
+  set: RuleSet;
+  events: Trigger[];
+  input: RunInput;
+  result: EvaluationResult;
+}
+
+/**
+ * Runs the active rules listening to `events` on a ticket as it stands after a change (or as it
+ * is about to be created): null when no active rule listens to them, at the cost of one small
+ * query. Pure evaluation otherwise; nothing is written.
+ */
+export async function evaluateRules(
+  trx: Trx,
+  ticket: TicketFields,
+  events: readonly Trigger[],
+  context: RuleRunContext = {},
+): Promise<Evaluation | null> {
+  const before = context.before ?? null;
+  const raisedEvents = events.filter((e) => raised(e, before, ticket));
+  if (raisedEvents.length === 0) return null;
+  const { key, contact } = await repo.readRulesKeyAndContact(trx, ticket.contact_id);
+  const set = await ruleSetFor(trx, key);
+  if (!raisedEvents.some((e) => set.activeTriggers.has(e))) return null;
+  const message = context.message ?? null;
+  let senderEmail: string | null = null;
+  if (message) {
+    senderEmail =
+      message.senderEmail !== undefined
+        ? message.senderEmail
+        : message.senderAgentId
+          ? await repo.agentEmail(trx, message.senderAgentId)
+          : contact.email;
+  }
+  const input: RunInput = {
+    ticket: snapshotOf(ticket, { ...contact, custom: set.readsCustomFields ? contact.custom : {} }),
+    occurred_at: new Date().toISOString(),
+    message: message ? { id: message.id, sender_email: senderEmail } : null,
+    previous: before ? previousValues(before, ticket) : {},
+  };
+  const result = evaluateRun(set, raisedEvents, input, message?.body ?? null, 'matches');
+  return { set, events: raisedEvents, input, result };
+}
+
+/** The record of a run, as rule_runs keeps it: compact, enough to replay (see ruleTrace). */
+export function runRecord(ticketId: string, evaluation: Evaluation, effects: unknown[]): repo.RuleRunRow {
+  const { set, result } = evaluation;
+  return {
+    ticket_id: ticketId,
+    event_types: evaluation.events,
+    rules_version: set.version,
+    input: evaluation.input,
+    trace: result.trace.rules.map((r) => ({
+      rule_id: r.rule_id,
+      version: set.byId.get(r.rule_id)?.version ?? null,
+      actions: r.actions,
+    })),
+    effects,
+  };
+}
+
+/**
+ * Runs the active rules listening to `events` on a ticket just changed, applies their effects
+ * and records the run, in the caller's transaction, and returns the ticket as it then stands.
+ * The caller holds the ticket's row lock. Effects raise no events: rules never re-trigger.
+ */
+export async function runRules(
+  trx: Trx,
+  ticket: TicketRecord,
+  events: readonly Trigger[],
+  context: RuleRunContext = {},
+): Promise<TicketRecord> {
+  const evaluation = await evaluateRules(trx, ticket, events, context);
+  return evaluation ? applyEvaluation(trx, ticket, evaluation) : ticket;
+}
+
+const unprocessable = (code: string, message: string, errors: FieldError[]) => {
+  const error = new DomainError('unprocessable', code, message);
+  error.errors = errors;
+  return error;
+};
+
+function ruleActor(stored: repo.StoredRule): Actor {
+  return {
+    type: 'rule',
+    agentId: null,
+    contactId: null,
+    ruleId: stored.rule.id,
+    ruleVersion: stored.version,
+  };
+}
+
+const NOT_ASSIGNABLE = {
+  missing: 'the agent no longer exists',
+  disabled: 'the agent is disabled',
+  not_member: 'the agent is not a solver, supervisor or manager of the ticket’s department',
+} as const;
+
+function actionFailed(stored: repo.StoredRule, effect: Effect, why: string) {
+  return new DomainError(
+    'conflict',
+    'rule_action_failed',
+    `Automation rule "${stored.rule.name}" (version ${stored.version}) could not apply action ${effect.action_index + 1} (${effect.type}): ${why}. Nothing was changed; fix or deactivate the rule.`,
+  );
+}
+
+/** One effect as a change to the ticket, checked against the database under the ticket lock. */
+async function changeOf(
+  trx: Trx,
+  working: TicketFields,
+  effect: Exclude<Effect, { type: 'add_note' }>,
+  stored: repo.StoredRule,
+): Promise<{ change: TicketPatch; agentId?: string | null }> {
+  switch (effect.type) {
+    case 'transfer': {
+      const change: TicketPatch = { department_id: effect.department_id };
+      // As with a transfer by hand, the assignee stays only when they may work tickets there.
+      if (
+        working.assignee_id !== null &&
+        (await repo.assignability(trx, working.assignee_id, effect.department_id)) !== 'ok'
+      ) {
+        change.assignee_id = null;
+      }
+      return { change };
+    }
+    case 'assign': {
+      if (effect.agent_id !== null) {
+        const state = await repo.assignability(trx, effect.agent_id, working.department_id);
+        if (state !== 'ok') throw actionFailed(stored, effect, NOT_ASSIGNABLE[state]);
+      }
+      return { change: { assignee_id: effect.agent_id } };
+    }
+    case 'assign_intent': {
+      // Nobody available leaves the ticket unassigned: whoever held it is not available either.
+      const agentId =
+        effect.strategy === 'round_robin'
+          ? await repo.nextRoundRobinAgent(trx, effect.department_id, true)
+          : await repo.leastBusyAgent(trx, effect.department_id, true);
+      return { change: { assignee_id: agentId }, agentId };
+    }
+    case 'set_tags':
+      return { change: { tags: normaliseTags(effect.tags) } };
+    case 'set_priority':
+      return { change: { priority: effect.priority } };
+    case 'set_status':
+    case 'mark_spam': {
+      const status = effect.type === 'mark_spam' ? 'spam' : effect.status;
+      const until =
+        effect.type === 'set_status' && effect.postponed_until ? new Date(effect.postponed_until) : undefined;
+      const change = statusPatch(working, status, until);
+      if (working.status === 'deleted') change.status_before_delete = null;
+      return { change };
+    }
+  }
+}
+
+interface Plan {
+  patch: TicketPatch;
+  events: ActorEvent[];
+  notes: { id: string; body: string; department_id: string | null }[];
+  applied: Record<string, unknown>[];
+  transfers: { stored: repo.StoredRule; effect: Effect }[];
+}
+
+/**
+ * Works out an evaluation's effects in order: what they change, the events of every rule (each
+ * stamped with the ticket as it stood after it) and notes. Consecutive effects of one rule are
+ * one change with that rule as the actor. The look-ups an effect needs (membership, round robin,
+ * least busy) happen here, under locks; nothing about the ticket is written yet.
+ */
+async function planEffects(trx: Trx, ticket: TicketFields, evaluation: Evaluation): Promise<Plan> {
+  const effects = evaluation.result.effects;
+  const plan: Plan = { patch: {}, events: [], notes: [], applied: [], transfers: [] };
+  let working = ticket;
+  // An assignment that a later one replaces is not resolved: it would lock a department and move
+  // its round robin for nothing, and taking one such lock per evaluation keeps concurrent
+  // evaluations from deadlocking on each other's departments.
+  const decisive = effects.findLastIndex((e) => e.type === 'assign' || e.type === 'assign_intent');
+  let i = 0;
+  while (i < effects.length) {
+    const stored = evaluation.set.byId.get(effects[i]!.rule_id)!;
+    const actor = ruleActor(stored);
+    let since = working;
+    const flush = () => {
+      for (const event of changeEvents(since, working))
+        plan.events.push({ ...event, actor, ticket: working });
+      since = working;
+    };
+    for (; i < effects.length && effects[i]!.rule_id === stored.rule.id; i++) {
+      const effect = effects[i]!;
+      const record = { ...effect, rule_version: stored.version };
+      if (effect.type === 'add_note') {
+        flush();
+        const id = randomUUID();
+        plan.notes.push({ id, body: effect.body, department_id: working.department_id });
+        plan.events.push({
+          type: 'message_added',
+          data: { message_id: id, kind: 'note' },
+          actor,
+          ticket: working,
+        });
+        plan.applied.push({ ...record, message_id: id });
+        continue;
+      }
+      if (effect.type === 'assign_intent' && i < decisive) {
+        plan.applied.push({ ...record, agent_id: null, superseded: true });
+        continue;
+      }
+      if (effect.type === 'transfer') plan.transfers.push({ stored, effect });
+      const { change, agentId } = await changeOf(trx, working, effect, stored);
+      Object.assign(plan.patch, change);
+      working = { ...working, ...change };
+      plan.applied.push(agentId === undefined ? record : { ...record, agent_id: agentId });
+    }
+    flush();
+  }
+  return plan;
+}
+
+/**
+ * Applies an evaluation to a saved ticket and records the run: the ticket, every rule's events,
+ * notes and the run are written in one statement.
+ */
+export async function applyEvaluation(
+  trx: Trx,
+  ticket: TicketRecord,
+  evaluation: Evaluation,
+): Promise<TicketRecord> {
+  const plan = await planEffects(trx, ticket, evaluation);
+  const also = repo.ruleRunInsert(trx, runRecord(ticket.id, evaluation, plan.applied));
+  try {
+    return await writeTicketChanges(trx, ticket, plan.patch, {
+      events: plan.events,
+      notes: plan.notes,
+      also,
+    });
+  } catch (error) {
+    // Transfers rely on the foreign key, not on a look-up of their own: a department deleted
+    // since the rule was written fails here, and it is the rule that failed, not the request.
+    const last = plan.transfers.at(-1);
+    if (last && (error as { constraint?: string }).constraint === 'tickets_department_id_fkey') {
+      throw actionFailed(last.stored, last.effect, 'the department no longer exists');
+    }
+    throw error;
+  }
+}
+
+/**
+ * What the rules do to a ticket about to be created, folded into its opening statement: the
+ * values it is created with, the stamp of its opening events (the department and assignee it
+ * came in with), the rules' own events and notes, and the run. Creation stays one statement,
+ * and one insert of events, whatever the rules do.
+ */
+export async function openingWithRules(trx: Trx, ticket: TicketFields, evaluation: Evaluation) {
+  const plan = await planEffects(trx, ticket, evaluation);
+  if (plan.transfers.length > 0) {
+    // The opening statement would only see the final department, so both ends are checked here.
+    const wanted = [ticket.department_id, plan.patch.department_id].filter(
+      (d): d is string => typeof d === 'string',
+    );
+    const held = await repo.holdDepartments(trx, wanted);
+    if (ticket.department_id !== null && !held.has(ticket.department_id)) {
+      throw unprocessable('department_not_found', 'The department does not exist.', [
+        { field: 'body/department_id', message: 'no such department' },
+      ]);
+    }
+    const last = plan.transfers.at(-1)!;
+    if (plan.patch.department_id && !held.has(plan.patch.department_id)) {
+      throw actionFailed(last.stored, last.effect, 'the department no longer exists');
+    }
+  }
+  const { status, priority, department_id, assignee_id, tags, postponed_until, resolved_at } = plan.patch;
+  return {
+    values: {
+      ...(status !== undefined && { status }),
+      ...(priority !== undefined && { priority }),
+      ...(department_id !== undefined && { department_id }),
+      ...(assignee_id !== undefined && { assignee_id }),
+      ...(tags !== undefined && { tags }),
+      ...(postponed_until !== undefined && { postponed_until }),
+      ...(resolved_at !== undefined && { resolved_at }),
+    },
+    stamp: { department_id: ticket.department_id, agent_id: ticket.assignee_id },
+    events: plan.events.map((e) => ({
+      type: e.type,
+      actor: e.actor,
+      data: e.data ?? {},
+      stamp: { department_id: e.ticket.department_id, agent_id: e.ticket.assignee_id },
+    })),
+    extra: {
+      notes: plan.notes,
+      also: repo.ruleRunInsert(trx, runRecord(ticket.id, evaluation, plan.applied)),
+    },
+  };
+}

@@ -1,0 +1,422 @@
+import { type Static, Type } from 'typebox';
+import { ref, Timestamp, Uuid } from '../../contract.ts';
+import { PageOf } from '../../plugins/pagination.ts';
+import { type Action, type Condition, LIMITS, TRIGGERS } from '../../rule-engine/index.ts';
+import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
+
+// Conditions and actions are described here for the contract, but checked by the rule engine's
+// validateRule(): it knows what a JSON schema cannot (which operators fit which field, safe
+// patterns, departments and agents that exist) and answers with a pointer to the offending node,
+// so the HTTP schema only insists on their being objects.
+
+export const TriggerSchema = Type.Enum(TRIGGERS, {
+  description:
+    'ticket.created; ticket.updated (any field change); ticket.customer_replied; ticket.agent_replied; ticket.transferred; ticket.status_changed.',
+});
+
+export const ConditionSchema = Type.Unsafe<Condition>({
+  type: 'object',
+  additionalProperties: true,
+  description:
+    'A boolean tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or a leaf {"field", "operator", "value"}. Condition groups are {"any": [{"all": [...]}, {"all": [...]}]}; {"all": []} matches every ticket. Fields: channel, subject, message.body, sender.email, sender.domain, support_address, department_id, status, priority, assignee_id, tags, contact.name, contact.email, contact.custom.<key>, created_in_working_hours, previous.<field>. See docs/rules.md for the operators each field takes.',
+  examples: [
+    {
+      any: [{ all: [{ field: 'channel', operator: 'is_one_of', value: ['facebook', 'twitter'] }] }],
+    },
+  ],
+});
+
+export const ActionSchema = Type.Unsafe<Action>({
+  type: 'object',
+  additionalProperties: true,
+  description:
+    'One of: {"type": "transfer", "department_id"}; {"type": "assign", "to": "agent", "agent_id"} or "to": "nobody" | "round_robin" | "least_busy"; {"type": "add_tags" | "remove_tags" | "replace_tags", "tags"}; {"type": "set_priority", "priority"}; {"type": "set_status", "status": "open" | "answered" | "resolved"} or {"type": "set_status", "status": "postponed", "postpone_seconds"}; {"type": "mark_spam"}; {"type": "add_note", "body"}. Applied in the order written.',
+  examples: [{ type: 'transfer', department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11' }],
+});
+
+const Name = Type.String({ minLength: 1, maxLength: LIMITS.maxNameLength, pattern: '\\S' });
+const Note = Type.Union([Type.String({ maxLength: LIMITS.maxRuleNoteLength }), Type.Null()], {
+  description: 'Free text for the people who maintain the rule.',
+});
+const Position = Type.Integer({
+  minimum: -1_000_000_000,
+  maximum: 1_000_000_000,
+  description: 'Rules run in ascending position; equal positions run in id order.',
+});
+
+const definitionFields = {
+  name: Type.String(),
+  note: Type.Union([Type.String(), Type.Null()]),
+  active: Type.Boolean(),
+  position: Type.Integer(),
+  stop_processing: Type.Boolean({ description: 'When the rule matches, later rules do not run.' }),
+  department_id: Type.Union([Uuid(), Type.Null()], {
+    description:
+      "The owning department: the rule only matches and changes tickets of that department, and the department's managers may edit it.",
+  }),
+  triggers: Type.Array(TriggerSchema),
+  conditions: ConditionSchema,
+  actions: Type.Array(ActionSchema),
+};
+
+export const AutomationRuleSchema = Type.Object(
+  {
+    id: Uuid(),
+    ...definitionFields,
+    version: Type.Integer({
+      minimum: 1,
+      description: 'Grows with every change; ticket history names the version that acted.',
+    }),
+    created_at: Timestamp(),
+    updated_at: Timestamp(),
+    created_by: Type.Union([Uuid(), Type.Null()]),
+    updated_by: Type.Union([Uuid(), Type.Null()]),
+  },
+  { $id: 'AutomationRule', additionalProperties: false },
+);
+export type AutomationRule = Static<typeof AutomationRuleSchema>;
+
+const MARKETING_EXAMPLE = {
+  name: 'Marketing ticket routing',
+  note: 'Social media conversations go to Marketing, unassigned.',
+  active: true,
+  triggers: ['ticket.created'],
+  conditions: {
+    any: [
+      {
+        all: [
+          { field: 'channel', operator: 'is_one_of', value: ['facebook', 'twitter', 'instagram', 'viber'] },
+        ],
+      },
+    ],
+  },
+  actions: [
+    { type: 'transfer', department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11' },
+    { type: 'assign', to: 'nobody' },
+  ],
+};
+
+export const CreateRuleBody = Type.Object(
+  {
+    name: Name,
+    note: Type.Optional(Note),
+    active: Type.Optional(Type.Boolean({ description: 'Default true.' })),
+    position: Type.Optional(Position),
+    stop_processing: Type.Optional(Type.Boolean({ description: 'Default false.' })),
+    department_id: Type.Optional(
+      Type.Union([Uuid(), Type.Null()], {
+        description: 'Owning department; department managers may only create rules of their departments.',
+      }),
+    ),
+    triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length }),
+    conditions: ConditionSchema,
+    actions: Type.Array(ActionSchema, { maxItems: LIMITS.maxActions }),
+  },
+  { additionalProperties: false, examples: [MARKETING_EXAMPLE] },
+);
+export type CreateRuleInput = Static<typeof CreateRuleBody>;
+
+export const UpdateRuleBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    note: Type.Optional(Note),
+    active: Type.Optional(Type.Boolean()),
+    position: Type.Optional(Position),
+    stop_processing: Type.Optional(Type.Boolean()),
+    department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    triggers: Type.Optional(Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length })),
+    conditions: Type.Optional(ConditionSchema),
+    actions: Type.Optional(Type.Array(ActionSchema, { maxItems: LIMITS.maxActions })),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    examples: [{ active: false }, { name: 'Marketing routing', stop_processing: true }],
+  },
+);
+export type UpdateRuleInput = Static<typeof UpdateRuleBody>;
+
+export const RuleListQuery = {
+  department_id: Type.Optional(
+    Type.Union([Uuid(), Type.Literal('none')], {
+      description: 'Rules owned by this department, or none for rules without one.',
+    }),
+  ),
+  active: Type.Optional(Type.Boolean()),
+};
+
+export const RuleVersionSchema = Type.Object(
+  {
+    rule_id: Uuid(),
+    version: Type.Integer({ minimum: 1 }),
+    change: Type.Enum(['created', 'updated', 'reordered', 'deleted'] as const),
+    definition: Type.Object(definitionFields, { additionalProperties: false }),
+    changed_by: Type.Union([Uuid(), Type.Null()], { description: 'The agent; null for system changes.' }),
+    changed_at: Timestamp(),
+  },
+  { $id: 'AutomationRuleVersion', additionalProperties: false },
+);
+export type RuleVersion = Static<typeof RuleVersionSchema>;
+
+export const ReorderBody = Type.Object(
+  {
+    rule_ids: Type.Array(Uuid(), {
+      maxItems: 10_000,
+      description: 'Every rule, each once, in the order they should run.',
+    }),
+  },
+  {
+    additionalProperties: false,
+    examples: [
+      { rule_ids: ['0b6f8a52-4d0e-4a53-9c1a-33d4f1e2a7b9', '9a1e4c3d-7f2b-4e8a-b5c6-1d2e3f4a5b6c'] },
+    ],
+  },
+);
+
+export const RuleOrderSchema = Type.Object(
+  { data: Type.Array(ref(AutomationRuleSchema), { description: 'Every rule, in running order.' }) },
+  { $id: 'AutomationRuleOrder', additionalProperties: false },
+);
+
+// What the rules see and what they do: the shapes of the engine (src/rule-engine/types.ts).
+
+const SnapshotContact = Type.Object(
+  {
+    name: Type.String(),
+    email: Type.Union([Type.String(), Type.Null()]),
+    custom: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+
+export const TicketSnapshotSchema = Type.Object(
+  {
+    id: Type.String(),
+    channel: ChannelSchema,
+    subject: Type.String(),
+    status: StatusSchema,
+    priority: PrioritySchema,
+    department_id: Type.Union([Type.String(), Type.Null()]),
+    assignee_id: Type.Union([Type.String(), Type.Null()]),
+    tags: Type.Array(Type.String()),
+    support_address: Type.Union([Type.String(), Type.Null()]),
+    postponed_until: Type.Union([Type.String(), Type.Null()]),
+    contact: SnapshotContact,
+    created_in_working_hours: Type.Union([Type.Boolean(), Type.Null()]),
+    pending_assignment: Type.Optional(
+      Type.Union([
+        Type.Object(
+          { strategy: Type.String(), department_id: Type.Union([Type.String(), Type.Null()]) },
+          { additionalProperties: false },
+        ),
+        Type.Null(),
+      ]),
+    ),
+  },
+  {
+    $id: 'RuleTicketSnapshot',
+    additionalProperties: false,
+    description: 'The ticket as rules see it.',
+  },
+);
+
+const ConditionTraceSchema = Type.Object(
+  {
+    pointer: Type.String({ description: 'JSON pointer into the rule, e.g. /conditions/any/0/all/1.' }),
+    result: Type.Boolean(),
+    value: Type.Optional(Type.Unknown({ description: 'Leaves only: the value the leaf read.' })),
+  },
+  { additionalProperties: false },
+);
+
+const ActionTraceSchema = Type.Object(
+  {
+    pointer: Type.String(),
+    type: Type.String(),
+    outcome: Type.Enum(['applied', 'unchanged', 'skipped'] as const),
+    reason: Type.Union([Type.String(), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
+export const RuleTraceEntrySchema = Type.Object(
+  {
+    rule_id: Type.String({ description: 'The rule id; draft rules of a simulation have draft-<n> ids.' }),
+    name: Type.String(),
+    version: Type.Union([Type.Integer(), Type.Null()], { description: 'Null for a draft.' }),
+    position: Type.Integer(),
+    considered: Type.Boolean({ description: 'False when the rule never looked at the ticket.' }),
+    skipped: Type.Union([Type.Enum(['inactive', 'trigger', 'department', 'stopped'] as const), Type.Null()], {
+      description:
+        'Why it was not considered: inactive; trigger (it does not listen to this event); department (the ticket is not in its department); stopped (an earlier rule stopped processing).',
+    }),
+    matched: Type.Boolean(),
+    conditions: Type.Union([Type.Array(ConditionTraceSchema), Type.Null()], {
+      description: 'The condition nodes evaluated, in order, with the values leaves read.',
+    }),
+    actions: Type.Union([Type.Array(ActionTraceSchema), Type.Null()]),
+  },
+  { $id: 'RuleTraceEntry', additionalProperties: false },
+);
+
+export const EffectSchema = Type.Object(
+  {
+    rule_id: Type.String(),
+    rule_version: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    action_index: Type.Integer(),
+    type: Type.String({
+      description:
+        'transfer, assign, assign_intent (round_robin / least_busy, with the agent chosen), set_tags, set_priority, set_status, mark_spam or add_note; the other fields depend on it.',
+    }),
+  },
+  { $id: 'RuleEffect', additionalProperties: true },
+);
+
+export const RuleRunSchema = Type.Object(
+  {
+    id: Type.String(),
+    events: Type.Array(TriggerSchema, { description: 'The events of the change; rules ran once for all.' }),
+    rules_version: Type.Integer({ description: 'The rule set as it stood then.' }),
+    occurred_at: Timestamp(),
+    ticket: ref(TicketSnapshotSchema),
+    previous: Type.Record(Type.String(), Type.Unknown(), {
+      description: 'The values changed fields had before the change.',
+    }),
+    message_id: Type.Union([Uuid(), Type.Null()], { description: 'The triggering message.' }),
+    rules: Type.Array(ref(RuleTraceEntrySchema), {
+      description: 'Every rule of the set, in running order, with what it saw and did or why it did not.',
+    }),
+    stopped_by: Type.Union([Type.String(), Type.Null()]),
+    effects: Type.Array(ref(EffectSchema), { description: 'What was applied to the ticket, in order.' }),
+  },
+  { $id: 'RuleRun', additionalProperties: false },
+);
+export type RuleRun = Static<typeof RuleRunSchema>;
+
+const DraftRule = Type.Object(
+  {
+    id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'A saved rule’s id to stand in for it (with include_saved_rules); else left out.',
+      }),
+    ),
+    name: Name,
+    note: Type.Optional(Note),
+    active: Type.Optional(Type.Boolean()),
+    position: Type.Optional(Position),
+    stop_processing: Type.Optional(Type.Boolean()),
+    department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length }),
+    conditions: ConditionSchema,
+    actions: Type.Array(ActionSchema, { maxItems: LIMITS.maxActions }),
+  },
+  { additionalProperties: false },
+);
+
+export const SimulateBody = Type.Object(
+  {
+    event: Type.Object(
+      {
+        type: TriggerSchema,
+        message: Type.Optional(
+          Type.Object(
+            {
+              body: Type.String({ maxLength: 100_000 }),
+              sender_email: Type.Optional(Type.Union([Type.String({ maxLength: 254 }), Type.Null()])),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+        previous: Type.Optional(
+          Type.Record(Type.String(), Type.Unknown(), {
+            description: 'Values before the event, e.g. {"priority": "low"}, for previous.<field>.',
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    ticket_id: Type.Optional(
+      Uuid('An existing ticket to simulate on (its first message for ticket.created).'),
+    ),
+    ticket: Type.Optional(
+      Type.Object(
+        {
+          subject: Type.Optional(Type.String({ maxLength: 500 })),
+          channel: Type.Optional(ChannelSchema),
+          status: Type.Optional(StatusSchema),
+          priority: Type.Optional(PrioritySchema),
+          department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+          assignee_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+          tags: Type.Optional(Type.Array(Type.String({ maxLength: 50 }), { maxItems: 50 })),
+          support_address: Type.Optional(Type.Union([Type.String({ maxLength: 254 }), Type.Null()])),
+          contact: Type.Optional(
+            Type.Object(
+              {
+                name: Type.Optional(Type.String({ maxLength: 200 })),
+                email: Type.Optional(Type.Union([Type.String({ maxLength: 254 }), Type.Null()])),
+                custom: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false, description: 'A ticket snapshot instead of ticket_id.' },
+      ),
+    ),
+    rules: Type.Optional(
+      Type.Array(DraftRule, {
+        maxItems: 1000,
+        description: 'Draft rules to run instead of the saved ones; nothing is saved.',
+      }),
+    ),
+    include_saved_rules: Type.Optional(
+      Type.Boolean({
+        description:
+          'With rules: run the saved rules too (a draft with a saved rule’s id stands in for it). Default false with rules, true without.',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        event: { type: 'ticket.created', message: { body: 'Loved your post!' } },
+        ticket: { subject: 'Hello from Instagram', channel: 'instagram' },
+      },
+    ],
+  },
+);
+export type SimulateInput = Static<typeof SimulateBody>;
+
+export const SimulationSchema = Type.Object(
+  {
+    event: TriggerSchema,
+    rules_version: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'The saved rule set simulated; null for drafts alone.',
+    }),
+    ticket: ref(TicketSnapshotSchema),
+    result: ref(TicketSnapshotSchema),
+    changes: Type.Array(
+      Type.Object(
+        { field: Type.String(), from: Type.Unknown(), to: Type.Unknown() },
+        { additionalProperties: false },
+      ),
+      {
+        description:
+          'What would change on the ticket; round robin and least busy show the agent they would pick.',
+      },
+    ),
+    notes: Type.Array(Type.String(), { description: 'Internal notes the rules would add.' }),
+    effects: Type.Array(ref(EffectSchema)),
+    rules: Type.Array(ref(RuleTraceEntrySchema)),
+    stopped_by: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: 'RuleSimulation', additionalProperties: false },
+);
+export type Simulation = Static<typeof SimulationSchema>;
+
+export const RulePage = PageOf(ref(AutomationRuleSchema), 'AutomationRulePage');
+export const RuleVersionPage = PageOf(ref(RuleVersionSchema), 'AutomationRuleVersionPage');
+export const RuleRunPage = PageOf(ref(RuleRunSchema), 'RuleRunPage');

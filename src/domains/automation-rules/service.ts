@@ -1,0 +1,593 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { Kysely, Transaction } from 'kysely';
+import { canManageDepartment, isAdmin, type Principal, requireAdmin } from '../../access/policy.ts';
+import type { Db } from '../../db/database.ts';
+import type { AutomationRuleRow, Database } from '../../db/types.ts';
+import { DomainError, type FieldError, forbidden, notFound } from '../../errors.ts';
+import { assertIfMatch } from '../../plugins/etag.ts';
+import {
+  type Catalog,
+  type Condition,
+  type Effect,
+  type PreviousValues,
+  type Rule,
+  type TicketSnapshot,
+  type Trigger,
+  validateRule,
+} from '../../rule-engine/index.ts';
+import { roleInDepartment } from '../departments/repository.ts';
+import type { Dependents } from '../dependents.ts';
+import { findTicketRecord } from '../tickets/repository.ts';
+import { requireReadable } from '../tickets/service.ts';
+import * as repo from './repository.ts';
+import {
+  currentRuleSet,
+  describeTrace,
+  evaluateRun,
+  type RuleSet,
+  type RunInput,
+  ruleSetOf,
+  snapshotOf,
+} from './runner.ts';
+import type {
+  AutomationRule,
+  CreateRuleInput,
+  RuleRun,
+  SimulateInput,
+  Simulation,
+  UpdateRuleInput,
+} from './schemas.ts';
+
+type Trx = Transaction<Database>;
+
+const unprocessable = (code: string, message: string, errors: FieldError[]) => {
+  const error = new DomainError('unprocessable', code, message);
+  error.errors = errors;
+  return error;
+};
+
+/**
+ * Owners and admins write every rule; a department's managers write the rules their department
+ * owns (and only give them a department they manage).
+ */
+async function requireRuleWriter(db: Kysely<Database>, principal: Principal, departmentId: string | null) {
+  if (isAdmin(principal)) return;
+  if (departmentId === null) {
+    throw forbidden('Only owners and admins may write rules that belong to no department.', 'admin_required');
+  }
+  const role = await roleInDepartment(db, principal.agentId, departmentId);
+  if (!canManageDepartment(principal, role)) {
+    throw forbidden(
+      "Only owners, admins and the department's managers may write the department's rules.",
+      'department_manager_required',
+    );
+  }
+}
+
+/** The engine's validation, each problem pointing at its node in the request body. */
+function checkRule(rule: Rule, catalog: Catalog, at = 'body') {
+  const errors = validateRule(rule, catalog);
+  if (errors.length > 0) {
+    throw unprocessable(
+      'invalid_rule',
+      `The rule is not valid: ${at}${errors[0]!.pointer} ${errors[0]!.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}.`,
+      errors.map((e) => ({ field: `${at}${e.pointer}`, message: e.message })),
+    );
+  }
+}
+
+const noteOf = (note: string | null | undefined) =>
+  note === undefined || note === null || note.trim() === '' ? null : note;
+
+/** JSON with sorted keys: stored jsonb comes back with its keys in another order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+export async function getRule(db: Db, id: string): Promise<AutomationRule> {
+  const row = await repo.findRuleRow(db, id);
+  if (!row) throw notFound('automation_rule');
+  return repo.toRule(row);
+}
+
+export async function createRule(
+  db: Db,
+  principal: Principal,
+  input: CreateRuleInput,
+): Promise<AutomationRule> {
+  const departmentId = input.department_id ?? null;
+  await requireRuleWriter(db, principal, departmentId);
+  const id = randomUUID();
+  return db.transaction().execute(async (trx) => {
+    const rulesVersion = await repo.bumpRulesVersion(trx);
+    const values: repo.RuleValues = {
+      name: input.name.trim(),
+      note: noteOf(input.note),
+      active: input.active ?? true,
+      position: input.position ?? (await repo.nextPosition(trx)),
+      stop_processing: input.stop_processing ?? false,
+      department_id: departmentId,
+      triggers: input.triggers,
+      conditions: input.conditions,
+      actions: input.actions,
+    };
+    checkRule({ id, ...values } as Rule, await repo.loadCatalog(trx));
+    const row = await repo.insertRuleRow(trx, id, values, principal.agentId);
+    await repo.insertVersions(trx, [row], 'created', principal.agentId, rulesVersion);
+    return repo.toRule(row);
+  });
+}
+
+export async function updateRule(
+  db: Db,
+  principal: Principal,
+  request: FastifyRequest,
+  id: string,
+  patch: UpdateRuleInput,
+): Promise<AutomationRule> {
+  return db.transaction().execute(async (trx) => {
+    const rulesVersion = await repo.bumpRulesVersion(trx);
+    const row = await repo.lockRuleRow(trx, id);
+    if (!row) throw notFound('automation_rule');
+    await requireRuleWriter(trx, principal, row.department_id);
+    assertIfMatch(request, repo.toRule(row));
+    if (patch.department_id !== undefined && patch.department_id !== row.department_id) {
+      await requireRuleWriter(trx, principal, patch.department_id);
+    }
+    const values: repo.RuleValues = {
+      name: patch.name?.trim() ?? row.name,
+      note: patch.note !== undefined ? noteOf(patch.note) : row.note,
+      active: patch.active ?? row.active,
+      position: patch.position ?? row.position,
+      stop_processing: patch.stop_processing ?? row.stop_processing,
+      department_id: patch.department_id !== undefined ? patch.department_id : row.department_id,
+      triggers: patch.triggers ?? row.triggers,
+      conditions: patch.conditions ?? row.conditions,
+      actions: patch.actions ?? row.actions,
+    };
+    const rule = { id, ...values } as Rule;
+    if (canonical(repo.definitionOf(rule)) === canonical(repo.definitionOf(repo.toEngineRule(row)))) {
+      return repo.toRule(row);
+    }
+    checkRule(rule, await repo.loadCatalog(trx));
+    const updated = await repo.updateRuleRow(trx, id, values, row.version + 1, principal.agentId);
+    await repo.insertVersions(trx, [updated], 'updated', principal.agentId, rulesVersion);
+    return repo.toRule(updated);
+  });
+}
+
+export async function deleteRule(db: Db, principal: Principal, request: FastifyRequest, id: string) {
+  await db.transaction().execute(async (trx) => {
+    const rulesVersion = await repo.bumpRulesVersion(trx);
+    const row = await repo.lockRuleRow(trx, id);
+    if (!row) throw notFound('automation_rule');
+    await requireRuleWriter(trx, principal, row.department_id);
+    assertIfMatch(request, repo.toRule(row));
+    await repo.insertVersions(
+      trx,
+      [{ ...row, version: row.version + 1 }],
+      'deleted',
+      principal.agentId,
+      rulesVersion,
+    );
+    await repo.deleteRuleRow(trx, id);
+  });
+}
+
+/** Sets the running order: every rule, each once; positions become 1, 2, 3... */
+export async function reorderRules(db: Db, principal: Principal, ruleIds: string[]) {
+  requireAdmin(principal);
+  return db.transaction().execute(async (trx) => {
+    const rulesVersion = await repo.bumpRulesVersion(trx);
+    const rows = await repo.lockAllRuleRows(trx);
+    const known = new Map(rows.map((r) => [r.id, r]));
+    const seen = new Set<string>();
+    const errors: FieldError[] = [];
+    ruleIds.forEach((id, i) => {
+      if (!known.has(id)) errors.push({ field: `body/rule_ids/${i}`, message: 'no such rule' });
+      else if (seen.has(id)) errors.push({ field: `body/rule_ids/${i}`, message: 'appears more than once' });
+      seen.add(id);
+    });
+    const missing = rows.filter((r) => !seen.has(r.id));
+    if (missing.length > 0) {
+      errors.push({
+        field: 'body/rule_ids',
+        message: `must list every rule; missing: ${missing.map((r) => r.id).join(', ')}`,
+      });
+    }
+    if (errors.length > 0) {
+      throw unprocessable(
+        'invalid_rule_order',
+        'List every rule exactly once, in the order they should run.',
+        errors,
+      );
+    }
+    const moves = ruleIds
+      .map((id, i) => ({ id, position: i + 1 }))
+      .filter((m) => known.get(m.id)!.position !== m.position);
+    const moved = await repo.setPositions(trx, moves, principal.agentId);
+    await repo.insertVersions(trx, moved, 'reordered', principal.agentId, rulesVersion);
+    const byId = new Map(moved.map((r) => [r.id, r]));
+    return { data: ruleIds.map((id) => repo.toRule(byId.get(id) ?? known.get(id)!)) };
+  });
+}
+
+export async function listVersions(db: Db, id: string, page: { limit: number; cursor?: string | undefined }) {
+  if (!(await repo.hasVersions(db, id))) throw notFound('automation_rule');
+  return repo.listVersions(db, id, page);
+}
+
+// Explain: what the rules did to a ticket, and simulation.
+
+/**
+ * The rule runs of a ticket, each replayed on the rule set as it stood (rebuilt from the rules'
+ * versions) with the full trace: every rule, the condition nodes it evaluated and the values
+ * they read, or why it was not considered. The engine is deterministic, so the replay shows
+ * exactly what happened; only what the rules saw is stored.
+ */
+export async function ruleTrace(
+  db: Db,
+  principal: Principal,
+  ticketId: string,
+  page: { limit: number; cursor?: string | undefined },
+): Promise<{ data: RuleRun[]; next_cursor: string | null }> {
+  await requireReadable(db, principal, ticketId);
+  const runs = await repo.listRuleRuns(db, ticketId, page);
+  const inputs = runs.data.map((run) => run.input as unknown as RunInput);
+  const bodies = await repo.messageBodies(
+    db,
+    inputs.flatMap((input) => (input.message?.id ? [input.message.id] : [])),
+  );
+  const sets = new Map<number, RuleSet>();
+  const data: RuleRun[] = [];
+  for (const [i, run] of runs.data.entries()) {
+    const version = Number(run.rules_version);
+    let set = sets.get(version);
+    if (!set) {
+      set = ruleSetOf(version, await repo.ruleSetAt(db, version));
+      sets.set(version, set);
+    }
+    const input = inputs[i]!;
+    const events = run.event_types as Trigger[];
+    const result = evaluateRun(set, events, input, bodies.get(input.message?.id ?? '') ?? null, 'conditions');
+    data.push({
+      id: String(run.id),
+      events,
+      rules_version: version,
+      occurred_at: input.occurred_at,
+      ticket: input.ticket as RuleRun['ticket'],
+      previous: input.previous as Record<string, unknown>,
+      message_id: input.message?.id ?? null,
+      rules: result.trace.rules.map((entry) => describeTrace(entry, set)),
+      stopped_by: result.trace.stopped_by,
+      effects: run.effects as RuleRun['effects'],
+    });
+  }
+  return { data, next_cursor: runs.next_cursor };
+}
+
+/** The snapshot of a saved ticket, with its first message for ticket.created. */
+async function savedTicketInput(
+  db: Db,
+  principal: Principal,
+  ticketId: string,
+  event: SimulateInput['event'],
+) {
+  await requireReadable(db, principal, ticketId);
+  const record = (await findTicketRecord(db, ticketId))!;
+  const contact = await repo.contactForRules(db, record.contact_id);
+  const snapshot = snapshotOf(record, {
+    name: contact.name,
+    email: contact.email,
+    custom: contact.custom_fields,
+  });
+  let message = event.message ? { body: event.message.body, sender_email: event.message.sender_email } : null;
+  if (!message && event.type === 'ticket.created') {
+    const first = await repo.firstMessageOf(db, ticketId);
+    if (first) {
+      const sender =
+        first.kind === 'agent' && first.author_agent_id
+          ? await repo.agentEmail(db, first.author_agent_id)
+          : contact.email;
+      message = { body: first.body, sender_email: sender };
+    }
+  }
+  return { snapshot, message };
+}
+
+function draftSnapshot(ticket: SimulateInput['ticket']): TicketSnapshot {
+  return {
+    id: 'simulated',
+    channel: ticket?.channel ?? 'api',
+    subject: ticket?.subject ?? '',
+    status: ticket?.status ?? 'new',
+    priority: ticket?.priority ?? 'normal',
+    department_id: ticket?.department_id ?? null,
+    assignee_id: ticket?.assignee_id ?? null,
+    tags: ticket?.tags ?? [],
+    support_address: ticket?.support_address ?? null,
+    postponed_until: null,
+    contact: {
+      name: ticket?.contact?.name ?? '',
+      email: ticket?.contact?.email ?? null,
+      custom: ticket?.contact?.custom ?? {},
+    },
+    created_in_working_hours: null,
+  };
+}
+
+/**
+ * Runs rules on a ticket without writing anything: the saved rules, draft rules, or drafts
+ * standing in for saved ones. Round robin and least busy show whom they would pick now.
+ */
+export async function simulate(db: Db, principal: Principal, input: SimulateInput): Promise<Simulation> {
+  if ((input.ticket_id === undefined) === (input.ticket === undefined)) {
+    throw unprocessable(
+      'ticket_or_snapshot',
+      'Give ticket_id or a ticket snapshot, not both and not neither.',
+      [
+        {
+          field: input.ticket_id === undefined ? 'body/ticket' : 'body/ticket_id',
+          message: 'give exactly one of ticket_id and ticket',
+        },
+      ],
+    );
+  }
+  const drafts = input.rules;
+  const withSaved = input.include_saved_rules ?? drafts === undefined;
+  let set: RuleSet;
+  let rulesVersion: number | null = null;
+  const draftIds = new Set<string>();
+  if (drafts === undefined) {
+    set = await currentRuleSet(db);
+    rulesVersion = set.version;
+  } else {
+    const saved = withSaved ? await currentRuleSet(db) : null;
+    rulesVersion = saved?.version ?? null;
+    const catalog = await repo.loadCatalog(db);
+    let next = (saved?.rules.reduce((max, r) => Math.max(max, r.rule.position), 0) ?? 0) + 1;
+    const rules: repo.StoredRule[] = drafts.map((draft, i) => {
+      const rule = {
+        ...draft,
+        id: draft.id ?? `draft-${i + 1}`,
+        note: noteOf(draft.note),
+        active: draft.active ?? true,
+        position: draft.position ?? next++,
+        stop_processing: draft.stop_processing ?? false,
+        department_id: draft.department_id ?? null,
+      } as Rule;
+      checkRule(rule, catalog, `body/rules/${i}`);
+      draftIds.add(rule.id);
+      return { rule, version: 0 };
+    });
+    const duplicate = rules.findIndex((r, i) => rules.findIndex((o) => o.rule.id === r.rule.id) !== i);
+    if (duplicate >= 0) {
+      throw unprocessable('duplicate_rule_id', 'Two draft rules have the same id.', [
+        { field: `body/rules/${duplicate}/id`, message: 'repeats the id of an earlier draft' },
+      ]);
+    }
+    const kept = (saved?.rules ?? []).filter((r) => !draftIds.has(r.rule.id));
+    set = ruleSetOf(rulesVersion ?? 0, [...kept, ...rules]);
+  }
+
+  const fromTicket =
+    input.ticket_id !== undefined
+      ? await savedTicketInput(db, principal, input.ticket_id, input.event)
+      : null;
+  const snapshot = fromTicket?.snapshot ?? draftSnapshot(input.ticket);
+  const message =
+    fromTicket?.message ??
+    (input.event.message
+      ? {
+          body: input.event.message.body,
+          sender_email: input.event.message.sender_email ?? snapshot.contact.email,
+        }
+      : null);
+  const runInput: RunInput = {
+    ticket: snapshot,
+    occurred_at: new Date().toISOString(),
+    message: message ? { id: null, sender_email: message.sender_email ?? null } : null,
+    previous: (input.event.previous ?? {}) as PreviousValues,
+  };
+  const result = evaluateRun(set, [input.event.type], runInput, message?.body ?? null, 'conditions');
+  const outcome = await preview(db, snapshot, result.effects);
+  return {
+    event: input.event.type,
+    rules_version: rulesVersion,
+    ticket: snapshot as Simulation['ticket'],
+    result: outcome.result as Simulation['result'],
+    changes: outcome.changes,
+    notes: outcome.notes,
+    effects: result.effects.map((effect, i) => ({
+      ...effect,
+      rule_version: draftIds.has(effect.rule_id) ? null : (set.byId.get(effect.rule_id)?.version ?? null),
+      ...(effect.type === 'assign_intent' && { agent_id: outcome.picks.get(i) ?? null }),
+    })),
+    rules: result.trace.rules.map((entry) => describeTrace(entry, set, draftIds)),
+    stopped_by: result.trace.stopped_by,
+  };
+}
+
+/** What the effects would do to the ticket, deciding assignments as they would be now (read-only). */
+async function preview(db: Db, snapshot: TicketSnapshot, effects: readonly Effect[]) {
+  let ticket: TicketSnapshot = { ...snapshot, pending_assignment: null };
+  const notes: string[] = [];
+  const picks = new Map<number, string | null>();
+  for (const [i, effect] of effects.entries()) {
+    switch (effect.type) {
+      case 'transfer': {
+        const keeps =
+          ticket.assignee_id !== null &&
+          (await repo.assignability(db, ticket.assignee_id, effect.department_id)) === 'ok';
+        ticket = {
+          ...ticket,
+          department_id: effect.department_id,
+          assignee_id: keeps ? ticket.assignee_id : null,
+        };
+        break;
+      }
+      case 'assign':
+        ticket = { ...ticket, assignee_id: effect.agent_id };
+        break;
+      case 'assign_intent': {
+        const agentId =
+          effect.strategy === 'round_robin'
+            ? await repo.nextRoundRobinAgent(db, effect.department_id, false)
+            : await repo.leastBusyAgent(db, effect.department_id, false);
+        picks.set(i, agentId);
+        ticket = { ...ticket, assignee_id: agentId };
+        break;
+      }
+      case 'set_tags':
+        ticket = { ...ticket, tags: effect.tags };
+        break;
+      case 'set_priority':
+        ticket = { ...ticket, priority: effect.priority };
+        break;
+      case 'set_status':
+        ticket = { ...ticket, status: effect.status, postponed_until: effect.postponed_until };
+        break;
+      case 'mark_spam':
+        ticket = { ...ticket, status: 'spam', postponed_until: null };
+        break;
+      case 'add_note':
+        notes.push(effect.body);
+        break;
+    }
+  }
+  const changes = (['department_id', 'assignee_id', 'status', 'postponed_until', 'priority', 'tags'] as const)
+    .filter((field) => JSON.stringify(snapshot[field]) !== JSON.stringify(ticket[field]))
+    .map((field) => ({ field, from: snapshot[field], to: ticket[field] }));
+  return { result: ticket, changes, notes, picks };
+}
+
+// What deleting a department or an agent does to the rules that name it.
+
+type Reference = { department: string } | { agent: string };
+
+const DEPARTMENT_FIELDS = new Set(['department_id', 'previous.department_id']);
+const AGENT_FIELDS = new Set(['assignee_id', 'previous.assignee_id']);
+
+function leafMentions(value: unknown, id: string): boolean {
+  return value === id || (Array.isArray(value) && value.includes(id));
+}
+
+function conditionMentions(node: Condition, fields: Set<string>, id: string): boolean {
+  if ('all' in node) return node.all.some((c) => conditionMentions(c, fields, id));
+  if ('any' in node) return node.any.some((c) => conditionMentions(c, fields, id));
+  if ('not' in node) return conditionMentions(node.not, fields, id);
+  return fields.has(node.field) && leafMentions(node.value, id);
+}
+
+/** Whether a rule names the department (owner, condition, transfer) or the agent (condition, assign). */
+function mentions(rule: Rule, ref: Reference): boolean {
+  if ('department' in ref) {
+    return (
+      rule.department_id === ref.department ||
+      rule.actions.some((a) => a.type === 'transfer' && a.department_id === ref.department) ||
+      conditionMentions(rule.conditions, DEPARTMENT_FIELDS, ref.department)
+    );
+  }
+  return (
+    rule.actions.some((a) => a.type === 'assign' && a.to === 'agent' && a.agent_id === ref.agent) ||
+    conditionMentions(rule.conditions, AGENT_FIELDS, ref.agent)
+  );
+}
+
+function rewriteCondition(node: Condition, fields: Set<string>, from: string, to: string): Condition {
+  if ('all' in node) return { all: node.all.map((c) => rewriteCondition(c, fields, from, to)) };
+  if ('any' in node) return { any: node.any.map((c) => rewriteCondition(c, fields, from, to)) };
+  if ('not' in node) return { not: rewriteCondition(node.not, fields, from, to) };
+  if (!fields.has(node.field)) return node;
+  if (node.value === from) return { ...node, value: to };
+  if (Array.isArray(node.value) && node.value.includes(from)) {
+    return { ...node, value: [...new Set(node.value.map((v) => (v === from ? to : v)))] };
+  }
+  return node;
+}
+
+/** The rule with every mention of `from` (a department or an agent) replaced by `to`. */
+function rewrite(rule: Rule, kind: 'department' | 'agent', from: string, to: string): repo.RuleValues {
+  const fields = kind === 'department' ? DEPARTMENT_FIELDS : AGENT_FIELDS;
+  return {
+    name: rule.name,
+    note: rule.note ?? null,
+    active: rule.active,
+    position: rule.position,
+    stop_processing: rule.stop_processing,
+    department_id: kind === 'department' && rule.department_id === from ? to : (rule.department_id ?? null),
+    triggers: rule.triggers,
+    conditions: rewriteCondition(rule.conditions, fields, from, to),
+    actions: rule.actions.map((a) => {
+      if (kind === 'department' && a.type === 'transfer' && a.department_id === from)
+        return { ...a, department_id: to };
+      if (kind === 'agent' && a.type === 'assign' && a.to === 'agent' && a.agent_id === from)
+        return { ...a, agent_id: to };
+      return a;
+    }),
+  };
+}
+
+async function rulesMentioning(trx: Kysely<Database>, ref: Reference, owned: boolean) {
+  await repo.lockRulesState(trx as Trx);
+  const rows = await repo.allRuleRows(trx);
+  return rows.filter((row) => {
+    const rule = repo.toEngineRule(row);
+    // Inactive rules block nothing (they are checked again when switched on), except that a
+    // department cannot go while it owns rules.
+    return (
+      (rule.active && mentions(rule, ref)) ||
+      (owned && 'department' in ref && row.department_id === ref.department)
+    );
+  });
+}
+
+async function rewriteRules(trx: Kysely<Database>, kind: 'department' | 'agent', from: string, to: string) {
+  const ref: Reference = kind === 'department' ? { department: from } : { agent: from };
+  const rows = (await repo.allRuleRows(trx)).filter((row) => mentions(repo.toEngineRule(row), ref));
+  if (rows.length === 0) return;
+  const rulesVersion = await repo.bumpRulesVersion(trx as Trx);
+  const updated: AutomationRuleRow[] = [];
+  for (const row of rows) {
+    updated.push(
+      await repo.updateRuleRow(
+        trx,
+        row.id,
+        rewrite(repo.toEngineRule(row), kind, from, to),
+        row.version + 1,
+        null,
+      ),
+    );
+  }
+  await repo.insertVersions(trx, updated, 'updated', null, rulesVersion);
+}
+
+const named = (names: string[]) => names.map((n) => `"${n}"`).join(', ');
+const rulesRefer = (n: number) => `${n} automation rule${n === 1 ? '' : 's'} refer${n === 1 ? 's' : ''}`;
+
+/** Rules that name a department block its deletion, or follow its tickets to the substitute. */
+export const departmentRuleDependents: Dependents = {
+  kind: 'automation_rules',
+  async count(trx, id) {
+    const rows = await rulesMentioning(trx, { department: id }, true);
+    return { count: rows.length, names: rows.map((r) => r.name) };
+  },
+  moveTo: (trx, fromId, toId) => rewriteRules(trx, 'department', fromId, toId),
+  describe: (n, names) => `${rulesRefer(n)} to the department: ${named(names ?? [])}`,
+};
+
+/** Rules that name an agent block their deletion, unless a substitute agent takes their place. */
+export const agentRuleDependents: Dependents = {
+  kind: 'automation_rules',
+  async count(trx, id) {
+    const rows = await rulesMentioning(trx, { agent: id }, false);
+    return { count: rows.length, names: rows.map((r) => r.name) };
+  },
+  moveTo: (trx, fromId, toId) => rewriteRules(trx, 'agent', fromId, toId),
+  describe: (n, names) => `${rulesRefer(n)} to the agent: ${named(names ?? [])}`,
+};

@@ -1,0 +1,349 @@
+/**
+ * Every report column, defined once: the JSON metadata, the CSV header, the query and
+ * docs/metrics.md all read this table. Figures come from the counters that the
+ * `report_count_events` trigger keeps (migrations/0004_reports.ts), from the duration samples
+ * behind the percentiles, or, for the current_* columns, from the tickets as they are now.
+ */
+
+/** Additive figures kept per 15-minute bucket, department, agent and channel. */
+export const FIGURES = [
+  'created_tickets',
+  'answers',
+  'first_answers',
+  'incoming_messages',
+  'next_answers',
+  'calls',
+  'missed_calls',
+  'incoming_calls',
+  'finished_calls',
+  'chats',
+  'missed_chats',
+  'incoming_chats',
+  'finished_chats',
+  'chat_messages',
+  'chat_pickups',
+  'resolved_tickets',
+  'reopened_tickets',
+  'transfers_in',
+  'transfers_out',
+  'positive_ratings',
+  'negative_ratings',
+  'not_rated',
+  'first_answer_seconds',
+  'next_answer_seconds',
+  'call_seconds',
+  'chat_pickup_seconds',
+  'chat_seconds',
+] as const;
+export type Figure = (typeof FIGURES)[number];
+
+/** The duration samples kept for exact percentiles, by their code in report_samples.metric. */
+export const SAMPLE_METRICS = {
+  first_answer: 1,
+  next_answer: 2,
+  chat_pickup: 3,
+  chat_time: 4,
+} as const;
+export type SampleMetric = keyof typeof SAMPLE_METRICS;
+
+export type CurrentStatus = 'new' | 'open' | 'answered' | 'postponed';
+
+/** How a column is computed from the figures of its group. */
+export type Formula =
+  | { count: Figure }
+  | { total: Figure; divideBy: number }
+  | { average: Figure; over: Figure }
+  | { percentile: SampleMetric; quantile: 0.5 | 0.9 }
+  | { share: Figure; of: readonly Figure[] }
+  | { current: CurrentStatus };
+
+export type Unit = 'count' | 'seconds' | 'minutes' | 'percent';
+
+export interface Metric {
+  key: string;
+  label: string;
+  unit: Unit;
+  /** count: additive across groups (a pie makes sense); the others are not. */
+  kind: 'count' | 'duration' | 'percentage' | 'current';
+  description: string;
+  formula: Formula;
+}
+
+const ANSWER = 'an agent reply to the customer (message_added with kind agent)';
+
+const time = (
+  key: string,
+  label: string,
+  sample: SampleMetric,
+  average: [Figure, Figure],
+  what: string,
+): Metric[] => [
+  {
+    key: `avg_${key}`,
+    label: `Avg ${label}`,
+    unit: 'seconds',
+    kind: 'duration',
+    description: `Average ${what}. Null when there is none.`,
+    formula: { average: average[0], over: average[1] },
+  },
+  {
+    key: `median_${key}`,
+    label: `Median ${label}`,
+    unit: 'seconds',
+    kind: 'duration',
+    description: `Median of the same durations (linear interpolation between the two middle values).`,
+    formula: { percentile: sample, quantile: 0.5 },
+  },
+  {
+    key: `p90_${key}`,
+    label: `90th percentile ${label}`,
+    unit: 'seconds',
+    kind: 'duration',
+    description: `90th percentile of the same durations (linear interpolation, as PostgreSQL percentile_cont).`,
+    formula: { percentile: sample, quantile: 0.9 },
+  },
+];
+
+const RATED: readonly Figure[] = ['positive_ratings', 'negative_ratings', 'not_rated'];
+
+export const METRICS: readonly Metric[] = [
+  {
+    key: 'answers',
+    label: 'Answers',
+    unit: 'count',
+    kind: 'count',
+    description: `Agent replies sent to customers: each ${ANSWER}. Notes and chat messages are not answers.`,
+    formula: { count: 'answers' },
+  },
+  ...time(
+    'first_answer_time',
+    'first answer time',
+    'first_answer',
+    ['first_answer_seconds', 'first_answers'],
+    'time from a new ticket to its first agent answer (the wait_seconds of the first answer), counted when the answer is sent',
+  ),
+  ...time(
+    'next_answer_time',
+    'next answer time',
+    'next_answer',
+    ['next_answer_seconds', 'next_answers'],
+    "time from a customer's follow-up (the ticket reopened or waiting again) to the agent answer after it, counted when the answer is sent",
+  ),
+  {
+    key: 'calls',
+    label: 'Calls',
+    unit: 'count',
+    kind: 'count',
+    description: 'Answered calls, inbound and outbound (call_recorded with outcome answered).',
+    formula: { count: 'calls' },
+  },
+  {
+    key: 'missed_calls',
+    label: 'Missed calls',
+    unit: 'count',
+    kind: 'count',
+    description: 'Inbound calls nobody answered (call_recorded, inbound, outcome missed).',
+    formula: { count: 'missed_calls' },
+  },
+  {
+    key: 'call_minutes',
+    label: 'Call minutes',
+    unit: 'minutes',
+    kind: 'count',
+    description: 'Talk time of answered calls (answer to hang-up), in minutes with two decimals.',
+    formula: { total: 'call_seconds', divideBy: 60 },
+  },
+  {
+    key: 'incoming_calls',
+    label: 'Incoming calls',
+    unit: 'count',
+    kind: 'count',
+    description: 'Inbound calls, answered or missed.',
+    formula: { count: 'incoming_calls' },
+  },
+  {
+    key: 'finished_calls',
+    label: 'Finished calls',
+    unit: 'count',
+    kind: 'count',
+    description: 'Answered calls that ended with some talk time (duration over 0 s).',
+    formula: { count: 'finished_calls' },
+  },
+  {
+    key: 'chats',
+    label: 'Chats',
+    unit: 'count',
+    kind: 'count',
+    description: 'Chats an agent picked up (chat_recorded, not missed).',
+    formula: { count: 'chats' },
+  },
+  {
+    key: 'chat_messages',
+    label: 'Chat messages',
+    unit: 'count',
+    kind: 'count',
+    description: 'Messages agents wrote in chats.',
+    formula: { count: 'chat_messages' },
+  },
+  {
+    key: 'missed_chats',
+    label: 'Missed chats',
+    unit: 'count',
+    kind: 'count',
+    description: 'Chats no agent picked up.',
+    formula: { count: 'missed_chats' },
+  },
+  {
+    key: 'incoming_chats',
+    label: 'Incoming chats',
+    unit: 'count',
+    kind: 'count',
+    description: 'Chats customers started, picked up or missed.',
+    formula: { count: 'incoming_chats' },
+  },
+  {
+    key: 'finished_chats',
+    label: 'Finished chats',
+    unit: 'count',
+    kind: 'count',
+    description: 'Picked-up chats that have an end time.',
+    formula: { count: 'finished_chats' },
+  },
+  ...time(
+    'chat_pickup_time',
+    'chat pickup time',
+    'chat_pickup',
+    ['chat_pickup_seconds', 'chat_pickups'],
+    'time from a chat starting to an agent picking it up, over picked-up chats',
+  ),
+  ...time(
+    'chat_time',
+    'chat time',
+    'chat_time',
+    ['chat_seconds', 'finished_chats'],
+    'duration of finished chats, from start to end',
+  ),
+  {
+    key: 'incoming_messages',
+    label: 'Incoming messages',
+    unit: 'count',
+    kind: 'count',
+    description:
+      'Customer messages on any channel: new tickets and follow-ups from customers, and customer messages in chats.',
+    formula: { count: 'incoming_messages' },
+  },
+  {
+    key: 'created_tickets',
+    label: 'Created tickets',
+    unit: 'count',
+    kind: 'count',
+    description: 'Tickets created.',
+    formula: { count: 'created_tickets' },
+  },
+  {
+    key: 'resolved_tickets',
+    label: 'Resolved tickets',
+    unit: 'count',
+    kind: 'count',
+    description: 'Resolve actions: a ticket resolved, reopened and resolved again counts twice.',
+    formula: { count: 'resolved_tickets' },
+  },
+  {
+    key: 'reopened_tickets',
+    label: 'Reopened tickets',
+    unit: 'count',
+    kind: 'count',
+    description: 'Resolved tickets that a customer message (or an agent) opened again.',
+    formula: { count: 'reopened_tickets' },
+  },
+  {
+    key: 'transfers_in',
+    label: 'Transfers in',
+    unit: 'count',
+    kind: 'count',
+    description: 'Tickets transferred into the department.',
+    formula: { count: 'transfers_in' },
+  },
+  {
+    key: 'transfers_out',
+    label: 'Transfers out',
+    unit: 'count',
+    kind: 'count',
+    description: 'Tickets transferred out of the department.',
+    formula: { count: 'transfers_out' },
+  },
+  {
+    key: 'positive_ratings',
+    label: 'Positive ratings',
+    unit: 'count',
+    kind: 'count',
+    description: 'Positive ratings given.',
+    formula: { count: 'positive_ratings' },
+  },
+  {
+    key: 'negative_ratings',
+    label: 'Negative ratings',
+    unit: 'count',
+    kind: 'count',
+    description: 'Negative ratings given.',
+    formula: { count: 'negative_ratings' },
+  },
+  {
+    key: 'not_rated',
+    label: 'Not rated',
+    unit: 'count',
+    kind: 'count',
+    description:
+      'Conversations that ended without a rating: resolve actions whose conversation got no rating, counted at the resolve.',
+    formula: { count: 'not_rated' },
+  },
+  {
+    key: 'positive_ratings_pct',
+    label: 'Positive ratings %',
+    unit: 'percent',
+    kind: 'percentage',
+    description: 'positive_ratings / (positive_ratings + negative_ratings + not_rated) × 100, two decimals.',
+    formula: { share: 'positive_ratings', of: RATED },
+  },
+  {
+    key: 'negative_ratings_pct',
+    label: 'Negative ratings %',
+    unit: 'percent',
+    kind: 'percentage',
+    description: 'negative_ratings / (positive_ratings + negative_ratings + not_rated) × 100, two decimals.',
+    formula: { share: 'negative_ratings', of: RATED },
+  },
+  {
+    key: 'not_rated_pct',
+    label: 'Not rated %',
+    unit: 'percent',
+    kind: 'percentage',
+    description: 'not_rated / (positive_ratings + negative_ratings + not_rated) × 100, two decimals.',
+    formula: { share: 'not_rated', of: RATED },
+  },
+  ...(['new', 'open', 'answered', 'postponed'] as const).map(
+    (status): Metric => ({
+      key: `current_${status}_tickets`,
+      label: `${status[0]!.toUpperCase()}${status.slice(1)} tickets now`,
+      unit: 'count',
+      kind: 'current',
+      description: `Tickets whose status is ${status} right now, by their current department, assignee and channel. Not tied to the period: null in rows grouped by time, present in totals.`,
+      formula: { current: status },
+    }),
+  ),
+];
+
+export const METRIC_KEYS = METRICS.map((m) => m.key);
+const BY_KEY = new Map(METRICS.map((m) => [m.key, m]));
+
+export function findMetric(key: string): Metric | undefined {
+  return BY_KEY.get(key);
+}
+
+/** Chart types a column suits: counts add up across groups, so they also make a pie. */
+export function chartTypes(metric: Metric): string[] {
+  return metric.kind === 'count' ? ['line', 'area', 'bar', 'pie'] : ['line', 'bar'];
+}
+
+/** How values of each unit are rounded: seconds to the millisecond, the rest to two decimals. */
+export const DECIMALS: Record<Unit, number> = { count: 0, seconds: 3, minutes: 2, percent: 2 };

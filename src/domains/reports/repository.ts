@@ -1,0 +1,727 @@
+import { CompiledQuery, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import type { Database } from '../../db/types.ts';
+import {
+  DECIMALS,
+  FIGURES,
+  type Formula,
+  type Metric,
+  SAMPLE_METRICS,
+  type SampleMetric,
+} from './metrics.ts';
+
+type Executor = Kysely<Database>;
+
+export type Dimension = 'time' | 'department' | 'agent' | 'channel';
+export type EntityDimension = Exclude<Dimension, 'time'>;
+export type Interval = 'none' | 'hour' | 'day' | 'week' | 'month' | 'year';
+
+/** A report query, resolved and checked by the service: the repository trusts it. */
+export interface ReportSpec {
+  from: Date;
+  to: Date;
+  timezone: string;
+  interval: Interval;
+  /** Days after Monday that weeks start on: 0 Monday ... 6 Sunday. */
+  weekShift: number;
+  /** Grouping dimensions in output order; `time` groups by the interval's periods. */
+  groupBy: Dimension[];
+  /** Departments to count (null in the list: tickets without one); null: every department. */
+  departments: (string | null)[] | null;
+  agents: (string | null)[] | null;
+  channels: string[] | null;
+  attribution: 'event' | 'current';
+  /** counters: the pre-aggregated tables; events: computed from ticket_events on the fly. */
+  source: 'counters' | 'events';
+  metrics: readonly Metric[];
+  sort: { key: string; direction: 'asc' | 'desc' }[];
+}
+
+export type SortValue = string | number | boolean | null;
+
+/** One row of a report: the group it describes, its figures, and its sort key for cursors. */
+export interface ReportRow {
+  period_start: string | null;
+  period_end: string | null;
+  department_id: string | null;
+  department_name: string | null;
+  agent_id: string | null;
+  agent_name: string | null;
+  channel: string | null;
+  values: Record<string, number | null>;
+  sortKey: SortValue[];
+}
+
+// "No department" and "no agent" as a key that joins and groups like any other.
+const NONE = '00000000-0000-0000-0000-000000000000';
+
+const DIMENSION_COLUMN: Record<EntityDimension, 'department_id' | 'agent_id' | 'channel'> = {
+  department: 'department_id',
+  agent: 'agent_id',
+  channel: 'channel',
+};
+
+export const CHANNELS = [
+  'email',
+  'contact_form',
+  'chat',
+  'call',
+  'facebook',
+  'twitter',
+  'instagram',
+  'viber',
+  'whatsapp',
+  'api',
+] as const;
+
+const STEP: Record<Exclude<Interval, 'none' | 'hour'>, string> = {
+  day: '1 day',
+  week: '7 days',
+  month: '1 month',
+  year: '1 year',
+};
+
+const id = (name: string) => sql.ref(name);
+const at = (instant: Date) => sql`${instant.toISOString()}::timestamptz`;
+const entityDims = (spec: ReportSpec) => spec.groupBy.filter((d): d is EntityDimension => d !== 'time');
+const byTime = (spec: ReportSpec) => spec.groupBy.includes('time');
+
+/** Keys as they are grouped and joined: uuids with NONE for null. */
+function keyExpr(alias: string, dim: EntityDimension): RawBuilder<unknown> {
+  const column = id(`${alias}.${DIMENSION_COLUMN[dim]}`);
+  return dim === 'channel' ? sql`${column}` : sql`coalesce(${column}, ${sql.lit(NONE)}::uuid)`;
+}
+
+function inList(column: RawBuilder<unknown>, values: (string | null)[], cast: 'uuid' | 'text') {
+  const ids = values.filter((v): v is string => v !== null);
+  const parts: RawBuilder<unknown>[] = [];
+  if (ids.length > 0)
+    parts.push(sql`${column} in (${sql.join(ids.map((v) => sql`${v}::${sql.raw(cast)}`))})`);
+  if (values.includes(null)) parts.push(sql`${column} is null`);
+  return parts.length > 0 ? sql`(${sql.join(parts, sql` or `)})` : sql`false`;
+}
+
+/** The department, agent and channel filters, on columns named like the counter tables'. */
+function filters(spec: ReportSpec, columns: { department: string; agent: string; channel: string }) {
+  const conditions: RawBuilder<unknown>[] = [sql`true`];
+  if (spec.departments) conditions.push(inList(sql`${id(columns.department)}`, spec.departments, 'uuid'));
+  if (spec.agents) conditions.push(inList(sql`${id(columns.agent)}`, spec.agents, 'uuid'));
+  if (spec.channels) conditions.push(inList(sql`${id(columns.channel)}`, spec.channels, 'text'));
+  return sql.join(conditions, sql` and `);
+}
+
+/** The periods of the report: local hours, days, weeks, months or years, or the whole range. */
+function periods(spec: ReportSpec): RawBuilder<unknown> {
+  const { from, to, timezone: tz } = spec;
+  if (!byTime(spec) || spec.interval === 'none') {
+    return sql`select ${at(from)} as period_start, ${at(to)} as period_end`;
+  }
+  if (spec.interval === 'hour') {
+    // A local hour starts where the local clock shows :00; offsets are whole quarter hours, so
+    // stepping through the range by 15 minutes meets every hour start exactly once, DST included.
+    return sql`
+      select h as period_start, coalesce(lead(h) over (order by h), h + interval '1 hour') as period_end
+      from (
+        select distinct g - make_interval(mins => extract(minute from g at time zone ${tz})::int) as h
+        from generate_series(${at(from)}, ${at(to)} - interval '15 minutes', interval '15 minutes') g
+      ) hours`;
+  }
+  const step = STEP[spec.interval];
+  const shift = `${spec.interval === 'week' ? spec.weekShift : 0} days`;
+  // Local calendar arithmetic on timestamps without time zone, then back to instants: local
+  // midnights, whatever the offset on each side of a DST change.
+  return sql`
+    select l at time zone ${tz} as period_start, (l + ${step}::interval) at time zone ${tz} as period_end
+    from generate_series(
+      date_trunc(${spec.interval}, (${at(from)} at time zone ${tz}) - ${shift}::interval) + ${shift}::interval,
+      ${at(to)} at time zone ${tz},
+      ${step}::interval
+    ) l`;
+}
+
+/**
+ * Each period cut into the pieces the counter tables answer: whole UTC days from the daily
+ * table, the rest (and everything when `coarse` is off) from the 15-minute one.
+ */
+function pieces(coarse: boolean): RawBuilder<unknown> {
+  const split = coarse ? sql`c.cs < c.fe` : sql`false`;
+  return sql`
+    select c.period_start, v.lo, v.hi, v.grain
+    from (
+      select period_start, s, e,
+        case when date_trunc('day', s, 'UTC') = s then s else date_trunc('day', s, 'UTC') + interval '24 hours' end as cs,
+        date_trunc('day', e, 'UTC') as fe
+      from clipped
+    ) c
+    cross join lateral (values
+      (c.s, case when ${split} then c.cs else c.e end, '15m'),
+      (c.cs, c.fe, case when ${split} then 'day' else 'none' end),
+      (c.fe, c.e, case when ${split} then '15m' else 'none' end)
+    ) v(lo, hi, grain)
+    where v.grain <> 'none' and v.lo < v.hi`;
+}
+
+const EVENT_ARGS = sql`e.id, e.ticket_id, e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at`;
+
+/** Facts computed from the events themselves, shaped like a 15-minute counter table. */
+function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
+  const current = spec.attribution === 'current';
+  return sql`(
+    select f.bucket, ${current ? sql`t.department_id` : sql`f.department_id`} as department_id,
+      f.agent_id, f.channel, ${sql.join(FIGURES.map((f) => id(`f.${f}`)))}
+    from ticket_events e
+    ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
+    cross join lateral report_event_facts(${EVENT_ARGS}) f
+    -- a rating after the range may still take back a not_rated inside it
+    where e.occurred_at >= ${at(spec.from)} and (e.occurred_at < ${at(spec.to)} or e.type = 'rated')
+      and report_event_counts(e.type, e.data)
+  )`;
+}
+
+function eventSamples(spec: ReportSpec): RawBuilder<unknown> {
+  const current = spec.attribution === 'current';
+  return sql`(
+    select s.bucket, ${current ? sql`t.department_id` : sql`s.department_id`} as department_id,
+      s.agent_id, s.channel, s.metric, s.seconds
+    from ticket_events e
+    ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
+    cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+    where e.occurred_at >= ${at(spec.from)} and e.occurred_at < ${at(spec.to)} and e.type in ('message_added', 'chat_recorded')
+  )`;
+}
+
+const needsFigures = (spec: ReportSpec) =>
+  spec.metrics.some((m) => !('percentile' in m.formula) && !('current' in m.formula));
+const neededSamples = (spec: ReportSpec): SampleMetric[] => [
+  ...new Set(spec.metrics.flatMap((m) => ('percentile' in m.formula ? [m.formula.percentile] : []))),
+];
+const needsCurrent = (spec: ReportSpec) => spec.metrics.some((m) => 'current' in m.formula);
+
+function groupKeys(spec: ReportSpec, alias: string, withPeriod = true): RawBuilder<unknown>[] {
+  return [
+    ...(withPeriod ? [id(`${alias}.period_start`)] : []),
+    ...entityDims(spec).map((d) => keyExpr(alias, d)),
+  ];
+}
+
+function keyColumns(spec: ReportSpec, alias: string, withPeriod = true): RawBuilder<unknown> {
+  const columns = [
+    ...(withPeriod ? [sql`${id(`${alias}.period_start`)} as period_start`] : []),
+    ...entityDims(spec).map((d) => sql`${keyExpr(alias, d)} as ${id(DIMENSION_COLUMN[d])}`),
+  ];
+  return columns.length > 0 ? sql`${sql.join(columns)},` : sql``;
+}
+
+/** The counts of each group: sums of the figures over the pieces of its period. */
+function countsAgg(spec: ReportSpec): RawBuilder<unknown> {
+  const dims = entityDims(spec);
+  const fullDetail = dims.some((d) => d !== 'department') || spec.agents !== null || spec.channels !== null;
+  const sums = sql.join(FIGURES.map((f) => sql`sum(${id(`c.${f}`)})::float8 as ${id(f)}`));
+  const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
+  const groupBy = sql.join(groupKeys(spec, 'c'));
+  const fromTable = (table: string, grain: string) => sql`
+    select p.period_start, c.*
+    from pieces p join ${sql.table(table)} c on c.bucket >= p.lo and c.bucket < p.hi
+    where p.grain = ${grain}`;
+  const source =
+    spec.source === 'events'
+      ? sql`select p.period_start, c.* from pieces p join ${eventFacts(spec)} c on c.bucket >= p.lo and c.bucket < p.hi`
+      : fullDetail
+        ? sql`${fromTable('report_counters_15m', '15m')} union all ${fromTable('report_counters_day', 'day')}`
+        : sql`${fromTable('report_department_counters_15m', '15m')} union all ${fromTable('report_department_counters_day', 'day')}`;
+  return sql`
+    select ${keyColumns(spec, 'c')} ${sums}
+    from (${source}) c
+    where ${where}
+    group by ${groupBy}`;
+}
+
+/** Exact percentiles of each group's durations, both quantiles at once per sample metric. */
+function samplesAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuilder<unknown> {
+  const table = spec.source === 'events' ? eventSamples(spec) : sql`report_samples`;
+  const where = filters(spec, { department: 'x.department_id', agent: 'x.agent_id', channel: 'x.channel' });
+  const codes = metrics.map((m) => SAMPLE_METRICS[m]);
+  const quantiles = sql.join(
+    metrics.map(
+      (m) =>
+        sql`percentile_cont(array[0.5, 0.9]) within group (order by x.seconds) filter (where x.metric = ${SAMPLE_METRICS[m]}::smallint) as ${id(`${m}_q`)}`,
+    ),
+  );
+  return sql`
+    select ${keyColumns(spec, 'x')} ${quantiles}
+    from (
+      select p.period_start, s.*
+      from clipped p join ${table} s on s.bucket >= p.s and s.bucket < p.e
+      where s.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
+    ) x
+    where ${where}
+    group by ${sql.join(groupKeys(spec, 'x'))}`;
+}
+
+/** Tickets by status right now, by their current department, assignee and channel. */
+function currentAgg(spec: ReportSpec): RawBuilder<unknown> {
+  const t = sql`(select department_id, assignee_id as agent_id, channel, status from tickets) t`;
+  const where = filters(spec, { department: 't.department_id', agent: 't.agent_id', channel: 't.channel' });
+  const keys = entityDims(spec).map((d) => keyExpr('t', d));
+  const counts = sql.join(
+    (['new', 'open', 'answered', 'postponed'] as const).map(
+      (s) => sql`(count(*) filter (where t.status = ${s}))::float8 as ${id(`current_${s}`)}`,
+    ),
+  );
+  return sql`
+    select ${keyColumns(spec, 't', false)} ${counts}
+    from ${t}
+    where t.status in ('new', 'open', 'answered', 'postponed') and ${where}
+    ${keys.length > 0 ? sql`group by ${sql.join(keys)}` : sql``}`;
+}
+
+/** Every department, agent or channel in scope, so a one-dimension report lists idle ones too. */
+function allEntities(spec: ReportSpec, dim: EntityDimension): RawBuilder<unknown> {
+  if (dim === 'department') {
+    const where = spec.departments ? inList(sql`d.id`, spec.departments, 'uuid') : sql`true`;
+    return sql`select d.id as department_id from departments d where ${where}`;
+  }
+  if (dim === 'agent') {
+    const agents = spec.agents ? inList(sql`a.id`, spec.agents, 'uuid') : sql`true`;
+    const departments = spec.departments?.filter((d): d is string => d !== null);
+    const member = departments
+      ? departments.length > 0
+        ? sql`exists (select 1 from department_members m where m.agent_id = a.id
+            and m.department_id in (${sql.join(departments.map((d) => sql`${d}::uuid`))}))`
+        : sql`false`
+      : sql`true`;
+    return sql`select a.id as agent_id from agents a where a.status = 'active' and ${agents} and ${member}`;
+  }
+  const channels = CHANNELS.filter((c) => !spec.channels || spec.channels.includes(c));
+  return sql`select unnest(array[${sql.join(channels.map((c) => sql`${c}::text`))}]) as channel`;
+}
+
+function roundTo(value: RawBuilder<unknown>, decimals: number) {
+  return sql`round((${value})::numeric, ${sql.lit(decimals)})::float8`;
+}
+
+function metricExpr(spec: ReportSpec, metric: Metric): RawBuilder<unknown> {
+  const f: Formula = metric.formula;
+  const a = (figure: string) => sql`coalesce(${id(`a.${figure}`)}, 0)`;
+  const decimals = DECIMALS[metric.unit];
+  if ('count' in f) return a(f.count);
+  if ('total' in f) return roundTo(sql`${a(f.total)} / ${sql.lit(f.divideBy)}`, decimals);
+  if ('average' in f) {
+    return sql`case when ${a(f.over)} > 0 then ${roundTo(sql`${a(f.average)} / ${a(f.over)}`, decimals)} end`;
+  }
+  if ('percentile' in f) {
+    return roundTo(sql`${id(`s.${f.percentile}_q`)}[${sql.lit(f.quantile === 0.5 ? 1 : 2)}]`, decimals);
+  }
+  if ('share' in f) {
+    const total = sql.join(
+      f.of.map((o) => a(o)),
+      sql` + `,
+    );
+    return sql`case when ${total} > 0 then ${roundTo(sql`100 * ${a(f.share)} / (${total})`, decimals)} end`;
+  }
+  return byTime(spec) ? sql`null::float8` : sql`coalesce(${id(`cur.current_${f.current}`)}, 0)`;
+}
+
+interface SortKey {
+  expr: RawBuilder<unknown>;
+  type: 'timestamptz' | 'text' | 'float8' | 'boolean';
+  direction: 'asc' | 'desc';
+}
+
+function dimensionKeys(dim: Dimension, direction: 'asc' | 'desc'): SortKey[] {
+  if (dim === 'time') return [{ expr: sql`g.period_start`, type: 'timestamptz', direction }];
+  if (dim === 'channel') return [{ expr: sql`g.channel`, type: 'text', direction }];
+  const [table, key] = dim === 'department' ? ['d', 'department_id'] : ['ag', 'agent_id'];
+  return [
+    { expr: sql`coalesce(${id(`${table}.name`)}, '')`, type: 'text', direction },
+    { expr: sql`${id(`g.${key}`)}::text`, type: 'text', direction },
+  ];
+}
+
+/** How many values a cursor of this report carries. */
+export function sortKeyCount(spec: ReportSpec): number {
+  return sortKeys(spec).length;
+}
+
+function sortKeys(spec: ReportSpec): SortKey[] {
+  const keys: SortKey[] = [];
+  const used = new Set<string>();
+  for (const { key, direction } of spec.sort) {
+    const metric = spec.metrics.find((m) => m.key === key);
+    if (metric) {
+      const expr = metricExpr(spec, metric);
+      // Nulls (no data for an average) last whichever the direction.
+      keys.push({ expr: sql`(${expr}) is null`, type: 'boolean', direction: 'asc' });
+      keys.push({ expr: sql`coalesce(${expr}, 0)`, type: 'float8', direction });
+    } else if (spec.groupBy.includes(key as Dimension)) {
+      keys.push(...dimensionKeys(key as Dimension, direction));
+      used.add(key);
+    }
+  }
+  for (const dim of spec.groupBy) if (!used.has(dim)) keys.push(...dimensionKeys(dim, 'asc'));
+  return keys;
+}
+
+/** Rows strictly after the cursor's, in the sort order (each key may have its own direction). */
+function afterKey(keys: SortKey[], values: SortValue[]): RawBuilder<unknown> {
+  const ors = keys.map((key, i) => {
+    const equal = keys.slice(0, i).map((k, j) => sql`${id(`r.k${j}`)} = ${values[j]}::${sql.raw(k.type)}`);
+    const op = key.direction === 'asc' ? sql`>` : sql`<`;
+    return sql.join([...equal, sql`${id(`r.k${i}`)} ${op} ${values[i]}::${sql.raw(key.type)}`], sql` and `);
+  });
+  return ors.length > 0 ? sql`(${sql.join(ors, sql` or `)})` : sql`false`;
+}
+
+/**
+ * The whole report as one statement: periods, counts, percentiles and current figures per
+ * group, the groups made dense (every period for each group; every department, agent or
+ * channel in scope for a one-dimension report), names, sort keys, and the page.
+ */
+export function reportQuery(
+  spec: ReportSpec,
+  page: { after?: SortValue[] | undefined; limit?: number | undefined } = {},
+): RawBuilder<Record<string, unknown>> {
+  const dims = entityDims(spec);
+  const time = byTime(spec);
+  const samples = neededSamples(spec);
+  const withCurrent = needsCurrent(spec) && !time;
+  const keys = sortKeys(spec);
+  const coarse = spec.source === 'counters';
+
+  const ctes: RawBuilder<unknown>[] = [
+    sql`periods as (${periods(spec)})`,
+    sql`clipped as (
+      select period_start, period_end, greatest(period_start, ${at(spec.from)}) as s,
+        least(period_end, ${at(spec.to)}) as e
+      from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
+  ];
+  const sources: string[] = [];
+  if (needsFigures(spec) || !(samples.length > 0 || withCurrent)) {
+    ctes.push(sql`pieces as (${pieces(coarse)})`);
+    ctes.push(sql`counts as (${countsAgg(spec)})`);
+    sources.push('counts');
+  }
+  if (samples.length > 0) {
+    ctes.push(sql`samples as (${samplesAgg(spec, samples)})`);
+    sources.push('samples');
+  }
+  if (withCurrent) {
+    ctes.push(sql`current_figures as (${currentAgg(spec)})`);
+    sources.push('current_figures');
+  }
+
+  const dimCols = dims.map((d) => id(DIMENSION_COLUMN[d]));
+  if (dims.length >= 2) {
+    // Several dimensions: only the combinations (and periods) that have figures; a dense grid
+    // of every period for every combination would be mostly zeros.
+    const known = sources.map((s) =>
+      s === 'current_figures'
+        ? sql`select (select period_start from clipped) as period_start, ${sql.join(dimCols)} from current_figures`
+        : sql`select period_start, ${sql.join(dimCols)} from ${sql.table(s)}`,
+    );
+    ctes.push(sql`groups as (
+      select c.period_start, c.period_end, k.${sql.join(dimCols, sql`, k.`)}
+      from (${sql.join(known, sql` union `)}) k join clipped c on c.period_start = k.period_start)`);
+  } else {
+    // One dimension (or none): every period for every department, agent or channel in scope,
+    // so series have no holes and idle ones show up with zeros.
+    if (dims.length === 1) {
+      const known = sources.map((s) => sql`select ${sql.join(dimCols)} from ${sql.table(s)}`);
+      known.push(allEntities(spec, dims[0]!));
+      ctes.push(sql`entities as (${sql.join(known, sql` union `)})`);
+    } else {
+      ctes.push(sql`entities as (select 1 as one)`);
+    }
+    ctes.push(sql`groups as (select p.period_start, p.period_end, e.* from clipped p cross join entities e)`);
+  }
+
+  const joinOn = (alias: string, withPeriod: boolean) => {
+    const on = [
+      ...(withPeriod ? [sql`${id(`${alias}.period_start`)} = g.period_start`] : []),
+      ...dims.map((d) => sql`${id(`${alias}.${DIMENSION_COLUMN[d]}`)} = ${id(`g.${DIMENSION_COLUMN[d]}`)}`),
+    ];
+    return on.length > 0 ? sql.join(on, sql` and `) : sql`true`;
+  };
+  const joins: RawBuilder<unknown>[] = [];
+  if (sources.includes('counts')) joins.push(sql`left join counts a on ${joinOn('a', true)}`);
+  if (sources.includes('samples')) joins.push(sql`left join samples s on ${joinOn('s', true)}`);
+  if (withCurrent) joins.push(sql`left join current_figures cur on ${joinOn('cur', false)}`);
+  if (dims.includes('department')) joins.push(sql`left join departments d on d.id = g.department_id`);
+  if (dims.includes('agent')) joins.push(sql`left join agents ag on ag.id = g.agent_id`);
+
+  const local = (column: string) => sql`
+    to_char(${id(`g.${column}`)} at time zone ${spec.timezone}, 'YYYY-MM-DD"T"HH24:MI:SS') as ${id(`${column}_local`)},
+    extract(epoch from (${id(`g.${column}`)} at time zone ${spec.timezone}) - (${id(`g.${column}`)} at time zone 'UTC'))::int as ${id(`${column}_offset`)}`;
+  const columns: RawBuilder<unknown>[] = [
+    local('period_start'),
+    local('period_end'),
+    dims.includes('department')
+      ? sql`nullif(g.department_id, ${sql.lit(NONE)}::uuid) as department_id, d.name as department_name`
+      : sql`null::uuid as department_id, null::text as department_name`,
+    dims.includes('agent')
+      ? sql`nullif(g.agent_id, ${sql.lit(NONE)}::uuid) as agent_id, ag.name as agent_name`
+      : sql`null::uuid as agent_id, null::text as agent_name`,
+    dims.includes('channel') ? sql`g.channel` : sql`null::text as channel`,
+    ...spec.metrics.map((m) => sql`${metricExpr(spec, m)} as ${id(`m_${m.key}`)}`),
+    ...keys.map((k, i) => sql`${k.expr} as ${id(`k${i}`)}`),
+  ];
+  const order = keys.map((k, i) => sql`${id(`r.k${i}`)} ${sql.raw(k.direction)}`);
+
+  return sql<Record<string, unknown>>`
+    with ${sql.join(ctes)},
+    report_rows as (
+      select ${sql.join(columns)}
+      from groups g
+      ${sql.join(joins, sql` `)}
+    )
+    select * from report_rows r
+    ${page.after ? sql`where ${afterKey(keys, page.after)}` : sql``}
+    ${order.length > 0 ? sql`order by ${sql.join(order)}` : sql``}
+    ${page.limit !== undefined ? sql`limit ${page.limit}` : sql``}`;
+}
+
+function localTime(local: unknown, offsetSeconds: unknown): string | null {
+  if (typeof local !== 'string') return null;
+  const offset = Number(offsetSeconds);
+  const sign = offset < 0 ? '-' : '+';
+  const minutes = Math.abs(offset) / 60;
+  const hh = String(Math.floor(minutes / 60)).padStart(2, '0');
+  const mm = String(minutes % 60).padStart(2, '0');
+  return `${local}${sign}${hh}:${mm}`;
+}
+
+/**
+ * Reads the given row fields of raw report rows straight into cells (an export's hot path:
+ * one array per row, no intermediate objects). Null becomes ''.
+ */
+export function cellReader(fields: string[]): (raw: Record<string, unknown>) => (string | number)[] {
+  const readers = fields.map((field): ((raw: Record<string, unknown>) => string | number) => {
+    if (field === 'period_start' || field === 'period_end') {
+      return (raw) => localTime(raw[`${field}_local`], raw[`${field}_offset`]) ?? '';
+    }
+    const column = ['department_id', 'department_name', 'agent_id', 'agent_name', 'channel'].includes(field)
+      ? field
+      : `m_${field}`;
+    return (raw) => (raw[column] ?? '') as string | number;
+  });
+  return (raw) => readers.map((read) => read(raw));
+}
+
+export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): ReportRow {
+  const time = byTime(spec);
+  const values: Record<string, number | null> = {};
+  for (const m of spec.metrics) {
+    const v = raw[`m_${m.key}`];
+    values[m.key] = v === null || v === undefined ? null : Number(v);
+  }
+  const sortKey: SortValue[] = [];
+  for (let i = 0; `k${i}` in raw; i++) {
+    const v = raw[`k${i}`];
+    sortKey.push(v instanceof Date ? v.toISOString() : (v as SortValue));
+  }
+  return {
+    period_start: time ? localTime(raw.period_start_local, raw.period_start_offset) : null,
+    period_end: time ? localTime(raw.period_end_local, raw.period_end_offset) : null,
+    department_id: (raw.department_id as string | null) ?? null,
+    department_name: (raw.department_name as string | null) ?? null,
+    agent_id: (raw.agent_id as string | null) ?? null,
+    agent_name: (raw.agent_name as string | null) ?? null,
+    channel: (raw.channel as string | null) ?? null,
+    values,
+    sortKey,
+  };
+}
+
+/**
+ * Report statements run in a read-only transaction of their own, without JIT (whose compiling
+ * costs several times what these queries take: their row estimates are pessimistic) and with
+ * room to sort and hash in memory.
+ */
+async function inReportTransaction<T>(
+  db: Executor,
+  fn: (trx: Transaction<Database>) => Promise<T>,
+): Promise<T> {
+  return db.transaction().execute(async (trx) => {
+    await sql`set transaction read only`.execute(trx);
+    await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`.execute(trx);
+    return fn(trx);
+  });
+}
+
+/** One page of a report (limit + 1 rows fetched: the extra one says whether more follow). */
+export async function findReportRows(
+  db: Executor,
+  spec: ReportSpec,
+  page: { after?: SortValue[] | undefined; limit: number },
+): Promise<ReportRow[]> {
+  const result = await inReportTransaction(db, (trx) =>
+    reportQuery(spec, { after: page.after, limit: page.limit + 1 }).execute(trx),
+  );
+  return result.rows.map((r) => toReportRow(spec, r));
+}
+
+export async function findReportTotals(
+  db: Executor,
+  spec: ReportSpec,
+): Promise<Record<string, number | null>> {
+  const totals: ReportSpec = { ...spec, groupBy: [], sort: [] };
+  const result = await inReportTransaction(db, (trx) => reportQuery(totals).execute(trx));
+  return toReportRow(totals, result.rows[0] ?? {}).values;
+}
+
+/**
+ * Streams every row of a report through a server-side cursor, `batch` rows at a time, inside
+ * a read-only transaction: memory stays flat however long the report is. `onRows` resolves
+ * when the consumer wants more (backpressure). `signal` stops between fetches and, where the
+ * database has more than one connection, also cancels a fetch that is running.
+ */
+export async function streamReportRows(
+  db: Executor,
+  spec: ReportSpec,
+  options: { batch: number; signal: AbortSignal; onRows: (rows: Record<string, unknown>[]) => Promise<void> },
+): Promise<void> {
+  // PGlite has one connection, busy with this very transaction: nothing to cancel from.
+  const cancellable = db.getExecutor().adapter.supportsMultipleConnections;
+  await inReportTransaction(db, async (trx) => {
+    const pid = cancellable
+      ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
+      : null;
+    let fetching = false;
+    const onAbort = () => {
+      if (pid !== null && fetching) void sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
+    };
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const query = reportQuery(spec).compile(trx);
+      await trx.executeQuery(
+        CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
+      );
+      const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
+      for (;;) {
+        options.signal.throwIfAborted();
+        fetching = true;
+        const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
+          fetching = false;
+        });
+        options.signal.throwIfAborted();
+        if (rows.length > 0) await options.onRows(rows);
+        if (rows.length < options.batch) break;
+      }
+    } finally {
+      options.signal.removeEventListener('abort', onAbort);
+    }
+  });
+}
+
+/** The departments an agent belongs to (any role). */
+export async function departmentIdsOf(db: Executor, agentId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('department_members')
+    .select('department_id')
+    .where('agent_id', '=', agentId)
+    .execute();
+  return rows.map((r) => r.department_id);
+}
+
+export type RangePreset =
+  | 'today'
+  | 'yesterday'
+  | 'last_7_days'
+  | 'last_30_days'
+  | 'this_month'
+  | 'last_month'
+  | 'this_year';
+
+export interface RangeInstants {
+  from: Date;
+  to: Date;
+  /** Local calendar dates of both ends. */
+  local_from: string;
+  local_to: string;
+}
+
+/**
+ * A preset or a custom range as instants. Dates and local date-times are read in the time zone
+ * (local midnight, DST included); date-times with an offset are taken as they are.
+ */
+export async function rangeInstants(
+  db: Executor,
+  timezone: string,
+  range: { preset: RangePreset } | { from: string; to: string },
+): Promise<RangeInstants> {
+  const end = (value: string) =>
+    /(Z|[+-]\d{2}:?\d{2})$/i.test(value)
+      ? sql`${value}::timestamptz`
+      : sql`${value}::timestamp at time zone ${timezone}`;
+  const today = sql`date_trunc('day', now() at time zone ${timezone})`;
+  const month = sql`date_trunc('month', now() at time zone ${timezone})`;
+  const year = sql`date_trunc('year', now() at time zone ${timezone})`;
+  const presets: Record<RangePreset, [RawBuilder<unknown>, RawBuilder<unknown>]> = {
+    today: [today, sql`${today} + interval '1 day'`],
+    yesterday: [sql`${today} - interval '1 day'`, today],
+    last_7_days: [sql`${today} - interval '6 days'`, sql`${today} + interval '1 day'`],
+    last_30_days: [sql`${today} - interval '29 days'`, sql`${today} + interval '1 day'`],
+    this_month: [month, sql`${month} + interval '1 month'`],
+    last_month: [sql`${month} - interval '1 month'`, month],
+    this_year: [year, sql`${year} + interval '1 year'`],
+  };
+  const [from, to] =
+    'preset' in range
+      ? presets[range.preset].map((local) => sql`(${local}) at time zone ${timezone}`)
+      : [end(range.from), end(range.to)];
+  const { rows } = await sql<RangeInstants>`
+    select f as "from", t as "to",
+      to_char(f at time zone ${timezone}, 'YYYY-MM-DD') as local_from,
+      to_char(t at time zone ${timezone}, 'YYYY-MM-DD') as local_to
+    from (select ${from} as f, ${to} as t) r`.execute(db);
+  const row = rows[0]!;
+  return { ...row, from: new Date(row.from), to: new Date(row.to) };
+}
+
+let timeZones: Promise<Set<string>> | undefined;
+
+/** The IANA time zone names the database knows (read once per process). */
+export async function knownTimeZones(db: Executor): Promise<Set<string>> {
+  timeZones ??= sql<{ name: string }>`select name from pg_timezone_names`
+    .execute(db)
+    .then((r) => new Set(r.rows.map((row) => row.name)))
+    .catch((error: unknown) => {
+      timeZones = undefined;
+      throw error;
+    });
+  return timeZones;
+}
+
+/**
+ * Recomputes every counter and sample from ticket_events: after a bulk import that bypassed
+ * the trigger, or to repair. Runs in the caller's transaction; takes an exclusive lock on the
+ * counter tables so no event is counted twice meanwhile.
+ */
+export async function rebuildReportCounters(db: Executor): Promise<void> {
+  const figures = sql.join(FIGURES.map((f) => id(f)));
+  const sums = sql.join(FIGURES.map((f) => sql`sum(${id(f)})`));
+  await sql`lock table ticket_events in share mode`.execute(db);
+  await sql`truncate report_counters_15m, report_counters_day, report_department_counters_15m,
+    report_department_counters_day, report_samples`.execute(db);
+  await sql`
+    insert into report_counters_15m (bucket, department_id, agent_id, channel, ${figures})
+    select f.bucket, f.department_id, f.agent_id, f.channel, ${sums}
+    from ticket_events e cross join lateral report_event_facts(${EVENT_ARGS}) f
+    where report_event_counts(e.type, e.data)
+    group by 1, 2, 3, 4`.execute(db);
+  await sql`
+    insert into report_counters_day (bucket, department_id, agent_id, channel, ${figures})
+    select date_trunc('day', bucket, 'UTC'), department_id, agent_id, channel, ${sums}
+    from report_counters_15m group by 1, 2, 3, 4`.execute(db);
+  await sql`
+    insert into report_department_counters_15m (bucket, department_id, ${figures})
+    select bucket, department_id, ${sums} from report_counters_15m group by 1, 2`.execute(db);
+  await sql`
+    insert into report_department_counters_day (bucket, department_id, ${figures})
+    select date_trunc('day', bucket, 'UTC'), department_id, ${sums}
+    from report_department_counters_15m group by 1, 2`.execute(db);
+  await sql`
+    insert into report_samples (bucket, department_id, agent_id, channel, metric, seconds)
+    select s.* from ticket_events e
+    cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+    where e.type in ('message_added', 'chat_recorded')`.execute(db);
+}

@@ -1,0 +1,133 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ref } from '../../contract.ts';
+import { principalOf } from '../../plugins/auth.ts';
+import { problems } from '../../plugins/openapi.ts';
+import { sendCsvReport, wantsCsv } from './csv.ts';
+import {
+  ColumnCatalogueSchema,
+  LeaderboardQuery,
+  LeaderboardSchema,
+  ReportColumnSchema,
+  ReportQuery,
+  ReportRowSchema,
+  ReportSchema,
+  ReportTotalsSchema,
+} from './schemas.ts';
+import { columnCatalogue, jsonReport, leaderboard, type ReportKind, resolveReport } from './service.ts';
+
+export const reportSchemas = [
+  ReportColumnSchema,
+  ReportRowSchema,
+  ReportTotalsSchema,
+  ReportSchema,
+  ColumnCatalogueSchema,
+  LeaderboardSchema,
+];
+
+const tags = ['reports'];
+
+const CSV_SCHEMA = {
+  type: 'string',
+  description:
+    'A header row of column labels (and, with unit_row=true, a row of units), then one row per group. Times in seconds. Streamed.',
+};
+
+const KINDS: { kind: ReportKind; title: string; by: string }[] = [
+  { kind: 'departments', title: 'Departments', by: 'department' },
+  { kind: 'agents', title: 'Agents', by: 'agent' },
+  { kind: 'channels', title: 'Channels', by: 'channel' },
+];
+
+const VISIBILITY =
+  'Owners and admins see every department; an agent sees the figures of the departments they belong to (any role) and of tickets in no department. A read-only API token is enough.';
+
+export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, config } = app;
+  const defaults = { timezone: config.timezone };
+
+  app.get(
+    '/v1/reports/columns',
+    {
+      schema: {
+        operationId: 'listReportColumns',
+        tags,
+        summary: 'List the columns reports can have',
+        description:
+          'Every column with its key, label, unit and definition (docs/metrics.md has the details).',
+        response: { 200: ref(ColumnCatalogueSchema) },
+      },
+    },
+    async () => ({ data: columnCatalogue() }),
+  );
+
+  for (const { kind, title, by } of KINDS) {
+    const summary = `${title} report`;
+    const description = `Figures by ${by} by default; group_by any of time, department, agent and channel, with an interval for a time series. Counts come from counters kept with every ticket event, exact in any time zone. ${VISIBILITY}`;
+
+    app.get(
+      `/v1/reports/${kind}`,
+      {
+        schema: {
+          operationId: `get${title}Report`,
+          tags,
+          summary,
+          description: `${description} Answers CSV instead of JSON when Accept prefers text/csv (or use /v1/reports/${kind}.csv).`,
+          querystring: ReportQuery,
+          response: {
+            200: {
+              description: 'The report: JSON rows with metadata and totals, or CSV.',
+              content: {
+                'application/json': { schema: ref(ReportSchema) },
+                'text/csv': { schema: CSV_SCHEMA },
+              },
+            },
+            ...problems(403),
+          },
+        },
+      },
+      async (request, reply) => {
+        const resolved = await resolveReport(db, principalOf(request), kind, request.query, defaults);
+        if (wantsCsv(request.headers.accept)) {
+          return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false);
+        }
+        return jsonReport(db, resolved);
+      },
+    );
+
+    app.get(
+      `/v1/reports/${kind}.csv`,
+      {
+        schema: {
+          operationId: `export${title}ReportCsv`,
+          tags,
+          summary: `${summary} as CSV`,
+          description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply.`,
+          querystring: ReportQuery,
+          response: {
+            200: { description: 'The report as CSV.', content: { 'text/csv': { schema: CSV_SCHEMA } } },
+            ...problems(403),
+          },
+        },
+      },
+      async (request, reply) => {
+        const resolved = await resolveReport(db, principalOf(request), kind, request.query, defaults);
+        return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false);
+      },
+    );
+  }
+
+  app.get(
+    '/v1/reports/agents/leaderboard',
+    {
+      schema: {
+        operationId: 'getAgentLeaderboard',
+        tags,
+        summary: 'Agents ranked by answers, resolved tickets and positive ratings',
+        description: `Ranked by answers, then resolved tickets, then positive ratings (default range: last 30 days). ${VISIBILITY}`,
+        querystring: LeaderboardQuery,
+        response: { 200: ref(LeaderboardSchema), ...problems(403) },
+      },
+    },
+    async (request) => leaderboard(db, principalOf(request), request.query, defaults),
+  );
+};

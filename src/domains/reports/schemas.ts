@@ -1,0 +1,248 @@
+import { type Static, Type } from 'typebox';
+import { ref, Uuid } from '../../contract.ts';
+import { METRICS } from './metrics.ts';
+
+export const PRESETS = [
+  'today',
+  'yesterday',
+  'last_7_days',
+  'last_30_days',
+  'this_month',
+  'last_month',
+  'this_year',
+] as const;
+export const WEEK_DAYS = [
+  'monday',
+  'tuesday',
+  'wednesday',
+  'thursday',
+  'friday',
+  'saturday',
+  'sunday',
+] as const;
+export const INTERVALS = ['none', 'hour', 'day', 'week', 'month', 'year'] as const;
+
+const Preset = Type.Enum(PRESETS, {
+  description:
+    'A range in the report’s time zone: today, yesterday, last_7_days and last_30_days (both ending with today), this_month, last_month, this_year. The default when neither preset nor from/to is given: last_30_days.',
+});
+
+const RangeEnd = (description: string) =>
+  Type.Optional(
+    Type.String({
+      minLength: 10,
+      maxLength: 40,
+      pattern: '^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:?\\d{2})?)?$',
+      description: `${description} A date (YYYY-MM-DD: local midnight in the report’s time zone), a local date-time (2026-10-25T06:00), or an instant with an offset (2026-10-25T05:00:00Z). Must fall on a quarter hour.`,
+    }),
+  );
+
+/** A list parameter: repeat it (?x=a&x=b) or separate values with commas (?x=a,b). */
+const ListParam = (description: string) =>
+  Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 4000 }), { maxItems: 200, description }));
+
+export const ReportQuery = Type.Object(
+  {
+    preset: Type.Optional(Preset),
+    from: RangeEnd('Start of a custom range (inclusive); give to with it.'),
+    to: RangeEnd('End of a custom range (exclusive).'),
+    interval: Type.Optional(
+      Type.Enum(INTERVALS, {
+        default: 'none',
+        description:
+          'Period of the time series; anything but none groups by time first. Periods follow local midnights, weeks and months of the time zone, DST changes included.',
+      }),
+    ),
+    timezone: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        description:
+          'IANA time zone name (Europe/Prague, Asia/Kathmandu). Default: the help desk’s (DESKROUTE_TIMEZONE).',
+      }),
+    ),
+    week_start: Type.Optional(
+      Type.Enum(WEEK_DAYS, { default: 'monday', description: 'First day of weekly periods (ISO: monday).' }),
+    ),
+    group_by: ListParam(
+      'Any of time, department, agent, channel, in column order. Default: the report’s own dimension (time first when interval is set).',
+    ),
+    department_id: ListParam('Only these departments; none means tickets in no department.'),
+    agent_id: ListParam('Only these agents; none means figures credited to no agent.'),
+    channel: ListParam(
+      'Only these channels: email, contact_form, chat, call, facebook, twitter, instagram, viber, whatsapp, api.',
+    ),
+    columns: ListParam('Which columns, in order (keys from GET /v1/reports/columns). Default: all.'),
+    sort: Type.Optional(
+      Type.String({
+        pattern: '^[-+]?[a-z0-9_]+$',
+        maxLength: 64,
+        description:
+          'A requested column or a grouped dimension (time, department, agent, channel); a leading - sorts descending. Default: by the dimensions in order.',
+      }),
+    ),
+    attribution: Type.Optional(
+      Type.Enum(['event', 'current'] as const, {
+        default: 'event',
+        description:
+          'event: each figure counts for the department the ticket was in when it happened. current: everything counts for the department tickets are in now (computed from the events, slower).',
+      }),
+    ),
+    limit: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10000,
+        default: 1000,
+        description: 'JSON page size; CSV is never paged.',
+      }),
+    ),
+    cursor: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 4000, description: 'The `next_cursor` of the previous page.' }),
+    ),
+    unit_row: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'CSV only: a second row naming each column’s unit (count, seconds, minutes, percent).',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ReportQueryType = Static<typeof ReportQuery>;
+
+// type: [x, 'null'] rather than anyOf: fast-json-stringify writes it directly, where anyOf would
+// make it validate every value of every row to pick a branch.
+const NullableNumber = (description: string) =>
+  Type.Optional(Type.Unsafe<number | null>({ type: ['number', 'null'], description }));
+const NullableString = (description?: string) =>
+  Type.Optional(
+    Type.Unsafe<string | null>({ type: ['string', 'null'], ...(description && { description }) }),
+  );
+const metricProperties = Object.fromEntries(METRICS.map((m) => [m.key, NullableNumber(m.description)]));
+
+export const ReportRowSchema = Type.Object(
+  {
+    period_start: Type.Optional(
+      Type.String({
+        description: 'Local start of the period with its UTC offset, e.g. 2026-10-25T00:00:00+02:00.',
+      }),
+    ),
+    period_end: Type.Optional(Type.String({ description: 'Local end of the period (exclusive).' })),
+    department_id: NullableString('The department’s id; null: no department.'),
+    department_name: NullableString(),
+    agent_id: NullableString('The agent’s id; null: no agent.'),
+    agent_name: NullableString(),
+    channel: NullableString(),
+    ...metricProperties,
+  },
+  {
+    $id: 'ReportRow',
+    additionalProperties: false,
+    description:
+      'One group: its dimensions, then the requested columns (null: no value, e.g. an average of nothing).',
+  },
+);
+
+export const ReportTotalsSchema = Type.Object(metricProperties, {
+  $id: 'ReportTotals',
+  additionalProperties: false,
+  description: 'The requested columns over the whole range and every group (not a sum of the rows).',
+});
+
+export const ReportColumnSchema = Type.Object(
+  {
+    key: Type.String(),
+    label: Type.String({ description: 'Human label; heads the CSV column.' }),
+    unit: Type.Enum(['count', 'seconds', 'minutes', 'percent'] as const),
+    kind: Type.Enum(['count', 'duration', 'percentage', 'current'] as const, {
+      description:
+        'count columns add up across groups (stacked areas and pies make sense); the others do not.',
+    }),
+    description: Type.String(),
+    chart_types: Type.Array(Type.String(), { description: 'Charts that suit the column.' }),
+  },
+  { $id: 'ReportColumn', additionalProperties: false },
+);
+
+const RangeSchema = Type.Object(
+  {
+    from: Type.String({ format: 'date-time' }),
+    to: Type.String({ format: 'date-time', description: 'Exclusive.' }),
+    timezone: Type.String(),
+    interval: Type.Enum(INTERVALS),
+    week_start: Type.Enum(WEEK_DAYS),
+    preset: Type.Union([Preset, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
+export const ReportSchema = Type.Object(
+  {
+    report: Type.Enum(['departments', 'agents', 'channels'] as const),
+    range: RangeSchema,
+    attribution: Type.Enum(['event', 'current'] as const),
+    group_by: Type.Array(Type.Enum(['time', 'department', 'agent', 'channel'] as const)),
+    dimensions: Type.Array(
+      Type.Object(
+        { key: Type.String(), label: Type.String(), description: Type.String() },
+        { additionalProperties: false },
+      ),
+      { description: 'The dimension fields of each row, in order.' },
+    ),
+    columns: Type.Array(ref(ReportColumnSchema)),
+    chart: Type.Object(
+      {
+        x: Type.Union([Type.String(), Type.Null()], {
+          description: 'The row field for the x axis (or pie slices).',
+        }),
+        series: Type.Array(Type.String(), { description: 'Row fields that split the data into series.' }),
+      },
+      { additionalProperties: false },
+    ),
+    data: Type.Array(ref(ReportRowSchema)),
+    totals: ref(ReportTotalsSchema),
+    next_cursor: Type.Union([Type.String(), Type.Null()], {
+      description: 'Pass as `cursor` to get the next page; null when there is none.',
+    }),
+  },
+  { $id: 'Report', additionalProperties: false },
+);
+
+export const ColumnCatalogueSchema = Type.Object(
+  { data: Type.Array(ref(ReportColumnSchema)) },
+  { $id: 'ReportColumnCatalogue', additionalProperties: false },
+);
+
+export const LeaderboardQuery = Type.Object(
+  {
+    department_id: Type.Optional(Uuid('Rank the agents of this department’s figures only.')),
+    preset: Type.Optional(Preset),
+    from: RangeEnd('Start of a custom range (inclusive).'),
+    to: RangeEnd('End of a custom range (exclusive).'),
+    timezone: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
+  },
+  { additionalProperties: false },
+);
+
+export const LeaderboardSchema = Type.Object(
+  {
+    range: RangeSchema,
+    department_id: Type.Union([Uuid(), Type.Null()]),
+    columns: Type.Array(ref(ReportColumnSchema)),
+    data: Type.Array(
+      Type.Object(
+        {
+          rank: Type.Integer({ minimum: 1, description: 'Agents with the same three figures share a rank.' }),
+          agent_id: Uuid(),
+          agent_name: Type.String(),
+          answers: Type.Number(),
+          resolved_tickets: Type.Number(),
+          positive_ratings: Type.Number(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { $id: 'AgentLeaderboard', additionalProperties: false },
+);

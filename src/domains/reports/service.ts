@@ -1,0 +1,441 @@
+import { isAdmin, type Principal } from '../../access/policy.ts';
+import type { Db } from '../../db/database.ts';
+import { type FieldError, forbidden, invalid } from '../../errors.ts';
+import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
+import { chartTypes, findMetric, METRIC_KEYS, METRICS, type Metric } from './metrics.ts';
+import {
+  CHANNELS,
+  cellReader,
+  type Dimension,
+  departmentIdsOf,
+  type EntityDimension,
+  findReportRows,
+  findReportTotals,
+  type Interval,
+  knownTimeZones,
+  type RangeInstants,
+  type ReportRow,
+  type ReportSpec,
+  rangeInstants,
+  type SortValue,
+  sortKeyCount,
+  streamReportRows,
+} from './repository.ts';
+import { type PRESETS, type ReportQueryType, WEEK_DAYS } from './schemas.ts';
+
+export type ReportKind = 'departments' | 'agents' | 'channels';
+
+export type Preset = (typeof PRESETS)[number];
+export const DIMENSIONS = ['time', 'department', 'agent', 'channel'] as const;
+
+const DEFAULT_DIMENSION: Record<ReportKind, EntityDimension> = {
+  departments: 'department',
+  agents: 'agent',
+  channels: 'channel',
+};
+
+/** The row fields each dimension adds, with the labels that head CSV columns. */
+export const DIMENSION_FIELDS: Record<Dimension, { key: string; label: string; description: string }[]> = {
+  time: [
+    {
+      key: 'period_start',
+      label: 'Period start',
+      description: 'Start of the period: local time in the report’s time zone, with its UTC offset.',
+    },
+    { key: 'period_end', label: 'Period end', description: 'End of the period (exclusive), same form.' },
+  ],
+  department: [
+    { key: 'department_id', label: 'Department ID', description: 'Null: tickets in no department.' },
+    { key: 'department_name', label: 'Department', description: 'Null: tickets in no department.' },
+  ],
+  agent: [
+    { key: 'agent_id', label: 'Agent ID', description: 'Null: no agent (e.g. unassigned tickets).' },
+    { key: 'agent_name', label: 'Agent', description: 'Null: no agent.' },
+  ],
+  channel: [{ key: 'channel', label: 'Channel', description: 'The channel the figure came from.' }],
+};
+
+// Counters are kept per 15 minutes: a range must start and end on a quarter hour to be exact.
+const QUARTER_HOUR_MS = 15 * 60 * 1000;
+const MAX_PERIODS = 50_000;
+const APPROX_PERIOD_HOURS: Record<Exclude<Interval, 'none'>, number> = {
+  hour: 1,
+  day: 24,
+  week: 168,
+  month: 28 * 24,
+  year: 365 * 24,
+};
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Splits repeated and comma-separated list parameters into one clean list. */
+function listParam(values: string[] | undefined): string[] | undefined {
+  if (values === undefined) return undefined;
+  return [...new Set(values.flatMap((v) => v.split(',')).map((v) => v.trim()))].filter(Boolean);
+}
+
+export interface ResolvedReport {
+  kind: ReportKind;
+  spec: ReportSpec;
+  preset: Preset | null;
+  /** Local calendar dates of the range ends, for file names. */
+  localFrom: string;
+  localTo: string;
+  list: string;
+  limit: number;
+  after: SortValue[] | undefined;
+}
+
+async function resolveRange(db: Db, timezone: string, query: ReportQueryType) {
+  const errors: FieldError[] = [];
+  if (query.preset !== undefined && (query.from !== undefined || query.to !== undefined)) {
+    throw invalid('preset_or_range', 'Give a preset or from and to, not both.', [
+      { field: 'querystring/preset', message: 'not allowed with from/to' },
+    ]);
+  }
+  if ((query.from === undefined) !== (query.to === undefined)) {
+    const missing = query.from === undefined ? 'from' : 'to';
+    throw invalid('range_incomplete', 'Give both from and to (or a preset).', [
+      { field: `querystring/${missing}`, message: 'is required with the other end of the range' },
+    ]);
+  }
+  const preset: Preset | null = query.from === undefined ? (query.preset ?? 'last_30_days') : null;
+  let row: RangeInstants;
+  try {
+    row = await rangeInstants(db, timezone, preset ? { preset } : { from: query.from!, to: query.to! });
+  } catch (error) {
+    if ((error as { code?: string }).code?.startsWith('22')) {
+      throw invalid('invalid_range', 'from and to must be dates (YYYY-MM-DD) or ISO 8601 date-times.', [
+        { field: 'querystring/from', message: 'is not a date or date-time' },
+      ]);
+    }
+    throw error;
+  }
+  const from = new Date(row.from);
+  const to = new Date(row.to);
+  for (const [name, value] of [
+    ['from', from],
+    ['to', to],
+  ] as const) {
+    if (value.getTime() % QUARTER_HOUR_MS !== 0) {
+      errors.push({
+        field: `querystring/${name}`,
+        message: 'must fall on a quarter hour (:00, :15, :30, :45)',
+      });
+    }
+  }
+  if (errors.length > 0) {
+    throw invalid('range_not_aligned', 'Report ranges start and end on a quarter hour.', errors);
+  }
+  if (from >= to) {
+    throw invalid('invalid_range', 'from must be before to (to is exclusive).', [
+      { field: 'querystring/to', message: 'must be after from' },
+    ]);
+  }
+  return { from, to, preset, localFrom: row.local_from, localTo: row.local_to };
+}
+
+function parseIds(values: string[] | undefined, field: string): (string | null)[] | null {
+  const list = listParam(values);
+  if (list === undefined) return null;
+  const bad = list.filter((v) => v !== 'none' && !UUID.test(v));
+  if (bad.length > 0) {
+    throw invalid('validation_failed', `${field} takes ids or none.`, [
+      { field: `querystring/${field}`, message: `not an id: ${bad.join(', ')}` },
+    ]);
+  }
+  return list.map((v) => (v === 'none' ? null : v.toLowerCase()));
+}
+
+/** Turns the query string into a checked report spec, applying the caller's visibility. */
+export async function resolveReport(
+  db: Db,
+  principal: Principal,
+  kind: ReportKind,
+  query: ReportQueryType,
+  defaults: { timezone: string },
+): Promise<ResolvedReport> {
+  const timezone = query.timezone ?? defaults.timezone;
+  if (!(await knownTimeZones(db)).has(timezone)) {
+    throw invalid(
+      'unknown_timezone',
+      `Unknown time zone ${timezone}; use an IANA name such as Europe/Prague.`,
+      [{ field: 'querystring/timezone', message: 'is not an IANA time zone name' }],
+    );
+  }
+  const range = await resolveRange(db, timezone, query);
+  const interval = query.interval ?? 'none';
+  if (interval !== 'none') {
+    const periods = (range.to.getTime() - range.from.getTime()) / 3_600_000 / APPROX_PERIOD_HOURS[interval];
+    if (periods > MAX_PERIODS) {
+      throw invalid(
+        'too_many_periods',
+        `The range holds more than ${MAX_PERIODS} periods; pick a longer interval.`,
+        [{ field: 'querystring/interval', message: 'too fine for the range' }],
+      );
+    }
+  }
+
+  const requested = listParam(query.group_by);
+  const unknownDims = (requested ?? []).filter((d) => !(DIMENSIONS as readonly string[]).includes(d));
+  if (unknownDims.length > 0) {
+    throw invalid('unknown_group_by', `Unknown group_by: ${unknownDims.join(', ')}.`, [
+      { field: 'querystring/group_by', message: `one or more of ${DIMENSIONS.join(', ')}` },
+    ]);
+  }
+  let groupBy = (requested ?? [DEFAULT_DIMENSION[kind]]) as Dimension[];
+  if (groupBy.length === 0) groupBy = [DEFAULT_DIMENSION[kind]];
+  // An interval means a series over time: time is always the first dimension then.
+  if (interval !== 'none' || groupBy.includes('time'))
+    groupBy = ['time', ...groupBy.filter((d) => d !== 'time')];
+
+  const columnKeys = listParam(query.columns) ?? METRIC_KEYS;
+  const unknownColumns = columnKeys.filter((c) => !findMetric(c));
+  if (unknownColumns.length > 0 || columnKeys.length === 0) {
+    throw invalid('unknown_column', `Unknown column: ${unknownColumns.join(', ') || '(none given)'}.`, [
+      { field: 'querystring/columns', message: 'GET /v1/reports/columns lists the keys' },
+    ]);
+  }
+  const metrics = columnKeys.map((c) => findMetric(c)!);
+
+  let sort: ReportSpec['sort'] = [];
+  if (query.sort !== undefined) {
+    const direction = query.sort.startsWith('-') ? 'desc' : 'asc';
+    const key = query.sort.replace(/^[-+]/, '');
+    if (!columnKeys.includes(key) && !groupBy.includes(key as Dimension)) {
+      throw invalid(
+        'unknown_sort',
+        `Cannot sort by ${key}: sort by a requested column or a grouped dimension.`,
+        [{ field: 'querystring/sort', message: 'is not a requested column or grouped dimension' }],
+      );
+    }
+    sort = [{ key, direction }];
+  }
+
+  let departments = parseIds(query.department_id, 'department_id');
+  if (!isAdmin(principal)) {
+    // Agents report on their own departments (any role) and on tickets in no department,
+    // which every agent sees (src/access/tickets.ts).
+    const mine = await departmentIdsOf(db, principal.agentId);
+    if (departments) {
+      const outside = departments.filter((d) => d !== null && !mine.includes(d));
+      if (outside.length > 0) {
+        throw forbidden('You may only report on departments you belong to.', 'department_not_visible');
+      }
+    } else {
+      departments = [...mine, null];
+    }
+  }
+  const channels = listParam(query.channel) ?? null;
+  const badChannels = (channels ?? []).filter((c) => !(CHANNELS as readonly string[]).includes(c));
+  if (badChannels.length > 0) {
+    throw invalid('validation_failed', `Unknown channel: ${badChannels.join(', ')}.`, [
+      { field: 'querystring/channel', message: `one or more of ${CHANNELS.join(', ')}` },
+    ]);
+  }
+
+  const attribution = query.attribution ?? 'event';
+  const spec: ReportSpec = {
+    from: range.from,
+    to: range.to,
+    timezone,
+    interval,
+    weekShift: WEEK_DAYS.indexOf(query.week_start ?? 'monday'),
+    groupBy,
+    departments,
+    agents: parseIds(query.agent_id, 'agent_id'),
+    channels,
+    attribution,
+    source: attribution === 'current' ? 'events' : 'counters',
+    metrics,
+    sort,
+  };
+  const list = JSON.stringify([
+    'report',
+    kind,
+    spec.from,
+    spec.to,
+    timezone,
+    interval,
+    spec.weekShift,
+    groupBy,
+    departments,
+    spec.agents,
+    channels,
+    attribution,
+    columnKeys,
+    sort,
+  ]);
+  const after = query.cursor ? decodeCursor(list, query.cursor, sortKeyCount(spec)) : undefined;
+  return {
+    kind,
+    spec,
+    preset: range.preset,
+    localFrom: range.localFrom,
+    localTo: range.localTo,
+    list,
+    limit: query.limit ?? 1000,
+    after,
+  };
+}
+
+/** The row fields of a report, dimensions first, in the order CSV columns follow. */
+export function reportFields(spec: ReportSpec) {
+  return [
+    ...spec.groupBy.flatMap((d) => DIMENSION_FIELDS[d].map((f) => ({ ...f, unit: null as string | null }))),
+    ...spec.metrics.map((m) => ({ key: m.key, label: m.label, description: m.description, unit: m.unit })),
+  ];
+}
+
+/** A report row as the API shows it: the grouped dimensions, then the requested columns. */
+export function rowObject(spec: ReportSpec, row: ReportRow): Record<string, string | number | null> {
+  const out: Record<string, string | number | null> = {};
+  for (const d of spec.groupBy) {
+    for (const f of DIMENSION_FIELDS[d]) out[f.key] = row[f.key as keyof ReportRow] as string | null;
+  }
+  for (const m of spec.metrics) out[m.key] = row.values[m.key] ?? null;
+  return out;
+}
+
+function columnMeta(metric: Metric) {
+  return {
+    key: metric.key,
+    label: metric.label,
+    unit: metric.unit,
+    kind: metric.kind,
+    description: metric.description,
+    chart_types: chartTypes(metric),
+  };
+}
+
+function rangeMeta(resolved: ResolvedReport) {
+  const { spec } = resolved;
+  return {
+    from: spec.from.toISOString(),
+    to: spec.to.toISOString(),
+    timezone: spec.timezone,
+    interval: spec.interval,
+    week_start: WEEK_DAYS[spec.weekShift]!,
+    preset: resolved.preset,
+  };
+}
+
+/** A report as JSON: rows of the page, totals over the whole range, and chart-ready metadata. */
+export async function jsonReport(db: Db, resolved: ResolvedReport) {
+  const { spec } = resolved;
+  const [rows, totals] = await Promise.all([
+    findReportRows(db, spec, { after: resolved.after, limit: resolved.limit }),
+    findReportTotals(db, spec),
+  ]);
+  const more = rows.length > resolved.limit;
+  const kept = more ? rows.slice(0, resolved.limit) : rows;
+  const last = kept[kept.length - 1];
+  const entityNames = spec.groupBy
+    .filter((d): d is EntityDimension => d !== 'time')
+    .map((d) => (d === 'channel' ? 'channel' : `${d}_name`));
+  return {
+    report: resolved.kind,
+    range: rangeMeta(resolved),
+    attribution: spec.attribution,
+    group_by: spec.groupBy,
+    dimensions: spec.groupBy.flatMap((d) => DIMENSION_FIELDS[d]),
+    columns: spec.metrics.map(columnMeta),
+    chart: {
+      x: spec.groupBy.includes('time') ? 'period_start' : (entityNames[0] ?? null),
+      series: spec.groupBy.includes('time') ? entityNames : entityNames.slice(1),
+    },
+    data: kept.map((r) => rowObject(spec, r)),
+    totals,
+    next_cursor: more && last ? encodeCursor(resolved.list, last.sortKey) : null,
+  };
+}
+
+export function csvFileName(resolved: ResolvedReport): string {
+  const by = resolved.spec.interval === 'none' ? '' : `-by-${resolved.spec.interval}`;
+  return `deskroute-${resolved.kind}-${resolved.localFrom}--${resolved.localTo}${by}.csv`;
+}
+
+/** Every row of a report, in order, batch by batch (see streamReportRows). */
+export function streamReport(
+  db: Db,
+  resolved: ResolvedReport,
+  options: {
+    signal: AbortSignal;
+    onRows: (rows: (string | number)[][]) => Promise<void>;
+  },
+) {
+  const cells = cellReader(reportFields(resolved.spec).map((f) => f.key));
+  return streamReportRows(db, resolved.spec, {
+    batch: 500,
+    signal: options.signal,
+    onRows: (rows) => options.onRows(rows.map(cells)),
+  });
+}
+
+export interface LeaderboardQuery {
+  department_id?: string | undefined;
+  preset?: Preset | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  timezone?: string | undefined;
+  limit?: number | undefined;
+}
+
+const LEADERBOARD_COLUMNS = ['answers', 'resolved_tickets', 'positive_ratings'] as const;
+
+/** Agents ranked by answers, then resolved tickets, then positive ratings; ties share a rank. */
+export async function leaderboard(
+  db: Db,
+  principal: Principal,
+  query: LeaderboardQuery,
+  defaults: { timezone: string },
+) {
+  const resolved = await resolveReport(
+    db,
+    principal,
+    'agents',
+    {
+      ...(query.preset !== undefined && { preset: query.preset }),
+      ...(query.from !== undefined && { from: query.from }),
+      ...(query.to !== undefined && { to: query.to }),
+      ...(query.timezone !== undefined && { timezone: query.timezone }),
+      ...(query.department_id !== undefined && { department_id: [query.department_id] }),
+      group_by: ['agent'],
+      columns: [...LEADERBOARD_COLUMNS],
+    },
+    defaults,
+  );
+  const spec: ReportSpec = {
+    ...resolved.spec,
+    sort: LEADERBOARD_COLUMNS.map((key) => ({ key, direction: 'desc' as const })),
+  };
+  const limit = query.limit ?? 50;
+  // The "no agent" row is no one's place on the board.
+  const rows = (await findReportRows(db, spec, { limit: limit + 1 })).filter((r) => r.agent_id !== null);
+  let rank = 0;
+  let previous = '';
+  const data = rows.slice(0, limit).map((r, i) => {
+    const figures = LEADERBOARD_COLUMNS.map((c) => r.values[c] ?? 0);
+    const signature = figures.join('/');
+    if (signature !== previous) rank = i + 1;
+    previous = signature;
+    return {
+      rank,
+      agent_id: r.agent_id!,
+      agent_name: r.agent_name ?? '',
+      answers: figures[0]!,
+      resolved_tickets: figures[1]!,
+      positive_ratings: figures[2]!,
+    };
+  });
+  return {
+    range: rangeMeta({ ...resolved, spec }),
+    department_id: query.department_id ?? null,
+    columns: LEADERBOARD_COLUMNS.map((c) => columnMeta(findMetric(c)!)),
+    data,
+  };
+}
+
+/** Every column a report can have, for clients that build column pickers. */
+export function columnCatalogue() {
+  return METRICS.map(columnMeta);
+}

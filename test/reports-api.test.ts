@@ -1,0 +1,431 @@
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
+import t from 'tap';
+import { loadConfig } from '../src/config.ts';
+import { METRICS } from '../src/domains/reports/metrics.ts';
+import { type ReportSpec, streamReportRows } from '../src/domains/reports/repository.ts';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+
+// Reports over figures written by the real API (tickets, replies, transfers, status changes,
+// calls, chats, ratings), visibility, parameters, CSV and streaming.
+
+type Row = Record<string, unknown>;
+const QUARTER = 15 * 60 * 1000;
+
+t.test('reports through the API', async (t) => {
+  const ctx = await buildTestApp(t);
+  const sales = await makeDepartment(ctx.db, 'Sales');
+  const support = await makeDepartment(ctx.db, 'Support');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const sam = await agentWithToken(ctx, { name: 'Sam', departments: [[sales, 'solver']] });
+  const sue = await agentWithToken(ctx, { name: 'Sue', departments: [[support, 'supervisor']] });
+
+  type Method = 'GET' | 'POST' | 'PATCH';
+  const api = async (method: Method, url: string, payload?: unknown, token = admin.token) => {
+    const res = await ctx.request({
+      method,
+      url,
+      token,
+      ...(payload !== undefined && { payload: payload as object }),
+    });
+    if (res.statusCode >= 300) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
+    return res.json();
+  };
+  const now = Date.now();
+  const ago = (seconds: number) => new Date(Math.floor(now / 1000) * 1000 - seconds * 1000).toISOString();
+  // Quarter-hour ends around now (reports need them), wide enough for the whole test.
+  const from = new Date(Math.floor((now - 3_600_000) / QUARTER) * QUARTER).toISOString();
+  const to = new Date(Math.ceil((now + 3_600_000) / QUARTER) * QUARTER).toISOString();
+  const range = `from=${from}&to=${to}`;
+
+  // An email ticket asked in Sales, answered twice by Sam (a note in between), moved to
+  // Support, resolved by Sue, reopened by the customer, resolved again, then rated.
+  const ticket = await api('POST', '/v1/tickets', {
+    subject: 'Where is my order?',
+    channel: 'email',
+    contact: { email: 'jane@example.com', name: 'Jane' },
+    message: { body: 'It has not arrived.' },
+    department_id: sales,
+  });
+  const messages = `/v1/tickets/${ticket.id}/messages`;
+  await api('POST', messages, { kind: 'reply', body: 'Looking into it.' }, sam.token);
+  await api('POST', messages, { kind: 'note', body: 'Warehouse says Tuesday.' }, sam.token);
+  await api('POST', messages, { kind: 'customer', body: 'Any news?' });
+  await api('POST', messages, { kind: 'reply', body: 'Tuesday.' }, sam.token);
+  await api('POST', `/v1/tickets/${ticket.id}/transfer`, { department_id: support });
+  await api('PATCH', `/v1/tickets/${ticket.id}`, { status: 'resolved' }, sue.token);
+  await api('POST', messages, { kind: 'customer', body: 'It came broken.' });
+  await api('PATCH', `/v1/tickets/${ticket.id}`, { status: 'resolved' }, sue.token);
+  await api('POST', `/v1/tickets/${ticket.id}/ratings`, { value: 'positive' });
+  // An agent writes first: the opening message is an answer, with nobody waiting for it.
+  await api(
+    'POST',
+    '/v1/tickets',
+    {
+      subject: 'Your invoice',
+      channel: 'email',
+      contact: { email: 'jane@example.com' },
+      message: { body: 'Here is your invoice.', author: 'agent' },
+      department_id: sales,
+    },
+    sam.token,
+  );
+
+  // Calls in Support (one answered, 300 s of talk; one missed), chats in Sales (one picked
+  // up, one missed): each opens a ticket of its own.
+  await api('POST', '/v1/calls', {
+    direction: 'inbound',
+    outcome: 'answered',
+    from_number: '+420 777 111 222',
+    department_id: support,
+    agent_id: sue.agent.id,
+    started_at: ago(600),
+    answered_at: ago(590),
+    ended_at: ago(290),
+  });
+  await api('POST', '/v1/calls', {
+    direction: 'inbound',
+    outcome: 'missed',
+    from_number: '+420 777 111 333',
+    department_id: support,
+    started_at: ago(500),
+  });
+  await api('POST', '/v1/chats', {
+    contact: { email: 'chatty@example.com' },
+    department_id: sales,
+    agent_id: sam.agent.id,
+    started_at: ago(400),
+    picked_up_at: ago(390),
+    ended_at: ago(100),
+    missed: false,
+    messages: [
+      { from: 'customer', body: 'Hi', sent_at: ago(395) },
+      { from: 'agent', body: 'Hello!', sent_at: ago(380) },
+      { from: 'customer', body: 'Thanks', sent_at: ago(200) },
+    ],
+  });
+  await api('POST', '/v1/chats', {
+    contact: { email: 'gone@example.com' },
+    department_id: sales,
+    started_at: ago(300),
+    missed: true,
+    messages: [{ from: 'customer', body: 'Anyone?', sent_at: ago(299) }],
+  });
+
+  const columns = [
+    'created_tickets',
+    'answers',
+    'incoming_messages',
+    'resolved_tickets',
+    'reopened_tickets',
+    'transfers_in',
+    'transfers_out',
+    'positive_ratings',
+    'not_rated',
+    'calls',
+    'missed_calls',
+    'incoming_calls',
+    'finished_calls',
+    'call_minutes',
+    'chats',
+    'missed_chats',
+    'incoming_chats',
+    'finished_chats',
+    'chat_messages',
+  ];
+  const pick = (row: Row) => Object.fromEntries(columns.map((c) => [c, row[c]]));
+
+  await t.test('figures written by the API land in the right department', async (t) => {
+    const report = await api('GET', `/v1/reports/departments?${range}&columns=${columns.join(',')}`);
+    const rows = new Map(report.data.map((r: Row) => [r.department_id, r]));
+    const zero = Object.fromEntries(columns.map((c) => [c, 0]));
+    t.same(pick(rows.get(sales) as Row), {
+      ...zero,
+      created_tickets: 4,
+      answers: 3,
+      incoming_messages: 5, // the first message, the follow-up, and 2 + 1 in chats
+      transfers_out: 1,
+      chats: 1,
+      missed_chats: 1,
+      incoming_chats: 2,
+      finished_chats: 1,
+      chat_messages: 1,
+    });
+    t.same(pick(rows.get(support) as Row), {
+      ...zero,
+      created_tickets: 2,
+      incoming_messages: 1,
+      resolved_tickets: 2,
+      reopened_tickets: 1,
+      transfers_in: 1,
+      positive_ratings: 1,
+      not_rated: 1,
+      calls: 1,
+      missed_calls: 1,
+      incoming_calls: 2,
+      finished_calls: 1,
+      call_minutes: 5,
+    });
+    const times = await api(
+      'GET',
+      `/v1/reports/agents?${range}&agent_id=${sam.agent.id}&columns=avg_first_answer_time,avg_next_answer_time,avg_chat_pickup_time,avg_chat_time`,
+    );
+    const samRow = times.data[0] as Row;
+    t.ok((samRow.avg_first_answer_time as number) >= 0, 'a first answer time was measured');
+    t.ok((samRow.avg_next_answer_time as number) >= 0, 'a next answer time was measured');
+    t.same([samRow.avg_chat_pickup_time, samRow.avg_chat_time], [10, 300]);
+  });
+
+  await t.test('visibility: agents see their departments (and no department), admins all', async (t) => {
+    const mine = await api(
+      'GET',
+      `/v1/reports/departments?${range}&columns=created_tickets`,
+      undefined,
+      sam.token,
+    );
+    t.same(
+      mine.data.map((r: Row) => r.department_name),
+      ['Sales'],
+      'only Sales',
+    );
+    t.equal(mine.totals.created_tickets, 4, 'totals only over what they may see');
+    const refused = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/departments?${range}&department_id=${support}`,
+      token: sam.token,
+    });
+    t.equal(refused.statusCode, 403);
+    t.equal(refused.json().code, 'department_not_visible');
+    const agents = await api('GET', `/v1/reports/agents?${range}&columns=answers`, undefined, sam.token);
+    t.notOk(
+      agents.data.some((r: Row) => r.agent_id === sue.agent.id),
+      'agents of other departments are not listed',
+    );
+
+    const minted = await api(
+      'POST',
+      '/v1/api-tokens',
+      { name: 'nightly export', scopes: ['read'] },
+      sam.token,
+    );
+    const readOnly = minted.secret as string;
+    const viaToken = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/departments.csv?${range}&columns=created_tickets`,
+      token: readOnly,
+    });
+    t.equal(viaToken.statusCode, 200, 'a read-only token may export');
+    t.equal(viaToken.body, `Department ID,Department,Created tickets\n${sales},Sales,4`);
+  });
+
+  await t.test('bad parameters answer problem+json 400, for JSON and CSV alike', async (t) => {
+    const cases: [string, string][] = [
+      ['columns=answers,bogus', 'unknown_column'],
+      ['timezone=Mars/Olympus', 'unknown_timezone'],
+      ['from=2026-03-02&to=2026-03-01', 'invalid_range'],
+      ['from=2026-03-01', 'range_incomplete'],
+      ['preset=today&from=2026-03-01&to=2026-03-02', 'preset_or_range'],
+      ['from=2026-03-01T10:07:00Z&to=2026-03-02', 'range_not_aligned'],
+      ['from=yesterday&to=2026-03-02', 'validation_failed'],
+      ['from=2026-02-30&to=2026-03-02', 'invalid_range'],
+      ['group_by=department,weather', 'unknown_group_by'],
+      ['sort=-weather', 'unknown_sort'],
+      ['interval=fortnight', 'validation_failed'],
+      ['department_id=sales', 'validation_failed'],
+      ['channel=pigeon', 'validation_failed'],
+      ['from=2000-01-01&to=2026-01-01&interval=hour', 'too_many_periods'],
+      ['cursor=not-a-cursor', 'invalid_cursor'],
+    ];
+    for (const [query, code] of cases) {
+      for (const path of ['/v1/reports/departments', '/v1/reports/departments.csv']) {
+        const res = await ctx.request({ method: 'GET', url: `${path}?${query}`, token: admin.token });
+        t.equal(res.statusCode, 400, `${path}?${query}`);
+        t.match(res.headers['content-type'], /^application\/problem\+json/);
+        t.equal(res.json().code, code, query);
+      }
+    }
+    const anonymous = await ctx.request({ method: 'GET', url: '/v1/reports/departments.csv' });
+    t.equal(anonymous.statusCode, 401);
+  });
+
+  await t.test('CSV: negotiation, file name, labels and the unit row', async (t) => {
+    const url = `/v1/reports/departments?${range}&columns=answers,avg_first_answer_time,call_minutes`;
+    const csv = (accept: string) =>
+      ctx.request({ method: 'GET', url, token: admin.token, headers: { accept } });
+    t.match((await csv('text/csv')).headers['content-type'], /^text\/csv; charset=utf-8/);
+    t.match((await csv('application/json;q=0.5, text/csv')).headers['content-type'], /^text\/csv/);
+    t.match((await csv('text/csv;q=0.1, application/json')).headers['content-type'], /^application\/json/);
+    t.match((await csv('*/*')).headers['content-type'], /^application\/json/);
+
+    const file = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/agents.csv?from=2026-03-01&to=2026-04-01&interval=day&timezone=Europe/Prague&unit_row=true&columns=answers,avg_first_answer_time,call_minutes`,
+      token: admin.token,
+    });
+    t.equal(file.statusCode, 200);
+    t.equal(
+      file.headers['content-disposition'],
+      'attachment; filename="deskroute-agents-2026-03-01--2026-04-01-by-day.csv"',
+    );
+    const lines = file.body.split('\n');
+    t.equal(lines[0], 'Period start,Period end,Agent ID,Agent,Answers,Avg first answer time,Call minutes');
+    t.equal(lines[1], ',,,,count,seconds,minutes');
+    t.match(lines[2], /^2026-03-01T00:00:00\+01:00,2026-03-02T00:00:00\+01:00,/);
+    t.ok(
+      lines.some((l) => l.startsWith('2026-03-29T00:00:00+01:00,2026-03-30T00:00:00+02:00,')),
+      'DST day',
+    );
+  });
+
+  await t.test('the export streams: batches on demand, and stops when told', async (t) => {
+    const spec: ReportSpec = {
+      from: new Date('2025-01-01T00:00:00Z'),
+      to: new Date('2025-03-01T00:00:00Z'),
+      timezone: 'UTC',
+      interval: 'hour',
+      weekShift: 0,
+      groupBy: ['time', 'department'],
+      departments: null,
+      agents: null,
+      channels: null,
+      attribution: 'event',
+      source: 'counters',
+      metrics: METRICS.filter((m) => m.key === 'answers'),
+      sort: [],
+    };
+    let all = 0;
+    await streamReportRows(ctx.db, spec, {
+      batch: 1000,
+      signal: new AbortController().signal,
+      onRows: async (rows) => {
+        all += rows.length;
+      },
+    });
+    t.equal(all, 59 * 24 * 2, 'every hour of two months for both departments');
+
+    const abort = new AbortController();
+    const batches: number[] = [];
+    const stopped = streamReportRows(ctx.db, spec, {
+      batch: 100,
+      signal: abort.signal,
+      onRows: async (rows) => {
+        batches.push(rows.length);
+        if (batches.length === 2) abort.abort(new Error('client went away'));
+      },
+    });
+    await t.rejects(stopped, { message: 'client went away' });
+    t.same(batches, [100, 100], 'no batch was fetched after the abort');
+    const after = await api('GET', `/v1/reports/departments?${range}&columns=answers`);
+    t.ok(after.data.length > 0, 'the database is free again');
+  });
+
+  await t.test('a client that hangs up mid-export stops the query', async (t) => {
+    await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = ctx.app.server.address() as AddressInfo;
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          port,
+          host: '127.0.0.1',
+          path: '/v1/reports/departments.csv?from=2023-01-01&to=2026-01-01&interval=hour&columns=answers',
+          headers: { authorization: `Bearer ${admin.token}` },
+        },
+        (res) => {
+          res.once('data', (chunk: Buffer) => {
+            req.destroy();
+            resolve(chunk.length);
+          });
+        },
+      );
+      req.on('error', (error) => {
+        if ((error as { code?: string }).code !== 'ECONNRESET') reject(error);
+      });
+      req.end();
+    });
+    t.ok(received > 0, 'the first rows arrived');
+    // With backpressure, an export nobody reads would hold its transaction (and on PGlite the
+    // only connection) forever; a prompt answer shows it was let go.
+    const started = Date.now();
+    const next = await api('GET', `/v1/reports/departments?${range}&columns=answers`);
+    t.ok(next.data.length > 0);
+    t.ok(Date.now() - started < 10_000, 'the next report did not wait for the abandoned export');
+    if (ctx.database.url) {
+      // The hang-up reaches the server asynchronously: give it a moment.
+      let busy: { query: string; state: string }[] = [];
+      for (let attempt = 0; attempt < 50; attempt++) {
+        busy = (
+          await sql<{ query: string; state: string }>`
+            select query, state from pg_stat_activity
+            where datname = current_database() and pid <> pg_backend_pid()
+              and query like '%report_rows%' and state <> 'idle'`.execute(ctx.db)
+        ).rows;
+        if (busy.length === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      t.same(busy, [], 'no export query is left running');
+    }
+  });
+
+  await t.test('leaderboard of one department', async (t) => {
+    const board = await api('GET', `/v1/reports/agents/leaderboard?${range}&department_id=${sales}`);
+    t.same(
+      board.data.map((r: Row) => [r.rank, r.agent_id, r.answers]),
+      [
+        [1, sam.agent.id, 3],
+        [2, admin.agent.id, 0], // the admin moved a ticket out of Sales: a transfer out is theirs
+      ],
+    );
+    const columns = await api('GET', '/v1/reports/columns');
+    t.equal(columns.data.length, METRICS.length);
+  });
+});
+
+t.test('the help desk time zone is the default of every report', async (t) => {
+  t.equal(loadConfig({}).timezone, 'UTC');
+  t.throws(() => loadConfig({ DESKROUTE_TIMEZONE: 'Mars/Olympus' }), { message: /DESKROUTE_TIMEZONE/ });
+  const ctx = await buildTestApp(t, { DESKROUTE_TIMEZONE: 'Asia/Kathmandu' });
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const res = await ctx.request({
+    method: 'GET',
+    url: '/v1/reports/channels?from=2026-03-20&to=2026-03-21&interval=day&columns=answers',
+    token,
+  });
+  t.equal(res.json().range.timezone, 'Asia/Kathmandu');
+  t.equal(res.json().range.from, '2026-03-19T18:15:00.000Z', 'dates are local midnights there');
+  t.equal(res.json().data[0].period_start, '2026-03-20T00:00:00+05:45');
+});
+
+t.test('concurrent writers of one department are all counted', async (t) => {
+  const ctx = await buildTestApp(t);
+  const desk = await makeDepartment(ctx.db, 'Busy desk');
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const created = await Promise.all(
+    Array.from({ length: 24 }, (_, i) =>
+      ctx.request({
+        method: 'POST',
+        url: '/v1/tickets',
+        token,
+        payload: {
+          subject: `Rush ${i}`,
+          contact: { email: `rush-${i}@example.com` },
+          message: { body: 'Help' },
+          department_id: desk,
+        },
+      }),
+    ),
+  );
+  t.same(
+    created.map((r) => r.statusCode),
+    Array(24).fill(201),
+  );
+  const report = await ctx.request({
+    method: 'GET',
+    url: `/v1/reports/departments?from=${new Date(Math.floor(Date.now() / QUARTER) * QUARTER - 3_600_000).toISOString()}&to=${new Date(Math.ceil(Date.now() / QUARTER) * QUARTER + 3_600_000).toISOString()}&department_id=${desk}&columns=created_tickets,incoming_messages`,
+    token,
+  });
+  t.same(
+    report.json().data.map((r: Row) => [r.created_tickets, r.incoming_messages]),
+    [[24, 24]],
+  );
+});
