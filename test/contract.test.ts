@@ -55,6 +55,43 @@ t.test('HTTP contract for every route', async (t) => {
     }
   });
 
+  await t.test('text PostgreSQL cannot store (U+0000) is a 400 problem and creates nothing', async (t) => {
+    const before = await ctx.db
+      .selectFrom('tickets')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    for (const [url, payload] of [
+      ['/v1/departments', { name: 'Nul\u0000department' }],
+      ['/v1/tickets', { subject: 'Hello\u0000', channel: 'api', contact: { email: 'nul@example.com' } }],
+      [
+        '/v1/tickets',
+        {
+          subject: 'Hello',
+          channel: 'api',
+          contact: { email: 'nul@example.com' },
+          message: { body: 'a\u0000b' },
+        },
+      ],
+      ['/v1/contacts', { name: 'Nul\u0000name', emails: ['nul2@example.com'] }],
+    ] as const) {
+      const res = await ctx.request({ method: 'POST', url, token, payload });
+      t.equal(res.statusCode, 400, `${url} ${JSON.stringify(payload)}`);
+      // Some fields' patterns refuse it already; the rest reach PostgreSQL, which refuses it.
+      t.match(res.json().code, /^(invalid_text|validation_failed)$/);
+    }
+    const after = await ctx.db
+      .selectFrom('tickets')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    t.equal(Number(after.n), Number(before.n), 'no ticket was created');
+    const departments = await ctx.db
+      .selectFrom('departments')
+      .select('name')
+      .where('name', 'like', 'Nul%')
+      .execute();
+    t.same(departments, [], 'no department was created');
+  });
+
   await t.test('malformed JSON, wrong content types and oversized bodies are 4xx problems', async (t) => {
     const post = (headers: Record<string, string>, payload: string) =>
       ctx.request({ method: 'POST', url: '/v1/departments', token, headers, payload });

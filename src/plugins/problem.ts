@@ -81,6 +81,17 @@ const PG_CODES: Record<string, { status: number; code: string; detail: string }>
   '22003': { status: 400, code: 'value_out_of_range', detail: 'A number is out of range.' },
   '22007': { status: 400, code: 'invalid_value', detail: 'A date or time has the wrong format.' },
   '22008': { status: 400, code: 'value_out_of_range', detail: 'A date or time is out of range.' },
+  // U+0000 (and other text PostgreSQL cannot store) in a text or jsonb value.
+  '22021': {
+    status: 400,
+    code: 'invalid_text',
+    detail: 'A text value contains a character that cannot be stored (U+0000).',
+  },
+  '22P05': {
+    status: 400,
+    code: 'invalid_text',
+    detail: 'A text value contains a character that cannot be stored (U+0000).',
+  },
   '40001': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
   '40P01': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
 };
