@@ -17,8 +17,7 @@ export const TriggerSchema = Type.Enum(TRIGGERS, {
 export const ConditionSchema = Type.Unsafe<Condition>({
   type: 'object',
   additionalProperties: true,
-  description:
-    'A boolean tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or a leaf {"field", "operator", "value"}. Condition groups are {"any": [{"all": [...]}, {"all": [...]}]}; {"all": []} matches every ticket. Fields: channel, subject, message.body, sender.email, sender.domain, support_address, department_id, status, priority, assignee_id, tags, contact.name, contact.email, contact.custom.<key>, created_in_working_hours, previous.<field>. See docs/rules.md for the operators each field takes.',
+  description: `A boolean tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or a leaf {"field", "operator", "value"}. Condition groups are {"any": [{"all": [...]}, {"all": [...]}]}; {"all": []} matches every ticket. Fields: channel, subject, message.body, sender.email, sender.domain, support_address, department_id, status, priority, assignee_id, tags, contact.name, contact.email, contact.custom.<key>, created_in_working_hours, previous.<field>. See docs/rules.md for the operators each field takes. At most ${LIMITS.maxNodes} nodes, nested at most ${LIMITS.maxDepth} deep; larger trees answer 422 \`invalid_rule\`.`,
   examples: [
     {
       any: [{ all: [{ field: 'channel', operator: 'is_one_of', value: ['facebook', 'twitter'] }] }],
@@ -315,6 +314,53 @@ const DraftRule = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Draft rules of one simulation hold at most this many condition nodes in all: compiling and
+ * tracing them runs on the event loop, and a 1 MB body of `matches` leaves would hold it for
+ * seconds.
+ */
+export const MAX_SIMULATED_NODES = 4 * LIMITS.maxNodes;
+
+// A snapshot's contact fields and previous values are plain values, as tickets and contacts
+// carry them: anything deeper would only be echoed back (and could not be, past a few thousand
+// levels).
+const SimulatedCustomFields = Type.Record(
+  Type.String({ maxLength: 63 }),
+  Type.Union([Type.String({ maxLength: 10_000 }), Type.Number(), Type.Boolean(), Type.Null()]),
+  {
+    maxProperties: 200,
+    description: 'Contact field values by key: text, number, date (YYYY-MM-DD) or boolean.',
+  },
+);
+
+const SimulatedPrevious = Type.Object(
+  {
+    channel: Type.Optional(ChannelSchema),
+    subject: Type.Optional(Type.String({ maxLength: 500 })),
+    status: Type.Optional(StatusSchema),
+    priority: Type.Optional(PrioritySchema),
+    department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    assignee_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+    tags: Type.Optional(Type.Array(Type.String({ maxLength: 50 }), { maxItems: 50 })),
+    support_address: Type.Optional(Type.Union([Type.String({ maxLength: 254 }), Type.Null()])),
+    contact: Type.Optional(
+      Type.Object(
+        {
+          name: Type.Optional(Type.String({ maxLength: 200 })),
+          email: Type.Optional(Type.Union([Type.String({ maxLength: 254 }), Type.Null()])),
+          custom: Type.Optional(SimulatedCustomFields),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'Values before the event, for previous.<field> and the change operators, e.g. {"priority": "low"} or {"contact": {"custom": {"plan": "Free"}}}; a field left out had the value the ticket has.',
+  },
+);
+
 export const SimulateBody = Type.Object(
   {
     event: Type.Object(
@@ -329,11 +375,7 @@ export const SimulateBody = Type.Object(
             { additionalProperties: false },
           ),
         ),
-        previous: Type.Optional(
-          Type.Record(Type.String(), Type.Unknown(), {
-            description: 'Values before the event, e.g. {"priority": "low"}, for previous.<field>.',
-          }),
-        ),
+        previous: Type.Optional(SimulatedPrevious),
       },
       { additionalProperties: false },
     ),
@@ -356,7 +398,7 @@ export const SimulateBody = Type.Object(
               {
                 name: Type.Optional(Type.String({ maxLength: 200 })),
                 email: Type.Optional(Type.Union([Type.String({ maxLength: 254 }), Type.Null()])),
-                custom: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+                custom: Type.Optional(SimulatedCustomFields),
               },
               { additionalProperties: false },
             ),
@@ -368,7 +410,7 @@ export const SimulateBody = Type.Object(
     rules: Type.Optional(
       Type.Array(DraftRule, {
         maxItems: 1000,
-        description: 'Draft rules to run instead of the saved ones; nothing is saved.',
+        description: `Draft rules to run instead of the saved ones; nothing is saved. Each is checked like a rule being written (422 \`invalid_rule\`), and together they hold at most ${MAX_SIMULATED_NODES} condition nodes (422 \`simulation_too_large\`).`,
       }),
     ),
     include_saved_rules: Type.Optional(

@@ -10,10 +10,12 @@ import {
   type Catalog,
   type Condition,
   type Effect,
+  LIMITS,
   type PreviousValues,
   type Rule,
   type TicketSnapshot,
   type Trigger,
+  type ValidationError,
   validateRule,
 } from '../../rule-engine/index.ts';
 import { roleInDepartment } from '../departments/repository.ts';
@@ -30,13 +32,14 @@ import {
   ruleSetOf,
   snapshotOf,
 } from './runner.ts';
-import type {
-  AutomationRule,
-  CreateRuleInput,
-  RuleRun,
-  SimulateInput,
-  Simulation,
-  UpdateRuleInput,
+import {
+  type AutomationRule,
+  type CreateRuleInput,
+  MAX_SIMULATED_NODES,
+  type RuleRun,
+  type SimulateInput,
+  type Simulation,
+  type UpdateRuleInput,
 } from './schemas.ts';
 
 type Trx = Transaction<Database>;
@@ -65,17 +68,164 @@ async function requireRuleWriter(db: Kysely<Database>, principal: Principal, dep
   }
 }
 
+/** Problems beyond these are counted in the detail, not listed, so the answer stays small. */
+const MAX_LISTED_ERRORS = 50;
+
+/**
+ * The JSON nesting and the entries per array or object that no valid rule exceeds: conditions
+ * nest LIMITS.maxDepth groups of two levels each ({"all": [...]}) above a leaf and its list of
+ * values; lists hold at most LIMITS.maxListValues values, groups LIMITS.maxNodes children.
+ */
+const MAX_JSON_DEPTH = 2 * LIMITS.maxDepth + 4;
+const MAX_ENTRIES = Math.max(LIMITS.maxListValues, LIMITS.maxNodes);
+
+const pointerToken = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
+
+/** Text PostgreSQL can store: text and jsonb refuse U+0000, and JSON text unpaired surrogates. */
+const storable = (text: string) => !text.includes('\u0000') && text.isWellFormed();
+
+type Walk = {
+  value: unknown;
+  pointer: string;
+  depth: number;
+  kind: 'node' | 'group' | 'value';
+  level: number;
+};
+
+/**
+ * What must hold before anything walks a rule recursively (validateRule, the no-change
+ * comparison, JSON for the database), checked without recursion and stopping at the first
+ * excess: at most LIMITS.maxNodes condition nodes nested at most LIMITS.maxDepth deep, no JSON
+ * deeper or wider than a valid rule needs, and only text PostgreSQL can store. A 1 MB body of
+ * 30,000 leaves or 100,000 levels gets one precise error at once, instead of a stack overflow,
+ * seconds of pattern compiling, or 60,000 errors.
+ */
+function ruleBounds(rule: Record<string, unknown>): { errors: ValidationError[]; nodes: number } {
+  const errors: ValidationError[] = [];
+  let nodes = 0;
+  const stack: Walk[] = Object.keys(rule)
+    .reverse()
+    .map((key) => ({
+      value: rule[key],
+      pointer: `/${pointerToken(key)}`,
+      depth: 0,
+      kind: key === 'conditions' ? 'node' : 'value',
+      level: 1,
+    }));
+  while (stack.length > 0 && errors.length < MAX_LISTED_ERRORS) {
+    const { value, pointer, depth, kind, level } = stack.pop()!;
+    if (kind === 'node') {
+      nodes += 1;
+      if (nodes > LIMITS.maxNodes) {
+        errors.push({
+          pointer: '/conditions',
+          message: `must have at most ${LIMITS.maxNodes} condition nodes`,
+        });
+        break;
+      }
+      if (level > LIMITS.maxDepth) {
+        errors.push({ pointer, message: `nests deeper than ${LIMITS.maxDepth} levels` });
+        continue;
+      }
+    }
+    if (typeof value === 'string') {
+      if (!storable(value))
+        errors.push({ pointer, message: 'must not contain U+0000 or unpaired surrogates' });
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_JSON_DEPTH) {
+      errors.push({ pointer, message: 'nests too deeply' });
+      continue;
+    }
+    if (Array.isArray(value) && value.length > MAX_ENTRIES) {
+      errors.push({ pointer, message: `must have at most ${MAX_ENTRIES} entries` });
+      continue;
+    }
+    const entries: [string, unknown][] = Array.isArray(value)
+      ? value.map((child, i) => [String(i), child])
+      : Object.entries(value);
+    if (entries.length > MAX_ENTRIES) {
+      errors.push({ pointer, message: `must have at most ${MAX_ENTRIES} entries` });
+      continue;
+    }
+    for (const [key, child] of entries.reverse()) {
+      let childKind: Walk['kind'] = 'value';
+      let childLevel = level;
+      if (kind === 'node' && !Array.isArray(value) && (key === 'all' || key === 'any')) childKind = 'group';
+      else if ((kind === 'node' && !Array.isArray(value) && key === 'not') || kind === 'group') {
+        childKind = 'node';
+        childLevel = level + 1;
+      }
+      stack.push({
+        value: child,
+        pointer: `${pointer}/${pointerToken(key)}`,
+        depth: depth + 1,
+        kind: childKind,
+        level: childLevel,
+      });
+    }
+  }
+  return { errors, nodes };
+}
+
+function invalidRule(errors: ValidationError[], at: string) {
+  const first = errors[0]!;
+  const more = errors.length - 1;
+  return unprocessable(
+    'invalid_rule',
+    `The rule is not valid: ${at}${first.pointer} ${first.message}${more > 0 ? ` (and ${more} more)` : ''}.`,
+    errors.slice(0, MAX_LISTED_ERRORS).map((e) => ({ field: `${at}${e.pointer}`, message: e.message })),
+  );
+}
+
+/** Rejects a rule (or the part of one a request sends) that ruleBounds refuses; its node count. */
+function assertBounded(rule: Record<string, unknown>, at = 'body'): number {
+  const { errors, nodes } = ruleBounds(rule);
+  if (errors.length > 0) throw invalidRule(errors, at);
+  return nodes;
+}
+
 /** The engine's validation, each problem pointing at its node in the request body. */
 function checkRule(rule: Rule, catalog: Catalog, at = 'body') {
+  assertBounded(rule as unknown as Record<string, unknown>, at);
   const errors = validateRule(rule, catalog);
-  if (errors.length > 0) {
-    throw unprocessable(
-      'invalid_rule',
-      `The rule is not valid: ${at}${errors[0]!.pointer} ${errors[0]!.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}.`,
-      errors.map((e) => ({ field: `${at}${e.pointer}`, message: e.message })),
-    );
-  }
+  if (errors.length > 0) throw invalidRule(errors, at);
 }
+
+/**
+ * The departments a rule (or a change to one) names, locked against deletion until commit.
+ * Taken before the rules' state row: deleting a department locks its row and then the state
+ * row, so taking them the other way round would deadlock with it (the owner's foreign key
+ * takes this lock anyway, only too late), and a department deleted meanwhile is then simply
+ * missing from the catalog (422).
+ */
+async function holdNamedDepartments(
+  trx: Trx,
+  rule: Partial<Pick<Rule, 'department_id' | 'actions' | 'conditions'>>,
+) {
+  const ids = new Set<string>();
+  if (typeof rule.department_id === 'string') ids.add(rule.department_id);
+  for (const action of rule.actions ?? []) {
+    if (action?.type === 'transfer' && typeof action.department_id === 'string')
+      ids.add(action.department_id);
+  }
+  const visit = (node: unknown): void => {
+    if (!node || typeof node !== 'object') return;
+    const n = node as Record<string, unknown>;
+    if (Array.isArray(n.all)) n.all.forEach(visit);
+    else if (Array.isArray(n.any)) n.any.forEach(visit);
+    else if ('not' in n) visit(n.not);
+    else if (typeof n.field === 'string' && DEPARTMENT_FIELDS.has(n.field)) {
+      for (const value of [n.value].flat()) if (typeof value === 'string') ids.add(value);
+    }
+  };
+  if (rule.conditions) visit(rule.conditions);
+  const uuids = [...ids].filter((id) => UUID.test(id)).sort();
+  await repo.holdDepartments(trx, uuids);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const noteOf = (note: string | null | undefined) =>
   note === undefined || note === null || note.trim() === '' ? null : note;
@@ -102,8 +252,10 @@ export async function createRule(
 ): Promise<AutomationRule> {
   const departmentId = input.department_id ?? null;
   await requireRuleWriter(db, principal, departmentId);
+  assertBounded(input);
   const id = randomUUID();
   return db.transaction().execute(async (trx) => {
+    await holdNamedDepartments(trx, input as Partial<Rule>);
     const rulesVersion = await repo.bumpRulesVersion(trx);
     const values: repo.RuleValues = {
       name: input.name.trim(),
@@ -130,8 +282,12 @@ export async function updateRule(
   id: string,
   patch: UpdateRuleInput,
 ): Promise<AutomationRule> {
+  assertBounded(patch);
   return db.transaction().execute(async (trx) => {
-    const rulesVersion = await repo.bumpRulesVersion(trx);
+    await holdNamedDepartments(trx, patch as Partial<Rule>);
+    // Rule writes take turns on the state row; the rule set moves to a new version only when
+    // something changes, so a change to nothing leaves every compiled cache valid.
+    await repo.lockRulesState(trx);
     const row = await repo.lockRuleRow(trx, id);
     if (!row) throw notFound('automation_rule');
     await requireRuleWriter(trx, principal, row.department_id);
@@ -155,6 +311,7 @@ export async function updateRule(
       return repo.toRule(row);
     }
     checkRule(rule, await repo.loadCatalog(trx));
+    const rulesVersion = await repo.bumpRulesVersion(trx);
     const updated = await repo.updateRuleRow(trx, id, values, row.version + 1, principal.agentId);
     await repo.insertVersions(trx, [updated], 'updated', principal.agentId, rulesVersion);
     return repo.toRule(updated);
@@ -183,7 +340,7 @@ export async function deleteRule(db: Db, principal: Principal, request: FastifyR
 export async function reorderRules(db: Db, principal: Principal, ruleIds: string[]) {
   requireAdmin(principal);
   return db.transaction().execute(async (trx) => {
-    const rulesVersion = await repo.bumpRulesVersion(trx);
+    await repo.lockRulesState(trx);
     const rows = await repo.lockAllRuleRows(trx);
     const known = new Map(rows.map((r) => [r.id, r]));
     const seen = new Set<string>();
@@ -210,6 +367,8 @@ export async function reorderRules(db: Db, principal: Principal, ruleIds: string
     const moves = ruleIds
       .map((id, i) => ({ id, position: i + 1 }))
       .filter((m) => known.get(m.id)!.position !== m.position);
+    if (moves.length === 0) return { data: ruleIds.map((id) => repo.toRule(known.get(id)!)) };
+    const rulesVersion = await repo.bumpRulesVersion(trx);
     const moved = await repo.setPositions(trx, moves, principal.agentId);
     await repo.insertVersions(trx, moved, 'reordered', principal.agentId, rulesVersion);
     const byId = new Map(moved.map((r) => [r.id, r]));
@@ -347,6 +506,17 @@ export async function simulate(db: Db, principal: Principal, input: SimulateInpu
     set = await currentRuleSet(db);
     rulesVersion = set.version;
   } else {
+    let nodes = 0;
+    drafts.forEach((draft, i) => {
+      nodes += assertBounded(draft, `body/rules/${i}`);
+    });
+    if (nodes > MAX_SIMULATED_NODES) {
+      throw unprocessable(
+        'simulation_too_large',
+        `The draft rules have ${nodes} condition nodes; one simulation takes at most ${MAX_SIMULATED_NODES}.`,
+        [{ field: 'body/rules', message: `must have at most ${MAX_SIMULATED_NODES} condition nodes in all` }],
+      );
+    }
     const saved = withSaved ? await currentRuleSet(db) : null;
     rulesVersion = saved?.version ?? null;
     const catalog = await repo.loadCatalog(db);
@@ -549,6 +719,9 @@ async function rulesMentioning(trx: Kysely<Database>, ref: Reference, owned: boo
 
 async function rewriteRules(trx: Kysely<Database>, kind: 'department' | 'agent', from: string, to: string) {
   const ref: Reference = kind === 'department' ? { department: from } : { agent: from };
+  // Waits for rule writes in progress, so a rule written meanwhile that names `from` is rewritten
+  // too instead of being left pointing at a department or agent that is gone.
+  await repo.lockRulesState(trx as Trx);
   const rows = (await repo.allRuleRows(trx)).filter((row) => mentions(repo.toEngineRule(row), ref));
   if (rows.length === 0) return;
   const rulesVersion = await repo.bumpRulesVersion(trx as Trx);
