@@ -28,14 +28,14 @@ export const STATUS = Object.freeze({
 /**
  * Evaluates rules `from` (an offset into the chunk) onwards, with the snapshot as it stands,
  * writing each rule's status into `status` (indexed by rule position in the set). Rules whose
- * `candidates` byte is 0 cannot match (see Watch in compile.ts) and are not evaluated. Returns
- * the index of the first rule that matched, so the caller can run its actions, or -1.
+ * bit in `candidates` is 0 cannot match (see candidatesOf in compile.ts) and are not evaluated.
+ * Returns the index of the first rule that matched, so the caller can run its actions, or -1.
  */
 export type ChunkFunction = (
   ctx: EvalContext,
   from: number,
   status: Uint8Array,
-  candidates: Uint8Array,
+  candidates: Int32Array,
 ) => number;
 
 export interface Chunk {
@@ -102,7 +102,7 @@ export function closureChunk(rules: readonly CompiledRule[], start: number): Pic
       else if ((rule.triggerMask & ctx.bit) === 0) status[index] = STATUS.trigger;
       else if (rule.departmentId !== null && department !== rule.departmentId)
         status[index] = STATUS.department;
-      else if (candidates[index] !== 0 && rule.matches(ctx)) {
+      else if ((candidates[index >>> 5]! & (1 << (index & 31))) !== 0 && rule.matches(ctx)) {
         status[index] = STATUS.matched;
         return index;
       } else status[index] = STATUS.unmatched;
@@ -153,7 +153,7 @@ function generateChunk(rules: readonly CompiledRule[], start: number): Pick<Chun
     let body: string;
     if (!rule.active) body = `S[${index}] = ${STATUS.inactive};`;
     else {
-      const matched = `if (C[${index}] !== 0 && ${conditions[k]}) { S[${index}] = ${STATUS.matched}; return ${index}; } S[${index}] = ${STATUS.unmatched};`;
+      const matched = `if ((C[${index >>> 5}] & ${1 << (index & 31)}) !== 0 && ${conditions[k]}) { S[${index}] = ${STATUS.matched}; return ${index}; } S[${index}] = ${STATUS.unmatched};`;
       let scoped = matched;
       if (rule.departmentId !== null) {
         constants.push(rule.departmentId);

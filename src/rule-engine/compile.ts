@@ -35,8 +35,9 @@ import {
 } from './values.ts';
 
 /**
- * The mutable state of one evaluate() call, created fresh for each call (compiled rules hold no
- * per-call state, so one compiled set serves any number of evaluations).
+ * The mutable state of one evaluate() call (compiled rules hold no per-call state, so one
+ * compiled set serves any number of evaluations). Its buffers come from a Scratch, cleared for
+ * each call.
  */
 export interface EvalContext {
   /** The snapshot as it stands now; actions replace it, never mutate it. */
@@ -51,8 +52,6 @@ export interface EvalContext {
   readonly patternHits: (Uint8Array | undefined)[];
   /** Results of leaves on unchangeable fields: 0 not yet, 1 true, 2 false. */
   readonly memo: Int8Array;
-  /** Bigram signatures of long folded texts, by slot (null: short or not text). */
-  readonly signatures: (Uint32Array | null | undefined)[];
   /** The current tags' comparable, valid while `t.tags` is `tagsRaw`. */
   tagsRaw: unknown;
   tagsComparable: Comparable;
@@ -63,40 +62,19 @@ export interface EvalContext {
   domainsOf: TicketSnapshot | null;
 }
 
-// `contains` on a long text: most needles are absent, and proving it costs a full scan each.
-// A 1024-bit set of the text's character bigrams, built once per text, rules most of them out
-// with a few bit tests (a needle can only occur if all its bigrams do).
-const SIGNATURE_MIN_LENGTH = 64;
-
-function bigram(a: number, b: number): number {
-  return (a * 31 + b) & 1023;
-}
-
-function signatureOf(text: string): Uint32Array {
-  const bits = new Uint32Array(32);
-  let previous = text.charCodeAt(0);
-  for (let i = 1; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    const h = bigram(previous, code);
-    bits[h >>> 5]! |= 1 << (h & 31);
-    previous = code;
-  }
-  return bits;
-}
-
-function bigramsOf(needle: string): Uint16Array {
-  const out = new Set<number>();
-  for (let i = 1; i < needle.length; i++) out.add(bigram(needle.charCodeAt(i - 1), needle.charCodeAt(i)));
-  return Uint16Array.from(out);
-}
-
-function mayContain(signature: Uint32Array | null, bigrams: Uint16Array): boolean {
-  if (signature === null) return true;
-  for (let i = 0; i < bigrams.length; i++) {
-    const h = bigrams[i]!;
-    if ((signature[h >>> 5]! & (1 << (h & 31))) === 0) return false;
-  }
-  return true;
+/**
+ * The buffers behind an EvalContext. Allocating them (typed arrays especially) cost more than the
+ * rest of a typical evaluate() call, so each compiled set keeps the last call's set for the next
+ * one (see takeScratch in evaluate.ts). Nothing in a result points into them.
+ */
+export interface Scratch {
+  readonly memo: Int8Array;
+  readonly candidates: Int32Array;
+  /** Rule statuses of the 'rules' trace level, allocated the first time that level runs. */
+  status: Uint8Array | null;
+  readonly stable: (Comparable | undefined)[];
+  readonly patternHits: (Uint8Array | undefined)[];
+  readonly domains: Int32Array;
 }
 
 export type Predicate = (ctx: EvalContext) => boolean;
@@ -145,7 +123,8 @@ export interface CompiledRule {
  * pattern), so this spares the pass from touching them at all.
  */
 export interface Watch {
-  readonly always: Uint8Array;
+  /** Bit per rule (see candidatesOf): the rules without a guard. */
+  readonly always: Int32Array;
   readonly cells: Int32Array;
   readonly fills: readonly ((ctx: EvalContext) => void)[];
   readonly rules: readonly Int32Array[];
@@ -163,6 +142,8 @@ export interface CompiledRules {
   readonly watches: readonly Watch[];
   readonly slotCount: number;
   readonly memoSize: number;
+  /** evaluate()'s buffers, left here between calls; the only part of a compiled set that changes. */
+  readonly scratch: { spare: Scratch | null };
 }
 
 /** compileRules() refuses a rule set with structural problems; pointers start with the rule's index. */
@@ -280,7 +261,6 @@ interface FieldAccess {
   /** The field's `matches` patterns, all run in one pass; null for fields actions can change. */
   readonly patterns: PatternGroup | null;
   readonly patternHits: (ctx: EvalContext) => Uint8Array;
-  readonly signature: (ctx: EvalContext) => Uint32Array | null;
 }
 
 /** Per-compile state: slots and memo cells shared by equal fields and equal leaves across rules. */
@@ -295,6 +275,7 @@ class CompileState {
   /** Builds the per-field pattern sets once every rule is compiled. */
   seal(): void {
     for (const group of this.groups) group.seal();
+    for (const batch of this.batches.values()) batch.seal?.();
   }
 
   access(field: ResolvedField): FieldAccess {
@@ -326,7 +307,6 @@ class CompileState {
         comparable: compute,
         patterns: null,
         patternHits: () => NO_HITS,
-        signature: () => null,
       };
     } else {
       const slot = this.slotCount++;
@@ -354,15 +334,6 @@ class CompileState {
             ctx.patternHits[slot] = hits;
           }
           return hits;
-        },
-        signature: (ctx) => {
-          let value = ctx.signatures[slot];
-          if (value === undefined) {
-            const c = stable(ctx);
-            value = typeof c === 'string' && c.length >= SIGNATURE_MIN_LENGTH ? signatureOf(c) : null;
-            ctx.signatures[slot] = value;
-          }
-          return value;
         },
       };
       this.groups.push(patterns);
@@ -427,7 +398,7 @@ class CompileState {
   /**
    * Leaves with the same operator on the same unchangeable field are decided together, the first
    * time any of them is needed: one lookup for every `is` / `is_one_of` constant, one loop over
-   * the needles of `contains` and the like sharing the folded text and its signature, one RE2 set
+   * the needles of `contains` and the like in one scan of the folded text, one RE2 set
    * pass for `matches`. Returns the batch's fill, or null for operators decided one by one.
    */
   private batch(leaf: ConditionLeaf, access: FieldAccess, cell: number): ((ctx: EvalContext) => void) | null {
@@ -460,7 +431,6 @@ class CompileState {
         bit: 0,
         stable: [],
         patternHits: [],
-        signatures: [],
         memo: new Int8Array(0),
         tagsRaw: undefined,
         tagsComparable: EMPTY,
@@ -506,22 +476,16 @@ class CompileState {
       }
       case 'contains': {
         const k = constant(value) as string;
-        const bigrams = bigramsOf(k);
-        const signature = access.signature;
         return (ctx) => {
           const c = get(ctx);
-          return typeof c === 'string' && mayContain(signature(ctx), bigrams) && c.includes(k);
+          return typeof c === 'string' && c.includes(k);
         };
       }
       case 'does_not_contain': {
         const k = constant(value) as string;
-        const bigrams = bigramsOf(k);
-        const signature = access.signature;
         return (ctx) => {
           const c = get(ctx);
-          return (
-            c === EMPTY || (typeof c === 'string' && !(mayContain(signature(ctx), bigrams) && c.includes(k)))
-          );
+          return c === EMPTY || (typeof c === 'string' && !c.includes(k));
         };
       }
       case 'starts_with': {
@@ -621,6 +585,8 @@ class CompileState {
 
 interface Batch {
   add(value: unknown, cell: number): void;
+  /** Builds what fill() reads, once every leaf is added. */
+  seal?(): void;
   readonly fill: (ctx: EvalContext) => void;
 }
 
@@ -676,16 +642,26 @@ function createBatch(operator: string, access: FieldAccess): Batch {
     };
   }
   const needles: string[] = [];
-  const grams: Uint16Array[] = [];
   const negate = operator === 'does_not_contain';
-  const signed = operator === 'contains' || negate;
+  // Most needles are absent, and proving it one needle at a time costs a scan of the text each.
+  // Instead the text is scanned once: a needle can only start where the text's next three code
+  // units are the needle's first three (contains), and only match the text's first (starts_with)
+  // or last (ends_with) code unit; an index from those keys to the needles visits just the
+  // needles that can be there, and each is confirmed with startsWith/endsWith.
+  const contains = operator === 'contains' || negate;
+  const hit = negate ? 2 : 1;
+  const miss = negate ? 1 : 2;
+  let index: NeedleIndex | null = null;
   return {
     add(value, cell) {
       cells.push(cell);
-      const needle = comparableConstant(type, value) as string;
-      needles.push(needle);
-      grams.push(signed ? bigramsOf(needle) : new Uint16Array(0));
+      needles.push(comparableConstant(type, value) as string);
+      index = null;
     },
+    seal() {
+      index = contains ? needleIndex(needles, trigramKeyOf) : needleIndex(needles, edgeKeyOf(operator));
+    },
+    // fill() runs only after compileRules has sealed every batch.
     fill(ctx) {
       const memo = ctx.memo;
       const c = get(ctx);
@@ -694,17 +670,87 @@ function createBatch(operator: string, access: FieldAccess): Batch {
         for (const cell of cells) memo[cell] = result;
         return;
       }
-      const signature = signed ? access.signature(ctx) : null;
-      for (let i = 0; i < cells.length; i++) {
-        const needle = needles[i]!;
-        let found: boolean;
-        if (operator === 'starts_with') found = c.startsWith(needle);
-        else if (operator === 'ends_with') found = c.endsWith(needle);
-        else found = mayContain(signature, grams[i]!) && c.includes(needle);
-        memo[cells[i]!] = found !== negate ? 1 : 2;
+      for (let i = 0; i < cells.length; i++) memo[cells[i]!] = miss;
+      const { short, start, members } = index!;
+      for (let i = 0; i < short.length; i++) {
+        const n = short[i]!;
+        const needle = needles[n]!;
+        const found =
+          operator === 'starts_with'
+            ? c.startsWith(needle)
+            : operator === 'ends_with'
+              ? c.endsWith(needle)
+              : c.includes(needle);
+        if (found) memo[cells[n]!] = hit;
+      }
+      if (c.length === 0) return;
+      if (!contains) {
+        const key =
+          operator === 'starts_with' ? c.charCodeAt(0) & KEY_MASK : c.charCodeAt(c.length - 1) & KEY_MASK;
+        for (let j = start[key]!; j < start[key + 1]!; j++) {
+          const n = members[j]!;
+          const found = operator === 'starts_with' ? c.startsWith(needles[n]!) : c.endsWith(needles[n]!);
+          if (found) memo[cells[n]!] = hit;
+        }
+        return;
+      }
+      let a = c.charCodeAt(0);
+      let b = c.charCodeAt(1);
+      for (let at = 2; at < c.length; at++) {
+        const code = c.charCodeAt(at);
+        const key = trigram(a, b, code);
+        a = b;
+        b = code;
+        const end = start[key + 1]!;
+        for (let j = start[key]!; j < end; j++) {
+          const n = members[j]!;
+          if (memo[cells[n]!] !== hit && c.startsWith(needles[n]!, at - 2)) memo[cells[n]!] = hit;
+        }
       }
     },
   };
+}
+
+const KEY_MASK = 4095;
+
+/**
+ * Needles grouped by a key (KEY_MASK + 1 buckets, as offsets into one array); needles too short
+ * to have a key are listed apart and tested directly.
+ */
+interface NeedleIndex {
+  readonly short: Int32Array;
+  readonly start: Int32Array;
+  readonly members: Int32Array;
+}
+
+function trigram(a: number, b: number, c: number): number {
+  return (((a * 31 + b) * 31 + c) >>> 0) & KEY_MASK;
+}
+
+function trigramKeyOf(needle: string): number {
+  return needle.length < 3 ? -1 : trigram(needle.charCodeAt(0), needle.charCodeAt(1), needle.charCodeAt(2));
+}
+
+function edgeKeyOf(operator: string): (needle: string) => number {
+  return (needle) =>
+    needle.length === 0
+      ? -1
+      : (operator === 'starts_with' ? needle.charCodeAt(0) : needle.charCodeAt(needle.length - 1)) & KEY_MASK;
+}
+
+function needleIndex(needles: readonly string[], keyOf: (needle: string) => number): NeedleIndex {
+  const short: number[] = [];
+  const buckets: number[][] = Array.from({ length: KEY_MASK + 1 }, () => []);
+  needles.forEach((needle, n) => {
+    const key = keyOf(needle);
+    if (key < 0) short.push(n);
+    else buckets[key]!.push(n);
+  });
+  const start = new Int32Array(KEY_MASK + 2);
+  buckets.forEach((bucket, key) => {
+    start[key + 1] = start[key]! + bucket.length;
+  });
+  return { short: Int32Array.from(short), start, members: Int32Array.from(buckets.flat()) };
 }
 
 function compileCondition(node: Condition, pointer: string, state: CompileState): CompiledCondition {
@@ -766,12 +812,12 @@ function buildWatches(
 ): Watch[] {
   return TRIGGERS.map((trigger) => {
     const bit = triggerBit(trigger);
-    const always = new Uint8Array(rules.length);
+    const always = new Int32Array(candidateWords(rules.length));
     const byCell = new Map<number, number[]>();
     rules.forEach((rule, index) => {
       if (!rule.active || (rule.triggerMask & bit) === 0) return;
       if (!rule.guard) {
-        always[index] = 1;
+        always[index >>> 5]! |= 1 << (index & 31);
         return;
       }
       for (const cell of rule.guard) {
@@ -790,19 +836,36 @@ function buildWatches(
   });
 }
 
-/** The rules that can match this event: a byte per rule, 1 for a candidate. */
-export function candidatesOf(ctx: EvalContext, compiled: CompiledRules): Uint8Array {
+/** Words of a candidate bit set over `rules` rules. */
+export function candidateWords(rules: number): number {
+  return (rules + 31) >>> 5;
+}
+
+/**
+ * The rules that can match this event, as a bit set in `into`: rule i is a candidate when bit
+ * (i & 31) of word (i >>> 5) is set. Bits let the fast pass skip 32 non-candidates at a time.
+ */
+export function candidatesOf(ctx: EvalContext, compiled: CompiledRules, into: Int32Array): Int32Array {
   const index = TRIGGERS.indexOf(ctx.event.type);
-  if (index < 0) return new Uint8Array(compiled.rules.length);
+  if (index < 0) {
+    into.fill(0);
+    return into;
+  }
   const watch = compiled.watches[index]!;
-  const candidates = watch.always.slice();
+  into.set(watch.always);
   const memo = ctx.memo;
   for (let i = 0; i < watch.cells.length; i++) {
     const cell = watch.cells[i]!;
     if (memo[cell] === 0) watch.fills[i]!(ctx);
-    if (memo[cell] === 1) for (const rule of watch.rules[i]!) candidates[rule] = 1;
+    if (memo[cell] === 1) {
+      const rules = watch.rules[i]!;
+      for (let j = 0; j < rules.length; j++) {
+        const rule = rules[j]!;
+        into[rule >>> 5]! |= 1 << (rule & 31);
+      }
+    }
   }
-  return candidates;
+  return into;
 }
 
 /** Turns a condition tree into nested closures; groups of one or two children skip the loop. */
@@ -914,6 +977,7 @@ export function compileRules(rules: readonly Rule[], options: CompileOptions): C
     watches: Object.freeze(buildWatches(compiled, fills)),
     slotCount: state.slotCount,
     memoSize: state.memoSize,
+    scratch: { spare: null },
   });
 }
 

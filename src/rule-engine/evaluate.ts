@@ -4,7 +4,9 @@ import {
   type CompiledRule,
   type CompiledRules,
   candidatesOf,
+  candidateWords,
   type EvalContext,
+  type Scratch,
   triggerBit,
 } from './compile.ts';
 import { canonicalTag, LIMITS } from './text.ts';
@@ -83,6 +85,13 @@ function tagState(ctx: EvalContext): { list: string[]; known: string[] } {
   return ctx.tagState;
 }
 
+/** `list` followed by `more`, as a new array (concat is generic and slow on this path). */
+function appended(list: readonly string[], more: readonly string[]): string[] {
+  const out = list.slice();
+  for (let i = 0; i < more.length; i++) out.push(more[i]!);
+  return out;
+}
+
 type Outcome = { outcome: 'applied' | 'unchanged' | 'skipped'; reason: string | null };
 const APPLIED: Outcome = { outcome: 'applied', reason: null };
 const UNCHANGED: Outcome = { outcome: 'unchanged', reason: null };
@@ -90,8 +99,14 @@ const LEFT_DEPARTMENT: Outcome = { outcome: 'skipped', reason: "the ticket left 
 const skipped = (reason: string): Outcome => ({ outcome: 'skipped', reason });
 
 function setTags(ctx: EvalContext, list: string[], known: string[]): void {
-  ctx.t = { ...ctx.t, tags: list };
+  keepDomains(ctx, { ...ctx.t, tags: list });
   ctx.tagState = { raw: list, list, known };
+}
+
+/** Replaces the snapshot by one with the same channel, status, priority and working hours. */
+function keepDomains(ctx: EvalContext, next: TicketSnapshot): void {
+  if (ctx.domainsOf === ctx.t) ctx.domainsOf = next;
+  ctx.t = next;
 }
 
 /** Applies one action to the context's snapshot, appending the effects it has. */
@@ -109,14 +124,14 @@ function applyAction(
     case 'transfer': {
       if (t.department_id === action.department_id) return UNCHANGED;
       const assigned = t.assignee_id !== null || Boolean(t.pending_assignment);
-      ctx.t = {
+      keepDomains(ctx, {
         ...t,
         department_id: action.department_id,
         // Whether the assignee may stay depends on memberships the engine cannot see.
         pending_assignment: assigned
           ? { strategy: 'keep_if_member', department_id: action.department_id }
           : (t.pending_assignment ?? null),
-      };
+      });
       effects.push({
         rule_id,
         action_index,
@@ -133,7 +148,7 @@ function applyAction(
         const pending = t.pending_assignment;
         if (pending && pending.strategy === action.to && pending.department_id === department)
           return UNCHANGED;
-        ctx.t = { ...t, pending_assignment: { strategy: action.to, department_id: department } };
+        keepDomains(ctx, { ...t, pending_assignment: { strategy: action.to, department_id: department } });
         effects.push({
           rule_id,
           action_index,
@@ -145,19 +160,20 @@ function applyAction(
       }
       const agent = action.to === 'agent' ? action.agent_id : null;
       if (t.assignee_id === agent && !t.pending_assignment) return UNCHANGED;
-      ctx.t = { ...t, assignee_id: agent, pending_assignment: null };
+      keepDomains(ctx, { ...t, assignee_id: agent, pending_assignment: null });
       effects.push({ rule_id, action_index, type: 'assign', agent_id: agent });
       return APPLIED;
     }
     case 'add_tags': {
       const { list, known } = tagState(ctx);
-      if (action.tags.every((tag) => known.includes(tag))) return UNCHANGED;
-      const missing = action.tags.filter((tag) => !known.includes(tag));
+      const missing: string[] = [];
+      for (const tag of action.tags) if (!known.includes(tag)) missing.push(tag);
+      if (missing.length === 0) return UNCHANGED;
       const room = Math.max(0, LIMITS.maxTicketTags - list.length);
       if (room === 0) return skipped(`tickets carry at most ${LIMITS.maxTicketTags} tags`);
       const added = missing.length > room ? missing.slice(0, room) : missing;
-      const next = list.concat(added);
-      setTags(ctx, next, known.concat(added));
+      const next = appended(list, added);
+      setTags(ctx, next, appended(known, added));
       effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added, removed: [] });
       return missing.length > room
         ? {
@@ -168,16 +184,18 @@ function applyAction(
     }
     case 'remove_tags': {
       const { list, known } = tagState(ctx);
-      if (!known.some((tag) => action.tags.includes(tag))) return UNCHANGED;
+      const unwanted = action.tags;
+      if (!known.some((tag) => unwanted.includes(tag))) return UNCHANGED;
       const next: string[] = [];
       const kept: string[] = [];
-      known.forEach((tag, i) => {
-        if (!action.tags.includes(tag)) {
+      for (let i = 0; i < known.length; i++) {
+        const tag = known[i]!;
+        if (!unwanted.includes(tag)) {
           next.push(list[i]!);
           kept.push(tag);
         }
-      });
-      const removed = [...new Set(known.filter((tag) => action.tags.includes(tag)))];
+      }
+      const removed = [...new Set(known.filter((tag) => unwanted.includes(tag)))];
       setTags(ctx, next, kept);
       effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added: [], removed });
       return APPLIED;
@@ -285,30 +303,41 @@ function runCompiled(
   compiled: CompiledRules,
   effects: Effect[],
   everyRule: boolean,
+  scratch: Scratch,
 ): Traced {
   const all = compiled.rules;
-  const candidates = candidatesOf(ctx, compiled);
+  const candidates = candidatesOf(ctx, compiled, scratch.candidates);
   const matches: RuleTrace[] = [];
   let stoppedBy: string | null = null;
-  const act = (rule: CompiledRule): boolean => {
-    const actions: ActionTrace[] = [];
-    runActions(ctx, rule, effects, actions);
-    matches.push(ruleTrace(rule, null, true, null, actions));
-    if (rule.stopProcessing) stoppedBy = rule.id;
-    return rule.stopProcessing;
-  };
   if (!everyRule) {
     // Only candidates can match, and nothing is reported about the others: visit just those.
-    for (let i = 0; i < all.length; i++) {
-      if (candidates[i] === 0) continue;
-      const rule = all[i]!;
-      if (rule.departmentId !== null && ctx.t.department_id !== rule.departmentId) continue;
-      const chunk = compiled.chunks[compiled.chunkOf[i]!]!;
-      if (chunk.one(ctx, i - chunk.start) && act(rule)) break;
+    const chunks = compiled.chunks;
+    const chunkOf = compiled.chunkOf;
+    const words = candidateWords(all.length);
+    scan: for (let w = 0; w < words; w++) {
+      let bits = candidates[w]!;
+      while (bits !== 0) {
+        const low = bits & -bits;
+        bits ^= low;
+        const i = (w << 5) + 31 - Math.clz32(low);
+        const rule = all[i]!;
+        if (rule.departmentId !== null && ctx.t.department_id !== rule.departmentId) continue;
+        const chunk = chunks[chunkOf[i]!]!;
+        if (!chunk.one(ctx, i - chunk.start)) continue;
+        matches.push(act(ctx, rule, effects));
+        if (rule.stopProcessing) {
+          stoppedBy = rule.id;
+          break scan;
+        }
+      }
     }
     return { rules: matches, stoppedBy };
   }
-  const status = new Uint8Array(all.length);
+  let status = scratch.status;
+  if (status === null) {
+    status = new Uint8Array(all.length);
+    scratch.status = status;
+  } else status.fill(0);
   let next = 0;
   while (next < all.length) {
     const chunk = compiled.chunks[compiled.chunkOf[next]!]!;
@@ -317,7 +346,12 @@ function runCompiled(
       next = chunk.end;
       continue;
     }
-    if (act(all[hit]!)) break;
+    const rule = all[hit]!;
+    matches.push(act(ctx, rule, effects));
+    if (rule.stopProcessing) {
+      stoppedBy = rule.id;
+      break;
+    }
     next = hit + 1;
   }
   const rules: RuleTrace[] = [];
@@ -328,6 +362,13 @@ function runCompiled(
     else rules.push(ruleTrace(all[i]!, SKIPPED_BY_STATUS[code]!, false, null, null));
   }
   return { rules, stoppedBy };
+}
+
+/** Runs a matched rule's actions and returns its trace entry. */
+function act(ctx: EvalContext, rule: CompiledRule, effects: Effect[]): RuleTrace {
+  const actions: ActionTrace[] = [];
+  runActions(ctx, rule, effects, actions);
+  return ruleTrace(rule, null, true, null, actions);
 }
 
 // Entries are built whole, in one shape, so reading a long trace stays monomorphic.
@@ -363,27 +404,27 @@ export function evaluate(
   compiled: CompiledRules,
   options: EvaluateOptions = {},
 ): EvaluationResult {
-  const bit = triggerBit(event.type);
+  const scratch = takeScratch(compiled);
   const ctx: EvalContext = {
     t: ticket,
     input: ticket,
     event,
-    bit,
-    stable: new Array(compiled.slotCount),
-    patternHits: new Array(compiled.slotCount),
-    signatures: new Array(compiled.slotCount),
-    memo: new Int8Array(compiled.memoSize),
+    bit: triggerBit(event.type),
+    stable: scratch.stable,
+    patternHits: scratch.patternHits,
+    memo: scratch.memo,
     tagsRaw: undefined,
     tagsComparable: EMPTY,
     tagState: null,
-    domains: new Int32Array(4),
+    domains: scratch.domains,
     domainsOf: null,
   };
   const effects: Effect[] = [];
   const traced =
     options.trace === 'rules' || options.trace === 'matches'
-      ? runCompiled(ctx, compiled, effects, options.trace === 'rules')
+      ? runCompiled(ctx, compiled, effects, options.trace === 'rules', scratch)
       : runTraced(ctx, compiled, effects);
+  compiled.scratch.spare = scratch;
   return {
     effects,
     ticket: ctx.t,
@@ -394,4 +435,28 @@ export function evaluate(
       stopped_by: traced.stoppedBy,
     },
   };
+}
+
+/**
+ * The compiled set's spare buffers, cleared, or new ones. A call takes the spare out before using
+ * it and puts its own back when done, so a call that throws, or one made while another is running
+ * (nothing does that today), simply allocates; what an earlier call left never shows in a result.
+ */
+function takeScratch(compiled: CompiledRules): Scratch {
+  const spare = compiled.scratch.spare;
+  if (spare === null) {
+    return {
+      memo: new Int8Array(compiled.memoSize),
+      candidates: new Int32Array(candidateWords(compiled.rules.length)),
+      status: null,
+      stable: new Array(compiled.slotCount),
+      patternHits: new Array(compiled.slotCount),
+      domains: new Int32Array(4),
+    };
+  }
+  compiled.scratch.spare = null;
+  spare.memo.fill(0);
+  spare.stable.fill(undefined);
+  spare.patternHits.fill(undefined);
+  return spare;
 }

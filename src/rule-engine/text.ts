@@ -48,9 +48,20 @@ export function nfkc(s: string): string {
   return PLAIN.test(s) ? s : s.normalize('NFKC');
 }
 
+// Printable ASCII except space and A-Z, in words separated by single spaces: a tag that is
+// already canonical (and folded), as nearly all are. One test instead of trim, replace and
+// lower-case.
+const CANONICAL_TAG = /^[!-@[-~]+(?: [!-@[-~]+)*$/;
+
 /** A tag as the tickets API stores it: trimmed, inner white space collapsed, lower-cased. */
 export function canonicalTag(tag: string): string {
+  if (CANONICAL_TAG.test(tag)) return tag;
   return tag.trim().replace(/\s+/g, ' ').toLowerCase();
+}
+
+/** Whether a tag is its own canonical form and its own folded form (see foldTag in values.ts). */
+export function isPlainTag(tag: string): boolean {
+  return CANONICAL_TAG.test(tag);
 }
 
 export type PatternResult = { ok: true; regex: RE2JS } | { ok: false; message: string };

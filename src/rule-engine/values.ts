@@ -7,7 +7,7 @@
 // it, negative ones included, so bad data never makes a rule fire.
 
 import type { FieldType } from './fields.ts';
-import { canonicalTag, foldText, isDateString } from './text.ts';
+import { canonicalTag, foldText, isDateString, isPlainTag } from './text.ts';
 import { CHANNELS, PRIORITIES, STATUSES } from './types.ts';
 
 export const EMPTY: unique symbol = Symbol('empty');
@@ -30,6 +30,7 @@ export function priorityRank(value: string): number | undefined {
 
 /** A tag as conditions compare it: trimmed, then folded like any text. */
 export function foldTag(tag: string): string {
+  if (isPlainTag(tag)) return tag;
   return foldText(canonicalTag(tag));
 }
 

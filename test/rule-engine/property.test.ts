@@ -354,6 +354,35 @@ t.test(
   },
 );
 
+t.test(
+  'one compiled set evaluating ticket after ticket (reused buffers) agrees with the reference',
+  async (t) => {
+    fc.assert(
+      fc.property(
+        rules,
+        fc.array(fc.tuple(ticket, event), { minLength: 2, maxLength: 5 }),
+        (ruleSet, cases) => {
+          const compiled = compileRules(ruleSet, { version: 1 });
+          for (const [snapshot, ev] of cases) {
+            const expected = referenceEvaluate(ev, snapshot, ruleSet);
+            const ids = expected.rules.filter(([, m]) => m).map(([id]) => id);
+            for (const trace of ['matches', 'rules', 'conditions'] as const) {
+              const result = evaluate(ev, snapshot, compiled, { trace });
+              t.same(
+                result.trace.rules.filter((r) => r.matched).map((r) => r.rule_id),
+                ids,
+                `trace '${trace}'`,
+              );
+              t.same(result.ticket, expected.ticket);
+            }
+          }
+        },
+      ),
+      { numRuns: 150, seed: 2024 },
+    );
+  },
+);
+
 t.test('leaves one by one: every field and operator agrees with the reference', async (t) => {
   fc.assert(
     fc.property(leaf, ticket, event, (node, snapshot, ev) => {
@@ -377,13 +406,15 @@ t.test('leaves one by one: every field and operator agrees with the reference', 
 });
 
 t.test(
-  'many patterns and needles on one field (pattern sets, signatures) agree with the reference',
+  'many patterns and needles on one field (pattern sets, needle index) agree with the reference',
   async (t) => {
     const leafOn = (field: string) =>
       fc.oneof(
         fc.constantFrom(...PATTERNS).map((value) => ({ field, operator: 'matches', value }) as ConditionLeaf),
         textValue.map((value) => ({ field, operator: 'contains', value }) as ConditionLeaf),
         textValue.map((value) => ({ field, operator: 'does_not_contain', value }) as ConditionLeaf),
+        textValue.map((value) => ({ field, operator: 'starts_with', value }) as ConditionLeaf),
+        textValue.map((value) => ({ field, operator: 'ends_with', value }) as ConditionLeaf),
       );
     const manyRules = fc
       .array(fc.oneof(leafOn('message.body'), leafOn('subject')), { minLength: 2, maxLength: 40 })
