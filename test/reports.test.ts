@@ -1,14 +1,17 @@
 import { readFile } from 'node:fs/promises';
-import t from 'tap';
+import { sql } from 'kysely';
+import t, { type Test } from 'tap';
 import type { Db } from '../src/db/database.ts';
 import type { Channel } from '../src/db/types.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
 import {
+  compactReportTables,
   type ReportSpec,
   rebuildReportCounters,
   reportQuery,
   toReportRow,
 } from '../src/domains/reports/repository.ts';
+import { compactReports } from '../src/domains/reports/service.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment, type TestContext } from './helpers/app.ts';
 
 // Report figures checked against values worked out by hand from small event histories written
@@ -87,6 +90,28 @@ function pick(row: Row, keys: string[]) {
 }
 
 const METRIC_KEYS = METRICS.map((m) => m.key);
+const PERCENTILE_KEYS = METRICS.filter((m) => 'percentile' in m.formula).map((m) => m.key);
+
+/** The documented bound of the histogram percentiles (docs/metrics.md): 0.5 % of the exact value. */
+const RELATIVE_ERROR = 0.005;
+
+/** A percentile against its hand-computed exact value: within 0.5 % (plus the 3-decimal rounding). */
+function approx(t: Test, actual: unknown, expected: number, name = `≈ ${expected}`) {
+  const ok =
+    typeof actual === 'number' && Math.abs(actual - expected) <= RELATIVE_ERROR * Math.abs(expected) + 0.0005;
+  t.ok(ok, name, { actual, expected, bound: RELATIVE_ERROR * Math.abs(expected) });
+}
+
+/** A row of figures: counts, averages and shares exactly, percentiles within the bound. */
+function sameFigures(t: Test, row: Row, expected: Record<string, number | null>, name: string) {
+  const exact = Object.keys(expected).filter((k) => !PERCENTILE_KEYS.includes(k));
+  t.same(pick(row, exact), pick(expected, exact), name);
+  for (const key of Object.keys(expected).filter((k) => PERCENTILE_KEYS.includes(k))) {
+    const want = expected[key];
+    if (want === null || want === undefined) t.equal(row[key], null, `${name}: ${key} is null`);
+    else approx(t, row[key], want, `${name}: ${key} ≈ ${want}`);
+  }
+}
 
 t.test('reports', async (t) => {
   const ctx = await buildTestApp(t, { DESKROUTE_TIMEZONE: 'UTC' });
@@ -443,12 +468,13 @@ t.test('reports', async (t) => {
       [null, sales, support, zones].sort(),
       'every department, and no department',
     );
-    t.same(pick(rows.get(sales)!, METRIC_KEYS), salesDay, 'Sales');
-    t.same(pick(rows.get(support)!, METRIC_KEYS), supportDay, 'Support');
-    t.same(pick(rows.get(null)!, METRIC_KEYS), noDepartmentDay, 'no department');
+    sameFigures(t, rows.get(sales)!, salesDay, 'Sales');
+    sameFigures(t, rows.get(support)!, supportDay, 'Support');
+    sameFigures(t, rows.get(null)!, noDepartmentDay, 'no department');
     t.same(pick(rows.get(zones)!, METRIC_KEYS), figures({}), 'an idle department: 0 counts, null times');
     t.equal(rows.get(sales)!.department_name, 'Sales');
-    t.same(
+    sameFigures(
+      t,
       report.totals,
       figures({
         answers: 6,
@@ -881,6 +907,72 @@ t.test('reports', async (t) => {
       ['Ann', 'Cid'],
     );
   });
+
+  await t.test('compaction folds the appended rows without changing any figure', async (t) => {
+    const freshRows = async () =>
+      Number(
+        (
+          await sql<{ n: string }>`
+            select (select count(*) from report_counters_15m where fresh)
+              + (select count(*) from report_department_histograms_month where fresh) as n`.execute(db)
+        ).rows[0]!.n,
+      );
+    // The events of the DST and offset tests above came after the rebuild: still fresh.
+    const ticket = await bareTicket(db, { department: sales, assignee: ann.id, status: 'resolved' });
+    await events(db, ticket, [
+      { type: 'created', at: '2026-03-31T23:50:00Z', department: sales, agent: ann.id, actorType: 'contact' },
+      {
+        type: 'message_added',
+        at: '2026-04-01T00:20:00Z',
+        department: sales,
+        agent: ann.id,
+        actorAgent: ann.id,
+        data: { kind: 'agent', first_answer: true, wait_seconds: 1800 },
+      },
+    ]);
+    t.ok((await freshRows()) > 0, 'the trigger appended fresh rows');
+    const shapes: ReportSpec[] = [
+      ['UTC', 'day'],
+      ['Europe/Prague', 'month'],
+      ['Asia/Kathmandu', 'week'],
+    ].flatMap(([timezone, interval]) =>
+      [['time', 'department'] as const, ['time', 'agent', 'channel'] as const].map(
+        (groupBy): ReportSpec => ({
+          from: new Date('2026-02-01T00:00:00Z'),
+          to: new Date('2026-11-01T00:00:00Z'),
+          timezone: timezone!,
+          interval: interval as 'day',
+          weekShift: 0,
+          groupBy: [...groupBy],
+          departments: null,
+          agents: null,
+          channels: null,
+          attribution: 'event',
+          source: 'counters',
+          metrics: METRICS,
+          sort: [],
+        }),
+      ),
+    );
+    const run = async (spec: ReportSpec) =>
+      (await reportQuery(spec).execute(db)).rows.map((r) => toReportRow(spec, r));
+    const before = await Promise.all(shapes.map(run));
+    t.ok(
+      before.some((rows) => rows.some((r) => r.values.median_first_answer_time !== null)),
+      'the shapes include percentiles',
+    );
+    const folded = await compactReports(db);
+    t.ok(folded !== null && folded > 0, 'the compactor folded the fresh rows');
+    t.equal(await freshRows(), 0, 'no fresh row left');
+    t.same(await Promise.all(shapes.map(run)), before, 'every figure as before');
+    t.equal(
+      await db.transaction().execute((trx) => compactReportTables(trx)),
+      0,
+      'a second run has nothing to do',
+    );
+    const events_ = await get(`/v1/reports/departments?${day}`);
+    sameFigures(t, byId(events_.data, 'department_id').get(sales)!, salesDay, 'Sales after compaction');
+  });
 });
 
 t.test('docs/metrics.md defines every column, with the label the API uses', async (t) => {
@@ -922,3 +1014,102 @@ export function parseCsv(text: string): string[][] {
 }
 
 export type { TestContext };
+
+t.test('percentiles come from histograms: within 0.5 % of the exact values', async (t) => {
+  const ctx = await buildTestApp(t, { DESKROUTE_TIMEZONE: 'UTC' });
+  const { db } = ctx;
+  const timing = await makeDepartment(db, 'Timing');
+  const ann = await makeAgent(db, { name: 'Ann', departments: [[timing, 'solver']] });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  // First answers after 100, 200, 300, 400 and 1000 s; next answers after 0, 0 and 10 s.
+  // Exact: median 300, p90 400 + 0.6 × (1000 − 400) = 760; next answers: median 0, p90 8.
+  const answer = (at: string, first: boolean, wait: number) => ({
+    type: 'message_added',
+    at,
+    department: timing,
+    agent: ann.id,
+    actorAgent: ann.id,
+    data: { kind: 'agent', first_answer: first, wait_seconds: wait },
+  });
+  for (const [i, wait] of [100, 200, 300, 400, 1000].entries()) {
+    const ticket = await bareTicket(db, { department: timing, assignee: ann.id, status: 'answered' });
+    await events(db, ticket, [answer(`2026-05-0${i + 1}T10:00:00Z`, true, wait)]);
+  }
+  const ticket = await bareTicket(db, { department: timing, assignee: ann.id, status: 'answered' });
+  await events(db, ticket, [
+    answer('2026-05-02T10:00:00Z', false, 0),
+    answer('2026-05-03T10:00:00Z', false, 0),
+    answer('2026-05-04T10:00:00Z', false, 10),
+  ]);
+  const exact = (
+    await sql<{ q: number[] }>`
+      select percentile_cont(array[0.5, 0.9]) within group (order by (data->>'wait_seconds')::float8) as q
+      from ticket_events where type = 'message_added' and (data->>'first_answer')::boolean`.execute(db)
+  ).rows[0]!.q;
+  t.same(exact, [300, 760], 'the hand-computed values are what percentile_cont gives');
+
+  const res = await ctx.request({
+    method: 'GET',
+    url: `/v1/reports/departments?from=2026-05-01&to=2026-06-01&interval=month&department_id=${timing}&columns=median_first_answer_time,p90_first_answer_time,median_next_answer_time,p90_next_answer_time&timezone=Europe/Prague`,
+    token: admin.token,
+  });
+  t.equal(res.statusCode, 200);
+  const [row] = res.json().data as Row[];
+  approx(t, row!.median_first_answer_time, 300, 'median within 0.5 % of 300');
+  approx(t, row!.p90_first_answer_time, 760, 'p90 within 0.5 % of 760');
+  t.not(row!.median_first_answer_time, 300, 'and not exact: the value of its bin');
+  t.not(row!.p90_first_answer_time, 760);
+  t.equal(row!.median_next_answer_time, 0, 'zero has a bin of its own, valued 0 exactly');
+  approx(t, row!.p90_next_answer_time, 8, 'p90 of 0, 0, 10 within 0.5 % of 8');
+});
+
+t.test('two transactions writing events in two statements each do not wait for each other', async (t) => {
+  const ctx = await buildTestApp(t, { DESKROUTE_TIMEZONE: 'UTC' });
+  const { db } = ctx;
+  const [first, second] = [await makeDepartment(db, 'First'), await makeDepartment(db, 'Second')];
+  const tickets = [
+    await bareTicket(db, { department: first, status: 'open' }),
+    await bareTicket(db, { department: second, status: 'open' }),
+  ];
+  const created = (department: string) => ({
+    type: 'created',
+    at: '2026-06-01T10:00:00Z',
+    department,
+    agent: null,
+  });
+  // Each transaction adds to both departments' figures of the same buckets, in opposite order.
+  // With counters updated in place this interleaving could deadlock (one request failed); rows
+  // that are only appended take no lock another transaction waits for: lock_timeout would fail
+  // any wait here.
+  const signal = () => {
+    let done!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    return { promise, done };
+  };
+  const wroteA = signal();
+  const wroteB = signal();
+  const write = (order: [number, number], mine: { done: () => void }, theirs: { promise: Promise<void> }) =>
+    db.transaction().execute(async (trx) => {
+      await sql`set local lock_timeout = '500ms'`.execute(trx);
+      await events(trx, tickets[order[0]]!, [created([first, second][order[0]]!)]);
+      mine.done();
+      await theirs.promise;
+      await events(trx, tickets[order[1]]!, [created([first, second][order[1]]!)]);
+    });
+  const results = await Promise.allSettled([write([0, 1], wroteA, wroteB), write([1, 0], wroteB, wroteA)]);
+  t.same(
+    results.map((r) => r.status),
+    ['fulfilled', 'fulfilled'],
+    'both committed',
+  );
+  const { rows } = await sql<{ department_id: string; created: number }>`
+    select department_id, sum(created_tickets)::int as created from report_department_counters_day
+    where department_id in (${first}, ${second}) group by department_id`.execute(db);
+  t.same(
+    Object.fromEntries(rows.map((r) => [r.department_id, r.created])),
+    { [first]: 2, [second]: 2 },
+    'every event counted once',
+  );
+});

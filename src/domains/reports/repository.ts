@@ -138,26 +138,63 @@ function periods(spec: ReportSpec): RawBuilder<unknown> {
     ) l`;
 }
 
+// A month boundary near an instant (the UTC month it is in, or the next when past mid-month):
+// any month boundary keeps the pieces exact; a near one keeps the differences short.
+const nearMonth = (t: string) =>
+  sql.raw(`date_trunc('month', (${t} at time zone 'UTC') + interval '15 days') at time zone 'UTC'`);
+const nearDay = (t: string) =>
+  sql.raw(`date_bin('1 day', ${t} + interval '12 hours', timestamptz '2000-01-01 00:00:00+00')`);
+
+// Whether [s, e) is better read as the coarse [cs, ce) corrected at both ends: when the
+// corrections are shorter than the interval itself.
+const worthIt = (s: string, e: string, cs: string, ce: string) =>
+  sql.raw(`(${cs} < ${ce} and abs(extract(epoch from ${s} - ${cs})) + abs(extract(epoch from ${e} - ${ce}))
+    < extract(epoch from ${e} - ${s}))`);
+
 /**
- * Each period cut into the pieces the counter tables answer: whole UTC days from the daily
- * table, the rest (and everything when `coarse` is off) from the 15-minute one.
+ * Each period as signed pieces the counter tables answer: whole UTC months (sign +1) from the
+ * monthly tables, the differences to the period's own ends as whole UTC days added or taken
+ * away (sign +1 or −1), and what remains of those as 15-minute buckets, again signed. Every
+ * figure is a count or a sum, so the signed sum of the pieces is exactly the period's. With
+ * `coarse` off (figures computed from the events) each period is one 15-minute piece.
+ * A Europe/Prague month, say, is the UTC month, plus the hour before it, minus its last hour.
  */
 function pieces(coarse: boolean): RawBuilder<unknown> {
-  const split = coarse ? sql`c.cs < c.fe` : sql`false`;
+  if (!coarse) return sql`select period_start, s as lo, e as hi, '15m' as grain, 1 as sign from clipped`;
   return sql`
-    select c.period_start, v.lo, v.hi, v.grain
+    select r.period_start, v.lo, v.hi, v.grain, v.sign
     from (
-      select period_start, s, e,
-        case when date_trunc('day', s, 'UTC') = s then s else date_trunc('day', s, 'UTC') + interval '24 hours' end as cs,
-        date_trunc('day', e, 'UTC') as fe
-      from clipped
-    ) c
-    cross join lateral (values
-      (c.s, case when ${split} then c.cs else c.e end, '15m'),
-      (c.cs, c.fe, case when ${split} then 'day' else 'none' end),
-      (c.fe, c.e, case when ${split} then '15m' else 'none' end)
-    ) v(lo, hi, grain)
-    where v.grain <> 'none' and v.lo < v.hi`;
+      select m.period_start, v.lo, v.hi, v.grain, v.sign
+      from (select period_start, s, e, ${nearMonth('s')} as ms, ${nearMonth('e')} as me from clipped) m
+      cross join lateral (
+        select * from (values
+          (m.ms, m.me, 'month', 1),
+          (least(m.s, m.ms), greatest(m.s, m.ms), 'rest', case when m.s < m.ms then 1 else -1 end),
+          (least(m.e, m.me), greatest(m.e, m.me), 'rest', case when m.me < m.e then 1 else -1 end)
+        ) v(lo, hi, grain, sign) where ${worthIt('m.s', 'm.e', 'm.ms', 'm.me')}
+        union all
+        select m.s, m.e, 'rest', 1 where not ${worthIt('m.s', 'm.e', 'm.ms', 'm.me')}
+      ) v
+    ) r
+    cross join lateral (
+      select * from (values
+        (r.lo, r.hi, r.grain, r.sign)
+      ) v(lo, hi, grain, sign) where r.grain = 'month'
+      union all
+      select v.lo, v.hi, v.grain, v.sign * r.sign
+      from (select ${nearDay('r.lo')} as dl, ${nearDay('r.hi')} as dh) d
+      cross join lateral (
+        select * from (values
+          (d.dl, d.dh, 'day', 1),
+          (least(r.lo, d.dl), greatest(r.lo, d.dl), '15m', case when r.lo < d.dl then 1 else -1 end),
+          (least(r.hi, d.dh), greatest(r.hi, d.dh), '15m', case when d.dh < r.hi then 1 else -1 end)
+        ) v(lo, hi, grain, sign) where ${worthIt('r.lo', 'r.hi', 'd.dl', 'd.dh')}
+        union all
+        select r.lo, r.hi, '15m', 1 where not ${worthIt('r.lo', 'r.hi', 'd.dl', 'd.dh')}
+      ) v
+      where r.grain = 'rest'
+    ) v
+    where v.lo < v.hi`;
 }
 
 const EVENT_ARGS = sql`e.id, e.ticket_id, e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at`;
@@ -177,11 +214,12 @@ function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
   )`;
 }
 
-function eventSamples(spec: ReportSpec): RawBuilder<unknown> {
+/** Durations binned from the events themselves, shaped like a 15-minute histogram table. */
+function eventHistogram(spec: ReportSpec): RawBuilder<unknown> {
   const current = spec.attribution === 'current';
   return sql`(
     select s.bucket, ${current ? sql`t.department_id` : sql`s.department_id`} as department_id,
-      s.agent_id, s.channel, s.metric, s.seconds
+      s.agent_id, s.channel, s.metric, report_duration_bin(s.seconds) as bin, 1 as n
     from ticket_events e
     ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
     cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
@@ -211,50 +249,218 @@ function keyColumns(spec: ReportSpec, alias: string, withPeriod = true): RawBuil
   return columns.length > 0 ? sql`${sql.join(columns)},` : sql``;
 }
 
-/** The counts of each group: sums of the figures over the pieces of its period. */
-function countsAgg(spec: ReportSpec): RawBuilder<unknown> {
-  const dims = entityDims(spec);
-  const fullDetail = dims.some((d) => d !== 'department') || spec.agents !== null || spec.channels !== null;
-  const sums = sql.join(FIGURES.map((f) => sql`sum(${id(`c.${f}`)})::float8 as ${id(f)}`));
+/** Whether a report needs the tables by agent and channel, or those by department suffice. */
+const fullDetail = (spec: ReportSpec) =>
+  entityDims(spec).some((d) => d !== 'department') || spec.agents !== null || spec.channels !== null;
+
+/** Rows of the tables of one kind over the signed pieces, with the period, the piece and its sign. */
+function overPieces(
+  spec: ReportSpec,
+  kind: 'counters' | 'histograms' | 'coarse_histograms',
+): RawBuilder<unknown> {
+  if (spec.source === 'events') {
+    const rows = kind === 'counters' ? eventFacts(spec) : eventHistogram(spec);
+    return sql`select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.* from pieces p join ${rows} c on c.bucket >= p.lo and c.bucket < p.hi`;
+  }
+  const prefix = fullDetail(spec) ? `report_${kind}` : `report_department_${kind}`;
+  const grains = ['month', 'day', '15m'] as const;
   const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
-  const groupBy = sql.join(groupKeys(spec, 'c'));
-  const fromTable = (table: string, grain: string) => sql`
-    select p.period_start, c.*
-    from pieces p join ${sql.table(table)} c on c.bucket >= p.lo and c.bucket < p.hi
-    where p.grain = ${grain}`;
-  const source =
-    spec.source === 'events'
-      ? sql`select p.period_start, c.* from pieces p join ${eventFacts(spec)} c on c.bucket >= p.lo and c.bucket < p.hi`
-      : fullDetail
-        ? sql`${fromTable('report_counters_15m', '15m')} union all ${fromTable('report_counters_day', 'day')}`
-        : sql`${fromTable('report_department_counters_15m', '15m')} union all ${fromTable('report_department_counters_day', 'day')}`;
-  return sql`
-    select ${keyColumns(spec, 'c')} ${sums}
-    from (${source}) c
-    where ${where}
-    group by ${groupBy}`;
+  // One index range scan per piece (OFFSET 0 keeps the planner from flattening it into a
+  // join): its row estimates for the pieces are guesses, and a wrong guess made it compare
+  // every piece with every row of the range.
+  return sql.join(
+    grains.map(
+      (grain) => sql`
+        select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.*
+        from pieces p
+        cross join lateral (
+          select * from ${sql.table(`${prefix}_${grain}`)} c
+          where c.bucket >= p.lo and c.bucket < p.hi and ${where}
+          offset 0
+        ) c
+        where p.grain = ${grain}`,
+    ),
+    sql` union all `,
+  );
 }
 
-/** Exact percentiles of each group's durations, both quantiles at once per sample metric. */
-function samplesAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuilder<unknown> {
-  const table = spec.source === 'events' ? eventSamples(spec) : sql`report_samples`;
-  const where = filters(spec, { department: 'x.department_id', agent: 'x.agent_id', channel: 'x.channel' });
+/** The counts of each group: signed sums of the figures over the pieces of its period. */
+function countsAgg(spec: ReportSpec): RawBuilder<unknown> {
+  const sums = sql.join(FIGURES.map((f) => sql`sum(${id(`c.${f}`)} * c.sign)::float8 as ${id(f)}`));
+  const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
+  return sql`
+    select ${keyColumns(spec, 'c')} ${sums}
+    from (${overPieces(spec, 'counters')}) c
+    where ${where}
+    group by ${sql.join(groupKeys(spec, 'c'))}`;
+}
+
+/** The quantiles reports show, 0.5 and 0.9, as fractions num/den: ranks stay integer arithmetic. */
+const QUANTILES = [
+  { num: 1, den: 2 },
+  { num: 9, den: 10 },
+] as const;
+
+/**
+ * Median and 90th percentile of each group's durations, per duration metric, from the merged
+ * histograms: percentile_cont's definition (rank h = 1 + q·(n − 1), linear interpolation
+ * between the k-th and (k+1)-th smallest, k = ⌊h⌋) where the k-th smallest is the value of the
+ * bin at which the running count reaches k, so within 0.5 % of the exact value. The ranks are
+ * integer arithmetic. Rows are not summed per bin first: the running count over rows ordered
+ * by bin, peers included, is already the merged histogram's, signed pieces and all.
+ */
+function histogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuilder<unknown> {
+  const where = filters(spec, { department: 'h.department_id', agent: 'h.agent_id', channel: 'h.channel' });
   const codes = metrics.map((m) => SAMPLE_METRICS[m]);
-  const quantiles = sql.join(
+  const keyNames = ['period_start', ...entityDims(spec).map((d) => DIMENSION_COLUMN[d])];
+  const keysOf = (alias: string) => sql.join(keyNames.map((k) => id(`${alias}.${k}`)));
+  const partition = sql`partition by ${keysOf('r')}, r.metric`;
+  const quantile = ({ num, den }: (typeof QUANTILES)[number]) => {
+    const k = sql`(1 + ${sql.lit(num)} * (w.total - 1) / ${sql.lit(den)})`;
+    const frac = sql`((${sql.lit(num)} * (min(w.total) - 1)) % ${sql.lit(den)})::float8 / ${sql.lit(den)}`;
+    const kth = sql`report_bin_value(min(w.bin) filter (where w.upto >= ${k}))`;
+    const next = sql`report_bin_value(min(w.bin) filter (where w.upto >= ${k} + 1))`;
+    return sql`${kth} + ${frac} * (coalesce(${next}, ${kth}) - ${kth})`;
+  };
+  const perMetric = sql.join(
     metrics.map(
       (m) =>
-        sql`percentile_cont(array[0.5, 0.9]) within group (order by x.seconds) filter (where x.metric = ${SAMPLE_METRICS[m]}::smallint) as ${id(`${m}_q`)}`,
+        sql`max(array[x.q50, x.q90]) filter (where x.metric = ${SAMPLE_METRICS[m]}::smallint) as ${id(`${m}_q`)}`,
     ),
   );
   return sql`
-    select ${keyColumns(spec, 'x')} ${quantiles}
+    select ${keysOf('x')}, ${perMetric}
     from (
-      select p.period_start, s.*
-      from clipped p join ${table} s on s.bucket >= p.s and s.bucket < p.e
-      where s.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
+      select ${keysOf('w')}, w.metric, ${quantile(QUANTILES[0])} as q50, ${quantile(QUANTILES[1])} as q90
+      from (
+        select ${keysOf('r')}, r.metric, r.bin,
+          sum(r.n) over (${partition} order by r.bin) as upto,
+          sum(r.n) over (${partition}) as total
+        from (
+          select ${keyColumns(spec, 'h')} h.metric, h.bin, h.n * h.sign as n
+          from (${overPieces(spec, 'histograms')}) h
+          where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
+        ) r
+      ) w
+      where w.total > 0
+      group by ${keysOf('w')}, w.metric
     ) x
-    where ${where}
-    group by ${sql.join(groupKeys(spec, 'x'))}`;
+    group by ${keysOf('x')}`;
+}
+
+/** Fine bins per coarse bin of the coarse histograms (migrations/0006): coarse bin = bin >> 5. */
+const COARSE_WIDTH = 32;
+
+/**
+ * The same percentiles as histogramAgg, bit for bit, from the tables by department in two
+ * steps. (1) The coarse running count of each group and metric gives, for each rank needed
+ * (k and k + 1 of each quantile), the coarse bin where it reaches the rank and the count
+ * before that bin. (2) Only the fine rows of those coarse bins are read, by index, one look-up
+ * per coarse row (so per piece and department); within a coarse bin the running count plus the
+ * count before it is the merged histogram's running count, so the first fine bin where it
+ * reaches the rank is the one histogramAgg finds. A year by month by department reads ~17
+ * coarse rows per metric and department-month instead of ~340 fine ones, and ~30 fine rows
+ * per coarse bin looked into.
+ */
+function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuilder<unknown> {
+  const where = filters(spec, { department: 'h.department_id', agent: 'h.agent_id', channel: 'h.channel' });
+  const codes = metrics.map((m) => SAMPLE_METRICS[m]);
+  const keyNames = ['period_start', ...entityDims(spec).map((d) => DIMENSION_COLUMN[d])];
+  const keysOf = (alias: string) => sql.join(keyNames.map((k) => id(`${alias}.${k}`)));
+  const sameKeys = (a: string, b: string) =>
+    sql.join(
+      keyNames.map((k) => sql`${id(`${a}.${k}`)} = ${id(`${b}.${k}`)}`),
+      sql` and `,
+    );
+  // Ranks k and k + 1 of each quantile: r0, r1 (median), r2, r3 (90th percentile).
+  const rankOf = (total: RawBuilder<unknown>, i: number) => {
+    const { num, den } = QUANTILES[i >> 1]!;
+    return sql`(1 + ${sql.lit(num)} * (${total} - 1) / ${sql.lit(den)} + ${sql.lit(i & 1)})`;
+  };
+  const RANKS = [0, 1, 2, 3];
+  const quantile = (i: number) => {
+    const { num, den } = QUANTILES[i]!;
+    const frac = sql`((${sql.lit(num)} * (t.total - 1)) % ${sql.lit(den)})::float8 / ${sql.lit(den)}`;
+    const kth = sql`report_bin_value(${id(`b.bin${2 * i}`)})`;
+    const next = sql`report_bin_value(${id(`b.bin${2 * i + 1}`)})`;
+    return sql`${kth} + ${frac} * (coalesce(${next}, ${kth}) - ${kth})`;
+  };
+  const perMetric = sql.join(
+    metrics.map(
+      (m) =>
+        sql`max(array[x.q50, x.q90]) filter (where x.metric = ${SAMPLE_METRICS[m]}::smallint) as ${id(`${m}_q`)}`,
+    ),
+  );
+  const lookUps = (['month', 'day', '15m'] as const).map(
+    (grain) => sql`
+      select l.target, l.coarse_bin, f.bin, f.n * l.sign as n
+      from looked_up l
+      cross join lateral (
+        select f.bin, f.n from ${sql.table(`report_department_histograms_${grain}`)} f
+        where f.bucket = l.bucket
+          and coalesce(f.department_id, ${sql.lit(NONE)}::uuid) = coalesce(l.row_department_id, ${sql.lit(NONE)}::uuid)
+          and f.metric = l.metric
+          and f.bin between l.coarse_bin * ${sql.lit(COARSE_WIDTH)} and l.coarse_bin * ${sql.lit(COARSE_WIDTH)} + ${sql.lit(COARSE_WIDTH - 1)}
+        offset 0
+      ) f
+      where l.piece_grain = ${grain}`,
+  );
+  return sql`
+    with coarse as materialized (
+      select ${keyColumns(spec, 'h')} h.metric, h.coarse_bin, h.n * h.sign as n,
+        h.sign, h.piece, h.piece_grain, h.bucket, h.department_id as row_department_id
+      from (${overPieces(spec, 'coarse_histograms')}) h
+      where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
+    ),
+    -- One row per group and metric: its total, and for each rank the coarse bin that holds it
+    -- and the count before that bin (the running count only grows: every bin's count is >= 0).
+    targets as materialized (
+      select row_number() over () as target, ${keysOf('w')}, w.metric, w.total,
+        ${sql.join(
+          RANKS.map(
+            (i) => sql`
+              min(w.coarse_bin) filter (where w.upto >= ${rankOf(sql`w.total`, i)}) as ${id(`coarse${i}`)},
+              coalesce(max(w.upto) filter (where w.upto < ${rankOf(sql`w.total`, i)}), 0) as ${id(`before${i}`)}`,
+          ),
+        )}
+      from (
+        select ${keysOf('c')}, c.metric, c.coarse_bin,
+          sum(c.n) over (partition by ${keysOf('c')}, c.metric order by c.coarse_bin) as upto,
+          sum(c.n) over (partition by ${keysOf('c')}, c.metric) as total
+        from coarse c
+      ) w
+      where w.total > 0
+      group by ${keysOf('w')}, w.metric, w.total
+    ),
+    -- Once per piece and key: a key may have a compacted row and fresh ones.
+    looked_up as (
+      select distinct t.target, c.coarse_bin, c.metric, c.sign, c.piece, c.piece_grain, c.bucket, c.row_department_id
+      from coarse c
+      join targets t on ${sameKeys('t', 'c')} and t.metric = c.metric
+        and c.coarse_bin in (t.coarse0, t.coarse1, t.coarse2, t.coarse3)
+    ),
+    bins as (
+      select f.target,
+        ${sql.join(
+          RANKS.map(
+            (i) => sql`min(f.bin) filter (where f.coarse_bin = ${id(`t.coarse${i}`)}
+              and ${id(`t.before${i}`)} + f.upto >= ${rankOf(sql`t.total`, i)}) as ${id(`bin${i}`)}`,
+          ),
+        )}
+      from (
+        select f.target, f.coarse_bin, f.bin,
+          sum(f.n) over (partition by f.target, f.coarse_bin order by f.bin) as upto
+        from (${sql.join(lookUps, sql` union all `)}) f
+      ) f
+      join targets t on t.target = f.target
+      group by f.target
+    )
+    select ${keysOf('x')}, ${perMetric}
+    from (
+      select ${keysOf('t')}, t.metric, ${quantile(0)} as q50, ${quantile(1)} as q90
+      from targets t join bins b on b.target = t.target
+    ) x
+    group by ${keysOf('x')}`;
 }
 
 /** Tickets by status right now, by their current department, assignee and channel. */
@@ -395,13 +601,17 @@ export function reportQuery(
       from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
   ];
   const sources: string[] = [];
-  if (needsFigures(spec) || !(samples.length > 0 || withCurrent)) {
-    ctes.push(sql`pieces as (${pieces(coarse)})`);
+  const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent);
+  if (withCounts || samples.length > 0) {
+    ctes.push(sql`pieces as (select row_number() over () as piece, q.* from (${pieces(coarse)}) q)`);
+  }
+  if (withCounts) {
     ctes.push(sql`counts as (${countsAgg(spec)})`);
     sources.push('counts');
   }
   if (samples.length > 0) {
-    ctes.push(sql`samples as (${samplesAgg(spec, samples)})`);
+    const agg = coarse && !fullDetail(spec) ? twoStepHistogramAgg : histogramAgg;
+    ctes.push(sql`samples as (${agg(spec, samples)})`);
     sources.push('samples');
   }
   if (withCurrent) {
@@ -413,10 +623,18 @@ export function reportQuery(
   if (dims.length >= 2) {
     // Several dimensions: only the combinations (and periods) that have figures; a dense grid
     // of every period for every combination would be mostly zeros.
+    // A combination has figures when one of its counts or sums is not 0: the signed pieces of a
+    // period may bring in a combination only to take all of its figures away again.
+    const hasFigures = sql.join(
+      FIGURES.map((f) => sql`${id(f)} <> 0`),
+      sql` or `,
+    );
     const known = sources.map((s) =>
       s === 'current_figures'
         ? sql`select (select period_start from clipped) as period_start, ${sql.join(dimCols)} from current_figures`
-        : sql`select period_start, ${sql.join(dimCols)} from ${sql.table(s)}`,
+        : s === 'counts'
+          ? sql`select period_start, ${sql.join(dimCols)} from counts where ${hasFigures}`
+          : sql`select period_start, ${sql.join(dimCols)} from ${sql.table(s)}`,
     );
     ctes.push(sql`groups as (
       select c.period_start, c.period_end, k.${sql.join(dimCols, sql`, k.`)}
@@ -691,37 +909,155 @@ export async function knownTimeZones(db: Executor): Promise<Set<string>> {
   return timeZones;
 }
 
+type ReportTableKind = 'counters' | 'histograms';
+const GRAINS = ['15m', 'day', 'month'] as const;
+type Grain = (typeof GRAINS)[number];
+
+interface ReportTable {
+  name: string;
+  kind: ReportTableKind;
+  grain: Grain;
+  keys: string[];
+  values: readonly string[];
+}
+
 /**
- * Recomputes every counter and sample from ticket_events: after a bulk import that bypassed
+ * Every report table (migrations/0005_report_sketches.ts, 0006_report_coarse_histograms.ts):
+ * counters, histograms and, by department, coarse histograms, by grain.
+ */
+const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[] => {
+  const full = ['bucket', 'department_id', 'agent_id', 'channel'];
+  const department = ['bucket', 'department_id'];
+  return [
+    { name: `report_counters_${grain}`, kind: 'counters', grain, keys: full, values: FIGURES },
+    {
+      name: `report_department_counters_${grain}`,
+      kind: 'counters',
+      grain,
+      keys: department,
+      values: FIGURES,
+    },
+    {
+      name: `report_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...full, 'metric', 'bin'],
+      values: ['n'],
+    },
+    {
+      name: `report_department_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...department, 'metric', 'bin'],
+      values: ['n'],
+    },
+    {
+      name: `report_department_coarse_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...department, 'metric', 'coarse_bin'],
+      values: ['n'],
+    },
+  ];
+});
+
+const refs = (names: readonly string[]) => sql.join(names.map((n) => id(n)));
+
+/**
+ * Folds the fresh rows the trigger appended into the one compacted row of each key, table by
+ * table, in the caller's transaction. Each statement removes fresh rows and adds their sums to
+ * the compacted rows at once, so a report reads the same figures before and after. Rows that
+ * uncommitted transactions are appending stay fresh for the next run. Returns the number of
+ * fresh rows folded.
+ */
+export async function compactReportTables(trx: Transaction<Database>): Promise<number> {
+  let folded = 0;
+  for (const table of REPORT_TABLES) {
+    const keys = refs(table.keys);
+    const values = refs(table.values);
+    const { rows } = await sql<{ folded: string | number }>`
+      with gone as (delete from ${sql.table(table.name)} where fresh returning *),
+      added as (
+        insert into ${sql.table(table.name)} as t (${keys}, fresh, ${values})
+        select ${keys}, false, ${sql.join(table.values.map((v) => sql`sum(${id(v)})`))}
+        from gone
+        group by ${keys}
+        on conflict (${keys}) where not fresh do update set
+          ${sql.join(
+            table.values.map((v) => sql`${id(v)} = ${id(`t.${v}`)} + ${id(`excluded.${v}`)}`),
+            sql`, `,
+          )}
+      )
+      select count(*) as folded from gone`.execute(trx);
+    folded += Number(rows[0]?.folded ?? 0);
+  }
+  return folded;
+}
+
+/**
+ * Takes the compaction lock for the rest of the transaction, if no other instance holds it:
+ * one compactor at a time, the others skip their turn.
+ */
+export async function tryReportCompactionLock(trx: Transaction<Database>): Promise<boolean> {
+  const { rows } = await sql<{ locked: boolean }>`
+    select pg_try_advisory_xact_lock(hashtext('deskroute.report_compaction')) as locked`.execute(trx);
+  return rows[0]?.locked === true;
+}
+
+/**
+ * Recomputes every counter and histogram from ticket_events: after a bulk import that bypassed
  * the trigger, or to repair. Runs in the caller's transaction; takes an exclusive lock on the
- * counter tables so no event is counted twice meanwhile.
+ * report tables so no event is counted twice meanwhile. Everything comes out compacted.
  */
 export async function rebuildReportCounters(db: Executor): Promise<void> {
-  const figures = sql.join(FIGURES.map((f) => id(f)));
-  const sums = sql.join(FIGURES.map((f) => sql`sum(${id(f)})`));
   await sql`lock table ticket_events in share mode`.execute(db);
-  await sql`truncate report_counters_15m, report_counters_day, report_department_counters_15m,
-    report_department_counters_day, report_samples`.execute(db);
-  await sql`
-    insert into report_counters_15m (bucket, department_id, agent_id, channel, ${figures})
-    select f.bucket, f.department_id, f.agent_id, f.channel, ${sums}
-    from ticket_events e cross join lateral report_event_facts(${EVENT_ARGS}) f
-    where report_event_counts(e.type, e.data)
-    group by 1, 2, 3, 4`.execute(db);
-  await sql`
-    insert into report_counters_day (bucket, department_id, agent_id, channel, ${figures})
-    select date_trunc('day', bucket, 'UTC'), department_id, agent_id, channel, ${sums}
-    from report_counters_15m group by 1, 2, 3, 4`.execute(db);
-  await sql`
-    insert into report_department_counters_15m (bucket, department_id, ${figures})
-    select bucket, department_id, ${sums} from report_counters_15m group by 1, 2`.execute(db);
-  await sql`
-    insert into report_department_counters_day (bucket, department_id, ${figures})
-    select date_trunc('day', bucket, 'UTC'), department_id, ${sums}
-    from report_department_counters_15m group by 1, 2`.execute(db);
-  await sql`
-    insert into report_samples (bucket, department_id, agent_id, channel, metric, seconds)
-    select s.* from ticket_events e
-    cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
-    where e.type in ('message_added', 'chat_recorded')`.execute(db);
+  await sql`truncate ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(db);
+  const table = (kind: ReportTableKind, full: boolean, grain: Grain) =>
+    REPORT_TABLES.find(
+      (t) =>
+        t.kind === kind &&
+        t.grain === grain &&
+        t.keys.includes('agent_id') === full &&
+        !t.keys.includes('coarse_bin'),
+    )!;
+  const bucketOf = (grain: Grain) =>
+    grain === '15m' ? sql`bucket` : sql`date_trunc(${sql.lit(grain)}, bucket, 'UTC')`;
+  const insert = (
+    target: ReportTable,
+    from: RawBuilder<unknown>,
+    aggregate: (v: string) => RawBuilder<unknown>,
+  ) => {
+    const keys = target.keys.map((k) =>
+      k === 'bucket' ? bucketOf(target.grain) : k === 'coarse_bin' ? sql`bin >> 5` : id(k),
+    );
+    return sql`
+      insert into ${sql.table(target.name)} (${refs(target.keys)}, fresh, ${refs(target.values)})
+      select ${sql.join(keys)}, false, ${sql.join(target.values.map(aggregate))}
+      from ${from} group by ${sql.join(keys)}`.execute(db);
+  };
+  await insert(
+    table('counters', true, '15m'),
+    sql`(select f.* from ticket_events e cross join lateral report_event_facts(${EVENT_ARGS}) f
+      where report_event_counts(e.type, e.data)) facts`,
+    (v) => sql`sum(${id(v)})`,
+  );
+  await insert(
+    table('histograms', true, '15m'),
+    sql`(select s.bucket, s.department_id, s.agent_id, s.channel, s.metric, report_duration_bin(s.seconds) as bin
+      from ticket_events e
+      cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+      where e.type in ('message_added', 'chat_recorded')) samples`,
+    () => sql`count(*)`,
+  );
+  const sum = (v: string) => sql`sum(${id(v)})`;
+  for (const kind of ['counters', 'histograms'] as const) {
+    await insert(table(kind, true, 'day'), sql.table(table(kind, true, '15m').name), sum);
+    await insert(table(kind, true, 'month'), sql.table(table(kind, true, 'day').name), sum);
+    for (const grain of GRAINS)
+      await insert(table(kind, false, grain), sql.table(table(kind, true, grain).name), sum);
+  }
+  for (const grain of GRAINS) {
+    const coarse = REPORT_TABLES.find((t) => t.grain === grain && t.keys.includes('coarse_bin'))!;
+    await insert(coarse, sql.table(table('histograms', false, grain).name), sum);
+  }
 }

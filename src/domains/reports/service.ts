@@ -6,6 +6,7 @@ import { chartTypes, findMetric, METRIC_KEYS, METRICS, type Metric } from './met
 import {
   CHANNELS,
   cellReader,
+  compactReportTables,
   type Dimension,
   departmentIdsOf,
   type EntityDimension,
@@ -20,6 +21,7 @@ import {
   type SortValue,
   sortKeyCount,
   streamReportRows,
+  tryReportCompactionLock,
 } from './repository.ts';
 import { type PRESETS, type ReportQueryType, WEEK_DAYS } from './schemas.ts';
 
@@ -438,4 +440,14 @@ export async function leaderboard(
 /** Every column a report can have, for clients that build column pickers. */
 export function columnCatalogue() {
   return METRICS.map(columnMeta);
+}
+
+/**
+ * Folds the rows the report trigger appended into compacted rows (see compactReportTables),
+ * unless another instance is at it. Returns the rows folded, or null when it skipped its turn.
+ */
+export async function compactReports(db: Db): Promise<number | null> {
+  return db
+    .transaction()
+    .execute(async (trx) => ((await tryReportCompactionLock(trx)) ? compactReportTables(trx) : null));
 }
