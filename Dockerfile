@@ -43,4 +43,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # The server handles SIGTERM itself: it stops accepting, finishes in-flight requests
 # (SHUTDOWN_GRACE_MS) and closes the database before exiting.
 STOPSIGNAL SIGTERM
-CMD ["node", "src/server.ts"]
+# The same V8 heap limits as `npm start` (README, "Memory"). To raise them, give the command
+# with other flags: NODE_OPTIONS cannot, command-line flags win over it.
+CMD ["node", "--max-semi-space-size=8", "--max-old-space-size=160", "src/server.ts"]
