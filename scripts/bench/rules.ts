@@ -20,15 +20,14 @@ import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
+import { queriesPerCreation as countQueries, http, type Load, postLoad } from './http.ts';
 import { makeRules, ticketBodies } from './rules-workload.ts';
 
 const { values: args } = parseArgs({
@@ -78,93 +77,19 @@ function startServer(jwtSecret: string): Promise<{ child: ChildProcess; app: str
   });
 }
 
-async function http(method: string, url: string, token: string | null, body?: unknown) {
-  const res = await fetch(url, {
-    method,
-    headers: {
-      ...(token && { authorization: `Bearer ${token}` }),
-      ...(body !== undefined && { 'content-type': 'application/json' }),
-    },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
 // ---- load --------------------------------------------------------------------------------
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-  statuses: string;
-}
-
-async function load(url: string, token: string, body: () => string, duration: number): Promise<Load> {
-  const result = await autocannon({
+const load = (url: string, token: string, body: () => string, duration: number) =>
+  postLoad({
     url,
-    connections: CONNECTIONS,
+    path: '/v1/tickets',
+    headers: { authorization: `Bearer ${token}` },
+    body,
     duration,
-    requests: [
-      {
-        method: 'POST',
-        path: '/v1/tickets',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        setupRequest: (request) => ({ ...request, body: body() }),
-      },
-    ],
+    connections: CONNECTIONS,
   });
-  return {
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    statuses: Object.entries(result.statusCodeStats ?? {})
-      .map(([code, stat]) => `${code}: ${stat.count ?? 0}`)
-      .join(', '),
-  };
-}
-
-/** Round trips to PostgreSQL of one POST /v1/tickets, counted on an app in this process. */
-async function queriesPerCreation(token: string, body: () => string): Promise<number> {
-  let count = 0;
-  const counted = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratchUrl, max: 1 }) }),
-    log: (event) => {
-      if (event.level === 'query') count++;
-    },
-  });
-  const secret = randomBytes(32).toString('base64url');
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret }), {
-    db: counted,
-    jwtSecret: secret,
-  });
-  try {
-    const send = () =>
-      app.inject({
-        method: 'POST',
-        url: '/v1/tickets',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        payload: body(),
-      });
-    await send();
-    const counts: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      count = 0;
-      const res = await send();
-      if (res.statusCode !== 201) throw new Error(`POST /v1/tickets: ${res.statusCode} ${res.body}`);
-      counts.push(count);
-    }
-    return counts.reduce((a, b) => a + b, 0) / counts.length;
-  } finally {
-    await app.close();
-    await counted.destroy();
-  }
-}
+const queriesPerCreation = (token: string, body: () => string) =>
+  countQueries(scratchUrl, `Bearer ${token}`, body, 20);
 
 async function main() {
   const started = performance.now();

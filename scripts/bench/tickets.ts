@@ -17,12 +17,10 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Principal } from '../../src/access/policy.ts';
 import { loadTicketAccess } from '../../src/access/tickets.ts';
-import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
@@ -31,6 +29,7 @@ import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { listTickets } from '../../src/domains/tickets/repository.ts';
 import type { TicketListQueryType } from '../../src/domains/tickets/schemas.ts';
 import { Random } from '../seed-demo/random.ts';
+import { queriesPerCreation as countQueries, http, postLoad } from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -91,105 +90,30 @@ function startServers(jwtSecret: string): Promise<{ child: ChildProcess; app: st
   });
 }
 
-async function http(method: string, url: string, token: string | null, body?: unknown) {
-  const res = await fetch(url, {
-    method,
-    headers: {
-      ...(token && { authorization: `Bearer ${token}` }),
-      ...(body !== undefined && { 'content-type': 'application/json' }),
-    },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
 async function signIn(base: string, email: string): Promise<string> {
   return (await http('POST', `${base}/v1/auth/token`, null, { email, password: PASSWORD })).access_token;
 }
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  total: number;
-  non2xx: number;
-  errors: number;
-  statuses: string;
-}
-
-async function load(
+const load = (
   url: string,
   path: string,
   headers: Record<string, string>,
   body: () => string,
   duration: number,
-): Promise<Load> {
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration,
-    requests: [
-      {
-        method: 'POST',
-        path,
-        headers: { 'content-type': 'application/json', ...headers },
-        setupRequest: (request) => ({ ...request, body: body() }),
-      },
-    ],
-  });
-  return {
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    total: result.requests.total,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    statuses: Object.entries(result.statusCodeStats ?? {})
-      .map(([code, stat]) => `${code}: ${stat.count ?? 0}`)
-      .join(', '),
-  };
-}
-
-/** How many statements one POST /v1/tickets sends, counted on an app in this process. */
-async function queriesPerCreation(authorization: string, departmentId: string): Promise<number> {
-  let count = 0;
-  const counted = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratchUrl, max: 1 }) }),
-    log: (event) => {
-      if (event.level === 'query') count++;
-    },
-  });
-  const secret = randomBytes(32).toString('base64url');
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret }), {
-    db: counted,
-    jwtSecret: secret,
-  });
-  try {
-    const send = () =>
-      app.inject({
-        method: 'POST',
-        url: '/v1/tickets',
-        headers: { authorization, 'content-type': 'application/json' },
-        payload: {
-          subject: 'Counting queries',
-          channel: 'email',
-          contact: { email: `counted-${randomBytes(6).toString('hex')}@bench.example` },
-          message: { body: 'Hello' },
-          department_id: departmentId,
-        },
-      });
-    await send();
-    count = 0;
-    const res = await send();
-    if (res.statusCode !== 201) throw new Error(`POST /v1/tickets: ${res.statusCode} ${res.body}`);
-    return count;
-  } finally {
-    await app.close();
-    await counted.destroy();
-  }
-}
+) => postLoad({ url, path, headers, body, duration, connections: CONNECTIONS });
+const queriesPerCreation = (authorization: string, departmentId: string) =>
+  countQueries(
+    scratchUrl,
+    authorization,
+    () => ({
+      subject: 'Counting queries',
+      channel: 'email',
+      contact: { email: `counted-${randomBytes(6).toString('hex')}@bench.example` },
+      message: { body: 'Hello' },
+      department_id: departmentId,
+    }),
+    1,
+  );
 
 /** (a) POST /v1/tickets on the app against one insert on the bare route. */
 async function benchCreation(db: Kysely<Database>, servers: { app: string; bare: string }) {
