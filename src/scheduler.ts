@@ -5,6 +5,34 @@ import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
 import { wakePostponedTickets } from './domains/tickets/service.ts';
 
 /**
+ * Runs `job` every `everyMs` (and at once when `now`), never two runs at a time: a tick that
+ * finds the previous run still going skips its turn. Failures are logged, never thrown.
+ */
+function every(
+  everyMs: number,
+  now: boolean,
+  log: FastifyBaseLogger,
+  failure: string,
+  job: () => Promise<void>,
+) {
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    running ??= job()
+      .catch((err: unknown) => log.error({ err }, failure))
+      .finally(() => {
+        running = null;
+      });
+  };
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  if (now) tick();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
+
+/**
  * Periodic housekeeping: postponed tickets whose time came go back to open, and old
  * Idempotency-Keys are forgotten. Every instance may run it; the work is safe to repeat and
  * instances skip the rows another one holds. Every few seconds the report rows appended since
@@ -18,42 +46,15 @@ export function startScheduler(
   everyMs = 30_000,
   compactEveryMs = 5_000,
 ): () => Promise<void> {
-  let running: Promise<void> | null = null;
-  const tick = () => {
-    running ??= (async () => {
-      try {
-        const woken = await wakePostponedTickets(db);
-        const forgotten = await forgetOldIdempotencyKeys(db);
-        if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
-      } catch (err) {
-        log.error({ err }, 'housekeeping failed');
-      } finally {
-        running = null;
-      }
-    })();
-  };
-  const timer = setInterval(tick, everyMs);
-  timer.unref();
-  tick();
-
-  let compacting: Promise<void> | null = null;
-  const compact = () => {
-    compacting ??= (async () => {
-      try {
-        await compactReports(db);
-      } catch (err) {
-        log.error({ err }, 'report compaction failed');
-      } finally {
-        compacting = null;
-      }
-    })();
-  };
-  const compactTimer = setInterval(compact, compactEveryMs);
-  compactTimer.unref();
-
+  const stopHousekeeping = every(everyMs, true, log, 'housekeeping failed', async () => {
+    const woken = await wakePostponedTickets(db);
+    const forgotten = await forgetOldIdempotencyKeys(db);
+    if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
+  });
+  const stopCompaction = every(compactEveryMs, false, log, 'report compaction failed', async () => {
+    await compactReports(db);
+  });
   return async () => {
-    clearInterval(timer);
-    clearInterval(compactTimer);
-    await Promise.all([running, compacting]);
+    await Promise.all([stopHousekeeping(), stopCompaction()]);
   };
 }

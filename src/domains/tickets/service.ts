@@ -205,7 +205,8 @@ async function openTicket(
     tags,
     support_address: input.support_address ?? null,
   };
-  const evaluation = await evaluateRules(trx, { ...values, postponed_until: null }, ['ticket.created'], {
+  const snapshot = { ...values, postponed_until: null };
+  const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
     message: message && {
       id: message.id,
       body: message.body,
@@ -215,18 +216,14 @@ async function openTicket(
     },
   });
   // What the rules do to a new ticket travels in its opening statement, with its own events.
-  const ruled = evaluation
-    ? await openingWithRules(trx, { ...values, postponed_until: null }, evaluation)
-    : null;
-  const opened = await repo.insertOpenedTicket(
+  const ruled = evaluation ? await openingWithRules(trx, snapshot, evaluation) : null;
+  return repo.insertOpenedTicket(
     trx,
     ruled ? { ...values, ...ruled.values } : values,
     message,
     ruled ? [...events.map((e) => ({ ...e, stamp: ruled.stamp })), ...ruled.events] : events,
     ruled?.extra,
   );
-  const ticket = opened.ticket;
-  return { ...opened, ticket };
 }
 
 function resolveContactOf(trx: Trx, input: CreateTicketInput) {
