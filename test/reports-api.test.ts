@@ -247,6 +247,21 @@ t.test('reports through the API', async (t) => {
     }
     const anonymous = await ctx.request({ method: 'GET', url: '/v1/reports/departments.csv' });
     t.equal(anonymous.statusCode, 401);
+    const unknownParameter = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/departments?${range}&colums=answers`,
+      token: admin.token,
+    });
+    t.equal(unknownParameter.statusCode, 400, 'a misspelt parameter is refused, not ignored');
+    for (const query of ['department_id=sales', `department_id=${sales}&limit=0`, 'department_id=']) {
+      const res = await ctx.request({
+        method: 'GET',
+        url: `/v1/reports/agents/leaderboard?${range}&${query}`,
+        token: admin.token,
+      });
+      t.equal(res.statusCode, 400, `leaderboard ?${query}`);
+      t.match(res.headers['content-type'], /^application\/problem\+json/);
+    }
   });
 
   await t.test('CSV: negotiation, file name, labels and the unit row', async (t) => {
@@ -376,6 +391,12 @@ t.test('reports through the API', async (t) => {
         [2, admin.agent.id, 0], // the admin moved a ticket out of Sales: a transfer out is theirs
       ],
     );
+    const elsewhere = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/agents/leaderboard?${range}&department_id=${support}`,
+      token: sam.token,
+    });
+    t.equal(elsewhere.statusCode, 403, "another department's leaderboard is not theirs to see");
     const columns = await api('GET', '/v1/reports/columns');
     t.equal(columns.data.length, METRICS.length);
   });
