@@ -3,6 +3,7 @@ import { seedDemo } from '../scripts/seed-demo.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
 import {
   CHANNELS,
+  countPendingEvents,
   type ReportSpec,
   rebuildReportCounters,
   reportQuery,
@@ -62,6 +63,7 @@ t.test('percentiles by department in two steps equal those of one pass over the 
       t.same(rows, await run({ ...spec, channels: [...CHANNELS] }), `${name} (${when})`);
     }
   };
+  t.ok((await countPendingEvents(ctx.db)) > 0, 'the seed left events to count');
   await check('fresh rows');
   t.ok((await compactReports(ctx.db))! > 0, 'the seed left fresh rows to compact');
   await check('compacted');

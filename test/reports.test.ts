@@ -6,6 +6,7 @@ import type { Channel } from '../src/db/types.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
 import {
   compactReportTables,
+  countPendingEvents,
   type ReportSpec,
   rebuildReportCounters,
   reportQuery,
@@ -726,6 +727,8 @@ t.test('reports', async (t) => {
     };
     const run = async (spec: ReportSpec) =>
       (await reportQuery(spec).execute(db)).rows.map((r) => toReportRow(spec, r));
+    // Straight queries, not the routes: count what earlier events left pending first.
+    await countPendingEvents(db);
     t.same(await run(base), await run({ ...base, source: 'events' }), 'hourly, all dimensions');
     const month = { ...base, interval: 'month' as const, from: new Date('2026-03-01T00:00:00Z') };
     t.same(await run(month), await run({ ...month, source: 'events' }), 'monthly');
@@ -918,6 +921,8 @@ t.test('reports', async (t) => {
         ).rows[0]!.n,
       );
     // The events of the DST and offset tests above came after the rebuild: still fresh.
+    await countPendingEvents(db);
+    const freshBefore = await freshRows();
     const ticket = await bareTicket(db, { department: sales, assignee: ann.id, status: 'resolved' });
     await events(db, ticket, [
       { type: 'created', at: '2026-03-31T23:50:00Z', department: sales, agent: ann.id, actorType: 'contact' },
@@ -930,7 +935,9 @@ t.test('reports', async (t) => {
         data: { kind: 'agent', first_answer: true, wait_seconds: 1800 },
       },
     ]);
-    t.ok((await freshRows()) > 0, 'the trigger appended fresh rows');
+    t.equal(await freshRows(), freshBefore, 'the trigger only noted the events as pending');
+    t.equal(await countPendingEvents(db), 2, 'both events counted');
+    t.ok((await freshRows()) > freshBefore, 'counting them appended fresh rows');
     const shapes: ReportSpec[] = [
       ['UTC', 'day'],
       ['Europe/Prague', 'month'],
@@ -1104,6 +1111,7 @@ t.test('two transactions writing events in two statements each do not wait for e
     ['fulfilled', 'fulfilled'],
     'both committed',
   );
+  await countPendingEvents(db);
   const { rows } = await sql<{ department_id: string; created: number }>`
     select department_id, sum(created_tickets)::int as created from report_department_counters_day
     where department_id in (${first}, ${second}) group by department_id`.execute(db);
@@ -1112,4 +1120,63 @@ t.test('two transactions writing events in two statements each do not wait for e
     { [first]: 2, [second]: 2 },
     'every event counted once',
   );
+});
+
+t.test('events pending count once, and only once their transaction has committed', async (t) => {
+  const ctx = await buildTestApp(t, { DESKROUTE_TIMEZONE: 'UTC' });
+  const { db } = ctx;
+  const department = await makeDepartment(db, 'Pending');
+  const ticket = await bareTicket(db, { department, status: 'open' });
+  const created = { type: 'created', at: '2026-07-01T10:00:00Z', department, agent: null };
+  const countedCreations = async () =>
+    Number(
+      (
+        await sql<{ n: number }>`
+          select coalesce(sum(created_tickets), 0)::int as n from report_department_counters_month
+          where department_id = ${department}`.execute(db)
+      ).rows[0]!.n,
+    );
+  const pending = async () =>
+    Number(
+      (await sql<{ n: number }>`select count(*)::int as n from report_pending_events`.execute(db)).rows[0]!.n,
+    );
+
+  // A writer that has not committed yet: its event is invisible to counting, and stays noted.
+  let commit!: () => void;
+  const released = new Promise<void>((resolve) => {
+    commit = resolve;
+  });
+  let wrote!: () => void;
+  const written = new Promise<void>((resolve) => {
+    wrote = resolve;
+  });
+  const writer = db.transaction().execute(async (trx) => {
+    await events(trx, ticket, [created]);
+    wrote();
+    await released;
+  });
+  await written;
+  await events(db, ticket, [created]);
+  t.equal(await countPendingEvents(db), 1, 'the committed event is counted, the running one is not');
+  t.equal(await countedCreations(), 1);
+  commit();
+  await writer;
+  t.equal(await pending(), 1, 'the other one is still pending after its commit');
+
+  // Several callers at once (reports, compactors of other instances): each event counted once.
+  await events(db, ticket, [created, created]);
+  const counts = await Promise.all(Array.from({ length: 6 }, () => countPendingEvents(db)));
+  t.equal(
+    counts.reduce((a, b) => a + b, 0),
+    3,
+    'the three pending events counted by one caller or another, never twice',
+  );
+  t.equal(await pending(), 0, 'nothing left pending');
+  t.equal(await countedCreations(), 4, 'every creation counted once');
+  const res = await ctx.request({
+    method: 'GET',
+    url: `/v1/reports/departments?from=2026-07-01&to=2026-08-01&department_id=${department}&columns=created_tickets`,
+    token: (await agentWithToken(ctx, { role: 'admin' })).token,
+  });
+  t.equal(res.json().data[0].created_tickets, 4, 'the report agrees');
 });

@@ -1040,6 +1040,18 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
 }
 
 /**
+ * Counts the events the trigger noted as pending (migrations/0007): appends their facts and
+ * samples to the report tables as fresh rows. Without `batch`, every pending event: after it
+ * returns, the counters include every event committed before it was called. With `batch`, at
+ * most that many, oldest first. Returns how many events it counted.
+ */
+export async function countPendingEvents(db: Executor, batch?: number): Promise<number> {
+  const { rows } = await sql<{ counted: number }>`
+    select report_count_pending(${batch ?? null}::integer) as counted`.execute(db);
+  return Number(rows[0]?.counted ?? 0);
+}
+
+/**
  * Takes the compaction lock for the rest of the transaction, if no other instance holds it:
  * one compactor at a time, the others skip their turn.
  */
@@ -1056,7 +1068,9 @@ export async function tryReportCompactionLock(trx: Transaction<Database>): Promi
  */
 export async function rebuildReportCounters(db: Executor): Promise<void> {
   await sql`lock table ticket_events in share mode`.execute(db);
-  await sql`truncate ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(db);
+  await sql`truncate report_pending_events, ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(
+    db,
+  );
   const table = (kind: ReportTableKind, full: boolean, grain: Grain) =>
     REPORT_TABLES.find(
       (t) =>

@@ -7,6 +7,7 @@ import {
   CHANNELS,
   cellReader,
   compactReportTables,
+  countPendingEvents,
   type Dimension,
   departmentIdsOf,
   type EntityDimension,
@@ -324,6 +325,7 @@ function rangeMeta(resolved: ResolvedReport) {
 /** A report as JSON: rows of the page, totals over the whole range, and chart-ready metadata. */
 export async function jsonReport(db: Db, resolved: ResolvedReport) {
   const { spec } = resolved;
+  await countedUpToNow(db, spec);
   const [rows, totals] = await Promise.all([
     findReportRows(db, spec, { after: resolved.after, limit: resolved.limit }),
     findReportTotals(db, spec),
@@ -357,7 +359,7 @@ export function csvFileName(resolved: ResolvedReport): string {
 }
 
 /** Every row of a report, in order, batch by batch (see streamReportRows). */
-export function streamReport(
+export async function streamReport(
   db: Db,
   resolved: ResolvedReport,
   options: {
@@ -366,6 +368,7 @@ export function streamReport(
   },
 ) {
   const cells = cellReader(reportFields(resolved.spec).map((f) => f.key));
+  await countedUpToNow(db, resolved.spec);
   return streamReportRows(db, resolved.spec, {
     batch: 500,
     signal: options.signal,
@@ -411,6 +414,7 @@ export async function leaderboard(
     sort: LEADERBOARD_COLUMNS.map((key) => ({ key, direction: 'desc' as const })),
   };
   const limit = query.limit ?? 50;
+  await countedUpToNow(db, spec);
   // The "no agent" row is no one's place on the board.
   const rows = (await findReportRows(db, spec, { limit: limit + 1 })).filter((r) => r.agent_id !== null);
   let rank = 0;
@@ -443,10 +447,23 @@ export function columnCatalogue() {
 }
 
 /**
- * Folds the rows the report trigger appended into compacted rows (see compactReportTables),
- * unless another instance is at it. Returns the rows folded, or null when it skipped its turn.
+ * Reports read the counter tables: first the events still pending are counted into them, so a
+ * report includes every event committed before it (the events source needs nothing).
+ */
+async function countedUpToNow(db: Db, spec: ReportSpec) {
+  if (spec.source === 'counters') await countPendingEvents(db);
+}
+
+/** Pending events counted per statement by the scheduler: a bulk load's backlog goes in bites. */
+const COUNTING_BATCH = 100_000;
+
+/**
+ * Counts the pending events (countPendingEvents), batch by batch, then folds the fresh rows
+ * into compacted rows (see compactReportTables), unless another instance is at it. Returns
+ * the rows folded, or null when it skipped its turn.
  */
 export async function compactReports(db: Db): Promise<number | null> {
+  while ((await countPendingEvents(db, COUNTING_BATCH)) === COUNTING_BATCH) {}
   return db
     .transaction()
     .execute(async (trx) => ((await tryReportCompactionLock(trx)) ? compactReportTables(trx) : null));
