@@ -3,8 +3,8 @@ import t from 'tap';
 import { seedDemo } from '../scripts/seed-demo.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
 import {
-  type ReportSpec,
   countPendingEvents,
+  type ReportSpec,
   rebuildReportCounters,
   reportQuery,
   toReportRow,

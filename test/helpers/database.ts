@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import type { Db } from '../../src/db/database.ts';
+import { createPool, type Db } from '../../src/db/database.ts';
 import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 
@@ -96,7 +96,8 @@ async function fromServer(url: string, kind: 'env' | 'container'): Promise<TestD
     }
     const testUrl = withDatabase(url, name);
     const db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: testUrl, max: 10 }) }),
+      // The app's own pool: marked statements run prepared here as in production.
+      dialect: new PostgresDialect({ pool: createPool(testUrl) }),
     });
     return {
       db,

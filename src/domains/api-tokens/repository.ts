@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { prepared } from '../../db/prepared.ts';
 import type { AgentRole, AgentStatus, ApiTokenRow, Database, TokenScope } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { ApiToken } from './schemas.ts';
@@ -48,7 +49,7 @@ export function findApiToken(db: Executor, id: string) {
  * costs one round trip and reads do not turn into a write each.
  */
 export async function findTokenForAuth(db: Executor, tokenHash: string) {
-  const result = await sql<{
+  const result = await prepared(sql<{
     id: string;
     agent_id: string;
     scopes: TokenScope[];
@@ -66,7 +67,7 @@ export async function findTokenForAuth(db: Executor, tokenHash: string) {
       where id = (select id from found where revoked_at is null)
         and (last_used_at is null or last_used_at < now() - interval '1 minute')
     )
-    select id, agent_id, scopes, expires_at, revoked_at, role, agent_status from found`.execute(db);
+    select id, agent_id, scopes, expires_at, revoked_at, role, agent_status from found`).execute(db);
   return result.rows[0];
 }
 

@@ -1,4 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { prepared } from '../../db/prepared.ts';
 import type { AutomationRuleRow, Database, DepartmentRole, RuleVersionChange } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Action, Catalog, Condition, CustomFieldType, Rule, Trigger } from '../../rule-engine/index.ts';
@@ -290,11 +291,14 @@ export async function readRulesKey(db: Executor): Promise<{ version: number; key
  * ticket makes for its rules (the contact is cheap to bring along and saves a second one).
  */
 export async function readRulesKeyAndContact(db: Executor, contactId: string) {
-  const row = await db
-    .selectFrom('automation_rules_state as s')
-    .leftJoin('contacts as c', (join) => join.on('c.id', '=', contactId))
-    .select(['s.rules_key', 'c.name', firstEmailOf(sql`c.id`).as('email'), 'c.custom_fields'])
-    .executeTakeFirstOrThrow();
+  const { rows } = await prepared(sql<{
+    rules_key: string;
+    name: string | null;
+    email: string | null;
+    custom_fields: unknown;
+  }>`select s.rules_key, c.name, ${firstEmailOf(sql`c.id`)} as email, c.custom_fields
+    from automation_rules_state s left join contacts c on c.id = ${contactId}`).execute(db);
+  const row = rows[0]!;
   return {
     key: String(row.rules_key),
     contact: {

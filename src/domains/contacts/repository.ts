@@ -1,4 +1,5 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { prepared } from '../../db/prepared.ts';
 import type { Database } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
@@ -313,7 +314,7 @@ async function findOrInsertByIdentity(
 ) {
   const e = email ?? null;
   const p = phone ?? null;
-  const { rows } = await sql<{
+  const { rows } = await prepared(sql<{
     found_id: string | null;
     new_id: string | null;
     emails_added: number;
@@ -342,7 +343,7 @@ async function findOrInsertByIdentity(
     )
     select (select id from found limit 1) as found_id, (select id from new_contact) as new_id,
       (select count(*) from new_email)::int as emails_added, (select count(*) from new_phone)::int as phones_added
-  `.execute(trx);
+  `).execute(trx);
   const row = rows[0]!;
   const claimLost =
     (email !== undefined && row.emails_added === 0) || (phone !== undefined && row.phones_added === 0);

@@ -1,6 +1,7 @@
 import { type Compilable, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
+import { prepared } from '../../db/prepared.ts';
 import type {
   ActorType,
   Channel,
@@ -164,7 +165,7 @@ export async function insertOpenedTicket(
       data: e.data,
     })),
   );
-  const result = await sql<
+  const result = await prepared(sql<
     TicketRecord & { contact_name: string; contact_email: string | null; contact_phone: string | null }
   >`
     with t as (
@@ -210,7 +211,7 @@ export async function insertOpenedTicket(
     }${extra.also ? sql`, also as (${extra.also})` : sql``}
     select t.*, c.name as contact_name, ${firstEmailOf(sql`c.id`)} as contact_email,
       ${firstPhoneOf(sql`c.id`)} as contact_phone
-    from t join contacts c on c.id = t.contact_id`.execute(trx);
+    from t join contacts c on c.id = t.contact_id`).execute(trx);
   const row = result.rows[0]!;
   const { contact_name, contact_email, contact_phone, ...ticket } = row;
   return {
