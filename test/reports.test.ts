@@ -1180,3 +1180,67 @@ t.test('events pending count once, and only once their transaction has committed
   });
   t.equal(res.json().data[0].created_tickets, 4, 'the report agrees');
 });
+
+t.test('a compacted whole month reads its kept bins; a later event in it counts at once', async (t) => {
+  const ctx = await buildTestApp(t, { DESKROUTE_TIMEZONE: 'UTC' });
+  const { db } = ctx;
+  const kept = await makeDepartment(db, 'Kept');
+  const ann = await makeAgent(db, { name: 'Ann', departments: [[kept, 'solver']] });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const answer = (at: string, wait: number) => ({
+    type: 'message_added',
+    at,
+    department: kept,
+    agent: ann.id,
+    actorAgent: ann.id,
+    data: { kind: 'agent', first_answer: true, wait_seconds: wait },
+  });
+  // March: first answers after 100, 200 and 400 s (median 200, p90 200 + 0.8 × 200 = 360).
+  for (const [i, wait] of [100, 200, 400].entries()) {
+    const ticket = await bareTicket(db, { department: kept, assignee: ann.id, status: 'answered' });
+    await events(db, ticket, [answer(`2026-03-0${i + 2}T10:00:00Z`, wait)]);
+  }
+  const march = async () => {
+    const res = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/departments?from=2026-02-01&to=2026-05-01&interval=month&department_id=${kept}&columns=median_first_answer_time,p90_first_answer_time`,
+      token: admin.token,
+    });
+    t.equal(res.statusCode, 200);
+    return (res.json().data as Row[]).map((r) => [r.median_first_answer_time, r.p90_first_answer_time]);
+  };
+  const fresh = await march();
+  approx(t, fresh[1]![0], 200, 'median from the fresh rows');
+  approx(t, fresh[1]![1], 360, 'p90 from the fresh rows');
+  t.same(
+    [fresh[0], fresh[2]],
+    [
+      [null, null],
+      [null, null],
+    ],
+    'months without answers have no percentiles',
+  );
+
+  await compactReports(db);
+  const { rows } = await sql<{ total: number }>`
+    select total::int from report_department_quantiles_month
+    where department_id = ${kept} and bucket = '2026-03-01T00:00:00Z' and metric = 1`.execute(db);
+  t.same(rows, [{ total: 3 }], 'compaction kept the bins of March');
+  t.same(await march(), fresh, 'read from the kept bins: the same figures');
+  // The kept bins are what whole months read: altered, the report shows it.
+  await sql`update report_department_quantiles_month set bin0 = bin0 + 300, bin1 = bin1 + 300
+    where department_id = ${kept}`.execute(db);
+  t.not((await march())[1]![0], fresh[1]![0], 'a compacted whole month reads its kept bins');
+  await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
+  t.same(await march(), fresh, 'refreshed: as before');
+
+  // A call recorded late, in March: pending, then fresh rows until the next compaction.
+  const late = await bareTicket(db, { department: kept, assignee: ann.id, status: 'answered' });
+  await events(db, late, [answer('2026-03-20T10:00:00Z', 1000)]);
+  const withLate = await march();
+  // 100, 200, 400, 1000: median 300, p90 400 + 0.7 × 600 = 820.
+  approx(t, withLate[1]![0], 300, 'the late answer counts at once (median)');
+  approx(t, withLate[1]![1], 820, 'the late answer counts at once (p90)');
+  await compactReports(db);
+  t.same(await march(), withLate, 'and the same once compacted into the kept bins');
+});

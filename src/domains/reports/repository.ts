@@ -248,6 +248,7 @@ const fullDetail = (spec: ReportSpec) =>
 function overPieces(
   spec: ReportSpec,
   kind: 'counters' | 'histograms' | 'coarse_histograms',
+  pieces: RawBuilder<unknown> = sql`pieces`,
 ): RawBuilder<unknown> {
   if (spec.source === 'events') {
     const rows = kind === 'counters' ? eventFacts(spec) : eventHistogram(spec);
@@ -263,7 +264,7 @@ function overPieces(
     grains.map(
       (grain) => sql`
         select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.*
-        from pieces p
+        from ${pieces} p
         cross join lateral (
           select * from ${sql.table(`${prefix}_${grain}`)} c
           where c.bucket >= p.lo and c.bucket < p.hi and ${where}
@@ -375,11 +376,33 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
   const RANKS = [0, 1, 2, 3];
   const quantile = (i: number) => {
     const { num, den } = QUANTILES[i]!;
-    const frac = sql`((${sql.lit(num)} * (t.total - 1)) % ${sql.lit(den)})::float8 / ${sql.lit(den)}`;
-    const kth = sql`report_bin_value(${id(`b.bin${2 * i}`)})`;
-    const next = sql`report_bin_value(${id(`b.bin${2 * i + 1}`)})`;
+    const frac = sql`((${sql.lit(num)} * (r.total - 1)) % ${sql.lit(den)})::float8 / ${sql.lit(den)}`;
+    const kth = sql`report_bin_value(${id(`r.bin${2 * i}`)})`;
+    const next = sql`report_bin_value(${id(`r.bin${2 * i + 1}`)})`;
     return sql`${kth} + ${frac} * (coalesce(${next}, ${kth}) - ${kth})`;
   };
+  // Groups by department of a period that is one whole UTC month, compacted: their ranks' bins
+  // are kept (migrations/0008) and read as they are; the other periods go the two steps.
+  const summarised = keyNames.length === 2 && keyNames[1] === DIMENSION_COLUMN.department;
+  const wholeMonths = sql`
+    whole_months as materialized (
+      select p.period_start, p.lo as bucket
+      from pieces p
+      where p.grain = 'month' and p.sign = 1
+        and p.hi = (p.lo at time zone 'UTC' + interval '1 month') at time zone 'UTC'
+        and not exists (select 1 from pieces x where x.period_start = p.period_start and x.piece <> p.piece)
+        and not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = p.lo)
+    ),`;
+  const summaryRows = sql`
+      select w.period_start, coalesce(q.department_id, ${sql.lit(NONE)}::uuid) as ${id(DIMENSION_COLUMN.department)},
+        q.metric, q.total, q.bin0, q.bin1, q.bin2, q.bin3
+      from whole_months w
+      join report_department_quantiles_month q on q.bucket = w.bucket
+      where ${filters(spec, { department: 'q.department_id', agent: 'q.agent_id', channel: 'q.channel' })}
+        and q.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})`;
+  const twoStepPieces = summarised
+    ? sql`(select * from pieces where period_start not in (select period_start from whole_months))`
+    : sql`pieces`;
   const perMetric = sql.join(
     metrics.map(
       (m) =>
@@ -420,10 +443,10 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
       where l.piece_grain = ${grain} and l.pieces = 1`,
   );
   return sql`
-    with coarse as materialized (
+    with ${summarised ? wholeMonths : sql``} coarse as materialized (
       select ${keyColumns(spec, 'h')} h.metric, h.coarse_bin, h.n * h.sign as n,
         h.sign, h.piece, h.piece_grain, h.bucket, h.department_id as row_department_id
-      from (${overPieces(spec, 'coarse_histograms')}) h
+      from (${overPieces(spec, 'coarse_histograms', twoStepPieces)}) h
       where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
     ),
     -- One row per group and metric: its total, and for each rank the coarse bin that holds it
@@ -496,8 +519,12 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
     )
     select ${keysOf('x')}, ${perMetric}
     from (
-      select ${keysOf('t')}, t.metric, ${quantile(0)} as q50, ${quantile(1)} as q90
-      from targets t join bins b on b.target = t.target
+      select ${keysOf('r')}, r.metric, ${quantile(0)} as q50, ${quantile(1)} as q90
+      from (
+        select ${keysOf('t')}, t.metric, t.total, b.bin0, b.bin1, b.bin2, b.bin3
+        from targets t join bins b on b.target = t.target
+        ${summarised ? sql`union all ${summaryRows}` : sql``}
+      ) r
     ) x
     group by ${keysOf('x')}`;
 }
@@ -1008,9 +1035,13 @@ const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[] => {
 
 const refs = (names: readonly string[]) => sql.join(names.map((n) => id(n)));
 
+/** The table report_department_quantiles_month summarises (migrations/0008). */
+const QUANTILES_SOURCE = 'report_department_histograms_month';
+
 /**
- * Folds the fresh rows the trigger appended into the one compacted row of each key, table by
- * table, in the caller's transaction. Each statement removes fresh rows and adds their sums to
+ * Folds the fresh rows counting appended into the one compacted row of each key, table by
+ * table, in the caller's transaction, and keeps the ranks' bins of the (month, department)
+ * pairs whose histograms changed (migrations/0008). Each statement removes fresh rows and adds their sums to
  * the compacted rows at once, so a report reads the same figures before and after. Rows that
  * uncommitted transactions are appending stay fresh for the next run. Returns the number of
  * fresh rows folded.
@@ -1020,7 +1051,11 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
   for (const table of REPORT_TABLES) {
     const keys = refs(table.keys);
     const values = refs(table.values);
-    const { rows } = await sql<{ folded: string | number }>`
+    const { rows } = await sql<{
+      folded: string | number;
+      buckets: Date[] | null;
+      departments: string[] | null;
+    }>`
       with gone as (delete from ${sql.table(table.name)} where fresh returning *),
       added as (
         insert into ${sql.table(table.name)} as t (${keys}, fresh, ${values})
@@ -1033,8 +1068,18 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
             sql`, `,
           )}
       )
-      select count(*) as folded from gone`.execute(trx);
+      select count(*) as folded,
+        ${table.name === QUANTILES_SOURCE ? sql`(select array_agg(k.bucket) from (select distinct bucket, department_id from gone) k)` : sql`null`} as buckets,
+        ${table.name === QUANTILES_SOURCE ? sql`(select array_agg(k.department_id) from (select distinct bucket, department_id from gone) k)` : sql`null`} as departments
+      from gone`.execute(trx);
     folded += Number(rows[0]?.folded ?? 0);
+    const { buckets, departments } = rows[0] ?? {};
+    // The months whose histograms changed get their ranks' bins again (migrations/0008).
+    if (buckets && departments) {
+      await sql`select report_refresh_month_quantiles(${buckets}::timestamptz[], ${departments}::uuid[])`.execute(
+        trx,
+      );
+    }
   }
   return folded;
 }
@@ -1119,4 +1164,5 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
     const coarse = REPORT_TABLES.find((t) => t.grain === grain && t.keys.includes('coarse_bin'))!;
     await insert(coarse, sql.table(table('histograms', false, grain).name), sum);
   }
+  await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
 }
