@@ -139,6 +139,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     declare
       counted integer;
     begin
+      -- Nothing noted (or only what another caller has counted and committed): nothing to wait
+      -- for. Rows another caller is still counting are still seen here, so this caller waits.
+      if not exists (select 1 from report_pending_events) then
+        return 0;
+      end if;
       perform pg_advisory_xact_lock(hashtext('deskroute.report_pending'));
       with pending as (
         delete from report_pending_events

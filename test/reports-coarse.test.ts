@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import t from 'tap';
 import { seedDemo } from '../scripts/seed-demo.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
@@ -69,6 +70,14 @@ t.test('percentiles by department in two steps equal those of one pass over the 
   await check('fresh rows');
   t.ok((await compactReports(ctx.db))! > 0, 'the seed left fresh rows to compact');
   await check('compacted');
+  // Totals merge every department: compacted months come summed over departments
+  // (report_total_histograms_month). Altered, the totals show it; refreshed, as before.
+  const totals = { ...base, groupBy: [] };
+  const before = await run(totals);
+  await sql`update report_total_histograms_month set n = n + 100000 where metric = 1`.execute(ctx.db);
+  t.notSame(await run(totals), before, 'the totals read the sums over departments');
+  await sql`select report_refresh_month_quantiles(null, null)`.execute(ctx.db);
+  t.same(await run(totals), before, 'refreshed: as before');
   await ctx.db.transaction().execute((trx) => rebuildReportCounters(trx));
   await check('rebuilt');
 });

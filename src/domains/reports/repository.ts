@@ -409,38 +409,55 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
         sql`max(array[x.q50, x.q90]) filter (where x.metric = ${SAMPLE_METRICS[m]}::smallint) as ${id(`${m}_q`)}`,
     ),
   );
-  const fineIndex = (grain: string) => sql`
-        from ${sql.table(`report_department_histograms_${grain}`)} f
+  const inCoarseBin = sql`f.bin between l.coarse_bin * ${sql.lit(COARSE_WIDTH)} and l.coarse_bin * ${sql.lit(COARSE_WIDTH)} + ${sql.lit(COARSE_WIDTH - 1)}`;
+  const fineIndex = (source: LookUpSource) =>
+    source.total
+      ? sql`
+        from report_total_histograms_month f
+        where f.bucket = l.bucket and f.metric = l.metric and ${inCoarseBin}`
+      : sql`
+        from ${sql.table(`report_department_histograms_${source.grain}`)} f
         where f.bucket = l.bucket
           and coalesce(f.department_id, ${sql.lit(NONE)}::uuid) = coalesce(l.row_department_id, ${sql.lit(NONE)}::uuid)
           and f.metric = l.metric
-          and f.bin between l.coarse_bin * ${sql.lit(COARSE_WIDTH)} and l.coarse_bin * ${sql.lit(COARSE_WIDTH)} + ${sql.lit(COARSE_WIDTH - 1)}`;
-  const GRAIN_NAMES = ['month', 'day', '15m'] as const;
+          and ${inCoarseBin}`;
   // Without a department to group by, each group merges the coarse rows of every department:
   // summed per coarse bin first, the running count has far fewer rows to go through.
   const merge = entityDims(spec).length === 0;
+  // Merging every department, a compacted month's fine rows come summed over departments
+  // (migrations/0008): one look-up per month instead of one per department and month.
+  const totals = merge && spec.departments === null;
+  type LookUpSource = { grain: 'month' | 'day' | '15m'; total: boolean };
+  const sources: LookUpSource[] = [
+    { grain: 'month', total: false },
+    ...(totals ? [{ grain: 'month' as const, total: true }] : []),
+    { grain: 'day', total: false },
+    { grain: '15m', total: false },
+  ];
+  const fromSource = (source: LookUpSource) =>
+    sql`l.piece_grain = ${source.grain} and l.settled = ${sql.lit(source.total)}`;
   // Coarse bins of several pieces: their fine rows merged, then one running count.
-  const lookUps = GRAIN_NAMES.map(
-    (grain) => sql`
+  const lookUps = sources.map(
+    (source) => sql`
       select l.target, l.coarse_bin, f.bin, f.n * l.sign as n
       from looked_up l
-      cross join lateral (select f.bin, f.n ${fineIndex(grain)} offset 0) f
-      where l.piece_grain = ${grain} and l.pieces > 1`,
+      cross join lateral (select f.bin, f.n ${fineIndex(source)} offset 0) f
+      where ${fromSource(source)} and l.pieces > 1`,
   );
   // A coarse bin of one piece (the usual case: a whole UTC month): its fine rows come in bin
   // order from the index, so the running count and the bins it reaches are found right there,
   // without sorting them with every other coarse bin's.
-  const singleLookUps = GRAIN_NAMES.map(
-    (grain) => sql`
+  const singleLookUps = sources.map(
+    (source) => sql`
       select l.target, b.*
       from looked_up l
       cross join lateral (
         select ${sql.join(
           RANKS.map((i) => sql`min(u.bin) filter (where u.upto >= ${id(`l.need${i}`)}) as ${id(`bin${i}`)}`),
         )}
-        from (select f.bin, sum(f.n * l.sign) over (order by f.bin) as upto ${fineIndex(grain)}) u
+        from (select f.bin, sum(f.n * l.sign) over (order by f.bin) as upto ${fineIndex(source)}) u
       ) b
-      where l.piece_grain = ${grain} and l.pieces = 1`,
+      where ${fromSource(source)} and l.pieces = 1`,
   );
   return sql`
     with ${summarised ? wholeMonths : sql``} coarse as materialized (
@@ -449,6 +466,15 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
       from (${overPieces(spec, 'coarse_histograms', twoStepPieces)}) h
       where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
     ),
+    ${
+      totals
+        ? sql`-- The months of the range without fresh rows: their sums over departments are current.
+    settled as materialized (
+      select b.bucket from (select distinct c.bucket from coarse c where c.piece_grain = 'month') b
+      where not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = b.bucket)
+    ),`
+        : sql``
+    }
     -- One row per group and metric: its total, and for each rank the coarse bin that holds it
     -- and the count before that bin (the running count only grows: every bin's count is >= 0).
     targets as materialized (
@@ -484,9 +510,17 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
         )}
       from (
         select distinct t.target, c.coarse_bin, c.metric, c.sign, c.piece, c.piece_grain, c.bucket,
-          c.row_department_id, t.total, t.coarse0, t.coarse1, t.coarse2, t.coarse3,
+          ${
+            totals
+              ? sql`case when c.settled then null else c.row_department_id end as row_department_id, c.settled,`
+              : sql`c.row_department_id, false as settled,`
+          } t.total, t.coarse0, t.coarse1, t.coarse2, t.coarse3,
           t.before0, t.before1, t.before2, t.before3
-        from coarse c
+        from ${
+          totals
+            ? sql`(select c.*, c.piece_grain = 'month' and c.bucket in (select bucket from settled) as settled from coarse c)`
+            : sql`coarse`
+        } c
         join targets t on ${sameKeys('t', 'c')} and t.metric = c.metric
           and c.coarse_bin in (t.coarse0, t.coarse1, t.coarse2, t.coarse3)
       ) l
