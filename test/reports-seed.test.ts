@@ -112,3 +112,74 @@ t.test('counters agree with the raw events on the demo seed', async (t) => {
   });
   t.equal(res.statusCode, 200, 'the API answers over the seed');
 });
+
+t.test('the kept current_* counts follow every change the seed makes to tickets', async (t) => {
+  const ctx = await buildTestApp(t);
+  const now = new Date();
+  await seedDemo(ctx.db, { tickets: 200, months: 2, seed: 5, now });
+  const spec: ReportSpec = {
+    from: new Date(now.getTime() - 86_400_000),
+    to: now,
+    timezone: 'UTC',
+    interval: 'none',
+    weekShift: 0,
+    groupBy: ['department'],
+    departments: null,
+    agents: null,
+    channels: null,
+    attribution: 'event',
+    source: 'counters',
+    metrics: METRICS.filter((m) => m.kind === 'current'),
+    sort: [],
+  };
+  const reported = async () =>
+    Object.fromEntries(
+      (await reportQuery(spec).execute(ctx.db)).rows
+        .map((r) => toReportRow(spec, r))
+        .map((r) => [r.department_id ?? 'none', r.values]),
+    );
+  // Counted straight from the tickets, as the report did before the counts were kept.
+  const direct = async () => {
+    const { rows } = await sql<{ department_id: string | null; status: string; n: number }>`
+      select department_id, status, count(*)::int as n from tickets
+      where status in ('new', 'open', 'answered', 'postponed') group by department_id, status`.execute(
+      ctx.db,
+    );
+    const out: Record<string, Record<string, number>> = {};
+    const departments = await ctx.db.selectFrom('departments').select('id').execute();
+    // Tickets in no department make a row of their own only when there are some.
+    const none = rows.some((r) => r.department_id === null) ? ['none'] : [];
+    for (const key of [...departments.map((d) => d.id), ...none]) {
+      out[key] = Object.fromEntries(
+        ['new', 'open', 'answered', 'postponed'].map((s) => [`current_${s}_tickets`, 0]),
+      );
+    }
+    for (const r of rows) out[r.department_id ?? 'none']![`current_${r.status}_tickets`] = r.n;
+    return out;
+  };
+  const expected = await direct();
+  t.ok(
+    Object.values(expected).some((v) => Object.values(v).some((n) => n > 0)),
+    'the seed left unfinished tickets',
+  );
+  t.same(await reported(), expected, 'after the seed: the tickets as they are');
+  await compactReports(ctx.db);
+  t.same(await reported(), expected, 'compacting changes nothing');
+
+  // Concurrent writers moving tickets between statuses and departments, then deleting some.
+  const ids = (await sql<{ id: string }>`select id from tickets order by id limit 60`.execute(ctx.db)).rows;
+  const departments = (await ctx.db.selectFrom('departments').select('id').execute()).map((d) => d.id);
+  const statuses = ['new', 'open', 'answered', 'postponed', 'resolved'];
+  await Promise.all(
+    ids.map(({ id }, i) =>
+      sql`update tickets set status = ${statuses[i % 5]}, department_id = ${i % 7 === 0 ? null : departments[i % departments.length]}
+        where id = ${id}`.execute(ctx.db),
+    ),
+  );
+  await sql`update tickets set status = 'deleted' where id in (${sql.join(ids.slice(0, 10).map((r) => r.id))})`.execute(
+    ctx.db,
+  );
+  t.same(await reported(), await direct(), 'after concurrent updates: still the tickets as they are');
+  await ctx.db.transaction().execute((trx) => rebuildReportCounters(trx));
+  t.same(await reported(), await direct(), 'rebuilt from the tickets: the same');
+});

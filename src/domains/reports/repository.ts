@@ -565,18 +565,19 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
 
 /** Tickets by status right now, by their current department, assignee and channel. */
 function currentAgg(spec: ReportSpec): RawBuilder<unknown> {
-  const t = sql`(select department_id, assignee_id as agent_id, channel, status from tickets) t`;
+  // Kept by triggers on tickets (migrations/0009): sums of +1/−1 per key, fresh or compacted.
+  const t = sql`report_current_counts t`;
   const where = filters(spec, { department: 't.department_id', agent: 't.agent_id', channel: 't.channel' });
   const keys = entityDims(spec).map((d) => keyExpr('t', d));
   const counts = sql.join(
     (['new', 'open', 'answered', 'postponed'] as const).map(
-      (s) => sql`(count(*) filter (where t.status = ${s}))::float8 as ${id(`current_${s}`)}`,
+      (s) => sql`coalesce(sum(t.n) filter (where t.status = ${s}), 0)::float8 as ${id(`current_${s}`)}`,
     ),
   );
   return sql`
     select ${keyColumns(spec, 't', false)} ${counts}
     from ${t}
-    where t.status in ('new', 'open', 'answered', 'postponed') and ${where}
+    where ${where}
     ${keys.length > 0 ? sql`group by ${sql.join(keys)}` : sql``}`;
 }
 
@@ -1069,6 +1070,13 @@ const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[] => {
 
 const refs = (names: readonly string[]) => sql.join(names.map((n) => id(n)));
 
+/** Tickets by status right now, kept by triggers on tickets (migrations/0009). */
+const CURRENT_COUNTS = {
+  name: 'report_current_counts',
+  keys: ['department_id', 'agent_id', 'channel', 'status'],
+  values: ['n'],
+} as const;
+
 /** The table report_department_quantiles_month summarises (migrations/0008). */
 const QUANTILES_SOURCE = 'report_department_histograms_month';
 
@@ -1082,7 +1090,7 @@ const QUANTILES_SOURCE = 'report_department_histograms_month';
  */
 export async function compactReportTables(trx: Transaction<Database>): Promise<number> {
   let folded = 0;
-  for (const table of REPORT_TABLES) {
+  for (const table of [...REPORT_TABLES, CURRENT_COUNTS]) {
     const keys = refs(table.keys);
     const values = refs(table.values);
     const { rows } = await sql<{
@@ -1199,4 +1207,12 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
     await insert(coarse, sql.table(table('histograms', false, grain).name), sum);
   }
   await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
+  // The current_* counts come from the tickets as they are (migrations/0009).
+  await sql`lock table tickets in share mode`.execute(db);
+  await sql`truncate report_current_counts`.execute(db);
+  await sql`
+    insert into report_current_counts (department_id, agent_id, channel, status, fresh, n)
+    select department_id, assignee_id, channel, status, false, count(*)
+    from tickets where status in ('new', 'open', 'answered', 'postponed')
+    group by department_id, assignee_id, channel, status`.execute(db);
 }
