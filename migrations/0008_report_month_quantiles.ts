@@ -16,8 +16,9 @@ import { type Kysely, sql } from 'kysely';
 // Totals (and reports by time alone) merge every department's histograms instead: the year's
 // merged the fine rows of ~2,000 (month, department) coarse rows, 57,000 rows to sort and run
 // through. report_total_histograms_month keeps each compacted month's histogram summed over
-// departments (one row per month, metric and bin), so a merge reads one month's rows instead of
-// twenty departments'.
+// departments (one row per month, metric and bin), and report_total_coarse_histograms_month its
+// coarse bins (bin >> 5, as 0006's), so a merge reads one month's rows instead of twenty
+// departments'.
 //
 // Only compacted rows are summarised. report_refresh_month_quantiles(buckets, departments)
 // recomputes the rows of the given (month, department) pairs and the sums of their months, or
@@ -52,6 +53,17 @@ export async function up(db: Kysely<any>): Promise<void> {
     create unique index report_total_histograms_month_key
       on report_total_histograms_month (bucket, metric, bin) include (n)`.execute(db);
 
+  await sql`
+    create table report_total_coarse_histograms_month (
+      bucket timestamptz not null,
+      metric smallint not null,
+      coarse_bin integer not null,
+      n bigint not null
+    )`.execute(db);
+  await sql`
+    create unique index report_total_coarse_histograms_month_key
+      on report_total_coarse_histograms_month (bucket, metric, coarse_bin) include (n)`.execute(db);
+
   // Ranks k and k + 1 of the median (1 + (n − 1)/2) and of the 90th percentile (1 + 9(n − 1)/10),
   // in integer arithmetic; a bin is the first whose running count reaches the rank.
   await sql`
@@ -66,8 +78,10 @@ export async function up(db: Kysely<any>): Promise<void> {
       if p_buckets is null then
         delete from report_department_quantiles_month;
         delete from report_total_histograms_month;
+        delete from report_total_coarse_histograms_month;
       else
         delete from report_total_histograms_month where bucket = any(p_buckets);
+        delete from report_total_coarse_histograms_month where bucket = any(p_buckets);
         delete from report_department_quantiles_month q
         using unnest(p_buckets, p_departments) k(bucket, department_id)
         where q.bucket = k.bucket and q.department_id is not distinct from k.department_id;
@@ -98,6 +112,11 @@ export async function up(db: Kysely<any>): Promise<void> {
       from report_department_histograms_month f
       where not f.fresh and (p_buckets is null or f.bucket = any(p_buckets))
       group by f.bucket, f.metric, f.bin;
+      insert into report_total_coarse_histograms_month (bucket, metric, coarse_bin, n)
+      select t.bucket, t.metric, t.bin >> 5, sum(t.n)
+      from report_total_histograms_month t
+      where p_buckets is null or t.bucket = any(p_buckets)
+      group by t.bucket, t.metric, t.bin >> 5;
       return refreshed;
     end
     $fn$`.execute(db);
@@ -105,10 +124,12 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
   await sql`analyze report_department_quantiles_month`.execute(db);
   await sql`analyze report_total_histograms_month`.execute(db);
+  await sql`analyze report_total_coarse_histograms_month`.execute(db);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`drop function report_refresh_month_quantiles(timestamptz[], uuid[])`.execute(db);
+  await sql`drop table report_total_coarse_histograms_month`.execute(db);
   await sql`drop table report_total_histograms_month`.execute(db);
   await sql`drop table report_department_quantiles_month`.execute(db);
 }

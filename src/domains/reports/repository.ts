@@ -459,22 +459,52 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
       ) b
       where ${fromSource(source)} and l.pieces = 1`,
   );
+  // Merging every department: the UTC months of the month pieces, and whether each is settled
+  // (no fresh rows: its sums over departments, coarse and fine, are current).
+  const monthBuckets = sql`
+    month_buckets as materialized (
+      select m.piece, m.bucket,
+        not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = m.bucket) as settled
+      from (
+        select p.piece, g at time zone 'UTC' as bucket
+        from pieces p
+        cross join generate_series(p.lo at time zone 'UTC', (p.hi at time zone 'UTC') - interval '1 day', interval '1 month') g
+        where p.grain = 'month'
+      ) m
+    ),`;
+  // The pieces read by department: all of them, or, merging every department, the unsettled
+  // months of the month pieces (as pieces of a month each) and the other pieces.
+  const departmentPieces = totals
+    ? sql`(
+        select p.period_start, p.piece, p.grain, p.sign, p.lo, p.hi from pieces p where p.grain <> 'month'
+        union all
+        select p.period_start, p.piece, p.grain, p.sign, m.bucket as lo,
+          (m.bucket at time zone 'UTC' + interval '1 month') at time zone 'UTC' as hi
+        from pieces p join month_buckets m on m.piece = p.piece and not m.settled
+      )`
+    : twoStepPieces;
+  const coarseRows = totals
+    ? sql`
+        select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.bucket, null::uuid as department_id,
+          c.metric, c.coarse_bin, c.n, true as settled
+        from pieces p
+        join month_buckets m on m.piece = p.piece and m.settled
+        cross join lateral (
+          select c.bucket, c.metric, c.coarse_bin, c.n from report_total_coarse_histograms_month c
+          where c.bucket = m.bucket offset 0
+        ) c
+        union all
+        select h.period_start, h.sign, h.piece, h.piece_grain, h.bucket, h.department_id, h.metric, h.coarse_bin,
+          h.n, false
+        from (${overPieces(spec, 'coarse_histograms', departmentPieces)}) h`
+    : sql`select h.*, false as settled from (${overPieces(spec, 'coarse_histograms', departmentPieces)}) h`;
   return sql`
-    with ${summarised ? wholeMonths : sql``} coarse as materialized (
+    with ${summarised ? wholeMonths : sql``} ${totals ? monthBuckets : sql``} coarse as materialized (
       select ${keyColumns(spec, 'h')} h.metric, h.coarse_bin, h.n * h.sign as n,
-        h.sign, h.piece, h.piece_grain, h.bucket, h.department_id as row_department_id
-      from (${overPieces(spec, 'coarse_histograms', twoStepPieces)}) h
+        h.sign, h.piece, h.piece_grain, h.bucket, h.department_id as row_department_id, h.settled
+      from (${coarseRows}) h
       where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
     ),
-    ${
-      totals
-        ? sql`-- The months of the range without fresh rows: their sums over departments are current.
-    settled as materialized (
-      select b.bucket from (select distinct c.bucket from coarse c where c.piece_grain = 'month') b
-      where not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = b.bucket)
-    ),`
-        : sql``
-    }
     -- One row per group and metric: its total, and for each rank the coarse bin that holds it
     -- and the count before that bin (the running count only grows: every bin's count is >= 0).
     targets as materialized (
@@ -510,17 +540,9 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
         )}
       from (
         select distinct t.target, c.coarse_bin, c.metric, c.sign, c.piece, c.piece_grain, c.bucket,
-          ${
-            totals
-              ? sql`case when c.settled then null else c.row_department_id end as row_department_id, c.settled,`
-              : sql`c.row_department_id, false as settled,`
-          } t.total, t.coarse0, t.coarse1, t.coarse2, t.coarse3,
+          c.row_department_id, c.settled, t.total, t.coarse0, t.coarse1, t.coarse2, t.coarse3,
           t.before0, t.before1, t.before2, t.before3
-        from ${
-          totals
-            ? sql`(select c.*, c.piece_grain = 'month' and c.bucket in (select bucket from settled) as settled from coarse c)`
-            : sql`coarse`
-        } c
+        from coarse c
         join targets t on ${sameKeys('t', 'c')} and t.metric = c.metric
           and c.coarse_bin in (t.coarse0, t.coarse1, t.coarse2, t.coarse3)
       ) l
