@@ -7,11 +7,10 @@ import {
   countPendingEvents,
   type ReportSpec,
   rebuildReportCounters,
-  reportQuery,
-  toReportRow,
 } from '../src/domains/reports/repository.ts';
 import { compactReports } from '../src/domains/reports/service.ts';
 import { buildTestApp } from './helpers/app.ts';
+import { departmentSpec, reportRows } from './helpers/reports.ts';
 
 // Reports by department find percentiles in two steps, coarse histograms then the fine rows of
 // one coarse bin (migrations/0006). The same report filtered on every channel reads the tables
@@ -26,23 +25,12 @@ t.test('percentiles by department in two steps equal those of one pass over the 
   await seedDemo(ctx.db, { tickets: 300, months: 3, seed: 23, now });
   const from = new Date(Math.floor((now.getTime() - 100 * 86_400_000) / QUARTER) * QUARTER);
   const to = new Date(Math.ceil((now.getTime() + 86_400_000) / QUARTER) * QUARTER);
-  const base: ReportSpec = {
+  const base = departmentSpec(
     from,
     to,
-    timezone: 'UTC',
-    interval: 'none',
-    weekShift: 0,
-    groupBy: ['department'],
-    departments: null,
-    agents: null,
-    channels: null,
-    attribution: 'event',
-    source: 'counters',
-    metrics: METRICS.filter((m) => 'percentile' in m.formula),
-    sort: [],
-  };
-  const run = async (spec: ReportSpec) =>
-    (await reportQuery(spec).execute(ctx.db)).rows.map((r) => toReportRow(spec, r));
+    METRICS.filter((m) => 'percentile' in m.formula),
+  );
+  const run = (spec: ReportSpec) => reportRows(ctx.db, spec);
   const shapes: [string, Partial<ReportSpec>][] = [
     ['by department', {}],
     // Whole UTC months, once compacted, read the bins kept for them (migrations/0008).
