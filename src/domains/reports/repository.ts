@@ -344,6 +344,13 @@ function histogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuilder<unk
 const twoStep = (spec: ReportSpec) =>
   spec.source === 'counters' && !fullDetail(spec) && neededSamples(spec).length > 0;
 
+/**
+ * Whether a UTC month's histograms by department are all compacted: then what the compactor
+ * keeps for it (migrations/0008: ranks' bins, sums over departments) is current.
+ */
+const settledMonth = (bucket: RawBuilder<unknown>) =>
+  sql`not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = ${bucket})`;
+
 /** Fine bins per coarse bin of the coarse histograms (migrations/0006): coarse bin = bin >> 5. */
 const COARSE_WIDTH = 32;
 
@@ -391,7 +398,7 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
       where p.grain = 'month' and p.sign = 1
         and p.hi = (p.lo at time zone 'UTC' + interval '1 month') at time zone 'UTC'
         and not exists (select 1 from pieces x where x.period_start = p.period_start and x.piece <> p.piece)
-        and not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = p.lo)
+        and ${settledMonth(sql`p.lo`)}
     ),`;
   const summaryRows = sql`
       select w.period_start, coalesce(q.department_id, ${sql.lit(NONE)}::uuid) as ${id(DIMENSION_COLUMN.department)},
@@ -464,7 +471,7 @@ function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
   const monthBuckets = sql`
     month_buckets as materialized (
       select m.piece, m.bucket,
-        not exists (select 1 from report_department_histograms_month f where f.fresh and f.bucket = m.bucket) as settled
+        ${settledMonth(sql`m.bucket`)} as settled
       from (
         select p.piece, g at time zone 'UTC' as bucket
         from pieces p
@@ -1137,10 +1144,15 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
             sql`, `,
           )}
       )
-      select count(*) as folded,
-        ${table.name === QUANTILES_SOURCE ? sql`(select array_agg(k.bucket) from (select distinct bucket, department_id from gone) k)` : sql`null`} as buckets,
-        ${table.name === QUANTILES_SOURCE ? sql`(select array_agg(k.department_id) from (select distinct bucket, department_id from gone) k)` : sql`null`} as departments
-      from gone`.execute(trx);
+      ${
+        table.name === QUANTILES_SOURCE
+          ? sql`select (select count(*) from gone) as folded, k.buckets, k.departments
+            from (
+              select array_agg(d.bucket) as buckets, array_agg(d.department_id) as departments
+              from (select distinct bucket, department_id from gone) d
+            ) k`
+          : sql`select count(*) as folded, null as buckets, null as departments from gone`
+      }`.execute(trx);
     folded += Number(rows[0]?.folded ?? 0);
     const { buckets, departments } = rows[0] ?? {};
     // The months whose histograms changed get their ranks' bins again (migrations/0008).
