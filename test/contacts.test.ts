@@ -690,8 +690,31 @@ t.test('contacts', async (t) => {
 
   await t.test('resolveContact: reuses by email or phone, creates otherwise', async (t) => {
     const known = await contact({ name: 'Known', emails: ['known@example.com'], phones: ['+1 555 7000'] });
-    const resolve = (input: Parameters<typeof resolveContact>[1]) =>
+    const resolveSeen = (input: Parameters<typeof resolveContact>[1]) =>
       ctx.db.transaction().execute((trx) => resolveContact(trx, input));
+    const resolve = async (input: Parameters<typeof resolveContact>[1]) => (await resolveSeen(input)).id;
+    // The statement also reads what the ticket's rules need next: their key and the contact.
+    const { rules_key } = await ctx.db
+      .selectFrom('automation_rules_state')
+      .select('rules_key')
+      .executeTakeFirstOrThrow();
+    t.same(
+      await resolveSeen({ email: 'KNOWN@example.com', name: 'Ignored' }),
+      {
+        id: known.id,
+        seen: {
+          rulesKey: String(rules_key),
+          contact: { name: 'Known', email: 'known@example.com', custom: {} },
+        },
+      },
+      'a found contact as stored, with its first email',
+    );
+    const fresh = await resolveSeen({ email: ' Seen.New@example.com ', name: ' Seen New ' });
+    t.same(fresh.seen, {
+      rulesKey: String(rules_key),
+      contact: { name: 'Seen New', email: 'Seen.New@example.com', custom: {} },
+    });
+    t.equal((await resolveSeen({ id: known.id })).seen, null, 'by id: the rules read the contact themselves');
     t.equal(await resolve({ email: 'KNOWN@example.com' }), known.id, 'email, ignoring case');
     t.equal(await resolve({ phone: '+1 (555) 7000' }), known.id, 'phone, normalised');
     t.equal(await resolve({ email: 'brand-new@example.com', phone: '+1 555-7000' }), known.id);
@@ -752,7 +775,7 @@ t.test('contacts', async (t) => {
     );
     const race = (input: Parameters<typeof resolveContact>[1]) =>
       ctx.db.transaction().execute(async (trx) => {
-        const id = await resolveContact(trx, input);
+        const { id } = await resolveContact(trx, input);
         // Hold the transaction open a moment, as creating the ticket would, so the others overlap it.
         await new Promise((r) => setTimeout(r, 20));
         return id;

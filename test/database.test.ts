@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import t from 'tap';
-import { prepared } from '../src/db/prepared.ts';
+import { roundTrips } from '../src/db/client.ts';
+import { final, prepared } from '../src/db/prepared.ts';
 import { createTestDatabase } from './helpers/database.ts';
 
 t.test('marked statements run as named prepared statements, others as unnamed ones', async (t) => {
@@ -33,4 +34,83 @@ t.test('marked statements run as named prepared statements, others as unnamed on
       'an unmarked statement is not kept',
     );
   });
+});
+
+t.test('transactions: BEGIN travels with the first statement, COMMIT with a final one', async (t) => {
+  const testDb = await createTestDatabase();
+  t.teardown(() => testDb.drop());
+  const { db } = testDb;
+  await sql`create table pipelined (n int primary key)`.execute(db);
+  const rows = async () =>
+    (await sql<{ n: number }>`select n from pipelined order by n`.execute(db)).rows.map((r) => r.n);
+  const insert = (n: number) => sql`insert into pipelined (n) values (${n})`;
+  const counted = async <T>(fn: () => Promise<T>) => {
+    const before = roundTrips();
+    const result = await fn();
+    return { result, trips: roundTrips() - before };
+  };
+
+  // The statements of a transaction still share it: one transaction time, one rollback.
+  const sameTransaction = await db.transaction().execute(async (trx) => {
+    const a = await sql<{ at: Date }>`select now() as at, pg_sleep(0.01)`.execute(trx);
+    const b = await sql<{ at: Date; in_block: boolean }>`
+      select now() as at, now() <> statement_timestamp() as in_block`.execute(trx);
+    return a.rows[0]!.at.getTime() === b.rows[0]!.at.getTime() && b.rows[0]!.in_block;
+  });
+  t.ok(sameTransaction, 'both statements ran in one transaction block');
+  await db
+    .transaction()
+    .execute(async (trx) => {
+      await insert(1).execute(trx);
+      throw new Error('changed my mind');
+    })
+    .catch(() => {});
+  t.same(await rows(), [], 'a rolled-back transaction left nothing, its deferred BEGIN included');
+
+  // A final statement commits with its COMMIT: the row is there for everyone at once.
+  const committed = await counted(() =>
+    db.transaction().execute(async (trx) => {
+      await insert(2).execute(trx);
+      return (await final(sql<{ n: number }>`insert into pipelined (n) values (3) returning n`).execute(trx))
+        .rows[0]!.n;
+    }),
+  );
+  t.equal(committed.result, 3);
+  t.same(await rows(), [2, 3]);
+  if (testDb.kind !== 'pglite') {
+    t.equal(committed.trips, 2, 'BEGIN and COMMIT cost no round trip of their own');
+    t.equal(
+      (await counted(() => db.transaction().execute(async () => 1))).trips,
+      0,
+      'an empty one costs none',
+    );
+  }
+
+  // A failing final statement rolls the whole transaction back, and the connection goes on.
+  const failed = await db
+    .transaction()
+    .execute(async (trx) => {
+      await insert(4).execute(trx);
+      await final(insert(2)).execute(trx); // duplicate key
+    })
+    .catch((e) => e);
+  t.match(failed, { code: '23505' }, 'the final statement’s own error');
+  t.same(await rows(), [2, 3], 'nothing of it stayed');
+  await db.transaction().execute(async (trx) => {
+    await insert(5).execute(trx);
+  });
+  t.same(await rows(), [2, 3, 5], 'later transactions run normally');
+
+  if (testDb.kind !== 'pglite') {
+    // Nothing may follow a final statement: it would run outside the transaction.
+    const misuse = await db
+      .transaction()
+      .execute(async (trx) => {
+        await final(insert(6)).execute(trx);
+        await insert(7).execute(trx);
+      })
+      .catch((e) => e);
+    t.match(misuse, { message: /after the final statement/ });
+    t.same(await rows(), [2, 3, 5, 6], 'the statement after it never ran');
+  }
 });

@@ -21,6 +21,20 @@ export function prepared<T>(query: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(PREPARED_MARK)}${query}`;
 }
 
+/** What a final statement's text holds (client.ts sends COMMIT with it). */
+export const FINAL_MARK = '/* final */ ';
+
+/**
+ * The last statement of its transaction, for the caller that knows nothing follows it: with the
+ * pg client, COMMIT goes out in the same write and the transaction's own COMMIT costs no round
+ * trip. The caller must do nothing after it that could want to roll back (the transaction is
+ * committed when the statement's result arrives). Elsewhere (PGlite, outside a transaction) a
+ * comment.
+ */
+export function final<T>(query: RawBuilder<T>): RawBuilder<T> {
+  return sql<T>`${sql.raw(FINAL_MARK)}${query}`;
+}
+
 const names = new Map<string, string>();
 
 /** The statement's name: from its text, so that one name always means one text. */

@@ -17,6 +17,7 @@ import {
   type TicketSnapshot,
   type Trigger,
 } from '../../rule-engine/index.ts';
+import type { SeenByRules } from '../contacts/repository.ts';
 import {
   type Actor,
   type ActorEvent,
@@ -221,6 +222,8 @@ function raised(event: Trigger, before: TicketRecord | null, after: TicketFields
 export interface RuleRunContext {
   /** The ticket before the change: previous values, and which events really happened. */
   before?: TicketRecord | null;
+  /** The rules' cache key and the contact, when the caller has read them already (a new ticket's contact statement does). */
+  seen?: SeenByRules | null;
   /** The message that caused the change; the sender is the contact unless said otherwise. */
   message?: { id: string; body: string; senderEmail?: string | null; senderAgentId?: string | null } | null;
 }
@@ -247,7 +250,9 @@ export async function evaluateRules(
   const before = context.before ?? null;
   const raisedEvents = events.filter((e) => raised(e, before, ticket));
   if (raisedEvents.length === 0) return null;
-  const { key, contact } = await repo.readRulesKeyAndContact(trx, ticket.contact_id);
+  const { key, contact } = context.seen
+    ? { key: context.seen.rulesKey, contact: context.seen.contact }
+    : await repo.readRulesKeyAndContact(trx, ticket.contact_id);
   const set = await ruleSetFor(trx, key);
   if (!raisedEvents.some((e) => set.activeTriggers.has(e))) return null;
   const message = context.message ?? null;

@@ -1,7 +1,7 @@
 import { type Compilable, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
-import { prepared } from '../../db/prepared.ts';
+import { final, prepared } from '../../db/prepared.ts';
 import type {
   ActorType,
   Channel,
@@ -143,7 +143,12 @@ export async function insertOpenedTicket(
     body: string;
   } | null,
   events: OpeningEvent[],
-  extra: { notes?: { id: string; body: string; department_id: string | null }[]; also?: Compilable } = {},
+  extra: {
+    notes?: { id: string; body: string; department_id: string | null }[];
+    also?: Compilable;
+    /** The last statement of its transaction: COMMIT goes with it (db/prepared.ts). */
+    final?: boolean;
+  } = {},
 ): Promise<{ ticket: TicketRecord; contact: Ticket['contact'] }> {
   const fromAgent = message?.kind === 'agent';
   const fromContact = message?.kind === 'customer';
@@ -165,7 +170,7 @@ export async function insertOpenedTicket(
       data: e.data,
     })),
   );
-  const result = await prepared(sql<
+  const statement = sql<
     TicketRecord & { contact_name: string; contact_email: string | null; contact_phone: string | null }
   >`
     with t as (
@@ -211,7 +216,8 @@ export async function insertOpenedTicket(
     }${extra.also ? sql`, also as (${extra.also})` : sql``}
     select t.*, c.name as contact_name, ${firstEmailOf(sql`c.id`)} as contact_email,
       ${firstPhoneOf(sql`c.id`)} as contact_phone
-    from t join contacts c on c.id = t.contact_id`).execute(trx);
+    from t join contacts c on c.id = t.contact_id`;
+  const result = await prepared(extra.final ? final(statement) : statement).execute(trx);
   const row = result.rows[0]!;
   const { contact_name, contact_email, contact_phone, ...ticket } = row;
   return {

@@ -8,7 +8,7 @@ import type { Channel, Database, DepartmentRole, Priority, TicketRow, TicketStat
 import { DomainError, type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import { evaluateRules, openingWithRules, runRules } from '../automation-rules/runner.ts';
-import { resolveContact } from '../contacts/repository.ts';
+import { resolveContact, type SeenByRules } from '../contacts/repository.ts';
 import type { Actor, NewEvent, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
@@ -139,18 +139,22 @@ export async function insertNewTicket(
   actor: Actor,
   authorAgentId: string | null,
 ): Promise<TicketRecord> {
-  const contactId = await resolveContactOf(trx, input);
-  const opened = await openTicket(trx, input, actor, authorAgentId, contactId);
+  const contact = await resolveContactOf(trx, input);
+  const opened = await openTicket(trx, input, actor, authorAgentId, contact);
   return opened.ticket;
 }
 
-/** insertNewTicket's work once the contact is known; also returns the contact summary. */
+/**
+ * insertNewTicket's work once the contact is known; also returns the contact summary. `final`:
+ * the opening statement is the last of the transaction (see db/prepared.ts, final()).
+ */
 async function openTicket(
   trx: Trx,
   input: CreateTicketInput,
   actor: Actor,
   authorAgentId: string | null,
-  contactId: string,
+  { id: contactId, seen }: { id: string; seen: SeenByRules | null },
+  final = false,
 ) {
   const fromAgent = input.message?.author === 'agent';
   const ticketId = randomUUID();
@@ -207,6 +211,7 @@ async function openTicket(
   };
   const snapshot = { ...values, postponed_until: null };
   const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
+    seen,
     message: message && {
       id: message.id,
       body: message.body,
@@ -222,7 +227,7 @@ async function openTicket(
     ruled ? { ...values, ...ruled.values } : values,
     message,
     ruled ? [...events.map((e) => ({ ...e, stamp: ruled.stamp })), ...ruled.events] : events,
-    ruled?.extra,
+    { ...ruled?.extra, final },
   );
 }
 
@@ -267,9 +272,10 @@ export async function createTicket(
   // Inside the caller's transaction when there is one: a second connection would deadlock on
   // PGlite's single connection, and exhaust a pool under concurrent idempotent retries.
   await checkNewTicket(trx ?? db, principal, input);
-  const run = async (t: Trx) =>
-    openTicket(t, input, agentActor(principal), principal.agentId, await resolveContactOf(t, input));
-  const opened = trx ? await run(trx) : await db.transaction().execute(run);
+  // In a transaction of its own, the opening statement is its last and carries its COMMIT.
+  const run = async (t: Trx, final: boolean) =>
+    openTicket(t, input, agentActor(principal), principal.agentId, await resolveContactOf(t, input), final);
+  const opened = trx ? await run(trx, false) : await db.transaction().execute((t) => run(t, true));
   return repo.toTicket(opened.ticket as TicketRow, opened.contact);
 }
 

@@ -1,0 +1,122 @@
+import pg from 'pg';
+import { FINAL_MARK, PREPARED_MARK, statementName } from './prepared.ts';
+
+// The pg client the app's pool makes. On this stack a round trip to PostgreSQL costs more than
+// most statements it carries (each socket write wakes the other side; measured, the writes were
+// over half of the app's CPU time while it created tickets), so the client saves the two round
+// trips a transaction adds to its statements:
+//
+// - BEGIN is not sent on its own: it is answered here and goes out with the transaction's first
+//   statement, in the same socket write (pg's pipeline mode sends a query without waiting for the
+//   one before; each keeps its own Sync, so an error stays with its query).
+// - A statement marked final() takes COMMIT along in the same write; the caller's own COMMIT (or
+//   ROLLBACK, when the final statement failed) is then answered here.
+//
+// Statements marked prepared() run as named prepared statements (see prepared.ts). Everything
+// else passes through unchanged: Kysely awaits each statement, so nothing else is pipelined.
+
+type Result = pg.QueryResult;
+
+const answered = (command: string): Result => ({ command, rowCount: null, oid: 0, rows: [], fields: [] });
+
+// Round trips this process's clients made, for the benches (scripts/bench/http.ts) to count.
+let roundTripsMade = 0;
+export const roundTrips = () => roundTripsMade;
+
+const TRANSACTION_START = /^(begin|start transaction)\b/i;
+
+export class PipeliningClient extends pg.Client {
+  /** The BEGIN to send with the next statement. */
+  #begin: string | null = null;
+  /** Between BEGIN and the end of the transaction, as the caller sees it. */
+  #inTransaction = false;
+  /** The transaction already ended with its final statement: the caller's end is answered here. */
+  #ended = false;
+
+  // pg's query() has a dozen overloads: the ones Kysely uses (text and values, a promise back)
+  // are handled here, the rest go to pg as they are.
+  override query(config: any, values?: any, callback?: any): any {
+    if (typeof config !== 'string' || typeof values === 'function' || callback !== undefined) {
+      if (this.#begin !== null || this.#ended) {
+        throw new Error('PipeliningClient: only text queries may run inside a pipelined transaction');
+      }
+      roundTripsMade++;
+      return super.query(config, values, callback);
+    }
+    return this.#text(config, values as unknown[] | undefined);
+  }
+
+  #text(text: string, values: unknown[] | undefined): Promise<Result> {
+    const command = text.trim().toLowerCase();
+    if (TRANSACTION_START.test(command) && !this.#inTransaction) {
+      this.#begin = text;
+      this.#inTransaction = true;
+      return Promise.resolve(answered('BEGIN'));
+    }
+    if (command === 'commit' || command === 'rollback') {
+      const ended = this.#ended;
+      const unsent = this.#begin !== null;
+      this.#begin = null;
+      this.#ended = false;
+      this.#inTransaction = false;
+      // Ended by its final statement, or never started on the server: nothing to send.
+      if (ended || unsent) return Promise.resolve(answered(command === 'commit' ? 'COMMIT' : 'ROLLBACK'));
+      roundTripsMade++;
+      return this.#send(text, values);
+    }
+    if (this.#ended) {
+      // A statement after the final one would run outside the transaction: a bug in the caller.
+      return Promise.reject(
+        new Error('PipeliningClient: a statement after the final statement of a transaction'),
+      );
+    }
+    const final = this.#inTransaction && text.includes(FINAL_MARK);
+    if (this.#begin === null && !final) {
+      roundTripsMade++;
+      return this.#send(text, values);
+    }
+    const stream = this.connection.stream;
+    roundTripsMade++;
+    stream.cork();
+    let begun: Promise<Result> | null = null;
+    let result: Promise<Result>;
+    let committed: Promise<Result> | null = null;
+    try {
+      if (this.#begin !== null) begun = super.query(this.#begin);
+      this.#begin = null;
+      result = this.#send(text, values);
+      if (final) {
+        committed = super.query('commit');
+        this.#ended = true;
+      }
+    } finally {
+      stream.uncork();
+    }
+    return settle(begun, result, committed);
+  }
+
+  #send(text: string, values: unknown[] | undefined): Promise<Result> {
+    if (text.startsWith(PREPARED_MARK)) return super.query({ name: statementName(text), text, values });
+    return super.query(text, values);
+  }
+}
+
+/** The statement's result once BEGIN, it and COMMIT (those sent with it) have all answered. */
+async function settle(
+  begun: Promise<Result> | null,
+  result: Promise<Result>,
+  committed: Promise<Result> | null,
+) {
+  // Every promise is awaited, so none is left to reject unhandled.
+  const [b, r, c] = await Promise.allSettled([begun, result, committed]);
+  if (b.status === 'rejected') throw b.reason;
+  if (r.status === 'rejected') throw r.reason;
+  if (c.status === 'rejected') throw c.reason;
+  if (c.value !== null && c.value.command !== 'COMMIT') throw new Error(`COMMIT answered ${c.value.command}`);
+  return r.value;
+}
+
+/** The pool the app reaches PostgreSQL through (tests use it too, to run the same client). */
+export function createPool(connectionString: string, max = 10): pg.Pool {
+  return new pg.Pool({ connectionString, max, Client: PipeliningClient, pipeline: true } as pg.PoolConfig);
+}
