@@ -1,11 +1,12 @@
 // What the HTTP benchmarks (tickets.ts, rules.ts) share: a JSON request, an autocannon load of
 // POSTs with a fresh body per request, and the number of statements one ticket creation sends.
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
+import { createPool, roundTrips } from '../../src/db/client.ts';
 import type { Database } from '../../src/db/types.ts';
 
 /** One JSON request; throws on any status from 300 up. */
@@ -21,6 +22,62 @@ export async function http(method: string, url: string, token: string | null, bo
   const text = await res.text();
   if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${text}`);
   return text ? JSON.parse(text) : null;
+}
+
+/** CPU seconds used so far: by the server process, by all PostgreSQL processes, by this one. */
+export interface CpuSnapshot {
+  server: number;
+  postgres: number;
+  loadGenerator: number;
+}
+
+// /proc/<pid>/stat: utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+const TICKS = 100;
+function processCpu(pid: string): { name: string; seconds: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const close = stat.lastIndexOf(')');
+    const name = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    return { name, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS };
+  } catch {
+    return null; // gone between the listing and the read
+  }
+}
+
+/**
+ * Where the machine's CPU goes during a load (Linux /proc; null elsewhere). PostgreSQL counts
+ * every postgres process of the machine: run the bench on an otherwise idle server.
+ */
+export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return null;
+  }
+  let postgres = 0;
+  for (const pid of pids) {
+    const cpu = processCpu(pid);
+    if (cpu?.name === 'postgres') postgres += cpu.seconds;
+  }
+  const own = process.cpuUsage();
+  return {
+    server: processCpu(String(serverPid))?.seconds ?? 0,
+    postgres,
+    loadGenerator: (own.user + own.system) / 1e6,
+  };
+}
+
+/** CPU milliseconds per request between two snapshots, as printed by the HTTP benches. */
+export function cpuPerRequest(
+  before: CpuSnapshot | null,
+  after: CpuSnapshot | null,
+  requests: number,
+): string {
+  if (!before || !after || requests === 0) return 'CPU per request: not measured (no /proc)';
+  const per = (key: keyof CpuSnapshot) => (((after[key] - before[key]) * 1000) / requests).toFixed(2);
+  return `CPU per request (ms): server ${per('server')}, PostgreSQL ${per('postgres')}, load generator ${per('loadGenerator')}`;
 }
 
 export interface Load {
@@ -69,8 +126,9 @@ export async function postLoad(options: {
 }
 
 /**
- * Statements (round trips to PostgreSQL) of one POST /v1/tickets, counted on an app in this
- * process: the mean over `samples` creations after one unmeasured.
+ * Round trips to PostgreSQL of one POST /v1/tickets, counted by the app's own client on an app
+ * in this process (pipelined BEGIN and COMMIT travel with a statement: not counted apart): the
+ * mean over `samples` creations after one unmeasured.
  */
 export async function queriesPerCreation(
   databaseUrl: string,
@@ -78,12 +136,8 @@ export async function queriesPerCreation(
   payload: () => string | object,
   samples: number,
 ): Promise<number> {
-  let count = 0;
   const counted = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max: 1 }) }),
-    log: (event) => {
-      if (event.level === 'query') count++;
-    },
+    dialect: new PostgresDialect({ pool: createPool(databaseUrl, 1) }),
   });
   const secret = randomBytes(32).toString('base64url');
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret }), {
@@ -101,10 +155,10 @@ export async function queriesPerCreation(
     await send();
     const counts: number[] = [];
     for (let i = 0; i < samples; i++) {
-      count = 0;
+      const before = roundTrips();
       const res = await send();
       if (res.statusCode !== 201) throw new Error(`POST /v1/tickets: ${res.statusCode} ${res.body}`);
-      counts.push(count);
+      counts.push(roundTrips() - before);
     }
     return counts.reduce((a, b) => a + b, 0) / counts.length;
   } finally {
