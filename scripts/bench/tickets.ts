@@ -29,7 +29,7 @@ import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { listTickets } from '../../src/domains/tickets/repository.ts';
 import type { TicketListQueryType } from '../../src/domains/tickets/schemas.ts';
 import { Random } from '../seed-demo/random.ts';
-import { queriesPerCreation as countQueries, http, postLoad } from './http.ts';
+import { queriesPerCreation as countQueries, cpuPerRequest, cpuSnapshot, http, postLoad } from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -77,14 +77,21 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-function startServers(jwtSecret: string): Promise<{ child: ChildProcess; app: string; bare: string }> {
+function startServers(
+  jwtSecret: string,
+): Promise<{ child: ChildProcess; pid: number; app: string; bare: string }> {
   const child = fork(new URL('./tickets-server.ts', import.meta.url), [scratchUrl, jwtSecret], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {
     child.once('message', (m) => {
       const ports = m as { app: number; bare: number };
-      resolve({ child, app: `http://127.0.0.1:${ports.app}`, bare: `http://127.0.0.1:${ports.bare}` });
+      resolve({
+        child,
+        pid: child.pid!,
+        app: `http://127.0.0.1:${ports.app}`,
+        bare: `http://127.0.0.1:${ports.bare}`,
+      });
     });
     child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
   });
@@ -116,7 +123,7 @@ const queriesPerCreation = (authorization: string, departmentId: string) =>
   );
 
 /** (a) POST /v1/tickets on the app against one insert on the bare route. */
-async function benchCreation(db: Kysely<Database>, servers: { app: string; bare: string }) {
+async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: string; bare: string }) {
   out('(a) ticket creation over HTTP');
   const owner = await insertAgent(db, {
     name: 'Bench owner',
@@ -152,10 +159,20 @@ async function benchCreation(db: Kysely<Database>, servers: { app: string; bare:
   );
   await load(servers.app, '/v1/tickets', auth, ticketBody, DURATION + 5);
   await load(servers.bare, '/bare', {}, bareBody, 3);
-  const create = await load(servers.app, '/v1/tickets', auth, ticketBody, DURATION);
-  const bare = await load(servers.bare, '/bare', {}, bareBody, DURATION);
+  const measured = async (
+    path: string,
+    server: string,
+    headers: Record<string, string>,
+    body: () => string,
+  ) => {
+    const before = cpuSnapshot(servers.pid);
+    const result = await load(server, path, headers, body, DURATION);
+    return { ...result, cpu: cpuPerRequest(before, cpuSnapshot(servers.pid), result.total) };
+  };
+  const create = await measured('/v1/tickets', servers.app, auth, ticketBody);
+  const bare = await measured('/bare', servers.bare, {}, bareBody);
   const trips = await queriesPerCreation(auth.authorization, department.id);
-  const probe = await load(servers.bare, `/bare-round-trips?n=${trips}`, {}, bareBody, DURATION);
+  const probe = await measured(`/bare-round-trips?n=${trips}`, servers.bare, {}, bareBody);
   for (const [name, r] of [
     ['create', create],
     ['bare', bare],
@@ -174,10 +191,13 @@ async function benchCreation(db: Kysely<Database>, servers: { app: string; bare:
       `bare rps=${bare.rps.toFixed(0)} p50=${bare.p50}ms p99=${bare.p99}ms | ratio=${(create.rps / bare.rps).toFixed(2)}`,
   );
   out(`  (${Number(created.n)} tickets created in all, target ratio >= 0.5; ${machine()})`);
+  out(`  create: ${create.cpu}`);
+  out(`  bare:   ${bare.cpu}`);
   out(
     `probe   rps=${probe.rps.toFixed(0)} p50=${probe.p50}ms p99=${probe.p99}ms | ratio to bare=${(probe.rps / bare.rps).toFixed(2)}` +
       `  (the bare route making ${trips} round trips, as many as one creation makes, one insert among them)`,
   );
+  out(`  probe:  ${probe.cpu}`);
   await db.deleteFrom('ticket_events').execute();
   await db.deleteFrom('ticket_messages').execute();
   await db.deleteFrom('tickets').execute();
