@@ -58,6 +58,21 @@ t.test('transactions: BEGIN travels with the first statement, COMMIT with a fina
     return a.rows[0]!.at.getTime() === b.rows[0]!.at.getTime() && b.rows[0]!.in_block;
   });
   t.ok(sameTransaction, 'both statements ran in one transaction block');
+  const isolation = await db
+    .transaction()
+    .setIsolationLevel('serializable')
+    .execute(
+      async (trx) =>
+        (await sql<{ level: string }>`select current_setting('transaction_isolation') as level`.execute(trx))
+          .rows[0]!.level,
+    );
+  t.equal(isolation, 'serializable', 'a deferred START TRANSACTION keeps its isolation level');
+  if (testDb.kind !== 'pglite') {
+    // (PGlite runs one statement per query.)
+    await sql.raw('begin; insert into pipelined (n) values (100); commit').execute(db);
+    t.same(await rows(), [100], 'a script that starts with BEGIN is sent as it is');
+    await sql`delete from pipelined`.execute(db);
+  }
   await db
     .transaction()
     .execute(async (trx) => {

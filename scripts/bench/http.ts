@@ -31,15 +31,20 @@ export interface CpuSnapshot {
   loadGenerator: number;
 }
 
-// /proc/<pid>/stat: utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+// /proc/<pid>/stat: utime and stime are fields 14 and 15, cutime and cstime (children that
+// ended and were waited for) 16 and 17, in clock ticks (100 per second on Linux).
 const TICKS = 100;
-function processCpu(pid: string): { name: string; seconds: number } | null {
+function processCpu(pid: string): { name: string; seconds: number; children: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const close = stat.lastIndexOf(')');
     const name = stat.slice(stat.indexOf('(') + 1, close);
     const fields = stat.slice(close + 2).split(' ');
-    return { name, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS };
+    return {
+      name,
+      seconds: (Number(fields[11]) + Number(fields[12])) / TICKS,
+      children: (Number(fields[13]) + Number(fields[14])) / TICKS,
+    };
   } catch {
     return null; // gone between the listing and the read
   }
@@ -59,7 +64,8 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
   let postgres = 0;
   for (const pid of pids) {
     const cpu = processCpu(pid);
-    if (cpu?.name === 'postgres') postgres += cpu.seconds;
+    // Backends and autovacuum workers come and go: the postmaster's children time keeps theirs.
+    if (cpu?.name === 'postgres') postgres += cpu.seconds + cpu.children;
   }
   const own = process.cpuUsage();
   return {

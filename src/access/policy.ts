@@ -8,6 +8,16 @@ export interface Principal {
   scopes: readonly TokenScope[];
   via: 'session' | 'api_token';
   tokenId: string | null;
+  /**
+   * The agent's departments and role in each, read with the credentials (one round trip for
+   * both); absent when the principal was made otherwise, and then read when needed.
+   */
+  departments?: ReadonlyMap<string, DepartmentRole>;
+}
+
+/** Memberships as the authentication statements return them: [department_id, role] pairs. */
+export function membershipsOf(pairs: [string, DepartmentRole][]): ReadonlyMap<string, DepartmentRole> {
+  return new Map(pairs);
 }
 
 /** Department roles from least to most powerful; each includes what the ones before it may do. */

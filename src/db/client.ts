@@ -23,7 +23,8 @@ const answered = (command: string): Result => ({ command, rowCount: null, oid: 0
 let roundTripsMade = 0;
 export const roundTrips = () => roundTripsMade;
 
-const TRANSACTION_START = /^(begin|start transaction)\b/i;
+// The whole text, as Kysely sends it: a script that merely starts with BEGIN is sent as it is.
+const TRANSACTION_START = /^(begin|start transaction( isolation level [a-z ]+?)?( read (only|write))?)$/;
 
 export class PipeliningClient extends pg.Client {
   /** The BEGIN to send with the next statement. */

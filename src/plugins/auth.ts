@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Principal } from '../access/policy.ts';
+import { membershipsOf, type Principal } from '../access/policy.ts';
 import type { Db } from '../db/database.ts';
-import { findAgentRow } from '../domains/agents/repository.ts';
+import { findAgentForAuth } from '../domains/agents/repository.ts';
 import { findTokenForAuth } from '../domains/api-tokens/repository.ts';
 import { DomainError, forbidden } from '../errors.ts';
 
@@ -65,6 +65,7 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
       scopes: token.scopes,
       via: 'api_token',
       tokenId: token.id,
+      departments: membershipsOf(token.departments),
     };
   }
 
@@ -81,13 +82,20 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
   if (typeof claims.sub !== 'string' || !/^[0-9a-f-]{36}$/i.test(claims.sub)) {
     throw unauthenticated('invalid_token', 'The session token is not valid.');
   }
-  const agent = await findAgentRow(db, claims.sub);
+  const agent = await findAgentForAuth(db, claims.sub);
   if (!agent) throw unauthenticated('invalid_token', 'The session token is not valid.');
   if (agent.status !== 'active') throw unauthenticated('agent_disabled', 'The agent is disabled.');
   if ((agent.password_changed_at?.getTime() ?? 0) !== claims.pwd) {
     throw unauthenticated('invalid_token', 'The password changed since this session began; sign in again.');
   }
-  return { agentId: agent.id, role: agent.role, scopes: ['read', 'write'], via: 'session', tokenId: null };
+  return {
+    agentId: agent.id,
+    role: agent.role,
+    scopes: ['read', 'write'],
+    via: 'session',
+    tokenId: null,
+    departments: membershipsOf(agent.departments),
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { Db } from '../../db/database.ts';
+import { prepared } from '../../db/prepared.ts';
 import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Agent } from './schemas.ts';
@@ -55,6 +56,27 @@ export async function findAgent(db: Executor, id: string): Promise<Agent | undef
 
 export function findAgentRow(db: Executor, id: string) {
   return db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** An agent's memberships as [department_id, role] pairs (a json array), for the auth statements. */
+export function departmentsOf(agentId: RawBuilder<unknown>) {
+  return sql<
+    [string, DepartmentRole][]
+  >`(select coalesce(json_agg(json_build_array(m.department_id, m.role)), '[]')
+    from department_members m where m.agent_id = ${agentId})`;
+}
+
+/** What authenticating a session needs of its agent, with the agent's departments: one round trip. */
+export async function findAgentForAuth(db: Executor, id: string) {
+  const { rows } = await prepared(sql<{
+    id: string;
+    role: AgentRole;
+    status: AgentStatus;
+    password_changed_at: Date | null;
+    departments: [string, DepartmentRole][];
+  }>`select a.id, a.role, a.status, a.password_changed_at, ${departmentsOf(sql`a.id`)} as departments
+    from agents a where a.id = ${id}`).execute(db);
+  return rows[0];
 }
 
 export function lockAgentRow(trx: Transaction<Database>, id: string) {

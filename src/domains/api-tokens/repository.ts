@@ -1,7 +1,15 @@
 import { type Kysely, sql } from 'kysely';
 import { prepared } from '../../db/prepared.ts';
-import type { AgentRole, AgentStatus, ApiTokenRow, Database, TokenScope } from '../../db/types.ts';
+import type {
+  AgentRole,
+  AgentStatus,
+  ApiTokenRow,
+  Database,
+  DepartmentRole,
+  TokenScope,
+} from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import { departmentsOf } from '../agents/repository.ts';
 import type { ApiToken } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -44,9 +52,10 @@ export function findApiToken(db: Executor, id: string) {
 }
 
 /**
- * The token and its agent, looked up by the hash of the secret the client sent; the same
- * statement records the use, at most once a minute per token, so authenticating an API token
- * costs one round trip and reads do not turn into a write each.
+ * The token and its agent (with the agent's departments, which most routes need next), looked
+ * up by the hash of the secret the client sent; the same statement records the use, at most
+ * once a minute per token, so authenticating an API token costs one round trip and reads do not
+ * turn into a write each.
  */
 export async function findTokenForAuth(db: Executor, tokenHash: string) {
   const result = await prepared(sql<{
@@ -57,6 +66,7 @@ export async function findTokenForAuth(db: Executor, tokenHash: string) {
     revoked_at: Date | null;
     role: AgentRole;
     agent_status: AgentStatus;
+    departments: [string, DepartmentRole][];
   }>`
     with found as (
       select t.id, t.agent_id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, a.role, a.status as agent_status
@@ -67,7 +77,9 @@ export async function findTokenForAuth(db: Executor, tokenHash: string) {
       where id = (select id from found where revoked_at is null)
         and (last_used_at is null or last_used_at < now() - interval '1 minute')
     )
-    select id, agent_id, scopes, expires_at, revoked_at, role, agent_status from found`).execute(db);
+    select id, agent_id, scopes, expires_at, revoked_at, role, agent_status,
+      ${departmentsOf(sql`agent_id`)} as departments
+    from found`).execute(db);
   return result.rows[0];
 }
 
