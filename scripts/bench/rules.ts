@@ -27,7 +27,14 @@ import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
-import { queriesPerCreation as countQueries, http, type Load, postLoad } from './http.ts';
+import {
+  queriesPerCreation as countQueries,
+  cpuPerRequest,
+  cpuSnapshot,
+  http,
+  type Load,
+  postLoad,
+} from './http.ts';
 import { makeRules, ticketBodies } from './rules-workload.ts';
 
 const { values: args } = parseArgs({
@@ -89,7 +96,7 @@ const load = (url: string, token: string, body: () => string, duration: number) 
     connections: CONNECTIONS,
   });
 const queriesPerCreation = (token: string, body: () => string) =>
-  countQueries(scratchUrl, `Bearer ${token}`, body, 20);
+  countQueries(scratchUrl, `Bearer ${token}`, body, 100);
 
 async function main() {
   const started = performance.now();
@@ -166,7 +173,7 @@ async function main() {
         db,
       );
     };
-    const phases: Record<'off' | 'on', Load[]> = { off: [], on: [] };
+    const phases: Record<'off' | 'on', (Load & { cpu: string })[]> = { off: [], on: [] };
     const runsBefore = async () =>
       Number((await sql<{ n: string }>`select count(*) as n from rule_runs`.execute(db)).rows[0]!.n);
     let matchStats = '';
@@ -179,6 +186,12 @@ async function main() {
     // rules (0 rules against 0 rules gave a ratio of 0.41). So load it first, unmeasured.
     out(`  settling: ${DURATION + 5} s of creations with no rules, not measured (${machine()})`);
     await load(base, secret, body, DURATION + 5);
+    // Where the CPU went (server, PostgreSQL, load generator) tells what the rules cost.
+    const measured = async () => {
+      const cpuBefore = cpuSnapshot(server!.child.pid!);
+      const result = await load(base, secret, body, DURATION);
+      return { ...result, cpu: cpuPerRequest(cpuBefore, cpuSnapshot(server!.child.pid!), result.total) };
+    };
     for (let round = 1; round <= ROUNDS; round++) {
       if (round === 1) {
         out(`  round 1, 0 rules (none exist yet; ${machine()})`);
@@ -187,7 +200,7 @@ async function main() {
         out(`  round ${round}, 0 rules (all ${RULES} inactive; ${machine()})`);
       }
       await load(base, secret, body, 3);
-      phases.off.push(await load(base, secret, body, DURATION));
+      phases.off.push(await measured());
       if (round === 1) {
         const t0 = performance.now();
         for (const rule of rules) await http('POST', `${base}/v1/automation-rules`, session, rule);
@@ -198,7 +211,7 @@ async function main() {
       out(`  round ${round}, ${RULES} active rules (${machine()})`);
       await load(base, secret, body, 3);
       const before = await runsBefore();
-      phases.on.push(await load(base, secret, body, DURATION));
+      phases.on.push(await measured());
       if (round === 1) {
         const stats = (
           await sql<{ runs: string; matches: string; touched: string }>`
@@ -231,6 +244,8 @@ async function main() {
         `round ${i + 1}: 0 rules rps=${off.rps.toFixed(0)} p50=${off.p50}ms p99=${off.p99}ms | ` +
           `${RULES} rules rps=${on.rps.toFixed(0)} p50=${on.p50}ms p99=${on.p99}ms | ratio=${(on.rps / off.rps).toFixed(3)}`,
       );
+      out(`  0 rules:   ${off.cpu}`);
+      out(`  ${RULES} rules: ${on.cpu}`);
     }
     // Each round's two measurements are minutes apart at most, so other load on the machine
     // weighs on both alike: the headline is the mean of the rounds' ratios.
