@@ -75,15 +75,21 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
   };
 }
 
-/** CPU milliseconds per request between two snapshots, as printed by the HTTP benches. */
+/** CPU milliseconds per request between two snapshots (null without /proc). */
 export function cpuPerRequest(
   before: CpuSnapshot | null,
   after: CpuSnapshot | null,
   requests: number,
-): string {
-  if (!before || !after || requests === 0) return 'CPU per request: not measured (no /proc)';
-  const per = (key: keyof CpuSnapshot) => (((after[key] - before[key]) * 1000) / requests).toFixed(2);
-  return `CPU per request (ms): server ${per('server')}, PostgreSQL ${per('postgres')}, load generator ${per('loadGenerator')}`;
+): CpuSnapshot | null {
+  if (!before || !after || requests === 0) return null;
+  const per = (key: keyof CpuSnapshot) => ((after[key] - before[key]) * 1000) / requests;
+  return { server: per('server'), postgres: per('postgres'), loadGenerator: per('loadGenerator') };
+}
+
+/** The line the HTTP benches print for a load's CPU per request. */
+export function cpuLine(cpu: CpuSnapshot | null): string {
+  if (!cpu) return 'CPU per request: not measured (no /proc)';
+  return `CPU per request (ms): server ${cpu.server.toFixed(2)}, PostgreSQL ${cpu.postgres.toFixed(2)}, load generator ${cpu.loadGenerator.toFixed(2)}`;
 }
 
 export interface Load {

@@ -28,7 +28,9 @@ import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import {
+  type CpuSnapshot,
   queriesPerCreation as countQueries,
+  cpuLine,
   cpuPerRequest,
   cpuSnapshot,
   http,
@@ -173,7 +175,7 @@ async function main() {
         db,
       );
     };
-    const phases: Record<'off' | 'on', (Load & { cpu: string })[]> = { off: [], on: [] };
+    const phases: Record<'off' | 'on', (Load & { cpu: CpuSnapshot | null })[]> = { off: [], on: [] };
     const runsBefore = async () =>
       Number((await sql<{ n: string }>`select count(*) as n from rule_runs`.execute(db)).rows[0]!.n);
     let matchStats = '';
@@ -244,8 +246,8 @@ async function main() {
         `round ${i + 1}: 0 rules rps=${off.rps.toFixed(0)} p50=${off.p50}ms p99=${off.p99}ms | ` +
           `${RULES} rules rps=${on.rps.toFixed(0)} p50=${on.p50}ms p99=${on.p99}ms | ratio=${(on.rps / off.rps).toFixed(3)}`,
       );
-      out(`  0 rules:   ${off.cpu}`);
-      out(`  ${RULES} rules: ${on.cpu}`);
+      out(`  0 rules:   ${cpuLine(off.cpu)}`);
+      out(`  ${RULES} rules: ${cpuLine(on.cpu)}`);
     }
     // Each round's two measurements are minutes apart at most, so other load on the machine
     // weighs on both alike: the headline is the mean of the rounds' ratios.

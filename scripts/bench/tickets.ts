@@ -29,7 +29,14 @@ import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { listTickets } from '../../src/domains/tickets/repository.ts';
 import type { TicketListQueryType } from '../../src/domains/tickets/schemas.ts';
 import { Random } from '../seed-demo/random.ts';
-import { queriesPerCreation as countQueries, cpuPerRequest, cpuSnapshot, http, postLoad } from './http.ts';
+import {
+  queriesPerCreation as countQueries,
+  cpuLine,
+  cpuPerRequest,
+  cpuSnapshot,
+  http,
+  postLoad,
+} from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -191,13 +198,22 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
       `bare rps=${bare.rps.toFixed(0)} p50=${bare.p50}ms p99=${bare.p99}ms | ratio=${(create.rps / bare.rps).toFixed(2)}`,
   );
   out(`  (${Number(created.n)} tickets created in all, target ratio >= 0.5; ${machine()})`);
-  out(`  create: ${create.cpu}`);
-  out(`  bare:   ${bare.cpu}`);
+  out(`  create: ${cpuLine(create.cpu)}`);
+  out(`  bare:   ${cpuLine(bare.cpu)}`);
+  if (create.cpu && create.cpu.postgres > 0) {
+    // The bound the database alone sets, whatever the app does: on a machine whose CPUs it
+    // shares with everything else, PostgreSQL's own CPU time per creation caps the rate.
+    const ceiling = (availableParallelism() * 1000) / create.cpu.postgres;
+    out(
+      `  ceiling: PostgreSQL alone needs ${create.cpu.postgres.toFixed(2)} ms of CPU per creation, so even an app that ` +
+        `cost nothing would create at most ${ceiling.toFixed(0)}/s on ${availableParallelism()} CPUs: ${(ceiling / bare.rps).toFixed(2)}x the bare route`,
+    );
+  }
   out(
     `probe   rps=${probe.rps.toFixed(0)} p50=${probe.p50}ms p99=${probe.p99}ms | ratio to bare=${(probe.rps / bare.rps).toFixed(2)}` +
       `  (the bare route making ${trips} round trips, as many as one creation makes, one insert among them)`,
   );
-  out(`  probe:  ${probe.cpu}`);
+  out(`  probe:  ${cpuLine(probe.cpu)}`);
   await db.deleteFrom('ticket_events').execute();
   await db.deleteFrom('ticket_messages').execute();
   await db.deleteFrom('tickets').execute();
