@@ -460,7 +460,7 @@ export async function applyEvaluation(
   evaluation: Evaluation,
 ): Promise<TicketRecord> {
   const plan = await planEffects(trx, ticket, evaluation);
-  const also = repo.ruleRunInsert(trx, runRecord(ticket.id, evaluation, plan.applied));
+  const also = repo.ruleRunInsert(runRecord(ticket.id, evaluation, plan.applied));
   try {
     return await writeTicketChanges(trx, ticket, plan.patch, {
       events: plan.events,
@@ -522,7 +522,7 @@ export async function openingWithRules(trx: Trx, ticket: TicketFields, evaluatio
     })),
     extra: {
       notes: plan.notes,
-      also: repo.ruleRunInsert(trx, runRecord(ticket.id, evaluation, plan.applied)),
+      also: repo.ruleRunInsert(runRecord(ticket.id, evaluation, plan.applied)),
     },
   };
 }

@@ -1,4 +1,4 @@
-import { type Compilable, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
 import { final, prepared } from '../../db/prepared.ts';
@@ -145,7 +145,7 @@ export async function insertOpenedTicket(
   events: OpeningEvent[],
   extra: {
     notes?: { id: string; body: string; department_id: string | null }[];
-    also?: Compilable;
+    also?: RawBuilder<unknown>;
     /** The last statement of its transaction: COMMIT goes with it (db/prepared.ts). */
     final?: boolean;
   } = {},
@@ -333,7 +333,7 @@ export async function writeTicketChanges(
   changes: {
     events: ActorEvent[];
     notes: { id: string; body: string; department_id: string | null }[];
-    also?: Compilable;
+    also?: RawBuilder<unknown>;
   },
 ): Promise<TicketRecord> {
   const { events, notes, also } = changes;
