@@ -1,0 +1,56 @@
+import t from 'tap';
+import { roundTrips } from '../src/db/client.ts';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+
+// Round trips to PostgreSQL are most of what a ticket's creation and an agent's list cost on a
+// small machine (docs/tickets.md, "What a creation costs"): the hot paths keep their counts, and
+// a change that adds a query to them shows here first. Counted by the app's own pg client.
+t.test('round trips of the hot ticket routes', async (t) => {
+  const ctx = await buildTestApp(t);
+  if (ctx.database.kind === 'pglite') {
+    t.pass('PGlite has no round trips to count');
+    return;
+  }
+  const support = await makeDepartment(ctx.db, 'Support');
+  const solver = await agentWithToken(ctx, { departments: [[support, 'solver']] });
+  const apiToken = (
+    await ctx.request({
+      method: 'POST',
+      url: '/v1/api-tokens',
+      token: solver.token,
+      payload: { name: 'integration', scopes: ['read', 'write'] },
+    })
+  ).json().secret as string;
+  let n = 0;
+  const counted = async (options: Parameters<typeof ctx.request>[0]) => {
+    const before = roundTrips();
+    const res = await ctx.request(options);
+    t.ok(res.statusCode < 300, `${options.method} ${options.url}: ${res.statusCode}`);
+    return roundTrips() - before;
+  };
+  const create = (token: string) =>
+    counted({
+      method: 'POST',
+      url: '/v1/tickets',
+      token,
+      payload: {
+        subject: `Where is my order ${++n}?`,
+        channel: 'email',
+        contact: { email: `customer-${n}@example.com`, name: 'Customer' },
+        message: { body: 'It has not arrived.' },
+        department_id: support,
+      },
+    });
+  await create(apiToken); // prepares the statements of this connection's first creation
+  for (const [who, token] of [
+    ['an API token', apiToken],
+    ['a session', solver.token],
+  ] as const) {
+    t.equal(await create(token), 3, `a creation by ${who}: credentials, BEGIN + contact, opening + COMMIT`);
+    t.equal(
+      await counted({ method: 'GET', url: `/v1/tickets?status=new&department_id=${support}`, token }),
+      2,
+      `an agent's filtered list by ${who}: credentials with departments, the list with contacts`,
+    );
+  }
+});
