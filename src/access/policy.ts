@@ -15,11 +15,6 @@ export interface Principal {
   departments?: ReadonlyMap<string, DepartmentRole>;
 }
 
-/** Memberships as the authentication statements return them: [department_id, role] pairs. */
-export function membershipsOf(pairs: [string, DepartmentRole][]): ReadonlyMap<string, DepartmentRole> {
-  return new Map(pairs);
-}
-
 /** Department roles from least to most powerful; each includes what the ones before it may do. */
 export const DEPARTMENT_ROLES = [
   'reader',

@@ -62,7 +62,6 @@ export class PipeliningClient extends pg.Client {
       this.#inTransaction = false;
       // Ended by its final statement, or never started on the server: nothing to send.
       if (ended || unsent) return Promise.resolve(answered(command === 'commit' ? 'COMMIT' : 'ROLLBACK'));
-      roundTripsMade++;
       return this.#send(text, values);
     }
     if (this.#ended) {
@@ -72,12 +71,9 @@ export class PipeliningClient extends pg.Client {
       );
     }
     const final = this.#inTransaction && text.includes(FINAL_MARK);
-    if (this.#begin === null && !final) {
-      roundTripsMade++;
-      return this.#send(text, values);
-    }
+    if (this.#begin === null && !final) return this.#send(text, values);
+    // BEGIN, the statement and COMMIT leave in one write: one round trip, counted by #send.
     const stream = this.connection.stream;
-    roundTripsMade++;
     stream.cork();
     let begun: Promise<Result> | null = null;
     let result: Promise<Result>;
@@ -97,6 +93,7 @@ export class PipeliningClient extends pg.Client {
   }
 
   #send(text: string, values: unknown[] | undefined): Promise<Result> {
+    roundTripsMade++;
     if (text.startsWith(PREPARED_MARK)) return super.query({ name: statementName(text), text, values });
     return super.query(text, values);
   }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { membershipsOf, type Principal } from '../access/policy.ts';
+import type { Principal } from '../access/policy.ts';
 import type { Db } from '../db/database.ts';
 import { findAgentForAuth } from '../domains/agents/repository.ts';
 import { findTokenForAuth } from '../domains/api-tokens/repository.ts';
@@ -65,7 +65,7 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
       scopes: token.scopes,
       via: 'api_token',
       tokenId: token.id,
-      departments: membershipsOf(token.departments),
+      departments: new Map(token.departments),
     };
   }
 
@@ -94,7 +94,7 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
     scopes: ['read', 'write'],
     via: 'session',
     tokenId: null,
-    departments: membershipsOf(agent.departments),
+    departments: new Map(agent.departments),
   };
 }
 

@@ -3,7 +3,7 @@ import { prepared } from '../../db/prepared.ts';
 import type { AutomationRuleRow, Database, DepartmentRole, RuleVersionChange } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Action, Catalog, Condition, CustomFieldType, Rule, Trigger } from '../../rule-engine/index.ts';
-import { firstEmailOf } from '../contacts/repository.ts';
+import { firstEmailOf, type SeenByRules } from '../contacts/repository.ts';
 import type { AutomationRule, RuleVersion } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -290,7 +290,7 @@ export async function readRulesKey(db: Executor): Promise<{ version: number; key
  * The rules' cache key and the contact as rules see it, in the one query every change to a
  * ticket makes for its rules (the contact is cheap to bring along and saves a second one).
  */
-export async function readRulesKeyAndContact(db: Executor, contactId: string) {
+export async function readRulesKeyAndContact(db: Executor, contactId: string): Promise<SeenByRules> {
   const { rows } = await prepared(sql<{
     rules_key: string;
     name: string | null;
@@ -300,7 +300,7 @@ export async function readRulesKeyAndContact(db: Executor, contactId: string) {
     from automation_rules_state s left join contacts c on c.id = ${contactId}`).execute(db);
   const row = rows[0]!;
   return {
-    key: String(row.rules_key),
+    rulesKey: String(row.rules_key),
     contact: {
       name: row.name ?? '',
       email: row.email,

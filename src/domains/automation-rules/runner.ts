@@ -250,10 +250,8 @@ export async function evaluateRules(
   const before = context.before ?? null;
   const raisedEvents = events.filter((e) => raised(e, before, ticket));
   if (raisedEvents.length === 0) return null;
-  const { key, contact } = context.seen
-    ? { key: context.seen.rulesKey, contact: context.seen.contact }
-    : await repo.readRulesKeyAndContact(trx, ticket.contact_id);
-  const set = await ruleSetFor(trx, key);
+  const { rulesKey, contact } = context.seen ?? (await repo.readRulesKeyAndContact(trx, ticket.contact_id));
+  const set = await ruleSetFor(trx, rulesKey);
   if (!raisedEvents.some((e) => set.activeTriggers.has(e))) return null;
   const message = context.message ?? null;
   let senderEmail: string | null = null;

@@ -381,7 +381,7 @@ export interface RulesContact {
   custom: Record<string, unknown>;
 }
 
-/** What the rules of a new ticket need, read with its contact: their cache key and the contact. */
+/** What rules need before they run: their cache key and the contact (read together). */
 export interface SeenByRules {
   rulesKey: string;
   contact: RulesContact;
