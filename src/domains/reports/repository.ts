@@ -945,8 +945,14 @@ export async function streamReportRows(
       ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
       : null;
     let fetching = false;
+    // The cancel travels on another connection and lands on whatever this backend runs then. It
+    // must have been sent before this transaction ends and its connection goes back to the pool:
+    // late, it would cancel the next request's statement there. (A cancel that finds the backend
+    // idle, reading its next command, is ignored by PostgreSQL.)
+    let cancelling: Promise<unknown> | null = null;
     const onAbort = () => {
-      if (pid !== null && fetching) void sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
+      if (pid !== null && fetching)
+        cancelling = sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
     };
     options.signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -967,6 +973,7 @@ export async function streamReportRows(
       }
     } finally {
       options.signal.removeEventListener('abort', onAbort);
+      await cancelling;
     }
   });
 }
