@@ -7,6 +7,8 @@
 //   (a) ticket creation over HTTP: POST /v1/tickets on the real app (auth by API token, validation,
 //       contact resolution, events) against a bare fastify + pg route that inserts one row, both
 //       loaded by autocannon with the same connections for the same time. Target: creation/bare >= 0.5.
+//       Then two floor probes (tickets-server.ts): the least a creation writes on this schema, per
+//       request and batched across requests, to tell the app's cost from the work's.
 //   (b) an agent's ticket list at 1,000,000 tickets: GET /v1/tickets with two filters (and the
 //       unfiltered inbox), by a member of 3 of 20 departments, through HTTP, after warm-up, over
 //       varying departments and pages. Target: p99 < 20 ms. The plans come with EXPLAIN ANALYZE.
@@ -180,10 +182,16 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
   const bare = await measured('/bare', servers.bare, {}, bareBody);
   const trips = await queriesPerCreation(auth.authorization, department.id);
   const probe = await measured(`/bare-round-trips?n=${trips}`, servers.bare, {}, bareBody);
+  const floor = await measured('/floor', servers.bare, auth, ticketBody);
+  await http('GET', `${servers.bare}/floor-batches`, null);
+  const floorBatched = await measured('/floor-batched', servers.bare, auth, ticketBody);
+  const batches = await http('GET', `${servers.bare}/floor-batches`, null);
   for (const [name, r] of [
     ['create', create],
     ['bare', bare],
     ['probe', probe],
+    ['floor', floor],
+    ['floor-batched', floorBatched],
   ] as const) {
     if (r.non2xx > 0 || r.errors > 0) {
       out(`  WARNING ${name}: ${r.non2xx} non-2xx answers (${r.statuses}), ${r.errors} errors`);
@@ -214,6 +222,17 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
       `  (the bare route making ${trips} round trips, as many as one creation makes, one insert among them)`,
   );
   out(`  probe:  ${cpuLine(probe.cpu)}`);
+  // What the work itself costs, apart from the app's design (tickets-server.ts, "Floor probes").
+  out(
+    `floor   rps=${floor.rps.toFixed(0)} p50=${floor.p50}ms p99=${floor.p99}ms | ratio to bare=${(floor.rps / bare.rps).toFixed(2)}` +
+      '  (the least a creation writes: token, then contact, email, ticket, message, 2 events in one statement; no validation or rules)',
+  );
+  out(`  floor:  ${cpuLine(floor.cpu)}`);
+  out(
+    `floor, batched  rps=${floorBatched.rps.toFixed(0)} p50=${floorBatched.p50}ms p99=${floorBatched.p99}ms | ratio to bare=${(floorBatched.rps / bare.rps).toFixed(2)}` +
+      `  (the same, concurrent requests gathered into one statement of each: ${batches.mean.toFixed(1)} creations per statement on average)`,
+  );
+  out(`  floor, batched:  ${cpuLine(floorBatched.cpu)}`);
   await db.deleteFrom('ticket_events').execute();
   await db.deleteFrom('ticket_messages').execute();
   await db.deleteFrom('tickets').execute();
