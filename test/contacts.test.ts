@@ -627,6 +627,109 @@ t.test('contacts', async (t) => {
     t.equal(again.statusCode, 422, 'the key is unknown now');
   });
 
+  await t.test(
+    'contact fields that active automation rules read cannot go or change under them',
+    async (t) => {
+      const segment = await field({
+        key: 'segment',
+        label: 'Segment',
+        type: 'choice',
+        options: ['Retail', 'Wholesale', 'Partner'],
+      });
+      const region = await field({ key: 'region_code', label: 'Region code', type: 'text' });
+      const rule = async (name: string, conditions: object, active = true) => {
+        const res = await post('/v1/automation-rules', {
+          name,
+          active,
+          triggers: ['ticket.created'],
+          conditions,
+          actions: [{ type: 'add_tags', tags: ['routed'] }],
+        });
+        if (res.statusCode !== 201) throw new Error(res.body);
+        return res.json() as { id: string };
+      };
+      const wholesale = await rule('Wholesale routing', {
+        all: [{ field: 'contact.custom.segment', operator: 'is_one_of', value: ['Wholesale', 'Partner'] }],
+      });
+      await rule('Regional routing', {
+        any: [
+          { field: 'channel', operator: 'is', value: 'email' },
+          { not: { field: 'contact.custom.region_code', operator: 'is_empty' } },
+        ],
+      });
+      const dormant = await rule(
+        'Retail routing (off)',
+        { all: [{ field: 'contact.custom.segment', operator: 'is', value: 'Retail' }] },
+        false,
+      );
+      const del = (id: string) =>
+        ctx.request({ method: 'DELETE', url: `/v1/contact-fields/${id}`, token: admin });
+      const rulesBefore = JSON.stringify(
+        await ctx.db.selectFrom('automation_rules').selectAll().orderBy('id').execute(),
+      );
+      const before = await snapshot(ctx.db);
+
+      const refused = await del(segment.id);
+      t.equal(refused.statusCode, 409);
+      t.equal(refused.json().code, 'contact_field_in_use');
+      t.same(
+        refused.json().blockers,
+        [
+          {
+            kind: 'automation_rules',
+            count: 1,
+            detail: '1 automation rule refers to the field: "Wholesale routing"',
+          },
+        ],
+        'the active rule is named; the inactive one blocks nothing',
+      );
+      const renamed = await patch(`/v1/contact-fields/${segment.id}`, { key: 'tier_segment' });
+      t.equal(renamed.statusCode, 409);
+      t.equal(renamed.json().code, 'contact_field_in_use');
+      t.same(
+        renamed.json().blockers.map((b: { kind: string }) => b.kind),
+        ['automation_rules'],
+        'no contact has a value',
+      );
+      const retyped = await patch(`/v1/contact-fields/${region.id}`, { type: 'number' });
+      t.equal(retyped.statusCode, 409, 'a leaf deep in the tree counts');
+      t.match(retyped.json().blockers[0].detail, /"Regional routing"/);
+      const dropped = await patch(`/v1/contact-fields/${segment.id}`, { options: ['Retail', 'Wholesale'] });
+      t.equal(dropped.statusCode, 409, 'an option a rule compares with stays');
+      t.equal(dropped.json().code, 'contact_field_option_in_use');
+      t.same(dropped.json().blockers, [
+        {
+          kind: 'automation_rules',
+          count: 1,
+          detail: '1 automation rule refers to an option this change removes: "Wholesale routing"',
+        },
+      ]);
+      t.equal(await snapshot(ctx.db), before, 'refusals changed no field and no contact');
+      t.equal(
+        JSON.stringify(await ctx.db.selectFrom('automation_rules').selectAll().orderBy('id').execute()),
+        rulesBefore,
+        'nor any rule',
+      );
+
+      const unused = await patch(`/v1/contact-fields/${segment.id}`, {
+        options: ['Retail', 'Wholesale', 'Partner', 'Reseller'],
+      });
+      t.equal(unused.statusCode, 200, 'adding an option is always fine');
+      t.equal(
+        (await patch(`/v1/contact-fields/${segment.id}`, { options: ['Retail', 'Wholesale', 'Partner'] }))
+          .statusCode,
+        200,
+        'so is dropping one that no rule names (the inactive rule names Retail, which stays)',
+      );
+      const off = await patch(`/v1/automation-rules/${wholesale.id}`, { active: false });
+      t.equal(off.statusCode, 200);
+      t.equal((await del(segment.id)).statusCode, 204, 'once no active rule reads it, the field goes');
+      const revived = await patch(`/v1/automation-rules/${dormant.id}`, { active: true });
+      t.equal(revived.statusCode, 422, 'a rule switched on is checked against the fields again');
+      t.match(revived.json().errors, [{ message: /unknown contact field "segment"/ }]);
+    },
+  );
+
   await t.test("a contact's tickets: newest first, only those the caller may see", async (t) => {
     const mine = await makeDepartment(ctx.db, 'Contacts: mine');
     const theirs = await makeDepartment(ctx.db, 'Contacts: theirs');

@@ -6,7 +6,7 @@ export {
   RuleSetError,
 } from './compile.ts';
 export { type EvaluateOptions, evaluate } from './evaluate.ts';
-export { FIELDS, type FieldType, OPERATORS_BY_TYPE } from './fields.ts';
+export { CUSTOM_PREFIX, FIELDS, type FieldType, OPERATORS_BY_TYPE, PREVIOUS_PREFIX } from './fields.ts';
 export { foldText, LIMITS } from './text.ts';
 export * from './types.ts';
 export { validateRule } from './validate.ts';

@@ -4,13 +4,16 @@ import type { Kysely, Transaction } from 'kysely';
 import { canManageDepartment, isAdmin, type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { AutomationRuleRow, Database } from '../../db/types.ts';
-import { DomainError, type FieldError, forbidden, notFound } from '../../errors.ts';
+import { type Blocker, DomainError, type FieldError, forbidden, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import {
   type Catalog,
   type Condition,
+  type ConditionLeaf,
+  CUSTOM_PREFIX,
   type Effect,
   LIMITS,
+  PREVIOUS_PREFIX,
   type PreviousValues,
   type Rule,
   type TicketSnapshot,
@@ -647,11 +650,16 @@ function leafMentions(value: unknown, id: string): boolean {
   return value === id || (Array.isArray(value) && value.includes(id));
 }
 
+/** Whether some leaf of a condition tree passes `test`. */
+function someLeaf(node: Condition, test: (leaf: ConditionLeaf) => boolean): boolean {
+  if ('all' in node) return node.all.some((c) => someLeaf(c, test));
+  if ('any' in node) return node.any.some((c) => someLeaf(c, test));
+  if ('not' in node) return someLeaf(node.not, test);
+  return test(node);
+}
+
 function conditionMentions(node: Condition, fields: Set<string>, id: string): boolean {
-  if ('all' in node) return node.all.some((c) => conditionMentions(c, fields, id));
-  if ('any' in node) return node.any.some((c) => conditionMentions(c, fields, id));
-  if ('not' in node) return conditionMentions(node.not, fields, id);
-  return fields.has(node.field) && leafMentions(node.value, id);
+  return someLeaf(node, (leaf) => fields.has(leaf.field) && leafMentions(leaf.value, id));
 }
 
 /** Whether a rule names the department (owner, condition, transfer) or the agent (condition, assign). */
@@ -753,6 +761,36 @@ export const departmentRuleDependents: Dependents = {
   moveTo: (trx, fromId, toId) => rewriteRules(trx, 'department', fromId, toId),
   describe: (n, names) => `${rulesRefer(n)} to the department: ${named(names ?? [])}`,
 };
+
+/**
+ * What active rules hold against a change to the contact field `key` (the blocker of a 409, or
+ * null): rules are checked against the fields when written, so a field they read cannot lose its
+ * key or its type, nor go, under them; nor can a choice field drop an option they compare with
+ * (`dropped`). Inactive rules block nothing: they are checked again when switched on. Waits for
+ * rule writes in progress and keeps new ones out until commit, as the deletion checks do.
+ */
+export async function contactFieldRuleBlocker(
+  trx: Kysely<Database>,
+  key: string,
+  dropped?: readonly string[],
+): Promise<Blocker | null> {
+  const fields = new Set([`${CUSTOM_PREFIX}${key}`, `${PREVIOUS_PREFIX}${CUSTOM_PREFIX}${key}`]);
+  const reads = (leaf: ConditionLeaf) =>
+    fields.has(leaf.field) &&
+    (dropped === undefined || dropped.some((option) => leafMentions(leaf.value, option)));
+  await repo.lockRulesState(trx as Trx);
+  const names = (await repo.allRuleRows(trx))
+    .map((row) => repo.toEngineRule(row))
+    .filter((rule) => rule.active && someLeaf(rule.conditions, reads))
+    .map((rule) => rule.name);
+  if (names.length === 0) return null;
+  const what = dropped === undefined ? 'to the field' : 'to an option this change removes';
+  return {
+    kind: 'automation_rules',
+    count: names.length,
+    detail: `${rulesRefer(names.length)} ${what}: ${named(names)}`,
+  };
+}
 
 /** Rules that name an agent block their deletion, unless a substitute agent takes their place. */
 export const agentRuleDependents: Dependents = {

@@ -75,7 +75,7 @@ export const contactFieldRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Update a contact field',
         description:
-          'Owners and admins only. The label may always change. Key and type change only while no contact has a value for the field, and a choice field drops an option only while no contact has chosen it (409 otherwise, with the count in `blockers`). Send If-Match to avoid overwriting a newer version.',
+          'Owners and admins only. The label may always change. Key and type change only while no contact has a value for the field and no active automation rule reads it, and a choice field drops an option only while no contact has chosen it and no active rule compares the field with it (409 otherwise, with the contacts counted and the rules named in `blockers`). Send If-Match to avoid overwriting a newer version.',
         params: IdParams,
         headers: IfMatchHeaders,
         body: UpdateContactFieldBody,
@@ -96,10 +96,11 @@ export const contactFieldRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'deleteContactField',
         tags,
         summary: 'Delete a contact field',
-        description: "Owners and admins only. Every contact's value for the field goes with it.",
+        description:
+          "Owners and admins only. Every contact's value for the field goes with it. Refused (409 `contact_field_in_use`, the rules named in `blockers`) while active automation rules read the field.",
         params: IdParams,
         headers: IfMatchHeaders,
-        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(404, 412) },
+        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(404, 409, 412) },
       },
     },
     async (request, reply) => {

@@ -2,8 +2,9 @@ import type { FastifyRequest } from 'fastify';
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { ContactFieldType } from '../../db/types.ts';
-import { DomainError, invalid } from '../../errors.ts';
+import { type Blocker, DomainError, invalid } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
+import { contactFieldRuleBlocker } from '../automation-rules/service.ts';
 import {
   countContactsOutsideOptions,
   countContactsWithValue,
@@ -38,12 +39,25 @@ function checkOptions(type: ContactFieldType, options: string[] | undefined): st
   return [];
 }
 
-function inUse(code: string, message: string, count: number, what: string) {
+/** The 409 of a change that contacts' values or active automation rules stand in the way of. */
+function inUse(code: string, message: string, blockers: Blocker[]) {
   const error = new DomainError('conflict', code, message);
-  error.blockers = [
-    { kind: 'contacts', count, detail: `${count} contact${count === 1 ? ' has' : 's have'} ${what}` },
-  ];
+  error.blockers = blockers;
   return error;
+}
+
+/** Contacts' values (counted) and active rules that a change of the field would strand. */
+function blockersOfChange(count: number, what: string, rules: Blocker | null): Blocker[] {
+  const blockers: Blocker[] = [];
+  if (count > 0) {
+    blockers.push({
+      kind: 'contacts',
+      count,
+      detail: `${count} contact${count === 1 ? ' has' : 's have'} ${what}`,
+    });
+  }
+  if (rules) blockers.push(rules);
+  return blockers;
 }
 
 export async function createContactField(
@@ -92,23 +106,30 @@ export async function updateContactField(
     const keyChanges = patch.key !== undefined && patch.key !== current.key;
     const typeChanges = type !== current.type;
     if (keyChanges || typeChanges) {
-      const count = await countContactsWithValue(trx, current.key);
-      if (count > 0) {
+      const blockers = await blockersOfChange(
+        await countContactsWithValue(trx, current.key),
+        'a value for the field',
+        await contactFieldRuleBlocker(trx, current.key),
+      );
+      if (blockers.length > 0) {
         throw inUse(
           'contact_field_in_use',
-          `Contacts have values for this field, so its ${keyChanges ? 'key' : 'type'} cannot change. Remove the values (or the field) first.`,
-          count,
-          'a value for the field',
+          `Contacts have values for this field, or active automation rules read it, so its ${keyChanges ? 'key' : 'type'} cannot change. Remove the values and change the rules first (see blockers).`,
+          blockers,
         );
       }
     } else if (type === 'choice' && patch.options !== undefined) {
-      const count = await countContactsOutsideOptions(trx, current.key, options);
-      if (count > 0) {
+      const dropped = current.type === 'choice' ? current.options.filter((o) => !options.includes(o)) : [];
+      const blockers = await blockersOfChange(
+        await countContactsOutsideOptions(trx, current.key, options),
+        'a value that is not among the new options',
+        dropped.length > 0 ? await contactFieldRuleBlocker(trx, current.key, dropped) : null,
+      );
+      if (blockers.length > 0) {
         throw inUse(
           'contact_field_option_in_use',
-          'Contacts have chosen an option this change removes. Change their values first.',
-          count,
-          'a value that is not among the new options',
+          'Contacts have chosen an option this change removes, or active automation rules compare the field with one. Change them first (see blockers).',
+          blockers,
         );
       }
     }
@@ -122,13 +143,24 @@ export async function updateContactField(
   });
 }
 
-/** Deletes the definition and every contact's value for it, in one transaction. */
+/**
+ * Deletes the definition and every contact's value for it, in one transaction; refused (409)
+ * while active automation rules read the field.
+ */
 export async function deleteContactField(db: Db, principal: Principal, request: FastifyRequest, id: string) {
   requireAdmin(principal);
   await db.transaction().execute(async (trx) => {
     const current = await repo.lockContactField(trx, id);
     if (!current) throw notFoundField();
     assertIfMatch(request, current);
+    const rules = await contactFieldRuleBlocker(trx, current.key);
+    if (rules) {
+      throw inUse(
+        'contact_field_in_use',
+        'Active automation rules read this field. Change or deactivate them first (see blockers).',
+        [rules],
+      );
+    }
     await removeFieldValues(trx, current.key);
     await repo.deleteContactFieldRow(trx, id);
   });
