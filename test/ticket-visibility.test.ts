@@ -13,8 +13,13 @@ const ACTORS = [
   'outsider',
   'disabled',
   'readonly',
+  'solverApi',
+  'nonMemberApi',
 ] as const;
 type ActorName = (typeof ACTORS)[number];
+// API tokens carry their agent's departments and roles: the same answers as the agent's session.
+const SAME_AS: Partial<Record<ActorName, ActorName>> = { solverApi: 'solver', nonMemberApi: 'nonMember' };
+const column = (actor: ActorName) => ACTORS.indexOf(SAME_AS[actor] ?? actor);
 
 interface Fixture {
   id: string;
@@ -167,6 +172,16 @@ t.test('ticket visibility and roles', async (t) => {
     payload: { name: 'read-only export', scopes: ['read'] },
   });
   if (minted.statusCode !== 201) throw new Error(`token creation failed: ${minted.body}`);
+  const apiToken = async (session: string) => {
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/api-tokens',
+      token: session,
+      payload: { name: 'integration', scopes: ['read', 'write'] },
+    });
+    if (res.statusCode !== 201) throw new Error(`token creation failed: ${res.body}`);
+    return res.json().secret as string;
+  };
 
   const tokens: Record<ActorName, string> = {
     admin: admin.token,
@@ -178,6 +193,8 @@ t.test('ticket visibility and roles', async (t) => {
     outsider: outsider.token,
     disabled: disabled.token,
     readonly: minted.json().secret,
+    solverApi: await apiToken(solver.token),
+    nonMemberApi: await apiToken(nonMember.token),
   };
 
   const routes: Route[] = [
@@ -348,11 +365,11 @@ t.test('ticket visibility and roles', async (t) => {
 
   await t.test('the matrix: every ticket route for every kind of caller', async (t) => {
     t.same(Object.keys(MATRIX).sort(), routes.map((r) => r.name).sort(), 'one row per route');
-    const canRead = (actor: ActorName) => MATRIX['GET ticket']![ACTORS.indexOf(actor)] === 200;
+    const canRead = (actor: ActorName) => MATRIX['GET ticket']![column(actor)] === 200;
     let n = 0;
     for (const route of routes) {
       for (const actor of ACTORS) {
-        const expected = MATRIX[route.name]![ACTORS.indexOf(actor)]!;
+        const expected = MATRIX[route.name]![column(actor)]!;
         const word = `matrixword${++n}`;
         const record = await makeTicket(ctx.db, {
           subject: `Matrix ${word}`,

@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Db } from '../../db/database.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
@@ -58,12 +58,16 @@ export function findAgentRow(db: Executor, id: string) {
   return db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** An agent's memberships as [department_id, role] pairs (a json array), for the auth statements. */
-export function departmentsOf(agentId: RawBuilder<unknown>) {
+/**
+ * An agent's memberships as [department_id, role] pairs (a json array), for the auth statements.
+ * `agentIdColumn` must name its table (`a.id`, `found.agent_id`): a bare `agent_id` would bind
+ * to the subquery's own department_members.agent_id and return every agent's memberships.
+ */
+export function departmentsOf(agentIdColumn: `${string}.${string}`) {
   return sql<
     [string, DepartmentRole][]
   >`(select coalesce(json_agg(json_build_array(m.department_id, m.role)), '[]')
-    from department_members m where m.agent_id = ${agentId})`;
+    from department_members m where m.agent_id = ${sql.ref(agentIdColumn)})`;
 }
 
 /** What authenticating a session needs of its agent, with the agent's departments: one round trip. */
@@ -74,7 +78,7 @@ export async function findAgentForAuth(db: Executor, id: string) {
     status: AgentStatus;
     password_changed_at: Date | null;
     departments: [string, DepartmentRole][];
-  }>`select a.id, a.role, a.status, a.password_changed_at, ${departmentsOf(sql`a.id`)} as departments
+  }>`select a.id, a.role, a.status, a.password_changed_at, ${departmentsOf('a.id')} as departments
     from agents a where a.id = ${id}`).execute(db);
   return rows[0];
 }

@@ -78,7 +78,7 @@ export async function findTokenForAuth(db: Executor, tokenHash: string) {
         and (last_used_at is null or last_used_at < now() - interval '1 minute')
     )
     select id, agent_id, scopes, expires_at, revoked_at, role, agent_status,
-      ${departmentsOf(sql`agent_id`)} as departments
+      ${departmentsOf('found.agent_id')} as departments
     from found`).execute(db);
   return result.rows[0];
 }

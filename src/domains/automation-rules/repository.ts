@@ -296,7 +296,7 @@ export async function readRulesKeyAndContact(db: Executor, contactId: string): P
     name: string | null;
     email: string | null;
     custom_fields: unknown;
-  }>`select s.rules_key, c.name, ${firstEmailOf(sql`c.id`)} as email, c.custom_fields
+  }>`select s.rules_key, c.name, ${firstEmailOf('c.id')} as email, c.custom_fields
     from automation_rules_state s left join contacts c on c.id = ${contactId}`).execute(db);
   const row = rows[0]!;
   return {
@@ -365,7 +365,7 @@ export async function loadCatalog(db: Executor): Promise<Catalog> {
 export async function contactForRules(db: Executor, contactId: string) {
   return db
     .selectFrom('contacts as c')
-    .select(['c.name', firstEmailOf(sql`c.id`).as('email'), 'c.custom_fields'])
+    .select(['c.name', firstEmailOf('c.id').as('email'), 'c.custom_fields'])
     .where('c.id', '=', contactId)
     .executeTakeFirstOrThrow();
 }

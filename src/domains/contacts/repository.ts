@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import { prepared } from '../../db/prepared.ts';
 import type { Database } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
@@ -262,16 +262,18 @@ export interface ContactSummary {
 }
 
 /** The first email and phone of a contact (by position), as SQL over a contact id expression. */
-export function firstEmailOf(contactId: RawBuilder<unknown>) {
-  return sql<
-    string | null
-  >`(select e.email from contact_emails e where e.contact_id = ${contactId} order by e.position limit 1)`;
+// The column these correlated subqueries compare with must name its table (`c.id`): a bare name
+// could bind to a column of the subquery itself and match every row.
+type QualifiedColumn = `${string}.${string}`;
+
+export function firstEmailOf(contactIdColumn: QualifiedColumn) {
+  return sql<string | null>`(select e.email from contact_emails e
+    where e.contact_id = ${sql.ref(contactIdColumn)} order by e.position limit 1)`;
 }
 
-export function firstPhoneOf(contactId: RawBuilder<unknown>) {
-  return sql<
-    string | null
-  >`(select p.phone from contact_phones p where p.contact_id = ${contactId} order by p.position limit 1)`;
+export function firstPhoneOf(contactIdColumn: QualifiedColumn) {
+  return sql<string | null>`(select p.phone from contact_phones p
+    where p.contact_id = ${sql.ref(contactIdColumn)} order by p.position limit 1)`;
 }
 
 export async function contactSummaries(db: Executor, ids: string[]): Promise<Map<string, ContactSummary>> {
@@ -282,8 +284,8 @@ export async function contactSummaries(db: Executor, ids: string[]): Promise<Map
     .select([
       'contacts.id',
       'contacts.name',
-      firstEmailOf(sql`contacts.id`).as('email'),
-      firstPhoneOf(sql`contacts.id`).as('phone'),
+      firstEmailOf('contacts.id').as('email'),
+      firstPhoneOf('contacts.id').as('phone'),
     ])
     .where('contacts.id', 'in', unique)
     .execute();
@@ -347,7 +349,7 @@ async function findOrInsertByIdentity(
       select id, ${p}::text, 0 from new_contact where ${p}::text is not null
       on conflict (phone) do nothing returning contact_id
     ), found_contact as (
-      select c.name, c.custom_fields, ${firstEmailOf(sql`c.id`)} as email
+      select c.name, c.custom_fields, ${firstEmailOf('c.id')} as email
       from contacts c where c.id = (select id from found limit 1)
     )
     -- Scalar subqueries only: joined instead, this measured 10x slower.

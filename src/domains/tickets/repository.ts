@@ -214,8 +214,8 @@ export async function insertOpenedTicket(
     )`
         : sql``
     }${extra.also ? sql`, also as (${extra.also})` : sql``}
-    select t.*, c.name as contact_name, ${firstEmailOf(sql`c.id`)} as contact_email,
-      ${firstPhoneOf(sql`c.id`)} as contact_phone
+    select t.*, c.name as contact_name, ${firstEmailOf('c.id')} as contact_email,
+      ${firstPhoneOf('c.id')} as contact_phone
     from t join contacts c on c.id = t.contact_id`;
   const result = await prepared(extra.final ? final(statement) : statement).execute(trx);
   const row = result.rows[0]!;
@@ -532,8 +532,8 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
     // The contact summaries come in the same statement (a round trip costs more than these).
     .select([
       sql<string>`(select c.name from contacts c where c.id = t.contact_id)`.as('contact_name'),
-      firstEmailOf(sql`t.contact_id`).as('contact_email'),
-      firstPhoneOf(sql`t.contact_id`).as('contact_phone'),
+      firstEmailOf('t.contact_id').as('contact_email'),
+      firstPhoneOf('t.contact_id').as('contact_phone'),
     ])
     .where(visibleTickets(access))
     .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
