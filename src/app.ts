@@ -4,6 +4,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
+import { fullFormats } from 'ajv-formats/dist/formats.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
 import type { Db } from './db/database.ts';
@@ -22,7 +23,7 @@ import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
-import { problemPlugin } from './plugins/problem.ts';
+import { frameworkProblem, problemPlugin } from './plugins/problem.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,6 +66,13 @@ function createAjv(part: 'body' | 'other') {
     strict: false,
   });
   addFormats.default(ajv);
+  // RFC 3339 allows a leap second (23:59:60), which a JavaScript Date cannot hold: such a value
+  // would pass validation and then fail as an Invalid Date in the handler. Refused here (400).
+  const rfc3339 = fullFormats['date-time'] as { validate: (s: string) => boolean };
+  ajv.addFormat('date-time', {
+    type: 'string',
+    validate: (s: string) => rfc3339.validate(s) && Number.isFinite(Date.parse(s)),
+  });
   return ajv;
 }
 
@@ -78,6 +86,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     genReqId: () => randomUUID(),
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // A path fastify cannot decode, or an over-long path id, is answered before any route or
+    // error handler runs: routed here so it leaves as problem+json like every other 4xx.
+    frameworkErrors: frameworkProblem,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const bodyAjv = createAjv('body');

@@ -449,6 +449,14 @@ t.test('calls and chats', async (t) => {
       ],
       [{ ...chat, messages: undefined }, 400, 'validation_failed', 'body/messages'],
       [{ ...chat, missed: 'no' }, 400, 'validation_failed', 'body/missed'],
+      // RFC 3339 allows a leap second; a JavaScript Date cannot hold one (it was a 500).
+      [{ ...chat, started_at: '2024-01-01T23:59:60Z' }, 400, 'validation_failed', 'body/started_at'],
+      [
+        { ...chat, messages: [{ from: 'customer', body: 'Hi', sent_at: '2024-06-30T23:59:60Z' }] },
+        400,
+        'validation_failed',
+        'body/messages/0/sent_at',
+      ],
       [{ ...chat, messages: [{ from: 'bot', body: 'Hi', sent_at: at(5) }] }, 400, 'validation_failed'],
       [{ ...chat, messages: [{ from: 'customer', body: '', sent_at: at(5) }] }, 400, 'validation_failed'],
       [

@@ -55,6 +55,23 @@ t.test('HTTP contract for every route', async (t) => {
     }
   });
 
+  await t.test(
+    'paths the router cannot take (bad percent-encoding, over-long ids) are 400 problems',
+    async (t) => {
+      for (const [method, url] of [
+        ['GET', '/v1/departments/%ED%A0%80'],
+        ['PATCH', '/v1/tickets/%FF'],
+        ['GET', `/v1/departments/${'x'.repeat(300)}`],
+        ['DELETE', `/v1/contacts/${'0'.repeat(201)}`],
+      ] as const) {
+        const res = await ctx.request({ method, url, token, payload: method === 'PATCH' ? {} : undefined });
+        t.equal(res.statusCode, 400, `${method} ${url.slice(0, 40)}`);
+        t.match(res.headers['content-type'], /^application\/problem\+json/);
+        t.match(res.json(), { status: 400, code: 'malformed_url', detail: /.+/ });
+      }
+    },
+  );
+
   await t.test('text PostgreSQL cannot store (U+0000) is a 400 problem and creates nothing', async (t) => {
     const before = await ctx.db
       .selectFrom('tickets')

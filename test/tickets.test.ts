@@ -937,6 +937,20 @@ t.test('tickets', async (t) => {
       const res = await api('GET', `/v1/tickets?cursor=${garbage}`);
       t.equal(res.statusCode, 400, garbage);
     }
+    // A cursor is readable JSON: one edited by hand still answers 4xx, whatever time it carries
+    // (impossible offsets and unknown zones were 500s).
+    const [fingerprint, , lastId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    for (const time of [
+      '+275760-09-13T00:00:00.000Z',
+      '2024-01-01 Mars/Olympus',
+      '2024-01-01T00:00:00+99:99',
+      'yesterday-ish',
+    ]) {
+      const forged = Buffer.from(JSON.stringify([fingerprint, time, lastId])).toString('base64url');
+      const res = await api('GET', `/v1/tickets?tag=paging&limit=5&cursor=${forged}`);
+      t.equal(res.statusCode, 400, `a cursor edited to ${time}: ${res.body}`);
+      t.match(res.headers['content-type'], /^application\/problem\+json/);
+    }
   });
 
   await t.test('Idempotency-Key: a retry gets the first ticket back, never a second one', async (t) => {

@@ -64,7 +64,17 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; detail?: str
   FST_ERR_CTP_EMPTY_TYPE: { status: 400, code: 'malformed_request' },
   FST_ERR_CTP_INVALID_TYPE: { status: 400, code: 'malformed_request' },
   FST_ERR_CTP_INVALID_HEADER: { status: 400, code: 'malformed_request' },
-  FST_ERR_BAD_URL: { status: 400, code: 'malformed_url' },
+  FST_ERR_BAD_URL: {
+    status: 400,
+    code: 'malformed_url',
+    detail: 'The path is not valid percent-encoded UTF-8.',
+  },
+  // Path parameters are ids: one this long names nothing, like any other malformed id (400).
+  FST_ERR_MAX_PARAM_LENGTH: {
+    status: 400,
+    code: 'malformed_url',
+    detail: 'A path parameter is longer than 200 characters.',
+  },
   FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'malformed_request' },
 };
 
@@ -81,6 +91,11 @@ const PG_CODES: Record<string, { status: number; code: string; detail: string }>
   '22003': { status: 400, code: 'value_out_of_range', detail: 'A number is out of range.' },
   '22007': { status: 400, code: 'invalid_value', detail: 'A date or time has the wrong format.' },
   '22008': { status: 400, code: 'value_out_of_range', detail: 'A date or time is out of range.' },
+  // A timestamp with an impossible offset, or a time zone PostgreSQL does not know: what a
+  // hand-edited cursor carries into a time column. (22023 is also what some functions raise on a
+  // bad argument; our statements pass them only validated values, so it is mapped as the client's.)
+  '22009': { status: 400, code: 'invalid_value', detail: 'A date or time has an invalid offset.' },
+  '22023': { status: 400, code: 'invalid_value', detail: 'A value is not one PostgreSQL accepts here.' },
   // U+0000 (and other text PostgreSQL cannot store) in a text or jsonb value.
   '22021': {
     status: 400,
@@ -172,6 +187,18 @@ export function sendProblem(
     ...extra,
   };
   return reply.code(status).type(PROBLEM_CONTENT_TYPE).send(body);
+}
+
+/** fastify's `frameworkErrors`: what its router refuses before a route runs, as problem+json. */
+export function frameworkProblem(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const known = FASTIFY_CODES[error.code];
+  return sendProblem(
+    request,
+    reply,
+    known?.status ?? 400,
+    known?.code ?? 'malformed_request',
+    known?.detail ?? error.message,
+  );
 }
 
 /** One error handler for the whole API: every failure leaves as RFC 9457 problem+json. */
