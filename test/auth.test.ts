@@ -169,6 +169,21 @@ t.test('repeated sign-in failures are throttled per email', async (t) => {
     t.ok(res.headers['retry-after']);
   });
 
+  await t.test("a made-up email cannot lock another counter (an agent's password change)", async (t) => {
+    const agent = await agentWithToken(ctx);
+    for (let i = 0; i < 4; i++) {
+      const res = await signInRequest(ctx, { email: `password-change:${agent.agent.id}`, password: 'nope' });
+      t.ok([401, 429].includes(res.statusCode), `attempt ${i + 1}: ${res.statusCode}`);
+    }
+    const change = await ctx.request({
+      method: 'POST',
+      url: '/v1/me/password',
+      token: agent.token,
+      payload: { current_password: PASSWORD, new_password: NEW_PASSWORD },
+    });
+    t.equal(change.statusCode, 200, `the agent still changes their password: ${change.body}`);
+  });
+
   await t.test('a successful sign-in forgets earlier failures', async (t) => {
     const agent = await makeAgent(ctx.db);
     for (let i = 0; i < 2; i++) {
@@ -541,6 +556,34 @@ t.test('credentials cannot be minted with an API token, and password guesses are
     403,
     'session_required',
   );
+  // Nor by creating an agent with a password and signing in as them (a session mints tokens).
+  const agentsBefore = await ctx.db.selectFrom('agents').select('id').execute();
+  const withPassword = await ctx.request({
+    method: 'POST',
+    url: '/v1/agents',
+    token: apiToken,
+    payload: {
+      name: 'Mallory',
+      email: 'mallory@example.com',
+      role: 'admin',
+      password: 'chosen by whoever holds the token',
+    },
+  });
+  isProblem(t, withPassword, 403, 'session_required');
+  t.same(await ctx.db.selectFrom('agents').select('id').execute(), agentsBefore, 'no agent created');
+  isProblem(
+    t,
+    await signInRequest(ctx, { email: 'mallory@example.com', password: 'chosen by whoever holds the token' }),
+    401,
+    'invalid_credentials',
+  );
+  const withoutPassword = await ctx.request({
+    method: 'POST',
+    url: '/v1/agents',
+    token: apiToken,
+    payload: { name: 'Provisioned', email: 'provisioned@example.com' },
+  });
+  t.equal(withoutPassword.statusCode, 201, 'an integration may still provision agents, with no password');
 
   const guesses: number[] = [];
   for (let i = 0; i < 4; i++) {

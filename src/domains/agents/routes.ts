@@ -46,7 +46,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Create an agent',
         description:
-          'Owners and admins; only owners create owners. Without a password the agent cannot sign in until one is set.',
+          'Owners and admins; only owners create owners. Without a password the agent cannot sign in until one is set. Setting a password needs a session: an API token may create agents only without one (403 `session_required`).',
         body: CreateAgentBody,
         response: { 201: { ...Agent, headers: etagHeader }, ...problems(409, 422) },
       },

@@ -30,6 +30,9 @@ export async function createAgent(
     departments?: { department_id: string; role?: DepartmentRole | undefined }[] | undefined;
   },
 ): Promise<Agent> {
+  // A password is a way to sign in, and a session can mint tokens: an API token may create
+  // agents, but not with a password (as it may not set one later).
+  if (input.password !== undefined) requireSession(principal);
   const role = input.role ?? 'agent';
   if (!canManageAgent(principal, 'agent', role)) {
     throw forbidden(

@@ -22,7 +22,10 @@ export async function signIn(
   input: { email: string; password: string },
   limits: { maxFailures: number; lockSeconds: number },
 ): Promise<AgentRow> {
-  const key = input.email.trim().toLowerCase();
+  const email = input.email.trim().toLowerCase();
+  // Prefixed: the throttle's keys share one table, and a made-up "email" must not be able to
+  // name another counter (an agent's password-change counter, say) and lock it.
+  const key = `sign-in:${email}`;
   const blocked = await throttle.secondsBlocked(db, key);
   if (blocked > 0) {
     const error = new DomainError(
@@ -33,7 +36,7 @@ export async function signIn(
     error.retryAfterSeconds = blocked;
     throw error;
   }
-  const agent = await findAgentRowByEmail(db, key);
+  const agent = await findAgentRowByEmail(db, email);
   const passwordOk = await verifyPassword(input.password, agent?.password_hash ?? null);
   if (!agent || !passwordOk || agent.status !== 'active') {
     await throttle.recordFailure(db, key, limits.maxFailures, limits.lockSeconds);
