@@ -469,6 +469,24 @@ t.test('creating and updating agents: validation, conflicts, versions', async (t
     },
   );
 
+  await t.test('nobody sets their own password without the current one', async (t) => {
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    for (const [who, token, id] of [
+      ['the owner', owner.token, owner.agent.id],
+      ['an admin', admin.token, admin.agent.id],
+    ] as const) {
+      const before = await agentRow(ctx, id);
+      const res = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/agents/${id}`,
+        token,
+        payload: { password: 'set without the old one' },
+      });
+      isProblem(t, res, 403, 'current_password_required');
+      t.same(await agentRow(ctx, id), before, `${who}: unchanged`);
+    }
+  });
+
   await t.test("an admin's password reset ends the agent's sessions", async (t) => {
     const { agent, token } = await agentWithToken(ctx);
     const res = await asOwner.update(agent.id, { password: 'reset by the owner' });

@@ -80,7 +80,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Update an agent',
         description:
-          'Owners and admins (only owners change owners or grant the owner role). Disabling an agent ends their sessions and revokes their API tokens (enabling them again brings neither back); setting a password ends their sessions and needs a signed-in session, not an API token. The last active owner cannot be demoted or disabled.',
+          'Owners and admins (only owners change owners or grant the owner role). Disabling an agent ends their sessions and revokes their API tokens (enabling them again brings neither back); setting a password ends their sessions and needs a signed-in session, not an API token; an agent’s own password changes only with POST /v1/me/password (403 `current_password_required`). The last active owner cannot be demoted or disabled.',
         params: IdParams,
         headers: IfMatchHeaders,
         body: UpdateAgentBody,

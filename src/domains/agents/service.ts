@@ -111,6 +111,14 @@ export async function updateAgent(
 ): Promise<Agent> {
   // Setting a password mints a way to sign in, which API tokens must never be able to do.
   if (patch.password !== undefined) requireSession(principal);
+  // One's own password changes with the current one (POST /v1/me/password, throttled), so a
+  // stolen admin session cannot set a new one and keep the account.
+  if (patch.password !== undefined && id === principal.agentId) {
+    throw forbidden(
+      'Change your own password with POST /v1/me/password, which asks for the current one.',
+      'current_password_required',
+    );
+  }
   const passwordHash = patch.password ? await hashPassword(patch.password) : undefined;
   await db.transaction().execute(async (trx) => {
     const row = await repo.lockAgentRow(trx, id);
