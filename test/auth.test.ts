@@ -129,7 +129,7 @@ t.test('sign-in', async (t) => {
     isProblem(t, form, 415, 'unsupported_media_type');
     const throttled = await ctx.db.selectFrom('sign_in_throttle').selectAll().execute();
     t.notOk(
-      throttled.some((r) => r.key === agent.email.toLowerCase()),
+      throttled.some((r) => r.key === `sign-in:${agent.email.toLowerCase()}`),
       'no failure counted for a request that never reached the password check',
     );
     t.equal((await signInRequest(ctx, { email: agent.email, password: PASSWORD })).statusCode, 200);

@@ -100,7 +100,7 @@ export async function updateAgent(
   db: Db,
   principal: Principal,
   request: FastifyRequest,
-  id: string,
+  rawId: string,
   patch: {
     name?: string | undefined;
     email?: string | undefined;
@@ -109,6 +109,8 @@ export async function updateAgent(
     password?: string | undefined;
   },
 ): Promise<Agent> {
+  // Ids are compared with the caller's below: a UUID in upper case names the same agent.
+  const id = rawId.toLowerCase();
   // Setting a password mints a way to sign in, which API tokens must never be able to do.
   if (patch.password !== undefined) requireSession(principal);
   // One's own password changes with the current one (POST /v1/me/password, throttled), so a
@@ -161,11 +163,14 @@ export async function deleteAgent(
   db: Db,
   principal: Principal,
   request: FastifyRequest,
-  id: string,
+  rawId: string,
   dependents: readonly Dependents[],
-  substitute?: string,
+  rawSubstitute?: string,
 ): Promise<void> {
   requireAdmin(principal);
+  // Compared with the caller's id and with each other: a UUID in upper case is the same agent.
+  const id = rawId.toLowerCase();
+  const substitute = rawSubstitute?.toLowerCase();
   if (id === principal.agentId) {
     throw new DomainError('conflict', 'cannot_delete_self', 'You cannot delete yourself.');
   }
