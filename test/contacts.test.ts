@@ -721,6 +721,21 @@ t.test('contacts', async (t) => {
         200,
         'so is dropping one that no rule names (the inactive rule names Retail, which stays)',
       );
+      // Rules compare choices folded, as validation accepts them: a change of case drops nothing,
+      // and a rule that typed the option in lower case still holds it.
+      const typed = await rule('Retail, as typed', {
+        all: [{ field: 'contact.custom.segment', operator: 'is', value: 'retail' }],
+      });
+      const recased = await patch(`/v1/contact-fields/${segment.id}`, {
+        options: ['RETAIL', 'Wholesale', 'Partner'],
+      });
+      t.equal(recased.statusCode, 200, `a change of case only: ${recased.body}`);
+      const dropRetail = await patch(`/v1/contact-fields/${segment.id}`, {
+        options: ['Wholesale', 'Partner'],
+      });
+      t.equal(dropRetail.statusCode, 409);
+      t.match(dropRetail.json().blockers[0].detail, /"Retail, as typed"/);
+      t.equal((await patch(`/v1/automation-rules/${typed.id}`, { active: false })).statusCode, 200);
       const off = await patch(`/v1/automation-rules/${wholesale.id}`, { active: false });
       t.equal(off.statusCode, 200);
       t.equal((await del(segment.id)).statusCode, 204, 'once no active rule reads it, the field goes');

@@ -12,6 +12,7 @@ import {
   type ConditionLeaf,
   CUSTOM_PREFIX,
   type Effect,
+  foldText,
   LIMITS,
   PREVIOUS_PREFIX,
   type PreviousValues,
@@ -775,9 +776,12 @@ export async function contactFieldRuleBlocker(
   dropped?: readonly string[],
 ): Promise<Blocker | null> {
   const fields = new Set([`${CUSTOM_PREFIX}${key}`, `${PREVIOUS_PREFIX}${CUSTOM_PREFIX}${key}`]);
+  // Rules name a choice as validation accepts it: matching an option when both are folded.
+  const gone = dropped && new Set(dropped.map(foldText));
+  const valuesOf = (value: ConditionLeaf['value']) => (Array.isArray(value) ? value : [value]);
   const reads = (leaf: ConditionLeaf) =>
     fields.has(leaf.field) &&
-    (dropped === undefined || dropped.some((option) => leafMentions(leaf.value, option)));
+    (gone === undefined || valuesOf(leaf.value).some((v) => typeof v === 'string' && gone.has(foldText(v))));
   await repo.lockRulesState(trx as Trx);
   const names = (await repo.allRuleRows(trx))
     .map((row) => repo.toEngineRule(row))

@@ -4,6 +4,7 @@ import type { Db } from '../../db/database.ts';
 import type { ContactFieldType } from '../../db/types.ts';
 import { type Blocker, DomainError, invalid } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
+import { foldText } from '../../rule-engine/index.ts';
 import { contactFieldRuleBlocker } from '../automation-rules/service.ts';
 import {
   countContactsOutsideOptions,
@@ -106,7 +107,7 @@ export async function updateContactField(
     const keyChanges = patch.key !== undefined && patch.key !== current.key;
     const typeChanges = type !== current.type;
     if (keyChanges || typeChanges) {
-      const blockers = await blockersOfChange(
+      const blockers = blockersOfChange(
         await countContactsWithValue(trx, current.key),
         'a value for the field',
         await contactFieldRuleBlocker(trx, current.key),
@@ -119,8 +120,11 @@ export async function updateContactField(
         );
       }
     } else if (type === 'choice' && patch.options !== undefined) {
-      const dropped = current.type === 'choice' ? current.options.filter((o) => !options.includes(o)) : [];
-      const blockers = await blockersOfChange(
+      // An option whose new spelling folds equal (a change of case) is kept, for rules: they
+      // compare choices folded.
+      const kept = new Set(options.map(foldText));
+      const dropped = current.type === 'choice' ? current.options.filter((o) => !kept.has(foldText(o))) : [];
+      const blockers = blockersOfChange(
         await countContactsOutsideOptions(trx, current.key, options),
         'a value that is not among the new options',
         dropped.length > 0 ? await contactFieldRuleBlocker(trx, current.key, dropped) : null,
