@@ -68,6 +68,7 @@ t.test('HTTP contract for every route', async (t) => {
         t.equal(res.statusCode, 400, `${method} ${url.slice(0, 40)}`);
         t.match(res.headers['content-type'], /^application\/problem\+json/);
         t.match(res.json(), { status: 400, code: 'malformed_url', detail: /.+/ });
+        t.equal(res.headers['x-request-id'], res.json().request_id, 'the request id, as on every answer');
       }
     },
   );

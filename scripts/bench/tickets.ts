@@ -182,6 +182,11 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
   const bare = await measured('/bare', servers.bare, {}, bareBody);
   const trips = await queriesPerCreation(auth.authorization, department.id);
   const probe = await measured(`/bare-round-trips?n=${trips}`, servers.bare, {}, bareBody);
+  // Counted before the floor probes, which create tickets of their own.
+  const created = await db
+    .selectFrom('tickets')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
   const floor = await measured('/floor', servers.bare, auth, ticketBody);
   await http('GET', `${servers.bare}/floor-batches`, null);
   const floorBatched = await measured('/floor-batched', servers.bare, auth, ticketBody);
@@ -197,10 +202,6 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
       out(`  WARNING ${name}: ${r.non2xx} non-2xx answers (${r.statuses}), ${r.errors} errors`);
     }
   }
-  const created = await db
-    .selectFrom('tickets')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .executeTakeFirstOrThrow();
   out(
     `create  rps=${create.rps.toFixed(0)} p50=${create.p50}ms p99=${create.p99}ms | ` +
       `bare rps=${bare.rps.toFixed(0)} p50=${bare.p50}ms p99=${bare.p99}ms | ratio=${(create.rps / bare.rps).toFixed(2)}`,
@@ -209,11 +210,11 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
   out(`  create: ${cpuLine(create.cpu)}`);
   out(`  bare:   ${cpuLine(bare.cpu)}`);
   if (create.cpu && create.cpu.postgres > 0) {
-    // The bound the database alone sets, whatever the app does: on a machine whose CPUs it
-    // shares with everything else, PostgreSQL's own CPU time per creation caps the rate.
+    // The bound the app's statements set, whatever the server costs: on a machine whose CPUs
+    // PostgreSQL shares with everything else, its own CPU time per creation caps the rate.
     const ceiling = (availableParallelism() * 1000) / create.cpu.postgres;
     out(
-      `  ceiling: PostgreSQL alone needs ${create.cpu.postgres.toFixed(2)} ms of CPU per creation, so even an app that ` +
+      `  ceiling: PostgreSQL alone needs ${create.cpu.postgres.toFixed(2)} ms of CPU per creation, so with these statements even a server that ` +
         `cost nothing would create at most ${ceiling.toFixed(0)}/s on ${availableParallelism()} CPUs: ${(ceiling / bare.rps).toFixed(2)}x the bare route`,
     );
   }
@@ -225,7 +226,7 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
   // What the work itself costs, apart from the app's design (tickets-server.ts, "Floor probes").
   out(
     `floor   rps=${floor.rps.toFixed(0)} p50=${floor.p50}ms p99=${floor.p99}ms | ratio to bare=${(floor.rps / bare.rps).toFixed(2)}` +
-      '  (the least a creation writes: token, then contact, email, ticket, message, 2 events in one statement; no validation or rules)',
+      '  (the least a creation does: read the token, then write contact, email, ticket, message, 2 events in one statement; no validation or rules)',
   );
   out(`  floor:  ${cpuLine(floor.cpu)}`);
   out(

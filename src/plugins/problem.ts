@@ -79,7 +79,7 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; detail?: str
 };
 
 // PostgreSQL SQLSTATEs that mean the client asked for something impossible, not that we broke.
-const PG_CODES: Record<string, { status: number; code: string; detail: string }> = {
+const PG_CODES: Record<string, { status: number; code: string; detail: string; when?: RegExp }> = {
   '23505': { status: 409, code: 'conflict', detail: 'A resource with the same unique value already exists.' },
   '23503': {
     status: 409,
@@ -91,11 +91,17 @@ const PG_CODES: Record<string, { status: number; code: string; detail: string }>
   '22003': { status: 400, code: 'value_out_of_range', detail: 'A number is out of range.' },
   '22007': { status: 400, code: 'invalid_value', detail: 'A date or time has the wrong format.' },
   '22008': { status: 400, code: 'value_out_of_range', detail: 'A date or time is out of range.' },
-  // A timestamp with an impossible offset, or a time zone PostgreSQL does not know: what a
-  // hand-edited cursor carries into a time column. (22023 is also what some functions raise on a
-  // bad argument; our statements pass them only validated values, so it is mapped as the client's.)
+  // A timestamp with an impossible offset, or (22023, below) a time zone PostgreSQL does not
+  // know: what a hand-edited cursor carries into a time column.
   '22009': { status: 400, code: 'invalid_value', detail: 'A date or time has an invalid offset.' },
-  '22023': { status: 400, code: 'invalid_value', detail: 'A value is not one PostgreSQL accepts here.' },
+  '22023': {
+    status: 400,
+    code: 'invalid_value',
+    detail: 'A date or time names a time zone PostgreSQL does not know.',
+    // Functions raise 22023 on bad arguments too (ours only get what the code builds): those
+    // stay 500s, so a bug of ours is not passed off as the client's.
+    when: /^time zone .* not recognized$/,
+  },
   // U+0000 (and other text PostgreSQL cannot store) in a text or jsonb value.
   '22021': {
     status: 400,
@@ -192,6 +198,8 @@ export function sendProblem(
 /** fastify's `frameworkErrors`: what its router refuses before a route runs, as problem+json. */
 export function frameworkProblem(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   const known = FASTIFY_CODES[error.code];
+  // No route, so no onSend hook: the request id the body names goes in the header here.
+  reply.header('x-request-id', request.id);
   return sendProblem(
     request,
     reply,
@@ -249,12 +257,13 @@ export const problemPlugin = fp(
       if (known) return sendProblem(request, reply, known.status, known.code, known.detail ?? error.message);
 
       const pgCode = (error as { code?: unknown }).code;
-      if (typeof pgCode === 'string' && PG_CODES[pgCode] && 'severity' in error) {
+      const pgKnown = typeof pgCode === 'string' ? PG_CODES[pgCode] : undefined;
+      if (pgKnown && 'severity' in error && (!pgKnown.when || pgKnown.when.test(error.message))) {
         const constraint = (error as { constraint?: string }).constraint;
         const specific = constraint ? CONSTRAINT_CODES[constraint] : undefined;
-        const mapped = specific ?? PG_CODES[pgCode];
+        const mapped = specific ?? pgKnown;
         request.log.info({ pgCode, constraint }, 'database refused the change');
-        const status = specific?.status ?? PG_CODES[pgCode].status;
+        const status = specific?.status ?? pgKnown.status;
         const extra = specific?.field
           ? { errors: [{ field: specific.field, message: specific.detail }] }
           : {};

@@ -61,13 +61,14 @@ export function findAgentRow(db: Executor, id: string) {
 /**
  * An agent's memberships as [department_id, role] pairs (a json array), for the auth statements.
  * `agentIdColumn` must name its table (`a.id`, `found.agent_id`): a bare `agent_id` would bind
- * to the subquery's own department_members.agent_id and return every agent's memberships.
+ * to the subquery's own department_members.agent_id and return every agent's memberships (the
+ * inner alias, own_m, is one no caller uses, for the same reason).
  */
 export function departmentsOf(agentIdColumn: `${string}.${string}`) {
   return sql<
     [string, DepartmentRole][]
-  >`(select coalesce(json_agg(json_build_array(m.department_id, m.role)), '[]')
-    from department_members m where m.agent_id = ${sql.ref(agentIdColumn)})`;
+  >`(select coalesce(json_agg(json_build_array(own_m.department_id, own_m.role)), '[]')
+    from department_members own_m where own_m.agent_id = ${sql.ref(agentIdColumn)})`;
 }
 
 /** What authenticating a session needs of its agent, with the agent's departments: one round trip. */

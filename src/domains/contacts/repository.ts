@@ -263,17 +263,18 @@ export interface ContactSummary {
 
 /** The first email and phone of a contact (by position), as SQL over a contact id expression. */
 // The column these correlated subqueries compare with must name its table (`c.id`): a bare name
-// could bind to a column of the subquery itself and match every row.
+// could bind to a column of the subquery itself and match every row (and the inner aliases are
+// ones no caller uses).
 type QualifiedColumn = `${string}.${string}`;
 
 export function firstEmailOf(contactIdColumn: QualifiedColumn) {
-  return sql<string | null>`(select e.email from contact_emails e
-    where e.contact_id = ${sql.ref(contactIdColumn)} order by e.position limit 1)`;
+  return sql<string | null>`(select first_e.email from contact_emails first_e
+    where first_e.contact_id = ${sql.ref(contactIdColumn)} order by first_e.position limit 1)`;
 }
 
 export function firstPhoneOf(contactIdColumn: QualifiedColumn) {
-  return sql<string | null>`(select p.phone from contact_phones p
-    where p.contact_id = ${sql.ref(contactIdColumn)} order by p.position limit 1)`;
+  return sql<string | null>`(select first_p.phone from contact_phones first_p
+    where first_p.contact_id = ${sql.ref(contactIdColumn)} order by first_p.position limit 1)`;
 }
 
 export async function contactSummaries(db: Executor, ids: string[]): Promise<Map<string, ContactSummary>> {
