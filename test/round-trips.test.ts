@@ -53,4 +53,36 @@ t.test('round trips of the hot ticket routes', async (t) => {
       `an agent's filtered list by ${who}: credentials with departments, the list with contacts`,
     );
   }
+  await t.test(
+    'after a rule change, the requests that miss the rule set together load it once',
+    async (t) => {
+      const admin = await agentWithToken(ctx, { role: 'admin' });
+      const rule = await ctx.request({
+        method: 'POST',
+        url: '/v1/automation-rules',
+        token: admin.token,
+        payload: {
+          name: 'Tag orders',
+          triggers: ['ticket.created'],
+          conditions: { all: [{ field: 'subject', operator: 'contains', value: 'order' }] },
+          actions: [{ type: 'add_tags', tags: ['orders'] }],
+        },
+      });
+      t.equal(rule.statusCode, 201, rule.body);
+      await create(apiToken); // loads and compiles the new rule set
+      await create(apiToken);
+      const one = await create(apiToken); // a creation with the set cached
+      const renamed = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/automation-rules/${rule.json().id}`,
+        token: admin.token,
+        payload: { name: 'Tag order questions' },
+      });
+      t.equal(renamed.statusCode, 200, 'the rule set has a new key');
+      const before = roundTrips();
+      const all = await Promise.all(Array.from({ length: 6 }, () => create(apiToken)));
+      t.equal(all.length, 6);
+      t.equal(roundTrips() - before, 6 * one + 1, 'six creations, and one load of the rule set among them');
+    },
+  );
 });

@@ -91,10 +91,33 @@ function compiledFor(set: RuleSet, events: readonly Trigger[]): CompiledRules {
 // Each process keeps the rule sets it compiled, by rules_key (renewed with every change).
 const cache = new Map<string, RuleSet>();
 const CACHE_SIZE = 4;
+// The loads under way, by the key that missed: right after a rule change every request in
+// flight misses at once, and one load (and compilation) serves them all.
+const loading = new Map<string, Promise<RuleSet>>();
 
 async function ruleSetFor(db: Kysely<Database>, key: string): Promise<RuleSet> {
   const hit = cache.get(key);
   if (hit) return hit;
+  const pending = loading.get(key);
+  if (pending) {
+    try {
+      return await pending;
+    } catch {
+      // The load ran in another request's transaction, which failed: load in ours.
+    }
+  }
+  const load = loadRuleSet(db);
+  if (!pending) {
+    loading.set(key, load);
+    load.then(
+      () => loading.delete(key),
+      () => loading.delete(key),
+    );
+  }
+  return load;
+}
+
+async function loadRuleSet(db: Kysely<Database>): Promise<RuleSet> {
   const stored = await repo.loadRuleSet(db);
   const set = ruleSetOf(stored.version, stored.rules);
   cache.set(stored.key, set);
