@@ -1,6 +1,6 @@
 import t from 'tap';
 import { roundTrips } from '../src/db/client.ts';
-import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment, mintApiToken } from './helpers/app.ts';
 
 // Round trips to PostgreSQL are most of what a ticket's creation and an agent's list cost on a
 // small machine (docs/tickets.md, "What a creation costs"): the hot paths keep their counts, and
@@ -13,14 +13,7 @@ t.test('round trips of the hot ticket routes', async (t) => {
   }
   const support = await makeDepartment(ctx.db, 'Support');
   const solver = await agentWithToken(ctx, { departments: [[support, 'solver']] });
-  const apiToken = (
-    await ctx.request({
-      method: 'POST',
-      url: '/v1/api-tokens',
-      token: solver.token,
-      payload: { name: 'integration', scopes: ['read', 'write'] },
-    })
-  ).json().secret as string;
+  const apiToken = await mintApiToken(ctx, solver.token);
   let n = 0;
   const counted = async (options: Parameters<typeof ctx.request>[0]) => {
     const before = roundTrips();

@@ -1,6 +1,6 @@
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import t from 'tap';
-import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment, mintApiToken } from './helpers/app.ts';
 import { ago, GHOST, makeTicket, ticketState } from './helpers/tickets.ts';
 
 const ACTORS = [
@@ -165,23 +165,6 @@ t.test('ticket visibility and roles', async (t) => {
     payload: { status: 'disabled' },
   });
   if (disable.statusCode !== 200) throw new Error(`disabling failed: ${disable.body}`);
-  const minted = await ctx.request({
-    method: 'POST',
-    url: '/v1/api-tokens',
-    token: admin.token,
-    payload: { name: 'read-only export', scopes: ['read'] },
-  });
-  if (minted.statusCode !== 201) throw new Error(`token creation failed: ${minted.body}`);
-  const apiToken = async (session: string) => {
-    const res = await ctx.request({
-      method: 'POST',
-      url: '/v1/api-tokens',
-      token: session,
-      payload: { name: 'integration', scopes: ['read', 'write'] },
-    });
-    if (res.statusCode !== 201) throw new Error(`token creation failed: ${res.body}`);
-    return res.json().secret as string;
-  };
 
   const tokens: Record<ActorName, string> = {
     admin: admin.token,
@@ -192,9 +175,9 @@ t.test('ticket visibility and roles', async (t) => {
     nonMember: nonMember.token,
     outsider: outsider.token,
     disabled: disabled.token,
-    readonly: minted.json().secret,
-    solverApi: await apiToken(solver.token),
-    nonMemberApi: await apiToken(nonMember.token),
+    readonly: await mintApiToken(ctx, admin.token, ['read'], 'read-only export'),
+    solverApi: await mintApiToken(ctx, solver.token),
+    nonMemberApi: await mintApiToken(ctx, nonMember.token),
   };
 
   const routes: Route[] = [

@@ -7,6 +7,8 @@ export type AgentRole = 'owner' | 'admin' | 'agent';
 export type AgentStatus = 'active' | 'disabled';
 export type DepartmentRole = 'reader' | 'solver' | 'supervisor' | 'manager';
 export type TokenScope = 'read' | 'write';
+/** A column named with its table (`c.id`), for SQL helpers that must not bind a bare name wrongly. */
+export type QualifiedColumn = `${string}.${string}`;
 
 export interface DepartmentsTable {
   id: Generated<string>;

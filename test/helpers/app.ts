@@ -100,6 +100,23 @@ export async function signIn(ctx: TestContext, email: string, password = PASSWOR
   return res.json().access_token as string;
 }
 
+/** An API token minted through the API with a session; returns its secret. */
+export async function mintApiToken(
+  ctx: TestContext,
+  session: string,
+  scopes: ('read' | 'write')[] = ['read', 'write'],
+  name = 'integration',
+): Promise<string> {
+  const res = await ctx.request({
+    method: 'POST',
+    url: '/v1/api-tokens',
+    token: session,
+    payload: { name, scopes },
+  });
+  if (res.statusCode !== 201) throw new Error(`token creation failed: ${res.statusCode} ${res.body}`);
+  return res.json().secret as string;
+}
+
 /** An agent of the given role, signed in. */
 export async function agentWithToken(ctx: TestContext, options: Parameters<typeof makeAgent>[1] = {}) {
   const agent = await makeAgent(ctx.db, options);

@@ -1,7 +1,14 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Db } from '../../db/database.ts';
 import { prepared } from '../../db/prepared.ts';
-import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
+import type {
+  AgentRole,
+  AgentRow,
+  AgentStatus,
+  Database,
+  DepartmentRole,
+  QualifiedColumn,
+} from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Agent } from './schemas.ts';
 
@@ -64,7 +71,7 @@ export function findAgentRow(db: Executor, id: string) {
  * to the subquery's own department_members.agent_id and return every agent's memberships (the
  * inner alias, own_m, is one no caller uses, for the same reason).
  */
-export function departmentsOf(agentIdColumn: `${string}.${string}`) {
+export function departmentsOf(agentIdColumn: QualifiedColumn) {
   return sql<
     [string, DepartmentRole][]
   >`(select coalesce(json_agg(json_build_array(own_m.department_id, own_m.role)), '[]')

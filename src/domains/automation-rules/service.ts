@@ -712,18 +712,25 @@ function rewrite(rule: Rule, kind: 'department' | 'agent', from: string, to: str
   };
 }
 
-async function rulesMentioning(trx: Kysely<Database>, ref: Reference, owned: boolean) {
+/**
+ * The rules that stand in the way of a change elsewhere (a deletion, a contact field's change):
+ * waits for rule writes in progress and keeps new ones out until commit, then keeps the rules
+ * `holds` picks.
+ */
+async function rulesHolding(trx: Kysely<Database>, holds: (rule: Rule, row: AutomationRuleRow) => boolean) {
   await repo.lockRulesState(trx as Trx);
-  const rows = await repo.allRuleRows(trx);
-  return rows.filter((row) => {
-    const rule = repo.toEngineRule(row);
-    // Inactive rules block nothing (they are checked again when switched on), except that a
-    // department cannot go while it owns rules.
-    return (
+  return (await repo.allRuleRows(trx)).filter((row) => holds(repo.toEngineRule(row), row));
+}
+
+function rulesMentioning(trx: Kysely<Database>, ref: Reference, owned: boolean) {
+  // Inactive rules block nothing (they are checked again when switched on), except that a
+  // department cannot go while it owns rules.
+  return rulesHolding(
+    trx,
+    (rule, row) =>
       (rule.active && mentions(rule, ref)) ||
-      (owned && 'department' in ref && row.department_id === ref.department)
-    );
-  });
+      (owned && 'department' in ref && row.department_id === ref.department),
+  );
 }
 
 async function rewriteRules(trx: Kysely<Database>, kind: 'department' | 'agent', from: string, to: string) {
@@ -767,8 +774,7 @@ export const departmentRuleDependents: Dependents = {
  * What active rules hold against a change to the contact field `key` (the blocker of a 409, or
  * null): rules are checked against the fields when written, so a field they read cannot lose its
  * key or its type, nor go, under them; nor can a choice field drop an option they compare with
- * (`dropped`). Inactive rules block nothing: they are checked again when switched on. Waits for
- * rule writes in progress and keeps new ones out until commit, as the deletion checks do.
+ * (`dropped`). Inactive rules block nothing: they are checked again when switched on.
  */
 export async function contactFieldRuleBlocker(
   trx: Kysely<Database>,
@@ -782,11 +788,9 @@ export async function contactFieldRuleBlocker(
   const reads = (leaf: ConditionLeaf) =>
     fields.has(leaf.field) &&
     (gone === undefined || valuesOf(leaf.value).some((v) => typeof v === 'string' && gone.has(foldText(v))));
-  await repo.lockRulesState(trx as Trx);
-  const names = (await repo.allRuleRows(trx))
-    .map((row) => repo.toEngineRule(row))
-    .filter((rule) => rule.active && someLeaf(rule.conditions, reads))
-    .map((rule) => rule.name);
+  const names = (await rulesHolding(trx, (rule) => rule.active && someLeaf(rule.conditions, reads))).map(
+    (row) => row.name,
+  );
   if (names.length === 0) return null;
   const what = dropped === undefined ? 'to the field' : 'to an option this change removes';
   return {

@@ -1,6 +1,6 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { prepared } from '../../db/prepared.ts';
-import type { Database } from '../../db/types.ts';
+import type { Database, QualifiedColumn } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Contact } from './schemas.ts';
@@ -261,12 +261,9 @@ export interface ContactSummary {
   phone: string | null;
 }
 
-/** The first email and phone of a contact (by position), as SQL over a contact id expression. */
-// The column these correlated subqueries compare with must name its table (`c.id`): a bare name
-// could bind to a column of the subquery itself and match every row (and the inner aliases are
-// ones no caller uses).
-type QualifiedColumn = `${string}.${string}`;
-
+// The first email and phone of a contact (by position), as SQL over a contact id column. The
+// column must name its table (`c.id`): a bare name could bind to a column of the subquery itself
+// and match every row (and the inner aliases are ones no caller uses).
 export function firstEmailOf(contactIdColumn: QualifiedColumn) {
   return sql<string | null>`(select first_e.email from contact_emails first_e
     where first_e.contact_id = ${sql.ref(contactIdColumn)} order by first_e.position limit 1)`;
