@@ -10,7 +10,9 @@ export type ErrorKind =
   | 'conflict'
   | 'precondition_failed'
   | 'unprocessable'
-  | 'throttled';
+  | 'throttled'
+  /** A dependency (the database, an export slot) is away or full for now: 503 with Retry-After. */
+  | 'unavailable';
 
 export interface Blocker {
   /** What still depends on the resource, e.g. "tickets" or "automation_rules". */
@@ -44,6 +46,12 @@ export const notFound = (what: string) =>
   new DomainError('not_found', `${what}_not_found`, `No such ${what}.`);
 
 export const forbidden = (message: string, code = 'forbidden') => new DomainError('forbidden', code, message);
+
+export const unavailable = (code: string, message: string, retryAfterSeconds: number) => {
+  const error = new DomainError('unavailable', code, message);
+  error.retryAfterSeconds = retryAfterSeconds;
+  return error;
+};
 
 export const invalid = (code: string, message: string, errors?: FieldError[]) => {
   const error = new DomainError('invalid', code, message);

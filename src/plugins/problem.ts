@@ -53,6 +53,7 @@ const STATUS_BY_KIND: Record<ErrorKind, number> = {
   precondition_failed: 412,
   unprocessable: 422,
   throttled: 429,
+  unavailable: 503,
 };
 
 const FASTIFY_CODES: Record<string, { status: number; code: string; detail?: string }> = {
