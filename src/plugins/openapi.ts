@@ -41,7 +41,8 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * Every /v1 route can answer these, whatever the handler does: validation (400), auth (401,
- * 403), rate limiting (429), bodies (413, 415) and our own failures (500). Declaring them here
+ * 403), rate limiting (429), bodies (413, 415), our own failures (500) and a database that is
+ * away or a server shutting down (503). Declaring them here
  * keeps the spec honest without repeating them on every route.
  */
 function addStandardResponses(route: RouteOptions) {
@@ -49,7 +50,7 @@ function addStandardResponses(route: RouteOptions) {
   const methods = [route.method].flat();
   route.schema.response ??= {};
   const response = route.schema.response as Record<string, unknown>;
-  const statuses = [400, 429, 500];
+  const statuses = [400, 429, 500, 503];
   if (!route.config?.public) statuses.push(401, 403);
   if (methods.some((m) => WRITE_METHODS.has(m)) && route.schema.body) statuses.push(413, 415);
   for (const s of statuses) response[s] ??= problemResponse(s);
