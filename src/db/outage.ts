@@ -77,7 +77,7 @@ export async function retryWhileUnreachable<T>(
   attempt: () => Promise<T>,
   log: BackoffLog,
   what: string,
-  { firstDelayMs = 250, maxDelayMs = 10_000 } = {},
+  { firstDelayMs = 250, maxDelayMs = 5_000 } = {},
 ): Promise<T> {
   let delayMs = firstDelayMs;
   for (let tries = 1; ; tries++) {
