@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +11,7 @@ import { createDatabase } from '../src/db/database.ts';
 import { isDatabaseUnreachable } from '../src/db/outage.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
 import { assertMatchesSpec } from './helpers/contract.ts';
+import { closedPort, relayTo } from './helpers/network.ts';
 
 // How the server outlives its database (docs/architecture.md, "Faults"). The tests that kill
 // PostgreSQL backends need a server; the ones with an absent or silent PostgreSQL run on both
@@ -19,7 +19,6 @@ import { assertMatchesSpec } from './helpers/contract.ts';
 
 const serverUrl = process.env.TEST_DATABASE_URL;
 const needsServer = serverUrl ? false : 'needs a PostgreSQL server to terminate backends (PGlite has none)';
-const needsServerToRelay = serverUrl ? false : 'needs a PostgreSQL server to relay to (PGlite has no port)';
 const JWT_SECRET = 'test-secret-that-is-long-enough-0123456789';
 // A well-formed API token: looking it up is the first thing the request asks of the database.
 const UNKNOWN_TOKEN = `drt_${'A'.repeat(43)}`;
@@ -211,49 +210,6 @@ t.test(
   },
 );
 
-/**
- * A TCP relay to PostgreSQL. With `holdCloseMs`, PostgreSQL's closing of a connection reaches
- * the client that much later than its last message, as over a real network where the FATAL and
- * the FIN arrive in separate reads.
- */
-function relayTo(host: string, port: number, { holdCloseMs = 0 } = {}) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((inbound) => {
-    const outbound = net.connect(port, host);
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }
-    inbound.pipe(outbound);
-    outbound.on('data', (chunk) => inbound.write(chunk));
-    outbound.on('close', () => setTimeout(() => inbound.destroy(), holdCloseMs));
-    inbound.on('close', () => outbound.destroy());
-  });
-  return {
-    async listen(onPort = 0) {
-      server.listen(onPort, '127.0.0.1');
-      await once(server, 'listening');
-      return (server.address() as net.AddressInfo).port;
-    },
-    close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
-/** A port nothing listens on. */
-async function closedPort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 async function appOn(t: Test, databaseUrl: string, connectTimeoutMs: number) {
   const db = await createDatabase({ databaseUrl, connectTimeoutMs });
   const config = loadConfig({ LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: String(connectTimeoutMs) });
@@ -319,78 +275,5 @@ t.test(
     const { port } = silent.address() as net.AddressInfo;
     const request = await appOn(t, `postgres://postgres@127.0.0.1:${port}/deskroute`, 300);
     await checkAway(t, request);
-  },
-);
-
-t.test(
-  'a server started before its database waits with backoff, then serves',
-  {
-    skip: needsServerToRelay,
-  },
-  async (t) => {
-    // The database is reached through a port that refuses until the test opens a relay on it to
-    // the real server: PostgreSQL "comes up" later than the process.
-    const port = await closedPort();
-    const target = new URL(serverUrl!);
-    const relay = relayTo(target.hostname, Number(target.port || 5432));
-    const admin = new pg.Client({ connectionString: serverUrl! });
-    await admin.connect();
-    const database = `deskroute_wait_${process.pid}`;
-    await admin.query(`create database ${database}`);
-    t.teardown(async () => {
-      relay.close();
-      await admin.query(`drop database if exists ${database} with (force)`);
-      await admin.end();
-    });
-    const url = new URL(serverUrl!);
-    url.port = String(port);
-    url.pathname = `/${database}`;
-    const child = spawn(process.execPath, ['src/server.ts'], {
-      env: {
-        PATH: process.env.PATH,
-        DATABASE_URL: url.toString(),
-        PORT: '0',
-        LOG_LEVEL: 'warn',
-        JWT_SECRET,
-        DESKROUTE_ADMIN_EMAIL: 'owner@example.com',
-        DESKROUTE_ADMIN_PASSWORD: 'correct horse battery staple',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      output += chunk;
-    });
-    let exited: number | null | undefined;
-    child.on('exit', (code) => {
-      exited = code;
-    });
-    t.teardown(() => {
-      if (exited === undefined) child.kill('SIGKILL');
-    });
-    const until = async (what: RegExp, seconds: number) => {
-      for (let i = 0; i < seconds * 20 && !what.test(output) && exited === undefined; i++) await sleep(50);
-      return what.test(output);
-    };
-    t.ok(await until(/"attempt":2,.*database unreachable while migrating; retrying/, 20), 'retries, logged');
-    t.equal(exited, undefined, 'the process waits instead of exiting');
-    await relay.listen(port);
-    t.ok(
-      await until(/Deskroute listening on (http:\/\/\S+)/, 60),
-      `serves once the database is there:\n${output}`,
-    );
-    const base = /Deskroute listening on (http:\/\/\S+)/.exec(output)![1]!;
-    t.equal((await fetch(`${base}/readyz`)).status, 200, '/readyz 200');
-    const signIn = await fetch(`${base}/v1/auth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: 'owner@example.com', password: 'correct horse battery staple' }),
-    });
-    t.equal(signIn.status, 200, 'migrated, first owner created, signs in');
-    child.kill('SIGTERM');
-    await once(child, 'exit');
   },
 );
