@@ -190,7 +190,8 @@ const created = new Map<string, { subject: string; body: string }>();
 const statuses = new Map<number, number>();
 const slow503: number[] = [];
 const bad: string[] = [];
-let lastCreatedAt = 0;
+/** When each 201 arrived, in order. */
+const createdTimes: number[] = [];
 let loading = true;
 let sequence = 0;
 
@@ -207,7 +208,7 @@ async function worker(n: number) {
     statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
     if (answer.status === 201 && typeof answer.body?.id === 'string') {
       created.set(answer.body.id, { subject, body });
-      lastCreatedAt = Date.now();
+      createdTimes.push(Date.now());
       await sleep(10);
     } else if (is503Problem(answer)) {
       slow503.push(answer.ms);
@@ -221,8 +222,9 @@ async function worker(n: number) {
 
 /** Seconds from `since` until a ticket is created after it. */
 async function recovery(since: number, what: string) {
-  const back = await until(() => lastCreatedAt > since, 30_000, 50);
-  const seconds = (lastCreatedAt - since) / 1000;
+  const first = () => createdTimes.find((at) => at > since);
+  const back = await until(() => first() !== undefined, 30_000, 50);
+  const seconds = ((first() ?? since) - since) / 1000;
   check(back, `${what}: creations resume (after ${back ? seconds.toFixed(2) : '>30'} s)`);
   return seconds;
 }
@@ -293,18 +295,28 @@ try {
   await sleep(2_000);
   check(created.size > 0, `load: ${created.size} tickets created before the faults`);
 
+  const phases: Record<string, number> = {};
+  let counted = 0;
+  const count503s = (phase: string) => {
+    phases[phase] = slow503.length - counted;
+    counted = slow503.length;
+  };
+  count503s('before the faults');
+
   // 1. Every backend of the server terminated.
-  const terminatedAt = Date.now();
   const terminated = await terminateBackends();
   check(terminated > 0, `pg_terminate_backend: ${terminated} backends terminated`);
-  await recovery(terminatedAt, 'after pg_terminate_backend');
+  await recovery(Date.now(), 'after pg_terminate_backend');
   await sleep(1_000);
+  count503s('pg_terminate_backend');
 
   // 2. A crash and recovery of the whole cluster.
   const restartAt = Date.now();
   await pgCtl('restart', '-m', 'immediate', '-w', '-t', '30');
-  await recovery(restartAt, 'after pg_ctl restart -m immediate');
+  console.log(`     pg_ctl restart -m immediate took ${((Date.now() - restartAt) / 1000).toFixed(2)} s`);
+  await recovery(Date.now(), 'after pg_ctl restart -m immediate');
   await sleep(1_000);
+  count503s('pg_ctl restart -m immediate');
 
   // 3. The cluster away for a few seconds.
   const stoppedAt = Date.now();
@@ -324,12 +336,13 @@ try {
   const startAgain = Date.now();
   await pgCtl('start', '-w', '-t', '30');
   const recoverySeconds = await recovery(startAgain, 'after the cluster is back');
-  const outageSeconds = (lastCreatedAt - stoppedAt) / 1000;
+  const outageSeconds = (startAgain + recoverySeconds * 1000 - stoppedAt) / 1000;
   const readyAgain = await until(async () => (await call('GET', '/readyz')).status === 200, 10_000);
   check(readyAgain, '/readyz 200 again');
   await sleep(1_000);
   loading = false;
   await Promise.all(workers);
+  count503s('cluster stopped, then started');
   check(created.size > createdBeforeStop, 'creations continue after the outage');
 
   // Verification: the process lived, and every acknowledged ticket is there, complete.
@@ -379,6 +392,7 @@ try {
   console.log(`  tickets acknowledged (201): ${created.size}`);
   console.log(`  answers by status: ${JSON.stringify(Object.fromEntries(statuses))}`);
   console.log(`  503 problem+json with Retry-After: ${slow503.length}, slowest ${slowest.toFixed(0)} ms`);
+  for (const [phase, n] of Object.entries(phases)) console.log(`    ${phase}: ${n}`);
   console.log(`  outage (cluster stopped until creations resumed): ${outageSeconds.toFixed(2)} s`);
   console.log(`  recovery after the cluster was back: ${recoverySeconds.toFixed(2)} s`);
   console.log(`  lost writes: ${lost}`);
