@@ -13,6 +13,12 @@ const EnvSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({
+    default: 5_000,
+    minimum: 100,
+    maximum: 600_000,
+    description: 'longest wait for a PostgreSQL connection before a request answers 503',
+  }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   JWT_TTL_SECONDS: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
@@ -50,6 +56,8 @@ export interface Config {
   host: string;
   port: number;
   databaseUrl: string | undefined;
+  /** Bounds a request's wait for a pooled connection (and /readyz): past it, 503. */
+  databaseConnectTimeoutMs: number;
   dataDir: string;
   jwtSecret: string | undefined;
   jwtTtlSeconds: number;
@@ -108,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: parsed.HOST,
     port: parsed.PORT,
     databaseUrl: parsed.DATABASE_URL,
+    databaseConnectTimeoutMs: parsed.DATABASE_CONNECT_TIMEOUT_MS,
     dataDir: parsed.DATA_DIR,
     jwtSecret: parsed.JWT_SECRET,
     jwtTtlSeconds: parsed.JWT_TTL_SECONDS,

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './db/database.ts';
+import { describe, isDatabaseUnreachable } from './db/outage.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
 import { wakePostponedTickets } from './domains/tickets/service.ts';
@@ -18,7 +19,12 @@ function every(
   let running: Promise<void> | null = null;
   const tick = () => {
     running ??= job()
-      .catch((err: unknown) => log.error({ err }, failure))
+      .catch((err: unknown) => {
+        // An outage is expected to end by itself: one line per missed turn, no stack trace.
+        if (isDatabaseUnreachable(err))
+          log.warn({ reason: describe(err) }, `${failure}: database unavailable`);
+        else log.error({ err }, failure);
+      })
       .finally(() => {
         running = null;
       });

@@ -1,9 +1,11 @@
 import closeWithGrace from 'close-with-grace';
+import { pino } from 'pino';
 import { buildApp, REDACT_PATHS } from './app.ts';
 import { ensureFirstAdmin, resolveJwtSecret } from './bootstrap.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { describe, retryWhileUnreachable } from './db/outage.ts';
 import { startScheduler } from './scheduler.ts';
 
 let config: ReturnType<typeof loadConfig>;
@@ -17,9 +19,28 @@ try {
   throw error;
 }
 
-const db = await createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-const applied = await migrateToLatest(db);
-const firstAdmin = await ensureFirstAdmin(db, config);
+// Database events before the app (and its logger) exist, and lost idle connections after.
+const dbLog = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }).child({
+  component: 'database',
+});
+const db = await createDatabase({
+  databaseUrl: config.databaseUrl,
+  dataDir: config.dataDir,
+  connectTimeoutMs: config.databaseConnectTimeoutMs,
+  // The pool has already dropped the client and opens a new one on the next request.
+  onIdleError: (err) => dbLog.warn({ reason: describe(err) }, 'idle database connection lost'),
+});
+// PostgreSQL may come up after us (a host booting, one compose file for both): wait for it with
+// backoff instead of exiting. Both steps are safe to repeat (migrations run in a transaction
+// under a lock; the first owner is created once), so a connection lost half-way retries both.
+const { applied, firstAdmin } = await retryWhileUnreachable(
+  async () => {
+    const applied = await migrateToLatest(db);
+    return { applied, firstAdmin: await ensureFirstAdmin(db, config) };
+  },
+  dbLog,
+  'migrating',
+);
 const app = await buildApp(config, {
   db,
   jwtSecret: await resolveJwtSecret(config),

@@ -149,7 +149,7 @@ export async function queriesPerCreation(
   samples: number,
 ): Promise<number> {
   const counted = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: createPool(databaseUrl, 1) }),
+    dialect: new PostgresDialect({ pool: createPool(databaseUrl, { max: 1 }) }),
   });
   const secret = randomBytes(32).toString('base64url');
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret }), {

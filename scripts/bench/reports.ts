@@ -80,7 +80,7 @@ function percentile(sorted: number[], q: number): number {
 
 function kysely(url: string, max = 10) {
   return new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: createPool(url, max) }),
+    dialect: new PostgresDialect({ pool: createPool(url, { max }) }),
   });
 }
 

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { isDatabaseUnreachable } from './outage.ts';
 import { FINAL_MARK, PREPARED_MARK, statementName } from './prepared.ts';
 
 // The pg client the app's pool makes. On this stack a round trip to PostgreSQL costs more than
@@ -33,6 +34,16 @@ export class PipeliningClient extends pg.Client {
   #inTransaction = false;
   /** The transaction already ended with its final statement: the caller's end is answered here. */
   #ended = false;
+
+  constructor(config?: pg.ClientConfig) {
+    super(config);
+    // pg emits 'error' on a client whose connection dies (a terminated backend, a PostgreSQL
+    // restart). pg-pool listens only while the client is idle; Kysely never listens, so the
+    // same event on a checked-out client would be an uncaught exception that ends the process.
+    // The queries in flight are rejected by pg itself (and answer 503), the pool drops the
+    // client on release because it is no longer queryable: nothing is left to do here.
+    this.on('error', () => {});
+  }
 
   // pg's query() has a dozen overloads: the ones Kysely uses (text and values, a promise back)
   // are handled here, the rest go to pg as they are.
@@ -94,8 +105,27 @@ export class PipeliningClient extends pg.Client {
 
   #send(text: string, values: unknown[] | undefined): Promise<Result> {
     roundTripsMade++;
-    if (text.startsWith(PREPARED_MARK)) return super.query({ name: statementName(text), text, values });
-    return super.query(text, values);
+    const sent: Promise<Result> = text.startsWith(PREPARED_MARK)
+      ? super.query({ name: statementName(text), text, values })
+      : super.query(text, values);
+    return sent.catch((error: unknown) => this.#lost(error));
+  }
+
+  /**
+   * A statement failed because the connection is dying (FATAL from a terminated backend, or a
+   * lost socket). pg notices only when the socket's end arrives, a moment later: until then it
+   * still calls the client queryable, and a client released in that moment would go back to the
+   * pool and hand its dead socket to the next request. Marked here, before the caller sees the
+   * error, so the pool drops it on release whatever the timing.
+   */
+  #lost(error: unknown): never {
+    const severity = (error as { severity?: unknown } | null)?.severity;
+    if (severity === 'FATAL' || severity === 'PANIC' || isDatabaseUnreachable(error)) {
+      // pg-pool itself reads this field to decide whether a released client may be reused.
+      (this as unknown as { _queryable: boolean })._queryable = false;
+      this.connection.stream.destroy();
+    }
+    throw error;
   }
 }
 
@@ -114,7 +144,30 @@ async function settle(
   return r.value;
 }
 
+export interface PoolOptions {
+  max?: number;
+  /**
+   * How long a request may wait for a connection, new or from the pool, before it fails
+   * (and answers 503). pg's default is forever: with PostgreSQL away or the pool exhausted,
+   * requests would hang until the client gave up.
+   */
+  connectionTimeoutMillis?: number;
+  /** Told about connections lost while idle in the pool; the pool has already dropped them. */
+  onIdleError?: (error: Error) => void;
+}
+
 /** The pool the app reaches PostgreSQL through (tests use it too, to run the same client). */
-export function createPool(connectionString: string, max = 10): pg.Pool {
-  return new pg.Pool({ connectionString, max, Client: PipeliningClient, pipeline: true } as pg.PoolConfig);
+export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
+    Client: PipeliningClient,
+    pipeline: true,
+  } as pg.PoolConfig);
+  // Without a listener, an idle client's lost connection (a PostgreSQL restart,
+  // pg_terminate_backend) is re-emitted by the pool as an uncaught exception.
+  const onIdleError = options.onIdleError ?? (() => {});
+  pool.on('error', (error) => onIdleError(error));
+  return pool;
 }

@@ -18,9 +18,16 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
 export async function createDatabase(options: {
   databaseUrl?: string | undefined;
   dataDir?: string;
+  /** See DATABASE_CONNECT_TIMEOUT_MS. */
+  connectTimeoutMs?: number;
+  /** Told about pooled connections lost while idle (the pool replaces them by itself). */
+  onIdleError?: (error: Error) => void;
 }): Promise<Db> {
   if (options.databaseUrl) {
-    const pool = createPool(options.databaseUrl);
+    const pool = createPool(options.databaseUrl, {
+      ...(options.connectTimeoutMs !== undefined && { connectionTimeoutMillis: options.connectTimeoutMs }),
+      ...(options.onIdleError && { onIdleError: options.onIdleError }),
+    });
     return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   }
   let dataDir: string | undefined;

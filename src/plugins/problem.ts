@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Static, Type } from 'typebox';
+import { DATABASE_RETRY_AFTER_SECONDS, describe, isDatabaseUnreachable } from '../db/outage.ts';
 import { DomainError, type ErrorKind } from '../errors.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -253,6 +254,20 @@ export const problemPlugin = fp(
         const first = errors[0];
         const detail = first ? `${first.field} ${first.message}` : 'The request is invalid.';
         return sendProblem(request, reply, 400, 'validation_failed', detail, { errors });
+      }
+      if (isDatabaseUnreachable(error)) {
+        // PostgreSQL is away (restarting, failing over, full): the client may retry the request
+        // later. A change whose COMMIT was under way when the connection dropped may have been
+        // saved: the Idempotency-Key of ticket creation makes such a retry safe.
+        request.log.warn({ reason: describe(error) }, 'database unavailable');
+        reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
+        return sendProblem(
+          request,
+          reply,
+          503,
+          'database_unavailable',
+          'The database is unavailable for now; retry later.',
+        );
       }
       const known = error.code ? FASTIFY_CODES[error.code] : undefined;
       if (known) return sendProblem(request, reply, known.status, known.code, known.detail ?? error.message);

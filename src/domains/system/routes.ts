@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
+import { DATABASE_RETRY_AFTER_SECONDS, describe } from '../../db/outage.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { sendProblem } from '../../plugins/problem.ts';
 
@@ -42,12 +43,22 @@ export const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      // Bounded like any request's wait for a connection, and the query too: a PostgreSQL that
+      // accepts connections but never answers must not leave the probe hanging.
+      const boundMs = app.config.databaseConnectTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${boundMs} ms`)), boundMs);
+      });
       try {
-        await sql`select 1`.execute(app.db);
+        await Promise.race([sql`select 1`.execute(app.db), late]);
         return { status: 'ok' as const };
       } catch (error) {
-        request.log.warn({ err: error }, 'database not ready');
+        request.log.warn({ reason: describe(error) }, 'database not ready');
+        reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
         return sendProblem(request, reply, 503, 'database_unavailable', 'The database does not answer.');
+      } finally {
+        clearTimeout(timer);
       }
     },
   );

@@ -1,0 +1,279 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'kysely';
+import pg from 'pg';
+import t, { type Test } from 'tap';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { createPool } from '../src/db/client.ts';
+import { createDatabase } from '../src/db/database.ts';
+import { isDatabaseUnreachable } from '../src/db/outage.ts';
+import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
+import { assertMatchesSpec } from './helpers/contract.ts';
+import { closedPort, relayTo } from './helpers/network.ts';
+
+// How the server outlives its database (docs/architecture.md, "Faults"). The tests that kill
+// PostgreSQL backends need a server; the ones with an absent or silent PostgreSQL run on both
+// paths, since the app then gets a pg pool of its own whatever the suite runs on.
+
+const serverUrl = process.env.TEST_DATABASE_URL;
+const needsServer = serverUrl ? false : 'needs a PostgreSQL server to terminate backends (PGlite has none)';
+const JWT_SECRET = 'test-secret-that-is-long-enough-0123456789';
+// A well-formed API token: looking it up is the first thing the request asks of the database.
+const UNKNOWN_TOKEN = `drt_${'A'.repeat(43)}`;
+
+/** Fails the test when an 'error' escapes to the process, which without a listener ends it. */
+function watchEscapes(t: Test) {
+  const escaped: unknown[] = [];
+  const onEscape = (error: unknown) => escaped.push(error);
+  process.on('uncaughtException', onEscape);
+  t.teardown(() => {
+    process.off('uncaughtException', onEscape);
+  });
+  return escaped;
+}
+
+/** A connection of the test's own to the app's database, to kill the app's backends from. */
+async function adminOf(t: Test, ctx: TestContext) {
+  const admin = new pg.Client({ connectionString: ctx.database.url! });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  const database = new URL(ctx.database.url!).pathname.slice(1);
+  const others = async (except: number[] = []) =>
+    (
+      await admin.query<{ pid: number }>(
+        `select pid from pg_stat_activity
+          where datname = $1 and pid <> pg_backend_pid() and not (pid = any($2::int[]))`,
+        [database, except],
+      )
+    ).rows.map((r) => r.pid);
+  return {
+    admin,
+    database,
+    others,
+    /** Terminates the app's backends and waits until PostgreSQL has let them go. */
+    async terminate(except: number[] = []) {
+      const pids = await others(except);
+      await admin.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [pids]);
+      for (let i = 0; i < 100 && (await others(except)).length > 0; i++) await sleep(50);
+      t.same(await others(except), [], 'the terminated backends are gone');
+      // Their sockets are closed by now; one more turn of the event loop lets pg read that.
+      await sleep(50);
+      return pids;
+    },
+  };
+}
+
+function isProblem(t: Test, res: { statusCode: number; headers: Record<string, unknown>; body: string }) {
+  t.equal(res.statusCode, 503);
+  t.match(String(res.headers['content-type']), /^application\/problem\+json/);
+  t.equal(res.headers['retry-after'], '5', 'Retry-After says when to come back');
+  t.equal(JSON.parse(res.body).code, 'database_unavailable');
+}
+
+t.test(
+  'backends terminated while idle in the pool: the process lives, the next request is served',
+  {
+    skip: needsServer,
+  },
+  async (t) => {
+    const escaped = watchEscapes(t);
+    const ctx = await buildTestApp(t);
+    const { token } = await agentWithToken(ctx);
+    // Several connections into the pool, then idle.
+    const first = await Promise.all(
+      Array.from({ length: 4 }, () => ctx.request({ method: 'GET', url: '/v1/me', token })),
+    );
+    t.same(
+      first.map((r) => r.statusCode),
+      [200, 200, 200, 200],
+    );
+    const { terminate } = await adminOf(t, ctx);
+    t.ok((await terminate()).length > 0, 'the app had backends to terminate');
+    const res = await ctx.request({ method: 'GET', url: '/v1/me', token });
+    t.equal(res.statusCode, 200, 'served on a new connection');
+    t.same(escaped, [], 'no error escaped to the process');
+  },
+);
+
+t.test(
+  'a backend terminated while its connection is checked out: the transaction fails, the process lives',
+  {
+    skip: needsServer,
+  },
+  async (t) => {
+    const escaped = watchEscapes(t);
+    const ctx = await buildTestApp(t);
+    const { token } = await agentWithToken(ctx);
+    const { terminate } = await adminOf(t, ctx);
+    const outcome = await ctx.db
+      .transaction()
+      .execute(async (trx) => {
+        await sql`select 1`.execute(trx);
+        await terminate();
+        await sql`select 2`.execute(trx);
+      })
+      .then(
+        () => null,
+        (error: unknown) => error,
+      );
+    t.ok(outcome instanceof Error, 'the transaction failed');
+    t.ok(isDatabaseUnreachable(outcome), `a lost connection: ${(outcome as Error).message}`);
+    const res = await ctx.request({ method: 'GET', url: '/v1/me', token });
+    t.equal(res.statusCode, 200, 'the dead connection was not reused');
+    t.same(escaped, [], 'no error escaped to the process');
+  },
+);
+
+t.test(
+  'a request whose backend is terminated under it answers 503 database_unavailable',
+  {
+    skip: needsServer,
+  },
+  async (t) => {
+    const escaped = watchEscapes(t);
+    const ctx = await buildTestApp(t);
+    const { token } = await agentWithToken(ctx);
+    const { admin, database, terminate } = await adminOf(t, ctx);
+    // Holds the agents table, so the request's look-up of its agent waits inside PostgreSQL.
+    const locker = new pg.Client({ connectionString: ctx.database.url! });
+    await locker.connect();
+    t.teardown(() => locker.end());
+    const lockerPid = (await locker.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+    await locker.query('begin');
+    await locker.query('lock table agents in access exclusive mode');
+    const pending = ctx.request({ method: 'GET', url: '/v1/me', token });
+    const waiting = async () =>
+      (
+        await admin.query(`select 1 from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'`, [
+          database,
+        ])
+      ).rowCount;
+    for (let i = 0; i < 100 && (await waiting()) === 0; i++) await sleep(50);
+    t.equal(await waiting(), 1, 'the request waits on the lock');
+    await terminate([lockerPid]);
+    isProblem(t, await pending);
+    await locker.query('rollback');
+    const res = await ctx.request({ method: 'GET', url: '/v1/me', token });
+    t.equal(res.statusCode, 200, 'served again on a new connection');
+    t.same(escaped, [], 'no error escaped to the process');
+  },
+);
+
+t.test(
+  'a connection lost mid-pipeline rejects its statement and leaves the pool before its end arrives',
+  {
+    skip: needsServer,
+  },
+  async (t) => {
+    const escaped = watchEscapes(t);
+    const target = new URL(serverUrl!);
+    const relay = relayTo(target.hostname, Number(target.port || 5432), { holdCloseMs: 1_000 });
+    const url = new URL(serverUrl!);
+    url.port = String(await relay.listen());
+    const pool = createPool(url.toString(), { max: 1 });
+    t.teardown(async () => {
+      await pool.end();
+      relay.close();
+    });
+    const client = await pool.connect();
+    const pid = (client as unknown as { processID: number }).processID;
+    // BEGIN leaves with the statement (client.ts); the FATAL answers the statement at once,
+    // while the relay holds back the end of the connection.
+    t.equal((await client.query('begin')).command, 'BEGIN');
+    const sleeping = client.query('select pg_sleep(60)');
+    const admin = new pg.Client({ connectionString: serverUrl! });
+    await admin.connect();
+    t.teardown(() => admin.end());
+    for (let i = 0; i < 100; i++) {
+      const state = await admin.query(
+        `select 1 from pg_stat_activity where pid = $1 and wait_event = 'PgSleep'`,
+        [pid],
+      );
+      if (state.rowCount === 1) break;
+      await sleep(50);
+    }
+    await admin.query('select pg_terminate_backend($1)', [pid]);
+    const settled = await Promise.race([
+      sleeping.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      ),
+      sleep(10_000, 'still pending after 10 s'),
+    ]);
+    t.ok(settled instanceof Error, `the pipelined statement was rejected (${String(settled)})`);
+    client.release();
+    t.equal(pool.totalCount, 0, 'the dead client left the pool instead of going back to it');
+    t.equal((await pool.query('select 1 as one')).rows[0].one, 1, 'the pool serves on a new connection');
+    t.same(escaped, [], 'no error escaped to the process');
+  },
+);
+
+async function appOn(t: Test, databaseUrl: string, connectTimeoutMs: number) {
+  const db = await createDatabase({ databaseUrl, connectTimeoutMs });
+  const config = loadConfig({ LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: String(connectTimeoutMs) });
+  const app = await buildApp(config, { db, jwtSecret: JWT_SECRET });
+  await app.ready();
+  t.teardown(async () => {
+    await app.close();
+    await db.destroy();
+  });
+  return async (options: {
+    method: 'GET' | 'POST';
+    url: string;
+    headers?: Record<string, string>;
+    payload?: object;
+  }) => {
+    // Answers within 10 s, or the test says so instead of hanging until tap's timeout.
+    const res = await Promise.race([app.inject(options), sleep(10_000, null)]);
+    if (res === null) throw new Error(`${options.method} ${options.url} hung for 10 s`);
+    assertMatchesSpec(options.method, options.url, res);
+    return res;
+  };
+}
+
+async function checkAway(t: Test, request: Awaited<ReturnType<typeof appOn>>) {
+  const me = await request({
+    method: 'GET',
+    url: '/v1/me',
+    headers: { authorization: `Bearer ${UNKNOWN_TOKEN}` },
+  });
+  isProblem(t, me);
+  const signIn = await request({
+    method: 'POST',
+    url: '/v1/auth/token',
+    payload: { email: 'nobody@example.com', password: 'correct horse battery staple' },
+  });
+  isProblem(t, signIn);
+  isProblem(t, await request({ method: 'GET', url: '/readyz' }));
+  t.equal((await request({ method: 'GET', url: '/healthz' })).statusCode, 200, '/healthz stays 200');
+}
+
+t.test('PostgreSQL refusing connections: 503 with Retry-After, /readyz 503, /healthz 200', async (t) => {
+  const escaped = watchEscapes(t);
+  const request = await appOn(t, `postgres://postgres@127.0.0.1:${await closedPort()}/deskroute`, 5_000);
+  await checkAway(t, request);
+  t.same(escaped, [], 'no error escaped to the process');
+});
+
+t.test(
+  'PostgreSQL accepting connections but never answering: 503 after the connect timeout, not a hang',
+  async (t) => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => sockets.delete(socket));
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    t.teardown(() => {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    });
+    const { port } = silent.address() as net.AddressInfo;
+    const request = await appOn(t, `postgres://postgres@127.0.0.1:${port}/deskroute`, 300);
+    await checkAway(t, request);
+  },
+);
