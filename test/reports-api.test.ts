@@ -450,3 +450,111 @@ t.test('concurrent writers of one department are all counted', async (t) => {
     [[24, 24]],
   );
 });
+
+t.test('deleted departments and agents keep their names in reports', async (t) => {
+  const ctx = await buildTestApp(t);
+  const billing = await makeDepartment(ctx.db, 'Billing');
+  const support = await makeDepartment(ctx.db, 'Support');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const rita = await agentWithToken(ctx, { name: 'Rita', departments: [[billing, 'supervisor']] });
+  const send = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object, token = admin.token) =>
+    ctx.request({ method, url, token, ...(payload && { payload }) });
+  const now = Date.now();
+  const range = `from=${new Date(Math.floor(now / QUARTER) * QUARTER - 3_600_000).toISOString()}&to=${new Date(Math.ceil(now / QUARTER) * QUARTER + 3_600_000).toISOString()}`;
+
+  // Two tickets asked in Billing; Rita moves one to Support (a transfer out is hers) and writes
+  // nothing, holds nothing, so she can be deleted; then Billing goes, its other ticket moving
+  // to Support.
+  const ids: string[] = [];
+  for (const subject of ['Double charge', 'Refund']) {
+    const created = await send('POST', '/v1/tickets', {
+      subject,
+      contact: { email: 'payer@example.com' },
+      message: { body: 'I paid twice.' },
+      department_id: billing,
+    });
+    t.equal(created.statusCode, 201);
+    ids.push(created.json().id);
+  }
+  const moved = await send('POST', `/v1/tickets/${ids[0]}/transfer`, { department_id: support }, rita.token);
+  t.equal(moved.statusCode, 200);
+  t.equal(moved.json().assignee_id, null, 'nobody holds the ticket');
+  t.equal((await send('DELETE', `/v1/agents/${rita.agent.id}`)).statusCode, 204);
+  t.equal(
+    (await send('DELETE', `/v1/departments/${billing}?move_to_department_id=${support}`)).statusCode,
+    204,
+  );
+
+  const departments = await send('GET', `/v1/reports/departments?${range}&columns=created_tickets`);
+  t.equal(departments.statusCode, 200);
+  t.same(
+    departments
+      .json()
+      .data.map((r: Row) => [r.department_id, r.department_name, r.department_deleted, r.created_tickets]),
+    [
+      [billing, 'Billing', true, 2],
+      [support, 'Support', false, 0],
+    ],
+    'the past row of the deleted department carries its name, and says it is deleted',
+  );
+  const departmentsCsv = await send('GET', `/v1/reports/departments.csv?${range}&columns=created_tickets`);
+  t.equal(departmentsCsv.statusCode, 200);
+  t.equal(
+    departmentsCsv.body,
+    `Department ID,Department,Created tickets\n${billing},Billing,2\n${support},Support,0`,
+    'CSV too',
+  );
+  const onlyBilling = await send(
+    'GET',
+    `/v1/reports/departments?${range}&columns=created_tickets&department_id=${billing}`,
+  );
+  t.equal(onlyBilling.statusCode, 200, 'a deleted department is still a fair filter');
+  t.same(
+    onlyBilling.json().data.map((r: Row) => [r.department_name, r.created_tickets]),
+    [['Billing', 2]],
+  );
+
+  const agents = await send(
+    'GET',
+    `/v1/reports/agents?${range}&columns=transfers_out&agent_id=${rita.agent.id}`,
+  );
+  t.equal(agents.statusCode, 200);
+  t.same(
+    agents.json().data.map((r: Row) => [r.agent_id, r.agent_name, r.agent_deleted, r.transfers_out]),
+    [[rita.agent.id, 'Rita', true, 1]],
+    'the deleted agent’s past row carries her name',
+  );
+  const agentsCsv = await send(
+    'GET',
+    `/v1/reports/agents.csv?${range}&columns=transfers_out&agent_id=${rita.agent.id}`,
+  );
+  t.equal(agentsCsv.body, `Agent ID,Agent,Transfers out\n${rita.agent.id},Rita,1`, 'CSV too');
+  const byBoth = await send(
+    'GET',
+    `/v1/reports/departments?${range}&group_by=department,agent&columns=transfers_out&sort=agent`,
+  );
+  t.match(
+    byBoth.json().data.filter((r: Row) => r.agent_id === rita.agent.id),
+    [
+      {
+        department_name: 'Billing',
+        department_deleted: true,
+        agent_name: 'Rita',
+        agent_deleted: true,
+        transfers_out: 1,
+      },
+    ],
+    'both names in a two-dimension report',
+  );
+
+  const board = await send('GET', `/v1/reports/agents/leaderboard?${range}&department_id=${billing}`);
+  t.equal(board.statusCode, 200, 'the leaderboard of a deleted department still answers');
+  t.same(
+    board
+      .json()
+      .data.filter((r: Row) => r.agent_id === rita.agent.id)
+      .map((r: Row) => r.agent_name),
+    ['Rita'],
+    'and names her too',
+  );
+});

@@ -39,7 +39,7 @@ const KINDS: { kind: ReportKind; title: string; by: string }[] = [
 ];
 
 const VISIBILITY =
-  'Owners and admins see every department; an agent sees the figures of the departments they belong to (any role) and of tickets in no department. A read-only API token is enough.';
+  'Owners and admins see every department; an agent sees the figures of the departments they belong to (any role) and of tickets in no department (another department answers 403). A deleted department or agent keeps its past figures, under the name it had. A read-only API token is enough.';
 
 export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;

@@ -49,11 +49,20 @@ export const DIMENSION_FIELDS: Record<Dimension, { key: string; label: string; d
   ],
   department: [
     { key: 'department_id', label: 'Department ID', description: 'Null: tickets in no department.' },
-    { key: 'department_name', label: 'Department', description: 'Null: tickets in no department.' },
+    {
+      key: 'department_name',
+      label: 'Department',
+      description:
+        'Null: tickets in no department. A deleted department keeps the name it had when it was deleted.',
+    },
   ],
   agent: [
     { key: 'agent_id', label: 'Agent ID', description: 'Null: no agent (e.g. unassigned tickets).' },
-    { key: 'agent_name', label: 'Agent', description: 'Null: no agent.' },
+    {
+      key: 'agent_name',
+      label: 'Agent',
+      description: 'Null: no agent. A deleted agent keeps the name they had when they were deleted.',
+    },
   ],
   channel: [{ key: 'channel', label: 'Channel', description: 'The channel the figure came from.' }],
 };
@@ -215,6 +224,7 @@ export async function resolveReport(
   }
 
   let departments = parseIds(query.department_id, 'department_id');
+  const agents = parseIds(query.agent_id, 'agent_id');
   if (!isAdmin(principal)) {
     // Agents report on their own departments (any role) and on tickets in no department,
     // which every agent sees (src/access/tickets.ts).
@@ -245,7 +255,7 @@ export async function resolveReport(
     weekShift: WEEK_DAYS.indexOf(query.week_start ?? 'monday'),
     groupBy,
     departments,
-    agents: parseIds(query.agent_id, 'agent_id'),
+    agents,
     channels,
     attribution,
     source: attribution === 'current' ? 'events' : 'counters',
@@ -290,10 +300,15 @@ export function reportFields(spec: ReportSpec) {
 }
 
 /** A report row as the API shows it: the grouped dimensions, then the requested columns. */
-export function rowObject(spec: ReportSpec, row: ReportRow): Record<string, string | number | null> {
-  const out: Record<string, string | number | null> = {};
+export function rowObject(
+  spec: ReportSpec,
+  row: ReportRow,
+): Record<string, string | number | boolean | null> {
+  const out: Record<string, string | number | boolean | null> = {};
   for (const d of spec.groupBy) {
     for (const f of DIMENSION_FIELDS[d]) out[f.key] = row[f.key as keyof ReportRow] as string | null;
+    if (d === 'department') out.department_deleted = row.department_deleted;
+    if (d === 'agent') out.agent_deleted = row.agent_deleted;
   }
   for (const m of spec.metrics) out[m.key] = row.values[m.key] ?? null;
   return out;
