@@ -558,3 +558,37 @@ t.test('deleted departments and agents keep their names in reports', async (t) =
     'and names her too',
   );
 });
+
+t.test('report filters on departments or agents that never existed answer 404', async (t) => {
+  const ctx = await buildTestApp(t);
+  const desk = await makeDepartment(ctx.db, 'Desk');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const member = await agentWithToken(ctx, { departments: [[desk, 'solver']] });
+  const unknown = '6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b';
+  const range = 'preset=last_7_days';
+  for (const [url, code] of [
+    [`/v1/reports/agents/leaderboard?${range}&department_id=${unknown}`, 'department_not_found'],
+    [`/v1/reports/departments?${range}&department_id=${desk},${unknown}`, 'department_not_found'],
+    [`/v1/reports/departments.csv?${range}&department_id=${unknown}`, 'department_not_found'],
+    [`/v1/reports/channels?${range}&department_id=none&department_id=${unknown}`, 'department_not_found'],
+    [`/v1/reports/agents?${range}&agent_id=${unknown}`, 'agent_not_found'],
+    [`/v1/reports/agents.csv?${range}&agent_id=${member.agent.id},${unknown}`, 'agent_not_found'],
+  ] as const) {
+    for (const [who, token] of [
+      ['admin', admin.token],
+      ['member', member.token],
+    ] as const) {
+      const res = await ctx.request({ method: 'GET', url, token });
+      t.equal(res.statusCode, 404, `${who}: ${url}`);
+      t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
+      t.equal(res.json().code, code);
+      t.match(res.json().errors, [{ message: new RegExp(unknown) }], 'names the unknown id');
+    }
+  }
+  const known = await ctx.request({
+    method: 'GET',
+    url: `/v1/reports/agents/leaderboard?${range}&department_id=${desk}`,
+    token: member.token,
+  });
+  t.equal(known.statusCode, 200, 'a known department still answers');
+});

@@ -999,6 +999,29 @@ export async function streamReportRows(
   });
 }
 
+/**
+ * Which of the ids name a department (or agent) that exists or existed: a deleted one keeps its
+ * figures, so filtering on it is a fair question; an id never seen is a mistake.
+ */
+export async function knownEntityIds(
+  db: Executor,
+  dim: 'department' | 'agent',
+  ids: string[],
+): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const [live, deleted] =
+    dim === 'department'
+      ? (['departments', 'deleted_departments'] as const)
+      : (['agents', 'deleted_agents'] as const);
+  const rows = await db
+    .selectFrom(live)
+    .select('id')
+    .where('id', 'in', ids)
+    .union(db.selectFrom(deleted).select('id').where('id', 'in', ids))
+    .execute();
+  return new Set(rows.map((r) => r.id));
+}
+
 /** The departments an agent belongs to (any role). */
 export async function departmentIdsOf(db: Executor, agentId: string): Promise<string[]> {
   const rows = await db

@@ -1,6 +1,6 @@
 import { isAdmin, type Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import { type FieldError, forbidden, invalid } from '../../errors.ts';
+import { type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
 import { chartTypes, findMetric, METRIC_KEYS, METRICS, type Metric } from './metrics.ts';
 import {
@@ -14,6 +14,7 @@ import {
   findReportRows,
   findReportTotals,
   type Interval,
+  knownEntityIds,
   knownTimeZones,
   type RangeInstants,
   type ReportRow,
@@ -158,6 +159,22 @@ function parseIds(values: string[] | undefined, field: string): (string | null)[
   return list.map((v) => (v === 'none' ? null : v.toLowerCase()));
 }
 
+/**
+ * A filter on a department or agent that never existed answers 404 (department_not_found,
+ * agent_not_found) like every other route, rather than an empty report that looks like "no
+ * figures". Deleted ones are fine: their past figures stay.
+ */
+async function assertKnown(db: Db, dim: 'department' | 'agent', ids: (string | null)[] | null) {
+  const wanted = (ids ?? []).filter((id): id is string => id !== null);
+  const known = await knownEntityIds(db, dim, wanted);
+  const unknown = wanted.filter((id) => !known.has(id));
+  if (unknown.length > 0) {
+    const error = notFound(dim);
+    error.errors = [{ field: `querystring/${dim}_id`, message: `no such ${dim}: ${unknown.join(', ')}` }];
+    throw error;
+  }
+}
+
 /** Turns the query string into a checked report spec, applying the caller's visibility. */
 export async function resolveReport(
   db: Db,
@@ -225,6 +242,8 @@ export async function resolveReport(
 
   let departments = parseIds(query.department_id, 'department_id');
   const agents = parseIds(query.agent_id, 'agent_id');
+  await assertKnown(db, 'department', departments);
+  await assertKnown(db, 'agent', agents);
   if (!isAdmin(principal)) {
     // Agents report on their own departments (any role) and on tickets in no department,
     // which every agent sees (src/access/tickets.ts).
