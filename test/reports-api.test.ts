@@ -171,9 +171,19 @@ t.test('reports through the API', async (t) => {
       'GET',
       `/v1/reports/agents?${range}&agent_id=${sam.agent.id}&columns=avg_first_answer_time,avg_next_answer_time,avg_chat_pickup_time,avg_chat_time`,
     );
+    t.same(
+      times.data.map((r: Row) => r.agent_id),
+      [sam.agent.id],
+      'one row: Sam’s',
+    );
     const samRow = times.data[0] as Row;
-    t.ok((samRow.avg_first_answer_time as number) >= 0, 'a first answer time was measured');
-    t.ok((samRow.avg_next_answer_time as number) >= 0, 'a next answer time was measured');
+    // Measured between this test's own requests: seconds, at most the time since it began.
+    const elapsed = (Date.now() - now) / 1000 + 1;
+    for (const key of ['avg_first_answer_time', 'avg_next_answer_time'] as const) {
+      const value = samRow[key];
+      t.type(value, 'number', `${key} was measured`);
+      t.ok(typeof value === 'number' && value >= 0 && value <= elapsed, `${key} is within the test’s run`);
+    }
     t.same([samRow.avg_chat_pickup_time, samRow.avg_chat_time], [10, 300]);
   });
 
@@ -198,6 +208,11 @@ t.test('reports through the API', async (t) => {
     t.equal(refused.statusCode, 403);
     t.equal(refused.json().code, 'department_not_visible');
     const agents = await api('GET', `/v1/reports/agents?${range}&columns=answers`, undefined, sam.token);
+    // Sam's own row first: an empty list would pass the absence check below on its own.
+    t.ok(
+      agents.data.some((r: Row) => r.agent_id === sam.agent.id),
+      'their own row is listed',
+    );
     t.notOk(
       agents.data.some((r: Row) => r.agent_id === sue.agent.id),
       'agents of other departments are not listed',
