@@ -261,6 +261,58 @@ t.test('the to-solve queue', async (t) => {
     },
   );
 
+  // On PGlite the calls queue up on its one connection, so this checks the semantics there; on a
+  // server the four calls really race (before the per-agent lock, each took a ticket of its own).
+  await t.test('four concurrent calls of one agent: one hand-out, the same ticket to all four', async (t) => {
+    for (let round = 0; round < 5; round++) {
+      const dep = await makeDepartment(ctx.db);
+      for (let i = 0; i < 6; i++) await openTicket(dep);
+      const { agent, token } = await queueAgent([[dep, 'solver']]);
+      const { agent: colleague, token: colleagueToken } = await queueAgent([[dep, 'solver']]);
+
+      const calls = [
+        token,
+        token,
+        token,
+        token,
+        colleagueToken,
+        colleagueToken,
+        colleagueToken,
+        colleagueToken,
+      ];
+      const results = (await Promise.all(calls.map((tk) => next(tk)))).map((res) => ({
+        statusCode: res.statusCode,
+        id: res.statusCode === 200 ? (res.json().id as string) : null,
+      }));
+
+      t.same(
+        results.map((r) => r.statusCode),
+        Array(8).fill(200),
+        `round ${round}: every call answers`,
+      );
+      for (const [who, slice] of [
+        [agent, results.slice(0, 4)],
+        [colleague, results.slice(4)],
+      ] as const) {
+        const ids = new Set(slice.map((r) => r.id));
+        t.equal(ids.size, 1, `round ${round}: all four calls of one agent get the same ticket`);
+        const held = await ctx.db
+          .selectFrom('tickets')
+          .select('id')
+          .where('department_id', '=', dep)
+          .where('assignee_id', '=', who.id)
+          .execute();
+        t.same(
+          held.map((r) => r.id),
+          [...ids],
+          `round ${round}: the agent holds exactly that one ticket`,
+        );
+        t.equal((await assignedEvents(slice[0]!.id!)).length, 1, `round ${round}: assigned once`);
+      }
+      t.not(results[0]!.id, results[4]!.id, `round ${round}: colleagues get different tickets`);
+    }
+  });
+
   await t.test('many concurrent requests from a few agents: nobody gets a colleague’s ticket', async (t) => {
     const dep = await makeDepartment(ctx.db);
     const tickets = new Set<string>();

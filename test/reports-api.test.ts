@@ -171,9 +171,19 @@ t.test('reports through the API', async (t) => {
       'GET',
       `/v1/reports/agents?${range}&agent_id=${sam.agent.id}&columns=avg_first_answer_time,avg_next_answer_time,avg_chat_pickup_time,avg_chat_time`,
     );
+    t.same(
+      times.data.map((r: Row) => r.agent_id),
+      [sam.agent.id],
+      'one row: Sam’s',
+    );
     const samRow = times.data[0] as Row;
-    t.ok((samRow.avg_first_answer_time as number) >= 0, 'a first answer time was measured');
-    t.ok((samRow.avg_next_answer_time as number) >= 0, 'a next answer time was measured');
+    // Measured between this test's own requests: seconds, at most the time since it began.
+    const elapsed = (Date.now() - now) / 1000 + 1;
+    for (const key of ['avg_first_answer_time', 'avg_next_answer_time'] as const) {
+      const value = samRow[key];
+      t.type(value, 'number', `${key} was measured`);
+      t.ok(typeof value === 'number' && value >= 0 && value <= elapsed, `${key} is within the test’s run`);
+    }
     t.same([samRow.avg_chat_pickup_time, samRow.avg_chat_time], [10, 300]);
   });
 
@@ -198,6 +208,11 @@ t.test('reports through the API', async (t) => {
     t.equal(refused.statusCode, 403);
     t.equal(refused.json().code, 'department_not_visible');
     const agents = await api('GET', `/v1/reports/agents?${range}&columns=answers`, undefined, sam.token);
+    // Sam's own row first: an empty list would pass the absence check below on its own.
+    t.ok(
+      agents.data.some((r: Row) => r.agent_id === sam.agent.id),
+      'their own row is listed',
+    );
     t.notOk(
       agents.data.some((r: Row) => r.agent_id === sue.agent.id),
       'agents of other departments are not listed',
@@ -449,4 +464,146 @@ t.test('concurrent writers of one department are all counted', async (t) => {
     report.json().data.map((r: Row) => [r.created_tickets, r.incoming_messages]),
     [[24, 24]],
   );
+});
+
+t.test('deleted departments and agents keep their names in reports', async (t) => {
+  const ctx = await buildTestApp(t);
+  const billing = await makeDepartment(ctx.db, 'Billing');
+  const support = await makeDepartment(ctx.db, 'Support');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const rita = await agentWithToken(ctx, { name: 'Rita', departments: [[billing, 'supervisor']] });
+  const send = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object, token = admin.token) =>
+    ctx.request({ method, url, token, ...(payload && { payload }) });
+  const now = Date.now();
+  const range = `from=${new Date(Math.floor(now / QUARTER) * QUARTER - 3_600_000).toISOString()}&to=${new Date(Math.ceil(now / QUARTER) * QUARTER + 3_600_000).toISOString()}`;
+
+  // Two tickets asked in Billing; Rita moves one to Support (a transfer out is hers) and writes
+  // nothing, holds nothing, so she can be deleted; then Billing goes, its other ticket moving
+  // to Support.
+  const ids: string[] = [];
+  for (const subject of ['Double charge', 'Refund']) {
+    const created = await send('POST', '/v1/tickets', {
+      subject,
+      contact: { email: 'payer@example.com' },
+      message: { body: 'I paid twice.' },
+      department_id: billing,
+    });
+    t.equal(created.statusCode, 201);
+    ids.push(created.json().id);
+  }
+  const moved = await send('POST', `/v1/tickets/${ids[0]}/transfer`, { department_id: support }, rita.token);
+  t.equal(moved.statusCode, 200);
+  t.equal(moved.json().assignee_id, null, 'nobody holds the ticket');
+  t.equal((await send('DELETE', `/v1/agents/${rita.agent.id}`)).statusCode, 204);
+  t.equal(
+    (await send('DELETE', `/v1/departments/${billing}?move_to_department_id=${support}`)).statusCode,
+    204,
+  );
+
+  const departments = await send('GET', `/v1/reports/departments?${range}&columns=created_tickets`);
+  t.equal(departments.statusCode, 200);
+  t.same(
+    departments
+      .json()
+      .data.map((r: Row) => [r.department_id, r.department_name, r.department_deleted, r.created_tickets]),
+    [
+      [billing, 'Billing', true, 2],
+      [support, 'Support', false, 0],
+    ],
+    'the past row of the deleted department carries its name, and says it is deleted',
+  );
+  const departmentsCsv = await send('GET', `/v1/reports/departments.csv?${range}&columns=created_tickets`);
+  t.equal(departmentsCsv.statusCode, 200);
+  t.equal(
+    departmentsCsv.body,
+    `Department ID,Department,Created tickets\n${billing},Billing,2\n${support},Support,0`,
+    'CSV too',
+  );
+  const onlyBilling = await send(
+    'GET',
+    `/v1/reports/departments?${range}&columns=created_tickets&department_id=${billing}`,
+  );
+  t.equal(onlyBilling.statusCode, 200, 'a deleted department is still a fair filter');
+  t.same(
+    onlyBilling.json().data.map((r: Row) => [r.department_name, r.created_tickets]),
+    [['Billing', 2]],
+  );
+
+  const agents = await send(
+    'GET',
+    `/v1/reports/agents?${range}&columns=transfers_out&agent_id=${rita.agent.id}`,
+  );
+  t.equal(agents.statusCode, 200);
+  t.same(
+    agents.json().data.map((r: Row) => [r.agent_id, r.agent_name, r.agent_deleted, r.transfers_out]),
+    [[rita.agent.id, 'Rita', true, 1]],
+    'the deleted agent’s past row carries her name',
+  );
+  const agentsCsv = await send(
+    'GET',
+    `/v1/reports/agents.csv?${range}&columns=transfers_out&agent_id=${rita.agent.id}`,
+  );
+  t.equal(agentsCsv.body, `Agent ID,Agent,Transfers out\n${rita.agent.id},Rita,1`, 'CSV too');
+  const byBoth = await send(
+    'GET',
+    `/v1/reports/departments?${range}&group_by=department,agent&columns=transfers_out&sort=agent`,
+  );
+  t.match(
+    byBoth.json().data.filter((r: Row) => r.agent_id === rita.agent.id),
+    [
+      {
+        department_name: 'Billing',
+        department_deleted: true,
+        agent_name: 'Rita',
+        agent_deleted: true,
+        transfers_out: 1,
+      },
+    ],
+    'both names in a two-dimension report',
+  );
+
+  const board = await send('GET', `/v1/reports/agents/leaderboard?${range}&department_id=${billing}`);
+  t.equal(board.statusCode, 200, 'the leaderboard of a deleted department still answers');
+  t.same(
+    board
+      .json()
+      .data.filter((r: Row) => r.agent_id === rita.agent.id)
+      .map((r: Row) => r.agent_name),
+    ['Rita'],
+    'and names her too',
+  );
+});
+
+t.test('report filters on departments or agents that never existed answer 404', async (t) => {
+  const ctx = await buildTestApp(t);
+  const desk = await makeDepartment(ctx.db, 'Desk');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const member = await agentWithToken(ctx, { departments: [[desk, 'solver']] });
+  const unknown = '6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b';
+  const range = 'preset=last_7_days';
+  for (const [url, code] of [
+    [`/v1/reports/agents/leaderboard?${range}&department_id=${unknown}`, 'department_not_found'],
+    [`/v1/reports/departments?${range}&department_id=${desk},${unknown}`, 'department_not_found'],
+    [`/v1/reports/departments.csv?${range}&department_id=${unknown}`, 'department_not_found'],
+    [`/v1/reports/channels?${range}&department_id=none&department_id=${unknown}`, 'department_not_found'],
+    [`/v1/reports/agents?${range}&agent_id=${unknown}`, 'agent_not_found'],
+    [`/v1/reports/agents.csv?${range}&agent_id=${member.agent.id},${unknown}`, 'agent_not_found'],
+  ] as const) {
+    for (const [who, token] of [
+      ['admin', admin.token],
+      ['member', member.token],
+    ] as const) {
+      const res = await ctx.request({ method: 'GET', url, token });
+      t.equal(res.statusCode, 404, `${who}: ${url}`);
+      t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
+      t.equal(res.json().code, code);
+      t.match(res.json().errors, [{ message: new RegExp(unknown) }], 'names the unknown id');
+    }
+  }
+  const known = await ctx.request({
+    method: 'GET',
+    url: `/v1/reports/agents/leaderboard?${range}&department_id=${desk}`,
+    token: member.token,
+  });
+  t.equal(known.statusCode, 200, 'a known department still answers');
 });

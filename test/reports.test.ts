@@ -653,6 +653,7 @@ t.test('reports', async (t) => {
       period_end: '2026-03-10T10:00:00+00:00',
       department_id: sales,
       department_name: 'Sales',
+      department_deleted: false,
       answers: 2,
       avg_first_answer_time: 600,
     });

@@ -20,6 +20,13 @@ export interface DepartmentsTable {
   updated_at: Timestamp;
 }
 
+/** The last name of a deleted department or agent, kept for reports (migrations/0012). */
+export interface DeletedNamesTable {
+  id: string;
+  name: string;
+  deleted_at: CreatedAt;
+}
+
 export interface AgentsTable {
   id: Generated<string>;
   name: string;
@@ -284,6 +291,8 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   departments: DepartmentsTable;
   agents: AgentsTable;
+  deleted_departments: DeletedNamesTable;
+  deleted_agents: DeletedNamesTable;
   department_members: DepartmentMembersTable;
   api_tokens: ApiTokensTable;
   sign_in_throttle: SignInThrottleTable;

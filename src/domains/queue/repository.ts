@@ -1,9 +1,20 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Database, DepartmentRole } from '../../db/types.ts';
 import { TICKET_COLUMNS, type TicketRecord } from '../tickets/repository.ts';
 
 /** Department roles that work tickets; readers only read, so the queue never feeds them. */
 const SOLVING_ROLES: DepartmentRole[] = ['solver', 'supervisor', 'manager'];
+
+/**
+ * Makes the agent's hand-outs take turns until the transaction ends. SKIP LOCKED alone would let
+ * two concurrent calls of one agent lock two different tickets and assign both; serialised, the
+ * second call sees the first one's committed assignment and receives that same ticket back.
+ * A transaction-scoped advisory lock rather than a row lock on the agent: it blocks nothing else
+ * (agent updates, foreign-key checks of tickets being assigned to them).
+ */
+export async function lockAgentHandOut(trx: Transaction<Database>, agentId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext(${`queue:${agentId}`}))`.execute(trx);
+}
 
 /**
  * Locks and returns the ticket the agent should work on next, or undefined when there is none:

@@ -45,8 +45,11 @@ export interface ReportRow {
   period_end: string | null;
   department_id: string | null;
   department_name: string | null;
+  /** The department was deleted; department_name is the name it had then. */
+  department_deleted: boolean;
   agent_id: string | null;
   agent_name: string | null;
+  agent_deleted: boolean;
   channel: string | null;
   values: Record<string, number | null>;
   sortKey: SortValue[];
@@ -657,6 +660,14 @@ function metricExpr(spec: ReportSpec, metric: Metric): RawBuilder<unknown> {
   return byTime(spec) ? sql`null::float8` : sql`coalesce(${id(`cur.current_${f.current}`)}, 0)`;
 }
 
+/**
+ * The name of the grouped department or agent: the live one, else the name it had when it was
+ * deleted (migrations/0012), so past figures of a deleted one are not shown as "no department".
+ */
+function entityName(dim: 'department' | 'agent'): RawBuilder<unknown> {
+  return dim === 'department' ? sql`coalesce(d.name, dd.name)` : sql`coalesce(ag.name, dag.name)`;
+}
+
 interface SortKey {
   expr: RawBuilder<unknown>;
   type: 'timestamptz' | 'text' | 'float8' | 'boolean';
@@ -666,9 +677,9 @@ interface SortKey {
 function dimensionKeys(dim: Dimension, direction: 'asc' | 'desc'): SortKey[] {
   if (dim === 'time') return [{ expr: sql`g.period_start`, type: 'timestamptz', direction }];
   if (dim === 'channel') return [{ expr: sql`g.channel`, type: 'text', direction }];
-  const [table, key] = dim === 'department' ? ['d', 'department_id'] : ['ag', 'agent_id'];
+  const key = dim === 'department' ? 'department_id' : 'agent_id';
   return [
-    { expr: sql`coalesce(${id(`${table}.name`)}, '')`, type: 'text', direction },
+    { expr: sql`coalesce(${entityName(dim)}, '')`, type: 'text', direction },
     { expr: sql`${id(`g.${key}`)}::text`, type: 'text', direction },
   ];
 }
@@ -793,8 +804,14 @@ export function reportQuery(
   if (sources.includes('counts')) joins.push(sql`left join counts a on ${joinOn('a', true)}`);
   if (sources.includes('samples')) joins.push(sql`left join samples s on ${joinOn('s', true)}`);
   if (withCurrent) joins.push(sql`left join current_figures cur on ${joinOn('cur', false)}`);
-  if (dims.includes('department')) joins.push(sql`left join departments d on d.id = g.department_id`);
-  if (dims.includes('agent')) joins.push(sql`left join agents ag on ag.id = g.agent_id`);
+  if (dims.includes('department')) {
+    joins.push(sql`left join departments d on d.id = g.department_id`);
+    joins.push(sql`left join deleted_departments dd on d.id is null and dd.id = g.department_id`);
+  }
+  if (dims.includes('agent')) {
+    joins.push(sql`left join agents ag on ag.id = g.agent_id`);
+    joins.push(sql`left join deleted_agents dag on ag.id is null and dag.id = g.agent_id`);
+  }
 
   const local = (column: string) => sql`
     to_char(${id(`g.${column}`)} at time zone ${spec.timezone}, 'YYYY-MM-DD"T"HH24:MI:SS') as ${id(`${column}_local`)},
@@ -803,11 +820,13 @@ export function reportQuery(
     local('period_start'),
     local('period_end'),
     dims.includes('department')
-      ? sql`nullif(g.department_id, ${sql.lit(NONE)}::uuid) as department_id, d.name as department_name`
-      : sql`null::uuid as department_id, null::text as department_name`,
+      ? sql`nullif(g.department_id, ${sql.lit(NONE)}::uuid) as department_id, ${entityName('department')} as department_name,
+          dd.id is not null as department_deleted`
+      : sql`null::uuid as department_id, null::text as department_name, false as department_deleted`,
     dims.includes('agent')
-      ? sql`nullif(g.agent_id, ${sql.lit(NONE)}::uuid) as agent_id, ag.name as agent_name`
-      : sql`null::uuid as agent_id, null::text as agent_name`,
+      ? sql`nullif(g.agent_id, ${sql.lit(NONE)}::uuid) as agent_id, ${entityName('agent')} as agent_name,
+          dag.id is not null as agent_deleted`
+      : sql`null::uuid as agent_id, null::text as agent_name, false as agent_deleted`,
     dims.includes('channel') ? sql`g.channel` : sql`null::text as channel`,
     ...spec.metrics.map((m) => sql`${metricExpr(spec, m)} as ${id(`m_${m.key}`)}`),
     ...keys.map((k, i) => sql`${k.expr} as ${id(`k${i}`)}`),
@@ -871,8 +890,10 @@ export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): Rep
     period_end: time ? localTime(raw.period_end_local, raw.period_end_offset) : null,
     department_id: (raw.department_id as string | null) ?? null,
     department_name: (raw.department_name as string | null) ?? null,
+    department_deleted: raw.department_deleted === true,
     agent_id: (raw.agent_id as string | null) ?? null,
     agent_name: (raw.agent_name as string | null) ?? null,
+    agent_deleted: raw.agent_deleted === true,
     channel: (raw.channel as string | null) ?? null,
     values,
     sortKey,
@@ -976,6 +997,29 @@ export async function streamReportRows(
       await cancelling;
     }
   });
+}
+
+/**
+ * Which of the ids name a department (or agent) that exists or existed: a deleted one keeps its
+ * figures, so filtering on it is a fair question; an id never seen is a mistake.
+ */
+export async function knownEntityIds(
+  db: Executor,
+  dim: 'department' | 'agent',
+  ids: string[],
+): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const [live, deleted] =
+    dim === 'department'
+      ? (['departments', 'deleted_departments'] as const)
+      : (['agents', 'deleted_agents'] as const);
+  const rows = await db
+    .selectFrom(live)
+    .select('id')
+    .where('id', 'in', ids)
+    .union(db.selectFrom(deleted).select('id').where('id', 'in', ids))
+    .execute();
+  return new Set(rows.map((r) => r.id));
 }
 
 /** The departments an agent belongs to (any role). */

@@ -39,7 +39,7 @@ const KINDS: { kind: ReportKind; title: string; by: string }[] = [
 ];
 
 const VISIBILITY =
-  'Owners and admins see every department; an agent sees the figures of the departments they belong to (any role) and of tickets in no department. A read-only API token is enough.';
+  'Owners and admins see every department; an agent sees the figures of the departments they belong to (any role) and of tickets in no department (another department answers 403). A department_id or agent_id that never existed answers 404; a deleted one keeps its past figures, under the name it had. A read-only API token is enough.';
 
 export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;
@@ -81,7 +81,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
                 'text/csv': { schema: CSV_SCHEMA },
               },
             },
-            ...problems(403),
+            ...problems(403, 404),
           },
         },
       },
@@ -105,7 +105,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           querystring: ReportQuery,
           response: {
             200: { description: 'The report as CSV.', content: { 'text/csv': { schema: CSV_SCHEMA } } },
-            ...problems(403),
+            ...problems(403, 404),
           },
         },
       },
@@ -125,7 +125,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Agents ranked by answers, resolved tickets and positive ratings',
         description: `Ranked by answers, then resolved tickets, then positive ratings (default range: last 30 days). ${VISIBILITY}`,
         querystring: LeaderboardQuery,
-        response: { 200: ref(LeaderboardSchema), ...problems(403) },
+        response: { 200: ref(LeaderboardSchema), ...problems(403, 404) },
       },
     },
     async (request) => leaderboard(db, principalOf(request), request.query, defaults),

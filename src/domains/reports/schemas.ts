@@ -129,9 +129,23 @@ export const ReportRowSchema = Type.Object(
     ),
     period_end: Type.Optional(Type.String({ description: 'Local end of the period (exclusive).' })),
     department_id: NullableString('The department’s id; null: no department.'),
-    department_name: NullableString(),
+    department_name: NullableString(
+      'The department’s name; null only with no department. A deleted department keeps the name it had when it was deleted.',
+    ),
+    department_deleted: Type.Optional(
+      Type.Boolean({
+        description: 'The department has been deleted since (its past figures stay, under its old name).',
+      }),
+    ),
     agent_id: NullableString('The agent’s id; null: no agent.'),
-    agent_name: NullableString(),
+    agent_name: NullableString(
+      'The agent’s name; null only with no agent. A deleted agent keeps the name they had when they were deleted.',
+    ),
+    agent_deleted: Type.Optional(
+      Type.Boolean({
+        description: 'The agent has been deleted since (their past figures stay, under their old name).',
+      }),
+    ),
     channel: NullableString(),
     ...metricProperties,
   },

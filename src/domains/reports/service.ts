@@ -1,6 +1,6 @@
 import { isAdmin, type Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import { type FieldError, forbidden, invalid } from '../../errors.ts';
+import { type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
 import { chartTypes, findMetric, METRIC_KEYS, METRICS, type Metric } from './metrics.ts';
 import {
@@ -14,6 +14,7 @@ import {
   findReportRows,
   findReportTotals,
   type Interval,
+  knownEntityIds,
   knownTimeZones,
   type RangeInstants,
   type ReportRow,
@@ -49,11 +50,20 @@ export const DIMENSION_FIELDS: Record<Dimension, { key: string; label: string; d
   ],
   department: [
     { key: 'department_id', label: 'Department ID', description: 'Null: tickets in no department.' },
-    { key: 'department_name', label: 'Department', description: 'Null: tickets in no department.' },
+    {
+      key: 'department_name',
+      label: 'Department',
+      description:
+        'Null: tickets in no department. A deleted department keeps the name it had when it was deleted.',
+    },
   ],
   agent: [
     { key: 'agent_id', label: 'Agent ID', description: 'Null: no agent (e.g. unassigned tickets).' },
-    { key: 'agent_name', label: 'Agent', description: 'Null: no agent.' },
+    {
+      key: 'agent_name',
+      label: 'Agent',
+      description: 'Null: no agent. A deleted agent keeps the name they had when they were deleted.',
+    },
   ],
   channel: [{ key: 'channel', label: 'Channel', description: 'The channel the figure came from.' }],
 };
@@ -149,6 +159,22 @@ function parseIds(values: string[] | undefined, field: string): (string | null)[
   return list.map((v) => (v === 'none' ? null : v.toLowerCase()));
 }
 
+/**
+ * A filter on a department or agent that never existed answers 404 (department_not_found,
+ * agent_not_found) like every other route, rather than an empty report that looks like "no
+ * figures". Deleted ones are fine: their past figures stay.
+ */
+async function assertKnown(db: Db, dim: 'department' | 'agent', ids: (string | null)[] | null) {
+  const wanted = (ids ?? []).filter((id): id is string => id !== null);
+  const known = await knownEntityIds(db, dim, wanted);
+  const unknown = wanted.filter((id) => !known.has(id));
+  if (unknown.length > 0) {
+    const error = notFound(dim);
+    error.errors = [{ field: `querystring/${dim}_id`, message: `no such ${dim}: ${unknown.join(', ')}` }];
+    throw error;
+  }
+}
+
 /** Turns the query string into a checked report spec, applying the caller's visibility. */
 export async function resolveReport(
   db: Db,
@@ -215,6 +241,9 @@ export async function resolveReport(
   }
 
   let departments = parseIds(query.department_id, 'department_id');
+  const agents = parseIds(query.agent_id, 'agent_id');
+  await assertKnown(db, 'department', departments);
+  await assertKnown(db, 'agent', agents);
   if (!isAdmin(principal)) {
     // Agents report on their own departments (any role) and on tickets in no department,
     // which every agent sees (src/access/tickets.ts).
@@ -245,7 +274,7 @@ export async function resolveReport(
     weekShift: WEEK_DAYS.indexOf(query.week_start ?? 'monday'),
     groupBy,
     departments,
-    agents: parseIds(query.agent_id, 'agent_id'),
+    agents,
     channels,
     attribution,
     source: attribution === 'current' ? 'events' : 'counters',
@@ -290,10 +319,15 @@ export function reportFields(spec: ReportSpec) {
 }
 
 /** A report row as the API shows it: the grouped dimensions, then the requested columns. */
-export function rowObject(spec: ReportSpec, row: ReportRow): Record<string, string | number | null> {
-  const out: Record<string, string | number | null> = {};
+export function rowObject(
+  spec: ReportSpec,
+  row: ReportRow,
+): Record<string, string | number | boolean | null> {
+  const out: Record<string, string | number | boolean | null> = {};
   for (const d of spec.groupBy) {
     for (const f of DIMENSION_FIELDS[d]) out[f.key] = row[f.key as keyof ReportRow] as string | null;
+    if (d === 'department') out.department_deleted = row.department_deleted;
+    if (d === 'agent') out.agent_deleted = row.agent_deleted;
   }
   for (const m of spec.metrics) out[m.key] = row.values[m.key] ?? null;
   return out;
