@@ -4,6 +4,7 @@ import { ensureFirstAdmin, resolveJwtSecret } from './bootstrap.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
 
 let config: ReturnType<typeof loadConfig>;
@@ -23,7 +24,11 @@ const firstAdmin = await ensureFirstAdmin(db, config);
 const app = await buildApp(config, {
   db,
   jwtSecret: await resolveJwtSecret(config),
-  logger: { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+  logger: {
+    level: config.logLevel,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    stream: createLogDestination(),
+  },
 });
 const stopScheduler = startScheduler(db, app.log);
 app.server.requestTimeout = 30_000;
