@@ -303,4 +303,23 @@ t.test('the to-solve queue', async (t) => {
       'no ticket assigned without being handed out',
     );
   });
+  await t.test('one agent asking several times at once gets one ticket, not several', async (t) => {
+    const dep = await makeDepartment(ctx.db);
+    for (let i = 0; i < 6; i++) await openTicket(dep);
+    const { agent, token } = await queueAgent([[dep, 'solver']]);
+    // A client that timed out and retried while its first request still ran.
+    const answers = await Promise.all(Array.from({ length: 6 }, () => next(token)));
+    t.same(
+      answers.map((r) => r.statusCode),
+      answers.map(() => 200),
+    );
+    t.equal(new Set(answers.map((r) => r.json().id)).size, 1, 'every answer is the same ticket');
+    const held = await ctx.db
+      .selectFrom('tickets')
+      .select('id')
+      .where('department_id', '=', dep)
+      .where('assignee_id', '=', agent.id)
+      .execute();
+    t.equal(held.length, 1, 'the agent holds one ticket; the others stay in the queue');
+  });
 });

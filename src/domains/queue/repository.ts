@@ -1,9 +1,18 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Database, DepartmentRole } from '../../db/types.ts';
 import { TICKET_COLUMNS, type TicketRecord } from '../tickets/repository.ts';
 
 /** Department roles that work tickets; readers only read, so the queue never feeds them. */
 const SOLVING_ROLES: DepartmentRole[] = ['solver', 'supervisor', 'manager'];
+
+/**
+ * Serialises one agent's own queue requests until the transaction ends. Without it, an agent's
+ * retry that overlaps the first request (on this instance or another) skips the ticket the
+ * first one holds and takes a second ticket, though a retry should hand back the same one.
+ */
+export async function lockAgentQueue(trx: Transaction<Database>, agentId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext(${`deskroute:queue:${agentId}`}))`.execute(trx);
+}
 
 /**
  * Locks and returns the ticket the agent should work on next, or undefined when there is none:

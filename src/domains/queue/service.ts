@@ -4,7 +4,7 @@ import { runRules } from '../automation-rules/runner.ts';
 import { withContacts } from '../tickets/repository.ts';
 import type { Ticket } from '../tickets/schemas.ts';
 import { agentActor, applyChanges } from '../tickets/service.ts';
-import { lockNextQueuedTicket } from './repository.ts';
+import { lockAgentQueue, lockNextQueuedTicket } from './repository.ts';
 
 /**
  * Hands the agent the next ticket of their to-solve queue and assigns it to them, recording an
@@ -16,6 +16,7 @@ import { lockNextQueuedTicket } from './repository.ts';
  */
 export async function takeNextTicket(db: Db, principal: Principal): Promise<Ticket | null> {
   const record = await db.transaction().execute(async (trx) => {
+    await lockAgentQueue(trx, principal.agentId);
     const next = await lockNextQueuedTicket(trx, principal.agentId);
     if (!next || next.assignee_id === principal.agentId) return next ?? null;
     const after = await applyChanges(trx, next, { assignee_id: principal.agentId }, agentActor(principal));
