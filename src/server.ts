@@ -30,7 +30,12 @@ const app = await buildApp(config, {
     stream: createLogDestination(),
   },
 });
-const stopScheduler = startScheduler(db, app.log);
+const stopScheduler = startScheduler(
+  db,
+  app.log,
+  config.scheduler.housekeepingMs,
+  config.scheduler.reportCompactionMs,
+);
 app.server.requestTimeout = 30_000;
 app.server.headersTimeout = 10_000;
 
