@@ -1,7 +1,9 @@
 import net from 'node:net';
+import Fastify from 'fastify';
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { clientErrorProblem } from '../src/plugins/problem.ts';
 import { buildTestApp } from './helpers/app.ts';
 import { createTestDatabase } from './helpers/database.ts';
 
@@ -101,6 +103,26 @@ t.test('what Node refuses before fastify sees a request is problem+json', async 
     );
     t.equal(res.status, 200, res.body);
   });
+});
+
+t.test('a request that does not arrive in time: 408 problem+json', async (t) => {
+  // The same handler as the app's, on a server whose timeouts are checked every 100 ms (the
+  // app's own: headers within 10 s, checked every 30 s, too slow for a test).
+  const app = Fastify({
+    clientErrorHandler: clientErrorProblem,
+    requestTimeout: 1_000,
+    http: { connectionsCheckingInterval: 100 },
+  });
+  t.teardown(() => app.close());
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  app.server.headersTimeout = 500;
+  const { port } = app.server.address() as net.AddressInfo;
+  const conn = connect(port);
+  await conn.ready;
+  conn.socket.write('GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  const res = parseResponse(await conn.closed);
+  // Node hands over no bytes with a timeout, so the occurrence is named by its request id.
+  checkProblem(t, res, 408, 'request_timeout', /^urn:uuid:[0-9a-f-]{36}$/);
 });
 
 t.test('a draining server answers new requests 503 problem+json with Retry-After', async (t) => {
