@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { createTestDatabase } from './helpers/database.ts';
-import { exited, startServer } from './helpers/server.ts';
+import { exited, groupMembers, startServer } from './helpers/server.ts';
 
 // The real server process (node src/server.ts), stopped with SIGTERM while its stdout is a pipe
 // that nobody reads: log writes then answer EAGAIN. It must still exit within its grace period.
@@ -29,13 +29,18 @@ t.test('SIGTERM ends the server even when nobody reads its log output', async (t
     : { DATA_DIR: dataDir };
   t.comment(`server storage: ${database.url ? 'postgresql' : 'pglite (temporary folder)'}`);
 
-  for (const run of [1, 2, 3]) {
-    await t.test(`run ${run}`, async (t) => {
+  // The last run as the issue saw it: `npm start`, stopped through its process group.
+  for (const [run, viaNpm] of [
+    [1, false],
+    [2, false],
+    [3, true],
+  ] as const) {
+    await t.test(`run ${run}${viaNpm ? ' (npm start, SIGTERM to its process group)' : ''}`, async (t) => {
       const spawned = Date.now();
       const server = await startServer(
         t,
         { ...storage, LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: String(GRACE_MS) },
-        'pipe',
+        { stdout: 'pipe', viaNpm },
       );
       // Never read: once the pipe and the stream's buffer are full, every write gets EAGAIN.
       server.child.stdout?.pause();
@@ -49,11 +54,18 @@ t.test('SIGTERM ends the server even when nobody reads its log output', async (t
       }
 
       const signalled = Date.now();
-      server.child.kill('SIGTERM');
+      const pid = server.child.pid as number;
+      if (viaNpm) process.kill(-pid, 'SIGTERM');
+      else server.child.kill('SIGTERM');
       const result = await exited(server.child, EXIT_BOUND_MS);
       t.comment(`exited ${Date.now() - signalled} ms after SIGTERM`);
       t.not(result, 'timeout', `the server exits within ${EXIT_BOUND_MS} ms of SIGTERM`);
-      if (result !== 'timeout') t.equal(result.signal, null, 'it exits by itself, not by a signal');
+      if (viaNpm) {
+        // npm waits for the server, then re-raises the signal on itself.
+        t.same(groupMembers(pid), [], 'no process of the group is left running');
+      } else if (result !== 'timeout') {
+        t.equal(result.signal, null, 'it exits by itself, not by a signal');
+      }
     });
   }
 });
