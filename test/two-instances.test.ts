@@ -81,16 +81,21 @@ t.test('two instances on one database', { skip }, async (t) => {
   };
 
   await t.test('a rule runs once per change, whichever instance took it', async (t) => {
-    // Both instances load (and cache) the empty rule set first.
+    const noteRule = async (name: string) =>
+      (
+        await ok(a, 'POST', '/v1/automation-rules', adminToken, {
+          name,
+          active: true,
+          triggers: ['ticket.created', 'ticket.updated'],
+          conditions: { all: [{ field: 'subject', operator: 'contains', value: 'Two instances' }] },
+          actions: [{ type: 'add_note', body: `${name} saw this` }],
+        })
+      ).body.id as string;
+    // Both instances load and cache a rule set with the first rule; the second rule, written on
+    // instance A, must then be seen by B at once.
+    const first = await noteRule('First rule');
     await Promise.all([createTicket(a), createTicket(b)]);
-    const rule = await ok(a, 'POST', '/v1/automation-rules', adminToken, {
-      name: 'Leave a note',
-      active: true,
-      triggers: ['ticket.created', 'ticket.updated'],
-      conditions: { all: [{ field: 'subject', operator: 'contains', value: 'Two instances' }] },
-      actions: [{ type: 'add_note', body: 'seen by the rule' }],
-    });
-    const ruleId = rule.body.id as string;
+    const second = await noteRule('Second rule');
 
     const ids = await Promise.all(Array.from({ length: TICKETS }, (_, i) => createTicket(on(i))));
     // Each ticket changed once more, on the instance that did not create it.
@@ -98,19 +103,22 @@ t.test('two instances on one database', { skip }, async (t) => {
       ids.map((id, i) => ok(on(i + 1), 'PATCH', `/v1/tickets/${id}`, adminToken, { priority: 'high' })),
     );
 
-    const notes = await db
-      .selectFrom('ticket_events')
-      .select(['ticket_id', (eb) => eb.fn.countAll<string>().as('n')])
-      .where('actor_rule_id', '=', ruleId)
-      .where('type', '=', 'message_added')
-      .groupBy('ticket_id')
-      .execute();
-    const byTicket = new Map(notes.map((r) => [r.ticket_id, Number(r.n)]));
-    t.same(
-      ids.map((id) => byTicket.get(id) ?? 0),
-      ids.map(() => 2),
-      'two changes per ticket (created, updated): two notes by the rule, never one or three',
-    );
+    for (const ruleId of [first, second]) {
+      const notes = await db
+        .selectFrom('ticket_events')
+        .select(['ticket_id', (eb) => eb.fn.countAll<string>().as('n')])
+        .where('actor_rule_id', '=', ruleId)
+        .where('type', '=', 'message_added')
+        .where('ticket_id', 'in', ids)
+        .groupBy('ticket_id')
+        .execute();
+      const byTicket = new Map(notes.map((r) => [r.ticket_id, Number(r.n)]));
+      t.same(
+        ids.map((id) => byTicket.get(id) ?? 0),
+        ids.map(() => 2),
+        'two changes per ticket (created, updated): two notes by each rule, never one or three',
+      );
+    }
     const runs = await db
       .selectFrom('rule_runs')
       .select(['ticket_id', (eb) => eb.fn.countAll<string>().as('n')])
