@@ -21,9 +21,10 @@ import { queueRoutes } from './domains/queue/routes.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
+import { unavailable } from './errors.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
-import { frameworkProblem, problemPlugin } from './plugins/problem.ts';
+import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -55,6 +56,9 @@ export const REDACT_PATHS = [
   '*.access_token',
 ];
 
+/** Retry-After of the 503 a draining server answers: about the time a restart takes. */
+export const DRAINING_RETRY_AFTER_SECONDS = 5;
+
 function createAjv(part: 'body' | 'other') {
   // Bodies: no coercion ("12" stays a string) and unknown fields rejected, not stripped.
   // Query strings and params arrive as text, so they are coerced.
@@ -84,11 +88,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     trustProxy: config.trustProxy,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // fastify's own drain answer is a plain JSON body; ours (below) is problem+json.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     // A path fastify cannot decode, or an over-long path id, is answered before any route or
     // error handler runs: routed here so it leaves as problem+json like every other 4xx.
     frameworkErrors: frameworkProblem,
+    // What Node's HTTP parser refuses (431, 408, malformed HTTP) also leaves as problem+json.
+    clientErrorHandler: clientErrorProblem,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const bodyAjv = createAjv('body');
@@ -101,6 +108,22 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('config', config);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // Once close() begins, requests still arriving on kept-alive connections are refused before
+  // any other work, so a load balancer sends them to another instance. fastify already adds
+  // Connection: close to them.
+  let draining = false;
+  app.addHook('preClose', async () => {
+    draining = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (draining) {
+      throw unavailable(
+        'server_draining',
+        'This server is shutting down; retry, another instance will answer.',
+        DRAINING_RETRY_AFTER_SECONDS,
+      );
+    }
   });
 
   await app.register(problemPlugin);

@@ -40,6 +40,16 @@ const EnvSchema = Type.Object({
   BODY_LIMIT_BYTES: Type.Integer({ default: 1_048_576, minimum: 1024 }),
   TRUST_PROXY: Type.Boolean({ default: false }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),
+  HOUSEKEEPING_INTERVAL_MS: Type.Integer({
+    default: 30_000,
+    minimum: 100,
+    description: 'how often postponed tickets are woken and old Idempotency-Keys forgotten',
+  }),
+  REPORT_COMPACTION_INTERVAL_MS: Type.Integer({
+    default: 5_000,
+    minimum: 100,
+    description: 'how often report rows appended since the last run are compacted',
+  }),
   DESKROUTE_ADMIN_EMAIL: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
   DESKROUTE_ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 12, maxLength: 200 })),
   DESKROUTE_TIMEZONE: Type.String({
@@ -69,6 +79,7 @@ export interface Config {
   bodyLimit: number;
   trustProxy: boolean;
   shutdownGraceMs: number;
+  scheduler: { housekeepingMs: number; reportCompactionMs: number };
   admin: { email: string | undefined; password: string | undefined };
   /** IANA name; the default time zone of reports. */
   timezone: string;
@@ -138,6 +149,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimit: parsed.BODY_LIMIT_BYTES,
     trustProxy: parsed.TRUST_PROXY,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    scheduler: {
+      housekeepingMs: parsed.HOUSEKEEPING_INTERVAL_MS,
+      reportCompactionMs: parsed.REPORT_COMPACTION_INTERVAL_MS,
+    },
     admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
     timezone: parsed.DESKROUTE_TIMEZONE,
   };

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { describe, retryWhileUnreachable } from './db/outage.ts';
+import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
 
 let config: ReturnType<typeof loadConfig>;
@@ -19,10 +20,13 @@ try {
   throw error;
 }
 
+// One destination for every log line, so no logger can hold the exit up (logging.ts).
+const logStream = createLogDestination();
 // Database events before the app (and its logger) exist, and lost idle connections after.
-const dbLog = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }).child({
-  component: 'database',
-});
+const dbLog = pino(
+  { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+  logStream,
+).child({ component: 'database' });
 const db = await createDatabase({
   databaseUrl: config.databaseUrl,
   dataDir: config.dataDir,
@@ -44,9 +48,18 @@ const { applied, firstAdmin } = await retryWhileUnreachable(
 const app = await buildApp(config, {
   db,
   jwtSecret: await resolveJwtSecret(config),
-  logger: { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+  logger: {
+    level: config.logLevel,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    stream: logStream,
+  },
 });
-const stopScheduler = startScheduler(db, app.log);
+const stopScheduler = startScheduler(
+  db,
+  app.log,
+  config.scheduler.housekeepingMs,
+  config.scheduler.reportCompactionMs,
+);
 app.server.requestTimeout = 30_000;
 app.server.headersTimeout = 10_000;
 

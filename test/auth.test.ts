@@ -292,6 +292,17 @@ t.test('session tokens', async (t) => {
     isProblem(t, res, 401, 'token_expired');
   });
 
+  await t.test('a correctly signed token without exp is refused; one with exp works', async (t) => {
+    const secret = 'test-secret-that-is-long-enough-0123456789';
+    const iat = Math.floor(Date.now() / 1000);
+    const forever = await me(ctx, forgeJwt({ ...claims, iat }, secret));
+    isProblem(t, forever, 401, 'token_without_expiry');
+    t.match(String(forever.headers['www-authenticate']), /^Bearer /);
+    isProblem(t, await me(ctx, forgeJwt({ ...claims, iat, exp: null }, secret)), 401, 'invalid_token');
+    const bounded = await me(ctx, forgeJwt({ ...claims, iat, exp: iat + 60 }, secret));
+    t.equal(bounded.statusCode, 200, bounded.body);
+  });
+
   await t.test('a token without the password stamp, or for a deleted agent, is refused', async (t) => {
     isProblem(t, await me(ctx, ctx.app.jwt.sign({ sub: agent.id } as typeof claims)), 401, 'invalid_token');
     const doomed = await agentWithToken(ctx);

@@ -74,10 +74,12 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
     claims = app.jwt.verify<SessionClaims>(secret);
   } catch (error) {
     // app.jwt.verify throws fast-jwt's own errors; only request.jwtVerify renames them FST_JWT_*.
-    const expired = (error as { code?: string }).code === 'FAST_JWT_EXPIRED';
-    throw expired
-      ? unauthenticated('token_expired', 'The session token has expired; sign in again.')
-      : unauthenticated('invalid_token', 'The session token is not valid.');
+    const code = (error as { code?: string }).code;
+    if (code === 'FAST_JWT_EXPIRED')
+      throw unauthenticated('token_expired', 'The session token has expired; sign in again.');
+    if (code === 'FAST_JWT_MISSING_REQUIRED_CLAIM')
+      throw unauthenticated('token_without_expiry', 'The session token has no expiry (exp); sign in again.');
+    throw unauthenticated('invalid_token', 'The session token is not valid.');
   }
   if (typeof claims.sub !== 'string' || !/^[0-9a-f-]{36}$/i.test(claims.sub)) {
     throw unauthenticated('invalid_token', 'The session token is not valid.');
@@ -116,7 +118,9 @@ export const authPlugin = fp(
     await app.register(jwt, {
       secret: options.secret,
       sign: { expiresIn: options.ttlSeconds, algorithm: 'HS256' },
-      verify: { algorithms: ['HS256'] },
+      // A correctly signed token without exp would be valid forever (a leaked secret's
+      // forgeries, a signer misconfigured elsewhere): every session we mint has one.
+      verify: { algorithms: ['HS256'], requiredClaims: ['exp'] },
     });
     app.decorateRequest('principal', null);
     // The per-token budget, counted once the token is known to be real.

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Static, Type } from 'typebox';
@@ -209,6 +211,84 @@ export function frameworkProblem(error: FastifyError, request: FastifyRequest, r
     known?.code ?? 'malformed_request',
     known?.detail ?? error.message,
   );
+}
+
+// What Node's HTTP parser refuses before any request object exists (the same statuses Node
+// itself would send, https://nodejs.org/api/http.html#event-clienterror).
+const CLIENT_ERRORS: Record<string, { status: number; code: string; detail: string }> = {
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    code: 'request_header_fields_too_large',
+    detail: 'The request line and headers together exceed 16 KiB; send long filters in fewer bytes.',
+  },
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: {
+    status: 413,
+    code: 'payload_too_large',
+    detail: 'The chunk extensions of the request body are too large.',
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    code: 'request_timeout',
+    detail: 'The request did not arrive in time.',
+  },
+};
+
+/** The path of the request line in what the parser saw, or null (it may be cut or garbled). */
+function requestPath(rawPacket: unknown): string | null {
+  if (!Buffer.isBuffer(rawPacket)) return null;
+  const line = /^[A-Z]{3,10} (\/[!-~]*)/.exec(rawPacket.subarray(0, 4096).toString('latin1'));
+  const path = line?.[1]?.split('?')[0];
+  return path && path.length <= 2048 ? path : null;
+}
+
+/**
+ * fastify's `clientErrorHandler`: a request Node's parser refuses (headers over 16 KiB, malformed
+ * HTTP, a request timeout) is answered as problem+json on the raw socket, then the connection is
+ * closed. There is no request object yet, so the request id is minted here.
+ */
+export function clientErrorProblem(
+  this: FastifyInstance,
+  error: Error & { code?: string; rawPacket?: unknown },
+  socket: Socket,
+) {
+  // A reset connection has nobody to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const known = (error.code && CLIENT_ERRORS[error.code]) || {
+    status: 400,
+    code: 'malformed_request',
+    detail: 'The request is not valid HTTP/1.1.',
+  };
+  const requestId = randomUUID();
+  this.log.info(
+    { reqId: requestId, err: { code: error.code, message: error.message }, status: known.status },
+    'refused by the HTTP parser',
+  );
+  // Like Node: never write into the middle of a response already under way on this socket.
+  const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !current?.headersSent) {
+    const body = JSON.stringify({
+      type: 'about:blank',
+      title: STATUS_CODES[known.status] ?? 'Error',
+      status: known.status,
+      code: known.code,
+      detail: known.detail,
+      instance: requestPath(error.rawPacket) ?? `urn:uuid:${requestId}`,
+      request_id: requestId,
+    } satisfies Problem);
+    socket.write(
+      [
+        `HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}`,
+        `Content-Type: ${PROBLEM_CONTENT_TYPE}`,
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        `X-Request-Id: ${requestId}`,
+        'Cache-Control: no-store',
+        'Connection: close',
+        '',
+        body,
+      ].join('\r\n'),
+    );
+  }
+  socket.destroy(error);
 }
 
 /** One error handler for the whole API: every failure leaves as RFC 9457 problem+json. */

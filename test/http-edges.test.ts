@@ -1,0 +1,195 @@
+import net from 'node:net';
+import Fastify from 'fastify';
+import t, { type Test } from 'tap';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { clientErrorProblem } from '../src/plugins/problem.ts';
+import { buildTestApp } from './helpers/app.ts';
+import { createTestDatabase } from './helpers/database.ts';
+
+// app.inject bypasses Node's HTTP parser, so everything here goes over real sockets.
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+function parseResponse(raw: string): RawResponse {
+  const split = raw.indexOf('\r\n\r\n');
+  if (split < 0) throw new Error(`no complete response: ${JSON.stringify(raw.slice(0, 200))}`);
+  const [statusLine = '', ...lines] = raw.slice(0, split).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { status: Number(statusLine.split(' ')[1]), headers, body: raw.slice(split + 4) };
+}
+
+/** Opens a connection and collects everything the server sends until it closes. */
+function connect(port: number) {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  let received = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => {
+    received += chunk;
+  });
+  // The server may close while we are still writing a request it refused: not our failure.
+  socket.on('error', () => {});
+  const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(received)));
+  const ready = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  return { socket, ready, closed, received: () => received };
+}
+
+/** Sends raw bytes on a new connection and parses the one response the server sends back. */
+async function rawExchange(port: number, request: string): Promise<RawResponse> {
+  const conn = connect(port);
+  await conn.ready;
+  conn.socket.write(request);
+  return parseResponse(await conn.closed);
+}
+
+function checkProblem(t: Test, res: RawResponse, status: number, code: string, instance: string | RegExp) {
+  t.equal(res.status, status, res.body);
+  t.match(res.headers['content-type'], /^application\/problem\+json/);
+  const body = JSON.parse(res.body);
+  t.equal(body.status, status);
+  t.equal(body.code, code);
+  t.equal(body.type, 'about:blank');
+  t.type(body.title, 'string');
+  t.type(body.detail, 'string');
+  t.match(body.instance, instance);
+  t.match(body.request_id, /^[0-9a-f-]{36}$/);
+  t.equal(res.headers['x-request-id'], body.request_id, 'the header names the same request');
+  t.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body));
+  return body;
+}
+
+t.test('what Node refuses before fastify sees a request is problem+json', async (t) => {
+  const ctx = await buildTestApp(t);
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = ctx.app.server.address() as net.AddressInfo;
+
+  await t.test('a 45 KB query string: 431', async (t) => {
+    const query = `q=${'x'.repeat(45_000)}`;
+    const res = await rawExchange(
+      port,
+      `GET /v1/tickets?${query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer not-logged\r\n\r\n`,
+    );
+    checkProblem(t, res, 431, 'request_header_fields_too_large', '/v1/tickets');
+    t.equal(res.headers.connection, 'close');
+  });
+
+  await t.test('a huge header: 431', async (t) => {
+    const res = await rawExchange(
+      port,
+      `GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ${'y'.repeat(20_000)}\r\n\r\n`,
+    );
+    checkProblem(t, res, 431, 'request_header_fields_too_large', '/v1/me');
+  });
+
+  await t.test('malformed HTTP: 400', async (t) => {
+    const res = await rawExchange(port, 'GET /v1/me HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n');
+    checkProblem(t, res, 400, 'malformed_request', '/v1/me');
+    const garbage = await rawExchange(port, '\u0001\u0002 not http at all\r\n\r\n');
+    checkProblem(t, garbage, 400, 'malformed_request', /^urn:uuid:[0-9a-f-]{36}$/);
+  });
+
+  await t.test('the server still answers normally afterwards', async (t) => {
+    const res = await rawExchange(
+      port,
+      'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+    );
+    t.equal(res.status, 200, res.body);
+  });
+});
+
+t.test('a request that does not arrive in time: 408 problem+json', async (t) => {
+  // The same handler as the app's, on a server whose timeouts are checked every 100 ms (the
+  // app's own: headers within 10 s, checked every 30 s, too slow for a test).
+  const app = Fastify({
+    clientErrorHandler: clientErrorProblem,
+    requestTimeout: 1_000,
+    http: { connectionsCheckingInterval: 100 },
+  });
+  t.teardown(() => app.close());
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  app.server.headersTimeout = 500;
+  const { port } = app.server.address() as net.AddressInfo;
+  const conn = connect(port);
+  await conn.ready;
+  conn.socket.write('GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  const res = parseResponse(await conn.closed);
+  // Node hands over no bytes with a timeout, so the occurrence is named by its request id.
+  checkProblem(t, res, 408, 'request_timeout', /^urn:uuid:[0-9a-f-]{36}$/);
+});
+
+t.test('a draining server answers new requests 503 problem+json with Retry-After', async (t) => {
+  const database = await createTestDatabase();
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
+    db: database.db,
+    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+  });
+  // A request that stays in flight until the test lets it go, so close() has to wait for it.
+  let entered!: () => void;
+  const slowEntered = new Promise<void>((resolve) => {
+    entered = resolve;
+  });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  app.get('/test/slow', async () => {
+    entered();
+    await released;
+    return { finished: true };
+  });
+  let closing!: () => void;
+  const closeBegun = new Promise<void>((resolve) => {
+    closing = resolve;
+  });
+  app.addHook('preClose', async () => closing());
+  t.teardown(async () => {
+    release();
+    await app.close();
+    await database.drop();
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as net.AddressInfo;
+
+  const slow = connect(port);
+  await slow.ready;
+  slow.socket.write('GET /test/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  await slowEntered;
+
+  // A kept-alive client: one answered request, then the next one begun before close() starts
+  // (a connection in the middle of a request is not idle, so close() leaves it open).
+  const accepted = new Promise<net.Socket>((resolve) => app.server.once('connection', resolve));
+  const client = connect(port);
+  await client.ready;
+  const serverSide = await accepted;
+  client.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  while (!/\r\n\r\n\{.*\}$/s.test(client.received())) {
+    await new Promise((resolve) => client.socket.once('data', resolve));
+  }
+  t.equal(parseResponse(client.received()).status, 200, 'the first request is served');
+  const before = client.received().length;
+  client.socket.write('GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  // Only bytes the server has read make the connection busy; wait until it has them all.
+  while (serverSide.bytesRead < client.socket.bytesWritten) await new Promise(setImmediate);
+
+  const closed = app.close();
+  await closeBegun;
+  client.socket.write('\r\n');
+  const res = parseResponse((await client.closed).slice(before));
+  checkProblem(t, res, 503, 'server_draining', '/v1/me');
+  t.equal(res.headers['retry-after'], '5');
+  t.equal(res.headers.connection, 'close');
+
+  release();
+  const finished = parseResponse(await slow.closed);
+  t.equal(finished.status, 200, 'the request in flight still finishes');
+  t.same(JSON.parse(finished.body), { finished: true });
+  await closed;
+});
