@@ -79,10 +79,10 @@ start_server() {
     DATA_DIR="$DATA_DIR_SMOKE/data" PORT="$PORT_SMOKE" LOG_LEVEL=warn \
     node src/server.ts >"$LOG" 2>&1 &
   SERVER_PID=$!
-  local deadline=$((SECONDS + 30))
+  local deadline=$((SECONDS + 120))
   until curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; do
     kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited during start-up"
-    ((SECONDS < deadline)) || fail "server did not answer /healthz within 30 s"
+    ((SECONDS < deadline)) || fail "server did not answer /healthz within 120 s"
     sleep 0.25
   done
   # The banner is written right after listen(); give stdout a moment to land in the log.
