@@ -131,6 +131,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       'RateLimit-Reset',
       'X-Request-Id',
       'Content-Disposition',
+      'Idempotent-Replayed',
     ],
     maxAge: 600,
   });
