@@ -12,6 +12,7 @@ import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
 import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
 import { authRoutes, authSchemas } from './domains/auth/routes.ts';
 import { automationRuleRoutes, automationRuleSchemas } from './domains/automation-rules/routes.ts';
+import { RULE_BODY_STAND_INS } from './domains/automation-rules/schemas.ts';
 import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
 import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
@@ -92,6 +93,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const bodyAjv = createAjv('body');
+  // Rule conditions and actions are checked by the rule engine (precise 422s), not by Ajv.
+  for (const standIn of RULE_BODY_STAND_INS) bodyAjv.addSchema(standIn);
   const otherAjv = createAjv('other');
   app.setValidatorCompiler(({ schema, httpPart }) =>
     (httpPart === 'body' ? bodyAjv : otherAjv).compile(schema),

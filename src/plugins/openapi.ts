@@ -124,6 +124,24 @@ const HEADERS = {
 
 const headerRef = (name: keyof typeof HEADERS) => ({ $ref: `#/components/headers/${name}` });
 
+/**
+ * On a query parameter's item schema: the values the contract lists, which the service checks
+ * itself (with its own error code) instead of Ajv, which ignores this keyword. The published
+ * document carries them as a plain `enum`.
+ */
+export const CONTRACT_ENUM = 'x-contract-enum';
+
+type ParameterSchema = { items?: Record<string, unknown> };
+
+function publishContractEnums(parameters: { schema?: ParameterSchema }[] | undefined) {
+  for (const parameter of parameters ?? []) {
+    const items = parameter.schema?.items;
+    if (!items || !(CONTRACT_ENUM in items)) continue;
+    const { [CONTRACT_ENUM]: values, minLength: _min, maxLength: _max, ...rest } = items;
+    parameter.schema!.items = { ...rest, enum: values };
+  }
+}
+
 /** Route-level response headers, written in route schemas as `headers: { Location: ... }`. */
 export const responseHeaders = {
   location: (what: string) => ({
@@ -146,7 +164,10 @@ export const responseHeaders = {
 };
 
 type Header = { schema?: Record<string, unknown>; required?: boolean; $ref?: string };
-type Operation = { responses?: Record<string, { headers?: Record<string, Header> }> };
+type Operation = {
+  parameters?: { schema?: ParameterSchema }[];
+  responses?: Record<string, { headers?: Record<string, Header> }>;
+};
 
 /**
  * Headers the server sends whatever the route: X-Request-Id on every answer, the rate-limit
@@ -163,6 +184,7 @@ const addStandardHeaders: SwaggerTransformObject = (documentObject) => {
   document.components = { ...document.components, headers: HEADERS };
   for (const [path, item] of Object.entries(document.paths ?? {})) {
     for (const operation of Object.values(item)) {
+      publishContractEnums(operation.parameters);
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         const headers: Record<string, Header> = {};
         for (const [name, header] of Object.entries(response.headers ?? {})) {

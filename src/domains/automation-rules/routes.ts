@@ -7,7 +7,10 @@ import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageQuery } from '../../plugins/pagination.ts';
 import * as repo from './repository.ts';
 import {
+  ActionSchema,
   AutomationRuleSchema,
+  ConditionLeafSchema,
+  ConditionSchema,
   CreateRuleBody,
   EffectSchema,
   ReorderBody,
@@ -27,6 +30,9 @@ import {
 import * as service from './service.ts';
 
 export const automationRuleSchemas = [
+  ConditionLeafSchema,
+  ConditionSchema,
+  ActionSchema,
   AutomationRuleSchema,
   RuleVersionSchema,
   RuleOrderSchema,
