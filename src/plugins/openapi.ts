@@ -48,7 +48,13 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * spec honest without repeating them on every route.
  */
 function addStandardResponses(route: RouteOptions) {
-  if (!route.url.startsWith('/v1/') || !route.schema) return;
+  if (!route.schema || route.schema.hide) return;
+  if (!route.url.startsWith('/v1/')) {
+    // Health checks too meet Node's HTTP parser first.
+    route.schema.response ??= {};
+    (route.schema.response as Record<string, unknown>)[431] ??= problemResponse(431);
+    return;
+  }
   const methods = [route.method].flat();
   route.schema.response ??= {};
   const response = route.schema.response as Record<string, unknown>;

@@ -136,7 +136,11 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Agents ranked by answers, resolved tickets and positive ratings',
         description: `Ranked by answers, then resolved tickets, then positive ratings (default range: last 30 days). ${VISIBILITY}`,
         querystring: LeaderboardQuery,
-        response: { 200: ref(LeaderboardSchema), ...problems(403) },
+        response: {
+          200: ref(LeaderboardSchema),
+          ...problems(403),
+          404: { ...problems(404)[404], description: 'department_id names no department you can see.' },
+        },
       },
     },
     async (request) => leaderboard(db, principalOf(request), request.query, defaults),
