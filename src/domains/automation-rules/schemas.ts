@@ -26,8 +26,9 @@ import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.
 // validateRule(), not by these schemas: it knows what a JSON schema cannot (departments and
 // agents that exist, contact field types, safe patterns) and answers 422 `invalid_rule` with a
 // pointer to the offending node, which clients and tests rely on. So the body validator sees
-// loose stand-ins under the same $ids (RULE_BODY_STAND_INS, wired in app.ts). Every rule
-// validateRule() accepts fits these schemas (test/rule-schemas.test.ts), so responses do too.
+// loose stand-ins under the same $ids (RULE_STAND_INS, wired in app.ts), and so does the response
+// serializer. Every rule validateRule() accepts fits these schemas (test/rule-schemas.test.ts),
+// so responses do too; the suite's contract check validates them against the real ones.
 
 export const TriggerSchema = Type.Enum(TRIGGERS, {
   description:
@@ -238,11 +239,14 @@ export const ActionSchema = Type.Unsafe<Action>({
   examples: [{ type: 'transfer', department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11' }],
 });
 
-/** What the request body validator knows under the same $ids: validateRule() does the rest. */
-export const RULE_BODY_STAND_INS = [
-  { $id: 'RuleCondition', type: 'object' },
-  { $id: 'RuleConditionLeaf', type: 'object' },
-  { $id: 'RuleAction', type: 'object' },
+/**
+ * What the request body validator and the response serializer know under the same $ids:
+ * validateRule() judges what comes in, and what goes out is what it accepted.
+ */
+export const RULE_STAND_INS = [
+  { $id: 'RuleCondition', type: 'object', additionalProperties: true },
+  { $id: 'RuleConditionLeaf', type: 'object', additionalProperties: true },
+  { $id: 'RuleAction', type: 'object', additionalProperties: true },
 ];
 
 const Name = Type.String({ minLength: 1, maxLength: LIMITS.maxNameLength, pattern: '\\S' });
