@@ -83,6 +83,19 @@ export type TicketStatus = 'new' | 'open' | 'answered' | 'postponed' | 'resolved
 export type Priority = 'low' | 'normal' | 'high' | 'urgent';
 export type MessageKind = 'customer' | 'agent' | 'note';
 export type ActorType = 'agent' | 'contact' | 'rule' | 'system';
+/** The kinds of ticket history entry (listed for the API in tickets/schemas.ts). */
+export type TicketEventType =
+  | 'created'
+  | 'message_added'
+  | 'status_changed'
+  | 'priority_changed'
+  | 'subject_changed'
+  | 'transferred'
+  | 'assigned'
+  | 'tags_changed'
+  | 'rated'
+  | 'call_recorded'
+  | 'chat_recorded';
 export type ContactFieldType = 'text' | 'number' | 'date' | 'boolean' | 'choice';
 
 export interface ContactFieldsTable {
@@ -156,6 +169,7 @@ export interface TicketMessagesTable {
 export interface TicketEventsTable {
   id: ColumnType<number, never, never>;
   ticket_id: string;
+  /** A TicketEventType; left a string so inserts of computed types need no narrowing. */
   type: string;
   actor_type: ActorType;
   actor_agent_id: string | null;

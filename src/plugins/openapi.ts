@@ -1,4 +1,4 @@
-import swagger from '@fastify/swagger';
+import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
@@ -13,6 +13,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   412: 'If-Match does not match the current ETag: the resource changed since it was read.',
   413: 'The request body is larger than the server accepts.',
   415: 'The request body is not application/json.',
+  431: 'The request headers are too large (all of them, or one of them); nothing was read or changed.',
   422: 'The request refers to something that does not exist.',
   429: 'Too many requests; wait for the number of seconds in Retry-After.',
   500: 'An error on our side; the request changed nothing it did not finish.',
@@ -41,16 +42,23 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * Every /v1 route can answer these, whatever the handler does: validation (400), auth (401,
- * 403), rate limiting (429), bodies (413, 415), our own failures (500) and a database that is
- * away or a server shutting down (503). Declaring them here
- * keeps the spec honest without repeating them on every route.
+ * 403), rate limiting (429), bodies (413, 415), headers too large (431, from Node's HTTP parser
+ * before any route runs, yet a proxy sees it as this operation's answer), our own failures (500)
+ * and a database that is away or a server shutting down (503). Declaring them here keeps the
+ * spec honest without repeating them on every route.
  */
 function addStandardResponses(route: RouteOptions) {
-  if (!route.url.startsWith('/v1/') || !route.schema) return;
+  if (!route.schema || route.schema.hide) return;
+  if (!route.url.startsWith('/v1/')) {
+    // Health checks too meet Node's HTTP parser first.
+    route.schema.response ??= {};
+    (route.schema.response as Record<string, unknown>)[431] ??= problemResponse(431);
+    return;
+  }
   const methods = [route.method].flat();
   route.schema.response ??= {};
   const response = route.schema.response as Record<string, unknown>;
-  const statuses = [400, 429, 500, 503];
+  const statuses = [400, 429, 431, 500, 503];
   if (!route.config?.public) statuses.push(401, 403);
   if (methods.some((m) => WRITE_METHODS.has(m)) && route.schema.body) statuses.push(413, 415);
   for (const s of statuses) response[s] ??= problemResponse(s);
@@ -64,8 +72,151 @@ function addStandardResponses(route: RouteOptions) {
   else route.schema.security ??= [];
 }
 
+/**
+ * A query parameter with a default is the caller's to leave out: Ajv fills the default in
+ * (useDefaults) before the handler runs, so the TypeBox type may keep it required for the
+ * handler while the contract must not (a validating proxy reads `required` literally, and a
+ * generated client would make every caller pass `limit`).
+ */
+function defaultsAreOptional(route: RouteOptions) {
+  const query = route.schema?.querystring as
+    | { properties?: Record<string, { default?: unknown }>; required?: string[] }
+    | undefined;
+  if (!query?.required || !query.properties) return;
+  const properties = query.properties;
+  const required = query.required.filter((name) => properties[name]?.default === undefined);
+  if (required.length === query.required.length) return;
+  route.schema!.querystring = { ...query, required };
+}
+
+const REQUEST_ID = {
+  description:
+    'The id of this request: the X-Request-Id the client sent, else a generated UUID. Problem bodies repeat it as request_id; quote it when reporting a problem.',
+  schema: { type: 'string' },
+};
+const RETRY_AFTER = {
+  description: 'Seconds to wait before retrying.',
+  schema: { type: 'integer', minimum: 0 },
+};
+
+/**
+ * Response headers shared by every operation, as components. A reference cannot carry
+ * `required` beside it, so a header that is sometimes promised and sometimes not has two.
+ */
+const HEADERS = {
+  XRequestId: { ...REQUEST_ID, required: true },
+  XRequestIdIfSent: {
+    ...REQUEST_ID,
+    description: `${REQUEST_ID.description} Absent when the answer comes before any route runs (431, or 503 while the server closes).`,
+  },
+  RateLimitLimit: {
+    description: 'Requests allowed per window in the budget this request counted against.',
+    schema: { type: 'integer', minimum: 0 },
+  },
+  RateLimitRemaining: {
+    description: 'Requests left in the current window.',
+    schema: { type: 'integer', minimum: 0 },
+  },
+  RateLimitReset: {
+    description: 'Seconds until the current window ends and the budget is full again.',
+    schema: { type: 'integer', minimum: 0 },
+  },
+  RetryAfter: { ...RETRY_AFTER, required: true },
+  RetryAfterIfKnown: {
+    ...RETRY_AFTER,
+    description: `${RETRY_AFTER.description} Sent when the server can tell (a database away, a full export slot, a server shutting down).`,
+  },
+} as const;
+
+const headerRef = (name: keyof typeof HEADERS) => ({ $ref: `#/components/headers/${name}` });
+
+/**
+ * On a query parameter's item schema: the values the contract lists, which the service checks
+ * itself (with its own error code) instead of Ajv, which ignores this keyword. The published
+ * document carries them as a plain `enum`.
+ */
+export const CONTRACT_ENUM = 'x-contract-enum';
+
+type ParameterSchema = { items?: Record<string, unknown> };
+
+function publishContractEnums(parameters: { schema?: ParameterSchema }[] | undefined) {
+  for (const parameter of parameters ?? []) {
+    const items = parameter.schema?.items;
+    if (!items || !(CONTRACT_ENUM in items)) continue;
+    const { [CONTRACT_ENUM]: values, minLength: _min, maxLength: _max, ...rest } = items;
+    parameter.schema!.items = { ...rest, enum: values };
+  }
+}
+
+/** Route-level response headers, written in route schemas as `headers: { Location: ... }`. */
+export const responseHeaders = {
+  location: (what: string) => ({
+    Location: { type: 'string', description: `The URL of the new ${what}.`, 'x-required': true },
+  }),
+  etag: (change = 'change') => ({
+    ETag: {
+      type: 'string',
+      description: `Pass as If-Match to ${change} only this version.`,
+      'x-required': true,
+    },
+  }),
+  contentDisposition: {
+    'Content-Disposition': {
+      type: 'string',
+      description: 'attachment; filename="deskroute-<report>-<from>--<to>.csv"',
+      'x-required': true,
+    },
+  },
+};
+
+type Header = { schema?: Record<string, unknown>; required?: boolean; $ref?: string };
+type Operation = {
+  parameters?: { schema?: ParameterSchema }[];
+  responses?: Record<string, { headers?: Record<string, Header> }>;
+};
+
+/**
+ * Headers the server sends whatever the route: X-Request-Id on every answer, the rate-limit
+ * budget on every /v1 answer, Retry-After on 429 (always) and 503 (when the server can say).
+ * Route-level headers marked `x-required` (fastify-swagger copies a header's whole schema)
+ * become OpenAPI's `required: true`.
+ */
+const addStandardHeaders: SwaggerTransformObject = (documentObject) => {
+  if (!('openapiObject' in documentObject)) return documentObject.swaggerObject;
+  const { openapiObject } = documentObject;
+  // The document's own types do not know fastify-swagger's header shapes; walked loosely.
+  const document: { paths?: Record<string, Record<string, Operation>>; components?: object } =
+    openapiObject as object;
+  document.components = { ...document.components, headers: HEADERS };
+  for (const [path, item] of Object.entries(document.paths ?? {})) {
+    for (const operation of Object.values(item)) {
+      publishContractEnums(operation.parameters);
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        const headers: Record<string, Header> = {};
+        for (const [name, header] of Object.entries(response.headers ?? {})) {
+          const { 'x-required': required, ...schema } = header.schema ?? {};
+          headers[name] = { ...header, schema, ...(required ? { required: true } : {}) };
+        }
+        // Node's parser answers 431 and a closing server 503 before fastify's hooks run.
+        const early = status === '431' || status === '503';
+        headers['X-Request-Id'] = headerRef(early ? 'XRequestIdIfSent' : 'XRequestId');
+        if (path.startsWith('/v1/') && status !== '431') {
+          headers['RateLimit-Limit'] = headerRef('RateLimitLimit');
+          headers['RateLimit-Remaining'] = headerRef('RateLimitRemaining');
+          headers['RateLimit-Reset'] = headerRef('RateLimitReset');
+        }
+        if (status === '429') headers['Retry-After'] = headerRef('RetryAfter');
+        if (status === '503') headers['Retry-After'] = headerRef('RetryAfterIfKnown');
+        response.headers = headers;
+      }
+    }
+  }
+  return openapiObject;
+};
+
 export const openapiPlugin = fp(
   async (app: FastifyInstance) => {
+    app.addHook('onRoute', defaultsAreOptional);
     app.addHook('onRoute', addStandardResponses);
     await app.register(swagger, {
       openapi: {
@@ -74,7 +225,7 @@ export const openapiPlugin = fp(
           title: 'Deskroute API',
           version: '1.0.0',
           description:
-            'Headless help-desk backend built around departments. Errors are RFC 9457 application/problem+json with a stable `code`. Lists use cursor pagination (`limit`, `cursor`, `next_cursor`). Single resources carry an ETag; PATCH and DELETE honour If-Match.',
+            'Headless help-desk backend built around departments. Errors are RFC 9457 application/problem+json with a stable `code`. Lists use cursor pagination (`limit`, `cursor`, `next_cursor`). Single resources carry an ETag; PATCH and DELETE honour If-Match. Every answer carries X-Request-Id; /v1 answers carry the RateLimit-Limit/Remaining/Reset budget, and 429 and 503 say in Retry-After when to try again. Any operation may answer 431 (request headers too large) before it runs: problem+json like every other error.',
         },
         servers: [{ url: '/' }],
         components: {
@@ -105,6 +256,7 @@ export const openapiPlugin = fp(
           { name: 'system', description: 'Health and the contract itself' },
         ],
       },
+      transformObject: addStandardHeaders,
       refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
     });
     await app.register(swaggerUi, { routePrefix: '/docs' });

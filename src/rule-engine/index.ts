@@ -6,7 +6,17 @@ export {
   RuleSetError,
 } from './compile.ts';
 export { type EvaluateOptions, evaluate } from './evaluate.ts';
-export { CUSTOM_PREFIX, FIELDS, type FieldType, OPERATORS_BY_TYPE, PREVIOUS_PREFIX } from './fields.ts';
+export {
+  CUSTOM_PREFIX,
+  FIELDS,
+  type FieldSpec,
+  type FieldType,
+  OPERATORS_BY_TYPE,
+  operatorsFor,
+  PREVIOUS_PREFIX,
+  VALUE_KIND,
+  type ValueKind,
+} from './fields.ts';
 export { foldText, LIMITS } from './text.ts';
 export * from './types.ts';
 export { validateRule } from './validate.ts';

@@ -10,11 +10,60 @@ import addFormats from 'ajv-formats';
  */
 const SPEC_PATH = new URL('../../openapi/openapi.json', import.meta.url);
 
+interface Header {
+  $ref?: string;
+  required?: boolean;
+}
 interface Operation {
-  responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
+  responses: Record<
+    string,
+    { content?: Record<string, { schema: unknown }>; headers?: Record<string, Header> }
+  >;
 }
 interface Spec {
   paths: Record<string, Record<string, Operation>>;
+  components?: { headers?: Record<string, Header> };
+}
+
+/**
+ * Headers clients and CORS rely on: when a response carries one, its operation must declare it
+ * for that status, and a header declared required must be there.
+ */
+const CHECKED_HEADERS = [
+  'location',
+  'etag',
+  'retry-after',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+  'x-request-id',
+  'content-disposition',
+  'idempotent-replayed',
+];
+
+function checkHeaders(
+  spec: Spec,
+  where: string,
+  declared: Record<string, Header> | undefined,
+  sent: InjectedResponse['headers'],
+) {
+  const byName = new Map(
+    Object.entries(declared ?? {}).map(([name, header]) => {
+      const resolved = header.$ref
+        ? spec.components?.headers?.[header.$ref.replace('#/components/headers/', '')]
+        : header;
+      if (!resolved) throw new Error(`spec: ${where} header ${name} refers to nothing (${header.$ref})`);
+      return [name.toLowerCase(), resolved] as const;
+    }),
+  );
+  for (const name of CHECKED_HEADERS) {
+    if (sent[name] !== undefined && !byName.has(name))
+      throw new Error(`spec: ${where} sent ${name}, which it does not declare`);
+  }
+  for (const [name, header] of byName) {
+    if (header.required && sent[name] === undefined)
+      throw new Error(`spec: ${where} declares ${name} as always sent, but it was not`);
+  }
 }
 
 let spec: Spec | undefined;
@@ -71,6 +120,7 @@ export function assertMatchesSpec(method: string, url: string, res: InjectedResp
       `spec: ${method} ${template} answered ${status}, which it does not document (${Object.keys(operation.responses).join(', ')}): ${res.body.slice(0, 300)}`,
     );
   }
+  checkHeaders(spec, `${method} ${template} ${status}`, documented.headers, res.headers);
   if (res.body === '' || res.statusCode === 204) {
     if (res.statusCode === 204 && res.body !== '')
       throw new Error(`spec: ${method} ${template} 204 with a body`);

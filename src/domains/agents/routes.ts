@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { IdParams, ref, Uuid } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { agentDependents } from '../dependents.ts';
 import { listAgents } from './repository.ts';
@@ -15,7 +15,8 @@ export const agentSchemas = [AgentSchema, AgentPage];
 
 const tags = ['agents'];
 const Agent = ref(AgentSchema);
-const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to update only this version.' } };
+const etagHeader = responseHeaders.etag('update');
+const createdHeaders = { ...etagHeader, ...responseHeaders.location('agent') };
 
 export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;
@@ -48,7 +49,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Owners and admins; only owners create owners. Without a password the agent cannot sign in until one is set. Setting a password needs a session: an API token may create agents only without one (403 `session_required`).',
         body: CreateAgentBody,
-        response: { 201: { ...Agent, headers: etagHeader }, ...problems(409, 422) },
+        response: { 201: { ...Agent, headers: createdHeaders }, ...problems(409, 422) },
       },
     },
     async (request, reply) => {

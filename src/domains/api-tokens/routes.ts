@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { ApiTokenListQuery, ApiTokenSchema, CreateApiTokenBody, CreatedApiTokenSchema } from './schemas.ts';
 import * as service from './service.ts';
@@ -25,7 +25,7 @@ export const apiTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'The token acts as you, limited to its scopes. Needs a signed-in session (a token cannot create tokens). The secret is in this response only.',
         body: CreateApiTokenBody,
-        response: { 201: ref(CreatedApiTokenSchema) },
+        response: { 201: { ...ref(CreatedApiTokenSchema), headers: responseHeaders.location('API token') } },
       },
     },
     async (request, reply) => {

@@ -4,7 +4,7 @@ import { ref } from '../../contract.ts';
 import type { AgentRow } from '../../db/types.ts';
 import { principalOf, type SessionClaims } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { AgentSchema, ChangePasswordBody, UpdateProfileBody } from '../agents/schemas.ts';
 import * as agents from '../agents/service.ts';
 import { getAgent } from '../agents/service.ts';
@@ -70,7 +70,7 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getMe',
         tags: ['auth'],
         summary: 'The signed-in agent',
-        response: { 200: ref(AgentSchema) },
+        response: { 200: { ...ref(AgentSchema), headers: responseHeaders.etag('update') } },
       },
     },
     async (request, reply) => withEtag(reply, await getAgent(db, principalOf(request).agentId)),
@@ -85,7 +85,10 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Update your own name or email',
         headers: IfMatchHeaders,
         body: UpdateProfileBody,
-        response: { 200: ref(AgentSchema), ...problems(409, 412) },
+        response: {
+          200: { ...ref(AgentSchema), headers: responseHeaders.etag('update') },
+          ...problems(409, 412),
+        },
       },
     },
     async (request, reply) =>

@@ -3,11 +3,14 @@ import { Type } from 'typebox';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageQuery } from '../../plugins/pagination.ts';
 import * as repo from './repository.ts';
 import {
+  ActionSchema,
   AutomationRuleSchema,
+  ConditionLeafSchema,
+  ConditionSchema,
   CreateRuleBody,
   EffectSchema,
   ReorderBody,
@@ -27,6 +30,9 @@ import {
 import * as service from './service.ts';
 
 export const automationRuleSchemas = [
+  ConditionLeafSchema,
+  ConditionSchema,
+  ActionSchema,
   AutomationRuleSchema,
   RuleVersionSchema,
   RuleOrderSchema,
@@ -42,7 +48,8 @@ export const automationRuleSchemas = [
 
 const tags = ['automation-rules'];
 const Rule = ref(AutomationRuleSchema);
-const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to change only this version.' } };
+const etagHeader = responseHeaders.etag();
+const createdHeaders = { ...etagHeader, ...responseHeaders.location('rule') };
 const pageQuery = Type.Object(PageQuery, { additionalProperties: false });
 
 export const automationRuleRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -76,7 +83,7 @@ export const automationRuleRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           "Owners and admins; a department's managers for rules owned by their department. Without a position the rule runs last. The rule is checked when written: an unknown field, an operator that does not fit its field, an unsafe pattern, or a department, agent or contact field that does not exist answers 422 `invalid_rule`, each error's `field` pointing at the offending node (e.g. body/conditions/any/0/all/1/operator).",
         body: CreateRuleBody,
-        response: { 201: { ...Rule, headers: etagHeader }, ...problems(422) },
+        response: { 201: { ...Rule, headers: createdHeaders }, ...problems(422) },
       },
     },
     async (request, reply) => {

@@ -1,23 +1,192 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import { PageOf } from '../../plugins/pagination.ts';
-import { type Action, type Condition, LIMITS, TRIGGERS } from '../../rule-engine/index.ts';
+import {
+  type Action,
+  type Condition,
+  type ConditionLeaf,
+  CUSTOM_PREFIX,
+  FIELDS,
+  type FieldSpec,
+  LIMITS,
+  OPERATORS,
+  type Operator,
+  operatorsFor,
+  PREVIOUS_PREFIX,
+  PRIORITIES,
+  TRIGGERS,
+  VALUE_KIND,
+  type ValueKind,
+} from '../../rule-engine/index.ts';
 import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
 
-// Conditions and actions are described here for the contract, but checked by the rule engine's
-// validateRule(): it knows what a JSON schema cannot (which operators fit which field, safe
-// patterns, departments and agents that exist) and answers with a pointer to the offending node,
-// so the HTTP schema only insists on their being objects.
+// The contract publishes the real shape of conditions and actions, derived from the rule
+// engine's own tables (fields, operators by field type, value kinds), so a generated client
+// catches a wrong operator or a malformed action. Requests are still checked by the engine's
+// validateRule(), not by these schemas: it knows what a JSON schema cannot (departments and
+// agents that exist, contact field types, safe patterns) and answers 422 `invalid_rule` with a
+// pointer to the offending node, which clients and tests rely on. So the body validator sees
+// loose stand-ins under the same $ids (RULE_STAND_INS, wired in app.ts), and so does the response
+// serializer. Every rule validateRule() accepts fits these schemas (test/rule-schemas.test.ts),
+// so responses do too; the suite's contract check validates them against the real ones.
 
 export const TriggerSchema = Type.Enum(TRIGGERS, {
   description:
     'ticket.created; ticket.updated (any field change); ticket.customer_replied; ticket.agent_replied; ticket.transferred; ticket.status_changed.',
 });
 
+type JsonSchema = Record<string, unknown>;
+
+const text = (maxLength: number): JsonSchema => ({ type: 'string', minLength: 1, maxLength, pattern: '\\S' });
+const TAG = { ...text(LIMITS.maxTagLength), description: 'A tag; compared folded (case and accents).' };
+const UUID = { type: 'string', format: 'uuid' };
+
+/** The constant a leaf compares a field of this type with. */
+function scalarOf(spec: FieldSpec): JsonSchema {
+  switch (spec.type) {
+    case 'text':
+    case 'choice':
+      return text(LIMITS.maxTextValue);
+    case 'enum':
+    case 'priority':
+      return { type: 'string', enum: [...(spec.enumValues ?? [])] };
+    case 'department':
+      return { ...UUID, description: 'A department id.' };
+    case 'agent':
+      return { ...UUID, description: 'An agent id.' };
+    case 'number':
+      return { type: 'number' };
+    case 'date':
+      return { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'A date, YYYY-MM-DD.' };
+    case 'boolean':
+      return { type: 'boolean' };
+    case 'tags':
+      return TAG;
+  }
+}
+
+function leafValue(kind: ValueKind, spec: FieldSpec): JsonSchema | null {
+  switch (kind) {
+    case 'none':
+      return null;
+    case 'scalar':
+      return scalarOf(spec);
+    case 'scalar_or_null':
+      return { anyOf: [scalarOf(spec), { type: 'null' }] };
+    case 'list':
+      return { type: 'array', items: scalarOf(spec), minItems: 1, maxItems: LIMITS.maxListValues };
+    case 'text':
+      return text(LIMITS.maxTextValue);
+    case 'pattern':
+      return { type: 'string', minLength: 1, description: 'An RE2 pattern, matched case-insensitively.' };
+    case 'tags':
+      return { type: 'array', items: TAG, minItems: 1, maxItems: LIMITS.maxListValues };
+  }
+}
+
+function leaf(
+  field: JsonSchema,
+  operators: readonly Operator[],
+  value: JsonSchema | null,
+  valueRequired = value !== null,
+): JsonSchema {
+  return {
+    type: 'object',
+    properties: {
+      field,
+      operator: { type: 'string', enum: [...operators] },
+      ...(value ? { value } : {}),
+    },
+    required: valueRequired ? ['field', 'operator', 'value'] : ['field', 'operator'],
+    additionalProperties: false,
+  };
+}
+
+/**
+ * One leaf shape per group of fields that take the same operators and values, and per kind of
+ * value those operators take: {"field": "priority", "operator": "greater_than", "value": "low"}.
+ */
+function fieldLeaves(): JsonSchema[] {
+  const groups = new Map<string, { spec: FieldSpec; operators: readonly Operator[]; names: string[] }>();
+  for (const [name, spec] of Object.entries(FIELDS)) {
+    const variants = [{ name, spec, previous: false }];
+    if (spec.tracked) variants.push({ name: `${PREVIOUS_PREFIX}${name}`, spec, previous: true });
+    for (const field of variants) {
+      const operators = operatorsFor(field);
+      const key = JSON.stringify([spec.type, spec.enumValues ?? null, operators]);
+      const group = groups.get(key) ?? { spec, operators, names: [] };
+      group.names.push(field.name);
+      groups.set(key, group);
+    }
+  }
+  const leaves: JsonSchema[] = [];
+  for (const { spec, operators, names } of groups.values()) {
+    const byKind = new Map<ValueKind, Operator[]>();
+    for (const op of operators) byKind.set(VALUE_KIND[op], [...(byKind.get(VALUE_KIND[op]) ?? []), op]);
+    for (const [kind, ops] of byKind) {
+      leaves.push(leaf({ type: 'string', enum: names }, ops, leafValue(kind, spec)));
+    }
+  }
+  return leaves;
+}
+
+const CUSTOM_SCALAR = { type: ['string', 'number', 'boolean'] };
+
+/** Contact fields are the help desk's own: their type is known when the rule is written. */
+const customLeaf = leaf(
+  {
+    type: 'string',
+    pattern: `^(${PREVIOUS_PREFIX.replace('.', '\\.')})?${CUSTOM_PREFIX.replaceAll('.', '\\.')}[a-z][a-z0-9_]{0,62}$`,
+    description:
+      'contact.custom.<key> (or previous.contact.custom.<key>): the operators and value follow the contact field type (text, number, date YYYY-MM-DD, boolean, choice).',
+  },
+  OPERATORS.filter((op) => VALUE_KIND[op] !== 'tags'),
+  {
+    anyOf: [
+      { ...CUSTOM_SCALAR, maxLength: LIMITS.maxTextValue },
+      { type: 'null' },
+      { type: 'array', items: CUSTOM_SCALAR, minItems: 1, maxItems: LIMITS.maxListValues },
+    ],
+    description: 'Left out for is_empty, is_not_empty and has_changed.',
+  },
+  false,
+);
+
+export const ConditionLeafSchema = Type.Unsafe<ConditionLeaf>({
+  $id: 'RuleConditionLeaf',
+  description:
+    'Compares one field of the ticket (or of the event) with a constant. The operators a field takes, and the value they need, depend on the field: is_empty, is_not_empty and has_changed take no value; is_one_of / is_none_of take a list; contains / starts_with / ends_with take text; matches an RE2 pattern; contains_any / contains_all / contains_none a list of tags. See docs/rules.md.',
+  anyOf: [...fieldLeaves(), customLeaf],
+});
+
+const CONDITION = { $ref: 'RuleCondition#' };
+
 export const ConditionSchema = Type.Unsafe<Condition>({
-  type: 'object',
-  additionalProperties: true,
-  description: `A boolean tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or a leaf {"field", "operator", "value"}. Condition groups are {"any": [{"all": [...]}, {"all": [...]}]}; {"all": []} matches every ticket. Fields: channel, subject, message.body, sender.email, sender.domain, support_address, department_id, status, priority, assignee_id, tags, contact.name, contact.email, contact.custom.<key>, created_in_working_hours, previous.<field>. See docs/rules.md for the operators each field takes. At most ${LIMITS.maxNodes} nodes, nested at most ${LIMITS.maxDepth} deep; larger trees answer 422 \`invalid_rule\`.`,
+  $id: 'RuleCondition',
+  description: `A boolean tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or a leaf {"field", "operator", "value"}. Condition groups are {"any": [{"all": [...]}, {"all": [...]}]}; {"all": []} matches every ticket. At most ${LIMITS.maxNodes} nodes, nested at most ${LIMITS.maxDepth} deep; larger trees answer 422 \`invalid_rule\`.`,
+  anyOf: [
+    {
+      type: 'object',
+      properties: { all: { type: 'array', items: CONDITION, description: 'Every condition holds.' } },
+      required: ['all'],
+      additionalProperties: false,
+    },
+    {
+      type: 'object',
+      properties: {
+        any: { type: 'array', items: CONDITION, minItems: 1, description: 'At least one condition holds.' },
+      },
+      required: ['any'],
+      additionalProperties: false,
+    },
+    {
+      type: 'object',
+      properties: { not: CONDITION },
+      required: ['not'],
+      additionalProperties: false,
+    },
+    { $ref: 'RuleConditionLeaf#' },
+  ],
   examples: [
     {
       any: [{ all: [{ field: 'channel', operator: 'is_one_of', value: ['facebook', 'twitter'] }] }],
@@ -25,13 +194,60 @@ export const ConditionSchema = Type.Unsafe<Condition>({
   ],
 });
 
+function action(type: string | readonly string[], properties: JsonSchema = {}, description?: string) {
+  return {
+    type: 'object',
+    properties: {
+      type: typeof type === 'string' ? { type: 'string', const: type } : { type: 'string', enum: [...type] },
+      ...properties,
+    },
+    required: ['type', ...Object.keys(properties)],
+    additionalProperties: false,
+    ...(description ? { description } : {}),
+  };
+}
+
+const tagList = (minItems: number) => ({
+  type: 'array',
+  items: TAG,
+  minItems,
+  maxItems: LIMITS.maxTicketTags,
+});
+
 export const ActionSchema = Type.Unsafe<Action>({
-  type: 'object',
-  additionalProperties: true,
-  description:
-    'One of: {"type": "transfer", "department_id"}; {"type": "assign", "to": "agent", "agent_id"} or "to": "nobody" | "round_robin" | "least_busy"; {"type": "add_tags" | "remove_tags" | "replace_tags", "tags"}; {"type": "set_priority", "priority"}; {"type": "set_status", "status": "open" | "answered" | "resolved"} or {"type": "set_status", "status": "postponed", "postpone_seconds"}; {"type": "mark_spam"}; {"type": "add_note", "body"}. Applied in the order written.',
+  $id: 'RuleAction',
+  description: 'What a matching rule does; actions apply in the order written.',
+  anyOf: [
+    action('transfer', { department_id: UUID }),
+    action('assign', { to: { type: 'string', const: 'agent' }, agent_id: UUID }),
+    action(
+      'assign',
+      { to: { type: 'string', enum: ['nobody', 'round_robin', 'least_busy'] } },
+      'nobody unassigns; round_robin and least_busy pick an available agent of the department.',
+    ),
+    action(['add_tags', 'remove_tags'], { tags: tagList(1) }),
+    action('replace_tags', { tags: tagList(0) }),
+    action('set_priority', { priority: { type: 'string', enum: [...PRIORITIES] } }),
+    action('set_status', { status: { type: 'string', enum: ['open', 'answered', 'resolved'] } }),
+    action('set_status', {
+      status: { type: 'string', const: 'postponed' },
+      postpone_seconds: { type: 'integer', minimum: 60, maximum: LIMITS.maxPostponeSeconds },
+    }),
+    action('mark_spam'),
+    action('add_note', { body: text(LIMITS.maxNoteLength) }),
+  ],
   examples: [{ type: 'transfer', department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11' }],
 });
+
+/**
+ * What the request body validator and the response serializer know under the same $ids:
+ * validateRule() judges what comes in, and what goes out is what it accepted.
+ */
+export const RULE_STAND_INS = [
+  { $id: 'RuleCondition', type: 'object', additionalProperties: true },
+  { $id: 'RuleConditionLeaf', type: 'object', additionalProperties: true },
+  { $id: 'RuleAction', type: 'object', additionalProperties: true },
+];
 
 const Name = Type.String({ minLength: 1, maxLength: LIMITS.maxNameLength, pattern: '\\S' });
 const Note = Type.Union([Type.String({ maxLength: LIMITS.maxRuleNoteLength }), Type.Null()], {
@@ -54,8 +270,8 @@ const definitionFields = {
       "The owning department: the rule only matches and changes tickets of that department, and the department's managers may edit it.",
   }),
   triggers: Type.Array(TriggerSchema),
-  conditions: ConditionSchema,
-  actions: Type.Array(ActionSchema),
+  conditions: ref(ConditionSchema),
+  actions: Type.Array(ref(ActionSchema)),
 };
 
 export const AutomationRuleSchema = Type.Object(
@@ -108,8 +324,8 @@ export const CreateRuleBody = Type.Object(
       }),
     ),
     triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length }),
-    conditions: ConditionSchema,
-    actions: Type.Array(ActionSchema, { maxItems: LIMITS.maxActions }),
+    conditions: ref(ConditionSchema),
+    actions: Type.Array(ref(ActionSchema), { maxItems: LIMITS.maxActions }),
   },
   { additionalProperties: false, examples: [MARKETING_EXAMPLE] },
 );
@@ -124,8 +340,8 @@ export const UpdateRuleBody = Type.Object(
     stop_processing: Type.Optional(Type.Boolean()),
     department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
     triggers: Type.Optional(Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length })),
-    conditions: Type.Optional(ConditionSchema),
-    actions: Type.Optional(Type.Array(ActionSchema, { maxItems: LIMITS.maxActions })),
+    conditions: Type.Optional(ref(ConditionSchema)),
+    actions: Type.Optional(Type.Array(ref(ActionSchema), { maxItems: LIMITS.maxActions })),
   },
   {
     additionalProperties: false,
@@ -308,8 +524,8 @@ const DraftRule = Type.Object(
     stop_processing: Type.Optional(Type.Boolean()),
     department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
     triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length }),
-    conditions: ConditionSchema,
-    actions: Type.Array(ActionSchema, { maxItems: LIMITS.maxActions }),
+    conditions: ref(ConditionSchema),
+    actions: Type.Array(ref(ActionSchema), { maxItems: LIMITS.maxActions }),
   },
   { additionalProperties: false },
 );

@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { listContactFields } from './repository.ts';
 import { ContactFieldSchema, CreateContactFieldBody, UpdateContactFieldBody } from './schemas.ts';
@@ -14,7 +14,8 @@ export const contactFieldSchemas = [ContactFieldSchema, ContactFieldPage];
 
 const tags = ['contacts'];
 const ContactField = ref(ContactFieldSchema);
-const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to update only this version.' } };
+const etagHeader = responseHeaders.etag('update');
+const createdHeaders = { ...etagHeader, ...responseHeaders.location('contact field') };
 
 export const contactFieldRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;
@@ -43,7 +44,7 @@ export const contactFieldRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Define a contact field',
         description: 'Owners and admins only. `options` is required for type choice and refused otherwise.',
         body: CreateContactFieldBody,
-        response: { 201: { ...ContactField, headers: etagHeader }, ...problems(409) },
+        response: { 201: { ...ContactField, headers: createdHeaders }, ...problems(409) },
       },
     },
     async (request, reply) => {

@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { listContacts } from './repository.ts';
 import { ContactListQuery, ContactSchema, CreateContactBody, UpdateContactBody } from './schemas.ts';
@@ -14,7 +14,8 @@ export const contactSchemas = [ContactSchema, ContactPage];
 
 const tags = ['contacts'];
 const Contact = ref(ContactSchema);
-const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to update only this version.' } };
+const etagHeader = responseHeaders.etag('update');
+const createdHeaders = { ...etagHeader, ...responseHeaders.location('contact') };
 
 export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;
@@ -47,7 +48,7 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Every agent may create contacts. Emails and phones belong to one contact at most (409 when another has one). Custom field keys must be defined under /v1/contact-fields (422 otherwise).',
         body: CreateContactBody,
-        response: { 201: { ...Contact, headers: etagHeader }, ...problems(409, 422) },
+        response: { 201: { ...Contact, headers: createdHeaders }, ...problems(409, 422) },
       },
     },
     async (request, reply) => {

@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { IdParams, ref, Uuid } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { DepartmentRoleSchema } from '../agents/schemas.ts';
 import { departmentDependents } from '../dependents.ts';
@@ -29,7 +29,8 @@ export const departmentSchemas = [DepartmentSchema, MemberSchema, DepartmentPage
 const tags = ['departments'];
 const Department = ref(DepartmentSchema);
 const MemberParams = Type.Object({ id: Uuid(), agent_id: Uuid() }, { additionalProperties: false });
-const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to update only this version.' } };
+const etagHeader = responseHeaders.etag('update');
+const createdHeaders = { ...etagHeader, ...responseHeaders.location('department') };
 
 export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;
@@ -61,7 +62,7 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create a department',
         description: 'Owners and admins only.',
         body: CreateDepartmentBody,
-        response: { 201: { ...Department, headers: etagHeader }, ...problems(409) },
+        response: { 201: { ...Department, headers: createdHeaders }, ...problems(409) },
       },
     },
     async (request, reply) => {

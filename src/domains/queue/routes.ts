@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { TicketSchema } from '../tickets/schemas.ts';
 import { QueueEmptyResponse } from './schemas.ts';
 import { takeNextTicket } from './service.ts';
@@ -22,9 +22,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: {
             ...ref(TicketSchema),
-            headers: {
-              ETag: { type: 'string', description: 'Pass as If-Match to change only this version.' },
-            },
+            headers: responseHeaders.etag(),
           },
           204: QueueEmptyResponse,
           ...problems(409),

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { sendCsvReport, wantsCsv } from './csv.ts';
 import {
   ColumnCatalogueSchema,
@@ -75,7 +75,14 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           querystring: ReportQuery,
           response: {
             200: {
-              description: 'The report: JSON rows with metadata and totals, or CSV.',
+              description:
+                'The report: JSON rows with metadata and totals, or CSV (then with Content-Disposition naming the file).',
+              headers: {
+                'Content-Disposition': {
+                  ...responseHeaders.contentDisposition['Content-Disposition'],
+                  'x-required': false,
+                },
+              },
               content: {
                 'application/json': { schema: ref(ReportSchema) },
                 'text/csv': { schema: CSV_SCHEMA },
@@ -104,7 +111,11 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply.`,
           querystring: ReportQuery,
           response: {
-            200: { description: 'The report as CSV.', content: { 'text/csv': { schema: CSV_SCHEMA } } },
+            200: {
+              description: 'The report as CSV.',
+              headers: responseHeaders.contentDisposition,
+              content: { 'text/csv': { schema: CSV_SCHEMA } },
+            },
             ...problems(403, 404),
           },
         },

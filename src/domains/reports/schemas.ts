@@ -1,6 +1,8 @@
 import { type Static, Type } from 'typebox';
 import { ref, Uuid } from '../../contract.ts';
-import { METRICS } from './metrics.ts';
+import { CONTRACT_ENUM } from '../../plugins/openapi.ts';
+import { CHANNELS } from '../tickets/schemas.ts';
+import { METRIC_KEYS, METRICS } from './metrics.ts';
 
 export const PRESETS = [
   'today',
@@ -37,9 +39,20 @@ const RangeEnd = (description: string) =>
     }),
   );
 
-/** A list parameter: repeat it (?x=a&x=b) or separate values with commas (?x=a,b). */
-const ListParam = (description: string) =>
-  Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 4000 }), { maxItems: 200, description }));
+export const DIMENSIONS = ['time', 'department', 'agent', 'channel'] as const;
+
+/**
+ * A list parameter: repeat it (?x=a&x=b) or separate values with commas (?x=a,b). With
+ * `values`, the contract lists them (repeated form only: a comma-separated item is no value),
+ * while the service checks them itself, so an unknown one keeps its own error code.
+ */
+const ListParam = (description: string, values?: readonly string[]) =>
+  Type.Optional(
+    Type.Array(
+      Type.String({ minLength: 1, maxLength: 4000, ...(values ? { [CONTRACT_ENUM]: [...values] } : {}) }),
+      { maxItems: 200, description },
+    ),
+  );
 
 export const ReportQuery = Type.Object(
   {
@@ -66,13 +79,15 @@ export const ReportQuery = Type.Object(
     ),
     group_by: ListParam(
       'Any of time, department, agent, channel, in column order. Default: the report’s own dimension (time first when interval is set).',
+      DIMENSIONS,
     ),
     department_id: ListParam('Only these departments; none means tickets in no department.'),
     agent_id: ListParam('Only these agents; none means figures credited to no agent.'),
-    channel: ListParam(
-      'Only these channels: email, contact_form, chat, call, facebook, twitter, instagram, viber, whatsapp, api.',
+    channel: ListParam('Only these channels.', CHANNELS),
+    columns: ListParam(
+      'Which columns, in order (keys from GET /v1/reports/columns). Default: all.',
+      METRIC_KEYS,
     ),
-    columns: ListParam('Which columns, in order (keys from GET /v1/reports/columns). Default: all.'),
     sort: Type.Optional(
       Type.String({
         pattern: '^[-+]?[a-z0-9_]+$',
@@ -195,7 +210,7 @@ export const ReportSchema = Type.Object(
     report: Type.Enum(['departments', 'agents', 'channels'] as const),
     range: RangeSchema,
     attribution: Type.Enum(['event', 'current'] as const),
-    group_by: Type.Array(Type.Enum(['time', 'department', 'agent', 'channel'] as const)),
+    group_by: Type.Array(Type.Enum(DIMENSIONS)),
     dimensions: Type.Array(
       Type.Object(
         { key: Type.String(), label: Type.String(), description: Type.String() },

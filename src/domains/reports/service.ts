@@ -25,12 +25,11 @@ import {
   streamReportRows,
   tryReportCompactionLock,
 } from './repository.ts';
-import { type PRESETS, type ReportQueryType, WEEK_DAYS } from './schemas.ts';
+import { DIMENSIONS, type PRESETS, type ReportQueryType, WEEK_DAYS } from './schemas.ts';
 
 export type ReportKind = 'departments' | 'agents' | 'channels';
 
 export type Preset = (typeof PRESETS)[number];
-export const DIMENSIONS = ['time', 'department', 'agent', 'channel'] as const;
 
 const DEFAULT_DIMENSION: Record<ReportKind, EntityDimension> = {
   departments: 'department',

@@ -8,6 +8,7 @@ import type {
   Database,
   MessageKind,
   Priority,
+  TicketEventType,
   TicketRow,
   TicketStatus,
 } from '../../db/types.ts';
@@ -271,7 +272,7 @@ export async function updateTicketRecord(
 }
 
 export interface NewEvent {
-  type: string;
+  type: TicketEventType;
   data?: Record<string, unknown>;
 }
 
@@ -487,7 +488,8 @@ export async function listEvents(
     page.limit,
     (row): TicketEvent => ({
       id: String(row.id),
-      type: row.type,
+      // Written by insertEvents, whose NewEvent takes only a TicketEventType.
+      type: row.type as TicketEventType,
       actor: {
         type: row.actor_type,
         agent_id: row.actor_agent_id,

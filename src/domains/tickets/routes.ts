@@ -4,7 +4,7 @@ import { loadTicketAccess } from '../../access/tickets.ts';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
-import { problems } from '../../plugins/openapi.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { getContact } from '../contacts/service.ts';
 import { idempotent } from './idempotency.ts';
@@ -41,7 +41,8 @@ export const ticketSchemas = [
 
 const tags = ['tickets'];
 const Ticket = ref(TicketSchema);
-const etagHeader = { ETag: { type: 'string', description: 'Pass as If-Match to change only this version.' } };
+const etagHeader = responseHeaders.etag();
+const createdHeaders = { ...etagHeader, ...responseHeaders.location('ticket') };
 
 export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;
@@ -69,7 +70,7 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
           201: {
             ...Ticket,
             headers: {
-              ...etagHeader,
+              ...createdHeaders,
               'Idempotent-Replayed': {
                 type: 'string',
                 description: 'true when this is the stored first response.',

@@ -1,5 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
+import type { TicketEventType } from '../../db/types.ts';
 
 export const CHANNELS = [
   'email',
@@ -223,12 +224,27 @@ export const AddRatingBody = Type.Object(
   { additionalProperties: false, examples: [{ value: 'positive', comment: 'Quick and kind, thanks!' }] },
 );
 
+/** Every kind of ticket history entry, as ticket_events.type holds them. */
+export const TICKET_EVENT_TYPES = [
+  'created',
+  'message_added',
+  'status_changed',
+  'priority_changed',
+  'subject_changed',
+  'transferred',
+  'assigned',
+  'tags_changed',
+  'rated',
+  'call_recorded',
+  'chat_recorded',
+] as const satisfies readonly TicketEventType[];
+
 export const EventSchema = Type.Object(
   {
     id: Type.String({ description: 'Increasing with time within a ticket.' }),
-    type: Type.String({
+    type: Type.Enum(TICKET_EVENT_TYPES, {
       description:
-        'created, message_added, status_changed, priority_changed, subject_changed, transferred, assigned, tags_changed, rated, call_recorded, chat_recorded, deleted',
+        'What happened; `data` holds the details. Deleting and restoring a ticket are status_changed.',
     }),
     actor: Type.Object(
       {
