@@ -26,6 +26,27 @@ export function wantsCsv(accept: string | undefined): boolean {
   return best?.type === 'text/csv';
 }
 
+// A text cell that a spreadsheet would read as a formula (OWASP "CSV Injection"): one that starts
+// with = + - @, their full-width forms (some spreadsheets honour those too), or tab, CR or LF, which
+// importers trim, leaving whatever follows in first place. Leading white space is looked through
+// for the same reason. https://owasp.org/www-community/attacks/CSV_Injection
+const FORMULA_START = /^(?:[\t\r\n]|\s*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20])/u;
+const PLAIN_NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+/**
+ * A text cell made safe to open in a spreadsheet: a cell that would start a formula gets a leading
+ * `'`, as OWASP recommends, so it shows as the text it is. Other text is left alone.
+ */
+export function formulaSafe(text: string): string {
+  return FORMULA_START.test(text) ? `'${text}` : text;
+}
+
+/** A number cell: numbers (negative ones too) stay numbers; anything else is treated as text. */
+export function numberCell(value: string | number): string | number {
+  if (typeof value === 'number' || value === '' || PLAIN_NUMBER.test(value)) return value;
+  return formulaSafe(value);
+}
+
 /** A budget of CSV exports that may read the database at once; the rest are refused, not queued. */
 export class ExportSlots {
   readonly max: number;
@@ -122,6 +143,9 @@ export async function sendCsvReport(
 /** The whole CSV of a report in an unnamed temporary file, open for reading from the start. */
 async function spoolReport(db: Db, resolved: ResolvedReport, unitRow: boolean, signal: AbortSignal) {
   const fields = reportFields(resolved.spec);
+  const cell = fields.map((f) =>
+    f.type === 'number' ? numberCell : (v: string | number) => formulaSafe(String(v)),
+  );
   const dir = await mkdtemp(path.join(tmpdir(), 'deskroute-export-'));
   let file: FileHandle;
   try {
@@ -140,13 +164,13 @@ async function spoolReport(db: Db, resolved: ResolvedReport, unitRow: boolean, s
   });
   const written = pipeline(csv, sink);
   try {
-    csv.write(fields.map((f) => f.label));
-    if (unitRow) csv.write(fields.map((f) => f.unit ?? ''));
+    csv.write(fields.map((f) => formulaSafe(f.label)));
+    if (unitRow) csv.write(fields.map((f) => formulaSafe(f.unit ?? '')));
     await streamReport(db, resolved, {
       signal,
       onRows: async (rows) => {
         for (const row of rows) {
-          if (!csv.write(row)) await once(csv, 'drain', { signal });
+          if (!csv.write(row.map((value, i) => cell[i]!(value)))) await once(csv, 'drain', { signal });
         }
       },
     });
