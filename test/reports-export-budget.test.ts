@@ -23,8 +23,9 @@ const DEPARTMENTS = 2;
 const departmentName = (i: number) => `Export ${i} `.padEnd(100, 'x');
 const HOURS = (366 + 365) * 24;
 const EXPORT = `/v1/reports/departments.csv?from=2024-01-01&to=2026-01-01&interval=hour&columns=created_tickets,answers`;
-// More stalled exports than the pg pool has connections (10); PGlite has one.
-const stalledCount = (ctx: TestContext) => (ctx.database.kind === 'pglite' ? 2 : 11);
+const SMALL_EXPORT = '/v1/reports/departments.csv?from=2025-01-01&to=2025-01-02&columns=answers';
+// As many stalled exports as the pg pool has connections (10); more than PGlite's one.
+const stalledCount = (ctx: TestContext) => (ctx.database.kind === 'pglite' ? 2 : 10);
 // "Promptly": generous on a shared machine, but far below a hang (tap's timeout is 120 s).
 const PROMPTLY_MS = 5_000;
 
@@ -60,7 +61,6 @@ async function until(ms: number, check: () => Promise<boolean> | boolean): Promi
 interface StalledReader {
   socket: Socket;
   status: string;
-  contentLength: number;
   received: () => number;
   closed: Promise<void>;
 }
@@ -83,11 +83,9 @@ function stalledReader(port: number, path: string, token: string): Promise<Stall
       head = chunk.toString('latin1');
       socket.pause();
       const status = head.slice(0, head.indexOf('\r\n'));
-      const length = /\r\ncontent-length: (\d+)/i.exec(head);
       resolve({
         socket,
         status,
-        contentLength: length ? Number(length[1]) : Number.NaN,
         received: () => received,
         closed,
       });
@@ -97,6 +95,16 @@ function stalledReader(port: number, path: string, token: string): Promise<Stall
     });
     socket.write(`GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${token}\r\n\r\n`);
   });
+}
+
+/** A stalled reader of an export that has started, retrying while exports are busy (503). */
+async function startedExport(port: number, path: string, token: string): Promise<StalledReader> {
+  for (;;) {
+    const reader = await stalledReader(port, path, token);
+    if (!reader.status.startsWith('HTTP/1.1 503')) return reader;
+    reader.socket.destroy();
+    await sleep(100);
+  }
 }
 
 async function setUp(t: Test, env: Record<string, string>) {
@@ -137,23 +145,33 @@ async function busyBackends(ctx: TestContext) {
 
 t.test('stalled CSV readers leave the API answering', async (t) => {
   // A long stall time-out: every stalled reader is still connected while the API is tried.
-  const { ctx, owner, reader, port } = await setUp(t, { EXPORT_STALL_TIMEOUT_MS: '600000' });
+  // A long stall time-out: every stalled reader is still connected while the API is tried. One
+  // export reads the database at a time, so a small export answering 200 shows none is reading.
+  const { ctx, owner, reader, port } = await setUp(t, {
+    EXPORT_STALL_TIMEOUT_MS: '600000',
+    EXPORT_MAX_CONCURRENT: '1',
+  });
   const readers: StalledReader[] = [];
   t.teardown(() => {
     for (const r of readers) r.socket.destroy();
   });
   const stalled = stalledCount(ctx);
   for (let i = 0; i < stalled; i++) {
-    readers.push(await within(60_000, `stalled export ${i + 1}`, stalledReader(port, EXPORT, reader)));
+    readers.push(await within(60_000, `stalled export ${i + 1}`, startedExport(port, EXPORT, reader)));
   }
   t.same(
     readers.map((r) => r.status),
     readers.map(() => 'HTTP/1.1 200 OK'),
     'every export started',
   );
-  const first = readers[0]!;
-  t.ok(first.received() < first.contentLength, 'the stalled readers have not taken their files');
-  t.equal(await connections(ctx), stalled, 'all of them are still connected');
+  const small = await within(60_000, 'a small export', startedExport(port, SMALL_EXPORT, reader));
+  t.equal(small.status, 'HTTP/1.1 200 OK', 'the stalled exports have all been read from the database');
+  small.socket.destroy();
+  await small.closed;
+  t.ok(
+    await until(PROMPTLY_MS, async () => (await connections(ctx)) === stalled),
+    'all of them are still connected (and nothing else)',
+  );
 
   const me = await within(
     PROMPTLY_MS,
@@ -192,28 +210,27 @@ t.test(
   async (t) => {
     const stallMs = 1_000;
     const { ctx, reader, port } = await setUp(t, { EXPORT_STALL_TIMEOUT_MS: String(stallMs) });
-    const stalled = await within(60_000, 'stalled export', stalledReader(port, EXPORT, reader));
+    const stalled = await within(60_000, 'stalled export', startedExport(port, EXPORT, reader));
     t.equal(stalled.status, 'HTTP/1.1 200 OK');
     const since = Date.now();
     t.ok(
-      await until(stallMs + 10_000, async () => (await connections(ctx)) === 0),
+      // The stall clock pauses while the export waits for its query: give that time too.
+      await until(60_000, async () => (await connections(ctx)) === 0),
       'the server dropped the stalled connection',
     );
     const cutAfter = Date.now() - since;
     t.ok(cutAfter >= stallMs - 50, 'not before the stall time-out');
-    t.comment(`stalled export cut ${cutAfter} ms after its first bytes (EXPORT_STALL_TIMEOUT_MS=${stallMs})`);
+    t.comment(
+      `stalled export cut ${cutAfter} ms after its first bytes, its query included (EXPORT_STALL_TIMEOUT_MS=${stallMs})`,
+    );
     stalled.socket.resume();
     await within(PROMPTLY_MS, 'the client seeing the cut', stalled.closed);
-    t.ok(
-      stalled.received() < stalled.contentLength,
-      'the stalled reader got a truncated file, shorter than announced',
-    );
 
     await t.test('no export query or transaction lingers', { skip: onPglite(ctx) }, async (t) =>
       t.same(await busyBackends(ctx), []),
     );
 
-    // The same export, read by a client that reads: all of it, as announced.
+    // The same export, read by a client that reads: all of it.
     const res = await within(
       60_000,
       'a reading export',
@@ -221,11 +238,7 @@ t.test(
     );
     t.equal(res.status, 200);
     const body = await res.text();
-    t.equal(
-      Buffer.byteLength(body),
-      Number(res.headers.get('content-length')),
-      'the whole file, as announced',
-    );
+    t.ok(stalled.received() < Buffer.byteLength(body), 'the stalled reader got a truncated file');
     const lines = body.split('\n');
     t.equal(lines[0], 'Period start,Period end,Department ID,Department,Created tickets,Answers');
     t.equal(lines.length - 1, HOURS * DEPARTMENTS, 'a row for every hour of every department');

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { format } from 'fast-csv';
 import type { FastifyReply } from 'fastify';
@@ -80,14 +80,16 @@ export interface ExportLimits {
 const EXPORT_BUSY_RETRY_SECONDS = 5;
 
 /**
- * Sends a report as CSV. The report is read through a database cursor at the database's pace into
- * a temporary file (an export slot held meanwhile), then the file is sent: no database connection
- * ever waits for a client, so slow or stalled readers cannot starve the API (on PGlite, whose one
- * connection serves every request, a reader holding it would stop everything). A client that
- * hangs up while the report is read stops the query. Once sending, a client that takes no data for
- * `stallTimeoutMs` is cut with a connection reset. The query runs before any byte is sent, so a
- * report that cannot be computed still answers problem+json, and Content-Length tells the client
- * whether the file it got is whole.
+ * Sends a report as CSV. The report is read through a database cursor at the database's pace
+ * into an unnamed temporary file (an export slot held meanwhile), and the response reads that
+ * file at the client's pace, following the writes: no database connection ever waits for a
+ * client, so slow or stalled readers cannot starve the API (on PGlite, whose one connection
+ * serves every request, a reader holding it would stop everything), and the first bytes still
+ * leave as soon as the first rows are in. A client that hangs up stops the query. A client that
+ * takes no data for `stallTimeoutMs` while some waits for it is cut with a connection reset.
+ * The query runs before any byte is sent, so a report that cannot be computed still answers
+ * problem+json; a failure mid-stream cuts the response short (curl -f then reports a transfer
+ * error instead of saving a truncated file as complete).
  */
 export async function sendCsvReport(
   reply: FastifyReply,
@@ -104,62 +106,68 @@ export async function sendCsvReport(
       EXPORT_BUSY_RETRY_SECONDS,
     );
   }
-  const abort = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) abort.abort(new Error('the client went away'));
-  };
-  reply.raw.on('close', onClose);
-  let file: FileHandle;
+  let spool: Spool;
   try {
-    file = await spoolReport(db, resolved, unitRow, abort.signal);
-  } finally {
-    release();
-    reply.raw.off('close', onClose);
-  }
-  try {
-    abort.signal.throwIfAborted();
-    const { size } = await file.stat();
-    // However the response ends (sent, cut, or the client gone), the file goes with it.
-    reply.raw.once('close', () => {
-      file.close().catch(() => {});
-    });
-    // Socket inactivity: no byte taken by the client's side while the response waits to be sent.
-    reply.raw.setTimeout(limits.stallTimeoutMs, () => {
-      reply.log.warn({ stallTimeoutMs: limits.stallTimeoutMs }, 'CSV export cut: its client took no data');
-      // A reset, not a FIN queued behind data the client never reads: frees both ends now.
-      reply.raw.socket?.resetAndDestroy();
-    });
-    return reply
-      .type(CSV_CONTENT_TYPE)
-      .header('content-length', size)
-      .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`)
-      .send(file.createReadStream({ start: 0 }));
+    spool = await Spool.create();
   } catch (error) {
-    await file.close();
+    release();
     throw error;
   }
+  const abort = new AbortController();
+  const started = Promise.withResolvers<void>();
+  const spooled = spoolReport(spool, db, resolved, unitRow, abort.signal, () => started.resolve())
+    .then(
+      () => {
+        started.resolve(); // an empty report: the header alone
+        spool.end();
+      },
+      (error: unknown) => {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        started.reject(failure); // no effect once started: the reader then cuts the response
+        spool.end(failure);
+      },
+    )
+    .finally(release);
+  // However the response ends (sent, failed, cut, or the client gone), the query stops and the
+  // file goes with it.
+  const onClose = () => {
+    if (!reply.raw.writableFinished) abort.abort(new Error('the client went away'));
+    void spooled.finally(() => spool.file.close().catch(() => {}));
+  };
+  if (reply.raw.destroyed) onClose();
+  else reply.raw.once('close', onClose);
+  await started.promise;
+  // Socket inactivity while data waits for the client; paused while the reader waits for the
+  // database instead, which is no fault of the client's.
+  reply.raw.setTimeout(limits.stallTimeoutMs, () => {
+    reply.log.warn({ stallTimeoutMs: limits.stallTimeoutMs }, 'CSV export cut: its client took no data');
+    // A reset, not a FIN queued behind data the client never reads: frees both ends now.
+    reply.raw.socket?.resetAndDestroy();
+  });
+  const body = spool.reader((waiting) => reply.raw.setTimeout(waiting ? 0 : limits.stallTimeoutMs));
+  return reply
+    .type(CSV_CONTENT_TYPE)
+    .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`)
+    .send(body);
 }
 
-/** The whole CSV of a report in an unnamed temporary file, open for reading from the start. */
-async function spoolReport(db: Db, resolved: ResolvedReport, unitRow: boolean, signal: AbortSignal) {
+/** Writes a report's CSV into the spool; `onStarted` once the query has produced rows. */
+async function spoolReport(
+  spool: Spool,
+  db: Db,
+  resolved: ResolvedReport,
+  unitRow: boolean,
+  signal: AbortSignal,
+  onStarted: () => void,
+) {
   const fields = reportFields(resolved.spec);
   const cell = fields.map((f) =>
     f.type === 'number' ? numberCell : (v: string | number) => formulaSafe(String(v)),
   );
-  const dir = await mkdtemp(path.join(tmpdir(), 'deskroute-export-'));
-  let file: FileHandle;
-  try {
-    file = await open(path.join(dir, 'report.csv'), 'w+');
-  } finally {
-    // The open handle keeps the data: nothing is left on disk, whatever happens next.
-    await rm(dir, { recursive: true, force: true });
-  }
   const csv = format<(string | number)[], (string | number)[]>({ headers: false });
-  // Not file.createWriteStream(): a stream that must leave the file open keeps a reference that
-  // makes file.close() wait forever (Node 24), so the descriptor would leak.
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      file.write(chunk).then(() => callback(), callback);
+      spool.append(chunk).then(() => callback(), callback);
     },
   });
   const written = pipeline(csv, sink);
@@ -169,6 +177,7 @@ async function spoolReport(db: Db, resolved: ResolvedReport, unitRow: boolean, s
     await streamReport(db, resolved, {
       signal,
       onRows: async (rows) => {
+        onStarted();
         for (const row of rows) {
           if (!csv.write(row.map((value, i) => cell[i]!(value)))) await once(csv, 'drain', { signal });
         }
@@ -176,11 +185,92 @@ async function spoolReport(db: Db, resolved: ResolvedReport, unitRow: boolean, s
     });
     csv.end();
     await written;
-    return file;
   } catch (error) {
     csv.destroy();
     await written.catch(() => {});
-    await file.close();
     throw error;
+  }
+}
+
+/**
+ * A CSV in an unnamed temporary file (removed from its folder at once: nothing is left on disk
+ * whatever happens), written at one pace and read at another.
+ */
+class Spool {
+  readonly file: FileHandle;
+  #written = 0;
+  #end: 'writing' | 'done' | Error = 'writing';
+  #changed = Promise.withResolvers<void>();
+
+  private constructor(file: FileHandle) {
+    this.file = file;
+  }
+
+  static async create(): Promise<Spool> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'deskroute-export-'));
+    try {
+      return new Spool(await open(path.join(dir, 'report.csv'), 'w+'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async append(chunk: Buffer) {
+    for (let offset = 0; offset < chunk.length; ) {
+      const { bytesWritten } = await this.file.write(chunk, offset, chunk.length - offset, this.#written);
+      offset += bytesWritten;
+      this.#written += bytesWritten;
+    }
+    this.#notify();
+  }
+
+  end(error?: Error) {
+    this.#end = error ?? 'done';
+    this.#notify();
+  }
+
+  #notify() {
+    this.#changed.resolve();
+    this.#changed = Promise.withResolvers<void>();
+  }
+
+  /**
+   * The file from its start, following the writes to their end (or their failure, which
+   * destroys the stream). `onWait(true)` while it waits for more to be written.
+   */
+  reader(onWait: (waiting: boolean) => void): Readable {
+    const spool = this;
+    const cursor = { position: 0 };
+    return new Readable({
+      read(size) {
+        spool.#readInto(this, cursor, size, onWait).catch((error: Error) => this.destroy(error));
+      },
+    });
+  }
+
+  async #readInto(
+    stream: Readable,
+    cursor: { position: number },
+    size: number,
+    onWait: (waiting: boolean) => void,
+  ) {
+    for (;;) {
+      const available = this.#written - cursor.position;
+      if (available > 0) {
+        const buffer = Buffer.allocUnsafe(Math.min(available, Math.max(size, 65_536)));
+        const { bytesRead } = await this.file.read(buffer, 0, buffer.length, cursor.position);
+        cursor.position += bytesRead;
+        stream.push(buffer.subarray(0, bytesRead));
+        return;
+      }
+      if (this.#end instanceof Error) throw this.#end;
+      if (this.#end === 'done') {
+        stream.push(null);
+        return;
+      }
+      onWait(true);
+      await this.#changed.promise;
+      onWait(false);
+    }
   }
 }
