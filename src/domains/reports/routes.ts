@@ -105,7 +105,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           operationId: `export${title}ReportCsv`,
           tags,
           summary: `${summary} as CSV`,
-          description: `${description} The whole report, with Content-Length and Content-Disposition naming the file; limit and cursor do not apply. A few exports read the database at once (EXPORT_MAX_CONCURRENT): one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.`,
+          description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply. A few exports read the database at once (EXPORT_MAX_CONCURRENT): one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.`,
           querystring: ReportQuery,
           response: {
             200: { description: 'The report as CSV.', content: { 'text/csv': { schema: CSV_SCHEMA } } },
