@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -138,13 +139,18 @@ export async function sendCsvReport(
   else reply.raw.once('close', onClose);
   await started.promise;
   // Socket inactivity while data waits for the client; paused while the reader waits for the
-  // database instead, which is no fault of the client's.
-  reply.raw.setTimeout(limits.stallTimeoutMs, () => {
-    reply.log.warn({ stallTimeoutMs: limits.stallTimeoutMs }, 'CSV export cut: its client took no data');
-    // A reset, not a FIN queued behind data the client never reads: frees both ends now.
-    reply.raw.socket?.resetAndDestroy();
+  // database instead, which is no fault of the client's. (app.inject has no socket to watch.)
+  const watched = reply.raw.socket instanceof Socket;
+  if (watched) {
+    reply.raw.setTimeout(limits.stallTimeoutMs, () => {
+      reply.log.warn({ stallTimeoutMs: limits.stallTimeoutMs }, 'CSV export cut: its client took no data');
+      // A reset, not a FIN queued behind data the client never reads: frees both ends now.
+      reply.raw.socket?.resetAndDestroy();
+    });
+  }
+  const body = spool.reader((waiting) => {
+    if (watched && !reply.raw.destroyed) reply.raw.setTimeout(waiting ? 0 : limits.stallTimeoutMs);
   });
-  const body = spool.reader((waiting) => reply.raw.setTimeout(waiting ? 0 : limits.stallTimeoutMs));
   return reply
     .type(CSV_CONTENT_TYPE)
     .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`)
