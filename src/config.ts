@@ -57,6 +57,17 @@ const EnvSchema = Type.Object({
     minLength: 1,
     description: "the help desk's IANA time zone: reports bucket days, weeks and months in it by default",
   }),
+  EXPORT_MAX_CONCURRENT: Type.Integer({
+    default: 2,
+    minimum: 1,
+    maximum: 100,
+    description: 'CSV exports that may read the database at once; more answer 503 export_busy',
+  }),
+  EXPORT_STALL_TIMEOUT_MS: Type.Integer({
+    default: 30_000,
+    minimum: 100,
+    description: 'a CSV export whose client takes no data for this long is cut',
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -83,6 +94,8 @@ export interface Config {
   admin: { email: string | undefined; password: string | undefined };
   /** IANA name; the default time zone of reports. */
   timezone: string;
+  /** CSV exports: how many may read the database at once, and when a client that reads nothing is cut. */
+  exports: { maxConcurrent: number; stallTimeoutMs: number };
 }
 
 export class ConfigError extends Error {
@@ -155,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
     timezone: parsed.DESKROUTE_TIMEZONE,
+    exports: { maxConcurrent: parsed.EXPORT_MAX_CONCURRENT, stallTimeoutMs: parsed.EXPORT_STALL_TIMEOUT_MS },
   };
 }
 

@@ -1,7 +1,14 @@
 import { once } from 'node:events';
+import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { format } from 'fast-csv';
 import type { FastifyReply } from 'fastify';
 import type { Db } from '../../db/database.ts';
+import { unavailable } from '../../errors.ts';
 import { csvFileName, type ResolvedReport, reportFields, streamReport } from './service.ts';
 
 export const CSV_CONTENT_TYPE = 'text/csv; charset=utf-8';
@@ -20,56 +27,256 @@ export function wantsCsv(accept: string | undefined): boolean {
   return best?.type === 'text/csv';
 }
 
+// A text cell that a spreadsheet would read as a formula (OWASP "CSV Injection"): one that starts
+// with = + - @, their full-width forms (some spreadsheets honour those too), or tab, CR or LF, which
+// importers trim, leaving whatever follows in first place. Leading white space is looked through
+// for the same reason. https://owasp.org/www-community/attacks/CSV_Injection
+const FORMULA_START = /^(?:[\t\r\n]|\s*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20])/u;
+const PLAIN_NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
 /**
- * Sends a report as CSV, streamed from a database cursor through fast-csv with backpressure:
- * the next batch is fetched only when the client has taken the previous one, and a client that
- * hangs up stops the query. The query runs before any byte is sent, so a report that cannot be
- * computed still answers problem+json; a failure mid-stream cuts the response short (curl -f
- * then reports a transfer error instead of saving a truncated file as complete).
+ * A text cell made safe to open in a spreadsheet: a cell that would start a formula gets a leading
+ * `'`, as OWASP recommends, so it shows as the text it is. Other text is left alone.
  */
-export async function sendCsvReport(reply: FastifyReply, db: Db, resolved: ResolvedReport, unitRow: boolean) {
-  const fields = reportFields(resolved.spec);
-  const csv = format<(string | number)[], (string | number)[]>({ headers: false });
-  csv.write(fields.map((f) => f.label));
-  if (unitRow) csv.write(fields.map((f) => f.unit ?? ''));
+export function formulaSafe(text: string): string {
+  return FORMULA_START.test(text) ? `'${text}` : text;
+}
 
+/** A number cell: numbers (negative ones too) stay numbers; anything else is treated as text. */
+export function numberCell(value: string | number): string | number {
+  if (typeof value === 'number' || value === '' || PLAIN_NUMBER.test(value)) return value;
+  return formulaSafe(value);
+}
+
+/** A budget of CSV exports that may read the database at once; the rest are refused, not queued. */
+export class ExportSlots {
+  readonly max: number;
+  #taken = 0;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** A release function, or null when every slot is taken. */
+  tryTake(): (() => void) | null {
+    if (this.#taken >= this.max) return null;
+    this.#taken++;
+    let released = false;
+    return () => {
+      if (!released) {
+        released = true;
+        this.#taken--;
+      }
+    };
+  }
+}
+
+export interface ExportLimits {
+  slots: ExportSlots;
+  /** A client that takes no data for this long is cut. */
+  stallTimeoutMs: number;
+}
+
+// Seconds a refused export is told to wait: a report's query usually takes a few.
+const EXPORT_BUSY_RETRY_SECONDS = 5;
+
+/**
+ * Sends a report as CSV. The report is read through a database cursor at the database's pace
+ * into an unnamed temporary file (an export slot held meanwhile), and the response reads that
+ * file at the client's pace, following the writes: no database connection ever waits for a
+ * client, so slow or stalled readers cannot starve the API (on PGlite, whose one connection
+ * serves every request, a reader holding it would stop everything), and the first bytes still
+ * leave as soon as the first rows are in. A client that hangs up stops the query. A client that
+ * takes no data for `stallTimeoutMs` while some waits for it is cut with a connection reset.
+ * The query runs before any byte is sent, so a report that cannot be computed still answers
+ * problem+json; a failure mid-stream cuts the response short (curl -f then reports a transfer
+ * error instead of saving a truncated file as complete).
+ */
+export async function sendCsvReport(
+  reply: FastifyReply,
+  db: Db,
+  resolved: ResolvedReport,
+  unitRow: boolean,
+  limits: ExportLimits,
+) {
+  const release = limits.slots.tryTake();
+  if (!release) {
+    throw unavailable(
+      'export_busy',
+      `${limits.slots.max} CSV exports are being prepared already; try again shortly.`,
+      EXPORT_BUSY_RETRY_SECONDS,
+    );
+  }
+  let spool: Spool;
+  try {
+    spool = await Spool.create();
+  } catch (error) {
+    release();
+    throw error;
+  }
   const abort = new AbortController();
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) abort.abort(new Error('the client went away'));
-  });
-
   const started = Promise.withResolvers<void>();
-  let begun = false;
-  const begin = () => {
-    if (!begun) {
-      begun = true;
-      started.resolve();
-    }
+  const spooled = spoolReport(spool, db, resolved, unitRow, abort.signal, () => started.resolve())
+    .then(
+      () => {
+        started.resolve(); // an empty report: the header alone
+        spool.end();
+      },
+      (error: unknown) => {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        started.reject(failure); // no effect once started: the reader then cuts the response
+        spool.end(failure);
+      },
+    )
+    .finally(release);
+  // However the response ends (sent, failed, cut, or the client gone), the query stops and the
+  // file goes with it.
+  const onClose = () => {
+    if (!reply.raw.writableFinished) abort.abort(new Error('the client went away'));
+    void spooled.finally(() => spool.file.close().catch(() => {}));
   };
-  streamReport(db, resolved, {
-    signal: abort.signal,
-    onRows: async (rows) => {
-      begin();
-      for (const row of rows) {
-        if (!csv.write(row)) await once(csv, 'drain', { signal: abort.signal });
-      }
-    },
-  })
-    .then(() => {
-      begin();
-      csv.end();
-    })
-    .catch((error: unknown) => {
-      if (!begun) {
-        begun = true;
-        started.reject(error);
-      } else {
-        csv.destroy(error instanceof Error ? error : new Error(String(error)));
-      }
-    });
+  if (reply.raw.destroyed) onClose();
+  else reply.raw.once('close', onClose);
   await started.promise;
+  // Socket inactivity while data waits for the client; paused while the reader waits for the
+  // database instead, which is no fault of the client's. (app.inject has no socket to watch.)
+  const watched = reply.raw.socket instanceof Socket;
+  if (watched) {
+    reply.raw.setTimeout(limits.stallTimeoutMs, () => {
+      reply.log.warn({ stallTimeoutMs: limits.stallTimeoutMs }, 'CSV export cut: its client took no data');
+      // A reset, not a FIN queued behind data the client never reads: frees both ends now.
+      reply.raw.socket?.resetAndDestroy();
+    });
+  }
+  const body = spool.reader((waiting) => {
+    if (watched && !reply.raw.destroyed) reply.raw.setTimeout(waiting ? 0 : limits.stallTimeoutMs);
+  });
   return reply
     .type(CSV_CONTENT_TYPE)
     .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`)
-    .send(csv);
+    .send(body);
+}
+
+/** Writes a report's CSV into the spool; `onStarted` once the query has produced rows. */
+async function spoolReport(
+  spool: Spool,
+  db: Db,
+  resolved: ResolvedReport,
+  unitRow: boolean,
+  signal: AbortSignal,
+  onStarted: () => void,
+) {
+  const fields = reportFields(resolved.spec);
+  const cell = fields.map((f) =>
+    f.type === 'number' ? numberCell : (v: string | number) => formulaSafe(String(v)),
+  );
+  const csv = format<(string | number)[], (string | number)[]>({ headers: false });
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      spool.append(chunk).then(() => callback(), callback);
+    },
+  });
+  const written = pipeline(csv, sink);
+  try {
+    csv.write(fields.map((f) => formulaSafe(f.label)));
+    if (unitRow) csv.write(fields.map((f) => formulaSafe(f.unit ?? '')));
+    await streamReport(db, resolved, {
+      signal,
+      onRows: async (rows) => {
+        onStarted();
+        for (const row of rows) {
+          if (!csv.write(row.map((value, i) => cell[i]!(value)))) await once(csv, 'drain', { signal });
+        }
+      },
+    });
+    csv.end();
+    await written;
+  } catch (error) {
+    csv.destroy();
+    await written.catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * A CSV in an unnamed temporary file (removed from its folder at once: nothing is left on disk
+ * whatever happens), written at one pace and read at another.
+ */
+class Spool {
+  readonly file: FileHandle;
+  #written = 0;
+  #end: 'writing' | 'done' | Error = 'writing';
+  #changed = Promise.withResolvers<void>();
+
+  private constructor(file: FileHandle) {
+    this.file = file;
+  }
+
+  static async create(): Promise<Spool> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'deskroute-export-'));
+    try {
+      return new Spool(await open(path.join(dir, 'report.csv'), 'w+'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async append(chunk: Buffer) {
+    for (let offset = 0; offset < chunk.length; ) {
+      const { bytesWritten } = await this.file.write(chunk, offset, chunk.length - offset, this.#written);
+      offset += bytesWritten;
+      this.#written += bytesWritten;
+    }
+    this.#notify();
+  }
+
+  end(error?: Error) {
+    this.#end = error ?? 'done';
+    this.#notify();
+  }
+
+  #notify() {
+    this.#changed.resolve();
+    this.#changed = Promise.withResolvers<void>();
+  }
+
+  /**
+   * The file from its start, following the writes to their end (or their failure, which
+   * destroys the stream). `onWait(true)` while it waits for more to be written.
+   */
+  reader(onWait: (waiting: boolean) => void): Readable {
+    const spool = this;
+    const cursor = { position: 0 };
+    return new Readable({
+      read(size) {
+        spool.#readInto(this, cursor, size, onWait).catch((error: Error) => this.destroy(error));
+      },
+    });
+  }
+
+  async #readInto(
+    stream: Readable,
+    cursor: { position: number },
+    size: number,
+    onWait: (waiting: boolean) => void,
+  ) {
+    for (;;) {
+      const available = this.#written - cursor.position;
+      if (available > 0) {
+        const buffer = Buffer.allocUnsafe(Math.min(available, Math.max(size, 65_536)));
+        const { bytesRead } = await this.file.read(buffer, 0, buffer.length, cursor.position);
+        cursor.position += bytesRead;
+        stream.push(buffer.subarray(0, bytesRead));
+        return;
+      }
+      if (this.#end instanceof Error) throw this.#end;
+      if (this.#end === 'done') {
+        stream.push(null);
+        return;
+      }
+      onWait(true);
+      await this.#changed.promise;
+      onWait(false);
+    }
+  }
 }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
-import { sendCsvReport, wantsCsv } from './csv.ts';
+import { ExportSlots, sendCsvReport, wantsCsv } from './csv.ts';
 import {
   ColumnCatalogueSchema,
   LeaderboardQuery,
@@ -29,7 +29,7 @@ const tags = ['reports'];
 const CSV_SCHEMA = {
   type: 'string',
   description:
-    'A header row of column labels (and, with unit_row=true, a row of units), then one row per group. Times in seconds. Streamed.',
+    "A header row of column labels (and, with unit_row=true, a row of units), then one row per group. Times in seconds. Text that a spreadsheet would read as a formula (starting with = + - @, their full-width forms, tab, CR or LF) is prefixed with ' (OWASP); numbers are plain numbers.",
 };
 
 const KINDS: { kind: ReportKind; title: string; by: string }[] = [
@@ -44,6 +44,10 @@ const VISIBILITY =
 export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;
   const defaults = { timezone: config.timezone };
+  const exportLimits = {
+    slots: new ExportSlots(config.exports.maxConcurrent),
+    stallTimeoutMs: config.exports.stallTimeoutMs,
+  };
 
   app.get(
     '/v1/reports/columns',
@@ -95,7 +99,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       async (request, reply) => {
         const resolved = await resolveReport(db, principalOf(request), kind, request.query, defaults);
         if (wantsCsv(request.headers.accept)) {
-          return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false);
+          return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false, exportLimits);
         }
         return jsonReport(db, resolved);
       },
@@ -108,7 +112,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           operationId: `export${title}ReportCsv`,
           tags,
           summary: `${summary} as CSV`,
-          description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply.`,
+          description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply. A few exports read the database at once (EXPORT_MAX_CONCURRENT): one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.`,
           querystring: ReportQuery,
           response: {
             200: {
@@ -122,7 +126,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
       async (request, reply) => {
         const resolved = await resolveReport(db, principalOf(request), kind, request.query, defaults);
-        return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false);
+        return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false, exportLimits);
       },
     );
   }

@@ -312,8 +312,20 @@ export async function resolveReport(
 /** The row fields of a report, dimensions first, in the order CSV columns follow. */
 export function reportFields(spec: ReportSpec) {
   return [
-    ...spec.groupBy.flatMap((d) => DIMENSION_FIELDS[d].map((f) => ({ ...f, unit: null as string | null }))),
-    ...spec.metrics.map((m) => ({ key: m.key, label: m.label, description: m.description, unit: m.unit })),
+    ...spec.groupBy.flatMap((d) =>
+      DIMENSION_FIELDS[d].map((f) => ({
+        ...f,
+        unit: null as string | null,
+        type: 'text' as 'text' | 'number',
+      })),
+    ),
+    ...spec.metrics.map((m) => ({
+      key: m.key,
+      label: m.label,
+      description: m.description,
+      unit: m.unit,
+      type: 'number' as 'text' | 'number',
+    })),
   ];
 }
 

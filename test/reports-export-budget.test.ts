@@ -1,0 +1,312 @@
+import { readdir, readlink } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { sql } from 'kysely';
+import pg from 'pg';
+import t, { type Test } from 'tap';
+import {
+  agentWithToken,
+  buildTestApp,
+  makeDepartment,
+  mintApiToken,
+  type TestContext,
+} from './helpers/app.ts';
+
+// Slow or stalled CSV readers must not starve the API (issue 12, section 2): exports never hold a
+// database connection while they wait for their client, a client that takes no data is cut after
+// EXPORT_STALL_TIMEOUT_MS, and at most EXPORT_MAX_CONCURRENT exports read the database at once.
+
+// Every hour of two years for two departments with long names: about 7 MB of CSV, more than the
+// socket buffers of both ends hold (here up to 4 MB for sending), so a client that reads nothing
+// really blocks the server's writes.
+const DEPARTMENTS = 2;
+const departmentName = (i: number) => `Export ${i} `.padEnd(100, 'x');
+const HOURS = (366 + 365) * 24;
+const EXPORT = `/v1/reports/departments.csv?from=2024-01-01&to=2026-01-01&interval=hour&columns=created_tickets,answers`;
+const SMALL_EXPORT = '/v1/reports/departments.csv?from=2025-01-01&to=2025-01-02&columns=answers';
+// As many stalled exports as the pg pool has connections (10); more than PGlite's one.
+const stalledCount = (ctx: TestContext) => (ctx.database.kind === 'pglite' ? 2 : 10);
+// "Promptly": generous on a shared machine, but far below a hang (tap's timeout is 120 s).
+const PROMPTLY_MS = 5_000;
+
+// On PGlite each of these exports takes seconds (several MB through its one connection), and a
+// shared machine makes that worse: more room than the suite's 120 s per file.
+t.setTimeout(300_000);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resolves with the promise's value, or rejects when it has not settled within `ms`. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits until `check` holds, polling; false when it still does not after `ms`. */
+async function until(ms: number, check: () => Promise<boolean> | boolean): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > end) return false;
+    await sleep(50);
+  }
+}
+
+interface StalledReader {
+  socket: Socket;
+  status: string;
+  received: () => number;
+  closed: Promise<void>;
+}
+
+/**
+ * A raw TCP client that sends the export request, takes the first chunk of the answer (the status
+ * line and headers), then stops reading for good: the socket is paused, so its receive buffer
+ * fills and the server's writes block.
+ */
+function stalledReader(port: number, path: string, token: string): Promise<StalledReader> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let received = 0;
+    let head = '';
+    const closed = new Promise<void>((done) => socket.once('close', () => done()));
+    socket.on('error', () => {}); // the server's reset surfaces here; 'close' follows
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (head !== '') return;
+      head = chunk.toString('latin1');
+      socket.pause();
+      const status = head.slice(0, head.indexOf('\r\n'));
+      resolve({
+        socket,
+        status,
+        received: () => received,
+        closed,
+      });
+    });
+    socket.once('close', () => {
+      if (head === '') reject(new Error('the connection closed before any answer'));
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${token}\r\n\r\n`);
+  });
+}
+
+/** A stalled reader of an export that has started, retrying while exports are busy (503). */
+async function startedExport(port: number, path: string, token: string): Promise<StalledReader> {
+  for (;;) {
+    const reader = await stalledReader(port, path, token);
+    if (!reader.status.startsWith('HTTP/1.1 503')) return reader;
+    reader.socket.destroy();
+    await sleep(100);
+  }
+}
+
+async function setUp(t: Test, env: Record<string, string>) {
+  const ctx = await buildTestApp(t, env);
+  for (let i = 0; i < DEPARTMENTS; i++) await makeDepartment(ctx.db, departmentName(i));
+  const owner = await agentWithToken(ctx, { role: 'owner' });
+  // A read-only token is all it takes to export.
+  const reader = await mintApiToken(ctx, owner.token, ['read'], 'exports');
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = ctx.app.server.address() as AddressInfo;
+  return { ctx, owner, reader, port };
+}
+
+const connections = (ctx: TestContext) =>
+  new Promise<number>((resolve, reject) =>
+    ctx.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+  );
+
+/** This process's open files that are export spools (deleted temporary files), from /proc. */
+async function openSpools(): Promise<string[]> {
+  const links = await Promise.all(
+    (await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+  );
+  return links.filter((link) => link.includes('deskroute-export-'));
+}
+
+const onPglite = (ctx: TestContext) =>
+  ctx.database.kind === 'pglite' ? 'pg_stat_activity needs a server (PGlite has no other backends)' : false;
+
+/** Backends of the test database other than ours that are in a transaction or running a query. */
+async function busyBackends(ctx: TestContext) {
+  const { rows } = await sql<{ state: string; query: string }>`
+    select state, query from pg_stat_activity
+    where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'
+      and state <> 'idle'`.execute(ctx.db);
+  return rows;
+}
+
+t.test('stalled CSV readers leave the API answering', async (t) => {
+  // A long stall time-out: every stalled reader is still connected while the API is tried.
+  // A long stall time-out: every stalled reader is still connected while the API is tried. One
+  // export reads the database at a time, so a small export answering 200 shows none is reading.
+  const { ctx, owner, reader, port } = await setUp(t, {
+    EXPORT_STALL_TIMEOUT_MS: '600000',
+    EXPORT_MAX_CONCURRENT: '1',
+  });
+  const readers: StalledReader[] = [];
+  t.teardown(() => {
+    for (const r of readers) r.socket.destroy();
+  });
+  const stalled = stalledCount(ctx);
+  for (let i = 0; i < stalled; i++) {
+    readers.push(await within(60_000, `stalled export ${i + 1}`, startedExport(port, EXPORT, reader)));
+  }
+  t.same(
+    readers.map((r) => r.status),
+    readers.map(() => 'HTTP/1.1 200 OK'),
+    'every export started',
+  );
+  const small = await within(60_000, 'a small export', startedExport(port, SMALL_EXPORT, reader));
+  t.equal(small.status, 'HTTP/1.1 200 OK', 'the stalled exports have all been read from the database');
+  small.socket.destroy();
+  await small.closed;
+  t.ok(
+    await until(PROMPTLY_MS, async () => (await connections(ctx)) === stalled),
+    'all of them are still connected (and nothing else)',
+  );
+
+  const me = await within(
+    PROMPTLY_MS,
+    'GET /v1/me',
+    ctx.request({ method: 'GET', url: '/v1/me', token: owner.token }),
+  );
+  t.equal(me.statusCode, 200, 'GET /v1/me answers');
+  const created = await within(
+    PROMPTLY_MS,
+    'POST /v1/tickets',
+    ctx.request({
+      method: 'POST',
+      url: '/v1/tickets',
+      token: owner.token,
+      payload: {
+        subject: 'Still there?',
+        channel: 'email',
+        contact: { email: 'jo@example.com' },
+        message: { body: 'Hi' },
+      },
+    }),
+  );
+  t.equal(created.statusCode, 201, 'a ticket is created');
+  const ready = await within(PROMPTLY_MS, 'GET /readyz', ctx.request({ method: 'GET', url: '/readyz' }));
+  t.equal(ready.statusCode, 200, '/readyz answers ready');
+
+  await t.test(
+    'no export holds a database connection while its reader stalls',
+    { skip: onPglite(ctx) },
+    async (t) => t.same(await busyBackends(ctx), []),
+  );
+});
+
+t.test(
+  'a stalled reader is cut after the stall time-out; readers that read get the whole file',
+  async (t) => {
+    const stallMs = 1_000;
+    const { ctx, reader, port } = await setUp(t, { EXPORT_STALL_TIMEOUT_MS: String(stallMs) });
+    const stalled = await within(60_000, 'stalled export', startedExport(port, EXPORT, reader));
+    t.equal(stalled.status, 'HTTP/1.1 200 OK');
+    const since = Date.now();
+    t.ok(
+      // The stall clock pauses while the export waits for its query: give that time too.
+      await until(60_000, async () => (await connections(ctx)) === 0),
+      'the server dropped the stalled connection',
+    );
+    const cutAfter = Date.now() - since;
+    t.ok(cutAfter >= stallMs - 50, 'not before the stall time-out');
+    t.comment(
+      `stalled export cut ${cutAfter} ms after its first bytes, its query included (EXPORT_STALL_TIMEOUT_MS=${stallMs})`,
+    );
+    stalled.socket.resume();
+    await within(PROMPTLY_MS, 'the client seeing the cut', stalled.closed);
+
+    await t.test('no export query or transaction lingers', { skip: onPglite(ctx) }, async (t) =>
+      t.same(await busyBackends(ctx), []),
+    );
+
+    // The same export, read by a client that reads: all of it.
+    const res = await within(
+      60_000,
+      'a reading export',
+      fetch(`http://127.0.0.1:${port}${EXPORT}`, { headers: { authorization: `Bearer ${reader}` } }),
+    );
+    t.equal(res.status, 200);
+    const body = await res.text();
+    t.ok(stalled.received() < Buffer.byteLength(body), 'the stalled reader got a truncated file');
+    const lines = body.split('\n');
+    t.equal(lines[0], 'Period start,Period end,Department ID,Department,Created tickets,Answers');
+    t.equal(lines.length - 1, HOURS * DEPARTMENTS, 'a row for every hour of every department');
+    t.match(
+      lines[1],
+      /^2024-01-01T00:00:00\+00:00,2024-01-01T01:00:00\+00:00,[0-9a-f-]{36},Export \d x+,0,0$/,
+    );
+    t.match(
+      lines.at(-1),
+      /^2025-12-31T23:00:00\+00:00,2026-01-01T00:00:00\+00:00,[0-9a-f-]{36},Export \d x+,0,0$/,
+      'the last hour of the range, complete',
+    );
+    t.ok(
+      await until(PROMPTLY_MS, async () => (await openSpools()).length === 0),
+      'no temporary file is left open, cut or complete',
+    );
+  },
+);
+
+t.test(
+  'exports over the budget answer 503 export_busy',
+  {
+    skip: process.env.TEST_DATABASE_URL
+      ? false
+      : 'needs two connections to hold exports in their query (PGlite has one)',
+  },
+  async (t) => {
+    const { ctx, reader, port } = await setUp(t, { EXPORT_MAX_CONCURRENT: '2' });
+    const url = `http://127.0.0.1:${port}/v1/reports/departments.csv?from=2025-01-01&to=2025-01-02&interval=hour&columns=answers`;
+    const headers = { authorization: `Bearer ${reader}` };
+    // Another session holds the table every report reads first: the exports wait in their query.
+    const blocker = new pg.Client({ connectionString: ctx.database.url! });
+    await blocker.connect();
+    t.teardown(() => blocker.end());
+    await blocker.query('begin');
+    await blocker.query('lock table report_pending_events in access exclusive mode');
+    const held = [fetch(url, { headers }), fetch(url, { headers })];
+    const waiting = async () => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'`.execute(ctx.db);
+      return rows[0]?.n === 2;
+    };
+    t.ok(await until(30_000, waiting), 'two exports wait in their query');
+
+    const refused = await within(PROMPTLY_MS, 'a third export', fetch(url, { headers }));
+    t.equal(refused.status, 503);
+    t.match(refused.headers.get('content-type'), /^application\/problem\+json/);
+    t.equal(refused.headers.get('retry-after'), '5');
+    t.match(await refused.json(), { status: 503, code: 'export_busy' });
+    const me = await within(
+      PROMPTLY_MS,
+      'GET /v1/me',
+      ctx.request({ method: 'GET', url: '/v1/me', token: reader }),
+    );
+    t.equal(me.statusCode, 200, 'the rest of the API is not refused');
+
+    await blocker.query('rollback');
+    for (const res of await Promise.all(held)) {
+      t.equal(res.status, 200, 'the held exports finish');
+      t.equal(
+        (await res.text()).split('\n').length,
+        1 + 24 * DEPARTMENTS,
+        'header and 24 hours of each department',
+      );
+    }
+    const again = await within(60_000, 'an export after the others', fetch(url, { headers }));
+    t.equal(again.status, 200, 'their slots came back');
+    await again.text();
+  },
+);
