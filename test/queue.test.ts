@@ -1,3 +1,4 @@
+import pg from 'pg';
 import t from 'tap';
 import type { AgentRow, DepartmentRole } from '../src/db/types.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
@@ -312,6 +313,53 @@ t.test('the to-solve queue', async (t) => {
       t.not(results[0]!.id, results[4]!.id, `round ${round}: colleagues get different tickets`);
     }
   });
+
+  await t.test('one hand-out at a time: the agent’s own ticket comes back before any other', async (t) => {
+    const dep = await makeDepartment(ctx.db);
+    const { agent, token } = await queueAgent([[dep, 'solver']]);
+    const first = await openTicket(dep, { priority: 'low' });
+    t.equal((await next(token)).json().id, first);
+    // A more urgent ticket arrives while the agent holds one: it waits for the next free agent.
+    const urgent = await openTicket(dep, { priority: 'urgent' });
+    t.equal((await next(token)).json().id, first, 'the ticket they hold, not the more urgent one');
+    t.equal((await ticketRow(urgent)).assignee_id, null, 'the urgent ticket stays unassigned');
+    await change(first, 'PATCH', { status: 'answered' });
+    const after = await next(token);
+    t.equal(after.json().id, urgent, 'once they worked theirs, the next one');
+    t.equal(after.json().assignee_id, agent.id);
+  });
+
+  await t.test(
+    'a colleague’s scan holding the agent’s own ticket for a moment does not hand the agent a second',
+    {
+      skip:
+        ctx.database.kind === 'pglite'
+          ? 'needs a second connection to hold a row lock (PGlite has one)'
+          : false,
+    },
+    async (t) => {
+      const dep = await makeDepartment(ctx.db);
+      const { agent, token } = await queueAgent([[dep, 'solver']]);
+      const held = await openTicket(dep, { priority: 'high' });
+      t.equal((await next(token)).json().id, held);
+      const other = await openTicket(dep);
+      // What a colleague's FOR UPDATE SKIP LOCKED scan leaves behind when it locked this row on a
+      // snapshot taken before the assignment, then found it taken: a lock until its transaction ends.
+      const colleague = new pg.Client({ connectionString: ctx.database.url! });
+      await colleague.connect();
+      t.teardown(() => colleague.end());
+      await colleague.query('begin');
+      await colleague.query('select id from tickets where id = $1 for update', [held]);
+      const asked = next(token);
+      await new Promise((r) => setTimeout(r, 300));
+      await colleague.query('commit');
+      const res = await asked;
+      t.equal(res.statusCode, 200);
+      t.equal(res.json().id, held, 'the ticket the agent holds, once the colleague’s lock is gone');
+      t.equal((await ticketRow(other)).assignee_id, null, 'no second ticket for the agent');
+      t.equal(res.json().assignee_id, agent.id);
+    },
+  );
 
   await t.test('many concurrent requests from a few agents: nobody gets a colleague’s ticket', async (t) => {
     const dep = await makeDepartment(ctx.db);

@@ -17,24 +17,16 @@ export async function lockAgentHandOut(trx: Transaction<Database>, agentId: stri
 }
 
 /**
- * Locks and returns the ticket the agent should work on next, or undefined when there is none:
- * new or open, unassigned or already theirs, in one of their departments where they solve and
- * the to-solve queue is on. Owners and admins are fed only from departments they are members of.
- *
- * SKIP LOCKED passes over tickets another caller's transaction holds, so concurrent callers
- * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
- * that committed meanwhile is re-checked against the conditions and passed over too.
+ * The queued tickets an agent may be handed: new or open, in one of their departments where they
+ * solve and the to-solve queue is on (owners and admins are fed only from departments they are
+ * members of), in queue order: priority, then waiting longest, following tickets_queue_idx.
  */
-export function lockNextQueuedTicket(
-  trx: Transaction<Database>,
-  agentId: string,
-): Promise<TicketRecord | undefined> {
+function queuedTickets(trx: Transaction<Database>, agentId: string) {
   return (
     trx
       .selectFrom('tickets as t')
       .select(TICKET_COLUMNS)
       .where('t.status', 'in', ['new', 'open'])
-      .where((eb) => eb.or([eb('t.assignee_id', 'is', null), eb('t.assignee_id', '=', agentId)]))
       .where('t.department_id', 'in', (eb) =>
         eb
           .selectFrom('department_members as m')
@@ -44,15 +36,42 @@ export function lockNextQueuedTicket(
           .where('m.role', 'in', SOLVING_ROLES)
           .where('d.to_solve_enabled', '=', true),
       )
-      // Follows tickets_queue_idx. Once tickets carry an SLA due time, it joins the order here,
-      // between priority and waiting_since (earliest due first, tickets without one last), and
-      // the index gains the column in the same place.
+      // Once tickets carry an SLA due time, it joins the order here, between priority and
+      // waiting_since (earliest due first, tickets without one last), and the index gains the
+      // column in the same place.
       .orderBy('t.priority_rank', 'desc')
       .orderBy('t.waiting_since', 'asc')
       .orderBy('t.id', 'asc')
       .limit(1)
-      .forUpdate()
-      .skipLocked()
-      .executeTakeFirst()
   );
+}
+
+/**
+ * Locks and returns the first queued ticket already assigned to the agent, their current
+ * hand-out. Without SKIP LOCKED: another agent's scan may hold this row for a moment (a row
+ * locked, then found to be assigned to someone else, stays locked until that scan's transaction
+ * ends), and skipping it would hand the agent a second ticket. Waiting is brief.
+ */
+export function lockOwnQueuedTicket(
+  trx: Transaction<Database>,
+  agentId: string,
+): Promise<TicketRecord | undefined> {
+  return queuedTickets(trx, agentId).where('t.assignee_id', '=', agentId).forUpdate().executeTakeFirst();
+}
+
+/**
+ * Locks and returns the first unassigned queued ticket, or undefined when there is none.
+ * SKIP LOCKED passes over tickets another caller's transaction holds, so concurrent callers
+ * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
+ * that committed meanwhile is re-checked against the conditions and passed over too.
+ */
+export function lockNextUnassignedTicket(
+  trx: Transaction<Database>,
+  agentId: string,
+): Promise<TicketRecord | undefined> {
+  return queuedTickets(trx, agentId)
+    .where('t.assignee_id', 'is', null)
+    .forUpdate()
+    .skipLocked()
+    .executeTakeFirst();
 }

@@ -4,23 +4,25 @@ import { runRules } from '../automation-rules/runner.ts';
 import { withContacts } from '../tickets/repository.ts';
 import type { Ticket } from '../tickets/schemas.ts';
 import { agentActor, applyChanges } from '../tickets/service.ts';
-import { lockAgentHandOut, lockNextQueuedTicket } from './repository.ts';
+import { lockAgentHandOut, lockNextUnassignedTicket, lockOwnQueuedTicket } from './repository.ts';
 
 /**
  * Hands the agent the next ticket of their to-solve queue and assigns it to them, recording an
  * `assigned` event with the agent as actor; null when the queue has nothing for them.
  *
- * Tickets already assigned to the agent stay in the queue, in the same order as unassigned ones,
- * until the agent answers, postpones or resolves them: asking again hands back the same ticket,
- * so a client that lost the response can simply retry. One agent's calls take turns, so
- * concurrent calls of the same agent (a double click, two tabs) all receive the one ticket the
- * first of them assigned, never one ticket each.
+ * One agent, one hand-out at a time: while a queued ticket (new or open) is assigned to the
+ * agent, asking again hands that ticket back (the first of them in queue order) until they
+ * answer, postpone, resolve or transfer it, so a client that lost the response can simply retry.
+ * One agent's calls take turns, so concurrent calls of the same agent (a double click, two tabs,
+ * two instances) all receive the one ticket the first of them assigned, never one ticket each.
  */
 export async function takeNextTicket(db: Db, principal: Principal): Promise<Ticket | null> {
   const record = await db.transaction().execute(async (trx) => {
     await lockAgentHandOut(trx, principal.agentId);
-    const next = await lockNextQueuedTicket(trx, principal.agentId);
-    if (!next || next.assignee_id === principal.agentId) return next ?? null;
+    const own = await lockOwnQueuedTicket(trx, principal.agentId);
+    if (own) return own;
+    const next = await lockNextUnassignedTicket(trx, principal.agentId);
+    if (!next) return null;
     const after = await applyChanges(trx, next, { assignee_id: principal.agentId }, agentActor(principal));
     return runRules(trx, after, ['ticket.updated'], { before: next });
   });
