@@ -29,8 +29,15 @@ export interface TestDatabase {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const { kind, url } = await databaseSource();
   if (url) return fromServer(url, kind as 'env' | 'container');
-  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite: await pgliteFromSnapshot() }) });
-  return { db, kind: 'pglite', url: null, drop: () => db.destroy() };
+  const pglite = await pgliteFromSnapshot();
+  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  const drop = async () => {
+    await db.destroy();
+    // Kysely closes PGlite only if a query ran; an open PGlite keeps the process (and the
+    // file, until tap's timeout) alive after its last test.
+    if (!pglite.closed) await pglite.close();
+  };
+  return { db, kind: 'pglite', url: null, drop };
 }
 
 /**
@@ -93,6 +100,11 @@ async function pgliteFromSnapshot(): Promise<PGlite> {
   await mkdir(SNAPSHOT_DIR, { recursive: true });
   await writeFile(partial, Buffer.from(await dumped.arrayBuffer()));
   await rename(partial, file).catch(() => rm(partial, { force: true }));
+  // Snapshots of older migrations or PGlite versions are never read again (43 MB each).
+  for (const old of await readdir(SNAPSHOT_DIR)) {
+    if (old.endsWith('.tar') && old !== path.basename(file))
+      await rm(path.join(SNAPSHOT_DIR, old), { force: true });
+  }
   return pglite;
 }
 
