@@ -21,6 +21,8 @@ FROM node:24-slim AS deps
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
+# npm ci runs the package's preinstall: the Node version check.
+COPY scripts/check-node.cjs ./scripts/check-node.cjs
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:24-slim
@@ -34,7 +36,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
 COPY migrations ./migrations
-COPY scripts/migrate.ts ./scripts/migrate.ts
+COPY scripts/migrate.ts scripts/check-node.cjs ./scripts/
 RUN mkdir -p /home/node/data && chown node:node /home/node/data
 USER node
 EXPOSE 3000

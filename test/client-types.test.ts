@@ -21,7 +21,9 @@ const generator = join(root, 'tools/client-codegen/node_modules/.bin/openapi-typ
 const tsc = join(root, 'node_modules/typescript/lib/tsc.js');
 
 await access(generator).catch(() => {
-  throw new Error('openapi-typescript is missing: run `npm ci --prefix tools/client-codegen`');
+  throw new Error(
+    'openapi-typescript is missing: `npm test` installs it (scripts/install-test-tools.ts), or run `npm ci --prefix tools/client-codegen`',
+  );
 });
 
 // Inside the repository (git-ignored), so the copies resolve openapi-fetch and @types/node.

@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import tap from 'tap';
 import { createPool } from '../../src/db/client.ts';
 import type { Db } from '../../src/db/database.ts';
 import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate.ts';
@@ -22,16 +24,95 @@ export interface TestDatabase {
  * other: TEST_DATABASE_URL when set, else a testcontainers PostgreSQL when a container engine
  * answers, else embedded PGlite. On a server, the schema is migrated once into a template
  * database and each file gets a copy (CREATE DATABASE ... TEMPLATE), which takes milliseconds.
+ * On PGlite, each database starts from a migrated snapshot (see pgliteFromSnapshot).
  */
 export async function createTestDatabase(): Promise<TestDatabase> {
+  const { kind, url } = await databaseSource();
+  if (url) return fromServer(url, kind as 'env' | 'container');
+  const pglite = await pgliteFromSnapshot();
+  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  const drop = async () => {
+    await db.destroy();
+    // Kysely closes PGlite only if a query ran; an open PGlite keeps the process (and the
+    // file, until tap's timeout) alive after its last test.
+    if (!pglite.closed) await pglite.close();
+  };
+  return { db, kind: 'pglite', url: null, drop };
+}
+
+/**
+ * Where this run's databases come from. A check that needs a real server (two connections,
+ * isolation levels, pg_stat_activity, round trips) is skipped on PGlite with its reason:
+ * `t.test('...', { skip: (await testDatabaseKind()) === 'pglite' ? 'why' : false }, ...)`.
+ */
+export async function testDatabaseKind(): Promise<TestDatabase['kind']> {
+  return (await databaseSource()).kind;
+}
+
+type Source = { kind: TestDatabase['kind']; url: string | null };
+let source: Promise<Source> | undefined;
+
+function databaseSource(): Promise<Source> {
+  source ??= findSource();
+  return source;
+}
+
+async function findSource(): Promise<Source> {
   const envUrl = process.env.TEST_DATABASE_URL;
-  if (envUrl) return fromServer(envUrl, 'env');
+  if (envUrl) return { kind: 'env', url: envUrl };
   const containerUrl = await startContainer();
-  if (containerUrl) return fromServer(containerUrl, 'container');
+  if (containerUrl) return { kind: 'container', url: containerUrl };
+  // PGlite runs every query on one thread, several times slower than a server: give the file
+  // three times the timeout configured for the run (.taprc), counted from its first database.
+  tap.setTimeout(3 * Number(process.env.TAP_TIMEOUT ?? 120) * 1000);
+  return { kind: 'pglite', url: null };
+}
+
+const SNAPSHOT_DIR = fileURLToPath(new URL('../../node_modules/.cache/deskroute-test', import.meta.url));
+let snapshot: Promise<Blob | null> | undefined;
+
+/**
+ * A PGlite instance with the schema migrated. A fresh PGlite runs initdb (a second WASM program)
+ * and then every migration: ~4 s of CPU each time, and the suite makes ~70 databases. Loading a
+ * tarball of an already migrated data folder costs ~1 s. The first test file that finds no
+ * tarball for the current migrations and PGlite version writes one (concurrent first files may
+ * each write it; the rename makes that harmless); later files and runs load it. The tarball lives
+ * in node_modules/.cache, so `npm ci` starts afresh.
+ */
+async function pgliteFromSnapshot(): Promise<PGlite> {
+  const file = path.join(SNAPSHOT_DIR, `pglite-${await pgliteVersion()}-${await migrationsHash()}.tar`);
+  snapshot ??= readFile(file).then(
+    (bytes) => new Blob([bytes]),
+    () => null,
+  );
+  const tarball = await snapshot;
+  if (tarball) {
+    const pglite = new PGlite({ loadDataDir: tarball });
+    await pglite.waitReady;
+    return pglite;
+  }
   const pglite = new PGlite();
   const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
   await migrateToLatest(db);
-  return { db, kind: 'pglite', url: null, drop: () => db.destroy() };
+  const dumped = await pglite.dumpDataDir('none');
+  snapshot = Promise.resolve(dumped);
+  const partial = `${file}.${process.pid}.partial`;
+  await mkdir(SNAPSHOT_DIR, { recursive: true });
+  await writeFile(partial, Buffer.from(await dumped.arrayBuffer()));
+  await rename(partial, file).catch(() => rm(partial, { force: true }));
+  // Snapshots of older migrations or PGlite versions are never read again (43 MB each).
+  for (const old of await readdir(SNAPSHOT_DIR)) {
+    if (old.endsWith('.tar') && old !== path.basename(file))
+      await rm(path.join(SNAPSHOT_DIR, old), { force: true });
+  }
+  return pglite;
+}
+
+async function pgliteVersion(): Promise<string> {
+  // The package exports no package.json; it sits one folder above the entry point (dist/).
+  const entry = fileURLToPath(import.meta.resolve('@electric-sql/pglite'));
+  const pkg = JSON.parse(await readFile(path.join(path.dirname(entry), '..', 'package.json'), 'utf8'));
+  return String(pkg.version);
 }
 
 async function startContainer(): Promise<string | null> {
