@@ -130,23 +130,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  // Once close() begins, requests still arriving on kept-alive connections are refused before
-  // any other work, so a load balancer sends them to another instance. fastify already adds
-  // Connection: close to them.
-  let draining = false;
-  app.addHook('preClose', async () => {
-    draining = true;
-  });
-  app.addHook('onRequest', async () => {
-    if (draining) {
-      throw unavailable(
-        'server_draining',
-        'This server is shutting down; retry, another instance will answer.',
-        DRAINING_RETRY_AFTER_SECONDS,
-      );
-    }
-  });
-
   await app.register(problemPlugin);
   for (const schema of [
     ...agentSchemas,
@@ -179,6 +162,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ],
     maxAge: 600,
   });
+  // Once close() begins, requests still arriving on kept-alive connections are refused before
+  // any other work, so a load balancer sends them to another instance. fastify already adds
+  // Connection: close to them. After CORS's own hook, so a browser can read the refusal.
+  let draining = false;
+  app.addHook('preClose', async () => {
+    draining = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (draining) {
+      throw unavailable(
+        'server_draining',
+        'This server is shutting down; retry, another instance will answer.',
+        DRAINING_RETRY_AFTER_SECONDS,
+      );
+    }
+  });
+
   // Two budgets: every request counts against its client address before anything else runs
   // (so made-up credentials buy no extra allowance), and authenticated requests also against
   // their token (plugins/auth.ts), so one integration cannot starve the others behind a NAT.

@@ -127,7 +127,7 @@ t.test('a request that does not arrive in time: 408 problem+json', async (t) => 
 
 t.test('a draining server answers new requests 503 problem+json with Retry-After', async (t) => {
   const database = await createTestDatabase();
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', CORS_ORIGINS: 'https://desk.example' }), {
     db: database.db,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',
   });
@@ -175,7 +175,7 @@ t.test('a draining server answers new requests 503 problem+json with Retry-After
   }
   t.equal(parseResponse(client.received()).status, 200, 'the first request is served');
   const before = client.received().length;
-  client.socket.write('GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  client.socket.write('GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://desk.example\r\n');
   // Only bytes the server has read make the connection busy; wait until it has them all.
   while (serverSide.bytesRead < client.socket.bytesWritten) await new Promise(setImmediate);
 
@@ -186,6 +186,7 @@ t.test('a draining server answers new requests 503 problem+json with Retry-After
   checkProblem(t, res, 503, 'server_draining', '/v1/me');
   t.equal(res.headers['retry-after'], '5');
   t.equal(res.headers.connection, 'close');
+  t.equal(res.headers['access-control-allow-origin'], 'https://desk.example', 'a browser may read it');
 
   release();
   const finished = parseResponse(await slow.closed);

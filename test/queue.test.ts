@@ -351,7 +351,15 @@ t.test('the to-solve queue', async (t) => {
       await colleague.query('begin');
       await colleague.query('select id from tickets where id = $1 for update', [held]);
       const asked = next(token);
-      await new Promise((r) => setTimeout(r, 300));
+      // The call must really be waiting for that lock, or the test would prove nothing.
+      for (let waited = 0; ; waited += 50) {
+        const waiting = await colleague.query(
+          "select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        );
+        if (waiting.rowCount) break;
+        if (waited > 10_000) throw new Error('the queue call never waited for the held row');
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await colleague.query('commit');
       const res = await asked;
       t.equal(res.statusCode, 200);
