@@ -277,3 +277,36 @@ t.test(
     await checkAway(t, request);
   },
 );
+
+t.test(
+  'only errors of an unreachable database count as an outage (503), never ours or the client’s',
+  async (t) => {
+    const pgError = (code: string, severity = 'ERROR') =>
+      Object.assign(new Error(`pg ${code}`), { code, severity });
+    const cases: [string, unknown, boolean][] = [
+      [
+        'connection refused',
+        Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+        true,
+      ],
+      ['socket closed by PostgreSQL', new Error('Connection terminated unexpectedly'), true],
+      ['connection failure (08006)', pgError('08006', 'FATAL'), true],
+      ['terminated by an administrator (57P01)', pgError('57P01', 'FATAL'), true],
+      ['starting up (57P03)', pgError('57P03', 'FATAL'), true],
+      [
+        'a client that hung up mid-upload (fastify sets 400)',
+        Object.assign(new Error('aborted'), { code: 'ECONNRESET', statusCode: 400 }),
+        false,
+      ],
+      ['a message of ours PostgreSQL could not read (08P01)', pgError('08P01'), false],
+      ['a unique violation', pgError('23505'), false],
+      ['a syntax error of ours', pgError('42601'), false],
+      [
+        'a message that merely mentions a timeout',
+        new Error('timeout exceeded when trying to connect!'),
+        false,
+      ],
+    ];
+    for (const [what, error, expected] of cases) t.equal(isDatabaseUnreachable(error), expected, what);
+  },
+);

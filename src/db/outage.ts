@@ -42,6 +42,9 @@ const SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
  */
 export function isDatabaseUnreachable(error: unknown, depth = 0): boolean {
   if (typeof error !== 'object' || error === null || depth > 4) return false;
+  // fastify's own errors carry the status it chose: a client that hung up mid-upload also
+  // surfaces as ECONNRESET ("aborted"), and is no database outage.
+  if ('statusCode' in error) return false;
   const { code, message, cause, errors } = error as {
     code?: unknown;
     message?: unknown;
@@ -51,7 +54,9 @@ export function isDatabaseUnreachable(error: unknown, depth = 0): boolean {
   if (typeof code === 'string') {
     if (NETWORK_CODES.has(code)) return true;
     // A SQLSTATE comes on pg's DatabaseError, which carries a severity.
-    if ('severity' in error && (code.startsWith('08') || SQLSTATES.has(code))) return true;
+    // 08P01 (protocol_violation) is a message of ours PostgreSQL could not read: a bug, not an outage.
+    if ('severity' in error && ((code.startsWith('08') && code !== '08P01') || SQLSTATES.has(code)))
+      return true;
   } else if (typeof message === 'string' && DRIVER_MESSAGES.has(message)) {
     return true;
   }
