@@ -60,8 +60,10 @@ const EnvSchema = Type.Object({
   EXPORT_MAX_CONCURRENT: Type.Integer({
     default: 2,
     minimum: 1,
-    maximum: 100,
-    description: 'CSV exports that may read the database at once; more answer 503 export_busy',
+    // The pool holds 10 connections: exports may never take more than half of them.
+    maximum: 5,
+    description:
+      'CSV exports that may read the database at once (at most 5 of the pool’s 10 connections); more answer 503 export_busy',
   }),
   EXPORT_STALL_TIMEOUT_MS: Type.Integer({
     default: 30_000,

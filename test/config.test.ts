@@ -40,6 +40,8 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
       /DESKROUTE_ADMIN_EMAIL/,
     ],
     [{ DESKROUTE_ADMIN_EMAIL: 'boss@example.com' }, /set both or neither/],
+    // Exports could otherwise take every pooled connection, the starvation the budget prevents.
+    [{ EXPORT_MAX_CONCURRENT: '10' }, /EXPORT_MAX_CONCURRENT/],
     [
       { DESKROUTE_ADMIN_EMAIL: 'boss@example.com', DESKROUTE_ADMIN_PASSWORD: 'short' },
       /DESKROUTE_ADMIN_PASSWORD/,
