@@ -5,7 +5,9 @@ import { type Kysely, sql } from 'kysely';
 // them by joining the live tables: past rows came out with department_name null, which the
 // contract reads as "no department". A delete trigger keeps each deleted department's and
 // agent's last name, whatever path deletes the row; reports fall back to it when the live row
-// is gone. Rows deleted before this migration ran are gone with their names. Frozen once run.
+// is gone. Rows deleted before this migration ran are gone with their names: their ids, found in
+// the events, are kept under a generic name, so reports still accept them as filters and do not
+// show them as "no department" or "no agent". Frozen once run.
 
 export async function up(db: Kysely<any>): Promise<void> {
   for (const [table, kept] of [
@@ -38,6 +40,26 @@ export async function up(db: Kysely<any>): Promise<void> {
       for each row execute function keep_name_of_${table}()`)
       .execute(db);
   }
+  // Deleted before names were kept: the events still carry their ids (one pass over the events).
+  await sql
+    .raw(`
+    insert into deleted_departments (id, name)
+    select distinct e.department_id, 'Deleted department'
+    from ticket_events e
+    where e.department_id is not null
+      and not exists (select 1 from departments d where d.id = e.department_id)
+    on conflict (id) do nothing`)
+    .execute(db);
+  await sql
+    .raw(`
+    insert into deleted_agents (id, name)
+    select distinct a.id, 'Deleted agent'
+    from ticket_events e
+    cross join lateral (values (e.agent_id), (e.actor_agent_id)) as a (id)
+    where a.id is not null
+      and not exists (select 1 from agents g where g.id = a.id)
+    on conflict (id) do nothing`)
+    .execute(db);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

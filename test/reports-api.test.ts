@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import t from 'tap';
+import * as deletedNames from '../migrations/0012_deleted_names.ts';
 import { loadConfig } from '../src/config.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
 import { type ReportSpec, streamReportRows } from '../src/domains/reports/repository.ts';
@@ -606,4 +607,46 @@ t.test('report filters on departments or agents that never existed answer 404', 
     token: member.token,
   });
   t.equal(known.statusCode, 200, 'a known department still answers');
+});
+
+t.test('departments and agents deleted before their names were kept still report, as deleted', async (t) => {
+  const ctx = await buildTestApp(t);
+  const billing = await makeDepartment(ctx.db, 'Old billing');
+  const support = await makeDepartment(ctx.db, 'Support desk');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const old = await agentWithToken(ctx, { name: 'Olga', departments: [[billing, 'supervisor']] });
+  const send = (method: 'GET' | 'DELETE' | 'POST', url: string, payload?: object, token = admin.token) =>
+    ctx.request({ method, url, token, ...(payload && { payload }) });
+  const created = await send('POST', '/v1/tickets', {
+    subject: 'Invoice',
+    contact: { email: 'old@example.com' },
+    message: { body: 'Where is my invoice?' },
+    department_id: billing,
+  });
+  t.equal(created.statusCode, 201);
+  t.equal(
+    (await send('POST', `/v1/tickets/${created.json().id}/transfer`, { department_id: support }, old.token))
+      .statusCode,
+    200,
+  );
+  // The deletions happen as they did before migration 0012: no name is kept.
+  await sql`alter table departments disable trigger keep_name_of_departments`.execute(ctx.db);
+  await sql`alter table agents disable trigger keep_name_of_agents`.execute(ctx.db);
+  t.equal((await send('DELETE', `/v1/agents/${old.agent.id}`)).statusCode, 204);
+  t.equal(
+    (await send('DELETE', `/v1/departments/${billing}?move_to_department_id=${support}`)).statusCode,
+    204,
+  );
+  // Then the upgrade runs 0012 (its down() first, to run its up() again here).
+  await deletedNames.down(ctx.db);
+  await deletedNames.up(ctx.db);
+
+  const filtered = await send('GET', `/v1/reports/departments?preset=today&department_id=${billing}`);
+  t.equal(filtered.statusCode, 200, 'the id of a department deleted before the upgrade is still a filter');
+  t.match(filtered.json().data, [
+    { department_id: billing, department_name: 'Deleted department', department_deleted: true },
+  ]);
+  const agents = await send('GET', `/v1/reports/agents?preset=today&agent_id=${old.agent.id}`);
+  t.equal(agents.statusCode, 200, 'and so is the id of an agent deleted before it');
+  t.match(agents.json().data, [{ agent_id: old.agent.id, agent_name: 'Deleted agent', agent_deleted: true }]);
 });
