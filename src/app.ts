@@ -58,6 +58,22 @@ export const REDACT_PATHS = [
   '*.access_token',
 ];
 
+/**
+ * Response headers clients read: exposed to browsers through CORS, and each one declared in the
+ * spec wherever it is sent (test/helpers/contract.ts checks every response of the suite).
+ */
+export const CLIENT_HEADERS = [
+  'ETag',
+  'Location',
+  'Retry-After',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+  'X-Request-Id',
+  'Content-Disposition',
+  'Idempotent-Replayed',
+] as const;
+
 /** Retry-After of the 503 a draining server answers: about the time a restart takes. */
 export const DRAINING_RETRY_AFTER_SECONDS = 5;
 
@@ -149,17 +165,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(cors, {
     origin: config.corsOrigins === '*' ? true : config.corsOrigins.length > 0 ? config.corsOrigins : false,
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    exposedHeaders: [
-      'ETag',
-      'Location',
-      'Retry-After',
-      'RateLimit-Limit',
-      'RateLimit-Remaining',
-      'RateLimit-Reset',
-      'X-Request-Id',
-      'Content-Disposition',
-      'Idempotent-Replayed',
-    ],
+    exposedHeaders: [...CLIENT_HEADERS],
     maxAge: 600,
   });
   // Once close() begins, requests still arriving on kept-alive connections are refused before
