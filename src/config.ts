@@ -65,6 +65,13 @@ const EnvSchema = Type.Object({
     description:
       'CSV exports that may read the database at once (at most 5 of the pool’s 10 connections); more answer 503 export_busy',
   }),
+  EXPORT_MAX_OPEN: Type.Integer({
+    default: 16,
+    minimum: 1,
+    maximum: 1000,
+    description:
+      'CSV exports that may be in flight at once, from their query to the client’s last byte (each holds a temporary file); more answer 503 export_busy',
+  }),
   EXPORT_STALL_TIMEOUT_MS: Type.Integer({
     default: 30_000,
     minimum: 100,
@@ -96,8 +103,11 @@ export interface Config {
   admin: { email: string | undefined; password: string | undefined };
   /** IANA name; the default time zone of reports. */
   timezone: string;
-  /** CSV exports: how many may read the database at once, and when a client that reads nothing is cut. */
-  exports: { maxConcurrent: number; stallTimeoutMs: number };
+  /**
+   * CSV exports: how many may read the database at once, how many may be in flight (each holds
+   * a temporary file until its client has read it), and when a client that reads nothing is cut.
+   */
+  exports: { maxConcurrent: number; maxOpen: number; stallTimeoutMs: number };
 }
 
 export class ConfigError extends Error {
@@ -170,7 +180,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
     timezone: parsed.DESKROUTE_TIMEZONE,
-    exports: { maxConcurrent: parsed.EXPORT_MAX_CONCURRENT, stallTimeoutMs: parsed.EXPORT_STALL_TIMEOUT_MS },
+    exports: {
+      maxConcurrent: parsed.EXPORT_MAX_CONCURRENT,
+      maxOpen: parsed.EXPORT_MAX_OPEN,
+      stallTimeoutMs: parsed.EXPORT_STALL_TIMEOUT_MS,
+    },
   };
 }
 

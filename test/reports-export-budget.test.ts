@@ -310,3 +310,36 @@ t.test(
     await again.text();
   },
 );
+
+t.test(
+  'exports in flight are capped: a slow reader holds its temporary file, not an unbounded pile',
+  async (t) => {
+    const { ctx, reader, port } = await setUp(t, { EXPORT_MAX_OPEN: '1' });
+    // Its query done, this export only waits for a client that reads nothing (or a byte now and then).
+    const slow = await startedExport(port, EXPORT, reader);
+    t.match(slow.status, /^HTTP\/1\.1 200/);
+    t.ok(
+      await until(60_000, async () => (await openSpools()).length === 1),
+      'the slow export holds one temporary file',
+    );
+    const refused = await ctx.request({ method: 'GET', url: SMALL_EXPORT, token: reader });
+    t.equal(refused.statusCode, 503, 'one more export is refused while it is in flight');
+    t.equal(refused.json().code, 'export_busy');
+    t.equal(refused.headers['retry-after'], '5');
+    t.equal((await openSpools()).length, 1, 'and made no temporary file');
+
+    slow.socket.destroy();
+    await slow.closed;
+    t.ok(
+      await until(PROMPTLY_MS * 4, async () => {
+        const res = await ctx.request({ method: 'GET', url: SMALL_EXPORT, token: reader });
+        return res.statusCode === 200;
+      }),
+      'once its client is gone, exports are taken again',
+    );
+    t.ok(
+      await until(PROMPTLY_MS, async () => (await openSpools()).length === 0),
+      'no temporary file is left',
+    );
+  },
+);

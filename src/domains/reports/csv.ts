@@ -72,7 +72,13 @@ export class ExportSlots {
 }
 
 export interface ExportLimits {
+  /** Exports whose query reads the database. */
   slots: ExportSlots;
+  /**
+   * Exports in flight, from their query to the client's last byte: each holds a temporary file
+   * and a descriptor for as long as its client reads, however slowly.
+   */
+  open: ExportSlots;
   /** A client that takes no data for this long is cut. */
   stallTimeoutMs: number;
 }
@@ -99,8 +105,17 @@ export async function sendCsvReport(
   unitRow: boolean,
   limits: ExportLimits,
 ) {
+  const releaseOpen = limits.open.tryTake();
+  if (!releaseOpen) {
+    throw unavailable(
+      'export_busy',
+      `${limits.open.max} CSV exports are being downloaded already; try again shortly.`,
+      EXPORT_BUSY_RETRY_SECONDS,
+    );
+  }
   const release = limits.slots.tryTake();
   if (!release) {
+    releaseOpen();
     throw unavailable(
       'export_busy',
       `${limits.slots.max} CSV exports are being prepared already; try again shortly.`,
@@ -112,6 +127,7 @@ export async function sendCsvReport(
     spool = await Spool.create();
   } catch (error) {
     release();
+    releaseOpen();
     throw error;
   }
   const abort = new AbortController();
@@ -133,7 +149,7 @@ export async function sendCsvReport(
   // file goes with it.
   const onClose = () => {
     if (!reply.raw.writableFinished) abort.abort(new Error('the client went away'));
-    void spooled.finally(() => spool.file.close().catch(() => {}));
+    void spooled.finally(() => spool.file.close().catch(() => {})).finally(releaseOpen);
   };
   if (reply.raw.destroyed) onClose();
   else reply.raw.once('close', onClose);

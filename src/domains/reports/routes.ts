@@ -46,6 +46,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const defaults = { timezone: config.timezone };
   const exportLimits = {
     slots: new ExportSlots(config.exports.maxConcurrent),
+    open: new ExportSlots(config.exports.maxOpen),
     stallTimeoutMs: config.exports.stallTimeoutMs,
   };
 
