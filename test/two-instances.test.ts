@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import t from 'tap';
+import { jsonRequest } from '../scripts/json-request.ts';
 import { makeAgent, makeDepartment, PASSWORD } from './helpers/app.ts';
 import { createTestDatabase } from './helpers/database.ts';
 import { type ServerProcess, startServer } from './helpers/server.ts';
@@ -44,16 +45,8 @@ t.test('two instances on one database', { skip }, async (t) => {
   const on = (i: number) => instances[i % 2] as ServerProcess;
 
   async function call(server: ServerProcess, method: string, url: string, token?: string, body?: unknown) {
-    const res = await fetch(`${server.base}${url}`, {
-      method,
-      headers: {
-        ...(token && { authorization: `Bearer ${token}` }),
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-      },
-      ...(body !== undefined && { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null, etag: res.headers.get('etag') };
+    const res = await jsonRequest(method, `${server.base}${url}`, { token: token ?? null, body });
+    return { status: res.status, body: res.body, etag: res.headers.get('etag') };
   }
   async function ok(server: ServerProcess, method: string, url: string, token?: string, body?: unknown) {
     const res = await call(server, method, url, token, body);

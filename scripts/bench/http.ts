@@ -8,20 +8,13 @@ import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createPool, roundTrips } from '../../src/db/client.ts';
 import type { Database } from '../../src/db/types.ts';
+import { jsonRequest } from '../json-request.ts';
 
 /** One JSON request; throws on any status from 300 up. */
 export async function http(method: string, url: string, token: string | null, body?: unknown) {
-  const res = await fetch(url, {
-    method,
-    headers: {
-      ...(token && { authorization: `Bearer ${token}` }),
-      ...(body !== undefined && { 'content-type': 'application/json' }),
-    },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
+  const res = await jsonRequest(method, url, { token, body });
+  if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${res.text}`);
+  return res.text ? JSON.parse(res.text) : null;
 }
 
 /** CPU seconds used so far: by the server process, by all PostgreSQL processes, by this one. */

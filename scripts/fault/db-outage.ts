@@ -35,6 +35,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { jsonRequest } from '../json-request.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -150,21 +151,12 @@ interface Answer {
 async function call(method: string, url: string, body?: unknown): Promise<Answer> {
   const started = performance.now();
   try {
-    const res = await fetch(`${base}${url}`, {
-      method,
-      headers: {
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    const res = await jsonRequest(method, `${base}${url}`, {
+      token,
+      body,
       signal: AbortSignal.timeout(ANSWER_BOUND_MS + 5_000),
     });
-    const text = await res.text();
-    let parsed: Record<string, unknown> | null = null;
-    try {
-      parsed = JSON.parse(text);
-    } catch {}
-    return { status: res.status, ms: performance.now() - started, body: parsed, headers: res.headers };
+    return { status: res.status, ms: performance.now() - started, body: res.body, headers: res.headers };
   } catch {
     return { status: 0, ms: performance.now() - started, body: null, headers: null };
   }
