@@ -1,5 +1,4 @@
-import type { RawBuilder } from 'kysely';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import { overPieces } from './counters.ts';
 import { SAMPLE_METRICS, type SampleMetric } from './figures.ts';
 import {
