@@ -1,53 +1,12 @@
 /**
- * Every report column, defined once: the JSON metadata, the CSV header, the query and
- * docs/metrics.md all read this table. Figures come from the counters that the
- * `report_count_events` trigger keeps (migrations/0005_report_sketches.ts), percentiles from
- * the duration histograms kept beside them, and the current_* columns from the tickets as they
- * are now.
+ * Every report column, defined once: the JSON metadata, the CSV header, the contract's list of
+ * columns, the query and docs/metrics.md all read this table. Each column is a formula over the
+ * figures of figures.ts: counts and sums from the counters that the `report_count_events`
+ * trigger keeps (migrations/0005_report_sketches.ts), percentiles from the duration histograms
+ * kept beside them, and the current_* columns from the tickets as they are now.
  */
 
-/** Additive figures kept per 15-minute bucket, department, agent and channel. */
-export const FIGURES = [
-  'created_tickets',
-  'answers',
-  'first_answers',
-  'incoming_messages',
-  'next_answers',
-  'calls',
-  'missed_calls',
-  'incoming_calls',
-  'finished_calls',
-  'chats',
-  'missed_chats',
-  'incoming_chats',
-  'finished_chats',
-  'chat_messages',
-  'chat_pickups',
-  'resolved_tickets',
-  'reopened_tickets',
-  'transfers_in',
-  'transfers_out',
-  'positive_ratings',
-  'negative_ratings',
-  'not_rated',
-  'first_answer_seconds',
-  'next_answer_seconds',
-  'call_seconds',
-  'chat_pickup_seconds',
-  'chat_seconds',
-] as const;
-export type Figure = (typeof FIGURES)[number];
-
-/** The durations behind the percentiles, by their code in the histogram tables' metric column. */
-export const SAMPLE_METRICS = {
-  first_answer: 1,
-  next_answer: 2,
-  chat_pickup: 3,
-  chat_time: 4,
-} as const;
-export type SampleMetric = keyof typeof SAMPLE_METRICS;
-
-export type CurrentStatus = 'new' | 'open' | 'answered' | 'postponed';
+import { CURRENT_STATUSES, type CurrentStatus, type Figure, type SampleMetric } from './figures.ts';
 
 /** How a column is computed from the figures of its group. */
 export type Formula =
@@ -322,7 +281,7 @@ export const METRICS: readonly Metric[] = [
     description: 'not_rated / (positive_ratings + negative_ratings + not_rated) × 100, two decimals.',
     formula: { share: 'not_rated', of: RATED },
   },
-  ...(['new', 'open', 'answered', 'postponed'] as const).map(
+  ...CURRENT_STATUSES.map(
     (status): Metric => ({
       key: `current_${status}_tickets`,
       label: `${status[0]!.toUpperCase()}${status.slice(1)} tickets now`,
@@ -335,6 +294,15 @@ export const METRICS: readonly Metric[] = [
 ];
 
 export const METRIC_KEYS = METRICS.map((m) => m.key);
+
+/** The counter figures a column is computed from (none for percentiles and current counts). */
+export function figuresOf(formula: Formula): Figure[] {
+  if ('count' in formula) return [formula.count];
+  if ('total' in formula) return [formula.total];
+  if ('average' in formula) return [formula.average, formula.over];
+  if ('share' in formula) return [formula.share, ...formula.of];
+  return [];
+}
 const BY_KEY = new Map(METRICS.map((m) => [m.key, m]));
 
 export function findMetric(key: string): Metric | undefined {

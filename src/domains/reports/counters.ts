@@ -1,0 +1,319 @@
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import type { Database } from '../../db/types.ts';
+import { CURRENT_STATUSES, FIGURES } from './figures.ts';
+import {
+  at,
+  entityDims,
+  filters,
+  fullDetail,
+  groupKeys,
+  id,
+  keyColumns,
+  keyExpr,
+  type ReportSpec,
+} from './spec.ts';
+
+// Counters: the report tables (what migrations/0005-0009 made), reading them over a report's
+// pieces, and their upkeep (counting pending events, compacting fresh rows, rebuilding).
+
+type Executor = Kysely<Database>;
+
+type ReportTableKind = 'counters' | 'histograms';
+const GRAINS = ['15m', 'day', 'month'] as const;
+type Grain = (typeof GRAINS)[number];
+
+/** A report table the trigger appends fresh rows to and the compactor folds, by its columns. */
+export interface ReportTable {
+  name: string;
+  kind: ReportTableKind;
+  grain: Grain;
+  keys: string[];
+  /** Summed when rows are folded: every figure in the counter tables, the count n elsewhere. */
+  values: readonly string[];
+}
+
+/**
+ * Every report table (migrations/0005_report_sketches.ts, 0006_report_coarse_histograms.ts):
+ * counters, histograms and, by department, coarse histograms, by grain. Besides their keys and
+ * values they have `fresh` (appended, not folded yet).
+ */
+export const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[] => {
+  const full = ['bucket', 'department_id', 'agent_id', 'channel'];
+  const department = ['bucket', 'department_id'];
+  return [
+    { name: `report_counters_${grain}`, kind: 'counters', grain, keys: full, values: FIGURES },
+    {
+      name: `report_department_counters_${grain}`,
+      kind: 'counters',
+      grain,
+      keys: department,
+      values: FIGURES,
+    },
+    {
+      name: `report_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...full, 'metric', 'bin'],
+      values: ['n'],
+    },
+    {
+      name: `report_department_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...department, 'metric', 'bin'],
+      values: ['n'],
+    },
+    {
+      name: `report_department_coarse_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...department, 'metric', 'coarse_bin'],
+      values: ['n'],
+    },
+  ];
+});
+
+const refs = (names: readonly string[]) => sql.join(names.map((n) => id(n)));
+
+/** Tickets by status right now, kept by triggers on tickets (migrations/0009). */
+export const CURRENT_COUNTS = {
+  name: 'report_current_counts',
+  keys: ['department_id', 'agent_id', 'channel', 'status'],
+  values: ['n'],
+} as const;
+
+/** The table report_department_quantiles_month summarises (migrations/0008). */
+const QUANTILES_SOURCE = 'report_department_histograms_month';
+
+const EVENT_ARGS = sql`e.id, e.ticket_id, e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at`;
+
+/** Facts computed from the events themselves, shaped like a 15-minute counter table. */
+function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
+  const current = spec.attribution === 'current';
+  return sql`(
+    select f.bucket, ${current ? sql`t.department_id` : sql`f.department_id`} as department_id,
+      f.agent_id, f.channel, ${sql.join(FIGURES.map((f) => id(`f.${f}`)))}
+    from ticket_events e
+    ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
+    cross join lateral report_event_facts(${EVENT_ARGS}) f
+    -- a rating after the range may still take back a not_rated inside it
+    where e.occurred_at >= ${at(spec.from)} and (e.occurred_at < ${at(spec.to)} or e.type = 'rated')
+      and report_event_counts(e.type, e.data)
+  )`;
+}
+
+/** Durations binned from the events themselves, shaped like a 15-minute histogram table. */
+function eventHistogram(spec: ReportSpec): RawBuilder<unknown> {
+  const current = spec.attribution === 'current';
+  return sql`(
+    select s.bucket, ${current ? sql`t.department_id` : sql`s.department_id`} as department_id,
+      s.agent_id, s.channel, s.metric, report_duration_bin(s.seconds) as bin, 1 as n
+    from ticket_events e
+    ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
+    cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+    where e.occurred_at >= ${at(spec.from)} and e.occurred_at < ${at(spec.to)} and e.type in ('message_added', 'chat_recorded')
+  )`;
+}
+
+/** Rows of the tables of one kind over the signed pieces, with the period, the piece and its sign. */
+export function overPieces(
+  spec: ReportSpec,
+  kind: 'counters' | 'histograms' | 'coarse_histograms',
+  pieces: RawBuilder<unknown> = sql`pieces`,
+): RawBuilder<unknown> {
+  if (spec.source === 'events') {
+    const rows = kind === 'counters' ? eventFacts(spec) : eventHistogram(spec);
+    return sql`select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.* from pieces p join ${rows} c on c.bucket >= p.lo and c.bucket < p.hi`;
+  }
+  const prefix = fullDetail(spec) ? `report_${kind}` : `report_department_${kind}`;
+  const grains = ['month', 'day', '15m'] as const;
+  const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
+  // One index range scan per piece (OFFSET 0 keeps the planner from flattening it into a
+  // join): its row estimates for the pieces are guesses, and a wrong guess made it compare
+  // every piece with every row of the range.
+  return sql.join(
+    grains.map(
+      (grain) => sql`
+        select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.*
+        from ${pieces} p
+        cross join lateral (
+          select * from ${sql.table(`${prefix}_${grain}`)} c
+          where c.bucket >= p.lo and c.bucket < p.hi and ${where}
+          offset 0
+        ) c
+        where p.grain = ${grain}`,
+    ),
+    sql` union all `,
+  );
+}
+
+/** The counts of each group: signed sums of the figures over the pieces of its period. */
+export function countsAgg(spec: ReportSpec): RawBuilder<unknown> {
+  const sums = sql.join(FIGURES.map((f) => sql`sum(${id(`c.${f}`)} * c.sign)::float8 as ${id(f)}`));
+  const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
+  return sql`
+    select ${keyColumns(spec, 'c')} ${sums}
+    from (${overPieces(spec, 'counters')}) c
+    where ${where}
+    group by ${sql.join(groupKeys(spec, 'c'))}`;
+}
+
+/** Tickets by status right now, by their current department, assignee and channel. */
+export function currentAgg(spec: ReportSpec): RawBuilder<unknown> {
+  // Kept by triggers on tickets (migrations/0009): sums of +1/−1 per key, fresh or compacted.
+  const t = sql`report_current_counts t`;
+  const where = filters(spec, { department: 't.department_id', agent: 't.agent_id', channel: 't.channel' });
+  const keys = entityDims(spec).map((d) => keyExpr('t', d));
+  const counts = sql.join(
+    CURRENT_STATUSES.map(
+      (s) => sql`coalesce(sum(t.n) filter (where t.status = ${s}), 0)::float8 as ${id(`current_${s}`)}`,
+    ),
+  );
+  return sql`
+    select ${keyColumns(spec, 't', false)} ${counts}
+    from ${t}
+    where ${where}
+    ${keys.length > 0 ? sql`group by ${sql.join(keys)}` : sql``}`;
+}
+
+/**
+ * Folds the fresh rows counting appended into the one compacted row of each key, table by
+ * table, in the caller's transaction, and keeps the ranks' bins of the (month, department)
+ * pairs whose histograms changed (migrations/0008). Each statement removes fresh rows and adds their sums to
+ * the compacted rows at once, so a report reads the same figures before and after. Rows that
+ * uncommitted transactions are appending stay fresh for the next run. Returns the number of
+ * fresh rows folded.
+ */
+export async function compactReportTables(trx: Transaction<Database>): Promise<number> {
+  let folded = 0;
+  for (const table of [...REPORT_TABLES, CURRENT_COUNTS]) {
+    const keys = refs(table.keys);
+    const values = refs(table.values);
+    const { rows } = await sql<{
+      folded: string | number;
+      buckets: Date[] | null;
+      departments: string[] | null;
+    }>`
+      with gone as (delete from ${sql.table(table.name)} where fresh returning *),
+      added as (
+        insert into ${sql.table(table.name)} as t (${keys}, fresh, ${values})
+        select ${keys}, false, ${sql.join(table.values.map((v) => sql`sum(${id(v)})`))}
+        from gone
+        group by ${keys}
+        on conflict (${keys}) where not fresh do update set
+          ${sql.join(
+            table.values.map((v) => sql`${id(v)} = ${id(`t.${v}`)} + ${id(`excluded.${v}`)}`),
+            sql`, `,
+          )}
+      )
+      ${
+        table.name === QUANTILES_SOURCE
+          ? sql`select (select count(*) from gone) as folded, k.buckets, k.departments
+            from (
+              select array_agg(d.bucket) as buckets, array_agg(d.department_id) as departments
+              from (select distinct bucket, department_id from gone) d
+            ) k`
+          : sql`select count(*) as folded, null as buckets, null as departments from gone`
+      }`.execute(trx);
+    folded += Number(rows[0]?.folded ?? 0);
+    const { buckets, departments } = rows[0] ?? {};
+    // The months whose histograms changed get their ranks' bins again (migrations/0008).
+    if (buckets && departments) {
+      await sql`select report_refresh_month_quantiles(${buckets}::timestamptz[], ${departments}::uuid[])`.execute(
+        trx,
+      );
+    }
+  }
+  return folded;
+}
+
+/**
+ * Counts the events the trigger noted as pending (migrations/0007): appends their facts and
+ * samples to the report tables as fresh rows. Without `batch`, every pending event: after it
+ * returns, the counters include every event committed before it was called. With `batch`, at
+ * most that many, oldest first. Returns how many events it counted.
+ */
+export async function countPendingEvents(db: Executor, batch?: number): Promise<number> {
+  const { rows } = await sql<{ counted: number }>`
+    select report_count_pending(${batch ?? null}::integer) as counted`.execute(db);
+  return Number(rows[0]?.counted ?? 0);
+}
+
+/**
+ * Takes the compaction lock for the rest of the transaction, if no other instance holds it:
+ * one compactor at a time, the others skip their turn.
+ */
+export async function tryReportCompactionLock(trx: Transaction<Database>): Promise<boolean> {
+  const { rows } = await sql<{ locked: boolean }>`
+    select pg_try_advisory_xact_lock(hashtext('deskroute.report_compaction')) as locked`.execute(trx);
+  return rows[0]?.locked === true;
+}
+
+/**
+ * Recomputes every counter and histogram from ticket_events: after a bulk import that bypassed
+ * the trigger, or to repair. Runs in the caller's transaction; takes an exclusive lock on the
+ * report tables so no event is counted twice meanwhile. Everything comes out compacted.
+ */
+export async function rebuildReportCounters(db: Executor): Promise<void> {
+  await sql`lock table ticket_events in share mode`.execute(db);
+  await sql`truncate report_pending_events, ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(
+    db,
+  );
+  const table = (kind: ReportTableKind, full: boolean, grain: Grain) =>
+    REPORT_TABLES.find(
+      (t) =>
+        t.kind === kind &&
+        t.grain === grain &&
+        t.keys.includes('agent_id') === full &&
+        !t.keys.includes('coarse_bin'),
+    )!;
+  const bucketOf = (grain: Grain) =>
+    grain === '15m' ? sql`bucket` : sql`date_trunc(${sql.lit(grain)}, bucket, 'UTC')`;
+  const insert = (
+    target: ReportTable,
+    from: RawBuilder<unknown>,
+    aggregate: (v: string) => RawBuilder<unknown>,
+  ) => {
+    const keys = target.keys.map((k) =>
+      k === 'bucket' ? bucketOf(target.grain) : k === 'coarse_bin' ? sql`bin >> 5` : id(k),
+    );
+    return sql`
+      insert into ${sql.table(target.name)} (${refs(target.keys)}, fresh, ${refs(target.values)})
+      select ${sql.join(keys)}, false, ${sql.join(target.values.map(aggregate))}
+      from ${from} group by ${sql.join(keys)}`.execute(db);
+  };
+  await insert(
+    table('counters', true, '15m'),
+    sql`(select f.* from ticket_events e cross join lateral report_event_facts(${EVENT_ARGS}) f
+      where report_event_counts(e.type, e.data)) facts`,
+    (v) => sql`sum(${id(v)})`,
+  );
+  await insert(
+    table('histograms', true, '15m'),
+    sql`(select s.bucket, s.department_id, s.agent_id, s.channel, s.metric, report_duration_bin(s.seconds) as bin
+      from ticket_events e
+      cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+      where e.type in ('message_added', 'chat_recorded')) samples`,
+    () => sql`count(*)`,
+  );
+  const sum = (v: string) => sql`sum(${id(v)})`;
+  for (const kind of ['counters', 'histograms'] as const) {
+    await insert(table(kind, true, 'day'), sql.table(table(kind, true, '15m').name), sum);
+    await insert(table(kind, true, 'month'), sql.table(table(kind, true, 'day').name), sum);
+    for (const grain of GRAINS)
+      await insert(table(kind, false, grain), sql.table(table(kind, true, grain).name), sum);
+  }
+  for (const grain of GRAINS) {
+    const coarse = REPORT_TABLES.find((t) => t.grain === grain && t.keys.includes('coarse_bin'))!;
+    await insert(coarse, sql.table(table('histograms', false, grain).name), sum);
+  }
+  await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
+  // The current_* counts come from the tickets as they are (migrations/0009).
+  await sql`lock table tickets in share mode`.execute(db);
+  await sql`truncate report_current_counts`.execute(db);
+  await sql`
+    insert into report_current_counts (department_id, agent_id, channel, status, fresh, n)
+    select department_id, assignee_id, channel, status, false, count(*)
+    from tickets where status in (${sql.join(CURRENT_STATUSES.map((s) => sql.lit(s)))})
+    group by department_id, assignee_id, channel, status`.execute(db);
+}

@@ -1,0 +1,69 @@
+/**
+ * The report figures, defined once: the additive figures the counter tables keep (one column
+ * each, in every counter table), the durations the histograms keep, and the ticket statuses the
+ * current counts keep. Report columns (metrics.ts) are formulas over these; the counter tables'
+ * upkeep (counters.ts) and the report queries read these lists.
+ *
+ * The migrations that made the tables (0004-0007: report_event_facts(), the counter tables, the
+ * trigger and the pending-event counter) spell the same list themselves, as frozen migrations
+ * must. test/report-figures.test.ts checks the migrated database against this one: a figure
+ * added here needs a migration that adds its column everywhere and computes it.
+ */
+
+/** count: an integer count; seconds: a sum of durations in seconds (double precision). */
+export type FigureKind = 'count' | 'seconds';
+
+/** The additive figures, in the order of report_event_facts()'s columns after its four keys. */
+export const REPORT_FIGURES = [
+  { column: 'created_tickets', kind: 'count' },
+  { column: 'answers', kind: 'count' },
+  { column: 'first_answers', kind: 'count' },
+  { column: 'incoming_messages', kind: 'count' },
+  { column: 'next_answers', kind: 'count' },
+  { column: 'calls', kind: 'count' },
+  { column: 'missed_calls', kind: 'count' },
+  { column: 'incoming_calls', kind: 'count' },
+  { column: 'finished_calls', kind: 'count' },
+  { column: 'chats', kind: 'count' },
+  { column: 'missed_chats', kind: 'count' },
+  { column: 'incoming_chats', kind: 'count' },
+  { column: 'finished_chats', kind: 'count' },
+  { column: 'chat_messages', kind: 'count' },
+  { column: 'chat_pickups', kind: 'count' },
+  { column: 'resolved_tickets', kind: 'count' },
+  { column: 'reopened_tickets', kind: 'count' },
+  { column: 'transfers_in', kind: 'count' },
+  { column: 'transfers_out', kind: 'count' },
+  { column: 'positive_ratings', kind: 'count' },
+  { column: 'negative_ratings', kind: 'count' },
+  { column: 'not_rated', kind: 'count' },
+  { column: 'first_answer_seconds', kind: 'seconds' },
+  { column: 'next_answer_seconds', kind: 'seconds' },
+  { column: 'call_seconds', kind: 'seconds' },
+  { column: 'chat_pickup_seconds', kind: 'seconds' },
+  { column: 'chat_seconds', kind: 'seconds' },
+] as const satisfies readonly { column: string; kind: FigureKind }[];
+
+export type Figure = (typeof REPORT_FIGURES)[number]['column'];
+
+/** The figures' column names, in the same order. */
+export const FIGURES: readonly Figure[] = REPORT_FIGURES.map((f) => f.column);
+
+/** The column type each kind of figure has in the counter tables and report_event_facts(). */
+export const FIGURE_COLUMN_TYPE: Record<FigureKind, 'integer' | 'double precision'> = {
+  count: 'integer',
+  seconds: 'double precision',
+};
+
+/** The durations behind the percentiles, by their code in the histogram tables' metric column. */
+export const SAMPLE_METRICS = {
+  first_answer: 1,
+  next_answer: 2,
+  chat_pickup: 3,
+  chat_time: 4,
+} as const;
+export type SampleMetric = keyof typeof SAMPLE_METRICS;
+
+/** The statuses report_current_counts keeps (migrations/0009): tickets still being worked. */
+export const CURRENT_STATUSES = ['new', 'open', 'answered', 'postponed'] as const;
+export type CurrentStatus = (typeof CURRENT_STATUSES)[number];

@@ -1,0 +1,259 @@
+import { type RawBuilder, sql } from 'kysely';
+import { CHANNELS } from '../tickets/schemas.ts';
+import { countsAgg, currentAgg } from './counters.ts';
+import { FIGURES } from './figures.ts';
+import { DECIMALS, type Formula, type Metric } from './metrics.ts';
+import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
+import { periods, pieces } from './periods.ts';
+import {
+  at,
+  byTime,
+  DIMENSION_COLUMN,
+  type Dimension,
+  type EntityDimension,
+  entityDims,
+  id,
+  inList,
+  NONE,
+  neededSamples,
+  needsCurrent,
+  needsFigures,
+  type ReportSpec,
+  type SortValue,
+} from './spec.ts';
+
+// The report statement: periods, counts, percentiles and current figures joined per group,
+// the groups made dense, names, sort keys and the page.
+
+/** Every department, agent or channel in scope, so a one-dimension report lists idle ones too. */
+function allEntities(spec: ReportSpec, dim: EntityDimension): RawBuilder<unknown> {
+  if (dim === 'department') {
+    const where = spec.departments ? inList(sql`d.id`, spec.departments, 'uuid') : sql`true`;
+    return sql`select d.id as department_id from departments d where ${where}`;
+  }
+  if (dim === 'agent') {
+    const agents = spec.agents ? inList(sql`a.id`, spec.agents, 'uuid') : sql`true`;
+    const departments = spec.departments?.filter((d): d is string => d !== null);
+    const member = departments
+      ? departments.length > 0
+        ? sql`exists (select 1 from department_members m where m.agent_id = a.id
+            and m.department_id in (${sql.join(departments.map((d) => sql`${d}::uuid`))}))`
+        : sql`false`
+      : sql`true`;
+    return sql`select a.id as agent_id from agents a where a.status = 'active' and ${agents} and ${member}`;
+  }
+  const channels = CHANNELS.filter((c) => !spec.channels || spec.channels.includes(c));
+  return sql`select unnest(array[${sql.join(channels.map((c) => sql`${c}::text`))}]) as channel`;
+}
+
+function roundTo(value: RawBuilder<unknown>, decimals: number) {
+  return sql`round((${value})::numeric, ${sql.lit(decimals)})::float8`;
+}
+
+function metricExpr(spec: ReportSpec, metric: Metric): RawBuilder<unknown> {
+  const f: Formula = metric.formula;
+  const a = (figure: string) => sql`coalesce(${id(`a.${figure}`)}, 0)`;
+  const decimals = DECIMALS[metric.unit];
+  if ('count' in f) return a(f.count);
+  if ('total' in f) return roundTo(sql`${a(f.total)} / ${sql.lit(f.divideBy)}`, decimals);
+  if ('average' in f) {
+    return sql`case when ${a(f.over)} > 0 then ${roundTo(sql`${a(f.average)} / ${a(f.over)}`, decimals)} end`;
+  }
+  if ('percentile' in f) {
+    return roundTo(sql`${id(`s.${f.percentile}_q`)}[${sql.lit(f.quantile === 0.5 ? 1 : 2)}]`, decimals);
+  }
+  if ('share' in f) {
+    const total = sql.join(
+      f.of.map((o) => a(o)),
+      sql` + `,
+    );
+    return sql`case when ${total} > 0 then ${roundTo(sql`100 * ${a(f.share)} / (${total})`, decimals)} end`;
+  }
+  return byTime(spec) ? sql`null::float8` : sql`coalesce(${id(`cur.current_${f.current}`)}, 0)`;
+}
+
+/**
+ * The name of the grouped department or agent: the live one, else the name it had when it was
+ * deleted (migrations/0012), so past figures of a deleted one are not shown as "no department".
+ */
+function entityName(dim: 'department' | 'agent'): RawBuilder<unknown> {
+  return dim === 'department' ? sql`coalesce(d.name, dd.name)` : sql`coalesce(ag.name, dag.name)`;
+}
+
+interface SortKey {
+  expr: RawBuilder<unknown>;
+  type: 'timestamptz' | 'text' | 'float8' | 'boolean';
+  direction: 'asc' | 'desc';
+}
+
+function dimensionKeys(dim: Dimension, direction: 'asc' | 'desc'): SortKey[] {
+  if (dim === 'time') return [{ expr: sql`g.period_start`, type: 'timestamptz', direction }];
+  if (dim === 'channel') return [{ expr: sql`g.channel`, type: 'text', direction }];
+  const key = dim === 'department' ? 'department_id' : 'agent_id';
+  return [
+    { expr: sql`coalesce(${entityName(dim)}, '')`, type: 'text', direction },
+    { expr: sql`${id(`g.${key}`)}::text`, type: 'text', direction },
+  ];
+}
+
+/** How many values a cursor of this report carries. */
+export function sortKeyCount(spec: ReportSpec): number {
+  return sortKeys(spec).length;
+}
+
+function sortKeys(spec: ReportSpec): SortKey[] {
+  const keys: SortKey[] = [];
+  const used = new Set<string>();
+  for (const { key, direction } of spec.sort) {
+    const metric = spec.metrics.find((m) => m.key === key);
+    if (metric) {
+      const expr = metricExpr(spec, metric);
+      // Nulls (no data for an average) last whichever the direction.
+      keys.push({ expr: sql`(${expr}) is null`, type: 'boolean', direction: 'asc' });
+      keys.push({ expr: sql`coalesce(${expr}, 0)`, type: 'float8', direction });
+    } else if (spec.groupBy.includes(key as Dimension)) {
+      keys.push(...dimensionKeys(key as Dimension, direction));
+      used.add(key);
+    }
+  }
+  for (const dim of spec.groupBy) if (!used.has(dim)) keys.push(...dimensionKeys(dim, 'asc'));
+  return keys;
+}
+
+/** Rows strictly after the cursor's, in the sort order (each key may have its own direction). */
+function afterKey(keys: SortKey[], values: SortValue[]): RawBuilder<unknown> {
+  const ors = keys.map((key, i) => {
+    const equal = keys.slice(0, i).map((k, j) => sql`${id(`r.k${j}`)} = ${values[j]}::${sql.raw(k.type)}`);
+    const op = key.direction === 'asc' ? sql`>` : sql`<`;
+    return sql.join([...equal, sql`${id(`r.k${i}`)} ${op} ${values[i]}::${sql.raw(key.type)}`], sql` and `);
+  });
+  return ors.length > 0 ? sql`(${sql.join(ors, sql` or `)})` : sql`false`;
+}
+
+/**
+ * The whole report as one statement: periods, counts, percentiles and current figures per
+ * group, the groups made dense (every period for each group; every department, agent or
+ * channel in scope for a one-dimension report), names, sort keys, and the page.
+ */
+export function reportQuery(
+  spec: ReportSpec,
+  page: { after?: SortValue[] | undefined; limit?: number | undefined } = {},
+): RawBuilder<Record<string, unknown>> {
+  const dims = entityDims(spec);
+  const time = byTime(spec);
+  const samples = neededSamples(spec);
+  const withCurrent = needsCurrent(spec) && !time;
+  const keys = sortKeys(spec);
+  const coarse = spec.source === 'counters';
+
+  const ctes: RawBuilder<unknown>[] = [
+    sql`periods as (${periods(spec)})`,
+    sql`clipped as (
+      select period_start, period_end, greatest(period_start, ${at(spec.from)}) as s,
+        least(period_end, ${at(spec.to)}) as e
+      from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
+  ];
+  const sources: string[] = [];
+  const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent);
+  if (withCounts || samples.length > 0) {
+    ctes.push(sql`pieces as (select row_number() over () as piece, q.* from (${pieces(coarse)}) q)`);
+  }
+  if (withCounts) {
+    ctes.push(sql`counts as (${countsAgg(spec)})`);
+    sources.push('counts');
+  }
+  if (samples.length > 0) {
+    const agg = twoStep(spec) ? twoStepHistogramAgg : histogramAgg;
+    ctes.push(sql`samples as (${agg(spec, samples)})`);
+    sources.push('samples');
+  }
+  if (withCurrent) {
+    ctes.push(sql`current_figures as (${currentAgg(spec)})`);
+    sources.push('current_figures');
+  }
+
+  const dimCols = dims.map((d) => id(DIMENSION_COLUMN[d]));
+  if (dims.length >= 2) {
+    // Several dimensions: only the combinations (and periods) that have figures; a dense grid
+    // of every period for every combination would be mostly zeros.
+    // A combination has figures when one of its counts or sums is not 0: the signed pieces of a
+    // period may bring in a combination only to take all of its figures away again.
+    const hasFigures = sql.join(
+      FIGURES.map((f) => sql`${id(f)} <> 0`),
+      sql` or `,
+    );
+    const known = sources.map((s) =>
+      s === 'current_figures'
+        ? sql`select (select period_start from clipped) as period_start, ${sql.join(dimCols)} from current_figures`
+        : s === 'counts'
+          ? sql`select period_start, ${sql.join(dimCols)} from counts where ${hasFigures}`
+          : sql`select period_start, ${sql.join(dimCols)} from ${sql.table(s)}`,
+    );
+    ctes.push(sql`groups as (
+      select c.period_start, c.period_end, k.${sql.join(dimCols, sql`, k.`)}
+      from (${sql.join(known, sql` union `)}) k join clipped c on c.period_start = k.period_start)`);
+  } else {
+    // One dimension (or none): every period for every department, agent or channel in scope,
+    // so series have no holes and idle ones show up with zeros.
+    if (dims.length === 1) {
+      const known = sources.map((s) => sql`select ${sql.join(dimCols)} from ${sql.table(s)}`);
+      known.push(allEntities(spec, dims[0]!));
+      ctes.push(sql`entities as (${sql.join(known, sql` union `)})`);
+    } else {
+      ctes.push(sql`entities as (select 1 as one)`);
+    }
+    ctes.push(sql`groups as (select p.period_start, p.period_end, e.* from clipped p cross join entities e)`);
+  }
+
+  const joinOn = (alias: string, withPeriod: boolean) => {
+    const on = [
+      ...(withPeriod ? [sql`${id(`${alias}.period_start`)} = g.period_start`] : []),
+      ...dims.map((d) => sql`${id(`${alias}.${DIMENSION_COLUMN[d]}`)} = ${id(`g.${DIMENSION_COLUMN[d]}`)}`),
+    ];
+    return on.length > 0 ? sql.join(on, sql` and `) : sql`true`;
+  };
+  const joins: RawBuilder<unknown>[] = [];
+  if (sources.includes('counts')) joins.push(sql`left join counts a on ${joinOn('a', true)}`);
+  if (sources.includes('samples')) joins.push(sql`left join samples s on ${joinOn('s', true)}`);
+  if (withCurrent) joins.push(sql`left join current_figures cur on ${joinOn('cur', false)}`);
+  if (dims.includes('department')) {
+    joins.push(sql`left join departments d on d.id = g.department_id`);
+    joins.push(sql`left join deleted_departments dd on d.id is null and dd.id = g.department_id`);
+  }
+  if (dims.includes('agent')) {
+    joins.push(sql`left join agents ag on ag.id = g.agent_id`);
+    joins.push(sql`left join deleted_agents dag on ag.id is null and dag.id = g.agent_id`);
+  }
+
+  const local = (column: string) => sql`
+    to_char(${id(`g.${column}`)} at time zone ${spec.timezone}, 'YYYY-MM-DD"T"HH24:MI:SS') as ${id(`${column}_local`)},
+    extract(epoch from (${id(`g.${column}`)} at time zone ${spec.timezone}) - (${id(`g.${column}`)} at time zone 'UTC'))::int as ${id(`${column}_offset`)}`;
+  const columns: RawBuilder<unknown>[] = [
+    local('period_start'),
+    local('period_end'),
+    dims.includes('department')
+      ? sql`nullif(g.department_id, ${sql.lit(NONE)}::uuid) as department_id, ${entityName('department')} as department_name,
+          dd.id is not null as department_deleted`
+      : sql`null::uuid as department_id, null::text as department_name, false as department_deleted`,
+    dims.includes('agent')
+      ? sql`nullif(g.agent_id, ${sql.lit(NONE)}::uuid) as agent_id, ${entityName('agent')} as agent_name,
+          dag.id is not null as agent_deleted`
+      : sql`null::uuid as agent_id, null::text as agent_name, false as agent_deleted`,
+    dims.includes('channel') ? sql`g.channel` : sql`null::text as channel`,
+    ...spec.metrics.map((m) => sql`${metricExpr(spec, m)} as ${id(`m_${m.key}`)}`),
+    ...keys.map((k, i) => sql`${k.expr} as ${id(`k${i}`)}`),
+  ];
+  const order = keys.map((k, i) => sql`${id(`r.k${i}`)} ${sql.raw(k.direction)}`);
+
+  return sql<Record<string, unknown>>`
+    with ${sql.join(ctes)},
+    report_rows as (
+      select ${sql.join(columns)}
+      from groups g
+      ${sql.join(joins, sql` `)}
+    )
+    select * from report_rows r
+    ${page.after ? sql`where ${afterKey(keys, page.after)}` : sql``}
+    ${order.length > 0 ? sql`order by ${sql.join(order)}` : sql``}
+    ${page.limit !== undefined ? sql`limit ${page.limit}` : sql``}`;
+}
