@@ -5,7 +5,7 @@ import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
-import { agentDependents } from '../dependents.ts';
+import { agentDependents } from '../registered-dependents.ts';
 import { listAgents } from './repository.ts';
 import { AgentListQuery, AgentSchema, CreateAgentBody, UpdateAgentBody } from './schemas.ts';
 import * as service from './service.ts';

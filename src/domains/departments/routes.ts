@@ -6,7 +6,7 @@ import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { DepartmentRoleSchema } from '../agents/schemas.ts';
-import { departmentDependents } from '../dependents.ts';
+import { departmentDependents } from '../registered-dependents.ts';
 import { listDepartments } from './repository.ts';
 import {
   AddAllMembersBody,
