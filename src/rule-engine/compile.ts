@@ -23,7 +23,6 @@ import type {
   Condition,
   ConditionLeaf,
   Rule,
-  RuleEvent,
   Scalar,
   TicketSnapshot,
   Trigger,

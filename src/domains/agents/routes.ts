@@ -91,7 +91,13 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateAgent(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateAgent(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -121,7 +127,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await service.deleteAgent(
         db,
         principalOf(request),
-        request,
+        { ifMatch: request.headers['if-match'] },
         request.params.id,
         agentDependents,
         request.query.substitute_agent_id,

@@ -104,7 +104,13 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateDepartment(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateDepartment(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -124,10 +130,16 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await service.deleteDepartment(db, principalOf(request), request, request.params.id, {
-        moveTo: request.query.move_to_department_id,
-        dependents: departmentDependents,
-      });
+      await service.deleteDepartment(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+        {
+          moveTo: request.query.move_to_department_id,
+          dependents: departmentDependents,
+        },
+      );
       return reply.code(204).send(null);
     },
   );
