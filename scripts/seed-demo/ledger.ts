@@ -1,6 +1,6 @@
 import type { Channel, DepartmentRole, MessageKind, Priority, TicketStatus } from '../../src/db/types.ts';
+import { normaliseTags } from '../../src/domains/tickets/changes.ts';
 import type { Actor } from '../../src/domains/tickets/repository.ts';
-import { normaliseTags } from '../../src/domains/tickets/service.ts';
 import type { Random } from './random.ts';
 
 // A replay of the ticket service in memory, with the clock passed in. Each method mirrors one

@@ -1,5 +1,6 @@
 import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
 import type { Database, DepartmentRole } from '../db/types.ts';
+import { forbidden, notFound } from '../errors.ts';
 import { atLeast, isAdmin, type Principal } from './policy.ts';
 
 /**
@@ -69,4 +70,25 @@ export function visibleTickets(access: TicketAccess) {
     if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
     return eb.or(ors);
   };
+}
+
+/**
+ * The ticket, when the caller may do `ability` on it: 404 when it is out of their reach (or does
+ * not exist: the two answer alike, so ids reveal nothing), 403 when they see it but may not.
+ */
+export function requireTicket<T extends { department_id: string | null; assignee_id: string | null }>(
+  access: TicketAccess,
+  ticket: T | undefined,
+  ability: TicketAbility,
+): T {
+  if (!ticket || !can(access, ticket, 'read')) throw notFound('ticket');
+  if (!can(access, ticket, ability)) {
+    throw forbidden(
+      ability === 'work'
+        ? 'Your role in this ticket’s department only lets you read it.'
+        : 'Only supervisors and managers of the ticket’s department (or admins) may do this.',
+      ability === 'work' ? 'solver_required' : 'supervisor_required',
+    );
+  }
+  return ticket;
 }

@@ -1,16 +1,11 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/types.ts';
 import type { Blocker } from '../errors.ts';
-import { agentRuleDependents, departmentRuleDependents } from './automation-rules/service.ts';
-import {
-  countTicketReferencesToAgent,
-  countTicketsOfDepartment,
-  moveTicketsOfDepartment,
-} from './tickets/repository.ts';
 
 /**
  * What may still hang on a department or an agent when someone deletes it. Each later domain
- * that owns such things (tickets, automation rules, ...) adds one entry here; deletion then
+ * that owns such things (tickets, automation rules, ...) adds one entry to the lists in
+ * registered-dependents.ts; deletion then
  * answers 409 listing them, or moves them to a substitute the request names.
  */
 export interface Dependents {
@@ -36,22 +31,3 @@ export async function blockersOf(
   }
   return blockers;
 }
-
-export const departmentDependents: readonly Dependents[] = [
-  {
-    kind: 'tickets',
-    count: countTicketsOfDepartment,
-    moveTo: moveTicketsOfDepartment,
-    describe: (n) => `${n} ticket${n === 1 ? '' : 's'} (deleted ones included) belong to the department`,
-  },
-  departmentRuleDependents,
-];
-
-export const agentDependents: readonly Dependents[] = [
-  {
-    kind: 'tickets',
-    count: countTicketReferencesToAgent,
-    describe: (n) => `${n} tickets or messages name the agent as assignee or author`,
-  },
-  agentRuleDependents,
-];

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { DomainError } from '../errors.ts';
 
@@ -25,17 +25,21 @@ export const IfMatchHeaders = Type.Object({
   ),
 });
 
+/** The conditions of a write, as plain values the routes read from the request's headers. */
+export interface Preconditions {
+  /** The If-Match header as sent: undefined makes the write unconditional. */
+  ifMatch?: string | undefined;
+}
+
 /**
  * Honours If-Match (RFC 9110 13.1.1). Call it with the current representation while holding
  * the row lock, so the check and the write see the same version.
  */
-export function assertIfMatch(request: FastifyRequest, current: unknown): void {
-  const header = request.headers['if-match'];
-  if (header === undefined) return;
-  const value = Array.isArray(header) ? header.join(',') : header;
-  if (value.trim() === '*') return;
+export function assertIfMatch(ifMatch: string | undefined, current: unknown): void {
+  if (ifMatch === undefined) return;
+  if (ifMatch.trim() === '*') return;
   const tag = etagOf(current);
-  const offered = value.split(',').map((t) => t.trim().replace(/^W\//, ''));
+  const offered = ifMatch.split(',').map((t) => t.trim().replace(/^W\//, ''));
   if (!offered.includes(tag)) {
     throw new DomainError(
       'precondition_failed',

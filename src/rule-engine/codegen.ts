@@ -9,9 +9,11 @@
 // source only holds integers and fixed identifiers. If code generation is not allowed
 // (--disallow-code-generation-from-strings), the same protocol runs on the closures.
 
-import type { CompiledCondition, CompiledRule, EvalContext } from './compile.ts';
+import type { Chunk, ChunkFunction, CompiledCondition, CompiledRule, EvalContext } from './compiled.ts';
 import type { TicketSnapshot } from './types.ts';
 import { DOMAINS, type DomainName, domainIndexer } from './values.ts';
+
+export type { Chunk, ChunkFunction } from './compiled.ts';
 
 /** A leaf test or a batch fill, called from generated code through the `T` array. */
 type Callable = (ctx: EvalContext) => unknown;
@@ -24,27 +26,6 @@ export const STATUS = Object.freeze({
   unmatched: 4,
   matched: 5,
 });
-
-/**
- * Evaluates rules `from` (an offset into the chunk) onwards, with the snapshot as it stands,
- * writing each rule's status into `status` (indexed by rule position in the set). Rules whose
- * bit in `candidates` is 0 cannot match (see candidatesOf in compile.ts) and are not evaluated.
- * Returns the index of the first rule that matched, so the caller can run its actions, or -1.
- */
-export type ChunkFunction = (
-  ctx: EvalContext,
-  from: number,
-  status: Uint8Array,
-  candidates: Int32Array,
-) => number;
-
-export interface Chunk {
-  readonly start: number;
-  readonly end: number;
-  readonly run: ChunkFunction;
-  /** Whether the condition of rule `start + k` holds (no scope checks, no status). */
-  readonly one: (ctx: EvalContext, k: number) => boolean;
-}
 
 /** Chunks close at this many condition nodes, so each generated function stays optimisable. */
 const CHUNK_NODES = 400;

@@ -5,7 +5,7 @@ import { principalOf } from '../../plugins/auth.ts';
 import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
-import { agentDependents } from '../dependents.ts';
+import { agentDependents } from '../registered-dependents.ts';
 import { listAgents } from './repository.ts';
 import { AgentListQuery, AgentSchema, CreateAgentBody, UpdateAgentBody } from './schemas.ts';
 import * as service from './service.ts';
@@ -91,7 +91,13 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateAgent(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateAgent(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -121,7 +127,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await service.deleteAgent(
         db,
         principalOf(request),
-        request,
+        { ifMatch: request.headers['if-match'] },
         request.params.id,
         agentDependents,
         request.query.substitute_agent_id,

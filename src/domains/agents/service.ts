@@ -1,10 +1,9 @@
-import type { FastifyRequest } from 'fastify';
 import type { Transaction } from 'kysely';
 import { canManageAgent, type Principal, requireAdmin, requireSession } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
-import { assertIfMatch } from '../../plugins/etag.ts';
+import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { revokeAllApiTokens } from '../api-tokens/repository.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
 import * as throttle from '../auth/repository.ts';
@@ -99,7 +98,7 @@ async function assertOwnersRemain(
 export async function updateAgent(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   rawId: string,
   patch: {
     name?: string | undefined;
@@ -136,7 +135,10 @@ export async function updateAgent(
     if (id === principal.agentId && patch.status === 'disabled') {
       throw new DomainError('conflict', 'cannot_disable_self', 'You cannot disable yourself.');
     }
-    assertIfMatch(request, repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []));
+    assertIfMatch(
+      preconditions.ifMatch,
+      repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []),
+    );
     await assertOwnersRemain(trx, row, { role: patch.role ?? row.role, status: patch.status ?? row.status });
     await repo.updateAgentRow(trx, id, {
       ...(patch.name !== undefined && { name: patch.name.trim() }),
@@ -162,7 +164,7 @@ export async function updateAgent(
 export async function deleteAgent(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   rawId: string,
   dependents: readonly Dependents[],
   rawSubstitute?: string,
@@ -184,7 +186,10 @@ export async function deleteAgent(
     if (!row) throw notFound('agent');
     if (!canManageAgent(principal, row.role))
       throw forbidden('Only owners may delete owners.', 'owner_required');
-    assertIfMatch(request, repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []));
+    assertIfMatch(
+      preconditions.ifMatch,
+      repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []),
+    );
     await assertOwnersRemain(trx, row, null);
     if (substitute !== undefined) {
       if (!(await repo.findAgentRow(trx, substitute))) {
@@ -215,14 +220,14 @@ export async function deleteAgent(
 export async function updateProfile(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   patch: { name?: string | undefined; email?: string | undefined },
 ): Promise<Agent> {
   await db.transaction().execute(async (trx) => {
     const row = await repo.lockAgentRow(trx, principal.agentId);
     if (!row) throw notFound('agent');
     assertIfMatch(
-      request,
+      preconditions.ifMatch,
       repo.toAgent(row, (await repo.departmentsOfAgents(trx, [row.id])).get(row.id) ?? []),
     );
     await repo.updateAgentRow(trx, row.id, {

@@ -92,7 +92,15 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      withEtag(reply, await agents.updateProfile(db, principalOf(request), request, request.body)),
+      withEtag(
+        reply,
+        await agents.updateProfile(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.body,
+        ),
+      ),
   );
 
   app.post(

@@ -158,7 +158,13 @@ export const automationRuleRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateRule(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateRule(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -177,7 +183,12 @@ export const automationRuleRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await service.deleteRule(db, principalOf(request), request, request.params.id);
+      await service.deleteRule(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+      );
       return reply.code(204).send(null);
     },
   );

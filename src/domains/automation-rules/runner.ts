@@ -18,22 +18,17 @@ import {
   type Trigger,
 } from '../../rule-engine/index.ts';
 import type { SeenByRules } from '../contacts/repository.ts';
-import {
-  type Actor,
-  type ActorEvent,
-  type TicketPatch,
-  type TicketRecord,
-  writeTicketChanges,
-} from '../tickets/repository.ts';
-import { changeEvents, normaliseTags, statusPatch } from '../tickets/service.ts';
+import { changeEvents, normaliseTags, statusPatch } from '../tickets/changes.ts';
+import type { Actor, ActorEvent, NewMessage, TicketPatch, TicketRecord } from '../tickets/repository.ts';
 import * as repo from './repository.ts';
 
-// Runs the automation rules on a change made through the API, inside the change's transaction,
-// and applies what they do. The flow of docs/rules.md: the rule set is compiled once per rules
-// version and cached; each change is one pass over the rules (a change that raises several
-// events, say a transfer that is also an update, runs every rule listening to any of them once);
-// effects are applied in order with each rule as the actor; a failing effect throws and the
-// whole request rolls back. Effects raise no events of their own, so rules never re-trigger.
+// Runs the automation rules on a change to a ticket, inside the change's transaction, and plans
+// what they do; the tickets' write path (tickets/write.ts) writes the plan. The flow of
+// docs/rules.md: the rule set is compiled once per rules version and cached; each change is one
+// pass over the rules (a change that raises several events, say a transfer that is also an
+// update, runs every rule listening to any of them once); effects are planned in order with each
+// rule as the actor; a failing effect throws and the whole request rolls back. Effects raise no
+// events of their own, so rules never re-trigger.
 
 type Trx = Transaction<Database>;
 
@@ -313,21 +308,6 @@ export function runRecord(ticketId: string, evaluation: Evaluation, effects: unk
   };
 }
 
-/**
- * Runs the active rules listening to `events` on a ticket just changed, applies their effects
- * and records the run, in the caller's transaction, and returns the ticket as it then stands.
- * The caller holds the ticket's row lock. Effects raise no events: rules never re-trigger.
- */
-export async function runRules(
-  trx: Trx,
-  ticket: TicketRecord,
-  events: readonly Trigger[],
-  context: RuleRunContext = {},
-): Promise<TicketRecord> {
-  const evaluation = await evaluateRules(trx, ticket, events, context);
-  return evaluation ? applyEvaluation(trx, ticket, evaluation) : ticket;
-}
-
 const unprocessable = (code: string, message: string, errors: FieldError[]) => {
   const error = new DomainError('unprocessable', code, message);
   error.errors = errors;
@@ -408,10 +388,16 @@ async function changeOf(
   }
 }
 
-interface Plan {
+/**
+ * What the rules do to a ticket, as data: the patch, every rule's events (each stamped with the
+ * ticket as it stood after it), their notes and the record of the run. The write path writes it.
+ */
+export interface RulePlan {
   patch: TicketPatch;
   events: ActorEvent[];
-  notes: { id: string; body: string; department_id: string | null }[];
+  notes: NewMessage[];
+  /** What rule_runs keeps of this evaluation (automation-rules/repository.ts writes it). */
+  run: repo.RuleRunRow;
   applied: Record<string, unknown>[];
   transfers: { stored: repo.StoredRule; effect: Effect }[];
 }
@@ -420,11 +406,18 @@ interface Plan {
  * Works out an evaluation's effects in order: what they change, the events of every rule (each
  * stamped with the ticket as it stood after it) and notes. Consecutive effects of one rule are
  * one change with that rule as the actor. The look-ups an effect needs (membership, round robin,
- * least busy) happen here, under locks; nothing about the ticket is written yet.
+ * least busy) happen here, under locks; nothing about the ticket is written.
  */
-async function planEffects(trx: Trx, ticket: TicketFields, evaluation: Evaluation): Promise<Plan> {
+export async function planRules(trx: Trx, ticket: TicketFields, evaluation: Evaluation): Promise<RulePlan> {
   const effects = evaluation.result.effects;
-  const plan: Plan = { patch: {}, events: [], notes: [], applied: [], transfers: [] };
+  const plan: RulePlan = {
+    patch: {},
+    events: [],
+    notes: [],
+    run: runRecord(ticket.id, evaluation, []),
+    applied: [],
+    transfers: [],
+  };
   let working = ticket;
   // An assignment that a later one replaces is not resolved: it would lock a department and move
   // its round robin for nothing, and taking one such lock per evaluation keeps concurrent
@@ -446,7 +439,18 @@ async function planEffects(trx: Trx, ticket: TicketFields, evaluation: Evaluatio
       if (effect.type === 'add_note') {
         flush();
         const id = randomUUID();
-        plan.notes.push({ id, body: effect.body, department_id: working.department_id });
+        plan.notes.push({
+          id,
+          kind: 'note',
+          channel: ticket.channel,
+          author_agent_id: null,
+          author_contact_id: null,
+          body: effect.body,
+          department_id: working.department_id,
+          // Just after the change's own message (written at the transaction's time), so the
+          // conversation lists notes after what caused them, and in order.
+          after_ms: plan.notes.length + 1,
+        });
         plan.events.push({
           type: 'message_added',
           data: { message_id: id, kind: 'note' },
@@ -468,47 +472,30 @@ async function planEffects(trx: Trx, ticket: TicketFields, evaluation: Evaluatio
     }
     flush();
   }
+  plan.run = runRecord(ticket.id, evaluation, plan.applied);
   return plan;
 }
 
 /**
- * Applies an evaluation to a saved ticket and records the run: the ticket, every rule's events,
- * notes and the run are written in one statement.
+ * The rule's own failure behind a failed write of its plan, or null. Transfers rely on the
+ * foreign key, not on a look-up of their own: a department deleted since the rule was written
+ * fails the write, and it is the rule that failed, not the request.
  */
-export async function applyEvaluation(
-  trx: Trx,
-  ticket: TicketRecord,
-  evaluation: Evaluation,
-): Promise<TicketRecord> {
-  const plan = await planEffects(trx, ticket, evaluation);
-  const also = repo.ruleRunInsert(runRecord(ticket.id, evaluation, plan.applied));
-  try {
-    return await writeTicketChanges(trx, ticket, plan.patch, {
-      events: plan.events,
-      notes: plan.notes,
-      also,
-    });
-  } catch (error) {
-    // Transfers rely on the foreign key, not on a look-up of their own: a department deleted
-    // since the rule was written fails here, and it is the rule that failed, not the request.
-    const last = plan.transfers.at(-1);
-    if (last && (error as { constraint?: string }).constraint === 'tickets_department_id_fkey') {
-      throw actionFailed(last.stored, last.effect, 'the department no longer exists');
-    }
-    throw error;
+export function ruleFailure(plan: RulePlan, error: unknown): DomainError | null {
+  const last = plan.transfers.at(-1);
+  if (last && (error as { constraint?: string }).constraint === 'tickets_department_id_fkey') {
+    return actionFailed(last.stored, last.effect, 'the department no longer exists');
   }
+  return null;
 }
 
 /**
- * What the rules do to a ticket about to be created, folded into its opening statement: the
- * values it is created with, the stamp of its opening events (the department and assignee it
- * came in with), the rules' own events and notes, and the run. Creation stays one statement,
- * and one insert of events, whatever the rules do.
+ * The plan of the rules for a ticket about to be created, checked as the opening statement needs:
+ * that statement sees only the final department, so both ends of a transfer are checked here.
  */
-export async function openingWithRules(trx: Trx, ticket: TicketFields, evaluation: Evaluation) {
-  const plan = await planEffects(trx, ticket, evaluation);
+export async function planOpening(trx: Trx, ticket: TicketFields, evaluation: Evaluation): Promise<RulePlan> {
+  const plan = await planRules(trx, ticket, evaluation);
   if (plan.transfers.length > 0) {
-    // The opening statement would only see the final department, so both ends are checked here.
     const wanted = [ticket.department_id, plan.patch.department_id].filter(
       (d): d is string => typeof d === 'string',
     );
@@ -523,27 +510,5 @@ export async function openingWithRules(trx: Trx, ticket: TicketFields, evaluatio
       throw actionFailed(last.stored, last.effect, 'the department no longer exists');
     }
   }
-  const { status, priority, department_id, assignee_id, tags, postponed_until, resolved_at } = plan.patch;
-  return {
-    values: {
-      ...(status !== undefined && { status }),
-      ...(priority !== undefined && { priority }),
-      ...(department_id !== undefined && { department_id }),
-      ...(assignee_id !== undefined && { assignee_id }),
-      ...(tags !== undefined && { tags }),
-      ...(postponed_until !== undefined && { postponed_until }),
-      ...(resolved_at !== undefined && { resolved_at }),
-    },
-    stamp: { department_id: ticket.department_id, agent_id: ticket.assignee_id },
-    events: plan.events.map((e) => ({
-      type: e.type,
-      actor: e.actor,
-      data: e.data ?? {},
-      stamp: { department_id: e.ticket.department_id, agent_id: e.ticket.assignee_id },
-    })),
-    extra: {
-      notes: plan.notes,
-      also: repo.ruleRunInsert(runRecord(ticket.id, evaluation, plan.applied)),
-    },
-  };
+  return plan;
 }

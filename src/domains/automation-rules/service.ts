@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
 import type { Kysely, Transaction } from 'kysely';
 import { canManageDepartment, isAdmin, type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { AutomationRuleRow, Database } from '../../db/types.ts';
 import { type Blocker, DomainError, type FieldError, forbidden, notFound } from '../../errors.ts';
-import { assertIfMatch } from '../../plugins/etag.ts';
+import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import {
   type Catalog,
   type Condition,
@@ -282,7 +281,7 @@ export async function createRule(
 export async function updateRule(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   id: string,
   patch: UpdateRuleInput,
 ): Promise<AutomationRule> {
@@ -295,7 +294,7 @@ export async function updateRule(
     const row = await repo.lockRuleRow(trx, id);
     if (!row) throw notFound('automation_rule');
     await requireRuleWriter(trx, principal, row.department_id);
-    assertIfMatch(request, repo.toRule(row));
+    assertIfMatch(preconditions.ifMatch, repo.toRule(row));
     if (patch.department_id !== undefined && patch.department_id !== row.department_id) {
       await requireRuleWriter(trx, principal, patch.department_id);
     }
@@ -322,13 +321,13 @@ export async function updateRule(
   });
 }
 
-export async function deleteRule(db: Db, principal: Principal, request: FastifyRequest, id: string) {
+export async function deleteRule(db: Db, principal: Principal, preconditions: Preconditions, id: string) {
   await db.transaction().execute(async (trx) => {
     const rulesVersion = await repo.bumpRulesVersion(trx);
     const row = await repo.lockRuleRow(trx, id);
     if (!row) throw notFound('automation_rule');
     await requireRuleWriter(trx, principal, row.department_id);
-    assertIfMatch(request, repo.toRule(row));
+    assertIfMatch(preconditions.ifMatch, repo.toRule(row));
     await repo.insertVersions(
       trx,
       [{ ...row, version: row.version + 1 }],

@@ -1,9 +1,10 @@
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import { DomainError, type FieldError, invalid } from '../../errors.ts';
-import { runRules } from '../automation-rules/runner.ts';
-import { type Actor, insertEvents, type TicketPatch } from '../tickets/repository.ts';
-import { agentActor, applyChanges, statusPatch, ticketForRecording } from '../tickets/service.ts';
+import { statusPatch } from '../tickets/changes.ts';
+import type { Actor, TicketPatch } from '../tickets/repository.ts';
+import { agentActor, recordOnTicket } from '../tickets/service.ts';
+import { agentExists, insertCall } from './repository.ts';
 
 export interface RecordCallInput {
   ticket_id?: string | undefined;
@@ -57,26 +58,18 @@ function checkTimes(input: RecordCallInput) {
 export async function recordCall(db: Db, principal: Principal, input: RecordCallInput) {
   const times = checkTimes(input);
   if (input.agent_id) {
-    const agent = await db
-      .selectFrom('agents')
-      .select('id')
-      .where('id', '=', input.agent_id)
-      .executeTakeFirst();
-    if (!agent) {
+    if (!(await agentExists(db, input.agent_id))) {
       const error = new DomainError('unprocessable', 'agent_not_found', 'The agent does not exist.');
       error.errors = [{ field: 'body/agent_id', message: 'no such agent' }];
       throw error;
     }
   }
   const customerNumber = input.direction === 'inbound' ? input.from_number : input.to_number;
-  return db.transaction().execute(async (trx) => {
-    const { ticket, created } = await ticketForRecording(trx, principal, input, 'call', {
-      subject: `${input.direction === 'inbound' ? 'Call from' : 'Call to'} ${customerNumber ?? 'unknown number'}`,
-      contact: customerNumber ? { phone: customerNumber } : null,
-    });
-    const call = await trx
-      .insertInto('calls')
-      .values({
+  const subject = `${input.direction === 'inbound' ? 'Call from' : 'Call to'} ${customerNumber ?? 'unknown number'}`;
+  const contact = customerNumber ? { phone: customerNumber } : null;
+  return db.transaction().execute((trx) =>
+    recordOnTicket(trx, principal, input, 'call', { subject, contact }, async (ticket) => {
+      const call = await insertCall(trx, {
         ticket_id: ticket.id,
         external_id: input.external_id ?? null,
         direction: input.direction,
@@ -89,31 +82,24 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
         answered_at: times.answered,
         ended_at: times.ended,
         duration_seconds: times.duration,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    let patch: TicketPatch = {};
-    let actor: Actor = agentActor(principal);
-    if (input.outcome === 'answered') {
-      patch = {
-        ...statusPatch(ticket, 'answered'),
-        last_agent_message_at: times.answered,
-        ...(ticket.first_answered_at === null && { first_answered_at: times.answered }),
-      };
-    } else if (input.direction === 'inbound') {
-      actor = { type: 'contact', agentId: null, contactId: ticket.contact_id, tokenId: principal.tokenId };
-      patch = {
-        ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
-        last_customer_message_at: times.started,
-      };
-    }
-    const changed = await applyChanges(trx, ticket, patch, actor);
-    const after = created
-      ? changed
-      : await runRules(trx, changed, ['ticket.status_changed'], { before: ticket });
-    await insertEvents(trx, after, agentActor(principal), [
-      {
-        type: 'call_recorded',
+      });
+      let patch: TicketPatch = {};
+      let actor: Actor = agentActor(principal);
+      if (input.outcome === 'answered') {
+        patch = {
+          ...statusPatch(ticket, 'answered'),
+          last_agent_message_at: times.answered,
+          ...(ticket.first_answered_at === null && { first_answered_at: times.answered }),
+        };
+      } else if (input.direction === 'inbound') {
+        actor = { type: 'contact', agentId: null, contactId: ticket.contact_id, tokenId: principal.tokenId };
+        patch = {
+          ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
+          last_customer_message_at: times.started,
+        };
+      }
+      const recorded = {
+        type: 'call_recorded' as const,
         data: {
           call_id: call.id,
           direction: call.direction,
@@ -121,22 +107,27 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
           agent_id: call.agent_id,
           duration_seconds: call.duration_seconds,
         },
-      },
-    ]);
-    return {
-      id: call.id,
-      ticket_id: call.ticket_id,
-      external_id: call.external_id,
-      direction: call.direction,
-      outcome: call.outcome,
-      agent_id: call.agent_id,
-      from_number: call.from_number,
-      to_number: call.to_number,
-      started_at: new Date(call.started_at).toISOString(),
-      answered_at: call.answered_at ? new Date(call.answered_at).toISOString() : null,
-      ended_at: call.ended_at ? new Date(call.ended_at).toISOString() : null,
-      duration_seconds: call.duration_seconds,
-      created_at: call.created_at.toISOString(),
-    };
-  });
+      };
+      return {
+        steps: [{ patch, actor }],
+        triggers: ['ticket.status_changed'],
+        closing: [{ event: recorded, actor: agentActor(principal) }],
+        result: {
+          id: call.id,
+          ticket_id: call.ticket_id,
+          external_id: call.external_id,
+          direction: call.direction,
+          outcome: call.outcome,
+          agent_id: call.agent_id,
+          from_number: call.from_number,
+          to_number: call.to_number,
+          started_at: new Date(call.started_at).toISOString(),
+          answered_at: call.answered_at ? new Date(call.answered_at).toISOString() : null,
+          ended_at: call.ended_at ? new Date(call.ended_at).toISOString() : null,
+          duration_seconds: call.duration_seconds,
+          created_at: call.created_at.toISOString(),
+        },
+      };
+    }),
+  );
 }

@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import { DomainError, type FieldError, invalid } from '../../errors.ts';
-import { runRules } from '../automation-rules/runner.ts';
-import { insertEvents, insertMessage, type TicketPatch, updateTicketRecord } from '../tickets/repository.ts';
-import { agentActor, applyChanges, statusPatch, ticketForRecording } from '../tickets/service.ts';
+import { agentExists } from '../calls/repository.ts';
+import { statusPatch } from '../tickets/changes.ts';
+import type { TicketPatch } from '../tickets/repository.ts';
+import { agentActor, recordOnTicket } from '../tickets/service.ts';
+import { insertChat } from './repository.ts';
 
 export interface RecordChatInput {
   ticket_id?: string | undefined;
@@ -64,26 +67,17 @@ function checkChat(input: RecordChatInput) {
 export async function recordChat(db: Db, principal: Principal, input: RecordChatInput) {
   const times = checkChat(input);
   if (input.agent_id) {
-    const agent = await db
-      .selectFrom('agents')
-      .select('id')
-      .where('id', '=', input.agent_id)
-      .executeTakeFirst();
-    if (!agent) {
+    if (!(await agentExists(db, input.agent_id))) {
       const error = new DomainError('unprocessable', 'agent_not_found', 'The agent does not exist.');
       error.errors = [{ field: 'body/agent_id', message: 'no such agent' }];
       throw error;
     }
   }
   const messages = [...input.messages].sort((a, b) => Date.parse(a.sent_at) - Date.parse(b.sent_at));
-  return db.transaction().execute(async (trx) => {
-    const { ticket, created } = await ticketForRecording(trx, principal, input, 'chat', {
-      subject: `Chat of ${times.started.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
-      contact: null,
-    });
-    const chat = await trx
-      .insertInto('chats')
-      .values({
+  const subject = `Chat of ${times.started.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  return db.transaction().execute((trx) =>
+    recordOnTicket(trx, principal, input, 'chat', { subject, contact: null }, async (ticket) => {
+      const chat = await insertChat(trx, {
         ticket_id: ticket.id,
         external_id: input.external_id ?? null,
         agent_id: input.agent_id ?? null,
@@ -92,56 +86,37 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
         picked_up_at: times.pickedUp,
         missed: input.missed,
         ended_at: times.ended,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    for (const m of messages) {
-      await insertMessage(trx, {
-        ticket_id: ticket.id,
-        kind: m.from === 'agent' ? 'agent' : 'customer',
-        channel: 'chat',
-        author_agent_id: m.from === 'agent' ? (input.agent_id ?? null) : null,
-        author_contact_id: m.from === 'customer' ? ticket.contact_id : null,
-        chat_id: chat.id,
-        body: m.body,
-        department_id: ticket.department_id,
-        created_at: m.sent_at,
       });
-    }
-    const firstAgent = messages.find((m) => m.from === 'agent');
-    const lastAgent = messages.findLast((m) => m.from === 'agent');
-    const lastCustomer = messages.findLast((m) => m.from === 'customer');
-    const answeredLast =
-      lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
-    const customerWroteLater =
-      lastCustomer !== undefined &&
-      (ticket.last_customer_message_at === null ||
-        Date.parse(lastCustomer.sent_at) > ticket.last_customer_message_at.getTime());
-    let patch: TicketPatch = {};
-    if (answeredLast) {
-      patch = {
-        ...statusPatch(ticket, 'answered'),
-        last_agent_message_at: new Date(lastAgent.sent_at),
-        // The customer wrote in this chat too, even if an agent had the last word.
-        ...(customerWroteLater && { last_customer_message_at: new Date(lastCustomer!.sent_at) }),
-        ...(ticket.first_answered_at === null &&
-          firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
-      };
-    } else if (lastCustomer || input.missed) {
-      patch = {
-        ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
-        last_customer_message_at: lastCustomer ? new Date(lastCustomer.sent_at) : times.started,
-        ...(firstAgent &&
-          ticket.first_answered_at === null && { first_answered_at: new Date(firstAgent.sent_at) }),
-      };
-    }
-    const text = messages.map((m) => m.body).join('\n');
-    let after = await applyChanges(trx, ticket, patch, agentActor(principal), text || undefined);
-    if (!text) after = await updateTicketRecord(trx, ticket.id, {});
-    if (!created) after = await runRules(trx, after, ['ticket.status_changed'], { before: ticket });
-    await insertEvents(trx, after, agentActor(principal), [
-      {
-        type: 'chat_recorded',
+      const firstAgent = messages.find((m) => m.from === 'agent');
+      const lastAgent = messages.findLast((m) => m.from === 'agent');
+      const lastCustomer = messages.findLast((m) => m.from === 'customer');
+      const answeredLast =
+        lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
+      const customerWroteLater =
+        lastCustomer !== undefined &&
+        (ticket.last_customer_message_at === null ||
+          Date.parse(lastCustomer.sent_at) > ticket.last_customer_message_at.getTime());
+      let patch: TicketPatch = {};
+      if (answeredLast) {
+        patch = {
+          ...statusPatch(ticket, 'answered'),
+          last_agent_message_at: new Date(lastAgent.sent_at),
+          // The customer wrote in this chat too, even if an agent had the last word.
+          ...(customerWroteLater && { last_customer_message_at: new Date(lastCustomer!.sent_at) }),
+          ...(ticket.first_answered_at === null &&
+            firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
+        };
+      } else if (lastCustomer || input.missed) {
+        patch = {
+          ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
+          last_customer_message_at: lastCustomer ? new Date(lastCustomer.sent_at) : times.started,
+          ...(firstAgent &&
+            ticket.first_answered_at === null && { first_answered_at: new Date(firstAgent.sent_at) }),
+        };
+      }
+      const text = messages.map((m) => m.body).join('\n');
+      const recorded = {
+        type: 'chat_recorded' as const,
         data: {
           chat_id: chat.id,
           agent_id: chat.agent_id,
@@ -151,19 +126,36 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
           customer_messages: messages.filter((m) => m.from === 'customer').length,
           agent_messages: messages.filter((m) => m.from === 'agent').length,
         },
-      },
-    ]);
-    return {
-      id: chat.id,
-      ticket_id: chat.ticket_id,
-      external_id: chat.external_id,
-      agent_id: chat.agent_id,
-      started_at: times.started.toISOString(),
-      picked_up_at: times.pickedUp?.toISOString() ?? null,
-      missed: chat.missed,
-      ended_at: times.ended?.toISOString() ?? null,
-      message_count: messages.length,
-      created_at: chat.created_at.toISOString(),
-    };
-  });
+      };
+      return {
+        steps: [{ patch, actor: agentActor(principal) }],
+        messages: messages.map((m) => ({
+          id: randomUUID(),
+          kind: m.from === 'agent' ? ('agent' as const) : ('customer' as const),
+          channel: 'chat' as const,
+          author_agent_id: m.from === 'agent' ? (input.agent_id ?? null) : null,
+          author_contact_id: m.from === 'customer' ? ticket.contact_id : null,
+          chat_id: chat.id,
+          body: m.body,
+          department_id: ticket.department_id,
+          created_at: new Date(m.sent_at),
+        })),
+        search: text || undefined,
+        triggers: ['ticket.status_changed'],
+        closing: [{ event: recorded, actor: agentActor(principal) }],
+        result: {
+          id: chat.id,
+          ticket_id: chat.ticket_id,
+          external_id: chat.external_id,
+          agent_id: chat.agent_id,
+          started_at: times.started.toISOString(),
+          picked_up_at: times.pickedUp?.toISOString() ?? null,
+          missed: chat.missed,
+          ended_at: times.ended?.toISOString() ?? null,
+          message_count: messages.length,
+          created_at: chat.created_at.toISOString(),
+        },
+      };
+    }),
+  );
 }

@@ -86,7 +86,13 @@ export const contactFieldRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateContactField(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateContactField(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -105,7 +111,12 @@ export const contactFieldRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await service.deleteContactField(db, principalOf(request), request, request.params.id);
+      await service.deleteContactField(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+      );
       return reply.code(204).send(null);
     },
   );

@@ -1,9 +1,8 @@
-import type { FastifyRequest } from 'fastify';
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { ContactFieldType } from '../../db/types.ts';
 import { type Blocker, DomainError, invalid } from '../../errors.ts';
-import { assertIfMatch } from '../../plugins/etag.ts';
+import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { foldText } from '../../rule-engine/index.ts';
 import { contactFieldRuleBlocker } from '../automation-rules/service.ts';
 import {
@@ -85,7 +84,7 @@ export async function createContactField(
 export async function updateContactField(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   id: string,
   patch: {
     key?: string | undefined;
@@ -98,7 +97,7 @@ export async function updateContactField(
   return db.transaction().execute(async (trx) => {
     const current = await repo.lockContactField(trx, id);
     if (!current) throw notFoundField();
-    assertIfMatch(request, current);
+    assertIfMatch(preconditions.ifMatch, current);
     const type = patch.type ?? current.type;
     const options = checkOptions(
       type,
@@ -151,12 +150,17 @@ export async function updateContactField(
  * Deletes the definition and every contact's value for it, in one transaction; refused (409)
  * while active automation rules read the field.
  */
-export async function deleteContactField(db: Db, principal: Principal, request: FastifyRequest, id: string) {
+export async function deleteContactField(
+  db: Db,
+  principal: Principal,
+  preconditions: Preconditions,
+  id: string,
+) {
   requireAdmin(principal);
   await db.transaction().execute(async (trx) => {
     const current = await repo.lockContactField(trx, id);
     if (!current) throw notFoundField();
-    assertIfMatch(request, current);
+    assertIfMatch(preconditions.ifMatch, current);
     const rules = await contactFieldRuleBlocker(trx, current.key);
     if (rules) {
       throw inUse(

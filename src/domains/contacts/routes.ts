@@ -88,7 +88,15 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      withEtag(reply, await service.updateContact(db, request, request.params.id, request.body)),
+      withEtag(
+        reply,
+        await service.updateContact(
+          db,
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
+      ),
   );
 
   app.delete(
@@ -106,7 +114,12 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await service.deleteContact(db, principalOf(request), request, request.params.id);
+      await service.deleteContact(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+      );
       return reply.code(204).send(null);
     },
   );

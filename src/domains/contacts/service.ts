@@ -1,8 +1,7 @@
-import type { FastifyRequest } from 'fastify';
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import { DomainError, type FieldError, invalid, notFound } from '../../errors.ts';
-import { assertIfMatch } from '../../plugins/etag.ts';
+import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { type FieldDefinition, shareFieldDefinitions } from '../contact-fields/repository.ts';
 import * as repo from './repository.ts';
 import type { Contact } from './schemas.ts';
@@ -176,7 +175,7 @@ export async function createContact(
 
 export async function updateContact(
   db: Db,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   id: string,
   patch: {
     name?: string | undefined;
@@ -193,7 +192,7 @@ export async function updateContact(
     const definitions = await shareFieldDefinitions(trx, Object.keys(patch.custom_fields ?? {}));
     const current = await repo.lockContact(trx, id, 'update');
     if (!current) throw notFound('contact');
-    assertIfMatch(request, current);
+    assertIfMatch(preconditions.ifMatch, current);
     const name = patch.name !== undefined ? patch.name.trim() : current.name;
     requireIdentity(name, emails ?? current.emails, phones ?? current.phones);
     const custom_fields =
@@ -215,12 +214,12 @@ export async function updateContact(
 }
 
 /** Owners and admins only; refused while tickets refer to the contact. */
-export async function deleteContact(db: Db, principal: Principal, request: FastifyRequest, id: string) {
+export async function deleteContact(db: Db, principal: Principal, preconditions: Preconditions, id: string) {
   requireAdmin(principal);
   await db.transaction().execute(async (trx) => {
     const current = await repo.lockContact(trx, id, 'delete');
     if (!current) throw notFound('contact');
-    assertIfMatch(request, current);
+    assertIfMatch(preconditions.ifMatch, current);
     const tickets = await repo.countContactTickets(trx, id);
     if (tickets > 0) {
       const error = new DomainError(

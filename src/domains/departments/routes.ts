@@ -6,7 +6,7 @@ import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { DepartmentRoleSchema } from '../agents/schemas.ts';
-import { departmentDependents } from '../dependents.ts';
+import { departmentDependents } from '../registered-dependents.ts';
 import { listDepartments } from './repository.ts';
 import {
   AddAllMembersBody,
@@ -104,7 +104,13 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateDepartment(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateDepartment(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -124,10 +130,16 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await service.deleteDepartment(db, principalOf(request), request, request.params.id, {
-        moveTo: request.query.move_to_department_id,
-        dependents: departmentDependents,
-      });
+      await service.deleteDepartment(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+        {
+          moveTo: request.query.move_to_department_id,
+          dependents: departmentDependents,
+        },
+      );
       return reply.code(204).send(null);
     },
   );

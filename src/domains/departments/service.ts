@@ -1,9 +1,8 @@
-import type { FastifyRequest } from 'fastify';
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import type { DepartmentRole } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
-import { assertIfMatch } from '../../plugins/etag.ts';
+import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
 import * as repo from './repository.ts';
 import type { Department } from './schemas.ts';
@@ -51,7 +50,7 @@ export async function createDepartment(
 export async function updateDepartment(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   id: string,
   patch: {
     name?: string | undefined;
@@ -65,7 +64,7 @@ export async function updateDepartment(
   return db.transaction().execute(async (trx) => {
     const current = await repo.lockDepartment(trx, id);
     if (!current) throw notFound('department');
-    assertIfMatch(request, current);
+    assertIfMatch(preconditions.ifMatch, current);
     await repo.updateDepartment(trx, id, {
       ...(patch.name !== undefined && { name: patch.name.trim() }),
       ...(patch.description !== undefined && { description: patch.description }),
@@ -85,7 +84,7 @@ export async function updateDepartment(
 export async function deleteDepartment(
   db: Db,
   principal: Principal,
-  request: FastifyRequest,
+  preconditions: Preconditions,
   id: string,
   options: { moveTo?: string | undefined; dependents: readonly Dependents[] },
 ): Promise<void> {
@@ -101,7 +100,7 @@ export async function deleteDepartment(
   await db.transaction().execute(async (trx) => {
     const current = await repo.lockDepartment(trx, id);
     if (!current) throw notFound('department');
-    assertIfMatch(request, current);
+    assertIfMatch(preconditions.ifMatch, current);
     if (options.moveTo !== undefined) {
       const target = await repo.lockDepartment(trx, options.moveTo);
       if (!target) {

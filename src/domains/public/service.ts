@@ -2,7 +2,7 @@ import type { Db } from '../../db/database.ts';
 import { DomainError } from '../../errors.ts';
 import { listDepartments } from '../departments/repository.ts';
 import { type Actor, reference } from '../tickets/repository.ts';
-import { type CreateTicketInput, checkNewTicket, insertNewTicket } from '../tickets/service.ts';
+import { type CreateTicketInput, writeTicket } from '../tickets/write.ts';
 import { holdFormDepartment } from './repository.ts';
 import {
   type ContactFormInput,
@@ -20,7 +20,7 @@ export async function listFormDepartments(db: Db): Promise<FormDepartmentList> {
   return { data: page.data.map((d) => ({ id: d.id, name: d.name })) };
 }
 
-// insertNewTicket fills in the contact the ticket was opened for.
+// The write path fills in the contact the ticket was opened for.
 const SENDER: Actor = { type: 'contact', agentId: null, contactId: null, tokenId: null };
 
 /**
@@ -46,8 +46,14 @@ export async function submitContactForm(db: Db, form: ContactFormInput): Promise
       error.errors = [{ field: 'body/department_id', message: 'is not a department of the contact form' }];
       throw error;
     }
-    await checkNewTicket(trx, null, input);
-    return insertNewTicket(trx, input, SENDER, null);
+    const opened = await writeTicket(trx, {
+      kind: 'create',
+      input,
+      actor: SENDER,
+      authorAgentId: null,
+      by: null,
+    });
+    return opened.ticket;
   });
   return { reference: reference(ticket.number), message: 'received' };
 }

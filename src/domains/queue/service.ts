@@ -1,9 +1,9 @@
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import { runRules } from '../automation-rules/runner.ts';
 import { withContacts } from '../tickets/repository.ts';
 import type { Ticket } from '../tickets/schemas.ts';
-import { agentActor, applyChanges } from '../tickets/service.ts';
+import { agentActor } from '../tickets/service.ts';
+import { writeTicket } from '../tickets/write.ts';
 import { lockAgentHandOut, lockNextUnassignedTicket, lockOwnQueuedTicket } from './repository.ts';
 
 /**
@@ -23,8 +23,18 @@ export async function takeNextTicket(db: Db, principal: Principal): Promise<Tick
     if (own) return own;
     const next = await lockNextUnassignedTicket(trx, principal.agentId);
     if (!next) return null;
-    const after = await applyChanges(trx, next, { assignee_id: principal.agentId }, agentActor(principal));
-    return runRules(trx, after, ['ticket.updated'], { before: next });
+    // The queue's own query decided that the agent may take it.
+    const taken = await writeTicket(trx, {
+      kind: 'change',
+      target: { locked: next },
+      access: null,
+      decide: () => ({
+        steps: [{ patch: { assignee_id: principal.agentId }, actor: agentActor(principal) }],
+        triggers: ['ticket.updated' as const],
+        result: null,
+      }),
+    });
+    return taken.ticket;
   });
   if (!record) return null;
   const [ticket] = await withContacts(db, [record]);

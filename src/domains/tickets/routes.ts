@@ -191,7 +191,13 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) =>
       withEtag(
         reply,
-        await service.updateTicket(db, principalOf(request), request, request.params.id, request.body),
+        await service.updateTicket(
+          db,
+          principalOf(request),
+          { ifMatch: request.headers['if-match'] },
+          request.params.id,
+          request.body,
+        ),
       ),
   );
 
@@ -209,7 +215,12 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await service.deleteTicket(db, principalOf(request), request, request.params.id);
+      await service.deleteTicket(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+      );
       return reply.code(204).send(null);
     },
   );

@@ -1,0 +1,60 @@
+import type { TicketStatus } from '../../db/types.ts';
+import { type NewEvent, normaliseTag, type TicketPatch, type TicketRecord } from './repository.ts';
+
+// What a change to a ticket means, worked out in memory: the history events a patch makes and
+// the patch a status move needs. Pure, so the write path and the rule runner share it without
+// importing each other.
+
+export function normaliseTags(tags: string[]): string[] {
+  return [...new Set(tags.map(normaliseTag))];
+}
+
+/** What the history tells about a ticket's state. */
+export type TicketState = Pick<
+  TicketRecord,
+  'subject' | 'priority' | 'department_id' | 'assignee_id' | 'status' | 'postponed_until' | 'tags'
+>;
+
+/** The history events that tell what changed between two states of a ticket. */
+export function changeEvents(before: TicketState, after: TicketState): NewEvent[] {
+  const events: NewEvent[] = [];
+  if (after.subject !== before.subject)
+    events.push({ type: 'subject_changed', data: { from: before.subject, to: after.subject } });
+  if (after.priority !== before.priority) {
+    events.push({ type: 'priority_changed', data: { from: before.priority, to: after.priority } });
+  }
+  if (after.department_id !== before.department_id) {
+    events.push({
+      type: 'transferred',
+      data: { from_department_id: before.department_id, to_department_id: after.department_id },
+    });
+  }
+  if (after.assignee_id !== before.assignee_id) {
+    events.push({ type: 'assigned', data: { from: before.assignee_id, to: after.assignee_id } });
+  }
+  if (after.status !== before.status) {
+    const data: Record<string, unknown> = { from: before.status, to: after.status };
+    if (after.status === 'postponed') data.postponed_until = after.postponed_until?.toISOString();
+    if (before.status === 'resolved' && after.status === 'open') data.reopened = true;
+    events.push({ type: 'status_changed', data });
+  }
+  const added = after.tags.filter((t) => !before.tags.includes(t));
+  const removed = before.tags.filter((t) => !after.tags.includes(t));
+  if (added.length > 0 || removed.length > 0) events.push({ type: 'tags_changed', data: { added, removed } });
+  return events;
+}
+
+/** The patch that moves a ticket to a status, with the timestamps the lifecycle keeps. */
+export function statusPatch(
+  before: Pick<TicketRecord, 'status' | 'postponed_until'>,
+  status: TicketStatus,
+  postponedUntil?: Date,
+): TicketPatch {
+  if (status === before.status && status !== 'postponed') return {};
+  const patch: TicketPatch = { status };
+  if (status === 'resolved') patch.resolved_at = new Date();
+  if (status === 'postponed') patch.postponed_until = postponedUntil ?? null;
+  else if (before.postponed_until) patch.postponed_until = null;
+  if (status === 'open' && before.status !== 'new') patch.waiting_since = new Date();
+  return patch;
+}

@@ -1,0 +1,366 @@
+import { randomUUID } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { Principal } from '../../access/policy.ts';
+import {
+  can,
+  loadTicketAccess,
+  requireTicket,
+  type TicketAbility,
+  type TicketAccess,
+} from '../../access/tickets.ts';
+import type { Channel, Database, DepartmentRole, Priority, TicketStatus } from '../../db/types.ts';
+import { DomainError, type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
+import { assertIfMatch } from '../../plugins/etag.ts';
+import type { Trigger } from '../../rule-engine/index.ts';
+import { ruleRunInsert } from '../automation-rules/repository.ts';
+import {
+  evaluateRules,
+  planOpening,
+  planRules,
+  type RuleRunContext,
+  ruleFailure,
+} from '../automation-rules/runner.ts';
+import { resolveContact } from '../contacts/repository.ts';
+import { changeEvents, normaliseTags } from './changes.ts';
+import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
+import * as repo from './repository.ts';
+import type { Ticket } from './schemas.ts';
+
+// The one write path of tickets. Every change to a ticket, from any route, rule, job or script,
+// is a command given to writeTicket, which in one transaction (the caller's):
+//   1. loads and locks the ticket (or takes the one the caller locked with its own query),
+//   2. checks access: the policy returns the ticket or refuses (404 out of reach, 403 not allowed),
+//   3. checks If-Match against the ticket's representation,
+//   4. asks the command what to change, on the locked ticket,
+//   5. writes the change, its messages and its ticket_events rows in one statement,
+//   6. asks the rule runner for a plan and writes it the same way, with the rules as actors and
+//      the rules' record of the run alongside (rules never trigger rules in one change).
+// Creating a ticket is a command too: its rules' plan travels in the opening statement.
+
+type Trx = Transaction<Database>;
+
+const unprocessable = (code: string, message: string, errors: FieldError[]) => {
+  const error = new DomainError('unprocessable', code, message);
+  error.errors = errors;
+  return error;
+};
+
+export function agentActor(principal: Principal): Actor {
+  return { type: 'agent', agentId: principal.agentId, contactId: null, tokenId: principal.tokenId };
+}
+
+/** One step of a change, in order: a patch (recorded as the events it makes) or an event. */
+export type ChangeStep = { patch: TicketPatch; actor: Actor } | { event: NewEvent; actor: Actor };
+
+/** What a command changes, decided on the locked ticket. */
+export interface TicketChange<R> {
+  steps: ChangeStep[];
+  /** Messages written with the change (replies, notes, a chat's messages). */
+  messages?: NewMessage[] | undefined;
+  /** Words added to the ticket's search vector. */
+  search?: string | undefined;
+  /** The ticket row is rewritten (updated_at) whenever a patch step, a message or words come. */
+  touch?: boolean | undefined;
+  /** The rule triggers the change may raise; those it did not really raise are dropped. */
+  triggers?: readonly Trigger[] | undefined;
+  /** The message that caused the change, as the rules see it. */
+  ruleMessage?: RuleRunContext['message'];
+  /** Events that close the change, after the rules (a call or chat record). */
+  closing?: { event: NewEvent; actor: Actor }[] | undefined;
+  result: R;
+}
+
+export interface ChangeCommand<R> {
+  kind: 'change';
+  /** The ticket to lock by id, or one the caller's own query locked already (queue, scheduler). */
+  target: { id: string } | { locked: TicketRecord };
+  /** Who acts and what they need; null when the caller's query decided it (queue, scheduler). */
+  access: { access: TicketAccess; ability: TicketAbility } | null;
+  ifMatch?: string | undefined;
+  decide(ticket: TicketRecord): Promise<TicketChange<R>> | TicketChange<R>;
+}
+
+export interface CreateTicketInput {
+  subject: string;
+  channel?: Channel | undefined;
+  contact: {
+    id?: string | undefined;
+    name?: string | undefined;
+    email?: string | undefined;
+    phone?: string | undefined;
+  };
+  /** The first message; calls and chats open tickets without one and add their own. */
+  message?: { body: string; author?: 'contact' | 'agent' | undefined } | undefined;
+  department_id?: string | null | undefined;
+  assignee_id?: string | null | undefined;
+  priority?: Priority | undefined;
+  tags?: string[] | undefined;
+  support_address?: string | undefined;
+}
+
+export interface CreateCommand {
+  kind: 'create';
+  input: CreateTicketInput;
+  actor: Actor;
+  /** The author of an agent's first message. */
+  authorAgentId: string | null;
+  /**
+   * Whose creation it is, for the checks (references exist, may assign): a principal, null for
+   * an anonymous sender (the contact form), or 'unchecked' for a caller that vouches for the
+   * input (test factories).
+   */
+  by: Principal | null | 'unchecked';
+  /** The opening statement is the last of the transaction and takes COMMIT along. */
+  final?: boolean;
+}
+
+export interface Opened {
+  ticket: TicketRecord;
+  contact: Ticket['contact'];
+}
+
+export interface Changed<R> {
+  ticket: TicketRecord;
+  result: R;
+  /** The transaction's time, when the change's messages were made (null: nothing was written). */
+  at: Date | null;
+}
+
+export function writeTicket(trx: Trx, command: CreateCommand): Promise<Opened>;
+export function writeTicket<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R>>;
+export function writeTicket<R>(trx: Trx, command: CreateCommand | ChangeCommand<R>) {
+  return command.kind === 'create' ? create(trx, command) : change(trx, command);
+}
+
+async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R>> {
+  const locked =
+    'locked' in command.target ? command.target.locked : await repo.lockTicketRecord(trx, command.target.id);
+  const before = command.access
+    ? requireTicket(command.access.access, locked, command.access.ability)
+    : locked;
+  if (!before) throw notFound('ticket');
+  if (command.ifMatch !== undefined) {
+    assertIfMatch(command.ifMatch, (await repo.withContacts(trx, [before]))[0]);
+  }
+  const decided = await command.decide(before);
+
+  let working = before;
+  let patched = false;
+  const patch: TicketPatch = {};
+  const events: ActorEvent[] = [];
+  for (const step of decided.steps) {
+    if ('event' in step) {
+      events.push({ ...step.event, actor: step.actor, ticket: working });
+      continue;
+    }
+    patched = true;
+    const next = { ...working, ...step.patch };
+    for (const e of changeEvents(working, next)) events.push({ ...e, actor: step.actor, ticket: next });
+    Object.assign(patch, step.patch);
+    working = next;
+  }
+  const messages = decided.messages ?? [];
+  const touch = decided.touch ?? (patched || messages.length > 0 || decided.search !== undefined);
+  let ticket = before;
+  let at: Date | null = null;
+  if (touch || events.length > 0 || messages.length > 0) {
+    ({ ticket, at } = await repo.writeTicketChanges(trx, before, {
+      patch,
+      touch,
+      search: decided.search,
+      events,
+      messages,
+    }));
+  }
+
+  const closing = decided.closing ?? [];
+  const triggers = decided.triggers ?? [];
+  const evaluation =
+    triggers.length > 0
+      ? await evaluateRules(trx, ticket, triggers, { before, message: decided.ruleMessage ?? null })
+      : null;
+  if (evaluation) {
+    const plan = await planRules(trx, ticket, evaluation);
+    const ruled = { ...ticket, ...plan.patch };
+    try {
+      ({ ticket } = await repo.writeTicketChanges(trx, ticket, {
+        patch: plan.patch,
+        touch: Object.keys(plan.patch).length > 0 || plan.notes.length > 0,
+        search: plan.notes.length > 0 ? plan.notes.map((n) => n.body).join('\n') : undefined,
+        events: [...plan.events, ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled }))],
+        messages: plan.notes,
+        alongside: { statement: ruleRunInsert(plan.run) },
+      }));
+    } catch (error) {
+      throw ruleFailure(plan, error) ?? error;
+    }
+  } else if (closing.length > 0) {
+    await repo.writeTicketChanges(trx, ticket, {
+      patch: {},
+      touch: false,
+      events: closing.map((c) => ({ ...c.event, actor: c.actor, ticket })),
+      messages: [],
+    });
+  }
+  return { ticket, result: decided.result, at };
+}
+
+/**
+ * An agent may hold a ticket when active and, for a ticket in a department, a member of it
+ * who may work tickets there (solver or more).
+ */
+export async function requireAssignable(
+  trx: Trx,
+  agentId: string,
+  departmentId: string | null,
+  field: string,
+) {
+  const agent = await repo.agentStatus(trx, agentId);
+  if (!agent)
+    throw unprocessable('agent_not_found', 'The agent does not exist.', [
+      { field, message: 'no such agent' },
+    ]);
+  if (agent.status !== 'active') {
+    throw unprocessable('agent_disabled', 'A disabled agent cannot take tickets.', [
+      { field, message: 'is disabled' },
+    ]);
+  }
+  if (departmentId !== null && !(await canHoldIn(trx, agentId, departmentId))) {
+    throw unprocessable(
+      'assignee_not_member',
+      'The agent is not a solver (or more) in the ticket’s department.',
+      [{ field, message: 'is not a solver, supervisor or manager of the department' }],
+    );
+  }
+}
+
+export async function canHoldIn(trx: Trx, agentId: string, departmentId: string) {
+  const role = await repo.memberRole(trx, agentId, departmentId);
+  return role !== undefined && (['solver', 'supervisor', 'manager'] as DepartmentRole[]).includes(role);
+}
+
+/** The checks of a new ticket: references exist, the caller may assign. */
+async function checkNewTicket(trx: Trx, principal: Principal | null, input: CreateTicketInput) {
+  // An unknown department needs no look-up of its own: the foreign key refuses it (plugins/problem.ts
+  // turns that into 422 department_not_found), which saves a round trip on every creation.
+  const departmentId = input.department_id ?? null;
+  if (input.assignee_id) {
+    await requireAssignable(trx, input.assignee_id, departmentId, 'body/assignee_id');
+    if (principal) {
+      const access = await loadTicketAccess(trx, principal);
+      const ability: TicketAbility = input.assignee_id === principal.agentId ? 'work' : 'manage';
+      const draft = { department_id: departmentId, assignee_id: null };
+      if (!can(access, draft, ability)) {
+        throw forbidden('You may not assign tickets of this department to others.', 'supervisor_required');
+      }
+    }
+  }
+  if (input.contact.id === undefined && !input.contact.email && !input.contact.phone) {
+    throw invalid('contact_required', 'Give the contact’s id, email or phone.', [
+      { field: 'body/contact', message: 'needs id, email or phone' },
+    ]);
+  }
+}
+
+/**
+ * Opens a ticket with its first message: the contact is found or created, and the history starts
+ * with `created` (and `message_added`, and `assigned` when an assignee is given), then what the
+ * rules did, all in the opening statement.
+ */
+async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
+  const { input, actor, authorAgentId } = command;
+  if (command.by !== 'unchecked') await checkNewTicket(trx, command.by, input);
+  const { id: contactId, seen } = await resolveContact(trx, {
+    ...(input.contact.id !== undefined && { id: input.contact.id }),
+    ...(input.contact.name !== undefined && { name: input.contact.name }),
+    ...(input.contact.email !== undefined && { email: input.contact.email }),
+    ...(input.contact.phone !== undefined && { phone: input.contact.phone }),
+  });
+  const fromAgent = input.message?.author === 'agent';
+  const tags = normaliseTags(input.tags ?? []);
+  const subject = input.subject.trim();
+  const status: TicketStatus = fromAgent ? 'answered' : 'new';
+  const message = input.message
+    ? {
+        id: randomUUID(),
+        kind: fromAgent ? ('agent' as const) : ('customer' as const),
+        author_agent_id: fromAgent ? authorAgentId : null,
+        author_contact_id: fromAgent ? null : contactId,
+        body: input.message.body,
+      }
+    : null;
+  const values = {
+    id: randomUUID(),
+    subject,
+    channel: input.channel ?? 'api',
+    status,
+    priority: input.priority ?? 'normal',
+    department_id: input.department_id ?? null,
+    assignee_id: input.assignee_id ?? null,
+    contact_id: contactId,
+    tags,
+    support_address: input.support_address ?? null,
+  };
+  // The customer opened the ticket when it starts with their message; whoever created it
+  // through the API chose the assignee. The opening events carry the department and assignee
+  // the ticket came in with, whatever the rules do next.
+  const opener: Actor =
+    message && !fromAgent ? { ...actor, type: 'contact', agentId: null, contactId } : actor;
+  const events: ActorEvent[] = [
+    {
+      type: 'created',
+      actor: opener,
+      ticket: values,
+      data: { subject, status, priority: values.priority, department_id: values.department_id, tags },
+    },
+  ];
+  if (message) {
+    events.push({
+      type: 'message_added',
+      actor: opener,
+      ticket: values,
+      data: { message_id: message.id, kind: message.kind },
+    });
+  }
+  if (input.assignee_id) {
+    events.push({ type: 'assigned', actor, ticket: values, data: { from: null, to: input.assignee_id } });
+  }
+  const snapshot = { ...values, postponed_until: null };
+  const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
+    seen,
+    message: message && {
+      id: message.id,
+      body: message.body,
+      ...(fromAgent
+        ? { senderAgentId: authorAgentId }
+        : input.contact.email !== undefined && { senderEmail: input.contact.email }),
+    },
+  });
+  const plan = evaluation ? await planOpening(trx, snapshot, evaluation) : null;
+  if (!plan) return repo.insertOpenedTicket(trx, values, message, events, { final: command.final ?? false });
+  const {
+    status: s,
+    priority,
+    department_id,
+    assignee_id,
+    tags: t,
+    postponed_until,
+    resolved_at,
+  } = plan.patch;
+  return repo.insertOpenedTicket(
+    trx,
+    {
+      ...values,
+      ...(s !== undefined && { status: s }),
+      ...(priority !== undefined && { priority }),
+      ...(department_id !== undefined && { department_id }),
+      ...(assignee_id !== undefined && { assignee_id }),
+      ...(t !== undefined && { tags: t }),
+      ...(postponed_until !== undefined && { postponed_until }),
+      ...(resolved_at !== undefined && { resolved_at }),
+    },
+    message,
+    [...events, ...plan.events],
+    { notes: plan.notes, alongside: { statement: ruleRunInsert(plan.run) }, final: command.final ?? false },
+  );
+}
