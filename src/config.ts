@@ -124,6 +124,18 @@ const EnvSchema = Type.Object({
     maximum: 100,
     description: 'background jobs (webhook deliveries) one process runs at once',
   }),
+  JOBS_POLL_INTERVAL_MS: Type.Integer({
+    default: 2_000,
+    minimum: 500,
+    maximum: 60_000,
+    description: 'how often idle workers look for jobs that became due (new jobs wake them at once)',
+  }),
+  JOBS_SUPERVISE_INTERVAL_SECONDS: Type.Integer({
+    default: 30,
+    minimum: 1,
+    maximum: 3600,
+    description: 'how often jobs of a dead process are found and run again',
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -156,7 +168,7 @@ export interface Config {
    */
   exports: { maxConcurrent: number; maxOpen: number; stallTimeoutMs: number };
   webhooks: WebhookConfig;
-  jobs: { concurrency: number };
+  jobs: { concurrency: number; pollIntervalMs: number; superviseIntervalSeconds: number };
 }
 
 export interface WebhookConfig {
@@ -255,7 +267,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       disableAfterFailures: parsed.WEBHOOK_DISABLE_AFTER_FAILURES,
       disableAfterMs: parsed.WEBHOOK_DISABLE_AFTER_MS,
     },
-    jobs: { concurrency: parsed.JOBS_CONCURRENCY },
+    jobs: {
+      concurrency: parsed.JOBS_CONCURRENCY,
+      pollIntervalMs: parsed.JOBS_POLL_INTERVAL_MS,
+      superviseIntervalSeconds: parsed.JOBS_SUPERVISE_INTERVAL_SECONDS,
+    },
   };
 }
 

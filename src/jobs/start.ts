@@ -20,7 +20,6 @@ export async function startJobs(
   db: Db,
   log: Logger,
   config: Pick<Config, 'databaseUrl' | 'webhooks' | 'jobs'>,
-  options: { pollingIntervalSeconds?: number; superviseIntervalSeconds?: number } = {},
 ): Promise<Jobs> {
   const queue = await openQueue(
     db,
@@ -35,7 +34,10 @@ export async function startJobs(
         retryDelaySeconds: 5,
       },
     ],
-    options,
+    {
+      pollingIntervalSeconds: config.jobs.pollIntervalMs / 1000,
+      superviseIntervalSeconds: config.jobs.superviseIntervalSeconds,
+    },
   );
   const deps = { db, log, config: config.webhooks, queue };
   await queue.work<{ deliveryId: string }>(DELIVERY_QUEUE, config.jobs.concurrency, (data) =>

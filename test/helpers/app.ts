@@ -41,15 +41,11 @@ export async function buildTestApp(
   });
   // The queue runs the way the server runs it (src/jobs/start.ts), polling fast for tests.
   const jobs = options.jobs
-    ? await startJobs(
-        database.db,
-        pino({ level: 'silent' }),
-        { ...config, databaseUrl: database.url ?? undefined },
-        {
-          pollingIntervalSeconds: 0.5,
-          superviseIntervalSeconds: 1,
-        },
-      )
+    ? await startJobs(database.db, pino({ level: 'silent' }), {
+        ...config,
+        databaseUrl: database.url ?? undefined,
+        jobs: { ...config.jobs, pollIntervalMs: 500, superviseIntervalSeconds: 1 },
+      })
     : undefined;
   const app = await buildApp(config, {
     db: database.db,
