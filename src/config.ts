@@ -118,6 +118,12 @@ const EnvSchema = Type.Object({
     minimum: 0,
     description: '... once its attempts have been failing for at least this long (default 24 h)',
   }),
+  WEBHOOK_DISPATCH_INTERVAL_MS: Type.Integer({
+    default: 200,
+    minimum: 10,
+    maximum: 60_000,
+    description: 'how often new events are turned into webhook deliveries',
+  }),
   JOBS_CONCURRENCY: Type.Integer({
     default: 8,
     minimum: 1,
@@ -180,6 +186,7 @@ export interface WebhookConfig {
   secretOverlapMs: number;
   disableAfterFailures: number;
   disableAfterMs: number;
+  dispatchIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -266,6 +273,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       secretOverlapMs: parsed.WEBHOOK_SECRET_OVERLAP_MS,
       disableAfterFailures: parsed.WEBHOOK_DISABLE_AFTER_FAILURES,
       disableAfterMs: parsed.WEBHOOK_DISABLE_AFTER_MS,
+      dispatchIntervalMs: parsed.WEBHOOK_DISPATCH_INTERVAL_MS,
     },
     jobs: {
       concurrency: parsed.JOBS_CONCURRENCY,

@@ -6,6 +6,7 @@ import t from 'tap';
 import { isPublicAddress } from '../src/domains/webhooks/address-guard.ts';
 import { dispatchEvents, retryDelayMs } from '../src/domains/webhooks/delivery.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { makeTicket } from './helpers/tickets.ts';
 
 interface Received {
   path: string;
@@ -106,7 +107,8 @@ async function create(ctx: TestContext, token: string, payload: object) {
 function ticketEvent(type: string, ticketId: string, departmentId: string | null, n: number) {
   return {
     event: {
-      id: `te_${n}`,
+      // Not te_/se_: the real feed runs alongside and must not collide with these.
+      id: `test_${n}`,
       type,
       occurred_at: new Date().toISOString(),
       actor: {
@@ -415,7 +417,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     });
     t.same(
       toA.map((r) => r.event_id),
-      ['te_1', 'te_3'],
+      ['test_1', 'test_3'],
       "A's subscription got A's ticket events only, no settings event",
     );
     t.notOk(
@@ -425,7 +427,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     const created = await deliveriesOf(ctx, onlyCreated.id);
     t.same(
       created.map((r) => r.event_id),
-      ['te_1', 'te_2'],
+      ['test_1', 'test_2'],
     );
     // Dispatch is idempotent per subscription and event.
     await ctx.db
@@ -437,7 +439,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
   });
 
   await t.test('retried with backoff after 500s, then delivered; ordered per ticket', async (t) => {
-    const hook = await mk('/flaky/2');
+    const hook = await mk('/flaky/2', { event_types: ['ticket.created', 'ticket.updated'] });
     const ticket = randomUUID();
     await ctx.db
       .transaction()
@@ -456,7 +458,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     const hits = receiver.received.filter((r) => r.path === '/flaky/2');
     t.same(
       hits.map((h) => (JSON.parse(h.body) as { id: string }).id),
-      ['te_10', 'te_10', 'te_10', 'te_11'],
+      ['test_10', 'test_10', 'test_10', 'test_11'],
       'the second event waited for the first',
     );
     t.equal(
@@ -490,7 +492,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
           d.last_status_code === 302 && /redirect 302 not followed/.test(d.last_error ?? ''),
       ],
     ] as const) {
-      const hook = await mk(path);
+      const hook = await mk(path, { event_types: ['ticket.rated'] });
       const started = Date.now();
       const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token: admin });
       t.equal(ping.json().status, 'failed', path);
@@ -502,7 +504,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       receiver.received.some((r) => r.path === '/redirected'),
       'the redirect was not followed',
     );
-    const huge = await mk('/huge');
+    const huge = await mk('/huge', { event_types: ['ticket.rated'] });
     const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${huge.id}/ping`, token: admin });
     t.equal(ping.json().status, 'delivered', 'a 200 with an endless body: read up to the cap, then cut');
     t.ok(ping.json().last_latency_ms < 1000);
@@ -510,7 +512,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
   });
 
   await t.test('keeps failing: failed, disabled, retried by hand', async (t) => {
-    const hook = await mk('/fail', {});
+    const hook = await mk('/fail', { event_types: ['ticket.created'] });
     await ctx.db.updateTable('webhooks').set({ consecutive_failures: 0 }).where('id', '=', hook.id).execute();
     // A short window: fails after a few attempts.
     await ctx.db
@@ -566,5 +568,71 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       token: admin,
     });
     t.equal(page.json().data.length, 1);
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+  });
+
+  await t.test('end to end: tickets and settings changes reach receivers through the feed', async (t) => {
+    const wide = await mk('/e2e-wide');
+    const scoped = await mk('/e2e-a', { department_id: a });
+    const ticketA = await makeTicket(ctx.db, { department_id: a });
+    const ticketB = await makeTicket(ctx.db, { department_id: b });
+    type Sent = { id: string; type: string; ticket_id: string | null; payload: Record<string, unknown> };
+    const bodies = (path: string) =>
+      receiver.received.filter((r) => r.path === path).map((r) => ({ r, event: JSON.parse(r.body) as Sent }));
+    await until('both tickets at the wide receiver', async () => {
+      const ids = bodies('/e2e-wide').map((b) => b.event.ticket_id);
+      return ids.includes(ticketA.id) && ids.includes(ticketB.id);
+    });
+    await until("A's ticket at A's receiver", async () =>
+      bodies('/e2e-a').some((b) => b.event.ticket_id === ticketA.id),
+    );
+    const wideEvents = bodies('/e2e-wide');
+    const createdA = wideEvents.find(
+      (b) => b.event.ticket_id === ticketA.id && b.event.type === 'ticket.created',
+    );
+    t.ok(createdA, 'ticket.created delivered');
+    t.match(createdA?.event.id, /^te_\d+$/);
+    t.ok(
+      new Verifier(wide.secret).verify(createdA?.r.body ?? '', createdA?.r.headers as Record<string, string>),
+      'signed: verifies with standardwebhooks',
+    );
+    t.ok(
+      wideEvents.some(
+        (b) =>
+          b.event.type === 'webhook.created' && (b.event.payload.webhook as { id: string }).id === scoped.id,
+      ),
+      'settings events go to help-desk-wide subscriptions',
+    );
+    t.notOk(JSON.stringify(wideEvents.map((b) => b.event)).includes(scoped.secret), 'no secret in any event');
+    // Give B's event time to arrive where it must not.
+    await new Promise((r) => setTimeout(r, 1000));
+    const toA = bodies('/e2e-a');
+    t.notOk(
+      toA.some((b) => b.event.ticket_id === ticketB.id),
+      "B's ticket never reaches A's subscription",
+    );
+    t.notOk(
+      toA.some((b) => b.event.type.startsWith('webhook.')),
+      'no settings events to a department subscription',
+    );
+  });
+
+  await t.test('a subscription disabled for failing is itself an event', async (t) => {
+    const failing = await mk('/fail', { event_types: ['ticket.created'] });
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue }, trx, [ticketEvent('ticket.created', randomUUID(), null, 30)]),
+      );
+    const event = await until('webhook.disabled in the settings events', async () =>
+      ctx.db
+        .selectFrom('settings_events')
+        .selectAll()
+        .where('type', '=', 'webhook.disabled')
+        .where('subject_id', '=', failing.id)
+        .executeTakeFirst(),
+    );
+    t.equal(event.actor_type, 'system');
+    t.notOk(JSON.stringify(event.payload).includes(failing.secret));
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Logger as PinoLogger } from 'pino';
 
 type Logger = Pick<PinoLogger, 'info' | 'warn'>;
@@ -7,7 +7,7 @@ type Logger = Pick<PinoLogger, 'info' | 'warn'>;
 import { Webhook as Signer } from 'standardwebhooks';
 import type { WebhookConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
-import type { WebhookRow } from '../../db/types.ts';
+import type { Database, WebhookRow } from '../../db/types.ts';
 import type { JobQueue } from '../../jobs/queue.ts';
 import { postOnce } from './http-post.ts';
 
@@ -19,7 +19,7 @@ export interface DeliveryDeps {
   config: WebhookConfig;
   queue: JobQueue | undefined;
   /** Told when a subscription is disabled for failing (emits webhook.disabled). */
-  onDisabled?: (trx: Db, webhook: WebhookRow) => Promise<void>;
+  onDisabled?: (trx: Transaction<Database>, webhook: WebhookRow) => Promise<void>;
 }
 
 /** `whsec_` + base64 of 32 random bytes (Standard Webhooks: 24 to 64 bytes). */
@@ -261,7 +261,7 @@ async function wakeLane(
  * row and for at least `disableAfterMs` (20 and 24 h by default): one flaky hour does not
  * disable it, a receiver gone for a day does. Any 2xx resets both.
  */
-async function trackHealth(deps: DeliveryDeps, trx: Db, webhookId: string, ok: boolean) {
+async function trackHealth(deps: DeliveryDeps, trx: Transaction<Database>, webhookId: string, ok: boolean) {
   if (ok) {
     await trx
       .updateTable('webhooks')

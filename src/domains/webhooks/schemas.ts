@@ -1,13 +1,12 @@
 import { type Static, Type } from 'typebox';
 import { Timestamp, Uuid } from '../../contract.ts';
+import { EVENT_TYPES } from '../events/catalogue.ts';
 import { MAX_URL_LENGTH } from './address-guard.ts';
 
-const EventTypeName = Type.String({
-  minLength: 3,
-  maxLength: 64,
-  pattern: '^[a-z]+(\\.[a-z_]+)+$',
-  description: 'An event type such as ticket.created (see the Event schema).',
-});
+const EventTypeName = Type.Union(
+  EVENT_TYPES.map((type) => Type.Literal(type)),
+  { description: 'An event type (see the Event schema).' },
+);
 
 const webhookFields = {
   id: Uuid(),

@@ -4,13 +4,15 @@ import type { Logger as PinoLogger } from 'pino';
 
 type Logger = Pick<PinoLogger, 'info' | 'warn'>;
 
+import type { Transaction } from 'kysely';
 import { atLeast, isAdmin, type Principal } from '../../access/policy.ts';
 import type { WebhookConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
-import type { DepartmentRole, WebhookDeliveryStatus, WebhookRow } from '../../db/types.ts';
+import type { Database, DepartmentRole, WebhookDeliveryStatus, WebhookRow } from '../../db/types.ts';
 import { DomainError, forbidden, notFound, unavailable } from '../../errors.ts';
 import type { JobQueue } from '../../jobs/queue.ts';
 import { roleInDepartment } from '../departments/repository.ts';
+import { recordSettingsEvent, settingsActor } from '../events/repository.ts';
 import { checkWebhookUrl } from './address-guard.ts';
 import { attemptDelivery, enqueueAttempt, newSecret } from './delivery.ts';
 import * as repo from './repository.ts';
@@ -20,6 +22,38 @@ export interface WebhookDeps {
   log: Logger;
   config: WebhookConfig;
   queue: JobQueue | undefined;
+}
+
+/** What settings events say about a webhook: never its secret. */
+export function webhookSummary(row: WebhookRow) {
+  return {
+    id: row.id,
+    url: row.url,
+    event_types: row.event_types,
+    department_id: row.department_id,
+    active: row.active,
+    description: row.description,
+  };
+}
+
+function changesBetween(before: Record<string, unknown>, after: Record<string, unknown>) {
+  const changes: Record<string, { from: unknown; to: unknown }> = {};
+  for (const key of Object.keys(after)) {
+    if (JSON.stringify(before[key]) !== JSON.stringify(after[key]))
+      changes[key] = { from: before[key], to: after[key] };
+  }
+  return changes;
+}
+
+/** webhook.disabled, by the system, when deliveries kept failing. */
+export async function recordDisabled(trx: Transaction<Database>, row: WebhookRow) {
+  await recordSettingsEvent(trx, {
+    type: 'webhook.disabled',
+    actor: { type: 'system' },
+    departmentId: row.department_id,
+    subjectId: row.id,
+    payload: { webhook: webhookSummary(row), reason: row.disabled_reason ?? 'deliveries kept failing' },
+  });
 }
 
 async function departmentRole(
@@ -99,7 +133,13 @@ export async function createWebhook(
       secret,
       created_by: principal.agentId,
     });
-    // Settings event webhook.created: recorded here once the events domain is merged.
+    await recordSettingsEvent(trx, {
+      type: 'webhook.created',
+      actor: settingsActor(principal),
+      departmentId: created.department_id,
+      subjectId: created.id,
+      payload: { webhook: webhookSummary(created) },
+    });
     return created;
   });
   return { ...repo.toWebhook(row), secret };
@@ -146,8 +186,8 @@ export async function updateWebhook(
   const url =
     input.url === undefined ? undefined : await checkWebhookUrl(input.url, deps.config.allowPrivate);
   const row = await deps.db.transaction().execute(async (trx) => {
-    await manageable(trx, principal, await repo.lockWebhook(trx, id));
-    return repo.updateWebhook(trx, id, {
+    const before = await manageable(trx, principal, await repo.lockWebhook(trx, id));
+    const after = await repo.updateWebhook(trx, id, {
       ...(url !== undefined && { url }),
       ...(input.event_types !== undefined && { event_types: input.event_types }),
       ...(input.department_id !== undefined && { department_id: input.department_id }),
@@ -161,14 +201,32 @@ export async function updateWebhook(
         failing_since: null,
       }),
     });
+    const changes = changesBetween(webhookSummary(before), webhookSummary(after));
+    if (Object.keys(changes).length > 0) {
+      await recordSettingsEvent(trx, {
+        type: 'webhook.updated',
+        actor: settingsActor(principal),
+        departmentId: after.department_id,
+        subjectId: id,
+        payload: { webhook: webhookSummary(after), changes },
+      });
+    }
+    return after;
   });
   return repo.toWebhook(row);
 }
 
 export async function deleteWebhook(deps: WebhookDeps, principal: Principal, id: string) {
   await deps.db.transaction().execute(async (trx) => {
-    await manageable(trx, principal, await repo.lockWebhook(trx, id));
+    const row = await manageable(trx, principal, await repo.lockWebhook(trx, id));
     await repo.deleteWebhook(trx, id);
+    await recordSettingsEvent(trx, {
+      type: 'webhook.deleted',
+      actor: settingsActor(principal),
+      departmentId: row.department_id,
+      subjectId: id,
+      payload: { webhook: webhookSummary(row) },
+    });
   });
 }
 
@@ -250,7 +308,10 @@ export async function ping(deps: WebhookDeps, principal: Principal, id: string) 
     ticket_id: null,
     body: JSON.stringify(event),
   });
-  await attemptDelivery({ ...deps }, deliveryId, { retry: false, evenIfInactive: true });
+  await attemptDelivery({ ...deps, onDisabled: recordDisabled }, deliveryId, {
+    retry: false,
+    evenIfInactive: true,
+  });
   const row = await repo.findDelivery(deps.db, id, deliveryId);
   if (!row) throw notFound('delivery');
   return repo.toDelivery(row);
