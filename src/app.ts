@@ -24,7 +24,9 @@ import { queueRoutes } from './domains/queue/routes.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
+import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
+import type { JobQueue } from './jobs/queue.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
@@ -33,6 +35,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     db: Db;
     config: Config;
+    /** The job queue, when this process runs one (the server does; most tests do not). */
+    jobs: JobQueue | undefined;
   }
 }
 
@@ -41,6 +45,7 @@ export interface AppDeps {
   jwtSecret: string;
   /** pino options or false; the server passes its logger settings, tests pass false. */
   logger?: FastifyServerOptions['logger'];
+  jobs?: JobQueue;
 }
 
 // Secrets never reach the log: fastify's request serializer leaves headers and bodies out, and
@@ -143,6 +148,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   );
 
   app.decorate('db', deps.db);
+  app.decorate('jobs', deps.jobs);
   app.decorate('config', config);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -161,6 +167,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...automationRuleSchemas,
     ...reportSchemas,
     ...eventRouteSchemas,
+    ...webhookSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -225,5 +232,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
   await app.register(eventRoutes);
+  await app.register(webhookRoutes);
   return app;
 }

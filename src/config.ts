@@ -77,6 +77,71 @@ const EnvSchema = Type.Object({
     minimum: 100,
     description: 'a CSV export whose client takes no data for this long is cut',
   }),
+  WEBHOOKS_ALLOW_PRIVATE: Type.Boolean({
+    default: false,
+    description:
+      'allow webhook URLs on loopback, private, link-local and metadata addresses (tests, on-premise receivers)',
+  }),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({
+    default: 10_000,
+    minimum: 100,
+    maximum: 60_000,
+    description: 'one delivery attempt, from connecting to the end of the response, at most this long',
+  }),
+  WEBHOOK_RETRY_BASE_MS: Type.Integer({
+    default: 30_000,
+    minimum: 10,
+    description: 'the first retry waits up to this long; each later one up to twice the one before',
+  }),
+  WEBHOOK_RETRY_MAX_DELAY_MS: Type.Integer({
+    default: 21_600_000,
+    minimum: 10,
+    description: 'no retry waits longer than this (default 6 h)',
+  }),
+  WEBHOOK_RETRY_WINDOW_MS: Type.Integer({
+    default: 86_400_000,
+    minimum: 10,
+    description: 'a delivery is retried until this long after its first attempt, then failed (default 24 h)',
+  }),
+  WEBHOOK_SECRET_OVERLAP_MS: Type.Integer({
+    default: 86_400_000,
+    minimum: 0,
+    description: 'after a secret rotation, deliveries are signed with the old secret too for this long',
+  }),
+  WEBHOOK_DISABLE_AFTER_FAILURES: Type.Integer({
+    default: 20,
+    minimum: 1,
+    description: 'a subscription is disabled after this many failed attempts in a row ...',
+  }),
+  WEBHOOK_DISABLE_AFTER_MS: Type.Integer({
+    default: 86_400_000,
+    minimum: 0,
+    description: '... once its attempts have been failing for at least this long (default 24 h)',
+  }),
+  WEBHOOK_DISPATCH_INTERVAL_MS: Type.Integer({
+    default: 200,
+    minimum: 10,
+    maximum: 60_000,
+    description: 'how often new events are turned into webhook deliveries',
+  }),
+  JOBS_CONCURRENCY: Type.Integer({
+    default: 8,
+    minimum: 1,
+    maximum: 100,
+    description: 'background jobs (webhook deliveries) one process runs at once',
+  }),
+  JOBS_POLL_INTERVAL_MS: Type.Integer({
+    default: 2_000,
+    minimum: 500,
+    maximum: 60_000,
+    description: 'how often idle workers look for jobs that became due (new jobs wake them at once)',
+  }),
+  JOBS_SUPERVISE_INTERVAL_SECONDS: Type.Integer({
+    default: 30,
+    minimum: 1,
+    maximum: 3600,
+    description: 'how often jobs of a dead process are found and run again',
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -108,6 +173,20 @@ export interface Config {
    * a temporary file until its client has read it), and when a client that reads nothing is cut.
    */
   exports: { maxConcurrent: number; maxOpen: number; stallTimeoutMs: number };
+  webhooks: WebhookConfig;
+  jobs: { concurrency: number; pollIntervalMs: number; superviseIntervalSeconds: number };
+}
+
+export interface WebhookConfig {
+  allowPrivate: boolean;
+  timeoutMs: number;
+  retryBaseMs: number;
+  retryMaxDelayMs: number;
+  retryWindowMs: number;
+  secretOverlapMs: number;
+  disableAfterFailures: number;
+  disableAfterMs: number;
+  dispatchIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -184,6 +263,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConcurrent: parsed.EXPORT_MAX_CONCURRENT,
       maxOpen: parsed.EXPORT_MAX_OPEN,
       stallTimeoutMs: parsed.EXPORT_STALL_TIMEOUT_MS,
+    },
+    webhooks: {
+      allowPrivate: parsed.WEBHOOKS_ALLOW_PRIVATE,
+      timeoutMs: parsed.WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: parsed.WEBHOOK_RETRY_BASE_MS,
+      retryMaxDelayMs: parsed.WEBHOOK_RETRY_MAX_DELAY_MS,
+      retryWindowMs: parsed.WEBHOOK_RETRY_WINDOW_MS,
+      secretOverlapMs: parsed.WEBHOOK_SECRET_OVERLAP_MS,
+      disableAfterFailures: parsed.WEBHOOK_DISABLE_AFTER_FAILURES,
+      disableAfterMs: parsed.WEBHOOK_DISABLE_AFTER_MS,
+      dispatchIntervalMs: parsed.WEBHOOK_DISPATCH_INTERVAL_MS,
+    },
+    jobs: {
+      concurrency: parsed.JOBS_CONCURRENCY,
+      pollIntervalMs: parsed.JOBS_POLL_INTERVAL_MS,
+      superviseIntervalSeconds: parsed.JOBS_SUPERVISE_INTERVAL_SECONDS,
     },
   };
 }

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { describe, retryWhileUnreachable } from './db/outage.ts';
+import { startJobs } from './jobs/start.ts';
 import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
 
@@ -45,8 +46,15 @@ const { applied, firstAdmin } = await retryWhileUnreachable(
   dbLog,
   'migrating',
 );
+// Webhook deliveries and other background jobs; started before the app so routes can enqueue.
+const jobs = await retryWhileUnreachable(
+  () => startJobs(db, dbLog.child({ component: 'jobs' }), config),
+  dbLog,
+  'starting the job queue',
+);
 const app = await buildApp(config, {
   db,
+  jobs: jobs.queue,
   jwtSecret: await resolveJwtSecret(config),
   logger: {
     level: config.logLevel,
@@ -67,6 +75,7 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
   await stopScheduler();
+  await jobs.stop();
   await app.close();
   await db.destroy();
 });
