@@ -25,7 +25,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   // The inbox: unread first, then newest (keyset on these columns).
   await sql`
     create index notifications_inbox_idx
-      on notifications (agent_id, (read_at is not null), created_at desc, id desc)`.execute(db);
+      on notifications (agent_id, (read_at is not null), created_at desc, seq desc)`.execute(db);
   await sql`create index notifications_tx_idx on notifications (tx, seq)`.execute(db);
 
   await sql`

@@ -1,6 +1,13 @@
 import t from 'tap';
 import { feedHead, readFeed } from '../src/domains/events/repository.ts';
-import { agentWithToken, buildTestApp, makeAgent, makeDepartment, PASSWORD, type TestContext } from './helpers/app.ts';
+import {
+  agentWithToken,
+  buildTestApp,
+  makeAgent,
+  makeDepartment,
+  PASSWORD,
+  type TestContext,
+} from './helpers/app.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 import { startServer } from './helpers/server.ts';
 import { SseStream } from './helpers/sse.ts';
@@ -67,8 +74,8 @@ t.test('events arrive in feed order, only what the subscriber may see', async (t
 
   const lastCreated = (s: SseStream) => () =>
     s.events().some((e) => e.type === 'ticket.created' && e.event.ticket_id === last);
-  await aStream.until(lastCreated(aStream), 10_000, 'the last ticket');
-  await adminStream.until(lastCreated(adminStream), 10_000, 'the last ticket');
+  await aStream.until(lastCreated(aStream), 30_000, 'the last ticket');
+  await adminStream.until(lastCreated(adminStream), 30_000, 'the last ticket');
 
   const feed = (await readFeed(ctx.db, { after: start, limit: 1000 })).rows;
   t.same(
@@ -104,7 +111,7 @@ t.test('filters: types and department_id', async (t) => {
   const onlyCreatedInB = await open(admin.token, `?types=ticket.created&department_id=${b}`);
   await createTicket(ctx, admin.token, a);
   const inB = await createTicket(ctx, admin.token, b);
-  await onlyCreatedInB.until(() => onlyCreatedInB.events().length >= 1);
+  await onlyCreatedInB.until(() => onlyCreatedInB.events().length >= 1, 30_000);
   await new Promise((r) => setTimeout(r, 300));
   t.same(
     onlyCreatedInB.events().map((e) => [e.type, e.event.ticket_id]),
@@ -132,7 +139,10 @@ t.test('bad requests answer 400 problem+json and open nothing', async (t) => {
   t.equal(badCursor.json().code, 'invalid_cursor');
   const anonymous = await ctx.request({ method: 'GET', url: '/v1/events/stream' });
   t.equal(anonymous.statusCode, 401);
-  const tokenInUrl = await ctx.request({ method: 'GET', url: `/v1/events/stream?access_token=${admin.token}` });
+  const tokenInUrl = await ctx.request({
+    method: 'GET',
+    url: `/v1/events/stream?access_token=${admin.token}`,
+  });
   t.equal(tokenInUrl.statusCode, 401, 'a token in the URL is not accepted');
 });
 
@@ -142,7 +152,7 @@ t.test('Last-Event-ID resumes without gap or repeat, while events keep coming', 
   const start = await feedHead(ctx.db);
   const first = await open(admin.token, '?types=ticket.created');
   for (let i = 0; i < 3; i++) await createTicket(ctx, admin.token, null);
-  await first.until(() => first.events().length >= 3);
+  await first.until(() => first.events().length >= 3, 30_000);
   const resumeFrom = first.events()[1]?.cursor as string;
   first.close();
 
@@ -160,7 +170,7 @@ t.test('Last-Event-ID resumes without gap or repeat, while events keep coming', 
     (r) => r.event.type === 'ticket.created',
   );
   t.equal(expected.length, 43);
-  await resumed.until(() => resumed.events().length >= 41, 15_000, '41 events');
+  await resumed.until(() => resumed.events().length >= 41, 30_000, '41 events');
   await new Promise((r) => setTimeout(r, 300));
   t.same(
     resumed.events().map((e) => e.cursor),
@@ -169,42 +179,45 @@ t.test('Last-Event-ID resumes without gap or repeat, while events keep coming', 
   );
 });
 
-t.test('a removed member stops receiving the department at once; a disabled agent’s stream ends', async (t) => {
-  const { ctx, open } = await listening(t);
-  const a = await makeDepartment(ctx.db, 'A');
-  const admin = await agentWithToken(ctx, { role: 'admin' });
-  const member = await agentWithToken(ctx, { departments: [[a, 'solver']] });
-  const stream = await open(member.token, '?types=ticket.created');
-  const before = await createTicket(ctx, admin.token, a);
-  await stream.until(() => stream.events().some((e) => e.event.ticket_id === before));
+t.test(
+  'a removed member stops receiving the department at once; a disabled agent’s stream ends',
+  async (t) => {
+    const { ctx, open } = await listening(t);
+    const a = await makeDepartment(ctx.db, 'A');
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const member = await agentWithToken(ctx, { departments: [[a, 'solver']] });
+    const stream = await open(member.token, '?types=ticket.created');
+    const before = await createTicket(ctx, admin.token, a);
+    await stream.until(() => stream.events().some((e) => e.event.ticket_id === before), 30_000);
 
-  const removed = await ctx.request({
-    method: 'DELETE',
-    url: `/v1/departments/${a}/members/${member.agent.id}`,
-    token: admin.token,
-  });
-  t.equal(removed.statusCode, 204);
-  const after = await createTicket(ctx, admin.token, a);
-  const marker = await createTicket(ctx, admin.token, null);
-  await stream.until(() => stream.events().some((e) => e.event.ticket_id === marker));
-  t.notOk(
-    stream.events().some((e) => e.event.ticket_id === after),
-    'the ticket created in A after the removal never reached the former member',
-  );
+    const removed = await ctx.request({
+      method: 'DELETE',
+      url: `/v1/departments/${a}/members/${member.agent.id}`,
+      token: admin.token,
+    });
+    t.equal(removed.statusCode, 204);
+    const after = await createTicket(ctx, admin.token, a);
+    const marker = await createTicket(ctx, admin.token, null);
+    await stream.until(() => stream.events().some((e) => e.event.ticket_id === marker), 30_000);
+    t.notOk(
+      stream.events().some((e) => e.event.ticket_id === after),
+      'the ticket created in A after the removal never reached the former member',
+    );
 
-  const disabled = await ctx.request({
-    method: 'PATCH',
-    url: `/v1/agents/${member.agent.id}`,
-    token: admin.token,
-    payload: { status: 'disabled' },
-  });
-  t.equal(disabled.statusCode, 200);
-  await Promise.race([
-    stream.ended,
-    new Promise((_, reject) => setTimeout(() => reject(new Error('the stream did not end')), 5_000)),
-  ]);
-  t.ok(stream.done, 'the disabled agent’s stream ended');
-});
+    const disabled = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/agents/${member.agent.id}`,
+      token: admin.token,
+      payload: { status: 'disabled' },
+    });
+    t.equal(disabled.statusCode, 200);
+    await Promise.race([
+      stream.ended,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the stream did not end')), 5_000)),
+    ]);
+    t.ok(stream.done, 'the disabled agent’s stream ended');
+  },
+);
 
 t.test('heartbeats arrive as comment lines', async (t) => {
   const { ctx, open } = await listening(t, { STREAM_HEARTBEAT_MS: '150' });
@@ -275,53 +288,59 @@ t.test('app.close() with open streams returns promptly and ends them', async (t)
 });
 
 const twoProcesses =
-  (await testDatabaseKind()) === 'pglite' ? 'needs a PostgreSQL server two processes share (PGlite is one process)' : false;
+  (await testDatabaseKind()) === 'pglite'
+    ? 'needs a PostgreSQL server two processes share (PGlite is one process)'
+    : false;
 
-t.test('two server processes on one PostgreSQL each deliver what the other wrote', { skip: twoProcesses }, async (t) => {
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const a = await makeDepartment(database.db, 'A');
-  const admin = await makeAgent(database.db, { role: 'admin' });
-  const member = await makeAgent(database.db, { departments: [[a, 'reader']] });
-  const env = { DATABASE_URL: database.url as string, STREAM_POLL_INTERVAL_MS: '20' };
-  const [one, two] = await Promise.all([startServer(t, env), startServer(t, env)]);
-  const token = async (base: string, email: string) => {
-    const res = await fetch(`${base}/v1/auth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email, password: PASSWORD }),
+t.test(
+  'two server processes on one PostgreSQL each deliver what the other wrote',
+  { skip: twoProcesses },
+  async (t) => {
+    const database = await createTestDatabase();
+    t.teardown(() => database.drop());
+    const a = await makeDepartment(database.db, 'A');
+    const admin = await makeAgent(database.db, { role: 'admin' });
+    const member = await makeAgent(database.db, { departments: [[a, 'reader']] });
+    const env = { DATABASE_URL: database.url as string, STREAM_POLL_INTERVAL_MS: '20' };
+    const [one, two] = await Promise.all([startServer(t, env), startServer(t, env)]);
+    const token = async (base: string, email: string) => {
+      const res = await fetch(`${base}/v1/auth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email, password: PASSWORD }),
+      });
+      return ((await res.json()) as { access_token: string }).access_token;
+    };
+    const adminToken = await token(one.base, admin.email);
+    const memberToken = await token(two.base, member.email);
+    const onOne = await SseStream.open(`${one.base}/v1/events/stream?types=ticket.created`, memberToken);
+    const onTwo = await SseStream.open(`${two.base}/v1/events/stream?types=ticket.created`, memberToken);
+    t.teardown(() => {
+      onOne.close();
+      onTwo.close();
     });
-    return ((await res.json()) as { access_token: string }).access_token;
-  };
-  const adminToken = await token(one.base, admin.email);
-  const memberToken = await token(two.base, member.email);
-  const onOne = await SseStream.open(`${one.base}/v1/events/stream?types=ticket.created`, memberToken);
-  const onTwo = await SseStream.open(`${two.base}/v1/events/stream?types=ticket.created`, memberToken);
-  t.teardown(() => {
-    onOne.close();
-    onTwo.close();
-  });
-  const create = async (base: string, subject: string) => {
-    const res = await fetch(`${base}/v1/tickets`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
-      body: JSON.stringify({
-        subject,
-        department_id: a,
-        contact: { email: 'two@example.com' },
-        message: { body: 'Hi' },
-      }),
-    });
-    return ((await res.json()) as { id: string }).id;
-  };
-  const viaOne = await create(one.base, 'written through one');
-  const viaTwo = await create(two.base, 'written through two');
-  for (const stream of [onOne, onTwo]) {
-    await stream.until(() => stream.events().length >= 2, 10_000, 'both tickets');
-    t.same(
-      stream.events().map((e) => e.event.ticket_id),
-      [viaOne, viaTwo],
-      'both tickets, in order, whichever process wrote them',
-    );
-  }
-});
+    const create = async (base: string, subject: string) => {
+      const res = await fetch(`${base}/v1/tickets`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+        body: JSON.stringify({
+          subject,
+          department_id: a,
+          contact: { email: 'two@example.com' },
+          message: { body: 'Hi' },
+        }),
+      });
+      return ((await res.json()) as { id: string }).id;
+    };
+    const viaOne = await create(one.base, 'written through one');
+    const viaTwo = await create(two.base, 'written through two');
+    for (const stream of [onOne, onTwo]) {
+      await stream.until(() => stream.events().length >= 2, 30_000, 'both tickets');
+      t.same(
+        stream.events().map((e) => e.event.ticket_id),
+        [viaOne, viaTwo],
+        'both tickets, in order, whichever process wrote them',
+      );
+    }
+  },
+);

@@ -1,5 +1,6 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database, DepartmentRole, NotificationKind } from '../../db/types.ts';
+import { invalid } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
 
 type Executor = Kysely<Database> | Transaction<Database>;
@@ -89,23 +90,35 @@ export async function listNotifications(
   const list = `notifications:${agentId}:${q.unreadOnly}`;
   // Unread before read, then newest: directions differ, so the keyset condition is spelt out
   // instead of one row comparison.
-  const after =
-    q.cursor === undefined ? null : (decodeCursor(list, q.cursor, 3) as [boolean, string, string]);
+  const after = q.cursor === undefined ? null : decodeCursor(list, q.cursor, 3);
+  if (
+    after &&
+    (typeof after[0] !== 'boolean' ||
+      typeof after[1] !== 'string' ||
+      !Number.isFinite(Date.parse(after[1])) ||
+      !Number.isSafeInteger(after[2]))
+  ) {
+    throw invalid('invalid_cursor', 'The cursor is not one this list handed out.', [
+      { field: 'querystring/cursor', message: 'is not a valid cursor for this list' },
+    ]);
+  }
+  // Notifications of one batch share their created_at: seq (insertion order, which is feed
+  // order) breaks the tie.
   const rows = await db
     .selectFrom('notifications')
-    .select(COLUMNS)
+    .select([...COLUMNS, 'seq'])
     .where('agent_id', '=', agentId)
     .$if(q.unreadOnly, (qb) => qb.where('read_at', 'is', null))
     .$if(after !== null, (qb) => {
-      const [read, at, id] = after as [boolean, string, string];
+      const [read, at, seq] = after as unknown as [boolean, string, number];
       return qb.where(
         sql<boolean>`((read_at is not null) > ${read}
-          or ((read_at is not null) = ${read} and (created_at, id) < (${at}::timestamptz, ${id}::uuid)))`,
+          or ((read_at is not null) = ${read} and (created_at, seq) < (${at}::timestamptz, ${seq}::bigint)))`,
       );
     })
     .orderBy(sql`(read_at is not null)`)
     .orderBy('created_at', 'desc')
-    .orderBy('id', 'desc')
+    .orderBy('seq', 'desc')
     .limit(q.limit + 1)
     .execute();
   const more = rows.length > q.limit;
@@ -115,7 +128,7 @@ export async function listNotifications(
     rows: kept,
     next_cursor:
       more && last
-        ? encodeCursor(list, [last.read_at !== null, last.created_at.toISOString(), last.id])
+        ? encodeCursor(list, [last.read_at !== null, last.created_at.toISOString(), last.seq])
         : null,
   };
 }
@@ -277,4 +290,14 @@ export async function writeDepartmentDefaults(
       )
       .execute();
   }
+}
+
+/** The ticket's opening message is part of its creation, not a reply: it has the ticket's time. */
+export async function isOpeningMessage(db: Executor, ticketId: string, messageCreatedAt: string) {
+  const row = await db
+    .selectFrom('tickets')
+    .select('created_at')
+    .where('id', '=', ticketId)
+    .executeTakeFirst();
+  return row !== undefined && row.created_at.getTime() === Date.parse(messageCreatedAt);
 }

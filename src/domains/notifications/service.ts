@@ -15,6 +15,7 @@ import {
   activeMembersOf,
   type Candidate,
   findCandidates,
+  isOpeningMessage,
   listNotifications,
   markAllNotificationsRead,
   markNotificationRead,
@@ -75,6 +76,12 @@ async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow)
       };
     }
     case 'ticket.customer_replied': {
+      const message = payload.message as { created_at?: unknown } | null | undefined;
+      if (
+        typeof message?.created_at === 'string' &&
+        (await isOpeningMessage(trx, ticket.id, message.created_at))
+      )
+        return null;
       if (ticket.assignee_id)
         return {
           kind: 'customer_replied',
