@@ -118,7 +118,17 @@ export class SseStream {
   }
 
   /** Feed events (not notifications), parsed. */
-  events(): { cursor: string; type: string; event: { id: string; type: string; ticket_id: string | null; department_id: string | null; payload: Record<string, unknown> } }[] {
+  events(): {
+    cursor: string;
+    type: string;
+    event: {
+      id: string;
+      type: string;
+      ticket_id: string | null;
+      department_id: string | null;
+      payload: Record<string, unknown>;
+    };
+  }[] {
     return this.messages
       .filter((m) => m.event !== 'notification' && m.id !== null)
       .map((m) => ({ cursor: m.id as string, type: m.event, event: JSON.parse(m.data) }));
