@@ -128,7 +128,7 @@ export async function listNotifications(
     rows: kept,
     next_cursor:
       more && last
-        ? encodeCursor(list, [last.read_at !== null, last.created_at.toISOString(), last.seq])
+        ? encodeCursor(list, [last.read_at !== null, last.created_at.toISOString(), Number(last.seq)])
         : null,
   };
 }

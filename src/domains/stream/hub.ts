@@ -342,7 +342,7 @@ export class StreamHub {
       if (this.#inbox !== inbox) return;
       const last = rows.at(-1);
       if (!last) return;
-      this.#inbox = { tx: last.tx, seq: last.seq };
+      this.#inbox = { tx: last.tx, seq: Number(last.seq) };
       for (const row of rows) {
         let message: string | null = null;
         for (const s of this.#subscribers) {
