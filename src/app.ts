@@ -18,6 +18,7 @@ import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
 import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
+import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
@@ -163,6 +164,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...automationRuleSchemas,
     ...reportSchemas,
     ...notificationSchemas,
+    ...eventRouteSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -226,6 +228,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(publicRoutes);
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
+  await app.register(eventRoutes);
   await app.register(notificationRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.

@@ -3,6 +3,7 @@ import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
 import type { Database } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
+import { afterCursor, type Keyset, toPage } from '../../plugins/pagination.ts';
 import {
   type Event,
   type EventActor,
@@ -169,6 +170,38 @@ const STORED_TYPES: Record<TicketFeedType, string> = {
 
 const SETTINGS_SET: ReadonlySet<string> = new Set(SETTINGS_EVENT_TYPES);
 
+const settingsColumns = [
+  sql<number>`1`.as('source'),
+  sql<string>`s.id::text`.as('id'),
+  sql<string>`s.tx::text`.as('tx'),
+  's.type',
+  's.type as stored_type',
+  's.occurred_at',
+  's.actor_type',
+  's.actor_agent_id',
+  sql<null>`null::uuid`.as('actor_contact_id'),
+  sql<null>`null::uuid`.as('actor_rule_id'),
+  sql<null>`null::int`.as('actor_rule_version'),
+  's.actor_token_id as token_id',
+  's.department_id',
+  sql<null>`null::uuid`.as('ticket_id'),
+  's.payload as data',
+  sql<null>`null::bigint`.as('t_number'),
+  sql<null>`null::text`.as('t_subject'),
+  sql<null>`null::text`.as('t_status'),
+  sql<null>`null::text`.as('t_priority'),
+  sql<null>`null::text`.as('t_channel'),
+  sql<null>`null::uuid`.as('t_department_id'),
+  sql<null>`null::uuid`.as('t_assignee_id'),
+  sql<null>`null::uuid`.as('t_contact_id'),
+  sql<null>`null::uuid`.as('m_id'),
+  sql<null>`null::text`.as('m_kind'),
+  sql<null>`null::text`.as('m_body'),
+  sql<null>`null::uuid`.as('m_author_agent_id'),
+  sql<null>`null::uuid`.as('m_author_contact_id'),
+  sql<null>`null::timestamptz`.as('m_created_at'),
+] as const;
+
 // ---- reading ------------------------------------------------------------------------------
 
 interface RawFeedRow {
@@ -288,37 +321,7 @@ export async function readFeed(db: Executor, q: FeedQuery): Promise<{ rows: Feed
     const settingsTypes = types?.filter((t) => SETTINGS_SET.has(t));
     let query = db
       .selectFrom('settings_events as s')
-      .select([
-        sql<number>`1`.as('source'),
-        sql<string>`s.id::text`.as('id'),
-        sql<string>`s.tx::text`.as('tx'),
-        's.type',
-        's.type as stored_type',
-        's.occurred_at',
-        's.actor_type',
-        's.actor_agent_id',
-        sql<null>`null::uuid`.as('actor_contact_id'),
-        sql<null>`null::uuid`.as('actor_rule_id'),
-        sql<null>`null::int`.as('actor_rule_version'),
-        's.actor_token_id as token_id',
-        's.department_id',
-        sql<null>`null::uuid`.as('ticket_id'),
-        's.payload as data',
-        sql<null>`null::bigint`.as('t_number'),
-        sql<null>`null::text`.as('t_subject'),
-        sql<null>`null::text`.as('t_status'),
-        sql<null>`null::text`.as('t_priority'),
-        sql<null>`null::text`.as('t_channel'),
-        sql<null>`null::uuid`.as('t_department_id'),
-        sql<null>`null::uuid`.as('t_assignee_id'),
-        sql<null>`null::uuid`.as('t_contact_id'),
-        sql<null>`null::uuid`.as('m_id'),
-        sql<null>`null::text`.as('m_kind'),
-        sql<null>`null::text`.as('m_body'),
-        sql<null>`null::uuid`.as('m_author_agent_id'),
-        sql<null>`null::uuid`.as('m_author_contact_id'),
-        sql<null>`null::timestamptz`.as('m_created_at'),
-      ])
+      .select(settingsColumns)
       .where(sql<boolean>`s.tx < ${h.toString()}::xid8`)
       .where(sql<boolean>`(s.tx, s.id) > (${after.tx.toString()}::xid8, ${bound.toString()}::bigint)`)
       .orderBy('s.tx')
@@ -460,4 +463,41 @@ function toFeedRow(r: RawFeedRow): FeedRow {
     payload: ticketPayload(r, type, r.stored_type),
   } as Event;
   return { cursor, event, visibility: { department_id: r.t_department_id, assignee_id: r.t_assignee_id } };
+}
+
+export interface AuditLogQuery {
+  actorAgentId?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  types?: readonly SettingsEventType[] | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+/**
+ * Settings events, newest first. Unlike the feed this is a history to browse, not a stream to
+ * follow: rows still being written may appear later above the reader's position, which is what
+ * newest-first lists always do.
+ */
+export async function readAuditLog(db: Executor, q: AuditLogQuery) {
+  const keyset: Keyset<RawFeedRow> = {
+    list: `audit-log:${q.actorAgentId ?? ''}:${q.from ?? ''}:${q.to ?? ''}:${(q.types ?? []).join(',')}`,
+    columns: [sql`s.occurred_at`, sql`s.id`],
+    key: (row) => [iso(row.occurred_at), row.id],
+    direction: 'desc',
+  };
+  const after = afterCursor(keyset, q.cursor);
+  let query = db
+    .selectFrom('settings_events as s')
+    .select(settingsColumns)
+    .orderBy('s.occurred_at', 'desc')
+    .orderBy('s.id', 'desc')
+    .limit(q.limit + 1);
+  if (after) query = query.where(after);
+  if (q.actorAgentId) query = query.where('s.actor_agent_id', '=', q.actorAgentId);
+  if (q.from) query = query.where('s.occurred_at', '>=', new Date(q.from));
+  if (q.to) query = query.where('s.occurred_at', '<', new Date(q.to));
+  if (q.types && q.types.length > 0) query = query.where('s.type', 'in', q.types);
+  const rows = (await query.execute()) as RawFeedRow[];
+  return toPage(keyset, rows, q.limit, (row) => toFeedRow(row).event);
 }
