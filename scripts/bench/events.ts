@@ -581,7 +581,20 @@ async function main() {
       );
       await sleep(1000);
       const s = await steadyCreations(base, secret, department.id, SSE_RATE, SSE_SECONDS);
-      await sleep(3000);
+      // Until every subscriber has every ticket, or nothing more arrives for 3 s.
+      const expected = opened.open * s.created.size;
+      const waitStart = now();
+      let lastN = -1;
+      let lastChange = now();
+      for (;;) {
+        const { n } = await listener.ask<{ n: number }>({ cmd: 'receptions' });
+        if (n >= expected || now() - waitStart > DRAIN_TIMEOUT_MS) break;
+        if (n !== lastN) {
+          lastN = n;
+          lastChange = now();
+        } else if (now() - lastChange > 3000) break;
+        await sleep(250);
+      }
       const lat = await listener.ask({ cmd: 'streams', sent: [...s.created] });
       out(
         `  created ${s.created.size} tickets (${Object.keys(s.failed).length ? JSON.stringify(s.failed) : 'all 201'})`,
