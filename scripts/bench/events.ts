@@ -81,6 +81,68 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
 const msText = (n: number | null) => (n === null ? '-' : `${n.toFixed(1)} ms`);
 
+/** CPU seconds a process has used (Linux /proc; 0 elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** How busy the server and the listener were over a span: which one was the bottleneck. */
+function busyLine(
+  server: Server,
+  listener: Listener,
+  since: { at: number; server: number; listener: number },
+) {
+  const seconds = (now() - since.at) / 1000;
+  const pct = (cpu: number) => `${((cpu / seconds) * 100).toFixed(0)} %`;
+  return `CPU over those ${seconds.toFixed(1)} s: server ${pct(cpuSeconds(server.child.pid) - since.server)} of a core, listener ${pct(cpuSeconds(listener.child.pid) - since.listener)}`;
+}
+const busySince = (server: Server, listener: Listener) => ({
+  at: now(),
+  server: cpuSeconds(server.child.pid),
+  listener: cpuSeconds(listener.child.pid),
+});
+
+/**
+ * The feed hands out only rows below the oldest transaction still running that holds a
+ * transaction id, anywhere in the PostgreSQL cluster (pg_snapshot_xmin: ids are cluster-wide).
+ * A long writing transaction, in any database (a bulk load, CREATE or DROP DATABASE of a test
+ * run), therefore holds every event back until it ends. Sampled during a phase, so that a slow
+ * figure can be told from a held-back horizon.
+ */
+function sampleHorizon(client: pg.Client) {
+  const samples: { ageMs: number; where: string }[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const { rows } = await client.query(
+          `select coalesce(extract(epoch from clock_timestamp() - xact_start) * 1000, 0)::float8 as age_ms,
+             datname || ': ' || left(regexp_replace(query, 's+', ' ', 'g'), 60) as what
+           from pg_stat_activity where backend_xid is not null order by xact_start limit 1`,
+        );
+        samples.push({ ageMs: rows[0]?.age_ms ?? 0, where: rows[0]?.what ?? '' });
+      } catch {}
+      await sleep(200);
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+    const worst = samples.reduce((a, b) => (b.ageMs > a.ageMs ? b : a), { ageMs: 0, where: '' });
+    const held = samples.filter((x) => x.ageMs > 250).length;
+    return (
+      `feed horizon: the oldest writing transaction in the cluster was up to ${(worst.ageMs / 1000).toFixed(1)} s old` +
+      `${worst.where ? ` (${worst.where})` : ''}; older than 250 ms in ${held} of ${samples.length} samples`
+    );
+  };
+}
+
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: serverUrl });
   await client.connect();
@@ -512,8 +574,12 @@ async function main() {
         description: 'bench latency receiver',
       });
       await listener.ask({ cmd: 'reset' });
+      const busy = busySince(server, listener);
+      const horizon = sampleHorizon(client);
       const s = await steadyCreations(base, secret, department.id, RATE, STEADY_SECONDS);
       const d = await drain(listener, s.created.size);
+      const horizonText = await horizon();
+      const busyText = busyLine(server, listener, busy);
       const lat = await listener.ask({
         cmd: 'deliveries',
         hook: 'latency',
@@ -536,6 +602,8 @@ async function main() {
         `  deliveries/s received during the load: ${(lat.inWindow / seconds).toFixed(0)}; ` +
           `the last one ${((lat.last - s.to) / 1000).toFixed(2)} s after the last 201 (drain ${(d.ms / 1000).toFixed(1)} s); ${machine()}`,
       );
+      out(`  ${busyText} (load and drain)`);
+      out(`  ${horizonText}`);
       const counts = await listener.ask({ cmd: 'counts' });
       if (counts.duplicates || counts.unsigned)
         out(
@@ -580,6 +648,8 @@ async function main() {
         `  ${opened.open} streams open after ${((now() - t0) / 1000).toFixed(1)} s, held by ${tokens.length} ${args['sse-as'] === 'admin' ? 'owner session' : 'agents (department readers)'}; statuses ${JSON.stringify(opened.statuses)}`,
       );
       await sleep(1000);
+      const busy = busySince(server, listener);
+      const horizon = sampleHorizon(client);
       const s = await steadyCreations(base, secret, department.id, SSE_RATE, SSE_SECONDS);
       // Until every subscriber has every ticket, or nothing more arrives for 3 s.
       const expected = opened.open * s.created.size;
@@ -596,6 +666,8 @@ async function main() {
         await sleep(250);
       }
       const lat = await listener.ask({ cmd: 'streams', sent: [...s.created] });
+      out(`  ${busyLine(server, listener, busy)}`);
+      out(`  ${await horizon()}`);
       out(
         `  created ${s.created.size} tickets (${Object.keys(s.failed).length ? JSON.stringify(s.failed) : 'all 201'})`,
       );
