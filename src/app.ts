@@ -18,6 +18,7 @@ import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
 import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
+import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
@@ -159,6 +160,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...publicSchemas,
     ...automationRuleSchemas,
     ...reportSchemas,
+    ...eventRouteSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -222,5 +224,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(publicRoutes);
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
+  await app.register(eventRoutes);
   return app;
 }

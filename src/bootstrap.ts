@@ -4,8 +4,9 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import type { Config } from './config.ts';
 import type { Db } from './db/database.ts';
-import { countAgents, insertAgent } from './domains/agents/repository.ts';
+import { countAgents, findAgent, insertAgent } from './domains/agents/repository.ts';
 import { generatePassword, hashPassword } from './domains/auth/passwords.ts';
+import { recordSettingsChange } from './domains/events/settings.ts';
 
 export const DEFAULT_ADMIN_EMAIL = 'admin@deskroute.local';
 
@@ -24,12 +25,19 @@ export async function ensureFirstAdmin(db: Db, config: Config): Promise<FirstAdm
     if ((await countAgents(trx)) > 0) return { created: false };
     const email = config.admin.email ?? DEFAULT_ADMIN_EMAIL;
     const generatedPassword = config.admin.password ? null : generatePassword();
-    await insertAgent(trx, {
+    const { id } = await insertAgent(trx, {
       name: 'Owner',
       email,
       role: 'owner',
       password_hash: await hashPassword(config.admin.password ?? generatedPassword!),
     });
+    await recordSettingsChange(
+      trx,
+      null,
+      'agent.created',
+      { subjectId: id },
+      { agent: await findAgent(trx, id) },
+    );
     return { created: true, email, generatedPassword };
   });
 }

@@ -182,6 +182,27 @@ export interface TicketEventsTable {
   channel: Channel;
   data: ColumnType<Record<string, unknown>, string | undefined, never>;
   occurred_at: ColumnType<Date, Date | string | undefined, never>;
+  /** The writing transaction (xid8, read as text): the event feed's order and horizon. */
+  tx: ColumnType<string, never, never>;
+}
+
+export interface SettingsEventsTable {
+  id: ColumnType<number, never, never>;
+  tx: ColumnType<string, never, never>;
+  type: string;
+  actor_type: 'agent' | 'token' | 'system';
+  actor_agent_id: string | null;
+  actor_token_id: string | null;
+  department_id: string | null;
+  subject_id: string | null;
+  payload: ColumnType<Record<string, unknown>, string, never>;
+  occurred_at: CreatedAt;
+}
+
+export interface FeedConsumersTable {
+  name: string;
+  cursor: string;
+  updated_at: Timestamp;
 }
 
 export interface CallsTable {
@@ -299,6 +320,8 @@ export interface Database {
   tickets: TicketsTable;
   ticket_messages: TicketMessagesTable;
   ticket_events: TicketEventsTable;
+  settings_events: SettingsEventsTable;
+  feed_consumers: FeedConsumersTable;
   calls: CallsTable;
   chats: ChatsTable;
   ratings: RatingsTable;

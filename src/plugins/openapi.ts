@@ -253,6 +253,7 @@ export const openapiPlugin = fp(
             description: 'Rules that route and change tickets as they come in and change',
           },
           { name: 'reports', description: 'Department, agent and channel reports as JSON or streamed CSV' },
+          { name: 'events', description: 'The event feed and the audit log' },
           { name: 'system', description: 'Health and the contract itself' },
         ],
       },

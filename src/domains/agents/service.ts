@@ -8,8 +8,9 @@ import { assertIfMatch } from '../../plugins/etag.ts';
 import { revokeAllApiTokens } from '../api-tokens/repository.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
 import * as throttle from '../auth/repository.ts';
-import { departmentsExist, upsertMember } from '../departments/repository.ts';
+import { departmentsExist, findMember, upsertMember } from '../departments/repository.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
+import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
 import type { Agent } from './schemas.ts';
 
@@ -77,6 +78,24 @@ export async function createAgent(
       password_hash: passwordHash,
     });
     for (const m of memberships) await upsertMember(trx, m.department_id, row.id, m.role ?? 'solver');
+    await recordSettingsChange(
+      trx,
+      principal,
+      'agent.created',
+      { subjectId: row.id },
+      {
+        agent: await repo.findAgent(trx, row.id),
+      },
+    );
+    for (const m of memberships) {
+      await recordSettingsChange(
+        trx,
+        principal,
+        'member.added',
+        { departmentId: m.department_id, subjectId: row.id },
+        { department_id: m.department_id, member: await findMember(trx, m.department_id, row.id) },
+      );
+    }
     return row.id;
   });
   return getAgent(db, id);
@@ -138,6 +157,7 @@ export async function updateAgent(
     }
     assertIfMatch(request, repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []));
     await assertOwnersRemain(trx, row, { role: patch.role ?? row.role, status: patch.status ?? row.status });
+    const before = (await repo.findAgent(trx, id))!;
     await repo.updateAgentRow(trx, id, {
       ...(patch.name !== undefined && { name: patch.name.trim() }),
       ...(patch.email !== undefined && { email: patch.email.trim() }),
@@ -151,6 +171,7 @@ export async function updateAgent(
       await repo.endSessions(trx, id);
       await revokeAllApiTokens(trx, id);
     }
+    await recordAgentUpdate(trx, principal, before, passwordHash !== undefined);
   });
   return getAgent(db, id);
 }
@@ -208,7 +229,9 @@ export async function deleteAgent(
       error.blockers = blockers;
       throw error;
     }
+    const agent = await repo.findAgent(trx, id);
     await repo.deleteAgentRow(trx, id);
+    await recordSettingsChange(trx, principal, 'agent.deleted', { subjectId: id }, { agent });
   });
 }
 
@@ -225,10 +248,12 @@ export async function updateProfile(
       request,
       repo.toAgent(row, (await repo.departmentsOfAgents(trx, [row.id])).get(row.id) ?? []),
     );
+    const before = (await repo.findAgent(trx, row.id))!;
     await repo.updateAgentRow(trx, row.id, {
       ...(patch.name !== undefined && { name: patch.name.trim() }),
       ...(patch.email !== undefined && { email: patch.email.trim() }),
     });
+    await recordAgentUpdate(trx, principal, before, false);
   });
   return getAgent(db, principal.agentId);
 }
@@ -262,5 +287,25 @@ export async function changePassword(
     throw error;
   }
   await throttle.clearFailures(db, key);
-  return repo.updateAgentRow(db, row.id, { password_hash: await hashPassword(input.new_password) });
+  const passwordHash = await hashPassword(input.new_password);
+  return db.transaction().execute(async (trx) => {
+    const before = (await repo.findAgent(trx, row.id))!;
+    const updated = await repo.updateAgentRow(trx, row.id, { password_hash: passwordHash });
+    await recordAgentUpdate(trx, principal, before, true);
+    return updated;
+  });
+}
+
+/** agent.updated with what changed; a new password shows as changed, never as a value. */
+async function recordAgentUpdate(
+  trx: Transaction<Database>,
+  principal: Principal,
+  before: Agent,
+  passwordChanged: boolean,
+) {
+  const agent = (await repo.findAgent(trx, before.id))!;
+  const changes: Record<string, { from: unknown; to: unknown }> = changesBetween(before, agent);
+  if (passwordChanged) changes.password = { from: null, to: null };
+  if (Object.keys(changes).length === 0) return;
+  await recordSettingsChange(trx, principal, 'agent.updated', { subjectId: agent.id }, { agent, changes });
 }

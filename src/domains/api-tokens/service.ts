@@ -4,6 +4,7 @@ import type { Db } from '../../db/database.ts';
 import type { TokenScope } from '../../db/types.ts';
 import { invalid, notFound } from '../../errors.ts';
 import { API_TOKEN_PREFIX, hashApiToken } from '../../plugins/auth.ts';
+import { recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
 
 /** Creates a token acting as the caller. The secret is returned once; only its hash is kept. */
@@ -21,15 +22,19 @@ export async function createApiToken(
   }
   const secret = `${API_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
   const scopes: TokenScope[] = input.scopes.includes('write') ? ['read', 'write'] : ['read'];
-  const row = await repo.insertApiToken(db, {
-    agent_id: principal.agentId,
-    name: input.name.trim(),
-    token_hash: hashApiToken(secret),
-    token_prefix: secret.slice(0, API_TOKEN_PREFIX.length + 8),
-    scopes,
-    expires_at: expiresAt,
+  return db.transaction().execute(async (trx) => {
+    const row = await repo.insertApiToken(trx, {
+      agent_id: principal.agentId,
+      name: input.name.trim(),
+      token_hash: hashApiToken(secret),
+      token_prefix: secret.slice(0, API_TOKEN_PREFIX.length + 8),
+      scopes,
+      expires_at: expiresAt,
+    });
+    const token = repo.toApiToken(row);
+    await recordSettingsChange(trx, principal, 'token.created', { subjectId: row.id }, { token });
+    return { token, secret };
   });
-  return { token: repo.toApiToken(row), secret };
 }
 
 /** Agents see their own tokens; owners and admins may look at anyone's. Others' answer 404. */
@@ -60,6 +65,12 @@ export async function listApiTokens(
 
 /** Revoking is idempotent: a revoked token stays listed, marked revoked. */
 export async function revokeApiToken(db: Db, principal: Principal, id: string) {
-  await visibleToken(db, principal, id);
-  await repo.revokeApiToken(db, id);
+  const before = await visibleToken(db, principal, id);
+  await db.transaction().execute(async (trx) => {
+    await repo.revokeApiToken(trx, id);
+    // Revoking twice is no second change (and an expired token can still be revoked).
+    if (before.revoked_at !== null) return;
+    const token = repo.toApiToken((await repo.findApiToken(trx, id))!);
+    await recordSettingsChange(trx, principal, 'token.deleted', { subjectId: id }, { token });
+  });
 }

@@ -24,6 +24,7 @@ import {
 } from '../../rule-engine/index.ts';
 import { roleInDepartment } from '../departments/repository.ts';
 import type { Dependents } from '../dependents.ts';
+import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import { findTicketRecord } from '../tickets/repository.ts';
 import { requireReadable } from '../tickets/service.ts';
 import * as repo from './repository.ts';
@@ -275,7 +276,9 @@ export async function createRule(
     checkRule({ id, ...values } as Rule, await repo.loadCatalog(trx));
     const row = await repo.insertRuleRow(trx, id, values, principal.agentId);
     await repo.insertVersions(trx, [row], 'created', principal.agentId, rulesVersion);
-    return repo.toRule(row);
+    const rule = repo.toRule(row);
+    await recordSettingsChange(trx, principal, 'rule.created', { departmentId, subjectId: id }, { rule });
+    return rule;
   });
 }
 
@@ -318,7 +321,15 @@ export async function updateRule(
     const rulesVersion = await repo.bumpRulesVersion(trx);
     const updated = await repo.updateRuleRow(trx, id, values, row.version + 1, principal.agentId);
     await repo.insertVersions(trx, [updated], 'updated', principal.agentId, rulesVersion);
-    return repo.toRule(updated);
+    const after = repo.toRule(updated);
+    await recordSettingsChange(
+      trx,
+      principal,
+      'rule.updated',
+      { departmentId: after.department_id, subjectId: id },
+      { rule: after, changes: changesBetween(repo.toRule(row), after) },
+    );
+    return after;
   });
 }
 
@@ -337,6 +348,13 @@ export async function deleteRule(db: Db, principal: Principal, request: FastifyR
       rulesVersion,
     );
     await repo.deleteRuleRow(trx, id);
+    await recordSettingsChange(
+      trx,
+      principal,
+      'rule.deleted',
+      { departmentId: row.department_id, subjectId: id },
+      { rule: repo.toRule(row) },
+    );
   });
 }
 
@@ -375,6 +393,16 @@ export async function reorderRules(db: Db, principal: Principal, ruleIds: string
     const rulesVersion = await repo.bumpRulesVersion(trx);
     const moved = await repo.setPositions(trx, moves, principal.agentId);
     await repo.insertVersions(trx, moved, 'reordered', principal.agentId, rulesVersion);
+    for (const after of moved) {
+      const before = known.get(after.id)!;
+      await recordSettingsChange(
+        trx,
+        principal,
+        'rule.updated',
+        { departmentId: after.department_id, subjectId: after.id },
+        { rule: repo.toRule(after), changes: { position: { from: before.position, to: after.position } } },
+      );
+    }
     const byId = new Map(moved.map((r) => [r.id, r]));
     return { data: ruleIds.map((id) => repo.toRule(byId.get(id) ?? known.get(id)!)) };
   });

@@ -255,3 +255,13 @@ export async function addAllAgents(
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0);
 }
+
+/** Each member's role, for telling what a change of membership did (settings events). */
+export async function memberRoles(db: Executor, departmentId: string): Promise<Map<string, DepartmentRole>> {
+  const rows = await db
+    .selectFrom('department_members')
+    .select(['agent_id', 'role'])
+    .where('department_id', '=', departmentId)
+    .execute();
+  return new Map(rows.map((r) => [r.agent_id, r.role]));
+}

@@ -5,6 +5,7 @@ import type { DepartmentRole } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
+import { changesBetween, recordMemberChanges, recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
 import type { Department } from './schemas.ts';
 
@@ -37,15 +38,25 @@ export async function createDepartment(
   },
 ): Promise<Department> {
   requireAdmin(principal);
-  const { id } = await repo.insertDepartment(db, {
-    name: input.name.trim(),
-    ...(input.description !== undefined && { description: input.description }),
-    ...(input.to_solve_enabled !== undefined && { to_solve_enabled: input.to_solve_enabled }),
-    ...(input.selectable_on_contact_form !== undefined && {
-      selectable_on_contact_form: input.selectable_on_contact_form,
-    }),
+  return db.transaction().execute(async (trx) => {
+    const { id } = await repo.insertDepartment(trx, {
+      name: input.name.trim(),
+      ...(input.description !== undefined && { description: input.description }),
+      ...(input.to_solve_enabled !== undefined && { to_solve_enabled: input.to_solve_enabled }),
+      ...(input.selectable_on_contact_form !== undefined && {
+        selectable_on_contact_form: input.selectable_on_contact_form,
+      }),
+    });
+    const department = (await repo.findDepartment(trx, id))!;
+    await recordSettingsChange(
+      trx,
+      principal,
+      'department.created',
+      { departmentId: id, subjectId: id },
+      { department },
+    );
+    return department;
   });
-  return getDepartment(db, id);
 }
 
 export async function updateDepartment(
@@ -66,6 +77,7 @@ export async function updateDepartment(
     const current = await repo.lockDepartment(trx, id);
     if (!current) throw notFound('department');
     assertIfMatch(request, current);
+    const before = (await repo.findDepartment(trx, id))!;
     await repo.updateDepartment(trx, id, {
       ...(patch.name !== undefined && { name: patch.name.trim() }),
       ...(patch.description !== undefined && { description: patch.description }),
@@ -74,7 +86,18 @@ export async function updateDepartment(
         selectable_on_contact_form: patch.selectable_on_contact_form,
       }),
     });
-    return (await repo.findDepartment(trx, id))!;
+    const department = (await repo.findDepartment(trx, id))!;
+    const changes = changesBetween(before, department);
+    if (Object.keys(changes).length > 0) {
+      await recordSettingsChange(
+        trx,
+        principal,
+        'department.updated',
+        { departmentId: id, subjectId: id },
+        { department, changes },
+      );
+    }
+    return department;
   });
 }
 
@@ -126,7 +149,15 @@ export async function deleteDepartment(
         throw error;
       }
     }
+    const department = (await repo.findDepartment(trx, id))!;
     await repo.deleteDepartmentRow(trx, id);
+    await recordSettingsChange(
+      trx,
+      principal,
+      'department.deleted',
+      { departmentId: id, subjectId: id },
+      { department },
+    );
   });
 }
 
@@ -179,8 +210,11 @@ export async function setMember(
   await requireAgents(db, [agentId], () => 'params/agent_id');
   const created = await db.transaction().execute(async (trx) => {
     await repo.lockDepartment(trx, departmentId);
+    const before = await repo.memberRoles(trx, departmentId);
     const existing = await repo.roleInDepartment(trx, agentId, departmentId);
-    return repo.upsertMember(trx, departmentId, agentId, role ?? existing ?? DEFAULT_ROLE);
+    const created = await repo.upsertMember(trx, departmentId, agentId, role ?? existing ?? DEFAULT_ROLE);
+    await recordMemberChanges(trx, principal, departmentId, before);
+    return created;
   });
   return { created, member: (await repo.findMember(db, departmentId, agentId))! };
 }
@@ -188,7 +222,12 @@ export async function setMember(
 export async function removeMember(db: Db, principal: Principal, departmentId: string, agentId: string) {
   await getDepartment(db, departmentId);
   await requireManager(db, principal, departmentId);
-  const removed = await repo.removeMember(db, departmentId, agentId);
+  const removed = await db.transaction().execute(async (trx) => {
+    const before = await repo.memberRoles(trx, departmentId);
+    const done = await repo.removeMember(trx, departmentId, agentId);
+    await recordMemberChanges(trx, principal, departmentId, before);
+    return done;
+  });
   if (!removed)
     throw new DomainError('not_found', 'member_not_found', 'The agent is not a member of this department.');
 }
@@ -216,12 +255,14 @@ export async function replaceMembers(
   );
   await db.transaction().execute(async (trx) => {
     await repo.lockDepartment(trx, departmentId);
+    const before = await repo.memberRoles(trx, departmentId);
     await repo.removeMembersExcept(
       trx,
       departmentId,
       members.map((m) => m.agent_id),
     );
     for (const m of members) await repo.upsertMember(trx, departmentId, m.agent_id, m.role ?? DEFAULT_ROLE);
+    await recordMemberChanges(trx, principal, departmentId, before);
   });
 }
 
@@ -236,6 +277,9 @@ export async function addAllAgents(
   await requireManager(db, principal, departmentId);
   return db.transaction().execute(async (trx) => {
     await repo.lockDepartment(trx, departmentId);
-    return repo.addAllAgents(trx, departmentId, role ?? DEFAULT_ROLE, includeDisabled);
+    const before = await repo.memberRoles(trx, departmentId);
+    const added = await repo.addAllAgents(trx, departmentId, role ?? DEFAULT_ROLE, includeDisabled);
+    await recordMemberChanges(trx, principal, departmentId, before);
+    return added;
   });
 }

@@ -1,0 +1,354 @@
+import { type Static, type TSchema, Type } from 'typebox';
+import { ref, Timestamp, Uuid } from '../../contract.ts';
+import { AgentSchema } from '../agents/schemas.ts';
+import { ApiTokenSchema } from '../api-tokens/schemas.ts';
+import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
+import { DepartmentSchema, MemberSchema } from '../departments/schemas.ts';
+import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
+
+/**
+ * The event catalogue: every type the feed, the stream and webhooks carry, with the schema of its
+ * payload. One list, so the spec, the validators and the subscriptions cannot disagree.
+ */
+export const TICKET_FEED_TYPES = [
+  'ticket.created',
+  'ticket.updated',
+  'ticket.customer_replied',
+  'ticket.agent_replied',
+  'ticket.note_added',
+  'ticket.assigned',
+  'ticket.transferred',
+  'ticket.status_changed',
+  'ticket.tags_changed',
+  'ticket.rated',
+  'ticket.deleted',
+  'ticket.restored',
+  'call.recorded',
+  'chat.recorded',
+] as const;
+
+export const SETTINGS_EVENT_TYPES = [
+  'department.created',
+  'department.updated',
+  'department.deleted',
+  'member.added',
+  'member.updated',
+  'member.removed',
+  'agent.created',
+  'agent.updated',
+  'agent.deleted',
+  'rule.created',
+  'rule.updated',
+  'rule.deleted',
+  'token.created',
+  'token.deleted',
+  'webhook.created',
+  'webhook.updated',
+  'webhook.deleted',
+  'webhook.disabled',
+] as const;
+
+export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
+
+export type TicketFeedType = (typeof TICKET_FEED_TYPES)[number];
+export type SettingsEventType = (typeof SETTINGS_EVENT_TYPES)[number];
+export type EventType = (typeof EVENT_TYPES)[number];
+
+const EVENT_TYPE_SET: ReadonlySet<string> = new Set(EVENT_TYPES);
+export const isEventType = (type: string): type is EventType => EVENT_TYPE_SET.has(type);
+const SETTINGS_TYPE_SET: ReadonlySet<string> = new Set(SETTINGS_EVENT_TYPES);
+export const isSettingsEventType = (type: string): type is SettingsEventType => SETTINGS_TYPE_SET.has(type);
+
+const NullableUuid = (description?: string) => Type.Union([Uuid(description), Type.Null()]);
+
+/** The ticket as it is when the event is read (not as it was): enough to route and display. */
+export const EventTicketSchema = Type.Object(
+  {
+    id: Uuid(),
+    number: Type.Integer(),
+    subject: Type.String(),
+    status: StatusSchema,
+    priority: PrioritySchema,
+    channel: ChannelSchema,
+    department_id: NullableUuid(),
+    assignee_id: NullableUuid(),
+    contact_id: Uuid(),
+  },
+  { $id: 'EventTicket', additionalProperties: false },
+);
+export type EventTicket = Static<typeof EventTicketSchema>;
+
+export const EventMessageSchema = Type.Object(
+  {
+    id: Uuid(),
+    kind: Type.Union([Type.Literal('customer'), Type.Literal('agent'), Type.Literal('note')]),
+    body: Type.String(),
+    author_agent_id: NullableUuid(),
+    author_contact_id: NullableUuid(),
+    created_at: Timestamp(),
+  },
+  { $id: 'EventMessage', additionalProperties: false },
+);
+
+const Change = Type.Object(
+  { from: Type.Unknown(), to: Type.Unknown() },
+  { additionalProperties: false, description: 'The value before and after.' },
+);
+const Changes = Type.Record(Type.String(), Change, {
+  description: 'Only the fields that changed, each as {from, to}.',
+});
+
+const ticketPayload = <P extends Record<string, TSchema>>(name: string, description: string, props: P) =>
+  Type.Object(
+    { ticket: ref(EventTicketSchema), ...props },
+    { $id: name, description, additionalProperties: false },
+  );
+const messagePayload = (name: string, description: string, props: Record<string, TSchema> = {}) =>
+  ticketPayload(name, description, {
+    message: Type.Union([ref(EventMessageSchema), Type.Null()], {
+      description: 'Null only if the message is gone.',
+    }),
+    ...props,
+  });
+const statusPayload = (name: string, description: string) =>
+  ticketPayload(name, description, {
+    from: StatusSchema,
+    to: StatusSchema,
+    postponed_until: Type.Optional(Timestamp('Set when the ticket was postponed.')),
+    reopened: Type.Optional(Type.Boolean({ description: 'A resolved ticket opened again.' })),
+  });
+
+const WebhookSummary = Type.Object(
+  {
+    id: Uuid(),
+    url: Type.String(),
+    event_types: Type.Array(Type.String()),
+    department_id: NullableUuid(),
+    active: Type.Boolean(),
+    description: Type.String(),
+  },
+  { additionalProperties: false, description: 'The subscription (never its secret).' },
+);
+
+/** The payload schema of each event type ($id: its name in the spec). */
+export const PAYLOAD_SCHEMAS = {
+  'ticket.created': ticketPayload('TicketCreatedPayload', 'The ticket was created; its opening values.', {
+    subject: Type.String(),
+    status: StatusSchema,
+    priority: PrioritySchema,
+    department_id: NullableUuid(),
+    tags: Type.Array(Type.String()),
+  }),
+  'ticket.updated': ticketPayload('TicketUpdatedPayload', 'The subject or priority changed.', {
+    changes: Type.Object(
+      { subject: Type.Optional(Change), priority: Type.Optional(Change) },
+      { additionalProperties: false },
+    ),
+  }),
+  'ticket.customer_replied': messagePayload('TicketCustomerRepliedPayload', 'The customer wrote.'),
+  'ticket.agent_replied': messagePayload('TicketAgentRepliedPayload', 'An agent answered the customer.', {
+    first_answer: Type.Optional(Type.Boolean()),
+    wait_seconds: Type.Optional(
+      Type.Union([Type.Number(), Type.Null()], { description: 'How long the customer had waited.' }),
+    ),
+  }),
+  'ticket.note_added': messagePayload('TicketNoteAddedPayload', 'An internal note (agent or rule).'),
+  'ticket.assigned': ticketPayload('TicketAssignedPayload', 'The assignee changed (null: nobody).', {
+    from: NullableUuid(),
+    to: NullableUuid(),
+  }),
+  'ticket.transferred': ticketPayload('TicketTransferredPayload', 'The ticket moved to another department.', {
+    from_department_id: NullableUuid(),
+    to_department_id: NullableUuid(),
+    reason: Type.Optional(
+      Type.Literal('department_deleted', { description: 'Moved because its department was deleted.' }),
+    ),
+  }),
+  'ticket.status_changed': statusPayload('TicketStatusChangedPayload', 'The status changed.'),
+  'ticket.tags_changed': ticketPayload('TicketTagsChangedPayload', 'Tags were added or removed.', {
+    added: Type.Array(Type.String()),
+    removed: Type.Array(Type.String()),
+  }),
+  'ticket.rated': ticketPayload('TicketRatedPayload', 'The customer rated the ticket or one reply.', {
+    rating_id: Uuid(),
+    value: Type.Union([Type.Literal('positive'), Type.Literal('negative')]),
+    rated_agent_id: NullableUuid(),
+    message_id: NullableUuid(),
+  }),
+  'ticket.deleted': statusPayload('TicketDeletedPayload', 'Moved to status deleted (soft delete).'),
+  'ticket.restored': statusPayload('TicketRestoredPayload', 'Brought back from status deleted.'),
+  'call.recorded': ticketPayload('CallRecordedPayload', 'A phone call was recorded on the ticket.', {
+    call_id: Uuid(),
+    direction: Type.Union([Type.Literal('inbound'), Type.Literal('outbound')]),
+    outcome: Type.String(),
+    agent_id: NullableUuid(),
+    duration_seconds: Type.Number(),
+  }),
+  'chat.recorded': ticketPayload('ChatRecordedPayload', 'A chat was recorded on the ticket.', {
+    chat_id: Uuid(),
+    agent_id: NullableUuid(),
+    missed: Type.Boolean(),
+    pickup_seconds: Type.Union([Type.Number(), Type.Null()]),
+    duration_seconds: Type.Union([Type.Number(), Type.Null()]),
+    customer_messages: Type.Integer(),
+    agent_messages: Type.Integer(),
+  }),
+  'department.created': Type.Object(
+    { department: ref(DepartmentSchema) },
+    { $id: 'DepartmentCreatedPayload', additionalProperties: false },
+  ),
+  'department.updated': Type.Object(
+    { department: ref(DepartmentSchema), changes: Changes },
+    { $id: 'DepartmentUpdatedPayload', additionalProperties: false },
+  ),
+  'department.deleted': Type.Object(
+    { department: ref(DepartmentSchema) },
+    { $id: 'DepartmentDeletedPayload', description: 'As it was.', additionalProperties: false },
+  ),
+  'member.added': Type.Object(
+    { department_id: Uuid(), member: ref(MemberSchema) },
+    { $id: 'MemberAddedPayload', additionalProperties: false },
+  ),
+  'member.updated': Type.Object(
+    { department_id: Uuid(), member: ref(MemberSchema), changes: Changes },
+    { $id: 'MemberUpdatedPayload', additionalProperties: false },
+  ),
+  'member.removed': Type.Object(
+    { department_id: Uuid(), agent_id: Uuid() },
+    { $id: 'MemberRemovedPayload', additionalProperties: false },
+  ),
+  'agent.created': Type.Object(
+    { agent: ref(AgentSchema) },
+    { $id: 'AgentCreatedPayload', additionalProperties: false },
+  ),
+  'agent.updated': Type.Object(
+    { agent: ref(AgentSchema), changes: Changes },
+    {
+      $id: 'AgentUpdatedPayload',
+      description: 'A password change shows as `password: {from: null, to: null}`, never the password.',
+      additionalProperties: false,
+    },
+  ),
+  'agent.deleted': Type.Object(
+    { agent: ref(AgentSchema) },
+    { $id: 'AgentDeletedPayload', description: 'As it was.', additionalProperties: false },
+  ),
+  'rule.created': Type.Object(
+    { rule: ref(AutomationRuleSchema) },
+    { $id: 'RuleCreatedPayload', additionalProperties: false },
+  ),
+  'rule.updated': Type.Object(
+    { rule: ref(AutomationRuleSchema), changes: Changes },
+    { $id: 'RuleUpdatedPayload', additionalProperties: false },
+  ),
+  'rule.deleted': Type.Object(
+    { rule: ref(AutomationRuleSchema) },
+    { $id: 'RuleDeletedPayload', description: 'As it was.', additionalProperties: false },
+  ),
+  'token.created': Type.Object(
+    { token: ref(ApiTokenSchema) },
+    { $id: 'TokenCreatedPayload', description: 'Never the token itself.', additionalProperties: false },
+  ),
+  'token.deleted': Type.Object(
+    { token: ref(ApiTokenSchema) },
+    { $id: 'TokenDeletedPayload', description: 'Revoked.', additionalProperties: false },
+  ),
+  'webhook.created': Type.Object(
+    { webhook: WebhookSummary },
+    { $id: 'WebhookCreatedPayload', additionalProperties: false },
+  ),
+  'webhook.updated': Type.Object(
+    { webhook: WebhookSummary, changes: Changes },
+    { $id: 'WebhookUpdatedPayload', additionalProperties: false },
+  ),
+  'webhook.deleted': Type.Object(
+    { webhook: WebhookSummary },
+    { $id: 'WebhookDeletedPayload', additionalProperties: false },
+  ),
+  'webhook.disabled': Type.Object(
+    {
+      webhook: WebhookSummary,
+      reason: Type.String({ description: 'Why it was disabled, e.g. after repeated failures.' }),
+    },
+    { $id: 'WebhookDisabledPayload', additionalProperties: false },
+  ),
+} as const satisfies Record<EventType, TSchema>;
+
+export type EventPayload<T extends EventType> = Static<(typeof PAYLOAD_SCHEMAS)[T]>;
+
+export const EventActorSchema = Type.Object(
+  {
+    type: Type.Union(
+      [
+        Type.Literal('agent'),
+        Type.Literal('contact'),
+        Type.Literal('rule'),
+        Type.Literal('system'),
+        Type.Literal('token'),
+      ],
+      {
+        description:
+          'token: an agent acting through an API token (agent_id and token_id set); rule: an automation rule (rule_id, rule_version).',
+      },
+    ),
+    agent_id: NullableUuid(),
+    contact_id: NullableUuid(),
+    rule_id: NullableUuid(),
+    rule_version: Type.Union([Type.Integer(), Type.Null()]),
+    token_id: NullableUuid(),
+  },
+  { $id: 'EventActor', additionalProperties: false },
+);
+export type EventActor = Static<typeof EventActorSchema>;
+
+const eventVariant = <T extends EventType>(type: T) =>
+  Type.Object(
+    {
+      id: Type.String({
+        description: 'te_<n> for ticket events, se_<n> for settings events; stable, unique.',
+      }),
+      type: Type.Literal(type),
+      occurred_at: Timestamp(),
+      actor: ref(EventActorSchema),
+      department_id: NullableUuid(
+        'The department concerned: for a ticket event, the ticket’s department when it happened.',
+      ),
+      ticket_id: NullableUuid('Null for settings events.'),
+      payload: ref(PAYLOAD_SCHEMAS[type]),
+    },
+    { additionalProperties: false },
+  );
+
+const variants = EVENT_TYPES.map(eventVariant);
+
+/**
+ * An event as the feed, the stream and webhooks carry it. One variant per type (oneOf on the
+ * `type` constant), so generated clients narrow the payload by type.
+ */
+export const EventSchema = Type.Unsafe<
+  {
+    [T in EventType]: {
+      id: string;
+      type: T;
+      occurred_at: string;
+      actor: EventActor;
+      department_id: string | null;
+      ticket_id: string | null;
+      payload: EventPayload<T>;
+    };
+  }[EventType]
+>({
+  $id: 'Event',
+  oneOf: variants,
+  description: 'Something that happened; `payload` depends on `type`.',
+});
+export type Event = Static<typeof EventSchema>;
+
+/** The components the app registers (payloads before the Event that references them). */
+export const eventSchemas = [
+  EventTicketSchema,
+  EventMessageSchema,
+  EventActorSchema,
+  ...Object.values(PAYLOAD_SCHEMAS),
+  EventSchema,
+];

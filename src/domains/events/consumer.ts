@@ -1,0 +1,49 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Database } from '../../db/types.ts';
+import { type FeedRow, feedHead, readFeed } from './repository.ts';
+
+/**
+ * A named, transactional consumer of the feed. The handler runs on the next batch inside ONE
+ * transaction that also advances the consumer's stored cursor, so each event is handled exactly
+ * once (a failing handler rolls the cursor back with its own work). The consumer's row is locked
+ * FOR UPDATE SKIP LOCKED: when another process holds it, this call handles nothing and returns 0
+ * at once instead of queueing behind it. A consumer seen for the first time starts at the feed
+ * head, not at the beginning of time.
+ */
+export async function consumeFeedBatch(
+  db: Kysely<Database>,
+  name: string,
+  limit: number,
+  handler: (trx: Transaction<Database>, rows: FeedRow[]) => Promise<void>,
+): Promise<number> {
+  // Created outside the batch's transaction: the first run of two racing processes agrees on one
+  // row (the loser's insert does nothing) and neither batch waits on the other's insert.
+  const exists = await db
+    .selectFrom('feed_consumers')
+    .select('name')
+    .where('name', '=', name)
+    .executeTakeFirst();
+  if (!exists) {
+    await db
+      .insertInto('feed_consumers')
+      .values({ name, cursor: await feedHead(db) })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+  }
+  return db.transaction().execute(async (trx) => {
+    const { rows: locked } = await sql<{ cursor: string }>`
+      select cursor from feed_consumers where name = ${name} for update skip locked`.execute(trx);
+    const current = locked[0];
+    if (!current) return 0;
+    const { rows, next } = await readFeed(trx, { after: current.cursor, limit });
+    if (rows.length > 0) await handler(trx, rows);
+    if (next !== current.cursor) {
+      await trx
+        .updateTable('feed_consumers')
+        .set({ cursor: next, updated_at: sql`now()` })
+        .where('name', '=', name)
+        .execute();
+    }
+    return rows.length;
+  });
+}

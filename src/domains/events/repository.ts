@@ -1,0 +1,503 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import { isAdmin } from '../../access/policy.ts';
+import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
+import type { Database } from '../../db/types.ts';
+import { invalid } from '../../errors.ts';
+import { afterCursor, type Keyset, toPage } from '../../plugins/pagination.ts';
+import {
+  type Event,
+  type EventActor,
+  type EventType,
+  isEventType,
+  SETTINGS_EVENT_TYPES,
+  type SettingsEventType,
+  type TicketFeedType,
+} from './catalogue.ts';
+
+/**
+ * The event feed: ticket_events (read in place, no copy) and settings_events, in the order
+ * (tx, source, id) where tx is the writing transaction's id. Only rows of transactions below
+ * the horizon pg_snapshot_xmin(pg_current_snapshot()) are returned: every transaction below it
+ * has ended, and every transaction yet to commit has an id at or above it, so a row can never
+ * commit behind a cursor a reader already holds (an id or a timestamp order can: the writer that
+ * took id 5 may commit after the one that took id 6 was read). No gaps, no repeats, across
+ * processes and restarts. The price: one long transaction anywhere in the cluster holds the
+ * feed back until it ends.
+ */
+
+type Executor = Kysely<Database>;
+
+export interface SettingsEventInput {
+  type: SettingsEventType;
+  actor: { type: 'agent' | 'token' | 'system'; agentId?: string | null; tokenId?: string | null };
+  departmentId?: string | null;
+  subjectId?: string | null;
+  payload: Record<string, unknown>;
+}
+
+/** Appends a settings event; call it in the transaction of the change it tells about. */
+export async function recordSettingsEvent(trx: Transaction<Database>, e: SettingsEventInput): Promise<void> {
+  await trx
+    .insertInto('settings_events')
+    .values({
+      type: e.type,
+      actor_type: e.actor.type,
+      actor_agent_id: e.actor.agentId ?? null,
+      actor_token_id: e.actor.tokenId ?? null,
+      department_id: e.departmentId ?? null,
+      subject_id: e.subjectId ?? null,
+      payload: JSON.stringify(e.payload),
+    })
+    .execute();
+}
+
+/** The actor of a settings event made by a principal: its agent, through a token when one was used. */
+export function settingsActor(principal: {
+  agentId: string;
+  via: 'session' | 'api_token';
+  tokenId: string | null;
+}): SettingsEventInput['actor'] {
+  return principal.via === 'api_token'
+    ? { type: 'token', agentId: principal.agentId, tokenId: principal.tokenId }
+    : { type: 'agent', agentId: principal.agentId, tokenId: null };
+}
+
+export interface FeedRow {
+  cursor: string;
+  event: Event;
+  /** The ticket as it is now, for the visibility policy; null = settings event: admins only. */
+  visibility: { department_id: string | null; assignee_id: string | null } | null;
+}
+
+// ---- cursors ----------------------------------------------------------------------------
+
+interface Position {
+  tx: bigint;
+  source: 0 | 1;
+  id: bigint;
+}
+
+const CURSOR_PATTERN = /^f1\.(\d{1,20})\.([01])\.(\d{1,19})$/;
+const MAX_BIGINT = 9223372036854775807n;
+
+export function encodeCursor(p: Position): string {
+  return Buffer.from(`f1.${p.tx}.${p.source}.${p.id}`).toString('base64url');
+}
+
+/** Null when the text is not a cursor of this feed (garbled, foreign, or out of range). */
+export function decodeCursor(cursor: string): Position | null {
+  if (cursor.length > 80 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
+  const match = CURSOR_PATTERN.exec(Buffer.from(cursor, 'base64url').toString('latin1'));
+  if (!match) return null;
+  const tx = BigInt(match[1]!);
+  const id = BigInt(match[3]!);
+  if (tx > 18446744073709551615n || id > MAX_BIGINT) return null;
+  return { tx, source: match[2] === '0' ? 0 : 1, id };
+}
+
+function compare(a: Position, b: Position): number {
+  if (a.tx !== b.tx) return a.tx < b.tx ? -1 : 1;
+  if (a.source !== b.source) return a.source - b.source;
+  return a.id === b.id ? 0 : a.id < b.id ? -1 : 1;
+}
+
+const BEGINNING: Position = { tx: 0n, source: 0, id: 0n };
+
+function parseCursor(cursor: string | undefined): Position {
+  if (cursor === undefined || cursor === '') return BEGINNING;
+  const position = decodeCursor(cursor);
+  if (!position) {
+    throw invalid(
+      'invalid_cursor',
+      'This cursor is not one of this feed; start without one or use a next_cursor.',
+      [{ field: 'cursor', message: 'not a cursor of this feed' }],
+    );
+  }
+  return position;
+}
+
+async function horizon(db: Executor): Promise<bigint> {
+  const { rows } = await sql<{
+    h: string;
+  }>`select pg_snapshot_xmin(pg_current_snapshot())::text as h`.execute(db);
+  return BigInt(rows[0]!.h);
+}
+
+/**
+ * The cursor of "now": everything committed before the horizon counts as history. A consumer
+ * that starts here sees every event of transactions still running or yet to come (and perhaps a
+ * few that committed just before, above the horizon: never fewer).
+ */
+export async function feedHead(db: Executor): Promise<string> {
+  return encodeCursor({ tx: await horizon(db), source: 0, id: 0n });
+}
+
+// ---- types --------------------------------------------------------------------------------
+
+/** ticket_events.type (and data) → feed type, in SQL so filters and pages run in the database. */
+const feedTypeOfTicketEvent = sql<string>`case e.type
+  when 'message_added' then case e.data->>'kind'
+    when 'customer' then 'ticket.customer_replied'
+    when 'agent' then 'ticket.agent_replied'
+    else 'ticket.note_added' end
+  when 'status_changed' then case
+    when e.data->>'to' = 'deleted' then 'ticket.deleted'
+    when e.data->>'from' = 'deleted' then 'ticket.restored'
+    else 'ticket.status_changed' end
+  when 'priority_changed' then 'ticket.updated'
+  when 'subject_changed' then 'ticket.updated'
+  when 'call_recorded' then 'call.recorded'
+  when 'chat_recorded' then 'chat.recorded'
+  else 'ticket.' || e.type end`;
+
+/** The ticket_events types a feed type can come from (narrows the scan before the case above). */
+const STORED_TYPES: Record<TicketFeedType, string> = {
+  'ticket.created': 'created',
+  'ticket.updated': 'priority_changed,subject_changed',
+  'ticket.customer_replied': 'message_added',
+  'ticket.agent_replied': 'message_added',
+  'ticket.note_added': 'message_added',
+  'ticket.assigned': 'assigned',
+  'ticket.transferred': 'transferred',
+  'ticket.status_changed': 'status_changed',
+  'ticket.tags_changed': 'tags_changed',
+  'ticket.rated': 'rated',
+  'ticket.deleted': 'status_changed',
+  'ticket.restored': 'status_changed',
+  'call.recorded': 'call_recorded',
+  'chat.recorded': 'chat_recorded',
+};
+
+const SETTINGS_SET: ReadonlySet<string> = new Set(SETTINGS_EVENT_TYPES);
+
+const settingsColumns = [
+  sql<number>`1`.as('source'),
+  sql<string>`s.id::text`.as('id'),
+  sql<string>`s.tx::text`.as('tx'),
+  's.type',
+  's.type as stored_type',
+  's.occurred_at',
+  's.actor_type',
+  's.actor_agent_id',
+  sql<null>`null::uuid`.as('actor_contact_id'),
+  sql<null>`null::uuid`.as('actor_rule_id'),
+  sql<null>`null::int`.as('actor_rule_version'),
+  's.actor_token_id as token_id',
+  's.department_id',
+  sql<null>`null::uuid`.as('ticket_id'),
+  's.payload as data',
+  sql<null>`null::bigint`.as('t_number'),
+  sql<null>`null::text`.as('t_subject'),
+  sql<null>`null::text`.as('t_status'),
+  sql<null>`null::text`.as('t_priority'),
+  sql<null>`null::text`.as('t_channel'),
+  sql<null>`null::uuid`.as('t_department_id'),
+  sql<null>`null::uuid`.as('t_assignee_id'),
+  sql<null>`null::uuid`.as('t_contact_id'),
+  sql<null>`null::uuid`.as('m_id'),
+  sql<null>`null::text`.as('m_kind'),
+  sql<null>`null::text`.as('m_body'),
+  sql<null>`null::uuid`.as('m_author_agent_id'),
+  sql<null>`null::uuid`.as('m_author_contact_id'),
+  sql<null>`null::timestamptz`.as('m_created_at'),
+] as const;
+
+// ---- reading ------------------------------------------------------------------------------
+
+interface RawFeedRow {
+  source: number;
+  id: string;
+  tx: string;
+  type: string;
+  stored_type: string;
+  occurred_at: Date | string;
+  actor_type: string;
+  actor_agent_id: string | null;
+  actor_contact_id: string | null;
+  actor_rule_id: string | null;
+  actor_rule_version: number | null;
+  token_id: string | null;
+  department_id: string | null;
+  ticket_id: string | null;
+  data: Record<string, unknown>;
+  t_number: number | string | null;
+  t_subject: string | null;
+  t_status: string | null;
+  t_priority: string | null;
+  t_channel: string | null;
+  t_department_id: string | null;
+  t_assignee_id: string | null;
+  t_contact_id: string | null;
+  m_id: string | null;
+  m_kind: string | null;
+  m_body: string | null;
+  m_author_agent_id: string | null;
+  m_author_contact_id: string | null;
+  m_created_at: Date | string | null;
+}
+
+export interface FeedQuery {
+  after?: string | undefined;
+  limit: number;
+  types?: readonly string[] | undefined;
+  departmentId?: string | undefined;
+  /** Only what this viewer may see (the ticket policy; settings events to admins), in SQL. */
+  viewer?: TicketAccess | undefined;
+}
+
+/**
+ * The next page of the feed after `after` (the beginning when absent). `next` is where to
+ * resume: the last row's cursor, or, when the page is not full, the horizon (every row below it
+ * has been looked at, so rows filtered out are not scanned again on the next call).
+ */
+export async function readFeed(db: Executor, q: FeedQuery): Promise<{ rows: FeedRow[]; next: string }> {
+  const after = parseCursor(q.after);
+  const h = await horizon(db);
+  const types = q.types && q.types.length > 0 ? q.types.filter(isEventType) : undefined;
+  const wantTickets = !types || types.some((t) => !SETTINGS_SET.has(t));
+  const wantSettings =
+    (!types || types.some((t) => SETTINGS_SET.has(t))) && (!q.viewer || isAdmin(q.viewer.principal));
+  const limit = q.limit;
+
+  const branches = [];
+  if (wantTickets) {
+    // (tx, 0, id) > (after): in tx order, ticket rows come before settings rows of the same tx.
+    const bound = after.source === 0 ? after.id : MAX_BIGINT;
+    const ticketTypes = types?.filter((t): t is TicketFeedType => !SETTINGS_SET.has(t));
+    const stored = ticketTypes ? [...new Set(ticketTypes.flatMap((t) => STORED_TYPES[t].split(',')))] : [];
+    let query = db
+      .selectFrom('ticket_events as e')
+      .innerJoin('tickets as t', 't.id', 'e.ticket_id')
+      .leftJoin('ticket_messages as m', (join) =>
+        join.on(sql<boolean>`e.type = 'message_added' and m.id = (e.data->>'message_id')::uuid`),
+      )
+      .select([
+        sql<number>`0`.as('source'),
+        sql<string>`e.id::text`.as('id'),
+        sql<string>`e.tx::text`.as('tx'),
+        feedTypeOfTicketEvent.as('type'),
+        'e.type as stored_type',
+        'e.occurred_at',
+        'e.actor_type',
+        'e.actor_agent_id',
+        'e.actor_contact_id',
+        'e.actor_rule_id',
+        'e.actor_rule_version',
+        'e.via_token_id as token_id',
+        'e.department_id',
+        'e.ticket_id',
+        'e.data',
+        't.number as t_number',
+        't.subject as t_subject',
+        't.status as t_status',
+        't.priority as t_priority',
+        't.channel as t_channel',
+        't.department_id as t_department_id',
+        't.assignee_id as t_assignee_id',
+        't.contact_id as t_contact_id',
+        'm.id as m_id',
+        'm.kind as m_kind',
+        'm.body as m_body',
+        'm.author_agent_id as m_author_agent_id',
+        'm.author_contact_id as m_author_contact_id',
+        'm.created_at as m_created_at',
+      ])
+      .where(sql<boolean>`e.tx < ${h.toString()}::xid8`)
+      .where(sql<boolean>`(e.tx, e.id) > (${after.tx.toString()}::xid8, ${bound.toString()}::bigint)`)
+      .orderBy('e.tx')
+      .orderBy('e.id')
+      .limit(limit);
+    if (ticketTypes) {
+      query = query
+        .where('e.type', 'in', stored)
+        .where(sql<boolean>`(${feedTypeOfTicketEvent}) in (${sql.join(ticketTypes)})`);
+    }
+    if (q.departmentId) query = query.where('e.department_id', '=', q.departmentId);
+    if (q.viewer) query = query.where(visibleTickets(q.viewer));
+    branches.push(query);
+  }
+  if (wantSettings) {
+    const bound = after.source === 1 ? after.id : 0n;
+    const settingsTypes = types?.filter((t) => SETTINGS_SET.has(t));
+    let query = db
+      .selectFrom('settings_events as s')
+      .select(settingsColumns)
+      .where(sql<boolean>`s.tx < ${h.toString()}::xid8`)
+      .where(sql<boolean>`(s.tx, s.id) > (${after.tx.toString()}::xid8, ${bound.toString()}::bigint)`)
+      .orderBy('s.tx')
+      .orderBy('s.id')
+      .limit(limit);
+    if (settingsTypes) query = query.where('s.type', 'in', settingsTypes);
+    if (q.departmentId) query = query.where('s.department_id', '=', q.departmentId);
+    branches.push(query);
+  }
+
+  let raw: RawFeedRow[] = [];
+  if (branches.length > 0) {
+    const union = sql.join(
+      branches.map((b) => sql`(${b})`),
+      sql` union all `,
+    );
+    // Each branch walks its (tx, id) index and stops at `limit`; the merge takes the first `limit`.
+    const result = await sql<RawFeedRow>`select * from (${union}) u
+      order by u.tx::xid8, u.source, u.id::bigint limit ${limit}`.execute(db);
+    raw = result.rows;
+  }
+
+  const rows = raw.map(toFeedRow);
+  let next = after;
+  const last = raw.at(-1);
+  if (last) next = { tx: BigInt(last.tx), source: last.source === 0 ? 0 : 1, id: BigInt(last.id) };
+  if (raw.length < limit) {
+    const atHorizon: Position = { tx: h, source: 0, id: 0n };
+    if (compare(atHorizon, next) > 0) next = atHorizon;
+  }
+  return { rows, next: encodeCursor(next) };
+}
+
+const iso = (v: Date | string) => (v instanceof Date ? v : new Date(v)).toISOString();
+
+function pick(data: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of keys) if (data[key] !== undefined) out[key] = data[key];
+  return out;
+}
+
+/** What each ticket feed type copies from ticket_events.data (only keys that were written). */
+const DATA_KEYS: Record<Exclude<TicketFeedType, 'ticket.updated'>, readonly string[]> = {
+  'ticket.created': ['subject', 'status', 'priority', 'department_id', 'tags'],
+  'ticket.customer_replied': [],
+  'ticket.agent_replied': ['first_answer', 'wait_seconds'],
+  'ticket.note_added': [],
+  'ticket.assigned': ['from', 'to'],
+  'ticket.transferred': ['from_department_id', 'to_department_id', 'reason'],
+  'ticket.status_changed': ['from', 'to', 'postponed_until', 'reopened'],
+  'ticket.tags_changed': ['added', 'removed'],
+  'ticket.rated': ['rating_id', 'value', 'rated_agent_id', 'message_id'],
+  'ticket.deleted': ['from', 'to', 'postponed_until', 'reopened'],
+  'ticket.restored': ['from', 'to', 'postponed_until', 'reopened'],
+  'call.recorded': ['call_id', 'direction', 'outcome', 'agent_id', 'duration_seconds'],
+  'chat.recorded': [
+    'chat_id',
+    'agent_id',
+    'missed',
+    'pickup_seconds',
+    'duration_seconds',
+    'customer_messages',
+    'agent_messages',
+  ],
+};
+
+const MESSAGE_TYPES: ReadonlySet<string> = new Set([
+  'ticket.customer_replied',
+  'ticket.agent_replied',
+  'ticket.note_added',
+]);
+
+function ticketPayload(r: RawFeedRow, type: TicketFeedType, storedType: string): Record<string, unknown> {
+  const payload: Record<string, unknown> = {
+    ticket: {
+      id: r.ticket_id,
+      number: Number(r.t_number),
+      subject: r.t_subject,
+      status: r.t_status,
+      priority: r.t_priority,
+      channel: r.t_channel,
+      department_id: r.t_department_id,
+      assignee_id: r.t_assignee_id,
+      contact_id: r.t_contact_id,
+    },
+  };
+  if (type === 'ticket.updated') {
+    const field = storedType === 'subject_changed' ? 'subject' : 'priority';
+    payload.changes = { [field]: { from: r.data.from ?? null, to: r.data.to ?? null } };
+    return payload;
+  }
+  if (MESSAGE_TYPES.has(type)) {
+    payload.message =
+      r.m_id === null
+        ? null
+        : {
+            id: r.m_id,
+            kind: r.m_kind,
+            body: r.m_body,
+            author_agent_id: r.m_author_agent_id,
+            author_contact_id: r.m_author_contact_id,
+            created_at: iso(r.m_created_at!),
+          };
+  }
+  return Object.assign(payload, pick(r.data, DATA_KEYS[type]));
+}
+
+function toFeedRow(r: RawFeedRow): FeedRow {
+  const source = r.source === 0 ? 0 : 1;
+  const cursor = encodeCursor({ tx: BigInt(r.tx), source, id: BigInt(r.id) });
+  const actor: EventActor = {
+    type: r.actor_type === 'agent' && r.token_id !== null ? 'token' : (r.actor_type as EventActor['type']),
+    agent_id: r.actor_agent_id,
+    contact_id: r.actor_contact_id,
+    rule_id: r.actor_rule_id,
+    rule_version: r.actor_rule_version,
+    token_id: r.token_id,
+  };
+  if (source === 1) {
+    const event = {
+      id: `se_${r.id}`,
+      type: r.type as EventType,
+      occurred_at: iso(r.occurred_at),
+      actor,
+      department_id: r.department_id,
+      ticket_id: null,
+      payload: r.data,
+    } as Event;
+    return { cursor, event, visibility: null };
+  }
+  const type = r.type as TicketFeedType;
+  const event = {
+    id: `te_${r.id}`,
+    type,
+    occurred_at: iso(r.occurred_at),
+    actor,
+    department_id: r.department_id,
+    ticket_id: r.ticket_id,
+    payload: ticketPayload(r, type, r.stored_type),
+  } as Event;
+  return { cursor, event, visibility: { department_id: r.t_department_id, assignee_id: r.t_assignee_id } };
+}
+
+export interface AuditLogQuery {
+  actorAgentId?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  types?: readonly SettingsEventType[] | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+/**
+ * Settings events, newest first. Unlike the feed this is a history to browse, not a stream to
+ * follow: rows still being written may appear later above the reader's position, which is what
+ * newest-first lists always do.
+ */
+export async function readAuditLog(db: Executor, q: AuditLogQuery) {
+  const keyset: Keyset<RawFeedRow> = {
+    list: `audit-log:${q.actorAgentId ?? ''}:${q.from ?? ''}:${q.to ?? ''}:${(q.types ?? []).join(',')}`,
+    columns: [sql`s.occurred_at`, sql`s.id`],
+    key: (row) => [iso(row.occurred_at), row.id],
+    direction: 'desc',
+  };
+  const after = afterCursor(keyset, q.cursor);
+  let query = db
+    .selectFrom('settings_events as s')
+    .select(settingsColumns)
+    .orderBy('s.occurred_at', 'desc')
+    .orderBy('s.id', 'desc')
+    .limit(q.limit + 1);
+  if (after) query = query.where(after);
+  if (q.actorAgentId) query = query.where('s.actor_agent_id', '=', q.actorAgentId);
+  if (q.from) query = query.where('s.occurred_at', '>=', new Date(q.from));
+  if (q.to) query = query.where('s.occurred_at', '<', new Date(q.to));
+  if (q.types && q.types.length > 0) query = query.where('s.type', 'in', q.types);
+  const rows = (await query.execute()) as RawFeedRow[];
+  return toPage(keyset, rows, q.limit, (row) => toFeedRow(row).event);
+}

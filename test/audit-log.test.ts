@@ -1,0 +1,198 @@
+import tap from 'tap';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+
+interface AuditEvent {
+  id: string;
+  type: string;
+  occurred_at: string;
+  actor: { type: string; agent_id: string | null; token_id: string | null };
+  department_id: string | null;
+  ticket_id: string | null;
+  payload: Record<string, any>;
+}
+
+tap.test('settings changes land in the audit log, with their payloads and no secrets', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
+  const call = async (method: string, url: string, payload?: object, headers?: Record<string, string>) => {
+    const res = await ctx.request({
+      method: method as 'GET',
+      url,
+      token,
+      ...(payload && { payload }),
+      ...(headers && { headers }),
+    });
+    t.ok(
+      res.statusCode < 300,
+      `${method} ${url}: ${res.statusCode} ${res.statusCode >= 300 ? res.body : ''}`,
+    );
+    return res;
+  };
+
+  const dep = (await call('POST', '/v1/departments', { name: 'Returns' })).json();
+  await call('PATCH', `/v1/departments/${dep.id}`, { description: 'Refunds' });
+  const agentPassword = 'a fresh password for them';
+  const agent = (
+    await call('POST', '/v1/agents', {
+      name: 'Ann',
+      email: 'ann@example.com',
+      password: agentPassword,
+      departments: [{ department_id: dep.id, role: 'reader' }],
+    })
+  ).json();
+  await call('PUT', `/v1/departments/${dep.id}/members/${agent.id}`, { role: 'solver' });
+  await call('PATCH', `/v1/agents/${agent.id}`, { name: 'Ann B', password: 'another new password' });
+  await call('DELETE', `/v1/departments/${dep.id}/members/${agent.id}`);
+  const rule = (
+    await call('POST', '/v1/automation-rules', {
+      name: 'Tag orders',
+      triggers: ['ticket.created'],
+      conditions: { all: [{ field: 'subject', operator: 'contains', value: 'order' }] },
+      actions: [{ type: 'add_tags', tags: ['orders'] }],
+    })
+  ).json();
+  await call('PATCH', `/v1/automation-rules/${rule.id}`, { name: 'Tag order mails' });
+  await call('DELETE', `/v1/automation-rules/${rule.id}`);
+  const minted = (await call('POST', '/v1/api-tokens', { name: 'sync', scopes: ['read'] })).json();
+  await call('DELETE', `/v1/api-tokens/${minted.token.id}`);
+  await call('DELETE', `/v1/api-tokens/${minted.token.id}`); // twice: one event
+  await call('DELETE', `/v1/agents/${agent.id}`);
+  await call('DELETE', `/v1/departments/${dep.id}`);
+
+  const res = await call('GET', '/v1/audit-log?limit=200');
+  const events: AuditEvent[] = res.json().data;
+  t.same(
+    events.map((e) => e.type).reverse(),
+    [
+      'department.created',
+      'department.updated',
+      'agent.created',
+      'member.added',
+      'member.updated',
+      'agent.updated',
+      'member.removed',
+      'rule.created',
+      'rule.updated',
+      'rule.deleted',
+      'token.created',
+      'token.deleted',
+      'agent.deleted',
+      'department.deleted',
+    ],
+    'every change once, newest first',
+  );
+  const byType = (type: string) => events.find((e) => e.type === type)!;
+  t.ok(
+    events.every((e) => e.actor.type === 'agent' && e.actor.agent_id === admin.id && e.ticket_id === null),
+    'the admin’s session made them all',
+  );
+  t.same(byType('department.updated').payload.changes, { description: { from: '', to: 'Refunds' } });
+  t.equal(byType('department.updated').department_id, dep.id);
+  t.same(byType('member.updated').payload.changes, { role: { from: 'reader', to: 'solver' } });
+  t.equal(byType('member.updated').payload.member.agent_id, agent.id);
+  t.same(byType('agent.updated').payload.changes, {
+    name: { from: 'Ann', to: 'Ann B' },
+    password: { from: null, to: null },
+  });
+  t.equal(byType('rule.updated').payload.rule.name, 'Tag order mails');
+  t.same(byType('rule.updated').payload.changes.name, { from: 'Tag orders', to: 'Tag order mails' });
+  t.equal(byType('token.deleted').payload.token.status, 'revoked');
+  t.equal(byType('department.deleted').payload.department.name, 'Returns');
+  const text = res.body;
+  t.notOk(text.includes(minted.secret), 'no token secret');
+  t.notOk(/password_hash|scrypt|\$s0\$/.test(text), 'no password hash');
+  t.notOk(text.includes(agentPassword), 'no password');
+});
+
+tap.test('the audit log: admins only, filters, pages, bad input', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
+  const { agent: other, token: otherToken } = await agentWithToken(ctx, { role: 'admin' });
+  const depId = await makeDepartment(ctx.db);
+  const { token: manager } = await agentWithToken(ctx, { departments: [[depId, 'manager']] });
+  for (let i = 0; i < 5; i++) {
+    await ctx.request({ method: 'POST', url: '/v1/departments', token, payload: { name: `D${i}` } });
+  }
+  const middle = new Date().toISOString();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await ctx.request({
+    method: 'POST',
+    url: '/v1/departments',
+    token: otherToken,
+    payload: { name: 'Other' },
+  });
+  // A department manager changes their department: an audited change, but not theirs to read.
+  const patched = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/departments/${depId}`,
+    token: manager,
+    payload: { description: 'managed' },
+  });
+  t.equal(patched.statusCode, 200);
+
+  const refused = await ctx.request({ method: 'GET', url: '/v1/audit-log', token: manager });
+  t.equal(refused.statusCode, 403, 'a manager may not read the audit log');
+  t.equal(refused.json().code, 'admin_required');
+
+  const byOther = await ctx.request({
+    method: 'GET',
+    url: `/v1/audit-log?actor_agent_id=${other.id}`,
+    token,
+  });
+  t.same(
+    byOther.json().data.map((e: AuditEvent) => e.payload.department.name),
+    ['Other'],
+    'actor filter',
+  );
+  const since = await ctx.request({
+    method: 'GET',
+    url: `/v1/audit-log?from=${encodeURIComponent(middle)}&types=department.created`,
+    token,
+  });
+  t.same(
+    since.json().data.map((e: AuditEvent) => e.payload.department.name),
+    ['Other'],
+    'time and type filters',
+  );
+  const until = await ctx.request({
+    method: 'GET',
+    url: `/v1/audit-log?to=${encodeURIComponent(middle)}&actor_agent_id=${admin.id}`,
+    token,
+  });
+  t.equal(until.json().data.length, 5);
+
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const page = await ctx.request({
+      method: 'GET',
+      url: `/v1/audit-log?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      token,
+    });
+    t.equal(page.statusCode, 200);
+    seen.push(...page.json().data.map((e: AuditEvent) => e.id));
+    cursor = page.json().next_cursor;
+  } while (cursor);
+  t.equal(seen.length, 7, 'pages cover every event');
+  t.equal(new Set(seen).size, 7, 'each once');
+  const numbers = seen.map((id) => Number(id.slice(3)));
+  t.same(
+    numbers,
+    [...numbers].sort((a, b) => b - a),
+    'newest first',
+  );
+
+  for (const query of [
+    'types=ticket.created',
+    'types=department.exploded',
+    'cursor=abc',
+    'actor_agent_id=42',
+    'from=yesterday',
+    `from=${encodeURIComponent('2026-02-01T00:00:00Z')}&to=${encodeURIComponent('2026-01-01T00:00:00Z')}`,
+    'limit=0',
+    'unknown=1',
+  ]) {
+    const res = await ctx.request({ method: 'GET', url: `/v1/audit-log?${query}`, token });
+    t.equal(res.statusCode, 400, `${query}: 400`);
+  }
+});
