@@ -19,9 +19,12 @@ import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-field
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
+import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
+import { StreamHub } from './domains/stream/hub.ts';
+import { streamRoutes } from './domains/stream/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { unavailable } from './errors.ts';
@@ -160,6 +163,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...publicSchemas,
     ...automationRuleSchemas,
     ...reportSchemas,
+    ...notificationSchemas,
     ...eventRouteSchemas,
   ]) {
     app.addSchema(schema);
@@ -225,5 +229,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
   await app.register(eventRoutes);
+  await app.register(notificationRoutes);
+  // The live stream's tailer belongs to the app, not to a background loop of the server: it
+  // reads only while this app has subscribers, and its streams must end when the app closes.
+  await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });
   return app;
 }

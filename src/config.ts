@@ -77,6 +77,40 @@ const EnvSchema = Type.Object({
     minimum: 100,
     description: 'a CSV export whose client takes no data for this long is cut',
   }),
+  STREAM_POLL_INTERVAL_MS: Type.Integer({
+    default: 50,
+    minimum: 10,
+    maximum: 10_000,
+    description: 'how often each process reads the event feed for its live-stream subscribers',
+  }),
+  STREAM_HEARTBEAT_MS: Type.Integer({
+    default: 15_000,
+    minimum: 100,
+    maximum: 300_000,
+    description: 'how often an idle live stream gets a comment line, so proxies keep it open',
+  }),
+  STREAM_MAX_SUBSCRIBERS: Type.Integer({
+    default: 2_000,
+    minimum: 1,
+    maximum: 100_000,
+    description: 'live streams one process serves at once; more answer 503 stream_busy',
+  }),
+  STREAM_SLOW_READER_MS: Type.Integer({
+    default: 30_000,
+    minimum: 100,
+    description: 'a live stream whose client leaves its socket buffer full this long is cut',
+  }),
+  STREAM_MAX_BUFFER_BYTES: Type.Integer({
+    default: 1_048_576,
+    minimum: 1024,
+    description: 'a live stream with more than this many bytes waiting for its client is cut at once',
+  }),
+  NOTIFICATIONS_POLL_INTERVAL_MS: Type.Integer({
+    default: 200,
+    minimum: 10,
+    maximum: 60_000,
+    description: 'how often the notifications consumer reads the event feed',
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -108,6 +142,18 @@ export interface Config {
    * a temporary file until its client has read it), and when a client that reads nothing is cut.
    */
   exports: { maxConcurrent: number; maxOpen: number; stallTimeoutMs: number };
+  /**
+   * The live stream: the feed poll of each process, heartbeats, the subscriber cap, and when a
+   * client that does not read is cut (time with a full socket buffer, or bytes waiting).
+   */
+  stream: {
+    pollMs: number;
+    heartbeatMs: number;
+    maxSubscribers: number;
+    slowReaderMs: number;
+    maxBufferBytes: number;
+  };
+  notifications: { pollMs: number };
 }
 
 export class ConfigError extends Error {
@@ -185,6 +231,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxOpen: parsed.EXPORT_MAX_OPEN,
       stallTimeoutMs: parsed.EXPORT_STALL_TIMEOUT_MS,
     },
+    stream: {
+      pollMs: parsed.STREAM_POLL_INTERVAL_MS,
+      heartbeatMs: parsed.STREAM_HEARTBEAT_MS,
+      maxSubscribers: parsed.STREAM_MAX_SUBSCRIBERS,
+      slowReaderMs: parsed.STREAM_SLOW_READER_MS,
+      maxBufferBytes: parsed.STREAM_MAX_BUFFER_BYTES,
+    },
+    notifications: { pollMs: parsed.NOTIFICATIONS_POLL_INTERVAL_MS },
   };
 }
 

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { describe, retryWhileUnreachable } from './db/outage.ts';
+import { startNotifications } from './domains/notifications/service.ts';
 import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
 
@@ -60,6 +61,7 @@ const stopScheduler = startScheduler(
   config.scheduler.housekeepingMs,
   config.scheduler.reportCompactionMs,
 );
+const stopNotifications = startNotifications(db, app.log, config);
 app.server.requestTimeout = 30_000;
 app.server.headersTimeout = 10_000;
 
@@ -67,6 +69,7 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
   await stopScheduler();
+  await stopNotifications();
   await app.close();
   await db.destroy();
 });

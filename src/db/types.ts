@@ -307,7 +307,48 @@ export interface RoundRobinCursorsTable {
   last_agent_id: string | null;
 }
 
+export type NotificationKind =
+  | 'ticket_created'
+  | 'customer_replied'
+  | 'ticket_assigned'
+  | 'ticket_transferred'
+  | 'mentioned';
+
+export interface NotificationsTable {
+  id: string;
+  seq: ColumnType<number, never, never>;
+  /** The writing transaction (xid8, read as text): live streams tail the inbox by it. */
+  tx: ColumnType<string, never, never>;
+  agent_id: string;
+  kind: NotificationKind;
+  event_id: string;
+  ticket_id: string;
+  department_id: string | null;
+  actor_agent_id: string | null;
+  subject: string;
+  created_at: CreatedAt;
+  read_at: Date | null;
+}
+
+export interface NotificationPreferencesTable {
+  agent_id: string;
+  department_id: string;
+  kind: NotificationKind;
+  enabled: boolean;
+  updated_at: Timestamp;
+}
+
+export interface NotificationDefaultsTable {
+  department_id: string;
+  kind: NotificationKind;
+  enabled: boolean;
+  updated_at: Timestamp;
+}
+
 export interface Database {
+  notifications: NotificationsTable;
+  notification_preferences: NotificationPreferencesTable;
+  notification_defaults: NotificationDefaultsTable;
   automation_rules: AutomationRulesTable;
   automation_rule_versions: AutomationRuleVersionsTable;
   automation_rules_state: AutomationRulesStateTable;

@@ -1,0 +1,373 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Transaction } from 'kysely';
+import { canManageDepartment, isAdmin, type Principal } from '../../access/policy.ts';
+import { can } from '../../access/tickets.ts';
+import type { Db } from '../../db/database.ts';
+import { describe, isDatabaseUnreachable } from '../../db/outage.ts';
+import type { Database, NotificationKind } from '../../db/types.ts';
+import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
+import { departmentsExist, roleInDepartment } from '../departments/repository.ts';
+import { consumeFeedBatch } from '../events/consumer.ts';
+import type { FeedRow } from '../events/repository.ts';
+import { CHANNELS, type NotificationChannel } from './channels.ts';
+import {
+  activeMembersOf,
+  type Candidate,
+  findCandidates,
+  isOpeningMessage,
+  listNotifications,
+  markAllNotificationsRead,
+  markNotificationRead,
+  type NewNotification,
+  readAgentPreferences,
+  readChoices,
+  readDepartmentDefaults,
+  writeAgentPreferences,
+  writeDepartmentDefaults,
+} from './repository.ts';
+import { NOTIFICATION_KINDS, notificationView } from './schemas.ts';
+
+export const CONSUMER = 'notifications';
+const BATCH = 200;
+/** A note naming more agents than this notifies the first ones only. */
+const MAX_MENTIONS = 50;
+
+// `@ann@example.com`: an @ right before an address, not inside a word (so a plain address is
+// no mention). Trailing punctuation of the sentence is not part of the address.
+const MENTION = /(?<![\w@.])@([^\s@]+@[^\s@]+\.[^\s@]+)/g;
+
+export function mentionedEmails(body: string): string[] {
+  const found = new Set<string>();
+  for (const match of body.matchAll(MENTION)) {
+    const email = (match[1] as string).replace(/[.,;:!?)\]}>'"]+$/, '').toLowerCase();
+    if (email.length <= 254 && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) found.add(email);
+    if (found.size >= MAX_MENTIONS) break;
+  }
+  return [...found];
+}
+
+interface TicketNow {
+  id: string;
+  subject: string;
+  department_id: string | null;
+  assignee_id: string | null;
+}
+
+/** Who a ticket event concerns, and as which kind, before preferences and visibility. */
+interface Plan {
+  kind: NotificationKind;
+  /** The department whose preferences apply (null: the help desk default, all on). */
+  departmentId: string | null;
+  agentIds?: string[];
+  emails?: string[];
+}
+
+async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow): Promise<Plan | null> {
+  const { event } = row;
+  const payload = event.payload as Record<string, unknown>;
+  switch (event.type) {
+    case 'ticket.created': {
+      if (!event.department_id) return null;
+      return {
+        kind: 'ticket_created',
+        departmentId: event.department_id,
+        agentIds: await activeMembersOf(trx, event.department_id),
+      };
+    }
+    case 'ticket.customer_replied': {
+      const message = payload.message as { created_at?: unknown } | null | undefined;
+      if (
+        typeof message?.created_at === 'string' &&
+        (await isOpeningMessage(trx, ticket.id, message.created_at))
+      )
+        return null;
+      if (ticket.assignee_id)
+        return {
+          kind: 'customer_replied',
+          departmentId: ticket.department_id,
+          agentIds: [ticket.assignee_id],
+        };
+      if (!ticket.department_id) return null;
+      return {
+        kind: 'customer_replied',
+        departmentId: ticket.department_id,
+        agentIds: await activeMembersOf(trx, ticket.department_id),
+      };
+    }
+    case 'ticket.assigned': {
+      const to = typeof payload.to === 'string' ? payload.to : null;
+      if (!to) return null;
+      return { kind: 'ticket_assigned', departmentId: event.department_id, agentIds: [to] };
+    }
+    case 'ticket.transferred': {
+      const to = typeof payload.to_department_id === 'string' ? payload.to_department_id : null;
+      if (!to) return null;
+      return { kind: 'ticket_transferred', departmentId: to, agentIds: await activeMembersOf(trx, to) };
+    }
+    case 'ticket.note_added': {
+      const message = payload.message as { body?: unknown } | null | undefined;
+      const emails = typeof message?.body === 'string' ? mentionedEmails(message.body) : [];
+      if (emails.length === 0) return null;
+      return { kind: 'mentioned', departmentId: ticket.department_id, emails };
+    }
+    default:
+      return null;
+  }
+}
+
+function enabledFor(
+  choices: Awaited<ReturnType<typeof readChoices>> | null,
+  agentId: string,
+  kind: NotificationKind,
+): boolean {
+  if (choices === null) return true;
+  return choices.own.get(`${agentId}:${kind}`) ?? choices.defaults.get(kind) ?? true;
+}
+
+/**
+ * The notifications one feed event causes. Never the agent who caused it, never an agent who
+ * cannot see the ticket now (it may have moved on since), never one who turned the kind off.
+ */
+export async function notificationsFor(trx: Transaction<Database>, row: FeedRow): Promise<NewNotification[]> {
+  if (row.visibility === null || row.event.ticket_id === null) return [];
+  const payload = row.event.payload as { ticket?: { subject?: unknown } };
+  const ticket: TicketNow = {
+    id: row.event.ticket_id,
+    subject: typeof payload.ticket?.subject === 'string' ? payload.ticket.subject : '',
+    department_id: row.visibility.department_id,
+    assignee_id: row.visibility.assignee_id,
+  };
+  const wanted = await plan(trx, row, ticket);
+  if (!wanted) return [];
+  const actor = row.event.actor.agent_id;
+  const ids = (wanted.agentIds ?? []).filter((id) => id !== actor);
+  const candidates = (await findCandidates(trx, { ids, emails: wanted.emails ?? [] })).filter(
+    (c) => c.id !== actor && canSee(c, ticket),
+  );
+  if (candidates.length === 0) return [];
+  const choices =
+    wanted.departmentId === null
+      ? null
+      : await readChoices(
+          trx,
+          candidates.map((c) => c.id),
+          wanted.departmentId,
+        );
+  return candidates
+    .filter((c) => enabledFor(choices, c.id, wanted.kind))
+    .map((c) => ({
+      id: randomUUID(),
+      agent_id: c.id,
+      kind: wanted.kind,
+      event_id: row.event.id,
+      ticket_id: ticket.id,
+      department_id: row.event.department_id,
+      actor_agent_id: actor,
+      subject: ticket.subject,
+    }));
+}
+
+function canSee(candidate: Candidate, ticket: TicketNow): boolean {
+  const principal: Principal = {
+    agentId: candidate.id,
+    role: candidate.role,
+    scopes: ['read'],
+    via: 'session',
+    tokenId: null,
+    departments: candidate.departments,
+  };
+  return can({ principal, memberships: candidate.departments }, ticket, 'read');
+}
+
+/** Handles one batch of the feed: decides, then hands each channel what it must deliver. */
+export async function handleBatch(
+  trx: Transaction<Database>,
+  rows: readonly FeedRow[],
+  channels: readonly NotificationChannel[] = CHANNELS,
+): Promise<void> {
+  const all: NewNotification[] = [];
+  for (const row of rows) all.push(...(await notificationsFor(trx, row)));
+  if (all.length === 0) return;
+  for (const channel of channels) await channel.deliver(trx, all);
+}
+
+/** Runs the consumer until the feed is drained. Returns how many events it looked at. */
+export async function drainNotifications(db: Db): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const handled = await consumeFeedBatch(db, CONSUMER, BATCH, (trx, rows) => handleBatch(trx, rows));
+    total += handled;
+    if (handled < BATCH) return total;
+  }
+}
+
+/**
+ * The notifications consumer, on every instance: the feed consumer's row lock lets one process
+ * at a time take a batch, and each event is handled exactly once across processes and restarts.
+ */
+export function startNotifications(
+  db: Db,
+  log: FastifyBaseLogger,
+  config: { notifications: { pollMs: number } },
+): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    running ??= drainNotifications(db)
+      .then(() => undefined)
+      .catch((err: unknown) => {
+        if (isDatabaseUnreachable(err))
+          log.warn({ reason: describe(err) }, 'notifications: database unavailable');
+        else log.error({ err }, 'notifications: handling the feed failed');
+      })
+      .finally(() => {
+        running = null;
+      });
+  };
+  const timer = setInterval(tick, config.notifications.pollMs);
+  timer.unref();
+  tick();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
+
+// ---- the inbox ---------------------------------------------------------------------------
+
+export async function listMyNotifications(
+  db: Db,
+  principal: Principal,
+  q: { unread_only: boolean; limit: number; cursor?: string | undefined },
+) {
+  const page = await listNotifications(db, principal.agentId, {
+    unreadOnly: q.unread_only,
+    limit: q.limit,
+    cursor: q.cursor,
+  });
+  return { data: page.rows.map(notificationView), next_cursor: page.next_cursor };
+}
+
+export async function markRead(db: Db, principal: Principal, id: string) {
+  const row = await markNotificationRead(db, principal.agentId, id);
+  if (!row) throw notFound('notification');
+  return notificationView(row);
+}
+
+export async function markAllRead(db: Db, principal: Principal) {
+  return { marked: await markAllNotificationsRead(db, principal.agentId) };
+}
+
+// ---- preferences -------------------------------------------------------------------------
+
+async function myDepartments(db: Db, principal: Principal): Promise<string[]> {
+  if (principal.departments) return [...principal.departments.keys()];
+  const rows = await db
+    .selectFrom('department_members')
+    .select('department_id')
+    .where('agent_id', '=', principal.agentId)
+    .execute();
+  return rows.map((r) => r.department_id);
+}
+
+export async function myPreferences(db: Db, principal: Principal) {
+  const departments = (await myDepartments(db, principal)).sort();
+  const [own, defaults] = await Promise.all([
+    readAgentPreferences(db, principal.agentId),
+    readDepartmentDefaults(db, departments),
+  ]);
+  const ownBy = new Map(own.map((r) => [`${r.department_id}:${r.kind}`, r.enabled]));
+  const defaultBy = new Map(defaults.map((r) => [`${r.department_id}:${r.kind}`, r.enabled]));
+  const data = departments.flatMap((department_id) =>
+    NOTIFICATION_KINDS.map((kind) => {
+      const key = `${department_id}:${kind}`;
+      const mine = ownBy.get(key);
+      if (mine !== undefined) return { department_id, kind, enabled: mine, source: 'agent' as const };
+      const fallback = defaultBy.get(key);
+      if (fallback !== undefined)
+        return { department_id, kind, enabled: fallback, source: 'department' as const };
+      return { department_id, kind, enabled: true, source: 'default' as const };
+    }),
+  );
+  return { data };
+}
+
+export async function setMyPreferences(
+  db: Db,
+  principal: Principal,
+  body: { preferences: { department_id: string; kind: NotificationKind; enabled: boolean | null }[] },
+) {
+  const mine = new Set(await myDepartments(db, principal));
+  const seen = new Set<string>();
+  const twice = body.preferences.flatMap((p, i) => {
+    const key = `${p.department_id}:${p.kind}`;
+    if (seen.has(key))
+      return [{ field: `body/preferences/${i}`, message: 'names a department and kind twice' }];
+    seen.add(key);
+    return [];
+  });
+  if (twice.length > 0)
+    throw invalid('duplicate_preference', 'Each department and kind at most once.', twice);
+  const errors = body.preferences.flatMap((p, i) =>
+    mine.has(p.department_id)
+      ? []
+      : [{ field: `body/preferences/${i}/department_id`, message: 'is not one of your departments' }],
+  );
+  if (errors.length > 0) {
+    const error = new DomainError(
+      'unprocessable',
+      'not_a_member',
+      'Preferences are per department you belong to.',
+    );
+    error.errors = errors;
+    throw error;
+  }
+  await db.transaction().execute((trx) => writeAgentPreferences(trx, principal.agentId, body.preferences));
+  return myPreferences(db, principal);
+}
+
+async function assertDepartment(db: Db, departmentId: string) {
+  if (!(await departmentsExist(db, [departmentId])).has(departmentId)) throw notFound('department');
+}
+
+export async function departmentDefaults(db: Db, principal: Principal, departmentId: string) {
+  await assertDepartment(db, departmentId);
+  // Members and admins may read them; others do not learn the department exists.
+  if (!isAdmin(principal) && (await roleInDepartment(db, principal.agentId, departmentId)) === null)
+    throw notFound('department');
+  const rows = await readDepartmentDefaults(db, [departmentId]);
+  const by = new Map(rows.map((r) => [r.kind, r.enabled]));
+  return {
+    data: NOTIFICATION_KINDS.map((kind) => {
+      const enabled = by.get(kind);
+      return enabled === undefined
+        ? { kind, enabled: true, source: 'default' as const }
+        : { kind, enabled, source: 'department' as const };
+    }),
+  };
+}
+
+export async function setDepartmentDefaults(
+  db: Db,
+  principal: Principal,
+  departmentId: string,
+  body: { defaults: { kind: NotificationKind; enabled: boolean }[] },
+) {
+  await assertDepartment(db, departmentId);
+  const role = isAdmin(principal) ? null : await roleInDepartment(db, principal.agentId, departmentId);
+  if (!isAdmin(principal) && role === null) throw notFound('department');
+  if (!canManageDepartment(principal, role)) {
+    throw forbidden(
+      'Only the department’s managers (or admins) set its notification defaults.',
+      'manager_required',
+    );
+  }
+  const kinds = body.defaults.map((d) => d.kind);
+  if (new Set(kinds).size !== kinds.length) {
+    throw invalid('duplicate_kind', 'Each kind at most once.', [
+      { field: 'body/defaults', message: 'names a kind twice' },
+    ]);
+  }
+  await db.transaction().execute((trx) => writeDepartmentDefaults(trx, departmentId, body.defaults));
+  return departmentDefaults(db, principal, departmentId);
+}

@@ -1,0 +1,359 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Principal } from '../../access/policy.ts';
+import type { TicketAccess } from '../../access/tickets.ts';
+import type { Db } from '../../db/database.ts';
+import { describe, isDatabaseUnreachable } from '../../db/outage.ts';
+import { unavailable } from '../../errors.ts';
+import { canSeeEvent } from '../events/access.ts';
+import { decodeCursor, type FeedRow, feedHead, readFeed } from '../events/repository.ts';
+import { type InboxPosition, inboxHead, readInboxAfter } from '../notifications/repository.ts';
+import { notificationView } from '../notifications/schemas.ts';
+import { readSubscriberStanding } from './repository.ts';
+
+/**
+ * The live stream's engine, one per process: a single tailer reads the event feed (and the
+ * notification inbox) every few milliseconds while anyone listens, and fans each row out to this
+ * process's subscribers, filtered by what each may see. Every process tails the same feed, so an
+ * event written through any process reaches every subscriber of every process, in feed order.
+ *
+ * No connection is held while waiting: each read is one short query, and writing to clients never
+ * awaits them (a subscriber whose socket stays full is cut instead, and resumes with
+ * Last-Event-ID).
+ */
+
+export interface StreamOptions {
+  pollMs: number;
+  heartbeatMs: number;
+  maxSubscribers: number;
+  slowReaderMs: number;
+  maxBufferBytes: number;
+}
+
+export interface StreamFilter {
+  types: ReadonlySet<string> | null;
+  departmentId: string | null;
+}
+
+type Position = NonNullable<ReturnType<typeof decodeCursor>>;
+
+function compare(a: Position, b: Position): number {
+  if (a.tx !== b.tx) return a.tx < b.tx ? -1 : 1;
+  if (a.source !== b.source) return a.source - b.source;
+  return a.id === b.id ? 0 : a.id < b.id ? -1 : 1;
+}
+
+const positionOf = (cursor: string): Position => {
+  const position = decodeCursor(cursor);
+  if (!position) throw new Error(`the feed handed out a cursor it cannot read: ${cursor}`);
+  return position;
+};
+
+/** A feed row changes what open streams may see: their agents' roles, memberships or tokens. */
+const CHANGES_ACCESS = /^(member|agent|token)\.|^department\.deleted$/;
+
+const PAGE = 500;
+/** Pages of history one catching-up subscriber gets per tick, so live delivery is not held up. */
+const CATCH_UP_PAGES_PER_TICK = 4;
+
+export class Subscriber {
+  readonly principal: Principal;
+  access: TicketAccess;
+  readonly filter: StreamFilter;
+  readonly res: ServerResponse;
+  /** The last feed position this subscriber has been given (or skipped past). */
+  position: Position;
+  cursor: string;
+  /** False while history after Last-Event-ID is still being replayed. */
+  live: boolean;
+  /** When the socket buffer filled up (write returned false) and has not drained since. */
+  fullSince: number | null = null;
+  ended = false;
+
+  constructor(
+    principal: Principal,
+    access: TicketAccess,
+    filter: StreamFilter,
+    res: ServerResponse,
+    cursor: string,
+    live: boolean,
+  ) {
+    this.principal = principal;
+    this.access = access;
+    this.filter = filter;
+    this.res = res;
+    this.cursor = cursor;
+    this.position = positionOf(cursor);
+    this.live = live;
+  }
+
+  wants(type: string): boolean {
+    return this.filter.types === null || this.filter.types.has(type);
+  }
+}
+
+export class StreamHub {
+  readonly #db: Db;
+  readonly #log: FastifyBaseLogger;
+  readonly #options: StreamOptions;
+  readonly #subscribers = new Set<Subscriber>();
+  /** Where the tailer has read the feed to; null while nobody listens (then it reads nothing). */
+  #cursor: string | null = null;
+  #position: Position | null = null;
+  #inbox: InboxPosition | null = null;
+  #starting: Promise<void> | null = null;
+  #running: Promise<void> | null = null;
+  #poll: NodeJS.Timeout | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(db: Db, log: FastifyBaseLogger, options: StreamOptions) {
+    this.#db = db;
+    this.#log = log;
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#subscribers.size;
+  }
+
+  /** Refuses beyond the cap before anything is sent, so the client gets a proper 503. */
+  assertRoom(): void {
+    if (this.#closed || this.#subscribers.size >= this.#options.maxSubscribers) {
+      throw unavailable(
+        'stream_busy',
+        'This server has as many live streams open as it serves; retry shortly (another instance may have room).',
+        5,
+      );
+    }
+  }
+
+  /**
+   * Starts the tailer if it is idle, and answers where a subscriber without Last-Event-ID joins:
+   * the tailer's own position, so it gets exactly what the tailer reads from now on.
+   */
+  async livePosition(): Promise<string> {
+    if (this.#cursor === null) {
+      this.#starting ??= (async () => {
+        const [cursor, inbox] = await Promise.all([feedHead(this.#db), inboxHead(this.#db)]);
+        this.#cursor = cursor;
+        this.#position = positionOf(cursor);
+        this.#inbox = inbox;
+      })().finally(() => {
+        this.#starting = null;
+      });
+      await this.#starting;
+    }
+    return this.#cursor as string;
+  }
+
+  /** Adds a subscriber whose response headers are sent; it replays from `from` when behind. */
+  add(subscriber: Subscriber): void {
+    this.#subscribers.add(subscriber);
+    subscriber.res.on('drain', () => {
+      subscriber.fullSince = null;
+    });
+    subscriber.res.once('close', () => this.#remove(subscriber));
+    this.#poll ??= setInterval(() => this.#tick(), this.#options.pollMs);
+    this.#heartbeat ??= setInterval(() => this.#beat(), this.#options.heartbeatMs);
+    this.#poll.unref();
+    this.#heartbeat.unref();
+  }
+
+  #remove(subscriber: Subscriber) {
+    subscriber.ended = true;
+    this.#subscribers.delete(subscriber);
+    if (this.#subscribers.size === 0) this.#idle();
+  }
+
+  /** Nobody listens: stop reading; the next subscriber starts from the head again. */
+  #idle() {
+    if (this.#poll) clearInterval(this.#poll);
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#poll = null;
+    this.#heartbeat = null;
+    this.#cursor = null;
+    this.#position = null;
+    this.#inbox = null;
+  }
+
+  /** Ends every stream (clients reconnect elsewhere with Last-Event-ID) and stops reading. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const s of this.#subscribers) this.#end(s);
+    this.#idle();
+    await this.#running;
+  }
+
+  #end(subscriber: Subscriber, cut = false) {
+    if (subscriber.ended) return;
+    subscriber.ended = true;
+    this.#subscribers.delete(subscriber);
+    // A reader that does not read gets a reset: ending politely would wait for its buffer.
+    if (cut) subscriber.res.destroy();
+    else subscriber.res.end();
+    if (this.#subscribers.size === 0) this.#idle();
+  }
+
+  #write(subscriber: Subscriber, text: string) {
+    if (subscriber.ended) return;
+    const ok = subscriber.res.write(text);
+    if (subscriber.res.writableLength > this.#options.maxBufferBytes) {
+      this.#log.warn(
+        { agentId: subscriber.principal.agentId, buffered: subscriber.res.writableLength },
+        'live stream cut: its client does not keep up',
+      );
+      this.#end(subscriber, true);
+      return;
+    }
+    if (!ok) subscriber.fullSince ??= Date.now();
+  }
+
+  #beat() {
+    const now = Date.now();
+    for (const s of this.#subscribers) {
+      if (s.fullSince !== null) {
+        if (now - s.fullSince > this.#options.slowReaderMs) {
+          this.#log.warn({ agentId: s.principal.agentId }, 'live stream cut: its client stopped reading');
+          this.#end(s, true);
+        }
+        continue;
+      }
+      this.#write(s, ': heartbeat\n\n');
+    }
+  }
+
+  #tick() {
+    if (this.#running || this.#closed) return;
+    this.#running = this.#turn()
+      .catch((err: unknown) => {
+        if (isDatabaseUnreachable(err))
+          this.#log.warn({ reason: describe(err) }, 'live stream: database unavailable');
+        else this.#log.error({ err }, 'live stream: reading the feed failed');
+      })
+      .finally(() => {
+        this.#running = null;
+      });
+  }
+
+  async #turn() {
+    if (this.#cursor === null) {
+      if (this.#subscribers.size === 0) return;
+      await this.livePosition();
+    }
+    // Slow readers are also checked here, so a cut never waits for the next heartbeat.
+    const now = Date.now();
+    for (const s of this.#subscribers) {
+      if (s.fullSince !== null && now - s.fullSince > this.#options.slowReaderMs) this.#end(s, true);
+    }
+    for (;;) {
+      const cursor = this.#cursor;
+      if (cursor === null) return;
+      const page = await readFeed(this.#db, { after: cursor, limit: PAGE });
+      if (this.#cursor !== cursor) return; // went idle meanwhile
+      await this.#deliver(
+        page.rows,
+        [...this.#subscribers].filter((s) => s.live),
+      );
+      if (this.#cursor !== cursor) return;
+      this.#cursor = page.next;
+      this.#position = positionOf(page.next);
+      if (page.rows.length < PAGE) break;
+    }
+    // Catch-up reads start after the tailer's read ended, so their horizon is at least as far:
+    // a page that comes back empty means nothing lies between the subscriber and the tailer.
+    for (const s of this.#subscribers) {
+      if (!s.live) await this.#catchUp(s);
+    }
+    await this.#tailInbox();
+  }
+
+  async #catchUp(subscriber: Subscriber) {
+    for (let i = 0; i < CATCH_UP_PAGES_PER_TICK; i++) {
+      if (subscriber.ended || subscriber.fullSince !== null || this.#position === null) return;
+      const page = await readFeed(this.#db, { after: subscriber.cursor, limit: PAGE });
+      if (subscriber.ended || this.#position === null) return;
+      await this.#deliver(page.rows, [subscriber]);
+      // `next` may lie past the last row (the horizon, when the page was not full): everything up
+      // to it has been looked at, so the tailer must not send any of it again.
+      const next = positionOf(page.next);
+      if (compare(next, subscriber.position) > 0) {
+        subscriber.position = next;
+        subscriber.cursor = page.next;
+      }
+      if (page.rows.length < PAGE || compare(subscriber.position, this.#position) >= 0) {
+        subscriber.live = true;
+        return;
+      }
+    }
+  }
+
+  /** Sends each row to the subscribers that want it and may see it, in order, never twice. */
+  async #deliver(rows: readonly FeedRow[], subscribers: readonly Subscriber[]) {
+    let batch = subscribers;
+    for (const row of rows) {
+      const position = positionOf(row.cursor);
+      const type = row.event.type;
+      let message: string | null = null;
+      for (const s of batch) {
+        if (s.ended || compare(position, s.position) <= 0) continue;
+        s.position = position;
+        s.cursor = row.cursor;
+        if (!s.wants(type)) continue;
+        if (s.filter.departmentId !== null && row.event.department_id !== s.filter.departmentId) continue;
+        if (!canSeeEvent(s.access, row)) continue;
+        message ??= `id: ${row.cursor}\nevent: ${type}\ndata: ${JSON.stringify(row.event)}\n\n`;
+        this.#write(s, message);
+      }
+      if (CHANGES_ACCESS.test(type)) {
+        // Later rows are judged with what the agents may see now: a removed member gets nothing
+        // of the department from the removal on, a disabled or deleted agent's stream ends.
+        await this.#reloadAccess();
+        batch = batch.filter((s) => !s.ended);
+      }
+    }
+  }
+
+  async #reloadAccess() {
+    const subscribers = [...this.#subscribers];
+    if (subscribers.length === 0) return;
+    const agentIds = [...new Set(subscribers.map((s) => s.principal.agentId))];
+    const tokenIds = [
+      ...new Set(subscribers.flatMap((s) => (s.principal.tokenId === null ? [] : [s.principal.tokenId]))),
+    ];
+    const standing = await readSubscriberStanding(this.#db, agentIds, tokenIds);
+    for (const s of subscribers) {
+      const agent = standing.agents.get(s.principal.agentId);
+      const tokenGone = s.principal.tokenId !== null && !standing.usableTokens.has(s.principal.tokenId);
+      if (agent?.status !== 'active' || tokenGone) {
+        this.#end(s);
+        continue;
+      }
+      const principal = { ...s.principal, role: agent.role, departments: agent.departments };
+      s.access = { principal, memberships: agent.departments };
+    }
+  }
+
+  async #tailInbox() {
+    for (;;) {
+      const inbox = this.#inbox;
+      if (inbox === null) return;
+      const rows = await readInboxAfter(this.#db, inbox, PAGE);
+      if (this.#inbox !== inbox) return;
+      const last = rows.at(-1);
+      if (!last) return;
+      this.#inbox = { tx: last.tx, seq: Number(last.seq) };
+      for (const row of rows) {
+        let message: string | null = null;
+        for (const s of this.#subscribers) {
+          if (s.principal.agentId !== row.agent_id || !s.wants('notification')) continue;
+          // No id: line, so the client's Last-Event-ID stays a feed cursor. Missed notifications
+          // are in the inbox (GET /v1/me/notifications).
+          message ??= `event: notification\ndata: ${JSON.stringify(notificationView(row))}\n\n`;
+          this.#write(s, message);
+        }
+      }
+      if (rows.length < PAGE) return;
+    }
+  }
+}

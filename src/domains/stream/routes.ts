@@ -1,0 +1,139 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { loadTicketAccess } from '../../access/tickets.ts';
+import { Uuid } from '../../contract.ts';
+import { invalid } from '../../errors.ts';
+import { principalOf } from '../../plugins/auth.ts';
+import { problems } from '../../plugins/openapi.ts';
+import { EVENT_TYPES } from '../events/catalogue.ts';
+import { decodeCursor } from '../events/repository.ts';
+import { type StreamHub, Subscriber } from './hub.ts';
+
+const STREAM_TYPES: ReadonlySet<string> = new Set([...EVENT_TYPES, 'notification']);
+
+const StreamQuery = Type.Object(
+  {
+    types: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 2000,
+        description:
+          'Comma-separated event types to receive (see GET /v1/events), and `notification` for your own notifications; all when absent.',
+      }),
+    ),
+    department_id: Type.Optional(
+      Uuid('Only events of this department (notifications are not filtered by it).'),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const StreamHeaders = Type.Object({
+  'last-event-id': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description:
+        'The `id` of the last message received (a feed cursor, as `next_cursor` of GET /v1/events): the stream first replays what came after it, then goes live, with no gap and no repeat. Browsers send it by themselves when they reconnect.',
+    }),
+  ),
+});
+
+const DESCRIPTION = `Server-Sent Events: the events of GET /v1/events you may see, as they happen, across every server process. Each message is \`id: <feed cursor>\`, \`event: <type>\`, \`data: <Event JSON>\`; your own notifications arrive as \`event: notification\` with a Notification as data and no id (the inbox has any you miss while disconnected). A comment line (\`: heartbeat\`) comes every STREAM_HEARTBEAT_MS (15 s) so proxies keep the connection open. Send credentials in the Authorization header (never in the URL: URLs end up in logs); an EventSource that cannot set headers needs a fetch-based client. When your role or memberships change the stream follows at once; when your agent is disabled or deleted, or the API token revoked, the stream ends. A client whose socket stays full for STREAM_SLOW_READER_MS is cut and may resume with Last-Event-ID; so does every client when the server shuts down. Each process serves at most STREAM_MAX_SUBSCRIBERS streams: one more answers 503 stream_busy with Retry-After.`;
+
+export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async (app, { hub }) => {
+  const { db } = app;
+  // Open streams end before the server waits for its connections, so close() cannot hang.
+  app.addHook('preClose', async () => {
+    await hub.close();
+  });
+
+  app.get(
+    '/v1/events/stream',
+    {
+      schema: {
+        operationId: 'streamEvents',
+        tags: ['events'],
+        summary: 'Live stream of events (Server-Sent Events)',
+        description: DESCRIPTION,
+        querystring: StreamQuery,
+        headers: StreamHeaders,
+        response: {
+          200: {
+            description: 'An endless text/event-stream; it ends on shutdown or when your access ends.',
+            headers: {
+              'Cache-Control': { type: 'string', description: 'no-cache: never stored by a proxy.' },
+            },
+            content: {
+              'text/event-stream': {
+                schema: {
+                  type: 'string',
+                  description:
+                    'Messages separated by a blank line: `id: <cursor>\\nevent: <type>\\ndata: <Event JSON>`, `event: notification\\ndata: <Notification JSON>`, or a `: heartbeat` comment.',
+                },
+              },
+            },
+          },
+          ...problems(400, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      let types: Set<string> | null = null;
+      if (request.query.types !== undefined) {
+        types = new Set(
+          request.query.types
+            .split(',')
+            .map((t) => t.trim())
+            .filter(Boolean),
+        );
+        const unknown = [...types].filter((t) => !STREAM_TYPES.has(t));
+        if (unknown.length > 0 || types.size === 0) {
+          throw invalid(
+            'unknown_event_type',
+            `Unknown event types: ${unknown.join(', ') || '(none given)'}.`,
+            [{ field: 'querystring/types', message: 'lists an event type that does not exist' }],
+          );
+        }
+      }
+      const lastEventId = request.headers['last-event-id'];
+      if (lastEventId !== undefined && decodeCursor(lastEventId) === null) {
+        throw invalid('invalid_cursor', 'Last-Event-ID is not a cursor of this feed.', [
+          { field: 'headers/last-event-id', message: 'not a cursor of this feed' },
+        ]);
+      }
+      hub.assertRoom();
+      const access = await loadTicketAccess(db, principal);
+      const cursor = lastEventId ?? (await hub.livePosition());
+      hub.assertRoom();
+
+      reply.hijack();
+      const res = reply.raw;
+      // Headers set by earlier hooks (CORS, rate limits) go out too: hijack skips onSend.
+      res.writeHead(200, {
+        ...(reply.getHeaders() as OutgoingHttpHeaders),
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        // nginx buffers responses unless told not to; a buffered stream is no stream.
+        'x-accel-buffering': 'no',
+        'x-request-id': request.id,
+      });
+      res.flushHeaders();
+      // An idle TCP connection would otherwise be closed by Node after the keep-alive timeout.
+      res.socket?.setKeepAlive(true, 30_000);
+      res.socket?.setNoDelay(true);
+      hub.add(
+        new Subscriber(
+          principal,
+          access,
+          { types, departmentId: request.query.department_id ?? null },
+          res,
+          cursor,
+          lastEventId === undefined,
+        ),
+      );
+    },
+  );
+};

@@ -1,0 +1,346 @@
+import t from 'tap';
+import { feedHead, readFeed } from '../src/domains/events/repository.ts';
+import {
+  agentWithToken,
+  buildTestApp,
+  makeAgent,
+  makeDepartment,
+  PASSWORD,
+  type TestContext,
+} from './helpers/app.ts';
+import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
+import { startServer } from './helpers/server.ts';
+import { SseStream } from './helpers/sse.ts';
+
+// The live stream through a real listening server and a real HTTP client reading it as SSE.
+
+t.setTimeout(240_000);
+
+async function listening(t: { teardown(fn: () => unknown): void }, env: Record<string, string> = {}) {
+  const ctx = await buildTestApp(t, { STREAM_POLL_INTERVAL_MS: '20', ...env });
+  await ctx.app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = ctx.app.server.address() as { port: number };
+  const base = `http://127.0.0.1:${port}`;
+  const streams: SseStream[] = [];
+  t.teardown(() => {
+    for (const s of streams) s.close();
+  });
+  const open = async (token: string, query = '', headers: Record<string, string> = {}) => {
+    const stream = await SseStream.open(`${base}/v1/events/stream${query}`, token, headers);
+    streams.push(stream);
+    return stream;
+  };
+  return { ctx, base, open };
+}
+
+let made = 0;
+async function createTicket(ctx: TestContext, token: string, departmentId: string | null, subject?: string) {
+  const n = ++made;
+  const res = await ctx.request({
+    method: 'POST',
+    url: '/v1/tickets',
+    token,
+    payload: {
+      subject: subject ?? `Stream ticket ${n}`,
+      ...(departmentId ? { department_id: departmentId } : {}),
+      contact: { email: `stream-${n}@example.com` },
+      message: { body: 'Hello' },
+    },
+  });
+  if (res.statusCode !== 201) throw new Error(`ticket creation: ${res.statusCode} ${res.body}`);
+  return res.json().id as string;
+}
+
+t.test('events arrive in feed order, only what the subscriber may see', async (t) => {
+  const { ctx, open } = await listening(t);
+  const a = await makeDepartment(ctx.db, 'A');
+  const b = await makeDepartment(ctx.db, 'B');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const memberA = await agentWithToken(ctx, { departments: [[a, 'solver']] });
+  const start = await feedHead(ctx.db);
+
+  const adminStream = await open(admin.token);
+  const aStream = await open(memberA.token);
+  t.equal(aStream.status, 200);
+  t.match(aStream.headers.get('content-type'), /^text\/event-stream/);
+  t.ok(aStream.headers.get('x-request-id'), 'carries X-Request-Id like every answer');
+
+  const inA: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const id = await createTicket(ctx, admin.token, i % 2 === 0 ? a : b);
+    if (i % 2 === 0) inA.push(id);
+  }
+  const last = await createTicket(ctx, admin.token, null);
+
+  const lastCreated = (s: SseStream) => () =>
+    s.events().some((e) => e.type === 'ticket.created' && e.event.ticket_id === last);
+  await aStream.until(lastCreated(aStream), 30_000, 'the last ticket');
+  await adminStream.until(lastCreated(adminStream), 30_000, 'the last ticket');
+
+  const feed = (await readFeed(ctx.db, { after: start, limit: 1000 })).rows;
+  t.same(
+    adminStream.events().map((e) => e.cursor),
+    feed.map((r) => r.cursor),
+    'an admin gets the whole feed, in its order',
+  );
+  const got = aStream.events();
+  t.same(
+    got.map((e) => e.cursor),
+    feed
+      .filter((r) => r.event.ticket_id === last || inA.includes(r.event.ticket_id as string))
+      .map((r) => r.cursor),
+    'a member of A gets A’s events and those of tickets without a department, in feed order',
+  );
+  t.notOk(
+    got.some((e) => e.event.department_id === b),
+    'a member of A never receives an event of B',
+  );
+  t.same(
+    new Set(got.filter((e) => e.type === 'ticket.created').map((e) => e.event.ticket_id)),
+    new Set([...inA, last]),
+  );
+  const first = got[0];
+  t.ok(first && typeof first.event.id === 'string' && first.event.payload, 'data is the Event JSON');
+});
+
+t.test('filters: types and department_id', async (t) => {
+  const { ctx, open } = await listening(t);
+  const a = await makeDepartment(ctx.db, 'A');
+  const b = await makeDepartment(ctx.db, 'B');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const onlyCreatedInB = await open(admin.token, `?types=ticket.created&department_id=${b}`);
+  await createTicket(ctx, admin.token, a);
+  const inB = await createTicket(ctx, admin.token, b);
+  await onlyCreatedInB.until(() => onlyCreatedInB.events().length >= 1, 30_000);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(
+    onlyCreatedInB.events().map((e) => [e.type, e.event.ticket_id]),
+    [['ticket.created', inB]],
+  );
+});
+
+t.test('bad requests answer 400 problem+json and open nothing', async (t) => {
+  const { ctx } = await listening(t);
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const unknownType = await ctx.request({
+    method: 'GET',
+    url: '/v1/events/stream?types=ticket.created,ticket.exploded',
+    token: admin.token,
+  });
+  t.equal(unknownType.statusCode, 400);
+  t.equal(unknownType.json().code, 'unknown_event_type');
+  const badCursor = await ctx.request({
+    method: 'GET',
+    url: '/v1/events/stream',
+    token: admin.token,
+    headers: { 'last-event-id': 'not-a-cursor' },
+  });
+  t.equal(badCursor.statusCode, 400);
+  t.equal(badCursor.json().code, 'invalid_cursor');
+  const anonymous = await ctx.request({ method: 'GET', url: '/v1/events/stream' });
+  t.equal(anonymous.statusCode, 401);
+  const tokenInUrl = await ctx.request({
+    method: 'GET',
+    url: `/v1/events/stream?access_token=${admin.token}`,
+  });
+  t.equal(tokenInUrl.statusCode, 401, 'a token in the URL is not accepted');
+});
+
+t.test('Last-Event-ID resumes without gap or repeat, while events keep coming', async (t) => {
+  const { ctx, open } = await listening(t);
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const start = await feedHead(ctx.db);
+  const first = await open(admin.token, '?types=ticket.created');
+  for (let i = 0; i < 3; i++) await createTicket(ctx, admin.token, null);
+  await first.until(() => first.events().length >= 3, 30_000);
+  const resumeFrom = first.events()[1]?.cursor as string;
+  first.close();
+
+  // Missed while disconnected, and more while the resumed stream catches up.
+  for (let i = 0; i < 20; i++) await createTicket(ctx, admin.token, null);
+  let writing = true;
+  const more = (async () => {
+    for (let i = 0; i < 20; i++) await createTicket(ctx, admin.token, null);
+    writing = false;
+  })();
+  const resumed = await open(admin.token, '?types=ticket.created', { 'last-event-id': resumeFrom });
+  await more;
+  t.notOk(writing);
+  const expected = (await readFeed(ctx.db, { after: start, limit: 1000 })).rows.filter(
+    (r) => r.event.type === 'ticket.created',
+  );
+  t.equal(expected.length, 43);
+  await resumed.until(() => resumed.events().length >= 41, 30_000, '41 events');
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(
+    resumed.events().map((e) => e.cursor),
+    expected.slice(2).map((r) => r.cursor),
+    'exactly the events after Last-Event-ID, in order, each once',
+  );
+});
+
+t.test(
+  'a removed member stops receiving the department at once; a disabled agent’s stream ends',
+  async (t) => {
+    const { ctx, open } = await listening(t);
+    const a = await makeDepartment(ctx.db, 'A');
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const member = await agentWithToken(ctx, { departments: [[a, 'solver']] });
+    const stream = await open(member.token, '?types=ticket.created');
+    const before = await createTicket(ctx, admin.token, a);
+    await stream.until(() => stream.events().some((e) => e.event.ticket_id === before), 30_000);
+
+    const removed = await ctx.request({
+      method: 'DELETE',
+      url: `/v1/departments/${a}/members/${member.agent.id}`,
+      token: admin.token,
+    });
+    t.equal(removed.statusCode, 204);
+    const after = await createTicket(ctx, admin.token, a);
+    const marker = await createTicket(ctx, admin.token, null);
+    await stream.until(() => stream.events().some((e) => e.event.ticket_id === marker), 30_000);
+    t.notOk(
+      stream.events().some((e) => e.event.ticket_id === after),
+      'the ticket created in A after the removal never reached the former member',
+    );
+
+    const disabled = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/agents/${member.agent.id}`,
+      token: admin.token,
+      payload: { status: 'disabled' },
+    });
+    t.equal(disabled.statusCode, 200);
+    await Promise.race([
+      stream.ended,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the stream did not end')), 5_000)),
+    ]);
+    t.ok(stream.done, 'the disabled agent’s stream ended');
+  },
+);
+
+t.test('heartbeats arrive as comment lines', async (t) => {
+  const { ctx, open } = await listening(t, { STREAM_HEARTBEAT_MS: '150' });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const stream = await open(admin.token);
+  await stream.until(() => stream.comments.filter((c) => c === 'heartbeat').length >= 3, 5_000, 'heartbeats');
+  t.equal(stream.messages.length, 0, 'heartbeats are comments, not messages');
+});
+
+t.test('the subscriber cap answers 503 problem+json with Retry-After', async (t) => {
+  const { ctx, open } = await listening(t, { STREAM_MAX_SUBSCRIBERS: '2' });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const one = await open(admin.token);
+  const two = await open(admin.token);
+  t.equal(one.status, 200);
+  t.equal(two.status, 200);
+  const three = await ctx.request({ method: 'GET', url: '/v1/events/stream', token: admin.token });
+  t.equal(three.statusCode, 503);
+  t.match(three.headers['content-type'], /application\/problem\+json/);
+  t.equal(three.json().code, 'stream_busy');
+  t.ok(Number(three.headers['retry-after']) > 0, 'says when to retry');
+  one.close();
+  await one.ended;
+  // The server notices the closed connection, then has room again.
+  let again: SseStream | null = null;
+  for (let i = 0; i < 50 && again?.status !== 200; i++) {
+    again?.close();
+    await new Promise((r) => setTimeout(r, 50));
+    again = await open(admin.token);
+  }
+  t.equal(again?.status, 200, 'a closed stream frees its place');
+});
+
+t.test('app.close() with open streams returns promptly and ends them', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const { buildApp } = await import('../src/app.ts');
+  const { loadConfig } = await import('../src/config.ts');
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', STREAM_POLL_INTERVAL_MS: '20' }), {
+    db: database.db,
+    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  const admin = await makeAgent(database.db, { role: 'admin' });
+  const signIn = await fetch(`http://127.0.0.1:${port}/v1/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: admin.email, password: PASSWORD }),
+  });
+  const { access_token } = (await signIn.json()) as { access_token: string };
+  const streams = await Promise.all(
+    [1, 2, 3].map(() => SseStream.open(`http://127.0.0.1:${port}/v1/events/stream`, access_token)),
+  );
+  t.same(
+    streams.map((s) => s.status),
+    [200, 200, 200],
+  );
+  const began = Date.now();
+  await app.close();
+  const took = Date.now() - began;
+  t.ok(took < 2_000, `app.close() took ${took} ms`);
+  await Promise.all(streams.map((s) => s.ended));
+  t.ok(
+    streams.every((s) => s.done),
+    'every stream ended',
+  );
+});
+
+const twoProcesses =
+  (await testDatabaseKind()) === 'pglite'
+    ? 'needs a PostgreSQL server two processes share (PGlite is one process)'
+    : false;
+
+t.test(
+  'two server processes on one PostgreSQL each deliver what the other wrote',
+  { skip: twoProcesses },
+  async (t) => {
+    const database = await createTestDatabase();
+    t.teardown(() => database.drop());
+    const a = await makeDepartment(database.db, 'A');
+    const admin = await makeAgent(database.db, { role: 'admin' });
+    const member = await makeAgent(database.db, { departments: [[a, 'reader']] });
+    const env = { DATABASE_URL: database.url as string, STREAM_POLL_INTERVAL_MS: '20' };
+    const [one, two] = await Promise.all([startServer(t, env), startServer(t, env)]);
+    const token = async (base: string, email: string) => {
+      const res = await fetch(`${base}/v1/auth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email, password: PASSWORD }),
+      });
+      return ((await res.json()) as { access_token: string }).access_token;
+    };
+    const adminToken = await token(one.base, admin.email);
+    const memberToken = await token(two.base, member.email);
+    const onOne = await SseStream.open(`${one.base}/v1/events/stream?types=ticket.created`, memberToken);
+    const onTwo = await SseStream.open(`${two.base}/v1/events/stream?types=ticket.created`, memberToken);
+    t.teardown(() => {
+      onOne.close();
+      onTwo.close();
+    });
+    const create = async (base: string, subject: string) => {
+      const res = await fetch(`${base}/v1/tickets`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+        body: JSON.stringify({
+          subject,
+          department_id: a,
+          contact: { email: 'two@example.com' },
+          message: { body: 'Hi' },
+        }),
+      });
+      return ((await res.json()) as { id: string }).id;
+    };
+    const viaOne = await create(one.base, 'written through one');
+    const viaTwo = await create(two.base, 'written through two');
+    for (const stream of [onOne, onTwo]) {
+      await stream.until(() => stream.events().length >= 2, 30_000, 'both tickets');
+      t.same(
+        stream.events().map((e) => e.event.ticket_id),
+        [viaOne, viaTwo],
+        'both tickets, in order, whichever process wrote them',
+      );
+    }
+  },
+);
