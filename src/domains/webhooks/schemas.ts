@@ -71,7 +71,7 @@ export const UpdateWebhookBody = Type.Object(
     ),
     description: Type.Optional(Type.String({ maxLength: 500 })),
   },
-  { additionalProperties: false, minProperties: 1 },
+  { additionalProperties: false, minProperties: 1, examples: [{ active: true, event_types: [] }] },
 );
 
 export const DeliveryStatusSchema = Type.Union(
