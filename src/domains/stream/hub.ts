@@ -69,6 +69,8 @@ export class Subscriber {
   /** When the socket buffer filled up (write returned false) and has not drained since. */
   fullSince: number | null = null;
   ended = false;
+  /** When the credentials expire (ms since epoch): the stream ends then, the client signs in again. */
+  endsAt: number | null = null;
 
   constructor(
     principal: Principal,
@@ -212,6 +214,10 @@ export class StreamHub {
   #beat() {
     const now = Date.now();
     for (const s of this.#subscribers) {
+      if (s.endsAt !== null && now >= s.endsAt) {
+        this.#end(s);
+        continue;
+      }
       if (s.fullSince !== null) {
         if (now - s.fullSince > this.#options.slowReaderMs) {
           this.#log.warn({ agentId: s.principal.agentId }, 'live stream cut: its client stopped reading');
@@ -245,6 +251,7 @@ export class StreamHub {
     const now = Date.now();
     for (const s of this.#subscribers) {
       if (s.fullSince !== null && now - s.fullSince > this.#options.slowReaderMs) this.#end(s, true);
+      else if (s.endsAt !== null && now >= s.endsAt) this.#end(s);
     }
     for (;;) {
       const cursor = this.#cursor;
