@@ -12,7 +12,7 @@ import { SseStream } from './helpers/sse.ts';
 // Department notifications: the feed consumer decides who hears of what, through the real HTTP
 // layer; the inbox and the live stream show them.
 
-t.setTimeout(240_000);
+t.setTimeout(600_000);
 
 let made = 0;
 
@@ -33,10 +33,21 @@ async function settle(db: Db) {
   await drainNotifications(db);
 }
 
-async function setUp(t: { teardown(fn: () => unknown): void }) {
-  const ctx = await buildTestApp(t, { STREAM_POLL_INTERVAL_MS: '20' });
-  // The consumer starts at the feed's head when first run: run it once before anything happens.
-  await drainNotifications(ctx.db);
+// One app and database for the file (a database per test costs most of the time on PGlite);
+// each test makes its own departments and agents, so none sees another's notifications.
+let sharedApp: Promise<TestContext> | undefined;
+async function app() {
+  sharedApp ??= (async () => {
+    const ctx = await buildTestApp(t, { STREAM_POLL_INTERVAL_MS: '20' });
+    // The consumer starts at the feed's head when first run: run it once before anything happens.
+    await drainNotifications(ctx.db);
+    return ctx;
+  })();
+  return sharedApp;
+}
+
+async function setUp(_t: { teardown(fn: () => unknown): void }) {
+  const ctx = await app();
   const a = await makeDepartment(ctx.db, 'A');
   const b = await makeDepartment(ctx.db, 'B');
   const admin = await agentWithToken(ctx, { role: 'admin' });
