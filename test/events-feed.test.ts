@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { Kysely, PostgresDialect } from 'kysely';
@@ -11,8 +14,9 @@ import { DepartmentSchema, MemberSchema } from '../src/domains/departments/schem
 import { eventSchemas } from '../src/domains/events/catalogue.ts';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { type FeedRow, feedHead, readFeed, recordSettingsEvent } from '../src/domains/events/repository.ts';
-import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
-import { testDatabaseKind } from './helpers/database.ts';
+import { agentWithToken, buildTestApp, makeDepartment, PASSWORD, type TestContext } from './helpers/app.ts';
+import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
+import { exited, startServer } from './helpers/server.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
 // The feed returns rows only below the oldest transaction still running anywhere on the server
@@ -350,4 +354,89 @@ tap.test('settings events carry who made them: session or API token', async (t) 
   });
   const created = rows.find((r) => r.event.type === 'token.created')!;
   t.notOk(JSON.stringify(created.event).includes(secret), 'the token secret never appears');
+});
+
+tap.test('a cursor resumes across a server restart', async (t) => {
+  const database = await createTestDatabase();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'deskroute-events-'));
+  t.teardown(async () => {
+    await database.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  // PGlite holds its data folder alone: the server gets a folder of its own.
+  const storage: Record<string, string> = database.url
+    ? { DATABASE_URL: database.url }
+    : { DATA_DIR: dataDir };
+  const env = { ...storage, DESKROUTE_ADMIN_EMAIL: 'owner@example.com', DESKROUTE_ADMIN_PASSWORD: PASSWORD };
+  const json = async (base: string, method: string, url: string, token?: string, body?: object) => {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: {
+        ...(token && { authorization: `Bearer ${token}` }),
+        ...(body && { 'content-type': 'application/json' }),
+      },
+      ...(body && { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as any;
+  };
+  const createTickets = async (base: string, token: string, n: number) => {
+    for (let i = 0; i < n; i++) {
+      await json(base, 'POST', '/v1/tickets', token, {
+        subject: `Restart ${i}`,
+        channel: 'email',
+        contact: { email: `restart-${i}@example.com` },
+        message: { body: 'Where is it?' },
+      });
+    }
+  };
+  const page = (base: string, token: string, after: string) =>
+    json(base, 'GET', `/v1/events?limit=3${after ? `&after=${after}` : ''}`, token);
+
+  let server = await startServer(t, env);
+  let session = (
+    await json(server.base, 'POST', '/v1/auth/token', undefined, {
+      email: env.DESKROUTE_ADMIN_EMAIL,
+      password: PASSWORD,
+    })
+  ).access_token;
+  await createTickets(server.base, session, 4);
+  const seen: string[] = [];
+  let after = '';
+  for (let i = 0; i < 2; i++) {
+    const body = await page(server.base, session, after);
+    seen.push(...body.data.map((e: { id: string }) => e.id));
+    after = body.next_cursor;
+  }
+  server.child.kill('SIGKILL');
+  await exited(server.child, 10_000);
+
+  server = await startServer(t, env);
+  session = (
+    await json(server.base, 'POST', '/v1/auth/token', undefined, {
+      email: env.DESKROUTE_ADMIN_EMAIL,
+      password: PASSWORD,
+    })
+  ).access_token;
+  await createTickets(server.base, session, 2);
+  // 1 agent.created + 6 tickets × 2 events, once every writer's transaction has ended.
+  const expected = 1 + 6 * 2;
+  const deadline = Date.now() + WAIT_MS;
+  while (seen.length < expected && Date.now() < deadline) {
+    const body = await page(server.base, session, after);
+    seen.push(...body.data.map((e: { id: string }) => e.id));
+    after = body.next_cursor;
+    if (body.data.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  t.equal(seen.length, expected, 'every event, across the restart');
+  t.equal(new Set(seen).size, seen.length, 'none twice');
+  const whole: string[] = [];
+  let from = '';
+  for (;;) {
+    const body = await page(server.base, session, from);
+    if (body.data.length === 0) break;
+    whole.push(...body.data.map((e: { id: string }) => e.id));
+    from = body.next_cursor;
+  }
+  t.same(seen, whole, 'the same events in the same order as one read from the beginning');
 });
