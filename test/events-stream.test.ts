@@ -61,8 +61,8 @@ async function createTicket(ctx: TestContext, token: string, departmentId: strin
 
 t.test('events arrive in feed order, only what the subscriber may see', async (t) => {
   const { ctx, open } = await shared();
-  const a = await makeDepartment(ctx.db, 'A');
-  const b = await makeDepartment(ctx.db, 'B');
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const memberA = await agentWithToken(ctx, { departments: [[a, 'solver']] });
   const start = await feedHead(ctx.db);
@@ -113,8 +113,8 @@ t.test('events arrive in feed order, only what the subscriber may see', async (t
 
 t.test('filters: types and department_id', async (t) => {
   const { ctx, open } = await shared();
-  const a = await makeDepartment(ctx.db, 'A');
-  const b = await makeDepartment(ctx.db, 'B');
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const onlyCreatedInB = await open(admin.token, `?types=ticket.created&department_id=${b}`);
   await createTicket(ctx, admin.token, a);
@@ -191,7 +191,7 @@ t.test(
   'a removed member stops receiving the department at once; a disabled agent’s stream ends',
   async (t) => {
     const { ctx, open } = await shared();
-    const a = await makeDepartment(ctx.db, 'A');
+    const a = await makeDepartment(ctx.db);
     const admin = await agentWithToken(ctx, { role: 'admin' });
     const member = await agentWithToken(ctx, { departments: [[a, 'solver']] });
     const stream = await open(member.token, '?types=ticket.created');

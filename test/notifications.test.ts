@@ -48,8 +48,8 @@ async function app() {
 
 async function setUp(_t: { teardown(fn: () => unknown): void }) {
   const ctx = await app();
-  const a = await makeDepartment(ctx.db, 'A');
-  const b = await makeDepartment(ctx.db, 'B');
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const manager = await agentWithToken(ctx, { departments: [[a, 'manager']] });
   const solver = await agentWithToken(ctx, { departments: [[a, 'solver']] });
