@@ -14,7 +14,7 @@ import { SseStream } from './helpers/sse.ts';
 
 // The live stream through a real listening server and a real HTTP client reading it as SSE.
 
-t.setTimeout(240_000);
+t.setTimeout(600_000);
 
 async function listening(t: { teardown(fn: () => unknown): void }, env: Record<string, string> = {}) {
   const ctx = await buildTestApp(t, { STREAM_POLL_INTERVAL_MS: '20', ...env });
@@ -32,6 +32,14 @@ async function listening(t: { teardown(fn: () => unknown): void }, env: Record<s
   };
   return { ctx, base, open };
 }
+
+// One listening app for the tests that need no settings of their own: a database and an app
+// per test cost most of the time on PGlite. Each test makes its own departments and agents.
+let sharedApp: ReturnType<typeof listening> | undefined;
+const shared = () => {
+  sharedApp ??= listening(t);
+  return sharedApp;
+};
 
 let made = 0;
 async function createTicket(ctx: TestContext, token: string, departmentId: string | null, subject?: string) {
@@ -52,9 +60,9 @@ async function createTicket(ctx: TestContext, token: string, departmentId: strin
 }
 
 t.test('events arrive in feed order, only what the subscriber may see', async (t) => {
-  const { ctx, open } = await listening(t);
-  const a = await makeDepartment(ctx.db, 'A');
-  const b = await makeDepartment(ctx.db, 'B');
+  const { ctx, open } = await shared();
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const memberA = await agentWithToken(ctx, { departments: [[a, 'solver']] });
   const start = await feedHead(ctx.db);
@@ -104,9 +112,9 @@ t.test('events arrive in feed order, only what the subscriber may see', async (t
 });
 
 t.test('filters: types and department_id', async (t) => {
-  const { ctx, open } = await listening(t);
-  const a = await makeDepartment(ctx.db, 'A');
-  const b = await makeDepartment(ctx.db, 'B');
+  const { ctx, open } = await shared();
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const onlyCreatedInB = await open(admin.token, `?types=ticket.created&department_id=${b}`);
   await createTicket(ctx, admin.token, a);
@@ -120,7 +128,7 @@ t.test('filters: types and department_id', async (t) => {
 });
 
 t.test('bad requests answer 400 problem+json and open nothing', async (t) => {
-  const { ctx } = await listening(t);
+  const { ctx } = await shared();
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const unknownType = await ctx.request({
     method: 'GET',
@@ -147,7 +155,7 @@ t.test('bad requests answer 400 problem+json and open nothing', async (t) => {
 });
 
 t.test('Last-Event-ID resumes without gap or repeat, while events keep coming', async (t) => {
-  const { ctx, open } = await listening(t);
+  const { ctx, open } = await shared();
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const start = await feedHead(ctx.db);
   const first = await open(admin.token, '?types=ticket.created');
@@ -182,8 +190,8 @@ t.test('Last-Event-ID resumes without gap or repeat, while events keep coming', 
 t.test(
   'a removed member stops receiving the department at once; a disabled agent’s stream ends',
   async (t) => {
-    const { ctx, open } = await listening(t);
-    const a = await makeDepartment(ctx.db, 'A');
+    const { ctx, open } = await shared();
+    const a = await makeDepartment(ctx.db);
     const admin = await agentWithToken(ctx, { role: 'admin' });
     const member = await agentWithToken(ctx, { departments: [[a, 'solver']] });
     const stream = await open(member.token, '?types=ticket.created');

@@ -12,7 +12,7 @@ import { SseStream } from './helpers/sse.ts';
 // Department notifications: the feed consumer decides who hears of what, through the real HTTP
 // layer; the inbox and the live stream show them.
 
-t.setTimeout(240_000);
+t.setTimeout(600_000);
 
 let made = 0;
 
@@ -33,12 +33,30 @@ async function settle(db: Db) {
   await drainNotifications(db);
 }
 
-async function setUp(t: { teardown(fn: () => unknown): void }) {
-  const ctx = await buildTestApp(t, { STREAM_POLL_INTERVAL_MS: '20' });
-  // The consumer starts at the feed's head when first run: run it once before anything happens.
-  await drainNotifications(ctx.db);
-  const a = await makeDepartment(ctx.db, 'A');
-  const b = await makeDepartment(ctx.db, 'B');
+// One app and database for the file (a database per test costs most of the time on PGlite);
+// each test makes its own departments and agents, so none sees another's notifications.
+// Sign-in allows 30 attempts a minute per address and each set-up signs five agents in: a few
+// tests per app.
+const sharedApps = new Map<string, Promise<TestContext>>();
+async function app(name: string, t: { teardown(fn: () => unknown): void }) {
+  let ctx = sharedApps.get(name);
+  if (!ctx) {
+    ctx = (async () => {
+      const built = await buildTestApp(t, { STREAM_POLL_INTERVAL_MS: '20' });
+      // The consumer starts at the feed's head when first run: run it once before anything happens.
+      await drainNotifications(built.db);
+      return built;
+    })();
+    sharedApps.set(name, ctx);
+  }
+  return ctx;
+}
+
+let setUps = 0;
+async function setUp(own?: { teardown(fn: () => unknown): void }) {
+  const ctx = own ? await app('own', own) : await app(`shared-${Math.floor(setUps++ / 3)}`, t);
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
   const manager = await agentWithToken(ctx, { departments: [[a, 'manager']] });
   const solver = await agentWithToken(ctx, { departments: [[a, 'solver']] });
@@ -89,7 +107,7 @@ t.test('mentions are @email, not plain addresses', async (t) => {
 });
 
 t.test('a new ticket notifies its department’s members, never the one who created it', async (t) => {
-  const { ctx, a, manager, solver, reader, other, admin } = await setUp(t);
+  const { ctx, a, manager, solver, reader, other, admin } = await setUp();
   // Written by the agent (not a customer's message they recorded): the agent caused it.
   const ticket = await createTicket(ctx, solver.token, a, {
     message: { body: 'We noticed', author: 'agent' },
@@ -105,7 +123,7 @@ t.test('a new ticket notifies its department’s members, never the one who crea
 });
 
 t.test('a customer reply notifies the assignee, or the department when unassigned', async (t) => {
-  const { ctx, a, admin, manager, solver, reader } = await setUp(t);
+  const { ctx, a, admin, manager, solver, reader } = await setUp();
   const unassigned = await createTicket(ctx, admin.token, a);
   const assigned = await createTicket(ctx, admin.token, a, { assignee_id: solver.agent.id });
   await settle(ctx.db);
@@ -132,7 +150,7 @@ t.test('a customer reply notifies the assignee, or the department when unassigne
 });
 
 t.test('assigned to you, transferred to your department', async (t) => {
-  const { ctx, a, b, admin, manager, solver, other } = await setUp(t);
+  const { ctx, a, b, admin, manager, solver, other } = await setUp();
   const ticket = await createTicket(ctx, manager.token, a);
   await call(ctx, 'PATCH', `/v1/tickets/${ticket}`, manager.token, { assignee_id: solver.agent.id });
   await settle(ctx.db);
@@ -149,7 +167,7 @@ t.test('assigned to you, transferred to your department', async (t) => {
 });
 
 t.test('a mention in a note notifies that agent if they can see the ticket', async (t) => {
-  const { ctx, a, admin, solver, other, reader } = await setUp(t);
+  const { ctx, a, admin, solver, other, reader } = await setUp();
   const ticket = await createTicket(ctx, admin.token, a);
   await settle(ctx.db);
   await call(ctx, 'POST', `/v1/tickets/${ticket}/messages`, admin.token, {
@@ -163,7 +181,7 @@ t.test('a mention in a note notifies that agent if they can see the ticket', asy
 });
 
 t.test('preferences per department and kind, department defaults by its managers', async (t) => {
-  const { ctx, a, b, admin, manager, solver, reader, other } = await setUp(t);
+  const { ctx, a, b, admin, manager, solver, reader, other } = await setUp();
 
   const prefs = await call(ctx, 'GET', '/v1/me/notification-preferences', solver.token);
   t.equal(prefs.data.length, 5, 'every kind for the one department');
@@ -231,7 +249,7 @@ t.test('preferences per department and kind, department defaults by its managers
 });
 
 t.test('the inbox: unread first, then newest; mark read, mark all read', async (t) => {
-  const { ctx, a, admin, solver, reader } = await setUp(t);
+  const { ctx, a, admin, solver, reader } = await setUp();
   const tickets: string[] = [];
   for (let i = 0; i < 5; i++) tickets.push(await createTicket(ctx, admin.token, a));
   await settle(ctx.db);

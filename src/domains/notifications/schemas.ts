@@ -123,7 +123,16 @@ export const PutNotificationPreferencesBody = Type.Object(
       { minItems: 1, maxItems: 500 },
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        preferences: [
+          { department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11', kind: 'ticket_created', enabled: false },
+        ],
+      },
+    ],
+  },
 );
 
 export const NotificationDefaultsSchema = Type.Object(
@@ -149,5 +158,5 @@ export const PutNotificationDefaultsBody = Type.Object(
       { minItems: 1, maxItems: 50 },
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ defaults: [{ kind: 'customer_replied', enabled: false }] }] },
 );

@@ -10,6 +10,7 @@ import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { departmentsExist, roleInDepartment } from '../departments/repository.ts';
 import { consumeFeedBatch } from '../events/consumer.ts';
 import type { FeedRow } from '../events/repository.ts';
+import { feedHorizon } from '../stream/repository.ts';
 import { CHANNELS, type NotificationChannel } from './channels.ts';
 import {
   activeMembersOf,
@@ -212,9 +213,15 @@ export function startNotifications(
   config: { notifications: { pollMs: number } },
 ): () => Promise<void> {
   let running: Promise<void> | null = null;
+  let drainedBelow: string | null = null;
   const tick = () => {
-    running ??= drainNotifications(db)
-      .then(() => undefined)
+    running ??= (async () => {
+      // Nothing new below an unmoved horizon: skip the consumer's transaction (stream/repository.ts).
+      const horizon = await feedHorizon(db);
+      if (horizon === drainedBelow) return;
+      await drainNotifications(db);
+      drainedBelow = horizon;
+    })()
       .catch((err: unknown) => {
         if (isDatabaseUnreachable(err))
           log.warn({ reason: describe(err) }, 'notifications: database unavailable');

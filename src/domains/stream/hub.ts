@@ -9,7 +9,7 @@ import { canSeeEvent } from '../events/access.ts';
 import { decodeCursor, type FeedRow, feedHead, readFeed } from '../events/repository.ts';
 import { type InboxPosition, inboxHead, readInboxAfter } from '../notifications/repository.ts';
 import { notificationView } from '../notifications/schemas.ts';
-import { readSubscriberStanding } from './repository.ts';
+import { feedHorizon, readSubscriberStanding } from './repository.ts';
 
 /**
  * The live stream's engine, one per process: a single tailer reads the event feed (and the
@@ -69,6 +69,8 @@ export class Subscriber {
   /** When the socket buffer filled up (write returned false) and has not drained since. */
   fullSince: number | null = null;
   ended = false;
+  /** When the credentials expire (ms since epoch): the stream ends then, the client signs in again. */
+  endsAt: number | null = null;
 
   constructor(
     principal: Principal,
@@ -101,6 +103,8 @@ export class StreamHub {
   #cursor: string | null = null;
   #position: Position | null = null;
   #inbox: InboxPosition | null = null;
+  /** The horizon before the last full read: while it stays, there is nothing new to read. */
+  #readBelow: string | null = null;
   #starting: Promise<void> | null = null;
   #running: Promise<void> | null = null;
   #poll: NodeJS.Timeout | null = null;
@@ -175,6 +179,7 @@ export class StreamHub {
     this.#cursor = null;
     this.#position = null;
     this.#inbox = null;
+    this.#readBelow = null;
   }
 
   /** Ends every stream (clients reconnect elsewhere with Last-Event-ID) and stops reading. */
@@ -212,6 +217,10 @@ export class StreamHub {
   #beat() {
     const now = Date.now();
     for (const s of this.#subscribers) {
+      if (s.endsAt !== null && now >= s.endsAt) {
+        this.#end(s);
+        continue;
+      }
       if (s.fullSince !== null) {
         if (now - s.fullSince > this.#options.slowReaderMs) {
           this.#log.warn({ agentId: s.principal.agentId }, 'live stream cut: its client stopped reading');
@@ -245,7 +254,11 @@ export class StreamHub {
     const now = Date.now();
     for (const s of this.#subscribers) {
       if (s.fullSince !== null && now - s.fullSince > this.#options.slowReaderMs) this.#end(s, true);
+      else if (s.endsAt !== null && now >= s.endsAt) this.#end(s);
     }
+    const catchingUp = [...this.#subscribers].some((s) => !s.live);
+    const horizon = await feedHorizon(this.#db);
+    if (horizon === this.#readBelow && !catchingUp) return;
     for (;;) {
       const cursor = this.#cursor;
       if (cursor === null) return;
@@ -266,6 +279,8 @@ export class StreamHub {
       if (!s.live) await this.#catchUp(s);
     }
     await this.#tailInbox();
+    // Everything below `horizon` has now been read (the reads above saw at least that much).
+    this.#readBelow = horizon;
   }
 
   async #catchUp(subscriber: Subscriber) {

@@ -1,8 +1,11 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import type { Principal } from '../../access/policy.ts';
 import { loadTicketAccess } from '../../access/tickets.ts';
 import { Uuid } from '../../contract.ts';
+import type { Db } from '../../db/database.ts';
 import { invalid } from '../../errors.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems } from '../../plugins/openapi.ts';
@@ -40,7 +43,30 @@ const StreamHeaders = Type.Object({
   ),
 });
 
-const DESCRIPTION = `Server-Sent Events: the events of GET /v1/events you may see, as they happen, across every server process. Each message is \`id: <feed cursor>\`, \`event: <type>\`, \`data: <Event JSON>\`; your own notifications arrive as \`event: notification\` with a Notification as data and no id (the inbox has any you miss while disconnected). A comment line (\`: heartbeat\`) comes every STREAM_HEARTBEAT_MS (15 s) so proxies keep the connection open. Send credentials in the Authorization header (never in the URL: URLs end up in logs); an EventSource that cannot set headers needs a fetch-based client. When your role or memberships change the stream follows at once; when your agent is disabled or deleted, or the API token revoked, the stream ends. A client whose socket stays full for STREAM_SLOW_READER_MS is cut and may resume with Last-Event-ID; so does every client when the server shuts down. Each process serves at most STREAM_MAX_SUBSCRIBERS streams: one more answers 503 stream_busy with Retry-After.`;
+const DESCRIPTION = `Server-Sent Events: the events of GET /v1/events you may see, as they happen, across every server process. Each message is \`id: <feed cursor>\`, \`event: <type>\`, \`data: <Event JSON>\`; your own notifications arrive as \`event: notification\` with a Notification as data and no id (the inbox has any you miss while disconnected). A comment line (\`: heartbeat\`) comes every STREAM_HEARTBEAT_MS (15 s) so proxies keep the connection open. Send credentials in the Authorization header (never in the URL: URLs end up in logs); an EventSource that cannot set headers needs a fetch-based client. When your role or memberships change the stream follows at once; when your agent is disabled or deleted, or the API token revoked, the stream ends; it also ends when the credentials expire (reconnect with fresh ones and Last-Event-ID). A client whose socket stays full for STREAM_SLOW_READER_MS is cut and may resume with Last-Event-ID; so does every client when the server shuts down. Each process serves at most STREAM_MAX_SUBSCRIBERS streams: one more answers 503 stream_busy with Retry-After.`;
+
+/**
+ * A stream outlives no credentials: a session ends at its token's expiry, an API token at its
+ * own (revocation is followed as it happens, through token.deleted).
+ */
+async function credentialsExpireAt(
+  app: FastifyInstance,
+  db: Db,
+  principal: Principal,
+  authorization: string | undefined,
+): Promise<number | null> {
+  if (principal.tokenId !== null) {
+    const row = await db
+      .selectFrom('api_tokens')
+      .select('expires_at')
+      .where('id', '=', principal.tokenId)
+      .executeTakeFirst();
+    return row?.expires_at?.getTime() ?? null;
+  }
+  const token = authorization?.replace(/^Bearer +/i, '') ?? '';
+  const claims = app.jwt.decode<{ exp?: number }>(token);
+  return typeof claims?.exp === 'number' ? claims.exp * 1000 : null;
+}
 
 export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async (app, { hub }) => {
   const { db } = app;
@@ -107,6 +133,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
       hub.assertRoom();
       const access = await loadTicketAccess(db, principal);
       const cursor = lastEventId ?? (await hub.livePosition());
+      const endsAt = await credentialsExpireAt(app, db, principal, request.headers.authorization);
       hub.assertRoom();
 
       reply.hijack();
@@ -124,16 +151,16 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
       // An idle TCP connection would otherwise be closed by Node after the keep-alive timeout.
       res.socket?.setKeepAlive(true, 30_000);
       res.socket?.setNoDelay(true);
-      hub.add(
-        new Subscriber(
-          principal,
-          access,
-          { types, departmentId: request.query.department_id ?? null },
-          res,
-          cursor,
-          lastEventId === undefined,
-        ),
+      const subscriber = new Subscriber(
+        principal,
+        access,
+        { types, departmentId: request.query.department_id ?? null },
+        res,
+        cursor,
+        lastEventId === undefined,
       );
+      subscriber.endsAt = endsAt;
+      hub.add(subscriber);
     },
   );
 };
