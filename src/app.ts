@@ -27,7 +27,9 @@ import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
+import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
+import type { JobQueue } from './jobs/queue.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
@@ -36,6 +38,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     db: Db;
     config: Config;
+    /** The job queue, when this process runs one (the server does; most tests do not). */
+    jobs: JobQueue | undefined;
   }
 }
 
@@ -44,6 +48,7 @@ export interface AppDeps {
   jwtSecret: string;
   /** pino options or false; the server passes its logger settings, tests pass false. */
   logger?: FastifyServerOptions['logger'];
+  jobs?: JobQueue;
 }
 
 // Secrets never reach the log: fastify's request serializer leaves headers and bodies out, and
@@ -146,6 +151,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   );
 
   app.decorate('db', deps.db);
+  app.decorate('jobs', deps.jobs);
   app.decorate('config', config);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -165,6 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...reportSchemas,
     ...notificationSchemas,
     ...eventRouteSchemas,
+    ...webhookSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -233,5 +240,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });
+  await app.register(webhookRoutes);
   return app;
 }

@@ -111,6 +111,71 @@ const EnvSchema = Type.Object({
     maximum: 60_000,
     description: 'how often the notifications consumer reads the event feed',
   }),
+  WEBHOOKS_ALLOW_PRIVATE: Type.Boolean({
+    default: false,
+    description:
+      'allow webhook URLs on loopback, private, link-local and metadata addresses (tests, on-premise receivers)',
+  }),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({
+    default: 10_000,
+    minimum: 100,
+    maximum: 60_000,
+    description: 'one delivery attempt, from connecting to the end of the response, at most this long',
+  }),
+  WEBHOOK_RETRY_BASE_MS: Type.Integer({
+    default: 30_000,
+    minimum: 10,
+    description: 'the first retry waits up to this long; each later one up to twice the one before',
+  }),
+  WEBHOOK_RETRY_MAX_DELAY_MS: Type.Integer({
+    default: 21_600_000,
+    minimum: 10,
+    description: 'no retry waits longer than this (default 6 h)',
+  }),
+  WEBHOOK_RETRY_WINDOW_MS: Type.Integer({
+    default: 86_400_000,
+    minimum: 10,
+    description: 'a delivery is retried until this long after its first attempt, then failed (default 24 h)',
+  }),
+  WEBHOOK_SECRET_OVERLAP_MS: Type.Integer({
+    default: 86_400_000,
+    minimum: 0,
+    description: 'after a secret rotation, deliveries are signed with the old secret too for this long',
+  }),
+  WEBHOOK_DISABLE_AFTER_FAILURES: Type.Integer({
+    default: 20,
+    minimum: 1,
+    description: 'a subscription is disabled after this many failed attempts in a row ...',
+  }),
+  WEBHOOK_DISABLE_AFTER_MS: Type.Integer({
+    default: 86_400_000,
+    minimum: 0,
+    description: '... once its attempts have been failing for at least this long (default 24 h)',
+  }),
+  WEBHOOK_DISPATCH_INTERVAL_MS: Type.Integer({
+    default: 200,
+    minimum: 10,
+    maximum: 60_000,
+    description: 'how often new events are turned into webhook deliveries',
+  }),
+  JOBS_CONCURRENCY: Type.Integer({
+    default: 8,
+    minimum: 1,
+    maximum: 100,
+    description: 'background jobs (webhook deliveries) one process runs at once',
+  }),
+  JOBS_POLL_INTERVAL_MS: Type.Integer({
+    default: 2_000,
+    minimum: 500,
+    maximum: 60_000,
+    description: 'how often idle workers look for jobs that became due (new jobs wake them at once)',
+  }),
+  JOBS_SUPERVISE_INTERVAL_SECONDS: Type.Integer({
+    default: 30,
+    minimum: 1,
+    maximum: 3600,
+    description: 'how often jobs of a dead process are found and run again',
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -154,6 +219,20 @@ export interface Config {
     maxBufferBytes: number;
   };
   notifications: { pollMs: number };
+  webhooks: WebhookConfig;
+  jobs: { concurrency: number; pollIntervalMs: number; superviseIntervalSeconds: number };
+}
+
+export interface WebhookConfig {
+  allowPrivate: boolean;
+  timeoutMs: number;
+  retryBaseMs: number;
+  retryMaxDelayMs: number;
+  retryWindowMs: number;
+  secretOverlapMs: number;
+  disableAfterFailures: number;
+  disableAfterMs: number;
+  dispatchIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -239,6 +318,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBufferBytes: parsed.STREAM_MAX_BUFFER_BYTES,
     },
     notifications: { pollMs: parsed.NOTIFICATIONS_POLL_INTERVAL_MS },
+    webhooks: {
+      allowPrivate: parsed.WEBHOOKS_ALLOW_PRIVATE,
+      timeoutMs: parsed.WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: parsed.WEBHOOK_RETRY_BASE_MS,
+      retryMaxDelayMs: parsed.WEBHOOK_RETRY_MAX_DELAY_MS,
+      retryWindowMs: parsed.WEBHOOK_RETRY_WINDOW_MS,
+      secretOverlapMs: parsed.WEBHOOK_SECRET_OVERLAP_MS,
+      disableAfterFailures: parsed.WEBHOOK_DISABLE_AFTER_FAILURES,
+      disableAfterMs: parsed.WEBHOOK_DISABLE_AFTER_MS,
+      dispatchIntervalMs: parsed.WEBHOOK_DISPATCH_INTERVAL_MS,
+    },
+    jobs: {
+      concurrency: parsed.JOBS_CONCURRENCY,
+      pollIntervalMs: parsed.JOBS_POLL_INTERVAL_MS,
+      superviseIntervalSeconds: parsed.JOBS_SUPERVISE_INTERVAL_SECONDS,
+    },
   };
 }
 

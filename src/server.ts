@@ -7,6 +7,7 @@ import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { describe, retryWhileUnreachable } from './db/outage.ts';
 import { startNotifications } from './domains/notifications/service.ts';
+import { startJobs } from './jobs/start.ts';
 import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
 
@@ -46,8 +47,15 @@ const { applied, firstAdmin } = await retryWhileUnreachable(
   dbLog,
   'migrating',
 );
+// Webhook deliveries and other background jobs; started before the app so routes can enqueue.
+const jobs = await retryWhileUnreachable(
+  () => startJobs(db, dbLog.child({ component: 'jobs' }), config),
+  dbLog,
+  'starting the job queue',
+);
 const app = await buildApp(config, {
   db,
+  jobs: jobs.queue,
   jwtSecret: await resolveJwtSecret(config),
   logger: {
     level: config.logLevel,
@@ -70,6 +78,7 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
   await stopScheduler();
   await stopNotifications();
+  await jobs.stop();
   await app.close();
   await db.destroy();
 });

@@ -8,6 +8,18 @@ import type { Database } from './types.ts';
 
 export type Db = Kysely<Database>;
 
+// The PGlite behind an embedded Kysely: the job queue talks to it directly, since its schema
+// set-up runs multi-statement SQL, which only PGlite's exec() takes (src/jobs/queue.ts).
+const embedded = new WeakMap<Db, PGlite>();
+
+export function registerEmbedded(db: Db, pglite: PGlite): void {
+  embedded.set(db, pglite);
+}
+
+export function embeddedPglite(db: Db): PGlite | undefined {
+  return embedded.get(db);
+}
+
 // int8 (counts) as numbers: our counts stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
 
@@ -37,5 +49,7 @@ export async function createDatabase(options: {
   }
   const pglite = new PGlite(dataDir);
   await pglite.waitReady;
-  return new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  registerEmbedded(db, pglite);
+  return db;
 }

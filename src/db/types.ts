@@ -61,6 +61,57 @@ export interface ApiTokensTable {
   created_at: CreatedAt;
 }
 
+export type WebhookDeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+export interface WebhooksTable {
+  id: Generated<string>;
+  url: string;
+  event_types: ColumnType<string[], string[] | undefined, string[]>;
+  department_id: string | null;
+  active: Generated<boolean>;
+  description: Generated<string>;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: Date | null;
+  disabled_reason: string | null;
+  disabled_at: Date | null;
+  consecutive_failures: Generated<number>;
+  failing_since: Date | null;
+  created_by: string | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  seq: Generated<number>;
+  webhook_id: string;
+  event_id: string;
+  event_type: string;
+  ticket_id: string | null;
+  body: string;
+  status: ColumnType<WebhookDeliveryStatus, WebhookDeliveryStatus | undefined, WebhookDeliveryStatus>;
+  attempts: Generated<number>;
+  next_attempt_at: Date | null;
+  locked_until: Date | null;
+  first_attempt_at: Date | null;
+  last_attempt_at: Date | null;
+  last_status_code: number | null;
+  last_latency_ms: number | null;
+  last_error: string | null;
+  delivered_at: Date | null;
+  created_at: CreatedAt;
+}
+
+export interface WebhookDeliveryAttemptsTable {
+  delivery_id: string;
+  attempt: number;
+  started_at: Date;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+}
+
 export interface SignInThrottleTable {
   key: string;
   failures: number;
@@ -374,6 +425,9 @@ export interface Database {
   department_members: DepartmentMembersTable;
   api_tokens: ApiTokensTable;
   sign_in_throttle: SignInThrottleTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
 }
 
 export type DepartmentRow = Selectable<DepartmentsTable>;
@@ -384,3 +438,5 @@ export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type TicketRow = Selectable<TicketsTable>;
 export type ContactRow = Selectable<ContactsTable>;
 export type AutomationRuleRow = Selectable<AutomationRulesTable>;
+export type WebhookRow = Selectable<WebhooksTable>;
+export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;

@@ -1,4 +1,5 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { pino } from 'pino';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Db } from '../../src/db/database.ts';
@@ -6,6 +7,7 @@ import type { AgentRole, DepartmentRole } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { insertDepartment, upsertMember } from '../../src/domains/departments/repository.ts';
+import { startJobs } from '../../src/jobs/start.ts';
 import { assertMatchesSpec } from './contract.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
@@ -25,7 +27,11 @@ export interface TestContext {
 }
 
 /** A real app on a fresh database of its own; torn down with the test. */
-export async function buildTestApp(t: Teardown, env: Record<string, string> = {}): Promise<TestContext> {
+export async function buildTestApp(
+  t: Teardown,
+  env: Record<string, string> = {},
+  options: { jobs?: boolean } = {},
+): Promise<TestContext> {
   const database = await createTestDatabase();
   const config = loadConfig({
     LOG_LEVEL: 'silent',
@@ -33,12 +39,22 @@ export async function buildTestApp(t: Teardown, env: Record<string, string> = {}
     RATE_LIMIT_PER_ADDRESS_MAX: '1000000',
     ...env,
   });
+  // The queue runs the way the server runs it (src/jobs/start.ts), polling fast for tests.
+  const jobs = options.jobs
+    ? await startJobs(database.db, pino({ level: 'silent' }), {
+        ...config,
+        databaseUrl: database.url ?? undefined,
+        jobs: { ...config.jobs, pollIntervalMs: 500, superviseIntervalSeconds: 1 },
+      })
+    : undefined;
   const app = await buildApp(config, {
     db: database.db,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+    ...(jobs && { jobs: jobs.queue }),
   });
   await app.ready();
   t.teardown(async () => {
+    await jobs?.stop();
     await app.close();
     await database.drop();
   });

@@ -7,7 +7,7 @@ import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import tap from 'tap';
 import { createPool } from '../../src/db/client.ts';
-import type { Db } from '../../src/db/database.ts';
+import { type Db, registerEmbedded } from '../../src/db/database.ts';
 import { MIGRATIONS_DIR, migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 
@@ -31,6 +31,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   if (url) return fromServer(url, kind as 'env' | 'container');
   const pglite = await pgliteFromSnapshot();
   const db = new Kysely<Database>({ dialect: new PGliteDialect({ pglite }) });
+  registerEmbedded(db, pglite);
   const drop = async () => {
     await db.destroy();
     // Kysely closes PGlite only if a query ran; an open PGlite keeps the process (and the

@@ -1,0 +1,103 @@
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { DomainError } from '../../errors.ts';
+
+export const MAX_URL_LENGTH = 2048;
+
+/**
+ * Only plain public unicast addresses may receive webhooks. ipaddr.js names every special range
+ * (loopback, private, uniqueLocal, linkLocal, carrierGradeNat, multicast, unspecified, broadcast,
+ * reserved, 6to4, teredo, rfc6052 NAT64, ...); anything but 'unicast' is refused. `process()`
+ * first turns IPv4-mapped IPv6 (::ffff:127.0.0.1) into the IPv4 address it carries. Cloud
+ * metadata addresses fall in those ranges: 169.254.169.254 (link-local), fd00:ec2::254 (ULA),
+ * 100.100.100.200 (CGNAT).
+ */
+export function isPublicAddress(address: string): boolean {
+  if (!ipaddr.isValid(address)) return false;
+  return ipaddr.process(address).range() === 'unicast';
+}
+
+function refused(code: string, message: string): DomainError {
+  const error = new DomainError('unprocessable', code, message);
+  error.errors = [{ field: 'body/url', message }];
+  return error;
+}
+
+/** The URL as written, refused when it is not one we may POST to (write time). */
+export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promise<string> {
+  if (raw.length > MAX_URL_LENGTH) {
+    throw refused('webhook_url_invalid', `must be at most ${MAX_URL_LENGTH} characters`);
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw refused('webhook_url_invalid', 'must be an absolute http or https URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw refused('webhook_url_invalid', 'must be an http or https URL');
+  }
+  if (url.username || url.password) {
+    throw refused('webhook_url_invalid', 'must not carry credentials (user:password@)');
+  }
+  if (allowPrivate) return url.toString();
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  let addresses: string[];
+  if (isIP(host)) addresses = [host];
+  else {
+    try {
+      addresses = (await lookupAll(host)).map((a) => a.address);
+    } catch {
+      throw refused('webhook_url_unresolvable', `the host name ${host} does not resolve`);
+    }
+  }
+  const blocked = addresses.find((a) => !isPublicAddress(a));
+  if (blocked !== undefined || addresses.length === 0) {
+    throw refused(
+      'webhook_url_not_public',
+      `resolves to ${blocked ?? 'nothing'}, a loopback, private, link-local or otherwise non-public address (set WEBHOOKS_ALLOW_PRIVATE=true to allow)`,
+    );
+  }
+  return url.toString();
+}
+
+function lookupAll(host: string): Promise<LookupAddress[]> {
+  return new Promise((resolve, reject) =>
+    dnsLookup(host, { all: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
+}
+
+export class NonPublicAddressError extends Error {
+  override name = 'NonPublicAddressError';
+  readonly code = 'ENONPUBLIC';
+}
+
+type LookupCallback = (
+  err: NodeJS.ErrnoException | null,
+  address: string | LookupAddress[],
+  family?: number,
+) => void;
+
+/**
+ * A `lookup` for http.request: the addresses the socket will connect to are the ones checked, so
+ * a host name that resolves to a public address at write time and to 127.0.0.1 later (DNS
+ * rebinding) is refused when it matters.
+ */
+export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+    if (err) return callback(err, []);
+    const blocked = addresses.find((a) => !isPublicAddress(a.address));
+    if (blocked || addresses.length === 0) {
+      return callback(
+        new NonPublicAddressError(
+          `${hostname} resolves to ${blocked?.address ?? 'nothing'}, not a public address`,
+        ),
+        [],
+      );
+    }
+    if (options.all) return callback(null, addresses);
+    const first = addresses[0] as LookupAddress;
+    callback(null, first.address, first.family);
+  });
+}

@@ -1,0 +1,90 @@
+import type { Logger as PinoLogger } from 'pino';
+
+type Logger = Pick<PinoLogger, 'info' | 'warn'>;
+
+import type { Config } from '../config.ts';
+import type { Db } from '../db/database.ts';
+import { describe } from '../db/outage.ts';
+import { consumeFeedBatch } from '../domains/events/consumer.ts';
+import { attemptDelivery, DELIVERY_QUEUE, dispatchEvents } from '../domains/webhooks/delivery.ts';
+import { recordDisabled } from '../domains/webhooks/service.ts';
+import { type JobQueue, openQueue } from './queue.ts';
+
+const DISPATCH_BATCH = 200;
+
+/**
+ * The webhooks' feed consumer: turns new events into deliveries (and their first jobs) in the
+ * transaction that moves its cursor, so each event is dispatched once across processes and
+ * restarts. It runs on every instance; one holds the consumer's row at a time, the others skip
+ * their turn. A full batch is followed at once by the next.
+ */
+function startDispatch(db: Db, log: Logger, queue: JobQueue, intervalMs: number): () => Promise<void> {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const turn = async () => {
+    try {
+      let handled = DISPATCH_BATCH;
+      while (!stopped && handled === DISPATCH_BATCH) {
+        handled = await consumeFeedBatch(db, 'webhooks', DISPATCH_BATCH, async (trx, rows) => {
+          await dispatchEvents({ queue }, trx, rows);
+        });
+      }
+    } catch (err) {
+      log.warn({ reason: describe(err) }, 'webhook dispatch failed; next turn retries');
+    }
+    if (!stopped) timer = setTimeout(() => (running = turn()), intervalMs);
+  };
+  running = turn();
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await running;
+  };
+}
+
+export interface Jobs {
+  queue: JobQueue;
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens the queue and runs this process's workers (webhook deliveries). Every instance runs
+ * them: the queue hands each job to one. `stop` lets running attempts finish first.
+ */
+export async function startJobs(
+  db: Db,
+  log: Logger,
+  config: Pick<Config, 'databaseUrl' | 'webhooks' | 'jobs'>,
+): Promise<Jobs> {
+  const queue = await openQueue(
+    db,
+    log,
+    config,
+    [
+      {
+        name: DELIVERY_QUEUE,
+        // Longer than an attempt's lease, so a job is only run again once its process is gone.
+        expireInSeconds: Math.ceil(config.webhooks.timeoutMs / 1000) + 10,
+        retryLimit: 10,
+        retryDelaySeconds: 5,
+      },
+    ],
+    {
+      pollingIntervalSeconds: config.jobs.pollIntervalMs / 1000,
+      superviseIntervalSeconds: config.jobs.superviseIntervalSeconds,
+    },
+  );
+  const deps = { db, log, config: config.webhooks, queue, onDisabled: recordDisabled };
+  await queue.work<{ deliveryId: string }>(DELIVERY_QUEUE, config.jobs.concurrency, (data) =>
+    attemptDelivery(deps, data.deliveryId, { retry: true }),
+  );
+  const stopDispatch = startDispatch(db, log, queue, config.webhooks.dispatchIntervalMs);
+  return {
+    queue,
+    async stop() {
+      await stopDispatch();
+      await queue.stop(config.webhooks.timeoutMs + 1_000);
+    },
+  };
+}

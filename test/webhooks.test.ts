@@ -1,0 +1,638 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook as Verifier } from 'standardwebhooks';
+import t from 'tap';
+import { isPublicAddress } from '../src/domains/webhooks/address-guard.ts';
+import { dispatchEvents, retryDelayMs } from '../src/domains/webhooks/delivery.ts';
+import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { makeTicket } from './helpers/tickets.ts';
+
+interface Received {
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  at: number;
+}
+
+/** A real HTTP receiver: records every request; the path says how to answer. */
+async function startReceiver(t: Tap.Test) {
+  const received: Received[] = [];
+  const failuresLeft = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      received.push({
+        path,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+        at: Date.now(),
+      });
+      if (path.startsWith('/hang')) return; // never answers
+      if (path.startsWith('/redirect')) {
+        res.writeHead(302, { location: '/redirected' }).end();
+        return;
+      }
+      if (path.startsWith('/huge')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        // Far more than the cap, and never ending: the client must cut it.
+        const chunk = Buffer.alloc(64 * 1024, 'x');
+        const pump = () => {
+          while (res.write(chunk)) {}
+          res.once('drain', pump);
+        };
+        pump();
+        res.on('error', () => {});
+        return;
+      }
+      if (path.startsWith('/flaky')) {
+        const left = failuresLeft.get(path) ?? Number(path.split('/')[2] ?? 2);
+        failuresLeft.set(path, left - 1);
+        res.writeHead(left > 0 ? 500 : 204).end();
+        return;
+      }
+      if (path.startsWith('/fail')) {
+        res.writeHead(500).end('nope');
+        return;
+      }
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  const port = (server.address() as AddressInfo).port;
+  return { received, url: (path: string) => `http://127.0.0.1:${port}${path}`, port };
+}
+
+declare namespace Tap {
+  type Test = typeof t;
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false>,
+  ms = 20_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const ENV = {
+  WEBHOOKS_ALLOW_PRIVATE: 'true',
+  WEBHOOK_TIMEOUT_MS: '1000',
+  WEBHOOK_RETRY_BASE_MS: '200',
+  WEBHOOK_RETRY_MAX_DELAY_MS: '400',
+  WEBHOOK_RETRY_WINDOW_MS: '60000',
+  WEBHOOK_DISABLE_AFTER_FAILURES: '3',
+  WEBHOOK_DISABLE_AFTER_MS: '0',
+};
+
+async function create(ctx: TestContext, token: string, payload: object) {
+  return ctx.request({ method: 'POST', url: '/v1/webhooks', token, payload });
+}
+
+function ticketEvent(type: string, ticketId: string, departmentId: string | null, n: number) {
+  return {
+    event: {
+      // Not te_/se_: the real feed runs alongside and must not collide with these.
+      id: `test_${n}`,
+      type,
+      occurred_at: new Date().toISOString(),
+      actor: {
+        type: 'system',
+        agent_id: null,
+        contact_id: null,
+        rule_id: null,
+        rule_version: null,
+        token_id: null,
+      },
+      department_id: departmentId,
+      ticket_id: ticketId,
+      payload: { n },
+    },
+    visibility: { department_id: departmentId, assignee_id: null },
+  };
+}
+
+const deliveriesOf = (ctx: TestContext, webhookId: string) =>
+  ctx.db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('webhook_id', '=', webhookId)
+    .orderBy('seq')
+    .execute();
+
+// Two apps for the whole file (each costs a database and, here, a queue): one that refuses
+// private addresses, and one that allows them, with the job queue running, for a local receiver.
+const receiver = await startReceiver(t);
+const guarded = await buildTestApp(t, { ...ENV, WEBHOOKS_ALLOW_PRIVATE: 'false' });
+const ctx = await buildTestApp(t, ENV, { jobs: true });
+
+t.test('address classification refuses every non-public range', async (t) => {
+  for (const a of [
+    '127.0.0.1',
+    '10.1.2.3',
+    '172.16.0.1',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.100.100.200',
+    '0.0.0.0',
+    '224.0.0.1',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'fd00:ec2::254',
+    'fe80::1',
+    'ff02::1',
+    '::ffff:127.0.0.1',
+    '::ffff:a9fe:a9fe',
+    '64:ff9b::7f00:1',
+    'not an address',
+  ]) {
+    t.equal(isPublicAddress(a), false, a);
+  }
+  for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:8.8.8.8']) {
+    t.equal(isPublicAddress(a), true, a);
+  }
+});
+
+t.test('backoff: full jitter under a doubling ceiling, capped', async (t) => {
+  const config = { retryBaseMs: 30_000, retryMaxDelayMs: 21_600_000 } as Parameters<typeof retryDelayMs>[0];
+  t.equal(
+    retryDelayMs(config, 1, () => 0.999999),
+    29_999,
+  );
+  t.equal(
+    retryDelayMs(config, 3, () => 0.5),
+    60_000,
+  );
+  t.equal(
+    retryDelayMs(config, 40, () => 0.999999),
+    21_599_978,
+  );
+  t.equal(
+    retryDelayMs(config, 2, () => 0),
+    1,
+    'never zero',
+  );
+});
+
+t.test('SSRF: refused at write time unless allowed', async (t) => {
+  const { token } = await agentWithToken(guarded, { role: 'admin' });
+  for (const [url, code] of [
+    ['http://127.0.0.1:9/x', 'webhook_url_not_public'],
+    ['http://localhost/x', 'webhook_url_not_public'],
+    ['http://10.0.0.5/x', 'webhook_url_not_public'],
+    ['http://169.254.169.254/latest/meta-data', 'webhook_url_not_public'],
+    ['http://[::ffff:127.0.0.1]/x', 'webhook_url_not_public'],
+    ['http://[fd00:ec2::254]/x', 'webhook_url_not_public'],
+    ['http://100.64.0.1/x', 'webhook_url_not_public'],
+    ['ftp://example.com/x', 'webhook_url_invalid'],
+    ['https://user:pw@example.com/x', 'webhook_url_invalid'],
+    ['not a url', 'webhook_url_invalid'],
+    ['http://does-not-exist.invalid/x', 'webhook_url_unresolvable'],
+  ] as const) {
+    const res = await create(guarded, token, { url });
+    t.equal(res.statusCode, 422, url);
+    t.equal(res.json().code, code, url);
+  }
+  const tooLong = await create(guarded, token, { url: `https://example.com/${'a'.repeat(3000)}` });
+  t.equal(tooLong.statusCode, 400, 'over the length cap');
+  const count = await guarded.db
+    .selectFrom('webhooks')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  t.equal(Number(count.n), 0, 'nothing was stored');
+});
+
+t.test('SSRF: refused at connect time, after DNS', async (t) => {
+  const ctx = guarded;
+  const { token, agent } = await agentWithToken(ctx, { role: 'admin' });
+  // Stored as if DNS had said "public" at write time (rebinding): the name now resolves to loopback.
+  const hook = await ctx.db
+    .insertInto('webhooks')
+    .values({
+      url: `http://localhost:${receiver.port}/rebound`,
+      secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      created_by: agent.id,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
+  t.equal(ping.statusCode, 200);
+  t.equal(ping.json().status, 'failed');
+  t.match(ping.json().last_error, /refused: .*not a public address/);
+  t.notOk(
+    receiver.received.some((r) => r.path === '/rebound'),
+    'nothing reached the receiver',
+  );
+});
+
+t.test('CRUD, secrets and signatures', async (t) => {
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const res = await create(ctx, token, {
+    url: receiver.url('/ok'),
+    event_types: ['ticket.created'],
+    description: 'crm',
+  });
+  t.equal(res.statusCode, 201, res.body);
+  const hook = res.json();
+  t.match(hook.secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+  t.equal(res.headers.location, `/v1/webhooks/${hook.id}`);
+  const got = await ctx.request({ method: 'GET', url: `/v1/webhooks/${hook.id}`, token });
+  t.equal(got.statusCode, 200);
+  t.notOk('secret' in got.json(), 'no secret in a GET');
+  t.notOk(
+    JSON.stringify((await ctx.request({ method: 'GET', url: '/v1/webhooks', token })).json()).includes(
+      hook.secret,
+    ),
+  );
+
+  const unknown = await create(ctx, token, { url: receiver.url('/ok'), extra: 1 });
+  t.equal(unknown.statusCode, 400, 'unknown field');
+  const wrongType = await create(ctx, token, { url: receiver.url('/ok'), event_types: 'ticket.created' });
+  t.equal(wrongType.statusCode, 400, 'wrong type');
+
+  const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
+  t.equal(ping.statusCode, 200, ping.body);
+  t.equal(ping.json().status, 'delivered');
+  t.equal(ping.json().last_status_code, 204);
+  const first = receiver.received.at(-1);
+  if (!first) throw new Error('nothing received');
+  t.equal(first.headers['webhook-id'], ping.json().id);
+  const verified = new Verifier(hook.secret).verify(first.body, first.headers as Record<string, string>) as {
+    type: string;
+  };
+  t.equal(verified.type, 'webhook.ping', 'verifies with standardwebhooks');
+  t.throws(
+    () =>
+      new Verifier(`whsec_${Buffer.alloc(32, 1).toString('base64')}`).verify(
+        first.body,
+        first.headers as Record<string, string>,
+      ),
+    'another secret does not verify',
+  );
+
+  const rotated = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/rotate-secret`, token });
+  t.equal(rotated.statusCode, 200);
+  t.not(rotated.json().secret, hook.secret);
+  t.ok(rotated.json().previous_secret_expires_at);
+  await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
+  const second = receiver.received.at(-1);
+  if (!second) throw new Error('nothing received');
+  const headers = second.headers as Record<string, string>;
+  t.equal(headers['webhook-signature']?.split(' ').length, 2, 'two signatures during the overlap');
+  t.ok(new Verifier(rotated.json().secret).verify(second.body, headers), 'the new secret verifies');
+  t.ok(new Verifier(hook.secret).verify(second.body, headers), 'the old secret still verifies');
+
+  const patched = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/webhooks/${hook.id}`,
+    token,
+    payload: { active: false },
+  });
+  t.equal(patched.json().active, false);
+  const list = await ctx.request({ method: 'GET', url: `/v1/webhooks/${hook.id}/deliveries`, token });
+  t.equal(list.json().data.length, 2);
+  t.equal(list.json().data[0].id, receiver.received.at(-1)?.headers['webhook-id'], 'newest first');
+  const del = await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token });
+  t.equal(del.statusCode, 204);
+  t.equal((await ctx.request({ method: 'GET', url: `/v1/webhooks/${hook.id}`, token })).statusCode, 404);
+});
+
+t.test('department managers manage only their department’s webhooks', async (t) => {
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const { token: managerA } = await agentWithToken(ctx, { departments: [[a, 'manager']] });
+  const { token: solverA } = await agentWithToken(ctx, { departments: [[a, 'solver']] });
+  const hookB = (await create(ctx, admin, { url: receiver.url('/ok'), department_id: b })).json();
+  const wide = (await create(ctx, admin, { url: receiver.url('/ok') })).json();
+
+  const mine = await create(ctx, managerA, { url: receiver.url('/ok'), department_id: a });
+  t.equal(mine.statusCode, 201);
+  t.equal(
+    (await create(ctx, managerA, { url: receiver.url('/ok') })).statusCode,
+    403,
+    'help-desk wide: admins only',
+  );
+  t.equal((await create(ctx, managerA, { url: receiver.url('/ok'), department_id: b })).statusCode, 403);
+  t.equal((await create(ctx, solverA, { url: receiver.url('/ok'), department_id: a })).statusCode, 403);
+  for (const id of [hookB.id, wide.id]) {
+    t.equal(
+      (await ctx.request({ method: 'GET', url: `/v1/webhooks/${id}`, token: managerA })).statusCode,
+      404,
+    );
+    t.equal(
+      (
+        await ctx.request({
+          method: 'PATCH',
+          url: `/v1/webhooks/${id}`,
+          token: managerA,
+          payload: { active: false },
+        })
+      ).statusCode,
+      404,
+    );
+    t.equal(
+      (await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${id}`, token: managerA })).statusCode,
+      404,
+    );
+    t.equal(
+      (await ctx.request({ method: 'GET', url: `/v1/webhooks/${id}/deliveries`, token: managerA }))
+        .statusCode,
+      404,
+    );
+  }
+  t.equal(
+    (await ctx.request({ method: 'GET', url: `/v1/webhooks/${mine.json().id}`, token: solverA })).statusCode,
+    403,
+    'a member who is not a manager',
+  );
+  const list = (await ctx.request({ method: 'GET', url: '/v1/webhooks', token: managerA })).json();
+  t.same(
+    list.data.map((w: { id: string }) => w.id),
+    [mine.json().id],
+  );
+  const moved = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/webhooks/${mine.json().id}`,
+    token: managerA,
+    payload: { department_id: b },
+  });
+  t.equal(moved.statusCode, 403, 'cannot move it to another department');
+  t.equal(
+    (await ctx.request({ method: 'GET', url: `/v1/webhooks/${hookB.id}`, token: admin })).json()
+      .department_id,
+    b,
+  );
+});
+
+t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (t) => {
+  const queue = ctx.app.jobs;
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const mk = async (path: string, extra: object = {}) =>
+    (await create(ctx, admin, { url: receiver.url(path), ...extra })).json() as {
+      id: string;
+      secret: string;
+    };
+
+  await t.test('department scope and types', async (t) => {
+    const scopedA = await mk('/scoped-a', { department_id: a });
+    const onlyCreated = await mk('/only-created', { event_types: ['ticket.created'] });
+    const ticketA = randomUUID();
+    const ticketB = randomUUID();
+    const settings = {
+      event: { id: 'se_1', type: 'department.updated', department_id: a, ticket_id: null },
+      visibility: null,
+    };
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue }, trx, [
+          ticketEvent('ticket.created', ticketA, a, 1),
+          ticketEvent('ticket.created', ticketB, b, 2),
+          ticketEvent('ticket.note_added', ticketA, a, 3),
+          settings,
+        ]),
+      );
+    const toA = await until('department A deliveries', async () => {
+      const rows = await deliveriesOf(ctx, scopedA.id);
+      return rows.length === 2 && rows.every((r) => r.status === 'delivered') && rows;
+    });
+    t.same(
+      toA.map((r) => r.event_id),
+      ['test_1', 'test_3'],
+      "A's subscription got A's ticket events only, no settings event",
+    );
+    t.notOk(
+      receiver.received.some((r) => r.path === '/scoped-a' && r.body.includes(ticketB)),
+      "no B event reached A's receiver",
+    );
+    const created = await deliveriesOf(ctx, onlyCreated.id);
+    t.same(
+      created.map((r) => r.event_id),
+      ['test_1', 'test_2'],
+    );
+    // Dispatch is idempotent per subscription and event.
+    await ctx.db
+      .transaction()
+      .execute((trx) => dispatchEvents({ queue }, trx, [ticketEvent('ticket.created', ticketA, a, 1)]));
+    t.equal((await deliveriesOf(ctx, scopedA.id)).length, 2);
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${scopedA.id}`, token: admin });
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${onlyCreated.id}`, token: admin });
+  });
+
+  await t.test('retried with backoff after 500s, then delivered; ordered per ticket', async (t) => {
+    const hook = await mk('/flaky/2', { event_types: ['ticket.created', 'ticket.updated'] });
+    const ticket = randomUUID();
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue }, trx, [
+          ticketEvent('ticket.created', ticket, null, 10),
+          ticketEvent('ticket.updated', ticket, null, 11),
+        ]),
+      );
+    const rows = await until('both delivered', async () => {
+      const r = await deliveriesOf(ctx, hook.id);
+      return r.length === 2 && r.every((d) => d.status === 'delivered') && r;
+    });
+    t.equal(rows[0]?.attempts, 3, 'two 500s, then a 204');
+    t.equal(rows[1]?.attempts, 1);
+    const hits = receiver.received.filter((r) => r.path === '/flaky/2');
+    t.same(
+      hits.map((h) => (JSON.parse(h.body) as { id: string }).id),
+      ['test_10', 'test_10', 'test_10', 'test_11'],
+      'the second event waited for the first',
+    );
+    t.equal(
+      new Set(hits.slice(0, 3).map((h) => h.headers['webhook-id'])).size,
+      1,
+      'same webhook-id on every attempt',
+    );
+    const attempts = await ctx.db
+      .selectFrom('webhook_delivery_attempts')
+      .selectAll()
+      .where('delivery_id', '=', rows[0]?.id ?? '')
+      .orderBy('attempt')
+      .execute();
+    t.same(
+      attempts.map((x) => x.status_code),
+      [500, 500, 204],
+    );
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+  });
+
+  await t.test('a hanging receiver is a failed attempt; redirects and huge bodies', async (t) => {
+    for (const [path, check] of [
+      [
+        '/hang',
+        (d: { last_error: string | null; last_latency_ms: number | null }) =>
+          /timed out/.test(d.last_error ?? '') && (d.last_latency_ms ?? 0) < 3000,
+      ],
+      [
+        '/redirect',
+        (d: { last_status_code: number | null; last_error: string | null }) =>
+          d.last_status_code === 302 && /redirect 302 not followed/.test(d.last_error ?? ''),
+      ],
+    ] as const) {
+      const hook = await mk(path, { event_types: ['ticket.rated'] });
+      const started = Date.now();
+      const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token: admin });
+      t.equal(ping.json().status, 'failed', path);
+      t.ok(check(ping.json()), `${path}: ${ping.body}`);
+      t.ok(Date.now() - started < 5000, `${path}: bounded in time`);
+      await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+    }
+    t.notOk(
+      receiver.received.some((r) => r.path === '/redirected'),
+      'the redirect was not followed',
+    );
+    const huge = await mk('/huge', { event_types: ['ticket.rated'] });
+    const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${huge.id}/ping`, token: admin });
+    t.equal(ping.json().status, 'delivered', 'a 200 with an endless body: read up to the cap, then cut');
+    t.ok(ping.json().last_latency_ms < 1000);
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${huge.id}`, token: admin });
+  });
+
+  await t.test('keeps failing: failed, disabled, retried by hand', async (t) => {
+    const hook = await mk('/fail', { event_types: ['ticket.created'] });
+    await ctx.db.updateTable('webhooks').set({ consecutive_failures: 0 }).where('id', '=', hook.id).execute();
+    // A short window: fails after a few attempts.
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue }, trx, [ticketEvent('ticket.created', randomUUID(), null, 20)]),
+      );
+    const webhook = await until('disabled', async () => {
+      const w = await ctx.db
+        .selectFrom('webhooks')
+        .selectAll()
+        .where('id', '=', hook.id)
+        .executeTakeFirstOrThrow();
+      return !w.active && w;
+    });
+    t.match(webhook.disabled_reason, /3 delivery attempts in a row failed/);
+    const delivery = await until('failed delivery', async () => {
+      const [d] = await deliveriesOf(ctx, hook.id);
+      return d?.status === 'failed' && d;
+    });
+    t.match(delivery.last_error, /not active|HTTP 500/);
+    const got = (await ctx.request({ method: 'GET', url: `/v1/webhooks/${hook.id}`, token: admin })).json();
+    t.equal(got.active, false);
+    t.ok(got.disabled_reason);
+    // Back on, and the failed delivery retried by hand: its attempts are kept.
+    await ctx.request({
+      method: 'PATCH',
+      url: `/v1/webhooks/${hook.id}`,
+      token: admin,
+      payload: { active: true, url: receiver.url('/ok') },
+    });
+    const retried = await ctx.request({
+      method: 'POST',
+      url: `/v1/webhooks/${hook.id}/deliveries/${delivery.id}/retry`,
+      token: admin,
+    });
+    t.equal(retried.statusCode, 200, retried.body);
+    t.equal(retried.json().status, 'pending');
+    const done = await until('delivered after retry', async () => {
+      const [d] = await deliveriesOf(ctx, hook.id);
+      return d?.status === 'delivered' && d;
+    });
+    t.equal(done.attempts, delivery.attempts + 1, 'attempts kept');
+    const again = await ctx.request({
+      method: 'POST',
+      url: `/v1/webhooks/${hook.id}/deliveries/${delivery.id}/retry`,
+      token: admin,
+    });
+    t.equal(again.statusCode, 409, 'only failed deliveries are retried');
+    const page = await ctx.request({
+      method: 'GET',
+      url: `/v1/webhooks/${hook.id}/deliveries?status=delivered`,
+      token: admin,
+    });
+    t.equal(page.json().data.length, 1);
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+  });
+
+  await t.test('end to end: tickets and settings changes reach receivers through the feed', async (t) => {
+    const wide = await mk('/e2e-wide');
+    const scoped = await mk('/e2e-a', { department_id: a });
+    const ticketA = await makeTicket(ctx.db, { department_id: a });
+    const ticketB = await makeTicket(ctx.db, { department_id: b });
+    type Sent = { id: string; type: string; ticket_id: string | null; payload: Record<string, unknown> };
+    const bodies = (path: string) =>
+      receiver.received.filter((r) => r.path === path).map((r) => ({ r, event: JSON.parse(r.body) as Sent }));
+    await until('both tickets at the wide receiver', async () => {
+      const ids = bodies('/e2e-wide').map((b) => b.event.ticket_id);
+      return ids.includes(ticketA.id) && ids.includes(ticketB.id);
+    });
+    await until("A's ticket at A's receiver", async () =>
+      bodies('/e2e-a').some((b) => b.event.ticket_id === ticketA.id),
+    );
+    const wideEvents = bodies('/e2e-wide');
+    const createdA = wideEvents.find(
+      (b) => b.event.ticket_id === ticketA.id && b.event.type === 'ticket.created',
+    );
+    t.ok(createdA, 'ticket.created delivered');
+    t.match(createdA?.event.id, /^te_\d+$/);
+    t.ok(
+      new Verifier(wide.secret).verify(createdA?.r.body ?? '', createdA?.r.headers as Record<string, string>),
+      'signed: verifies with standardwebhooks',
+    );
+    t.ok(
+      wideEvents.some(
+        (b) =>
+          b.event.type === 'webhook.created' && (b.event.payload.webhook as { id: string }).id === scoped.id,
+      ),
+      'settings events go to help-desk-wide subscriptions',
+    );
+    t.notOk(JSON.stringify(wideEvents.map((b) => b.event)).includes(scoped.secret), 'no secret in any event');
+    // Give B's event time to arrive where it must not.
+    await new Promise((r) => setTimeout(r, 1000));
+    const toA = bodies('/e2e-a');
+    t.notOk(
+      toA.some((b) => b.event.ticket_id === ticketB.id),
+      "B's ticket never reaches A's subscription",
+    );
+    t.notOk(
+      toA.some((b) => b.event.type.startsWith('webhook.')),
+      'no settings events to a department subscription',
+    );
+  });
+
+  await t.test('a subscription disabled for failing is itself an event', async (t) => {
+    const failing = await mk('/fail', { event_types: ['ticket.created'] });
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue }, trx, [ticketEvent('ticket.created', randomUUID(), null, 30)]),
+      );
+    const event = await until('webhook.disabled in the settings events', async () =>
+      ctx.db
+        .selectFrom('settings_events')
+        .selectAll()
+        .where('type', '=', 'webhook.disabled')
+        .where('subject_id', '=', failing.id)
+        .executeTakeFirst(),
+    );
+    t.equal(event.actor_type, 'system');
+    t.notOk(JSON.stringify(event.payload).includes(failing.secret));
+  });
+});
