@@ -29,7 +29,11 @@ await app.listen({ host: '127.0.0.1', port: 0 });
 const { port } = app.server.address() as { port: number };
 const admin = await makeAgent(database.db, { role: 'admin' });
 const token = (
-  await app.inject({ method: 'POST', url: '/v1/auth/token', payload: { email: admin.email, password: PASSWORD } })
+  await app.inject({
+    method: 'POST',
+    url: '/v1/auth/token',
+    payload: { email: admin.email, password: PASSWORD },
+  })
 ).json().access_token as string;
 
 const arrivals = new Map<string, number[]>();
@@ -79,13 +83,20 @@ for (let i = 0; i < TICKETS; i++) {
     method: 'POST',
     url: '/v1/tickets',
     headers: { authorization: `Bearer ${token}` },
-    payload: { subject: `Fan-out ${i}`, contact: { email: `fanout-${i}@example.com` }, message: { body: 'Hi' } },
+    payload: {
+      subject: `Fan-out ${i}`,
+      contact: { email: `fanout-${i}@example.com` },
+      message: { body: 'Hi' },
+    },
   });
   committed.set(res.json().id as string, performance.now());
   await new Promise((r) => setTimeout(r, GAP_MS));
 }
 const deadline = Date.now() + 30_000;
-while (Date.now() < deadline && [...committed.keys()].some((id) => (arrivals.get(id)?.length ?? 0) < SUBSCRIBERS)) {
+while (
+  Date.now() < deadline &&
+  [...committed.keys()].some((id) => (arrivals.get(id)?.length ?? 0) < SUBSCRIBERS)
+) {
   await new Promise((r) => setTimeout(r, 50));
 }
 const latencies: number[] = [];
@@ -96,7 +107,8 @@ for (const [id, at] of committed) {
   for (const t of got) latencies.push(t - at);
 }
 latencies.sort((a, b) => a - b);
-const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
+const pct = (p: number) =>
+  latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
 process.stdout.write(
   `${TICKETS} tickets x ${SUBSCRIBERS} subscribers: ${latencies.length} deliveries, ${missing} missing; ` +
     `commit-to-arrival p50 ${pct(50).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms, max ${pct(100).toFixed(1)} ms\n`,
