@@ -386,7 +386,10 @@ async function steadyCreations(
   };
 }
 
-/** Waits until the receivers' count stops growing for 3 s (or `expected` arrived, or timeout). */
+/**
+ * Waits until the receivers' count stops growing for 10 s (or `expected` arrived, or timeout):
+ * a queue under load delivers in bursts with pauses of several seconds between them.
+ */
 async function drain(listener: Listener, expected: number | null): Promise<{ total: number; ms: number }> {
   const started = now();
   let last = -1;
@@ -397,7 +400,7 @@ async function drain(listener: Listener, expected: number | null): Promise<{ tot
     if (total !== last) {
       last = total;
       stableSince = now();
-    } else if (now() - stableSince > 3000) return { total, ms: stableSince - started };
+    } else if (now() - stableSince > 10_000) return { total, ms: stableSince - started };
     if (now() - started > DRAIN_TIMEOUT_MS) return { total, ms: now() - started };
     await sleep(250);
   }
@@ -523,9 +526,9 @@ async function main() {
         const during = (await listener.ask<{ total: number }>({ cmd: 'counts' })).total;
         let drained = '';
         if (withHooks) {
-          // Turned off only now: deliveries already queued still go out.
-          await setHooks(false);
+          // Turned off only once drained: events not yet dispatched go only to active webhooks.
           const d = await drain(listener, null);
+          await setHooks(false);
           const perCreation = d.total / Math.max(1, r.total);
           sustained.push({ deliveries: during, seconds: (t1 - t0) / 1000 });
           drained =
