@@ -61,7 +61,7 @@ export async function openQueue(
   log: Logger,
   config: Pick<Config, 'databaseUrl'>,
   queues: QueueDefinition[],
-  options: { pollingIntervalSeconds?: number; superviseIntervalSeconds?: number } = {},
+  options: { pollingIntervalSeconds?: number; superviseIntervalSeconds?: number; workers?: number } = {},
 ): Promise<JobQueue> {
   const pglite = embeddedPglite(db);
   const common: ConstructorOptions = {
@@ -78,7 +78,9 @@ export async function openQueue(
     boss = new PgBoss({
       ...common,
       connectionString: config.databaseUrl,
-      max: 4,
+      // One session for LISTEN, one for maintenance, and one per worker fetching or completing:
+      // fewer starved the workers (bench:events saw "timeout exceeded when trying to connect").
+      max: (options.workers ?? 2) + 2,
       connectionTimeoutMillis: 5_000,
     });
   } else {

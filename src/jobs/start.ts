@@ -73,6 +73,7 @@ export async function startJobs(
     {
       pollingIntervalSeconds: config.jobs.pollIntervalMs / 1000,
       superviseIntervalSeconds: config.jobs.superviseIntervalSeconds,
+      workers: config.jobs.concurrency,
     },
   );
   const deps = { db, log, config: config.webhooks, queue, onDisabled: recordDisabled };

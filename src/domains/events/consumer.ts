@@ -5,9 +5,12 @@ import { type FeedRow, feedHead, readFeed } from './repository.ts';
 /**
  * A named, transactional consumer of the feed. The handler runs on the next batch inside ONE
  * transaction that also advances the consumer's stored cursor, so each event is handled exactly
- * once (a failing handler rolls the cursor back with its own work). The consumer's row is locked
- * FOR UPDATE SKIP LOCKED: when another process holds it, this call handles nothing and returns 0
- * at once instead of queueing behind it. A consumer seen for the first time starts at the feed
+ * once (a failing handler rolls the cursor back with its own work). The consumer is held with a
+ * transaction-level advisory lock, tried without waiting: when another process holds it, this
+ * call handles nothing and returns 0 at once instead of queueing behind it. Not a row lock: FOR
+ * UPDATE would give the batch a transaction id from its first statement, and the feed's horizon
+ * (the oldest running transaction) would wait on every consumer's whole batch; this way the
+ * transaction takes an id only when the handler writes. A consumer seen for the first time starts at the feed
  * head, not at the beginning of time.
  */
 export async function consumeFeedBatch(
@@ -31,9 +34,17 @@ export async function consumeFeedBatch(
       .execute();
   }
   return db.transaction().execute(async (trx) => {
-    const { rows: locked } = await sql<{ cursor: string }>`
-      select cursor from feed_consumers where name = ${name} for update skip locked`.execute(trx);
-    const current = locked[0];
+    const { rows: held } = await sql<{ held: boolean }>`
+      select pg_try_advisory_xact_lock(hashtextextended(${`deskroute.feed_consumer.${name}`}, 0)) as held`.execute(
+      trx,
+    );
+    if (!held[0]?.held) return 0;
+    // Read after the lock: a batch that committed while we waited for nothing is seen here.
+    const current = await trx
+      .selectFrom('feed_consumers')
+      .select('cursor')
+      .where('name', '=', name)
+      .executeTakeFirst();
     if (!current) return 0;
     const { rows, next } = await readFeed(trx, { after: current.cursor, limit });
     if (rows.length > 0) await handler(trx, rows);

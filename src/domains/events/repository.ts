@@ -17,7 +17,7 @@ import {
 /**
  * The event feed: ticket_events (read in place, no copy) and settings_events, in the order
  * (tx, source, id) where tx is the writing transaction's id. Only rows of transactions below
- * the horizon pg_snapshot_xmin(pg_current_snapshot()) are returned: every transaction below it
+ * the horizon (feedHorizon: the oldest transaction of this database still running) are returned: every transaction below it
  * has ended, and every transaction yet to commit has an id at or above it, so a row can never
  * commit behind a cursor a reader already holds (an id or a timestamp order can: the writer that
  * took id 5 may commit after the one that took id 6 was read). No gaps, no repeats, across
@@ -116,11 +116,34 @@ function parseCursor(cursor: string | undefined): Position {
   return position;
 }
 
+/**
+ * The feed's horizon as text: the oldest transaction still running IN THIS DATABASE (or the next
+ * transaction id when none is). Transaction ids are server-wide, and pg_snapshot_xmin counts
+ * every database's transactions, so a long transaction in another database (or a DROP DATABASE)
+ * would hold the feed back; a session of another database cannot write our tables, so only ours
+ * count. Prepared (two-phase) transactions of this database count too.
+ *
+ * Read it in a statement of its own, BEFORE the statement that reads rows below it: a
+ * transaction below the horizon had ended when this statement ran, so the later statement's
+ * snapshot sees its rows. (In one statement, a transaction ending between the snapshot and the
+ * read of pg_stat_activity could be passed over.)
+ */
+export async function feedHorizon(db: Executor): Promise<string> {
+  const { rows } = await sql<{ h: string }>`
+    with snap as (select pg_current_snapshot() as s)
+    select coalesce(
+      (select min(x) from snap, pg_snapshot_xip(snap.s) as x
+        where x::xid in (
+          select backend_xid from pg_stat_activity
+            where datname = current_database() and backend_xid is not null
+          union all
+          select transaction from pg_prepared_xacts where database = current_database())),
+      (select pg_snapshot_xmax(s) from snap))::text as h`.execute(db);
+  return rows[0]!.h;
+}
+
 async function horizon(db: Executor): Promise<bigint> {
-  const { rows } = await sql<{
-    h: string;
-  }>`select pg_snapshot_xmin(pg_current_snapshot())::text as h`.execute(db);
-  return BigInt(rows[0]!.h);
+  return BigInt(await feedHorizon(db));
 }
 
 /**

@@ -2,6 +2,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database, DepartmentRole, NotificationKind } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
+import { feedHorizon } from '../events/repository.ts';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -57,24 +58,27 @@ export interface InboxPosition {
 }
 
 export async function inboxHead(db: Executor): Promise<InboxPosition> {
+  const horizon = await feedHorizon(db);
   const row = await sql<{ tx: string; seq: number }>`
     select tx::text as tx, seq from notifications
-    where tx < pg_snapshot_xmin(pg_current_snapshot())
+    where tx < ${horizon}::xid8
     order by tx desc, seq desc limit 1`.execute(db);
   return row.rows[0] ?? { tx: '0', seq: 0 };
 }
 
 /**
  * Notifications written after `after`, in commit-safe order: only rows of transactions below the
- * oldest one still running, so a row that commits late is never passed over.
+ * oldest one of this database still running (feedHorizon), so a row that commits late is never
+ * passed over.
  */
 export async function readInboxAfter(db: Executor, after: InboxPosition, limit: number) {
+  const horizon = await feedHorizon(db);
   const result = await sql<NotificationRecord & { agent_id: string; tx: string; seq: number }>`
     select id, agent_id, kind, event_id, ticket_id, department_id, actor_agent_id, subject,
       created_at, read_at, tx::text as tx, seq
     from notifications
     where (tx, seq) > (${after.tx}::xid8, ${after.seq})
-      and tx < pg_snapshot_xmin(pg_current_snapshot())
+      and tx < ${horizon}::xid8
     order by tx, seq
     limit ${limit}`.execute(db);
   return result.rows;

@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { AgentRole, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 
 export interface SubscriberStanding {
@@ -47,14 +47,9 @@ export async function readSubscriberStanding(
 }
 
 /**
- * The feed's horizon: the oldest transaction still running. The feed returns only rows of
- * transactions below it, so while it has not moved no new row can have appeared: a poll that
- * finds it where the last full read left it skips that read (one trivial query instead of the
- * feed's union). That matters most on PGlite, whose one connection every request shares.
+ * The feed's horizon (events/repository.ts). While it has not moved no new row can have appeared:
+ * a poll that finds it where the last full read left it skips that read (one trivial query
+ * instead of the feed's union). That matters most on PGlite, whose one connection every request
+ * shares.
  */
-export async function feedHorizon(db: Kysely<Database>): Promise<string> {
-  const { rows } = await sql<{
-    h: string;
-  }>`select pg_snapshot_xmin(pg_current_snapshot())::text as h`.execute(db);
-  return rows[0]?.h ?? '0';
-}
+export { feedHorizon } from '../events/repository.ts';
