@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
+import pino from 'pino';
 import { Webhook as Verifier } from 'standardwebhooks';
 import t from 'tap';
+import { loadConfig } from '../src/config.ts';
 import { isPublicAddress } from '../src/domains/webhooks/address-guard.ts';
-import { dispatchEvents, retryDelayMs } from '../src/domains/webhooks/delivery.ts';
+import { dispatchEvents, retryDelayMs, reviveDeliveries } from '../src/domains/webhooks/delivery.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
@@ -635,4 +638,103 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     t.equal(event.actor_type, 'system');
     t.notOk(JSON.stringify(event.payload).includes(failing.secret));
   });
+
+  await t.test('many deliveries share jobs; each lane still goes in order, each once', async (t) => {
+    const hooks = [await mk('/bulk-1'), await mk('/bulk-2')];
+    const tickets = [randomUUID(), randomUUID(), randomUUID()];
+    // 90 events over 3 tickets, interleaved: 180 deliveries, a few jobs of up to 25.
+    const events = Array.from({ length: 90 }, (_, i) =>
+      ticketEvent('ticket.updated', tickets[i % 3] as string, null, 1000 + i),
+    );
+    await ctx.db.transaction().execute((trx) => dispatchEvents({ queue }, trx, events));
+    for (const hook of hooks) {
+      await until(`every delivery of ${hook.id}`, async () => {
+        // The feed's own settings events (the webhooks' creation) come too: count ours.
+        const rows = (await deliveriesOf(ctx, hook.id)).filter((r) => r.event_id.startsWith('test_'));
+        return rows.length === 90 && rows.every((r) => r.status === 'delivered');
+      });
+    }
+    for (const path of ['/bulk-1', '/bulk-2']) {
+      const hits = receiver.received.filter(
+        (r) => r.path === path && (JSON.parse(r.body) as { id: string }).id.startsWith('test_'),
+      );
+      t.equal(hits.length, 90, `${path}: one request per delivery`);
+      t.equal(new Set(hits.map((h) => h.headers['webhook-id'])).size, 90, `${path}: none twice`);
+      for (const ticket of tickets) {
+        const order = hits
+          .map((h) => JSON.parse(h.body) as { ticket_id: string; payload: { n: number } })
+          .filter((b) => b.ticket_id === ticket)
+          .map((b) => b.payload.n);
+        t.same(
+          order,
+          [...order].sort((x, y) => x - y),
+          `${path}: ticket ${ticket.slice(0, 8)} in feed order`,
+        );
+      }
+    }
+    const jobs = await sql<{ n: number }>`
+      select count(*)::int as n from pgboss.job
+       where name = 'webhook-delivery' and data->'deliveryIds' ? ${(await deliveriesOf(ctx, hooks[0]!.id))[0]!.id}`.execute(
+      ctx.db,
+    );
+    t.equal(jobs.rows[0]?.n, 1, 'the first delivery travelled in one job');
+    for (const hook of hooks)
+      await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+  });
+
+  await t.test(
+    'a job out of crash retries: its delivery is revived, or failed past its window',
+    async (t) => {
+      const hook = await mk('/revived', { event_types: ['ticket.updated'] });
+      const ticket = randomUUID();
+      const insert = (n: number, firstAttemptAgoMs: number | null, nextAttemptInMs: number) =>
+        ctx.db
+          .insertInto('webhook_deliveries')
+          .values({
+            id: randomUUID(),
+            webhook_id: hook.id,
+            event_id: `revive_${n}`,
+            event_type: 'ticket.updated',
+            ticket_id: ticket,
+            body: JSON.stringify({ id: `revive_${n}`, ticket_id: ticket }),
+            attempts: firstAttemptAgoMs === null ? 0 : 1,
+            first_attempt_at: firstAttemptAgoMs === null ? null : new Date(Date.now() - firstAttemptAgoMs),
+            next_attempt_at: new Date(Date.now() + nextAttemptInMs),
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+      // No jobs: as if the first one's job had spent its retries while the database was away.
+      const stale = await insert(1, 120_000, 0); // first tried 2 min ago; the window is 60 s
+      const behind = await insert(2, null, 0); // waits behind it in the ticket's lane
+      const fresh = await insert(3, 1_000, 0);
+      await ctx.db
+        .updateTable('webhook_deliveries')
+        .set({ ticket_id: null })
+        .where('id', '=', fresh.id)
+        .execute();
+      const config = loadConfig(ENV);
+      const deps = { db: ctx.db, log: pino({ level: 'silent' }), config: config.webhooks, queue };
+      await reviveDeliveries(deps, [stale.id, fresh.id, randomUUID()]);
+
+      const after = await deliveriesOf(ctx, hook.id);
+      const byId = new Map(after.map((d) => [d.id, d]));
+      t.equal(byId.get(stale.id)?.status, 'failed', 'past its retry window: failed');
+      t.equal(byId.get(stale.id)?.last_error, 'retries exhausted');
+      const delivered = await until('the delivery behind it, woken', async () => {
+        const d = (await deliveriesOf(ctx, hook.id)).find((r) => r.id === behind.id);
+        return d?.status === 'delivered' && d;
+      });
+      t.equal(delivered.attempts, 1);
+      const job = await sql<{ start_after: Date }>`
+      select start_after from pgboss.job
+       where name = 'webhook-delivery' and data->'deliveryIds' ? ${fresh.id}`.execute(ctx.db);
+      t.equal(job.rows.length, 1, 'within its window: a new job');
+      t.ok(
+        (job.rows[0]?.start_after.getTime() ?? 0) > Date.now() + 30_000,
+        'not before a minute from now (the database was away: no hurry)',
+      );
+      t.equal(byId.get(fresh.id)?.status, 'pending');
+      await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+    },
+  );
 });

@@ -43,15 +43,32 @@ export interface QueueDefinition {
   /** Crash retries before pg-boss gives up on a job. */
   retryLimit: number;
   retryDelaySeconds: number;
+  /** Where a job goes once its crash retries are spent (a queue defined before this one). */
+  deadLetter?: string;
 }
 
-export type JobHandler<T> = (data: T) => Promise<void>;
+/** Runs a batch of jobs' data; a throw fails (and later retries) the whole batch. */
+export type JobHandler<T> = (batch: T[]) => Promise<void>;
+
+export interface NewJob {
+  data: object;
+  startAt?: Date;
+}
 
 export interface JobQueue {
   /** Adds a job in the caller's transaction (or on its own when given the database). */
   enqueue(executor: Db, queue: string, data: object, options?: { startAt?: Date }): Promise<void>;
-  /** Runs `handler` for each job of `queue`, up to `concurrency` at once in this process. */
-  work<T>(queue: string, concurrency: number, handler: JobHandler<T>): Promise<void>;
+  /** Adds many jobs in one statement, in the caller's transaction. */
+  enqueueMany(executor: Db, queue: string, jobs: NewJob[]): Promise<void>;
+  /**
+   * Runs `handler` on batches of up to `batchSize` jobs of `queue` (one fetch and one completion
+   * per batch), up to `concurrency` batches at once in this process.
+   */
+  work<T>(
+    queue: string,
+    options: { concurrency: number; batchSize?: number },
+    handler: JobHandler<T>,
+  ): Promise<void>;
   /** Stops fetching, lets running jobs finish (up to `timeoutMs`), then closes. */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -67,8 +84,11 @@ export async function openQueue(
   const common: ConstructorOptions = {
     schema: 'pgboss',
     application_name: 'deskroute-jobs',
-    // Expired jobs (a killed process) are found by the supervisor: its period bounds recovery.
+    // Expired jobs (a killed process) are found by the supervisor, in its per-queue "monitor"
+    // step, which runs at most every monitorIntervalSeconds (pg-boss default 60): both periods
+    // bound recovery, so they are set together.
     superviseIntervalSeconds: options.superviseIntervalSeconds ?? 30,
+    monitorIntervalSeconds: options.superviseIntervalSeconds ?? 30,
     useListenNotify: true,
   };
   let boss: PgBoss;
@@ -95,7 +115,9 @@ export async function openQueue(
       expireInSeconds: q.expireInSeconds,
       retryLimit: q.retryLimit,
       retryDelay: q.retryDelaySeconds,
+      retryBackoff: true,
       notify: true,
+      ...(q.deadLetter && { deadLetter: q.deadLetter }),
     };
     if (await boss.getQueue(q.name)) await boss.updateQueue(q.name, settings);
     else
@@ -112,16 +134,39 @@ export async function openQueue(
         ...(opts.startAt && { startAfter: opts.startAt }),
       });
     },
-    async work<T>(queue: string, concurrency: number, handler: JobHandler<T>) {
+    async enqueueMany(executor, queue, jobs) {
+      if (jobs.length === 0) return;
+      await boss.insert(
+        queue,
+        jobs.map((j) => ({ data: j.data, ...(j.startAt && { startAfter: j.startAt }) })),
+        { db: fromKysely(executor) },
+      );
+    },
+    async work<T>(
+      queue: string,
+      options: { concurrency: number; batchSize?: number },
+      handler: JobHandler<T>,
+    ) {
       const polling = {
         pollingIntervalSeconds,
         // NOTIFY wakes workers for jobs due now; a job due later (a retry) is only found by a
         // poll, so polling stays as frequent with NOTIFY on (pg-boss would relax it to 30 s).
         notifyPollingIntervalSeconds: pollingIntervalSeconds,
       };
-      await boss.work<T>(queue, { batchSize: 1, localConcurrency: concurrency, ...polling }, async (jobs) => {
-        for (const job of jobs) await handler(job.data);
-      });
+      const batchSize = options.batchSize ?? 1;
+      await boss.work<T>(
+        queue,
+        {
+          batchSize,
+          localConcurrency: options.concurrency,
+          // A full batch means more are waiting: fetch again at once rather than after a poll.
+          ...(batchSize > 1 && { burstWhenBatchFull: true }),
+          ...polling,
+        },
+        async (jobs) => {
+          await handler(jobs.map((job) => job.data));
+        },
+      );
     },
     async stop(timeoutMs = 10_000) {
       await boss.stop({ graceful: true, timeout: timeoutMs, close: true });

@@ -6,7 +6,15 @@ import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
 import { describe } from '../db/outage.ts';
 import { consumeFeedBatch } from '../domains/events/consumer.ts';
-import { attemptDelivery, DELIVERY_QUEUE, dispatchEvents } from '../domains/webhooks/delivery.ts';
+import {
+  attemptDeliveries,
+  DELIVERY_DEAD_QUEUE,
+  DELIVERY_QUEUE,
+  type DeliveryJob,
+  dispatchEvents,
+  jobDeliveryIds,
+  reviveDeliveries,
+} from '../domains/webhooks/delivery.ts';
 import { recordDisabled } from '../domains/webhooks/service.ts';
 import { type JobQueue, openQueue } from './queue.ts';
 
@@ -62,8 +70,12 @@ export async function startJobs(
     log,
     config,
     [
+      // Jobs whose crash retries ran out (a database away for minutes) land here, and the
+      // delivery gets a new job or, past its retry window, fails: none stays pending unseen.
+      { name: DELIVERY_DEAD_QUEUE, expireInSeconds: 60, retryLimit: 10, retryDelaySeconds: 30 },
       {
         name: DELIVERY_QUEUE,
+        deadLetter: DELIVERY_DEAD_QUEUE,
         // Longer than an attempt's lease, so a job is only run again once its process is gone.
         expireInSeconds: Math.ceil(config.webhooks.timeoutMs / 1000) + 10,
         retryLimit: 10,
@@ -77,8 +89,14 @@ export async function startJobs(
     },
   );
   const deps = { db, log, config: config.webhooks, queue, onDisabled: recordDisabled };
-  await queue.work<{ deliveryId: string }>(DELIVERY_QUEUE, config.jobs.concurrency, (data) =>
-    attemptDelivery(deps, data.deliveryId, { retry: true }),
+  // A handler gets a few jobs at once (each with up to DELIVERY_BATCH deliveries).
+  await queue.work<DeliveryJob>(
+    DELIVERY_QUEUE,
+    { concurrency: config.jobs.concurrency, batchSize: 2 },
+    (jobs) => attemptDeliveries(deps, jobs.flatMap(jobDeliveryIds), { retry: true }),
+  );
+  await queue.work<DeliveryJob>(DELIVERY_DEAD_QUEUE, { concurrency: 1, batchSize: 10 }, (jobs) =>
+    reviveDeliveries(deps, jobs.flatMap(jobDeliveryIds)),
   );
   const stopDispatch = startDispatch(db, log, queue, config.webhooks.dispatchIntervalMs);
   return {

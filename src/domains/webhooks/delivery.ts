@@ -8,10 +8,16 @@ import { Webhook as Signer } from 'standardwebhooks';
 import type { WebhookConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { Database, WebhookRow } from '../../db/types.ts';
-import type { JobQueue } from '../../jobs/queue.ts';
+import type { JobQueue, NewJob } from '../../jobs/queue.ts';
 import { postOnce } from './http-post.ts';
 
 export const DELIVERY_QUEUE = 'webhook-delivery';
+export const DELIVERY_DEAD_QUEUE = 'webhook-delivery-dead';
+/**
+ * Deliveries per job: one job, one claim and a few grouped records for up to this many attempts,
+ * instead of a job and a dozen statements per attempt (bench:events).
+ */
+export const DELIVERY_BATCH = 25;
 
 export interface DeliveryDeps {
   db: Db;
@@ -43,7 +49,12 @@ export function retryDelayMs(config: WebhookConfig, failedAttempts: number, rand
 }
 
 /** The signatures for one attempt: the current secret, and the previous one during its overlap. */
-export function signatureHeaders(webhook: WebhookRow, deliveryId: string, body: string, at: Date) {
+export function signatureHeaders(
+  webhook: Pick<WebhookRow, 'secret' | 'previous_secret' | 'previous_secret_expires_at'>,
+  deliveryId: string,
+  body: string,
+  at: Date,
+) {
   const secrets = [webhook.secret];
   if (
     webhook.previous_secret &&
@@ -59,210 +70,453 @@ export function signatureHeaders(webhook: WebhookRow, deliveryId: string, body: 
   };
 }
 
+export interface AttemptJob {
+  deliveryId: string;
+  at?: Date | null;
+}
+
+/** A delivery job's data: the deliveries to attempt (`deliveryId`: jobs queued before 2026-12-04). */
+export interface DeliveryJob {
+  deliveryIds?: string[];
+  deliveryId?: string;
+}
+
+export const jobDeliveryIds = (job: DeliveryJob): string[] =>
+  job.deliveryIds ?? (job.deliveryId ? [job.deliveryId] : []);
+
+/**
+ * The next attempts' jobs, in the caller's transaction, in one statement however many: attempts
+ * due at the same moment share a job of up to DELIVERY_BATCH deliveries, so a dispatch of
+ * thousands of deliveries costs the queue a few hundred jobs, not thousands.
+ */
+export async function enqueueAttempts(queue: JobQueue | undefined, executor: Db, attempts: AttemptJob[]) {
+  if (!queue || attempts.length === 0) return;
+  const byTime = new Map<number, string[]>();
+  for (const a of attempts) {
+    const at = a.at ? a.at.getTime() : 0;
+    const ids = byTime.get(at) ?? [];
+    ids.push(a.deliveryId);
+    byTime.set(at, ids);
+  }
+  const jobs: NewJob[] = [];
+  for (const [at, ids] of byTime) {
+    for (let i = 0; i < ids.length; i += DELIVERY_BATCH) {
+      jobs.push({
+        data: { deliveryIds: ids.slice(i, i + DELIVERY_BATCH) } satisfies DeliveryJob,
+        ...(at > 0 && { startAt: new Date(at) }),
+      });
+    }
+  }
+  await queue.enqueueMany(executor, DELIVERY_QUEUE, jobs);
+}
+
 export async function enqueueAttempt(
   queue: JobQueue | undefined,
   executor: Db,
   deliveryId: string,
   at?: Date,
 ) {
-  if (!queue) return;
-  await queue.enqueue(executor, DELIVERY_QUEUE, { deliveryId }, at ? { startAt: at } : {});
+  await enqueueAttempts(queue, executor, [{ deliveryId, at: at ?? null }]);
 }
 
-type Claim =
-  | { kind: 'go'; webhook: WebhookRow; body: string; attempts: number; firstAttemptAt: Date }
-  | { kind: 'skip' };
+/** A delivery this process has leased: it alone makes the attempt now. */
+interface Claimed {
+  id: string;
+  body: string;
+  attempts: number;
+  first_attempt_at: Date;
+  webhook: Pick<WebhookRow, 'id' | 'url' | 'secret' | 'previous_secret' | 'previous_secret_expires_at'>;
+}
+
+interface Outcome {
+  claim: Claimed;
+  startedAt: Date;
+  statusCode: number | null;
+  latencyMs: number;
+  error: string | null;
+  nextAt: Date | null;
+  status: 'delivered' | 'pending' | 'failed';
+}
 
 /**
- * One delivery attempt, run by the queue's worker (and inline by ping). Each attempt is made
- * once across processes: claiming it takes a lease (`locked_until`) in a short transaction; the
- * POST runs with no transaction and no connection held; the outcome is written in a second one,
- * with the next attempt's job. A process killed mid-POST leaves the lease to expire, and the
- * queue runs the job again (its expiry is longer than the lease).
+ * Delivery attempts, run by the queue's workers on batches of jobs (and inline by ping). Each
+ * attempt is made once across processes: claiming takes a lease (`locked_until`) on every
+ * delivery of the batch that is due, pending, unleased, of an active subscription and first in its
+ * ticket's lane, in one short transaction; the POSTs run with no transaction and no connection
+ * held; outcomes are written as they come back, those that arrive together in one transaction
+ * (the attempts, the deliveries, the next attempts' jobs, the lanes they free, the
+ * subscriptions' health). A process killed mid-POST leaves the lease to expire, and the queue
+ * runs the job again (its expiry is longer than the lease). Jobs of deliveries already settled,
+ * or duplicated, find nothing to claim and end.
  */
+export async function attemptDeliveries(
+  deps: DeliveryDeps,
+  deliveryIds: string[],
+  options: { retry: boolean; evenIfInactive?: boolean } = { retry: true },
+): Promise<void> {
+  const ids = [...new Set(deliveryIds)];
+  if (ids.length === 0) return;
+  const claimed = await claim(deps, ids, options.evenIfInactive === true);
+  if (claimed.length === 0) return;
+  const recorder = groupRecorder(deps);
+  await Promise.all(
+    claimed.map(async (c) => {
+      const startedAt = new Date();
+      const headers = {
+        'content-type': 'application/json',
+        'user-agent': 'Deskroute-Webhooks/1',
+        ...signatureHeaders(c.webhook, c.id, c.body, startedAt),
+      };
+      const result = await postOnce(c.webhook.url, headers, c.body, {
+        timeoutMs: deps.config.timeoutMs,
+        allowPrivate: deps.config.allowPrivate,
+      });
+      const ok = result.error === null;
+      let nextAt: Date | null = null;
+      if (!ok && options.retry) {
+        const candidate = new Date(Date.now() + retryDelayMs(deps.config, c.attempts + 1));
+        if (candidate.getTime() <= c.first_attempt_at.getTime() + deps.config.retryWindowMs)
+          nextAt = candidate;
+      }
+      const outcome: Outcome = {
+        claim: c,
+        startedAt,
+        statusCode: result.statusCode,
+        latencyMs: result.latencyMs,
+        error: result.error,
+        nextAt,
+        status: ok ? 'delivered' : nextAt ? 'pending' : 'failed',
+      };
+      deps.log.info(
+        {
+          delivery: c.id,
+          webhook: c.webhook.id,
+          attempt: c.attempts + 1,
+          status: outcome.status,
+          code: outcome.statusCode,
+          ms: outcome.latencyMs,
+        },
+        'webhook attempt',
+      );
+      await recorder.add(outcome);
+    }),
+  );
+}
+
+/**
+ * Deliveries whose job spent its crash retries: each still pending gets a new job a minute from
+ * now, or fails if its retry window has passed (a lane behind it is then woken).
+ */
+export async function reviveDeliveries(deps: DeliveryDeps, deliveryIds: string[]): Promise<void> {
+  if (deliveryIds.length === 0) return;
+  await deps.db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{
+      id: string;
+      webhook_id: string;
+      ticket_id: string | null;
+      expired: boolean;
+    }>`
+      select d.id, d.webhook_id, d.ticket_id,
+             coalesce(d.first_attempt_at, d.created_at)
+               + ${deps.config.retryWindowMs} * interval '1 millisecond' < now() as expired
+        from webhook_deliveries d
+       where d.id = any(${deliveryIds}::uuid[]) and d.status = 'pending'
+       order by d.id
+       for update`.execute(trx);
+    const expired = rows.filter((r) => r.expired);
+    if (expired.length > 0) {
+      await trx
+        .updateTable('webhook_deliveries')
+        .set({ status: 'failed', locked_until: null, next_attempt_at: null, last_error: 'retries exhausted' })
+        .where(
+          'id',
+          'in',
+          expired.map((r) => r.id),
+        )
+        .execute();
+      await wakeLanes(deps, trx, expired);
+    }
+    const at = new Date(Date.now() + 60_000);
+    await enqueueAttempts(
+      deps.queue,
+      trx,
+      rows.filter((r) => !r.expired).map((r) => ({ deliveryId: r.id, at })),
+    );
+    deps.log.warn({ revived: rows.length - expired.length, failed: expired.length }, 'webhook jobs revived');
+  });
+}
+
+/** One attempt now (ping, tests). */
 export async function attemptDelivery(
   deps: DeliveryDeps,
   deliveryId: string,
   options: { retry: boolean; evenIfInactive?: boolean } = { retry: true },
 ): Promise<void> {
-  const { db, config } = deps;
-  const leaseMs = config.timeoutMs + 5_000;
-  const claim: Claim = await db.transaction().execute(async (trx) => {
-    const row = await trx
-      .selectFrom('webhook_deliveries as d')
-      .innerJoin('webhooks as w', 'w.id', 'd.webhook_id')
-      .select([
-        'd.status',
-        'd.body',
-        'd.attempts',
-        'd.seq',
-        'd.ticket_id',
-        'd.webhook_id',
-        'd.next_attempt_at',
-        sql<boolean>`d.next_attempt_at <= now()`.as('due'),
-        sql<Date | null>`case when d.locked_until > now() then d.locked_until end`.as('leased_until'),
-        sql<Date>`coalesce(d.first_attempt_at, now())`.as('first_attempt_at'),
-      ])
-      .where('d.id', '=', deliveryId)
-      .forUpdate('d')
-      .executeTakeFirst();
-    if (row?.status !== 'pending') return { kind: 'skip' } as const;
-    if (!row.due) {
-      // Early (clocks, rounding): come back when it is due rather than lose the attempt.
-      await enqueueAttempt(deps.queue, trx, deliveryId, row.next_attempt_at ?? undefined);
-      return { kind: 'skip' } as const;
-    }
-    if (row.leased_until) {
-      // Another process is on it; look again once its lease ends, in case it died.
-      await enqueueAttempt(deps.queue, trx, deliveryId, new Date(row.leased_until.getTime() + 100));
-      return { kind: 'skip' } as const;
-    }
-    const webhook = await trx
-      .selectFrom('webhooks')
-      .selectAll()
-      .where('id', '=', row.webhook_id)
-      .executeTakeFirstOrThrow();
-    if (!webhook.active && !options.evenIfInactive) {
-      await trx
-        .updateTable('webhook_deliveries')
-        .set({ status: 'failed', last_error: 'the webhook is not active', locked_until: null })
-        .where('id', '=', deliveryId)
-        .execute();
-      await wakeLane(deps, trx, row.webhook_id, row.ticket_id);
-      return { kind: 'skip' } as const;
-    }
-    if (row.ticket_id !== null) {
-      // Ordered per ticket: an earlier delivery of this subscription for this ticket goes first;
-      // when it is settled, it wakes this one (wakeLane).
-      const earlier = await trx
-        .selectFrom('webhook_deliveries')
-        .select('id')
-        .where('webhook_id', '=', row.webhook_id)
-        .where('ticket_id', '=', row.ticket_id)
-        .where('status', '=', 'pending')
-        .where('seq', '<', row.seq)
-        .limit(1)
-        .executeTakeFirst();
-      if (earlier) return { kind: 'skip' } as const;
-    }
-    await trx
-      .updateTable('webhook_deliveries')
-      .set({
-        locked_until: sql<Date>`now() + ${`${leaseMs} milliseconds`}::interval`,
-        first_attempt_at: row.first_attempt_at,
-      })
-      .where('id', '=', deliveryId)
-      .execute();
-    return {
-      kind: 'go',
-      webhook,
-      body: row.body,
-      attempts: row.attempts,
-      firstAttemptAt: row.first_attempt_at,
-    } as const;
-  });
-  if (claim.kind === 'skip') return;
+  await attemptDeliveries(deps, [deliveryId], options);
+}
 
-  const startedAt = new Date();
-  const headers = {
-    'content-type': 'application/json',
-    'user-agent': 'Deskroute-Webhooks/1',
-    ...signatureHeaders(claim.webhook, deliveryId, claim.body, startedAt),
-  };
-  const outcome = await postOnce(claim.webhook.url, headers, claim.body, {
-    timeoutMs: config.timeoutMs,
-    allowPrivate: config.allowPrivate,
-  });
-  const ok = outcome.error === null;
-  const attempt = claim.attempts + 1;
-  let nextAt: Date | null = null;
-  if (!ok && options.retry) {
-    const candidate = new Date(Date.now() + retryDelayMs(config, attempt));
-    if (candidate.getTime() <= claim.firstAttemptAt.getTime() + config.retryWindowMs) nextAt = candidate;
-  }
-  const status = ok ? 'delivered' : nextAt ? 'pending' : 'failed';
-  deps.log.info(
-    {
-      delivery: deliveryId,
-      webhook: claim.webhook.id,
-      attempt,
-      status,
-      code: outcome.statusCode,
-      ms: outcome.latencyMs,
-    },
-    'webhook attempt',
-  );
-  await db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('webhook_delivery_attempts')
-      .values({
-        delivery_id: deliveryId,
-        attempt,
-        started_at: startedAt,
-        status_code: outcome.statusCode,
-        latency_ms: outcome.latencyMs,
-        error: outcome.error,
-      })
-      .onConflict((oc) => oc.doNothing())
-      .execute();
-    await trx
-      .updateTable('webhook_deliveries')
-      .set({
-        status,
-        attempts: attempt,
-        locked_until: null,
-        next_attempt_at: nextAt,
-        last_attempt_at: startedAt,
-        last_status_code: outcome.statusCode,
-        last_latency_ms: outcome.latencyMs,
-        last_error: outcome.error?.slice(0, 500) ?? null,
-        ...(ok && { delivered_at: sql<Date>`now()` }),
-      })
-      .where('id', '=', deliveryId)
-      .execute();
-    if (nextAt) await enqueueAttempt(deps.queue, trx, deliveryId, nextAt);
-    else await wakeLane(deps, trx, claim.webhook.id, null, deliveryId);
-    await trackHealth(deps, trx, claim.webhook.id, ok);
+async function claim(deps: DeliveryDeps, ids: string[], evenIfInactive: boolean): Promise<Claimed[]> {
+  const leaseMs = deps.config.timeoutMs + 5_000;
+  return deps.db.transaction().execute(async (trx) => {
+    // Rows are locked in one pass in id order, by every writer of many deliveries (claims and
+    // outcome records), so two of them never wait on each other in a cycle. Locked here: the
+    // batch, and the earlier pending deliveries of its lanes. Ordered per ticket: a delivery goes
+    // only when no earlier one of its subscription's lane for that ticket is pending; locking
+    // those makes this wait for one being settled right now, so the check below sees its outcome
+    // (else a settle that looked for its lane's next delivery before this one was dispatched, and
+    // committed after this check, would wake nobody).
+    const { rows: earlier } = await sql<{ id: string }>`
+      select e.id from webhook_deliveries b
+        join webhook_deliveries e
+          on e.webhook_id = b.webhook_id and e.ticket_id = b.ticket_id and e.seq < b.seq
+       where b.id = any(${ids}::uuid[]) and e.status = 'pending'`.execute(trx);
+    // One list of ids (not an OR with a subquery, which PostgreSQL answers with a sequential scan).
+    await sql`
+      select id from webhook_deliveries
+       where id = any(${[...new Set([...ids, ...earlier.map((e) => e.id)])]}::uuid[])
+       order by id
+       for update`.execute(trx);
+    const { rows } = await sql<{
+      id: string;
+      body: string;
+      attempts: number;
+      first_attempt_at: Date;
+      webhook_id: string;
+      url: string;
+      secret: string;
+      previous_secret: string | null;
+      previous_secret_expires_at: Date | null;
+    }>`
+      update webhook_deliveries d
+         set locked_until = now() + ${leaseMs} * interval '1 millisecond',
+             first_attempt_at = coalesce(d.first_attempt_at, now())
+        from webhooks w
+       where d.id = any(${ids}::uuid[])
+         and w.id = d.webhook_id
+         and d.status = 'pending'
+         and d.next_attempt_at <= now()
+         and (d.locked_until is null or d.locked_until <= now())
+         and (w.active or ${evenIfInactive})
+         and (d.ticket_id is null or not exists (
+               select 1 from webhook_deliveries e
+                where e.webhook_id = d.webhook_id and e.ticket_id = d.ticket_id
+                  and e.status = 'pending' and e.seq < d.seq))
+      returning d.id, d.body, d.attempts, d.first_attempt_at, w.id as webhook_id, w.url, w.secret,
+                w.previous_secret, w.previous_secret_expires_at`.execute(trx);
+    if (rows.length < ids.length) {
+      const taken = new Set(rows.map((r) => r.id));
+      await settleUnclaimed(
+        deps,
+        trx,
+        ids.filter((id) => !taken.has(id)),
+        evenIfInactive,
+      );
+    }
+    return rows.map((r) => ({
+      id: r.id,
+      body: r.body,
+      attempts: r.attempts,
+      first_attempt_at: r.first_attempt_at,
+      webhook: {
+        id: r.webhook_id,
+        url: r.url,
+        secret: r.secret,
+        previous_secret: r.previous_secret,
+        previous_secret_expires_at: r.previous_secret_expires_at,
+      },
+    }));
   });
 }
 
-/** The next pending delivery of a subscription's ticket lane, now that the one before is settled. */
-async function wakeLane(
-  deps: DeliveryDeps,
-  trx: Db,
-  webhookId: string,
-  ticketId: string | null,
-  settled?: string,
-) {
-  let ticket = ticketId;
-  if (settled) {
-    const row = await trx
-      .selectFrom('webhook_deliveries')
-      .select('ticket_id')
-      .where('id', '=', settled)
-      .executeTakeFirst();
-    ticket = row?.ticket_id ?? null;
+/**
+ * Jobs whose delivery could not be claimed: settled ones end here; one that is early (clocks) or
+ * leased by another process (which may die) comes back when it is due or its lease ends; one of a
+ * subscription no longer active fails; one waiting behind an earlier delivery of its ticket is
+ * woken when that one is settled.
+ */
+async function settleUnclaimed(deps: DeliveryDeps, trx: Db, ids: string[], evenIfInactive: boolean) {
+  const { rows } = await sql<{
+    id: string;
+    webhook_id: string;
+    ticket_id: string | null;
+    active: boolean;
+    next_attempt_at: Date | null;
+    leased_until: Date | null;
+    due: boolean;
+  }>`
+    select d.id, d.webhook_id, d.ticket_id, w.active, d.next_attempt_at,
+           case when d.locked_until > now() then d.locked_until end as leased_until,
+           coalesce(d.next_attempt_at <= now(), true) as due
+      from webhook_deliveries d
+      join webhooks w on w.id = d.webhook_id
+     where d.id = any(${ids}::uuid[]) and d.status = 'pending'`.execute(trx);
+  const later: AttemptJob[] = [];
+  const inactive: typeof rows = [];
+  for (const row of rows) {
+    if (!row.active && !evenIfInactive) inactive.push(row);
+    else if (row.leased_until)
+      later.push({ deliveryId: row.id, at: new Date(row.leased_until.getTime() + 100) });
+    else if (!row.due) later.push({ deliveryId: row.id, at: row.next_attempt_at });
+    // Else it waits behind an earlier delivery of its lane, which wakes it (wakeLanes).
   }
-  if (ticket === null) return;
-  const next = await trx
-    .selectFrom('webhook_deliveries')
-    .select('id')
-    .where('webhook_id', '=', webhookId)
-    .where('ticket_id', '=', ticket)
-    .where('status', '=', 'pending')
-    .orderBy('seq')
-    .limit(1)
-    .executeTakeFirst();
-  if (next) await enqueueAttempt(deps.queue, trx, next.id);
+  if (inactive.length > 0) {
+    await trx
+      .updateTable('webhook_deliveries')
+      .set({ status: 'failed', last_error: 'the webhook is not active', locked_until: null })
+      .where(
+        'id',
+        'in',
+        inactive.map((r) => r.id),
+      )
+      .execute();
+    await wakeLanes(deps, trx, inactive);
+  }
+  await enqueueAttempts(deps.queue, trx, later);
+}
+
+/**
+ * Writes outcomes as they come: the first is written at once, and those that arrive while a write
+ * runs are written together by the next one (group commit), so a batch of fast receivers costs a
+ * few transactions and a slow receiver delays no one else's record.
+ */
+function groupRecorder(deps: DeliveryDeps) {
+  let waiting: { outcome: Outcome; done: (err?: unknown) => void }[] = [];
+  let writing = false;
+  const drain = async () => {
+    writing = true;
+    while (waiting.length > 0) {
+      const group = waiting;
+      waiting = [];
+      try {
+        await recordOutcomes(
+          deps,
+          group.map((g) => g.outcome),
+        );
+        for (const g of group) g.done();
+      } catch (err) {
+        for (const g of group) g.done(err);
+      }
+    }
+    writing = false;
+  };
+  return {
+    add(outcome: Outcome): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        waiting.push({ outcome, done: (err) => (err ? reject(err) : resolve()) });
+        if (!writing) void drain();
+      });
+    },
+  };
+}
+
+async function recordOutcomes(deps: DeliveryDeps, outcomes: Outcome[]) {
+  const rows = outcomes.map((o) => ({
+    id: o.claim.id,
+    attempt: o.claim.attempts + 1,
+    started_at: o.startedAt.toISOString(),
+    status_code: o.statusCode,
+    latency_ms: o.latencyMs,
+    error: o.error,
+    last_error: o.error?.slice(0, 500) ?? null,
+    status: o.status,
+    next_at: o.nextAt?.toISOString() ?? null,
+  }));
+  await deps.db.transaction().execute(async (trx) => {
+    const json = JSON.stringify(rows);
+    // The id list keeps the planner on the primary key whatever its statistics say (autovacuum
+    // may be off, and the table grows fast).
+    const ids = rows.map((r) => r.id);
+    await sql`
+      select id from webhook_deliveries where id = any(${ids}::uuid[])
+       order by id for update`.execute(trx);
+    await sql`
+      insert into webhook_delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
+      select r.id, r.attempt, r.started_at, r.status_code, r.latency_ms, r.error
+        from jsonb_to_recordset(${json}::jsonb) as r(
+          id uuid, attempt int, started_at timestamptz, status_code int, latency_ms int, error text)
+      on conflict do nothing`.execute(trx);
+    const { rows: settled } = await sql<{
+      id: string;
+      webhook_id: string;
+      ticket_id: string | null;
+      status: string;
+    }>`
+      update webhook_deliveries d
+         set status = r.status,
+             attempts = r.attempt,
+             locked_until = null,
+             next_attempt_at = r.next_at,
+             last_attempt_at = r.started_at,
+             last_status_code = r.status_code,
+             last_latency_ms = r.latency_ms,
+             last_error = r.last_error,
+             delivered_at = case when r.status = 'delivered' then now() else d.delivered_at end
+        from jsonb_to_recordset(${json}::jsonb) as r(
+          id uuid, attempt int, started_at timestamptz, status_code int, latency_ms int,
+          last_error text, status text, next_at timestamptz)
+       where d.id = r.id and d.id = any(${ids}::uuid[])
+      returning d.id, d.webhook_id, d.ticket_id, d.status`.execute(trx);
+    await enqueueAttempts(
+      deps.queue,
+      trx,
+      outcomes.filter((o) => o.nextAt).map((o) => ({ deliveryId: o.claim.id, at: o.nextAt })),
+    );
+    await wakeLanes(
+      deps,
+      trx,
+      settled.filter((s) => s.status !== 'pending'),
+    );
+    // In the order the attempts started, per subscription, webhooks in id order (no deadlocks
+    // between two groups touching the same subscriptions).
+    const byWebhook = new Map<string, boolean[]>();
+    for (const o of [...outcomes].sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())) {
+      const list = byWebhook.get(o.claim.webhook.id) ?? [];
+      list.push(o.status === 'delivered');
+      byWebhook.set(o.claim.webhook.id, list);
+    }
+    for (const webhookId of [...byWebhook.keys()].sort()) {
+      await trackHealth(deps, trx, webhookId, byWebhook.get(webhookId) ?? []);
+    }
+  });
+}
+
+/** The next pending delivery of each lane (subscription, ticket) whose delivery was just settled. */
+async function wakeLanes(
+  deps: Pick<DeliveryDeps, 'queue'>,
+  trx: Db,
+  settled: { webhook_id: string; ticket_id: string | null }[],
+) {
+  const lanes = settled.filter((s) => s.ticket_id !== null);
+  if (lanes.length === 0) return;
+  const { rows } = await sql<{ id: string }>`
+    select distinct on (e.webhook_id, e.ticket_id) e.id
+      from webhook_deliveries e
+      join jsonb_to_recordset(${JSON.stringify(lanes)}::jsonb) as l(webhook_id uuid, ticket_id uuid)
+        on e.webhook_id = l.webhook_id and e.ticket_id = l.ticket_id
+     where e.status = 'pending' and e.ticket_id = any(${lanes.map((l) => l.ticket_id)}::uuid[])
+     order by e.webhook_id, e.ticket_id, e.seq`.execute(trx);
+  await enqueueAttempts(
+    deps.queue,
+    trx,
+    rows.map((r) => ({ deliveryId: r.id })),
+  );
 }
 
 /**
  * A subscription is disabled when its attempts have failed `disableAfterFailures` times in a
  * row and for at least `disableAfterMs` (20 and 24 h by default): one flaky hour does not
- * disable it, a receiver gone for a day does. Any 2xx resets both.
+ * disable it, a receiver gone for a day does. Any 2xx resets both. `results`: this group's
+ * attempts of the subscription, oldest first (true = delivered).
  */
-async function trackHealth(deps: DeliveryDeps, trx: Transaction<Database>, webhookId: string, ok: boolean) {
-  if (ok) {
+async function trackHealth(
+  deps: DeliveryDeps,
+  trx: Transaction<Database>,
+  webhookId: string,
+  results: boolean[],
+) {
+  const lastOk = results.lastIndexOf(true);
+  const failuresAfter = results.length - 1 - lastOk;
+  if (failuresAfter === 0) {
     await trx
       .updateTable('webhooks')
       .set({ consecutive_failures: 0, failing_since: null })
@@ -271,12 +525,17 @@ async function trackHealth(deps: DeliveryDeps, trx: Transaction<Database>, webho
       .execute();
     return;
   }
+  // Failures since the last success of this group, or added to the run before it.
   const row = await trx
     .updateTable('webhooks')
-    .set({
-      consecutive_failures: sql<number>`consecutive_failures + 1`,
-      failing_since: sql<Date>`coalesce(failing_since, now())`,
-    })
+    .set(
+      lastOk >= 0
+        ? { consecutive_failures: failuresAfter, failing_since: sql<Date>`now()` }
+        : {
+            consecutive_failures: sql<number>`consecutive_failures + ${failuresAfter}`,
+            failing_since: sql<Date>`coalesce(failing_since, now())`,
+          },
+    )
     .where('id', '=', webhookId)
     .returning([
       'consecutive_failures',
@@ -329,32 +588,48 @@ export async function dispatchEvents(
     .select(['id', 'event_types', 'department_id'])
     .where('active', '=', true)
     .execute();
-  let created = 0;
+  const deliveries: {
+    n: number;
+    id: string;
+    webhook_id: string;
+    event_id: string;
+    event_type: string;
+    ticket_id: string | null;
+    body: string;
+  }[] = [];
   for (const { event, visibility } of rows) {
+    let body: string | undefined;
     for (const hook of hooks) {
       if (hook.event_types.length > 0 && !hook.event_types.includes(event.type)) continue;
       if (hook.department_id !== null) {
         if (visibility === null || event.department_id !== hook.department_id) continue;
       }
-      const delivery = await trx
-        .insertInto('webhook_deliveries')
-        .values({
-          id: randomUUID(),
-          webhook_id: hook.id,
-          event_id: event.id,
-          event_type: event.type,
-          ticket_id: event.ticket_id,
-          body: JSON.stringify(event),
-          next_attempt_at: sql<Date>`now()`,
-        })
-        .onConflict((oc) => oc.columns(['webhook_id', 'event_id']).doNothing())
-        .returning('id')
-        .executeTakeFirst();
-      if (delivery) {
-        created++;
-        await enqueueAttempt(deps.queue, trx, delivery.id);
-      }
+      body ??= JSON.stringify(event);
+      deliveries.push({
+        n: deliveries.length,
+        id: randomUUID(),
+        webhook_id: hook.id,
+        event_id: event.id,
+        event_type: event.type,
+        ticket_id: event.ticket_id,
+        body,
+      });
     }
   }
-  return created;
+  if (deliveries.length === 0) return 0;
+  // One statement for the whole batch, in feed order (seq follows it: the lanes' order).
+  const { rows: created } = await sql<{ id: string }>`
+    insert into webhook_deliveries (id, webhook_id, event_id, event_type, ticket_id, body, next_attempt_at)
+    select d.id, d.webhook_id, d.event_id, d.event_type, d.ticket_id, d.body, now()
+      from jsonb_to_recordset(${JSON.stringify(deliveries)}::jsonb) as d(
+        n int, id uuid, webhook_id uuid, event_id text, event_type text, ticket_id uuid, body text)
+     order by d.n
+    on conflict (webhook_id, event_id) do nothing
+    returning id`.execute(trx);
+  await enqueueAttempts(
+    deps.queue,
+    trx,
+    created.map((c) => ({ deliveryId: c.id })),
+  );
+  return created.length;
 }
