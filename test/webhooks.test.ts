@@ -160,6 +160,12 @@ t.test('address classification refuses every non-public range', async (t) => {
     '::ffff:127.0.0.1',
     '::ffff:a9fe:a9fe',
     '64:ff9b::7f00:1',
+    // IPv4-compatible (::127.0.0.1, deprecated, ::/96) and the rest of ::/8: ipaddr.js names them 'unicast'.
+    '::7f00:1',
+    '::a9fe:a9fe',
+    '::2',
+    '100::1',
+    'fec0::1',
     'not an address',
   ]) {
     t.equal(isPublicAddress(a), false, a);
@@ -198,6 +204,8 @@ t.test('SSRF: refused at write time unless allowed', async (t) => {
     ['http://10.0.0.5/x', 'webhook_url_not_public'],
     ['http://169.254.169.254/latest/meta-data', 'webhook_url_not_public'],
     ['http://[::ffff:127.0.0.1]/x', 'webhook_url_not_public'],
+    ['http://[::127.0.0.1]/x', 'webhook_url_not_public'],
+    ['http://[::169.254.169.254]/x', 'webhook_url_not_public'],
     ['http://[fd00:ec2::254]/x', 'webhook_url_not_public'],
     ['http://100.64.0.1/x', 'webhook_url_not_public'],
     ['ftp://example.com/x', 'webhook_url_invalid'],
