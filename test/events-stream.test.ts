@@ -146,6 +146,14 @@ t.test('bad requests answer 400 problem+json and open nothing', async (t) => {
   });
   t.equal(badCursor.statusCode, 400);
   t.equal(badCursor.json().code, 'invalid_cursor');
+  const ahead = await ctx.request({
+    method: 'GET',
+    url: '/v1/events/stream',
+    token: admin.token,
+    headers: { 'last-event-id': Buffer.from('f1.18446744073709551615.0.0').toString('base64url') },
+  });
+  t.equal(ahead.statusCode, 400, 'a cursor ahead of the feed would keep the stream silent');
+  t.equal(ahead.json().code, 'invalid_cursor');
   const anonymous = await ctx.request({ method: 'GET', url: '/v1/events/stream' });
   t.equal(anonymous.statusCode, 401);
   const tokenInUrl = await ctx.request({

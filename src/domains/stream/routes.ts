@@ -10,7 +10,7 @@ import { invalid } from '../../errors.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { EVENT_TYPES } from '../events/catalogue.ts';
-import { decodeCursor } from '../events/repository.ts';
+import { decodeCursor, feedHorizon } from '../events/repository.ts';
 import { type StreamHub, Subscriber } from './hub.ts';
 
 const STREAM_TYPES: ReadonlySet<string> = new Set([...EVENT_TYPES, 'notification']);
@@ -131,10 +131,15 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
         }
       }
       const lastEventId = request.headers['last-event-id'];
-      if (lastEventId !== undefined && decodeCursor(lastEventId) === null) {
-        throw invalid('invalid_cursor', 'Last-Event-ID is not a cursor of this feed.', [
-          { field: 'headers/last-event-id', message: 'not a cursor of this feed' },
-        ]);
+      if (lastEventId !== undefined) {
+        const position = decodeCursor(lastEventId);
+        // Ahead of the horizon is no cursor the feed handed out (see readFeed's cursorField): the
+        // stream would stay silent until transaction ids caught up with it.
+        if (position === null || position.tx > BigInt(await feedHorizon(db))) {
+          throw invalid('invalid_cursor', 'Last-Event-ID is not a cursor of this feed.', [
+            { field: 'headers/last-event-id', message: 'not a cursor of this feed' },
+          ]);
+        }
       }
       hub.assertRoom();
       const access = await loadTicketAccess(db, principal);
