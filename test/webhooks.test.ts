@@ -389,6 +389,85 @@ t.test('department managers manage only their department’s webhooks', async (t
   );
 });
 
+t.test(
+  'a webhook handed to a department keeps none of the deliveries made for its former scope',
+  async (t) => {
+    // The app without a job queue: deliveries stay pending, as during a receiver's outage.
+    const ctx = guarded;
+    const a = await makeDepartment(ctx.db);
+    const b = await makeDepartment(ctx.db);
+    const { token: admin, agent } = await agentWithToken(ctx, { role: 'admin' });
+    const { token: managerA } = await agentWithToken(ctx, { departments: [[a, 'manager']] });
+    const insertHook = (departmentId: string | null) =>
+      ctx.db
+        .insertInto('webhooks')
+        .values({
+          url: 'https://receiver.example/hook',
+          department_id: departmentId,
+          secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+          created_by: agent.id,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+    const wide = await insertHook(null);
+    const ofB = await insertHook(b);
+    const settings = {
+      event: { id: 'se_moved', type: 'agent.created', department_id: null, ticket_id: null },
+      visibility: null,
+    };
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue: undefined }, trx, [
+          ticketEvent('ticket.note_added', randomUUID(), b, 900),
+          settings,
+        ]),
+      );
+    t.equal(
+      (await deliveriesOf(ctx, wide.id)).length,
+      2,
+      'the help-desk-wide one has a B event and a settings event',
+    );
+    t.equal((await deliveriesOf(ctx, ofB.id)).length, 1, "B's has B's event");
+
+    for (const hook of [wide, ofB]) {
+      const moved = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/webhooks/${hook.id}`,
+        token: admin,
+        payload: { department_id: a },
+      });
+      t.equal(moved.statusCode, 200);
+      t.same(
+        await deliveriesOf(ctx, hook.id),
+        [],
+        'its deliveries so far are gone: none goes out to A’s URL',
+      );
+      const list = await ctx.request({
+        method: 'GET',
+        url: `/v1/webhooks/${hook.id}/deliveries`,
+        token: managerA,
+      });
+      t.same(list.json().data, [], 'A’s manager sees none of them');
+    }
+
+    // Changes that keep the scope keep the deliveries.
+    const ofA = await insertHook(a);
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue: undefined }, trx, [ticketEvent('ticket.created', randomUUID(), a, 901)]),
+      );
+    await ctx.request({
+      method: 'PATCH',
+      url: `/v1/webhooks/${ofA.id}`,
+      token: managerA,
+      payload: { department_id: a, description: 'same department' },
+    });
+    t.equal((await deliveriesOf(ctx, ofA.id)).length, 1, 'the same department: deliveries stay');
+  },
+);
+
 t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (t) => {
   const queue = ctx.app.jobs;
   const a = await makeDepartment(ctx.db);
