@@ -204,6 +204,9 @@ tap.test('GET /v1/events: visibility, filters, bad input', async (t) => {
     ['after=garbage!', 'validation'],
     ['after=Zm9vYmFy', 'invalid_cursor'],
     [`after=${Buffer.from('f1.1.2.3x').toString('base64url')}`, 'invalid_cursor'],
+    // Well formed but ahead of the feed: no page would ever come back from it.
+    [`after=${Buffer.from('f1.18446744073709551615.0.0').toString('base64url')}`, 'invalid_cursor'],
+    [`after=${Buffer.from('f1.9000000000000000000.1.5').toString('base64url')}`, 'invalid_cursor'],
     ['types=ticket.exploded', 'unknown_event_type'],
     ['limit=1001', 'validation'],
     ['limit=0', 'validation'],
@@ -214,6 +217,8 @@ tap.test('GET /v1/events: visibility, filters, bad input', async (t) => {
     t.equal(res.statusCode, 400, `${query}: 400`);
     t.match(res.headers['content-type'], /^application\/problem\+json/, `${query}: problem+json`);
     if (code !== 'validation') t.equal(res.json().code, code, `${query}: ${code}`);
+    if (code === 'invalid_cursor')
+      t.equal(res.json().errors[0].field, 'querystring/after', `${query}: field`);
   }
   const auditCursor = await ctx.request({ method: 'GET', url: '/v1/audit-log?limit=1', token: admin });
   const foreign = auditCursor.json().next_cursor;

@@ -5,6 +5,7 @@ import {
   buildTestApp,
   makeAgent,
   makeDepartment,
+  mintApiToken,
   PASSWORD,
   type TestContext,
 } from './helpers/app.ts';
@@ -145,6 +146,14 @@ t.test('bad requests answer 400 problem+json and open nothing', async (t) => {
   });
   t.equal(badCursor.statusCode, 400);
   t.equal(badCursor.json().code, 'invalid_cursor');
+  const ahead = await ctx.request({
+    method: 'GET',
+    url: '/v1/events/stream',
+    token: admin.token,
+    headers: { 'last-event-id': Buffer.from('f1.18446744073709551615.0.0').toString('base64url') },
+  });
+  t.equal(ahead.statusCode, 400, 'a cursor ahead of the feed would keep the stream silent');
+  t.equal(ahead.json().code, 'invalid_cursor');
   const anonymous = await ctx.request({ method: 'GET', url: '/v1/events/stream' });
   t.equal(anonymous.statusCode, 401);
   const tokenInUrl = await ctx.request({
@@ -226,6 +235,40 @@ t.test(
     t.ok(stream.done, 'the disabled agent’s stream ended');
   },
 );
+
+t.test('a password change ends the streams of the sessions it ends; API tokens go on', async (t) => {
+  const { ctx, open } = await shared();
+  const a = await makeDepartment(ctx.db);
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const member = await agentWithToken(ctx, { departments: [[a, 'solver']] });
+  const apiToken = await mintApiToken(ctx, member.token, ['read']);
+  const session = await open(member.token, '?types=ticket.created');
+  const viaToken = await open(apiToken, '?types=ticket.created');
+  const before = await createTicket(ctx, admin.token, a);
+  for (const s of [session, viaToken])
+    await s.until(() => s.events().some((e) => e.event.ticket_id === before), 30_000);
+
+  const changed = await ctx.request({
+    method: 'POST',
+    url: '/v1/me/password',
+    token: member.token,
+    payload: { current_password: PASSWORD, new_password: 'a brand new passphrase' },
+  });
+  t.equal(changed.statusCode, 200, 'the password changed');
+  t.equal(
+    (await ctx.request({ method: 'GET', url: '/v1/me', token: member.token })).statusCode,
+    401,
+    'the old session token is refused from now on',
+  );
+  await Promise.race([
+    session.ended,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('the stream did not end')), 5_000)),
+  ]);
+  t.ok(session.done, 'the stream of the ended session ended too');
+  const after = await createTicket(ctx, admin.token, a);
+  await viaToken.until(() => viaToken.events().some((e) => e.event.ticket_id === after), 30_000);
+  t.notOk(viaToken.done, 'the API token’s stream goes on: a password change does not revoke tokens');
+});
 
 t.test('heartbeats arrive as comment lines', async (t) => {
   const { ctx, open } = await listening(t, { STREAM_HEARTBEAT_MS: '150' });

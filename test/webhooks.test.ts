@@ -163,6 +163,12 @@ t.test('address classification refuses every non-public range', async (t) => {
     '::ffff:127.0.0.1',
     '::ffff:a9fe:a9fe',
     '64:ff9b::7f00:1',
+    // IPv4-compatible (::127.0.0.1, deprecated, ::/96) and the rest of ::/8: ipaddr.js names them 'unicast'.
+    '::7f00:1',
+    '::a9fe:a9fe',
+    '::2',
+    '100::1',
+    'fec0::1',
     'not an address',
   ]) {
     t.equal(isPublicAddress(a), false, a);
@@ -201,6 +207,8 @@ t.test('SSRF: refused at write time unless allowed', async (t) => {
     ['http://10.0.0.5/x', 'webhook_url_not_public'],
     ['http://169.254.169.254/latest/meta-data', 'webhook_url_not_public'],
     ['http://[::ffff:127.0.0.1]/x', 'webhook_url_not_public'],
+    ['http://[::127.0.0.1]/x', 'webhook_url_not_public'],
+    ['http://[::169.254.169.254]/x', 'webhook_url_not_public'],
     ['http://[fd00:ec2::254]/x', 'webhook_url_not_public'],
     ['http://100.64.0.1/x', 'webhook_url_not_public'],
     ['ftp://example.com/x', 'webhook_url_invalid'],
@@ -383,6 +391,85 @@ t.test('department managers manage only their department’s webhooks', async (t
     b,
   );
 });
+
+t.test(
+  'a webhook handed to a department keeps none of the deliveries made for its former scope',
+  async (t) => {
+    // The app without a job queue: deliveries stay pending, as during a receiver's outage.
+    const ctx = guarded;
+    const a = await makeDepartment(ctx.db);
+    const b = await makeDepartment(ctx.db);
+    const { token: admin, agent } = await agentWithToken(ctx, { role: 'admin' });
+    const { token: managerA } = await agentWithToken(ctx, { departments: [[a, 'manager']] });
+    const insertHook = (departmentId: string | null) =>
+      ctx.db
+        .insertInto('webhooks')
+        .values({
+          url: 'https://receiver.example/hook',
+          department_id: departmentId,
+          secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+          created_by: agent.id,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+    const wide = await insertHook(null);
+    const ofB = await insertHook(b);
+    const settings = {
+      event: { id: 'se_moved', type: 'agent.created', department_id: null, ticket_id: null },
+      visibility: null,
+    };
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue: undefined }, trx, [
+          ticketEvent('ticket.note_added', randomUUID(), b, 900),
+          settings,
+        ]),
+      );
+    t.equal(
+      (await deliveriesOf(ctx, wide.id)).length,
+      2,
+      'the help-desk-wide one has a B event and a settings event',
+    );
+    t.equal((await deliveriesOf(ctx, ofB.id)).length, 1, "B's has B's event");
+
+    for (const hook of [wide, ofB]) {
+      const moved = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/webhooks/${hook.id}`,
+        token: admin,
+        payload: { department_id: a },
+      });
+      t.equal(moved.statusCode, 200);
+      t.same(
+        await deliveriesOf(ctx, hook.id),
+        [],
+        'its deliveries so far are gone: none goes out to A’s URL',
+      );
+      const list = await ctx.request({
+        method: 'GET',
+        url: `/v1/webhooks/${hook.id}/deliveries`,
+        token: managerA,
+      });
+      t.same(list.json().data, [], 'A’s manager sees none of them');
+    }
+
+    // Changes that keep the scope keep the deliveries.
+    const ofA = await insertHook(a);
+    await ctx.db
+      .transaction()
+      .execute((trx) =>
+        dispatchEvents({ queue: undefined }, trx, [ticketEvent('ticket.created', randomUUID(), a, 901)]),
+      );
+    await ctx.request({
+      method: 'PATCH',
+      url: `/v1/webhooks/${ofA.id}`,
+      token: managerA,
+      payload: { department_id: a, description: 'same department' },
+    });
+    t.equal((await deliveriesOf(ctx, ofA.id)).length, 1, 'the same department: deliveries stay');
+  },
+);
 
 t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (t) => {
   const queue = ctx.app.jobs;

@@ -103,16 +103,18 @@ function compare(a: Position, b: Position): number {
 
 const BEGINNING: Position = { tx: 0n, source: 0, id: 0n };
 
-function parseCursor(cursor: string | undefined): Position {
+function notACursor(field: string) {
+  return invalid(
+    'invalid_cursor',
+    'This cursor is not one of this feed; start without one or use a next_cursor.',
+    [{ field, message: 'not a cursor of this feed' }],
+  );
+}
+
+function parseCursor(cursor: string | undefined, field: string): Position {
   if (cursor === undefined || cursor === '') return BEGINNING;
   const position = decodeCursor(cursor);
-  if (!position) {
-    throw invalid(
-      'invalid_cursor',
-      'This cursor is not one of this feed; start without one or use a next_cursor.',
-      [{ field: 'cursor', message: 'not a cursor of this feed' }],
-    );
-  }
+  if (!position) throw notACursor(field);
   return position;
 }
 
@@ -266,6 +268,13 @@ export interface FeedQuery {
   departmentId?: string | undefined;
   /** Only what this viewer may see (the ticket policy; settings events to admins), in SQL. */
   viewer?: TicketAccess | undefined;
+  /**
+   * Set when `after` comes from a client: the field its errors name. Such a cursor may not lie
+   * ahead of the horizon: the feed never hands one out (the horizon never moves back), and
+   * reading from it would answer empty pages, and the same cursor, until the database's
+   * transaction ids caught up with it.
+   */
+  cursorField?: string | undefined;
 }
 
 /**
@@ -274,8 +283,9 @@ export interface FeedQuery {
  * has been looked at, so rows filtered out are not scanned again on the next call).
  */
 export async function readFeed(db: Executor, q: FeedQuery): Promise<{ rows: FeedRow[]; next: string }> {
-  const after = parseCursor(q.after);
+  const after = parseCursor(q.after, q.cursorField ?? 'cursor');
   const h = await horizon(db);
+  if (q.cursorField !== undefined && after.tx > h) throw notACursor(q.cursorField);
   const types = q.types && q.types.length > 0 ? q.types.filter(isEventType) : undefined;
   const wantTickets = !types || types.some((t) => !SETTINGS_SET.has(t));
   const wantSettings =

@@ -49,6 +49,7 @@ export async function listEvents(
     types,
     departmentId: q.department_id,
     viewer,
+    cursorField: 'querystring/after',
   });
   return { data: rows.map((r) => r.event), next_cursor: next };
 }

@@ -71,6 +71,8 @@ export class Subscriber {
   ended = false;
   /** When the credentials expire (ms since epoch): the stream ends then, the client signs in again. */
   endsAt: number | null = null;
+  /** A session's password_changed_at (ms) when it was issued; null for an API token. */
+  sessionPwd: number | null = null;
 
   constructor(
     principal: Principal,
@@ -340,7 +342,8 @@ export class StreamHub {
     for (const s of subscribers) {
       const agent = standing.agents.get(s.principal.agentId);
       const tokenGone = s.principal.tokenId !== null && !standing.usableTokens.has(s.principal.tokenId);
-      if (agent?.status !== 'active' || tokenGone) {
+      const sessionGone = s.sessionPwd !== null && (agent?.passwordChangedAt ?? 0) !== s.sessionPwd;
+      if (agent?.status !== 'active' || tokenGone || sessionGone) {
         this.#end(s);
         continue;
       }

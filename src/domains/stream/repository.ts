@@ -2,13 +2,22 @@ import type { Kysely } from 'kysely';
 import type { AgentRole, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 
 export interface SubscriberStanding {
-  agents: Map<string, { status: AgentStatus; role: AgentRole; departments: Map<string, DepartmentRole> }>;
+  agents: Map<
+    string,
+    {
+      status: AgentStatus;
+      role: AgentRole;
+      /** password_changed_at in ms (0 when never set): sessions issued under another one ended. */
+      passwordChangedAt: number;
+      departments: Map<string, DepartmentRole>;
+    }
+  >;
   /** Tokens still usable now (not revoked, not expired). */
   usableTokens: Set<string>;
 }
 
 /**
- * The current role, status and memberships of the agents behind open streams, and which of
+ * The current role, status, password change and memberships of the agents behind open streams, and which of
  * their API tokens still work: read again when a member or agent event may have changed them.
  * Two small queries whatever the number of subscribers.
  */
@@ -22,10 +31,17 @@ export async function readSubscriberStanding(
   if (agentIds.length > 0) {
     const rows = await db
       .selectFrom('agents')
-      .select(['id', 'status', 'role'])
+      .select(['id', 'status', 'role', 'password_changed_at'])
       .where('id', 'in', agentIds)
       .execute();
-    for (const r of rows) agents.set(r.id, { status: r.status, role: r.role, departments: new Map() });
+    for (const r of rows) {
+      agents.set(r.id, {
+        status: r.status,
+        role: r.role,
+        passwordChangedAt: r.password_changed_at?.getTime() ?? 0,
+        departments: new Map(),
+      });
+    }
     const members = await db
       .selectFrom('department_members')
       .select(['agent_id', 'department_id', 'role'])

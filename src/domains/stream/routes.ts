@@ -10,7 +10,7 @@ import { invalid } from '../../errors.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { EVENT_TYPES } from '../events/catalogue.ts';
-import { decodeCursor } from '../events/repository.ts';
+import { decodeCursor, feedHorizon } from '../events/repository.ts';
 import { type StreamHub, Subscriber } from './hub.ts';
 
 const STREAM_TYPES: ReadonlySet<string> = new Set([...EVENT_TYPES, 'notification']);
@@ -43,29 +43,35 @@ const StreamHeaders = Type.Object({
   ),
 });
 
-const DESCRIPTION = `Server-Sent Events: the events of GET /v1/events you may see, as they happen, across every server process. Each message is \`id: <feed cursor>\`, \`event: <type>\`, \`data: <Event JSON>\`; your own notifications arrive as \`event: notification\` with a Notification as data and no id (the inbox has any you miss while disconnected). A comment line (\`: heartbeat\`) comes every STREAM_HEARTBEAT_MS (15 s) so proxies keep the connection open. Send credentials in the Authorization header (never in the URL: URLs end up in logs); an EventSource that cannot set headers needs a fetch-based client. When your role or memberships change the stream follows at once; when your agent is disabled or deleted, or the API token revoked, the stream ends; it also ends when the credentials expire (reconnect with fresh ones and Last-Event-ID). A client whose socket stays full for STREAM_SLOW_READER_MS is cut and may resume with Last-Event-ID; so does every client when the server shuts down. Each process serves at most STREAM_MAX_SUBSCRIBERS streams: one more answers 503 stream_busy with Retry-After.`;
+const DESCRIPTION = `Server-Sent Events: the events of GET /v1/events you may see, as they happen, across every server process. Each message is \`id: <feed cursor>\`, \`event: <type>\`, \`data: <Event JSON>\`; your own notifications arrive as \`event: notification\` with a Notification as data and no id (the inbox has any you miss while disconnected). A comment line (\`: heartbeat\`) comes every STREAM_HEARTBEAT_MS (15 s) so proxies keep the connection open. Send credentials in the Authorization header (never in the URL: URLs end up in logs); an EventSource that cannot set headers needs a fetch-based client. When your role or memberships change the stream follows at once; when your agent is disabled or deleted, the API token revoked, or the password changed (for a session), the stream ends; it also ends when the credentials expire (reconnect with fresh ones and Last-Event-ID). A client whose socket stays full for STREAM_SLOW_READER_MS is cut and may resume with Last-Event-ID; so does every client when the server shuts down. Each process serves at most STREAM_MAX_SUBSCRIBERS streams: one more answers 503 stream_busy with Retry-After.`;
 
 /**
  * A stream outlives no credentials: a session ends at its token's expiry, an API token at its
- * own (revocation is followed as it happens, through token.deleted).
+ * own (revocation is followed as it happens, through token.deleted). A session also ends when
+ * the password changes (agent.updated), as it does for every other request: `pwd` is the
+ * password_changed_at it was issued under.
  */
-async function credentialsExpireAt(
+async function credentials(
   app: FastifyInstance,
   db: Db,
   principal: Principal,
   authorization: string | undefined,
-): Promise<number | null> {
+): Promise<{ endsAt: number | null; pwd: number | null }> {
   if (principal.tokenId !== null) {
     const row = await db
       .selectFrom('api_tokens')
       .select('expires_at')
       .where('id', '=', principal.tokenId)
       .executeTakeFirst();
-    return row?.expires_at?.getTime() ?? null;
+    return { endsAt: row?.expires_at?.getTime() ?? null, pwd: null };
   }
   const token = authorization?.replace(/^Bearer +/i, '') ?? '';
-  const claims = app.jwt.decode<{ exp?: number }>(token);
-  return typeof claims?.exp === 'number' ? claims.exp * 1000 : null;
+  const claims = app.jwt.decode<{ exp?: number; pwd?: number }>(token);
+  return {
+    endsAt: typeof claims?.exp === 'number' ? claims.exp * 1000 : null,
+    // The auth plugin has just checked it against the agent's password_changed_at.
+    pwd: typeof claims?.pwd === 'number' ? claims.pwd : 0,
+  };
 }
 
 export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async (app, { hub }) => {
@@ -125,15 +131,20 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
         }
       }
       const lastEventId = request.headers['last-event-id'];
-      if (lastEventId !== undefined && decodeCursor(lastEventId) === null) {
-        throw invalid('invalid_cursor', 'Last-Event-ID is not a cursor of this feed.', [
-          { field: 'headers/last-event-id', message: 'not a cursor of this feed' },
-        ]);
+      if (lastEventId !== undefined) {
+        const position = decodeCursor(lastEventId);
+        // Ahead of the horizon is no cursor the feed handed out (see readFeed's cursorField): the
+        // stream would stay silent until transaction ids caught up with it.
+        if (position === null || position.tx > BigInt(await feedHorizon(db))) {
+          throw invalid('invalid_cursor', 'Last-Event-ID is not a cursor of this feed.', [
+            { field: 'headers/last-event-id', message: 'not a cursor of this feed' },
+          ]);
+        }
       }
       hub.assertRoom();
       const access = await loadTicketAccess(db, principal);
       const cursor = lastEventId ?? (await hub.livePosition());
-      const endsAt = await credentialsExpireAt(app, db, principal, request.headers.authorization);
+      const { endsAt, pwd } = await credentials(app, db, principal, request.headers.authorization);
       hub.assertRoom();
 
       reply.hijack();
@@ -160,6 +171,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
         lastEventId === undefined,
       );
       subscriber.endsAt = endsAt;
+      subscriber.sessionPwd = pwd;
       hub.add(subscriber);
     },
   );

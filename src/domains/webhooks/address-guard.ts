@@ -5,6 +5,8 @@ import { DomainError } from '../../errors.ts';
 
 export const MAX_URL_LENGTH = 2048;
 
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3');
+
 /**
  * Only plain public unicast addresses may receive webhooks. ipaddr.js names every special range
  * (loopback, private, uniqueLocal, linkLocal, carrierGradeNat, multicast, unspecified, broadcast,
@@ -15,7 +17,12 @@ export const MAX_URL_LENGTH = 2048;
  */
 export function isPublicAddress(address: string): boolean {
   if (!ipaddr.isValid(address)) return false;
-  return ipaddr.process(address).range() === 'unicast';
+  const parsed = ipaddr.process(address);
+  if (parsed.range() !== 'unicast') return false;
+  // ipaddr.js calls what it has no name for 'unicast', which for IPv6 includes the rest of ::/8
+  // (IPv4-compatible ::127.0.0.1, deprecated, routed to IPv4 by some stacks) and other reserved
+  // space. Global unicast is 2000::/3 only (RFC 4291 2.5.4, IANA's IPv6 address space).
+  return parsed.kind() === 'ipv4' || parsed.match(GLOBAL_UNICAST_V6);
 }
 
 function refused(code: string, message: string): DomainError {

@@ -133,6 +133,11 @@ export async function listWebhooks(
 
 // Deliveries
 
+/** Every delivery of a subscription, pending ones included (their jobs then find nothing). */
+export async function deleteDeliveries(trx: Executor, webhookId: string) {
+  await trx.deleteFrom('webhook_deliveries').where('webhook_id', '=', webhookId).execute();
+}
+
 export async function insertDelivery(
   db: Executor,
   values: {

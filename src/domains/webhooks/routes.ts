@@ -94,6 +94,8 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateWebhook',
         tags,
         summary: 'Change a webhook',
+        description:
+          'Moving it to a department (from another one, or from help-desk wide) drops its deliveries so far, pending ones included: they were made for its former scope.',
         params: IdParams,
         body: UpdateWebhookBody,
         response: { 200: ref(WebhookSchema), ...problems(403, 404, 422) },

@@ -201,6 +201,12 @@ export async function updateWebhook(
         failing_since: null,
       }),
     });
+    if (after.department_id !== null && after.department_id !== before.department_id) {
+      // Its deliveries so far were made for the former scope (another department's tickets, or
+      // everything): the department's managers, who may now change the URL, must neither
+      // receive the pending ones nor list or retry any of them.
+      await repo.deleteDeliveries(trx, id);
+    }
     const changes = changesBetween(webhookSummary(before), webhookSummary(after));
     if (Object.keys(changes).length > 0) {
       await recordSettingsEvent(trx, {
