@@ -491,16 +491,20 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       event: { id: 'se_1', type: 'department.updated', department_id: a, ticket_id: null },
       visibility: null,
     };
-    await ctx.db
-      .transaction()
-      .execute((trx) =>
-        dispatchEvents({ queue }, trx, [
-          ticketEvent('ticket.created', ticketA, a, 1),
-          ticketEvent('ticket.created', ticketB, b, 2),
-          ticketEvent('ticket.note_added', ticketA, a, 3),
-          settings,
-        ]),
-      );
+    await ctx.db.transaction().execute((trx) =>
+      dispatchEvents({ queue }, trx, [
+        ticketEvent('ticket.created', ticketA, a, 1),
+        ticketEvent('ticket.created', ticketB, b, 2),
+        ticketEvent('ticket.note_added', ticketA, a, 3),
+        settings,
+        // An A-era event of a ticket that is in B by the time it is dispatched: its body shows
+        // the ticket as it is now, in B, so A's subscription does not get it.
+        {
+          ...ticketEvent('ticket.updated', randomUUID(), a, 4),
+          visibility: { department_id: b, assignee_id: null },
+        },
+      ]),
+    );
     const toA = await until('department A deliveries', async () => {
       const rows = await deliveriesOf(ctx, scopedA.id);
       return rows.length === 2 && rows.every((r) => r.status === 'delivered') && rows;

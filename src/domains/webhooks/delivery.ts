@@ -583,10 +583,15 @@ export async function dispatchEvents(
   rows: DispatchRow[],
 ): Promise<number> {
   if (rows.length === 0) return 0;
+  // Shared locks: a subscription moved to another department (which deletes its deliveries in
+  // its transaction) waits for this batch, or this batch sees it moved; never a delivery of the
+  // old scope after the move.
   const hooks = await trx
     .selectFrom('webhooks')
     .select(['id', 'event_types', 'department_id'])
     .where('active', '=', true)
+    .orderBy('id')
+    .forShare()
     .execute();
   const deliveries: {
     n: number;
@@ -602,7 +607,15 @@ export async function dispatchEvents(
     for (const hook of hooks) {
       if (hook.event_types.length > 0 && !hook.event_types.includes(event.type)) continue;
       if (hook.department_id !== null) {
-        if (visibility === null || event.department_id !== hook.department_id) continue;
+        // The event's department, and the ticket's now: the body carries the ticket as it is now
+        // (the feed's policy), so an event from before a transfer out of the department, read
+        // after it, does not go to the old department.
+        if (
+          visibility === null ||
+          event.department_id !== hook.department_id ||
+          visibility.department_id !== hook.department_id
+        )
+          continue;
       }
       body ??= JSON.stringify(event);
       deliveries.push({

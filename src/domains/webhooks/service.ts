@@ -268,10 +268,10 @@ function needQueue(deps: WebhookDeps): JobQueue {
 
 export async function retryDelivery(deps: WebhookDeps, principal: Principal, id: string, deliveryId: string) {
   await manageable(deps.db, principal, await repo.findWebhook(deps.db, id));
-  const queue = needQueue(deps);
   const row = await deps.db.transaction().execute(async (trx) => {
     const found = await repo.findDelivery(trx, id, deliveryId);
     if (!found) throw notFound('delivery');
+    const queue = needQueue(deps);
     const requeued = await repo.requeueDelivery(trx, deliveryId);
     if (!requeued) {
       throw new DomainError(
