@@ -53,8 +53,10 @@ const positionOf = (cursor: string): Position => {
 const CHANGES_ACCESS = /^(member|agent|token)\.|^department\.deleted$/;
 
 const PAGE = 500;
-/** Pages of history one catching-up subscriber gets per tick, so live delivery is not held up. */
-const CATCH_UP_PAGES_PER_TICK = 4;
+/** Pages of history one catching-up subscriber gets per turn, so live delivery is not held up. */
+const CATCH_UP_PAGES_PER_SUBSCRIBER = 4;
+/** Replay pages read per turn for all subscribers together. */
+const CATCH_UP_PAGES_PER_TURN = 8;
 
 export class Subscriber {
   readonly principal: Principal;
@@ -109,6 +111,7 @@ export class StreamHub {
   #readBelow: string | null = null;
   #starting: Promise<void> | null = null;
   #running: Promise<void> | null = null;
+  #catchUpTurn = 0;
   #poll: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #closed = false;
@@ -277,19 +280,27 @@ export class StreamHub {
     }
     // Catch-up reads start after the tailer's read ended, so their horizon is at least as far:
     // a page that comes back empty means nothing lies between the subscriber and the tailer.
-    for (const s of this.#subscribers) {
-      if (!s.live) await this.#catchUp(s);
+    // Catch-up shares one budget of pages per turn, oldest waiter first and round robin, so a
+    // crowd replaying from far back slows its own replay, not the live stream of everyone else.
+    let budget = CATCH_UP_PAGES_PER_TURN;
+    const waiting = [...this.#subscribers].filter((s) => !s.live);
+    const start = waiting.length > 0 ? this.#catchUpTurn++ % waiting.length : 0;
+    for (let i = 0; i < waiting.length && budget > 0; i++) {
+      budget -= await this.#catchUp(waiting[(start + i) % waiting.length] as Subscriber, budget);
     }
     await this.#tailInbox();
     // Everything below `horizon` has now been read (the reads above saw at least that much).
     this.#readBelow = horizon;
   }
 
-  async #catchUp(subscriber: Subscriber) {
-    for (let i = 0; i < CATCH_UP_PAGES_PER_TICK; i++) {
-      if (subscriber.ended || subscriber.fullSince !== null || this.#position === null) return;
+  /** Replays up to `pages` pages to a subscriber behind the tailer; answers how many it read. */
+  async #catchUp(subscriber: Subscriber, pages: number): Promise<number> {
+    let read = 0;
+    for (let i = 0; i < Math.min(pages, CATCH_UP_PAGES_PER_SUBSCRIBER); i++) {
+      if (subscriber.ended || subscriber.fullSince !== null || this.#position === null) return read;
       const page = await readFeed(this.#db, { after: subscriber.cursor, limit: PAGE });
-      if (subscriber.ended || this.#position === null) return;
+      read++;
+      if (subscriber.ended || this.#position === null) return read;
       await this.#deliver(page.rows, [subscriber]);
       // `next` may lie past the last row (the horizon, when the page was not full): everything up
       // to it has been looked at, so the tailer must not send any of it again.
@@ -300,9 +311,10 @@ export class StreamHub {
       }
       if (page.rows.length < PAGE || compare(subscriber.position, this.#position) >= 0) {
         subscriber.live = true;
-        return;
+        return read;
       }
     }
+    return read;
   }
 
   /** Sends each row to the subscribers that want it and may see it, in order, never twice. */
