@@ -196,3 +196,74 @@ tap.test('the audit log: admins only, filters, pages, bad input', async (t) => {
     t.equal(res.statusCode, 400, `${query}: 400`);
   }
 });
+
+tap.test('rotating a webhook secret is an audited event, and no secret is in it', async (t) => {
+  const ctx = await buildTestApp(t, { WEBHOOKS_ALLOW_PRIVATE: 'true' });
+  const dep = await makeDepartment(ctx.db);
+  const { agent: manager, token: managerToken } = await agentWithToken(ctx, {
+    departments: [[dep, 'manager']],
+  });
+  const { token: solverToken } = await agentWithToken(ctx, { departments: [[dep, 'solver']] });
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const created = await ctx.request({
+    method: 'POST',
+    url: '/v1/webhooks',
+    token: managerToken,
+    payload: { url: 'http://127.0.0.1:9/hook', department_id: dep },
+  });
+  t.equal(created.statusCode, 201);
+  const hook = created.json();
+  const rotate = (token: string, id = hook.id) =>
+    ctx.request({ method: 'POST', url: `/v1/webhooks/${id}/rotate-secret`, token });
+
+  t.equal((await rotate(solverToken)).statusCode, 403, 'a solver may not rotate');
+  t.equal((await rotate(admin, '00000000-0000-4000-8000-000000000000')).statusCode, 404);
+  const rotated = await rotate(managerToken);
+  t.equal(rotated.statusCode, 200);
+  const again = await rotate(admin);
+  t.equal(again.statusCode, 200);
+
+  const audit = await ctx.request({
+    method: 'GET',
+    url: '/v1/audit-log?types=webhook.secret_rotated',
+    token: admin,
+  });
+  t.equal(audit.statusCode, 200);
+  const events: AuditEvent[] = audit.json().data;
+  t.equal(events.length, 2, 'one event per rotation; refused rotations record nothing');
+  const [second, first] = events as [AuditEvent, AuditEvent];
+  t.match(first, {
+    type: 'webhook.secret_rotated',
+    actor: { type: 'agent', agent_id: manager.id },
+    department_id: dep,
+    ticket_id: null,
+    payload: {
+      webhook: { id: hook.id, url: 'http://127.0.0.1:9/hook', department_id: dep, active: true },
+      previous_secret_expires_at: rotated.json().previous_secret_expires_at,
+    },
+  });
+  t.equal(second.payload.previous_secret_expires_at, again.json().previous_secret_expires_at);
+  for (const secret of [hook.secret, rotated.json().secret, again.json().secret]) {
+    t.notOk(audit.body.includes(secret), 'no secret, old or new, in the audit log');
+  }
+  t.notOk(/whsec_/.test(audit.body));
+
+  const feed = await ctx.request({
+    method: 'GET',
+    url: '/v1/events?types=webhook.secret_rotated',
+    token: admin,
+  });
+  t.equal(feed.statusCode, 200);
+  t.same(
+    feed.json().data.map((e: AuditEvent) => e.id),
+    [first.id, second.id],
+    'the same events in the feed, oldest first',
+  );
+  t.notOk(/whsec_/.test(feed.body), 'no secret in the feed');
+  const managerFeed = await ctx.request({
+    method: 'GET',
+    url: '/v1/events?types=webhook.secret_rotated',
+    token: managerToken,
+  });
+  t.same(managerFeed.json().data, [], 'settings events are for owners and admins only');
+});

@@ -46,6 +46,7 @@ export const SETTINGS_EVENT_TYPES = [
   'webhook.updated',
   'webhook.deleted',
   'webhook.disabled',
+  'webhook.secret_rotated',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -271,6 +272,17 @@ export const PAYLOAD_SCHEMAS = {
       reason: Type.String({ description: 'Why it was disabled, e.g. after repeated failures.' }),
     },
     { $id: 'WebhookDisabledPayload', additionalProperties: false },
+  ),
+  'webhook.secret_rotated': Type.Object(
+    {
+      webhook: WebhookSummary,
+      previous_secret_expires_at: Timestamp('Until then the previous secret signs alongside the new one.'),
+    },
+    {
+      $id: 'WebhookSecretRotatedPayload',
+      description: 'A new signing secret was made (neither secret is ever in an event).',
+      additionalProperties: false,
+    },
   ),
 } as const satisfies Record<EventType, TSchema>;
 

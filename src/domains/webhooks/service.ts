@@ -241,11 +241,22 @@ export async function rotateSecret(deps: WebhookDeps, principal: Principal, id: 
   const secret = newSecret();
   const row = await deps.db.transaction().execute(async (trx) => {
     const current = await manageable(trx, principal, await repo.lockWebhook(trx, id));
-    return repo.updateWebhook(trx, id, {
+    const rotated = await repo.updateWebhook(trx, id, {
       secret,
       previous_secret: current.secret,
       previous_secret_expires_at: new Date(Date.now() + deps.config.secretOverlapMs),
     });
+    await recordSettingsEvent(trx, {
+      type: 'webhook.secret_rotated',
+      actor: settingsActor(principal),
+      departmentId: rotated.department_id,
+      subjectId: id,
+      payload: {
+        webhook: webhookSummary(rotated),
+        previous_secret_expires_at: rotated.previous_secret_expires_at?.toISOString(),
+      },
+    });
+    return rotated;
   });
   return { ...repo.toWebhook(row), secret };
 }
