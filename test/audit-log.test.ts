@@ -1,5 +1,5 @@
 import tap from 'tap';
-import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeAgent, makeDepartment, type TestContext } from './helpers/app.ts';
 
 interface AuditEvent {
   id: string;
@@ -266,4 +266,130 @@ tap.test('rotating a webhook secret is an audited event, and no secret is in it'
     token: managerToken,
   });
   t.same(managerFeed.json().data, [], 'settings events are for owners and admins only');
+});
+
+/** Audit events recorded after `since` (an earlier read), oldest first. */
+async function auditSince(ctx: TestContext, token: string, since: Set<string>): Promise<AuditEvent[]> {
+  const res = await ctx.request({ method: 'GET', url: '/v1/audit-log?limit=200', token });
+  if (res.statusCode !== 200) throw new Error(`audit log: ${res.statusCode} ${res.body}`);
+  return (res.json().data as AuditEvent[]).filter((e) => !since.has(e.id)).reverse();
+}
+
+async function auditIds(ctx: TestContext, token: string): Promise<Set<string>> {
+  return new Set((await auditSince(ctx, token, new Set())).map((e) => e.id));
+}
+
+tap.test('deleting a department audits the rules it rewrote', async (t) => {
+  const ctx = await buildTestApp(t, { WEBHOOKS_ALLOW_PRIVATE: 'true' });
+  const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
+  const doomed = await makeDepartment(ctx.db, 'Doomed');
+  const support = await makeDepartment(ctx.db, 'Support');
+  const rule = async (payload: object) => {
+    const res = await ctx.request({ method: 'POST', url: '/v1/automation-rules', token, payload });
+    if (res.statusCode !== 201) throw new Error(`rule: ${res.statusCode} ${res.body}`);
+    return res.json();
+  };
+  const base = {
+    triggers: ['ticket.created'],
+    conditions: { all: [{ field: 'channel', operator: 'is', value: 'email' }] },
+    actions: [{ type: 'add_tags', tags: ['x'] }],
+  };
+  const routing = await rule({
+    ...base,
+    name: 'Routing',
+    actions: [{ type: 'transfer', department_id: doomed }],
+  });
+  const owned = await rule({ ...base, name: 'Owned', department_id: doomed });
+  const unrelated = await rule({ ...base, name: 'Unrelated' });
+
+  const blocked = await ctx.request({ method: 'DELETE', url: `/v1/departments/${doomed}`, token });
+  t.equal(blocked.statusCode, 409, 'rules block a deletion without a substitute');
+  const before = await auditIds(ctx, token);
+  t.same(await auditSince(ctx, token, before), []);
+
+  const deleted = await ctx.request({
+    method: 'DELETE',
+    url: `/v1/departments/${doomed}?move_to_department_id=${support}`,
+    token,
+  });
+  t.equal(deleted.statusCode, 204, deleted.body);
+  const events = await auditSince(ctx, token, before);
+  t.ok(
+    events.every((e) => e.actor.type === 'agent' && e.actor.agent_id === admin.id),
+    'the admin who deleted the department is the actor of every change it made',
+  );
+  const ruleEvents = events.filter((e) => e.type === 'rule.updated');
+  t.same(
+    ruleEvents.map((e) => e.payload.rule.id).sort(),
+    [routing.id, owned.id].sort(),
+    'one rule.updated per rewritten rule; the unrelated rule is untouched',
+  );
+  t.notOk(ruleEvents.some((e) => e.payload.rule.id === unrelated.id));
+  const routed = ruleEvents.find((e) => e.payload.rule.id === routing.id)!;
+  t.match(routed.payload, {
+    reason: 'department_deleted',
+    rule: { version: 2, actions: [{ type: 'transfer', department_id: support }] },
+    changes: {
+      actions: {
+        from: [{ type: 'transfer', department_id: doomed }],
+        to: [{ type: 'transfer', department_id: support }],
+      },
+    },
+  });
+  const moved = ruleEvents.find((e) => e.payload.rule.id === owned.id)!;
+  t.same(moved.payload.changes, { department_id: { from: doomed, to: support } });
+  t.equal(moved.payload.rule.updated_by, admin.id, 'the rule says who changed it last');
+  t.equal(moved.payload.reason, 'department_deleted');
+  t.equal(moved.department_id, support, 'the event belongs to the department that owns the rule now');
+  t.equal(events.at(-1)?.type, 'department.deleted');
+});
+
+tap.test('deleting an agent audits the rules it rewrote', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
+  const leaving = await makeAgent(ctx.db, { name: 'Lea Leaving' });
+  const staying = await makeAgent(ctx.db, { name: 'Stan Staying' });
+  const created = await ctx.request({
+    method: 'POST',
+    url: '/v1/automation-rules',
+    token,
+    payload: {
+      name: 'To Lea',
+      triggers: ['ticket.created'],
+      conditions: { all: [{ field: 'channel', operator: 'is', value: 'email' }] },
+      actions: [{ type: 'assign', to: 'agent', agent_id: leaving.id }],
+    },
+  });
+  t.equal(created.statusCode, 201, created.body);
+  const toLea = created.json();
+
+  const before = await auditIds(ctx, token);
+  const blocked = await ctx.request({ method: 'DELETE', url: `/v1/agents/${leaving.id}`, token });
+  t.equal(blocked.statusCode, 409, 'the rule blocks a deletion without a substitute');
+  t.same(await auditSince(ctx, token, before), [], 'a refused deletion records nothing');
+
+  const deleted = await ctx.request({
+    method: 'DELETE',
+    url: `/v1/agents/${leaving.id}?substitute_agent_id=${staying.id}`,
+    token,
+  });
+  t.equal(deleted.statusCode, 204, deleted.body);
+  const events = await auditSince(ctx, token, before);
+  t.ok(
+    events.every((e) => e.actor.type === 'agent' && e.actor.agent_id === admin.id),
+    'the admin who deleted the agent is the actor of every change it made',
+  );
+  const ruleEvents = events.filter((e) => e.type === 'rule.updated');
+  t.equal(ruleEvents.length, 1);
+  t.match(ruleEvents[0]?.payload, {
+    reason: 'agent_deleted',
+    rule: { id: toLea.id, version: 2 },
+    changes: {
+      actions: {
+        from: [{ type: 'assign', to: 'agent', agent_id: leaving.id }],
+        to: [{ type: 'assign', to: 'agent', agent_id: staying.id }],
+      },
+    },
+  });
+  t.equal(events.at(-1)?.type, 'agent.deleted');
 });

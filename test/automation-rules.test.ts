@@ -609,7 +609,7 @@ t.test('automation rules', async (t) => {
       const history = await versions(routing.id);
       t.match(history[1], {
         change: 'updated',
-        changed_by: null,
+        changed_by: admin.agent.id,
         definition: { actions: [{ department_id: support }] },
       });
 

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { Principal } from '../access/policy.ts';
 import type { Database } from '../db/types.ts';
 import type { Blocker } from '../errors.ts';
 
@@ -12,8 +13,11 @@ export interface Dependents {
   kind: string;
   /** How many there are; with names when they have names worth showing (rules do). */
   count(trx: Kysely<Database>, id: string): Promise<number | { count: number; names: string[] }>;
-  /** Hands everything that depends on `fromId` over to `toId`, where that makes sense. */
-  moveTo?(trx: Kysely<Database>, fromId: string, toId: string): Promise<void>;
+  /**
+   * Hands everything that depends on `fromId` over to `toId`, where that makes sense. `by` made
+   * the deletion: settings it rewrites are recorded as their change (the audit log).
+   */
+  moveTo?(trx: Kysely<Database>, fromId: string, toId: string, by: Principal): Promise<void>;
   describe(count: number, names?: string[]): string;
 }
 

@@ -222,7 +222,7 @@ export async function deleteAgent(
         error.errors = [{ field: 'querystring/substitute_agent_id', message: 'no such agent' }];
         throw error;
       }
-      for (const d of dependents) await d.moveTo?.(trx, id, substitute);
+      for (const d of dependents) await d.moveTo?.(trx, id, substitute, principal);
     }
     const blockers = await blockersOf(dependents, trx, id);
     if (blockers.length > 0) {

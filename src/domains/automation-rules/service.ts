@@ -760,7 +760,13 @@ function rulesMentioning(trx: Kysely<Database>, ref: Reference, owned: boolean) 
   );
 }
 
-async function rewriteRules(trx: Kysely<Database>, kind: 'department' | 'agent', from: string, to: string) {
+async function rewriteRules(
+  trx: Kysely<Database>,
+  kind: 'department' | 'agent',
+  from: string,
+  to: string,
+  by: Principal,
+) {
   const ref: Reference = kind === 'department' ? { department: from } : { agent: from };
   // Waits for rule writes in progress, so a rule written meanwhile that names `from` is rewritten
   // too instead of being left pointing at a department or agent that is gone.
@@ -770,17 +776,28 @@ async function rewriteRules(trx: Kysely<Database>, kind: 'department' | 'agent',
   const rulesVersion = await repo.bumpRulesVersion(trx as Trx);
   const updated: AutomationRuleRow[] = [];
   for (const row of rows) {
-    updated.push(
-      await repo.updateRuleRow(
-        trx,
-        row.id,
-        rewrite(repo.toEngineRule(row), kind, from, to),
-        row.version + 1,
-        null,
-      ),
+    const after = await repo.updateRuleRow(
+      trx,
+      row.id,
+      rewrite(repo.toEngineRule(row), kind, from, to),
+      row.version + 1,
+      by.agentId,
+    );
+    updated.push(after);
+    const rule = repo.toRule(after);
+    await recordSettingsChange(
+      trx as Trx,
+      by,
+      'rule.updated',
+      { departmentId: rule.department_id, subjectId: rule.id },
+      {
+        rule,
+        changes: changesBetween(repo.toRule(row), rule),
+        reason: kind === 'department' ? 'department_deleted' : 'agent_deleted',
+      },
     );
   }
-  await repo.insertVersions(trx, updated, 'updated', null, rulesVersion);
+  await repo.insertVersions(trx, updated, 'updated', by.agentId, rulesVersion);
 }
 
 const named = (names: string[]) => names.map((n) => `"${n}"`).join(', ');
@@ -793,7 +810,7 @@ export const departmentRuleDependents: Dependents = {
     const rows = await rulesMentioning(trx, { department: id }, true);
     return { count: rows.length, names: rows.map((r) => r.name) };
   },
-  moveTo: (trx, fromId, toId) => rewriteRules(trx, 'department', fromId, toId),
+  moveTo: (trx, fromId, toId, by) => rewriteRules(trx, 'department', fromId, toId, by),
   describe: (n, names) => `${rulesRefer(n)} to the department: ${named(names ?? [])}`,
 };
 
@@ -834,6 +851,6 @@ export const agentRuleDependents: Dependents = {
     const rows = await rulesMentioning(trx, { agent: id }, false);
     return { count: rows.length, names: rows.map((r) => r.name) };
   },
-  moveTo: (trx, fromId, toId) => rewriteRules(trx, 'agent', fromId, toId),
+  moveTo: (trx, fromId, toId, by) => rewriteRules(trx, 'agent', fromId, toId, by),
   describe: (n, names) => `${rulesRefer(n)} to the agent: ${named(names ?? [])}`,
 };

@@ -135,7 +135,8 @@ export async function deleteDepartment(
         error.errors = [{ field: 'querystring/move_to_department_id', message: 'no such department' }];
         throw error;
       }
-      for (const dependents of options.dependents) await dependents.moveTo?.(trx, id, options.moveTo);
+      for (const dependents of options.dependents)
+        await dependents.moveTo?.(trx, id, options.moveTo, principal);
     } else {
       const blockers = await blockersOf(options.dependents, trx, id);
       if (blockers.length > 0) {

@@ -131,6 +131,20 @@ const WebhookSummary = Type.Object(
   { additionalProperties: false, description: 'The subscription (never its secret).' },
 );
 
+/**
+ * Why a settings object changed or went when nobody changed it directly: deleting a department
+ * or an agent hands their rules to the substitute and takes their memberships, tokens and
+ * webhooks with them; disabling an agent revokes their tokens. The actor is whoever did that.
+ */
+const sideEffect = <const R extends readonly ('department_deleted' | 'agent_deleted' | 'agent_disabled')[]>(
+  ...reasons: R
+) =>
+  Type.Optional(
+    Type.Enum(reasons, {
+      description: 'Set when this followed from deleting (or disabling) a department or an agent.',
+    }),
+  );
+
 /** The payload schema of each event type ($id: its name in the spec). */
 export const PAYLOAD_SCHEMAS = {
   'ticket.created': ticketPayload('TicketCreatedPayload', 'The ticket was created; its opening values.', {
@@ -239,8 +253,17 @@ export const PAYLOAD_SCHEMAS = {
     { $id: 'RuleCreatedPayload', additionalProperties: false },
   ),
   'rule.updated': Type.Object(
-    { rule: ref(AutomationRuleSchema), changes: Changes },
-    { $id: 'RuleUpdatedPayload', additionalProperties: false },
+    {
+      rule: ref(AutomationRuleSchema),
+      changes: Changes,
+      reason: sideEffect('department_deleted', 'agent_deleted'),
+    },
+    {
+      $id: 'RuleUpdatedPayload',
+      description:
+        'With a reason, the rule named a deleted department or agent and now names the substitute the deletion gave.',
+      additionalProperties: false,
+    },
   ),
   'rule.deleted': Type.Object(
     { rule: ref(AutomationRuleSchema) },
