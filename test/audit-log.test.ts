@@ -1,5 +1,13 @@
 import tap from 'tap';
-import { agentWithToken, buildTestApp, makeAgent, makeDepartment, type TestContext } from './helpers/app.ts';
+import {
+  agentWithToken,
+  buildTestApp,
+  makeAgent,
+  makeDepartment,
+  mintApiToken,
+  signIn,
+  type TestContext,
+} from './helpers/app.ts';
 
 interface AuditEvent {
   id: string;
@@ -279,7 +287,7 @@ async function auditIds(ctx: TestContext, token: string): Promise<Set<string>> {
   return new Set((await auditSince(ctx, token, new Set())).map((e) => e.id));
 }
 
-tap.test('deleting a department audits the rules it rewrote', async (t) => {
+tap.test('deleting a department audits what it did to rules, memberships and webhooks', async (t) => {
   const ctx = await buildTestApp(t, { WEBHOOKS_ALLOW_PRIVATE: 'true' });
   const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
   const doomed = await makeDepartment(ctx.db, 'Doomed');
@@ -301,6 +309,27 @@ tap.test('deleting a department audits the rules it rewrote', async (t) => {
   });
   const owned = await rule({ ...base, name: 'Owned', department_id: doomed });
   const unrelated = await rule({ ...base, name: 'Unrelated' });
+  const members = [
+    await makeAgent(ctx.db, { departments: [[doomed, 'manager']] }),
+    await makeAgent(ctx.db, {
+      departments: [
+        [doomed, 'reader'],
+        [support, 'solver'],
+      ],
+    }),
+  ];
+  const hook = async (departmentId: string) => {
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/webhooks',
+      token,
+      payload: { url: 'http://127.0.0.1:9/hook', department_id: departmentId },
+    });
+    if (res.statusCode !== 201) throw new Error(`webhook: ${res.statusCode} ${res.body}`);
+    return res.json();
+  };
+  const doomedHook = await hook(doomed);
+  await hook(support);
 
   const blocked = await ctx.request({ method: 'DELETE', url: `/v1/departments/${doomed}`, token });
   t.equal(blocked.statusCode, 409, 'rules block a deletion without a substitute');
@@ -341,14 +370,69 @@ tap.test('deleting a department audits the rules it rewrote', async (t) => {
   t.equal(moved.payload.rule.updated_by, admin.id, 'the rule says who changed it last');
   t.equal(moved.payload.reason, 'department_deleted');
   t.equal(moved.department_id, support, 'the event belongs to the department that owns the rule now');
-  t.equal(events.at(-1)?.type, 'department.deleted');
+
+  const removed = events.filter((e) => e.type === 'member.removed');
+  t.same(
+    removed.map((e) => e.payload.agent_id).sort(),
+    members.map((m) => m.id).sort(),
+    'one member.removed per membership that went with the department',
+  );
+  for (const e of removed) {
+    t.same(e.payload, { department_id: doomed, agent_id: e.payload.agent_id, reason: 'department_deleted' });
+    t.equal(e.department_id, doomed);
+  }
+  const hooks = events.filter((e) => e.type === 'webhook.deleted');
+  t.equal(hooks.length, 1, "only the department's own webhook went");
+  t.match(hooks[0]?.payload, {
+    webhook: { id: doomedHook.id, department_id: doomed },
+    reason: 'department_deleted',
+  });
+  t.notOk(JSON.stringify(hooks).includes(doomedHook.secret), 'no secret');
+  t.equal(
+    (await ctx.request({ method: 'GET', url: `/v1/webhooks/${doomedHook.id}`, token })).statusCode,
+    404,
+    'the webhook is gone indeed',
+  );
+  t.same(
+    events.map((e) => e.type),
+    [
+      'rule.updated',
+      'rule.updated',
+      'member.removed',
+      'member.removed',
+      'webhook.deleted',
+      'department.deleted',
+    ],
+    'nothing else; the department itself last',
+  );
+  t.match(events.at(-1)?.payload, { department: { id: doomed, name: 'Doomed' } });
 });
 
-tap.test('deleting an agent audits the rules it rewrote', async (t) => {
+tap.test('deleting an agent audits what it did to rules, memberships and tokens', async (t) => {
   const ctx = await buildTestApp(t);
   const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
-  const leaving = await makeAgent(ctx.db, { name: 'Lea Leaving' });
+  const a = await makeDepartment(ctx.db);
+  const b = await makeDepartment(ctx.db);
+  const leaving = await makeAgent(ctx.db, {
+    name: 'Lea Leaving',
+    departments: [
+      [a, 'solver'],
+      [b, 'manager'],
+    ],
+  });
   const staying = await makeAgent(ctx.db, { name: 'Stan Staying' });
+  const session = await signIn(ctx, leaving.email);
+  const working = await mintApiToken(ctx, session, ['read'], 'working');
+  await mintApiToken(ctx, session, ['read'], 'revoked earlier');
+  const tokens = (
+    await ctx.request({ method: 'GET', url: `/v1/api-tokens?agent_id=${leaving.id}`, token })
+  ).json().data as { id: string; name: string }[];
+  const workingId = tokens.find((x) => x.name === 'working')!.id;
+  const revokedId = tokens.find((x) => x.name === 'revoked earlier')!.id;
+  t.equal(
+    (await ctx.request({ method: 'DELETE', url: `/v1/api-tokens/${revokedId}`, token })).statusCode,
+    204,
+  );
   const created = await ctx.request({
     method: 'POST',
     url: '/v1/automation-rules',
@@ -391,5 +475,96 @@ tap.test('deleting an agent audits the rules it rewrote', async (t) => {
       },
     },
   });
-  t.equal(events.at(-1)?.type, 'agent.deleted');
+  const removed = events.filter((e) => e.type === 'member.removed');
+  t.same(
+    removed.map((e) => [e.department_id, e.payload]).sort(),
+    [
+      [a, { department_id: a, agent_id: leaving.id, reason: 'agent_deleted' }],
+      [b, { department_id: b, agent_id: leaving.id, reason: 'agent_deleted' }],
+    ].sort(),
+    'one member.removed per membership that went with the agent',
+  );
+  const gone = events.filter((e) => e.type === 'token.deleted');
+  t.equal(gone.length, 1, 'the token revoked earlier had its event then; not a second one');
+  t.match(gone[0]?.payload, {
+    token: { id: workingId, agent_id: leaving.id, name: 'working', status: 'active' },
+    reason: 'agent_deleted',
+  });
+  t.notOk(JSON.stringify(events).includes(working), 'no token secret');
+  t.equal(
+    (await ctx.request({ method: 'GET', url: '/v1/me', token: working })).statusCode,
+    401,
+    'the token is gone indeed',
+  );
+  t.same(
+    events.map((e) => e.type),
+    ['rule.updated', 'member.removed', 'member.removed', 'token.deleted', 'agent.deleted'],
+    'nothing else; the agent itself last',
+  );
+});
+
+tap.test('disabling an agent audits the revocation of each of their tokens', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
+  const { agent, token: session } = await agentWithToken(ctx);
+  const first = await mintApiToken(ctx, session, ['read'], 'first');
+  const second = await mintApiToken(ctx, session, ['read', 'write'], 'second');
+  const listed = (
+    await ctx.request({ method: 'GET', url: `/v1/api-tokens?agent_id=${agent.id}`, token })
+  ).json().data as { id: string; name: string }[];
+  const early = await mintApiToken(ctx, session, ['read'], 'revoked earlier');
+  const earlyId = (await ctx.request({ method: 'GET', url: `/v1/api-tokens?agent_id=${agent.id}`, token }))
+    .json()
+    .data.find((x: { name: string }) => x.name === 'revoked earlier').id;
+  await ctx.request({ method: 'DELETE', url: `/v1/api-tokens/${earlyId}`, token });
+
+  const before = await auditIds(ctx, token);
+  const disabled = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/agents/${agent.id}`,
+    token,
+    payload: { status: 'disabled' },
+  });
+  t.equal(disabled.statusCode, 200, disabled.body);
+  const events = await auditSince(ctx, token, before);
+  t.same(
+    events.map((e) => e.type),
+    ['token.deleted', 'token.deleted', 'agent.updated'],
+    'one token.deleted per token the disabling revoked, then the agent’s own change',
+  );
+  const revoked = events.filter((e) => e.type === 'token.deleted');
+  t.same(
+    revoked.map((e) => e.payload.token.id).sort(),
+    listed.map((x) => x.id).sort(),
+    'the working tokens; not the one revoked earlier',
+  );
+  for (const e of revoked) {
+    t.match(e, {
+      actor: { type: 'agent', agent_id: admin.id },
+      payload: { reason: 'agent_disabled', token: { agent_id: agent.id, status: 'revoked' } },
+    });
+  }
+  t.same(events.at(-1)?.payload.changes, { status: { from: 'active', to: 'disabled' } });
+  for (const secret of [first, second, early]) {
+    t.notOk(JSON.stringify(events).includes(secret), 'no token secret');
+  }
+
+  const enabled = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/agents/${agent.id}`,
+    token,
+    payload: { status: 'active' },
+  });
+  t.equal(enabled.statusCode, 200);
+  t.equal(
+    (await ctx.request({ method: 'GET', url: '/v1/me', token: first })).statusCode,
+    401,
+    'enabling the agent again does not bring the tokens back',
+  );
+  const later = await auditSince(ctx, token, new Set([...before, ...events.map((e) => e.id)]));
+  t.same(
+    later.map((e) => e.type),
+    ['agent.updated'],
+    'enabling revokes nothing, so records no token event',
+  );
 });

@@ -4,7 +4,7 @@ import type { Db } from '../../db/database.ts';
 import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
-import { revokeAllApiTokens } from '../api-tokens/repository.ts';
+import { revokeAllApiTokens, toApiToken, unrevokedApiTokens } from '../api-tokens/repository.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
 import * as throttle from '../auth/repository.ts';
 import { departmentsExist, findMember, upsertMember } from '../departments/repository.ts';
@@ -171,7 +171,15 @@ export async function updateAgent(
       // Disabling ends the agent's sessions and revokes their API tokens for good, so enabling
       // them again later does not bring old credentials back to life.
       await repo.endSessions(trx, id);
-      await revokeAllApiTokens(trx, id);
+      for (const revoked of await revokeAllApiTokens(trx, id)) {
+        await recordSettingsChange(
+          trx,
+          principal,
+          'token.deleted',
+          { subjectId: revoked.id },
+          { token: toApiToken(revoked), reason: 'agent_disabled' },
+        );
+      }
     }
     await recordAgentUpdate(trx, principal, before, passwordHash !== undefined);
   });
@@ -235,6 +243,26 @@ export async function deleteAgent(
       throw error;
     }
     const agent = await repo.findAgent(trx, id);
+    // Memberships and tokens go with the agent (foreign keys, on delete cascade): each is a
+    // change of its own in the audit log. Tokens revoked earlier had their event then.
+    for (const m of agent?.departments ?? []) {
+      await recordSettingsChange(
+        trx,
+        principal,
+        'member.removed',
+        { departmentId: m.department_id, subjectId: id },
+        { department_id: m.department_id, agent_id: id, reason: 'agent_deleted' },
+      );
+    }
+    for (const token of await unrevokedApiTokens(trx, id)) {
+      await recordSettingsChange(
+        trx,
+        principal,
+        'token.deleted',
+        { subjectId: token.id },
+        { token: toApiToken(token), reason: 'agent_deleted' },
+      );
+    }
     await repo.deleteAgentRow(trx, id);
     await recordSettingsChange(trx, principal, 'agent.deleted', { subjectId: id }, { agent });
   });

@@ -116,11 +116,25 @@ export function revokeApiToken(db: Executor, id: string) {
     .execute();
 }
 
+/** Revokes every token of the agent not yet revoked; answers those it revoked. */
 export function revokeAllApiTokens(db: Executor, agentId: string) {
   return db
     .updateTable('api_tokens')
     .set({ revoked_at: new Date() })
     .where('agent_id', '=', agentId)
     .where('revoked_at', 'is', null)
+    .returningAll()
+    .execute();
+}
+
+/** The agent's tokens not revoked yet (expired ones included), oldest first. */
+export function unrevokedApiTokens(db: Executor, agentId: string) {
+  return db
+    .selectFrom('api_tokens')
+    .selectAll()
+    .where('agent_id', '=', agentId)
+    .where('revoked_at', 'is', null)
+    .orderBy('created_at')
+    .orderBy('id')
     .execute();
 }

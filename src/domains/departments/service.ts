@@ -5,6 +5,7 @@ import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
 import { changesBetween, recordMemberChanges, recordSettingsChange } from '../events/settings.ts';
+import { recordDepartmentWebhooksGone } from '../webhooks/service.ts';
 import * as repo from './repository.ts';
 import type { Department } from './schemas.ts';
 
@@ -150,6 +151,18 @@ export async function deleteDepartment(
       }
     }
     const department = (await repo.findDepartment(trx, id))!;
+    // Memberships and webhooks go with the department (on delete cascade): each is a change of
+    // its own in the audit log. The department row is locked, so neither list can grow meanwhile.
+    for (const agentId of (await repo.memberRoles(trx, id)).keys()) {
+      await recordSettingsChange(
+        trx,
+        principal,
+        'member.removed',
+        { departmentId: id, subjectId: agentId },
+        { department_id: id, agent_id: agentId, reason: 'department_deleted' },
+      );
+    }
+    await recordDepartmentWebhooksGone(trx, principal, id);
     await repo.deleteDepartmentRow(trx, id);
     await recordSettingsChange(
       trx,

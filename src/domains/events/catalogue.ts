@@ -229,7 +229,7 @@ export const PAYLOAD_SCHEMAS = {
     { $id: 'MemberUpdatedPayload', additionalProperties: false },
   ),
   'member.removed': Type.Object(
-    { department_id: Uuid(), agent_id: Uuid() },
+    { department_id: Uuid(), agent_id: Uuid(), reason: sideEffect('department_deleted', 'agent_deleted') },
     { $id: 'MemberRemovedPayload', additionalProperties: false },
   ),
   'agent.created': Type.Object(
@@ -274,8 +274,13 @@ export const PAYLOAD_SCHEMAS = {
     { $id: 'TokenCreatedPayload', description: 'Never the token itself.', additionalProperties: false },
   ),
   'token.deleted': Type.Object(
-    { token: ref(ApiTokenSchema) },
-    { $id: 'TokenDeletedPayload', description: 'Revoked.', additionalProperties: false },
+    { token: ref(ApiTokenSchema), reason: sideEffect('agent_disabled', 'agent_deleted') },
+    {
+      $id: 'TokenDeletedPayload',
+      description:
+        'Revoked (DELETE, or its agent was disabled), or deleted with its agent (then the token as it was).',
+      additionalProperties: false,
+    },
   ),
   'webhook.created': Type.Object(
     { webhook: WebhookSummary },
@@ -286,7 +291,7 @@ export const PAYLOAD_SCHEMAS = {
     { $id: 'WebhookUpdatedPayload', additionalProperties: false },
   ),
   'webhook.deleted': Type.Object(
-    { webhook: WebhookSummary },
+    { webhook: WebhookSummary, reason: sideEffect('department_deleted') },
     { $id: 'WebhookDeletedPayload', additionalProperties: false },
   ),
   'webhook.disabled': Type.Object(

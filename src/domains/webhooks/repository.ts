@@ -69,6 +69,16 @@ export function lockWebhook(trx: Executor, id: string) {
   return trx.selectFrom('webhooks').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
 }
 
+export function webhooksOfDepartment(db: Executor, departmentId: string) {
+  return db
+    .selectFrom('webhooks')
+    .selectAll()
+    .where('department_id', '=', departmentId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+}
+
 export function updateWebhook(
   trx: Executor,
   id: string,

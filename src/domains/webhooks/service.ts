@@ -236,6 +236,26 @@ export async function deleteWebhook(deps: WebhookDeps, principal: Principal, id:
   });
 }
 
+/**
+ * webhook.deleted for each webhook of a department being deleted: they go with it (on delete
+ * cascade). Call it in the deletion's transaction, with the department locked, before the row goes.
+ */
+export async function recordDepartmentWebhooksGone(
+  trx: Transaction<Database>,
+  principal: Principal,
+  departmentId: string,
+) {
+  for (const row of await repo.webhooksOfDepartment(trx, departmentId)) {
+    await recordSettingsEvent(trx, {
+      type: 'webhook.deleted',
+      actor: settingsActor(principal),
+      departmentId,
+      subjectId: row.id,
+      payload: { webhook: webhookSummary(row), reason: 'department_deleted' },
+    });
+  }
+}
+
 /** A new secret; the old one keeps signing alongside it for the overlap window. */
 export async function rotateSecret(deps: WebhookDeps, principal: Principal, id: string) {
   const secret = newSecret();
