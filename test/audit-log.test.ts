@@ -568,3 +568,51 @@ tap.test('disabling an agent audits the revocation of each of their tokens', asy
     'enabling revokes nothing, so records no token event',
   );
 });
+
+tap.test('a department’s notification defaults: each change audited, a change to nothing not', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const dep = await makeDepartment(ctx.db);
+  const { agent: manager, token } = await agentWithToken(ctx, { departments: [[dep, 'manager']] });
+  const { token: solver } = await agentWithToken(ctx, { departments: [[dep, 'solver']] });
+  const put = (defaults: { kind: string; enabled: boolean }[], as = token) =>
+    ctx.request({
+      method: 'PUT',
+      url: `/v1/departments/${dep}/notification-defaults`,
+      token: as,
+      payload: { defaults },
+    });
+  const before = await auditIds(ctx, admin);
+
+  t.equal((await put([{ kind: 'customer_replied', enabled: false }], solver)).statusCode, 403);
+  const first = await put([{ kind: 'customer_replied', enabled: false }]);
+  t.equal(first.statusCode, 200, first.body);
+  t.equal((await put([{ kind: 'customer_replied', enabled: false }])).statusCode, 200);
+  const second = await put([
+    { kind: 'customer_replied', enabled: true },
+    { kind: 'ticket_created', enabled: true },
+  ]);
+  t.equal(second.statusCode, 200);
+
+  const events = await auditSince(ctx, admin, before);
+  t.same(
+    events.map((e) => e.type),
+    ['notification_defaults.updated', 'notification_defaults.updated'],
+    'the refused change and the change to nothing record nothing',
+  );
+  t.match(events[0], {
+    actor: { type: 'agent', agent_id: manager.id },
+    department_id: dep,
+    payload: {
+      department_id: dep,
+      changes: { customer_replied: { from: null, to: false } },
+      defaults: first.json().data,
+    },
+  });
+  t.same(Object.keys(events[0]?.payload.changes ?? {}), ['customer_replied']);
+  t.same(events[1]?.payload.changes, {
+    customer_replied: { from: false, to: true },
+    ticket_created: { from: null, to: true },
+  });
+  t.same(events[1]?.payload.defaults, second.json().data, 'the defaults as members now get them');
+});

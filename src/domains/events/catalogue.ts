@@ -4,6 +4,7 @@ import { AgentSchema } from '../agents/schemas.ts';
 import { ApiTokenSchema } from '../api-tokens/schemas.ts';
 import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../departments/schemas.ts';
+import { NotificationKindSchema } from '../notifications/schemas.ts';
 import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
 
 /**
@@ -47,6 +48,7 @@ export const SETTINGS_EVENT_TYPES = [
   'webhook.deleted',
   'webhook.disabled',
   'webhook.secret_rotated',
+  'notification_defaults.updated',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -309,6 +311,31 @@ export const PAYLOAD_SCHEMAS = {
     {
       $id: 'WebhookSecretRotatedPayload',
       description: 'A new signing secret was made (neither secret is ever in an event).',
+      additionalProperties: false,
+    },
+  ),
+  'notification_defaults.updated': Type.Object(
+    {
+      department_id: Uuid(),
+      defaults: Type.Array(
+        Type.Object(
+          {
+            kind: NotificationKindSchema,
+            enabled: Type.Boolean(),
+            source: Type.Union([Type.Literal('department'), Type.Literal('default')]),
+          },
+          { additionalProperties: false },
+        ),
+        { description: 'Every kind as members now get it, as GET .../notification-defaults answers.' },
+      ),
+      changes: Type.Record(Type.String(), Change, {
+        description:
+          "Per kind whose setting changed: the department's setting before and after (null: none, members get the help desk's default, on).",
+      }),
+    },
+    {
+      $id: 'NotificationDefaultsUpdatedPayload',
+      description: "A department's notification defaults changed.",
       additionalProperties: false,
     },
   ),

@@ -7,9 +7,10 @@ import type { Db } from '../../db/database.ts';
 import { describe, isDatabaseUnreachable } from '../../db/outage.ts';
 import type { Database, NotificationKind } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
-import { departmentsExist, roleInDepartment } from '../departments/repository.ts';
+import { departmentsExist, lockDepartment, roleInDepartment } from '../departments/repository.ts';
 import { consumeFeedBatch } from '../events/consumer.ts';
 import type { FeedRow } from '../events/repository.ts';
+import { recordSettingsChange } from '../events/settings.ts';
 import { feedHorizon } from '../stream/repository.ts';
 import { CHANNELS, type NotificationChannel } from './channels.ts';
 import {
@@ -342,16 +343,18 @@ export async function departmentDefaults(db: Db, principal: Principal, departmen
   // Members and admins may read them; others do not learn the department exists.
   if (!isAdmin(principal) && (await roleInDepartment(db, principal.agentId, departmentId)) === null)
     throw notFound('department');
-  const rows = await readDepartmentDefaults(db, [departmentId]);
+  return { data: defaultsView(await readDepartmentDefaults(db, [departmentId])) };
+}
+
+/** Every kind as a department's members get it unless they chose otherwise. */
+function defaultsView(rows: { kind: NotificationKind; enabled: boolean }[]) {
   const by = new Map(rows.map((r) => [r.kind, r.enabled]));
-  return {
-    data: NOTIFICATION_KINDS.map((kind) => {
-      const enabled = by.get(kind);
-      return enabled === undefined
-        ? { kind, enabled: true, source: 'default' as const }
-        : { kind, enabled, source: 'department' as const };
-    }),
-  };
+  return NOTIFICATION_KINDS.map((kind) => {
+    const enabled = by.get(kind);
+    return enabled === undefined
+      ? { kind, enabled: true, source: 'default' as const }
+      : { kind, enabled, source: 'department' as const };
+  });
 }
 
 export async function setDepartmentDefaults(
@@ -375,6 +378,27 @@ export async function setDepartmentDefaults(
       { field: 'body/defaults', message: 'names a kind twice' },
     ]);
   }
-  await db.transaction().execute((trx) => writeDepartmentDefaults(trx, departmentId, body.defaults));
+  await db.transaction().execute(async (trx) => {
+    // Writers take turns on the department, so each event's before and after are its own; a
+    // department deleted meanwhile answers 404.
+    if (!(await lockDepartment(trx, departmentId))) throw notFound('department');
+    const before = await readDepartmentDefaults(trx, [departmentId]);
+    await writeDepartmentDefaults(trx, departmentId, body.defaults);
+    const after = await readDepartmentDefaults(trx, [departmentId]);
+    const was = new Map(before.map((r) => [r.kind, r.enabled]));
+    const changes: Record<string, { from: boolean | null; to: boolean }> = {};
+    for (const r of after) {
+      const from = was.get(r.kind) ?? null;
+      if (from !== r.enabled) changes[r.kind] = { from, to: r.enabled };
+    }
+    if (Object.keys(changes).length === 0) return;
+    await recordSettingsChange(
+      trx,
+      principal,
+      'notification_defaults.updated',
+      { departmentId, subjectId: departmentId },
+      { department_id: departmentId, defaults: defaultsView(after), changes },
+    );
+  });
   return departmentDefaults(db, principal, departmentId);
 }
