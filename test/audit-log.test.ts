@@ -616,3 +616,86 @@ tap.test('a department’s notification defaults: each change audited, a change 
   });
   t.same(events[1]?.payload.defaults, second.json().data, 'the defaults as members now get them');
 });
+
+tap.test('contact fields and the rules’ running order are audited', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { agent: admin, token } = await agentWithToken(ctx, { role: 'admin' });
+  const { token: agentToken } = await agentWithToken(ctx);
+  const before = await auditIds(ctx, token);
+
+  const created = await ctx.request({
+    method: 'POST',
+    url: '/v1/contact-fields',
+    token,
+    payload: { key: 'plan', label: 'Plan', type: 'choice', options: ['Free', 'Pro'] },
+  });
+  t.equal(created.statusCode, 201, created.body);
+  const field = created.json();
+  const patch = (payload: object, as = token) =>
+    ctx.request({ method: 'PATCH', url: `/v1/contact-fields/${field.id}`, token: as, payload });
+  t.equal((await patch({ label: 'Nope' }, agentToken)).statusCode, 403);
+  t.equal((await patch({ label: 'Plan name', options: ['Free', 'Pro', 'Team'] })).statusCode, 200);
+  t.equal((await patch({ label: 'Plan name' })).statusCode, 200, 'a change to nothing');
+  t.equal(
+    (await ctx.request({ method: 'DELETE', url: `/v1/contact-fields/${field.id}`, token })).statusCode,
+    204,
+  );
+
+  const rule = async (name: string) => {
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/automation-rules',
+      token,
+      payload: {
+        name,
+        triggers: ['ticket.created'],
+        conditions: { all: [{ field: 'channel', operator: 'is', value: 'email' }] },
+        actions: [{ type: 'add_tags', tags: ['x'] }],
+      },
+    });
+    if (res.statusCode !== 201) throw new Error(`rule: ${res.statusCode} ${res.body}`);
+    return res.json();
+  };
+  const one = await rule('One');
+  const two = await rule('Two');
+  const three = await rule('Three');
+  const order = await ctx.request({
+    method: 'PUT',
+    url: '/v1/automation-rules/order',
+    token,
+    payload: { rule_ids: [two.id, one.id, three.id] },
+  });
+  t.equal(order.statusCode, 200, order.body);
+
+  const events = await auditSince(ctx, token, before);
+  t.same(
+    events.map((e) => e.type),
+    [
+      'contact_field.created',
+      'contact_field.updated',
+      'contact_field.deleted',
+      'rule.created',
+      'rule.created',
+      'rule.created',
+      'rule.updated',
+      'rule.updated',
+    ],
+    'the refused change and the change to nothing record nothing; only the rules that moved',
+  );
+  t.ok(events.every((e) => e.actor.agent_id === admin.id && e.department_id === null));
+  t.match(events[0]?.payload, { contact_field: { id: field.id, key: 'plan', label: 'Plan' } });
+  t.same(events[1]?.payload.changes, {
+    label: { from: 'Plan', to: 'Plan name' },
+    options: { from: ['Free', 'Pro'], to: ['Free', 'Pro', 'Team'] },
+  });
+  t.match(events[2]?.payload, { contact_field: { id: field.id, label: 'Plan name' } });
+  const moves = events.slice(6).map((e) => [e.payload.rule.id, e.payload.changes]);
+  t.same(
+    moves.sort(),
+    [
+      [one.id, { position: { from: 1, to: 2 } }],
+      [two.id, { position: { from: 2, to: 1 } }],
+    ].sort(),
+    'each moved rule records its new position',
+  );
+});

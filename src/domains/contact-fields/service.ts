@@ -10,6 +10,7 @@ import {
   countContactsWithValue,
   removeFieldValues,
 } from '../contacts/repository.ts';
+import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
 import type { ContactField } from './schemas.ts';
 
@@ -67,13 +68,23 @@ export async function createContactField(
 ): Promise<ContactField> {
   requireAdmin(principal);
   const options = checkOptions(input.type, input.options);
-  const id = await repo.insertContactField(db, {
-    key: input.key,
-    label: input.label.trim(),
-    type: input.type,
-    options,
+  return db.transaction().execute(async (trx) => {
+    const id = await repo.insertContactField(trx, {
+      key: input.key,
+      label: input.label.trim(),
+      type: input.type,
+      options,
+    });
+    const field = (await repo.findContactField(trx, id))!;
+    await recordSettingsChange(
+      trx,
+      principal,
+      'contact_field.created',
+      { subjectId: id },
+      { contact_field: field },
+    );
+    return field;
   });
-  return getContactField(db, id);
 }
 
 /**
@@ -142,7 +153,18 @@ export async function updateContactField(
       type,
       options,
     });
-    return (await repo.findContactField(trx, id))!;
+    const field = (await repo.findContactField(trx, id))!;
+    const changes = changesBetween(current, field);
+    if (Object.keys(changes).length > 0) {
+      await recordSettingsChange(
+        trx,
+        principal,
+        'contact_field.updated',
+        { subjectId: id },
+        { contact_field: field, changes },
+      );
+    }
+    return field;
   });
 }
 
@@ -171,5 +193,12 @@ export async function deleteContactField(
     }
     await removeFieldValues(trx, current.key);
     await repo.deleteContactFieldRow(trx, id);
+    await recordSettingsChange(
+      trx,
+      principal,
+      'contact_field.deleted',
+      { subjectId: id },
+      { contact_field: current },
+    );
   });
 }

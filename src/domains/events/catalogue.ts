@@ -3,6 +3,7 @@ import { ref, Timestamp, Uuid } from '../../contract.ts';
 import { AgentSchema } from '../agents/schemas.ts';
 import { ApiTokenSchema } from '../api-tokens/schemas.ts';
 import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
+import { ContactFieldSchema } from '../contact-fields/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../departments/schemas.ts';
 import { NotificationKindSchema } from '../notifications/schemas.ts';
 import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
@@ -49,6 +50,9 @@ export const SETTINGS_EVENT_TYPES = [
   'webhook.disabled',
   'webhook.secret_rotated',
   'notification_defaults.updated',
+  'contact_field.created',
+  'contact_field.updated',
+  'contact_field.deleted',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -336,6 +340,22 @@ export const PAYLOAD_SCHEMAS = {
     {
       $id: 'NotificationDefaultsUpdatedPayload',
       description: "A department's notification defaults changed.",
+      additionalProperties: false,
+    },
+  ),
+  'contact_field.created': Type.Object(
+    { contact_field: ref(ContactFieldSchema) },
+    { $id: 'ContactFieldCreatedPayload', additionalProperties: false },
+  ),
+  'contact_field.updated': Type.Object(
+    { contact_field: ref(ContactFieldSchema), changes: Changes },
+    { $id: 'ContactFieldUpdatedPayload', additionalProperties: false },
+  ),
+  'contact_field.deleted': Type.Object(
+    { contact_field: ref(ContactFieldSchema) },
+    {
+      $id: 'ContactFieldDeletedPayload',
+      description: "As it was; every contact's value for it went with it.",
       additionalProperties: false,
     },
   ),

@@ -72,7 +72,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Read the audit log',
         description:
-          'Settings changes (departments, members, agents, rules, API tokens, webhooks, notification defaults), newest first, with who made them, including what a change did elsewhere (a deletion’s rewritten rules, memberships, tokens and webhooks carry a `reason`). Owners and admins only.',
+          'Settings changes (departments, members, agents, rules, API tokens, webhooks, notification defaults, contact fields), newest first, with who made them, including what a change did elsewhere (a deletion’s rewritten rules, memberships, tokens and webhooks carry a `reason`). Owners and admins only.',
         querystring: Type.Object(
           {
             ...PageQuery,
