@@ -11,7 +11,7 @@ import {
 } from './helpers/app.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 import { startServer } from './helpers/server.ts';
-import { SseStream } from './helpers/sse.ts';
+import { SseStream, StalledSseClient } from './helpers/sse.ts';
 
 // The live stream through a real listening server and a real HTTP client reading it as SSE.
 
@@ -31,7 +31,7 @@ async function listening(t: { teardown(fn: () => unknown): void }, env: Record<s
     streams.push(stream);
     return stream;
   };
-  return { ctx, base, open };
+  return { ctx, base, port, open };
 }
 
 // One listening app for the tests that need no settings of their own: a database and an app
@@ -395,3 +395,183 @@ t.test(
     }
   },
 );
+
+// ---- clients that stop reading ----------------------------------------------------------
+
+/** ~32 KB: a customer message that size makes a ticket.customer_replied event a little larger. */
+const BIG_BODY = 'x'.repeat(32_000);
+const BIG_TYPES = '?types=ticket.customer_replied';
+
+async function customerMessage(ctx: TestContext, token: string, ticketId: string, n: number) {
+  const res = await ctx.request({
+    method: 'POST',
+    url: `/v1/tickets/${ticketId}/messages`,
+    token,
+    payload: { kind: 'customer', body: `${n} ${BIG_BODY}` },
+  });
+  if (res.statusCode !== 201) throw new Error(`message: ${res.statusCode} ${res.body}`);
+}
+
+/** Open TCP connections to the listening server (app.inject makes none). */
+function connections(ctx: TestContext): Promise<number> {
+  return new Promise((resolve, reject) =>
+    ctx.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+  );
+}
+
+async function eventually(what: string, probe: () => Promise<boolean>, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Big events until the server has cut the stalled client (its connection is gone: the kernel's
+ * buffers hold some 4 MB on loopback before anything waits in the server), at most `max` of them.
+ * Returns how many it took.
+ */
+async function floodUntilCut(ctx: TestContext, token: string, ticketId: string, max: number) {
+  for (let i = 1; i <= max; i++) {
+    await customerMessage(ctx, token, ticketId, i);
+    if (i % 10 === 0 && (await connections(ctx)) < 2) return i;
+  }
+  await eventually('the stalled stream to be cut', async () => (await connections(ctx)) < 2, 5_000);
+  return max;
+}
+
+const bigFeed = async (ctx: TestContext, after: string) =>
+  (await readFeed(ctx.db, { after, limit: 1000 })).rows
+    .filter((r) => r.event.type === 'ticket.customer_replied')
+    .map((r) => r.cursor);
+
+t.test(
+  'a client whose socket stays full for STREAM_SLOW_READER_MS is cut; the server stays healthy',
+  async (t) => {
+    const { ctx, base, port, open } = await listening(t, {
+      // Only the time can cut it here.
+      STREAM_MAX_BUFFER_BYTES: String(1024 ** 3),
+      STREAM_SLOW_READER_MS: '300',
+    });
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const ticket = await createTicket(ctx, admin.token, null);
+    const start = await feedHead(ctx.db);
+    const reader = await open(admin.token, BIG_TYPES);
+    const stalled = await StalledSseClient.open(port, admin.token, `/v1/events/stream${BIG_TYPES}`);
+    t.teardown(() => stalled.close());
+    t.equal(await connections(ctx), 2);
+
+    const sent = await floodUntilCut(ctx, admin.token, ticket, 400);
+    t.ok(sent < 400, `cut after ${sent} events of ~32 KB`);
+    t.equal((await fetch(`${base}/readyz`)).status, 200, 'the server is ready');
+    await customerMessage(ctx, admin.token, ticket, 1000);
+    const all = await bigFeed(ctx, start);
+    await reader.until(() => reader.events().length >= all.length, 30_000, 'every event');
+    t.notOk(reader.done, 'the client that reads is still connected');
+    const { messages } = await stalled.drain();
+    const got = messages.map((m) => m.id as string);
+    t.same(got, all.slice(0, got.length), 'the stalled client got the feed up to the cut, no gap');
+    t.ok(got.length < all.length);
+  },
+);
+
+// ---- credentials that end -----------------------------------------------------------------
+
+/** The stream ends within `ms`, or the test fails. */
+async function ends(stream: SseStream, ms = 5_000) {
+  await Promise.race([
+    stream.ended,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('the stream did not end')), ms)),
+  ]);
+}
+
+t.test('a stream opened with a session ends when the session token expires', async (t) => {
+  const { ctx, open } = await shared();
+  const agent = await agentWithToken(ctx, { role: 'admin' });
+  const claims = ctx.app.jwt.decode<{ sub: string; pwd: number }>(agent.token)!;
+  const short = ctx.app.jwt.sign({ sub: claims.sub, pwd: claims.pwd }, { expiresIn: '3s' });
+  const exp = (ctx.app.jwt.decode<{ exp: number }>(short)?.exp ?? 0) * 1000;
+  const stream = await open(short, '?types=ticket.created');
+  t.equal(stream.status, 200);
+  const ticket = await createTicket(ctx, agent.token, null);
+  await stream.until(() => stream.events().some((e) => e.event.ticket_id === ticket), 10_000);
+  t.ok(Date.now() < exp, 'it worked while the token was valid');
+  await ends(stream, exp - Date.now() + 5_000);
+  t.ok(Date.now() >= exp, 'it ended at the expiry, not before');
+  const again = await ctx.request({ method: 'GET', url: '/v1/events/stream', token: short });
+  t.equal(again.statusCode, 401, 'and the token opens nothing any more');
+});
+
+t.test('a revoked API token ends its stream; the agent’s session stream goes on', async (t) => {
+  const { ctx, open } = await shared();
+  const agent = await agentWithToken(ctx, { role: 'admin' });
+  const secret = await mintApiToken(ctx, agent.token, ['read']);
+  const viaToken = await open(secret, '?types=ticket.created');
+  const viaSession = await open(agent.token, '?types=ticket.created');
+  t.equal(viaToken.status, 200);
+  const first = await createTicket(ctx, agent.token, null);
+  await viaToken.until(() => viaToken.events().some((e) => e.event.ticket_id === first), 10_000);
+  const tokens = await ctx.request({ method: 'GET', url: '/v1/api-tokens', token: agent.token });
+  const id = tokens.json().data[0].id as string;
+  const revoked = await ctx.request({ method: 'DELETE', url: `/v1/api-tokens/${id}`, token: agent.token });
+  t.equal(revoked.statusCode, 204);
+  await ends(viaToken);
+  const second = await createTicket(ctx, agent.token, null);
+  await viaSession.until(() => viaSession.events().some((e) => e.event.ticket_id === second), 10_000);
+  t.notOk(viaSession.done, 'the session’s stream goes on');
+  t.notOk(viaToken.events().some((e) => e.event.ticket_id === second));
+});
+
+t.test('an API token’s stream ends when the token expires', async (t) => {
+  const { ctx, open } = await shared();
+  const agent = await agentWithToken(ctx);
+  const expiresAt = new Date(Date.now() + 3_000);
+  const res = await ctx.request({
+    method: 'POST',
+    url: '/v1/api-tokens',
+    token: agent.token,
+    payload: { name: 'short', scopes: ['read'], expires_at: expiresAt.toISOString() },
+  });
+  t.equal(res.statusCode, 201);
+  const stream = await open(res.json().secret, '?types=ticket.created');
+  t.equal(stream.status, 200);
+  await ends(stream, expiresAt.getTime() - Date.now() + 5_000);
+  t.ok(Date.now() >= expiresAt.getTime(), 'it ended at the expiry, not before');
+});
+
+t.test('disabling or deleting an agent ends their streams, API token and session alike', async (t) => {
+  const { ctx, open } = await shared();
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const disabled = await agentWithToken(ctx);
+  const deleted = await agentWithToken(ctx);
+  const bystander = await agentWithToken(ctx);
+  const streams = {
+    disabledToken: await open(await mintApiToken(ctx, disabled.token, ['read'])),
+    disabledSession: await open(disabled.token),
+    deletedToken: await open(await mintApiToken(ctx, deleted.token, ['read'])),
+    deletedSession: await open(deleted.token),
+    bystander: await open(bystander.token, '?types=ticket.created'),
+  };
+  for (const s of Object.values(streams)) t.equal(s.status, 200);
+  const patched = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/agents/${disabled.agent.id}`,
+    token: admin.token,
+    payload: { status: 'disabled' },
+  });
+  t.equal(patched.statusCode, 200);
+  const gone = await ctx.request({
+    method: 'DELETE',
+    url: `/v1/agents/${deleted.agent.id}`,
+    token: admin.token,
+  });
+  t.equal(gone.statusCode, 204);
+  await ends(streams.disabledToken);
+  await ends(streams.disabledSession);
+  await ends(streams.deletedToken);
+  await ends(streams.deletedSession);
+  const ticket = await createTicket(ctx, admin.token, null);
+  await streams.bystander.until(() => streams.bystander.events().some((e) => e.event.ticket_id === ticket));
+  t.notOk(streams.bystander.done, 'another agent’s stream goes on');
+});

@@ -1,3 +1,5 @@
+import net from 'node:net';
+
 // A small Server-Sent Events client for tests: a real HTTP request (fetch) whose body is parsed
 // as the SSE specification says (messages end at a blank line; `:` starts a comment).
 
@@ -73,24 +75,9 @@ export class SseStream {
   }
 
   #parse(block: string) {
-    let id: string | null = null;
-    let event = 'message';
-    const data: string[] = [];
-    let any = false;
-    for (const line of block.split('\n')) {
-      if (line.startsWith(':')) {
-        this.comments.push(line.slice(1).trim());
-        continue;
-      }
-      const colon = line.indexOf(':');
-      const field = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      any = true;
-      if (field === 'id') id = value;
-      else if (field === 'event') event = value;
-      else if (field === 'data') data.push(value);
-    }
-    if (any) this.messages.push({ id, event, data: data.join('\n') });
+    const { message, comments } = parseSseBlock(block);
+    this.comments.push(...comments);
+    if (message) this.messages.push(message);
   }
 
   /** Waits until `predicate` holds (checked on every chunk), or fails after `ms`. */
@@ -140,5 +127,130 @@ export class SseStream {
 
   close(): void {
     this.#controller.abort();
+  }
+}
+
+/** One block of an SSE body (the text between blank lines): its message, if any, and comments. */
+function parseSseBlock(block: string): { message: SseMessage | null; comments: string[] } {
+  let id: string | null = null;
+  let event = 'message';
+  const data: string[] = [];
+  const comments: string[] = [];
+  let any = false;
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':')) {
+      comments.push(line.slice(1).trim());
+      continue;
+    }
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    any = true;
+    if (field === 'id') id = value;
+    else if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  return { message: any ? { id, event, data: data.join('\n') } : null, comments };
+}
+
+/** The complete messages of an SSE body; a message cut off before its blank line is not one. */
+export function parseSseBody(body: string): SseMessage[] {
+  const blocks = body.split('\n\n');
+  blocks.pop(); // whatever follows the last blank line is incomplete (or empty)
+  return blocks.flatMap((block) => {
+    const { message } = parseSseBlock(block);
+    return message ? [message] : [];
+  });
+}
+
+/** The body of an HTTP/1.1 chunked response, as far as it arrived (a chunk may be cut short). */
+function dechunk(raw: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const lineEnd = raw.indexOf('\r\n', at);
+    if (lineEnd === -1) break;
+    const size = Number.parseInt(raw.subarray(at, lineEnd).toString('latin1'), 16);
+    if (!Number.isFinite(size) || size === 0) break;
+    const start = lineEnd + 2;
+    parts.push(raw.subarray(start, Math.min(start + size, raw.length)));
+    at = start + size + 2;
+    if (at > raw.length) break;
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * A stream client that sends its request on a raw socket and then reads nothing, like a client
+ * that has stalled: the server's writes pile up in the kernel's buffers, then in its own.
+ * `drain()` reads everything that did arrive until the server ends the connection.
+ */
+export class StalledSseClient {
+  readonly #socket: net.Socket;
+  readonly #chunks: Buffer[];
+  #closed = false;
+
+  private constructor(socket: net.Socket, chunks: Buffer[]) {
+    this.#socket = socket;
+    this.#chunks = chunks;
+    socket.on('close', () => {
+      this.#closed = true;
+    });
+  }
+
+  /** Sends the request and reads until the response headers are in (the stream is open), no further. */
+  static async open(
+    port: number,
+    token: string,
+    path = '/v1/events/stream',
+    headers: Record<string, string> = {},
+  ): Promise<StalledSseClient> {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nauthorization: Bearer ${token}\r\naccept: text/event-stream\r\n${extra.join('')}\r\n`,
+    );
+    await new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (Buffer.concat(chunks).includes('\r\n\r\n')) {
+          socket.pause();
+          socket.off('data', check);
+          resolve();
+        }
+      };
+      socket.on('data', check);
+      socket.once('close', () => reject(new Error('closed before the response headers')));
+    });
+    return new StalledSseClient(socket, chunks);
+  }
+
+  /** Reads what the server sent until it ends the connection; the status and complete messages. */
+  async drain(ms = 30_000): Promise<{ status: number; messages: SseMessage[] }> {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the server did not end the stalled stream')), ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (this.#closed) done();
+      this.#socket.once('close', done);
+      this.#socket.once('end', done);
+      this.#socket.resume();
+    });
+    const raw = Buffer.concat(this.#chunks);
+    const headerEnd = raw.indexOf('\r\n\r\n');
+    const head = raw.subarray(0, headerEnd).toString('latin1');
+    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+    const body = /\r\ntransfer-encoding: chunked/i.test(head)
+      ? dechunk(raw.subarray(headerEnd + 4))
+      : raw.subarray(headerEnd + 4);
+    return { status, messages: parseSseBody(body.toString('utf8')) };
+  }
+
+  close(): void {
+    this.#socket.destroy();
   }
 }
