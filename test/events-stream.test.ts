@@ -447,6 +447,59 @@ const bigFeed = async (ctx: TestContext, after: string) =>
     .map((r) => r.cursor);
 
 t.test(
+  'a client that stops reading is cut once its buffer passes STREAM_MAX_BUFFER_BYTES; others go on, it resumes without a gap',
+  async (t) => {
+    const { ctx, base, port, open } = await listening(t, {
+      STREAM_MAX_BUFFER_BYTES: '65536',
+      // Only the buffer can cut it here.
+      STREAM_SLOW_READER_MS: '600000',
+    });
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const ticket = await createTicket(ctx, admin.token, null);
+    const start = await feedHead(ctx.db);
+    // Both live (no Last-Event-ID) before the first customer message: each must get them all.
+    const reader = await open(admin.token, BIG_TYPES);
+    const stalled = await StalledSseClient.open(port, admin.token, `/v1/events/stream${BIG_TYPES}`);
+    t.teardown(() => stalled.close());
+    t.equal(await connections(ctx), 2);
+
+    const sent = await floodUntilCut(ctx, admin.token, ticket, 400);
+    t.ok(sent < 400, `cut after ${sent} events of ~32 KB`);
+    t.notOk(reader.done, 'the client that reads is still connected');
+    const ready = await fetch(`${base}/readyz`);
+    t.equal(ready.status, 200, 'the server is ready');
+    // More while the cut client is away.
+    for (let i = 0; i < 5; i++) await customerMessage(ctx, admin.token, ticket, 1000 + i);
+    const all = await bigFeed(ctx, start);
+    t.equal(all.length, sent + 5);
+    await reader.until(() => reader.events().length >= all.length, 30_000, 'every event');
+    t.same(
+      reader.events().map((e) => e.cursor),
+      all,
+      'the reading client got every event, in order, with no gap',
+    );
+
+    const { status, messages } = await stalled.drain();
+    t.equal(status, 200);
+    const got = messages.map((m) => m.id as string);
+    t.ok(
+      got.length > 0 && got.length < all.length,
+      `the stalled client got ${got.length} events before the cut`,
+    );
+    t.same(got, all.slice(0, got.length), 'what it got is the feed from its start, no gap');
+
+    const resumed = await open(admin.token, BIG_TYPES, { 'last-event-id': got.at(-1) as string });
+    t.equal(resumed.status, 200);
+    await resumed.until(() => resumed.events().length >= all.length - got.length, 30_000, 'the rest');
+    t.same(
+      resumed.events().map((e) => e.cursor),
+      all.slice(got.length),
+      'resuming from the last id it parsed gets the rest, each once',
+    );
+  },
+);
+
+t.test(
   'a client whose socket stays full for STREAM_SLOW_READER_MS is cut; the server stays healthy',
   async (t) => {
     const { ctx, base, port, open } = await listening(t, {
@@ -475,6 +528,26 @@ t.test(
     t.ok(got.length < all.length);
   },
 );
+
+t.test('a client far behind catches up at the pace it reads, and is not cut for it', async (t) => {
+  const { ctx, open } = await listening(t, { STREAM_MAX_BUFFER_BYTES: String(256 * 1024) });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const ticket = await createTicket(ctx, admin.token, null);
+  const start = await feedHead(ctx.db);
+  // Some 8 MB of history: more than the kernel's buffers and STREAM_MAX_BUFFER_BYTES together.
+  for (let i = 0; i < 250; i++) await customerMessage(ctx, admin.token, ticket, i);
+  const history = await bigFeed(ctx, start);
+  const stream = await open(admin.token, BIG_TYPES, { 'last-event-id': start });
+  await stream.until(() => stream.events().length >= history.length, 60_000, 'the whole history');
+  await customerMessage(ctx, admin.token, ticket, 1000);
+  await stream.until(() => stream.events().length > history.length, 30_000, 'the live event');
+  t.same(
+    stream.events().map((e) => e.cursor),
+    await bigFeed(ctx, start),
+    'history then live, in order, each once, on one connection',
+  );
+  t.notOk(stream.done);
+});
 
 // ---- credentials that end -----------------------------------------------------------------
 

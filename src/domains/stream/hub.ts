@@ -75,6 +75,8 @@ export class Subscriber {
   endsAt: number | null = null;
   /** A session's password_changed_at (ms) when it was issued; null for an API token. */
   sessionPwd: number | null = null;
+  /** A backlog check is scheduled (see StreamHub.#checkBacklogSoon). */
+  backlogCheck = false;
 
   constructor(
     principal: Principal,
@@ -207,16 +209,30 @@ export class StreamHub {
 
   #write(subscriber: Subscriber, text: string) {
     if (subscriber.ended) return;
-    const ok = subscriber.res.write(text);
-    if (subscriber.res.writableLength > this.#options.maxBufferBytes) {
+    if (!subscriber.res.write(text)) subscriber.fullSince ??= Date.now();
+    this.#checkBacklogSoon(subscriber);
+  }
+
+  /**
+   * Cuts the subscriber if more than STREAM_MAX_BUFFER_BYTES still wait for its client once what
+   * was just written has reached the socket. Measured right after a write, writableLength would
+   * also count everything written before it in the same turn, however fast the client reads:
+   * Node corks a response's socket while it is written to and uncorks it on the next tick. After
+   * that (setImmediate runs later still), what is left is what the kernel would not take.
+   */
+  #checkBacklogSoon(subscriber: Subscriber) {
+    if (subscriber.backlogCheck) return;
+    subscriber.backlogCheck = true;
+    setImmediate(() => {
+      subscriber.backlogCheck = false;
+      const buffered = subscriber.res.writableLength;
+      if (subscriber.ended || buffered <= this.#options.maxBufferBytes) return;
       this.#log.warn(
-        { agentId: subscriber.principal.agentId, buffered: subscriber.res.writableLength },
+        { agentId: subscriber.principal.agentId, buffered },
         'live stream cut: its client does not keep up',
       );
       this.#end(subscriber, true);
-      return;
-    }
-    if (!ok) subscriber.fullSince ??= Date.now();
+    });
   }
 
   #beat() {
@@ -293,15 +309,23 @@ export class StreamHub {
     this.#readBelow = horizon;
   }
 
-  /** Replays up to `pages` pages to a subscriber behind the tailer; answers how many it read. */
+  /**
+   * Replays up to `pages` pages to a subscriber behind the tailer, as fast as its client takes
+   * them: at most half of STREAM_MAX_BUFFER_BYTES waits for the client at a time (the rest of a
+   * page is read again on a later turn), so a client that reads is never cut for being far
+   * behind. Answers how many pages it read.
+   */
   async #catchUp(subscriber: Subscriber, pages: number): Promise<number> {
+    const waitingBytes = this.#options.maxBufferBytes / 2;
     let read = 0;
     for (let i = 0; i < Math.min(pages, CATCH_UP_PAGES_PER_SUBSCRIBER); i++) {
       if (subscriber.ended || subscriber.fullSince !== null || this.#position === null) return read;
       const page = await readFeed(this.#db, { after: subscriber.cursor, limit: PAGE });
       read++;
       if (subscriber.ended || this.#position === null) return read;
-      await this.#deliver(page.rows, [subscriber]);
+      const paused = await this.#deliver(page.rows, [subscriber], waitingBytes);
+      // Stopped part-way: it resumes from the last row it was given, not from the page's end.
+      if (paused.has(subscriber)) return read;
       // `next` may lie past the last row (the horizon, when the page was not full): everything up
       // to it has been looked at, so the tailer must not send any of it again.
       const next = positionOf(page.next);
@@ -317,15 +341,28 @@ export class StreamHub {
     return read;
   }
 
-  /** Sends each row to the subscribers that want it and may see it, in order, never twice. */
-  async #deliver(rows: readonly FeedRow[], subscribers: readonly Subscriber[]) {
+  /**
+   * Sends each row to the subscribers that want it and may see it, in order, never twice. With a
+   * `budget`, a subscriber with that many bytes waiting for its client gets no further row of
+   * this call (its position stays at the last row it was given); answers those it stopped.
+   */
+  async #deliver(
+    rows: readonly FeedRow[],
+    subscribers: readonly Subscriber[],
+    budget: number | null = null,
+  ): Promise<ReadonlySet<Subscriber>> {
     let batch = subscribers;
+    const paused = new Set<Subscriber>();
     for (const row of rows) {
       const position = positionOf(row.cursor);
       const type = row.event.type;
       let message: string | null = null;
       for (const s of batch) {
-        if (s.ended || compare(position, s.position) <= 0) continue;
+        if (s.ended || paused.has(s) || compare(position, s.position) <= 0) continue;
+        if (budget !== null && s.res.writableLength >= budget) {
+          paused.add(s);
+          continue;
+        }
         s.position = position;
         s.cursor = row.cursor;
         if (!s.wants(type)) continue;
@@ -341,6 +378,7 @@ export class StreamHub {
         batch = batch.filter((s) => !s.ended);
       }
     }
+    return paused;
   }
 
   async #reloadAccess() {
