@@ -564,6 +564,16 @@ async function trackHealth(
   await deps.onDisabled?.(trx, disabled);
 }
 
+/** A delivery as dispatch and ping create it (pending, due now). */
+export interface NewDelivery {
+  id: string;
+  webhook_id: string;
+  event_id: string;
+  event_type: string;
+  ticket_id: string | null;
+  body: string;
+}
+
 /** The minimal shape of a feed row that dispatch reads (the events domain's FeedRow). */
 export interface DispatchRow {
   event: { id: string; type: string; department_id: string | null; ticket_id: string | null };
@@ -593,15 +603,7 @@ export async function dispatchEvents(
     .orderBy('id')
     .forShare()
     .execute();
-  const deliveries: {
-    n: number;
-    id: string;
-    webhook_id: string;
-    event_id: string;
-    event_type: string;
-    ticket_id: string | null;
-    body: string;
-  }[] = [];
+  const deliveries: (NewDelivery & { n: number })[] = [];
   for (const { event, visibility } of rows) {
     let body: string | undefined;
     for (const hook of hooks) {

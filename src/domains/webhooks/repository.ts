@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, WebhookDeliveryRow, WebhookDeliveryStatus, WebhookRow } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import type { NewDelivery } from './delivery.ts';
 import type { Webhook, WebhookDelivery } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -148,17 +149,7 @@ export async function deleteDeliveries(trx: Executor, webhookId: string) {
   await trx.deleteFrom('webhook_deliveries').where('webhook_id', '=', webhookId).execute();
 }
 
-export async function insertDelivery(
-  db: Executor,
-  values: {
-    id: string;
-    webhook_id: string;
-    event_id: string;
-    event_type: string;
-    ticket_id: string | null;
-    body: string;
-  },
-) {
+export async function insertDelivery(db: Executor, values: NewDelivery) {
   return db
     .insertInto('webhook_deliveries')
     .values({ ...values, next_attempt_at: sql<Date>`now()` })
