@@ -680,6 +680,13 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     await until("A's ticket at A's receiver", async () =>
       bodies('/e2e-a').some((b) => b.event.ticket_id === ticketA.id),
     );
+    // Only a ticket's own events are ordered; a settings event may arrive after later tickets'.
+    await until('the settings event at the wide receiver', async () =>
+      bodies('/e2e-wide').some(
+        (b) =>
+          b.event.type === 'webhook.created' && (b.event.payload.webhook as { id: string }).id === scoped.id,
+      ),
+    ).catch(() => undefined);
     const wideEvents = bodies('/e2e-wide');
     const createdA = wideEvents.find(
       (b) => b.event.ticket_id === ticketA.id && b.event.type === 'ticket.created',
