@@ -28,7 +28,7 @@ import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
-import { http, postLoad } from './http.ts';
+import { http, postLoad, scratchDatabase } from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -44,14 +44,7 @@ const CONNECTIONS = Number(args.connections);
 const SAMPLES = Number(args.samples);
 const PASSWORD = 'bench-password-0123456789';
 
-const serverUrl =
-  process.env.BENCH_DATABASE_URL || loadConfig().databaseUrl || 'postgres://postgres@127.0.0.1:5432/postgres';
-const scratch = `deskroute_profile_${process.pid}`;
-const scratchUrl = (() => {
-  const u = new URL(serverUrl);
-  u.pathname = `/${scratch}`;
-  return u.toString();
-})();
+const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_profile');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -30,9 +30,8 @@ import http from 'node:http';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { loadConfig } from '../../src/config.ts';
 import { jsonRequest } from '../json-request.ts';
-import { cpuLine, cpuPerRequest, cpuSnapshot, postLoad, http as request } from './http.ts';
+import { cpuLine, cpuPerRequest, cpuSnapshot, postLoad, http as request, scratchDatabase } from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -66,14 +65,7 @@ const PARTS = new Set((args.only ?? 'a,b,c').split(','));
 const PASSWORD = 'bench-password-0123456789';
 const OWNER_EMAIL = 'owner@bench.example';
 
-const serverUrl =
-  process.env.BENCH_DATABASE_URL || loadConfig().databaseUrl || 'postgres://postgres@127.0.0.1:5432/postgres';
-const scratch = `deskroute_events_bench_${process.pid}`;
-const scratchUrl = (() => {
-  const u = new URL(serverUrl);
-  u.pathname = `/${scratch}`;
-  return u.toString();
-})();
+const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_events_bench');
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const now = () => performance.timeOrigin + performance.now();

@@ -171,3 +171,20 @@ export async function queriesPerCreation(
     await counted.destroy();
   }
 }
+
+/**
+ * The PostgreSQL a bench runs against (BENCH_DATABASE_URL, else DATABASE_URL, else the local
+ * server) and the scratch database it creates there and drops at the end: `<prefix>_<pid>`.
+ */
+export function scratchDatabase(prefix: string): { serverUrl: string; scratch: string; scratchUrl: string } {
+  // A script, not the server: the bench's own variable is read here; DATABASE_URL goes through
+  // the config module like everywhere else.
+  const serverUrl =
+    process.env.BENCH_DATABASE_URL ||
+    loadConfig().databaseUrl ||
+    'postgres://postgres@127.0.0.1:5432/postgres';
+  const scratch = `${prefix}_${process.pid}`;
+  const url = new URL(serverUrl);
+  url.pathname = `/${scratch}`;
+  return { serverUrl, scratch, scratchUrl: url.toString() };
+}

@@ -22,7 +22,6 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { loadConfig } from '../../src/config.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
@@ -36,6 +35,7 @@ import {
   http,
   type Load,
   postLoad,
+  scratchDatabase,
 } from './http.ts';
 import { makeRules, ticketBodies } from './rules-workload.ts';
 
@@ -54,14 +54,7 @@ const RULES = Number(args.rules);
 const ROUNDS = Number(args.rounds);
 const PASSWORD = 'bench-password-0123456789';
 
-const serverUrl =
-  process.env.BENCH_DATABASE_URL || loadConfig().databaseUrl || 'postgres://postgres@127.0.0.1:5432/postgres';
-const scratch = `deskroute_bench_rules_${process.pid}`;
-const scratchUrl = (() => {
-  const u = new URL(serverUrl);
-  u.pathname = `/${scratch}`;
-  return u.toString();
-})();
+const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_bench_rules');
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;

@@ -23,7 +23,6 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Principal } from '../../src/access/policy.ts';
 import { loadTicketAccess } from '../../src/access/tickets.ts';
-import { loadConfig } from '../../src/config.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
@@ -38,6 +37,7 @@ import {
   cpuSnapshot,
   http,
   postLoad,
+  scratchDatabase,
 } from './http.ts';
 
 const { values: args } = parseArgs({
@@ -55,16 +55,7 @@ const TICKETS = Number(args.tickets);
 const ITERATIONS = Number(args.iterations);
 const PASSWORD = 'bench-password-0123456789';
 
-// A script, not the server: the bench's own server variable is read here; DATABASE_URL goes
-// through the config module like everywhere else.
-const serverUrl =
-  process.env.BENCH_DATABASE_URL || loadConfig().databaseUrl || 'postgres://postgres@127.0.0.1:5432/postgres';
-const scratch = `deskroute_bench_${process.pid}`;
-const scratchUrl = (() => {
-  const u = new URL(serverUrl);
-  u.pathname = `/${scratch}`;
-  return u.toString();
-})();
+const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_bench');
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const ms = (n: number) => n.toFixed(2);
