@@ -1,6 +1,6 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
-import { CURRENT_STATUSES, FIGURES } from './figures.ts';
+import { CURRENT_STATUSES, FIGURES, SAMPLE_EVENT_TYPES } from './figures.ts';
 import {
   at,
   entityDims,
@@ -85,6 +85,9 @@ export const CURRENT_COUNTS = {
 /** The table report_department_quantiles_month summarises (migrations/0008). */
 const QUANTILES_SOURCE = 'report_department_histograms_month';
 
+/** Only events of these types have samples: the others need not go through the function. */
+const withSamples = sql`e.type in (${sql.join(SAMPLE_EVENT_TYPES.map((t) => sql.lit(t)))})`;
+
 const EVENT_ARGS = sql`e.id, e.ticket_id, e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at`;
 
 /** Facts computed from the events themselves, shaped like a 15-minute counter table. */
@@ -111,7 +114,7 @@ function eventHistogram(spec: ReportSpec): RawBuilder<unknown> {
     from ticket_events e
     ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
     cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
-    where e.occurred_at >= ${at(spec.from)} and e.occurred_at < ${at(spec.to)} and e.type in ('message_added', 'chat_recorded')
+    where e.occurred_at >= ${at(spec.from)} and e.occurred_at < ${at(spec.to)} and ${withSamples}
   )`;
 }
 
@@ -293,7 +296,7 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
     sql`(select s.bucket, s.department_id, s.agent_id, s.channel, s.metric, report_duration_bin(s.seconds) as bin
       from ticket_events e
       cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
-      where e.type in ('message_added', 'chat_recorded')) samples`,
+      where ${withSamples}) samples`,
     () => sql`count(*)`,
   );
   const sum = (v: string) => sql`sum(${id(v)})`;

@@ -5,7 +5,7 @@
  * upkeep (counters.ts) and the report queries read these lists.
  *
  * The migrations that made the tables (0004-0007: report_event_facts(), the counter tables, the
- * trigger and the pending-event counter) spell the same list themselves, as frozen migrations
+ * trigger and the pending-event counter; 0018 added the resolution) spell the same list themselves, as frozen migrations
  * must. test/report-figures.test.ts checks the migrated database against this one: a figure
  * added here needs a migration that adds its column everywhere and computes it.
  */
@@ -42,6 +42,9 @@ export const REPORT_FIGURES = [
   { column: 'call_seconds', kind: 'seconds' },
   { column: 'chat_pickup_seconds', kind: 'seconds' },
   { column: 'chat_seconds', kind: 'seconds' },
+  // migrations/0018: appended to report_event_facts()'s columns, hence after the sums.
+  { column: 'first_resolutions', kind: 'count' },
+  { column: 'resolution_seconds', kind: 'seconds' },
 ] as const satisfies readonly { column: string; kind: FigureKind }[];
 
 export type Figure = (typeof REPORT_FIGURES)[number]['column'];
@@ -61,7 +64,11 @@ export const SAMPLE_METRICS = {
   next_answer: 2,
   chat_pickup: 3,
   chat_time: 4,
+  resolution: 5,
 } as const;
+
+/** The event types report_event_samples() takes durations from: the others have none. */
+export const SAMPLE_EVENT_TYPES = ['message_added', 'chat_recorded', 'status_changed'] as const;
 export type SampleMetric = keyof typeof SAMPLE_METRICS;
 
 /** The statuses report_current_counts keeps (migrations/0009): tickets still being worked. */

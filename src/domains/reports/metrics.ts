@@ -208,6 +208,13 @@ export const METRICS: readonly Metric[] = [
     description: 'Resolve actions: a ticket resolved, reopened and resolved again counts twice.',
     formula: { count: 'resolved_tickets' },
   },
+  ...time(
+    'resolution_time',
+    'resolution time',
+    'resolution',
+    ['resolution_seconds', 'first_resolutions'],
+    "time from a ticket's creation to its first resolve, counted when it is resolved (a resolve after a reopen adds none)",
+  ),
   {
     key: 'reopened_tickets',
     label: 'Reopened tickets',
