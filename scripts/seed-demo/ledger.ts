@@ -28,6 +28,7 @@ export interface TicketState {
   last_customer_message_at: Date | null;
   last_agent_message_at: Date | null;
   resolved_at: Date | null;
+  first_resolved_at: Date | null;
   waiting_since: Date;
   /** The text the search vector is built from. */
   search: string[];
@@ -48,6 +49,7 @@ type TicketPatch = Partial<
     | 'last_customer_message_at'
     | 'last_agent_message_at'
     | 'resolved_at'
+    | 'first_resolved_at'
     | 'waiting_since'
   >
 >;
@@ -306,6 +308,7 @@ export class TicketStory {
       last_customer_message_at: null,
       last_agent_message_at: null,
       resolved_at: null,
+      first_resolved_at: null,
       waiting_since: at,
       search: [input.subject.trim(), input.message?.body ?? ''],
     };
@@ -392,6 +395,17 @@ export class TicketStory {
       const data: Record<string, unknown> = { from: before.status, to: after.status };
       if (after.status === 'postponed') data.postponed_until = isoOrUndefined(after.postponed_until);
       if (before.status === 'resolved' && after.status === 'open') data.reopened = true;
+      if (
+        after.status === 'resolved' &&
+        before.first_resolved_at === null &&
+        after.first_resolved_at !== null
+      ) {
+        data.first_resolution = true;
+        data.resolution_seconds = Math.max(
+          0,
+          (after.first_resolved_at.getTime() - after.created_at.getTime()) / 1000,
+        );
+      }
       events.push({ type: 'status_changed', data });
     }
     const added = after.tags.filter((t) => !before.tags.includes(t));
@@ -406,7 +420,10 @@ export class TicketStory {
     const before = this.ticket;
     if (status === before.status && status !== 'postponed') return {};
     const patch: TicketPatch = { status };
-    if (status === 'resolved') patch.resolved_at = at;
+    if (status === 'resolved') {
+      patch.resolved_at = at;
+      if (before.first_resolved_at === null) patch.first_resolved_at = at;
+    }
     if (status === 'postponed') patch.postponed_until = postponedUntil ?? null;
     else if (before.postponed_until) patch.postponed_until = null;
     if (status === 'open' && before.status !== 'new') patch.waiting_since = at;

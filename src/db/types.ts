@@ -200,6 +200,8 @@ export interface TicketsTable {
   last_customer_message_at: Date | null;
   last_agent_message_at: Date | null;
   resolved_at: Date | null;
+  /** When the ticket was first resolved (migrations/0018): later resolves carry no resolution time. */
+  first_resolved_at: Date | null;
   waiting_since: Timestamp;
   search: ColumnType<string, unknown, unknown>;
 }

@@ -182,6 +182,8 @@ export type TicketFields = Pick<
   | 'support_address'
   | 'postponed_until'
   | 'contact_id'
+  | 'created_at'
+  | 'first_resolved_at'
 >;
 
 export function snapshotOf(

@@ -12,7 +12,15 @@ export function normaliseTags(tags: string[]): string[] {
 /** What the history tells about a ticket's state. */
 export type TicketState = Pick<
   TicketRecord,
-  'subject' | 'priority' | 'department_id' | 'assignee_id' | 'status' | 'postponed_until' | 'tags'
+  | 'subject'
+  | 'priority'
+  | 'department_id'
+  | 'assignee_id'
+  | 'status'
+  | 'postponed_until'
+  | 'tags'
+  | 'created_at'
+  | 'first_resolved_at'
 >;
 
 /** The history events that tell what changed between two states of a ticket. */
@@ -36,6 +44,19 @@ export function changeEvents(before: TicketState, after: TicketState): NewEvent[
     const data: Record<string, unknown> = { from: before.status, to: after.status };
     if (after.status === 'postponed') data.postponed_until = after.postponed_until?.toISOString();
     if (before.status === 'resolved' && after.status === 'open') data.reopened = true;
+    // The ticket's first resolve carries its resolution time for the reports (docs/metrics.md);
+    // a resolve after a reopen, or a restore of a resolved ticket, finds it set already.
+    if (
+      after.status === 'resolved' &&
+      before.first_resolved_at === null &&
+      after.first_resolved_at !== null
+    ) {
+      data.first_resolution = true;
+      data.resolution_seconds = Math.max(
+        0,
+        (after.first_resolved_at.getTime() - after.created_at.getTime()) / 1000,
+      );
+    }
     events.push({ type: 'status_changed', data });
   }
   const added = after.tags.filter((t) => !before.tags.includes(t));
@@ -46,13 +67,16 @@ export function changeEvents(before: TicketState, after: TicketState): NewEvent[
 
 /** The patch that moves a ticket to a status, with the timestamps the lifecycle keeps. */
 export function statusPatch(
-  before: Pick<TicketRecord, 'status' | 'postponed_until'>,
+  before: Pick<TicketRecord, 'status' | 'postponed_until' | 'first_resolved_at'>,
   status: TicketStatus,
   postponedUntil?: Date,
 ): TicketPatch {
   if (status === before.status && status !== 'postponed') return {};
   const patch: TicketPatch = { status };
-  if (status === 'resolved') patch.resolved_at = new Date();
+  if (status === 'resolved') {
+    patch.resolved_at = new Date();
+    if (before.first_resolved_at === null) patch.first_resolved_at = patch.resolved_at;
+  }
   if (status === 'postponed') patch.postponed_until = postponedUntil ?? null;
   else if (before.postponed_until) patch.postponed_until = null;
   if (status === 'open' && before.status !== 'new') patch.waiting_since = new Date();

@@ -76,6 +76,7 @@ export const TICKET_COLUMNS = [
   't.last_customer_message_at',
   't.last_agent_message_at',
   't.resolved_at',
+  't.first_resolved_at',
   't.waiting_since',
 ] as const;
 
@@ -127,6 +128,7 @@ export async function insertOpenedTicket(
     support_address: string | null;
     postponed_until?: Date | null;
     resolved_at?: Date | null;
+    first_resolved_at?: Date | null;
   },
   message: {
     id: string;
@@ -154,13 +156,13 @@ export async function insertOpenedTicket(
     with t as (
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
         support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
-        postponed_until, resolved_at)
+        postponed_until, resolved_at, first_resolved_at)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
         ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
         ${values.support_address}, to_tsvector('simple', ${searchable}),
         case when ${fromAgent} then now() end, case when ${fromAgent} then now() end,
         case when ${fromContact} then now() end, ${values.postponed_until ?? null}::timestamptz,
-        ${values.resolved_at ?? null}::timestamptz)
+        ${values.resolved_at ?? null}::timestamptz, ${values.first_resolved_at ?? null}::timestamptz)
       returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
@@ -199,6 +201,7 @@ export type TicketPatch = Partial<
     | 'last_customer_message_at'
     | 'last_agent_message_at'
     | 'resolved_at'
+    | 'first_resolved_at'
     | 'waiting_since'
   >
 >;

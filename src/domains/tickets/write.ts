@@ -325,7 +325,9 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   if (input.assignee_id) {
     events.push({ type: 'assigned', actor, ticket: values, data: { from: null, to: input.assignee_id } });
   }
-  const snapshot = { ...values, postponed_until: null };
+  // Created now (the row takes the database's time, a moment later): a rule that resolves the
+  // ticket at once records a resolution time of about 0.
+  const snapshot = { ...values, postponed_until: null, created_at: new Date(), first_resolved_at: null };
   const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
     seen,
     message: message && {
@@ -346,6 +348,7 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
     tags: t,
     postponed_until,
     resolved_at,
+    first_resolved_at,
   } = plan.patch;
   return repo.insertOpenedTicket(
     trx,
@@ -358,6 +361,7 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
       ...(t !== undefined && { tags: t }),
       ...(postponed_until !== undefined && { postponed_until }),
       ...(resolved_at !== undefined && { resolved_at }),
+      ...(first_resolved_at !== undefined && { first_resolved_at }),
     },
     message,
     [...events, ...plan.events],
