@@ -184,7 +184,8 @@ interface Fixture {
  * message, or an inbound call (80 % answered) or a chat (10 % missed) on those channels; 90 % of
  * messaged tickets answered (first-answer waits from minutes to days), 30 % of those with a
  * follow-up and a second answer; 10 % transferred to another department; 80 % resolved, a
- * quarter of those rated (80 % positive), 5 % reopened, answered and resolved again.
+ * quarter of those rated (80 % positive), 5 % reopened, answered and resolved again (the first
+ * resolve carries the resolution time, as the API writes it).
  */
 async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
   const started = performance.now();
@@ -281,11 +282,12 @@ async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
   ).rows as { indexname: string; indexdef: string }[];
   for (const index of indexes) await client.query(`drop index ${index.indexname}`);
   await client.query(
-    `insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, created_at, updated_at, waiting_since)
+    `insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, created_at, updated_at, waiting_since, first_resolved_at)
      select id, 'Bench ticket ' || n, channel,
        case when resolves then 'resolved' when replied or (channel = 'call' and not call_missed) or (channel = 'chat' and not chat_missed)
             then 'answered' when n % 50 = 0 then 'postponed' when n % 7 = 0 then 'open' else 'new' end,
-       'normal', ($1::uuid[])[d2 + 1], ($2::uuid[])[a2 + 1], ($3::uuid[])[1 + n % ${CONTACTS}], t0, t0, t0
+       'normal', ($1::uuid[])[d2 + 1], ($2::uuid[])[a2 + 1], ($3::uuid[])[1 + n % ${CONTACTS}], t0, t0, t0,
+       case when resolves then t_resolve end
      from bench_s`,
     [departments, agents, (await client.query('select array_agg(id) as ids from contacts')).rows[0].ids],
   );
@@ -379,7 +381,8 @@ async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
       'd2',
       'a2',
       'coalesce(a2, ar)',
-      `'{"from":"answered","to":"resolved"}'::jsonb`,
+      `jsonb_build_object('from', 'answered', 'to', 'resolved', 'first_resolution', true,
+        'resolution_seconds', extract(epoch from t_resolve - t0)::float8)`,
     ),
     ev(
       'resolves and rates',
