@@ -447,3 +447,28 @@ tap.test('a cursor resumes across a server restart', async (t) => {
   }
   t.same(seen, whole, 'the same events in the same order as one read from the beginning');
 });
+
+tap.test('ticket.status_changed carries the resolution time on the first resolve only', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const ticket = await makeTicket(ctx.db);
+  for (const status of ['resolved', 'open', 'resolved']) {
+    const res = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/tickets/${ticket.id}`,
+      token: admin,
+      payload: { status },
+    });
+    t.equal(res.statusCode, 200, `status ${status}`);
+  }
+  const { events } = await drainApi(ctx, admin, '&types=ticket.status_changed', 3);
+  const changes = events as unknown as { payload: Record<string, unknown> }[];
+  t.equal(changes.length, 3, 'three status changes');
+  const [first, reopen, again] = changes.map((e) => e.payload);
+  t.equal(first?.first_resolution, true, 'the first resolve is marked');
+  t.type(first?.resolution_seconds, 'number', 'with its resolution time');
+  t.ok((first?.resolution_seconds as number) >= 0);
+  t.notOk('resolution_seconds' in (reopen ?? {}), 'a reopen has none');
+  t.notOk('first_resolution' in (again ?? {}), 'a later resolve is not a first resolution');
+  t.notOk('resolution_seconds' in (again ?? {}), 'and carries no sample');
+});

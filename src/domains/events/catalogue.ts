@@ -123,6 +123,16 @@ const statusPayload = (name: string, description: string) =>
     to: StatusSchema,
     postponed_until: Type.Optional(Timestamp('Set when the ticket was postponed.')),
     reopened: Type.Optional(Type.Boolean({ description: 'A resolved ticket opened again.' })),
+    first_resolution: Type.Optional(
+      Type.Boolean({
+        description: "Set on the ticket's first resolve, the one its resolution time is measured at.",
+      }),
+    ),
+    resolution_seconds: Type.Optional(
+      Type.Number({
+        description: 'On the first resolve: seconds from the creation of the ticket (docs/metrics.md).',
+      }),
+    ),
   });
 
 const WebhookSummary = Type.Object(
