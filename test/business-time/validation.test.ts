@@ -42,6 +42,10 @@ const rows: Row[] = [
   ['unknown zone', { time_zone: 'Mars/Olympus_Mons' }, ['/time_zone']],
   ['offset zone is not IANA', { time_zone: '+05:00' }, ['/time_zone']],
   ['empty zone', { time_zone: '' }, ['/time_zone']],
+  ['a date-time with a zone is not a zone', { time_zone: '2026-01-01T00:00[Europe/Prague]' }, ['/time_zone']],
+  ['a UTC date-time is not a zone', { time_zone: '2026-01-01T00:00Z' }, ['/time_zone']],
+  ['a zone name in lower case is fine', { time_zone: 'europe/prague' }, []],
+  ['Etc/GMT-5 is fine', { time_zone: 'Etc/GMT-5' }, []],
   ['huge zone string', { time_zone: 'A'.repeat(10_000) }, ['/time_zone']],
   [
     'unknown weekday',
