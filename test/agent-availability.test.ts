@@ -156,6 +156,9 @@ t.test('agent availability', async (t) => {
     const self = await api('PUT', `/v1/agents/${target.id}/presence`, targetToken, { status: 'away' });
     t.equal(self.statusCode, 200, 'an agent may use the same route for themselves');
     t.equal(self.json().status, 'away');
+
+    const disabled = await api('PATCH', `/v1/agents/${target.id}`, admin.token, { status: 'disabled' });
+    t.equal(disabled.json().presence, 'offline', 'a disabled agent goes offline at once');
   });
 
   await t.test('capacity: admins set it; others cannot; bad values answer 400', async (t) => {
@@ -397,6 +400,33 @@ t.test('agent availability', async (t) => {
         /none of the department's 4 active solvers, supervisors or managers of level 1 is online and under capacity/,
     });
     t.ok(lb1.id);
+
+    // Simulation shows the same picks and reasons, and moves no round robin.
+    const cursor = () =>
+      ctx.db
+        .selectFrom('round_robin_cursors')
+        .select('last_agent_id')
+        .where('department_id', '=', desk)
+        .executeTakeFirst();
+    const cursorBefore = await cursor();
+    const simulate = async (action: Record<string, unknown>) => {
+      const res = await api('POST', '/v1/automation-rules/simulate', admin.token, {
+        event: { type: 'ticket.created' },
+        ticket: { channel: 'email', subject: 'Simulated', department_id: desk, contact: { name: 'Sim' } },
+        rules: [{ name: 'Draft', triggers: ['ticket.created'], conditions: { all: [] }, actions: [action] }],
+      });
+      t.equal(res.statusCode, 200, res.body);
+      return res.json();
+    };
+    const l2 = await simulate({ type: 'assign', to: 'round_robin', available_only: true, level: 2 });
+    t.match(l2.effects, [{ type: 'assign_intent', level: 2, available_only: true, agent_id: l2On.agent.id }]);
+    t.notOk('reason' in l2.effects[0], 'no reason when someone qualified');
+    const l1 = await simulate({ type: 'assign', to: 'round_robin', available_only: true, level: 1 });
+    t.match(l1, {
+      effects: [{ type: 'assign_intent', agent_id: null, reason: /online and under capacity/ }],
+      result: { assignee_id: null },
+    });
+    t.same(await cursor(), cursorBefore, 'the round robin did not move');
   });
 
   await t.test('rule validation of the new options: 422 with pointers, nothing saved', async (t) => {

@@ -187,6 +187,8 @@ export async function updateAgent(
       // Disabling ends the agent's sessions and revokes their API tokens for good, so enabling
       // them again later does not bring old credentials back to life.
       await repo.endSessions(trx, id);
+      // Nor do they stay online until the timeout, as if they could still answer.
+      await repo.confirmPresence(trx, id, 'offline', { at: new Date(), timeoutSeconds: 0 });
       for (const revoked of await revokeAllApiTokens(trx, id)) {
         await recordSettingsChange(
           trx,
