@@ -170,6 +170,13 @@ const EnvSchema = Type.Object({
     minimum: 1024,
     description: 'a live stream with more than this many bytes waiting for its client is cut at once',
   }),
+  PRESENCE_TIMEOUT_SECONDS: Type.Integer({
+    default: 300,
+    minimum: 1,
+    maximum: 86_400,
+    description:
+      'an agent who has not confirmed their presence (PUT /v1/me/presence) for this long reads offline',
+  }),
   NOTIFICATIONS_POLL_INTERVAL_MS: Type.Integer({
     default: 200,
     minimum: 10,
@@ -219,6 +226,8 @@ export interface Config {
     maxBufferBytes: number;
   };
   notifications: { pollMs: number };
+  /** Seconds a confirmation of presence holds; past it the agent reads offline. */
+  presenceTimeoutSeconds: number;
   webhooks: WebhookConfig;
   jobs: { concurrency: number; pollIntervalMs: number; superviseIntervalSeconds: number };
 }
@@ -334,6 +343,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBufferBytes: parsed.STREAM_MAX_BUFFER_BYTES,
     },
     notifications: { pollMs: parsed.NOTIFICATIONS_POLL_INTERVAL_MS },
+    presenceTimeoutSeconds: parsed.PRESENCE_TIMEOUT_SECONDS,
   };
 }
 

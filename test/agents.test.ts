@@ -100,7 +100,9 @@ t.test('who may manage whom', async (t) => {
     t.equal(dana.role, 'agent', 'agent by default');
     t.equal(dana.status, 'active');
     t.equal(dana.has_password, true);
-    t.same(dana.departments, [{ department_id: department, department_name: 'Returns', role: 'supervisor' }]);
+    t.same(dana.departments, [
+      { department_id: department, department_name: 'Returns', role: 'supervisor', level: 1 },
+    ]);
     t.equal(created.headers.location, `/v1/agents/${dana.id}`);
     const read = await asAdmin.get(dana.id);
     t.same(read.json(), dana);
@@ -673,7 +675,7 @@ t.test('listing agents', async (t) => {
     const q = await asViewer.list('q=person9@');
     t.equal(q.json().data.length, 1, 'q matches email');
     t.same(q.json().data[0].departments, [
-      { department_id: support, department_name: 'Support', role: 'solver' },
+      { department_id: support, department_name: 'Support', role: 'solver', level: 1 },
     ]);
   });
 

@@ -272,7 +272,9 @@ t.test('departments', async (t) => {
     );
 
     const agent = await ctx.request({ method: 'GET', url: `/v1/agents/${b.id}`, token: admin });
-    t.same(agent.json().departments, [{ department_id: dep, department_name: 'Wholesale', role: 'manager' }]);
+    t.same(agent.json().departments, [
+      { department_id: dep, department_name: 'Wholesale', role: 'manager', level: 1 },
+    ]);
     const department = await ctx.request({ method: 'GET', url: `/v1/departments/${dep}`, token: admin });
     t.equal(department.json().member_count, 2);
 

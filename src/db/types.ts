@@ -6,6 +6,9 @@ type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
 export type AgentRole = 'owner' | 'admin' | 'agent';
 export type AgentStatus = 'active' | 'disabled';
 export type DepartmentRole = 'reader' | 'solver' | 'supervisor' | 'manager';
+export type AgentPresence = 'online' | 'away' | 'offline';
+/** Tier within a department: 1 first line (the default), 2 and 3 more senior. */
+export type MemberLevel = 1 | 2 | 3;
 export type TokenScope = 'read' | 'write';
 /** A column named with its table (`c.id`), for SQL helpers that must not bind a bare name wrongly. */
 export type QualifiedColumn = `${string}.${string}`;
@@ -36,6 +39,11 @@ export interface AgentsTable {
   password_hash: string | null;
   password_changed_at: Date | null;
   last_sign_in_at: Date | null;
+  presence: ColumnType<AgentPresence, AgentPresence | undefined, AgentPresence>;
+  presence_confirmed_at: Date | null;
+  presence_expires_at: Date | null;
+  presence_changed_at: Date | null;
+  capacity: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }
@@ -44,6 +52,7 @@ export interface DepartmentMembersTable {
   department_id: string;
   agent_id: string;
   role: DepartmentRole;
+  level: ColumnType<MemberLevel, MemberLevel | undefined, MemberLevel>;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }

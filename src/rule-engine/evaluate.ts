@@ -145,16 +145,31 @@ function applyAction(
       if (action.to === 'round_robin' || action.to === 'least_busy') {
         const department = t.department_id;
         if (department === null) return skipped('the ticket has no department');
+        // Only what the action says travels, so an action without options plans as it always did.
+        const filter = {
+          ...(action.available_only === true && { available_only: true }),
+          ...(action.level !== undefined && { level: action.level }),
+        };
         const pending = t.pending_assignment;
-        if (pending && pending.strategy === action.to && pending.department_id === department)
+        if (
+          pending &&
+          pending.strategy === action.to &&
+          pending.department_id === department &&
+          pending.available_only === filter.available_only &&
+          pending.level === filter.level
+        )
           return UNCHANGED;
-        keepDomains(ctx, { ...t, pending_assignment: { strategy: action.to, department_id: department } });
+        keepDomains(ctx, {
+          ...t,
+          pending_assignment: { strategy: action.to, department_id: department, ...filter },
+        });
         effects.push({
           rule_id,
           action_index,
           type: 'assign_intent',
           strategy: action.to,
           department_id: department,
+          ...filter,
         });
         return APPLIED;
       }

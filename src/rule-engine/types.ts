@@ -81,11 +81,19 @@ export type Condition = AllCondition | AnyCondition | NotCondition | ConditionLe
 
 export type AssignStrategy = 'round_robin' | 'least_busy';
 
+/** Who an automatic assignment may pick, beyond being an active solver or more of the department. */
+export interface AssignFilter {
+  /** Only agents online now and under their capacity (default false: presence and capacity ignored). */
+  available_only?: boolean;
+  /** Only members of this level of the department (default: every level). */
+  level?: 1 | 2 | 3;
+}
+
 export type Action =
   | { type: 'transfer'; department_id: string }
   | { type: 'assign'; to: 'agent'; agent_id: string }
   | { type: 'assign'; to: 'nobody' }
-  | { type: 'assign'; to: AssignStrategy }
+  | ({ type: 'assign'; to: AssignStrategy } & AssignFilter)
   | { type: 'add_tags'; tags: string[] }
   | { type: 'remove_tags'; tags: string[] }
   | { type: 'replace_tags'; tags: string[] }
@@ -116,6 +124,9 @@ export interface Rule {
 export interface PendingAssignment {
   strategy: AssignStrategy | 'keep_if_member';
   department_id: string | null;
+  /** The assignment's filter, when an action gave one (round_robin, least_busy). */
+  available_only?: boolean;
+  level?: 1 | 2 | 3;
 }
 
 /** The ticket as rules see it. Text fields are compared folded (see text.ts). */
@@ -181,7 +192,7 @@ export type Effect = EffectBase &
   (
     | { type: 'transfer'; department_id: string; from_department_id: string | null }
     | { type: 'assign'; agent_id: string | null }
-    | { type: 'assign_intent'; strategy: AssignStrategy; department_id: string }
+    | ({ type: 'assign_intent'; strategy: AssignStrategy; department_id: string } & AssignFilter)
     | { type: 'set_tags'; tags: string[]; added: string[]; removed: string[] }
     | { type: 'set_priority'; priority: Priority; from: Priority }
     | { type: 'set_status'; status: TicketStatus; from: TicketStatus; postponed_until: string | null }

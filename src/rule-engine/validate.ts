@@ -39,7 +39,7 @@ const ASSIGN_TARGETS = ['agent', 'nobody', 'round_robin', 'least_busy'] as const
 
 const ACTION_KEYS: Readonly<Record<string, readonly string[]>> = Object.freeze({
   transfer: ['department_id'],
-  assign: ['to', 'agent_id'],
+  assign: ['to', 'agent_id', 'available_only', 'level'],
   add_tags: ['tags'],
   remove_tags: ['tags'],
   replace_tags: ['tags'],
@@ -405,6 +405,20 @@ class RuleChecker {
           else this.agent(action.agent_id, `${pointer}/agent_id`);
         } else if ('agent_id' in action) {
           this.error(`${pointer}/agent_id`, 'is only allowed when to is agent');
+        }
+        if (action.to === 'round_robin' || action.to === 'least_busy') {
+          if ('available_only' in action && typeof action.available_only !== 'boolean')
+            this.error(
+              `${pointer}/available_only`,
+              `must be true or false, not ${describe(action.available_only)}`,
+            );
+          if ('level' in action && !(action.level === 1 || action.level === 2 || action.level === 3))
+            this.error(`${pointer}/level`, 'must be 1, 2 or 3');
+        } else {
+          for (const key of ['available_only', 'level'] as const) {
+            if (key in action)
+              this.error(`${pointer}/${key}`, 'is only allowed when to is round_robin or least_busy');
+          }
         }
         return;
       case 'add_tags':

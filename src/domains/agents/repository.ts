@@ -2,15 +2,17 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Db } from '../../db/database.ts';
 import { prepared } from '../../db/prepared.ts';
 import type {
+  AgentPresence,
   AgentRole,
   AgentRow,
   AgentStatus,
   Database,
   DepartmentRole,
+  MemberLevel,
   QualifiedColumn,
 } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
-import type { Agent } from './schemas.ts';
+import type { Agent, PresenceState } from './schemas.ts';
 
 type Executor = Kysely<Database>;
 
@@ -18,9 +20,35 @@ export interface AgentDepartment {
   department_id: string;
   department_name: string;
   role: DepartmentRole;
+  level: MemberLevel;
+}
+
+type PresenceColumns = Pick<
+  AgentRow,
+  'presence' | 'presence_confirmed_at' | 'presence_expires_at' | 'presence_changed_at'
+>;
+
+/**
+ * The presence an agent has at `now`: what they stated, or offline once the confirmation ran
+ * out (then it changed when it ran out). Nothing writes the timeout; every reader derives it,
+ * and the assignment query (departments/repository.ts assignableMembers) says the same in SQL.
+ */
+export function effectivePresence(row: PresenceColumns, now = Date.now()): PresenceState {
+  const expired =
+    row.presence !== 'offline' &&
+    (row.presence_expires_at === null || row.presence_expires_at.getTime() <= now);
+  const changedAt = expired ? row.presence_expires_at : row.presence_changed_at;
+  return {
+    status: expired ? 'offline' : row.presence,
+    stated_status: row.presence,
+    changed_at: changedAt?.toISOString() ?? null,
+    confirmed_at: row.presence_confirmed_at?.toISOString() ?? null,
+    expires_at: row.presence === 'offline' ? null : (row.presence_expires_at?.toISOString() ?? null),
+  };
 }
 
 export function toAgent(row: AgentRow, departments: AgentDepartment[]): Agent {
+  const presence = effectivePresence(row);
   return {
     id: row.id,
     name: row.name,
@@ -30,6 +58,9 @@ export function toAgent(row: AgentRow, departments: AgentDepartment[]): Agent {
     departments,
     has_password: row.password_hash !== null,
     last_sign_in_at: row.last_sign_in_at?.toISOString() ?? null,
+    presence: presence.status,
+    presence_changed_at: presence.changed_at,
+    capacity: row.capacity,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };
@@ -42,15 +73,18 @@ export async function departmentsOfAgents(db: Executor, agentIds: string[]) {
   const rows = await db
     .selectFrom('department_members as m')
     .innerJoin('departments as d', 'd.id', 'm.department_id')
-    .select(['m.agent_id', 'm.department_id', 'd.name as department_name', 'm.role'])
+    .select(['m.agent_id', 'm.department_id', 'd.name as department_name', 'm.role', 'm.level'])
     .where('m.agent_id', 'in', agentIds)
     .orderBy(sql`lower(d.name)`)
     .orderBy('d.id')
     .execute();
   for (const r of rows) {
-    byAgent
-      .get(r.agent_id)
-      ?.push({ department_id: r.department_id, department_name: r.department_name, role: r.role });
+    byAgent.get(r.agent_id)?.push({
+      department_id: r.department_id,
+      department_name: r.department_name,
+      role: r.role,
+      level: r.level,
+    });
   }
   return byAgent;
 }
@@ -160,7 +194,13 @@ export async function listAgents(
 
 export async function insertAgent(
   db: Executor,
-  values: { name: string; email: string; role: AgentRole; password_hash: string | null },
+  values: {
+    name: string;
+    email: string;
+    role: AgentRole;
+    password_hash: string | null;
+    capacity?: number | null;
+  },
 ) {
   return db
     .insertInto('agents')
@@ -172,7 +212,7 @@ export async function insertAgent(
 export async function updateAgentRow(
   trx: Executor,
   id: string,
-  patch: Partial<Pick<AgentRow, 'name' | 'email' | 'role' | 'status' | 'password_hash'>>,
+  patch: Partial<Pick<AgentRow, 'name' | 'email' | 'role' | 'status' | 'password_hash' | 'capacity'>>,
 ) {
   const changes: Record<string, unknown> = { ...patch, updated_at: new Date() };
   if (patch.password_hash !== undefined) changes.password_changed_at = new Date();
@@ -217,4 +257,35 @@ export async function countAgents(db: Executor): Promise<number> {
 
 export function recordSignIn(db: Executor, id: string) {
   return db.updateTable('agents').set({ last_sign_in_at: new Date() }).where('id', '=', id).execute();
+}
+
+/**
+ * Records a presence the agent states at `at` (the server's clock; tests pass an earlier one):
+ * online and away hold until `at` plus the timeout, offline until changed. Stating the presence
+ * the agent already has is a heartbeat: it moves the expiry and keeps presence_changed_at.
+ */
+export async function confirmPresence(
+  db: Executor,
+  agentId: string,
+  status: AgentPresence,
+  options: { at: Date; timeoutSeconds: number },
+): Promise<AgentRow | undefined> {
+  const at = options.at;
+  const expires = status === 'offline' ? null : new Date(at.getTime() + options.timeoutSeconds * 1000);
+  // The presence in effect until now, as effectivePresence derives it (with `at` for now).
+  const expired = sql<boolean>`(presence <> 'offline' and (presence_expires_at is null or presence_expires_at <= ${at}))`;
+  return db
+    .updateTable('agents')
+    .set({
+      presence: status,
+      presence_confirmed_at: at,
+      presence_expires_at: expires,
+      presence_changed_at: sql<Date | null>`case
+        when (case when ${expired} then 'offline' else presence end) = ${status}
+          then (case when ${expired} then presence_expires_at else presence_changed_at end)
+        else ${at}::timestamptz end`,
+    })
+    .where('id', '=', agentId)
+    .returningAll()
+    .executeTakeFirst();
 }

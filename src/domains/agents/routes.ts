@@ -7,11 +7,19 @@ import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageOf, PageQuery } from '../../plugins/pagination.ts';
 import { agentDependents } from '../registered-dependents.ts';
 import { listAgents } from './repository.ts';
-import { AgentListQuery, AgentSchema, CreateAgentBody, UpdateAgentBody } from './schemas.ts';
+import {
+  AgentListQuery,
+  AgentSchema,
+  CreateAgentBody,
+  PresenceState,
+  SetOtherPresenceBody,
+  SetPresenceBody,
+  UpdateAgentBody,
+} from './schemas.ts';
 import * as service from './service.ts';
 
 export const AgentPage = PageOf(ref(AgentSchema), 'AgentPage');
-export const agentSchemas = [AgentSchema, AgentPage];
+export const agentSchemas = [AgentSchema, AgentPage, PresenceState];
 
 const tags = ['agents'];
 const Agent = ref(AgentSchema);
@@ -19,7 +27,7 @@ const etagHeader = responseHeaders.etag('update');
 const createdHeaders = { ...etagHeader, ...responseHeaders.location('agent') };
 
 export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { db } = app;
+  const { db, config } = app;
 
   app.get(
     '/v1/agents',
@@ -81,7 +89,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Update an agent',
         description:
-          'Owners and admins (only owners change owners or grant the owner role). Disabling an agent ends their sessions and revokes their API tokens (enabling them again brings neither back); setting a password ends their sessions and needs a signed-in session, not an API token; an agent’s own password changes only with POST /v1/me/password (403 `current_password_required`). The last active owner cannot be demoted or disabled.',
+          'Owners and admins (only owners change owners or grant the owner role). Disabling an agent ends their sessions and revokes their API tokens (enabling them again brings neither back); setting a password ends their sessions and needs a signed-in session, not an API token; an agent’s own password changes only with POST /v1/me/password (403 `current_password_required`). The last active owner cannot be demoted or disabled. `capacity` bounds the tickets automatic assignment limited to available agents hands them.',
         params: IdParams,
         headers: IfMatchHeaders,
         body: UpdateAgentBody,
@@ -134,5 +142,59 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       );
       return reply.code(204).send(null);
     },
+  );
+
+  app.get(
+    '/v1/me/presence',
+    {
+      schema: {
+        operationId: 'getMyPresence',
+        tags,
+        summary: 'Your presence',
+        response: { 200: ref(PresenceState) },
+      },
+    },
+    async (request) => service.getPresence(db, principalOf(request).agentId),
+  );
+
+  app.put(
+    '/v1/me/presence',
+    {
+      schema: {
+        operationId: 'setMyPresence',
+        tags,
+        summary: 'Set your presence, or confirm it (heartbeat)',
+        description:
+          'online, away or offline. Online and away hold for the presence timeout (PRESENCE_TIMEOUT_SECONDS, 300 s unless configured) and then read offline: send the same status again before `expires_at` to keep it. A heartbeat does not move `changed_at`. Presence changes are not settings events: they appear in neither the audit log, the event feed nor the live stream.',
+        body: SetPresenceBody,
+        response: { 200: ref(PresenceState) },
+      },
+    },
+    async (request) =>
+      service.setOwnPresence(db, principalOf(request), request.body.status, config.presenceTimeoutSeconds),
+  );
+
+  app.put(
+    '/v1/agents/:id/presence',
+    {
+      schema: {
+        operationId: 'setAgentPresence',
+        tags,
+        summary: "Set an agent's presence to away or offline",
+        description:
+          'Owners and admins, for any agent (say, one who left without going offline and keeps being picked by automatic assignment until the timeout). Never online: only the agent can say they are there (PUT /v1/me/presence).',
+        params: IdParams,
+        body: SetOtherPresenceBody,
+        response: { 200: ref(PresenceState), ...problems(404) },
+      },
+    },
+    async (request) =>
+      service.setAgentPresence(
+        db,
+        principalOf(request),
+        request.params.id,
+        request.body.status,
+        config.presenceTimeoutSeconds,
+      ),
   );
 };

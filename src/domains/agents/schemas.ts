@@ -18,6 +18,23 @@ export const DepartmentRoleSchema = Type.Union(
   },
 );
 
+export const PresenceSchema = Type.Union(
+  [Type.Literal('online'), Type.Literal('away'), Type.Literal('offline')],
+  {
+    description:
+      'online takes tickets from automatic assignment limited to available agents; away is signed in but not taking them; offline is gone.',
+  },
+);
+export const MemberLevelSchema = Type.Integer({
+  minimum: 1,
+  maximum: 3,
+  description: 'Tier within the department: 1 first line (the default), 2 and 3 more senior.',
+});
+export const CapacitySchema = Type.Union([Type.Integer({ minimum: 0, maximum: 10000 }), Type.Null()], {
+  description:
+    'Most new, open and answered tickets automatic assignment limited to available agents gives this agent (all departments together); null: no limit. Assignment by hand ignores it.',
+});
+
 export const Email = Type.String({
   format: 'email',
   maxLength: 254,
@@ -30,6 +47,7 @@ export const AgentDepartmentSchema = Type.Object(
     department_id: Uuid(),
     department_name: Type.String(),
     role: DepartmentRoleSchema,
+    level: MemberLevelSchema,
   },
   { additionalProperties: false },
 );
@@ -48,6 +66,16 @@ export const AgentSchema = Type.Object(
       description: 'False until a password is set; such an agent cannot sign in.',
     }),
     last_sign_in_at: Type.Union([Timestamp(), Type.Null()]),
+    presence: {
+      ...PresenceSchema,
+      description:
+        'Effective presence, as of the read: what the agent last set, or offline once their last confirmation is older than the presence timeout.',
+    },
+    presence_changed_at: Type.Union([Timestamp(), Type.Null()], {
+      description:
+        'When the effective presence last changed (a timeout changes it when the confirmation ran out); null if it never has.',
+    }),
+    capacity: CapacitySchema,
     created_at: Timestamp(),
     updated_at: Timestamp(),
   },
@@ -56,7 +84,11 @@ export const AgentSchema = Type.Object(
 export type Agent = Static<typeof AgentSchema>;
 
 export const MembershipInput = Type.Object(
-  { department_id: Uuid(), role: Type.Optional(DepartmentRoleSchema) },
+  {
+    department_id: Uuid(),
+    role: Type.Optional(DepartmentRoleSchema),
+    level: Type.Optional({ ...MemberLevelSchema, default: 1 }),
+  },
   { additionalProperties: false },
 );
 
@@ -94,6 +126,7 @@ export const UpdateAgentBody = Type.Object(
     role: Type.Optional(AgentRoleSchema),
     status: Type.Optional(AgentStatusSchema),
     password: Type.Optional(Password),
+    capacity: Type.Optional(CapacitySchema),
   },
   {
     additionalProperties: false,
@@ -121,3 +154,39 @@ export const AgentListQuery = {
   status: Type.Optional(AgentStatusSchema),
   department_id: Type.Optional(Uuid('Only members of this department.')),
 };
+
+export const PresenceState = Type.Object(
+  {
+    status: {
+      ...PresenceSchema,
+      description: 'Effective presence now: the stated one, or offline once the confirmation has run out.',
+    },
+    stated_status: { ...PresenceSchema, description: 'What was last set, whether or not it has run out.' },
+    changed_at: Type.Union([Timestamp(), Type.Null()], {
+      description: 'When the effective presence last changed; null if it never has.',
+    }),
+    confirmed_at: Type.Union([Timestamp(), Type.Null()], {
+      description: 'The last PUT of a presence; null if none.',
+    }),
+    expires_at: Type.Union([Timestamp(), Type.Null()], {
+      description:
+        'When online or away runs out unless confirmed again (null while offline): send the same status again before then as a heartbeat.',
+    }),
+  },
+  { $id: 'AgentPresence', additionalProperties: false },
+);
+export type PresenceState = Static<typeof PresenceState>;
+
+export const SetPresenceBody = Type.Object(
+  { status: PresenceSchema },
+  { additionalProperties: false, examples: [{ status: 'online' }] },
+);
+
+export const SetOtherPresenceBody = Type.Object(
+  {
+    status: Type.Union([Type.Literal('away'), Type.Literal('offline')], {
+      description: 'Only the agent themselves can go online.',
+    }),
+  },
+  { additionalProperties: false, examples: [{ status: 'offline' }] },
+);

@@ -1,7 +1,15 @@
 import type { Transaction } from 'kysely';
 import { canManageAgent, type Principal, requireAdmin, requireSession } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import type { AgentRole, AgentRow, AgentStatus, Database, DepartmentRole } from '../../db/types.ts';
+import type {
+  AgentPresence,
+  AgentRole,
+  AgentRow,
+  AgentStatus,
+  Database,
+  DepartmentRole,
+  MemberLevel,
+} from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { revokeAllApiTokens, toApiToken, unrevokedApiTokens } from '../api-tokens/repository.ts';
@@ -11,7 +19,7 @@ import { departmentsExist, findMember, upsertMember } from '../departments/repos
 import { blockersOf, type Dependents } from '../dependents.ts';
 import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
-import type { Agent } from './schemas.ts';
+import type { Agent, PresenceState } from './schemas.ts';
 
 export async function getAgent(db: Db, id: string): Promise<Agent> {
   const agent = await repo.findAgent(db, id);
@@ -27,7 +35,10 @@ export async function createAgent(
     email: string;
     role?: AgentRole | undefined;
     password?: string | undefined;
-    departments?: { department_id: string; role?: DepartmentRole | undefined }[] | undefined;
+    capacity?: number | null | undefined;
+    departments?:
+      | { department_id: string; role?: DepartmentRole | undefined; level?: number | undefined }[]
+      | undefined;
   },
 ): Promise<Agent> {
   // A password is a way to sign in, and a session can mint tokens: an API token may create
@@ -75,8 +86,11 @@ export async function createAgent(
       email: input.email.trim(),
       role,
       password_hash: passwordHash,
+      ...(input.capacity !== undefined && { capacity: input.capacity }),
     });
-    for (const m of memberships) await upsertMember(trx, m.department_id, row.id, m.role ?? 'solver');
+    for (const m of memberships) {
+      await upsertMember(trx, m.department_id, row.id, m.role ?? 'solver', (m.level ?? 1) as MemberLevel);
+    }
     await recordSettingsChange(
       trx,
       principal,
@@ -125,6 +139,7 @@ export async function updateAgent(
     role?: AgentRole | undefined;
     status?: AgentStatus | undefined;
     password?: string | undefined;
+    capacity?: number | null | undefined;
   },
 ): Promise<Agent> {
   // Ids are compared with the caller's below: a UUID in upper case names the same agent.
@@ -166,11 +181,14 @@ export async function updateAgent(
       ...(patch.role !== undefined && { role: patch.role }),
       ...(patch.status !== undefined && { status: patch.status }),
       ...(passwordHash !== undefined && { password_hash: passwordHash }),
+      ...(patch.capacity !== undefined && { capacity: patch.capacity }),
     });
     if (patch.status === 'disabled' && row.status !== 'disabled') {
       // Disabling ends the agent's sessions and revokes their API tokens for good, so enabling
       // them again later does not bring old credentials back to life.
       await repo.endSessions(trx, id);
+      // Nor do they stay online until the timeout, as if they could still answer.
+      await repo.confirmPresence(trx, id, 'offline', { at: new Date(), timeoutSeconds: 0 });
       for (const revoked of await revokeAllApiTokens(trx, id)) {
         await recordSettingsChange(
           trx,
@@ -338,7 +356,53 @@ async function recordAgentUpdate(
 ) {
   const agent = (await repo.findAgent(trx, before.id))!;
   const changes: Record<string, { from: unknown; to: unknown }> = changesBetween(before, agent);
+  // Presence is no setting: a timeout running out between the two reads is not a change made.
+  delete changes.presence;
+  delete changes.presence_changed_at;
   if (passwordChanged) changes.password = { from: null, to: null };
   if (Object.keys(changes).length === 0) return;
   await recordSettingsChange(trx, principal, 'agent.updated', { subjectId: agent.id }, { agent, changes });
+}
+
+// Presence. Not a settings event: agents confirm it every few minutes, which would bury the audit
+// log, and a timeout happens with no write at all (see docs/architecture.md, Availability).
+
+export async function getPresence(db: Db, agentId: string): Promise<PresenceState> {
+  const row = await repo.findAgentRow(db, agentId);
+  if (!row) throw notFound('agent');
+  return repo.effectivePresence(row);
+}
+
+/** The caller states their own presence; stating the same one again is a heartbeat. */
+export async function setOwnPresence(
+  db: Db,
+  principal: Principal,
+  status: AgentPresence,
+  timeoutSeconds: number,
+): Promise<PresenceState> {
+  const row = await repo.confirmPresence(db, principal.agentId, status, {
+    at: new Date(),
+    timeoutSeconds,
+  });
+  if (!row) throw notFound('agent');
+  return repo.effectivePresence(row);
+}
+
+/**
+ * An admin sets another agent away or offline (say, someone who left without signing out and
+ * keeps being picked before the timeout). Never online: being online is what makes automatic
+ * assignment hand an agent tickets, so only the agent can say they are there.
+ */
+export async function setAgentPresence(
+  db: Db,
+  principal: Principal,
+  rawId: string,
+  status: Exclude<AgentPresence, 'online'>,
+  timeoutSeconds: number,
+): Promise<PresenceState> {
+  const id = rawId.toLowerCase();
+  if (id !== principal.agentId) requireAdmin(principal);
+  const row = await repo.confirmPresence(db, id, status, { at: new Date(), timeoutSeconds });
+  if (!row) throw notFound('agent');
+  return repo.effectivePresence(row);
 }

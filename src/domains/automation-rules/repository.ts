@@ -4,6 +4,12 @@ import type { AutomationRuleRow, Database, DepartmentRole, RuleVersionChange } f
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Action, Catalog, Condition, CustomFieldType, Rule, Trigger } from '../../rule-engine/index.ts';
 import { firstEmailOf, type SeenByRules } from '../contacts/repository.ts';
+import {
+  type AssignableFilter,
+  assignableMembers,
+  BUSY_STATUSES,
+  HOLDING_ROLES,
+} from '../departments/repository.ts';
 import type { AutomationRule, RuleVersion } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -404,8 +410,6 @@ export async function holdDepartments(trx: Executor, ids: string[]): Promise<Set
   return new Set(rows.map((r) => r.id));
 }
 
-const HOLDING_ROLES: DepartmentRole[] = ['solver', 'supervisor', 'manager'];
-
 /** Whether the agent is active and, in a department, a solver or more there. */
 export async function assignability(db: Executor, agentId: string, departmentId: string | null) {
   const row = await db
@@ -430,72 +434,67 @@ export async function assignability(db: Executor, agentId: string, departmentId:
   return 'ok' as const;
 }
 
-function holdingMembers(db: Executor, departmentId: string) {
-  return db
-    .selectFrom('department_members as m')
-    .innerJoin('agents as a', 'a.id', 'm.agent_id')
-    .where('m.department_id', '=', departmentId)
-    .where('m.role', 'in', HOLDING_ROLES)
-    .where('a.status', '=', 'active');
-}
-
 /**
- * The next agent of a department's round robin: the first available member (active, solver or
- * more) after the one who got the last ticket, by agent id, wrapping around. With `lock`, the
- * department's cursor row stays locked until commit and moves to the agent chosen, so
- * concurrent tickets take turns; without, nothing is written (simulation).
+ * The next agent of a department's round robin: the first qualifying member (active, solver or
+ * more, narrowed by `filter`) after the one who got the last ticket, by agent id, wrapping
+ * around. One cursor per department whatever the filter, so rules with different filters take
+ * turns on one ring. With `lock`, the department's cursor row stays locked until commit and
+ * moves to the agent chosen, so concurrent tickets take turns; without, nothing is written
+ * (simulation).
  */
 export async function nextRoundRobinAgent(
   trx: Executor,
   departmentId: string,
   lock: boolean,
+  filter: AssignableFilter = {},
 ): Promise<string | null> {
-  if (!lock) {
-    const cursor = await trx
-      .selectFrom('round_robin_cursors')
-      .select('last_agent_id')
-      .where('department_id', '=', departmentId)
-      .executeTakeFirst();
-    const last = cursor?.last_agent_id ?? null;
-    const next = await holdingMembers(trx, departmentId)
-      .select('m.agent_id')
-      .$if(last !== null, (qb) => qb.orderBy(sql`m.agent_id <= ${last}::uuid`))
-      .orderBy('m.agent_id')
-      .limit(1)
-      .executeTakeFirst();
-    return next?.agent_id ?? null;
+  if (lock) {
+    // The cursor row, created on first use, is locked by this upsert until commit.
+    await trx
+      .insertInto('round_robin_cursors')
+      .values({ department_id: departmentId, last_agent_id: null })
+      .onConflict((oc) =>
+        oc.column('department_id').doUpdateSet({ last_agent_id: sql`round_robin_cursors.last_agent_id` }),
+      )
+      .execute();
   }
-  // The cursor row, created on first use, is locked by this upsert until commit.
-  await trx
-    .insertInto('round_robin_cursors')
-    .values({ department_id: departmentId, last_agent_id: null })
-    .onConflict((oc) =>
-      oc.column('department_id').doUpdateSet({ last_agent_id: sql`round_robin_cursors.last_agent_id` }),
-    )
-    .execute();
-  const { rows } = await sql<{ agent_id: string }>`
-    update round_robin_cursors r set last_agent_id = next.agent_id
-    from (
-      select m.agent_id from department_members m join agents a on a.id = m.agent_id
-      where m.department_id = ${departmentId} and m.role in ('solver', 'supervisor', 'manager')
-        and a.status = 'active'
-      order by m.agent_id <= (select last_agent_id from round_robin_cursors where department_id = ${departmentId}) is true,
-        m.agent_id
-      limit 1
-    ) next
-    where r.department_id = ${departmentId}
-    returning next.agent_id`.execute(trx);
-  return rows[0]?.agent_id ?? null;
+  const cursor = await trx
+    .selectFrom('round_robin_cursors')
+    .select('last_agent_id')
+    .where('department_id', '=', departmentId)
+    .executeTakeFirst();
+  const last = cursor?.last_agent_id ?? null;
+  const next = await assignableMembers(trx, departmentId, filter)
+    .select('m.agent_id')
+    .$if(last !== null, (qb) => qb.orderBy(sql`m.agent_id <= ${last}::uuid`))
+    .orderBy('m.agent_id')
+    .limit(1)
+    .executeTakeFirst();
+  const agentId = next?.agent_id ?? null;
+  if (lock && agentId !== null) {
+    await trx
+      .updateTable('round_robin_cursors')
+      .set({ last_agent_id: agentId })
+      .where('department_id', '=', departmentId)
+      .execute();
+  }
+  return agentId;
 }
 
 /**
- * The available member of a department with the fewest new, open and answered tickets assigned
- * (in any department), ties by agent id. With `lock`, a transaction-scoped advisory lock per
- * department makes concurrent assignments take turns, so each sees the others' tickets.
+ * The qualifying member of a department (active, solver or more, narrowed by `filter`) with the
+ * fewest new, open and answered tickets assigned (in any department), ties by agent id. With
+ * `lock`, a transaction-scoped advisory lock per department makes concurrent assignments take
+ * turns, so each sees the others' tickets.
  */
-export async function leastBusyAgent(trx: Executor, departmentId: string, lock: boolean) {
+export async function leastBusyAgent(
+  trx: Executor,
+  departmentId: string,
+  lock: boolean,
+  filter: AssignableFilter = {},
+) {
   if (lock) await sql`select pg_advisory_xact_lock(hashtext(${`least_busy:${departmentId}`}))`.execute(trx);
-  const row = await holdingMembers(trx, departmentId)
+  const row = await assignableMembers(trx, departmentId, filter)
     .select([
       'm.agent_id',
       (eb) =>
@@ -503,7 +502,7 @@ export async function leastBusyAgent(trx: Executor, departmentId: string, lock: 
           .selectFrom('tickets as t')
           .select(eb.fn.countAll<number>().as('n'))
           .whereRef('t.assignee_id', '=', 'm.agent_id')
-          .where('t.status', 'in', ['new', 'open', 'answered'])
+          .where('t.status', 'in', BUSY_STATUSES)
           .as('open_tickets'),
     ])
     .orderBy('open_tickets')
@@ -511,6 +510,25 @@ export async function leastBusyAgent(trx: Executor, departmentId: string, lock: 
     .limit(1)
     .executeTakeFirst();
   return row?.agent_id ?? null;
+}
+
+/**
+ * Why nobody qualified for an automatic assignment, for the rule's trace: the department has
+ * nobody who may hold tickets (at that level), or they are all offline, away or at capacity.
+ */
+export async function whyNobodyQualifies(
+  db: Executor,
+  departmentId: string,
+  filter: AssignableFilter,
+): Promise<string> {
+  const levelled = filter.level === undefined ? '' : ` of level ${filter.level}`;
+  const holders = await assignableMembers(db, departmentId, { level: filter.level })
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  if (Number(holders.n) === 0) {
+    return `the department has no active solver, supervisor or manager${levelled}`;
+  }
+  return `none of the department's ${Number(holders.n)} active solvers, supervisors or managers${levelled} is online and under capacity`;
 }
 
 // Rule runs: what the rules saw and did, for GET /v1/tickets/{id}/rule-trace.

@@ -340,13 +340,32 @@ function actionFailed(stored: repo.StoredRule, effect: Effect, why: string) {
   );
 }
 
+/**
+ * The agent an automatic assignment picks (round robin or least busy, narrowed by the action's
+ * level and availability), or null and why nobody qualified. With `lock` the pick is taken for
+ * real (the round robin moves); without, it is what the pick would be now (simulation).
+ */
+export async function pickAgent(
+  db: Kysely<Database>,
+  effect: Extract<Effect, { type: 'assign_intent' }>,
+  lock: boolean,
+): Promise<{ agentId: string | null; reason: string | null }> {
+  const filter = { level: effect.level, availableOnly: effect.available_only };
+  const agentId =
+    effect.strategy === 'round_robin'
+      ? await repo.nextRoundRobinAgent(db, effect.department_id, lock, filter)
+      : await repo.leastBusyAgent(db, effect.department_id, lock, filter);
+  if (agentId !== null) return { agentId, reason: null };
+  return { agentId, reason: await repo.whyNobodyQualifies(db, effect.department_id, filter) };
+}
+
 /** One effect as a change to the ticket, checked against the database under the ticket lock. */
 async function changeOf(
   trx: Trx,
   working: TicketFields,
   effect: Exclude<Effect, { type: 'add_note' }>,
   stored: repo.StoredRule,
-): Promise<{ change: TicketPatch; agentId?: string | null }> {
+): Promise<{ change: TicketPatch; agentId?: string | null; reason?: string }> {
   switch (effect.type) {
     case 'transfer': {
       const change: TicketPatch = { department_id: effect.department_id };
@@ -367,12 +386,10 @@ async function changeOf(
       return { change: { assignee_id: effect.agent_id } };
     }
     case 'assign_intent': {
-      // Nobody available leaves the ticket unassigned: whoever held it is not available either.
-      const agentId =
-        effect.strategy === 'round_robin'
-          ? await repo.nextRoundRobinAgent(trx, effect.department_id, true)
-          : await repo.leastBusyAgent(trx, effect.department_id, true);
-      return { change: { assignee_id: agentId }, agentId };
+      // Nobody qualifying leaves the ticket unassigned: the rule asked for someone who qualifies,
+      // and whoever held it does not (or they would have been picked).
+      const { agentId, reason } = await pickAgent(trx, effect, true);
+      return { change: { assignee_id: agentId }, agentId, ...(reason !== null && { reason }) };
     }
     case 'set_tags':
       return { change: { tags: normaliseTags(effect.tags) } };
@@ -467,10 +484,14 @@ export async function planRules(trx: Trx, ticket: TicketFields, evaluation: Eval
         continue;
       }
       if (effect.type === 'transfer') plan.transfers.push({ stored, effect });
-      const { change, agentId } = await changeOf(trx, working, effect, stored);
+      const { change, agentId, reason } = await changeOf(trx, working, effect, stored);
       Object.assign(plan.patch, change);
       working = { ...working, ...change };
-      plan.applied.push(agentId === undefined ? record : { ...record, agent_id: agentId });
+      plan.applied.push(
+        agentId === undefined
+          ? record
+          : { ...record, agent_id: agentId, ...(reason !== undefined && { reason }) },
+      );
     }
     flush();
   }

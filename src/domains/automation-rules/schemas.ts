@@ -220,11 +220,29 @@ export const ActionSchema = Type.Unsafe<Action>({
   anyOf: [
     action('transfer', { department_id: UUID }),
     action('assign', { to: { type: 'string', const: 'agent' }, agent_id: UUID }),
-    action(
-      'assign',
-      { to: { type: 'string', enum: ['nobody', 'round_robin', 'least_busy'] } },
-      'nobody unassigns; round_robin and least_busy pick an available agent of the department.',
-    ),
+    action('assign', { to: { type: 'string', const: 'nobody' } }, 'Unassigns the ticket.'),
+    {
+      ...action(
+        'assign',
+        {
+          to: { type: 'string', enum: ['round_robin', 'least_busy'] },
+          available_only: {
+            type: 'boolean',
+            default: false,
+            description:
+              'Only agents whose presence is online now (their last confirmation within PRESENCE_TIMEOUT_SECONDS) and who hold fewer new, open and answered tickets than their capacity (null: no limit). False: presence and capacity are ignored.',
+          },
+          level: {
+            type: 'integer',
+            minimum: 1,
+            maximum: 3,
+            description: 'Only members of this level of the department (tier 1 to 3). Default: every level.',
+          },
+        },
+        'round_robin takes turns (one ring per department) and least_busy picks the agent with the fewest new, open and answered tickets, among the active solvers, supervisors and managers of the ticket’s department, narrowed by available_only and level. When nobody qualifies the ticket is left unassigned and the run’s effect says why (`reason`).',
+      ),
+      required: ['type', 'to'],
+    },
     action(['add_tags', 'remove_tags'], { tags: tagList(1) }),
     action('replace_tags', { tags: tagList(0) }),
     action('set_priority', { priority: { type: 'string', enum: [...PRIORITIES] } }),
@@ -421,7 +439,12 @@ export const TicketSnapshotSchema = Type.Object(
     pending_assignment: Type.Optional(
       Type.Union([
         Type.Object(
-          { strategy: Type.String(), department_id: Type.Union([Type.String(), Type.Null()]) },
+          {
+            strategy: Type.String(),
+            department_id: Type.Union([Type.String(), Type.Null()]),
+            available_only: Type.Optional(Type.Boolean()),
+            level: Type.Optional(Type.Integer()),
+          },
           { additionalProperties: false },
         ),
         Type.Null(),
@@ -481,7 +504,7 @@ export const EffectSchema = Type.Object(
     action_index: Type.Integer(),
     type: Type.String({
       description:
-        'transfer, assign, assign_intent (round_robin / least_busy, with the agent chosen), set_tags, set_priority, set_status, mark_spam or add_note; the other fields depend on it.',
+        'transfer, assign, assign_intent (round_robin / least_busy, with its available_only and level, the agent chosen, and when nobody qualified `agent_id: null` and the `reason`), set_tags, set_priority, set_status, mark_spam or add_note; the other fields depend on it.',
     }),
   },
   { $id: 'RuleEffect', additionalProperties: true },

@@ -31,6 +31,7 @@ import {
   currentRuleSet,
   describeTrace,
   evaluateRun,
+  pickAgent,
   type RuleSet,
   type RunInput,
   ruleSetOf,
@@ -607,7 +608,10 @@ export async function simulate(db: Db, principal: Principal, input: SimulateInpu
     effects: result.effects.map((effect, i) => ({
       ...effect,
       rule_version: draftIds.has(effect.rule_id) ? null : (set.byId.get(effect.rule_id)?.version ?? null),
-      ...(effect.type === 'assign_intent' && { agent_id: outcome.picks.get(i) ?? null }),
+      ...(effect.type === 'assign_intent' && {
+        agent_id: outcome.picks.get(i)?.agentId ?? null,
+        ...(outcome.picks.get(i)?.reason && { reason: outcome.picks.get(i)?.reason }),
+      }),
     })),
     rules: result.trace.rules.map((entry) => describeTrace(entry, set, draftIds)),
     stopped_by: result.trace.stopped_by,
@@ -618,7 +622,7 @@ export async function simulate(db: Db, principal: Principal, input: SimulateInpu
 async function preview(db: Db, snapshot: TicketSnapshot, effects: readonly Effect[]) {
   let ticket: TicketSnapshot = { ...snapshot, pending_assignment: null };
   const notes: string[] = [];
-  const picks = new Map<number, string | null>();
+  const picks = new Map<number, { agentId: string | null; reason: string | null }>();
   for (const [i, effect] of effects.entries()) {
     switch (effect.type) {
       case 'transfer': {
@@ -636,11 +640,8 @@ async function preview(db: Db, snapshot: TicketSnapshot, effects: readonly Effec
         ticket = { ...ticket, assignee_id: effect.agent_id };
         break;
       case 'assign_intent': {
-        const agentId =
-          effect.strategy === 'round_robin'
-            ? await repo.nextRoundRobinAgent(db, effect.department_id, false)
-            : await repo.leastBusyAgent(db, effect.department_id, false);
-        picks.set(i, agentId);
+        const { agentId, reason } = await pickAgent(db, effect, false);
+        picks.set(i, { agentId, reason });
         ticket = { ...ticket, assignee_id: agentId };
         break;
       }

@@ -1,5 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
-import type { Database, DepartmentRole, DepartmentRow } from '../../db/types.ts';
+import type { Database, DepartmentRole, DepartmentRow, MemberLevel } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { Department, Member } from './schemas.ts';
 
@@ -143,6 +143,7 @@ function selectMembers(db: Executor) {
       'a.email',
       'a.status as agent_status',
       'm.role',
+      'm.level',
       'm.created_at',
       'm.updated_at',
       sql<string>`lower(a.name)`.as('sort_key'),
@@ -158,6 +159,7 @@ function toMember(row: MemberRow): Member {
     email: row.email,
     agent_status: row.agent_status,
     role: row.role,
+    level: row.level,
     added_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };
@@ -194,20 +196,25 @@ export async function listMembers(
   return toPage(keyset, rows, page.limit, toMember);
 }
 
-/** Adds the agent or changes their role; returns whether the membership is new. */
+/**
+ * Adds the agent or changes their role (and level, when given; a new member without one is at
+ * level 1); returns whether the membership is new.
+ */
 export async function upsertMember(
   trx: Executor,
   departmentId: string,
   agentId: string,
   role: DepartmentRole,
+  level?: MemberLevel,
 ): Promise<boolean> {
   const row = await trx
     .insertInto('department_members')
-    .values({ department_id: departmentId, agent_id: agentId, role })
+    .values({ department_id: departmentId, agent_id: agentId, role, ...(level !== undefined && { level }) })
     .onConflict((oc) =>
       oc.columns(['department_id', 'agent_id']).doUpdateSet({
         role,
-        updated_at: sql`case when department_members.role = excluded.role then department_members.updated_at else now() end`,
+        ...(level !== undefined && { level }),
+        updated_at: sql`case when department_members.role = excluded.role and department_members.level = excluded.level then department_members.updated_at else now() end`,
       }),
     )
     .returning(sql<boolean>`xmax = 0`.as('inserted'))
@@ -256,12 +263,67 @@ export async function addAllAgents(
   return Number(result.numInsertedOrUpdatedRows ?? 0);
 }
 
-/** Each member's role, for telling what a change of membership did (settings events). */
-export async function memberRoles(db: Executor, departmentId: string): Promise<Map<string, DepartmentRole>> {
+export interface MemberStanding {
+  role: DepartmentRole;
+  level: MemberLevel;
+}
+
+/** Each member's role and level, for telling what a change of membership did (settings events). */
+export async function memberRoles(db: Executor, departmentId: string): Promise<Map<string, MemberStanding>> {
   const rows = await db
     .selectFrom('department_members')
-    .select(['agent_id', 'role'])
+    .select(['agent_id', 'role', 'level'])
     .where('department_id', '=', departmentId)
     .execute();
-  return new Map(rows.map((r) => [r.agent_id, r.role]));
+  return new Map(rows.map((r) => [r.agent_id, { role: r.role, level: r.level }]));
+}
+
+/** The roles that may hold (be assigned) a department's tickets. */
+export const HOLDING_ROLES: readonly DepartmentRole[] = ['solver', 'supervisor', 'manager'];
+
+/** The statuses that count against an agent's capacity, and that least busy counts. */
+export const BUSY_STATUSES = ['new', 'open', 'answered'] as const;
+
+export interface AssignableFilter {
+  /** Only members of this level (1 to 3); escalations ask for the level above the current one. */
+  level?: MemberLevel | undefined;
+  /** Only agents online now (their confirmation still holds) and under their capacity. */
+  availableOnly?: boolean | undefined;
+}
+
+/**
+ * The members who may be handed a department's tickets automatically: active agents who are
+ * solvers or more there, narrowed by level and availability. A query over `m`
+ * (department_members) and `a` (agents) for the caller to select from and order; the round
+ * robin, least busy and (later) escalation to the next level all start here, so they can never
+ * disagree on who qualifies. Availability is judged with the database's clock (now()), the same
+ * test as agents/repository.ts effectivePresence.
+ */
+export function assignableMembers(db: Executor, departmentId: string, filter: AssignableFilter = {}) {
+  return db
+    .selectFrom('department_members as m')
+    .innerJoin('agents as a', 'a.id', 'm.agent_id')
+    .where('m.department_id', '=', departmentId)
+    .where('m.role', 'in', HOLDING_ROLES)
+    .where('a.status', '=', 'active')
+    .$if(filter.level !== undefined, (qb) => qb.where('m.level', '=', filter.level!))
+    .$if(filter.availableOnly === true, (qb) =>
+      qb
+        .where('a.presence', '=', 'online')
+        .where('a.presence_expires_at', '>', sql<Date>`now()`)
+        .where((eb) =>
+          eb.or([
+            eb('a.capacity', 'is', null),
+            eb(
+              eb
+                .selectFrom('tickets as busy')
+                .select(eb.fn.countAll<number>().as('n'))
+                .whereRef('busy.assignee_id', '=', 'a.id')
+                .where('busy.status', 'in', BUSY_STATUSES),
+              '<',
+              eb.ref('a.capacity'),
+            ),
+          ]),
+        ),
+    );
 }

@@ -173,7 +173,7 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: "Replace a department's whole member set",
         description:
-          "Owners, admins and the department's managers. Agents not listed leave the department; listed ones join or take the given role.",
+          "Owners, admins and the department's managers. Agents not listed leave the department; listed ones join or take the given role and level (solver and 1 when left out).",
         params: IdParams,
         body: ReplaceMembersBody,
         response: { 200: ref(MemberPage), ...problems(404, 422) },
@@ -229,9 +229,9 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'setDepartmentMember',
         tags,
-        summary: 'Add an agent to a department, or change their role in it',
+        summary: 'Add an agent to a department, or change their role or level in it',
         description:
-          "Owners, admins and the department's managers. Idempotent; the role defaults to the current one, or solver for a new member.",
+          "Owners, admins and the department's managers. Idempotent; the role and level default to the current ones, or solver and level 1 for a new member.",
         params: MemberParams,
         body: SetMemberBody,
         response: {
@@ -248,6 +248,7 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         request.params.id,
         request.params.agent_id,
         request.body.role,
+        request.body.level,
       );
       return reply.code(created ? 201 : 200).send(member);
     },

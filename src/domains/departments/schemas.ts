@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { DisplayName, Timestamp, Uuid } from '../../contract.ts';
-import { DepartmentRoleSchema } from '../agents/schemas.ts';
+import { DepartmentRoleSchema, MemberLevelSchema } from '../agents/schemas.ts';
 
 export const DepartmentSchema = Type.Object(
   {
@@ -61,6 +61,7 @@ export const MemberSchema = Type.Object(
     email: Type.String(),
     agent_status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
     role: DepartmentRoleSchema,
+    level: MemberLevelSchema,
     added_at: Timestamp(),
     updated_at: Timestamp(),
   },
@@ -69,18 +70,31 @@ export const MemberSchema = Type.Object(
 export type Member = Static<typeof MemberSchema>;
 
 export const SetMemberBody = Type.Object(
-  { role: Type.Optional(DepartmentRoleSchema) },
-  { additionalProperties: false, examples: [{ role: 'supervisor' }] },
+  {
+    role: Type.Optional(DepartmentRoleSchema),
+    level: Type.Optional({
+      ...MemberLevelSchema,
+      description: 'Tier within the department (1 to 3); defaults to the current one, or 1 for a new member.',
+    }),
+  },
+  { additionalProperties: false, examples: [{ role: 'supervisor' }, { level: 2 }] },
 );
 
 export const ReplaceMembersBody = Type.Object(
   {
     members: Type.Array(
       Type.Object(
-        { agent_id: Uuid(), role: Type.Optional(DepartmentRoleSchema) },
+        {
+          agent_id: Uuid(),
+          role: Type.Optional(DepartmentRoleSchema),
+          level: Type.Optional({ ...MemberLevelSchema, default: 1 }),
+        },
         { additionalProperties: false },
       ),
-      { maxItems: 5000, description: 'The complete new set of members; role defaults to solver.' },
+      {
+        maxItems: 5000,
+        description: 'The complete new set of members; role defaults to solver, level to 1.',
+      },
     ),
   },
   {
@@ -89,7 +103,7 @@ export const ReplaceMembersBody = Type.Object(
       {
         members: [
           { agent_id: '0b6f8a52-4d0e-4a53-9c1a-33d4f1e2a7b9', role: 'manager' },
-          { agent_id: '9a1e4c3d-7f2b-4e8a-b5c6-1d2e3f4a5b6c' },
+          { agent_id: '9a1e4c3d-7f2b-4e8a-b5c6-1d2e3f4a5b6c', level: 2 },
         ],
       },
     ],

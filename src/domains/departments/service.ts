@@ -1,6 +1,6 @@
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import type { DepartmentRole } from '../../db/types.ts';
+import type { DepartmentRole, MemberLevel } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
@@ -217,6 +217,7 @@ export async function setMember(
   departmentId: string,
   agentId: string,
   role: DepartmentRole | undefined,
+  level?: number | undefined,
 ) {
   await getDepartment(db, departmentId);
   await requireManager(db, principal, departmentId);
@@ -225,7 +226,13 @@ export async function setMember(
     await repo.lockDepartment(trx, departmentId);
     const before = await repo.memberRoles(trx, departmentId);
     const existing = await repo.roleInDepartment(trx, agentId, departmentId);
-    const created = await repo.upsertMember(trx, departmentId, agentId, role ?? existing ?? DEFAULT_ROLE);
+    const created = await repo.upsertMember(
+      trx,
+      departmentId,
+      agentId,
+      role ?? existing ?? DEFAULT_ROLE,
+      level as MemberLevel | undefined,
+    );
     await recordMemberChanges(trx, principal, departmentId, before);
     return created;
   });
@@ -249,7 +256,7 @@ export async function replaceMembers(
   db: Db,
   principal: Principal,
   departmentId: string,
-  members: { agent_id: string; role?: DepartmentRole | undefined }[],
+  members: { agent_id: string; role?: DepartmentRole | undefined; level?: number | undefined }[],
 ) {
   await getDepartment(db, departmentId);
   await requireManager(db, principal, departmentId);
@@ -274,7 +281,15 @@ export async function replaceMembers(
       departmentId,
       members.map((m) => m.agent_id),
     );
-    for (const m of members) await repo.upsertMember(trx, departmentId, m.agent_id, m.role ?? DEFAULT_ROLE);
+    for (const m of members) {
+      await repo.upsertMember(
+        trx,
+        departmentId,
+        m.agent_id,
+        m.role ?? DEFAULT_ROLE,
+        (m.level ?? 1) as MemberLevel,
+      );
+    }
     await recordMemberChanges(trx, principal, departmentId, before);
   });
 }

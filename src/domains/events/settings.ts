@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
-import type { Database, DepartmentRole } from '../../db/types.ts';
-import { findMember, memberRoles } from '../departments/repository.ts';
+import type { Database } from '../../db/types.ts';
+import { findMember, type MemberStanding, memberRoles } from '../departments/repository.ts';
 import type { SettingsEventType } from './catalogue.ts';
 import { recordSettingsEvent, settingsActor } from './repository.ts';
 
@@ -51,12 +51,12 @@ export async function recordMemberChanges(
   trx: Transaction<Database>,
   principal: Principal | null,
   departmentId: string,
-  before: ReadonlyMap<string, DepartmentRole>,
+  before: ReadonlyMap<string, MemberStanding>,
 ): Promise<void> {
   const after = await memberRoles(trx, departmentId);
-  for (const [agentId, role] of after) {
+  for (const [agentId, now] of after) {
     const previous = before.get(agentId);
-    if (previous === role) continue;
+    if (previous?.role === now.role && previous.level === now.level) continue;
     const member = await findMember(trx, departmentId, agentId);
     if (!member) continue;
     const about = { departmentId, subjectId: agentId };
@@ -69,7 +69,10 @@ export async function recordMemberChanges(
       await recordSettingsChange(trx, principal, 'member.updated', about, {
         department_id: departmentId,
         member,
-        changes: { role: { from: previous, to: role } },
+        changes: {
+          ...(previous.role !== now.role && { role: { from: previous.role, to: now.role } }),
+          ...(previous.level !== now.level && { level: { from: previous.level, to: now.level } }),
+        },
       });
     }
   }
