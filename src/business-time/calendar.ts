@@ -156,7 +156,8 @@ class CompiledCalendar implements BusinessCalendar {
     let total = 0;
     const push = (s: number, e: number) => {
       total += e - s;
-      // Spans meeting at an offset change are one open stretch.
+      // Spans that meet (at local midnight, at an offset change) are one open stretch: nextChange
+      // must not see a change there.
       if (spans.length > 0 && spans[spans.length - 1] === s) spans[spans.length - 1] = e;
       else spans.push(s, e);
     };

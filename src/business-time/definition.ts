@@ -80,7 +80,10 @@ export function canonicalTimeZone(value: unknown): string | null {
     return null;
   }
   try {
-    return Temporal.Instant.fromEpochMilliseconds(0).toZonedDateTimeISO(value).timeZoneId;
+    const id = Temporal.Instant.fromEpochMilliseconds(0).toZonedDateTimeISO(value).timeZoneId;
+    // Temporal also takes a whole date-time string and keeps its zone ('2026-01-01T00:00Z' is UTC):
+    // only the name itself, in any case, is a zone name.
+    return id.toLowerCase() === value.toLowerCase() ? id : null;
   } catch {
     return null;
   }
