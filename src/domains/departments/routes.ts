@@ -12,7 +12,6 @@ import {
   AddAllMembersBody,
   AddAllMembersResult,
   AvailabilityQuery,
-  ChannelAvailabilitySchema,
   CreateDepartmentBody,
   DeleteDepartmentQuery,
   DepartmentAvailabilitySchema,
@@ -28,7 +27,6 @@ import * as service from './service.ts';
 export const DepartmentPage = PageOf(ref(DepartmentSchema), 'DepartmentPage');
 export const MemberPage = PageOf(ref(MemberSchema), 'DepartmentMemberPage');
 export const departmentSchemas = [
-  ChannelAvailabilitySchema,
   DepartmentSchema,
   MemberSchema,
   DepartmentPage,

@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox';
-import { DisplayName, ref, Timestamp, Uuid } from '../../contract.ts';
+import { DisplayName, Timestamp, Uuid } from '../../contract.ts';
 import { DepartmentRoleSchema } from '../agents/schemas.ts';
 
 const ChannelMode = (channel: string) =>
@@ -9,7 +9,7 @@ const ChannelMode = (channel: string) =>
 
 export const ChannelAvailabilitySchema = Type.Object(
   { chat: ChannelMode('Chat'), phone: ChannelMode('Phone'), messaging: ChannelMode('Messaging') },
-  { $id: 'DepartmentChannelAvailability', additionalProperties: false },
+  { additionalProperties: false },
 );
 
 const AvailabilityInput = Type.Object(
@@ -41,7 +41,7 @@ export const DepartmentSchema = Type.Object(
       description: 'Offered in the public contact form department picker.',
     }),
     schedule_id: ScheduleRef,
-    availability: ref(ChannelAvailabilitySchema),
+    availability: ChannelAvailabilitySchema,
     member_count: Type.Integer({ minimum: 0 }),
     created_at: Timestamp(),
     updated_at: Timestamp(),
