@@ -274,6 +274,32 @@ t.test('schedules', async (t) => {
     t.same(none.json().data, []);
   });
 
+  await t.test('concurrent default switches leave exactly one default', async (t) => {
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        create({ name: `Racing default ${i}`, time_zone: 'UTC', is_default: true }),
+      ),
+    );
+    t.same(
+      results.map((r) => r.statusCode),
+      [201, 201, 201, 201, 201, 201],
+      'none fails on the one-default index',
+    );
+    const defaults = await ctx.db
+      .selectFrom('schedules')
+      .select('id')
+      .where('is_default', '=', true)
+      .execute();
+    t.equal(defaults.length, 1);
+    const cleared = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/schedules/${defaults[0]!.id}`,
+      token: adminToken,
+      payload: { is_default: false },
+    });
+    t.equal(cleared.statusCode, 200, 'the tests after this one start without a default');
+  });
+
   await t.test('departments name a schedule; one in use cannot be deleted', async (t) => {
     const schedule = await created({
       name: 'Support hours',

@@ -20,7 +20,7 @@ const LOOK_BACK_YEARS = 1;
 const LOOK_AHEAD_YEARS = 3;
 /** Recurrences that never reach the window (FREQ=SECONDLY since 1970) stop here, not at the horizon. */
 const MAX_STEPS_PER_EVENT = 20_000;
-const MAX_STEPS = 100_000;
+const MAX_STEPS = 50_000;
 const MAX_NAME = 200;
 
 function invalidCalendar(reason: string): DomainError {
@@ -40,7 +40,11 @@ function plainDateTimeOf(time: ICAL.Time): Temporal.PlainDateTime {
   return new Temporal.PlainDateTime(time.year, time.month, time.day, time.hour, time.minute, time.second);
 }
 
+// Temporal also reads offsets and date-time strings as zones; a TZID must be a zone's name.
+const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
+
 const isIanaZone = (name: string) => {
+  if (!ZONE_NAME.test(name)) return false;
   try {
     Temporal.Now.instant().toZonedDateTimeISO(name);
     return true;
