@@ -342,12 +342,40 @@ t.test('schedules', async (t) => {
       token: adminToken,
     });
     t.equal(still.statusCode, 200, 'still there');
+    const refusal = await ctx.db
+      .deleteFrom('schedules')
+      .where('id', '=', schedule.id)
+      .execute()
+      .then(
+        () => null,
+        (error: { constraint?: string }) => error,
+      );
+    t.equal(refusal?.constraint, 'departments_schedule_id_fkey', 'the database refuses it too');
+
+    // Whoever may edit the department today sets its schedule and channels: its managers too.
+    const { token: manager } = await agentWithToken(ctx, { departments: [[dep.json().id, 'manager']] });
+    const { token: solver } = await agentWithToken(ctx, { departments: [[dep.json().id, 'solver']] });
+    const bySolver = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/departments/${dep.json().id}`,
+      token: solver,
+      payload: { availability: { messaging: 'off' } },
+    });
+    t.equal(bySolver.statusCode, 403);
+    const byManager = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/departments/${dep.json().id}`,
+      token: manager,
+      payload: { availability: { messaging: 'off' } },
+    });
+    t.equal(byManager.statusCode, 200, byManager.body);
+    t.equal(byManager.json().availability.messaging, 'off');
 
     const patched = await ctx.request({
       method: 'PATCH',
       url: `/v1/departments/${dep.json().id}`,
       token: adminToken,
-      payload: { schedule_id: null, availability: { phone: 'off' } },
+      payload: { schedule_id: null, availability: { phone: 'off', messaging: 'schedule' } },
     });
     t.equal(patched.statusCode, 200, patched.body);
     t.equal(patched.json().schedule_id, null);
