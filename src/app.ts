@@ -23,6 +23,7 @@ import { notificationRoutes, notificationSchemas } from './domains/notifications
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
+import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
 import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
@@ -160,6 +161,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   for (const schema of [
     ...agentSchemas,
     ...departmentSchemas,
+    ...scheduleSchemas,
     ...apiTokenSchemas,
     ...authSchemas,
     ...contactFieldSchemas,
@@ -226,6 +228,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(authRoutes);
   await app.register(apiTokenRoutes);
   await app.register(departmentRoutes);
+  await app.register(scheduleRoutes);
   await app.register(agentRoutes);
   await app.register(contactFieldRoutes);
   await app.register(contactRoutes);

@@ -823,6 +823,7 @@ t.test('contacts', async (t) => {
         seen: {
           rulesKey: String(rules_key),
           contact: { name: 'Known', email: 'known@example.com', custom: {} },
+          scheduleKey: null,
         },
       },
       'a found contact as stored, with its first email',
@@ -831,6 +832,7 @@ t.test('contacts', async (t) => {
     t.same(fresh.seen, {
       rulesKey: String(rules_key),
       contact: { name: 'Seen New', email: 'Seen.New@example.com', custom: {} },
+      scheduleKey: null,
     });
     t.equal((await resolveSeen({ id: known.id })).seen, null, 'by id: the rules read the contact themselves');
     t.equal(await resolve({ email: 'KNOWN@example.com' }), known.id, 'email, ignoring case');

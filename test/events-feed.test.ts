@@ -15,6 +15,7 @@ import { DepartmentSchema, MemberSchema } from '../src/domains/departments/schem
 import { eventSchemas } from '../src/domains/events/catalogue.ts';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { type FeedRow, feedHead, readFeed, recordSettingsEvent } from '../src/domains/events/repository.ts';
+import { HolidaySchema, ScheduleSchema, WeeklyIntervalSchema } from '../src/domains/schedules/schemas.ts';
 import { agentWithToken, buildTestApp, makeDepartment, PASSWORD, type TestContext } from './helpers/app.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 import { exited, startServer } from './helpers/server.ts';
@@ -129,6 +130,9 @@ tap.test('every feed row fits the Event schema of the spec', async (t) => {
     ApiTokenSchema,
     AutomationRuleSchema,
     ContactFieldSchema,
+    WeeklyIntervalSchema,
+    HolidaySchema,
+    ScheduleSchema,
     ...eventSchemas,
   ]) {
     ajv.addSchema(schema);

@@ -45,14 +45,20 @@ t.test('the public contact form', async (t) => {
   };
 
   await t.test(
-    'lists the selectable departments by name, id and name only, without credentials',
+    'lists the selectable departments by name, id, name and availability now, without credentials',
     async (t) => {
       const res = await ctx.request({ method: 'GET', url: '/v1/public/departments' });
       t.equal(res.statusCode, 200);
+      // No schedule anywhere: always open, every channel available.
+      const always = {
+        open: true,
+        next_change: null,
+        available: { chat: true, phone: true, messaging: true },
+      };
       t.same(res.json(), {
         data: [
-          { id: billing, name: 'Billing' },
-          { id: returns, name: 'returns' },
+          { id: billing, name: 'Billing', ...always },
+          { id: returns, name: 'returns', ...always },
         ],
       });
       const garbage = await ctx.request({

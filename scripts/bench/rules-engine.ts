@@ -139,6 +139,7 @@ function makeTickets(count: number): { event: RuleEvent; ticket: TicketSnapshot 
       postponed_until: null,
       contact: { name: `Customer ${i}`, email: `user${i}@${domain}`, custom: {} },
       created_in_working_hours: g.next() < 0.5,
+      outside_working_hours: g.next() < 0.5,
     };
     const event: RuleEvent = {
       type: 'ticket.created',

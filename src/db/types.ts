@@ -19,6 +19,27 @@ export interface DepartmentsTable {
   description: Generated<string>;
   to_solve_enabled: Generated<boolean>;
   selectable_on_contact_form: Generated<boolean>;
+  /** null: the help desk's default schedule (migrations/0016). */
+  schedule_id: string | null;
+  chat_availability: Generated<ChannelAvailability>;
+  phone_availability: Generated<ChannelAvailability>;
+  messaging_availability: Generated<ChannelAvailability>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+/** A channel follows its department's schedule, or is forced on or off. */
+export type ChannelAvailability = 'schedule' | 'on' | 'off';
+
+/** Working hours (migrations/0016); intervals and holidays are the business-time shapes. */
+export interface SchedulesTable {
+  id: Generated<string>;
+  name: string;
+  time_zone: string;
+  intervals: ColumnType<unknown[], string, string>;
+  holidays: ColumnType<unknown[], string, string>;
+  is_default: Generated<boolean>;
+  version: Generated<number>;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }
@@ -213,6 +234,8 @@ export interface TicketsTable {
   first_resolved_at: Date | null;
   waiting_since: Timestamp;
   search: ColumnType<string, unknown, unknown>;
+  /** Computed once at creation from the department's calendar; null for older tickets. */
+  created_in_working_hours: ColumnType<boolean | null, boolean | null | undefined, never>;
 }
 
 export interface TicketMessagesTable {
@@ -430,6 +453,7 @@ export interface Database {
   ratings: RatingsTable;
   idempotency_keys: IdempotencyKeysTable;
   departments: DepartmentsTable;
+  schedules: SchedulesTable;
   agents: AgentsTable;
   deleted_departments: DeletedNamesTable;
   deleted_agents: DeletedNamesTable;
@@ -444,6 +468,7 @@ export interface Database {
 export type DepartmentRow = Selectable<DepartmentsTable>;
 export type NewDepartmentRow = Insertable<DepartmentsTable>;
 export type DepartmentUpdate = Updateable<DepartmentsTable>;
+export type ScheduleRow = Selectable<SchedulesTable>;
 export type AgentRow = Selectable<AgentsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type TicketRow = Selectable<TicketsTable>;

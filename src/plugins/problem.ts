@@ -130,6 +130,17 @@ const CONSTRAINT_CODES: Record<string, { code: string; detail: string; status?: 
     detail: 'The department does not exist.',
     field: 'body/department_id',
   },
+  // A department names a schedule by its foreign key; a schedule deleted meanwhile fails it too.
+  departments_schedule_id_fkey: {
+    status: 422,
+    code: 'schedule_not_found',
+    detail: 'The schedule does not exist.',
+    field: 'body/schedule_id',
+  },
+  schedules_name_key: {
+    code: 'schedule_name_taken',
+    detail: 'A schedule with this name already exists (names ignore case).',
+  },
   departments_name_key: {
     code: 'department_name_taken',
     detail: 'A department with this name already exists (names ignore case).',

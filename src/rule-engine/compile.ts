@@ -34,6 +34,7 @@ import {
   type Comparable,
   comparable,
   comparableConstant,
+  DOMAIN_COUNT,
   DOMAINS,
   type DomainName,
   EMPTY,
@@ -101,6 +102,7 @@ const TICKET_READERS: Readonly<Record<string, (t: TicketSnapshot) => unknown>> =
   tags: (t) => t.tags,
   support_address: (t) => t.support_address,
   created_in_working_hours: (t) => t.created_in_working_hours,
+  outside_working_hours: (t) => t.outside_working_hours,
   'contact.name': (t) => (isRecord(t.contact) ? t.contact.name : undefined),
   'contact.email': (t) => (isRecord(t.contact) ? t.contact.email : undefined),
 });
@@ -333,7 +335,7 @@ class CompileState {
         tagsRaw: undefined,
         tagsComparable: EMPTY,
         tagState: null,
-        domains: new Int32Array(4),
+        domains: new Int32Array(DOMAIN_COUNT),
         domainsOf: null,
       };
       if (test(ctx)) mask |= 1 << index;

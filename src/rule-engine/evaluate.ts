@@ -21,7 +21,7 @@ import type {
   SkipReason,
   TicketSnapshot,
 } from './types.ts';
-import { EMPTY } from './values.ts';
+import { DOMAIN_COUNT, EMPTY } from './values.ts';
 
 export interface EvaluateOptions {
   /**
@@ -466,7 +466,7 @@ function takeScratch(compiled: CompiledRules): Scratch {
       status: null,
       stable: new Array(compiled.slotCount),
       patternHits: new Array(compiled.slotCount),
-      domains: new Int32Array(4),
+      domains: new Int32Array(DOMAIN_COUNT),
     };
   }
   compiled.scratch.spare = null;

@@ -117,6 +117,12 @@ export const FIELDS: Readonly<Record<string, FieldSpec>> = Object.freeze({
     mutable: false,
     tracked: false,
   },
+  outside_working_hours: {
+    type: 'boolean',
+    source: ticket('outside_working_hours'),
+    mutable: false,
+    tracked: false,
+  },
 });
 
 export const CUSTOM_PREFIX = 'contact.custom.';

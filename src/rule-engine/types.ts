@@ -150,6 +150,11 @@ export interface TicketSnapshot {
   /** Computed by the caller from the department's calendar; the engine only reads it. */
   created_in_working_hours: boolean | null;
   /**
+   * Computed by the caller: the ticket's department (its schedule, else the default) is closed
+   * at the event's occurred_at. Null when the caller did not compute it.
+   */
+  outside_working_hours: boolean | null;
+  /**
    * Set by the engine when an action leaves the assignee to be decided by the caller
    * (round_robin, least_busy, or a transfer that keeps the assignee only if they may work in
    * the new department). While set, every condition on assignee_id is false.

@@ -104,8 +104,10 @@ export const DOMAINS = Object.freeze({
   status: { values: STATUSES as readonly unknown[] },
   priority: { values: PRIORITIES as readonly unknown[] },
   created_in_working_hours: { values: [true, false] as readonly unknown[] },
+  outside_working_hours: { values: [true, false] as readonly unknown[] },
 });
 export type DomainName = keyof typeof DOMAINS;
+export const DOMAIN_COUNT = Object.keys(DOMAINS).length;
 /** Any non-empty value outside a domain (a wrong type, an unknown channel) behaves like this one. */
 export const MISMATCH_SAMPLE = Object.freeze({});
 

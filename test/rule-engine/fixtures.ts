@@ -44,6 +44,7 @@ export function ticket(patch: Partial<TicketSnapshot> = {}): TicketSnapshot {
       custom: { plan: 'Pro', seats: 12, since: '2023-04-01', vip: true, company: 'Acme' },
     },
     created_in_working_hours: true,
+    outside_working_hours: false,
     ...patch,
   };
 }

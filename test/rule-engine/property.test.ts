@@ -193,6 +193,11 @@ const FIELDS: Record<string, FieldSpec> = {
     tracked: false,
     value: () => fc.boolean(),
   },
+  outside_working_hours: {
+    ops: ['is', 'is_not', ...EMPTINESS],
+    tracked: false,
+    value: () => fc.boolean(),
+  },
   'contact.custom.plan': textSpec(true),
   'contact.custom.seats': {
     ops: [...EQ, ...ORDER, ...EMPTINESS],
@@ -313,6 +318,7 @@ const ticket: fc.Arbitrary<TicketSnapshot> = fc.record({
     custom,
   }),
   created_in_working_hours: fc.oneof(fc.boolean(), fc.constantFrom(null, 'yes' as unknown as boolean)),
+  outside_working_hours: fc.oneof(fc.boolean(), fc.constantFrom(null, 'yes' as unknown as boolean)),
   pending_assignment: fc.oneof(
     { weight: 4, arbitrary: fc.constant(null) },
     { weight: 1, arbitrary: fc.constant({ strategy: 'round_robin' as const, department_id: 'd-sales' }) },
@@ -514,6 +520,7 @@ t.test(
           postponed_until: null,
           contact: { name: 'n', email: null, custom: {} },
           created_in_working_hours: true,
+          outside_working_hours: false,
         };
         const ev: RuleEvent = {
           type: 'ticket.created',

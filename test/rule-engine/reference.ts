@@ -37,6 +37,7 @@ const KIND: Record<string, Kind> = {
   'contact.name': 'text',
   'contact.email': 'text',
   created_in_working_hours: 'boolean',
+  outside_working_hours: 'boolean',
 };
 
 function fold(s: string): string {

@@ -18,6 +18,7 @@ import {
   type Trigger,
 } from '../../rule-engine/index.ts';
 import type { SeenByRules } from '../contacts/repository.ts';
+import { departmentCalendar } from '../schedules/calendar.ts';
 import { changeEvents, normaliseTags, statusPatch } from '../tickets/changes.ts';
 import type { Actor, ActorEvent, NewMessage, TicketPatch, TicketRecord } from '../tickets/repository.ts';
 import * as repo from './repository.ts';
@@ -40,6 +41,8 @@ export interface RuleSet {
   /** The triggers some active rule listens to: a change raising none of them costs nothing more. */
   activeTriggers: ReadonlySet<Trigger>;
   readsCustomFields: boolean;
+  /** Some rule reads outside_working_hours: only then does a change look up the calendar. */
+  readsOutsideHours: boolean;
   compiled: Map<string, CompiledRules>;
 }
 
@@ -58,6 +61,7 @@ export function ruleSetOf(version: number, rules: repo.StoredRule[]): RuleSet {
     byId: new Map(rules.map((r) => [r.rule.id, r])),
     activeTriggers: new Set(active.flatMap((r) => r.rule.triggers)),
     readsCustomFields: rules.some((r) => reads(r.rule.conditions, (f) => f.includes('contact.custom.'))),
+    readsOutsideHours: rules.some((r) => reads(r.rule.conditions, (f) => f === 'outside_working_hours')),
     compiled: new Map(),
   };
 }
@@ -184,11 +188,13 @@ export type TicketFields = Pick<
   | 'contact_id'
   | 'created_at'
   | 'first_resolved_at'
+  | 'created_in_working_hours'
 >;
 
 export function snapshotOf(
   ticket: TicketFields,
   contact: { name: string; email: string | null; custom: Record<string, unknown> },
+  outsideWorkingHours: boolean | null = null,
 ): TicketSnapshot {
   return {
     id: ticket.id,
@@ -202,8 +208,8 @@ export function snapshotOf(
     support_address: ticket.support_address,
     postponed_until: isoOrNull(ticket.postponed_until),
     contact,
-    // No working-hours calendars yet: rules on it see an empty value.
-    created_in_working_hours: null,
+    created_in_working_hours: ticket.created_in_working_hours,
+    outside_working_hours: outsideWorkingHours,
   };
 }
 
@@ -246,6 +252,22 @@ export interface RuleRunContext {
   seen?: SeenByRules | null;
   /** The message that caused the change; the sender is the contact unless said otherwise. */
   message?: { id: string; body: string; senderEmail?: string | null; senderAgentId?: string | null } | null;
+  /** When the change happens (default: now), and whether the department is closed then, if known. */
+  at?: Date;
+  outsideWorkingHours?: boolean;
+}
+
+/**
+ * Whether the ticket's department (its schedule, else the default) is closed at `at`: what
+ * outside_working_hours means, for every trigger.
+ */
+export async function outsideWorkingHours(
+  db: Kysely<Database>,
+  departmentId: string | null,
+  at: Date,
+): Promise<boolean> {
+  const { calendar } = await departmentCalendar(db, departmentId);
+  return !calendar.isOpen(at.getTime());
 }
 
 /** What the rules made of a change, to apply to the ticket. */
@@ -283,9 +305,14 @@ export async function evaluateRules(
           ? await repo.agentEmail(trx, message.senderAgentId)
           : contact.email;
   }
+  const at = context.at ?? new Date();
+  // Computed only when a rule reads it: a help desk without such rules pays nothing for it.
+  const outside =
+    context.outsideWorkingHours ??
+    (set.readsOutsideHours ? await outsideWorkingHours(trx, ticket.department_id, at) : null);
   const input: RunInput = {
-    ticket: snapshotOf(ticket, { ...contact, custom: set.readsCustomFields ? contact.custom : {} }),
-    occurred_at: new Date().toISOString(),
+    ticket: snapshotOf(ticket, { ...contact, custom: set.readsCustomFields ? contact.custom : {} }, outside),
+    occurred_at: at.toISOString(),
     message: message ? { id: message.id, sender_email: senderEmail } : null,
     previous: before ? previousValues(before, ticket) : {},
   };

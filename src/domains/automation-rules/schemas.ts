@@ -436,6 +436,12 @@ export const TicketSnapshotSchema = Type.Object(
     postponed_until: Type.Union([Type.String(), Type.Null()]),
     contact: SnapshotContact,
     created_in_working_hours: Type.Union([Type.Boolean(), Type.Null()]),
+    outside_working_hours: Type.Optional(
+      Type.Union([Type.Boolean(), Type.Null()], {
+        description:
+          "The ticket's department was closed when the event happened (absent from runs recorded before working hours).",
+      }),
+    ),
     pending_assignment: Type.Optional(
       Type.Union([
         Type.Object(

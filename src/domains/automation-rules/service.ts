@@ -31,6 +31,7 @@ import {
   currentRuleSet,
   describeTrace,
   evaluateRun,
+  outsideWorkingHours,
   pickAgent,
   type RuleSet,
   type RunInput,
@@ -468,15 +469,17 @@ async function savedTicketInput(
   principal: Principal,
   ticketId: string,
   event: SimulateInput['event'],
+  at: Date,
 ) {
   await requireReadable(db, principal, ticketId);
   const record = (await findTicketRecord(db, ticketId))!;
   const contact = await repo.contactForRules(db, record.contact_id);
-  const snapshot = snapshotOf(record, {
-    name: contact.name,
-    email: contact.email,
-    custom: contact.custom_fields,
-  });
+  // As a change to the ticket now would see it: its department's calendar at this instant.
+  const snapshot = snapshotOf(
+    record,
+    { name: contact.name, email: contact.email, custom: contact.custom_fields },
+    await outsideWorkingHours(db, record.department_id, at),
+  );
   let message = event.message ? { body: event.message.body, sender_email: event.message.sender_email } : null;
   if (!message && event.type === 'ticket.created') {
     const first = await repo.firstMessageOf(db, ticketId);
@@ -491,7 +494,9 @@ async function savedTicketInput(
   return { snapshot, message };
 }
 
-function draftSnapshot(ticket: SimulateInput['ticket']): TicketSnapshot {
+/** A draft ticket comes in now: both working-hours fields follow its department's calendar now. */
+async function draftSnapshot(db: Db, ticket: SimulateInput['ticket'], at: Date): Promise<TicketSnapshot> {
+  const outside = await outsideWorkingHours(db, ticket?.department_id ?? null, at);
   return {
     id: 'simulated',
     channel: ticket?.channel ?? 'api',
@@ -508,7 +513,8 @@ function draftSnapshot(ticket: SimulateInput['ticket']): TicketSnapshot {
       email: ticket?.contact?.email ?? null,
       custom: ticket?.contact?.custom ?? {},
     },
-    created_in_working_hours: null,
+    created_in_working_hours: !outside,
+    outside_working_hours: outside,
   };
 }
 
@@ -577,11 +583,12 @@ export async function simulate(db: Db, principal: Principal, input: SimulateInpu
     set = ruleSetOf(rulesVersion ?? 0, [...kept, ...rules]);
   }
 
+  const at = new Date();
   const fromTicket =
     input.ticket_id !== undefined
-      ? await savedTicketInput(db, principal, input.ticket_id, input.event)
+      ? await savedTicketInput(db, principal, input.ticket_id, input.event, at)
       : null;
-  const snapshot = fromTicket?.snapshot ?? draftSnapshot(input.ticket);
+  const snapshot = fromTicket?.snapshot ?? (await draftSnapshot(db, input.ticket, at));
   const message =
     fromTicket?.message ??
     (input.event.message
@@ -592,7 +599,7 @@ export async function simulate(db: Db, principal: Principal, input: SimulateInpu
       : null);
   const runInput: RunInput = {
     ticket: snapshot,
-    occurred_at: new Date().toISOString(),
+    occurred_at: at.toISOString(),
     message: message ? { id: null, sender_email: message.sender_email ?? null } : null,
     previous: (input.event.previous ?? {}) as PreviousValues,
   };

@@ -3,6 +3,7 @@ import { prepared } from '../../db/prepared.ts';
 import type { Database, QualifiedColumn } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import { scheduleKeySql } from '../schedules/repository.ts';
 import type { Contact } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -313,6 +314,7 @@ async function findOrInsertByIdentity(
   name: string,
   email: string | undefined,
   phone: string | undefined,
+  departmentId: string | null,
 ) {
   const e = email ?? null;
   const p = phone ?? null;
@@ -325,6 +327,7 @@ async function findOrInsertByIdentity(
     found_name: string | null;
     found_email: string | null;
     found_custom_fields: Record<string, unknown> | null;
+    schedule_key: string | null;
   }>`
     with by_email as (
       select c.id from contact_emails ce join contacts c on c.id = ce.contact_id
@@ -355,12 +358,17 @@ async function findOrInsertByIdentity(
       (select count(*) from new_email)::int as emails_added, (select count(*) from new_phone)::int as phones_added,
       (select rules_key from automation_rules_state) as rules_key, (select name from found_contact) as found_name,
       (select email from found_contact) as found_email,
-      (select custom_fields from found_contact) as found_custom_fields
+      (select custom_fields from found_contact) as found_custom_fields,
+      ${scheduleKeySql(departmentId)} as schedule_key
   `).execute(trx);
   const row = rows[0]!;
   const claimLost =
     (email !== undefined && row.emails_added === 0) || (phone !== undefined && row.phones_added === 0);
-  const seen = (contact: RulesContact): SeenByRules => ({ rulesKey: String(row.rules_key), contact });
+  const seen = (contact: RulesContact): SeenByRules => ({
+    rulesKey: String(row.rules_key),
+    contact,
+    scheduleKey: row.schedule_key,
+  });
   return {
     foundId: row.found_id,
     newId: row.new_id,
@@ -385,6 +393,11 @@ export interface RulesContact {
 export interface SeenByRules {
   rulesKey: string;
   contact: RulesContact;
+  /**
+   * The key of the schedule a new ticket's department follows (schedules/calendar.ts), null for
+   * none; undefined when the statement did not read it.
+   */
+  scheduleKey?: string | null;
 }
 
 /**
@@ -400,6 +413,7 @@ export interface SeenByRules {
 export async function resolveContact(
   trx: Kysely<Database>,
   input: { id?: string; name?: string; email?: string; phone?: string },
+  departmentId: string | null = null,
 ): Promise<{ id: string; seen: SeenByRules | null }> {
   if (input.id !== undefined) {
     const id = await holdContact(trx, input.id);
@@ -437,7 +451,7 @@ export async function resolveContact(
     return { id: await insertContact(trx, { name }), seen: null };
   }
   for (let attempt = 0; attempt < 5; attempt++) {
-    const outcome = await findOrInsertByIdentity(trx, name, email, phone);
+    const outcome = await findOrInsertByIdentity(trx, name, email, phone, departmentId);
     if (outcome.foundId) return { id: outcome.foundId, seen: outcome.found };
     if (outcome.newId && !outcome.claimLost) return { id: outcome.newId, seen: outcome.created };
     // Another transaction claimed the email or phone first and has committed (ON CONFLICT waited

@@ -14,6 +14,12 @@ export function toDepartment(row: DepartmentWithCount): Department {
     description: row.description,
     to_solve_enabled: row.to_solve_enabled,
     selectable_on_contact_form: row.selectable_on_contact_form,
+    schedule_id: row.schedule_id,
+    availability: {
+      chat: row.chat_availability,
+      phone: row.phone_availability,
+      messaging: row.messaging_availability,
+    },
     member_count: Number(row.member_count),
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
@@ -85,10 +91,18 @@ export async function listDepartments(
   return toPage(keyset, rows as (DepartmentWithCount & { sort_key: string })[], page.limit, toDepartment);
 }
 
+type EditableColumns =
+  | 'description'
+  | 'to_solve_enabled'
+  | 'selectable_on_contact_form'
+  | 'schedule_id'
+  | 'chat_availability'
+  | 'phone_availability'
+  | 'messaging_availability';
+
 export function insertDepartment(
   db: Executor,
-  values: Pick<DepartmentRow, 'name'> &
-    Partial<Pick<DepartmentRow, 'description' | 'to_solve_enabled' | 'selectable_on_contact_form'>>,
+  values: Pick<DepartmentRow, 'name'> & Partial<Pick<DepartmentRow, EditableColumns>>,
 ) {
   return db.insertInto('departments').values(values).returning('id').executeTakeFirstOrThrow();
 }
@@ -96,9 +110,7 @@ export function insertDepartment(
 export function updateDepartment(
   trx: Executor,
   id: string,
-  patch: Partial<
-    Pick<DepartmentRow, 'name' | 'description' | 'to_solve_enabled' | 'selectable_on_contact_form'>
-  >,
+  patch: Partial<Pick<DepartmentRow, 'name' | EditableColumns>>,
 ) {
   return trx
     .updateTable('departments')
@@ -115,6 +127,22 @@ export async function departmentsExist(db: Executor, ids: string[]): Promise<Set
   if (ids.length === 0) return new Set();
   const rows = await db.selectFrom('departments').select('id').where('id', 'in', ids).execute();
   return new Set(rows.map((r) => r.id));
+}
+
+/** The departments that name a schedule: how many, and the first names (for a 409). */
+export async function departmentsUsingSchedule(
+  db: Executor,
+  scheduleId: string,
+  listed: number,
+): Promise<{ count: number; names: string[] }> {
+  const rows = await db
+    .selectFrom('departments')
+    .select(['name', sql<number>`count(*) over ()`.as('total')])
+    .where('schedule_id', '=', scheduleId)
+    .orderBy(sql`lower(name)`)
+    .limit(listed)
+    .execute();
+  return { count: Number(rows[0]?.total ?? 0), names: rows.map((r) => r.name) };
 }
 
 // Members

@@ -11,8 +11,10 @@ import { listDepartments } from './repository.ts';
 import {
   AddAllMembersBody,
   AddAllMembersResult,
+  AvailabilityQuery,
   CreateDepartmentBody,
   DeleteDepartmentQuery,
+  DepartmentAvailabilitySchema,
   DepartmentListQuery,
   DepartmentSchema,
   MemberSchema,
@@ -24,7 +26,13 @@ import * as service from './service.ts';
 
 export const DepartmentPage = PageOf(ref(DepartmentSchema), 'DepartmentPage');
 export const MemberPage = PageOf(ref(MemberSchema), 'DepartmentMemberPage');
-export const departmentSchemas = [DepartmentSchema, MemberSchema, DepartmentPage, MemberPage];
+export const departmentSchemas = [
+  DepartmentSchema,
+  MemberSchema,
+  DepartmentPage,
+  MemberPage,
+  DepartmentAvailabilitySchema,
+];
 
 const tags = ['departments'];
 const Department = ref(DepartmentSchema);
@@ -60,9 +68,9 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createDepartment',
         tags,
         summary: 'Create a department',
-        description: 'Owners and admins only.',
+        description: 'Owners and admins only. 422 `schedule_not_found` when `schedule_id` names no schedule.',
         body: CreateDepartmentBody,
-        response: { 201: { ...Department, headers: createdHeaders }, ...problems(409) },
+        response: { 201: { ...Department, headers: createdHeaders }, ...problems(409, 422) },
       },
     },
     async (request, reply) => {
@@ -94,11 +102,11 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Update a department',
         description:
-          "Owners, admins and the department's managers. Send If-Match to avoid overwriting a newer version.",
+          "Owners, admins and the department's managers (its schedule and channel availability too). 422 `schedule_not_found` when `schedule_id` names no schedule. Send If-Match to avoid overwriting a newer version.",
         params: IdParams,
         headers: IfMatchHeaders,
         body: UpdateDepartmentBody,
-        response: { 200: { ...Department, headers: etagHeader }, ...problems(404, 409, 412) },
+        response: { 200: { ...Department, headers: etagHeader }, ...problems(404, 409, 412, 422) },
       },
     },
     async (request, reply) =>
@@ -142,6 +150,28 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       );
       return reply.code(204).send(null);
     },
+  );
+
+  app.get(
+    '/v1/departments/:id/availability',
+    {
+      schema: {
+        operationId: 'getDepartmentAvailability',
+        tags,
+        summary: 'Is the department open, and which channels are available',
+        description:
+          "At `at` (default now): open or closed by the department's schedule (its own, else the help desk's default; with neither it is always open), when that next changes, and each channel's mode and availability (schedule: available while open; on, off: always, never). Every agent may ask, as for GET department.",
+        params: IdParams,
+        querystring: Type.Object(AvailabilityQuery, { additionalProperties: false }),
+        response: { 200: ref(DepartmentAvailabilitySchema), ...problems(404) },
+      },
+    },
+    async (request) =>
+      service.departmentAvailability(
+        db,
+        request.params.id,
+        request.query.at === undefined ? new Date() : new Date(request.query.at),
+      ),
   );
 
   app.get(

@@ -2,6 +2,32 @@ import { type Static, Type } from 'typebox';
 import { DisplayName, Timestamp, Uuid } from '../../contract.ts';
 import { DepartmentRoleSchema, MemberLevelSchema } from '../agents/schemas.ts';
 
+const ChannelMode = (channel: string) =>
+  Type.Union([Type.Literal('schedule'), Type.Literal('on'), Type.Literal('off')], {
+    description: `${channel}: schedule follows the department's schedule (available while open); on and off override it.`,
+  });
+
+export const ChannelAvailabilitySchema = Type.Object(
+  { chat: ChannelMode('Chat'), phone: ChannelMode('Phone'), messaging: ChannelMode('Messaging') },
+  { additionalProperties: false },
+);
+
+const AvailabilityInput = Type.Object(
+  {
+    chat: Type.Optional(ChannelMode('Chat')),
+    phone: Type.Optional(ChannelMode('Phone')),
+    messaging: Type.Optional(ChannelMode('Messaging')),
+  },
+  {
+    additionalProperties: false,
+    description: 'Channels not given keep their mode (schedule for a new department).',
+  },
+);
+
+const ScheduleRef = Type.Union([Uuid(), Type.Null()], {
+  description: "The schedule the department follows; null: the help desk's default (none: always open).",
+});
+
 export const DepartmentSchema = Type.Object(
   {
     id: Uuid(),
@@ -14,6 +40,8 @@ export const DepartmentSchema = Type.Object(
     selectable_on_contact_form: Type.Boolean({
       description: 'Offered in the public contact form department picker.',
     }),
+    schedule_id: ScheduleRef,
+    availability: ChannelAvailabilitySchema,
     member_count: Type.Integer({ minimum: 0 }),
     created_at: Timestamp(),
     updated_at: Timestamp(),
@@ -30,6 +58,8 @@ export const CreateDepartmentBody = Type.Object(
     description: Type.Optional(Description),
     to_solve_enabled: Type.Optional(Type.Boolean({ default: true })),
     selectable_on_contact_form: Type.Optional(Type.Boolean({ default: false })),
+    schedule_id: Type.Optional(ScheduleRef),
+    availability: Type.Optional(AvailabilityInput),
   },
   {
     additionalProperties: false,
@@ -45,6 +75,8 @@ export const UpdateDepartmentBody = Type.Object(
     description: Type.Optional(Description),
     to_solve_enabled: Type.Optional(Type.Boolean()),
     selectable_on_contact_form: Type.Optional(Type.Boolean()),
+    schedule_id: Type.Optional(ScheduleRef),
+    availability: Type.Optional(AvailabilityInput),
   },
   { additionalProperties: false, minProperties: 1, examples: [{ to_solve_enabled: false }] },
 );
@@ -137,3 +169,41 @@ export const DeleteDepartmentQuery = {
     ),
   ),
 };
+
+export const AvailabilityQuery = {
+  at: Type.Optional(
+    Type.String({ format: 'date-time', description: 'The instant to answer for (default: now).' }),
+  ),
+};
+
+const ChannelState = (channel: string) =>
+  Type.Object(
+    {
+      mode: ChannelMode(channel),
+      available: Type.Boolean({ description: 'on, or schedule while the department is open.' }),
+    },
+    { additionalProperties: false },
+  );
+
+export const DepartmentAvailabilitySchema = Type.Object(
+  {
+    at: Timestamp('The instant answered for.'),
+    department_id: Uuid(),
+    schedule_id: Type.Union([Uuid(), Type.Null()], {
+      description: "The schedule in force: the department's own, else the default; null: always open.",
+    }),
+    time_zone: Type.Union([Type.String(), Type.Null()], {
+      description: "The schedule's zone; null without one.",
+    }),
+    open: Type.Boolean(),
+    next_change: Type.Union([Timestamp(), Type.Null()], {
+      description: 'When open next flips; null when it never does within about two years.',
+    }),
+    channels: Type.Object(
+      { chat: ChannelState('Chat'), phone: ChannelState('Phone'), messaging: ChannelState('Messaging') },
+      { additionalProperties: false },
+    ),
+  },
+  { $id: 'DepartmentAvailability', additionalProperties: false },
+);
+export type DepartmentAvailability = Static<typeof DepartmentAvailabilitySchema>;

@@ -1,13 +1,14 @@
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import type { DepartmentRole, MemberLevel } from '../../db/types.ts';
+import type { ChannelAvailability, DepartmentRole, MemberLevel } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
 import { changesBetween, recordMemberChanges, recordSettingsChange } from '../events/settings.ts';
+import { availabilityAt, departmentCalendar } from '../schedules/calendar.ts';
 import { recordDepartmentWebhooksGone } from '../webhooks/service.ts';
 import * as repo from './repository.ts';
-import type { Department } from './schemas.ts';
+import type { Department, DepartmentAvailability } from './schemas.ts';
 
 const DEFAULT_ROLE: DepartmentRole = 'solver';
 
@@ -27,6 +28,42 @@ export async function getDepartment(db: Db, id: string): Promise<Department> {
   return department;
 }
 
+type ChannelModes = {
+  chat?: ChannelAvailability | undefined;
+  phone?: ChannelAvailability | undefined;
+  messaging?: ChannelAvailability | undefined;
+};
+
+/** The working-hours columns a create or patch sets. */
+function workingHoursColumns(input: {
+  schedule_id?: string | null | undefined;
+  availability?: ChannelModes | undefined;
+}) {
+  const a = input.availability ?? {};
+  return {
+    ...(input.schedule_id !== undefined && { schedule_id: input.schedule_id }),
+    ...(a.chat !== undefined && { chat_availability: a.chat }),
+    ...(a.phone !== undefined && { phone_availability: a.phone }),
+    ...(a.messaging !== undefined && { messaging_availability: a.messaging }),
+  };
+}
+
+/**
+ * Whether the department is open at `at` (its schedule, else the default, else always) and which
+ * of its channels are available then.
+ */
+export async function departmentAvailability(db: Db, id: string, at: Date): Promise<DepartmentAvailability> {
+  const department = await getDepartment(db, id);
+  const { scheduleId, calendar } = await departmentCalendar(db, id);
+  return {
+    at: at.toISOString(),
+    department_id: id,
+    schedule_id: scheduleId,
+    time_zone: scheduleId === null ? null : calendar.timeZone,
+    ...availabilityAt(calendar, department.availability, at.getTime()),
+  };
+}
+
 export async function createDepartment(
   db: Db,
   principal: Principal,
@@ -35,6 +72,8 @@ export async function createDepartment(
     description?: string | undefined;
     to_solve_enabled?: boolean | undefined;
     selectable_on_contact_form?: boolean | undefined;
+    schedule_id?: string | null | undefined;
+    availability?: ChannelModes | undefined;
   },
 ): Promise<Department> {
   requireAdmin(principal);
@@ -46,6 +85,7 @@ export async function createDepartment(
       ...(input.selectable_on_contact_form !== undefined && {
         selectable_on_contact_form: input.selectable_on_contact_form,
       }),
+      ...workingHoursColumns(input),
     });
     const department = (await repo.findDepartment(trx, id))!;
     await recordSettingsChange(
@@ -69,6 +109,8 @@ export async function updateDepartment(
     description?: string | undefined;
     to_solve_enabled?: boolean | undefined;
     selectable_on_contact_form?: boolean | undefined;
+    schedule_id?: string | null | undefined;
+    availability?: ChannelModes | undefined;
   },
 ): Promise<Department> {
   await getDepartment(db, id);
@@ -85,6 +127,7 @@ export async function updateDepartment(
       ...(patch.selectable_on_contact_form !== undefined && {
         selectable_on_contact_form: patch.selectable_on_contact_form,
       }),
+      ...workingHoursColumns(patch),
     });
     const department = (await repo.findDepartment(trx, id))!;
     const changes = changesBetween(before, department);

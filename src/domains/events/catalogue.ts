@@ -6,6 +6,7 @@ import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
 import { ContactFieldSchema } from '../contact-fields/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../departments/schemas.ts';
 import { NotificationKindSchema } from '../notifications/schemas.ts';
+import { ScheduleSchema } from '../schedules/schemas.ts';
 import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
 
 /**
@@ -53,6 +54,9 @@ export const SETTINGS_EVENT_TYPES = [
   'contact_field.created',
   'contact_field.updated',
   'contact_field.deleted',
+  'schedule.created',
+  'schedule.updated',
+  'schedule.deleted',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -368,6 +372,27 @@ export const PAYLOAD_SCHEMAS = {
       description: "As it was; every contact's value for it went with it.",
       additionalProperties: false,
     },
+  ),
+  'schedule.created': Type.Object(
+    { schedule: ref(ScheduleSchema) },
+    { $id: 'ScheduleCreatedPayload', additionalProperties: false },
+  ),
+  'schedule.updated': Type.Object(
+    {
+      schedule: ref(ScheduleSchema),
+      changes: Changes,
+      reason: Type.Optional(
+        Type.Enum(['default_moved', 'holidays_imported'], {
+          description:
+            'default_moved: another schedule became the default, so this one is no longer; holidays_imported: an iCalendar import (POST .../holidays/import).',
+        }),
+      ),
+    },
+    { $id: 'ScheduleUpdatedPayload', additionalProperties: false },
+  ),
+  'schedule.deleted': Type.Object(
+    { schedule: ref(ScheduleSchema) },
+    { $id: 'ScheduleDeletedPayload', description: 'As it was.', additionalProperties: false },
   ),
 } as const satisfies Record<EventType, TSchema>;
 

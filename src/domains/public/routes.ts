@@ -36,7 +36,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listContactFormDepartments',
         tags,
         summary: 'Departments a contact form may offer',
-        description: `The id and name of each department selectable on the contact form, sorted by name (at most ${FORM_DEPARTMENTS_MAX}). No credentials needed; each client address may call it PUBLIC_FORM_RATE_LIMIT_PER_MINUTE times a minute.`,
+        description: `Each department selectable on the contact form, sorted by name (at most ${FORM_DEPARTMENTS_MAX}): its id and name, whether it is open now by its working hours and when that next changes, and which of its channels (chat, phone, messaging) are available now, for a contact widget. No credentials needed; each client address may call it PUBLIC_FORM_RATE_LIMIT_PER_MINUTE times a minute.`,
         response: { 200: ref(FormDepartmentListSchema) },
       },
     },

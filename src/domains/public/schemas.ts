@@ -6,10 +6,31 @@ export const FORM_DEPARTMENTS_MAX = 500;
 
 export const FormDepartmentListSchema = Type.Object(
   {
-    data: Type.Array(Type.Object({ id: Uuid(), name: Type.String() }, { additionalProperties: false }), {
-      maxItems: FORM_DEPARTMENTS_MAX,
-      description: 'Sorted by name.',
-    }),
+    data: Type.Array(
+      Type.Object(
+        {
+          id: Uuid(),
+          name: Type.String(),
+          open: Type.Boolean({ description: 'Open now by its working hours (always, without a schedule).' }),
+          next_change: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+            description: 'When open next flips; null when it never does within about two years.',
+          }),
+          available: Type.Object(
+            { chat: Type.Boolean(), phone: Type.Boolean(), messaging: Type.Boolean() },
+            {
+              additionalProperties: false,
+              description:
+                'Each channel now: forced on or off by the department, else available while it is open.',
+            },
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        maxItems: FORM_DEPARTMENTS_MAX,
+        description: 'Sorted by name.',
+      },
+    ),
   },
   { $id: 'ContactFormDepartmentList', additionalProperties: false },
 );

@@ -1,6 +1,7 @@
 import type { Db } from '../../db/database.ts';
 import { DomainError } from '../../errors.ts';
 import { listDepartments } from '../departments/repository.ts';
+import { availabilityAt, departmentCalendars } from '../schedules/calendar.ts';
 import { type Actor, reference } from '../tickets/repository.ts';
 import { type CreateTicketInput, writeTicket } from '../tickets/write.ts';
 import { holdFormDepartment } from './repository.ts';
@@ -11,13 +12,34 @@ import {
   type FormDepartmentList,
 } from './schemas.ts';
 
-export async function listFormDepartments(db: Db): Promise<FormDepartmentList> {
+/** The form's departments, each open or closed now and its channels available now (a contact widget). */
+export async function listFormDepartments(db: Db, now: Date = new Date()): Promise<FormDepartmentList> {
   const page = await listDepartments(
     db,
     { selectable_on_contact_form: true },
     { limit: FORM_DEPARTMENTS_MAX },
   );
-  return { data: page.data.map((d) => ({ id: d.id, name: d.name })) };
+  const calendars = await departmentCalendars(db, page.data);
+  return {
+    data: page.data.map((d) => {
+      const { open, next_change, channels } = availabilityAt(
+        calendars.get(d.id)!.calendar,
+        d.availability,
+        now.getTime(),
+      );
+      return {
+        id: d.id,
+        name: d.name,
+        open,
+        next_change,
+        available: {
+          chat: channels.chat.available,
+          phone: channels.phone.available,
+          messaging: channels.messaging.available,
+        },
+      };
+    }),
+  };
 }
 
 // The write path fills in the contact the ticket was opened for.

@@ -51,6 +51,7 @@ export function toTicket(row: TicketRow, contact: Ticket['contact']): Ticket {
     first_answered_at: iso(row.first_answered_at),
     last_customer_message_at: iso(row.last_customer_message_at),
     resolved_at: iso(row.resolved_at),
+    created_in_working_hours: row.created_in_working_hours,
   };
 }
 
@@ -78,6 +79,7 @@ export const TICKET_COLUMNS = [
   't.resolved_at',
   't.first_resolved_at',
   't.waiting_since',
+  't.created_in_working_hours',
 ] as const;
 
 export type TicketRecord = Omit<TicketRow, 'search'>;
@@ -129,6 +131,7 @@ export async function insertOpenedTicket(
     postponed_until?: Date | null;
     resolved_at?: Date | null;
     first_resolved_at?: Date | null;
+    created_in_working_hours: boolean | null;
   },
   message: {
     id: string;
@@ -156,13 +159,14 @@ export async function insertOpenedTicket(
     with t as (
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
         support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
-        postponed_until, resolved_at, first_resolved_at)
+        postponed_until, resolved_at, first_resolved_at, created_in_working_hours)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
         ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
         ${values.support_address}, to_tsvector('simple', ${searchable}),
         case when ${fromAgent} then now() end, case when ${fromAgent} then now() end,
         case when ${fromContact} then now() end, ${values.postponed_until ?? null}::timestamptz,
-        ${values.resolved_at ?? null}::timestamptz, ${values.first_resolved_at ?? null}::timestamptz)
+        ${values.resolved_at ?? null}::timestamptz, ${values.first_resolved_at ?? null}::timestamptz,
+        ${values.created_in_working_hours}::boolean)
       returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,

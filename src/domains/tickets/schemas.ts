@@ -65,6 +65,10 @@ export const TicketSchema = Type.Object(
     first_answered_at: Type.Union([Timestamp(), Type.Null()]),
     last_customer_message_at: Type.Union([Timestamp(), Type.Null()]),
     resolved_at: Type.Union([Timestamp(), Type.Null()]),
+    created_in_working_hours: Type.Union([Type.Boolean(), Type.Null()], {
+      description:
+        "Whether the ticket came in while the department it came in with was open (its schedule, else the help desk's default; always true without one). Null for tickets older than working hours.",
+    }),
   },
   { $id: 'Ticket', additionalProperties: false },
 );

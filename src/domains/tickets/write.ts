@@ -21,6 +21,7 @@ import {
   ruleFailure,
 } from '../automation-rules/runner.ts';
 import { resolveContact } from '../contacts/repository.ts';
+import { departmentCalendar } from '../schedules/calendar.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
@@ -270,12 +271,16 @@ async function checkNewTicket(trx: Trx, principal: Principal | null, input: Crea
 async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const { input, actor, authorAgentId } = command;
   if (command.by !== 'unchecked') await checkNewTicket(trx, command.by, input);
-  const { id: contactId, seen } = await resolveContact(trx, {
-    ...(input.contact.id !== undefined && { id: input.contact.id }),
-    ...(input.contact.name !== undefined && { name: input.contact.name }),
-    ...(input.contact.email !== undefined && { email: input.contact.email }),
-    ...(input.contact.phone !== undefined && { phone: input.contact.phone }),
-  });
+  const { id: contactId, seen } = await resolveContact(
+    trx,
+    {
+      ...(input.contact.id !== undefined && { id: input.contact.id }),
+      ...(input.contact.name !== undefined && { name: input.contact.name }),
+      ...(input.contact.email !== undefined && { email: input.contact.email }),
+      ...(input.contact.phone !== undefined && { phone: input.contact.phone }),
+    },
+    input.department_id ?? null,
+  );
   const fromAgent = input.message?.author === 'agent';
   const tags = normaliseTags(input.tags ?? []);
   const subject = input.subject.trim();
@@ -289,6 +294,11 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
         body: input.message.body,
       }
     : null;
+  // Working hours are decided once, by the department the ticket comes in with and the instant it
+  // comes in: rules on ticket.created read them before any of them transfers it.
+  const at = new Date();
+  const { calendar } = await departmentCalendar(trx, input.department_id ?? null, seen?.scheduleKey);
+  const createdInWorkingHours = calendar.isOpen(at.getTime());
   const values = {
     id: randomUUID(),
     subject,
@@ -300,6 +310,7 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
     contact_id: contactId,
     tags,
     support_address: input.support_address ?? null,
+    created_in_working_hours: createdInWorkingHours,
   };
   // The customer opened the ticket when it starts with their message; whoever created it
   // through the API chose the assignee. The opening events carry the department and assignee
@@ -330,6 +341,8 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const snapshot = { ...values, postponed_until: null, created_at: new Date(), first_resolved_at: null };
   const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
     seen,
+    at,
+    outsideWorkingHours: !createdInWorkingHours,
     message: message && {
       id: message.id,
       body: message.body,

@@ -1,0 +1,216 @@
+import ICAL from 'ical.js';
+import { Temporal } from 'temporal-polyfill';
+import type { Holiday } from '../../business-time/index.ts';
+import { DomainError } from '../../errors.ts';
+
+// iCalendar (.ics, RFC 5545) to holidays in a schedule's zone, with ical.js for the parsing and
+// the recurrence rules and Temporal for the zones. Pure: the caller gives the instant "now".
+//
+// - An all-day event closes each of its dates whole (DTEND is exclusive, as RFC 5545 says).
+// - A timed event closes its hours, cut at local midnights of the schedule's zone, so one
+//   running overnight closes the end of one date and the start of the next.
+// - FREQ=YEARLY on the event's own month and day (no other BY parts, no COUNT, UNTIL or
+//   INTERVAL) becomes a yearly holiday; every other recurrence is expanded, and so are
+//   EXDATEs honoured, from one year back (business time of recent tickets) to three years ahead.
+// - Times carry the zone of their TZID: the file's own VTIMEZONE when it has one (Windows or
+//   custom names included), else the IANA zone of that name; floating times are read in the
+//   schedule's zone, UTC times as UTC.
+
+const LOOK_BACK_YEARS = 1;
+const LOOK_AHEAD_YEARS = 3;
+/** Recurrences that never reach the window (FREQ=SECONDLY since 1970) stop here, not at the horizon. */
+const MAX_STEPS_PER_EVENT = 20_000;
+const MAX_STEPS = 50_000;
+const MAX_NAME = 200;
+
+function invalidCalendar(reason: string): DomainError {
+  const error = new DomainError(
+    'unprocessable',
+    'invalid_calendar',
+    `The calendar could not be read: ${reason}`,
+  );
+  error.errors = [{ field: 'body', message: reason }];
+  return error;
+}
+
+const pad = (n: number) => String(n).padStart(2, '0');
+const hhmm = (t: Temporal.PlainTime) => `${pad(t.hour)}:${pad(t.minute)}`;
+
+function plainDateTimeOf(time: ICAL.Time): Temporal.PlainDateTime {
+  return new Temporal.PlainDateTime(time.year, time.month, time.day, time.hour, time.minute, time.second);
+}
+
+// Temporal also reads offsets and date-time strings as zones; a TZID must be a zone's name.
+const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
+
+const isIanaZone = (name: string) => {
+  if (!ZONE_NAME.test(name)) return false;
+  try {
+    Temporal.Now.instant().toZonedDateTimeISO(name);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+interface Reader {
+  /** The instant of a date-time value of this event. */
+  instant(time: ICAL.Time): Temporal.Instant;
+}
+
+function readerFor(
+  property: ICAL.Property | null,
+  zones: ReadonlyMap<string, ICAL.Timezone>,
+  scheduleZone: string,
+): Reader {
+  const tzid = property?.getFirstParameter('tzid') ?? null;
+  const own = tzid ? zones.get(tzid) : undefined;
+  const iana = tzid && !own && isIanaZone(tzid) ? tzid : null;
+  if (tzid && !own && !iana) throw invalidCalendar(`unknown time zone "${tzid}" (no VTIMEZONE for it)`);
+  return {
+    instant(time) {
+      const local = plainDateTimeOf(time);
+      if (time.zone?.tzid === 'UTC') return local.toZonedDateTime('UTC').toInstant();
+      if (own) {
+        const offsetSeconds = own.utcOffset(time);
+        return local.toZonedDateTime('UTC').toInstant().subtract({ seconds: offsetSeconds });
+      }
+      return local.toZonedDateTime(iana ?? scheduleZone, { disambiguation: 'compatible' }).toInstant();
+    },
+  };
+}
+
+function nameOf(event: ICAL.Event): string {
+  const summary = typeof event.summary === 'string' ? event.summary.trim() : '';
+  return (summary || 'Holiday').slice(0, MAX_NAME);
+}
+
+/** The local dates and hours an instant range covers in the zone, cut at local midnights. */
+function closedHours(
+  name: string,
+  from: Temporal.Instant,
+  to: Temporal.Instant,
+  zone: string,
+  yearly: boolean,
+): Holiday[] {
+  const out: Holiday[] = [];
+  let cursor = from.toZonedDateTimeISO(zone);
+  const end = to.toZonedDateTimeISO(zone);
+  while (Temporal.ZonedDateTime.compare(cursor, end) < 0) {
+    const date = cursor.toPlainDate();
+    const nextDay = date.add({ days: 1 }).toZonedDateTime({ timeZone: zone });
+    const pieceEnd = Temporal.ZonedDateTime.compare(end, nextDay) < 0 ? end : nextDay;
+    const start = hhmm(cursor.toPlainTime());
+    const stop = pieceEnd === nextDay ? '24:00' : hhmm(pieceEnd.toPlainTime());
+    if (start === '00:00' && stop === '24:00') {
+      out.push({ name, date: date.toString(), yearly, start: null, end: null });
+    } else if (stop > start) {
+      out.push({ name, date: date.toString(), yearly, start, end: stop });
+    }
+    cursor = pieceEnd;
+  }
+  return out;
+}
+
+function wholeDays(name: string, first: Temporal.PlainDate, days: number, yearly: boolean): Holiday[] {
+  const out: Holiday[] = [];
+  for (let i = 0; i < Math.max(1, days); i++) {
+    const date = first.add({ days: i });
+    // A yearly 29 February would not exist most years; business time would refuse it anyway.
+    out.push({ name, date: date.toString(), yearly, start: null, end: null });
+  }
+  return out;
+}
+
+/** Whether the event repeats every year on its own month and day, and nothing else. */
+function simplyYearly(vevent: ICAL.Component, start: ICAL.Time): boolean {
+  const rrules = vevent.getAllProperties('rrule');
+  if (rrules.length !== 1 || vevent.hasProperty('rdate') || vevent.hasProperty('exdate')) return false;
+  const rule = rrules[0]!.getFirstValue() as ICAL.Recur;
+  if (rule.freq !== 'YEARLY' || (rule.interval ?? 1) !== 1 || rule.count || rule.until) return false;
+  const parts = (rule.parts ?? {}) as Record<string, unknown[]>;
+  for (const [key, values] of Object.entries(parts)) {
+    if (key === 'BYMONTH' && values.length === 1 && Number(values[0]) === start.month) continue;
+    if (key === 'BYMONTHDAY' && values.length === 1 && Number(values[0]) === start.day) continue;
+    return false;
+  }
+  return true;
+}
+
+/**
+ * The holidays an iCalendar text describes, in the schedule's zone (see the notes above), or a
+ * 422 invalid_calendar with the parser's reason.
+ */
+export function parseHolidayCalendar(text: string, scheduleZone: string, now: Date): Holiday[] {
+  let root: ICAL.Component;
+  try {
+    const parsed = ICAL.parse(text);
+    const jcal = Array.isArray(parsed[0]) ? parsed[0] : parsed;
+    root = new ICAL.Component(jcal as unknown[]);
+  } catch (error) {
+    throw invalidCalendar(error instanceof Error ? error.message : String(error));
+  }
+  if (root.name !== 'vcalendar')
+    throw invalidCalendar(`expected a VCALENDAR, found ${root.name.toUpperCase()}`);
+
+  const today = Temporal.Instant.fromEpochMilliseconds(now.getTime())
+    .toZonedDateTimeISO(scheduleZone)
+    .toPlainDate();
+  const windowStart = today.subtract({ years: LOOK_BACK_YEARS });
+  const windowEnd = today.add({ years: LOOK_AHEAD_YEARS });
+  const inWindow = (d: Temporal.PlainDate) =>
+    Temporal.PlainDate.compare(d, windowStart) >= 0 && Temporal.PlainDate.compare(d, windowEnd) < 0;
+
+  const out: Holiday[] = [];
+  try {
+    const zones = new Map<string, ICAL.Timezone>();
+    for (const vtimezone of root.getAllSubcomponents('vtimezone')) {
+      const zone = new ICAL.Timezone(vtimezone);
+      if (zone.tzid) zones.set(zone.tzid, zone);
+    }
+    let steps = 0;
+    for (const vevent of root.getAllSubcomponents('vevent')) {
+      // A changed occurrence of a series (RECURRENCE-ID) is left to its series.
+      if (vevent.hasProperty('recurrence-id')) continue;
+      const event = new ICAL.Event(vevent);
+      const start = event.startDate;
+      if (!start) throw invalidCalendar('a VEVENT has no DTSTART');
+      const name = nameOf(event);
+      const allDay = start.isDate;
+      const reader = allDay ? null : readerFor(vevent.getFirstProperty('dtstart'), zones, scheduleZone);
+      const endTime = event.endDate;
+      const lengthSeconds = endTime ? Math.max(0, endTime.subtractDate(start).toSeconds()) : 0;
+      const holidaysAt = (occurrence: ICAL.Time, yearly: boolean): Holiday[] => {
+        if (allDay) {
+          const first = new Temporal.PlainDate(occurrence.year, occurrence.month, occurrence.day);
+          return wholeDays(name, first, Math.round(lengthSeconds / 86_400), yearly);
+        }
+        const from = reader!.instant(occurrence);
+        // Zero-length timed events close nothing.
+        return closedHours(name, from, from.add({ seconds: lengthSeconds }), scheduleZone, yearly);
+      };
+      if (!event.isRecurring()) {
+        for (const h of holidaysAt(start, false)) if (inWindow(Temporal.PlainDate.from(h.date))) out.push(h);
+        continue;
+      }
+      if (simplyYearly(vevent, start)) {
+        out.push(...holidaysAt(start, true));
+        continue;
+      }
+      const iterator = event.iterator();
+      for (let n = 0; n < MAX_STEPS_PER_EVENT && steps < MAX_STEPS; n++, steps++) {
+        const occurrence = iterator.next();
+        if (!occurrence) break;
+        const date = new Temporal.PlainDate(occurrence.year, occurrence.month, occurrence.day);
+        if (Temporal.PlainDate.compare(date, windowEnd) >= 0) break;
+        if (Temporal.PlainDate.compare(date.add({ days: 2 }), windowStart) < 0) continue;
+        for (const h of holidaysAt(occurrence, false))
+          if (inWindow(Temporal.PlainDate.from(h.date))) out.push(h);
+      }
+    }
+  } catch (error) {
+    if (error instanceof DomainError) throw error;
+    throw invalidCalendar(error instanceof Error ? error.message : String(error));
+  }
+  return out;
+}

@@ -1,0 +1,259 @@
+import t from 'tap';
+import { agentWithToken, buildTestApp } from './helpers/app.ts';
+
+// POST /v1/schedules/{id}/holidays/import with real iCalendar text: a public holiday calendar's
+// shape (VTIMEZONE with a Windows zone name, all-day and timed events, a yearly RRULE, a
+// multi-day closure, recurrences to expand, an event in UTC running past local midnight).
+
+const CRLF = (lines: string[]) => `${lines.join('\r\n')}\r\n`;
+
+const HOLIDAYS_ICS = CRLF([
+  'BEGIN:VCALENDAR',
+  'VERSION:2.0',
+  'PRODID:-//Example Corp//Office Holidays//EN',
+  'CALSCALE:GREGORIAN',
+  'METHOD:PUBLISH',
+  'X-WR-CALNAME:Office holidays',
+  'BEGIN:VTIMEZONE',
+  'TZID:W. Europe Standard Time',
+  'BEGIN:STANDARD',
+  'DTSTART:16011028T030000',
+  'RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10',
+  'TZOFFSETFROM:+0200',
+  'TZOFFSETTO:+0100',
+  'END:STANDARD',
+  'BEGIN:DAYLIGHT',
+  'DTSTART:16010325T020000',
+  'RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3',
+  'TZOFFSETFROM:+0100',
+  'TZOFFSETTO:+0200',
+  'END:DAYLIGHT',
+  'END:VTIMEZONE',
+  'BEGIN:VEVENT',
+  'UID:new-year@example.com',
+  'DTSTAMP:20261101T000000Z',
+  'DTSTART;VALUE=DATE:20270101',
+  'DTEND;VALUE=DATE:20270102',
+  'RRULE:FREQ=YEARLY',
+  "SUMMARY:New Year's Day",
+  'TRANSP:TRANSPARENT',
+  'END:VEVENT',
+  'BEGIN:VEVENT',
+  'UID:easter@example.com',
+  'DTSTAMP:20261101T000000Z',
+  'DTSTART;VALUE=DATE:20270326',
+  'DTEND;VALUE=DATE:20270330',
+  'SUMMARY:Easter closure',
+  'END:VEVENT',
+  'BEGIN:VEVENT',
+  'UID:christmas-eve@example.com',
+  'DTSTAMP:20261101T000000Z',
+  'DTSTART;TZID=W. Europe Standard Time:20261224T120000',
+  'DTEND;TZID=W. Europe Standard Time:20261224T180000',
+  'SUMMARY:Christmas Eve (afternoon)',
+  'END:VEVENT',
+  'BEGIN:VEVENT',
+  'UID:maintenance@example.com',
+  'DTSTAMP:20261101T000000Z',
+  'DTSTART:20270430T200000Z',
+  'DTEND:20270501T020000Z',
+  'SUMMARY:Systems maintenance',
+  'END:VEVENT',
+  'BEGIN:VEVENT',
+  'UID:offsite@example.com',
+  'DTSTAMP:20261101T000000Z',
+  'DTSTART;VALUE=DATE:20270104',
+  'DTEND;VALUE=DATE:20270105',
+  'RRULE:FREQ=MONTHLY;BYDAY=1MO;COUNT=3',
+  'SUMMARY:Team offsite',
+  'END:VEVENT',
+  'BEGIN:VEVENT',
+  'UID:thanksgiving@example.com',
+  'DTSTAMP:20261101T000000Z',
+  'DTSTART;VALUE=DATE:20271125',
+  'DTEND;VALUE=DATE:20271126',
+  'RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;COUNT=2',
+  'SUMMARY:Thanksgiving',
+  'END:VEVENT',
+  'END:VCALENDAR',
+]);
+
+const whole = (name: string, date: string, yearly = false) => ({
+  name,
+  date,
+  yearly,
+  start: null,
+  end: null,
+});
+
+t.test('importing holidays from iCalendar', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const make = async (name: string, holidays: object[] = []) => {
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/schedules',
+      token: admin,
+      payload: { name, time_zone: 'Europe/Berlin', holidays },
+    });
+    if (res.statusCode !== 201) throw new Error(res.body);
+    return res.json();
+  };
+  const importIcs = (id: string, body: string, query = '', headers: Record<string, string> = {}) =>
+    ctx.request({
+      method: 'POST',
+      url: `/v1/schedules/${id}/holidays/import${query}`,
+      token: admin,
+      headers: { 'content-type': 'text/calendar; charset=utf-8', ...headers },
+      payload: body,
+    });
+
+  await t.test('all-day, multi-day, timed, yearly and expanded events become holidays', async (t) => {
+    const schedule = await make('Berlin', [
+      whole('Labour Day', '2027-05-01', true),
+      whole('Staff day', '2027-04-30'),
+    ]);
+    const res = await importIcs(schedule.id, HOLIDAYS_ICS);
+    t.equal(res.statusCode, 200, res.body);
+    const { schedule: after, added, skipped } = res.json();
+    t.same(
+      new Set(after.holidays.map((h: object) => JSON.stringify(h))),
+      new Set(
+        [
+          whole('Labour Day', '2027-05-01', true),
+          whole('Staff day', '2027-04-30'),
+          whole("New Year's Day", '2027-01-01', true),
+          whole('Easter closure', '2027-03-26'),
+          whole('Easter closure', '2027-03-27'),
+          whole('Easter closure', '2027-03-28'),
+          whole('Easter closure', '2027-03-29'),
+          // The file's own VTIMEZONE for a Windows zone name: Berlin's wall clock.
+          {
+            name: 'Christmas Eve (afternoon)',
+            date: '2026-12-24',
+            yearly: false,
+            start: '12:00',
+            end: '18:00',
+          },
+          // 20:00-02:00 UTC is 22:00-04:00 in Berlin (summer time), cut at local midnight; the
+          // part on 30 April is skipped (the staff day closes it already), the part on the
+          // yearly Labour Day is a one-off of its own.
+          { name: 'Systems maintenance', date: '2027-05-01', yearly: false, start: '00:00', end: '04:00' },
+          whole('Team offsite', '2027-01-04'),
+          whole('Team offsite', '2027-02-01'),
+          whole('Team offsite', '2027-03-01'),
+          // A yearly rule on a weekday of the month is no fixed date: expanded.
+          whole('Thanksgiving', '2027-11-25'),
+          whole('Thanksgiving', '2028-11-23'),
+        ].map((h) => JSON.stringify(h)),
+      ),
+    );
+    t.equal(added, 12);
+    t.equal(skipped, 1);
+    t.equal(after.version, schedule.version + 1);
+    t.same(
+      after.holidays.map((h: { date: string }) => h.date),
+      [...after.holidays.map((h: { date: string }) => h.date)].sort(),
+      'sorted by date',
+    );
+
+    const again = await importIcs(schedule.id, HOLIDAYS_ICS, '?mode=merge');
+    t.equal(again.statusCode, 200);
+    t.equal(again.json().added, 0, 'a second import adds nothing');
+    t.equal(again.json().skipped, 13);
+    t.equal(again.json().schedule.version, after.version, 'and changes nothing');
+
+    const availability = await ctx.request({ method: 'GET', url: '/v1/schedules?limit=1', token: admin });
+    t.equal(availability.statusCode, 200);
+
+    const audit = await ctx.request({
+      method: 'GET',
+      url: '/v1/audit-log?types=schedule.updated',
+      token: admin,
+    });
+    const imported = audit
+      .json()
+      .data.filter(
+        (e: { payload: { schedule: { id: string }; reason?: string } }) =>
+          e.payload.schedule.id === schedule.id && e.payload.reason === 'holidays_imported',
+      );
+    t.equal(imported.length, 1, 'one audited change, none for the import that added nothing');
+  });
+
+  await t.test('mode=replace keeps only the calendar’s holidays', async (t) => {
+    const schedule = await make('Replace me', [whole('Old', '2027-06-01')]);
+    const ics = CRLF([
+      'BEGIN:VCALENDAR',
+      'VERSION:2.0',
+      'PRODID:-//x//y//EN',
+      'BEGIN:VEVENT',
+      'UID:a',
+      'DTSTART;VALUE=DATE:20271225',
+      'SUMMARY:Christmas',
+      'RRULE:FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=25',
+      'END:VEVENT',
+      'BEGIN:VEVENT',
+      'UID:b',
+      'DTSTART;VALUE=DATE:20271225',
+      'SUMMARY:Christmas again',
+      'RRULE:FREQ=YEARLY',
+      'END:VEVENT',
+      'END:VCALENDAR',
+    ]);
+    const res = await importIcs(schedule.id, ics, '?mode=replace');
+    t.equal(res.statusCode, 200, res.body);
+    t.same(res.json().schedule.holidays, [whole('Christmas', '2027-12-25', true)]);
+    t.equal(res.json().added, 1);
+    t.equal(res.json().skipped, 1, 'the repeat within the file is skipped');
+  });
+
+  await t.test('malformed calendars answer 422 with the parser’s reason and change nothing', async (t) => {
+    const schedule = await make('Untouched', [whole('Kept', '2027-06-01')]);
+    const cases = [
+      'this is not a calendar',
+      'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:notadate\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
+      'BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Jane\r\nEND:VCARD\r\n',
+      'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID=Nowhere/Special:20270101T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
+    ];
+    for (const body of cases) {
+      const res = await importIcs(schedule.id, body);
+      t.equal(res.statusCode, 422, body.slice(0, 40));
+      t.equal(res.json().code, 'invalid_calendar');
+      t.match(res.json().detail, /^The calendar could not be read: .+/);
+    }
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+  });
+
+  await t.test('content types, size, mode and ids', async (t) => {
+    const schedule = await make('Edges');
+    const json = await ctx.request({
+      method: 'POST',
+      url: `/v1/schedules/${schedule.id}/holidays/import`,
+      token: admin,
+      payload: { holidays: [] },
+    });
+    t.equal(json.statusCode, 415, 'only text/calendar');
+    const elsewhere = await ctx.request({
+      method: 'POST',
+      url: '/v1/departments',
+      token: admin,
+      headers: { 'content-type': 'text/calendar' },
+      payload: HOLIDAYS_ICS,
+    });
+    t.equal(elsewhere.statusCode, 415, 'the parser is the import route’s alone');
+    const huge = await importIcs(
+      schedule.id,
+      `BEGIN:VCALENDAR\r\nX-PAD:${'x'.repeat(600 * 1024)}\r\nEND:VCALENDAR\r\n`,
+    );
+    t.equal(huge.statusCode, 413);
+    const badMode = await importIcs(schedule.id, HOLIDAYS_ICS, '?mode=append');
+    t.equal(badMode.statusCode, 400);
+    const missing = await importIcs('00000000-0000-4000-8000-000000000000', HOLIDAYS_ICS);
+    t.equal(missing.statusCode, 404);
+    const stale = await importIcs(schedule.id, HOLIDAYS_ICS, '', { 'if-match': '"stale"' });
+    t.equal(stale.statusCode, 412);
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json().holidays, [], 'nothing imported by refused requests');
+  });
+});
