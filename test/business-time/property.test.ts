@@ -3,7 +3,7 @@
 // days (often straddling a DST transition), and adding then measuring must give back the minutes.
 
 import fc from 'fast-check';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { Temporal } from 'temporal-polyfill';
 import {
   type CalendarDefinition,
@@ -13,35 +13,8 @@ import {
   WEEKDAYS,
   type WeeklyInterval,
 } from '../../src/business-time/index.ts';
+import { checkProperty } from '../helpers/property.ts';
 import { MINUTE, referenceMinutes } from './reference.ts';
-
-// A fresh seed every run, so CI keeps exploring; FC_SEED=<seed> replays a failure.
-const SEED = (() => {
-  const given = process.env.FC_SEED;
-  if (given === undefined || given === '') return Math.floor(Math.random() * 2 ** 31);
-  if (!/^-?\d+$/.test(given)) throw new Error(`FC_SEED must be an integer, not ${given}`);
-  return Number(given);
-})();
-const REPLAY = `FC_SEED=${SEED} npx tap test/business-time/property.test.ts`;
-
-function checkProperty<Ts extends [unknown, ...unknown[]]>(
-  t: Test,
-  name: string,
-  property: fc.IProperty<Ts>,
-  params: { numRuns: number },
-): void {
-  const details = fc.check(property, { ...params, seed: SEED });
-  if (details.failed) {
-    t.fail(`${name}: property failed with seed ${SEED}`, {
-      seed: SEED,
-      replay: REPLAY,
-      error: String(details.errorInstance),
-      report: fc.defaultReportMessage(details),
-    });
-  } else {
-    t.pass(`${name}: ${details.numRuns} cases (seed ${SEED})`);
-  }
-}
 
 /** Inside a property a failed check must throw, so fast-check can shrink and report. */
 function expectSame(actual: unknown, expected: unknown, what: string): void {

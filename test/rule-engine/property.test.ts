@@ -4,7 +4,7 @@
 
 import { inspect, isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { compileRules, evaluate, validateRule } from '../../src/rule-engine/index.ts';
 import type {
   Action,
@@ -17,41 +17,8 @@ import type {
   Trigger,
 } from '../../src/rule-engine/types.ts';
 import { CHANNELS, PRIORITIES, STATUSES, TRIGGERS } from '../../src/rule-engine/types.ts';
+import { checkProperty } from '../helpers/property.ts';
 import { referenceEvaluate } from './reference.ts';
-
-// A fresh seed every run, so CI keeps exploring new cases instead of replaying the same ones;
-// FC_SEED=<seed> replays a run, and a failure prints the seed, fast-check's path and the shrunk
-// counterexample.
-const SEED = (() => {
-  const given = process.env.FC_SEED;
-  if (given === undefined || given === '') return Math.floor(Math.random() * 2 ** 31);
-  if (!/^-?\d+$/.test(given)) throw new Error(`FC_SEED must be an integer, not ${given}`);
-  return Number(given);
-})();
-const REPLAY = `FC_SEED=${SEED} npx tap test/rule-engine/property.test.ts`;
-
-/**
- * Runs a property with this run's seed and reports to tap: one passing assertion, or one failure
- * carrying fast-check's report (seed, path, counterexample) and the command that replays it.
- */
-function checkProperty<Ts extends [unknown, ...unknown[]]>(
-  t: Test,
-  name: string,
-  property: fc.IProperty<Ts>,
-  params: { numRuns: number },
-): void {
-  const details = fc.check(property, { ...params, seed: SEED });
-  if (details.failed) {
-    t.fail(`${name}: property failed with seed ${SEED}`, {
-      seed: SEED,
-      replay: REPLAY,
-      error: String(details.errorInstance),
-      report: fc.defaultReportMessage(details),
-    });
-  } else {
-    t.pass(`${name}: ${details.numRuns} cases (seed ${SEED})`);
-  }
-}
 
 /**
  * Inside a property, a failed check must throw: tap's assertions only record, so fast-check would

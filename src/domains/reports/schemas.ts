@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox';
+import { WEEKDAYS } from '../../business-time/index.ts';
 import { ref, Uuid } from '../../contract.ts';
 import { CONTRACT_ENUM } from '../../plugins/openapi.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
@@ -13,15 +14,8 @@ export const PRESETS = [
   'last_month',
   'this_year',
 ] as const;
-export const WEEK_DAYS = [
-  'monday',
-  'tuesday',
-  'wednesday',
-  'thursday',
-  'friday',
-  'saturday',
-  'sunday',
-] as const;
+/** Weekly periods start on one of the calendar's weekdays (ISO order, as working hours use). */
+export const WEEK_DAYS = WEEKDAYS;
 export const INTERVALS = ['none', 'hour', 'day', 'week', 'month', 'year'] as const;
 
 const Preset = Type.Enum(PRESETS, {
