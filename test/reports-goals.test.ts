@@ -255,6 +255,53 @@ t.test('goals by every grouping, interval, zone, mode and format', async (t) => 
     });
   }
 
+  await t.test('an agent sees their departments’ goals; pages follow the goal’s sort', async (t) => {
+    const sue = await agentWithToken(ctx, { name: 'Sue', departments: [[support, 'solver']] });
+    const res = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/departments?${day}&${resolution}`,
+      token: sue.token,
+    });
+    t.equal(res.statusCode, 200);
+    const body = res.json() as { data: Row[]; totals: Row };
+    t.same(
+      body.data.map((r) => r.department_name),
+      ['Support'],
+      'Support only (tickets in no department have no figures here)',
+    );
+    goal(t, body.totals, [2, 0, 100], 'totals over what Sue may see only');
+
+    const seen: unknown[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = (
+        await get(
+          `/v1/reports/departments?${day}&${resolution}&sort=-goal_met_pct&limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+        )
+      ).json() as { data: Row[]; next_cursor: string | null };
+      seen.push(...page.data.map((r) => [r.department_name, r.goal_met_pct]));
+      cursor = page.next_cursor;
+    } while (cursor);
+    t.same(
+      seen,
+      [
+        ['Support', 100],
+        ['Sales', 50],
+        ['Idle', null],
+      ],
+      'one row a page, in the order of the share met',
+    );
+    const other = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/departments?${day}&goal=resolution:12h&sort=-goal_met_pct&limit=1&cursor=${
+        (await get(`/v1/reports/departments?${day}&${resolution}&sort=-goal_met_pct&limit=1`)).json()
+          .next_cursor
+      }`,
+      token: admin.token,
+    });
+    t.equal(other.json().code, 'invalid_cursor', 'a cursor of another goal is refused');
+  });
+
   await t.test('first_answer:1h: first answers only, in UTC and in Kathmandu', async (t) => {
     const utc = await report(`/v1/reports/departments?${day}&goal=first_answer:1h`, 'department_id');
     goal(t, utc.rows.get(sales), [1, 1, 50], 'Sales: 10 min met, 2 h missed, the next answer left out');
