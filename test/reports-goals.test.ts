@@ -198,6 +198,11 @@ t.test('goals by every grouping, interval, zone, mode and format', async (t) => 
         'agent_id',
       );
       goal(t, agents.rows.get(ann.id), [1, 1, undefined as never], 'Ann');
+      t.same(
+        agents.goal?.columns,
+        ['goal_met', 'goal_missed'],
+        'the metadata lists the goal columns asked for',
+      );
       t.same(Object.keys(agents.rows.get(bob.id)!), [
         'agent_id',
         'agent_name',

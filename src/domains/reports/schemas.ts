@@ -241,7 +241,8 @@ export const ReportSchema = Type.Object(
                 'The bound samples were counted against: the duration histograms’ bin edge at or below the goal, less than 1 % below it (24h, 86,400 s, counts as 85,827.493 s). A duration between it and the goal counts as missed, so goal_met never exceeds the exact count.',
             }),
             columns: Type.Array(Type.String(), {
-              description: 'The columns that measure this goal (goal_met_pct, goal_met, goal_missed).',
+              description:
+                'The report’s columns that measure this goal (of goal_met_pct, goal_met, goal_missed).',
             }),
           },
           { additionalProperties: false },

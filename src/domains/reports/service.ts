@@ -425,16 +425,16 @@ function columnMeta(metric: Metric) {
   };
 }
 
-function goalMeta(goal: Goal | null) {
-  return (
-    goal && {
-      kind: goal.kind,
-      within: goal.within,
-      seconds: goal.seconds,
-      counted_within_seconds: goal.countedWithinSeconds,
-      columns: [...GOAL_KEYS],
-    }
-  );
+function goalMeta(spec: ReportSpec) {
+  const { goal } = spec;
+  if (!goal) return null;
+  return {
+    kind: goal.kind,
+    within: goal.within,
+    seconds: goal.seconds,
+    counted_within_seconds: goal.countedWithinSeconds,
+    columns: spec.metrics.filter((m) => 'goal' in m.formula).map((m) => m.key),
+  };
 }
 
 function rangeMeta(resolved: ResolvedReport) {
@@ -470,7 +470,7 @@ export async function jsonReport(db: Db, resolved: ResolvedReport) {
     group_by: spec.groupBy,
     dimensions: spec.groupBy.flatMap((d) => DIMENSION_FIELDS[d]),
     columns: spec.metrics.map(columnMeta),
-    goal: goalMeta(spec.goal ?? null),
+    goal: goalMeta(spec),
     chart: {
       x: spec.groupBy.includes('time') ? 'period_start' : (entityNames[0] ?? null),
       series: spec.groupBy.includes('time') ? entityNames : entityNames.slice(1),
