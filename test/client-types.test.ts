@@ -97,6 +97,7 @@ interface Outcome {
   rule: unknown;
   reportRows: number;
   ticketsListed: number;
+  goal: { within: string; countedWithinSeconds: number; metPct: number | null } | null;
 }
 
 t.test('the generated client works against the real server', async (t) => {
@@ -115,4 +116,9 @@ t.test('the generated client works against the real server', async (t) => {
   });
   t.equal(result.ticketsListed, 1, 'GET /v1/tickets without limit or sort');
   t.ok(Number.isInteger(result.reportRows), 'the report answered');
+  t.same(
+    result.goal,
+    { within: '24h', countedWithinSeconds: 85827.493, metPct: null },
+    'a goal, read through the generated types (no resolutions yet: no share)',
+  );
 });

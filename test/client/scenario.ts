@@ -13,6 +13,8 @@ export interface ScenarioResult {
   rule: Rule;
   reportRows: number;
   ticketsListed: number;
+  /** The goal the report measured, and the share met over the range (null: no sample). */
+  goal: { within: string; countedWithinSeconds: number; metPct: number | null } | null;
 }
 
 export async function scenario(baseUrl: string, email: string, password: string): Promise<ScenarioResult> {
@@ -77,6 +79,13 @@ export async function scenario(baseUrl: string, email: string, password: string)
   // The same operation answers CSV when asked to; this call asked for JSON.
   if (typeof report.data === 'string') throw new Error('report: CSV instead of JSON');
 
+  // A goal: fixed column keys, the goal itself in the metadata.
+  const goals = await client.GET('/v1/reports/departments', {
+    params: { query: { preset: 'last_7_days', goal: 'resolution:24h', columns: ['goal_met_pct'] } },
+  });
+  if (!goals.data || typeof goals.data === 'string') throw new Error(`goals: ${JSON.stringify(goals.error)}`);
+  const goal = goals.data.goal;
+
   return {
     departmentId: department.data.id,
     ticketId: ticket.data.id,
@@ -84,5 +93,10 @@ export async function scenario(baseUrl: string, email: string, password: string)
     rule: rule.data,
     reportRows: report.data.data.length,
     ticketsListed: tickets.data.data.length,
+    goal: goal && {
+      within: goal.within,
+      countedWithinSeconds: goal.counted_within_seconds,
+      metPct: goals.data.totals.goal_met_pct ?? null,
+    },
   };
 }

@@ -15,7 +15,11 @@ export type Formula =
   | { average: Figure; over: Figure }
   | { percentile: SampleMetric; quantile: 0.5 | 0.9 }
   | { share: Figure; of: readonly Figure[] }
-  | { current: CurrentStatus };
+  | { current: CurrentStatus }
+  | { goal: GoalFigure };
+
+/** What a goal column counts (see GOAL_METRICS): samples that met it, that missed it, the share met. */
+export type GoalFigure = 'met' | 'missed' | 'pct';
 
 export type Unit = 'count' | 'seconds' | 'minutes' | 'percent';
 
@@ -301,6 +305,80 @@ export const METRICS: readonly Metric[] = [
 ];
 
 export const METRIC_KEYS = METRICS.map((m) => m.key);
+
+/** The durations a goal can be about (`goal=resolution:24h`): their samples' histograms. */
+export const GOAL_KINDS = [
+  'resolution',
+  'first_answer',
+  'next_answer',
+] as const satisfies readonly SampleMetric[];
+export type GoalKind = (typeof GOAL_KINDS)[number];
+
+/** A goal a report measures: at most `seconds` for each sample of `kind`. */
+export interface Goal {
+  kind: GoalKind;
+  /** As the caller wrote it: 24h, 30m, 2d. */
+  within: string;
+  seconds: number;
+  /**
+   * The histogram bin edge samples are counted against: the largest γ^i not above `seconds`
+   * (bins hold (γ^(i−1), γ^i]). A sample counts as met when its bin is at most `bin`.
+   */
+  bin: number;
+  countedWithinSeconds: number;
+}
+
+const GOAL_LABEL: Record<GoalKind, string> = {
+  resolution: 'Resolution',
+  first_answer: 'First answer',
+  next_answer: 'Next answer',
+};
+
+/**
+ * The goal columns: fixed keys, so a client generated from the contract has one field for
+ * each whatever the goal; the report's `goal` metadata and each column's label say which goal
+ * (the CSV header is the labels). Only with `goal=`; generic labels without one (the catalogue).
+ */
+export function goalMetrics(goal: Goal | null): Metric[] {
+  const what = goal ? `${GOAL_LABEL[goal.kind]} within ${goal.within}` : 'Goal';
+  const samples = goal
+    ? `${GOAL_LABEL[goal.kind].toLowerCase()} times in the period (the samples of its median and 90th percentile)`
+    : 'durations of the goal’s kind in the period (goal=resolution:24h: resolution times)';
+  const bound = goal
+    ? `at most ${goal.countedWithinSeconds} s, the histogram bin edge at or below the goal (${goal.seconds} s)`
+    : 'at most the histogram bin edge at or below the goal (less than 1 % below it)';
+  return [
+    {
+      key: 'goal_met_pct',
+      label: `${what} %`,
+      unit: 'percent',
+      kind: 'percentage',
+      description: `Share of the ${samples} that met the goal, ${bound}: goal_met / (goal_met + goal_missed) × 100, two decimals. Null when there is none.`,
+      formula: { goal: 'pct' },
+    },
+    {
+      key: 'goal_met',
+      label: `${what}: met`,
+      unit: 'count',
+      kind: 'count',
+      description: `How many ${samples} met the goal, ${bound}. Never more than the exact count.`,
+      formula: { goal: 'met' },
+    },
+    {
+      key: 'goal_missed',
+      label: `${what}: missed`,
+      unit: 'count',
+      kind: 'count',
+      description: `How many ${samples} did not meet it.`,
+      formula: { goal: 'missed' },
+    },
+  ];
+}
+
+export const GOAL_KEYS = goalMetrics(null).map((m) => m.key);
+
+/** Every key a report's columns may name: the columns, then the goal columns. */
+export const REPORT_COLUMN_KEYS = [...METRIC_KEYS, ...GOAL_KEYS];
 
 /** The counter figures a column is computed from (none for percentiles and current counts). */
 export function figuresOf(formula: Formula): Figure[] {

@@ -1,11 +1,13 @@
 import { type RawBuilder, sql } from 'kysely';
 import { overPieces } from './counters.ts';
 import { SAMPLE_METRICS, type SampleMetric } from './figures.ts';
+import type { Goal } from './metrics.ts';
 import {
   DIMENSION_COLUMN,
   entityDims,
   filters,
   fullDetail,
+  groupKeys,
   id,
   keyColumns,
   NONE,
@@ -319,4 +321,62 @@ export function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): 
       ) r
     ) x
     group by ${keysOf('x')}`;
+}
+
+/**
+ * Per group, the samples of the goal's kind (`total`) and those whose bin lies at or below
+ * the goal's bin edge (`met`): exact counts of the histograms, signed pieces and all. By
+ * department, the coarse rows give the total and every coarse bin below the goal's, and only
+ * the fine rows of the goal's own coarse bin are read, by index, one look-up per coarse row
+ * that has samples there (as the percentiles' second step does); by agent or channel, and
+ * from the events, the fine rows of the one metric.
+ */
+export function goalAgg(spec: ReportSpec, goal: Goal): RawBuilder<unknown> {
+  const where = filters(spec, { department: 'h.department_id', agent: 'h.agent_id', channel: 'h.channel' });
+  const code = sql`${SAMPLE_METRICS[goal.kind]}::smallint`;
+  const bin = sql.lit(goal.bin);
+  if (spec.source === 'events' || fullDetail(spec)) {
+    return sql`
+      select ${keyColumns(spec, 'h')} sum(h.n * h.sign)::float8 as total,
+        coalesce(sum(h.n * h.sign) filter (where h.bin <= ${bin}), 0)::float8 as met
+      from (${overPieces(spec, 'histograms')}) h
+      where ${where} and h.metric = ${code}
+      group by ${sql.join(groupKeys(spec, 'h'))}
+      having sum(h.n * h.sign) <> 0`;
+  }
+  const keyNames = ['period_start', ...entityDims(spec).map((d) => DIMENSION_COLUMN[d])];
+  const keysOf = (alias: string) => sql.join(keyNames.map((k) => id(`${alias}.${k}`)));
+  const coarseBin = Math.floor(goal.bin / COARSE_WIDTH);
+  const lookUps = (['month', 'day', '15m'] as const).map(
+    (grain) => sql`
+      select ${keysOf('l')}, 0::int8 as total, f.n * l.sign as met
+      from (
+        select distinct ${keysOf('c')}, c.sign, c.piece, c.piece_grain, c.bucket, c.row_department_id
+        from goal_coarse c where c.coarse_bin = ${sql.lit(coarseBin)}
+      ) l
+      cross join lateral (
+        select f.n from ${sql.table(`report_department_histograms_${grain}`)} f
+        where f.bucket = l.bucket
+          and coalesce(f.department_id, ${sql.lit(NONE)}::uuid) = coalesce(l.row_department_id, ${sql.lit(NONE)}::uuid)
+          and f.metric = ${code}
+          and f.bin between ${sql.lit(coarseBin * COARSE_WIDTH)} and ${bin}
+        offset 0
+      ) f
+      where l.piece_grain = ${grain}`,
+  );
+  return sql`
+    with goal_coarse as materialized (
+      select ${keyColumns(spec, 'h')} h.coarse_bin, h.n * h.sign as n, h.sign, h.piece, h.piece_grain, h.bucket,
+        h.department_id as row_department_id
+      from (${overPieces(spec, 'coarse_histograms')}) h
+      where ${where} and h.metric = ${code}
+    )
+    select ${keysOf('g')}, sum(g.total)::float8 as total, sum(g.met)::float8 as met
+    from (
+      select ${keysOf('c')}, c.n as total, case when c.coarse_bin < ${sql.lit(coarseBin)} then c.n else 0 end as met
+      from goal_coarse c
+      union all ${sql.join(lookUps, sql` union all `)}
+    ) g
+    group by ${keysOf('g')}
+    having sum(g.total) <> 0`;
 }

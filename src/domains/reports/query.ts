@@ -3,7 +3,7 @@ import { CHANNELS } from '../tickets/schemas.ts';
 import { countsAgg, currentAgg } from './counters.ts';
 import { FIGURES } from './figures.ts';
 import { DECIMALS, type Formula, type Metric } from './metrics.ts';
-import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
+import { goalAgg, histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
 import { periods, pieces } from './periods.ts';
 import {
   at,
@@ -15,6 +15,7 @@ import {
   id,
   inList,
   NONE,
+  neededGoal,
   neededSamples,
   needsCurrent,
   needsFigures,
@@ -68,6 +69,13 @@ function metricExpr(spec: ReportSpec, metric: Metric): RawBuilder<unknown> {
       sql` + `,
     );
     return sql`case when ${total} > 0 then ${roundTo(sql`100 * ${a(f.share)} / (${total})`, decimals)} end`;
+  }
+  if ('goal' in f) {
+    const met = sql`coalesce(gl.met, 0)`;
+    const total = sql`coalesce(gl.total, 0)`;
+    if (f.goal === 'met') return met;
+    if (f.goal === 'missed') return sql`${total} - ${met}`;
+    return sql`case when ${total} > 0 then ${roundTo(sql`100 * ${met} / ${total}`, decimals)} end`;
   }
   return byTime(spec) ? sql`null::float8` : sql`coalesce(${id(`cur.current_${f.current}`)}, 0)`;
 }
@@ -154,8 +162,9 @@ export function reportQuery(
       from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
   ];
   const sources: string[] = [];
-  const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent);
-  if (withCounts || samples.length > 0) {
+  const goal = neededGoal(spec);
+  const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent || goal);
+  if (withCounts || samples.length > 0 || goal) {
     ctes.push(sql`pieces as (select row_number() over () as piece, q.* from (${pieces(coarse)}) q)`);
   }
   if (withCounts) {
@@ -166,6 +175,10 @@ export function reportQuery(
     const agg = twoStep(spec) ? twoStepHistogramAgg : histogramAgg;
     ctes.push(sql`samples as (${agg(spec, samples)})`);
     sources.push('samples');
+  }
+  if (goal) {
+    ctes.push(sql`goal_counts as (${goalAgg(spec, goal)})`);
+    sources.push('goal_counts');
   }
   if (withCurrent) {
     ctes.push(sql`current_figures as (${currentAgg(spec)})`);
@@ -215,6 +228,7 @@ export function reportQuery(
   const joins: RawBuilder<unknown>[] = [];
   if (sources.includes('counts')) joins.push(sql`left join counts a on ${joinOn('a', true)}`);
   if (sources.includes('samples')) joins.push(sql`left join samples s on ${joinOn('s', true)}`);
+  if (goal) joins.push(sql`left join goal_counts gl on ${joinOn('gl', true)}`);
   if (withCurrent) joins.push(sql`left join current_figures cur on ${joinOn('cur', false)}`);
   if (dims.includes('department')) {
     joins.push(sql`left join departments d on d.id = g.department_id`);

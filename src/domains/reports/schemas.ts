@@ -3,7 +3,7 @@ import { WEEKDAYS } from '../../business-time/index.ts';
 import { ref, Uuid } from '../../contract.ts';
 import { CONTRACT_ENUM } from '../../plugins/openapi.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { METRIC_KEYS, METRICS } from './metrics.ts';
+import { GOAL_KINDS, goalMetrics, METRICS, REPORT_COLUMN_KEYS } from './metrics.ts';
 
 export const PRESETS = [
   'today',
@@ -79,8 +79,16 @@ export const ReportQuery = Type.Object(
     agent_id: ListParam('Only these agents; none means figures credited to no agent.'),
     channel: ListParam('Only these channels.', CHANNELS),
     columns: ListParam(
-      'Which columns, in order (keys from GET /v1/reports/columns). Default: all.',
-      METRIC_KEYS,
+      'Which columns, in order (keys from GET /v1/reports/columns). Default: all but the goal_* columns, which come with goal (after the others, unless columns names some of them: then those, where named).',
+      REPORT_COLUMN_KEYS,
+    ),
+    goal: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 40,
+        description: `A goal to measure: KIND:DURATION, KIND one of ${GOAL_KINDS.join(', ')}, DURATION a whole number of minutes, hours or days (30m, 24h, 2d), from 1m to 90d. Adds the columns goal_met_pct, goal_met and goal_missed: the share and counts of that kind's durations in the period that took at most DURATION (counted against the histogram bin edge at or below it, given as goal.counted_within_seconds; docs/metrics.md, "Goals"). A malformed goal answers 400 invalid_goal.`,
+        examples: ['resolution:24h', 'first_answer:1h'],
+      }),
     ),
     sort: Type.Optional(
       Type.String({
@@ -127,7 +135,9 @@ const NullableString = (description?: string) =>
   Type.Optional(
     Type.Unsafe<string | null>({ type: ['string', 'null'], ...(description && { description }) }),
   );
-const metricProperties = Object.fromEntries(METRICS.map((m) => [m.key, NullableNumber(m.description)]));
+const metricProperties = Object.fromEntries(
+  [...METRICS, ...goalMetrics(null)].map((m) => [m.key, NullableNumber(m.description)]),
+);
 
 export const ReportRowSchema = Type.Object(
   {
@@ -213,6 +223,28 @@ export const ReportSchema = Type.Object(
       { description: 'The dimension fields of each row, in order.' },
     ),
     columns: Type.Array(ref(ReportColumnSchema)),
+    goal: Type.Union(
+      [
+        Type.Object(
+          {
+            kind: Type.Enum(GOAL_KINDS),
+            within: Type.String({ description: 'The goal’s duration as given: 24h, 30m, 2d.' }),
+            seconds: Type.Integer({ description: 'The same in seconds.' }),
+            counted_within_seconds: Type.Number({
+              description:
+                'The bound samples were counted against: the duration histograms’ bin edge at or below the goal, less than 1 % below it (24h, 86,400 s, counts as 85,827.493 s). A duration between it and the goal counts as missed, so goal_met never exceeds the exact count.',
+            }),
+            columns: Type.Array(Type.String(), {
+              description:
+                'The report’s columns that measure this goal (of goal_met_pct, goal_met, goal_missed).',
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        Type.Null(),
+      ],
+      { description: 'The goal the goal_* columns measure (the goal parameter); null without one.' },
+    ),
     chart: Type.Object(
       {
         x: Type.Union([Type.String(), Type.Null()], {

@@ -2,7 +2,18 @@ import { isAdmin, type Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
 import { type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
-import { chartTypes, findMetric, METRIC_KEYS, METRICS, type Metric } from './metrics.ts';
+import {
+  chartTypes,
+  findMetric,
+  GOAL_KEYS,
+  GOAL_KINDS,
+  type Goal,
+  type GoalKind,
+  goalMetrics,
+  METRIC_KEYS,
+  METRICS,
+  type Metric,
+} from './metrics.ts';
 import {
   CHANNELS,
   cellReader,
@@ -78,6 +89,48 @@ const APPROX_PERIOD_HOURS: Record<Exclude<Interval, 'none'>, number> = {
   year: 365 * 24,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// Goals from a minute to 90 days: under a minute no help-desk target is set; the bound keeps
+// the figure a number a person reads (2160h, not 99999999d), far inside the histograms' bins.
+const GOAL_MIN_SECONDS = 60;
+const GOAL_MAX_SECONDS = 90 * 86_400;
+const GOAL_UNIT_SECONDS = { m: 60, h: 3600, d: 86_400 } as const;
+const GOAL_PATTERN = `^(${GOAL_KINDS.join('|')}):([1-9][0-9]{0,6})(m|h|d)$`;
+/** γ of the duration histograms (migrations/0005, report_duration_bin): bin i holds (γ^(i−1), γ^i]. */
+const GAMMA = 1.005 / 0.995;
+
+/**
+ * `resolution:24h` as a goal: its samples' kind, its bound, and the bin edge the histograms
+ * can count against (the largest γ^i at or below the bound: less than 1 % below it).
+ */
+function parseGoal(value: string | undefined): Goal | null {
+  if (value === undefined) return null;
+  const match = new RegExp(GOAL_PATTERN).exec(value);
+  const field = 'querystring/goal';
+  if (!match) {
+    throw invalid('invalid_goal', `Goal ${value.slice(0, 100)} is not KIND:DURATION.`, [
+      {
+        field,
+        message: `like resolution:24h: one of ${GOAL_KINDS.join(', ')}, a colon, a number and m, h or d`,
+      },
+    ]);
+  }
+  const seconds = Number(match[2]) * GOAL_UNIT_SECONDS[match[3] as keyof typeof GOAL_UNIT_SECONDS];
+  if (seconds < GOAL_MIN_SECONDS || seconds > GOAL_MAX_SECONDS) {
+    throw invalid('invalid_goal', 'A goal lies between 1 minute and 90 days.', [
+      { field, message: 'must be from 1m to 90d' },
+    ]);
+  }
+  const bin = Math.floor(Math.log(seconds) / Math.log(GAMMA));
+  return {
+    kind: match[1] as GoalKind,
+    within: `${match[2]}${match[3]}`,
+    seconds,
+    bin,
+    // Floored to the millisecond: the metadata never states a bound above the one counted.
+    countedWithinSeconds: Math.floor(GAMMA ** bin * 1000) / 1000,
+  };
+}
 
 /** Splits repeated and comma-separated list parameters into one clean list. */
 function listParam(values: string[] | undefined): string[] | undefined {
@@ -216,14 +269,29 @@ export async function resolveReport(
   if (interval !== 'none' || groupBy.includes('time'))
     groupBy = ['time', ...groupBy.filter((d) => d !== 'time')];
 
-  const columnKeys = listParam(query.columns) ?? METRIC_KEYS;
-  const unknownColumns = columnKeys.filter((c) => !findMetric(c));
+  const goal = parseGoal(query.goal);
+  const goalColumns = new Map(goalMetrics(goal).map((m) => [m.key, m]));
+  const asked = listParam(query.columns);
+  // A goal adds its three columns after the others, unless columns names some of them: then
+  // those, where named. Goal columns without a goal measure nothing.
+  const columnKeys =
+    goal && !asked?.some((c) => goalColumns.has(c))
+      ? [...(asked ?? METRIC_KEYS), ...GOAL_KEYS]
+      : (asked ?? METRIC_KEYS);
+  const unknownColumns = columnKeys.filter((c) => !findMetric(c) && !goalColumns.has(c));
   if (unknownColumns.length > 0 || columnKeys.length === 0) {
     throw invalid('unknown_column', `Unknown column: ${unknownColumns.join(', ') || '(none given)'}.`, [
       { field: 'querystring/columns', message: 'GET /v1/reports/columns lists the keys' },
     ]);
   }
-  const metrics = columnKeys.map((c) => findMetric(c)!);
+  if (!goal && columnKeys.some((c) => goalColumns.has(c))) {
+    throw invalid(
+      'goal_required',
+      'The goal_* columns measure a goal: name it with goal= (e.g. resolution:24h).',
+      [{ field: 'querystring/goal', message: 'is required with the goal_* columns' }],
+    );
+  }
+  const metrics = columnKeys.map((c) => findMetric(c) ?? goalColumns.get(c)!);
 
   let sort: ReportSpec['sort'] = [];
   if (query.sort !== undefined) {
@@ -278,6 +346,7 @@ export async function resolveReport(
     attribution,
     source: attribution === 'current' ? 'events' : 'counters',
     metrics,
+    goal,
     sort,
   };
   const list = JSON.stringify([
@@ -295,6 +364,7 @@ export async function resolveReport(
     attribution,
     columnKeys,
     sort,
+    ...(goal ? [goal.kind, goal.seconds] : []),
   ]);
   const after = query.cursor ? decodeCursor(list, query.cursor, sortKeyCount(spec)) : undefined;
   return {
@@ -355,6 +425,18 @@ function columnMeta(metric: Metric) {
   };
 }
 
+function goalMeta(spec: ReportSpec) {
+  const { goal } = spec;
+  if (!goal) return null;
+  return {
+    kind: goal.kind,
+    within: goal.within,
+    seconds: goal.seconds,
+    counted_within_seconds: goal.countedWithinSeconds,
+    columns: spec.metrics.filter((m) => 'goal' in m.formula).map((m) => m.key),
+  };
+}
+
 function rangeMeta(resolved: ResolvedReport) {
   const { spec } = resolved;
   return {
@@ -388,6 +470,7 @@ export async function jsonReport(db: Db, resolved: ResolvedReport) {
     group_by: spec.groupBy,
     dimensions: spec.groupBy.flatMap((d) => DIMENSION_FIELDS[d]),
     columns: spec.metrics.map(columnMeta),
+    goal: goalMeta(spec),
     chart: {
       x: spec.groupBy.includes('time') ? 'period_start' : (entityNames[0] ?? null),
       series: spec.groupBy.includes('time') ? entityNames : entityNames.slice(1),
@@ -488,7 +571,7 @@ export async function leaderboard(
 
 /** Every column a report can have, for clients that build column pickers. */
 export function columnCatalogue() {
-  return METRICS.map(columnMeta);
+  return [...METRICS, ...goalMetrics(null)].map(columnMeta);
 }
 
 /**

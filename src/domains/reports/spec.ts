@@ -1,6 +1,6 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { SampleMetric } from './figures.ts';
-import type { Metric } from './metrics.ts';
+import type { Goal, Metric } from './metrics.ts';
 
 // The report spec and the SQL pieces every part of a report statement shares: how groups are
 // keyed and filtered. Imports nothing else of the reports domain's queries, so periods.ts,
@@ -28,6 +28,8 @@ export interface ReportSpec {
   /** counters: the pre-aggregated tables; events: computed from ticket_events on the fly. */
   source: 'counters' | 'events';
   metrics: readonly Metric[];
+  /** The goal the goal_* columns measure; none without `goal=`. */
+  goal?: Goal | null | undefined;
   sort: { key: string; direction: 'asc' | 'desc' }[];
 }
 
@@ -73,7 +75,12 @@ export function filters(spec: ReportSpec, columns: { department: string; agent: 
 }
 
 export const needsFigures = (spec: ReportSpec) =>
-  spec.metrics.some((m) => !('percentile' in m.formula) && !('current' in m.formula));
+  spec.metrics.some(
+    (m) => 'count' in m.formula || 'total' in m.formula || 'average' in m.formula || 'share' in m.formula,
+  );
+/** The goal, when some requested column measures it. */
+export const neededGoal = (spec: ReportSpec): Goal | null =>
+  (spec.goal && spec.metrics.some((m) => 'goal' in m.formula) && spec.goal) || null;
 export const neededSamples = (spec: ReportSpec): SampleMetric[] => [
   ...new Set(spec.metrics.flatMap((m) => ('percentile' in m.formula ? [m.formula.percentile] : []))),
 ];
