@@ -17,6 +17,7 @@ export {
   VALUE_KIND,
   type ValueKind,
 } from './fields.ts';
+export { type CompiledSelection, compileSelection, firstMatch, type Selectable } from './select.ts';
 export { foldText, LIMITS } from './text.ts';
 export * from './types.ts';
 export { validateRule } from './validate.ts';
