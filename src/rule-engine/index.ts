@@ -7,6 +7,7 @@ export {
 } from './compile.ts';
 export { type EvaluateOptions, evaluate } from './evaluate.ts';
 export {
+  CHANGE_OPERATORS,
   CUSTOM_PREFIX,
   FIELDS,
   type FieldSpec,
@@ -17,6 +18,7 @@ export {
   VALUE_KIND,
   type ValueKind,
 } from './fields.ts';
+export { type CompiledSelection, compileSelection, firstMatch, type Selectable } from './select.ts';
 export { foldText, LIMITS } from './text.ts';
 export * from './types.ts';
-export { validateRule } from './validate.ts';
+export { pointerToken, validateRule } from './validate.ts';
