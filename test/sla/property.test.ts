@@ -8,14 +8,9 @@ import { compileCalendar, WEEKDAYS } from '../../src/business-time/index.ts';
 import type { Priority, TicketSnapshot } from '../../src/rule-engine/index.ts';
 import { PRIORITIES, STATUSES } from '../../src/rule-engine/index.ts';
 import type { SlaEvent, SlaPlan, SlaPolicy, SlaState } from '../../src/sla/index.ts';
+import { checkProperty } from '../helpers/property.ts';
 import { ANN, Life, MINUTE, officeHours, policy, prague, SALES, SUPPORT } from './fixtures.ts';
 
-const SEED = (() => {
-  const given = process.env.FC_SEED;
-  if (given === undefined || given === '') return Math.floor(Math.random() * 2 ** 31);
-  if (!/^-?\d+$/.test(given)) throw new Error(`FC_SEED must be an integer, not ${given}`);
-  return Number(given);
-})();
 const ELSEWHERE = 'd-elsewhere';
 
 const newYork = compileCalendar({
@@ -257,15 +252,7 @@ t.test('random ticket lives keep the clock invariants', async (t) => {
       }
     },
   );
-  const details = fc.check(property, { numRuns: 400, seed: SEED });
-  if (details.failed) {
-    t.fail(`property failed with seed ${SEED}`, {
-      replay: `FC_SEED=${SEED} npx tap test/sla/property.test.ts`,
-      report: fc.defaultReportMessage(details),
-    });
-  } else {
-    t.pass(`${details.numRuns} lives (seed ${SEED})`);
-  }
+  checkProperty(t, 'random ticket lives', property, { numRuns: 400 });
   for (const wanted of [
     'sla.breached null',
     'sla.warning null',
