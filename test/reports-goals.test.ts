@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import type { Channel } from '../src/db/types.ts';
 import { compactReports } from '../src/domains/reports/service.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
+import { insertHistory } from './helpers/reports.ts';
 
 // Goals in reports (docs/metrics.md, "Goals"): goal=resolution:24h and friends add goal_met_pct,
 // goal_met and goal_missed, from the same samples as the durations' percentiles, by every
@@ -28,47 +29,10 @@ t.test('goals by every grouping, interval, zone, mode and format', async (t) => 
   const bob = await makeAgent(db, { name: 'Bob', departments: [[support, 'solver']] });
   const admin = await agentWithToken(ctx, { role: 'admin' });
 
-  /** A ticket as it is now, and its history with explicit times. */
-  async function history(
+  const history = (
     now: { department: string; assignee: string; channel: Channel },
     events: { type: string; at: string; department: string; agent: string; data?: Row }[],
-  ) {
-    const contact = await db
-      .insertInto('contacts')
-      .values({ name: 'Customer' })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const ticket = await db
-      .insertInto('tickets')
-      .values({
-        subject: 'Goal fixture',
-        channel: now.channel,
-        status: 'resolved',
-        priority: 'normal',
-        department_id: now.department,
-        assignee_id: now.assignee,
-        contact_id: contact.id,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    await db
-      .insertInto('ticket_events')
-      .values(
-        events.map((e) => ({
-          ticket_id: ticket.id,
-          type: e.type,
-          actor_type: 'system' as const,
-          actor_agent_id: null,
-          actor_contact_id: null,
-          department_id: e.department,
-          agent_id: e.agent,
-          channel: now.channel,
-          data: JSON.stringify(e.data ?? {}),
-          occurred_at: new Date(e.at),
-        })),
-      )
-      .execute();
-  }
+  ) => insertHistory(db, 'Goal fixture', now, events);
   const resolve = (seconds: number) => ({
     from: 'answered',
     to: 'resolved',

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import type { Channel } from '../src/db/types.ts';
 import { compactReports } from '../src/domains/reports/service.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
+import { insertHistory } from './helpers/reports.ts';
 
 // Resolution time (docs/metrics.md, "Resolution time"): what the write path records on a
 // ticket's first resolve, and the reports' avg/median/p90 over histories written with known
@@ -158,53 +159,10 @@ t.test('resolution times by every grouping, interval, zone, mode and format', as
   const bob = await makeAgent(db, { name: 'Bob', departments: [[support, 'solver']] });
   const admin = await agentWithToken(ctx, { role: 'admin' });
 
-  /** A ticket as it is now, and its history with explicit times (as the reports tests do). */
-  async function history(
+  const history = (
     now: { department: string; assignee: string; channel: Channel },
-    events: {
-      type: string;
-      at: string;
-      department: string;
-      agent: string;
-      data?: Row;
-    }[],
-  ) {
-    const contact = await db
-      .insertInto('contacts')
-      .values({ name: 'Customer' })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const ticket = await db
-      .insertInto('tickets')
-      .values({
-        subject: 'Resolution fixture',
-        channel: now.channel,
-        status: 'resolved',
-        priority: 'normal',
-        department_id: now.department,
-        assignee_id: now.assignee,
-        contact_id: contact.id,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    await db
-      .insertInto('ticket_events')
-      .values(
-        events.map((e) => ({
-          ticket_id: ticket.id,
-          type: e.type,
-          actor_type: 'system' as const,
-          actor_agent_id: null,
-          actor_contact_id: null,
-          department_id: e.department,
-          agent_id: e.agent,
-          channel: now.channel,
-          data: JSON.stringify(e.data ?? {}),
-          occurred_at: new Date(e.at),
-        })),
-      )
-      .execute();
-  }
+    events: { type: string; at: string; department: string; agent: string; data?: Row }[],
+  ) => insertHistory(db, 'Resolution fixture', now, events);
   const first = (seconds: number) => ({
     from: 'answered',
     to: 'resolved',

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../../src/db/types.ts';
+import type { Channel, Database } from '../../src/db/types.ts';
 import type { Metric } from '../../src/domains/reports/metrics.ts';
 import { type ReportSpec, reportQuery, toReportRow } from '../../src/domains/reports/repository.ts';
 
@@ -25,4 +25,49 @@ export function departmentSpec(from: Date, to: Date, metrics: Metric[]): ReportS
 /** A report's rows, run straight (not through the routes, which count pending events first). */
 export async function reportRows(db: Kysely<Database>, spec: ReportSpec) {
   return (await reportQuery(spec).execute(db)).rows.map((r) => toReportRow(spec, r));
+}
+
+/** A ticket as it is now (resolved), and its history written with explicit times and data. */
+export async function insertHistory(
+  db: Kysely<Database>,
+  subject: string,
+  now: { department: string; assignee: string; channel: Channel },
+  events: { type: string; at: string; department: string; agent: string; data?: Record<string, unknown> }[],
+) {
+  const contact = await db
+    .insertInto('contacts')
+    .values({ name: 'Customer' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const ticket = await db
+    .insertInto('tickets')
+    .values({
+      subject,
+      channel: now.channel,
+      status: 'resolved',
+      priority: 'normal',
+      department_id: now.department,
+      assignee_id: now.assignee,
+      contact_id: contact.id,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto('ticket_events')
+    .values(
+      events.map((e) => ({
+        ticket_id: ticket.id,
+        type: e.type,
+        actor_type: 'system' as const,
+        actor_agent_id: null,
+        actor_contact_id: null,
+        department_id: e.department,
+        agent_id: e.agent,
+        channel: now.channel,
+        data: JSON.stringify(e.data ?? {}),
+        occurred_at: new Date(e.at),
+      })),
+    )
+    .execute();
+  return ticket.id;
 }
