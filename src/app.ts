@@ -24,6 +24,7 @@ import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
 import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
+import { slaPolicyRoutes, slaPolicySchemas } from './domains/sla-policies/routes.ts';
 import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
@@ -170,6 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...callSchemas,
     ...publicSchemas,
     ...automationRuleSchemas,
+    ...slaPolicySchemas,
     ...reportSchemas,
     ...notificationSchemas,
     ...eventRouteSchemas,
@@ -229,6 +231,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(apiTokenRoutes);
   await app.register(departmentRoutes);
   await app.register(scheduleRoutes);
+  await app.register(slaPolicyRoutes);
   await app.register(agentRoutes);
   await app.register(contactFieldRoutes);
   await app.register(contactRoutes);

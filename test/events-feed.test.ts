@@ -16,6 +16,7 @@ import { eventSchemas } from '../src/domains/events/catalogue.ts';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { type FeedRow, feedHead, readFeed, recordSettingsEvent } from '../src/domains/events/repository.ts';
 import { HolidaySchema, ScheduleSchema, WeeklyIntervalSchema } from '../src/domains/schedules/schemas.ts';
+import { SlaPolicySchema, SlaTargetSchema } from '../src/domains/sla-policies/schemas.ts';
 import { agentWithToken, buildTestApp, makeDepartment, PASSWORD, type TestContext } from './helpers/app.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 import { exited, startServer } from './helpers/server.ts';
@@ -133,6 +134,8 @@ tap.test('every feed row fits the Event schema of the spec', async (t) => {
     WeeklyIntervalSchema,
     HolidaySchema,
     ScheduleSchema,
+    SlaTargetSchema,
+    SlaPolicySchema,
     ...eventSchemas,
   ]) {
     ajv.addSchema(schema);

@@ -1,4 +1,6 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { Condition } from '../rule-engine/index.ts';
+import type { SlaEventType, SlaPolicy, SlaState, TransferMode } from '../sla/index.ts';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -32,6 +34,27 @@ export interface DepartmentsTable {
 export type ChannelAvailability = 'schedule' | 'on' | 'off';
 
 /** Working hours (migrations/0016); intervals and holidays are the business-time shapes. */
+export interface SlaPoliciesTable {
+  id: Generated<string>;
+  name: string;
+  position: number;
+  active: Generated<boolean>;
+  conditions: ColumnType<Condition, string, string>;
+  targets: ColumnType<SlaPolicy['targets'], string, string>;
+  pause_when_answered: Generated<boolean>;
+  on_transfer: Generated<TransferMode>;
+  warn_before_minutes: number | null;
+  version: Generated<number>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+/** One row; policies_key is renewed with every policy change and null while none is active. */
+export interface SlaPoliciesStateTable {
+  id: ColumnType<boolean, never, never>;
+  policies_key: string | null;
+}
+
 export interface SchedulesTable {
   id: Generated<string>;
   name: string;
@@ -176,7 +199,8 @@ export type TicketEventType =
   | 'tags_changed'
   | 'rated'
   | 'call_recorded'
-  | 'chat_recorded';
+  | 'chat_recorded'
+  | SlaEventType;
 export type ContactFieldType = 'text' | 'number' | 'date' | 'boolean' | 'choice';
 
 export interface ContactFieldsTable {
@@ -236,6 +260,11 @@ export interface TicketsTable {
   search: ColumnType<string, unknown, unknown>;
   /** Computed once at creation from the department's calendar; null for older tickets. */
   created_in_working_hours: ColumnType<boolean | null, boolean | null | undefined, never>;
+  /** The SLA clock (src/sla SlaState), null before any policy applied (migrations/0020). */
+  sla_state: ColumnType<SlaState | null, string | null | undefined, string | null>;
+  sla_policy_id: string | null;
+  sla_due_at: Date | null;
+  sla_breached: Generated<boolean>;
 }
 
 export interface TicketMessagesTable {
@@ -454,6 +483,8 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   departments: DepartmentsTable;
   schedules: SchedulesTable;
+  sla_policies: SlaPoliciesTable;
+  sla_policies_state: SlaPoliciesStateTable;
   agents: AgentsTable;
   deleted_departments: DeletedNamesTable;
   deleted_agents: DeletedNamesTable;

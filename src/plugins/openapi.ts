@@ -243,6 +243,7 @@ export const openapiPlugin = fp(
           { name: 'api-tokens', description: 'Long-lived tokens for integrators and ops' },
           { name: 'departments', description: 'Departments and their members' },
           { name: 'schedules', description: 'Working hours: schedules, holidays and their iCalendar import' },
+          { name: 'sla-policies', description: 'SLA policies: response and resolution targets per priority' },
           { name: 'agents', description: 'Agents and their roles' },
           { name: 'contacts', description: 'Customers who write in, and the custom fields they carry' },
           { name: 'tickets', description: 'Tickets, their conversation, history and transfers' },

@@ -328,6 +328,8 @@ async function findOrInsertByIdentity(
     found_email: string | null;
     found_custom_fields: Record<string, unknown> | null;
     schedule_key: string | null;
+    sla_key: string | null;
+    tx_now: Date;
   }>`
     with by_email as (
       select c.id from contact_emails ce join contacts c on c.id = ce.contact_id
@@ -359,7 +361,8 @@ async function findOrInsertByIdentity(
       (select rules_key from automation_rules_state) as rules_key, (select name from found_contact) as found_name,
       (select email from found_contact) as found_email,
       (select custom_fields from found_contact) as found_custom_fields,
-      ${scheduleKeySql(departmentId)} as schedule_key
+      ${scheduleKeySql(departmentId)} as schedule_key,
+      (select policies_key from sla_policies_state) as sla_key, now()::timestamptz(3) as tx_now
   `).execute(trx);
   const row = rows[0]!;
   const claimLost =
@@ -368,6 +371,7 @@ async function findOrInsertByIdentity(
     rulesKey: String(row.rules_key),
     contact,
     scheduleKey: row.schedule_key,
+    sla: { key: row.sla_key, now: row.tx_now },
   });
   return {
     foundId: row.found_id,
@@ -398,6 +402,8 @@ export interface SeenByRules {
    * none; undefined when the statement did not read it.
    */
   scheduleKey?: string | null;
+  /** The SLA policies' key (null: none active) and the transaction's time, when the statement read them. */
+  sla?: { key: string | null; now: Date };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type Static, type TSchema, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
+import { SLA_EVENT_TYPES, SLA_KINDS, type SlaEventType } from '../../sla/index.ts';
 import { AgentSchema } from '../agents/schemas.ts';
 import { ApiTokenSchema } from '../api-tokens/schemas.ts';
 import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
@@ -7,6 +8,7 @@ import { ContactFieldSchema } from '../contact-fields/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../departments/schemas.ts';
 import { NotificationKindSchema } from '../notifications/schemas.ts';
 import { ScheduleSchema } from '../schedules/schemas.ts';
+import { SlaPolicySchema } from '../sla-policies/schemas.ts';
 import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.ts';
 
 /**
@@ -28,6 +30,7 @@ export const TICKET_FEED_TYPES = [
   'ticket.restored',
   'call.recorded',
   'chat.recorded',
+  ...SLA_EVENT_TYPES,
 ] as const;
 
 export const SETTINGS_EVENT_TYPES = [
@@ -57,6 +60,9 @@ export const SETTINGS_EVENT_TYPES = [
   'schedule.created',
   'schedule.updated',
   'schedule.deleted',
+  'sla_policy.created',
+  'sla_policy.updated',
+  'sla_policy.deleted',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -166,6 +172,46 @@ const sideEffect = <const R extends readonly ('department_deleted' | 'agent_dele
   );
 
 /** The payload schema of each event type ($id: its name in the spec). */
+const SLA_DESCRIPTIONS: Record<SlaEventType, string> = {
+  'sla.applied': 'An SLA policy now applies to the ticket (reason: created, transferred, changed, edited).',
+  'sla.removed': 'SLA targets were dropped without a verdict (kind null: the whole policy).',
+  'sla.started': 'An SLA target started a cycle; due_at is when it breaches.',
+  'sla.target_changed':
+    'A running SLA target got new minutes (priority change or policy edit); due_at is the new due.',
+  'sla.paused': 'An SLA target stopped counting (postponed, or answered when the policy says so).',
+  'sla.resumed': 'A paused SLA target counts again; due_at is the new due.',
+  'sla.warning': 'An SLA target is about to breach.',
+  'sla.breached': 'An SLA target was not met by its due; at is the due.',
+  'sla.fulfilled': 'An SLA target was met (late: after it breached).',
+};
+
+const slaPayload = (type: SlaEventType) =>
+  ticketPayload(
+    `Sla${type
+      .slice(4)
+      .split('_')
+      .map((w) => w[0]!.toUpperCase() + w.slice(1))
+      .join('')}Payload`,
+    SLA_DESCRIPTIONS[type],
+    {
+      at: Timestamp('When it happened (a breach: its due).'),
+      policy_id: NullableUuid('The policy in force when it happened.'),
+      policy_version: Type.Union([Type.Integer(), Type.Null()]),
+      kind: Type.Union([Type.Enum(SLA_KINDS), Type.Null()], { description: 'Null for policy-level events.' }),
+      cycle: Type.Union([Type.Integer(), Type.Null()]),
+      due_at: Type.Union([Timestamp(), Type.Null()]),
+      reason: Type.Union([Type.String(), Type.Null()]),
+      late: Type.Union([Type.Boolean(), Type.Null()]),
+    },
+  );
+
+function slaPayloads() {
+  return Object.fromEntries(SLA_EVENT_TYPES.map((t) => [t, slaPayload(t)])) as Record<
+    SlaEventType,
+    ReturnType<typeof slaPayload>
+  >;
+}
+
 export const PAYLOAD_SCHEMAS = {
   'ticket.created': ticketPayload('TicketCreatedPayload', 'The ticket was created; its opening values.', {
     subject: Type.String(),
@@ -228,6 +274,7 @@ export const PAYLOAD_SCHEMAS = {
     customer_messages: Type.Integer(),
     agent_messages: Type.Integer(),
   }),
+  ...slaPayloads(),
   'department.created': Type.Object(
     { department: ref(DepartmentSchema) },
     { $id: 'DepartmentCreatedPayload', additionalProperties: false },
@@ -393,6 +440,22 @@ export const PAYLOAD_SCHEMAS = {
   'schedule.deleted': Type.Object(
     { schedule: ref(ScheduleSchema) },
     { $id: 'ScheduleDeletedPayload', description: 'As it was.', additionalProperties: false },
+  ),
+  'sla_policy.created': Type.Object(
+    { sla_policy: ref(SlaPolicySchema) },
+    { $id: 'SlaPolicyCreatedPayload', additionalProperties: false },
+  ),
+  'sla_policy.updated': Type.Object(
+    { sla_policy: ref(SlaPolicySchema), changes: Changes },
+    { $id: 'SlaPolicyUpdatedPayload', additionalProperties: false },
+  ),
+  'sla_policy.deleted': Type.Object(
+    { sla_policy: ref(SlaPolicySchema) },
+    {
+      $id: 'SlaPolicyDeletedPayload',
+      description: 'As it was; tickets it applied to keep their targets until their next write.',
+      additionalProperties: false,
+    },
   ),
 } as const satisfies Record<EventType, TSchema>;
 

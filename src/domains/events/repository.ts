@@ -4,6 +4,7 @@ import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
 import type { Database } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, toPage } from '../../plugins/pagination.ts';
+import { SLA_EVENT_TYPES, type SlaEventType } from '../../sla/index.ts';
 import {
   type Event,
   type EventActor,
@@ -173,6 +174,9 @@ const feedTypeOfTicketEvent = sql<string>`case e.type
   when 'subject_changed' then 'ticket.updated'
   when 'call_recorded' then 'call.recorded'
   when 'chat_recorded' then 'chat.recorded'
+  when 'sla.applied' then e.type when 'sla.removed' then e.type when 'sla.started' then e.type
+  when 'sla.target_changed' then e.type when 'sla.paused' then e.type when 'sla.resumed' then e.type
+  when 'sla.warning' then e.type when 'sla.breached' then e.type when 'sla.fulfilled' then e.type
   else 'ticket.' || e.type end`;
 
 /** The ticket_events types a feed type can come from (narrows the scan before the case above). */
@@ -191,6 +195,7 @@ const STORED_TYPES: Record<TicketFeedType, string> = {
   'ticket.restored': 'status_changed',
   'call.recorded': 'call_recorded',
   'chat.recorded': 'chat_recorded',
+  ...(Object.fromEntries(SLA_EVENT_TYPES.map((t) => [t, t])) as Record<SlaEventType, string>),
 };
 
 const SETTINGS_SET: ReadonlySet<string> = new Set(SETTINGS_EVENT_TYPES);
@@ -418,6 +423,8 @@ function pick(data: Record<string, unknown>, keys: readonly string[]): Record<st
   return out;
 }
 
+const SLA_DATA_KEYS = ['at', 'policy_id', 'policy_version', 'kind', 'cycle', 'due_at', 'reason', 'late'];
+
 /** What each ticket feed type copies from ticket_events.data (only keys that were written). */
 const DATA_KEYS: Record<Exclude<TicketFeedType, 'ticket.updated'>, readonly string[]> = {
   'ticket.created': ['subject', 'status', 'priority', 'department_id', 'tags'],
@@ -439,6 +446,10 @@ const DATA_KEYS: Record<Exclude<TicketFeedType, 'ticket.updated'>, readonly stri
   'ticket.deleted': ['from', 'to', 'postponed_until', 'reopened'],
   'ticket.restored': ['from', 'to', 'postponed_until', 'reopened'],
   'call.recorded': ['call_id', 'direction', 'outcome', 'agent_id', 'duration_seconds'],
+  ...(Object.fromEntries(SLA_EVENT_TYPES.map((t) => [t, SLA_DATA_KEYS])) as unknown as Record<
+    SlaEventType,
+    readonly string[]
+  >),
   'chat.recorded': [
     'chat_id',
     'agent_id',

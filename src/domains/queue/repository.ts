@@ -19,7 +19,7 @@ export async function lockAgentHandOut(trx: Transaction<Database>, agentId: stri
 /**
  * The queued tickets an agent may be handed: new or open, in one of their departments where they
  * solve and the to-solve queue is on (owners and admins are fed only from departments they are
- * members of), in queue order: priority, then waiting longest, following tickets_queue_idx.
+ * members of), in queue order: earliest SLA due, priority, then waiting longest.
  */
 function queuedTickets(trx: Transaction<Database>, agentId: string) {
   return (
@@ -36,9 +36,9 @@ function queuedTickets(trx: Transaction<Database>, agentId: string) {
           .where('m.role', 'in', SOLVING_ROLES)
           .where('d.to_solve_enabled', '=', true),
       )
-      // Once tickets carry an SLA due time, it joins the order here, between priority and
-      // waiting_since (earliest due first, tickets without one last), and the index gains the
-      // column in the same place.
+      // The most urgent SLA due first (tickets without one last: ascending puts nulls last),
+      // then priority and waiting longest, following tickets_queue_sla_idx (migrations/0020).
+      .orderBy('t.sla_due_at', 'asc')
       .orderBy('t.priority_rank', 'desc')
       .orderBy('t.waiting_since', 'asc')
       .orderBy('t.id', 'asc')

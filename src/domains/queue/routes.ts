@@ -18,7 +18,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['queue'],
         summary: 'Take the next ticket to solve',
         description:
-          'Assigns you the next ticket of your to-solve queue and returns it. The queue holds the new and open tickets, unassigned or already yours, of the departments where you are a solver, supervisor or manager and whose to_solve_enabled is on (owners and admins too: only their own departments). Highest priority first, then the longest waiting, then by id. Concurrent callers never get the same ticket, and concurrent calls of one agent all get the same one. A ticket already yours comes back again until you answer, postpone or resolve it, so retrying is safe. Needs a write-scoped token.',
+          'Assigns you the next ticket of your to-solve queue and returns it. The queue holds the new and open tickets, unassigned or already yours, of the departments where you are a solver, supervisor or manager and whose to_solve_enabled is on (owners and admins too: only their own departments). The most urgent SLA due first (tickets without one after them), then highest priority, then the longest waiting, then by id. Concurrent callers never get the same ticket, and concurrent calls of one agent all get the same one. A ticket already yours comes back again until you answer, postpone or resolve it, so retrying is safe. Needs a write-scoped token.',
         response: {
           200: {
             ...ref(TicketSchema),

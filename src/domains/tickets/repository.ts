@@ -13,7 +13,9 @@ import type {
   TicketStatus,
 } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import type { SlaState } from '../../sla/index.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
+import { policiesKeySql } from '../sla-policies/repository.ts';
 import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -52,6 +54,30 @@ export function toTicket(row: TicketRow, contact: Ticket['contact']): Ticket {
     last_customer_message_at: iso(row.last_customer_message_at),
     resolved_at: iso(row.resolved_at),
     created_in_working_hours: row.created_in_working_hours,
+    sla: slaOf(row),
+  };
+}
+
+const msIso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function slaOf(row: TicketRow): Ticket['sla'] {
+  const state = row.sla_state;
+  if (!state || (state.policy_id === null && state.targets.length === 0 && !state.breached)) return null;
+  return {
+    policy_id: row.sla_policy_id,
+    due_at: iso(row.sla_due_at),
+    breached: row.sla_breached,
+    targets: state.targets.map((t) => ({
+      kind: t.kind,
+      cycle: t.cycle,
+      status: t.status,
+      minutes: t.minutes,
+      business: t.business,
+      started_at: new Date(t.started_at).toISOString(),
+      due_at: msIso(t.due_at),
+      breached_at: msIso(t.breached_at),
+      fulfilled_at: msIso(t.fulfilled_at),
+    })),
   };
 }
 
@@ -80,6 +106,10 @@ export const TICKET_COLUMNS = [
   't.first_resolved_at',
   't.waiting_since',
   't.created_in_working_hours',
+  't.sla_state',
+  't.sla_policy_id',
+  't.sla_due_at',
+  't.sla_breached',
 ] as const;
 
 export type TicketRecord = Omit<TicketRow, 'search'>;
@@ -108,6 +138,27 @@ export function lockTicketRecord(trx: Transaction<Database>, id: string): Promis
 }
 
 /**
+ * lockTicketRecord with what the SLA clock needs of the same statement: the policies key (null
+ * while no policy is active) and the transaction's time, so a help desk without policies pays no
+ * round trip for them.
+ */
+export async function lockTicketForChange(
+  trx: Transaction<Database>,
+  id: string,
+): Promise<{ ticket: TicketRecord; slaKey: string | null; now: Date } | undefined> {
+  const row = await trx
+    .selectFrom('tickets as t')
+    .select(TICKET_COLUMNS)
+    .select([policiesKeySql.as('sla_policies_key'), sql<Date>`now()::timestamptz(3)`.as('tx_now')])
+    .where('t.id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { sla_policies_key, tx_now, ...ticket } = row;
+  return { ticket, slaKey: sla_policies_key, now: tx_now };
+}
+
+/**
  * Opens a ticket in one statement: the ticket row, its first message (if any), its first events
  * and the notes automation rules add, returning the ticket and its contact summary. Creation is
  * the hottest write of a help desk, and each round trip to PostgreSQL costs more than the work
@@ -132,6 +183,10 @@ export async function insertOpenedTicket(
     resolved_at?: Date | null;
     first_resolved_at?: Date | null;
     created_in_working_hours: boolean | null;
+    sla_state?: SlaState | null;
+    sla_policy_id?: string | null;
+    sla_due_at?: Date | null;
+    sla_breached?: boolean;
   },
   message: {
     id: string;
@@ -159,14 +214,17 @@ export async function insertOpenedTicket(
     with t as (
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
         support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
-        postponed_until, resolved_at, first_resolved_at, created_in_working_hours)
+        postponed_until, resolved_at, first_resolved_at, created_in_working_hours, sla_state, sla_policy_id,
+        sla_due_at, sla_breached)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
         ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
         ${values.support_address}, to_tsvector('simple', ${searchable}),
         case when ${fromAgent} then now() end, case when ${fromAgent} then now() end,
         case when ${fromContact} then now() end, ${values.postponed_until ?? null}::timestamptz,
         ${values.resolved_at ?? null}::timestamptz, ${values.first_resolved_at ?? null}::timestamptz,
-        ${values.created_in_working_hours}::boolean)
+        ${values.created_in_working_hours}::boolean,
+        ${values.sla_state ? JSON.stringify(values.sla_state) : null}::jsonb, ${values.sla_policy_id ?? null}::uuid,
+        ${values.sla_due_at ?? null}::timestamptz, ${values.sla_breached ?? false}::boolean)
       returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
@@ -207,12 +265,17 @@ export type TicketPatch = Partial<
     | 'resolved_at'
     | 'first_resolved_at'
     | 'waiting_since'
+    | 'sla_state'
+    | 'sla_policy_id'
+    | 'sla_due_at'
+    | 'sla_breached'
   >
 >;
 
 function updateSet(patch: TicketPatch, appendToSearch?: string) {
   const set: Record<string, unknown> = { ...patch, updated_at: sql`now()` };
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
+  if (patch.sla_state !== undefined) set.sla_state = sql`${JSON.stringify(patch.sla_state)}::jsonb`;
   if (patch.subject !== undefined) set.search = sql`search || to_tsvector('simple', ${patch.subject})`;
   // A tsvector is capped at 1 MB; long threads stop adding words rather than failing the write.
   if (appendToSearch !== undefined) {
@@ -486,6 +549,11 @@ const SORTS = {
   created_at: { column: sql`t.created_at`, key: (r: TicketRecord) => r.created_at.toISOString() },
   updated_at: { column: sql`t.updated_at`, key: (r: TicketRecord) => r.updated_at.toISOString() },
   priority: { column: sql`t.priority_rank`, key: (r: TicketRecord) => r.priority_rank },
+  // Tickets without a due come last: infinity keeps them in the keyset without a null.
+  sla_due_at: {
+    column: sql`coalesce(t.sla_due_at, 'infinity'::timestamptz)`,
+    key: (r: TicketRecord) => r.sla_due_at?.toISOString() ?? 'infinity',
+  },
 } as const;
 
 /** The tickets the caller may see, filtered, sorted and paged by keyset. */
@@ -547,6 +615,10 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
       qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
     )
     .$if(filter.updated_to !== undefined, (qb) => qb.where('t.updated_at', '<', new Date(filter.updated_to!)))
+    .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
+    .$if(filter.sla_due_before !== undefined, (qb) =>
+      qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
+    )
     .$if(filter.q !== undefined, (qb) =>
       qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
     )

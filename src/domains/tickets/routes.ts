@@ -20,6 +20,8 @@ import {
   TicketCountsSchema,
   TicketListQuery,
   TicketSchema,
+  TicketSlaSchema,
+  TicketSlaTargetSchema,
   TransferBody,
   UpdateTicketBody,
 } from './schemas.ts';
@@ -29,6 +31,8 @@ export const TicketPage = PageOf(ref(TicketSchema), 'TicketPage');
 export const MessagePage = PageOf(ref(MessageSchema), 'TicketMessagePage');
 export const EventPage = PageOf(ref(EventSchema), 'TicketEventPage');
 export const ticketSchemas = [
+  TicketSlaTargetSchema,
+  TicketSlaSchema,
   TicketSchema,
   MessageSchema,
   RatingSchema,

@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import type { TicketEventType } from '../../db/types.ts';
+import { SLA_EVENT_TYPES, SLA_KINDS } from '../../sla/index.ts';
 
 export const CHANNELS = [
   'email',
@@ -44,6 +45,44 @@ export const TicketContactSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const Instant = Type.Union([Timestamp(), Type.Null()]);
+
+export const TicketSlaTargetSchema = Type.Object(
+  {
+    kind: Type.Enum(SLA_KINDS),
+    cycle: Type.Integer({ minimum: 1, description: 'next_answer and resolution start again: 1, 2, ...' }),
+    status: Type.Enum(['active', 'paused', 'fulfilled', 'breached'] as const, {
+      description:
+        'active: counting; paused: not counting; fulfilled: met in time; breached: missed (fulfilled_at set when met late).',
+    }),
+    minutes: Type.Integer(),
+    business: Type.Boolean(),
+    started_at: Timestamp(),
+    due_at: Type.Union([Timestamp(), Type.Null()], {
+      description: 'When it breaches; null unless active (or when the schedule never opens enough).',
+    }),
+    breached_at: Instant,
+    fulfilled_at: Instant,
+  },
+  { $id: 'TicketSlaTarget', additionalProperties: false },
+);
+
+export const TicketSlaSchema = Type.Object(
+  {
+    policy_id: Type.Union([Uuid(), Type.Null()], {
+      description: 'The SLA policy that applies; null when none does any more.',
+    }),
+    due_at: Type.Union([Timestamp(), Type.Null()], {
+      description: 'The earliest due of the active targets.',
+    }),
+    breached: Type.Boolean({ description: 'Some target breached, ever (a breach stays history).' }),
+    targets: Type.Array(ref(TicketSlaTargetSchema), {
+      description: 'The current or last cycle of each kind.',
+    }),
+  },
+  { $id: 'TicketSla', additionalProperties: false },
+);
+
 export const TicketSchema = Type.Object(
   {
     id: Uuid(),
@@ -68,6 +107,9 @@ export const TicketSchema = Type.Object(
     created_in_working_hours: Type.Union([Type.Boolean(), Type.Null()], {
       description:
         "Whether the ticket came in while the department it came in with was open (its schedule, else the help desk's default; always true without one). Null for tickets older than working hours.",
+    }),
+    sla: Type.Union([ref(TicketSlaSchema), Type.Null()], {
+      description: 'The SLA clock: null when no SLA policy ever applied to the ticket.',
     }),
   },
   { $id: 'Ticket', additionalProperties: false },
@@ -241,6 +283,7 @@ export const TICKET_EVENT_TYPES = [
   'rated',
   'call_recorded',
   'chat_recorded',
+  ...SLA_EVENT_TYPES,
 ] as const satisfies readonly TicketEventType[];
 
 export const EventSchema = Type.Object(
@@ -330,11 +373,28 @@ export const TicketListQuery = Type.Object(
         description: 'Full-text search over subject and messages.',
       }),
     ),
+    sla_breached: Type.Optional(
+      Type.Boolean({ description: 'Tickets that breached an SLA target, ever (true) or never (false).' }),
+    ),
+    sla_due_before: Type.Optional(
+      Timestamp(
+        'Tickets with a running SLA target due before this instant (exclusive); overdue ones included.',
+      ),
+    ),
     sort: Type.Enum(
-      ['-created_at', 'created_at', '-updated_at', 'updated_at', '-priority', 'priority'] as const,
+      [
+        '-created_at',
+        'created_at',
+        '-updated_at',
+        'updated_at',
+        '-priority',
+        'priority',
+        'sla_due_at',
+      ] as const,
       {
         default: '-created_at',
-        description: 'A leading - sorts descending.',
+        description:
+          'A leading - sorts descending. sla_due_at: the most urgent SLA due first, tickets without one last.',
       },
     ),
   },

@@ -26,6 +26,7 @@ import { changeEvents, normaliseTags } from './changes.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
+import { planTicketSla, readSlaSetting, type SlaSetting, type SlaWrite } from './sla.ts';
 
 // The one write path of tickets. Every change to a ticket, from any route, rule, job or script,
 // is a command given to writeTicket, which in one transaction (the caller's):
@@ -39,6 +40,8 @@ import type { Ticket } from './schemas.ts';
 // Creating a ticket is a command too: its rules' plan travels in the opening statement.
 
 type Trx = Transaction<Database>;
+
+const SYSTEM_ACTOR: Actor = { type: 'system', agentId: null, contactId: null };
 
 const unprocessable = (code: string, message: string, errors: FieldError[]) => {
   const error = new DomainError('unprocessable', code, message);
@@ -134,8 +137,16 @@ export function writeTicket<R>(trx: Trx, command: CreateCommand | ChangeCommand<
 }
 
 async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R>> {
-  const locked =
-    'locked' in command.target ? command.target.locked : await repo.lockTicketRecord(trx, command.target.id);
+  let locked: TicketRecord | undefined;
+  // The SLA policies' key and the transaction's time come with the lock when we take it; a caller
+  // that locked the ticket itself leaves them to be read with the calendars.
+  let sla: { key: string | null; now: Date } | undefined;
+  if ('locked' in command.target) locked = command.target.locked;
+  else {
+    const found = await repo.lockTicketForChange(trx, command.target.id);
+    if (found)
+      ({ ticket: locked, sla } = { ticket: found.ticket, sla: { key: found.slaKey, now: found.now } });
+  }
   const before = command.access
     ? requireTicket(command.access.access, locked, command.access.ability)
     : locked;
@@ -162,6 +173,36 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   }
   const messages = decided.messages ?? [];
   const touch = decided.touch ?? (patched || messages.length > 0 || decided.search !== undefined);
+  // The SLA clock follows every write that touches the ticket, planned on the locked ticket and
+  // written with the same statement (docs/sla.md). Nothing to plan and nothing read when no
+  // policy is active and none ever applied to this ticket.
+  let setting: SlaSetting | null = null;
+  if (touch && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
+    setting = await readSlaSetting(trx, [
+      before.department_id,
+      working.department_id,
+      before.sla_state?.calendar_department_id ?? null,
+    ]);
+    const lastActor =
+      [...decided.steps].reverse().find((s) => 'patch' in s)?.actor ?? decided.steps.at(-1)?.actor;
+    const actor = lastActor ?? SYSTEM_ACTOR;
+    const planned = await planTicketSla(
+      trx,
+      setting,
+      before.sla_state,
+      before,
+      working,
+      {
+        agent: messages.some((m) => m.kind === 'agent'),
+        customer: messages.some((m) => m.kind === 'customer'),
+      },
+      actor,
+    );
+    if (planned) {
+      Object.assign(patch, planned.patch);
+      events.push(...planned.events);
+    }
+  }
   let ticket = before;
   let at: Date | null = null;
   if (touch || events.length > 0 || messages.length > 0) {
@@ -183,12 +224,29 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   if (evaluation) {
     const plan = await planRules(trx, ticket, evaluation);
     const ruled = { ...ticket, ...plan.patch };
+    // What the rules changed moves the clock too, in the rules' own statement.
+    let slaByRules: SlaWrite | null = null;
+    if (setting && Object.keys(plan.patch).length > 0) {
+      slaByRules = await planTicketSla(
+        trx,
+        setting,
+        ticket.sla_state,
+        ticket,
+        ruled,
+        { agent: false, customer: false },
+        plan.events[0]?.actor ?? SYSTEM_ACTOR,
+      );
+    }
     try {
       ({ ticket } = await repo.writeTicketChanges(trx, ticket, {
-        patch: plan.patch,
+        patch: { ...plan.patch, ...slaByRules?.patch },
         touch: Object.keys(plan.patch).length > 0 || plan.notes.length > 0,
         search: plan.notes.length > 0 ? plan.notes.map((n) => n.body).join('\n') : undefined,
-        events: [...plan.events, ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled }))],
+        events: [
+          ...plan.events,
+          ...(slaByRules?.events ?? []),
+          ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled })),
+        ],
         messages: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
       }));
@@ -352,7 +410,44 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
     },
   });
   const plan = evaluation ? await planOpening(trx, snapshot, evaluation) : null;
-  if (!plan) return repo.insertOpenedTicket(trx, values, message, events, { final: command.final ?? false });
+  const opened: OpeningValues = plan ? openedValues(values, plan.patch) : values;
+  // The SLA clock starts with the ticket as it opens (after its rules), at the transaction's time,
+  // which the contact's statement read along with the policies' key.
+  const setting: SlaSetting = seen?.sla
+    ? { ...seen.sla, calendars: new Map([[values.department_id, calendar]]), contact: seen.contact }
+    : await readSlaSetting(trx, [opened.department_id]);
+  const sla = await planTicketSla(
+    trx,
+    setting,
+    null,
+    null,
+    {
+      ...opened,
+      created_at: setting.now,
+      first_resolved_at: opened.first_resolved_at ?? null,
+      postponed_until: opened.postponed_until ?? null,
+    },
+    { agent: fromAgent && message !== null, customer: false },
+    opener,
+  );
+  const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
+  const slaEvents = sla?.events ?? [];
+  if (!plan) {
+    return repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], {
+      final: command.final ?? false,
+    });
+  }
+  return repo.insertOpenedTicket(trx, slaValues, message, [...events, ...plan.events, ...slaEvents], {
+    notes: plan.notes,
+    alongside: { statement: ruleRunInsert(plan.run) },
+    final: command.final ?? false,
+  });
+}
+
+type OpeningValues = Parameters<typeof repo.insertOpenedTicket>[1];
+
+/** The new ticket's values with what its rules changed. */
+function openedValues(values: OpeningValues, patch: TicketPatch): OpeningValues {
   const {
     status: s,
     priority,
@@ -362,22 +457,16 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
     postponed_until,
     resolved_at,
     first_resolved_at,
-  } = plan.patch;
-  return repo.insertOpenedTicket(
-    trx,
-    {
-      ...values,
-      ...(s !== undefined && { status: s }),
-      ...(priority !== undefined && { priority }),
-      ...(department_id !== undefined && { department_id }),
-      ...(assignee_id !== undefined && { assignee_id }),
-      ...(t !== undefined && { tags: t }),
-      ...(postponed_until !== undefined && { postponed_until }),
-      ...(resolved_at !== undefined && { resolved_at }),
-      ...(first_resolved_at !== undefined && { first_resolved_at }),
-    },
-    message,
-    [...events, ...plan.events],
-    { notes: plan.notes, alongside: { statement: ruleRunInsert(plan.run) }, final: command.final ?? false },
-  );
+  } = patch;
+  return {
+    ...values,
+    ...(s !== undefined && { status: s }),
+    ...(priority !== undefined && { priority }),
+    ...(department_id !== undefined && { department_id }),
+    ...(assignee_id !== undefined && { assignee_id }),
+    ...(t !== undefined && { tags: t }),
+    ...(postponed_until !== undefined && { postponed_until }),
+    ...(resolved_at !== undefined && { resolved_at }),
+    ...(first_resolved_at !== undefined && { first_resolved_at }),
+  };
 }
