@@ -77,4 +77,51 @@ t.test('round trips of the hot ticket routes', { skip }, async (t) => {
       t.equal(roundTrips() - before, 6 * one + 1, 'six creations, and one load of the rule set among them');
     },
   );
+  await t.test('SLA policies: nothing without them, one query per change with them', async (t) => {
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const ticketId = (
+      await ctx.request({
+        method: 'POST',
+        url: '/v1/tickets',
+        token: solver.token,
+        payload: {
+          subject: 'Late',
+          channel: 'email',
+          contact: { email: 'late@example.com' },
+          message: { body: 'Still nothing.' },
+          department_id: support,
+        },
+      })
+    ).json().id;
+    t.ok(ticketId);
+    let priority = 0;
+    const change = () =>
+      counted({
+        method: 'PATCH',
+        url: `/v1/tickets/${ticketId}`,
+        token: solver.token,
+        payload: { priority: ['low', 'normal'][priority++ % 2] },
+      });
+    await change(); // prepares this connection's statements
+    const without = await change();
+    const policy = await ctx.request({
+      method: 'POST',
+      url: '/v1/sla-policies',
+      token: admin.token,
+      payload: {
+        name: 'Everything',
+        conditions: { all: [] },
+        targets: {
+          low: { resolution: { minutes: 600, business: true } },
+          normal: { resolution: { minutes: 300, business: true } },
+        },
+      },
+    });
+    t.equal(policy.statusCode, 201, policy.body);
+    await create(apiToken); // loads and compiles the policies
+    const creation = await create(apiToken);
+    t.equal(creation, 3, `a creation with policies: no extra round trip (${creation})`);
+    await change();
+    t.equal(await change(), without + 1, 'a change with policies: one extra query (the calendars in play)');
+  });
 });

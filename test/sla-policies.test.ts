@@ -412,6 +412,26 @@ t.test('SLA policies', async (t) => {
       t.same(paged, ids);
     });
 
+    await t.test('sla events in the feed, with their payloads', async (t) => {
+      const created = await ticket({ department_id: billing });
+      const feed = await api('GET', '/v1/events?types=sla.applied,sla.started&limit=200');
+      t.equal(feed.statusCode, 200, feed.body);
+      const mine = feed
+        .json()
+        .data.filter((e: { payload: { ticket: { id: string } } }) => e.payload.ticket.id === created.id);
+      t.same(
+        mine.map((e: { type: string }) => e.type),
+        ['sla.applied', 'sla.started'],
+      );
+      t.match(mine[1].payload, {
+        policy_id: everything.id,
+        kind: 'resolution',
+        cycle: 1,
+        due_at: created.sla.due_at,
+        at: created.created_at,
+      });
+    });
+
     await t.test('the to-solve queue serves the most urgent due first', async (t) => {
       const queue = await makeDepartment(ctx.db, 'Queue');
       const { token } = await agentWithToken(ctx, { departments: [[queue, 'solver']] });
@@ -432,5 +452,23 @@ t.test('SLA policies', async (t) => {
         'earliest due, then later, then none (despite its priority)',
       );
     });
+
+    await t.test(
+      'a ticket outside every policy has sla null; deactivating removes running targets',
+      async (t) => {
+        const off = await api('PATCH', `/v1/sla-policies/${everything.id}`, { active: false });
+        t.equal(off.statusCode, 200, off.body);
+        const outsideAll = await ticket({ department_id: billing });
+        t.equal(outsideAll.sla, null, 'no policy matches: sla null');
+        t.same(await slaEvents(outsideAll.id), [], 'and no sla events');
+        const running = await ticket({ department_id: support, priority: 'high' });
+        t.equal(running.sla.policy_id, supportHigh.id);
+        const gone = await api('DELETE', `/v1/sla-policies/${supportHigh.id}`);
+        t.equal(gone.statusCode, 204);
+        const touched = await patch(running.id, { subject: 'Parcel lost' });
+        t.equal(touched.sla, null, 'no active policy left: the next write drops the targets');
+        t.ok((await slaEvents(running.id)).some((e) => e.type === 'sla.removed'));
+      },
+    );
   });
 });

@@ -109,7 +109,7 @@ export const TicketSchema = Type.Object(
         "Whether the ticket came in while the department it came in with was open (its schedule, else the help desk's default; always true without one). Null for tickets older than working hours.",
     }),
     sla: Type.Union([ref(TicketSlaSchema), Type.Null()], {
-      description: 'The SLA clock: null when no SLA policy ever applied to the ticket.',
+      description: 'The SLA clock: null while no SLA policy applies to the ticket (and none left a breach).',
     }),
   },
   { $id: 'Ticket', additionalProperties: false },

@@ -101,9 +101,9 @@ export async function planTicketSla(
       : NOBODY;
   }
   await withCalendars(db, setting, [
-    before?.department_id ?? null,
+    ...(before ? [before.department_id] : []),
     after.department_id,
-    state?.calendar_department_id ?? null,
+    ...(state ? [state.calendar_department_id] : []),
   ]);
   const contact = setting.contact;
   const change: SlaChange = {

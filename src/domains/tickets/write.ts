@@ -181,7 +181,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     setting = await readSlaSetting(trx, [
       before.department_id,
       working.department_id,
-      before.sla_state?.calendar_department_id ?? null,
+      ...(before.sla_state ? [before.sla_state.calendar_department_id] : []),
     ]);
     const lastActor =
       [...decided.steps].reverse().find((s) => 'patch' in s)?.actor ?? decided.steps.at(-1)?.actor;
