@@ -816,24 +816,33 @@ t.test('contacts', async (t) => {
       .selectFrom('automation_rules_state')
       .select('rules_key')
       .executeTakeFirstOrThrow();
+    const found = await resolveSeen({ email: 'KNOWN@example.com', name: 'Ignored' });
+    // The same statement reads what the SLA clock needs: no policy active, the transaction's time.
+    t.equal(found.seen?.sla?.key, null);
+    t.ok(found.seen?.sla?.now instanceof Date);
     t.same(
-      await resolveSeen({ email: 'KNOWN@example.com', name: 'Ignored' }),
+      { ...found, seen: { ...found.seen, sla: undefined } },
       {
         id: known.id,
         seen: {
           rulesKey: String(rules_key),
           contact: { name: 'Known', email: 'known@example.com', custom: {} },
           scheduleKey: null,
+          sla: undefined,
         },
       },
       'a found contact as stored, with its first email',
     );
     const fresh = await resolveSeen({ email: ' Seen.New@example.com ', name: ' Seen New ' });
-    t.same(fresh.seen, {
-      rulesKey: String(rules_key),
-      contact: { name: 'Seen New', email: 'Seen.New@example.com', custom: {} },
-      scheduleKey: null,
-    });
+    t.same(
+      { ...fresh.seen, sla: undefined },
+      {
+        rulesKey: String(rules_key),
+        contact: { name: 'Seen New', email: 'Seen.New@example.com', custom: {} },
+        scheduleKey: null,
+        sla: undefined,
+      },
+    );
     t.equal((await resolveSeen({ id: known.id })).seen, null, 'by id: the rules read the contact themselves');
     t.equal(await resolve({ email: 'KNOWN@example.com' }), known.id, 'email, ignoring case');
     t.equal(await resolve({ phone: '+1 (555) 7000' }), known.id, 'phone, normalised');

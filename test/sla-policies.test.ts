@@ -288,6 +288,12 @@ t.test('SLA policies', async (t) => {
     await t.test('a ticket outside the first policy gets the next one', async (t) => {
       const created = await ticket({ department_id: billing });
       t.equal(created.sla.policy_id, everything.id);
+      // A contact given by id (its own statement reads what the clock needs) and by phone.
+      for (const contact of [{ id: created.contact.id }, { phone: '+4930123456' }]) {
+        const again = await ticket({ department_id: billing, contact });
+        t.equal(again.sla.policy_id, everything.id);
+        t.equal(again.sla.due_at, new Date(Date.parse(again.created_at) + 120 * MINUTE).toISOString());
+      }
       t.equal(created.sla.due_at, new Date(Date.parse(created.created_at) + 120 * MINUTE).toISOString());
     });
 

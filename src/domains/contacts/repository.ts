@@ -291,15 +291,25 @@ export async function contactSummaries(db: Executor, ids: string[]): Promise<Map
   return new Map(rows.map((r) => [r.id, { id: r.id, name: r.name, email: r.email, phone: r.phone }]));
 }
 
-/** Key-share-locks the contact, so it cannot be deleted before the caller's ticket refers to it. */
-async function holdContact(trx: Executor, id: string): Promise<string | undefined> {
+/**
+ * Key-share-locks the contact, so it cannot be deleted before the caller's ticket refers to it;
+ * reads the SLA policies' key and the transaction's time along (see SeenByRules.sla).
+ */
+async function holdContact(
+  trx: Executor,
+  id: string,
+): Promise<{ id: string; sla: NonNullable<SeenByRules['sla']> } | undefined> {
   const row = await trx
     .selectFrom('contacts')
-    .select('id')
+    .select([
+      'id',
+      sql<string | null>`(select policies_key from sla_policies_state)`.as('sla_key'),
+      sql<Date>`now()::timestamptz(3)`.as('tx_now'),
+    ])
     .where('id', '=', id)
     .forKeyShare()
     .executeTakeFirst();
-  return row?.id;
+  return row && { id: row.id, sla: { key: row.sla_key, now: row.tx_now } };
 }
 
 /**
@@ -420,15 +430,15 @@ export async function resolveContact(
   trx: Kysely<Database>,
   input: { id?: string; name?: string; email?: string; phone?: string },
   departmentId: string | null = null,
-): Promise<{ id: string; seen: SeenByRules | null }> {
+): Promise<{ id: string; seen: SeenByRules | null; sla?: SeenByRules['sla'] }> {
   if (input.id !== undefined) {
-    const id = await holdContact(trx, input.id);
-    if (!id) {
+    const held = await holdContact(trx, input.id);
+    if (!held) {
       const error = new DomainError('unprocessable', 'contact_not_found', 'No such contact.');
       error.errors = [{ field: 'body/contact/id', message: 'no such contact' }];
       throw error;
     }
-    return { id, seen: null };
+    return { id: held.id, seen: null, sla: held.sla };
   }
   const name = input.name?.trim() ?? '';
   const email = input.email?.trim() || undefined;

@@ -1,6 +1,12 @@
 import { sql, type Transaction } from 'kysely';
 import type { Database, DepartmentRole } from '../../db/types.ts';
-import { TICKET_COLUMNS, type TicketRecord } from '../tickets/repository.ts';
+import {
+  SLA_READ_COLUMNS,
+  type SlaRead,
+  splitSlaRead,
+  TICKET_COLUMNS,
+  type TicketRecord,
+} from '../tickets/repository.ts';
 
 /** Department roles that work tickets; readers only read, so the queue never feeds them. */
 const SOLVING_ROLES: DepartmentRole[] = ['solver', 'supervisor', 'manager'];
@@ -26,6 +32,7 @@ function queuedTickets(trx: Transaction<Database>, agentId: string) {
     trx
       .selectFrom('tickets as t')
       .select(TICKET_COLUMNS)
+      .select(SLA_READ_COLUMNS)
       .where('t.status', 'in', ['new', 'open'])
       .where('t.department_id', 'in', (eb) =>
         eb
@@ -52,11 +59,15 @@ function queuedTickets(trx: Transaction<Database>, agentId: string) {
  * locked, then found to be assigned to someone else, stays locked until that scan's transaction
  * ends), and skipping it would hand the agent a second ticket. Waiting is brief.
  */
-export function lockOwnQueuedTicket(
+export async function lockOwnQueuedTicket(
   trx: Transaction<Database>,
   agentId: string,
 ): Promise<TicketRecord | undefined> {
-  return queuedTickets(trx, agentId).where('t.assignee_id', '=', agentId).forUpdate().executeTakeFirst();
+  const row = await queuedTickets(trx, agentId)
+    .where('t.assignee_id', '=', agentId)
+    .forUpdate()
+    .executeTakeFirst();
+  return row && splitSlaRead(row).ticket;
 }
 
 /**
@@ -65,13 +76,14 @@ export function lockOwnQueuedTicket(
  * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
  * that committed meanwhile is re-checked against the conditions and passed over too.
  */
-export function lockNextUnassignedTicket(
+export async function lockNextUnassignedTicket(
   trx: Transaction<Database>,
   agentId: string,
-): Promise<TicketRecord | undefined> {
-  return queuedTickets(trx, agentId)
+): Promise<{ ticket: TicketRecord; sla: SlaRead } | undefined> {
+  const row = await queuedTickets(trx, agentId)
     .where('t.assignee_id', 'is', null)
     .forUpdate()
     .skipLocked()
     .executeTakeFirst();
+  return row && splitSlaRead(row);
 }

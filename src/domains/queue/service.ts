@@ -26,7 +26,7 @@ export async function takeNextTicket(db: Db, principal: Principal): Promise<Tick
     // The queue's own query decided that the agent may take it.
     const taken = await writeTicket(trx, {
       kind: 'change',
-      target: { locked: next },
+      target: { locked: next.ticket, sla: next.sla },
       access: null,
       decide: () => ({
         steps: [{ patch: { assignee_id: principal.agentId }, actor: agentActor(principal) }],

@@ -137,25 +137,43 @@ export function lockTicketRecord(trx: Transaction<Database>, id: string): Promis
     .executeTakeFirst();
 }
 
+/** What the SLA clock needs of a write's transaction, read by the statement that locks the ticket. */
+export interface SlaRead {
+  /** The SLA policies' key, null while no policy is active. */
+  key: string | null;
+  /** The transaction's time (every event's occurred_at), rounded like the stored columns. */
+  now: Date;
+}
+
 /**
- * lockTicketRecord with what the SLA clock needs of the same statement: the policies key (null
- * while no policy is active) and the transaction's time, so a help desk without policies pays no
- * round trip for them.
+ * Columns a ticket-locking statement adds so the write path needs no round trip of its own to
+ * learn whether any SLA policy is active (splitSlaRead takes them off again).
  */
+export const SLA_READ_COLUMNS = [
+  policiesKeySql.as('sla_policies_key'),
+  sql<Date>`now()::timestamptz(3)`.as('tx_now'),
+] as const;
+
+export function splitSlaRead<R extends { sla_policies_key: string | null; tx_now: Date }>(
+  row: R,
+): { ticket: Omit<R, 'sla_policies_key' | 'tx_now'>; sla: SlaRead } {
+  const { sla_policies_key, tx_now, ...ticket } = row;
+  return { ticket, sla: { key: sla_policies_key, now: tx_now } };
+}
+
+/** lockTicketRecord with the SLA_READ_COLUMNS. */
 export async function lockTicketForChange(
   trx: Transaction<Database>,
   id: string,
-): Promise<{ ticket: TicketRecord; slaKey: string | null; now: Date } | undefined> {
+): Promise<{ ticket: TicketRecord; sla: SlaRead } | undefined> {
   const row = await trx
     .selectFrom('tickets as t')
     .select(TICKET_COLUMNS)
-    .select([policiesKeySql.as('sla_policies_key'), sql<Date>`now()::timestamptz(3)`.as('tx_now')])
+    .select(SLA_READ_COLUMNS)
     .where('t.id', '=', id)
     .forUpdate()
     .executeTakeFirst();
-  if (!row) return undefined;
-  const { sla_policies_key, tx_now, ...ticket } = row;
-  return { ticket, slaKey: sla_policies_key, now: tx_now };
+  return row && splitSlaRead(row);
 }
 
 /**
@@ -766,10 +784,14 @@ export async function departmentExists(db: Executor, departmentId: string): Prom
 }
 
 /** Postponed tickets whose time has come, locked; rows another instance holds are skipped. */
-export function lockDuePostponedTickets(trx: Transaction<Database>, limit: number): Promise<TicketRecord[]> {
-  return trx
+export async function lockDuePostponedTickets(
+  trx: Transaction<Database>,
+  limit: number,
+): Promise<{ ticket: TicketRecord; sla: SlaRead }[]> {
+  const rows = await trx
     .selectFrom('tickets as t')
     .select(TICKET_COLUMNS)
+    .select(SLA_READ_COLUMNS)
     .where('t.status', '=', 'postponed')
     .where('t.postponed_until', '<=', new Date())
     .orderBy('t.postponed_until')
@@ -777,6 +799,7 @@ export function lockDuePostponedTickets(trx: Transaction<Database>, limit: numbe
     .forUpdate()
     .skipLocked()
     .execute();
+  return rows.map(splitSlaRead);
 }
 
 export async function insertRating(

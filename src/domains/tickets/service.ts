@@ -441,10 +441,10 @@ export async function wakePostponedTickets(db: Db, limit = 500): Promise<number>
   return db.transaction().execute(async (trx) => {
     const due = await repo.lockDuePostponedTickets(trx, limit);
     const system: Actor = { type: 'system', agentId: null, contactId: null };
-    for (const ticket of due) {
+    for (const { ticket, sla } of due) {
       await writeTicket(trx, {
         kind: 'change',
-        target: { locked: ticket },
+        target: { locked: ticket, sla },
         access: null,
         decide: () => ({
           steps: [{ patch: { ...statusPatch(ticket, 'open'), waiting_since: new Date() }, actor: system }],
@@ -525,7 +525,7 @@ export async function recordOnTicket<R>(
   });
   const changed = await writeTicket(trx, {
     kind: 'change',
-    target: { locked: opened.ticket },
+    target: { locked: opened.ticket, sla: opened.sla },
     access: null,
     decide: async (ticket) => ({ ...(await record(ticket, true)), triggers: [] }),
   });

@@ -77,7 +77,7 @@ export interface TicketChange<R> {
 export interface ChangeCommand<R> {
   kind: 'change';
   /** The ticket to lock by id, or one the caller's own query locked already (queue, scheduler). */
-  target: { id: string } | { locked: TicketRecord };
+  target: { id: string } | { locked: TicketRecord; sla?: repo.SlaRead | undefined };
   /** Who acts and what they need; null when the caller's query decided it (queue, scheduler). */
   access: { access: TicketAccess; ability: TicketAbility } | null;
   ifMatch?: string | undefined;
@@ -121,6 +121,8 @@ export interface CreateCommand {
 export interface Opened {
   ticket: TicketRecord;
   contact: Ticket['contact'];
+  /** What the creation read for the SLA clock, for a change that follows in the same transaction. */
+  sla: repo.SlaRead;
 }
 
 export interface Changed<R> {
@@ -137,16 +139,12 @@ export function writeTicket<R>(trx: Trx, command: CreateCommand | ChangeCommand<
 }
 
 async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R>> {
+  // The SLA policies' key and the transaction's time come with the statement that locks the
+  // ticket (ours, or the caller's when it says so); otherwise they are read with the calendars.
   let locked: TicketRecord | undefined;
-  // The SLA policies' key and the transaction's time come with the lock when we take it; a caller
-  // that locked the ticket itself leaves them to be read with the calendars.
-  let sla: { key: string | null; now: Date } | undefined;
-  if ('locked' in command.target) locked = command.target.locked;
-  else {
-    const found = await repo.lockTicketForChange(trx, command.target.id);
-    if (found)
-      ({ ticket: locked, sla } = { ticket: found.ticket, sla: { key: found.slaKey, now: found.now } });
-  }
+  let sla: repo.SlaRead | undefined;
+  if ('locked' in command.target) ({ locked, sla } = command.target);
+  else ({ ticket: locked, sla } = (await repo.lockTicketForChange(trx, command.target.id)) ?? {});
   const before = command.access
     ? requireTicket(command.access.access, locked, command.access.ability)
     : locked;
@@ -329,7 +327,11 @@ async function checkNewTicket(trx: Trx, principal: Principal | null, input: Crea
 async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const { input, actor, authorAgentId } = command;
   if (command.by !== 'unchecked') await checkNewTicket(trx, command.by, input);
-  const { id: contactId, seen } = await resolveContact(
+  const {
+    id: contactId,
+    seen,
+    sla: heldSla,
+  } = await resolveContact(
     trx,
     {
       ...(input.contact.id !== undefined && { id: input.contact.id }),
@@ -413,8 +415,9 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const opened: OpeningValues = plan ? openedValues(values, plan.patch) : values;
   // The SLA clock starts with the ticket as it opens (after its rules), at the transaction's time,
   // which the contact's statement read along with the policies' key.
-  const setting: SlaSetting = seen?.sla
-    ? { ...seen.sla, calendars: new Map([[values.department_id, calendar]]), contact: seen.contact }
+  const read = seen?.sla ?? heldSla;
+  const setting: SlaSetting = read
+    ? { ...read, calendars: new Map([[values.department_id, calendar]]), contact: seen?.contact }
     : await readSlaSetting(trx, [opened.department_id]);
   const sla = await planTicketSla(
     trx,
@@ -432,16 +435,16 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   );
   const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
   const slaEvents = sla?.events ?? [];
-  if (!plan) {
-    return repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], {
-      final: command.final ?? false,
-    });
-  }
-  return repo.insertOpenedTicket(trx, slaValues, message, [...events, ...plan.events, ...slaEvents], {
-    notes: plan.notes,
-    alongside: { statement: ruleRunInsert(plan.run) },
-    final: command.final ?? false,
-  });
+  const inserted = plan
+    ? await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...plan.events, ...slaEvents], {
+        notes: plan.notes,
+        alongside: { statement: ruleRunInsert(plan.run) },
+        final: command.final ?? false,
+      })
+    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], {
+        final: command.final ?? false,
+      });
+  return { ...inserted, sla: { key: setting.key, now: setting.now } };
 }
 
 type OpeningValues = Parameters<typeof repo.insertOpenedTicket>[1];
