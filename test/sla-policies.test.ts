@@ -321,6 +321,23 @@ t.test('SLA policies', async (t) => {
       t.ok((await slaEvents(created.id)).some((e) => e.type === 'sla.target_changed'));
     });
 
+    await t.test("a rule's change moves the clock in the rules' own statement", async (t) => {
+      const rule = await api('POST', '/v1/automation-rules', {
+        name: 'Escalate',
+        triggers: ['ticket.updated'],
+        conditions: { all: [{ field: 'tags', operator: 'contains_any', value: ['escalate'] }] },
+        actions: [{ type: 'set_priority', priority: 'high' }],
+      });
+      t.equal(rule.statusCode, 201, rule.body);
+      const created = await ticket({ department_id: billing });
+      const tagged = await patch(created.id, { tags: ['escalate'] });
+      t.equal(tagged.priority, 'high', 'the rule ran once');
+      t.equal(tagged.sla.due_at, new Date(Date.parse(created.created_at) + 240 * MINUTE).toISOString());
+      const changed = (await slaEvents(created.id)).find((e) => e.type === 'sla.target_changed')!;
+      t.equal(changed.actor.type, 'rule', "the rule is the actor of the clock's change");
+      await api('DELETE', `/v1/automation-rules/${rule.json().id}`);
+    });
+
     await t.test('transfers follow on_transfer', async (t) => {
       // restart: out of Support (restart) into Billing: new targets from the transfer.
       const restarted = await ticket({ department_id: support, priority: 'high' });
