@@ -128,15 +128,6 @@ export function findTicketRecord(db: Executor, id: string): Promise<TicketRecord
   return db.selectFrom('tickets as t').select(TICKET_COLUMNS).where('t.id', '=', id).executeTakeFirst();
 }
 
-export function lockTicketRecord(trx: Transaction<Database>, id: string): Promise<TicketRecord | undefined> {
-  return trx
-    .selectFrom('tickets as t')
-    .select(TICKET_COLUMNS)
-    .where('t.id', '=', id)
-    .forUpdate()
-    .executeTakeFirst();
-}
-
 /** What the SLA clock needs of a write's transaction, read by the statement that locks the ticket. */
 export interface SlaRead {
   /** The SLA policies' key, null while no policy is active. */
@@ -161,7 +152,7 @@ export function splitSlaRead<R extends { sla_policies_key: string | null; tx_now
   return { ticket, sla: { key: sla_policies_key, now: tx_now } };
 }
 
-/** lockTicketRecord with the SLA_READ_COLUMNS. */
+/** Locks the ticket for a change, reading the SLA_READ_COLUMNS along. */
 export async function lockTicketForChange(
   trx: Transaction<Database>,
   id: string,
