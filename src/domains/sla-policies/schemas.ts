@@ -38,7 +38,7 @@ const KindTargets = Type.Object(
 // a pointer, so the shape lets any key through and the 422 names it.
 const Targets = Type.Record(
   Type.String({ maxLength: 20 }),
-  Type.Record(Type.String({ maxLength: 40 }), Type.Unknown()),
+  Type.Record(Type.String({ maxLength: 40 }), Type.Unknown(), { maxProperties: 8 }),
   {
     description: `Per ticket priority (low, normal, high, urgent), per kind (${SLA_KINDS.join(', ')}): {minutes, business}. A kind missing for a priority has no target.`,
     maxProperties: 4,
