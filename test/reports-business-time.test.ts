@@ -157,6 +157,31 @@ t.test('the write path records the business time beside the calendar time', asyn
     t.notOk('resolution_business_seconds' in resolves[1]!, 'a resolve after a reopen has none');
   });
 
+  await t.test('a rule that transfers and resolves: the calendar of the department after it', async (t) => {
+    // The lock read Always's schedule key; Never's is read once, for the resolve the rule makes.
+    await api('POST', '/v1/automation-rules', {
+      name: 'Park follow-ups',
+      active: true,
+      triggers: ['ticket.customer_replied'],
+      conditions: { any: [{ all: [{ field: 'channel', operator: 'is_one_of', value: ['call'] }] }] },
+      actions: [
+        { type: 'transfer', department_id: never },
+        { type: 'set_status', status: 'resolved' },
+      ],
+    });
+    const ticket = await api('POST', '/v1/tickets', {
+      subject: 'Call me back',
+      channel: 'call',
+      contact: { email: 'ring@example.com' },
+      message: { body: 'Ring me.' },
+      department_id: always,
+    });
+    await api('POST', `/v1/tickets/${ticket.id}/messages`, { kind: 'customer', body: 'Please call.' });
+    const resolve = (await data(ticket.id)).find((e) => e.type === 'status_changed' && e.to === 'resolved')!;
+    t.ok((resolve.resolution_seconds as number) > 0, 'some calendar time passed');
+    t.equal(resolve.resolution_business_seconds, 0, 'measured in Never, where the rule moved it');
+  });
+
   await t.test('a chat records its pickup in business time, with its own instants', async (t) => {
     // Friday 2026-11-27, 17:55 to 18:05 in Prague (UTC+1): five of the ten minutes are open.
     const res = await ctx.request({
