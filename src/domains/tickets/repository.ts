@@ -14,6 +14,7 @@ import type {
 } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
+import { scheduleKeySql } from '../schedules/repository.ts';
 import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -98,13 +99,26 @@ export function findTicketRecord(db: Executor, id: string): Promise<TicketRecord
   return db.selectFrom('tickets as t').select(TICKET_COLUMNS).where('t.id', '=', id).executeTakeFirst();
 }
 
-export function lockTicketRecord(trx: Transaction<Database>, id: string): Promise<TicketRecord | undefined> {
-  return trx
+/**
+ * Locks a ticket for a change, with the key of the schedule its department follows
+ * (schedules/calendar.ts): a change that records a sample (an answer, a first resolve) needs the
+ * department's calendar for its business time, and the key rides here rather than in a round
+ * trip of its own.
+ */
+export async function lockTicketRecord(
+  trx: Transaction<Database>,
+  id: string,
+): Promise<{ ticket: TicketRecord; scheduleKey: string | null } | undefined> {
+  const row = await trx
     .selectFrom('tickets as t')
     .select(TICKET_COLUMNS)
+    .select(scheduleKeySql(sql.ref('t.department_id')).as('schedule_key'))
     .where('t.id', '=', id)
     .forUpdate()
     .executeTakeFirst();
+  if (!row) return undefined;
+  const { schedule_key, ...ticket } = row;
+  return { ticket, scheduleKey: schedule_key };
 }
 
 /**
@@ -224,6 +238,18 @@ function updateSet(patch: TicketPatch, appendToSearch?: string) {
 export interface NewEvent {
   type: TicketEventType;
   data?: Record<string, unknown>;
+  /**
+   * Durations whose business-hours twin the write path adds to `data` before writing, in the
+   * calendar of the department the event carries (tickets/business-times.ts). Not stored.
+   */
+  business?: BusinessSpan[];
+}
+
+/** A sample's two instants, and the field of `data` that receives its business seconds. */
+export interface BusinessSpan {
+  field: 'wait_business_seconds' | 'resolution_business_seconds' | 'pickup_business_seconds';
+  from: Date;
+  to: Date;
 }
 
 export interface ActorEvent extends NewEvent {

@@ -22,6 +22,7 @@ import {
 } from '../automation-rules/runner.ts';
 import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
+import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
@@ -134,8 +135,14 @@ export function writeTicket<R>(trx: Trx, command: CreateCommand | ChangeCommand<
 }
 
 async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R>> {
-  const locked =
-    'locked' in command.target ? command.target.locked : await repo.lockTicketRecord(trx, command.target.id);
+  const keys: ScheduleKeys = new Map();
+  let locked: TicketRecord | undefined;
+  if ('locked' in command.target) locked = command.target.locked;
+  else {
+    const row = await repo.lockTicketRecord(trx, command.target.id);
+    if (row) keys.set(row.ticket.department_id, row.scheduleKey);
+    locked = row?.ticket;
+  }
   const before = command.access
     ? requireTicket(command.access.access, locked, command.access.ability)
     : locked;
@@ -169,7 +176,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       patch,
       touch,
       search: decided.search,
-      events,
+      events: await withBusinessTimes(trx, events, keys),
       messages,
     }));
   }
@@ -188,7 +195,11 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
         patch: plan.patch,
         touch: Object.keys(plan.patch).length > 0 || plan.notes.length > 0,
         search: plan.notes.length > 0 ? plan.notes.map((n) => n.body).join('\n') : undefined,
-        events: [...plan.events, ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled }))],
+        events: await withBusinessTimes(
+          trx,
+          [...plan.events, ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled }))],
+          keys,
+        ),
         messages: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
       }));
@@ -199,7 +210,11 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     await repo.writeTicketChanges(trx, ticket, {
       patch: {},
       touch: false,
-      events: closing.map((c) => ({ ...c.event, actor: c.actor, ticket })),
+      events: await withBusinessTimes(
+        trx,
+        closing.map((c) => ({ ...c.event, actor: c.actor, ticket })),
+        keys,
+      ),
       messages: [],
     });
   }
@@ -353,6 +368,11 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   });
   const plan = evaluation ? await planOpening(trx, snapshot, evaluation) : null;
   if (!plan) return repo.insertOpenedTicket(trx, values, message, events, { final: command.final ?? false });
+  // A rule that resolves the new ticket records its (first) resolution time, business time too.
+  const keys: ScheduleKeys = new Map(
+    seen?.scheduleKey !== undefined ? [[values.department_id, seen.scheduleKey]] : [],
+  );
+  const planned = await withBusinessTimes(trx, plan.events, keys);
   const {
     status: s,
     priority,
@@ -377,7 +397,7 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
       ...(first_resolved_at !== undefined && { first_resolved_at }),
     },
     message,
-    [...events, ...plan.events],
+    [...events, ...planned],
     { notes: plan.notes, alongside: { statement: ruleRunInsert(plan.run) }, final: command.final ?? false },
   );
 }
