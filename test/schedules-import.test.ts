@@ -214,6 +214,9 @@ t.test('importing holidays from iCalendar', async (t) => {
       'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:notadate\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
       'BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Jane\r\nEND:VCARD\r\n',
       'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID=Nowhere/Special:20270101T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
+      // Nothing at all, or only blank lines: ical.js reads no component (no name to compare).
+      '',
+      '\r\n\r\n',
     ];
     for (const body of cases) {
       const res = await importIcs(schedule.id, body);

@@ -150,8 +150,13 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
   } catch (error) {
     throw invalidCalendar(error instanceof Error ? error.message : String(error));
   }
+  // An empty text parses to no component at all, so there may be no name to show.
   if (root.name !== 'vcalendar')
-    throw invalidCalendar(`expected a VCALENDAR, found ${root.name.toUpperCase()}`);
+    throw invalidCalendar(
+      typeof root.name === 'string' && root.name !== ''
+        ? `expected a VCALENDAR, found ${root.name.toUpperCase()}`
+        : 'expected a VCALENDAR, found nothing',
+    );
 
   const today = Temporal.Instant.fromEpochMilliseconds(now.getTime())
     .toZonedDateTimeISO(scheduleZone)
