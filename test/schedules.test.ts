@@ -454,6 +454,22 @@ t.test('schedules', async (t) => {
       token: agentToken,
     });
     t.equal(bad.statusCode, 400);
+    // Its next change would lie past year 9999, which no date-time can say: refused, not a 500.
+    for (const far of ['9999-12-31T23:59:59Z', '9998-06-01T00:00:00+02:00']) {
+      const tooLate = await ctx.request({
+        method: 'GET',
+        url: `/v1/departments/${dep}/availability?at=${encodeURIComponent(far)}`,
+        token: agentToken,
+      });
+      t.equal(tooLate.statusCode, 400, tooLate.body);
+      t.equal(tooLate.json().code, 'at_out_of_range');
+      t.same(tooLate.json().errors, [{ field: 'querystring/at', message: 'is too far in the future' }]);
+    }
+    const latest = await at('9997-12-29T00:00:00Z');
+    t.equal(latest.open, false, 'Monday 01:00 in Berlin is closed');
+    t.equal(latest.next_change, '9997-12-29T07:00:00.000Z');
+    const early = await at('0001-01-02T12:00:00Z');
+    t.equal(early.open, true, 'year 1 is answered too (a Tuesday, 12:53 local mean time)');
     const none = await ctx.request({
       method: 'GET',
       url: '/v1/departments/00000000-0000-4000-8000-000000000000/availability',
