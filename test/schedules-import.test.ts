@@ -1,4 +1,5 @@
 import t from 'tap';
+import { Temporal } from 'temporal-polyfill';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
 
 // POST /v1/schedules/{id}/holidays/import with real iCalendar text: a public holiday calendar's
@@ -85,6 +86,10 @@ const whole = (name: string, date: string, yearly = false) => ({
   start: null,
   end: null,
 });
+
+/** The first date an import keeps (one year back from today in Berlin), plus some days. */
+const windowStartPlus = (days: number) =>
+  Temporal.Now.plainDateISO('Europe/Berlin').subtract({ years: 1 }).add({ days }).toString();
 
 t.test('importing holidays from iCalendar', async (t) => {
   const ctx = await buildTestApp(t);
@@ -226,6 +231,49 @@ t.test('importing holidays from iCalendar', async (t) => {
     }
     const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
     t.same(same.json(), schedule, 'unchanged');
+  });
+
+  await t.test('events spanning centuries or repeating for years are cut quickly', async (t) => {
+    const schedule = await make('Long events', [whole('Kept', '2027-06-01')]);
+    const event = (lines: string[]) =>
+      CRLF([
+        'BEGIN:VCALENDAR',
+        'VERSION:2.0',
+        'PRODID:-//x//y//EN',
+        'BEGIN:VEVENT',
+        'UID:long@example.com',
+        ...lines,
+        'SUMMARY:Long',
+        'END:VEVENT',
+        'END:VCALENDAR',
+      ]);
+    // A few hundred bytes each; they used to take 5 to 25 s of one CPU (a Temporal step per day
+    // of the event, for every occurrence) before answering.
+    const cases = [
+      ['DTSTART;VALUE=DATE:00010101', 'DTEND;VALUE=DATE:99991231'],
+      ['DTSTART:19000101T000000Z', 'DTEND:29991231T000000Z'],
+      ['DTSTART;VALUE=DATE:20200101', 'DTEND;VALUE=DATE:20300101', 'RRULE:FREQ=DAILY'],
+    ];
+    for (const lines of cases) {
+      const started = performance.now();
+      const res = await importIcs(schedule.id, event(lines));
+      const took = performance.now() - started;
+      t.equal(res.statusCode, 422, lines.join(' '));
+      t.equal(res.json().code, 'too_many_holidays');
+      t.ok(took < 4000, `answered in ${Math.round(took)} ms`);
+    }
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+
+    // Cut to the window, a long one-off closure still closes the days it has there.
+    const short = await importIcs(
+      schedule.id,
+      event(['DTSTART;VALUE=DATE:19000101', `DTEND;VALUE=DATE:${windowStartPlus(10).replaceAll('-', '')}`]),
+      '?mode=replace',
+    );
+    t.equal(short.statusCode, 200, short.body);
+    t.equal(short.json().added, 10, 'the first 10 days of the window, nothing before');
+    t.equal(short.json().schedule.holidays[0].date, windowStartPlus(0));
   });
 
   await t.test('content types, size, mode and ids', async (t) => {

@@ -1,6 +1,6 @@
 import ICAL from 'ical.js';
 import { Temporal } from 'temporal-polyfill';
-import type { Holiday } from '../../business-time/index.ts';
+import { type Holiday, MAX_HOLIDAYS } from '../../business-time/index.ts';
 import { DomainError } from '../../errors.ts';
 
 // iCalendar (.ics, RFC 5545) to holidays in a schedule's zone, with ical.js for the parsing and
@@ -21,6 +21,14 @@ const LOOK_AHEAD_YEARS = 3;
 /** Recurrences that never reach the window (FREQ=SECONDLY since 1970) stop here, not at the horizon. */
 const MAX_STEPS_PER_EVENT = 20_000;
 const MAX_STEPS = 50_000;
+/**
+ * Closed days (or parts of days) an import may describe before repeats are dropped. A few
+ * thousand is a generous calendar; each costs Temporal arithmetic, so a file of a few bytes (an
+ * event spanning centuries, a daily repeat lasting years) must not keep the server busy for long.
+ */
+const MAX_PIECES = 20_000;
+/** A yearly holiday closes at most every day of a year. */
+const MAX_YEARLY_DAYS = 366;
 const MAX_NAME = 200;
 
 function invalidCalendar(reason: string): DomainError {
@@ -114,7 +122,7 @@ function closedHours(
 
 function wholeDays(name: string, first: Temporal.PlainDate, days: number, yearly: boolean): Holiday[] {
   const out: Holiday[] = [];
-  for (let i = 0; i < Math.max(1, days); i++) {
+  for (let i = 0; i < days; i++) {
     const date = first.add({ days: i });
     // A yearly 29 February would not exist most years; business time would refuse it anyway.
     out.push({ name, date: date.toString(), yearly, start: null, end: null });
@@ -165,6 +173,12 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
   const windowEnd = today.add({ years: LOOK_AHEAD_YEARS });
   const inWindow = (d: Temporal.PlainDate) =>
     Temporal.PlainDate.compare(d, windowStart) >= 0 && Temporal.PlainDate.compare(d, windowEnd) < 0;
+  // One-off closures are cut to the window before they are split into days (the dates outside
+  // would be dropped anyway), so an event spanning centuries costs no more than one in it.
+  const windowFrom = windowStart.toZonedDateTime({ timeZone: scheduleZone }).toInstant();
+  const windowTo = windowEnd.toZonedDateTime({ timeZone: scheduleZone }).toInstant();
+  const later = (a: Temporal.Instant, b: Temporal.Instant) => (Temporal.Instant.compare(a, b) >= 0 ? a : b);
+  const earlier = (a: Temporal.Instant, b: Temporal.Instant) => (Temporal.Instant.compare(a, b) <= 0 ? a : b);
 
   const out: Holiday[] = [];
   try {
@@ -186,13 +200,34 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
       const endTime = event.endDate;
       const lengthSeconds = endTime ? Math.max(0, endTime.subtractDate(start).toSeconds()) : 0;
       const holidaysAt = (occurrence: ICAL.Time, yearly: boolean): Holiday[] => {
+        const pieces = holidayPieces(occurrence, yearly);
+        if (out.length + pieces.length > MAX_PIECES) {
+          throw new DomainError(
+            'unprocessable',
+            'too_many_holidays',
+            `The calendar closes more than ${MAX_PIECES} days within the imported years; at most ${MAX_HOLIDAYS} holidays are kept.`,
+          );
+        }
+        return pieces;
+      };
+      const holidayPieces = (occurrence: ICAL.Time, yearly: boolean): Holiday[] => {
         if (allDay) {
           const first = new Temporal.PlainDate(occurrence.year, occurrence.month, occurrence.day);
-          return wholeDays(name, first, Math.round(lengthSeconds / 86_400), yearly);
+          const days = Math.max(1, Math.round(lengthSeconds / 86_400));
+          if (yearly) return wholeDays(name, first, Math.min(days, MAX_YEARLY_DAYS), true);
+          const last = first.add({ days });
+          if (Temporal.PlainDate.compare(last, windowStart) <= 0) return [];
+          if (Temporal.PlainDate.compare(first, windowEnd) >= 0) return [];
+          const from = Temporal.PlainDate.compare(first, windowStart) < 0 ? windowStart : first;
+          const to = Temporal.PlainDate.compare(last, windowEnd) > 0 ? windowEnd : last;
+          return wholeDays(name, from, from.until(to).days, false);
         }
         const from = reader!.instant(occurrence);
+        const seconds = yearly ? Math.min(lengthSeconds, MAX_YEARLY_DAYS * 86_400) : lengthSeconds;
+        const to = from.add({ seconds });
         // Zero-length timed events close nothing.
-        return closedHours(name, from, from.add({ seconds: lengthSeconds }), scheduleZone, yearly);
+        if (yearly) return closedHours(name, from, to, scheduleZone, true);
+        return closedHours(name, later(from, windowFrom), earlier(to, windowTo), scheduleZone, false);
       };
       if (!event.isRecurring()) {
         for (const h of holidaysAt(start, false)) if (inWindow(Temporal.PlainDate.from(h.date))) out.push(h);
