@@ -152,6 +152,27 @@ t.test('schedules', async (t) => {
     t.equal(await countSchedules(ctx), before, 'nothing created');
   });
 
+  await t.test('a zone named in another case is stored by its IANA name', async (t) => {
+    const res = await create({ name: 'Lower-case zone', time_zone: 'europe/prague' });
+    t.equal(res.statusCode, 201, res.body);
+    t.equal(res.json().time_zone, 'Europe/Prague', 'as availability and business time name it');
+    const patched = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/schedules/${res.json().id}`,
+      token: adminToken,
+      payload: { time_zone: 'etc/utc' },
+    });
+    t.equal(patched.statusCode, 200, patched.body);
+    t.equal(patched.json().time_zone, 'Etc/UTC');
+    const again = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/schedules/${res.json().id}`,
+      token: adminToken,
+      payload: { time_zone: 'ETC/UTC' },
+    });
+    t.equal(again.json().version, patched.json().version, 'the same zone: no change, no new version');
+  });
+
   await t.test('malformed bodies answer 400: unknown fields, wrong shapes, huge arrays', async (t) => {
     const before = await countSchedules(ctx);
     const cases: [object, string][] = [
