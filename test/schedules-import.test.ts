@@ -276,6 +276,41 @@ t.test('importing holidays from iCalendar', async (t) => {
     t.equal(short.json().schedule.holidays[0].date, windowStartPlus(0));
   });
 
+  await t.test('a VTIMEZONE changing its offset every minute is refused at once', async (t) => {
+    const schedule = await make('Busy zone', [whole('Kept', '2027-06-01')]);
+    // ical.js expands a zone's observances from their DTSTART (1601 here) on first use: this
+    // file of a few hundred bytes used to keep the server busy for hours.
+    const body = CRLF([
+      'BEGIN:VCALENDAR',
+      'VERSION:2.0',
+      'PRODID:-//x//y//EN',
+      'BEGIN:VTIMEZONE',
+      'TZID:Restless',
+      'BEGIN:STANDARD',
+      'DTSTART:16010101T000000',
+      'RRULE:FREQ=MINUTELY',
+      'TZOFFSETFROM:+0100',
+      'TZOFFSETTO:+0100',
+      'END:STANDARD',
+      'END:VTIMEZONE',
+      'BEGIN:VEVENT',
+      'UID:restless@example.com',
+      `DTSTART;TZID=Restless:${windowStartPlus(30).replaceAll('-', '')}T100000`,
+      `DTEND;TZID=Restless:${windowStartPlus(30).replaceAll('-', '')}T120000`,
+      'SUMMARY:Closed',
+      'END:VEVENT',
+      'END:VCALENDAR',
+    ]);
+    const started = performance.now();
+    const res = await importIcs(schedule.id, body);
+    t.ok(performance.now() - started < 4000, 'answered at once');
+    t.equal(res.statusCode, 422, res.body);
+    t.equal(res.json().code, 'invalid_calendar');
+    t.match(res.json().detail, /time zone "Restless" changes its offset more than/);
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+  });
+
   await t.test('content types, size, mode and ids', async (t) => {
     const schedule = await make('Edges');
     const json = await ctx.request({

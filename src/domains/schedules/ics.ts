@@ -27,6 +27,14 @@ const MAX_STEPS = 50_000;
  * event spanning centuries, a daily repeat lasting years) must not keep the server busy for long.
  */
 const MAX_PIECES = 20_000;
+/**
+ * Offset changes a file's own VTIMEZONE may list up to the years an import reads. ical.js expands
+ * every observance from its DTSTART (often 1601) on first use, so "RRULE:FREQ=MINUTELY" in a
+ * STANDARD block would run for hours; real zones change a few times a year.
+ */
+const MAX_ZONE_CHANGES = 10_000;
+/** ical.js expands zones this many years past the year asked for (its EXTRA_COVERAGE). */
+const ZONE_COVERAGE_YEARS = ICAL.Timezone.EXTRA_COVERAGE;
 /** A yearly holiday closes at most every day of a year. */
 const MAX_YEARLY_DAYS = 366;
 const MAX_NAME = 200;
@@ -64,6 +72,28 @@ const isIanaZone = (name: string) => {
 interface Reader {
   /** The instant of a date-time value of this event. */
   instant(time: ICAL.Time): Temporal.Instant;
+  /** Read in a VTIMEZONE of the file, which ical.js expands up to the year asked for. */
+  ownZone: boolean;
+}
+
+/**
+ * How many offset changes a VTIMEZONE lists up to `untilYear` (counting stops past `budget`),
+ * walked with the recurrence iterator ical.js's own expansion uses, one step per change.
+ */
+function countZoneChanges(vtimezone: ICAL.Component, untilYear: number, budget: number): number {
+  let changes = 0;
+  for (const observance of vtimezone.getAllSubcomponents()) {
+    const dtstart = observance.getFirstPropertyValue('dtstart') as ICAL.Time | null;
+    changes += observance.getAllProperties('rdate').length + 1;
+    if (!dtstart) continue;
+    for (const property of observance.getAllProperties('rrule')) {
+      const iterator = (property.getFirstValue() as ICAL.Recur).iterator(dtstart);
+      for (let next = iterator.next(); next && next.year <= untilYear; next = iterator.next()) {
+        if (++changes > budget) return changes;
+      }
+    }
+  }
+  return changes;
 }
 
 function readerFor(
@@ -76,6 +106,7 @@ function readerFor(
   const iana = tzid && !own && isIanaZone(tzid) ? tzid : null;
   if (tzid && !own && !iana) throw invalidCalendar(`unknown time zone "${tzid}" (no VTIMEZONE for it)`);
   return {
+    ownZone: own !== undefined,
     instant(time) {
       const local = plainDateTimeOf(time);
       if (time.zone?.tzid === 'UTC') return local.toZonedDateTime('UTC').toInstant();
@@ -183,8 +214,21 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
   const out: Holiday[] = [];
   try {
     const zones = new Map<string, ICAL.Timezone>();
+    // Times are read in a file's zone only for dates up to the window's end (a day of slack).
+    const lastZoneYear = windowEnd.year + 1;
+    let zoneChanges = 0;
     for (const vtimezone of root.getAllSubcomponents('vtimezone')) {
       const zone = new ICAL.Timezone(vtimezone);
+      zoneChanges += countZoneChanges(
+        vtimezone,
+        lastZoneYear + ZONE_COVERAGE_YEARS,
+        MAX_ZONE_CHANGES - zoneChanges,
+      );
+      if (zoneChanges > MAX_ZONE_CHANGES) {
+        throw invalidCalendar(
+          `the time zone "${zone.tzid}" changes its offset more than ${MAX_ZONE_CHANGES} times up to ${lastZoneYear + ZONE_COVERAGE_YEARS}`,
+        );
+      }
       if (zone.tzid) zones.set(zone.tzid, zone);
     }
     let steps = 0;
@@ -230,10 +274,18 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
         return closedHours(name, later(from, windowFrom), earlier(to, windowTo), scheduleZone, false);
       };
       if (!event.isRecurring()) {
+        // Starting after the window, it closes nothing kept (and a file's zone is not read there).
+        const startDate = new Temporal.PlainDate(start.year, start.month, start.day);
+        if (Temporal.PlainDate.compare(startDate, windowEnd) >= 0) continue;
         for (const h of holidaysAt(start, false)) if (inWindow(Temporal.PlainDate.from(h.date))) out.push(h);
         continue;
       }
       if (simplyYearly(vevent, start)) {
+        if (reader?.ownZone && start.year > lastZoneYear) {
+          throw invalidCalendar(
+            `a yearly event in the file's own time zone starts after ${lastZoneYear}; start it within the next three years`,
+          );
+        }
         out.push(...holidaysAt(start, true));
         continue;
       }
