@@ -18,7 +18,7 @@ import { DomainError } from '../../errors.ts';
 
 const LOOK_BACK_YEARS = 1;
 const LOOK_AHEAD_YEARS = 3;
-/** Recurrences that never reach the window (FREQ=SECONDLY since 1970) stop here, not at the horizon. */
+/** Recurrences that reach the window late (FREQ=DAILY since 1601) stop here, not at the horizon. */
 const MAX_STEPS_PER_EVENT = 20_000;
 const MAX_STEPS = 50_000;
 /**
@@ -29,8 +29,8 @@ const MAX_STEPS = 50_000;
 const MAX_PIECES = 20_000;
 /**
  * Offset changes a file's own VTIMEZONE may list up to the years an import reads. ical.js expands
- * every observance from its DTSTART (often 1601) on first use, so "RRULE:FREQ=MINUTELY" in a
- * STANDARD block would run for hours; real zones change a few times a year.
+ * every observance from its DTSTART (often 1601) on first use, so "RRULE:FREQ=DAILY" in a
+ * STANDARD block costs 160,000 steps, seconds; real zones change a few times a year.
  */
 const MAX_ZONE_CHANGES = 10_000;
 /** ical.js expands zones this many years past the year asked for (its EXTRA_COVERAGE). */
@@ -76,6 +76,43 @@ interface Reader {
   ownZone: boolean;
 }
 
+const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+/** The parts RFC 5545 does not allow with each frequency (its BYxxx table). */
+const NOT_WITH: Record<string, string[]> = {
+  DAILY: ['BYWEEKNO', 'BYYEARDAY'],
+  WEEKLY: ['BYWEEKNO', 'BYYEARDAY', 'BYMONTHDAY'],
+  MONTHLY: ['BYWEEKNO', 'BYYEARDAY'],
+};
+
+/**
+ * Refuses a recurrence ical.js could search forever for: its iterator steps a daily (or finer)
+ * rule one day at a time until the BY parts match, with no limit, so "FREQ=DAILY;BYMONTH=4;
+ * BYMONTHDAY=31" or "FREQ=DAILY;BYWEEKNO=20;BYMONTH=1" never returns. Holidays repeat daily at
+ * most; BY parts must be ones RFC 5545 allows with the frequency, and months and month days
+ * must meet.
+ */
+function assertSearchable(rule: ICAL.Recur, where: string) {
+  const freq = String(rule.freq);
+  if (!['YEARLY', 'MONTHLY', 'WEEKLY', 'DAILY'].includes(freq)) {
+    throw invalidCalendar(`${where} repeats ${freq.toLowerCase()}; holidays repeat daily at most`);
+  }
+  const parts = (rule.parts ?? {}) as Record<string, unknown[]>;
+  for (const part of NOT_WITH[freq] ?? []) {
+    if (parts[part]?.length)
+      throw invalidCalendar(`${where} uses ${part} with FREQ=${freq}, which RFC 5545 does not allow`);
+  }
+  const monthDays = parts.BYMONTHDAY?.map(Number) ?? [];
+  if (monthDays.length > 0) {
+    const months = parts.BYMONTH?.length
+      ? parts.BYMONTH.map(Number)
+      : [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    const fits = months.some((m) =>
+      monthDays.some((d) => d !== 0 && Math.abs(d) <= (DAYS_IN_MONTH[m - 1] ?? 0)),
+    );
+    if (!fits) throw invalidCalendar(`${where} names month days its months never have`);
+  }
+}
+
 /**
  * How many offset changes a VTIMEZONE lists up to `untilYear` (counting stops past `budget`),
  * walked with the recurrence iterator ical.js's own expansion uses, one step per change.
@@ -87,7 +124,9 @@ function countZoneChanges(vtimezone: ICAL.Component, untilYear: number, budget: 
     changes += observance.getAllProperties('rdate').length + 1;
     if (!dtstart) continue;
     for (const property of observance.getAllProperties('rrule')) {
-      const iterator = (property.getFirstValue() as ICAL.Recur).iterator(dtstart);
+      const rule = property.getFirstValue() as ICAL.Recur;
+      assertSearchable(rule, `the time zone "${vtimezone.getFirstPropertyValue('tzid')}"`);
+      const iterator = rule.iterator(dtstart);
       for (let next = iterator.next(); next && next.year <= untilYear; next = iterator.next()) {
         if (++changes > budget) return changes;
       }
@@ -288,6 +327,9 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
         }
         out.push(...holidaysAt(start, true));
         continue;
+      }
+      for (const property of vevent.getAllProperties('rrule')) {
+        assertSearchable(property.getFirstValue() as ICAL.Recur, `the event "${name}"`);
       }
       const iterator = event.iterator();
       for (let n = 0; n < MAX_STEPS_PER_EVENT && steps < MAX_STEPS; n++, steps++) {
