@@ -342,6 +342,7 @@ t.test('importing holidays from iCalendar', async (t) => {
       ['FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31', undefined, /month days its months never have/],
       ['FREQ=DAILY;BYMONTH=2;BYMONTHDAY=-30', undefined, /month days its months never have/],
       ['FREQ=DAILY;BYWEEKNO=20;BYMONTH=1', undefined, /BYWEEKNO with FREQ=DAILY/],
+      ['FREQ=DAILY;BYDAY=1MO', undefined, /numbers weekdays \(BYDAY\) with FREQ=DAILY/],
       ['FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30', undefined, /repeats hourly; holidays repeat daily at most/],
       ['FREQ=YEARLY', 'FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30', /time zone "Office" repeats minutely/],
     ];

@@ -101,6 +101,12 @@ function assertSearchable(rule: ICAL.Recur, where: string) {
     if (parts[part]?.length)
       throw invalidCalendar(`${where} uses ${part} with FREQ=${freq}, which RFC 5545 does not allow`);
   }
+  // A weekday with a position ("1MO", the first Monday) means something only within a month or year.
+  if ((freq === 'DAILY' || freq === 'WEEKLY') && parts.BYDAY?.some((day) => /\d/.test(String(day)))) {
+    throw invalidCalendar(
+      `${where} numbers weekdays (BYDAY) with FREQ=${freq}, which RFC 5545 does not allow`,
+    );
+  }
   const monthDays = parts.BYMONTHDAY?.map(Number) ?? [];
   if (monthDays.length > 0) {
     const months = parts.BYMONTH?.length
