@@ -491,6 +491,13 @@ t.test('schedules', async (t) => {
     t.equal(latest.next_change, '9997-12-29T07:00:00.000Z');
     const early = await at('0001-01-02T12:00:00Z');
     t.equal(early.open, true, 'year 1 is answered too (a Tuesday, 12:53 local mean time)');
+    const upper = await ctx.request({
+      method: 'GET',
+      url: `/v1/departments/${dep.toUpperCase()}/availability?at=2026-12-31T16:00:00Z`,
+      token: agentToken,
+    });
+    t.equal(upper.statusCode, 200, upper.body);
+    t.same(upper.json(), thursday, 'an upper-case id names the same department, answered as stored');
     const none = await ctx.request({
       method: 'GET',
       url: '/v1/departments/00000000-0000-4000-8000-000000000000/availability',

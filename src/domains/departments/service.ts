@@ -70,10 +70,11 @@ export async function departmentAvailability(db: Db, id: string, at: Date): Prom
     );
   }
   const department = await getDepartment(db, id);
-  const { scheduleId, calendar } = await departmentCalendar(db, id);
+  const { scheduleId, calendar } = await departmentCalendar(db, department.id);
   return {
     at: at.toISOString(),
-    department_id: id,
+    // As stored: the path may spell the UUID in upper case.
+    department_id: department.id,
     schedule_id: scheduleId,
     time_zone: scheduleId === null ? null : calendar.timeZone,
     ...availabilityAt(calendar, department.availability, at.getTime()),
