@@ -332,6 +332,8 @@ t.test('calls and chats', async (t) => {
         agent_id: phil.agent.id,
         missed: false,
         pickup_seconds: 20,
+        // the department has no schedule and there is no default: always open
+        pickup_business_seconds: 20,
         duration_seconds: 360,
         customer_messages: 2,
         agent_messages: 2,

@@ -149,6 +149,7 @@ t.test('goals by every grouping, interval, zone, mode and format', async (t) => 
         departments.goal,
         {
           kind: 'resolution',
+          clock: 'calendar',
           within: '24h',
           seconds: 86400,
           counted_within_seconds: 85827.493,

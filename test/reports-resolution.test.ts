@@ -84,8 +84,17 @@ t.test('the write path marks the first resolve, and reports read it', async (t) 
   t.ok(seconds >= 0, 'resolved after it was created');
   t.same(
     await resolves(ticket.id),
-    [{ from: 'new', to: 'resolved', first_resolution: true, resolution_seconds: seconds }],
-    'the first resolve carries the time since creation',
+    [
+      {
+        from: 'new',
+        to: 'resolved',
+        first_resolution: true,
+        resolution_seconds: seconds,
+        // no schedule anywhere: always open, so business time is calendar time
+        resolution_business_seconds: seconds,
+      },
+    ],
+    'the first resolve carries the time since creation, in calendar and business time',
   );
 
   await api('POST', `/v1/tickets/${ticket.id}/messages`, { kind: 'customer', body: 'Still broken.' });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { Temporal } from 'temporal-polyfill';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
 
 // POST /v1/schedules/{id}/holidays/import with real iCalendar text: a public holiday calendar's
@@ -85,6 +86,10 @@ const whole = (name: string, date: string, yearly = false) => ({
   start: null,
   end: null,
 });
+
+/** The first date an import keeps (one year back from today in Berlin), plus some days. */
+const windowStartPlus = (days: number) =>
+  Temporal.Now.plainDateISO('Europe/Berlin').subtract({ years: 1 }).add({ days }).toString();
 
 t.test('importing holidays from iCalendar', async (t) => {
   const ctx = await buildTestApp(t);
@@ -214,6 +219,9 @@ t.test('importing holidays from iCalendar', async (t) => {
       'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:notadate\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
       'BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Jane\r\nEND:VCARD\r\n',
       'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID=Nowhere/Special:20270101T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n',
+      // Nothing at all, or only blank lines: ical.js reads no component (no name to compare).
+      '',
+      '\r\n\r\n',
     ];
     for (const body of cases) {
       const res = await importIcs(schedule.id, body);
@@ -223,6 +231,133 @@ t.test('importing holidays from iCalendar', async (t) => {
     }
     const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
     t.same(same.json(), schedule, 'unchanged');
+  });
+
+  await t.test('events spanning centuries or repeating for years are cut quickly', async (t) => {
+    const schedule = await make('Long events', [whole('Kept', '2027-06-01')]);
+    const event = (lines: string[]) =>
+      CRLF([
+        'BEGIN:VCALENDAR',
+        'VERSION:2.0',
+        'PRODID:-//x//y//EN',
+        'BEGIN:VEVENT',
+        'UID:long@example.com',
+        ...lines,
+        'SUMMARY:Long',
+        'END:VEVENT',
+        'END:VCALENDAR',
+      ]);
+    // A few hundred bytes each; they used to take 5 to 25 s of one CPU (a Temporal step per day
+    // of the event, for every occurrence) before answering.
+    const cases = [
+      ['DTSTART;VALUE=DATE:00010101', 'DTEND;VALUE=DATE:99991231'],
+      ['DTSTART:19000101T000000Z', 'DTEND:29991231T000000Z'],
+      ['DTSTART;VALUE=DATE:20200101', 'DTEND;VALUE=DATE:20300101', 'RRULE:FREQ=DAILY'],
+    ];
+    for (const lines of cases) {
+      const started = performance.now();
+      const res = await importIcs(schedule.id, event(lines));
+      const took = performance.now() - started;
+      t.equal(res.statusCode, 422, lines.join(' '));
+      t.equal(res.json().code, 'too_many_holidays');
+      t.ok(took < 4000, `answered in ${Math.round(took)} ms`);
+    }
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+
+    // Cut to the window, a long one-off closure still closes the days it has there.
+    const short = await importIcs(
+      schedule.id,
+      event(['DTSTART;VALUE=DATE:19000101', `DTEND;VALUE=DATE:${windowStartPlus(10).replaceAll('-', '')}`]),
+      '?mode=replace',
+    );
+    t.equal(short.statusCode, 200, short.body);
+    t.equal(short.json().added, 10, 'the first 10 days of the window, nothing before');
+    t.equal(short.json().schedule.holidays[0].date, windowStartPlus(0));
+  });
+
+  await t.test('a VTIMEZONE changing its offset every day is refused at once', async (t) => {
+    const schedule = await make('Busy zone', [whole('Kept', '2027-06-01')]);
+    // ical.js expands a zone's observances from their DTSTART (1601 here) on first use: daily
+    // took 2 s, hourly 31 s (sub-daily repeats are now refused outright, see below).
+    const body = CRLF([
+      'BEGIN:VCALENDAR',
+      'VERSION:2.0',
+      'PRODID:-//x//y//EN',
+      'BEGIN:VTIMEZONE',
+      'TZID:Restless',
+      'BEGIN:STANDARD',
+      'DTSTART:16010101T000000',
+      'RRULE:FREQ=DAILY',
+      'TZOFFSETFROM:+0100',
+      'TZOFFSETTO:+0100',
+      'END:STANDARD',
+      'END:VTIMEZONE',
+      'BEGIN:VEVENT',
+      'UID:restless@example.com',
+      `DTSTART;TZID=Restless:${windowStartPlus(30).replaceAll('-', '')}T100000`,
+      `DTEND;TZID=Restless:${windowStartPlus(30).replaceAll('-', '')}T120000`,
+      'SUMMARY:Closed',
+      'END:VEVENT',
+      'END:VCALENDAR',
+    ]);
+    const started = performance.now();
+    const res = await importIcs(schedule.id, body);
+    t.ok(performance.now() - started < 4000, 'answered at once');
+    t.equal(res.statusCode, 422, res.body);
+    t.equal(res.json().code, 'invalid_calendar');
+    t.match(res.json().detail, /time zone "Restless" changes its offset more than/);
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+  });
+
+  await t.test('recurrences ical.js would search forever for answer 422 at once', async (t) => {
+    const schedule = await make('Never again', [whole('Kept', '2027-06-01')]);
+    const withRule = (rule: string, zoneRule = 'FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU') =>
+      CRLF([
+        'BEGIN:VCALENDAR',
+        'VERSION:2.0',
+        'PRODID:-//x//y//EN',
+        'BEGIN:VTIMEZONE',
+        'TZID:Office',
+        'BEGIN:STANDARD',
+        'DTSTART:16011028T030000',
+        `RRULE:${zoneRule}`,
+        'TZOFFSETFROM:+0200',
+        'TZOFFSETTO:+0100',
+        'END:STANDARD',
+        'END:VTIMEZONE',
+        'BEGIN:VEVENT',
+        'UID:never@example.com',
+        'DTSTART;TZID=Office:20260105T100000',
+        'DTEND;TZID=Office:20260105T120000',
+        `RRULE:${rule}`,
+        'SUMMARY:Never',
+        'END:VEVENT',
+        'END:VCALENDAR',
+      ]);
+    // Each of these used to hang the server: ical.js steps day by day (or hour by hour) until the
+    // BY parts match, and they never do.
+    const cases: [string, string | undefined, RegExp][] = [
+      ['FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31', undefined, /month days its months never have/],
+      ['FREQ=DAILY;BYMONTH=2;BYMONTHDAY=-30', undefined, /month days its months never have/],
+      ['FREQ=DAILY;BYWEEKNO=20;BYMONTH=1', undefined, /BYWEEKNO with FREQ=DAILY/],
+      ['FREQ=DAILY;BYDAY=1MO', undefined, /numbers weekdays \(BYDAY\) with FREQ=DAILY/],
+      ['FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30', undefined, /repeats hourly; holidays repeat daily at most/],
+      ['FREQ=YEARLY', 'FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30', /time zone "Office" repeats minutely/],
+    ];
+    for (const [rule, zoneRule, reason] of cases) {
+      const res = await importIcs(schedule.id, withRule(rule, zoneRule));
+      t.equal(res.statusCode, 422, rule);
+      t.equal(res.json().code, 'invalid_calendar');
+      t.match(res.json().detail, reason);
+    }
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+    // A rule that does meet (29 February, leap years only) still imports.
+    const leap = await importIcs(schedule.id, withRule('FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29'));
+    t.equal(leap.statusCode, 200, leap.body);
+    t.ok(leap.json().added >= 1, 'the leap days in the window');
   });
 
   await t.test('content types, size, mode and ids', async (t) => {

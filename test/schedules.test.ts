@@ -152,6 +152,27 @@ t.test('schedules', async (t) => {
     t.equal(await countSchedules(ctx), before, 'nothing created');
   });
 
+  await t.test('a zone named in another case is stored by its IANA name', async (t) => {
+    const res = await create({ name: 'Lower-case zone', time_zone: 'europe/prague' });
+    t.equal(res.statusCode, 201, res.body);
+    t.equal(res.json().time_zone, 'Europe/Prague', 'as availability and business time name it');
+    const patched = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/schedules/${res.json().id}`,
+      token: adminToken,
+      payload: { time_zone: 'etc/utc' },
+    });
+    t.equal(patched.statusCode, 200, patched.body);
+    t.equal(patched.json().time_zone, 'Etc/UTC');
+    const again = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/schedules/${res.json().id}`,
+      token: adminToken,
+      payload: { time_zone: 'ETC/UTC' },
+    });
+    t.equal(again.json().version, patched.json().version, 'the same zone: no change, no new version');
+  });
+
   await t.test('malformed bodies answer 400: unknown fields, wrong shapes, huge arrays', async (t) => {
     const before = await countSchedules(ctx);
     const cases: [object, string][] = [
@@ -454,6 +475,29 @@ t.test('schedules', async (t) => {
       token: agentToken,
     });
     t.equal(bad.statusCode, 400);
+    // Its next change would lie past year 9999, which no date-time can say: refused, not a 500.
+    for (const far of ['9999-12-31T23:59:59Z', '9998-06-01T00:00:00+02:00']) {
+      const tooLate = await ctx.request({
+        method: 'GET',
+        url: `/v1/departments/${dep}/availability?at=${encodeURIComponent(far)}`,
+        token: agentToken,
+      });
+      t.equal(tooLate.statusCode, 400, tooLate.body);
+      t.equal(tooLate.json().code, 'at_out_of_range');
+      t.same(tooLate.json().errors, [{ field: 'querystring/at', message: 'is too far in the future' }]);
+    }
+    const latest = await at('9997-12-29T00:00:00Z');
+    t.equal(latest.open, false, 'Monday 01:00 in Berlin is closed');
+    t.equal(latest.next_change, '9997-12-29T07:00:00.000Z');
+    const early = await at('0001-01-02T12:00:00Z');
+    t.equal(early.open, true, 'year 1 is answered too (a Tuesday, 12:53 local mean time)');
+    const upper = await ctx.request({
+      method: 'GET',
+      url: `/v1/departments/${dep.toUpperCase()}/availability?at=2026-12-31T16:00:00Z`,
+      token: agentToken,
+    });
+    t.equal(upper.statusCode, 200, upper.body);
+    t.same(upper.json(), thursday, 'an upper-case id names the same department, answered as stored');
     const none = await ctx.request({
       method: 'GET',
       url: '/v1/departments/00000000-0000-4000-8000-000000000000/availability',

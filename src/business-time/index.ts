@@ -11,6 +11,7 @@ export {
 export {
   type CalendarDefinition,
   type CalendarProblem,
+  canonicalTimeZone,
   checkCalendar,
   type Holiday,
   MAX_HOLIDAY_NAME,

@@ -442,6 +442,17 @@ export async function assignability(db: Executor, agentId: string, departmentId:
  * moves to the agent chosen, so concurrent tickets take turns; without, nothing is written
  * (simulation).
  */
+/**
+ * Capacity counts an agent's tickets in every department, so the department's own lock (cursor
+ * row, advisory lock) does not keep two departments from handing the same agent a ticket each
+ * past their capacity. Assignments limited to available agents also take this one lock, always
+ * after the department's and as the last lock of the pick (one assignment per evaluation, one
+ * evaluation per transaction), so the order is the same everywhere and cannot deadlock.
+ */
+async function lockCapacity(trx: Executor) {
+  await sql`select pg_advisory_xact_lock(hashtext('assignment_capacity'))`.execute(trx);
+}
+
 export async function nextRoundRobinAgent(
   trx: Executor,
   departmentId: string,
@@ -457,6 +468,7 @@ export async function nextRoundRobinAgent(
         oc.column('department_id').doUpdateSet({ last_agent_id: sql`round_robin_cursors.last_agent_id` }),
       )
       .execute();
+    if (filter.availableOnly) await lockCapacity(trx);
   }
   const cursor = await trx
     .selectFrom('round_robin_cursors')
@@ -493,7 +505,10 @@ export async function leastBusyAgent(
   lock: boolean,
   filter: AssignableFilter = {},
 ) {
-  if (lock) await sql`select pg_advisory_xact_lock(hashtext(${`least_busy:${departmentId}`}))`.execute(trx);
+  if (lock) {
+    await sql`select pg_advisory_xact_lock(hashtext(${`least_busy:${departmentId}`}))`.execute(trx);
+    if (filter.availableOnly) await lockCapacity(trx);
+  }
   const row = await assignableMembers(trx, departmentId, filter)
     .select([
       'm.agent_id',

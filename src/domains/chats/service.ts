@@ -126,6 +126,11 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
           customer_messages: messages.filter((m) => m.from === 'customer').length,
           agent_messages: messages.filter((m) => m.from === 'agent').length,
         },
+        // pickup_business_seconds: the pickup wait in the department's business minutes. The
+        // chat's own length has no business twin: it is time an agent spent working, whenever.
+        ...(times.pickedUp && {
+          business: [{ field: 'pickup_business_seconds' as const, from: times.started, to: times.pickedUp }],
+        }),
       };
       return {
         steps: [{ patch, actor: agentActor(principal) }],

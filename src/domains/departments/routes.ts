@@ -160,7 +160,7 @@ export const departmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Is the department open, and which channels are available',
         description:
-          "At `at` (default now): open or closed by the department's schedule (its own, else the help desk's default; with neither it is always open), when that next changes, and each channel's mode and availability (schedule: available while open; on, off: always, never). Every agent may ask, as for GET department.",
+          "At `at` (default now): open or closed by the department's schedule (its own, else the help desk's default; with neither it is always open), when that next changes, and each channel's mode and availability (schedule: available while open; on, off: always, never). Every agent may ask, as for GET department. 400 `at_out_of_range` for an `at` so late (after year 9997) that the next change could not be written as a date-time.",
         params: IdParams,
         querystring: Type.Object(AvailabilityQuery, { additionalProperties: false }),
         response: { 200: ref(DepartmentAvailabilitySchema), ...problems(404) },

@@ -1,4 +1,5 @@
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
+import { HORIZON_DAYS } from '../../business-time/index.ts';
 import type { Db } from '../../db/database.ts';
 import type { ChannelAvailability, DepartmentRole, MemberLevel } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
@@ -52,12 +53,28 @@ function workingHoursColumns(input: {
  * Whether the department is open at `at` (its schedule, else the default, else always) and which
  * of its channels are available then.
  */
+/**
+ * The latest instant availability answers for: its next change may lie up to the business-time
+ * horizon (plus a day of slack) later, and an RFC 3339 timestamp ends with year 9999 (a later
+ * one would not serialise as date-time).
+ */
+export const LATEST_AVAILABILITY_AT =
+  Date.parse('9999-12-31T23:59:59.999Z') - (HORIZON_DAYS + 1) * 86_400_000;
+
 export async function departmentAvailability(db: Db, id: string, at: Date): Promise<DepartmentAvailability> {
+  if (at.getTime() > LATEST_AVAILABILITY_AT) {
+    throw invalid(
+      'at_out_of_range',
+      `at must be at most ${new Date(LATEST_AVAILABILITY_AT).toISOString()}: the next change could not be written as a date-time.`,
+      [{ field: 'querystring/at', message: 'is too far in the future' }],
+    );
+  }
   const department = await getDepartment(db, id);
-  const { scheduleId, calendar } = await departmentCalendar(db, id);
+  const { scheduleId, calendar } = await departmentCalendar(db, department.id);
   return {
     at: at.toISOString(),
-    department_id: id,
+    // As stored: the path may spell the UUID in upper case.
+    department_id: department.id,
     schedule_id: scheduleId,
     time_zone: scheduleId === null ? null : calendar.timeZone,
     ...availabilityAt(calendar, department.availability, at.getTime()),

@@ -143,6 +143,12 @@ const statusPayload = (name: string, description: string) =>
         description: 'On the first resolve: seconds from the creation of the ticket (docs/metrics.md).',
       }),
     ),
+    resolution_business_seconds: Type.Optional(
+      Type.Number({
+        description:
+          "The same, counting only the business minutes of the department's calendar (docs/metrics.md).",
+      }),
+    ),
   });
 
 const WebhookSummary = Type.Object(
@@ -232,6 +238,9 @@ export const PAYLOAD_SCHEMAS = {
     wait_seconds: Type.Optional(
       Type.Union([Type.Number(), Type.Null()], { description: 'How long the customer had waited.' }),
     ),
+    wait_business_seconds: Type.Optional(
+      Type.Number({ description: "The same wait in the business minutes of the department's calendar." }),
+    ),
   }),
   'ticket.note_added': messagePayload('TicketNoteAddedPayload', 'An internal note (agent or rule).'),
   'ticket.assigned': ticketPayload('TicketAssignedPayload', 'The assignee changed (null: nobody).', {
@@ -270,6 +279,9 @@ export const PAYLOAD_SCHEMAS = {
     agent_id: NullableUuid(),
     missed: Type.Boolean(),
     pickup_seconds: Type.Union([Type.Number(), Type.Null()]),
+    pickup_business_seconds: Type.Optional(
+      Type.Number({ description: "The pickup wait in the business minutes of the department's calendar." }),
+    ),
     duration_seconds: Type.Union([Type.Number(), Type.Null()]),
     customer_messages: Type.Integer(),
     agent_messages: Type.Integer(),

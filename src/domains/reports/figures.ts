@@ -5,7 +5,7 @@
  * upkeep (counters.ts) and the report queries read these lists.
  *
  * The migrations that made the tables (0004-0007: report_event_facts(), the counter tables, the
- * trigger and the pending-event counter; 0018 added the resolution) spell the same list themselves, as frozen migrations
+ * trigger and the pending-event counter; 0018 added the resolution, 0019 the business-hours variants) spell the same list themselves, as frozen migrations
  * must. test/report-figures.test.ts checks the migrated database against this one: a figure
  * added here needs a migration that adds its column everywhere and computes it.
  */
@@ -45,6 +45,16 @@ export const REPORT_FIGURES = [
   // migrations/0018: appended to report_event_facts()'s columns, hence after the sums.
   { column: 'first_resolutions', kind: 'count' },
   { column: 'resolution_seconds', kind: 'seconds' },
+  // migrations/0019: the business-hours variants, each with its own count (events older than
+  // 0019 carry no business value, so the calendar counts would be the wrong divisor).
+  { column: 'first_answers_business', kind: 'count' },
+  { column: 'first_answer_business_seconds', kind: 'seconds' },
+  { column: 'next_answers_business', kind: 'count' },
+  { column: 'next_answer_business_seconds', kind: 'seconds' },
+  { column: 'chat_pickups_business', kind: 'count' },
+  { column: 'chat_pickup_business_seconds', kind: 'seconds' },
+  { column: 'first_resolutions_business', kind: 'count' },
+  { column: 'resolution_business_seconds', kind: 'seconds' },
 ] as const satisfies readonly { column: string; kind: FigureKind }[];
 
 export type Figure = (typeof REPORT_FIGURES)[number]['column'];
@@ -65,6 +75,11 @@ export const SAMPLE_METRICS = {
   chat_pickup: 3,
   chat_time: 4,
   resolution: 5,
+  // migrations/0019: the same durations in the business minutes of the department's calendar.
+  first_answer_business: 6,
+  next_answer_business: 7,
+  chat_pickup_business: 8,
+  resolution_business: 9,
 } as const;
 
 /** The event types report_event_samples() takes durations from: the others have none. */

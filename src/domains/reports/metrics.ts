@@ -68,6 +68,19 @@ const time = (
   },
 ];
 
+const BUSINESS =
+  'counted only in the business minutes of the calendar of the ticket’s department when the sample was recorded (its schedule, else the default schedule, else always open), between the same two instants; samples recorded before business times existed are not in it';
+
+/** The calendar-time column's business-hours variant: the same two instants, business minutes only. */
+const businessTime = (
+  key: string,
+  label: string,
+  sample: SampleMetric,
+  average: [Figure, Figure],
+  what: string,
+): Metric[] =>
+  time(`${key}_business_time`, `${label} business time`, sample, average, `${what}, ${BUSINESS}`);
+
 const RATED: readonly Figure[] = ['positive_ratings', 'negative_ratings', 'not_rated'];
 
 export const METRICS: readonly Metric[] = [
@@ -92,6 +105,20 @@ export const METRICS: readonly Metric[] = [
     'next_answer',
     ['next_answer_seconds', 'next_answers'],
     "time from a customer's follow-up (the ticket reopened or waiting again) to the agent answer after it, counted when the answer is sent",
+  ),
+  ...businessTime(
+    'first_answer',
+    'first answer',
+    'first_answer_business',
+    ['first_answer_business_seconds', 'first_answers_business'],
+    'time from a new ticket to its first agent answer (wait_business_seconds of the first answer)',
+  ),
+  ...businessTime(
+    'next_answer',
+    'next answer',
+    'next_answer_business',
+    ['next_answer_business_seconds', 'next_answers_business'],
+    "time from a customer's follow-up to the agent answer after it (wait_business_seconds of later answers)",
   ),
   {
     key: 'calls',
@@ -180,6 +207,13 @@ export const METRICS: readonly Metric[] = [
     ['chat_pickup_seconds', 'chat_pickups'],
     'time from a chat starting to an agent picking it up, over picked-up chats',
   ),
+  ...businessTime(
+    'chat_pickup',
+    'chat pickup',
+    'chat_pickup_business',
+    ['chat_pickup_business_seconds', 'chat_pickups_business'],
+    'time from a chat starting to an agent picking it up (pickup_business_seconds)',
+  ),
   ...time(
     'chat_time',
     'chat time',
@@ -218,6 +252,13 @@ export const METRICS: readonly Metric[] = [
     'resolution',
     ['resolution_seconds', 'first_resolutions'],
     "time from a ticket's creation to its first resolve, counted when it is resolved (a resolve after a reopen adds none)",
+  ),
+  ...businessTime(
+    'resolution',
+    'resolution',
+    'resolution_business',
+    ['resolution_business_seconds', 'first_resolutions_business'],
+    "time from a ticket's creation to its first resolve (resolution_business_seconds)",
   ),
   {
     key: 'reopened_tickets',
@@ -314,9 +355,16 @@ export const GOAL_KINDS = [
 ] as const satisfies readonly SampleMetric[];
 export type GoalKind = (typeof GOAL_KINDS)[number];
 
-/** A goal a report measures: at most `seconds` for each sample of `kind`. */
+/** Which clock a goal's durations run on: all elapsed time, or the department's business minutes. */
+export const GOAL_CLOCKS = ['calendar', 'business'] as const;
+export type GoalClock = (typeof GOAL_CLOCKS)[number];
+
+/** A goal a report measures: at most `seconds` for each sample of `kind` on `clock`. */
 export interface Goal {
   kind: GoalKind;
+  clock: GoalClock;
+  /** The histogram the goal counts: `kind`, or its business-hours variant. */
+  sample: SampleMetric;
   /** As the caller wrote it: 24h, 30m, 2d. */
   within: string;
   seconds: number;
@@ -340,9 +388,10 @@ const GOAL_LABEL: Record<GoalKind, string> = {
  * (the CSV header is the labels). Only with `goal=`; generic labels without one (the catalogue).
  */
 export function goalMetrics(goal: Goal | null): Metric[] {
-  const what = goal ? `${GOAL_LABEL[goal.kind]} within ${goal.within}` : 'Goal';
+  const clock = goal?.clock === 'business' ? ' business time' : '';
+  const what = goal ? `${GOAL_LABEL[goal.kind]} within ${goal.within}${clock}` : 'Goal';
   const samples = goal
-    ? `${GOAL_LABEL[goal.kind].toLowerCase()} times in the period (the samples of its median and 90th percentile)`
+    ? `${GOAL_LABEL[goal.kind].toLowerCase()}${goal.clock === 'business' ? ' business' : ''} times in the period (the samples of its median and 90th percentile)`
     : 'durations of the goal’s kind in the period (goal=resolution:24h: resolution times)';
   const bound = goal
     ? `at most ${goal.countedWithinSeconds} s, the histogram bin edge at or below the goal (${goal.seconds} s)`

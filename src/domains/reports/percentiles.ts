@@ -333,7 +333,7 @@ export function twoStepHistogramAgg(spec: ReportSpec, metrics: SampleMetric[]): 
  */
 export function goalAgg(spec: ReportSpec, goal: Goal): RawBuilder<unknown> {
   const where = filters(spec, { department: 'h.department_id', agent: 'h.agent_id', channel: 'h.channel' });
-  const code = sql`${SAMPLE_METRICS[goal.kind]}::smallint`;
+  const code = sql`${SAMPLE_METRICS[goal.sample]}::smallint`;
   const bin = sql.lit(goal.bin);
   if (spec.source === 'events' || fullDetail(spec)) {
     return sql`

@@ -3,7 +3,7 @@ import { WEEKDAYS } from '../../business-time/index.ts';
 import { ref, Uuid } from '../../contract.ts';
 import { CONTRACT_ENUM } from '../../plugins/openapi.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { GOAL_KINDS, goalMetrics, METRICS, REPORT_COLUMN_KEYS } from './metrics.ts';
+import { GOAL_CLOCKS, GOAL_KINDS, goalMetrics, METRICS, REPORT_COLUMN_KEYS } from './metrics.ts';
 
 export const PRESETS = [
   'today',
@@ -86,8 +86,8 @@ export const ReportQuery = Type.Object(
       Type.String({
         minLength: 1,
         maxLength: 40,
-        description: `A goal to measure: KIND:DURATION, KIND one of ${GOAL_KINDS.join(', ')}, DURATION a whole number of minutes, hours or days (30m, 24h, 2d), from 1m to 90d. Adds the columns goal_met_pct, goal_met and goal_missed: the share and counts of that kind's durations in the period that took at most DURATION (counted against the histogram bin edge at or below it, given as goal.counted_within_seconds; docs/metrics.md, "Goals"). A malformed goal answers 400 invalid_goal.`,
-        examples: ['resolution:24h', 'first_answer:1h'],
+        description: `A goal to measure: KIND:DURATION[:CLOCK], KIND one of ${GOAL_KINDS.join(', ')}, DURATION a whole number of minutes, hours or days (30m, 24h, 2d), from 1m to 90d, CLOCK calendar (the default: all elapsed time) or business (business minutes of the department's calendar: the *_business_time samples). Adds the columns goal_met_pct, goal_met and goal_missed: the share and counts of that kind's durations in the period that took at most DURATION (counted against the histogram bin edge at or below it, given as goal.counted_within_seconds; docs/metrics.md, "Goals"). A malformed goal answers 400 invalid_goal.`,
+        examples: ['resolution:24h', 'first_answer:1h', 'resolution:8h:business'],
       }),
     ),
     sort: Type.Optional(
@@ -228,6 +228,10 @@ export const ReportSchema = Type.Object(
         Type.Object(
           {
             kind: Type.Enum(GOAL_KINDS),
+            clock: Type.Enum(GOAL_CLOCKS, {
+              description:
+                'calendar: all elapsed time; business: only the business minutes of the department’s calendar.',
+            }),
             within: Type.String({ description: 'The goal’s duration as given: 24h, 30m, 2d.' }),
             seconds: Type.Integer({ description: 'The same in seconds.' }),
             counted_within_seconds: Type.Number({

@@ -5,9 +5,11 @@ import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
 import {
   chartTypes,
   findMetric,
+  GOAL_CLOCKS,
   GOAL_KEYS,
   GOAL_KINDS,
   type Goal,
+  type GoalClock,
   type GoalKind,
   goalMetrics,
   METRIC_KEYS,
@@ -95,7 +97,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GOAL_MIN_SECONDS = 60;
 const GOAL_MAX_SECONDS = 90 * 86_400;
 const GOAL_UNIT_SECONDS = { m: 60, h: 3600, d: 86_400 } as const;
-const GOAL_PATTERN = `^(${GOAL_KINDS.join('|')}):([1-9][0-9]{0,6})(m|h|d)$`;
+const GOAL_PATTERN = `^(${GOAL_KINDS.join('|')}):([1-9][0-9]{0,6})(m|h|d)(?::(${GOAL_CLOCKS.join('|')}))?$`;
 /** γ of the duration histograms (migrations/0005, report_duration_bin): bin i holds (γ^(i−1), γ^i]. */
 const GAMMA = 1.005 / 0.995;
 
@@ -111,7 +113,7 @@ function parseGoal(value: string | undefined): Goal | null {
     throw invalid('invalid_goal', `Goal ${value.slice(0, 100)} is not KIND:DURATION.`, [
       {
         field,
-        message: `like resolution:24h: one of ${GOAL_KINDS.join(', ')}, a colon, a number and m, h or d`,
+        message: `like resolution:24h or resolution:8h:business: one of ${GOAL_KINDS.join(', ')}, a colon, a number and m, h or d, optionally :calendar or :business`,
       },
     ]);
   }
@@ -122,8 +124,12 @@ function parseGoal(value: string | undefined): Goal | null {
     ]);
   }
   const bin = Math.floor(Math.log(seconds) / Math.log(GAMMA));
+  const kind = match[1] as GoalKind;
+  const clock = (match[4] ?? 'calendar') as GoalClock;
   return {
-    kind: match[1] as GoalKind,
+    kind,
+    clock,
+    sample: clock === 'business' ? `${kind}_business` : kind,
     within: `${match[2]}${match[3]}`,
     seconds,
     bin,
@@ -364,7 +370,7 @@ export async function resolveReport(
     attribution,
     columnKeys,
     sort,
-    ...(goal ? [goal.kind, goal.seconds] : []),
+    ...(goal ? [goal.kind, goal.seconds, goal.clock] : []),
   ]);
   const after = query.cursor ? decodeCursor(list, query.cursor, sortKeyCount(spec)) : undefined;
   return {
@@ -430,6 +436,7 @@ function goalMeta(spec: ReportSpec) {
   if (!goal) return null;
   return {
     kind: goal.kind,
+    clock: goal.clock,
     within: goal.within,
     seconds: goal.seconds,
     counted_within_seconds: goal.countedWithinSeconds,

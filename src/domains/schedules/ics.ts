@@ -1,6 +1,6 @@
 import ICAL from 'ical.js';
 import { Temporal } from 'temporal-polyfill';
-import type { Holiday } from '../../business-time/index.ts';
+import { type Holiday, MAX_HOLIDAYS } from '../../business-time/index.ts';
 import { DomainError } from '../../errors.ts';
 
 // iCalendar (.ics, RFC 5545) to holidays in a schedule's zone, with ical.js for the parsing and
@@ -18,9 +18,25 @@ import { DomainError } from '../../errors.ts';
 
 const LOOK_BACK_YEARS = 1;
 const LOOK_AHEAD_YEARS = 3;
-/** Recurrences that never reach the window (FREQ=SECONDLY since 1970) stop here, not at the horizon. */
+/** Recurrences that reach the window late (FREQ=DAILY since 1601) stop here, not at the horizon. */
 const MAX_STEPS_PER_EVENT = 20_000;
 const MAX_STEPS = 50_000;
+/**
+ * Closed days (or parts of days) an import may describe before repeats are dropped. A few
+ * thousand is a generous calendar; each costs Temporal arithmetic, so a file of a few bytes (an
+ * event spanning centuries, a daily repeat lasting years) must not keep the server busy for long.
+ */
+const MAX_PIECES = 20_000;
+/**
+ * Offset changes a file's own VTIMEZONE may list up to the years an import reads. ical.js expands
+ * every observance from its DTSTART (often 1601) on first use, so "RRULE:FREQ=DAILY" in a
+ * STANDARD block costs 160,000 steps, seconds; real zones change a few times a year.
+ */
+const MAX_ZONE_CHANGES = 10_000;
+/** ical.js expands zones this many years past the year asked for (its EXTRA_COVERAGE). */
+const ZONE_COVERAGE_YEARS = ICAL.Timezone.EXTRA_COVERAGE;
+/** A yearly holiday closes at most every day of a year. */
+const MAX_YEARLY_DAYS = 366;
 const MAX_NAME = 200;
 
 function invalidCalendar(reason: string): DomainError {
@@ -56,6 +72,73 @@ const isIanaZone = (name: string) => {
 interface Reader {
   /** The instant of a date-time value of this event. */
   instant(time: ICAL.Time): Temporal.Instant;
+  /** Read in a VTIMEZONE of the file, which ical.js expands up to the year asked for. */
+  ownZone: boolean;
+}
+
+const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+/** The parts RFC 5545 does not allow with each frequency (its BYxxx table). */
+const NOT_WITH: Record<string, string[]> = {
+  DAILY: ['BYWEEKNO', 'BYYEARDAY'],
+  WEEKLY: ['BYWEEKNO', 'BYYEARDAY', 'BYMONTHDAY'],
+  MONTHLY: ['BYWEEKNO', 'BYYEARDAY'],
+};
+
+/**
+ * Refuses a recurrence ical.js could search forever for: its iterator steps a daily (or finer)
+ * rule one day at a time until the BY parts match, with no limit, so "FREQ=DAILY;BYMONTH=4;
+ * BYMONTHDAY=31" or "FREQ=DAILY;BYWEEKNO=20;BYMONTH=1" never returns. Holidays repeat daily at
+ * most; BY parts must be ones RFC 5545 allows with the frequency, and months and month days
+ * must meet.
+ */
+function assertSearchable(rule: ICAL.Recur, where: string) {
+  const freq = String(rule.freq);
+  if (!['YEARLY', 'MONTHLY', 'WEEKLY', 'DAILY'].includes(freq)) {
+    throw invalidCalendar(`${where} repeats ${freq.toLowerCase()}; holidays repeat daily at most`);
+  }
+  const parts = (rule.parts ?? {}) as Record<string, unknown[]>;
+  for (const part of NOT_WITH[freq] ?? []) {
+    if (parts[part]?.length)
+      throw invalidCalendar(`${where} uses ${part} with FREQ=${freq}, which RFC 5545 does not allow`);
+  }
+  // A weekday with a position ("1MO", the first Monday) means something only within a month or year.
+  if ((freq === 'DAILY' || freq === 'WEEKLY') && parts.BYDAY?.some((day) => /\d/.test(String(day)))) {
+    throw invalidCalendar(
+      `${where} numbers weekdays (BYDAY) with FREQ=${freq}, which RFC 5545 does not allow`,
+    );
+  }
+  const monthDays = parts.BYMONTHDAY?.map(Number) ?? [];
+  if (monthDays.length > 0) {
+    const months = parts.BYMONTH?.length
+      ? parts.BYMONTH.map(Number)
+      : [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    const fits = months.some((m) =>
+      monthDays.some((d) => d !== 0 && Math.abs(d) <= (DAYS_IN_MONTH[m - 1] ?? 0)),
+    );
+    if (!fits) throw invalidCalendar(`${where} names month days its months never have`);
+  }
+}
+
+/**
+ * How many offset changes a VTIMEZONE lists up to `untilYear` (counting stops past `budget`),
+ * walked with the recurrence iterator ical.js's own expansion uses, one step per change.
+ */
+function countZoneChanges(vtimezone: ICAL.Component, untilYear: number, budget: number): number {
+  let changes = 0;
+  for (const observance of vtimezone.getAllSubcomponents()) {
+    const dtstart = observance.getFirstPropertyValue('dtstart') as ICAL.Time | null;
+    changes += observance.getAllProperties('rdate').length + 1;
+    if (!dtstart) continue;
+    for (const property of observance.getAllProperties('rrule')) {
+      const rule = property.getFirstValue() as ICAL.Recur;
+      assertSearchable(rule, `the time zone "${vtimezone.getFirstPropertyValue('tzid')}"`);
+      const iterator = rule.iterator(dtstart);
+      for (let next = iterator.next(); next && next.year <= untilYear; next = iterator.next()) {
+        if (++changes > budget) return changes;
+      }
+    }
+  }
+  return changes;
 }
 
 function readerFor(
@@ -68,6 +151,7 @@ function readerFor(
   const iana = tzid && !own && isIanaZone(tzid) ? tzid : null;
   if (tzid && !own && !iana) throw invalidCalendar(`unknown time zone "${tzid}" (no VTIMEZONE for it)`);
   return {
+    ownZone: own !== undefined,
     instant(time) {
       const local = plainDateTimeOf(time);
       if (time.zone?.tzid === 'UTC') return local.toZonedDateTime('UTC').toInstant();
@@ -114,7 +198,7 @@ function closedHours(
 
 function wholeDays(name: string, first: Temporal.PlainDate, days: number, yearly: boolean): Holiday[] {
   const out: Holiday[] = [];
-  for (let i = 0; i < Math.max(1, days); i++) {
+  for (let i = 0; i < days; i++) {
     const date = first.add({ days: i });
     // A yearly 29 February would not exist most years; business time would refuse it anyway.
     out.push({ name, date: date.toString(), yearly, start: null, end: null });
@@ -150,8 +234,13 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
   } catch (error) {
     throw invalidCalendar(error instanceof Error ? error.message : String(error));
   }
+  // An empty text parses to no component at all, so there may be no name to show.
   if (root.name !== 'vcalendar')
-    throw invalidCalendar(`expected a VCALENDAR, found ${root.name.toUpperCase()}`);
+    throw invalidCalendar(
+      typeof root.name === 'string' && root.name !== ''
+        ? `expected a VCALENDAR, found ${root.name.toUpperCase()}`
+        : 'expected a VCALENDAR, found nothing',
+    );
 
   const today = Temporal.Instant.fromEpochMilliseconds(now.getTime())
     .toZonedDateTimeISO(scheduleZone)
@@ -160,12 +249,31 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
   const windowEnd = today.add({ years: LOOK_AHEAD_YEARS });
   const inWindow = (d: Temporal.PlainDate) =>
     Temporal.PlainDate.compare(d, windowStart) >= 0 && Temporal.PlainDate.compare(d, windowEnd) < 0;
+  // One-off closures are cut to the window before they are split into days (the dates outside
+  // would be dropped anyway), so an event spanning centuries costs no more than one in it.
+  const windowFrom = windowStart.toZonedDateTime({ timeZone: scheduleZone }).toInstant();
+  const windowTo = windowEnd.toZonedDateTime({ timeZone: scheduleZone }).toInstant();
+  const later = (a: Temporal.Instant, b: Temporal.Instant) => (Temporal.Instant.compare(a, b) >= 0 ? a : b);
+  const earlier = (a: Temporal.Instant, b: Temporal.Instant) => (Temporal.Instant.compare(a, b) <= 0 ? a : b);
 
   const out: Holiday[] = [];
   try {
     const zones = new Map<string, ICAL.Timezone>();
+    // Times are read in a file's zone only for dates up to the window's end (a day of slack).
+    const lastZoneYear = windowEnd.year + 1;
+    let zoneChanges = 0;
     for (const vtimezone of root.getAllSubcomponents('vtimezone')) {
       const zone = new ICAL.Timezone(vtimezone);
+      zoneChanges += countZoneChanges(
+        vtimezone,
+        lastZoneYear + ZONE_COVERAGE_YEARS,
+        MAX_ZONE_CHANGES - zoneChanges,
+      );
+      if (zoneChanges > MAX_ZONE_CHANGES) {
+        throw invalidCalendar(
+          `the time zone "${zone.tzid}" changes its offset more than ${MAX_ZONE_CHANGES} times up to ${lastZoneYear + ZONE_COVERAGE_YEARS}`,
+        );
+      }
       if (zone.tzid) zones.set(zone.tzid, zone);
     }
     let steps = 0;
@@ -181,21 +289,53 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
       const endTime = event.endDate;
       const lengthSeconds = endTime ? Math.max(0, endTime.subtractDate(start).toSeconds()) : 0;
       const holidaysAt = (occurrence: ICAL.Time, yearly: boolean): Holiday[] => {
+        const pieces = holidayPieces(occurrence, yearly);
+        if (out.length + pieces.length > MAX_PIECES) {
+          throw new DomainError(
+            'unprocessable',
+            'too_many_holidays',
+            `The calendar closes more than ${MAX_PIECES} days within the imported years; at most ${MAX_HOLIDAYS} holidays are kept.`,
+          );
+        }
+        return pieces;
+      };
+      const holidayPieces = (occurrence: ICAL.Time, yearly: boolean): Holiday[] => {
         if (allDay) {
           const first = new Temporal.PlainDate(occurrence.year, occurrence.month, occurrence.day);
-          return wholeDays(name, first, Math.round(lengthSeconds / 86_400), yearly);
+          const days = Math.max(1, Math.round(lengthSeconds / 86_400));
+          if (yearly) return wholeDays(name, first, Math.min(days, MAX_YEARLY_DAYS), true);
+          const last = first.add({ days });
+          if (Temporal.PlainDate.compare(last, windowStart) <= 0) return [];
+          if (Temporal.PlainDate.compare(first, windowEnd) >= 0) return [];
+          const from = Temporal.PlainDate.compare(first, windowStart) < 0 ? windowStart : first;
+          const to = Temporal.PlainDate.compare(last, windowEnd) > 0 ? windowEnd : last;
+          return wholeDays(name, from, from.until(to).days, false);
         }
         const from = reader!.instant(occurrence);
+        const seconds = yearly ? Math.min(lengthSeconds, MAX_YEARLY_DAYS * 86_400) : lengthSeconds;
+        const to = from.add({ seconds });
         // Zero-length timed events close nothing.
-        return closedHours(name, from, from.add({ seconds: lengthSeconds }), scheduleZone, yearly);
+        if (yearly) return closedHours(name, from, to, scheduleZone, true);
+        return closedHours(name, later(from, windowFrom), earlier(to, windowTo), scheduleZone, false);
       };
       if (!event.isRecurring()) {
+        // Starting after the window, it closes nothing kept (and a file's zone is not read there).
+        const startDate = new Temporal.PlainDate(start.year, start.month, start.day);
+        if (Temporal.PlainDate.compare(startDate, windowEnd) >= 0) continue;
         for (const h of holidaysAt(start, false)) if (inWindow(Temporal.PlainDate.from(h.date))) out.push(h);
         continue;
       }
       if (simplyYearly(vevent, start)) {
+        if (reader?.ownZone && start.year > lastZoneYear) {
+          throw invalidCalendar(
+            `a yearly event in the file's own time zone starts after ${lastZoneYear}; start it within the next three years`,
+          );
+        }
         out.push(...holidaysAt(start, true));
         continue;
+      }
+      for (const property of vevent.getAllProperties('rrule')) {
+        assertSearchable(property.getFirstValue() as ICAL.Recur, `the event "${name}"`);
       }
       const iterator = event.iterator();
       for (let n = 0; n < MAX_STEPS_PER_EVENT && steps < MAX_STEPS; n++, steps++) {

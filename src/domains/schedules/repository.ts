@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { CalendarDefinition, Holiday, WeeklyInterval } from '../../business-time/index.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { Database, ScheduleRow } from '../../db/types.ts';
@@ -137,9 +137,10 @@ export function deleteScheduleRow(trx: Executor, id: string) {
 /**
  * The key ('<id>@<version>', or null) of the schedule a department follows: its own, else the
  * help desk's default. A scalar subquery, so the ticket's opening reads it in a statement that
- * runs anyway (contacts' find-or-create); a ticket with no department follows the default.
+ * runs anyway (contacts' find-or-create, the lock of a ticket's change: pass the column then);
+ * a ticket with no department follows the default.
  */
-export function scheduleKeySql(departmentId: string | null) {
+export function scheduleKeySql(departmentId: string | null | RawBuilder<unknown>) {
   return sql<string | null>`(select s.id::text || '@' || s.version from schedules s
     where s.id = coalesce(
       (select d.schedule_id from departments d where d.id = ${departmentId}::uuid),

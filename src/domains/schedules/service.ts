@@ -2,6 +2,7 @@ import type { Transaction } from 'kysely';
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import {
   type CalendarDefinition,
+  canonicalTimeZone,
   checkCalendar,
   type Holiday,
   MAX_HOLIDAYS,
@@ -32,6 +33,9 @@ function holidayOf(input: HolidayInput): Holiday {
     end: input.end ?? null,
   };
 }
+
+/** Temporal reads zone names in any case; the schedule keeps the IANA spelling (the check refuses unknown ones). */
+const zoneOf = (name: string) => canonicalTimeZone(name) ?? name;
 
 const intervalOf = (i: WeeklyInterval): WeeklyInterval => ({ day: i.day, start: i.start, end: i.end });
 
@@ -82,7 +86,7 @@ export async function createSchedule(
   requireAdmin(principal);
   const values: repo.ScheduleValues = {
     name: input.name.trim(),
-    time_zone: input.time_zone,
+    time_zone: zoneOf(input.time_zone),
     intervals: (input.intervals ?? []).map(intervalOf),
     holidays: (input.holidays ?? []).map(holidayOf),
     is_default: input.is_default ?? false,
@@ -143,7 +147,7 @@ export async function updateSchedule(
     const values: repo.ScheduleValues = {
       ...valuesOf(current),
       ...(patch.name !== undefined && { name: patch.name.trim() }),
-      ...(patch.time_zone !== undefined && { time_zone: patch.time_zone }),
+      ...(patch.time_zone !== undefined && { time_zone: zoneOf(patch.time_zone) }),
       ...(patch.intervals !== undefined && { intervals: patch.intervals.map(intervalOf) }),
       ...(patch.holidays !== undefined && { holidays: patch.holidays.map(holidayOf) }),
       ...(patch.is_default !== undefined && { is_default: patch.is_default }),

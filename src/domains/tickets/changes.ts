@@ -1,5 +1,11 @@
 import type { TicketStatus } from '../../db/types.ts';
-import { type NewEvent, normaliseTag, type TicketPatch, type TicketRecord } from './repository.ts';
+import {
+  type BusinessSpan,
+  type NewEvent,
+  normaliseTag,
+  type TicketPatch,
+  type TicketRecord,
+} from './repository.ts';
 
 // What a change to a ticket means, worked out in memory: the history events a patch makes and
 // the patch a status move needs. Pure, so the write path and the rule runner share it without
@@ -57,7 +63,11 @@ export function changeEvents(before: TicketState, after: TicketState): NewEvent[
         (after.first_resolved_at.getTime() - after.created_at.getTime()) / 1000,
       );
     }
-    events.push({ type: 'status_changed', data });
+    const business: BusinessSpan[] =
+      data.first_resolution === true
+        ? [{ field: 'resolution_business_seconds', from: after.created_at, to: after.first_resolved_at! }]
+        : [];
+    events.push({ type: 'status_changed', data, ...(business.length > 0 && { business }) });
   }
   const added = after.tags.filter((t) => !before.tags.includes(t));
   const removed = before.tags.filter((t) => !after.tags.includes(t));

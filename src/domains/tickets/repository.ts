@@ -15,6 +15,7 @@ import type {
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { SlaState } from '../../sla/index.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
+import { scheduleKeySql } from '../schedules/repository.ts';
 import { policiesKeySql } from '../sla-policies/repository.ts';
 import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
 
@@ -152,19 +153,27 @@ export function splitSlaRead<R extends { sla_policies_key: string | null; tx_now
   return { ticket, sla: { key: sla_policies_key, now: tx_now } };
 }
 
-/** Locks the ticket for a change, reading the SLA_READ_COLUMNS along. */
+/**
+ * Locks a ticket for a change, reading the SLA_READ_COLUMNS along, and the key of the schedule its
+ * department follows (schedules/calendar.ts): a change that records a sample (an answer, a first
+ * resolve) needs the department's calendar for its business time (tickets/business-times.ts).
+ * Both ride on the lock rather than in round trips of their own.
+ */
 export async function lockTicketForChange(
   trx: Transaction<Database>,
   id: string,
-): Promise<{ ticket: TicketRecord; sla: SlaRead } | undefined> {
+): Promise<{ ticket: TicketRecord; sla: SlaRead; scheduleKey: string | null } | undefined> {
   const row = await trx
     .selectFrom('tickets as t')
     .select(TICKET_COLUMNS)
     .select(SLA_READ_COLUMNS)
+    .select(scheduleKeySql(sql.ref('t.department_id')).as('schedule_key'))
     .where('t.id', '=', id)
     .forUpdate()
     .executeTakeFirst();
-  return row && splitSlaRead(row);
+  if (!row) return undefined;
+  const { schedule_key, ...rest } = row;
+  return { ...splitSlaRead(rest), scheduleKey: schedule_key };
 }
 
 /**
@@ -296,6 +305,18 @@ function updateSet(patch: TicketPatch, appendToSearch?: string) {
 export interface NewEvent {
   type: TicketEventType;
   data?: Record<string, unknown>;
+  /**
+   * Durations whose business-hours twin the write path adds to `data` before writing, in the
+   * calendar of the department the event carries (tickets/business-times.ts). Not stored.
+   */
+  business?: BusinessSpan[];
+}
+
+/** A sample's two instants, and the field of `data` that receives its business seconds. */
+export interface BusinessSpan {
+  field: 'wait_business_seconds' | 'resolution_business_seconds' | 'pickup_business_seconds';
+  from: Date;
+  to: Date;
 }
 
 export interface ActorEvent extends NewEvent {

@@ -302,7 +302,17 @@ export async function addMessage(
       return {
         ...base,
         steps: [
-          { event: { type: 'message_added', data }, actor },
+          {
+            event: {
+              type: 'message_added',
+              data,
+              // its business twin, wait_business_seconds, in the department's calendar
+              ...(waited && {
+                business: [{ field: 'wait_business_seconds', from: ticket.waiting_since, to: now }],
+              }),
+            },
+            actor,
+          },
           { patch, actor },
         ],
         triggers: ['ticket.agent_replied', 'ticket.status_changed'],

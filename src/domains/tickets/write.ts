@@ -22,6 +22,7 @@ import {
 } from '../automation-rules/runner.ts';
 import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
+import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
@@ -141,10 +142,16 @@ export function writeTicket<R>(trx: Trx, command: CreateCommand | ChangeCommand<
 async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R>> {
   // The SLA policies' key and the transaction's time come with the statement that locks the
   // ticket (ours, or the caller's when it says so); otherwise they are read with the calendars.
+  // Ours also reads the schedule key of the ticket's department, for business times.
+  const keys: ScheduleKeys = new Map();
   let locked: TicketRecord | undefined;
   let sla: repo.SlaRead | undefined;
   if ('locked' in command.target) ({ locked, sla } = command.target);
-  else ({ ticket: locked, sla } = (await repo.lockTicketForChange(trx, command.target.id)) ?? {});
+  else {
+    const row = await repo.lockTicketForChange(trx, command.target.id);
+    if (row) keys.set(row.ticket.department_id, row.scheduleKey);
+    ({ ticket: locked, sla } = row ?? {});
+  }
   const before = command.access
     ? requireTicket(command.access.access, locked, command.access.ability)
     : locked;
@@ -208,7 +215,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       patch,
       touch,
       search: decided.search,
-      events,
+      events: await withBusinessTimes(trx, events, keys),
       messages,
     }));
   }
@@ -240,11 +247,15 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
         patch: { ...plan.patch, ...slaByRules?.patch },
         touch: Object.keys(plan.patch).length > 0 || plan.notes.length > 0,
         search: plan.notes.length > 0 ? plan.notes.map((n) => n.body).join('\n') : undefined,
-        events: [
-          ...plan.events,
-          ...(slaByRules?.events ?? []),
-          ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled })),
-        ],
+        events: await withBusinessTimes(
+          trx,
+          [
+            ...plan.events,
+            ...(slaByRules?.events ?? []),
+            ...closing.map((c) => ({ ...c.event, actor: c.actor, ticket: ruled })),
+          ],
+          keys,
+        ),
         messages: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
       }));
@@ -255,7 +266,11 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     await repo.writeTicketChanges(trx, ticket, {
       patch: {},
       touch: false,
-      events: closing.map((c) => ({ ...c.event, actor: c.actor, ticket })),
+      events: await withBusinessTimes(
+        trx,
+        closing.map((c) => ({ ...c.event, actor: c.actor, ticket })),
+        keys,
+      ),
       messages: [],
     });
   }
@@ -412,6 +427,11 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
     },
   });
   const plan = evaluation ? await planOpening(trx, snapshot, evaluation) : null;
+  // A rule that resolves the new ticket records its (first) resolution time, business time too.
+  const keys: ScheduleKeys = new Map(
+    seen?.scheduleKey !== undefined ? [[values.department_id, seen.scheduleKey]] : [],
+  );
+  const planned = plan ? await withBusinessTimes(trx, plan.events, keys) : [];
   const opened: OpeningValues = plan ? openedValues(values, plan.patch) : values;
   // The SLA clock starts with the ticket as it opens (after its rules), at the transaction's time,
   // which the contact's statement read along with the policies' key.
@@ -436,7 +456,7 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
   const slaEvents = sla?.events ?? [];
   const inserted = plan
-    ? await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...plan.events, ...slaEvents], {
+    ? await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...planned, ...slaEvents], {
         notes: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
         final: command.final ?? false,
