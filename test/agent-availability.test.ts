@@ -188,6 +188,44 @@ t.test('agent availability', async (t) => {
     t.equal(cleared.json().capacity, null, 'null: no limit');
   });
 
+  await t.test(
+    "presence is not part of an agent's version: a heartbeat does not make an edit stale",
+    async (t) => {
+      const { agent, token } = await agentWithToken(ctx, { name: 'Eve Editable' });
+      const read = await api('GET', `/v1/agents/${agent.id}`, admin.token);
+      const etag = read.headers.etag as string;
+      const me = await api('GET', '/v1/me', token);
+      const myEtag = me.headers.etag as string;
+      t.equal(myEtag, etag, '/v1/me and /v1/agents/{id} give one version');
+
+      t.equal((await api('PUT', '/v1/me/presence', token, { status: 'online' })).statusCode, 200);
+      await confirmedAgo(agent.id, 'away', TIMEOUT * 2);
+      const after = await api('GET', `/v1/agents/${agent.id}`, admin.token);
+      t.equal(after.json().presence, 'offline', 'the presence did change (timed out)');
+      t.equal(after.headers.etag, etag, 'the ETag did not');
+
+      const edit = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/agents/${agent.id}`,
+        token: admin.token,
+        headers: { 'if-match': etag },
+        payload: { capacity: 5 },
+      });
+      t.equal(edit.statusCode, 200, "the admin's edit read before the presence change still applies");
+      t.not(edit.headers.etag, etag, 'a setting changes the version');
+
+      const stale = await ctx.request({
+        method: 'PATCH',
+        url: '/v1/me',
+        token,
+        headers: { 'if-match': myEtag },
+        payload: { name: 'Eve Stale' },
+      });
+      t.equal(stale.statusCode, 412, 'a real change since the read still makes it stale');
+      t.equal((await agentRow(agent.id)).name, 'Eve Editable', 'and nothing changed');
+    },
+  );
+
   await t.test('levels on memberships', async (t) => {
     const dept = await makeDepartment(ctx.db, 'Levels');
     const other = await makeDepartment(ctx.db, 'Elsewhere');

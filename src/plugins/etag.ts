@@ -11,8 +11,13 @@ export function etagOf(representation: unknown): string {
   return `"${createHash('sha256').update(JSON.stringify(representation)).digest('base64url').slice(0, 27)}"`;
 }
 
-export function withEtag<T>(reply: FastifyReply, representation: T): T {
-  reply.header('etag', etagOf(representation));
+/**
+ * Sends the representation with its ETag. `version` is what the ETag hashes when part of the
+ * representation is live state rather than something a write could make stale (an agent's
+ * presence); it defaults to the whole representation.
+ */
+export function withEtag<T>(reply: FastifyReply, representation: T, version: unknown = representation): T {
+  reply.header('etag', etagOf(version));
   return representation;
 }
 

@@ -63,7 +63,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const agent = await service.createAgent(db, principalOf(request), request.body);
       reply.code(201).header('location', `/v1/agents/${agent.id}`);
-      return withEtag(reply, agent);
+      return withEtag(reply, agent, service.agentVersion(agent));
     },
   );
 
@@ -78,7 +78,10 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: { ...Agent, headers: etagHeader }, ...problems(404) },
       },
     },
-    async (request, reply) => withEtag(reply, await service.getAgent(db, request.params.id)),
+    async (request, reply) => {
+      const agent = await service.getAgent(db, request.params.id);
+      return withEtag(reply, agent, service.agentVersion(agent));
+    },
   );
 
   app.patch(
@@ -96,17 +99,16 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: { ...Agent, headers: etagHeader }, ...problems(404, 409, 412) },
       },
     },
-    async (request, reply) =>
-      withEtag(
-        reply,
-        await service.updateAgent(
-          db,
-          principalOf(request),
-          { ifMatch: request.headers['if-match'] },
-          request.params.id,
-          request.body,
-        ),
-      ),
+    async (request, reply) => {
+      const agent = await service.updateAgent(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.params.id,
+        request.body,
+      );
+      return withEtag(reply, agent, service.agentVersion(agent));
+    },
   );
 
   app.delete(

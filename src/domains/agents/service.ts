@@ -21,6 +21,15 @@ import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
 import type { Agent, PresenceState } from './schemas.ts';
 
+/**
+ * What an agent's ETag hashes: everything but their presence. Presence is live state (a heartbeat,
+ * a timeout), not a setting, so it must not make an admin's pending If-Match edit stale.
+ */
+export function agentVersion(agent: Agent): Omit<Agent, 'presence' | 'presence_changed_at'> {
+  const { presence: _presence, presence_changed_at: _changedAt, ...settings } = agent;
+  return settings;
+}
+
 export async function getAgent(db: Db, id: string): Promise<Agent> {
   const agent = await repo.findAgent(db, id);
   if (!agent) throw notFound('agent');
@@ -171,7 +180,7 @@ export async function updateAgent(
     }
     assertIfMatch(
       preconditions.ifMatch,
-      repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []),
+      agentVersion(repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? [])),
     );
     await assertOwnersRemain(trx, row, { role: patch.role ?? row.role, status: patch.status ?? row.status });
     const before = (await repo.findAgent(trx, id))!;
@@ -235,7 +244,7 @@ export async function deleteAgent(
       throw forbidden('Only owners may delete owners.', 'owner_required');
     assertIfMatch(
       preconditions.ifMatch,
-      repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? []),
+      agentVersion(repo.toAgent(row, (await repo.departmentsOfAgents(trx, [id])).get(id) ?? [])),
     );
     await assertOwnersRemain(trx, row, null);
     if (substitute !== undefined) {
@@ -297,7 +306,7 @@ export async function updateProfile(
     if (!row) throw notFound('agent');
     assertIfMatch(
       preconditions.ifMatch,
-      repo.toAgent(row, (await repo.departmentsOfAgents(trx, [row.id])).get(row.id) ?? []),
+      agentVersion(repo.toAgent(row, (await repo.departmentsOfAgents(trx, [row.id])).get(row.id) ?? [])),
     );
     const before = (await repo.findAgent(trx, row.id))!;
     await repo.updateAgentRow(trx, row.id, {

@@ -73,7 +73,10 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: { ...ref(AgentSchema), headers: responseHeaders.etag('update') } },
       },
     },
-    async (request, reply) => withEtag(reply, await getAgent(db, principalOf(request).agentId)),
+    async (request, reply) => {
+      const agent = await getAgent(db, principalOf(request).agentId);
+      return withEtag(reply, agent, agents.agentVersion(agent));
+    },
   );
 
   app.patch(
@@ -91,16 +94,15 @@ export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) =>
-      withEtag(
-        reply,
-        await agents.updateProfile(
-          db,
-          principalOf(request),
-          { ifMatch: request.headers['if-match'] },
-          request.body,
-        ),
-      ),
+    async (request, reply) => {
+      const agent = await agents.updateProfile(
+        db,
+        principalOf(request),
+        { ifMatch: request.headers['if-match'] },
+        request.body,
+      );
+      return withEtag(reply, agent, agents.agentVersion(agent));
+    },
   );
 
   app.post(
