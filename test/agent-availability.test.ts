@@ -159,6 +159,19 @@ t.test('agent availability', async (t) => {
 
     const disabled = await api('PATCH', `/v1/agents/${target.id}`, admin.token, { status: 'disabled' });
     t.equal(disabled.json().presence, 'offline', 'a disabled agent goes offline at once');
+
+    const owner = await agentWithToken(ctx, { role: 'owner', name: 'Olga Owner' });
+    t.equal((await api('PUT', '/v1/me/presence', owner.token, { status: 'online' })).statusCode, 200);
+    const onOwner = await api('PUT', `/v1/agents/${owner.agent.id}/presence`, admin.token, {
+      status: 'offline',
+    });
+    t.equal(onOwner.statusCode, 403, "an admin may not change an owner's presence");
+    t.equal(onOwner.json().code, 'owner_required');
+    t.equal((await agentRow(owner.agent.id)).presence, 'online', 'the owner stays online');
+    const byOwner = await api('PUT', `/v1/agents/${admin.agent.id}/presence`, owner.token, {
+      status: 'away',
+    });
+    t.equal(byOwner.statusCode, 200, "an owner may set an admin's");
   });
 
   await t.test('capacity: admins set it; others cannot; bad values answer 400', async (t) => {

@@ -184,7 +184,7 @@ export const agentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: "Set an agent's presence to away or offline",
         description:
-          'Owners and admins, for any agent (say, one who left without going offline and keeps being picked by automatic assignment until the timeout). Never online: only the agent can say they are there (PUT /v1/me/presence).',
+          'Owners for any agent, admins for any agent but owners (say, one who left without going offline and keeps being picked by automatic assignment until the timeout). Never online: only the agent can say they are there (PUT /v1/me/presence).',
         params: IdParams,
         body: SetOtherPresenceBody,
         response: { 200: ref(PresenceState), ...problems(404) },

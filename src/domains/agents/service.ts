@@ -398,7 +398,7 @@ export async function setOwnPresence(
 }
 
 /**
- * An admin sets another agent away or offline (say, someone who left without signing out and
+ * An owner or admin (admins: not on owners) sets another agent away or offline (say, someone who left without signing out and
  * keeps being picked before the timeout). Never online: being online is what makes automatic
  * assignment hand an agent tickets, so only the agent can say they are there.
  */
@@ -411,7 +411,14 @@ export async function setAgentPresence(
 ): Promise<PresenceState> {
   const id = rawId.toLowerCase();
   if (id !== principal.agentId) requireAdmin(principal);
-  const row = await repo.confirmPresence(db, id, status, { at: new Date(), timeoutSeconds });
-  if (!row) throw notFound('agent');
-  return repo.effectivePresence(row);
+  return db.transaction().execute(async (trx) => {
+    const target = await repo.lockAgentRow(trx, id);
+    if (!target) throw notFound('agent');
+    // As with every other change to an agent: only owners act on owners.
+    if (id !== principal.agentId && !canManageAgent(principal, target.role))
+      throw forbidden("Only owners may change an owner's presence.", 'owner_required');
+    const row = await repo.confirmPresence(trx, id, status, { at: new Date(), timeoutSeconds });
+    if (!row) throw notFound('agent');
+    return repo.effectivePresence(row);
+  });
 }
