@@ -26,7 +26,7 @@ import type { Actor, ActorEvent, TicketPatch } from './repository.ts';
 
 type Executor = Kysely<Database>;
 
-const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
+export const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
 const NOBODY = { name: '', email: null, custom: {} };
 
 /** What the SLA needs of the transaction: the policies key and its time, and known calendars. */
@@ -76,6 +76,8 @@ const readsContact = (policies: CompiledPolicies) =>
 export interface SlaWrite {
   patch: TicketPatch;
   events: ActorEvent[];
+  /** The warnings and breaches among them, as the clock gave them: what escalations answer. */
+  fired: SlaEvent[];
 }
 
 /**
@@ -130,6 +132,7 @@ function slaWrite(plan: SlaPlan, ticket: TicketFields, actor: Actor): SlaWrite {
       sla_breached: summary.sla_breached,
     },
     events: plan.events.map((e) => slaEvent(e, ticket, actor)),
+    fired: plan.events.filter((e) => e.type === 'sla.warning' || e.type === 'sla.breached'),
   };
 }
 

@@ -24,6 +24,7 @@ import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
+import { escalate } from './escalation.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
@@ -37,7 +38,8 @@ import { planTicketSla, readSlaSetting, type SlaSetting, type SlaWrite } from '.
 //   4. asks the command what to change, on the locked ticket,
 //   5. writes the change, its messages and its ticket_events rows in one statement,
 //   6. asks the rule runner for a plan and writes it the same way, with the rules as actors and
-//      the rules' record of the run alongside (rules never trigger rules in one change).
+//      the rules' record of the run alongside (rules never trigger rules in one change),
+//   7. applies the SLA escalation a warning or breach of this write calls for (escalation.ts).
 // Creating a ticket is a command too: its rules' plan travels in the opening statement.
 
 type Trx = Transaction<Database>;
@@ -182,6 +184,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   // written with the same statement (docs/sla.md). Nothing to plan and nothing read when no
   // policy is active and none ever applied to this ticket.
   let setting: SlaSetting | null = null;
+  let planned: SlaWrite | null = null;
   if (touch && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
     setting = await readSlaSetting(trx, [
       before.department_id,
@@ -191,7 +194,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     const lastActor =
       [...decided.steps].reverse().find((s) => 'patch' in s)?.actor ?? decided.steps.at(-1)?.actor;
     const actor = lastActor ?? SYSTEM_ACTOR;
-    const planned = await planTicketSla(
+    planned = await planTicketSla(
       trx,
       setting,
       before.sla_state,
@@ -222,6 +225,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
 
   const closing = decided.closing ?? [];
   const triggers = decided.triggers ?? [];
+  let slaByRules: SlaWrite | null = null;
   const evaluation =
     triggers.length > 0
       ? await evaluateRules(trx, ticket, triggers, { before, message: decided.ruleMessage ?? null })
@@ -230,7 +234,6 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     const plan = await planRules(trx, ticket, evaluation);
     const ruled = { ...ticket, ...plan.patch };
     // What the rules changed moves the clock too, in the rules' own statement.
-    let slaByRules: SlaWrite | null = null;
     if (setting && Object.keys(plan.patch).length > 0) {
       slaByRules = await planTicketSla(
         trx,
@@ -273,6 +276,10 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       ),
       messages: [],
     });
+  }
+  // A warning or breach fired by this write may hand the ticket on (its policy's escalations).
+  if (setting) {
+    ticket = await escalate(trx, setting, ticket, [...(planned?.fired ?? []), ...(slaByRules?.fired ?? [])]);
   }
   return { ticket, result: decided.result, at };
 }
