@@ -3,7 +3,9 @@ import type { Db } from './db/database.ts';
 import { describe, isDatabaseUnreachable } from './db/outage.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
-import { wakePostponedTickets } from './domains/tickets/service.ts';
+import { fireSlaTimers, wakePostponedTickets } from './domains/tickets/service.ts';
+
+const SLA_TIMER_BATCH = 200;
 
 /**
  * Runs `job` every `everyMs` (and at once when `now`), never two runs at a time: a tick that
@@ -43,14 +45,16 @@ function every(
  * Idempotency-Keys are forgotten. Every instance may run it; the work is safe to repeat and
  * instances skip the rows another one holds. Every few seconds the report rows appended since
  * the last run are compacted (docs/metrics.md); an advisory lock lets one instance at a time do
- * it, the others skip their turn. A PostgreSQL-backed job queue takes over once there is more
- * background work (SLA timers, webhook delivery).
+ * it, the others skip their turn. Every second or so each instance fires the SLA timers that came
+ * due (docs/sla.md "Timers"): batches of locked tickets, rows another instance holds skipped, a
+ * full batch followed at once by the next, so a backlog after downtime drains in one turn.
  */
 export function startScheduler(
   db: Db,
   log: FastifyBaseLogger,
   everyMs = 30_000,
   compactEveryMs = 5_000,
+  slaTimerMs = 1_000,
 ): () => Promise<void> {
   const stopHousekeeping = every(everyMs, true, log, 'housekeeping failed', async () => {
     const woken = await wakePostponedTickets(db);
@@ -60,7 +64,16 @@ export function startScheduler(
   const stopCompaction = every(compactEveryMs, false, log, 'report compaction failed', async () => {
     await compactReports(db);
   });
+  const stopSlaTimers = every(slaTimerMs, true, log, 'SLA timers failed', async () => {
+    let fired = 0;
+    let batch: number;
+    do {
+      batch = await fireSlaTimers(db, SLA_TIMER_BATCH);
+      fired += batch;
+    } while (batch === SLA_TIMER_BATCH);
+    if (fired > 0) log.info({ tickets: fired }, 'SLA timers');
+  });
   return async () => {
-    await Promise.all([stopHousekeeping(), stopCompaction()]);
+    await Promise.all([stopHousekeeping(), stopCompaction(), stopSlaTimers()]);
   };
 }
