@@ -184,4 +184,45 @@ t.test('SLA timers on a controllable clock', async (t) => {
     t.equal((await get(cont.id)).sla.breached, false);
     t.equal((await get(restart.id)).sla.breached, false);
   });
+
+  await t.test('a policy change reaches running tickets through the timer', async (t) => {
+    await setClock(ctx.db, '2026-12-08T14:00:00Z'); // Tuesday 09:00 EST
+    const plain = await department('No policy yet', newYork.id);
+    const waiting = await ticket(plain);
+    t.equal(waiting.sla, null, 'no policy matches it yet');
+    const created = await policy('Late policy', plain, 120);
+    t.equal((await get(waiting.id)).sla, null, 'not before the timer runs');
+    await setClock(ctx.db, '2026-12-08T14:10:00Z');
+    await fireSlaTimers(ctx.db);
+    const covered = await get(waiting.id);
+    t.equal(covered.sla.policy_id, created.id, 'the new policy applies to the open ticket');
+    t.equal(covered.sla.due_at, '2026-12-08T16:10:00.000Z', 'its target runs from when it applied');
+
+    // Halving the target moves the due: the 10 minutes used stay used.
+    await setClock(ctx.db, '2026-12-08T14:20:00Z');
+    const edited = await api(
+      'PATCH',
+      `/v1/sla-policies/${created.id}`,
+      { targets: { normal: { first_answer: { minutes: 60, business: true } } } },
+      200,
+    );
+    t.equal(edited.json().version, 2);
+    await fireSlaTimers(ctx.db);
+    const after = await get(waiting.id);
+    t.equal(after.sla.due_at, '2026-12-08T15:10:00.000Z', 'the edited target, from the same start');
+    const applied = (await slaEvents(waiting.id)).filter((e) => e.type === 'sla.applied');
+    t.same(
+      applied.map((e) => [e.data.policy_version, e.data.reason]),
+      [
+        [1, applied[0]!.data.reason],
+        [2, 'edited'],
+      ],
+    );
+    // Resolved tickets are left as they were.
+    await api('PATCH', `/v1/tickets/${waiting.id}`, { status: 'resolved' }, 200);
+    const before = (await slaEvents(waiting.id)).length;
+    await api('DELETE', `/v1/sla-policies/${created.id}`, undefined, 204);
+    await fireSlaTimers(ctx.db);
+    t.equal((await slaEvents(waiting.id)).length, before, 'a resolved ticket is not re-planned');
+  });
 });

@@ -821,6 +821,20 @@ export async function lockDuePostponedTickets(
 }
 
 /**
+ * After a change to the SLA policies: every live ticket's timer comes due now, so the timer
+ * plans it again under the new list (docs/sla.md "Timers"), tickets no policy matched before
+ * included. Resolved, spam and deleted tickets keep what they had.
+ */
+export async function replanLiveTickets(trx: Executor): Promise<void> {
+  await trx
+    .updateTable('tickets')
+    .set({ sla_next_at: dbNow })
+    .where('status', 'in', ['new', 'open', 'answered', 'postponed'])
+    .where((eb) => eb.or([eb('sla_next_at', 'is', null), eb('sla_next_at', '>', dbNow)]))
+    .execute();
+}
+
+/**
  * Tickets whose SLA timer has come (tickets.sla_next_at, docs/sla.md "Timers"), earliest first,
  * locked; rows another instance holds are skipped, so each timer fires in one process.
  */
