@@ -274,6 +274,7 @@ export interface TicketsTable {
   sla_policy_id: string | null;
   sla_due_at: Date | null;
   sla_breached: Generated<boolean>;
+  sla_next_at: Date | null;
 }
 
 export interface TicketMessagesTable {
