@@ -4,13 +4,16 @@ import type { Db } from '../src/db/database.ts';
 import type { DepartmentRole, MemberLevel } from '../src/db/types.ts';
 import { upsertMember } from '../src/domains/departments/repository.ts';
 import { drainNotifications } from '../src/domains/notifications/service.ts';
+import { fireSlaTimers } from '../src/domains/tickets/service.ts';
 import type { SlaKind, SlaState } from '../src/sla/index.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { installClock, setClock } from './helpers/clock.ts';
 
 // SLA escalations through HTTP (docs/sla.md, "Escalation"): a warning or breach fired by a
-// ticket's write hands the ticket on as its policy says, in that write. No timer job and no
-// sleeping: a target's due (or warning) is moved into the past in the stored clock state, and the
-// ticket's next write fires it first, as the write path always does.
+// ticket's write hands the ticket on as its policy says, in that write. Nothing sleeps: most
+// tests move one target's due (or warning) into the past in the stored clock state, and the
+// ticket's next write fires it first, as the write path always does; the last one moves the
+// database's clock (test/helpers/clock.ts) and runs the SLA timer every server runs.
 
 interface HistoryEvent {
   type: string;
@@ -35,6 +38,7 @@ async function settle(db: Db) {
 t.test('SLA escalations', async (t) => {
   // Presence must not time out while the file runs on a busy machine.
   const ctx = await buildTestApp(t, { PRESENCE_TIMEOUT_SECONDS: '86400' });
+  await installClock(ctx.db); // the real time, until the timer's test moves it
   await drainNotifications(ctx.db); // the consumer starts at the feed's head: start it before anything
   const admin = await agentWithToken(ctx, { role: 'admin' });
   type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
@@ -61,6 +65,7 @@ t.test('SLA escalations', async (t) => {
   };
 
   let n = 0;
+  const get = (id: string) => ok('GET', `/v1/tickets/${id}`);
   const ticket = async (departmentId: string, extra: object = {}) =>
     ok('POST', '/v1/tickets', {
       subject: `Escalate me ${++n}`,
@@ -427,5 +432,52 @@ t.test('SLA escalations', async (t) => {
       escalations: Array.from({ length: 9 }, () => ({ on: 'breach', action: 'supervisors' })),
     });
     t.equal(tooMany.statusCode, 400);
+  });
+
+  // Last: moving the clock makes every running target of this database due.
+  await t.test('the SLA timer’s write escalates: warning to tier 2, breach to a supervisor', async (t) => {
+    const night = await makeDepartment(ctx.db, 'Night');
+    const first = await member('Nina', night, 'solver', 1, 'online');
+    const second = await member('Ned', night, 'solver', 2, 'online');
+    const head = await member('Hugo', night, 'supervisor', 1, 'online');
+    const policy = await ok('POST', '/v1/sla-policies', {
+      name: 'Night',
+      conditions: { all: [{ field: 'department_id', operator: 'is', value: night }] },
+      targets: { normal: { first_answer: { minutes: 60, business: false } } },
+      warn_before_minutes: 10,
+      escalations: [
+        { on: 'warning', action: 'next_level' },
+        { on: 'breach', action: 'supervisors', notify_supervisors: true },
+      ],
+    });
+    const created = await ticket(night, { assignee_id: first.id });
+    const start = Date.parse(created.created_at);
+    const fire = async (minutes: number) => {
+      await setClock(ctx.db, new Date(start + minutes * 60_000));
+      await fireSlaTimers(ctx.db);
+    };
+
+    await fire(49);
+    t.equal((await get(created.id)).assignee_id, first.id, 'nothing due yet');
+    await fire(55);
+    t.equal((await get(created.id)).assignee_id, second.id, 'the warning: tier 2');
+    await fire(61);
+    t.equal((await get(created.id)).assignee_id, head.id, 'the breach: the supervisor');
+    await fire(62);
+    const all = await escalations(created.id);
+    t.match(
+      all.map((e) => [e.actor.type, e.data.on, e.data.action, e.data.from, e.data.to, e.data.policy_id]),
+      [
+        ['system', 'warning', 'next_level', first.id, second.id, policy.id],
+        ['system', 'breach', 'supervisors', second.id, head.id, policy.id],
+      ],
+      'each once, by the timer',
+    );
+    t.same(await told(created.id, [first, second, head]), {
+      Nina: ['ticket_assigned'],
+      Ned: ['sla_escalated'],
+      Hugo: ['sla_escalated'],
+    });
+    await setClock(ctx.db, null);
   });
 });
