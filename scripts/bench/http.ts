@@ -30,6 +30,12 @@ export async function signIn(base: string, email: string, password: string): Pro
 export interface CpuSnapshot {
   server: number;
   postgres: number;
+  /**
+   * The backends connected to the bench's database alone (0 unless it was named): on a shared
+   * machine, what the bench's statements cost whatever else the server runs. Backends that ended
+   * between the snapshots are missing: use it across loads whose pool stays connected.
+   */
+  backends: number;
   loadGenerator: number;
 }
 
@@ -52,11 +58,21 @@ function processCpu(pid: string): { name: string; seconds: number; children: num
   }
 }
 
+/** Whether a PostgreSQL process serves `database`: its title is "postgres: [cluster: ]user database host state". */
+function servesDatabase(pid: string, database: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(` ${database} `);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Where the machine's CPU goes during a load (Linux /proc; null elsewhere). PostgreSQL counts
- * every postgres process of the machine: run the bench on an otherwise idle server.
+ * every postgres process of the machine: run the bench on an otherwise idle server. With
+ * `database`, `backends` counts the backends serving that database alone.
  */
-export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
+export function cpuSnapshot(serverPid: number, database?: string): CpuSnapshot | null {
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
@@ -64,15 +80,19 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
     return null;
   }
   let postgres = 0;
+  let backends = 0;
   for (const pid of pids) {
     const cpu = processCpu(pid);
+    if (cpu?.name !== 'postgres') continue;
     // Backends and autovacuum workers come and go: the postmaster's children time keeps theirs.
-    if (cpu?.name === 'postgres') postgres += cpu.seconds + cpu.children;
+    postgres += cpu.seconds + cpu.children;
+    if (database && servesDatabase(pid, database)) backends += cpu.seconds;
   }
   const own = process.cpuUsage();
   return {
     server: processCpu(String(serverPid))?.seconds ?? 0,
     postgres,
+    backends,
     loadGenerator: (own.user + own.system) / 1e6,
   };
 }
@@ -85,13 +105,19 @@ export function cpuPerRequest(
 ): CpuSnapshot | null {
   if (!before || !after || requests === 0) return null;
   const per = (key: keyof CpuSnapshot) => ((after[key] - before[key]) * 1000) / requests;
-  return { server: per('server'), postgres: per('postgres'), loadGenerator: per('loadGenerator') };
+  return {
+    server: per('server'),
+    postgres: per('postgres'),
+    backends: per('backends'),
+    loadGenerator: per('loadGenerator'),
+  };
 }
 
 /** The line the HTTP benches print for a load's CPU per request. */
 export function cpuLine(cpu: CpuSnapshot | null): string {
   if (!cpu) return 'CPU per request: not measured (no /proc)';
-  return `CPU per request (ms): server ${cpu.server.toFixed(2)}, PostgreSQL ${cpu.postgres.toFixed(2)}, load generator ${cpu.loadGenerator.toFixed(2)}`;
+  const backends = cpu.backends > 0 ? ` (its backends for this bench ${cpu.backends.toFixed(2)})` : '';
+  return `CPU per request (ms): server ${cpu.server.toFixed(2)}, PostgreSQL ${cpu.postgres.toFixed(2)}${backends}, load generator ${cpu.loadGenerator.toFixed(2)}`;
 }
 
 export interface Load {
