@@ -99,8 +99,10 @@ function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
     from ticket_events e
     ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
     cross join lateral report_event_facts(${EVENT_ARGS}) f
-    -- a rating after the range may still take back a not_rated inside it
-    where e.occurred_at >= ${at(spec.from)} and (e.occurred_at < ${at(spec.to)} or e.type = 'rated')
+    -- a rating after the range may still take back a not_rated inside it, and a breach
+    -- recorded after it counts at its due, which may lie inside it (migrations/0022)
+    where e.occurred_at >= ${at(spec.from)}
+      and (e.occurred_at < ${at(spec.to)} or e.type in ('rated', 'sla.breached'))
       and report_event_counts(e.type, e.data)
   )`;
 }

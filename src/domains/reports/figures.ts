@@ -5,9 +5,10 @@
  * upkeep (counters.ts) and the report queries read these lists.
  *
  * The migrations that made the tables (0004-0007: report_event_facts(), the counter tables, the
- * trigger and the pending-event counter; 0018 added the resolution, 0019 the business-hours variants) spell the same list themselves, as frozen migrations
- * must. test/report-figures.test.ts checks the migrated database against this one: a figure
- * added here needs a migration that adds its column everywhere and computes it.
+ * trigger and the pending-event counter; 0018 added the resolution, 0019 the business-hours
+ * variants, 0022 the SLA verdicts) spell the same list themselves, as frozen migrations must.
+ * test/report-figures.test.ts checks the migrated database against this one: a figure added
+ * here needs a migration that adds its column everywhere and computes it.
  */
 
 /** count: an integer count; seconds: a sum of durations in seconds (double precision). */
@@ -55,6 +56,16 @@ export const REPORT_FIGURES = [
   { column: 'chat_pickup_business_seconds', kind: 'seconds' },
   { column: 'first_resolutions_business', kind: 'count' },
   { column: 'resolution_business_seconds', kind: 'seconds' },
+  // migrations/0022: the SLA clock's verdicts per target kind: targets met in time
+  // (`sla.fulfilled`, not late) and targets breached (`sla.breached`, counted at the due).
+  { column: 'sla_first_answer_achieved', kind: 'count' },
+  { column: 'sla_first_answer_breached', kind: 'count' },
+  { column: 'sla_next_answer_achieved', kind: 'count' },
+  { column: 'sla_next_answer_breached', kind: 'count' },
+  { column: 'sla_first_assignment_achieved', kind: 'count' },
+  { column: 'sla_first_assignment_breached', kind: 'count' },
+  { column: 'sla_resolution_achieved', kind: 'count' },
+  { column: 'sla_resolution_breached', kind: 'count' },
 ] as const satisfies readonly { column: string; kind: FigureKind }[];
 
 export type Figure = (typeof REPORT_FIGURES)[number]['column'];

@@ -6,15 +6,17 @@
  * kept beside them, and the current_* columns from the tickets as they are now.
  */
 
+import { SLA_KINDS, type SlaKind } from '../../sla/types.ts';
 import { CURRENT_STATUSES, type CurrentStatus, type Figure, type SampleMetric } from './figures.ts';
 
 /** How a column is computed from the figures of its group. */
 export type Formula =
   | { count: Figure }
+  | { sum: readonly Figure[] }
   | { total: Figure; divideBy: number }
   | { average: Figure; over: Figure }
   | { percentile: SampleMetric; quantile: 0.5 | 0.9 }
-  | { share: Figure; of: readonly Figure[] }
+  | { share: Figure | readonly Figure[]; of: readonly Figure[] }
   | { current: CurrentStatus }
   | { goal: GoalFigure };
 
@@ -82,6 +84,72 @@ const businessTime = (
   time(`${key}_business_time`, `${label} business time`, sample, average, `${what}, ${BUSINESS}`);
 
 const RATED: readonly Figure[] = ['positive_ratings', 'negative_ratings', 'not_rated'];
+
+const SLA_LABEL: Record<SlaKind, string> = {
+  first_answer: 'First answer',
+  next_answer: 'Next answer',
+  first_assignment: 'First assignment',
+  resolution: 'Resolution',
+};
+
+/** What a target of each kind waits for (docs/sla.md, "Kinds"). */
+const SLA_TARGET: Record<SlaKind, string> = {
+  first_answer: 'first-answer targets (creation until the first agent reply)',
+  next_answer:
+    'next-answer targets (a customer message after an answer until the next agent reply; one per cycle)',
+  first_assignment: 'first-assignment targets (creation until the first assignee)',
+  resolution: 'resolution targets (until resolved; a new one after each reopen)',
+};
+
+const achieved = (kind: SlaKind): Figure => `sla_${kind}_achieved`;
+const breached = (kind: SlaKind): Figure => `sla_${kind}_breached`;
+const ALL_ACHIEVED = SLA_KINDS.map(achieved);
+const ALL_BREACHED = SLA_KINDS.map(breached);
+
+const SLA_COUNTED =
+  'A target met in time (sla.fulfilled, not late) counts when it is met; a breached one (sla.breached) at its due, whenever the breach was recorded; both credited to the ticket’s department, assignee and channel at that moment. Targets removed without a verdict (sla.removed) count for neither, and a breached target met later stays breached';
+
+/** The SLA columns: over every kind, then per kind: the share achieved, achieved, breached. */
+function slaMetrics(): Metric[] {
+  const columns = (
+    key: string,
+    label: string,
+    what: string,
+    met: readonly Figure[],
+    missed: readonly Figure[],
+  ): Metric[] => [
+    {
+      key: `${key}_achieved_pct`,
+      label: `${label} achieved %`,
+      unit: 'percent',
+      kind: 'percentage',
+      description: `Share of the ${what} decided in the period that were met in time: achieved / (achieved + breached) × 100, two decimals. Null when none was decided.`,
+      formula: { share: met, of: [...met, ...missed] },
+    },
+    {
+      key: `${key}_achieved`,
+      label: `${label} achieved`,
+      unit: 'count',
+      kind: 'count',
+      description: `${what[0]!.toUpperCase()}${what.slice(1)} met in time. ${SLA_COUNTED}.`,
+      formula: { sum: met },
+    },
+    {
+      key: `${key}_breached`,
+      label: `${label} breached`,
+      unit: 'count',
+      kind: 'count',
+      description: `${what[0]!.toUpperCase()}${what.slice(1)} breached: their due passed before they were met. Counted at the due.`,
+      formula: { sum: missed },
+    },
+  ];
+  return [
+    ...columns('sla', 'SLA', 'SLA targets of every kind', ALL_ACHIEVED, ALL_BREACHED),
+    ...SLA_KINDS.flatMap((kind) =>
+      columns(`sla_${kind}`, `${SLA_LABEL[kind]} SLA`, SLA_TARGET[kind], [achieved(kind)], [breached(kind)]),
+    ),
+  ];
+}
 
 export const METRICS: readonly Metric[] = [
   {
@@ -333,6 +401,7 @@ export const METRICS: readonly Metric[] = [
     description: 'not_rated / (positive_ratings + negative_ratings + not_rated) × 100, two decimals.',
     formula: { share: 'not_rated', of: RATED },
   },
+  ...slaMetrics(),
   ...CURRENT_STATUSES.map(
     (status): Metric => ({
       key: `current_${status}_tickets`,
@@ -432,11 +501,18 @@ export const REPORT_COLUMN_KEYS = [...METRIC_KEYS, ...GOAL_KEYS];
 /** The counter figures a column is computed from (none for percentiles and current counts). */
 export function figuresOf(formula: Formula): Figure[] {
   if ('count' in formula) return [formula.count];
+  if ('sum' in formula) return [...formula.sum];
   if ('total' in formula) return [formula.total];
   if ('average' in formula) return [formula.average, formula.over];
-  if ('share' in formula) return [formula.share, ...formula.of];
+  if ('share' in formula) return [...shareOf(formula.share), ...formula.of];
   return [];
 }
+
+/** A share's numerator as a list of figures (one figure, or a sum of several). */
+export function shareOf(share: Figure | readonly Figure[]): readonly Figure[] {
+  return typeof share === 'string' ? [share] : share;
+}
+
 const BY_KEY = new Map(METRICS.map((m) => [m.key, m]));
 
 export function findMetric(key: string): Metric | undefined {

@@ -2,7 +2,7 @@ import { type RawBuilder, sql } from 'kysely';
 import { CHANNELS } from '../tickets/schemas.ts';
 import { countsAgg, currentAgg } from './counters.ts';
 import { FIGURES } from './figures.ts';
-import { DECIMALS, type Formula, type Metric } from './metrics.ts';
+import { DECIMALS, type Formula, type Metric, shareOf } from './metrics.ts';
 import { goalAgg, histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
 import { periods, pieces } from './periods.ts';
 import {
@@ -56,6 +56,7 @@ function metricExpr(spec: ReportSpec, metric: Metric): RawBuilder<unknown> {
   const a = (figure: string) => sql`coalesce(${id(`a.${figure}`)}, 0)`;
   const decimals = DECIMALS[metric.unit];
   if ('count' in f) return a(f.count);
+  if ('sum' in f) return sql`(${sql.join(f.sum.map(a), sql` + `)})`;
   if ('total' in f) return roundTo(sql`${a(f.total)} / ${sql.lit(f.divideBy)}`, decimals);
   if ('average' in f) {
     return sql`case when ${a(f.over)} > 0 then ${roundTo(sql`${a(f.average)} / ${a(f.over)}`, decimals)} end`;
@@ -68,7 +69,8 @@ function metricExpr(spec: ReportSpec, metric: Metric): RawBuilder<unknown> {
       f.of.map((o) => a(o)),
       sql` + `,
     );
-    return sql`case when ${total} > 0 then ${roundTo(sql`100 * ${a(f.share)} / (${total})`, decimals)} end`;
+    const share = sql.join(shareOf(f.share).map(a), sql` + `);
+    return sql`case when ${total} > 0 then ${roundTo(sql`100 * (${share}) / (${total})`, decimals)} end`;
   }
   if ('goal' in f) {
     const met = sql`coalesce(gl.met, 0)`;

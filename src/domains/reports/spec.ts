@@ -76,7 +76,12 @@ export function filters(spec: ReportSpec, columns: { department: string; agent: 
 
 export const needsFigures = (spec: ReportSpec) =>
   spec.metrics.some(
-    (m) => 'count' in m.formula || 'total' in m.formula || 'average' in m.formula || 'share' in m.formula,
+    (m) =>
+      'count' in m.formula ||
+      'sum' in m.formula ||
+      'total' in m.formula ||
+      'average' in m.formula ||
+      'share' in m.formula,
   );
 /** The goal, when some requested column measures it. */
 export const neededGoal = (spec: ReportSpec): Goal | null =>

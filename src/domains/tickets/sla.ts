@@ -84,8 +84,10 @@ export interface SlaWrite {
 /**
  * Plans the SLA of one write: the ticket before (null: created) and after, and whether an agent's
  * reply or a customer's message is part of it. Null when there is nothing to plan (no policy
- * active and none ever applied). Events are stamped with the ticket after the write; the actor
- * is the change's, but for breaches and warnings, which time makes.
+ * active and none ever applied). Events are stamped with the ticket after the write, but for
+ * breaches and warnings that fell due before it, which belong to the ticket as it was until the
+ * write (reports credit them to its department and assignee then); the actor is the change's,
+ * but for breaches and warnings, which time makes.
  */
 export async function planTicketSla(
   db: Executor,
@@ -120,10 +122,16 @@ export async function planTicketSla(
     calendarOf: (id) => setting.calendars.get(id) ?? ALWAYS_OPEN,
     now: setting.now.getTime(),
   });
-  return slaWrite(plan, after, actor);
+  return slaWrite(plan, before ?? after, after, actor, setting.now.getTime());
 }
 
-function slaWrite(plan: SlaPlan, ticket: TicketFields, actor: Actor): SlaWrite {
+function slaWrite(
+  plan: SlaPlan,
+  before: TicketFields,
+  after: TicketFields,
+  actor: Actor,
+  now: number,
+): SlaWrite {
   const { summary } = plan;
   return {
     patch: {
@@ -134,17 +142,20 @@ function slaWrite(plan: SlaPlan, ticket: TicketFields, actor: Actor): SlaWrite {
       // The timer's instant: the earliest pending warning or due (docs/sla.md "Timers").
       sla_next_at: plan.next_at === null ? null : new Date(plan.next_at),
     },
-    events: plan.events.map((e) => slaEvent(e, ticket, actor)),
+    events: plan.events.map((e) => slaEvent(e, timed(e) && e.at < now ? before : after, actor)),
     fired: plan.events.filter((e) => e.type === 'sla.warning' || e.type === 'sla.breached'),
   };
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
+/** Breaches and warnings: what time makes, not the write. */
+const timed = (e: SlaEvent) => e.type === 'sla.breached' || e.type === 'sla.warning';
+
 function slaEvent(e: SlaEvent, ticket: TicketFields, actor: Actor): ActorEvent {
   return {
     type: e.type,
-    actor: e.type === 'sla.breached' || e.type === 'sla.warning' ? SYSTEM : actor,
+    actor: timed(e) ? SYSTEM : actor,
     ticket: {
       id: ticket.id,
       department_id: ticket.department_id,
