@@ -39,7 +39,6 @@ async function assertValid(db: Db, values: repo.PolicyValues, id: string, versio
   if (errors.length > 0) throw invalidPolicy(errors);
 }
 
-
 /**
  * The end of every policy write: a fresh key makes each process reload the list, and every live
  * ticket is planned again under it by the SLA timer (an edit, a new policy, a new order, a
