@@ -823,14 +823,16 @@ export async function lockDuePostponedTickets(
 /**
  * After a change to the SLA policies: every live ticket's timer comes due now, so the timer
  * plans it again under the new list (docs/sla.md "Timers"), tickets no policy matched before
- * included. Resolved, spam and deleted tickets keep what they had.
+ * included. Resolved, spam and deleted tickets keep what they had. Tickets already due are
+ * marked too: the row lock is what keeps a timer turn from planning them under the old list
+ * while this change commits (it skips them), or makes this wait for a turn that took them first
+ * and mark them again after it.
  */
 export async function replanLiveTickets(trx: Executor): Promise<void> {
   await trx
     .updateTable('tickets')
     .set({ sla_next_at: dbNow })
     .where('status', 'in', ['new', 'open', 'answered', 'postponed'])
-    .where((eb) => eb.or([eb('sla_next_at', 'is', null), eb('sla_next_at', '>', dbNow)]))
     .execute();
 }
 
