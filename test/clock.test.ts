@@ -30,6 +30,43 @@ t.test('the application clock', async (t) => {
       )
     ).json();
 
+  await t.test('calls, chats and ratings are recorded at the clock’s instant', async (t) => {
+    const call = (
+      await api(
+        'POST',
+        '/v1/calls',
+        {
+          direction: 'inbound',
+          outcome: 'missed',
+          started_at: later(-1),
+          contact: { phone: '+420 777 000 222' },
+        },
+        201,
+      )
+    ).json();
+    t.equal(call.created_at, NOW, 'the call');
+    t.equal((await api('GET', `/v1/tickets/${call.ticket_id}`, undefined, 200)).json().created_at, NOW);
+
+    const chat = (
+      await api(
+        'POST',
+        '/v1/chats',
+        {
+          started_at: later(-2),
+          missed: true,
+          messages: [{ from: 'customer', body: 'Anyone there?', sent_at: later(-2) }],
+          contact: { email: 'chat@example.com' },
+        },
+        201,
+      )
+    ).json();
+    t.equal(chat.created_at, NOW, 'the chat');
+
+    const rated = await ticket();
+    const rating = (await api('POST', `/v1/tickets/${rated.id}/ratings`, { value: 'positive' }, 201)).json();
+    t.equal(rating.created_at, NOW, 'the rating');
+  });
+
   await t.test('postponing needs a time after the clock’s now, not the process’s', async (t) => {
     const parked = await ticket();
     const refused = await api('PATCH', `/v1/tickets/${parked.id}`, {
