@@ -47,7 +47,8 @@ function every(
  * the last run are compacted (docs/metrics.md); an advisory lock lets one instance at a time do
  * it, the others skip their turn. Every second or so each instance fires the SLA timers that came
  * due (docs/sla.md "Timers"): batches of locked tickets, rows another instance holds skipped, a
- * full batch followed at once by the next, so a backlog after downtime drains in one turn.
+ * full batch followed at once by the next, so a backlog after downtime drains in one turn
+ * (stopping ends it after the batch under way).
  */
 export function startScheduler(
   db: Db,
@@ -64,16 +65,21 @@ export function startScheduler(
   const stopCompaction = every(compactEveryMs, false, log, 'report compaction failed', async () => {
     await compactReports(db);
   });
+  // A backlog (after downtime, or a policy change marking every open ticket) can take many
+  // batches: a stopping process finishes the one under way and leaves the rest to the others or
+  // the next start, rather than spend its shutdown grace on it.
+  let stopping = false;
   const stopSlaTimers = every(slaTimerMs, true, log, 'SLA timers failed', async () => {
     let fired = 0;
     let batch: number;
     do {
       batch = await fireSlaTimers(db, SLA_TIMER_BATCH);
       fired += batch;
-    } while (batch === SLA_TIMER_BATCH);
+    } while (batch === SLA_TIMER_BATCH && !stopping);
     if (fired > 0) log.info({ tickets: fired }, 'SLA timers');
   });
   return async () => {
+    stopping = true;
     await Promise.all([stopHousekeeping(), stopCompaction(), stopSlaTimers()]);
   };
 }

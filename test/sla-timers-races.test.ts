@@ -1,7 +1,9 @@
 import { sql } from 'kysely';
 import pg from 'pg';
+import { pino } from 'pino';
 import t from 'tap';
 import { fireSlaTimers } from '../src/domains/tickets/service.ts';
+import { startScheduler } from '../src/scheduler.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
 
@@ -101,4 +103,67 @@ t.test('SLA timers racing other writes', async (t) => {
       'no breach at the old due',
     );
   });
+  t.test(
+    'stopping the scheduler waits for the batch under way, not for the whole backlog',
+    { skip },
+    async (t) => {
+      await setClock(ctx.db, '2026-11-03T15:00:00Z');
+      const department = await makeDepartment(ctx.db, 'Backlog');
+      await api(
+        'POST',
+        '/v1/sla-policies',
+        {
+          name: 'Backlog',
+          conditions: { all: [{ field: 'department_id', operator: 'is', value: department }] },
+          targets: { normal: { first_answer: { minutes: 60, business: false } } },
+        },
+        201,
+      );
+      // One more than a batch (200): a backlog of two batches.
+      for (let i = 0; i < 201; i++) {
+        await api(
+          'POST',
+          '/v1/tickets',
+          {
+            subject: `Backlog ${i}`,
+            contact: { email: `backlog-${i}@example.com` },
+            message: { body: 'Where is it?' },
+            department_id: department,
+          },
+          201,
+        );
+      }
+      const due = async () =>
+        Number(
+          (
+            await sql<{ n: string }>`select count(*) as n from tickets
+            where sla_next_at <= deskroute_now()`.execute(ctx.db)
+          ).rows[0]!.n,
+        );
+      const stop = startScheduler(ctx.db, pino({ level: 'silent' }), 3_600_000, 3_600_000, 50);
+      // The first batch is held at its first write while the process is told to stop.
+      const blocker = new pg.Client({ connectionString: ctx.database.url! });
+      await blocker.connect();
+      t.teardown(() => blocker.end());
+      await blocker.query('begin');
+      await blocker.query('lock table ticket_events in share mode');
+      await setClock(ctx.db, '2026-11-03T17:00:00Z');
+      const backlog = await due();
+      t.ok(backlog > 200, 'more than one batch is due');
+      await until('the timer to wait', async () => {
+        const { rows } = await sql`select 1 from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'
+          and query like '%ticket_events%'`.execute(ctx.db);
+        return rows.length > 0;
+      });
+      const stopped = stop();
+      await blocker.query('commit');
+      await stopped;
+      t.equal(
+        await due(),
+        backlog - 200,
+        'the batch under way committed; the rest is left for the next process',
+      );
+    },
+  );
 });
