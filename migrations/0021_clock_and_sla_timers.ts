@@ -23,7 +23,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`alter table ticket_messages alter column created_at set default deskroute_now()`.execute(db);
   await sql`alter table ticket_events alter column occurred_at set default deskroute_now()`.execute(db);
   await sql`update tickets set sla_next_at = now() where sla_state is not null`.execute(db);
-  await sql`create index tickets_sla_next_idx on tickets (sla_next_at) where sla_next_at is not null`.execute(db);
+  await sql`create index tickets_sla_next_idx on tickets (sla_next_at) where sla_next_at is not null`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -49,7 +49,8 @@ function every(
  * the last run are compacted (docs/metrics.md); an advisory lock lets one instance at a time do
  * it, the others skip their turn. Every second or so each instance fires the SLA timers that came
  * due (docs/sla.md "Timers"): batches of locked tickets, rows another instance holds skipped, a
- * full batch followed at once by the next, so a backlog after downtime drains in one turn.
+ * full batch followed at once by the next, so a backlog after downtime drains in one turn
+ * (stopping ends it after the batch under way).
  */
 export function startScheduler(
   db: Db,

@@ -275,6 +275,7 @@ export interface TicketsTable {
   sla_due_at: Date | null;
   sla_breached: Generated<boolean>;
   sla_next_at: Date | null;
+  sla_planned_key: Generated<string>;
 }
 
 export interface TicketMessagesTable {

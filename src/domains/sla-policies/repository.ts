@@ -75,16 +75,22 @@ export async function lockPoliciesState(trx: Trx): Promise<void> {
 /**
  * Every policy write ends with this, in its transaction: a fresh key makes each process reload
  * the list at its next ticket write; null while no policy is active lets the write path skip
- * the clock for help desks without policies.
+ * the clock for help desks without policies. Keys grow (a sequence; policy writes take turns on
+ * the state row), so the SLA timer finds tickets planned under an older one with a range scan
+ * (migration 0027, docs/sla.md "Timers").
  */
 export async function renewPoliciesKey(trx: Trx): Promise<void> {
   await trx
     .updateTable('sla_policies_state')
     .set({
-      policies_key: sql`case when exists (select 1 from sla_policies where active) then gen_random_uuid() end`,
+      policies_key: sql`case when exists (select 1 from sla_policies where active)
+        then ('00000000-0000-4000-8000-' || lpad(to_hex(nextval('sla_policies_key_seq')), 12, '0'))::uuid end`,
     })
     .execute();
 }
+
+/** What a ticket's SLA clock planned while no policy was active is stamped with: below every key. */
+export const NO_POLICIES_KEY = '00000000-0000-0000-0000-000000000000';
 
 export async function countPolicies(trx: Executor): Promise<{ count: number; last: number | null }> {
   const row = await trx

@@ -6,7 +6,6 @@ import type { ValidationError } from '../../rule-engine/index.ts';
 import { checkPolicy } from '../../sla/index.ts';
 import { loadCatalog } from '../automation-rules/repository.ts';
 import { changesBetween, recordSettingsChange } from '../events/settings.ts';
-import { replanLiveTickets } from '../tickets/repository.ts';
 import * as repo from './repository.ts';
 import {
   type CreateSlaPolicyInput,
@@ -42,12 +41,12 @@ async function assertValid(db: Db, values: repo.PolicyValues, id: string, versio
 
 /**
  * The end of every policy write: a fresh key makes each process reload the list, and every live
- * ticket is planned again under it by the SLA timer (an edit, a new policy, a new order, a
- * deletion reach running tickets within seconds, not at their next write).
+ * ticket is planned again under it by the SLA timer, which looks for live tickets planned under
+ * another key (an edit, a new policy, a new order, a deletion reach running tickets within
+ * seconds, not at their next write). No ticket is written or locked here.
  */
 async function policiesChanged(trx: Parameters<typeof repo.renewPoliciesKey>[0]) {
   await repo.renewPoliciesKey(trx);
-  await replanLiveTickets(trx);
 }
 
 export async function listPolicies(db: Db) {

@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Expression, type Kysely, type RawBuilder, type SqlBool, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
 import { dbNow, dbNowMs } from '../../db/clock.ts';
@@ -17,7 +17,7 @@ import { afterCursor, decodeCursor, type Keyset, orderBy, toPage } from '../../p
 import type { SlaState } from '../../sla/index.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
-import { policiesKeySql } from '../sla-policies/repository.ts';
+import { NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
 import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -114,8 +114,9 @@ export const TICKET_COLUMNS = [
   't.sla_breached',
 ] as const;
 
-// sla_next_at is the timers' (written with the clock's state, read only by the timer's own query).
-export type TicketRecord = Omit<TicketRow, 'search' | 'sla_next_at'>;
+// sla_next_at and sla_planned_key are the timers' (written with the clock's state, read only by
+// the timer's own query).
+export type TicketRecord = Omit<TicketRow, 'search' | 'sla_next_at' | 'sla_planned_key'>;
 
 export async function withContacts(db: Executor, rows: TicketRecord[]): Promise<Ticket[]> {
   const contacts = await contactSummaries(db, [...new Set(rows.map((r) => r.contact_id))]);
@@ -205,6 +206,7 @@ export async function insertOpenedTicket(
     sla_due_at?: Date | null;
     sla_breached?: boolean;
     sla_next_at?: Date | null;
+    sla_planned_key?: string;
   },
   message: {
     id: string;
@@ -233,7 +235,7 @@ export async function insertOpenedTicket(
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
         support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
         postponed_until, resolved_at, first_resolved_at, created_in_working_hours, sla_state, sla_policy_id,
-        sla_due_at, sla_breached, sla_next_at)
+        sla_due_at, sla_breached, sla_next_at, sla_planned_key)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
         ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
         ${values.support_address}, to_tsvector('simple', ${searchable}),
@@ -243,7 +245,7 @@ export async function insertOpenedTicket(
         ${values.created_in_working_hours}::boolean,
         ${values.sla_state ? JSON.stringify(values.sla_state) : null}::jsonb, ${values.sla_policy_id ?? null}::uuid,
         ${values.sla_due_at ?? null}::timestamptz, ${values.sla_breached ?? false}::boolean,
-        ${values.sla_next_at ?? null}::timestamptz)
+        ${values.sla_next_at ?? null}::timestamptz, ${values.sla_planned_key ?? NO_POLICIES_KEY}::uuid)
       returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
@@ -289,6 +291,7 @@ export type TicketPatch = Partial<
     | 'sla_due_at'
     | 'sla_breached'
     | 'sla_next_at'
+    | 'sla_planned_key'
   >
 >;
 
@@ -854,37 +857,43 @@ export async function lockDuePostponedTickets(
 }
 
 /**
- * After a change to the SLA policies: every live ticket's timer comes due now, so the timer
- * plans it again under the new list (docs/sla.md "Timers"), tickets no policy matched before
- * included. Resolved, spam and deleted tickets keep what they had.
+ * Live tickets whose SLA clock was planned under an older policy list (tickets.sla_planned_key
+ * below the current key; while none is active, any but none): each a range scan of
+ * tickets_sla_planned_idx.
  */
-export async function replanLiveTickets(trx: Executor): Promise<void> {
-  await trx
-    .updateTable('tickets')
-    .set({ sla_next_at: dbNow })
-    .where('status', 'in', ['new', 'open', 'answered', 'postponed'])
-    .where((eb) => eb.or([eb('sla_next_at', 'is', null), eb('sla_next_at', '>', dbNow)]))
-    .execute();
-}
+const PLANNED_UNDER_OLD_POLICIES = [
+  sql<SqlBool>`t.status in ('new', 'open', 'answered', 'postponed') and t.sla_planned_key < ${policiesKeySql}`,
+  sql<SqlBool>`t.status in ('new', 'open', 'answered', 'postponed')
+    and t.sla_planned_key > ${NO_POLICIES_KEY}::uuid and ${policiesKeySql} is null`,
+];
 
 /**
  * Tickets whose SLA timer has come (tickets.sla_next_at, docs/sla.md "Timers"), earliest first,
- * locked; rows another instance holds are skipped, so each timer fires in one process.
+ * then live tickets planned under an older policy list, up to `limit`, locked; rows another
+ * instance holds are skipped, so each is planned in one process.
  */
 export async function lockDueSlaTimers(
   trx: Transaction<Database>,
   limit: number,
 ): Promise<{ ticket: TicketRecord; sla: SlaRead }[]> {
-  const rows = await trx
-    .selectFrom('tickets as t')
-    .select(TICKET_COLUMNS)
-    .select(SLA_READ_COLUMNS)
-    .where('t.sla_next_at', '<=', dbNow)
+  const locked = (n: number, where: Expression<SqlBool>) =>
+    trx
+      .selectFrom('tickets as t')
+      .select(TICKET_COLUMNS)
+      .select(SLA_READ_COLUMNS)
+      .where(where)
+      .limit(n)
+      .forUpdate()
+      .skipLocked();
+  const rows = await locked(limit, sql<SqlBool>`t.sla_next_at <= ${dbNow}`)
     .orderBy('t.sla_next_at')
-    .limit(limit)
-    .forUpdate()
-    .skipLocked()
     .execute();
+  for (const where of PLANNED_UNDER_OLD_POLICIES) {
+    if (rows.length >= limit) break;
+    // Our own locks do not make SKIP LOCKED skip: a ticket both due and stale would come twice.
+    const taken = new Set(rows.map((row) => row.id));
+    rows.push(...(await locked(limit - rows.length, where).execute()).filter((row) => !taken.has(row.id)));
+  }
   return rows.map(splitSlaRead);
 }
 

@@ -132,11 +132,12 @@ export async function updateTicket(
       { field: 'body/postponed_until', message: 'only with status postponed' },
     ]);
   }
-  if (input.status === 'postponed' && (!postponedUntil || postponedUntil.getTime() <= Date.now())) {
-    throw invalid('postpone_needs_future_time', 'Postponing needs postponed_until in the future.', [
+  // The future of the change's own time (the application's clock), so checked once that is read.
+  const notInFuture = () =>
+    invalid('postpone_needs_future_time', 'Postponing needs postponed_until in the future.', [
       { field: 'body/postponed_until', message: 'must be in the future' },
     ]);
-  }
+  if (input.status === 'postponed' && !postponedUntil) throw notInFuture();
   const access = await loadTicketAccess(db, principal);
   const { ticket } = await changeAs(
     db,
@@ -144,6 +145,7 @@ export async function updateTicket(
     id,
     'work',
     async (before, trx, at) => {
+      if (postponedUntil && postponedUntil.getTime() <= at.getTime()) throw notInFuture();
       if (before.status === 'deleted') {
         throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
       }

@@ -16,7 +16,7 @@ import { readRulesKeyAndContact } from '../automation-rules/repository.ts';
 import { snapshotOf, type TicketFields } from '../automation-rules/runner.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
-import { activePolicies, policiesKeySql } from '../sla-policies/repository.ts';
+import { activePolicies, NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
 import type { Actor, ActorEvent, TicketPatch } from './repository.ts';
 
 // The write path's side of the SLA clock (docs/sla.md): it reads what src/sla needs (the policy
@@ -122,11 +122,12 @@ export async function planTicketSla(
     calendarOf: (id) => setting.calendars.get(id) ?? ALWAYS_OPEN,
     now: setting.now.getTime(),
   });
-  return slaWrite(plan, before ?? after, after, actor, setting.now.getTime());
+  return slaWrite(plan, setting.key, before ?? after, after, actor, setting.now.getTime());
 }
 
 function slaWrite(
   plan: SlaPlan,
+  key: string | null,
   before: TicketFields,
   after: TicketFields,
   actor: Actor,
@@ -141,6 +142,8 @@ function slaWrite(
       sla_breached: summary.sla_breached,
       // The timer's instant: the earliest pending warning or due (docs/sla.md "Timers").
       sla_next_at: plan.next_at === null ? null : new Date(plan.next_at),
+      // The policy list it was planned under: the timer plans it again under a newer one.
+      sla_planned_key: key ?? NO_POLICIES_KEY,
     },
     events: plan.events.map((e) => slaEvent(e, timed(e) && e.at < now ? before : after, actor)),
     fired: plan.events.filter((e) => e.type === 'sla.warning' || e.type === 'sla.breached'),
