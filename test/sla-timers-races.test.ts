@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import type { Db } from '../src/db/database.ts';
 import { fireSlaTimers } from '../src/domains/tickets/service.ts';
-import { startScheduler } from '../src/scheduler.ts';
+import { SLA_TIMER_BATCH, startScheduler } from '../src/scheduler.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
 
@@ -228,8 +228,8 @@ t.test('SLA timers racing other writes', async (t) => {
         },
         201,
       );
-      // One more than a batch (200): a backlog of two batches.
-      for (let i = 0; i < 201; i++) {
+      // One more than a batch: a backlog of two batches.
+      for (let i = 0; i <= SLA_TIMER_BATCH; i++) {
         await api(
           'POST',
           '/v1/tickets',
@@ -256,14 +256,14 @@ t.test('SLA timers racing other writes', async (t) => {
       const events = await holdLock(t, ctx.db, ctx.database.url!, 'lock table ticket_events in share mode');
       await setClock(ctx.db, '2026-11-06T17:00:00Z');
       const backlog = await due();
-      t.ok(backlog > 200, 'more than one batch is due');
+      t.ok(backlog > SLA_TIMER_BATCH, 'more than one batch is due');
       await events.waitedOn();
       const stopped = stop();
       await events.release();
       await stopped;
       t.equal(
         await due(),
-        backlog - 200,
+        backlog - SLA_TIMER_BATCH,
         'the batch under way committed; the rest is left for the next process',
       );
     },
