@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './db/database.ts';
 import { describe, isDatabaseUnreachable } from './db/outage.ts';
+import { sweepIdleTickets } from './domains/automation-rules/idle.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
 import { wakePostponedTickets } from './domains/tickets/service.ts';
@@ -43,8 +44,12 @@ function every(
  * Idempotency-Keys are forgotten. Every instance may run it; the work is safe to repeat and
  * instances skip the rows another one holds. Every few seconds the report rows appended since
  * the last run are compacted (docs/metrics.md); an advisory lock lets one instance at a time do
- * it, the others skip their turn. A PostgreSQL-backed job queue takes over once there is more
- * background work (SLA timers, webhook delivery).
+ * it, the others skip their turn. ticket.idle rules run on the tickets that went quiet for long
+ * enough, on the housekeeping period but in a loop of their own (a long catch-up after downtime
+ * does not hold up postponed tickets); every instance sweeps, each taking tickets the others do
+ * not hold, and each rule runs once per quiet spell (automation-rules/idle.ts). A
+ * PostgreSQL-backed job queue takes over once there is more background work (SLA timers,
+ * webhook delivery).
  */
 export function startScheduler(
   db: Db,
@@ -57,10 +62,16 @@ export function startScheduler(
     const forgotten = await forgetOldIdempotencyKeys(db);
     if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
   });
+  const stopIdle = every(everyMs, true, log, 'idle rule sweep failed', async () => {
+    const { runs, failures } = await sweepIdleTickets(db);
+    for (const failure of failures)
+      log.warn(failure, 'a ticket.idle rule could not apply; it waits for new activity');
+    if (runs > 0) log.info({ runs }, 'ticket.idle rules ran');
+  });
   const stopCompaction = every(compactEveryMs, false, log, 'report compaction failed', async () => {
     await compactReports(db);
   });
   return async () => {
-    await Promise.all([stopHousekeeping(), stopCompaction()]);
+    await Promise.all([stopHousekeeping(), stopIdle(), stopCompaction()]);
   };
 }

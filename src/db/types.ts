@@ -265,6 +265,11 @@ export interface TicketsTable {
   sla_policy_id: string | null;
   sla_due_at: Date | null;
   sla_breached: Generated<boolean>;
+  /**
+   * The last write that counts as activity for ticket.idle rules (migrations/0023): messages and
+   * changes by agents, contacts and integrations, a postponed ticket waking; not rules or clocks.
+   */
+  last_activity_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface TicketMessagesTable {
@@ -381,6 +386,8 @@ export interface AutomationRulesTable {
   triggers: string[];
   conditions: ColumnType<unknown, string, string>;
   actions: ColumnType<unknown[], string, string>;
+  /** The ticket.idle parameter {minutes, business}, null for other rules (migrations/0023). */
+  idle: ColumnType<{ minutes: number; business: boolean } | null, string | null | undefined, string | null>;
   department_id: string | null;
   version: number;
   created_at: CreatedAt;
@@ -403,6 +410,14 @@ export interface AutomationRulesStateTable {
   id: ColumnType<boolean, never, never>;
   rules_version: ColumnType<string, never, string | number>;
   rules_key: ColumnType<string, never, unknown>;
+}
+
+/** Which activity instant each ticket.idle rule last ran for, per ticket (migrations/0023). */
+export interface IdleRuleFiringsTable {
+  rule_id: string;
+  ticket_id: string;
+  activity_at: ColumnType<Date, Date | string, Date | string>;
+  fired_at: CreatedAt;
 }
 
 export interface RuleRunsTable {
@@ -467,6 +482,7 @@ export interface Database {
   automation_rule_versions: AutomationRuleVersionsTable;
   automation_rules_state: AutomationRulesStateTable;
   rule_runs: RuleRunsTable;
+  idle_rule_firings: IdleRuleFiringsTable;
   round_robin_cursors: RoundRobinCursorsTable;
   contact_fields: ContactFieldsTable;
   contacts: ContactsTable;

@@ -322,7 +322,10 @@ t.test('time-based triggers: SLA events and idle tickets', async (t) => {
     [],
   );
   t.same(errors({ triggers: ['ticket.idle'], idle: { minutes: 1, business: false } }), []);
-  t.same(errors({ triggers: ['ticket.idle', 'ticket.created'], idle: { minutes: 525_600, business: true } }), []);
+  t.same(
+    errors({ triggers: ['ticket.idle', 'ticket.created'], idle: { minutes: 525_600, business: true } }),
+    [],
+  );
   t.same(errors({ idle: null }), [], 'null idle on another trigger is fine');
 });
 

@@ -111,6 +111,7 @@ export const TICKET_COLUMNS = [
   't.sla_policy_id',
   't.sla_due_at',
   't.sla_breached',
+  't.last_activity_at',
 ] as const;
 
 export type TicketRecord = Omit<TicketRow, 'search'>;
@@ -290,8 +291,9 @@ export type TicketPatch = Partial<
   >
 >;
 
-function updateSet(patch: TicketPatch, appendToSearch?: string) {
+function updateSet(patch: TicketPatch, appendToSearch?: string, activity?: boolean) {
   const set: Record<string, unknown> = { ...patch, updated_at: sql`now()` };
+  if (activity) set.last_activity_at = sql`now()`;
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
   if (patch.sla_state !== undefined) set.sla_state = sql`${JSON.stringify(patch.sla_state)}::jsonb`;
   if (patch.subject !== undefined) set.search = sql`search || to_tsvector('simple', ${patch.subject})`;
@@ -405,6 +407,8 @@ export interface TicketWrite {
   patch: TicketPatch;
   /** Whether the ticket row is updated (updated_at, search) even when the patch is empty. */
   touch: boolean;
+  /** The change is activity: last_activity_at moves to now (ticket.idle rules wait anew). */
+  activity?: boolean | undefined;
   /** Text added to the ticket's search vector. */
   search?: string | undefined;
   events: ActorEvent[];
@@ -429,7 +433,7 @@ export async function writeTicketChanges(
     parts.push(
       sql`changed as (${trx
         .updateTable('tickets as t')
-        .set(updateSet(patch, change.search))
+        .set(updateSet(patch, change.search, change.activity))
         .where('t.id', '=', ticket.id)
         .returning(TICKET_COLUMNS)})`,
     );

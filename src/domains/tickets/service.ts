@@ -459,6 +459,8 @@ export async function wakePostponedTickets(db: Db, limit = 500): Promise<number>
         decide: () => ({
           steps: [{ patch: { ...statusPatch(ticket, 'open'), waiting_since: new Date() }, actor: system }],
           triggers: ['ticket.status_changed' as const],
+          // Back in the queue: idle rules count from here, not from before the postponement.
+          activity: true,
           result: null,
         }),
       });

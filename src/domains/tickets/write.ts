@@ -28,6 +28,7 @@ import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
 import { planTicketSla, readSlaSetting, type SlaSetting, type SlaWrite } from './sla.ts';
+import { raisesSlaRules, runSlaRules } from './sla-rules.ts';
 
 // The one write path of tickets. Every change to a ticket, from any route, rule, job or script,
 // is a command given to writeTicket, which in one transaction (the caller's):
@@ -68,6 +69,14 @@ export interface TicketChange<R> {
   touch?: boolean | undefined;
   /** The rule triggers the change may raise; those it did not really raise are dropped. */
   triggers?: readonly Trigger[] | undefined;
+  /** A ticket.idle pass (the idle sweeper): the idle rules whose time has come. */
+  idleRules?: readonly string[] | undefined;
+  /**
+   * Whether the change is activity, which restarts ticket.idle rules' wait (last_activity_at).
+   * Default: it touches the ticket and has a message, or a patch by anyone but a rule or the
+   * system (the SLA clock, the idle sweeper).
+   */
+  activity?: boolean | undefined;
   /** The message that caused the change, as the rules see it. */
   ruleMessage?: RuleRunContext['message'];
   /** Events that close the change, after the rules (a call or chat record). */
@@ -178,10 +187,15 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   }
   const messages = decided.messages ?? [];
   const touch = decided.touch ?? (patched || messages.length > 0 || decided.search !== undefined);
+  const activity =
+    decided.activity ??
+    (messages.length > 0 ||
+      decided.steps.some((s) => 'patch' in s && s.actor.type !== 'rule' && s.actor.type !== 'system'));
   // The SLA clock follows every write that touches the ticket, planned on the locked ticket and
   // written with the same statement (docs/sla.md). Nothing to plan and nothing read when no
   // policy is active and none ever applied to this ticket.
   let setting: SlaSetting | null = null;
+  let slaEvents: ActorEvent[] = [];
   if (touch && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
     setting = await readSlaSetting(trx, [
       before.department_id,
@@ -206,6 +220,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     if (planned) {
       Object.assign(patch, planned.patch);
       events.push(...planned.events);
+      slaEvents = planned.events;
     }
   }
   let ticket = before;
@@ -214,6 +229,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     ({ ticket, at } = await repo.writeTicketChanges(trx, before, {
       patch,
       touch,
+      activity,
       search: decided.search,
       events: await withBusinessTimes(trx, events, keys),
       messages,
@@ -224,11 +240,29 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   const triggers = decided.triggers ?? [];
   const evaluation =
     triggers.length > 0
-      ? await evaluateRules(trx, ticket, triggers, { before, message: decided.ruleMessage ?? null })
+      ? await evaluateRules(trx, ticket, triggers, {
+          before,
+          message: decided.ruleMessage ?? null,
+          idleRules: decided.idleRules,
+        })
       : null;
   if (evaluation) {
     const plan = await planRules(trx, ticket, evaluation);
     const ruled = { ...ticket, ...plan.patch };
+    // A change that did not touch the ticket (a ticket.idle pass) planned no SLA clock; what
+    // its rules change moves the clock all the same.
+    if (
+      !setting &&
+      !touch &&
+      Object.keys(plan.patch).length > 0 &&
+      (sla?.key !== null || ticket.sla_state !== null)
+    ) {
+      setting = await readSlaSetting(trx, [
+        ticket.department_id,
+        ruled.department_id,
+        ...(ticket.sla_state ? [ticket.sla_state.calendar_department_id] : []),
+      ]);
+    }
     // What the rules changed moves the clock too, in the rules' own statement.
     let slaByRules: SlaWrite | null = null;
     if (setting && Object.keys(plan.patch).length > 0) {
@@ -274,6 +308,8 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       messages: [],
     });
   }
+  // Warnings and breaches the clock wrote run their rules, each its own pass (docs/rules.md).
+  ticket = await runSlaRules(trx, ticket, slaEvents, setting, keys);
   return { ticket, result: decided.result, at };
 }
 
@@ -455,15 +491,18 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   );
   const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
   const slaEvents = sla?.events ?? [];
+  // The opening statement takes COMMIT along unless SLA rules still have to run after it.
+  const final = (command.final ?? false) && !raisesSlaRules(slaEvents);
   const inserted = plan
     ? await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...planned, ...slaEvents], {
         notes: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
-        final: command.final ?? false,
+        final,
       })
-    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], {
-        final: command.final ?? false,
-      });
+    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], { final });
+  if (raisesSlaRules(slaEvents)) {
+    inserted.ticket = await runSlaRules(trx, inserted.ticket, slaEvents, setting, keys);
+  }
   return { ...inserted, sla: { key: setting.key, now: setting.now } };
 }
 
