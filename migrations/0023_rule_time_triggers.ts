@@ -18,7 +18,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`alter table tickets add column last_activity_at timestamptz(3)`.execute(db);
   await sql`update tickets set last_activity_at = updated_at`.execute(db);
   await sql`alter table tickets
-    alter column last_activity_at set default now(),
+    alter column last_activity_at set default deskroute_now(),
     alter column last_activity_at set not null`.execute(db);
   await sql`create index tickets_idle_idx on tickets (last_activity_at, id)
     where status in ('new', 'open', 'answered')`.execute(db);
@@ -28,7 +28,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       rule_id uuid not null references automation_rules (id) on delete cascade,
       ticket_id uuid not null references tickets (id) on delete cascade,
       activity_at timestamptz(3) not null,
-      fired_at timestamptz(3) not null default now(),
+      fired_at timestamptz(3) not null default deskroute_now(),
       primary key (rule_id, ticket_id)
     )`.execute(db);
   await sql`create index idle_rule_firings_ticket_idx on idle_rule_firings (ticket_id)`.execute(db);

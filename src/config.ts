@@ -46,6 +46,12 @@ const EnvSchema = Type.Object({
     description:
       'how often postponed tickets are woken, old Idempotency-Keys forgotten and ticket.idle rules run',
   }),
+  SLA_TIMER_INTERVAL_MS: Type.Integer({
+    default: 1_000,
+    minimum: 50,
+    maximum: 60_000,
+    description: 'how often each process looks for SLA warnings and breaches that came due',
+  }),
   REPORT_COMPACTION_INTERVAL_MS: Type.Integer({
     default: 5_000,
     minimum: 100,
@@ -206,7 +212,7 @@ export interface Config {
   bodyLimit: number;
   trustProxy: boolean;
   shutdownGraceMs: number;
-  scheduler: { housekeepingMs: number; reportCompactionMs: number };
+  scheduler: { housekeepingMs: number; reportCompactionMs: number; slaTimerMs: number };
   admin: { email: string | undefined; password: string | undefined };
   /** IANA name; the default time zone of reports. */
   timezone: string;
@@ -312,6 +318,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     scheduler: {
       housekeepingMs: parsed.HOUSEKEEPING_INTERVAL_MS,
       reportCompactionMs: parsed.REPORT_COMPACTION_INTERVAL_MS,
+      slaTimerMs: parsed.SLA_TIMER_INTERVAL_MS,
     },
     admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
     timezone: parsed.DESKROUTE_TIMEZONE,

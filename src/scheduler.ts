@@ -4,7 +4,11 @@ import { describe, isDatabaseUnreachable } from './db/outage.ts';
 import { sweepIdleTickets } from './domains/automation-rules/idle.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
-import { wakePostponedTickets } from './domains/tickets/service.ts';
+import { fireSlaTimers, wakePostponedTickets } from './domains/tickets/service.ts';
+
+const SLA_TIMER_BATCH = 200;
+/** Transactions draining a backlog of SLA timers at once, in each process (of its pool of 10). */
+const SLA_TIMER_WORKERS = 3;
 
 /**
  * Runs `job` every `everyMs` (and at once when `now`), never two runs at a time: a tick that
@@ -44,18 +48,20 @@ function every(
  * Idempotency-Keys are forgotten. Every instance may run it; the work is safe to repeat and
  * instances skip the rows another one holds. Every few seconds the report rows appended since
  * the last run are compacted (docs/metrics.md); an advisory lock lets one instance at a time do
- * it, the others skip their turn. ticket.idle rules run on the tickets that went quiet for long
- * enough, on the housekeeping period but in a loop of their own (a long catch-up after downtime
- * does not hold up postponed tickets); every instance sweeps, each taking tickets the others do
- * not hold, and each rule runs once per quiet spell (automation-rules/idle.ts). A
- * PostgreSQL-backed job queue takes over once there is more background work (SLA timers,
- * webhook delivery).
+ * it, the others skip their turn. Every second or so each instance fires the SLA timers that came
+ * due (docs/sla.md "Timers"): batches of locked tickets, rows another instance holds skipped, a
+ * full batch followed at once by the next, so a backlog after downtime drains in one turn.
+ * ticket.idle rules run on the tickets that went quiet for long enough, on the housekeeping
+ * period but in a loop of their own (a long catch-up after downtime does not hold up postponed
+ * tickets); every instance sweeps, each taking tickets the others do not hold, and each rule
+ * runs once per quiet spell (automation-rules/idle.ts).
  */
 export function startScheduler(
   db: Db,
   log: FastifyBaseLogger,
   everyMs = 30_000,
   compactEveryMs = 5_000,
+  slaTimerMs = 1_000,
 ): () => Promise<void> {
   const stopHousekeeping = every(everyMs, true, log, 'housekeeping failed', async () => {
     const woken = await wakePostponedTickets(db);
@@ -71,7 +77,26 @@ export function startScheduler(
   const stopCompaction = every(compactEveryMs, false, log, 'report compaction failed', async () => {
     await compactReports(db);
   });
+  // A shutdown lets the batch in hand commit and leaves the rest of a backlog to the next process.
+  let stopping = false;
+  const stopSlaTimers = every(slaTimerMs, true, log, 'SLA timers failed', async () => {
+    let fired = 0;
+    // A backlog (10,000 breaches in one minute, a restart) is drained by a few transactions at
+    // once, each on rows the others skip; a quiet turn is one small query.
+    const drain = async () => {
+      let batch: number;
+      do {
+        batch = await fireSlaTimers(db, SLA_TIMER_BATCH);
+        fired += batch;
+      } while (batch === SLA_TIMER_BATCH && !stopping);
+    };
+    fired = await fireSlaTimers(db, SLA_TIMER_BATCH);
+    if (fired === SLA_TIMER_BATCH && !stopping)
+      await Promise.all(Array.from({ length: SLA_TIMER_WORKERS }, drain));
+    if (fired > 0) log.info({ tickets: fired }, 'SLA timers');
+  });
   return async () => {
-    await Promise.all([stopHousekeeping(), stopIdle(), stopCompaction()]);
+    stopping = true;
+    await Promise.all([stopHousekeeping(), stopIdle(), stopCompaction(), stopSlaTimers()]);
   };
 }

@@ -68,6 +68,7 @@ const stopScheduler = startScheduler(
   app.log,
   config.scheduler.housekeepingMs,
   config.scheduler.reportCompactionMs,
+  config.scheduler.slaTimerMs,
 );
 const stopNotifications = startNotifications(db, app.log, config);
 app.server.requestTimeout = 30_000;

@@ -1,21 +1,22 @@
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import t from 'tap';
 import { WEEKDAYS } from '../src/business-time/index.ts';
 import { createPool } from '../src/db/client.ts';
 import type { Database } from '../src/db/types.ts';
 import { sweepIdleTickets } from '../src/domains/automation-rules/idle.ts';
-import { writeTicket } from '../src/domains/tickets/write.ts';
-import type { SlaState } from '../src/sla/index.ts';
+import { fireSlaTimers } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { installClock, setClock } from './helpers/clock.ts';
 import { testDatabaseKind } from './helpers/database.ts';
 
 // The time-based rule triggers through HTTP (docs/rules.md): rules on sla.warning and
-// sla.breached run when a write's SLA plan warns or breaches, and ticket.idle rules run once per
-// quiet spell when the sweeper finds a ticket quiet for long enough. Nothing sleeps: time passes
-// by moving the stored instants back (a ticket's SLA clock, its last activity), which is what
-// the clock reading them later than they were written amounts to.
+// sla.breached run when a write's SLA plan warns or breaches (the SLA timer's, or any other), and
+// ticket.idle rules run once per quiet spell when the sweeper finds a ticket quiet for long
+// enough. Time is the database's controllable clock (test/helpers/clock.ts): nothing sleeps.
+// The sweeper and the timer are called as every server process calls them (src/scheduler.ts).
 
 const MINUTE = 60_000;
+const DAY = 24 * 60;
 
 interface HistoryEvent {
   type: string;
@@ -26,6 +27,14 @@ interface HistoryEvent {
 t.test('time-based rule triggers', async (t) => {
   const ctx = await buildTestApp(t);
   const { db } = ctx;
+  // Wednesday 2 December 2026, 10:00 UTC, and on from there.
+  let now = Date.parse('2026-12-02T10:00:00Z');
+  await installClock(db, new Date(now));
+  /** Time passes, for every transaction of every connection to this database. */
+  const advance = async (minutes: number) => {
+    now += minutes * MINUTE;
+    await setClock(db, new Date(now));
+  };
   const { token } = await agentWithToken(ctx, { role: 'admin' });
   const api = (method: string, url: string, payload?: object) =>
     ctx.request({ method: method as 'GET', url, token, ...(payload && { payload }) });
@@ -67,35 +76,9 @@ t.test('time-based rule triggers', async (t) => {
       ).n,
     );
 
-  /** The ticket went quiet `minutes` earlier than it did: its last activity moves back. */
-  const quiet = (id: string, minutes: number) =>
-    sql`update tickets set last_activity_at = last_activity_at - make_interval(mins => ${minutes})
-      where id = ${id}`.execute(db);
   const lastActivity = async (id: string) =>
     (await db.selectFrom('tickets').select('last_activity_at').where('id', '=', id).executeTakeFirstOrThrow())
       .last_activity_at;
-  /** The ticket's SLA clock started `minutes` earlier than it did: every running instant moves back. */
-  const slaStartedEarlier = async (id: string, minutes: number) => {
-    const row = await db
-      .selectFrom('tickets')
-      .select('sla_state')
-      .where('id', '=', id)
-      .executeTakeFirstOrThrow();
-    const state = row.sla_state as SlaState;
-    const back = (ms: number | null) => (ms === null ? null : ms - minutes * MINUTE);
-    state.targets = state.targets.map((target) => ({
-      ...target,
-      started_at: target.started_at - minutes * MINUTE,
-      running_since: back(target.running_since),
-      due_at: back(target.due_at),
-      warn_at: back(target.warn_at),
-    }));
-    await db
-      .updateTable('tickets')
-      .set({ sla_state: JSON.stringify(state) })
-      .where('id', '=', id)
-      .execute();
-  };
 
   await t.test('rules name the new triggers; the idle parameter is checked with pointers', async (t) => {
     const before = await countRules();
@@ -276,19 +259,18 @@ t.test('time-based rule triggers', async (t) => {
       actions: [{ type: 'add_tags', tags: ['sla-warning'] }],
     });
 
+    // A breach recorded by the next write of the ticket: its rules run with that write.
     const late = await ticket({ department_id: support });
-    t.equal(late.sla.due_at !== null, true, 'the policy applies');
-    await slaStartedEarlier(late.id, 61);
-    // The next write of the ticket finds the breach due and records it; its rules run with it.
+    t.ok(late.sla.due_at, 'the policy applies');
+    await advance(61);
     const tagged = await ok('POST', `/v1/tickets/${late.id}/tags`, { add: ['parcel'] });
     t.equal(tagged.priority, 'urgent', 'the write answers with what the breach rule did');
     t.same([...tagged.tags].sort(), ['parcel', 'sla-breached']);
     let events = await history(late.id);
     t.equal(events.filter((e) => e.type === 'sla.breached').length, 1);
     t.equal(events.filter((e) => e.type === 'sla.warning').length, 0, 'a warning past its due is dropped');
-    const byRule = events.filter((e) => e.actor.type === 'rule');
     t.same(
-      byRule.map((e) => [e.type, e.actor.rule_id]),
+      events.filter((e) => e.actor.type === 'rule').map((e) => [e.type, e.actor.rule_id]),
       [
         ['priority_changed', breachRule.id],
         ['tags_changed', breachRule.id],
@@ -300,6 +282,8 @@ t.test('time-based rule triggers', async (t) => {
     t.same(breachRuns[0]!.sla, { kind: 'first_answer', policy_id: policy.id });
     t.equal(breachRuns[0]!.rules.find((r) => r.rule_id === breachRule.id)?.matched, true);
 
+    await advance(5);
+    await fireSlaTimers(db);
     await ok('POST', `/v1/tickets/${late.id}/messages`, { kind: 'note', body: 'Looking into it.' });
     await ok('PATCH', `/v1/tickets/${late.id}`, { subject: 'Where is my parcel, really?' });
     events = await history(late.id);
@@ -308,40 +292,45 @@ t.test('time-based rule triggers', async (t) => {
     trace = await runs(late.id);
     t.equal(trace.filter((r) => r.events.includes('sla.breached')).length, 1);
 
-    const soon = await ticket({ department_id: support });
-    await slaStartedEarlier(soon.id, 55);
-    const warned = await ok('POST', `/v1/tickets/${soon.id}/tags`, { add: ['parcel'] });
-    t.same([...warned.tags].sort(), ['parcel', 'sla-warning'], 'the warning rule ran');
-    t.equal(warned.priority, 'normal', 'the breach rule did not');
-    events = await history(soon.id);
+    // The SLA timer records the warning, then the breach, each at its instant, with no other
+    // write of the ticket; each runs its rule once. A clock is no activity: idle rules keep counting.
+    const timed = await ticket({ department_id: support });
+    const quietSince = await lastActivity(timed.id);
+    await advance(49);
+    await fireSlaTimers(db);
+    t.same((await get(timed.id)).tags, [], 'not yet');
+    await advance(1);
+    await fireSlaTimers(db);
+    let fired = await get(timed.id);
+    t.same(fired.tags, ['sla-warning'], 'the warning rule ran at the warning');
+    t.equal(fired.priority, 'normal', 'the breach rule did not');
+    await fireSlaTimers(db);
+    await advance(10);
+    await fireSlaTimers(db);
+    await fireSlaTimers(db);
+    fired = await get(timed.id);
+    t.equal(fired.priority, 'urgent');
+    t.same([...fired.tags].sort(), ['sla-breached', 'sla-warning']);
+    t.equal(fired.sla.breached, true);
+    events = await history(timed.id);
     t.same(
-      events.filter((e) => e.type.startsWith('sla.w') || e.type.startsWith('sla.b')).map((e) => e.type),
-      ['sla.warning'],
+      events.filter((e) => e.type === 'sla.warning' || e.type === 'sla.breached').map((e) => e.type),
+      ['sla.warning', 'sla.breached'],
     );
     t.same(
       events.filter((e) => e.actor.type === 'rule').map((e) => e.actor.rule_id),
-      [warnRule.id],
+      [warnRule.id, breachRule.id, breachRule.id],
+      'each rule once (the breach rule sets priority and tags)',
     );
-
-    // The SLA timer's write: no steps, only the clock firing what is due. Its breach runs the rule
-    // too, and a clock is no activity: idle rules keep counting.
-    const timed = await ticket({ department_id: support });
-    await slaStartedEarlier(timed.id, 90);
-    const quietSince = await lastActivity(timed.id);
-    await db.transaction().execute((trx) =>
-      writeTicket(trx, {
-        kind: 'change',
-        target: { id: timed.id },
-        access: null,
-        decide: () => ({ steps: [], touch: true, result: null }),
-      }),
+    t.same(
+      (await runs(timed.id)).map((r) => [r.events, r.sla?.kind]),
+      [
+        [['sla.warning'], 'first_answer'],
+        [['sla.breached'], 'first_answer'],
+      ],
+      'one run each, in order',
     );
-    const fired = await get(timed.id);
-    t.equal(fired.priority, 'urgent');
-    t.same(fired.tags, ['sla-breached']);
-    t.equal(fired.sla.breached, true);
     t.same(await lastActivity(timed.id), quietSince, 'the clock and its rules are not activity');
-    t.equal((await runs(timed.id)).filter((r) => r.events.includes('sla.breached')).length, 1);
 
     await ok('DELETE', `/v1/automation-rules/${breachRule.id}`);
     await ok('DELETE', `/v1/automation-rules/${warnRule.id}`);
@@ -363,12 +352,12 @@ t.test('time-based rule triggers', async (t) => {
           { type: 'add_tags', tags: ['quiet'] },
         ],
       });
-      // Another idle rule whose time does not come: the runs name only the one that was due.
+      // Another idle rule whose time does not come yet: the runs name only the one that was due.
       const later = await rule({
         name: 'Quiet for a week',
         department_id: quietDept,
         triggers: ['ticket.idle'],
-        idle: { minutes: 7 * 24 * 60, business: false },
+        idle: { minutes: 7 * DAY, business: false },
         actions: [{ type: 'add_tags', tags: ['forgotten'] }],
       });
 
@@ -380,17 +369,18 @@ t.test('time-based rule triggers', async (t) => {
       const postponed = await ticket({ department_id: quietDept });
       await ok('PATCH', `/v1/tickets/${postponed.id}`, {
         status: 'postponed',
-        postponed_until: new Date(Date.now() + 86_400_000).toISOString(),
+        postponed_until: new Date(now + 30 * DAY * MINUTE).toISOString(),
       });
       const spam = await ticket({ department_id: quietDept });
       await ok('PATCH', `/v1/tickets/${spam.id}`, { status: 'spam' });
       const elsewhere = await ticket({ department_id: other });
-
-      t.equal((await sweepIdleTickets(db)).runs, 0, 'nothing has been quiet for an hour');
-      for (const { id } of [open, answered, resolved, postponed, spam, elsewhere]) await quiet(id, 61);
       const quietSince = await lastActivity(open.id);
+
+      await advance(59);
+      t.equal((await sweepIdleTickets(db)).runs, 0, 'nothing has been quiet for an hour');
+      await advance(1);
       const sweep = await sweepIdleTickets(db);
-      t.same(sweep, { runs: 2, failures: [] }, 'the open and the answered ticket');
+      t.same(sweep, { runs: 2, failures: [] }, 'the open and the answered ticket, at the hour');
       t.same((await get(open.id)).tags, ['quiet']);
       t.same((await get(answered.id)).tags, ['quiet']);
       for (const { id } of [resolved, postponed, spam, elsewhere]) {
@@ -408,30 +398,40 @@ t.test('time-based rule triggers', async (t) => {
       );
 
       t.same(await sweepIdleTickets(db), { runs: 0, failures: [] }, 'once per quiet spell');
-      await quiet(open.id, 30);
+      await advance(30);
       t.equal((await sweepIdleTickets(db)).runs, 0, 'still the same spell, only longer');
       t.equal(await notes(open.id), 1);
 
       // The customer writes: a new spell starts, and the rule waits a full hour again.
       await ok('POST', `/v1/tickets/${open.id}/messages`, { kind: 'customer', body: 'Any news?' });
-      t.ok((await lastActivity(open.id)) > quietSince, 'a message is activity');
-      t.equal((await sweepIdleTickets(db)).runs, 0);
-      await quiet(open.id, 59);
+      t.same(await lastActivity(open.id), new Date(now), 'a message is activity');
+      await advance(59);
       t.equal((await sweepIdleTickets(db)).runs, 0, 'not quite an hour');
-      await quiet(open.id, 2);
+      await advance(1);
       t.equal((await sweepIdleTickets(db)).runs, 1);
       t.equal(await notes(open.id), 2, 'the rule ran again');
 
-      // An agent's change is activity too; the resolved ticket reopened by the customer is live.
+      // A resolved ticket the customer reopens is live again.
       await ok('POST', `/v1/tickets/${resolved.id}/messages`, { kind: 'customer', body: 'It broke again.' });
-      await quiet(resolved.id, 61);
+      await advance(60);
       t.equal((await sweepIdleTickets(db)).runs, 1);
       t.same((await get(resolved.id)).tags, ['quiet']);
 
-      // The week rule's time comes for the ticket that has been quiet longest.
-      await quiet(answered.id, 7 * 24 * 60);
-      t.equal((await sweepIdleTickets(db)).runs, 1);
+      // An agent's change is activity too.
+      await ok('PATCH', `/v1/tickets/${open.id}`, { priority: 'high' });
+      t.same(await lastActivity(open.id), new Date(now));
+
+      // The week rule's time comes for each live ticket a week after its own last activity.
+      await advance(7 * DAY - 200);
+      t.same(
+        await sweepIdleTickets(db),
+        { runs: 2, failures: [] },
+        'the week rule on the answered ticket, quiet longest; the hour rule after the agent’s change',
+      );
       t.same([...(await get(answered.id)).tags].sort(), ['forgotten', 'quiet']);
+      t.equal(await notes(open.id), 3);
+      await advance(200);
+      t.same(await sweepIdleTickets(db), { runs: 2, failures: [] }, 'then the reopened one and the open one');
 
       await ok('DELETE', `/v1/automation-rules/${nudge.id}`);
       await ok('DELETE', `/v1/automation-rules/${later.id}`);
@@ -439,9 +439,9 @@ t.test('time-based rule triggers', async (t) => {
   );
 
   await t.test('business idle counts the department’s working hours, calendar idle does not', async (t) => {
-    // Open all day, one day of the week: the day after tomorrow (UTC). The last three hours hold
-    // none of it; the last week holds all of it.
-    const day = WEEKDAYS[(new Date().getUTCDay() + 6 + 2) % 7]!;
+    // Open all day, one day of the week: the day after tomorrow (UTC). The next three hours hold
+    // none of it; the next week holds all of it.
+    const day = WEEKDAYS[(new Date(now).getUTCDay() + 6 + 2) % 7]!;
     const schedule = await ok('POST', '/v1/schedules', {
       name: 'One day a week',
       time_zone: 'UTC',
@@ -465,11 +465,15 @@ t.test('time-based rule triggers', async (t) => {
       actions: [{ type: 'add_tags', tags: ['calendar-idle'] }],
     });
     const waiting = await ticket({ department_id: office });
-    await quiet(waiting.id, 180);
+    await advance(180);
     t.equal((await sweepIdleTickets(db)).runs, 1);
     t.same((await get(waiting.id)).tags, ['calendar-idle'], 'three hours, none of them working hours');
-    await quiet(waiting.id, 7 * 24 * 60);
-    t.equal((await sweepIdleTickets(db)).runs, 1);
+    // Midnight of the open day, plus an hour less a minute: 59 business minutes.
+    const opens = Date.parse(`${new Date(now).toISOString().slice(0, 10)}T00:00:00Z`) + 2 * DAY * MINUTE;
+    await advance((opens - now) / MINUTE + 59);
+    t.equal((await sweepIdleTickets(db)).runs, 0, '59 minutes of working time');
+    await advance(1);
+    t.equal((await sweepIdleTickets(db)).runs, 1, 'the hour of working time');
     t.same([...(await get(waiting.id)).tags].sort(), ['business-idle', 'calendar-idle']);
     await ok('DELETE', `/v1/automation-rules/${business.id}`);
     await ok('DELETE', `/v1/automation-rules/${calendar.id}`);
@@ -486,21 +490,22 @@ t.test('time-based rule triggers', async (t) => {
       actions: [{ type: 'assign', to: 'agent', agent_id: agent.id }],
     });
     const first = await ticket({ department_id: desk });
+    await advance(1);
     const second = await ticket({ department_id: desk });
     await db.updateTable('agents').set({ status: 'disabled' }).where('id', '=', agent.id).execute();
-    await quiet(first.id, 61);
-    await quiet(second.id, 62);
+    await advance(60);
     const sweep = await sweepIdleTickets(db);
     t.equal(sweep.runs, 2);
     t.same(
       sweep.failures.map((f) => [f.ticket_id, f.rule_ids, f.code]),
       [
-        [second.id, [handOver.id], 'rule_action_failed'],
         [first.id, [handOver.id], 'rule_action_failed'],
+        [second.id, [handOver.id], 'rule_action_failed'],
       ],
       'the quietest first',
     );
     t.equal((await get(first.id)).assignee_id, null);
+    await advance(60);
     t.same(await sweepIdleTickets(db), { runs: 0, failures: [] }, 'not retried until new activity');
     await ok('DELETE', `/v1/automation-rules/${handOver.id}`);
   });
@@ -516,7 +521,7 @@ t.test('time-based rule triggers', async (t) => {
     });
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) ids.push((await ticket({ department_id: backlog })).id);
-    for (const [i, id] of ids.entries()) await quiet(id, 24 * 60 + i);
+    await advance(DAY);
     t.same(await sweepIdleTickets(db, { batch: 3 }), { runs: 7, failures: [] });
     for (const id of ids) t.same((await get(id)).tags, ['stale']);
     t.equal((await sweepIdleTickets(db, { batch: 3 })).runs, 0);
@@ -542,7 +547,7 @@ t.test('time-based rule triggers', async (t) => {
       });
       const ids: string[] = [];
       for (let i = 0; i < 40; i++) ids.push((await ticket({ department_id: race })).id);
-      for (const id of ids) await quiet(id, 45);
+      await advance(45);
       const turns = await Promise.all(
         [db, second, db, second].map((handle) => sweepIdleTickets(handle, { batch: 4 })),
       );

@@ -265,6 +265,7 @@ export interface TicketsTable {
   sla_policy_id: string | null;
   sla_due_at: Date | null;
   sla_breached: Generated<boolean>;
+  sla_next_at: Date | null;
   /**
    * The last write that counts as activity for ticket.idle rules (migrations/0023): messages and
    * changes by agents, contacts and integrations, a postponed ticket waking; not rules or clocks.

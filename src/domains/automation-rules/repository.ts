@@ -1,4 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { dbNowMs } from '../../db/clock.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { AutomationRuleRow, Database, DepartmentRole, RuleVersionChange } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
@@ -683,14 +684,14 @@ export async function claimIdleRuns(
     select r.id, ${ticketId}::uuid, ${activityAt}::timestamptz
     from automation_rules r where r.id = any(${ruleIds}::uuid[])
     on conflict (rule_id, ticket_id) do update
-      set activity_at = excluded.activity_at, fired_at = now()
+      set activity_at = excluded.activity_at, fired_at = deskroute_now()
       where idle_rule_firings.activity_at < excluded.activity_at
     returning rule_id`.execute(trx);
   return rows.map((r) => r.rule_id);
 }
 
-/** The database's time: the sweeper measures quiet spells with the clock the rows were stamped by. */
+/** The application's clock (db/clock.ts): quiet spells are measured with what stamped them. */
 export async function databaseNow(db: Executor): Promise<Date> {
-  const { rows } = await sql<{ now: Date }>`select now()::timestamptz(3) as now`.execute(db);
+  const { rows } = await sql<{ now: Date }>`select ${dbNowMs} as now`.execute(db);
   return rows[0]!.now;
 }

@@ -413,6 +413,7 @@ async function changeOf(
   working: TicketFields,
   effect: Exclude<Effect, { type: 'add_note' }>,
   stored: repo.StoredRule,
+  at: Date,
 ): Promise<{ change: TicketPatch; agentId?: string | null; reason?: string }> {
   switch (effect.type) {
     case 'transfer': {
@@ -448,7 +449,7 @@ async function changeOf(
       const status = effect.type === 'mark_spam' ? 'spam' : effect.status;
       const until =
         effect.type === 'set_status' && effect.postponed_until ? new Date(effect.postponed_until) : undefined;
-      const change = statusPatch(working, status, until);
+      const change = statusPatch(working, status, at, until);
       if (working.status === 'deleted') change.status_before_delete = null;
       return { change };
     }
@@ -532,7 +533,13 @@ export async function planRules(trx: Trx, ticket: TicketFields, evaluation: Eval
         continue;
       }
       if (effect.type === 'transfer') plan.transfers.push({ stored, effect });
-      const { change, agentId, reason } = await changeOf(trx, working, effect, stored);
+      const { change, agentId, reason } = await changeOf(
+        trx,
+        working,
+        effect,
+        stored,
+        new Date(evaluation.input.occurred_at),
+      );
       Object.assign(plan.patch, change);
       working = { ...working, ...change };
       plan.applied.push(

@@ -68,7 +68,7 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
   const subject = `${input.direction === 'inbound' ? 'Call from' : 'Call to'} ${customerNumber ?? 'unknown number'}`;
   const contact = customerNumber ? { phone: customerNumber } : null;
   return db.transaction().execute((trx) =>
-    recordOnTicket(trx, principal, input, 'call', { subject, contact }, async (ticket) => {
+    recordOnTicket(trx, principal, input, 'call', { subject, contact }, async (ticket, _created, at) => {
       const call = await insertCall(trx, {
         ticket_id: ticket.id,
         external_id: input.external_id ?? null,
@@ -87,14 +87,15 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
       let actor: Actor = agentActor(principal);
       if (input.outcome === 'answered') {
         patch = {
-          ...statusPatch(ticket, 'answered'),
+          ...statusPatch(ticket, 'answered', at),
           last_agent_message_at: times.answered,
           ...(ticket.first_answered_at === null && { first_answered_at: times.answered }),
         };
       } else if (input.direction === 'inbound') {
         actor = { type: 'contact', agentId: null, contactId: ticket.contact_id, tokenId: principal.tokenId };
         patch = {
-          ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
+          ...(['answered', 'postponed', 'resolved'].includes(ticket.status) &&
+            statusPatch(ticket, 'open', at)),
           last_customer_message_at: times.started,
         };
       }

@@ -76,91 +76,103 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
   const messages = [...input.messages].sort((a, b) => Date.parse(a.sent_at) - Date.parse(b.sent_at));
   const subject = `Chat of ${times.started.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   return db.transaction().execute((trx) =>
-    recordOnTicket(trx, principal, input, 'chat', { subject, contact: null }, async (ticket) => {
-      const chat = await insertChat(trx, {
-        ticket_id: ticket.id,
-        external_id: input.external_id ?? null,
-        agent_id: input.agent_id ?? null,
-        department_id: ticket.department_id,
-        started_at: times.started,
-        picked_up_at: times.pickedUp,
-        missed: input.missed,
-        ended_at: times.ended,
-      });
-      const firstAgent = messages.find((m) => m.from === 'agent');
-      const lastAgent = messages.findLast((m) => m.from === 'agent');
-      const lastCustomer = messages.findLast((m) => m.from === 'customer');
-      const answeredLast =
-        lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
-      const customerWroteLater =
-        lastCustomer !== undefined &&
-        (ticket.last_customer_message_at === null ||
-          Date.parse(lastCustomer.sent_at) > ticket.last_customer_message_at.getTime());
-      let patch: TicketPatch = {};
-      if (answeredLast) {
-        patch = {
-          ...statusPatch(ticket, 'answered'),
-          last_agent_message_at: new Date(lastAgent.sent_at),
-          // The customer wrote in this chat too, even if an agent had the last word.
-          ...(customerWroteLater && { last_customer_message_at: new Date(lastCustomer!.sent_at) }),
-          ...(ticket.first_answered_at === null &&
-            firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
-        };
-      } else if (lastCustomer || input.missed) {
-        patch = {
-          ...(['answered', 'postponed', 'resolved'].includes(ticket.status) && statusPatch(ticket, 'open')),
-          last_customer_message_at: lastCustomer ? new Date(lastCustomer.sent_at) : times.started,
-          ...(firstAgent &&
-            ticket.first_answered_at === null && { first_answered_at: new Date(firstAgent.sent_at) }),
-        };
-      }
-      const text = messages.map((m) => m.body).join('\n');
-      const recorded = {
-        type: 'chat_recorded' as const,
-        data: {
-          chat_id: chat.id,
-          agent_id: chat.agent_id,
-          missed: chat.missed,
-          pickup_seconds: times.pickedUp ? (times.pickedUp.getTime() - times.started.getTime()) / 1000 : null,
-          duration_seconds: times.ended ? (times.ended.getTime() - times.started.getTime()) / 1000 : null,
-          customer_messages: messages.filter((m) => m.from === 'customer').length,
-          agent_messages: messages.filter((m) => m.from === 'agent').length,
-        },
-        // pickup_business_seconds: the pickup wait in the department's business minutes. The
-        // chat's own length has no business twin: it is time an agent spent working, whenever.
-        ...(times.pickedUp && {
-          business: [{ field: 'pickup_business_seconds' as const, from: times.started, to: times.pickedUp }],
-        }),
-      };
-      return {
-        steps: [{ patch, actor: agentActor(principal) }],
-        messages: messages.map((m) => ({
-          id: randomUUID(),
-          kind: m.from === 'agent' ? ('agent' as const) : ('customer' as const),
-          channel: 'chat' as const,
-          author_agent_id: m.from === 'agent' ? (input.agent_id ?? null) : null,
-          author_contact_id: m.from === 'customer' ? ticket.contact_id : null,
-          chat_id: chat.id,
-          body: m.body,
+    recordOnTicket(
+      trx,
+      principal,
+      input,
+      'chat',
+      { subject, contact: null },
+      async (ticket, _created, at) => {
+        const chat = await insertChat(trx, {
+          ticket_id: ticket.id,
+          external_id: input.external_id ?? null,
+          agent_id: input.agent_id ?? null,
           department_id: ticket.department_id,
-          created_at: new Date(m.sent_at),
-        })),
-        search: text || undefined,
-        triggers: ['ticket.status_changed'],
-        closing: [{ event: recorded, actor: agentActor(principal) }],
-        result: {
-          id: chat.id,
-          ticket_id: chat.ticket_id,
-          external_id: chat.external_id,
-          agent_id: chat.agent_id,
-          started_at: times.started.toISOString(),
-          picked_up_at: times.pickedUp?.toISOString() ?? null,
-          missed: chat.missed,
-          ended_at: times.ended?.toISOString() ?? null,
-          message_count: messages.length,
-          created_at: chat.created_at.toISOString(),
-        },
-      };
-    }),
+          started_at: times.started,
+          picked_up_at: times.pickedUp,
+          missed: input.missed,
+          ended_at: times.ended,
+        });
+        const firstAgent = messages.find((m) => m.from === 'agent');
+        const lastAgent = messages.findLast((m) => m.from === 'agent');
+        const lastCustomer = messages.findLast((m) => m.from === 'customer');
+        const answeredLast =
+          lastAgent && (!lastCustomer || Date.parse(lastAgent.sent_at) >= Date.parse(lastCustomer.sent_at));
+        const customerWroteLater =
+          lastCustomer !== undefined &&
+          (ticket.last_customer_message_at === null ||
+            Date.parse(lastCustomer.sent_at) > ticket.last_customer_message_at.getTime());
+        let patch: TicketPatch = {};
+        if (answeredLast) {
+          patch = {
+            ...statusPatch(ticket, 'answered', at),
+            last_agent_message_at: new Date(lastAgent.sent_at),
+            // The customer wrote in this chat too, even if an agent had the last word.
+            ...(customerWroteLater && { last_customer_message_at: new Date(lastCustomer!.sent_at) }),
+            ...(ticket.first_answered_at === null &&
+              firstAgent && { first_answered_at: new Date(firstAgent.sent_at) }),
+          };
+        } else if (lastCustomer || input.missed) {
+          patch = {
+            ...(['answered', 'postponed', 'resolved'].includes(ticket.status) &&
+              statusPatch(ticket, 'open', at)),
+            last_customer_message_at: lastCustomer ? new Date(lastCustomer.sent_at) : times.started,
+            ...(firstAgent &&
+              ticket.first_answered_at === null && { first_answered_at: new Date(firstAgent.sent_at) }),
+          };
+        }
+        const text = messages.map((m) => m.body).join('\n');
+        const recorded = {
+          type: 'chat_recorded' as const,
+          data: {
+            chat_id: chat.id,
+            agent_id: chat.agent_id,
+            missed: chat.missed,
+            pickup_seconds: times.pickedUp
+              ? (times.pickedUp.getTime() - times.started.getTime()) / 1000
+              : null,
+            duration_seconds: times.ended ? (times.ended.getTime() - times.started.getTime()) / 1000 : null,
+            customer_messages: messages.filter((m) => m.from === 'customer').length,
+            agent_messages: messages.filter((m) => m.from === 'agent').length,
+          },
+          // pickup_business_seconds: the pickup wait in the department's business minutes. The
+          // chat's own length has no business twin: it is time an agent spent working, whenever.
+          ...(times.pickedUp && {
+            business: [
+              { field: 'pickup_business_seconds' as const, from: times.started, to: times.pickedUp },
+            ],
+          }),
+        };
+        return {
+          steps: [{ patch, actor: agentActor(principal) }],
+          messages: messages.map((m) => ({
+            id: randomUUID(),
+            kind: m.from === 'agent' ? ('agent' as const) : ('customer' as const),
+            channel: 'chat' as const,
+            author_agent_id: m.from === 'agent' ? (input.agent_id ?? null) : null,
+            author_contact_id: m.from === 'customer' ? ticket.contact_id : null,
+            chat_id: chat.id,
+            body: m.body,
+            department_id: ticket.department_id,
+            created_at: new Date(m.sent_at),
+          })),
+          search: text || undefined,
+          triggers: ['ticket.status_changed'],
+          closing: [{ event: recorded, actor: agentActor(principal) }],
+          result: {
+            id: chat.id,
+            ticket_id: chat.ticket_id,
+            external_id: chat.external_id,
+            agent_id: chat.agent_id,
+            started_at: times.started.toISOString(),
+            picked_up_at: times.pickedUp?.toISOString() ?? null,
+            missed: chat.missed,
+            ended_at: times.ended?.toISOString() ?? null,
+            message_count: messages.length,
+            created_at: chat.created_at.toISOString(),
+          },
+        };
+      },
+    ),
   );
 }

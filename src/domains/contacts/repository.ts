@@ -1,4 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { dbNowMs } from '../../db/clock.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { Database, QualifiedColumn } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
@@ -304,7 +305,7 @@ async function holdContact(
     .select([
       'id',
       sql<string | null>`(select policies_key from sla_policies_state)`.as('sla_key'),
-      sql<Date>`now()::timestamptz(3)`.as('tx_now'),
+      dbNowMs.as('tx_now'),
     ])
     .where('id', '=', id)
     .forKeyShare()
@@ -372,7 +373,7 @@ async function findOrInsertByIdentity(
       (select email from found_contact) as found_email,
       (select custom_fields from found_contact) as found_custom_fields,
       ${scheduleKeySql(departmentId)} as schedule_key,
-      (select policies_key from sla_policies_state) as sla_key, now()::timestamptz(3) as tx_now
+      (select policies_key from sla_policies_state) as sla_key, deskroute_now()::timestamptz(3) as tx_now
   `).execute(trx);
   const row = rows[0]!;
   const claimLost =

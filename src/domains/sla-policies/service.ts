@@ -6,6 +6,7 @@ import type { ValidationError } from '../../rule-engine/index.ts';
 import { checkPolicy } from '../../sla/index.ts';
 import { loadCatalog } from '../automation-rules/repository.ts';
 import { changesBetween, recordSettingsChange } from '../events/settings.ts';
+import { replanLiveTickets } from '../tickets/repository.ts';
 import * as repo from './repository.ts';
 import {
   type CreateSlaPolicyInput,
@@ -36,6 +37,16 @@ function invalidPolicy(errors: ValidationError[]) {
 async function assertValid(db: Db, values: repo.PolicyValues, id: string, version: number) {
   const errors = checkPolicy({ id, version, ...values }, await loadCatalog(db));
   if (errors.length > 0) throw invalidPolicy(errors);
+}
+
+/**
+ * The end of every policy write: a fresh key makes each process reload the list, and every live
+ * ticket is planned again under it by the SLA timer (an edit, a new policy, a new order, a
+ * deletion reach running tickets within seconds, not at their next write).
+ */
+async function policiesChanged(trx: Parameters<typeof repo.renewPoliciesKey>[0]) {
+  await repo.renewPoliciesKey(trx);
+  await replanLiveTickets(trx);
 }
 
 export async function listPolicies(db: Db) {
@@ -84,7 +95,7 @@ export async function createPolicy(db: Db, principal: Principal, input: CreateSl
     };
     await assertValid(trx, values, NEW_ID, 1);
     const policy = await repo.insertPolicy(trx, values);
-    await repo.renewPoliciesKey(trx);
+    await policiesChanged(trx);
     await recordSettingsChange(
       trx,
       principal,
@@ -124,7 +135,7 @@ export async function updatePolicy(
     const changes = changesBetween(valuesOf(current), values);
     if (Object.keys(changes).length === 0) return current;
     const policy = await repo.updatePolicy(trx, id, values);
-    await repo.renewPoliciesKey(trx);
+    await policiesChanged(trx);
     await recordSettingsChange(
       trx,
       principal,
@@ -144,7 +155,7 @@ export async function deletePolicy(db: Db, principal: Principal, preconditions: 
     if (!current) throw notFound('sla_policy');
     assertIfMatch(preconditions.ifMatch, current);
     await repo.deletePolicy(trx, id);
-    await repo.renewPoliciesKey(trx);
+    await policiesChanged(trx);
     await recordSettingsChange(
       trx,
       principal,
@@ -200,7 +211,7 @@ export async function reorderPolicies(db: Db, principal: Principal, policyIds: s
         { sla_policy: after, changes: { position: { from: before.position, to: after.position } } },
       );
     }
-    if (moved) await repo.renewPoliciesKey(trx);
+    if (moved) await policiesChanged(trx);
     return { data: policyIds.map((id) => byId.get(id)!) };
   });
 }

@@ -79,16 +79,18 @@ export function changeEvents(before: TicketState, after: TicketState): NewEvent[
 export function statusPatch(
   before: Pick<TicketRecord, 'status' | 'postponed_until' | 'first_resolved_at'>,
   status: TicketStatus,
+  /** The transaction's time: when the ticket was resolved, or began to wait again. */
+  at: Date,
   postponedUntil?: Date,
 ): TicketPatch {
   if (status === before.status && status !== 'postponed') return {};
   const patch: TicketPatch = { status };
   if (status === 'resolved') {
-    patch.resolved_at = new Date();
+    patch.resolved_at = at;
     if (before.first_resolved_at === null) patch.first_resolved_at = patch.resolved_at;
   }
   if (status === 'postponed') patch.postponed_until = postponedUntil ?? null;
   else if (before.postponed_until) patch.postponed_until = null;
-  if (status === 'open' && before.status !== 'new') patch.waiting_since = new Date();
+  if (status === 'open' && before.status !== 'new') patch.waiting_since = at;
   return patch;
 }

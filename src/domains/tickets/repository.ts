@@ -1,6 +1,7 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
+import { dbNow, dbNowMs } from '../../db/clock.ts';
 import { final, prepared } from '../../db/prepared.ts';
 import type {
   ActorType,
@@ -114,7 +115,8 @@ export const TICKET_COLUMNS = [
   't.last_activity_at',
 ] as const;
 
-export type TicketRecord = Omit<TicketRow, 'search'>;
+// sla_next_at is the timers' (written with the clock's state, read only by the timer's own query).
+export type TicketRecord = Omit<TicketRow, 'search' | 'sla_next_at'>;
 
 export async function withContacts(db: Executor, rows: TicketRecord[]): Promise<Ticket[]> {
   const contacts = await contactSummaries(db, [...new Set(rows.map((r) => r.contact_id))]);
@@ -142,10 +144,7 @@ export interface SlaRead {
  * Columns a ticket-locking statement adds so the write path needs no round trip of its own to
  * learn whether any SLA policy is active (splitSlaRead takes them off again).
  */
-export const SLA_READ_COLUMNS = [
-  policiesKeySql.as('sla_policies_key'),
-  sql<Date>`now()::timestamptz(3)`.as('tx_now'),
-] as const;
+export const SLA_READ_COLUMNS = [policiesKeySql.as('sla_policies_key'), dbNowMs.as('tx_now')] as const;
 
 export function splitSlaRead<R extends { sla_policies_key: string | null; tx_now: Date }>(
   row: R,
@@ -206,6 +205,7 @@ export async function insertOpenedTicket(
     sla_policy_id?: string | null;
     sla_due_at?: Date | null;
     sla_breached?: boolean;
+    sla_next_at?: Date | null;
   },
   message: {
     id: string;
@@ -234,16 +234,17 @@ export async function insertOpenedTicket(
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
         support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
         postponed_until, resolved_at, first_resolved_at, created_in_working_hours, sla_state, sla_policy_id,
-        sla_due_at, sla_breached)
+        sla_due_at, sla_breached, sla_next_at)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
         ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
         ${values.support_address}, to_tsvector('simple', ${searchable}),
-        case when ${fromAgent} then now() end, case when ${fromAgent} then now() end,
-        case when ${fromContact} then now() end, ${values.postponed_until ?? null}::timestamptz,
+        case when ${fromAgent} then deskroute_now() end, case when ${fromAgent} then deskroute_now() end,
+        case when ${fromContact} then deskroute_now() end, ${values.postponed_until ?? null}::timestamptz,
         ${values.resolved_at ?? null}::timestamptz, ${values.first_resolved_at ?? null}::timestamptz,
         ${values.created_in_working_hours}::boolean,
         ${values.sla_state ? JSON.stringify(values.sla_state) : null}::jsonb, ${values.sla_policy_id ?? null}::uuid,
-        ${values.sla_due_at ?? null}::timestamptz, ${values.sla_breached ?? false}::boolean)
+        ${values.sla_due_at ?? null}::timestamptz, ${values.sla_breached ?? false}::boolean,
+        ${values.sla_next_at ?? null}::timestamptz)
       returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
@@ -288,12 +289,13 @@ export type TicketPatch = Partial<
     | 'sla_policy_id'
     | 'sla_due_at'
     | 'sla_breached'
+    | 'sla_next_at'
   >
 >;
 
-function updateSet(patch: TicketPatch, appendToSearch?: string, activity?: boolean) {
-  const set: Record<string, unknown> = { ...patch, updated_at: sql`now()` };
-  if (activity) set.last_activity_at = sql`now()`;
+function updateSet(patch: TicketPatch, touch: boolean, appendToSearch?: string, activity?: boolean) {
+  const set: Record<string, unknown> = { ...patch, ...(touch && { updated_at: dbNow }) };
+  if (activity) set.last_activity_at = dbNow;
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
   if (patch.sla_state !== undefined) set.sla_state = sql`${JSON.stringify(patch.sla_state)}::jsonb`;
   if (patch.subject !== undefined) set.search = sql`search || to_tsvector('simple', ${patch.subject})`;
@@ -397,7 +399,7 @@ function insertMessageRows(ticketId: string, messages: NewMessage[]) {
   return sql`insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id,
       chat_id, body, department_id, created_at)
     select x.id, ${ticketId}::uuid, x.kind, x.channel, x.author_agent_id, x.author_contact_id, x.chat_id,
-      x.body, x.department_id, coalesce(x.created_at, now() + x.after_ms * interval '1 millisecond')
+      x.body, x.department_id, coalesce(x.created_at, deskroute_now() + x.after_ms * interval '1 millisecond')
     from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(id uuid, kind text, channel text,
       author_agent_id uuid, author_contact_id uuid, chat_id uuid, body text, department_id uuid,
       created_at timestamptz, after_ms int)`;
@@ -405,7 +407,10 @@ function insertMessageRows(ticketId: string, messages: NewMessage[]) {
 
 export interface TicketWrite {
   patch: TicketPatch;
-  /** Whether the ticket row is updated (updated_at, search) even when the patch is empty. */
+  /**
+   * Whether the change is the ticket's activity (updated_at moves), and its row is updated even
+   * when the patch is empty. A patch without touch (the SLA timer's) leaves updated_at alone.
+   */
   touch: boolean;
   /** The change is activity: last_activity_at moves to now (ticket.idle rules wait anew). */
   activity?: boolean | undefined;
@@ -429,11 +434,12 @@ export async function writeTicketChanges(
 ): Promise<{ ticket: TicketRecord; at: Date }> {
   const { patch, touch, events, messages, alongside } = change;
   const parts: RawBuilder<unknown>[] = [];
-  if (touch) {
+  const update = touch || Object.keys(patch).length > 0;
+  if (update) {
     parts.push(
       sql`changed as (${trx
         .updateTable('tickets as t')
-        .set(updateSet(patch, change.search, change.activity))
+        .set(updateSet(patch, touch, change.search, change.activity))
         .where('t.id', '=', ticket.id)
         .returning(TICKET_COLUMNS)})`,
     );
@@ -441,14 +447,14 @@ export async function writeTicketChanges(
   if (messages.length > 0) parts.push(sql`m as (${insertMessageRows(ticket.id, messages)})`);
   if (events.length > 0) parts.push(sql`e as (${insertEventRows(events)})`);
   if (alongside) parts.push(sql`alongside as (${alongside.statement})`);
-  const select = touch
-    ? sql`select changed.*, now() as written_at from changed`
-    : sql`select now() as written_at`;
+  const select = update
+    ? sql`select changed.*, deskroute_now() as written_at from changed`
+    : sql`select deskroute_now() as written_at`;
   const { rows } = await sql<TicketRecord & { written_at: Date }>`${
     parts.length > 0 ? sql`with ${sql.join(parts)} ` : sql``
   }${select}`.execute(trx);
   const { written_at, ...row } = rows[0]!;
-  return { ticket: touch ? (row as TicketRecord) : ticket, at: written_at };
+  return { ticket: update ? (row as TicketRecord) : ticket, at: written_at };
 }
 
 export async function insertMessage(
@@ -735,7 +741,7 @@ export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toI
     .updateTable('tickets')
     .set({
       department_id: toId,
-      updated_at: sql`now()`,
+      updated_at: dbNow,
       assignee_id: sql`case when exists (select 1 from department_members m where m.department_id = ${toId} and m.agent_id = tickets.assignee_id and m.role in ('solver', 'supervisor', 'manager')) then assignee_id end`,
     })
     .where('department_id', '=', fromId)
@@ -809,8 +815,43 @@ export async function lockDuePostponedTickets(
     .select(TICKET_COLUMNS)
     .select(SLA_READ_COLUMNS)
     .where('t.status', '=', 'postponed')
-    .where('t.postponed_until', '<=', new Date())
+    .where('t.postponed_until', '<=', dbNow)
     .orderBy('t.postponed_until')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  return rows.map(splitSlaRead);
+}
+
+/**
+ * After a change to the SLA policies: every live ticket's timer comes due now, so the timer
+ * plans it again under the new list (docs/sla.md "Timers"), tickets no policy matched before
+ * included. Resolved, spam and deleted tickets keep what they had.
+ */
+export async function replanLiveTickets(trx: Executor): Promise<void> {
+  await trx
+    .updateTable('tickets')
+    .set({ sla_next_at: dbNow })
+    .where('status', 'in', ['new', 'open', 'answered', 'postponed'])
+    .where((eb) => eb.or([eb('sla_next_at', 'is', null), eb('sla_next_at', '>', dbNow)]))
+    .execute();
+}
+
+/**
+ * Tickets whose SLA timer has come (tickets.sla_next_at, docs/sla.md "Timers"), earliest first,
+ * locked; rows another instance holds are skipped, so each timer fires in one process.
+ */
+export async function lockDueSlaTimers(
+  trx: Transaction<Database>,
+  limit: number,
+): Promise<{ ticket: TicketRecord; sla: SlaRead }[]> {
+  const rows = await trx
+    .selectFrom('tickets as t')
+    .select(TICKET_COLUMNS)
+    .select(SLA_READ_COLUMNS)
+    .where('t.sla_next_at', '<=', dbNow)
+    .orderBy('t.sla_next_at')
     .limit(limit)
     .forUpdate()
     .skipLocked()

@@ -95,7 +95,7 @@ async function changeAs<R>(
   principal: Principal | TicketAccess,
   id: string,
   ability: 'work' | 'manage',
-  decide: (ticket: TicketRecord, trx: Trx) => Promise<TicketChange<R>> | TicketChange<R>,
+  decide: (ticket: TicketRecord, trx: Trx, at: Date) => Promise<TicketChange<R>> | TicketChange<R>,
   ifMatch?: string | undefined,
 ) {
   const access = 'memberships' in principal ? principal : await loadTicketAccess(db, principal);
@@ -105,7 +105,7 @@ async function changeAs<R>(
       target: { id },
       access: { access, ability },
       ifMatch,
-      decide: (ticket) => decide(ticket, trx),
+      decide: (ticket, at) => decide(ticket, trx, at),
     }),
   );
 }
@@ -143,7 +143,7 @@ export async function updateTicket(
     access,
     id,
     'work',
-    async (before, trx) => {
+    async (before, trx, at) => {
       if (before.status === 'deleted') {
         throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
       }
@@ -172,7 +172,7 @@ export async function updateTicket(
         ...(input.priority !== undefined && { priority: input.priority }),
         ...(input.assignee_id !== undefined && { assignee_id: input.assignee_id }),
         ...(input.tags !== undefined && { tags: normaliseTags(input.tags) }),
-        ...(input.status !== undefined && statusPatch(before, input.status, postponedUntil)),
+        ...(input.status !== undefined && statusPatch(before, input.status, at, postponedUntil)),
       };
       return {
         steps: [{ patch, actor: agentActor(principal) }],
@@ -265,11 +265,11 @@ export async function addMessage(
   id: string,
   input: { kind: 'reply' | 'note' | 'customer'; body: string },
 ): Promise<Message> {
-  const { result: message, at } = await changeAs(db, principal, id, 'work', (ticket) => {
+  const { result: message, at } = await changeAs(db, principal, id, 'work', (ticket, _trx, at) => {
     if (ticket.status === 'deleted') {
       throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
     }
-    const now = new Date();
+    const now = at;
     const actor = agentActor(principal);
     const message: NewMessage = {
       id: randomUUID(),
@@ -295,7 +295,7 @@ export async function addMessage(
         wait_seconds: waited ? Math.max(0, (now.getTime() - ticket.waiting_since.getTime()) / 1000) : null,
       };
       const patch: TicketPatch = {
-        ...statusPatch(ticket, 'answered'),
+        ...statusPatch(ticket, 'answered', now),
         last_agent_message_at: now,
         ...(ticket.first_answered_at === null && { first_answered_at: now }),
       };
@@ -321,7 +321,10 @@ export async function addMessage(
     }
     const customer = contactActor(ticket, principal);
     const reopen = ['answered', 'postponed', 'resolved'].includes(ticket.status);
-    const patch: TicketPatch = { ...(reopen && statusPatch(ticket, 'open')), last_customer_message_at: now };
+    const patch: TicketPatch = {
+      ...(reopen && statusPatch(ticket, 'open', now)),
+      last_customer_message_at: now,
+    };
     const data = { message_id: message.id, kind: 'customer' };
     return {
       ...base,
@@ -456,13 +459,34 @@ export async function wakePostponedTickets(db: Db, limit = 500): Promise<number>
         kind: 'change',
         target: { locked: ticket, sla },
         access: null,
-        decide: () => ({
-          steps: [{ patch: { ...statusPatch(ticket, 'open'), waiting_since: new Date() }, actor: system }],
+        decide: (_, at) => ({
+          steps: [{ patch: { ...statusPatch(ticket, 'open', at), waiting_since: at }, actor: system }],
           triggers: ['ticket.status_changed' as const],
           // Back in the queue: idle rules count from here, not from before the postponement.
           activity: true,
           result: null,
         }),
+      });
+    }
+    return due.length;
+  });
+}
+
+/**
+ * The SLA timer: tickets whose next warning or due has come are planned again at the
+ * transaction's time, through the one write path, so what is due fires (sla.warning, sla.breached
+ * with the system as actor, at the instant it was due) and the ticket gets its next instant. The
+ * same turn re-plans tickets a policy change marked. Returns how many tickets it took.
+ */
+export async function fireSlaTimers(db: Db, limit = 200): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const due = await repo.lockDueSlaTimers(trx, limit);
+    for (const { ticket, sla } of due) {
+      await writeTicket(trx, {
+        kind: 'change',
+        target: { locked: ticket, sla },
+        access: null,
+        decide: () => ({ steps: [], clock: true, result: null }),
       });
     }
     return due.length;
@@ -489,7 +513,7 @@ export async function recordOnTicket<R>(
   target: RecordingTarget,
   channel: Channel,
   defaults: { subject: string; contact: CreateTicketInput['contact'] | null },
-  record: (ticket: TicketRecord, created: boolean) => Promise<TicketChange<R>>,
+  record: (ticket: TicketRecord, created: boolean, at: Date) => Promise<TicketChange<R>>,
 ): Promise<R> {
   if (target.ticket_id !== undefined) {
     const extra = (['contact', 'subject', 'department_id', 'priority'] as const).filter(
@@ -507,10 +531,10 @@ export async function recordOnTicket<R>(
       kind: 'change',
       target: { id: target.ticket_id },
       access: { access, ability: 'work' },
-      decide: (ticket) => {
+      decide: (ticket, at) => {
         if (ticket.status === 'deleted')
           throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted.');
-        return record(ticket, false);
+        return record(ticket, false, at);
       },
     });
     return changed.result;
@@ -539,7 +563,7 @@ export async function recordOnTicket<R>(
     kind: 'change',
     target: { locked: opened.ticket, sla: opened.sla },
     access: null,
-    decide: async (ticket) => ({ ...(await record(ticket, true)), triggers: [] }),
+    decide: async (ticket, at) => ({ ...(await record(ticket, true, at)), triggers: [] }),
   });
   return changed.result;
 }

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import { ALWAYS_OPEN, type BusinessCalendar } from '../../business-time/index.ts';
+import { dbNowMs } from '../../db/clock.ts';
 import type { Database } from '../../db/types.ts';
 import type { TicketSnapshot } from '../../rule-engine/index.ts';
 import {
@@ -49,7 +50,7 @@ export async function readSlaSetting(
 ): Promise<SlaSetting> {
   const ids = [...new Set(departmentIds)];
   const { rows } = await sql<Record<string, unknown> & { key: string | null; now: Date }>`select
-    ${policiesKeySql} as key, now()::timestamptz(3) as now${sql.join(
+    ${policiesKeySql} as key, ${dbNowMs} as now${sql.join(
       ids.map((id, i) => sql`, ${scheduleKeySql(id)} as ${sql.ref(`k${i}`)}`),
       sql``,
     )}`.execute(db);
@@ -128,6 +129,8 @@ function slaWrite(plan: SlaPlan, ticket: TicketFields, actor: Actor): SlaWrite {
       sla_policy_id: summary.sla_policy_id,
       sla_due_at: summary.sla_due_at === null ? null : new Date(summary.sla_due_at),
       sla_breached: summary.sla_breached,
+      // The timer's instant: the earliest pending warning or due (docs/sla.md "Timers").
+      sla_next_at: plan.next_at === null ? null : new Date(plan.next_at),
     },
     events: plan.events.map((e) => slaEvent(e, ticket, actor)),
   };

@@ -81,6 +81,11 @@ export interface TicketChange<R> {
   ruleMessage?: RuleRunContext['message'];
   /** Events that close the change, after the rules (a call or chat record). */
   closing?: { event: NewEvent; actor: Actor }[] | undefined;
+  /**
+   * Plan the SLA clock even though nothing else is written: the SLA timer (what is due fires)
+   * and the re-plan after a policy changed. The ticket's timer instant is always rewritten.
+   */
+  clock?: boolean | undefined;
   result: R;
 }
 
@@ -91,7 +96,8 @@ export interface ChangeCommand<R> {
   /** Who acts and what they need; null when the caller's query decided it (queue, scheduler). */
   access: { access: TicketAccess; ability: TicketAbility } | null;
   ifMatch?: string | undefined;
-  decide(ticket: TicketRecord): Promise<TicketChange<R>> | TicketChange<R>;
+  /** `at` is the transaction's time: the instant the change is recorded at. */
+  decide(ticket: TicketRecord, at: Date): Promise<TicketChange<R>> | TicketChange<R>;
 }
 
 export interface CreateTicketInput {
@@ -168,7 +174,9 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   if (command.ifMatch !== undefined) {
     assertIfMatch(command.ifMatch, (await repo.withContacts(trx, [before]))[0]);
   }
-  const decided = await command.decide(before);
+  // The transaction's time, read with the lock (a caller's lock without it: this process's).
+  const txAt = sla?.now ?? new Date();
+  const decided = await command.decide(before, txAt);
 
   let working = before;
   let patched = false;
@@ -196,7 +204,8 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   // policy is active and none ever applied to this ticket.
   let setting: SlaSetting | null = null;
   let slaEvents: ActorEvent[] = [];
-  if (touch && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
+  const clock = touch || decided.clock === true;
+  if (clock && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
     setting = await readSlaSetting(trx, [
       before.department_id,
       working.department_id,
@@ -223,9 +232,11 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       slaEvents = planned.events;
     }
   }
+  // A timer that finds nothing to plan (no policy, none applied) is not needed any more.
+  if (decided.clock && patch.sla_next_at === undefined) patch.sla_next_at = null;
   let ticket = before;
   let at: Date | null = null;
-  if (touch || events.length > 0 || messages.length > 0) {
+  if (touch || events.length > 0 || messages.length > 0 || Object.keys(patch).length > 0) {
     ({ ticket, at } = await repo.writeTicketChanges(trx, before, {
       patch,
       touch,
@@ -243,17 +254,18 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       ? await evaluateRules(trx, ticket, triggers, {
           before,
           message: decided.ruleMessage ?? null,
+          at: txAt,
           idleRules: decided.idleRules,
         })
       : null;
   if (evaluation) {
     const plan = await planRules(trx, ticket, evaluation);
     const ruled = { ...ticket, ...plan.patch };
-    // A change that did not touch the ticket (a ticket.idle pass) planned no SLA clock; what
-    // its rules change moves the clock all the same.
+    // A change that planned no SLA clock (a ticket.idle pass) still moves it with what its
+    // rules change.
     if (
       !setting &&
-      !touch &&
+      !clock &&
       Object.keys(plan.patch).length > 0 &&
       (sla?.key !== null || ticket.sla_state !== null)
     ) {
@@ -406,8 +418,10 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
       }
     : null;
   // Working hours are decided once, by the department the ticket comes in with and the instant it
-  // comes in: rules on ticket.created read them before any of them transfers it.
-  const at = new Date();
+  // comes in (the transaction's time, read with the contact): rules on ticket.created read them
+  // before any of them transfers it.
+  const read = seen?.sla ?? heldSla;
+  const at = read?.now ?? new Date();
   const { calendar } = await departmentCalendar(trx, input.department_id ?? null, seen?.scheduleKey);
   const createdInWorkingHours = calendar.isOpen(at.getTime());
   const values = {
@@ -447,9 +461,9 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   if (input.assignee_id) {
     events.push({ type: 'assigned', actor, ticket: values, data: { from: null, to: input.assignee_id } });
   }
-  // Created now (the row takes the database's time, a moment later): a rule that resolves the
-  // ticket at once records a resolution time of about 0.
-  const snapshot = { ...values, postponed_until: null, created_at: new Date(), first_resolved_at: null };
+  // Created at the transaction's time, which the row's created_at takes too: a rule that resolves
+  // the ticket at once records a resolution time of 0.
+  const snapshot = { ...values, postponed_until: null, created_at: at, first_resolved_at: null };
   const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
     seen,
     at,
@@ -471,7 +485,6 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const opened: OpeningValues = plan ? openedValues(values, plan.patch) : values;
   // The SLA clock starts with the ticket as it opens (after its rules), at the transaction's time,
   // which the contact's statement read along with the policies' key.
-  const read = seen?.sla ?? heldSla;
   const setting: SlaSetting = read
     ? { ...read, calendars: new Map([[values.department_id, calendar]]), contact: seen?.contact }
     : await readSlaSetting(trx, [opened.department_id]);
