@@ -338,6 +338,55 @@ t.test('time-based rule triggers', async (t) => {
   });
 
   await t.test(
+    'a breach rule that cannot apply is recorded as failed; the breach and the write stand',
+    async (t) => {
+      const desk = await makeDepartment(db, 'SLA desk');
+      const { agent } = await agentWithToken(ctx, { departments: [[desk, 'solver']] });
+      const policy = await ok('POST', '/v1/sla-policies', {
+        name: 'Desk: an hour',
+        conditions: { all: [{ field: 'department_id', operator: 'is', value: desk }] },
+        targets: { normal: { first_answer: { minutes: 60, business: false } } },
+      });
+      const handOver = await rule({
+        name: 'Breached: hand to the senior',
+        department_id: desk,
+        triggers: ['sla.breached'],
+        actions: [{ type: 'assign', to: 'agent', agent_id: agent.id }],
+      });
+      const [x, y, z] = [
+        await ticket({ department_id: desk }),
+        await ticket({ department_id: desk }),
+        await ticket({ department_id: desk }),
+      ];
+      await db.updateTable('agents').set({ status: 'disabled' }).where('id', '=', agent.id).execute();
+      await fireSlaTimers(db); // what earlier tests left (their policies were deleted)
+      await advance(61);
+      // The agent's write finds z's breach due: it goes through, with the breach, without the rule.
+      const tagged = await api('POST', `/v1/tickets/${z.id}/tags`, { add: ['parcel'] });
+      t.equal(tagged.statusCode, 200, tagged.body);
+      t.same(tagged.json().tags, ['parcel']);
+      // The timer takes x and y in one batch: both breaches are written.
+      t.equal(await fireSlaTimers(db), 2);
+      for (const { id } of [x, y, z]) {
+        const now = await get(id);
+        t.equal(now.sla.breached, true);
+        t.equal(now.assignee_id, null);
+        const failed = (await runs(id)).filter((r) => r.events.includes('sla.breached'));
+        t.equal(failed.length, 1);
+        t.equal((failed[0] as { failure?: { code: string } }).failure?.code, 'rule_action_failed');
+        t.same(
+          failed[0]!.rules.find((r) => r.rule_id === handOver.id)?.matched,
+          true,
+          'the trace replays it',
+        );
+      }
+      t.equal(await fireSlaTimers(db), 0, 'nothing left to fire');
+      await ok('DELETE', `/v1/automation-rules/${handOver.id}`);
+      await ok('DELETE', `/v1/sla-policies/${policy.id}`);
+    },
+  );
+
+  await t.test(
     'ticket.idle: once per quiet spell, again after activity, never on closed tickets',
     async (t) => {
       const quietDept = await makeDepartment(db, 'Quiet');

@@ -149,6 +149,8 @@ export interface RunInput {
   sla?: SlaFacts | null;
   /** ticket.idle: the rules whose idle time had come, the only idle rules the run considers. */
   idle_rules?: string[];
+  /** A time-triggered run whose actions could not apply: undone alone, recorded with why. */
+  failure?: { code: string; message: string };
 }
 
 /** Runs the rule set on one input (the message body is passed apart: it is not stored). */

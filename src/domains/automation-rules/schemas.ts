@@ -571,6 +571,16 @@ export const RuleRunSchema = Type.Object(
           'ticket.idle runs: the rules whose idle time was reached, the only ones the run considered.',
       }),
     ),
+    failure: Type.Optional(
+      Type.Object(
+        { code: Type.String(), message: Type.String() },
+        {
+          additionalProperties: false,
+          description:
+            'A run on a time-based trigger (sla.warning, sla.breached) whose actions could not apply: nothing it planned was written, and the write that carried it went through.',
+        },
+      ),
+    ),
     rules: Type.Array(ref(RuleTraceEntrySchema), {
       description: 'Every rule of the set, in running order, with what it saw and did or why it did not.',
     }),

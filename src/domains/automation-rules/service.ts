@@ -459,6 +459,7 @@ export async function ruleTrace(
       message_id: input.message?.id ?? null,
       ...(input.sla && { sla: input.sla as RuleRun['sla'] }),
       ...(input.idle_rules && { idle_rules: input.idle_rules }),
+      ...(input.failure && { failure: input.failure }),
       rules: result.trace.rules.map((entry) => describeTrace(entry, set)),
       stopped_by: result.trace.stopped_by,
       effects: run.effects as RuleRun['effects'],
