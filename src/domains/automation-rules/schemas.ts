@@ -310,7 +310,13 @@ const definitionFields = {
       "The owning department: the rule only matches and changes tickets of that department, and the department's managers may edit it.",
   }),
   triggers: Type.Array(TriggerSchema),
-  idle: Type.Union([ref(IdleAfterSchema), Type.Null()]),
+  // Optional: rules stored in settings events and webhook payloads before ticket.idle lack it.
+  idle: Type.Optional(
+    Type.Union([ref(IdleAfterSchema), Type.Null()], {
+      description:
+        'The ticket.idle parameter; null for other rules (absent from rules recorded before it existed).',
+    }),
+  ),
   conditions: ref(ConditionSchema),
   actions: Type.Array(ref(ActionSchema)),
 };
