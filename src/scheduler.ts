@@ -6,7 +6,7 @@ import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
 import { fireSlaTimers, wakePostponedTickets } from './domains/tickets/service.ts';
 
-const SLA_TIMER_BATCH = 200;
+const SLA_TIMER_BATCH = 50;
 /** Transactions draining a backlog of SLA timers at once, in each process (of its pool of 10). */
 const SLA_TIMER_WORKERS = 3;
 

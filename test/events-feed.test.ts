@@ -20,7 +20,11 @@ import { eventSchemas } from '../src/domains/events/catalogue.ts';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { type FeedRow, feedHead, readFeed, recordSettingsEvent } from '../src/domains/events/repository.ts';
 import { HolidaySchema, ScheduleSchema, WeeklyIntervalSchema } from '../src/domains/schedules/schemas.ts';
-import { SlaPolicySchema, SlaTargetSchema } from '../src/domains/sla-policies/schemas.ts';
+import {
+  SlaEscalationSchema,
+  SlaPolicySchema,
+  SlaTargetSchema,
+} from '../src/domains/sla-policies/schemas.ts';
 import { agentWithToken, buildTestApp, makeDepartment, PASSWORD, type TestContext } from './helpers/app.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 import { exited, startServer } from './helpers/server.ts';
@@ -140,6 +144,7 @@ tap.test('every feed row fits the Event schema of the spec', async (t) => {
     HolidaySchema,
     ScheduleSchema,
     SlaTargetSchema,
+    SlaEscalationSchema,
     SlaPolicySchema,
     ...eventSchemas,
   ]) {

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import t from 'tap';
 import type { Db } from '../src/db/database.ts';
+import { NOTIFICATION_KINDS } from '../src/domains/notifications/schemas.ts';
 import {
   drainNotifications,
   mentionedEmails,
@@ -184,7 +185,7 @@ t.test('preferences per department and kind, department defaults by its managers
   const { ctx, a, b, admin, manager, solver, reader, other } = await setUp();
 
   const prefs = await call(ctx, 'GET', '/v1/me/notification-preferences', solver.token);
-  t.equal(prefs.data.length, 5, 'every kind for the one department');
+  t.equal(prefs.data.length, NOTIFICATION_KINDS.length, 'every kind for the one department');
   t.ok(
     prefs.data.every((p: { enabled: boolean; source: string }) => p.enabled && p.source === 'default'),
     'all on by default',

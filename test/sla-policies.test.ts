@@ -392,6 +392,10 @@ t.test('SLA policies', async (t) => {
     await t.test('list filters and sort, queue order', async (t) => {
       const late = await ticket({ department_id: billing, priority: 'high' }); // 240 min
       const soon = await ticket({ department_id: billing }); // 120 min
+      // No target for low: two tickets without a due, so pages also run within those.
+      const undue = await ticket({ department_id: billing, priority: 'low' });
+      const undueToo = await ticket({ department_id: billing, priority: 'low' });
+      t.equal(undue.sla?.due_at ?? null, null);
       const list = await api(
         'GET',
         `/v1/tickets?department_id=${billing}&status=new&sort=sla_due_at&limit=200`,
@@ -403,7 +407,8 @@ t.test('SLA policies', async (t) => {
         .json()
         .data.map((x: { sla: { due_at: string | null } | null }) => x.sla?.due_at ?? null);
       const firstNull = dues.indexOf(null);
-      t.ok(firstNull === -1 || dues.slice(firstNull).every((d: string | null) => d === null), 'no due last');
+      t.ok(firstNull > 0 && dues.slice(firstNull).every((d: string | null) => d === null), 'no due last');
+      t.ok(ids.indexOf(undue.id) >= firstNull && ids.indexOf(undueToo.id) >= firstNull);
       const before = await api(
         'GET',
         `/v1/tickets?department_id=${billing}&sla_due_before=${encodeURIComponent(late.sla.due_at)}&limit=200`,
@@ -420,19 +425,39 @@ t.test('SLA policies', async (t) => {
       );
       t.ok(notBreached.json().data.some((x: { id: string }) => x.id === soon.id));
 
-      // Pages of one keep the order (the cursor crosses into tickets without a due too).
-      const paged: string[] = [];
+      // Smaller pages keep the order: the cursor crosses into tickets without a due, and a page
+      // may hold both (the list reads those with a due first, then the others).
+      for (const limit of [1, 2, 3]) {
+        const paged: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page = await api(
+            'GET',
+            `/v1/tickets?department_id=${billing}&status=new&sort=sla_due_at&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+          );
+          t.equal(page.statusCode, 200, page.body);
+          paged.push(...page.json().data.map((x: { id: string }) => x.id));
+          cursor = page.json().next_cursor;
+        } while (cursor && paged.length < 50);
+        t.same(paged, ids, `pages of ${limit}`);
+      }
+      const dueSoon: { id: string; sla: { due_at: string | null } | null }[] = [];
       let cursor: string | null = null;
       do {
         const page = await api(
           'GET',
-          `/v1/tickets?department_id=${billing}&status=new&sort=sla_due_at&limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+          `/v1/tickets?department_id=${billing}&status=new&sort=sla_due_at&sla_due_before=${encodeURIComponent(late.sla.due_at)}&limit=1${cursor ? `&cursor=${cursor}` : ''}`,
         );
         t.equal(page.statusCode, 200, page.body);
-        paged.push(...page.json().data.map((x: { id: string }) => x.id));
+        dueSoon.push(...page.json().data);
         cursor = page.json().next_cursor;
-      } while (cursor && paged.length < 50);
-      t.same(paged, ids);
+      } while (cursor && dueSoon.length < 50);
+      t.ok(dueSoon.length > 0 && dueSoon.every((x) => x.sla?.due_at), 'sla_due_before over pages: dues only');
+      t.same(
+        dueSoon.map((x) => x.id),
+        ids.filter((id: string) => dueSoon.some((x) => x.id === id)),
+        'in the order of the whole list',
+      );
     });
 
     await t.test('sla events in the feed, with their payloads', async (t) => {

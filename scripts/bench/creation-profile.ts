@@ -28,7 +28,7 @@ import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
-import { http, postLoad, scratchDatabase } from './http.ts';
+import { http, onServer, postLoad, scratchDatabase } from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,15 +47,7 @@ const PASSWORD = 'bench-password-0123456789';
 const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_profile');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+const admin = <T>(fn: (client: pg.Client) => Promise<T>) => onServer(serverUrl, fn);
 
 const TICKS = 100;
 function cpuOf(pid: number): number {

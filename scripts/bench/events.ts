@@ -27,11 +27,19 @@ import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { jsonRequest } from '../json-request.ts';
-import { cpuLine, cpuPerRequest, cpuSnapshot, postLoad, http as request, scratchDatabase } from './http.ts';
+import {
+  cpuLine,
+  cpuPerRequest,
+  cpuSnapshot,
+  machine,
+  onServer,
+  postLoad,
+  http as request,
+  scratchDatabase,
+} from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -70,7 +78,6 @@ const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_events_ben
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
 const msText = (n: number | null) => (n === null ? '-' : `${n.toFixed(1)} ms`);
 
 /** CPU seconds a process has used (Linux /proc; 0 elsewhere). */
@@ -135,15 +142,7 @@ function sampleHorizon(client: pg.Client) {
   };
 }
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+const admin = <T>(fn: (client: pg.Client) => Promise<T>) => onServer(serverUrl, fn);
 
 /** The Node flags of package.json's start script (`node <flags> src/server.ts`). */
 function startFlags(): string[] {

@@ -1,9 +1,13 @@
-// What the HTTP benchmarks (tickets.ts, rules.ts) share: a JSON request, an autocannon load of
-// POSTs with a fresh body per request, and the number of statements one ticket creation sends.
+// What the HTTP benchmarks (tickets.ts, rules.ts, sla.ts, ...) share: the scratch database and
+// the servers of tickets-server.ts, a JSON request, an autocannon load of POSTs with a fresh body
+// per request, where the CPU goes, and the number of statements one ticket creation sends.
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createPool, roundTrips } from '../../src/db/client.ts';
@@ -17,10 +21,21 @@ export async function http(method: string, url: string, token: string | null, bo
   return res.text ? JSON.parse(res.text) : null;
 }
 
+/** A session token for an agent, by email and password. */
+export async function signIn(base: string, email: string, password: string): Promise<string> {
+  return (await http('POST', `${base}/v1/auth/token`, null, { email, password })).access_token;
+}
+
 /** CPU seconds used so far: by the server process, by all PostgreSQL processes, by this one. */
 export interface CpuSnapshot {
   server: number;
   postgres: number;
+  /**
+   * The backends connected to the bench's database alone (0 unless it was named): on a shared
+   * machine, what the bench's statements cost whatever else the server runs. Backends that ended
+   * between the snapshots are missing: use it across loads whose pool stays connected.
+   */
+  backends: number;
   loadGenerator: number;
 }
 
@@ -43,11 +58,21 @@ function processCpu(pid: string): { name: string; seconds: number; children: num
   }
 }
 
+/** Whether a PostgreSQL process serves `database`: its title is "postgres: [cluster: ]user database host state". */
+function servesDatabase(pid: string, database: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(` ${database} `);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Where the machine's CPU goes during a load (Linux /proc; null elsewhere). PostgreSQL counts
- * every postgres process of the machine: run the bench on an otherwise idle server.
+ * every postgres process of the machine: run the bench on an otherwise idle server. With
+ * `database`, `backends` counts the backends serving that database alone.
  */
-export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
+export function cpuSnapshot(serverPid: number, database?: string): CpuSnapshot | null {
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
@@ -55,15 +80,19 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot | null {
     return null;
   }
   let postgres = 0;
+  let backends = 0;
   for (const pid of pids) {
     const cpu = processCpu(pid);
+    if (cpu?.name !== 'postgres') continue;
     // Backends and autovacuum workers come and go: the postmaster's children time keeps theirs.
-    if (cpu?.name === 'postgres') postgres += cpu.seconds + cpu.children;
+    postgres += cpu.seconds + cpu.children;
+    if (database && servesDatabase(pid, database)) backends += cpu.seconds;
   }
   const own = process.cpuUsage();
   return {
     server: processCpu(String(serverPid))?.seconds ?? 0,
     postgres,
+    backends,
     loadGenerator: (own.user + own.system) / 1e6,
   };
 }
@@ -76,13 +105,19 @@ export function cpuPerRequest(
 ): CpuSnapshot | null {
   if (!before || !after || requests === 0) return null;
   const per = (key: keyof CpuSnapshot) => ((after[key] - before[key]) * 1000) / requests;
-  return { server: per('server'), postgres: per('postgres'), loadGenerator: per('loadGenerator') };
+  return {
+    server: per('server'),
+    postgres: per('postgres'),
+    backends: per('backends'),
+    loadGenerator: per('loadGenerator'),
+  };
 }
 
 /** The line the HTTP benches print for a load's CPU per request. */
 export function cpuLine(cpu: CpuSnapshot | null): string {
   if (!cpu) return 'CPU per request: not measured (no /proc)';
-  return `CPU per request (ms): server ${cpu.server.toFixed(2)}, PostgreSQL ${cpu.postgres.toFixed(2)}, load generator ${cpu.loadGenerator.toFixed(2)}`;
+  const backends = cpu.backends > 0 ? ` (its backends for this bench ${cpu.backends.toFixed(2)})` : '';
+  return `CPU per request (ms): server ${cpu.server.toFixed(2)}, PostgreSQL ${cpu.postgres.toFixed(2)}${backends}, load generator ${cpu.loadGenerator.toFixed(2)}`;
 }
 
 export interface Load {
@@ -187,4 +222,68 @@ export function scratchDatabase(prefix: string): { serverUrl: string; scratch: s
   const url = new URL(serverUrl);
   url.pathname = `/${scratch}`;
   return { serverUrl, scratch, scratchUrl: url.toString() };
+}
+
+/** Runs `fn` with a client on the server's own database: creating and dropping the scratch one. */
+export async function onServer<T>(serverUrl: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+// Other work on the machine (a parallel test run) shows up in every figure, p99 first: say so.
+export const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
+
+/** The value at quantile `q` of an ascending list (nearest rank). */
+export function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+export interface BenchServers {
+  child: ChildProcess;
+  pid: number;
+  /** The real app. */
+  app: string;
+  /** The bare fastify + pg routes and the floor probes. */
+  bare: string;
+}
+
+/**
+ * tickets-server.ts in a child process on the scratch database, so the load generator has an
+ * event loop of its own; resolves once both servers listen.
+ */
+export function startTicketsServer(
+  scratchUrl: string,
+  jwtSecret: string,
+  execArgv: string[] = process.execArgv,
+): Promise<BenchServers> {
+  const child = fork(new URL('./tickets-server.ts', import.meta.url), [scratchUrl, jwtSecret], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv,
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => {
+      const ports = m as { app: number; bare: number };
+      resolve({
+        child,
+        pid: child.pid!,
+        app: `http://127.0.0.1:${ports.app}`,
+        bare: `http://127.0.0.1:${ports.bare}`,
+      });
+    });
+    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+  });
+}
+
+/** Asks tickets-server.ts to stop and waits for it (killed after 5 s). */
+export async function stopTicketsServer(servers: BenchServers | undefined): Promise<void> {
+  if (!servers || servers.child.exitCode !== null || !servers.child.connected) return;
+  const exited = new Promise((resolve) => servers.child.once('exit', resolve));
+  servers.child.send('stop');
+  setTimeout(() => servers.child.kill('SIGKILL'), 5000).unref();
+  await exited;
 }

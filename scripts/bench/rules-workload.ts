@@ -84,7 +84,7 @@ const PATTERNS = [
 ];
 const DOMAINS = Array.from({ length: 200 }, (_, i) => `customer${i}.example`);
 const TAGS = Array.from({ length: 30 }, (_, i) => `tag${i}`);
-const CHANNELS = [
+export const CHANNELS = [
   ['email', 40],
   ['contact_form', 12],
   ['chat', 12],

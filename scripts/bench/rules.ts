@@ -16,9 +16,8 @@
 // A scratch database deskroute_bench_rules_<pid> is created and dropped on the server named by
 // BENCH_DATABASE_URL, else DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres. The app
 // runs in a child process (tickets-server.ts) so that the load generator has its own event loop.
-import { type ChildProcess, fork, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -27,6 +26,7 @@ import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import {
+  type BenchServers,
   type CpuSnapshot,
   queriesPerCreation as countQueries,
   cpuLine,
@@ -34,8 +34,12 @@ import {
   cpuSnapshot,
   http,
   type Load,
+  machine,
+  onServer,
   postLoad,
   scratchDatabase,
+  startTicketsServer,
+  stopTicketsServer,
 } from './http.ts';
 import { makeRules, ticketBodies } from './rules-workload.ts';
 
@@ -57,27 +61,7 @@ const PASSWORD = 'bench-password-0123456789';
 const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_bench_rules');
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
-const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
-
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-function startServer(jwtSecret: string): Promise<{ child: ChildProcess; app: string }> {
-  const child = fork(new URL('./tickets-server.ts', import.meta.url), [scratchUrl, jwtSecret], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('message', (m) => resolve({ child, app: `http://127.0.0.1:${(m as { app: number }).app}` }));
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
-  });
-}
+const admin = <T>(fn: (client: pg.Client) => Promise<T>) => onServer(serverUrl, fn);
 
 // ---- load --------------------------------------------------------------------------------
 
@@ -107,7 +91,7 @@ async function main() {
   out(
     `(b) ticket creation over HTTP with 0 vs ${RULES} active rules, on ${new URL(serverUrl).host} (${scratch})`,
   );
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let server: BenchServers | undefined;
   await admin((c) => c.query(`create database ${scratch}`));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -122,7 +106,7 @@ async function main() {
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrateToLatest(db);
-    server = await startServer(randomBytes(32).toString('base64url'));
+    server = await startTicketsServer(scratchUrl, randomBytes(32).toString('base64url'));
     const base = server.app;
     const owner = await insertAgent(db, {
       name: 'Bench owner',
@@ -255,12 +239,7 @@ async function main() {
       `  round trips to PostgreSQL per creation: ${tripsOff.toFixed(1)} with 0 rules, ${tripsOn.toFixed(1)} with ${RULES} (matches included); ${machine()}`,
     );
   } finally {
-    server?.child.send('stop');
-    await new Promise((resolve) => {
-      if (!server || server.child.exitCode !== null) return resolve(null);
-      server.child.once('exit', resolve);
-      setTimeout(() => server?.child.kill('SIGKILL'), 5000).unref();
-    });
+    await stopTicketsServer(server);
     await db.destroy();
     await admin((c) => c.query(`drop database if exists ${scratch} with (force)`));
     out(`done in ${((performance.now() - started) / 1000).toFixed(1)} s; dropped ${scratch}`);

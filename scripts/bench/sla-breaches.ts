@@ -113,6 +113,7 @@ export async function benchBreaches(options: { tickets: number; servers: number;
         pause_when_answered: false,
         on_transfer: 'continue',
         warn_before_minutes: null,
+        escalations: [],
       });
       await renewPoliciesKey(trx);
     });

@@ -15,30 +15,35 @@
 //
 // Both servers run in a child process (tickets-server.ts) so the load generator has its own
 // event loop; on this 2-core machine they still share the CPUs with PostgreSQL.
-import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Principal } from '../../src/access/policy.ts';
-import { loadTicketAccess } from '../../src/access/tickets.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
-import { listTickets } from '../../src/domains/tickets/repository.ts';
-import type { TicketListQueryType } from '../../src/domains/tickets/schemas.ts';
 import { Random } from '../seed-demo/random.ts';
+import { withoutIndexes } from './bulk-load.ts';
 import {
+  type BenchServers,
   queriesPerCreation as countQueries,
   cpuLine,
   cpuPerRequest,
   cpuSnapshot,
   http,
+  machine,
+  onServer,
+  percentile,
   postLoad,
   scratchDatabase,
+  signIn,
+  startTicketsServer,
+  stopTicketsServer,
 } from './http.ts';
+import { explainLines, listPages, listStatements, timeGets, timePage } from './ticket-list.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -60,46 +65,7 @@ const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_bench');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const ms = (n: number) => n.toFixed(2);
 const seconds = (since: number) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
-// Other work on the machine (a parallel test run) shows up in every figure, p99 first: say so.
-const machine = () => `load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} CPUs`;
-
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-function startServers(
-  jwtSecret: string,
-): Promise<{ child: ChildProcess; pid: number; app: string; bare: string }> {
-  const child = fork(new URL('./tickets-server.ts', import.meta.url), [scratchUrl, jwtSecret], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('message', (m) => {
-      const ports = m as { app: number; bare: number };
-      resolve({
-        child,
-        pid: child.pid!,
-        app: `http://127.0.0.1:${ports.app}`,
-        bare: `http://127.0.0.1:${ports.bare}`,
-      });
-    });
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
-  });
-}
-
-async function signIn(base: string, email: string): Promise<string> {
-  return (await http('POST', `${base}/v1/auth/token`, null, { email, password: PASSWORD })).access_token;
-}
+const admin = <T>(fn: (client: pg.Client) => Promise<T>) => onServer(serverUrl, fn);
 
 const load = (
   url: string,
@@ -131,7 +97,7 @@ async function benchCreation(db: Kysely<Database>, servers: { pid: number; app: 
     role: 'owner',
     password_hash: await hashPassword(PASSWORD),
   });
-  const session = await signIn(servers.app, owner.email);
+  const session = await signIn(servers.app, owner.email, PASSWORD);
   const department = await http('POST', `${servers.app}/v1/departments`, session, { name: 'Support' });
   const { secret } = await http('POST', `${servers.app}/v1/api-tokens`, session, {
     name: 'bench integration',
@@ -277,19 +243,12 @@ async function loadMillion(client: pg.Client): Promise<{ departments: string[]; 
     [contacts],
   );
 
-  const indexes = (
-    await client.query(
-      `select i.indexname, i.indexdef from pg_indexes i
-       where i.tablename = 'tickets' and i.indexname not in (select conname from pg_constraint where conrelid = 'tickets'::regclass)`,
-    )
-  ).rows as { indexname: string; indexdef: string }[];
-  for (const index of indexes) await client.query(`drop index ${index.indexname}`);
-
-  const chunk = 250_000;
-  for (let from = 0; from < TICKETS; from += chunk) {
-    const to = Math.min(TICKETS, from + chunk);
-    await client.query(
-      `insert into tickets (subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
+  const rebuilt = await withoutIndexes(client, 'tickets', async () => {
+    const chunk = 250_000;
+    for (let from = 0; from < TICKETS; from += chunk) {
+      const to = Math.min(TICKETS, from + chunk);
+      await client.query(
+        `insert into tickets (subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
          created_at, updated_at, first_answered_at, last_customer_message_at, last_agent_message_at,
          resolved_at, waiting_since, postponed_until, search)
        select subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
@@ -337,12 +296,12 @@ async function loadMillion(client: pg.Client): Promise<{ departments: string[]; 
            ) a
          ) b
        ) c`,
-      [departments, agents, contacts],
-    );
-    out(`  loaded ${to} tickets (${seconds(started)})`);
-  }
-  for (const index of indexes) await client.query(index.indexdef);
-  out(`  rebuilt ${indexes.length} indexes (${seconds(started)})`);
+        [departments, agents, contacts],
+      );
+      out(`  loaded ${to} tickets (${seconds(started)})`);
+    }
+  });
+  out(`  rebuilt ${rebuilt} indexes (${seconds(started)})`);
   // As after any bulk import: statistics and the visibility map, and no autovacuum running
   // through the table during the measurements.
   await client.query('vacuum (analyze) tickets');
@@ -402,7 +361,7 @@ async function benchList(db: Kysely<Database>, client: pg.Client, servers: { app
       )}); sees ${sizes.visible} tickets, ${sizes.open_mine} open in their departments, ${sizes.new_high} new+high`,
   );
 
-  const token = await signIn(servers.app, 'bench-agent@bench.example');
+  const token = await signIn(servers.app, 'bench-agent@bench.example', PASSWORD);
   out(`  ${ITERATIONS} timed requests per shape after 100 warm-up ones, one at a time (${machine()})`);
   const shapes: Shape[] = [
     {
@@ -416,28 +375,8 @@ async function benchList(db: Kysely<Database>, client: pg.Client, servers: { app
   const missed: Shape[] = [];
   for (const shape of shapes) {
     // Cursors of the first pages of each query, collected once; then timed requests over them.
-    const pages: string[] = [];
-    for (const query of shape.queries) {
-      let cursor: string | null = null;
-      for (let page = 0; page < 8; page++) {
-        const params = new URLSearchParams({ limit: '50' });
-        for (const [k, v] of Object.entries(query)) for (const one of [v].flat()) params.append(k, one);
-        if (cursor) params.set('cursor', cursor);
-        const url = `${servers.app}/v1/tickets?${params}`;
-        pages.push(url);
-        cursor = (await http('GET', url, token)).next_cursor;
-        if (!cursor) break;
-      }
-    }
-    for (let i = 0; i < 100; i++) await http('GET', random.pick(pages), token);
-    const times: number[] = [];
-    for (let i = 0; i < ITERATIONS; i++) {
-      const url = random.pick(pages);
-      const t0 = performance.now();
-      await http('GET', url, token);
-      times.push(performance.now() - t0);
-    }
-    times.sort((a, b) => a - b);
+    const pages = await listPages(servers.app, token, shape.queries);
+    const times = await timeGets(pages, token, { warmUp: 100, iterations: ITERATIONS, random });
     const p99 = percentile(times, 0.99);
     out(
       `list ${shape.name.padEnd(36)} n=${ITERATIONS} pages=${pages.length} p50=${ms(percentile(times, 0.5))}ms ` +
@@ -448,14 +387,6 @@ async function benchList(db: Kysely<Database>, client: pg.Client, servers: { app
 
   // The exact SQL listTickets sends for each page, timed on its own (the database's share of the
   // latency), and the plans of the first and the last page.
-  const captured: { sql: string; parameters: readonly unknown[] }[] = [];
-  const explainDb = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratchUrl, max: 1 }) }),
-    log: (event) => {
-      if (event.level === 'query')
-        captured.push({ sql: event.query.sql, parameters: event.query.parameters });
-    },
-  });
   const principal: Principal = {
     agentId: agent.id,
     role: 'agent',
@@ -463,62 +394,35 @@ async function benchList(db: Kysely<Database>, client: pg.Client, servers: { app
     via: 'session',
     tokenId: null,
   };
-  try {
-    const access = await loadTicketAccess(explainDb, principal);
-    for (const shape of shapes) {
-      const statements: { sql: string; parameters: unknown[] }[] = [];
-      for (const query of shape.queries) {
-        let cursor: string | null = null;
-        for (let page = 0; page < 8; page++) {
-          captured.length = 0;
-          const listQuery = {
-            limit: 50,
-            sort: '-created_at',
-            ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v].flat()])),
-            ...(cursor && { cursor }),
-          } as TicketListQueryType;
-          cursor = (await listTickets(explainDb, access, listQuery)).next_cursor;
-          const list = captured.find((q) => q.sql.includes('from "tickets" as "t"'));
-          if (list) statements.push({ sql: list.sql, parameters: [...list.parameters] });
-          if (!cursor) break;
-        }
-      }
-      const times: number[] = [];
-      for (let i = 0; i < 300; i++) {
-        const statement = random.pick(statements);
-        const t0 = performance.now();
-        await client.query(statement.sql, statement.parameters);
-        times.push(performance.now() - t0);
-      }
-      times.sort((a, b) => a - b);
-      out();
-      out(
-        `sql  ${shape.name.padEnd(36)} n=300 p50=${ms(percentile(times, 0.5))}ms p99=${ms(percentile(times, 0.99))}ms` +
-          ` max=${ms(times[times.length - 1]!)}ms (the list query alone, from this process)`,
-      );
-      const last = statements[statements.length - 1]!;
-      for (const [label, statement] of [
-        ['page 1', statements[0]!],
-        [`page ${statements.length} of the last query`, last],
-      ] as const) {
-        const plan = await client.query(`explain (analyze, buffers) ${statement.sql}`, statement.parameters);
+  for (const shape of shapes) {
+    const statements = await listStatements(scratchUrl, principal, shape.queries);
+    const times: number[] = [];
+    for (let i = 0; i < 300; i++) times.push(await timePage(client, random.pick(statements)));
+    times.sort((a, b) => a - b);
+    out();
+    out(
+      `sql  ${shape.name.padEnd(36)} n=300 p50=${ms(percentile(times, 0.5))}ms p99=${ms(percentile(times, 0.99))}ms` +
+        ` max=${ms(times[times.length - 1]!)}ms (the list query alone, from this process)`,
+    );
+    const last = statements[statements.length - 1]!;
+    for (const [label, page] of [
+      ['page 1', statements[0]!],
+      [`page ${statements.length} of the last query`, last],
+    ] as const) {
+      for (const statement of page) {
+        const [text, ...plan] = await explainLines(client, statement);
         out(`EXPLAIN ANALYZE ${shape.name} (${label})${missed.includes(shape) ? '  <- target missed' : ''}`);
-        if (label === 'page 1')
-          out(
-            `  ${statement.sql.replace(/\s+/g, ' ').replace(/select .* from/, 'select <ticket columns> from')}`,
-          );
-        for (const row of plan.rows) out(`  ${row['QUERY PLAN']}`);
+        if (label === 'page 1') out(`  ${text}`);
+        for (const line of plan) out(`  ${line}`);
       }
     }
-  } finally {
-    await explainDb.destroy();
   }
 }
 
 async function main() {
   const started = performance.now();
   out(`bench:tickets on ${new URL(serverUrl).host}, scratch database ${scratch}`);
-  let servers: Awaited<ReturnType<typeof startServers>> | undefined;
+  let servers: BenchServers | undefined;
   await admin((c) => c.query(`create database ${scratch}`));
   // Interrupted (Ctrl-C): still leave no scratch database behind.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -541,7 +445,7 @@ async function main() {
     await client.query(
       'create table bench_bare (id bigserial primary key, payload text not null, created_at timestamptz not null default now())',
     );
-    servers = await startServers(randomBytes(32).toString('base64url'));
+    servers = await startTicketsServer(scratchUrl, randomBytes(32).toString('base64url'));
     await benchCreation(db, servers);
     // The creation phase left tens of thousands of dead rows behind (its tickets, events,
     // messages and contacts, deleted; the events it noted for reports, which no scheduler
@@ -552,12 +456,7 @@ async function main() {
     );
     await benchList(db, client, servers);
   } finally {
-    servers?.child.send('stop');
-    await new Promise((resolve) => {
-      if (!servers || servers.child.exitCode !== null) return resolve(null);
-      servers.child.once('exit', resolve);
-      setTimeout(() => servers?.child.kill('SIGKILL'), 5000).unref();
-    });
+    await stopTicketsServer(servers);
     await client.end().catch(() => {});
     await db.destroy();
     out();

@@ -1,6 +1,13 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 import type { Condition } from '../rule-engine/index.ts';
-import type { SlaEventType, SlaPolicy, SlaState, TransferMode } from '../sla/index.ts';
+import type {
+  SLA_ESCALATED,
+  SlaEscalation,
+  SlaEventType,
+  SlaPolicy,
+  SlaState,
+  TransferMode,
+} from '../sla/index.ts';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
@@ -44,6 +51,7 @@ export interface SlaPoliciesTable {
   pause_when_answered: Generated<boolean>;
   on_transfer: Generated<TransferMode>;
   warn_before_minutes: number | null;
+  escalations: ColumnType<SlaEscalation[], string | undefined, string>;
   version: Generated<number>;
   created_at: CreatedAt;
   updated_at: Timestamp;
@@ -200,7 +208,8 @@ export type TicketEventType =
   | 'rated'
   | 'call_recorded'
   | 'chat_recorded'
-  | SlaEventType;
+  | SlaEventType
+  | typeof SLA_ESCALATED;
 export type ContactFieldType = 'text' | 'number' | 'date' | 'boolean' | 'choice';
 
 export interface ContactFieldsTable {
@@ -442,7 +451,8 @@ export type NotificationKind =
   | 'customer_replied'
   | 'ticket_assigned'
   | 'ticket_transferred'
-  | 'mentioned';
+  | 'mentioned'
+  | 'sla_escalated';
 
 export interface NotificationsTable {
   id: string;

@@ -14,7 +14,7 @@ import {
   type ValidationError,
   validateRule,
 } from '../rule-engine/index.ts';
-import { SLA_KINDS, TRANSFER_MODES } from './types.ts';
+import { ESCALATION_ACTIONS, ESCALATION_MOMENTS, SLA_KINDS, type SlaKind, TRANSFER_MODES } from './types.ts';
 
 /** A year: long enough for any resolution goal, short enough to stay within business time's horizon for a plain office calendar. */
 export const MAX_TARGET_MINUTES = 525_600;
@@ -29,7 +29,11 @@ const POLICY_KEYS = new Set([
   'pause_when_answered',
   'on_transfer',
   'warn_before_minutes',
+  'escalations',
 ]);
+/** A policy needs a few (warning, then breach; per kind): a bound keeps the check and the list short. */
+export const MAX_ESCALATIONS = 8;
+const ESCALATION_KEYS = new Set(['on', 'kinds', 'action', 'notify_supervisors']);
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -142,5 +146,87 @@ export function checkPolicy(policy: unknown, catalog: Catalog): ValidationError[
     }
   }
   if (count === 0) errors.push({ pointer: '/targets', message: 'must set at least one target' });
+  checkEscalations(policy, targets, errors);
   return errors;
+}
+
+/**
+ * The escalations, each with a pointer. Besides the shape, an escalation that could never act is
+ * refused: on warnings of a policy that never warns, for a kind the policy sets no target of, or
+ * behind earlier escalations that already answer every event it would (the first match applies).
+ */
+function checkEscalations(
+  policy: Record<string, unknown>,
+  targets: Record<string, unknown>,
+  errors: ValidationError[],
+): void {
+  const escalations = policy.escalations;
+  if (!Array.isArray(escalations)) {
+    errors.push({ pointer: '/escalations', message: 'must be an array of escalations' });
+    return;
+  }
+  if (escalations.length > MAX_ESCALATIONS) {
+    errors.push({ pointer: '/escalations', message: `must have at most ${MAX_ESCALATIONS} escalations` });
+    return;
+  }
+  const targeted = new Set<string>();
+  for (const kinds of Object.values(targets))
+    if (isObject(kinds)) for (const k of Object.keys(kinds)) targeted.add(k);
+  const answered: Record<string, Set<SlaKind>> = { warning: new Set(), breach: new Set() };
+  escalations.forEach((escalation: unknown, i) => {
+    const at = `/escalations/${i}`;
+    if (!isObject(escalation)) {
+      errors.push({
+        pointer: at,
+        message: 'must be an object with on, kinds, action and notify_supervisors',
+      });
+      return;
+    }
+    const before = errors.length;
+    for (const key of Object.keys(escalation)) {
+      if (!ESCALATION_KEYS.has(key))
+        errors.push({ pointer: `${at}/${pointerToken(key)}`, message: 'is not a known property' });
+    }
+    const { on, kinds, action, notify_supervisors } = escalation;
+    if (!(ESCALATION_MOMENTS as readonly unknown[]).includes(on)) {
+      errors.push({ pointer: `${at}/on`, message: `must be one of: ${ESCALATION_MOMENTS.join(', ')}` });
+    } else if (on === 'warning' && policy.warn_before_minutes === null) {
+      errors.push({
+        pointer: `${at}/on`,
+        message: 'never happens: the policy sets no warn_before_minutes, so it never warns',
+      });
+    }
+    if (!Array.isArray(kinds)) {
+      errors.push({
+        pointer: `${at}/kinds`,
+        message: 'must be an array of target kinds (empty: every kind)',
+      });
+    } else {
+      kinds.forEach((kind: unknown, j) => {
+        const here = `${at}/kinds/${j}`;
+        if (!(SLA_KINDS as readonly unknown[]).includes(kind))
+          errors.push({ pointer: here, message: `is not a target kind (${SLA_KINDS.join(', ')})` });
+        else if (kinds.indexOf(kind) !== j) errors.push({ pointer: here, message: 'appears more than once' });
+        else if (!targeted.has(kind as string))
+          errors.push({ pointer: here, message: 'the policy sets no target of this kind' });
+      });
+    }
+    if (!(ESCALATION_ACTIONS as readonly unknown[]).includes(action)) {
+      errors.push({ pointer: `${at}/action`, message: `must be one of: ${ESCALATION_ACTIONS.join(', ')}` });
+    }
+    if (typeof notify_supervisors !== 'boolean')
+      errors.push({ pointer: `${at}/notify_supervisors`, message: 'must be a boolean' });
+    if (errors.length > before) return;
+    // Empty kinds answer every kind the policy has a target of.
+    const covers =
+      (kinds as SlaKind[]).length > 0 ? (kinds as SlaKind[]) : SLA_KINDS.filter((k) => targeted.has(k));
+    const seen = answered[on as string]!;
+    if (covers.length > 0 && covers.every((k) => seen.has(k))) {
+      errors.push({
+        pointer: at,
+        message: `never applies: an earlier escalation already answers every ${on} it would (the first that matches applies)`,
+      });
+    }
+    for (const k of covers) seen.add(k);
+  });
 }

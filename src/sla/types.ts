@@ -12,6 +12,27 @@ export const TRANSFER_MODES = ['restart', 'continue', 'keep'] as const;
 /** What a transfer to another department does to a ticket under this policy. */
 export type TransferMode = (typeof TRANSFER_MODES)[number];
 
+export const ESCALATION_MOMENTS = ['warning', 'breach'] as const;
+/** When an escalation acts: a target's warning, or its breach. */
+export type EscalationMoment = (typeof ESCALATION_MOMENTS)[number];
+
+export const ESCALATION_ACTIONS = ['next_level', 'supervisors'] as const;
+/** next_level: to an available member of the tier above the assignee's; supervisors: to an available supervisor. */
+export type EscalationAction = (typeof ESCALATION_ACTIONS)[number];
+
+/** One of a policy's escalations; the first whose moment and kinds match a fired event applies. */
+export interface SlaEscalation {
+  on: EscalationMoment;
+  /** The target kinds it answers; empty: every kind. */
+  kinds: SlaKind[];
+  action: EscalationAction;
+  /** Also tell the department's supervisors (and managers) when the ticket was handed on. */
+  notify_supervisors: boolean;
+}
+
+/** The ticket event an applied escalation records (not a clock event: the write path acts on it). */
+export const SLA_ESCALATED = 'sla.escalated';
+
 export interface SlaTarget {
   /** Whole minutes, at least 1. */
   minutes: number;
@@ -37,6 +58,8 @@ export interface SlaPolicy {
   on_transfer: TransferMode;
   /** Warn this many minutes (of the target's own kind of time) before the due; null: never. */
   warn_before_minutes: number | null;
+  /** What a warning or breach under this policy does besides being recorded; [] for nothing. */
+  escalations: SlaEscalation[];
 }
 
 export type SlaTargetStatus = 'active' | 'paused' | 'fulfilled' | 'breached';

@@ -2,7 +2,13 @@
 
 import t from 'tap';
 import type { Catalog } from '../../src/rule-engine/index.ts';
-import { checkPolicy, MAX_TARGET_MINUTES } from '../../src/sla/index.ts';
+import {
+  checkPolicy,
+  MAX_ESCALATIONS,
+  MAX_TARGET_MINUTES,
+  type SlaEscalation,
+  type SlaKind,
+} from '../../src/sla/index.ts';
 import { policy, SALES, SUPPORT } from './fixtures.ts';
 
 const catalog: Catalog = {
@@ -12,6 +18,13 @@ const catalog: Catalog = {
 };
 
 const valid = policy();
+const escalation = (patch: Partial<SlaEscalation> = {}): SlaEscalation => ({
+  on: 'breach',
+  kinds: [],
+  action: 'next_level',
+  notify_supervisors: false,
+  ...patch,
+});
 
 t.test('a valid policy has no problems', async (t) => {
   t.same(checkPolicy(valid, catalog), []);
@@ -27,6 +40,10 @@ t.test('a valid policy has no problems', async (t) => {
           ],
         },
         targets: { urgent: { resolution: { minutes: MAX_TARGET_MINUTES, business: false } } },
+        escalations: [
+          { on: 'warning', kinds: ['resolution'], action: 'next_level', notify_supervisors: false },
+          { on: 'breach', kinds: [], action: 'next_level', notify_supervisors: true },
+        ],
       }),
       catalog,
     ),
@@ -108,6 +125,75 @@ t.test('each problem is reported at its pointer', async (t) => {
         '/targets/normal/resolution/extra',
         '/targets/normal/resolution/minutes',
       ],
+    },
+    {
+      name: 'escalations not an array',
+      policy: { ...valid, escalations: {} },
+      pointers: ['/escalations'],
+    },
+    {
+      name: 'escalations missing',
+      policy: { ...valid, escalations: undefined },
+      pointers: ['/escalations'],
+    },
+    {
+      name: 'too many escalations',
+      policy: {
+        ...valid,
+        escalations: Array.from({ length: MAX_ESCALATIONS + 1 }, () => escalation()),
+      },
+      pointers: ['/escalations'],
+    },
+    {
+      name: 'an escalation of the wrong shape',
+      policy: { ...valid, escalations: [escalation(), 'next_level'] },
+      pointers: ['/escalations/1'],
+    },
+    {
+      name: 'unknown moment, action and property, kinds and flag of the wrong type',
+      policy: {
+        ...valid,
+        escalations: [
+          { on: 'late', kinds: 'resolution', action: 'promote', notify_supervisors: 1, to: 'boss' },
+        ],
+      },
+      pointers: [
+        '/escalations/0/to',
+        '/escalations/0/on',
+        '/escalations/0/kinds',
+        '/escalations/0/action',
+        '/escalations/0/notify_supervisors',
+      ],
+    },
+    {
+      name: 'unknown, repeated and untargeted kinds',
+      policy: {
+        ...valid,
+        escalations: [
+          escalation({ kinds: ['first_reply', 'resolution', 'resolution', 'next_answer'] as SlaKind[] }),
+        ],
+      },
+      pointers: ['/escalations/0/kinds/0', '/escalations/0/kinds/2', '/escalations/0/kinds/3'],
+    },
+    {
+      name: 'a warning escalation on a policy that never warns',
+      policy: { ...valid, escalations: [escalation({ on: 'warning' })] },
+      pointers: ['/escalations/0/on'],
+    },
+    {
+      name: 'escalations behind earlier ones that answer all they would',
+      policy: {
+        ...valid,
+        warn_before_minutes: 5,
+        escalations: [
+          escalation({ kinds: ['first_answer'] }),
+          escalation({ on: 'warning' }),
+          escalation({ kinds: ['resolution'], action: 'supervisors' }),
+          escalation({ kinds: [] }),
+          escalation({ on: 'warning', kinds: ['resolution'] }),
+        ],
+      },
+      pointers: ['/escalations/3', '/escalations/4'],
     },
   ];
   for (const c of cases) {

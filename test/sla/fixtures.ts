@@ -81,6 +81,7 @@ export function policy(patch: Partial<SlaPolicy> = {}): SlaPolicy {
     pause_when_answered: false,
     on_transfer: 'continue',
     warn_before_minutes: null,
+    escalations: [],
     ...patch,
   };
 }

@@ -468,9 +468,11 @@ export async function assignability(db: Executor, agentId: string, departmentId:
  * row, advisory lock) does not keep two departments from handing the same agent a ticket each
  * past their capacity. Assignments limited to available agents also take this one lock, always
  * after the department's and as the last lock of the pick (one assignment per evaluation, one
- * evaluation per transaction), so the order is the same everywhere and cannot deadlock.
+ * evaluation per transaction), so the order is the same everywhere and cannot deadlock. An SLA
+ * escalation (tickets/escalation.ts) takes only this lock, after the rules of its write: it
+ * never holds it while waiting for another.
  */
-async function lockCapacity(trx: Executor) {
+export async function lockCapacity(trx: Executor) {
   await sql`select pg_advisory_xact_lock(hashtext('assignment_capacity'))`.execute(trx);
 }
 

@@ -322,13 +322,20 @@ export interface AssignableFilter {
   level?: MemberLevel | undefined;
   /** Only agents online now (their confirmation still holds) and under their capacity. */
   availableOnly?: boolean | undefined;
+  /** Only these roles (a subset of HOLDING_ROLES): escalation to the supervisors. */
+  roles?: readonly DepartmentRole[] | undefined;
+  /** Never this agent (the assignee an escalation hands the ticket on from). */
+  except?: string | null | undefined;
 }
+
+/** The roles that supervise a department's work (manager includes supervisor). */
+export const SUPERVISING_ROLES: readonly DepartmentRole[] = ['supervisor', 'manager'];
 
 /**
  * The members who may be handed a department's tickets automatically: active agents who are
  * solvers or more there, narrowed by level and availability. A query over `m`
  * (department_members) and `a` (agents) for the caller to select from and order; the round
- * robin, least busy and (later) escalation to the next level all start here, so they can never
+ * robin, least busy and SLA escalations (tickets/escalation.ts) all start here, so they can never
  * disagree on who qualifies. Availability is judged with the database's clock (now()), the same
  * test as agents/repository.ts effectivePresence.
  */
@@ -340,6 +347,8 @@ export function assignableMembers(db: Executor, departmentId: string, filter: As
     .where('m.role', 'in', HOLDING_ROLES)
     .where('a.status', '=', 'active')
     .$if(filter.level !== undefined, (qb) => qb.where('m.level', '=', filter.level!))
+    .$if(filter.roles !== undefined, (qb) => qb.where('m.role', 'in', filter.roles!))
+    .$if(typeof filter.except === 'string', (qb) => qb.where('m.agent_id', '<>', filter.except!))
     .$if(filter.availableOnly === true, (qb) =>
       qb
         .where('a.presence', '=', 'online')
@@ -359,4 +368,32 @@ export function assignableMembers(db: Executor, departmentId: string, filter: As
           ]),
         ),
     );
+}
+
+/** An agent's role and level in a department; undefined when not a member. */
+export async function memberStanding(
+  db: Executor,
+  departmentId: string,
+  agentId: string,
+): Promise<MemberStanding | undefined> {
+  return db
+    .selectFrom('department_members')
+    .select(['role', 'level'])
+    .where('department_id', '=', departmentId)
+    .where('agent_id', '=', agentId)
+    .executeTakeFirst();
+}
+
+/** The active supervisors and managers of a department, whatever their presence (they read later). */
+export async function supervisorsOf(db: Executor, departmentId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('department_members as m')
+    .innerJoin('agents as a', 'a.id', 'm.agent_id')
+    .select('m.agent_id')
+    .where('m.department_id', '=', departmentId)
+    .where('m.role', 'in', SUPERVISING_ROLES)
+    .where('a.status', '=', 'active')
+    .orderBy('m.agent_id')
+    .execute();
+  return rows.map((r) => r.agent_id);
 }

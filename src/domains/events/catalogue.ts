@@ -1,6 +1,13 @@
 import { type Static, type TSchema, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
-import { SLA_EVENT_TYPES, SLA_KINDS, type SlaEventType } from '../../sla/index.ts';
+import {
+  ESCALATION_ACTIONS,
+  ESCALATION_MOMENTS,
+  SLA_ESCALATED,
+  SLA_EVENT_TYPES,
+  SLA_KINDS,
+  type SlaEventType,
+} from '../../sla/index.ts';
 import { AgentSchema } from '../agents/schemas.ts';
 import { ApiTokenSchema } from '../api-tokens/schemas.ts';
 import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
@@ -31,6 +38,7 @@ export const TICKET_FEED_TYPES = [
   'call.recorded',
   'chat.recorded',
   ...SLA_EVENT_TYPES,
+  SLA_ESCALATED,
 ] as const;
 
 export const SETTINGS_EVENT_TYPES = [
@@ -246,6 +254,11 @@ export const PAYLOAD_SCHEMAS = {
   'ticket.assigned': ticketPayload('TicketAssignedPayload', 'The assignee changed (null: nobody).', {
     from: NullableUuid(),
     to: NullableUuid(),
+    reason: Type.Optional(
+      Type.Literal('sla_escalated', {
+        description: 'Handed on by an SLA escalation (the sla.escalated event that follows says why).',
+      }),
+    ),
   }),
   'ticket.transferred': ticketPayload('TicketTransferredPayload', 'The ticket moved to another department.', {
     from_department_id: NullableUuid(),
@@ -287,6 +300,27 @@ export const PAYLOAD_SCHEMAS = {
     agent_messages: Type.Integer(),
   }),
   ...slaPayloads(),
+  [SLA_ESCALATED]: ticketPayload(
+    'SlaEscalatedPayload',
+    "An SLA warning or breach handed the ticket on as its policy's escalation says (actor: the system). to is null when nobody available could take it; then the department's supervisors and managers are told.",
+    {
+      policy_id: Uuid('The policy whose escalation applied.'),
+      policy_version: Type.Integer({ description: 'Its version when it applied.' }),
+      on: Type.Enum(ESCALATION_MOMENTS, { description: 'What fired it: a warning or a breach.' }),
+      kind: Type.Enum(SLA_KINDS, { description: 'The target that warned or breached.' }),
+      cycle: Type.Integer(),
+      action: Type.Enum(ESCALATION_ACTIONS),
+      from: NullableUuid('The assignee before.'),
+      to: NullableUuid('The new assignee; null: the ticket stayed where it was.'),
+      level: Type.Union([Type.Integer({ minimum: 1, maximum: 3 }), Type.Null()], {
+        description: 'next_level: the tier of the new assignee; otherwise null.',
+      }),
+      recipients: Type.Array(Uuid(), {
+        description:
+          'The agents told (an sla_escalated notification each, as their preferences and the ticket’s visibility allow).',
+      }),
+    },
+  ),
   'department.created': Type.Object(
     { department: ref(DepartmentSchema) },
     { $id: 'DepartmentCreatedPayload', additionalProperties: false },

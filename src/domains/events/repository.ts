@@ -4,7 +4,7 @@ import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
 import type { Database } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, toPage } from '../../plugins/pagination.ts';
-import { SLA_EVENT_TYPES, type SlaEventType } from '../../sla/index.ts';
+import { SLA_ESCALATED, SLA_EVENT_TYPES, type SlaEventType } from '../../sla/index.ts';
 import {
   type Event,
   type EventActor,
@@ -177,6 +177,7 @@ const feedTypeOfTicketEvent = sql<string>`case e.type
   when 'sla.applied' then e.type when 'sla.removed' then e.type when 'sla.started' then e.type
   when 'sla.target_changed' then e.type when 'sla.paused' then e.type when 'sla.resumed' then e.type
   when 'sla.warning' then e.type when 'sla.breached' then e.type when 'sla.fulfilled' then e.type
+  when 'sla.escalated' then e.type
   else 'ticket.' || e.type end`;
 
 /** The ticket_events types a feed type can come from (narrows the scan before the case above). */
@@ -196,6 +197,7 @@ const STORED_TYPES: Record<TicketFeedType, string> = {
   'call.recorded': 'call_recorded',
   'chat.recorded': 'chat_recorded',
   ...(Object.fromEntries(SLA_EVENT_TYPES.map((t) => [t, t])) as Record<SlaEventType, string>),
+  [SLA_ESCALATED]: SLA_ESCALATED,
 };
 
 const SETTINGS_SET: ReadonlySet<string> = new Set(SETTINGS_EVENT_TYPES);
@@ -431,7 +433,7 @@ const DATA_KEYS: Record<Exclude<TicketFeedType, 'ticket.updated'>, readonly stri
   'ticket.customer_replied': [],
   'ticket.agent_replied': ['first_answer', 'wait_seconds', 'wait_business_seconds'],
   'ticket.note_added': [],
-  'ticket.assigned': ['from', 'to'],
+  'ticket.assigned': ['from', 'to', 'reason'],
   'ticket.transferred': ['from_department_id', 'to_department_id', 'reason'],
   'ticket.status_changed': [
     'from',
@@ -451,6 +453,18 @@ const DATA_KEYS: Record<Exclude<TicketFeedType, 'ticket.updated'>, readonly stri
     SlaEventType,
     readonly string[]
   >),
+  [SLA_ESCALATED]: [
+    'policy_id',
+    'policy_version',
+    'on',
+    'kind',
+    'cycle',
+    'action',
+    'from',
+    'to',
+    'level',
+    'recipients',
+  ],
   'chat.recorded': [
     'chat_id',
     'agent_id',

@@ -38,7 +38,7 @@ export const notificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Your notifications',
         description:
-          'Unread first, then newest first. A new ticket in your department, a customer reply on your ticket (or on an unassigned ticket of your department), a ticket assigned to you or transferred to your department, a note that mentions your @email; never what you did yourself, never a ticket you cannot see. They also arrive live on GET /v1/events/stream as `event: notification`.',
+          'Unread first, then newest first. A new ticket in your department, a customer reply on your ticket (or on an unassigned ticket of your department), a ticket assigned to you or transferred to your department, a note that mentions your @email, an SLA escalation that handed you a ticket (or, for supervisors and managers, that their department escalated); never what you did yourself, never a ticket you cannot see. They also arrive live on GET /v1/events/stream as `event: notification`.',
         querystring: NotificationListQuery,
         response: { 200: ref(NotificationPage) },
       },

@@ -13,11 +13,12 @@ export const NOTIFICATION_KINDS = [
   'ticket_assigned',
   'ticket_transferred',
   'mentioned',
+  'sla_escalated',
 ] as const satisfies readonly NotificationKind[];
 
 export const NotificationKindSchema = Type.Enum(NOTIFICATION_KINDS, {
   description:
-    'ticket_created: a new ticket in one of your departments. customer_replied: a customer wrote on your ticket, or on an unassigned ticket of your department. ticket_assigned: a ticket was assigned to you. ticket_transferred: a ticket was transferred to your department. mentioned: a note named your @email.',
+    'ticket_created: a new ticket in one of your departments. customer_replied: a customer wrote on your ticket, or on an unassigned ticket of your department. ticket_assigned: a ticket was assigned to you. ticket_transferred: a ticket was transferred to your department. mentioned: a note named your @email. sla_escalated: an SLA escalation handed you a ticket, or (supervisors and managers) handed one on in your department or found nobody to take it.',
 });
 
 const NullableUuid = (description: string) => Type.Union([Uuid(), Type.Null()], { description });

@@ -99,13 +99,21 @@ async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow)
     }
     case 'ticket.assigned': {
       const to = typeof payload.to === 'string' ? payload.to : null;
-      if (!to) return null;
+      // An escalation's assignment is told by its sla.escalated event, once, saying why.
+      if (!to || payload.reason === 'sla_escalated') return null;
       return { kind: 'ticket_assigned', departmentId: event.department_id, agentIds: [to] };
     }
     case 'ticket.transferred': {
       const to = typeof payload.to_department_id === 'string' ? payload.to_department_id : null;
       if (!to) return null;
       return { kind: 'ticket_transferred', departmentId: to, agentIds: await activeMembersOf(trx, to) };
+    }
+    case 'sla.escalated': {
+      const recipients = Array.isArray(payload.recipients)
+        ? payload.recipients.filter((id): id is string => typeof id === 'string')
+        : [];
+      if (recipients.length === 0) return null;
+      return { kind: 'sla_escalated', departmentId: event.department_id, agentIds: recipients };
     }
     case 'ticket.note_added': {
       const message = payload.message as { body?: unknown } | null | undefined;

@@ -20,6 +20,7 @@ export function toPolicyView(row: PolicyRow): SlaPolicyView {
     pause_when_answered: row.pause_when_answered,
     on_transfer: row.on_transfer,
     warn_before_minutes: row.warn_before_minutes,
+    escalations: row.escalations,
     version: row.version,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
@@ -37,6 +38,7 @@ const toPolicy = (row: PolicyRow): SlaPolicy => ({
   pause_when_answered: row.pause_when_answered,
   on_transfer: row.on_transfer,
   warn_before_minutes: row.warn_before_minutes,
+  escalations: row.escalations,
 });
 
 const inOrder = (db: Executor) =>
@@ -101,6 +103,7 @@ const jsonValues = (v: PolicyValues) => ({
   pause_when_answered: v.pause_when_answered,
   on_transfer: v.on_transfer,
   warn_before_minutes: v.warn_before_minutes,
+  escalations: JSON.stringify(v.escalations),
 });
 
 export async function insertPolicy(trx: Trx, values: PolicyValues): Promise<SlaPolicyView> {

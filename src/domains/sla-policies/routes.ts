@@ -5,6 +5,7 @@ import { IfMatchHeaders, withEtag } from '../../plugins/etag.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import {
   CreateSlaPolicyBody,
+  SlaEscalationSchema,
   SlaPolicyList,
   SlaPolicyOrderBody,
   SlaPolicySchema,
@@ -13,14 +14,14 @@ import {
 } from './schemas.ts';
 import * as service from './service.ts';
 
-export const slaPolicySchemas = [SlaTargetSchema, SlaPolicySchema, SlaPolicyList];
+export const slaPolicySchemas = [SlaTargetSchema, SlaEscalationSchema, SlaPolicySchema, SlaPolicyList];
 
 const tags = ['sla-policies'];
 const Policy = ref(SlaPolicySchema);
 const etagHeader = responseHeaders.etag('update');
 const createdHeaders = { ...etagHeader, ...responseHeaders.location('SLA policy') };
 const CHECKED =
-  'Checked when written: an unknown priority or kind, minutes out of range, no target at all, or conditions that name an unknown department or field, read message, sender or previous values, or use change operators answer 422 `invalid_sla_policy`, each error pointing at the offending node (e.g. body/targets/high/first_answer/minutes).';
+  'Checked when written: an unknown priority or kind, minutes out of range, no target at all, conditions that name an unknown department or field, read message, sender or previous values, or use change operators, or an escalation that could never act (on warnings without warn_before_minutes, for a kind without a target, behind earlier escalations that answer all it would) answer 422 `invalid_sla_policy`, each error pointing at the offending node (e.g. body/targets/high/first_answer/minutes, body/escalations/1/action).';
 
 export const slaPolicyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db } = app;

@@ -1,7 +1,14 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import { LIMITS } from '../../rule-engine/index.ts';
-import { MAX_TARGET_MINUTES, SLA_KINDS, TRANSFER_MODES } from '../../sla/index.ts';
+import {
+  ESCALATION_ACTIONS,
+  ESCALATION_MOMENTS,
+  MAX_ESCALATIONS,
+  MAX_TARGET_MINUTES,
+  SLA_KINDS,
+  TRANSFER_MODES,
+} from '../../sla/index.ts';
 import { ConditionSchema } from '../automation-rules/schemas.ts';
 
 // Shapes only (400 on unknown fields and wrong types): what a policy means (known priorities and
@@ -45,6 +52,61 @@ const Targets = Type.Record(
   },
 );
 
+const ESCALATION_DOC = {
+  on: 'warning: when a target warns (the policy needs warn_before_minutes); breach: when it breaches.',
+  kinds: `The target kinds it answers (${SLA_KINDS.join(', ')}); empty: every kind.`,
+  action:
+    "next_level: to the least busy available member (online, under capacity) of the tier above the assignee's (tier 2 when unassigned or the assignee has no tier there), else the tiers above that; supervisors: to the least busy available supervisor or manager. When nobody is available the ticket stays and the department's supervisors and managers are told.",
+  notify_supervisors:
+    "Also tell the department's supervisors and managers when the ticket was handed on (whoever gets it is always told).",
+};
+
+export const SlaEscalationSchema = Type.Object(
+  {
+    on: Type.Enum(ESCALATION_MOMENTS, { description: ESCALATION_DOC.on }),
+    kinds: Type.Array(Type.Enum(SLA_KINDS), { description: ESCALATION_DOC.kinds }),
+    action: Type.Enum(ESCALATION_ACTIONS, { description: ESCALATION_DOC.action }),
+    notify_supervisors: Type.Boolean({ description: ESCALATION_DOC.notify_supervisors }),
+  },
+  {
+    $id: 'SlaEscalation',
+    additionalProperties: false,
+    description:
+      'What a warning or breach does. For each warning or breach of a write, the first escalation whose on and kinds match applies (breaches first; one escalation per write).',
+  },
+);
+
+// The values are listed in the descriptions; checkPolicy refuses unknown ones with a pointer (422).
+const EscalationBody = Type.Object(
+  {
+    on: Type.String({
+      maxLength: 20,
+      description: `${ESCALATION_MOMENTS.join(' or ')}. ${ESCALATION_DOC.on}`,
+    }),
+    kinds: Type.Optional(
+      Type.Array(Type.String({ maxLength: 40 }), {
+        maxItems: SLA_KINDS.length * 2,
+        default: [],
+        description: ESCALATION_DOC.kinds,
+      }),
+    ),
+    action: Type.String({
+      maxLength: 20,
+      description: `${ESCALATION_ACTIONS.join(' or ')}. ${ESCALATION_DOC.action}`,
+    }),
+    notify_supervisors: Type.Optional(
+      Type.Boolean({ default: false, description: ESCALATION_DOC.notify_supervisors }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type EscalationInput = Static<typeof EscalationBody>;
+
+const Escalations = Type.Array(EscalationBody, {
+  maxItems: MAX_ESCALATIONS,
+  description: `At most ${MAX_ESCALATIONS}; tried in order. Empty (the default): warnings and breaches are only recorded.`,
+});
+
 export const SlaPolicySchema = Type.Object(
   {
     id: Uuid(),
@@ -66,6 +128,9 @@ export const SlaPolicySchema = Type.Object(
     warn_before_minutes: Type.Union([Minutes, Type.Null()], {
       description: "Warn this many minutes (of the target's own kind of time) before the due; null: never.",
     }),
+    escalations: Type.Array(ref(SlaEscalationSchema), {
+      description: 'Tried in order for each warning and breach; empty: they are only recorded.',
+    }),
     version: Type.Integer({ minimum: 1, description: 'Grows by one with every change.' }),
     created_at: Timestamp(),
     updated_at: Timestamp(),
@@ -83,6 +148,10 @@ const example = {
   },
   on_transfer: 'continue',
   warn_before_minutes: 10,
+  escalations: [
+    { on: 'warning', action: 'next_level' },
+    { on: 'breach', kinds: ['first_answer'], action: 'supervisors', notify_supervisors: true },
+  ],
 };
 
 export const CreateSlaPolicyBody = Type.Object(
@@ -95,6 +164,7 @@ export const CreateSlaPolicyBody = Type.Object(
     pause_when_answered: Type.Optional(Type.Boolean({ default: false })),
     on_transfer: Type.Optional(Type.Enum(TRANSFER_MODES, { default: 'continue' })),
     warn_before_minutes: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { default: null })),
+    escalations: Type.Optional(Escalations),
   },
   { additionalProperties: false, examples: [example] },
 );
@@ -110,6 +180,7 @@ export const UpdateSlaPolicyBody = Type.Object(
     pause_when_answered: Type.Optional(Type.Boolean()),
     on_transfer: Type.Optional(Type.Enum(TRANSFER_MODES)),
     warn_before_minutes: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    escalations: Type.Optional(Escalations),
   },
   { additionalProperties: false, minProperties: 1, examples: [{ warn_before_minutes: 15 }] },
 );

@@ -10,6 +10,7 @@ import { replanLiveTickets } from '../tickets/repository.ts';
 import * as repo from './repository.ts';
 import {
   type CreateSlaPolicyInput,
+  type EscalationInput,
   MAX_POLICIES,
   type SlaPolicyView,
   type UpdateSlaPolicyInput,
@@ -68,7 +69,17 @@ const valuesOf = (p: SlaPolicyView): repo.PolicyValues => ({
   pause_when_answered: p.pause_when_answered,
   on_transfer: p.on_transfer,
   warn_before_minutes: p.warn_before_minutes,
+  escalations: p.escalations,
 });
+
+/** The escalations as stored: kinds and notify_supervisors filled in where the body left them out. */
+const escalationsOf = (input: EscalationInput[]) =>
+  input.map((e) => ({
+    on: e.on,
+    kinds: e.kinds ?? [],
+    action: e.action,
+    notify_supervisors: e.notify_supervisors ?? false,
+  })) as repo.PolicyValues['escalations'];
 
 // Checked with a placeholder id: checkPolicy wants one, the database gives the real one.
 const NEW_ID = '00000000-0000-0000-0000-000000000000';
@@ -92,6 +103,7 @@ export async function createPolicy(db: Db, principal: Principal, input: CreateSl
       pause_when_answered: input.pause_when_answered ?? false,
       on_transfer: input.on_transfer ?? 'continue',
       warn_before_minutes: input.warn_before_minutes ?? null,
+      escalations: escalationsOf(input.escalations ?? []),
     };
     await assertValid(trx, values, NEW_ID, 1);
     const policy = await repo.insertPolicy(trx, values);
@@ -130,6 +142,7 @@ export async function updatePolicy(
       ...(patch.pause_when_answered !== undefined && { pause_when_answered: patch.pause_when_answered }),
       ...(patch.on_transfer !== undefined && { on_transfer: patch.on_transfer }),
       ...(patch.warn_before_minutes !== undefined && { warn_before_minutes: patch.warn_before_minutes }),
+      ...(patch.escalations !== undefined && { escalations: escalationsOf(patch.escalations) }),
     };
     await assertValid(trx, values, id, current.version);
     const changes = changesBetween(valuesOf(current), values);

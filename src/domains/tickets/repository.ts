@@ -13,7 +13,7 @@ import type {
   TicketRow,
   TicketStatus,
 } from '../../db/types.ts';
-import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import { afterCursor, decodeCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { SlaState } from '../../sla/index.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
@@ -610,10 +610,9 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
       field === SORTS.priority ? [r.priority_rank, r.created_at.toISOString(), r.id] : [field.key(r), r.id],
     direction: descending ? 'desc' : 'asc',
   };
-  const after = afterCursor(keyset, cursor);
   const departments = filter.department_id?.filter((d) => d !== 'none') ?? [];
   const assignees = filter.assignee_id?.filter((a) => a !== 'none') ?? [];
-  const rows = await db
+  const filtered = db
     .selectFrom('tickets as t')
     .select(TICKET_COLUMNS)
     // The contact summaries come in the same statement (a round trip costs more than these).
@@ -661,11 +660,45 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
     )
     .$if(filter.q !== undefined, (qb) =>
       qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
-    )
-    .$if(after !== null, (qb) => qb.where(after!))
-    .orderBy(orderBy(keyset))
-    .limit(limit + 1)
-    .execute();
+    );
+  let rows: Awaited<ReturnType<typeof filtered.execute>>;
+  if (field === SORTS.sla_due_at) {
+    // No index serves an order on coalesce(sla_due_at, infinity), so that order sorted every
+    // visible ticket for each page (bench:sla: 100+ ms at 100,000 open tickets). Read instead the
+    // tickets with a due in the order of tickets_sla_due_idx (migrations/0020), and those without
+    // one (the infinity ties, by id) only once they run out before the page is full. Same order,
+    // same cursors; a second statement only on the page where the dues end.
+    const [due, id] = cursor === undefined ? [null, null] : decodeCursor(keyset.list, cursor, 2);
+    rows = [];
+    if (due !== 'infinity') {
+      rows = await filtered
+        .where('t.sla_due_at', 'is not', null)
+        .$if(due !== null, (qb) =>
+          qb.where(sql<boolean>`(t.sla_due_at, t.id) > (${due}::timestamptz, ${id}::uuid)`),
+        )
+        .orderBy('t.sla_due_at', 'asc')
+        .orderBy('t.id', 'asc')
+        .limit(limit + 1)
+        .execute();
+    }
+    // sla_due_before keeps only tickets with a due.
+    if (rows.length <= limit && filter.sla_due_before === undefined) {
+      const undue = await filtered
+        .where('t.sla_due_at', 'is', null)
+        .$if(due === 'infinity', (qb) => qb.where(sql<boolean>`t.id > ${id}::uuid`))
+        .orderBy('t.id', 'asc')
+        .limit(limit + 1 - rows.length)
+        .execute();
+      rows.push(...undue);
+    }
+  } else {
+    const after = afterCursor(keyset, cursor);
+    rows = await filtered
+      .$if(after !== null, (qb) => qb.where(after!))
+      .orderBy(orderBy(keyset))
+      .limit(limit + 1)
+      .execute();
+  }
   const page = toPage(keyset, rows, limit, ({ contact_name, contact_email, contact_phone, ...row }) =>
     toTicket(row as TicketRow, {
       id: row.contact_id,

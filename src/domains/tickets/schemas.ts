@@ -1,7 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import type { TicketEventType } from '../../db/types.ts';
-import { SLA_EVENT_TYPES, SLA_KINDS } from '../../sla/index.ts';
+import { SLA_ESCALATED, SLA_EVENT_TYPES, SLA_KINDS } from '../../sla/index.ts';
 
 export const CHANNELS = [
   'email',
@@ -284,6 +284,7 @@ export const TICKET_EVENT_TYPES = [
   'call_recorded',
   'chat_recorded',
   ...SLA_EVENT_TYPES,
+  SLA_ESCALATED,
 ] as const satisfies readonly TicketEventType[];
 
 export const EventSchema = Type.Object(

@@ -11,9 +11,9 @@ import {
   runRecord,
 } from '../automation-rules/runner.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
-import type { Actor, ActorEvent, TicketRecord } from './repository.ts';
+import type { ActorEvent, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
-import { planTicketSla, type SlaSetting } from './sla.ts';
+import { planTicketSla, type SlaSetting, SYSTEM } from './sla.ts';
 
 // The rule triggers sla.warning and sla.breached, part of the one write path (write.ts): a write
 // whose SLA plan warns or breaches a target runs the rules listening to that, in its transaction,
@@ -27,7 +27,6 @@ import { planTicketSla, type SlaSetting } from './sla.ts';
 
 type Trx = Transaction<Database>;
 
-const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
 const RULED: ReadonlySet<string> = new Set(SLA_TRIGGERS);
 
 const isSlaTrigger = (event: ActorEvent): event is ActorEvent & { type: SlaTrigger } => RULED.has(event.type);

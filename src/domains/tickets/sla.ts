@@ -27,7 +27,7 @@ import type { Actor, ActorEvent, TicketPatch } from './repository.ts';
 
 type Executor = Kysely<Database>;
 
-const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
+export const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
 const NOBODY = { name: '', email: null, custom: {} };
 
 /** What the SLA needs of the transaction: the policies key and its time, and known calendars. */
@@ -77,6 +77,8 @@ const readsContact = (policies: CompiledPolicies) =>
 export interface SlaWrite {
   patch: TicketPatch;
   events: ActorEvent[];
+  /** The warnings and breaches among them, as the clock gave them: what escalations answer. */
+  fired: SlaEvent[];
 }
 
 /**
@@ -133,6 +135,7 @@ function slaWrite(plan: SlaPlan, ticket: TicketFields, actor: Actor): SlaWrite {
       sla_next_at: plan.next_at === null ? null : new Date(plan.next_at),
     },
     events: plan.events.map((e) => slaEvent(e, ticket, actor)),
+    fired: plan.events.filter((e) => e.type === 'sla.warning' || e.type === 'sla.breached'),
   };
 }
 

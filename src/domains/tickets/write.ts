@@ -24,6 +24,7 @@ import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
+import { escalate } from './escalation.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
@@ -38,7 +39,8 @@ import { raisesSlaRules, runSlaRules } from './sla-rules.ts';
 //   4. asks the command what to change, on the locked ticket,
 //   5. writes the change, its messages and its ticket_events rows in one statement,
 //   6. asks the rule runner for a plan and writes it the same way, with the rules as actors and
-//      the rules' record of the run alongside (rules never trigger rules in one change).
+//      the rules' record of the run alongside (rules never trigger rules in one change),
+//   7. applies the SLA escalation a warning or breach of this write calls for (escalation.ts).
 // Creating a ticket is a command too: its rules' plan travels in the opening statement.
 
 type Trx = Transaction<Database>;
@@ -203,7 +205,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   // written with the same statement (docs/sla.md). Nothing to plan and nothing read when no
   // policy is active and none ever applied to this ticket.
   let setting: SlaSetting | null = null;
-  let slaEvents: ActorEvent[] = [];
+  let planned: SlaWrite | null = null;
   const clock = touch || decided.clock === true;
   if (clock && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
     setting = await readSlaSetting(trx, [
@@ -214,7 +216,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     const lastActor =
       [...decided.steps].reverse().find((s) => 'patch' in s)?.actor ?? decided.steps.at(-1)?.actor;
     const actor = lastActor ?? SYSTEM_ACTOR;
-    const planned = await planTicketSla(
+    planned = await planTicketSla(
       trx,
       setting,
       before.sla_state,
@@ -229,7 +231,6 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     if (planned) {
       Object.assign(patch, planned.patch);
       events.push(...planned.events);
-      slaEvents = planned.events;
     }
   }
   // A timer that finds nothing to plan (no policy, none applied) is not needed any more.
@@ -249,6 +250,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
 
   const closing = decided.closing ?? [];
   const triggers = decided.triggers ?? [];
+  let slaByRules: SlaWrite | null = null;
   const evaluation =
     triggers.length > 0
       ? await evaluateRules(trx, ticket, triggers, {
@@ -276,7 +278,6 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       ]);
     }
     // What the rules changed moves the clock too, in the rules' own statement.
-    let slaByRules: SlaWrite | null = null;
     if (setting && Object.keys(plan.patch).length > 0) {
       slaByRules = await planTicketSla(
         trx,
@@ -320,8 +321,12 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       messages: [],
     });
   }
-  // Warnings and breaches the clock wrote run their rules, each its own pass (docs/rules.md).
-  ticket = await runSlaRules(trx, ticket, slaEvents, setting, keys);
+  // A warning or breach fired by this write may hand the ticket on (its policy's escalations).
+  if (setting) {
+    ticket = await escalate(trx, setting, ticket, [...(planned?.fired ?? []), ...(slaByRules?.fired ?? [])]);
+  }
+  // Then the rules on the warnings and breaches it fired run, each its own pass (docs/rules.md).
+  ticket = await runSlaRules(trx, ticket, planned?.events ?? [], setting, keys);
   return { ticket, result: decided.result, at };
 }
 
