@@ -43,7 +43,8 @@ const EnvSchema = Type.Object({
   HOUSEKEEPING_INTERVAL_MS: Type.Integer({
     default: 30_000,
     minimum: 100,
-    description: 'how often postponed tickets are woken and old Idempotency-Keys forgotten',
+    description:
+      'how often postponed tickets are woken, old Idempotency-Keys forgotten and ticket.idle rules run',
   }),
   SLA_TIMER_INTERVAL_MS: Type.Integer({
     default: 1_000,

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './db/database.ts';
 import { describe, isDatabaseUnreachable } from './db/outage.ts';
+import { sweepIdleTickets } from './domains/automation-rules/idle.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
 import { fireSlaTimers, wakePostponedTickets } from './domains/tickets/service.ts';
@@ -51,6 +52,10 @@ function every(
  * due (docs/sla.md "Timers"): batches of locked tickets, rows another instance holds skipped, a
  * full batch followed at once by the next, so a backlog after downtime drains in one turn
  * (stopping ends it after the batch under way).
+ * ticket.idle rules run on the tickets that went quiet for long enough, on the housekeeping
+ * period but in a loop of their own (a long catch-up after downtime does not hold up postponed
+ * tickets); every instance sweeps, each taking tickets the others do not hold, and each rule
+ * runs once per quiet spell (automation-rules/idle.ts).
  */
 export function startScheduler(
   db: Db,
@@ -63,6 +68,12 @@ export function startScheduler(
     const woken = await wakePostponedTickets(db);
     const forgotten = await forgetOldIdempotencyKeys(db);
     if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
+  });
+  const stopIdle = every(everyMs, true, log, 'idle rule sweep failed', async () => {
+    const { runs, failures } = await sweepIdleTickets(db);
+    for (const failure of failures)
+      log.warn(failure, 'a ticket.idle rule could not apply; it waits for new activity');
+    if (runs > 0) log.info({ runs }, 'ticket.idle rules ran');
   });
   const stopCompaction = every(compactEveryMs, false, log, 'report compaction failed', async () => {
     await compactReports(db);
@@ -87,6 +98,6 @@ export function startScheduler(
   });
   return async () => {
     stopping = true;
-    await Promise.all([stopHousekeeping(), stopCompaction(), stopSlaTimers()]);
+    await Promise.all([stopHousekeeping(), stopIdle(), stopCompaction(), stopSlaTimers()]);
   };
 }

@@ -9,7 +9,11 @@ import tap from 'tap';
 import type { Database } from '../src/db/types.ts';
 import { AgentSchema } from '../src/domains/agents/schemas.ts';
 import { ApiTokenSchema } from '../src/domains/api-tokens/schemas.ts';
-import { AutomationRuleSchema, RULE_STAND_INS } from '../src/domains/automation-rules/schemas.ts';
+import {
+  AutomationRuleSchema,
+  IdleAfterSchema,
+  RULE_STAND_INS,
+} from '../src/domains/automation-rules/schemas.ts';
 import { ContactFieldSchema } from '../src/domains/contact-fields/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../src/domains/departments/schemas.ts';
 import { eventSchemas } from '../src/domains/events/catalogue.ts';
@@ -133,6 +137,7 @@ tap.test('every feed row fits the Event schema of the spec', async (t) => {
     MemberSchema,
     AgentSchema,
     ApiTokenSchema,
+    IdleAfterSchema,
     AutomationRuleSchema,
     ContactFieldSchema,
     WeeklyIntervalSchema,

@@ -310,6 +310,7 @@ async function ensureMarketingRule(
     stop_processing: false,
     department_id: null,
     triggers: ['ticket.created'],
+    idle: null,
     conditions: {
       any: [
         {

@@ -276,6 +276,11 @@ export interface TicketsTable {
   sla_breached: Generated<boolean>;
   sla_next_at: Date | null;
   sla_planned_key: Generated<string>;
+  /**
+   * The last write that counts as activity for ticket.idle rules (migrations/0028): messages and
+   * changes by agents, contacts and integrations, a postponed ticket waking; not rules or clocks.
+   */
+  last_activity_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface TicketMessagesTable {
@@ -392,6 +397,8 @@ export interface AutomationRulesTable {
   triggers: string[];
   conditions: ColumnType<unknown, string, string>;
   actions: ColumnType<unknown[], string, string>;
+  /** The ticket.idle parameter {minutes, business}, null for other rules (migrations/0028). */
+  idle: ColumnType<{ minutes: number; business: boolean } | null, string | null | undefined, string | null>;
   department_id: string | null;
   version: number;
   created_at: CreatedAt;
@@ -414,6 +421,14 @@ export interface AutomationRulesStateTable {
   id: ColumnType<boolean, never, never>;
   rules_version: ColumnType<string, never, string | number>;
   rules_key: ColumnType<string, never, unknown>;
+}
+
+/** Which activity instant each ticket.idle rule last ran for, per ticket (migrations/0028). */
+export interface IdleRuleFiringsTable {
+  rule_id: string;
+  ticket_id: string;
+  activity_at: ColumnType<Date, Date | string, Date | string>;
+  fired_at: CreatedAt;
 }
 
 export interface RuleRunsTable {
@@ -479,6 +494,7 @@ export interface Database {
   automation_rule_versions: AutomationRuleVersionsTable;
   automation_rules_state: AutomationRulesStateTable;
   rule_runs: RuleRunsTable;
+  idle_rule_firings: IdleRuleFiringsTable;
   round_robin_cursors: RoundRobinCursorsTable;
   contact_fields: ContactFieldsTable;
   contacts: ContactsTable;

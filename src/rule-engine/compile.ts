@@ -138,6 +138,10 @@ function currentReader(spec: FieldSpec): Reader {
         const at = email.lastIndexOf('@');
         return at < 0 ? null : email.slice(at + 1).trim();
       };
+    case 'sla':
+      return source.key === 'kind'
+        ? (ctx) => (isRecord(ctx.event.sla) ? ctx.event.sla.kind : null)
+        : (ctx) => (isRecord(ctx.event.sla) ? ctx.event.sla.policy_id : null);
   }
 }
 

@@ -1,4 +1,4 @@
-import { CHANNELS, type CustomFieldType, type Operator, PRIORITIES, STATUSES } from './types.ts';
+import { CHANNELS, type CustomFieldType, type Operator, PRIORITIES, SLA_KINDS, STATUSES } from './types.ts';
 
 /** How a field's values compare. */
 export type FieldType =
@@ -76,7 +76,8 @@ export type FieldSource =
   | { from: 'ticket'; path: readonly string[] }
   | { from: 'message_body' }
   | { from: 'sender_email' }
-  | { from: 'sender_domain' };
+  | { from: 'sender_domain' }
+  | { from: 'sla'; key: 'kind' | 'policy_id' };
 
 export interface FieldSpec {
   type: FieldType;
@@ -123,7 +124,27 @@ export const FIELDS: Readonly<Record<string, FieldSpec>> = Object.freeze({
     mutable: false,
     tracked: false,
   },
+  // The SLA event of sla.warning and sla.breached; empty for every other event.
+  'sla.kind': {
+    type: 'enum',
+    enumValues: SLA_KINDS,
+    source: { from: 'sla', key: 'kind' },
+    mutable: false,
+    tracked: false,
+  },
+  'sla.policy_id': {
+    type: 'text',
+    source: { from: 'sla', key: 'policy_id' },
+    mutable: false,
+    tracked: false,
+  },
 });
+
+/** Whether a field describes the event rather than the ticket (message, sender, SLA event). */
+export function isEventField(name: string): boolean {
+  const spec = Object.hasOwn(FIELDS, name) ? FIELDS[name] : undefined;
+  return spec !== undefined && spec.source.from !== 'ticket';
+}
 
 export const CUSTOM_PREFIX = 'contact.custom.';
 export const PREVIOUS_PREFIX = 'previous.';

@@ -12,6 +12,7 @@ export {
   FIELDS,
   type FieldSpec,
   type FieldType,
+  isEventField,
   OPERATORS_BY_TYPE,
   operatorsFor,
   PREVIOUS_PREFIX,

@@ -25,6 +25,8 @@ export const LIMITS = Object.freeze({
   maxRuleNoteLength: 2000,
   /** One year: set_status postponed takes 60 s .. this. */
   maxPostponeSeconds: 31_536_000,
+  /** One year of minutes: a ticket.idle rule waits 1 minute .. this (as SLA targets do). */
+  maxIdleMinutes: 525_600,
 });
 
 // Printable ASCII plus tab and line breaks: the text that needs no Unicode normalisation.

@@ -11,8 +11,27 @@ export const TRIGGERS = [
   'ticket.agent_replied',
   'ticket.transferred',
   'ticket.status_changed',
+  'sla.warning',
+  'sla.breached',
+  'ticket.idle',
 ] as const;
 export type Trigger = (typeof TRIGGERS)[number];
+
+/** The triggers raised by time rather than by a change: the SLA clock and the idle sweeper. */
+export const SLA_TRIGGERS = ['sla.warning', 'sla.breached'] as const;
+export type SlaTrigger = (typeof SLA_TRIGGERS)[number];
+
+/** A copy of the SLA clock's target kinds (src/sla/types.ts); a test keeps the two equal. */
+export const SLA_KINDS = ['first_answer', 'next_answer', 'first_assignment', 'resolution'] as const;
+
+/**
+ * How long a ticket must go without activity before a `ticket.idle` rule runs on it: whole
+ * minutes of calendar time, or of business time in the ticket's department's calendar.
+ */
+export interface IdleAfter {
+  minutes: number;
+  business: boolean;
+}
 
 // Copies of the ticket vocabulary (src/domains/tickets/schemas.ts): the engine imports nothing
 // from the rest of src. A test checks that both lists stay equal.
@@ -116,6 +135,8 @@ export interface Rule {
   /** An owning department: the rule only matches, and only changes, tickets of that department. */
   department_id?: string | null;
   triggers: Trigger[];
+  /** Required with the ticket.idle trigger, and only then. */
+  idle?: IdleAfter | null;
   conditions: Condition;
   actions: Action[];
 }
@@ -182,6 +203,13 @@ export interface RuleEvent {
   /** The triggering message (the first message on ticket.created); absent when none. */
   message?: { body: string; sender_email: string | null } | null;
   previous?: PreviousValues;
+  /** The SLA event behind sla.warning and sla.breached: which target, under which policy. */
+  sla?: SlaFacts | null;
+}
+
+export interface SlaFacts {
+  kind: string;
+  policy_id: string | null;
 }
 
 interface EffectBase {

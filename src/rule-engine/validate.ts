@@ -26,9 +26,11 @@ const RULE_KEYS = new Set([
   'stop_processing',
   'department_id',
   'triggers',
+  'idle',
   'conditions',
   'actions',
 ]);
+const IDLE_KEYS = new Set(['minutes', 'business']);
 const LEAF_KEYS = new Set(['field', 'operator', 'value']);
 const GROUP_KEYS = ['all', 'any', 'not'] as const;
 const OPERATOR_SET: ReadonlySet<string> = new Set(OPERATORS);
@@ -119,6 +121,7 @@ class RuleChecker {
       this.department(rule.department_id, '/department_id');
     }
     this.triggers(rule.triggers);
+    this.idle(rule.idle, Array.isArray(rule.triggers) && rule.triggers.includes('ticket.idle'));
     if (rule.conditions === undefined)
       this.error('/conditions', 'is required (use {"all": []} to match every ticket)');
     else this.condition(rule.conditions, '/conditions', 1);
@@ -156,6 +159,48 @@ class RuleChecker {
       }
       seen.add(trigger);
     });
+  }
+
+  /** ticket.idle needs to know how long; no other trigger takes a parameter. */
+  idle(idle: unknown, listens: boolean): void {
+    if (idle === undefined || idle === null) {
+      if (listens)
+        this.error(
+          '/idle',
+          'is required with the ticket.idle trigger: {"minutes": 1 to 525600, "business": true or false}',
+        );
+      return;
+    }
+    if (!listens) {
+      this.error('/idle', 'is only allowed with the ticket.idle trigger (set it to null)');
+      return;
+    }
+    if (!isObject(idle)) {
+      this.error('/idle', `must be an object {"minutes", "business"}, not ${describe(idle)}`);
+      return;
+    }
+    this.unknownKeys(idle, IDLE_KEYS, '/idle');
+    const minutes = idle.minutes;
+    if (
+      !Number.isSafeInteger(minutes) ||
+      (minutes as number) < 1 ||
+      (minutes as number) > LIMITS.maxIdleMinutes
+    ) {
+      this.error(
+        '/idle/minutes',
+        minutes === undefined
+          ? 'is required'
+          : `must be a whole number of minutes from 1 to ${LIMITS.maxIdleMinutes}`,
+      );
+    }
+    if (typeof idle.business !== 'boolean') {
+      this.error(
+        '/idle/business',
+        idle.business === undefined
+          ? 'is required (true: minutes of the department’s working hours; false: calendar minutes)'
+          : 'must be a boolean',
+      );
+    }
   }
 
   condition(node: unknown, pointer: string, depth: number): void {

@@ -6,6 +6,7 @@
 import {
   type Catalog,
   CHANGE_OPERATORS,
+  isEventField,
   LIMITS,
   PREVIOUS_PREFIX,
   PRIORITIES,
@@ -33,7 +34,6 @@ const POLICY_KEYS = new Set([
 /** A policy needs a few (warning, then breach; per kind): a bound keeps the check and the list short. */
 export const MAX_ESCALATIONS = 8;
 const ESCALATION_KEYS = new Set(['on', 'kinds', 'action', 'notify_supervisors']);
-const EVENT_FIELDS = new Set(['message.body', 'sender.email', 'sender.domain']);
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -57,7 +57,7 @@ function stateOnly(node: unknown, pointer: string, errors: ValidationError[], de
   }
   if (node.not !== undefined) stateOnly(node.not, `${pointer}/not`, errors, depth + 1);
   const { field, operator } = node as { field?: unknown; operator?: unknown };
-  if (typeof field === 'string' && (EVENT_FIELDS.has(field) || field.startsWith(PREVIOUS_PREFIX))) {
+  if (typeof field === 'string' && (isEventField(field) || field.startsWith(PREVIOUS_PREFIX))) {
     errors.push({
       pointer: `${pointer}/field`,
       message: `"${field}" describes an event; an SLA policy matches the ticket as it stands`,

@@ -508,3 +508,36 @@ t.test('more `matches` patterns on one field than one RE2 set holds', async (t) 
     ['p03', 'p65'],
   );
 });
+
+t.test('SLA event fields read the event, and are empty on other events', async (t) => {
+  const breached = {
+    type: 'sla.breached' as const,
+    sla: { kind: 'first_answer', policy_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11' },
+  };
+  table(t, [
+    ['sla.kind is', { field: 'sla.kind', operator: 'is', value: 'first_answer' }, true, {}, breached],
+    [
+      'sla.kind is_none_of',
+      { field: 'sla.kind', operator: 'is_none_of', value: ['resolution'] },
+      true,
+      {},
+      breached,
+    ],
+    [
+      'sla.policy_id is (folded like text)',
+      { field: 'sla.policy_id', operator: 'is', value: '6F1C2B7E-9A4D-4C1E-8F00-2B9D7C1A5E11' },
+      true,
+      {},
+      breached,
+    ],
+    ['sla.kind on an event without one', { field: 'sla.kind', operator: 'is', value: 'first_answer' }, false],
+    ['sla.policy_id empty without one', { field: 'sla.policy_id', operator: 'is_empty' }, true],
+    [
+      'a kind the engine does not know is a mismatch',
+      { field: 'sla.kind', operator: 'is_not', value: 'resolution' },
+      false,
+      {},
+      { ...breached, sla: { kind: 'first_reply', policy_id: null } },
+    ],
+  ]);
+});

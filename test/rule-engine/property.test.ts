@@ -16,7 +16,7 @@ import type {
   TicketSnapshot,
   Trigger,
 } from '../../src/rule-engine/types.ts';
-import { CHANNELS, PRIORITIES, STATUSES, TRIGGERS } from '../../src/rule-engine/types.ts';
+import { CHANNELS, PRIORITIES, SLA_KINDS, STATUSES, TRIGGERS } from '../../src/rule-engine/types.ts';
 import { checkProperty } from '../helpers/property.ts';
 import { referenceEvaluate } from './reference.ts';
 
@@ -165,6 +165,8 @@ const FIELDS: Record<string, FieldSpec> = {
     tracked: false,
     value: () => fc.boolean(),
   },
+  'sla.kind': { ops: EQ, tracked: false, value: valueFor(fc.constantFrom(...SLA_KINDS), false) },
+  'sla.policy_id': textSpec(false),
   'contact.custom.plan': textSpec(true),
   'contact.custom.seats': {
     ops: [...EQ, ...ORDER, ...EMPTINESS],
@@ -227,6 +229,9 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   fc.constant({ type: 'add_note', body: 'Routed by a rule.' } as Action),
 );
 
+/** ticket.idle rules need their parameter; which one does not matter to the engine. */
+const IDLE = { minutes: 60, business: false };
+
 const rules: fc.Arbitrary<Rule[]> = fc
   .array(
     fc.record({
@@ -250,6 +255,7 @@ const rules: fc.Arbitrary<Rule[]> = fc
         id: `r${i}`,
         name: `Rule ${i}`,
         ...r,
+        idle: r.triggers.includes('ticket.idle') ? IDLE : null,
         active: activeWeight > 0,
       }),
     ),
@@ -303,6 +309,13 @@ const event: fc.Arbitrary<RuleEvent> = fc.record({
         fc.constantFrom('jane@acme.io', 'Bob@Example.COM', 'noat', ''),
         fc.constant(null),
       ),
+    }),
+  ),
+  sla: fc.oneof(
+    fc.constant(null),
+    fc.record({
+      kind: fc.constantFrom(...SLA_KINDS, 'other'),
+      policy_id: fc.oneof(fc.constantFrom('p-refund', 'P-REFUND', ''), fc.constant(null)),
     }),
   ),
   previous: fc.record(
@@ -422,6 +435,7 @@ t.test('leaves one by one: every field and operator agrees with the reference', 
         position: 0,
         stop_processing: false,
         triggers: [ev.type],
+        ...(ev.type === 'ticket.idle' && { idle: IDLE }),
         conditions: node,
         actions: [{ type: 'add_note', body: 'x' }],
       };

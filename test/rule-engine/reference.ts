@@ -19,6 +19,7 @@ const CHANNEL_VALUES = [
 ];
 const STATUS_VALUES = ['new', 'open', 'answered', 'postponed', 'resolved', 'spam', 'deleted'];
 const PRIORITY_VALUES = ['low', 'normal', 'high', 'urgent'];
+const SLA_KIND_VALUES = ['first_answer', 'next_answer', 'first_assignment', 'resolution'];
 
 type Kind = 'text' | 'enum' | 'priority' | 'id' | 'tags' | 'number' | 'date' | 'boolean';
 
@@ -38,6 +39,8 @@ const KIND: Record<string, Kind> = {
   'contact.email': 'text',
   created_in_working_hours: 'boolean',
   outside_working_hours: 'boolean',
+  'sla.kind': 'enum',
+  'sla.policy_id': 'text',
 };
 
 function fold(s: string): string {
@@ -85,6 +88,9 @@ function current(field: string, s: Scope): unknown {
   const message = s.event.message;
   const m = typeof message === 'object' && message !== null ? message : null;
   if (field === 'message.body') return m ? m.body : null;
+  const sla = typeof s.event.sla === 'object' && s.event.sla !== null ? s.event.sla : null;
+  if (field === 'sla.kind') return sla ? sla.kind : null;
+  if (field === 'sla.policy_id') return sla ? sla.policy_id : null;
   if (field === 'sender.email') return m ? m.sender_email : null;
   if (field === 'sender.domain') {
     const email = m ? m.sender_email : null;
@@ -125,7 +131,11 @@ function norm(kind: Kind, v: unknown, field: string): [string, unknown] {
     case 'text':
       return typeof v === 'string' ? ['ok', fold(v)] : [MIS, null];
     case 'enum': {
-      const values = field.endsWith('channel') ? CHANNEL_VALUES : STATUS_VALUES;
+      const values = field.endsWith('channel')
+        ? CHANNEL_VALUES
+        : field === 'sla.kind'
+          ? SLA_KIND_VALUES
+          : STATUS_VALUES;
       return typeof v === 'string' && values.includes(v) ? ['ok', v] : [MIS, null];
     }
     case 'priority':

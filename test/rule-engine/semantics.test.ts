@@ -6,13 +6,15 @@ import {
 } from '../../src/domains/tickets/schemas.ts';
 import { compileRules, evaluate, RuleSetError } from '../../src/rule-engine/index.ts';
 import type { Condition, Rule } from '../../src/rule-engine/types.ts';
-import { CHANNELS, PRIORITIES, STATUSES } from '../../src/rule-engine/types.ts';
+import { CHANNELS, PRIORITIES, SLA_KINDS, STATUSES } from '../../src/rule-engine/types.ts';
+import { SLA_KINDS as CLOCK_KINDS } from '../../src/sla/index.ts';
 import { ANN, BOB, event, holds, rule, run, SALES, SUPPORT, ticket } from './fixtures.ts';
 
 t.test('the engine keeps the ticket vocabulary of the tickets domain', async (t) => {
   t.same([...CHANNELS], [...TICKET_CHANNELS]);
   t.same([...STATUSES], [...TICKET_STATUSES]);
   t.same([...PRIORITIES], [...TICKET_PRIORITIES]);
+  t.same([...SLA_KINDS], [...CLOCK_KINDS], 'and the SLA clock’s target kinds (sla.kind)');
 });
 
 t.test('boolean trees of any depth', async (t) => {

@@ -243,6 +243,59 @@ t.test('errors point at the offending node', async (t) => {
       { actions: [] },
       [{ pointer: '/actions', message: 'must have at least one action (or the rule must stop processing)' }],
     ],
+    [
+      'ticket.idle without its parameter',
+      { triggers: ['ticket.idle'] },
+      [{ pointer: '/idle', message: /^is required with the ticket.idle trigger/ }],
+    ],
+    [
+      'an idle parameter on a rule that does not listen to ticket.idle',
+      { idle: { minutes: 60, business: false } },
+      [{ pointer: '/idle', message: 'is only allowed with the ticket.idle trigger (set it to null)' }],
+    ],
+    [
+      'idle minutes out of range, not whole, missing; business not a boolean; unknown key',
+      { triggers: ['ticket.idle'], idle: { minutes: 0, business: 'yes', hours: 2 } },
+      [
+        { pointer: '/idle/hours', message: 'is not a known property' },
+        { pointer: '/idle/minutes', message: 'must be a whole number of minutes from 1 to 525600' },
+        { pointer: '/idle/business', message: 'must be a boolean' },
+      ],
+    ],
+    [
+      'idle minutes past a year, and fractional',
+      { triggers: ['ticket.idle', 'ticket.updated'], idle: { minutes: 525_601, business: true } },
+      [{ pointer: '/idle/minutes', message: 'must be a whole number of minutes from 1 to 525600' }],
+    ],
+    [
+      'idle minutes fractional, business missing',
+      { triggers: ['ticket.idle'], idle: { minutes: 1.5 } },
+      [
+        { pointer: '/idle/minutes', message: 'must be a whole number of minutes from 1 to 525600' },
+        { pointer: '/idle/business', message: /^is required/ },
+      ],
+    ],
+    [
+      'idle not an object',
+      { triggers: ['ticket.idle'], idle: 60 },
+      [{ pointer: '/idle', message: 'must be an object {"minutes", "business"}, not a number' }],
+    ],
+    [
+      'SLA event fields take the SLA kinds and no change operators',
+      {
+        triggers: ['sla.breached'],
+        conditions: {
+          all: [leaf('sla.kind', 'is', 'first_reply'), leaf('sla.policy_id', 'has_changed')],
+        },
+      },
+      [
+        {
+          pointer: '/conditions/all/0/value',
+          message: 'must be one of: first_answer, next_answer, first_assignment, resolution',
+        },
+        { pointer: '/conditions/all/1/operator', message: /^"has_changed" does not apply to sla.policy_id/ },
+      ],
+    ],
   ];
   for (const [name, patch, expected] of cases) {
     const got = errors(patch);
@@ -253,6 +306,27 @@ t.test('errors point at the offending node', async (t) => {
       else t.match(got[i]?.message, want.message, `${name}: message ${i}`);
     });
   }
+});
+
+t.test('time-based triggers: SLA events and idle tickets', async (t) => {
+  t.same(
+    errors({
+      triggers: ['sla.warning', 'sla.breached'],
+      conditions: {
+        all: [
+          leaf('sla.kind', 'is_one_of', ['first_answer', 'resolution']),
+          leaf('sla.policy_id', 'is', '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11'),
+        ],
+      },
+    }),
+    [],
+  );
+  t.same(errors({ triggers: ['ticket.idle'], idle: { minutes: 1, business: false } }), []);
+  t.same(
+    errors({ triggers: ['ticket.idle', 'ticket.created'], idle: { minutes: 525_600, business: true } }),
+    [],
+  );
+  t.same(errors({ idle: null }), [], 'null idle on another trigger is fine');
 });
 
 t.test('tags must exist only when the catalog lists them', async (t) => {

@@ -1,8 +1,17 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { dbNowMs } from '../../db/clock.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { AutomationRuleRow, Database, DepartmentRole, RuleVersionChange } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
-import type { Action, Catalog, Condition, CustomFieldType, Rule, Trigger } from '../../rule-engine/index.ts';
+import type {
+  Action,
+  Catalog,
+  Condition,
+  CustomFieldType,
+  IdleAfter,
+  Rule,
+  Trigger,
+} from '../../rule-engine/index.ts';
 import { firstEmailOf, type SeenByRules } from '../contacts/repository.ts';
 import {
   type AssignableFilter,
@@ -10,6 +19,13 @@ import {
   BUSY_STATUSES,
   HOLDING_ROLES,
 } from '../departments/repository.ts';
+import {
+  SLA_READ_COLUMNS,
+  type SlaRead,
+  splitSlaRead,
+  TICKET_COLUMNS,
+  type TicketRecord,
+} from '../tickets/repository.ts';
 import type { AutomationRule, RuleVersion } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -28,6 +44,7 @@ export function toEngineRule(row: AutomationRuleRow): Rule {
     stop_processing: row.stop_processing,
     department_id: row.department_id,
     triggers: row.triggers as Trigger[],
+    idle: row.idle,
     conditions: row.conditions as Condition,
     actions: row.actions as Action[],
   };
@@ -55,6 +72,7 @@ export function definitionOf(rule: Rule) {
     stop_processing: rule.stop_processing,
     department_id: rule.department_id ?? null,
     triggers: rule.triggers,
+    idle: rule.idle ?? null,
     conditions: rule.conditions,
     actions: rule.actions,
   };
@@ -128,6 +146,7 @@ export interface RuleValues {
   stop_processing: boolean;
   department_id: string | null;
   triggers: string[];
+  idle: IdleAfter | null;
   conditions: unknown;
   actions: unknown[];
 }
@@ -140,6 +159,7 @@ const columnsOf = (values: RuleValues) => ({
   stop_processing: values.stop_processing,
   department_id: values.department_id,
   triggers: sql<string[]>`${values.triggers}::text[]` as unknown as string[],
+  idle: values.idle === null ? null : JSON.stringify(values.idle),
   conditions: JSON.stringify(values.conditions),
   actions: JSON.stringify(values.actions),
 });
@@ -248,7 +268,8 @@ export async function listVersions(
       rule_id: row.rule_id,
       version: row.version,
       change: row.change,
-      definition: row.definition as RuleVersion['definition'],
+      // Versions written before ticket.idle existed have no idle in their definition.
+      definition: { idle: null, ...row.definition } as RuleVersion['definition'],
       changed_by: row.changed_by,
       changed_at: iso(row.changed_at),
     }),
@@ -595,4 +616,84 @@ export async function listRuleRuns(
 
 export function allRuleRows(trx: Executor) {
   return trx.selectFrom('automation_rules').selectAll().orderBy('position').orderBy('id').execute();
+}
+
+// The ticket.idle sweeper (idle.ts).
+
+/** A ticket.idle rule is due on the tickets (of a department, or of any) quiet since `cutoff`. */
+export interface IdleDue {
+  rule_id: string;
+  /** The department whose tickets this cutoff is for (null: tickets without one), unless any. */
+  department_id: string | null;
+  any_department: boolean;
+  cutoff: Date;
+}
+
+/** Statuses on which a ticket can be idle: live and in someone's hands (not postponed). */
+export const IDLE_STATUSES = ['new', 'open', 'answered'] as const;
+
+/**
+ * Locks up to `limit` live tickets on which some rule of `due` has not yet run for their current
+ * quiet spell, the longest quiet first; rows another sweeper holds are skipped. Each comes with
+ * what the write path reads along with a ticket's lock (SLA_READ_COLUMNS).
+ */
+export async function lockIdleTickets(
+  trx: Trx,
+  due: readonly IdleDue[],
+  limit: number,
+): Promise<{ ticket: TicketRecord; sla: SlaRead }[]> {
+  if (due.length === 0) return [];
+  const latest = new Date(Math.max(...due.map((d) => d.cutoff.getTime())));
+  const rows = await trx
+    .selectFrom('tickets as t')
+    .select(TICKET_COLUMNS)
+    .select(SLA_READ_COLUMNS)
+    .where('t.status', 'in', IDLE_STATUSES)
+    .where('t.last_activity_at', '<=', latest)
+    .where(
+      sql<boolean>`exists (
+        select 1 from jsonb_to_recordset(${JSON.stringify(due)}::jsonb)
+          as d(rule_id uuid, department_id uuid, any_department boolean, cutoff timestamptz)
+        where (d.any_department or d.department_id is not distinct from t.department_id)
+          and t.last_activity_at <= d.cutoff
+          and not exists (select 1 from idle_rule_firings f
+            where f.rule_id = d.rule_id and f.ticket_id = t.id and f.activity_at >= t.last_activity_at))`,
+    )
+    .orderBy('t.last_activity_at')
+    .orderBy('t.id')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  return rows.map(splitSlaRead);
+}
+
+/**
+ * Claims the runs of these rules on a ticket for its quiet spell since `activityAt`: returns the
+ * rules claimed now, leaving out those that already ran for it (or a later one) and rules deleted
+ * meanwhile. The upsert only moves a rule's instant forward, and waits for a concurrent claim of
+ * the same pair, so two sweepers never both run one.
+ */
+export async function claimIdleRuns(
+  trx: Trx,
+  ticketId: string,
+  activityAt: Date,
+  ruleIds: readonly string[],
+): Promise<string[]> {
+  if (ruleIds.length === 0) return [];
+  const { rows } = await sql<{ rule_id: string }>`
+    insert into idle_rule_firings (rule_id, ticket_id, activity_at)
+    select r.id, ${ticketId}::uuid, ${activityAt}::timestamptz
+    from automation_rules r where r.id = any(${ruleIds}::uuid[])
+    on conflict (rule_id, ticket_id) do update
+      set activity_at = excluded.activity_at, fired_at = deskroute_now()
+      where idle_rule_firings.activity_at < excluded.activity_at
+    returning rule_id`.execute(trx);
+  return rows.map((r) => r.rule_id);
+}
+
+/** The application's clock (db/clock.ts): quiet spells are measured with what stamped them. */
+export async function databaseNow(db: Executor): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`select ${dbNowMs} as now`.execute(db);
+  return rows[0]!.now;
 }

@@ -14,6 +14,7 @@ import {
   type Rule,
   type RuleEvent,
   type RuleTrace,
+  type SlaFacts,
   type TicketSnapshot,
   type Trigger,
 } from '../../rule-engine/index.ts';
@@ -66,22 +67,31 @@ export function ruleSetOf(version: number, rules: repo.StoredRule[]): RuleSet {
   };
 }
 
+/** Compiled variants kept per rule set: one per combination of events, and of due idle rules. */
+const COMPILED_PER_SET = 32;
+
 /**
  * The compiled rules for a change raising `events` (the first is the main one). One event: the
  * rules as they are. Several: every rule listening to any of them is compiled as listening to
- * the first, so a single pass runs each such rule once, in position order.
+ * the first, so a single pass runs each such rule once, in position order. `idleRules` (a
+ * ticket.idle pass) leaves out the ticket.idle rules whose idle time has not come: each waits
+ * for its own, so the pass runs only those named.
  */
-function compiledFor(set: RuleSet, events: readonly Trigger[]): CompiledRules {
-  const key = events.join(' ');
+function compiledFor(set: RuleSet, events: readonly Trigger[], idleRules?: readonly string[]): CompiledRules {
+  const due = idleRules && new Set(idleRules);
+  const key = due ? `${events.join(' ')}|${[...due].sort().join(',')}` : events.join(' ');
   let compiled = set.compiled.get(key);
   if (!compiled) {
     const main = events[0]!;
-    const rules: Rule[] = set.rules.map(({ rule }) =>
-      events.length > 1 && rule.triggers.some((t) => events.includes(t))
-        ? { ...rule, triggers: [main] }
-        : rule,
-    );
+    const rules: Rule[] = set.rules
+      .filter(({ rule }) => !due || !rule.triggers.includes('ticket.idle') || due.has(rule.id))
+      .map(({ rule }) =>
+        events.length > 1 && rule.triggers.some((t) => events.includes(t))
+          ? { ...rule, triggers: [main] }
+          : rule,
+      );
     compiled = compileRules(rules, { version: set.version });
+    if (set.compiled.size >= COMPILED_PER_SET) set.compiled.delete(set.compiled.keys().next().value!);
     set.compiled.set(key, compiled);
   }
   return compiled;
@@ -135,6 +145,12 @@ export interface RunInput {
   occurred_at: string;
   message: { id: string | null; sender_email: string | null } | null;
   previous: PreviousValues;
+  /** sla.warning and sla.breached: the target and policy, as the sla.* fields read them. */
+  sla?: SlaFacts | null;
+  /** ticket.idle: the rules whose idle time had come, the only idle rules the run considers. */
+  idle_rules?: string[];
+  /** A time-triggered run whose actions could not apply: undone alone, recorded with why. */
+  failure?: { code: string; message: string };
 }
 
 /** Runs the rule set on one input (the message body is passed apart: it is not stored). */
@@ -150,8 +166,9 @@ export function evaluateRun(
     occurred_at: input.occurred_at,
     message: input.message ? { body: body ?? '', sender_email: input.message.sender_email } : null,
     previous: input.previous,
+    sla: input.sla ?? null,
   };
-  return evaluate(event, input.ticket, compiledFor(set, events), { trace });
+  return evaluate(event, input.ticket, compiledFor(set, events, input.idle_rules), { trace });
 }
 
 /** A trace entry with the rule's name and version, as the API shows it. */
@@ -255,6 +272,10 @@ export interface RuleRunContext {
   /** When the change happens (default: now), and whether the department is closed then, if known. */
   at?: Date;
   outsideWorkingHours?: boolean;
+  /** The SLA event behind an sla.warning or sla.breached pass. */
+  sla?: SlaFacts | null;
+  /** A ticket.idle pass: the idle rules whose time has come (the others wait for theirs). */
+  idleRules?: readonly string[] | undefined;
 }
 
 /**
@@ -315,6 +336,8 @@ export async function evaluateRules(
     occurred_at: at.toISOString(),
     message: message ? { id: message.id, sender_email: senderEmail } : null,
     previous: before ? previousValues(before, ticket) : {},
+    ...(context.sla && { sla: context.sla }),
+    ...(context.idleRules && { idle_rules: [...context.idleRules] }),
   };
   const result = evaluateRun(set, raisedEvents, input, message?.body ?? null, 'matches');
   return { set, events: raisedEvents, input, result };

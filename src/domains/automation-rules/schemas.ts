@@ -14,6 +14,7 @@ import {
   operatorsFor,
   PREVIOUS_PREFIX,
   PRIORITIES,
+  SLA_KINDS,
   TRIGGERS,
   VALUE_KIND,
   type ValueKind,
@@ -32,8 +33,29 @@ import { ChannelSchema, PrioritySchema, StatusSchema } from '../tickets/schemas.
 
 export const TriggerSchema = Type.Enum(TRIGGERS, {
   description:
-    'ticket.created; ticket.updated (any field change); ticket.customer_replied; ticket.agent_replied; ticket.transferred; ticket.status_changed.',
+    "ticket.created; ticket.updated (any field change); ticket.customer_replied; ticket.agent_replied; ticket.transferred; ticket.status_changed; sla.warning and sla.breached (an SLA target of the ticket warned or breached: sla.kind and sla.policy_id say which); ticket.idle (no activity on a new, open or answered ticket for the rule's `idle` time, once per quiet spell).",
 });
+
+const IDLE_DESCRIPTION =
+  "With the ticket.idle trigger (and only then): how long the ticket must have gone without activity (a message, or a change by an agent, a contact or an integration; not what rules or the SLA clock do). minutes: whole minutes from 1 to 525600; business: count only the working hours of the ticket's department (else calendar time).";
+
+export const IdleAfterSchema = Type.Object(
+  {
+    minutes: Type.Integer({ minimum: 1, maximum: LIMITS.maxIdleMinutes }),
+    business: Type.Boolean({ description: "true: minutes of the department's working hours." }),
+  },
+  { $id: 'RuleIdleAfter', additionalProperties: false, description: IDLE_DESCRIPTION },
+);
+
+// The body's shape only (400 on wrong types and unknown keys): the range and whether the rule
+// listens to ticket.idle are validateRule's, answered 422 with the pointer body/idle/minutes.
+const IdleBody = Type.Union(
+  [
+    Type.Object({ minutes: Type.Integer(), business: Type.Boolean() }, { additionalProperties: false }),
+    Type.Null(),
+  ],
+  { description: IDLE_DESCRIPTION, examples: [{ minutes: 480, business: true }] },
+);
 
 type JsonSchema = Record<string, unknown>;
 
@@ -288,6 +310,13 @@ const definitionFields = {
       "The owning department: the rule only matches and changes tickets of that department, and the department's managers may edit it.",
   }),
   triggers: Type.Array(TriggerSchema),
+  // Optional: rules stored in settings events and webhook payloads before ticket.idle lack it.
+  idle: Type.Optional(
+    Type.Union([ref(IdleAfterSchema), Type.Null()], {
+      description:
+        'The ticket.idle parameter; null for other rules (absent from rules recorded before it existed).',
+    }),
+  ),
   conditions: ref(ConditionSchema),
   actions: Type.Array(ref(ActionSchema)),
 };
@@ -342,6 +371,7 @@ export const CreateRuleBody = Type.Object(
       }),
     ),
     triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length }),
+    idle: Type.Optional(IdleBody),
     conditions: ref(ConditionSchema),
     actions: Type.Array(ref(ActionSchema), { maxItems: LIMITS.maxActions }),
   },
@@ -358,6 +388,7 @@ export const UpdateRuleBody = Type.Object(
     stop_processing: Type.Optional(Type.Boolean()),
     department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
     triggers: Type.Optional(Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length })),
+    idle: Type.Optional(IdleBody),
     conditions: Type.Optional(ref(ConditionSchema)),
     actions: Type.Optional(Type.Array(ref(ActionSchema), { maxItems: LIMITS.maxActions })),
   },
@@ -516,6 +547,18 @@ export const EffectSchema = Type.Object(
   { $id: 'RuleEffect', additionalProperties: true },
 );
 
+export const SlaFactsSchema = Type.Object(
+  {
+    kind: Type.Enum(SLA_KINDS, { description: 'The target that warned or breached (sla.kind).' }),
+    policy_id: Type.Union([Uuid(), Type.Null()], { description: 'The policy it ran under (sla.policy_id).' }),
+  },
+  {
+    $id: 'RuleSlaFacts',
+    additionalProperties: false,
+    description: 'The SLA event behind sla.warning and sla.breached, as rules read it.',
+  },
+);
+
 export const RuleRunSchema = Type.Object(
   {
     id: Type.String(),
@@ -527,6 +570,23 @@ export const RuleRunSchema = Type.Object(
       description: 'The values changed fields had before the change.',
     }),
     message_id: Type.Union([Uuid(), Type.Null()], { description: 'The triggering message.' }),
+    sla: Type.Optional(ref(SlaFactsSchema)),
+    idle_rules: Type.Optional(
+      Type.Array(Uuid(), {
+        description:
+          'ticket.idle runs: the rules whose idle time was reached, the only ones the run considered.',
+      }),
+    ),
+    failure: Type.Optional(
+      Type.Object(
+        { code: Type.String(), message: Type.String() },
+        {
+          additionalProperties: false,
+          description:
+            'A run on a time-based trigger (sla.warning, sla.breached) whose actions could not apply: nothing it planned was written, and the write that carried it went through.',
+        },
+      ),
+    ),
     rules: Type.Array(ref(RuleTraceEntrySchema), {
       description: 'Every rule of the set, in running order, with what it saw and did or why it did not.',
     }),
@@ -553,6 +613,7 @@ const DraftRule = Type.Object(
     stop_processing: Type.Optional(Type.Boolean()),
     department_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
     triggers: Type.Array(TriggerSchema, { minItems: 1, maxItems: TRIGGERS.length }),
+    idle: Type.Optional(IdleBody),
     conditions: ref(ConditionSchema),
     actions: Type.Array(ref(ActionSchema), { maxItems: LIMITS.maxActions }),
   },
@@ -621,6 +682,19 @@ export const SimulateBody = Type.Object(
           ),
         ),
         previous: Type.Optional(SimulatedPrevious),
+        sla: Type.Optional(
+          Type.Object(
+            {
+              kind: Type.Enum(SLA_KINDS),
+              policy_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
+            },
+            {
+              additionalProperties: false,
+              description:
+                "For sla.warning and sla.breached: the target (sla.kind) and policy (sla.policy_id) rules read. A ticket.idle simulation runs every ticket.idle rule, as if each one's time had come.",
+            },
+          ),
+        ),
       },
       { additionalProperties: false },
     ),

@@ -271,6 +271,7 @@ export async function createRule(
       stop_processing: input.stop_processing ?? false,
       department_id: departmentId,
       triggers: input.triggers,
+      idle: input.idle ?? null,
       conditions: input.conditions,
       actions: input.actions,
     };
@@ -311,6 +312,7 @@ export async function updateRule(
       stop_processing: patch.stop_processing ?? row.stop_processing,
       department_id: patch.department_id !== undefined ? patch.department_id : row.department_id,
       triggers: patch.triggers ?? row.triggers,
+      idle: patch.idle !== undefined ? patch.idle : row.idle,
       conditions: patch.conditions ?? row.conditions,
       actions: patch.actions ?? row.actions,
     };
@@ -455,6 +457,9 @@ export async function ruleTrace(
       ticket: input.ticket as RuleRun['ticket'],
       previous: input.previous as Record<string, unknown>,
       message_id: input.message?.id ?? null,
+      ...(input.sla && { sla: input.sla as RuleRun['sla'] }),
+      ...(input.idle_rules && { idle_rules: input.idle_rules }),
+      ...(input.failure && { failure: input.failure }),
       rules: result.trace.rules.map((entry) => describeTrace(entry, set)),
       stopped_by: result.trace.stopped_by,
       effects: run.effects as RuleRun['effects'],
@@ -602,6 +607,9 @@ export async function simulate(db: Db, principal: Principal, input: SimulateInpu
     occurred_at: at.toISOString(),
     message: message ? { id: null, sender_email: message.sender_email ?? null } : null,
     previous: (input.event.previous ?? {}) as PreviousValues,
+    ...(input.event.sla && {
+      sla: { kind: input.event.sla.kind, policy_id: input.event.sla.policy_id ?? null },
+    }),
   };
   const result = evaluateRun(set, [input.event.type], runInput, message?.body ?? null, 'conditions');
   const outcome = await preview(db, snapshot, result.effects);
@@ -736,6 +744,7 @@ function rewrite(rule: Rule, kind: 'department' | 'agent', from: string, to: str
     stop_processing: rule.stop_processing,
     department_id: kind === 'department' && rule.department_id === from ? to : (rule.department_id ?? null),
     triggers: rule.triggers,
+    idle: rule.idle ?? null,
     conditions: rewriteCondition(rule.conditions, fields, from, to),
     actions: rule.actions.map((a) => {
       if (kind === 'department' && a.type === 'transfer' && a.department_id === from)

@@ -129,6 +129,11 @@ export async function departmentsExist(db: Executor, ids: string[]): Promise<Set
   return new Set(rows.map((r) => r.id));
 }
 
+/** Every department with the schedule it names (null: the default's), for departmentCalendars. */
+export function departmentSchedules(db: Executor): Promise<{ id: string; schedule_id: string | null }[]> {
+  return db.selectFrom('departments').select(['id', 'schedule_id']).execute();
+}
+
 /** The departments that name a schedule: how many, and the first names (for a 409). */
 export async function departmentsUsingSchedule(
   db: Executor,

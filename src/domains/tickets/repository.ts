@@ -112,6 +112,7 @@ export const TICKET_COLUMNS = [
   't.sla_policy_id',
   't.sla_due_at',
   't.sla_breached',
+  't.last_activity_at',
 ] as const;
 
 // sla_next_at and sla_planned_key are the timers' (written with the clock's state, read only by
@@ -295,8 +296,9 @@ export type TicketPatch = Partial<
   >
 >;
 
-function updateSet(patch: TicketPatch, touch: boolean, appendToSearch?: string) {
+function updateSet(patch: TicketPatch, touch: boolean, appendToSearch?: string, activity?: boolean) {
   const set: Record<string, unknown> = { ...patch, ...(touch && { updated_at: dbNow }) };
+  if (activity) set.last_activity_at = dbNow;
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
   if (patch.sla_state !== undefined) set.sla_state = sql`${JSON.stringify(patch.sla_state)}::jsonb`;
   if (patch.subject !== undefined) set.search = sql`search || to_tsvector('simple', ${patch.subject})`;
@@ -413,6 +415,8 @@ export interface TicketWrite {
    * when the patch is empty. A patch without touch (the SLA timer's) leaves updated_at alone.
    */
   touch: boolean;
+  /** The change is activity: last_activity_at moves to now (ticket.idle rules wait anew). */
+  activity?: boolean | undefined;
   /** Text added to the ticket's search vector. */
   search?: string | undefined;
   events: ActorEvent[];
@@ -438,7 +442,7 @@ export async function writeTicketChanges(
     parts.push(
       sql`changed as (${trx
         .updateTable('tickets as t')
-        .set(updateSet(patch, touch, change.search))
+        .set(updateSet(patch, touch, change.search, change.activity))
         .where('t.id', '=', ticket.id)
         .returning(TICKET_COLUMNS)})`,
     );

@@ -464,6 +464,8 @@ export async function wakePostponedTickets(db: Db, limit = 500): Promise<number>
         decide: (_, at) => ({
           steps: [{ patch: { ...statusPatch(ticket, 'open', at), waiting_since: at }, actor: system }],
           triggers: ['ticket.status_changed' as const],
+          // Back in the queue: idle rules count from here, not from before the postponement.
+          activity: true,
           result: null,
         }),
       });

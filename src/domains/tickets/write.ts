@@ -29,6 +29,7 @@ import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
 import { planTicketSla, readSlaSetting, type SlaSetting, type SlaWrite } from './sla.ts';
+import { raisesSlaRules, runSlaRules } from './sla-rules.ts';
 
 // The one write path of tickets. Every change to a ticket, from any route, rule, job or script,
 // is a command given to writeTicket, which in one transaction (the caller's):
@@ -70,6 +71,14 @@ export interface TicketChange<R> {
   touch?: boolean | undefined;
   /** The rule triggers the change may raise; those it did not really raise are dropped. */
   triggers?: readonly Trigger[] | undefined;
+  /** A ticket.idle pass (the idle sweeper): the idle rules whose time has come. */
+  idleRules?: readonly string[] | undefined;
+  /**
+   * Whether the change is activity, which restarts ticket.idle rules' wait (last_activity_at).
+   * Default: it touches the ticket and has a message, or a patch by anyone but a rule or the
+   * system (the SLA clock, the idle sweeper).
+   */
+  activity?: boolean | undefined;
   /** The message that caused the change, as the rules see it. */
   ruleMessage?: RuleRunContext['message'];
   /** Events that close the change, after the rules (a call or chat record). */
@@ -188,6 +197,10 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   }
   const messages = decided.messages ?? [];
   const touch = decided.touch ?? (patched || messages.length > 0 || decided.search !== undefined);
+  const activity =
+    decided.activity ??
+    (messages.length > 0 ||
+      decided.steps.some((s) => 'patch' in s && s.actor.type !== 'rule' && s.actor.type !== 'system'));
   // The SLA clock follows every write that touches the ticket, planned on the locked ticket and
   // written with the same statement (docs/sla.md). Nothing to plan and nothing read when no
   // policy is active and none ever applied to this ticket.
@@ -228,6 +241,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     ({ ticket, at } = await repo.writeTicketChanges(trx, before, {
       patch,
       touch,
+      activity,
       search: decided.search,
       events: await withBusinessTimes(trx, events, keys),
       messages,
@@ -243,11 +257,26 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
           before,
           message: decided.ruleMessage ?? null,
           at: txAt,
+          idleRules: decided.idleRules,
         })
       : null;
   if (evaluation) {
     const plan = await planRules(trx, ticket, evaluation);
     const ruled = { ...ticket, ...plan.patch };
+    // A change that planned no SLA clock (a ticket.idle pass) still moves it with what its
+    // rules change.
+    if (
+      !setting &&
+      !clock &&
+      Object.keys(plan.patch).length > 0 &&
+      (sla?.key !== null || ticket.sla_state !== null)
+    ) {
+      setting = await readSlaSetting(trx, [
+        ticket.department_id,
+        ruled.department_id,
+        ...(ticket.sla_state ? [ticket.sla_state.calendar_department_id] : []),
+      ]);
+    }
     // What the rules changed moves the clock too, in the rules' own statement.
     if (setting && Object.keys(plan.patch).length > 0) {
       slaByRules = await planTicketSla(
@@ -296,6 +325,8 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   if (setting) {
     ticket = await escalate(trx, setting, ticket, [...(planned?.fired ?? []), ...(slaByRules?.fired ?? [])]);
   }
+  // Then the rules on the warnings and breaches it fired run, each its own pass (docs/rules.md).
+  ticket = await runSlaRules(trx, ticket, planned?.events ?? [], setting, keys);
   return { ticket, result: decided.result, at };
 }
 
@@ -478,15 +509,18 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   );
   const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
   const slaEvents = sla?.events ?? [];
+  // The opening statement takes COMMIT along unless SLA rules still have to run after it.
+  const final = (command.final ?? false) && !raisesSlaRules(slaEvents);
   const inserted = plan
     ? await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...planned, ...slaEvents], {
         notes: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
-        final: command.final ?? false,
+        final,
       })
-    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], {
-        final: command.final ?? false,
-      });
+    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], { final });
+  if (raisesSlaRules(slaEvents)) {
+    inserted.ticket = await runSlaRules(trx, inserted.ticket, slaEvents, setting, keys);
+  }
   return { ...inserted, sla: { key: setting.key, now: setting.now } };
 }
 
