@@ -4,8 +4,8 @@
 // created and dropped here (BENCH_DATABASE_URL, else DATABASE_URL, else
 // postgres://postgres@127.0.0.1:5432/postgres names the server):
 //
-//   1. Load: 1,000,000 tickets with ~5,000,000 events over 2025 across 20 departments, 200 agents
-//      and all channels, generated in SQL. The events go into ticket_events one month per
+//   1. Load: 1,000,000 tickets with ~6,500,000 events over 2025 across 20 departments, 200 agents
+//      and all channels (SLA verdicts included), generated in SQL. The events go into ticket_events one month per
 //      statement, so the report trigger counts them as it would count the API's.
 //   2. JSON over HTTP (app.inject, a read-only API token), p50/p99 over repeated runs:
 //      (a) the year by month by department, all columns (in UTC, the help desk's zone, and in
@@ -67,6 +67,10 @@ const DEPARTMENTS = 20;
 const AGENTS_PER_DEPARTMENT = 10;
 const CONTACTS = 5000;
 const YEAR = { from: '2025-01-01T00:00:00Z', to: '2026-01-01T00:00:00Z' };
+const SLA_FIRST_ANSWER_SECONDS = 4 * 3600;
+const SLA_RESOLUTION_SECONDS = 48 * 3600;
+/** An instant as the SLA clock writes it into event data (toISOString). */
+const iso = (at: string) => `to_char((${at}) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const ms = (n: number) => `${n.toFixed(1)} ms`;
@@ -429,6 +433,39 @@ async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
       'coalesce(a2, ar)',
       `'{"from":"answered","to":"resolved"}'::jsonb`,
     ),
+    // The SLA clock's verdicts (migrations/0022): a 4-hour first answer and a 48-hour resolution,
+    // met when the reply or the resolve comes in time, else breached at the due and recorded by
+    // that later write, as the write path records breaches no timer has fired.
+    ...(
+      [
+        ['replied', 'first_answer', 't_reply', SLA_FIRST_ANSWER_SECONDS, 'd1', 'a1'],
+        ['resolves', 'resolution', 't_resolve', SLA_RESOLUTION_SECONDS, 'd2', 'a2'],
+      ] as const
+    ).flatMap(([where, kind, met, within, dep, agent]) => {
+      const due = `t0 + ${within} * interval '1 second'`;
+      const verdict = (at: string, late: string) =>
+        `jsonb_build_object('kind', '${kind}', 'cycle', 1, 'at', ${iso(at)}, 'due_at', ${iso(due)}, 'late', ${late})`;
+      return [
+        ev(
+          `${where} and ${met} < ${due}`,
+          'sla.fulfilled',
+          met,
+          dep,
+          agent,
+          'null::int',
+          verdict(met, 'false'),
+        ),
+        ev(
+          `${where} and ${met} >= ${due}`,
+          'sla.breached',
+          met,
+          dep,
+          agent,
+          'null::int',
+          verdict(due, 'null'),
+        ),
+      ];
+    }),
   ];
   await client.query(`create unlogged table bench_e as ${parts.join(' union all ')}`, [departments, agents]);
   const staged = Number((await client.query('select count(*) as n from bench_e')).rows[0].n);

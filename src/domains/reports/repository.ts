@@ -114,12 +114,17 @@ async function inReportTransaction<T>(
   // which makes merge joins (each sorting its inputs) look cheaper than hashing: measured, the
   // hash joins take a third of the time.
   const mergeJoins = twoStep(spec) ? 'off' : 'on';
+  // From the events, the planner may cache the samples of each event by the event's columns
+  // (Memoize): every event is a key of its own, so it only misses. It picks that when many
+  // events share an instant, as a write's events and the SLA clock's verdicts do: measured on
+  // the benchmark's data, the last 30 days by agent from the events took 15.6 s with it
+  // (149,620 misses, no hit) and 1.3-1.8 s without. Statements on the counters keep it.
+  const memoize = spec.source === 'events' ? 'off' : 'on';
   return db.transaction().execute(async (trx) => {
     await sql`set transaction read only`.execute(trx);
     await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
-      set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true)`.execute(
-      trx,
-    );
+      set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true),
+      set_config('enable_memoize', ${memoize}, true)`.execute(trx);
     return fn(trx);
   });
 }
