@@ -225,4 +225,60 @@ t.test('SLA timers on a controllable clock', async (t) => {
     await fireSlaTimers(ctx.db);
     t.equal((await slaEvents(waiting.id)).length, before, 'a resolved ticket is not re-planned');
   });
+
+  await t.test('a schedule edit moves running business dues through the timer', async (t) => {
+    const edited = await schedule('New York, edited later', 'America/New_York');
+    const dept = await department('Edited schedule', edited.id);
+    await policy('Edited schedule', dept, 60);
+    // Wednesday 17:30 EST: 30 minutes today, 30 on Thursday from 08:00.
+    await setClock(ctx.db, '2026-12-09T22:30:00Z');
+    const running = await ticket(dept);
+    t.equal(running.sla.due_at, '2026-12-10T13:30:00.000Z', 'due Thursday 08:30 EST');
+    const quiet = await ticket(support);
+    const quietDue = quiet.sla.due_at;
+
+    // A rename is no calendar change: nothing is planned again.
+    await api('PATCH', `/v1/schedules/${edited.id}`, { name: 'New York, renamed' }, 200);
+    await setClock(ctx.db, '2026-12-09T22:30:30Z');
+    await fireSlaTimers(ctx.db);
+    t.equal((await get(running.id)).sla.due_at, '2026-12-10T13:30:00.000Z', 'unchanged by a rename');
+
+    // Thursday declared a holiday at 17:31: one business minute used, 59 left: 29 until 18:00,
+    // then 30 from Friday 08:00.
+    await setClock(ctx.db, '2026-12-09T22:31:00Z');
+    await api(
+      'PATCH',
+      `/v1/schedules/${edited.id}`,
+      { holidays: [{ name: 'Closed', date: '2026-12-10' }] },
+      200,
+    );
+    t.equal((await get(running.id)).sla.due_at, '2026-12-10T13:30:00.000Z', 'not before the timer runs');
+    await fireSlaTimers(ctx.db);
+    t.equal((await get(running.id)).sla.due_at, '2026-12-11T13:30:00.000Z', 'due Friday 08:30 EST');
+    const changed = (await slaEvents(running.id)).filter((e) => e.type === 'sla.target_changed');
+    t.same(
+      changed.map((e) => [e.data.kind, e.data.due_at, e.data.reason]),
+      [['first_answer', '2026-12-11T13:30:00.000Z', 'schedule']],
+      'one target_changed event, reason schedule',
+    );
+    const other = await get(quiet.id);
+    t.equal(other.sla.due_at, quietDue, 'a department on another schedule keeps its due');
+    t.notOk(
+      (await slaEvents(quiet.id)).some((e) => e.type === 'sla.target_changed'),
+      'and records no change',
+    );
+
+    // The department follows Berlin from 17:32 EST (23:32 there, closed). A plan measures the
+    // stretch since the last one in the calendar as it now stands, so 17:31-17:32 counts nothing:
+    // 59 minutes from Thursday 08:00 CET.
+    await setClock(ctx.db, '2026-12-09T22:32:00Z');
+    await api('PATCH', `/v1/departments/${dept}`, { schedule_id: berlin.id }, 200);
+    await fireSlaTimers(ctx.db);
+    t.equal((await get(running.id)).sla.due_at, '2026-12-10T07:59:00.000Z', 'due Thursday 08:59 in Berlin');
+
+    // A second timer run with nothing changed plans nothing more.
+    const count = (await slaEvents(running.id)).length;
+    await fireSlaTimers(ctx.db);
+    t.equal((await slaEvents(running.id)).length, count, 'nothing more to plan');
+  });
 });

@@ -419,6 +419,14 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
     }
   }
   const calendarTo = s.kept ? s.calendar_department_id : after.department_id;
+  // The same department's calendar, edited since the last plan (a holiday added, hours moved, the
+  // department given another schedule): the running business targets' dues are computed again.
+  const keyOf = ctx.calendarKeyOf;
+  const scheduleEdited =
+    keyOf !== undefined &&
+    s.calendar_key !== undefined &&
+    calendarTo === s.calendar_department_id &&
+    keyOf(calendarTo) !== s.calendar_key;
 
   if (s.kept && policy === null) {
     // The kept policy was deleted: its targets run on as they were set.
@@ -438,7 +446,7 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
     clock.adopt(policy);
     clock.emit('sla.applied', null, 'transferred');
   } else {
-    const calendarMoved = calendarTo !== s.calendar_department_id;
+    const calendarMoved = calendarTo !== s.calendar_department_id || scheduleEdited;
     const previousCalendar = clock.calendar();
     for (const target of s.targets) clock.checkpoint(target, previousCalendar);
     s.calendar_department_id = calendarTo;
@@ -449,7 +457,12 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
     }
     const priorityChanged = before !== null && before.priority !== after.priority;
     if (fresh || priorityChanged || calendarMoved) {
-      clock.retarget(policy, after, calendarMoved, fresh ? appliedReason : 'priority');
+      clock.retarget(
+        policy,
+        after,
+        calendarMoved,
+        fresh ? appliedReason : priorityChanged ? 'priority' : transferred ? 'transferred' : 'schedule',
+      );
     }
   }
 
@@ -467,6 +480,7 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
     );
   }
   clock.pauseOrResume(after);
+  if (keyOf !== undefined) s.calendar_key = keyOf(s.calendar_department_id);
   clock.fire();
   return clock.plan();
 }

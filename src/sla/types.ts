@@ -104,6 +104,13 @@ export interface SlaState {
   kept: boolean;
   /** The department whose calendar measures business time (the ticket's, unless kept). */
   calendar_department_id: string | null;
+  /**
+   * The version of that calendar the running targets' dues were computed in (SlaContext's
+   * calendarKeyOf; null: always open). A plan that finds another one (the schedule was edited, or
+   * the department follows another one) computes them again. Absent in states planned before it
+   * was kept: the next plan records it without recomputing.
+   */
+  calendar_key?: string | null;
   /** The current or last cycle of each kind that has one. */
   targets: SlaTargetState[];
   cycles: Record<SlaKind, number>;
@@ -131,6 +138,12 @@ export interface SlaContext {
   policies: readonly SlaPolicy[] | CompiledPolicies;
   /** The calendar of a department (its schedule, else the help desk default; ALWAYS_OPEN when none). */
   calendarOf: (department_id: string | null) => BusinessCalendar;
+  /**
+   * The version of calendarOf's calendar (a schedule's id and version; null: always open). Given,
+   * a plan notices that a department's calendar changed since the last plan and moves the dues of
+   * its running business-time targets.
+   */
+  calendarKeyOf?: (department_id: string | null) => string | null;
   now: number;
 }
 
@@ -159,6 +172,7 @@ export type SlaReason =
   | 'edited'
   | 'no_policy'
   | 'priority'
+  | 'schedule'
   | 'resolved'
   | 'closed'
   | 'reopened'

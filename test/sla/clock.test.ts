@@ -55,6 +55,38 @@ t.test(
   },
 );
 
+t.test('a schedule edited while a target runs: the next plan moves its due', async (t) => {
+  const life = new Life([policy()], { [SUPPORT]: officeHours([]) });
+  // Planned before calendar versions were kept: the first plan with them only records the version.
+  life.change({ now: FRIDAY_1755 });
+  t.equal(life.state.calendar_key, undefined, 'no version without calendarKeyOf');
+  life.calendarKeys = { [SUPPORT]: 'support@1' };
+  life.change({ now: FRIDAY_1755 + MINUTE });
+  t.equal(life.state.calendar_key, 'support@1');
+  t.same(life.lastEvents(), [], 'nothing recomputed on the first plan with a version');
+  t.equal(inPrague(life.target('first_answer')!.due_at), '2026-12-07T08:55');
+
+  // The same version again: nothing moves.
+  life.change({ now: FRIDAY_1755 + 2 * MINUTE });
+  t.same(life.lastEvents(), []);
+
+  // Monday declared a holiday (version 2) at 17:58: 3 minutes used, 57 left: 2 on Friday, 55 on
+  // Tuesday from 08:00.
+  life.calendars[SUPPORT] = officeHours(['2026-12-07']);
+  life.calendarKeys = { [SUPPORT]: 'support@2' };
+  life.change({ now: FRIDAY_1755 + 3 * MINUTE });
+  t.equal(inPrague(life.target('first_answer')!.due_at), '2026-12-08T08:55');
+  const moved = life.last.events.filter((e) => e.type === 'sla.target_changed');
+  t.same(
+    moved.map((e) => [e.kind, e.reason]),
+    life.state.targets.filter((x) => x.business).map((x) => [x.kind, 'schedule']),
+    'each running business target, reason schedule',
+  );
+  t.ok(moved.length > 0);
+  t.equal(life.state.calendar_key, 'support@2');
+  t.equal(life.last.next_at, life.target('first_answer')!.due_at, 'the timer follows the new due');
+});
+
 t.test('selectPolicy: ascending position, ties by id, inactive skipped, none gives null', async (t) => {
   const urgentOnly = { field: 'priority', operator: 'is', value: 'urgent' } as const;
   const policies = [

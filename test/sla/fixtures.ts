@@ -101,6 +101,8 @@ export class Life {
   last!: SlaPlan;
   policies: readonly SlaPolicy[];
   readonly calendars: Record<string, BusinessCalendar>;
+  /** The calendars' versions (SlaContext.calendarKeyOf), when the case follows them. */
+  calendarKeys: Record<string, string> | null = null;
 
   constructor(policies: readonly SlaPolicy[], calendars: Record<string, BusinessCalendar> = {}) {
     this.policies = policies;
@@ -121,6 +123,9 @@ export class Life {
       {
         policies: this.policies,
         calendarOf: (id) => (id !== null && this.calendars[id]) || ALWAYS_OPEN,
+        ...(this.calendarKeys && {
+          calendarKeyOf: (id: string | null) => (id !== null && this.calendarKeys![id]) || null,
+        }),
         now: step.now,
       },
     );

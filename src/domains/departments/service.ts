@@ -7,6 +7,7 @@ import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
 import { changesBetween, recordMemberChanges, recordSettingsChange } from '../events/settings.ts';
 import { availabilityAt, departmentCalendar } from '../schedules/calendar.ts';
+import { replanForCalendars } from '../sla-policies/repository.ts';
 import { recordDepartmentWebhooksGone } from '../webhooks/service.ts';
 import * as repo from './repository.ts';
 import type { Department, DepartmentAvailability } from './schemas.ts';
@@ -148,6 +149,7 @@ export async function updateDepartment(
     });
     const department = (await repo.findDepartment(trx, id))!;
     const changes = changesBetween(before, department);
+    if ('schedule_id' in changes) await replanForCalendars(trx);
     if (Object.keys(changes).length > 0) {
       await recordSettingsChange(
         trx,

@@ -19,6 +19,17 @@ const CACHE_SIZE = 64;
 
 const keyOf = (id: string, version: number) => `${id}@${version}`;
 
+/** The schedule version each compiled calendar was compiled from. */
+const versions = new WeakMap<BusinessCalendar, string>();
+
+/**
+ * The schedule version ("id@version") a calendar of this module was compiled from; null for
+ * ALWAYS_OPEN (no schedule). The SLA clock compares it with the one its dues were computed in.
+ */
+export function calendarVersion(calendar: BusinessCalendar): string | null {
+  return versions.get(calendar) ?? null;
+}
+
 /**
  * The calendar of a department (null: a ticket in no department), following its own schedule,
  * else the help desk's default, else ALWAYS_OPEN. One small indexed query when cached.
@@ -51,6 +62,7 @@ async function calendarOf(
   // the department has no schedule any more.
   if (!definition) return { scheduleId: null, calendar: ALWAYS_OPEN };
   const calendar = compileCalendar(definition);
+  versions.set(calendar, keyOf(key.id, definition.version));
   cache.set(keyOf(key.id, definition.version), calendar);
   if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
   return { scheduleId: key.id, calendar };

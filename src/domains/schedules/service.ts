@@ -14,6 +14,7 @@ import { DomainError, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { departmentsUsingSchedule } from '../departments/repository.ts';
 import { changesBetween, recordSettingsChange } from '../events/settings.ts';
+import { replanForCalendars } from '../sla-policies/repository.ts';
 import { parseHolidayCalendar } from './ics.ts';
 import * as repo from './repository.ts';
 import type { CreateScheduleInput, HolidayImportResult, Schedule, UpdateScheduleInput } from './schemas.ts';
@@ -95,11 +96,16 @@ export async function createSchedule(
   return db.transaction().execute(async (trx) => {
     if (values.is_default) await takeDefault(trx, principal, null);
     const { id } = await repo.insertSchedule(trx, values);
+    // A new default: the departments without a schedule of their own now follow it.
+    if (values.is_default) await replanForCalendars(trx);
     const schedule = (await repo.findSchedule(trx, id))!;
     await recordSettingsChange(trx, principal, 'schedule.created', { subjectId: id }, { schedule });
     return schedule;
   });
 }
+
+/** What business time reads of a schedule: a change to one of them moves running SLA dues. */
+const CALENDAR_FIELDS = ['time_zone', 'intervals', 'holidays', 'is_default'] as const;
 
 /** Writes the schedule's new values under its lock and records what changed. */
 async function rewrite(
@@ -113,6 +119,7 @@ async function rewrite(
   const changes = changesBetween(current, { ...current, ...values });
   if (Object.keys(changes).length === 0) return current;
   await repo.updateSchedule(trx, current.id, values);
+  if (CALENDAR_FIELDS.some((field) => field in changes)) await replanForCalendars(trx);
   const schedule = (await repo.findSchedule(trx, current.id))!;
   await recordSettingsChange(
     trx,
@@ -188,6 +195,8 @@ export async function deleteSchedule(
       throw error;
     }
     await repo.deleteScheduleRow(trx, id);
+    // The default gone, departments without a schedule of their own are always open.
+    if (current.is_default) await replanForCalendars(trx);
     await recordSettingsChange(trx, principal, 'schedule.deleted', { subjectId: id }, { schedule: current });
   });
 }

@@ -89,6 +89,18 @@ export async function renewPoliciesKey(trx: Trx): Promise<void> {
     .execute();
 }
 
+/**
+ * A change to the calendars business time runs on (a schedule's hours, zone or holidays, the
+ * default schedule, a department following another schedule) moves the dues of running
+ * business-time targets. A fresh policies key makes the SLA timer plan every live ticket again,
+ * and each plan that finds its department's calendar at another version (SlaState.calendar_key)
+ * computes the dues again (docs/sla.md "Timers"). Like a policy write: no ticket is locked here.
+ */
+export async function replanForCalendars(trx: Trx): Promise<void> {
+  await lockPoliciesState(trx);
+  await renewPoliciesKey(trx);
+}
+
 /** What a ticket's SLA clock planned while no policy was active is stamped with: below every key. */
 export const NO_POLICIES_KEY = '00000000-0000-0000-0000-000000000000';
 

@@ -14,7 +14,7 @@ import {
 } from '../../sla/index.ts';
 import { readRulesKeyAndContact } from '../automation-rules/repository.ts';
 import { snapshotOf, type TicketFields } from '../automation-rules/runner.ts';
-import { departmentCalendar } from '../schedules/calendar.ts';
+import { calendarVersion, departmentCalendar } from '../schedules/calendar.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
 import { activePolicies, NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
 import type { Actor, ActorEvent, TicketPatch } from './repository.ts';
@@ -120,6 +120,7 @@ export async function planTicketSla(
   const plan = planSla(state ?? initialSlaState(), change, {
     policies,
     calendarOf: (id) => setting.calendars.get(id) ?? ALWAYS_OPEN,
+    calendarKeyOf: (id) => calendarVersion(setting.calendars.get(id) ?? ALWAYS_OPEN),
     now: setting.now.getTime(),
   });
   return slaWrite(plan, setting.key, before ?? after, after, actor, setting.now.getTime());
