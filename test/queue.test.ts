@@ -369,6 +369,44 @@ t.test('the to-solve queue', async (t) => {
     },
   );
 
+  await t.test(
+    'the queue’s first tickets locked by others: the first free one, however far down',
+    {
+      skip:
+        ctx.database.kind === 'pglite'
+          ? 'needs a second connection to hold row locks (PGlite has one)'
+          : false,
+    },
+    async (t) => {
+      // The queue reads a few candidates per department first (8, then 128), then everything:
+      // locks on 3, 10 and 137 of the first tickets reach each of the three reads.
+      const dep = await makeDepartment(ctx.db);
+      for (let i = 0; i < 145; i++) await openTicket(dep);
+      const colleague = new pg.Client({ connectionString: ctx.database.url! });
+      await colleague.connect();
+      t.teardown(() => colleague.end());
+      for (const locked of [3, 10, 137]) {
+        const free = (
+          await colleague.query(
+            `select id from tickets where department_id = $1 and assignee_id is null
+             order by sla_due_at, priority_rank desc, waiting_since, id`,
+            [dep],
+          )
+        ).rows.map((r) => r.id as string);
+        await colleague.query('begin');
+        await colleague.query('select id from tickets where id = any($1::uuid[]) for update', [
+          free.slice(0, locked),
+        ]);
+        const { agent, token } = await queueAgent([[dep, 'solver']]);
+        const res = await next(token);
+        await colleague.query('commit');
+        t.equal(res.statusCode, 200, `${locked} locked: a ticket is handed out`);
+        t.equal(res.json().id, free[locked], `${locked} locked: the first free one in queue order`);
+        t.equal(res.json().assignee_id, agent.id);
+      }
+    },
+  );
+
   await t.test('many concurrent requests from a few agents: nobody gets a colleague’s ticket', async (t) => {
     const dep = await makeDepartment(ctx.db);
     const tickets = new Set<string>();

@@ -44,7 +44,7 @@ function queuedTickets(trx: Transaction<Database>, agentId: string) {
           .where('d.to_solve_enabled', '=', true),
       )
       // The most urgent SLA due first (tickets without one last: ascending puts nulls last),
-      // then priority and waiting longest, following tickets_queue_sla_idx (migrations/0020).
+      // then priority and waiting longest, following the queue's indexes (migrations/0029).
       .orderBy('t.sla_due_at', 'asc')
       .orderBy('t.priority_rank', 'desc')
       .orderBy('t.waiting_since', 'asc')
@@ -71,19 +71,48 @@ export async function lockOwnQueuedTicket(
 }
 
 /**
+ * The first `perDepartment` unassigned queued tickets of each of the agent's queue departments,
+ * in queue order: one short read of tickets_queue_unassigned_idx per department. The queue's
+ * first ticket is among them unless `perDepartment` tickets before it in its department are
+ * locked by other callers.
+ */
+function candidates(agentId: string, perDepartment: number) {
+  return sql<string[]>`array(select c.id
+    from department_members m
+    join departments d on d.id = m.department_id
+    cross join lateral (
+      select q.id from tickets q
+      where q.department_id = m.department_id and q.status in ('new', 'open') and q.assignee_id is null
+      order by q.sla_due_at, q.priority_rank desc, q.waiting_since, q.id
+      limit ${sql.lit(perDepartment)}
+    ) c
+    where m.agent_id = ${agentId} and m.role in (${sql.join(SOLVING_ROLES)}) and d.to_solve_enabled)`;
+}
+
+/** How many candidates per department each attempt reads; after them, the whole queue. */
+const CANDIDATE_ROUNDS = [8, 128];
+
+/**
  * Locks and returns the first unassigned queued ticket, or undefined when there is none.
  * SKIP LOCKED passes over tickets another caller's transaction holds, so concurrent callers
  * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
  * that committed meanwhile is re-checked against the conditions and passed over too.
+ *
+ * The best of a few candidates per department first (sorting every unassigned ticket of the
+ * agent's departments cost 100 ms a hand-out at 100,000 open tickets); only when every candidate
+ * is taken or locked, more of them, and at last the whole queue, so a free ticket is always found.
  */
 export async function lockNextUnassignedTicket(
   trx: Transaction<Database>,
   agentId: string,
 ): Promise<{ ticket: TicketRecord; sla: SlaRead } | undefined> {
-  const row = await queuedTickets(trx, agentId)
-    .where('t.assignee_id', 'is', null)
-    .forUpdate()
-    .skipLocked()
-    .executeTakeFirst();
+  const next = queuedTickets(trx, agentId).where('t.assignee_id', 'is', null).forUpdate().skipLocked();
+  for (const perDepartment of CANDIDATE_ROUNDS) {
+    const row = await next
+      .where(sql<boolean>`t.id = any(${candidates(agentId, perDepartment)})`)
+      .executeTakeFirst();
+    if (row) return splitSlaRead(row);
+  }
+  const row = await next.executeTakeFirst();
   return row && splitSlaRead(row);
 }

@@ -674,10 +674,18 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
     const [due, id] = cursor === undefined ? [null, null] : decodeCursor(keyset.list, cursor, 2);
     rows = [];
     if (due !== 'infinity') {
+      // Conditions the planner can estimate: "is not null" beside a bound on the due (which
+      // implies it) would count the same tickets out twice, and a row comparison is estimated
+      // loosely; estimated ten times too few, the due-soon list was bitmap-read and sorted
+      // (10 ms; in index order 0.4 ms, bench:sla part c).
       rows = await filtered
-        .where('t.sla_due_at', 'is not', null)
+        .$if(due === null && filter.sla_due_before === undefined, (qb) =>
+          qb.where('t.sla_due_at', 'is not', null),
+        )
         .$if(due !== null, (qb) =>
-          qb.where(sql<boolean>`(t.sla_due_at, t.id) > (${due}::timestamptz, ${id}::uuid)`),
+          qb.where(
+            sql<boolean>`t.sla_due_at >= ${due}::timestamptz and (t.sla_due_at > ${due}::timestamptz or t.id > ${id}::uuid)`,
+          ),
         )
         .orderBy('t.sla_due_at', 'asc')
         .orderBy('t.id', 'asc')
