@@ -191,7 +191,7 @@ const SLA_DESCRIPTIONS: Record<SlaEventType, string> = {
   'sla.removed': 'SLA targets were dropped without a verdict (kind null: the whole policy).',
   'sla.started': 'An SLA target started a cycle; due_at is when it breaches.',
   'sla.target_changed':
-    'A running SLA target got new minutes (priority change or policy edit); due_at is the new due.',
+    'A running SLA target got a new due (reason: priority, edited, transferred, schedule: its calendar was edited); due_at is the new due.',
   'sla.paused': 'An SLA target stopped counting (postponed, or answered when the policy says so).',
   'sla.resumed': 'A paused SLA target counts again; due_at is the new due.',
   'sla.warning': 'An SLA target is about to breach.',
