@@ -4,7 +4,7 @@ import { describe, isDatabaseUnreachable } from './db/outage.ts';
 import { sweepIdleTickets } from './domains/automation-rules/idle.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
-import { fireSlaTimers, wakePostponedTickets } from './domains/tickets/service.ts';
+import { fireSlaTimers, type OnJobFailure, wakePostponedTickets } from './domains/tickets/service.ts';
 
 export const SLA_TIMER_BATCH = 50;
 /** Transactions draining a backlog of SLA timers at once, in each process (of its pool of 10). */
@@ -65,7 +65,14 @@ export function startScheduler(
   slaTimerMs = 1_000,
 ): () => Promise<void> {
   const stopHousekeeping = every(everyMs, true, log, 'housekeeping failed', async () => {
-    const woken = await wakePostponedTickets(db);
+    const woken = await wakePostponedTickets(db, 500, (failure) =>
+      log.warn(
+        failure,
+        failure.outcome === 'woken_without_rules'
+          ? 'a postponed ticket woke without its rules: a rule could not apply'
+          : 'a postponed ticket could not wake; it is tried again next turn',
+      ),
+    );
     const forgotten = await forgetOldIdempotencyKeys(db);
     if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
   });
@@ -80,6 +87,8 @@ export function startScheduler(
   });
   // A shutdown lets the batch in hand commit and leaves the rest of a backlog to the next process.
   let stopping = false;
+  const timerFailed: OnJobFailure = (failure) =>
+    log.warn(failure, 'an SLA timer could not plan a ticket; it is tried again in a minute');
   const stopSlaTimers = every(slaTimerMs, true, log, 'SLA timers failed', async () => {
     let fired = 0;
     // A backlog (10,000 breaches in one minute, a restart) is drained by a few transactions at
@@ -87,11 +96,11 @@ export function startScheduler(
     const drain = async () => {
       let batch: number;
       do {
-        batch = await fireSlaTimers(db, SLA_TIMER_BATCH);
+        batch = await fireSlaTimers(db, SLA_TIMER_BATCH, timerFailed);
         fired += batch;
       } while (batch === SLA_TIMER_BATCH && !stopping);
     };
-    fired = await fireSlaTimers(db, SLA_TIMER_BATCH);
+    fired = await fireSlaTimers(db, SLA_TIMER_BATCH, timerFailed);
     if (fired === SLA_TIMER_BATCH && !stopping)
       await Promise.all(Array.from({ length: SLA_TIMER_WORKERS }, drain));
     if (fired > 0) log.info({ tickets: fired }, 'SLA timers');

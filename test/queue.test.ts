@@ -407,6 +407,39 @@ t.test('the to-solve queue', async (t) => {
     },
   );
 
+  await t.test(
+    'one department’s first tickets locked: its next one before a less urgent one of another',
+    {
+      skip:
+        ctx.database.kind === 'pglite'
+          ? 'needs a second connection to hold row locks (PGlite has one)'
+          : false,
+    },
+    async (t) => {
+      const urgent = await makeDepartment(ctx.db);
+      const calm = await makeDepartment(ctx.db);
+      const high: string[] = [];
+      for (let i = 0; i < 10; i++) high.push(await openTicket(urgent, { priority: 'high' }));
+      const low = await openTicket(calm, { priority: 'low' });
+      const colleague = new pg.Client({ connectionString: ctx.database.url! });
+      await colleague.connect();
+      t.teardown(() => colleague.end());
+      await colleague.query('begin');
+      // The 8 the first read of the urgent department sees, held by others.
+      await colleague.query('select id from tickets where id = any($1::uuid[]) for update', [
+        high.slice(0, 8),
+      ]);
+      const { token } = await queueAgent([
+        [urgent, 'solver'],
+        [calm, 'solver'],
+      ]);
+      const res = await next(token);
+      await colleague.query('commit');
+      t.equal(res.json().id, high[8], 'the ninth urgent one, not the low one');
+      t.equal((await ticketRow(low)).assignee_id, null);
+    },
+  );
+
   await t.test('many concurrent requests from a few agents: nobody gets a colleague’s ticket', async (t) => {
     const dep = await makeDepartment(ctx.db);
     const tickets = new Set<string>();

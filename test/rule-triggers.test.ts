@@ -4,7 +4,7 @@ import { WEEKDAYS } from '../src/business-time/index.ts';
 import { createPool } from '../src/db/client.ts';
 import type { Database } from '../src/db/types.ts';
 import { sweepIdleTickets } from '../src/domains/automation-rules/idle.ts';
-import { fireSlaTimers } from '../src/domains/tickets/service.ts';
+import { fireSlaTimers, type JobFailure, wakePostponedTickets } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
 import { testDatabaseKind } from './helpers/database.ts';
@@ -557,6 +557,40 @@ t.test('time-based rule triggers', async (t) => {
     await advance(60);
     t.same(await sweepIdleTickets(db), { runs: 0, failures: [] }, 'not retried until new activity');
     await ok('DELETE', `/v1/automation-rules/${handOver.id}`);
+  });
+
+  await t.test('a postponed ticket wakes even when a rule on its waking cannot apply', async (t) => {
+    // Before, the rule's failure undid the whole turn: the broken ticket came first again in
+    // every turn and no postponed ticket ever woke.
+    const desk = await makeDepartment(db, 'Wake desk');
+    const other = await makeDepartment(db, 'Wake elsewhere');
+    const { agent } = await agentWithToken(ctx, { departments: [[desk, 'solver']] });
+    const onWake = await rule({
+      name: 'Woken: hand to Ann',
+      department_id: desk,
+      triggers: ['ticket.status_changed'],
+      conditions: { all: [{ field: 'status', operator: 'is', value: 'open' }] },
+      actions: [{ type: 'assign', to: 'agent', agent_id: agent.id }],
+    });
+    const until = new Date(now + 30 * MINUTE).toISOString();
+    const broken = await ticket({ department_id: desk });
+    const fine = await ticket({ department_id: other });
+    for (const { id } of [broken, fine]) {
+      await ok('PATCH', `/v1/tickets/${id}`, { status: 'postponed', postponed_until: until });
+    }
+    await db.updateTable('agents').set({ status: 'disabled' }).where('id', '=', agent.id).execute();
+    await advance(31);
+    const failures: JobFailure[] = [];
+    t.equal(await wakePostponedTickets(db, 500, (f) => failures.push(f)), 2, 'both woke');
+    t.same(
+      failures.map((f) => [f.ticket_id, f.outcome, f.code]),
+      [[broken.id, 'woken_without_rules', 'rule_action_failed']],
+      'the rule’s failure is reported',
+    );
+    for (const { id } of [broken, fine]) t.equal((await get(id)).status, 'open');
+    t.equal((await get(broken.id)).assignee_id, null, 'the rule did nothing');
+    t.equal(await wakePostponedTickets(db), 0, 'nothing left to wake');
+    await ok('DELETE', `/v1/automation-rules/${onWake.id}`);
   });
 
   await t.test('a turn after downtime catches up in batches', async (t) => {

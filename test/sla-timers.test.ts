@@ -1,5 +1,6 @@
+import { sql } from 'kysely';
 import t from 'tap';
-import { fireSlaTimers } from '../src/domains/tickets/service.ts';
+import { fireSlaTimers, type JobFailure } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
 
@@ -280,5 +281,78 @@ t.test('SLA timers on a controllable clock', async (t) => {
     const count = (await slaEvents(running.id)).length;
     await fireSlaTimers(ctx.db);
     t.equal((await slaEvents(running.id)).length, count, 'nothing more to plan');
+  });
+
+  await t.test('a department deleted with its tickets moved: their dues follow the substitute', async (t) => {
+    const leaving = await department('Leaving (Berlin)', berlin.id);
+    const staying = await department('Staying (New York)', newYork.id);
+    await create('/v1/sla-policies', {
+      name: 'Leaving or staying',
+      conditions: { all: [{ field: 'department_id', operator: 'is_one_of', value: [leaving, staying] }] },
+      targets: { normal: { first_answer: { minutes: 60, business: true } } },
+    });
+    // Friday 09:00 in Berlin (03:00 in New York): due 10:00 Berlin.
+    await setClock(ctx.db, '2026-12-11T08:00:00Z');
+    const moved = await ticket(leaving);
+    t.equal(moved.sla.due_at, '2026-12-11T09:00:00.000Z');
+    await setClock(ctx.db, '2026-12-11T08:10:00Z');
+    await api('DELETE', `/v1/departments/${leaving}?move_to_department_id=${staying}`, undefined, 204);
+    await fireSlaTimers(ctx.db);
+    // 10 minutes used; 50 left from New York's opening, 08:00 EST.
+    const after = await get(moved.id);
+    t.equal(after.department_id, staying);
+    t.equal(after.sla.due_at, '2026-12-11T13:50:00.000Z', 'due 08:50 in New York');
+  });
+
+  await t.test('a ticket whose plan fails is tried again a minute later; the batch goes on', async (t) => {
+    // Thursday 09:00 EST; Support's target: 60 business minutes, due 10:00.
+    await setClock(ctx.db, '2026-12-10T14:00:00Z');
+    const broken = await ticket(support);
+    const fine = await ticket(support);
+    const row = () =>
+      ctx.db
+        .selectFrom('tickets')
+        .select(['sla_state', 'sla_next_at'])
+        .where('id', '=', broken.id)
+        .executeTakeFirstOrThrow();
+    const { sla_state: state } = await row();
+    // A state no plan can read (the kind of thing a bug leaves behind).
+    await ctx.db
+      .updateTable('tickets')
+      .set({ sla_state: sql`'{"targets": 7}'::jsonb` })
+      .where('id', '=', broken.id)
+      .execute();
+    await setClock(ctx.db, '2026-12-10T15:00:30Z');
+    const failures: JobFailure[] = [];
+    await fireSlaTimers(ctx.db, 200, (f) => failures.push(f));
+    t.same(
+      failures.map((f) => [f.ticket_id, f.outcome]),
+      [[broken.id, 'retried_in_a_minute']],
+      'the failure is reported',
+    );
+    t.equal((await get(fine.id)).sla.breached, true, 'the other ticket of the batch breached');
+    t.equal(
+      (await row()).sla_next_at?.toISOString(),
+      '2026-12-10T15:01:30.000Z',
+      'tried again a minute later',
+    );
+    failures.length = 0;
+    await fireSlaTimers(ctx.db, 200, (f) => failures.push(f));
+    t.same(failures, [], 'not before');
+    // Repaired, it fires at its next turn, at its due.
+    await ctx.db
+      .updateTable('tickets')
+      .set({ sla_state: JSON.stringify(state) as never })
+      .where('id', '=', broken.id)
+      .execute();
+    await setClock(ctx.db, '2026-12-10T15:01:30Z');
+    await fireSlaTimers(ctx.db, 200, (f) => failures.push(f));
+    t.same(failures, []);
+    const breach = (await slaEvents(broken.id)).filter((e) => e.type === 'sla.breached');
+    t.same(
+      breach.map((e) => e.data.at),
+      ['2026-12-10T15:00:00.000Z'],
+      'breached once, recorded at its due',
+    );
   });
 });

@@ -290,6 +290,21 @@ class Clock {
     }
   }
 
+  /**
+   * Computes the dues of the running business-time targets again in the calendar in force, from
+   * what is left of each (the stretch since the last plan measured in that calendar too).
+   */
+  recalendar(reason: SlaReason): void {
+    const calendar = this.calendar();
+    for (const target of this.state.targets) {
+      if (target.status !== 'active' || !target.business) continue;
+      this.checkpoint(target, calendar);
+      const due = target.due_at;
+      this.schedule(target);
+      if (target.due_at !== due) this.emit('sla.target_changed', target, reason);
+    }
+  }
+
   pauseOrResume(ticket: TicketSnapshot): void {
     const pause = this.shouldPause(ticket);
     for (const target of this.state.targets) {
@@ -373,6 +388,17 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
   const created = before === null;
   if (created) s.calendar_department_id = after.department_id;
 
+  // The calendar in force was edited since the last plan (a holiday declared, hours moved, the
+  // department given another schedule): running business targets get their dues from the
+  // calendar as it now stands before anything fires, so a due the edit moved away does not
+  // breach. A state planned before versions were kept is recomputed too (same calendar, same due).
+  const keyOf = ctx.calendarKeyOf;
+  if (keyOf !== undefined && !created) {
+    const key = keyOf(s.calendar_department_id);
+    if (key !== s.calendar_key) clock.recalendar('schedule');
+    s.calendar_key = key;
+  }
+
   clock.fire();
 
   // Facts and fulfilments, under the policy that was in force when they happened.
@@ -419,14 +445,6 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
     }
   }
   const calendarTo = s.kept ? s.calendar_department_id : after.department_id;
-  // The same department's calendar, edited since the last plan (a holiday added, hours moved, the
-  // department given another schedule): the running business targets' dues are computed again.
-  const keyOf = ctx.calendarKeyOf;
-  const scheduleEdited =
-    keyOf !== undefined &&
-    s.calendar_key !== undefined &&
-    calendarTo === s.calendar_department_id &&
-    keyOf(calendarTo) !== s.calendar_key;
 
   if (s.kept && policy === null) {
     // The kept policy was deleted: its targets run on as they were set.
@@ -446,7 +464,7 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
     clock.adopt(policy);
     clock.emit('sla.applied', null, 'transferred');
   } else {
-    const calendarMoved = calendarTo !== s.calendar_department_id || scheduleEdited;
+    const calendarMoved = calendarTo !== s.calendar_department_id;
     const previousCalendar = clock.calendar();
     for (const target of s.targets) clock.checkpoint(target, previousCalendar);
     s.calendar_department_id = calendarTo;
@@ -461,7 +479,7 @@ export function planSla(state: SlaState, change: SlaChange, ctx: SlaContext): Sl
         policy,
         after,
         calendarMoved,
-        fresh ? appliedReason : priorityChanged ? 'priority' : transferred ? 'transferred' : 'schedule',
+        fresh ? appliedReason : priorityChanged ? 'priority' : 'transferred',
       );
     }
   }

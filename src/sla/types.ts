@@ -107,8 +107,9 @@ export interface SlaState {
   /**
    * The version of that calendar the running targets' dues were computed in (SlaContext's
    * calendarKeyOf; null: always open). A plan that finds another one (the schedule was edited, or
-   * the department follows another one) computes them again. Absent in states planned before it
-   * was kept: the next plan records it without recomputing.
+   * the department follows another one) computes them again before anything fires. Absent in
+   * states planned before it was kept: their next plan computes them again too (same calendar,
+   * same dues).
    */
   calendar_key?: string | null;
   /** The current or last cycle of each kind that has one. */

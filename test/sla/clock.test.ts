@@ -57,13 +57,14 @@ t.test(
 
 t.test('a schedule edited while a target runs: the next plan moves its due', async (t) => {
   const life = new Life([policy()], { [SUPPORT]: officeHours([]) });
-  // Planned before calendar versions were kept: the first plan with them only records the version.
+  // Planned before calendar versions were kept: the first plan with them recomputes in the same
+  // calendar, which moves nothing.
   life.change({ now: FRIDAY_1755 });
   t.equal(life.state.calendar_key, undefined, 'no version without calendarKeyOf');
   life.calendarKeys = { [SUPPORT]: 'support@1' };
   life.change({ now: FRIDAY_1755 + MINUTE });
   t.equal(life.state.calendar_key, 'support@1');
-  t.same(life.lastEvents(), [], 'nothing recomputed on the first plan with a version');
+  t.same(life.lastEvents(), [], 'same calendar, same dues: no event');
   t.equal(inPrague(life.target('first_answer')!.due_at), '2026-12-07T08:55');
 
   // The same version again: nothing moves.
@@ -85,6 +86,19 @@ t.test('a schedule edited while a target runs: the next plan moves its due', asy
   t.ok(moved.length > 0);
   t.equal(life.state.calendar_key, 'support@2');
   t.equal(life.last.next_at, life.target('first_answer')!.due_at, 'the timer follows the new due');
+
+  // Tuesday declared a holiday too, found only when the timer comes for the old due (Tuesday
+  // 08:55): the due moves to Wednesday 08:55 and nothing breaches.
+  life.calendars[SUPPORT] = officeHours(['2026-12-07', '2026-12-08']);
+  life.calendarKeys = { [SUPPORT]: 'support@3' };
+  life.change({ now: prague('2026-12-08T08:55') });
+  t.same(
+    life.lastEvents(),
+    ['sla.target_changed first_answer#1', 'sla.target_changed resolution#1'],
+    'moved, not breached',
+  );
+  t.equal(life.target('first_answer')!.status, 'active');
+  t.equal(inPrague(life.target('first_answer')!.due_at), '2026-12-09T08:55');
 });
 
 t.test('selectPolicy: ascending position, ties by id, inactive skipped, none gives null', async (t) => {

@@ -1,7 +1,8 @@
+import type { Transaction } from 'kysely';
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
 import { HORIZON_DAYS } from '../../business-time/index.ts';
 import type { Db } from '../../db/database.ts';
-import type { ChannelAvailability, DepartmentRole, MemberLevel } from '../../db/types.ts';
+import type { ChannelAvailability, Database, DepartmentRole, MemberLevel } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { blockersOf, type Dependents } from '../dependents.ts';
@@ -117,6 +118,19 @@ export async function createDepartment(
   });
 }
 
+type Trx = Transaction<Database>;
+
+/** Whether a department moving from one schedule_id to another follows another calendar (null: the default). */
+async function followsAnother(trx: Trx, from: string | null, to: string | null): Promise<boolean> {
+  if (from !== null && to !== null) return from !== to;
+  const fallback = await trx
+    .selectFrom('schedules')
+    .select('id')
+    .where('is_default', '=', true)
+    .executeTakeFirst();
+  return (from ?? fallback?.id ?? null) !== (to ?? fallback?.id ?? null);
+}
+
 export async function updateDepartment(
   db: Db,
   principal: Principal,
@@ -149,7 +163,9 @@ export async function updateDepartment(
     });
     const department = (await repo.findDepartment(trx, id))!;
     const changes = changesBetween(before, department);
-    if ('schedule_id' in changes) await replanForCalendars(trx);
+    if ('schedule_id' in changes && (await followsAnother(trx, before.schedule_id, department.schedule_id))) {
+      await replanForCalendars(trx);
+    }
     if (Object.keys(changes).length > 0) {
       await recordSettingsChange(
         trx,
@@ -200,6 +216,8 @@ export async function deleteDepartment(
       }
       for (const dependents of options.dependents)
         await dependents.moveTo?.(trx, id, options.moveTo, principal);
+      // Its tickets now count business time in the substitute's calendar.
+      await replanForCalendars(trx);
     } else {
       const blockers = await blockersOf(options.dependents, trx, id);
       if (blockers.length > 0) {

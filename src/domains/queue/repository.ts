@@ -70,23 +70,51 @@ export async function lockOwnQueuedTicket(
   return row && splitSlaRead(row).ticket;
 }
 
+/** A ticket the queue may hand out, with what orders the queue. */
+interface Candidate {
+  id: string;
+  department_id: string;
+  sla_due_at: Date | null;
+  priority_rank: number;
+  waiting_since: Date | null;
+}
+
 /**
  * The first `perDepartment` unassigned queued tickets of each of the agent's queue departments,
- * in queue order: one short read of tickets_queue_unassigned_idx per department. The queue's
- * first ticket is among them unless `perDepartment` tickets before it in its department are
- * locked by other callers.
+ * in queue order: one short read of tickets_queue_unassigned_idx per department. PostgreSQL cannot
+ * merge one index's per-department order across the agent's departments; read whole, every
+ * unassigned ticket of them was sorted for each hand-out (100 ms at 100,000 open tickets).
  */
-function candidates(agentId: string, perDepartment: number) {
-  return sql<string[]>`array(select c.id
+async function readCandidates(
+  trx: Transaction<Database>,
+  agentId: string,
+  perDepartment: number,
+): Promise<Candidate[]> {
+  const { rows } =
+    await sql<Candidate>`select c.id, c.department_id, c.sla_due_at, c.priority_rank, c.waiting_since
     from department_members m
     join departments d on d.id = m.department_id
     cross join lateral (
-      select q.id from tickets q
+      select q.id, q.department_id, q.sla_due_at, q.priority_rank, q.waiting_since from tickets q
       where q.department_id = m.department_id and q.status in ('new', 'open') and q.assignee_id is null
       order by q.sla_due_at, q.priority_rank desc, q.waiting_since, q.id
       limit ${sql.lit(perDepartment)}
     ) c
-    where m.agent_id = ${agentId} and m.role in (${sql.join(SOLVING_ROLES)}) and d.to_solve_enabled)`;
+    where m.agent_id = ${agentId} and m.role in (${sql.join(SOLVING_ROLES)}) and d.to_solve_enabled`.execute(
+      trx,
+    );
+  return rows;
+}
+
+const instant = (d: Date | null) => (d === null ? Number.POSITIVE_INFINITY : d.getTime());
+
+/** Whether `a` comes before `b` in queue order (the order of queuedTickets). */
+function precedes(a: Candidate, b: Candidate): boolean {
+  if (instant(a.sla_due_at) !== instant(b.sla_due_at)) return instant(a.sla_due_at) < instant(b.sla_due_at);
+  if (a.priority_rank !== b.priority_rank) return a.priority_rank > b.priority_rank;
+  if (instant(a.waiting_since) !== instant(b.waiting_since))
+    return instant(a.waiting_since) < instant(b.waiting_since);
+  return a.id < b.id;
 }
 
 /** How many candidates per department each attempt reads; after them, the whole queue. */
@@ -98,9 +126,10 @@ const CANDIDATE_ROUNDS = [8, 128];
  * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
  * that committed meanwhile is re-checked against the conditions and passed over too.
  *
- * The best of a few candidates per department first (sorting every unassigned ticket of the
- * agent's departments cost 100 ms a hand-out at 100,000 open tickets); only when every candidate
- * is taken or locked, more of them, and at last the whole queue, so a free ticket is always found.
+ * The best free one of a few candidates per department first. It is the queue's first free
+ * ticket unless some department's candidates all come before it (that department may hold a
+ * free one further down); then, or when no candidate is free but some department may have more,
+ * more candidates, and at last the whole queue: a free ticket is always found, in queue order.
  */
 export async function lockNextUnassignedTicket(
   trx: Transaction<Database>,
@@ -108,10 +137,29 @@ export async function lockNextUnassignedTicket(
 ): Promise<{ ticket: TicketRecord; sla: SlaRead } | undefined> {
   const next = queuedTickets(trx, agentId).where('t.assignee_id', 'is', null).forUpdate().skipLocked();
   for (const perDepartment of CANDIDATE_ROUNDS) {
+    const candidates = await readCandidates(trx, agentId, perDepartment);
+    if (candidates.length === 0) return undefined;
+    const byDepartment = new Map<string, Candidate[]>();
+    for (const c of candidates)
+      byDepartment.set(c.department_id, [...(byDepartment.get(c.department_id) ?? []), c]);
+    // The last candidate of each department that may have more unassigned tickets.
+    const cutOff = [...byDepartment.values()]
+      .filter((list) => list.length === perDepartment)
+      .map((list) => list.at(-1)!);
     const row = await next
-      .where(sql<boolean>`t.id = any(${candidates(agentId, perDepartment)})`)
+      .where(
+        't.id',
+        'in',
+        candidates.map((c) => c.id),
+      )
       .executeTakeFirst();
-    if (row) return splitSlaRead(row);
+    if (row) {
+      const taken = candidates.find((c) => c.id === row.id)!;
+      if (!cutOff.some((last) => precedes(last, taken))) return splitSlaRead(row);
+    } else if (cutOff.length === 0) {
+      // Every unassigned ticket of their departments was a candidate, and none is free.
+      return undefined;
+    }
   }
   const row = await next.executeTakeFirst();
   return row && splitSlaRead(row);

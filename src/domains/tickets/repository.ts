@@ -869,6 +869,21 @@ export async function lockDuePostponedTickets(
 }
 
 /**
+ * Puts off a ticket's SLA timer after its plan failed: due again in `minutes`, and counted as
+ * planned under the current policies (else a stale key would bring it back every turn).
+ */
+export async function deferSlaTimer(trx: Transaction<Database>, id: string, minutes: number): Promise<void> {
+  await trx
+    .updateTable('tickets')
+    .set({
+      sla_next_at: sql`${dbNow} + make_interval(mins => ${minutes})`,
+      sla_planned_key: sql`coalesce(${policiesKeySql}, ${NO_POLICIES_KEY}::uuid)`,
+    })
+    .where('id', '=', id)
+    .execute();
+}
+
+/**
  * Live tickets whose SLA clock was planned under an older policy list (tickets.sla_planned_key
  * below the current key; while none is active, any but none): each a range scan of
  * tickets_sla_planned_idx.

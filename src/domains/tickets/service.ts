@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
 import { can, loadTicketAccess, requireTicket, type TicketAccess } from '../../access/tickets.ts';
 import type { Db } from '../../db/database.ts';
@@ -449,28 +449,86 @@ export async function addRating(
 }
 
 /**
- * Postponed tickets whose time has come go back to open and wait again. Safe to run from every
- * instance at once: each batch skips rows another instance holds.
+ * A ticket a periodic job could not write. The job's other tickets go on: one ticket must not
+ * hold up every other (a failing ticket first in due order would otherwise come back first in
+ * every turn, and nothing after it would ever be written).
  */
-export async function wakePostponedTickets(db: Db, limit = 500): Promise<number> {
+export interface JobFailure {
+  ticket_id: string;
+  /** What the job did about it. */
+  outcome: 'retried_in_a_minute' | 'woken_without_rules' | 'retried_next_turn';
+  code: string;
+  message: string;
+}
+export type OnJobFailure = (failure: JobFailure) => void;
+
+const failureOf = (error: unknown) =>
+  error instanceof DomainError
+    ? { code: error.code, message: error.message }
+    : {
+        code: (error as { code?: unknown })?.code ? String((error as { code: unknown }).code) : 'internal',
+        message: error instanceof Error ? error.message : String(error),
+      };
+
+/** Runs one ticket's write of a batch under a savepoint: a failure undoes that write alone. */
+async function isolated(trx: Trx, write: () => Promise<unknown>): Promise<unknown> {
+  await sql`savepoint ticket_write`.execute(trx);
+  try {
+    await write();
+    await sql`release savepoint ticket_write`.execute(trx);
+    return null;
+  } catch (error) {
+    // Lost connection and the like: the rollback fails too, and the whole batch with it.
+    await sql`rollback to savepoint ticket_write`.execute(trx);
+    return error ?? new Error('unknown failure');
+  }
+}
+
+/**
+ * Postponed tickets whose time has come go back to open and wait again. Safe to run from every
+ * instance at once: each batch skips rows another instance holds. A ticket whose rules cannot
+ * apply (an assignment to an agent disabled since) wakes without them, reported through
+ * `onFailure`: a customer's ticket must not stay postponed because of a broken rule. Any other
+ * failure leaves that ticket for the next turn.
+ */
+export async function wakePostponedTickets(
+  db: Db,
+  limit = 500,
+  onFailure: OnJobFailure = () => {},
+): Promise<number> {
   return db.transaction().execute(async (trx) => {
     const due = await repo.lockDuePostponedTickets(trx, limit);
     const system: Actor = { type: 'system', agentId: null, contactId: null };
+    let woken = 0;
     for (const { ticket, sla } of due) {
-      await writeTicket(trx, {
-        kind: 'change',
-        target: { locked: ticket, sla },
-        access: null,
-        decide: (_, at) => ({
-          steps: [{ patch: { ...statusPatch(ticket, 'open', at), waiting_since: at }, actor: system }],
-          triggers: ['ticket.status_changed' as const],
-          // Back in the queue: idle rules count from here, not from before the postponement.
-          activity: true,
-          result: null,
-        }),
+      const wake = (withRules: boolean) =>
+        writeTicket(trx, {
+          kind: 'change',
+          target: { locked: ticket, sla },
+          access: null,
+          decide: (_, at) => ({
+            steps: [{ patch: { ...statusPatch(ticket, 'open', at), waiting_since: at }, actor: system }],
+            triggers: withRules ? ['ticket.status_changed' as const] : [],
+            // Back in the queue: idle rules count from here, not from before the postponement.
+            activity: true,
+            result: null,
+          }),
+        });
+      const error = await isolated(trx, () => wake(true));
+      if (error === null) {
+        woken++;
+        continue;
+      }
+      const ruleFailed = error instanceof DomainError && error.code === 'rule_action_failed';
+      const retry = ruleFailed ? await isolated(trx, () => wake(false)) : error;
+      if (retry === null) woken++;
+      onFailure({
+        ticket_id: ticket.id,
+        outcome: retry === null ? 'woken_without_rules' : 'retried_next_turn',
+        ...failureOf(error),
       });
     }
-    return due.length;
+    return woken;
   });
 }
 
@@ -478,29 +536,42 @@ export async function wakePostponedTickets(db: Db, limit = 500): Promise<number>
  * The SLA timer: tickets whose next warning or due has come are planned again at the
  * transaction's time, through the one write path, so what is due fires (sla.warning, sla.breached
  * with the system as actor, at the instant it was due) and the ticket gets its next instant. The
- * same turn re-plans tickets a policy change marked. Returns how many tickets it took.
+ * same turn re-plans tickets a policy or calendar change marked. Returns how many tickets it took.
  *
  * Several tickets share a transaction because a commit per ticket (its WAL flush) cut the rate
  * from about 440 to 120 breaches/s in bench:sla part 4. The price: a batch may take department
  * and capacity locks (rule picks, escalations) in another order than a single change does; if
  * that meets a request holding them the other way, PostgreSQL ends one of the two (the batch is
  * retried on the next turn; a request gets 409 concurrent_update, to retry). Batches stay small
- * (the scheduler's 50) to keep those locks short.
+ * (the scheduler's 50) to keep those locks short. A ticket whose plan fails is undone alone and
+ * tried again a minute later (reported through `onFailure`); the rest of the batch goes on.
  */
-export async function fireSlaTimers(db: Db, limit = 200): Promise<number> {
+export async function fireSlaTimers(
+  db: Db,
+  limit = 200,
+  onFailure: OnJobFailure = () => {},
+): Promise<number> {
   return db.transaction().execute(async (trx) => {
     const due = await repo.lockDueSlaTimers(trx, limit);
     for (const { ticket, sla } of due) {
-      await writeTicket(trx, {
-        kind: 'change',
-        target: { locked: ticket, sla },
-        access: null,
-        decide: () => ({ steps: [], clock: true, result: null }),
-      });
+      const error = await isolated(trx, () =>
+        writeTicket(trx, {
+          kind: 'change',
+          target: { locked: ticket, sla },
+          access: null,
+          decide: () => ({ steps: [], clock: true, result: null }),
+        }),
+      );
+      if (error === null) continue;
+      await repo.deferSlaTimer(trx, ticket.id, SLA_TIMER_RETRY_MINUTES);
+      onFailure({ ticket_id: ticket.id, outcome: 'retried_in_a_minute', ...failureOf(error) });
     }
     return due.length;
   });
 }
+
+/** How long a ticket whose SLA plan failed waits before the timer tries it again. */
+const SLA_TIMER_RETRY_MINUTES = 1;
 
 export interface RecordingTarget {
   ticket_id?: string | undefined;
