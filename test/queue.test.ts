@@ -1,5 +1,5 @@
 import pg from 'pg';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { AgentRow, DepartmentRole } from '../src/db/types.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
 
@@ -46,6 +46,17 @@ t.test('the to-solve queue', async (t) => {
     if (res.statusCode >= 300) throw new Error(`${method} failed: ${res.statusCode} ${res.body}`);
   };
   const next = (token: string) => ctx.request({ method: 'POST', url: '/v1/queue/next', token });
+  /** Tests that hold row locks from a second connection, as another caller would. */
+  const twoConnections = {
+    skip:
+      ctx.database.kind === 'pglite' ? 'needs a second connection to hold row locks (PGlite has one)' : false,
+  } as const;
+  const colleagueConnection = async (t: Test) => {
+    const colleague = new pg.Client({ connectionString: ctx.database.url! });
+    await colleague.connect();
+    t.teardown(() => colleague.end());
+    return colleague;
+  };
   const ticketRow = (id: string) =>
     ctx.db.selectFrom('tickets').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   const assignedEvents = (id: string) =>
@@ -331,12 +342,7 @@ t.test('the to-solve queue', async (t) => {
 
   await t.test(
     'a colleague’s scan holding the agent’s own ticket for a moment does not hand the agent a second',
-    {
-      skip:
-        ctx.database.kind === 'pglite'
-          ? 'needs a second connection to hold a row lock (PGlite has one)'
-          : false,
-    },
+    twoConnections,
     async (t) => {
       const dep = await makeDepartment(ctx.db);
       const { agent, token } = await queueAgent([[dep, 'solver']]);
@@ -345,9 +351,7 @@ t.test('the to-solve queue', async (t) => {
       const other = await openTicket(dep);
       // What a colleague's FOR UPDATE SKIP LOCKED scan leaves behind when it locked this row on a
       // snapshot taken before the assignment, then found it taken: a lock until its transaction ends.
-      const colleague = new pg.Client({ connectionString: ctx.database.url! });
-      await colleague.connect();
-      t.teardown(() => colleague.end());
+      const colleague = await colleagueConnection(t);
       await colleague.query('begin');
       await colleague.query('select id from tickets where id = $1 for update', [held]);
       const asked = next(token);
@@ -371,20 +375,13 @@ t.test('the to-solve queue', async (t) => {
 
   await t.test(
     'the queue’s first tickets locked by others: the first free one, however far down',
-    {
-      skip:
-        ctx.database.kind === 'pglite'
-          ? 'needs a second connection to hold row locks (PGlite has one)'
-          : false,
-    },
+    twoConnections,
     async (t) => {
       // The queue reads a few candidates per department first (8, then 128), then everything:
       // locks on 3, 10 and 137 of the first tickets reach each of the three reads.
       const dep = await makeDepartment(ctx.db);
       for (let i = 0; i < 145; i++) await openTicket(dep);
-      const colleague = new pg.Client({ connectionString: ctx.database.url! });
-      await colleague.connect();
-      t.teardown(() => colleague.end());
+      const colleague = await colleagueConnection(t);
       for (const locked of [3, 10, 137]) {
         const free = (
           await colleague.query(
@@ -409,21 +406,14 @@ t.test('the to-solve queue', async (t) => {
 
   await t.test(
     'one department’s first tickets locked: its next one before a less urgent one of another',
-    {
-      skip:
-        ctx.database.kind === 'pglite'
-          ? 'needs a second connection to hold row locks (PGlite has one)'
-          : false,
-    },
+    twoConnections,
     async (t) => {
       const urgent = await makeDepartment(ctx.db);
       const calm = await makeDepartment(ctx.db);
       const high: string[] = [];
       for (let i = 0; i < 10; i++) high.push(await openTicket(urgent, { priority: 'high' }));
       const low = await openTicket(calm, { priority: 'low' });
-      const colleague = new pg.Client({ connectionString: ctx.database.url! });
-      await colleague.connect();
-      t.teardown(() => colleague.end());
+      const colleague = await colleagueConnection(t);
       await colleague.query('begin');
       // The 8 the first read of the urgent department sees, held by others.
       await colleague.query('select id from tickets where id = any($1::uuid[]) for update', [
