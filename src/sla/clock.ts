@@ -292,13 +292,13 @@ class Clock {
 
   /**
    * Computes the dues of the running business-time targets again in the calendar in force, from
-   * what is left of each (the stretch since the last plan measured in that calendar too).
+   * the start of their running stretch with what was left then (the stretch measured in that
+   * calendar too). Nothing is checkpointed: a due the new calendar puts before `now` stays where
+   * it falls, and fires there; with the same calendar every due comes out as it was.
    */
   recalendar(reason: SlaReason): void {
-    const calendar = this.calendar();
     for (const target of this.state.targets) {
       if (target.status !== 'active' || !target.business) continue;
-      this.checkpoint(target, calendar);
       const due = target.due_at;
       this.schedule(target);
       if (target.due_at !== due) this.emit('sla.target_changed', target, reason);

@@ -101,6 +101,20 @@ t.test('a schedule edited while a target runs: the next plan moves its due', asy
   t.equal(inPrague(life.target('first_answer')!.due_at), '2026-12-09T08:55');
 });
 
+t.test('a recomputed due already past fires at that due, not at the plan', async (t) => {
+  // Planned before versions were kept, planned again only after the due (the timer was down).
+  const life = new Life([policy()], { [SUPPORT]: officeHours([]) });
+  life.change({ now: FRIDAY_1755 });
+  life.calendarKeys = { [SUPPORT]: 'support@1' };
+  life.change({ now: prague('2026-12-07T10:00') });
+  const breach = life.last.events.find((e) => e.type === 'sla.breached' && e.kind === 'first_answer');
+  t.equal(inPrague(breach?.at ?? null), '2026-12-07T08:55', 'breached at its due');
+  t.notOk(
+    life.last.events.some((e) => e.type === 'sla.target_changed'),
+    'same calendar: no due moved',
+  );
+});
+
 t.test('selectPolicy: ascending position, ties by id, inactive skipped, none gives null', async (t) => {
   const urgentOnly = { field: 'priority', operator: 'is', value: 'urgent' } as const;
   const policies = [

@@ -140,12 +140,16 @@ export async function lockNextUnassignedTicket(
     const candidates = await readCandidates(trx, agentId, perDepartment);
     if (candidates.length === 0) return undefined;
     const byDepartment = new Map<string, Candidate[]>();
-    for (const c of candidates)
-      byDepartment.set(c.department_id, [...(byDepartment.get(c.department_id) ?? []), c]);
-    // The last candidate of each department that may have more unassigned tickets.
+    for (const c of candidates) {
+      const list = byDepartment.get(c.department_id);
+      if (list) list.push(c);
+      else byDepartment.set(c.department_id, [c]);
+    }
+    // The last candidate of each department that may have more unassigned tickets (the join
+    // promises no order, so the last in queue order, not in the rows).
     const cutOff = [...byDepartment.values()]
       .filter((list) => list.length === perDepartment)
-      .map((list) => list.at(-1)!);
+      .map((list) => list.reduce((last, c) => (precedes(last, c) ? c : last)));
     const row = await next
       .where(
         't.id',

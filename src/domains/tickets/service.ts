@@ -541,10 +541,11 @@ export async function wakePostponedTickets(
  * Several tickets share a transaction because a commit per ticket (its WAL flush) cut the rate
  * from about 440 to 120 breaches/s in bench:sla part 4. The price: a batch may take department
  * and capacity locks (rule picks, escalations) in another order than a single change does; if
- * that meets a request holding them the other way, PostgreSQL ends one of the two (the batch is
- * retried on the next turn; a request gets 409 concurrent_update, to retry). Batches stay small
- * (the scheduler's 50) to keep those locks short. A ticket whose plan fails is undone alone and
- * tried again a minute later (reported through `onFailure`); the rest of the batch goes on.
+ * that meets a request holding them the other way, PostgreSQL ends one of the two (the batch's
+ * ticket is tried again a minute later, its breach still recorded at its due; a request gets 409
+ * concurrent_update, to retry). Batches stay small (the scheduler's 50) to keep those locks
+ * short. Any ticket whose plan fails is undone alone and tried again a minute later (reported
+ * through `onFailure`); the rest of the batch goes on.
  */
 export async function fireSlaTimers(
   db: Db,
