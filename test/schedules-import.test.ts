@@ -345,6 +345,10 @@ t.test('importing holidays from iCalendar', async (t) => {
       ['FREQ=DAILY;BYDAY=1MO', undefined, /numbers weekdays \(BYDAY\) with FREQ=DAILY/],
       ['FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30', undefined, /repeats hourly; holidays repeat daily at most/],
       ['FREQ=YEARLY', 'FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30', /time zone "Office" repeats minutely/],
+      // ical.js walks INTERVAL days one at a time for each occurrence (found by fuzzing: hours).
+      ['FREQ=DAILY;INTERVAL=99999999999', undefined, /INTERVAL=99999999999; with FREQ=DAILY it must be/],
+      ['FREQ=WEEKLY;INTERVAL=5000', undefined, /with FREQ=WEEKLY it must be a whole number from 1 to 220/],
+      ['FREQ=YEARLY', 'FREQ=YEARLY;INTERVAL=100000000', /time zone "Office" repeats with INTERVAL=100000000/],
     ];
     for (const [rule, zoneRule, reason] of cases) {
       const res = await importIcs(schedule.id, withRule(rule, zoneRule));
@@ -354,6 +358,25 @@ t.test('importing holidays from iCalendar', async (t) => {
     }
     const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
     t.same(same.json(), schedule, 'unchanged');
+    // Rules that do meet, but only after a long search each (a position no February has), from
+    // 1601: the expansion stops at its budget instead of holding the server for their sum.
+    const slow = CRLF([
+      'BEGIN:VCALENDAR',
+      'VERSION:2.0',
+      'PRODID:-//x//y//EN',
+      ...Array.from({ length: 10 }, (_, i) => [
+        'BEGIN:VEVENT',
+        `UID:slow-${i}@example.com`,
+        'DTSTART;VALUE=DATE:16010101',
+        'RRULE:FREQ=YEARLY;BYMONTH=2;BYDAY=MO;BYSETPOS=99',
+        `SUMMARY:Slow ${i}`,
+        'END:VEVENT',
+      ]).flat(),
+      'END:VCALENDAR',
+    ]);
+    const tooSlow = await importIcs(schedule.id, slow);
+    t.equal(tooSlow.statusCode, 422, tooSlow.body);
+    t.match(tooSlow.json().detail, /take more than 1 s to expand/);
     // A rule that does meet (29 February, leap years only) still imports.
     const leap = await importIcs(schedule.id, withRule('FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29'));
     t.equal(leap.statusCode, 200, leap.body);

@@ -22,6 +22,18 @@ const LOOK_AHEAD_YEARS = 3;
 const MAX_STEPS_PER_EVENT = 20_000;
 const MAX_STEPS = 50_000;
 /**
+ * The largest INTERVAL per frequency: more than the years read, so a longer one repeats nothing
+ * within them. ical.js steps a daily or weekly rule one day at a time INTERVAL times per
+ * occurrence, so "FREQ=DAILY;INTERVAL=99999999999" held the process for hours.
+ */
+const MAX_INTERVAL: Record<string, number> = { DAILY: 1_500, WEEKLY: 220, MONTHLY: 50, YEARLY: 4 };
+/**
+ * The time a file's recurrences may take to expand. With INTERVAL capped one step takes a few
+ * milliseconds at most, but rules such as "FREQ=MONTHLY;BYDAY=1MO" from 1601 take 0.15 ms a step
+ * for thousands of steps (0.75 s an event here), and a file may hold many: past this, 422.
+ */
+const MAX_EXPANSION_MS = 1_000;
+/**
  * Closed days (or parts of days) an import may describe before repeats are dropped. A few
  * thousand is a generous calendar; each costs Temporal arithmetic, so a file of a few bytes (an
  * event spanning centuries, a daily repeat lasting years) must not keep the server busy for long.
@@ -38,6 +50,11 @@ const ZONE_COVERAGE_YEARS = ICAL.Timezone.EXTRA_COVERAGE;
 /** A yearly holiday closes at most every day of a year. */
 const MAX_YEARLY_DAYS = 366;
 const MAX_NAME = 200;
+
+const tooSlow = () =>
+  invalidCalendar(
+    `its recurrences take more than ${MAX_EXPANSION_MS / 1000} s to expand; start them nearer to today`,
+  );
 
 function invalidCalendar(reason: string): DomainError {
   const error = new DomainError(
@@ -96,6 +113,12 @@ function assertSearchable(rule: ICAL.Recur, where: string) {
   if (!['YEARLY', 'MONTHLY', 'WEEKLY', 'DAILY'].includes(freq)) {
     throw invalidCalendar(`${where} repeats ${freq.toLowerCase()}; holidays repeat daily at most`);
   }
+  const interval = Number(rule.interval ?? 1);
+  if (!Number.isInteger(interval) || interval < 1 || interval > MAX_INTERVAL[freq]!) {
+    throw invalidCalendar(
+      `${where} repeats with INTERVAL=${String(rule.interval)}; with FREQ=${freq} it must be a whole number from 1 to ${MAX_INTERVAL[freq]} (the import reads ${LOOK_BACK_YEARS + LOOK_AHEAD_YEARS} years)`,
+    );
+  }
   const parts = (rule.parts ?? {}) as Record<string, unknown[]>;
   for (const part of NOT_WITH[freq] ?? []) {
     if (parts[part]?.length)
@@ -123,7 +146,12 @@ function assertSearchable(rule: ICAL.Recur, where: string) {
  * How many offset changes a VTIMEZONE lists up to `untilYear` (counting stops past `budget`),
  * walked with the recurrence iterator ical.js's own expansion uses, one step per change.
  */
-function countZoneChanges(vtimezone: ICAL.Component, untilYear: number, budget: number): number {
+function countZoneChanges(
+  vtimezone: ICAL.Component,
+  untilYear: number,
+  budget: number,
+  deadline: number,
+): number {
   let changes = 0;
   for (const observance of vtimezone.getAllSubcomponents()) {
     const dtstart = observance.getFirstPropertyValue('dtstart') as ICAL.Time | null;
@@ -135,6 +163,7 @@ function countZoneChanges(vtimezone: ICAL.Component, untilYear: number, budget: 
       const iterator = rule.iterator(dtstart);
       for (let next = iterator.next(); next && next.year <= untilYear; next = iterator.next()) {
         if (++changes > budget) return changes;
+        if (performance.now() > deadline) throw tooSlow();
       }
     }
   }
@@ -258,6 +287,7 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
 
   const out: Holiday[] = [];
   try {
+    const deadline = performance.now() + MAX_EXPANSION_MS;
     const zones = new Map<string, ICAL.Timezone>();
     // Times are read in a file's zone only for dates up to the window's end (a day of slack).
     const lastZoneYear = windowEnd.year + 1;
@@ -268,6 +298,7 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
         vtimezone,
         lastZoneYear + ZONE_COVERAGE_YEARS,
         MAX_ZONE_CHANGES - zoneChanges,
+        deadline,
       );
       if (zoneChanges > MAX_ZONE_CHANGES) {
         throw invalidCalendar(
@@ -339,6 +370,7 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
       }
       const iterator = event.iterator();
       for (let n = 0; n < MAX_STEPS_PER_EVENT && steps < MAX_STEPS; n++, steps++) {
+        if (performance.now() > deadline) throw tooSlow();
         const occurrence = iterator.next();
         if (!occurrence) break;
         const date = new Temporal.PlainDate(occurrence.year, occurrence.month, occurrence.day);
