@@ -126,10 +126,11 @@ const CANDIDATE_ROUNDS = [8, 128];
  * neither wait for each other nor receive the same ticket; a ticket assigned by a transaction
  * that committed meanwhile is re-checked against the conditions and passed over too.
  *
- * The best free one of a few candidates per department first. It is the queue's first free
- * ticket unless some department's candidates all come before it (that department may hold a
- * free one further down); then, or when no candidate is free but some department may have more,
- * more candidates, and at last the whole queue: a free ticket is always found, in queue order.
+ * A few candidates per department first. Only those that come before the last candidate of
+ * every department that may hold more are eligible: the best free one of them is the queue's
+ * first free ticket. Locking only eligible ones, a call never holds a ticket it then passes
+ * over (which made a colleague's call find the queue empty). When none of them is free, more
+ * candidates, and at last the whole queue: a free ticket is always found, in queue order.
  */
 export async function lockNextUnassignedTicket(
   trx: Transaction<Database>,
@@ -150,20 +151,17 @@ export async function lockNextUnassignedTicket(
     const cutOff = [...byDepartment.values()]
       .filter((list) => list.length === perDepartment)
       .map((list) => list.reduce((last, c) => (precedes(last, c) ? c : last)));
+    const eligible = candidates.filter((c) => !cutOff.some((last) => precedes(last, c)));
     const row = await next
       .where(
         't.id',
         'in',
-        candidates.map((c) => c.id),
+        eligible.map((c) => c.id),
       )
       .executeTakeFirst();
-    if (row) {
-      const taken = candidates.find((c) => c.id === row.id)!;
-      if (!cutOff.some((last) => precedes(last, taken))) return splitSlaRead(row);
-    } else if (cutOff.length === 0) {
-      // Every unassigned ticket of their departments was a candidate, and none is free.
-      return undefined;
-    }
+    if (row) return splitSlaRead(row);
+    // Every unassigned ticket of their departments was eligible, and none is free.
+    if (cutOff.length === 0) return undefined;
   }
   const row = await next.executeTakeFirst();
   return row && splitSlaRead(row);
