@@ -35,6 +35,7 @@ import type { JobQueue } from './jobs/queue.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
+import { type BlobStore, blobStoreFor } from './storage/blobs.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -42,6 +43,8 @@ declare module 'fastify' {
     config: Config;
     /** The job queue, when this process runs one (the server does; most tests do not). */
     jobs: JobQueue | undefined;
+    /** Attachments and received messages (src/storage/blobs.ts). */
+    blobs: BlobStore;
   }
 }
 
@@ -51,6 +54,8 @@ export interface AppDeps {
   /** pino options or false; the server passes its logger settings, tests pass false. */
   logger?: FastifyServerOptions['logger'];
   jobs?: JobQueue;
+  /** Default: local disk under DATA_DIR/blobs. */
+  blobs?: BlobStore;
 }
 
 // Secrets never reach the log: fastify's request serializer leaves headers and bodies out, and
@@ -154,6 +159,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   app.decorate('db', deps.db);
   app.decorate('jobs', deps.jobs);
+  app.decorate('blobs', deps.blobs ?? blobStoreFor(config.dataDir));
   app.decorate('config', config);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

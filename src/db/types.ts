@@ -294,6 +294,33 @@ export interface TicketMessagesTable {
   body: string;
   department_id: string | null;
   created_at: ColumnType<Date, Date | string | undefined, never>;
+  /** Mail (migrations/0030): the RFC 5322 Message-ID without angle brackets, unique. */
+  mail_message_id: string | null;
+  /** The customer's address the message came from (customer) or went to (agent reply). */
+  mail_address: string | null;
+  /** The sanitised HTML part; body is always the text. */
+  html_body: string | null;
+  /** The received message as it came, in blob storage. */
+  raw_blob_key: string | null;
+  delivery_state: DeliveryState | null;
+  delivery_error: string | null;
+  delivered_at: Date | null;
+}
+
+/** An outgoing message's state in the outbox; suppressed: nothing to send it to (no address). */
+export type DeliveryState = 'queued' | 'sent' | 'failed' | 'bounced' | 'suppressed';
+
+export interface AttachmentsTable {
+  id: Generated<string>;
+  ticket_id: string;
+  message_id: string | null;
+  filename: string;
+  /** Sniffed from the bytes, not taken from the sender. */
+  content_type: string;
+  size_bytes: number;
+  sha256: string;
+  blob_key: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
 }
 
 export interface TicketEventsTable {
@@ -502,6 +529,7 @@ export interface Database {
   contact_phones: ContactPhonesTable;
   tickets: TicketsTable;
   ticket_messages: TicketMessagesTable;
+  attachments: AttachmentsTable;
   ticket_events: TicketEventsTable;
   settings_events: SettingsEventsTable;
   feed_consumers: FeedConsumersTable;

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/app.ts';
@@ -8,6 +11,7 @@ import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { insertDepartment, upsertMember } from '../../src/domains/departments/repository.ts';
 import { startJobs } from '../../src/jobs/start.ts';
+import { localDiskStore } from '../../src/storage/blobs.ts';
 import { assertMatchesSpec } from './contract.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
@@ -47,8 +51,10 @@ export async function buildTestApp(
         jobs: { ...config.jobs, pollIntervalMs: 500, superviseIntervalSeconds: 1 },
       })
     : undefined;
+  const blobDir = await mkdtemp(path.join(tmpdir(), 'deskroute-blobs-'));
   const app = await buildApp(config, {
     db: database.db,
+    blobs: localDiskStore(blobDir),
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',
     ...(jobs && { jobs: jobs.queue }),
   });
@@ -57,6 +63,7 @@ export async function buildTestApp(
     await jobs?.stop();
     await app.close();
     await database.drop();
+    await rm(blobDir, { recursive: true, force: true });
   });
   return {
     app,
