@@ -234,6 +234,17 @@ export interface ContactEmailsTable {
   contact_id: string;
   email: string;
   position: Generated<number>;
+  /** A bounce reported the address undeliverable (migrations/0030); no mail goes to it. */
+  bounced_at: Date | null;
+  bounce_reason: string | null;
+}
+
+/** A department's support address (migrations/0030), lower-cased, unique across departments. */
+export interface DepartmentAddressesTable {
+  address: string;
+  department_id: string;
+  is_reply_from: Generated<boolean>;
+  created_at: CreatedAt;
 }
 
 export interface ContactPhonesTable {
@@ -305,6 +316,8 @@ export interface TicketMessagesTable {
   delivery_state: DeliveryState | null;
   delivery_error: string | null;
   delivered_at: Date | null;
+  /** Sent by a machine (auto-reply, out-of-office, bounce): recorded, never answered. */
+  mail_auto_submitted: Generated<boolean>;
 }
 
 /** An outgoing message's state in the outbox; suppressed: nothing to send it to (no address). */
@@ -530,6 +543,7 @@ export interface Database {
   tickets: TicketsTable;
   ticket_messages: TicketMessagesTable;
   attachments: AttachmentsTable;
+  department_addresses: DepartmentAddressesTable;
   ticket_events: TicketEventsTable;
   settings_events: SettingsEventsTable;
   feed_consumers: FeedConsumersTable;
