@@ -15,10 +15,12 @@ import { authRoutes, authSchemas } from './domains/auth/routes.ts';
 import { automationRuleRoutes, automationRuleSchemas } from './domains/automation-rules/routes.ts';
 import { RULE_STAND_INS } from './domains/automation-rules/schemas.ts';
 import { callAndChatRoutes, callSchemas } from './domains/calls/routes.ts';
+import { cannedResponseRoutes, cannedResponseSchemas } from './domains/canned-responses/routes.ts';
 import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-fields/routes.ts';
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
+import { mailIdentityRoutes, mailIdentitySchemas } from './domains/mail-identity/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
@@ -180,6 +182,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...slaPolicySchemas,
     ...reportSchemas,
     ...notificationSchemas,
+    ...mailIdentitySchemas,
+    ...cannedResponseSchemas,
     ...eventRouteSchemas,
     ...webhookSchemas,
   ]) {
@@ -250,6 +254,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(eventRoutes);
   await app.register(webhookRoutes);
   await app.register(notificationRoutes);
+  await app.register(mailIdentityRoutes);
+  await app.register(cannedResponseRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

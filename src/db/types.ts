@@ -247,6 +247,50 @@ export interface DepartmentAddressesTable {
   created_at: CreatedAt;
 }
 
+/** The help desk's mail defaults (migrations/0031): one row. */
+export interface MailSettingsTable {
+  id: ColumnType<boolean, never, never>;
+  help_desk_name: string;
+  sender_name: string | null;
+  signature_text: string | null;
+  signature_html: string | null;
+  from_address: string | null;
+  updated_at: Timestamp;
+}
+
+/** A department's own sender name and signature (migrations/0031); null: the help desk's. */
+export interface DepartmentMailIdentitiesTable {
+  department_id: string;
+  sender_name: string | null;
+  signature_text: string | null;
+  signature_html: string | null;
+  updated_at: Timestamp;
+}
+
+/** A Liquid mail template (migrations/0031): help-desk wide (department_id null) or a department's. */
+export interface MailTemplatesTable {
+  id: Generated<string>;
+  department_id: string | null;
+  kind: string;
+  subject: string;
+  html: string;
+  text: string;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+/** A canned response (migrations/0032): help-desk wide (department_id null) or a department's. */
+export interface CannedResponsesTable {
+  id: Generated<string>;
+  department_id: string | null;
+  title: string;
+  body: string;
+  tags: ColumnType<string[], string[] | undefined, string[]>;
+  status: 'open' | 'answered' | 'resolved' | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
 export interface ContactPhonesTable {
   contact_id: string;
   phone: string;
@@ -544,6 +588,10 @@ export interface Database {
   ticket_messages: TicketMessagesTable;
   attachments: AttachmentsTable;
   department_addresses: DepartmentAddressesTable;
+  mail_settings: MailSettingsTable;
+  department_mail_identities: DepartmentMailIdentitiesTable;
+  mail_templates: MailTemplatesTable;
+  canned_responses: CannedResponsesTable;
   ticket_events: TicketEventsTable;
   settings_events: SettingsEventsTable;
   feed_consumers: FeedConsumersTable;

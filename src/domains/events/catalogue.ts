@@ -11,8 +11,14 @@ import {
 import { AgentSchema } from '../agents/schemas.ts';
 import { ApiTokenSchema } from '../api-tokens/schemas.ts';
 import { AutomationRuleSchema } from '../automation-rules/schemas.ts';
+import { CannedResponseSchema } from '../canned-responses/schemas.ts';
 import { ContactFieldSchema } from '../contact-fields/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../departments/schemas.ts';
+import {
+  DepartmentMailIdentitySchema,
+  MailSettingsSchema,
+  MailTemplateSchema,
+} from '../mail-identity/schemas.ts';
 import { NotificationKindSchema } from '../notifications/schemas.ts';
 import { ScheduleSchema } from '../schedules/schemas.ts';
 import { SlaPolicySchema } from '../sla-policies/schemas.ts';
@@ -71,6 +77,13 @@ export const SETTINGS_EVENT_TYPES = [
   'sla_policy.created',
   'sla_policy.updated',
   'sla_policy.deleted',
+  'mail_settings.updated',
+  'mail_identity.updated',
+  'mail_template.updated',
+  'mail_template.deleted',
+  'canned_response.created',
+  'canned_response.updated',
+  'canned_response.deleted',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -502,6 +515,38 @@ export const PAYLOAD_SCHEMAS = {
       description: 'As it was; tickets it applied to keep their targets until their next write.',
       additionalProperties: false,
     },
+  ),
+  'mail_settings.updated': Type.Object(
+    { mail_settings: ref(MailSettingsSchema), changes: Changes },
+    { $id: 'MailSettingsUpdatedPayload', additionalProperties: false },
+  ),
+  'mail_identity.updated': Type.Object(
+    { mail_identity: ref(DepartmentMailIdentitySchema), changes: Changes },
+    { $id: 'MailIdentityUpdatedPayload', additionalProperties: false },
+  ),
+  'mail_template.updated': Type.Object(
+    { mail_template: ref(MailTemplateSchema), changes: Changes },
+    { $id: 'MailTemplateUpdatedPayload', additionalProperties: false },
+  ),
+  'mail_template.deleted': Type.Object(
+    { mail_template: ref(MailTemplateSchema) },
+    {
+      $id: 'MailTemplateDeletedPayload',
+      description: 'As it was; the next level’s template (or the built-in one) applies again.',
+      additionalProperties: false,
+    },
+  ),
+  'canned_response.created': Type.Object(
+    { canned_response: ref(CannedResponseSchema) },
+    { $id: 'CannedResponseCreatedPayload', additionalProperties: false },
+  ),
+  'canned_response.updated': Type.Object(
+    { canned_response: ref(CannedResponseSchema), changes: Changes },
+    { $id: 'CannedResponseUpdatedPayload', additionalProperties: false },
+  ),
+  'canned_response.deleted': Type.Object(
+    { canned_response: ref(CannedResponseSchema) },
+    { $id: 'CannedResponseDeletedPayload', description: 'As it was.', additionalProperties: false },
   ),
 } as const satisfies Record<EventType, TSchema>;
 

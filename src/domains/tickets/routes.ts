@@ -270,10 +270,10 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Reply, add an internal note, or record a customer message',
         description:
-          'A reply sets the first answer time once and moves the ticket to answered. A customer message reopens an answered, postponed or resolved ticket (a new one stays new). A note changes no status and is never customer-visible.',
+          'A reply sets the first answer time once and moves the ticket to answered. A customer message reopens an answered, postponed or resolved ticket (a new one stays new). A note changes no status and is never customer-visible. With `canned_response_id` the body is that canned response filled for this ticket and you, and its tags and status apply in the same change (docs/email.md, "Canned responses").',
         params: IdParams,
         body: AddMessageBody,
-        response: { 201: ref(MessageSchema), ...problems(404, 409) },
+        response: { 201: ref(MessageSchema), ...problems(404, 409, 422) },
       },
     },
     async (request, reply) =>

@@ -238,10 +238,16 @@ export const AddMessageBody = Type.Object(
       description:
         'reply: an agent answer to the customer; note: internal; customer: records a message the customer sent (integrations).',
     }),
-    body: Body,
+    body: Type.Optional(Body),
+    canned_response_id: Type.Optional(
+      Uuid(
+        'A canned response to fill for this ticket (a reply or a note): its body, then its tags and status in the same change. Without body; 404 when you may not use it, 422 when it belongs to another department than the ticket’s.',
+      ),
+    ),
   },
   {
     additionalProperties: false,
+    description: 'Either body or canned_response_id (400 with both or neither).',
     examples: [{ kind: 'reply', body: 'Sorry about that! A refund is on its way.' }],
   },
 );

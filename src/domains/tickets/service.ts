@@ -5,6 +5,11 @@ import { can, loadTicketAccess, requireTicket, type TicketAccess } from '../../a
 import type { Db } from '../../db/database.ts';
 import type { Channel, Database, Priority, TicketRow } from '../../db/types.ts';
 import { DomainError, type FieldError, forbidden, invalid } from '../../errors.ts';
+import {
+  assertCannedFitsTicket,
+  type FilledCannedResponse,
+  fillCannedResponse,
+} from '../canned-responses/service.ts';
 import { normaliseTags, statusPatch } from './changes.ts';
 import type { Actor, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
@@ -265,12 +270,19 @@ export async function addMessage(
   db: Db,
   principal: Principal,
   id: string,
-  input: { kind: 'reply' | 'note' | 'customer'; body: string },
+  input: {
+    kind: 'reply' | 'note' | 'customer';
+    body?: string | undefined;
+    canned_response_id?: string | undefined;
+  },
 ): Promise<Message> {
+  const canned = await cannedResponseFor(db, principal, id, input);
+  const body = canned?.body ?? input.body!;
   const { result: message, at } = await changeAs(db, principal, id, 'work', (ticket, _trx, at) => {
     if (ticket.status === 'deleted') {
       throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
     }
+    if (canned) assertCannedFitsTicket(canned, ticket.department_id);
     const now = at;
     const actor = agentActor(principal);
     const message: NewMessage = {
@@ -279,13 +291,20 @@ export async function addMessage(
       channel: ticket.channel,
       author_agent_id: input.kind === 'customer' ? null : principal.agentId,
       author_contact_id: input.kind === 'customer' ? ticket.contact_id : null,
-      body: input.body,
+      body,
       department_id: ticket.department_id,
     };
-    const base = { messages: [message], search: input.body, result: message };
+    const base = { messages: [message], search: body, result: message };
     if (input.kind === 'note') {
       const data = { message_id: message.id, kind: 'note' };
-      return { ...base, steps: [{ event: { type: 'message_added', data }, actor }] };
+      return {
+        ...base,
+        steps: [
+          { event: { type: 'message_added', data }, actor },
+          ...cannedSteps(canned, ticket, now, actor),
+        ],
+        ...(canned && { triggers: ['ticket.updated', 'ticket.status_changed'] as const }),
+      };
     }
     if (input.kind === 'reply') {
       const waited = ticket.status === 'new' || ticket.status === 'open';
@@ -316,9 +335,14 @@ export async function addMessage(
             actor,
           },
           { patch, actor },
+          ...cannedSteps(canned, { ...ticket, ...patch }, now, actor),
         ],
-        triggers: ['ticket.agent_replied', 'ticket.status_changed'],
-        ruleMessage: { id: message.id, body: input.body, senderAgentId: principal.agentId },
+        triggers: [
+          'ticket.agent_replied',
+          'ticket.status_changed',
+          ...(canned ? (['ticket.updated'] as const) : []),
+        ],
+        ruleMessage: { id: message.id, body, senderAgentId: principal.agentId },
       };
     }
     const customer = contactActor(ticket, principal);
@@ -335,7 +359,7 @@ export async function addMessage(
         { patch, actor: customer },
       ],
       triggers: ['ticket.customer_replied', 'ticket.status_changed'],
-      ruleMessage: { id: message.id, body: input.body },
+      ruleMessage: { id: message.id, body },
     };
   });
   return {
@@ -349,6 +373,48 @@ export async function addMessage(
     body: message.body,
     created_at: at!.toISOString(),
   };
+}
+
+/** The canned response a message names, filled for the ticket (after the ticket's own 404). */
+async function cannedResponseFor(
+  db: Db,
+  principal: Principal,
+  id: string,
+  input: { kind: string; body?: string | undefined; canned_response_id?: string | undefined },
+): Promise<FilledCannedResponse | null> {
+  if (input.canned_response_id === undefined) {
+    if (input.body === undefined) {
+      throw invalid('body_required', 'A message needs a body or a canned_response_id.', [
+        { field: 'body/body', message: 'is required without canned_response_id' },
+      ]);
+    }
+    return null;
+  }
+  if (input.body !== undefined || input.kind === 'customer') {
+    throw invalid(
+      'canned_response_not_allowed',
+      'A canned response fills a reply or a note, and replaces the body: send one or the other.',
+      [{ field: 'body/canned_response_id', message: 'only for a reply or a note without body' }],
+    );
+  }
+  const access = await loadTicketAccess(db, principal);
+  const ticket = requireTicket(access, await repo.findTicketRecord(db, id), 'work');
+  return fillCannedResponse(db, principal, ticket, input.canned_response_id);
+}
+
+/** The canned response's tags and status, after the message's own change. */
+function cannedSteps(
+  canned: FilledCannedResponse | null,
+  ticket: TicketRecord,
+  at: Date,
+  actor: Actor,
+): { patch: TicketPatch; actor: Actor }[] {
+  if (!canned) return [];
+  const patch: TicketPatch = {
+    ...(canned.tags.length > 0 && { tags: normaliseTags([...ticket.tags, ...canned.tags]).slice(0, 50) }),
+    ...(canned.status !== null && statusPatch(ticket, canned.status, at)),
+  };
+  return Object.keys(patch).length > 0 ? [{ patch, actor }] : [];
 }
 
 export async function transferTicket(

@@ -1,0 +1,291 @@
+import t from 'tap';
+import { renderMail } from '../src/domains/mail-identity/render.ts';
+import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { GHOST, makeTicket } from './helpers/tickets.ts';
+
+// Department mail identity through HTTP: the help desk's defaults, each department's sender name,
+// signature and support addresses, who may change them, and what renderMail sends from.
+
+async function addressRows(ctx: TestContext) {
+  return ctx.db
+    .selectFrom('department_addresses')
+    .select(['address', 'department_id', 'is_reply_from'])
+    .orderBy('address')
+    .execute();
+}
+
+async function settingsEvents(ctx: TestContext, type: string) {
+  return ctx.db.selectFrom('settings_events').selectAll().where('type', '=', type).execute();
+}
+
+t.test('mail identity', async (t) => {
+  const ctx = await buildTestApp(t);
+  const sales = await makeDepartment(ctx.db, 'Sales');
+  const support = await makeDepartment(ctx.db, 'Support');
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  const { token: salesManager } = await agentWithToken(ctx, { departments: [[sales, 'manager']] });
+  const { token: supportManager } = await agentWithToken(ctx, { departments: [[support, 'manager']] });
+  const { token: salesAgent } = await agentWithToken(ctx, { departments: [[sales, 'solver']] });
+  const identityUrl = (id: string) => `/v1/departments/${id}/mail-identity`;
+  const put = (id: string, token: string, payload: object, headers: Record<string, string> = {}) =>
+    ctx.request({ method: 'PUT', url: identityUrl(id), token, payload, headers });
+
+  await t.test('help-desk defaults: every agent reads, admins change, with If-Match', async (t) => {
+    const read = await ctx.request({ method: 'GET', url: '/v1/mail-settings', token: salesAgent });
+    t.equal(read.statusCode, 200, read.body);
+    t.equal(read.json().help_desk_name, 'Help desk');
+    t.equal(read.json().from_address, null);
+
+    const refused = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: salesManager,
+      payload: { help_desk_name: 'Mine' },
+    });
+    t.equal(refused.statusCode, 403);
+    t.equal(refused.json().code, 'admin_required');
+
+    const bad = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin,
+      payload: { help_desk_name: 'Acme', from_address: 'not an address' },
+    });
+    t.equal(bad.statusCode, 422);
+    t.equal(bad.json().code, 'invalid_address');
+    t.same(
+      bad.json().errors.map((e: { field: string }) => e.field),
+      ['body/from_address'],
+    );
+
+    const changed = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin,
+      headers: { 'if-match': String(read.headers.etag) },
+      payload: {
+        help_desk_name: 'Acme Support',
+        from_address: 'Help@Acme.Example',
+        signature_text: 'The Acme team',
+        signature_html: '<p>The <b>Acme</b> team</p><script>alert(1)</script>',
+      },
+    });
+    t.equal(changed.statusCode, 200, changed.body);
+    t.equal(changed.json().from_address, 'help@acme.example', 'lower-cased');
+    t.equal(changed.json().signature_html, '<p>The <b>Acme</b> team</p>', 'sanitised');
+    t.not(changed.headers.etag, read.headers.etag);
+
+    const stale = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin,
+      headers: { 'if-match': String(read.headers.etag) },
+      payload: { help_desk_name: 'Lost' },
+    });
+    t.equal(stale.statusCode, 412);
+    const after = await ctx.request({ method: 'GET', url: '/v1/mail-settings', token: admin });
+    t.equal(after.json().help_desk_name, 'Acme Support', 'the stale write changed nothing');
+    t.equal((await settingsEvents(ctx, 'mail_settings.updated')).length, 1);
+
+    const unknown = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin,
+      payload: { smtp_password: 'x' },
+    });
+    t.equal(unknown.statusCode, 400, 'unknown fields are refused');
+  });
+
+  await t.test('a department without an identity of its own uses the defaults', async (t) => {
+    const res = await ctx.request({ method: 'GET', url: identityUrl(support), token: salesAgent });
+    t.equal(res.statusCode, 200, res.body);
+    t.same(res.json(), {
+      department_id: support,
+      sender_name: null,
+      signature_text: null,
+      signature_html: null,
+      addresses: [],
+      effective: {
+        sender_name: 'Acme Support',
+        from_address: 'help@acme.example',
+        signature_text: 'The Acme team',
+        signature_html: '<p>The <b>Acme</b> team</p>',
+      },
+      updated_at: null,
+    });
+    const missing = await ctx.request({ method: 'GET', url: identityUrl(GHOST), token: admin });
+    t.equal(missing.statusCode, 404);
+    t.equal(missing.json().code, 'department_not_found');
+  });
+
+  await t.test('managers of the department and admins change it; others may not', async (t) => {
+    const payload = { sender_name: 'Nope' };
+    const byAgent = await put(sales, salesAgent, payload);
+    t.equal(byAgent.statusCode, 403);
+    t.equal(byAgent.json().code, 'department_manager_required');
+    const byOtherManager = await put(sales, supportManager, payload);
+    t.equal(byOtherManager.statusCode, 403);
+    t.equal(
+      (await ctx.request({ method: 'GET', url: identityUrl(sales), token: admin })).json().sender_name,
+      null,
+    );
+
+    const res = await put(sales, salesManager, {
+      sender_name: '  Sales ',
+      signature_text: 'Your Sales team\n+49 30 1234',
+      signature_html:
+        '<p onclick="steal()">Your <i>Sales</i> team</p><img src="x" onerror="alert(1)"><a href="javascript:alert(1)">x</a>',
+      addresses: [{ address: 'Orders@Acme.Example' }, { address: 'sales@acme.example', reply_from: true }],
+    });
+    t.equal(res.statusCode, 200, res.body);
+    const body = res.json();
+    t.equal(body.sender_name, 'Sales', 'trimmed');
+    t.notMatch(body.signature_html, /onclick|onerror|javascript|<script/i, 'no script survives');
+    t.match(body.signature_html, /<p>Your <i>Sales<\/i> team<\/p>/);
+    t.same(body.addresses, [
+      { address: 'sales@acme.example', reply_from: true },
+      { address: 'orders@acme.example', reply_from: false },
+    ]);
+    t.same(body.effective, {
+      sender_name: 'Sales',
+      from_address: 'sales@acme.example',
+      signature_text: 'Your Sales team\n+49 30 1234',
+      signature_html: body.signature_html,
+    });
+    const events = await settingsEvents(ctx, 'mail_identity.updated');
+    t.equal(events.length, 1);
+    t.equal(events[0]!.department_id, sales);
+
+    const byAdmin = await put(support, admin, { addresses: [{ address: 'support@acme.example' }] });
+    t.equal(byAdmin.statusCode, 200, byAdmin.body);
+    t.same(
+      byAdmin.json().addresses,
+      [{ address: 'support@acme.example', reply_from: true }],
+      'the first is the reply-from',
+    );
+  });
+
+  await t.test('addresses: syntax 422, duplicates 422, taken 409; nothing changes', async (t) => {
+    const before = await addressRows(ctx);
+    const current = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
+    const cases: [object, number, string, string[]][] = [
+      [
+        { addresses: [{ address: 'ok@acme.example' }, { address: 'no-at-sign' }, { address: 'a@b' }] },
+        422,
+        'invalid_address',
+        ['body/addresses/1/address', 'body/addresses/2/address'],
+      ],
+      [
+        { addresses: [{ address: 'two words@acme.example' }] },
+        422,
+        'invalid_address',
+        ['body/addresses/0/address'],
+      ],
+      [
+        { addresses: [{ address: 'x@acme.example' }, { address: 'X@acme.example ' }] },
+        422,
+        'duplicate_address',
+        ['body/addresses/1/address'],
+      ],
+      [
+        {
+          addresses: [
+            { address: 'x@acme.example', reply_from: true },
+            { address: 'y@acme.example', reply_from: true },
+          ],
+        },
+        422,
+        'several_reply_from',
+        ['body/addresses/1/reply_from'],
+      ],
+      [{ addresses: [{ address: 'SALES@acme.example' }] }, 409, 'address_taken', []],
+    ];
+    for (const [payload, status, code, fields] of cases) {
+      const res = await put(support, supportManager, payload);
+      t.equal(res.statusCode, status, `${JSON.stringify(payload)}: ${res.body}`);
+      t.equal(res.json().code, code);
+      if (fields.length > 0)
+        t.same(
+          res.json().errors.map((e: { field: string }) => e.field),
+          fields,
+        );
+    }
+    const huge = await put(support, supportManager, { sender_name: 'x'.repeat(10_000) });
+    t.equal(huge.statusCode, 400, 'over-long strings are refused');
+    const wrongType = await put(support, supportManager, { addresses: 'support@acme.example' });
+    t.equal(wrongType.statusCode, 400);
+    t.same(await addressRows(ctx), before, 'no address changed');
+    const after = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
+    t.equal(after.headers.etag, current.headers.etag);
+  });
+
+  await t.test('If-Match guards the identity', async (t) => {
+    const read = await ctx.request({ method: 'GET', url: identityUrl(sales), token: admin });
+    const ok = await put(
+      sales,
+      admin,
+      { sender_name: 'Sales team' },
+      { 'if-match': String(read.headers.etag) },
+    );
+    t.equal(ok.statusCode, 200, ok.body);
+    const stale = await put(sales, admin, { sender_name: 'Lost' }, { 'if-match': String(read.headers.etag) });
+    t.equal(stale.statusCode, 412);
+    t.equal(stale.json().code, 'stale_version');
+    const now = await ctx.request({ method: 'GET', url: identityUrl(sales), token: admin });
+    t.equal(now.json().sender_name, 'Sales team');
+  });
+
+  await t.test('renderMail sends from the department, else the defaults', async (t) => {
+    const salesTicket = await makeTicket(ctx.db, { department_id: sales });
+    const mail = await renderMail(ctx.db, { kind: 'acknowledgement', ticketId: salesTicket.id });
+    t.same(mail.from, { name: 'Sales team', address: 'sales@acme.example' });
+    t.match(mail.text, /Your Sales team\n\+49 30 1234/, 'the department signature, by the template');
+    t.ok(mail.subject.includes(`[Ticket#${salesTicket.number}]`));
+
+    // Clearing the department's own values: the help desk's apply again.
+    const cleared = await put(sales, salesManager, {
+      sender_name: null,
+      signature_text: null,
+      signature_html: null,
+      addresses: [],
+    });
+    t.equal(cleared.statusCode, 200, cleared.body);
+    const fallback = await renderMail(ctx.db, { kind: 'acknowledgement', ticketId: salesTicket.id });
+    t.same(fallback.from, { name: 'Acme Support', address: 'help@acme.example' });
+    t.match(fallback.text, /The Acme team/);
+    t.match(fallback.html, /<b>Acme<\/b>/);
+
+    const none = await makeTicket(ctx.db, {});
+    const noDepartment = await renderMail(ctx.db, { kind: 'acknowledgement', ticketId: none.id });
+    t.same(noDepartment.from, { name: 'Acme Support', address: 'help@acme.example' });
+
+    const reset = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin,
+      payload: { from_address: null },
+    });
+    t.equal(reset.statusCode, 200);
+    const nobody = await renderMail(ctx.db, { kind: 'acknowledgement', ticketId: none.id });
+    t.equal(nobody.from.address, null, 'no sender configured');
+    await t.rejects(renderMail(ctx.db, { kind: 'acknowledgement', ticketId: GHOST }), {
+      code: 'ticket_not_found',
+    });
+  });
+
+  await t.test('a deleted department takes its addresses and identity with it', async (t) => {
+    const gone = await makeDepartment(ctx.db, 'Short-lived');
+    t.equal(
+      (await put(gone, admin, { sender_name: 'Gone', addresses: [{ address: 'gone@acme.example' }] }))
+        .statusCode,
+      200,
+    );
+    const del = await ctx.request({ method: 'DELETE', url: `/v1/departments/${gone}`, token: admin });
+    t.equal(del.statusCode, 204, del.body);
+    t.notOk((await addressRows(ctx)).some((r) => r.address === 'gone@acme.example'));
+    const reuse = await put(support, admin, {
+      addresses: [{ address: 'support@acme.example' }, { address: 'gone@acme.example' }],
+    });
+    t.equal(reuse.statusCode, 200, 'the address is free again');
+  });
+});
