@@ -11,6 +11,7 @@ import type { Config } from './config.ts';
 import type { Db } from './db/database.ts';
 import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
 import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
+import { attachmentRoutes, attachmentSchemas } from './domains/attachments/routes.ts';
 import { authRoutes, authSchemas } from './domains/auth/routes.ts';
 import { automationRuleRoutes, automationRuleSchemas } from './domains/automation-rules/routes.ts';
 import { RULE_STAND_INS } from './domains/automation-rules/schemas.ts';
@@ -155,8 +156,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // Rule conditions and actions are checked by the rule engine (precise 422s), not by Ajv.
   for (const standIn of RULE_STAND_INS) bodyAjv.addSchema(standIn);
   const otherAjv = createAjv('other');
-  app.setValidatorCompiler(({ schema, httpPart }) =>
-    (httpPart === 'body' ? bodyAjv : otherAjv).compile(schema),
+  app.setValidatorCompiler(({ schema, httpPart, contentType }) =>
+    // A multipart body is a stream its handler reads (attachments/multipart.ts) and checks itself.
+    httpPart === 'body' && contentType === 'multipart/form-data'
+      ? () => true
+      : (httpPart === 'body' ? bodyAjv : otherAjv).compile(schema),
   );
 
   app.decorate('db', deps.db);
@@ -175,6 +179,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...authSchemas,
     ...contactFieldSchemas,
     ...contactSchemas,
+    ...attachmentSchemas,
     ...ticketSchemas,
     ...callSchemas,
     ...publicSchemas,
@@ -246,6 +251,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(contactFieldRoutes);
   await app.register(contactRoutes);
   await app.register(ticketRoutes);
+  await app.register(attachmentRoutes);
   await app.register(callAndChatRoutes);
   await app.register(queueRoutes);
   await app.register(publicRoutes);

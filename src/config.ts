@@ -38,6 +38,18 @@ const EnvSchema = Type.Object({
   SIGN_IN_MAX_FAILURES: Type.Integer({ default: 5, minimum: 1 }),
   SIGN_IN_LOCK_SECONDS: Type.Integer({ default: 900, minimum: 1 }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 1_048_576, minimum: 1024 }),
+  ATTACHMENT_MAX_BYTES: Type.Integer({
+    default: 26_214_400,
+    minimum: 1,
+    maximum: 5_368_709_120,
+    description: 'largest attachment accepted, in bytes (default 25 MiB); a larger one answers 413',
+  }),
+  ATTACHMENT_MAX_FILES: Type.Integer({
+    default: 10,
+    minimum: 1,
+    maximum: 100,
+    description: 'most files one upload (or one contact form) may carry; more answer 413',
+  }),
   TRUST_PROXY: Type.Boolean({ default: false }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),
   HOUSEKEEPING_INTERVAL_MS: Type.Integer({
@@ -210,6 +222,8 @@ export interface Config {
   publicFormRateLimitPerMinute: number;
   signIn: { maxFailures: number; lockSeconds: number };
   bodyLimit: number;
+  /** Uploads: the largest file and the most files per request (docs/email.md, "Attachments"). */
+  attachments: { maxBytes: number; maxFiles: number };
   trustProxy: boolean;
   shutdownGraceMs: number;
   scheduler: { housekeepingMs: number; reportCompactionMs: number; slaTimerMs: number };
@@ -313,6 +327,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicFormRateLimitPerMinute: parsed.PUBLIC_FORM_RATE_LIMIT_PER_MINUTE,
     signIn: { maxFailures: parsed.SIGN_IN_MAX_FAILURES, lockSeconds: parsed.SIGN_IN_LOCK_SECONDS },
     bodyLimit: parsed.BODY_LIMIT_BYTES,
+    attachments: { maxBytes: parsed.ATTACHMENT_MAX_BYTES, maxFiles: parsed.ATTACHMENT_MAX_FILES },
     trustProxy: parsed.TRUST_PROXY,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     scheduler: {

@@ -11,6 +11,8 @@ export type ErrorKind =
   | 'precondition_failed'
   | 'unprocessable'
   | 'throttled'
+  /** A request body past a limit (an attachment too large, too many files): 413. */
+  | 'too_large'
   /** A dependency (the database, an export slot) is away or full for now: 503 with Retry-After. */
   | 'unavailable';
 

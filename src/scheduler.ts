@@ -1,10 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './db/database.ts';
 import { describe, isDatabaseUnreachable } from './db/outage.ts';
+import { sweepStagedAttachments } from './domains/attachments/service.ts';
 import { sweepIdleTickets } from './domains/automation-rules/idle.ts';
 import { compactReports } from './domains/reports/service.ts';
 import { forgetOldIdempotencyKeys } from './domains/tickets/idempotency.ts';
 import { fireSlaTimers, type OnJobFailure, wakePostponedTickets } from './domains/tickets/service.ts';
+import type { BlobStore } from './storage/blobs.ts';
 
 export const SLA_TIMER_BATCH = 50;
 /** Transactions draining a backlog of SLA timers at once, in each process (of its pool of 10). */
@@ -44,8 +46,8 @@ function every(
 }
 
 /**
- * Periodic housekeeping: postponed tickets whose time came go back to open, and old
- * Idempotency-Keys are forgotten. Every instance may run it; the work is safe to repeat and
+ * Periodic housekeeping: postponed tickets whose time came go back to open, old
+ * Idempotency-Keys are forgotten, and staged attachments nobody sent within a day are removed. Every instance may run it; the work is safe to repeat and
  * instances skip the rows another one holds. Every few seconds the report rows appended since
  * the last run are compacted (docs/metrics.md); an advisory lock lets one instance at a time do
  * it, the others skip their turn. Every second or so each instance fires the SLA timers that came
@@ -63,6 +65,8 @@ export function startScheduler(
   everyMs = 30_000,
   compactEveryMs = 5_000,
   slaTimerMs = 1_000,
+  /** Where attachments live: with it, staged attachments nobody sent within a day are removed. */
+  blobs?: BlobStore,
 ): () => Promise<void> {
   const stopHousekeeping = every(everyMs, true, log, 'housekeeping failed', async () => {
     const woken = await wakePostponedTickets(db, 500, (failure) =>
@@ -74,7 +78,8 @@ export function startScheduler(
       ),
     );
     const forgotten = await forgetOldIdempotencyKeys(db);
-    if (woken + forgotten > 0) log.info({ woken, forgotten }, 'housekeeping');
+    const staged = blobs ? await sweepStagedAttachments(db, blobs) : 0;
+    if (woken + forgotten + staged > 0) log.info({ woken, forgotten, staged }, 'housekeeping');
   });
   const stopIdle = every(everyMs, true, log, 'idle rule sweep failed', async () => {
     const { runs, failures } = await sweepIdleTickets(db);

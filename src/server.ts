@@ -69,6 +69,7 @@ const stopScheduler = startScheduler(
   config.scheduler.housekeepingMs,
   config.scheduler.reportCompactionMs,
   config.scheduler.slaTimerMs,
+  app.blobs,
 );
 const stopNotifications = startNotifications(db, app.log, config);
 app.server.requestTimeout = 30_000;

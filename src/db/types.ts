@@ -378,6 +378,8 @@ export interface AttachmentsTable {
   sha256: string;
   blob_key: string;
   created_at: ColumnType<Date, Date | string | undefined, never>;
+  /** The agent who staged it (migrations/0034); null for mail and the contact form. */
+  uploaded_by_agent_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface TicketEventsTable {

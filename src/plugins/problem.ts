@@ -56,6 +56,7 @@ const STATUS_BY_KIND: Record<ErrorKind, number> = {
   precondition_failed: 412,
   unprocessable: 422,
   throttled: 429,
+  too_large: 413,
   unavailable: 503,
 };
 

@@ -26,6 +26,8 @@ export interface TestContext {
   app: FastifyInstance;
   db: Db;
   database: TestDatabase;
+  /** The folder of the app's blob store (attachments, received mail). */
+  blobDir: string;
   /** app.inject, checked against the committed OpenAPI document on every call. */
   request(options: InjectOptions & { token?: string }): Promise<LightMyRequestResponse>;
 }
@@ -69,6 +71,7 @@ export async function buildTestApp(
     app,
     db: database.db,
     database,
+    blobDir,
     async request({ token, ...options }) {
       const headers = { ...(options.headers ?? {}) } as Record<string, string>;
       if (token) headers.authorization = `Bearer ${token}`;

@@ -120,7 +120,11 @@ export function assertMatchesSpec(method: string, url: string, res: InjectedResp
   const contentType = String(res.headers['content-type'] ?? '')
     .split(';')[0]!
     .trim();
-  const media = documented.content?.[contentType];
+  // An exact media type, else a range the operation declares (a download's type/* or */*).
+  const media =
+    documented.content?.[contentType] ??
+    documented.content?.[`${contentType.split('/')[0]}/*`] ??
+    documented.content?.['*/*'];
   if (!media) {
     throw new Error(
       `spec: ${method} ${template} ${status} sent ${contentType}, documented: ${Object.keys(documented.content ?? {}).join(', ') || 'none'}`,

@@ -2,13 +2,17 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { ref } from '../../contract.ts';
 import { problems } from '../../plugins/openapi.ts';
+import { registerMultipart } from '../attachments/multipart.ts';
+import { readFormWithFiles } from '../attachments/service.ts';
+import { discardFiles } from '../attachments/store.ts';
 import {
   ContactFormBody,
+  type ContactFormInput,
   ContactFormReceiptSchema,
   FORM_DEPARTMENTS_MAX,
   FormDepartmentListSchema,
 } from './schemas.ts';
-import { hidingRuleDetails, listFormDepartments, submitContactForm } from './service.ts';
+import { checkContactForm, hidingRuleDetails, listFormDepartments, submitContactForm } from './service.ts';
 
 export const publicSchemas = [FormDepartmentListSchema, ContactFormReceiptSchema];
 
@@ -21,6 +25,8 @@ const FORM_BODY_LIMIT = 256 * 1024;
 /** The contact form of a website: no credentials, so each client address has a small budget. */
 export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;
+  // Files on the form: multipart/form-data is accepted by this plugin's routes only.
+  await registerMultipart(app, config.attachments);
   const rateLimit = {
     max: config.publicFormRateLimitPerMinute,
     timeWindow: 60_000,
@@ -54,7 +60,25 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Send a message through the contact form',
         description:
           'Opens a ticket (channel contact_form) for the contact with this email, or a new contact with this name. The answer carries only the new ticket’s reference. No credentials needed (an Authorization header is ignored); each client address may call it PUBLIC_FORM_RATE_LIMIT_PER_MINUTE times a minute.',
-        body: ContactFormBody,
+        body: {
+          content: {
+            'application/json': { schema: ContactFormBody },
+            'multipart/form-data': {
+              schema: {
+                ...ContactFormBody,
+                properties: {
+                  ...ContactFormBody.properties,
+                  files: {
+                    type: 'array',
+                    items: { type: 'string', format: 'binary' },
+                    description:
+                      'Attachments: one part per file (any field name that is not a form field); they go on the opening message.',
+                  },
+                },
+              },
+            },
+          },
+        },
         response: {
           202: { ...ref(ContactFormReceiptSchema), description: 'Received; a ticket was opened.' },
           409: {
@@ -70,7 +94,20 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) =>
-      reply.code(202).send(await hidingRuleDetails(() => submitContactForm(db, request.body))),
+    async (request, reply) => {
+      if (!request.isMultipart()) {
+        const form = request.body as ContactFormInput;
+        return reply.code(202).send(await hidingRuleDetails(() => submitContactForm(db, form)));
+      }
+      // The same fields as form fields, plus files, streamed to storage before the ticket opens.
+      const { fields, files } = await readFormWithFiles(app.blobs, request.parts(), config.attachments);
+      try {
+        const form = checkContactForm(fields);
+        return reply.code(202).send(await hidingRuleDetails(() => submitContactForm(db, form, files)));
+      } catch (error) {
+        await discardFiles(app.blobs, files);
+        throw error;
+      }
+    },
   );
 };

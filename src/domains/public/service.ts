@@ -1,11 +1,15 @@
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
 import type { Db } from '../../db/database.ts';
-import { DomainError } from '../../errors.ts';
+import { DomainError, type FieldError, invalid } from '../../errors.ts';
+import { insertAttachmentRows, type PutFile } from '../attachments/store.ts';
 import { listDepartments } from '../departments/repository.ts';
 import { availabilityAt, departmentCalendars } from '../schedules/calendar.ts';
 import { type Actor, reference } from '../tickets/repository.ts';
 import { type CreateTicketInput, writeTicket } from '../tickets/write.ts';
-import { holdFormDepartment } from './repository.ts';
+import { holdFormDepartment, openingMessageId } from './repository.ts';
 import {
+  ContactFormBody,
   type ContactFormInput,
   type ContactFormReceipt,
   FORM_DEPARTMENTS_MAX,
@@ -50,7 +54,12 @@ const SENDER: Actor = { type: 'contact', agentId: null, contactId: null, tokenId
  * (found by email, else created with the name given) and as the actor of its history. Unknown
  * departments and those not on the form get the same answer, so the form reveals nothing.
  */
-export async function submitContactForm(db: Db, form: ContactFormInput): Promise<ContactFormReceipt> {
+export async function submitContactForm(
+  db: Db,
+  form: ContactFormInput,
+  /** Files of a multipart form, already in the blob store: their rows go on the opening message. */
+  files: readonly PutFile[] = [],
+): Promise<ContactFormReceipt> {
   const input: CreateTicketInput = {
     subject: form.subject,
     channel: 'contact_form',
@@ -75,6 +84,10 @@ export async function submitContactForm(db: Db, form: ContactFormInput): Promise
       authorAgentId: null,
       by: null,
     });
+    if (files.length > 0) {
+      const opening = await openingMessageId(trx, opened.ticket.id);
+      await insertAttachmentRows(trx, files, { ticketId: opened.ticket.id, messageId: opening });
+    }
     return opened.ticket;
   });
   return { reference: reference(ticket.number), message: 'received' };
@@ -94,4 +107,30 @@ export async function hidingRuleDetails<T>(run: () => Promise<T>): Promise<T> {
     }
     throw error;
   }
+}
+
+const formAjv = new Ajv({ allErrors: true, removeAdditional: false, coerceTypes: false, strict: false });
+addFormats.default(formAjv);
+const validForm = formAjv.compile<ContactFormInput>(ContactFormBody);
+
+/**
+ * The fields of a multipart contact form, checked against the JSON body's own schema (fastify
+ * validates JSON bodies; a multipart body is a stream its route reads), with the same 400.
+ */
+export function checkContactForm(fields: Record<string, string>): ContactFormInput {
+  if (validForm(fields)) return fields;
+  const errors: FieldError[] = (validForm.errors ?? []).map((e) => {
+    const at = e.instancePath.replace(/^\//, '');
+    if (e.keyword === 'required')
+      return { field: `body/${String(e.params.missingProperty)}`, message: 'is required' };
+    if (e.keyword === 'additionalProperties')
+      return { field: `body/${String(e.params.additionalProperty)}`, message: 'is not a known field' };
+    return { field: at ? `body/${at}` : 'body', message: e.message ?? 'is invalid' };
+  });
+  const first = errors[0];
+  throw invalid(
+    'validation_failed',
+    first ? `${first.field} ${first.message}` : 'The form is invalid.',
+    errors,
+  );
 }

@@ -15,6 +15,7 @@ import type {
 } from '../../db/types.ts';
 import { afterCursor, decodeCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { SlaState } from '../../sla/index.ts';
+import { attachmentsOfMessages } from '../attachments/repository.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
 import { NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
@@ -500,6 +501,7 @@ function toMessage(row: {
     chat_id: row.chat_id,
     body: row.body,
     created_at: row.created_at.toISOString(),
+    attachments: [],
   };
 }
 
@@ -533,7 +535,13 @@ export async function listMessages(
     .orderBy(orderBy(keyset))
     .limit(page.limit + 1)
     .execute();
-  return toPage(keyset, rows, page.limit, toMessage);
+  const found = toPage(keyset, rows, page.limit, toMessage);
+  const files = await attachmentsOfMessages(
+    db,
+    found.data.map((m) => m.id),
+  );
+  for (const message of found.data) message.attachments = files.get(message.id) ?? [];
+  return found;
 }
 
 export function findMessage(db: Executor, ticketId: string, messageId: string) {

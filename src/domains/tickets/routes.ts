@@ -270,7 +270,7 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Reply, add an internal note, or record a customer message',
         description:
-          'A reply sets the first answer time once and moves the ticket to answered. A customer message reopens an answered, postponed or resolved ticket (a new one stays new). A note changes no status and is never customer-visible. With `canned_response_id` the body is that canned response filled for this ticket and you, and its tags and status apply in the same change (docs/email.md, "Canned responses").',
+          'A reply sets the first answer time once and moves the ticket to answered. A customer message reopens an answered, postponed or resolved ticket (a new one stays new). A note changes no status and is never customer-visible. With `canned_response_id` the body is that canned response filled for this ticket and you, and its tags and status apply in the same change (docs/email.md, "Canned responses"). `attachment_ids` sends files you staged on this ticket (POST /v1/tickets/{id}/attachments) with the message: 422 attachment_not_found (not this ticket’s) or attachment_not_yours (staged by someone else), 409 attachment_already_linked.',
         params: IdParams,
         body: AddMessageBody,
         response: { 201: ref(MessageSchema), ...problems(404, 409, 422) },

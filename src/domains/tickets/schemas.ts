@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import type { TicketEventType } from '../../db/types.ts';
 import { SLA_ESCALATED, SLA_EVENT_TYPES, SLA_KINDS } from '../../sla/index.ts';
+import { AttachmentIds, AttachmentSummarySchema } from '../attachments/schemas.ts';
 
 export const CHANNELS = [
   'email',
@@ -227,6 +228,9 @@ export const MessageSchema = Type.Object(
     chat_id: Type.Union([Uuid(), Type.Null()]),
     body: Type.String(),
     created_at: Timestamp(),
+    attachments: Type.Array(ref(AttachmentSummarySchema), {
+      description: 'Download with GET /v1/attachments/{id}.',
+    }),
   },
   { $id: 'TicketMessage', additionalProperties: false },
 );
@@ -244,6 +248,7 @@ export const AddMessageBody = Type.Object(
         'A canned response to fill for this ticket (a reply or a note): its body, then its tags and status in the same change. Without body; 404 when you may not use it, 422 when it belongs to another department than the ticket’s.',
       ),
     ),
+    attachment_ids: Type.Optional(AttachmentIds),
   },
   {
     additionalProperties: false,

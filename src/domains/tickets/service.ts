@@ -5,6 +5,8 @@ import { can, loadTicketAccess, requireTicket, type TicketAccess } from '../../a
 import type { Db } from '../../db/database.ts';
 import type { Channel, Database, Priority, TicketRow } from '../../db/types.ts';
 import { DomainError, type FieldError, forbidden, invalid } from '../../errors.ts';
+import { linkStagedAttachments } from '../attachments/link.ts';
+import type { AttachmentSummary } from '../attachments/schemas.ts';
 import {
   assertCannedFitsTicket,
   type FilledCannedResponse,
@@ -16,6 +18,7 @@ import * as repo from './repository.ts';
 import type { Message, Ticket } from './schemas.ts';
 import {
   agentActor,
+  type Changed,
   type CreateTicketInput,
   canHoldIn,
   requireAssignable,
@@ -102,17 +105,21 @@ async function changeAs<R>(
   ability: 'work' | 'manage',
   decide: (ticket: TicketRecord, trx: Trx, at: Date) => Promise<TicketChange<R>> | TicketChange<R>,
   ifMatch?: string | undefined,
+  /** More of the same transaction, once the change is written (a reply's attachments). */
+  then?: (trx: Trx, changed: Changed<R>) => Promise<void>,
 ) {
   const access = 'memberships' in principal ? principal : await loadTicketAccess(db, principal);
-  return db.transaction().execute((trx) =>
-    writeTicket(trx, {
+  return db.transaction().execute(async (trx) => {
+    const changed = await writeTicket(trx, {
       kind: 'change',
       target: { id },
       access: { access, ability },
       ifMatch,
       decide: (ticket, at) => decide(ticket, trx, at),
-    }),
-  );
+    });
+    await then?.(trx, changed);
+    return changed;
+  });
 }
 
 export interface UpdateTicketInput {
@@ -274,94 +281,113 @@ export async function addMessage(
     kind: 'reply' | 'note' | 'customer';
     body?: string | undefined;
     canned_response_id?: string | undefined;
+    attachment_ids?: string[] | undefined;
   },
 ): Promise<Message> {
   const canned = await cannedResponseFor(db, principal, id, input);
+  let attachments: AttachmentSummary[] = [];
+  // Staged attachments go with the message in its transaction (attachments/link.ts).
+  const linkAttachments = async (trx: Trx, changed: Changed<NewMessage>) => {
+    attachments = await linkStagedAttachments(trx, {
+      ticketId: id,
+      messageId: changed.result.id,
+      agentId: principal.agentId,
+      ids: input.attachment_ids ?? [],
+    });
+  };
   const body = canned?.body ?? input.body!;
-  const { result: message, at } = await changeAs(db, principal, id, 'work', (ticket, _trx, at) => {
-    if (ticket.status === 'deleted') {
-      throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
-    }
-    if (canned) assertCannedFitsTicket(canned, ticket.department_id);
-    const now = at;
-    const actor = agentActor(principal);
-    const message: NewMessage = {
-      id: randomUUID(),
-      kind: input.kind === 'reply' ? 'agent' : input.kind,
-      channel: ticket.channel,
-      author_agent_id: input.kind === 'customer' ? null : principal.agentId,
-      author_contact_id: input.kind === 'customer' ? ticket.contact_id : null,
-      body,
-      department_id: ticket.department_id,
-    };
-    const base = { messages: [message], search: body, result: message };
-    if (input.kind === 'note') {
-      const data = { message_id: message.id, kind: 'note' };
-      return {
-        ...base,
-        steps: [
-          { event: { type: 'message_added', data }, actor },
-          ...cannedSteps(canned, ticket, now, actor),
-        ],
-        ...(canned && { triggers: ['ticket.updated', 'ticket.status_changed'] as const }),
+  const { result: message, at } = await changeAs(
+    db,
+    principal,
+    id,
+    'work',
+    (ticket, _trx, at) => {
+      if (ticket.status === 'deleted') {
+        throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
+      }
+      if (canned) assertCannedFitsTicket(canned, ticket.department_id);
+      const now = at;
+      const actor = agentActor(principal);
+      const message: NewMessage = {
+        id: randomUUID(),
+        kind: input.kind === 'reply' ? 'agent' : input.kind,
+        channel: ticket.channel,
+        author_agent_id: input.kind === 'customer' ? null : principal.agentId,
+        author_contact_id: input.kind === 'customer' ? ticket.contact_id : null,
+        body,
+        department_id: ticket.department_id,
       };
-    }
-    if (input.kind === 'reply') {
-      const waited = ticket.status === 'new' || ticket.status === 'open';
-      const data = {
-        message_id: message.id,
-        kind: 'agent',
-        first_answer: ticket.first_answered_at === null,
-        // from the moment the customer began to wait to this answer (null: nobody was waiting)
-        wait_seconds: waited ? Math.max(0, (now.getTime() - ticket.waiting_since.getTime()) / 1000) : null,
-      };
-      const patch: TicketPatch = {
-        ...statusPatch(ticket, 'answered', now),
-        last_agent_message_at: now,
-        ...(ticket.first_answered_at === null && { first_answered_at: now }),
-      };
-      return {
-        ...base,
-        steps: [
-          {
-            event: {
-              type: 'message_added',
-              data,
-              // its business twin, wait_business_seconds, in the department's calendar
-              ...(waited && {
-                business: [{ field: 'wait_business_seconds', from: ticket.waiting_since, to: now }],
-              }),
+      const base = { messages: [message], search: body, result: message };
+      if (input.kind === 'note') {
+        const data = { message_id: message.id, kind: 'note' };
+        return {
+          ...base,
+          steps: [
+            { event: { type: 'message_added', data }, actor },
+            ...cannedSteps(canned, ticket, now, actor),
+          ],
+          ...(canned && { triggers: ['ticket.updated', 'ticket.status_changed'] as const }),
+        };
+      }
+      if (input.kind === 'reply') {
+        const waited = ticket.status === 'new' || ticket.status === 'open';
+        const data = {
+          message_id: message.id,
+          kind: 'agent',
+          first_answer: ticket.first_answered_at === null,
+          // from the moment the customer began to wait to this answer (null: nobody was waiting)
+          wait_seconds: waited ? Math.max(0, (now.getTime() - ticket.waiting_since.getTime()) / 1000) : null,
+        };
+        const patch: TicketPatch = {
+          ...statusPatch(ticket, 'answered', now),
+          last_agent_message_at: now,
+          ...(ticket.first_answered_at === null && { first_answered_at: now }),
+        };
+        return {
+          ...base,
+          steps: [
+            {
+              event: {
+                type: 'message_added',
+                data,
+                // its business twin, wait_business_seconds, in the department's calendar
+                ...(waited && {
+                  business: [{ field: 'wait_business_seconds', from: ticket.waiting_since, to: now }],
+                }),
+              },
+              actor,
             },
-            actor,
-          },
-          { patch, actor },
-          ...cannedSteps(canned, { ...ticket, ...patch }, now, actor),
-        ],
-        triggers: [
-          'ticket.agent_replied',
-          'ticket.status_changed',
-          ...(canned ? (['ticket.updated'] as const) : []),
-        ],
-        ruleMessage: { id: message.id, body, senderAgentId: principal.agentId },
+            { patch, actor },
+            ...cannedSteps(canned, { ...ticket, ...patch }, now, actor),
+          ],
+          triggers: [
+            'ticket.agent_replied',
+            'ticket.status_changed',
+            ...(canned ? (['ticket.updated'] as const) : []),
+          ],
+          ruleMessage: { id: message.id, body, senderAgentId: principal.agentId },
+        };
+      }
+      const customer = contactActor(ticket, principal);
+      const reopen = ['answered', 'postponed', 'resolved'].includes(ticket.status);
+      const patch: TicketPatch = {
+        ...(reopen && statusPatch(ticket, 'open', now)),
+        last_customer_message_at: now,
       };
-    }
-    const customer = contactActor(ticket, principal);
-    const reopen = ['answered', 'postponed', 'resolved'].includes(ticket.status);
-    const patch: TicketPatch = {
-      ...(reopen && statusPatch(ticket, 'open', now)),
-      last_customer_message_at: now,
-    };
-    const data = { message_id: message.id, kind: 'customer' };
-    return {
-      ...base,
-      steps: [
-        { event: { type: 'message_added', data }, actor: customer },
-        { patch, actor: customer },
-      ],
-      triggers: ['ticket.customer_replied', 'ticket.status_changed'],
-      ruleMessage: { id: message.id, body },
-    };
-  });
+      const data = { message_id: message.id, kind: 'customer' };
+      return {
+        ...base,
+        steps: [
+          { event: { type: 'message_added', data }, actor: customer },
+          { patch, actor: customer },
+        ],
+        triggers: ['ticket.customer_replied', 'ticket.status_changed'],
+        ruleMessage: { id: message.id, body },
+      };
+    },
+    undefined,
+    input.attachment_ids?.length ? linkAttachments : undefined,
+  );
   return {
     id: message.id,
     ticket_id: id,
@@ -372,6 +398,7 @@ export async function addMessage(
     chat_id: null,
     body: message.body,
     created_at: at!.toISOString(),
+    attachments,
   };
 }
 
