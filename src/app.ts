@@ -19,6 +19,8 @@ import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-field
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
+import { mailInRoutes, mailInSchemas } from './domains/mail-in/routes.ts';
+import { mailboxRoutes, mailboxSchemas } from './domains/mailboxes/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
@@ -182,6 +184,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...notificationSchemas,
     ...eventRouteSchemas,
     ...webhookSchemas,
+    ...mailboxSchemas,
+    ...mailInSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -250,6 +254,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(eventRoutes);
   await app.register(webhookRoutes);
   await app.register(notificationRoutes);
+  await app.register(mailboxRoutes);
+  await app.register(mailInRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

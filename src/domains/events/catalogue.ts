@@ -71,6 +71,10 @@ export const SETTINGS_EVENT_TYPES = [
   'sla_policy.created',
   'sla_policy.updated',
   'sla_policy.deleted',
+  'mailbox.created',
+  'mailbox.updated',
+  'mailbox.deleted',
+  'mailbox.secret_rotated',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -169,6 +173,17 @@ const WebhookSummary = Type.Object(
     description: Type.String(),
   },
   { additionalProperties: false, description: 'The subscription (never its secret).' },
+);
+
+const MailboxSummary = Type.Object(
+  {
+    id: Uuid(),
+    name: Type.String(),
+    department_id: Uuid(),
+    kind: Type.String(),
+    active: Type.Boolean(),
+  },
+  { additionalProperties: false, description: 'The mailbox (never a password or its secret).' },
 );
 
 /**
@@ -500,6 +515,32 @@ export const PAYLOAD_SCHEMAS = {
     {
       $id: 'SlaPolicyDeletedPayload',
       description: 'As it was; tickets it applied to keep their targets until their next write.',
+      additionalProperties: false,
+    },
+  ),
+  'mailbox.created': Type.Object(
+    { mailbox: MailboxSummary },
+    { $id: 'MailboxCreatedPayload', additionalProperties: false },
+  ),
+  'mailbox.updated': Type.Object(
+    {
+      mailbox: MailboxSummary,
+      changes: Type.Array(Type.String(), {
+        description: 'The fields changed (a password changed shows as imap.password, never its value).',
+      }),
+      reason: sideEffect('department_deleted'),
+    },
+    { $id: 'MailboxUpdatedPayload', additionalProperties: false },
+  ),
+  'mailbox.deleted': Type.Object(
+    { mailbox: MailboxSummary },
+    { $id: 'MailboxDeletedPayload', additionalProperties: false },
+  ),
+  'mailbox.secret_rotated': Type.Object(
+    { mailbox: MailboxSummary },
+    {
+      $id: 'MailboxSecretRotatedPayload',
+      description: 'A new inbound secret was made; the previous one stops working at once.',
       additionalProperties: false,
     },
   ),
