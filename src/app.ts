@@ -22,6 +22,8 @@ import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
 import { mailIdentityRoutes, mailIdentitySchemas } from './domains/mail-identity/routes.ts';
+import { mailInRoutes, mailInSchemas } from './domains/mail-in/routes.ts';
+import { mailboxRoutes, mailboxSchemas } from './domains/mailboxes/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
@@ -191,6 +193,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...cannedResponseSchemas,
     ...eventRouteSchemas,
     ...webhookSchemas,
+    ...mailboxSchemas,
+    ...mailInSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -262,6 +266,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(notificationRoutes);
   await app.register(mailIdentityRoutes);
   await app.register(cannedResponseRoutes);
+  await app.register(mailboxRoutes);
+  await app.register(mailInRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

@@ -101,6 +101,22 @@ const EnvSchema = Type.Object({
     description:
       'allow webhook URLs on loopback, private, link-local and metadata addresses (tests, on-premise receivers)',
   }),
+  INBOUND_MAIL_MAX_BYTES: Type.Integer({
+    default: 26_214_400,
+    minimum: 1024,
+    description: 'largest raw message POST /v1/inbound/email or the IMAP watcher takes (25 MiB); larger: 413',
+  }),
+  IMAP_POLL_SECONDS: Type.Integer({
+    default: 60,
+    minimum: 1,
+    description: 'how often an IMAP mailbox without its own poll interval is read (IDLE wakes it sooner)',
+  }),
+  IMAP_TIMEOUT_MS: Type.Integer({
+    default: 30_000,
+    minimum: 100,
+    description: 'longest an IMAP connection, greeting or command may take before the mailbox counts as down',
+  }),
+  IMAP_WATCHER: Type.Boolean({ default: true, description: 'read IMAP mailboxes in this process' }),
   WEBHOOK_TIMEOUT_MS: Type.Integer({
     default: 10_000,
     minimum: 100,
@@ -250,7 +266,15 @@ export interface Config {
   /** Seconds a confirmation of presence holds; past it the agent reads offline. */
   presenceTimeoutSeconds: number;
   webhooks: WebhookConfig;
+  mailIn: MailInConfig;
   jobs: { concurrency: number; pollIntervalMs: number; superviseIntervalSeconds: number };
+}
+
+export interface MailInConfig {
+  maxBytes: number;
+  imapPollSeconds: number;
+  imapTimeoutMs: number;
+  imapWatcher: boolean;
 }
 
 export interface WebhookConfig {
@@ -341,6 +365,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConcurrent: parsed.EXPORT_MAX_CONCURRENT,
       maxOpen: parsed.EXPORT_MAX_OPEN,
       stallTimeoutMs: parsed.EXPORT_STALL_TIMEOUT_MS,
+    },
+    mailIn: {
+      maxBytes: parsed.INBOUND_MAIL_MAX_BYTES,
+      imapPollSeconds: parsed.IMAP_POLL_SECONDS,
+      imapTimeoutMs: parsed.IMAP_TIMEOUT_MS,
+      imapWatcher: parsed.IMAP_WATCHER,
     },
     webhooks: {
       allowPrivate: parsed.WEBHOOKS_ALLOW_PRIVATE,

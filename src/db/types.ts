@@ -614,6 +614,7 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
+  mailboxes: MailboxesTable;
 }
 
 export type DepartmentRow = Selectable<DepartmentsTable>;
@@ -627,3 +628,37 @@ export type ContactRow = Selectable<ContactsTable>;
 export type AutomationRuleRow = Selectable<AutomationRulesTable>;
 export type WebhookRow = Selectable<WebhooksTable>;
 export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;
+export type MailboxRow = Selectable<MailboxesTable>;
+
+/** Mail in (migrations/0033): an IMAP account or an inbound-only mailbox, bound to a department. */
+export interface MailboxesTable {
+  id: Generated<string>;
+  name: string;
+  department_id: string;
+  kind: 'imap' | 'inbound';
+  active: Generated<boolean>;
+  imap_host: string | null;
+  imap_port: number | null;
+  imap_tls: Generated<boolean>;
+  imap_username: string | null;
+  /** Write-only through the API; never logged. */
+  imap_password: string | null;
+  imap_folder: Generated<string>;
+  poll_seconds: number | null;
+  /** int8: read through Number() (PGlite and pg parse it differently). */
+  imap_uidvalidity: ColumnType<number | string | null, number | null | undefined, number | null>;
+  imap_last_uid: ColumnType<number | string | null, number | null | undefined, number | null>;
+  smtp_host: string | null;
+  smtp_port: number | null;
+  smtp_secure: Generated<boolean>;
+  smtp_username: string | null;
+  smtp_password: string | null;
+  /** sha256 (hex) of the inbound secret; the secret is shown once. */
+  inbound_secret_hash: string;
+  last_polled_at: Date | null;
+  last_error: string | null;
+  failures: Generated<number>;
+  next_poll_at: Date | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}

@@ -1,5 +1,6 @@
 import { agentRuleDependents, departmentRuleDependents } from './automation-rules/service.ts';
 import type { Dependents } from './dependents.ts';
+import { countMailboxesOfDepartment, moveMailboxesOfDepartment } from './mailboxes/repository.ts';
 import {
   countTicketReferencesToAgent,
   countTicketsOfDepartment,
@@ -17,6 +18,12 @@ export const departmentDependents: readonly Dependents[] = [
     describe: (n) => `${n} ticket${n === 1 ? '' : 's'} (deleted ones included) belong to the department`,
   },
   departmentRuleDependents,
+  {
+    kind: 'mailboxes',
+    count: countMailboxesOfDepartment,
+    moveTo: moveMailboxesOfDepartment,
+    describe: (n) => `${n} mailbox${n === 1 ? '' : 'es'} deliver to the department`,
+  },
 ];
 
 export const agentDependents: readonly Dependents[] = [

@@ -84,6 +84,10 @@ export const SETTINGS_EVENT_TYPES = [
   'canned_response.created',
   'canned_response.updated',
   'canned_response.deleted',
+  'mailbox.created',
+  'mailbox.updated',
+  'mailbox.deleted',
+  'mailbox.secret_rotated',
 ] as const;
 
 export const EVENT_TYPES = [...TICKET_FEED_TYPES, ...SETTINGS_EVENT_TYPES] as const;
@@ -182,6 +186,17 @@ const WebhookSummary = Type.Object(
     description: Type.String(),
   },
   { additionalProperties: false, description: 'The subscription (never its secret).' },
+);
+
+const MailboxSummary = Type.Object(
+  {
+    id: Uuid(),
+    name: Type.String(),
+    department_id: Uuid(),
+    kind: Type.String(),
+    active: Type.Boolean(),
+  },
+  { additionalProperties: false, description: 'The mailbox (never a password or its secret).' },
 );
 
 /**
@@ -547,6 +562,32 @@ export const PAYLOAD_SCHEMAS = {
   'canned_response.deleted': Type.Object(
     { canned_response: ref(CannedResponseSchema) },
     { $id: 'CannedResponseDeletedPayload', description: 'As it was.', additionalProperties: false },
+  ),
+  'mailbox.created': Type.Object(
+    { mailbox: MailboxSummary },
+    { $id: 'MailboxCreatedPayload', additionalProperties: false },
+  ),
+  'mailbox.updated': Type.Object(
+    {
+      mailbox: MailboxSummary,
+      changes: Type.Array(Type.String(), {
+        description: 'The fields changed (a password changed shows as imap.password, never its value).',
+      }),
+      reason: sideEffect('department_deleted'),
+    },
+    { $id: 'MailboxUpdatedPayload', additionalProperties: false },
+  ),
+  'mailbox.deleted': Type.Object(
+    { mailbox: MailboxSummary },
+    { $id: 'MailboxDeletedPayload', additionalProperties: false },
+  ),
+  'mailbox.secret_rotated': Type.Object(
+    { mailbox: MailboxSummary },
+    {
+      $id: 'MailboxSecretRotatedPayload',
+      description: 'A new inbound secret was made; the previous one stops working at once.',
+      additionalProperties: false,
+    },
   ),
 } as const satisfies Record<EventType, TSchema>;
 

@@ -490,6 +490,11 @@ function toMessage(row: {
   chat_id: string | null;
   body: string;
   created_at: Date;
+  html_body?: string | null;
+  mail_message_id?: string | null;
+  mail_address?: string | null;
+  mail_auto_submitted?: boolean;
+  raw_blob_key?: string | null;
 }): Message {
   return {
     id: row.id,
@@ -502,6 +507,13 @@ function toMessage(row: {
     body: row.body,
     created_at: row.created_at.toISOString(),
     attachments: [],
+    ...(row.mail_auto_submitted !== undefined && {
+      html_body: row.html_body ?? null,
+      mail_message_id: row.mail_message_id ?? null,
+      mail_address: row.mail_address ?? null,
+      mail_auto_submitted: row.mail_auto_submitted,
+      raw_available: (row.raw_blob_key ?? null) !== null,
+    }),
   };
 }
 
@@ -529,6 +541,11 @@ export async function listMessages(
       'chat_id',
       'body',
       'created_at',
+      'html_body',
+      'mail_message_id',
+      'mail_address',
+      'mail_auto_submitted',
+      'raw_blob_key',
     ])
     .where('ticket_id', '=', ticketId)
     .$if(after !== null, (qb) => qb.where(after!))

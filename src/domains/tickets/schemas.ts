@@ -231,6 +231,25 @@ export const MessageSchema = Type.Object(
     attachments: Type.Array(ref(AttachmentSummarySchema), {
       description: 'Download with GET /v1/attachments/{id}.',
     }),
+    // Mail in (docs/email.md): present on message lists.
+    html_body: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description:
+          'The HTML part of a received mail, sanitised (no scripts, event handlers, forms or remote content); body is always the text.',
+      }),
+    ),
+    mail_message_id: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], { description: 'The mail’s Message-ID, without <>.' }),
+    ),
+    mail_address: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    mail_auto_submitted: Type.Optional(
+      Type.Boolean({ description: 'An auto-reply (out-of-office and the like): recorded, never answered.' }),
+    ),
+    raw_available: Type.Optional(
+      Type.Boolean({
+        description: 'The received mail can be downloaded: GET .../messages/{message_id}/raw.',
+      }),
+    ),
   },
   { $id: 'TicketMessage', additionalProperties: false },
 );

@@ -1,0 +1,70 @@
+import type { Headers, ParsedMail } from 'mailparser';
+
+// Mail a machine sent: answering it could start a loop (RFC 3834), so it is recorded at most,
+// never answered, and never opens a ticket.
+
+const header = (headers: Headers, name: string): string | undefined => {
+  const value = headers.get(name);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && 'value' in value && typeof value.value === 'string') return value.value;
+  return String(value);
+};
+
+/** Why this mail is automatic (auto-reply, out-of-office, list mail), or undefined when a person sent it. */
+export function autoSubmittedReason(mail: ParsedMail): string | undefined {
+  const h = mail.headers;
+  const autoSubmitted = header(h, 'auto-submitted')?.trim().toLowerCase();
+  if (autoSubmitted && !autoSubmitted.startsWith('no')) return `Auto-Submitted: ${autoSubmitted}`;
+  const precedence = header(h, 'precedence')?.trim().toLowerCase();
+  if (precedence && ['bulk', 'junk', 'list', 'auto_reply', 'auto-reply'].includes(precedence))
+    return `Precedence: ${precedence}`;
+  for (const name of ['x-autoreply', 'x-autorespond', 'x-auto-response-suppress']) {
+    if (h.has(name)) return name;
+  }
+  // mailparser gathers the List-* headers under one key, list.
+  if (h.has('list') || h.has('list-id')) return 'mailing list';
+  return undefined;
+}
+
+/** A delivery status notification (RFC 3464) or a bounce from a mailer daemon. */
+export function isBounce(mail: ParsedMail, from: string | undefined): boolean {
+  const type = mail.headers.get('content-type') as
+    | { value?: string; params?: Record<string, string> }
+    | undefined;
+  if (
+    type?.value?.toLowerCase() === 'multipart/report' &&
+    type.params?.['report-type']?.toLowerCase() === 'delivery-status'
+  )
+    return true;
+  const local = from?.split('@')[0]?.toLowerCase();
+  return local === 'mailer-daemon' || local === 'postmaster';
+}
+
+/**
+ * The Message-IDs a bounce quotes from the message it returns (its message/rfc822 or
+ * text/rfc822-headers part), read from the raw bytes after the bounce's own header.
+ */
+export function returnedMessageIds(raw: Buffer): string[] {
+  const text = raw.toString('latin1');
+  const bodyStart = text.search(/\r?\n\r?\n/);
+  const body = bodyStart < 0 ? '' : text.slice(bodyStart);
+  const ids = new Set<string>();
+  for (const match of body.matchAll(
+    /^(?:Message-ID|In-Reply-To|References):[ \t]*((?:<[^>\s]+>[ \t]*(?:\r?\n[ \t]+)?)+)/gim,
+  )) {
+    for (const id of match[1]!.matchAll(/<([^>\s]+)>/g)) ids.add(id[1]!);
+  }
+  return [...ids];
+}
+
+/** The reason a bounce gives: its Diagnostic-Code or Status, else its first line of text. */
+export function bounceReason(mail: ParsedMail, raw: Buffer): string {
+  const text = raw.toString('latin1');
+  const diagnostic = /^Diagnostic-Code:[ \t]*(.+(?:\r?\n[ \t].+)*)/im.exec(text)?.[1];
+  const status = /^Status:[ \t]*(\d\.\d{1,3}\.\d{1,3})/im.exec(text)?.[1];
+  const reason =
+    diagnostic?.replace(/\s+/g, ' ').trim() ??
+    (status ? `Status ${status}` : (mail.text ?? '').trim().split(/\r?\n/)[0] || 'delivery failed');
+  return reason.slice(0, 500);
+}

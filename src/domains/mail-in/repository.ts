@@ -1,0 +1,116 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database } from '../../db/types.ts';
+
+type Executor = Kysely<Database>;
+
+/** The message a Message-ID already made, if any. */
+export function messageOfMailId(db: Executor, mailMessageId: string) {
+  return db
+    .selectFrom('ticket_messages')
+    .select(['id', 'ticket_id'])
+    .where('mail_message_id', '=', mailMessageId)
+    .executeTakeFirst();
+}
+
+/** Serialises the receptions of one Message-ID until the transaction ends (a second delivery waits, then finds the first). */
+export async function lockMailId(trx: Executor, mailMessageId: string) {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`mail:${mailMessageId}`}, 0))`.execute(trx);
+}
+
+/** The newest live ticket one of these Message-IDs belongs to (In-Reply-To / References). */
+export async function ticketOfMailIds(db: Executor, ids: string[]): Promise<string | undefined> {
+  if (ids.length === 0) return undefined;
+  const row = await db
+    .selectFrom('ticket_messages as m')
+    .innerJoin('tickets as t', 't.id', 'm.ticket_id')
+    .select('m.ticket_id')
+    .where('m.mail_message_id', 'in', ids)
+    .where('t.status', '<>', 'deleted')
+    .orderBy('m.created_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.ticket_id;
+}
+
+/** The live ticket of this number whose contact has this address: a subject's [Ticket#n] counts only then. */
+export async function ticketOfNumberAndContact(db: Executor, number: number, email: string) {
+  const row = await db
+    .selectFrom('tickets as t')
+    .innerJoin('contact_emails as e', 'e.contact_id', 't.contact_id')
+    .select('t.id')
+    .where('t.number', '=', number)
+    .where('t.status', '<>', 'deleted')
+    .where(sql<boolean>`lower(e.email) = ${email.toLowerCase()}`)
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/** The first customer message of a ticket just opened (its id is chosen by the write path). */
+export async function openingMessageId(trx: Executor, ticketId: string) {
+  const row = await trx
+    .selectFrom('ticket_messages')
+    .select('id')
+    .where('ticket_id', '=', ticketId)
+    .where('kind', '=', 'customer')
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+export async function setMailFields(
+  trx: Executor,
+  messageId: string,
+  fields: {
+    mail_message_id: string;
+    mail_address: string;
+    html_body: string | null;
+    raw_blob_key: string;
+    mail_auto_submitted: boolean;
+  },
+) {
+  await trx.updateTable('ticket_messages').set(fields).where('id', '=', messageId).execute();
+}
+
+/**
+ * A bounce of one of our outgoing messages: the message is marked bounced, and the address it went
+ * to is marked on the contact, so mail out stops sending to it.
+ */
+export async function markBounced(trx: Executor, mailIds: string[], reason: string) {
+  if (mailIds.length === 0) return undefined;
+  const message = await trx
+    .selectFrom('ticket_messages as m')
+    .innerJoin('tickets as t', 't.id', 'm.ticket_id')
+    .select(['m.id', 'm.ticket_id', 'm.mail_address', 't.contact_id'])
+    .where('m.mail_message_id', 'in', mailIds)
+    .where('m.kind', '=', 'agent')
+    .orderBy('m.created_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  if (!message) return undefined;
+  await trx
+    .updateTable('ticket_messages')
+    .set({ delivery_state: 'bounced', delivery_error: reason })
+    .where('id', '=', message.id)
+    .execute();
+  if (message.mail_address) {
+    await trx
+      .updateTable('contact_emails')
+      .set({ bounced_at: sql`now()`, bounce_reason: reason })
+      .where('contact_id', '=', message.contact_id)
+      .where(sql<boolean>`lower(email) = ${message.mail_address.toLowerCase()}`)
+      .execute();
+  }
+  return { ticketId: message.ticket_id, messageId: message.id };
+}
+
+/** The raw mail of a message of this ticket, if it came by mail. */
+export function rawBlobOf(db: Executor, ticketId: string, messageId: string) {
+  return db
+    .selectFrom('ticket_messages')
+    .select(['raw_blob_key', 'mail_message_id'])
+    .where('ticket_id', '=', ticketId)
+    .where('id', '=', messageId)
+    .executeTakeFirst();
+}
