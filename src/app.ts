@@ -19,6 +19,7 @@ import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-field
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
+import { mailOutRoutes, mailOutSchemas } from './domains/mail-out/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
@@ -27,6 +28,7 @@ import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
 import { slaPolicyRoutes, slaPolicySchemas } from './domains/sla-policies/routes.ts';
 import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
+import { surveyRoutes, surveySchemas } from './domains/surveys/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
@@ -182,6 +184,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...notificationSchemas,
     ...eventRouteSchemas,
     ...webhookSchemas,
+    ...mailOutSchemas,
+    ...surveySchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -250,6 +254,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(eventRoutes);
   await app.register(webhookRoutes);
   await app.register(notificationRoutes);
+  await app.register(mailOutRoutes);
+  await app.register(surveyRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

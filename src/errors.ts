@@ -11,6 +11,8 @@ export type ErrorKind =
   | 'precondition_failed'
   | 'unprocessable'
   | 'throttled'
+  /** It existed but is no longer usable (an expired link): 410. */
+  | 'gone'
   /** A dependency (the database, an export slot) is away or full for now: 503 with Retry-After. */
   | 'unavailable';
 

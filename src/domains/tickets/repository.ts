@@ -7,6 +7,7 @@ import type {
   ActorType,
   Channel,
   Database,
+  DeliveryState,
   MessageKind,
   Priority,
   TicketEventType,
@@ -489,6 +490,8 @@ function toMessage(row: {
   chat_id: string | null;
   body: string;
   created_at: Date;
+  delivery_state?: DeliveryState | null;
+  delivery_error?: string | null;
 }): Message {
   return {
     id: row.id,
@@ -500,6 +503,10 @@ function toMessage(row: {
     chat_id: row.chat_id,
     body: row.body,
     created_at: row.created_at.toISOString(),
+    ...(row.delivery_state !== undefined && {
+      delivery_state: row.delivery_state,
+      delivery_error: row.delivery_error ?? null,
+    }),
   };
 }
 
@@ -527,6 +534,8 @@ export async function listMessages(
       'chat_id',
       'body',
       'created_at',
+      'delivery_state',
+      'delivery_error',
     ])
     .where('ticket_id', '=', ticketId)
     .$if(after !== null, (qb) => qb.where(after!))
