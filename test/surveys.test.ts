@@ -225,6 +225,23 @@ t.test('CSAT surveys', async (t) => {
       ),
       'no survey mail',
     );
+    // Resolved again: a new survey, the cancelled one is no open link.
+    const done = await call(ctx, 'PATCH', `/v1/tickets/${ticket.id}`, admin, { status: 'resolved' });
+    t.equal(done.statusCode, 200);
+    const again = await waitFor('a second survey', async () => {
+      const rows = await ctx.db
+        .selectFrom('mail_outbox')
+        .select(['state'])
+        .where('ticket_id', '=', ticket.id)
+        .where('kind', '=', 'csat_survey')
+        .orderBy('created_at')
+        .execute();
+      return rows.length === 2 ? rows : undefined;
+    });
+    t.same(
+      again.map((r) => r.state),
+      ['cancelled', 'queued'],
+    );
   });
 });
 

@@ -43,14 +43,20 @@ export async function writeCsatSetting(
 /** Tokens are 32 random bytes; only their SHA-256 is stored, so a leaked table rates nothing. */
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
-/** Whether the ticket has a survey link still open (unused, unexpired): no second one then. */
+/**
+ * Whether the ticket has a survey link still open (unused, unexpired, its mail on its way or
+ * sent): no second one then. A survey cancelled (reopened before the delay) or never delivered
+ * does not count: its link reached nobody.
+ */
 export async function hasOpenSurvey(db: Executor, ticketId: string): Promise<boolean> {
   const row = await db
-    .selectFrom('csat_surveys')
-    .select('id')
-    .where('ticket_id', '=', ticketId)
-    .where('used_at', 'is', null)
-    .where('expires_at', '>', new Date())
+    .selectFrom('csat_surveys as s')
+    .innerJoin('mail_outbox as o', 'o.id', 's.outbox_id')
+    .select('s.id')
+    .where('s.ticket_id', '=', ticketId)
+    .where('s.used_at', 'is', null)
+    .where('s.expires_at', '>', new Date())
+    .where('o.state', 'in', ['queued', 'sent'])
     .executeTakeFirst();
   return row !== undefined;
 }
