@@ -23,6 +23,7 @@ import { departmentRoutes, departmentSchemas } from './domains/departments/route
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
 import { mailIdentityRoutes, mailIdentitySchemas } from './domains/mail-identity/routes.ts';
 import { mailInRoutes, mailInSchemas } from './domains/mail-in/routes.ts';
+import { mailOutRoutes, mailOutSchemas } from './domains/mail-out/routes.ts';
 import { mailboxRoutes, mailboxSchemas } from './domains/mailboxes/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
@@ -32,6 +33,7 @@ import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
 import { slaPolicyRoutes, slaPolicySchemas } from './domains/sla-policies/routes.ts';
 import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
+import { surveyRoutes, surveySchemas } from './domains/surveys/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
@@ -195,6 +197,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...webhookSchemas,
     ...mailboxSchemas,
     ...mailInSchemas,
+    ...mailOutSchemas,
+    ...surveySchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -268,6 +272,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(cannedResponseRoutes);
   await app.register(mailboxRoutes);
   await app.register(mailInRoutes);
+  await app.register(mailOutRoutes);
+  await app.register(surveyRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

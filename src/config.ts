@@ -218,6 +218,50 @@ const EnvSchema = Type.Object({
     maximum: 60_000,
     description: 'how often the notifications consumer reads the event feed',
   }),
+  // Mail out (docs/email.md "Mail out"). SMTP_URL carries a password: never logged or returned.
+  SMTP_URL: Type.Optional(
+    Type.String({
+      pattern: '^smtps?://',
+      maxLength: 2000,
+      description:
+        'help-desk-wide SMTP server, smtp(s)://user:pass@host:port; unset: only departments with a mailbox send',
+    }),
+  ),
+  MAIL_FROM: Type.Optional(
+    Type.String({
+      maxLength: 254,
+      description: 'sender address of departments without a reply-from address',
+    }),
+  ),
+  MAIL_SEND_TIMEOUT_MS: Type.Integer({
+    default: 30_000,
+    minimum: 100,
+    maximum: 600_000,
+    description: 'longest SMTP attempt (connect, greeting, every command, the whole message)',
+  }),
+  MAIL_RETRY_BASE_MS: Type.Integer({ default: 60_000, minimum: 10, description: 'first retry delay' }),
+  MAIL_RETRY_MAX_DELAY_MS: Type.Integer({ default: 3_600_000, minimum: 10 }),
+  MAIL_MAX_ATTEMPTS: Type.Integer({ default: 10, minimum: 1, maximum: 100 }),
+  MAIL_DISPATCH_INTERVAL_MS: Type.Integer({
+    default: 1_000,
+    minimum: 10,
+    maximum: 60_000,
+    description: 'how often the mail consumer reads the event feed',
+  }),
+  PUBLIC_BASE_URL: Type.String({
+    default: 'http://127.0.0.1:3000',
+    pattern: '^https?://',
+    maxLength: 500,
+    description: 'where customers open links of mails (the survey page: PUBLIC_BASE_URL/ratings/<token>)',
+  }),
+  CSAT_ENABLED: Type.Boolean({ default: false, description: 'surveys for departments that set nothing' }),
+  CSAT_DELAY_MINUTES: Type.Integer({ default: 60, minimum: 0, maximum: 43_200 }),
+  CSAT_LINK_DAYS: Type.Integer({
+    default: 14,
+    minimum: 1,
+    maximum: 365,
+    description: 'how long a survey link works',
+  }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -268,6 +312,20 @@ export interface Config {
   webhooks: WebhookConfig;
   mailIn: MailInConfig;
   jobs: { concurrency: number; pollIntervalMs: number; superviseIntervalSeconds: number };
+  mail: MailConfig;
+}
+
+export interface MailConfig {
+  /** Secret (its password): never logged, never returned. */
+  smtpUrl: string | undefined;
+  from: string | undefined;
+  sendTimeoutMs: number;
+  retryBaseMs: number;
+  retryMaxDelayMs: number;
+  maxAttempts: number;
+  dispatchIntervalMs: number;
+  publicBaseUrl: string;
+  csat: { enabled: boolean; delayMinutes: number; linkDays: number };
 }
 
 export interface MailInConfig {
@@ -318,6 +376,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if ((parsed.DESKROUTE_ADMIN_EMAIL === undefined) !== (parsed.DESKROUTE_ADMIN_PASSWORD === undefined)) {
     problems.push('DESKROUTE_ADMIN_EMAIL and DESKROUTE_ADMIN_PASSWORD: set both or neither');
+  }
+  if (parsed.MAIL_FROM !== undefined && !EMAIL.test(parsed.MAIL_FROM)) {
+    problems.push('MAIL_FROM: must be an email address');
+  }
+  if (parsed.SMTP_URL !== undefined && !URL.canParse(parsed.SMTP_URL)) {
+    problems.push('SMTP_URL: must be smtp(s)://user:pass@host:port');
   }
   if (!isTimeZone(parsed.DESKROUTE_TIMEZONE)) {
     problems.push('DESKROUTE_TIMEZONE: must be an IANA time zone name such as Europe/Prague or UTC');
@@ -397,6 +461,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     notifications: { pollMs: parsed.NOTIFICATIONS_POLL_INTERVAL_MS },
     presenceTimeoutSeconds: parsed.PRESENCE_TIMEOUT_SECONDS,
+    mail: {
+      smtpUrl: parsed.SMTP_URL,
+      from: parsed.MAIL_FROM,
+      sendTimeoutMs: parsed.MAIL_SEND_TIMEOUT_MS,
+      retryBaseMs: parsed.MAIL_RETRY_BASE_MS,
+      retryMaxDelayMs: parsed.MAIL_RETRY_MAX_DELAY_MS,
+      maxAttempts: parsed.MAIL_MAX_ATTEMPTS,
+      dispatchIntervalMs: parsed.MAIL_DISPATCH_INTERVAL_MS,
+      publicBaseUrl: parsed.PUBLIC_BASE_URL.replace(/\/+$/, ''),
+      csat: {
+        enabled: parsed.CSAT_ENABLED,
+        delayMinutes: parsed.CSAT_DELAY_MINUTES,
+        linkDays: parsed.CSAT_LINK_DAYS,
+      },
+    },
   };
 }
 

@@ -572,7 +572,63 @@ export interface NotificationDefaultsTable {
   updated_at: Timestamp;
 }
 
+/** Mail out (migrations/0035): one outgoing mail, rendered, and its delivery. */
+export type OutboxKind =
+  | 'acknowledgement'
+  | 'agent_reply'
+  | 'outside_hours'
+  | 'transfer_notice'
+  | 'resolved_notice'
+  | 'csat_survey';
+export type OutboxState = 'queued' | 'sent' | 'failed' | 'suppressed' | 'cancelled';
+
+export interface MailOutboxTable {
+  id: Generated<string>;
+  kind: OutboxKind;
+  ticket_id: string;
+  message_id: string | null;
+  department_id: string | null;
+  to_address: string | null;
+  from_name: string;
+  from_address: string | null;
+  subject: string;
+  text_body: string;
+  html_body: string;
+  /** Extra headers as sent (In-Reply-To, References, Auto-Submitted). */
+  headers: ColumnType<Record<string, string>, string | undefined, string>;
+  mail_message_id: string;
+  state: OutboxState;
+  attempts: Generated<number>;
+  last_error: string | null;
+  next_attempt_at: Date | null;
+  locked_until: Date | null;
+  sent_at: Date | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface CsatSettingsTable {
+  department_id: string;
+  enabled: boolean;
+  delay_minutes: number;
+  updated_at: Timestamp;
+}
+
+export interface CsatSurveysTable {
+  id: Generated<string>;
+  ticket_id: string;
+  outbox_id: string | null;
+  token_hash: string;
+  expires_at: Date;
+  used_at: Date | null;
+  rating_id: string | null;
+  created_at: CreatedAt;
+}
+
 export interface Database {
+  mail_outbox: MailOutboxTable;
+  csat_settings: CsatSettingsTable;
+  csat_surveys: CsatSurveysTable;
   notifications: NotificationsTable;
   notification_preferences: NotificationPreferencesTable;
   notification_defaults: NotificationDefaultsTable;

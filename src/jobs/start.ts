@@ -7,6 +7,14 @@ import type { Db } from '../db/database.ts';
 import { describe } from '../db/outage.ts';
 import { consumeFeedBatch } from '../domains/events/consumer.ts';
 import {
+  attemptMails,
+  MAIL_DEAD_QUEUE,
+  MAIL_QUEUE,
+  type MailJob,
+  reviveMails,
+} from '../domains/mail-out/delivery.ts';
+import { startMailOut } from '../domains/mail-out/service.ts';
+import {
   attemptDeliveries,
   DELIVERY_DEAD_QUEUE,
   DELIVERY_QUEUE,
@@ -63,7 +71,7 @@ export interface Jobs {
 export async function startJobs(
   db: Db,
   log: Logger,
-  config: Pick<Config, 'databaseUrl' | 'webhooks' | 'jobs'>,
+  config: Pick<Config, 'databaseUrl' | 'webhooks' | 'jobs' | 'mail'>,
 ): Promise<Jobs> {
   const queue = await openQueue(
     db,
@@ -78,6 +86,15 @@ export async function startJobs(
         deadLetter: DELIVERY_DEAD_QUEUE,
         // Longer than an attempt's lease, so a job is only run again once its process is gone.
         expireInSeconds: Math.ceil(config.webhooks.timeoutMs / 1000) + 10,
+        retryLimit: 10,
+        retryDelaySeconds: 5,
+      },
+      // Mail out (docs/email.md): the same shape; retries on SMTP failures are our own jobs.
+      { name: MAIL_DEAD_QUEUE, expireInSeconds: 60, retryLimit: 10, retryDelaySeconds: 30 },
+      {
+        name: MAIL_QUEUE,
+        deadLetter: MAIL_DEAD_QUEUE,
+        expireInSeconds: Math.ceil(config.mail.sendTimeoutMs / 1000) + 15,
         retryLimit: 10,
         retryDelaySeconds: 5,
       },
@@ -98,12 +115,27 @@ export async function startJobs(
   await queue.work<DeliveryJob>(DELIVERY_DEAD_QUEUE, { concurrency: 1, batchSize: 10 }, (jobs) =>
     reviveDeliveries(deps, jobs.flatMap(jobDeliveryIds)),
   );
+  const mailDeps = { db, log, config: config.mail, queue };
+  await queue.work<MailJob>(MAIL_QUEUE, { concurrency: config.jobs.concurrency, batchSize: 2 }, (jobs) =>
+    attemptMails(
+      mailDeps,
+      jobs.flatMap((j) => j.outboxIds ?? []),
+    ),
+  );
+  await queue.work<MailJob>(MAIL_DEAD_QUEUE, { concurrency: 1, batchSize: 10 }, (jobs) =>
+    reviveMails(
+      mailDeps,
+      jobs.flatMap((j) => j.outboxIds ?? []),
+    ),
+  );
   const stopDispatch = startDispatch(db, log, queue, config.webhooks.dispatchIntervalMs);
+  const stopMailOut = startMailOut(db, log, queue, config.mail);
   return {
     queue,
     async stop() {
       await stopDispatch();
-      await queue.stop(config.webhooks.timeoutMs + 1_000);
+      await stopMailOut();
+      await queue.stop(Math.max(config.webhooks.timeoutMs, config.mail.sendTimeoutMs) + 1_000);
     },
   };
 }

@@ -10,6 +10,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   403: 'The caller may not do this (role, department role, or a read-only token).',
   404: 'No such resource, or it is outside what the caller may see.',
   409: 'The request conflicts with the current state (a duplicate, something still depends on it, or an automation rule could not apply its actions: `rule_action_failed`).',
+  410: 'It existed but can no longer be used (an expired link).',
   412: 'If-Match does not match the current ETag: the resource changed since it was read.',
   413: 'The request body is larger than the server accepts.',
   415: 'The request body is not application/json.',

@@ -68,6 +68,7 @@ export const SETTINGS_EVENT_TYPES = [
   'webhook.disabled',
   'webhook.secret_rotated',
   'notification_defaults.updated',
+  'csat_settings.updated',
   'contact_field.created',
   'contact_field.updated',
   'contact_field.deleted',
@@ -450,6 +451,19 @@ export const PAYLOAD_SCHEMAS = {
     {
       $id: 'WebhookSecretRotatedPayload',
       description: 'A new signing secret was made (neither secret is ever in an event).',
+      additionalProperties: false,
+    },
+  ),
+  'csat_settings.updated': Type.Object(
+    {
+      department_id: Uuid(),
+      enabled: Type.Boolean(),
+      delay_minutes: Type.Integer(),
+      changes: Changes,
+    },
+    {
+      $id: 'CsatSettingsUpdatedPayload',
+      description: "A department's CSAT survey setting changed (GET /v1/departments/{id}/csat).",
       additionalProperties: false,
     },
   ),

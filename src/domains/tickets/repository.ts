@@ -7,6 +7,7 @@ import type {
   ActorType,
   Channel,
   Database,
+  DeliveryState,
   MessageKind,
   Priority,
   TicketEventType,
@@ -495,6 +496,8 @@ function toMessage(row: {
   mail_address?: string | null;
   mail_auto_submitted?: boolean;
   raw_blob_key?: string | null;
+  delivery_state?: DeliveryState | null;
+  delivery_error?: string | null;
 }): Message {
   return {
     id: row.id,
@@ -513,6 +516,10 @@ function toMessage(row: {
       mail_address: row.mail_address ?? null,
       mail_auto_submitted: row.mail_auto_submitted,
       raw_available: (row.raw_blob_key ?? null) !== null,
+    }),
+    ...(row.delivery_state !== undefined && {
+      delivery_state: row.delivery_state,
+      delivery_error: row.delivery_error ?? null,
     }),
   };
 }
@@ -546,6 +553,8 @@ export async function listMessages(
       'mail_address',
       'mail_auto_submitted',
       'raw_blob_key',
+      'delivery_state',
+      'delivery_error',
     ])
     .where('ticket_id', '=', ticketId)
     .$if(after !== null, (qb) => qb.where(after!))

@@ -250,6 +250,16 @@ export const MessageSchema = Type.Object(
         description: 'The received mail can be downloaded: GET .../messages/{message_id}/raw.',
       }),
     ),
+    // Mail out (docs/email.md): listed messages that went (or go) out by mail.
+    delivery_state: Type.Optional(
+      Type.Union([Type.Enum(['queued', 'sent', 'failed', 'bounced', 'suppressed']), Type.Null()], {
+        description:
+          'An agent reply mailed to the customer: queued, sent, failed, bounced or suppressed (GET /v1/tickets/{id}/mail tells more); null: not mailed.',
+      }),
+    ),
+    delivery_error: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], { description: 'Why it is not sent (yet).' }),
+    ),
   },
   { $id: 'TicketMessage', additionalProperties: false },
 );
