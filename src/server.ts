@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { describe, retryWhileUnreachable } from './db/outage.ts';
+import { startImapWatcher } from './domains/mailboxes/imap.ts';
 import { startNotifications } from './domains/notifications/service.ts';
 import { startJobs } from './jobs/start.ts';
 import { createLogDestination } from './logging.ts';
@@ -72,6 +73,15 @@ const stopScheduler = startScheduler(
   app.blobs,
 );
 const stopNotifications = startNotifications(db, app.log, config);
+// IMAP mailboxes are read by every process that runs the watcher; a mailbox by one at a time.
+const imapWatcher = config.mailIn.imapWatcher
+  ? startImapWatcher({
+      db,
+      blobs: app.blobs,
+      log: app.log.child({ component: 'imap' }),
+      config: config.mailIn,
+    })
+  : undefined;
 app.server.requestTimeout = 30_000;
 app.server.headersTimeout = 10_000;
 
@@ -79,6 +89,7 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
   await stopScheduler();
+  await imapWatcher?.stop();
   await jobs.stop();
   await stopNotifications();
   await app.close();

@@ -18,6 +18,9 @@ export const mailInSchemas = [InboundReceiptSchema];
 const RAW_TYPES = ['message/rfc822', 'text/plain', 'application/octet-stream'];
 const RawMime = { description: 'The message as it came (RFC 5322), bytes untouched.', format: 'binary' };
 
+const EXAMPLE_MAIL =
+  'From: Alice <alice@example.com>\r\nTo: sales@acme.example\r\nSubject: Price list\r\nMessage-ID: <1234@example.com>\r\nDate: Fri, 04 Dec 2026 10:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nCould you send me your price list?\r\n';
+
 const unauthenticated = () =>
   new DomainError(
     'unauthenticated',
@@ -78,7 +81,11 @@ export const mailInRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['mail in'],
         summary: 'Receive a raw email (webhook of a mail provider, or an MTA pipe)',
         description: `The body is the raw message (Content-Type message/rfc822, text/plain or application/octet-stream), at most INBOUND_MAIL_MAX_BYTES (25 MiB; larger: 413). No agent credentials: the mailbox's inbound secret authenticates (Authorization: Bearer drm_..., or HTTP Basic with the secret as password, any user name); the mail belongs to that mailbox. It is routed to the department owning the first support address in To, Cc, Delivered-To or X-Original-To, else to the mailbox's department; threaded by In-Reply-To / References, or by [Ticket#<number>] in the subject when the sender is that ticket's contact; else a new email ticket. Rules run as for every ticket. Answers 202 with what happened; the same Message-ID again answers duplicate and makes nothing new.`,
-        body: { content: Object.fromEntries(RAW_TYPES.map((type) => [type, { schema: RawMime }])) },
+        body: {
+          content: Object.fromEntries(
+            RAW_TYPES.map((type) => [type, { schema: { ...RawMime, examples: [EXAMPLE_MAIL] } }]),
+          ),
+        },
         response: {
           202: ref(InboundReceiptSchema),
           ...problems(401, 409, 422),

@@ -1,0 +1,179 @@
+import { ImapFlow } from 'imapflow';
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import type { MailInConfig } from '../../config.ts';
+import type { Db } from '../../db/database.ts';
+import type { MailboxRow } from '../../db/types.ts';
+import { DomainError } from '../../errors.ts';
+import type { BlobStore } from '../../storage/blobs.ts';
+import { receiveMail } from '../mail-in/receive.ts';
+import * as repo from './repository.ts';
+
+// The IMAP watcher: every process runs one; each due mailbox is claimed by one process at a time
+// (a short transaction locks its row with SKIP LOCKED and leases it by moving next_poll_at past
+// the read), read from the last UID it imported, each message fed to receiveMail, marked \Seen and
+// kept. Progress is written after every message, so a crash re-reads at most one message, which
+// its Message-ID then recognises. A server that is down or refuses the login gets last_error and
+// backoff; every connection, greeting and command is bounded by IMAP_TIMEOUT_MS.
+// Polling only: IDLE would hold a connection (and a lease) per mailbox per process.
+
+type Log = Pick<Logger, 'info' | 'warn'>;
+
+export interface ImapWatcherDeps {
+  db: Db;
+  blobs: BlobStore;
+  log: Log;
+  config: MailInConfig;
+  /** How often due mailboxes are looked for (tests: a fraction of a second). */
+  tickMs?: number;
+  /** Open connections, closed by stop() so a shutdown waits for no slow server. */
+  open?: Set<ImapFlow>;
+}
+
+/** Backoff after the n-th failure in a row: 30 s doubling, at most an hour. */
+export const backoffSeconds = (failures: number) => Math.min(3600, 30 * 2 ** Math.min(failures - 1, 7));
+
+/** Claims the next due IMAP mailbox, leased for `leaseSeconds`, or undefined when none is due. */
+async function claimNext(db: Db, leaseSeconds: number): Promise<MailboxRow | undefined> {
+  const result = await sql<MailboxRow>`
+    update mailboxes set next_poll_at = now() + ${leaseSeconds} * interval '1 second'
+    where id = (
+      select id from mailboxes
+      where kind = 'imap' and active and (next_poll_at is null or next_poll_at <= now())
+      order by next_poll_at nulls first, id
+      limit 1
+      for update skip locked
+    )
+    returning *`.execute(db);
+  return result.rows[0];
+}
+
+/** What last_error says: the server's words, never a password. */
+function describe(error: unknown, row: MailboxRow): string {
+  const e = error as {
+    responseText?: string;
+    code?: string;
+    message?: string;
+    authenticationFailed?: boolean;
+  };
+  let text = e.authenticationFailed
+    ? `login refused: ${e.responseText ?? 'authentication failed'}`
+    : [e.code, e.responseText ?? e.message].filter(Boolean).join(': ') || 'unknown error';
+  if (row.imap_password) text = text.split(row.imap_password).join('[redacted]');
+  return text.slice(0, 500);
+}
+
+/** Reads one mailbox once: every message after the last imported UID. Returns how many were fed. */
+export async function readMailbox(
+  deps: ImapWatcherDeps,
+  row: MailboxRow,
+  stopped: () => boolean,
+): Promise<number> {
+  const { config } = deps;
+  const client = new ImapFlow({
+    host: row.imap_host!,
+    port: row.imap_port!,
+    secure: row.imap_tls,
+    auth: { user: row.imap_username!, pass: row.imap_password ?? '' },
+    logger: false,
+    connectionTimeout: config.imapTimeoutMs,
+    greetingTimeout: config.imapTimeoutMs,
+    socketTimeout: config.imapTimeoutMs * 2,
+    disableAutoIdle: true,
+  });
+  // A dropped connection is reported through the command that was running; this keeps the
+  // 'error' event from becoming an uncaught exception.
+  client.on('error', () => {});
+  deps.open?.add(client);
+  let fed = 0;
+  try {
+    await client.connect();
+    const lock = await client.getMailboxLock(row.imap_folder);
+    try {
+      const box = client.mailbox;
+      if (!box) throw new Error(`folder ${row.imap_folder} could not be opened`);
+      const uidValidity = Number(box.uidValidity);
+      let lastUid = Number(row.imap_uidvalidity) === uidValidity ? Number(row.imap_last_uid ?? 0) : 0;
+      const found = await client.search({ uid: `${lastUid + 1}:*` }, { uid: true });
+      const uids = (found || []).filter((uid) => uid > lastUid).sort((a, b) => a - b);
+      for (const uid of uids) {
+        if (stopped()) break;
+        const message = await client.fetchOne(
+          String(uid),
+          { uid: true, size: true, source: true },
+          { uid: true },
+        );
+        if (message && message.source?.length !== undefined && message.source.length <= config.maxBytes) {
+          try {
+            await receiveMail(
+              { db: deps.db, blobs: deps.blobs, log: deps.log, maxAttachmentBytes: config.maxBytes },
+              { id: row.id, department_id: row.department_id },
+              message.source,
+            );
+          } catch (error) {
+            // A message that can never become a ticket must not stop the ones after it.
+            if (!(error instanceof DomainError)) throw error;
+            deps.log.warn({ mailboxId: row.id, uid, code: error.code }, 'IMAP message skipped');
+          }
+        } else if (message) {
+          deps.log.warn({ mailboxId: row.id, uid, size: message.size }, 'IMAP message too large; skipped');
+        }
+        await client.messageFlagsAdd(String(uid), ['\\Seen'], { uid: true });
+        lastUid = uid;
+        fed++;
+        await repo.recordImapProgress(deps.db, row.id, uidValidity, lastUid);
+      }
+      if (uids.length === 0) await repo.recordImapProgress(deps.db, row.id, uidValidity, lastUid);
+    } finally {
+      lock.release();
+    }
+    await client.logout();
+  } finally {
+    deps.open?.delete(client);
+    client.close();
+  }
+  return fed;
+}
+
+/** Starts this process's watcher; stop() waits for the read under way (bounded by the timeouts). */
+export function startImapWatcher(deps: ImapWatcherDeps): { stop(): Promise<void> } {
+  const { db, log, config } = deps;
+  const tickMs = deps.tickMs ?? Math.min(5_000, config.imapPollSeconds * 1000);
+  // Longer than a read may take, so no other process reads the mailbox meanwhile; progress after
+  // each message keeps a re-read small if this process dies.
+  const leaseSeconds = Math.max(60, Math.ceil((config.imapTimeoutMs * 10) / 1000));
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const open = new Set<ImapFlow>();
+  const turn = async () => {
+    try {
+      for (let i = 0; i < 100 && !stopped; i++) {
+        const row = await claimNext(db, leaseSeconds);
+        if (!row) break;
+        try {
+          const fed = await readMailbox({ ...deps, open }, row, () => stopped);
+          await repo.recordPollSuccess(db, row.id, row.poll_seconds ?? config.imapPollSeconds);
+          if (fed > 0) log.info({ mailboxId: row.id, messages: fed }, 'IMAP mailbox read');
+        } catch (error) {
+          const reason = describe(error, row);
+          await repo.recordPollFailure(db, row.id, reason, backoffSeconds);
+          log.warn({ mailboxId: row.id, reason }, 'IMAP mailbox could not be read; backing off');
+        }
+      }
+    } catch (error) {
+      log.warn({ reason: (error as Error).message }, 'IMAP watcher turn failed; next turn retries');
+    }
+    if (!stopped) timer = setTimeout(() => (running = turn()), tickMs);
+  };
+  running = turn();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      // A read cut short here is recorded as a failure and read again, from its last message, later.
+      for (const client of open) client.close();
+      await running;
+    },
+  };
+}

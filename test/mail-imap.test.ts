@@ -1,0 +1,244 @@
+import { ImapFlow } from 'imapflow';
+import pino from 'pino';
+import t from 'tap';
+import { startImapWatcher } from '../src/domains/mailboxes/imap.ts';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { dovecotMissing, startDovecot } from './helpers/dovecot.ts';
+import { rawMail } from './helpers/mail.ts';
+import { closedPort } from './helpers/network.ts';
+
+// Against a real Dovecot started for this file (private port and folder): messages appended over
+// IMAP become tickets through the watcher, seen through HTTP.
+
+const missing = dovecotMissing();
+if (missing) {
+  t.comment(`skipped: ${missing}`);
+  t.pass('skipped: no Dovecot');
+} else {
+  t.test('IMAP mailboxes', async (t) => {
+    const dovecot = await startDovecot();
+    t.teardown(() => dovecot.stop());
+    const ctx = await buildTestApp(t, { IMAP_TIMEOUT_MS: '3000' });
+    const { db } = ctx;
+    const sales = await makeDepartment(db, 'Sales');
+    const support = await makeDepartment(db, 'Support');
+    await db
+      .insertInto('department_addresses')
+      .values({ address: 'sales@acme.test', department_id: sales, is_reply_from: true })
+      .execute();
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const created = await ctx.request({
+      method: 'POST',
+      url: '/v1/mailboxes',
+      token: admin.token,
+      payload: {
+        name: 'Sales IMAP',
+        department_id: support,
+        kind: 'imap',
+        imap: {
+          host: dovecot.host,
+          port: dovecot.port,
+          tls: false,
+          username: dovecot.user,
+          password: dovecot.password,
+          poll_seconds: 1,
+        },
+      },
+    });
+    t.equal(created.statusCode, 201, created.body);
+    const mailboxId = created.json().id as string;
+
+    const customer = new ImapFlow({
+      host: dovecot.host,
+      port: dovecot.port,
+      secure: false,
+      auth: { user: dovecot.user, pass: dovecot.password },
+      logger: false,
+    });
+    await customer.connect();
+    t.teardown(() => customer.logout().catch(() => {}));
+    const append = (raw: string) => customer.append('INBOX', raw);
+
+    const watchers = [1, 2].map(() =>
+      startImapWatcher({
+        db,
+        blobs: ctx.app.blobs,
+        log: pino({ level: 'silent' }),
+        config: ctx.app.config.mailIn,
+        tickMs: 100,
+      }),
+    );
+    t.teardown(async () => {
+      for (const w of watchers) await w.stop();
+    });
+
+    const ticketsNow = async () => {
+      const res = await ctx.request({ method: 'GET', url: '/v1/tickets?limit=200', token: admin.token });
+      t.equal(res.statusCode, 200, res.body);
+      return res.json().data as { id: string; subject: string; department_id: string; status: string }[];
+    };
+    const messagesOf = async (id: string) =>
+      (await ctx.request({ method: 'GET', url: `/v1/tickets/${id}/messages`, token: admin.token })).json()
+        .data as {
+        mail_message_id: string;
+        mail_auto_submitted: boolean;
+      }[];
+    const until = async <T>(
+      what: string,
+      probe: () => Promise<T>,
+      ms = 20_000,
+    ): Promise<Exclude<T, undefined | false | null>> => {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const value = await probe();
+        if (value) return value as Exclude<T, undefined | false | null>;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+
+    let ticketId = '';
+    await t.test(
+      'a message appended to the mailbox becomes a ticket of the department written to',
+      async (t) => {
+        await append(
+          rawMail({
+            from: 'Alice <alice@customer.test>',
+            to: 'sales@acme.test',
+            subject: 'Quote needed',
+            messageId: '<imap-1@customer.test>',
+          }),
+        );
+        const ticket = await until('the ticket', async () =>
+          (await ticketsNow()).find((x) => x.subject === 'Quote needed'),
+        );
+        ticketId = ticket.id;
+        t.equal(ticket.department_id, sales);
+        const lock = await customer.getMailboxLock('INBOX');
+        try {
+          const seen = await until('the \\Seen flag', async () => {
+            const message = await customer.fetchOne('1', { flags: true });
+            return message ? message.flags?.has('\\Seen') : false;
+          });
+          t.ok(seen, 'marked \\Seen and kept on the server');
+        } finally {
+          lock.release();
+        }
+        const mailbox = await until('last_polled_at', async () => {
+          const res = await ctx.request({
+            method: 'GET',
+            url: `/v1/mailboxes/${mailboxId}`,
+            token: admin.token,
+          });
+          return res.json().last_polled_at ? res.json() : undefined;
+        });
+        t.equal(mailbox.last_error, null);
+        t.notMatch(JSON.stringify(mailbox), dovecot.password);
+      },
+    );
+
+    await t.test('a reply threads, a duplicate delivery and an auto-reply open nothing', async (t) => {
+      await append(
+        rawMail({
+          from: 'alice@customer.test',
+          to: 'sales@acme.test',
+          subject: 'Re: Quote needed',
+          messageId: '<imap-2@customer.test>',
+          inReplyTo: '<imap-1@customer.test>',
+        }),
+      );
+      await append(
+        rawMail({
+          from: 'alice@customer.test',
+          to: 'sales@acme.test',
+          subject: 'Quote needed',
+          messageId: '<imap-1@customer.test>',
+        }),
+      );
+      await append(
+        rawMail({
+          from: 'bob@customer.test',
+          to: 'sales@acme.test',
+          subject: 'Out of office',
+          headers: { 'Auto-Submitted': 'auto-replied' },
+        }),
+      );
+      await append(
+        rawMail({
+          from: 'carol@customer.test',
+          to: 'sales@acme.test',
+          subject: 'Last one',
+          messageId: '<imap-5@customer.test>',
+        }),
+      );
+      await until('the last message', async () => (await ticketsNow()).find((x) => x.subject === 'Last one'));
+      const messages = await messagesOf(ticketId);
+      t.same(
+        messages.map((m) => m.mail_message_id),
+        ['imap-1@customer.test', 'imap-2@customer.test'],
+        'threaded once each',
+      );
+      const all = await ticketsNow();
+      t.equal(all.length, 2, 'no ticket for the duplicate nor the auto-reply');
+      t.notOk(all.some((x) => x.subject === 'Out of office'));
+      const row = await db
+        .selectFrom('mailboxes')
+        .select(['imap_last_uid'])
+        .where('id', '=', mailboxId)
+        .executeTakeFirstOrThrow();
+      t.equal(Number(row.imap_last_uid), 5, 'read up to the last UID');
+    });
+
+    await t.test(
+      'a refused login and a server that is down give last_error and backoff, never a hang',
+      async (t) => {
+        const wrong = await ctx.request({
+          method: 'PATCH',
+          url: `/v1/mailboxes/${mailboxId}`,
+          token: admin.token,
+          payload: { imap: { password: 'not-the-password-xyz' } },
+        });
+        t.equal(wrong.statusCode, 200, wrong.body);
+        const failed = await until('the login failure', async () => {
+          const res = await ctx.request({
+            method: 'GET',
+            url: `/v1/mailboxes/${mailboxId}`,
+            token: admin.token,
+          });
+          return res.json().last_error ? res.json() : undefined;
+        });
+        t.match(failed.last_error, /login refused/i);
+        t.notMatch(failed.last_error, 'not-the-password-xyz');
+        const row = await db
+          .selectFrom('mailboxes')
+          .select(['failures', 'next_poll_at'])
+          .where('id', '=', mailboxId)
+          .executeTakeFirstOrThrow();
+        t.ok(row.failures >= 1);
+        t.ok(row.next_poll_at && row.next_poll_at.getTime() > Date.now() + 10_000, 'backs off');
+
+        const down = await ctx.request({
+          method: 'POST',
+          url: '/v1/mailboxes',
+          token: admin.token,
+          payload: {
+            name: 'Down',
+            department_id: support,
+            kind: 'imap',
+            imap: { host: '127.0.0.1', port: await closedPort(), tls: false, username: 'u', password: 'p' },
+          },
+        });
+        t.equal(down.statusCode, 201);
+        const downFailed = await until('the connection failure', async () => {
+          const res = await ctx.request({
+            method: 'GET',
+            url: `/v1/mailboxes/${down.json().id}`,
+            token: admin.token,
+          });
+          return res.json().last_error ? res.json() : undefined;
+        });
+        t.match(downFailed.last_error, /ECONNREFUSED|connect/i);
+      },
+    );
+  });
+}
