@@ -11,6 +11,7 @@ import { startNotifications } from './domains/notifications/service.ts';
 import { startJobs } from './jobs/start.ts';
 import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
+import { blobStoreFor } from './storage/blobs.ts';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -49,14 +50,16 @@ const { applied, firstAdmin } = await retryWhileUnreachable(
   'migrating',
 );
 // Webhook deliveries and other background jobs; started before the app so routes can enqueue.
+const blobs = blobStoreFor(config.dataDir);
 const jobs = await retryWhileUnreachable(
-  () => startJobs(db, dbLog.child({ component: 'jobs' }), config),
+  () => startJobs(db, dbLog.child({ component: 'jobs' }), config, blobs),
   dbLog,
   'starting the job queue',
 );
 const app = await buildApp(config, {
   db,
   jobs: jobs.queue,
+  blobs,
   jwtSecret: await resolveJwtSecret(config),
   logger: {
     level: config.logLevel,

@@ -347,8 +347,15 @@ t.test('an SMTP server that hangs: attempts time out, retry, then fail; the API 
     .where('kind', '=', 'agent_reply')
     .executeTakeFirstOrThrow();
   const config = loadConfig({ ...FAST, SMTP_URL: silent.url });
-  await attemptMails({ db: ctx.db, log: pino({ level: 'silent' }), config: config.mail, queue: undefined }, [
-    row.id,
-  ]);
+  await attemptMails(
+    {
+      db: ctx.db,
+      log: pino({ level: 'silent' }),
+      config: config.mail,
+      queue: undefined,
+      blobs: ctx.app.blobs,
+    },
+    [row.id],
+  );
   t.equal((await mails(ctx, token, id)).find((x) => x.kind === 'agent_reply')?.attempts, 2, 'not attempted');
 });

@@ -210,7 +210,13 @@ t.test('CSAT surveys', async (t) => {
       .execute();
     const config = loadConfig({ ...ENV, SMTP_URL: smtp.url });
     await attemptMails(
-      { db: ctx.db, log: pino({ level: 'silent' }), config: config.mail, queue: undefined },
+      {
+        db: ctx.db,
+        log: pino({ level: 'silent' }),
+        config: config.mail,
+        queue: undefined,
+        blobs: ctx.app.blobs,
+      },
       [survey.id],
     );
     const after = await call(ctx, 'GET', `/v1/tickets/${ticket.id}/mail`, admin);

@@ -24,6 +24,7 @@ import {
   reviveDeliveries,
 } from '../domains/webhooks/delivery.ts';
 import { recordDisabled } from '../domains/webhooks/service.ts';
+import type { BlobStore } from '../storage/blobs.ts';
 import { type JobQueue, openQueue } from './queue.ts';
 
 const DISPATCH_BATCH = 200;
@@ -72,6 +73,7 @@ export async function startJobs(
   db: Db,
   log: Logger,
   config: Pick<Config, 'databaseUrl' | 'webhooks' | 'jobs' | 'mail'>,
+  blobs: BlobStore,
 ): Promise<Jobs> {
   const queue = await openQueue(
     db,
@@ -115,7 +117,7 @@ export async function startJobs(
   await queue.work<DeliveryJob>(DELIVERY_DEAD_QUEUE, { concurrency: 1, batchSize: 10 }, (jobs) =>
     reviveDeliveries(deps, jobs.flatMap(jobDeliveryIds)),
   );
-  const mailDeps = { db, log, config: config.mail, queue };
+  const mailDeps = { db, log, config: config.mail, queue, blobs };
   await queue.work<MailJob>(MAIL_QUEUE, { concurrency: config.jobs.concurrency, batchSize: 2 }, (jobs) =>
     attemptMails(
       mailDeps,

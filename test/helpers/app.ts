@@ -46,17 +46,23 @@ export async function buildTestApp(
     ...env,
   });
   // The queue runs the way the server runs it (src/jobs/start.ts), polling fast for tests.
-  const jobs = options.jobs
-    ? await startJobs(database.db, pino({ level: 'silent' }), {
-        ...config,
-        databaseUrl: database.url ?? undefined,
-        jobs: { ...config.jobs, pollIntervalMs: 500, superviseIntervalSeconds: 1 },
-      })
-    : undefined;
   const blobDir = await mkdtemp(path.join(tmpdir(), 'deskroute-blobs-'));
+  const blobs = localDiskStore(blobDir);
+  const jobs = options.jobs
+    ? await startJobs(
+        database.db,
+        pino({ level: 'silent' }),
+        {
+          ...config,
+          databaseUrl: database.url ?? undefined,
+          jobs: { ...config.jobs, pollIntervalMs: 500, superviseIntervalSeconds: 1 },
+        },
+        blobs,
+      )
+    : undefined;
   const app = await buildApp(config, {
     db: database.db,
-    blobs: localDiskStore(blobDir),
+    blobs,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',
     ...(jobs && { jobs: jobs.queue }),
   });

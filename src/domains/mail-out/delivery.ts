@@ -7,6 +7,7 @@ import type { MailConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { MailOutboxTable } from '../../db/types.ts';
 import type { JobQueue, NewJob } from '../../jobs/queue.ts';
+import type { BlobStore } from '../../storage/blobs.ts';
 import { smtpSettingsOfDepartment } from '../mailboxes/repository.ts';
 import { sendOnce, smtpSettingsOfUrl } from './transport.ts';
 
@@ -23,6 +24,8 @@ export interface MailDeps {
   log: Logger;
   config: MailConfig;
   queue: JobQueue | undefined;
+  /** Where a reply's attachments are read from (the app's store). */
+  blobs: BlobStore;
 }
 
 /** Jobs for outbox rows, in the caller's transaction; rows due at the same moment share a job. */
@@ -129,10 +132,28 @@ async function attemptOne(deps: MailDeps, mail: Claimed): Promise<void> {
     (mail.department_id ? await smtpSettingsOfDepartment(deps.db, mail.department_id) : undefined) ??
     (deps.config.smtpUrl ? smtpSettingsOfUrl(deps.config.smtpUrl) : undefined);
   const started = Date.now();
+  // A reply's files go with it, read from the store at each attempt.
+  const files = mail.message_id
+    ? await deps.db
+        .selectFrom('attachments')
+        .select(['filename', 'content_type', 'blob_key'])
+        .where('message_id', '=', mail.message_id)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute()
+    : [];
+  const attachments = await Promise.all(
+    files.map(async (file) => ({
+      filename: file.filename,
+      contentType: file.content_type,
+      content: await deps.blobs.get(file.blob_key),
+    })),
+  );
   const result = settings
     ? await sendOnce(
         settings,
         {
+          attachments,
           from: { name: mail.from_name, address: mail.from_address },
           to: mail.to_address,
           subject: mail.subject,

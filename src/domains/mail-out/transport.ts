@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SmtpSettings } from '../mailboxes/repository.ts';
 
@@ -22,6 +23,8 @@ export interface OutgoingMail {
   html: string;
   messageId: string;
   headers: Record<string, string>;
+  /** Files of the message, streamed from the blob store. */
+  attachments: { filename: string; contentType: string; content: Readable }[];
 }
 
 export type SendResult = { ok: true; response: string } | { ok: false; permanent: boolean; error: string };
@@ -61,6 +64,7 @@ export async function sendOnce(
         html: mail.html,
         messageId: `<${mail.messageId}>`,
         headers: mail.headers,
+        attachments: mail.attachments,
       }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
