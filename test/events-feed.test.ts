@@ -14,11 +14,17 @@ import {
   IdleAfterSchema,
   RULE_STAND_INS,
 } from '../src/domains/automation-rules/schemas.ts';
+import { CannedResponseSchema } from '../src/domains/canned-responses/schemas.ts';
 import { ContactFieldSchema } from '../src/domains/contact-fields/schemas.ts';
 import { DepartmentSchema, MemberSchema } from '../src/domains/departments/schemas.ts';
 import { eventSchemas } from '../src/domains/events/catalogue.ts';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { type FeedRow, feedHead, readFeed, recordSettingsEvent } from '../src/domains/events/repository.ts';
+import {
+  DepartmentMailIdentitySchema,
+  MailSettingsSchema,
+  MailTemplateSchema,
+} from '../src/domains/mail-identity/schemas.ts';
 import { HolidaySchema, ScheduleSchema, WeeklyIntervalSchema } from '../src/domains/schedules/schemas.ts';
 import {
   SlaEscalationSchema,
@@ -146,6 +152,10 @@ tap.test('every feed row fits the Event schema of the spec', async (t) => {
     SlaTargetSchema,
     SlaEscalationSchema,
     SlaPolicySchema,
+    MailSettingsSchema,
+    DepartmentMailIdentitySchema,
+    MailTemplateSchema,
+    CannedResponseSchema,
     ...eventSchemas,
   ]) {
     ajv.addSchema(schema);

@@ -219,6 +219,18 @@ t.test('mail identity', async (t) => {
     t.equal(after.headers.etag, current.headers.etag);
   });
 
+  await t.test('two departments claiming one address at once: one gets it, the other 409', async (t) => {
+    const a = await makeDepartment(ctx.db, 'Race A');
+    const b = await makeDepartment(ctx.db, 'Race B');
+    const claims = await Promise.all(
+      [a, b].map((id) => put(id, admin, { addresses: [{ address: 'race@acme.example' }] })),
+    );
+    t.same(claims.map((r) => r.statusCode).sort(), [200, 409], claims.map((r) => r.body).join(' | '));
+    t.equal(claims.find((r) => r.statusCode === 409)!.json().code, 'address_taken');
+    const owners = (await addressRows(ctx)).filter((r) => r.address === 'race@acme.example');
+    t.equal(owners.length, 1);
+  });
+
   await t.test('If-Match guards the identity', async (t) => {
     const read = await ctx.request({ method: 'GET', url: identityUrl(sales), token: admin });
     const ok = await put(

@@ -247,6 +247,33 @@ t.test('mail templates', async (t) => {
     ]);
   });
 
+  await t.test('a saved template that fails for one ticket gives way to the next one', async (t) => {
+    // Fine for the sample (a short subject), past the output bound for a 500-character one.
+    const greedy = {
+      subject: 'Noted',
+      text: '{% for i in (1..5000) %}{{ ticket.subject }}{% endfor %}',
+      html: '<p>ok</p>',
+    };
+    const saved = await ctx.request({
+      method: 'PUT',
+      url: `/v1/departments/${sales}/templates/resolved_notice`,
+      token: salesManager,
+      payload: greedy,
+    });
+    t.equal(saved.statusCode, 200, saved.body);
+    const short = await renderMail(ctx.db, { kind: 'resolved_notice', ticketId: salesTicket.id });
+    t.equal(short.subject, `Noted [Ticket#${salesTicket.number}]`, 'the department’s for a short subject');
+    const long = await makeTicket(ctx.db, { department_id: sales, subject: 'x'.repeat(500) });
+    const mail = await renderMail(ctx.db, { kind: 'resolved_notice', ticketId: long.id });
+    t.match(mail.subject, /^Resolved: x+/, 'the built-in one went out instead');
+    const dropped = await ctx.request({
+      method: 'DELETE',
+      url: `/v1/departments/${sales}/templates/resolved_notice`,
+      token: salesManager,
+    });
+    t.equal(dropped.statusCode, 204);
+  });
+
   await t.test('who may change templates', async (t) => {
     const before = await templateRows(ctx);
     const attempts: [string, string, string][] = [
