@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import t from 'tap';
 import { loadConfig } from '../src/config.ts';
 import { attemptMails } from '../src/domains/mail-out/delivery.ts';
+import { drainMailFeed } from '../src/domains/mail-out/service.ts';
 import { insertNewTicket } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { startSilentServer, startSmtpReceiver, waitFor } from './helpers/smtp.ts';
@@ -359,3 +360,64 @@ t.test('an SMTP server that hangs: attempts time out, retry, then fail; the API 
   );
   t.equal((await mails(ctx, token, id)).find((x) => x.kind === 'agent_reply')?.attempts, 2, 'not attempted');
 });
+
+t.test(
+  'each mail is sent once across workers; a lost outcome resends with the same Message-ID',
+  async (t) => {
+    const smtp = await startSmtpReceiver();
+    t.teardown(smtp.close);
+    // No job queue: the consumer and the workers are run by hand, as two processes would.
+    const env = { ...FAST, SMTP_URL: smtp.url };
+    const ctx = await buildTestApp(t, env);
+    const config = loadConfig(env).mail;
+    const deps = { db: ctx.db, log: pino({ level: 'silent' }), config, queue: undefined };
+    const { token } = await agentWithToken(ctx, { role: 'admin' });
+    // The consumer starts at the feed head the first time it runs.
+    await drainMailFeed(ctx.db, { config, queue: undefined });
+    const res = await call(ctx, 'POST', '/v1/tickets', token, {
+      subject: 'Twice?',
+      channel: 'email',
+      contact: { email: 'once@customer.example' },
+      message: { body: 'Hello' },
+    });
+    const id = res.json().id as string;
+    await waitFor('the acknowledgement planned', async () => {
+      await drainMailFeed(ctx.db, { config, queue: undefined });
+      return (await mails(ctx, token, id)).find((m) => m.kind === 'acknowledgement');
+    });
+    const row = await ctx.db
+      .selectFrom('mail_outbox')
+      .select(['id', 'mail_message_id'])
+      .where('ticket_id', '=', id)
+      .executeTakeFirstOrThrow();
+    await Promise.all([
+      attemptMails(deps, [row.id]),
+      attemptMails(deps, [row.id]),
+      attemptMails(deps, [row.id]),
+    ]);
+    t.equal(smtp.received.length, 1, 'three workers, one mail');
+    t.equal((await mails(ctx, token, id))[0]?.attempts, 1);
+
+    // A worker that sent but died before writing the outcome: its lease runs out, and the mail
+    // goes again with the same Message-ID.
+    await ctx.db
+      .updateTable('mail_outbox')
+      .set({ state: 'queued', sent_at: null, locked_until: new Date(Date.now() + 60_000) })
+      .where('id', '=', row.id)
+      .execute();
+    await attemptMails(deps, [row.id]);
+    t.equal(smtp.received.length, 1, 'not while another worker holds the lease');
+    await ctx.db
+      .updateTable('mail_outbox')
+      .set({ locked_until: new Date(Date.now() - 1) })
+      .where('id', '=', row.id)
+      .execute();
+    await attemptMails(deps, [row.id]);
+    t.equal(smtp.received.length, 2);
+    t.same(
+      smtp.received.map((m) => m.parsed.messageId),
+      [`<${row.mail_message_id}>`, `<${row.mail_message_id}>`],
+      'the same Message-ID',
+    );
+  },
+);

@@ -151,6 +151,20 @@ t.test('CSAT surveys', async (t) => {
     );
     t.equal(ratedEvents.length, 1, 'the ticket history (and so the reports) has the rating');
     t.equal(ratedEvents[0]?.actor.type, 'contact');
+    const quarter = 15 * 60_000;
+    const from = new Date(Math.floor((Date.now() - 3_600_000) / quarter) * quarter).toISOString();
+    const to = new Date(Math.ceil((Date.now() + 3_600_000) / quarter) * quarter).toISOString();
+    const report = await call(
+      ctx,
+      'GET',
+      `/v1/reports/departments?from=${from}&to=${to}&columns=positive_ratings,negative_ratings`,
+      admin,
+    );
+    t.equal(report.statusCode, 200, report.body);
+    const row = (report.json().data as { department_id: string; positive_ratings: number }[]).find(
+      (r) => r.department_id === sales,
+    );
+    t.match(row, { positive_ratings: 1, negative_ratings: 0 }, 'counted in the reports');
   });
 
   await t.test('forged and expired links', async (t) => {

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
+import type { Logger as PinoLogger } from 'pino';
 import type { MailConfig } from '../../config.ts';
+import { describe, isDatabaseUnreachable } from '../../db/outage.ts';
 import type { Channel, Database, OutboxKind, OutboxState } from '../../db/types.ts';
 import type { JobQueue } from '../../jobs/queue.ts';
 import { isSupportAddress } from '../departments/addresses.ts';
@@ -30,6 +32,7 @@ const MAX_REFERENCES = 10;
 export interface PlanDeps {
   config: MailConfig;
   queue: JobQueue | undefined;
+  log?: Pick<PinoLogger, 'warn'> | undefined;
 }
 
 interface TicketNow {
@@ -42,9 +45,27 @@ interface TicketNow {
   created_in_working_hours: boolean | null;
 }
 
-/** The outbox rows one batch of the feed causes, in the consumer's transaction. */
+/**
+ * The outbox rows one batch of the feed causes, in the consumer's transaction. Each event runs
+ * under a savepoint: one that cannot be mailed (a template that fails to render, a bug) is
+ * logged and passed over alone, rather than holding every later mail back for good. A database
+ * gone away still fails the batch, which is read again.
+ */
 export async function planMails(deps: PlanDeps, trx: Trx, rows: readonly FeedRow[]): Promise<void> {
-  for (const row of rows) await planOne(deps, trx, row);
+  for (const row of rows) {
+    await sql`savepoint mail_event`.execute(trx);
+    try {
+      await planOne(deps, trx, row);
+      await sql`release savepoint mail_event`.execute(trx);
+    } catch (error) {
+      if (isDatabaseUnreachable(error)) throw error;
+      await sql`rollback to savepoint mail_event`.execute(trx);
+      deps.log?.warn(
+        { event: row.event.id, type: row.event.type, ticket: row.event.ticket_id, reason: describe(error) },
+        'mail out: an event could not be mailed; passed over',
+      );
+    }
+  }
 }
 
 async function planOne(deps: PlanDeps, trx: Trx, row: FeedRow): Promise<void> {

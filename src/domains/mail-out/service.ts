@@ -9,13 +9,13 @@ import { describe } from '../../db/outage.ts';
 import type { JobQueue } from '../../jobs/queue.ts';
 import { consumeFeedBatch } from '../events/consumer.ts';
 import { requireReadable } from '../tickets/service.ts';
-import { MAIL_CONSUMER, planMails } from './plan.ts';
+import { MAIL_CONSUMER, type PlanDeps, planMails } from './plan.ts';
 import { listTicketMails } from './repository.ts';
 
 const BATCH = 200;
 
 /** Runs the mail consumer until the feed is drained. Returns how many events it looked at. */
-export async function drainMailFeed(db: Db, deps: { config: MailConfig; queue: JobQueue | undefined }) {
+export async function drainMailFeed(db: Db, deps: PlanDeps) {
   let total = 0;
   for (;;) {
     const handled = await consumeFeedBatch(db, MAIL_CONSUMER, BATCH, (trx, rows) =>
@@ -37,7 +37,7 @@ export function startMailOut(db: Db, log: Logger, queue: JobQueue, config: MailC
   let running: Promise<void> = Promise.resolve();
   const turn = async () => {
     try {
-      await drainMailFeed(db, { config, queue });
+      await drainMailFeed(db, { config, queue, log });
     } catch (err) {
       log.warn({ reason: describe(err) }, 'mail dispatch failed; next turn retries');
     }
