@@ -370,7 +370,13 @@ t.test(
     const env = { ...FAST, SMTP_URL: smtp.url };
     const ctx = await buildTestApp(t, env);
     const config = loadConfig(env).mail;
-    const deps = { db: ctx.db, log: pino({ level: 'silent' }), config, queue: undefined };
+    const deps = {
+      db: ctx.db,
+      log: pino({ level: 'silent' }),
+      config,
+      queue: undefined,
+      blobs: ctx.app.blobs,
+    };
     const { token } = await agentWithToken(ctx, { role: 'admin' });
     // The consumer starts at the feed head the first time it runs.
     await drainMailFeed(ctx.db, { config, queue: undefined });
