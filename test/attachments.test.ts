@@ -237,7 +237,17 @@ t.test('attachments', async (t) => {
       headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
       payload: '--xyz\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\nunfinished',
     });
-    t.ok(broken.statusCode >= 400 && broken.statusCode < 500, `a cut body is a 4xx (${broken.statusCode})`);
+    t.equal(broken.statusCode, 400, 'a cut body');
+    t.equal(broken.json().code, 'malformed_multipart');
+    const noBoundary = await ctx.request({
+      method: 'POST',
+      url: `/v1/tickets/${ticket.id}/attachments`,
+      token: solverToken,
+      headers: { 'content-type': 'multipart/form-data' },
+      payload: 'whatever',
+    });
+    t.equal(noBoundary.statusCode, 400, 'no boundary');
+    t.equal(noBoundary.json().code, 'malformed_multipart');
     const badId = await upload('not-a-uuid', solverToken, [{ filename: 'a.txt', content: 'a' }]);
     t.equal(badId.statusCode, 400);
     const ghost = await upload(GHOST, solverToken, [{ filename: 'a.txt', content: 'a' }]);
