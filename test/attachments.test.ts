@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
@@ -235,7 +237,17 @@ t.test('attachments', async (t) => {
       headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
       payload: '--xyz\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\nunfinished',
     });
-    t.ok(broken.statusCode >= 400 && broken.statusCode < 500, `a cut body is a 4xx (${broken.statusCode})`);
+    t.equal(broken.statusCode, 400, 'a cut body');
+    t.equal(broken.json().code, 'malformed_multipart');
+    const noBoundary = await ctx.request({
+      method: 'POST',
+      url: `/v1/tickets/${ticket.id}/attachments`,
+      token: solverToken,
+      headers: { 'content-type': 'multipart/form-data' },
+      payload: 'whatever',
+    });
+    t.equal(noBoundary.statusCode, 400, 'no boundary');
+    t.equal(noBoundary.json().code, 'malformed_multipart');
     const badId = await upload('not-a-uuid', solverToken, [{ filename: 'a.txt', content: 'a' }]);
     t.equal(badId.statusCode, 400);
     const ghost = await upload(GHOST, solverToken, [{ filename: 'a.txt', content: 'a' }]);
@@ -608,4 +620,51 @@ t.test('staged attachments nobody sent are removed after a day', async (t) => {
     'housekeeping removed it',
   );
   t.equal((await blobFiles(ctx)).length, 2);
+});
+
+t.test('over a real socket: a refused upload is answered, a dropped one leaves nothing', async (t) => {
+  const ctx = await buildTestApp(t, { ATTACHMENT_MAX_BYTES: '100000' });
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const ticket = await makeTicket(ctx.db);
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `${address}/v1/tickets/${ticket.id}/attachments`;
+  const headers = { authorization: `Bearer ${token}` };
+
+  const body = new FormData();
+  body.append('file', new Blob([randomBytes(2_000_000)]), 'huge.bin');
+  const refused = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(20_000) });
+  t.equal(refused.status, 413, 'answered before the client finished sending');
+  t.equal(((await refused.json()) as { code: string }).code, 'attachment_too_large');
+
+  // A client that goes away half-way through a file.
+  const { hostname, port } = new URL(address);
+  const boundary = 'dropped-boundary';
+  const socket = net.connect(Number(port), hostname);
+  await once(socket, 'connect');
+  socket.write(
+    `POST /v1/tickets/${ticket.id}/attachments HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${token}\r\n` +
+      `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: 90000\r\n\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n`,
+  );
+  socket.write(randomBytes(40_000));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  socket.destroy();
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && (await blobFiles(ctx)).length > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  t.same(await blobFiles(ctx), [], 'no blob and no temporary file');
+  t.equal(await attachmentCount(ctx), 0, 'no row');
+
+  const fine = new FormData();
+  fine.append('file', new Blob([PDF]), 'after.pdf');
+  const after = await fetch(url, { method: 'POST', headers, body: fine });
+  t.equal(after.status, 201, 'the server carries on');
+  const [stored] = ((await after.json()) as { data: { id: string }[] }).data;
+  const back = await fetch(`${address}/v1/attachments/${stored?.id}`, { headers });
+  t.ok(Buffer.from(await back.arrayBuffer()).equals(PDF), 'byte-identical over HTTP too');
+  t.equal(
+    back.headers.get('content-disposition'),
+    `attachment; filename="after.pdf"; filename*=UTF-8''after.pdf`,
+  );
 });

@@ -26,6 +26,9 @@ export async function registerMultipart(app: FastifyInstance, limits: Config['at
   });
 }
 
+const BUSBOY_ERRORS =
+  /^(Unexpected end of multipart data|Multipart: Boundary not found|Boundary required|Part terminated early|Overflow\.)/;
+
 export const tooLarge = (code: string, message: string) => new DomainError('too_large', code, message);
 
 /** Turns what busboy and the blob store refuse into problem+json the client can act on. */
@@ -56,19 +59,13 @@ export function uploadError(error: unknown, limits: Config['attachments']): unkn
     case 'FST_MP_PREMATURE_CLOSE':
       return new DomainError('invalid', 'malformed_multipart', 'The multipart body is malformed.');
   }
-  // busboy's own parse errors ("Unexpected end of form", "Malformed part header", ...).
-  if (
-    error instanceof Error &&
-    !('statusCode' in error) &&
-    !('severity' in error) &&
-    !(error instanceof DomainError)
-  ) {
-    if (/multipart|form|part|boundary/i.test(error.message))
-      return new DomainError(
-        'invalid',
-        'malformed_multipart',
-        `The multipart body is malformed: ${error.message}.`,
-      );
+  // busboy's own parse errors, which carry no code.
+  if (error instanceof Error && code === undefined && BUSBOY_ERRORS.test(error.message)) {
+    return new DomainError(
+      'invalid',
+      'malformed_multipart',
+      `The multipart body is malformed: ${error.message}.`,
+    );
   }
   return error;
 }

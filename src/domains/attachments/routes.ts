@@ -49,6 +49,7 @@ export const attachmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
                     description: 'One part per file; the part’s filename names it.',
                   },
                 },
+                examples: [{ file: ['<the bytes of invoice.pdf>', '<the bytes of photo.jpg>'] }],
               },
             },
           },

@@ -66,6 +66,11 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
             'multipart/form-data': {
               schema: {
                 ...ContactFormBody,
+                additionalProperties: {
+                  type: 'string',
+                  format: 'binary',
+                  description: 'A file, under any field name that is not one of the form’s.',
+                },
                 properties: {
                   ...ContactFormBody.properties,
                   files: {
