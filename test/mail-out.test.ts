@@ -53,14 +53,16 @@ t.test('mail out', async (t) => {
   const ctx = await buildTestApp(t, { ...FAST, SMTP_URL: smtp.url }, { jobs: true });
   const sales = await makeDepartment(ctx.db, 'Sales');
   const support = await makeDepartment(ctx.db, 'Support');
-  await ctx.db
-    .insertInto('department_addresses')
-    .values([
-      { address: 'sales@example.test', department_id: sales, is_reply_from: true },
-      { address: 'orders@example.test', department_id: sales, is_reply_from: false },
-    ])
-    .execute();
   const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  // Sales' identity, set as a manager would (docs/email.md, "Department identity")
+  const identity = await call(ctx, 'PUT', `/v1/departments/${sales}/mail-identity`, admin, {
+    sender_name: 'Sales',
+    addresses: [
+      { address: 'sales@example.test', reply_from: true },
+      { address: 'orders@example.test', reply_from: false },
+    ],
+  });
+  if (identity.statusCode !== 200) throw new Error(`identity: ${identity.statusCode} ${identity.body}`);
   const { token: outsider } = await agentWithToken(ctx, { departments: [[support, 'solver']] });
   let n = 0;
   const open = async (extra: Record<string, unknown> = {}, email = `customer-${++n}@customer.example`) => {
@@ -268,7 +270,8 @@ t.test('mail out', async (t) => {
     t.equal(moved.statusCode, 200, moved.body);
     const notice = await settled(ticket.id, 'transfer_notice');
     t.equal(notice.state, 'sent');
-    t.same(notice.from, { name: 'Support', address: 'help@example.test' });
+    // Support set no identity: the help desk's sender name and MAIL_FROM
+    t.same(notice.from, { name: 'Help desk', address: 'help@example.test' });
     const resolved = await call(ctx, 'PATCH', `/v1/tickets/${ticket.id}`, admin, { status: 'resolved' });
     t.equal(resolved.statusCode, 200, resolved.body);
     const done = await settled(ticket.id, 'resolved_notice');
