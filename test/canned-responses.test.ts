@@ -244,6 +244,32 @@ t.test('canned responses', async (t) => {
     t.match(note.json().body, /thank you for your patience with \[Ticket#/);
   });
 
+  await t.test('a canned status on someone else’s ticket needs a supervisor, as PATCH does', async (t) => {
+    const { agent: colleague } = await agentWithToken(ctx, { departments: [[sales, 'solver']] });
+    const ticket = await makeTicket(ctx.db, { department_id: sales, assignee_id: colleague.id });
+    const before = await ticketState(ctx.db, ticket.id);
+    for (const kind of ['reply', 'note'] as const) {
+      const res = await ctx.request({
+        method: 'POST',
+        url: `/v1/tickets/${ticket.id}/messages`,
+        token: salesAgent,
+        payload: { kind, canned_response_id: ids.refund },
+      });
+      t.equal(res.statusCode, 403, `${kind}: ${res.body}`);
+      t.equal(res.json().code, 'supervisor_required');
+    }
+    t.same(await ticketState(ctx.db, ticket.id), before, 'no message, no status, no tags');
+    const byManager = await ctx.request({
+      method: 'POST',
+      url: `/v1/tickets/${ticket.id}/messages`,
+      token: salesManager,
+      payload: { kind: 'note', canned_response_id: ids.refund },
+    });
+    t.equal(byManager.statusCode, 201, byManager.body);
+    const after = await ctx.request({ method: 'GET', url: `/v1/tickets/${ticket.id}`, token: salesManager });
+    t.equal(after.json().status, 'resolved');
+  });
+
   await t.test('refusals change nothing', async (t) => {
     const salesTicket = await makeTicket(ctx.db, { department_id: sales });
     const supportTicket = await makeTicket(ctx.db, { department_id: support });

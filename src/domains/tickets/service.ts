@@ -296,9 +296,10 @@ export async function addMessage(
     });
   };
   const body = canned?.body ?? input.body!;
+  const access = await loadTicketAccess(db, principal);
   const { result: message, at } = await changeAs(
     db,
-    principal,
+    access,
     id,
     'work',
     (ticket, _trx, at) => {
@@ -306,6 +307,14 @@ export async function addMessage(
         throw new DomainError('conflict', 'ticket_deleted', 'The ticket is deleted; restore it first.');
       }
       if (canned) assertCannedFitsTicket(canned, ticket.department_id);
+      // A canned status is a status change: the same rule as PATCH /v1/tickets/{id}.
+      const mine = ticket.assignee_id === null || ticket.assignee_id === principal.agentId;
+      if (canned?.status && canned.status !== ticket.status && !mine && !can(access, ticket, 'manage')) {
+        throw forbidden(
+          'Only supervisors change the status of tickets assigned to others; this canned response sets one.',
+          'supervisor_required',
+        );
+      }
       const now = at;
       const actor = agentActor(principal);
       const message: NewMessage = {
