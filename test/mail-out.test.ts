@@ -430,3 +430,65 @@ t.test(
     );
   },
 );
+
+t.test('a reply whose file is gone from storage fails at once, saying so', async (t) => {
+  const smtp = await startSmtpReceiver();
+  t.teardown(smtp.close);
+  const env = { ...FAST, SMTP_URL: smtp.url };
+  const ctx = await buildTestApp(t, env);
+  const config = loadConfig(env).mail;
+  const deps = { db: ctx.db, log: pino({ level: 'silent' }), config, queue: undefined, blobs: ctx.app.blobs };
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  await drainMailFeed(ctx.db, { config, queue: undefined });
+  const res = await call(ctx, 'POST', '/v1/tickets', token, {
+    subject: 'With a file',
+    channel: 'email',
+    contact: { email: 'files@customer.example' },
+    message: { body: 'Hello' },
+  });
+  const id = res.json().id as string;
+  const boundary = 'deskroute-test-boundary';
+  const staged = await ctx.request({
+    method: 'POST',
+    url: `/v1/tickets/${id}/attachments`,
+    token,
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    payload: `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="price.txt"\r\n\r\n40 chairs\r\n--${boundary}--\r\n`,
+  });
+  t.equal(staged.statusCode, 201, staged.body);
+  const fileId = staged.json().data[0].id as string;
+  const replied = await call(ctx, 'POST', `/v1/tickets/${id}/messages`, token, {
+    kind: 'reply',
+    body: 'Our prices, attached.',
+    attachment_ids: [fileId],
+  });
+  t.equal(replied.statusCode, 201, replied.body);
+  const reply = await waitFor('the reply planned', async () => {
+    await drainMailFeed(ctx.db, { config, queue: undefined });
+    return (await mails(ctx, token, id)).find((m) => m.kind === 'agent_reply');
+  });
+  t.equal(reply.state, 'queued');
+  const { blob_key } = await ctx.db
+    .selectFrom('attachments')
+    .select('blob_key')
+    .where('id', '=', fileId)
+    .executeTakeFirstOrThrow();
+  await ctx.app.blobs.delete(blob_key);
+  const row = await ctx.db
+    .selectFrom('mail_outbox')
+    .select('id')
+    .where('ticket_id', '=', id)
+    .where('kind', '=', 'agent_reply')
+    .executeTakeFirstOrThrow();
+  await attemptMails(deps, [row.id]);
+  const after = (await mails(ctx, token, id)).find((m) => m.kind === 'agent_reply')!;
+  t.equal(after.state, 'failed', 'not retried for ever');
+  t.equal(after.attempts, 1);
+  t.match(after.last_error, /price\.txt.*missing from storage/);
+  t.notOk(
+    smtp.received.some((m) => m.parsed.text?.includes('Our prices')),
+    'nothing half-sent',
+  );
+  const [message] = (await messages(ctx, token, id)).filter((m) => m.kind === 'agent');
+  t.equal(message?.delivery_state, 'failed');
+});

@@ -7,9 +7,9 @@ import type { MailConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { MailOutboxTable } from '../../db/types.ts';
 import type { JobQueue, NewJob } from '../../jobs/queue.ts';
-import type { BlobStore } from '../../storage/blobs.ts';
+import { BlobMissing, type BlobStore } from '../../storage/blobs.ts';
 import { smtpSettingsOfDepartment } from '../mailboxes/repository.ts';
-import { sendOnce, smtpSettingsOfUrl } from './transport.ts';
+import { type OutgoingMail, sendOnce, smtpSettingsOfUrl } from './transport.ts';
 
 export const MAIL_QUEUE = 'mail-send';
 export const MAIL_DEAD_QUEUE = 'mail-send-dead';
@@ -142,33 +142,46 @@ async function attemptOne(deps: MailDeps, mail: Claimed): Promise<void> {
         .orderBy('id')
         .execute()
     : [];
-  const attachments = await Promise.all(
-    files.map(async (file) => ({
-      filename: file.filename,
-      contentType: file.content_type,
-      content: await deps.blobs.get(file.blob_key),
-    })),
-  );
-  const result = settings
-    ? await sendOnce(
-        settings,
-        {
-          attachments,
-          from: { name: mail.from_name, address: mail.from_address },
-          to: mail.to_address,
-          subject: mail.subject,
-          text: mail.text_body,
-          html: mail.html_body,
-          messageId: mail.mail_message_id,
-          headers: mail.headers,
-        },
-        deps.config.sendTimeoutMs,
-      )
-    : ({
-        ok: false,
-        permanent: true,
-        error: 'no SMTP server: set SMTP_URL or give the department a mailbox',
-      } as const);
+  const attachments: OutgoingMail['attachments'] = [];
+  let missing: string | null = null;
+  for (const file of files) {
+    try {
+      const content = await deps.blobs.get(file.blob_key);
+      attachments.push({ filename: file.filename, contentType: file.content_type, content });
+    } catch (err) {
+      if (!(err instanceof BlobMissing)) throw err;
+      missing = file.filename;
+      break;
+    }
+  }
+  if (missing !== null) for (const file of attachments) file.content.destroy();
+  const result =
+    missing !== null
+      ? ({
+          ok: false,
+          permanent: true,
+          error: `the attachment ${JSON.stringify(missing)} is missing from storage`,
+        } as const)
+      : settings
+        ? await sendOnce(
+            settings,
+            {
+              attachments,
+              from: { name: mail.from_name, address: mail.from_address },
+              to: mail.to_address,
+              subject: mail.subject,
+              text: mail.text_body,
+              html: mail.html_body,
+              messageId: mail.mail_message_id,
+              headers: mail.headers,
+            },
+            deps.config.sendTimeoutMs,
+          )
+        : ({
+            ok: false,
+            permanent: true,
+            error: 'no SMTP server: set SMTP_URL or give the department a mailbox',
+          } as const);
   let state: 'sent' | 'queued' | 'failed' = 'sent';
   let nextAt: Date | null = null;
   if (!result.ok) {
