@@ -105,6 +105,18 @@ t.test('CSAT surveys', async (t) => {
     const ticket = await resolvedTicket();
     const { token, mail } = await surveyToken(ticket.address);
     t.equal(mail.parsed.headers.get('auto-submitted'), 'auto-replied');
+    const kept = await waitFor('the sent survey’s text cleared', async () => {
+      const rows = await ctx.db
+        .selectFrom('mail_outbox')
+        .select(['text_body', 'html_body', 'state'])
+        .where('kind', '=', 'csat_survey')
+        .where('state', '=', 'sent')
+        .execute();
+      return rows.length > 0 && rows.every((r) => r.text_body === '' && r.html_body === '')
+        ? rows
+        : undefined;
+    });
+    t.notMatch(JSON.stringify(kept), token, 'the link is not kept once sent');
     const number = ticket.reference.replace(/^T-/, '');
     t.match(mail.parsed.subject, `[Ticket#${number}]`);
     const page = await call(ctx, 'GET', `/v1/public/ratings/${token}`);

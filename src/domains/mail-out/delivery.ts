@@ -203,6 +203,8 @@ async function attemptOne(deps: MailDeps, mail: Claimed): Promise<void> {
         next_attempt_at: nextAt,
         updated_at: sql<Date>`now()`,
         ...(state === 'sent' && { sent_at: sql<Date>`now()` }),
+        // The survey link is a bearer secret: once the mail is settled, its text is not kept.
+        ...(mail.kind === 'csat_survey' && state !== 'queued' && { text_body: '', html_body: '' }),
       })
       .where('id', '=', mail.id)
       .where('state', '=', 'queued')
