@@ -76,7 +76,7 @@ function engine(escapeOutput: boolean) {
     templates: {},
     cache: false,
     parseLimit: 4 * MAX_PART_LENGTH,
-    renderLimit: 1000,
+    renderLimit: 250,
     memoryLimit: 10_000_000,
     ...(escapeOutput && { outputEscape: 'escape' as const }),
   });
