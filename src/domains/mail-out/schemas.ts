@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import { PageOf } from '../../plugins/pagination.ts';
+import { TEMPLATE_KINDS } from '../mail-identity/templates.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T, description?: string) =>
   Type.Union([schema, Type.Null()], description ? { description } : {});
@@ -8,17 +9,9 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T,
 export const OutgoingMailSchema = Type.Object(
   {
     id: Uuid(),
-    kind: Type.Enum(
-      [
-        'acknowledgement',
-        'agent_reply',
-        'outside_hours',
-        'transfer_notice',
-        'resolved_notice',
-        'csat_survey',
-      ],
-      { description: 'Which mail: an agent reply, or one Deskroute sends by itself (Auto-Submitted).' },
-    ),
+    kind: Type.Enum(TEMPLATE_KINDS, {
+      description: 'Which mail: an agent reply, or one Deskroute sends by itself (Auto-Submitted).',
+    }),
     message_id: Nullable(Uuid(), 'The ticket message it carries (agent replies).'),
     to: Nullable(Type.String(), 'The address it goes to (null: the contact has none).'),
     from: Type.Object(
