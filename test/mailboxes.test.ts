@@ -1,21 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import t from 'tap';
-import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
 import { smtpSettingsOfDepartment } from '../src/domains/mailboxes/repository.ts';
-import { localDiskStore } from '../src/storage/blobs.ts';
-import { agentWithToken, makeDepartment, type TestContext } from './helpers/app.ts';
-import { assertMatchesSpec } from './helpers/contract.ts';
-import { createTestDatabase } from './helpers/database.ts';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { rawMail } from './helpers/mail.ts';
 
-// The app is built here with a logger writing into memory, so the test can read every line it
-// logged and prove no password or secret is among them.
-async function appWithLog(t: { teardown(fn: () => unknown): void }) {
-  const database = await createTestDatabase();
+// The app logs into memory, unredacted, so the test can read every line it logged and prove no
+// password or secret is among them.
+async function appWithLog(t: Parameters<typeof buildTestApp>[0]) {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk, _encoding, done) {
@@ -23,32 +14,7 @@ async function appWithLog(t: { teardown(fn: () => unknown): void }) {
       done();
     },
   });
-  const blobDir = await mkdtemp(path.join(tmpdir(), 'deskroute-blobs-'));
-  const app = await buildApp(loadConfig({ RATE_LIMIT_MAX: '100000' }), {
-    db: database.db,
-    blobs: localDiskStore(blobDir),
-    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
-    logger: { level: 'trace', stream },
-  });
-  await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    await database.drop();
-    await rm(blobDir, { recursive: true, force: true });
-  });
-  const ctx: TestContext = {
-    app,
-    db: database.db,
-    database,
-    blobDir,
-    async request({ token, ...options }) {
-      const headers = { ...(options.headers ?? {}) } as Record<string, string>;
-      if (token) headers.authorization = `Bearer ${token}`;
-      const res = await app.inject({ ...options, headers });
-      assertMatchesSpec(String(options.method ?? 'GET'), String(options.url), res);
-      return res;
-    },
-  };
+  const ctx = await buildTestApp(t, {}, { logger: { level: 'trace', stream } });
   return { ctx, log: () => lines.join('') };
 }
 

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -36,7 +36,7 @@ export interface TestContext {
 export async function buildTestApp(
   t: Teardown,
   env: Record<string, string> = {},
-  options: { jobs?: boolean } = {},
+  options: { jobs?: boolean; logger?: FastifyServerOptions['logger'] } = {},
 ): Promise<TestContext> {
   const database = await createTestDatabase();
   const config = loadConfig({
@@ -64,6 +64,7 @@ export async function buildTestApp(
     db: database.db,
     blobs,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+    ...(options.logger && { logger: options.logger }),
     ...(jobs && { jobs: jobs.queue }),
   });
   await app.ready();
