@@ -14,6 +14,9 @@ import { BlobTooLarge } from '../src/storage/blobs.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { GHOST, makeTicket } from './helpers/tickets.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Attachments through HTTP on a real database and a real blob folder: uploads streamed to disk,
 // types sniffed from the bytes, downloads that never render, limits that store nothing, who may
 // do what, replies that send staged files, the contact form's files and housekeeping.

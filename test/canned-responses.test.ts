@@ -2,6 +2,9 @@ import t from 'tap';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { GHOST, makeTicket, ticketState } from './helpers/tickets.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Canned responses through HTTP: who manages and who sees them, Liquid checked on save, and a
 // reply filled for a ticket with its tags and status in the same write.
 

@@ -8,6 +8,9 @@ import { dovecotMissing, startDovecot } from './helpers/dovecot.ts';
 import { rawMail } from './helpers/mail.ts';
 import { startSmtpReceiver, waitFor } from './helpers/smtp.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Issue 15's "Done when", end to end through HTTP, a real Dovecot and a real SMTP server: a
 // message appended to the Sales mailbox becomes a Sales ticket; the agent's reply (with a file)
 // leaves from "Sales <sales@...>" with the Sales signature and threading headers; the customer's

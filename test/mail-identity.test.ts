@@ -3,6 +3,9 @@ import { renderMail } from '../src/domains/mail-identity/render.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { GHOST, makeTicket } from './helpers/tickets.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Department mail identity through HTTP: the help desk's defaults, each department's sender name,
 // signature and support addresses, who may change them, and what renderMail sends from.
 

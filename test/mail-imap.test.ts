@@ -7,6 +7,9 @@ import { dovecotMissing, startDovecot } from './helpers/dovecot.ts';
 import { rawMail } from './helpers/mail.ts';
 import { closedPort } from './helpers/network.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Against a real Dovecot started for this file (private port and folder): messages appended over
 // IMAP become tickets through the watcher, seen through HTTP.
 

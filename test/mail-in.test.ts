@@ -2,6 +2,9 @@ import t from 'tap';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { dsn, rawMail } from './helpers/mail.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // POST /v1/inbound/email through HTTP on a real database: routing, threading, duplicates, loops,
 // bounces, sanitised HTML, attachments and the raw download.
 

@@ -8,6 +8,9 @@ import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from '
 import { startSilentServer, startSmtpReceiver, waitFor } from './helpers/smtp.ts';
 import { GHOST } from './helpers/tickets.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Mail out through HTTP and a real SMTP server (smtp-server, in-process): replies, notices and
 // acknowledgements leave from the feed consumer through the outbox and the job queue.
 

@@ -4,6 +4,9 @@ import { BUILT_IN_TEMPLATES, TEMPLATE_KINDS } from '../src/domains/mail-identity
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { GHOST, makeTicket } from './helpers/tickets.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // Mail templates through HTTP: built-in < help desk < department, Liquid checked on save with the
 // position of each error, strict variables, HTML escaping, previews and who may do what.
 

@@ -4,6 +4,9 @@ import { smtpSettingsOfDepartment } from '../src/domains/mailboxes/repository.ts
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { rawMail } from './helpers/mail.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // The app logs into memory, unredacted, so the test can read every line it logged and prove no
 // password or secret is among them.
 async function appWithLog(t: Parameters<typeof buildTestApp>[0]) {

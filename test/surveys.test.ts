@@ -5,6 +5,9 @@ import { attemptMails } from '../src/domains/mail-out/delivery.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { startSmtpReceiver, waitFor } from './helpers/smtp.ts';
 
+// Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
+t.setTimeout(300_000);
+
 // CSAT surveys through HTTP and a real SMTP server: the department's setting, the survey mail
 // after a resolve, and its link rating the ticket once.
 
