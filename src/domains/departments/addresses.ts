@@ -6,6 +6,8 @@ type Executor = Kysely<Database>;
 /** Support addresses are compared lower-cased (migrations/0030). */
 export const normaliseAddress = (address: string) => address.trim().toLowerCase();
 
+const MAX_ADDRESSES = 50;
+
 /**
  * The department that owns the first of `addresses` (in the order given: To before Cc) that is a
  * support address, or undefined when none is.
@@ -14,7 +16,8 @@ export async function departmentOfAddresses(
   db: Executor,
   addresses: readonly string[],
 ): Promise<{ departmentId: string; address: string } | undefined> {
-  const wanted = [...new Set(addresses.map(normaliseAddress))];
+  // A query takes at most 65,535 parameters: a mail may list more recipients than that.
+  const wanted = [...new Set(addresses.map(normaliseAddress))].slice(0, MAX_ADDRESSES);
   if (wanted.length === 0) return undefined;
   const rows = await db
     .selectFrom('department_addresses')

@@ -41,6 +41,10 @@ export function isBounce(mail: ParsedMail, from: string | undefined): boolean {
   return local === 'mailer-daemon' || local === 'postmaster';
 }
 
+// A bounce returns one message; a body listing more ids than this is not a bounce we can match
+// (and a query takes at most 65,535 parameters).
+const MAX_RETURNED_IDS = 20;
+
 /**
  * The Message-IDs a bounce quotes from the message it returns (its message/rfc822 or
  * text/rfc822-headers part), read from the raw bytes after the bounce's own header.
@@ -55,7 +59,7 @@ export function returnedMessageIds(raw: Buffer): string[] {
   )) {
     for (const id of match[1]!.matchAll(/<([^>\s]+)>/g)) ids.add(id[1]!);
   }
-  return [...ids];
+  return [...ids].slice(0, MAX_RETURNED_IDS);
 }
 
 /** The reason a bounce gives: its Diagnostic-Code or Status, else its first line of text. */

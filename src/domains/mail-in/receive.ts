@@ -48,6 +48,11 @@ export interface ReceivingMailbox {
 const MAX_BODY_CHARS = 200_000;
 const MAX_SUBJECT_CHARS = 500;
 const SUBJECT_REFERENCE = /\[Ticket#(\d{1,18})\]/i;
+// A header may list any number of ids or addresses, but a query takes at most 65,535 parameters
+// (PostgreSQL): the thread is found by In-Reply-To and the latest References (RFC 5322 appends
+// each new id at the end), and routing by the first recipients.
+const MAX_THREAD_IDS = 50;
+const MAX_RECIPIENTS = 50;
 
 const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
 
@@ -157,18 +162,22 @@ export async function receiveMail(
 
   const auto = autoSubmittedReason(mail);
   const recipients = [
-    ...addressesOf(mail.to),
-    ...addressesOf(mail.cc),
-    ...headerAddresses(mail, 'delivered-to'),
-    ...headerAddresses(mail, 'x-original-to'),
-  ];
+    ...new Set([
+      ...addressesOf(mail.to),
+      ...addressesOf(mail.cc),
+      ...headerAddresses(mail, 'delivered-to'),
+      ...headerAddresses(mail, 'x-original-to'),
+    ]),
+  ].slice(0, MAX_RECIPIENTS);
   const routed = await departmentOfAddresses(db, recipients);
   const departmentId = routed?.departmentId ?? mailbox.department_id;
 
-  let ticketId = await repo.ticketOfMailIds(db, [
-    ...messageIdsIn(mail.inReplyTo),
-    ...messageIdsIn(mail.references),
-  ]);
+  let ticketId = await repo.ticketOfMailIds(
+    db,
+    [
+      ...new Set([...messageIdsIn(mail.inReplyTo), ...messageIdsIn(mail.references).slice(-MAX_THREAD_IDS)]),
+    ].slice(0, MAX_THREAD_IDS + 1),
+  );
   const subject = (mail.subject ?? '').trim();
   if (!ticketId) {
     const reference = SUBJECT_REFERENCE.exec(subject);
