@@ -228,6 +228,36 @@ t.test('inbound email', async (t) => {
     t.equal((await ticket(first.ticket_id)).department_id, sales, 'stays where it is');
   });
 
+  await t.test('an answer to an acknowledgement threads into its ticket', async (t) => {
+    // What mail out records when it acknowledges a ticket: an outbox row, no message.
+    await db
+      .insertInto('mail_outbox')
+      .values({
+        kind: 'acknowledgement',
+        ticket_id: first.ticket_id,
+        to_address: 'alice@customer.test',
+        from_name: 'Sales',
+        from_address: 'sales@acme.test',
+        subject: 'We got your mail',
+        text_body: 'Thanks',
+        html_body: '<p>Thanks</p>',
+        mail_message_id: 'ack-1@acme.test',
+        state: 'sent',
+      })
+      .execute();
+    const res = await post(
+      rawMail({
+        from: 'alice@customer.test',
+        to: 'someone@elsewhere.test',
+        subject: 'Re: We got your mail',
+        inReplyTo: '<ack-1@acme.test>',
+        text: 'One more thing.',
+      }),
+    );
+    t.equal(res.statusCode, 202, res.body);
+    t.match(res.json(), { outcome: 'threaded', ticket_id: first.ticket_id });
+  });
+
   await t.test('[Ticket#n] in the subject threads only for the ticket’s contact', async (t) => {
     const { number } = await db
       .selectFrom('tickets')

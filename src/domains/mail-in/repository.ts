@@ -17,16 +17,28 @@ export async function lockMailId(trx: Executor, mailMessageId: string) {
   await sql`select pg_advisory_xact_lock(hashtextextended(${`mail:${mailMessageId}`}, 0))`.execute(trx);
 }
 
-/** The newest live ticket one of these Message-IDs belongs to (In-Reply-To / References). */
+/**
+ * The newest live ticket one of these Message-IDs belongs to (In-Reply-To / References): a
+ * message of the ticket, or a mail we sent about it (acknowledgements, notices and surveys are
+ * only in mail_outbox, and customers answer them too).
+ */
 export async function ticketOfMailIds(db: Executor, ids: string[]): Promise<string | undefined> {
   if (ids.length === 0) return undefined;
   const row = await db
     .selectFrom('ticket_messages as m')
     .innerJoin('tickets as t', 't.id', 'm.ticket_id')
-    .select('m.ticket_id')
+    .select(['m.ticket_id', 'm.created_at'])
     .where('m.mail_message_id', 'in', ids)
     .where('t.status', '<>', 'deleted')
-    .orderBy('m.created_at', 'desc')
+    .unionAll(
+      db
+        .selectFrom('mail_outbox as o')
+        .innerJoin('tickets as t', 't.id', 'o.ticket_id')
+        .select(['o.ticket_id', 'o.created_at'])
+        .where('o.mail_message_id', 'in', ids)
+        .where('t.status', '<>', 'deleted'),
+    )
+    .orderBy('created_at', 'desc')
     .limit(1)
     .executeTakeFirst();
   return row?.ticket_id;
