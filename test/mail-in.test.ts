@@ -417,6 +417,77 @@ t.test('inbound email', async (t) => {
     t.equal(await ticketCount(), before, 'a bounce opens no ticket');
   });
 
+  await t.test('a bounced notice marks only the address it went to, not the reply before it', async (t) => {
+    const opened = await post(rawMail({ from: 'carol@customer.test', to: 'sales@acme.test' }));
+    const ticketId = opened.json().ticket_id as string;
+    const { contact_id } = await db
+      .selectFrom('tickets')
+      .select('contact_id')
+      .where('id', '=', ticketId)
+      .executeTakeFirstOrThrow();
+    await db
+      .insertInto('contact_emails')
+      .values({ contact_id: contact_id!, email: 'carol.work@customer.test' })
+      .execute();
+    const reply = await ctx.request({
+      method: 'POST',
+      url: `/v1/tickets/${ticketId}/messages`,
+      token: admin.token,
+      payload: { kind: 'reply', body: 'Done.' },
+    });
+    t.equal(reply.statusCode, 201, reply.body);
+    // What mail out records: the reply went to the first address, the notice to the second.
+    await db
+      .updateTable('ticket_messages')
+      .set({
+        mail_message_id: 'reply-c@acme.test',
+        mail_address: 'carol@customer.test',
+        delivery_state: 'sent',
+      })
+      .where('id', '=', reply.json().id)
+      .execute();
+    await db
+      .insertInto('mail_outbox')
+      .values({
+        kind: 'resolved_notice',
+        ticket_id: ticketId,
+        to_address: 'carol.work@customer.test',
+        from_name: 'Sales',
+        from_address: 'sales@acme.test',
+        subject: 'Resolved',
+        text_body: 'Resolved',
+        html_body: '<p>Resolved</p>',
+        headers: JSON.stringify({ 'In-Reply-To': '<reply-c@acme.test>' }),
+        mail_message_id: 'notice-c@acme.test',
+        state: 'sent',
+      })
+      .execute();
+    // The returned headers name the reply too (In-Reply-To, References): it was delivered.
+    const bounce = dsn({ returnedMessageId: 'notice-c@acme.test', to: 'carol.work@customer.test' }).replace(
+      'Message-ID: <notice-c@acme.test>',
+      'Message-ID: <notice-c@acme.test>\r\nIn-Reply-To: <reply-c@acme.test>\r\nReferences: <reply-c@acme.test>',
+    );
+    const res = await post(bounce);
+    t.equal(res.statusCode, 202, res.body);
+    t.match(res.json(), { outcome: 'bounce', ticket_id: ticketId, message_id: null });
+    const message = await db
+      .selectFrom('ticket_messages')
+      .select('delivery_state')
+      .where('id', '=', reply.json().id)
+      .executeTakeFirstOrThrow();
+    t.equal(message.delivery_state, 'sent', 'the delivered reply stays delivered');
+    const addresses = await db
+      .selectFrom('contact_emails')
+      .select(['email', 'bounced_at'])
+      .where('contact_id', '=', contact_id!)
+      .orderBy('email')
+      .execute();
+    t.match(addresses, [
+      { email: 'carol.work@customer.test', bounced_at: Date },
+      { email: 'carol@customer.test', bounced_at: null },
+    ]);
+  });
+
   await t.test('an inactive mailbox’s secret stops working; a rotated one too', async (t) => {
     const id = created.json().id;
     const rotated = await ctx.request({

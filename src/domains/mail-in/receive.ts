@@ -10,7 +10,7 @@ import { departmentOfAddresses, isSupportAddress, normaliseAddress } from '../de
 import { statusPatch } from '../tickets/changes.ts';
 import type { Actor, NewMessage, TicketPatch } from '../tickets/repository.ts';
 import { writeTicket } from '../tickets/write.ts';
-import { autoSubmittedReason, bounceReason, isBounce, returnedMessageIds } from './loops.ts';
+import { autoSubmittedReason, bounceReason, finalRecipient, isBounce, returnedMessageIds } from './loops.ts';
 import * as repo from './repository.ts';
 import { sanitiseMailHtml } from './sanitise.ts';
 
@@ -151,7 +151,9 @@ export async function receiveMail(
   if (isBounce(mail, from)) {
     const reason = bounceReason(mail, raw);
     const ids = returnedMessageIds(raw).filter((id) => id !== mailMessageId);
-    const marked = await db.transaction().execute((trx) => repo.markBounced(trx, ids, reason));
+    const marked = await db
+      .transaction()
+      .execute((trx) => repo.markBounced(trx, ids, reason, finalRecipient(raw)));
     if (!marked) return result('ignored', { reason: 'bounce of no message of ours' });
     deps.log?.info({ ticketId: marked.ticketId, messageId: marked.messageId }, 'mail bounced');
     return result('bounce', { ticket_id: marked.ticketId, message_id: marked.messageId, reason });
