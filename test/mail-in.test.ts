@@ -97,7 +97,7 @@ t.test('inbound email', async (t) => {
     subject: 'Price list please',
     messageId: '<first-1@customer.test>',
     text: 'Could you send me the price list?',
-    html: '<p onclick="steal()">Could you send me the <b>price list</b>?</p><script>alert(1)</script><img src="https://tracker.test/p.gif" alt="pixel"><img src="cid:logo@x"><a href="javascript:alert(1)">x</a><form action="https://evil.test"><input name="a"></form><iframe src="https://evil.test"></iframe><style>p{}</style>',
+    html: '<p onclick="steal()">Could you send me the <b>price list</b>?</p><img src="/v1/agents/me"><img src="logo.png" alt="rel"><a href="/v1/tickets">rel</a><a href="//evil.test/x">pr</a><a href="https://acme.example/help">help</a><script>alert(1)</script><img src="https://tracker.test/p.gif" alt="pixel"><img src="cid:logo@x"><a href="javascript:alert(1)">x</a><form action="https://evil.test"><input name="a"></form><iframe src="https://evil.test"></iframe><style>p{}</style>',
     attachment: { filename: 'logo.png', contentType: 'image/png', content: logo },
   });
 
@@ -138,8 +138,11 @@ t.test('inbound email', async (t) => {
       /<iframe/i,
       /<style/i,
       /evil\.test/,
+      /\/v1\//,
+      /logo\.png/,
     ])
       t.notMatch(html, bad, `no ${bad}`);
+    t.match(html, /<a href="https:\/\/acme\.example\/help"/, 'an absolute link stays');
     t.match(html, /<img src="cid:logo@x" \/>/, 'inline cid: images stay');
     t.match(html, /alt="pixel"/, 'a remote image keeps its alt text, not its source');
     const attachments = await db
