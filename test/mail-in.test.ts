@@ -8,7 +8,7 @@ import { dsn, rawMail } from './helpers/mail.ts';
 const MAX = 64 * 1024;
 
 t.test('inbound email', async (t) => {
-  const ctx = await buildTestApp(t, { INBOUND_MAIL_MAX_BYTES: String(MAX) });
+  const ctx = await buildTestApp(t, { INBOUND_MAIL_MAX_BYTES: String(MAX), MAIL_FROM: 'desk@acme.test' });
   const { db } = ctx;
   const sales = await makeDepartment(db, 'Sales');
   const support = await makeDepartment(db, 'Support');
@@ -334,6 +334,17 @@ t.test('inbound email', async (t) => {
     const before = await ticketCount();
     const ours = await post(rawMail({ from: 'Sales <SALES@acme.test>', to: 'help@acme.test' }));
     t.match(ours.json(), { outcome: 'ignored', ticket_id: null });
+    const settings = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin.token,
+      payload: { from_address: 'noreply@acme.test' },
+    });
+    t.equal(settings.statusCode, 200, settings.body);
+    for (const from of ['sales@acme.test.', 'Help@ACME.test.', 'desk@acme.test', 'NoReply@Acme.Test.']) {
+      const res = await post(rawMail({ from, to: 'help@acme.test' }));
+      t.match(res.json(), { outcome: 'ignored', ticket_id: null }, `${from} is ours`);
+    }
     const nobody = await post('Subject: hi\r\nMessage-ID: <n@x>\r\n\r\nhello\r\n');
     t.match(nobody.json(), { outcome: 'ignored' });
     t.equal(await ticketCount(), before);

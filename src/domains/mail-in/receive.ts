@@ -6,7 +6,7 @@ import type { Database } from '../../db/types.ts';
 import { DomainError } from '../../errors.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
 import { storeAttachment } from '../attachments/store.ts';
-import { departmentOfAddresses, isSupportAddress, normaliseAddress } from '../departments/addresses.ts';
+import { departmentOfAddresses, isOurAddress, normaliseAddress } from '../departments/addresses.ts';
 import { statusPatch } from '../tickets/changes.ts';
 import type { Actor, NewMessage, TicketPatch } from '../tickets/repository.ts';
 import { writeTicket } from '../tickets/write.ts';
@@ -35,6 +35,8 @@ export interface ReceiveDeps {
   db: Kysely<Database>;
   blobs: BlobStore;
   log?: Pick<Logger, 'info' | 'warn'> | undefined;
+  /** MAIL_FROM: mail from it is our own, like mail from a support address. */
+  mailFrom?: string | undefined;
   /** Each attachment at most this large (larger ones are left out, the raw mail keeps them). */
   maxAttachmentBytes: number;
 }
@@ -159,8 +161,8 @@ export async function receiveMail(
     return result('bounce', { ticket_id: marked.ticketId, message_id: marked.messageId, reason });
   }
   if (!from) return result('ignored', { reason: 'no sender address' });
-  if (await isSupportAddress(db, from))
-    return result('ignored', { reason: 'sent from one of our support addresses' });
+  if (await isOurAddress(db, from, deps.mailFrom))
+    return result('ignored', { reason: 'sent from one of our own addresses' });
 
   const auto = autoSubmittedReason(mail);
   const recipients = [

@@ -24,6 +24,8 @@ export interface ImapWatcherDeps {
   blobs: BlobStore;
   log: Log;
   config: MailInConfig;
+  /** MAIL_FROM, recognised as our own sender. */
+  mailFrom?: string | undefined;
   /** How often due mailboxes are looked for (tests: a fraction of a second). */
   tickMs?: number;
   /** Open connections, closed by stop() so a shutdown waits for no slow server. */
@@ -106,7 +108,13 @@ export async function readMailbox(
         if (message && message.source?.length !== undefined && message.source.length <= config.maxBytes) {
           try {
             await receiveMail(
-              { db: deps.db, blobs: deps.blobs, log: deps.log, maxAttachmentBytes: config.maxBytes },
+              {
+                db: deps.db,
+                blobs: deps.blobs,
+                log: deps.log,
+                maxAttachmentBytes: config.maxBytes,
+                mailFrom: deps.mailFrom,
+              },
               { id: row.id, department_id: row.department_id },
               message.source,
             );
