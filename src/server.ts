@@ -83,6 +83,7 @@ const imapWatcher = config.mailIn.imapWatcher
       blobs: app.blobs,
       log: app.log.child({ component: 'imap' }),
       config: config.mailIn,
+      mailFrom: config.mail.from,
     })
   : undefined;
 app.server.requestTimeout = 30_000;

@@ -137,7 +137,7 @@ t.test('mail identity', async (t) => {
       sender_name: '  Sales ',
       signature_text: 'Your Sales team\n+49 30 1234',
       signature_html:
-        '<p onclick="steal()">Your <i>Sales</i> team</p><img src="x" onerror="alert(1)"><a href="javascript:alert(1)">x</a>',
+        '<p onclick="steal()">Your <i>Sales</i> team</p><img src="x" onerror="alert(1)"><a href="javascript:alert(1)">x</a><img src="/v1/agents/me"><a href="/v1/tickets">rel</a><img src="https://acme.example/logo.png">',
       addresses: [{ address: 'Orders@Acme.Example' }, { address: 'sales@acme.example', reply_from: true }],
     });
     t.equal(res.statusCode, 200, res.body);
@@ -145,6 +145,8 @@ t.test('mail identity', async (t) => {
     t.equal(body.sender_name, 'Sales', 'trimmed');
     t.notMatch(body.signature_html, /onclick|onerror|javascript|<script/i, 'no script survives');
     t.match(body.signature_html, /<p>Your <i>Sales<\/i> team<\/p>/);
+    t.notMatch(body.signature_html, /src="x|\/v1\//, 'no relative image or link survives');
+    t.match(body.signature_html, /<img src="https:\/\/acme\.example\/logo\.png" \/>/, 'an https image stays');
     t.same(body.addresses, [
       { address: 'sales@acme.example', reply_from: true },
       { address: 'orders@acme.example', reply_from: false },

@@ -1,7 +1,8 @@
 import { ImapFlow } from 'imapflow';
 import pino from 'pino';
 import t from 'tap';
-import { startImapWatcher } from '../src/domains/mailboxes/imap.ts';
+import { receiveMail } from '../src/domains/mail-in/receive.ts';
+import { MESSAGE_ATTEMPTS, readMailbox, startImapWatcher } from '../src/domains/mailboxes/imap.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { dovecotMissing, startDovecot } from './helpers/dovecot.ts';
 import { rawMail } from './helpers/mail.ts';
@@ -195,6 +196,80 @@ if (missing) {
       });
       t.equal(lastUid, 5, 'read up to the last UID');
     });
+
+    await t.test(
+      'a message that always fails is skipped after a few tries, unread; the next one imported',
+      async (t) => {
+        await customer.mailboxCreate('Poison');
+        const made = await ctx.request({
+          method: 'POST',
+          url: '/v1/mailboxes',
+          token: admin.token,
+          payload: {
+            name: 'Poison IMAP',
+            department_id: support,
+            kind: 'imap',
+            imap: {
+              host: dovecot.host,
+              port: dovecot.port,
+              tls: false,
+              username: dovecot.user,
+              password: dovecot.password,
+              folder: 'Poison',
+            },
+          },
+        });
+        t.equal(made.statusCode, 201, made.body);
+        // Off for the running watchers: this test reads it itself.
+        await db.updateTable('mailboxes').set({ active: false }).where('id', '=', made.json().id).execute();
+        await customer.append(
+          'Poison',
+          rawMail({ from: 'p@customer.test', to: 'sales@acme.test', subject: 'Poison pill' }),
+        );
+        await customer.append(
+          'Poison',
+          rawMail({ from: 'p@customer.test', to: 'sales@acme.test', subject: 'After the pill' }),
+        );
+        // Ingestion that a bug breaks for one message (not a DomainError, not the database away).
+        const receive: typeof receiveMail = async (deps, mailbox, raw) => {
+          if (raw.toString('latin1').includes('Poison pill'))
+            throw new TypeError('a bug this message triggers');
+          return receiveMail(deps, mailbox, raw);
+        };
+        const attempts = new Map<string, number>();
+        const deps = {
+          db,
+          blobs: ctx.app.blobs,
+          log: pino({ level: 'silent' }),
+          config: ctx.app.config.mailIn,
+          receive,
+          attempts,
+        };
+        const row = async () =>
+          db.selectFrom('mailboxes').selectAll().where('id', '=', made.json().id).executeTakeFirstOrThrow();
+        for (let i = 1; i < MESSAGE_ATTEMPTS; i++) {
+          await t.rejects(
+            readMailbox(deps, await row(), () => false),
+            /a bug/,
+            `attempt ${i} fails`,
+          );
+        }
+        t.equal(await readMailbox(deps, await row(), () => false), 2, 'then skipped, and the next one read');
+        const subjects = (await ticketsNow()).map((x) => x.subject);
+        t.ok(subjects.includes('After the pill'), 'the next message is a ticket');
+        t.notOk(subjects.includes('Poison pill'));
+        const lock = await customer.getMailboxLock('Poison');
+        try {
+          const flags: Record<string, boolean> = {};
+          for await (const m of customer.fetch('1:*', { envelope: true, flags: true })) {
+            flags[m.envelope?.subject ?? ''] = m.flags?.has('\\Seen') ?? false;
+          }
+          t.same(flags, { 'Poison pill': false, 'After the pill': true }, 'the skipped one stays unread');
+        } finally {
+          lock.release();
+        }
+      },
+    );
 
     await t.test(
       'a refused login and a server that is down give last_error and backoff, never a hang',

@@ -11,7 +11,7 @@ t.setTimeout(300_000);
 const MAX = 64 * 1024;
 
 t.test('inbound email', async (t) => {
-  const ctx = await buildTestApp(t, { INBOUND_MAIL_MAX_BYTES: String(MAX) });
+  const ctx = await buildTestApp(t, { INBOUND_MAIL_MAX_BYTES: String(MAX), MAIL_FROM: 'desk@acme.test' });
   const { db } = ctx;
   const sales = await makeDepartment(db, 'Sales');
   const support = await makeDepartment(db, 'Support');
@@ -100,7 +100,7 @@ t.test('inbound email', async (t) => {
     subject: 'Price list please',
     messageId: '<first-1@customer.test>',
     text: 'Could you send me the price list?',
-    html: '<p onclick="steal()">Could you send me the <b>price list</b>?</p><script>alert(1)</script><img src="https://tracker.test/p.gif" alt="pixel"><img src="cid:logo@x"><a href="javascript:alert(1)">x</a><form action="https://evil.test"><input name="a"></form><iframe src="https://evil.test"></iframe><style>p{}</style>',
+    html: '<p onclick="steal()">Could you send me the <b>price list</b>?</p><img src="/v1/agents/me"><img src="logo.png" alt="rel"><a href="/v1/tickets">rel</a><a href="//evil.test/x">pr</a><a href="https://acme.example/help">help</a><script>alert(1)</script><img src="https://tracker.test/p.gif" alt="pixel"><img src="cid:logo@x"><a href="javascript:alert(1)">x</a><form action="https://evil.test"><input name="a"></form><iframe src="https://evil.test"></iframe><style>p{}</style>',
     attachment: { filename: 'logo.png', contentType: 'image/png', content: logo },
   });
 
@@ -141,8 +141,11 @@ t.test('inbound email', async (t) => {
       /<iframe/i,
       /<style/i,
       /evil\.test/,
+      /\/v1\//,
+      /logo\.png/,
     ])
       t.notMatch(html, bad, `no ${bad}`);
+    t.match(html, /<a href="https:\/\/acme\.example\/help"/, 'an absolute link stays');
     t.match(html, /<img src="cid:logo@x" \/>/, 'inline cid: images stay');
     t.match(html, /alt="pixel"/, 'a remote image keeps its alt text, not its source');
     const attachments = await db
@@ -231,6 +234,36 @@ t.test('inbound email', async (t) => {
     t.equal((await ticket(first.ticket_id)).department_id, sales, 'stays where it is');
   });
 
+  await t.test('an answer to an acknowledgement threads into its ticket', async (t) => {
+    // What mail out records when it acknowledges a ticket: an outbox row, no message.
+    await db
+      .insertInto('mail_outbox')
+      .values({
+        kind: 'acknowledgement',
+        ticket_id: first.ticket_id,
+        to_address: 'alice@customer.test',
+        from_name: 'Sales',
+        from_address: 'sales@acme.test',
+        subject: 'We got your mail',
+        text_body: 'Thanks',
+        html_body: '<p>Thanks</p>',
+        mail_message_id: 'ack-1@acme.test',
+        state: 'sent',
+      })
+      .execute();
+    const res = await post(
+      rawMail({
+        from: 'alice@customer.test',
+        to: 'someone@elsewhere.test',
+        subject: 'Re: We got your mail',
+        inReplyTo: '<ack-1@acme.test>',
+        text: 'One more thing.',
+      }),
+    );
+    t.equal(res.statusCode, 202, res.body);
+    t.match(res.json(), { outcome: 'threaded', ticket_id: first.ticket_id });
+  });
+
   await t.test('[Ticket#n] in the subject threads only for the ticket’s contact', async (t) => {
     const { number } = await db
       .selectFrom('tickets')
@@ -304,6 +337,17 @@ t.test('inbound email', async (t) => {
     const before = await ticketCount();
     const ours = await post(rawMail({ from: 'Sales <SALES@acme.test>', to: 'help@acme.test' }));
     t.match(ours.json(), { outcome: 'ignored', ticket_id: null });
+    const settings = await ctx.request({
+      method: 'PUT',
+      url: '/v1/mail-settings',
+      token: admin.token,
+      payload: { from_address: 'noreply@acme.test' },
+    });
+    t.equal(settings.statusCode, 200, settings.body);
+    for (const from of ['sales@acme.test.', 'Help@ACME.test.', 'desk@acme.test', 'NoReply@Acme.Test.']) {
+      const res = await post(rawMail({ from, to: 'help@acme.test' }));
+      t.match(res.json(), { outcome: 'ignored', ticket_id: null }, `${from} is ours`);
+    }
     const nobody = await post('Subject: hi\r\nMessage-ID: <n@x>\r\n\r\nhello\r\n');
     t.match(nobody.json(), { outcome: 'ignored' });
     t.equal(await ticketCount(), before);
@@ -388,6 +432,77 @@ t.test('inbound email', async (t) => {
     );
     t.match(unknown.json(), { outcome: 'ignored' });
     t.equal(await ticketCount(), before, 'a bounce opens no ticket');
+  });
+
+  await t.test('a bounced notice marks only the address it went to, not the reply before it', async (t) => {
+    const opened = await post(rawMail({ from: 'carol@customer.test', to: 'sales@acme.test' }));
+    const ticketId = opened.json().ticket_id as string;
+    const { contact_id } = await db
+      .selectFrom('tickets')
+      .select('contact_id')
+      .where('id', '=', ticketId)
+      .executeTakeFirstOrThrow();
+    await db
+      .insertInto('contact_emails')
+      .values({ contact_id: contact_id!, email: 'carol.work@customer.test' })
+      .execute();
+    const reply = await ctx.request({
+      method: 'POST',
+      url: `/v1/tickets/${ticketId}/messages`,
+      token: admin.token,
+      payload: { kind: 'reply', body: 'Done.' },
+    });
+    t.equal(reply.statusCode, 201, reply.body);
+    // What mail out records: the reply went to the first address, the notice to the second.
+    await db
+      .updateTable('ticket_messages')
+      .set({
+        mail_message_id: 'reply-c@acme.test',
+        mail_address: 'carol@customer.test',
+        delivery_state: 'sent',
+      })
+      .where('id', '=', reply.json().id)
+      .execute();
+    await db
+      .insertInto('mail_outbox')
+      .values({
+        kind: 'resolved_notice',
+        ticket_id: ticketId,
+        to_address: 'carol.work@customer.test',
+        from_name: 'Sales',
+        from_address: 'sales@acme.test',
+        subject: 'Resolved',
+        text_body: 'Resolved',
+        html_body: '<p>Resolved</p>',
+        headers: JSON.stringify({ 'In-Reply-To': '<reply-c@acme.test>' }),
+        mail_message_id: 'notice-c@acme.test',
+        state: 'sent',
+      })
+      .execute();
+    // The returned headers name the reply too (In-Reply-To, References): it was delivered.
+    const bounce = dsn({ returnedMessageId: 'notice-c@acme.test', to: 'carol.work@customer.test' }).replace(
+      'Message-ID: <notice-c@acme.test>',
+      'Message-ID: <notice-c@acme.test>\r\nIn-Reply-To: <reply-c@acme.test>\r\nReferences: <reply-c@acme.test>',
+    );
+    const res = await post(bounce);
+    t.equal(res.statusCode, 202, res.body);
+    t.match(res.json(), { outcome: 'bounce', ticket_id: ticketId, message_id: null });
+    const message = await db
+      .selectFrom('ticket_messages')
+      .select('delivery_state')
+      .where('id', '=', reply.json().id)
+      .executeTakeFirstOrThrow();
+    t.equal(message.delivery_state, 'sent', 'the delivered reply stays delivered');
+    const addresses = await db
+      .selectFrom('contact_emails')
+      .select(['email', 'bounced_at'])
+      .where('contact_id', '=', contact_id!)
+      .orderBy('email')
+      .execute();
+    t.match(addresses, [
+      { email: 'carol.work@customer.test', bounced_at: Date },
+      { email: 'carol@customer.test', bounced_at: null },
+    ]);
   });
 
   await t.test('an inactive mailbox’s secret stops working; a rotated one too', async (t) => {

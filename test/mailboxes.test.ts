@@ -111,19 +111,43 @@ t.test('mailboxes', async (t) => {
   await t.test('changes: a password left out is kept, null removes SMTP', async (t) => {
     const res = await call('PATCH', `/v1/mailboxes/${id}`, {
       name: 'Sales mail',
-      imap: { port: 1993, folder: 'Support' },
+      imap: { folder: 'Support' },
       smtp: { host: 'smtp.acme.test', port: 587 },
     });
     t.equal(res.statusCode, 200, res.body);
     t.match(res.json(), {
       name: 'Sales mail',
-      imap: { port: 1993, folder: 'Support', password_set: true },
+      imap: { folder: 'Support', password_set: true },
       smtp: { port: 587, password_set: true },
     });
     t.equal((await smtpSettingsOfDepartment(db, sales))?.password, SMTP_PASSWORD);
     const removed = await call('PATCH', `/v1/mailboxes/${id}`, { smtp: null });
     t.equal(removed.json().smtp, null);
     t.equal(await smtpSettingsOfDepartment(db, sales), undefined);
+  });
+
+  await t.test('a new IMAP host, port or username needs the password again', async (t) => {
+    const before = await db
+      .selectFrom('mailboxes')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    for (const imap of [{ host: 'attacker.test' }, { port: 2993 }, { username: 'someone-else' }]) {
+      const res = await call('PATCH', `/v1/mailboxes/${id}`, { imap });
+      t.equal(res.statusCode, 422, res.body);
+      t.match(res.json(), { code: 'password_required', errors: [{ field: 'body/imap/password' }] });
+    }
+    const after = await db.selectFrom('mailboxes').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    t.same(
+      [after.imap_host, after.imap_port, after.imap_username, after.imap_password],
+      [before.imap_host, before.imap_port, before.imap_username, before.imap_password],
+      'nothing changed',
+    );
+    const moved = await call('PATCH', `/v1/mailboxes/${id}`, {
+      imap: { host: 'imap2.acme.test', password: 'the-new-one' },
+    });
+    t.equal(moved.statusCode, 200, moved.body);
+    t.match(moved.json().imap, { host: 'imap2.acme.test', password_set: true });
   });
 
   await t.test('bad input answers 4xx and changes nothing', async (t) => {

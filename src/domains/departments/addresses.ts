@@ -6,6 +6,8 @@ type Executor = Kysely<Database>;
 /** Support addresses are compared lower-cased (migrations/0030). */
 export const normaliseAddress = (address: string) => address.trim().toLowerCase();
 
+const MAX_ADDRESSES = 50;
+
 /**
  * The department that owns the first of `addresses` (in the order given: To before Cc) that is a
  * support address, or undefined when none is.
@@ -14,7 +16,8 @@ export async function departmentOfAddresses(
   db: Executor,
   addresses: readonly string[],
 ): Promise<{ departmentId: string; address: string } | undefined> {
-  const wanted = [...new Set(addresses.map(normaliseAddress))];
+  // A query takes at most 65,535 parameters: a mail may list more recipients than that.
+  const wanted = [...new Set(addresses.map(normaliseAddress))].slice(0, MAX_ADDRESSES);
   if (wanted.length === 0) return undefined;
   const rows = await db
     .selectFrom('department_addresses')
@@ -29,14 +32,35 @@ export async function departmentOfAddresses(
   return undefined;
 }
 
-/** Every support address (for loop checks: mail from one of them is ours). */
+/**
+ * A support address (mail out skips them as recipients). Compared without a trailing dot: a
+ * fully qualified "sales@acme.test." is the same mailbox.
+ */
 export async function isSupportAddress(db: Executor, address: string): Promise<boolean> {
   const row = await db
     .selectFrom('department_addresses')
     .select('address')
-    .where('address', '=', normaliseAddress(address))
+    .where('address', '=', comparableAddress(address))
     .executeTakeFirst();
   return row !== undefined;
+}
+
+const comparableAddress = (address: string) => normaliseAddress(address).replace(/\.+$/, '');
+
+/**
+ * Mail from this address is our own (a loop): one of the support addresses, the help desk's
+ * from-address (mail settings) or `MAIL_FROM`, whatever its case or a trailing dot.
+ */
+export async function isOurAddress(
+  db: Executor,
+  address: string,
+  mailFrom: string | undefined,
+): Promise<boolean> {
+  const wanted = comparableAddress(address);
+  if (mailFrom !== undefined && comparableAddress(mailFrom) === wanted) return true;
+  if (await isSupportAddress(db, wanted)) return true;
+  const settings = await db.selectFrom('mail_settings').select('from_address').executeTakeFirst();
+  return settings?.from_address != null && comparableAddress(settings.from_address) === wanted;
 }
 
 /** A department's addresses, the reply-from first. */

@@ -34,6 +34,16 @@ const STYLE_PROPERTIES = [
   'vertical-align',
 ];
 
+// allowedSchemes only judges URLs that have a scheme: a relative one ("/v1/agents/me", "x")
+// would pass and resolve against the reader's page. Only absolute ones survive.
+const LINK = /^(?:https?:\/\/[^/\s]|mailto:|tel:)/i;
+const IMAGE = /^https:\/\/[^/\s]/i;
+
+const keepIf = (attribs: sanitizeHtml.Attributes, name: string, allowed: RegExp) => {
+  const { [name]: value, ...rest } = attribs;
+  return value !== undefined && allowed.test(value.trim()) ? { ...rest, [name]: value.trim() } : rest;
+};
+
 const OPTIONS: sanitizeHtml.IOptions = {
   allowedTags: [...sanitizeHtml.defaults.allowedTags.filter((tag) => tag !== 'style'), 'img', 'span', 'font'],
   allowedAttributes: {
@@ -50,6 +60,10 @@ const OPTIONS: sanitizeHtml.IOptions = {
   allowProtocolRelative: false,
   allowedStyles: { '*': Object.fromEntries(STYLE_PROPERTIES.map((p) => [p, SAFE_STYLE_VALUE])) },
   disallowedTagsMode: 'discard',
+  transformTags: {
+    a: (tagName, attribs) => ({ tagName, attribs: keepIf(attribs, 'href', LINK) }),
+    img: (tagName, attribs) => ({ tagName, attribs: keepIf(attribs, 'src', IMAGE) }),
+  },
 };
 
 /** HTML a mail reader may show as it is. */

@@ -41,21 +41,33 @@ export function isBounce(mail: ParsedMail, from: string | undefined): boolean {
   return local === 'mailer-daemon' || local === 'postmaster';
 }
 
+// A bounce returns one message; a body listing more ids than this is not a bounce we can match
+// (and a query takes at most 65,535 parameters).
+const MAX_RETURNED_IDS = 20;
+
 /**
- * The Message-IDs a bounce quotes from the message it returns (its message/rfc822 or
- * text/rfc822-headers part), read from the raw bytes after the bounce's own header.
+ * The Message-IDs of the message a bounce returns (its message/rfc822 or text/rfc822-headers
+ * part), read from the raw bytes after the bounce's own header. Only Message-ID: the returned
+ * message's In-Reply-To and References name other mails, which were delivered.
  */
 export function returnedMessageIds(raw: Buffer): string[] {
   const text = raw.toString('latin1');
   const bodyStart = text.search(/\r?\n\r?\n/);
   const body = bodyStart < 0 ? '' : text.slice(bodyStart);
   const ids = new Set<string>();
-  for (const match of body.matchAll(
-    /^(?:Message-ID|In-Reply-To|References):[ \t]*((?:<[^>\s]+>[ \t]*(?:\r?\n[ \t]+)?)+)/gim,
-  )) {
-    for (const id of match[1]!.matchAll(/<([^>\s]+)>/g)) ids.add(id[1]!);
+  for (const match of body.matchAll(/^Message-ID:[ \t]*(?:\r?\n[ \t]+)?<([^>\s]+)>/gim)) {
+    ids.add(match[1]!);
+    if (ids.size >= MAX_RETURNED_IDS) break;
   }
   return [...ids];
+}
+
+/** The address a delivery status notification says failed (RFC 3464 Final-Recipient), if any. */
+export function finalRecipient(raw: Buffer): string | undefined {
+  const match = /^Final-Recipient:[ \t]*rfc822[ \t]*;[ \t]*<?([^\s<>]+@[^\s<>]+?)>?[ \t]*$/im.exec(
+    raw.toString('latin1'),
+  );
+  return match?.[1]?.toLowerCase();
 }
 
 /** The reason a bounce gives: its Diagnostic-Code or Status, else its first line of text. */

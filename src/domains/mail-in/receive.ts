@@ -6,11 +6,11 @@ import type { Database } from '../../db/types.ts';
 import { DomainError } from '../../errors.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
 import { storeAttachment } from '../attachments/store.ts';
-import { departmentOfAddresses, isSupportAddress, normaliseAddress } from '../departments/addresses.ts';
+import { departmentOfAddresses, isOurAddress, normaliseAddress } from '../departments/addresses.ts';
 import { statusPatch } from '../tickets/changes.ts';
 import type { Actor, NewMessage, TicketPatch } from '../tickets/repository.ts';
 import { writeTicket } from '../tickets/write.ts';
-import { autoSubmittedReason, bounceReason, isBounce, returnedMessageIds } from './loops.ts';
+import { autoSubmittedReason, bounceReason, finalRecipient, isBounce, returnedMessageIds } from './loops.ts';
 import * as repo from './repository.ts';
 import { sanitiseMailHtml } from './sanitise.ts';
 
@@ -35,6 +35,8 @@ export interface ReceiveDeps {
   db: Kysely<Database>;
   blobs: BlobStore;
   log?: Pick<Logger, 'info' | 'warn'> | undefined;
+  /** MAIL_FROM: mail from it is our own, like mail from a support address. */
+  mailFrom?: string | undefined;
   /** Each attachment at most this large (larger ones are left out, the raw mail keeps them). */
   maxAttachmentBytes: number;
 }
@@ -48,6 +50,11 @@ export interface ReceivingMailbox {
 const MAX_BODY_CHARS = 200_000;
 const MAX_SUBJECT_CHARS = 500;
 const SUBJECT_REFERENCE = /\[Ticket#(\d{1,18})\]/i;
+// A header may list any number of ids or addresses, but a query takes at most 65,535 parameters
+// (PostgreSQL): the thread is found by In-Reply-To and the latest References (RFC 5322 appends
+// each new id at the end), and routing by the first recipients.
+const MAX_THREAD_IDS = 50;
+const MAX_RECIPIENTS = 50;
 
 const SYSTEM: Actor = { type: 'system', agentId: null, contactId: null };
 
@@ -146,29 +153,35 @@ export async function receiveMail(
   if (isBounce(mail, from)) {
     const reason = bounceReason(mail, raw);
     const ids = returnedMessageIds(raw).filter((id) => id !== mailMessageId);
-    const marked = await db.transaction().execute((trx) => repo.markBounced(trx, ids, reason));
+    const marked = await db
+      .transaction()
+      .execute((trx) => repo.markBounced(trx, ids, reason, finalRecipient(raw)));
     if (!marked) return result('ignored', { reason: 'bounce of no message of ours' });
     deps.log?.info({ ticketId: marked.ticketId, messageId: marked.messageId }, 'mail bounced');
     return result('bounce', { ticket_id: marked.ticketId, message_id: marked.messageId, reason });
   }
   if (!from) return result('ignored', { reason: 'no sender address' });
-  if (await isSupportAddress(db, from))
-    return result('ignored', { reason: 'sent from one of our support addresses' });
+  if (await isOurAddress(db, from, deps.mailFrom))
+    return result('ignored', { reason: 'sent from one of our own addresses' });
 
   const auto = autoSubmittedReason(mail);
   const recipients = [
-    ...addressesOf(mail.to),
-    ...addressesOf(mail.cc),
-    ...headerAddresses(mail, 'delivered-to'),
-    ...headerAddresses(mail, 'x-original-to'),
-  ];
+    ...new Set([
+      ...addressesOf(mail.to),
+      ...addressesOf(mail.cc),
+      ...headerAddresses(mail, 'delivered-to'),
+      ...headerAddresses(mail, 'x-original-to'),
+    ]),
+  ].slice(0, MAX_RECIPIENTS);
   const routed = await departmentOfAddresses(db, recipients);
   const departmentId = routed?.departmentId ?? mailbox.department_id;
 
-  let ticketId = await repo.ticketOfMailIds(db, [
-    ...messageIdsIn(mail.inReplyTo),
-    ...messageIdsIn(mail.references),
-  ]);
+  let ticketId = await repo.ticketOfMailIds(
+    db,
+    [
+      ...new Set([...messageIdsIn(mail.inReplyTo), ...messageIdsIn(mail.references).slice(-MAX_THREAD_IDS)]),
+    ].slice(0, MAX_THREAD_IDS + 1),
+  );
   const subject = (mail.subject ?? '').trim();
   if (!ticketId) {
     const reference = SUBJECT_REFERENCE.exec(subject);

@@ -17,16 +17,28 @@ export async function lockMailId(trx: Executor, mailMessageId: string) {
   await sql`select pg_advisory_xact_lock(hashtextextended(${`mail:${mailMessageId}`}, 0))`.execute(trx);
 }
 
-/** The newest live ticket one of these Message-IDs belongs to (In-Reply-To / References). */
+/**
+ * The newest live ticket one of these Message-IDs belongs to (In-Reply-To / References): a
+ * message of the ticket, or a mail we sent about it (acknowledgements, notices and surveys are
+ * only in mail_outbox, and customers answer them too).
+ */
 export async function ticketOfMailIds(db: Executor, ids: string[]): Promise<string | undefined> {
   if (ids.length === 0) return undefined;
   const row = await db
     .selectFrom('ticket_messages as m')
     .innerJoin('tickets as t', 't.id', 'm.ticket_id')
-    .select('m.ticket_id')
+    .select(['m.ticket_id', 'm.created_at'])
     .where('m.mail_message_id', 'in', ids)
     .where('t.status', '<>', 'deleted')
-    .orderBy('m.created_at', 'desc')
+    .unionAll(
+      db
+        .selectFrom('mail_outbox as o')
+        .innerJoin('tickets as t', 't.id', 'o.ticket_id')
+        .select(['o.ticket_id', 'o.created_at'])
+        .where('o.mail_message_id', 'in', ids)
+        .where('t.status', '<>', 'deleted'),
+    )
+    .orderBy('created_at', 'desc')
     .limit(1)
     .executeTakeFirst();
   return row?.ticket_id;
@@ -74,10 +86,18 @@ export async function setMailFields(
 }
 
 /**
- * A bounce of one of our outgoing messages: the message is marked bounced, and the address it went
- * to is marked on the contact, so mail out stops sending to it.
+ * A bounce of one of our mails: an agent's reply (ticket_messages) or a mail only in the outbox
+ * (acknowledgement, notice, survey). A reply is marked bounced; an outbox row has no such state
+ * (migrations/0035), so it stays as sent. The address that mail went to (else the bounce's
+ * Final-Recipient) is marked on the ticket's contact, so mail out stops sending to it; the
+ * contact's other addresses are left alone.
  */
-export async function markBounced(trx: Executor, mailIds: string[], reason: string) {
+export async function markBounced(
+  trx: Executor,
+  mailIds: string[],
+  reason: string,
+  finalRecipient: string | undefined,
+) {
   if (mailIds.length === 0) return undefined;
   const message = await trx
     .selectFrom('ticket_messages as m')
@@ -88,21 +108,35 @@ export async function markBounced(trx: Executor, mailIds: string[], reason: stri
     .orderBy('m.created_at', 'desc')
     .limit(1)
     .executeTakeFirst();
-  if (!message) return undefined;
-  await trx
-    .updateTable('ticket_messages')
-    .set({ delivery_state: 'bounced', delivery_error: reason })
-    .where('id', '=', message.id)
-    .execute();
-  if (message.mail_address) {
+  const sent = message
+    ? undefined
+    : await trx
+        .selectFrom('mail_outbox as o')
+        .innerJoin('tickets as t', 't.id', 'o.ticket_id')
+        .select(['o.ticket_id', 'o.to_address', 't.contact_id'])
+        .where('o.mail_message_id', 'in', mailIds)
+        .orderBy('o.created_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+  if (!message && !sent) return undefined;
+  if (message) {
+    await trx
+      .updateTable('ticket_messages')
+      .set({ delivery_state: 'bounced', delivery_error: reason })
+      .where('id', '=', message.id)
+      .execute();
+  }
+  const address = (message?.mail_address ?? sent?.to_address ?? finalRecipient)?.toLowerCase();
+  const contactId = message?.contact_id ?? sent?.contact_id;
+  if (address && contactId) {
     await trx
       .updateTable('contact_emails')
       .set({ bounced_at: sql`now()`, bounce_reason: reason })
-      .where('contact_id', '=', message.contact_id)
-      .where(sql<boolean>`lower(email) = ${message.mail_address.toLowerCase()}`)
+      .where('contact_id', '=', contactId)
+      .where(sql<boolean>`lower(email) = ${address}`)
       .execute();
   }
-  return { ticketId: message.ticket_id, messageId: message.id };
+  return { ticketId: (message?.ticket_id ?? sent?.ticket_id)!, messageId: message?.id ?? null };
 }
 
 /** The raw mail of a message of this ticket, if it came by mail. */

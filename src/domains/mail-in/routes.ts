@@ -95,7 +95,13 @@ export const mailInRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const mailbox = mailboxOf.get(request)!;
       const received = await receiveMail(
-        { db, blobs, log: request.log, maxAttachmentBytes: config.mailIn.maxBytes },
+        {
+          db,
+          blobs,
+          log: request.log,
+          maxAttachmentBytes: config.mailIn.maxBytes,
+          mailFrom: config.mail.from,
+        },
         { id: mailbox.id, department_id: mailbox.department_id },
         request.body as Buffer,
       );

@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { MailInConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
+import { isDatabaseUnreachable } from '../../db/outage.ts';
 import type { MailboxRow } from '../../db/types.ts';
 import { DomainError } from '../../errors.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
@@ -24,11 +25,20 @@ export interface ImapWatcherDeps {
   blobs: BlobStore;
   log: Log;
   config: MailInConfig;
+  /** MAIL_FROM, recognised as our own sender. */
+  mailFrom?: string | undefined;
   /** How often due mailboxes are looked for (tests: a fraction of a second). */
   tickMs?: number;
+  /** How a message is taken in (tests pass one that fails). */
+  receive?: typeof receiveMail;
+  /** Failed attempts per message (mailbox, UIDVALIDITY, UID), kept by the watcher. */
+  attempts?: Map<string, number>;
   /** Open connections, closed by stop() so a shutdown waits for no slow server. */
   open?: Set<ImapFlow>;
 }
+
+/** A message that fails this often for a reason other than the database being away is skipped. */
+export const MESSAGE_ATTEMPTS = 3;
 
 /** Backoff after the n-th failure in a row: 30 s doubling, at most an hour. */
 export const backoffSeconds = (failures: number) => Math.min(3600, 30 * 2 ** Math.min(failures - 1, 7));
@@ -105,14 +115,38 @@ export async function readMailbox(
         );
         if (message && message.source?.length !== undefined && message.source.length <= config.maxBytes) {
           try {
-            await receiveMail(
-              { db: deps.db, blobs: deps.blobs, log: deps.log, maxAttachmentBytes: config.maxBytes },
+            await (deps.receive ?? receiveMail)(
+              {
+                db: deps.db,
+                blobs: deps.blobs,
+                log: deps.log,
+                maxAttachmentBytes: config.maxBytes,
+                mailFrom: deps.mailFrom,
+              },
               { id: row.id, department_id: row.department_id },
               message.source,
             );
           } catch (error) {
-            // A message that can never become a ticket must not stop the ones after it.
-            if (!(error instanceof DomainError)) throw error;
+            // A message that can never become a ticket must not stop the ones after it. A database
+            // away is no fault of the message: the read stops and the message is retried, however
+            // often. Anything else (a bug this message triggers) is retried a few times, then the
+            // message is left unread in the folder and the next one imported.
+            if (!(error instanceof DomainError)) {
+              if (isDatabaseUnreachable(error)) throw error;
+              const key = `${row.id}:${uidValidity}:${uid}`;
+              const failed = (deps.attempts?.get(key) ?? 0) + 1;
+              deps.attempts?.set(key, failed);
+              if (deps.attempts && failed < MESSAGE_ATTEMPTS) throw error;
+              deps.attempts?.delete(key);
+              deps.log.warn(
+                { mailboxId: row.id, uid, attempts: failed, reason: describe(error, row) },
+                'IMAP message failed repeatedly; skipped and left unread',
+              );
+              lastUid = uid;
+              fed++;
+              await repo.recordImapProgress(deps.db, row.id, uidValidity, lastUid);
+              continue;
+            }
             deps.log.warn({ mailboxId: row.id, uid, code: error.code }, 'IMAP message skipped');
           }
         } else if (message) {
@@ -146,13 +180,14 @@ export function startImapWatcher(deps: ImapWatcherDeps): { stop(): Promise<void>
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const open = new Set<ImapFlow>();
+  const attempts = new Map<string, number>();
   const turn = async () => {
     try {
       for (let i = 0; i < 100 && !stopped; i++) {
         const row = await claimNext(db, leaseSeconds);
         if (!row) break;
         try {
-          const fed = await readMailbox({ ...deps, open }, row, () => stopped);
+          const fed = await readMailbox({ ...deps, open, attempts }, row, () => stopped);
           await repo.recordPollSuccess(db, row.id, row.poll_seconds ?? config.imapPollSeconds);
           if (fed > 0) log.info({ mailboxId: row.id, messages: fed }, 'IMAP mailbox read');
         } catch (error) {

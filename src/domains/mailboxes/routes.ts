@@ -77,7 +77,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateMailbox',
         tags,
         summary: 'Change a mailbox',
-        description: `${WHO}New IMAP settings or re-activation make the watcher try again at once; a new host, username or folder is read from its start (mail already received is recognised by its Message-ID). ${SECRETS}`,
+        description: `${WHO}New IMAP settings or re-activation make the watcher try again at once; a new host, username or folder is read from its start (mail already received is recognised by its Message-ID). A new IMAP host, port or username without imap.password answers 422 password_required: the stored password never goes to another server. ${SECRETS}`,
         params: IdParams,
         body: UpdateMailboxBody,
         response: { 200: ref(MailboxSchema), ...problems(403, 404, 409, 422) },

@@ -145,6 +145,26 @@ export async function updateMailbox(
         { field: 'body/imap', message: 'only for kind imap' },
       ]);
     }
+    // The stored password goes only to the server it was given for: a new host, port or username
+    // must come with its password (else a PATCH could send it to a server of the caller's).
+    const imap = input.imap;
+    if (imap && imap.password === undefined && before.imap_password !== null) {
+      const moved = (['host', 'port', 'username'] as const).filter((key) => {
+        const value = imap[key];
+        const stored = before[`imap_${key}`];
+        return (
+          value !== undefined &&
+          (key === 'host' ? String(value).toLowerCase() !== String(stored).toLowerCase() : value !== stored)
+        );
+      });
+      if (moved.length > 0) {
+        throw unprocessable(
+          'password_required',
+          'A new IMAP host, port or username needs the password again: the stored one is not sent to another server.',
+          [{ field: 'body/imap/password', message: `required with a new ${moved.join(', ')}` }],
+        );
+      }
+    }
     const set: Partial<Record<keyof MailboxesTable, unknown>> = {};
     const changes: string[] = [];
     if (input.name !== undefined) set.name = input.name.trim();

@@ -1,0 +1,82 @@
+import t from 'tap';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { rawMail } from './helpers/mail.ts';
+
+// Headers and bounces that list tens of thousands of ids or addresses: PostgreSQL takes at most
+// 65,535 parameters in a query, so each list is capped before it reaches one.
+
+const MANY = 70_000;
+
+t.test('inbound email with huge lists', async (t) => {
+  const ctx = await buildTestApp(t, { INBOUND_MAIL_MAX_BYTES: String(8 * 1024 * 1024) });
+  const { db } = ctx;
+  const sales = await makeDepartment(db, 'Sales');
+  await db
+    .insertInto('department_addresses')
+    .values({ address: 'sales@acme.test', department_id: sales, is_reply_from: true })
+    .execute();
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const created = await ctx.request({
+    method: 'POST',
+    url: '/v1/mailboxes',
+    token: admin.token,
+    payload: { name: 'Inbound', department_id: sales, kind: 'inbound' },
+  });
+  t.equal(created.statusCode, 201, created.body);
+  const secret = created.json().inbound_secret as string;
+  const post = (raw: string) =>
+    ctx.request({
+      method: 'POST',
+      url: '/v1/inbound/email',
+      headers: { 'content-type': 'message/rfc822', authorization: `Bearer ${secret}` },
+      payload: raw,
+    });
+
+  const first = await post(rawMail({ from: 'alice@customer.test', to: 'sales@acme.test' }));
+  t.equal(first.json().outcome, 'created', first.body);
+  const firstId = `<${first.json().mail_message_id}>`;
+
+  await t.test('References of 70,000 ids: threads by the latest', async (t) => {
+    const ids = Array.from({ length: MANY }, (_, i) => `<${i}@c>`);
+    const res = await post(
+      rawMail({
+        from: 'alice@customer.test',
+        to: 'sales@acme.test',
+        // Short ids on one line: mailparser takes at most 1 MiB of header.
+        references: [...ids, firstId].join(' '),
+      }),
+    );
+    t.equal(res.statusCode, 202, res.body);
+    t.match(res.json(), { outcome: 'threaded', ticket_id: first.json().ticket_id });
+  });
+
+  await t.test('To of 70,000 addresses: routed by the first', async (t) => {
+    const to = ['sales@acme.test', ...Array.from({ length: MANY }, (_, i) => `${i}@e.t`)];
+    const res = await post(rawMail({ from: 'bob@customer.test', to: to.join(',') }));
+    t.equal(res.statusCode, 202, res.body);
+    t.equal(res.json().outcome, 'created');
+    const ticket = await db
+      .selectFrom('tickets')
+      .select(['department_id', 'support_address'])
+      .where('id', '=', res.json().ticket_id)
+      .executeTakeFirstOrThrow();
+    t.match(ticket, { department_id: sales, support_address: 'sales@acme.test' });
+  });
+
+  await t.test('a bounce quoting 70,000 Message-IDs is answered, not a 500', async (t) => {
+    const lines = Array.from({ length: MANY }, (_, i) => `Message-ID: <m${i}@acme.test>`);
+    const raw = [
+      'From: MAILER-DAEMON@mx.customer.test',
+      'To: sales@acme.test',
+      'Subject: Undelivered Mail Returned to Sender',
+      'Message-ID: <bounce-many@mx.customer.test>',
+      'Content-Type: text/plain',
+      '',
+      ...lines,
+      '',
+    ].join('\r\n');
+    const res = await post(raw);
+    t.equal(res.statusCode, 202, res.body);
+    t.equal(res.json().outcome, 'ignored');
+  });
+});
