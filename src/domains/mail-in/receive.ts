@@ -8,7 +8,7 @@ import type { BlobStore } from '../../storage/blobs.ts';
 import { storeAttachment } from '../attachments/store.ts';
 import { departmentOfAddresses, isOurAddress, normaliseAddress } from '../departments/addresses.ts';
 import { statusPatch } from '../tickets/changes.ts';
-import type { Actor, NewMessage, TicketPatch } from '../tickets/repository.ts';
+import { type Actor, type NewMessage, openingMessageId, type TicketPatch } from '../tickets/repository.ts';
 import { writeTicket } from '../tickets/write.ts';
 import { autoSubmittedReason, bounceReason, finalRecipient, isBounce, returnedMessageIds } from './loops.ts';
 import * as repo from './repository.ts';
@@ -263,7 +263,7 @@ async function openTicket(
     authorAgentId: null,
     by: 'unchecked',
   });
-  const messageId = await repo.openingMessageId(trx, opened.ticket.id);
+  const messageId = await openingMessageId(trx, opened.ticket.id);
   return { ticketId: opened.ticket.id, messageId, outcome: 'created' as const };
 }
 

@@ -57,20 +57,6 @@ export async function ticketOfNumberAndContact(db: Executor, number: number, ema
   return row?.id;
 }
 
-/** The first customer message of a ticket just opened (its id is chosen by the write path). */
-export async function openingMessageId(trx: Executor, ticketId: string) {
-  const row = await trx
-    .selectFrom('ticket_messages')
-    .select('id')
-    .where('ticket_id', '=', ticketId)
-    .where('kind', '=', 'customer')
-    .orderBy('created_at')
-    .orderBy('id')
-    .limit(1)
-    .executeTakeFirstOrThrow();
-  return row.id;
-}
-
 export async function setMailFields(
   trx: Executor,
   messageId: string,

@@ -16,16 +16,3 @@ export async function holdFormDepartment(trx: Transaction<Database>, id: string)
     .executeTakeFirst();
   return row !== undefined;
 }
-
-/** The customer message a contact form ticket opened with (its files go on it). */
-export async function openingMessageId(trx: Transaction<Database>, ticketId: string): Promise<string> {
-  const row = await trx
-    .selectFrom('ticket_messages')
-    .select('id')
-    .where('ticket_id', '=', ticketId)
-    .where('kind', '=', 'customer')
-    .orderBy('created_at')
-    .orderBy('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
-}

@@ -5,9 +5,9 @@ import { DomainError, type FieldError, invalid } from '../../errors.ts';
 import { insertAttachmentRows, type PutFile } from '../attachments/store.ts';
 import { listDepartments } from '../departments/repository.ts';
 import { availabilityAt, departmentCalendars } from '../schedules/calendar.ts';
-import { type Actor, reference } from '../tickets/repository.ts';
+import { type Actor, openingMessageId, reference } from '../tickets/repository.ts';
 import { type CreateTicketInput, writeTicket } from '../tickets/write.ts';
-import { holdFormDepartment, openingMessageId } from './repository.ts';
+import { holdFormDepartment } from './repository.ts';
 import {
   ContactFormBody,
   type ContactFormInput,

@@ -971,3 +971,20 @@ export async function insertRating(
 ) {
   return trx.insertInto('ratings').values(values).returningAll().executeTakeFirstOrThrow();
 }
+
+/**
+ * The customer message a ticket just opened with (its id is chosen by the write path): where mail
+ * in and the contact form put the files that came with it.
+ */
+export async function openingMessageId(trx: Executor, ticketId: string): Promise<string> {
+  const row = await trx
+    .selectFrom('ticket_messages')
+    .select('id')
+    .where('ticket_id', '=', ticketId)
+    .where('kind', '=', 'customer')
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
