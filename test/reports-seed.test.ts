@@ -48,9 +48,32 @@ t.test('counters agree with the raw events on the demo seed', async (t) => {
     ],
     ['totals', { groupBy: [] }],
   ];
+  // Averages are sums of milliseconds over counts, rounded to the millisecond (3 decimals of a
+  // second). The counters and the events add the same values in another order, so a mean that
+  // falls on a rounding tie may differ by one unit of the last decimal (the seed follows the
+  // clock: seen once in CI, 4322.175 against 4322.174). Everything else must be equal.
+  const withinLastDecimal = (counted: unknown, raw: unknown): unknown => {
+    if (Array.isArray(counted) && Array.isArray(raw))
+      return raw.map((r, i) => withinLastDecimal(counted[i], r));
+    if (counted && raw && typeof counted === 'object' && typeof raw === 'object') {
+      const c = counted as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.entries(raw as Record<string, unknown>).map(([k, v]) =>
+          k.startsWith('avg_') &&
+          typeof v === 'number' &&
+          typeof c[k] === 'number' &&
+          Math.abs(v - c[k]) <= 0.0011
+            ? [k, c[k]]
+            : [k, withinLastDecimal(c[k], v)],
+        ),
+      );
+    }
+    return raw;
+  };
   for (const [name, shape] of shapes) {
     const spec = { ...base, ...shape };
-    t.same(await run(spec), await run({ ...spec, source: 'events' }), name);
+    const counted = await run(spec);
+    t.same(counted, withinLastDecimal(counted, await run({ ...spec, source: 'events' })), name);
   }
 
   const [totals] = await run({ ...base, groupBy: [] });
