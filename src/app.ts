@@ -3,9 +3,6 @@ import cors from '@fastify/cors';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Ajv } from 'ajv';
-import addFormats from 'ajv-formats';
-import { fullFormats } from 'ajv-formats/dist/formats.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
 import type { Db } from './db/database.ts';
@@ -21,6 +18,7 @@ import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-field
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
+import { importRoutes, importSchemas, STREAMED_IMPORT_TYPES } from './domains/imports/routes.ts';
 import { mailIdentityRoutes, mailIdentitySchemas } from './domains/mail-identity/routes.ts';
 import { mailInRoutes, mailInSchemas } from './domains/mail-in/routes.ts';
 import { mailOutRoutes, mailOutSchemas } from './domains/mail-out/routes.ts';
@@ -39,6 +37,7 @@ import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
 import type { JobQueue } from './jobs/queue.ts';
+import { createAjv } from './plugins/ajv.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
@@ -100,27 +99,6 @@ export const CLIENT_HEADERS = [
 /** Retry-After of the 503 a draining server answers: about the time a restart takes. */
 export const DRAINING_RETRY_AFTER_SECONDS = 5;
 
-function createAjv(part: 'body' | 'other') {
-  // Bodies: no coercion ("12" stays a string) and unknown fields rejected, not stripped.
-  // Query strings and params arrive as text, so they are coerced.
-  const ajv = new Ajv({
-    allErrors: true,
-    removeAdditional: false,
-    useDefaults: true,
-    coerceTypes: part === 'body' ? false : 'array',
-    strict: false,
-  });
-  addFormats.default(ajv);
-  // RFC 3339 allows a leap second (23:59:60), which a JavaScript Date cannot hold: such a value
-  // would pass validation and then fail as an Invalid Date in the handler. Refused here (400).
-  const rfc3339 = fullFormats['date-time'] as { validate: (s: string) => boolean };
-  ajv.addFormat('date-time', {
-    type: 'string',
-    validate: (s: string) => rfc3339.validate(s) && Number.isFinite(Date.parse(s)),
-  });
-  return ajv;
-}
-
 const buildSerializer = SerializerSelector();
 
 /**
@@ -162,7 +140,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const otherAjv = createAjv('other');
   app.setValidatorCompiler(({ schema, httpPart, contentType }) =>
     // A multipart body is a stream its handler reads (attachments/multipart.ts) and checks itself.
-    httpPart === 'body' && contentType === 'multipart/form-data'
+    // So are import files (imports/run.ts checks each record against its schema).
+    httpPart === 'body' &&
+    (contentType === 'multipart/form-data' || STREAMED_IMPORT_TYPES.includes(contentType ?? ''))
       ? () => true
       : (httpPart === 'body' ? bodyAjv : otherAjv).compile(schema),
   );
@@ -199,6 +179,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...mailInSchemas,
     ...mailOutSchemas,
     ...surveySchemas,
+    ...importSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -274,6 +255,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(mailInRoutes);
   await app.register(mailOutRoutes);
   await app.register(surveyRoutes);
+  await app.register(importRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

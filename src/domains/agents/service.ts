@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import { canManageAgent, type Principal, requireAdmin, requireSession } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import type {
   AgentPresence,
   AgentRole,
@@ -89,7 +90,7 @@ export async function createAgent(
     throw error;
   }
   const passwordHash = input.password ? await hashPassword(input.password) : null;
-  const id = await db.transaction().execute(async (trx) => {
+  const id = await transact(db, async (trx) => {
     const row = await repo.insertAgent(trx, {
       name: input.name.trim(),
       email: input.email.trim(),
@@ -164,7 +165,7 @@ export async function updateAgent(
     );
   }
   const passwordHash = patch.password ? await hashPassword(patch.password) : undefined;
-  await db.transaction().execute(async (trx) => {
+  await transact(db, async (trx) => {
     const row = await repo.lockAgentRow(trx, id);
     if (!row) throw notFound('agent');
     if (!canManageAgent(principal, row.role, patch.role)) {

@@ -1,5 +1,6 @@
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import { DomainError, type FieldError, invalid } from '../../errors.ts';
 import { statusPatch } from '../tickets/changes.ts';
 import type { Actor, TicketPatch } from '../tickets/repository.ts';
@@ -67,7 +68,7 @@ export async function recordCall(db: Db, principal: Principal, input: RecordCall
   const customerNumber = input.direction === 'inbound' ? input.from_number : input.to_number;
   const subject = `${input.direction === 'inbound' ? 'Call from' : 'Call to'} ${customerNumber ?? 'unknown number'}`;
   const contact = customerNumber ? { phone: customerNumber } : null;
-  return db.transaction().execute((trx) =>
+  return transact(db, (trx) =>
     recordOnTicket(trx, principal, input, 'call', { subject, contact }, async (ticket, _created, at) => {
       const call = await insertCall(trx, {
         ticket_id: ticket.id,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import { DomainError, type FieldError, invalid } from '../../errors.ts';
 import { agentExists } from '../calls/repository.ts';
 import { statusPatch } from '../tickets/changes.ts';
@@ -75,7 +76,7 @@ export async function recordChat(db: Db, principal: Principal, input: RecordChat
   }
   const messages = [...input.messages].sort((a, b) => Date.parse(a.sent_at) - Date.parse(b.sent_at));
   const subject = `Chat of ${times.started.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
-  return db.transaction().execute((trx) =>
+  return transact(db, (trx) =>
     recordOnTicket(
       trx,
       principal,

@@ -1,5 +1,6 @@
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import type { ContactFieldType } from '../../db/types.ts';
 import { type Blocker, DomainError, invalid } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
@@ -68,7 +69,7 @@ export async function createContactField(
 ): Promise<ContactField> {
   requireAdmin(principal);
   const options = checkOptions(input.type, input.options);
-  return db.transaction().execute(async (trx) => {
+  return transact(db, async (trx) => {
     const id = await repo.insertContactField(trx, {
       key: input.key,
       label: input.label.trim(),
@@ -105,7 +106,7 @@ export async function updateContactField(
   },
 ): Promise<ContactField> {
   requireAdmin(principal);
-  return db.transaction().execute(async (trx) => {
+  return transact(db, async (trx) => {
     const current = await repo.lockContactField(trx, id);
     if (!current) throw notFoundField();
     assertIfMatch(preconditions.ifMatch, current);

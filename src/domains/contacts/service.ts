@@ -1,5 +1,6 @@
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import { DomainError, type FieldError, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { type FieldDefinition, shareFieldDefinitions } from '../contact-fields/repository.ts';
@@ -162,7 +163,7 @@ export async function createContact(
   const phones = checkPhones(input.phones ?? []);
   requireIdentity(name, emails, phones);
   const customInput = input.custom_fields ?? {};
-  const id = await db.transaction().execute(async (trx) => {
+  const id = await transact(db, async (trx) => {
     const definitions = await shareFieldDefinitions(trx, Object.keys(customInput));
     const custom_fields = applyCustomFields(definitions, {}, customInput);
     const id = await repo.insertContact(trx, { name, custom_fields });
@@ -186,7 +187,7 @@ export async function updateContact(
 ): Promise<Contact> {
   const emails = patch.emails && checkEmails(patch.emails);
   const phones = patch.phones && checkPhones(patch.phones);
-  return db.transaction().execute(async (trx) => {
+  return transact(db, async (trx) => {
     // Field definitions before the contact: a field's deletion locks the field, then the
     // contacts holding its values, so taking them in the same order cannot deadlock.
     const definitions = await shareFieldDefinitions(trx, Object.keys(patch.custom_fields ?? {}));

@@ -2,6 +2,7 @@ import type { Transaction } from 'kysely';
 import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
 import { HORIZON_DAYS } from '../../business-time/index.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import type { ChannelAvailability, Database, DepartmentRole, MemberLevel } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
@@ -96,7 +97,7 @@ export async function createDepartment(
   },
 ): Promise<Department> {
   requireAdmin(principal);
-  return db.transaction().execute(async (trx) => {
+  return transact(db, async (trx) => {
     const { id } = await repo.insertDepartment(trx, {
       name: input.name.trim(),
       ...(input.description !== undefined && { description: input.description }),
@@ -147,7 +148,7 @@ export async function updateDepartment(
 ): Promise<Department> {
   await getDepartment(db, id);
   await requireManager(db, principal, id);
-  return db.transaction().execute(async (trx) => {
+  return transact(db, async (trx) => {
     const current = await repo.lockDepartment(trx, id);
     if (!current) throw notFound('department');
     assertIfMatch(preconditions.ifMatch, current);
@@ -302,7 +303,7 @@ export async function setMember(
   await getDepartment(db, departmentId);
   await requireManager(db, principal, departmentId);
   await requireAgents(db, [agentId], () => 'params/agent_id');
-  const created = await db.transaction().execute(async (trx) => {
+  const created = await transact(db, async (trx) => {
     await repo.lockDepartment(trx, departmentId);
     const before = await repo.memberRoles(trx, departmentId);
     const existing = await repo.roleInDepartment(trx, agentId, departmentId);

@@ -3,6 +3,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
 import { can, loadTicketAccess, requireTicket, type TicketAccess } from '../../access/tickets.ts';
 import type { Db } from '../../db/database.ts';
+import { transact } from '../../db/transact.ts';
 import type { Channel, Database, Priority, TicketRow } from '../../db/types.ts';
 import { DomainError, type FieldError, forbidden, invalid } from '../../errors.ts';
 import { linkStagedAttachments } from '../attachments/link.ts';
@@ -91,8 +92,9 @@ export async function createTicket(
     authorAgentId: principal.agentId,
     by: principal,
   };
-  const opened = trx
-    ? await writeTicket(trx, command)
+  const outer = trx ?? (db.isTransaction ? (db as Trx) : undefined);
+  const opened = outer
+    ? await writeTicket(outer, command)
     : await db.transaction().execute((t) => writeTicket(t, { ...command, final: true }));
   return repo.toTicket(opened.ticket as TicketRow, opened.contact);
 }
@@ -109,7 +111,7 @@ async function changeAs<R>(
   then?: (trx: Trx, changed: Changed<R>) => Promise<void>,
 ) {
   const access = 'memberships' in principal ? principal : await loadTicketAccess(db, principal);
-  return db.transaction().execute(async (trx) => {
+  return transact(db, async (trx) => {
     const changed = await writeTicket(trx, {
       kind: 'change',
       target: { id },

@@ -25,6 +25,7 @@ import { departmentCalendar } from '../schedules/calendar.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
 import { escalate } from './escalation.ts';
+import { currentReplay } from './replay.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
@@ -206,8 +207,9 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   // policy is active and none ever applied to this ticket.
   let setting: SlaSetting | null = null;
   let planned: SlaWrite | null = null;
+  const replay = currentReplay();
   const clock = touch || decided.clock === true;
-  if (clock && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
+  if (!replay && clock && (sla === undefined || sla.key !== null || before.sla_state !== null)) {
     setting = await readSlaSetting(trx, [
       before.department_id,
       working.department_id,
@@ -249,7 +251,8 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   }
 
   const closing = decided.closing ?? [];
-  const triggers = decided.triggers ?? [];
+  // Replayed history runs no rules unless its import asked for them (replay.ts).
+  const triggers = replay && !replay.runRules ? [] : (decided.triggers ?? []);
   let slaByRules: SlaWrite | null = null;
   const evaluation =
     triggers.length > 0
@@ -266,6 +269,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     // A change that planned no SLA clock (a ticket.idle pass) still moves it with what its
     // rules change.
     if (
+      !replay &&
       !setting &&
       !clock &&
       Object.keys(plan.patch).length > 0 &&
@@ -469,18 +473,24 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   // Created at the transaction's time, which the row's created_at takes too: a rule that resolves
   // the ticket at once records a resolution time of 0.
   const snapshot = { ...values, postponed_until: null, created_at: at, first_resolved_at: null };
-  const evaluation = await evaluateRules(trx, snapshot, ['ticket.created'], {
-    seen,
-    at,
-    outsideWorkingHours: !createdInWorkingHours,
-    message: message && {
-      id: message.id,
-      body: message.body,
-      ...(fromAgent
-        ? { senderAgentId: authorAgentId }
-        : input.contact.email !== undefined && { senderEmail: input.contact.email }),
+  const replay = currentReplay();
+  const evaluation = await evaluateRules(
+    trx,
+    snapshot,
+    replay && !replay.runRules ? [] : ['ticket.created'],
+    {
+      seen,
+      at,
+      outsideWorkingHours: !createdInWorkingHours,
+      message: message && {
+        id: message.id,
+        body: message.body,
+        ...(fromAgent
+          ? { senderAgentId: authorAgentId }
+          : input.contact.email !== undefined && { senderEmail: input.contact.email }),
+      },
     },
-  });
+  );
   const plan = evaluation ? await planOpening(trx, snapshot, evaluation) : null;
   // A rule that resolves the new ticket records its (first) resolution time, business time too.
   const keys: ScheduleKeys = new Map(
@@ -493,20 +503,22 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const setting: SlaSetting = read
     ? { ...read, calendars: new Map([[values.department_id, calendar]]), contact: seen?.contact }
     : await readSlaSetting(trx, [opened.department_id]);
-  const sla = await planTicketSla(
-    trx,
-    setting,
-    null,
-    null,
-    {
-      ...opened,
-      created_at: setting.now,
-      first_resolved_at: opened.first_resolved_at ?? null,
-      postponed_until: opened.postponed_until ?? null,
-    },
-    { agent: fromAgent && message !== null, customer: false },
-    opener,
-  );
+  const sla = replay
+    ? null
+    : await planTicketSla(
+        trx,
+        setting,
+        null,
+        null,
+        {
+          ...opened,
+          created_at: setting.now,
+          first_resolved_at: opened.first_resolved_at ?? null,
+          postponed_until: opened.postponed_until ?? null,
+        },
+        { agent: fromAgent && message !== null, customer: false },
+        opener,
+      );
   const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
   const slaEvents = sla?.events ?? [];
   // The opening statement takes COMMIT along unless SLA rules still have to run after it.

@@ -1,0 +1,24 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/**
+ * Replaying history (the importer, docs/import.md): a ticket write made inside `replaying()` is
+ * a record of the past, not a change happening now. The write path then plans no SLA clock (the
+ * policies of the time are unknown, and a replayed due in the past would fire as a breach today)
+ * and runs the automation rules only when the import asked for them. The transaction's clock and
+ * the events' import mark come from the transaction itself (deskroute.now, deskroute.import_id).
+ */
+export interface Replay {
+  importId: string;
+  runRules: boolean;
+}
+
+const current = new AsyncLocalStorage<Replay>();
+
+export function replaying<T>(replay: Replay, work: () => Promise<T>): Promise<T> {
+  return current.run(replay, work);
+}
+
+/** The replay this write belongs to, if any. */
+export function currentReplay(): Replay | undefined {
+  return current.getStore();
+}
