@@ -44,6 +44,12 @@ const EnvSchema = Type.Object({
     maximum: 5_368_709_120,
     description: 'largest attachment accepted, in bytes (default 25 MiB); a larger one answers 413',
   }),
+  IMPORT_MAX_BYTES: Type.Integer({
+    default: 4_294_967_296,
+    minimum: 1,
+    description:
+      'largest import file accepted by POST /v1/imports, in bytes (default 4 GiB); a larger one answers 413',
+  }),
   ATTACHMENT_MAX_FILES: Type.Integer({
     default: 10,
     minimum: 1,
@@ -284,6 +290,8 @@ export interface Config {
   bodyLimit: number;
   /** Uploads: the largest file and the most files per request (docs/email.md, "Attachments"). */
   attachments: { maxBytes: number; maxFiles: number };
+  /** The largest import file (docs/import.md). */
+  importMaxBytes: number;
   trustProxy: boolean;
   shutdownGraceMs: number;
   scheduler: { housekeepingMs: number; reportCompactionMs: number; slaTimerMs: number };
@@ -416,6 +424,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     signIn: { maxFailures: parsed.SIGN_IN_MAX_FAILURES, lockSeconds: parsed.SIGN_IN_LOCK_SECONDS },
     bodyLimit: parsed.BODY_LIMIT_BYTES,
     attachments: { maxBytes: parsed.ATTACHMENT_MAX_BYTES, maxFiles: parsed.ATTACHMENT_MAX_FILES },
+    importMaxBytes: parsed.IMPORT_MAX_BYTES,
     trustProxy: parsed.TRUST_PROXY,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     scheduler: {

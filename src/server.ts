@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { describe, retryWhileUnreachable } from './db/outage.ts';
+import { startImportWorker } from './domains/imports/run.ts';
 import { startImapWatcher } from './domains/mailboxes/imap.ts';
 import { startNotifications } from './domains/notifications/service.ts';
 import { startJobs } from './jobs/start.ts';
@@ -86,6 +87,8 @@ const imapWatcher = config.mailIn.imapWatcher
       mailFrom: config.mail.from,
     })
   : undefined;
+// Imports (POST /v1/imports) are worked through in the background on every instance, each by one.
+const stopImports = startImportWorker({ db, blobs: app.blobs, log: app.log.child({ component: 'imports' }) });
 app.server.requestTimeout = 30_000;
 app.server.headersTimeout = 10_000;
 
@@ -94,6 +97,7 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   else app.log.info({ signal }, 'shutting down: finishing in-flight requests');
   await stopScheduler();
   await imapWatcher?.stop();
+  await stopImports();
   await jobs.stop();
   await stopNotifications();
   await app.close();

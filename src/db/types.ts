@@ -400,6 +400,8 @@ export interface TicketEventsTable {
   occurred_at: ColumnType<Date, Date | string | undefined, never>;
   /** The writing transaction (xid8, read as text): the event feed's order and horizon. */
   tx: ColumnType<string, never, never>;
+  /** The import that replayed it (migration 0037); null for live events. Set from the transaction. */
+  import_id: ColumnType<string | null, never, never>;
 }
 
 export interface SettingsEventsTable {
@@ -671,6 +673,9 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
   mailboxes: MailboxesTable;
+  imports: ImportsTable;
+  import_errors: ImportErrorsTable;
+  import_keys: ImportKeysTable;
 }
 
 export type DepartmentRow = Selectable<DepartmentsTable>;
@@ -717,4 +722,47 @@ export interface MailboxesTable {
   next_poll_at: Date | null;
   created_at: CreatedAt;
   updated_at: Timestamp;
+}
+
+export type ImportState = 'queued' | 'running' | 'finished' | 'failed';
+
+export interface ImportsTable {
+  id: Generated<string>;
+  source: string;
+  format: 'ndjson' | 'csv';
+  run_rules: boolean;
+  state: ColumnType<ImportState, ImportState | undefined, ImportState>;
+  blob_key: string | null;
+  size_bytes: number;
+  position: ColumnType<number, number | undefined, number>;
+  read_count: ColumnType<number, number | undefined, number>;
+  created_count: ColumnType<number, number | undefined, number>;
+  updated_count: ColumnType<number, number | undefined, number>;
+  skipped_count: ColumnType<number, number | undefined, number>;
+  failed_count: ColumnType<number, number | undefined, number>;
+  failure: string | null;
+  lease_until: Date | null;
+  lease_token: string | null;
+  created_by: string | null;
+  created_at: ColumnType<Date, never, never>;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+export interface ImportErrorsTable {
+  import_id: string;
+  line: number;
+  type: string | null;
+  external_id: string | null;
+  code: string;
+  message: string;
+}
+
+export interface ImportKeysTable {
+  source: string;
+  type: string;
+  external_id: string;
+  target_id: string;
+  digest: string | null;
+  import_id: string;
 }

@@ -15,7 +15,9 @@ export async function installClock(db: Db, at: Date | string | null = null): Pro
     db,
   );
   await sql`create or replace function deskroute_now() returns timestamptz language sql stable
-    as $$ select coalesce((select at from test_clock), now()) $$`.execute(db);
+    as $$ select coalesce(nullif(current_setting('deskroute.now', true), '')::timestamptz, (select at from test_clock), now()) $$`.execute(
+    db,
+  );
 }
 
 /** Sets the instant every transaction sees from now on (null: the real time again). */

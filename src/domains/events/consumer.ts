@@ -47,7 +47,9 @@ export async function consumeFeedBatch(
       .executeTakeFirst();
     if (!current) return 0;
     const { rows, next } = await readFeed(trx, { after: current.cursor, limit });
-    if (rows.length > 0) await handler(trx, rows);
+    // Imported history is the past: nothing reacts to it now (no webhook, mail or notification).
+    const live = rows.filter((row) => !row.imported);
+    if (live.length > 0) await handler(trx, live);
     if (next !== current.cursor) {
       await trx
         .updateTable('feed_consumers')

@@ -68,6 +68,11 @@ export interface FeedRow {
   event: Event;
   /** The ticket as it is now, for the visibility policy; null = settings event: admins only. */
   visibility: { department_id: string | null; assignee_id: string | null } | null;
+  /**
+   * Replayed by an import (history brought in, not happening now): the feed and the audit log
+   * show it; what reacts to events now (webhooks, mail, notifications, the stream) passes it by.
+   */
+  imported: boolean;
 }
 
 // ---- cursors ----------------------------------------------------------------------------
@@ -232,6 +237,7 @@ const settingsColumns = [
   sql<null>`null::uuid`.as('m_author_agent_id'),
   sql<null>`null::uuid`.as('m_author_contact_id'),
   sql<null>`null::timestamptz`.as('m_created_at'),
+  sql<boolean>`false`.as('imported'),
 ] as const;
 
 // ---- reading ------------------------------------------------------------------------------
@@ -266,6 +272,7 @@ interface RawFeedRow {
   m_author_agent_id: string | null;
   m_author_contact_id: string | null;
   m_created_at: Date | string | null;
+  imported: boolean;
 }
 
 export interface FeedQuery {
@@ -356,6 +363,7 @@ export async function readFeed(db: Executor, q: FeedQuery): Promise<{ rows: Feed
         'm.author_agent_id as m_author_agent_id',
         'm.author_contact_id as m_author_contact_id',
         'm.created_at as m_created_at',
+        sql<boolean>`e.import_id is not null`.as('imported'),
       ])
       .where(sql<boolean>`e.tx < ${h.toString()}::xid8`)
       .where(sql<boolean>`(e.tx, e.id) > (${after.tx.toString()}::xid8, ${bound.toString()}::bigint)`)
@@ -539,7 +547,7 @@ function toFeedRow(r: RawFeedRow): FeedRow {
       ticket_id: null,
       payload: r.data,
     } as Event;
-    return { cursor, event, visibility: null };
+    return { cursor, event, visibility: null, imported: false };
   }
   const type = r.type as TicketFeedType;
   const event = {
@@ -551,7 +559,12 @@ function toFeedRow(r: RawFeedRow): FeedRow {
     ticket_id: r.ticket_id,
     payload: ticketPayload(r, type, r.stored_type),
   } as Event;
-  return { cursor, event, visibility: { department_id: r.t_department_id, assignee_id: r.t_assignee_id } };
+  return {
+    cursor,
+    event,
+    visibility: { department_id: r.t_department_id, assignee_id: r.t_assignee_id },
+    imported: r.imported === true,
+  };
 }
 
 export interface AuditLogQuery {

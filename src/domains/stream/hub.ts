@@ -347,10 +347,12 @@ export class StreamHub {
    * this call (its position stays at the last row it was given); answers those it stopped.
    */
   async #deliver(
-    rows: readonly FeedRow[],
+    page: readonly FeedRow[],
     subscribers: readonly Subscriber[],
     budget: number | null = null,
   ): Promise<ReadonlySet<Subscriber>> {
+    // Imported history is not news: the stream passes it by (the feed keeps it).
+    const rows = page.filter((row) => !row.imported);
     let batch = subscribers;
     const paused = new Set<Subscriber>();
     for (const row of rows) {

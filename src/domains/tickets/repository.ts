@@ -618,6 +618,7 @@ export async function listEvents(
       agent_id: row.agent_id,
       data: row.data,
       occurred_at: row.occurred_at.toISOString(),
+      import_id: row.import_id,
     }),
   );
 }

@@ -355,6 +355,10 @@ export const EventSchema = Type.Object(
     agent_id: Type.Union([Uuid(), Type.Null()], { description: 'The ticket’s assignee when it happened.' }),
     data: Type.Record(Type.String(), Type.Unknown(), { description: 'What changed, e.g. {from, to}.' }),
     occurred_at: Timestamp(),
+    import_id: Type.Union([Uuid(), Type.Null()], {
+      description:
+        'The import (POST /v1/imports) that brought this entry in from another help desk, at its original time; null for what happened here.',
+    }),
   },
   { $id: 'TicketEvent', additionalProperties: false },
 );

@@ -1,0 +1,246 @@
+import { createHash } from 'node:crypto';
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Principal } from '../../access/policy.ts';
+import type { Database } from '../../db/types.ts';
+import { DomainError } from '../../errors.ts';
+import { createAgent, updateAgent } from '../agents/service.ts';
+import { recordCall } from '../calls/service.ts';
+import { recordChat } from '../chats/service.ts';
+import { createContactField } from '../contact-fields/service.ts';
+import { createContact, updateContact } from '../contacts/service.ts';
+import { createDepartment, setMember } from '../departments/service.ts';
+import { replaying } from '../tickets/replay.ts';
+import { addMessage, addRating, createTicket, transferTicket, updateTicket } from '../tickets/service.ts';
+import type { ImportRecord, RecordType } from './records.ts';
+import * as repo from './repository.ts';
+
+type Trx = Transaction<Database>;
+export type Outcome = 'created' | 'updated' | 'skipped';
+
+/** What one import run knows while it applies records: who runs it and the ids seen so far. */
+export interface ApplyContext {
+  importId: string;
+  source: string;
+  runRules: boolean;
+  /** The admin who started the import: acts where a record names nobody. */
+  importer: Principal;
+  /** external ids already resolved (committed), per type: saves a look-up per reference. */
+  known: Map<string, string>;
+  /** Resolved in the batch under way: joins `known` when the batch commits. */
+  pending: Map<string, string>;
+}
+
+const unprocessable = (code: string, message: string) => new DomainError('unprocessable', code, message);
+
+/** A principal acting as an imported agent: history is replayed as it happened, not re-checked. */
+function actingAs(ctx: ApplyContext, agentId: string | null): Principal {
+  if (agentId === null) return ctx.importer;
+  return { agentId, role: 'owner', scopes: ['read', 'write'], via: 'session', tokenId: null };
+}
+
+async function resolve(trx: Trx, ctx: ApplyContext, type: RecordType, externalId: string): Promise<string> {
+  const k = `${type}\u0000${externalId}`;
+  const cached = ctx.pending.get(k) ?? ctx.known.get(k);
+  if (cached) return cached;
+  const found = await repo.findKey(trx, ctx.source, type, externalId);
+  if (!found) {
+    throw unprocessable(
+      'unknown_reference',
+      `No ${type} with external_id ${JSON.stringify(externalId)} was imported from this source (it must come earlier in the file or in an earlier import).`,
+    );
+  }
+  ctx.pending.set(k, found.target_id);
+  return found.target_id;
+}
+
+const optionalAgent = (trx: Trx, ctx: ApplyContext, ref: string | null | undefined) =>
+  ref ? resolve(trx, ctx, 'agent', ref) : Promise.resolve(null);
+
+function digestOf(record: ImportRecord): string {
+  return createHash('sha256').update(JSON.stringify(record)).digest('base64url');
+}
+
+/**
+ * Applies one record inside the caller's transaction (under a savepoint the caller rolls back
+ * on failure). Ticket records and timeline records are replayed through the tickets' services at
+ * their own time: the transaction's clock (deskroute.now) is set to it, so the rows, their
+ * ticket_events and the report counters the trigger keeps are those of a live change then.
+ */
+export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRecord): Promise<Outcome> {
+  const existing = await repo.findKey(trx, ctx.source, record.type, record.external_id);
+  const digest = digestOf(record);
+  if (existing) {
+    ctx.pending.set(`${record.type}\u0000${record.external_id}`, existing.target_id);
+    if (record.type === 'contact' && existing.digest !== digest) {
+      await updateContact(trx, {}, existing.target_id, {
+        ...(record.name !== undefined && { name: record.name }),
+        ...(record.emails !== undefined && { emails: record.emails }),
+        ...(record.phones !== undefined && { phones: record.phones }),
+        ...(record.custom_fields !== undefined && { custom_fields: record.custom_fields }),
+      });
+      await repo.updateKeyDigest(trx, ctx.source, record.type, record.external_id, digest);
+      return 'updated';
+    }
+    return 'skipped';
+  }
+  const at = 'at' in record ? record.at : record.type === 'ticket' ? record.created_at : null;
+  await sql`select set_config('deskroute.now', ${at ?? ''}, true), set_config('deskroute.import_id', ${ctx.importId}, true)`.execute(
+    trx,
+  );
+  const target = await replaying({ importId: ctx.importId, runRules: ctx.runRules }, () =>
+    create(trx, ctx, record),
+  );
+  await repo.insertKey(trx, {
+    source: ctx.source,
+    type: record.type,
+    external_id: record.external_id,
+    target_id: target,
+    digest,
+    import_id: ctx.importId,
+  });
+  ctx.pending.set(`${record.type}\u0000${record.external_id}`, target);
+  return 'created';
+}
+
+async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<string> {
+  const db = trx as Kysely<Database>;
+  switch (r.type) {
+    case 'agent': {
+      // An agent already here under that email (the owner who runs the import, say) is the same person.
+      const same = await repo.agentByEmail(trx, r.email);
+      if (same) return same;
+      const agent = await createAgent(db, ctx.importer, {
+        name: r.name,
+        email: r.email,
+        role: r.role ?? 'agent',
+      });
+      if (r.status === 'disabled') await updateAgent(db, ctx.importer, {}, agent.id, { status: 'disabled' });
+      return agent.id;
+    }
+    case 'department': {
+      const same = await repo.departmentByName(trx, r.name);
+      if (same) return same;
+      return (await createDepartment(db, ctx.importer, { name: r.name, description: r.description })).id;
+    }
+    case 'membership': {
+      const department = await resolve(trx, ctx, 'department', r.department);
+      const agent = await resolve(trx, ctx, 'agent', r.agent);
+      await setMember(db, ctx.importer, department, agent, r.role ?? 'solver');
+      return agent;
+    }
+    case 'contact_field': {
+      const same = await repo.contactFieldByKey(trx, r.key);
+      if (same) return same;
+      return (
+        await createContactField(db, ctx.importer, {
+          key: r.key,
+          label: r.label,
+          type: r.field_type,
+          options: r.options,
+        })
+      ).id;
+    }
+    case 'contact': {
+      const same = r.emails?.[0] ? await repo.contactByEmail(trx, r.emails[0]) : null;
+      if (same) return same;
+      return (
+        await createContact(db, {
+          name: r.name,
+          emails: r.emails,
+          phones: r.phones,
+          custom_fields: r.custom_fields,
+        })
+      ).id;
+    }
+    case 'ticket': {
+      const contact = await resolve(trx, ctx, 'contact', r.contact);
+      const department = r.department ? await resolve(trx, ctx, 'department', r.department) : null;
+      const author =
+        r.message?.author === 'agent' ? await optionalAgent(trx, ctx, r.message.agent ?? r.agent) : null;
+      const actor = author ?? (await optionalAgent(trx, ctx, r.agent));
+      const ticket = await createTicket(
+        db,
+        actingAs(ctx, actor),
+        {
+          subject: r.subject,
+          channel: r.channel,
+          contact: { id: contact },
+          department_id: department,
+          priority: r.priority,
+          tags: r.tags,
+          ...(r.message && { message: { body: r.message.body, author: r.message.author ?? 'contact' } }),
+        },
+        trx,
+      );
+      return ticket.id;
+    }
+    case 'message': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      return (await addMessage(db, actingAs(ctx, agent), ticket, { kind: r.kind, body: r.body })).id;
+    }
+    case 'status': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      await updateTicket(db, actingAs(ctx, agent), {}, ticket, {
+        status: r.status,
+        postponed_until: r.postponed_until,
+      });
+      return ticket;
+    }
+    case 'transfer': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const department = await resolve(trx, ctx, 'department', r.department);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      await transferTicket(db, actingAs(ctx, agent), ticket, { department_id: department });
+      return ticket;
+    }
+    case 'assignment': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const assignee = r.assignee === null ? null : await resolve(trx, ctx, 'agent', r.assignee);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { assignee_id: assignee });
+      return ticket;
+    }
+    case 'tags': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { tags: r.tags });
+      return ticket;
+    }
+    case 'call': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      const call = await recordCall(db, actingAs(ctx, agent), {
+        ticket_id: ticket,
+        direction: r.direction,
+        outcome: r.outcome,
+        agent_id: agent ?? undefined,
+        from_number: r.from_number,
+        to_number: r.to_number,
+        started_at: r.at,
+        answered_at: r.answered_at,
+        ended_at: r.ended_at,
+      });
+      return call.id;
+    }
+    case 'chat': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      const chat = await recordChat(db, actingAs(ctx, agent), {
+        ticket_id: ticket,
+        agent_id: agent ?? undefined,
+        started_at: r.at,
+        picked_up_at: r.picked_up_at,
+        missed: r.missed,
+        ended_at: r.ended_at,
+        messages: r.messages,
+      });
+      return chat.id;
+    }
+    case 'rating': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      return (await addRating(db, ctx.importer, ticket, { value: r.value, comment: r.comment })).id;
+    }
+  }
+}

@@ -1,0 +1,171 @@
+import { PassThrough, Readable } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { errorCodes } from 'fastify';
+import { Type } from 'typebox';
+import { IdParams, ref } from '../../contract.ts';
+import { principalOf } from '../../plugins/auth.ts';
+import { problems, responseHeaders } from '../../plugins/openapi.ts';
+import { PageQuery } from '../../plugins/pagination.ts';
+import { IMPORT_RECORDS } from './records.ts';
+import {
+  CreateImportQuery,
+  ImportErrorPage,
+  ImportErrorSchema,
+  ImportPage,
+  ImportRecordSchema,
+  ImportSchema,
+} from './schemas.ts';
+import * as service from './service.ts';
+
+export const importSchemas = [
+  ...IMPORT_RECORDS,
+  ImportRecordSchema,
+  ImportSchema,
+  ImportErrorSchema,
+  ImportPage,
+  ImportErrorPage,
+];
+
+/** Bodies this route reads as a stream (the app's validator leaves them to the importer). */
+export const STREAMED_IMPORT_TYPES = ['application/x-ndjson', 'application/jsonl', 'text/csv'];
+
+const tags = ['imports'];
+const Import = ref(ImportSchema);
+
+const EXAMPLE = [
+  '{"type":"department","external_id":"g1","name":"Returns"}',
+  '{"type":"contact","external_id":"u7","name":"Jane Doe","emails":["jane@example.com"]}',
+  '{"type":"ticket","external_id":"t1","created_at":"2025-03-01T09:00:00Z","subject":"Broken zip","contact":"u7","department":"g1","message":{"body":"The zip broke."}}',
+  '{"type":"message","external_id":"c2","ticket":"t1","at":"2025-03-01T10:30:00Z","kind":"reply","body":"Sorry! A new one is on its way."}',
+  '{"type":"status","external_id":"s3","ticket":"t1","at":"2025-03-02T08:00:00Z","status":"resolved"}',
+].join('\n');
+
+export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { db, blobs, config } = app;
+
+  // Import files are read here as streams, straight into the blob store (encapsulated: every
+  // other route still answers 415 to these types). No body limit: IMPORT_MAX_BYTES caps the file.
+  app.removeContentTypeParser(['text/plain']);
+  app.addContentTypeParser(STREAMED_IMPORT_TYPES, (_request, payload, done) => done(null, payload));
+
+  app.post(
+    '/v1/imports',
+    {
+      preValidation: async (request) => {
+        // The body schema is per media type: anything else (JSON) would pass unchecked.
+        if (!(request.body instanceof Readable)) {
+          throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(String(request.headers['content-type']));
+        }
+      },
+      schema: {
+        operationId: 'createImport',
+        tags,
+        summary: 'Import a help desk’s history (NDJSON) or contacts (CSV)',
+        description: `Owners and admins. The file is kept and imported in the background: poll the import (\`Location\`) until \`state\` is finished. NDJSON: one record per line, each an \`ImportRecord\` (agents, departments, memberships, contact fields, contacts, tickets and their timeline: messages, status changes, transfers, assignments, tags, calls, chats, ratings), each with its \`external_id\`. Timeline records are replayed through the same write path as live changes, at their own time, so reports count them as if they had happened here; they are marked with the import's id in ticket history, run no automation rule unless \`run_rules=true\`, and send no mail, webhook or notification. Re-importing a record (same source, type and external_id) changes nothing; later imports may add to an imported ticket's timeline. A bad line is reported (GET /v1/imports/{id}/errors) and skipped; the others go on. CSV (text/csv): contacts, with a header row: external_id, name, email or emails, phone or phones (several separated by ;), and contact field keys. At most IMPORT_MAX_BYTES (default 4 GiB), else 413. docs/import.md has the whole format.`,
+        querystring: CreateImportQuery,
+        body: {
+          content: {
+            'application/x-ndjson': {
+              schema: {
+                type: 'string',
+                description: 'One ImportRecord (components/schemas/ImportRecord) per line.',
+                'x-ndjson-items': { $ref: '#/components/schemas/ImportRecord' },
+                examples: [EXAMPLE],
+              },
+            },
+            'application/jsonl': {
+              schema: { type: 'string', description: 'The same as application/x-ndjson.' },
+            },
+            'text/csv': {
+              schema: {
+                type: 'string',
+                description: 'Contacts, with a header row.',
+                examples: [
+                  'external_id,name,email,phone,plan\nu7,Jane Doe,jane@example.com,+420601234567,pro\n',
+                ],
+              },
+            },
+          },
+        },
+        response: {
+          202: {
+            ...Import,
+            description: 'Queued: the file is kept; the import runs in the background.',
+            headers: responseHeaders.location('import'),
+          },
+          ...problems(413, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const contentType = String(request.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim()
+        .toLowerCase();
+      // The file goes through a stream of its own: when the store stops reading (past
+      // IMPORT_MAX_BYTES) it destroys that one, and the rest of the request is read and dropped,
+      // so the client gets its 413 instead of a reset connection.
+      const body = new PassThrough();
+      const source = request.body as unknown as Readable;
+      source.pipe(body);
+      body.on('close', () => {
+        source.unpipe(body);
+        source.resume();
+      });
+      const created = await service.startImport(db, blobs, principalOf(request), {
+        body,
+        format: contentType === 'text/csv' ? 'csv' : 'ndjson',
+        source: request.query.source,
+        runRules: request.query.run_rules,
+        maxBytes: config.importMaxBytes,
+      });
+      return reply.code(202).header('location', `/v1/imports/${created.id}`).send(created);
+    },
+  );
+
+  app.get(
+    '/v1/imports',
+    {
+      schema: {
+        operationId: 'listImports',
+        tags,
+        summary: 'List imports',
+        description: 'Owners and admins; newest first.',
+        querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
+        response: { 200: ref(ImportPage) },
+      },
+    },
+    async (request) => service.listImports(db, principalOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/imports/:id',
+    {
+      schema: {
+        operationId: 'getImport',
+        tags,
+        summary: 'Get an import and its progress',
+        description: 'Owners and admins. Counts move as batches of records commit.',
+        params: IdParams,
+        response: { 200: Import, ...problems(404) },
+      },
+    },
+    async (request) => service.getImport(db, principalOf(request), request.params.id),
+  );
+
+  app.get(
+    '/v1/imports/:id/errors',
+    {
+      schema: {
+        operationId: 'listImportErrors',
+        tags,
+        summary: 'List the lines an import refused',
+        description: 'Owners and admins; in line order, with the reason for each.',
+        params: IdParams,
+        querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
+        response: { 200: ref(ImportErrorPage), ...problems(404) },
+      },
+    },
+    async (request) => service.listImportErrors(db, principalOf(request), request.params.id, request.query),
+  );
+};

@@ -1,0 +1,419 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { parse } from 'fast-csv';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+import { sql } from 'kysely';
+import type { Principal } from '../../access/policy.ts';
+import type { Db } from '../../db/database.ts';
+import { isDatabaseUnreachable } from '../../db/outage.ts';
+import { DomainError } from '../../errors.ts';
+import { createAjv } from '../../plugins/ajv.ts';
+import type { BlobStore } from '../../storage/blobs.ts';
+import { type ApplyContext, applyRecord } from './apply.ts';
+import { IMPORT_RECORDS, type ImportRecord } from './records.ts';
+import * as repo from './repository.ts';
+
+// The import worker (docs/import.md): on every instance, it takes the oldest pending import under a
+// lease and works through its file in batches. A batch is one transaction: each record under a
+// savepoint (a bad record is rolled back alone and reported with its line), then the position
+// after the batch and the counts. So a process killed mid-batch loses only that batch's
+// uncommitted work, and whoever takes the import next (after the lease) starts right after the
+// last committed batch: no record is applied twice, none is skipped.
+
+export const MAX_LINE_BYTES = 1024 * 1024;
+const LEASE_SECONDS = 120;
+const BATCH = 200;
+const MAX_ERROR_TEXT = 1000;
+
+export interface ImportWorkerDeps {
+  db: Db;
+  blobs: BlobStore;
+  log: Logger;
+}
+
+interface Item {
+  line: number;
+  record?: ImportRecord;
+  error?: { code: string; message: string; type?: string | null; external_id?: string | null };
+}
+
+class LeaseLost extends Error {}
+
+const ajv = createAjv('body');
+for (const schema of IMPORT_RECORDS) ajv.addSchema(schema);
+const validators = new Map(
+  IMPORT_RECORDS.map((schema) => [
+    schema.properties.type.const as string,
+    ajv.getSchema((schema as unknown as { $id: string }).$id)!,
+  ]),
+);
+
+/** One NDJSON line as a record, or why it is not one. */
+export function parseRecord(line: number, text: string): Item {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { line, error: { code: 'invalid_json', message: `Not JSON: ${(error as Error).message}` } };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { line, error: { code: 'invalid_record', message: 'A record is a JSON object.' } };
+  }
+  const { type, external_id } = value as { type?: unknown; external_id?: unknown };
+  const named = {
+    type: typeof type === 'string' ? type.slice(0, 50) : null,
+    external_id: typeof external_id === 'string' ? external_id.slice(0, 200) : null,
+  };
+  const validate = typeof type === 'string' ? validators.get(type) : undefined;
+  if (!validate) {
+    return {
+      line,
+      error: {
+        ...named,
+        code: 'unknown_type',
+        message: `type must be one of ${[...validators.keys()].join(', ')}.`,
+      },
+    };
+  }
+  if (!validate(value)) {
+    const details = (validate.errors ?? [])
+      .slice(0, 5)
+      .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`)
+      .join('; ');
+    return { line, error: { ...named, code: 'invalid_record', message: details } };
+  }
+  return { line, record: value as ImportRecord };
+}
+
+/** Lines of a byte stream, numbered from 1; a line longer than MAX_LINE_BYTES is reported, not held. */
+async function* lines(stream: Readable): AsyncGenerator<{ line: number; text: string | null }> {
+  let line = 0;
+  let parts: Buffer[] = [];
+  let length = 0;
+  let tooLong = false;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let start = 0;
+    for (;;) {
+      const end = chunk.indexOf(10, start);
+      const piece = chunk.subarray(start, end === -1 ? chunk.length : end);
+      if (!tooLong) {
+        if (length + piece.length > MAX_LINE_BYTES) {
+          tooLong = true;
+          parts = [];
+        } else {
+          parts.push(piece);
+          length += piece.length;
+        }
+      }
+      if (end === -1) break;
+      line++;
+      yield { line, text: tooLong ? null : Buffer.concat(parts).toString('utf8') };
+      parts = [];
+      length = 0;
+      tooLong = false;
+      start = end + 1;
+    }
+  }
+  if (length > 0 || tooLong) {
+    line++;
+    yield { line, text: tooLong ? null : Buffer.concat(parts).toString('utf8') };
+  }
+}
+
+async function* ndjsonItems(stream: Readable): AsyncGenerator<Item> {
+  for await (const { line, text } of lines(stream)) {
+    if (text === null) {
+      yield {
+        line,
+        error: { code: 'line_too_long', message: `A line holds at most ${MAX_LINE_BYTES} bytes.` },
+      };
+      continue;
+    }
+    const trimmed = text.trim();
+    if (trimmed === '') continue;
+    yield parseRecord(line, trimmed);
+  }
+}
+
+const CSV_BASE = new Set(['external_id', 'name', 'email', 'emails', 'phone', 'phones']);
+
+/**
+ * Contacts from a CSV with a header row (docs/import.md): external_id, name, email(s), phone(s)
+ * (several separated by `;`), and any other column names a contact field, its cells converted to
+ * the field's type. Rows are numbered as lines with the header as line 1.
+ */
+async function* csvItems(db: Db, stream: Readable): AsyncGenerator<Item> {
+  const fields = new Map(
+    (await db.selectFrom('contact_fields').select(['key', 'type']).execute()).map((f) => [f.key, f.type]),
+  );
+  const rows = stream.pipe(parse({ headers: true, ignoreEmpty: true, trim: true, maxRows: 0 }));
+  let line = 1;
+  for await (const row of rows as AsyncIterable<Record<string, string>>) {
+    line++;
+    yield csvRecord(line, row, fields);
+  }
+}
+
+function csvRecord(line: number, row: Record<string, string>, fields: Map<string, string>): Item {
+  const list = (v: string | undefined) =>
+    (v ?? '')
+      .split(';')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  const custom: Record<string, string | number | boolean> = {};
+  for (const [column, cell] of Object.entries(row)) {
+    if (CSV_BASE.has(column) || cell === '') continue;
+    const type = fields.get(column);
+    if (!type) {
+      return {
+        line,
+        error: {
+          code: 'unknown_column',
+          message: `Column ${JSON.stringify(column.slice(0, 100))} is neither a contact attribute nor a contact field's key.`,
+          type: 'contact',
+          external_id: row.external_id ?? null,
+        },
+      };
+    }
+    if (type === 'number') {
+      const n = Number(cell);
+      if (!Number.isFinite(n)) {
+        return {
+          line,
+          error: {
+            code: 'invalid_record',
+            message: `${column}: not a number`,
+            type: 'contact',
+            external_id: row.external_id ?? null,
+          },
+        };
+      }
+      custom[column] = n;
+    } else if (type === 'boolean') {
+      const b = cell.toLowerCase();
+      if (!['true', 'false', 'yes', 'no', '1', '0'].includes(b)) {
+        return {
+          line,
+          error: {
+            code: 'invalid_record',
+            message: `${column}: not a boolean`,
+            type: 'contact',
+            external_id: row.external_id ?? null,
+          },
+        };
+      }
+      custom[column] = ['true', 'yes', '1'].includes(b);
+    } else custom[column] = cell;
+  }
+  const record = {
+    type: 'contact',
+    external_id: row.external_id ?? '',
+    ...(row.name !== undefined && row.name !== '' && { name: row.name }),
+    emails: [...list(row.email), ...list(row.emails)],
+    phones: [...list(row.phone), ...list(row.phones)],
+    ...(Object.keys(custom).length > 0 && { custom_fields: custom }),
+  };
+  return parseRecord(line, JSON.stringify(record));
+}
+
+function describe(error: unknown): { code: string; message: string } {
+  if (error instanceof DomainError) {
+    const fields = (error.errors ?? []).map((e) => `${e.field}: ${e.message}`).join('; ');
+    return {
+      code: error.code,
+      message: (fields ? `${error.message} (${fields})` : error.message).slice(0, MAX_ERROR_TEXT),
+    };
+  }
+  const pg = error as { code?: string; message?: string; detail?: string };
+  if (typeof pg.code === 'string' && /^[0-9A-Z]{5}$/.test(pg.code)) {
+    return {
+      code: 'rejected_by_database',
+      message: `${pg.message ?? ''}${pg.detail ? ` (${pg.detail})` : ''}`.slice(0, MAX_ERROR_TEXT),
+    };
+  }
+  return { code: 'internal_error', message: 'The record could not be applied.' };
+}
+
+async function principalOf(db: Db, agentId: string | null): Promise<Principal> {
+  // The import acts as the admin who started it; if they were deleted since, as the first owner.
+  const agent = await db
+    .selectFrom('agents')
+    .select(['id', 'role'])
+    .$if(agentId !== null, (q) => q.where('id', '=', agentId!))
+    .$if(agentId === null, (q) => q.where('role', '=', 'owner').orderBy('created_at'))
+    .executeTakeFirst();
+  const fallback =
+    agent ??
+    (await db
+      .selectFrom('agents')
+      .select(['id', 'role'])
+      .where('role', '=', 'owner')
+      .orderBy('created_at')
+      .executeTakeFirstOrThrow());
+  return { agentId: fallback.id, role: 'owner', scopes: ['read', 'write'], via: 'session', tokenId: null };
+}
+
+/**
+ * Works one claimed import through to its end (or until `stop()` says so, or the lease is lost).
+ * Answers whether it finished.
+ */
+async function work(
+  deps: ImportWorkerDeps,
+  row: repo.ImportRow,
+  token: string,
+  stop: () => boolean,
+): Promise<boolean> {
+  const { db, blobs, log } = deps;
+  const ctx: ApplyContext = {
+    importId: row.id,
+    source: row.source,
+    runRules: row.run_rules,
+    importer: await principalOf(db, row.created_by),
+    known: new Map(),
+    pending: new Map(),
+  };
+  const stream = await blobs.get(row.blob_key!);
+  const items = row.format === 'csv' ? csvItems(db, stream) : ndjsonItems(stream);
+  let batch: Item[] = [];
+  let position = Number(row.position);
+  const flush = async (finished: boolean) => {
+    const done = await commitBatch(db, ctx, token, batch, position, finished);
+    position = done;
+    batch = [];
+  };
+  try {
+    for await (const item of items) {
+      if (item.line <= position) continue;
+      batch.push(item);
+      if (batch.length >= BATCH) {
+        await flush(false);
+        if (stop()) return false;
+      }
+    }
+    await flush(true);
+    log.info({ import_id: row.id }, 'import finished');
+    return true;
+  } finally {
+    stream.destroy();
+  }
+}
+
+async function commitBatch(
+  db: Db,
+  ctx: ApplyContext,
+  token: string,
+  batch: Item[],
+  from: number,
+  finished: boolean,
+): Promise<number> {
+  const counts = { read: 0, created: 0, updated: 0, skipped: 0, failed: 0 };
+  const errors: Parameters<typeof repo.insertErrors>[1] = [];
+  const position = batch.at(-1)?.line ?? from;
+  try {
+    await db.transaction().execute(async (trx) => {
+      if (!(await repo.lockLease(trx, ctx.importId, token))) throw new LeaseLost();
+      for (const item of batch) {
+        counts.read++;
+        if (!item.record) {
+          counts.failed++;
+          errors.push({
+            import_id: ctx.importId,
+            line: item.line,
+            type: item.error?.type ?? null,
+            external_id: item.error?.external_id ?? null,
+            code: item.error!.code,
+            message: item.error!.message.slice(0, MAX_ERROR_TEXT),
+          });
+          continue;
+        }
+        await sql`savepoint import_record`.execute(trx);
+        try {
+          counts[await applyRecord(trx, ctx, item.record)]++;
+          await sql`release savepoint import_record`.execute(trx);
+        } catch (error) {
+          if (isDatabaseUnreachable(error)) throw error;
+          await sql`rollback to savepoint import_record`.execute(trx);
+          counts.failed++;
+          errors.push({
+            import_id: ctx.importId,
+            line: item.line,
+            type: item.record.type,
+            external_id: item.record.external_id,
+            ...describe(error),
+          });
+        }
+      }
+      await repo.insertErrors(trx, errors);
+      await repo.recordProgress(trx, ctx.importId, { position, ...counts }, LEASE_SECONDS, finished);
+    });
+  } catch (error) {
+    ctx.pending.clear();
+    throw error;
+  }
+  if (ctx.known.size > 200_000) ctx.known.clear();
+  for (const [k, v] of ctx.pending) ctx.known.set(k, v);
+  ctx.pending.clear();
+  return position;
+}
+
+/**
+ * Takes pending imports one after the other and works each through, until none is waiting (or
+ * `stop()`). Answers how many it finished. Safe on every instance at once.
+ */
+export async function processPendingImports(
+  deps: ImportWorkerDeps,
+  stop: () => boolean = () => false,
+): Promise<number> {
+  let finished = 0;
+  while (!stop()) {
+    const token = randomUUID();
+    const row = await repo.claimImport(deps.db, token, LEASE_SECONDS);
+    if (!row) break;
+    try {
+      if (await work(deps, row, token, stop)) finished++;
+      else await releaseLease(deps.db, row.id, token);
+    } catch (error) {
+      if (error instanceof LeaseLost) continue;
+      // The database away, or a deadlock / serialization failure with live traffic: the batch
+      // rolled back whole; the import is handed back and taken up again from its position.
+      if (isDatabaseUnreachable(error) || /^40/.test(String((error as { code?: unknown }).code ?? ''))) {
+        await releaseLease(deps.db, row.id, token).catch(() => {});
+        throw error;
+      }
+      deps.log.error({ import_id: row.id, err: error }, 'import failed');
+      await repo.failImport(deps.db, row.id, error instanceof Error ? error.message.slice(0, 500) : 'failed');
+    }
+  }
+  return finished;
+}
+
+/** Hands an import back at once (a graceful stop), so the next process need not wait for the lease. */
+async function releaseLease(db: Db, id: string, token: string) {
+  await db
+    .updateTable('imports')
+    .set({ lease_until: null, lease_token: null })
+    .where('id', '=', id)
+    .where('lease_token', '=', token)
+    .execute();
+}
+
+/** The worker on every instance: looks for pending imports every `intervalMs`. Returns its stop. */
+export function startImportWorker(deps: ImportWorkerDeps, intervalMs = 1000): () => Promise<void> {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  const turn = async () => {
+    try {
+      await processPendingImports(deps, () => stopped);
+    } catch (error) {
+      deps.log.warn({ reason: (error as Error).message }, 'import worker: database away; next turn retries');
+    }
+    if (!stopped) timer = setTimeout(() => (running = turn()), intervalMs);
+  };
+  running = turn();
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await running;
+  };
+}
