@@ -1,9 +1,12 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { convertZendesk } from '../scripts/convert/zendesk.ts';
 import {
+  cleanTags,
+  contactRecord,
   type ImportRecord,
   mapChannel,
   mapPriority,
@@ -76,6 +79,23 @@ t.test('statuses, priorities and channels map to ours', async (t) => {
       'api',
     ],
   );
+});
+
+t.test('tags and contacts are made acceptable rather than refused', async (t) => {
+  const warnings: string[] = [];
+  const long = 'x'.repeat(51);
+  t.same(
+    cleanTags([' VIP ', 'vip', long, '', 'refund'], (m) => warnings.push(m)),
+    ['vip', 'refund'],
+  );
+  t.equal(warnings.length, 2, 'the long and the empty tag are reported');
+  t.same(cleanTags('damage  refund'), ['damage', 'refund'], 'a space-separated set');
+  t.same(cleanTags(Array.from({ length: 60 }, (_, i) => `t${i}`)).length, 50);
+  t.same(
+    contactRecord({ id: 1, name: 'Shared', phone: '+420600000000', shared_phone_number: true }).phones,
+    [],
+  );
+  t.equal((contactRecord({ id: 2, name: 'n'.repeat(300) }).name as string).length, 200);
 });
 
 t.test('the fixture export converts to the expected records', async (t) => {
@@ -287,10 +307,7 @@ t.test('an export the converter cannot read says where and why', async (t) => {
   cpSync(FIXTURES, dir, { recursive: true });
 
   // Audits of 103 before those of 101: the merge cannot pair them.
-  const lines = (await import('node:fs'))
-    .readFileSync(join(dir, 'ticket_audits.json'), 'utf8')
-    .trim()
-    .split('\n');
+  const lines = readFileSync(join(dir, 'ticket_audits.json'), 'utf8').trim().split('\n');
   writeFileSync(join(dir, 'ticket_audits.json'), `${[lines.at(-1), ...lines.slice(0, -1)].join('\n')}\n`);
   await t.rejects(convert(dir), /audits of ticket 101 were left over/);
 
@@ -299,4 +316,24 @@ t.test('an export the converter cannot read says where and why', async (t) => {
 
   rmSync(join(dir, 'tickets.json'));
   await t.rejects(convert(dir), /tickets\.json: missing/);
+});
+
+t.test('npm run convert:zendesk writes the records as NDJSON and a summary', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'zendesk-out-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const script = new URL('../scripts/convert/zendesk.ts', import.meta.url).pathname;
+  const file = join(dir, 'out.ndjson');
+  const run = spawnSync(process.execPath, [script, FIXTURES, '--out', file], { encoding: 'utf8' });
+  t.equal(run.status, 0, run.stderr);
+  const { records } = await convert();
+  t.same(readFileSync(file, 'utf8'), records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  t.match(
+    run.stderr,
+    /converted: 3 agent, 2 department, 3 membership, 4 contact, 3 ticket, .*; 1 warning\(s\)/,
+  );
+  const stdout = spawnSync(process.execPath, [script, FIXTURES], { encoding: 'utf8' });
+  t.equal(stdout.stdout, readFileSync(file, 'utf8'), 'stdout without --out');
+  const missing = spawnSync(process.execPath, [script, join(dir, 'nowhere')], { encoding: 'utf8' });
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, /users\.json: missing/);
 });

@@ -21,6 +21,8 @@ export interface ZendeskUser {
   role?: string | null;
   active?: boolean | null;
   suspended?: boolean | null;
+  /** Zendesk's flag for a number several users share: ours are unique per contact. */
+  shared_phone_number?: boolean | null;
 }
 
 export interface ZendeskGroup {
@@ -175,7 +177,7 @@ export function agentRecord(user: ZendeskUser): ImportRecord | null {
     type: 'agent',
     external_id: String(user.id),
     email: user.email,
-    name: user.name?.trim() || user.email,
+    name: (user.name?.trim() || user.email).slice(0, 200),
     role: user.role === 'admin' ? 'admin' : 'agent',
     status: user.active === false || user.suspended === true ? 'disabled' : 'active',
   };
@@ -185,9 +187,9 @@ export function contactRecord(user: ZendeskUser): ImportRecord {
   return {
     type: 'contact',
     external_id: String(user.id),
-    name: user.name?.trim() || user.email || `Zendesk user ${user.id}`,
+    name: (user.name?.trim() || user.email || `Zendesk user ${user.id}`).slice(0, 200),
     emails: user.email ? [user.email] : [],
-    phones: user.phone ? [user.phone] : [],
+    phones: user.phone && !user.shared_phone_number ? [user.phone] : [],
   };
 }
 
@@ -252,6 +254,26 @@ function ratingValue(score: string | null | undefined): 'positive' | 'negative' 
 const time = (at: string) => Date.parse(at);
 
 /**
+ * Tags as ours accept them: trimmed, lower-cased, 1 to 50 characters, no repeats, at most 50.
+ * Zendesk allows longer ones; one of them would make the whole ticket fail, so it is dropped.
+ */
+export function cleanTags(tags: unknown, warn: Warn = () => {}): string[] {
+  // Audits give tag sets as arrays; a space-separated string is taken too.
+  const list: unknown[] = Array.isArray(tags)
+    ? tags
+    : typeof tags === 'string'
+      ? tags.split(/\s+/).filter(Boolean)
+      : [];
+  const kept = new Set<string>();
+  for (const tag of list) {
+    const t = typeof tag === 'string' ? tag.trim().toLowerCase() : '';
+    if (t.length >= 1 && t.length <= 50 && kept.size < 50) kept.add(t);
+    else warn(`tag ${JSON.stringify(tag)} dropped (ours are 1-50 characters, 50 per ticket)`);
+  }
+  return [...kept];
+}
+
+/**
  * A ticket and its timeline, in the order to import them: the ticket first, then its records
  * in time order (a stable sort, so the events of one audit keep their order).
  *
@@ -303,7 +325,8 @@ export function ticketRecords(
   let department = id(ticket.group_id);
   /** The department the ticket opens in; `department` follows the transfers. */
   let opening = department;
-  let tags = ticket.tags ?? [];
+  /** Set by the creation audit; else the ticket's current tags. */
+  let tags: string[] | null = null;
   let message: ImportRecord['message'] | undefined;
   const sorted = [...audits].sort((a, b) => time(a.created_at) - time(b.created_at));
 
@@ -314,7 +337,7 @@ export function ticketRecords(
       (creation.events ?? []).filter((e) => e.type === 'Create').map((e) => [e.field_name, e] as const),
     );
     if (created.has('group_id')) department = id(created.get('group_id')!.value as ZendeskId | null);
-    if (created.has('tags')) tags = (created.get('tags')!.value as string[] | null) ?? [];
+    if (created.has('tags')) tags = cleanTags(created.get('tags')!.value, warn);
     opening = department;
     let first = true;
     for (const audit of sorted) {
@@ -367,7 +390,7 @@ export function ticketRecords(
             }
             case 'tags':
               if (event.type === 'Change') {
-                const value = (event.value as string[] | null) ?? [];
+                const value = cleanTags(event.value, warn);
                 timeline.push({
                   type: 'tags',
                   external_id: eventId,
@@ -450,7 +473,7 @@ export function ticketRecords(
     contact: id(ticket.requester_id),
     department: opening,
     priority: mapPriority(ticket.priority),
-    tags,
+    tags: tags ?? cleanTags(ticket.tags, warn),
     ...(message ? { message } : {}),
   };
   // Stable: records of one instant keep the order the audit gave them.
