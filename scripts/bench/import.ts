@@ -7,8 +7,9 @@
 //   1. Generate, streamed into a temp file: 20 agents, 5 departments, their memberships, 10,000
 //      contacts, then 100,000 tickets of 10 timeline records each (the ticket with its first
 //      message, 2 assignments, a transfer, 4 messages, 2 status changes): 1,000,000 records.
-//   2. Start the real app in a child process (tickets-server.ts) with the Node flags of
-//      package.json's start script (what production runs; --server-flags overrides them).
+//   2. Start the server as production runs it (src/server.ts: the app, the job queue, the
+//      scheduler) in a child process with the Node flags of package.json's start script
+//      (--server-flags overrides them), so the import runs wherever the importer puts it.
 //   3. Baseline, in the same run and on the same server: POST /v1/tickets (one ticket with its
 //      first message per request, 4 in flight) for a sample, after a warm-up: records/s.
 //   4. POST the file, streamed, to /v1/imports (application/x-ndjson), then poll
@@ -17,8 +18,10 @@
 //
 // --scale multiplies the tickets and contacts (0.01: 1,000 tickets, 10,000 records, a quick run).
 
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -29,17 +32,7 @@ import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
-import {
-  type BenchServers,
-  cpuSnapshot,
-  http,
-  machine,
-  onServer,
-  scratchDatabase,
-  signIn,
-  startTicketsServer,
-  stopTicketsServer,
-} from './http.ts';
+import { cpuSnapshot, http, machine, onServer, scratchDatabase, signIn } from './http.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -241,6 +234,73 @@ async function baseline(app: string, token: string, n: number): Promise<number> 
   return (n * 1000) / (performance.now() - t0);
 }
 
+/** The server as production runs it: src/server.ts in its own process, jobs and scheduler included. */
+interface Server {
+  child: ChildProcess;
+  pid: number;
+  app: string;
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function startServer(databaseUrl: string, flags: string[]): Promise<Server> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [...flags, new URL('../../src/server.ts', import.meta.url).pathname],
+    {
+      // The rate limiter stays on (it is part of the request path) but far above what the bench sends.
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        JWT_SECRET: randomBytes(32).toString('base64url'),
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        LOG_LEVEL: 'error',
+        IMAP_WATCHER: 'false',
+        RATE_LIMIT_MAX: '1000000000',
+        RATE_LIMIT_PER_ADDRESS_MAX: '1000000000',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  const app = `http://127.0.0.1:${port}`;
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before it was ready`))),
+  );
+  exited.catch(() => {});
+  const deadline = performance.now() + 120_000;
+  while (performance.now() < deadline) {
+    const ready = await Promise.race([
+      fetch(`${app}/healthz`).then(
+        (r) => r.status === 200,
+        () => false,
+      ),
+      exited,
+    ]);
+    if (ready) return { child, pid: child.pid!, app };
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  child.kill('SIGKILL');
+  throw new Error('server not ready after 120 s');
+}
+
+/** SIGTERM (close-with-grace finishes in-flight work), SIGKILL after 10 s. */
+async function stopServer(server: Server | undefined): Promise<void> {
+  if (!server || server.child.exitCode !== null || server.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.kill('SIGTERM');
+  const timer = setTimeout(() => server.child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
 interface ImportResource {
   id: string;
   state: 'queued' | 'running' | 'finished' | 'failed';
@@ -250,7 +310,7 @@ interface ImportResource {
   finished_at: string | null;
 }
 
-async function runImport(servers: BenchServers, session: () => Promise<string>, path: string, lines: number) {
+async function runImport(servers: Server, session: () => Promise<string>, path: string, lines: number) {
   let token = await session();
   const t0 = performance.now();
   const cpuBefore = cpuSnapshot(servers.pid);
@@ -325,7 +385,7 @@ async function main() {
       `${(generated.bytes / 1024 / 1024).toFixed(0)} MB in ${seconds(performance.now() - t0)}`,
   );
 
-  let servers: BenchServers | undefined;
+  let servers: Server | undefined;
   await admin((c) => c.query(`create database ${scratch}`));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -347,10 +407,7 @@ async function main() {
       role: 'owner',
       password_hash: await hashPassword(PASSWORD),
     });
-    servers = await startTicketsServer(scratchUrl, randomBytes(32).toString('base64url'), [
-      ...process.execArgv,
-      ...flags,
-    ]);
+    servers = await startServer(scratchUrl, flags);
     out(
       `server: node ${flags.join(' ') || '(default V8 heap settings)'}, pid ${servers.pid}, peak RSS at start ${mb(procStatus(servers.pid, 'VmHWM') ?? 0)}`,
     );
@@ -403,7 +460,7 @@ async function main() {
       `  tickets in the database: ${Number(tickets.n).toLocaleString('en')} (${TICKETS.toLocaleString('en')} imported + ${BASELINE + Math.min(100, BASELINE)} baseline expected)`,
     );
   } finally {
-    await stopTicketsServer(servers);
+    await stopServer(servers);
     await db.destroy();
     rmSync(file, { force: true });
     out();
