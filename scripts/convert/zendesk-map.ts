@@ -1,0 +1,485 @@
+// Pure mapping from Zendesk Support's documented JSON shapes (users, groups, group memberships,
+// tickets, ticket audits and their events) to Deskroute's import records (docs/import.md).
+// No IO here: scripts/convert/zendesk.ts streams the files and calls these functions, and
+// test/convert-zendesk.test.ts checks them on fixtures.
+//
+// External ids are Zendesk's own numeric ids as strings. They are unique per source and record
+// type on our side, so a Zendesk user who is an agent may also be a contact under the same id.
+// Timeline records take the id of the audit event they come from (a comment's id is the id of
+// its Comment event, so the audits path and the embedded-comments path agree).
+
+/** One NDJSON line of the import format. */
+export type ImportRecord = { type: string; external_id: string } & Record<string, unknown>;
+
+type ZendeskId = number | string;
+
+export interface ZendeskUser {
+  id: ZendeskId;
+  name?: string | null;
+  email?: string | null;
+  phone?: string | null;
+  role?: string | null;
+  active?: boolean | null;
+  suspended?: boolean | null;
+  /** Zendesk's flag for a number several users share: ours are unique per contact. */
+  shared_phone_number?: boolean | null;
+}
+
+export interface ZendeskGroup {
+  id: ZendeskId;
+  name?: string | null;
+  description?: string | null;
+}
+
+export interface ZendeskGroupMembership {
+  id?: ZendeskId;
+  user_id: ZendeskId;
+  group_id: ZendeskId;
+}
+
+export interface ZendeskComment {
+  id: ZendeskId;
+  type?: string;
+  body?: string | null;
+  plain_body?: string | null;
+  public?: boolean | null;
+  author_id?: ZendeskId | null;
+  created_at?: string;
+}
+
+export interface ZendeskSatisfactionRating {
+  id?: ZendeskId | null;
+  score?: string | null;
+  comment?: string | null;
+  updated_at?: string | null;
+}
+
+export interface ZendeskTicket {
+  id: ZendeskId;
+  created_at: string;
+  updated_at?: string | null;
+  subject?: string | null;
+  raw_subject?: string | null;
+  description?: string | null;
+  status?: string | null;
+  priority?: string | null;
+  tags?: string[] | null;
+  group_id?: ZendeskId | null;
+  assignee_id?: ZendeskId | null;
+  requester_id?: ZendeskId | null;
+  via?: { channel?: string | null } | null;
+  satisfaction_rating?: ZendeskSatisfactionRating | null;
+  /** Present in some full JSON exports; used only when the ticket has no audits. */
+  comments?: ZendeskComment[] | null;
+}
+
+export interface ZendeskAuditEvent {
+  id: ZendeskId;
+  type: string;
+  field_name?: string;
+  value?: unknown;
+  previous_value?: unknown;
+  body?: string | null;
+  plain_body?: string | null;
+  public?: boolean | null;
+  author_id?: ZendeskId | null;
+  score?: string | null;
+  comment?: string | null;
+}
+
+export interface ZendeskAudit {
+  id: ZendeskId;
+  ticket_id: ZendeskId;
+  created_at: string;
+  author_id?: ZendeskId | null;
+  events?: ZendeskAuditEvent[] | null;
+}
+
+/** Zendesk agents by id, with the role they get here. */
+export type AgentDirectory = ReadonlyMap<string, 'agent' | 'admin'>;
+
+export type Warn = (message: string) => void;
+
+const id = (value: ZendeskId | null | undefined): string | null =>
+  value === null || value === undefined || value === '' ? null : String(value);
+
+/**
+ * Zendesk ticket status to ours. pending (waiting on the requester) is our answered; hold
+ * (waiting on a third party) is postponed; solved and closed (solved, then locked) are both
+ * resolved. new stays new (it is how an imported ticket opens). Anything else: null (skipped).
+ */
+export function mapStatus(
+  status: string | null | undefined,
+): 'new' | 'open' | 'answered' | 'postponed' | 'resolved' | null {
+  switch (status) {
+    case 'new':
+      return 'new';
+    case 'open':
+      return 'open';
+    case 'pending':
+      return 'answered';
+    case 'hold':
+      return 'postponed';
+    case 'solved':
+    case 'closed':
+      return 'resolved';
+    default:
+      return null;
+  }
+}
+
+/** Zendesk priorities are ours by name; none set (null) is normal. */
+export function mapPriority(priority: string | null | undefined): 'low' | 'normal' | 'high' | 'urgent' {
+  return priority === 'low' || priority === 'high' || priority === 'urgent' ? priority : 'normal';
+}
+
+const CHANNELS: Record<string, string> = {
+  email: 'email',
+  web: 'contact_form',
+  web_form: 'contact_form',
+  web_widget: 'contact_form',
+  helpcenter: 'contact_form',
+  chat: 'chat',
+  chat_transcript: 'chat',
+  native_messaging: 'chat',
+  messaging: 'chat',
+  voice: 'call',
+  phone: 'call',
+  twitter: 'twitter',
+  twitter_dm: 'twitter',
+  twitter_favorite: 'twitter',
+  facebook: 'facebook',
+  facebook_post: 'facebook',
+  facebook_message: 'facebook',
+  instagram_dm: 'instagram',
+  instagram: 'instagram',
+  whatsapp: 'whatsapp',
+  viber: 'viber',
+};
+
+/**
+ * Zendesk's `via.channel` to our ticket channel. Channels we have no counterpart for (api,
+ * mobile_sdk, sms, any_channel, rule, closed_ticket, side conversations...) become api: the
+ * ticket arrived through an integration, which is what api means here.
+ */
+export function mapChannel(channel: string | null | undefined): string {
+  return (channel && CHANNELS[channel]) ?? 'api';
+}
+
+/** Whether a Zendesk user is staff (agent or admin): they become agents, everyone else contacts. */
+export function isAgent(user: ZendeskUser): boolean {
+  return user.role === 'agent' || user.role === 'admin';
+}
+
+export function agentRecord(user: ZendeskUser): ImportRecord | null {
+  if (!isAgent(user) || !user.email) return null;
+  return {
+    type: 'agent',
+    external_id: String(user.id),
+    email: user.email,
+    name: (user.name?.trim() || user.email).slice(0, 200),
+    role: user.role === 'admin' ? 'admin' : 'agent',
+    status: user.active === false || user.suspended === true ? 'disabled' : 'active',
+  };
+}
+
+export function contactRecord(user: ZendeskUser): ImportRecord {
+  return {
+    type: 'contact',
+    external_id: String(user.id),
+    name: (user.name?.trim() || user.email || `Zendesk user ${user.id}`).slice(0, 200),
+    emails: user.email ? [user.email] : [],
+    phones: user.phone && !user.shared_phone_number ? [user.phone] : [],
+  };
+}
+
+export function departmentRecord(group: ZendeskGroup): ImportRecord {
+  return {
+    type: 'department',
+    external_id: String(group.id),
+    name: group.name?.trim() || `Zendesk group ${group.id}`,
+    ...(group.description ? { description: group.description } : {}),
+  };
+}
+
+/**
+ * A group membership: Zendesk has no per-group roles, so agents become solvers and admins
+ * managers. Memberships of users who are not agents here are dropped (null).
+ */
+export function membershipRecord(
+  membership: ZendeskGroupMembership,
+  agents: AgentDirectory,
+): ImportRecord | null {
+  const agent = String(membership.user_id);
+  const role = agents.get(agent);
+  if (!role) return null;
+  return {
+    type: 'membership',
+    external_id: `${membership.group_id}:${agent}`,
+    department: String(membership.group_id),
+    agent,
+    role: role === 'admin' ? 'manager' : 'solver',
+  };
+}
+
+const commentBody = (c: { body?: string | null; plain_body?: string | null }) =>
+  (c.plain_body ?? c.body ?? '').trim();
+
+/** A comment as a message: public by an agent is a reply, public by anyone else the customer's, private a note. */
+function messageRecord(
+  ticket: string,
+  comment: { id: ZendeskId; public?: boolean | null; author_id?: ZendeskId | null },
+  body: string,
+  at: string,
+  agents: AgentDirectory,
+): ImportRecord {
+  const author = id(comment.author_id);
+  const byAgent = author !== null && agents.has(author);
+  const kind = comment.public === false ? 'note' : byAgent ? 'reply' : 'customer';
+  return {
+    type: 'message',
+    external_id: String(comment.id),
+    ticket,
+    at,
+    kind,
+    body,
+    ...(byAgent && kind !== 'customer' ? { agent: author } : {}),
+  };
+}
+
+function ratingValue(score: string | null | undefined): 'positive' | 'negative' | null {
+  return score === 'good' ? 'positive' : score === 'bad' ? 'negative' : null;
+}
+
+const time = (at: string) => Date.parse(at);
+
+/**
+ * Tags as ours accept them: trimmed, lower-cased, 1 to 50 characters, no repeats, at most 50.
+ * Zendesk allows longer ones; one of them would make the whole ticket fail, so it is dropped.
+ */
+export function cleanTags(tags: unknown, warn: Warn = () => {}): string[] {
+  // Audits give tag sets as arrays; a space-separated string is taken too.
+  const list: unknown[] = Array.isArray(tags)
+    ? tags
+    : typeof tags === 'string'
+      ? tags.split(/\s+/).filter(Boolean)
+      : [];
+  const kept = new Set<string>();
+  for (const tag of list) {
+    const t = typeof tag === 'string' ? tag.trim().toLowerCase() : '';
+    if (t.length >= 1 && t.length <= 50 && kept.size < 50) kept.add(t);
+    else warn(`tag ${JSON.stringify(tag)} dropped (ours are 1-50 characters, 50 per ticket)`);
+  }
+  return [...kept];
+}
+
+/**
+ * A ticket and its timeline, in the order to import them: the ticket first, then its records
+ * in time order (a stable sort, so the events of one audit keep their order).
+ *
+ * With audits (`GET /api/v2/tickets/{id}/audits`): the creation audit's Create events give the
+ * ticket's first status, group, assignee and tags, its first public comment the ticket's first
+ * message; later Comment events become messages, Change events of status, group_id, assignee_id
+ * and tags become status, transfer, assignment and tags records at the audit's created_at, and
+ * SatisfactionRating events ratings. Priority has no timeline record: the ticket takes its
+ * current priority. Without audits: the ticket's current group, tags and embedded comments, a
+ * status record at updated_at and an assignment at created_at.
+ */
+export function ticketRecords(
+  ticket: ZendeskTicket,
+  audits: readonly ZendeskAudit[],
+  agents: AgentDirectory,
+  warn: Warn = () => {},
+): ImportRecord[] {
+  const ticketId = String(ticket.id);
+  const timeline: ImportRecord[] = [];
+  const actor = (author: ZendeskId | null | undefined) => {
+    const a = id(author);
+    return a !== null && agents.has(a) ? { agent: a } : {};
+  };
+  const knownAgent = (value: unknown): string | null | undefined => {
+    const a = id(value as ZendeskId | null);
+    if (a === null) return null;
+    if (agents.has(a)) return a;
+    warn(`ticket ${ticketId}: assignee ${a} is not an exported agent; assignment skipped`);
+    return undefined;
+  };
+  let status: string = 'new';
+  const setStatus = (eventId: string, value: unknown, at: string, author: ZendeskId | null | undefined) => {
+    const mapped = mapStatus(value as string);
+    if (mapped === null) {
+      warn(`ticket ${ticketId}: status ${JSON.stringify(value)} has no counterpart; skipped`);
+      return;
+    }
+    if (mapped === status || mapped === 'new') return;
+    status = mapped;
+    timeline.push({
+      type: 'status',
+      external_id: eventId,
+      ticket: ticketId,
+      at,
+      status: mapped,
+      ...actor(author),
+    });
+  };
+  let department = id(ticket.group_id);
+  /** The department the ticket opens in; `department` follows the transfers. */
+  let opening = department;
+  /** Set by the creation audit; else the ticket's current tags. */
+  let tags: string[] | null = null;
+  let message: ImportRecord['message'] | undefined;
+  const sorted = [...audits].sort((a, b) => time(a.created_at) - time(b.created_at));
+
+  if (sorted.length > 0) {
+    // The creation audit's Create events say how the ticket started.
+    const creation = sorted[0]!;
+    const created = new Map(
+      (creation.events ?? []).filter((e) => e.type === 'Create').map((e) => [e.field_name, e] as const),
+    );
+    if (created.has('group_id')) department = id(created.get('group_id')!.value as ZendeskId | null);
+    if (created.has('tags')) tags = cleanTags(created.get('tags')!.value, warn);
+    opening = department;
+    let first = true;
+    for (const audit of sorted) {
+      const at = audit.created_at;
+      for (const event of audit.events ?? []) {
+        const eventId = String(event.id);
+        if (event.type === 'Comment' || event.type === 'VoiceComment') {
+          const body = commentBody(event);
+          if (!body) continue;
+          const author = id(event.author_id ?? audit.author_id);
+          const byAgent = author !== null && agents.has(author);
+          if (first && audit === creation && event.public !== false) {
+            message = { body, author: byAgent ? 'agent' : 'contact', ...(byAgent ? { agent: author } : {}) };
+          } else {
+            timeline.push(messageRecord(ticketId, { ...event, author_id: author }, body, at, agents));
+          }
+          first = false;
+        } else if (event.type === 'Create' || event.type === 'Change') {
+          switch (event.field_name) {
+            case 'status':
+              setStatus(eventId, event.value, at, audit.author_id);
+              break;
+            case 'group_id': {
+              const to = id(event.value as ZendeskId | null);
+              if (event.type === 'Change' && to !== null && to !== department) {
+                department = to;
+                timeline.push({
+                  type: 'transfer',
+                  external_id: eventId,
+                  ticket: ticketId,
+                  at,
+                  department: to,
+                  ...actor(audit.author_id),
+                });
+              }
+              break;
+            }
+            case 'assignee_id': {
+              const to = knownAgent(event.value);
+              if (to === undefined || (event.type === 'Create' && to === null)) break;
+              timeline.push({
+                type: 'assignment',
+                external_id: eventId,
+                ticket: ticketId,
+                at,
+                assignee: to,
+                ...actor(audit.author_id),
+              });
+              break;
+            }
+            case 'tags':
+              if (event.type === 'Change') {
+                const value = cleanTags(event.value, warn);
+                timeline.push({
+                  type: 'tags',
+                  external_id: eventId,
+                  ticket: ticketId,
+                  at,
+                  tags: value,
+                  ...actor(audit.author_id),
+                });
+              }
+              break;
+          }
+        } else if (event.type === 'SatisfactionRating') {
+          const value = ratingValue(event.score);
+          if (value) {
+            const comment = (event.body ?? event.comment ?? '').trim();
+            timeline.push({
+              type: 'rating',
+              external_id: eventId,
+              ticket: ticketId,
+              at,
+              value,
+              ...(comment ? { comment } : {}),
+            });
+          }
+        }
+      }
+    }
+  } else {
+    const comments = [...(ticket.comments ?? [])]
+      .filter((c) => c.created_at)
+      .sort((a, b) => time(a.created_at!) - time(b.created_at!));
+    for (const [i, comment] of comments.entries()) {
+      const body = commentBody(comment);
+      if (!body) continue;
+      const author = id(comment.author_id);
+      const byAgent = author !== null && agents.has(author);
+      if (i === 0 && comment.public !== false) {
+        message = { body, author: byAgent ? 'agent' : 'contact', ...(byAgent ? { agent: author } : {}) };
+      } else {
+        timeline.push(messageRecord(ticketId, comment, body, comment.created_at!, agents));
+      }
+    }
+    const assignee = id(ticket.assignee_id) === null ? null : knownAgent(ticket.assignee_id);
+    if (assignee) {
+      timeline.push({
+        type: 'assignment',
+        external_id: `${ticketId}:assignee`,
+        ticket: ticketId,
+        at: ticket.created_at,
+        assignee,
+      });
+    }
+    const at = ticket.updated_at ?? ticket.created_at;
+    setStatus(`${ticketId}:status`, ticket.status ?? 'new', at, null);
+    const rating = ratingValue(ticket.satisfaction_rating?.score);
+    if (rating) {
+      const comment = ticket.satisfaction_rating?.comment?.trim();
+      timeline.push({
+        type: 'rating',
+        external_id: `${ticketId}:rating`,
+        ticket: ticketId,
+        at: ticket.satisfaction_rating?.updated_at ?? at,
+        value: rating,
+        ...(comment ? { comment } : {}),
+      });
+    }
+  }
+
+  const subject =
+    ticket.subject?.trim() ||
+    ticket.raw_subject?.trim() ||
+    ticket.description?.trim().split('\n')[0]?.slice(0, 200) ||
+    `Zendesk ticket ${ticketId}`;
+  const record: ImportRecord = {
+    type: 'ticket',
+    external_id: ticketId,
+    created_at: ticket.created_at,
+    subject: subject.slice(0, 500),
+    channel: mapChannel(ticket.via?.channel),
+    contact: id(ticket.requester_id),
+    department: opening,
+    priority: mapPriority(ticket.priority),
+    tags: tags ?? cleanTags(ticket.tags, warn),
+    ...(message ? { message } : {}),
+  };
+  // Stable: records of one instant keep the order the audit gave them.
+  const ordered = timeline
+    .map((r, i) => ({ r, i, t: time(r.at as string) }))
+    .sort((a, b) => a.t - b.t || a.i - b.i)
+    .map(({ r }) => r);
+  return [record, ...ordered];
+}

@@ -1,0 +1,166 @@
+// npm run convert:zendesk -- <export-dir> [--out file.ndjson]
+//
+// Converts a Zendesk Support export to Deskroute's import NDJSON (docs/import.md, "From Zendesk").
+// The directory holds, one JSON value per line (Zendesk's full JSON export writes one object a
+// line; an API list page `{"users":[...]}` a line works too; pretty-printed JSON does not: pass it
+// through `jq -c` first):
+//   users.json              required: agents/admins become agents, end-users contacts
+//   groups.json             optional: departments
+//   group_memberships.json  optional: memberships
+//   tickets.json            required
+//   ticket_audits.json      optional: the timeline; audits (GET /api/v2/tickets/{id}/audits)
+//                           grouped by ticket, the tickets in tickets.json's order, which is what
+//                           walking tickets.json and saving each ticket's audits gives. A ticket
+//                           without audits falls back to its embedded `comments`, if any.
+// Every file is streamed line by line; what stays in memory is the agents (few) and one
+// ticket's audits. Warnings and a summary go to stderr.
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import {
+  agentRecord,
+  contactRecord,
+  departmentRecord,
+  type ImportRecord,
+  isAgent,
+  membershipRecord,
+  ticketRecords,
+  type ZendeskAudit,
+  type ZendeskGroup,
+  type ZendeskGroupMembership,
+  type ZendeskTicket,
+  type ZendeskUser,
+} from './zendesk-map.ts';
+
+/** The objects of a file of JSON lines, each either an object or a page `{ [key]: [...] }`. */
+export async function* readObjects<T>(path: string, key: string): AsyncGenerator<T> {
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let n = 0;
+  for await (const line of lines) {
+    n++;
+    if (!line.trim()) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new Error(
+        `${path}:${n}: not a JSON line (${(error as Error).message}); pretty-printed? try jq -c`,
+      );
+    }
+    const page = (value as Record<string, unknown>)[key];
+    if (Array.isArray(page)) yield* page as T[];
+    else yield value as T;
+  }
+}
+
+export interface ConvertOptions {
+  warn?: (message: string) => void;
+}
+
+/** The whole conversion of one export directory, as an async sequence of import records. */
+export async function* convertZendesk(
+  dir: string,
+  options: ConvertOptions = {},
+): AsyncGenerator<ImportRecord> {
+  const warn = options.warn ?? (() => {});
+  const file = (name: string) => join(dir, name);
+  const optional = (name: string) => (existsSync(file(name)) ? file(name) : null);
+  for (const required of ['users.json', 'tickets.json']) {
+    if (!existsSync(file(required))) throw new Error(`${file(required)}: missing`);
+  }
+
+  // Agents first: every later record may name them. Kept in memory (a help desk has few).
+  const agents = new Map<string, 'agent' | 'admin'>();
+  const agentUsers = new Map<string, ZendeskUser>();
+  for await (const user of readObjects<ZendeskUser>(file('users.json'), 'users')) {
+    if (!isAgent(user)) continue;
+    const record = agentRecord(user);
+    if (!record) {
+      warn(`user ${user.id}: ${user.role} without an email; imported as a contact only`);
+      continue;
+    }
+    agents.set(String(user.id), record.role as 'agent' | 'admin');
+    agentUsers.set(String(user.id), user);
+    yield record;
+  }
+  const groups = optional('groups.json');
+  if (groups) {
+    for await (const group of readObjects<ZendeskGroup>(groups, 'groups')) yield departmentRecord(group);
+  }
+  const memberships = optional('group_memberships.json');
+  if (memberships) {
+    for await (const m of readObjects<ZendeskGroupMembership>(memberships, 'group_memberships')) {
+      const record = membershipRecord(m, agents);
+      if (record) yield record;
+    }
+  }
+  // End-users, in a second pass over users.json, so that none is held in memory.
+  for await (const user of readObjects<ZendeskUser>(file('users.json'), 'users')) {
+    if (!agents.has(String(user.id))) yield contactRecord(user);
+  }
+
+  // Tickets, each followed by its timeline: a merge of tickets.json with ticket_audits.json,
+  // both in the same ticket order.
+  const auditsPath = optional('ticket_audits.json');
+  const audits = auditsPath ? readObjects<ZendeskAudit>(auditsPath, 'audits')[Symbol.asyncIterator]() : null;
+  let next: ZendeskAudit | null = audits ? ((await audits.next()).value ?? null) : null;
+  const agentContacts = new Set<string>();
+  for await (const ticket of readObjects<ZendeskTicket>(file('tickets.json'), 'tickets')) {
+    const own: ZendeskAudit[] = [];
+    while (audits && next && String(next.ticket_id) === String(ticket.id)) {
+      own.push(next);
+      next = (await audits.next()).value ?? null;
+    }
+    // A ticket an agent asked: its requester must exist as a contact too.
+    const requester =
+      ticket.requester_id === null || ticket.requester_id === undefined ? null : String(ticket.requester_id);
+    if (requester && agentUsers.has(requester) && !agentContacts.has(requester)) {
+      agentContacts.add(requester);
+      yield contactRecord(agentUsers.get(requester)!);
+    }
+    if (!requester) warn(`ticket ${ticket.id}: no requester_id; the import will refuse it`);
+    yield* ticketRecords(ticket, own, agents, warn);
+  }
+  if (next) {
+    throw new Error(
+      `${auditsPath}: audits of ticket ${next.ticket_id} were left over: audits must be grouped by ticket, ` +
+        'in the order of tickets.json (see the header of scripts/convert/zendesk.ts)',
+    );
+  }
+}
+
+async function main() {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help || positionals.length !== 1) {
+    process.stderr.write('usage: npm run convert:zendesk -- <export-dir> [--out file.ndjson]\n');
+    process.exit(values.help ? 0 : 2);
+  }
+  const out = values.out ? createWriteStream(values.out) : process.stdout;
+  const counts = new Map<string, number>();
+  let warnings = 0;
+  const warn = (message: string) => {
+    warnings++;
+    process.stderr.write(`warning: ${message}\n`);
+  };
+  for await (const record of convertZendesk(positionals[0]!, { warn })) {
+    counts.set(record.type, (counts.get(record.type) ?? 0) + 1);
+    if (!out.write(`${JSON.stringify(record)}\n`)) await new Promise((resolve) => out.once('drain', resolve));
+  }
+  if (values.out)
+    await new Promise<void>((resolve, reject) =>
+      out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+    );
+  const summary = [...counts].map(([type, n]) => `${n} ${type}`).join(', ');
+  process.stderr.write(`converted: ${summary || 'nothing'}; ${warnings} warning(s)\n`);
+}
+
+if (import.meta.main) {
+  main().catch((error) => {
+    process.stderr.write(`convert:zendesk: ${(error as Error).message}\n`);
+    process.exit(1);
+  });
+}

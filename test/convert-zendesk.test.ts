@@ -1,0 +1,339 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { convertZendesk } from '../scripts/convert/zendesk.ts';
+import {
+  cleanTags,
+  contactRecord,
+  type ImportRecord,
+  mapChannel,
+  mapPriority,
+  mapStatus,
+  ticketRecords,
+} from '../scripts/convert/zendesk-map.ts';
+
+// The Zendesk converter (docs/import.md, "From Zendesk") on a small export written after
+// Zendesk's documented shapes: test/fixtures/zendesk/ has three agents (one disabled), two
+// groups (as an API page), four memberships (one of an end-user), three end-users, and three
+// tickets: 101 with five audits (not in time order in the file), 102 without audits but with
+// embedded comments and a rating, 103 asked by an agent, with audits in one API page.
+
+const FIXTURES = new URL('./fixtures/zendesk/', import.meta.url).pathname;
+
+async function convert(dir = FIXTURES) {
+  const warnings: string[] = [];
+  const records: ImportRecord[] = [];
+  for await (const r of convertZendesk(dir, { warn: (m) => warnings.push(m) })) records.push(r);
+  return { records, warnings };
+}
+
+const REFERENCES: Record<string, string> = {
+  department: 'department',
+  agent: 'agent',
+  contact: 'contact',
+  ticket: 'ticket',
+  assignee: 'agent',
+};
+
+t.test('statuses, priorities and channels map to ours', async (t) => {
+  const statuses = ['new', 'open', 'pending', 'hold', 'solved', 'closed', 'deleted', null];
+  t.same(
+    statuses.map((s) => mapStatus(s)),
+    ['new', 'open', 'answered', 'postponed', 'resolved', 'resolved', null, null],
+  );
+  t.same(
+    ['low', 'normal', 'high', 'urgent', null, 'odd'].map((p) => mapPriority(p)),
+    ['low', 'normal', 'high', 'urgent', 'normal', 'normal'],
+  );
+  t.same(
+    [
+      'email',
+      'web',
+      'chat',
+      'native_messaging',
+      'voice',
+      'twitter',
+      'facebook',
+      'instagram_dm',
+      'whatsapp',
+      'api',
+      'sms',
+      'rule',
+      null,
+    ].map((c) => mapChannel(c)),
+    [
+      'email',
+      'contact_form',
+      'chat',
+      'chat',
+      'call',
+      'twitter',
+      'facebook',
+      'instagram',
+      'whatsapp',
+      'api',
+      'api',
+      'api',
+      'api',
+    ],
+  );
+});
+
+t.test('tags and contacts are made acceptable rather than refused', async (t) => {
+  const warnings: string[] = [];
+  const long = 'x'.repeat(51);
+  t.same(
+    cleanTags([' VIP ', 'vip', long, '', 'refund'], (m) => warnings.push(m)),
+    ['vip', 'refund'],
+  );
+  t.equal(warnings.length, 2, 'the long and the empty tag are reported');
+  t.same(cleanTags('damage  refund'), ['damage', 'refund'], 'a space-separated set');
+  t.same(cleanTags(Array.from({ length: 60 }, (_, i) => `t${i}`)).length, 50);
+  t.same(
+    contactRecord({ id: 1, name: 'Shared', phone: '+420600000000', shared_phone_number: true }).phones,
+    [],
+  );
+  t.equal((contactRecord({ id: 2, name: 'n'.repeat(300) }).name as string).length, 200);
+});
+
+t.test('the fixture export converts to the expected records', async (t) => {
+  const { records, warnings } = await convert();
+  const ids = (type: string) => records.filter((r) => r.type === type).map((r) => r.external_id);
+
+  t.same(ids('agent'), ['9001', '9002', '9003'], 'staff become agents');
+  t.match(
+    records.find((r) => r.external_id === '9003' && r.type === 'agent'),
+    { status: 'disabled', role: 'agent' },
+  );
+  t.match(
+    records.find((r) => r.external_id === '9001' && r.type === 'agent'),
+    { status: 'active', role: 'admin' },
+  );
+  t.same(ids('department'), ['301', '302']);
+  t.same(
+    records.filter((r) => r.type === 'membership').map((r) => [r.external_id, r.role]),
+    [
+      ['301:9002', 'solver'],
+      ['302:9001', 'manager'],
+      ['301:9003', 'solver'],
+    ],
+    'an end-user’s group membership is dropped',
+  );
+  t.same(ids('contact'), ['7001', '7002', '7003', '9002'], 'end-users, then the agent who asked ticket 103');
+  t.same(
+    records.find((r) => r.type === 'contact' && r.external_id === '7003'),
+    {
+      type: 'contact',
+      external_id: '7003',
+      name: 'Zendesk user 7003',
+      emails: [],
+      phones: ['+420602333444'],
+    },
+  );
+
+  // Ticket 101 from its audits: it opens as created (group 301, first tags), not as it is now.
+  const t101 = records.filter((r) => r.ticket === '101').map(({ ticket: _, ...r }) => r);
+  t.same(
+    records.find((r) => r.type === 'ticket' && r.external_id === '101'),
+    {
+      type: 'ticket',
+      external_id: '101',
+      created_at: '2025-03-01T09:00:00Z',
+      subject: 'Parcel arrived damaged',
+      channel: 'email',
+      contact: '7001',
+      department: '301',
+      priority: 'high',
+      tags: ['damage'],
+      message: { body: 'The box was crushed.', author: 'contact' },
+    },
+  );
+  t.same(
+    t101,
+    [
+      {
+        type: 'message',
+        external_id: '5010',
+        at: '2025-03-01T10:15:00Z',
+        kind: 'note',
+        body: "Refunds are billing's call.",
+        agent: '9002',
+      },
+      { type: 'transfer', external_id: '5011', at: '2025-03-01T10:15:00Z', department: '302', agent: '9002' },
+      {
+        type: 'assignment',
+        external_id: '5012',
+        at: '2025-03-01T10:15:00Z',
+        assignee: '9001',
+        agent: '9002',
+      },
+      { type: 'status', external_id: '5013', at: '2025-03-01T10:15:00Z', status: 'open', agent: '9002' },
+      {
+        type: 'message',
+        external_id: '5020',
+        at: '2025-03-01T11:30:00Z',
+        kind: 'reply',
+        body: 'Sorry! A refund is on its way.',
+        agent: '9001',
+      },
+      { type: 'status', external_id: '5021', at: '2025-03-01T11:30:00Z', status: 'answered', agent: '9001' },
+      {
+        type: 'tags',
+        external_id: '5022',
+        at: '2025-03-01T11:30:00Z',
+        tags: ['damage', 'refund'],
+        agent: '9001',
+      },
+      {
+        type: 'message',
+        external_id: '5030',
+        at: '2025-03-02T08:00:00Z',
+        kind: 'customer',
+        body: 'Got it, thank you!',
+      },
+      { type: 'status', external_id: '5031', at: '2025-03-02T08:00:00Z', status: 'resolved' },
+      {
+        type: 'rating',
+        external_id: '5032',
+        at: '2025-03-02T08:00:00Z',
+        value: 'positive',
+        comment: 'Quick refund',
+      },
+    ],
+    'priority changes and closed after solved leave no record; the system (-1) is no agent',
+  );
+
+  // Ticket 102 without audits: its current state and its embedded comments.
+  t.match(
+    records.find((r) => r.type === 'ticket' && r.external_id === '102'),
+    {
+      subject: 'How do I change my plan?',
+      channel: 'contact_form',
+      department: '301',
+      priority: 'normal',
+      tags: ['plan'],
+      message: { body: 'How do I change my plan?\nThanks', author: 'contact' },
+    },
+  );
+  t.same(
+    records.filter((r) => r.ticket === '102').map((r) => [r.type, r.external_id, r.at]),
+    [
+      ['assignment', '102:assignee', '2025-03-02T14:00:00Z'],
+      ['message', '6102', '2025-03-02T16:30:00Z'],
+      ['status', '102:status', '2025-03-02T16:30:00Z'],
+      ['rating', '102:rating', '2025-03-02T17:00:00Z'],
+    ],
+  );
+
+  // Ticket 103: a private voice comment opens it, so it has no first message; an assignee that
+  // is not an exported agent is skipped with a warning.
+  const t103 = records.find((r) => r.type === 'ticket' && r.external_id === '103')!;
+  t.equal(t103.message, undefined);
+  t.match(t103, { channel: 'call', contact: '9002', department: '301' });
+  t.same(
+    records.filter((r) => r.ticket === '103').map((r) => [r.type, r.kind ?? r.status ?? r.assignee]),
+    [
+      ['message', 'note'],
+      ['status', 'open'],
+      ['assignment', '9003'],
+      ['status', 'postponed'],
+      ['assignment', null],
+    ],
+  );
+  t.same(warnings, ['ticket 103: assignee 4242 is not an exported agent; assignment skipped']);
+});
+
+t.test('every record has an external id, references come first, timelines are in time order', async (t) => {
+  const { records } = await convert();
+  const seen = new Map<string, Set<string>>();
+  const lastAt = new Map<string, number>();
+  for (const [line, r] of records.entries()) {
+    t.ok(
+      typeof r.external_id === 'string' && r.external_id.length > 0 && r.external_id.length <= 200,
+      `line ${line + 1} has an external_id`,
+    );
+    const own = seen.get(r.type) ?? new Set<string>();
+    t.notOk(own.has(r.external_id), `line ${line + 1}: ${r.type} ${r.external_id} is unique`);
+    for (const [field, type] of Object.entries(REFERENCES)) {
+      const ref = r[field];
+      if (typeof ref !== 'string') continue;
+      t.ok(seen.get(type)?.has(ref), `line ${line + 1}: ${field} ${ref} refers to an earlier ${type}`);
+    }
+    const agent = (r.message as { agent?: string } | undefined)?.agent;
+    if (agent)
+      t.ok(seen.get('agent')?.has(agent), `line ${line + 1}: the first message's agent comes earlier`);
+    if (r.type === 'ticket') lastAt.set(r.external_id, Date.parse(r.created_at as string));
+    else if (typeof r.ticket === 'string') {
+      const at = Date.parse(r.at as string);
+      t.ok(at >= lastAt.get(r.ticket)!, `line ${line + 1}: in time order`);
+      lastAt.set(r.ticket, at);
+    }
+    own.add(r.external_id);
+    seen.set(r.type, own);
+  }
+});
+
+t.test('the same input gives the same output', async (t) => {
+  const first = (await convert()).records.map((r) => JSON.stringify(r));
+  const second = (await convert()).records.map((r) => JSON.stringify(r));
+  t.same(second, first);
+  // Audits in API order give what the shuffled file gives.
+  const audits = [
+    {
+      id: 2,
+      ticket_id: 1,
+      created_at: '2025-01-01T10:00:00Z',
+      author_id: 5,
+      events: [{ id: 20, type: 'Change', field_name: 'status', value: 'solved' }],
+    },
+    {
+      id: 1,
+      ticket_id: 1,
+      created_at: '2025-01-01T09:00:00Z',
+      author_id: 6,
+      events: [{ id: 10, type: 'Comment', body: 'Hi', public: true, author_id: 6 }],
+    },
+  ];
+  const ticket = { id: 1, created_at: '2025-01-01T09:00:00Z', requester_id: 6, subject: 'Hi' };
+  const agents = new Map([['5', 'agent' as const]]);
+  t.same(ticketRecords(ticket, audits, agents), ticketRecords(ticket, [...audits].reverse(), agents));
+});
+
+t.test('an export the converter cannot read says where and why', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'zendesk-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(FIXTURES, dir, { recursive: true });
+
+  // Audits of 103 before those of 101: the merge cannot pair them.
+  const lines = readFileSync(join(dir, 'ticket_audits.json'), 'utf8').trim().split('\n');
+  writeFileSync(join(dir, 'ticket_audits.json'), `${[lines.at(-1), ...lines.slice(0, -1)].join('\n')}\n`);
+  await t.rejects(convert(dir), /audits of ticket 101 were left over/);
+
+  writeFileSync(join(dir, 'ticket_audits.json'), '{"audits": [\n  {"id": 1}\n]}\n');
+  await t.rejects(convert(dir), /ticket_audits\.json:1: not a JSON line/);
+
+  rmSync(join(dir, 'tickets.json'));
+  await t.rejects(convert(dir), /tickets\.json: missing/);
+});
+
+t.test('npm run convert:zendesk writes the records as NDJSON and a summary', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'zendesk-out-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const script = new URL('../scripts/convert/zendesk.ts', import.meta.url).pathname;
+  const file = join(dir, 'out.ndjson');
+  const run = spawnSync(process.execPath, [script, FIXTURES, '--out', file], { encoding: 'utf8' });
+  t.equal(run.status, 0, run.stderr);
+  const { records } = await convert();
+  t.same(readFileSync(file, 'utf8'), records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  t.match(
+    run.stderr,
+    /converted: 3 agent, 2 department, 3 membership, 4 contact, 3 ticket, .*; 1 warning\(s\)/,
+  );
+  const stdout = spawnSync(process.execPath, [script, FIXTURES], { encoding: 'utf8' });
+  t.equal(stdout.stdout, readFileSync(file, 'utf8'), 'stdout without --out');
+  const missing = spawnSync(process.execPath, [script, join(dir, 'nowhere')], { encoding: 'utf8' });
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, /users\.json: missing/);
+});
