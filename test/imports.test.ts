@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import pino from 'pino';
 import t from 'tap';
+import { convertZendesk } from '../scripts/convert/zendesk.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
 
@@ -550,3 +551,39 @@ t.test('a file larger than IMPORT_MAX_BYTES is refused whole', async (t) => {
   const { rows } = await sql<{ n: number }>`select count(*)::int as n from imports`.execute(small.db);
   t.equal(rows[0]!.n, 0);
 });
+
+t.test(
+  'a Zendesk export, converted by scripts/convert/zendesk.ts, imports without a refused line',
+  async (t) => {
+    const desk = await buildTestApp(t);
+    const { token } = await agentWithToken(desk, { role: 'admin' });
+    const converted: string[] = [];
+    for await (const r of convertZendesk(new URL('./fixtures/zendesk/', import.meta.url).pathname)) {
+      converted.push(JSON.stringify(r));
+    }
+    const res = await desk.request({
+      method: 'POST',
+      url: '/v1/imports?source=zendesk',
+      token,
+      headers: { 'content-type': 'application/x-ndjson' },
+      payload: converted.join('\n'),
+    });
+    t.equal(res.statusCode, 202);
+    await processPendingImports({ db: desk.db, blobs: desk.app.blobs, log });
+    const done = (await desk.request({ method: 'GET', url: `/v1/imports/${res.json().id}`, token })).json();
+    const errors = (
+      await desk.request({ method: 'GET', url: `/v1/imports/${res.json().id}/errors`, token })
+    ).json();
+    t.same(errors.data, [], 'no line refused');
+    t.same(done.counts, {
+      read: converted.length,
+      created: converted.length,
+      updated: 0,
+      skipped: 0,
+      failed: 0,
+    });
+    const tickets = converted.filter((l) => JSON.parse(l).type === 'ticket').length;
+    const list = (await desk.request({ method: 'GET', url: '/v1/tickets?limit=50', token })).json();
+    t.equal(list.data.length, tickets, 'every Zendesk ticket is a ticket here');
+  },
+);

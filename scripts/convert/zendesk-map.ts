@@ -105,7 +105,8 @@ const id = (value: ZendeskId | null | undefined): string | null =>
 
 /**
  * Zendesk ticket status to ours. pending (waiting on the requester) is our answered; hold
- * (waiting on a third party) is postponed; solved and closed (solved, then locked) are both
+ * (waiting on a third party) is open: our postponed needs a time to wake up at, which hold has
+ * not, and the ticket is still work to do; solved and closed (solved, then locked) are both
  * resolved. new stays new (it is how an imported ticket opens). Anything else: null (skipped).
  */
 export function mapStatus(
@@ -119,7 +120,7 @@ export function mapStatus(
     case 'pending':
       return 'answered';
     case 'hold':
-      return 'postponed';
+      return 'open';
     case 'solved':
     case 'closed':
       return 'resolved';

@@ -349,6 +349,9 @@ export async function requireAssignable(
     throw unprocessable('agent_not_found', 'The agent does not exist.', [
       { field, message: 'no such agent' },
     ]);
+  // Replayed history is not judged by today's team: an agent who has left (disabled) or moved
+  // department since held the ticket then. The agent must still exist.
+  if (currentReplay()) return;
   if (agent.status !== 'active') {
     throw unprocessable('agent_disabled', 'A disabled agent cannot take tickets.', [
       { field, message: 'is disabled' },
