@@ -1,7 +1,11 @@
-import { sql } from 'kysely';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type KyselyPlugin, sql } from 'kysely';
 import t from 'tap';
 import { type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
+import type { Principal } from '../src/access/policy.ts';
+import { exportTickets } from '../src/domains/exports/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 
 // The records of the import format (the lead's import-format brief), as the importer reads them.
@@ -337,4 +341,55 @@ t.test('exports', async (t) => {
       [ta.contact.id],
     );
   });
+
+  await t.test(
+    'backpressure and cancellation: a batch is read only once the previous one is taken',
+    async (t) => {
+      await sql`insert into tickets (subject, channel, status, priority, contact_id, tags, created_at, updated_at, waiting_since)
+      select 'Bulk ' || g, 'email', 'open', 'normal', ${ta.contact.id}::uuid, '{}', now() - interval '1 hour',
+             now() - interval '1 hour', now()
+      from generate_series(1, 4500) g`.execute(ctx.db);
+      // Counts the ticket batches the export reads (the statements ordered by updated_at).
+      let batches = 0;
+      const counter: KyselyPlugin = {
+        transformQuery: (args) => {
+          if (args.node.kind === 'SelectQueryNode' && JSON.stringify(args.node).includes('"updated_at"'))
+            batches++;
+          return args.node;
+        },
+        transformResult: async (args) => args.result,
+      };
+      const db = ctx.db.withPlugin(counter);
+      const principal: Principal = {
+        agentId: admin.agent.id,
+        role: 'admin',
+        scopes: ['read'],
+        via: 'session',
+        tokenId: null,
+      };
+      const whole = await exportTickets(db, principal, {});
+      let rows = 0;
+      for await (const chunk of whole.body) rows += String(chunk).split('\n').length - 1;
+      const all = batches;
+      t.ok(rows > 4500 && all >= 5, `read whole: ${rows} rows in ${all} batches`);
+
+      batches = 0;
+      const partial = await exportTickets(db, principal, {});
+      await sleep(100);
+      t.equal(batches, 0, 'nothing is read before the client asks');
+      await once(partial.body, 'readable');
+      partial.body.read();
+      await sleep(200);
+      t.ok(
+        batches >= 1 && batches <= 2,
+        `a client that takes one chunk gets at most the next read ahead (${batches})`,
+      );
+      partial.body.destroy();
+      await sleep(200);
+      const atCancel = batches;
+      await sleep(200);
+      t.equal(batches, atCancel, 'destroyed (the client went away): no more reads');
+      t.ok(atCancel < all, 'the export stopped before its end');
+    },
+  );
 });
