@@ -18,6 +18,7 @@ import { contactFieldRoutes, contactFieldSchemas } from './domains/contact-field
 import { contactRoutes, contactSchemas } from './domains/contacts/routes.ts';
 import { departmentRoutes, departmentSchemas } from './domains/departments/routes.ts';
 import { eventRouteSchemas, eventRoutes } from './domains/events/routes.ts';
+import { exportRoutes } from './domains/exports/routes.ts';
 import { importRoutes, importSchemas, STREAMED_IMPORT_TYPES } from './domains/imports/routes.ts';
 import { mailIdentityRoutes, mailIdentitySchemas } from './domains/mail-identity/routes.ts';
 import { mailInRoutes, mailInSchemas } from './domains/mail-in/routes.ts';
@@ -246,6 +247,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(publicRoutes);
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
+  await app.register(exportRoutes);
   await app.register(eventRoutes);
   await app.register(webhookRoutes);
   await app.register(notificationRoutes);

@@ -256,6 +256,10 @@ export const openapiPlugin = fp(
             description: 'Rules that route and change tickets as they come in and change',
           },
           { name: 'reports', description: 'Department, agent and channel reports as JSON or streamed CSV' },
+          {
+            name: 'exports',
+            description: 'Tickets and contacts streamed as NDJSON, CSV or the import format',
+          },
           { name: 'events', description: 'The event feed and the audit log' },
           { name: 'system', description: 'Health and the contract itself' },
         ],

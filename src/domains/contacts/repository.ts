@@ -44,7 +44,7 @@ function selectContacts(db: Executor) {
 
 type ContactRowWithLists = Awaited<ReturnType<ReturnType<typeof selectContacts>['executeTakeFirstOrThrow']>>;
 
-function toContact(row: ContactRowWithLists): Contact {
+export function toContact(row: ContactRowWithLists): Contact {
   return {
     id: row.id,
     name: row.name,
@@ -84,26 +84,17 @@ export interface ContactFilter {
   q?: string | undefined;
 }
 
-type ContactListRow = ContactRowWithLists & { sort_key: string };
-
-export async function listContacts(
-  db: Executor,
-  filter: ContactFilter,
-  page: { limit: number; cursor?: string | undefined },
-) {
-  const keyset: Keyset<ContactListRow> = {
-    list: `contacts:${JSON.stringify(filter)}`,
-    columns: [sql`lower(contacts.name)`, sql`contacts.id`],
-    key: (row) => [row.sort_key, row.id],
-    direction: 'asc',
-  };
-  const after = afterCursor(keyset, page.cursor);
+/**
+ * The contacts matching the list's filter, selected as the API shows them (map with toContact).
+ * Shared by the list and the export, so the two filter alike.
+ */
+export function contactsMatching(db: Executor, filter: ContactFilter) {
   const q = filter.q;
   const like = q !== undefined ? `%${escapeLike(q)}%` : undefined;
   // Phones are stored without punctuation, so "555-01" must find "+15550100".
   const phoneDigits = q?.replace(PHONE_PUNCTUATION, '');
   const phoneLike = phoneDigits && /^\+?[0-9]+$/.test(phoneDigits) ? `%${phoneDigits}%` : undefined;
-  const rows = await selectContacts(db)
+  return selectContacts(db)
     .select(sql<string>`lower(contacts.name)`.as('sort_key'))
     .$if(like !== undefined, (qb) =>
       qb.where((eb) =>
@@ -129,7 +120,24 @@ export async function listContacts(
             : []),
         ]),
       ),
-    )
+    );
+}
+
+type ContactListRow = ContactRowWithLists & { sort_key: string };
+
+export async function listContacts(
+  db: Executor,
+  filter: ContactFilter,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const keyset: Keyset<ContactListRow> = {
+    list: `contacts:${JSON.stringify(filter)}`,
+    columns: [sql`lower(contacts.name)`, sql`contacts.id`],
+    key: (row) => [row.sort_key, row.id],
+    direction: 'asc',
+  };
+  const after = afterCursor(keyset, page.cursor);
+  const rows = await contactsMatching(db, filter)
     .$if(after !== null, (qb) => qb.where(after!))
     .orderBy(orderBy(keyset))
     .limit(page.limit + 1)
@@ -162,7 +170,8 @@ export async function updateContactRow(
     .set({
       ...(patch.name !== undefined && { name: patch.name }),
       ...(patch.custom_fields !== undefined && { custom_fields: JSON.stringify(patch.custom_fields) }),
-      updated_at: new Date(),
+      // The database's clock, as the row's default: the export's horizon relies on it.
+      updated_at: sql<Date>`now()`,
     })
     .where('id', '=', id)
     .execute();
@@ -248,7 +257,7 @@ export async function countContactsOutsideOptions(
 export async function removeFieldValues(trx: Executor, key: string): Promise<number> {
   const result = await trx
     .updateTable('contacts')
-    .set({ custom_fields: sql`custom_fields - ${key}::text`, updated_at: new Date() })
+    .set({ custom_fields: sql`custom_fields - ${key}::text`, updated_at: sql<Date>`now()` })
     .where(sql<boolean>`custom_fields ? ${key}`)
     .executeTakeFirst();
   return Number(result.numUpdatedRows);

@@ -20,7 +20,7 @@ import { attachmentsOfMessages } from '../attachments/repository.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
 import { NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
-import type { Message, Ticket, TicketEvent, TicketListQueryType } from './schemas.ts';
+import type { Message, Ticket, TicketEvent, TicketFilterType, TicketListQueryType } from './schemas.ts';
 
 type Executor = Kysely<Database>;
 
@@ -634,6 +634,92 @@ const SORTS = {
   },
 } as const;
 
+/**
+ * The tickets the caller may see that match the list's filters, selected as the list shows them
+ * (every column and the contact summary; map rows with toListedTicket). Shared by the list and
+ * the export, so the two filter alike.
+ */
+export function ticketsMatching(db: Executor, access: TicketAccess, filter: TicketFilterType) {
+  const departments = filter.department_id?.filter((d) => d !== 'none') ?? [];
+  const assignees = filter.assignee_id?.filter((a) => a !== 'none') ?? [];
+  return (
+    db
+      .selectFrom('tickets as t')
+      .select(TICKET_COLUMNS)
+      // The contact summaries come in the same statement (a round trip costs more than these).
+      .select([
+        sql<string>`(select c.name from contacts c where c.id = t.contact_id)`.as('contact_name'),
+        firstEmailOf('t.contact_id').as('contact_email'),
+        firstPhoneOf('t.contact_id').as('contact_phone'),
+      ])
+      .where(visibleTickets(access))
+      .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
+      .$if(filter.status !== undefined, (qb) => qb.where('t.status', 'in', filter.status!))
+      .$if(filter.department_id !== undefined, (qb) =>
+        qb.where((eb) => {
+          const ors = [];
+          if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
+          if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
+          return eb.or(ors);
+        }),
+      )
+      .$if(filter.assignee_id !== undefined, (qb) =>
+        qb.where((eb) => {
+          const ors = [];
+          if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
+          if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
+          return eb.or(ors);
+        }),
+      )
+      .$if(filter.channel !== undefined, (qb) => qb.where('t.channel', 'in', filter.channel!))
+      .$if(filter.priority !== undefined, (qb) => qb.where('t.priority', 'in', filter.priority!))
+      .$if(filter.tag !== undefined, (qb) =>
+        qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
+      )
+      .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
+      .$if(filter.created_from !== undefined, (qb) =>
+        qb.where('t.created_at', '>=', new Date(filter.created_from!)),
+      )
+      .$if(filter.created_to !== undefined, (qb) =>
+        qb.where('t.created_at', '<', new Date(filter.created_to!)),
+      )
+      .$if(filter.updated_from !== undefined, (qb) =>
+        qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
+      )
+      .$if(filter.updated_to !== undefined, (qb) =>
+        qb.where('t.updated_at', '<', new Date(filter.updated_to!)),
+      )
+      .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
+      .$if(filter.sla_due_before !== undefined, (qb) =>
+        qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
+      )
+      .$if(filter.q !== undefined, (qb) =>
+        qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
+      )
+  );
+}
+
+type ListedTicketRow = TicketRecord & {
+  contact_name: string | null;
+  contact_email: string | null;
+  contact_phone: string | null;
+};
+
+/** A row of ticketsMatching as the API shows a ticket. */
+export function toListedTicket({
+  contact_name,
+  contact_email,
+  contact_phone,
+  ...row
+}: ListedTicketRow): Ticket {
+  return toTicket(row as TicketRow, {
+    id: row.contact_id,
+    name: contact_name ?? '',
+    email: contact_email,
+    phone: contact_phone,
+  });
+}
+
 /** The tickets the caller may see, filtered, sorted and paged by keyset. */
 export async function listTickets(db: Executor, access: TicketAccess, query: TicketListQueryType) {
   const { limit, cursor, sort, ...filter } = query;
@@ -648,57 +734,7 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
       field === SORTS.priority ? [r.priority_rank, r.created_at.toISOString(), r.id] : [field.key(r), r.id],
     direction: descending ? 'desc' : 'asc',
   };
-  const departments = filter.department_id?.filter((d) => d !== 'none') ?? [];
-  const assignees = filter.assignee_id?.filter((a) => a !== 'none') ?? [];
-  const filtered = db
-    .selectFrom('tickets as t')
-    .select(TICKET_COLUMNS)
-    // The contact summaries come in the same statement (a round trip costs more than these).
-    .select([
-      sql<string>`(select c.name from contacts c where c.id = t.contact_id)`.as('contact_name'),
-      firstEmailOf('t.contact_id').as('contact_email'),
-      firstPhoneOf('t.contact_id').as('contact_phone'),
-    ])
-    .where(visibleTickets(access))
-    .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
-    .$if(filter.status !== undefined, (qb) => qb.where('t.status', 'in', filter.status!))
-    .$if(filter.department_id !== undefined, (qb) =>
-      qb.where((eb) => {
-        const ors = [];
-        if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
-        if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
-        return eb.or(ors);
-      }),
-    )
-    .$if(filter.assignee_id !== undefined, (qb) =>
-      qb.where((eb) => {
-        const ors = [];
-        if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
-        if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
-        return eb.or(ors);
-      }),
-    )
-    .$if(filter.channel !== undefined, (qb) => qb.where('t.channel', 'in', filter.channel!))
-    .$if(filter.priority !== undefined, (qb) => qb.where('t.priority', 'in', filter.priority!))
-    .$if(filter.tag !== undefined, (qb) =>
-      qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
-    )
-    .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
-    .$if(filter.created_from !== undefined, (qb) =>
-      qb.where('t.created_at', '>=', new Date(filter.created_from!)),
-    )
-    .$if(filter.created_to !== undefined, (qb) => qb.where('t.created_at', '<', new Date(filter.created_to!)))
-    .$if(filter.updated_from !== undefined, (qb) =>
-      qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
-    )
-    .$if(filter.updated_to !== undefined, (qb) => qb.where('t.updated_at', '<', new Date(filter.updated_to!)))
-    .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
-    .$if(filter.sla_due_before !== undefined, (qb) =>
-      qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
-    )
-    .$if(filter.q !== undefined, (qb) =>
-      qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
-    );
+  const filtered = ticketsMatching(db, access, filter);
   let rows: Awaited<ReturnType<typeof filtered.execute>>;
   if (field === SORTS.sla_due_at) {
     // No index serves an order on coalesce(sla_due_at, infinity), so that order sorted every
@@ -745,14 +781,7 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
       .limit(limit + 1)
       .execute();
   }
-  const page = toPage(keyset, rows, limit, ({ contact_name, contact_email, contact_phone, ...row }) =>
-    toTicket(row as TicketRow, {
-      id: row.contact_id,
-      name: contact_name ?? '',
-      email: contact_email,
-      phone: contact_phone,
-    }),
-  );
+  const page = toPage(keyset, rows, limit, toListedTicket);
   return { data: page.data, next_cursor: page.next_cursor };
 }
 

@@ -393,39 +393,44 @@ const Several = <T extends Parameters<typeof Type.Array>[0]>(item: T, descriptio
     Type.Array(item, { maxItems: 50, description: `${description} Repeat the parameter for several.` }),
   );
 
+/** The filters of the ticket list, shared with the tickets export (src/domains/exports). */
+export const TicketFilter = {
+  department_id: Several(
+    Type.Union([Uuid(), Type.Literal('none')]),
+    'A department id, or none for no department.',
+  ),
+  status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.'),
+  channel: Several(ChannelSchema, ''),
+  assignee_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'An agent id, or none for unassigned.'),
+  tag: Several(Tag, 'Tickets with all of these tags.'),
+  priority: Several(PrioritySchema, ''),
+  contact_id: Type.Optional(Uuid()),
+  created_from: Type.Optional(Timestamp()),
+  created_to: Type.Optional(Timestamp('Exclusive.')),
+  updated_from: Type.Optional(Timestamp()),
+  updated_to: Type.Optional(Timestamp('Exclusive.')),
+  q: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'Full-text search over subject and messages.',
+    }),
+  ),
+  sla_breached: Type.Optional(
+    Type.Boolean({ description: 'Tickets that breached an SLA target, ever (true) or never (false).' }),
+  ),
+  sla_due_before: Type.Optional(
+    Timestamp(
+      'Tickets with a running SLA target due before this instant (exclusive); overdue ones included.',
+    ),
+  ),
+};
+
 export const TicketListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
-    department_id: Several(
-      Type.Union([Uuid(), Type.Literal('none')]),
-      'A department id, or none for no department.',
-    ),
-    status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.'),
-    channel: Several(ChannelSchema, ''),
-    assignee_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'An agent id, or none for unassigned.'),
-    tag: Several(Tag, 'Tickets with all of these tags.'),
-    priority: Several(PrioritySchema, ''),
-    contact_id: Type.Optional(Uuid()),
-    created_from: Type.Optional(Timestamp()),
-    created_to: Type.Optional(Timestamp('Exclusive.')),
-    updated_from: Type.Optional(Timestamp()),
-    updated_to: Type.Optional(Timestamp('Exclusive.')),
-    q: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: 200,
-        description: 'Full-text search over subject and messages.',
-      }),
-    ),
-    sla_breached: Type.Optional(
-      Type.Boolean({ description: 'Tickets that breached an SLA target, ever (true) or never (false).' }),
-    ),
-    sla_due_before: Type.Optional(
-      Timestamp(
-        'Tickets with a running SLA target due before this instant (exclusive); overdue ones included.',
-      ),
-    ),
+    ...TicketFilter,
     sort: Type.Enum(
       [
         '-created_at',
@@ -446,5 +451,6 @@ export const TicketListQuery = Type.Object(
   { additionalProperties: false },
 );
 export type TicketListQueryType = Static<typeof TicketListQuery>;
+export type TicketFilterType = Omit<TicketListQueryType, 'limit' | 'cursor' | 'sort'>;
 
 export const ticketRef = ref(TicketSchema);

@@ -1,0 +1,195 @@
+import { type Kysely, sql } from 'kysely';
+import type { TicketAccess } from '../../access/tickets.ts';
+import type { Database } from '../../db/types.ts';
+import { type ContactFilter, contactsMatching } from '../contacts/repository.ts';
+import { ticketsMatching } from '../tickets/repository.ts';
+import type { TicketFilterType } from '../tickets/schemas.ts';
+import type {
+  HistoryCall,
+  HistoryChat,
+  HistoryEvent,
+  HistoryMessage,
+  TicketHistory,
+} from './import-records.ts';
+
+type Executor = Kysely<Database>;
+
+/**
+ * The export's horizons: every change stamped before them has committed. A row's updated_at is
+ * its writing transaction's start (tickets: deskroute_now(), contacts: now()), so a transaction
+ * still running, whatever it writes, stamps at or after its own start; the oldest start of the
+ * transactions running in this database, truncated to the stored millisecond, bounds what may
+ * still appear below it (the event feed's horizon, src/domains/events/repository.ts, in time
+ * instead of transaction ids). Read in a statement of its own before the rows: a transaction
+ * that had ended when this ran is visible to the later reads. `tickets` is the same instant on
+ * the application's clock (equal in production; a test's moved clock moves it too).
+ */
+export async function exportHorizons(db: Executor): Promise<{ tickets: Date; contacts: Date }> {
+  const { rows } = await sql<{ tickets: Date; contacts: Date }>`
+    with oldest as (
+      select coalesce(min(xact_start), now()) as s from pg_stat_activity
+        where datname = current_database() and xact_start is not null)
+    select date_trunc('milliseconds', deskroute_now() - (now() - least(oldest.s, now()))) as tickets,
+           date_trunc('milliseconds', least(oldest.s, now())) as contacts
+      from oldest`.execute(db);
+  return rows[0]!;
+}
+
+export type TicketExportRow = Awaited<ReturnType<ReturnType<typeof ticketsMatching>['execute']>>[number];
+export type ContactExportRow = Awaited<ReturnType<ReturnType<typeof contactsMatching>['execute']>>[number];
+
+export interface Window {
+  /** Inclusive; null: from the beginning. */
+  from: Date | null;
+  /** Exclusive: the horizon. */
+  to: Date;
+}
+
+/** The visible tickets matching the filter whose updated_at falls in the window, in keyset batches. */
+export async function* ticketBatches(
+  db: Executor,
+  access: TicketAccess,
+  filter: TicketFilterType,
+  window: Window,
+  batchSize: number,
+): AsyncGenerator<TicketExportRow[]> {
+  let after: { at: Date; id: string } | null = null;
+  for (;;) {
+    const last: { at: Date; id: string } | null = after;
+    const rows: TicketExportRow[] = await ticketsMatching(db, access, filter)
+      .where('t.updated_at', '<', window.to)
+      .$if(window.from !== null, (qb) => qb.where('t.updated_at', '>=', window.from!))
+      .$if(last !== null, (qb) =>
+        qb.where(
+          sql<boolean>`(t.updated_at, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
+        ),
+      )
+      .orderBy('t.updated_at', 'asc')
+      .orderBy('t.id', 'asc')
+      .limit(batchSize)
+      .execute();
+    if (rows.length === 0) return;
+    yield rows;
+    if (rows.length < batchSize) return;
+    const tail = rows[rows.length - 1]!;
+    after = { at: tail.updated_at, id: tail.id };
+  }
+}
+
+/** The contacts matching the filter whose updated_at falls in the window, in keyset batches. */
+export async function* contactBatches(
+  db: Executor,
+  filter: ContactFilter,
+  window: Window,
+  batchSize: number,
+): AsyncGenerator<ContactExportRow[]> {
+  let after: { at: Date; id: string } | null = null;
+  for (;;) {
+    const last: { at: Date; id: string } | null = after;
+    const rows: ContactExportRow[] = await contactsMatching(db, filter)
+      .where('contacts.updated_at', '<', window.to)
+      .$if(window.from !== null, (qb) => qb.where('contacts.updated_at', '>=', window.from!))
+      .$if(last !== null, (qb) =>
+        qb.where(
+          sql<boolean>`(contacts.updated_at, contacts.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
+        ),
+      )
+      .orderBy('contacts.updated_at', 'asc')
+      .orderBy('contacts.id', 'asc')
+      .limit(batchSize)
+      .execute();
+    if (rows.length === 0) return;
+    yield rows;
+    if (rows.length < batchSize) return;
+    const tail = rows[rows.length - 1]!;
+    after = { at: tail.updated_at, id: tail.id };
+  }
+}
+
+/** The histories of these tickets, for the import format: five statements per batch. */
+export async function ticketHistories(
+  db: Executor,
+  tickets: { id: string; channel: string; contact_id: string; created_at: Date; subject: string }[],
+): Promise<TicketHistory[]> {
+  if (tickets.length === 0) return [];
+  const ids = tickets.map((t) => t.id);
+  // One after another: an export holds one pooled connection at a time.
+  const events = await db
+    .selectFrom('ticket_events')
+    .select(['id', 'ticket_id', 'type', 'actor_type', 'actor_agent_id', 'data', 'occurred_at'])
+    .where('ticket_id', 'in', ids)
+    .orderBy('ticket_id')
+    .orderBy('occurred_at')
+    .orderBy('id')
+    .execute();
+  const messages = await db
+    .selectFrom('ticket_messages')
+    .select(['id', 'ticket_id', 'kind', 'body', 'author_agent_id', 'chat_id', 'created_at'])
+    .where('ticket_id', 'in', ids)
+    .execute();
+  const calls = await db
+    .selectFrom('calls')
+    .select([
+      'id',
+      'ticket_id',
+      'direction',
+      'outcome',
+      'agent_id',
+      'from_number',
+      'to_number',
+      'started_at',
+      'answered_at',
+      'ended_at',
+    ])
+    .where('ticket_id', 'in', ids)
+    .execute();
+  const chats = await db
+    .selectFrom('chats')
+    .select(['id', 'ticket_id', 'agent_id', 'started_at', 'picked_up_at', 'missed', 'ended_at'])
+    .where('ticket_id', 'in', ids)
+    .execute();
+  const ratings = await db
+    .selectFrom('ratings')
+    .select(['id', 'ticket_id', 'value', 'comment'])
+    .where('ticket_id', 'in', ids)
+    .execute();
+  const date = (d: Date | string) => new Date(d);
+  const dateOrNull = (d: Date | string | null) => (d === null ? null : new Date(d));
+  const histories = new Map<string, TicketHistory>(
+    tickets.map((ticket) => [
+      ticket.id,
+      { ticket, events: [], messages: new Map(), calls: new Map(), chats: new Map(), ratings: new Map() },
+    ]),
+  );
+  for (const e of events) {
+    (histories.get(e.ticket_id)!.events as HistoryEvent[]).push({ ...e, id: String(e.id) });
+  }
+  for (const m of messages) {
+    (histories.get(m.ticket_id)!.messages as Map<string, HistoryMessage>).set(m.id, m);
+  }
+  for (const c of calls) {
+    (histories.get(c.ticket_id)!.calls as Map<string, HistoryCall>).set(c.id, {
+      ...c,
+      started_at: date(c.started_at),
+      answered_at: dateOrNull(c.answered_at),
+      ended_at: dateOrNull(c.ended_at),
+    });
+  }
+  for (const c of chats) {
+    (histories.get(c.ticket_id)!.chats as Map<string, HistoryChat>).set(c.id, {
+      ...c,
+      started_at: date(c.started_at),
+      picked_up_at: dateOrNull(c.picked_up_at),
+      ended_at: dateOrNull(c.ended_at),
+    });
+  }
+  for (const r of ratings) {
+    (
+      histories.get(r.ticket_id)!.ratings as Map<
+        string,
+        { value: 'positive' | 'negative'; comment: string | null }
+      >
+    ).set(r.id, r);
+  }
+  return ids.map((id) => histories.get(id)!);
+}

@@ -1,0 +1,97 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { principalOf } from '../../plugins/auth.ts';
+import { problems } from '../../plugins/openapi.ts';
+import { ContactExportQuery, TicketExportQuery } from './schemas.ts';
+import { type ExportStream, exportContacts, exportTickets } from './service.ts';
+
+const tags = ['exports'];
+
+const HEADERS = {
+  'Content-Disposition': {
+    type: 'string',
+    description: 'attachment; filename="deskroute-<tickets|contacts>-<horizon>.<ndjson|import.ndjson|csv>"',
+    'x-required': true,
+  },
+  'Export-Next-Cursor': {
+    type: 'string',
+    description:
+      'Pass as `cursor` (same filters) to get only what changed after this export. Sent before the body: it names the horizon the export stops at, not its last row.',
+    'x-required': true,
+  },
+};
+
+const CONTENT = (line: string) => ({
+  'application/x-ndjson': {
+    schema: {
+      type: 'string',
+      description: `One JSON value per line (LF): ${line}`,
+    },
+  },
+  'text/csv': {
+    schema: {
+      type: 'string',
+      description:
+        "A header row, then one row per item (CRLF). Lists are joined with ;. Text that a spreadsheet would read as a formula (starting with = + - @, their full-width forms, tab, CR or LF) is prefixed with ' (OWASP), as in the report CSVs.",
+    },
+  },
+});
+
+const WINDOW =
+  'Streamed in batches of the database, at the pace the client reads, in the order (updated_at, id); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read.';
+
+function send(reply: FastifyReply, stream: ExportStream) {
+  return reply
+    .type(stream.contentType)
+    .header('content-disposition', `attachment; filename="${stream.fileName}"`)
+    .header('export-next-cursor', stream.nextCursor)
+    .send(stream.body);
+}
+
+export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { db } = app;
+
+  app.get(
+    '/v1/exports/tickets',
+    {
+      schema: {
+        operationId: 'exportTickets',
+        tags,
+        summary: 'Export tickets',
+        description: `The tickets you may see (as GET /v1/tickets shows them), with the filters of the ticket list. ${WINDOW} format=import writes each ticket as a ticket record (its state at creation) followed by its timeline (message, status, transfer, assignment, tags, call, chat, rating records) rebuilt from its history, external ids being this help desk's ids: import contacts first, and agents and departments under the same ids.`,
+        querystring: TicketExportQuery,
+        response: {
+          200: {
+            description: 'The tickets, one per line or row.',
+            headers: HEADERS,
+            content: CONTENT('a Ticket (format=ndjson) or an import record (format=import).'),
+          },
+          ...problems(),
+        },
+      },
+    },
+    async (request, reply) => send(reply, await exportTickets(db, principalOf(request), request.query)),
+  );
+
+  app.get(
+    '/v1/exports/contacts',
+    {
+      schema: {
+        operationId: 'exportContacts',
+        tags,
+        summary: 'Export contacts',
+        description: `Every agent may export contacts (as GET /v1/contacts/{id} shows them), filtered like the contact list. ${WINDOW} format=import writes contact records of the import format.`,
+        querystring: ContactExportQuery,
+        response: {
+          200: {
+            description: 'The contacts, one per line or row.',
+            headers: HEADERS,
+            content: CONTENT('a Contact (format=ndjson) or a contact record (format=import).'),
+          },
+          ...problems(),
+        },
+      },
+    },
+    async (request, reply) => send(reply, await exportContacts(db, principalOf(request), request.query)),
+  );
+};
