@@ -35,6 +35,7 @@ import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
 import { surveyRoutes, surveySchemas } from './domains/surveys/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
+import { tagRoutes, tagSchemas } from './domains/tags/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
@@ -190,6 +191,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...automationRuleSchemas,
     ...slaPolicySchemas,
     ...reportSchemas,
+    ...tagSchemas,
     ...notificationSchemas,
     ...mailIdentitySchemas,
     ...cannedResponseSchemas,
@@ -265,6 +267,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(publicRoutes);
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
+  await app.register(tagRoutes);
   await app.register(eventRoutes);
   await app.register(webhookRoutes);
   await app.register(notificationRoutes);
