@@ -214,6 +214,10 @@ export async function up(db: Kysely<any>): Promise<void> {
         `create index ${table.name}_bucket_idx on ${table.name} (bucket) include (tag, department_id${counters ? '' : ', metric, bin, n'})`,
       )
       .execute(db);
+    // Agents always report with a department filter (their departments and none).
+    await sql
+      .raw(`create index ${table.name}_department_idx on ${table.name} (department_id, bucket)`)
+      .execute(db);
     await sql.raw(`create index ${table.name}_fresh_idx on ${table.name} (bucket) where fresh`).execute(db);
   }
   await replaceCounting(db, [...EARLIER, ...TAGGED], all);
