@@ -34,6 +34,7 @@ import { StreamHub } from './domains/stream/hub.ts';
 import { streamRoutes } from './domains/stream/routes.ts';
 import { surveyRoutes, surveySchemas } from './domains/surveys/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
+import { tagRoutes, tagSchemas } from './domains/tags/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
@@ -171,6 +172,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...automationRuleSchemas,
     ...slaPolicySchemas,
     ...reportSchemas,
+    ...tagSchemas,
     ...notificationSchemas,
     ...mailIdentitySchemas,
     ...cannedResponseSchemas,
@@ -248,6 +250,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(automationRuleRoutes);
   await app.register(reportRoutes);
   await app.register(exportRoutes);
+  await app.register(tagRoutes);
   await app.register(eventRoutes);
   await app.register(webhookRoutes);
   await app.register(notificationRoutes);

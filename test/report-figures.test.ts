@@ -32,7 +32,7 @@ const sorted = (names: readonly string[]) => [...names].sort();
 
 t.test('every counter table has exactly the figures of the list, typed by their kind', async (t) => {
   const counters = REPORT_TABLES.filter((table) => table.kind === 'counters');
-  t.equal(counters.length, 6, 'counters at three grains, in full detail and by department');
+  t.equal(counters.length, 9, 'counters at three grains, in full detail, by department and by tag');
   for (const table of counters) {
     t.same(table.values, FIGURES, `${table.name}: the list's figures are what the code sums`);
     const columns = await columnsOf(table.name);

@@ -18,7 +18,7 @@
 //      start script (what production runs): rows/s and the server's peak RSS (target < 200 MB).
 //
 // --keep keeps the scratch database; --reuse <db> runs the queries on a kept one (migrated to the
-// latest schema first); --load-only stops after loading; --only json|export runs one part;
+// latest schema first); --load-only stops after loading; --only json|export|tags runs one part (tags: the JSON reports by tag);
 // --export-flags="<node flags>" repeats the export from a server started with those flags.
 // Run the bench itself with --expose-gc to see the export server's live heap as well.
 import { fork } from 'node:child_process';
@@ -164,7 +164,7 @@ async function main() {
     }
     if (!args['load-only']) {
       if (args.only !== 'export') await queries(scratchUrl, client, fixture);
-      if (args.only !== 'json') {
+      if (args.only !== 'json' && args.only !== 'tags') {
         await exportCsv(scratchUrl, startFlags());
         // --export-flags="...": the same export from a server with other Node flags, to try them.
         if (args['export-flags']) await exportCsv(scratchUrl, args['export-flags'].split(/\s+/), 'as asked');
@@ -257,6 +257,11 @@ async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
             60 + (-ln(1 - random())) * 10800 as w1, 60 + (-ln(1 - random())) * 3600 as w2,
             60 + (-ln(1 - random())) * 7200 as w3, 600 + random() * 172800 as f,
             600 + random() * 86400 as r, 300 + random() * 86400 as rt, 3600 + random() * 259200 as ro,
+            -- Tags: 30 % none, else 1 to 3 of 30, the first few far more used (correlated on g:
+            -- drawn per ticket).
+            case when random() < 0.3 then '{}'::text[] else array(
+              select distinct 'tag-' || lpad((1 + floor(power(random(), 2) * 30))::int::text, 2, '0')
+              from generate_series(1, 1 + g % 3)) end as tags,
             30 + floor(random() * 870)::int as call_seconds, 5 + random() * 115 as pickup,
             60 + random() * 1740 as chat_seconds, 1 + floor(random() * 8)::int as cm, 1 + floor(random() * 8)::int as am
           from generate_series(1, ${TICKETS}) g
@@ -286,12 +291,12 @@ async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
   ).rows as { indexname: string; indexdef: string }[];
   for (const index of indexes) await client.query(`drop index ${index.indexname}`);
   await client.query(
-    `insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, created_at, updated_at, waiting_since, first_resolved_at)
+    `insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, created_at, updated_at, waiting_since, first_resolved_at, tags)
      select id, 'Bench ticket ' || n, channel,
        case when resolves then 'resolved' when replied or (channel = 'call' and not call_missed) or (channel = 'chat' and not chat_missed)
             then 'answered' when n % 50 = 0 then 'postponed' when n % 7 = 0 then 'open' else 'new' end,
        'normal', ($1::uuid[])[d2 + 1], ($2::uuid[])[a2 + 1], ($3::uuid[])[1 + n % ${CONTACTS}], t0, t0, t0,
-       case when resolves then t_resolve end
+       case when resolves then t_resolve end, tags
      from bench_s`,
     [departments, agents, (await client.query('select array_agg(id) as ids from contacts')).rows[0].ids],
   );
@@ -315,7 +320,7 @@ async function load(client: pg.Client, scratchUrl: string): Promise<Fixture> {
       channel, ${data} as data, ${at} as occurred_at
     from bench_s where ${where}`;
   const parts = [
-    ev('true', 'created', 't0', 'd1', 'a1', 'null::int', `'{}'::jsonb`),
+    ev('true', 'created', 't0', 'd1', 'a1', 'null::int', `jsonb_build_object('tags', to_jsonb(tags))`),
     ev('messaged', 'message_added', 't0', 'd1', 'a1', 'null::int', `'{"kind":"customer"}'::jsonb`),
     ev(
       `channel = 'call'`,
@@ -592,6 +597,32 @@ async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) 
       }),
     },
     {
+      name: 'year by month by tag, all columns (UTC)',
+      tag: true,
+      url: `/v1/reports/tags?from=2025-01-01&to=2026-01-01&interval=month&limit=10000`,
+      spec: specFor({
+        from: new Date(YEAR.from),
+        to: new Date(YEAR.to),
+        timezone: 'UTC',
+        interval: 'month',
+        groupBy: ['time', 'tag'],
+        departments: null,
+      }),
+    },
+    {
+      name: 'last 30 days by day by tag, one department, all columns',
+      tag: true,
+      url: `/v1/reports/tags?from=2025-12-02&to=2026-01-01&interval=day&department_id=${department}&limit=10000`,
+      spec: specFor({
+        from: new Date(last30.from),
+        to: new Date(last30.to),
+        timezone: 'UTC',
+        interval: 'day',
+        groupBy: ['time', 'tag'],
+        departments: [department],
+      }),
+    },
+    {
       name: 'last 30 days by day by agent, one department, all columns',
       url: `/v1/reports/agents?from=2025-12-02&to=2026-01-01&interval=day&department_id=${department}&limit=10000`,
       spec: specFor({
@@ -608,7 +639,8 @@ async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) 
   out();
   out(`JSON over HTTP: ${RUNS} timed runs each after ${WARM_UP} warm-up runs, one at a time (${machine()})`);
   const summary: string[] = [];
-  for (const shape of shapes) {
+  // --only tags: the reports by tag alone.
+  for (const shape of shapes.filter((s) => args.only !== 'tags' || ('tag' in s && s.tag))) {
     let rows = 0;
     const run = async () => {
       const res = await app.inject({ method: 'GET', url: shape.url, headers });

@@ -3,6 +3,7 @@ import type { Database } from '../../db/types.ts';
 import { CURRENT_STATUSES, FIGURES, SAMPLE_EVENT_TYPES } from './figures.ts';
 import {
   at,
+  byTag,
   entityDims,
   filters,
   fullDetail,
@@ -40,6 +41,7 @@ export interface ReportTable {
 export const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[] => {
   const full = ['bucket', 'department_id', 'agent_id', 'channel'];
   const department = ['bucket', 'department_id'];
+  const tag = ['bucket', 'tag', 'department_id'];
   return [
     { name: `report_counters_${grain}`, kind: 'counters', grain, keys: full, values: FIGURES },
     {
@@ -70,6 +72,15 @@ export const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[
       keys: [...department, 'metric', 'coarse_bin'],
       values: ['n'],
     },
+    // By tag (migrations/0038): the tags the ticket had right after the event.
+    { name: `report_tag_counters_${grain}`, kind: 'counters', grain, keys: tag, values: FIGURES },
+    {
+      name: `report_tag_histograms_${grain}`,
+      kind: 'histograms',
+      grain,
+      keys: [...tag, 'metric', 'bin'],
+      values: ['n'],
+    },
   ];
 });
 
@@ -88,17 +99,32 @@ const QUANTILES_SOURCE = 'report_department_histograms_month';
 /** Only events of these types have samples: the others need not go through the function. */
 const withSamples = sql`e.type in (${sql.join(SAMPLE_EVENT_TYPES.map((t) => sql.lit(t)))})`;
 
+/** Each event's tags right after it as rows (migrations/0038); an untagged ticket's: one null. */
+const EVENT_TAG_ROWS = sql`cross join lateral unnest(coalesce(nullif(report_event_tags(e.ticket_id, e.id), '{}'), array[null::text])) tg(tag)`;
+
 const EVENT_ARGS = sql`e.id, e.ticket_id, e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at`;
+
+/**
+ * Reports by tag from the events: one row per tag, the tags the ticket had right after the
+ * event (as the counters keep them), or with attribution=current the tags it has now.
+ */
+function eventTags(spec: ReportSpec): RawBuilder<unknown> {
+  if (!byTag(spec)) return sql``;
+  const tags = spec.attribution === 'current' ? sql`t.tags` : sql`report_event_tags(e.ticket_id, e.id)`;
+  return sql`cross join lateral unnest(coalesce(nullif(${tags}, '{}'), array[null::text])) tg(tag)`;
+}
+const tagColumn = (spec: ReportSpec) => (byTag(spec) ? sql`tg.tag,` : sql``);
 
 /** Facts computed from the events themselves, shaped like a 15-minute counter table. */
 function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
   const current = spec.attribution === 'current';
   return sql`(
     select f.bucket, ${current ? sql`t.department_id` : sql`f.department_id`} as department_id,
-      f.agent_id, f.channel, ${sql.join(FIGURES.map((f) => id(`f.${f}`)))}
+      f.agent_id, f.channel, ${tagColumn(spec)} ${sql.join(FIGURES.map((f) => id(`f.${f}`)))}
     from ticket_events e
     ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
     cross join lateral report_event_facts(${EVENT_ARGS}) f
+    ${eventTags(spec)}
     -- a rating after the range may still take back a not_rated inside it, and a breach
     -- recorded after it counts at its due, which may lie inside it (migrations/0022)
     where e.occurred_at >= ${at(spec.from)}
@@ -112,10 +138,11 @@ function eventHistogram(spec: ReportSpec): RawBuilder<unknown> {
   const current = spec.attribution === 'current';
   return sql`(
     select s.bucket, ${current ? sql`t.department_id` : sql`s.department_id`} as department_id,
-      s.agent_id, s.channel, s.metric, report_duration_bin(s.seconds) as bin, 1 as n
+      s.agent_id, s.channel, ${tagColumn(spec)} s.metric, report_duration_bin(s.seconds) as bin, 1 as n
     from ticket_events e
     ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
     cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+    ${eventTags(spec)}
     where e.occurred_at >= ${at(spec.from)} and e.occurred_at < ${at(spec.to)} and ${withSamples}
   )`;
 }
@@ -130,7 +157,11 @@ export function overPieces(
     const rows = kind === 'counters' ? eventFacts(spec) : eventHistogram(spec);
     return sql`select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.* from pieces p join ${rows} c on c.bucket >= p.lo and c.bucket < p.hi`;
   }
-  const prefix = fullDetail(spec) ? `report_${kind}` : `report_department_${kind}`;
+  const prefix = byTag(spec)
+    ? `report_tag_${kind}`
+    : fullDetail(spec)
+      ? `report_${kind}`
+      : `report_department_${kind}`;
   const grains = ['month', 'day', '15m'] as const;
   const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
   // One index range scan per piece (OFFSET 0 keeps the planner from flattening it into a
@@ -165,6 +196,7 @@ export function countsAgg(spec: ReportSpec): RawBuilder<unknown> {
 
 /** Tickets by status right now, by their current department, assignee and channel. */
 export function currentAgg(spec: ReportSpec): RawBuilder<unknown> {
+  if (byTag(spec)) return currentByTag(spec);
   // Kept by triggers on tickets (migrations/0009): sums of +1/−1 per key, fresh or compacted.
   const t = sql`report_current_counts t`;
   const where = filters(spec, { department: 't.department_id', agent: 't.agent_id', channel: 't.channel' });
@@ -178,6 +210,35 @@ export function currentAgg(spec: ReportSpec): RawBuilder<unknown> {
     select ${keyColumns(spec, 't', false)} ${counts}
     from ${t}
     where ${where}
+    ${keys.length > 0 ? sql`group by ${sql.join(keys)}` : sql``}`;
+}
+
+/**
+ * Tickets by status right now, by their tags now (and current department, assignee, channel):
+ * the counts kept by triggers have no tag, so this reads the unfinished tickets themselves
+ * (the status index of migrations/0009 finds them).
+ */
+function currentByTag(spec: ReportSpec): RawBuilder<unknown> {
+  const where = filters(spec, {
+    department: 't.department_id',
+    agent: 't.assignee_id',
+    channel: 't.channel',
+  });
+  const rows = sql`(
+    select t.department_id, t.assignee_id as agent_id, t.channel, t.status, 1 as n, tg.tag
+    from tickets t
+    cross join lateral unnest(coalesce(nullif(t.tags, '{}'), array[null::text])) tg(tag)
+    where t.status in (${sql.join(CURRENT_STATUSES.map((s) => sql.lit(s)))}) and ${where}
+  ) t`;
+  const keys = entityDims(spec).map((d) => keyExpr('t', d));
+  const counts = sql.join(
+    CURRENT_STATUSES.map(
+      (s) => sql`coalesce(sum(t.n) filter (where t.status = ${s}), 0)::float8 as ${id(`current_${s}`)}`,
+    ),
+  );
+  return sql`
+    select ${keyColumns(spec, 't', false)} ${counts}
+    from ${rows}
     ${keys.length > 0 ? sql`group by ${sql.join(keys)}` : sql``}`;
 }
 
@@ -311,6 +372,27 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
   for (const grain of GRAINS) {
     const coarse = REPORT_TABLES.find((t) => t.grain === grain && t.keys.includes('coarse_bin'))!;
     await insert(coarse, sql.table(table('histograms', false, grain).name), sum);
+  }
+  // By tag (migrations/0038): each event once per tag the ticket had right after it.
+  const tagTable = (kind: ReportTableKind, grain: Grain) =>
+    REPORT_TABLES.find((t) => t.kind === kind && t.grain === grain && t.keys.includes('tag'))!;
+  await insert(
+    tagTable('counters', '15m'),
+    sql`(select tg.tag, f.* from ticket_events e cross join lateral report_event_facts(${EVENT_ARGS}) f
+      ${EVENT_TAG_ROWS} where report_event_counts(e.type, e.data)) facts`,
+    sum,
+  );
+  await insert(
+    tagTable('histograms', '15m'),
+    sql`(select tg.tag, s.bucket, s.department_id, s.metric, report_duration_bin(s.seconds) as bin
+      from ticket_events e
+      cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
+      ${EVENT_TAG_ROWS} where ${withSamples}) samples`,
+    () => sql`count(*)`,
+  );
+  for (const kind of ['counters', 'histograms'] as const) {
+    await insert(tagTable(kind, 'day'), sql.table(tagTable(kind, '15m').name), sum);
+    await insert(tagTable(kind, 'month'), sql.table(tagTable(kind, 'day').name), sum);
   }
   await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
   // The current_* counts come from the tickets as they are (migrations/0009).

@@ -14,6 +14,7 @@ import {
   entityDims,
   id,
   inList,
+  NO_TAG,
   NONE,
   neededGoal,
   neededSamples,
@@ -43,6 +44,8 @@ function allEntities(spec: ReportSpec, dim: EntityDimension): RawBuilder<unknown
       : sql`true`;
     return sql`select a.id as agent_id from agents a where a.status = 'active' and ${agents} and ${member}`;
   }
+  // Tags are listed where they have figures: there is no catalogue of tags to make dense.
+  if (dim === 'tag') return sql`select ${sql.lit(NO_TAG)}::text as tag where false`;
   const channels = CHANNELS.filter((c) => !spec.channels || spec.channels.includes(c));
   return sql`select unnest(array[${sql.join(channels.map((c) => sql`${c}::text`))}]) as channel`;
 }
@@ -99,6 +102,7 @@ interface SortKey {
 function dimensionKeys(dim: Dimension, direction: 'asc' | 'desc'): SortKey[] {
   if (dim === 'time') return [{ expr: sql`g.period_start`, type: 'timestamptz', direction }];
   if (dim === 'channel') return [{ expr: sql`g.channel`, type: 'text', direction }];
+  if (dim === 'tag') return [{ expr: sql`g.tag`, type: 'text', direction }];
   const key = dim === 'department' ? 'department_id' : 'agent_id';
   return [
     { expr: sql`coalesce(${entityName(dim)}, '')`, type: 'text', direction },
@@ -256,6 +260,7 @@ export function reportQuery(
           dag.id is not null as agent_deleted`
       : sql`null::uuid as agent_id, null::text as agent_name, false as agent_deleted`,
     dims.includes('channel') ? sql`g.channel` : sql`null::text as channel`,
+    dims.includes('tag') ? sql`nullif(g.tag, ${sql.lit(NO_TAG)}) as tag` : sql`null::text as tag`,
     ...spec.metrics.map((m) => sql`${metricExpr(spec, m)} as ${id(`m_${m.key}`)}`),
     ...keys.map((k, i) => sql`${k.expr} as ${id(`k${i}`)}`),
   ];

@@ -36,6 +36,8 @@ export interface ReportRow {
   agent_name: string | null;
   agent_deleted: boolean;
   channel: string | null;
+  /** The tag; null: figures of tickets that had no tag. */
+  tag: string | null;
   values: Record<string, number | null>;
   sortKey: SortValue[];
 }
@@ -62,7 +64,9 @@ export function cellReader(fields: string[]): (raw: Record<string, unknown>) => 
     if (field === 'period_start' || field === 'period_end') {
       return (raw) => localTime(raw[`${field}_local`], raw[`${field}_offset`]) ?? '';
     }
-    const column = ['department_id', 'department_name', 'agent_id', 'agent_name', 'channel'].includes(field)
+    const column = ['department_id', 'department_name', 'agent_id', 'agent_name', 'channel', 'tag'].includes(
+      field,
+    )
       ? field
       : `m_${field}`;
     return (raw) => (raw[column] ?? '') as string | number;
@@ -92,6 +96,7 @@ export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): Rep
     agent_name: (raw.agent_name as string | null) ?? null,
     agent_deleted: raw.agent_deleted === true,
     channel: (raw.channel as string | null) ?? null,
+    tag: (raw.tag as string | null) ?? null,
     values,
     sortKey,
   };

@@ -36,6 +36,7 @@ const KINDS: { kind: ReportKind; title: string; by: string }[] = [
   { kind: 'departments', title: 'Departments', by: 'department' },
   { kind: 'agents', title: 'Agents', by: 'agent' },
   { kind: 'channels', title: 'Channels', by: 'channel' },
+  { kind: 'tags', title: 'Tags', by: 'tag' },
 ];
 
 const VISIBILITY =
@@ -67,7 +68,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   for (const { kind, title, by } of KINDS) {
     const summary = `${title} report`;
-    const description = `Figures by ${by} by default; group_by any of time, department, agent and channel, with an interval for a time series. Counts come from counters kept with every ticket event, exact in any time zone. ${VISIBILITY}`;
+    const description = `Figures by ${by} by default; group_by any of time, department, agent, channel and tag (a ticket with two tags counts in both; totals count each figure once), with an interval for a time series. Counts come from counters kept with every ticket event, exact in any time zone. ${VISIBILITY}`;
 
     app.get(
       `/v1/reports/${kind}`,

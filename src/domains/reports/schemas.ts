@@ -33,7 +33,7 @@ const RangeEnd = (description: string) =>
     }),
   );
 
-export const DIMENSIONS = ['time', 'department', 'agent', 'channel'] as const;
+export const DIMENSIONS = ['time', 'department', 'agent', 'channel', 'tag'] as const;
 
 /**
  * A list parameter: repeat it (?x=a&x=b) or separate values with commas (?x=a,b). With
@@ -72,7 +72,7 @@ export const ReportQuery = Type.Object(
       Type.Enum(WEEK_DAYS, { default: 'monday', description: 'First day of weekly periods (ISO: monday).' }),
     ),
     group_by: ListParam(
-      'Any of time, department, agent, channel, in column order. Default: the report’s own dimension (time first when interval is set).',
+      'Any of time, department, agent, channel, tag, in column order. Default: the report’s own dimension (time first when interval is set). By tag, a figure counts once for each tag its ticket had right after the event (null: no tag), so totals, which count each figure once, are not the sum of the rows (overlapping_groups says so). tag combined with agent or channel (as a dimension or a filter) is computed from the events: slower.',
       DIMENSIONS,
     ),
     department_id: ListParam('Only these departments; none means tickets in no department.'),
@@ -166,6 +166,9 @@ export const ReportRowSchema = Type.Object(
       }),
     ),
     channel: NullableString(),
+    tag: NullableString(
+      'The tag; null: figures of tickets that had no tag. A ticket with two tags counts in both rows.',
+    ),
     ...metricProperties,
   },
   {
@@ -211,7 +214,7 @@ const RangeSchema = Type.Object(
 
 export const ReportSchema = Type.Object(
   {
-    report: Type.Enum(['departments', 'agents', 'channels'] as const),
+    report: Type.Enum(['departments', 'agents', 'channels', 'tags'] as const),
     range: RangeSchema,
     attribution: Type.Enum(['event', 'current'] as const),
     group_by: Type.Array(Type.Enum(DIMENSIONS)),
@@ -260,6 +263,10 @@ export const ReportSchema = Type.Object(
     ),
     data: Type.Array(ref(ReportRowSchema)),
     totals: ref(ReportTotalsSchema),
+    overlapping_groups: Type.Boolean({
+      description:
+        'true when one figure may count in several rows (group_by tag: a ticket with two tags counts in both), so the rows do not add up to the totals; totals always count each figure once, over everything the report covers (tickets with no tag included).',
+    }),
     next_cursor: Type.Union([Type.String(), Type.Null()], {
       description: 'Pass as `cursor` to get the next page; null when there is none.',
     }),

@@ -40,7 +40,7 @@ import {
 } from './repository.ts';
 import { DIMENSIONS, type PRESETS, type ReportQueryType, WEEK_DAYS } from './schemas.ts';
 
-export type ReportKind = 'departments' | 'agents' | 'channels';
+export type ReportKind = 'departments' | 'agents' | 'channels' | 'tags';
 
 export type Preset = (typeof PRESETS)[number];
 
@@ -48,6 +48,7 @@ const DEFAULT_DIMENSION: Record<ReportKind, EntityDimension> = {
   departments: 'department',
   agents: 'agent',
   channels: 'channel',
+  tags: 'tag',
 };
 
 /** The row fields each dimension adds, with the labels that head CSV columns. */
@@ -78,6 +79,14 @@ export const DIMENSION_FIELDS: Record<Dimension, { key: string; label: string; d
     },
   ],
   channel: [{ key: 'channel', label: 'Channel', description: 'The channel the figure came from.' }],
+  tag: [
+    {
+      key: 'tag',
+      label: 'Tag',
+      description:
+        'A tag the ticket had right after the event (attribution=current: has now); null: no tag. A ticket with two tags counts in both rows.',
+    },
+  ],
 };
 
 // Counters are kept per 15 minutes: a range must start and end on a quarter hour to be exact.
@@ -350,7 +359,14 @@ export async function resolveReport(
     agents,
     channels,
     attribution,
-    source: attribution === 'current' ? 'events' : 'counters',
+    // The tables by tag have departments only (migrations/0038): with agents or channels as
+    // well, reports by tag are computed from the events.
+    source:
+      attribution === 'current' ||
+      (groupBy.includes('tag') &&
+        (groupBy.includes('agent') || groupBy.includes('channel') || agents !== null || channels !== null))
+        ? 'events'
+        : 'counters',
     metrics,
     goal,
     sort,
@@ -469,7 +485,7 @@ export async function jsonReport(db: Db, resolved: ResolvedReport) {
   const last = kept[kept.length - 1];
   const entityNames = spec.groupBy
     .filter((d): d is EntityDimension => d !== 'time')
-    .map((d) => (d === 'channel' ? 'channel' : `${d}_name`));
+    .map((d) => (d === 'channel' || d === 'tag' ? d : `${d}_name`));
   return {
     report: resolved.kind,
     range: rangeMeta(resolved),
@@ -484,6 +500,7 @@ export async function jsonReport(db: Db, resolved: ResolvedReport) {
     },
     data: kept.map((r) => rowObject(spec, r)),
     totals,
+    overlapping_groups: spec.groupBy.includes('tag'),
     next_cursor: more && last ? encodeCursor(resolved.list, last.sortKey) : null,
   };
 }

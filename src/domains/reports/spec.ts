@@ -6,7 +6,7 @@ import type { Goal, Metric } from './metrics.ts';
 // keyed and filtered. Imports nothing else of the reports domain's queries, so periods.ts,
 // counters.ts, percentiles.ts and query.ts can all build on it without a cycle.
 
-export type Dimension = 'time' | 'department' | 'agent' | 'channel';
+export type Dimension = 'time' | 'department' | 'agent' | 'channel' | 'tag';
 export type EntityDimension = Exclude<Dimension, 'time'>;
 export type Interval = 'none' | 'hour' | 'day' | 'week' | 'month' | 'year';
 
@@ -38,11 +38,15 @@ export type SortValue = string | number | boolean | null;
 // "No department" and "no agent" as a key that joins and groups like any other.
 export const NONE = '00000000-0000-0000-0000-000000000000';
 
-export const DIMENSION_COLUMN: Record<EntityDimension, 'department_id' | 'agent_id' | 'channel'> = {
+export const DIMENSION_COLUMN: Record<EntityDimension, 'department_id' | 'agent_id' | 'channel' | 'tag'> = {
   department: 'department_id',
   agent: 'agent_id',
   channel: 'channel',
+  tag: 'tag',
 };
+
+// "No tag" (an event of an untagged ticket) as a key that joins and groups like any other.
+export const NO_TAG = '';
 
 export const id = (name: string) => sql.ref(name);
 export const at = (instant: Date) => sql`${instant.toISOString()}::timestamptz`;
@@ -53,6 +57,7 @@ export const byTime = (spec: ReportSpec) => spec.groupBy.includes('time');
 /** Keys as they are grouped and joined: uuids with NONE for null. */
 export function keyExpr(alias: string, dim: EntityDimension): RawBuilder<unknown> {
   const column = id(`${alias}.${DIMENSION_COLUMN[dim]}`);
+  if (dim === 'tag') return sql`coalesce(${column}, ${sql.lit(NO_TAG)})`;
   return dim === 'channel' ? sql`${column}` : sql`coalesce(${column}, ${sql.lit(NONE)}::uuid)`;
 }
 
@@ -106,6 +111,12 @@ export function keyColumns(spec: ReportSpec, alias: string, withPeriod = true): 
   return columns.length > 0 ? sql`${sql.join(columns)},` : sql``;
 }
 
-/** Whether a report needs the tables by agent and channel, or those by department suffice. */
+export const byTag = (spec: ReportSpec) => spec.groupBy.includes('tag');
+
+/**
+ * Whether a report needs the tables by agent and channel, or those by department suffice.
+ * Reports by tag read the tables by tag (migrations/0038), which merge their histograms in one
+ * pass like the full-detail ones.
+ */
 export const fullDetail = (spec: ReportSpec) =>
   entityDims(spec).some((d) => d !== 'department') || spec.agents !== null || spec.channels !== null;
