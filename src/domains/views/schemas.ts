@@ -8,8 +8,8 @@ export const VIEW_SCOPES = ['personal', 'department', 'helpdesk'] as const;
 /** At most this many views per owner, per department and for the help desk. */
 export const MAX_VIEWS_PER_HOLDER = 50;
 
-/** Counts stop here: a sidebar shows "10000+" (`capped: true`), see docs/tickets.md. */
-export const VIEW_COUNT_CAP = 10_000;
+/** Counts stop here: a sidebar shows "1000+" (`capped: true`); why, docs/tickets.md "Saved views". */
+export const VIEW_COUNT_CAP = 1000;
 
 // A view filters the ticket list with the list's own parameters (the same schema, so a filter
 // the list refuses cannot be saved), as JSON arrays where the list repeats a parameter. Not
@@ -108,7 +108,7 @@ export const ViewCountsSchema = Type.Object(
         {
           view_id: Uuid(),
           count: Type.Integer({ description: 'Tickets of the view you may see, at most `cap`.' }),
-          capped: Type.Boolean({ description: 'true: there are more than `cap` (show "10000+").' }),
+          capped: Type.Boolean({ description: 'true: there are more than `cap` (show "1000+").' }),
         },
         { additionalProperties: false },
       ),
