@@ -36,6 +36,7 @@ import { surveyRoutes, surveySchemas } from './domains/surveys/routes.ts';
 import { systemRoutes } from './domains/system/routes.ts';
 import { tagRoutes, tagSchemas } from './domains/tags/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
+import { viewRoutes, viewSchemas } from './domains/views/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
 import type { JobQueue } from './jobs/queue.ts';
@@ -183,6 +184,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...mailOutSchemas,
     ...surveySchemas,
     ...importSchemas,
+    ...viewSchemas,
   ]) {
     app.addSchema(schema);
   }
@@ -261,6 +263,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(mailOutRoutes);
   await app.register(surveyRoutes);
   await app.register(importRoutes);
+  await app.register(viewRoutes);
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });

@@ -291,6 +291,22 @@ export interface CannedResponsesTable {
   updated_at: Timestamp;
 }
 
+/** A saved view (migrations/0036): a named filter over the ticket list, personal or shared. */
+export interface SavedViewsTable {
+  id: Generated<string>;
+  scope: 'personal' | 'department' | 'helpdesk';
+  owner_agent_id: string | null;
+  department_id: string | null;
+  name: string;
+  /** The ticket list's filters (TicketFilter), as saved. */
+  filters: ColumnType<Record<string, unknown>, string, string>;
+  sort: string;
+  position: number | null;
+  created_by: string | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
 export interface ContactPhonesTable {
   contact_id: string;
   phone: string;
@@ -652,6 +668,7 @@ export interface Database {
   department_mail_identities: DepartmentMailIdentitiesTable;
   mail_templates: MailTemplatesTable;
   canned_responses: CannedResponsesTable;
+  saved_views: SavedViewsTable;
   ticket_events: TicketEventsTable;
   settings_events: SettingsEventsTable;
   feed_consumers: FeedConsumersTable;

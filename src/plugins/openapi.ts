@@ -248,6 +248,10 @@ export const openapiPlugin = fp(
           { name: 'agents', description: 'Agents and their roles' },
           { name: 'contacts', description: 'Customers who write in, and the custom fields they carry' },
           { name: 'tickets', description: 'Tickets, their conversation, history and transfers' },
+          {
+            name: 'views',
+            description: 'Saved views: named ticket filters, personal or shared, and their counts',
+          },
           { name: 'calls-and-chats', description: 'Calls and chats recorded by telephony and chat systems' },
           { name: 'queue', description: 'The to-solve queue: the next ticket to work on' },
           { name: 'public', description: 'The public contact form, without credentials' },

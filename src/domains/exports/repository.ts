@@ -2,8 +2,8 @@ import { type Kysely, sql } from 'kysely';
 import type { TicketAccess } from '../../access/tickets.ts';
 import type { Database } from '../../db/types.ts';
 import { type ContactFilter, contactsMatching } from '../contacts/repository.ts';
-import { ticketsMatching } from '../tickets/repository.ts';
-import type { TicketFilterType } from '../tickets/schemas.ts';
+import { listedTicketsMatching } from '../tickets/repository.ts';
+import type { TicketFilter } from '../tickets/schemas.ts';
 import type {
   HistoryCall,
   HistoryChat,
@@ -35,7 +35,9 @@ export async function exportHorizons(db: Executor): Promise<{ tickets: Date; con
   return rows[0]!;
 }
 
-export type TicketExportRow = Awaited<ReturnType<ReturnType<typeof ticketsMatching>['execute']>>[number];
+export type TicketExportRow = Awaited<
+  ReturnType<ReturnType<typeof listedTicketsMatching>['execute']>
+>[number];
 export type ContactExportRow = Awaited<ReturnType<ReturnType<typeof contactsMatching>['execute']>>[number];
 
 export interface Window {
@@ -49,14 +51,14 @@ export interface Window {
 export async function* ticketBatches(
   db: Executor,
   access: TicketAccess,
-  filter: TicketFilterType,
+  filter: TicketFilter,
   window: Window,
   batchSize: number,
 ): AsyncGenerator<TicketExportRow[]> {
   let after: { at: Date; id: string } | null = null;
   for (;;) {
     const last: { at: Date; id: string } | null = after;
-    const rows: TicketExportRow[] = await ticketsMatching(db, access, filter)
+    const rows: TicketExportRow[] = await listedTicketsMatching(db, access, filter)
       .where('t.updated_at', '<', window.to)
       .$if(window.from !== null, (qb) => qb.where('t.updated_at', '>=', window.from!))
       .$if(last !== null, (qb) =>

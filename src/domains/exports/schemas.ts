@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { Timestamp } from '../../contract.ts';
 import { ContactListQuery } from '../contacts/schemas.ts';
-import { TicketFilter } from '../tickets/schemas.ts';
+import { TicketFilterFields } from '../tickets/schemas.ts';
 
 export const EXPORT_FORMATS = ['ndjson', 'csv', 'import'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -25,7 +25,7 @@ const ExportParams = {
 };
 
 export const TicketExportQuery = Type.Object(
-  { ...ExportParams, ...TicketFilter },
+  { ...ExportParams, ...TicketFilterFields },
   { additionalProperties: false },
 );
 

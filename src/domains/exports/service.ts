@@ -8,7 +8,7 @@ import { toContact } from '../contacts/repository.ts';
 import type { Contact } from '../contacts/schemas.ts';
 import { CSV_CONTENT_TYPE, formulaSafe } from '../reports/csv.ts';
 import { toListedTicket } from '../tickets/repository.ts';
-import type { Ticket, TicketFilterType } from '../tickets/schemas.ts';
+import type { Ticket, TicketFilter } from '../tickets/schemas.ts';
 import { contactRecord, ticketRecords } from './import-records.ts';
 import * as repo from './repository.ts';
 import type { ExportFormat } from './schemas.ts';
@@ -148,7 +148,7 @@ function streamOf(header: string, batches: AsyncIterable<string>): Readable {
 export async function exportTickets(
   db: Db,
   principal: Principal,
-  query: TicketFilterType & { format?: ExportFormat | undefined; cursor?: string | undefined },
+  query: TicketFilter & { format?: ExportFormat | undefined; cursor?: string | undefined },
 ): Promise<ExportStream> {
   const { format = 'ndjson', cursor, ...filter } = query;
   const list = `export:tickets:${principal.agentId}:${JSON.stringify(filter)}`;

@@ -20,7 +20,7 @@ import { attachmentsOfMessages } from '../attachments/repository.ts';
 import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
 import { NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
-import type { Message, Ticket, TicketEvent, TicketFilterType, TicketListQueryType } from './schemas.ts';
+import type { Message, Ticket, TicketEvent, TicketFilter, TicketListQueryType } from './schemas.ts';
 
 type Executor = Kysely<Database>;
 
@@ -636,15 +636,12 @@ const SORTS = {
 
 /**
  * The tickets the caller may see that match the list's filters, selected as the list shows them
- * (every column and the contact summary; map rows with toListedTicket). Shared by the list and
- * the export, so the two filter alike.
+ * (every column and the contact summary; map rows with toListedTicket). The list and the export
+ * read it, so the two filter alike.
  */
-export function ticketsMatching(db: Executor, access: TicketAccess, filter: TicketFilterType) {
-  const departments = filter.department_id?.filter((d) => d !== 'none') ?? [];
-  const assignees = filter.assignee_id?.filter((a) => a !== 'none') ?? [];
+export function listedTicketsMatching(db: Executor, access: TicketAccess, filter: TicketFilter) {
   return (
-    db
-      .selectFrom('tickets as t')
+    ticketsMatching(db, access, filter)
       .select(TICKET_COLUMNS)
       // The contact summaries come in the same statement (a round trip costs more than these).
       .select([
@@ -652,50 +649,6 @@ export function ticketsMatching(db: Executor, access: TicketAccess, filter: Tick
         firstEmailOf('t.contact_id').as('contact_email'),
         firstPhoneOf('t.contact_id').as('contact_phone'),
       ])
-      .where(visibleTickets(access))
-      .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
-      .$if(filter.status !== undefined, (qb) => qb.where('t.status', 'in', filter.status!))
-      .$if(filter.department_id !== undefined, (qb) =>
-        qb.where((eb) => {
-          const ors = [];
-          if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
-          if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
-          return eb.or(ors);
-        }),
-      )
-      .$if(filter.assignee_id !== undefined, (qb) =>
-        qb.where((eb) => {
-          const ors = [];
-          if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
-          if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
-          return eb.or(ors);
-        }),
-      )
-      .$if(filter.channel !== undefined, (qb) => qb.where('t.channel', 'in', filter.channel!))
-      .$if(filter.priority !== undefined, (qb) => qb.where('t.priority', 'in', filter.priority!))
-      .$if(filter.tag !== undefined, (qb) =>
-        qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
-      )
-      .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
-      .$if(filter.created_from !== undefined, (qb) =>
-        qb.where('t.created_at', '>=', new Date(filter.created_from!)),
-      )
-      .$if(filter.created_to !== undefined, (qb) =>
-        qb.where('t.created_at', '<', new Date(filter.created_to!)),
-      )
-      .$if(filter.updated_from !== undefined, (qb) =>
-        qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
-      )
-      .$if(filter.updated_to !== undefined, (qb) =>
-        qb.where('t.updated_at', '<', new Date(filter.updated_to!)),
-      )
-      .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
-      .$if(filter.sla_due_before !== undefined, (qb) =>
-        qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
-      )
-      .$if(filter.q !== undefined, (qb) =>
-        qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
-      )
   );
 }
 
@@ -734,7 +687,7 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
       field === SORTS.priority ? [r.priority_rank, r.created_at.toISOString(), r.id] : [field.key(r), r.id],
     direction: descending ? 'desc' : 'asc',
   };
-  const filtered = ticketsMatching(db, access, filter);
+  const filtered = listedTicketsMatching(db, access, filter);
   let rows: Awaited<ReturnType<typeof filtered.execute>>;
   if (field === SORTS.sla_due_at) {
     // No index serves an order on coalesce(sla_due_at, infinity), so that order sorted every
@@ -783,6 +736,81 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
   }
   const page = toPage(keyset, rows, limit, toListedTicket);
   return { data: page.data, next_cursor: page.next_cursor };
+}
+
+/**
+ * The tickets the caller may see that match the filters, as a query over `tickets as t` with
+ * nothing selected yet: the list pages it, saved views page and count it.
+ */
+export function ticketsMatching(db: Executor, access: TicketAccess, filter: TicketFilter) {
+  const departments = filter.department_id?.filter((d) => d !== 'none') ?? [];
+  // me: the caller, whoever reads the list (a shared view's "mine" is each reader's own).
+  const assignees =
+    filter.assignee_id?.filter((a) => a !== 'none').map((a) => (a === 'me' ? access.principal.agentId : a)) ??
+    [];
+  return db
+    .selectFrom('tickets as t')
+    .where(visibleTickets(access))
+    .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
+    .$if(filter.status !== undefined, (qb) => qb.where('t.status', 'in', filter.status!))
+    .$if(filter.department_id !== undefined, (qb) =>
+      qb.where((eb) => {
+        const ors = [];
+        if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
+        if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
+        return eb.or(ors);
+      }),
+    )
+    .$if(filter.assignee_id !== undefined, (qb) =>
+      qb.where((eb) => {
+        const ors = [];
+        if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
+        if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
+        return eb.or(ors);
+      }),
+    )
+    .$if(filter.channel !== undefined, (qb) => qb.where('t.channel', 'in', filter.channel!))
+    .$if(filter.priority !== undefined, (qb) => qb.where('t.priority', 'in', filter.priority!))
+    .$if(filter.tag !== undefined, (qb) =>
+      qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
+    )
+    .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
+    .$if(filter.created_from !== undefined, (qb) =>
+      qb.where('t.created_at', '>=', new Date(filter.created_from!)),
+    )
+    .$if(filter.created_to !== undefined, (qb) => qb.where('t.created_at', '<', new Date(filter.created_to!)))
+    .$if(filter.updated_from !== undefined, (qb) =>
+      qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
+    )
+    .$if(filter.updated_to !== undefined, (qb) => qb.where('t.updated_at', '<', new Date(filter.updated_to!)))
+    .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
+    .$if(filter.sla_due_before !== undefined, (qb) =>
+      qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
+    )
+    .$if(filter.q !== undefined, (qb) =>
+      qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
+    );
+}
+
+/**
+ * How many of the caller's tickets match each filter, in one statement; each count stops at
+ * `cap` + 1 rows, so a broad filter costs no more than that (a count above `cap` means "more").
+ */
+export async function countMatching(
+  db: Executor,
+  access: TicketAccess,
+  filters: TicketFilter[],
+  cap: number,
+): Promise<number[]> {
+  if (filters.length === 0) return [];
+  const counts = filters.map((filter, i) => {
+    const rows = ticketsMatching(db, access, filter)
+      .select(sql`1`.as('one'))
+      .limit(cap + 1);
+    return sql<string>`(select count(*) from (${rows}) m)`.as(`c${i}`);
+  });
+  const row = (await db.selectNoFrom(counts).executeTakeFirstOrThrow()) as Record<string, string>;
+  return filters.map((_, i) => Number(row[`c${i}`]));
 }
 
 export function normaliseTag(tag: string): string {

@@ -393,15 +393,21 @@ const Several = <T extends Parameters<typeof Type.Array>[0]>(item: T, descriptio
     Type.Array(item, { maxItems: 50, description: `${description} Repeat the parameter for several.` }),
   );
 
-/** The filters of the ticket list, shared with the tickets export (src/domains/exports). */
-export const TicketFilter = {
+/**
+ * The ticket list's filters, one definition: GET /v1/tickets takes them as query parameters and
+ * saved views (src/domains/views) store them, validated by the same schema.
+ */
+export const TicketFilterFields = {
   department_id: Several(
     Type.Union([Uuid(), Type.Literal('none')]),
     'A department id, or none for no department.',
   ),
   status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.'),
   channel: Several(ChannelSchema, ''),
-  assignee_id: Several(Type.Union([Uuid(), Type.Literal('none')]), 'An agent id, or none for unassigned.'),
+  assignee_id: Several(
+    Type.Union([Uuid(), Type.Literal('none'), Type.Literal('me')]),
+    'An agent id, none for unassigned, or me for the caller.',
+  ),
   tag: Several(Tag, 'Tickets with all of these tags.'),
   priority: Several(PrioritySchema, ''),
   contact_id: Type.Optional(Uuid()),
@@ -426,31 +432,36 @@ export const TicketFilter = {
   ),
 };
 
+export const TICKET_SORTS = [
+  '-created_at',
+  'created_at',
+  '-updated_at',
+  'updated_at',
+  '-priority',
+  'priority',
+  'sla_due_at',
+] as const;
+export type TicketSort = (typeof TICKET_SORTS)[number];
+
+export const TicketSortSchema = Type.Enum(TICKET_SORTS, {
+  default: '-created_at',
+  description:
+    'A leading - sorts descending. sla_due_at: the most urgent SLA due first, tickets without one last.',
+});
+
 export const TicketListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
-    ...TicketFilter,
-    sort: Type.Enum(
-      [
-        '-created_at',
-        'created_at',
-        '-updated_at',
-        'updated_at',
-        '-priority',
-        'priority',
-        'sla_due_at',
-      ] as const,
-      {
-        default: '-created_at',
-        description:
-          'A leading - sorts descending. sla_due_at: the most urgent SLA due first, tickets without one last.',
-      },
-    ),
+    ...TicketFilterFields,
+    sort: TicketSortSchema,
   },
   { additionalProperties: false },
 );
 export type TicketListQueryType = Static<typeof TicketListQuery>;
-export type TicketFilterType = Omit<TicketListQueryType, 'limit' | 'cursor' | 'sort'>;
 
 export const ticketRef = ref(TicketSchema);
+
+const TicketFilterObject = Type.Object(TicketFilterFields);
+/** The filters of a list, without its page and sort. */
+export type TicketFilter = Static<typeof TicketFilterObject>;
