@@ -218,7 +218,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
         agent_id: agent ?? undefined,
         from_number: r.from_number,
         to_number: r.to_number,
-        started_at: r.at,
+        started_at: r.started_at ?? r.at,
         answered_at: r.answered_at,
         ended_at: r.ended_at,
       });
@@ -230,7 +230,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
       const chat = await recordChat(db, actingAs(ctx, agent), {
         ticket_id: ticket,
         agent_id: agent ?? undefined,
-        started_at: r.at,
+        started_at: r.started_at ?? r.at,
         picked_up_at: r.picked_up_at,
         missed: r.missed,
         ended_at: r.ended_at,

@@ -168,11 +168,16 @@ export const ImportTagsRecord = timeline(
   },
 );
 
+const StartedAt = Type.Optional(
+  Timestamp('When it began, if earlier than `at` (when it was recorded on the ticket); default: `at`.'),
+);
+
 export const ImportCallRecord = timeline(
   'call',
   'ImportCallRecord',
-  'A call on the ticket; `at` is when it began to ring.',
+  'A call on the ticket, recorded at `at`.',
   {
+    started_at: StartedAt,
     direction: RecordCallBody.properties.direction,
     outcome: RecordCallBody.properties.outcome,
     agent: ActingAgent,
@@ -186,8 +191,9 @@ export const ImportCallRecord = timeline(
 export const ImportChatRecord = timeline(
   'chat',
   'ImportChatRecord',
-  'A chat on the ticket; `at` is when the customer started it.',
+  'A chat on the ticket, recorded at `at`.',
   {
+    started_at: StartedAt,
     agent: ActingAgent,
     picked_up_at: RecordChatBody.properties.picked_up_at,
     missed: RecordChatBody.properties.missed,
