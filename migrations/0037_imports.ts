@@ -42,7 +42,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     lease_until timestamptz,
     lease_token uuid,
     created_by uuid references agents(id) on delete set null,
-    created_at timestamptz not null default now(),
+    created_at timestamptz(3) not null default now(),
     started_at timestamptz,
     finished_at timestamptz
   )`.execute(db);

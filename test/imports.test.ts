@@ -3,6 +3,7 @@ import pino from 'pino';
 import t from 'tap';
 import { convertZendesk } from '../scripts/convert/zendesk.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
+import { fireSlaTimers } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
 
 // Issue 16's "Done when" for imports: a year of history, imported through POST /v1/imports, gives
@@ -587,3 +588,66 @@ t.test(
     t.equal(list.data.length, tickets, 'every Zendesk ticket is a ticket here');
   },
 );
+
+t.test('imported open tickets carry no SLA clock and the SLA timers leave them be', async (t) => {
+  const desk = await buildTestApp(t);
+  const { token } = await agentWithToken(desk, { role: 'admin' });
+  const policy = await desk.request({
+    method: 'POST',
+    url: '/v1/sla-policies',
+    token,
+    payload: {
+      name: 'Everything',
+      conditions: { all: [] },
+      targets: { normal: { first_answer: { minutes: 60, business: false } } },
+    },
+  });
+  t.equal(policy.statusCode, 201, policy.body);
+  const old = [
+    { type: 'contact', external_id: 'c1', name: 'Old customer', emails: ['old@shop.test'] },
+    {
+      type: 'ticket',
+      external_id: 't1',
+      created_at: '2023-05-01T09:00:00Z',
+      subject: 'Still open',
+      contact: 'c1',
+      message: { body: 'Hello?' },
+    },
+  ];
+  const res = await desk.request({
+    method: 'POST',
+    url: '/v1/imports',
+    token,
+    headers: { 'content-type': 'application/x-ndjson' },
+    payload: old.map((r) => JSON.stringify(r)).join('\n'),
+  });
+  await processPendingImports({ db: desk.db, blobs: desk.app.blobs, log });
+  t.same(
+    (await desk.request({ method: 'GET', url: `/v1/imports/${res.json().id}`, token })).json().counts.created,
+    2,
+  );
+  await fireSlaTimers(desk.db);
+  const { rows } = await sql<{ n: number; sla: number }>`
+    select count(*)::int as n, count(sla_state)::int as sla from tickets`.execute(desk.db);
+  t.same(rows[0], { n: 1, sla: 0 }, 'the 2023 ticket got no clock, not even from the timers');
+  const { rows: events } = await sql<{ n: number }>`
+    select count(*)::int as n from ticket_events where type like 'sla.%'`.execute(desk.db);
+  t.equal(events[0]!.n, 0, 'no breach fired for a due of 2023');
+});
+
+t.test('a line with a NUL character, and a CSV row with too many cells, are refused alone', async (t) => {
+  const res = await upload(`${JSON.stringify({ type: '\u0000', external_id: 'x\u0000' })}\n`, '?source=nul');
+  await work();
+  const done = (
+    await ctx.request({ method: 'GET', url: `/v1/imports/${res.json().id}`, token: admin })
+  ).json();
+  t.equal(done.state, 'finished');
+  t.equal(done.counts.failed, 1);
+  const csv = await upload('external_id,name\ny1,Yan,extra,cells\ny2,Zoe\n', '?source=nul', 'text/csv');
+  await work();
+  const csvDone = (
+    await ctx.request({ method: 'GET', url: `/v1/imports/${csv.json().id}`, token: admin })
+  ).json();
+  t.equal(csvDone.state, 'finished');
+  t.equal(csvDone.counts.created, 2, 'cells past the header are dropped');
+});

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
 import type { Database } from '../../db/types.ts';
-import { DomainError } from '../../errors.ts';
+import { DomainError, forbidden } from '../../errors.ts';
 import { createAgent, updateAgent } from '../agents/service.ts';
 import { recordCall } from '../calls/service.ts';
 import { recordChat } from '../chats/service.ts';
@@ -108,7 +108,13 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
     case 'agent': {
       // An agent already here under that email (the owner who runs the import, say) is the same person.
       const same = await repo.agentByEmail(trx, r.email);
-      if (same) return same;
+      if (same) {
+        // Acting as an owner (their name on replies and notes) is for owners to decide.
+        if (same.role === 'owner' && ctx.importer.role !== 'owner') {
+          throw forbidden('Only an owner may import history in the name of an owner.', 'owner_required');
+        }
+        return same.id;
+      }
       const agent = await createAgent(db, ctx.importer, {
         name: r.name,
         email: r.email,

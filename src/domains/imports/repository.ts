@@ -36,13 +36,13 @@ export async function updateKeyDigest(
     .execute();
 }
 
-export async function agentByEmail(db: Executor, email: string): Promise<string | null> {
+export async function agentByEmail(db: Executor, email: string) {
   const row = await db
     .selectFrom('agents')
-    .select('id')
+    .select(['id', 'role'])
     .where(sql<boolean>`lower(email) = lower(${email})`)
     .executeTakeFirst();
-  return row?.id ?? null;
+  return row ?? null;
 }
 
 export async function departmentByName(db: Executor, name: string): Promise<string | null> {

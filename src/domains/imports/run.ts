@@ -39,6 +39,19 @@ interface Item {
 
 class LeaseLost extends Error {}
 
+/** A deadlock, serialization failure, lock or statement timeout: worth the batch again. */
+function isTransient(error: unknown): boolean {
+  const code = String((error as { code?: unknown } | null)?.code ?? '');
+  return code.startsWith('40') || code === '55P03' || code === '57014';
+}
+
+/** Text for import_errors: PostgreSQL text holds no NUL, and a line's own text may carry one. */
+const clean = (text: string | null | undefined, max = MAX_ERROR_TEXT) =>
+  text == null ? null : text.replaceAll('\u0000', '').slice(0, max);
+
+/** Settings records (agents, departments...) lock rows live requests use: committed one by one. */
+const ALONE = new Set(['agent', 'department', 'membership', 'contact_field']);
+
 const ajv = createAjv('body');
 for (const schema of IMPORT_RECORDS) ajv.addSchema(schema);
 const validators = new Map(
@@ -146,7 +159,9 @@ async function* csvItems(db: Db, stream: Readable): AsyncGenerator<Item> {
   const fields = new Map(
     (await db.selectFrom('contact_fields').select(['key', 'type']).execute()).map((f) => [f.key, f.type]),
   );
-  const rows = stream.pipe(parse({ headers: true, ignoreEmpty: true, trim: true, maxRows: 0 }));
+  const rows = stream.pipe(
+    parse({ headers: true, ignoreEmpty: true, trim: true, discardUnmappedColumns: true }),
+  );
   let line = 1;
   for await (const row of rows as AsyncIterable<Record<string, string>>) {
     line++;
@@ -205,12 +220,15 @@ function csvRecord(line: number, row: Record<string, string>, fields: Map<string
       custom[column] = ['true', 'yes', '1'].includes(b);
     } else custom[column] = cell;
   }
+  const emails = [...list(row.email), ...list(row.emails)];
+  const phones = [...list(row.phone), ...list(row.phones)];
   const record = {
     type: 'contact',
     external_id: row.external_id ?? '',
     ...(row.name !== undefined && row.name !== '' && { name: row.name }),
-    emails: [...list(row.email), ...list(row.emails)],
-    phones: [...list(row.phone), ...list(row.phones)],
+    // Empty cells say nothing: an update must not wipe what the contact has.
+    ...(emails.length > 0 && { emails }),
+    ...(phones.length > 0 && { phones }),
     ...(Object.keys(custom).length > 0 && { custom_fields: custom }),
   };
   return parseRecord(line, JSON.stringify(record));
@@ -234,23 +252,22 @@ function describe(error: unknown): { code: string; message: string } {
   return { code: 'internal_error', message: 'The record could not be applied.' };
 }
 
+/**
+ * The import acts as the owner or admin who started it, with their role as it is now: one who has
+ * been demoted, disabled or deleted since cannot have their import run (it fails, saying so).
+ */
 async function principalOf(db: Db, agentId: string | null): Promise<Principal> {
-  // The import acts as the admin who started it; if they were deleted since, as the first owner.
-  const agent = await db
-    .selectFrom('agents')
-    .select(['id', 'role'])
-    .$if(agentId !== null, (q) => q.where('id', '=', agentId!))
-    .$if(agentId === null, (q) => q.where('role', '=', 'owner').orderBy('created_at'))
-    .executeTakeFirst();
-  const fallback =
-    agent ??
-    (await db
-      .selectFrom('agents')
-      .select(['id', 'role'])
-      .where('role', '=', 'owner')
-      .orderBy('created_at')
-      .executeTakeFirstOrThrow());
-  return { agentId: fallback.id, role: 'owner', scopes: ['read', 'write'], via: 'session', tokenId: null };
+  const agent = agentId
+    ? await db
+        .selectFrom('agents')
+        .select(['id', 'role', 'status'])
+        .where('id', '=', agentId)
+        .executeTakeFirst()
+    : undefined;
+  if (agent?.status !== 'active' || (agent.role !== 'owner' && agent.role !== 'admin')) {
+    throw new Error('The agent who started this import is no longer an active owner or admin.');
+  }
+  return { agentId: agent.id, role: agent.role, scopes: ['read', 'write'], via: 'session', tokenId: null };
 }
 
 /**
@@ -285,7 +302,7 @@ async function work(
     for await (const item of items) {
       if (item.line <= position) continue;
       batch.push(item);
-      if (batch.length >= BATCH) {
+      if (batch.length >= BATCH || (item.record && ALONE.has(item.record.type))) {
         await flush(false);
         if (stop()) return false;
       }
@@ -319,10 +336,10 @@ async function commitBatch(
           errors.push({
             import_id: ctx.importId,
             line: item.line,
-            type: item.error?.type ?? null,
-            external_id: item.error?.external_id ?? null,
+            type: clean(item.error?.type, 50),
+            external_id: clean(item.error?.external_id, 200),
             code: item.error!.code,
-            message: item.error!.message.slice(0, MAX_ERROR_TEXT),
+            message: clean(item.error!.message) ?? '',
           });
           continue;
         }
@@ -331,15 +348,18 @@ async function commitBatch(
           counts[await applyRecord(trx, ctx, item.record)]++;
           await sql`release savepoint import_record`.execute(trx);
         } catch (error) {
-          if (isDatabaseUnreachable(error)) throw error;
+          // Not the record's fault: the whole batch is retried (see processPendingImports).
+          if (isDatabaseUnreachable(error) || isTransient(error)) throw error;
           await sql`rollback to savepoint import_record`.execute(trx);
           counts.failed++;
+          const { code, message } = describe(error);
           errors.push({
             import_id: ctx.importId,
             line: item.line,
             type: item.record.type,
-            external_id: item.record.external_id,
-            ...describe(error),
+            external_id: clean(item.record.external_id, 200),
+            code,
+            message: clean(message) ?? '',
           });
         }
       }
@@ -376,7 +396,7 @@ export async function processPendingImports(
       if (error instanceof LeaseLost) continue;
       // The database away, or a deadlock / serialization failure with live traffic: the batch
       // rolled back whole; the import is handed back and taken up again from its position.
-      if (isDatabaseUnreachable(error) || /^40/.test(String((error as { code?: unknown }).code ?? ''))) {
+      if (isDatabaseUnreachable(error) || isTransient(error)) {
         await releaseLease(deps.db, row.id, token).catch(() => {});
         throw error;
       }

@@ -22,6 +22,7 @@ import {
 } from '../automation-rules/runner.ts';
 import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
+import { NO_POLICIES_KEY } from '../sla-policies/repository.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { changeEvents, normaliseTags } from './changes.ts';
 import { escalate } from './escalation.ts';
@@ -522,7 +523,13 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
         { agent: fromAgent && message !== null, customer: false },
         opener,
       );
-  const slaValues = sla ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null } : opened;
+  // A replayed ticket is history: no clock, but planned under today's policies, so the SLA timers
+  // do not plan it again (and fire its old dues as breaches today).
+  const slaValues = sla
+    ? { ...opened, ...sla.patch, sla_state: sla.patch.sla_state ?? null }
+    : replay
+      ? { ...opened, sla_planned_key: setting.key ?? NO_POLICIES_KEY }
+      : opened;
   const slaEvents = sla?.events ?? [];
   // The opening statement takes COMMIT along unless SLA rules still have to run after it.
   const final = (command.final ?? false) && !raisesSlaRules(slaEvents);
