@@ -305,7 +305,6 @@ interface ImportResource {
   id: string;
   state: 'queued' | 'running' | 'finished' | 'failed';
   counts: { read: number; created: number; updated: number; skipped: number; failed: number };
-  error_count: number;
   started_at: string | null;
   finished_at: string | null;
 }
@@ -434,7 +433,7 @@ async function main() {
     out(
       `  ${resource.state} in ${seconds(elapsed)} (upload to finished)${serverSide !== null ? `, ${seconds(serverSide)} from started_at to finished_at` : ''}`,
     );
-    out(`  counts ${JSON.stringify(resource.counts)}, ${resource.error_count} error(s)`);
+    out(`  counts ${JSON.stringify(resource.counts)}`);
     const importRate = (lines * 1000) / elapsed;
     out(
       `  ${importRate.toFixed(0)} records/s; ratio to the API baseline (records/s over tickets/s): ${(importRate / apiRate).toFixed(2)}`,
@@ -448,7 +447,7 @@ async function main() {
           `per record ${((cpu.server * 1000) / lines).toFixed(3)} ms + ${((cpu.postgres * 1000) / lines).toFixed(3)} ms`,
       );
     }
-    if (resource.error_count > 0) {
+    if (resource.counts.failed > 0) {
       const errors = await http('GET', `${app}/v1/imports/${resource.id}/errors?limit=5`, token);
       out(`  first errors: ${JSON.stringify(errors)}`);
     }

@@ -252,7 +252,8 @@ t.test('random ticket lives keep the clock invariants', async (t) => {
       }
     },
   );
-  checkProperty(t, 'random ticket lives', property, { numRuns: 400 });
+  // 1,200 lives: with 400, about one seed in many reached no sla.warning at all (CI saw seed 738665217).
+  checkProperty(t, 'random ticket lives', property, { numRuns: 1200 });
   for (const wanted of [
     'sla.breached null',
     'sla.warning null',
