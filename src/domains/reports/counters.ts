@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
+import { KEPT_FOR } from './cache.ts';
 import { CURRENT_STATUSES, FIGURES, SAMPLE_EVENT_TYPES } from './figures.ts';
 import {
   at,
@@ -92,6 +93,9 @@ export const CURRENT_COUNTS = {
   keys: ['department_id', 'agent_id', 'channel', 'status'],
   values: ['n'],
 } as const;
+
+/** The tables whose fresh rows make kept percentiles stale (cache.ts). */
+const KEEPS_WATCH = ['report_histograms_15m', 'report_tag_histograms_15m'];
 
 /** The table report_department_quantiles_month summarises (migrations/0008). */
 const QUANTILES_SOURCE = 'report_department_histograms_month';
@@ -251,6 +255,7 @@ function currentByTag(spec: ReportSpec): RawBuilder<unknown> {
  * fresh rows folded.
  */
 export async function compactReportTables(trx: Transaction<Database>): Promise<number> {
+  await sql`delete from report_percentile_cache where created_at <= now() - ${KEPT_FOR}`.execute(trx);
   let folded = 0;
   for (const table of [...REPORT_TABLES, CURRENT_COUNTS]) {
     const keys = refs(table.keys);
@@ -261,6 +266,16 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
       departments: string[] | null;
     }>`
       with gone as (delete from ${sql.table(table.name)} where fresh returning *),
+      ${
+        // Kept percentiles (cache.ts) of the periods these rows lie in are stale once they are
+        // folded: deleted by the statement that folds them, so none is missed.
+        KEEPS_WATCH.includes(table.name)
+          ? sql`stale as (
+              delete from report_percentile_cache k
+              where exists (select 1 from (select distinct bucket from gone) g where g.bucket >= k.lo and g.bucket < k.hi)
+            ),`
+          : sql``
+      }
       added as (
         insert into ${sql.table(table.name)} as t (${keys}, fresh, ${values})
         select ${keys}, false, ${sql.join(table.values.map((v) => sql`sum(${id(v)})`))}
@@ -321,6 +336,9 @@ export async function tryReportCompactionLock(trx: Transaction<Database>): Promi
  * report tables so no event is counted twice meanwhile. Everything comes out compacted.
  */
 export async function rebuildReportCounters(db: Executor): Promise<void> {
+  // No percentiles are kept meanwhile (cache.ts keeps them under this lock): none survive.
+  await sql`select pg_advisory_xact_lock(hashtext('deskroute.report_compaction'))`.execute(db);
+  await sql`delete from report_percentile_cache`.execute(db);
   await sql`lock table ticket_events in share mode`.execute(db);
   await sql`truncate report_pending_events, ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(
     db,

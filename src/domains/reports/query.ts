@@ -1,7 +1,8 @@
 import { type RawBuilder, sql } from 'kysely';
 import { CHANNELS } from '../tickets/schemas.ts';
+import { cacheScope, keptPercentiles, percentileColumns } from './cache.ts';
 import { countsAgg, currentAgg } from './counters.ts';
-import { FIGURES } from './figures.ts';
+import { FIGURES, type SampleMetric } from './figures.ts';
 import { DECIMALS, type Formula, type Metric, shareOf } from './metrics.ts';
 import { goalAgg, histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
 import { periods, pieces } from './periods.ts';
@@ -144,6 +145,44 @@ function afterKey(keys: SortKey[], values: SortValue[]): RawBuilder<unknown> {
   return ors.length > 0 ? sql`(${sql.join(ors, sql` or `)})` : sql`false`;
 }
 
+/** The report's periods, and each clipped to the range: [s, e). */
+export function periodCtes(spec: ReportSpec): RawBuilder<unknown>[] {
+  return [
+    sql`periods as (${periods(spec)})`,
+    sql`clipped as (
+      select period_start, period_end, greatest(period_start, ${at(spec.from)}) as s,
+        least(period_end, ${at(spec.to)}) as e
+      from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
+  ];
+}
+
+/** The signed pieces of the clipped periods (periods.ts), numbered. */
+export const piecesCte = (coarse: boolean) =>
+  sql`pieces as (select row_number() over () as piece, q.* from (${pieces(coarse)}) q)`;
+
+/**
+ * `samples`: each group's percentiles, per period. From the counters, a period whose
+ * percentiles are kept (cache.ts) is read from there, and only the others are computed.
+ */
+function percentileCtes(spec: ReportSpec, samples: SampleMetric[]): RawBuilder<unknown>[] {
+  const agg = (twoStep(spec) ? twoStepHistogramAgg : histogramAgg)(spec, samples);
+  const scope = cacheScope(spec, samples);
+  if (scope === null) return [sql`samples as (${agg})`];
+  return [
+    sql`kept_percentiles as materialized (${keptPercentiles(spec, scope)})`,
+    sql`samples as (
+      select k.period_start, x.*
+      from kept_percentiles k
+      cross join lateral jsonb_to_recordset(k.rows) as x(${percentileColumns(spec, samples)})
+      union all
+      select * from (
+        with pieces as (select * from pieces where period_start not in (select period_start from kept_percentiles))
+        select * from (${agg}) a
+      ) computed
+    )`,
+  ];
+}
+
 /**
  * The whole report as one statement: periods, counts, percentiles and current figures per
  * group, the groups made dense (every period for each group; every department, agent or
@@ -160,26 +199,17 @@ export function reportQuery(
   const keys = sortKeys(spec);
   const coarse = spec.source === 'counters';
 
-  const ctes: RawBuilder<unknown>[] = [
-    sql`periods as (${periods(spec)})`,
-    sql`clipped as (
-      select period_start, period_end, greatest(period_start, ${at(spec.from)}) as s,
-        least(period_end, ${at(spec.to)}) as e
-      from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
-  ];
+  const ctes: RawBuilder<unknown>[] = periodCtes(spec);
   const sources: string[] = [];
   const goal = neededGoal(spec);
   const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent || goal);
-  if (withCounts || samples.length > 0 || goal) {
-    ctes.push(sql`pieces as (select row_number() over () as piece, q.* from (${pieces(coarse)}) q)`);
-  }
+  if (withCounts || samples.length > 0 || goal) ctes.push(piecesCte(coarse));
   if (withCounts) {
     ctes.push(sql`counts as (${countsAgg(spec)})`);
     sources.push('counts');
   }
   if (samples.length > 0) {
-    const agg = twoStep(spec) ? twoStepHistogramAgg : histogramAgg;
-    ctes.push(sql`samples as (${agg(spec, samples)})`);
+    ctes.push(...percentileCtes(spec, samples));
     sources.push('samples');
   }
   if (goal) {

@@ -1,9 +1,10 @@
 import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { twoStep } from './percentiles.ts';
-import { reportQuery } from './query.ts';
-import { byTime, type ReportSpec, type SortValue } from './spec.ts';
+import { cacheScope, KEPT_FOR, settled } from './cache.ts';
+import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
+import { periodCtes, piecesCte, reportQuery } from './query.ts';
+import { byTime, neededSamples, type ReportSpec, type SortValue } from './spec.ts';
 
 // The reports domain's queries, by concern: spec.ts (the report spec and the SQL every part
 // shares), periods.ts (periods, pieces, ranges and time zones), counters.ts (the counter tables,
@@ -114,6 +115,7 @@ async function inReportTransaction<T>(
   db: Executor,
   spec: ReportSpec,
   fn: (trx: Transaction<Database>) => Promise<T>,
+  options: { readOnly: boolean } = { readOnly: true },
 ): Promise<T> {
   // The two-step percentiles join a few thousand rows on estimates a hundred times too high,
   // which makes merge joins (each sorting its inputs) look cheaper than hashing: measured, the
@@ -126,12 +128,61 @@ async function inReportTransaction<T>(
   // (149,620 misses, no hit) and 1.3-1.8 s without. Statements on the counters keep it.
   const memoize = spec.source === 'events' ? 'off' : 'on';
   return db.transaction().execute(async (trx) => {
-    await sql`set transaction read only`.execute(trx);
+    if (options.readOnly) await sql`set transaction read only`.execute(trx);
     await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
       set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true),
       set_config('enable_memoize', ${memoize}, true)`.execute(trx);
     return fn(trx);
   });
+}
+
+/** Periods whose percentiles one call keeps at most (a year by hour has 8,760). */
+const KEPT_PER_CALL = 400;
+
+/**
+ * Keeps the percentiles of a report's periods that ended and have none kept (cache.ts): after
+ * a report, so that the next read of the same periods finds them. Computes and writes them in
+ * one statement under the compaction lock, so no fold of fresh rows runs in between (the fold
+ * deletes the entries it makes stale). Returns how many periods it kept.
+ */
+export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<number> {
+  const samples = neededSamples(spec);
+  const scope = cacheScope(spec, samples);
+  if (scope === null) return 0;
+  const agg = (twoStep(spec) ? twoStepHistogramAgg : histogramAgg)(spec, samples);
+  return inReportTransaction(
+    db,
+    spec,
+    async (trx) => {
+      await sql`select pg_advisory_xact_lock(hashtext('deskroute.report_compaction'))`.execute(trx);
+      const result = await sql`
+        with ${sql.join(periodCtes(spec))},
+        missing as materialized (
+          select c.* from clipped c
+          where c.e <= now() and ${settled(spec, sql`c.s`, sql`c.e`)}
+            and not exists (
+              select 1 from report_percentile_cache k
+              where k.scope = ${scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
+          order by c.period_start
+          limit ${KEPT_PER_CALL}
+        ),
+        computed as materialized (
+          with clipped as (select * from missing), ${piecesCte(spec.source === 'counters')}
+          select * from (${agg}) a
+        )
+        insert into report_percentile_cache as k (scope, lo, hi, rows)
+        select ${scope}, m.s, m.e,
+          coalesce(jsonb_agg(to_jsonb(x) - 'period_start') filter (where x.period_start is not null), '[]')
+        from missing m
+        left join computed x on x.period_start = m.period_start
+        group by m.s, m.e
+        on conflict (scope, lo, hi) do update set rows = excluded.rows, created_at = excluded.created_at`.execute(
+        trx,
+      );
+      return Number(result.numAffectedRows ?? 0);
+    },
+    { readOnly: false },
+  );
 }
 
 /** One page of a report (limit + 1 rows fetched: the extra one says whether more follow). */

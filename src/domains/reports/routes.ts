@@ -13,7 +13,14 @@ import {
   ReportSchema,
   ReportTotalsSchema,
 } from './schemas.ts';
-import { columnCatalogue, jsonReport, leaderboard, type ReportKind, resolveReport } from './service.ts';
+import {
+  columnCatalogue,
+  jsonReport,
+  leaderboard,
+  PercentileKeeper,
+  type ReportKind,
+  resolveReport,
+} from './service.ts';
 
 export const reportSchemas = [
   ReportColumnSchema,
@@ -45,6 +52,8 @@ const VISIBILITY =
 export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;
   const defaults = { timezone: config.timezone };
+  const keeper = new PercentileKeeper(db, app.log);
+  app.addHook('onClose', () => keeper.settled());
   const exportLimits = {
     slots: new ExportSlots(config.exports.maxConcurrent),
     open: new ExportSlots(config.exports.maxOpen),
@@ -103,7 +112,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (wantsCsv(request.headers.accept)) {
           return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false, exportLimits);
         }
-        return jsonReport(db, resolved);
+        return jsonReport(db, resolved, keeper);
       },
     );
 

@@ -27,6 +27,7 @@ import {
   findReportRows,
   findReportTotals,
   type Interval,
+  keepPercentiles,
   knownEntityIds,
   knownTimeZones,
   type RangeInstants,
@@ -472,14 +473,80 @@ function rangeMeta(resolved: ResolvedReport) {
   };
 }
 
+/** Reports' percentiles kept by one keeper are not kept again by it for this long. */
+const KEPT_RECENTLY_MS = 60_000;
+/** Reports waiting to have their percentiles kept; more are not queued (the next read asks again). */
+const KEEP_QUEUE = 16;
+
+/**
+ * Keeps the percentiles of the reports served (repository.ts, keepPercentiles; cache.ts says
+ * why), in the background after the response, one report at a time: the next read of the same
+ * periods finds them. A report whose percentiles were kept in the last minute is not asked
+ * again. A failure is logged and changes nothing: the report is computed in full next time.
+ */
+export class PercentileKeeper {
+  readonly #db: Db;
+  readonly #log: { warn: (obj: object, msg: string) => void };
+  readonly #queue = new Map<string, ReportSpec>();
+  readonly #recent = new Map<string, number>();
+  #running: Promise<void> | null = null;
+
+  constructor(db: Db, log: { warn: (obj: object, msg: string) => void }) {
+    this.#db = db;
+    this.#log = log;
+  }
+
+  keep(spec: ReportSpec) {
+    if (spec.source !== 'counters') return;
+    const key = JSON.stringify([
+      spec.from,
+      spec.to,
+      spec.timezone,
+      spec.interval,
+      spec.weekShift,
+      spec.groupBy,
+      spec.departments,
+      spec.agents,
+      spec.channels,
+      spec.metrics.map((m) => m.key),
+    ]);
+    const now = Date.now();
+    if ((this.#recent.get(key) ?? 0) > now - KEPT_RECENTLY_MS || this.#queue.has(key)) return;
+    if (this.#queue.size >= KEEP_QUEUE) return;
+    this.#queue.set(key, spec);
+    this.#running ??= this.#drain();
+  }
+
+  /** Resolves once nothing is being kept (app close waits for it). */
+  async settled() {
+    while (this.#running) await this.#running;
+  }
+
+  async #drain() {
+    for (const [key, spec] of this.#queue) {
+      this.#queue.delete(key);
+      try {
+        await keepPercentiles(this.#db, spec);
+        this.#recent.set(key, Date.now());
+      } catch (error) {
+        this.#log.warn({ err: error }, 'report percentiles not kept');
+      }
+    }
+    for (const [key, at] of this.#recent) if (at <= Date.now() - KEPT_RECENTLY_MS) this.#recent.delete(key);
+    this.#running = null;
+  }
+}
+
 /** A report as JSON: rows of the page, totals over the whole range, and chart-ready metadata. */
-export async function jsonReport(db: Db, resolved: ResolvedReport) {
+export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: PercentileKeeper) {
   const { spec } = resolved;
   await countedUpToNow(db, spec);
   const [rows, totals] = await Promise.all([
     findReportRows(db, spec, { after: resolved.after, limit: resolved.limit }),
     findReportTotals(db, spec),
   ]);
+  keeper?.keep(spec);
+  keeper?.keep({ ...spec, groupBy: [], sort: [] });
   const more = rows.length > resolved.limit;
   const kept = more ? rows.slice(0, resolved.limit) : rows;
   const last = kept[kept.length - 1];
