@@ -173,7 +173,7 @@ export async function sendCsvReport(
     .send(body);
 }
 
-/** Writes a report's CSV into the spool; `onStarted` once the query has produced rows. */
+/** Writes a report's CSV into the spool; `onStarted` once its first statement has answered. */
 async function spoolReport(
   spool: Spool,
   db: Db,
@@ -198,8 +198,8 @@ async function spoolReport(
     if (unitRow) csv.write(fields.map((f) => formulaSafe(f.unit ?? '')));
     await streamReport(db, resolved, {
       signal,
+      onStarted,
       onRows: async (rows) => {
-        onStarted();
         for (const row of rows) {
           if (!csv.write(row.map((value, i) => cell[i]!(value)))) await once(csv, 'drain', { signal });
         }

@@ -2,7 +2,7 @@ import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
 import { twoStep } from './percentiles.ts';
-import { reportQuery } from './query.ts';
+import { chunkable, periodStartsQuery, reportQuery } from './query.ts';
 import { byTime, type ReportSpec, type SortValue } from './spec.ts';
 
 // The reports domain's queries, by concern: spec.ts (the report spec and the SQL every part
@@ -114,6 +114,7 @@ async function inReportTransaction<T>(
   db: Executor,
   spec: ReportSpec,
   fn: (trx: Transaction<Database>) => Promise<T>,
+  isolation?: 'repeatable read',
 ): Promise<T> {
   // The two-step percentiles join a few thousand rows on estimates a hundred times too high,
   // which makes merge joins (each sorting its inputs) look cheaper than hashing: measured, the
@@ -125,7 +126,8 @@ async function inReportTransaction<T>(
   // the benchmark's data, the last 30 days by agent from the events took 15.6 s with it
   // (149,620 misses, no hit) and 1.3-1.8 s without. Statements on the counters keep it.
   const memoize = spec.source === 'events' ? 'off' : 'on';
-  return db.transaction().execute(async (trx) => {
+  const transaction = isolation ? db.transaction().setIsolationLevel(isolation) : db.transaction();
+  return transaction.execute(async (trx) => {
     await sql`set transaction read only`.execute(trx);
     await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
       set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true),
@@ -155,55 +157,118 @@ export async function findReportTotals(
   return toReportRow(totals, result.rows[0] ?? {}).values;
 }
 
+// A chunked export's first chunk is this many periods, each next one twice the last, up to
+// the larger of CHUNK_PERIODS_MAX and a sixteenth of the periods: the first rows come after a
+// few periods' work, and a long report by hour is not hundreds of statements.
+const FIRST_CHUNK_PERIODS = 2;
+const CHUNK_PERIODS_MAX = 64;
+const CHUNKS_AT_MOST_PER_CAP = 16;
+const QUARTER_HOUR_MS = 15 * 60 * 1000;
+
 /**
- * Streams every row of a report through a server-side cursor, `batch` rows at a time, inside
- * a read-only transaction: memory stays flat however long the report is. `onRows` resolves
- * when the consumer wants more (backpressure). `signal` stops between fetches and, where the
- * database has more than one connection, also cancels a fetch that is running.
+ * A chunkable report (query.ts, chunkable) as the specs of its chunks, in order, given the
+ * starts of its periods (cut to the range); the report itself when it is one chunk anyway. A
+ * chunk starts only on a quarter hour: the events are bucketed by quarter hours, and a chunk
+ * read from the events reads those of its own span (a zone's local midnight is off the quarters
+ * only with local mean time, before time zones).
+ */
+export function exportChunks(spec: ReportSpec, starts: Date[]): ReportSpec[] {
+  const cap = Math.max(CHUNK_PERIODS_MAX, Math.ceil(starts.length / CHUNKS_AT_MOST_PER_CAP));
+  const bounds: Date[] = [spec.from];
+  let size = FIRST_CHUNK_PERIODS;
+  let next = size;
+  for (let i = 1; i < starts.length; i++) {
+    const start = starts[i]!;
+    if (i < next || start.getTime() % QUARTER_HOUR_MS !== 0) continue;
+    bounds.push(start);
+    size = Math.min(size * 2, cap);
+    next = i + size;
+  }
+  if (bounds.length === 1) return [spec];
+  bounds.push(spec.to);
+  return bounds.slice(1).map((to, i) => ({ ...spec, chunk: { from: bounds[i]!, to } }));
+}
+
+/**
+ * Streams every row of a report through server-side cursors, `batch` rows at a time, inside
+ * a read-only transaction: memory stays flat however long the report is. A report whose rows
+ * go period by period (chunkable) is computed in chunks of whole periods (exportChunks), one
+ * statement each, in a repeatable-read transaction so that every chunk reads the same snapshot:
+ * its first rows come after the first chunk's work rather than the whole report's. `onStarted`
+ * once the first statement has answered (with rows or none): past it, the report can be
+ * computed. `onRows` resolves when the consumer wants more (backpressure). `signal` stops
+ * between fetches and, where the database has more than one connection, also cancels a fetch
+ * that is running.
  */
 export async function streamReportRows(
   db: Executor,
   spec: ReportSpec,
-  options: { batch: number; signal: AbortSignal; onRows: (rows: Record<string, unknown>[]) => Promise<void> },
+  options: {
+    batch: number;
+    signal: AbortSignal;
+    onStarted?: () => void;
+    onRows: (rows: Record<string, unknown>[]) => Promise<void>;
+  },
 ): Promise<void> {
   // PGlite has one connection, busy with this very transaction: nothing to cancel from.
   const cancellable = db.getExecutor().adapter.supportsMultipleConnections;
-  await inReportTransaction(db, spec, async (trx) => {
-    const pid = cancellable
-      ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
-      : null;
-    let fetching = false;
-    // The cancel travels on another connection and lands on whatever this backend runs then. It
-    // must have been sent before this transaction ends and its connection goes back to the pool:
-    // late, it would cancel the next request's statement there. (A cancel that finds the backend
-    // idle, reading its next command, is ignored by PostgreSQL.)
-    let cancelling: Promise<unknown> | null = null;
-    const onAbort = () => {
-      if (pid !== null && fetching)
-        cancelling = sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
-    };
-    options.signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      const query = reportQuery(spec).compile(trx);
-      await trx.executeQuery(
-        CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
-      );
-      const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
-      for (;;) {
-        options.signal.throwIfAborted();
-        fetching = true;
-        const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
-          fetching = false;
-        });
-        options.signal.throwIfAborted();
-        if (rows.length > 0) await options.onRows(rows);
-        if (rows.length < options.batch) break;
+  const chunked = chunkable(spec);
+  await inReportTransaction(
+    db,
+    spec,
+    async (trx) => {
+      const pid = cancellable
+        ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
+        : null;
+      let fetching = false;
+      // The cancel travels on another connection and lands on whatever this backend runs then. It
+      // must have been sent before this transaction ends and its connection goes back to the pool:
+      // late, it would cancel the next request's statement there. (A cancel that finds the backend
+      // idle, reading its next command, is ignored by PostgreSQL.)
+      let cancelling: Promise<unknown> | null = null;
+      const onAbort = () => {
+        if (pid !== null && fetching)
+          cancelling = sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
+      };
+      options.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const chunks = chunked
+          ? exportChunks(
+              spec,
+              (await periodStartsQuery(spec).execute(trx)).rows.map((r) => new Date(r.s)),
+            )
+          : [spec];
+        const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
+        let started = false;
+        for (const chunk of chunks) {
+          options.signal.throwIfAborted();
+          const query = reportQuery(chunk).compile(trx);
+          await trx.executeQuery(
+            CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
+          );
+          for (;;) {
+            options.signal.throwIfAborted();
+            fetching = true;
+            const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
+              fetching = false;
+            });
+            options.signal.throwIfAborted();
+            if (!started) {
+              started = true;
+              options.onStarted?.();
+            }
+            if (rows.length > 0) await options.onRows(rows);
+            if (rows.length < options.batch) break;
+          }
+          await trx.executeQuery(CompiledQuery.raw('close report_rows'));
+        }
+      } finally {
+        options.signal.removeEventListener('abort', onAbort);
+        await cancelling;
       }
-    } finally {
-      options.signal.removeEventListener('abort', onAbort);
-      await cancelling;
-    }
-  });
+    },
+    chunked ? 'repeatable read' : undefined,
+  );
 }
 
 /**

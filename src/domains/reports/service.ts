@@ -510,12 +510,16 @@ export function csvFileName(resolved: ResolvedReport): string {
   return `deskroute-${resolved.kind}-${resolved.localFrom}--${resolved.localTo}${by}.csv`;
 }
 
-/** Every row of a report, in order, batch by batch (see streamReportRows). */
+/**
+ * Every row of a report, in order, batch by batch, chunk by chunk where the report allows
+ * (see streamReportRows); `onStarted` once its first statement has answered.
+ */
 export async function streamReport(
   db: Db,
   resolved: ResolvedReport,
   options: {
     signal: AbortSignal;
+    onStarted: () => void;
     onRows: (rows: (string | number)[][]) => Promise<void>;
   },
 ) {
@@ -524,6 +528,7 @@ export async function streamReport(
   return streamReportRows(db, resolved.spec, {
     batch: 500,
     signal: options.signal,
+    onStarted: options.onStarted,
     onRows: (rows) => options.onRows(rows.map(cells)),
   });
 }
