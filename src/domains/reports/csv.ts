@@ -92,11 +92,15 @@ const EXPORT_BUSY_RETRY_SECONDS = 5;
  * file at the client's pace, following the writes: no database connection ever waits for a
  * client, so slow or stalled readers cannot starve the API (on PGlite, whose one connection
  * serves every request, a reader holding it would stop everything), and the first bytes still
- * leave as soon as the first rows are in. A client that hangs up stops the query. A client that
- * takes no data for `stallTimeoutMs` while some waits for it is cut with a connection reset.
- * The query runs before any byte is sent, so a report that cannot be computed still answers
- * problem+json; a failure mid-stream cuts the response short (curl -f then reports a transfer
- * error instead of saving a truncated file as complete).
+ * leave as soon as the first rows are in: a report whose rows go period by period is computed a
+ * few periods at a time (streamReportRows), so they come after its first chunk's work rather
+ * than the whole report's. A client that hangs up stops the query. A client that takes no data
+ * for `stallTimeoutMs` while some waits for it is cut with a connection reset.
+ * The (first) statement answers before any byte is sent, so a report that cannot be computed
+ * still answers problem+json: sending the status and header row earlier would gain a fraction
+ * of a second for chunked reports and lose that. A failure mid-stream, in a later chunk too,
+ * cuts the response short (curl -f then reports a transfer error instead of saving a truncated
+ * file as complete).
  */
 export async function sendCsvReport(
   reply: FastifyReply,
