@@ -223,6 +223,24 @@ t.test('chunked CSV exports', async (t) => {
     });
   }
 
+  await t.test('a chunked export stops at once when its client goes away', async (t) => {
+    const gone = new AbortController();
+    let batches = 0;
+    await t.rejects(
+      streamReportRows(db, base, {
+        batch: 7,
+        signal: gone.signal,
+        onRows: async () => {
+          batches++;
+          gone.abort(new Error('the client went away'));
+        },
+      }),
+      /the client went away/,
+    );
+    t.equal(batches, 1, 'no more rows, no later chunk');
+    t.ok((await streamed(base)).length > 0, 'the next export runs');
+  });
+
   await t.test('reports that cannot go period by period are one statement', async (t) => {
     for (const [name, spec] of [
       ['no interval', { ...base, interval: 'none', groupBy: ['department', 'agent'] }],
