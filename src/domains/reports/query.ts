@@ -169,7 +169,7 @@ export function periodStartsQuery(spec: ReportSpec): RawBuilder<{ s: Date | stri
  *   g.period_start first, as time is the first of groupBy whenever it is grouped);
  * - each period's groups depend on that period alone: with two dimensions or more (only the
  *   combinations with figures, period by period) or none. With one, every entity seen anywhere
- *   in the range gets a row in every period (`entities`), which a chunk cannot know;
+ *   in the range gets a row in every period (`entities`), which a chunk cannot know.
  * Every other part is per period: the pieces and what is read over them. From the events, a
  * chunk reads the events from its own start: every figure is counted at or before its event's
  * time (a breach at its due, a rating's not_rated −1 at its earlier resolve), and the ratings and

@@ -113,8 +113,8 @@ export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): Rep
 async function inReportTransaction<T>(
   db: Executor,
   spec: ReportSpec,
+  isolation: 'read committed' | 'repeatable read',
   fn: (trx: Transaction<Database>) => Promise<T>,
-  isolation?: 'repeatable read',
 ): Promise<T> {
   // The two-step percentiles join a few thousand rows on estimates a hundred times too high,
   // which makes merge joins (each sorting its inputs) look cheaper than hashing: measured, the
@@ -126,14 +126,16 @@ async function inReportTransaction<T>(
   // the benchmark's data, the last 30 days by agent from the events took 15.6 s with it
   // (149,620 misses, no hit) and 1.3-1.8 s without. Statements on the counters keep it.
   const memoize = spec.source === 'events' ? 'off' : 'on';
-  const transaction = isolation ? db.transaction().setIsolationLevel(isolation) : db.transaction();
-  return transaction.execute(async (trx) => {
-    await sql`set transaction read only`.execute(trx);
-    await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
+  return db
+    .transaction()
+    .setIsolationLevel(isolation)
+    .execute(async (trx) => {
+      await sql`set transaction read only`.execute(trx);
+      await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
       set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true),
       set_config('enable_memoize', ${memoize}, true)`.execute(trx);
-    return fn(trx);
-  });
+      return fn(trx);
+    });
 }
 
 /** One page of a report (limit + 1 rows fetched: the extra one says whether more follow). */
@@ -142,7 +144,7 @@ export async function findReportRows(
   spec: ReportSpec,
   page: { after?: SortValue[] | undefined; limit: number },
 ): Promise<ReportRow[]> {
-  const result = await inReportTransaction(db, spec, (trx) =>
+  const result = await inReportTransaction(db, spec, 'read committed', (trx) =>
     reportQuery(spec, { after: page.after, limit: page.limit + 1 }).execute(trx),
   );
   return result.rows.map((r) => toReportRow(spec, r));
@@ -153,7 +155,9 @@ export async function findReportTotals(
   spec: ReportSpec,
 ): Promise<Record<string, number | null>> {
   const totals: ReportSpec = { ...spec, groupBy: [], sort: [] };
-  const result = await inReportTransaction(db, totals, (trx) => reportQuery(totals).execute(trx));
+  const result = await inReportTransaction(db, totals, 'read committed', (trx) =>
+    reportQuery(totals).execute(trx),
+  );
   return toReportRow(totals, result.rows[0] ?? {}).values;
 }
 
@@ -213,62 +217,59 @@ export async function streamReportRows(
   // PGlite has one connection, busy with this very transaction: nothing to cancel from.
   const cancellable = db.getExecutor().adapter.supportsMultipleConnections;
   const chunked = chunkable(spec);
-  await inReportTransaction(
-    db,
-    spec,
-    async (trx) => {
-      const pid = cancellable
-        ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
-        : null;
-      let fetching = false;
-      // The cancel travels on another connection and lands on whatever this backend runs then. It
-      // must have been sent before this transaction ends and its connection goes back to the pool:
-      // late, it would cancel the next request's statement there. (A cancel that finds the backend
-      // idle, reading its next command, is ignored by PostgreSQL.)
-      let cancelling: Promise<unknown> | null = null;
-      const onAbort = () => {
-        if (pid !== null && fetching)
-          cancelling = sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
-      };
-      options.signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        const chunks = chunked
-          ? exportChunks(
-              spec,
-              (await periodStartsQuery(spec).execute(trx)).rows.map((r) => new Date(r.s)),
-            )
-          : [spec];
-        const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
-        let started = false;
-        for (const chunk of chunks) {
+  // Every chunk reads the same snapshot, as one statement would.
+  const isolation = chunked ? 'repeatable read' : 'read committed';
+  await inReportTransaction(db, spec, isolation, async (trx) => {
+    const pid = cancellable
+      ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
+      : null;
+    let fetching = false;
+    // The cancel travels on another connection and lands on whatever this backend runs then. It
+    // must have been sent before this transaction ends and its connection goes back to the pool:
+    // late, it would cancel the next request's statement there. (A cancel that finds the backend
+    // idle, reading its next command, is ignored by PostgreSQL.)
+    let cancelling: Promise<unknown> | null = null;
+    const onAbort = () => {
+      if (pid !== null && fetching)
+        cancelling = sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
+    };
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const chunks = chunked
+        ? exportChunks(
+            spec,
+            (await periodStartsQuery(spec).execute(trx)).rows.map((r) => new Date(r.s)),
+          )
+        : [spec];
+      const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
+      let started = false;
+      for (const chunk of chunks) {
+        options.signal.throwIfAborted();
+        const query = reportQuery(chunk).compile(trx);
+        await trx.executeQuery(
+          CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
+        );
+        for (;;) {
           options.signal.throwIfAborted();
-          const query = reportQuery(chunk).compile(trx);
-          await trx.executeQuery(
-            CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
-          );
-          for (;;) {
-            options.signal.throwIfAborted();
-            fetching = true;
-            const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
-              fetching = false;
-            });
-            options.signal.throwIfAborted();
-            if (!started) {
-              started = true;
-              options.onStarted?.();
-            }
-            if (rows.length > 0) await options.onRows(rows);
-            if (rows.length < options.batch) break;
+          fetching = true;
+          const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
+            fetching = false;
+          });
+          options.signal.throwIfAborted();
+          if (!started) {
+            started = true;
+            options.onStarted?.();
           }
-          await trx.executeQuery(CompiledQuery.raw('close report_rows'));
+          if (rows.length > 0) await options.onRows(rows);
+          if (rows.length < options.batch) break;
         }
-      } finally {
-        options.signal.removeEventListener('abort', onAbort);
-        await cancelling;
+        await trx.executeQuery(CompiledQuery.raw('close report_rows'));
       }
-    },
-    chunked ? 'repeatable read' : undefined,
-  );
+    } finally {
+      options.signal.removeEventListener('abort', onAbort);
+      await cancelling;
+    }
+  });
 }
 
 /**
