@@ -119,6 +119,11 @@ function eventTags(spec: ReportSpec): RawBuilder<unknown> {
 }
 const tagColumn = (spec: ReportSpec) => (byTag(spec) ? sql`tg.tag,` : sql``);
 
+// The events a report (or a chunk of one: query.ts, chunkable) counts from: every figure is
+// counted at or before its event's time, in the 15-minute bucket of it.
+const eventsFrom = (spec: ReportSpec) => spec.chunk?.from ?? spec.from;
+const eventsTo = (spec: ReportSpec) => spec.chunk?.to ?? spec.to;
+
 /** Facts computed from the events themselves, shaped like a 15-minute counter table. */
 function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
   const current = spec.attribution === 'current';
@@ -131,8 +136,8 @@ function eventFacts(spec: ReportSpec): RawBuilder<unknown> {
     ${eventTags(spec)}
     -- a rating after the range may still take back a not_rated inside it, and a breach
     -- recorded after it counts at its due, which may lie inside it (migrations/0022)
-    where e.occurred_at >= ${at(spec.from)}
-      and (e.occurred_at < ${at(spec.to)} or e.type in ('rated', 'sla.breached'))
+    where e.occurred_at >= ${at(eventsFrom(spec))}
+      and (e.occurred_at < ${at(eventsTo(spec))} or e.type in ('rated', 'sla.breached'))
       and report_event_counts(e.type, e.data)
   )`;
 }
@@ -147,7 +152,7 @@ function eventHistogram(spec: ReportSpec): RawBuilder<unknown> {
     ${current ? sql`join tickets t on t.id = e.ticket_id` : sql``}
     cross join lateral report_event_samples(e.type, e.actor_agent_id, e.department_id, e.agent_id, e.channel, e.data, e.occurred_at) s
     ${eventTags(spec)}
-    where e.occurred_at >= ${at(spec.from)} and e.occurred_at < ${at(spec.to)} and ${withSamples}
+    where e.occurred_at >= ${at(eventsFrom(spec))} and e.occurred_at < ${at(eventsTo(spec))} and ${withSamples}
   )`;
 }
 

@@ -9,7 +9,13 @@ import { format } from 'fast-csv';
 import type { FastifyReply } from 'fastify';
 import type { Db } from '../../db/database.ts';
 import { unavailable } from '../../errors.ts';
-import { csvFileName, type ResolvedReport, reportFields, streamReport } from './service.ts';
+import {
+  csvFileName,
+  type PercentileKeeper,
+  type ResolvedReport,
+  reportFields,
+  streamReport,
+} from './service.ts';
 
 export const CSV_CONTENT_TYPE = 'text/csv; charset=utf-8';
 
@@ -81,6 +87,8 @@ export interface ExportLimits {
   open: ExportSlots;
   /** A client that takes no data for this long is cut. */
   stallTimeoutMs: number;
+  /** Keeps the percentiles of the reports exported (cache.ts). */
+  keeper?: PercentileKeeper;
 }
 
 // Seconds a refused export is told to wait: a report's query usually takes a few.
@@ -92,11 +100,15 @@ const EXPORT_BUSY_RETRY_SECONDS = 5;
  * file at the client's pace, following the writes: no database connection ever waits for a
  * client, so slow or stalled readers cannot starve the API (on PGlite, whose one connection
  * serves every request, a reader holding it would stop everything), and the first bytes still
- * leave as soon as the first rows are in. A client that hangs up stops the query. A client that
- * takes no data for `stallTimeoutMs` while some waits for it is cut with a connection reset.
- * The query runs before any byte is sent, so a report that cannot be computed still answers
- * problem+json; a failure mid-stream cuts the response short (curl -f then reports a transfer
- * error instead of saving a truncated file as complete).
+ * leave as soon as the first rows are in: a report whose rows go period by period is computed a
+ * few periods at a time (streamReportRows), so they come after its first chunk's work rather
+ * than the whole report's. A client that hangs up stops the query. A client that takes no data
+ * for `stallTimeoutMs` while some waits for it is cut with a connection reset.
+ * The (first) statement answers before any byte is sent, so a report that cannot be computed
+ * still answers problem+json: sending the status and header row earlier would gain a fraction
+ * of a second for chunked reports and lose that. A failure mid-stream, in a later chunk too,
+ * cuts the response short (curl -f then reports a transfer error instead of saving a truncated
+ * file as complete).
  */
 export async function sendCsvReport(
   reply: FastifyReply,
@@ -132,7 +144,15 @@ export async function sendCsvReport(
   }
   const abort = new AbortController();
   const started = Promise.withResolvers<void>();
-  const spooled = spoolReport(spool, db, resolved, unitRow, abort.signal, () => started.resolve())
+  const spooled = spoolReport(
+    spool,
+    db,
+    resolved,
+    unitRow,
+    abort.signal,
+    () => started.resolve(),
+    limits.keeper,
+  )
     .then(
       () => {
         started.resolve(); // an empty report: the header alone
@@ -173,7 +193,7 @@ export async function sendCsvReport(
     .send(body);
 }
 
-/** Writes a report's CSV into the spool; `onStarted` once the query has produced rows. */
+/** Writes a report's CSV into the spool; `onStarted` once its first statement has answered. */
 async function spoolReport(
   spool: Spool,
   db: Db,
@@ -181,6 +201,7 @@ async function spoolReport(
   unitRow: boolean,
   signal: AbortSignal,
   onStarted: () => void,
+  keeper: PercentileKeeper | undefined,
 ) {
   const fields = reportFields(resolved.spec);
   const cell = fields.map((f) =>
@@ -198,8 +219,9 @@ async function spoolReport(
     if (unitRow) csv.write(fields.map((f) => formulaSafe(f.unit ?? '')));
     await streamReport(db, resolved, {
       signal,
+      onStarted,
+      keeper,
       onRows: async (rows) => {
-        onStarted();
         for (const row of rows) {
           if (!csv.write(row.map((value, i) => cell[i]!(value)))) await once(csv, 'drain', { signal });
         }

@@ -14,20 +14,30 @@ const STEP: Record<Exclude<Interval, 'none' | 'hour'>, string> = {
   year: '1 year',
 };
 
-/** The periods of the report: local hours, days, weeks, months or years, or the whole range. */
+/**
+ * The periods of the report: local hours, days, weeks, months or years, or the whole range.
+ * For a chunk (spec.chunk), the periods around it, from its start: the same periods as the
+ * whole range has there, to be cut to the chunk (query.ts, `clipped`). A chunk's start is a
+ * period's start (or the range's), which the series below starts on again: days, weeks, months
+ * and years are truncated from it in local time, and a local hour starts on its own quarter.
+ */
 export function periods(spec: ReportSpec): RawBuilder<unknown> {
-  const { from, to, timezone: tz } = spec;
+  const { to: rangeTo, timezone: tz, chunk } = spec;
+  const from = chunk?.from ?? spec.from;
   if (!byTime(spec) || spec.interval === 'none') {
-    return sql`select ${at(from)} as period_start, ${at(to)} as period_end`;
+    return sql`select ${at(spec.from)} as period_start, ${at(rangeTo)} as period_end`;
   }
   if (spec.interval === 'hour') {
     // A local hour starts where the local clock shows :00; offsets are whole quarter hours, so
     // stepping through the range by 15 minutes meets every hour start exactly once, DST included.
+    // An hour start comes from a quarter at most 45 minutes after it, so a chunk steps up to
+    // two hours past its end: its last hour then ends where the whole range's does.
+    const to = chunk ? sql`least(${at(rangeTo)}, ${at(chunk.to)} + interval '2 hours')` : at(rangeTo);
     return sql`
       select h as period_start, coalesce(lead(h) over (order by h), h + interval '1 hour') as period_end
       from (
         select distinct g - make_interval(mins => extract(minute from g at time zone ${tz})::int) as h
-        from generate_series(${at(from)}, ${at(to)} - interval '15 minutes', interval '15 minutes') g
+        from generate_series(${at(from)}, ${to} - interval '15 minutes', interval '15 minutes') g
       ) hours`;
   }
   const step = STEP[spec.interval];
@@ -38,7 +48,7 @@ export function periods(spec: ReportSpec): RawBuilder<unknown> {
     select l at time zone ${tz} as period_start, (l + ${step}::interval) at time zone ${tz} as period_end
     from generate_series(
       date_trunc(${spec.interval}, (${at(from)} at time zone ${tz}) - ${shift}::interval) + ${shift}::interval,
-      ${at(to)} at time zone ${tz},
+      ${at(chunk?.to ?? rangeTo)} at time zone ${tz},
       ${step}::interval
     ) l`;
 }

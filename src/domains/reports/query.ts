@@ -145,15 +145,50 @@ function afterKey(keys: SortKey[], values: SortValue[]): RawBuilder<unknown> {
   return ors.length > 0 ? sql`(${sql.join(ors, sql` or `)})` : sql`false`;
 }
 
-/** The report's periods, and each clipped to the range: [s, e). */
+/** The periods cut to the range (s, e), and to the chunk's periods when there is one. */
+function clipped(spec: ReportSpec): RawBuilder<unknown> {
+  const s = sql`greatest(period_start, ${at(spec.from)})`;
+  const inChunk = spec.chunk
+    ? sql`and ${s} >= ${at(spec.chunk.from)} and ${s} < ${at(spec.chunk.to)}`
+    : sql``;
+  return sql`clipped as (
+    select period_start, period_end, ${s} as s, least(period_end, ${at(spec.to)}) as e
+    from periods where ${s} < least(period_end, ${at(spec.to)}) ${inChunk})`;
+}
+
+/** The starts of the report's periods cut to its range (what a chunk starts on), in order. */
+export function periodStartsQuery(spec: ReportSpec): RawBuilder<{ s: Date | string }> {
+  return sql<{
+    s: Date | string;
+  }>`with periods as (${periods(spec)}), ${clipped(spec)} select s from clipped order by s`;
+}
+
+/**
+ * Whether a report can be computed a few whole periods at a time, each chunk one statement over
+ * its periods, the chunks' rows in chunk order being exactly the whole statement's rows:
+ * - its rows begin with the period (no sort, or by time ascending: sortKeys puts
+ *   g.period_start first, as time is the first of groupBy whenever it is grouped);
+ * - each period's groups depend on that period alone: with two dimensions or more (only the
+ *   combinations with figures, period by period) or none. With one, every entity seen anywhere
+ *   in the range gets a row in every period (`entities`), which a chunk cannot know.
+ * Every other part is per period: the pieces and what is read over them. From the events, a
+ * chunk reads the events from its own start: every figure is counted at or before its event's
+ * time (a breach at its due, a rating's not_rated −1 at its earlier resolve), and the ratings and
+ * breaches recorded after the chunk are read as they are after the range.
+ */
+export function chunkable(spec: ReportSpec): boolean {
+  const first = spec.sort[0];
+  return (
+    byTime(spec) &&
+    spec.interval !== 'none' &&
+    (first === undefined || (first.key === 'time' && first.direction === 'asc')) &&
+    entityDims(spec).length !== 1
+  );
+}
+
+/** The report's periods, and each clipped to the range (and chunk): [s, e). */
 export function periodCtes(spec: ReportSpec): RawBuilder<unknown>[] {
-  return [
-    sql`periods as (${periods(spec)})`,
-    sql`clipped as (
-      select period_start, period_end, greatest(period_start, ${at(spec.from)}) as s,
-        least(period_end, ${at(spec.to)}) as e
-      from periods where greatest(period_start, ${at(spec.from)}) < least(period_end, ${at(spec.to)}))`,
-  ];
+  return [sql`periods as (${periods(spec)})`, clipped(spec)];
 }
 
 /** The signed pieces of the clipped periods (periods.ts), numbered. */

@@ -3,7 +3,7 @@ import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
 import { cacheScope, KEPT_FOR, settled } from './cache.ts';
 import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
-import { periodCtes, piecesCte, reportQuery } from './query.ts';
+import { chunkable, periodCtes, periodStartsQuery, piecesCte, reportQuery } from './query.ts';
 import { byTime, neededSamples, type ReportSpec, type SortValue } from './spec.ts';
 
 // The reports domain's queries, by concern: spec.ts (the report spec and the SQL every part
@@ -114,6 +114,7 @@ export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): Rep
 async function inReportTransaction<T>(
   db: Executor,
   spec: ReportSpec,
+  isolation: 'read committed' | 'repeatable read',
   fn: (trx: Transaction<Database>) => Promise<T>,
   options: { readOnly: boolean } = { readOnly: true },
 ): Promise<T> {
@@ -127,13 +128,16 @@ async function inReportTransaction<T>(
   // the benchmark's data, the last 30 days by agent from the events took 15.6 s with it
   // (149,620 misses, no hit) and 1.3-1.8 s without. Statements on the counters keep it.
   const memoize = spec.source === 'events' ? 'off' : 'on';
-  return db.transaction().execute(async (trx) => {
-    if (options.readOnly) await sql`set transaction read only`.execute(trx);
-    await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
+  return db
+    .transaction()
+    .setIsolationLevel(isolation)
+    .execute(async (trx) => {
+      if (options.readOnly) await sql`set transaction read only`.execute(trx);
+      await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
       set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true),
       set_config('enable_memoize', ${memoize}, true)`.execute(trx);
-    return fn(trx);
-  });
+      return fn(trx);
+    });
 }
 
 /** Periods whose percentiles one call keeps at most (a year by hour has 8,760). */
@@ -153,6 +157,7 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
   return inReportTransaction(
     db,
     spec,
+    'read committed',
     async (trx) => {
       await sql`select pg_advisory_xact_lock(hashtext('deskroute.report_compaction'))`.execute(trx);
       const result = await sql`
@@ -191,7 +196,7 @@ export async function findReportRows(
   spec: ReportSpec,
   page: { after?: SortValue[] | undefined; limit: number },
 ): Promise<ReportRow[]> {
-  const result = await inReportTransaction(db, spec, (trx) =>
+  const result = await inReportTransaction(db, spec, 'read committed', (trx) =>
     reportQuery(spec, { after: page.after, limit: page.limit + 1 }).execute(trx),
   );
   return result.rows.map((r) => toReportRow(spec, r));
@@ -202,24 +207,71 @@ export async function findReportTotals(
   spec: ReportSpec,
 ): Promise<Record<string, number | null>> {
   const totals: ReportSpec = { ...spec, groupBy: [], sort: [] };
-  const result = await inReportTransaction(db, totals, (trx) => reportQuery(totals).execute(trx));
+  const result = await inReportTransaction(db, totals, 'read committed', (trx) =>
+    reportQuery(totals).execute(trx),
+  );
   return toReportRow(totals, result.rows[0] ?? {}).values;
 }
 
+// A chunked export's first chunk is this many periods, each next one twice the last, up to
+// the larger of CHUNK_PERIODS_MAX and a sixteenth of the periods: the first rows come after a
+// few periods' work, and a long report by hour is not hundreds of statements.
+const FIRST_CHUNK_PERIODS = 2;
+const CHUNK_PERIODS_MAX = 64;
+const CHUNKS_AT_MOST_PER_CAP = 16;
+const QUARTER_HOUR_MS = 15 * 60 * 1000;
+
 /**
- * Streams every row of a report through a server-side cursor, `batch` rows at a time, inside
- * a read-only transaction: memory stays flat however long the report is. `onRows` resolves
- * when the consumer wants more (backpressure). `signal` stops between fetches and, where the
- * database has more than one connection, also cancels a fetch that is running.
+ * A chunkable report (query.ts, chunkable) as the specs of its chunks, in order, given the
+ * starts of its periods (cut to the range); the report itself when it is one chunk anyway. A
+ * chunk starts only on a quarter hour: the events are bucketed by quarter hours, and a chunk
+ * read from the events reads those of its own span (a zone's local midnight is off the quarters
+ * only with local mean time, before time zones).
+ */
+export function exportChunks(spec: ReportSpec, starts: Date[]): ReportSpec[] {
+  const cap = Math.max(CHUNK_PERIODS_MAX, Math.ceil(starts.length / CHUNKS_AT_MOST_PER_CAP));
+  const bounds: Date[] = [spec.from];
+  let size = FIRST_CHUNK_PERIODS;
+  let next = size;
+  for (let i = 1; i < starts.length; i++) {
+    const start = starts[i]!;
+    if (i < next || start.getTime() % QUARTER_HOUR_MS !== 0) continue;
+    bounds.push(start);
+    size = Math.min(size * 2, cap);
+    next = i + size;
+  }
+  if (bounds.length === 1) return [spec];
+  bounds.push(spec.to);
+  return bounds.slice(1).map((to, i) => ({ ...spec, chunk: { from: bounds[i]!, to } }));
+}
+
+/**
+ * Streams every row of a report through server-side cursors, `batch` rows at a time, inside
+ * a read-only transaction: memory stays flat however long the report is. A report whose rows
+ * go period by period (chunkable) is computed in chunks of whole periods (exportChunks), one
+ * statement each, in a repeatable-read transaction so that every chunk reads the same snapshot:
+ * its first rows come after the first chunk's work rather than the whole report's. `onStarted`
+ * once the first statement has answered (with rows or none): past it, the report can be
+ * computed. `onRows` resolves when the consumer wants more (backpressure). `signal` stops
+ * between fetches and, where the database has more than one connection, also cancels a fetch
+ * that is running.
  */
 export async function streamReportRows(
   db: Executor,
   spec: ReportSpec,
-  options: { batch: number; signal: AbortSignal; onRows: (rows: Record<string, unknown>[]) => Promise<void> },
+  options: {
+    batch: number;
+    signal: AbortSignal;
+    onStarted?: () => void;
+    onRows: (rows: Record<string, unknown>[]) => Promise<void>;
+  },
 ): Promise<void> {
   // PGlite has one connection, busy with this very transaction: nothing to cancel from.
   const cancellable = db.getExecutor().adapter.supportsMultipleConnections;
-  await inReportTransaction(db, spec, async (trx) => {
+  const chunked = chunkable(spec);
+  // Every chunk reads the same snapshot, as one statement would.
+  const isolation = chunked ? 'repeatable read' : 'read committed';
+  await inReportTransaction(db, spec, isolation, async (trx) => {
     const pid = cancellable
       ? Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid)
       : null;
@@ -235,20 +287,35 @@ export async function streamReportRows(
     };
     options.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const query = reportQuery(spec).compile(trx);
-      await trx.executeQuery(
-        CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
-      );
+      const chunks = chunked
+        ? exportChunks(
+            spec,
+            (await periodStartsQuery(spec).execute(trx)).rows.map((r) => new Date(r.s)),
+          )
+        : [spec];
       const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
-      for (;;) {
+      let started = false;
+      for (const chunk of chunks) {
         options.signal.throwIfAborted();
-        fetching = true;
-        const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
-          fetching = false;
-        });
-        options.signal.throwIfAborted();
-        if (rows.length > 0) await options.onRows(rows);
-        if (rows.length < options.batch) break;
+        const query = reportQuery(chunk).compile(trx);
+        await trx.executeQuery(
+          CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
+        );
+        for (;;) {
+          options.signal.throwIfAborted();
+          fetching = true;
+          const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
+            fetching = false;
+          });
+          options.signal.throwIfAborted();
+          if (!started) {
+            started = true;
+            options.onStarted?.();
+          }
+          if (rows.length > 0) await options.onRows(rows);
+          if (rows.length < options.batch) break;
+        }
+        await trx.executeQuery(CompiledQuery.raw('close report_rows'));
       }
     } finally {
       options.signal.removeEventListener('abort', onAbort);

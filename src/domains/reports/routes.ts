@@ -55,6 +55,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const keeper = new PercentileKeeper(db, app.log);
   app.addHook('onClose', () => keeper.settled());
   const exportLimits = {
+    keeper,
     slots: new ExportSlots(config.exports.maxConcurrent),
     open: new ExportSlots(config.exports.maxOpen),
     stallTimeoutMs: config.exports.stallTimeoutMs,

@@ -577,22 +577,30 @@ export function csvFileName(resolved: ResolvedReport): string {
   return `deskroute-${resolved.kind}-${resolved.localFrom}--${resolved.localTo}${by}.csv`;
 }
 
-/** Every row of a report, in order, batch by batch (see streamReportRows). */
+/**
+ * Every row of a report, in order, batch by batch, chunk by chunk where the report allows
+ * (see streamReportRows); `onStarted` once its first statement has answered.
+ */
 export async function streamReport(
   db: Db,
   resolved: ResolvedReport,
   options: {
     signal: AbortSignal;
+    onStarted: () => void;
     onRows: (rows: (string | number)[][]) => Promise<void>;
+    /** Keeps the report's percentiles once it is read out (cache.ts). */
+    keeper?: PercentileKeeper | undefined;
   },
 ) {
   const cells = cellReader(reportFields(resolved.spec).map((f) => f.key));
   await countedUpToNow(db, resolved.spec);
-  return streamReportRows(db, resolved.spec, {
+  await streamReportRows(db, resolved.spec, {
     batch: 500,
     signal: options.signal,
+    onStarted: options.onStarted,
     onRows: (rows) => options.onRows(rows.map(cells)),
   });
+  options.keeper?.keep(resolved.spec);
 }
 
 export interface LeaderboardQuery {

@@ -31,6 +31,11 @@ export interface ReportSpec {
   /** The goal the goal_* columns measure; none without `goal=`. */
   goal?: Goal | null | undefined;
   sort: { key: string; direction: 'asc' | 'desc' }[];
+  /**
+   * Only the periods whose start (clipped to the range) lies in [from, to): one chunk of an
+   * export computed a few periods at a time (exportChunks). The range stays the report's.
+   */
+  chunk?: { from: Date; to: Date } | undefined;
 }
 
 export type SortValue = string | number | boolean | null;

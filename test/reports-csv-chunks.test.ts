@@ -1,0 +1,296 @@
+import t from 'tap';
+import type { Db } from '../src/db/database.ts';
+import { METRICS } from '../src/domains/reports/metrics.ts';
+import { chunkable, periodStartsQuery } from '../src/domains/reports/query.ts';
+import {
+  countPendingEvents,
+  exportChunks,
+  type ReportSpec,
+  reportQuery,
+  streamReportRows,
+} from '../src/domains/reports/repository.ts';
+import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
+
+// A CSV export whose rows go period by period is computed a few periods at a time (one
+// statement per chunk): its rows must be exactly those of the whole report as one statement.
+
+type Row = Record<string, unknown>;
+
+/** A small RFC 4180 reader (quoted fields, doubled quotes). */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n') {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += c;
+  }
+  if (field !== '' || row.length > 0) rows.push([...row, field]);
+  return rows;
+}
+
+t.test('chunked CSV exports', async (t) => {
+  const ctx = await buildTestApp(t);
+  const db: Db = ctx.db;
+  const sales = await makeDepartment(db, 'Sales');
+  const support = await makeDepartment(db, 'Support');
+  const ann = await makeAgent(db, { name: 'Ann', departments: [[sales, 'solver']] });
+  const bob = await makeAgent(db, { name: 'Bob', departments: [[support, 'solver']] });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+
+  // A year of tickets in Prague, every 4 days, near local midnight on both sides of it and of
+  // the DST changes (29 March, 25 October 2026), answered, resolved, some transferred, some
+  // rated or breached weeks later: figures counted in an earlier period than their event's.
+  const contact = await db
+    .insertInto('contacts')
+    .values({ name: 'Customer' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const start = Date.parse('2025-12-28T22:50:00Z');
+  for (let i = 0; i < 95; i++) {
+    const at = (minutes: number) => new Date(start + i * 4 * 86_400_000 + minutes * 60_000);
+    const [department, agent] = i % 3 === 0 ? [support, bob] : [sales, ann];
+    const channel = (['email', 'chat', 'call'] as const)[i % 3]!;
+    const ticket = await db
+      .insertInto('tickets')
+      .values({
+        subject: `Ticket ${i}`,
+        channel,
+        status: 'resolved',
+        priority: 'normal',
+        department_id: department,
+        assignee_id: agent.id,
+        contact_id: contact.id,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const event = (type: string, when: Date, data: Row, actor: string | null = null) => ({
+      ticket_id: ticket.id,
+      type,
+      actor_type: actor ? ('agent' as const) : ('contact' as const),
+      actor_agent_id: actor,
+      actor_contact_id: null,
+      department_id: department,
+      agent_id: agent.id,
+      channel,
+      data: JSON.stringify(data),
+      occurred_at: when,
+    });
+    const resolvedAt = at(60 + (i % 7) * 45);
+    const list = [
+      event('created', at(0), {}),
+      event('message_added', at(0), { kind: 'customer' }),
+      event(
+        'message_added',
+        at(20 + i * 7),
+        { kind: 'agent', first_answer: true, wait_seconds: 1200 + i * 420 },
+        agent.id,
+      ),
+      event(
+        'status_changed',
+        resolvedAt,
+        { from: 'answered', to: 'resolved', first_resolution: true, resolution_seconds: 3600 + i * 60 },
+        agent.id,
+      ),
+    ];
+    if (i % 5 === 0) {
+      list.push(
+        event('transferred', at(30), { from_department_id: sales, to_department_id: support }, ann.id),
+      );
+    }
+    if (i % 4 === 1) {
+      list.push(
+        event('rated', at(60 * 24 * (20 + i)), {
+          value: i % 8 === 1 ? 'negative' : 'positive',
+          rated_agent_id: agent.id,
+        }),
+      );
+    }
+    if (i % 6 === 2) {
+      list.push(event('sla.breached', at(60 * 24 * 30), { kind: 'resolution', at: at(90).toISOString() }));
+    }
+    await db.insertInto('ticket_events').values(list).execute();
+  }
+  await countPendingEvents(db);
+
+  const base: ReportSpec = {
+    from: new Date('2025-12-31T23:00:00Z'), // 2026-01-01 in Prague
+    to: new Date('2026-12-31T23:00:00Z'),
+    timezone: 'Europe/Prague',
+    interval: 'day',
+    weekShift: 0,
+    groupBy: ['time', 'department', 'agent', 'channel'],
+    departments: null,
+    agents: null,
+    channels: null,
+    attribution: 'event',
+    source: 'counters',
+    metrics: METRICS,
+    sort: [],
+  };
+
+  /** The rows streamed for an export, raw, as the CSV reads them. */
+  const streamed = async (spec: ReportSpec) => {
+    const rows: Row[] = [];
+    await streamReportRows(db, spec, {
+      batch: 7,
+      signal: new AbortController().signal,
+      onRows: async (batch) => {
+        rows.push(...batch);
+      },
+    });
+    return rows;
+  };
+  const chunksOf = async (spec: ReportSpec) =>
+    exportChunks(
+      spec,
+      (await periodStartsQuery(spec).execute(db)).rows.map((r) => new Date(r.s)),
+    );
+
+  await t.test('the chunks are whole periods, small first, then growing', async (t) => {
+    const chunks = await chunksOf(base);
+    t.same(
+      chunks.slice(0, 4).map((c) => c.chunk?.from.toISOString()),
+      [
+        '2025-12-31T23:00:00.000Z',
+        '2026-01-02T23:00:00.000Z', // after 2 days
+        '2026-01-06T23:00:00.000Z', // after 4 more
+        '2026-01-14T23:00:00.000Z', // after 8 more
+      ],
+    );
+    t.equal(chunks.at(-1)?.chunk?.to.toISOString(), base.to.toISOString(), 'the last ends with the range');
+    const summer = chunks.find((c) => c.chunk!.from > new Date('2026-04-01'))!;
+    t.match(summer.chunk!.from.toISOString(), /T22:00:00\.000Z$/, 'a summer chunk starts at local midnight');
+  });
+
+  const cases: [string, ReportSpec][] = [
+    ['by day, department, agent and channel (the benchmark)', base],
+    ['by day, time alone', { ...base, groupBy: ['time'] }],
+    [
+      'by week starting on Sunday',
+      { ...base, interval: 'week', weekShift: 6, groupBy: ['time', 'agent', 'channel'] },
+    ],
+    [
+      'by hour across the October DST change (25 hours on the 25th)',
+      {
+        ...base,
+        interval: 'hour',
+        from: new Date('2026-10-23T22:00:00Z'),
+        to: new Date('2026-10-27T23:00:00Z'),
+        groupBy: ['time', 'department', 'channel'],
+      },
+    ],
+    [
+      'by hour across the March DST change, from a quarter past',
+      {
+        ...base,
+        interval: 'hour',
+        from: new Date('2026-03-27T23:15:00Z'),
+        to: new Date('2026-03-31T21:45:00Z'),
+        groupBy: ['time', 'department', 'agent'],
+      },
+    ],
+    ['by month, sorted by time', { ...base, interval: 'month', sort: [{ key: 'time', direction: 'asc' }] }],
+    ['from the events (attribution=current)', { ...base, attribution: 'current', source: 'events' }],
+    [
+      'from the events by week, a range starting mid-week',
+      { ...base, source: 'events', interval: 'week', from: new Date('2026-01-07T23:00:00Z') },
+    ],
+  ];
+  for (const [name, spec] of cases) {
+    await t.test(name, async (t) => {
+      t.ok(chunkable(spec), 'chunkable');
+      t.ok((await chunksOf(spec)).length > 1, 'several chunks');
+      const whole = (await reportQuery(spec).execute(db)).rows;
+      t.ok(whole.length > 0, 'some rows');
+      t.same(await streamed(spec), whole, 'the chunks give the whole statement’s rows, in its order');
+    });
+  }
+
+  await t.test('a chunked export stops at once when its client goes away', async (t) => {
+    const gone = new AbortController();
+    let batches = 0;
+    await t.rejects(
+      streamReportRows(db, base, {
+        batch: 7,
+        signal: gone.signal,
+        onRows: async () => {
+          batches++;
+          gone.abort(new Error('the client went away'));
+        },
+      }),
+      /the client went away/,
+    );
+    t.equal(batches, 1, 'no more rows, no later chunk');
+    t.ok((await streamed(base)).length > 0, 'the next export runs');
+  });
+
+  await t.test('reports that cannot go period by period are one statement', async (t) => {
+    for (const [name, spec] of [
+      ['no interval', { ...base, interval: 'none', groupBy: ['department', 'agent'] }],
+      ['sorted by a figure', { ...base, sort: [{ key: 'created_tickets', direction: 'desc' }] }],
+      ['sorted by time, latest first', { ...base, sort: [{ key: 'time', direction: 'desc' }] }],
+      // Every department in every period, those seen anywhere in the range included.
+      ['one dimension besides time', { ...base, groupBy: ['time', 'department'] }],
+    ] as [string, ReportSpec][]) {
+      t.notOk(chunkable(spec), name);
+      t.same(await streamed(spec), (await reportQuery(spec).execute(db)).rows, `${name}: the same rows`);
+    }
+  });
+
+  await t.test('the CSV of a chunked export is the JSON report, row for row', async (t) => {
+    for (const query of [
+      'from=2026-01-01&to=2027-01-01&interval=day&group_by=department,agent,channel&timezone=Europe/Prague',
+      'from=2026-03-01&to=2026-11-01&interval=week&week_start=sunday&group_by=agent,channel&columns=created_tickets,answers,median_first_answer_time&attribution=current&timezone=Europe/Prague',
+      'from=2026-01-01&to=2027-01-01&interval=day&group_by=department&timezone=Europe/Prague',
+    ]) {
+      const data: Row[] = [];
+      let json: Row = {};
+      let cursor: string | null = null;
+      do {
+        const page = await ctx.request({
+          method: 'GET',
+          url: `/v1/reports/departments?${query}&limit=1000${cursor ? `&cursor=${cursor}` : ''}`,
+          token: admin.token,
+        });
+        t.equal(page.statusCode, 200, `${query}: a page of JSON`);
+        json = page.json();
+        data.push(...(json.data as Row[]));
+        cursor = json.next_cursor as string | null;
+      } while (cursor);
+      const csv = await ctx.request({
+        method: 'GET',
+        url: `/v1/reports/departments.csv?${query}`,
+        token: admin.token,
+      });
+      t.equal(csv.statusCode, 200, `${query}: CSV`);
+      const lines = parseCsv(csv.body);
+      const fields = [
+        ...(json.dimensions as Row[]).map((d) => d.key as string),
+        ...(json.columns as Row[]).map((c) => c.key as string),
+      ];
+      t.equal(lines.length - 1, data.length, `${query}: one line per row`);
+      t.same(
+        lines.slice(1),
+        data.map((r) => fields.map((f) => (r[f] === null ? '' : String(r[f])))),
+        query,
+      );
+    }
+  });
+});
