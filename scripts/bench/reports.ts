@@ -640,6 +640,8 @@ async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) 
     },
   ];
   const headers = { authorization: `Bearer ${fixture.token}` };
+  // Every shape's first read finds nothing kept, even on a database an earlier run left.
+  await client.query('delete from report_percentile_cache');
   out();
   out(`JSON over HTTP: ${RUNS} timed runs each after ${WARM_UP} warm-up runs, one at a time (${machine()})`);
   const summary: string[] = [];
@@ -653,7 +655,10 @@ async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) 
       if (res.statusCode !== 200) throw new Error(`${shape.url}: ${res.statusCode} ${res.body}`);
       rows = res.json().data.length;
     };
-    for (let i = 0; i < WARM_UP; i++) await run();
+    // The first read computes every percentile; the server keeps those of the ended periods
+    // after answering (src/domains/reports/cache.ts), so the warm-up reads that follow find them.
+    const cold = await timeIt(run);
+    for (let i = 1; i < WARM_UP; i++) await run();
     const times: number[] = [];
     for (let i = 0; i < RUNS; i++) times.push(await timeIt(run));
     times.sort((a, b) => a - b);
@@ -673,7 +678,8 @@ async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) 
     rawTimes.sort((a, b) => a - b);
     const counters = percentile(countersTimes, 0.5);
     out(
-      `${shape.name}: ${rows} rows  p50=${ms(p50)} p99=${ms(p99)} ${p99 < 100 ? 'OK' : 'MISSED (target p99 < 100 ms)'}`,
+      `${shape.name}: ${rows} rows  p50=${ms(p50)} p99=${ms(p99)} ${p99 < 100 ? 'OK' : 'MISSED (target p99 < 100 ms)'}` +
+        ` (first read, no percentiles kept: ${ms(cold)})`,
     );
     // --raw-runs 0 skips the raw events (half a minute per run on the year).
     if (rawTimes.length > 0) {
