@@ -14,7 +14,8 @@ import { type Kysely, sql } from 'kysely';
 // appends fresh rows (report_count_pending), so a report reads an entry only while no fresh
 // histogram row lies in [lo, hi); the compactor, folding fresh rows, deletes the entries their
 // buckets overlap in the same transaction. Entries are computed and written in one statement
-// under the compaction lock, so no fold runs between the two. The rebuild empties the table.
+// under an advisory lock the compactor waits for before folding, so no fold runs between the
+// two. The rebuild takes it too and empties the table.
 
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`

@@ -13,7 +13,8 @@ import { byTag, DIMENSION_COLUMN, entityDims, type ReportSpec } from './spec.ts'
 //   fresh histogram row lies in it (counting appends fresh rows; an entry with any under it is
 //   ignored until the compactor folds them and deletes it).
 // - Written: after a report, for its periods that ended and had no entry, computed and written
-//   in one statement under the compaction lock (repository.ts, keepPercentiles): no fold runs
+//   in one statement under the keeping lock (repository.ts, keepPercentiles), which the
+//   compactor waits for before it folds anything (counters.ts): no fold runs
 //   between the computing and the writing, so a fold never misses an entry it should delete.
 // - Deleted: by the compactor, for the entries its folded buckets overlap, and those a week old
 //   (counters.ts, compactReportTables); all of them by the rebuild.
@@ -21,6 +22,13 @@ import { byTag, DIMENSION_COLUMN, entityDims, type ReportSpec } from './spec.ts'
 /** The histograms whose fresh rows say that an entry's period got events since it was computed. */
 const freshHistograms = (spec: ReportSpec) =>
   sql.table(byTag(spec) ? 'report_tag_histograms_15m' : 'report_histograms_15m');
+
+/**
+ * Held (for the rest of the transaction) by whatever keeps percentiles, folds fresh rows or
+ * rebuilds the tables: the compactor waits for a keeper's statement instead of skipping its
+ * turn, and a keeper never computes across a fold.
+ */
+export const takeKeepingLock = sql`select pg_advisory_xact_lock(hashtext('deskroute.report_percentiles'))`;
 
 /** How long an entry is read: the compactor deletes older ones, so the table stays small. */
 export const KEPT_FOR = sql`interval '7 days'`;

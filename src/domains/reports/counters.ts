@@ -1,6 +1,6 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
-import { KEPT_FOR } from './cache.ts';
+import { KEPT_FOR, takeKeepingLock } from './cache.ts';
 import { CURRENT_STATUSES, FIGURES, SAMPLE_EVENT_TYPES } from './figures.ts';
 import {
   at,
@@ -260,6 +260,8 @@ function currentByTag(spec: ReportSpec): RawBuilder<unknown> {
  * fresh rows folded.
  */
 export async function compactReportTables(trx: Transaction<Database>): Promise<number> {
+  // A keeper's statement in flight is waited for (cache.ts): it must not compute across a fold.
+  await takeKeepingLock.execute(trx);
   await sql`delete from report_percentile_cache where created_at <= now() - ${KEPT_FOR}`.execute(trx);
   let folded = 0;
   for (const table of [...REPORT_TABLES, CURRENT_COUNTS]) {
@@ -342,7 +344,7 @@ export async function tryReportCompactionLock(trx: Transaction<Database>): Promi
  */
 export async function rebuildReportCounters(db: Executor): Promise<void> {
   // No percentiles are kept meanwhile (cache.ts keeps them under this lock): none survive.
-  await sql`select pg_advisory_xact_lock(hashtext('deskroute.report_compaction'))`.execute(db);
+  await takeKeepingLock.execute(db);
   await sql`delete from report_percentile_cache`.execute(db);
   await sql`lock table ticket_events in share mode`.execute(db);
   await sql`truncate report_pending_events, ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(

@@ -3,6 +3,7 @@ import { overPieces } from './counters.ts';
 import { SAMPLE_METRICS, type SampleMetric } from './figures.ts';
 import type { Goal } from './metrics.ts';
 import {
+  byTag,
   DIMENSION_COLUMN,
   entityDims,
   filters,
@@ -38,6 +39,10 @@ export function histogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
   const keyNames = ['period_start', ...entityDims(spec).map((d) => DIMENSION_COLUMN[d])];
   const keysOf = (alias: string) => sql.join(keyNames.map((k) => id(`${alias}.${k}`)));
   const partition = sql`partition by ${keysOf('r')}, r.metric`;
+  // By tag, each group's rows are its tag's in every department (and every piece): summed per
+  // bin first, the running count sorts a twentieth of them (a year by month by tag at a million
+  // tickets: 2.15 million month rows). By agent or channel a group holds few rows: no need.
+  const merged = byTag(spec);
   const quantile = ({ num, den }: (typeof QUANTILES)[number]) => {
     const k = sql`(1 + ${sql.lit(num)} * (w.total - 1) / ${sql.lit(den)})`;
     const frac = sql`((${sql.lit(num)} * (min(w.total) - 1)) % ${sql.lit(den)})::float8 / ${sql.lit(den)}`;
@@ -60,9 +65,10 @@ export function histogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
           sum(r.n) over (${partition} order by r.bin) as upto,
           sum(r.n) over (${partition}) as total
         from (
-          select ${keyColumns(spec, 'h')} h.metric, h.bin, h.n * h.sign as n
+          select ${keyColumns(spec, 'h')} h.metric, h.bin, ${merged ? sql`sum(h.n * h.sign)` : sql`h.n * h.sign`} as n
           from (${overPieces(spec, 'histograms')}) h
           where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
+          ${merged ? sql`group by ${sql.join(groupKeys(spec, 'h'))}, h.metric, h.bin` : sql``}
         ) r
       ) w
       where w.total > 0

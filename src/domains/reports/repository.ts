@@ -1,7 +1,7 @@
 import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { cacheScope, KEPT_FOR, settled } from './cache.ts';
+import { cacheScope, KEPT_FOR, settled, takeKeepingLock } from './cache.ts';
 import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
 import { chunkable, periodCtes, periodStartsQuery, piecesCte, reportQuery } from './query.ts';
 import { byTime, neededSamples, type ReportSpec, type SortValue } from './spec.ts';
@@ -146,7 +146,7 @@ const KEPT_PER_CALL = 400;
 /**
  * Keeps the percentiles of a report's periods that ended and have none kept (cache.ts): after
  * a report, so that the next read of the same periods finds them. Computes and writes them in
- * one statement under the compaction lock, so no fold of fresh rows runs in between (the fold
+ * one statement under the keeping lock, so no fold of fresh rows runs in between (the fold
  * deletes the entries it makes stale). Returns how many periods it kept.
  */
 export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<number> {
@@ -159,7 +159,7 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
     spec,
     'read committed',
     async (trx) => {
-      await sql`select pg_advisory_xact_lock(hashtext('deskroute.report_compaction'))`.execute(trx);
+      await takeKeepingLock.execute(trx);
       const result = await sql`
         with ${sql.join(periodCtes(spec))},
         missing as materialized (
