@@ -42,6 +42,7 @@ export function histogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
   // By tag, each group's rows are its tag's in every department (and every piece): summed per
   // bin first, the running count sorts a twentieth of them (a year by month by tag at a million
   // tickets: 2.15 million month rows). By agent or channel a group holds few rows: no need.
+  // The sum stays an int4, as n is: the ranks below are integer arithmetic on the running sums.
   const merged = byTag(spec);
   const quantile = ({ num, den }: (typeof QUANTILES)[number]) => {
     const k = sql`(1 + ${sql.lit(num)} * (w.total - 1) / ${sql.lit(den)})`;
@@ -65,7 +66,7 @@ export function histogramAgg(spec: ReportSpec, metrics: SampleMetric[]): RawBuil
           sum(r.n) over (${partition} order by r.bin) as upto,
           sum(r.n) over (${partition}) as total
         from (
-          select ${keyColumns(spec, 'h')} h.metric, h.bin, ${merged ? sql`sum(h.n * h.sign)` : sql`h.n * h.sign`} as n
+          select ${keyColumns(spec, 'h')} h.metric, h.bin, ${merged ? sql`sum(h.n * h.sign)::int4` : sql`h.n * h.sign`} as n
           from (${overPieces(spec, 'histograms')}) h
           where ${where} and h.metric in (${sql.join(codes.map((c) => sql`${c}::smallint`))})
           ${merged ? sql`group by ${sql.join(groupKeys(spec, 'h'))}, h.metric, h.bin` : sql``}
