@@ -10,40 +10,12 @@ import {
   streamReportRows,
 } from '../src/domains/reports/repository.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
+import { parseCsv } from './helpers/reports.ts';
 
 // A CSV export whose rows go period by period is computed a few periods at a time (one
 // statement per chunk): its rows must be exactly those of the whole report as one statement.
 
 type Row = Record<string, unknown>;
-
-/** A small RFC 4180 reader (quoted fields, doubled quotes). */
-function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      row.push(field);
-      field = '';
-    } else if (c === '\n') {
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else field += c;
-  }
-  if (field !== '' || row.length > 0) rows.push([...row, field]);
-  return rows;
-}
 
 t.test('chunked CSV exports', async (t) => {
   const ctx = await buildTestApp(t);

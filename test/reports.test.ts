@@ -15,6 +15,7 @@ import {
 import { compactReports } from '../src/domains/reports/service.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment, type TestContext } from './helpers/app.ts';
 import { testDatabaseKind } from './helpers/database.ts';
+import { parseCsv } from './helpers/reports.ts';
 
 // PGlite has one connection: a transaction left open while another writes would wait forever.
 const twoConnections =
@@ -992,39 +993,6 @@ t.test('docs/metrics.md defines every column, with the label the API uses', asyn
   const doc = await readFile(new URL('../docs/metrics.md', import.meta.url), 'utf8');
   for (const m of METRICS) t.ok(doc.includes(`| \`${m.key}\` | ${m.label} | ${m.unit} |`), m.key);
 });
-
-/** A small RFC 4180 reader for the tests (quoted fields, doubled quotes, commas inside). */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      row.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else field += c;
-  }
-  if (field !== '' || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows;
-}
 
 export type { TestContext };
 
