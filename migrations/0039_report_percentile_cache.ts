@@ -7,8 +7,9 @@ import { type Kysely, sql } from 'kysely';
 // The medians and 90th percentiles of a period that is not one whole UTC month (a month in
 // Europe/Prague, a week, a year in Asia/Kathmandu) go the two-step way over the histograms,
 // about 200 ms for a year by month by department, and they do not change once no more events
-// land in the period. report_percentile_cache keeps, per report scope (its groups, filters and
-// duration metrics) and exact period [lo, hi), the percentile rows the report query computed.
+// land in the period. report_percentile_cache keeps, per report scope (a hash of its groups,
+// filters and duration metrics) and exact period [lo, hi), the percentile rows the report query
+// computed.
 //
 // An entry holds while nothing was counted into its period since it was computed. Counting
 // appends fresh rows (report_count_pending), so a report reads an entry only while no fresh

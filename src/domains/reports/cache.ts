@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type RawBuilder, sql } from 'kysely';
 import type { SampleMetric } from './figures.ts';
 import { byTag, DIMENSION_COLUMN, entityDims, type ReportSpec } from './spec.ts';
@@ -35,21 +36,26 @@ export const KEPT_FOR = sql`interval '7 days'`;
 
 /**
  * The key of what a report's percentiles depend on besides the period: its groups, filters and
- * duration metrics. Null when they are not kept: computed from the events, or with no
- * percentile column.
+ * duration metrics, hashed (an agent's filter may list many departments; a btree key may not
+ * be that long). Null when they are not kept: computed from the events, or with no percentile
+ * column. `v` names how they are computed: a change to the percentile statements, to the
+ * histogram bins, or a migration writing compacted histogram rows directly must bump it (or
+ * empty report_percentile_cache), so no entry of the old way is read.
  */
 export function cacheScope(spec: ReportSpec, samples: SampleMetric[]): string | null {
   if (spec.source !== 'counters' || samples.length === 0) return null;
-  const sorted = (list: (string | null)[] | null) =>
-    list && [...list].sort((a, b) => (a ?? '').localeCompare(b ?? '') || (a === null ? -1 : 1));
-  return JSON.stringify({
+  const byCode = (a: string | null, b: string | null) =>
+    a === b ? 0 : a === null || (b !== null && a < b) ? -1 : 1;
+  const sorted = (list: (string | null)[] | null) => list && [...list].sort(byCode);
+  const key = JSON.stringify({
     v: 1,
-    by: entityDims(spec),
+    by: [...entityDims(spec)].sort(),
     departments: sorted(spec.departments),
     agents: sorted(spec.agents),
     channels: sorted(spec.channels),
     samples: [...samples].sort(),
   });
+  return createHash('sha256').update(key).digest('hex');
 }
 
 /** No histogram row counted into [s, e) waits to be folded. */

@@ -160,6 +160,8 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
     'read committed',
     async (trx) => {
       await takeKeepingLock.execute(trx);
+      // Every float8 as its shortest exact text in the kept jsonb, whatever the session says.
+      await sql`select set_config('extra_float_digits', '3', true)`.execute(trx);
       const result = await sql`
         with ${sql.join(periodCtes(spec))},
         missing as materialized (
@@ -168,7 +170,8 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
             and not exists (
               select 1 from report_percentile_cache k
               where k.scope = ${scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
-          order by c.period_start
+          -- the latest first: what dashboards read again
+          order by c.period_start desc
           limit ${KEPT_PER_CALL}
         ),
         computed as materialized (

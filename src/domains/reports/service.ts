@@ -523,17 +523,20 @@ export class PercentileKeeper {
   }
 
   async #drain() {
-    for (const [key, spec] of this.#queue) {
-      this.#queue.delete(key);
-      try {
-        await keepPercentiles(this.#db, spec);
-        this.#recent.set(key, Date.now());
-      } catch (error) {
-        this.#log.warn({ err: error }, 'report percentiles not kept');
+    try {
+      for (const [key, spec] of this.#queue) {
+        this.#queue.delete(key);
+        try {
+          await keepPercentiles(this.#db, spec);
+          this.#recent.set(key, Date.now());
+        } catch (error) {
+          this.#log.warn({ err: error }, 'report percentiles not kept');
+        }
       }
+      for (const [key, at] of this.#recent) if (at <= Date.now() - KEPT_RECENTLY_MS) this.#recent.delete(key);
+    } finally {
+      this.#running = null;
     }
-    for (const [key, at] of this.#recent) if (at <= Date.now() - KEPT_RECENTLY_MS) this.#recent.delete(key);
-    this.#running = null;
   }
 }
 
