@@ -228,6 +228,7 @@ t.test('kept percentiles', async (t) => {
     t.equal(await keptCount(db), 0);
   });
 
+  const oneConnection = !db.getExecutor().adapter.supportsMultipleConnections;
   await t.test('over HTTP: kept after the answer, then the same answer', async (t) => {
     await forget(db);
     const admin = await agentWithToken(ctx, { role: 'admin' });
@@ -236,6 +237,12 @@ t.test('kept percentiles', async (t) => {
       `&columns=${METRIC_KEYS.join(',')}`;
     const first = await ctx.request({ method: 'GET', url, token: admin.token });
     t.equal(first.statusCode, 200, first.statusCode === 200 ? 'the report' : first.body);
+    if (oneConnection) {
+      // PercentileKeeper: on PGlite every request would wait behind it, so it keeps nothing.
+      t.comment('PGlite: the server keeps no percentiles on its one connection');
+      t.equal(await keptCount(db), 0, 'nothing kept (keep() returns at once: nothing runs later)');
+      return;
+    }
     // The keeper works after the response; wait for its entries (rows and totals: 4 + 1).
     let entries = 0;
     for (let i = 0; i < 200 && entries < 5; i++) {

@@ -483,6 +483,9 @@ const KEEP_QUEUE = 16;
  * why), in the background after the response, one report at a time: the next read of the same
  * periods finds them. A report whose percentiles were kept in the last minute is not asked
  * again. A failure is logged and changes nothing: the report is computed in full next time.
+ * On the embedded database (PGlite) it keeps nothing: its one connection serves every request,
+ * which would all wait behind the keeper, and an embedded help desk is small enough for the
+ * two steps.
  */
 export class PercentileKeeper {
   readonly #db: Db;
@@ -497,7 +500,7 @@ export class PercentileKeeper {
   }
 
   keep(spec: ReportSpec) {
-    if (spec.source !== 'counters') return;
+    if (spec.source !== 'counters' || !this.#db.getExecutor().adapter.supportsMultipleConnections) return;
     const key = JSON.stringify([
       spec.from,
       spec.to,
