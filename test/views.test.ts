@@ -386,6 +386,33 @@ t.test('saved views', async (t) => {
       [4, 4, 0],
     );
     t.same(await countMatching(ctx.db, access, [{ priority: ['urgent'] }], 100), [6]);
+
+  });
+
+  await t.test('at most 50 views per holder, also when they are created at once', async (t) => {
+    const { token } = await agentWithToken(ctx, { departments: [[support, 'manager']] });
+    const create = (name: string, scope: 'personal' | 'department' = 'personal') =>
+      ctx.request({
+        method: 'POST',
+        url: '/v1/views',
+        token,
+        payload: { name, scope, ...(scope === 'department' && { department_id: support }) },
+      });
+    for (let i = 0; i < 45; i++) t.equal((await create(`v${i}`)).statusCode, 201);
+    // Ten at once for the last five places: each counts under the holder's lock.
+    const racing = await Promise.all(Array.from({ length: 10 }, (_, i) => create(`race${i}`)));
+    const codes = racing.map((r) => r.statusCode).sort();
+    t.same(codes, [...Array(5).fill(201), ...Array(5).fill(409)]);
+    t.ok(
+      racing.filter((r) => r.statusCode === 409).every((r) => r.json().code === 'too_many_views'),
+      '409 too_many_views',
+    );
+    const personal = (await get(token, '/v1/views'))
+      .json()
+      .data.filter((v: { scope: string }) => v.scope === 'personal');
+    t.equal(personal.length, 50, 'exactly 50 held');
+    // Another holder's limit is its own: a department view still fits.
+    t.equal((await create('support, shared', 'department')).statusCode, 201);
   });
 
   await t.test('bad filters: 400 for what the list refuses, 422 for unknown references', async (t) => {

@@ -68,10 +68,17 @@ export async function listVisibleViews(db: Executor, agentId: string, department
 }
 
 /** How many views one holder (an owner, a department, or the help desk for both null) has. */
+/**
+ * How many views the holder (an agent, a department, or the help desk) has, its views locked
+ * against another creation until the transaction ends: two agents creating at once could
+ * otherwise both count 49 and both insert.
+ */
 export async function countViewsOf(
   db: Executor,
   holder: { owner: string | null; department: string | null },
 ) {
+  const key = `deskroute:views:${holder.owner ?? holder.department ?? 'helpdesk'}`;
+  await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(db);
   const row = await db
     .selectFrom('saved_views')
     .select((eb) => eb.fn.countAll<string>().as('n'))
