@@ -1,6 +1,7 @@
+import { sql } from 'kysely';
 import t from 'tap';
 import { loadTicketAccess } from '../src/access/tickets.ts';
-import { countMatching } from '../src/domains/tickets/repository.ts';
+import { countMatching, ticketsMatching } from '../src/domains/tickets/repository.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { GHOST, makeTicket } from './helpers/tickets.ts';
 
@@ -387,6 +388,68 @@ t.test('saved views', async (t) => {
     );
     t.same(await countMatching(ctx.db, access, [{ priority: ['urgent'] }], 100), [6]);
 
+    // Many filters go a few per statement, two statements at once: each count is still its own.
+    const filters = [
+      {},
+      { priority: ['urgent' as const] },
+      { tag: ['nope'] },
+      { tag: ['vip'] },
+      { department_id: [sales] },
+      { department_id: [support] },
+      { department_id: ['none'] },
+      { assignee_id: ['none'] },
+      { status: ['new' as const] },
+      { status: ['deleted' as const] },
+      { priority: ['low' as const, 'normal' as const] },
+    ];
+    const alone = [];
+    for (const filter of filters) alone.push(...(await countMatching(ctx.db, access, [filter], 100)));
+    t.ok(new Set(alone).size >= 4, `the filters count differently (${alone.join(', ')})`);
+    t.same(await countMatching(ctx.db, access, filters, 100), alone, 'together as alone, in order');
+    t.same(await countMatching(ctx.db, access, [], 100), []);
+  });
+
+  await t.test('counts read visibility in parts: the parts are the whole rule, none twice', async (t) => {
+    // An agent in no department who holds a Sales ticket, and agents in one department each.
+    const { agent: loner } = await agentWithToken(ctx, {});
+    const held = made.find((m) => m.department_id === sales && m.assignee_id === null)!;
+    await ctx.db.updateTable('tickets').set({ assignee_id: loner.id }).where('id', '=', held.id).execute();
+    t.teardown(() =>
+      ctx.db.updateTable('tickets').set({ assignee_id: null }).where('id', '=', held.id).execute(),
+    );
+    const filters = [{}, { priority: ['high' as const] }, { department_id: [sales] }, { tag: ['vip'] }];
+    for (const [name, agent] of [
+      ['no department', loner],
+      ['sales', sam],
+      ['support', bob],
+      ['admin', adminAgent],
+    ] as const) {
+      const access = await loadTicketAccess(ctx.db, {
+        agentId: agent.id,
+        role: name === 'admin' ? 'admin' : 'agent',
+        scopes: ['read'],
+        via: 'session',
+        tokenId: null,
+      });
+      const whole = [];
+      for (const filter of filters) {
+        const row = await ctx.db
+          .selectNoFrom(
+            sql<string>`(select count(*) from (${ticketsMatching(ctx.db, access, filter).select(sql`1`.as('one'))}) m)`.as(
+              'n',
+            ),
+          )
+          .executeTakeFirstOrThrow();
+        whole.push(Number(row.n));
+      }
+      t.same(await countMatching(ctx.db, access, filters, 1000), whole, `${name}: ${whole.join(', ')}`);
+      if (name === 'no department')
+        t.equal(
+          whole[0],
+          made.filter((m) => m.department_id === null && m.status !== 'deleted').length + 1,
+          'their ticket and those in no department',
+        );
+    }
   });
 
   await t.test('at most 50 views per holder, also when they are created at once', async (t) => {
