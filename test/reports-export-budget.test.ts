@@ -343,3 +343,95 @@ t.test(
     );
   },
 );
+
+// Ticket and contact exports (/v1/exports/*) read a batch at a time and hold no connection
+// between batches; they are capped in flight and cut when stalled like the report CSVs.
+const CONTACTS = 8_000;
+const CONTACT_EXPORT = '/v1/exports/contacts';
+
+/** Contacts with long names: about 9 MB of NDJSON, more than both ends' socket buffers hold. */
+async function manyContacts(ctx: TestContext) {
+  await sql`insert into contacts (name)
+    select 'Contact ' || g || ' ' || repeat('y', 1000) from generate_series(1, ${CONTACTS}) g`.execute(
+    ctx.db,
+  );
+}
+
+t.test('data exports in flight are capped: one more answers 503 export_busy', async (t) => {
+  const { ctx, reader, port } = await setUp(t, {
+    EXPORT_MAX_OPEN: '1',
+    EXPORT_STALL_TIMEOUT_MS: '600000',
+  });
+  await manyContacts(ctx);
+  const slow = await within(60_000, 'stalled contact export', startedExport(port, CONTACT_EXPORT, reader));
+  t.teardown(() => slow.socket.destroy());
+  t.match(slow.status, /^HTTP\/1\.1 200/);
+  for (const url of ['/v1/exports/tickets', '/v1/exports/contacts?format=csv']) {
+    const refused = await ctx.request({ method: 'GET', url, token: reader });
+    t.equal(refused.statusCode, 503, `${url}: refused while the other is in flight`);
+    t.match(refused.headers['content-type'], /^application\/problem\+json/);
+    t.equal(refused.headers['retry-after'], '5');
+    t.equal(refused.json().code, 'export_busy');
+  }
+  // A report CSV counts apart.
+  const report = await ctx.request({ method: 'GET', url: SMALL_EXPORT, token: reader });
+  t.equal(report.statusCode, 200, 'report CSVs have their own budget');
+  const me = await ctx.request({ method: 'GET', url: '/v1/me', token: reader });
+  t.equal(me.statusCode, 200, 'the rest of the API answers');
+  // It reads ahead until the socket buffers are full, then waits for its client holding nothing.
+  await t.test('the stalled export holds no database connection', { skip: onPglite(ctx) }, async (t) =>
+    t.ok(await until(PROMPTLY_MS * 4, async () => (await busyBackends(ctx)).length === 0)),
+  );
+
+  slow.socket.destroy();
+  await slow.closed;
+  t.ok(
+    await until(PROMPTLY_MS * 4, async () => {
+      const res = await ctx.request({ method: 'GET', url: '/v1/exports/tickets', token: reader });
+      return res.statusCode === 200;
+    }),
+    'once its client is gone, exports are taken again',
+  );
+});
+
+t.test(
+  'a stalled data export is cut after the stall time-out; a reader that reads gets it all',
+  async (t) => {
+    const stallMs = 1_000;
+    const { ctx, reader, port } = await setUp(t, { EXPORT_STALL_TIMEOUT_MS: String(stallMs) });
+    await manyContacts(ctx);
+    const stalled = await within(
+      60_000,
+      'stalled contact export',
+      startedExport(port, CONTACT_EXPORT, reader),
+    );
+    t.equal(stalled.status, 'HTTP/1.1 200 OK');
+    const since = Date.now();
+    t.ok(
+      await until(60_000, async () => (await connections(ctx)) === 0),
+      'the server dropped the stalled connection',
+    );
+    const cutAfter = Date.now() - since;
+    t.ok(cutAfter >= stallMs - 50, 'not before the stall time-out');
+    t.comment(
+      `stalled contact export cut ${cutAfter} ms after its first bytes (EXPORT_STALL_TIMEOUT_MS=${stallMs})`,
+    );
+    stalled.socket.resume();
+    await within(PROMPTLY_MS, 'the client seeing the cut', stalled.closed);
+
+    const res = await within(
+      60_000,
+      'a reading export',
+      fetch(`http://127.0.0.1:${port}${CONTACT_EXPORT}`, { headers: { authorization: `Bearer ${reader}` } }),
+    );
+    t.equal(res.status, 200);
+    const body = await res.text();
+    t.ok(stalled.received() < Buffer.byteLength(body), 'the stalled reader got a truncated file');
+    const names = body
+      .trimEnd()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { name: string }).name);
+    t.equal(names.length, CONTACTS, 'every contact, once');
+    t.equal(new Set(names).size, CONTACTS);
+  },
+);

@@ -47,65 +47,87 @@ export interface Window {
   to: Date;
 }
 
+/**
+ * Runs a batch's reads: the routes pass one that waits for a turn among the exports reading the
+ * database, and pauses the stall clock meanwhile.
+ */
+export type BatchReader = <T>(read: () => Promise<T>) => Promise<T>;
+
+export const readAtOnce: BatchReader = (read) => read();
+
+type After = { at: Date; id: string } | null;
+
+/** Rows in (updated_at, id) order, a batch at a time, each read after the last one's key. */
+async function* keysetBatches<R extends { updated_at: Date; id: string }>(
+  read: (after: After) => Promise<R[]>,
+  batchSize: number,
+  reader: BatchReader,
+): AsyncGenerator<R[]> {
+  let after: After = null;
+  for (;;) {
+    const last: After = after;
+    const rows: R[] = await reader(() => read(last));
+    if (rows.length === 0) return;
+    yield rows;
+    if (rows.length < batchSize) return;
+    const tail: R = rows[rows.length - 1]!;
+    after = { at: tail.updated_at, id: tail.id };
+  }
+}
+
 /** The visible tickets matching the filter whose updated_at falls in the window, in keyset batches. */
-export async function* ticketBatches(
+export function ticketBatches(
   db: Executor,
   access: TicketAccess,
   filter: TicketFilter,
   window: Window,
   batchSize: number,
+  reader: BatchReader,
 ): AsyncGenerator<TicketExportRow[]> {
-  let after: { at: Date; id: string } | null = null;
-  for (;;) {
-    const last: { at: Date; id: string } | null = after;
-    const rows: TicketExportRow[] = await listedTicketsMatching(db, access, filter)
-      .where('t.updated_at', '<', window.to)
-      .$if(window.from !== null, (qb) => qb.where('t.updated_at', '>=', window.from!))
-      .$if(last !== null, (qb) =>
-        qb.where(
-          sql<boolean>`(t.updated_at, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
-        ),
-      )
-      .orderBy('t.updated_at', 'asc')
-      .orderBy('t.id', 'asc')
-      .limit(batchSize)
-      .execute();
-    if (rows.length === 0) return;
-    yield rows;
-    if (rows.length < batchSize) return;
-    const tail = rows[rows.length - 1]!;
-    after = { at: tail.updated_at, id: tail.id };
-  }
+  return keysetBatches(
+    (last) =>
+      listedTicketsMatching(db, access, filter)
+        .where('t.updated_at', '<', window.to)
+        .$if(window.from !== null, (qb) => qb.where('t.updated_at', '>=', window.from!))
+        .$if(last !== null, (qb) =>
+          qb.where(
+            sql<boolean>`(t.updated_at, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
+          ),
+        )
+        .orderBy('t.updated_at', 'asc')
+        .orderBy('t.id', 'asc')
+        .limit(batchSize)
+        .execute(),
+    batchSize,
+    reader,
+  );
 }
 
 /** The contacts matching the filter whose updated_at falls in the window, in keyset batches. */
-export async function* contactBatches(
+export function contactBatches(
   db: Executor,
   filter: ContactFilter,
   window: Window,
   batchSize: number,
+  reader: BatchReader,
 ): AsyncGenerator<ContactExportRow[]> {
-  let after: { at: Date; id: string } | null = null;
-  for (;;) {
-    const last: { at: Date; id: string } | null = after;
-    const rows: ContactExportRow[] = await contactsMatching(db, filter)
-      .where('contacts.updated_at', '<', window.to)
-      .$if(window.from !== null, (qb) => qb.where('contacts.updated_at', '>=', window.from!))
-      .$if(last !== null, (qb) =>
-        qb.where(
-          sql<boolean>`(contacts.updated_at, contacts.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
-        ),
-      )
-      .orderBy('contacts.updated_at', 'asc')
-      .orderBy('contacts.id', 'asc')
-      .limit(batchSize)
-      .execute();
-    if (rows.length === 0) return;
-    yield rows;
-    if (rows.length < batchSize) return;
-    const tail = rows[rows.length - 1]!;
-    after = { at: tail.updated_at, id: tail.id };
-  }
+  return keysetBatches(
+    (last) =>
+      contactsMatching(db, filter)
+        .where('contacts.updated_at', '<', window.to)
+        .$if(window.from !== null, (qb) => qb.where('contacts.updated_at', '>=', window.from!))
+        .$if(last !== null, (qb) =>
+          qb.where(
+            sql<boolean>`(contacts.updated_at, contacts.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
+          ),
+        )
+        .orderBy('contacts.updated_at', 'asc')
+        .orderBy('contacts.id', 'asc')
+        .limit(batchSize)
+        .execute(),
+    batchSize,
+    reader,
+  );
 }
 
 /** The histories of these tickets, for the import format: five statements per batch. */

@@ -1,7 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
+import pLimit from 'p-limit';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems } from '../../plugins/openapi.ts';
+import { cutWhenStalled, ExportSlots, takeExportSlot } from '../reports/csv.ts';
+import type { BatchReader } from './repository.ts';
 import { ContactExportQuery, TicketExportQuery } from './schemas.ts';
 import { type ExportStream, exportContacts, exportTickets } from './service.ts';
 
@@ -38,7 +41,7 @@ const CONTENT = (line: string) => ({
 });
 
 const WINDOW =
-  'Streamed in batches of the database, at the pace the client reads, in the order (updated_at, id); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read.';
+  'Streamed in batches of the database, at the pace the client reads, in the order (updated_at, id); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read. At most EXPORT_MAX_OPEN exports are in flight at once: one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.';
 
 function send(reply: FastifyReply, stream: ExportStream) {
   return reply
@@ -49,7 +52,40 @@ function send(reply: FastifyReply, stream: ExportStream) {
 }
 
 export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { db } = app;
+  const { db, config } = app;
+  // In flight, from the request to the client's last byte: a stalled client holds no connection
+  // but two batches of memory and a socket, so they are capped as the report CSVs are (their
+  // own EXPORT_MAX_OPEN, apart from the reports'). Their batch reads take turns: at most
+  // EXPORT_MAX_CONCURRENT at once, the others waiting (never refused: a batch is a short read),
+  // so downloads at full speed cannot take the pool from the API.
+  const open = new ExportSlots(config.exports.maxOpen);
+  const turns = pLimit(config.exports.maxConcurrent);
+
+  async function exporting(
+    reply: FastifyReply,
+    make: (reader: BatchReader) => Promise<ExportStream>,
+  ): Promise<FastifyReply> {
+    const release = takeExportSlot(open, 'being downloaded');
+    reply.raw.once('close', release);
+    let stream: ExportStream;
+    let waiting: (waiting: boolean) => void = () => {};
+    const reader: BatchReader = async (read) => {
+      waiting(true);
+      try {
+        return await turns(read);
+      } finally {
+        waiting(false);
+      }
+    };
+    try {
+      stream = await make(reader);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    waiting = cutWhenStalled(reply, config.exports.stallTimeoutMs);
+    return send(reply, stream);
+  }
 
   app.get(
     '/v1/exports/tickets',
@@ -70,7 +106,8 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) => send(reply, await exportTickets(db, principalOf(request), request.query)),
+    async (request, reply) =>
+      exporting(reply, (reader) => exportTickets(db, principalOf(request), request.query, reader)),
   );
 
   app.get(
@@ -92,6 +129,7 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request, reply) => send(reply, await exportContacts(db, principalOf(request), request.query)),
+    async (request, reply) =>
+      exporting(reply, (reader) => exportContacts(db, principalOf(request), request.query, reader)),
   );
 };

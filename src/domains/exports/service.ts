@@ -149,6 +149,7 @@ export async function exportTickets(
   db: Db,
   principal: Principal,
   query: TicketFilter & { format?: ExportFormat | undefined; cursor?: string | undefined },
+  reader: repo.BatchReader = repo.readAtOnce,
 ): Promise<ExportStream> {
   const { format = 'ndjson', cursor, ...filter } = query;
   const list = `export:tickets:${principal.agentId}:${JSON.stringify(filter)}`;
@@ -156,11 +157,18 @@ export async function exportTickets(
   const access = await loadTicketAccess(db, principal);
   const horizon = (await repo.exportHorizons(db)).tickets;
   const window = windowOf(from, horizon);
-  const batches = repo.ticketBatches(db, access, filter, window, format === 'import' ? HISTORY_BATCH : BATCH);
+  const batches = repo.ticketBatches(
+    db,
+    access,
+    filter,
+    window,
+    format === 'import' ? HISTORY_BATCH : BATCH,
+    reader,
+  );
   async function* encode() {
     for await (const rows of batches) {
       if (format === 'import') {
-        const histories = await repo.ticketHistories(db, rows);
+        const histories = await reader(() => repo.ticketHistories(db, rows));
         yield ndjson(histories.flatMap(ticketRecords));
       } else if (format === 'csv') {
         let out = '';
@@ -188,6 +196,7 @@ export async function exportContacts(
     q?: string | undefined;
     updated_from?: string | undefined;
   },
+  reader: repo.BatchReader = repo.readAtOnce,
 ): Promise<ExportStream> {
   const { format = 'ndjson', cursor, updated_from, ...filter } = query;
   const list = `export:contacts:${principal.agentId}:${JSON.stringify({ ...filter, updated_from })}`;
@@ -195,7 +204,7 @@ export async function exportContacts(
   const from = resumed ?? (updated_from === undefined ? null : new Date(updated_from));
   const horizon = (await repo.exportHorizons(db)).contacts;
   const window = windowOf(from, horizon);
-  const batches = repo.contactBatches(db, filter, window, BATCH);
+  const batches = repo.contactBatches(db, filter, window, BATCH, reader);
   async function* encode() {
     for await (const rows of batches) {
       const contacts = rows.map(toContact);

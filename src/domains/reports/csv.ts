@@ -94,6 +94,36 @@ export interface ExportLimits {
 // Seconds a refused export is told to wait: a report's query usually takes a few.
 const EXPORT_BUSY_RETRY_SECONDS = 5;
 
+/** A slot of `slots`, or 503 export_busy (Retry-After) saying that `max` exports are `doing`. */
+export function takeExportSlot(slots: ExportSlots, doing: string): () => void {
+  const release = slots.tryTake();
+  if (!release) {
+    throw unavailable(
+      'export_busy',
+      `${slots.max} exports are ${doing} already; try again shortly.`,
+      EXPORT_BUSY_RETRY_SECONDS,
+    );
+  }
+  return release;
+}
+
+/**
+ * Cuts a download whose client takes no data for `stallTimeoutMs` while data waits for it, with
+ * a connection reset (a FIN queued behind data the client never reads would free nothing). The
+ * function returned pauses the clock while the export waits for the database instead, which is
+ * no fault of the client's. (app.inject has no socket to watch: nothing is cut there.)
+ */
+export function cutWhenStalled(reply: FastifyReply, stallTimeoutMs: number): (waiting: boolean) => void {
+  if (!(reply.raw.socket instanceof Socket)) return () => {};
+  reply.raw.setTimeout(stallTimeoutMs, () => {
+    reply.log.warn({ stallTimeoutMs, url: reply.request.url }, 'export cut: its client took no data');
+    reply.raw.socket?.resetAndDestroy();
+  });
+  return (waiting) => {
+    if (!reply.raw.destroyed) reply.raw.setTimeout(waiting ? 0 : stallTimeoutMs);
+  };
+}
+
 /**
  * Sends a report as CSV. The report is read through a database cursor at the database's pace
  * into an unnamed temporary file (an export slot held meanwhile), and the response reads that
@@ -117,22 +147,13 @@ export async function sendCsvReport(
   unitRow: boolean,
   limits: ExportLimits,
 ) {
-  const releaseOpen = limits.open.tryTake();
-  if (!releaseOpen) {
-    throw unavailable(
-      'export_busy',
-      `${limits.open.max} CSV exports are being downloaded already; try again shortly.`,
-      EXPORT_BUSY_RETRY_SECONDS,
-    );
-  }
-  const release = limits.slots.tryTake();
-  if (!release) {
+  const releaseOpen = takeExportSlot(limits.open, 'being downloaded');
+  let release: () => void;
+  try {
+    release = takeExportSlot(limits.slots, 'being prepared');
+  } catch (error) {
     releaseOpen();
-    throw unavailable(
-      'export_busy',
-      `${limits.slots.max} CSV exports are being prepared already; try again shortly.`,
-      EXPORT_BUSY_RETRY_SECONDS,
-    );
+    throw error;
   }
   let spool: Spool;
   try {
@@ -175,18 +196,8 @@ export async function sendCsvReport(
   else reply.raw.once('close', onClose);
   await started.promise;
   // Socket inactivity while data waits for the client; paused while the reader waits for the
-  // database instead, which is no fault of the client's. (app.inject has no socket to watch.)
-  const watched = reply.raw.socket instanceof Socket;
-  if (watched) {
-    reply.raw.setTimeout(limits.stallTimeoutMs, () => {
-      reply.log.warn({ stallTimeoutMs: limits.stallTimeoutMs }, 'CSV export cut: its client took no data');
-      // A reset, not a FIN queued behind data the client never reads: frees both ends now.
-      reply.raw.socket?.resetAndDestroy();
-    });
-  }
-  const body = spool.reader((waiting) => {
-    if (watched && !reply.raw.destroyed) reply.raw.setTimeout(waiting ? 0 : limits.stallTimeoutMs);
-  });
+  // spool (that is, the database) instead.
+  const body = spool.reader(cutWhenStalled(reply, limits.stallTimeoutMs));
   return reply
     .type(CSV_CONTENT_TYPE)
     .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`)
