@@ -4,7 +4,7 @@ import { parse } from 'fast-csv';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { sql } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
-import type { Db } from '../../db/database.ts';
+import { type Db, embeddedPglite } from '../../db/database.ts';
 import { isDatabaseUnreachable } from '../../db/outage.ts';
 import { DomainError } from '../../errors.ts';
 import { createAjv } from '../../plugins/ajv.ts';
@@ -22,7 +22,12 @@ import * as repo from './repository.ts';
 
 export const MAX_LINE_BYTES = 1024 * 1024;
 const LEASE_SECONDS = 120;
-const BATCH = 200;
+/**
+ * Records per batch (one transaction). On the embedded PGlite, whose one connection serves every
+ * request, the API waits while a batch runs: 200 records held it for a second or two, so batches
+ * there are a tenth of that, at the price of more commits.
+ */
+export const importBatchSize = (db: Db) => (embeddedPglite(db) ? 20 : 200);
 const MAX_ERROR_TEXT = 1000;
 
 export interface ImportWorkerDeps {
@@ -291,6 +296,7 @@ async function work(
   };
   const stream = await blobs.get(row.blob_key!);
   const items = row.format === 'csv' ? csvItems(db, stream) : ndjsonItems(stream);
+  const size = importBatchSize(db);
   let batch: Item[] = [];
   let position = Number(row.position);
   const flush = async (finished: boolean) => {
@@ -302,7 +308,7 @@ async function work(
     for await (const item of items) {
       if (item.line <= position) continue;
       batch.push(item);
-      if (batch.length >= BATCH || (item.record && ALONE.has(item.record.type))) {
+      if (batch.length >= size || (item.record && ALONE.has(item.record.type))) {
         await flush(false);
         if (stop()) return false;
       }
