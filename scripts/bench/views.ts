@@ -23,6 +23,7 @@ import {
   cappedMatching,
   countMatching,
   ticketsMatching,
+  walksCapped,
 } from '../../src/domains/tickets/repository.ts';
 import { VIEW_COUNT_CAP, type ViewFilters } from '../../src/domains/views/schemas.ts';
 import { loadBenchTickets } from './bulk-load.ts';
@@ -245,7 +246,7 @@ async function bench(db: Kysely<Database>, client: pg.Client, app: string) {
     )
     .compile();
   await client.query('begin');
-  await client.query(cappedCountSettings.compile(db).sql);
+  await client.query(cappedCountSettings(walksCapped(slowest.filters)).compile(db).sql);
   const plan = await client.query(
     `explain (analyze, buffers) ${compiled.sql}`,
     compiled.parameters as unknown[],

@@ -20,7 +20,7 @@ import {
 } from '../../rule-engine/index.ts';
 import type { SeenByRules } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
-import { changeEvents, normaliseTags, statusPatch } from '../tickets/changes.ts';
+import { changeEvents, fitTags, normaliseTags, statusPatch } from '../tickets/changes.ts';
 import type { Actor, ActorEvent, NewMessage, TicketPatch, TicketRecord } from '../tickets/repository.ts';
 import * as repo from './repository.ts';
 
@@ -443,7 +443,7 @@ async function changeOf(
       return { change: { assignee_id: agentId }, agentId, ...(reason !== null && { reason }) };
     }
     case 'set_tags':
-      return { change: { tags: normaliseTags(effect.tags) } };
+      return { change: { tags: fitTags(normaliseTags(effect.tags)) } };
     case 'set_priority':
       return { change: { priority: effect.priority } };
     case 'set_status':

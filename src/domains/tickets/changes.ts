@@ -1,4 +1,5 @@
 import type { TicketStatus } from '../../db/types.ts';
+import { invalid } from '../../errors.ts';
 import {
   type BusinessSpan,
   type NewEvent,
@@ -13,6 +14,38 @@ import {
 
 export function normaliseTags(tags: string[]): string[] {
   return [...new Set(tags.map(normaliseTag))];
+}
+
+/**
+ * The most a ticket's tags may take together, in UTF-8 bytes. They are in a btree index
+ * (tickets_views_unfinished_idx, migrations/0036), whose rows hold at most 2,704 bytes: 50 tags
+ * of 50 random characters (2,500 bytes, over 2,800 as an array) failed the insert, a 500. Two
+ * thousand leaves room for the array's own bytes and the index's other columns.
+ */
+export const TAG_BYTES = 2000;
+
+/**
+ * The first tags that fit TAG_BYTES together, for tags no caller typed (a rule's, a canned
+ * response's): those are dropped past the budget rather than failing the write.
+ */
+export function fitTags(tags: string[]): string[] {
+  let bytes = 0;
+  return tags.filter((tag) => {
+    bytes += Buffer.byteLength(tag);
+    return bytes <= TAG_BYTES;
+  });
+}
+
+/** 400 tags_too_long when the (normalised) tags take more than TAG_BYTES together. */
+export function assertTagsFit(tags: string[], field: string) {
+  const bytes = tags.reduce((sum, tag) => sum + Buffer.byteLength(tag), 0);
+  if (bytes > TAG_BYTES) {
+    throw invalid(
+      'tags_too_long',
+      `A ticket's tags take at most ${TAG_BYTES} bytes together (UTF-8); these take ${bytes}.`,
+      [{ field, message: `more than ${TAG_BYTES} bytes together` }],
+    );
+  }
 }
 
 /** What the history tells about a ticket's state. */

@@ -32,7 +32,10 @@ const Tag = Type.String({
   pattern: '\\S',
   description: 'Stored trimmed and lower-cased.',
 });
-export const Tags = Type.Array(Tag, { maxItems: 50 });
+export const Tags = Type.Array(Tag, {
+  maxItems: 50,
+  description: 'At most 2,000 bytes together (UTF-8, once normalised): more answers 400 tags_too_long.',
+});
 const Body = Type.String({ minLength: 1, maxLength: 100_000, pattern: '\\S' });
 const Subject = Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' });
 

@@ -13,7 +13,8 @@ import {
   type FilledCannedResponse,
   fillCannedResponse,
 } from '../canned-responses/service.ts';
-import { normaliseTags, statusPatch } from './changes.ts';
+import { assertTagsFit, fitTags, normaliseTags, statusPatch } from './changes.ts';
+
 import type { Actor, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Message, Ticket } from './schemas.ts';
@@ -26,6 +27,11 @@ import {
   type TicketChange,
   writeTicket,
 } from './write.ts';
+
+const fittingTags = (tags: string[], field: string) => {
+  assertTagsFit(tags, field);
+  return tags;
+};
 
 // The ticket commands of the API, the contact form, calls, chats, the queue and the scheduler.
 // Each is one call of writeTicket (write.ts), the one write path.
@@ -187,7 +193,7 @@ export async function updateTicket(
         ...(input.subject !== undefined && { subject: input.subject.trim() }),
         ...(input.priority !== undefined && { priority: input.priority }),
         ...(input.assignee_id !== undefined && { assignee_id: input.assignee_id }),
-        ...(input.tags !== undefined && { tags: normaliseTags(input.tags) }),
+        ...(input.tags !== undefined && { tags: fittingTags(normaliseTags(input.tags), 'body/tags') }),
         ...(input.status !== undefined && statusPatch(before, input.status, at, postponedUntil)),
       };
       return {
@@ -261,6 +267,7 @@ export async function changeTags(
         { field: 'body/add', message: 'too many tags' },
       ]);
     }
+    assertTagsFit(tags, 'body/add');
     return {
       steps: [{ patch: { tags }, actor: agentActor(principal) }],
       triggers: ['ticket.updated'],
@@ -449,7 +456,9 @@ function cannedSteps(
 ): { patch: TicketPatch; actor: Actor }[] {
   if (!canned) return [];
   const patch: TicketPatch = {
-    ...(canned.tags.length > 0 && { tags: normaliseTags([...ticket.tags, ...canned.tags]).slice(0, 50) }),
+    ...(canned.tags.length > 0 && {
+      tags: fitTags(normaliseTags([...ticket.tags, ...canned.tags]).slice(0, 50)),
+    }),
     ...(canned.status !== null && statusPatch(ticket, canned.status, at)),
   };
   return Object.keys(patch).length > 0 ? [{ patch, actor }] : [];

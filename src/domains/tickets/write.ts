@@ -24,7 +24,7 @@ import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { NO_POLICIES_KEY } from '../sla-policies/repository.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
-import { changeEvents, normaliseTags } from './changes.ts';
+import { assertTagsFit, changeEvents, normaliseTags } from './changes.ts';
 import { escalate } from './escalation.ts';
 import { currentReplay } from './replay.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
@@ -419,6 +419,7 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   );
   const fromAgent = input.message?.author === 'agent';
   const tags = normaliseTags(input.tags ?? []);
+  assertTagsFit(tags, 'body/tags');
   const subject = input.subject.trim();
   const status: TicketStatus = fromAgent ? 'answered' : 'new';
   const message = input.message

@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import { dbNow } from '../../db/clock.ts';
 import type { Database } from '../../db/types.ts';
 import type { TicketSort } from '../tickets/schemas.ts';
@@ -67,14 +67,13 @@ export async function listVisibleViews(db: Executor, agentId: string, department
   return rows.map(toView);
 }
 
-/** How many views one holder (an owner, a department, or the help desk for both null) has. */
 /**
- * How many views the holder (an agent, a department, or the help desk) has, its views locked
- * against another creation until the transaction ends: two agents creating at once could
- * otherwise both count 49 and both insert.
+ * How many views one holder (an owner, a department, or the help desk for both null) has, the
+ * holder locked against another creation until the transaction ends (so `trx` must be one): two
+ * agents creating at once could otherwise both count 49 and both insert.
  */
 export async function countViewsOf(
-  db: Executor,
+  db: Transaction<Database>,
   holder: { owner: string | null; department: string | null },
 ) {
   const key = `deskroute:views:${holder.owner ?? holder.department ?? 'helpdesk'}`;

@@ -194,7 +194,7 @@ export async function listViewTickets(
   return listTickets(db, access, { ...view.filters, sort: view.sort, ...page });
 }
 
-/** Every visible view's count for the caller, in one statement, each stopping at the cap. */
+/** Every visible view's count for the caller, each stopping at the cap (countMatching). */
 export async function countViews(db: Db, principal: Principal): Promise<ViewCounts> {
   const access = await loadTicketAccess(db, principal);
   const views = await repo.listVisibleViews(
