@@ -27,6 +27,7 @@ import { mailboxRoutes, mailboxSchemas } from './domains/mailboxes/routes.ts';
 import { notificationRoutes, notificationSchemas } from './domains/notifications/routes.ts';
 import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
+import { ExportSlots } from './domains/reports/csv.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
 import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
 import { slaPolicyRoutes, slaPolicySchemas } from './domains/sla-policies/routes.ts';
@@ -54,6 +55,11 @@ declare module 'fastify' {
     jobs: JobQueue | undefined;
     /** Attachments and received messages (src/storage/blobs.ts). */
     blobs: BlobStore;
+    /**
+     * Exports reading the database at once (EXPORT_MAX_CONCURRENT): a report CSV's query, or a
+     * batch of a ticket or contact export. Shared, so together they keep to half the pool.
+     */
+    exportReads: ExportSlots;
   }
 }
 
@@ -154,6 +160,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('jobs', deps.jobs);
   app.decorate('blobs', deps.blobs ?? blobStoreFor(config.dataDir));
   app.decorate('config', config);
+  app.decorate('exportReads', new ExportSlots(config.exports.maxConcurrent));
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

@@ -51,7 +51,7 @@ export interface Window {
  * Runs a batch's reads: the routes pass one that waits for a turn among the exports reading the
  * database, and pauses the stall clock meanwhile.
  */
-export type BatchReader = <T>(read: () => Promise<T>) => Promise<T>;
+export type BatchReader = <T>(read: () => Promise<T[]>) => Promise<T[]>;
 
 export const readAtOnce: BatchReader = (read) => read();
 

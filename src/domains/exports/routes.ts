@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply } from 'fastify';
-import pLimit from 'p-limit';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { cutWhenStalled, ExportSlots, takeExportSlot } from '../reports/csv.ts';
@@ -43,48 +42,62 @@ const CONTENT = (line: string) => ({
 const WINDOW =
   'Streamed in batches of the database, at the pace the client reads, in the order (updated_at, id); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read. At most EXPORT_MAX_OPEN exports are in flight at once: one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.';
 
-function send(reply: FastifyReply, stream: ExportStream) {
+function sendHeaders(reply: FastifyReply, stream: ExportStream) {
   return reply
     .type(stream.contentType)
     .header('content-disposition', `attachment; filename="${stream.fileName}"`)
-    .header('export-next-cursor', stream.nextCursor)
-    .send(stream.body);
+    .header('export-next-cursor', stream.nextCursor);
 }
 
 export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;
   // In flight, from the request to the client's last byte: a stalled client holds no connection
   // but two batches of memory and a socket, so they are capped as the report CSVs are (their
-  // own EXPORT_MAX_OPEN, apart from the reports'). Their batch reads take turns: at most
-  // EXPORT_MAX_CONCURRENT at once, the others waiting (never refused: a batch is a short read),
-  // so downloads at full speed cannot take the pool from the API.
+  // own EXPORT_MAX_OPEN, apart from the reports'). Each batch read takes one of the slots of
+  // the exports reading the database (app.exportReads, shared with the report CSVs' queries),
+  // waiting for one rather than refused (a batch is a short read), so downloads at full speed
+  // cannot take the pool from the API.
   const open = new ExportSlots(config.exports.maxOpen);
-  const turns = pLimit(config.exports.maxConcurrent);
 
   async function exporting(
+    request: FastifyRequest,
     reply: FastifyReply,
     make: (reader: BatchReader) => Promise<ExportStream>,
   ): Promise<FastifyReply> {
     const release = takeExportSlot(open, 'being downloaded');
+    const gone = () => reply.raw.destroyed;
+    // Its client may have gone before the handler ran: then 'close' has been and gone.
+    if (gone()) {
+      release();
+      return reply;
+    }
     reply.raw.once('close', release);
-    let stream: ExportStream;
     let waiting: (waiting: boolean) => void = () => {};
     const reader: BatchReader = async (read) => {
       waiting(true);
+      const done = await app.exportReads.take();
       try {
-        return await turns(read);
+        // A read that waited for its turn after its client went away reads nothing.
+        return gone() ? [] : await read();
       } finally {
+        done();
         waiting(false);
       }
     };
+    let stream: ExportStream;
     try {
       stream = await make(reader);
     } catch (error) {
       release();
       throw error;
     }
+    if (request.method === 'HEAD') {
+      // The headers alone: nothing is read (fastify would drain the body, past every limit).
+      stream.body.destroy();
+      return sendHeaders(reply, stream).send();
+    }
     waiting = cutWhenStalled(reply, config.exports.stallTimeoutMs);
-    return send(reply, stream);
+    return sendHeaders(reply, stream).send(stream.body);
   }
 
   app.get(
@@ -107,7 +120,7 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      exporting(reply, (reader) => exportTickets(db, principalOf(request), request.query, reader)),
+      exporting(request, reply, (reader) => exportTickets(db, principalOf(request), request.query, reader)),
   );
 
   app.get(
@@ -130,6 +143,6 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      exporting(reply, (reader) => exportContacts(db, principalOf(request), request.query, reader)),
+      exporting(request, reply, (reader) => exportContacts(db, principalOf(request), request.query, reader)),
   );
 };

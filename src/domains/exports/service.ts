@@ -130,16 +130,26 @@ function windowOf(from: Date | null, horizon: Date): repo.Window {
 }
 
 /**
- * A readable over the batches: each batch is read when the previous one has been taken by the
- * response (pipe stops reading while the socket's buffer is full), so memory holds about two
- * batches whatever the size of the export; destroying it (the client went away) ends the
- * generator after the statement in flight, and no connection is held between batches.
+ * A readable over the batches, once the first has been read: a filter or cursor the database
+ * refuses answers problem+json before any byte (or header of a download) is sent. Each later
+ * batch is read when the previous one has been taken by the response (pipe stops reading while
+ * the socket's buffer is full), so memory holds about two batches whatever the size of the
+ * export; destroying it (the client went away) ends the generator after the statement in flight,
+ * and no connection is held between batches.
  */
-function streamOf(header: string, batches: AsyncIterable<string>): Readable {
+async function startedStream(header: string, batches: AsyncIterable<string>): Promise<Readable> {
+  const chunks = batches[Symbol.asyncIterator]();
+  const first = await chunks.next();
   return Readable.from(
     (async function* () {
-      if (header !== '') yield header;
-      for await (const chunk of batches) if (chunk !== '') yield chunk;
+      try {
+        if (header !== '') yield header;
+        for (let next = first; !next.done; next = await chunks.next()) {
+          if (next.value !== '') yield next.value;
+        }
+      } finally {
+        await chunks.return?.();
+      }
     })(),
     { objectMode: false },
   );
@@ -183,7 +193,7 @@ export async function exportTickets(
     nextCursor: encodeCursor(list, [window.to.toISOString()]),
     fileName: fileName('tickets', format, window.to),
     contentType: format === 'csv' ? CSV_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
-    body: streamOf(format === 'csv' ? csvLine(TICKET_COLUMNS) : '', encode()),
+    body: await startedStream(format === 'csv' ? csvLine(TICKET_COLUMNS) : '', encode()),
   };
 }
 
@@ -217,7 +227,7 @@ export async function exportContacts(
     nextCursor: encodeCursor(list, [window.to.toISOString()]),
     fileName: fileName('contacts', format, window.to),
     contentType: format === 'csv' ? CSV_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
-    body: streamOf(format === 'csv' ? csvLine(CONTACT_COLUMNS) : '', encode()),
+    body: await startedStream(format === 'csv' ? csvLine(CONTACT_COLUMNS) : '', encode()),
   };
 }
 

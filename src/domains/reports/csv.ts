@@ -58,6 +58,8 @@ export function numberCell(value: string | number): string | number {
 export class ExportSlots {
   readonly max: number;
   #taken = 0;
+  /** Those waiting for a slot (take()), in order of asking. */
+  #waiting: (() => void)[] = [];
 
   constructor(max: number) {
     this.max = max;
@@ -67,12 +69,26 @@ export class ExportSlots {
   tryTake(): (() => void) | null {
     if (this.#taken >= this.max) return null;
     this.#taken++;
+    return this.#releaser();
+  }
+
+  /** A release function, once a slot is free: waits for one when every slot is taken. */
+  async take(): Promise<() => void> {
+    const now = this.tryTake();
+    if (now) return now;
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return this.#releaser();
+  }
+
+  #releaser(): () => void {
     let released = false;
     return () => {
-      if (!released) {
-        released = true;
-        this.#taken--;
-      }
+      if (released) return;
+      released = true;
+      // The slot goes straight to whoever waits (still taken), else back.
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#taken--;
     };
   }
 }

@@ -56,7 +56,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onClose', () => keeper.settled());
   const exportLimits = {
     keeper,
-    slots: new ExportSlots(config.exports.maxConcurrent),
+    slots: app.exportReads,
     open: new ExportSlots(config.exports.maxOpen),
     stallTimeoutMs: config.exports.stallTimeoutMs,
   };
