@@ -840,7 +840,7 @@ export const walksCapped = (filter: TicketFilter) =>
  * their departments walks the department index, which carries what views filter on, and stops.
  */
 export function cappedMatching(db: Executor, access: TicketAccess, filter: TicketFilter, cap: number) {
-  return visibleTicketParts(access)
+  return visibleTicketParts(access, walksCapped(filter))
     .map((part) => ticketsMatching(db, access, filter, part).select(sql`1`.as('one')))
     .reduce((all, part) => all.unionAll(part))
     .limit(cap + 1);
