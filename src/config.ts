@@ -88,7 +88,7 @@ const EnvSchema = Type.Object({
     // The pool holds 10 connections: exports may never take more than half of them.
     maximum: 5,
     description:
-      'CSV exports that may read the database at once (at most 5 of the pool’s 10 connections); more answer 503 export_busy',
+      'Report CSVs that may be prepared at once, and database reads that exports (report CSVs and ticket or contact downloads together) may run at once (at most 5 of the pool’s 10 connections); one more report CSV answers 503 export_busy, a download batch waits its turn',
   }),
   EXPORT_MAX_OPEN: Type.Integer({
     default: 16,

@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { sql } from 'kysely';
 import pg from 'pg';
 import t, { type Test } from 'tap';
+import { ExportSlots } from '../src/domains/reports/csv.ts';
 import {
   agentWithToken,
   buildTestApp,
@@ -310,6 +311,16 @@ t.test(
       ctx.request({ method: 'GET', url: '/v1/me', token: reader }),
     );
     t.equal(me.statusCode, 200, 'the rest of the API is not refused');
+    // HEAD computes nothing: its headers, with no slot taken (fastify would drain the report).
+    const head = await within(
+      PROMPTLY_MS,
+      'HEAD of the report CSV',
+      ctx.app.inject({ method: 'HEAD', url: new URL(url).pathname + new URL(url).search, headers }),
+    );
+    t.equal(head.statusCode, 200);
+    t.match(head.headers['content-type'], /^text\/csv/);
+    t.match(head.headers['content-disposition'], /^attachment; filename="deskroute-.*\.csv"$/);
+    t.equal(head.body, '', 'no body');
 
     await blocker.query('rollback');
     for (const res of await Promise.all(held)) {
@@ -323,6 +334,104 @@ t.test(
     const again = await within(60_000, 'an export after the others', fetch(url, { headers }));
     t.equal(again.status, 200, 'their slots came back');
     await again.text();
+  },
+);
+
+t.test(
+  'slots are given in order of asking, ahead waiters first; a waiter that leaves holds no place',
+  async (t) => {
+    const slots = new ExportSlots(1);
+    const first = await slots.take();
+    const order: string[] = [];
+    const granted = (name: string) => (done: () => void) => {
+      order.push(name);
+      return done;
+    };
+    const left = new AbortController();
+    const waits = [
+      slots.take().then(granted('batch 1')),
+      slots.take(left.signal).then(granted('gone'), () => null),
+      slots.take(undefined, true).then(granted('report')),
+      slots.take().then(granted('batch 2')),
+    ];
+    t.same(slots.usage, { taken: 1, waiting: 4 });
+    left.abort(new Error('the client went away'));
+    await sleep(0);
+    t.same(slots.usage, { taken: 1, waiting: 3 }, 'the waiter that left is out of the queue');
+    first();
+    for (const [i, waiter] of [2, 0, 3].entries()) {
+      await sleep(0);
+      t.equal(order.length, i + 1, 'one waiter granted at a time');
+      t.same(slots.usage, { taken: 1, waiting: 2 - i }, 'never more than the budget');
+      (await waits[waiter]!)!();
+    }
+    t.same(order, ['report', 'batch 1', 'batch 2']);
+    t.same(slots.usage, { taken: 0, waiting: 0 }, 'every slot back');
+    await t.rejects(slots.take(AbortSignal.abort()), 'an aborted signal takes nothing');
+    t.same(slots.usage, { taken: 0, waiting: 0 });
+  },
+);
+
+t.test(
+  'data exports waiting for the database never get a report CSV refused',
+  {
+    skip: process.env.TEST_DATABASE_URL
+      ? false
+      : 'needs a second connection to hold the exports in their reads (PGlite has one)',
+  },
+  async (t) => {
+    // A report CSV found both read slots held by data exports' batches, and every slot freed
+    // went to the next waiting batch: with three exports streaming, report CSVs answered 503.
+    const { ctx, reader, port } = await setUp(t, { EXPORT_MAX_CONCURRENT: '2' });
+    const headers = { authorization: `Bearer ${reader}` };
+    const blocker = new pg.Client({ connectionString: ctx.database.url! });
+    await blocker.connect();
+    t.teardown(() => blocker.end());
+    await blocker.query('begin');
+    await blocker.query('lock table tickets in access exclusive mode');
+    const exports = [0, 1, 2].map(() => {
+      const gone = new AbortController();
+      const res = fetch(`http://127.0.0.1:${port}/v1/exports/tickets?format=csv`, {
+        headers,
+        signal: gone.signal,
+      }).catch(() => null);
+      return { gone, res };
+    });
+    const reads = ctx.app.exportReads;
+    t.ok(
+      await until(30_000, () => reads.usage.taken === 2 && reads.usage.waiting === 1),
+      'two exports read (waiting for the lock), the third waits for a slot',
+    );
+
+    const report = fetch(`http://127.0.0.1:${port}${SMALL_EXPORT}`, { headers });
+    const leaving = new AbortController();
+    const leaver = fetch(`http://127.0.0.1:${port}${SMALL_EXPORT}`, {
+      headers,
+      signal: leaving.signal,
+    }).catch(() => null);
+    t.ok(await until(30_000, () => reads.usage.waiting === 3), 'the report CSVs wait, not refused');
+    leaving.abort();
+    exports[2]!.gone.abort();
+    await leaver;
+    t.ok(
+      await until(PROMPTLY_MS, () => reads.usage.waiting === 1),
+      'a report and an export whose clients left are out of the queue',
+    );
+
+    await blocker.query('rollback');
+    const answer = await within(60_000, 'the report CSV', report);
+    t.equal(answer.status, 200, 'the report CSV is answered');
+    t.equal(
+      (await answer.text()).trimEnd().split('\n').length,
+      1 + DEPARTMENTS,
+      'header and each department',
+    );
+    for (const { res } of exports.slice(0, 2)) {
+      const done = await within(60_000, 'a held export', res);
+      t.equal(done?.status, 200, 'the held exports finish');
+      await done?.text();
+    }
+    t.ok(await until(PROMPTLY_MS, () => reads.usage.taken === 0), 'every read slot is back');
   },
 );
 

@@ -54,9 +54,9 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // In flight, from the request to the client's last byte: a stalled client holds no connection
   // but two batches of memory and a socket, so they are capped as the report CSVs are (their
   // own EXPORT_MAX_OPEN, apart from the reports'). Each batch read takes one of the slots of
-  // the exports reading the database (app.exportReads, shared with the report CSVs' queries),
-  // waiting for one rather than refused (a batch is a short read), so downloads at full speed
-  // cannot take the pool from the API.
+  // the exports reading the database (app.exportReads, shared with the report CSVs' queries,
+  // which go ahead of the batches), waiting for one rather than refused (a batch is a short
+  // read), so downloads at full speed cannot take the pool from the API.
   const open = new ExportSlots(config.exports.maxOpen);
 
   async function exporting(
@@ -65,22 +65,29 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
     make: (reader: BatchReader) => Promise<ExportStream>,
   ): Promise<FastifyReply> {
     const release = takeExportSlot(open, 'being downloaded');
-    const gone = () => reply.raw.destroyed;
     // Its client may have gone before the handler ran: then 'close' has been and gone.
-    if (gone()) {
+    if (reply.raw.destroyed) {
       release();
       return reply;
     }
-    reply.raw.once('close', release);
+    const gone = new AbortController();
+    reply.raw.once('close', () => {
+      release();
+      gone.abort(new Error('the client went away'));
+    });
     let waiting: (waiting: boolean) => void = () => {};
     const reader: BatchReader = async (read) => {
       waiting(true);
-      const done = await app.exportReads.take();
       try {
-        // A read that waited for its turn after its client went away reads nothing.
-        return gone() ? [] : await read();
+        // A read whose client goes away while it waits for its turn leaves the queue, reading nothing.
+        const done = await app.exportReads.take(gone.signal).catch(() => null);
+        if (!done) return [];
+        try {
+          return gone.signal.aborted ? [] : await read();
+        } finally {
+          done();
+        }
       } finally {
-        done();
         waiting(false);
       }
     };

@@ -54,12 +54,19 @@ export function numberCell(value: string | number): string | number {
   return formulaSafe(value);
 }
 
-/** A budget of CSV exports that may read the database at once; the rest are refused, not queued. */
+interface Waiter {
+  ahead: boolean;
+  grant: () => void;
+}
+
+/**
+ * A budget of slots (exports reading the database, exports in flight): `tryTake()` is refused
+ * when all are taken, `take()` waits for one, in order of asking, `ahead` waiters first.
+ */
 export class ExportSlots {
   readonly max: number;
   #taken = 0;
-  /** Those waiting for a slot (take()), in order of asking. */
-  #waiting: (() => void)[] = [];
+  #waiting: Waiter[] = [];
 
   constructor(max: number) {
     this.max = max;
@@ -72,12 +79,36 @@ export class ExportSlots {
     return this.#releaser();
   }
 
-  /** A release function, once a slot is free: waits for one when every slot is taken. */
-  async take(): Promise<() => void> {
+  /**
+   * A release function, once a slot is free. A waiter whose `signal` aborts leaves the queue
+   * (rejected with the signal's reason): a client gone holds no place.
+   */
+  take(signal?: AbortSignal, ahead = false): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const now = this.tryTake();
-    if (now) return now;
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    return this.#releaser();
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiting = this.#waiting.filter((w) => w !== waiter);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = {
+        ahead,
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(this.#releaser());
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const behind = ahead ? this.#waiting.findIndex((w) => !w.ahead) : -1;
+      if (behind === -1) this.#waiting.push(waiter);
+      else this.#waiting.splice(behind, 0, waiter);
+    });
+  }
+
+  /** Slots taken, and waiters (for tests and metrics). */
+  get usage(): { taken: number; waiting: number } {
+    return { taken: this.#taken, waiting: this.#waiting.length };
   }
 
   #releaser(): () => void {
@@ -87,15 +118,23 @@ export class ExportSlots {
       released = true;
       // The slot goes straight to whoever waits (still taken), else back.
       const next = this.#waiting.shift();
-      if (next) next();
+      if (next) next.grant();
       else this.#taken--;
     };
   }
 }
 
 export interface ExportLimits {
-  /** Exports whose query reads the database. */
-  slots: ExportSlots;
+  /**
+   * Report CSVs being prepared (EXPORT_MAX_CONCURRENT): one more is refused. Counted apart from
+   * `reads`, so that data exports' batches, which wait their turn, never get a report refused.
+   */
+  queries: ExportSlots;
+  /**
+   * Exports reading the database at once (app.exportReads, shared with the data exports'
+   * batches): a report's query waits for one, ahead of the batches (they are short reads).
+   */
+  reads: ExportSlots;
   /**
    * Exports in flight, from their query to the client's last byte: each holds a temporary file
    * and a descriptor for as long as its client reads, however slowly.
@@ -163,10 +202,16 @@ export async function sendCsvReport(
   unitRow: boolean,
   limits: ExportLimits,
 ) {
+  const headers = () =>
+    reply
+      .type(CSV_CONTENT_TYPE)
+      .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`);
+  // HEAD: the headers alone, nothing computed (fastify would drain the whole report to drop it).
+  if (reply.request.method === 'HEAD') return headers().send();
   const releaseOpen = takeExportSlot(limits.open, 'being downloaded');
   let release: () => void;
   try {
-    release = takeExportSlot(limits.slots, 'being prepared');
+    release = takeExportSlot(limits.queries, 'being prepared');
   } catch (error) {
     releaseOpen();
     throw error;
@@ -181,15 +226,15 @@ export async function sendCsvReport(
   }
   const abort = new AbortController();
   const started = Promise.withResolvers<void>();
-  const spooled = spoolReport(
-    spool,
-    db,
-    resolved,
-    unitRow,
-    abort.signal,
-    () => started.resolve(),
-    limits.keeper,
-  )
+  const spooled = (async () => {
+    // A read slot, ahead of the data exports' batches; a client gone meanwhile leaves the queue.
+    const read = await limits.reads.take(abort.signal, true);
+    try {
+      await spoolReport(spool, db, resolved, unitRow, abort.signal, () => started.resolve(), limits.keeper);
+    } finally {
+      read();
+    }
+  })()
     .then(
       () => {
         started.resolve(); // an empty report: the header alone
@@ -214,10 +259,7 @@ export async function sendCsvReport(
   // Socket inactivity while data waits for the client; paused while the reader waits for the
   // spool (that is, the database) instead.
   const body = spool.reader(cutWhenStalled(reply, limits.stallTimeoutMs));
-  return reply
-    .type(CSV_CONTENT_TYPE)
-    .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`)
-    .send(body);
+  return headers().send(body);
 }
 
 /** Writes a report's CSV into the spool; `onStarted` once its first statement has answered. */
