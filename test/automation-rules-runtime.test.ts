@@ -316,6 +316,55 @@ t.test('automation rules at work', async (t) => {
     },
   );
 
+  await t.test(
+    'add_tags stops at the tags’ byte budget, and later rules see the tags as written',
+    async (t) => {
+      // 40 tags of 50 characters: 2,000 bytes, one too many next to the ticket's own tag. The
+      // engine once added them all, so a later rule saw a tag the write then dropped.
+      const many = Array.from({ length: 40 }, (_, i) =>
+        `budget-${String(i).padStart(2, '0')}-`.padEnd(50, 'x'),
+      );
+      const scope = { field: 'subject', operator: 'contains', value: 'budget-test' };
+      const filler = await rule({
+        name: 'Filler',
+        position: 10,
+        conditions: { all: [scope] },
+        actions: [{ type: 'add_tags', tags: many }],
+      });
+      await rule({
+        name: 'Sees the last tag',
+        position: 20,
+        conditions: { all: [scope, { field: 'tags', operator: 'contains_any', value: [many[39]] }] },
+        actions: [{ type: 'set_priority', priority: 'high' }],
+      });
+      const ticket = await create({ subject: 'A budget-test ticket', tags: ['seed'] });
+      t.same(ticket.tags, ['seed', ...many.slice(0, 39)], 'the first 39 fit beside the ticket’s tag');
+      t.equal(ticket.priority, 'normal', 'the later rule did not see the tag left out');
+      const [run] = await runs(ticket.id);
+      t.same(
+        run!.rules.map((r) => [r.name, r.matched]),
+        [
+          ['Filler', true],
+          ['Sees the last tag', false],
+        ],
+      );
+      t.match(run!.rules[0]!.actions, [
+        {
+          type: 'add_tags',
+          outcome: 'applied',
+          reason: "1 tag(s) left out: a ticket's tags take at most 2000 bytes together",
+        },
+      ]);
+      t.same(
+        (await history(ticket.id))
+          .filter((e) => e.actor.type === 'rule')
+          .map((e) => [e.type, e.actor.rule_id]),
+        [['tags_changed', filler.id]],
+      );
+      await removeRules();
+    },
+  );
+
   await t.test('a department’s rule only matches and changes tickets of its department', async (t) => {
     const owned = await rule({
       name: 'Sales intake',

@@ -473,6 +473,24 @@ t.test('tickets', async (t) => {
     t.same(await ticketState(ctx.db, full.id), before2, 'unchanged');
     const refits = await api('PATCH', `/v1/tickets/${full.id}`, { tags: Array.from({ length: 40 }, random) });
     t.equal(refits.statusCode, 200, refits.body.slice(0, 300));
+
+    // Before the budget, POST tags could give a finished ticket 50 such tags (outside the index
+    // of unfinished tickets); reopening it then failed with a 500. Its next change trims them.
+    const legacy = fits.json().id;
+    t.equal((await api('PATCH', `/v1/tickets/${legacy}`, { status: 'resolved' })).statusCode, 200);
+    const stored = Array.from({ length: 50 }, random);
+    await ctx.db.updateTable('tickets').set({ tags: stored }).where('id', '=', legacy).execute();
+    const reopened = await api('PATCH', `/v1/tickets/${legacy}`, { status: 'open' });
+    t.equal(reopened.statusCode, 200, reopened.body.slice(0, 300));
+    t.same(reopened.json().tags, stored.slice(0, 40), 'the first tags that fit are kept');
+    const events: { type: string; data: { removed?: string[] } }[] = (
+      await api('GET', `/v1/tickets/${legacy}/history?limit=50`)
+    ).json().data;
+    t.same(
+      events.filter((e) => e.type === 'tags_changed' && e.data.removed?.length).map((e) => e.data.removed),
+      [stored.slice(40)],
+      'the trim is in its history',
+    );
   });
 
   await t.test(

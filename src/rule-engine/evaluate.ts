@@ -9,7 +9,7 @@ import {
   type Scratch,
   triggerBit,
 } from './compile.ts';
-import { canonicalTag, LIMITS } from './text.ts';
+import { canonicalTag, fittingTags, LIMITS, tagBytes } from './text.ts';
 import type {
   Action,
   ActionTrace,
@@ -186,16 +186,25 @@ function applyAction(
       if (missing.length === 0) return UNCHANGED;
       const room = Math.max(0, LIMITS.maxTicketTags - list.length);
       if (room === 0) return skipped(`tickets carry at most ${LIMITS.maxTicketTags} tags`);
-      const added = missing.length > room ? missing.slice(0, room) : missing;
+      // The first missing tags that fit both budgets: the count, and the bytes together.
+      let bytes = tagBytes(list);
+      const added: string[] = [];
+      for (const tag of missing) {
+        if (added.length === room) break;
+        bytes += Buffer.byteLength(tag);
+        if (bytes > LIMITS.maxTicketTagBytes) break;
+        added.push(tag);
+      }
+      const leftOut = missing.length - added.length;
+      const why =
+        added.length === room
+          ? `tickets carry at most ${LIMITS.maxTicketTags}`
+          : `a ticket's tags take at most ${LIMITS.maxTicketTagBytes} bytes together`;
+      if (added.length === 0) return skipped(why);
       const next = appended(list, added);
       setTags(ctx, next, appended(known, added));
       effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added, removed: [] });
-      return missing.length > room
-        ? {
-            outcome: 'applied',
-            reason: `${missing.length - room} tag(s) left out: tickets carry at most ${LIMITS.maxTicketTags}`,
-          }
-        : APPLIED;
+      return leftOut > 0 ? { outcome: 'applied', reason: `${leftOut} tag(s) left out: ${why}` } : APPLIED;
     }
     case 'remove_tags': {
       const { list, known } = tagState(ctx);
@@ -217,7 +226,7 @@ function applyAction(
     }
     case 'replace_tags': {
       const { known } = tagState(ctx);
-      const next = action.tags.slice();
+      const next = fittingTags(action.tags);
       const added = next.filter((tag) => !known.includes(tag));
       const removed = [...new Set(known.filter((tag) => !next.includes(tag)))];
       if (added.length === 0 && removed.length === 0 && known.length === next.length) return UNCHANGED;

@@ -20,6 +20,6 @@ export {
   type ValueKind,
 } from './fields.ts';
 export { type CompiledSelection, compileSelection, firstMatch, type Selectable } from './select.ts';
-export { foldText, LIMITS } from './text.ts';
+export { fittingTags, foldText, LIMITS, tagBytes } from './text.ts';
 export * from './types.ts';
 export { pointerToken, validateRule } from './validate.ts';

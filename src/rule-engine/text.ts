@@ -20,6 +20,8 @@ export const LIMITS = Object.freeze({
   maxTagLength: 50,
   /** Tickets carry at most this many tags (the tickets API's limit); add_tags stops there. */
   maxTicketTags: 50,
+  /** Bytes (UTF-8) a ticket's tags take together at most (the tickets API's TAG_BYTES). */
+  maxTicketTagBytes: 2000,
   maxNoteLength: 10_000,
   maxNameLength: 200,
   maxRuleNoteLength: 2000,
@@ -176,4 +178,23 @@ export function isDateString(value: unknown): value is string {
   const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
   const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]!;
   return day <= days;
+}
+
+/** The UTF-8 bytes tags take together. */
+export function tagBytes(tags: readonly string[]): number {
+  let bytes = 0;
+  for (let i = 0; i < tags.length; i++) bytes += Buffer.byteLength(tags[i]!);
+  return bytes;
+}
+
+/** The first tags that fit LIMITS.maxTicketTagBytes together (a new array). */
+export function fittingTags(tags: readonly string[]): string[] {
+  const out: string[] = [];
+  let bytes = 0;
+  for (let i = 0; i < tags.length; i++) {
+    bytes += Buffer.byteLength(tags[i]!);
+    if (bytes > LIMITS.maxTicketTagBytes) break;
+    out.push(tags[i]!);
+  }
+  return out;
 }

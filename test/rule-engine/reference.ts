@@ -359,8 +359,16 @@ export function referenceEvaluate(event: RuleEvent, input: TicketSnapshot, rules
           const wanted = [...new Set(action.tags.map((t) => t.trim().replace(/\s+/g, ' ').toLowerCase()))];
           const missing = wanted.filter((t) => !canon.includes(t));
           const room = Math.max(0, 50 - tags.length);
-          if (missing.length === 0 || room === 0) return;
-          ticket = { ...before, tags: tags.concat(missing.slice(0, room)) };
+          // 50 tags and 2,000 UTF-8 bytes together at most.
+          let bytes = tags.reduce((n, t) => n + Buffer.byteLength(t), 0);
+          const added: string[] = [];
+          for (const t of missing) {
+            bytes += Buffer.byteLength(t);
+            if (added.length === room || bytes > 2000) break;
+            added.push(t);
+          }
+          if (added.length === 0) return;
+          ticket = { ...before, tags: tags.concat(added) };
           effects.push({ ...base, type: 'set_tags' });
           return;
         }
@@ -373,7 +381,13 @@ export function referenceEvaluate(event: RuleEvent, input: TicketSnapshot, rules
           return;
         }
         case 'replace_tags': {
-          const next = [...new Set(action.tags.map((t) => t.trim().replace(/\s+/g, ' ').toLowerCase()))];
+          let bytes = 0;
+          const next = [
+            ...new Set(action.tags.map((t) => t.trim().replace(/\s+/g, ' ').toLowerCase())),
+          ].filter((t) => {
+            bytes += Buffer.byteLength(t);
+            return bytes <= 2000;
+          });
           const sameSet =
             next.length === new Set(canon).size &&
             next.every((t) => canon.includes(t)) &&

@@ -1,5 +1,6 @@
 import type { TicketStatus } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
+import { fittingTags, LIMITS, tagBytes } from '../../rule-engine/index.ts';
 import {
   type BusinessSpan,
   type NewEvent,
@@ -22,23 +23,19 @@ export function normaliseTags(tags: string[]): string[] {
  * of 50 random characters (2,500 bytes, over 2,800 as an array) failed the insert, a 500. Two
  * thousand leaves room for the array's own bytes and the index's other columns.
  */
-export const TAG_BYTES = 2000;
+export const TAG_BYTES = LIMITS.maxTicketTagBytes;
 
 /**
  * The first tags that fit TAG_BYTES together, for tags no caller typed (a rule's, a canned
  * response's): those are dropped past the budget rather than failing the write.
  */
-export function fitTags(tags: string[]): string[] {
-  let bytes = 0;
-  return tags.filter((tag) => {
-    bytes += Buffer.byteLength(tag);
-    return bytes <= TAG_BYTES;
-  });
-}
+export const fitTags: (tags: readonly string[]) => string[] = fittingTags;
+
+export { tagBytes };
 
 /** 400 tags_too_long when the (normalised) tags take more than TAG_BYTES together. */
 export function assertTagsFit(tags: string[], field: string) {
-  const bytes = tags.reduce((sum, tag) => sum + Buffer.byteLength(tag), 0);
+  const bytes = tagBytes(tags);
   if (bytes > TAG_BYTES) {
     throw invalid(
       'tags_too_long',

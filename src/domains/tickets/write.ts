@@ -24,7 +24,7 @@ import { resolveContact } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { NO_POLICIES_KEY } from '../sla-policies/repository.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
-import { assertTagsFit, changeEvents, normaliseTags } from './changes.ts';
+import { assertTagsFit, changeEvents, fitTags, normaliseTags, TAG_BYTES, tagBytes } from './changes.ts';
 import { escalate } from './escalation.ts';
 import { currentReplay } from './replay.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
@@ -192,9 +192,14 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       continue;
     }
     patched = true;
-    const next = { ...working, ...step.patch };
+    // Tags stored before their budget existed (TAG_BYTES; possible on a finished ticket) are
+    // trimmed by the next change, in its history: reopened, they would not fit the index of
+    // unfinished tickets (0036), and the write would fail.
+    const stepPatch =
+      tagBytes(working.tags) > TAG_BYTES ? { tags: fitTags(working.tags), ...step.patch } : step.patch;
+    const next = { ...working, ...stepPatch };
     for (const e of changeEvents(working, next)) events.push({ ...e, actor: step.actor, ticket: next });
-    Object.assign(patch, step.patch);
+    Object.assign(patch, stepPatch);
     working = next;
   }
   const messages = decided.messages ?? [];
