@@ -1,11 +1,13 @@
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type KyselyPlugin, sql } from 'kysely';
+import pino from 'pino';
 import t from 'tap';
 import { type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import type { Principal } from '../src/access/policy.ts';
 import { exportTickets } from '../src/domains/exports/service.ts';
+import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 
 // The records of the import format (the lead's import-format brief), as the importer reads them.
@@ -244,7 +246,7 @@ t.test('exports', async (t) => {
     const held = Promise.withResolvers<void>();
     const written = Promise.withResolvers<void>();
     const late = ctx.db.transaction().execute(async (trx) => {
-      await sql`update tickets set subject = 'late', updated_at = deskroute_now() where id = ${tb.id}`.execute(
+      await sql`update tickets set subject = 'late', updated_at = deskroute_now(), changed_at = now() where id = ${tb.id}`.execute(
         trx,
       );
       written.resolve();
@@ -407,4 +409,39 @@ t.test('exports', async (t) => {
       t.ok(atCancel < all, 'the export stopped before its end');
     },
   );
+
+  await t.test('tickets imported with their history after a cursor come with that cursor', async (t) => {
+    // An import replays a ticket at its own time: its updated_at is in 2021, below the cursor.
+    // Exports follow when the ticket changed here (changed_at), or the warehouse never gets it.
+    const cursor = (await get('/v1/exports/tickets')).headers['export-next-cursor'] as string;
+    const records = [
+      { type: 'contact', external_id: 'old-c1', name: 'Old customer', emails: ['old-export@shop.test'] },
+      {
+        type: 'ticket',
+        external_id: 'old-t1',
+        created_at: '2021-03-01T09:00:00Z',
+        subject: 'From the old desk',
+        contact: 'old-c1',
+        message: { body: 'Hello from 2021' },
+      },
+    ];
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/imports?source=old-desk',
+      token: admin.token,
+      headers: { 'content-type': 'application/x-ndjson' },
+      payload: records.map((r) => JSON.stringify(r)).join('\n'),
+    });
+    t.equal(res.statusCode, 202, res.body);
+    await processPendingImports({ db: ctx.db, blobs: ctx.app.blobs, log: pino({ level: 'silent' }) });
+    const after = await get(`/v1/exports/tickets?cursor=${cursor}`);
+    t.equal(after.statusCode, 200);
+    t.same(
+      lines(after.body).map((x) => [x.subject, x.updated_at]),
+      [['From the old desk', '2021-03-01T09:00:00.000Z']],
+      'the imported ticket, with its own time, and nothing else',
+    );
+    const next = after.headers['export-next-cursor'] as string;
+    t.same(lines((await get(`/v1/exports/tickets?cursor=${next}`)).body), [], 'once');
+  });
 });

@@ -330,6 +330,11 @@ export interface TicketsTable {
   status_before_delete: TicketStatus | null;
   created_at: ColumnType<Date, Date | string | undefined, never>;
   updated_at: Timestamp;
+  /**
+   * When the row last changed in this help desk: the writing transaction's real time (now()),
+   * set with updated_at; an import's replayed history keeps its own updated_at (0041).
+   */
+  changed_at: ColumnType<Date, never, Date | string>;
   first_answered_at: Date | null;
   last_customer_message_at: Date | null;
   last_agent_message_at: Date | null;

@@ -15,24 +15,21 @@ import type {
 type Executor = Kysely<Database>;
 
 /**
- * The export's horizons: every change stamped before them has committed. A row's updated_at is
- * its writing transaction's start (tickets: deskroute_now(), contacts: now()), so a transaction
- * still running, whatever it writes, stamps at or after its own start; the oldest start of the
+ * The export's horizon: every change stamped before it has committed. A contact's updated_at and
+ * a ticket's changed_at are their writing transaction's start (now()), so a transaction still
+ * running, whatever it writes, stamps at or after its own start; the oldest start of the
  * transactions running in this database, truncated to the stored millisecond, bounds what may
  * still appear below it (the event feed's horizon, src/domains/events/repository.ts, in time
  * instead of transaction ids). Read in a statement of its own before the rows: a transaction
- * that had ended when this ran is visible to the later reads. `tickets` is the same instant on
- * the application's clock (equal in production; a test's moved clock moves it too).
+ * that had ended when this ran is visible to the later reads. (A ticket's updated_at is its own
+ * time, which an import sets in the past: tickets are windowed on changed_at, migrations/0041.)
  */
-export async function exportHorizons(db: Executor): Promise<{ tickets: Date; contacts: Date }> {
-  const { rows } = await sql<{ tickets: Date; contacts: Date }>`
-    with oldest as (
-      select coalesce(min(xact_start), now()) as s from pg_stat_activity
-        where datname = current_database() and xact_start is not null)
-    select date_trunc('milliseconds', deskroute_now() - (now() - least(oldest.s, now()))) as tickets,
-           date_trunc('milliseconds', least(oldest.s, now())) as contacts
-      from oldest`.execute(db);
-  return rows[0]!;
+export async function exportHorizon(db: Executor): Promise<Date> {
+  const { rows } = await sql<{ horizon: Date }>`
+    select date_trunc('milliseconds', least(coalesce(min(xact_start), now()), now())) as horizon
+      from pg_stat_activity
+      where datname = current_database() and xact_start is not null`.execute(db);
+  return rows[0]!.horizon;
 }
 
 export type TicketExportRow = Awaited<
@@ -57,9 +54,10 @@ export const readAtOnce: BatchReader = (read) => read();
 
 type After = { at: Date; id: string } | null;
 
-/** Rows in (updated_at, id) order, a batch at a time, each read after the last one's key. */
-async function* keysetBatches<R extends { updated_at: Date; id: string }>(
+/** Rows in (key, id) order, a batch at a time, each read after the last one's key. */
+async function* keysetBatches<R extends { id: string }>(
   read: (after: After) => Promise<R[]>,
+  key: (row: R) => Date,
   batchSize: number,
   reader: BatchReader,
 ): AsyncGenerator<R[]> {
@@ -71,11 +69,11 @@ async function* keysetBatches<R extends { updated_at: Date; id: string }>(
     yield rows;
     if (rows.length < batchSize) return;
     const tail: R = rows[rows.length - 1]!;
-    after = { at: tail.updated_at, id: tail.id };
+    after = { at: key(tail), id: tail.id };
   }
 }
 
-/** The visible tickets matching the filter whose updated_at falls in the window, in keyset batches. */
+/** The visible tickets matching the filter that changed in the window, in keyset batches. */
 export function ticketBatches(
   db: Executor,
   access: TicketAccess,
@@ -87,17 +85,19 @@ export function ticketBatches(
   return keysetBatches(
     (last) =>
       listedTicketsMatching(db, access, filter)
-        .where('t.updated_at', '<', window.to)
-        .$if(window.from !== null, (qb) => qb.where('t.updated_at', '>=', window.from!))
+        .select('t.changed_at')
+        .where('t.changed_at', '<', window.to)
+        .$if(window.from !== null, (qb) => qb.where('t.changed_at', '>=', window.from!))
         .$if(last !== null, (qb) =>
           qb.where(
-            sql<boolean>`(t.updated_at, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
+            sql<boolean>`(t.changed_at, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
           ),
         )
-        .orderBy('t.updated_at', 'asc')
+        .orderBy('t.changed_at', 'asc')
         .orderBy('t.id', 'asc')
         .limit(batchSize)
         .execute(),
+    (row) => row.changed_at,
     batchSize,
     reader,
   );
@@ -125,6 +125,7 @@ export function contactBatches(
         .orderBy('contacts.id', 'asc')
         .limit(batchSize)
         .execute(),
+    (row) => row.updated_at,
     batchSize,
     reader,
   );

@@ -40,7 +40,7 @@ const CONTENT = (line: string) => ({
 });
 
 const WINDOW =
-  'Streamed in batches of the database, at the pace the client reads, in the order (updated_at, id); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read. At most EXPORT_MAX_OPEN exports are in flight at once: one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.';
+  'Streamed in batches of the database, at the pace the client reads, in the order they last changed in this help desk (tickets: when they changed here, whatever updated_at an import gave them; contacts: updated_at); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read. At most EXPORT_MAX_OPEN exports are in flight at once: one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.';
 
 function sendHeaders(reply: FastifyReply, stream: ExportStream) {
   return reply

@@ -165,7 +165,7 @@ export async function exportTickets(
   const list = `export:tickets:${principal.agentId}:${JSON.stringify(filter)}`;
   const from = resumeFrom(list, cursor);
   const access = await loadTicketAccess(db, principal);
-  const horizon = (await repo.exportHorizons(db)).tickets;
+  const horizon = await repo.exportHorizon(db);
   const window = windowOf(from, horizon);
   const batches = repo.ticketBatches(
     db,
@@ -212,7 +212,7 @@ export async function exportContacts(
   const list = `export:contacts:${principal.agentId}:${JSON.stringify({ ...filter, updated_from })}`;
   const resumed = resumeFrom(list, cursor);
   const from = resumed ?? (updated_from === undefined ? null : new Date(updated_from));
-  const horizon = (await repo.exportHorizons(db)).contacts;
+  const horizon = await repo.exportHorizon(db);
   const window = windowOf(from, horizon);
   const batches = repo.contactBatches(db, filter, window, BATCH, reader);
   async function* encode() {

@@ -124,7 +124,7 @@ export const TICKET_COLUMNS = [
 
 // sla_next_at and sla_planned_key are the timers' (written with the clock's state, read only by
 // the timer's own query).
-export type TicketRecord = Omit<TicketRow, 'search' | 'sla_next_at' | 'sla_planned_key'>;
+export type TicketRecord = Omit<TicketRow, 'search' | 'sla_next_at' | 'sla_planned_key' | 'changed_at'>;
 
 export async function withContacts(db: Executor, rows: TicketRecord[]): Promise<Ticket[]> {
   const contacts = await contactSummaries(db, [...new Set(rows.map((r) => r.contact_id))]);
@@ -304,7 +304,10 @@ export type TicketPatch = Partial<
 >;
 
 function updateSet(patch: TicketPatch, touch: boolean, appendToSearch?: string, activity?: boolean) {
-  const set: Record<string, unknown> = { ...patch, ...(touch && { updated_at: dbNow }) };
+  const set: Record<string, unknown> = {
+    ...patch,
+    ...(touch && { updated_at: dbNow, changed_at: sql`now()` }),
+  };
   if (activity) set.last_activity_at = dbNow;
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
   if (patch.sla_state !== undefined) set.sla_state = sql`${JSON.stringify(patch.sla_state)}::jsonb`;
@@ -957,6 +960,7 @@ export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toI
     .set({
       department_id: toId,
       updated_at: dbNow,
+      changed_at: sql`now()`,
       assignee_id: sql`case when exists (select 1 from department_members m where m.department_id = ${toId} and m.agent_id = tickets.assignee_id and m.role in ('solver', 'supervisor', 'manager')) then assignee_id end`,
     })
     .where('department_id', '=', fromId)
