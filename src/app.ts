@@ -42,6 +42,7 @@ import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
 import type { JobQueue } from './jobs/queue.ts';
 import { createAjv } from './plugins/ajv.ts';
+import { arrivalPlugin } from './plugins/arrival.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
@@ -165,6 +166,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     reply.header('x-request-id', request.id);
   });
   await app.register(problemPlugin);
+  await app.register(arrivalPlugin, { requestTimeoutMs: config.arrival.requestTimeoutMs });
   for (const schema of [
     ...agentSchemas,
     ...departmentSchemas,

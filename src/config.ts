@@ -56,6 +56,20 @@ const EnvSchema = Type.Object({
     maximum: 100,
     description: 'most files one upload (or one contact form) may carry; more answer 413',
   }),
+  REQUEST_TIMEOUT_MS: Type.Integer({
+    default: 30_000,
+    minimum: 1000,
+    maximum: 600_000,
+    description:
+      'a request must arrive whole within this, else 408; an upload (an import file, attachments) instead must bring at least 1 KiB in every such span',
+  }),
+  UPLOAD_TIMEOUT_MS: Type.Integer({
+    default: 3_600_000,
+    minimum: 1000,
+    maximum: 86_400_000,
+    description:
+      'an upload (an import file, attachments) must arrive whole within this, else 408',
+  }),
   TRUST_PROXY: Type.Boolean({ default: false }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),
   HOUSEKEEPING_INTERVAL_MS: Type.Integer({
@@ -292,6 +306,8 @@ export interface Config {
   attachments: { maxBytes: number; maxFiles: number };
   /** The largest import file (docs/import.md). */
   importMaxBytes: number;
+  /** When a request must have arrived (src/plugins/arrival.ts); uploads get longer. */
+  arrival: { requestTimeoutMs: number; uploadTimeoutMs: number };
   trustProxy: boolean;
   shutdownGraceMs: number;
   scheduler: { housekeepingMs: number; reportCompactionMs: number; slaTimerMs: number };
@@ -425,6 +441,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimit: parsed.BODY_LIMIT_BYTES,
     attachments: { maxBytes: parsed.ATTACHMENT_MAX_BYTES, maxFiles: parsed.ATTACHMENT_MAX_FILES },
     importMaxBytes: parsed.IMPORT_MAX_BYTES,
+    arrival: { requestTimeoutMs: parsed.REQUEST_TIMEOUT_MS, uploadTimeoutMs: parsed.UPLOAD_TIMEOUT_MS },
     trustProxy: parsed.TRUST_PROXY,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     scheduler: {

@@ -89,7 +89,9 @@ const imapWatcher = config.mailIn.imapWatcher
   : undefined;
 // Imports (POST /v1/imports) are worked through in the background on every instance, each by one.
 const stopImports = startImportWorker({ db, blobs: app.blobs, log: app.log.child({ component: 'imports' }) });
-app.server.requestTimeout = 30_000;
+// Node's own limit is the uploads' (an import file of gigabytes); every other request must
+// arrive within REQUEST_TIMEOUT_MS (src/plugins/arrival.ts).
+app.server.requestTimeout = config.arrival.uploadTimeoutMs;
 app.server.headersTimeout = 10_000;
 
 closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {

@@ -246,6 +246,9 @@ const CLIENT_ERRORS: Record<string, { status: number; code: string; detail: stri
   },
 };
 
+/** 408: a request, or an upload that stopped sending, did not arrive in time. */
+export const REQUEST_TIMEOUT_PROBLEM = CLIENT_ERRORS.ERR_HTTP_REQUEST_TIMEOUT!;
+
 /** The path of the request line in what the parser saw, or null (it may be cut or garbled). */
 function requestPath(rawPacket: unknown): string | null {
   if (!Buffer.isBuffer(rawPacket)) return null;
@@ -276,6 +279,20 @@ export function clientErrorProblem(
     { reqId: requestId, err: { code: error.code, message: error.message }, status: known.status },
     'refused by the HTTP parser',
   );
+  writeRawProblem(socket, known, requestPath(error.rawPacket) ?? `urn:uuid:${requestId}`, requestId);
+  socket.destroy(error);
+}
+
+/**
+ * Answers a problem on the raw socket, for a request that has no response under way (Node's
+ * parser refused it, or it did not arrive in time); the caller closes the connection.
+ */
+export function writeRawProblem(
+  socket: Socket,
+  known: { status: number; code: string; detail: string },
+  instance: string,
+  requestId: string,
+) {
   // Like Node: never write into the middle of a response already under way on this socket.
   const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (socket.writable && !current?.headersSent) {
@@ -285,7 +302,7 @@ export function clientErrorProblem(
       status: known.status,
       code: known.code,
       detail: known.detail,
-      instance: requestPath(error.rawPacket) ?? `urn:uuid:${requestId}`,
+      instance,
       request_id: requestId,
     } satisfies Problem);
     socket.write(
@@ -301,7 +318,6 @@ export function clientErrorProblem(
       ].join('\r\n'),
     );
   }
-  socket.destroy(error);
 }
 
 /** One error handler for the whole API: every failure leaves as RFC 9457 problem+json. */

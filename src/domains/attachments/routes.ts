@@ -31,6 +31,7 @@ export const attachmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/v1/tickets/:id/attachments',
     {
+      config: { upload: true },
       schema: {
         operationId: 'uploadTicketAttachments',
         tags,

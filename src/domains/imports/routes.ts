@@ -51,6 +51,8 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/v1/imports',
     {
+      // A file of gigabytes: it may take UPLOAD_TIMEOUT_MS to arrive while it keeps coming.
+      config: { upload: true },
       preValidation: async (request) => {
         // The body schema is per media type: anything else (JSON) would pass unchecked.
         if (!(request.body instanceof Readable)) {
