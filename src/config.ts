@@ -67,8 +67,7 @@ const EnvSchema = Type.Object({
     default: 3_600_000,
     minimum: 1000,
     maximum: 86_400_000,
-    description:
-      'an upload (an import file, attachments) must arrive whole within this, else 408',
+    description: 'an upload (an import file, attachments) must arrive whole within this, else 408',
   }),
   TRUST_PROXY: Type.Boolean({ default: false }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),

@@ -337,40 +337,37 @@ t.test(
   },
 );
 
-t.test(
-  'slots are given in order of asking, ahead waiters first; a waiter that leaves holds no place',
-  async (t) => {
-    const slots = new ExportSlots(1);
-    const first = await slots.take();
-    const order: string[] = [];
-    const granted = (name: string) => (done: () => void) => {
-      order.push(name);
-      return done;
-    };
-    const left = new AbortController();
-    const waits = [
-      slots.take().then(granted('batch 1')),
-      slots.take(left.signal).then(granted('gone'), () => null),
-      slots.take(undefined, true).then(granted('report')),
-      slots.take().then(granted('batch 2')),
-    ];
-    t.same(slots.usage, { taken: 1, waiting: 4 });
-    left.abort(new Error('the client went away'));
+t.test('slots are given in order of asking; a waiter that leaves holds no place', async (t) => {
+  const slots = new ExportSlots(1);
+  const first = await slots.take();
+  const order: string[] = [];
+  const granted = (name: string) => (done: () => void) => {
+    order.push(name);
+    return done;
+  };
+  const left = new AbortController();
+  const waits = [
+    slots.take().then(granted('batch 1')),
+    slots.take(left.signal).then(granted('gone'), () => null),
+    slots.take().then(granted('report')),
+    slots.take().then(granted('batch 2')),
+  ];
+  t.same(slots.usage, { taken: 1, waiting: 4 });
+  left.abort(new Error('the client went away'));
+  await sleep(0);
+  t.same(slots.usage, { taken: 1, waiting: 3 }, 'the waiter that left is out of the queue');
+  first();
+  for (const [i, waiter] of [0, 2, 3].entries()) {
     await sleep(0);
-    t.same(slots.usage, { taken: 1, waiting: 3 }, 'the waiter that left is out of the queue');
-    first();
-    for (const [i, waiter] of [2, 0, 3].entries()) {
-      await sleep(0);
-      t.equal(order.length, i + 1, 'one waiter granted at a time');
-      t.same(slots.usage, { taken: 1, waiting: 2 - i }, 'never more than the budget');
-      (await waits[waiter]!)!();
-    }
-    t.same(order, ['report', 'batch 1', 'batch 2']);
-    t.same(slots.usage, { taken: 0, waiting: 0 }, 'every slot back');
-    await t.rejects(slots.take(AbortSignal.abort()), 'an aborted signal takes nothing');
-    t.same(slots.usage, { taken: 0, waiting: 0 });
-  },
-);
+    t.equal(order.length, i + 1, 'one waiter granted at a time');
+    t.same(slots.usage, { taken: 1, waiting: 2 - i }, 'never more than the budget');
+    (await waits[waiter]!)!();
+  }
+  t.same(order, ['batch 1', 'report', 'batch 2']);
+  t.same(slots.usage, { taken: 0, waiting: 0 }, 'every slot back');
+  await t.rejects(slots.take(AbortSignal.abort()), 'an aborted signal takes nothing');
+  t.same(slots.usage, { taken: 0, waiting: 0 });
+});
 
 t.test(
   'data exports waiting for the database never get a report CSV refused',
@@ -389,19 +386,21 @@ t.test(
     t.teardown(() => blocker.end());
     await blocker.query('begin');
     await blocker.query('lock table tickets in access exclusive mode');
-    const exports = [0, 1, 2].map(() => {
+    const reads = ctx.app.exportReads;
+    const startExport = () => {
       const gone = new AbortController();
       const res = fetch(`http://127.0.0.1:${port}/v1/exports/tickets?format=csv`, {
         headers,
         signal: gone.signal,
       }).catch(() => null);
       return { gone, res };
-    });
-    const reads = ctx.app.exportReads;
-    t.ok(
-      await until(30_000, () => reads.usage.taken === 2 && reads.usage.waiting === 1),
-      'two exports read (waiting for the lock), the third waits for a slot',
-    );
+    };
+    // Two take the slots and wait for the lock, then the third waits for a slot (in that order,
+    // so that the one whose client leaves below is the one queued).
+    const exports = [startExport(), startExport()];
+    t.ok(await until(30_000, () => reads.usage.taken === 2), 'two exports read (waiting for the lock)');
+    exports.push(startExport());
+    t.ok(await until(30_000, () => reads.usage.waiting === 1), 'the third waits for a slot');
 
     const report = fetch(`http://127.0.0.1:${port}${SMALL_EXPORT}`, { headers });
     const leaving = new AbortController();

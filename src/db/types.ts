@@ -332,9 +332,10 @@ export interface TicketsTable {
   updated_at: Timestamp;
   /**
    * When the row last changed in this help desk: the writing transaction's real time (now()),
-   * set with updated_at; an import's replayed history keeps its own updated_at (0041).
+   * set with updated_at; an import's replayed history keeps its own updated_at. Null on rows
+   * last written before 0041: their updated_at stands for it (CHANGED_KEY, exports).
    */
-  changed_at: ColumnType<Date, never, Date | string>;
+  changed_at: ColumnType<Date | null, never, Date | string>;
   first_answered_at: Date | null;
   last_customer_message_at: Date | null;
   last_agent_message_at: Date | null;

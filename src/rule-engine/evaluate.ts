@@ -97,6 +97,7 @@ const APPLIED: Outcome = { outcome: 'applied', reason: null };
 const UNCHANGED: Outcome = { outcome: 'unchanged', reason: null };
 const LEFT_DEPARTMENT: Outcome = { outcome: 'skipped', reason: "the ticket left the rule's department" };
 const skipped = (reason: string): Outcome => ({ outcome: 'skipped', reason });
+const TAG_BYTES_REASON = `a ticket's tags take at most ${LIMITS.maxTicketTagBytes} bytes together`;
 
 function setTags(ctx: EvalContext, list: string[], known: string[]): void {
   keepDomains(ctx, { ...ctx.t, tags: list });
@@ -196,10 +197,7 @@ function applyAction(
         added.push(tag);
       }
       const leftOut = missing.length - added.length;
-      const why =
-        added.length === room
-          ? `tickets carry at most ${LIMITS.maxTicketTags}`
-          : `a ticket's tags take at most ${LIMITS.maxTicketTagBytes} bytes together`;
+      const why = added.length === room ? `tickets carry at most ${LIMITS.maxTicketTags}` : TAG_BYTES_REASON;
       if (added.length === 0) return skipped(why);
       const next = appended(list, added);
       setTags(ctx, next, appended(known, added));
@@ -232,7 +230,13 @@ function applyAction(
       if (added.length === 0 && removed.length === 0 && known.length === next.length) return UNCHANGED;
       setTags(ctx, next, next);
       effects.push({ rule_id, action_index, type: 'set_tags', tags: next.slice(), added, removed });
-      return APPLIED;
+      const leftOut = action.tags.length - next.length;
+      return leftOut > 0
+        ? {
+            outcome: 'applied',
+            reason: `${leftOut} tag(s) left out: ${TAG_BYTES_REASON}`,
+          }
+        : APPLIED;
     }
     case 'set_priority': {
       if (t.priority === action.priority) return UNCHANGED;

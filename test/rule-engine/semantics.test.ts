@@ -279,6 +279,17 @@ t.test('actions', async (t) => {
     const capped = run([rule({ actions: [{ type: 'add_tags', tags: ['x', 'y'] }] })], ticket({ tags: full }));
     t.equal(capped.ticket.tags.length, 50);
     t.match(capped.trace.rules[0]!.actions![0]!, { outcome: 'applied', reason: /1 tag\(s\) left out/ });
+    // And 2,000 bytes together: 45 tags of 50 characters are 2,250.
+    const long = Array.from({ length: 45 }, (_, i) => `long-${String(i).padStart(2, '0')}-`.padEnd(50, 'z'));
+    const bytes = run([rule({ actions: [{ type: 'replace_tags', tags: long }] })]);
+    t.same(bytes.ticket.tags, long.slice(0, 40));
+    t.match(bytes.trace.rules[0]!.actions![0]!, {
+      outcome: 'applied',
+      reason: "5 tag(s) left out: a ticket's tags take at most 2000 bytes together",
+    });
+    const added = run([rule({ actions: [{ type: 'add_tags', tags: long }] })], ticket({ tags: ['vip'] }));
+    t.same(added.ticket.tags, ['vip', ...long.slice(0, 39)]);
+    t.match(added.trace.rules[0]!.actions![0]!, { reason: /^6 tag\(s\) left out: a ticket's tags take/ });
   });
 
   t.test('status: set, resolve, postpone from the event time, mark spam', async (t) => {

@@ -73,6 +73,12 @@ async function* keysetBatches<R extends { id: string }>(
   }
 }
 
+/**
+ * When a ticket last changed here: changed_at, or for a row last written before migrations/0041,
+ * its updated_at (the expression tickets_changed_idx is on).
+ */
+const CHANGED_KEY = sql<Date>`coalesce(t.changed_at, t.updated_at)`;
+
 /** The visible tickets matching the filter that changed in the window, in keyset batches. */
 export function ticketBatches(
   db: Executor,
@@ -85,19 +91,19 @@ export function ticketBatches(
   return keysetBatches(
     (last) =>
       listedTicketsMatching(db, access, filter)
-        .select('t.changed_at')
-        .where('t.changed_at', '<', window.to)
-        .$if(window.from !== null, (qb) => qb.where('t.changed_at', '>=', window.from!))
+        .select(CHANGED_KEY.as('changed_key'))
+        .where(CHANGED_KEY, '<', window.to)
+        .$if(window.from !== null, (qb) => qb.where(CHANGED_KEY, '>=', window.from!))
         .$if(last !== null, (qb) =>
           qb.where(
-            sql<boolean>`(t.changed_at, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
+            sql<boolean>`(${CHANGED_KEY}, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
           ),
         )
-        .orderBy('t.changed_at', 'asc')
+        .orderBy(CHANGED_KEY, 'asc')
         .orderBy('t.id', 'asc')
         .limit(batchSize)
         .execute(),
-    (row) => row.changed_at,
+    (row) => row.changed_key,
     batchSize,
     reader,
   );

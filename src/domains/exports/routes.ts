@@ -55,7 +55,7 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // but two batches of memory and a socket, so they are capped as the report CSVs are (their
   // own EXPORT_MAX_OPEN, apart from the reports'). Each batch read takes one of the slots of
   // the exports reading the database (app.exportReads, shared with the report CSVs' queries,
-  // which go ahead of the batches), waiting for one rather than refused (a batch is a short
+  // each waiting in order of asking), waiting for one rather than refused (a batch is a short
   // read), so downloads at full speed cannot take the pool from the API.
   const open = new ExportSlots(config.exports.maxOpen);
 

@@ -54,19 +54,15 @@ export function numberCell(value: string | number): string | number {
   return formulaSafe(value);
 }
 
-interface Waiter {
-  ahead: boolean;
-  grant: () => void;
-}
-
 /**
  * A budget of slots (exports reading the database, exports in flight): `tryTake()` is refused
- * when all are taken, `take()` waits for one, in order of asking, `ahead` waiters first.
+ * when all are taken, `take()` waits for one, in order of asking (so report queries and download
+ * batches that share the read slots each wait behind what came first, never for ever).
  */
 export class ExportSlots {
   readonly max: number;
   #taken = 0;
-  #waiting: Waiter[] = [];
+  #waiting: (() => void)[] = [];
 
   constructor(max: number) {
     this.max = max;
@@ -83,26 +79,21 @@ export class ExportSlots {
    * A release function, once a slot is free. A waiter whose `signal` aborts leaves the queue
    * (rejected with the signal's reason): a client gone holds no place.
    */
-  take(signal?: AbortSignal, ahead = false): Promise<() => void> {
+  take(signal?: AbortSignal): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const now = this.tryTake();
     if (now) return Promise.resolve(now);
     return new Promise((resolve, reject) => {
       const onAbort = () => {
-        this.#waiting = this.#waiting.filter((w) => w !== waiter);
+        this.#waiting = this.#waiting.filter((w) => w !== grant);
         reject(signal?.reason);
       };
-      const waiter: Waiter = {
-        ahead,
-        grant: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(this.#releaser());
-        },
+      const grant = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(this.#releaser());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      const behind = ahead ? this.#waiting.findIndex((w) => !w.ahead) : -1;
-      if (behind === -1) this.#waiting.push(waiter);
-      else this.#waiting.splice(behind, 0, waiter);
+      this.#waiting.push(grant);
     });
   }
 
@@ -118,7 +109,7 @@ export class ExportSlots {
       released = true;
       // The slot goes straight to whoever waits (still taken), else back.
       const next = this.#waiting.shift();
-      if (next) next.grant();
+      if (next) next();
       else this.#taken--;
     };
   }
@@ -132,7 +123,7 @@ export interface ExportLimits {
   queries: ExportSlots;
   /**
    * Exports reading the database at once (app.exportReads, shared with the data exports'
-   * batches): a report's query waits for one, ahead of the batches (they are short reads).
+   * batches): a report's query waits for one in order of asking (batches are short reads).
    */
   reads: ExportSlots;
   /**
@@ -227,8 +218,8 @@ export async function sendCsvReport(
   const abort = new AbortController();
   const started = Promise.withResolvers<void>();
   const spooled = (async () => {
-    // A read slot, ahead of the data exports' batches; a client gone meanwhile leaves the queue.
-    const read = await limits.reads.take(abort.signal, true);
+    // A read slot, in turn with the data exports' batches; a client gone meanwhile leaves the queue.
+    const read = await limits.reads.take(abort.signal);
     try {
       await spoolReport(spool, db, resolved, unitRow, abort.signal, () => started.resolve(), limits.keeper);
     } finally {

@@ -125,7 +125,7 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           operationId: `export${title}ReportCsv`,
           tags,
           summary: `${summary} as CSV`,
-          description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply. At most EXPORT_MAX_CONCURRENT report CSVs are prepared at once: one more answers 503 export_busy with Retry-After (ticket and contact exports streaming never cause it: a report's query goes ahead of their batches). HEAD answers the headers and computes nothing. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.`,
+          description: `${description} The whole report, streamed, with Content-Disposition naming the file; limit and cursor do not apply. At most EXPORT_MAX_CONCURRENT report CSVs are prepared at once: one more answers 503 export_busy with Retry-After (ticket and contact exports streaming never cause it: a report's query waits its turn among their batches). HEAD answers the headers and computes nothing. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.`,
           querystring: ReportQuery,
           response: {
             200: {
