@@ -8,7 +8,9 @@ import { Value } from 'typebox/value';
 import type { Principal } from '../src/access/policy.ts';
 import { exportTickets } from '../src/domains/exports/service.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
+import { fireSlaTimers } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { installClock, setClock } from './helpers/clock.ts';
 
 // The records of the import format (the lead's import-format brief), as the importer reads them.
 const Id = Type.String({ minLength: 1, maxLength: 200 });
@@ -444,4 +446,58 @@ t.test('exports', async (t) => {
     const next = after.headers['export-next-cursor'] as string;
     t.same(lines((await get(`/v1/exports/tickets?cursor=${next}`)).body), [], 'once');
   });
+});
+
+// An SLA warning or breach is written by the timer without touching updated_at (it is no change
+// by anyone), yet the exported ticket changed: its sla and its history. It comes with the next
+// cursor (tickets.changed_at moves); before, a warehouse syncing by cursor never saw the breach.
+t.test('an SLA breach comes with the next cursor, though updated_at stays', async (t) => {
+  const ctx = await buildTestApp(t);
+  await installClock(ctx.db, '2026-11-27T10:00:00Z');
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const support = await makeDepartment(ctx.db, 'Support');
+  const call = async (method: 'GET' | 'POST', url: string, payload?: object) =>
+    ctx.request({ method, url, token: admin.token, ...(payload && { payload }) });
+  const policy = await call('POST', '/v1/sla-policies', {
+    name: 'First answer in an hour',
+    conditions: { all: [{ field: 'department_id', operator: 'is', value: support }] },
+    targets: { normal: { first_answer: { minutes: 60, business: false } } },
+    warn_before_minutes: 10,
+  });
+  t.equal(policy.statusCode, 201, 'policy created');
+  const created = await call('POST', '/v1/tickets', {
+    subject: 'Where is my parcel?',
+    contact: { email: 'late@example.com' },
+    message: { body: 'I ordered last week.' },
+    department_id: support,
+  });
+  t.equal(created.statusCode, 201, 'ticket created');
+  const ticket = created.json();
+  let cursor = (await call('GET', '/v1/exports/tickets')).headers['export-next-cursor'] as string;
+  const pull = async () => {
+    const res = await call('GET', `/v1/exports/tickets?cursor=${cursor}`);
+    t.equal(res.statusCode, 200, 'exported');
+    cursor = res.headers['export-next-cursor'] as string;
+    return lines(res.body) as unknown as { id: string; updated_at: string; sla: { breached: boolean } | null }[];
+  };
+  t.same(await pull(), [], 'nothing changed since the cursor');
+
+  await setClock(ctx.db, '2026-11-27T10:55:00Z');
+  t.ok((await fireSlaTimers(ctx.db)) >= 1, 'the warning fired');
+  const warned = await pull();
+  t.same(
+    warned.map((x) => [x.id, x.updated_at, x.sla?.breached]),
+    [[ticket.id, ticket.updated_at, false]],
+    'the warned ticket comes again, its updated_at as it was',
+  );
+
+  await setClock(ctx.db, '2026-11-27T11:05:00Z');
+  t.ok((await fireSlaTimers(ctx.db)) >= 1, 'the breach fired');
+  const breached = await pull();
+  t.same(
+    breached.map((x) => [x.id, x.updated_at, x.sla?.breached]),
+    [[ticket.id, ticket.updated_at, true]],
+    'the breached ticket comes again, breached',
+  );
+  t.same(await pull(), [], 'once');
 });

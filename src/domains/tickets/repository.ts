@@ -303,11 +303,23 @@ export type TicketPatch = Partial<
   >
 >;
 
-function updateSet(patch: TicketPatch, touch: boolean, appendToSearch?: string, activity?: boolean) {
+/**
+ * Columns only the SLA timer reads (when it is next due, under which policies it was planned):
+ * rewriting them alone is no change of the ticket anyone sees, so it does not move changed_at.
+ */
+const TIMER_COLUMNS: ReadonlySet<string> = new Set(['sla_next_at', 'sla_planned_key']);
+
+function updateSet(
+  patch: TicketPatch,
+  flags: { touch: boolean; changed: boolean; activity?: boolean | undefined },
+  appendToSearch?: string,
+) {
   const set: Record<string, unknown> = {
     ...patch,
-    ...(touch && { updated_at: dbNow, changed_at: sql`now()` }),
+    ...(flags.touch && { updated_at: dbNow }),
+    ...(flags.changed && { changed_at: sql`now()` }),
   };
+  const activity = flags.activity;
   if (activity) set.last_activity_at = dbNow;
   if (patch.tags) set.tags = sql`${patch.tags}::text[]`;
   if (patch.sla_state !== undefined) set.sla_state = sql`${JSON.stringify(patch.sla_state)}::jsonb`;
@@ -447,12 +459,20 @@ export async function writeTicketChanges(
 ): Promise<{ ticket: TicketRecord; at: Date }> {
   const { patch, touch, events, messages, alongside } = change;
   const parts: RawBuilder<unknown>[] = [];
-  const update = touch || Object.keys(patch).length > 0;
+  // Anything an export of the ticket shows (its fields, its history) moves changed_at, so an
+  // incremental export gives the ticket again: an SLA warning or breach, a call's record, an
+  // escalation, even where updated_at stays (touch: false).
+  const changed =
+    touch ||
+    events.length > 0 ||
+    messages.length > 0 ||
+    Object.keys(patch).some((column) => !TIMER_COLUMNS.has(column));
+  const update = changed || Object.keys(patch).length > 0;
   if (update) {
     parts.push(
       sql`changed as (${trx
         .updateTable('tickets as t')
-        .set(updateSet(patch, touch, change.search, change.activity))
+        .set(updateSet(patch, { touch, changed, activity: change.activity }, change.search))
         .where('t.id', '=', ticket.id)
         .returning(TICKET_COLUMNS)})`,
     );
