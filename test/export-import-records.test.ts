@@ -37,6 +37,7 @@ t.test('a history becomes a ticket record and its timeline, in order', async (t)
       ev(10, 'message_added', { message_id: 'm2', kind: 'agent' }, 8),
       ev(11, 'rated', { rating_id: 'r1' }, 9, null),
       ev(12, 'sla.breached', {}, 10, null),
+      ev(13, 'priority_changed', { from: 'high', to: 'urgent' }, 11, null),
     ],
     messages: new Map([
       [
@@ -83,6 +84,14 @@ t.test('a history becomes a ticket record and its timeline, in order', async (t)
         tags: ['a'],
         message: { body: 'Hi', author: 'contact' },
       },
+      {
+        type: 'subject',
+        external_id: '3',
+        ticket: 't1',
+        at: at(1).toISOString(),
+        agent: 'a1',
+        subject: 'Now',
+      },
       { type: 'tags', external_id: '4', ticket: 't1', at: at(2).toISOString(), agent: 'a1', tags: ['b'] },
       {
         type: 'status',
@@ -112,7 +121,8 @@ t.test('a history becomes a ticket record and its timeline, in order', async (t)
         agent: 'a2',
       },
       { type: 'rating', external_id: '11', ticket: 't1', at: at(9).toISOString(), value: 'negative' },
+      { type: 'priority', external_id: '13', ticket: 't1', at: at(11).toISOString(), priority: 'urgent' },
     ],
-    'subject changes, deletions, transfers to no department and SLA events have no record',
+    'deletions, transfers to no department and SLA events have no record; subject and priority changes do',
   );
 });

@@ -5,9 +5,9 @@ import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from '
 
 // Issue 16's "Done when": exports round-trip into a second help desk through the importer. Help
 // desk A lives through the API (tickets, replies, notes, a transfer, an assignment, tags, a
-// resolution, a customer reopening it, a rating, a call); its export in the import format,
-// together with its agents and departments, is imported into help desk B, and B then shows the
-// same tickets with the same history and the same report figures.
+// resolution, a customer reopening it, a rating, a call, a new priority and subject); its export
+// in the import format, together with its agents and departments, is imported into help desk B,
+// and B then shows the same tickets with the same history and the same report figures.
 
 const log = pino({ level: 'silent' });
 const a = await buildTestApp(t);
@@ -57,6 +57,7 @@ for (let i = 0; i < 4; i++) {
     await ok(a, adminA, 'POST', `/v1/tickets/${id}/messages`, { kind: 'note', body: 'Courier called.' });
     await ok(a, adminA, 'POST', `/v1/tickets/${id}/transfer`, { department_id: support });
     await ok(a, adminA, 'PATCH', `/v1/tickets/${id}`, { assignee_id: solverAgent.id, tags: ['late'] });
+    await ok(a, solver, 'PATCH', `/v1/tickets/${id}`, { priority: 'urgent', subject: 'Order 0 (lost)' });
   }
   if (i !== 3) await ok(a, adminA, 'PATCH', `/v1/tickets/${id}`, { status: 'resolved' });
   if (i === 2) {

@@ -478,7 +478,11 @@ t.test('an SLA breach comes with the next cursor, though updated_at stays', asyn
     const res = await call('GET', `/v1/exports/tickets?cursor=${cursor}`);
     t.equal(res.statusCode, 200, 'exported');
     cursor = res.headers['export-next-cursor'] as string;
-    return lines(res.body) as unknown as { id: string; updated_at: string; sla: { breached: boolean } | null }[];
+    return lines(res.body) as unknown as {
+      id: string;
+      updated_at: string;
+      sla: { breached: boolean } | null;
+    }[];
   };
   t.same(await pull(), [], 'nothing changed since the cursor');
 

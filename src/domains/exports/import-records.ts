@@ -6,7 +6,7 @@
  * every timeline record is `at` its event's occurred_at (calls and chats: their start).
  *
  * What the format has no record for is left out, and the importing help desk recomputes it:
- * subject and priority changes after creation, SLA events, postponed_until.
+ * SLA events, postponed_until.
  */
 
 export type ImportRecord = Record<string, unknown> & { type: string; external_id: string };
@@ -156,6 +156,16 @@ export function ticketRecords(h: TicketHistory): ImportRecord[] {
         records.push({ ...base(e, 'tags'), tags });
         break;
       }
+      case 'priority_changed': {
+        const to = str(e.data.to);
+        if (to) records.push({ ...base(e, 'priority'), priority: to });
+        break;
+      }
+      case 'subject_changed': {
+        const to = str(e.data.to);
+        if (to) records.push({ ...base(e, 'subject'), subject: to });
+        break;
+      }
       case 'rated': {
         const rating = h.ratings.get(String(e.data.rating_id));
         if (!rating) break;
@@ -213,7 +223,7 @@ export function ticketRecords(h: TicketHistory): ImportRecord[] {
         break;
       }
       default:
-        // subject_changed, priority_changed, sla.*: no record in the import format.
+        // sla.*: no record in the import format.
         break;
     }
   }

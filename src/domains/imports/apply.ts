@@ -214,6 +214,18 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
       await updateTicket(db, actingAs(ctx, agent), {}, ticket, { tags: r.tags });
       return ticket;
     }
+    case 'priority': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { priority: r.priority });
+      return ticket;
+    }
+    case 'subject': {
+      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
+      const agent = await optionalAgent(trx, ctx, r.agent);
+      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { subject: r.subject });
+      return ticket;
+    }
     case 'call': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const agent = await optionalAgent(trx, ctx, r.agent);

@@ -6,7 +6,7 @@ import { RecordChatBody } from '../chats/schemas.ts';
 import { CreateContactFieldBody } from '../contact-fields/schemas.ts';
 import { CreateContactBody } from '../contacts/schemas.ts';
 import { CreateDepartmentBody } from '../departments/schemas.ts';
-import { AddMessageBody, ChannelSchema, PrioritySchema, Tags } from '../tickets/schemas.ts';
+import { AddMessageBody, ChannelSchema, PrioritySchema, Subject, Tags } from '../tickets/schemas.ts';
 
 // The records of an import file (docs/import.md): one JSON object per line, each with its type and
 // the id it has in the help desk it comes from. Other records are named by those ids, so a file
@@ -93,7 +93,7 @@ export const ImportTicketRecord = record(
   'Opens a ticket at `created_at`, as a creation then would have (status new); its first message when given.',
   {
     created_at: Timestamp('When the ticket was opened.'),
-    subject: Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' }),
+    subject: Subject,
     channel: Type.Optional(ChannelSchema),
     contact: Ref('contact'),
     department: Type.Optional(Type.Union([Ref('department'), Type.Null()])),
@@ -168,6 +168,16 @@ export const ImportTagsRecord = timeline(
   },
 );
 
+export const ImportPriorityRecord = timeline('priority', 'ImportPriorityRecord', 'A change of priority.', {
+  priority: PrioritySchema,
+  agent: ActingAgent,
+});
+
+export const ImportSubjectRecord = timeline('subject', 'ImportSubjectRecord', 'A change of subject.', {
+  subject: Subject,
+  agent: ActingAgent,
+});
+
 const StartedAt = Type.Optional(
   Timestamp('When it began, if earlier than `at` (when it was recorded on the ticket); default: `at`.'),
 );
@@ -224,6 +234,8 @@ export const IMPORT_RECORDS = [
   ImportTransferRecord,
   ImportAssignmentRecord,
   ImportTagsRecord,
+  ImportPriorityRecord,
+  ImportSubjectRecord,
   ImportCallRecord,
   ImportChatRecord,
   ImportRatingRecord,
@@ -241,6 +253,8 @@ export type ImportRecord =
   | Static<typeof ImportTransferRecord>
   | Static<typeof ImportAssignmentRecord>
   | Static<typeof ImportTagsRecord>
+  | Static<typeof ImportPriorityRecord>
+  | Static<typeof ImportSubjectRecord>
   | Static<typeof ImportCallRecord>
   | Static<typeof ImportChatRecord>
   | Static<typeof ImportRatingRecord>;

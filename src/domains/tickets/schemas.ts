@@ -37,7 +37,7 @@ export const Tags = Type.Array(Tag, {
   description: 'At most 2,000 bytes together (UTF-8, once normalised): more answers 400 tags_too_long.',
 });
 const Body = Type.String({ minLength: 1, maxLength: 100_000, pattern: '\\S' });
-const Subject = Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' });
+export const Subject = Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' });
 
 export const TicketContactSchema = Type.Object(
   {
