@@ -16,7 +16,8 @@ import {
 
 // The Zendesk converter (docs/import.md, "From Zendesk") on a small export written after
 // Zendesk's documented shapes: test/fixtures/zendesk/ has three agents (one disabled), two
-// groups (as an API page), four memberships (one of an end-user), three end-users, and three
+// groups (as an API page), four memberships (one of an end-user), seven user fields (one a
+// lookup), two organizations, three end-users with field values and organizations, and three
 // tickets: 101 with five audits (not in time order in the file), 102 without audits but with
 // embedded comments and a rating, 103 asked by an agent, with audits in one API page.
 
@@ -133,7 +134,93 @@ t.test('the fixture export converts to the expected records', async (t) => {
     },
   );
 
-  // Ticket 101 from its audits: it opens as created (group 301, first tags), not as it is now.
+  // User fields and organizations: contact fields, before the contacts that carry them.
+  t.same(
+    records.filter((r) => r.type === 'contact_field'),
+    [
+      {
+        type: 'contact_field',
+        external_id: 'user_field:plan',
+        key: 'plan',
+        label: 'Plan',
+        field_type: 'choice',
+        options: ['Gold', 'Silver'],
+      },
+      {
+        type: 'contact_field',
+        external_id: 'user_field:vip',
+        key: 'vip',
+        label: 'VIP',
+        field_type: 'boolean',
+      },
+      {
+        type: 'contact_field',
+        external_id: 'user_field:customer_since',
+        key: 'customer_since',
+        label: 'Customer since',
+        field_type: 'date',
+      },
+      {
+        type: 'contact_field',
+        external_id: 'user_field:orders',
+        key: 'orders',
+        label: 'Orders',
+        field_type: 'number',
+      },
+      {
+        type: 'contact_field',
+        external_id: 'user_field:Region-Code',
+        key: 'region_code',
+        label: 'Region code',
+        field_type: 'text',
+      },
+      {
+        type: 'contact_field',
+        external_id: 'user_field:interests',
+        key: 'interests',
+        label: 'Interests',
+        field_type: 'text',
+      },
+      {
+        type: 'contact_field',
+        external_id: 'organization',
+        key: 'organization',
+        label: 'Organization',
+        field_type: 'text',
+      },
+    ],
+    'a lookup field is left out; a key ours would refuse is rewritten',
+  );
+  t.ok(
+    records.findIndex((r) => r.type === 'contact_field') >
+      records.findLastIndex((r) => r.type === 'membership') &&
+      records.findLastIndex((r) => r.type === 'contact_field') <
+        records.findIndex((r) => r.type === 'contact'),
+    'contact fields come after the memberships, before the contacts',
+  );
+  t.same(
+    Object.fromEntries(
+      records.filter((r) => r.type === 'contact').map((r) => [r.external_id, r.custom_fields ?? null]),
+    ),
+    {
+      '7001': {
+        plan: 'Gold',
+        vip: true,
+        customer_since: '2023-04-01',
+        orders: 12,
+        region_code: 'CZ-10',
+        interests: 'Bikes, Tents',
+        organization: 'Shop s.r.o.',
+      },
+      '7002': { vip: false, orders: 3, organization: "Dana's Bikes" },
+      '7003': null,
+      '9002': null,
+    },
+    'values as ours: the option names, dates without time, numbers; what does not fit is left out',
+  );
+
+  // Ticket 101 from its audits: it opens as created (group 301, first tags, normal priority, first
+  // subject), not as it is now.
   const t101 = records.filter((r) => r.ticket === '101').map(({ ticket: _, ...r }) => r);
   t.same(
     records.find((r) => r.type === 'ticket' && r.external_id === '101'),
@@ -145,7 +232,7 @@ t.test('the fixture export converts to the expected records', async (t) => {
       channel: 'email',
       contact: '7001',
       department: '301',
-      priority: 'high',
+      priority: 'normal',
       tags: ['damage'],
       message: { body: 'The box was crushed.', author: 'contact' },
     },
@@ -186,6 +273,14 @@ t.test('the fixture export converts to the expected records', async (t) => {
         tags: ['damage', 'refund'],
         agent: '9001',
       },
+      { type: 'priority', external_id: '5023', at: '2025-03-01T11:30:00Z', priority: 'high', agent: '9001' },
+      {
+        type: 'subject',
+        external_id: '5024',
+        at: '2025-03-01T11:30:00Z',
+        subject: 'Parcel arrived damaged: refunded',
+        agent: '9001',
+      },
       {
         type: 'message',
         external_id: '5030',
@@ -202,7 +297,7 @@ t.test('the fixture export converts to the expected records', async (t) => {
         comment: 'Quick refund',
       },
     ],
-    'priority changes and closed after solved leave no record; the system (-1) is no agent',
+    'closed after solved leaves no record; the system (-1) is no agent',
   );
 
   // Ticket 102 without audits: its current state and its embedded comments.
@@ -242,7 +337,12 @@ t.test('the fixture export converts to the expected records', async (t) => {
       ['assignment', null],
     ],
   );
-  t.same(warnings, ['ticket 103: assignee 4242 is not an exported agent; assignment skipped']);
+  t.same(warnings, [
+    'user field account_manager: a lookup field (a link to another Zendesk object) is not carried',
+    'user 7002: plan "platinum" does not fit; left out',
+    'user 7003: organization 599 is not in organizations.json; left out',
+    'ticket 103: assignee 4242 is not an exported agent; assignment skipped',
+  ]);
 });
 
 t.test('every record has an external id, references come first, timelines are in time order', async (t) => {
@@ -329,7 +429,7 @@ t.test('npm run convert:zendesk writes the records as NDJSON and a summary', asy
   t.same(readFileSync(file, 'utf8'), records.map((r) => `${JSON.stringify(r)}\n`).join(''));
   t.match(
     run.stderr,
-    /converted: 3 agent, 2 department, 3 membership, 4 contact, 3 ticket, .*; 1 warning\(s\)/,
+    /converted: 3 agent, 2 department, 3 membership, 7 contact_field, 4 contact, 3 ticket, .*; 4 warning\(s\)/,
   );
   const stdout = spawnSync(process.execPath, [script, FIXTURES], { encoding: 'utf8' });
   t.equal(stdout.stdout, readFileSync(file, 'utf8'), 'stdout without --out');

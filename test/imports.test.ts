@@ -586,6 +586,52 @@ t.test(
     const tickets = converted.filter((l) => JSON.parse(l).type === 'ticket').length;
     const list = (await desk.request({ method: 'GET', url: '/v1/tickets?limit=50', token })).json();
     t.equal(list.data.length, tickets, 'every Zendesk ticket is a ticket here');
+    // Zendesk's user fields and organization, as contact fields.
+    const carl = (await desk.request({ method: 'GET', url: '/v1/contacts?q=carl@shop.test', token })).json()
+      .data;
+    t.same(
+      carl.map((c: { custom_fields: object }) => c.custom_fields),
+      [
+        {
+          plan: 'Gold',
+          vip: true,
+          customer_since: '2023-04-01',
+          orders: 12,
+          region_code: 'CZ-10',
+          interests: 'Bikes, Tents',
+          organization: 'Shop s.r.o.',
+        },
+      ],
+      "Carl's user fields and organization",
+    );
+    // Ticket 101 opened at normal priority under its first subject; an audit changed both.
+    const parcel = list.data.find(
+      (x: { subject: string }) => x.subject === 'Parcel arrived damaged: refunded',
+    );
+    t.match(parcel, { priority: 'high' }, 'ticket 101 as it is now in Zendesk');
+    const history = (
+      await desk.request({ method: 'GET', url: `/v1/tickets/${parcel?.id}/history?limit=200`, token })
+    ).json();
+    t.same(
+      history.data
+        .filter((e: { type: string }) => e.type === 'priority_changed' || e.type === 'subject_changed')
+        .map((e: { type: string; occurred_at: string; data: { from: string; to: string } }) => [
+          e.type,
+          e.occurred_at,
+          e.data.from,
+          e.data.to,
+        ]),
+      [
+        ['priority_changed', '2025-03-01T11:30:00.000Z', 'normal', 'high'],
+        [
+          'subject_changed',
+          '2025-03-01T11:30:00.000Z',
+          'Parcel arrived damaged',
+          'Parcel arrived damaged: refunded',
+        ],
+      ],
+      'its priority and subject changes, replayed at their time',
+    );
   },
 );
 

@@ -23,6 +23,23 @@ export interface ZendeskUser {
   suspended?: boolean | null;
   /** Zendesk's flag for a number several users share: ours are unique per contact. */
   shared_phone_number?: boolean | null;
+  /** Values of the user fields, by the field's key. */
+  user_fields?: Record<string, unknown> | null;
+  organization_id?: ZendeskId | null;
+}
+
+/** A user field (`GET /api/v2/user_fields`). */
+export interface ZendeskUserField {
+  id?: ZendeskId;
+  key: string;
+  type: string;
+  title?: string | null;
+  custom_field_options?: { name?: string | null; value: string }[] | null;
+}
+
+export interface ZendeskOrganization {
+  id: ZendeskId;
+  name?: string | null;
 }
 
 export interface ZendeskGroup {
@@ -184,13 +201,180 @@ export function agentRecord(user: ZendeskUser): ImportRecord | null {
   };
 }
 
-export function contactRecord(user: ZendeskUser): ImportRecord {
+/** One Zendesk user field as a contact field here: our key, our type, its value mapping. */
+interface FieldMapping {
+  key: string;
+  type: 'text' | 'number' | 'date' | 'boolean' | 'choice';
+  /** dropdown: the stored option value to the option's name (our choice); multiselect: to text. */
+  options?: ReadonlyMap<string, string>;
+}
+
+/**
+ * How contacts carry what Zendesk keeps on users beyond name, email and phone: each user field
+ * becomes a contact field, and the user's organization a text field holding its name (we have no
+ * organizations). Built from user_fields.json and organizations.json before any contact.
+ */
+export interface ContactFieldPlan {
+  fields: ReadonlyMap<string, FieldMapping>;
+  /** The key of the organization field; null without organizations. */
+  organizationKey: string | null;
+  organizations: ReadonlyMap<string, string>;
+}
+
+export const NO_CONTACT_FIELDS: ContactFieldPlan = {
+  fields: new Map(),
+  organizationKey: null,
+  organizations: new Map(),
+};
+
+/** A key as ours takes it (`^[a-z][a-z0-9_]{0,62}$`), unlike any already taken. */
+function fieldKey(raw: string, taken: Set<string>): string {
+  let base = raw.toLowerCase().replace(/[^a-z0-9_]+/g, '_');
+  if (!/^[a-z]/.test(base)) base = `f_${base}`;
+  base = base.slice(0, 63);
+  let key = base;
+  for (let n = 2; taken.has(key); n++) key = `${base.slice(0, 63 - String(n).length - 1)}_${n}`;
+  taken.add(key);
+  return key;
+}
+
+const label = (text: string | null | undefined, fallback: string) => (text?.trim() || fallback).slice(0, 100);
+
+/**
+ * User fields and organizations as contact field records, and the plan that maps each user's
+ * values. Types: text, textarea and regexp are text; integer and decimal number; date date;
+ * checkbox boolean; dropdown a choice of its option names (text when they do not fit ours: more
+ * than 100, or longer than 100 characters); multiselect text, the names joined with ", ".
+ * Lookup fields (links to other Zendesk objects) are left out, with a warning.
+ */
+export function contactFieldPlan(
+  userFields: readonly ZendeskUserField[],
+  organizations: ReadonlyMap<string, string> | null,
+  warn: Warn = () => {},
+): { records: ImportRecord[]; plan: ContactFieldPlan } {
+  const taken = new Set<string>();
+  const fields = new Map<string, FieldMapping>();
+  const records: ImportRecord[] = [];
+  for (const field of userFields) {
+    if (!field.key || fields.has(field.key)) continue;
+    const options = new Map(
+      (field.custom_field_options ?? []).map((o) => [o.value, (o.name?.trim() || o.value).trim()] as const),
+    );
+    let mapping: Omit<FieldMapping, 'key'>;
+    switch (field.type) {
+      case 'integer':
+      case 'decimal':
+        mapping = { type: 'number' };
+        break;
+      case 'date':
+        mapping = { type: 'date' };
+        break;
+      case 'checkbox':
+        mapping = { type: 'boolean' };
+        break;
+      case 'dropdown': {
+        const names = [...new Set(options.values())];
+        const fits =
+          names.length >= 1 &&
+          names.length <= 100 &&
+          names.length === options.size &&
+          names.every((n) => n.length >= 1 && n.length <= 100);
+        mapping = fits ? { type: 'choice', options } : { type: 'text', options };
+        if (!fits) warn(`user field ${field.key}: its options do not fit a choice here; carried as text`);
+        break;
+      }
+      case 'multiselect':
+        mapping = { type: 'text', options };
+        break;
+      case 'lookup':
+        warn(`user field ${field.key}: a lookup field (a link to another Zendesk object) is not carried`);
+        continue;
+      default:
+        mapping = { type: 'text' };
+    }
+    const key = fieldKey(field.key, taken);
+    fields.set(field.key, { key, ...mapping });
+    records.push({
+      type: 'contact_field',
+      external_id: `user_field:${field.key}`,
+      key,
+      label: label(field.title, field.key),
+      field_type: mapping.type,
+      ...(mapping.type === 'choice' && { options: [...new Set(mapping.options!.values())] }),
+    });
+  }
+  let organizationKey: string | null = null;
+  if (organizations) {
+    organizationKey = fieldKey('organization', taken);
+    records.push({
+      type: 'contact_field',
+      external_id: 'organization',
+      key: organizationKey,
+      label: 'Organization',
+      field_type: 'text',
+    });
+  }
+  return { records, plan: { fields, organizationKey, organizations: organizations ?? new Map() } };
+}
+
+/** A user's field values and organization, as our contact's custom_fields. */
+function customFields(user: ZendeskUser, plan: ContactFieldPlan, warn: Warn): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [zendeskKey, raw] of Object.entries(user.user_fields ?? {})) {
+    const field = plan.fields.get(zendeskKey);
+    if (!field || raw === null || raw === undefined || raw === '') continue;
+    const value = fieldValue(field, raw);
+    if (value === undefined)
+      warn(`user ${user.id}: ${zendeskKey} ${JSON.stringify(raw)} does not fit; left out`);
+    else out[field.key] = value;
+  }
+  const organization = id(user.organization_id);
+  if (organization !== null && plan.organizationKey !== null) {
+    const name = plan.organizations.get(organization);
+    if (name) out[plan.organizationKey] = name;
+    else warn(`user ${user.id}: organization ${organization} is not in organizations.json; left out`);
+  }
+  return out;
+}
+
+function fieldValue(field: FieldMapping, raw: unknown): string | number | boolean | undefined {
+  switch (field.type) {
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw.trim()) : Number.NaN;
+      return Number.isFinite(n) ? n : undefined;
+    }
+    case 'date': {
+      const date = typeof raw === 'string' ? /^\d{4}-\d{2}-\d{2}/.exec(raw.trim())?.[0] : undefined;
+      return date && !Number.isNaN(Date.parse(`${date}T00:00:00Z`)) ? date : undefined;
+    }
+    case 'boolean':
+      return typeof raw === 'boolean' ? raw : undefined;
+    case 'choice':
+      return typeof raw === 'string' ? field.options!.get(raw) : undefined;
+    case 'text': {
+      const values = Array.isArray(raw) ? raw : [raw];
+      const text = values
+        .map((v) => (typeof v === 'string' ? (field.options?.get(v) ?? v) : String(v)))
+        .join(', ')
+        .trim();
+      return text === '' ? undefined : text.slice(0, 10_000);
+    }
+  }
+}
+
+export function contactRecord(
+  user: ZendeskUser,
+  plan: ContactFieldPlan = NO_CONTACT_FIELDS,
+  warn: Warn = () => {},
+): ImportRecord {
+  const custom = customFields(user, plan, warn);
   return {
     type: 'contact',
     external_id: String(user.id),
     name: (user.name?.trim() || user.email || `Zendesk user ${user.id}`).slice(0, 200),
     emails: user.email ? [user.email] : [],
     phones: user.phone && !user.shared_phone_number ? [user.phone] : [],
+    ...(Object.keys(custom).length > 0 && { custom_fields: custom }),
   };
 }
 
@@ -254,6 +438,12 @@ function ratingValue(score: string | null | undefined): 'positive' | 'negative' 
 
 const time = (at: string) => Date.parse(at);
 
+/** A subject as ours takes it: trimmed, at most 500 characters; empty: null. */
+function cleanSubject(value: unknown): string | null {
+  const subject = typeof value === 'string' ? value.trim().slice(0, 500) : '';
+  return subject === '' ? null : subject;
+}
+
 /**
  * Tags as ours accept them: trimmed, lower-cased, 1 to 50 characters, no repeats, at most 50.
  * Zendesk allows longer ones; one of them would make the whole ticket fail, so it is dropped.
@@ -282,9 +472,10 @@ export function cleanTags(tags: unknown, warn: Warn = () => {}): string[] {
  * ticket's first status, group, assignee and tags, its first public comment the ticket's first
  * message; later Comment events become messages, Change events of status, group_id, assignee_id
  * and tags become status, transfer, assignment and tags records at the audit's created_at, and
- * SatisfactionRating events ratings. Priority has no timeline record: the ticket takes its
- * current priority. Without audits: the ticket's current group, tags and embedded comments, a
- * status record at updated_at and an assignment at created_at.
+ * SatisfactionRating events ratings, and Change events of priority and subject priority and
+ * subject records (the ticket opens with the created ones). Without audits: the ticket's current
+ * group, tags, priority, subject and embedded comments, a status record at updated_at and an
+ * assignment at created_at.
  */
 export function ticketRecords(
   ticket: ZendeskTicket,
@@ -329,6 +520,11 @@ export function ticketRecords(
   /** Set by the creation audit; else the ticket's current tags. */
   let tags: string[] | null = null;
   let message: ImportRecord['message'] | undefined;
+  /** Set by the creation audit, else by the first change's previous value; else the current one. */
+  let openingPriority: string | null = null;
+  let openingSubject: string | null = null;
+  let priority: string | null = null;
+  let subject: string | null = null;
   const sorted = [...audits].sort((a, b) => time(a.created_at) - time(b.created_at));
 
   if (sorted.length > 0) {
@@ -339,6 +535,8 @@ export function ticketRecords(
     );
     if (created.has('group_id')) department = id(created.get('group_id')!.value as ZendeskId | null);
     if (created.has('tags')) tags = cleanTags(created.get('tags')!.value, warn);
+    if (created.has('priority')) openingPriority = mapPriority(created.get('priority')!.value as string);
+    if (created.has('subject')) openingSubject = cleanSubject(created.get('subject')!.value);
     opening = department;
     let first = true;
     for (const audit of sorted) {
@@ -385,6 +583,38 @@ export function ticketRecords(
                 ticket: ticketId,
                 at,
                 assignee: to,
+                ...actor(audit.author_id),
+              });
+              break;
+            }
+            case 'priority': {
+              if (event.type !== 'Change') break;
+              openingPriority ??= mapPriority(event.previous_value as string);
+              const to = mapPriority(event.value as string);
+              if (to === (priority ?? openingPriority)) break;
+              priority = to;
+              timeline.push({
+                type: 'priority',
+                external_id: eventId,
+                ticket: ticketId,
+                at,
+                priority: to,
+                ...actor(audit.author_id),
+              });
+              break;
+            }
+            case 'subject': {
+              if (event.type !== 'Change') break;
+              openingSubject ??= cleanSubject(event.previous_value);
+              const to = cleanSubject(event.value);
+              if (to === null || to === (subject ?? openingSubject)) break;
+              subject = to;
+              timeline.push({
+                type: 'subject',
+                external_id: eventId,
+                ticket: ticketId,
+                at,
+                subject: to,
                 ...actor(audit.author_id),
               });
               break;
@@ -460,20 +690,20 @@ export function ticketRecords(
     }
   }
 
-  const subject =
-    ticket.subject?.trim() ||
-    ticket.raw_subject?.trim() ||
-    ticket.description?.trim().split('\n')[0]?.slice(0, 200) ||
-    `Zendesk ticket ${ticketId}`;
   const record: ImportRecord = {
     type: 'ticket',
     external_id: ticketId,
     created_at: ticket.created_at,
-    subject: subject.slice(0, 500),
+    subject:
+      openingSubject ??
+      cleanSubject(ticket.subject) ??
+      cleanSubject(ticket.raw_subject) ??
+      cleanSubject(ticket.description?.trim().split('\n')[0]?.slice(0, 200)) ??
+      `Zendesk ticket ${ticketId}`,
     channel: mapChannel(ticket.via?.channel),
     contact: id(ticket.requester_id),
     department: opening,
-    priority: mapPriority(ticket.priority),
+    priority: openingPriority ?? mapPriority(ticket.priority),
     tags: tags ?? cleanTags(ticket.tags, warn),
     ...(message ? { message } : {}),
   };

@@ -5,6 +5,8 @@
 // line; an API list page `{"users":[...]}` a line works too; pretty-printed JSON does not: pass it
 // through `jq -c` first):
 //   users.json              required: agents/admins become agents, end-users contacts
+//   user_fields.json        optional: contact fields, with each user's values
+//   organizations.json      optional: a contact field with the name of each user's organization
 //   groups.json             optional: departments
 //   group_memberships.json  optional: memberships
 //   tickets.json            required
@@ -12,14 +14,15 @@
 //                           grouped by ticket, the tickets in tickets.json's order, which is what
 //                           walking tickets.json and saving each ticket's audits gives. A ticket
 //                           without audits falls back to its embedded `comments`, if any.
-// Every file is streamed line by line; what stays in memory is the agents (few) and one
-// ticket's audits. Warnings and a summary go to stderr.
+// Every file is streamed line by line; what stays in memory is the agents (few), the user
+// fields, the organizations' names and one ticket's audits. Warnings and a summary go to stderr.
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import {
   agentRecord,
+  contactFieldPlan,
   contactRecord,
   departmentRecord,
   type ImportRecord,
@@ -29,8 +32,10 @@ import {
   type ZendeskAudit,
   type ZendeskGroup,
   type ZendeskGroupMembership,
+  type ZendeskOrganization,
   type ZendeskTicket,
   type ZendeskUser,
+  type ZendeskUserField,
 } from './zendesk-map.ts';
 
 /** The objects of a file of JSON lines, each either an object or a page `{ [key]: [...] }`. */
@@ -95,9 +100,26 @@ export async function* convertZendesk(
       if (record) yield record;
     }
   }
+  // Contact fields before the contacts that carry them.
+  const userFields: ZendeskUserField[] = [];
+  const userFieldsPath = optional('user_fields.json');
+  if (userFieldsPath) {
+    for await (const field of readObjects<ZendeskUserField>(userFieldsPath, 'user_fields'))
+      userFields.push(field);
+  }
+  const organizationsPath = optional('organizations.json');
+  let organizations: Map<string, string> | null = null;
+  if (organizationsPath) {
+    organizations = new Map();
+    for await (const o of readObjects<ZendeskOrganization>(organizationsPath, 'organizations')) {
+      if (o.name?.trim()) organizations.set(String(o.id), o.name.trim().slice(0, 10_000));
+    }
+  }
+  const { records: fieldRecords, plan } = contactFieldPlan(userFields, organizations, warn);
+  yield* fieldRecords;
   // End-users, in a second pass over users.json, so that none is held in memory.
   for await (const user of readObjects<ZendeskUser>(file('users.json'), 'users')) {
-    if (!agents.has(String(user.id))) yield contactRecord(user);
+    if (!agents.has(String(user.id))) yield contactRecord(user, plan, warn);
   }
 
   // Tickets, each followed by its timeline: a merge of tickets.json with ticket_audits.json,
@@ -117,7 +139,7 @@ export async function* convertZendesk(
       ticket.requester_id === null || ticket.requester_id === undefined ? null : String(ticket.requester_id);
     if (requester && agentUsers.has(requester) && !agentContacts.has(requester)) {
       agentContacts.add(requester);
-      yield contactRecord(agentUsers.get(requester)!);
+      yield contactRecord(agentUsers.get(requester)!, plan, warn);
     }
     if (!requester) warn(`ticket ${ticket.id}: no requester_id; the import will refuse it`);
     yield* ticketRecords(ticket, own, agents, warn);
