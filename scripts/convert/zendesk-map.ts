@@ -520,11 +520,11 @@ export function ticketRecords(
   /** Set by the creation audit; else the ticket's current tags. */
   let tags: string[] | null = null;
   let message: ImportRecord['message'] | undefined;
-  /** Set by the creation audit, else by the first change's previous value; else the current one. */
-  let openingPriority: string | null = null;
-  let openingSubject: string | null = null;
-  let priority: string | null = null;
-  let subject: string | null = null;
+  // Priority and subject as the ticket opened (the creation audit's, else the first change's
+  // previous value; else the ticket's current one) and as the changes left them.
+  const opened: Record<'priority' | 'subject', string | null> = { priority: null, subject: null };
+  const current: Record<'priority' | 'subject', string | null> = { priority: null, subject: null };
+  const clean = { priority: (v: unknown) => mapPriority(v as string), subject: cleanSubject };
   const sorted = [...audits].sort((a, b) => time(a.created_at) - time(b.created_at));
 
   if (sorted.length > 0) {
@@ -535,8 +535,9 @@ export function ticketRecords(
     );
     if (created.has('group_id')) department = id(created.get('group_id')!.value as ZendeskId | null);
     if (created.has('tags')) tags = cleanTags(created.get('tags')!.value, warn);
-    if (created.has('priority')) openingPriority = mapPriority(created.get('priority')!.value as string);
-    if (created.has('subject')) openingSubject = cleanSubject(created.get('subject')!.value);
+    for (const field of ['priority', 'subject'] as const) {
+      if (created.has(field)) opened[field] = clean[field](created.get(field)!.value);
+    }
     opening = department;
     let first = true;
     for (const audit of sorted) {
@@ -587,34 +588,20 @@ export function ticketRecords(
               });
               break;
             }
-            case 'priority': {
-              if (event.type !== 'Change') break;
-              openingPriority ??= mapPriority(event.previous_value as string);
-              const to = mapPriority(event.value as string);
-              if (to === (priority ?? openingPriority)) break;
-              priority = to;
-              timeline.push({
-                type: 'priority',
-                external_id: eventId,
-                ticket: ticketId,
-                at,
-                priority: to,
-                ...actor(audit.author_id),
-              });
-              break;
-            }
+            case 'priority':
             case 'subject': {
+              const field = event.field_name;
               if (event.type !== 'Change') break;
-              openingSubject ??= cleanSubject(event.previous_value);
-              const to = cleanSubject(event.value);
-              if (to === null || to === (subject ?? openingSubject)) break;
-              subject = to;
+              opened[field] ??= clean[field](event.previous_value);
+              const to = clean[field](event.value);
+              if (to === null || to === (current[field] ?? opened[field])) break;
+              current[field] = to;
               timeline.push({
-                type: 'subject',
+                type: field,
                 external_id: eventId,
                 ticket: ticketId,
                 at,
-                subject: to,
+                [field]: to,
                 ...actor(audit.author_id),
               });
               break;
@@ -695,7 +682,7 @@ export function ticketRecords(
     external_id: ticketId,
     created_at: ticket.created_at,
     subject:
-      openingSubject ??
+      opened.subject ??
       cleanSubject(ticket.subject) ??
       cleanSubject(ticket.raw_subject) ??
       cleanSubject(ticket.description?.trim().split('\n')[0]?.slice(0, 200)) ??
@@ -703,7 +690,7 @@ export function ticketRecords(
     channel: mapChannel(ticket.via?.channel),
     contact: id(ticket.requester_id),
     department: opening,
-    priority: openingPriority ?? mapPriority(ticket.priority),
+    priority: opened.priority ?? mapPriority(ticket.priority),
     tags: tags ?? cleanTags(ticket.tags, warn),
     ...(message ? { message } : {}),
   };

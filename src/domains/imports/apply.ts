@@ -208,22 +208,18 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
       await updateTicket(db, actingAs(ctx, agent), {}, ticket, { assignee_id: assignee });
       return ticket;
     }
-    case 'tags': {
-      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
-      const agent = await optionalAgent(trx, ctx, r.agent);
-      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { tags: r.tags });
-      return ticket;
-    }
-    case 'priority': {
-      const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
-      const agent = await optionalAgent(trx, ctx, r.agent);
-      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { priority: r.priority });
-      return ticket;
-    }
+    case 'tags':
+    case 'priority':
     case 'subject': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const agent = await optionalAgent(trx, ctx, r.agent);
-      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { subject: r.subject });
+      const patch =
+        r.type === 'tags'
+          ? { tags: r.tags }
+          : r.type === 'priority'
+            ? { priority: r.priority }
+            : { subject: r.subject };
+      await updateTicket(db, actingAs(ctx, agent), {}, ticket, patch);
       return ticket;
     }
     case 'call': {
