@@ -67,6 +67,10 @@ const ImportRecord = Type.Union([
   timeline('transfer', { department: Id }),
   timeline('assignment', { assignee: Type.Union([Id, Type.Null()]) }),
   timeline('tags', { tags: Type.Array(Type.String()) }),
+  timeline('priority', {
+    priority: Type.Union(['low', 'normal', 'high', 'urgent'].map((p) => Type.Literal(p))),
+  }),
+  timeline('subject', { subject: Type.String() }),
   Type.Object(
     {
       type: Type.Literal('rating'),
@@ -502,6 +506,34 @@ t.test('an SLA breach comes with the next cursor, though updated_at stays', asyn
     breached.map((x) => [x.id, x.updated_at, x.sla?.breached]),
     [[ticket.id, ticket.updated_at, true]],
     'the breached ticket comes again, breached',
+  );
+  t.same(await pull(), [], 'once');
+
+  // A new policy elsewhere: every live ticket's clock is planned again, and this one's comes out
+  // as it was. Nothing an export shows changed, so the ticket does not come again.
+  const billing = await makeDepartment(ctx.db, 'Billing');
+  const elsewhere = await call('POST', '/v1/sla-policies', {
+    name: 'Billing',
+    conditions: { all: [{ field: 'department_id', operator: 'is', value: billing }] },
+    targets: { normal: { first_answer: { minutes: 60, business: false } } },
+  });
+  t.equal(elsewhere.statusCode, 201, 'policy created');
+  t.ok((await fireSlaTimers(ctx.db)) >= 1, 'the ticket was planned again');
+  t.same(await pull(), [], 'a re-plan that changes nothing exports nothing');
+
+  // A call recorded on the ticket: its record is history, so the ticket comes again, once.
+  const call_ = await call('POST', '/v1/calls', {
+    ticket_id: ticket.id,
+    direction: 'inbound',
+    outcome: 'missed',
+    from_number: '+420601000222',
+    started_at: '2026-11-27T11:00:00Z',
+  });
+  t.equal(call_.statusCode, 201, 'call recorded');
+  t.same(
+    (await pull()).map((x) => x.id),
+    [ticket.id],
+    'the ticket with its call',
   );
   t.same(await pull(), [], 'once');
 });

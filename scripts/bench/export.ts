@@ -22,7 +22,7 @@ import { loadConfig } from '../../src/config.ts';
 import { createPool } from '../../src/db/client.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database } from '../../src/db/types.ts';
-import { ticketsMatching } from '../../src/domains/tickets/repository.ts';
+import { ticketsChangedIn } from '../../src/domains/exports/repository.ts';
 import { hashApiToken } from '../../src/plugins/auth.ts';
 import { withoutIndexes } from './bulk-load.ts';
 
@@ -147,11 +147,7 @@ async function main() {
       via: 'api_token',
       tokenId: null,
     });
-    const compiled = ticketsMatching(db, access, {})
-      .where('t.updated_at', '<', new Date())
-      .orderBy('t.updated_at')
-      .orderBy('t.id')
-      .compile();
+    const compiled = ticketsChangedIn(db, access, {}, { from: null, to: new Date() }).compile();
     const select = compiled.sql.replace(/\$(\d+)/g, (_, n: string) =>
       literal(compiled.parameters[Number(n) - 1]),
     );

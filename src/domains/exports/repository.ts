@@ -79,6 +79,20 @@ async function* keysetBatches<R extends { id: string }>(
  */
 const CHANGED_KEY = sql<Date>`coalesce(t.changed_at, t.updated_at)`;
 
+/**
+ * The export's statement: the visible tickets matching the filter that changed in the window,
+ * in (changed, id) order. The export reads it in keyset batches (ticketBatches); bench:export
+ * copies it whole as its baseline.
+ */
+export function ticketsChangedIn(db: Executor, access: TicketAccess, filter: TicketFilter, window: Window) {
+  return listedTicketsMatching(db, access, filter)
+    .select(CHANGED_KEY.as('changed_key'))
+    .where(CHANGED_KEY, '<', window.to)
+    .$if(window.from !== null, (qb) => qb.where(CHANGED_KEY, '>=', window.from!))
+    .orderBy(CHANGED_KEY, 'asc')
+    .orderBy('t.id', 'asc');
+}
+
 /** The visible tickets matching the filter that changed in the window, in keyset batches. */
 export function ticketBatches(
   db: Executor,
@@ -90,17 +104,12 @@ export function ticketBatches(
 ): AsyncGenerator<TicketExportRow[]> {
   return keysetBatches(
     (last) =>
-      listedTicketsMatching(db, access, filter)
-        .select(CHANGED_KEY.as('changed_key'))
-        .where(CHANGED_KEY, '<', window.to)
-        .$if(window.from !== null, (qb) => qb.where(CHANGED_KEY, '>=', window.from!))
+      ticketsChangedIn(db, access, filter, window)
         .$if(last !== null, (qb) =>
           qb.where(
             sql<boolean>`(${CHANGED_KEY}, t.id) > (${last!.at.toISOString()}::timestamptz, ${last!.id}::uuid)`,
           ),
         )
-        .orderBy(CHANGED_KEY, 'asc')
-        .orderBy('t.id', 'asc')
         .limit(batchSize)
         .execute(),
     (row) => row.changed_key,

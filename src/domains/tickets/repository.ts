@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { type Expression, type Kysely, type RawBuilder, type SqlBool, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import {
@@ -309,6 +310,12 @@ export type TicketPatch = Partial<
  */
 const TIMER_COLUMNS: ReadonlySet<string> = new Set(['sla_next_at', 'sla_planned_key']);
 
+/** Whether a patched value is the one the row holds (dates by instant, JSON by content). */
+function sameValue(patched: unknown, held: unknown): boolean {
+  const plain = (v: unknown) => (v === undefined ? null : JSON.parse(JSON.stringify(v)));
+  return isDeepStrictEqual(plain(patched), plain(held));
+}
+
 function updateSet(
   patch: TicketPatch,
   flags: { touch: boolean; changed: boolean; activity?: boolean | undefined },
@@ -444,6 +451,11 @@ export interface TicketWrite {
   events: ActorEvent[];
   messages: NewMessage[];
   alongside?: Alongside | undefined;
+  /**
+   * An earlier write of this transaction moved changed_at already (to the same now()): events
+   * alone then add no update of the row.
+   */
+  changedAlready?: boolean | undefined;
 }
 
 /**
@@ -459,15 +471,19 @@ export async function writeTicketChanges(
 ): Promise<{ ticket: TicketRecord; at: Date }> {
   const { patch, touch, events, messages, alongside } = change;
   const parts: RawBuilder<unknown>[] = [];
-  // Anything an export of the ticket shows (its fields, its history) moves changed_at, so an
-  // incremental export gives the ticket again: an SLA warning or breach, a call's record, an
-  // escalation, even where updated_at stays (touch: false).
+  // What changes a ticket as an export shows it (a field's value, its history) moves changed_at,
+  // so an incremental export gives the ticket again: an SLA warning or breach, a call's record,
+  // an escalation, even where updated_at stays (touch: false). A re-plan of the SLA clock that
+  // writes its columns as they were (after any policy edit, every live ticket) does not.
   const changed =
     touch ||
     events.length > 0 ||
     messages.length > 0 ||
-    Object.keys(patch).some((column) => !TIMER_COLUMNS.has(column));
-  const update = changed || Object.keys(patch).length > 0;
+    Object.entries(patch).some(
+      ([column, value]) =>
+        !TIMER_COLUMNS.has(column) && !sameValue(value, ticket[column as keyof TicketRecord]),
+    );
+  const update = touch || Object.keys(patch).length > 0 || (changed && !change.changedAlready);
   if (update) {
     parts.push(
       sql`changed as (${trx

@@ -323,6 +323,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
     await repo.writeTicketChanges(trx, ticket, {
       patch: {},
       touch: false,
+      changedAlready: at !== null && (touch || events.length > 0 || messages.length > 0),
       events: await withBusinessTimes(
         trx,
         closing.map((c) => ({ ...c.event, actor: c.actor, ticket })),
