@@ -6,6 +6,7 @@ import t from 'tap';
 import { convertZendesk } from '../scripts/convert/zendesk.ts';
 import {
   cleanTags,
+  contactFieldPlan,
   contactRecord,
   type ImportRecord,
   mapChannel,
@@ -97,6 +98,48 @@ t.test('tags and contacts are made acceptable rather than refused', async (t) =>
     [],
   );
   t.equal((contactRecord({ id: 2, name: 'n'.repeat(300) }).name as string).length, 200);
+});
+
+t.test('user field values that ours would refuse are left out with a warning', async (t) => {
+  const warnings: string[] = [];
+  const warn = (m: string) => warnings.push(m);
+  const { records, plan } = contactFieldPlan(
+    [
+      { key: 'since', type: 'date' },
+      { key: 'orders', type: 'decimal' },
+      { key: '2fa', type: 'checkbox' },
+      { key: 'since!', type: 'text' },
+      { key: 'size', type: 'dropdown', custom_field_options: [{ name: 'x'.repeat(101), value: 'xl' }] },
+    ],
+    null,
+    warn,
+  );
+  t.same(
+    records.map((r) => [r.key, r.field_type]),
+    [
+      ['since', 'date'],
+      ['orders', 'number'],
+      ['f_2fa', 'boolean'],
+      ['since_', 'text'],
+      ['size', 'text'],
+    ],
+    'keys ours takes, each once; options that do not fit a choice make it text',
+  );
+  const custom = (user_fields: Record<string, unknown>) =>
+    contactRecord({ id: 9, name: 'N', user_fields }, plan, warn).custom_fields;
+  t.same(custom({ since: '2024-02-30', orders: 'many', '2fa': 'yes' }), undefined);
+  t.same(custom({ since: '2024-02-29T10:00:00Z', orders: '2.5', '2fa': false, size: 'xl' }), {
+    since: '2024-02-29',
+    orders: 2.5,
+    f_2fa: false,
+    size: 'x'.repeat(101),
+  });
+  t.same(warnings, [
+    'user field size: its options do not fit a choice here; carried as text',
+    'user 9: since "2024-02-30" does not fit; left out',
+    'user 9: orders "many" does not fit; left out',
+    'user 9: 2fa "yes" does not fit; left out',
+  ]);
 });
 
 t.test('the fixture export converts to the expected records', async (t) => {

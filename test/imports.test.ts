@@ -461,6 +461,93 @@ t.test('a later import adds to an imported ticket; a changed contact is updated'
   t.equal(rows[0]?.name, 'Customer One');
 });
 
+t.test(
+  'a contact field already here is taken if of the same type, gaining the options it lacks',
+  async (t) => {
+    const field = async (payload: object) => {
+      const res = await ctx.request({ method: 'POST', url: '/v1/contact-fields', token: admin, payload });
+      t.equal(res.statusCode, 201, 'field created');
+      return res.json() as { id: string };
+    };
+    const tier = await field({ key: 'tier', label: 'Tier', type: 'choice', options: ['Gold'] });
+    await field({ key: 'visits', label: 'Visits', type: 'text' });
+    const options = async () =>
+      (await ctx.request({ method: 'GET', url: `/v1/contact-fields/${tier.id}`, token: admin })).json()
+        .options;
+    const run = async (records: object[]) => {
+      const res = await upload(records.map((r) => JSON.stringify(r)).join('\n'), '?source=fields-src');
+      t.equal(res.statusCode, 202, 'accepted');
+      await work();
+      const id = res.json().id;
+      const done = (await ctx.request({ method: 'GET', url: `/v1/imports/${id}`, token: admin })).json();
+      const errors = (
+        await ctx.request({ method: 'GET', url: `/v1/imports/${id}/errors`, token: admin })
+      ).json();
+      return {
+        counts: done.counts,
+        errors: errors.data.map((e: { external_id: string; code: string }) => [e.external_id, e.code]),
+      };
+    };
+    const first = await run([
+      {
+        type: 'contact_field',
+        external_id: 'f-tier',
+        key: 'tier',
+        label: 'Level',
+        field_type: 'choice',
+        options: ['Gold', 'Silver'],
+      },
+      {
+        type: 'contact_field',
+        external_id: 'f-visits',
+        key: 'visits',
+        label: 'Visits',
+        field_type: 'number',
+      },
+      {
+        type: 'contact',
+        external_id: 'c-silver',
+        name: 'Silvia',
+        emails: ['silvia@shop.test'],
+        custom_fields: { tier: 'Silver' },
+      },
+    ]);
+    t.same(first.counts, { read: 3, created: 2, updated: 0, skipped: 0, failed: 1 });
+    t.same(
+      first.errors,
+      [['f-visits', 'contact_field_type_differs']],
+      'a field of another type is refused, by name',
+    );
+    t.same(await options(), ['Gold', 'Silver'], 'the option the source has is added; Gold stays');
+
+    // The source gained an option since: the changed record adds it, and its contacts are taken.
+    const second = await run([
+      {
+        type: 'contact_field',
+        external_id: 'f-tier',
+        key: 'tier',
+        label: 'Level',
+        field_type: 'choice',
+        options: ['Gold', 'Silver', 'Platinum'],
+      },
+      {
+        type: 'contact',
+        external_id: 'c-platinum',
+        name: 'Pat',
+        emails: ['pat@shop.test'],
+        custom_fields: { tier: 'Platinum' },
+      },
+    ]);
+    t.same(second.counts, { read: 2, created: 1, updated: 1, skipped: 0, failed: 0 });
+    t.same(second.errors, []);
+    t.same(await options(), ['Gold', 'Silver', 'Platinum']);
+    const label = (
+      await ctx.request({ method: 'GET', url: `/v1/contact-fields/${tier.id}`, token: admin })
+    ).json().label;
+    t.equal(label, 'Tier', 'the label given here stays');
+  },
+);
+
 t.test('contacts from a CSV, custom fields by header', async (t) => {
   const csv =
     'external_id,name,email,phone,plan\nx1,Jane Doe,jane@csv.test,+420601234567,pro\nx2,"Doe, John",john@csv.test;jd@csv.test,,\nx3,Bad,not-an-email,,\n';

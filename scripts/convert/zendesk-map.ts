@@ -345,7 +345,11 @@ function fieldValue(field: FieldMapping, raw: unknown): string | number | boolea
     }
     case 'date': {
       const date = typeof raw === 'string' ? /^\d{4}-\d{2}-\d{2}/.exec(raw.trim())?.[0] : undefined;
-      return date && !Number.isNaN(Date.parse(`${date}T00:00:00Z`)) ? date : undefined;
+      // A real day: Date takes 2024-02-30 as 1 March, which the importer would refuse.
+      const day = date ? new Date(`${date}T00:00:00Z`) : null;
+      return day && !Number.isNaN(day.getTime()) && day.toISOString().slice(0, 10) === date
+        ? date
+        : undefined;
     }
     case 'boolean':
       return typeof raw === 'boolean' ? raw : undefined;
