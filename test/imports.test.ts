@@ -545,6 +545,20 @@ t.test(
       await ctx.request({ method: 'GET', url: `/v1/contact-fields/${tier.id}`, token: admin })
     ).json().label;
     t.equal(label, 'Tier', 'the label given here stays');
+
+    // A change the field here takes nothing from (its label) writes nothing: skipped.
+    const third = await run([
+      {
+        type: 'contact_field',
+        external_id: 'f-tier',
+        key: 'tier',
+        label: 'Tier level',
+        field_type: 'choice',
+        options: ['Gold', 'Platinum'],
+      },
+    ]);
+    t.same(third.counts, { read: 1, created: 0, updated: 0, skipped: 1, failed: 0 });
+    t.same(await options(), ['Gold', 'Silver', 'Platinum'], 'no option is removed');
   },
 );
 

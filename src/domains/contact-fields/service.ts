@@ -169,6 +169,55 @@ export async function updateContactField(
   });
 }
 
+const MAX_OPTIONS = 100;
+
+/**
+ * A field an import uses (imports/apply.ts: a contact_field record under a key that is here
+ * already): it must be of the record's type, else 409 contact_field_type_differs (the contacts'
+ * values would not fit it). A choice field gains the record's options it lacks, worked out and
+ * written under the field's lock, so an edit committed meanwhile is kept; its label and its own
+ * options stay. `gone`: the field was deleted here.
+ */
+export async function adoptContactField(
+  db: Db,
+  principal: Principal,
+  id: string,
+  wanted: { type: ContactFieldType; options?: string[] | undefined },
+): Promise<'added' | 'same' | 'gone'> {
+  requireAdmin(principal);
+  return transact(db, async (trx) => {
+    const current = await repo.lockContactField(trx, id);
+    if (!current) return 'gone';
+    if (current.type !== wanted.type) {
+      throw new DomainError(
+        'conflict',
+        'contact_field_type_differs',
+        `Contact field ${current.key} is a ${current.type} field here; this record's is ${wanted.type}. Change one of them, or import the field under another key.`,
+      );
+    }
+    if (current.type !== 'choice') return 'same';
+    const missing = (wanted.options ?? []).filter((o) => !current.options.includes(o));
+    if (missing.length === 0) return 'same';
+    const options = [...current.options, ...missing];
+    if (options.length > MAX_OPTIONS) {
+      throw invalid(
+        'too_many_options',
+        `Contact field ${current.key} would have ${options.length} options with this record's; a choice field has at most ${MAX_OPTIONS}.`,
+      );
+    }
+    await repo.updateContactField(trx, id, { options });
+    const field = (await repo.findContactField(trx, id))!;
+    await recordSettingsChange(
+      trx,
+      principal,
+      'contact_field.updated',
+      { subjectId: id },
+      { contact_field: field, changes: changesBetween(current, field) },
+    );
+    return 'added';
+  });
+}
+
 /**
  * Deletes the definition and every contact's value for it, in one transaction; refused (409)
  * while active automation rules read the field.

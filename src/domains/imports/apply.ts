@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
 import type { Database } from '../../db/types.ts';
-import { DomainError, forbidden, invalid } from '../../errors.ts';
+import { DomainError, forbidden } from '../../errors.ts';
 import { createAgent, updateAgent } from '../agents/service.ts';
 import { recordCall } from '../calls/service.ts';
 import { recordChat } from '../chats/service.ts';
-import { createContactField, getContactField, updateContactField } from '../contact-fields/service.ts';
+import { adoptContactField, createContactField } from '../contact-fields/service.ts';
 import { createContact, updateContact } from '../contacts/service.ts';
 import { createDepartment, setMember } from '../departments/service.ts';
 import { replaying } from '../tickets/replay.ts';
@@ -82,9 +82,13 @@ export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRec
       return 'updated';
     }
     if (record.type === 'contact_field' && existing.digest !== digest) {
-      await adoptContactField(trx as Kysely<Database>, ctx, existing.target_id, record);
+      // The source's field changed since (an option added, say). One deleted here stays deleted.
+      const adopted = await adoptContactField(trx as Kysely<Database>, ctx.importer, existing.target_id, {
+        type: record.field_type,
+        options: record.options,
+      });
       await repo.updateKeyDigest(trx, ctx.source, record.type, record.external_id, digest);
-      return 'updated';
+      return adopted === 'added' ? 'updated' : 'skipped';
     }
     return 'skipped';
   }
@@ -105,42 +109,6 @@ export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRec
   });
   ctx.pending.set(`${record.type}\u0000${record.external_id}`, target);
   return 'created';
-}
-
-const MAX_OPTIONS = 100;
-
-/**
- * A contact field already here under the record's key (made here, or by an earlier import of a
- * record that has changed since): it must be of the record's type, else the record fails (the
- * contacts' values would not fit it). A choice field gains the record's options it lacks (an
- * option added at the source since), so contacts that chose them are taken; its label and the
- * options it has stay.
- */
-async function adoptContactField(
-  db: Kysely<Database>,
-  ctx: ApplyContext,
-  id: string,
-  r: Extract<ImportRecord, { type: 'contact_field' }>,
-): Promise<void> {
-  const field = await getContactField(db, id);
-  if (field.type !== r.field_type) {
-    throw new DomainError(
-      'conflict',
-      'contact_field_type_differs',
-      `Contact field ${field.key} is a ${field.type} field here; this record's is ${r.field_type}. Change one of them, or import the field under another key.`,
-    );
-  }
-  if (field.type !== 'choice') return;
-  const missing = (r.options ?? []).filter((o) => !field.options.includes(o));
-  if (missing.length === 0) return;
-  const options = [...field.options, ...missing];
-  if (options.length > MAX_OPTIONS) {
-    throw invalid(
-      'too_many_options',
-      `Contact field ${field.key} would have ${options.length} options with this record's; a choice field has at most ${MAX_OPTIONS}.`,
-    );
-  }
-  await updateContactField(db, ctx.importer, {}, id, { options });
 }
 
 async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<string> {
@@ -178,8 +146,11 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
     case 'contact_field': {
       const same = await repo.contactFieldByKey(trx, r.key);
       if (same) {
-        await adoptContactField(db, ctx, same, r);
-        return same;
+        const adopted = await adoptContactField(db, ctx.importer, same, {
+          type: r.field_type,
+          options: r.options,
+        });
+        if (adopted !== 'gone') return same;
       }
       return (
         await createContactField(db, ctx.importer, {
