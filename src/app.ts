@@ -29,6 +29,7 @@ import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
 import { ExportSlots } from './domains/reports/csv.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
+import { PercentileKeeper } from './domains/reports/service.ts';
 import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
 import { slaPolicyRoutes, slaPolicySchemas } from './domains/sla-policies/routes.ts';
 import { StreamHub } from './domains/stream/hub.ts';
@@ -61,6 +62,8 @@ declare module 'fastify' {
      * batch of a ticket or contact export. Shared, so together they keep to half the pool.
      */
     exportReads: ExportSlots;
+    /** Keeps the percentiles of the reports served, after the response (reports/service.ts). */
+    reportKeeper: PercentileKeeper;
   }
 }
 
@@ -162,6 +165,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('blobs', deps.blobs ?? blobStoreFor(config.dataDir));
   app.decorate('config', config);
   app.decorate('exportReads', new ExportSlots(config.exports.maxConcurrent));
+  app.decorate('reportKeeper', new PercentileKeeper(deps.db, app.log));
+  app.addHook('onClose', () => app.reportKeeper.settled());
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

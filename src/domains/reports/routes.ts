@@ -13,14 +13,7 @@ import {
   ReportSchema,
   ReportTotalsSchema,
 } from './schemas.ts';
-import {
-  columnCatalogue,
-  jsonReport,
-  leaderboard,
-  PercentileKeeper,
-  type ReportKind,
-  resolveReport,
-} from './service.ts';
+import { columnCatalogue, jsonReport, leaderboard, type ReportKind, resolveReport } from './service.ts';
 
 export const reportSchemas = [
   ReportColumnSchema,
@@ -52,8 +45,7 @@ const VISIBILITY =
 export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, config } = app;
   const defaults = { timezone: config.timezone };
-  const keeper = new PercentileKeeper(db, app.log);
-  app.addHook('onClose', () => keeper.settled());
+  const keeper = app.reportKeeper;
   const exportLimits = {
     keeper,
     queries: new ExportSlots(config.exports.maxConcurrent),
