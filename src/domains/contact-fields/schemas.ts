@@ -20,9 +20,12 @@ const FieldKey = Type.String({
   description: 'The name under which contacts carry the value in `custom_fields`; unique.',
 });
 
+/** The most options a choice field has, here and when an import adds to one (service.ts). */
+export const MAX_OPTIONS = 100;
+
 const Options = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
   minItems: 1,
-  maxItems: 100,
+  maxItems: MAX_OPTIONS,
   uniqueItems: true,
   description: 'The values a choice field accepts (1-100 distinct strings). Only for type choice.',
 });

@@ -13,7 +13,7 @@ import {
 } from '../contacts/repository.ts';
 import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import * as repo from './repository.ts';
-import type { ContactField } from './schemas.ts';
+import { type ContactField, MAX_OPTIONS } from './schemas.ts';
 
 const notFoundField = () => new DomainError('not_found', 'contact_field_not_found', 'No such contact field.');
 
@@ -168,8 +168,6 @@ export async function updateContactField(
     return field;
   });
 }
-
-const MAX_OPTIONS = 100;
 
 /**
  * A field an import uses (imports/apply.ts: a contact_field record under a key that is here
