@@ -169,8 +169,9 @@ export function periodStartsQuery(spec: ReportSpec): RawBuilder<{ s: Date | stri
  * - its rows begin with the period (no sort, or by time ascending: sortKeys puts
  *   g.period_start first, as time is the first of groupBy whenever it is grouped);
  * - each period's groups depend on that period alone: with two dimensions or more (only the
- *   combinations with figures, period by period) or none. With one, every entity seen anywhere
- *   in the range gets a row in every period (`entities`), which a chunk cannot know.
+ *   combinations with figures, period by period) or none; with one, every entity seen anywhere
+ *   in the range gets a row in every period (`entities`), so the entities are read over the
+ *   whole range first (reportEntitiesQuery) and given to each chunk (spec.chunk.entities).
  * Every other part is per period: the pieces and what is read over them. From the events, a
  * chunk reads the events from its own start: every figure is counted at or before its event's
  * time (a breach at its due, a rating's not_rated −1 at its earlier resolve), and the ratings and
@@ -181,8 +182,7 @@ export function chunkable(spec: ReportSpec): boolean {
   return (
     byTime(spec) &&
     spec.interval !== 'none' &&
-    (first === undefined || (first.key === 'time' && first.direction === 'asc')) &&
-    entityDims(spec).length !== 1
+    (first === undefined || (first.key === 'time' && first.direction === 'asc'))
   );
 }
 
@@ -219,19 +219,13 @@ function percentileCtes(spec: ReportSpec, samples: SampleMetric[]): RawBuilder<u
 }
 
 /**
- * The whole report as one statement: periods, counts, percentiles and current figures per
- * group, the groups made dense (every period for each group; every department, agent or
- * channel in scope for a one-dimension report), names, sort keys, and the page.
+ * The statements a report's figures come from, as CTEs (periods, pieces, counts, samples,
+ * goal_counts, current_figures), and which of those figures it reads.
  */
-export function reportQuery(
-  spec: ReportSpec,
-  page: { after?: SortValue[] | undefined; limit?: number | undefined } = {},
-): RawBuilder<Record<string, unknown>> {
-  const dims = entityDims(spec);
+function figureCtes(spec: ReportSpec) {
   const time = byTime(spec);
   const samples = neededSamples(spec);
   const withCurrent = needsCurrent(spec) && !time;
-  const keys = sortKeys(spec);
   const coarse = spec.source === 'counters';
 
   const ctes: RawBuilder<unknown>[] = periodCtes(spec);
@@ -255,6 +249,52 @@ export function reportQuery(
     ctes.push(sql`current_figures as (${currentAgg(spec)})`);
     sources.push('current_figures');
   }
+  return { ctes, sources, goal, withCurrent };
+}
+
+/**
+ * The department, agent, channel or tag of a one-dimension report: those with figures
+ * (`sources`) and every one in scope (allEntities).
+ */
+function knownEntities(spec: ReportSpec, sources: string[], dim: EntityDimension): RawBuilder<unknown> {
+  const column = id(DIMENSION_COLUMN[dim]);
+  const known = sources.map((s) => sql`select ${column} from ${sql.table(s)}`);
+  known.push(allEntities(spec, dim));
+  return sql.join(known, sql` union `);
+}
+
+/**
+ * Every entity a one-dimension report by time has a row for in each period, over its whole
+ * range: a chunk of it (spec.chunk.entities) must have rows for those seen in later chunks too.
+ * With counts, those of the counts are all there are: every event that gives a sample (an
+ * answer's wait, a chat's pickup and duration, a first resolution) or a goal's count is also
+ * counted, at the same time and with the same department, agent, channel and tags (the
+ * migrations' report_event_samples and report_event_facts), and the counts keep every group
+ * they read, zeros included. So the percentiles, the costliest part, are not computed here.
+ */
+export function reportEntitiesQuery(spec: ReportSpec): RawBuilder<{ entity: string }> {
+  const [dim] = entityDims(spec);
+  if (entityDims(spec).length !== 1 || dim === undefined) throw new Error('a report of one dimension only');
+  const { ctes, sources } = figureCtes(spec);
+  // The CTEs left unread (samples, goal_counts) are not run.
+  const read = sources.includes('counts') ? ['counts'] : sources;
+  return sql<{ entity: string }>`
+    with ${sql.join(ctes)}
+    select ${id(DIMENSION_COLUMN[dim])}::text as entity from (${knownEntities(spec, read, dim)}) k`;
+}
+
+/**
+ * The whole report as one statement: periods, counts, percentiles and current figures per
+ * group, the groups made dense (every period for each group; every department, agent or
+ * channel in scope for a one-dimension report), names, sort keys, and the page.
+ */
+export function reportQuery(
+  spec: ReportSpec,
+  page: { after?: SortValue[] | undefined; limit?: number | undefined } = {},
+): RawBuilder<Record<string, unknown>> {
+  const dims = entityDims(spec);
+  const keys = sortKeys(spec);
+  const { ctes, sources, goal, withCurrent } = figureCtes(spec);
 
   const dimCols = dims.map((d) => id(DIMENSION_COLUMN[d]));
   if (dims.length >= 2) {
@@ -279,10 +319,15 @@ export function reportQuery(
   } else {
     // One dimension (or none): every period for every department, agent or channel in scope,
     // so series have no holes and idle ones show up with zeros.
-    if (dims.length === 1) {
-      const known = sources.map((s) => sql`select ${sql.join(dimCols)} from ${sql.table(s)}`);
-      known.push(allEntities(spec, dims[0]!));
-      ctes.push(sql`entities as (${sql.join(known, sql` union `)})`);
+    const [dim] = dims;
+    if (dim !== undefined && spec.chunk?.entities) {
+      // A chunk: those of the whole range (reportEntitiesQuery), as text in a JSON array.
+      const cast = dim === 'department' || dim === 'agent' ? sql`::uuid` : sql``;
+      ctes.push(sql`entities as (
+        select e${cast} as ${id(DIMENSION_COLUMN[dim])}
+        from jsonb_array_elements_text(${JSON.stringify(spec.chunk.entities)}::jsonb) e)`);
+    } else if (dim !== undefined) {
+      ctes.push(sql`entities as (${knownEntities(spec, sources, dim)})`);
     } else {
       ctes.push(sql`entities as (select 1 as one)`);
     }

@@ -3,8 +3,15 @@ import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
 import { cacheScope, KEPT_FOR, settled, takeKeepingLock } from './cache.ts';
 import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
-import { chunkable, periodCtes, periodStartsQuery, piecesCte, reportQuery } from './query.ts';
-import { byTime, neededSamples, type ReportSpec, type SortValue } from './spec.ts';
+import {
+  chunkable,
+  periodCtes,
+  periodStartsQuery,
+  piecesCte,
+  reportEntitiesQuery,
+  reportQuery,
+} from './query.ts';
+import { byTime, entityDims, neededSamples, type ReportSpec, type SortValue } from './spec.ts';
 
 // The reports domain's queries, by concern: spec.ts (the report spec and the SQL every part
 // shares), periods.ts (periods, pieces, ranges and time zones), counters.ts (the counter tables,
@@ -290,12 +297,17 @@ export async function streamReportRows(
     };
     options.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const chunks = chunked
+      let chunks = chunked
         ? exportChunks(
             spec,
             (await periodStartsQuery(spec).execute(trx)).rows.map((r) => new Date(r.s)),
           )
         : [spec];
+      if (chunks.length > 1 && entityDims(spec).length === 1) {
+        // Each chunk has rows for the entities of the whole range, read first.
+        const entities = (await reportEntitiesQuery(spec).execute(trx)).rows.map((r) => r.entity);
+        chunks = chunks.map((c) => ({ ...c, chunk: { ...c.chunk!, entities } }));
+      }
       const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
       let started = false;
       for (const chunk of chunks) {

@@ -34,8 +34,10 @@ export interface ReportSpec {
   /**
    * Only the periods whose start (clipped to the range) lies in [from, to): one chunk of an
    * export computed a few periods at a time (exportChunks). The range stays the report's.
+   * `entities`: a one-dimension report's entities over the whole range (query.ts,
+   * reportEntitiesQuery), as text; each gets a row in every period of every chunk.
    */
-  chunk?: { from: Date; to: Date } | undefined;
+  chunk?: { from: Date; to: Date; entities?: (string | null)[] | undefined } | undefined;
 }
 
 export type SortValue = string | number | boolean | null;
