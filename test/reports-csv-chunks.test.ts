@@ -1,3 +1,5 @@
+import { sql } from 'kysely';
+import pg from 'pg';
 import t from 'tap';
 import type { Db } from '../src/db/database.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
@@ -239,6 +241,64 @@ t.test('chunked CSV exports', async (t) => {
     t.equal(batches, 1, 'no more rows, no later chunk');
     t.ok((await streamed(base)).length > 0, 'the next export runs');
   });
+
+  await t.test(
+    'a client gone while the entities are listed cancels that statement',
+    {
+      skip: process.env.TEST_DATABASE_URL
+        ? false
+        : 'needs a second connection to hold the departments and to cancel from (PGlite has one)',
+    },
+    async (t) => {
+      const spec: ReportSpec = { ...base, groupBy: ['time', 'department'] };
+      // Another session holds the departments, which only the entities' list reads before the
+      // first chunk: the export waits in that statement.
+      const blocker = new pg.Client({ connectionString: ctx.database.url! });
+      await blocker.connect();
+      await blocker.query('begin');
+      await blocker.query('lock table departments in access exclusive mode');
+      t.teardown(async () => {
+        await blocker.query('rollback').catch(() => {});
+        await blocker.end();
+      });
+      const gone = new AbortController();
+      let batches = 0;
+      const running = streamReportRows(db, spec, {
+        batch: 7,
+        signal: gone.signal,
+        onRows: async () => {
+          batches++;
+        },
+      });
+      const waiting = async () =>
+        (
+          await sql<{ n: number }>`
+            select count(*)::int as n from pg_locks l join pg_stat_activity a using (pid)
+            where not l.granted and l.relation = 'departments'::regclass
+              and a.query not like 'declare report_rows%'`.execute(db)
+        ).rows[0]?.n === 1;
+      let waited = false;
+      for (let i = 0; i < 300 && !waited; i++) {
+        waited = await waiting();
+        if (!waited) await new Promise((r) => setTimeout(r, 100));
+      }
+      t.ok(waited, 'the entities’ list waits for the departments');
+      gone.abort(new Error('the client went away'));
+      // Without its cancel, the statement would wait as long as the lock is held.
+      const settled = await Promise.race([
+        running.then(
+          () => 'finished',
+          (error: Error) => error.message,
+        ),
+        new Promise((r) => setTimeout(() => r('still waiting after 20 s'), 20_000)),
+      ]);
+      t.equal(settled, 'the client went away', 'the export ends with the hang-up, the lock still held');
+      t.equal(batches, 0, 'no rows were sent');
+      t.notOk(await waiting(), 'no statement of it is left waiting');
+      await blocker.query('rollback');
+      t.ok((await streamed(spec)).length > 0, 'the next export runs');
+    },
+  );
 
   await t.test('reports that cannot go period by period are one statement', async (t) => {
     for (const [name, spec] of [

@@ -296,6 +296,17 @@ export async function streamReportRows(
         cancelling = sql`select pg_cancel_backend(${pid})`.execute(db).catch(() => {});
     };
     options.signal.addEventListener('abort', onAbort, { once: true });
+    /** A statement a hang-up cancels: the entities' list may take seconds, as a fetch may. */
+    const cancellableRun = async <R>(run: () => Promise<R>): Promise<R> => {
+      options.signal.throwIfAborted();
+      fetching = true;
+      try {
+        return await run();
+      } finally {
+        fetching = false;
+        options.signal.throwIfAborted();
+      }
+    };
     try {
       let chunks = chunked
         ? exportChunks(
@@ -305,7 +316,9 @@ export async function streamReportRows(
         : [spec];
       if (chunks.length > 1 && entityDims(spec).length === 1) {
         // Each chunk has rows for the entities of the whole range, read first.
-        const entities = (await reportEntitiesQuery(spec).execute(trx)).rows.map((r) => r.entity);
+        const entities = (await cancellableRun(() => reportEntitiesQuery(spec).execute(trx))).rows.map(
+          (r) => r.entity,
+        );
         chunks = chunks.map((c) => ({ ...c, chunk: { ...c.chunk!, entities } }));
       }
       const fetch = CompiledQuery.raw(`fetch ${options.batch} from report_rows`);
@@ -317,12 +330,7 @@ export async function streamReportRows(
           CompiledQuery.raw(`declare report_rows no scroll cursor for ${query.sql}`, [...query.parameters]),
         );
         for (;;) {
-          options.signal.throwIfAborted();
-          fetching = true;
-          const { rows } = await trx.executeQuery<Record<string, unknown>>(fetch).finally(() => {
-            fetching = false;
-          });
-          options.signal.throwIfAborted();
+          const { rows } = await cancellableRun(() => trx.executeQuery<Record<string, unknown>>(fetch));
           if (!started) {
             started = true;
             options.onStarted?.();
