@@ -16,24 +16,37 @@ interface Received {
   headers: http.IncomingHttpHeaders;
   body: string;
   at: number;
+  /** Which connection it came on (1 for the receiver's first). */
+  connection: number;
 }
 
 /** A real HTTP receiver: records every request; the path says how to answer. */
-async function startReceiver(t: Tap.Test) {
+async function startReceiver(t: { teardown(fn: () => unknown): void }) {
   const received: Received[] = [];
   const failuresLeft = new Map<string, number>();
+  const connections = new WeakMap<object, { id: number; served: number }>();
+  let connectionCount = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const path = req.url ?? '/';
+      const connection = connections.get(req.socket)!;
       received.push({
         path,
         headers: req.headers,
         body: Buffer.concat(chunks).toString('utf8'),
         at: Date.now(),
+        connection: connection.id,
       });
+      connection.served++;
       if (path.startsWith('/hang')) return; // never answers
+      // Closes a kept connection when the next request comes on it, unanswered (as a receiver
+      // whose idle timeout ends just as the sender writes).
+      if (path.startsWith('/drop-kept') && connection.served > 1) {
+        req.socket.destroy();
+        return;
+      }
       if (path.startsWith('/redirect')) {
         res.writeHead(302, { location: '/redirected' }).end();
         return;
@@ -63,6 +76,7 @@ async function startReceiver(t: Tap.Test) {
       res.writeHead(204).end();
     });
   });
+  server.on('connection', (socket) => connections.set(socket, { id: ++connectionCount, served: 0 }));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(
     () =>
@@ -73,10 +87,6 @@ async function startReceiver(t: Tap.Test) {
   );
   const port = (server.address() as AddressInfo).port;
   return { received, url: (path: string) => `http://127.0.0.1:${port}${path}`, port };
-}
-
-declare namespace Tap {
-  type Test = typeof t;
 }
 
 async function until<T>(
@@ -143,6 +153,7 @@ const deliveriesOf = (ctx: TestContext, webhookId: string) =>
 const receiver = await startReceiver(t);
 const guarded = await buildTestApp(t, { ...ENV, WEBHOOKS_ALLOW_PRIVATE: 'false' });
 const ctx = await buildTestApp(t, ENV, { jobs: true });
+const allowing = ctx;
 
 t.test('address classification refuses every non-public range', async (t) => {
   for (const a of [
@@ -242,14 +253,55 @@ t.test('SSRF: refused at connect time, after DNS', async (t) => {
     })
     .returning('id')
     .executeTakeFirstOrThrow();
+  // The app that allows private addresses keeps a connection to the same host and port: it is
+  // never lent to an attempt that must check the address.
+  const allowed = await agentWithToken(allowing, { role: 'admin' });
+  const warm = await create(allowing, allowed.token, {
+    url: `http://localhost:${receiver.port}/warm`,
+    event_types: ['ticket.rated'],
+  });
+  const warmPing = await allowing.request({
+    method: 'POST',
+    url: `/v1/webhooks/${warm.json().id}/ping`,
+    token: allowed.token,
+  });
+  t.equal(warmPing.json().status, 'delivered', `a connection to localhost is kept: ${warmPing.body}`);
   const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
   t.equal(ping.statusCode, 200);
   t.equal(ping.json().status, 'failed');
   t.match(ping.json().last_error, /refused: .*not a public address/);
+  await allowing.request({ method: 'DELETE', url: `/v1/webhooks/${warm.json().id}`, token: allowed.token });
   t.notOk(
     receiver.received.some((r) => r.path === '/rebound'),
     'nothing reached the receiver',
   );
+});
+
+t.test('connections are kept per receiver; one closed under an attempt is not a failure', async (t) => {
+  // A receiver of its own: no other test's deliveries share its connections.
+  const own = await startReceiver(t);
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const ping = async (path: string) => {
+    // Of a type nothing else here sends: the queue delivers nothing to it in the background.
+    const hook = (await create(ctx, token, { url: own.url(path), event_types: ['ticket.rated'] })).json();
+    const res = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token });
+    return res.json() as { status: string; last_status_code: number | null; last_error: string | null };
+  };
+  for (let i = 0; i < 3; i++) t.equal((await ping('/kept')).status, 'delivered');
+  const kept = own.received.filter((r) => r.path === '/kept').map((r) => r.connection);
+  t.same(kept, [kept[0], kept[0], kept[0]], 'three attempts, one connection');
+
+  // The kept connection has served: the receiver closes it when the next attempt comes on it.
+  const dropped = await ping('/drop-kept');
+  t.match(
+    dropped,
+    { status: 'delivered', last_status_code: 204, last_error: null },
+    'closed under it: sent again',
+  );
+  const drops = own.received.filter((r) => r.path === '/drop-kept').map((r) => r.connection);
+  t.same(drops, [kept[0], drops[1]], 'once on the kept connection, then once more');
+  t.not(drops[1], kept[0], 'on a new one');
 });
 
 t.test('CRUD, secrets and signatures', async (t) => {

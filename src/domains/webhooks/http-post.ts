@@ -42,59 +42,90 @@ export function postOnce(
   }
   return new Promise((resolve) => {
     let settled = false;
+    let current: http.ClientRequest | undefined;
     const finish = (outcome: Omit<PostOutcome, 'latencyMs'>) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       resolve({ ...outcome, latencyMs: elapsed() });
     };
-    const client = url.protocol === 'https:' ? https : http;
-    const request = client.request(url, {
-      method: 'POST',
-      headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-      // A fresh connection per attempt, so every attempt resolves and checks the address anew.
-      agent: false,
-      ...(!options.allowPrivate && { lookup: guardedLookup }),
-    });
     const timer = setTimeout(() => {
       finish({ statusCode: null, error: `timed out after ${options.timeoutMs} ms`, body: '' });
-      request.destroy();
+      current?.destroy();
     }, options.timeoutMs);
-    request.on('error', (err: NodeJS.ErrnoException) => {
-      finish({
-        statusCode: null,
-        error:
-          err.code === 'ENONPUBLIC' ? `refused: ${err.message}` : `${err.code ?? 'error'}: ${err.message}`,
-        body: '',
+    const send = (reuse: boolean) => {
+      const client = url.protocol === 'https:' ? https : http;
+      const request = client.request(url, {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        // A connection kept per receiver: every new one resolves and checks the address anew.
+        agent: reuse ? pooled(url.protocol, options.allowPrivate) : false,
+        ...(!options.allowPrivate && { lookup: guardedLookup }),
       });
-    });
-    request.on('response', (response) => {
-      const status = response.statusCode ?? 0;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const done = () => {
-        const text = Buffer.concat(chunks).subarray(0, RESPONSE_BODY_CAP).toString('utf8');
-        const ok = status >= 200 && status < 300;
-        const error = ok
-          ? null
-          : status >= 300 && status < 400
-            ? `redirect ${status} not followed${response.headers.location ? ` (to ${String(response.headers.location).slice(0, 200)})` : ''}`
-            : `HTTP ${status}`;
-        finish({ statusCode: status, error, body: text });
-      };
-      response.on('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        size += chunk.length;
-        if (size >= RESPONSE_BODY_CAP) {
-          done();
-          // Enough read: the rest is not ours to wait for.
-          response.destroy();
-          request.destroy();
-        }
+      current = request;
+      let answered = false;
+      request.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept connection the receiver closed as we wrote on it: nothing was answered, so the
+        // attempt goes again at once on a new connection (Node's documented race, see
+        // `request.reusedSocket`). The receiver may have read it: deliveries are at least once.
+        const closedUnderUs = err.code === 'ECONNRESET' || err.code === 'EPIPE';
+        if (!settled && !answered && request.reusedSocket && closedUnderUs) return send(false);
+        finish({
+          statusCode: null,
+          error:
+            err.code === 'ENONPUBLIC' ? `refused: ${err.message}` : `${err.code ?? 'error'}: ${err.message}`,
+          body: '',
+        });
       });
-      response.on('end', done);
-      response.on('error', () => done());
-    });
-    request.end(body);
+      request.on('response', (response) => {
+        answered = true;
+        const status = response.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const done = () => {
+          const text = Buffer.concat(chunks).subarray(0, RESPONSE_BODY_CAP).toString('utf8');
+          const ok = status >= 200 && status < 300;
+          const error = ok
+            ? null
+            : status >= 300 && status < 400
+              ? `redirect ${status} not followed${response.headers.location ? ` (to ${String(response.headers.location).slice(0, 200)})` : ''}`
+              : `HTTP ${status}`;
+          finish({ statusCode: status, error, body: text });
+        };
+        response.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          size += chunk.length;
+          if (size >= RESPONSE_BODY_CAP) {
+            done();
+            // Enough read: the rest is not ours to wait for (nor is the connection kept).
+            response.destroy();
+            request.destroy();
+          }
+        });
+        response.on('end', done);
+        response.on('error', () => done());
+      });
+      request.end(body);
+    };
+    send(true);
   });
+}
+
+/**
+ * Kept connections, one pool per protocol and per guard: a connection made without the address
+ * check (WEBHOOKS_ALLOW_PRIVATE) is never lent to a checked attempt. A POST on a kept connection
+ * costs the sender a fraction of one that connects (scripts/bench/webhook-post-floor.ts). Idle
+ * connections close after IDLE_MS, before a Node receiver's default 5 s keep-alive ends them.
+ */
+const IDLE_MS = 4_000;
+const pools = new Map<string, http.Agent>();
+function pooled(protocol: string, allowPrivate: boolean): http.Agent {
+  const key = `${protocol}${allowPrivate ? 'private' : 'public'}`;
+  let agent = pools.get(key);
+  if (!agent) {
+    const options = { keepAlive: true, timeout: IDLE_MS, maxFreeSockets: 64, scheduling: 'lifo' as const };
+    agent = protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
+    pools.set(key, agent);
+  }
+  return agent;
 }
