@@ -300,12 +300,19 @@ export async function streamReportRows(
     const cancellableRun = async <R>(run: () => Promise<R>): Promise<R> => {
       options.signal.throwIfAborted();
       fetching = true;
+      let result: R;
       try {
-        return await run();
+        result = await run();
+      } catch (error) {
+        // Our own cancel says the client went away; any other error is itself.
+        if (options.signal.aborted && (error as { code?: string }).code === '57014')
+          throw options.signal.reason;
+        throw error;
       } finally {
         fetching = false;
-        options.signal.throwIfAborted();
       }
+      options.signal.throwIfAborted();
+      return result;
     };
     try {
       let chunks = chunked
