@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
 
@@ -136,6 +137,18 @@ const EnvSchema = Type.Object({
     description: 'longest an IMAP connection, greeting or command may take before the mailbox counts as down',
   }),
   IMAP_WATCHER: Type.Boolean({ default: true, description: 'read IMAP mailboxes in this process' }),
+  WEBHOOK_DNS_SERVERS: Type.String({
+    default: '',
+    description:
+      'comma-separated DNS servers (ip or ip:port, [ipv6]:port) the webhook address check asks; empty: those of /etc/resolv.conf',
+  }),
+  WEBHOOK_DNS_TIMEOUT_MS: Type.Integer({
+    default: 2_000,
+    minimum: 10,
+    maximum: 30_000,
+    description:
+      'a DNS query for a webhook host gets this long to be answered, then one longer try (with the address check on)',
+  }),
   WEBHOOK_TIMEOUT_MS: Type.Integer({
     default: 10_000,
     minimum: 100,
@@ -358,8 +371,18 @@ export interface MailInConfig {
   imapWatcher: boolean;
 }
 
+/** Where and how long the webhook address check asks DNS (WEBHOOK_DNS_SERVERS, WEBHOOK_DNS_TIMEOUT_MS). */
+export interface DnsSettings {
+  /** `ip` or `ip:port`; empty: those of /etc/resolv.conf. */
+  servers: string[];
+  /** One query's first try; c-ares tries once more, waiting longer. */
+  timeoutMs: number;
+}
+
 export interface WebhookConfig {
   allowPrivate: boolean;
+  /** Where the address check resolves host names (address-guard.ts resolveHost). */
+  dns: DnsSettings;
   timeoutMs: number;
   retryBaseMs: number;
   retryMaxDelayMs: number;
@@ -375,6 +398,18 @@ export class ConfigError extends Error {
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/** `ip`, `ip:port` or `[ipv6]:port`, as dns.setServers takes them. */
+function isDnsServer(server: string): boolean {
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(server);
+  const plain = /^([^:]+):(\d{1,5})$/.exec(server);
+  const [host, port] = bracketed
+    ? [bracketed[1]!, bracketed[2]]
+    : plain
+      ? [plain[1]!, plain[2]]
+      : [server, undefined];
+  return isIP(host) !== 0 && (port === undefined || (Number(port) >= 1 && Number(port) <= 65_535));
+}
 
 /** Reads, converts and validates the environment. Throws ConfigError listing every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -405,6 +440,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (parsed.SMTP_URL !== undefined && !URL.canParse(parsed.SMTP_URL)) {
     problems.push('SMTP_URL: must be smtp(s)://user:pass@host:port');
+  }
+  const dnsServers = parsed.WEBHOOK_DNS_SERVERS.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (dnsServers.some((server) => !isDnsServer(server))) {
+    problems.push('WEBHOOK_DNS_SERVERS: must be IP addresses, each optionally with :port ([ipv6]:port)');
   }
   if (!isTimeZone(parsed.DESKROUTE_TIMEZONE)) {
     problems.push('DESKROUTE_TIMEZONE: must be an IANA time zone name such as Europe/Prague or UTC');
@@ -463,6 +504,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     webhooks: {
       allowPrivate: parsed.WEBHOOKS_ALLOW_PRIVATE,
+      dns: { servers: dnsServers, timeoutMs: parsed.WEBHOOK_DNS_TIMEOUT_MS },
       timeoutMs: parsed.WEBHOOK_TIMEOUT_MS,
       retryBaseMs: parsed.WEBHOOK_RETRY_BASE_MS,
       retryMaxDelayMs: parsed.WEBHOOK_RETRY_MAX_DELAY_MS,

@@ -26,6 +26,12 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
   t.equal(set.trustProxy, true);
   t.same(set.corsOrigins, ['https://a.example', 'https://b.example']);
   t.equal(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins, '*');
+  t.same(config.webhooks.dns, { servers: [], timeoutMs: 2000 }, 'webhook DNS: resolv.conf’s servers');
+  t.same(
+    loadConfig({ WEBHOOK_DNS_SERVERS: '10.0.0.53, 10.0.0.54:5353,[2001:db8::53]:53,2001:db8::54' }).webhooks
+      .dns.servers,
+    ['10.0.0.53', '10.0.0.54:5353', '[2001:db8::53]:53', '2001:db8::54'],
+  );
 
   const refusals: [Record<string, string>, RegExp][] = [
     [{ PORT: 'eighty' }, /PORT/],
@@ -42,6 +48,9 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
     [{ DESKROUTE_ADMIN_EMAIL: 'boss@example.com' }, /set both or neither/],
     // Exports could otherwise take every pooled connection, the starvation the budget prevents.
     [{ EXPORT_MAX_CONCURRENT: '10' }, /EXPORT_MAX_CONCURRENT/],
+    [{ WEBHOOK_DNS_SERVERS: 'dns.example.com' }, /WEBHOOK_DNS_SERVERS/],
+    [{ WEBHOOK_DNS_SERVERS: '10.0.0.53:99999' }, /WEBHOOK_DNS_SERVERS/],
+    [{ WEBHOOK_DNS_TIMEOUT_MS: '5' }, /WEBHOOK_DNS_TIMEOUT_MS/],
     [
       { DESKROUTE_ADMIN_EMAIL: 'boss@example.com', DESKROUTE_ADMIN_PASSWORD: 'short' },
       /DESKROUTE_ADMIN_PASSWORD/,

@@ -9,6 +9,7 @@ import { loadConfig } from '../src/config.ts';
 import { isPublicAddress } from '../src/domains/webhooks/address-guard.ts';
 import { dispatchEvents, retryDelayMs, reviveDeliveries } from '../src/domains/webhooks/delivery.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { startDnsServer } from './helpers/dns.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
 interface Received {
@@ -45,6 +46,11 @@ async function startReceiver(t: { teardown(fn: () => unknown): void }) {
       // whose idle timeout ends just as the sender writes).
       if (path.startsWith('/drop-kept') && connection.served > 1) {
         req.socket.destroy();
+        return;
+      }
+      // Had the request, began to answer, then died: not a connection closed under the sender.
+      if (path.startsWith('/half-kept') && connection.served > 1) {
+        req.socket.end('HTTP/1.1 200 OK\r\nContent-Le', () => req.socket.destroy());
         return;
       }
       if (path.startsWith('/redirect')) {
@@ -151,7 +157,19 @@ const deliveriesOf = (ctx: TestContext, webhookId: string) =>
 // Two apps for the whole file (each costs a database and, here, a queue): one that refuses
 // private addresses, and one that allows them, with the job queue running, for a local receiver.
 const receiver = await startReceiver(t);
-const guarded = await buildTestApp(t, { ...ENV, WEBHOOKS_ALLOW_PRIVATE: 'false' });
+// The guarded app asks this DNS server: rebound.test says loopback, public.test a public
+// address, silent.test never answers, any other name does not exist.
+const dns = await startDnsServer(t, {
+  'rebound.test': { a: ['127.0.0.1'] },
+  'public.test': { a: ['93.184.216.34'], aaaa: ['2606:2800:220:1:248:1893:25c8:1946'] },
+  'silent.test': 'silent',
+});
+const guarded = await buildTestApp(t, {
+  ...ENV,
+  WEBHOOKS_ALLOW_PRIVATE: 'false',
+  WEBHOOK_DNS_SERVERS: dns.server,
+  WEBHOOK_DNS_TIMEOUT_MS: '100',
+});
 const ctx = await buildTestApp(t, ENV, { jobs: true });
 const allowing = ctx;
 
@@ -226,6 +244,9 @@ t.test('SSRF: refused at write time unless allowed', async (t) => {
     ['https://user:pw@example.com/x', 'webhook_url_invalid'],
     ['not a url', 'webhook_url_invalid'],
     ['http://does-not-exist.invalid/x', 'webhook_url_unresolvable'],
+    ['http://rebound.test/x', 'webhook_url_not_public'],
+    ['http://app.localhost/x', 'webhook_url_not_public'],
+    ['http://silent.test/x', 'webhook_url_unresolvable'],
   ] as const) {
     const res = await create(guarded, token, { url });
     t.equal(res.statusCode, 422, url);
@@ -238,23 +259,26 @@ t.test('SSRF: refused at write time unless allowed', async (t) => {
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .executeTakeFirstOrThrow();
   t.equal(Number(count.n), 0, 'nothing was stored');
+  t.ok(dns.asked.includes('A rebound.test'), 'the names were asked of the configured DNS server');
+  const ok = await create(guarded, token, { url: 'https://public.test/hook', event_types: ['ticket.rated'] });
+  t.equal(ok.statusCode, 201, 'a name with public addresses only is taken');
+  await guarded.request({ method: 'DELETE', url: `/v1/webhooks/${ok.json().id}`, token });
 });
 
 t.test('SSRF: refused at connect time, after DNS', async (t) => {
   const ctx = guarded;
   const { token, agent } = await agentWithToken(ctx, { role: 'admin' });
   // Stored as if DNS had said "public" at write time (rebinding): the name now resolves to loopback.
-  const hook = await ctx.db
-    .insertInto('webhooks')
-    .values({
-      url: `http://localhost:${receiver.port}/rebound`,
-      secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-      created_by: agent.id,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  // The app that allows private addresses keeps a connection to the same host and port: it is
-  // never lent to an attempt that must check the address.
+  const stored = async (url: string) =>
+    ctx.db
+      .insertInto('webhooks')
+      .values({ url, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', created_by: agent.id })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+  const rebound = await stored(`http://rebound.test:${receiver.port}/rebound`);
+  // localhost is loopback whatever DNS says. The app that allows private addresses keeps a
+  // connection to that host and port: it is never lent to an attempt that must check the address.
+  const local = await stored(`http://localhost:${receiver.port}/rebound`);
   const allowed = await agentWithToken(allowing, { role: 'admin' });
   const warm = await create(allowing, allowed.token, {
     url: `http://localhost:${receiver.port}/warm`,
@@ -266,15 +290,39 @@ t.test('SSRF: refused at connect time, after DNS', async (t) => {
     token: allowed.token,
   });
   t.equal(warmPing.json().status, 'delivered', `a connection to localhost is kept: ${warmPing.body}`);
-  const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
-  t.equal(ping.statusCode, 200);
-  t.equal(ping.json().status, 'failed');
-  t.match(ping.json().last_error, /refused: .*not a public address/);
+  const askedBefore = dns.asked.length;
+  for (const hook of [rebound, local]) {
+    const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token });
+    t.equal(ping.statusCode, 200);
+    t.equal(ping.json().status, 'failed');
+    t.match(ping.json().last_error, /refused: .*not a public address/);
+  }
+  t.ok(
+    dns.asked.slice(askedBefore).includes('A rebound.test'),
+    'rebound.test was asked of DNS at connect time',
+  );
   await allowing.request({ method: 'DELETE', url: `/v1/webhooks/${warm.json().id}`, token: allowed.token });
   t.notOk(
     receiver.received.some((r) => r.path === '/rebound'),
     'nothing reached the receiver',
   );
+
+  // A name whose DNS never answers: the attempt fails on the look-up's own timeout. The name
+  // was asked of DNS (c-ares, on the event loop), not of getaddrinfo on Node's worker threads.
+  const asked = dns.asked.length;
+  const silent = await ctx.db
+    .insertInto('webhooks')
+    .values({
+      url: `http://silent.test:${receiver.port}/silent`,
+      secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      created_by: agent.id,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const unanswered = await ctx.request({ method: 'POST', url: `/v1/webhooks/${silent.id}/ping`, token });
+  t.equal(unanswered.json().status, 'failed');
+  t.match(unanswered.json().last_error, /ETIMEOUT/, 'the DNS look-up timed out');
+  t.ok(dns.asked.slice(asked).filter((q) => q === 'A silent.test').length >= 2, 'asked, and asked again');
 });
 
 t.test('connections are kept per receiver; one closed under an attempt is not a failure', async (t) => {
@@ -302,6 +350,16 @@ t.test('connections are kept per receiver; one closed under an attempt is not a 
   const drops = own.received.filter((r) => r.path === '/drop-kept').map((r) => r.connection);
   t.same(drops, [kept[0], drops[1]], 'once on the kept connection, then once more');
   t.not(drops[1], kept[0], 'on a new one');
+
+  // Part of an answer came before the close: the receiver had it, so it is not sent again now.
+  t.equal((await ping('/kept')).status, 'delivered');
+  const half = await ping('/half-kept');
+  t.not(half.status, 'delivered', 'a broken answer is a failed attempt');
+  t.equal(
+    own.received.filter((r) => r.path === '/half-kept').length,
+    1,
+    'sent once: retried later with backoff, not at once',
+  );
 });
 
 t.test('CRUD, secrets and signatures', async (t) => {

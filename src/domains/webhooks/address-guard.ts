@@ -1,6 +1,8 @@
-import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import type { LookupAddress, LookupOptions } from 'node:dns';
+import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import type { DnsSettings } from '../../config.ts';
 import { DomainError } from '../../errors.ts';
 
 export const MAX_URL_LENGTH = 2048;
@@ -32,7 +34,7 @@ function refused(code: string, message: string): DomainError {
 }
 
 /** The URL as written, refused when it is not one we may POST to (write time). */
-export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promise<string> {
+export async function checkWebhookUrl(raw: string, allowPrivate: boolean, dns: DnsSettings): Promise<string> {
   if (raw.length > MAX_URL_LENGTH) {
     throw refused('webhook_url_invalid', `must be at most ${MAX_URL_LENGTH} characters`);
   }
@@ -54,7 +56,7 @@ export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promi
   if (isIP(host)) addresses = [host];
   else {
     try {
-      addresses = (await lookupAll(host)).map((a) => a.address);
+      addresses = (await resolveHost(host, dns)).map((a) => a.address);
     } catch {
       throw refused('webhook_url_unresolvable', `the host name ${host} does not resolve`);
     }
@@ -69,10 +71,46 @@ export async function checkWebhookUrl(raw: string, allowPrivate: boolean): Promi
   return url.toString();
 }
 
-function lookupAll(host: string): Promise<LookupAddress[]> {
-  return new Promise((resolve, reject) =>
-    dnsLookup(host, { all: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
-  );
+const resolvers = new Map<string, Resolver>();
+function resolverFor(dns: DnsSettings): Resolver {
+  const key = `${dns.timeoutMs} ${dns.servers.join(',')}`;
+  let resolver = resolvers.get(key);
+  if (!resolver) {
+    resolver = new Resolver({ timeout: dns.timeoutMs, tries: 2 });
+    if (dns.servers.length > 0) resolver.setServers(dns.servers);
+    resolvers.set(key, resolver);
+  }
+  return resolver;
+}
+
+/**
+ * Every address of a host name, asked of DNS directly (c-ares, on the event loop). Not
+ * `dns.lookup`: that is getaddrinfo on libuv's four worker threads, which password hashing and
+ * file reads share, and a name whose servers never answer holds a thread for each look-up until
+ * the system resolver gives up (10 s or more): a webhook aimed at such a name could stall every
+ * sign-in. So /etc/hosts is not read here; `localhost` and `*.localhost` are loopback (RFC 6761).
+ */
+export async function resolveHost(host: string, dns: DnsSettings): Promise<LookupAddress[]> {
+  const name = host.toLowerCase().replace(/\.$/, '');
+  if (name === 'localhost' || name.endsWith('.localhost')) {
+    return [
+      { address: '127.0.0.1', family: 4 },
+      { address: '::1', family: 6 },
+    ];
+  }
+  const resolver = resolverFor(dns);
+  const [v4, v6] = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
+  const addresses: LookupAddress[] = [
+    ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+    ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+  ];
+  if (addresses.length > 0) return addresses;
+  // No address: the IPv4 query's reason (ENOTFOUND, ETIMEOUT, ...) says the most.
+  throw v4.status === 'rejected'
+    ? v4.reason
+    : v6.status === 'rejected'
+      ? v6.reason
+      : Object.assign(new Error(`${name} has no address`), { code: 'ENODATA' });
 }
 
 export class NonPublicAddressError extends Error {
@@ -91,20 +129,27 @@ type LookupCallback = (
  * a host name that resolves to a public address at write time and to 127.0.0.1 later (DNS
  * rebinding) is refused when it matters.
  */
-export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
-  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
-    if (err) return callback(err, []);
-    const blocked = addresses.find((a) => !isPublicAddress(a.address));
-    if (blocked || addresses.length === 0) {
-      return callback(
-        new NonPublicAddressError(
-          `${hostname} resolves to ${blocked?.address ?? 'nothing'}, not a public address`,
-        ),
-        [],
-      );
-    }
-    if (options.all) return callback(null, addresses);
-    const first = addresses[0] as LookupAddress;
-    callback(null, first.address, first.family);
-  });
+export function guardedLookup(
+  dns: DnsSettings,
+): (hostname: string, options: LookupOptions, callback: LookupCallback) => void {
+  return (hostname, options, callback) => {
+    resolveHost(hostname, dns).then(
+      (all) => {
+        const addresses = all.filter((a) => !options.family || a.family === options.family);
+        const blocked = addresses.find((a) => !isPublicAddress(a.address));
+        if (blocked || addresses.length === 0) {
+          return callback(
+            new NonPublicAddressError(
+              `${hostname} resolves to ${blocked?.address ?? 'nothing'}, not a public address`,
+            ),
+            [],
+          );
+        }
+        if (options.all) return callback(null, addresses);
+        const first = addresses[0] as LookupAddress;
+        callback(null, first.address, first.family);
+      },
+      (err: NodeJS.ErrnoException) => callback(err, []),
+    );
+  };
 }

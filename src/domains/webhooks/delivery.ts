@@ -170,6 +170,7 @@ export async function attemptDeliveries(
       const result = await postOnce(c.webhook.url, headers, c.body, {
         timeoutMs: deps.config.timeoutMs,
         allowPrivate: deps.config.allowPrivate,
+        dns: deps.config.dns,
       });
       const ok = result.error === null;
       let nextAt: Date | null = null;
@@ -195,6 +196,7 @@ export async function attemptDeliveries(
           status: outcome.status,
           code: outcome.statusCode,
           ms: outcome.latencyMs,
+          ...(result.resent && { resent: 'a kept connection closed under it: sent again on a new one' }),
         },
         'webhook attempt',
       );

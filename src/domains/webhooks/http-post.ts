@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
+import type { DnsSettings } from '../../config.ts';
 import { guardedLookup, isPublicAddress } from './address-guard.ts';
 
 /** Receivers' answers are kept for diagnosis only: past this, the socket is cut. */
@@ -14,7 +15,12 @@ export interface PostOutcome {
   error: string | null;
   /** At most RESPONSE_BODY_CAP bytes of the answer. */
   body: string;
+  /** Sent twice: a kept connection was closed under the first (the receiver may have read it). */
+  resent: boolean;
 }
+
+/** How soon a kept connection's reset counts as closed under the attempt (see postOnce). */
+const CLOSED_UNDER_US_MS = 1_000;
 
 /**
  * One POST, bounded in time (connect to end of response, `timeoutMs`) and in what it reads.
@@ -25,7 +31,7 @@ export function postOnce(
   target: string,
   headers: Record<string, string>,
   body: string,
-  options: { timeoutMs: number; allowPrivate: boolean },
+  options: { timeoutMs: number; allowPrivate: boolean; dns: DnsSettings },
 ): Promise<PostOutcome> {
   const started = performance.now();
   const url = new URL(target);
@@ -38,16 +44,18 @@ export function postOnce(
       latencyMs: 0,
       error: `refused: ${host} is not a public address`,
       body: '',
+      resent: false,
     });
   }
   return new Promise((resolve) => {
     let settled = false;
+    let resent = false;
     let current: http.ClientRequest | undefined;
-    const finish = (outcome: Omit<PostOutcome, 'latencyMs'>) => {
+    const finish = (outcome: Omit<PostOutcome, 'latencyMs' | 'resent'>) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ ...outcome, latencyMs: elapsed() });
+      resolve({ ...outcome, latencyMs: elapsed(), resent });
     };
     const timer = setTimeout(() => {
       finish({ statusCode: null, error: `timed out after ${options.timeoutMs} ms`, body: '' });
@@ -60,16 +68,29 @@ export function postOnce(
         headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
         // A connection kept per receiver: every new one resolves and checks the address anew.
         agent: reuse ? pooled(url.protocol, options.allowPrivate) : false,
-        ...(!options.allowPrivate && { lookup: guardedLookup }),
+        ...(!options.allowPrivate && { lookup: guardedLookup(options.dns) }),
       });
       current = request;
-      let answered = false;
+      let readBefore = 0;
+      let assignedAt = 0;
+      request.on('socket', (socket) => {
+        readBefore = socket.bytesRead;
+        assignedAt = performance.now();
+      });
       request.on('error', (err: NodeJS.ErrnoException) => {
-        // A kept connection the receiver closed as we wrote on it: nothing was answered, so the
-        // attempt goes again at once on a new connection (Node's documented race, see
-        // `request.reusedSocket`). The receiver may have read it: deliveries are at least once.
-        const closedUnderUs = err.code === 'ECONNRESET' || err.code === 'EPIPE';
-        if (!settled && !answered && request.reusedSocket && closedUnderUs) return send(false);
+        // A kept connection the receiver closed as we wrote on it (Node's documented race, see
+        // `request.reusedSocket`): closed at once, not a byte of an answer. The attempt goes
+        // again on a new connection. A reset later, or after part of an answer, means the
+        // receiver had the request: that is the attempt's outcome, retried with backoff.
+        const closedUnderUs =
+          (err.code === 'ECONNRESET' || err.code === 'EPIPE') &&
+          request.reusedSocket &&
+          (request.socket?.bytesRead ?? readBefore) === readBefore &&
+          performance.now() - assignedAt < CLOSED_UNDER_US_MS;
+        if (!settled && closedUnderUs) {
+          resent = true;
+          return send(false);
+        }
         finish({
           statusCode: null,
           error:
@@ -78,7 +99,6 @@ export function postOnce(
         });
       });
       request.on('response', (response) => {
-        answered = true;
         const status = response.statusCode ?? 0;
         const chunks: Buffer[] = [];
         let size = 0;

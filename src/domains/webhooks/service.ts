@@ -121,7 +121,7 @@ export async function createWebhook(
 ) {
   const departmentId = input.department_id ?? null;
   await mayScope(deps.db, principal, departmentId);
-  const url = await checkWebhookUrl(input.url, deps.config.allowPrivate);
+  const url = await checkWebhookUrl(input.url, deps.config.allowPrivate, deps.config.dns);
   const secret = newSecret();
   const row = await deps.db.transaction().execute(async (trx) => {
     const created = await repo.insertWebhook(trx, {
@@ -184,7 +184,9 @@ export async function updateWebhook(
   await manageable(deps.db, principal, await repo.findWebhook(deps.db, id));
   if (input.department_id !== undefined) await mayScope(deps.db, principal, input.department_id);
   const url =
-    input.url === undefined ? undefined : await checkWebhookUrl(input.url, deps.config.allowPrivate);
+    input.url === undefined
+      ? undefined
+      : await checkWebhookUrl(input.url, deps.config.allowPrivate, deps.config.dns);
   const row = await deps.db.transaction().execute(async (trx) => {
     const before = await manageable(trx, principal, await repo.lockWebhook(trx, id));
     const after = await repo.updateWebhook(trx, id, {
