@@ -771,24 +771,24 @@ t.test('tickets', async (t) => {
     const transferred = (await history(a.id)).at(-1)!;
     t.match(transferred, {
       type: 'transferred',
-      actor: { type: 'system', agent_id: null },
+      actor: { type: 'agent', agent_id: admin.agent.id },
       department_id: successor,
       data: { from_department_id: old, to_department_id: successor },
     });
     const cleared = await history(b.id);
     t.same(
-      cleared.slice(-2).map((e) => [e.type, e.actor.type, e.department_id, e.agent_id, e.data]),
+      cleared.slice(-2).map((e) => [e.type, e.actor.agent_id, e.department_id, e.agent_id, e.data]),
       [
         [
           'transferred',
-          'system',
+          admin.agent.id,
           successor,
           null,
           { from_department_id: old, to_department_id: successor, reason: 'department_deleted' },
         ],
-        ['assigned', 'system', successor, null, { from: reads.agent.id, to: null }],
+        ['assigned', admin.agent.id, successor, null, { from: reads.agent.id, to: null }],
       ],
-      'an assignee who cannot hold the ticket there is unassigned, in the history too',
+      'an assignee who cannot hold the ticket there is unassigned, in the history too, by who deleted the department',
     );
     const list = await api('GET', `/v1/tickets?department_id=${successor}&status=new&status=deleted`);
     t.same(ids(list).sort(), [a.id, b.id, c.id, d.id].sort());

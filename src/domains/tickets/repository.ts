@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { type Expression, type Kysely, type RawBuilder, type SqlBool, sql, type Transaction } from 'kysely';
-import { isAdmin } from '../../access/policy.ts';
+import { isAdmin, type Principal } from '../../access/policy.ts';
 import {
   type TicketAccess,
   type TicketCondition,
@@ -982,7 +982,8 @@ export async function countTicketsOfDepartment(trx: Executor, departmentId: stri
  * a transfer, the assignee stays only when they may work tickets there (solver or more); one who
  * may not is unassigned, and the history says so too.
  */
-export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toId: string) {
+/** A department's tickets taken over by another as it is deleted, by whoever deletes it. */
+export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toId: string, by: Principal) {
   const before = await trx
     .selectFrom('tickets')
     .select(['id', 'assignee_id'])
@@ -1002,19 +1003,19 @@ export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toI
     .where('department_id', '=', fromId)
     .returning(['id', 'assignee_id', 'channel'])
     .execute();
-  const system: Actor = { type: 'system', agentId: null, contactId: null };
+  const actor: Actor = { type: 'agent', agentId: by.agentId, contactId: null, tokenId: by.tokenId };
   const events = moved.flatMap((t): ActorEvent[] => {
     const ticket = { id: t.id, department_id: toId, assignee_id: t.assignee_id, channel: t.channel };
     const from = assigneeBefore.get(t.id) ?? null;
     return [
       {
         type: 'transferred',
-        actor: system,
+        actor,
         ticket,
         data: { from_department_id: fromId, to_department_id: toId, reason: 'department_deleted' },
       },
       ...(from !== t.assignee_id
-        ? [{ type: 'assigned' as const, actor: system, ticket, data: { from, to: t.assignee_id } }]
+        ? [{ type: 'assigned' as const, actor, ticket, data: { from, to: t.assignee_id } }]
         : []),
     ];
   });
