@@ -1,5 +1,10 @@
+import http from 'node:http';
 import t from 'tap';
+import type { Principal } from '../src/access/policy.ts';
+import { loadTicketAccess, type TicketAccess } from '../src/access/tickets.ts';
+import { loadConfig } from '../src/config.ts';
 import { feedHead, readFeed } from '../src/domains/events/repository.ts';
+import { StreamHub, Subscriber } from '../src/domains/stream/hub.ts';
 import {
   agentWithToken,
   buildTestApp,
@@ -647,4 +652,87 @@ t.test('disabling or deleting an agent ends their streams, API token and session
   const ticket = await createTicket(ctx, admin.token, null);
   await streams.bystander.until(() => streams.bystander.events().some((e) => e.event.ticket_id === ticket));
   t.notOk(streams.bystander.done, 'another agent’s stream goes on');
+});
+
+t.test('an access change acted on while a stream was being opened still ends it', async (t) => {
+  // The route reads the agent's access, then adds the stream to the hub. An agent disabled in
+  // between is acted on by the hub before the stream is there: the stream must not live on
+  // with the access read before. Driven on a hub of its own to hold that moment open.
+  const ctx = await buildTestApp(t);
+  const hub = new StreamHub(ctx.db, ctx.app.log, { ...loadConfig({}).stream, pollMs: 20 });
+  t.teardown(() => hub.close());
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const leaving = await agentWithToken(ctx);
+  // A real response to hand to the hub, read by a real client.
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const { port } = server.address() as { port: number };
+  const open = async (principal: Principal, epoch: number, read?: TicketAccess) => {
+    const access = read ?? (await loadTicketAccess(ctx.db, principal));
+    const responded = new Promise<http.ServerResponse>((resolve) =>
+      server.once('request', (_req, res: http.ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.flushHeaders();
+        resolve(res);
+      }),
+    );
+    const ended = new Promise<string>((resolve) => {
+      const req = http.get({ port, host: '127.0.0.1', path: '/' }, (res) => {
+        res.resume();
+        res.on('end', () => resolve('ended'));
+        res.on('error', () => resolve('ended'));
+      });
+      req.on('error', () => resolve('ended'));
+    });
+    const res = await responded;
+    hub.add(
+      new Subscriber(
+        principal,
+        access,
+        { types: null, departmentId: null },
+        res,
+        await hub.livePosition(),
+        true,
+      ),
+      epoch,
+    );
+    return { ended };
+  };
+  const principalOf = (agentId: string): Principal => ({
+    agentId,
+    role: 'agent',
+    scopes: ['read', 'write'],
+    via: 'session',
+    tokenId: null,
+  });
+  // A bystander keeps the hub reading the feed.
+  const bystander = await agentWithToken(ctx);
+  await open(principalOf(bystander.agent.id), hub.accessEpoch);
+
+  const before = hub.accessEpoch;
+  const readBefore = await loadTicketAccess(ctx.db, principalOf(leaving.agent.id));
+  const disabled = await ctx.request({
+    method: 'PATCH',
+    url: `/v1/agents/${leaving.agent.id}`,
+    token: admin.token,
+    payload: { status: 'disabled' },
+  });
+  t.equal(disabled.statusCode, 200);
+  let acted = false;
+  for (let i = 0; i < 500 && !acted; i++) {
+    acted = hub.accessEpoch > before;
+    if (!acted) await new Promise((r) => setTimeout(r, 20));
+  }
+  t.ok(acted, 'the hub acted on the change');
+  // The stream of the disabled agent, with the access read before the change.
+  const { ended } = await open(principalOf(leaving.agent.id), before, readBefore);
+  const outcome = await Promise.race([
+    ended,
+    new Promise((r) => setTimeout(() => r('still open after 10 s'), 10_000)),
+  ]);
+  t.equal(outcome, 'ended', 'the stream ends without waiting for another access change');
 });

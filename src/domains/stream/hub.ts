@@ -77,6 +77,8 @@ export class Subscriber {
   sessionPwd: number | null = null;
   /** A backlog check is scheduled (see StreamHub.#checkBacklogSoon). */
   backlogCheck = false;
+  /** Its access was read before the hub reloaded everyone's: read again before it gets a row. */
+  accessStale = false;
 
   constructor(
     principal: Principal,
@@ -117,6 +119,8 @@ export class StreamHub {
   #poll: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #closed = false;
+  /** How many access-changing events this hub has acted on (see add). */
+  #accessEpoch = 0;
 
   constructor(db: Db, log: FastifyBaseLogger, options: StreamOptions) {
     this.#db = db;
@@ -158,8 +162,18 @@ export class StreamHub {
     return this.#cursor as string;
   }
 
+  /**
+   * Read before a subscriber's access is: an access-changing event acted on after that (an agent
+   * disabled, a membership removed) found the subscriber not yet added, so `add` has its access
+   * read again before it gets any row.
+   */
+  get accessEpoch(): number {
+    return this.#accessEpoch;
+  }
+
   /** Adds a subscriber whose response headers are sent; it replays from `from` when behind. */
-  add(subscriber: Subscriber): void {
+  add(subscriber: Subscriber, accessEpoch: number): void {
+    if (accessEpoch !== this.#accessEpoch) subscriber.accessStale = true;
     this.#subscribers.add(subscriber);
     subscriber.res.on('drain', () => {
       subscriber.fullSince = null;
@@ -277,6 +291,8 @@ export class StreamHub {
       if (s.fullSince !== null && now - s.fullSince > this.#options.slowReaderMs) this.#end(s, true);
       else if (s.endsAt !== null && now >= s.endsAt) this.#end(s);
     }
+    // A subscriber added with access read before an access change: its stream may have to end.
+    await this.#reloadStale([...this.#subscribers]);
     const catchingUp = [...this.#subscribers].some((s) => !s.live);
     const horizon = await feedHorizon(this.#db);
     if (horizon === this.#readBelow && !catchingUp) return;
@@ -353,6 +369,7 @@ export class StreamHub {
   ): Promise<ReadonlySet<Subscriber>> {
     // Imported history is not news: the stream passes it by (the feed keeps it).
     const rows = page.filter((row) => !row.imported);
+    await this.#reloadStale(subscribers);
     let batch = subscribers;
     const paused = new Set<Subscriber>();
     for (const row of rows) {
@@ -376,11 +393,19 @@ export class StreamHub {
       if (CHANGES_ACCESS.test(type)) {
         // Later rows are judged with what the agents may see now: a removed member gets nothing
         // of the department from the removal on, a disabled or deleted agent's stream ends.
+        this.#accessEpoch++;
         await this.#reloadAccess();
         batch = batch.filter((s) => !s.ended);
       }
     }
     return paused;
+  }
+
+  async #reloadStale(subscribers: readonly Subscriber[]) {
+    const stale = subscribers.filter((s) => s.accessStale);
+    if (stale.length === 0) return;
+    await this.#reloadAccess();
+    for (const s of stale) s.accessStale = false;
   }
 
   async #reloadAccess() {

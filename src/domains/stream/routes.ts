@@ -142,6 +142,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
         }
       }
       hub.assertRoom();
+      const accessEpoch = hub.accessEpoch;
       const access = await loadTicketAccess(db, principal);
       const cursor = lastEventId ?? (await hub.livePosition());
       const { endsAt, pwd } = await credentials(app, db, principal, request.headers.authorization);
@@ -172,7 +173,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
       );
       subscriber.endsAt = endsAt;
       subscriber.sessionPwd = pwd;
-      hub.add(subscriber);
+      hub.add(subscriber, accessEpoch);
     },
   );
 };
