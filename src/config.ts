@@ -143,11 +143,11 @@ const EnvSchema = Type.Object({
       'comma-separated DNS servers (ip or ip:port, [ipv6]:port) the webhook address check asks; empty: those of /etc/resolv.conf',
   }),
   WEBHOOK_DNS_TIMEOUT_MS: Type.Integer({
-    default: 2_000,
-    minimum: 10,
+    default: 5_000,
+    minimum: 100,
     maximum: 30_000,
     description:
-      'a DNS query for a webhook host gets this long to be answered, then one longer try (with the address check on)',
+      'a webhook host’s DNS look-up (with the address check on) ends after this long, its queries tried twice within it',
   }),
   WEBHOOK_TIMEOUT_MS: Type.Integer({
     default: 10_000,
@@ -375,7 +375,7 @@ export interface MailInConfig {
 export interface DnsSettings {
   /** `ip` or `ip:port`; empty: those of /etc/resolv.conf. */
   servers: string[];
-  /** One query's first try; c-ares tries once more, waiting longer. */
+  /** The whole look-up's limit: a third of it for the first try, the rest for the second. */
   timeoutMs: number;
 }
 

@@ -26,7 +26,7 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
   t.equal(set.trustProxy, true);
   t.same(set.corsOrigins, ['https://a.example', 'https://b.example']);
   t.equal(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins, '*');
-  t.same(config.webhooks.dns, { servers: [], timeoutMs: 2000 }, 'webhook DNS: resolv.conf’s servers');
+  t.same(config.webhooks.dns, { servers: [], timeoutMs: 5000 }, 'webhook DNS: resolv.conf’s servers');
   t.same(
     loadConfig({ WEBHOOK_DNS_SERVERS: '10.0.0.53, 10.0.0.54:5353,[2001:db8::53]:53,2001:db8::54' }).webhooks
       .dns.servers,

@@ -29,6 +29,8 @@ const tags = ['webhooks'];
 
 const SIGNING =
   'Each delivery is an HTTP POST of the Event JSON, signed per Standard Webhooks (headers webhook-id = the delivery id, the same on every attempt; webhook-timestamp; webhook-signature, with two signatures during a secret rotation’s overlap). ';
+const ADDRESS =
+  'Unless WEBHOOKS_ALLOW_PRIVATE is set, the URL must resolve to public addresses only: a name that does not resolve, or resolves to a loopback, private, link-local or metadata address, answers 422 (webhook_url_unresolvable, webhook_url_not_public); DNS that cannot answer now (timed out, failing) answers 503 webhook_dns_unavailable with Retry-After. The address is checked again on every new connection. ';
 const RETRIES =
   'A delivery succeeds on a 2xx within WEBHOOK_TIMEOUT_MS (10 s); redirects are not followed (a 3xx is a failure); at most 4 KB of the answer is read. Failed attempts are retried with exponential backoff and full jitter: attempt n waits a random time up to min(6 h, 30 s × 2^(n-1)) (WEBHOOK_RETRY_BASE_MS, WEBHOOK_RETRY_MAX_DELAY_MS), until 24 h after the first attempt (WEBHOOK_RETRY_WINDOW_MS), then the delivery is failed. A subscription whose attempts failed 20 times in a row over at least 24 h is disabled (webhook.disabled). Deliveries of one subscription for one ticket go out in order, one at a time.';
 
@@ -42,7 +44,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createWebhook',
         tags,
         summary: 'Create a webhook',
-        description: `Admins create help-desk-wide webhooks (no department_id) and any other; a department's managers create their department's. The secret is in this response only. ${SIGNING}${RETRIES}`,
+        description: `Admins create help-desk-wide webhooks (no department_id) and any other; a department's managers create their department's. The secret is in this response only. ${ADDRESS}${SIGNING}${RETRIES}`,
         body: CreateWebhookBody,
         response: {
           201: { ...ref(WebhookWithSecretSchema), headers: responseHeaders.location('webhook') },
@@ -94,8 +96,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateWebhook',
         tags,
         summary: 'Change a webhook',
-        description:
-          'Moving it to a department (from another one, or from help-desk wide) drops its deliveries so far, pending ones included: they were made for its former scope.',
+        description: `Moving it to a department (from another one, or from help-desk wide) drops its deliveries so far, pending ones included: they were made for its former scope. A new url is checked as on creation: ${ADDRESS}`,
         params: IdParams,
         body: UpdateWebhookBody,
         response: { 200: ref(WebhookSchema), ...problems(403, 404, 422) },
