@@ -137,6 +137,11 @@ const EnvSchema = Type.Object({
     description: 'longest an IMAP connection, greeting or command may take before the mailbox counts as down',
   }),
   IMAP_WATCHER: Type.Boolean({ default: true, description: 'read IMAP mailboxes in this process' }),
+  IMAP_DNS_SERVERS: Type.String({
+    default: '',
+    description:
+      'comma-separated DNS servers (ip or ip:port, [ipv6]:port) asked for IMAP mailbox hosts; empty: those of /etc/resolv.conf',
+  }),
   WEBHOOK_DNS_SERVERS: Type.String({
     default: '',
     description:
@@ -369,9 +374,14 @@ export interface MailInConfig {
   imapPollSeconds: number;
   imapTimeoutMs: number;
   imapWatcher: boolean;
+  /** Where an IMAP mailbox's host is resolved (IMAP_DNS_SERVERS), within IMAP_TIMEOUT_MS. */
+  dns: DnsSettings;
 }
 
-/** Where and how long the webhook address check asks DNS (WEBHOOK_DNS_SERVERS, WEBHOOK_DNS_TIMEOUT_MS). */
+/**
+ * Where and how long a host name of an outbound connection is asked of DNS (src/net/resolve-host.ts):
+ * webhooks (WEBHOOK_DNS_SERVERS, WEBHOOK_DNS_TIMEOUT_MS), IMAP mailboxes (IMAP_DNS_SERVERS, IMAP_TIMEOUT_MS).
+ */
 export interface DnsSettings {
   /** `ip` or `ip:port`; empty: those of /etc/resolv.conf. */
   servers: string[];
@@ -381,7 +391,7 @@ export interface DnsSettings {
 
 export interface WebhookConfig {
   allowPrivate: boolean;
-  /** Where the address check resolves host names (address-guard.ts resolveHost). */
+  /** Where the address check resolves host names (src/net/resolve-host.ts resolveHost). */
   dns: DnsSettings;
   timeoutMs: number;
   retryBaseMs: number;
@@ -441,12 +451,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (parsed.SMTP_URL !== undefined && !URL.canParse(parsed.SMTP_URL)) {
     problems.push('SMTP_URL: must be smtp(s)://user:pass@host:port');
   }
-  const dnsServers = parsed.WEBHOOK_DNS_SERVERS.split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (dnsServers.some((server) => !isDnsServer(server))) {
-    problems.push('WEBHOOK_DNS_SERVERS: must be IP addresses, each optionally with :port ([ipv6]:port)');
-  }
+  const dnsServers = (key: 'WEBHOOK_DNS_SERVERS' | 'IMAP_DNS_SERVERS') => {
+    const servers = parsed[key]
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (servers.some((server) => !isDnsServer(server))) {
+      problems.push(`${key}: must be IP addresses, each optionally with :port ([ipv6]:port)`);
+    }
+    return servers;
+  };
+  const webhookDnsServers = dnsServers('WEBHOOK_DNS_SERVERS');
+  const imapDnsServers = dnsServers('IMAP_DNS_SERVERS');
   if (!isTimeZone(parsed.DESKROUTE_TIMEZONE)) {
     problems.push('DESKROUTE_TIMEZONE: must be an IANA time zone name such as Europe/Prague or UTC');
   }
@@ -501,10 +517,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       imapPollSeconds: parsed.IMAP_POLL_SECONDS,
       imapTimeoutMs: parsed.IMAP_TIMEOUT_MS,
       imapWatcher: parsed.IMAP_WATCHER,
+      dns: { servers: imapDnsServers, timeoutMs: parsed.IMAP_TIMEOUT_MS },
     },
     webhooks: {
       allowPrivate: parsed.WEBHOOKS_ALLOW_PRIVATE,
-      dns: { servers: dnsServers, timeoutMs: parsed.WEBHOOK_DNS_TIMEOUT_MS },
+      dns: { servers: webhookDnsServers, timeoutMs: parsed.WEBHOOK_DNS_TIMEOUT_MS },
       timeoutMs: parsed.WEBHOOK_TIMEOUT_MS,
       retryBaseMs: parsed.WEBHOOK_RETRY_BASE_MS,
       retryMaxDelayMs: parsed.WEBHOOK_RETRY_MAX_DELAY_MS,

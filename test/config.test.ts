@@ -33,6 +33,16 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
     ['10.0.0.53', '10.0.0.54:5353', '[2001:db8::53]:53', '2001:db8::54'],
   );
 
+  t.same(
+    config.mailIn.dns,
+    { servers: [], timeoutMs: 30_000 },
+    'IMAP DNS: resolv.conf’s, within IMAP_TIMEOUT_MS',
+  );
+  t.same(loadConfig({ IMAP_DNS_SERVERS: '10.0.0.53:5353', IMAP_TIMEOUT_MS: '4000' }).mailIn.dns, {
+    servers: ['10.0.0.53:5353'],
+    timeoutMs: 4000,
+  });
+
   const refusals: [Record<string, string>, RegExp][] = [
     [{ PORT: 'eighty' }, /PORT/],
     [{ PORT: '70000' }, /PORT/],
@@ -51,6 +61,7 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
     [{ WEBHOOK_DNS_SERVERS: 'dns.example.com' }, /WEBHOOK_DNS_SERVERS/],
     [{ WEBHOOK_DNS_SERVERS: '10.0.0.53:99999' }, /WEBHOOK_DNS_SERVERS/],
     [{ WEBHOOK_DNS_TIMEOUT_MS: '5' }, /WEBHOOK_DNS_TIMEOUT_MS/],
+    [{ IMAP_DNS_SERVERS: '10.0.0.53,imap.example.com' }, /IMAP_DNS_SERVERS/],
     [
       { DESKROUTE_ADMIN_EMAIL: 'boss@example.com', DESKROUTE_ADMIN_PASSWORD: 'short' },
       /DESKROUTE_ADMIN_PASSWORD/,

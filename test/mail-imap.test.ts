@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
 import pino from 'pino';
 import t from 'tap';
 import { receiveMail } from '../src/domains/mail-in/receive.ts';
 import { MESSAGE_ATTEMPTS, readMailbox, startImapWatcher } from '../src/domains/mailboxes/imap.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { startDnsServer } from './helpers/dns.ts';
 import { dovecotMissing, startDovecot } from './helpers/dovecot.ts';
 import { rawMail } from './helpers/mail.ts';
 import { closedPort } from './helpers/network.ts';
@@ -22,7 +24,10 @@ if (missing) {
   t.test('IMAP mailboxes', async (t) => {
     const dovecot = await startDovecot();
     t.teardown(() => dovecot.stop());
-    const ctx = await buildTestApp(t, { IMAP_TIMEOUT_MS: '3000' });
+    // Mailbox host names are asked of this DNS server (IMAP_DNS_SERVERS): imap.test is Dovecot's
+    // address, silent.test never answers.
+    const dns = await startDnsServer(t, { 'imap.test': { a: [dovecot.host] }, 'silent.test': 'silent' });
+    const ctx = await buildTestApp(t, { IMAP_TIMEOUT_MS: '3000', IMAP_DNS_SERVERS: dns.server });
     const { db } = ctx;
     const sales = await makeDepartment(db, 'Sales');
     const support = await makeDepartment(db, 'Support');
@@ -271,6 +276,84 @@ if (missing) {
         }
       },
     );
+
+    await t.test('a mailbox host name is asked of DNS, within IMAP_TIMEOUT_MS', async (t) => {
+      const row = await db
+        .selectFrom('mailboxes')
+        .selectAll()
+        .where('id', '=', mailboxId)
+        .executeTakeFirstOrThrow();
+      // A copy of the mailbox under an id no row has, read from its first message: what it takes
+      // in is only recorded, and its progress lands nowhere.
+      const copy = { ...row, id: randomUUID(), imap_last_uid: null, imap_uidvalidity: null };
+      const taken: Buffer[] = [];
+      const deps = {
+        db,
+        blobs: ctx.app.blobs,
+        log: pino({ level: 'silent' }),
+        config: ctx.app.config.mailIn,
+        receive: (async (_deps, _mailbox, raw) => {
+          taken.push(raw);
+          return {
+            outcome: 'ignored',
+            ticket_id: null,
+            message_id: null,
+            mail_message_id: '',
+            reason: 'recorded',
+          };
+        }) satisfies typeof receiveMail,
+      };
+      const asked = dns.asked.length;
+      const fed = await readMailbox(deps, { ...copy, imap_host: 'imap.test' }, () => false);
+      t.ok(fed >= 1, `read ${fed} messages through the name`);
+      t.equal(taken.length, fed);
+      t.ok(dns.asked.slice(asked).includes('A imap.test'), 'imap.test was asked of DNS, not of getaddrinfo');
+
+      const silent = await readMailbox(deps, { ...copy, imap_host: 'silent.test' }, () => false).catch(
+        (e: NodeJS.ErrnoException) => e,
+      );
+      t.match(silent, { code: 'ETIMEOUT', message: /silent\.test took over 3000 ms/ }, 'ends at the limit');
+      t.ok(dns.asked.slice(asked).includes('A silent.test'));
+
+      // The watcher records it as the mailbox's failure, and stops at once while one is under way.
+      const lost = await ctx.request({
+        method: 'POST',
+        url: '/v1/mailboxes',
+        token: admin.token,
+        payload: {
+          name: 'Silent DNS',
+          department_id: support,
+          kind: 'imap',
+          imap: {
+            host: 'silent.test',
+            port: 143,
+            tls: false,
+            username: 'u',
+            password: 'not-said-in-any-error',
+          },
+        },
+      });
+      t.equal(lost.statusCode, 201, lost.body);
+      const failed = await until('the DNS failure', async () => {
+        const res = await ctx.request({
+          method: 'GET',
+          url: `/v1/mailboxes/${lost.json().id}`,
+          token: admin.token,
+        });
+        return res.json().last_error ? res.json() : undefined;
+      });
+      t.match(failed.last_error, /^ETIMEOUT: the DNS look-up of silent\.test took over 3000 ms/);
+      await ctx.request({ method: 'DELETE', url: `/v1/mailboxes/${lost.json().id}`, token: admin.token });
+
+      const stopping = new AbortController();
+      const cut = readMailbox(
+        { ...deps, signal: stopping.signal },
+        { ...copy, imap_host: 'silent.test' },
+        () => false,
+      ).catch((e: NodeJS.ErrnoException) => e);
+      stopping.abort();
+      t.match(await cut, { code: 'ECANCELLED' }, 'a stop ends the look-up');
+    });
 
     await t.test(
       'a refused login and a server that is down give last_error and backoff, never a hang',

@@ -6,6 +6,7 @@ import type { Db } from '../../db/database.ts';
 import { isDatabaseUnreachable } from '../../db/outage.ts';
 import type { MailboxRow } from '../../db/types.ts';
 import { DomainError } from '../../errors.ts';
+import { connectAddress } from '../../net/resolve-host.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
 import { receiveMail } from '../mail-in/receive.ts';
 import * as repo from './repository.ts';
@@ -35,6 +36,8 @@ export interface ImapWatcherDeps {
   attempts?: Map<string, number>;
   /** Open connections, closed by stop() so a shutdown waits for no slow server. */
   open?: Set<ImapFlow>;
+  /** Aborted by stop(): a DNS look-up under way ends at once. */
+  signal?: AbortSignal;
 }
 
 /** A message that fails this often for a reason other than the database being away is skipped. */
@@ -80,8 +83,14 @@ export async function readMailbox(
   stopped: () => boolean,
 ): Promise<number> {
   const { config } = deps;
+  // Resolved here, not by net.connect's getaddrinfo: a host whose DNS never answers would hold
+  // one of libuv's four worker threads (password hashing's, file reads') for each read.
+  const host = row.imap_host!;
+  const address = await connectAddress(host, config.dns, deps.signal);
   const client = new ImapFlow({
-    host: row.imap_host!,
+    host: address,
+    // TLS (SNI and the certificate check) is against the name the admin gave, not the address.
+    ...(address !== host && { servername: host }),
     port: row.imap_port!,
     secure: row.imap_tls,
     auth: { user: row.imap_username!, pass: row.imap_password ?? '' },
@@ -180,6 +189,7 @@ export function startImapWatcher(deps: ImapWatcherDeps): { stop(): Promise<void>
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const open = new Set<ImapFlow>();
+  const stopping = new AbortController();
   const attempts = new Map<string, number>();
   const turn = async () => {
     try {
@@ -187,7 +197,11 @@ export function startImapWatcher(deps: ImapWatcherDeps): { stop(): Promise<void>
         const row = await claimNext(db, leaseSeconds);
         if (!row) break;
         try {
-          const fed = await readMailbox({ ...deps, open, attempts }, row, () => stopped);
+          const fed = await readMailbox(
+            { ...deps, open, attempts, signal: stopping.signal },
+            row,
+            () => stopped,
+          );
           await repo.recordPollSuccess(db, row.id, row.poll_seconds ?? config.imapPollSeconds);
           if (fed > 0) log.info({ mailboxId: row.id, messages: fed }, 'IMAP mailbox read');
         } catch (error) {
@@ -206,6 +220,7 @@ export function startImapWatcher(deps: ImapWatcherDeps): { stop(): Promise<void>
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      stopping.abort();
       // A read cut short here is recorded as a failure and read again, from its last message, later.
       for (const client of open) client.close();
       await running;

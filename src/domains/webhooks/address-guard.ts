@@ -1,9 +1,9 @@
 import type { LookupAddress, LookupOptions } from 'node:dns';
-import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { DnsSettings } from '../../config.ts';
 import { DomainError, unavailable } from '../../errors.ts';
+import { isTransientDnsError, resolveHost } from '../../net/resolve-host.ts';
 
 export const MAX_URL_LENGTH = 2048;
 
@@ -77,66 +77,6 @@ export async function checkWebhookUrl(raw: string, allowPrivate: boolean, dns: D
     );
   }
   return url.toString();
-}
-
-/** Answers that say the name has no address; any other failure is the DNS servers' (transient). */
-const NO_ADDRESS = new Set(['ENOTFOUND', 'ENODATA', 'EBADNAME', 'EBADRESP', 'EFORMERR']);
-
-/**
- * Every address of a host name, asked of DNS directly (c-ares, on the event loop). Not
- * `dns.lookup`: that is getaddrinfo on libuv's four worker threads, which password hashing and
- * file reads share, and a name whose servers never answer holds a thread for each look-up until
- * the system resolver gives up (10 s or more): a webhook aimed at such a name could stall every
- * sign-in. So /etc/hosts and resolv.conf's search domains are not used; `localhost` and
- * `*.localhost` are loopback (RFC 6761). A resolver per look-up reads resolv.conf as it is now,
- * and is cancelled at `timeoutMs`, so no query outlives its look-up.
- */
-export async function resolveHost(host: string, dns: DnsSettings): Promise<LookupAddress[]> {
-  const name = host.toLowerCase().replace(/\.$/, '');
-  if (name === 'localhost' || name.endsWith('.localhost')) {
-    return [
-      { address: '127.0.0.1', family: 4 },
-      { address: '::1', family: 6 },
-    ];
-  }
-  // A third of the budget, then the rest for c-ares's second, doubled try.
-  const resolver = new Resolver({ timeout: Math.max(50, Math.floor(dns.timeoutMs / 3)), tries: 2 });
-  if (dns.servers.length > 0) resolver.setServers(dns.servers);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      resolver.cancel();
-      reject(
-        Object.assign(new Error(`the DNS look-up of ${name} took over ${dns.timeoutMs} ms`), {
-          code: 'ETIMEOUT',
-        }),
-      );
-    }, dns.timeoutMs);
-  });
-  try {
-    const [v4, v6] = await Promise.race([
-      Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]),
-      deadline,
-    ]);
-    const addresses: LookupAddress[] = [
-      ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
-      ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
-    ];
-    if (addresses.length > 0) return addresses;
-    // No address: a failure of the servers says more than "no such record" of the other family.
-    const reasons = [v4, v6].flatMap((r) =>
-      r.status === 'rejected' ? [r.reason as NodeJS.ErrnoException] : [],
-    );
-    throw reasons.find((r) => !NO_ADDRESS.has(r.code ?? '')) ?? reasons[0];
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Whether a look-up failed for the servers' sake (timed out, refused, failing), not the name's. */
-export function isTransientDnsError(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && !NO_ADDRESS.has(code);
 }
 
 export class NonPublicAddressError extends Error {
