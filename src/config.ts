@@ -190,6 +190,13 @@ const EnvSchema = Type.Object({
     minimum: 0,
     description: '... once its attempts have been failing for at least this long (default 24 h)',
   }),
+  WEBHOOK_DELIVERY_RETENTION_DAYS: Type.Integer({
+    default: 30,
+    minimum: 1,
+    maximum: 3650,
+    description:
+      'a delivered or failed webhook delivery (its attempts, and its body once no delivery of its event is left) is kept this many days after it was made',
+  }),
   WEBHOOK_DISPATCH_INTERVAL_MS: Type.Integer({
     default: 200,
     minimum: 10,
@@ -401,6 +408,8 @@ export interface WebhookConfig {
   disableAfterFailures: number;
   disableAfterMs: number;
   dispatchIntervalMs: number;
+  /** Settled deliveries older than this are deleted (delivery.ts pruneDeliveries). */
+  deliveryRetentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -530,6 +539,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       disableAfterFailures: parsed.WEBHOOK_DISABLE_AFTER_FAILURES,
       disableAfterMs: parsed.WEBHOOK_DISABLE_AFTER_MS,
       dispatchIntervalMs: parsed.WEBHOOK_DISPATCH_INTERVAL_MS,
+      deliveryRetentionDays: parsed.WEBHOOK_DELIVERY_RETENTION_DAYS,
     },
     jobs: {
       concurrency: parsed.JOBS_CONCURRENCY,

@@ -7,7 +7,15 @@ import { Webhook as Verifier } from 'standardwebhooks';
 import t from 'tap';
 import { loadConfig } from '../src/config.ts';
 import { isPublicAddress } from '../src/domains/webhooks/address-guard.ts';
-import { dispatchEvents, retryDelayMs, reviveDeliveries } from '../src/domains/webhooks/delivery.ts';
+import {
+  attemptDeliveries,
+  dispatchEvents,
+  insertDeliveries,
+  PRUNE_BATCH,
+  pruneDeliveries,
+  retryDelayMs,
+  reviveDeliveries,
+} from '../src/domains/webhooks/delivery.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { startDnsServer } from './helpers/dns.ts';
 import { makeTicket } from './helpers/tickets.ts';
@@ -904,8 +912,12 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     async (t) => {
       const hook = await mk('/revived', { event_types: ['ticket.updated'] });
       const ticket = randomUUID();
-      const insert = (n: number, firstAttemptAgoMs: number | null, nextAttemptInMs: number) =>
-        ctx.db
+      const insert = async (n: number, firstAttemptAgoMs: number | null, nextAttemptInMs: number) => {
+        await ctx.db
+          .insertInto('webhook_bodies')
+          .values({ event_id: `revive_${n}`, body: JSON.stringify({ id: `revive_${n}`, ticket_id: ticket }) })
+          .execute();
+        return ctx.db
           .insertInto('webhook_deliveries')
           .values({
             id: randomUUID(),
@@ -913,13 +925,13 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
             event_id: `revive_${n}`,
             event_type: 'ticket.updated',
             ticket_id: ticket,
-            body: JSON.stringify({ id: `revive_${n}`, ticket_id: ticket }),
             attempts: firstAttemptAgoMs === null ? 0 : 1,
             first_attempt_at: firstAttemptAgoMs === null ? null : new Date(Date.now() - firstAttemptAgoMs),
             next_attempt_at: new Date(Date.now() + nextAttemptInMs),
           })
           .returning('id')
           .executeTakeFirstOrThrow();
+      };
       // No jobs: as if the first one's job had spent its retries while the database was away.
       const stale = await insert(1, 120_000, 0); // first tried 2 min ago; the window is 60 s
       const behind = await insert(2, null, 0); // waits behind it in the ticket's lane
@@ -952,6 +964,112 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       );
       t.equal(byId.get(fresh.id)?.status, 'pending');
       await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+    },
+  );
+
+  await t.test(
+    'retention: settled deliveries past it go with their attempts, a body with its last delivery; pending ones stay',
+    async (t) => {
+      // Made here without jobs, of a type nothing else here sends: no worker touches them.
+      const one = await mk('/retained-1', { event_types: ['ticket.rated'] });
+      const two = await mk('/retained-2', { event_types: ['ticket.rated'] });
+      const made = new Map<string, string>();
+      const make = async (webhookId: string, eventId: string, status: string, ageDays: number) => {
+        const id = randomUUID();
+        made.set(`${webhookId === one.id ? 'one' : 'two'} ${eventId}`, id);
+        await insertDeliveries(ctx.db, [
+          {
+            id,
+            webhook_id: webhookId,
+            event_id: eventId,
+            event_type: 'ticket.rated',
+            ticket_id: null,
+            body: JSON.stringify({ id: eventId }),
+          },
+        ]);
+        await sql`
+          update webhook_deliveries set status = ${status}, created_at = now() - ${ageDays} * interval '1 day'
+           where id = ${id}`.execute(ctx.db);
+        await sql`
+          insert into webhook_delivery_attempts (delivery_id, attempt, started_at, latency_ms)
+          values (${id}, 1, now() - ${ageDays} * interval '1 day', 5)`.execute(ctx.db);
+      };
+      const gone = `retain_gone_${randomUUID()}`; // both deliveries settled 40 days ago
+      const half = `retain_half_${randomUUID()}`; // one settled 40 days ago, one still pending
+      const young = `retain_young_${randomUUID()}`; // settled 29 days ago
+      await make(one.id, gone, 'delivered', 40);
+      await make(two.id, gone, 'failed', 40);
+      await make(one.id, half, 'delivered', 40);
+      await make(two.id, half, 'pending', 40);
+      await make(one.id, young, 'delivered', 29);
+      // More than one batch of old ones.
+      const bulk = Array.from({ length: PRUNE_BATCH + 1 }, () => ({
+        id: randomUUID(),
+        webhook_id: two.id,
+        event_id: `retain_bulk_${randomUUID()}`,
+        event_type: 'ticket.rated',
+        ticket_id: null,
+        body: '{}',
+      }));
+      await insertDeliveries(ctx.db, bulk);
+      await sql`
+        update webhook_deliveries set status = 'delivered', created_at = now() - interval '31 days'
+         where id = any(${bulk.map((d) => d.id)}::uuid[])`.execute(ctx.db);
+
+      t.equal(await pruneDeliveries(ctx.db, 30), PRUNE_BATCH + 4, 'the old settled ones, in two batches');
+
+      const left = new Set([
+        ...(await deliveriesOf(ctx, one.id)).map((d) => d.id),
+        ...(await deliveriesOf(ctx, two.id)).map((d) => d.id),
+      ]);
+      t.same(
+        [...made].filter(([, id]) => left.has(id)).map(([name]) => name),
+        [`two ${half}`, `one ${young}`],
+        'the pending one and the young one are left',
+      );
+      const bodies = await ctx.db
+        .selectFrom('webhook_bodies')
+        .select('event_id')
+        .where('event_id', 'in', [gone, half, young, ...bulk.map((d) => d.event_id)])
+        .orderBy('event_id')
+        .execute();
+      t.same(
+        bodies.map((b) => b.event_id),
+        [half, young].sort(),
+        'a body goes with the last delivery of its event',
+      );
+      const attempts = await ctx.db
+        .selectFrom('webhook_delivery_attempts')
+        .select('delivery_id')
+        .where('delivery_id', 'in', [...made.values()])
+        .execute();
+      t.same(
+        attempts.map((a) => a.delivery_id).sort(),
+        [made.get(`two ${half}`), made.get(`one ${young}`)].sort(),
+        'attempts go with their delivery',
+      );
+      t.equal(await pruneDeliveries(ctx.db, 30), 0, 'nothing more to do');
+      t.equal(await pruneDeliveries(ctx.db, 28), 1, 'a shorter retention takes the young one too');
+
+      // A delivery whose body is gone (never, while a delivery of its event is left) fails at
+      // once, sent nowhere, rather than waiting forever.
+      await ctx.db.deleteFrom('webhook_bodies').where('event_id', '=', half).execute();
+      await sql`update webhook_deliveries set next_attempt_at = now() where id = ${made.get(`two ${half}`)}`.execute(
+        ctx.db,
+      );
+      const config = loadConfig(ENV);
+      await attemptDeliveries(
+        { db: ctx.db, log: pino({ level: 'silent' }), config: config.webhooks, queue },
+        [made.get(`two ${half}`) as string],
+      );
+      const orphan = (await deliveriesOf(ctx, two.id)).find((d) => d.id === made.get(`two ${half}`));
+      t.match(orphan, { status: 'failed', last_error: 'the event body is gone', attempts: 1 });
+      t.notOk(
+        receiver.received.some((r) => r.path === '/retained-2'),
+        'nothing reached the receiver',
+      );
+      for (const hook of [one, two])
+        await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
     },
   );
 });

@@ -150,7 +150,6 @@ export interface WebhookDeliveriesTable {
   event_id: string;
   event_type: string;
   ticket_id: string | null;
-  body: string;
   status: ColumnType<WebhookDeliveryStatus, WebhookDeliveryStatus | undefined, WebhookDeliveryStatus>;
   attempts: Generated<number>;
   next_attempt_at: Date | null;
@@ -161,6 +160,13 @@ export interface WebhookDeliveriesTable {
   last_latency_ms: number | null;
   last_error: string | null;
   delivered_at: Date | null;
+  created_at: CreatedAt;
+}
+
+/** A delivery's body, once per event (migration 0042). */
+export interface WebhookBodiesTable {
+  event_id: string;
+  body: string;
   created_at: CreatedAt;
 }
 
@@ -694,6 +700,7 @@ export interface Database {
   sign_in_throttle: SignInThrottleTable;
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  webhook_bodies: WebhookBodiesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
   mailboxes: MailboxesTable;
   imports: ImportsTable;

@@ -21,6 +21,7 @@ import {
   type DeliveryJob,
   dispatchEvents,
   jobDeliveryIds,
+  pruneDeliveries,
   reviveDeliveries,
 } from '../domains/webhooks/delivery.ts';
 import { recordDisabled } from '../domains/webhooks/service.ts';
@@ -29,16 +30,26 @@ import { type JobQueue, openQueue } from './queue.ts';
 
 const DISPATCH_BATCH = 200;
 
+/** How often the delivery retention runs (each process; the batches skip each other's rows). */
+const PRUNE_EVERY_MS = 60_000;
+
 /**
  * The webhooks' feed consumer: turns new events into deliveries (and their first jobs) in the
  * transaction that moves its cursor, so each event is dispatched once across processes and
  * restarts. It runs on every instance; one holds the consumer's row at a time, the others skip
- * their turn. A full batch is followed at once by the next.
+ * their turn. A full batch is followed at once by the next. Once a minute a turn also deletes the
+ * settled deliveries past their retention.
  */
-function startDispatch(db: Db, log: Logger, queue: JobQueue, intervalMs: number): () => Promise<void> {
+function startDispatch(
+  db: Db,
+  log: Logger,
+  queue: JobQueue,
+  config: Pick<Config['webhooks'], 'dispatchIntervalMs' | 'deliveryRetentionDays'>,
+): () => Promise<void> {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
+  let prunedAt = 0;
   const turn = async () => {
     try {
       let handled = DISPATCH_BATCH;
@@ -50,7 +61,20 @@ function startDispatch(db: Db, log: Logger, queue: JobQueue, intervalMs: number)
     } catch (err) {
       log.warn({ reason: describe(err) }, 'webhook dispatch failed; next turn retries');
     }
-    if (!stopped) timer = setTimeout(() => (running = turn()), intervalMs);
+    if (!stopped && Date.now() - prunedAt >= PRUNE_EVERY_MS) {
+      prunedAt = Date.now();
+      try {
+        const pruned = await pruneDeliveries(db, config.deliveryRetentionDays, () => stopped);
+        if (pruned > 0)
+          log.info(
+            { pruned, days: config.deliveryRetentionDays },
+            'webhook deliveries past retention deleted',
+          );
+      } catch (err) {
+        log.warn({ reason: describe(err) }, 'webhook delivery retention failed; next minute retries');
+      }
+    }
+    if (!stopped) timer = setTimeout(() => (running = turn()), config.dispatchIntervalMs);
   };
   running = turn();
   return async () => {
@@ -130,7 +154,7 @@ export async function startJobs(
       jobs.flatMap((j) => j.outboxIds ?? []),
     ),
   );
-  const stopDispatch = startDispatch(db, log, queue, config.webhooks.dispatchIntervalMs);
+  const stopDispatch = startDispatch(db, log, queue, config.webhooks);
   const stopMailOut = startMailOut(db, log, queue, config.mail);
   return {
     queue,

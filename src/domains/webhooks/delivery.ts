@@ -122,7 +122,8 @@ export async function enqueueAttempt(
 /** A delivery this process has leased: it alone makes the attempt now. */
 interface Claimed {
   id: string;
-  body: string;
+  /** null: its event's body is gone (never, while a delivery of the event is kept). */
+  body: string | null;
   attempts: number;
   first_attempt_at: Date;
   webhook: Pick<WebhookRow, 'id' | 'url' | 'secret' | 'previous_secret' | 'previous_secret_expires_at'>;
@@ -162,19 +163,26 @@ export async function attemptDeliveries(
   await Promise.all(
     claimed.map(async (c) => {
       const startedAt = new Date();
-      const headers = {
-        'content-type': 'application/json',
-        'user-agent': 'Deskroute-Webhooks/1',
-        ...signatureHeaders(c.webhook, c.id, c.body, startedAt),
-      };
-      const result = await postOnce(c.webhook.url, headers, c.body, {
-        timeoutMs: deps.config.timeoutMs,
-        allowPrivate: deps.config.allowPrivate,
-        dns: deps.config.dns,
-      });
+      const result =
+        c.body === null
+          ? { statusCode: null, latencyMs: 0, error: 'the event body is gone', resent: false }
+          : await postOnce(
+              c.webhook.url,
+              {
+                'content-type': 'application/json',
+                'user-agent': 'Deskroute-Webhooks/1',
+                ...signatureHeaders(c.webhook, c.id, c.body, startedAt),
+              },
+              c.body,
+              {
+                timeoutMs: deps.config.timeoutMs,
+                allowPrivate: deps.config.allowPrivate,
+                dns: deps.config.dns,
+              },
+            );
       const ok = result.error === null;
       let nextAt: Date | null = null;
-      if (!ok && options.retry) {
+      if (!ok && options.retry && c.body !== null) {
         const candidate = new Date(Date.now() + retryDelayMs(deps.config, c.attempts + 1));
         if (candidate.getTime() <= c.first_attempt_at.getTime() + deps.config.retryWindowMs)
           nextAt = candidate;
@@ -280,7 +288,7 @@ async function claim(deps: DeliveryDeps, ids: string[], evenIfInactive: boolean)
        for update`.execute(trx);
     const { rows } = await sql<{
       id: string;
-      body: string;
+      body: string | null;
       attempts: number;
       first_attempt_at: Date;
       webhook_id: string;
@@ -303,7 +311,8 @@ async function claim(deps: DeliveryDeps, ids: string[], evenIfInactive: boolean)
                select 1 from webhook_deliveries e
                 where e.webhook_id = d.webhook_id and e.ticket_id = d.ticket_id
                   and e.status = 'pending' and e.seq < d.seq))
-      returning d.id, d.body, d.attempts, d.first_attempt_at, w.id as webhook_id, w.url, w.secret,
+      returning d.id, (select b.body from webhook_bodies b where b.event_id = d.event_id) as body,
+                d.attempts, d.first_attempt_at, w.id as webhook_id, w.url, w.secret,
                 w.previous_secret, w.previous_secret_expires_at`.execute(trx);
     if (rows.length < ids.length) {
       const taken = new Set(rows.map((r) => r.id));
@@ -573,7 +582,36 @@ export interface NewDelivery {
   event_id: string;
   event_type: string;
   ticket_id: string | null;
+  /** Its event as sent: kept once per event (webhook_bodies), whatever the deliveries. */
   body: string;
+}
+
+/**
+ * Deliveries and their events' bodies, in one statement however many, in the given order (seq
+ * follows it: the lanes' order). A body already kept for its event (a delivery to a subscription
+ * added later, a dispatch run again) stays as it was; a delivery already made for its
+ * (subscription, event) is not made again. Returns the deliveries made.
+ */
+export async function insertDeliveries(executor: Db, deliveries: NewDelivery[]): Promise<{ id: string }[]> {
+  if (deliveries.length === 0) return [];
+  const bodies = new Map<string, string>();
+  for (const d of deliveries) if (!bodies.has(d.event_id)) bodies.set(d.event_id, d.body);
+  const { rows } = await sql<{ id: string }>`
+    with kept as (
+      insert into webhook_bodies (event_id, body)
+      select b.event_id, b.body
+        from jsonb_to_recordset(${JSON.stringify([...bodies].map(([event_id, body]) => ({ event_id, body })))}::jsonb)
+          as b(event_id text, body text)
+      on conflict (event_id) do nothing
+    )
+    insert into webhook_deliveries (id, webhook_id, event_id, event_type, ticket_id, next_attempt_at)
+    select d.id, d.webhook_id, d.event_id, d.event_type, d.ticket_id, now()
+      from jsonb_to_recordset(${JSON.stringify(deliveries.map(({ body: _, ...d }, n) => ({ ...d, n })))}::jsonb)
+        as d(n int, id uuid, webhook_id uuid, event_id text, event_type text, ticket_id uuid)
+     order by d.n
+    on conflict (webhook_id, event_id) do nothing
+    returning id`.execute(executor);
+  return rows;
 }
 
 /** The minimal shape of a feed row that dispatch reads (the events domain's FeedRow). */
@@ -605,7 +643,7 @@ export async function dispatchEvents(
     .orderBy('id')
     .forShare()
     .execute();
-  const deliveries: (NewDelivery & { n: number })[] = [];
+  const deliveries: NewDelivery[] = [];
   for (const { event, visibility } of rows) {
     let body: string | undefined;
     for (const hook of hooks) {
@@ -623,7 +661,6 @@ export async function dispatchEvents(
       }
       body ??= JSON.stringify(event);
       deliveries.push({
-        n: deliveries.length,
         id: randomUUID(),
         webhook_id: hook.id,
         event_id: event.id,
@@ -634,19 +671,51 @@ export async function dispatchEvents(
     }
   }
   if (deliveries.length === 0) return 0;
-  // One statement for the whole batch, in feed order (seq follows it: the lanes' order).
-  const { rows: created } = await sql<{ id: string }>`
-    insert into webhook_deliveries (id, webhook_id, event_id, event_type, ticket_id, body, next_attempt_at)
-    select d.id, d.webhook_id, d.event_id, d.event_type, d.ticket_id, d.body, now()
-      from jsonb_to_recordset(${JSON.stringify(deliveries)}::jsonb) as d(
-        n int, id uuid, webhook_id uuid, event_id text, event_type text, ticket_id uuid, body text)
-     order by d.n
-    on conflict (webhook_id, event_id) do nothing
-    returning id`.execute(trx);
+  const created = await insertDeliveries(trx, deliveries);
   await enqueueAttempts(
     deps.queue,
     trx,
     created.map((c) => ({ deliveryId: c.id })),
   );
   return created.length;
+}
+
+/** Deliveries deleted per statement by the retention. */
+export const PRUNE_BATCH = 2_000;
+
+/**
+ * The retention: delivered and failed deliveries made more than `retentionDays` ago are deleted,
+ * oldest first, with their attempts (cascade), and each one's body once no delivery of its event
+ * is left. Pending deliveries stay whatever their age. Batches of PRUNE_BATCH in short
+ * transactions, rows another process is deleting skipped, until a batch is not full or `stopped`.
+ */
+export async function pruneDeliveries(
+  db: Db,
+  retentionDays: number,
+  stopped: () => boolean = () => false,
+): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const batch = await db.transaction().execute(async (trx) => {
+      const { rows } = await sql<{ event_id: string }>`
+        delete from webhook_deliveries
+         where id in (
+           select id from webhook_deliveries
+            where status <> 'pending' and created_at < now() - ${retentionDays} * interval '1 day'
+            order by created_at
+            limit ${PRUNE_BATCH}
+            for update skip locked)
+        returning event_id`.execute(trx);
+      const events = [...new Set(rows.map((r) => r.event_id))];
+      if (events.length > 0) {
+        await sql`
+          delete from webhook_bodies b
+           where b.event_id = any(${events}::text[])
+             and not exists (select 1 from webhook_deliveries d where d.event_id = b.event_id)`.execute(trx);
+      }
+      return rows.length;
+    });
+    deleted += batch;
+    if (batch < PRUNE_BATCH || stopped()) return deleted;
+  }
 }

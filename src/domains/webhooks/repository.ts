@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, WebhookDeliveryRow, WebhookDeliveryStatus, WebhookRow } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
-import type { NewDelivery } from './delivery.ts';
+import { insertDeliveries, type NewDelivery } from './delivery.ts';
 import type { Webhook, WebhookDelivery } from './schemas.ts';
 
 type Executor = Kysely<Database>;
@@ -150,12 +150,7 @@ export async function deleteDeliveries(trx: Executor, webhookId: string) {
 }
 
 export async function insertDelivery(db: Executor, values: NewDelivery) {
-  return db
-    .insertInto('webhook_deliveries')
-    .values({ ...values, next_attempt_at: sql<Date>`now()` })
-    .onConflict((oc) => oc.columns(['webhook_id', 'event_id']).doNothing())
-    .returningAll()
-    .executeTakeFirst();
+  await insertDeliveries(db, [values]);
 }
 
 export function findDelivery(db: Executor, webhookId: string, id: string) {
