@@ -123,9 +123,45 @@ function serializerWithRuleStandIns(
   externalSchemas: unknown,
   options?: Parameters<typeof buildSerializer>[1],
 ) {
-  const schemas = { ...(externalSchemas as Record<string, unknown>) };
+  const schemas: Record<string, unknown> = { ...(externalSchemas as Record<string, unknown>) };
   for (const standIn of RULE_STAND_INS) schemas[standIn.$id] = standIn;
-  return buildSerializer(schemas, options);
+  // fast-json-stringify checks and indexes every shared schema it is given, again for each
+  // response it compiles: given all of them, the API's few hundred responses took ~14 s of CPU at
+  // start-up (the event loop blocked, the background loops' connection attempts timing out). So
+  // each response gets only the shared schemas it reaches through $ref.
+  const reached = new Map<string, string[]>();
+  const refsOf = (schema: unknown, into: Set<string>) => {
+    if (Array.isArray(schema)) for (const item of schema) refsOf(item, into);
+    else if (schema && typeof schema === 'object') {
+      for (const [key, value] of Object.entries(schema)) {
+        if (key === '$ref' && typeof value === 'string') {
+          const id = value.split('#')[0];
+          if (id) into.add(id);
+        } else refsOf(value, into);
+      }
+    }
+  };
+  const directRefs = (id: string) => {
+    let refs = reached.get(id);
+    if (!refs) {
+      const found = new Set<string>();
+      refsOf(schemas[id], found);
+      refs = [...found];
+      reached.set(id, refs);
+    }
+    return refs;
+  };
+  return (route: Parameters<ReturnType<typeof buildSerializer>>[0]) => {
+    const pending = new Set<string>();
+    refsOf(route.schema, pending);
+    const needed: Record<string, unknown> = {};
+    for (const id of pending) {
+      if (id in needed || !(id in schemas)) continue;
+      needed[id] = schemas[id];
+      for (const next of directRefs(id)) pending.add(next);
+    }
+    return buildSerializer(needed, options)(route);
+  };
 }
 
 /** Builds the whole API as one fastify instance. It never listens; server.ts does. */

@@ -444,7 +444,10 @@ async function main() {
   client.on('error', () => {});
   try {
     listener = await startListener();
+    const starting = performance.now();
     server = await startServer();
+    // From spawning to /healthz answering, on an empty database (every migration runs first).
+    out(`server up in ${((performance.now() - starting) / 1000).toFixed(1)} s (migrations included)`);
     await client.connect();
     const base = server.base;
     const session = (
