@@ -13,6 +13,7 @@ import {
   mapPriority,
   mapStatus,
   ticketRecords,
+  voiceCallRecord,
 } from '../scripts/convert/zendesk-map.ts';
 
 // The Zendesk converter (docs/import.md, "From Zendesk") on a small export written after
@@ -81,6 +82,57 @@ t.test('statuses, priorities and channels map to ours', async (t) => {
       'api',
     ],
   );
+});
+
+t.test('voice comments are calls: voicemails and unanswered ones missed, odd numbers left out', async (t) => {
+  const agents = new Map([['9003', 'agent' as const]]);
+  const warnings: string[] = [];
+  const audit = { created_at: '2025-05-01T10:00:00Z', author_id: 9002 };
+  const call = (event: object, via?: object) =>
+    voiceCallRecord('7', { id: 1, type: 'VoiceComment', ...event }, { ...audit, via }, agents, (w) =>
+      warnings.push(w),
+    );
+  t.match(
+    call(
+      { data: { from: '+420600000001', call_duration: 30 } },
+      { channel: 'voice', source: { rel: 'voicemail' } },
+    ),
+    { direction: 'inbound', outcome: 'missed', ended_at: '2025-05-01T10:00:30.000Z' },
+    'a voicemail was not answered, however long it is',
+  );
+  t.notOk('answered_at' in call({ data: { call_duration: 30 } }, { source: { rel: 'voicemail' } }));
+  const bare = call({});
+  t.same(
+    bare,
+    {
+      type: 'call',
+      external_id: '1',
+      ticket: '7',
+      at: '2025-05-01T10:00:00Z',
+      started_at: '2025-05-01T10:00:00Z',
+      direction: 'inbound',
+      outcome: 'missed',
+    },
+    'no call data: a missed inbound call at the audit’s time, no agent (the author is a customer)',
+  );
+  t.match(
+    call({ data: { answered_by_id: 4242, call_duration: '12' } }),
+    { outcome: 'answered', answered_at: '2025-05-01T10:00:00Z', ended_at: '2025-05-01T10:00:12.000Z' },
+    'answered by someone not exported: answered, without an agent',
+  );
+  t.notOk('agent' in call({ data: { answered_by_id: 4242 } }));
+  t.match(call({ author_id: 9003, data: { started_at: 'not a time', call_duration: -5 } }), {
+    agent: '9003',
+    started_at: '2025-05-01T10:00:00Z',
+    outcome: 'missed',
+  });
+  t.notOk('ended_at' in call({ data: { call_duration: -5 } }), 'a negative duration says nothing');
+  const odd = call({ data: { from: '12', to: `+${'1'.repeat(45)}`, call_duration: 0 } });
+  t.notOk('from_number' in odd || 'to_number' in odd);
+  t.same(warnings, [
+    'ticket 7: call 1: from_number "12" does not fit; left out',
+    `ticket 7: call 1: to_number "+${'1'.repeat(45)}" does not fit; left out`,
+  ]);
 });
 
 t.test('tags and contacts are made acceptable rather than refused', async (t) => {
@@ -371,13 +423,51 @@ t.test('the fixture export converts to the expected records', async (t) => {
   t.equal(t103.message, undefined);
   t.match(t103, { channel: 'call', contact: '9002', department: '301' });
   t.same(
-    records.filter((r) => r.ticket === '103').map((r) => [r.type, r.kind ?? r.status ?? r.assignee]),
+    records
+      .filter((r) => r.ticket === '103')
+      .map((r) => [r.type, r.kind ?? r.status ?? r.assignee ?? r.outcome]),
     [
+      ['call', 'answered'],
       ['message', 'note'],
       ['status', 'open'],
       ['assignment', '9003'],
       // open -> hold: both are our open, so no status record
       ['assignment', null],
+      ['call', 'missed'],
+      ['message', 'note'],
+    ],
+  );
+  // Its voice comments are calls too: who answered, the numbers, the start and the duration.
+  t.same(
+    records.filter((r) => r.ticket === '103' && r.type === 'call'),
+    [
+      {
+        type: 'call',
+        external_id: '5101',
+        ticket: '103',
+        at: '2025-03-04T08:00:00Z',
+        started_at: '2025-03-04T07:58:20.000Z',
+        direction: 'inbound',
+        outcome: 'answered',
+        agent: '9003',
+        from_number: '+420600000001',
+        to_number: '+420222000111',
+        answered_at: '2025-03-04T07:58:20.000Z',
+        ended_at: '2025-03-04T07:59:55.000Z',
+      },
+      {
+        type: 'call',
+        external_id: '5113',
+        ticket: '103',
+        at: '2025-03-04T09:00:00Z',
+        started_at: '2025-03-04T09:00:00Z',
+        direction: 'outbound',
+        outcome: 'missed',
+        agent: '9003',
+        from_number: '+420222000111',
+        to_number: '+420600000001',
+        ended_at: '2025-03-04T09:00:00.000Z',
+      },
     ],
   );
   t.same(warnings, [

@@ -733,6 +733,26 @@ t.test(
       ],
       'its priority and subject changes, replayed at their time',
     );
+    // Ticket 103's voice comments: an answered inbound call and a missed call back, as calls.
+    const printer = list.data.find((x: { subject: string }) => x.subject === 'Printer on floor 2');
+    const calls = (
+      await desk.request({ method: 'GET', url: `/v1/tickets/${printer?.id}/history?limit=200`, token })
+    )
+      .json()
+      .data.filter((e: { type: string }) => e.type === 'call_recorded');
+    t.same(
+      calls.map(
+        (e: {
+          occurred_at: string;
+          data: { direction: string; outcome: string; duration_seconds: number };
+        }) => [e.occurred_at, e.data.direction, e.data.outcome, e.data.duration_seconds],
+      ),
+      [
+        ['2025-03-04T08:00:00.000Z', 'inbound', 'answered', 95],
+        ['2025-03-04T09:00:00.000Z', 'outbound', 'missed', 0],
+      ],
+      'its voice comments, recorded as calls at their time',
+    );
   },
 );
 

@@ -62,6 +62,8 @@ export interface ZendeskComment {
   public?: boolean | null;
   author_id?: ZendeskId | null;
   created_at?: string;
+  data?: ZendeskVoiceData | null;
+  via?: ZendeskVia | null;
 }
 
 export interface ZendeskSatisfactionRating {
@@ -84,7 +86,7 @@ export interface ZendeskTicket {
   group_id?: ZendeskId | null;
   assignee_id?: ZendeskId | null;
   requester_id?: ZendeskId | null;
-  via?: { channel?: string | null } | null;
+  via?: ZendeskVia | null;
   satisfaction_rating?: ZendeskSatisfactionRating | null;
   /** Present in some full JSON exports; used only when the ticket has no audits. */
   comments?: ZendeskComment[] | null;
@@ -102,6 +104,24 @@ export interface ZendeskAuditEvent {
   author_id?: ZendeskId | null;
   score?: string | null;
   comment?: string | null;
+  /** A VoiceComment's call (Zendesk's voice comment object). */
+  data?: ZendeskVoiceData | null;
+  via?: ZendeskVia | null;
+}
+
+/** How an update came in; for a call, `source.rel` is inbound, outbound or voicemail. */
+export interface ZendeskVia {
+  channel?: string | null;
+  source?: { rel?: string | null } | null;
+}
+
+/** The call a VoiceComment records. */
+export interface ZendeskVoiceData {
+  from?: string | null;
+  to?: string | null;
+  started_at?: string | null;
+  call_duration?: number | string | null;
+  answered_by_id?: ZendeskId | null;
 }
 
 export interface ZendeskAudit {
@@ -109,6 +129,7 @@ export interface ZendeskAudit {
   ticket_id: ZendeskId;
   created_at: string;
   author_id?: ZendeskId | null;
+  via?: ZendeskVia | null;
   events?: ZendeskAuditEvent[] | null;
 }
 
@@ -414,6 +435,53 @@ export function membershipRecord(
 const commentBody = (c: { body?: string | null; plain_body?: string | null }) =>
   (c.plain_body ?? c.body ?? '').trim();
 
+/**
+ * The call a VoiceComment records, as a call record at its audit's time: inbound unless its via
+ * says outbound; answered when Zendesk names who answered it, or when it lasted and was not a
+ * voicemail (then from its start, Zendesk keeping no ring time), else missed; it ends
+ * `call_duration` seconds after its start. The agent is who answered, else the comment's author
+ * when an exported agent. A number ours would refuse (under 3 or over 40 characters) is left out.
+ */
+export function voiceCallRecord(
+  ticket: string,
+  event: ZendeskAuditEvent,
+  audit: Pick<ZendeskAudit, 'created_at' | 'author_id' | 'via'>,
+  agents: AgentDirectory,
+  warn: Warn = () => {},
+): ImportRecord {
+  const data = event.data ?? {};
+  const rel = (event.via ?? audit.via)?.source?.rel ?? null;
+  const parsedStart = data.started_at ? Date.parse(data.started_at) : Number.NaN;
+  const started = Number.isNaN(parsedStart) ? audit.created_at : new Date(parsedStart).toISOString();
+  const seconds = Number(data.call_duration);
+  const duration = Number.isFinite(seconds) && seconds >= 0 ? Math.round(seconds) : null;
+  const answeredBy = id(data.answered_by_id);
+  const answered = answeredBy !== null || (rel !== 'voicemail' && duration !== null && duration > 0);
+  const agent = [answeredBy, id(event.author_id ?? audit.author_id)].find((a) => a !== null && agents.has(a));
+  const number = (value: string | null | undefined, which: string) => {
+    const n = value?.trim();
+    if (!n) return {};
+    if (n.length >= 3 && n.length <= 40) return { [which]: n };
+    warn(`ticket ${ticket}: call ${event.id}: ${which} ${JSON.stringify(n)} does not fit; left out`);
+    return {};
+  };
+  const startMs = Date.parse(started);
+  return {
+    type: 'call',
+    external_id: String(event.id),
+    ticket,
+    at: audit.created_at,
+    started_at: started,
+    direction: rel === 'outbound' ? 'outbound' : 'inbound',
+    outcome: answered ? 'answered' : 'missed',
+    ...(agent ? { agent } : {}),
+    ...number(data.from, 'from_number'),
+    ...number(data.to, 'to_number'),
+    ...(answered ? { answered_at: started } : {}),
+    ...(duration !== null ? { ended_at: new Date(startMs + duration * 1000).toISOString() } : {}),
+  };
+}
+
 /** A comment as a message: public by an agent is a reply, public by anyone else the customer's, private a note. */
 function messageRecord(
   ticket: string,
@@ -549,6 +617,8 @@ export function ticketRecords(
       for (const event of audit.events ?? []) {
         const eventId = String(event.id);
         if (event.type === 'Comment' || event.type === 'VoiceComment') {
+          if (event.type === 'VoiceComment')
+            timeline.push(voiceCallRecord(ticketId, event, audit, agents, warn));
           const body = commentBody(event);
           if (!body) continue;
           const author = id(event.author_id ?? audit.author_id);
@@ -645,6 +715,17 @@ export function ticketRecords(
       .filter((c) => c.created_at)
       .sort((a, b) => time(a.created_at!) - time(b.created_at!));
     for (const [i, comment] of comments.entries()) {
+      if (comment.type === 'VoiceComment') {
+        timeline.push(
+          voiceCallRecord(
+            ticketId,
+            { ...comment, type: comment.type },
+            { created_at: comment.created_at!, author_id: comment.author_id, via: ticket.via },
+            agents,
+            warn,
+          ),
+        );
+      }
       const body = commentBody(comment);
       if (!body) continue;
       const author = id(comment.author_id);
