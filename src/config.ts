@@ -381,7 +381,7 @@ export interface MailInConfig {
   imapPollSeconds: number;
   imapTimeoutMs: number;
   imapWatcher: boolean;
-  /** Where an IMAP mailbox's host is resolved (IMAP_DNS_SERVERS), within IMAP_TIMEOUT_MS. */
+  /** Where an IMAP mailbox's host is resolved (IMAP_DNS_SERVERS), within half of IMAP_TIMEOUT_MS. */
   dns: DnsSettings;
 }
 
@@ -526,7 +526,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       imapPollSeconds: parsed.IMAP_POLL_SECONDS,
       imapTimeoutMs: parsed.IMAP_TIMEOUT_MS,
       imapWatcher: parsed.IMAP_WATCHER,
-      dns: { servers: imapDnsServers, timeoutMs: parsed.IMAP_TIMEOUT_MS },
+      // Half the connection's limit, so a silent DNS server is reported as such, not as a
+      // connection that timed out.
+      dns: { servers: imapDnsServers, timeoutMs: Math.max(100, Math.floor(parsed.IMAP_TIMEOUT_MS / 2)) },
     },
     webhooks: {
       allowPrivate: parsed.WEBHOOKS_ALLOW_PRIVATE,

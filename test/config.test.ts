@@ -35,12 +35,12 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
 
   t.same(
     config.mailIn.dns,
-    { servers: [], timeoutMs: 30_000 },
-    'IMAP DNS: resolv.conf’s, within IMAP_TIMEOUT_MS',
+    { servers: [], timeoutMs: 15_000 },
+    'IMAP DNS: resolv.conf’s, within half of IMAP_TIMEOUT_MS',
   );
   t.same(loadConfig({ IMAP_DNS_SERVERS: '10.0.0.53:5353', IMAP_TIMEOUT_MS: '4000' }).mailIn.dns, {
     servers: ['10.0.0.53:5353'],
-    timeoutMs: 4000,
+    timeoutMs: 2000,
   });
 
   const refusals: [Record<string, string>, RegExp][] = [

@@ -3,13 +3,14 @@ import type { AddressInfo } from 'node:net';
 import dnsPacket from 'dns-packet';
 
 /** What the test DNS server answers for a name: its addresses, or nothing at all ('silent'). */
-export type Zone = Record<string, { a?: string[]; aaaa?: string[] } | 'silent'>;
+export type Zone = Record<string, { a?: string[] | 'silent'; aaaa?: string[] | 'silent' } | 'silent'>;
 
 const NXDOMAIN = 3;
 
 /**
  * A real DNS server on UDP 127.0.0.1: answers the zone's A and AAAA records, NXDOMAIN for any
- * other name, and never answers a 'silent' one (a name whose servers are down). `asked` lists
+ * other name, and never answers a 'silent' one (a name whose servers are down), or a silent type
+ * of query of a name. `asked` lists
  * the queries it got, as "A name".
  */
 export async function startDnsServer(t: { teardown(fn: () => unknown): void }, zone: Zone) {
@@ -29,6 +30,8 @@ export async function startDnsServer(t: { teardown(fn: () => unknown): void }, z
     const entry = zone[name];
     if (entry === 'silent') return;
     const data = entry ? (question.type === 'A' ? entry.a : question.type === 'AAAA' ? entry.aaaa : []) : [];
+    // A server that drops one type of query (some drop AAAA) and answers the other.
+    if (data === 'silent') return;
     const answers = (data ?? []).map((address) => ({
       type: question.type as 'A' | 'AAAA',
       class: 'IN' as const,

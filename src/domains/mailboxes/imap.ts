@@ -6,7 +6,7 @@ import type { Db } from '../../db/database.ts';
 import { isDatabaseUnreachable } from '../../db/outage.ts';
 import type { MailboxRow } from '../../db/types.ts';
 import { DomainError } from '../../errors.ts';
-import { connectAddress } from '../../net/resolve-host.ts';
+import { asLookup, connectAddresses } from '../../net/resolve-host.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
 import { receiveMail } from '../mail-in/receive.ts';
 import * as repo from './repository.ts';
@@ -83,14 +83,13 @@ export async function readMailbox(
   stopped: () => boolean,
 ): Promise<number> {
   const { config } = deps;
-  // Resolved here, not by net.connect's getaddrinfo: a host whose DNS never answers would hold
-  // one of libuv's four worker threads (password hashing's, file reads') for each read.
-  const host = row.imap_host!;
-  const address = await connectAddress(host, config.dns, deps.signal);
   const client = new ImapFlow({
-    host: address,
-    // TLS (SNI and the certificate check) is against the name the admin gave, not the address.
-    ...(address !== host && { servername: host }),
+    host: row.imap_host!,
+    // The host is asked of DNS by our lookup (within IMAP_TIMEOUT_MS, ended by a stop), not by
+    // net.connect's getaddrinfo: a host whose DNS never answers would hold one of libuv's four
+    // worker threads (password hashing's, file reads') for each read. imapflow hands `tls` to
+    // net.connect and tls.connect alike; the socket keeps the name for TLS and tries every address.
+    tls: { lookup: asLookup((name) => connectAddresses(name, config.dns, deps.signal)) },
     port: row.imap_port!,
     secure: row.imap_tls,
     auth: { user: row.imap_username!, pass: row.imap_password ?? '' },

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { DnsSettings } from '../../config.ts';
 import { DomainError, unavailable } from '../../errors.ts';
-import { isTransientDnsError, resolveHost } from '../../net/resolve-host.ts';
+import { asLookup, isTransientDnsError, resolveHost } from '../../net/resolve-host.ts';
 
 export const MAX_URL_LENGTH = 2048;
 
@@ -84,38 +84,21 @@ export class NonPublicAddressError extends Error {
   readonly code = 'ENONPUBLIC';
 }
 
-type LookupCallback = (
-  err: NodeJS.ErrnoException | null,
-  address: string | LookupAddress[],
-  family?: number,
-) => void;
-
 /**
  * A `lookup` for http.request: the addresses the socket will connect to are the ones checked, so
  * a host name that resolves to a public address at write time and to 127.0.0.1 later (DNS
  * rebinding) is refused when it matters.
  */
-export function guardedLookup(
-  dns: DnsSettings,
-): (hostname: string, options: LookupOptions, callback: LookupCallback) => void {
-  return (hostname, options, callback) => {
-    resolveHost(hostname, dns).then(
-      (all) => {
-        const addresses = all.filter((a) => !options.family || a.family === options.family);
-        const blocked = addresses.find((a) => !isPublicAddress(a.address));
-        if (blocked || addresses.length === 0) {
-          return callback(
-            new NonPublicAddressError(
-              `${hostname} resolves to ${blocked?.address ?? 'nothing'}, not a public address`,
-            ),
-            [],
-          );
-        }
-        if (options.all) return callback(null, addresses);
-        const first = addresses[0] as LookupAddress;
-        callback(null, first.address, first.family);
-      },
-      (err: NodeJS.ErrnoException) => callback(err, []),
-    );
-  };
+export function guardedLookup(dns: DnsSettings) {
+  return asLookup(
+    (hostname) => resolveHost(hostname, dns),
+    (hostname, addresses) => {
+      const blocked = addresses.find((a) => !isPublicAddress(a.address));
+      return blocked || addresses.length === 0
+        ? new NonPublicAddressError(
+            `${hostname} resolves to ${blocked?.address ?? 'nothing'}, not a public address`,
+          )
+        : null;
+    },
+  );
 }
