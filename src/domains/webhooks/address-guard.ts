@@ -1,4 +1,3 @@
-import type { LookupAddress, LookupOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { DnsSettings } from '../../config.ts';
