@@ -6,9 +6,14 @@ import { type Kysely, sql } from 'kysely';
 // every claim and outcome rewrote it with the row (bench:events: ~3 kB of heap per delivery).
 // The narrow rows leave room on their pages (fillfactor 80) for the claim's update to stay on
 // the page, with no new index entries (HOT). No foreign key: 20 deliveries checking one body row
-// would share-lock it from every dispatch and outcome; a body goes when its last delivery does.
+// would share-lock it from every dispatch and outcome; the retention deletes a body once its
+// event is past the retention and no delivery needs it.
 // Frozen once run.
 export async function up(db: Kysely<any>): Promise<void> {
+  // Held to the end: a server still running the old code must not dispatch a delivery (with its
+  // body in the row) between the copy below and the column's drop; it waits, then fails on the
+  // missing column until it runs the new code (its dispatch and jobs retry; nothing is lost).
+  await sql`lock table webhook_deliveries in access exclusive mode`.execute(db);
   await sql`
     create table webhook_bodies (
       event_id text primary key,
@@ -20,6 +25,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     select distinct on (event_id) event_id, body, created_at
       from webhook_deliveries
      order by event_id, seq`.execute(db);
+  // The retention's sweep of bodies no delivery needs, oldest first.
+  await sql`create index webhook_bodies_created on webhook_bodies (created_at)`.execute(db);
   await sql`alter table webhook_deliveries drop column body`.execute(db);
   await sql`alter table webhook_deliveries set (fillfactor = 80)`.execute(db);
   // The same uniqueness with the event first: the retention asks whether any delivery of an

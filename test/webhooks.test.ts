@@ -968,7 +968,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
   );
 
   await t.test(
-    'retention: settled deliveries past it go with their attempts, a body with its last delivery; pending ones stay',
+    'retention: settled deliveries past it go with their attempts, bodies once nothing needs them; pending ones stay',
     async (t) => {
       // Made here without jobs, of a type nothing else here sends: no worker touches them.
       const one = await mk('/retained-1', { event_types: ['ticket.rated'] });
@@ -990,6 +990,9 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
         await sql`
           update webhook_deliveries set status = ${status}, created_at = now() - ${ageDays} * interval '1 day'
            where id = ${id}`.execute(ctx.db);
+        await sql`
+          update webhook_bodies set created_at = now() - ${ageDays} * interval '1 day'
+           where event_id = ${eventId}`.execute(ctx.db);
         await sql`
           insert into webhook_delivery_attempts (delivery_id, attempt, started_at, latency_ms)
           values (${id}, 1, now() - ${ageDays} * interval '1 day', 5)`.execute(ctx.db);
@@ -1015,8 +1018,33 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       await sql`
         update webhook_deliveries set status = 'delivered', created_at = now() - interval '31 days'
          where id = any(${bulk.map((d) => d.id)}::uuid[])`.execute(ctx.db);
+      await sql`
+        update webhook_bodies set created_at = now() - interval '31 days'
+         where event_id = any(${bulk.map((d) => d.event_id)}::text[])`.execute(ctx.db);
+      // A subscription deleted (or moved) takes its deliveries, not their bodies: an old body
+      // of its events is left for the retention.
+      const dropped = await mk('/retained-3', { event_types: ['ticket.rated'] });
+      const orphan = `retain_orphan_${randomUUID()}`;
+      await insertDeliveries(ctx.db, [
+        {
+          id: randomUUID(),
+          webhook_id: dropped.id,
+          event_id: orphan,
+          event_type: 'ticket.rated',
+          ticket_id: null,
+          body: '{}',
+        },
+      ]);
+      await sql`update webhook_bodies set created_at = now() - interval '40 days' where event_id = ${orphan}`.execute(
+        ctx.db,
+      );
+      await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${dropped.id}`, token: admin });
 
-      t.equal(await pruneDeliveries(ctx.db, 30), PRUNE_BATCH + 4, 'the old settled ones, in two batches');
+      t.same(
+        await pruneDeliveries(ctx.db, 30),
+        { deliveries: PRUNE_BATCH + 4, bodies: PRUNE_BATCH + 3 },
+        'the old settled deliveries in two batches, then the old bodies nothing needs',
+      );
 
       const left = new Set([
         ...(await deliveriesOf(ctx, one.id)).map((d) => d.id),
@@ -1030,13 +1058,13 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       const bodies = await ctx.db
         .selectFrom('webhook_bodies')
         .select('event_id')
-        .where('event_id', 'in', [gone, half, young, ...bulk.map((d) => d.event_id)])
+        .where('event_id', 'in', [gone, half, young, orphan, ...bulk.map((d) => d.event_id)])
         .orderBy('event_id')
         .execute();
       t.same(
         bodies.map((b) => b.event_id),
         [half, young].sort(),
-        'a body goes with the last delivery of its event',
+        'a body goes once no delivery of its event is left',
       );
       const attempts = await ctx.db
         .selectFrom('webhook_delivery_attempts')
@@ -1048,8 +1076,12 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
         [made.get(`two ${half}`), made.get(`one ${young}`)].sort(),
         'attempts go with their delivery',
       );
-      t.equal(await pruneDeliveries(ctx.db, 30), 0, 'nothing more to do');
-      t.equal(await pruneDeliveries(ctx.db, 28), 1, 'a shorter retention takes the young one too');
+      t.same(await pruneDeliveries(ctx.db, 30), { deliveries: 0, bodies: 0 }, 'nothing more to do');
+      t.same(
+        await pruneDeliveries(ctx.db, 28),
+        { deliveries: 1, bodies: 1 },
+        'a shorter retention takes the young one too',
+      );
 
       // A delivery whose body is gone (never, while a delivery of its event is left) fails at
       // once, sent nowhere, rather than waiting forever.
@@ -1062,8 +1094,14 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
         { db: ctx.db, log: pino({ level: 'silent' }), config: config.webhooks, queue },
         [made.get(`two ${half}`) as string],
       );
-      const orphan = (await deliveriesOf(ctx, two.id)).find((d) => d.id === made.get(`two ${half}`));
-      t.match(orphan, { status: 'failed', last_error: 'the event body is gone', attempts: 1 });
+      const bodiless = (await deliveriesOf(ctx, two.id)).find((d) => d.id === made.get(`two ${half}`));
+      t.match(bodiless, { status: 'failed', last_error: 'the event body is gone', attempts: 1 });
+      const health = await ctx.db
+        .selectFrom('webhooks')
+        .select(['consecutive_failures', 'failing_since'])
+        .where('id', '=', two.id)
+        .executeTakeFirstOrThrow();
+      t.same(health, { consecutive_failures: 0, failing_since: null }, 'not counted against the receiver');
       t.notOk(
         receiver.received.some((r) => r.path === '/retained-2'),
         'nothing reached the receiver',

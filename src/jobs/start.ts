@@ -30,30 +30,20 @@ import { type JobQueue, openQueue } from './queue.ts';
 
 const DISPATCH_BATCH = 200;
 
-/** How often the delivery retention runs (each process; the batches skip each other's rows). */
+/** How often a process looks for deliveries past their retention. */
 const PRUNE_EVERY_MS = 60_000;
 
 /**
  * The webhooks' feed consumer: turns new events into deliveries (and their first jobs) in the
  * transaction that moves its cursor, so each event is dispatched once across processes and
  * restarts. It runs on every instance; one holds the consumer's row at a time, the others skip
- * their turn. A full batch is followed at once by the next. Once a minute a turn also deletes the
- * settled deliveries past their retention.
+ * their turn. A full batch is followed at once by the next.
  */
-function startDispatch(
-  db: Db,
-  log: Logger,
-  queue: JobQueue,
-  config: Pick<Config['webhooks'], 'dispatchIntervalMs' | 'deliveryRetentionDays'>,
-): () => Promise<void> {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  let prunedAt = 0;
-  const turn = async () => {
+function startDispatch(db: Db, log: Logger, queue: JobQueue, intervalMs: number): () => Promise<void> {
+  return startLoop(intervalMs, async (stopped) => {
     try {
       let handled = DISPATCH_BATCH;
-      while (!stopped && handled === DISPATCH_BATCH) {
+      while (!stopped() && handled === DISPATCH_BATCH) {
         handled = await consumeFeedBatch(db, 'webhooks', DISPATCH_BATCH, async (trx, rows) => {
           await dispatchEvents({ queue }, trx, rows);
         });
@@ -61,22 +51,36 @@ function startDispatch(
     } catch (err) {
       log.warn({ reason: describe(err) }, 'webhook dispatch failed; next turn retries');
     }
-    if (!stopped && Date.now() - prunedAt >= PRUNE_EVERY_MS) {
-      prunedAt = Date.now();
-      try {
-        const pruned = await pruneDeliveries(db, config.deliveryRetentionDays, () => stopped);
-        if (pruned > 0)
-          log.info(
-            { pruned, days: config.deliveryRetentionDays },
-            'webhook deliveries past retention deleted',
-          );
-      } catch (err) {
-        log.warn({ reason: describe(err) }, 'webhook delivery retention failed; next minute retries');
-      }
+  });
+}
+
+/**
+ * The delivery retention, in a loop of its own so that a backlog (the first run, a shorter
+ * retention) never holds dispatch up: every minute, batches until nothing is left, one process
+ * at a time (delivery.ts pruneDeliveries).
+ */
+function startRetention(db: Db, log: Logger, days: number): () => Promise<void> {
+  return startLoop(PRUNE_EVERY_MS, async (stopped) => {
+    try {
+      const pruned = await pruneDeliveries(db, days, stopped);
+      if (pruned.deliveries + pruned.bodies > 0)
+        log.info({ ...pruned, days }, 'webhook deliveries past their retention deleted');
+    } catch (err) {
+      log.warn({ reason: describe(err) }, 'webhook delivery retention failed; next minute retries');
     }
-    if (!stopped) timer = setTimeout(() => (running = turn()), config.dispatchIntervalMs);
+  });
+}
+
+/** Runs `turn` now and then `intervalMs` after each one ends; the stop waits for the turn under way. */
+function startLoop(intervalMs: number, turn: (stopped: () => boolean) => Promise<void>): () => Promise<void> {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const run = async () => {
+    await turn(() => stopped);
+    if (!stopped) timer = setTimeout(() => (running = run()), intervalMs);
   };
-  running = turn();
+  running = run();
   return async () => {
     stopped = true;
     clearTimeout(timer);
@@ -154,12 +158,14 @@ export async function startJobs(
       jobs.flatMap((j) => j.outboxIds ?? []),
     ),
   );
-  const stopDispatch = startDispatch(db, log, queue, config.webhooks);
+  const stopDispatch = startDispatch(db, log, queue, config.webhooks.dispatchIntervalMs);
+  const stopRetention = startRetention(db, log, config.webhooks.deliveryRetentionDays);
   const stopMailOut = startMailOut(db, log, queue, config.mail);
   return {
     queue,
     async stop() {
       await stopDispatch();
+      await stopRetention();
       await stopMailOut();
       await queue.stop(Math.max(config.webhooks.timeoutMs, config.mail.sendTimeoutMs) + 1_000);
     },

@@ -163,6 +163,8 @@ export async function attemptDeliveries(
   await Promise.all(
     claimed.map(async (c) => {
       const startedAt = new Date();
+      if (c.body === null)
+        deps.log.warn({ delivery: c.id }, 'webhook delivery without its event body: failed');
       const result =
         c.body === null
           ? { statusCode: null, latencyMs: 0, error: 'the event body is gone', resent: false }
@@ -480,7 +482,10 @@ async function recordOutcomes(deps: DeliveryDeps, outcomes: Outcome[]) {
     // In the order the attempts started, per subscription, webhooks in id order (no deadlocks
     // between two groups touching the same subscriptions).
     const byWebhook = new Map<string, boolean[]>();
-    for (const o of [...outcomes].sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())) {
+    // A delivery whose body was gone failed for our sake, not the receiver's: not counted.
+    for (const o of [...outcomes]
+      .filter((o) => o.claim.body !== null)
+      .sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())) {
       const list = byWebhook.get(o.claim.webhook.id) ?? [];
       list.push(o.status === 'delivered');
       byWebhook.set(o.claim.webhook.id, list);
@@ -685,37 +690,66 @@ export const PRUNE_BATCH = 2_000;
 
 /**
  * The retention: delivered and failed deliveries made more than `retentionDays` ago are deleted,
- * oldest first, with their attempts (cascade), and each one's body once no delivery of its event
- * is left. Pending deliveries stay whatever their age. Batches of PRUNE_BATCH in short
- * transactions, rows another process is deleting skipped, until a batch is not full or `stopped`.
+ * oldest first, with their attempts (cascade); then the bodies of events that old which no
+ * delivery needs any more (their deliveries pruned, or gone with a deleted or moved
+ * subscription). Pending deliveries and their bodies stay whatever their age. Batches of
+ * PRUNE_BATCH in short transactions, until a batch is not full or `stopped`; one process at a
+ * time (a transaction-level advisory lock per batch: another process that finds it held ends its
+ * turn), so two never split an event's deliveries between them and each leave its body.
  */
 export async function pruneDeliveries(
   db: Db,
   retentionDays: number,
   stopped: () => boolean = () => false,
-): Promise<number> {
-  let deleted = 0;
-  for (;;) {
-    const batch = await db.transaction().execute(async (trx) => {
-      const { rows } = await sql<{ event_id: string }>`
-        delete from webhook_deliveries
-         where id in (
-           select id from webhook_deliveries
-            where status <> 'pending' and created_at < now() - ${retentionDays} * interval '1 day'
-            order by created_at
-            limit ${PRUNE_BATCH}
-            for update skip locked)
-        returning event_id`.execute(trx);
-      const events = [...new Set(rows.map((r) => r.event_id))];
-      if (events.length > 0) {
-        await sql`
-          delete from webhook_bodies b
-           where b.event_id = any(${events}::text[])
-             and not exists (select 1 from webhook_deliveries d where d.event_id = b.event_id)`.execute(trx);
-      }
-      return rows.length;
+): Promise<{ deliveries: number; bodies: number }> {
+  const pruned = { deliveries: 0, bodies: 0 };
+  const batch = (statement: ReturnType<typeof sql<{ n: number }>>) =>
+    db.transaction().execute(async (trx) => {
+      const { rows: lock } = await sql<{ held: boolean }>`
+        select pg_try_advisory_xact_lock(hashtextextended('deskroute.webhook_retention', 0)) as held`.execute(
+        trx,
+      );
+      if (!lock[0]?.held) return null;
+      const { rows } = await statement.execute(trx);
+      return Number(rows[0]?.n ?? 0);
     });
-    deleted += batch;
-    if (batch < PRUNE_BATCH || stopped()) return deleted;
+  const cutoff = sql`now() - ${retentionDays} * interval '1 day'`;
+  for (const [kind, statement] of [
+    [
+      'deliveries',
+      sql<{ n: number }>`
+        with gone as (
+          delete from webhook_deliveries
+           where id in (
+             select id from webhook_deliveries
+              where status <> 'pending' and created_at < ${cutoff}
+              order by created_at
+              limit ${PRUNE_BATCH})
+          returning 1)
+        select count(*)::int as n from gone`,
+    ],
+    [
+      'bodies',
+      sql<{ n: number }>`
+        with gone as (
+          delete from webhook_bodies
+           where event_id in (
+             select b.event_id from webhook_bodies b
+              where b.created_at < ${cutoff}
+                and not exists (select 1 from webhook_deliveries d where d.event_id = b.event_id)
+              order by b.created_at
+              limit ${PRUNE_BATCH})
+          returning 1)
+        select count(*)::int as n from gone`,
+    ],
+  ] as const) {
+    for (;;) {
+      const n = await batch(statement);
+      if (n === null) return pruned;
+      pruned[kind] += n;
+      if (n < PRUNE_BATCH || stopped()) break;
+    }
+    if (stopped()) return pruned;
   }
+  return pruned;
 }
