@@ -164,8 +164,7 @@ export async function startJobs(
   return {
     queue,
     async stop() {
-      await stopDispatch();
-      await stopRetention();
+      await Promise.all([stopDispatch(), stopRetention()]);
       await stopMailOut();
       await queue.stop(Math.max(config.webhooks.timeoutMs, config.mail.sendTimeoutMs) + 1_000);
     },

@@ -1,6 +1,7 @@
-import type { LookupAddress, LookupOptions } from 'node:dns';
+import { ADDRCONFIG, type LookupAddress, type LookupOptions } from 'node:dns';
 import { lookup, Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { DnsSettings } from '../config.ts';
 
 // Host names of outbound connections (webhooks, IMAP mailboxes), resolved without tying up
@@ -86,7 +87,11 @@ export async function resolveHost(
         );
       timers.push(
         setTimeout(
-          () => end(failure(`the DNS look-up of ${name} took over ${dns.timeoutMs} ms`, 'ETIMEOUT')),
+          // Addresses of one family in hand (its grace not over yet): those, not a failure.
+          () =>
+            found[0]!.length + found[1]!.length > 0
+              ? finish()
+              : end(failure(`the DNS look-up of ${name} took over ${dns.timeoutMs} ms`, 'ETIMEOUT')),
           dns.timeoutMs,
         ),
       );
@@ -170,7 +175,15 @@ export function asLookup(
   return (hostname, options, callback) => {
     resolveAll(hostname).then(
       (all) => {
-        const addresses = all.filter((a) => !options.family || a.family === options.family);
+        // ADDRCONFIG (net.connect asks for it, as getaddrinfo does): no address of a family this
+        // machine has no address of, such as IPv6 in a container without it, which would
+        // otherwise cost a failed attempt of its own.
+        const families = (options.hints ?? 0) & ADDRCONFIG ? configuredFamilies() : null;
+        const addresses = all.filter(
+          (a) =>
+            (!options.family || a.family === options.family) &&
+            (!families || families.has(a.family) || isLoopback(a.address)),
+        );
         const refused =
           refuse(hostname, addresses) ??
           (addresses.length === 0
@@ -185,3 +198,14 @@ export function asLookup(
     );
   };
 }
+
+/** The address families of this machine's non-loopback interfaces. */
+function configuredFamilies(): Set<number> {
+  const families = new Set<number>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal) families.add(a.family === 'IPv6' ? 6 : 4);
+  }
+  return families;
+}
+
+const isLoopback = (address: string) => address === '::1' || address.startsWith('127.');

@@ -69,9 +69,14 @@ function describe(error: unknown, row: MailboxRow): string {
     message?: string;
     authenticationFailed?: boolean;
   };
+  // Every address tried and failed: Node's AggregateError has no message of its own.
+  const message =
+    error instanceof AggregateError && !e.message
+      ? error.errors.map((x: Error) => x.message).join('; ')
+      : e.message;
   let text = e.authenticationFailed
     ? `login refused: ${e.responseText ?? 'authentication failed'}`
-    : [e.code, e.responseText ?? e.message].filter(Boolean).join(': ') || 'unknown error';
+    : [e.code, e.responseText ?? message].filter(Boolean).join(': ') || 'unknown error';
   if (row.imap_password) text = text.split(row.imap_password).join('[redacted]');
   return text.slice(0, 500);
 }
@@ -85,11 +90,17 @@ export async function readMailbox(
   const { config } = deps;
   const client = new ImapFlow({
     host: row.imap_host!,
-    // The host is asked of DNS by our lookup (within IMAP_TIMEOUT_MS, ended by a stop), not by
-    // net.connect's getaddrinfo: a host whose DNS never answers would hold one of libuv's four
-    // worker threads (password hashing's, file reads') for each read. imapflow hands `tls` to
-    // net.connect and tls.connect alike; the socket keeps the name for TLS and tries every address.
-    tls: { lookup: asLookup((name) => connectAddresses(name, config.dns, deps.signal)) },
+    // The host is asked of DNS by our lookup (within half of IMAP_TIMEOUT_MS, ended by a stop),
+    // not by net.connect's getaddrinfo: a host whose DNS never answers would hold one of libuv's
+    // four worker threads (password hashing's, file reads') for each read. imapflow hands `tls`
+    // to net.connect and tls.connect alike; the socket keeps the name for TLS and tries every
+    // address, each for a quarter of the limit (Node's default, 250 ms, would cut off a slow
+    // server's handshake and move on).
+    tls: {
+      lookup: asLookup((name) => connectAddresses(name, config.dns, deps.signal)),
+      // A net.connect option that tls.connect passes on (its type does not list it).
+      ...({ autoSelectFamilyAttemptTimeout: Math.max(250, Math.floor(config.imapTimeoutMs / 4)) } as object),
+    },
     port: row.imap_port!,
     secure: row.imap_tls,
     auth: { user: row.imap_username!, pass: row.imap_password ?? '' },

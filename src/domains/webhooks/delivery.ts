@@ -724,7 +724,10 @@ export async function pruneDeliveries(
              select id from webhook_deliveries
               where status <> 'pending' and created_at < ${cutoff}
               order by created_at
-              limit ${PRUNE_BATCH})
+              limit ${PRUNE_BATCH}
+              -- A subscription being deleted or moved deletes its deliveries in its own order:
+              -- never wait on (or deadlock with) it; its rows go with it anyway.
+              for update skip locked)
           returning 1)
         select count(*)::int as n from gone`,
     ],
