@@ -118,9 +118,26 @@ async function main() {
         )
       ).rows.map((r) => r.pid as number);
     const measure = async (url: string, p: string) => {
-      const pids = await backends();
-      const pg0 = pids.reduce((a, pid) => a + cpuOf(pid), 0);
+      // Per backend: its CPU when first seen (0 for one that starts during the load: all its time
+      // is the load's) and when last seen. The set is sampled all along, so a backend that ends
+      // during the load (a pool closing an idle connection) keeps what it did until its last
+      // sample, instead of taking its whole life's CPU out of the sum (negative figures).
+      const first = new Map<number, number>();
+      const last = new Map<number, number>();
+      const sample = async (starting: boolean) => {
+        for (const pid of await backends()) {
+          const cpu = cpuOf(pid);
+          if (cpu === 0 && !first.has(pid)) continue; // gone already
+          if (!first.has(pid)) first.set(pid, starting ? cpu : 0);
+          last.set(pid, cpu);
+        }
+      };
+      await sample(true);
       const s0 = cpuOf(child!.pid!);
+      let sampling = Promise.resolve();
+      const sampler = setInterval(() => {
+        sampling = sampling.then(() => sample(false)).catch(() => {});
+      }, 200);
       const r = await postLoad({
         url,
         path: p,
@@ -129,11 +146,13 @@ async function main() {
         duration: DURATION,
         connections: CONNECTIONS,
       });
-      // Backends opened during the load started after pg0: their whole time is the load's.
-      const after = await backends();
-      const pg1 = after.reduce((a, pid) => a + cpuOf(pid), 0);
+      clearInterval(sampler);
+      await sampling;
+      await sample(false);
       const server = ((cpuOf(child!.pid!) - s0) * 1000) / r.total;
-      const postgres = ((pg1 - pg0) * 1000) / r.total;
+      let pgCpu = 0;
+      for (const [pid, cpu] of last) pgCpu += cpu - (first.get(pid) ?? 0);
+      const postgres = (pgCpu * 1000) / r.total;
       if (r.non2xx || r.errors) out(`  WARNING ${p}: ${r.statuses}, ${r.errors} errors`);
       return { rps: r.rps, p50: r.p50, p99: r.p99, server, postgres };
     };
