@@ -697,6 +697,81 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       attempts.map((x) => x.status_code),
       [500, 500, 204],
     );
+
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+  });
+
+  await t.test('a delivery shows the event it sends and every attempt; only to its managers', async (t) => {
+    // One 500, then a 204; a real ticket's creation through the feed.
+    const hook = await mk('/flaky/1/detail', { event_types: ['ticket.created'], department_id: a });
+    const ticket = await makeTicket(ctx.db, { department_id: a });
+    const [delivery] = await until('delivered on the second attempt', async () => {
+      const r = await deliveriesOf(ctx, hook.id);
+      return r.length === 1 && r[0]?.status === 'delivered' && r;
+    });
+    const hits = receiver.received.filter((r) => r.path === '/flaky/1/detail');
+    const detail = await ctx.request({
+      method: 'GET',
+      url: `/v1/webhooks/${hook.id}/deliveries/${delivery?.id}`,
+      token: admin,
+    });
+    // ctx.request checks every answer against the committed spec, the event's oneOf included.
+    t.equal(detail.statusCode, 200, detail.body);
+    const shown = detail.json();
+    t.match(shown, { id: delivery?.id, status: 'delivered', attempts: 2, last_status_code: 204 });
+    t.match(shown.event, { type: 'ticket.created', ticket_id: ticket.id });
+    t.same(shown.event, JSON.parse(hits[0]?.body ?? 'null'), 'the event the receiver got');
+    t.same(JSON.stringify(shown.event), hits[1]?.body, 'byte for byte');
+    t.same(
+      shown.attempt_log.map((a: { attempt: number; status_code: number; error: string | null }) => [
+        a.attempt,
+        a.status_code,
+        a.error === null,
+      ]),
+      [
+        [1, 500, false],
+        [2, 204, true],
+      ],
+    );
+    t.ok(shown.attempt_log.every((a: { started_at: string }) => !Number.isNaN(Date.parse(a.started_at))));
+    // A ping's delivery shows the test event.
+    const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token: admin });
+    const pinged = (
+      await ctx.request({
+        method: 'GET',
+        url: `/v1/webhooks/${hook.id}/deliveries/${ping.json().id}`,
+        token: admin,
+      })
+    ).json();
+    t.match(pinged.event, { type: 'webhook.ping', ticket_id: null, payload: { webhook_id: hook.id } });
+    t.equal(pinged.attempt_log.length, 1);
+    // Another webhook's delivery, an unknown one, a malformed id: 404, 404, 400, as problems.
+    const other = await mk('/detail-other', { event_types: ['ticket.rated'] });
+    for (const [url, code] of [
+      [`/v1/webhooks/${other.id}/deliveries/${delivery?.id}`, 404],
+      [`/v1/webhooks/${hook.id}/deliveries/${randomUUID()}`, 404],
+      [`/v1/webhooks/${hook.id}/deliveries/not-a-uuid`, 400],
+    ] as const) {
+      const res = await ctx.request({ method: 'GET', url, token: admin });
+      t.equal(res.statusCode, code, url);
+      t.match(res.headers['content-type'], /^application\/problem\+json/);
+    }
+    // Whoever may not list the webhook's deliveries may not read one either.
+    const { token: agent } = await agentWithToken(ctx, { role: 'agent' });
+    const listed = await ctx.request({
+      method: 'GET',
+      url: `/v1/webhooks/${hook.id}/deliveries`,
+      token: agent,
+    });
+    const read = await ctx.request({
+      method: 'GET',
+      url: `/v1/webhooks/${hook.id}/deliveries/${delivery?.id}`,
+      token: agent,
+    });
+    t.ok(listed.statusCode >= 400, 'a plain agent may not list them');
+    t.equal(read.statusCode, listed.statusCode, 'nor read one');
+    t.notOk(read.body.includes(ticket.id), 'and sees nothing of the event');
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${other.id}`, token: admin });
     await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
   });
 

@@ -162,6 +162,28 @@ export function findDelivery(db: Executor, webhookId: string, id: string) {
     .executeTakeFirst();
 }
 
+/** A delivery's attempts, oldest first, and the body its event was sent with. */
+export async function deliveryDetail(db: Executor, delivery: WebhookDeliveryRow) {
+  const [attempts, body] = await Promise.all([
+    db
+      .selectFrom('webhook_delivery_attempts')
+      .select(['attempt', 'started_at', 'status_code', 'latency_ms', 'error'])
+      .where('delivery_id', '=', delivery.id)
+      .orderBy('attempt')
+      .execute(),
+    db
+      .selectFrom('webhook_bodies')
+      .select('body')
+      .where('event_id', '=', delivery.event_id)
+      .executeTakeFirst(),
+  ]);
+  return {
+    ...toDelivery(delivery),
+    event: body ? JSON.parse(body.body) : null,
+    attempt_log: attempts.map((a) => ({ ...a, started_at: a.started_at.toISOString() })),
+  };
+}
+
 export async function listDeliveries(
   db: Executor,
   webhookId: string,

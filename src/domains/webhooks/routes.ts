@@ -9,7 +9,10 @@ import {
   DeliveryListQuery,
   DeliveryParams,
   UpdateWebhookBody,
+  WebhookDeliveryAttemptSchema,
+  WebhookDeliveryDetailSchema,
   WebhookDeliverySchema,
+  WebhookPingEventSchema,
   WebhookSchema,
   WebhookWithSecretSchema,
 } from './schemas.ts';
@@ -23,7 +26,14 @@ export const webhookSchemas = [
   WebhookDeliverySchema,
   WebhookPage,
   WebhookDeliveryPage,
+  WebhookPingEventSchema,
+  WebhookDeliveryAttemptSchema,
+  WebhookDeliveryDetailSchema,
 ];
+
+// The detail's event is a oneOf over the Event types: as for the feed (events/routes.ts), plain
+// JSON.stringify of what the repository built.
+const stringify = () => (data: unknown) => JSON.stringify(data);
 
 const tags = ['webhooks'];
 
@@ -156,6 +166,24 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { status, ...page } = request.query;
       return service.listDeliveries(deps(), principalOf(request), request.params.id, status, page);
     },
+  );
+
+  app.get(
+    '/v1/webhooks/:id/deliveries/:delivery_id',
+    {
+      serializerCompiler: stringify,
+      schema: {
+        operationId: 'getWebhookDelivery',
+        tags,
+        summary: 'Get a delivery, with its attempts and the event it sends',
+        description:
+          'What a receiver was sent (the event, byte for byte the JSON of every attempt) and how each attempt went. Whoever may list the webhook’s deliveries may read them.',
+        params: DeliveryParams,
+        response: { 200: ref(WebhookDeliveryDetailSchema), ...problems(403, 404) },
+      },
+    },
+    async (request) =>
+      service.getDelivery(deps(), principalOf(request), request.params.id, request.params.delivery_id),
   );
 
   app.post(

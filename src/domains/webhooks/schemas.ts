@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
-import { Timestamp, Uuid } from '../../contract.ts';
-import { EVENT_TYPES } from '../events/catalogue.ts';
+import { ref, Timestamp, Uuid } from '../../contract.ts';
+import { EVENT_TYPES, EventActorSchema, EventSchema } from '../events/catalogue.ts';
 import { MAX_URL_LENGTH } from './address-guard.ts';
 
 const EventTypeName = Type.Union(
@@ -99,6 +99,49 @@ export const WebhookDeliverySchema = Type.Object(
   { $id: 'WebhookDelivery', additionalProperties: false },
 );
 export type WebhookDelivery = Static<typeof WebhookDeliverySchema>;
+
+/** What POST /v1/webhooks/{id}/ping sends: not an event of the feed. */
+export const WebhookPingEventSchema = Type.Object(
+  {
+    id: Type.String({ description: 'ping_<delivery id>' }),
+    type: Type.Literal('webhook.ping'),
+    occurred_at: Timestamp(),
+    actor: ref(EventActorSchema),
+    department_id: Type.Union([Uuid(), Type.Null()], { description: 'The webhook’s department.' }),
+    ticket_id: Type.Null(),
+    payload: Type.Object({ webhook_id: Uuid() }, { additionalProperties: false }),
+  },
+  { $id: 'WebhookPingEvent', additionalProperties: false, description: 'The test event a ping sends.' },
+);
+
+export const WebhookDeliveryAttemptSchema = Type.Object(
+  {
+    attempt: Type.Integer({ minimum: 1 }),
+    started_at: Timestamp(),
+    status_code: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'The receiver’s answer; null when none came (refused, timed out, reset).',
+    }),
+    latency_ms: Type.Integer({ minimum: 0 }),
+    error: Type.Union([Type.String(), Type.Null()], { description: 'Why it failed; null on a 2xx.' }),
+  },
+  { $id: 'WebhookDeliveryAttempt', additionalProperties: false },
+);
+export type WebhookDeliveryAttempt = Static<typeof WebhookDeliveryAttemptSchema>;
+
+export const WebhookDeliveryDetailSchema = Type.Object(
+  {
+    ...WebhookDeliverySchema.properties,
+    event: Type.Union([ref(EventSchema), ref(WebhookPingEventSchema), Type.Null()], {
+      description:
+        'The body every attempt sent (and a retry sends), parsed: the event as it was when dispatched. Null only if it is gone.',
+    }),
+    attempt_log: Type.Array(ref(WebhookDeliveryAttemptSchema), {
+      description: 'Every attempt, oldest first.',
+    }),
+  },
+  { $id: 'WebhookDeliveryDetail', additionalProperties: false },
+);
+export type WebhookDeliveryDetail = Static<typeof WebhookDeliveryDetailSchema>;
 
 export const DeliveryParams = Type.Object(
   { id: Uuid(), delivery_id: Uuid() },

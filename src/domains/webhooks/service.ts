@@ -294,6 +294,14 @@ export async function listDeliveries(
   return repo.listDeliveries(deps.db, id, status, page);
 }
 
+/** One delivery with its attempts and the body it sends. */
+export async function getDelivery(deps: WebhookDeps, principal: Principal, id: string, deliveryId: string) {
+  await manageable(deps.db, principal, await repo.findWebhook(deps.db, id));
+  const row = await repo.findDelivery(deps.db, id, deliveryId);
+  if (!row) throw notFound('delivery');
+  return repo.deliveryDetail(deps.db, row);
+}
+
 function needQueue(deps: WebhookDeps): JobQueue {
   if (!deps.queue) throw unavailable('jobs_unavailable', 'Background jobs are not running here.', 5);
   return deps.queue;
