@@ -35,10 +35,13 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create unique index webhook_deliveries_event on webhook_deliveries (event_id, webhook_id)`.execute(
     db,
   );
-  // Settled deliveries by age, for the retention (WEBHOOK_DELIVERY_RETENTION_DAYS): pending ones
-  // are not in it, so a dispatch and a claim write no entry.
+  // Settled deliveries by when they settled, for the retention (WEBHOOK_DELIVERY_RETENTION_DAYS,
+  // counted from then, so a delivery that failed after a day of retries, or was retried by hand
+  // late, stays listed and retryable for the whole retention): pending ones are not in it, so a
+  // dispatch and a claim write no entry.
   await sql`
-    create index webhook_deliveries_settled on webhook_deliveries (created_at)
+    create index webhook_deliveries_settled
+        on webhook_deliveries ((coalesce(delivered_at, last_attempt_at, created_at)))
      where status <> 'pending'`.execute(db);
 }
 

@@ -195,7 +195,7 @@ const EnvSchema = Type.Object({
     minimum: 1,
     maximum: 3650,
     description:
-      'a delivered or failed webhook delivery (with its attempts, and its event’s body once no delivery needs it) is kept this many days after it was made',
+      'a delivered or failed webhook delivery (with its attempts, and its event’s body once no delivery needs it) is kept this many days after it settled (delivered, or last attempted)',
   }),
   WEBHOOK_DISPATCH_INTERVAL_MS: Type.Integer({
     default: 200,

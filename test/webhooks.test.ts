@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
+import pg from 'pg';
 import pino from 'pino';
 import { Webhook as Verifier } from 'standardwebhooks';
 import t from 'tap';
@@ -1043,6 +1044,88 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
   );
 
   await t.test(
+    'a retry racing the deletion of its delivery answers 404, not 409',
+    {
+      skip: process.env.TEST_DATABASE_URL
+        ? false
+        : 'needs a second connection to hold and delete the delivery (PGlite has one)',
+    },
+    async (t) => {
+      const hook = await mk('/fail/race', { event_types: ['ticket.rated'] });
+      const id = randomUUID();
+      await insertDeliveries(ctx.db, [
+        {
+          id,
+          webhook_id: hook.id,
+          event_id: `race_${id}`,
+          event_type: 'ticket.rated',
+          ticket_id: null,
+          body: '{}',
+        },
+      ]);
+      await sql`update webhook_deliveries set status = 'failed' where id = ${id}`.execute(ctx.db);
+      // Another session (the retention, a subscription's deletion) holds the row and deletes it.
+      const holder = new pg.Client({ connectionString: ctx.database.url! });
+      await holder.connect();
+      t.teardown(() => holder.end());
+      await holder.query('begin');
+      await holder.query('select id from webhook_deliveries where id = $1 for update', [id]);
+      const retry = ctx.request({
+        method: 'POST',
+        url: `/v1/webhooks/${hook.id}/deliveries/${id}/retry`,
+        token: admin,
+      });
+      await until('the retry waiting for the row', async () => {
+        const { rows } = await sql<{ n: number }>`
+          select count(*)::int as n from pg_locks where not granted`.execute(ctx.db);
+        return (rows[0]?.n ?? 0) > 0;
+      });
+      await holder.query('delete from webhook_deliveries where id = $1', [id]);
+      await holder.query('commit');
+      const res = await retry;
+      t.equal(res.statusCode, 404, res.body);
+      t.match(res.json(), { code: 'delivery_not_found' });
+      await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+    },
+  );
+
+  await t.test(
+    'a subscription deleted while its attempt runs: the attempt ends, nothing is recorded',
+    async (t) => {
+      const hook = await mk('/hang/inflight', { event_types: ['ticket.rated'] });
+      const id = randomUUID();
+      await insertDeliveries(ctx.db, [
+        {
+          id,
+          webhook_id: hook.id,
+          event_id: `inflight_${id}`,
+          event_type: 'ticket.rated',
+          ticket_id: null,
+          body: '{}',
+        },
+      ]);
+      const config = loadConfig(ENV);
+      const attempt = attemptDeliveries(
+        { db: ctx.db, log: pino({ level: 'silent' }), config: config.webhooks, queue },
+        [id],
+      );
+      await until('the attempt under way', async () =>
+        receiver.received.some((r) => r.path === '/hang/inflight') ? true : undefined,
+      );
+      const deleted = await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+      t.equal(deleted.statusCode, 204);
+      // Its outcome (a timeout) finds no delivery to record: no foreign-key failure, no throw.
+      await attempt;
+      const left = await ctx.db
+        .selectFrom('webhook_delivery_attempts')
+        .select('delivery_id')
+        .where('delivery_id', '=', id)
+        .execute();
+      t.same(left, [], 'no attempt row for a delivery that is gone');
+    },
+  );
+
+  await t.test(
     'retention: settled deliveries past it go with their attempts, bodies once nothing needs them; pending ones stay',
     async (t) => {
       // Made here without jobs, of a type nothing else here sends: no worker touches them.
@@ -1080,6 +1163,12 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       await make(one.id, half, 'delivered', 40);
       await make(two.id, half, 'pending', 40);
       await make(one.id, young, 'delivered', 29);
+      // Made 40 days ago, failed yesterday (retried by hand late): settled yesterday, so kept.
+      const late = `retain_late_${randomUUID()}`;
+      await make(two.id, late, 'failed', 40);
+      await sql`
+        update webhook_deliveries set last_attempt_at = now() - interval '1 day'
+         where id = ${made.get(`two ${late}`)}`.execute(ctx.db);
       // More than one batch of old ones.
       const bulk = Array.from({ length: PRUNE_BATCH + 1 }, () => ({
         id: randomUUID(),
@@ -1127,18 +1216,18 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       ]);
       t.same(
         [...made].filter(([, id]) => left.has(id)).map(([name]) => name),
-        [`two ${half}`, `one ${young}`],
-        'the pending one and the young one are left',
+        [`two ${half}`, `one ${young}`, `two ${late}`],
+        'the pending one, the young one and the one that failed yesterday are left',
       );
       const bodies = await ctx.db
         .selectFrom('webhook_bodies')
         .select('event_id')
-        .where('event_id', 'in', [gone, half, young, orphan, ...bulk.map((d) => d.event_id)])
+        .where('event_id', 'in', [gone, half, young, late, orphan, ...bulk.map((d) => d.event_id)])
         .orderBy('event_id')
         .execute();
       t.same(
         bodies.map((b) => b.event_id),
-        [half, young].sort(),
+        [half, young, late].sort(),
         'a body goes once no delivery of its event is left',
       );
       const attempts = await ctx.db
@@ -1148,7 +1237,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
         .execute();
       t.same(
         attempts.map((a) => a.delivery_id).sort(),
-        [made.get(`two ${half}`), made.get(`one ${young}`)].sort(),
+        [made.get(`two ${half}`), made.get(`one ${young}`), made.get(`two ${late}`)].sort(),
         'attempts go with their delivery',
       );
       t.same(await pruneDeliveries(ctx.db, 30), { deliveries: 0, bodies: 0 }, 'nothing more to do');

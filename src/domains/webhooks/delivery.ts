@@ -422,7 +422,22 @@ function groupRecorder(deps: DeliveryDeps) {
   };
 }
 
-async function recordOutcomes(deps: DeliveryDeps, outcomes: Outcome[]) {
+async function recordOutcomes(deps: DeliveryDeps, all: Outcome[]) {
+  await deps.db.transaction().execute(async (trx) => {
+    // The id list keeps the planner on the primary key whatever its statistics say (autovacuum
+    // may be off, and the table grows fast).
+    const { rows: locked } = await sql<{ id: string }>`
+      select id from webhook_deliveries where id = any(${all.map((o) => o.claim.id)}::uuid[])
+       order by id for update`.execute(trx);
+    // A delivery deleted while its attempt ran (its subscription deleted or moved) has nothing
+    // to record: its attempt row would break the foreign key and roll back the others' outcomes.
+    const present = new Set(locked.map((r) => r.id));
+    const outcomes = all.filter((o) => present.has(o.claim.id));
+    if (outcomes.length > 0) await recordPresent(deps, trx, outcomes);
+  });
+}
+
+async function recordPresent(deps: DeliveryDeps, trx: Transaction<Database>, outcomes: Outcome[]) {
   const rows = outcomes.map((o) => ({
     id: o.claim.id,
     attempt: o.claim.attempts + 1,
@@ -434,14 +449,9 @@ async function recordOutcomes(deps: DeliveryDeps, outcomes: Outcome[]) {
     status: o.status,
     next_at: o.nextAt?.toISOString() ?? null,
   }));
-  await deps.db.transaction().execute(async (trx) => {
+  {
     const json = JSON.stringify(rows);
-    // The id list keeps the planner on the primary key whatever its statistics say (autovacuum
-    // may be off, and the table grows fast).
     const ids = rows.map((r) => r.id);
-    await sql`
-      select id from webhook_deliveries where id = any(${ids}::uuid[])
-       order by id for update`.execute(trx);
     await sql`
       insert into webhook_delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
       select r.id, r.attempt, r.started_at, r.status_code, r.latency_ms, r.error
@@ -493,7 +503,7 @@ async function recordOutcomes(deps: DeliveryDeps, outcomes: Outcome[]) {
     for (const webhookId of [...byWebhook.keys()].sort()) {
       await trackHealth(deps, trx, webhookId, byWebhook.get(webhookId) ?? []);
     }
-  });
+  }
 }
 
 /** The next pending delivery of each lane (subscription, ticket) whose delivery was just settled. */
@@ -689,8 +699,9 @@ export async function dispatchEvents(
 export const PRUNE_BATCH = 2_000;
 
 /**
- * The retention: delivered and failed deliveries made more than `retentionDays` ago are deleted,
- * oldest first, with their attempts (cascade); then the bodies of events that old which no
+ * The retention: delivered and failed deliveries settled more than `retentionDays` ago (their
+ * delivery or last attempt; made, for one failed without an attempt) are deleted, oldest first,
+ * with their attempts (cascade); then the bodies of events older than that which no
  * delivery needs any more (their deliveries pruned, or gone with a deleted or moved
  * subscription). Pending deliveries and their bodies stay whatever their age. Batches of
  * PRUNE_BATCH in short transactions, until a batch is not full or `stopped`; one process at a
@@ -713,7 +724,8 @@ export async function pruneDeliveries(
       const { rows } = await statement.execute(trx);
       return Number(rows[0]?.n ?? 0);
     });
-  const cutoff = sql`now() - ${retentionDays} * interval '1 day'`;
+  // At most a hundred years back: a larger figure would step outside PostgreSQL's timestamps.
+  const cutoff = sql`now() - ${Math.min(retentionDays, 36_500)} * interval '1 day'`;
   for (const [kind, statement] of [
     [
       'deliveries',
@@ -722,8 +734,9 @@ export async function pruneDeliveries(
           delete from webhook_deliveries
            where id in (
              select id from webhook_deliveries
-              where status <> 'pending' and created_at < ${cutoff}
-              order by created_at
+              where status <> 'pending'
+                and coalesce(delivered_at, last_attempt_at, created_at) < ${cutoff}
+              order by coalesce(delivered_at, last_attempt_at, created_at)
               limit ${PRUNE_BATCH}
               -- A subscription being deleted or moved deletes its deliveries in its own order:
               -- never wait on (or deadlock with) it; its rows go with it anyway.

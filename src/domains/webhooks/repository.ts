@@ -153,12 +153,13 @@ export async function insertDelivery(db: Executor, values: NewDelivery) {
   await insertDeliveries(db, [values]);
 }
 
-export function findDelivery(db: Executor, webhookId: string, id: string) {
+export function findDelivery(db: Executor, webhookId: string, id: string, options: { lock?: boolean } = {}) {
   return db
     .selectFrom('webhook_deliveries')
     .selectAll()
     .where('id', '=', id)
     .where('webhook_id', '=', webhookId)
+    .$if(options.lock === true, (q) => q.forUpdate())
     .executeTakeFirst();
 }
 

@@ -156,7 +156,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listWebhookDeliveries',
         tags,
         summary: "List a webhook's deliveries",
-        description: `Newest first. ${RETRIES} Delivered and failed deliveries are kept for WEBHOOK_DELIVERY_RETENTION_DAYS (30 by default) after they were made, then deleted with their attempts; pending ones are kept until they settle.`,
+        description: `Newest first. ${RETRIES} Delivered and failed deliveries are kept for WEBHOOK_DELIVERY_RETENTION_DAYS (30 by default) after they settled (were delivered, or last attempted), then deleted with their attempts; pending ones are kept until they settle.`,
         params: IdParams,
         querystring: Type.Object({ ...PageQuery, ...DeliveryListQuery }, { additionalProperties: false }),
         response: { 200: ref(WebhookDeliveryPage), ...problems(403, 404) },

@@ -310,7 +310,9 @@ function needQueue(deps: WebhookDeps): JobQueue {
 export async function retryDelivery(deps: WebhookDeps, principal: Principal, id: string, deliveryId: string) {
   await manageable(deps.db, principal, await repo.findWebhook(deps.db, id));
   const row = await deps.db.transaction().execute(async (trx) => {
-    const found = await repo.findDelivery(trx, id, deliveryId);
+    // Locked: the retention (which skips locked rows) cannot delete it between this read and
+    // the requeue, and a delivery it deleted first is not found (404, not "not failed").
+    const found = await repo.findDelivery(trx, id, deliveryId, { lock: true });
     if (!found) throw notFound('delivery');
     const queue = needQueue(deps);
     const requeued = await repo.requeueDelivery(trx, deliveryId);
@@ -347,14 +349,20 @@ export async function ping(deps: WebhookDeps, principal: Principal, id: string) 
     ticket_id: null,
     payload: { webhook_id: webhook.id },
   };
-  await repo.insertDelivery(deps.db, {
-    id: deliveryId,
-    webhook_id: webhook.id,
-    event_id: event.id,
-    event_type: event.type,
-    ticket_id: null,
-    body: JSON.stringify(event),
-  });
+  try {
+    await repo.insertDelivery(deps.db, {
+      id: deliveryId,
+      webhook_id: webhook.id,
+      event_id: event.id,
+      event_type: event.type,
+      ticket_id: null,
+      body: JSON.stringify(event),
+    });
+  } catch (error) {
+    // Deleted since it was read: the same answer as had it been gone before.
+    if ((error as { code?: string }).code === '23503') throw notFound('webhook');
+    throw error;
+  }
   await attemptDelivery({ ...deps, onDisabled: recordDisabled }, deliveryId, {
     retry: false,
     evenIfInactive: true,
