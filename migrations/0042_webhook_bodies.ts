@@ -35,18 +35,24 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create unique index webhook_deliveries_event on webhook_deliveries (event_id, webhook_id)`.execute(
     db,
   );
-  // Settled deliveries by when they settled, for the retention (WEBHOOK_DELIVERY_RETENTION_DAYS,
-  // counted from then, so a delivery that failed after a day of retries, or was retried by hand
-  // late, stays listed and retryable for the whole retention): pending ones are not in it, so a
-  // dispatch and a claim write no entry.
+  // When a delivery settled (delivered or failed; null while pending), for the retention
+  // (WEBHOOK_DELIVERY_RETENTION_DAYS counts from then, so a delivery that failed after a day of
+  // retries, or was retried by hand late, stays listed and retryable for the whole retention).
+  // Set only by the updates that change the status, which never stay on their page anyway: a
+  // failed attempt with a retry ahead (last_attempt_at) still can. Pending ones are not in the
+  // index, so a dispatch and a claim write no entry.
+  await sql`alter table webhook_deliveries add column settled_at timestamptz(3)`.execute(db);
   await sql`
-    create index webhook_deliveries_settled
-        on webhook_deliveries ((coalesce(delivered_at, last_attempt_at, created_at)))
+    update webhook_deliveries set settled_at = coalesce(delivered_at, last_attempt_at, created_at)
+     where status <> 'pending'`.execute(db);
+  await sql`
+    create index webhook_deliveries_settled on webhook_deliveries (settled_at)
      where status <> 'pending'`.execute(db);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`drop index webhook_deliveries_settled`.execute(db);
+  await sql`alter table webhook_deliveries drop column settled_at`.execute(db);
   await sql`drop index webhook_deliveries_event`.execute(db);
   await sql`create unique index webhook_deliveries_event on webhook_deliveries (webhook_id, event_id)`.execute(
     db,

@@ -735,6 +735,33 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       ],
     );
     t.ok(shown.attempt_log.every((a: { started_at: string }) => !Number.isNaN(Date.parse(a.started_at))));
+    // The department's manager reads the event while the ticket is theirs; once it moved to
+    // another department, no longer (the feed's rule), while an admin still does.
+    const { token: managerA } = await agentWithToken(ctx, { departments: [[a, 'manager']] });
+    const asManager = async () =>
+      (
+        await ctx.request({
+          method: 'GET',
+          url: `/v1/webhooks/${hook.id}/deliveries/${delivery?.id}`,
+          token: managerA,
+        })
+      ).json();
+    t.match((await asManager()).event, { ticket_id: ticket.id }, 'the manager reads their ticket’s event');
+    await ctx.db.updateTable('tickets').set({ department_id: b }).where('id', '=', ticket.id).execute();
+    const moved = await asManager();
+    t.equal(moved.event, null, 'not once the ticket left the department');
+    t.equal(moved.attempt_log.length, 2, 'the attempts still show');
+    t.match(
+      (
+        await ctx.request({
+          method: 'GET',
+          url: `/v1/webhooks/${hook.id}/deliveries/${delivery?.id}`,
+          token: admin,
+        })
+      ).json().event,
+      { ticket_id: ticket.id },
+      'an admin still reads it',
+    );
     // A ping's delivery shows the test event.
     const ping = await ctx.request({ method: 'POST', url: `/v1/webhooks/${hook.id}/ping`, token: admin });
     const pinged = (
@@ -1068,6 +1095,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       const holder = new pg.Client({ connectionString: ctx.database.url! });
       await holder.connect();
       t.teardown(() => holder.end());
+      const holderPid = (await holder.query('select pg_backend_pid() as pid')).rows[0].pid as number;
       await holder.query('begin');
       await holder.query('select id from webhook_deliveries where id = $1 for update', [id]);
       const retry = ctx.request({
@@ -1077,7 +1105,8 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       });
       await until('the retry waiting for the row', async () => {
         const { rows } = await sql<{ n: number }>`
-          select count(*)::int as n from pg_locks where not granted`.execute(ctx.db);
+          select count(*)::int as n from pg_stat_activity
+           where ${holderPid}::int = any(pg_blocking_pids(pid))`.execute(ctx.db);
         return (rows[0]?.n ?? 0) > 0;
       });
       await holder.query('delete from webhook_deliveries where id = $1', [id]);
@@ -1146,7 +1175,9 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
           },
         ]);
         await sql`
-          update webhook_deliveries set status = ${status}, created_at = now() - ${ageDays} * interval '1 day'
+          update webhook_deliveries
+             set status = ${status}, created_at = now() - ${ageDays} * interval '1 day',
+                 settled_at = case when ${status} <> 'pending' then now() - ${ageDays} * interval '1 day' end
            where id = ${id}`.execute(ctx.db);
         await sql`
           update webhook_bodies set created_at = now() - ${ageDays} * interval '1 day'
@@ -1167,7 +1198,7 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       const late = `retain_late_${randomUUID()}`;
       await make(two.id, late, 'failed', 40);
       await sql`
-        update webhook_deliveries set last_attempt_at = now() - interval '1 day'
+        update webhook_deliveries set last_attempt_at = now() - interval '1 day', settled_at = now() - interval '1 day'
          where id = ${made.get(`two ${late}`)}`.execute(ctx.db);
       // More than one batch of old ones.
       const bulk = Array.from({ length: PRUNE_BATCH + 1 }, () => ({
@@ -1180,7 +1211,8 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
       }));
       await insertDeliveries(ctx.db, bulk);
       await sql`
-        update webhook_deliveries set status = 'delivered', created_at = now() - interval '31 days'
+        update webhook_deliveries
+           set status = 'delivered', created_at = now() - interval '31 days', settled_at = now() - interval '31 days'
          where id = any(${bulk.map((d) => d.id)}::uuid[])`.execute(ctx.db);
       await sql`
         update webhook_bodies set created_at = now() - interval '31 days'

@@ -160,6 +160,8 @@ export interface WebhookDeliveriesTable {
   last_latency_ms: number | null;
   last_error: string | null;
   delivered_at: Date | null;
+  /** When it was delivered or failed; null while pending (migration 0042). */
+  settled_at: Date | null;
   created_at: CreatedAt;
 }
 

@@ -239,7 +239,13 @@ export async function reviveDeliveries(deps: DeliveryDeps, deliveryIds: string[]
     if (expired.length > 0) {
       await trx
         .updateTable('webhook_deliveries')
-        .set({ status: 'failed', locked_until: null, next_attempt_at: null, last_error: 'retries exhausted' })
+        .set({
+          status: 'failed',
+          settled_at: sql<Date>`now()`,
+          locked_until: null,
+          next_attempt_at: null,
+          last_error: 'retries exhausted',
+        })
         .where(
           'id',
           'in',
@@ -375,7 +381,12 @@ async function settleUnclaimed(deps: DeliveryDeps, trx: Db, ids: string[], evenI
   if (inactive.length > 0) {
     await trx
       .updateTable('webhook_deliveries')
-      .set({ status: 'failed', last_error: 'the webhook is not active', locked_until: null })
+      .set({
+        status: 'failed',
+        settled_at: sql<Date>`now()`,
+        last_error: 'the webhook is not active',
+        locked_until: null,
+      })
       .where(
         'id',
         'in',
@@ -424,6 +435,17 @@ function groupRecorder(deps: DeliveryDeps) {
 
 async function recordOutcomes(deps: DeliveryDeps, all: Outcome[]) {
   await deps.db.transaction().execute(async (trx) => {
+    // The subscriptions whose health this may update (a failure in the group, or failures to
+    // reset), locked before the deliveries: deleting or moving a subscription locks it, then its
+    // deliveries, so the same order here leaves no cycle. A healthy subscription's successes
+    // update nothing and take no lock.
+    const hooks = [...new Set(all.map((o) => o.claim.webhook.id))];
+    const failing = [...new Set(all.filter((o) => o.status !== 'delivered').map((o) => o.claim.webhook.id))];
+    await sql`
+      select id from webhooks
+       where id = any(${hooks}::uuid[]) and (consecutive_failures > 0 or id = any(${failing}::uuid[]))
+       order by id
+       for no key update`.execute(trx);
     // The id list keeps the planner on the primary key whatever its statistics say (autovacuum
     // may be off, and the table grows fast).
     const { rows: locked } = await sql<{ id: string }>`
@@ -473,7 +495,8 @@ async function recordPresent(deps: DeliveryDeps, trx: Transaction<Database>, out
              last_status_code = r.status_code,
              last_latency_ms = r.latency_ms,
              last_error = r.last_error,
-             delivered_at = case when r.status = 'delivered' then now() else d.delivered_at end
+             delivered_at = case when r.status = 'delivered' then now() else d.delivered_at end,
+             settled_at = case when r.status <> 'pending' then now() end
         from jsonb_to_recordset(${json}::jsonb) as r(
           id uuid, attempt int, started_at timestamptz, status_code int, latency_ms int,
           last_error text, status text, next_at timestamptz)
@@ -699,8 +722,8 @@ export async function dispatchEvents(
 export const PRUNE_BATCH = 2_000;
 
 /**
- * The retention: delivered and failed deliveries settled more than `retentionDays` ago (their
- * delivery or last attempt; made, for one failed without an attempt) are deleted, oldest first,
+ * The retention: delivered and failed deliveries settled more than `retentionDays` ago
+ * (`settled_at`: delivered, or failed, however) are deleted, oldest first,
  * with their attempts (cascade); then the bodies of events older than that which no
  * delivery needs any more (their deliveries pruned, or gone with a deleted or moved
  * subscription). Pending deliveries and their bodies stay whatever their age. Batches of
@@ -734,9 +757,8 @@ export async function pruneDeliveries(
           delete from webhook_deliveries
            where id in (
              select id from webhook_deliveries
-              where status <> 'pending'
-                and coalesce(delivered_at, last_attempt_at, created_at) < ${cutoff}
-              order by coalesce(delivered_at, last_attempt_at, created_at)
+              where status <> 'pending' and settled_at < ${cutoff}
+              order by settled_at
               limit ${PRUNE_BATCH}
               -- A subscription being deleted or moved deletes its deliveries in its own order:
               -- never wait on (or deadlock with) it; its rows go with it anyway.

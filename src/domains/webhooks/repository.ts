@@ -163,6 +163,15 @@ export function findDelivery(db: Executor, webhookId: string, id: string, option
     .executeTakeFirst();
 }
 
+/** What the ticket visibility policy reads of a ticket, as it is now. */
+export function ticketVisibility(db: Executor, ticketId: string) {
+  return db
+    .selectFrom('tickets')
+    .select(['department_id', 'assignee_id'])
+    .where('id', '=', ticketId)
+    .executeTakeFirst();
+}
+
 /** A delivery's attempts, oldest first, and the body its event was sent with. */
 export async function deliveryDetail(db: Executor, delivery: WebhookDeliveryRow) {
   const [attempts, body] = await Promise.all([
@@ -214,7 +223,13 @@ export async function listDeliveries(
 export function requeueDelivery(trx: Executor, id: string) {
   return trx
     .updateTable('webhook_deliveries')
-    .set({ status: 'pending', next_attempt_at: sql<Date>`now()`, first_attempt_at: null, locked_until: null })
+    .set({
+      status: 'pending',
+      settled_at: null,
+      next_attempt_at: sql<Date>`now()`,
+      first_attempt_at: null,
+      locked_until: null,
+    })
     .where('id', '=', id)
     .where('status', '=', 'failed')
     .returningAll()

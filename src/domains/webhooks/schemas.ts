@@ -133,7 +133,7 @@ export const WebhookDeliveryDetailSchema = Type.Object(
     ...WebhookDeliverySchema.properties,
     event: Type.Union([ref(EventSchema), ref(WebhookPingEventSchema), Type.Null()], {
       description:
-        'The body every attempt sent (and a retry sends), parsed: the event as it was when dispatched. Null only if it is gone.',
+        'The body every attempt sent (and a retry sends), parsed: the event as it was when dispatched, per the Event schema of that time. Null if it is gone, or if its ticket is not one you may read now (moved out of your departments since).',
     }),
     attempt_log: Type.Array(ref(WebhookDeliveryAttemptSchema), {
       description: 'Every attempt, oldest first.',

@@ -6,6 +6,7 @@ type Logger = Pick<PinoLogger, 'info' | 'warn'>;
 
 import type { Transaction } from 'kysely';
 import { atLeast, isAdmin, type Principal } from '../../access/policy.ts';
+import { can, loadTicketAccess } from '../../access/tickets.ts';
 import type { WebhookConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { Database, DepartmentRole, WebhookDeliveryStatus, WebhookRow } from '../../db/types.ts';
@@ -299,7 +300,14 @@ export async function getDelivery(deps: WebhookDeps, principal: Principal, id: s
   await manageable(deps.db, principal, await repo.findWebhook(deps.db, id));
   const row = await repo.findDelivery(deps.db, id, deliveryId);
   if (!row) throw notFound('delivery');
-  return repo.deliveryDetail(deps.db, row);
+  const detail = await repo.deliveryDetail(deps.db, row);
+  // The event's content only to whoever may read its ticket now, as the feed decides: a
+  // department's manager does not read a ticket transferred out of the department since.
+  if (row.ticket_id !== null && !isAdmin(principal)) {
+    const ticket = await repo.ticketVisibility(deps.db, row.ticket_id);
+    if (!ticket || !can(await loadTicketAccess(deps.db, principal), ticket, 'read')) detail.event = null;
+  }
+  return detail;
 }
 
 function needQueue(deps: WebhookDeps): JobQueue {
@@ -368,6 +376,7 @@ export async function ping(deps: WebhookDeps, principal: Principal, id: string) 
     evenIfInactive: true,
   });
   const row = await repo.findDelivery(deps.db, id, deliveryId);
-  if (!row) throw notFound('delivery');
+  // Gone with its webhook, deleted while the attempt ran.
+  if (!row) throw notFound('webhook');
   return repo.toDelivery(row);
 }
