@@ -438,8 +438,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const raw = env[key];
     if (raw !== undefined && raw !== '') input[key] = raw;
   }
-  const converted = Value.Convert(EnvSchema, Value.Default(EnvSchema, input));
   const problems: string[] = [];
+  // TypeBox's conversion truncates "1.5" to 1 for an integer: a whole number is asked for, so
+  // anything else (a fraction, an exponent, a unit) is refused rather than read as something else.
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    const raw = input[key];
+    if (
+      (schema as { type?: unknown }).type === 'integer' &&
+      typeof raw === 'string' &&
+      !/^[+-]?\d+$/.test(raw.trim())
+    ) {
+      problems.push(`${key}: must be a whole number, not ${JSON.stringify(raw.slice(0, 40))}`);
+      delete input[key];
+    }
+  }
+  const converted = Value.Convert(EnvSchema, Value.Default(EnvSchema, input));
   for (const error of Value.Errors(EnvSchema, converted)) {
     const name = error.instancePath.replace(/^\//, '') || 'environment';
     problems.push(`${name}: ${error.message}`);

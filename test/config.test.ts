@@ -38,6 +38,7 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
     { servers: [], timeoutMs: 15_000 },
     'IMAP DNS: resolv.conf’s, within half of IMAP_TIMEOUT_MS',
   );
+  t.equal(loadConfig({ PORT: ' 8080 ' }).port, 8080, 'a whole number with spaces around');
   t.same(loadConfig({ IMAP_DNS_SERVERS: '10.0.0.53:5353', IMAP_TIMEOUT_MS: '4000' }).mailIn.dns, {
     servers: ['10.0.0.53:5353'],
     timeoutMs: 2000,
@@ -62,6 +63,13 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
     [{ WEBHOOK_DNS_SERVERS: '10.0.0.53:99999' }, /WEBHOOK_DNS_SERVERS/],
     [{ WEBHOOK_DNS_TIMEOUT_MS: '5' }, /WEBHOOK_DNS_TIMEOUT_MS/],
     [{ IMAP_DNS_SERVERS: '10.0.0.53,imap.example.com' }, /IMAP_DNS_SERVERS/],
+    // A whole number, not one TypeBox's conversion would truncate or expand.
+    [
+      { WEBHOOK_DELIVERY_RETENTION_DAYS: '1.5' },
+      /WEBHOOK_DELIVERY_RETENTION_DAYS: must be a whole number, not "1\.5"/,
+    ],
+    [{ PORT: '8e3' }, /PORT: must be a whole number/],
+    [{ IMAP_TIMEOUT_MS: '30s' }, /IMAP_TIMEOUT_MS: must be a whole number/],
     [
       { DESKROUTE_ADMIN_EMAIL: 'boss@example.com', DESKROUTE_ADMIN_PASSWORD: 'short' },
       /DESKROUTE_ADMIN_PASSWORD/,
