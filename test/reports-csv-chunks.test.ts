@@ -104,6 +104,36 @@ t.test('chunked CSV exports', async (t) => {
     }
     await db.insertInto('ticket_events').values(list).execute();
   }
+  // A ticket never answered, tagged alone: counted (created), but no duration to take a median
+  // of. A report of percentiles alone still lists its tag, as one with counts does.
+  const quiet = await db
+    .insertInto('tickets')
+    .values({
+      subject: 'Never answered',
+      channel: 'email',
+      status: 'new',
+      priority: 'normal',
+      department_id: sales,
+      contact_id: contact.id,
+      tags: ['unanswered'],
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto('ticket_events')
+    .values({
+      ticket_id: quiet.id,
+      type: 'created',
+      actor_type: 'contact',
+      actor_agent_id: null,
+      actor_contact_id: contact.id,
+      department_id: sales,
+      agent_id: null,
+      channel: 'email',
+      data: JSON.stringify({ tags: ['unanswered'] }),
+      occurred_at: new Date('2026-06-10T10:00:00Z'),
+    })
+    .execute();
   await countPendingEvents(db);
 
   const base: ReportSpec = {
@@ -162,7 +192,7 @@ t.test('chunked CSV exports', async (t) => {
     ['by day and department alone', { ...base, groupBy: ['time', 'department'] }],
     ['by day and tag, a tag first seen in October', { ...base, groupBy: ['time', 'tag'] }],
     [
-      'by day and tag, percentiles alone (the entities read from the percentiles)',
+      'by day and tag, percentiles alone (the entities read from the counted groups)',
       {
         ...base,
         groupBy: ['time', 'tag'],
@@ -223,6 +253,42 @@ t.test('chunked CSV exports', async (t) => {
       t.same(await streamed(spec), whole, 'the chunks give the whole statement’s rows, in its order');
     });
   }
+
+  await t.test('a one-dimension report lists the same entities whichever columns it asks for', async (t) => {
+    const medians = METRICS.filter((m) => 'percentile' in m.formula);
+    const counts = METRICS.filter((m) => m.key === 'created_tickets');
+    const keysOf = (rows: Row[], dim: string) =>
+      rows.map((r) => `${r.period_start_local} ${r[dim] ?? 'none'}`).sort();
+    for (const [dim, groupBy] of [
+      ['tag', ['time', 'tag']],
+      ['agent_id', ['time', 'agent']],
+      ['tag', ['tag']],
+    ] as const) {
+      for (const source of ['counters', 'events'] as const) {
+        const spec = {
+          ...base,
+          groupBy: [...groupBy],
+          source,
+          interval: groupBy.length > 1 ? 'month' : 'none',
+        } as ReportSpec;
+        const withCounts = (await reportQuery({ ...spec, metrics: counts }).execute(db)).rows;
+        const alone = (await reportQuery({ ...spec, metrics: medians }).execute(db)).rows;
+        t.same(
+          keysOf(alone, dim),
+          keysOf(withCounts, dim),
+          `${groupBy.join(',')} from the ${source}: the same rows`,
+        );
+        if (dim === 'tag') {
+          const row = alone.find((r) => r.tag === 'unanswered' && r.m_created_tickets === undefined);
+          t.ok(
+            row,
+            `${groupBy.join(',')} from the ${source}: the tag of a ticket never answered has its row`,
+          );
+          t.equal(row?.m_median_first_answer_time, null, 'with no median');
+        }
+      }
+    }
+  });
 
   await t.test('a chunked export stops at once when its client goes away', async (t) => {
     const gone = new AbortController();

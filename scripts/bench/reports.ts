@@ -18,11 +18,13 @@
 //      real socket from a server in a child process started with the Node flags of package.json's
 //      start script (what production runs): rows/s, the first byte (target < 1 s) and the
 //      server's peak RSS (target < 200 MB); then the year by day x tag in Europe/Prague (time and
-//      one dimension: the tags of the whole year are read before the first rows).
+//      one dimension: the tags of the whole year are read before the first rows), with all
+//      columns and with percentile columns alone.
 //
 // --keep keeps the scratch database; --reuse <db> runs the queries on a kept one (migrated to the
-// latest schema first); --load-only stops after loading; --only json|export|tags runs one part (tags: the JSON reports by tag); --match <text> only the
-// JSON reports whose name contains it;
+// latest schema first); --load-only stops after loading; --only json|export|tags|export-tags
+// runs one part (tags: the JSON reports by tag; export-tags: the two CSV exports by tag);
+// --match <text> only the JSON reports whose name contains it;
 // --export-flags="<node flags>" repeats the export from a server started with those flags.
 // Run the bench itself with --expose-gc to see the export server's live heap as well.
 import { fork } from 'node:child_process';
@@ -94,6 +96,11 @@ const BY_DAY_AND_AGENT_AND_CHANNEL: CsvExport = {
 const BY_DAY_AND_TAG: CsvExport = {
   query: 'from=2025-01-01&to=2026-01-01&interval=day&group_by=tag&timezone=Europe/Prague',
   label: 'the year by day x tag in Europe/Prague',
+};
+const BY_DAY_AND_TAG_MEDIANS: CsvExport = {
+  query:
+    'from=2025-01-01&to=2026-01-01&interval=day&group_by=tag&timezone=Europe/Prague&columns=median_first_answer_time,p90_first_answer_time,median_resolution_time',
+  label: 'the year by day x tag in Europe/Prague, medians and p90 alone',
 };
 
 function percentile(sorted: number[], q: number): number {
@@ -181,12 +188,18 @@ async function main() {
       fixture = await load(client, scratchUrl);
     }
     if (!args['load-only']) {
-      if (args.only !== 'export') await queries(scratchUrl, client, fixture);
-      if (args.only !== 'json' && args.only !== 'tags') {
+      if (args.only !== 'export' && args.only !== 'export-tags') await queries(scratchUrl, client, fixture);
+      if (args.only === 'export-tags') {
+        await exportCsv(scratchUrl, startFlags(), 'as npm start', BY_DAY_AND_TAG);
+        await exportCsv(scratchUrl, startFlags(), 'as npm start', BY_DAY_AND_TAG_MEDIANS);
+      } else if (args.only !== 'json' && args.only !== 'tags') {
         await exportCsv(scratchUrl, startFlags());
         // Time and one dimension: every tag has a row in every period, so the tags of the whole
         // year are read before the first chunk (query.ts, reportEntitiesQuery).
         await exportCsv(scratchUrl, startFlags(), 'as npm start', BY_DAY_AND_TAG);
+        // The same with percentile columns alone: the tags come from the counted groups, so
+        // no percentile of the whole year is computed before the first chunk.
+        await exportCsv(scratchUrl, startFlags(), 'as npm start', BY_DAY_AND_TAG_MEDIANS);
         // --export-flags="...": the same export from a server with other Node flags, to try them.
         if (args['export-flags']) await exportCsv(scratchUrl, args['export-flags'].split(/\s+/), 'as asked');
       }

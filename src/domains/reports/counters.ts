@@ -203,6 +203,20 @@ export function countsAgg(spec: ReportSpec): RawBuilder<unknown> {
     group by ${sql.join(groupKeys(spec, 'c'))}`;
 }
 
+/**
+ * The groups (the period and the one entity) that have counted events, without their figures:
+ * every event that gives a sample or a goal's count is counted too (report_event_samples and
+ * report_event_facts), so these hold every group the percentiles or the goal could find, and
+ * reading them costs a count, not a percentile.
+ */
+export function seenAgg(spec: ReportSpec): RawBuilder<unknown> {
+  const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
+  return sql`
+    select distinct ${keyColumns(spec, 'c')} true as seen
+    from (${overPieces(spec, 'counters')}) c
+    where ${where}`;
+}
+
 /** Tickets by status right now, by their current department, assignee and channel. */
 export function currentAgg(spec: ReportSpec): RawBuilder<unknown> {
   if (byTag(spec)) return currentByTag(spec);

@@ -1,7 +1,7 @@
 import { type RawBuilder, sql } from 'kysely';
 import { CHANNELS } from '../tickets/schemas.ts';
 import { cacheScope, keptPercentiles, percentileColumns } from './cache.ts';
-import { countsAgg, currentAgg } from './counters.ts';
+import { countsAgg, currentAgg, seenAgg } from './counters.ts';
 import { FIGURES, type SampleMetric } from './figures.ts';
 import { DECIMALS, type Formula, type Metric, shareOf } from './metrics.ts';
 import { goalAgg, histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
@@ -220,7 +220,14 @@ function percentileCtes(spec: ReportSpec, samples: SampleMetric[]): RawBuilder<u
 
 /**
  * The statements a report's figures come from, as CTEs (periods, pieces, counts, samples,
- * goal_counts, current_figures), and which of those figures it reads.
+ * goal_counts, current_figures), which of those figures it reads (`sources`), and which CTEs
+ * name the entities of a one-dimension report (`entitySources`, with allEntities).
+ *
+ * The entities of a one-dimension report are those with counted events in the range (or now,
+ * for the current figures), whichever columns are asked for: a report of medians alone lists
+ * the same rows as one with counts. Without counts among its figures, the `seen` groups (the
+ * counts' groups without their sums) name them: the percentiles' and the goal's groups are
+ * among them, and a chunked export reads them first without computing a percentile.
  */
 function figureCtes(spec: ReportSpec) {
   const time = byTime(spec);
@@ -230,12 +237,19 @@ function figureCtes(spec: ReportSpec) {
 
   const ctes: RawBuilder<unknown>[] = periodCtes(spec);
   const sources: string[] = [];
+  const entitySources: string[] = [];
   const goal = neededGoal(spec);
   const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent || goal);
   if (withCounts || samples.length > 0 || goal) ctes.push(piecesCte(coarse));
   if (withCounts) {
     ctes.push(sql`counts as (${countsAgg(spec)})`);
     sources.push('counts');
+    entitySources.push('counts');
+  } else if (samples.length > 0 || goal) {
+    if (entityDims(spec).length === 1) {
+      ctes.push(sql`seen as (${seenAgg(spec)})`);
+      entitySources.push('seen');
+    }
   }
   if (samples.length > 0) {
     ctes.push(...percentileCtes(spec, samples));
@@ -248,13 +262,14 @@ function figureCtes(spec: ReportSpec) {
   if (withCurrent) {
     ctes.push(sql`current_figures as (${currentAgg(spec)})`);
     sources.push('current_figures');
+    entitySources.push('current_figures');
   }
-  return { ctes, sources, goal, withCurrent };
+  return { ctes, sources, entitySources, goal, withCurrent };
 }
 
 /**
- * The department, agent, channel or tag of a one-dimension report: those with figures
- * (`sources`) and every one in scope (allEntities).
+ * The department, agent, channel or tag of a one-dimension report: those with counted events
+ * (`sources`: figureCtes's entitySources) and every one in scope (allEntities).
  */
 function knownEntities(spec: ReportSpec, sources: string[], dim: EntityDimension): RawBuilder<unknown> {
   const column = id(DIMENSION_COLUMN[dim]);
@@ -275,12 +290,11 @@ function knownEntities(spec: ReportSpec, sources: string[], dim: EntityDimension
 export function reportEntitiesQuery(spec: ReportSpec): RawBuilder<{ entity: string }> {
   const [dim] = entityDims(spec);
   if (entityDims(spec).length !== 1 || dim === undefined) throw new Error('a report of one dimension only');
-  const { ctes, sources } = figureCtes(spec);
+  const { ctes, entitySources } = figureCtes(spec);
   // The CTEs left unread (samples, goal_counts) are not run.
-  const read = sources.includes('counts') ? ['counts'] : sources;
   return sql<{ entity: string }>`
     with ${sql.join(ctes)}
-    select ${id(DIMENSION_COLUMN[dim])}::text as entity from (${knownEntities(spec, read, dim)}) k`;
+    select ${id(DIMENSION_COLUMN[dim])}::text as entity from (${knownEntities(spec, entitySources, dim)}) k`;
 }
 
 /**
@@ -294,7 +308,7 @@ export function reportQuery(
 ): RawBuilder<Record<string, unknown>> {
   const dims = entityDims(spec);
   const keys = sortKeys(spec);
-  const { ctes, sources, goal, withCurrent } = figureCtes(spec);
+  const { ctes, sources, entitySources, goal, withCurrent } = figureCtes(spec);
 
   const dimCols = dims.map((d) => id(DIMENSION_COLUMN[d]));
   if (dims.length >= 2) {
@@ -327,7 +341,7 @@ export function reportQuery(
         select e${cast} as ${id(DIMENSION_COLUMN[dim])}
         from jsonb_array_elements_text(${JSON.stringify(spec.chunk.entities)}::jsonb) e)`);
     } else if (dim !== undefined) {
-      ctes.push(sql`entities as (${knownEntities(spec, sources, dim)})`);
+      ctes.push(sql`entities as (${knownEntities(spec, entitySources, dim)})`);
     } else {
       ctes.push(sql`entities as (select 1 as one)`);
     }
