@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { sql } from 'kysely';
 import t from 'tap';
-import { CURRENT_COUNTS, REPORT_TABLES } from '../src/domains/reports/counters.ts';
+import { CURRENT_COUNTS, REPORT_TABLES, TAG_TOTAL_TABLES } from '../src/domains/reports/counters.ts';
 import { FIGURE_COLUMN_TYPE, FIGURES, REPORT_FIGURES } from '../src/domains/reports/figures.ts';
 import { figuresOf, METRIC_KEYS, METRICS, REPORT_COLUMN_KEYS } from '../src/domains/reports/metrics.ts';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
@@ -50,6 +50,26 @@ t.test('every counter table has exactly the figures of the list, typed by their 
   }
 });
 
+t.test('the tag counters summed over departments have their tag, bucket and every figure', async (t) => {
+  t.same(
+    Object.keys(TAG_TOTAL_TABLES).sort(),
+    REPORT_TABLES.filter((table) => table.kind === 'counters' && table.keys.includes('tag'))
+      .map((table) => table.name)
+      .sort(),
+    'one for each tag counter table',
+  );
+  for (const name of Object.values(TAG_TOTAL_TABLES)) {
+    const columns = await columnsOf(name);
+    t.same(sorted(columns.map((c) => c.column_name)), sorted(['bucket', 'tag', ...FIGURES]), name);
+    const byName = new Map(columns.map((c) => [c.column_name, c]));
+    const wrong = REPORT_FIGURES.filter((f) => {
+      const column = byName.get(f.column);
+      return column?.data_type !== FIGURE_COLUMN_TYPE[f.kind] || column.is_nullable !== 'NO';
+    }).map((f) => f.column);
+    t.same(wrong, [], `${name}: typed as the counters`);
+  }
+});
+
 t.test('the histograms and current counts have the columns the compactor folds', async (t) => {
   for (const table of [...REPORT_TABLES.filter((table) => table.kind === 'histograms'), CURRENT_COUNTS]) {
     const columns = await columnsOf(table.name);
@@ -63,13 +83,15 @@ t.test('the histograms and current counts have the columns the compactor folds',
 
 t.test('no report table is left out of the list the code keeps', async (t) => {
   // Kept by functions of their own migrations, not folded by the compactor: the pending events
-  // (0007), the compacted months' summaries (0008) and the kept percentiles (0039, cache.ts).
+  // (0007), the compacted months' summaries (0008) and the kept percentiles (0039, cache.ts);
+  // and added to by the compactor's fold of the tag counters (0043).
   const summaries = [
     'report_pending_events',
     'report_department_quantiles_month',
     'report_total_histograms_month',
     'report_total_coarse_histograms_month',
     'report_percentile_cache',
+    ...Object.values(TAG_TOTAL_TABLES),
   ];
   const { rows } = await sql<{ table_name: string }>`
     select table_name from information_schema.tables

@@ -85,6 +85,16 @@ export const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[
   ];
 });
 
+/**
+ * The tag counters summed over departments (migrations/0043), by grain: compacted sums only,
+ * added to by the statement that folds the tag counters' fresh rows (compactReportTables). A
+ * report by tag over every department reads these and the tag counters' fresh rows.
+ */
+export const TAG_TOTAL_TABLES = Object.fromEntries(
+  GRAINS.map((grain) => [`report_tag_counters_${grain}`, `report_tag_total_counters_${grain}`]),
+) as Record<string, string>;
+const TAG_TOTAL_KEYS = ['bucket', 'tag'];
+
 const refs = (names: readonly string[]) => sql.join(names.map((n) => id(n)));
 
 /** Tickets by status right now, kept by triggers on tickets (migrations/0009). */
@@ -173,6 +183,27 @@ export function overPieces(
       : `report_department_${kind}`;
   const grains = ['month', 'day', '15m'] as const;
   const where = filters(spec, { department: 'c.department_id', agent: 'c.agent_id', channel: 'c.channel' });
+  // By tag over every department, not grouped by department: the sums over departments, and
+  // the rows not folded into them yet (migrations/0043), a twentieth of the rows at 20
+  // departments.
+  const totals =
+    kind === 'counters' &&
+    byTag(spec) &&
+    spec.departments === null &&
+    !entityDims(spec).includes('department');
+  const rows = (grain: (typeof grains)[number]) => {
+    const table = `${prefix}_${grain}`;
+    if (!totals) {
+      return sql`select * from ${sql.table(table)} c where c.bucket >= p.lo and c.bucket < p.hi and ${where}`;
+    }
+    const figures = refs(FIGURES);
+    return sql`
+      select c.bucket, c.tag, null::uuid as department_id, ${figures}
+      from ${sql.table(TAG_TOTAL_TABLES[table]!)} c where c.bucket >= p.lo and c.bucket < p.hi
+      union all
+      select c.bucket, c.tag, c.department_id, ${figures}
+      from ${sql.table(table)} c where c.fresh and c.bucket >= p.lo and c.bucket < p.hi`;
+  };
   // One index range scan per piece (OFFSET 0 keeps the planner from flattening it into a
   // join): its row estimates for the pieces are guesses, and a wrong guess made it compare
   // every piece with every row of the range.
@@ -181,11 +212,7 @@ export function overPieces(
       (grain) => sql`
         select p.period_start, p.sign, p.piece, p.grain as piece_grain, c.*
         from ${pieces} p
-        cross join lateral (
-          select * from ${sql.table(`${prefix}_${grain}`)} c
-          where c.bucket >= p.lo and c.bucket < p.hi and ${where}
-          offset 0
-        ) c
+        cross join lateral (${rows(grain)} offset 0) c
         where p.grain = ${grain}`,
     ),
     sql` union all `,
@@ -309,6 +336,22 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
           )}
       )
       ${
+        // The tag counters' sums over departments (migrations/0043) take the same rows.
+        TAG_TOTAL_TABLES[table.name]
+          ? sql`, totalled as (
+              insert into ${sql.table(TAG_TOTAL_TABLES[table.name]!)} as t (${refs(TAG_TOTAL_KEYS)}, ${values})
+              select ${refs(TAG_TOTAL_KEYS)}, ${sql.join(table.values.map((v) => sql`sum(${id(v)})`))}
+              from gone
+              group by ${refs(TAG_TOTAL_KEYS)}
+              on conflict (${refs(TAG_TOTAL_KEYS)}) do update set
+                ${sql.join(
+                  table.values.map((v) => sql`${id(v)} = ${id(`t.${v}`)} + ${id(`excluded.${v}`)}`),
+                  sql`, `,
+                )}
+            )`
+          : sql``
+      }
+      ${
         table.name === QUANTILES_SOURCE
           ? sql`select (select count(*) from gone) as folded, k.buckets, k.departments
             from (
@@ -361,9 +404,9 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
   await takeKeepingLock.execute(db);
   await sql`delete from report_percentile_cache`.execute(db);
   await sql`lock table ticket_events in share mode`.execute(db);
-  await sql`truncate report_pending_events, ${sql.join(REPORT_TABLES.map((t) => sql.table(t.name)))}`.execute(
-    db,
-  );
+  await sql`truncate report_pending_events, ${sql.join(
+    [...REPORT_TABLES.map((t) => t.name), ...Object.values(TAG_TOTAL_TABLES)].map((t) => sql.table(t)),
+  )}`.execute(db);
   const table = (kind: ReportTableKind, full: boolean, grain: Grain) =>
     REPORT_TABLES.find(
       (t) =>
@@ -432,6 +475,14 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
   for (const kind of ['counters', 'histograms'] as const) {
     await insert(tagTable(kind, 'day'), sql.table(tagTable(kind, '15m').name), sum);
     await insert(tagTable(kind, 'month'), sql.table(tagTable(kind, 'day').name), sum);
+  }
+  // Their sums over departments (migrations/0043).
+  for (const grain of GRAINS) {
+    const from = tagTable('counters', grain).name;
+    await sql`
+      insert into ${sql.table(TAG_TOTAL_TABLES[from]!)} (${refs(TAG_TOTAL_KEYS)}, ${refs(FIGURES)})
+      select ${refs(TAG_TOTAL_KEYS)}, ${sql.join(FIGURES.map(sum))}
+      from ${sql.table(from)} group by ${refs(TAG_TOTAL_KEYS)}`.execute(db);
   }
   await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
   // The current_* counts come from the tickets as they are (migrations/0009).
