@@ -67,6 +67,15 @@ t.test('the tag counters summed over departments have their tag, bucket and ever
       return column?.data_type !== FIGURE_COLUMN_TYPE[f.kind] || column.is_nullable !== 'NO';
     }).map((f) => f.column);
     t.same(wrong, [], `${name}: typed as the counters`);
+    // Kept by the triggers' function on the tag counters: it must add every figure.
+    const { rows } = await sql<{ definition: string }>`
+      select pg_get_functiondef(${`${name}_fold()`}::regprocedure) as definition`.execute(db);
+    const definition = rows[0]!.definition;
+    t.same(
+      FIGURES.filter((f) => !definition.includes(`${f} = t.${f} + excluded.${f}`)),
+      [],
+      `${name}_fold() adds every figure`,
+    );
   }
 });
 

@@ -200,6 +200,16 @@ t.test('chunked CSV exports', async (t) => {
       },
     ],
     [
+      'by week and agent, percentiles alone, from the events (the entities read from the percentiles)',
+      {
+        ...base,
+        source: 'events',
+        interval: 'week',
+        groupBy: ['time', 'agent'],
+        metrics: METRICS.filter((m) => 'percentile' in m.formula),
+      },
+    ],
+    [
       'by week and tag, from the events (attribution=current)',
       { ...base, attribution: 'current', source: 'events', interval: 'week', groupBy: ['time', 'tag'] },
     ],
@@ -264,7 +274,8 @@ t.test('chunked CSV exports', async (t) => {
       ['agent_id', ['time', 'agent']],
       ['tag', ['tag']],
     ] as const) {
-      for (const source of ['counters', 'events'] as const) {
+      // From the events, the entities are those of the figures asked for (query.ts, figureCtes).
+      for (const source of ['counters'] as const) {
         const spec = {
           ...base,
           groupBy: [...groupBy],

@@ -87,13 +87,13 @@ export const REPORT_TABLES: ReportTable[] = GRAINS.flatMap((grain): ReportTable[
 
 /**
  * The tag counters summed over departments (migrations/0043), by grain: compacted sums only,
- * added to by the statement that folds the tag counters' fresh rows (compactReportTables). A
- * report by tag over every department reads these and the tag counters' fresh rows.
+ * kept by statement triggers on the tag counters (the fold and the rebuild write compacted
+ * rows; the triggers add them). A report by tag over every department reads these and the tag
+ * counters' fresh rows.
  */
 export const TAG_TOTAL_TABLES = Object.fromEntries(
   GRAINS.map((grain) => [`report_tag_counters_${grain}`, `report_tag_total_counters_${grain}`]),
 ) as Record<string, string>;
-const TAG_TOTAL_KEYS = ['bucket', 'tag'];
 
 const refs = (names: readonly string[]) => sql.join(names.map((n) => id(n)));
 
@@ -336,22 +336,6 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
           )}
       )
       ${
-        // The tag counters' sums over departments (migrations/0043) take the same rows.
-        TAG_TOTAL_TABLES[table.name]
-          ? sql`, totalled as (
-              insert into ${sql.table(TAG_TOTAL_TABLES[table.name]!)} as t (${refs(TAG_TOTAL_KEYS)}, ${values})
-              select ${refs(TAG_TOTAL_KEYS)}, ${sql.join(table.values.map((v) => sql`sum(${id(v)})`))}
-              from gone
-              group by ${refs(TAG_TOTAL_KEYS)}
-              on conflict (${refs(TAG_TOTAL_KEYS)}) do update set
-                ${sql.join(
-                  table.values.map((v) => sql`${id(v)} = ${id(`t.${v}`)} + ${id(`excluded.${v}`)}`),
-                  sql`, `,
-                )}
-            )`
-          : sql``
-      }
-      ${
         table.name === QUANTILES_SOURCE
           ? sql`select (select count(*) from gone) as folded, k.buckets, k.departments
             from (
@@ -475,14 +459,6 @@ export async function rebuildReportCounters(db: Executor): Promise<void> {
   for (const kind of ['counters', 'histograms'] as const) {
     await insert(tagTable(kind, 'day'), sql.table(tagTable(kind, '15m').name), sum);
     await insert(tagTable(kind, 'month'), sql.table(tagTable(kind, 'day').name), sum);
-  }
-  // Their sums over departments (migrations/0043).
-  for (const grain of GRAINS) {
-    const from = tagTable('counters', grain).name;
-    await sql`
-      insert into ${sql.table(TAG_TOTAL_TABLES[from]!)} (${refs(TAG_TOTAL_KEYS)}, ${refs(FIGURES)})
-      select ${refs(TAG_TOTAL_KEYS)}, ${sql.join(FIGURES.map(sum))}
-      from ${sql.table(from)} group by ${refs(TAG_TOTAL_KEYS)}`.execute(db);
   }
   await sql`select report_refresh_month_quantiles(null, null)`.execute(db);
   // The current_* counts come from the tickets as they are (migrations/0009).

@@ -223,11 +223,12 @@ function percentileCtes(spec: ReportSpec, samples: SampleMetric[]): RawBuilder<u
  * goal_counts, current_figures), which of those figures it reads (`sources`), and which CTEs
  * name the entities of a one-dimension report (`entitySources`, with allEntities).
  *
- * The entities of a one-dimension report are those with counted events in the range (or now,
- * for the current figures), whichever columns are asked for: a report of medians alone lists
- * the same rows as one with counts. Without counts among its figures, the `seen` groups (the
- * counts' groups without their sums) name them: the percentiles' and the goal's groups are
- * among them, and a chunked export reads them first without computing a percentile.
+ * The entities of a one-dimension report from the counters are those with counted events in
+ * the range (or now, for the current figures), whichever columns are asked for: a report of
+ * medians alone lists the same rows as one with counts. Without counts among its figures, the
+ * `seen` groups (the counts' groups without their sums) name them: the percentiles' and the
+ * goal's groups are among them, and a chunked export reads them first without computing a
+ * percentile. From the events, those of the figures asked for.
  */
 function figureCtes(spec: ReportSpec) {
   const time = byTime(spec);
@@ -245,11 +246,15 @@ function figureCtes(spec: ReportSpec) {
     ctes.push(sql`counts as (${countsAgg(spec)})`);
     sources.push('counts');
     entitySources.push('counts');
-  } else if (samples.length > 0 || goal) {
-    if (entityDims(spec).length === 1) {
-      ctes.push(sql`seen as (${seenAgg(spec)})`);
-      entitySources.push('seen');
-    }
+  } else if (spec.source === 'events') {
+    // From the events, the counted groups cost far more than the samples (every counted
+    // event's facts against the few events with a duration): the percentiles' and the goal's
+    // own groups name the entities, in the JSON and in a chunked export alike.
+    if (samples.length > 0) entitySources.push('samples');
+    if (goal) entitySources.push('goal_counts');
+  } else if ((samples.length > 0 || goal) && entityDims(spec).length === 1) {
+    ctes.push(sql`seen as (${seenAgg(spec)})`);
+    entitySources.push('seen');
   }
   if (samples.length > 0) {
     ctes.push(...percentileCtes(spec, samples));
