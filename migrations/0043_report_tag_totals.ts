@@ -11,8 +11,10 @@ import { type Kysely, sql } from 'kysely';
 //   fresh rows (src/domains/reports/counters.ts, overPieces), so a figure counts once whether
 //   it is still fresh or folded.
 // - Kept by statement triggers on report_tag_counters_<grain>: whatever inserts, updates or
-//   deletes compacted rows (the compactor's fold, the rebuild, any version of either) adds the
-//   difference in the same statement. Fresh rows, which counting appends, pass through.
+//   deletes compacted rows (the compactor's fold, the rebuild, an earlier version of either)
+//   adds the difference in the same statement, and a truncate of the tag counters empties
+//   their totals. Fresh rows, which counting appends, pass through. The lock below holds
+//   because Kysely runs each migration in a transaction.
 // - A migration that adds a figure must add it to these tables and their triggers' functions
 //   (test/report-figures.test.ts checks both); one that writes compacted tag rows directly gets
 //   the totals from the triggers.
@@ -85,15 +87,30 @@ export async function up(db: Kysely<any>): Promise<void> {
       .raw(`create trigger ${name}_deleted after delete on ${source}
         referencing old table as old_rows for each statement execute function ${name}_fold()`)
       .execute(db);
+    // A truncate fires no row change: emptied tag counters empty their totals too (a rebuild
+    // that truncates only the tag counters would otherwise add to stale totals).
+    await sql
+      .raw(`create function ${name}_emptied() returns trigger language plpgsql as $fn$
+      begin
+        delete from ${name};
+        return null;
+      end
+      $fn$`)
+      .execute(db);
+    await sql
+      .raw(`create trigger ${name}_truncated after truncate on ${source}
+        for each statement execute function ${name}_emptied()`)
+      .execute(db);
   }
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
   for (const grain of GRAINS) {
     const name = `report_tag_total_counters_${grain}`;
-    for (const op of ['inserted', 'updated', 'deleted'])
+    for (const op of ['inserted', 'updated', 'deleted', 'truncated'])
       await sql.raw(`drop trigger ${name}_${op} on report_tag_counters_${grain}`).execute(db);
     await sql.raw(`drop function ${name}_fold()`).execute(db);
+    await sql.raw(`drop function ${name}_emptied()`).execute(db);
     await sql.raw(`drop table ${name}`).execute(db);
   }
 }

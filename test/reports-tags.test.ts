@@ -342,6 +342,16 @@ t.test('reports by tag', async (t) => {
     t.same((await json(url)).data, twice, 'folded onto the compacted rows: still counted once each');
     await ctx.db.transaction().execute((trx) => rebuildReportCounters(trx));
     t.same((await json(url)).data, once, 'rebuilt from the events');
+    // A rebuild of an earlier version truncates the tag counters alone: their totals go too.
+    await sql`truncate report_tag_counters_15m, report_tag_counters_day, report_tag_counters_month`.execute(
+      ctx.db,
+    );
+    const left = await sql<{ n: number }>`select ((select count(*) from report_tag_total_counters_15m)
+      + (select count(*) from report_tag_total_counters_day)
+      + (select count(*) from report_tag_total_counters_month))::int as n`.execute(ctx.db);
+    t.equal(left.rows[0]?.n, 0, 'emptied with the tag counters');
+    await ctx.db.transaction().execute((trx) => rebuildReportCounters(trx));
+    t.same((await json(url)).data, once, 'rebuilt again');
   });
 
   await t.test('group_by=tag on every report, JSON and CSV', async (t) => {
