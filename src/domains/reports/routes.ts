@@ -106,7 +106,13 @@ export const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (wantsCsv(request.headers.accept)) {
           return sendCsvReport(reply, db, resolved, request.query.unit_row ?? false, exportLimits);
         }
-        return jsonReport(db, resolved, keeper);
+        // Sent as bytes, serialized by the route's own serializer: handed the string, fastify
+        // would measure its UTF-8 length and then encode it again, two passes over a rope of
+        // a few MB (a year by day is 1-2 MB of JSON).
+        const report = await jsonReport(db, resolved, keeper);
+        const serialize = reply.getSerializationFunction('200', 'application/json');
+        if (!serialize) return report;
+        return reply.type('application/json; charset=utf-8').send(Buffer.from(serialize(report)));
       },
     );
 
