@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
-import type { Database } from '../../db/types.ts';
+import type { Database, ImportKeysTable } from '../../db/types.ts';
 import { DomainError, forbidden } from '../../errors.ts';
 import { createAgent, updateAgent } from '../agents/service.ts';
 import { recordCall } from '../calls/service.ts';
@@ -28,6 +28,17 @@ export interface ApplyContext {
   known: Map<string, string>;
   /** Resolved in the batch under way: joins `known` when the batch commits. */
   pending: Map<string, string>;
+  /** Batches still to apply record by record, after one that could not be applied in one go. */
+  careful: number;
+}
+
+/**
+ * The import keys of a batch applied in one go (run.ts): those its records had when it began,
+ * read in one statement, and those it creates, inserted in one statement when it ends.
+ */
+export interface BatchKeys {
+  found: Map<string, { target_id: string; digest: string | null }>;
+  created: Map<string, Selectable<ImportKeysTable>>;
 }
 
 const unprocessable = (code: string, message: string) => new DomainError('unprocessable', code, message);
@@ -66,11 +77,27 @@ function digestOf(record: ImportRecord): string {
  * their own time: the transaction's clock (deskroute.now) is set to it, so the rows, their
  * ticket_events and the report counters the trigger keeps are those of a live change then.
  */
-export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRecord): Promise<Outcome> {
-  const existing = await repo.findKey(trx, ctx.source, record.type, record.external_id);
+export async function applyRecord(
+  trx: Trx,
+  ctx: ApplyContext,
+  record: ImportRecord,
+  keys?: BatchKeys,
+): Promise<Outcome> {
+  const k = `${record.type}\u0000${record.external_id}`;
+  const existing = keys
+    ? (keys.found.get(k) ?? keys.created.get(k))
+    : await repo.findKey(trx, ctx.source, record.type, record.external_id);
   const digest = digestOf(record);
+  /** A changed record's digest, on the key's row (or on the key the batch will insert). */
+  const newDigest = async () => {
+    const created = keys?.created.get(k);
+    if (created) created.digest = digest;
+    else await repo.updateKeyDigest(trx, ctx.source, record.type, record.external_id, digest);
+    const found = keys?.found.get(k);
+    if (found) found.digest = digest;
+  };
   if (existing) {
-    ctx.pending.set(`${record.type}\u0000${record.external_id}`, existing.target_id);
+    ctx.pending.set(k, existing.target_id);
     if (record.type === 'contact' && existing.digest !== digest) {
       await updateContact(trx, {}, existing.target_id, {
         ...(record.name !== undefined && { name: record.name }),
@@ -78,7 +105,7 @@ export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRec
         ...(record.phones !== undefined && { phones: record.phones }),
         ...(record.custom_fields !== undefined && { custom_fields: record.custom_fields }),
       });
-      await repo.updateKeyDigest(trx, ctx.source, record.type, record.external_id, digest);
+      await newDigest();
       return 'updated';
     }
     if (record.type === 'contact_field' && existing.digest !== digest) {
@@ -87,7 +114,7 @@ export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRec
         type: record.field_type,
         options: record.options,
       });
-      await repo.updateKeyDigest(trx, ctx.source, record.type, record.external_id, digest);
+      await newDigest();
       return adopted === 'added' ? 'updated' : 'skipped';
     }
     return 'skipped';
@@ -99,15 +126,17 @@ export async function applyRecord(trx: Trx, ctx: ApplyContext, record: ImportRec
   const target = await replaying({ importId: ctx.importId, runRules: ctx.runRules }, () =>
     create(trx, ctx, record),
   );
-  await repo.insertKey(trx, {
+  const key = {
     source: ctx.source,
     type: record.type,
     external_id: record.external_id,
     target_id: target,
     digest,
     import_id: ctx.importId,
-  });
-  ctx.pending.set(`${record.type}\u0000${record.external_id}`, target);
+  };
+  if (keys) keys.created.set(k, key);
+  else await repo.insertKey(trx, key);
+  ctx.pending.set(k, target);
   return 'created';
 }
 

@@ -20,6 +20,42 @@ export async function insertKey(db: Executor, key: Selectable<ImportKeysTable>):
   await db.insertInto('import_keys').values(key).execute();
 }
 
+/** The keys a batch's records already have, in one statement (`type \0 external_id` to the key). */
+export async function findKeys(
+  db: Executor,
+  source: string,
+  records: readonly { type: string; external_id: string }[],
+): Promise<Map<string, { target_id: string; digest: string | null }>> {
+  const found = new Map<string, { target_id: string; digest: string | null }>();
+  if (records.length === 0) return found;
+  const rows = await sql<{ type: string; external_id: string; target_id: string; digest: string | null }>`
+    select k.type, k.external_id, k.target_id, k.digest
+    from unnest(${records.map((r) => r.type)}::text[], ${records.map((r) => r.external_id)}::text[])
+      as wanted (type, external_id)
+    join import_keys k on k.source = ${source} and k.type = wanted.type and k.external_id = wanted.external_id`.execute(
+    db,
+  );
+  for (const row of rows.rows) found.set(`${row.type}\u0000${row.external_id}`, row);
+  return found;
+}
+
+/**
+ * Inserts a batch's new keys in one statement. Answers how many went in: fewer than given when
+ * another import of the same source took one of them meanwhile (its row stays).
+ */
+export async function insertKeys(
+  db: Executor,
+  keys: readonly Selectable<ImportKeysTable>[],
+): Promise<number> {
+  if (keys.length === 0) return 0;
+  const result = await db
+    .insertInto('import_keys')
+    .values([...keys])
+    .onConflict((oc) => oc.columns(['source', 'type', 'external_id']).doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0);
+}
+
 export async function updateKeyDigest(
   db: Executor,
   source: string,
