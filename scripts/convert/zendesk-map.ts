@@ -54,9 +54,30 @@ export interface ZendeskGroupMembership {
   group_id: ZendeskId;
 }
 
+/** A file on a comment; its bytes stay on Zendesk's servers, behind the account's credentials. */
+export interface ZendeskAttachment {
+  id: ZendeskId;
+  file_name?: string | null;
+  content_url?: string | null;
+  content_type?: string | null;
+  size?: number | null;
+}
+
+/** A file a message record names: to download from `url` and upload before the import. */
+export interface ImportFileToUpload {
+  external_id: string;
+  filename: string;
+  url: string;
+  size: number | null;
+}
+
+/** Called for each file the records name; without it, records name no file. */
+export type FileSink = (file: ImportFileToUpload) => void;
+
 export interface ZendeskComment {
   id: ZendeskId;
   type?: string;
+  attachments?: ZendeskAttachment[] | null;
   body?: string | null;
   plain_body?: string | null;
   public?: boolean | null;
@@ -95,6 +116,7 @@ export interface ZendeskTicket {
 export interface ZendeskAuditEvent {
   id: ZendeskId;
   type: string;
+  attachments?: ZendeskAttachment[] | null;
   field_name?: string;
   value?: unknown;
   previous_value?: unknown;
@@ -435,6 +457,55 @@ export function membershipRecord(
 const commentBody = (c: { body?: string | null; plain_body?: string | null }) =>
   (c.plain_body ?? c.body ?? '').trim();
 
+/** The most files a message record names (the import format's limit). */
+const MAX_MESSAGE_FILES = 100;
+
+/**
+ * The files of a comment that can be fetched (an id and a content_url), as the external ids a
+ * message record names, each handed to `files` to download and upload. Without `files`: none.
+ */
+function commentFiles(
+  ticket: string,
+  comment: { id: ZendeskId; attachments?: ZendeskAttachment[] | null },
+  files: FileSink | undefined,
+  warn: Warn,
+): string[] {
+  if (!files) return [];
+  const ids: string[] = [];
+  for (const a of comment.attachments ?? []) {
+    const external = id(a.id);
+    if (external === null || !a.content_url || ids.includes(external)) continue;
+    if (ids.length === MAX_MESSAGE_FILES) {
+      warn(
+        `ticket ${ticket}: comment ${comment.id} has over ${MAX_MESSAGE_FILES} files; the rest are left out`,
+      );
+      break;
+    }
+    ids.push(external);
+    files({
+      external_id: external,
+      filename: a.file_name?.trim() || `attachment-${external}`,
+      url: a.content_url,
+      size: typeof a.size === 'number' ? a.size : null,
+    });
+  }
+  return ids;
+}
+
+/** A comment with files but no text still says it came: its files' names stand as its body. */
+const bodyOrFiles = (
+  body: string,
+  comment: { attachments?: ZendeskAttachment[] | null },
+  fileIds: string[],
+) =>
+  body ||
+  (fileIds.length > 0
+    ? `(${(comment.attachments ?? [])
+        .filter((a) => fileIds.includes(String(a.id)))
+        .map((a) => a.file_name?.trim() || 'attachment')
+        .join(', ')})`
+    : '');
+
 /**
  * The call a VoiceComment records, as a call record at its audit's time: inbound unless its via
  * says outbound; answered when Zendesk names who answered it, or when it lasted and was not a
@@ -489,6 +560,7 @@ function messageRecord(
   body: string,
   at: string,
   agents: AgentDirectory,
+  fileIds: string[],
 ): ImportRecord {
   const author = id(comment.author_id);
   const byAgent = author !== null && agents.has(author);
@@ -501,6 +573,17 @@ function messageRecord(
     kind,
     body,
     ...(byAgent && kind !== 'customer' ? { agent: author } : {}),
+    ...(fileIds.length > 0 ? { attachments: fileIds } : {}),
+  };
+}
+
+/** A ticket's first message: by the agent named, else by the contact. */
+function openingMessage(body: string, agent: string | null, fileIds: string[]): ImportRecord['message'] {
+  return {
+    body,
+    author: agent !== null ? 'agent' : 'contact',
+    ...(agent !== null ? { agent } : {}),
+    ...(fileIds.length > 0 ? { attachments: fileIds } : {}),
   };
 }
 
@@ -554,6 +637,7 @@ export function ticketRecords(
   audits: readonly ZendeskAudit[],
   agents: AgentDirectory,
   warn: Warn = () => {},
+  files?: FileSink,
 ): ImportRecord[] {
   const ticketId = String(ticket.id);
   const timeline: ImportRecord[] = [];
@@ -619,14 +703,17 @@ export function ticketRecords(
         if (event.type === 'Comment' || event.type === 'VoiceComment') {
           if (event.type === 'VoiceComment')
             timeline.push(voiceCallRecord(ticketId, event, audit, agents, warn));
-          const body = commentBody(event);
+          const fileIds = commentFiles(ticketId, event, files, warn);
+          const body = bodyOrFiles(commentBody(event), event, fileIds);
           if (!body) continue;
           const author = id(event.author_id ?? audit.author_id);
           const byAgent = author !== null && agents.has(author);
           if (first && audit === creation && event.public !== false) {
-            message = { body, author: byAgent ? 'agent' : 'contact', ...(byAgent ? { agent: author } : {}) };
+            message = openingMessage(body, byAgent ? author : null, fileIds);
           } else {
-            timeline.push(messageRecord(ticketId, { ...event, author_id: author }, body, at, agents));
+            timeline.push(
+              messageRecord(ticketId, { ...event, author_id: author }, body, at, agents, fileIds),
+            );
           }
           first = false;
         } else if (event.type === 'Create' || event.type === 'Change') {
@@ -726,14 +813,15 @@ export function ticketRecords(
           ),
         );
       }
-      const body = commentBody(comment);
+      const fileIds = commentFiles(ticketId, comment, files, warn);
+      const body = bodyOrFiles(commentBody(comment), comment, fileIds);
       if (!body) continue;
       const author = id(comment.author_id);
       const byAgent = author !== null && agents.has(author);
       if (i === 0 && comment.public !== false) {
-        message = { body, author: byAgent ? 'agent' : 'contact', ...(byAgent ? { agent: author } : {}) };
+        message = openingMessage(body, byAgent ? author : null, fileIds);
       } else {
-        timeline.push(messageRecord(ticketId, comment, body, comment.created_at!, agents));
+        timeline.push(messageRecord(ticketId, comment, body, comment.created_at!, agents, fileIds));
       }
     }
     const assignee = id(ticket.assignee_id) === null ? null : knownAgent(ticket.assignee_id);

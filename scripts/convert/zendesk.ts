@@ -1,4 +1,4 @@
-// npm run convert:zendesk -- <export-dir> [--out file.ndjson]
+// npm run convert:zendesk -- <export-dir> [--out file.ndjson] [--files files.ndjson]
 //
 // Converts a Zendesk Support export to Deskroute's import NDJSON (docs/import.md, "From Zendesk").
 // The directory holds, one JSON value per line (Zendesk's full JSON export writes one object a
@@ -25,6 +25,8 @@ import {
   contactFieldPlan,
   contactRecord,
   departmentRecord,
+  type FileSink,
+  type ImportFileToUpload,
   type ImportRecord,
   isAgent,
   membershipRecord,
@@ -61,6 +63,13 @@ export async function* readObjects<T>(path: string, key: string): AsyncGenerator
 
 export interface ConvertOptions {
   warn?: (message: string) => void;
+  /**
+   * Takes each file the comments carry (to download and upload before the import, see
+   * scripts/convert/upload-files.ts); message records then name them. Without it they name none.
+   */
+  files?: FileSink;
+  /** Told how many files the comments carry when `files` is not given (they are left out). */
+  filesLeftOut?: (count: number) => void;
 }
 
 /** The whole conversion of one export directory, as an async sequence of import records. */
@@ -128,6 +137,7 @@ export async function* convertZendesk(
   const audits = auditsPath ? readObjects<ZendeskAudit>(auditsPath, 'audits')[Symbol.asyncIterator]() : null;
   let next: ZendeskAudit | null = audits ? ((await audits.next()).value ?? null) : null;
   const agentContacts = new Set<string>();
+  let leftOut = 0;
   for await (const ticket of readObjects<ZendeskTicket>(file('tickets.json'), 'tickets')) {
     const own: ZendeskAudit[] = [];
     while (audits && next && String(next.ticket_id) === String(ticket.id)) {
@@ -142,8 +152,14 @@ export async function* convertZendesk(
       yield contactRecord(agentUsers.get(requester)!, plan, warn);
     }
     if (!requester) warn(`ticket ${ticket.id}: no requester_id; the import will refuse it`);
-    yield* ticketRecords(ticket, own, agents, warn);
+    yield* ticketRecords(ticket, own, agents, warn, options.files);
+    if (!options.files) {
+      for (const comment of [...own.flatMap((a) => a.events ?? []), ...(ticket.comments ?? [])]) {
+        leftOut += comment.attachments?.length ?? 0;
+      }
+    }
   }
+  if (leftOut > 0) options.filesLeftOut?.(leftOut);
   if (next) {
     throw new Error(
       `${auditsPath}: audits of ticket ${next.ticket_id} were left over: audits must be grouped by ticket, ` +
@@ -155,29 +171,65 @@ export async function* convertZendesk(
 async function main() {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      out: { type: 'string' },
+      files: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help || positionals.length !== 1) {
-    process.stderr.write('usage: npm run convert:zendesk -- <export-dir> [--out file.ndjson]\n');
+    process.stderr.write(
+      'usage: npm run convert:zendesk -- <export-dir> [--out file.ndjson] [--files files.ndjson]\n',
+    );
     process.exit(values.help ? 0 : 2);
   }
   const out = values.out ? createWriteStream(values.out) : process.stdout;
+  // The comments' files, one JSON line each, for scripts/convert/upload-files.ts.
+  const filesOut = values.files ? createWriteStream(values.files) : null;
+  let fileCount = 0;
+  const pendingFiles: string[] = [];
+  const files = filesOut
+    ? (file: ImportFileToUpload) => {
+        fileCount++;
+        pendingFiles.push(`${JSON.stringify(file)}\n`);
+      }
+    : undefined;
+  let leftOut = 0;
   const counts = new Map<string, number>();
   let warnings = 0;
   const warn = (message: string) => {
     warnings++;
     process.stderr.write(`warning: ${message}\n`);
   };
-  for await (const record of convertZendesk(positionals[0]!, { warn })) {
+  const write = async (stream: NodeJS.WritableStream, text: string) => {
+    if (!stream.write(text)) await new Promise((resolve) => stream.once('drain', resolve));
+  };
+  for await (const record of convertZendesk(positionals[0]!, {
+    warn,
+    files,
+    filesLeftOut: (n) => {
+      leftOut = n;
+    },
+  })) {
     counts.set(record.type, (counts.get(record.type) ?? 0) + 1);
-    if (!out.write(`${JSON.stringify(record)}\n`)) await new Promise((resolve) => out.once('drain', resolve));
+    await write(out, `${JSON.stringify(record)}\n`);
+    if (filesOut) for (const line of pendingFiles.splice(0)) await write(filesOut, line);
   }
-  if (values.out)
-    await new Promise<void>((resolve, reject) =>
-      out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+  const end = (stream: NodeJS.WritableStream) =>
+    new Promise<void>((resolve, reject) =>
+      stream.end((error?: Error | null) => (error ? reject(error) : resolve())),
     );
+  if (values.out) await end(out);
+  if (filesOut) await end(filesOut);
   const summary = [...counts].map(([type, n]) => `${n} ${type}`).join(', ');
   process.stderr.write(`converted: ${summary || 'nothing'}; ${warnings} warning(s)\n`);
+  if (filesOut) {
+    process.stderr.write(
+      `files: ${fileCount} to upload before the import (npm run upload:import-files -- --files ${values.files} ...)\n`,
+    );
+  } else if (leftOut > 0) {
+    process.stderr.write(`files: ${leftOut} on comments left out; pass --files to keep them\n`);
+  }
 }
 
 if (import.meta.main) {

@@ -708,6 +708,7 @@ export interface Database {
   imports: ImportsTable;
   import_errors: ImportErrorsTable;
   import_keys: ImportKeysTable;
+  import_files: ImportFilesTable;
 }
 
 export type DepartmentRow = Selectable<DepartmentsTable>;
@@ -788,6 +789,18 @@ export interface ImportErrorsTable {
   external_id: string | null;
   code: string;
   message: string;
+}
+
+export interface ImportFilesTable {
+  source: string;
+  external_id: string;
+  filename: string;
+  content_type: string;
+  size_bytes: number;
+  sha256: string;
+  blob_key: string;
+  uploaded_by: string | null;
+  created_at: Generated<Date>;
 }
 
 export interface ImportKeysTable {

@@ -4,6 +4,7 @@ import type { Principal } from '../../access/policy.ts';
 import type { Database, ImportKeysTable } from '../../db/types.ts';
 import { DomainError, forbidden } from '../../errors.ts';
 import { createAgent, updateAgent } from '../agents/service.ts';
+import { insertAttachmentRows } from '../attachments/store.ts';
 import { recordCall } from '../calls/service.ts';
 import { recordChat } from '../chats/service.ts';
 import { adoptContactField, createContactField } from '../contact-fields/service.ts';
@@ -11,6 +12,7 @@ import { createContact, updateContact } from '../contacts/service.ts';
 import { createDepartment, setMember } from '../departments/service.ts';
 import { replaying } from '../tickets/replay.ts';
 import { addMessage, addRating, createTicket, transferTicket, updateTicket } from '../tickets/service.ts';
+import { importFilesNamed } from './files.ts';
 import type { ImportRecord, RecordType } from './records.ts';
 import * as repo from './repository.ts';
 
@@ -203,6 +205,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
       ).id;
     }
     case 'ticket': {
+      const files = await importFilesNamed(db, ctx.source, r.message?.attachments ?? []);
       const contact = await resolve(trx, ctx, 'contact', r.contact);
       const department = r.department ? await resolve(trx, ctx, 'department', r.department) : null;
       const author =
@@ -222,12 +225,29 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
         },
         trx,
       );
+      if (files.length > 0) {
+        const first = await repo.firstMessageOf(trx, ticket.id);
+        await insertAttachmentRows(db, files, {
+          ticketId: ticket.id,
+          messageId: first,
+          uploadedByAgentId: author,
+        });
+      }
       return ticket.id;
     }
     case 'message': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const agent = await optionalAgent(trx, ctx, r.agent);
-      return (await addMessage(db, actingAs(ctx, agent), ticket, { kind: r.kind, body: r.body })).id;
+      const files = await importFilesNamed(db, ctx.source, r.attachments ?? []);
+      const message = await addMessage(db, actingAs(ctx, agent), ticket, { kind: r.kind, body: r.body });
+      // The files the source's message carried: rows on the message, at its time, on the bytes
+      // uploaded for the import (migrations/0044).
+      await insertAttachmentRows(db, files, {
+        ticketId: ticket,
+        messageId: message.id,
+        uploadedByAgentId: r.kind === 'customer' ? null : agent,
+      });
+      return message.id;
     }
     case 'status': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);

@@ -20,6 +20,22 @@ const ExternalId = Type.String({
 });
 const Ref = (what: string) =>
   Type.String({ minLength: 1, maxLength: 200, description: `The external_id of the ${what} record.` });
+const Attachments = Type.Optional(
+  Type.Array(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description:
+        'The external_id of a file uploaded for this source (PUT /v1/imports/files/{external_id}).',
+    }),
+    {
+      maxItems: 100,
+      uniqueItems: true,
+      description:
+        'Files the message carried, uploaded before the import: they become its attachments, in this order.',
+    },
+  ),
+);
 const ActingAgent = Type.Optional(
   Type.Union([Ref('agent'), Type.Null()], {
     description: 'Who did it (an agent record); absent or null: the system, or the contact where that fits.',
@@ -107,6 +123,7 @@ export const ImportTicketRecord = record(
             Type.Union([Type.Literal('contact'), Type.Literal('agent')], { default: 'contact' }),
           ),
           agent: Type.Optional(Ref('agent')),
+          attachments: Attachments,
         },
         { additionalProperties: false },
       ),
@@ -123,6 +140,7 @@ export const ImportMessageRecord = timeline(
     kind: AddMessageBody.properties.kind,
     body: Type.String({ minLength: 1, maxLength: 100_000 }),
     agent: ActingAgent,
+    attachments: Attachments,
   },
 );
 

@@ -72,6 +72,19 @@ export async function updateKeyDigest(
     .execute();
 }
 
+/** The first message of a ticket (an imported ticket's opening message). */
+export async function firstMessageOf(db: Executor, ticketId: string): Promise<string | null> {
+  const row = await db
+    .selectFrom('ticket_messages')
+    .select('id')
+    .where('ticket_id', '=', ticketId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.id ?? null;
+}
+
 export async function agentByEmail(db: Executor, email: string) {
   const row = await db
     .selectFrom('agents')

@@ -1,19 +1,24 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { errorCodes } from 'fastify';
+import { errorCodes, type FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageQuery } from '../../plugins/pagination.ts';
+import { getImportFile, putImportFile } from './files.ts';
 import { IMPORT_RECORDS } from './records.ts';
 import {
   CreateImportQuery,
   ImportErrorPage,
   ImportErrorSchema,
+  ImportFileParams,
+  ImportFileQuery,
+  ImportFileSchema,
   ImportPage,
   ImportRecordSchema,
   ImportSchema,
+  PutImportFileQuery,
 } from './schemas.ts';
 import * as service from './service.ts';
 
@@ -24,13 +29,32 @@ export const importSchemas = [
   ImportErrorSchema,
   ImportPage,
   ImportErrorPage,
+  ImportFileSchema,
 ];
 
-/** Bodies this route reads as a stream (the app's validator leaves them to the importer). */
-export const STREAMED_IMPORT_TYPES = ['application/x-ndjson', 'application/jsonl', 'text/csv'];
+/** What POST /v1/imports takes: records (NDJSON) or contacts (CSV). */
+const IMPORT_RECORD_TYPES = ['application/x-ndjson', 'application/jsonl', 'text/csv'];
+/** What PUT /v1/imports/files/{external_id} takes: the file's bytes, its type read from them. */
+const IMPORT_FILE_TYPE = 'application/octet-stream';
+/** Bodies these routes read as streams (the app's validator leaves them to the importer). */
+export const STREAMED_IMPORT_TYPES = [...IMPORT_RECORD_TYPES, IMPORT_FILE_TYPE];
+
+const mediaType = (request: FastifyRequest) =>
+  String(request.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase();
+
+/** A route's streamed body, or 415 when it came in another type (JSON would pass unchecked). */
+const streamedAs = (types: readonly string[]) => async (request: FastifyRequest) => {
+  if (!(request.body instanceof Readable) || !types.includes(mediaType(request))) {
+    throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(String(request.headers['content-type']));
+  }
+};
 
 const tags = ['imports'];
 const Import = ref(ImportSchema);
+const ImportFileRef = ref(ImportFileSchema);
 
 const EXAMPLE = [
   '{"type":"department","external_id":"g1","name":"Returns"}',
@@ -39,6 +63,22 @@ const EXAMPLE = [
   '{"type":"message","external_id":"c2","ticket":"t1","at":"2025-03-01T10:30:00Z","kind":"reply","body":"Sorry! A new one is on its way."}',
   '{"type":"status","external_id":"s3","ticket":"t1","at":"2025-03-02T08:00:00Z","status":"resolved"}',
 ].join('\n');
+
+/**
+ * The body through a stream of its own: when the store stops reading (past its limit) it
+ * destroys that one, and the rest of the request is read and dropped, so the client gets its
+ * 413 instead of a reset connection.
+ */
+function detached(request: FastifyRequest): PassThrough {
+  const body = new PassThrough();
+  const source = request.body as unknown as Readable;
+  source.pipe(body);
+  body.on('close', () => {
+    source.unpipe(body);
+    source.resume();
+  });
+  return body;
+}
 
 export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { db, blobs, config } = app;
@@ -53,12 +93,7 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       // A file of gigabytes: it may take UPLOAD_TIMEOUT_MS to arrive while it keeps coming.
       config: { upload: true },
-      preValidation: async (request) => {
-        // The body schema is per media type: anything else (JSON) would pass unchecked.
-        if (!(request.body instanceof Readable)) {
-          throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(String(request.headers['content-type']));
-        }
-      },
+      preValidation: streamedAs(IMPORT_RECORD_TYPES),
       schema: {
         operationId: 'createImport',
         tags,
@@ -100,23 +135,9 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const contentType = String(request.headers['content-type'] ?? '')
-        .split(';')[0]!
-        .trim()
-        .toLowerCase();
-      // The file goes through a stream of its own: when the store stops reading (past
-      // IMPORT_MAX_BYTES) it destroys that one, and the rest of the request is read and dropped,
-      // so the client gets its 413 instead of a reset connection.
-      const body = new PassThrough();
-      const source = request.body as unknown as Readable;
-      source.pipe(body);
-      body.on('close', () => {
-        source.unpipe(body);
-        source.resume();
-      });
       const created = await service.startImport(db, blobs, principalOf(request), {
-        body,
-        format: contentType === 'text/csv' ? 'csv' : 'ndjson',
+        body: detached(request),
+        format: mediaType(request) === 'text/csv' ? 'csv' : 'ndjson',
         source: request.query.source,
         runRules: request.query.run_rules,
         maxBytes: config.importMaxBytes,
@@ -169,5 +190,73 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => service.listImportErrors(db, principalOf(request), request.params.id, request.query),
+  );
+
+  app.put(
+    '/v1/imports/files/:external_id',
+    {
+      config: { upload: true },
+      preValidation: streamedAs([IMPORT_FILE_TYPE]),
+      schema: {
+        operationId: 'putImportFile',
+        tags,
+        summary: 'Upload a file for imported messages',
+        description:
+          'Owners and admins. The body is the file’s bytes (application/octet-stream; its type is read from them). Upload every file before the import whose message records name it in `attachments` (docs/import.md, “Attachments”). The same bytes again answer 200 with the file as it is, so a failed upload may simply be retried; other bytes under the same source and external id are refused (409): what an import linked never changes. At most ATTACHMENT_MAX_BYTES (default 25 MiB), else 413.',
+        params: ImportFileParams,
+        querystring: PutImportFileQuery,
+        body: {
+          content: {
+            [IMPORT_FILE_TYPE]: {
+              schema: {
+                type: 'string',
+                format: 'binary',
+                description: 'The file’s bytes.',
+                examples: ['%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n'],
+              },
+            },
+          },
+        },
+        response: {
+          200: { ...ImportFileRef, description: 'Uploaded before with the same bytes: nothing changed.' },
+          201: { ...ImportFileRef, description: 'Kept.', headers: responseHeaders.location('import file') },
+          ...problems(409, 413, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { file, created } = await putImportFile(db, blobs, principalOf(request), {
+        source: request.query.source,
+        externalId: request.params.external_id,
+        filename: request.query.filename,
+        body: detached(request),
+        maxBytes: config.attachments.maxBytes,
+      });
+      if (!created) return reply.code(200).send(file);
+      return reply
+        .code(201)
+        .header(
+          'location',
+          `/v1/imports/files/${encodeURIComponent(file.external_id)}?source=${encodeURIComponent(file.source)}`,
+        )
+        .send(file);
+    },
+  );
+
+  app.get(
+    '/v1/imports/files/:external_id',
+    {
+      schema: {
+        operationId: 'getImportFile',
+        tags,
+        summary: 'Get a file uploaded for an import',
+        description: 'Owners and admins: whether it is here already (an upload script skips those).',
+        params: ImportFileParams,
+        querystring: ImportFileQuery,
+        response: { 200: ImportFileRef, ...problems(404) },
+      },
+    },
+    async (request) =>
+      getImportFile(db, principalOf(request), request.query.source, request.params.external_id),
   );
 };

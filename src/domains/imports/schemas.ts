@@ -52,7 +52,7 @@ export const ImportErrorSchema = Type.Object(
     external_id: Type.Union([Type.String(), Type.Null()]),
     code: Type.String({
       description:
-        'invalid_json, invalid_record, unknown_type, line_too_long, unknown_column, unknown_reference, or the code the API gives the same mistake (e.g. email_taken, agent_not_assignable).',
+        'invalid_json, invalid_record, unknown_type, line_too_long, unknown_column, unknown_reference, unknown_file, or the code the API gives the same mistake (e.g. email_taken, agent_not_assignable).',
     }),
     message: Type.String(),
   },
@@ -67,18 +67,66 @@ export const ImportRecordSchema = Type.Union(
   { $id: 'ImportRecord', description: 'One line of an NDJSON import file (docs/import.md).' },
 );
 
+const SourceQuery = Type.String({
+  pattern: '^[a-z0-9][a-z0-9._-]{0,63}$',
+  default: 'default',
+  description:
+    'Names the system the records come from (e.g. zendesk): external ids are unique per source, so two sources never collide.',
+});
+
 export const CreateImportQuery = Type.Object(
   {
-    source: Type.String({
-      pattern: '^[a-z0-9][a-z0-9._-]{0,63}$',
-      default: 'default',
-      description:
-        'Names the system the records come from (e.g. zendesk): external ids are unique per source, so two sources never collide.',
-    }),
+    source: SourceQuery,
     run_rules: Type.Boolean({
       default: false,
       description:
         'Run the automation rules on the replayed history, as if it happened now (off by default).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const ImportFileSchema = Type.Object(
+  {
+    source: Type.String(),
+    external_id: Type.String({ description: 'How message records name it (`attachments`).' }),
+    filename: Type.String({
+      description: 'The name given at upload, cleaned (no path, no control characters).',
+    }),
+    content_type: Type.String({ description: 'Read from the bytes, not taken from the uploader.' }),
+    size_bytes: Type.Integer({ minimum: 0 }),
+    sha256: Type.String({ description: 'Hex digest of the bytes.' }),
+    created_at: Timestamp(),
+  },
+  {
+    $id: 'ImportFile',
+    additionalProperties: false,
+    description:
+      'A file uploaded for an import; message records attach it by external_id (docs/import.md, "Attachments").',
+  },
+);
+export type ImportFile = Static<typeof ImportFileSchema>;
+
+export const ImportFileParams = Type.Object(
+  {
+    external_id: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'The id the file has in the source (unique per source).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const ImportFileQuery = Type.Object({ source: SourceQuery }, { additionalProperties: false });
+
+export const PutImportFileQuery = Type.Object(
+  {
+    source: SourceQuery,
+    filename: Type.String({
+      minLength: 1,
+      maxLength: 1000,
+      description: 'The file name attachments show (cleaned: no path, at most 200 characters).',
     }),
   },
   { additionalProperties: false },
