@@ -1,5 +1,7 @@
+import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import t from 'tap';
+import { filesOfRecords, uploadFiles } from '../scripts/convert/upload-files.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 
@@ -52,6 +54,33 @@ for (let i = 0; i < 4; i++) {
     message: { body: `Where is order ${i}?` },
   });
   const id = ticket.id;
+  if (i === 1) {
+    // A reply with two files: they travel too (upload-files.ts --from-records).
+    const staged = [];
+    for (const [name, content] of [
+      ['label.txt', 'Return label #4471\n'],
+      ['tracking ü.csv', 'parcel,state\n1,lost\n'],
+    ] as const) {
+      const boundary = `----roundtrip${staged.length}`;
+      const res = await a.request({
+        method: 'POST',
+        url: `/v1/tickets/${id}/attachments`,
+        token: solver,
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+        payload: Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
+            `Content-Type: text/plain\r\n\r\n${content}\r\n--${boundary}--\r\n`,
+        ),
+      });
+      if (res.statusCode !== 201) throw new Error(`upload: ${res.statusCode} ${res.body}`);
+      staged.push(res.json().data[0].id);
+    }
+    await ok(a, solver, 'POST', `/v1/tickets/${id}/messages`, {
+      kind: 'reply',
+      body: 'Label and tracking attached.',
+      attachment_ids: staged,
+    });
+  }
   await ok(a, solver, 'POST', `/v1/tickets/${id}/messages`, { kind: 'reply', body: 'On its way.' });
   if (i === 0) {
     await ok(a, adminA, 'POST', `/v1/tickets/${id}/messages`, { kind: 'note', body: 'Courier called.' });
@@ -113,11 +142,28 @@ async function snapshot(ctx: TestContext, token: string) {
       assignee: ticket.assignee_id && agents.get(ticket.assignee_id),
       contact: ticket.contact.email,
       created_at: ticket.created_at,
-      messages: messages.map((m: { kind: string; body: string; created_at: string }) => [
-        m.kind,
-        m.body,
-        m.created_at,
-      ]),
+      messages: await Promise.all(
+        messages.map(
+          async (m: {
+            kind: string;
+            body: string;
+            created_at: string;
+            attachments: { id: string; filename: string; content_type: string; size_bytes: number }[];
+          }) => [
+            m.kind,
+            m.body,
+            m.created_at,
+            await Promise.all(
+              m.attachments.map(async (f) => [
+                f.filename,
+                f.content_type,
+                f.size_bytes,
+                (await ctx.request({ method: 'GET', url: `/v1/attachments/${f.id}`, token })).body,
+              ]),
+            ),
+          ],
+        ),
+      ),
       history: history
         .filter((e: { type: string }) => !e.type.startsWith('sla.'))
         .map((e: { type: string; occurred_at: string }) => [e.type, e.occurred_at]),
@@ -181,6 +227,22 @@ t.test('an export of A in the import format makes B the same help desk', async (
   const tickets = await text(a, adminA, '/v1/exports/tickets?format=import');
   t.ok(tickets.split('\n').filter(Boolean).length > 4, 'the tickets and their timelines');
   const file = [...directory.map((r) => JSON.stringify(r)), contacts.trim(), tickets.trim()].join('\n');
+
+  // The messages' files, from A to B before the import, as upload-files.ts --from-records does.
+  const records = tickets
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  await a.app.listen({ port: 0, host: '127.0.0.1' });
+  await b.app.listen({ port: 0, host: '127.0.0.1' });
+  const base = (ctx: TestContext) => `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+  const moved = await uploadFiles(filesOfRecords(records, base(a)), {
+    deskroute: base(b),
+    token: adminB,
+    source: 'desk-a',
+    authorization: { origin: base(a), header: `Bearer ${adminA}` },
+  });
+  t.same(moved, { uploaded: 2, present: 0, failed: [] }, 'both files moved');
 
   const res = await b.request({
     method: 'POST',

@@ -871,6 +871,19 @@ t.test('a line with a NUL character, and a CSV row with too many cells, are refu
   ).json();
   t.equal(done.state, 'finished');
   t.equal(done.counts.failed, 1);
+  // A valid record whose external id holds a NUL: refused alone, its neighbours go in.
+  const valid = [
+    { type: 'contact', external_id: 'n1', name: 'Ana' },
+    { type: 'contact', external_id: 'n\u00002', name: 'Bob' },
+    { type: 'contact', external_id: 'n3', name: 'Cyd' },
+  ];
+  const mixed = await upload(`${valid.map((r) => JSON.stringify(r)).join('\n')}\n`, '?source=nul');
+  await work();
+  const mixedDone = (
+    await ctx.request({ method: 'GET', url: `/v1/imports/${mixed.json().id}`, token: admin })
+  ).json();
+  t.equal(mixedDone.state, 'finished');
+  t.same(mixedDone.counts, { read: 3, created: 2, updated: 0, skipped: 0, failed: 1 });
   const csv = await upload('external_id,name\ny1,Yan,extra,cells\ny2,Zoe\n', '?source=nul', 'text/csv');
   await work();
   const csvDone = (

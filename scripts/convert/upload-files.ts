@@ -1,16 +1,23 @@
-// npm run upload:import-files -- --files files.ndjson --url <deskroute> --source <source>
+// npm run upload:import-files -- --url <deskroute> --source <source> --files files.ndjson
 //                                 [--auth-origin <origin>] [--concurrency 4]
-//   env DESKROUTE_TOKEN        an owner's or admin's token (required)
-//   env SOURCE_AUTHORIZATION   the Authorization header value the source's file URLs need
-//                              (Zendesk: "Basic " + base64 of "<email>/token:<api token>"); sent
-//                              only to URLs of --auth-origin, never across a redirect elsewhere
+// npm run upload:import-files -- --url <deskroute B> --source <source>
+//                                 --from-records export.ndjson --source-url <deskroute A>
+//   env DESKROUTE_TOKEN        an owner's or admin's token of --url (required)
+//   env SOURCE_AUTHORIZATION   the Authorization header value the files' URLs need (Zendesk:
+//                              "Basic " + base64 of "<email>/token:<api token>"; another
+//                              Deskroute: "Bearer <token>"); sent only to --auth-origin (with
+//                              --from-records: --source-url's), never across a redirect elsewhere
 //
-// Uploads the files an import's message records name (docs/import.md, "Attachments"): reads the
-// list a converter wrote (`npm run convert:zendesk -- <dir> --files files.ndjson`: one
-// {"external_id","filename","url","size"} per line), and for each file not in Deskroute yet
-// (GET /v1/imports/files/{external_id}) downloads it from its URL and streams it to
-// PUT /v1/imports/files/{external_id}. Nothing is held whole in memory. Run it again after a
-// failure: what is there already is skipped. Then POST the records (/v1/imports).
+// Uploads the files an import's message records name (docs/import.md, "Attachments"). The list
+// is either what a converter wrote (`npm run convert:zendesk -- <dir> --files files.ndjson`: one
+// {"external_id","filename","url","size"} per line), or, with --from-records, the files the
+// records of another Deskroute's export in the import format name (`attachments`: that help
+// desk's attachment ids, downloaded from GET /v1/attachments/{id}, named by the download).
+// For each file not in Deskroute yet (GET /v1/imports/files/{external_id}) it downloads the URL
+// and streams it to PUT /v1/imports/files/{external_id}; nothing is held whole in memory. It
+// exits non-zero naming every file that failed: run it again once fixed (what is there is
+// skipped), and start the import only when none failed: a message whose file is missing goes in
+// without it, for good.
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -44,10 +51,29 @@ async function reason(res: Response, what: string): Promise<string> {
   } catch {
     // not problem+json
   }
-  return `${what}: HTTP ${res.status}${detail ? ` (${detail})` : ''}`;
+  const hint = res.status === 413 ? '; raise the server’s ATTACHMENT_MAX_BYTES and run this again' : '';
+  return `${what}: HTTP ${res.status}${detail ? ` (${detail})` : ''}${hint}`;
 }
 
-/** Uploads every file of `files` not uploaded yet, `concurrency` at a time. */
+/** The name a download's Content-Disposition gives (RFC 6266: filename* first), if any. */
+export function filenameOf(header: string | null): string | null {
+  if (!header) return null;
+  const extended = /filename\*\s*=\s*UTF-8''([^;\s]+)/i.exec(header)?.[1];
+  if (extended) {
+    try {
+      return decodeURIComponent(extended);
+    } catch {
+      // malformed: the plain name below
+    }
+  }
+  return /filename\s*=\s*"([^"]*)"/i.exec(header)?.[1] || null;
+}
+
+/**
+ * Uploads every file of `files` not uploaded yet, `concurrency` at a time. A file that fails is
+ * counted and named; a list that cannot be read stops the handing out of files, lets the
+ * uploads under way finish, then throws.
+ */
 export async function uploadFiles(
   files: AsyncIterable<ImportFileToUpload> | Iterable<ImportFileToUpload>,
   options: UploadOptions,
@@ -60,6 +86,7 @@ export async function uploadFiles(
     Symbol.asyncIterator in files ? files[Symbol.asyncIterator]() : files[Symbol.iterator]()
   ) as AsyncIterator<ImportFileToUpload> | Iterator<ImportFileToUpload>;
   const sourceOrigin = options.authorization ? new URL(options.authorization.origin).origin : null;
+  let listError: unknown = null;
 
   const one = async (file: ImportFileToUpload) => {
     const target = `${base}/v1/imports/files/${encodeURIComponent(file.external_id)}`;
@@ -80,10 +107,15 @@ export async function uploadFiles(
           ? { authorization: options.authorization.header }
           : {},
     });
-    if (!download.ok || !download.body)
+    if (!download.ok || !download.body) {
       throw new Error(await reason(download, `downloading ${url.origin}${url.pathname}`));
+    }
+    const filename =
+      file.filename ||
+      filenameOf(download.headers.get('content-disposition')) ||
+      `attachment-${file.external_id}`;
     const put = await fetch(
-      `${target}?source=${encodeURIComponent(options.source)}&filename=${encodeURIComponent(file.filename.slice(0, 1000))}`,
+      `${target}?source=${encodeURIComponent(options.source)}&filename=${encodeURIComponent(filename.slice(0, 1000))}`,
       {
         method: 'PUT',
         headers: { ...auth, 'content-type': 'application/octet-stream' },
@@ -94,12 +126,18 @@ export async function uploadFiles(
     if (put.status !== 201 && put.status !== 200) throw new Error(await reason(put, 'uploading'));
     await put.body?.cancel();
     summary.uploaded++;
-    log(`uploaded ${file.external_id} (${file.filename})`);
+    log(`uploaded ${file.external_id} (${filename})`);
   };
 
   const worker = async () => {
-    for (;;) {
-      const next = await iterator.next();
+    while (listError === null) {
+      let next: IteratorResult<ImportFileToUpload>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        listError ??= error;
+        return;
+      }
       if (next.done) return;
       try {
         await one(next.value);
@@ -110,25 +148,75 @@ export async function uploadFiles(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+  if (listError !== null) throw listError;
   return summary;
 }
 
-/** The lines of a files list, each checked to be a file to upload. */
-export async function* readFileList(path: string): AsyncGenerator<ImportFileToUpload> {
+/**
+ * The files the records of a Deskroute export in the import format name (a message's or a
+ * ticket's first message's `attachments`: that help desk's attachment ids), each once, to
+ * download from it; their names come with the downloads.
+ */
+export async function* filesOfRecords(
+  records: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>,
+  sourceUrl: string,
+): AsyncGenerator<ImportFileToUpload> {
+  const base = sourceUrl.replace(/\/+$/, '');
+  const seen = new Set<string>();
+  for await (const record of records) {
+    const named =
+      record.type === 'message'
+        ? record.attachments
+        : record.type === 'ticket'
+          ? (record.message as { attachments?: unknown } | undefined)?.attachments
+          : undefined;
+    if (!Array.isArray(named)) continue;
+    for (const id of named) {
+      if (typeof id !== 'string' || seen.has(id)) continue;
+      seen.add(id);
+      yield {
+        external_id: id,
+        filename: '',
+        url: `${base}/v1/attachments/${encodeURIComponent(id)}`,
+        size: null,
+      };
+    }
+  }
+}
+
+/** The objects of a file of JSON lines; a line that is not one is named with its number. */
+async function* readJsonLines(path: string): AsyncGenerator<Record<string, unknown>> {
   const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;
     if (!line.trim()) continue;
-    const file = JSON.parse(line) as Partial<ImportFileToUpload>;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new Error(`${path}:${n}: not a JSON line (${(error as Error).message})`);
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new Error(`${path}:${n}: not a JSON object`);
+    }
+    yield value as Record<string, unknown>;
+  }
+}
+
+/** The lines of a files list, each checked to be a file to upload. */
+export async function* readFileList(path: string): AsyncGenerator<ImportFileToUpload> {
+  let n = 0;
+  for await (const file of readJsonLines(path)) {
+    n++;
     if (
       typeof file.external_id !== 'string' ||
       typeof file.url !== 'string' ||
       typeof file.filename !== 'string'
     ) {
-      throw new Error(`${path}:${n}: not a file line (external_id, filename and url are required)`);
+      throw new Error(`${path}: entry ${n} is not a file (external_id, filename and url are required)`);
     }
-    yield file as ImportFileToUpload;
+    yield file as unknown as ImportFileToUpload;
   }
 }
 
@@ -136,6 +224,8 @@ async function main() {
   const { values } = parseArgs({
     options: {
       files: { type: 'string' },
+      'from-records': { type: 'string' },
+      'source-url': { type: 'string' },
       url: { type: 'string' },
       source: { type: 'string' },
       'auth-origin': { type: 'string' },
@@ -145,32 +235,43 @@ async function main() {
   });
   const token = process.env.DESKROUTE_TOKEN;
   const header = process.env.SOURCE_AUTHORIZATION;
+  const fromRecords = values['from-records'];
+  const authOrigin = values['auth-origin'] ?? (fromRecords ? values['source-url'] : undefined);
+  const lists = (values.files ? 1 : 0) + (fromRecords ? 1 : 0);
   if (
     values.help ||
-    !values.files ||
+    lists !== 1 ||
+    (fromRecords && !values['source-url']) ||
     !values.url ||
     !values.source ||
     !token ||
-    (header && !values['auth-origin'])
+    (header && !authOrigin)
   ) {
     process.stderr.write(
-      'usage: DESKROUTE_TOKEN=... [SOURCE_AUTHORIZATION=...] npm run upload:import-files -- --files files.ndjson --url <deskroute> --source <source> [--auth-origin <origin>] [--concurrency 4]\n' +
-        '(SOURCE_AUTHORIZATION needs --auth-origin: the origin its credentials may go to)\n',
+      'usage: DESKROUTE_TOKEN=... [SOURCE_AUTHORIZATION=...] npm run upload:import-files -- --url <deskroute> --source <source>\n' +
+        '         (--files files.ndjson [--auth-origin <origin>] | --from-records export.ndjson --source-url <deskroute>) [--concurrency 4]\n' +
+        '(SOURCE_AUTHORIZATION goes to --auth-origin only; with --from-records, --source-url by default)\n',
     );
     process.exit(values.help ? 0 : 2);
   }
-  const summary = await uploadFiles(readFileList(values.files), {
+  const files = fromRecords
+    ? filesOfRecords(readJsonLines(fromRecords), values['source-url']!)
+    : readFileList(values.files!);
+  const summary = await uploadFiles(files, {
     deskroute: values.url,
     token,
     source: values.source,
-    authorization: header ? { origin: values['auth-origin']!, header } : undefined,
+    authorization: header ? { origin: authOrigin!, header } : undefined,
     concurrency: Number(values.concurrency),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stderr.write(
     `files: ${summary.uploaded} uploaded, ${summary.present} there already, ${summary.failed.length} failed\n`,
   );
-  if (summary.failed.length > 0) process.exit(1);
+  if (summary.failed.length > 0) {
+    process.stderr.write('do not start the import yet: fix the failures and run this again\n');
+    process.exit(1);
+  }
 }
 
 if (import.meta.main) {

@@ -27,7 +27,18 @@ export interface HistoryMessage {
   author_agent_id: string | null;
   chat_id: string | null;
   created_at: Date;
+  /** Its attachments' ids, in their order (the import's `attachments`, see filesOfRecords). */
+  attachment_ids?: readonly string[];
 }
+
+/** The import format names at most this many files per message (records.ts). */
+const MAX_MESSAGE_FILES = 100;
+
+/** A message's files as the import format names them: by this help desk's attachment ids. */
+const attachmentsOf = (m: HistoryMessage) =>
+  m.attachment_ids && m.attachment_ids.length > 0
+    ? { attachments: m.attachment_ids.slice(0, MAX_MESSAGE_FILES) }
+    : {};
 
 export interface HistoryCall {
   id: string;
@@ -111,6 +122,7 @@ export function ticketRecords(h: TicketHistory): ImportRecord[] {
       body: first.body,
       author: first.kind === 'customer' ? 'contact' : 'agent',
       ...(first.kind !== 'customer' && first.author_agent_id !== null && { agent: first.author_agent_id }),
+      ...attachmentsOf(first),
     };
   }
   const records: ImportRecord[] = [record];
@@ -133,6 +145,7 @@ export function ticketRecords(h: TicketHistory): ImportRecord[] {
           kind: m.kind === 'agent' ? 'reply' : m.kind,
           body: m.body,
           ...(m.kind !== 'customer' && m.author_agent_id !== null && { agent: m.author_agent_id }),
+          ...attachmentsOf(m),
         });
         break;
       }

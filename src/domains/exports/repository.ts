@@ -167,6 +167,21 @@ export async function ticketHistories(
     .select(['id', 'ticket_id', 'kind', 'body', 'author_agent_id', 'chat_id', 'created_at'])
     .where('ticket_id', 'in', ids)
     .execute();
+  // The files sent with messages (staged ones, on no message yet, are not history).
+  const attachments = await db
+    .selectFrom('attachments')
+    .select(['id', 'message_id'])
+    .where('ticket_id', 'in', ids)
+    .where('message_id', 'is not', null)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+  const filesOf = new Map<string, string[]>();
+  for (const f of attachments) {
+    const list = filesOf.get(f.message_id!);
+    if (list) list.push(f.id);
+    else filesOf.set(f.message_id!, [f.id]);
+  }
   const calls = await db
     .selectFrom('calls')
     .select([
@@ -205,7 +220,10 @@ export async function ticketHistories(
     (histories.get(e.ticket_id)!.events as HistoryEvent[]).push({ ...e, id: String(e.id) });
   }
   for (const m of messages) {
-    (histories.get(m.ticket_id)!.messages as Map<string, HistoryMessage>).set(m.id, m);
+    (histories.get(m.ticket_id)!.messages as Map<string, HistoryMessage>).set(m.id, {
+      ...m,
+      attachment_ids: filesOf.get(m.id) ?? [],
+    });
   }
   for (const c of calls) {
     (histories.get(c.ticket_id)!.calls as Map<string, HistoryCall>).set(c.id, {

@@ -114,7 +114,7 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'exportTickets',
         tags,
         summary: 'Export tickets',
-        description: `The tickets you may see (as GET /v1/tickets shows them), with the filters of the ticket list. ${WINDOW} format=import writes each ticket as a ticket record (its state at creation) followed by its timeline (message, status, transfer, assignment, tags, call, chat, rating records) rebuilt from its history, external ids being this help desk's ids: import contacts first, and agents and departments under the same ids.`,
+        description: `The tickets you may see (as GET /v1/tickets shows them), with the filters of the ticket list. ${WINDOW} format=import writes each ticket as a ticket record (its state at creation) followed by its timeline (message, status, transfer, assignment, tags, call, chat, rating records) rebuilt from its history, external ids being this help desk's ids: import contacts first, and agents and departments under the same ids. A message's files are named by their attachment ids (\`attachments\`); upload them to the other help desk before the import (docs/import.md, "Attachments": \`npm run upload:import-files -- --from-records\`).`,
         querystring: TicketExportQuery,
         response: {
           200: {

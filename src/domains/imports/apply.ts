@@ -32,6 +32,8 @@ export interface ApplyContext {
   pending: Map<string, string>;
   /** Batches still to apply record by record, after one that could not be applied in one go. */
   careful: number;
+  /** What the record being applied went in without (reported with its line, run.ts). */
+  notes: { code: string; message: string }[];
 }
 
 /**
@@ -142,6 +144,28 @@ export async function applyRecord(
   return 'created';
 }
 
+/**
+ * The uploaded files a message record names. One not uploaded is left out and noted: the
+ * message goes in without it (a file gone at the source must not cost the message its text and
+ * place), and the import says so with the record's line (file_missing).
+ */
+async function namedFiles(db: Kysely<Database>, ctx: ApplyContext, ids: readonly string[]) {
+  const { files, missing } = await importFilesNamed(db, ctx.source, ids);
+  if (missing.length > 0) {
+    const named = missing
+      .slice(0, 5)
+      .map((id) => JSON.stringify(id))
+      .join(', ');
+    ctx.notes.push({
+      code: 'file_missing',
+      message: `Imported without ${missing.length === 1 ? 'the file' : `${missing.length} files`} ${named}${
+        missing.length > 5 ? ' and more' : ''
+      }: none was uploaded for source ${JSON.stringify(ctx.source)} (PUT /v1/imports/files/{external_id} before the import).`,
+    });
+  }
+  return files;
+}
+
 async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<string> {
   const db = trx as Kysely<Database>;
   switch (r.type) {
@@ -205,7 +229,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
       ).id;
     }
     case 'ticket': {
-      const files = await importFilesNamed(db, ctx.source, r.message?.attachments ?? []);
+      const files = await namedFiles(db, ctx, r.message?.attachments ?? []);
       const contact = await resolve(trx, ctx, 'contact', r.contact);
       const department = r.department ? await resolve(trx, ctx, 'department', r.department) : null;
       const author =
@@ -238,7 +262,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
     case 'message': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const agent = await optionalAgent(trx, ctx, r.agent);
-      const files = await importFilesNamed(db, ctx.source, r.attachments ?? []);
+      const files = await namedFiles(db, ctx, r.attachments ?? []);
       const message = await addMessage(db, actingAs(ctx, agent), ticket, { kind: r.kind, body: r.body });
       // The files the source's message carried: rows on the message, at its time, on the bytes
       // uploaded for the import (migrations/0044).

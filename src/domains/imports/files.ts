@@ -98,15 +98,15 @@ export async function getImportFile(
 }
 
 /**
- * The files a record names, in its order (for the attachments of its message). Throws
- * unknown_file, naming every one missing, when any was not uploaded for this source.
+ * The files a record names that were uploaded for this source, in its order, and the ids of
+ * those that were not.
  */
 export async function importFilesNamed(
   db: Executor,
   source: string,
   externalIds: readonly string[],
-): Promise<PutFile[]> {
-  if (externalIds.length === 0) return [];
+): Promise<{ files: PutFile[]; missing: string[] }> {
+  if (externalIds.length === 0) return { files: [], missing: [] };
   const rows = await db
     .selectFrom('import_files')
     .select(['external_id', 'filename', 'content_type', 'size_bytes', 'sha256', 'blob_key'])
@@ -114,21 +114,15 @@ export async function importFilesNamed(
     .where('external_id', 'in', [...externalIds])
     .execute();
   const byId = new Map(rows.map((r) => [r.external_id, r]));
-  const missing = externalIds.filter((id) => !byId.has(id));
-  if (missing.length > 0) {
-    throw new DomainError(
-      'unprocessable',
-      'unknown_file',
-      `No file was uploaded for source ${JSON.stringify(source)} with external_id ${missing
-        .slice(0, 5)
-        .map((id) => JSON.stringify(id))
-        .join(
-          ', ',
-        )}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}: upload each with PUT /v1/imports/files/{external_id} before the import.`,
-    );
+  const files: PutFile[] = [];
+  const missing: string[] = [];
+  for (const id of externalIds) {
+    const row = byId.get(id);
+    if (!row) missing.push(id);
+    else {
+      const { external_id: _id, ...file } = row;
+      files.push({ ...file, size_bytes: Number(file.size_bytes) });
+    }
   }
-  return externalIds.map((id) => {
-    const { external_id: _id, ...file } = byId.get(id)!;
-    return { ...file, size_bytes: Number(file.size_bytes) };
-  });
+  return { files, missing };
 }

@@ -2,7 +2,9 @@ import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { errorCodes, type FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { requireAdmin } from '../../access/policy.ts';
 import { IdParams, ref } from '../../contract.ts';
+import { DomainError } from '../../errors.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { problems, responseHeaders } from '../../plugins/openapi.ts';
 import { PageQuery } from '../../plugins/pagination.ts';
@@ -77,7 +79,20 @@ function detached(request: FastifyRequest): PassThrough {
     source.unpipe(body);
     source.resume();
   });
+  // A client gone mid-body: pipe() would leave the store waiting for the rest for ever (and its
+  // partial file on disk); failing the copy makes the store remove it.
+  const cut = (error?: Error) => {
+    if (!source.readableEnded) body.destroy(error ?? new Error('The request ended before its body did.'));
+  };
+  source.once('error', cut);
+  source.once('close', () => cut());
   return body;
+}
+
+/** 413 at once for a body that says it is larger than allowed: no need to read it first. */
+function refuseDeclaredOver(request: FastifyRequest, maxBytes: number, code: string, message: string) {
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) throw new DomainError('too_large', code, message);
 }
 
 export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -183,7 +198,8 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listImportErrors',
         tags,
         summary: 'List the lines an import refused',
-        description: 'Owners and admins; in line order, with the reason for each.',
+        description:
+          'Owners and admins; in line order, with the reason for each. Also the messages imported without a file they name (code file_missing).',
         params: IdParams,
         querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
         response: { 200: ref(ImportErrorPage), ...problems(404) },
@@ -225,7 +241,15 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { file, created } = await putImportFile(db, blobs, principalOf(request), {
+      const principal = principalOf(request);
+      requireAdmin(principal);
+      refuseDeclaredOver(
+        request,
+        config.attachments.maxBytes,
+        'attachment_too_large',
+        `The file is larger than ${config.attachments.maxBytes} bytes (ATTACHMENT_MAX_BYTES); nothing was stored.`,
+      );
+      const { file, created } = await putImportFile(db, blobs, principal, {
         source: request.query.source,
         externalId: request.params.external_id,
         filename: request.query.filename,

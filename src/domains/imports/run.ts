@@ -294,6 +294,7 @@ async function work(
     known: new Map(),
     pending: new Map(),
     careful: 0,
+    notes: [],
   };
   const stream = await blobs.get(row.blob_key!);
   const items = row.format === 'csv' ? csvItems(db, stream) : ndjsonItems(stream);
@@ -324,6 +325,19 @@ async function work(
 
 /** A record of a batch applied in one go failed, or one of its keys was taken meanwhile. */
 class BatchRefused extends Error {}
+
+/**
+ * A statement of the batch as a whole (its keys read or inserted) failed for something a record
+ * holds (a NUL in an external id, say): record by record, that record is refused alone.
+ */
+async function refusedUnlessTransient<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (isDatabaseUnreachable(error) || isTransient(error)) throw error;
+    throw new BatchRefused();
+  }
+}
 
 /** After a batch had to be applied record by record, the next ones are too: bad lines cluster. */
 const CAREFUL_BATCHES = 4;
@@ -368,16 +382,31 @@ async function applyBatch(
   const counts = { read: 0, created: 0, updated: 0, skipped: 0, failed: 0 };
   const errors: Parameters<typeof repo.insertErrors>[1] = [];
   const position = batch.at(-1)?.line ?? from;
+  /** What a record that went in went in without (one note per line: the first). */
+  const noted = (item: Item) => {
+    const note = ctx.notes[0];
+    if (!note) return;
+    errors.push({
+      import_id: ctx.importId,
+      line: item.line,
+      type: item.record!.type,
+      external_id: clean(item.record!.external_id, 200),
+      code: note.code,
+      message: clean(note.message) ?? '',
+    });
+  };
   try {
     await db.transaction().execute(async (trx) => {
       if (!(await repo.lockLease(trx, ctx.importId, token))) throw new LeaseLost();
       const keys: BatchKeys | undefined =
         mode === 'together'
           ? {
-              found: await repo.findKeys(
-                trx,
-                ctx.source,
-                batch.flatMap((item) => (item.record ? [item.record] : [])),
+              found: await refusedUnlessTransient(
+                repo.findKeys(
+                  trx,
+                  ctx.source,
+                  batch.flatMap((item) => (item.record ? [item.record] : [])),
+                ),
               ),
               created: new Map(),
             }
@@ -396,6 +425,7 @@ async function applyBatch(
           });
           continue;
         }
+        ctx.notes = [];
         if (keys) {
           try {
             counts[await applyRecord(trx, ctx, item.record, keys)]++;
@@ -403,12 +433,14 @@ async function applyBatch(
             if (isDatabaseUnreachable(error) || isTransient(error)) throw error;
             throw new BatchRefused();
           }
+          noted(item);
           continue;
         }
         await sql`savepoint import_record`.execute(trx);
         try {
           counts[await applyRecord(trx, ctx, item.record)]++;
           await sql`release savepoint import_record`.execute(trx);
+          noted(item);
         } catch (error) {
           // Not the record's fault: the whole batch is retried (see processPendingImports).
           if (isDatabaseUnreachable(error) || isTransient(error)) throw error;
@@ -427,7 +459,10 @@ async function applyBatch(
       }
       // Another import of the same source took one of these keys meanwhile: one by one, that
       // record fails on its key and the others stay.
-      if (keys && (await repo.insertKeys(trx, [...keys.created.values()])) < keys.created.size) {
+      if (
+        keys &&
+        (await refusedUnlessTransient(repo.insertKeys(trx, [...keys.created.values()]))) < keys.created.size
+      ) {
         throw new BatchRefused();
       }
       await repo.insertErrors(trx, errors);

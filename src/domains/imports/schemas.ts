@@ -52,7 +52,7 @@ export const ImportErrorSchema = Type.Object(
     external_id: Type.Union([Type.String(), Type.Null()]),
     code: Type.String({
       description:
-        'invalid_json, invalid_record, unknown_type, line_too_long, unknown_column, unknown_reference, unknown_file, or the code the API gives the same mistake (e.g. email_taken, agent_not_assignable).',
+        'Why the line was refused: invalid_json, invalid_record, unknown_type, line_too_long, unknown_column, unknown_reference, or the code the API gives the same mistake (e.g. email_taken, agent_not_assignable). One code is not a refusal: file_missing, a message imported without the files of its `attachments` that were not uploaded (the message counts as created).',
     }),
     message: Type.String(),
   },
