@@ -3,11 +3,13 @@ import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import t from 'tap';
-import { uploadFiles } from '../scripts/convert/upload-files.ts';
+import { filenameOf, uploadFiles } from '../scripts/convert/upload-files.ts';
 import { convertZendesk } from '../scripts/convert/zendesk.ts';
 import type { ImportFileToUpload } from '../scripts/convert/zendesk-map.ts';
+import { contentDisposition } from '../src/domains/attachments/routes.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
 
@@ -150,7 +152,22 @@ t.test('what the upload refuses leaves nothing behind', async (t) => {
 });
 
 t.test('a client gone mid-upload leaves nothing; a declared oversize is refused unread', async (t) => {
-  const c = await buildTestApp(t, { ATTACHMENT_MAX_BYTES: '100000' });
+  const logged: string[] = [];
+  const c = await buildTestApp(
+    t,
+    { ATTACHMENT_MAX_BYTES: '100000' },
+    {
+      logger: {
+        level: 'info',
+        stream: new Writable({
+          write(chunk, _encoding, done) {
+            logged.push(String(chunk));
+            done();
+          },
+        }),
+      },
+    },
+  );
   const { token } = await agentWithToken(c, { role: 'admin' });
   await c.app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = c.app.server.address() as AddressInfo;
@@ -171,6 +188,10 @@ t.test('a client gone mid-upload leaves nothing; a declared oversize is refused 
     left = await blobCount(c);
   }
   t.equal(left, 0, 'the partial file is removed');
+  t.notOk(
+    logged.some((line) => /database unavailable/.test(line)),
+    'a client gone is not taken for the database gone',
+  );
   t.equal(
     Number(
       (
@@ -192,6 +213,11 @@ t.test('a client gone mid-upload leaves nothing; a declared oversize is refused 
   big.destroy();
   t.match(answer.toString('latin1'), /^HTTP\/1\.1 413 /, '413 at once');
   t.match(answer.toString('latin1'), /application\/problem\+json/);
+  t.match(
+    answer.toString('latin1'),
+    /\r\nconnection: close\r\n/i,
+    'and the connection closed: the body is not read',
+  );
   t.equal(await blobCount(c), 0, 'nothing stored');
 });
 
@@ -511,3 +537,19 @@ function origin(server: Server) {
   const address = server.address() as AddressInfo;
   return `http://127.0.0.1:${address.port}`;
 }
+
+t.test('the uploader reads back the names our downloads give, whatever they hold', async (t) => {
+  for (const name of [
+    'invoice.pdf',
+    'tracking ü.csv',
+    'quote".txt',
+    "a; filename*=UTF-8''evil.exe",
+    'x"; filename="evil.exe',
+    '100% done (final).txt',
+  ]) {
+    t.equal(filenameOf(contentDisposition(name)), name, JSON.stringify(name));
+  }
+  t.equal(filenameOf('attachment; filename="plain.txt"'), 'plain.txt', 'a plain name alone');
+  t.equal(filenameOf('attachment'), null);
+  t.equal(filenameOf(null), null);
+});

@@ -55,10 +55,24 @@ async function reason(res: Response, what: string): Promise<string> {
   return `${what}: HTTP ${res.status}${detail ? ` (${detail})` : ''}${hint}`;
 }
 
+/** The parameters of a header (`type; a=b; c="d; e"`), quoted values unquoted, names lower-cased. */
+function headerParameters(header: string): Map<string, string> {
+  const parameters = new Map<string, string>();
+  // A quoted value is taken whole, so nothing inside it is read as a parameter of its own.
+  for (const m of header.matchAll(/;\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)/g)) {
+    const raw = m[2]!.trim();
+    const value = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw;
+    const name = m[1]!.toLowerCase();
+    if (!parameters.has(name)) parameters.set(name, value);
+  }
+  return parameters;
+}
+
 /** The name a download's Content-Disposition gives (RFC 6266: filename* first), if any. */
 export function filenameOf(header: string | null): string | null {
   if (!header) return null;
-  const extended = /filename\*\s*=\s*UTF-8''([^;\s]+)/i.exec(header)?.[1];
+  const parameters = headerParameters(header);
+  const extended = /^UTF-8''(.+)$/i.exec(parameters.get('filename*') ?? '')?.[1];
   if (extended) {
     try {
       return decodeURIComponent(extended);
@@ -66,7 +80,7 @@ export function filenameOf(header: string | null): string | null {
       // malformed: the plain name below
     }
   }
-  return /filename\s*=\s*"([^"]*)"/i.exec(header)?.[1] || null;
+  return parameters.get('filename') || null;
 }
 
 /**
@@ -147,7 +161,9 @@ export async function uploadFiles(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+  const workers =
+    Number.isInteger(options.concurrency) && options.concurrency! > 0 ? options.concurrency! : 4;
+  await Promise.all(Array.from({ length: workers }, worker));
   if (listError !== null) throw listError;
   return summary;
 }
@@ -238,7 +254,11 @@ async function main() {
   const fromRecords = values['from-records'];
   const authOrigin = values['auth-origin'] ?? (fromRecords ? values['source-url'] : undefined);
   const lists = (values.files ? 1 : 0) + (fromRecords ? 1 : 0);
+  const concurrency = Number(values.concurrency);
   if (
+    !Number.isInteger(concurrency) ||
+    concurrency < 1 ||
+    concurrency > 64 ||
     values.help ||
     lists !== 1 ||
     (fromRecords && !values['source-url']) ||
@@ -250,7 +270,7 @@ async function main() {
     process.stderr.write(
       'usage: DESKROUTE_TOKEN=... [SOURCE_AUTHORIZATION=...] npm run upload:import-files -- --url <deskroute> --source <source>\n' +
         '         (--files files.ndjson [--auth-origin <origin>] | --from-records export.ndjson --source-url <deskroute>) [--concurrency 4]\n' +
-        '(SOURCE_AUTHORIZATION goes to --auth-origin only; with --from-records, --source-url by default)\n',
+        '(SOURCE_AUTHORIZATION goes to --auth-origin only; with --from-records, --source-url by default; --concurrency 1-64)\n',
     );
     process.exit(values.help ? 0 : 2);
   }
@@ -262,7 +282,7 @@ async function main() {
     token,
     source: values.source,
     authorization: header ? { origin: authOrigin!, header } : undefined,
-    concurrency: Number(values.concurrency),
+    concurrency,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stderr.write(

@@ -146,7 +146,7 @@ export function contactBatches(
   );
 }
 
-/** The histories of these tickets, for the import format: five statements per batch. */
+/** The histories of these tickets, for the import format: six statements per batch. */
 export async function ticketHistories(
   db: Executor,
   tickets: { id: string; channel: string; contact_id: string; created_at: Date; subject: string }[],

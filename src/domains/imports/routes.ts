@@ -1,6 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { errorCodes, type FastifyRequest } from 'fastify';
+import { errorCodes, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { requireAdmin } from '../../access/policy.ts';
 import { IdParams, ref } from '../../contract.ts';
@@ -81,18 +81,33 @@ function detached(request: FastifyRequest): PassThrough {
   });
   // A client gone mid-body: pipe() would leave the store waiting for the rest for ever (and its
   // partial file on disk); failing the copy makes the store remove it.
-  const cut = (error?: Error) => {
-    if (!source.readableEnded) body.destroy(error ?? new Error('The request ended before its body did.'));
+  // Our own error, not Node's ECONNRESET: that one reads as the database being away.
+  const cut = () => {
+    if (!source.readableEnded) {
+      body.destroy(new DomainError('invalid', 'body_incomplete', 'The request ended before its body did.'));
+    }
   };
   source.once('error', cut);
-  source.once('close', () => cut());
+  source.once('close', cut);
   return body;
 }
 
-/** 413 at once for a body that says it is larger than allowed: no need to read it first. */
-function refuseDeclaredOver(request: FastifyRequest, maxBytes: number, code: string, message: string) {
+/**
+ * 413 at once for a body that says it is larger than allowed, and the connection closed after
+ * it: reading (and dropping) gigabytes first would be for nothing.
+ */
+function refuseDeclaredOver(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  maxBytes: number,
+  code: string,
+  message: string,
+) {
   const declared = Number(request.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBytes) throw new DomainError('too_large', code, message);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    reply.header('connection', 'close');
+    throw new DomainError('too_large', code, message);
+  }
 }
 
 export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -197,9 +212,9 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'listImportErrors',
         tags,
-        summary: 'List the lines an import refused',
+        summary: 'List the lines an import refused, and the messages it took without a file',
         description:
-          'Owners and admins; in line order, with the reason for each. Also the messages imported without a file they name (code file_missing).',
+          'Owners and admins; in line order, with the reason for each. Every row is a refused line (counted in counts.failed) except those with code file_missing: a message imported without the files of its `attachments` that were not uploaded (counted as created).',
         params: IdParams,
         querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
         response: { 200: ref(ImportErrorPage), ...problems(404) },
@@ -245,6 +260,7 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       requireAdmin(principal);
       refuseDeclaredOver(
         request,
+        reply,
         config.attachments.maxBytes,
         'attachment_too_large',
         `The file is larger than ${config.attachments.maxBytes} bytes (ATTACHMENT_MAX_BYTES); nothing was stored.`,
