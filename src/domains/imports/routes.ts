@@ -165,7 +165,16 @@ export const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const created = await service.startImport(db, blobs, principalOf(request), {
+      const principal = principalOf(request);
+      requireAdmin(principal);
+      refuseDeclaredOver(
+        request,
+        reply,
+        config.importMaxBytes,
+        'import_too_large',
+        `The file is larger than ${config.importMaxBytes} bytes (IMPORT_MAX_BYTES); nothing was imported. Split it: imports may follow each other.`,
+      );
+      const created = await service.startImport(db, blobs, principal, {
         body: detached(request),
         format: mediaType(request) === 'text/csv' ? 'csv' : 'ndjson',
         source: request.query.source,

@@ -29,6 +29,8 @@ const LEASE_SECONDS = 120;
  */
 export const importBatchSize = (db: Db) => (embeddedPglite(db) ? 20 : 200);
 const MAX_ERROR_TEXT = 1000;
+/** External ids resolved in earlier batches kept for look-ups (ApplyContext.known). */
+const KNOWN_IDS = 20_000;
 
 export interface ImportWorkerDeps {
   db: Db;
@@ -472,7 +474,9 @@ async function applyBatch(
     ctx.pending.clear();
     throw error;
   }
-  if (ctx.known.size > 200_000) ctx.known.clear();
+  // Emptied past KNOWN_IDS: at 200,000 ids (~30 MB) an import of a million records took the
+  // server past its 300 MB target; what is dropped is read again when next named.
+  if (ctx.known.size > KNOWN_IDS) ctx.known.clear();
   for (const [k, v] of ctx.pending) ctx.known.set(k, v);
   ctx.pending.clear();
   return position;
