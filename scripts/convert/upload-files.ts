@@ -18,9 +18,8 @@
 // exits non-zero naming every file that failed: run it again once fixed (what is there is
 // skipped), and start the import only when none failed: a message whose file is missing goes in
 // without it, for good.
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { readJsonLines } from './json-lines.ts';
 import type { ImportFileToUpload } from './zendesk-map.ts';
 
 export interface UploadOptions {
@@ -200,21 +199,13 @@ export async function* filesOfRecords(
   }
 }
 
-/** The objects of a file of JSON lines; a line that is not one is named with its number. */
-async function* readJsonLines(path: string): AsyncGenerator<Record<string, unknown>> {
-  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+/** The objects of a file of JSON lines. */
+async function* readJsonObjects(path: string): AsyncGenerator<Record<string, unknown>> {
   let n = 0;
-  for await (const line of lines) {
+  for await (const value of readJsonLines(path)) {
     n++;
-    if (!line.trim()) continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (error) {
-      throw new Error(`${path}:${n}: not a JSON line (${(error as Error).message})`);
-    }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new Error(`${path}:${n}: not a JSON object`);
+      throw new Error(`${path}: entry ${n} is not a JSON object`);
     }
     yield value as Record<string, unknown>;
   }
@@ -223,7 +214,7 @@ async function* readJsonLines(path: string): AsyncGenerator<Record<string, unkno
 /** The lines of a files list, each checked to be a file to upload. */
 export async function* readFileList(path: string): AsyncGenerator<ImportFileToUpload> {
   let n = 0;
-  for await (const file of readJsonLines(path)) {
+  for await (const file of readJsonObjects(path)) {
     n++;
     if (
       typeof file.external_id !== 'string' ||
@@ -275,7 +266,7 @@ async function main() {
     process.exit(values.help ? 0 : 2);
   }
   const files = fromRecords
-    ? filesOfRecords(readJsonLines(fromRecords), values['source-url']!)
+    ? filesOfRecords(readJsonObjects(fromRecords), values['source-url']!)
     : readFileList(values.files!);
   const summary = await uploadFiles(files, {
     deskroute: values.url,

@@ -16,10 +16,10 @@
 //                           without audits falls back to its embedded `comments`, if any.
 // Every file is streamed line by line; what stays in memory is the agents (few), the user
 // fields, the organizations' names and one ticket's audits. Warnings and a summary go to stderr.
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { readJsonLines } from './json-lines.ts';
 import {
   agentRecord,
   contactFieldPlan,
@@ -42,20 +42,8 @@ import {
 
 /** The objects of a file of JSON lines, each either an object or a page `{ [key]: [...] }`. */
 export async function* readObjects<T>(path: string, key: string): AsyncGenerator<T> {
-  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
-  let n = 0;
-  for await (const line of lines) {
-    n++;
-    if (!line.trim()) continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (error) {
-      throw new Error(
-        `${path}:${n}: not a JSON line (${(error as Error).message}); pretty-printed? try jq -c`,
-      );
-    }
-    const page = (value as Record<string, unknown>)[key];
+  for await (const value of readJsonLines(path, '; pretty-printed? try jq -c')) {
+    const page = (value as Record<string, unknown> | null)?.[key];
     if (Array.isArray(page)) yield* page as T[];
     else yield value as T;
   }

@@ -384,18 +384,23 @@ async function applyBatch(
   const counts = { read: 0, created: 0, updated: 0, skipped: 0, failed: 0 };
   const errors: Parameters<typeof repo.insertErrors>[1] = [];
   const position = batch.at(-1)?.line ?? from;
-  /** What a record that went in went in without (one note per line: the first). */
-  const noted = (item: Item) => {
-    const note = ctx.notes[0];
-    if (!note) return;
+  /** A row of the import's errors for this line (a refusal, or a note). */
+  const report = (
+    line: number,
+    about: { type?: string | null | undefined; external_id?: string | null | undefined },
+    why: { code: string; message: string },
+  ) =>
     errors.push({
       import_id: ctx.importId,
-      line: item.line,
-      type: item.record!.type,
-      external_id: clean(item.record!.external_id, 200),
-      code: note.code,
-      message: clean(note.message) ?? '',
+      line,
+      type: clean(about.type, 50),
+      external_id: clean(about.external_id, 200),
+      code: why.code,
+      message: clean(why.message) ?? '',
     });
+  /** What a record that went in went in without (one note per line: the first). */
+  const noted = (item: Item) => {
+    if (ctx.notes[0]) report(item.line, item.record!, ctx.notes[0]);
   };
   try {
     await db.transaction().execute(async (trx) => {
@@ -417,14 +422,7 @@ async function applyBatch(
         counts.read++;
         if (!item.record) {
           counts.failed++;
-          errors.push({
-            import_id: ctx.importId,
-            line: item.line,
-            type: clean(item.error?.type, 50),
-            external_id: clean(item.error?.external_id, 200),
-            code: item.error!.code,
-            message: clean(item.error!.message) ?? '',
-          });
+          report(item.line, item.error!, item.error!);
           continue;
         }
         ctx.notes = [];
@@ -448,15 +446,7 @@ async function applyBatch(
           if (isDatabaseUnreachable(error) || isTransient(error)) throw error;
           await sql`rollback to savepoint import_record`.execute(trx);
           counts.failed++;
-          const { code, message } = describe(error);
-          errors.push({
-            import_id: ctx.importId,
-            line: item.line,
-            type: item.record.type,
-            external_id: clean(item.record.external_id, 200),
-            code,
-            message: clean(message) ?? '',
-          });
+          report(item.line, item.record, describe(error));
         }
       }
       // Another import of the same source took one of these keys meanwhile: one by one, that
