@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import t from 'tap';
 import { roundTrips } from '../src/db/client.ts';
-import { final, prepared } from '../src/db/prepared.ts';
+import { final, prepared, withNext } from '../src/db/prepared.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 
 // These check the pg client of src/db/client.ts (named statements, pipelined BEGIN / COMMIT),
@@ -149,4 +149,80 @@ t.test('transactions: BEGIN travels with the first statement, COMMIT with a fina
     t.match(misuse, { message: /after the final statement/ });
     t.same(await rows(), [2, 3, 5, 6], 'the statement after it never ran');
   }
+});
+
+t.test('a statement sent with the next one: its effect, its round trip saved, its error', async (t) => {
+  const testDb = await createTestDatabase();
+  t.teardown(() => testDb.drop());
+  const { db } = testDb;
+  await sql`create table held (n int primary key, at text)`.execute(db);
+  const counted = async <T>(fn: () => Promise<T>) => {
+    const before = roundTrips();
+    const result = await fn();
+    return { result, trips: roundTrips() - before };
+  };
+  const setting = (value: string) => withNext(sql`select set_config('deskroute.test', ${value}, true)`);
+  const noTrips = onlyServer('PGlite has no round trips to count');
+
+  // Its effect is there for the statement it travels with.
+  const seen = await counted(() =>
+    db.transaction().execute(async (trx) => {
+      await setting('one').execute(trx);
+      await sql`insert into held (n, at) values (1, current_setting('deskroute.test'))`.execute(trx);
+      await setting('two').execute(trx);
+      await setting('three').execute(trx);
+      return (await sql<{ v: string }>`select current_setting('deskroute.test') as v`.execute(trx)).rows[0]!
+        .v;
+    }),
+  );
+  t.equal(seen.result, 'three', 'held statements run in their order, before the next one');
+  t.same((await sql`select n, at from held`.execute(db)).rows, [{ n: 1, at: 'one' }]);
+  t.equal(
+    seen.trips,
+    3,
+    'the two statements and COMMIT: the held ones and BEGIN cost no round trip (6 without)',
+    noTrips,
+  );
+
+  // Held until COMMIT: they still run, inside the transaction.
+  await db.transaction().execute(async (trx) => {
+    await sql`insert into held (n, at) values (2, 'x')`.execute(trx);
+    await withNext(sql`update held set at = 'y' where n = 2`).execute(trx);
+  });
+  t.same((await sql`select at from held where n = 2`.execute(db)).rows, [{ at: 'y' }], 'sent with COMMIT');
+
+  // A held statement that fails: the next statement throws its error, and nothing stays.
+  const failed = await db
+    .transaction()
+    .execute(async (trx) => {
+      await sql`insert into held (n, at) values (3, 'z')`.execute(trx);
+      await withNext(sql`insert into held (n, at) values (1, 'duplicate')`).execute(trx);
+      await sql`select 1`.execute(trx);
+    })
+    .catch((e) => e);
+  t.match(failed, { code: '23505' }, 'the held statement’s own error');
+  t.same(
+    (await sql<{ n: number }>`select n from held order by n`.execute(db)).rows.map((r) => r.n),
+    [1, 2],
+    'nothing of it stayed',
+  );
+  // Dropped by a rollback.
+  await db
+    .transaction()
+    .execute(async (trx) => {
+      await sql`insert into held (n, at) values (4, 'w')`.execute(trx);
+      await withNext(sql`insert into held (n, at) values (5, 'v')`).execute(trx);
+      throw new Error('changed my mind');
+    })
+    .catch(() => {});
+  t.same(
+    (await sql<{ n: number }>`select n from held order by n`.execute(db)).rows.map((r) => r.n),
+    [1, 2],
+    'a rolled-back transaction ran none of it',
+  );
+  t.equal(
+    (await sql<{ one: number }>`select 1 as one`.execute(db)).rows[0]!.one,
+    1,
+    'the connection goes on',
+  );
 });

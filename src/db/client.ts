@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { isDatabaseUnreachable } from './outage.ts';
-import { FINAL_MARK, PREPARED_MARK, statementName } from './prepared.ts';
+import { FINAL_MARK, PREPARED_MARK, statementName, WITH_NEXT_MARK } from './prepared.ts';
 
 // The pg client the app's pool makes. On this stack a round trip to PostgreSQL costs more than
 // most statements it carries (each socket write wakes the other side; measured, the writes were
@@ -34,6 +34,8 @@ export class PipeliningClient extends pg.Client {
   #inTransaction = false;
   /** The transaction already ended with its final statement: the caller's end is answered here. */
   #ended = false;
+  /** Statements marked withNext(), answered here, to leave with the next statement. */
+  #held: { text: string; values: unknown[] | undefined }[] = [];
 
   constructor(config?: pg.ClientConfig) {
     super(config);
@@ -66,6 +68,10 @@ export class PipeliningClient extends pg.Client {
       return Promise.resolve(answered('BEGIN'));
     }
     if (command === 'commit' || command === 'rollback') {
+      // Held statements go with a COMMIT (they are part of the transaction); a ROLLBACK drops them.
+      if (command === 'commit' && this.#held.length > 0 && !this.#ended)
+        return this.#withHeld(text, values, false);
+      this.#held = [];
       const ended = this.#ended;
       const unsent = this.#begin !== null;
       this.#begin = null;
@@ -81,26 +87,41 @@ export class PipeliningClient extends pg.Client {
         new Error('PipeliningClient: a statement after the final statement of a transaction'),
       );
     }
+    if (this.#inTransaction && text.includes(WITH_NEXT_MARK)) {
+      this.#held.push({ text, values });
+      return Promise.resolve(answered('SELECT'));
+    }
     const final = this.#inTransaction && text.includes(FINAL_MARK);
-    if (this.#begin === null && !final) return this.#send(text, values);
-    // BEGIN, the statement and COMMIT leave in one write: one round trip, counted by #send.
+    if (this.#begin === null && !final && this.#held.length === 0) return this.#send(text, values);
+    return this.#withHeld(text, values, final);
+  }
+
+  /**
+   * BEGIN (not sent yet), the held statements, this one and, for a final one, COMMIT leave in
+   * one write: one round trip, counted by #send. A COMMIT given here ends the transaction.
+   */
+  #withHeld(text: string, values: unknown[] | undefined, final: boolean): Promise<Result> {
+    const ending = text.trim().toLowerCase() === 'commit';
     const stream = this.connection.stream;
     stream.cork();
-    let begun: Promise<Result> | null = null;
+    const before: Promise<Result>[] = [];
     let result: Promise<Result>;
     let committed: Promise<Result> | null = null;
     try {
-      if (this.#begin !== null) begun = super.query(this.#begin);
+      if (this.#begin !== null) before.push(super.query(this.#begin));
       this.#begin = null;
+      for (const held of this.#held) before.push(super.query(held.text, held.values));
+      this.#held = [];
       result = this.#send(text, values);
       if (final) {
         committed = super.query('commit');
         this.#ended = true;
       }
+      if (ending) this.#inTransaction = false;
     } finally {
       stream.uncork();
     }
-    return settle(begun, result, committed);
+    return settle(before, result, committed);
   }
 
   #send(text: string, values: unknown[] | undefined): Promise<Result> {
@@ -129,19 +150,20 @@ export class PipeliningClient extends pg.Client {
   }
 }
 
-/** The statement's result once BEGIN, it and COMMIT (those sent with it) have all answered. */
-async function settle(
-  begun: Promise<Result> | null,
-  result: Promise<Result>,
-  committed: Promise<Result> | null,
-) {
+/**
+ * The statement's result once what was sent before it (BEGIN, held statements), it and COMMIT
+ * have all answered. The first failure is the one thrown: what follows it failed for it.
+ */
+async function settle(before: Promise<Result>[], result: Promise<Result>, committed: Promise<Result> | null) {
   // Every promise is awaited, so none is left to reject unhandled.
-  const [b, r, c] = await Promise.allSettled([begun, result, committed]);
-  if (b.status === 'rejected') throw b.reason;
-  if (r.status === 'rejected') throw r.reason;
-  if (c.status === 'rejected') throw c.reason;
-  if (c.value !== null && c.value.command !== 'COMMIT') throw new Error(`COMMIT answered ${c.value.command}`);
-  return r.value;
+  const [r, c, ...b] = await Promise.allSettled([result, committed, ...before]);
+  const failed = b.find((x) => x.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  if (r!.status === 'rejected') throw r!.reason;
+  if (c!.status === 'rejected') throw c!.reason;
+  if (c!.value !== null && c!.value.command !== 'COMMIT')
+    throw new Error(`COMMIT answered ${c!.value.command}`);
+  return r!.value;
 }
 
 export interface PoolOptions {

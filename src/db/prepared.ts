@@ -47,3 +47,16 @@ export function statementName(text: string): string {
   }
   return name;
 }
+
+/** What a statement to send with the next one holds (client.ts). */
+export const WITH_NEXT_MARK = '/* with next */ ';
+
+/**
+ * A statement whose result nobody reads (a set_config, say), in a transaction: with the pg
+ * client it is answered at once and goes out in the same write as the transaction's next
+ * statement, saving its round trip; should it fail, that next statement fails with its error.
+ * Elsewhere (PGlite, outside a transaction) a comment: it runs at once.
+ */
+export function withNext<T>(query: RawBuilder<T>): RawBuilder<T> {
+  return sql<T>`${sql.raw(WITH_NEXT_MARK)}${query}`;
+}

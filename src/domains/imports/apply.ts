@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { Principal } from '../../access/policy.ts';
+import { withNext } from '../../db/prepared.ts';
 import type { Database, ImportKeysTable } from '../../db/types.ts';
 import { DomainError, forbidden } from '../../errors.ts';
 import { createAgent, updateAgent } from '../agents/service.ts';
@@ -124,9 +125,10 @@ export async function applyRecord(
     return 'skipped';
   }
   const at = 'at' in record ? record.at : record.type === 'ticket' ? record.created_at : null;
-  await sql`select set_config('deskroute.now', ${at ?? ''}, true), set_config('deskroute.import_id', ${ctx.importId}, true)`.execute(
-    trx,
-  );
+  // Its result is not read: it leaves with the record's first statement (db/prepared.ts).
+  await withNext(
+    sql`select set_config('deskroute.now', ${at ?? ''}, true), set_config('deskroute.import_id', ${ctx.importId}, true)`,
+  ).execute(trx);
   const target = await replaying({ importId: ctx.importId, runRules: ctx.runRules }, () =>
     create(trx, ctx, record),
   );
