@@ -323,7 +323,9 @@ async function runImport(servers: Server, session: () => Promise<string>, path: 
   if (res.status !== 202) throw new Error(`POST /v1/imports: ${res.status} ${text}`);
   const uploaded = performance.now() - t0;
   let resource = JSON.parse(text) as ImportResource;
-  out(`  uploaded ${lines.toLocaleString('en')} lines in ${seconds(uploaded)} (202, import ${resource.id})`);
+  out(
+    `  uploaded ${lines.toLocaleString('en')} lines in ${seconds(uploaded)} (202, import ${resource.id}); server peak RSS so far ${mb(procStatus(servers.pid, 'VmHWM') ?? 0)}`,
+  );
   let peakRss = 0;
   let lastReport = performance.now();
   while (resource.state !== 'finished' && resource.state !== 'failed') {

@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type InferResult, type Kysely, sql, type Transaction } from 'kysely';
 import { dbNowMs } from '../../db/clock.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { Database, QualifiedColumn } from '../../db/types.ts';
@@ -288,7 +288,9 @@ export function firstPhoneOf(contactIdColumn: QualifiedColumn) {
 export async function contactSummaries(db: Executor, ids: string[]): Promise<Map<string, ContactSummary>> {
   const unique = [...new Set(ids)];
   if (unique.length === 0) return new Map();
-  const rows = await db
+  // One text whatever the number of ids (= any of an array), so it is prepared once: every
+  // ticket a write returns reads its contact here.
+  const query = db
     .selectFrom('contacts')
     .select([
       'contacts.id',
@@ -296,8 +298,8 @@ export async function contactSummaries(db: Executor, ids: string[]): Promise<Map
       firstEmailOf('contacts.id').as('email'),
       firstPhoneOf('contacts.id').as('phone'),
     ])
-    .where('contacts.id', 'in', unique)
-    .execute();
+    .where(sql<boolean>`contacts.id = any(${unique}::uuid[])`);
+  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
   return new Map(rows.map((r) => [r.id, { id: r.id, name: r.name, email: r.email, phone: r.phone }]));
 }
 
