@@ -225,4 +225,24 @@ t.test('a statement sent with the next one: its effect, its round trip saved, it
     1,
     'the connection goes on',
   );
+
+  // Rolled back to a savepoint: dropped unsent, and the rollback does not fail for it. (PGlite
+  // runs a held statement at once, so there it fails where it stands.)
+  if (embedded) {
+    t.pass('a rollback to a savepoint drops held statements', onlyServer('PGlite holds nothing'));
+    return;
+  }
+  const kept = await db.transaction().execute(async (trx) => {
+    await sql`insert into held (n, at) values (6, 'u')`.execute(trx);
+    await sql`savepoint before_bad`.execute(trx);
+    await withNext(sql`insert into held (n, at) values (1, 'duplicate')`).execute(trx);
+    await sql`rollback to savepoint before_bad`.execute(trx);
+    return 'kept';
+  });
+  t.equal(kept, 'kept', 'the rollback to the savepoint succeeds');
+  t.same(
+    (await sql<{ n: number }>`select n from held order by n`.execute(db)).rows.map((r) => r.n),
+    [1, 2, 6],
+    'what came before the savepoint stays',
+  );
 });

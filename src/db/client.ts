@@ -51,7 +51,7 @@ export class PipeliningClient extends pg.Client {
   // are handled here, the rest go to pg as they are.
   override query(config: any, values?: any, callback?: any): any {
     if (typeof config !== 'string' || typeof values === 'function' || callback !== undefined) {
-      if (this.#begin !== null || this.#ended) {
+      if (this.#begin !== null || this.#ended || this.#held.length > 0) {
         throw new Error('PipeliningClient: only text queries may run inside a pipelined transaction');
       }
       roundTripsMade++;
@@ -67,6 +67,10 @@ export class PipeliningClient extends pg.Client {
       this.#inTransaction = true;
       return Promise.resolve(answered('BEGIN'));
     }
+    // Whatever is held came after the latest savepoint (a SAVEPOINT takes held statements
+    // along): rolling back to it would undo them anyway, so they are dropped unsent, and the
+    // rollback cannot fail for them.
+    if (/^rollback\s+to\b/.test(command)) this.#held = [];
     if (command === 'commit' || command === 'rollback') {
       // Held statements go with a COMMIT (they are part of the transaction); a ROLLBACK drops them.
       if (command === 'commit' && this.#held.length > 0 && !this.#ended)

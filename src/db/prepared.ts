@@ -53,9 +53,10 @@ export const WITH_NEXT_MARK = '/* with next */ ';
 
 /**
  * A statement whose result nobody reads (a set_config, say), in a transaction: with the pg
- * client it is answered at once and goes out in the same write as the transaction's next
- * statement, saving its round trip; should it fail, that next statement fails with its error.
- * Elsewhere (PGlite, outside a transaction) a comment: it runs at once.
+ * client it is answered at once, with no rows, and goes out in the same write as the
+ * transaction's next statement, saving its round trip; should it fail, that next statement
+ * fails with its error (a ROLLBACK, or a ROLLBACK TO a savepoint, drops it unsent). Never read
+ * its result: elsewhere (PGlite, outside a transaction) it is a comment and runs at once.
  */
 export function withNext<T>(query: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(WITH_NEXT_MARK)}${query}`;
