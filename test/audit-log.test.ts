@@ -121,6 +121,10 @@ tap.test('the audit log: admins only, filters, pages, bad input', async (t) => {
   for (let i = 0; i < 5; i++) {
     await ctx.request({ method: 'POST', url: '/v1/departments', token, payload: { name: `D${i}` } });
   }
+  // Event times are rounded to the millisecond (timestamptz(3)), up to half of one later than
+  // the instant; Date truncates. Without a gap on both sides, D4, answered less than a
+  // millisecond before, could carry a time after `middle` (it did, once, in CI).
+  await new Promise((resolve) => setTimeout(resolve, 20));
   const middle = new Date().toISOString();
   await new Promise((resolve) => setTimeout(resolve, 20));
   await ctx.request({
