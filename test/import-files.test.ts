@@ -479,6 +479,39 @@ t.test(
       [undefined],
       'no credentials to another origin',
     );
+    // A source that stops answering, before its headers or half-way through the bytes, fails
+    // that file once nothing has moved for the stall timeout; the others go on.
+    const hung = createServer((req, res) => {
+      if (req.url === '/half') {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write(Buffer.alloc(500, 'x'));
+      }
+      // '/never': no answer at all
+    });
+    await listen(hung);
+    t.teardown(() => {
+      hung.closeAllConnections();
+      hung.close();
+    });
+    const stalled = await uploadFiles(
+      [
+        { external_id: '9997', filename: 'never.txt', url: `${origin(hung)}/never`, size: null },
+        { external_id: '9996', filename: 'half.txt', url: `${origin(hung)}/half`, size: null },
+        { external_id: '9995', filename: 'z.pdf', url: `${origin(storage)}/direct/z.pdf`, size: null },
+      ],
+      { deskroute: origin(desk.app.server), token, source: 'zendesk', stallMs: 300, concurrency: 3 },
+    );
+    t.same(stalled.failed.map((f) => [f.external_id, f.reason]).sort(), [
+      ['9996', 'nothing moved for 0.3 s'],
+      ['9997', 'nothing moved for 0.3 s'],
+    ]);
+    t.equal(stalled.uploaded, 1, 'the file whose source answers is uploaded');
+    const half = await desk.request({
+      method: 'GET',
+      url: '/v1/imports/files/9996?source=zendesk',
+      token,
+    });
+    t.equal(half.statusCode, 404, 'nothing is kept of the file cut half-way');
 
     const res = await desk.request({
       method: 'POST',

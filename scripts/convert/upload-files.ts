@@ -1,5 +1,5 @@
 // npm run upload:import-files -- --url <deskroute> --source <source> --files files.ndjson
-//                                 [--auth-origin <origin>] [--concurrency 4]
+//                                 [--auth-origin <origin>] [--concurrency 4] [--stall-timeout 60]
 // npm run upload:import-files -- --url <deskroute B> --source <source>
 //                                 --from-records export.ndjson --source-url <deskroute A>
 //   env DESKROUTE_TOKEN        an owner's or admin's token of --url (required)
@@ -17,7 +17,8 @@
 // and streams it to PUT /v1/imports/files/{external_id}; nothing is held whole in memory. It
 // exits non-zero naming every file that failed: run it again once fixed (what is there is
 // skipped), and start the import only when none failed: a message whose file is missing goes in
-// without it, for good.
+// without it, for good. A file whose transfer makes no progress for --stall-timeout seconds (a
+// source or a Deskroute that stops answering) fails, and the others go on.
 import { parseArgs } from 'node:util';
 import { readJsonLines } from './json-lines.ts';
 import type { ImportFileToUpload } from './zendesk-map.ts';
@@ -30,6 +31,8 @@ export interface UploadOptions {
   /** Sent as Authorization to file URLs of `origin` only. */
   authorization?: { origin: string; header: string } | undefined;
   concurrency?: number;
+  /** A file fails when nothing moves for this long (default 60 s): no answer, no bytes. */
+  stallMs?: number;
   log?: (line: string) => void;
 }
 
@@ -101,9 +104,30 @@ export async function uploadFiles(
   const sourceOrigin = options.authorization ? new URL(options.authorization.origin).origin : null;
   let listError: unknown = null;
 
+  const stallMs = options.stallMs ?? 60_000;
+  // Every request of a file shares one signal, aborted once nothing has moved for stallMs: a
+  // hung source or Deskroute fails that file instead of holding a worker (and the run) forever.
   const one = async (file: ImportFileToUpload) => {
+    const stalled = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const moved = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => stalled.abort(new Error(`nothing moved for ${stallMs / 1000} s`)), stallMs);
+    };
+    moved();
+    try {
+      await transfer(file, stalled.signal, moved);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const transfer = async (file: ImportFileToUpload, signal: AbortSignal, moved: () => void) => {
     const target = `${base}/v1/imports/files/${encodeURIComponent(file.external_id)}`;
-    const here = await fetch(`${target}?source=${encodeURIComponent(options.source)}`, { headers: auth });
+    const here = await fetch(`${target}?source=${encodeURIComponent(options.source)}`, {
+      headers: auth,
+      signal,
+    });
+    moved();
     if (here.status === 200) {
       await here.body?.cancel();
       summary.present++;
@@ -119,7 +143,9 @@ export async function uploadFiles(
         options.authorization && url.origin === sourceOrigin
           ? { authorization: options.authorization.header }
           : {},
+      signal,
     });
+    moved();
     if (!download.ok || !download.body) {
       throw new Error(await reason(download, `downloading ${url.origin}${url.pathname}`));
     }
@@ -132,8 +158,17 @@ export async function uploadFiles(
       {
         method: 'PUT',
         headers: { ...auth, 'content-type': 'application/octet-stream' },
-        body: download.body,
+        // Each chunk that passes is progress.
+        body: download.body.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, controller) {
+              moved();
+              controller.enqueue(chunk);
+            },
+          }),
+        ),
         duplex: 'half',
+        signal,
       } as RequestInit,
     );
     if (put.status !== 201 && put.status !== 200) throw new Error(await reason(put, 'uploading'));
@@ -237,6 +272,7 @@ async function main() {
       source: { type: 'string' },
       'auth-origin': { type: 'string' },
       concurrency: { type: 'string', default: '4' },
+      'stall-timeout': { type: 'string', default: '60' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -246,7 +282,11 @@ async function main() {
   const authOrigin = values['auth-origin'] ?? (fromRecords ? values['source-url'] : undefined);
   const lists = (values.files ? 1 : 0) + (fromRecords ? 1 : 0);
   const concurrency = Number(values.concurrency);
+  const stallSeconds = Number(values['stall-timeout']);
   if (
+    !Number.isInteger(stallSeconds) ||
+    stallSeconds < 1 ||
+    stallSeconds > 3600 ||
     !Number.isInteger(concurrency) ||
     concurrency < 1 ||
     concurrency > 64 ||
@@ -260,8 +300,9 @@ async function main() {
   ) {
     process.stderr.write(
       'usage: DESKROUTE_TOKEN=... [SOURCE_AUTHORIZATION=...] npm run upload:import-files -- --url <deskroute> --source <source>\n' +
-        '         (--files files.ndjson [--auth-origin <origin>] | --from-records export.ndjson --source-url <deskroute>) [--concurrency 4]\n' +
-        '(SOURCE_AUTHORIZATION goes to --auth-origin only; with --from-records, --source-url by default; --concurrency 1-64)\n',
+        '         (--files files.ndjson [--auth-origin <origin>] | --from-records export.ndjson --source-url <deskroute>) [--concurrency 4] [--stall-timeout 60]\n' +
+        '(SOURCE_AUTHORIZATION goes to --auth-origin only; with --from-records, --source-url by default; --concurrency 1-64;\n' +
+        ' a file fails when nothing moves for --stall-timeout seconds, 1-3600)\n',
     );
     process.exit(values.help ? 0 : 2);
   }
@@ -274,6 +315,7 @@ async function main() {
     source: values.source,
     authorization: header ? { origin: authOrigin!, header } : undefined,
     concurrency,
+    stallMs: stallSeconds * 1000,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stderr.write(
