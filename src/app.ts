@@ -3,7 +3,7 @@ import cors from '@fastify/cors';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
 import type { Db } from './db/database.ts';
 import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
@@ -42,6 +42,7 @@ import { viewRoutes, viewSchemas } from './domains/views/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
 import { unavailable } from './errors.ts';
 import type { JobQueue } from './jobs/queue.ts';
+import { RequestLoad } from './jobs/yield.ts';
 import { createAjv } from './plugins/ajv.ts';
 import { arrivalPlugin } from './plugins/arrival.ts';
 import { authPlugin } from './plugins/auth.ts';
@@ -64,6 +65,12 @@ declare module 'fastify' {
     exportReads: ExportSlots;
     /** Keeps the percentiles of the reports served, after the response (reports/service.ts). */
     reportKeeper: PercentileKeeper;
+    /** The requests this app is answering, which webhook work yields to (jobs/yield.ts). */
+    requestLoad: RequestLoad;
+  }
+  interface FastifyRequest {
+    /** Stops counting this request in the app's load (any number of calls). */
+    leaveLoad: () => void;
   }
 }
 
@@ -73,6 +80,8 @@ export interface AppDeps {
   /** pino options or false; the server passes its logger settings, tests pass false. */
   logger?: FastifyServerOptions['logger'];
   jobs?: JobQueue;
+  /** Counts the requests in flight; the server shares it with its jobs (jobs/yield.ts). */
+  load?: RequestLoad;
   /** Default: local disk under DATA_DIR/blobs. */
   blobs?: BlobStore;
 }
@@ -202,6 +211,25 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('config', config);
   app.decorate('exportReads', new ExportSlots(config.exports.maxConcurrent));
   app.decorate('reportKeeper', new PercentileKeeper(deps.db, app.log));
+  app.decorate('requestLoad', deps.load ?? new RequestLoad());
+  // A request counts while the process works on it: from its arrival to its answer's start,
+  // but not while its body is still arriving (a slow client is no work, and an anonymous one
+  // must not be able to make webhooks yield), nor while a slow reader takes the answer. A
+  // live stream stops counting once it starts (stream/routes.ts): a subscriber, not work. A body
+  // the handler reads itself (an upload) counts while it arrives: the handler is at work on it.
+  app.decorateRequest('leaveLoad', () => {});
+  const working = (request: FastifyRequest) => {
+    request.leaveLoad = app.requestLoad.enter();
+  };
+  app.addHook('onRequest', async (request, reply) => {
+    working(request);
+    reply.raw.once('close', () => request.leaveLoad());
+  });
+  app.addHook('preParsing', async (request) => request.leaveLoad());
+  app.addHook('preValidation', async (request) => working(request));
+  app.addHook('onSend', async (request) => request.leaveLoad());
+  app.addHook('onResponse', async (request) => request.leaveLoad());
+  app.addHook('onRequestAbort', async (request) => request.leaveLoad());
   app.addHook('onClose', () => app.reportKeeper.settled());
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -203,6 +203,19 @@ const EnvSchema = Type.Object({
     maximum: 60_000,
     description: 'how often new events are turned into webhook deliveries',
   }),
+  WEBHOOK_YIELD_REQUESTS: Type.Integer({
+    default: 8,
+    minimum: 0,
+    maximum: 10_000,
+    description:
+      'requests in flight (for three quarters of the last second) from which a process counts as busy, and its webhook work (dispatch and delivery) yields to requests: it then keeps WEBHOOK_SHARE_UNDER_LOAD_PERCENT of the time and catches up once the load falls; 0: webhook work never yields',
+  }),
+  WEBHOOK_SHARE_UNDER_LOAD_PERCENT: Type.Integer({
+    default: 10,
+    minimum: 1,
+    maximum: 100,
+    description: 'the share of time webhook work keeps while the process is busy with requests',
+  }),
   JOBS_CONCURRENCY: Type.Integer({
     default: 8,
     minimum: 1,
@@ -408,6 +421,8 @@ export interface WebhookConfig {
   disableAfterFailures: number;
   disableAfterMs: number;
   dispatchIntervalMs: number;
+  /** When webhook work yields to requests (src/jobs/yield.ts); share in (0, 1]. */
+  yieldTo: { requests: number; share: number };
   /** Settled deliveries older than this are deleted (delivery.ts pruneDeliveries). */
   deliveryRetentionDays: number;
 }
@@ -554,6 +569,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       disableAfterFailures: parsed.WEBHOOK_DISABLE_AFTER_FAILURES,
       disableAfterMs: parsed.WEBHOOK_DISABLE_AFTER_MS,
       dispatchIntervalMs: parsed.WEBHOOK_DISPATCH_INTERVAL_MS,
+      yieldTo: {
+        requests: parsed.WEBHOOK_YIELD_REQUESTS,
+        share: parsed.WEBHOOK_SHARE_UNDER_LOAD_PERCENT / 100,
+      },
       deliveryRetentionDays: parsed.WEBHOOK_DELIVERY_RETENTION_DAYS,
     },
     jobs: {

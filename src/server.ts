@@ -10,6 +10,7 @@ import { startImportWorker } from './domains/imports/run.ts';
 import { startImapWatcher } from './domains/mailboxes/imap.ts';
 import { startNotifications } from './domains/notifications/service.ts';
 import { startJobs } from './jobs/start.ts';
+import { RequestLoad } from './jobs/yield.ts';
 import { createLogDestination } from './logging.ts';
 import { startScheduler } from './scheduler.ts';
 import { blobStoreFor } from './storage/blobs.ts';
@@ -52,14 +53,17 @@ const { applied, firstAdmin } = await retryWhileUnreachable(
 );
 // Webhook deliveries and other background jobs; started before the app so routes can enqueue.
 const blobs = blobStoreFor(config.dataDir);
+// The app counts the requests it answers in `load`; webhook work yields to them (jobs/yield.ts).
+const load = new RequestLoad();
 const jobs = await retryWhileUnreachable(
-  () => startJobs(db, dbLog.child({ component: 'jobs' }), config, blobs),
+  () => startJobs(db, dbLog.child({ component: 'jobs' }), config, blobs, load),
   dbLog,
   'starting the job queue',
 );
 const app = await buildApp(config, {
   db,
   jobs: jobs.queue,
+  load,
   blobs,
   jwtSecret: await resolveJwtSecret(config),
   logger: {

@@ -138,6 +138,8 @@ export interface WebhooksTable {
   disabled_at: Date | null;
   consecutive_failures: Generated<number>;
   failing_since: Date | null;
+  /** xid8: the oldest transaction running when it was created or last turned on (migration 0045). */
+  active_since_tx: Generated<string>;
   created_by: string | null;
   created_at: CreatedAt;
   updated_at: Timestamp;

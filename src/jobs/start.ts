@@ -24,9 +24,11 @@ import {
   pruneDeliveries,
   reviveDeliveries,
 } from '../domains/webhooks/delivery.ts';
+import { anyActiveWebhook } from '../domains/webhooks/repository.ts';
 import { recordDisabled } from '../domains/webhooks/service.ts';
 import type { BlobStore } from '../storage/blobs.ts';
 import { type JobQueue, openQueue } from './queue.ts';
+import { MAX_WAIT_MS, RequestLoad, YieldGate } from './yield.ts';
 
 const DISPATCH_BATCH = 200;
 
@@ -39,14 +41,25 @@ const PRUNE_EVERY_MS = 60_000;
  * restarts. It runs on every instance; one holds the consumer's row at a time, the others skip
  * their turn. A full batch is followed at once by the next.
  */
-function startDispatch(db: Db, log: Logger, queue: JobQueue, intervalMs: number): () => Promise<void> {
+function startDispatch(
+  db: Db,
+  log: Logger,
+  queue: JobQueue,
+  gate: YieldGate,
+  intervalMs: number,
+): () => Promise<void> {
   return startLoop(intervalMs, async (stopped) => {
     try {
       let handled = DISPATCH_BATCH;
-      while (!stopped() && handled === DISPATCH_BATCH) {
-        handled = await consumeFeedBatch(db, 'webhooks', DISPATCH_BATCH, async (trx, rows) => {
+      const batch = () =>
+        consumeFeedBatch(db, 'webhooks', DISPATCH_BATCH, async (trx, rows) => {
           await dispatchEvents({ queue }, trx, rows);
         });
+      while (!stopped() && handled === DISPATCH_BATCH) {
+        // With no subscription on, a batch only moves the cursor past events no subscription
+        // will ever get (migration 0045): it never yields, so no backlog builds up under load
+        // for the first subscription to wait behind.
+        handled = (await anyActiveWebhook(db)) ? await gate.run(batch) : await batch();
       }
     } catch (err) {
       log.warn({ reason: describe(err) }, 'webhook dispatch failed; next turn retries');
@@ -90,18 +103,23 @@ function startLoop(intervalMs: number, turn: (stopped: () => boolean) => Promise
 
 export interface Jobs {
   queue: JobQueue;
+  /** Whether webhook work yields to requests now (yield.ts). */
+  gate: YieldGate;
   stop(): Promise<void>;
 }
 
 /**
  * Opens the queue and runs this process's workers (webhook deliveries). Every instance runs
- * them: the queue hands each job to one. `stop` lets running attempts finish first.
+ * them: the queue hands each job to one. `stop` lets running attempts finish first. `load` is
+ * the requests this process's app is answering (the app counts them): webhook work yields to
+ * them (yield.ts).
  */
 export async function startJobs(
   db: Db,
   log: Logger,
   config: Pick<Config, 'databaseUrl' | 'webhooks' | 'jobs' | 'mail'>,
   blobs: BlobStore,
+  load: RequestLoad = new RequestLoad(),
 ): Promise<Jobs> {
   const queue = await openQueue(
     db,
@@ -114,8 +132,10 @@ export async function startJobs(
       {
         name: DELIVERY_QUEUE,
         deadLetter: DELIVERY_DEAD_QUEUE,
-        // Longer than an attempt's lease, so a job is only run again once its process is gone.
-        expireInSeconds: Math.ceil(config.webhooks.timeoutMs / 1000) + 10,
+        // Longer than an attempt's lease (counted from its claim), so a job is only run again
+        // once its process is gone; a handler may first wait up to MAX_WAIT_MS for its turn
+        // while webhook work yields to requests (yield.ts).
+        expireInSeconds: Math.ceil((config.webhooks.timeoutMs + MAX_WAIT_MS) / 1000) + 10,
         retryLimit: 10,
         retryDelaySeconds: 5,
       },
@@ -136,11 +156,19 @@ export async function startJobs(
     },
   );
   const deps = { db, log, config: config.webhooks, queue, onDisabled: recordDisabled };
+  const gate = new YieldGate(load, config.webhooks.yieldTo, {
+    // A warning: the process is saturated, and webhook deliveries fall behind until it is not.
+    onChange: (busy, inFlight) =>
+      busy
+        ? log.warn({ inFlight, share: config.webhooks.yieldTo.share }, 'webhook work yields to requests')
+        : log.info({ inFlight }, 'webhook work at full speed again'),
+  });
+  gate.start();
   // A handler gets a few jobs at once (each with up to DELIVERY_BATCH deliveries).
   await queue.work<DeliveryJob>(
     DELIVERY_QUEUE,
     { concurrency: config.jobs.concurrency, batchSize: 2 },
-    (jobs) => attemptDeliveries(deps, jobs.flatMap(jobDeliveryIds), { retry: true }),
+    (jobs) => gate.run(() => attemptDeliveries(deps, jobs.flatMap(jobDeliveryIds), { retry: true })),
   );
   await queue.work<DeliveryJob>(DELIVERY_DEAD_QUEUE, { concurrency: 1, batchSize: 10 }, (jobs) =>
     reviveDeliveries(deps, jobs.flatMap(jobDeliveryIds)),
@@ -158,12 +186,15 @@ export async function startJobs(
       jobs.flatMap((j) => j.outboxIds ?? []),
     ),
   );
-  const stopDispatch = startDispatch(db, log, queue, config.webhooks.dispatchIntervalMs);
+  const stopDispatch = startDispatch(db, log, queue, gate, config.webhooks.dispatchIntervalMs);
   const stopRetention = startRetention(db, log, config.webhooks.deliveryRetentionDays);
   const stopMailOut = startMailOut(db, log, queue, config.mail);
   return {
     queue,
+    gate,
     async stop() {
+      // Pauses end at once: what is left runs at full speed.
+      gate.stop();
       await Promise.all([stopDispatch(), stopRetention()]);
       await stopMailOut();
       await queue.stop(Math.max(config.webhooks.timeoutMs, config.mail.sendTimeoutMs) + 1_000);

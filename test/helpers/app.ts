@@ -10,7 +10,8 @@ import type { AgentRole, DepartmentRole } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { insertDepartment, upsertMember } from '../../src/domains/departments/repository.ts';
-import { startJobs } from '../../src/jobs/start.ts';
+import { type Jobs, startJobs } from '../../src/jobs/start.ts';
+import { RequestLoad } from '../../src/jobs/yield.ts';
 import { localDiskStore } from '../../src/storage/blobs.ts';
 import { assertMatchesSpec } from './contract.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -28,6 +29,8 @@ export interface TestContext {
   database: TestDatabase;
   /** The folder of the app's blob store (attachments, received mail). */
   blobDir: string;
+  /** The job queue and its workers, when the test asked for them. */
+  jobs: Jobs | undefined;
   /** app.inject, checked against the committed OpenAPI document on every call. */
   request(options: InjectOptions & { token?: string }): Promise<LightMyRequestResponse>;
 }
@@ -48,6 +51,7 @@ export async function buildTestApp(
   // The queue runs the way the server runs it (src/jobs/start.ts), polling fast for tests.
   const blobDir = await mkdtemp(path.join(tmpdir(), 'deskroute-blobs-'));
   const blobs = localDiskStore(blobDir);
+  const load = new RequestLoad();
   const jobs = options.jobs
     ? await startJobs(
         database.db,
@@ -58,11 +62,13 @@ export async function buildTestApp(
           jobs: { ...config.jobs, pollIntervalMs: 500, superviseIntervalSeconds: 1 },
         },
         blobs,
+        load,
       )
     : undefined;
   const app = await buildApp(config, {
     db: database.db,
     blobs,
+    load,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',
     ...(options.logger && { logger: options.logger }),
     ...(jobs && { jobs: jobs.queue }),
@@ -79,6 +85,7 @@ export async function buildTestApp(
     db: database.db,
     database,
     blobDir,
+    jobs,
     async request({ token, ...options }) {
       const headers = { ...(options.headers ?? {}) } as Record<string, string>;
       if (token) headers.authorization = `Bearer ${token}`;

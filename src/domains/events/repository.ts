@@ -137,18 +137,19 @@ function parseCursor(cursor: string | undefined, field: string): Position {
  * read of pg_stat_activity could be passed over.)
  */
 export async function feedHorizon(db: Executor): Promise<string> {
-  const { rows } = await sql<{ h: string }>`
-    with snap as (select pg_current_snapshot() as s)
-    select coalesce(
-      (select min(x) from snap, pg_snapshot_xip(snap.s) as x
-        where x::xid in (
-          select backend_xid from pg_stat_activity
-            where datname = current_database() and backend_xid is not null
-          union all
-          select transaction from pg_prepared_xacts where database = current_database())),
-      (select pg_snapshot_xmax(s) from snap))::text as h`.execute(db);
+  const { rows } = await sql<{ h: string }>`select ${FEED_HORIZON}::text as h`.execute(db);
   return rows[0]!.h;
 }
+
+/** feedHorizon as an xid8 expression, for a statement that stores it (webhooks.active_since_tx). */
+export const FEED_HORIZON = sql<string>`(select coalesce(
+    (select min(x) from pg_snapshot_xip(pg_current_snapshot()) as x
+      where x::xid in (
+        select backend_xid from pg_stat_activity
+          where datname = current_database() and backend_xid is not null
+        union all
+        select transaction from pg_prepared_xacts where database = current_database())),
+    pg_snapshot_xmax(pg_current_snapshot())))`;
 
 async function horizon(db: Executor): Promise<bigint> {
   return BigInt(await feedHorizon(db));

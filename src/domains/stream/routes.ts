@@ -149,6 +149,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
       hub.assertRoom();
 
       reply.hijack();
+      request.leaveLoad();
       const res = reply.raw;
       // Headers set by earlier hooks (CORS, rate limits) go out too: hijack skips onSend.
       res.writeHead(200, {

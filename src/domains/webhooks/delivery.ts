@@ -9,6 +9,7 @@ import type { WebhookConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { Database, WebhookRow } from '../../db/types.ts';
 import type { JobQueue, NewJob } from '../../jobs/queue.ts';
+import { decodeCursor } from '../events/repository.ts';
 import { postOnce } from './http-post.ts';
 
 export const DELIVERY_QUEUE = 'webhook-delivery';
@@ -655,6 +656,8 @@ export async function insertDeliveries(executor: Db, deliveries: NewDelivery[]):
 /** The minimal shape of a feed row that dispatch reads (the events domain's FeedRow). */
 export interface DispatchRow {
   event: { id: string; type: string; department_id: string | null; ticket_id: string | null };
+  /** Its feed cursor, which holds its transaction id; absent (rows made by hand), it is new. */
+  cursor?: string;
   /** null: a settings event, for help-desk-wide subscriptions only. */
   visibility: { department_id: string | null; assignee_id: string | null } | null;
 }
@@ -676,16 +679,21 @@ export async function dispatchEvents(
   // old scope after the move.
   const hooks = await trx
     .selectFrom('webhooks')
-    .select(['id', 'event_types', 'department_id'])
+    .select(['id', 'event_types', 'department_id', 'active_since_tx'])
     .where('active', '=', true)
     .orderBy('id')
     .forShare()
     .execute();
+  const since = new Map(hooks.map((h) => [h.id, BigInt(h.active_since_tx)]));
   const deliveries: NewDelivery[] = [];
-  for (const { event, visibility } of rows) {
+  for (const { event, visibility, cursor } of rows) {
     let body: string | undefined;
+    const tx = cursor === undefined ? undefined : decodeCursor(cursor)?.tx;
     for (const hook of hooks) {
       if (hook.event_types.length > 0 && !hook.event_types.includes(event.type)) continue;
+      // Written before the subscription was created or turned on: not its own, however late
+      // the dispatch comes to it (dispatch lags while webhook work yields to requests).
+      if (tx !== undefined && tx < since.get(hook.id)!) continue;
       if (hook.department_id !== null) {
         // The event's department, and the ticket's now: the body carries the ticket as it is now
         // (the feed's policy), so an event from before a transfer out of the department, read

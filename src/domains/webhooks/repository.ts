@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, WebhookDeliveryRow, WebhookDeliveryStatus, WebhookRow } from '../../db/types.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
+import { FEED_HORIZON } from '../events/repository.ts';
 import { insertDeliveries, type NewDelivery } from './delivery.ts';
 import type { Webhook, WebhookDelivery } from './schemas.ts';
 
@@ -57,9 +58,25 @@ export function insertWebhook(
 ) {
   return db
     .insertInto('webhooks')
-    .values({ ...values, event_types: sql<string[]>`${values.event_types}::text[]` })
+    .values({
+      ...values,
+      event_types: sql<string[]>`${values.event_types}::text[]`,
+      // Events committed from now on are its own (migration 0045).
+      active_since_tx: FEED_HORIZON,
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+/** Whether any subscription is on: with none, dispatch only moves its cursor along. */
+export async function anyActiveWebhook(db: Executor): Promise<boolean> {
+  const row = await db
+    .selectFrom('webhooks')
+    .select('id')
+    .where('active', '=', true)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 export function findWebhook(db: Executor, id: string) {
@@ -97,6 +114,7 @@ export function updateWebhook(
     consecutive_failures: number;
     failing_since: Date | null;
   }>,
+  options: { turnedOn?: boolean } = {},
 ) {
   const { event_types, ...rest } = values;
   return trx
@@ -104,6 +122,8 @@ export function updateWebhook(
     .set({
       ...rest,
       ...(event_types && { event_types: sql<string[]>`${event_types}::text[]` }),
+      // Turned on now: events committed from now on are its own (migration 0045).
+      ...(options.turnedOn && { active_since_tx: FEED_HORIZON }),
       updated_at: sql<Date>`now()`,
     })
     .where('id', '=', id)

@@ -190,20 +190,25 @@ export async function updateWebhook(
       : await checkWebhookUrl(input.url, deps.config.allowPrivate, deps.config.dns);
   const row = await deps.db.transaction().execute(async (trx) => {
     const before = await manageable(trx, principal, await repo.lockWebhook(trx, id));
-    const after = await repo.updateWebhook(trx, id, {
-      ...(url !== undefined && { url }),
-      ...(input.event_types !== undefined && { event_types: input.event_types }),
-      ...(input.department_id !== undefined && { department_id: input.department_id }),
-      ...(input.description !== undefined && { description: input.description }),
-      ...(input.active !== undefined && { active: input.active }),
-      // Turning it back on forgets why it was turned off, and its failure streak.
-      ...(input.active === true && {
-        disabled_reason: null,
-        disabled_at: null,
-        consecutive_failures: 0,
-        failing_since: null,
-      }),
-    });
+    const after = await repo.updateWebhook(
+      trx,
+      id,
+      {
+        ...(url !== undefined && { url }),
+        ...(input.event_types !== undefined && { event_types: input.event_types }),
+        ...(input.department_id !== undefined && { department_id: input.department_id }),
+        ...(input.description !== undefined && { description: input.description }),
+        ...(input.active !== undefined && { active: input.active }),
+        // Turning it back on forgets why it was turned off, and its failure streak.
+        ...(input.active === true && {
+          disabled_reason: null,
+          disabled_at: null,
+          consecutive_failures: 0,
+          failing_since: null,
+        }),
+      },
+      { turnedOn: input.active === true && !before.active },
+    );
     if (after.department_id !== null && after.department_id !== before.department_id) {
       // Its deliveries so far were made for the former scope (another department's tickets, or
       // everything): the department's managers, who may now change the URL, must neither
