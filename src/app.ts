@@ -216,7 +216,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // but not while its body is still arriving (a slow client is no work, and an anonymous one
   // must not be able to make webhooks yield), nor while a slow reader takes the answer. A
   // live stream stops counting once it starts (stream/routes.ts): a subscriber, not work. A body
-  // the handler reads itself (an upload) counts while it arrives: the handler is at work on it.
+  // the handler reads itself (an upload) counts while it arrives, the handler at work on it;
+  // but not an anonymous one (the public form's files): no one unknown may make webhooks yield.
   app.decorateRequest('leaveLoad', () => {});
   const working = (request: FastifyRequest) => {
     request.leaveLoad = app.requestLoad.enter();
@@ -226,7 +227,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     reply.raw.once('close', () => request.leaveLoad());
   });
   app.addHook('preParsing', async (request) => request.leaveLoad());
-  app.addHook('preValidation', async (request) => working(request));
+  app.addHook('preValidation', async (request) => {
+    if (request.principal === null && /^multipart\//i.test(request.headers['content-type'] ?? '')) return;
+    working(request);
+  });
   app.addHook('onSend', async (request) => request.leaveLoad());
   app.addHook('onResponse', async (request) => request.leaveLoad());
   app.addHook('onRequestAbort', async (request) => request.leaveLoad());

@@ -5,11 +5,15 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
+import { sql } from 'kysely';
+import pg from 'pg';
 import t from 'tap';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { dispatchEvents } from '../src/domains/webhooks/delivery.ts';
+import { insertWebhook, lockWebhook, updateWebhook } from '../src/domains/webhooks/repository.ts';
 import { MAX_WAIT_MS, RequestLoad, YieldGate } from '../src/jobs/yield.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { testDatabaseKind } from './helpers/database.ts';
 
 /** Sleeps the gate asks for, recorded; each ends when the test says or its signal aborts. */
 function fakeSleeps() {
@@ -271,8 +275,17 @@ t.test(
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       payload: slow,
     });
+    // Nor does an anonymous upload (the public form's files), which its handler reads itself.
+    const form = new PassThrough();
+    form.write('--b0undary\r\nContent-Disposition: form-data; name="subject"\r\n\r\nheld open\r\n');
+    const formAnswer = ctx.app.inject({
+      method: 'POST',
+      url: '/v1/public/tickets',
+      headers: { 'content-type': 'multipart/form-data; boundary=b0undary' },
+      payload: form,
+    });
     await new Promise((resolve) => setTimeout(resolve, 200));
-    t.equal(load.inFlight, 0, 'a request whose body is still arriving does not count');
+    t.equal(load.inFlight, 0, 'requests whose bodies are still arriving do not count');
     // Two uploads the handler is reading: at work until the test ends their bodies.
     const bodies = [new PassThrough(), new PassThrough()];
     const held = bodies.map((body, i) => {
@@ -312,6 +325,8 @@ t.test(
     for (const res of await Promise.all(held)) t.equal(res.statusCode, 201, res.body);
     slow.end('"}');
     t.equal((await slowAnswer).statusCode, 400, 'the slow one ends too (its body lacks fields)');
+    form.end('--b0undary--\r\n');
+    t.equal((await formAnswer).statusCode, 400, 'and the form (it lacks fields)');
     await until('the load to fall', () => load.inFlight === 0 && !gate.busy);
   },
 );
@@ -405,5 +420,73 @@ t.test(
       'neither the ticket from before it existed, nor the one from while it was off',
     );
     t.notOk(delivered.some((d) => d.ticket_id === before || d.ticket_id === whileOff));
+
+    // The change that turns a subscription on is its own: its webhook.updated goes to it.
+    const watcher = await ctx.request({
+      method: 'POST',
+      url: '/v1/webhooks',
+      token,
+      payload: { url: 'http://127.0.0.1:9/settings', event_types: ['webhook.updated'], active: false },
+    });
+    t.equal(watcher.statusCode, 201, watcher.body);
+    const watcherId = watcher.json().id as string;
+    const on = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/webhooks/${watcherId}`,
+      token,
+      payload: { active: true },
+    });
+    t.equal(on.statusCode, 200, on.body);
+    await dispatch();
+    const bodies = await ctx.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('webhook_bodies as b', 'b.event_id', 'd.event_id')
+      .select(['d.event_type', 'b.body'])
+      .where('d.webhook_id', '=', watcherId)
+      .execute();
+    t.same(
+      bodies.map((d) => d.event_type),
+      ['webhook.updated'],
+      'the event of its own turning on, nothing from before',
+    );
+    t.match(JSON.parse(bodies[0]?.body ?? '{}'), { payload: { webhook: { id: watcherId, active: true } } });
+  },
+);
+
+t.test(
+  'turned on by a transaction that already has an id: a later one that committed first does not hide its own event',
+  {
+    skip:
+      (await testDatabaseKind()) === 'pglite'
+        ? 'needs a second connection to commit a transaction in between (PGlite has one)'
+        : false,
+  },
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const { agent } = await agentWithToken(ctx, { role: 'admin' });
+    const hook = await insertWebhook(ctx.db, {
+      url: 'http://127.0.0.1:9/hook',
+      event_types: [],
+      department_id: null,
+      active: false,
+      description: '',
+      secret: 'whsec_dGVzdA==',
+      created_by: agent.id,
+    });
+    const other = new pg.Client({ connectionString: ctx.database.url! });
+    await other.connect();
+    t.teardown(() => other.end());
+    const { own, since } = await ctx.db.transaction().execute(async (trx) => {
+      await lockWebhook(trx, hook.id); // takes a transaction id
+      const { rows } = await sql<{ x: string }>`select pg_current_xact_id()::text as x`.execute(trx);
+      // A transaction that begins after ours and commits before our update: the snapshot's
+      // horizon is now past our own id.
+      await other.query('begin');
+      await other.query('select pg_current_xact_id()');
+      await other.query('commit');
+      const after = await updateWebhook(trx, hook.id, { active: true }, { turnedOn: true });
+      return { own: BigInt(rows[0]!.x), since: BigInt(after.active_since_tx) };
+    });
+    t.ok(since <= own, `its own transaction's events count (since ${since}, own ${own})`);
   },
 );

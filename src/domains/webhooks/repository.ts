@@ -122,8 +122,12 @@ export function updateWebhook(
     .set({
       ...rest,
       ...(event_types && { event_types: sql<string[]>`${event_types}::text[]` }),
-      // Turned on now: events committed from now on are its own (migration 0045).
-      ...(options.turnedOn && { active_since_tx: FEED_HORIZON }),
+      // Turned on now: events committed from now on are its own (migration 0045), this
+      // transaction's own too (its webhook.updated): it already has an id (the row's lock), and a
+      // snapshot leaves its own transaction out of those running.
+      ...(options.turnedOn && {
+        active_since_tx: sql<string>`least(${FEED_HORIZON}, coalesce(pg_current_xact_id_if_assigned(), ${FEED_HORIZON}))`,
+      }),
       updated_at: sql<Date>`now()`,
     })
     .where('id', '=', id)
