@@ -82,8 +82,8 @@ t.test(
   },
 );
 
-t.test('not busy: units run side by side, with no pause', async (t) => {
-  const { gate, sleeps } = gateFor(1, 0.1);
+/** A unit that counts how many units ran at once (`most`). */
+function sideBySide() {
   let running = 0;
   let most = 0;
   const unit = async () => {
@@ -92,8 +92,14 @@ t.test('not busy: units run side by side, with no pause', async (t) => {
     await settle();
     running--;
   };
+  return { unit, most: () => most };
+}
+
+t.test('not busy: units run side by side, with no pause', async (t) => {
+  const { gate, sleeps } = gateFor(1, 0.1);
+  const { unit, most } = sideBySide();
   await Promise.all([gate.run(unit), gate.run(unit), gate.run(unit)]);
-  t.equal(most, 3);
+  t.equal(most(), 3);
   t.equal(sleeps.asked.length, 0);
 });
 
@@ -199,16 +205,9 @@ t.test('with a share of 100 % units are never held back', async (t) => {
   load.enter();
   samples(20);
   t.equal(gate.busy, true);
-  let running = 0;
-  let most = 0;
-  const unit = async () => {
-    running++;
-    most = Math.max(most, running);
-    await settle();
-    running--;
-  };
+  const { unit, most } = sideBySide();
   await Promise.all([gate.run(unit), gate.run(unit)]);
-  t.equal(most, 2);
+  t.equal(most(), 2);
   t.equal(sleeps.asked.length, 0);
 });
 
