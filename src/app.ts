@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import cors from '@fastify/cors';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import rateLimit from '@fastify/rate-limit';
@@ -71,6 +72,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Stops counting this request in the app's load (any number of calls). */
     leaveLoad: () => void;
+    /** Answered, or gone: the request never counts again. */
+    loadEnded: boolean;
   }
 }
 
@@ -213,27 +216,34 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('reportKeeper', new PercentileKeeper(deps.db, app.log));
   app.decorate('requestLoad', deps.load ?? new RequestLoad());
   // A request counts while the process works on it: from its arrival to its answer's start,
-  // but not while its body is still arriving (a slow client is no work, and an anonymous one
-  // must not be able to make webhooks yield), nor while a slow reader takes the answer. A
-  // live stream stops counting once it starts (stream/routes.ts): a subscriber, not work. A body
-  // the handler reads itself (an upload) counts while it arrives, the handler at work on it;
-  // but not an anonymous one (the public form's files): no one unknown may make webhooks yield.
+  // but not while its body is still arriving (a slow client is no work, and no one, an anonymous
+  // client least of all, may make webhooks yield by sending slowly), nor while a slow reader
+  // takes the answer. A body the handler reads itself (an upload, an import file) counts from
+  // when its last byte has arrived. A live stream stops counting once it starts
+  // (stream/routes.ts): a subscriber, not work.
   app.decorateRequest('leaveLoad', () => {});
+  app.decorateRequest('loadEnded', false);
   const working = (request: FastifyRequest) => {
-    request.leaveLoad = app.requestLoad.enter();
+    if (!request.loadEnded) request.leaveLoad = app.requestLoad.enter();
+  };
+  const answered = (request: FastifyRequest) => {
+    request.loadEnded = true;
+    request.leaveLoad();
   };
   app.addHook('onRequest', async (request, reply) => {
     working(request);
-    reply.raw.once('close', () => request.leaveLoad());
+    reply.raw.once('close', () => answered(request));
   });
   app.addHook('preParsing', async (request) => request.leaveLoad());
   app.addHook('preValidation', async (request) => {
-    if (request.principal === null && /^multipart\//i.test(request.headers['content-type'] ?? '')) return;
-    working(request);
+    const streamed =
+      request.body instanceof Readable || /^multipart\//i.test(request.headers['content-type'] ?? '');
+    if (streamed && !request.raw.readableEnded) request.raw.once('end', () => working(request));
+    else working(request);
   });
-  app.addHook('onSend', async (request) => request.leaveLoad());
-  app.addHook('onResponse', async (request) => request.leaveLoad());
-  app.addHook('onRequestAbort', async (request) => request.leaveLoad());
+  app.addHook('onSend', async (request) => answered(request));
+  app.addHook('onResponse', async (request) => answered(request));
+  app.addHook('onRequestAbort', async (request) => answered(request));
   app.addHook('onClose', () => app.reportKeeper.settled());
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -14,6 +14,7 @@ import { insertWebhook, lockWebhook, updateWebhook } from '../src/domains/webhoo
 import { MAX_WAIT_MS, RequestLoad, YieldGate } from '../src/jobs/yield.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { testDatabaseKind } from './helpers/database.ts';
+import { listenLocal } from './helpers/server.ts';
 
 /** Sleeps the gate asks for, recorded; each ends when the test says or its signal aborts. */
 function fakeSleeps() {
@@ -222,15 +223,26 @@ async function startReceiver(t: { teardown(fn: () => unknown): void }) {
       res.writeHead(204).end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { received, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
+  return { received, url: `http://127.0.0.1:${await listenLocal(t, server)}/hook` };
+}
+
+/** A receiver that answers nothing until released (then 204 to all, held or not). */
+async function startHoldingReceiver(t: { teardown(fn: () => unknown): void }) {
+  const held: http.ServerResponse[] = [];
+  let released = false;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (released) res.writeHead(204).end();
+    else held.push(res);
+  });
+  const port = await listenLocal(t, server);
+  return {
+    url: `http://127.0.0.1:${port}/held`,
+    release() {
+      released = true;
+      for (const res of held.splice(0)) res.writeHead(204).end();
+    },
+  };
 }
 
 async function until<T>(what: string, probe: () => T | undefined | null | false, ms = 20_000): Promise<T> {
@@ -248,7 +260,12 @@ t.test(
   async (t) => {
     const ctx = await buildTestApp(
       t,
-      { WEBHOOKS_ALLOW_PRIVATE: 'true', WEBHOOK_YIELD_REQUESTS: '2', WEBHOOK_SHARE_UNDER_LOAD_PERCENT: '1' },
+      {
+        WEBHOOKS_ALLOW_PRIVATE: 'true',
+        WEBHOOK_YIELD_REQUESTS: '2',
+        WEBHOOK_SHARE_UNDER_LOAD_PERCENT: '1',
+        WEBHOOK_TIMEOUT_MS: '60000',
+      },
       { jobs: true },
     );
     const gate = ctx.jobs!.gate;
@@ -283,11 +300,33 @@ t.test(
       headers: { 'content-type': 'multipart/form-data; boundary=b0undary' },
       payload: form,
     });
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    t.equal(load.inFlight, 0, 'requests whose bodies are still arriving do not count');
-    // Two uploads the handler is reading: at work until the test ends their bodies.
+    // Nor an agent's: a file over a slow link is no work until it has arrived.
+    const ticket = await ctx.request({
+      method: 'POST',
+      url: '/v1/tickets',
+      token,
+      payload: {
+        subject: 'Files',
+        department_id: departmentId,
+        contact: { email: 'files@example.com' },
+        message: { body: 'hello' },
+      },
+    });
+    t.equal(ticket.statusCode, 201, ticket.body);
+    const attachment = new PassThrough();
+    attachment.write(
+      '--b0undary\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\n' +
+        'Content-Type: text/plain\r\n\r\nthe first half, ',
+    );
+    const attachmentAnswer = ctx.app.inject({
+      method: 'POST',
+      url: `/v1/tickets/${ticket.json().id}/attachments`,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'multipart/form-data; boundary=b0undary' },
+      payload: attachment,
+    });
+    // Nor two import files, whose bodies the handler streams to the store.
     const bodies = [new PassThrough(), new PassThrough()];
-    const held = bodies.map((body, i) => {
+    const uploads = bodies.map((body, i) => {
       body.write(Buffer.alloc(1000, 'x'));
       return ctx.app.inject({
         method: 'PUT',
@@ -296,6 +335,21 @@ t.test(
         payload: body,
       });
     });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    t.equal(load.inFlight, 0, 'requests whose bodies are still arriving do not count');
+
+    // Two pings held by their receiver: requests at work until it answers.
+    const holder = await startHoldingReceiver(t);
+    const pinged = await ctx.request({
+      method: 'POST',
+      url: '/v1/webhooks',
+      token,
+      payload: { url: holder.url, event_types: ['ticket.created'], active: false },
+    });
+    t.equal(pinged.statusCode, 201, pinged.body);
+    const pings = [0, 1].map(() =>
+      ctx.request({ method: 'POST', url: `/v1/webhooks/${pinged.json().id}/ping`, token }),
+    );
     await until('two requests in flight', () => load.inFlight === 2);
     await until('the gate to call the process busy', () => gate.busy);
 
@@ -320,8 +374,14 @@ t.test(
     );
     t.equal(gate.busy, true, 'delivered while webhook work was yielding');
 
+    holder.release();
+    for (const res of await Promise.all(pings)) t.equal(res.statusCode, 200, res.body);
     for (const body of bodies) body.end();
-    for (const res of await Promise.all(held)) t.equal(res.statusCode, 201, res.body);
+    for (const res of await Promise.all(uploads)) t.equal(res.statusCode, 201, res.body);
+    attachment.end('the second half.\r\n--b0undary--\r\n');
+    const staged = await attachmentAnswer;
+    t.equal(staged.statusCode, 201, staged.body);
+    t.equal(staged.json().data[0].size_bytes, 'the first half, the second half.'.length, 'the whole file');
     slow.end('"}');
     t.equal((await slowAnswer).statusCode, 400, 'the slow one ends too (its body lacks fields)');
     form.end('--b0undary--\r\n');

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import t from 'tap';
 import { dispatchEvents } from '../src/domains/webhooks/delivery.ts';
 import { openQueue } from '../src/jobs/queue.ts';
 import { makeAgent } from './helpers/app.ts';
 import { createTestDatabase } from './helpers/database.ts';
-import { startServer } from './helpers/server.ts';
+import { listenLocal, startServer } from './helpers/server.ts';
 
 // Real server processes (node src/server.ts) delivering webhooks from one PostgreSQL database:
 // a process killed mid-delivery, and two processes sharing the work.
@@ -40,15 +39,7 @@ async function startReceiver(t: { teardown(fn: () => unknown): void }) {
       setTimeout(() => res.writeHead(204).end(), 20);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(t, server);
   return { received, url: (path: string) => `http://127.0.0.1:${port}${path}` };
 }
 

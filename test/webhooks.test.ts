@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
@@ -19,6 +18,7 @@ import {
 } from '../src/domains/webhooks/delivery.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { startDnsServer } from './helpers/dns.ts';
+import { listenLocal } from './helpers/server.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
 interface Received {
@@ -92,15 +92,7 @@ async function startReceiver(t: { teardown(fn: () => unknown): void }) {
     });
   });
   server.on('connection', (socket) => connections.set(socket, { id: ++connectionCount, served: 0 }));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLocal(t, server);
   return { received, url: (path: string) => `http://127.0.0.1:${port}${path}`, port };
 }
 

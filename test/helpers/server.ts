@@ -10,6 +10,25 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const SERVER = path.join(ROOT, 'src/server.ts');
 export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-0123456789';
 
+/**
+ * Listens on a free local port until the test ends (then its connections are cut, so a held
+ * response never keeps the test open); answers the port.
+ */
+export async function listenLocal(
+  t: { teardown(fn: () => unknown): void },
+  server: net.Server & { closeAllConnections(): void },
+): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return (server.address() as net.AddressInfo).port;
+}
+
 export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
