@@ -47,6 +47,7 @@ import { RequestLoad } from './jobs/yield.ts';
 import { createAjv } from './plugins/ajv.ts';
 import { arrivalPlugin } from './plugins/arrival.ts';
 import { authPlugin } from './plugins/auth.ts';
+import { AuthCache } from './plugins/auth-cache.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
 import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
 import { type BlobStore, blobStoreFor } from './storage/blobs.ts';
@@ -68,6 +69,8 @@ declare module 'fastify' {
     reportKeeper: PercentileKeeper;
     /** The requests this app is answering, which webhook work yields to (jobs/yield.ts). */
     requestLoad: RequestLoad;
+    /** Who credentials belong to, per process (plugins/auth-cache.ts). */
+    authCache: AuthCache;
   }
   interface FastifyRequest {
     /** Stops counting this request in the app's load (any number of calls). */
@@ -87,6 +90,11 @@ export interface AppDeps {
   load?: RequestLoad;
   /** Default: local disk under DATA_DIR/blobs. */
   blobs?: BlobStore;
+  /**
+   * The PostgreSQL the db reaches, for a connection of its own that hears credential changes
+   * (plugins/auth-cache.ts). Without it (embedded PGlite) credentials are not cached.
+   */
+  databaseUrl?: string;
 }
 
 // Secrets never reach the log: fastify's request serializer leaves headers and bodies out, and
@@ -320,8 +328,17 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
 
   await app.register(openapiPlugin);
+  const authCache = new AuthCache({
+    url: deps.databaseUrl ?? null,
+    ttlSeconds: config.authCacheSeconds,
+    log: app.log,
+  });
+  app.decorate('authCache', authCache);
+  app.addHook('onClose', () => authCache.close());
+  authCache.start();
   await app.register(authPlugin, {
     db: deps.db,
+    cache: authCache,
     secret: deps.jwtSecret,
     ttlSeconds: config.jwtTtlSeconds,
     rateLimit: { max: config.rateLimit.max, windowSeconds: config.rateLimit.windowSeconds },

@@ -234,6 +234,13 @@ const EnvSchema = Type.Object({
     maximum: 3600,
     description: 'how often jobs of a dead process are found and run again',
   }),
+  AUTH_CACHE_SECONDS: Type.Integer({
+    default: 60,
+    minimum: 0,
+    maximum: 3600,
+    description:
+      'who a token or session belongs to is kept this long per process, and dropped at once when any token, agent or membership changes (LISTEN/NOTIFY); 0: looked up on every request',
+  }),
   STREAM_POLL_INTERVAL_MS: Type.Integer({
     default: 50,
     minimum: 10,
@@ -333,6 +340,8 @@ export interface Config {
   dataDir: string;
   jwtSecret: string | undefined;
   jwtTtlSeconds: number;
+  /** AUTH_CACHE_SECONDS (src/plugins/auth-cache.ts). */
+  authCacheSeconds: number;
   logLevel: string;
   corsOrigins: string[] | '*';
   rateLimit: { max: number; perAddressMax: number; windowSeconds: number };
@@ -516,6 +525,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: parsed.DATA_DIR,
     jwtSecret: parsed.JWT_SECRET,
     jwtTtlSeconds: parsed.JWT_TTL_SECONDS,
+    authCacheSeconds: parsed.AUTH_CACHE_SECONDS,
     logLevel: parsed.LOG_LEVEL,
     corsOrigins:
       origins === '*'

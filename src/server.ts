@@ -62,6 +62,7 @@ const jobs = await retryWhileUnreachable(
 );
 const app = await buildApp(config, {
   db,
+  ...(config.databaseUrl !== undefined && { databaseUrl: config.databaseUrl }),
   jobs: jobs.queue,
   load,
   blobs,

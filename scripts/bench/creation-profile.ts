@@ -249,6 +249,7 @@ async function main() {
     });
     const inproc = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: jwtSecret }), {
       db: counted,
+      databaseUrl: scratchUrl,
       jwtSecret,
     });
     try {

@@ -182,6 +182,7 @@ export async function queriesPerCreation(
   const secret = randomBytes(32).toString('base64url');
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', JWT_SECRET: secret }), {
     db: counted,
+    databaseUrl,
     jwtSecret: secret,
   });
   try {

@@ -24,7 +24,7 @@ const config = loadConfig({
   RATE_LIMIT_PER_ADDRESS_MAX: '1000000000',
 });
 const db = await createDatabase({ databaseUrl });
-const app = await buildApp(config, { db, jwtSecret, logger: false });
+const app = await buildApp(config, { db, databaseUrl, jwtSecret, logger: false });
 await app.listen({ host: '127.0.0.1', port: 0 });
 
 // The baseline: one insert per request, no validation, no auth, the same pool size as the app.

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { isDatabaseUnreachable } from './outage.ts';
-import { FINAL_MARK, PREPARED_MARK, statementName, WITH_NEXT_MARK } from './prepared.ts';
+import { AUTH_NEUTRAL_MARK, FINAL_MARK, PREPARED_MARK, statementName, WITH_NEXT_MARK } from './prepared.ts';
 
 // The pg client the app's pool makes. On this stack a round trip to PostgreSQL costs more than
 // most statements it carries (each socket write wakes the other side; measured, the writes were
@@ -24,6 +24,40 @@ const answered = (command: string): Result => ({ command, rowCount: null, oid: 0
 let roundTripsMade = 0;
 export const roundTrips = () => roundTripsMade;
 
+/**
+ * Who credentials belong to (agents, their tokens and memberships; a department's deletion takes
+ * its memberships along) is cached per process (src/plugins/auth-cache.ts). Other processes hear
+ * of a change by NOTIFY (migration 0046), a moment after it commits; this process must not wait
+ * for that: a statement of its own that writes these tables empties its caches as soon as it has
+ * committed, before the caller answers anyone. Statements marked AUTH_NEUTRAL (a token's use
+ * recorded) write no column a cache holds.
+ */
+const WRITES_AUTH =
+  /\b(?:insert\s+into|update|delete\s+from|truncate(?:\s+table)?)\s+(?:only\s+)?"?(?:api_tokens|agents|department_members|departments)"?(?![\w"])/i;
+const authWriteListeners = new Set<() => void>();
+
+/** Calls `listener` whenever this process has committed a write to the credential tables. */
+export function onAuthWrite(listener: () => void): () => void {
+  authWriteListeners.add(listener);
+  return () => authWriteListeners.delete(listener);
+}
+
+function authWritten() {
+  for (const listener of authWriteListeners) listener();
+}
+
+const judged = new Map<string, boolean>();
+function writesAuth(text: string): boolean {
+  if (!(text.includes('agents') || text.includes('api_tokens') || text.includes('department'))) return false;
+  // Prepared texts are few and run often: each is judged once.
+  const prepared = text.startsWith(PREPARED_MARK);
+  const known = prepared ? judged.get(text) : undefined;
+  if (known !== undefined) return known;
+  const writes = !text.includes(AUTH_NEUTRAL_MARK) && WRITES_AUTH.test(text);
+  if (prepared && judged.size < 1000) judged.set(text, writes);
+  return writes;
+}
+
 // The whole text, as Kysely sends it: a script that merely starts with BEGIN is sent as it is.
 const TRANSACTION_START = /^(begin|start transaction( isolation level [a-z ]+?)?( read (only|write))?)$/;
 
@@ -36,6 +70,8 @@ export class PipeliningClient extends pg.Client {
   #ended = false;
   /** Statements marked withNext(), answered here, to leave with the next statement. */
   #held: { text: string; values: unknown[] | undefined }[] = [];
+  /** The transaction wrote the credential tables: its commit empties the auth caches. */
+  #authDirty = false;
 
   constructor(config?: pg.ClientConfig) {
     super(config);
@@ -61,7 +97,17 @@ export class PipeliningClient extends pg.Client {
   }
 
   #text(text: string, values: unknown[] | undefined): Promise<Result> {
+    if (this.#inTransaction || !writesAuth(text)) return this.#textIn(text, values);
+    // Outside a transaction the statement commits by itself.
+    return this.#textIn(text, values).then((result) => {
+      authWritten();
+      return result;
+    });
+  }
+
+  #textIn(text: string, values: unknown[] | undefined): Promise<Result> {
     const command = text.trim().toLowerCase();
+    if (this.#inTransaction && writesAuth(text)) this.#authDirty = true;
     if (TRANSACTION_START.test(command) && !this.#inTransaction) {
       this.#begin = text;
       this.#inTransaction = true;
@@ -72,18 +118,15 @@ export class PipeliningClient extends pg.Client {
     // rollback cannot fail for them.
     if (/^rollback\s+to\b/.test(command)) this.#held = [];
     if (command === 'commit' || command === 'rollback') {
-      // Held statements go with a COMMIT (they are part of the transaction); a ROLLBACK drops them.
-      if (command === 'commit' && this.#held.length > 0 && !this.#ended)
-        return this.#withHeld(text, values, false);
-      this.#held = [];
-      const ended = this.#ended;
-      const unsent = this.#begin !== null;
-      this.#begin = null;
-      this.#ended = false;
-      this.#inTransaction = false;
-      // Ended by its final statement, or never started on the server: nothing to send.
-      if (ended || unsent) return Promise.resolve(answered(command === 'commit' ? 'COMMIT' : 'ROLLBACK'));
-      return this.#send(text, values);
+      const dirty = this.#authDirty;
+      this.#authDirty = false;
+      if (command === 'commit' && dirty) {
+        return this.#end(text, values, command).then((result) => {
+          authWritten();
+          return result;
+        });
+      }
+      return this.#end(text, values, command);
     }
     if (this.#ended) {
       // A statement after the final one would run outside the transaction: a bug in the caller.
@@ -98,6 +141,22 @@ export class PipeliningClient extends pg.Client {
     const final = this.#inTransaction && text.includes(FINAL_MARK);
     if (this.#begin === null && !final && this.#held.length === 0) return this.#send(text, values);
     return this.#withHeld(text, values, final);
+  }
+
+  /** The caller's COMMIT or ROLLBACK. */
+  #end(text: string, values: unknown[] | undefined, command: 'commit' | 'rollback'): Promise<Result> {
+    // Held statements go with a COMMIT (they are part of the transaction); a ROLLBACK drops them.
+    if (command === 'commit' && this.#held.length > 0 && !this.#ended)
+      return this.#withHeld(text, values, false);
+    this.#held = [];
+    const ended = this.#ended;
+    const unsent = this.#begin !== null;
+    this.#begin = null;
+    this.#ended = false;
+    this.#inTransaction = false;
+    // Ended by its final statement, or never started on the server: nothing to send.
+    if (ended || unsent) return Promise.resolve(answered(command === 'commit' ? 'COMMIT' : 'ROLLBACK'));
+    return this.#send(text, values);
   }
 
   /**

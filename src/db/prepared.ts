@@ -61,3 +61,9 @@ export const WITH_NEXT_MARK = '/* with next */ ';
 export function withNext<T>(query: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(WITH_NEXT_MARK)}${query}`;
 }
+
+/**
+ * What a statement holds that writes the credential tables without changing anything the auth
+ * caches keep (a token's last use): client.ts does not empty the caches for it.
+ */
+export const AUTH_NEUTRAL_MARK = '/* auth-neutral */ ';

@@ -7,6 +7,7 @@ import type { Db } from '../db/database.ts';
 import { findAgentForAuth } from '../domains/agents/repository.ts';
 import { findTokenForAuth } from '../domains/api-tokens/repository.ts';
 import { DomainError, forbidden } from '../errors.ts';
+import type { AuthCache } from './auth-cache.ts';
 
 export const API_TOKEN_PREFIX = 'drt_';
 
@@ -43,7 +44,12 @@ export function principalOf(request: FastifyRequest): Principal {
   return request.principal;
 }
 
-async function authenticate(app: FastifyInstance, db: Db, request: FastifyRequest): Promise<Principal> {
+async function authenticate(
+  app: FastifyInstance,
+  db: Db,
+  cache: AuthCache,
+  request: FastifyRequest,
+): Promise<Principal> {
   const header = request.headers.authorization;
   if (!header) throw unauthenticated('missing_credentials', 'Send Authorization: Bearer <token>.');
   const match = /^Bearer +(\S+)$/i.exec(header);
@@ -51,7 +57,8 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
   const secret = match[1];
 
   if (secret.startsWith(API_TOKEN_PREFIX)) {
-    const token = await findTokenForAuth(db, hashApiToken(secret));
+    const hash = hashApiToken(secret);
+    const token = await cache.get(`token:${hash}`, () => findTokenForAuth(db, hash));
     if (!token) throw unauthenticated('invalid_token', 'The API token is not valid.');
     if (token.revoked_at) throw unauthenticated('token_revoked', 'The API token was revoked.');
     if (token.expires_at && token.expires_at <= new Date()) {
@@ -84,7 +91,8 @@ async function authenticate(app: FastifyInstance, db: Db, request: FastifyReques
   if (typeof claims.sub !== 'string' || !/^[0-9a-f-]{36}$/i.test(claims.sub)) {
     throw unauthenticated('invalid_token', 'The session token is not valid.');
   }
-  const agent = await findAgentForAuth(db, claims.sub);
+  const sub = claims.sub;
+  const agent = await cache.get(`agent:${sub}`, () => findAgentForAuth(db, sub));
   if (!agent) throw unauthenticated('invalid_token', 'The session token is not valid.');
   if (agent.status !== 'active') throw unauthenticated('agent_disabled', 'The agent is disabled.');
   if ((agent.password_changed_at?.getTime() ?? 0) !== claims.pwd) {
@@ -110,6 +118,8 @@ export const authPlugin = fp(
     app: FastifyInstance,
     options: {
       db: Db;
+      /** Who credentials belong to, kept while no change to them is heard of (auth-cache.ts). */
+      cache: AuthCache;
       secret: string;
       ttlSeconds: number;
       rateLimit: { max: number; windowSeconds: number };
@@ -133,7 +143,7 @@ export const authPlugin = fp(
       },
     });
     async function authenticateRequest(request: FastifyRequest, reply: FastifyReply) {
-      const principal = await authenticate(app, options.db, request);
+      const principal = await authenticate(app, options.db, options.cache, request);
       request.principal = principal;
       const limit = await tokenLimit(request);
       // isAllowed is only true for allow-listed keys (none here); the counts are in the rest.

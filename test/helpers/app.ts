@@ -67,6 +67,7 @@ export async function buildTestApp(
     : undefined;
   const app = await buildApp(config, {
     db: database.db,
+    ...(database.url !== null && { databaseUrl: database.url }),
     blobs,
     load,
     jwtSecret: 'test-secret-that-is-long-enough-0123456789',

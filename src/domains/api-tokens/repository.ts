@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import { prepared } from '../../db/prepared.ts';
+import { AUTH_NEUTRAL_MARK, prepared } from '../../db/prepared.ts';
 import type {
   AgentRole,
   AgentStatus,
@@ -55,7 +55,7 @@ export function findApiToken(db: Executor, id: string) {
  * The token and its agent (with the agent's departments, which most routes need next), looked
  * up by the hash of the secret the client sent; the same statement records the use, at most
  * once a minute per token, so authenticating an API token costs one round trip and reads do not
- * turn into a write each.
+ * turn into a write each. Recording the use changes nothing the auth caches hold (AUTH_NEUTRAL).
  */
 export async function findTokenForAuth(db: Executor, tokenHash: string) {
   const result = await prepared(sql<{
@@ -67,7 +67,7 @@ export async function findTokenForAuth(db: Executor, tokenHash: string) {
     role: AgentRole;
     agent_status: AgentStatus;
     departments: [string, DepartmentRole][];
-  }>`
+  }>`${sql.raw(AUTH_NEUTRAL_MARK)}
     with found as (
       select t.id, t.agent_id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, a.role, a.status as agent_status
       from api_tokens t join agents a on a.id = t.agent_id
