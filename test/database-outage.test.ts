@@ -3,12 +3,14 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import pg from 'pg';
+import pino from 'pino';
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createPool } from '../src/db/client.ts';
 import { createDatabase } from '../src/db/database.ts';
 import { isDatabaseUnreachable } from '../src/db/outage.ts';
+import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
 import { assertMatchesSpec } from './helpers/contract.ts';
 import { closedPort, relayTo } from './helpers/network.ts';
@@ -308,5 +310,80 @@ t.test(
       ],
     ];
     for (const [what, error, expected] of cases) t.equal(isDatabaseUnreachable(error), expected, what);
+  },
+);
+
+t.test(
+  'an import cut off by an outage goes on as soon as the database is back, not after its lease',
+  { skip: needsServer },
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const { token } = await agentWithToken(ctx, { role: 'admin' });
+    const lines = [
+      JSON.stringify({ type: 'contact', external_id: 'c1', name: 'Jo', emails: ['jo@example.com'] }),
+    ];
+    const TICKETS = 1500;
+    for (let i = 0; i < TICKETS; i++) {
+      lines.push(
+        JSON.stringify({
+          type: 'ticket',
+          external_id: `t${i}`,
+          created_at: '2025-03-01T09:00:00Z',
+          subject: `Ticket ${i}`,
+          contact: 'c1',
+          message: { body: 'Hello.' },
+        }),
+      );
+    }
+    const created = await ctx.request({
+      method: 'POST',
+      url: '/v1/imports?source=outage',
+      token,
+      headers: { 'content-type': 'application/x-ndjson' },
+      payload: lines.join('\n'),
+    });
+    t.equal(created.statusCode, 202, created.body);
+    const id = created.json().id;
+
+    // The worker reaches PostgreSQL through a relay, cut once its first batches are in.
+    const target = new URL(serverUrl!);
+    const relay = relayTo(target.hostname, Number(target.port || 5432));
+    const relayed = new URL(ctx.database.url!);
+    const port = await relay.listen();
+    relayed.port = String(port);
+    const db = await createDatabase({ databaseUrl: relayed.toString() });
+    t.teardown(async () => {
+      relay.close();
+      await db.destroy();
+    });
+    const deps = { db, blobs: ctx.app.blobs, log: pino({ level: 'silent' }) };
+    const position = async () =>
+      (await ctx.db.selectFrom('imports').select('position').where('id', '=', id).executeTakeFirstOrThrow())
+        .position;
+    const first = processPendingImports(deps).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    while ((await position()) === 0) await sleep(10);
+    relay.close();
+    const error = await first;
+    t.ok(error && isDatabaseUnreachable(error), 'the worker stopped on the outage');
+    t.ok((await position()) < lines.length, 'part way through');
+    const lease = await ctx.db
+      .selectFrom('imports')
+      .select('lease_until')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    t.ok(lease.lease_until && lease.lease_until > new Date(), 'its lease could not be handed back');
+
+    await relay.listen(port);
+    t.equal(await processPendingImports(deps), 1, 'back: the same process takes it up again at once');
+    const done = await ctx.request({ method: 'GET', url: `/v1/imports/${id}`, token });
+    t.equal(done.json().state, 'finished', done.body);
+    const tickets = await ctx.db
+      .selectFrom('tickets')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    t.equal(Number(tickets.n), TICKETS, 'every ticket once');
   },
 );

@@ -196,19 +196,22 @@ export async function errorCount(db: Executor, importId: string): Promise<number
 
 /**
  * Takes the oldest import waiting for a worker (queued, or running under a lease that ran out:
- * its process died), under a new lease. Two processes never take the same one.
+ * its process died, or under one of `ours`: leases this process could not hand back), under a
+ * new lease. Two processes never take the same one.
  */
 export async function claimImport(
   db: Executor,
   token: string,
   leaseSeconds: number,
+  ours: readonly string[] = [],
 ): Promise<ImportRow | undefined> {
   const { rows } = await sql<ImportRow>`
     update imports set state = 'running', started_at = coalesce(started_at, now()),
       lease_token = ${token}::uuid, lease_until = now() + ${leaseSeconds} * interval '1 second'
     where id = (
       select id from imports
-      where state in ('queued', 'running') and (lease_until is null or lease_until < now())
+      where state in ('queued', 'running')
+        and (lease_until is null or lease_until < now() or lease_token = any(${ours}::uuid[]))
       order by created_at limit 1 for update skip locked)
     returning *`.execute(db);
   return rows[0];

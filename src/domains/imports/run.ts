@@ -483,7 +483,7 @@ export async function processPendingImports(
   let finished = 0;
   while (!stop()) {
     const token = randomUUID();
-    const row = await repo.claimImport(deps.db, token, LEASE_SECONDS);
+    const row = await repo.claimImport(deps.db, token, LEASE_SECONDS, [...unreleased]);
     if (!row) break;
     try {
       if (await work(deps, row, token, stop)) finished++;
@@ -493,7 +493,13 @@ export async function processPendingImports(
       // The database away, or a deadlock / serialization failure with live traffic: the batch
       // rolled back whole; the import is handed back and taken up again from its position.
       if (isDatabaseUnreachable(error) || isTransient(error)) {
-        await releaseLease(deps.db, row.id, token).catch(() => {});
+        await releaseLease(deps.db, row.id, token).catch(() => {
+          // Still away: this process takes the import up again once it is back, rather than
+          // every process waiting out the lease (LEASE_SECONDS).
+          // (A token whose import was taken up since matches nothing: the oldest are dropped.)
+          if (unreleased.size >= 100) unreleased.delete(unreleased.values().next().value!);
+          unreleased.add(token);
+        });
         throw error;
       }
       deps.log.error({ import_id: row.id, err: error }, 'import failed');
@@ -504,6 +510,9 @@ export async function processPendingImports(
 }
 
 /** Hands an import back at once (a graceful stop), so the next process need not wait for the lease. */
+/** Leases this process took and could not hand back (the database was away). */
+const unreleased = new Set<string>();
+
 async function releaseLease(db: Db, id: string, token: string) {
   await db
     .updateTable('imports')
