@@ -795,6 +795,82 @@ t.test('dispatch, retries, timeouts, redirects, caps, order, disabling', async (
     await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
   });
 
+  await t.test('a manager cannot retry the event of a ticket that left their department', async (t) => {
+    const { token: managerA } = await agentWithToken(ctx, { departments: [[a, 'manager']] });
+    const hook = (
+      await create(ctx, managerA, {
+        url: receiver.url('/retry-moved'),
+        department_id: a,
+        event_types: ['ticket.created'],
+      })
+    ).json() as { id: string };
+    const ticket = await makeTicket(ctx.db, { department_id: a, subject: 'Confidential acquisition' });
+    const [sent] = await until('delivered once', async () => {
+      const rows = await deliveriesOf(ctx, hook.id);
+      return rows[0]?.status === 'delivered' && rows;
+    });
+    // As if every attempt had failed (the retry window would take a minute here).
+    await ctx.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'failed' })
+      .where('id', '=', sent!.id)
+      .execute();
+    await ctx.db.updateTable('tickets').set({ department_id: b }).where('id', '=', ticket.id).execute();
+    // The manager may point the webhook at any collector, so a retry would hand them the event.
+    const before = await ctx.db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('id', '=', sent!.id)
+      .executeTakeFirstOrThrow();
+    const refused = await ctx.request({
+      method: 'POST',
+      url: `/v1/webhooks/${hook.id}/deliveries/${sent!.id}/retry`,
+      token: managerA,
+    });
+    t.equal(refused.statusCode, 404, refused.body);
+    t.match(refused.headers['content-type'], /application\/problem\+json/);
+    t.equal(refused.json().code, 'delivery_not_found');
+    t.same(
+      await ctx.db
+        .selectFrom('webhook_deliveries')
+        .selectAll()
+        .where('id', '=', sent!.id)
+        .executeTakeFirstOrThrow(),
+      before,
+      'the delivery did not change',
+    );
+    // Back in the manager's department, the manager may retry it; an admin always may.
+    await ctx.db.updateTable('tickets').set({ department_id: a }).where('id', '=', ticket.id).execute();
+    const mine = await ctx.request({
+      method: 'POST',
+      url: `/v1/webhooks/${hook.id}/deliveries/${sent!.id}/retry`,
+      token: managerA,
+    });
+    t.equal(mine.statusCode, 200, mine.body);
+    await until('delivered again', async () => {
+      const [d] = await deliveriesOf(ctx, hook.id);
+      return d?.status === 'delivered' && d;
+    });
+    await ctx.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'failed' })
+      .where('id', '=', sent!.id)
+      .execute();
+    await ctx.db.updateTable('tickets').set({ department_id: b }).where('id', '=', ticket.id).execute();
+    const byAdmin = await ctx.request({
+      method: 'POST',
+      url: `/v1/webhooks/${hook.id}/deliveries/${sent!.id}/retry`,
+      token: admin,
+    });
+    t.equal(byAdmin.statusCode, 200, byAdmin.body);
+    await until('delivered by the admin’s retry', async () => {
+      const [d] = await deliveriesOf(ctx, hook.id);
+      return d?.status === 'delivered' && d;
+    });
+    t.equal(receiver.received.filter((r) => r.path === '/retry-moved').length, 3, 'sent, retried twice');
+    await ctx.request({ method: 'DELETE', url: `/v1/webhooks/${hook.id}`, token: admin });
+  });
+
   await t.test('a hanging receiver is a failed attempt; redirects and huge bodies', async (t) => {
     for (const [path, check] of [
       [

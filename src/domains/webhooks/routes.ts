@@ -194,7 +194,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Retry a failed delivery',
         description:
-          'Back to pending, attempted at once, with a new retry window; its attempt count carries on.',
+          'Back to pending, attempted at once, with a new retry window; its attempt count carries on. 404 when the caller may no longer read the event (its ticket left their departments: the detail shows `event: null`); owners and admins may retry every delivery.',
         params: DeliveryParams,
         response: { 200: ref(WebhookDeliverySchema), ...problems(403, 404, 409) },
       },

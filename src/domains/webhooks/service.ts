@@ -306,13 +306,20 @@ export async function getDelivery(deps: WebhookDeps, principal: Principal, id: s
   const row = await repo.findDelivery(deps.db, id, deliveryId);
   if (!row) throw notFound('delivery');
   const detail = await repo.deliveryDetail(deps.db, row);
-  // The event's content only to whoever may read its ticket now, as the feed decides: a
-  // department's manager does not read a ticket transferred out of the department since.
-  if (row.ticket_id !== null && !isAdmin(principal)) {
-    const ticket = await repo.ticketVisibility(deps.db, row.ticket_id);
-    if (!ticket || !can(await loadTicketAccess(deps.db, principal), ticket, 'read')) detail.event = null;
-  }
+  if (!(await mayReadEvent(deps.db, principal, row))) detail.event = null;
   return detail;
+}
+
+/**
+ * Whether the caller may read a delivery's event now, as the feed decides: a department's
+ * manager does not read a ticket transferred out of the department since. The detail hides the
+ * event then, and a retry is refused, or it would send the event to a URL the manager may point
+ * anywhere.
+ */
+async function mayReadEvent(db: Db, principal: Principal, delivery: { ticket_id: string | null }) {
+  if (delivery.ticket_id === null || isAdmin(principal)) return true;
+  const ticket = await repo.ticketVisibility(db, delivery.ticket_id);
+  return ticket !== undefined && can(await loadTicketAccess(db, principal), ticket, 'read');
 }
 
 function needQueue(deps: WebhookDeps): JobQueue {
@@ -326,7 +333,8 @@ export async function retryDelivery(deps: WebhookDeps, principal: Principal, id:
     // Locked: the retention (which skips locked rows) cannot delete it between this read and
     // the requeue, and a delivery it deleted first is not found (404, not "not failed").
     const found = await repo.findDelivery(trx, id, deliveryId, { lock: true });
-    if (!found) throw notFound('delivery');
+    // An event the caller may no longer read answers as a delivery that is not theirs.
+    if (!found || !(await mayReadEvent(trx, principal, found))) throw notFound('delivery');
     const queue = needQueue(deps);
     const requeued = await repo.requeueDelivery(trx, deliveryId);
     if (!requeued) {
