@@ -806,6 +806,81 @@ t.test('contacts', async (t) => {
     t.equal(foreign.statusCode, 400, "another contact's cursor is refused");
   });
 
+  await t.test('changing a contact: owners, admins, and agents who may work all its tickets', async (t) => {
+    // A contact's emails decide where its tickets' replies go and whose mail threads into them.
+    const a = await makeDepartment(ctx.db, 'Contacts: A');
+    const b = await makeDepartment(ctx.db, 'Contacts: B');
+    const { agent: aSolverAgent, token: aSolver } = await agentWithToken(ctx, {
+      departments: [[a, 'solver']],
+    });
+    const { token: aReader } = await agentWithToken(ctx, { departments: [[a, 'reader']] });
+    const { token: loner } = await agentWithToken(ctx);
+    const refused = async (token: string, id: string, why: string) => {
+      const before = await snapshot(ctx.db);
+      const res = await patch(
+        `/v1/contacts/${id}`,
+        { emails: ['mallory@evil.example'], name: 'Mallory' },
+        {},
+        token,
+      );
+      t.equal(res.statusCode, 403, `${why}: ${res.body}`);
+      t.match(res.headers['content-type'], /application\/problem\+json/);
+      t.equal(res.json().code, 'contact_shared_beyond_you', why);
+      t.equal(await snapshot(ctx.db), before, `${why}: nothing changed`);
+    };
+    const allowed = async (token: string, id: string, why: string) => {
+      const res = await patch(`/v1/contacts/${id}`, { name: `Renamed ${why}` }, {}, token);
+      t.equal(res.statusCode, 200, `${why}: ${res.body}`);
+      t.equal(res.json().name, `Renamed ${why}`);
+    };
+
+    // A customer of both A and B: no one of A may redirect B's replies.
+    const shared = await contact({ name: 'Jane', emails: ['jane@customer.example'] });
+    await makeTicket(ctx.db, shared.id, { department_id: a });
+    await makeTicket(ctx.db, shared.id, { department_id: b });
+    await refused(aSolver, shared.id, 'an A solver, the contact also in B');
+    await refused(aReader, shared.id, 'an A reader');
+    await refused(loner, shared.id, 'an agent in no department');
+    const del = await ctx.request({ method: 'DELETE', url: `/v1/contacts/${shared.id}`, token: aSolver });
+    t.equal(del.statusCode, 403, 'deleting stays for owners and admins');
+    const byAdmin = await patch(`/v1/contacts/${shared.id}`, { emails: ['jane@new.example'] });
+    t.equal(byAdmin.statusCode, 200, 'an admin may change every contact');
+    t.same(byAdmin.json().emails, ['jane@new.example']);
+
+    // Only A tickets (and a deleted one in B, which does not count): A's solver may, its reader not.
+    const ofA = await contact({ name: 'Only A', emails: ['only-a@customer.example'] });
+    await makeTicket(ctx.db, ofA.id, { department_id: a });
+    const gone = await makeTicket(ctx.db, ofA.id, { department_id: b });
+    await ctx.db.updateTable('tickets').set({ status: 'deleted' }).where('id', '=', gone.id).execute();
+    await allowed(aSolver, ofA.id, 'a solver of every live ticket');
+    await refused(aReader, ofA.id, 'a reader of its only ticket');
+    // A B ticket assigned to A's solver is theirs to work; an unfiled ticket is every agent's.
+    const assigned = await contact({ name: 'Assigned', emails: ['assigned@customer.example'] });
+    await makeTicket(ctx.db, assigned.id, { department_id: b, assignee_id: aSolverAgent.id });
+    await allowed(aSolver, assigned.id, 'the assignee');
+    await refused(loner, assigned.id, 'not the assignee');
+    const unfiled = await contact({ name: 'Unfiled', emails: ['unfiled@customer.example'] });
+    await makeTicket(ctx.db, unfiled.id);
+    await allowed(loner, unfiled.id, 'a ticket in no department');
+    // No ticket at all: any agent whose token may write.
+    const fresh = await contact({ name: 'Fresh' });
+    await allowed(loner, fresh.id, 'no ticket');
+
+    // A B ticket being created while A's solver changes the contact: the change waits for it,
+    // sees it and is refused (it does not slip in between the check and the commit).
+    const raced = await contact({ name: 'Raced', emails: ['raced@customer.example'] });
+    await makeTicket(ctx.db, raced.id, { department_id: a });
+    let change: ReturnType<typeof patch> | undefined;
+    await ctx.db.transaction().execute(async (trx) => {
+      await makeTicket(trx, raced.id, { department_id: b });
+      change = patch(`/v1/contacts/${raced.id}`, { emails: ['mallory@evil.example'] }, {}, aSolver);
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    const racedAnswer = await change!;
+    t.equal(racedAnswer.statusCode, 403, racedAnswer.body);
+    t.same((await get(`/v1/contacts/${raced.id}`)).json().emails, ['raced@customer.example']);
+  });
+
   await t.test('resolveContact: reuses by email or phone, creates otherwise', async (t) => {
     const known = await contact({ name: 'Known', emails: ['known@example.com'], phones: ['+1 555 7000'] });
     const resolveSeen = (input: Parameters<typeof resolveContact>[1]) =>

@@ -228,6 +228,20 @@ export async function countContactTickets(db: Executor, contactId: string): Prom
   return Number(row.n);
 }
 
+/**
+ * Where the contact's live tickets are, one row per department and assignee: what the ticket
+ * policy needs to say whether an agent may work every one of them. Deleted tickets are left out.
+ */
+export function contactTicketPlaces(db: Executor, contactId: string) {
+  return db
+    .selectFrom('tickets')
+    .select(['department_id', 'assignee_id'])
+    .distinct()
+    .where('contact_id', '=', contactId)
+    .where('status', '!=', 'deleted')
+    .execute();
+}
+
 // Custom field values, for changes to the field definitions.
 
 export async function countContactsWithValue(db: Executor, key: string): Promise<number> {

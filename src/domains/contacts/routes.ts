@@ -80,11 +80,11 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Update a contact',
         description:
-          'Every agent may update contacts. `emails` and `phones` replace the lists; `custom_fields` is merged (null removes a value). Send If-Match to avoid overwriting a newer version.',
+          'Owners and admins may update every contact; any other agent only a contact with no live ticket they may not work (solver or more in each ticket’s department, its assignee, or no department), else 403 `contact_shared_beyond_you` and nothing changes: its emails decide where its tickets’ replies go. `emails` and `phones` replace the lists; `custom_fields` is merged (null removes a value). Send If-Match to avoid overwriting a newer version.',
         params: IdParams,
         headers: IfMatchHeaders,
         body: UpdateContactBody,
-        response: { 200: { ...Contact, headers: etagHeader }, ...problems(404, 409, 412, 422) },
+        response: { 200: { ...Contact, headers: etagHeader }, ...problems(403, 404, 409, 412, 422) },
       },
     },
     async (request, reply) =>
@@ -92,6 +92,7 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
         reply,
         await service.updateContact(
           db,
+          principalOf(request),
           { ifMatch: request.headers['if-match'] },
           request.params.id,
           request.body,
@@ -110,7 +111,7 @@ export const contactRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Owners and admins only. Refused with 409 (`contact_has_tickets`, the count in `blockers`) while tickets refer to the contact.',
         params: IdParams,
         headers: IfMatchHeaders,
-        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(404, 409, 412) },
+        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(403, 404, 409, 412) },
       },
     },
     async (request, reply) => {

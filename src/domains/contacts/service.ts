@@ -1,7 +1,10 @@
-import { type Principal, requireAdmin } from '../../access/policy.ts';
+import type { Transaction } from 'kysely';
+import { isAdmin, type Principal, requireAdmin } from '../../access/policy.ts';
+import { can, loadTicketAccess } from '../../access/tickets.ts';
 import type { Db } from '../../db/database.ts';
 import { transact } from '../../db/transact.ts';
-import { DomainError, type FieldError, invalid, notFound } from '../../errors.ts';
+import type { Database } from '../../db/types.ts';
+import { DomainError, type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
 import { type FieldDefinition, shareFieldDefinitions } from '../contact-fields/repository.ts';
 import * as repo from './repository.ts';
@@ -174,8 +177,28 @@ export async function createContact(
   return getContact(db, id);
 }
 
+/**
+ * A contact's emails decide where its tickets' replies go and whose mail threads into them, so
+ * changing it is changing every one of its tickets: an agent other than an owner or admin may,
+ * only when they may work (as the ticket write routes require) each of its live tickets. Every
+ * agent sees every contact, so a refusal is a 403, not a 404. Run it in the changing
+ * transaction, after locking the contact FOR UPDATE: no ticket of the contact can be created
+ * between this read and the commit.
+ */
+async function requireContactWorkable(trx: Transaction<Database>, principal: Principal, id: string) {
+  if (isAdmin(principal)) return;
+  const access = await loadTicketAccess(trx, principal);
+  const places = await repo.contactTicketPlaces(trx, id);
+  if (places.every((ticket) => can(access, ticket, 'work'))) return;
+  throw forbidden(
+    'The contact has tickets you may not work; only owners, admins and agents who may work all of its tickets may change it.',
+    'contact_shared_beyond_you',
+  );
+}
+
 export async function updateContact(
   db: Db,
+  principal: Principal,
   preconditions: Preconditions,
   id: string,
   patch: {
@@ -191,9 +214,12 @@ export async function updateContact(
     // Field definitions before the contact: a field's deletion locks the field, then the
     // contacts holding its values, so taking them in the same order cannot deadlock.
     const definitions = await shareFieldDefinitions(trx, Object.keys(patch.custom_fields ?? {}));
-    const current = await repo.lockContact(trx, id, 'update');
+    // An admin's update does not wait for the contact's tickets being created (FOR NO KEY
+    // UPDATE); anyone else's does (FOR UPDATE), so the tickets it checks are all there are.
+    const current = await repo.lockContact(trx, id, isAdmin(principal) ? 'update' : 'delete');
     if (!current) throw notFound('contact');
     assertIfMatch(preconditions.ifMatch, current);
+    await requireContactWorkable(trx, principal, id);
     const name = patch.name !== undefined ? patch.name.trim() : current.name;
     requireIdentity(name, emails ?? current.emails, phones ?? current.phones);
     const custom_fields =

@@ -104,7 +104,7 @@ export async function applyRecord(
   if (existing) {
     ctx.pending.set(k, existing.target_id);
     if (record.type === 'contact' && existing.digest !== digest) {
-      await updateContact(trx, {}, existing.target_id, {
+      await updateContact(trx, ctx.importer, {}, existing.target_id, {
         ...(record.name !== undefined && { name: record.name }),
         ...(record.emails !== undefined && { emails: record.emails }),
         ...(record.phones !== undefined && { phones: record.phones }),
