@@ -133,12 +133,17 @@ t.test('mail identity', async (t) => {
       null,
     );
 
+    // Support addresses route mail: an admin sets them; the manager may send them back unchanged.
+    const set = await put(sales, admin, {
+      addresses: [{ address: 'Orders@Acme.Example' }, { address: 'sales@acme.example', reply_from: true }],
+    });
+    t.equal(set.statusCode, 200, set.body);
     const res = await put(sales, salesManager, {
       sender_name: '  Sales ',
       signature_text: 'Your Sales team\n+49 30 1234',
       signature_html:
         '<p onclick="steal()">Your <i>Sales</i> team</p><img src="x" onerror="alert(1)"><a href="javascript:alert(1)">x</a><img src="/v1/agents/me"><a href="/v1/tickets">rel</a><img src="https://acme.example/logo.png">',
-      addresses: [{ address: 'Orders@Acme.Example' }, { address: 'sales@acme.example', reply_from: true }],
+      addresses: [{ address: 'SALES@acme.example', reply_from: true }, { address: ' orders@acme.example' }],
     });
     t.equal(res.statusCode, 200, res.body);
     const body = res.json();
@@ -158,8 +163,8 @@ t.test('mail identity', async (t) => {
       signature_html: body.signature_html,
     });
     const events = await settingsEvents(ctx, 'mail_identity.updated');
-    t.equal(events.length, 1);
-    t.equal(events[0]!.department_id, sales);
+    t.equal(events.length, 2, "the admin's and the manager's");
+    t.ok(events.every((e) => e.department_id === sales));
 
     const byAdmin = await put(support, admin, { addresses: [{ address: 'support@acme.example' }] });
     t.equal(byAdmin.statusCode, 200, byAdmin.body);
@@ -206,7 +211,7 @@ t.test('mail identity', async (t) => {
       [{ addresses: [{ address: 'SALES@acme.example' }] }, 409, 'address_taken', []],
     ];
     for (const [payload, status, code, fields] of cases) {
-      const res = await put(support, supportManager, payload);
+      const res = await put(support, admin, payload);
       t.equal(res.statusCode, status, `${JSON.stringify(payload)}: ${res.body}`);
       t.equal(res.json().code, code);
       if (fields.length > 0)
@@ -222,6 +227,77 @@ t.test('mail identity', async (t) => {
     t.same(await addressRows(ctx), before, 'no address changed');
     const after = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
     t.equal(after.headers.etag, current.headers.etag);
+  });
+
+  await t.test(
+    'only owners and admins change the support addresses; nothing else changes then',
+    async (t) => {
+      // A manager listing another department's or a customer's address would take that mail, or
+      // silence that customer (mail from a support address is ignored as our own).
+      const before = await addressRows(ctx);
+      const current = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
+      const events = (await settingsEvents(ctx, 'mail_identity.updated')).length;
+      for (const addresses of [
+        [{ address: 'support@acme.example' }, { address: 'jane@customer.example' }],
+        [{ address: 'other@acme.example' }],
+        [],
+      ]) {
+        const res = await put(support, supportManager, { sender_name: 'Changed', addresses });
+        t.equal(res.statusCode, 403, `${JSON.stringify(addresses)}: ${res.body}`);
+        t.match(res.headers['content-type'], /application\/problem\+json/);
+        t.equal(res.json().code, 'addresses_admin_required');
+      }
+      t.same(await addressRows(ctx), before, 'no address changed');
+      const after = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
+      t.equal(after.json().sender_name, current.json().sender_name, 'nor the sender name');
+      t.equal(after.headers.etag, current.headers.etag, 'nor anything else');
+      t.equal((await settingsEvents(ctx, 'mail_identity.updated')).length, events, 'no event');
+      // The same addresses, in another case and spelling the service normalises: allowed.
+      const same = await put(support, supportManager, {
+        sender_name: 'Support',
+        addresses: [{ address: ' Support@ACME.example' }],
+      });
+      t.equal(same.statusCode, 200, same.body);
+      t.equal(same.json().sender_name, 'Support');
+      t.same(same.json().addresses, [{ address: 'support@acme.example', reply_from: true }]);
+    },
+  );
+
+  await t.test("another department's mailbox address is refused, also to admins", async (t) => {
+    const created = await ctx.request({
+      method: 'POST',
+      url: '/v1/mailboxes',
+      token: admin,
+      payload: {
+        name: 'Sales inbox',
+        department_id: sales,
+        kind: 'imap',
+        imap: { host: 'imap.acme.example', port: 993, username: 'Inbox@Acme.example', password: 'secret' },
+      },
+    });
+    t.equal(created.statusCode, 201, created.body);
+    const before = await addressRows(ctx);
+    const current = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
+    const res = await put(support, admin, {
+      sender_name: 'Taken',
+      addresses: [{ address: 'support@acme.example' }, { address: 'inbox@acme.example' }],
+    });
+    t.equal(res.statusCode, 409, res.body);
+    t.match(res.headers['content-type'], /application\/problem\+json/);
+    t.equal(res.json().code, 'address_of_mailbox');
+    t.same(await addressRows(ctx), before, 'no address changed');
+    const after = await ctx.request({ method: 'GET', url: identityUrl(support), token: admin });
+    t.equal(after.headers.etag, current.headers.etag, 'nothing else either');
+    // The mailbox's own department may list it.
+    const own = await put(sales, admin, {
+      addresses: [
+        { address: 'sales@acme.example' },
+        { address: 'orders@acme.example' },
+        { address: 'inbox@acme.example' },
+      ],
+    });
+    t.equal(own.statusCode, 200, own.body);
+    await ctx.request({ method: 'DELETE', url: `/v1/mailboxes/${created.json().id}`, token: admin });
   });
 
   await t.test('two departments claiming one address at once: one gets it, the other 409', async (t) => {
@@ -260,7 +336,7 @@ t.test('mail identity', async (t) => {
     t.ok(mail.subject.includes(`[Ticket#${salesTicket.number}]`));
 
     // Clearing the department's own values: the help desk's apply again.
-    const cleared = await put(sales, salesManager, {
+    const cleared = await put(sales, admin, {
       sender_name: null,
       signature_text: null,
       signature_html: null,

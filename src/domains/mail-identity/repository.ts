@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Database } from '../../db/types.ts';
 import type { TemplateKind, TemplateParts } from './templates.ts';
 
@@ -55,6 +55,21 @@ export function addressesTakenElsewhere(db: Executor, departmentId: string, addr
     .selectFrom('department_addresses')
     .select('address')
     .where('address', 'in', addresses)
+    .where('department_id', '<>', departmentId)
+    .execute();
+}
+
+/**
+ * Another department's mailbox that receives mail at one of these addresses: its IMAP login is
+ * the address (an inbound mailbox keeps none). Support addresses route before mailboxes, so
+ * listing it would take that department's mail.
+ */
+export function mailboxAddressesElsewhere(db: Executor, departmentId: string, addresses: string[]) {
+  if (addresses.length === 0) return Promise.resolve([]);
+  return db
+    .selectFrom('mailboxes')
+    .select(sql<string>`lower(btrim(imap_username))`.as('address'))
+    .where(sql<string>`lower(btrim(imap_username))`, 'in', addresses)
     .where('department_id', '<>', departmentId)
     .execute();
 }

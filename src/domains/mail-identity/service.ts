@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import { canManageDepartment, type Principal, requireAdmin } from '../../access/policy.ts';
+import { canManageDepartment, isAdmin, type Principal, requireAdmin } from '../../access/policy.ts';
 import { loadTicketAccess, requireTicket } from '../../access/tickets.ts';
 import type { Db } from '../../db/database.ts';
 import type { Database } from '../../db/types.ts';
@@ -197,6 +197,13 @@ function checkAddresses(input: NonNullable<UpdateDepartmentMailIdentityInput['ad
   return addresses.map((a, i) => ({ address: a.address, is_reply_from: i === first }));
 }
 
+/** The same support addresses, whatever their order, case or reply-from. */
+function sameAddresses(stored: { address: string }[], wanted: { address: string }[]) {
+  const before = new Set(stored.map((a) => normaliseAddress(a.address)));
+  const after = new Set(wanted.map((a) => normaliseAddress(a.address)));
+  return before.size === after.size && [...after].every((a) => before.has(a));
+}
+
 const addressTaken = (addresses: string[]) =>
   new DomainError(
     'conflict',
@@ -219,6 +226,35 @@ export async function updateDepartmentIdentity(
       if (!(await lockDepartment(trx, departmentId))) throw notFound('department');
       const before = await readIdentity(trx, departmentId);
       assertIfMatch(preconditions.ifMatch, before);
+      if (addresses !== undefined) {
+        // Support addresses route mail (before any mailbox) and mark mail as our own (ignored,
+        // never answered): a manager listing another department's or a customer's address would
+        // take that mail or silence that customer. Routing is the help desk's, not a department's.
+        if (!isAdmin(principal) && !sameAddresses(before.addresses, addresses)) {
+          throw forbidden(
+            'Only owners and admins may change the support addresses; send them unchanged, or leave `addresses` out.',
+            'addresses_admin_required',
+          );
+        }
+        const taken = await repo.addressesTakenElsewhere(
+          trx,
+          departmentId,
+          addresses.map((a) => a.address),
+        );
+        if (taken.length > 0) throw addressTaken(taken.map((t) => t.address));
+        const mailboxes = await repo.mailboxAddressesElsewhere(
+          trx,
+          departmentId,
+          addresses.map((a) => a.address),
+        );
+        if (mailboxes.length > 0) {
+          throw new DomainError(
+            'conflict',
+            'address_of_mailbox',
+            `A mailbox of another department receives mail at ${[...new Set(mailboxes.map((m) => m.address))].join(', ')}.`,
+          );
+        }
+      }
       const values = {
         sender_name:
           input.sender_name === undefined ? before.sender_name : (input.sender_name?.trim() ?? null),
@@ -231,15 +267,7 @@ export async function updateDepartmentIdentity(
               : sanitiseOutgoingHtml(input.signature_html),
       };
       await repo.upsertDepartmentIdentity(trx, departmentId, values);
-      if (addresses !== undefined) {
-        const taken = await repo.addressesTakenElsewhere(
-          trx,
-          departmentId,
-          addresses.map((a) => a.address),
-        );
-        if (taken.length > 0) throw addressTaken(taken.map((t) => t.address));
-        await repo.replaceDepartmentAddresses(trx, departmentId, addresses);
-      }
+      if (addresses !== undefined) await repo.replaceDepartmentAddresses(trx, departmentId, addresses);
       const after = await readIdentity(trx, departmentId);
       const changes = changesBetween(
         { ...before, updated_at: null, effective: null },
