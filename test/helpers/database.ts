@@ -195,6 +195,13 @@ async function fromServer(url: string, kind: 'env' | 'container'): Promise<TestD
           // force, which would kill a straggler with an error the test would then report.
           for (let attempt = 0; ; attempt++) {
             try {
+              // An app still running on it (a test of an absent database) keeps its auth cache's
+              // listening connection (src/plugins/auth-cache.ts), which takes being cut in stride.
+              await c.query(
+                `select pg_terminate_backend(pid) from pg_stat_activity
+                  where datname = $1 and application_name = 'deskroute auth cache'`,
+                [name],
+              );
               await c.query(`drop database if exists ${name}`);
               break;
             } catch (error) {
