@@ -516,6 +516,13 @@ t.test('saved views', async (t) => {
       { q: '' },
       { tag: Array.from({ length: 51 }, (_, i) => `t${i}`) },
       { created_from: 'yesterday' },
+      // An empty list names nothing (and `in ()` is no SQL): refused, like the list's own query.
+      { status: [] },
+      { channel: [] },
+      { priority: [] },
+      { department_id: [] },
+      { assignee_id: [] },
+      { tag: [] },
     ]) {
       const res = await create(salesAgent, { name: 'Bad', filters });
       t.equal(res.statusCode, 400, JSON.stringify(filters));
@@ -545,11 +552,57 @@ t.test('saved views', async (t) => {
       payload: { filters: { assignee_id: [GHOST] } },
     });
     t.equal(patch.statusCode, 422);
+    const emptied = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/views/${ids.mine}`,
+      token: salesAgent,
+      payload: { filters: { status: [] } },
+    });
+    t.equal(emptied.statusCode, 400, emptied.body);
     t.equal(await viewCount(), before, 'nothing saved');
     t.equal(
       (await get(salesAgent, `/v1/views/${ids.mine}`)).json().filters.assignee_id[0],
       'me',
       'unchanged',
     );
+  });
+
+  await t.test('views saved with an empty list before they were refused match no ticket', async (t) => {
+    const stored: Record<string, string> = {};
+    for (const [field, value] of [
+      ['status', []],
+      ['channel', []],
+      ['priority', []],
+      ['department_id', []],
+      ['assignee_id', []],
+      ['tag', []],
+      ['status_and_more', { status: [], priority: ['urgent'] }],
+      ['none', {}],
+    ] as const) {
+      const row = await ctx.db
+        .insertInto('saved_views')
+        .values({
+          scope: 'helpdesk',
+          name: `legacy empty ${field}`,
+          filters: JSON.stringify(Array.isArray(value) ? { [field]: value } : value),
+          sort: '-created_at',
+          created_by: adminAgent.id,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      stored[field] = row.id;
+    }
+    const every = await viewTickets(admin, stored.none!);
+    t.ok(every.length > 0);
+    t.same(await viewTickets(admin, stored.tag!), every, 'tag []: all of no tags, every ticket');
+    const sidebar = await counts(salesAgent);
+    for (const [field, id] of Object.entries(stored)) {
+      const view = await get(admin, `/v1/views/${id}`);
+      t.equal(view.statusCode, 200, `${field}: the view reads`);
+      if (field === 'tag' || field === 'none') continue;
+      t.same(await viewTickets(admin, id), [], `${field}: no ticket`);
+      t.match(sidebar.get(id), { count: 0, capped: false }, `${field}: counted 0 for another agent`);
+    }
+    await ctx.db.deleteFrom('saved_views').where('id', 'in', Object.values(stored)).execute();
   });
 });

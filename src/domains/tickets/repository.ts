@@ -792,6 +792,8 @@ export async function listTickets(db: Executor, access: TicketAccess, query: Tic
   return { data: page.data, next_cursor: page.next_cursor };
 }
 
+const emptyList = (values: readonly unknown[] | undefined) => values !== undefined && values.length === 0;
+
 /**
  * The tickets the caller may see that match the filters, as a query over `tickets as t` with
  * nothing selected yet: the list pages it, saved views page and count it.
@@ -807,48 +809,65 @@ export function ticketsMatching(
   const assignees =
     filter.assignee_id?.filter((a) => a !== 'none').map((a) => (a === 'me' ? access.principal.agentId : a)) ??
     [];
-  return db
-    .selectFrom('tickets as t')
-    .where(visible)
-    .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
-    .$if(filter.status !== undefined, (qb) => qb.where('t.status', 'in', filter.status!))
-    .$if(filter.department_id !== undefined, (qb) =>
-      qb.where((eb) => {
-        const ors = [];
-        if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
-        if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
-        return eb.or(ors);
-      }),
-    )
-    .$if(filter.assignee_id !== undefined, (qb) =>
-      qb.where((eb) => {
-        const ors = [];
-        if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
-        if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
-        return eb.or(ors);
-      }),
-    )
-    .$if(filter.channel !== undefined, (qb) => qb.where('t.channel', 'in', filter.channel!))
-    .$if(filter.priority !== undefined, (qb) => qb.where('t.priority', 'in', filter.priority!))
-    .$if(filter.tag !== undefined, (qb) =>
-      qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
-    )
-    .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
-    .$if(filter.created_from !== undefined, (qb) =>
-      qb.where('t.created_at', '>=', new Date(filter.created_from!)),
-    )
-    .$if(filter.created_to !== undefined, (qb) => qb.where('t.created_at', '<', new Date(filter.created_to!)))
-    .$if(filter.updated_from !== undefined, (qb) =>
-      qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
-    )
-    .$if(filter.updated_to !== undefined, (qb) => qb.where('t.updated_at', '<', new Date(filter.updated_to!)))
-    .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
-    .$if(filter.sla_due_before !== undefined, (qb) =>
-      qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
-    )
-    .$if(filter.q !== undefined, (qb) =>
-      qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
-    );
+  return (
+    db
+      .selectFrom('tickets as t')
+      .where(visible)
+      .$if(filter.status === undefined, (qb) => qb.where('t.status', '!=', 'deleted'))
+      // An empty list matches no ticket (PostgreSQL refuses `in ()`): the API refuses one now, but a
+      // view saved before may hold it. department_id and assignee_id get false from an empty or().
+      .$if(emptyList(filter.status) || emptyList(filter.channel) || emptyList(filter.priority), (qb) =>
+        qb.where(sql<boolean>`false`),
+      )
+      .$if(filter.status !== undefined && filter.status.length > 0, (qb) =>
+        qb.where('t.status', 'in', filter.status!),
+      )
+      .$if(filter.department_id !== undefined, (qb) =>
+        qb.where((eb) => {
+          const ors = [];
+          if (departments.length > 0) ors.push(eb('t.department_id', 'in', departments));
+          if (filter.department_id!.includes('none')) ors.push(eb('t.department_id', 'is', null));
+          return eb.or(ors);
+        }),
+      )
+      .$if(filter.assignee_id !== undefined, (qb) =>
+        qb.where((eb) => {
+          const ors = [];
+          if (assignees.length > 0) ors.push(eb('t.assignee_id', 'in', assignees));
+          if (filter.assignee_id!.includes('none')) ors.push(eb('t.assignee_id', 'is', null));
+          return eb.or(ors);
+        }),
+      )
+      .$if(filter.channel !== undefined && filter.channel.length > 0, (qb) =>
+        qb.where('t.channel', 'in', filter.channel!),
+      )
+      .$if(filter.priority !== undefined && filter.priority.length > 0, (qb) =>
+        qb.where('t.priority', 'in', filter.priority!),
+      )
+      .$if(filter.tag !== undefined, (qb) =>
+        qb.where(sql<boolean>`t.tags @> ${filter.tag!.map((tag) => normaliseTag(tag))}::text[]`),
+      )
+      .$if(filter.contact_id !== undefined, (qb) => qb.where('t.contact_id', '=', filter.contact_id!))
+      .$if(filter.created_from !== undefined, (qb) =>
+        qb.where('t.created_at', '>=', new Date(filter.created_from!)),
+      )
+      .$if(filter.created_to !== undefined, (qb) =>
+        qb.where('t.created_at', '<', new Date(filter.created_to!)),
+      )
+      .$if(filter.updated_from !== undefined, (qb) =>
+        qb.where('t.updated_at', '>=', new Date(filter.updated_from!)),
+      )
+      .$if(filter.updated_to !== undefined, (qb) =>
+        qb.where('t.updated_at', '<', new Date(filter.updated_to!)),
+      )
+      .$if(filter.sla_breached !== undefined, (qb) => qb.where('t.sla_breached', '=', filter.sla_breached!))
+      .$if(filter.sla_due_before !== undefined, (qb) =>
+        qb.where('t.sla_due_at', '<', new Date(filter.sla_due_before!)),
+      )
+      .$if(filter.q !== undefined, (qb) =>
+        qb.where(sql<boolean>`t.search @@ websearch_to_tsquery('simple', ${filter.q!})`),
+      )
+  );
 }
 
 /**

@@ -391,28 +391,46 @@ export const TicketCountsSchema = Type.Object(
   { $id: 'TicketCounts', additionalProperties: false },
 );
 
-const Several = <T extends Parameters<typeof Type.Array>[0]>(item: T, description: string) =>
+// minItems 1: an empty list names nothing a client could mean, and a query string cannot send
+// one; a saved view's JSON could, so the shared schema refuses it there.
+const Several = <T extends Parameters<typeof Type.Array>[0]>(item: T, description: string, minItems: 0 | 1) =>
   Type.Optional(
-    Type.Array(item, { maxItems: 50, description: `${description} Repeat the parameter for several.` }),
+    Type.Array(item, {
+      ...(minItems > 0 && { minItems }),
+      maxItems: 50,
+      description: `${description} Repeat the parameter for several.`,
+    }),
   );
+
+const repeatableFilterFields = (minItems: 0 | 1) => ({
+  department_id: Several(
+    Type.Union([Uuid(), Type.Literal('none')]),
+    'A department id, or none for no department.',
+    minItems,
+  ),
+  status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.', minItems),
+  channel: Several(ChannelSchema, '', minItems),
+  assignee_id: Several(
+    Type.Union([Uuid(), Type.Literal('none'), Type.Literal('me')]),
+    'An agent id, none for unassigned, or me for the caller.',
+    minItems,
+  ),
+  tag: Several(Tag, 'Tickets with all of these tags.', minItems),
+  priority: Several(PrioritySchema, '', minItems),
+});
+
+/**
+ * The repeatable filters as views saved before empty lists were refused may hold them: an empty
+ * list matches no ticket (tag: every ticket, as all of no tags), see ticketsMatching.
+ */
+export const SavedRepeatableFilterFields = repeatableFilterFields(0);
 
 /**
  * The ticket list's filters, one definition: GET /v1/tickets takes them as query parameters and
  * saved views (src/domains/views) store them, validated by the same schema.
  */
 export const TicketFilterFields = {
-  department_id: Several(
-    Type.Union([Uuid(), Type.Literal('none')]),
-    'A department id, or none for no department.',
-  ),
-  status: Several(StatusSchema, 'Deleted tickets are listed only when asked for.'),
-  channel: Several(ChannelSchema, ''),
-  assignee_id: Several(
-    Type.Union([Uuid(), Type.Literal('none'), Type.Literal('me')]),
-    'An agent id, none for unassigned, or me for the caller.',
-  ),
-  tag: Several(Tag, 'Tickets with all of these tags.'),
-  priority: Several(PrioritySchema, ''),
+  ...repeatableFilterFields(1),
   contact_id: Type.Optional(Uuid()),
   created_from: Type.Optional(Timestamp()),
   created_to: Type.Optional(Timestamp('Exclusive.')),

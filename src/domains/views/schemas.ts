@@ -1,7 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { ref, Timestamp, Uuid } from '../../contract.ts';
 import { PageQuery } from '../../plugins/pagination.ts';
-import { TICKET_SORTS, TicketFilterFields } from '../tickets/schemas.ts';
+import { SavedRepeatableFilterFields, TICKET_SORTS, TicketFilterFields } from '../tickets/schemas.ts';
 
 export const VIEW_SCOPES = ['personal', 'department', 'helpdesk'] as const;
 
@@ -16,12 +16,23 @@ export const VIEW_COUNT_CAP = 1000;
 // contact_id: a view over one customer's tickets is that contact's page.
 const { contact_id: _contact, ...viewFilterFields } = TicketFilterFields;
 
+const FILTERS_DESCRIPTION =
+  'The parameters of GET /v1/tickets (without page and sort), repeatable ones as arrays. assignee_id me is whoever reads the view.';
+
 export const ViewFiltersSchema = Type.Object(viewFilterFields, {
   additionalProperties: false,
-  description:
-    'The parameters of GET /v1/tickets (without page and sort), repeatable ones as arrays. assignee_id me is whoever reads the view.',
+  description: FILTERS_DESCRIPTION,
 });
 export type ViewFilters = Static<typeof ViewFiltersSchema>;
+
+// What a view holds may predate minItems: the answer must not promise what stored rows break.
+const SavedViewFiltersSchema = Type.Object(
+  { ...viewFilterFields, ...SavedRepeatableFilterFields },
+  {
+    additionalProperties: false,
+    description: `${FILTERS_DESCRIPTION} An empty list, saved before they were refused, matches no ticket (tag: any ticket).`,
+  },
+);
 
 const Scope = Type.Enum(VIEW_SCOPES, {
   description:
@@ -45,7 +56,7 @@ export const ViewSchema = Type.Object(
     scope: Scope,
     department_id: Type.Union([Uuid(), Type.Null()], { description: 'Set for department views.' }),
     owner_agent_id: Type.Union([Uuid(), Type.Null()], { description: 'Set for personal views.' }),
-    filters: ViewFiltersSchema,
+    filters: SavedViewFiltersSchema,
     sort: Sort,
     position: Type.Union([Position, Type.Null()]),
     created_at: Timestamp(),
