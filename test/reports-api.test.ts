@@ -280,6 +280,41 @@ t.test('reports through the API', async (t) => {
     }
   });
 
+  await t.test('a blank list filter matches nothing, channel as department_id and agent_id', async (t) => {
+    // channel=, and channel=%20 are lists of no value, as department_id=, is: no figure matches.
+    for (const url of [
+      '/v1/reports/channels?channel=,',
+      '/v1/reports/channels?channel=%20',
+      '/v1/reports/departments?group_by=channel&channel=,',
+      '/v1/reports/agents?group_by=channel,time&interval=day&channel=%20',
+      '/v1/reports/channels?department_id=,',
+      '/v1/reports/channels?agent_id=%20',
+      '/v1/reports/departments?department_id=,',
+    ]) {
+      const res = await ctx.request({ method: 'GET', url: `${url}&${range}`, token: admin.token });
+      t.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
+      const figures = (res.json().data as Row[]).filter((row) => Number(row.answers) > 0);
+      t.same(figures, [], `${url}: no figures`);
+    }
+    const everything = await ctx.request({
+      method: 'GET',
+      url: `/v1/reports/channels?${range}`,
+      token: admin.token,
+    });
+    t.ok(
+      (everything.json().data as Row[]).some((row) => Number(row.answers) > 0),
+      'unfiltered: figures',
+    );
+    for (const url of [
+      '/v1/reports/channels.csv?channel=,',
+      '/v1/reports/agents.csv?group_by=channel,time&interval=day&channel=%20',
+    ]) {
+      const res = await ctx.request({ method: 'GET', url: `${url}&${range}`, token: admin.token });
+      t.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
+      t.notMatch(res.body, /\n(\S+,)?email,/, `${url}: no channel's row`);
+    }
+  });
+
   await t.test('CSV: negotiation, file name, labels and the unit row', async (t) => {
     const url = `/v1/reports/departments?${range}&columns=answers,avg_first_answer_time,call_minutes`;
     const csv = (accept: string) =>

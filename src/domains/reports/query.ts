@@ -48,7 +48,8 @@ function allEntities(spec: ReportSpec, dim: EntityDimension): RawBuilder<unknown
   // Tags are listed where they have figures: there is no catalogue of tags to make dense.
   if (dim === 'tag') return sql`select ${sql.lit(NO_TAG)}::text as tag where false`;
   const channels = CHANNELS.filter((c) => !spec.channels || spec.channels.includes(c));
-  return sql`select unnest(array[${sql.join(channels.map((c) => sql`${c}::text`))}]) as channel`;
+  // Typed: an empty filter (channel=,) leaves no channel, and PostgreSQL cannot type array[].
+  return sql`select unnest(array[${sql.join(channels.map((c) => sql`${c}::text`))}]::text[]) as channel`;
 }
 
 function roundTo(value: RawBuilder<unknown>, decimals: number) {
