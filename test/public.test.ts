@@ -204,6 +204,10 @@ t.test('the public contact form', async (t) => {
     t.equal(huge.json().code, 'payload_too_large');
     const text = await form('name=Jane', { 'content-type': 'text/plain' });
     t.equal(text.statusCode, 415);
+    // No Content-Type, no body: nothing to read the form from (it was a 500).
+    const none = await ctx.request({ method: 'POST', url: '/v1/public/tickets' });
+    t.equal(none.statusCode, 415, none.body);
+    t.match(none.json(), { code: 'unsupported_media_type', detail: /\(none\)/ });
     t.same(await counts(ctx.db), before);
   });
 

@@ -70,6 +70,17 @@ export function uploadError(error: unknown, limits: Config['attachments']): unkn
   return error;
 }
 
+/**
+ * 415 for a request without a Content-Type to a route whose body is required. fastify reads no
+ * body then and, with a schema per media type, has none to validate against: the handler would
+ * get undefined.
+ */
+export function requireContentType(request: FastifyRequest) {
+  if (request.headers['content-type'] === undefined) {
+    throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('(none)');
+  }
+}
+
 /** 415 for a route that takes only multipart/form-data, answered like fastify's own. */
 export function requireMultipart(request: FastifyRequest) {
   if (!request.isMultipart()) {

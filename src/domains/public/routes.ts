@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { ref } from '../../contract.ts';
 import { problems } from '../../plugins/openapi.ts';
-import { registerMultipart } from '../attachments/multipart.ts';
+import { registerMultipart, requireContentType } from '../attachments/multipart.ts';
 import { readFormWithFiles } from '../attachments/service.ts';
 import { discardFiles } from '../attachments/store.ts';
 import {
@@ -100,6 +100,7 @@ export const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      requireContentType(request);
       if (!request.isMultipart()) {
         const form = request.body as ContactFormInput;
         return reply.code(202).send(await hidingRuleDetails(() => submitContactForm(db, form)));
