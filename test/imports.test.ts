@@ -677,6 +677,9 @@ t.test('who may import, and what the route refuses', async (t) => {
     payload: { type: 'department' },
   });
   t.equal(json.statusCode, 415, 'JSON is not an import file');
+  const untyped = await ctx.request({ method: 'POST', url: '/v1/imports', token: admin });
+  t.equal(untyped.statusCode, 415, 'no Content-Type');
+  t.match(untyped.json().detail, /\(none\)$/, `says there was none: ${untyped.json().detail}`);
   t.equal((await upload('')).statusCode, 400, 'an empty file');
   t.equal((await upload('{}', '?source=Not%20ok')).statusCode, 400, 'a bad source');
   t.equal(

@@ -50,7 +50,7 @@ const mediaType = (request: FastifyRequest) =>
 /** A route's streamed body, or 415 when it came in another type (JSON would pass unchecked). */
 const streamedAs = (types: readonly string[]) => async (request: FastifyRequest) => {
   if (!(request.body instanceof Readable) || !types.includes(mediaType(request))) {
-    throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(String(request.headers['content-type']));
+    throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(request.headers['content-type'] ?? '(none)');
   }
 };
 
