@@ -126,4 +126,33 @@ t.test('browsers may read every header the API sends', async (t) => {
   ]) {
     t.ok(exposed.includes(name), `${name} is exposed`);
   }
+  // Every header an answer declares, read from the spec: a new one must be exposed too.
+  // CORS-safelisted response headers (https://fetch.spec.whatwg.org/#cors-safelisted-response-header-name)
+  // are readable without it.
+  const safelisted = [
+    'cache-control',
+    'content-language',
+    'content-length',
+    'content-type',
+    'expires',
+    'last-modified',
+    'pragma',
+  ];
+  const declared = new Set(
+    operations.flatMap(({ op }) =>
+      Object.values(op.responses).flatMap((r) => Object.keys(r.headers ?? {}).map((h) => h.toLowerCase())),
+    ),
+  );
+  t.ok(declared.has('export-next-cursor'), 'the spec read');
+  for (const name of declared) {
+    if (!safelisted.includes(name)) t.ok(exposed.includes(name), `${name}, declared in the spec, is exposed`);
+  }
+  const exports = await ctx.app.inject({
+    method: 'GET',
+    url: '/v1/exports/tickets',
+    headers: { origin: 'https://desk.example.com', authorization: `Bearer ${token}` },
+  });
+  t.equal(exports.statusCode, 200);
+  t.ok(exports.headers['export-next-cursor'], 'an export sends its cursor');
+  t.match(exports.headers['access-control-expose-headers'], /(^|, *)Export-Next-Cursor(,|$)/i);
 });

@@ -132,6 +132,7 @@ export const mailInRoutes: FastifyPluginAsyncTypebox = async (app) => {
                 description: 'attachment; filename="<message id>.eml"',
                 'x-required': true,
               },
+              'X-Content-Type-Options': { type: 'string', enum: ['nosniff'], 'x-required': true },
             },
             content: { 'message/rfc822': { schema: RawMime } },
           },
