@@ -104,6 +104,42 @@ t.test('Location, ETag and Content-Disposition are declared where they are sent'
   t.equal(replay.headers['idempotent-replayed'], 'true');
 });
 
+t.test('writes without a body schema declare the 413 and 415 fastify answers them', async (t) => {
+  // fastify reads the body of every write, whether the route takes one or not.
+  for (const { where, path, op } of operations) {
+    if (!path.startsWith('/v1/') || !/^(POST|PUT|PATCH|DELETE) /.test(where)) continue;
+    t.ok(op.responses['413'] && op.responses['415'], `${where} declares 413 and 415`);
+  }
+  const ghost = '00000000-0000-4000-8000-000000000000';
+  for (const [method, url] of [
+    ['POST', '/v1/me/notifications/read-all'],
+    ['POST', '/v1/queue/next'],
+    ['POST', `/v1/tickets/${ghost}/restore`],
+    ['POST', `/v1/webhooks/${ghost}/ping`],
+    ['POST', `/v1/webhooks/${ghost}/rotate-secret`],
+    ['DELETE', `/v1/views/${ghost}`],
+    ['DELETE', `/v1/api-tokens/${ghost}`],
+  ] as const) {
+    // ctx.request fails on a status the operation does not declare.
+    const text = await ctx.request({
+      method,
+      url,
+      token,
+      headers: { 'content-type': 'text/plain' },
+      payload: 'hi',
+    });
+    t.equal(text.statusCode, 415, `${method} ${url} text/plain`);
+    const huge = await ctx.request({
+      method,
+      url,
+      token,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ x: 'y'.repeat(2_000_000) }),
+    });
+    t.equal(huge.statusCode, 413, `${method} ${url} 2 MB`);
+  }
+});
+
 t.test('browsers may read every header the API sends', async (t) => {
   const res = await ctx.app.inject({
     method: 'GET',

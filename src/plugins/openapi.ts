@@ -43,7 +43,7 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * Every /v1 route can answer these, whatever the handler does: validation (400), auth (401,
- * 403), rate limiting (429), bodies (413, 415), headers too large (431, from Node's HTTP parser
+ * 403), rate limiting (429), bodies of writes (413, 415), headers too large (431, from Node's HTTP parser
  * before any route runs, yet a proxy sees it as this operation's answer), our own failures (500)
  * and a database that is away or a server shutting down (503). Declaring them here keeps the
  * spec honest without repeating them on every route.
@@ -61,7 +61,9 @@ function addStandardResponses(route: RouteOptions) {
   const response = route.schema.response as Record<string, unknown>;
   const statuses = [400, 429, 431, 500, 503];
   if (!route.config?.public) statuses.push(401, 403);
-  if (methods.some((m) => WRITE_METHODS.has(m)) && route.schema.body) statuses.push(413, 415);
+  // fastify reads the body of every write, schema or not (handle-request.js): a route that takes
+  // none still answers 415 to text/plain and 413 to a body past the limit.
+  if (methods.some((m) => WRITE_METHODS.has(m))) statuses.push(413, 415);
   for (const s of statuses) response[s] ??= problemResponse(s);
   for (const [status, schema] of Object.entries(response)) {
     const described = schema as { description?: string };
