@@ -233,6 +233,58 @@ t.test('importing holidays from iCalendar', async (t) => {
     t.same(same.json(), schedule, 'unchanged');
   });
 
+  await t.test('dates and times that do not exist answer 422, not the day they roll over to', async (t) => {
+    const schedule = await make('Untouched by typos', [whole('Kept', '2027-06-01')]);
+    for (const [label, lines] of [
+      ['February 30', ['DTSTART;VALUE=DATE:20270230']],
+      ['month 13, day 45', ['DTSTART;VALUE=DATE:20271345']],
+      ['day 00', ['DTSTART;VALUE=DATE:20270300']],
+      ['hour 25', ['DTSTART:20270301T250000Z', 'DTEND:20270301T260000Z']],
+      ['an end on minute 60', ['DTSTART:20270301T100000Z', 'DTEND:20270301T106000Z']],
+      [
+        'an EXDATE of April 31',
+        ['DTSTART;VALUE=DATE:20270401', 'RRULE:FREQ=DAILY;COUNT=3', 'EXDATE;VALUE=DATE:20270431'],
+      ],
+    ] as const) {
+      const ics = CRLF([
+        'BEGIN:VCALENDAR',
+        'VERSION:2.0',
+        'PRODID:-//Test//Typos//EN',
+        'BEGIN:VEVENT',
+        'UID:typo',
+        ...lines,
+        `SUMMARY:${label}`,
+        'END:VEVENT',
+        'END:VCALENDAR',
+      ]);
+      const res = await importIcs(schedule.id, ics);
+      t.equal(res.statusCode, 422, `${label}: ${res.body.slice(0, 200)}`);
+      t.equal(res.json().code, 'invalid_calendar');
+      t.match(
+        res.json().detail,
+        new RegExp(`the event "${label}" has [A-Z]+:\\d{8}`),
+        'names the event and the line',
+      );
+    }
+    const same = await ctx.request({ method: 'GET', url: `/v1/schedules/${schedule.id}`, token: admin });
+    t.same(same.json(), schedule, 'unchanged');
+    const real = await importIcs(
+      schedule.id,
+      CRLF([
+        'BEGIN:VCALENDAR',
+        'VERSION:2.0',
+        'PRODID:-//Test//Typos//EN',
+        'BEGIN:VEVENT',
+        'UID:leap',
+        'DTSTART;VALUE=DATE:20280229',
+        'SUMMARY:Leap day',
+        'END:VEVENT',
+        'END:VCALENDAR',
+      ]),
+    );
+    t.equal(real.statusCode, 200, `a leap day exists: ${real.body.slice(0, 200)}`);
+  });
+
   await t.test('events spanning centuries or repeating for years are cut quickly', async (t) => {
     const schedule = await make('Long events', [whole('Kept', '2027-06-01')]);
     const event = (lines: string[]) =>

@@ -66,6 +66,33 @@ function invalidCalendar(reason: string): DomainError {
   return error;
 }
 
+// The date and time fields as written (jCal keeps the text): 2027-02-30, 2027-03-01T25:00:00Z.
+const WRITTEN_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}))?/;
+const DATED_PROPERTIES = ['dtstart', 'dtend', 'rdate', 'exdate'];
+
+/**
+ * ical.js rolls impossible fields over (20270230 reads as March 2, T250000 as 01:00 the next
+ * day), so a typing error would close another day without a word. A written field must be the
+ * field it reads as; the JSON holidays refuse 2027-02-30 too.
+ */
+function assertRealTimes(vevent: ICAL.Component, name: string) {
+  for (const property of DATED_PROPERTIES.flatMap((p) => vevent.getAllProperties(p))) {
+    const written = property.jCal.slice(3);
+    const read = property.getValues();
+    written.forEach((text, i) => {
+      const fields = typeof text === 'string' ? WRITTEN_TIME.exec(text) : null;
+      const time = read[i];
+      if (!fields || !(time instanceof ICAL.Time)) return;
+      const [, year, month, day, hour = '00', minute = '00', second = '00'] = fields;
+      const as = [time.year, time.month, time.day, time.hour, time.minute, time.second];
+      if ([year, month, day, hour, minute, second].some((f, k) => Number(f) !== as[k])) {
+        const ics = `${property.name.toUpperCase()}:${text.replace(/[-:]/g, '')}`;
+        throw invalidCalendar(`the event "${name}" has ${ics}, a date or time that does not exist`);
+      }
+    });
+  }
+}
+
 const pad = (n: number) => String(n).padStart(2, '0');
 const hhmm = (t: Temporal.PlainTime) => `${pad(t.hour)}:${pad(t.minute)}`;
 
@@ -315,6 +342,7 @@ export function parseHolidayCalendar(text: string, scheduleZone: string, now: Da
       const start = event.startDate;
       if (!start) throw invalidCalendar('a VEVENT has no DTSTART');
       const name = nameOf(event);
+      assertRealTimes(vevent, name);
       const allDay = start.isDate;
       const reader = allDay ? null : readerFor(vevent.getFirstProperty('dtstart'), zones, scheduleZone);
       const endTime = event.endDate;

@@ -166,7 +166,7 @@ export const scheduleRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'importScheduleHolidays',
         tags,
         summary: 'Import holidays from an iCalendar file',
-        description: `Owners and admins only. The body is the .ics text itself (Content-Type: text/calendar, at most ${ICS_BODY_LIMIT / 1024} KiB). All-day events close their dates whole; timed events close their hours in the schedule's zone; a yearly repetition on the same month and day becomes a yearly holiday; other repetitions are expanded from one year back to three years ahead. Holidays the schedule already has on the same day and hours are skipped. 422 \`invalid_calendar\` with the parser's reason when the text is not iCalendar.`,
+        description: `Owners and admins only. The body is the .ics text itself (Content-Type: text/calendar, at most ${ICS_BODY_LIMIT / 1024} KiB). All-day events close their dates whole; timed events close their hours in the schedule's zone; a yearly repetition on the same month and day becomes a yearly holiday; other repetitions are expanded from one year back to three years ahead. Holidays the schedule already has on the same day and hours are skipped. 422 \`invalid_calendar\` with the parser's reason when the text is not iCalendar, or names a date or time that does not exist (20270230).`,
         params: IdParams,
         headers: IfMatchHeaders,
         querystring: Type.Object(ImportModeQuery, { additionalProperties: false }),
