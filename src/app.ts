@@ -339,8 +339,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     log: app.log,
   });
   app.decorate('authCache', authCache);
+  // Listening starts once the app is built: a build that fails leaves no connection behind.
+  app.addHook('onReady', async () => authCache.start());
   app.addHook('onClose', () => authCache.close());
-  authCache.start();
   await app.register(authPlugin, {
     db: deps.db,
     cache: authCache,

@@ -1,8 +1,9 @@
 import pg from 'pg';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { roundTrips } from '../src/db/client.ts';
+import { createDatabase } from '../src/db/database.ts';
 import {
   agentWithToken,
   buildTestApp,
@@ -61,6 +62,7 @@ t.test("this process's own changes take effect on its very next request", async 
     t.equal(roundTrips() - again, missed - 1, 'the second request did not look the token up');
   }
 
+  // Each change below follows a request that left the credential cached.
   await ctx.db
     .insertInto('department_members')
     .values({ department_id: b, agent_id: agent.id, role: 'solver' })
@@ -73,8 +75,9 @@ t.test("this process's own changes take effect on its very next request", async 
     .where('agent_id', '=', agent.id)
     .execute();
   t.equal((await read(secret)).statusCode, 404, 'removed from B: the next request no longer does');
+  t.equal((await read(session)).statusCode, 404, 'nor the session');
 
-  // Changed in a transaction: in effect once it commits, not before, and not at all if rolled back.
+  // Changed in a transaction: in effect once it commits, not at all if rolled back.
   await ctx.db
     .transaction()
     .execute(async (trx) => {
@@ -88,12 +91,14 @@ t.test("this process's own changes take effect on its very next request", async 
   });
   t.equal((await read(secret)).statusCode, 200, 'a committed one takes effect at once');
 
+  t.equal((await read(session)).statusCode, 200);
   await ctx.db
     .updateTable('agents')
     .set({ password_changed_at: new Date() })
     .where('id', '=', agent.id)
     .execute();
   t.equal((await read(session)).statusCode, 401, 'a password change ends the session at once');
+  t.equal((await read(secret)).statusCode, 200);
   await ctx.db
     .updateTable('api_tokens')
     .set({ revoked_at: new Date() })
@@ -104,49 +109,62 @@ t.test("this process's own changes take effect on its very next request", async 
   t.equal(revoked.json().code, 'token_revoked');
 });
 
+/** A second server process on the same database: its own pool, its own cache. */
+async function otherProcess(t: Test, databaseUrl: string, listenUrl = databaseUrl) {
+  const db = await createDatabase({ databaseUrl });
+  const other = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
+    db,
+    databaseUrl: listenUrl,
+    jwtSecret: TEST_JWT_SECRET,
+  });
+  t.teardown(async () => {
+    await other.close();
+    await db.destroy();
+  });
+  await other.ready();
+  await until('its cache to listen', () => other.authCache.listening);
+  return other;
+}
+
+/** A client of its own (psql, a migration, another deployment): it empties no cache of ours itself. */
+async function psqlOf(t: Test, url: string) {
+  const psql = new pg.Client({ connectionString: url });
+  await psql.connect();
+  t.teardown(() => psql.end());
+  return psql;
+}
+
 t.test(
-  "another process's changes take effect once their notification arrives",
+  "another client's changes take effect once their notification arrives",
   { skip: TWO_CONNECTIONS },
   async (t) => {
     const ctx = await buildTestApp(t);
     const url = ctx.database.url!;
-    // A second server process on the same database: its own pool, its own cache.
-    const other = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
-      db: ctx.db,
-      databaseUrl: url,
-      jwtSecret: TEST_JWT_SECRET,
-    });
-    t.teardown(() => other.close());
-    await other.ready();
-    await until('both caches to listen', () => ctx.app.authCache.listening && other.authCache.listening);
-    const { token: session } = await agentWithToken(ctx, { role: 'admin' });
+    const other = await otherProcess(t, url);
+    const { agent, token: session } = await agentWithToken(ctx, { role: 'admin' });
     const secret = await mintApiToken(ctx, session);
-    const me = (app: typeof other) =>
-      app.inject({ method: 'GET', url: '/v1/departments', headers: { authorization: `Bearer ${secret}` } });
-    t.equal((await me(other)).statusCode, 200, 'the other process has the token cached');
-
-    const revoked = await ctx.request({ method: 'GET', url: '/v1/api-tokens', token: session });
-    const id = revoked.json().data[0].id;
-    const res = await ctx.request({ method: 'DELETE', url: `/v1/api-tokens/${id}`, token: session });
-    t.equal(res.statusCode, 204, res.body);
-    t.equal((await me(ctx.app)).statusCode, 401, 'the revoking process refuses it at once');
-    await until('the other process to refuse it', async () => (await me(other)).statusCode === 401, 5_000);
-
-    // A change by some other client altogether (psql, a migration): the triggers tell every process.
-    const { agent } = await agentWithToken(ctx, { role: 'admin' });
-    const secret2 = await mintApiToken(ctx, await signIn(ctx, agent.email));
-    const use = () =>
-      other.inject({
+    const use = async () => {
+      const before = roundTrips();
+      const res = await other.inject({
         method: 'GET',
         url: '/v1/departments',
-        headers: { authorization: `Bearer ${secret2}` },
+        headers: { authorization: `Bearer ${secret}` },
       });
-    t.equal((await use()).statusCode, 200);
-    const psql = new pg.Client({ connectionString: url });
-    await psql.connect();
-    t.teardown(() => psql.end());
+      return { status: res.statusCode, trips: roundTrips() - before };
+    };
+    const cold = await use();
+    const warm = await use();
+    t.equal(cold.status, 200);
+    t.equal(warm.trips, cold.trips - 1, 'the other process has the token cached');
+
+    const psql = await psqlOf(t, url);
     await psql.query(`update agents set status = 'disabled' where id = $1`, [agent.id]);
-    await until('a disabled agent to be refused', async () => (await use()).statusCode === 401, 5_000);
+    await until('a disabled agent to be refused', async () => (await use()).status === 401, 5_000);
+    await psql.query(`update agents set status = 'active' where id = $1`, [agent.id]);
+    await until('the agent to be back', async () => (await use()).status === 200, 5_000);
+    await use();
+    await psql.query('update api_tokens set revoked_at = now() where agent_id = $1', [agent.id]);
+    await until('a revoked token to be refused', async () => (await use()).status === 401, 5_000);
   },
 );
 
@@ -158,32 +176,61 @@ t.test('while it cannot hear changes, nothing is cached', { skip: TWO_CONNECTION
   t.teardown(() => relay.close());
   const relayed = new URL(url);
   relayed.port = String(port);
-  const other = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
-    db: ctx.db,
-    databaseUrl: relayed.toString(),
-    jwtSecret: TEST_JWT_SECRET,
-  });
-  t.teardown(() => other.close());
-  await other.ready();
-  await until('the cache to listen', () => other.authCache.listening);
+  const other = await otherProcess(t, url.toString(), relayed.toString());
   const { agent, token: session } = await agentWithToken(ctx, { role: 'admin' });
   const secret = await mintApiToken(ctx, session);
-  const use = () =>
-    other.inject({ method: 'GET', url: '/v1/departments', headers: { authorization: `Bearer ${secret}` } });
-  t.equal((await use()).statusCode, 200, 'cached');
+  const use = async () =>
+    (
+      await other.inject({
+        method: 'GET',
+        url: '/v1/departments',
+        headers: { authorization: `Bearer ${secret}` },
+      })
+    ).statusCode;
+  t.equal(await use(), 200, 'cached');
 
   // Its listening connection is cut, and stays down.
   relay.close();
   await until('the cache to stop listening', () => !other.authCache.listening);
-  const psql = new pg.Client({ connectionString: ctx.database.url! });
-  await psql.connect();
-  t.teardown(() => psql.end());
+  t.equal(await use(), 200, 'used while it cannot listen');
+  const psql = await psqlOf(t, url.toString());
   await psql.query('update api_tokens set revoked_at = now() where agent_id = $1', [agent.id]);
-  t.equal((await use()).statusCode, 401, 'a change it could not hear of is in effect at once');
+  t.equal(await use(), 401, 'a change it could not hear of is in effect at once');
 
-  // Back: it listens again, and starts empty.
+  // Back: it listens again, starts empty, and hears changes.
   await relay.listen(port);
   await until('the cache to listen again', () => other.authCache.listening, 40_000);
+  t.equal(await use(), 401, 'still revoked (and cached so)');
   await psql.query('update api_tokens set revoked_at = null where agent_id = $1', [agent.id]);
-  await until('the change to be heard', async () => (await use()).statusCode === 200, 5_000);
+  await until('the change to be heard', async () => (await use()) === 200, 5_000);
 });
+
+t.test(
+  'a listening connection that dies without a word stops serving hits within seconds',
+  { skip: TWO_CONNECTIONS },
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const url = new URL(ctx.database.url!);
+    const relay = relayTo(url.hostname, Number(url.port || 5432));
+    const relayed = new URL(url);
+    relayed.port = String(await relay.listen());
+    t.teardown(() => relay.close());
+    const other = await otherProcess(t, url.toString(), relayed.toString());
+    const { agent, token: session } = await agentWithToken(ctx, { role: 'admin' });
+    const secret = await mintApiToken(ctx, session);
+    const use = async () =>
+      (
+        await other.inject({
+          method: 'GET',
+          url: '/v1/departments',
+          headers: { authorization: `Bearer ${secret}` },
+        })
+      ).statusCode;
+    t.equal(await use(), 200, 'cached');
+    // A partition: nothing passes, no reset arrives; the notification below is lost.
+    relay.freeze();
+    const psql = await psqlOf(t, url.toString());
+    await psql.query('update api_tokens set revoked_at = now() where agent_id = $1', [agent.id]);
+    await until('the revoked token to be refused', async () => (await use()) === 401, 5_000);
+  },
+);

@@ -98,11 +98,8 @@ export class PipeliningClient extends pg.Client {
 
   #text(text: string, values: unknown[] | undefined): Promise<Result> {
     if (this.#inTransaction || !writesAuth(text)) return this.#textIn(text, values);
-    // Outside a transaction the statement commits by itself.
-    return this.#textIn(text, values).then((result) => {
-      authWritten();
-      return result;
-    });
+    // Outside a transaction the statement commits by itself (or may have, its answer lost).
+    return this.#textIn(text, values).finally(authWritten);
   }
 
   #textIn(text: string, values: unknown[] | undefined): Promise<Result> {
@@ -118,15 +115,12 @@ export class PipeliningClient extends pg.Client {
     // rollback cannot fail for them.
     if (/^rollback\s+to\b/.test(command)) this.#held = [];
     if (command === 'commit' || command === 'rollback') {
-      const dirty = this.#authDirty;
+      // A COMMIT (even one whose answer is lost), or a ROLLBACK after the final statement has
+      // already committed, may leave the transaction's writes standing.
+      const dirty = this.#authDirty && (command === 'commit' || this.#ended);
       this.#authDirty = false;
-      if (command === 'commit' && dirty) {
-        return this.#end(text, values, command).then((result) => {
-          authWritten();
-          return result;
-        });
-      }
-      return this.#end(text, values, command);
+      const ended = this.#end(text, values, command);
+      return dirty ? ended.finally(authWritten) : ended;
     }
     if (this.#ended) {
       // A statement after the final one would run outside the transaction: a bug in the caller.

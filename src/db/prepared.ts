@@ -67,3 +67,6 @@ export function withNext<T>(query: RawBuilder<T>): RawBuilder<T> {
  * caches keep (a token's last use): client.ts does not empty the caches for it.
  */
 export const AUTH_NEUTRAL_MARK = '/* auth-neutral */ ';
+
+/** AUTH_NEUTRAL_MARK for a query builder's modifyEnd. */
+export const AUTH_NEUTRAL = sql.raw(AUTH_NEUTRAL_MARK);

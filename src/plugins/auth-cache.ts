@@ -22,8 +22,15 @@ import { describe } from '../db/outage.ts';
 
 const CHANNEL = 'deskroute_auth';
 const MAX_ENTRIES = 10_000;
-/** How often the listening connection is checked, and how long the check may take. */
-const PING_MS = 5_000;
+/**
+ * The listening connection is checked every PING_MS. A connection that dies without a word (no
+ * reset reaches us: a partition, a frozen server) delivers no notification and no error, so a hit
+ * is served only while the connection has answered within FRESH_MS: an answer on it comes after
+ * every notification sent before it. A check that takes DEAD_MS ends the connection.
+ */
+const PING_MS = 1_000;
+const FRESH_MS = 2_500;
+const DEAD_MS = 10_000;
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
@@ -33,6 +40,8 @@ export class AuthCache {
   readonly #entries = new Map<string, { until: number; value: unknown }>();
   #generation = 0;
   #listening = false;
+  /** When the listening connection last answered (a check or a notification). */
+  #aliveAt = 0;
   #client: pg.Client | null = null;
   #closed = false;
   #retryMs = RETRY_MIN_MS;
@@ -62,7 +71,7 @@ export class AuthCache {
 
   /** The cached value under `key`, else what `load` finds (kept when it found something). */
   async get<T>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
-    if (this.#listening) {
+    if (this.#listening && Date.now() - this.#aliveAt <= FRESH_MS) {
       const hit = this.#entries.get(key);
       if (hit !== undefined && hit.until > Date.now()) return hit.value as T;
     }
@@ -102,8 +111,8 @@ export class AuthCache {
     const client = new pg.Client({
       connectionString: this.#url!,
       keepAlive: true,
-      connectionTimeoutMillis: PING_MS,
-      query_timeout: PING_MS,
+      connectionTimeoutMillis: DEAD_MS,
+      query_timeout: DEAD_MS,
       application_name: 'deskroute auth cache',
     });
     this.#client = client;
@@ -126,6 +135,7 @@ export class AuthCache {
     client.on('error', onLost);
     client.on('end', () => onLost());
     client.on('notification', (message) => {
+      this.#aliveAt = Date.now();
       if (message.channel === CHANNEL) this.clear();
     });
     try {
@@ -141,11 +151,20 @@ export class AuthCache {
     }
     // Whatever changed before the LISTEN was in place went unheard: start empty.
     this.clear();
+    this.#aliveAt = Date.now();
     this.#listening = true;
     this.#retryMs = RETRY_MIN_MS;
-    // A connection that died without a word (no reset reached us) must not keep the cache on.
+    let checking = false;
     this.#ping = setInterval(() => {
-      client.query('select 1').catch((error: unknown) => onLost(error));
+      if (checking) return;
+      checking = true;
+      client.query('select 1').then(
+        () => {
+          checking = false;
+          this.#aliveAt = Date.now();
+        },
+        (error: unknown) => onLost(error),
+      );
     }, PING_MS);
     this.#ping.unref();
   }

@@ -4,10 +4,12 @@ import net from 'node:net';
 /**
  * A TCP relay to PostgreSQL. With `holdCloseMs`, PostgreSQL's closing of a connection reaches
  * the client that much later than its last message, as over a real network where the FATAL and
- * the FIN arrive in separate reads.
+ * the FIN arrive in separate reads. `freeze()` stops it passing anything on while every socket
+ * stays open, as in a partition that no reset reaches.
  */
 export function relayTo(host: string, port: number, { holdCloseMs = 0 } = {}) {
   const sockets = new Set<net.Socket>();
+  let frozen = false;
   const server = net.createServer((inbound) => {
     const outbound = net.connect(port, host);
     for (const s of [inbound, outbound]) {
@@ -15,8 +17,12 @@ export function relayTo(host: string, port: number, { holdCloseMs = 0 } = {}) {
       s.on('error', () => {});
       s.on('close', () => sockets.delete(s));
     }
-    inbound.pipe(outbound);
-    outbound.on('data', (chunk) => inbound.write(chunk));
+    inbound.on('data', (chunk) => {
+      if (!frozen) outbound.write(chunk);
+    });
+    outbound.on('data', (chunk) => {
+      if (!frozen) inbound.write(chunk);
+    });
     outbound.on('close', () => setTimeout(() => inbound.destroy(), holdCloseMs));
     inbound.on('close', () => outbound.destroy());
   });
@@ -29,6 +35,9 @@ export function relayTo(host: string, port: number, { holdCloseMs = 0 } = {}) {
     close() {
       for (const s of sockets) s.destroy();
       server.close();
+    },
+    freeze() {
+      frozen = true;
     },
   };
 }

@@ -1,6 +1,6 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Db } from '../../db/database.ts';
-import { prepared } from '../../db/prepared.ts';
+import { AUTH_NEUTRAL, prepared } from '../../db/prepared.ts';
 import type {
   AgentPresence,
   AgentRole,
@@ -256,7 +256,12 @@ export async function countAgents(db: Executor): Promise<number> {
 }
 
 export function recordSignIn(db: Executor, id: string) {
-  return db.updateTable('agents').set({ last_sign_in_at: new Date() }).where('id', '=', id).execute();
+  return db
+    .updateTable('agents')
+    .set({ last_sign_in_at: new Date() })
+    .where('id', '=', id)
+    .modifyEnd(AUTH_NEUTRAL)
+    .execute();
 }
 
 /**
@@ -274,18 +279,22 @@ export async function confirmPresence(
   const expires = status === 'offline' ? null : new Date(at.getTime() + options.timeoutSeconds * 1000);
   // The presence in effect until now, as effectivePresence derives it (with `at` for now).
   const expired = sql<boolean>`(presence <> 'offline' and (presence_expires_at is null or presence_expires_at <= ${at}))`;
-  return db
-    .updateTable('agents')
-    .set({
-      presence: status,
-      presence_confirmed_at: at,
-      presence_expires_at: expires,
-      presence_changed_at: sql<Date | null>`case
+  return (
+    db
+      .updateTable('agents')
+      .set({
+        presence: status,
+        presence_confirmed_at: at,
+        presence_expires_at: expires,
+        presence_changed_at: sql<Date | null>`case
         when (case when ${expired} then 'offline' else presence end) = ${status}
           then (case when ${expired} then presence_expires_at else presence_changed_at end)
         else ${at}::timestamptz end`,
-    })
-    .where('id', '=', agentId)
-    .returningAll()
-    .executeTakeFirst();
+      })
+      .where('id', '=', agentId)
+      .returningAll()
+      // A heartbeat (every agent online, every few seconds) must not empty every auth cache.
+      .modifyEnd(AUTH_NEUTRAL)
+      .executeTakeFirst()
+  );
 }
