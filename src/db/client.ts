@@ -48,7 +48,12 @@ function authWritten() {
 
 const judged = new Map<string, boolean>();
 function writesAuth(text: string): boolean {
-  if (!(text.includes('agents') || text.includes('api_tokens') || text.includes('department'))) return false;
+  const names =
+    text.includes('agents') ||
+    text.includes('api_tokens') ||
+    text.includes('department_members') ||
+    text.includes('departments');
+  if (!names) return false;
   // Prepared texts are few and run often: each is judged once.
   const prepared = text.startsWith(PREPARED_MARK);
   const known = prepared ? judged.get(text) : undefined;
