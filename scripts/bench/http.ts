@@ -186,6 +186,9 @@ export async function queriesPerCreation(
     jwtSecret: secret,
   });
   try {
+    // As a running server does: its credentials cache listening (plugins/auth-cache.ts).
+    await app.ready();
+    for (let i = 0; i < 200 && !app.authCache.listening; i++) await new Promise((r) => setTimeout(r, 25));
     const send = () =>
       app.inject({
         method: 'POST',
