@@ -168,7 +168,11 @@ t.test(
   },
 );
 
-t.test('while it cannot hear changes, nothing is cached', { skip: TWO_CONNECTIONS }, async (t) => {
+/**
+ * A second process whose cache listens through a relay the test cuts or freezes, and an API token
+ * of an admin created in the first: `use` answers the status of a request the second one serves.
+ */
+async function listeningThroughRelay(t: Test) {
   const ctx = await buildTestApp(t);
   const url = new URL(ctx.database.url!);
   const relay = relayTo(url.hostname, Number(url.port || 5432));
@@ -187,21 +191,30 @@ t.test('while it cannot hear changes, nothing is cached', { skip: TWO_CONNECTION
         headers: { authorization: `Bearer ${secret}` },
       })
     ).statusCode;
+  const psql = await psqlOf(t, url.toString());
+  const revoke = (revoked: boolean) =>
+    psql.query(`update api_tokens set revoked_at = ${revoked ? 'now()' : 'null'} where agent_id = $1`, [
+      agent.id,
+    ]);
+  return { relay, port, other, use, revoke };
+}
+
+t.test('while it cannot hear changes, nothing is cached', { skip: TWO_CONNECTIONS }, async (t) => {
+  const { relay, port, other, use, revoke } = await listeningThroughRelay(t);
   t.equal(await use(), 200, 'cached');
 
   // Its listening connection is cut, and stays down.
   relay.close();
   await until('the cache to stop listening', () => !other.authCache.listening);
   t.equal(await use(), 200, 'used while it cannot listen');
-  const psql = await psqlOf(t, url.toString());
-  await psql.query('update api_tokens set revoked_at = now() where agent_id = $1', [agent.id]);
+  await revoke(true);
   t.equal(await use(), 401, 'a change it could not hear of is in effect at once');
 
   // Back: it listens again, starts empty, and hears changes.
   await relay.listen(port);
   await until('the cache to listen again', () => other.authCache.listening, 40_000);
   t.equal(await use(), 401, 'still revoked (and cached so)');
-  await psql.query('update api_tokens set revoked_at = null where agent_id = $1', [agent.id]);
+  await revoke(false);
   await until('the change to be heard', async () => (await use()) === 200, 5_000);
 });
 
@@ -209,28 +222,11 @@ t.test(
   'a listening connection that dies without a word stops serving hits within seconds',
   { skip: TWO_CONNECTIONS },
   async (t) => {
-    const ctx = await buildTestApp(t);
-    const url = new URL(ctx.database.url!);
-    const relay = relayTo(url.hostname, Number(url.port || 5432));
-    const relayed = new URL(url);
-    relayed.port = String(await relay.listen());
-    t.teardown(() => relay.close());
-    const other = await otherProcess(t, url.toString(), relayed.toString());
-    const { agent, token: session } = await agentWithToken(ctx, { role: 'admin' });
-    const secret = await mintApiToken(ctx, session);
-    const use = async () =>
-      (
-        await other.inject({
-          method: 'GET',
-          url: '/v1/departments',
-          headers: { authorization: `Bearer ${secret}` },
-        })
-      ).statusCode;
+    const { relay, use, revoke } = await listeningThroughRelay(t);
     t.equal(await use(), 200, 'cached');
     // A partition: nothing passes, no reset arrives; the notification below is lost.
     relay.freeze();
-    const psql = await psqlOf(t, url.toString());
-    await psql.query('update api_tokens set revoked_at = now() where agent_id = $1', [agent.id]);
+    await revoke(true);
     await until('the revoked token to be refused', async () => (await use()) === 401, 5_000);
   },
 );
