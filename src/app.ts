@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.ts';
 import type { Db } from './db/database.ts';
+import { withStatementDeadline } from './db/deadline.ts';
 import { agentRoutes, agentSchemas } from './domains/agents/routes.ts';
 import { apiTokenRoutes, apiTokenSchemas } from './domains/api-tokens/routes.ts';
 import { attachmentRoutes, attachmentSchemas } from './domains/attachments/routes.ts';
@@ -228,6 +229,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('exportReads', new ExportSlots(config.exports.maxConcurrent));
   app.decorate('reportKeeper', new PercentileKeeper(deps.db, app.log));
   app.decorate('requestLoad', deps.load ?? new RequestLoad());
+  // Everything a request does runs under its statements' bound (db/deadline.ts): the first hook,
+  // so the hooks, the handler and the stream it answers with all do.
+  const statementMs = config.databaseStatementTimeoutMs;
+  if (statementMs > 0) {
+    app.addHook('onRequest', (_request, _reply, done) => withStatementDeadline(statementMs, done));
+  }
   // A request counts while the process works on it: from its arrival to its answer's start,
   // but not while its body is still arriving (a slow client is no work, and no one, an anonymous
   // client least of all, may make webhooks yield by sending slowly), nor while a slow reader

@@ -20,6 +20,13 @@ const EnvSchema = Type.Object({
     maximum: 600_000,
     description: 'longest wait for a PostgreSQL connection before a request answers 503',
   }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({
+    default: 60_000,
+    minimum: 0,
+    maximum: 3_600_000,
+    description:
+      'longest a statement sent for a request waits for its answer before its connection is dropped and the request answers 503 (a frozen database); 0: no bound. Background work is not bound',
+  }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   JWT_TTL_SECONDS: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
@@ -337,6 +344,8 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Bounds a request's wait for a pooled connection (and /readyz): past it, 503. */
   databaseConnectTimeoutMs: number;
+  /** DATABASE_STATEMENT_TIMEOUT_MS (db/deadline.ts); 0: none. */
+  databaseStatementTimeoutMs: number;
   dataDir: string;
   jwtSecret: string | undefined;
   jwtTtlSeconds: number;
@@ -522,6 +531,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: parsed.PORT,
     databaseUrl: parsed.DATABASE_URL,
     databaseConnectTimeoutMs: parsed.DATABASE_CONNECT_TIMEOUT_MS,
+    databaseStatementTimeoutMs: parsed.DATABASE_STATEMENT_TIMEOUT_MS,
     dataDir: parsed.DATA_DIR,
     jwtSecret: parsed.JWT_SECRET,
     jwtTtlSeconds: parsed.JWT_TTL_SECONDS,

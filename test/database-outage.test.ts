@@ -9,6 +9,7 @@ import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createPool } from '../src/db/client.ts';
 import { createDatabase } from '../src/db/database.ts';
+import { outsideRequest, withStatementDeadline } from '../src/db/deadline.ts';
 import { isDatabaseUnreachable } from '../src/db/outage.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
@@ -212,9 +213,18 @@ t.test(
   },
 );
 
-async function appOn(t: Test, databaseUrl: string, connectTimeoutMs: number) {
+async function appOn(
+  t: Test,
+  databaseUrl: string,
+  connectTimeoutMs: number,
+  env: Record<string, string> = {},
+) {
   const db = await createDatabase({ databaseUrl, connectTimeoutMs });
-  const config = loadConfig({ LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: String(connectTimeoutMs) });
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    DATABASE_CONNECT_TIMEOUT_MS: String(connectTimeoutMs),
+    ...env,
+  });
   const app = await buildApp(config, { db, jwtSecret: JWT_SECRET });
   await app.ready();
   t.teardown(async () => {
@@ -277,6 +287,60 @@ t.test(
     const { port } = silent.address() as net.AddressInfo;
     const request = await appOn(t, `postgres://postgres@127.0.0.1:${port}/deskroute`, 300);
     await checkAway(t, request);
+  },
+);
+
+t.test(
+  'PostgreSQL falling silent on open connections: 503 after the statement deadline, not a hang',
+  { skip: needsServer },
+  async (t) => {
+    const escaped = watchEscapes(t);
+    const ctx = await buildTestApp(t);
+    const { token } = await agentWithToken(ctx, { role: 'admin' });
+    const target = new URL(ctx.database.url!);
+    const relay = relayTo(target.hostname, Number(target.port || 5432));
+    const relayed = new URL(ctx.database.url!);
+    relayed.port = String(await relay.listen());
+    t.teardown(() => relay.close());
+    const request = await appOn(t, relayed.toString(), 1_000, { DATABASE_STATEMENT_TIMEOUT_MS: '500' });
+    const departments = () =>
+      request({ method: 'GET', url: '/v1/departments', headers: { authorization: `Bearer ${token}` } });
+    const warm = await Promise.all([departments(), departments(), departments()]);
+    t.same(
+      warm.map((r) => r.statusCode),
+      [200, 200, 200],
+      'connections open in the pool',
+    );
+    // A frozen server, or a partition no reset crosses: the open connections answer nothing.
+    relay.freeze();
+    isProblem(t, await departments());
+    // The connection was dropped, not handed back: the next request fails the same bounded way.
+    isProblem(t, await departments());
+    t.same(escaped, [], 'no error escaped to the process');
+  },
+);
+
+t.test(
+  'the statement deadline binds what a request does, not what outlives it',
+  { skip: needsServer },
+  async (t) => {
+    const db = await createDatabase({ databaseUrl: serverUrl! });
+    t.teardown(() => db.destroy());
+    const slow = () => sql`select pg_sleep(0.4)`.execute(db);
+    const bound = await withStatementDeadline(100, () =>
+      slow().then(
+        () => null,
+        (error: unknown) => error,
+      ),
+    );
+    t.ok(bound && isDatabaseUnreachable(bound), 'past the bound: the connection is dropped, an outage (503)');
+    t.match(String((bound as Error).message), /did not answer within 100 ms/);
+    await withStatementDeadline(100, () => outsideRequest(slow));
+    t.pass('work a request leaves behind (outsideRequest) is not bound');
+    await slow();
+    t.pass('nor is background work');
+    await withStatementDeadline(1_000, slow);
+    t.pass('a statement within its bound is answered');
   },
 );
 

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { StatementDeadlineExceeded, statementDeadline } from './deadline.ts';
 import { isDatabaseUnreachable } from './outage.ts';
 import { AUTH_NEUTRAL_MARK, FINAL_MARK, PREPARED_MARK, statementName, WITH_NEXT_MARK } from './prepared.ts';
 
@@ -176,7 +177,7 @@ export class PipeliningClient extends pg.Client {
       this.#held = [];
       result = this.#send(text, values);
       if (final) {
-        committed = super.query('commit');
+        committed = this.#bounded(super.query('commit'));
         this.#ended = true;
       }
       if (ending) this.#inTransaction = false;
@@ -191,7 +192,22 @@ export class PipeliningClient extends pg.Client {
     const sent: Promise<Result> = text.startsWith(PREPARED_MARK)
       ? super.query({ name: statementName(text), text, values })
       : super.query(text, values);
-    return sent.catch((error: unknown) => this.#lost(error));
+    return this.#bounded(sent).catch((error: unknown) => this.#lost(error));
+  }
+
+  /**
+   * For a request's statement (db/deadline.ts): no answer within its bound drops the connection,
+   * which fails every statement waiting on it with StatementDeadlineExceeded (an outage: 503),
+   * and keeps it from going back to the pool.
+   */
+  #bounded(sent: Promise<Result>): Promise<Result> {
+    const ms = statementDeadline();
+    if (ms === undefined) return sent;
+    const timer = setTimeout(() => {
+      (this as unknown as { _queryable: boolean })._queryable = false;
+      this.connection.stream.destroy(new StatementDeadlineExceeded(ms));
+    }, ms);
+    return sent.finally(() => clearTimeout(timer));
   }
 
   /**

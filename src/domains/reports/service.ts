@@ -1,5 +1,6 @@
 import { isAdmin, type Principal } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
+import { outsideRequest } from '../../db/deadline.ts';
 import { type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
 import {
@@ -517,7 +518,8 @@ export class PercentileKeeper {
     if ((this.#recent.get(key) ?? 0) > now - KEPT_RECENTLY_MS || this.#queue.has(key)) return;
     if (this.#queue.size >= KEEP_QUEUE) return;
     this.#queue.set(key, spec);
-    this.#running ??= this.#drain();
+    // After the response, and as long as it takes: not bound by the request's deadline.
+    this.#running ??= outsideRequest(() => this.#drain());
   }
 
   /** Resolves once nothing is being kept (app close waits for it). */
