@@ -2,7 +2,7 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { roundTrips } from '../src/db/client.ts';
+import { roundTrips, writesAuth } from '../src/db/client.ts';
 import { createDatabase } from '../src/db/database.ts';
 import {
   agentWithToken,
@@ -36,6 +36,32 @@ async function until<T>(what: string, probe: () => Promise<T> | T, ms = 10_000):
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+t.test('every way of writing the credential tables is recognised as one', async (t) => {
+  // What empties this process's caches at once (the NOTIFY would, a moment later, too).
+  const writes = [
+    'insert into agents (name) values ($1)',
+    'UPDATE "agents" SET status = $1',
+    'update public.agents set status = $1',
+    'update "public"."api_tokens" set revoked_at = now()',
+    'delete from only department_members where agent_id = $1',
+    'DELETE FROM Departments WHERE id = $1',
+    'merge into department_members m using x on true when matched then delete',
+    'truncate table tickets, agents cascade',
+    'truncate only api_tokens',
+    'copy agents (name) from stdin',
+    'with d as (delete from department_members where agent_id = $1 returning 1) select 1',
+  ];
+  for (const text of writes) t.ok(writesAuth(text), text);
+  const reads = [
+    'select * from agents where id = $1',
+    'update tickets set assignee_id = (select id from agents limit 1)',
+    'insert into agents_archive select * from agents',
+    'delete from tickets where department_id in (select id from departments)',
+    'update tickets set department_id = $1',
+  ];
+  for (const text of reads) t.notOk(writesAuth(text), text);
+});
 
 t.test("this process's own changes take effect on its very next request", async (t) => {
   const ctx = await buildTestApp(t);

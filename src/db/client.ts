@@ -33,8 +33,17 @@ export const roundTrips = () => roundTripsMade;
  * committed, before the caller answers anyone. Statements marked AUTH_NEUTRAL (a token's use
  * recorded) write no column a cache holds.
  */
-const WRITES_AUTH =
-  /\b(?:insert\s+into|update|delete\s+from|truncate(?:\s+table)?)\s+(?:only\s+)?"?(?:api_tokens|agents|department_members|departments)"?(?![\w"])/i;
+const WRITES_AUTH = new RegExp(
+  [
+    // The verb; TRUNCATE may list other tables first.
+    String.raw`\b(?:insert\s+into|update|delete\s+from|merge\s+into|copy|truncate(?:\s+table)?(?:\s+only)?(?:\s+[\w".]+\s*,)*)`,
+    // ONLY, and a schema before the name ("public".agents, public."agents").
+    String.raw`\s+(?:only\s+)?(?:"?\w+"?\s*\.\s*)?`,
+    String.raw`"?(?:api_tokens|agents|department_members|departments)"?(?![\w"])`,
+  ].join(''),
+  'i',
+);
+const NAMES_AUTH = /agents|api_tokens|department_members|departments/i;
 const authWriteListeners = new Set<() => void>();
 
 /** Calls `listener` whenever this process has committed a write to the credential tables. */
@@ -48,13 +57,8 @@ function authWritten() {
 }
 
 const judged = new Map<string, boolean>();
-function writesAuth(text: string): boolean {
-  const names =
-    text.includes('agents') ||
-    text.includes('api_tokens') ||
-    text.includes('department_members') ||
-    text.includes('departments');
-  if (!names) return false;
+export function writesAuth(text: string): boolean {
+  if (!NAMES_AUTH.test(text)) return false;
   // Prepared texts are few and run often: each is judged once.
   const prepared = text.startsWith(PREPARED_MARK);
   const known = prepared ? judged.get(text) : undefined;
