@@ -8,10 +8,11 @@ import { insertNotifications, type NewNotification } from './repository.ts';
  * commits exactly once per event or not at all.
  *
  * The in-app inbox is the only channel today (live streams pick its rows up as
- * `event: notification`). Email plugs in here once outbound email exists: an `emailChannel`
- * whose deliver() enqueues one job per notification on the PostgreSQL job queue (src/jobs/) in
- * this same transaction (never sending from inside it), with a `channel` column added to
- * notification_preferences so agents choose inbox and email separately. Nothing else changes.
+ * `event: notification`). Agents get no notification by email yet, although outbound email
+ * (src/domains/mail-out) exists: it would plug in here as an `emailChannel` whose deliver()
+ * enqueues one job per notification on the PostgreSQL job queue (src/jobs/) in this same
+ * transaction (never sending from inside it), with a `channel` column added to
+ * notification_preferences so agents choose inbox and email separately.
  */
 export interface NotificationChannel {
   readonly name: string;
