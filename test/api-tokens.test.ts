@@ -1,5 +1,7 @@
 import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'kysely';
 import t, { type Test } from 'tap';
+import * as migration0047 from '../migrations/0047_api_token_scopes.ts';
 import { agentWithToken, buildTestApp, makeAgent, PASSWORD, type TestContext } from './helpers/app.ts';
 
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
@@ -95,11 +97,42 @@ t.test('API tokens', async (t) => {
     t.notOk(row.token_hash.includes(random.slice(8)));
   });
 
-  await t.test('a scope of write alone means read and write', async (t) => {
+  await t.test('a scope of write without read is refused, and no token is made', async (t) => {
+    const before = await countTokens(ctx);
     const res = await createToken(ctx, alice.token, { name: 'writer', scopes: ['write'] });
-    t.equal(res.statusCode, 201, res.body);
-    t.same(res.json().token.scopes, ['read', 'write']);
-    t.same((await tokenRow(ctx, res.json().token.id)).scopes, ['read', 'write']);
+    isProblem(t, res, 400, 'write_scope_without_read');
+    t.same(res.json().errors, [{ field: 'body/scopes', message: 'write needs read' }]);
+    t.equal(await countTokens(ctx), before, 'no token was stored');
+    const both = await createToken(ctx, alice.token, { name: 'writer', scopes: ['write', 'read'] });
+    t.equal(both.statusCode, 201, both.body);
+    t.same(both.json().token.scopes, ['read', 'write'], 'stored in one order');
+  });
+
+  await t.test('the database keeps only read or read + write (migration 0047)', async (t) => {
+    const { id } = await mint(ctx, alice.token, ['read']);
+    const written = ctx.db
+      .updateTable('api_tokens')
+      .set({ scopes: sql`'{write}'::text[]` as never })
+      .where('id', '=', id)
+      .execute();
+    await t.rejects(written, /api_tokens_scopes_check/);
+    t.same((await tokenRow(ctx, id)).scopes, ['read']);
+  });
+
+  await t.test('migration 0047 stores write-only tokens as read + write', async (t) => {
+    const { id: writeOnly } = await mint(ctx, alice.token, ['read', 'write']);
+    const { id: readOnly } = await mint(ctx, alice.token, ['read']);
+    const { id: empty } = await mint(ctx, alice.token, ['read']);
+    await migration0047.down(ctx.db);
+    try {
+      await sql`update api_tokens set scopes = '{write}' where id = ${writeOnly}`.execute(ctx.db);
+      await sql`update api_tokens set scopes = '{}' where id = ${empty}`.execute(ctx.db);
+    } finally {
+      await migration0047.up(ctx.db);
+    }
+    t.same((await tokenRow(ctx, writeOnly)).scopes, ['read', 'write'], 'what it could already do');
+    t.same((await tokenRow(ctx, readOnly)).scopes, ['read'], 'untouched');
+    t.same((await tokenRow(ctx, empty)).scopes, ['read']);
   });
 
   await t.test('a read-only token reads but never writes, and changes nothing', async (t) => {

@@ -29,7 +29,8 @@ export const CreateApiTokenBody = Type.Object(
       minItems: 1,
       maxItems: 2,
       uniqueItems: true,
-      description: '["read"] for a read-only token, ["read", "write"] for read-write.',
+      description:
+        '["read"] for a read-only token, ["read", "write"] for read-write. "write" without "read" is refused (400 write_scope_without_read): a token that writes reads too.',
     }),
     expires_at: Type.Optional(
       Timestamp('When the token stops working; omit for no expiry. Must be in the future.'),

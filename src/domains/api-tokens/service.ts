@@ -20,7 +20,15 @@ export async function createApiToken(
       { field: 'body/expires_at', message: 'must be in the future' },
     ]);
   }
+  // A token asked for as write-only would read anyway (every write answers with what it wrote),
+  // so it is refused rather than quietly given read: the caller says ["read", "write"].
+  if (input.scopes.includes('write') && !input.scopes.includes('read')) {
+    throw invalid('write_scope_without_read', 'A token that writes also reads: ask for ["read", "write"].', [
+      { field: 'body/scopes', message: 'write needs read' },
+    ]);
+  }
   const secret = `${API_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+  // Stored in one order, whatever order they came in (migrations/0047 allows only these two).
   const scopes: TokenScope[] = input.scopes.includes('write') ? ['read', 'write'] : ['read'];
   return db.transaction().execute(async (trx) => {
     const row = await repo.insertApiToken(trx, {
