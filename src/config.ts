@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
+import { canonicalTimeZone } from './business-time/definition.ts';
 
 /**
  * Every environment variable Deskroute reads, in one schema. Nothing else in src/ touches
@@ -518,7 +519,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
   const webhookDnsServers = dnsServers('WEBHOOK_DNS_SERVERS');
   const imapDnsServers = dnsServers('IMAP_DNS_SERVERS');
-  if (!isTimeZone(parsed.DESKROUTE_TIMEZONE)) {
+  // The check schedules and reports make (an offset such as +05:00 passes Intl, not them).
+  const timezone = canonicalTimeZone(parsed.DESKROUTE_TIMEZONE);
+  if (timezone === null) {
     problems.push('DESKROUTE_TIMEZONE: must be an IANA time zone name such as Europe/Prague or UTC');
   }
   if (problems.length > 0) {
@@ -563,7 +566,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       slaTimerMs: parsed.SLA_TIMER_INTERVAL_MS,
     },
     admin: { email: parsed.DESKROUTE_ADMIN_EMAIL, password: parsed.DESKROUTE_ADMIN_PASSWORD },
-    timezone: parsed.DESKROUTE_TIMEZONE,
+    timezone: timezone!,
     exports: {
       maxConcurrent: parsed.EXPORT_MAX_CONCURRENT,
       maxOpen: parsed.EXPORT_MAX_OPEN,
@@ -625,13 +628,4 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
     },
   };
-}
-
-function isTimeZone(name: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: name });
-    return true;
-  } catch {
-    return false;
-  }
 }

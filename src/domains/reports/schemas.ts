@@ -65,7 +65,7 @@ export const ReportQuery = Type.Object(
         minLength: 1,
         maxLength: 64,
         description:
-          'IANA time zone name (Europe/Prague, Asia/Kathmandu). Default: the help desk’s (DESKROUTE_TIMEZONE).',
+          'IANA time zone name (Europe/Prague, Asia/Kathmandu), any case, as schedules take them; localtime, posixrules, Factory, posix/ and right/ names and offsets answer 400 unknown_timezone. Default: the help desk’s (DESKROUTE_TIMEZONE).',
       }),
     ),
     week_start: Type.Optional(
@@ -285,7 +285,13 @@ export const LeaderboardQuery = Type.Object(
     preset: Type.Optional(Preset),
     from: RangeEnd('Start of a custom range (inclusive).'),
     to: RangeEnd('End of a custom range (exclusive).'),
-    timezone: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    timezone: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        description: 'IANA time zone name, checked as the reports’ own. Default: DESKROUTE_TIMEZONE.',
+      }),
+    ),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
   },
   { additionalProperties: false },

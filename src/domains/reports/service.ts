@@ -1,4 +1,5 @@
 import { isAdmin, type Principal } from '../../access/policy.ts';
+import { canonicalTimeZone } from '../../business-time/index.ts';
 import type { Db } from '../../db/database.ts';
 import { outsideRequest } from '../../db/deadline.ts';
 import { type FieldError, forbidden, invalid, notFound } from '../../errors.ts';
@@ -252,11 +253,16 @@ export async function resolveReport(
   query: ReportQueryType,
   defaults: { timezone: string },
 ): Promise<ResolvedReport> {
-  const timezone = query.timezone ?? defaults.timezone;
-  if (!(await knownTimeZones(db)).has(timezone)) {
+  const zoneAsked = query.timezone ?? defaults.timezone;
+  // Schedules' check (business-time: Temporal's IANA names, any case, kept in IANA spelling),
+  // and PostgreSQL must know the zone too, since it buckets the periods. pg_timezone_names alone
+  // also lists localtime, posixrules, Factory and the posix/ and right/ copies, which schedules
+  // refuse: localtime is the server's own zone, whatever it is, and right/ counts leap seconds.
+  const timezone = canonicalTimeZone(zoneAsked);
+  if (timezone === null || !(await knownTimeZones(db)).has(timezone)) {
     throw invalid(
       'unknown_timezone',
-      `Unknown time zone ${timezone}; use an IANA name such as Europe/Prague.`,
+      `Unknown time zone ${zoneAsked}; use an IANA name such as Europe/Prague.`,
       [{ field: 'querystring/timezone', message: 'is not an IANA time zone name' }],
     );
   }
