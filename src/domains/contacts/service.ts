@@ -184,6 +184,16 @@ export async function createContact(
  * agent sees every contact, so a refusal is a 403, not a 404. Run it in the changing
  * transaction, after locking the contact FOR UPDATE: no ticket of the contact can be created
  * between this read and the commit.
+ *
+ * The tickets themselves are not locked. A transfer (or unassignment, or restore) committing
+ * between this read and our commit leaves the same state as our change followed by that one, a
+ * history where the check held when it ran: the contact was changed by someone who could work
+ * every ticket it had then, and a ticket moved on afterwards, which is allowed. Racing a
+ * transfer so gains nothing an agent could not have had by changing the contact a moment
+ * earlier. Locking the live tickets FOR SHARE would make updates wait on every ticket of a busy
+ * contact and take ticket locks after the contact's, the reverse of a customer's message on a
+ * ticket (the ticket FOR UPDATE, then the contact's key, by messages.author_contact_id's foreign
+ * key): a deadlock to buy nothing.
  */
 async function requireContactWorkable(trx: Transaction<Database>, principal: Principal, id: string) {
   if (isAdmin(principal)) return;
