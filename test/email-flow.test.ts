@@ -60,12 +60,14 @@ if (missing) {
     const api = (method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, token: string, payload?: object) =>
       ctx.request({ method, url, token, ...(payload && { payload }) });
 
-    // Sales' identity and the Support mailbox (mail written to sales@ goes to Sales all the same)
+    // Sales' identity and the Support mailbox (mail written to orders@ goes to Sales all the same).
+    // The IMAP login is sales@ (the Dovecot helper's user): a support address of Sales equal to
+    // a Support mailbox's login would be refused, 409 address_of_department.
     const identity = await api('PUT', `/v1/departments/${sales}/mail-identity`, admin, {
       sender_name: 'Sales',
       signature_text: 'Acme Sales, +1 555 0100',
       signature_html: '<p>Acme Sales, +1 555 0100</p>',
-      addresses: [{ address: 'sales@acme.test', reply_from: true }],
+      addresses: [{ address: 'orders@acme.test', reply_from: true }],
     });
     t.equal(identity.statusCode, 200, identity.body);
     const csat = await api('PUT', `/v1/departments/${sales}/csat`, admin, {
@@ -130,7 +132,7 @@ if (missing) {
       'INBOX',
       rawMail({
         from: 'Carla Customer <carla@customer.test>',
-        to: 'sales@acme.test',
+        to: 'orders@acme.test',
         subject: 'A quote for 40 chairs',
         messageId: firstId,
         text: 'Could you send me a quote? A photo of the chair is attached.',
@@ -178,7 +180,7 @@ if (missing) {
     );
     const from = reply.parsed.from?.value[0];
     t.equal(from?.name, 'Sales');
-    t.equal(from?.address, 'sales@acme.test');
+    t.equal(from?.address, 'orders@acme.test');
     t.match(reply.parsed.text, /Acme Sales, \+1 555 0100/, 'the Sales signature, text part');
     t.match(String(reply.parsed.html), /Acme Sales, \+1 555 0100/, 'the Sales signature, HTML part');
     t.equal(reply.parsed.inReplyTo, firstId, 'In-Reply-To: the customer’s message');
@@ -194,7 +196,7 @@ if (missing) {
       'INBOX',
       rawMail({
         from: 'Carla Customer <carla@customer.test>',
-        to: 'sales@acme.test',
+        to: 'orders@acme.test',
         subject: `Re: ${reply.parsed.subject}`,
         inReplyTo: reply.parsed.messageId!,
         references: `${firstId} ${reply.parsed.messageId}`,
@@ -213,7 +215,7 @@ if (missing) {
       'INBOX',
       rawMail({
         from: 'Carla Customer <carla@customer.test>',
-        to: 'sales@acme.test',
+        to: 'orders@acme.test',
         subject: 'Out of office',
         inReplyTo: reply.parsed.messageId!,
         headers: { 'Auto-Submitted': 'auto-replied' },
@@ -224,7 +226,7 @@ if (missing) {
       'INBOX',
       rawMail({
         from: 'Robot <noreply@elsewhere.test>',
-        to: 'sales@acme.test',
+        to: 'orders@acme.test',
         subject: 'Automatic reply: your message',
         headers: { 'Auto-Submitted': 'auto-replied', Precedence: 'auto_reply' },
         text: 'This mailbox is not monitored.',
@@ -233,7 +235,7 @@ if (missing) {
     // a plain mail after them: once it is in, the watcher has read the two before it
     await customer.append(
       'INBOX',
-      rawMail({ from: 'Dan <dan@customer.test>', to: 'sales@acme.test', subject: 'Marker' }),
+      rawMail({ from: 'Dan <dan@customer.test>', to: 'orders@acme.test', subject: 'Marker' }),
     );
     await waitFor('the marker ticket', async () => (await ticketsOf()).find((x) => x.subject === 'Marker'));
     await waitFor('the marker’s acknowledgement', async () =>

@@ -1,6 +1,8 @@
+import pg from 'pg';
 import t from 'tap';
 import { renderMail } from '../src/domains/mail-identity/render.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { testDatabaseKind } from './helpers/database.ts';
 import { GHOST, makeTicket } from './helpers/tickets.ts';
 
 // Real servers, many round trips: a loaded CI machine needs more than tap's default 120 s.
@@ -312,6 +314,120 @@ t.test('mail identity', async (t) => {
     t.equal(owners.length, 1);
   });
 
+  const mailboxRows = () =>
+    ctx.db
+      .selectFrom('mailboxes')
+      .select(['id', 'department_id', 'address', 'imap_username'])
+      .orderBy('id')
+      .execute();
+
+  await t.test(
+    "an inbound mailbox's address is refused as another department's support address",
+    async (t) => {
+      const created = await ctx.request({
+        method: 'POST',
+        url: '/v1/mailboxes',
+        token: admin,
+        payload: {
+          name: 'Sales forwarder',
+          department_id: sales,
+          kind: 'inbound',
+          address: ' Forward@ACME.example',
+        },
+      });
+      t.equal(created.statusCode, 201, created.body);
+      t.equal(created.json().address, 'forward@acme.example', 'kept lower-cased');
+      const before = await addressRows(ctx);
+      const res = await put(support, admin, {
+        addresses: [{ address: 'support@acme.example' }, { address: 'FORWARD@acme.example' }],
+      });
+      t.equal(res.statusCode, 409, res.body);
+      t.match(res.headers['content-type'], /application\/problem\+json/);
+      t.equal(res.json().code, 'address_of_mailbox');
+      t.same(await addressRows(ctx), before, 'no address changed');
+      await ctx.request({ method: 'DELETE', url: `/v1/mailboxes/${created.json().id}`, token: admin });
+    },
+  );
+
+  await t.test("a mailbox may not receive at another department's support address", async (t) => {
+    // support@acme.example is Support's (above).
+    const before = await mailboxRows();
+    const attempts = [
+      { name: 'Inbound', department_id: sales, kind: 'inbound', address: 'Support@acme.example' },
+      {
+        name: 'IMAP',
+        department_id: sales,
+        kind: 'imap',
+        imap: { host: 'imap.acme.example', port: 993, username: ' SUPPORT@acme.example', password: 'secret' },
+      },
+    ];
+    for (const payload of attempts) {
+      const res = await ctx.request({ method: 'POST', url: '/v1/mailboxes', token: admin, payload });
+      t.equal(res.statusCode, 409, res.body);
+      t.match(res.headers['content-type'], /application\/problem\+json/);
+      t.equal(res.json().code, 'address_of_department', payload.kind);
+    }
+    t.same(await mailboxRows(), before, 'no mailbox was made');
+    const invalid = await ctx.request({
+      method: 'POST',
+      url: '/v1/mailboxes',
+      token: admin,
+      payload: { name: 'Bad', department_id: sales, kind: 'inbound', address: 'not an address' },
+    });
+    t.equal(invalid.statusCode, 422, invalid.body);
+    t.equal(invalid.json().code, 'invalid_address');
+
+    // Moving into it by PATCH is refused alike: a new address, username or department.
+    const inSales = await ctx.request({
+      method: 'POST',
+      url: '/v1/mailboxes',
+      token: admin,
+      payload: { name: 'Sales inbound', department_id: sales, kind: 'inbound', address: 'in@acme.example' },
+    });
+    t.equal(inSales.statusCode, 201, inSales.body);
+    const ownSupport = await ctx.request({
+      method: 'POST',
+      url: '/v1/mailboxes',
+      token: admin,
+      payload: {
+        name: 'Support inbound',
+        department_id: support,
+        kind: 'inbound',
+        address: 'support@acme.example',
+      },
+    });
+    t.equal(ownSupport.statusCode, 201, 'its own department may receive at it');
+    const stored = await mailboxRows();
+    const patchAddress = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/mailboxes/${inSales.json().id}`,
+      token: admin,
+      payload: { address: 'support@acme.example' },
+    });
+    t.equal(patchAddress.statusCode, 409, patchAddress.body);
+    t.equal(patchAddress.json().code, 'address_of_department');
+    const moveDepartment = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/mailboxes/${ownSupport.json().id}`,
+      token: admin,
+      payload: { department_id: sales },
+    });
+    t.equal(moveDepartment.statusCode, 409, moveDepartment.body);
+    t.equal(moveDepartment.json().code, 'address_of_department');
+    t.same(await mailboxRows(), stored, 'nothing changed');
+    const cleared = await ctx.request({
+      method: 'PATCH',
+      url: `/v1/mailboxes/${ownSupport.json().id}`,
+      token: admin,
+      payload: { address: null, department_id: sales },
+    });
+    t.equal(cleared.statusCode, 200, cleared.body);
+    t.equal(cleared.json().address, null);
+    for (const id of [inSales.json().id, ownSupport.json().id]) {
+      await ctx.request({ method: 'DELETE', url: `/v1/mailboxes/${id}`, token: admin });
+    }
+  });
+
   await t.test('If-Match guards the identity', async (t) => {
     const read = await ctx.request({ method: 'GET', url: identityUrl(sales), token: admin });
     const ok = await put(
@@ -382,3 +498,69 @@ t.test('mail identity', async (t) => {
     t.equal(reuse.statusCode, 200, 'the address is free again');
   });
 });
+
+t.test(
+  'a support address and a mailbox claiming one address at once: one wins, the other 409',
+  {
+    skip:
+      (await testDatabaseKind()) === 'pglite'
+        ? 'needs PostgreSQL: a second connection holds the address lock; embedded PGlite has one connection'
+        : false,
+  },
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const sales = await makeDepartment(ctx.db, 'Sales');
+    const support = await makeDepartment(ctx.db, 'Support');
+    const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+    const address = 'race@acme.example';
+    const other = new pg.Client({ connectionString: ctx.database.url! });
+    await other.connect();
+    t.teardown(() => other.end());
+    // Another transaction holds the address: both requests must wait for it, neither may decide
+    // on what it read before the other committed.
+    await other.query('begin');
+    await other.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [
+      `deskroute:mail-address:${address}`,
+    ]);
+    let settled = 0;
+    const track = <T>(p: Promise<T>) => p.finally(() => settled++);
+    const claims = [
+      track(
+        ctx.request({
+          method: 'PUT',
+          url: `/v1/departments/${support}/mail-identity`,
+          token: admin,
+          payload: { addresses: [{ address }] },
+        }),
+      ),
+      track(
+        ctx.request({
+          method: 'POST',
+          url: '/v1/mailboxes',
+          token: admin,
+          payload: { name: 'Racer', department_id: sales, kind: 'inbound', address },
+        }),
+      ),
+    ];
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    t.equal(settled, 0, 'both wait for the address');
+    await other.query('commit');
+    const [identity, mailbox] = await Promise.all(claims);
+    const statuses = [identity!.statusCode, mailbox!.statusCode];
+    t.ok(
+      statuses.includes(409) && statuses.some((s) => s < 300),
+      `one wins, one 409: ${identity!.body} | ${mailbox!.body}`,
+    );
+    const listed = await ctx.db
+      .selectFrom('department_addresses')
+      .select('address')
+      .where('address', '=', address)
+      .execute();
+    const received = await ctx.db
+      .selectFrom('mailboxes')
+      .select('id')
+      .where('address', '=', address)
+      .execute();
+    t.equal(listed.length + received.length, 1, 'the address went one way only');
+  },
+);

@@ -31,9 +31,11 @@ if (missing) {
     const { db } = ctx;
     const sales = await makeDepartment(db, 'Sales');
     const support = await makeDepartment(db, 'Support');
+    // Not the IMAP login (sales@, the Dovecot helper's user): a Support mailbox may not receive at
+    // a support address of Sales (409 address_of_department).
     await db
       .insertInto('department_addresses')
-      .values({ address: 'sales@acme.test', department_id: sales, is_reply_from: true })
+      .values({ address: 'orders@acme.test', department_id: sales, is_reply_from: true })
       .execute();
     const admin = await agentWithToken(ctx, { role: 'admin' });
     const created = await ctx.request({
@@ -113,7 +115,7 @@ if (missing) {
         await append(
           rawMail({
             from: 'Alice <alice@customer.test>',
-            to: 'sales@acme.test',
+            to: 'orders@acme.test',
             subject: 'Quote needed',
             messageId: '<imap-1@customer.test>',
           }),
@@ -150,7 +152,7 @@ if (missing) {
       await append(
         rawMail({
           from: 'alice@customer.test',
-          to: 'sales@acme.test',
+          to: 'orders@acme.test',
           subject: 'Re: Quote needed',
           messageId: '<imap-2@customer.test>',
           inReplyTo: '<imap-1@customer.test>',
@@ -159,7 +161,7 @@ if (missing) {
       await append(
         rawMail({
           from: 'alice@customer.test',
-          to: 'sales@acme.test',
+          to: 'orders@acme.test',
           subject: 'Quote needed',
           messageId: '<imap-1@customer.test>',
         }),
@@ -167,7 +169,7 @@ if (missing) {
       await append(
         rawMail({
           from: 'bob@customer.test',
-          to: 'sales@acme.test',
+          to: 'orders@acme.test',
           subject: 'Out of office',
           headers: { 'Auto-Submitted': 'auto-replied' },
         }),
@@ -175,7 +177,7 @@ if (missing) {
       await append(
         rawMail({
           from: 'carol@customer.test',
-          to: 'sales@acme.test',
+          to: 'orders@acme.test',
           subject: 'Last one',
           messageId: '<imap-5@customer.test>',
         }),
@@ -230,11 +232,11 @@ if (missing) {
         t.equal(made.statusCode, 201, made.body);
         await customer.append(
           'Poison',
-          rawMail({ from: 'p@customer.test', to: 'sales@acme.test', subject: 'Poison pill' }),
+          rawMail({ from: 'p@customer.test', to: 'orders@acme.test', subject: 'Poison pill' }),
         );
         await customer.append(
           'Poison',
-          rawMail({ from: 'p@customer.test', to: 'sales@acme.test', subject: 'After the pill' }),
+          rawMail({ from: 'p@customer.test', to: 'orders@acme.test', subject: 'After the pill' }),
         );
         // Ingestion that a bug breaks for one message (not a DomainError, not the database away).
         const receive: typeof receiveMail = async (deps, mailbox, raw) => {

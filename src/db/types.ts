@@ -741,6 +741,8 @@ export interface MailboxesTable {
   imap_password: string | null;
   imap_folder: Generated<string>;
   poll_seconds: number | null;
+  /** The address it receives at, lower-cased, besides its IMAP username (migrations/0048). */
+  address: string | null;
   /** int8: read through Number() (PGlite and pg parse it differently). */
   imap_uidvalidity: ColumnType<number | string | null, number | null | undefined, number | null>;
   imap_last_uid: ColumnType<number | string | null, number | null | undefined, number | null>;

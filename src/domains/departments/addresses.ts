@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
 
 type Executor = Kysely<Database>;
@@ -7,6 +7,20 @@ type Executor = Kysely<Database>;
 export const normaliseAddress = (address: string) => address.trim().toLowerCase();
 
 const MAX_ADDRESSES = 50;
+
+/**
+ * Serialises every check of an address between support addresses and mailboxes: no constraint
+ * spans the two tables, so two admins (one listing a support address, one giving a mailbox the
+ * same address in another department) would each find the other's row absent and both commit.
+ * Transaction-scoped advisory locks, taken in one order, so two takers cannot deadlock.
+ */
+export async function lockMailAddresses(trx: Transaction<Database>, addresses: readonly string[]) {
+  for (const address of [...new Set(addresses.map(normaliseAddress))].sort()) {
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`deskroute:mail-address:${address}`}, 0))`.execute(
+      trx,
+    );
+  }
+}
 
 /**
  * The department that owns the first of `addresses` (in the order given: To before Cc) that is a

@@ -60,16 +60,18 @@ export function addressesTakenElsewhere(db: Executor, departmentId: string, addr
 }
 
 /**
- * Another department's mailbox that receives mail at one of these addresses: its IMAP login is
- * the address (an inbound mailbox keeps none). Support addresses route before mailboxes, so
- * listing it would take that department's mail.
+ * Another department's mailbox that receives mail at one of these addresses: its IMAP login or
+ * the address it states (migrations/0048). Support addresses route before mailboxes, so listing
+ * it would take that department's mail.
  */
 export function mailboxAddressesElsewhere(db: Executor, departmentId: string, addresses: string[]) {
   if (addresses.length === 0) return Promise.resolve([]);
   return db
     .selectFrom('mailboxes')
-    .select(sql<string>`lower(btrim(imap_username))`.as('address'))
-    .where(sql<string>`lower(btrim(imap_username))`, 'in', addresses)
+    .select(sql<string>`coalesce(address, lower(btrim(imap_username)))`.as('address'))
+    .where((eb) =>
+      eb.or([eb('address', 'in', addresses), eb(sql<string>`lower(btrim(imap_username))`, 'in', addresses)]),
+    )
     .where('department_id', '<>', departmentId)
     .execute();
 }

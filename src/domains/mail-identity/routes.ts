@@ -97,7 +97,7 @@ export const mailIdentityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Change a department’s sender name, signature and support addresses',
         description:
-          'Owners, admins and the department’s managers. `addresses` replaces the support addresses (lower-cased; one reply-from, the first when none is marked). They route mail, so only owners and admins may change them: a manager may send them unchanged (any order or case; the reply-from may move among them), else 403 `addresses_admin_required` and nothing changes. 422 `invalid_address`, `duplicate_address` or `several_reply_from` naming the entry; 409 `address_taken` when another department has the address, `address_of_mailbox` when another department’s mailbox receives at it (its IMAP username). The HTML signature is sanitised.',
+          'Owners, admins and the department’s managers. `addresses` replaces the support addresses (lower-cased; one reply-from, the first when none is marked). They route mail, so only owners and admins may change them: a manager may send them unchanged (any order or case; the reply-from may move among them), else 403 `addresses_admin_required` and nothing changes. 422 `invalid_address`, `duplicate_address` or `several_reply_from` naming the entry; 409 `address_taken` when another department has the address, `address_of_mailbox` when another department’s mailbox receives at it (its IMAP username or its address). The HTML signature is sanitised.',
         params: IdParams,
         headers: IfMatchHeaders,
         body: UpdateDepartmentMailIdentityBody,

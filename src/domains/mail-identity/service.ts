@@ -5,7 +5,7 @@ import type { Db } from '../../db/database.ts';
 import type { Database } from '../../db/types.ts';
 import { DomainError, type FieldError, forbidden, notFound } from '../../errors.ts';
 import { assertIfMatch, type Preconditions } from '../../plugins/etag.ts';
-import { listDepartmentAddresses, normaliseAddress } from '../departments/addresses.ts';
+import { listDepartmentAddresses, lockMailAddresses, normaliseAddress } from '../departments/addresses.ts';
 import { findDepartment, lockDepartment, roleInDepartment } from '../departments/repository.ts';
 import { changesBetween, recordSettingsChange } from '../events/settings.ts';
 import { findTicketRecord } from '../tickets/repository.ts';
@@ -236,6 +236,11 @@ export async function updateDepartmentIdentity(
             'addresses_admin_required',
           );
         }
+        // A mailbox taking one of them at the same time waits for us, or we for it.
+        await lockMailAddresses(
+          trx,
+          addresses.map((a) => a.address),
+        );
         const taken = await repo.addressesTakenElsewhere(
           trx,
           departmentId,

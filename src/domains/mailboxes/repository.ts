@@ -14,6 +14,7 @@ export function toMailbox(row: MailboxRow): Mailbox {
     name: row.name,
     department_id: row.department_id,
     kind: row.kind,
+    address: row.address,
     active: row.active,
     imap:
       row.kind === 'imap' && row.imap_host !== null && row.imap_port !== null && row.imap_username !== null
@@ -63,6 +64,20 @@ export function updateMailboxRow(trx: Executor, id: string, set: Updateable<Mail
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+/**
+ * Support addresses of departments other than `departmentId` among these (lower-cased)
+ * addresses: a mailbox receiving at one would see its mail routed to that department first.
+ */
+export function supportAddressesElsewhere(db: Executor, departmentId: string, addresses: string[]) {
+  if (addresses.length === 0) return Promise.resolve([]);
+  return db
+    .selectFrom('department_addresses')
+    .select('address')
+    .where('address', 'in', addresses)
+    .where('department_id', '<>', departmentId)
+    .execute();
 }
 
 export async function deleteMailboxRow(trx: Executor, id: string) {

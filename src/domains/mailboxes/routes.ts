@@ -25,7 +25,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createMailbox',
         tags,
         summary: 'Connect a mailbox',
-        description: `${WHO}An IMAP mailbox is read by the server (IDLE or polling); every mailbox also takes raw mail at POST /v1/inbound/email with its inbound secret. ${SECRETS}`,
+        description: `${WHO}An IMAP mailbox is read by the server (IDLE or polling); every mailbox also takes raw mail at POST /v1/inbound/email with its inbound secret. 409 address_of_department when its address or IMAP username is another department’s support address. ${SECRETS}`,
         body: CreateMailboxBody,
         response: {
           201: { ...ref(MailboxWithSecretSchema), headers: responseHeaders.location('mailbox') },
@@ -77,7 +77,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateMailbox',
         tags,
         summary: 'Change a mailbox',
-        description: `${WHO}New IMAP settings or re-activation make the watcher try again at once; a new host, username or folder is read from its start (mail already received is recognised by its Message-ID). A new IMAP host, port or username without imap.password answers 422 password_required: the stored password never goes to another server. ${SECRETS}`,
+        description: `${WHO}New IMAP settings or re-activation make the watcher try again at once; a new host, username or folder is read from its start (mail already received is recognised by its Message-ID). A new IMAP host, port or username without imap.password answers 422 password_required: the stored password never goes to another server. 409 address_of_department when its address, IMAP username or department would make it receive at another department’s support address. ${SECRETS}`,
         params: IdParams,
         body: UpdateMailboxBody,
         response: { 200: ref(MailboxSchema), ...problems(403, 404, 409, 422) },

@@ -48,6 +48,10 @@ const mailboxFields = {
     description:
       'imap: the server reads an IMAP folder; inbound: mail arrives only by POST /v1/inbound/email.',
   }),
+  address: Type.Union([Type.String(), Type.Null()], {
+    description:
+      'The address mail to this mailbox is sent to, lower-cased, when its IMAP username is not that address; an inbound mailbox should state it. No other department may make it (or the IMAP username) a support address (409 address_of_mailbox there).',
+  }),
   active: Type.Boolean(),
   imap: Type.Union([ImapView, Type.Null()]),
   smtp: Type.Union([SmtpView, Type.Null()], {
@@ -114,12 +118,17 @@ const SmtpInput = Type.Object(
 );
 
 const Name = Type.String({ minLength: 1, maxLength: 200 });
+const Address = Type.Union([Type.String({ minLength: 3, maxLength: 254 }), Type.Null()], {
+  description:
+    'The address mail to this mailbox is sent to (lower-cased); null: none besides the IMAP username. 409 address_of_department when it, or the IMAP username, is a support address of another department.',
+});
 
 export const CreateMailboxBody = Type.Object(
   {
     name: Name,
     department_id: Uuid(),
     kind: Type.Union([Type.Literal('imap'), Type.Literal('inbound')]),
+    address: Type.Optional(Address),
     active: Type.Optional(Type.Boolean()),
     imap: Type.Optional(ImapInput),
     smtp: Type.Optional(Type.Union([SmtpInput, Type.Null()])),
@@ -148,6 +157,7 @@ export const UpdateMailboxBody = Type.Object(
   {
     name: Type.Optional(Name),
     department_id: Type.Optional(Uuid()),
+    address: Type.Optional(Address),
     active: Type.Optional(Type.Boolean()),
     imap: Type.Optional(ImapPatch),
     smtp: Type.Optional(

@@ -1,9 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
 import { type Principal, requireAdmin } from '../../access/policy.ts';
 import type { Db } from '../../db/database.ts';
-import type { MailboxesTable, MailboxRow } from '../../db/types.ts';
+import type { Database, MailboxesTable, MailboxRow } from '../../db/types.ts';
 import { DomainError, type FieldError, notFound } from '../../errors.ts';
+import { lockMailAddresses, normaliseAddress } from '../departments/addresses.ts';
 import { recordSettingsEvent, settingsActor } from '../events/repository.ts';
+import { isValidAddress } from '../mail-identity/service.ts';
 import * as repo from './repository.ts';
 import type { CreateMailboxInput, Mailbox, UpdateMailboxInput } from './schemas.ts';
 
@@ -47,6 +50,41 @@ async function requireFreeName(db: Db, name: string, except?: string) {
   if (row) throw new DomainError('conflict', 'mailbox_name_taken', 'Another mailbox has this name.');
 }
 
+/** The stated address, lower-cased; 422 invalid_address when it is not one. */
+function addressOf(input: string | null | undefined): string | null | undefined {
+  if (input === undefined || input === null) return input;
+  const address = normaliseAddress(input);
+  if (!isValidAddress(address)) {
+    throw unprocessable('invalid_address', 'Not a valid email address: body/address.', [
+      { field: 'body/address', message: 'is not a valid email address' },
+    ]);
+  }
+  return address;
+}
+
+/**
+ * A mailbox may not receive at another department's support address: support addresses route
+ * before mailboxes, so its mail would go there (the converse of address_of_mailbox). The IMAP
+ * username counts when it is an address. Locked per address against a department listing it.
+ */
+async function requireAddressesOwnDepartment(
+  trx: Transaction<Database>,
+  departmentId: string,
+  receivesAt: (string | null)[],
+) {
+  const addresses = [...new Set(receivesAt.flatMap((a) => (a === null ? [] : [normaliseAddress(a)])))];
+  if (addresses.length === 0) return;
+  await lockMailAddresses(trx, addresses);
+  const taken = await repo.supportAddressesElsewhere(trx, departmentId, addresses);
+  if (taken.length > 0) {
+    throw new DomainError(
+      'conflict',
+      'address_of_department',
+      `${taken.map((t) => t.address).join(', ')} is a support address of another department; its mail goes there before any mailbox's.`,
+    );
+  }
+}
+
 function smtpColumns(smtp: CreateMailboxInput['smtp'], before?: MailboxRow) {
   if (smtp === undefined) return {};
   if (smtp === null) {
@@ -79,15 +117,18 @@ export async function createMailbox(
       { field: 'body/imap', message: 'only for kind imap' },
     ]);
   }
+  const address = addressOf(input.address) ?? null;
   await requireDepartment(db, input.department_id);
   const name = input.name.trim();
   await requireFreeName(db, name);
   const secret = newSecret();
   const row = await db.transaction().execute(async (trx) => {
+    await requireAddressesOwnDepartment(trx, input.department_id, [address, input.imap?.username ?? null]);
     const created = await repo.insertMailbox(trx, {
       name,
       department_id: input.department_id,
       kind: input.kind,
+      address,
       active: input.active ?? true,
       imap_host: input.imap?.host ?? null,
       imap_port: input.imap?.port ?? null,
@@ -135,6 +176,7 @@ export async function updateMailbox(
   input: UpdateMailboxInput,
 ): Promise<Mailbox> {
   requireAdmin(principal);
+  const address = addressOf(input.address);
   if (input.department_id !== undefined) await requireDepartment(db, input.department_id);
   if (input.name !== undefined) await requireFreeName(db, input.name.trim(), id);
   const row = await db.transaction().execute(async (trx) => {
@@ -165,8 +207,15 @@ export async function updateMailbox(
         );
       }
     }
+    if (input.department_id !== undefined || address !== undefined || input.imap?.username !== undefined) {
+      await requireAddressesOwnDepartment(trx, input.department_id ?? before.department_id, [
+        address === undefined ? before.address : address,
+        input.imap?.username ?? before.imap_username,
+      ]);
+    }
     const set: Partial<Record<keyof MailboxesTable, unknown>> = {};
     const changes: string[] = [];
+    if (address !== undefined) set.address = address;
     if (input.name !== undefined) set.name = input.name.trim();
     if (input.department_id !== undefined) set.department_id = input.department_id;
     if (input.active !== undefined) set.active = input.active;
@@ -201,7 +250,7 @@ export async function updateMailbox(
       Object.assign(set, smtpColumns(input.smtp, before));
       changes.push('smtp');
     }
-    for (const key of ['name', 'department_id', 'active'] as const) {
+    for (const key of ['name', 'department_id', 'address', 'active'] as const) {
       if (set[key] !== undefined && set[key] !== before[key]) changes.push(key);
     }
     // Settings changed: the watcher tries again at once, failures forgotten.
