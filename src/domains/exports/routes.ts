@@ -1,11 +1,19 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { principalOf } from '../../plugins/auth.ts';
+import { sendHeadersOnly } from '../../plugins/head.ts';
 import { problems } from '../../plugins/openapi.ts';
-import { cutWhenStalled, ExportSlots, takeExportSlot } from '../reports/csv.ts';
+import { assertExportRoom, cutWhenStalled, ExportSlots, takeExportSlot } from '../reports/csv.ts';
 import type { BatchReader } from './repository.ts';
 import { ContactExportQuery, TicketExportQuery } from './schemas.ts';
-import { type ExportStream, exportContacts, exportTickets } from './service.ts';
+import {
+  contactExportHeaders,
+  type ExportHeaders,
+  type ExportStream,
+  exportContacts,
+  exportTickets,
+  ticketExportHeaders,
+} from './service.ts';
 
 const tags = ['exports'];
 
@@ -42,7 +50,7 @@ const CONTENT = (line: string) => ({
 const WINDOW =
   'Streamed in batches of the database, at the pace the client reads, in the order they last changed in this help desk (tickets: when they changed here, whatever updated_at an import gave them; contacts: updated_at); a client that hangs up stops the export. Only what changed before a safe horizon is exported (every change stamped before it has committed), so a change committed late is never skipped: the Export-Next-Cursor header, sent before the body, resumes from that horizon and gives each change once, in the state it has when read. At most EXPORT_MAX_OPEN exports are in flight at once: one more answers 503 export_busy with Retry-After. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.';
 
-function sendHeaders(reply: FastifyReply, stream: ExportStream) {
+function sendHeaders(reply: FastifyReply, stream: ExportHeaders) {
   return reply
     .type(stream.contentType)
     .header('content-disposition', `attachment; filename="${stream.fileName}"`)
@@ -63,7 +71,14 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
     request: FastifyRequest,
     reply: FastifyReply,
     make: (reader: BatchReader) => Promise<ExportStream>,
+    describe: () => Promise<ExportHeaders>,
   ): Promise<FastifyReply> {
+    if (request.method === 'HEAD') {
+      // What a GET would answer now (503 when every slot is taken), taking no slot and reading
+      // no row: the cursor checked and the horizon read, nothing more.
+      assertExportRoom(open, 'being downloaded');
+      return sendHeadersOnly(sendHeaders(reply, await describe()));
+    }
     const release = takeExportSlot(open, 'being downloaded');
     // Its client may have gone before the handler ran: then 'close' has been and gone.
     if (reply.raw.destroyed) {
@@ -98,11 +113,6 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       release();
       throw error;
     }
-    if (request.method === 'HEAD') {
-      // The headers alone: nothing is read (fastify would drain the body, past every limit).
-      stream.body.destroy();
-      return sendHeaders(reply, stream).send();
-    }
     waiting = cutWhenStalled(reply, config.exports.stallTimeoutMs);
     return sendHeaders(reply, stream).send(stream.body);
   }
@@ -127,7 +137,12 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      exporting(request, reply, (reader) => exportTickets(db, principalOf(request), request.query, reader)),
+      exporting(
+        request,
+        reply,
+        (reader) => exportTickets(db, principalOf(request), request.query, reader),
+        () => ticketExportHeaders(db, principalOf(request), request.query),
+      ),
   );
 
   app.get(
@@ -150,6 +165,11 @@ export const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) =>
-      exporting(request, reply, (reader) => exportContacts(db, principalOf(request), request.query, reader)),
+      exporting(
+        request,
+        reply,
+        (reader) => exportContacts(db, principalOf(request), request.query, reader),
+        () => contactExportHeaders(db, principalOf(request), request.query),
+      ),
   );
 };

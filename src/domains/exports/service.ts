@@ -20,11 +20,15 @@ const BATCH = 1000;
 /** Tickets per batch in the import format, whose histories are read with them. */
 const HISTORY_BATCH = 200;
 
-export interface ExportStream {
+/** What an export's answer says before its body: known from one statement, no rows read. */
+export interface ExportHeaders {
   /** Pass as `cursor` next time for what changed after this export (known before the body). */
   nextCursor: string;
   fileName: string;
   contentType: string;
+}
+
+export interface ExportStream extends ExportHeaders {
   body: Readable;
 }
 
@@ -155,10 +159,27 @@ async function startedStream(header: string, batches: AsyncIterable<string>): Pr
   );
 }
 
+type TicketExportQuery = TicketFilter & { format?: ExportFormat | undefined; cursor?: string | undefined };
+
+/**
+ * The headers of a ticket export, as its GET would send them now: the cursor checked and the
+ * horizon read (one statement), no ticket read and no slot taken. For HEAD.
+ */
+export async function ticketExportHeaders(
+  db: Db,
+  principal: Principal,
+  query: TicketExportQuery,
+): Promise<ExportHeaders> {
+  const { format = 'ndjson', cursor, ...filter } = query;
+  const list = `export:tickets:${principal.agentId}:${JSON.stringify(filter)}`;
+  const window = windowOf(resumeFrom(list, cursor), await repo.exportHorizon(db));
+  return exportHeaders(list, 'tickets', format, window);
+}
+
 export async function exportTickets(
   db: Db,
   principal: Principal,
-  query: TicketFilter & { format?: ExportFormat | undefined; cursor?: string | undefined },
+  query: TicketExportQuery,
   reader: repo.BatchReader = repo.readAtOnce,
 ): Promise<ExportStream> {
   const { format = 'ndjson', cursor, ...filter } = query;
@@ -190,30 +211,43 @@ export async function exportTickets(
     }
   }
   return {
-    nextCursor: encodeCursor(list, [window.to.toISOString()]),
-    fileName: fileName('tickets', format, window.to),
-    contentType: format === 'csv' ? CSV_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
+    ...exportHeaders(list, 'tickets', format, window),
     body: await startedStream(format === 'csv' ? csvLine(TICKET_COLUMNS) : '', encode()),
   };
+}
+
+interface ContactExportQuery {
+  format?: ExportFormat | undefined;
+  cursor?: string | undefined;
+  q?: string | undefined;
+  updated_from?: string | undefined;
+}
+
+async function contactExportPlan(db: Db, principal: Principal, query: ContactExportQuery) {
+  const { format = 'ndjson', cursor, updated_from, ...filter } = query;
+  const list = `export:contacts:${principal.agentId}:${JSON.stringify({ ...filter, updated_from })}`;
+  const resumed = resumeFrom(list, cursor);
+  const from = resumed ?? (updated_from === undefined ? null : new Date(updated_from));
+  const window = windowOf(from, await repo.exportHorizon(db));
+  return { format, filter, window, headers: exportHeaders(list, 'contacts', format, window) };
+}
+
+/** The headers of a contact export, as its GET would send them now; no contact read. For HEAD. */
+export async function contactExportHeaders(
+  db: Db,
+  principal: Principal,
+  query: ContactExportQuery,
+): Promise<ExportHeaders> {
+  return (await contactExportPlan(db, principal, query)).headers;
 }
 
 export async function exportContacts(
   db: Db,
   principal: Principal,
-  query: {
-    format?: ExportFormat | undefined;
-    cursor?: string | undefined;
-    q?: string | undefined;
-    updated_from?: string | undefined;
-  },
+  query: ContactExportQuery,
   reader: repo.BatchReader = repo.readAtOnce,
 ): Promise<ExportStream> {
-  const { format = 'ndjson', cursor, updated_from, ...filter } = query;
-  const list = `export:contacts:${principal.agentId}:${JSON.stringify({ ...filter, updated_from })}`;
-  const resumed = resumeFrom(list, cursor);
-  const from = resumed ?? (updated_from === undefined ? null : new Date(updated_from));
-  const horizon = await repo.exportHorizon(db);
-  const window = windowOf(from, horizon);
+  const { format, filter, window, headers } = await contactExportPlan(db, principal, query);
   const batches = repo.contactBatches(db, filter, window, BATCH, reader);
   async function* encode() {
     for await (const rows of batches) {
@@ -224,10 +258,21 @@ export async function exportContacts(
     }
   }
   return {
-    nextCursor: encodeCursor(list, [window.to.toISOString()]),
-    fileName: fileName('contacts', format, window.to),
-    contentType: format === 'csv' ? CSV_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
+    ...headers,
     body: await startedStream(format === 'csv' ? csvLine(CONTACT_COLUMNS) : '', encode()),
+  };
+}
+
+function exportHeaders(
+  list: string,
+  what: 'tickets' | 'contacts',
+  format: ExportFormat,
+  window: repo.Window,
+): ExportHeaders {
+  return {
+    nextCursor: encodeCursor(list, [window.to.toISOString()]),
+    fileName: fileName(what, format, window.to),
+    contentType: format === 'csv' ? CSV_CONTENT_TYPE : NDJSON_CONTENT_TYPE,
   };
 }
 

@@ -9,6 +9,7 @@ import { format } from 'fast-csv';
 import type { FastifyReply } from 'fastify';
 import type { Db } from '../../db/database.ts';
 import { unavailable } from '../../errors.ts';
+import { sendHeadersOnly } from '../../plugins/head.ts';
 import {
   csvFileName,
   type PercentileKeeper,
@@ -140,17 +141,26 @@ export interface ExportLimits {
 // Seconds a refused export is told to wait: a report's query usually takes a few.
 const EXPORT_BUSY_RETRY_SECONDS = 5;
 
+const exportBusy = (slots: ExportSlots, doing: string) =>
+  unavailable(
+    'export_busy',
+    `${slots.max} exports are ${doing} already; try again shortly.`,
+    EXPORT_BUSY_RETRY_SECONDS,
+  );
+
 /** A slot of `slots`, or 503 export_busy (Retry-After) saying that `max` exports are `doing`. */
 export function takeExportSlot(slots: ExportSlots, doing: string): () => void {
   const release = slots.tryTake();
-  if (!release) {
-    throw unavailable(
-      'export_busy',
-      `${slots.max} exports are ${doing} already; try again shortly.`,
-      EXPORT_BUSY_RETRY_SECONDS,
-    );
-  }
+  if (!release) throw exportBusy(slots, doing);
   return release;
+}
+
+/**
+ * The 503 takeExportSlot would throw now, without taking a slot: a HEAD answers what its GET
+ * would, holding nothing.
+ */
+export function assertExportRoom(slots: ExportSlots, doing: string): void {
+  if (slots.usage.taken >= slots.max) throw exportBusy(slots, doing);
 }
 
 /**
@@ -197,8 +207,12 @@ export async function sendCsvReport(
     reply
       .type(CSV_CONTENT_TYPE)
       .header('content-disposition', `attachment; filename="${csvFileName(resolved)}"`);
-  // HEAD: the headers alone, nothing computed (fastify would drain the whole report to drop it).
-  if (reply.request.method === 'HEAD') return headers().send();
+  if (reply.request.method === 'HEAD') {
+    // The headers alone and the 503 a GET would meet now, nothing computed, no slot taken.
+    assertExportRoom(limits.open, 'being downloaded');
+    assertExportRoom(limits.queries, 'being prepared');
+    return sendHeadersOnly(headers());
+  }
   const releaseOpen = takeExportSlot(limits.open, 'being downloaded');
   let release: () => void;
   try {
