@@ -8,6 +8,7 @@ import { Uuid } from '../../contract.ts';
 import type { Db } from '../../db/database.ts';
 import { invalid } from '../../errors.ts';
 import { principalOf } from '../../plugins/auth.ts';
+import { sendHeadersOnly } from '../../plugins/head.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { EVENT_TYPES } from '../events/catalogue.ts';
 import { decodeCursor, feedHorizon } from '../events/repository.ts';
@@ -44,6 +45,13 @@ const StreamHeaders = Type.Object({
 });
 
 const DESCRIPTION = `Server-Sent Events: the events of GET /v1/events you may see, as they happen, across every server process. Each message is \`id: <feed cursor>\`, \`event: <type>\`, \`data: <Event JSON>\`; your own notifications arrive as \`event: notification\` with a Notification as data and no id (the inbox has any you miss while disconnected). A comment line (\`: heartbeat\`) comes every STREAM_HEARTBEAT_MS (15 s) so proxies keep the connection open. Send credentials in the Authorization header (never in the URL: URLs end up in logs); an EventSource that cannot set headers needs a fetch-based client. When your role or memberships change the stream follows at once; when your agent is disabled or deleted, the API token revoked, or the password changed (for a session), the stream ends; it also ends when the credentials expire (reconnect with fresh ones and Last-Event-ID). A client whose socket stays full for STREAM_SLOW_READER_MS is cut and may resume with Last-Event-ID; so does every client when the server shuts down. Each process serves at most STREAM_MAX_SUBSCRIBERS streams: one more answers 503 stream_busy with Retry-After.`;
+
+const STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  // nginx buffers responses unless told not to; a buffered stream is no stream.
+  'x-accel-buffering': 'no',
+};
 
 /**
  * A stream outlives no credentials: a session ends at its token's expiry, an API token at its
@@ -142,6 +150,10 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
         }
       }
       hub.assertRoom();
+      if (request.method === 'HEAD') {
+        // What the stream would start with, and no stream: no subscriber, no connection held.
+        return sendHeadersOnly(reply.headers(STREAM_HEADERS));
+      }
       const accessEpoch = hub.accessEpoch;
       const access = await loadTicketAccess(db, principal);
       const cursor = lastEventId ?? (await hub.livePosition());
@@ -154,10 +166,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
       // Headers set by earlier hooks (CORS, rate limits) go out too: hijack skips onSend.
       res.writeHead(200, {
         ...(reply.getHeaders() as OutgoingHttpHeaders),
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        // nginx buffers responses unless told not to; a buffered stream is no stream.
-        'x-accel-buffering': 'no',
+        ...STREAM_HEADERS,
         'x-request-id': request.id,
       });
       res.flushHeaders();
