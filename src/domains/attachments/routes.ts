@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
+import { sendHeadersOnly } from '../../plugins/head.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { registerMultipart, requireMultipart } from './multipart.ts';
 import { AttachmentListSchema, AttachmentSchema, AttachmentSummarySchema } from './schemas.ts';
@@ -136,18 +137,22 @@ export const attachmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
       );
       const type =
         attachment.content_type === 'text/plain' ? 'text/plain; charset=utf-8' : attachment.content_type;
-      return (
-        reply
-          .type(type)
-          .header('content-length', attachment.size_bytes)
-          .header('content-disposition', contentDisposition(attachment.filename))
-          .header('x-content-type-options', 'nosniff')
-          .header('content-security-policy', DOWNLOAD_CSP)
-          .header('cache-control', 'private, no-store')
-          .header('etag', `"${attachment.sha256}"`)
-          // A stream is sent as it is; the type provider only knows the schema's string.
-          .send(content as never)
-      );
+      const answer = reply
+        .type(type)
+        .header('content-length', attachment.size_bytes)
+        .header('content-disposition', contentDisposition(attachment.filename))
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', DOWNLOAD_CSP)
+        .header('cache-control', 'private, no-store')
+        .header('etag', `"${attachment.sha256}"`);
+      if (request.method === 'HEAD') {
+        // The file was found (its absence is the GET's 404 too) but is not read: fastify would
+        // read it to the end to drop it.
+        content.destroy();
+        return sendHeadersOnly(answer);
+      }
+      // A stream is sent as it is; the type provider only knows the schema's string.
+      return answer.send(content as never);
     },
   );
 

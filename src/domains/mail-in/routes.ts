@@ -4,6 +4,7 @@ import { ref } from '../../contract.ts';
 import type { MailboxRow } from '../../db/types.ts';
 import { DomainError, notFound } from '../../errors.ts';
 import { principalOf } from '../../plugins/auth.ts';
+import { sendHeadersOnly } from '../../plugins/head.ts';
 import { problems } from '../../plugins/openapi.ts';
 import { BlobMissing } from '../../storage/blobs.ts';
 import { mailboxOfSecretHash } from '../mailboxes/repository.ts';
@@ -151,11 +152,16 @@ export const mailInRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (error instanceof BlobMissing) throw notFound('message');
         throw error;
       }
-      return reply
+      reply
         .type('message/rfc822')
         .header('content-disposition', `attachment; filename="${request.params.message_id}.eml"`)
-        .header('x-content-type-options', 'nosniff')
-        .send(stream);
+        .header('x-content-type-options', 'nosniff');
+      if (request.method === 'HEAD') {
+        // Found, not read (fastify would read the whole message to drop it).
+        stream.destroy();
+        return sendHeadersOnly(reply);
+      }
+      return reply.send(stream);
     },
   );
 };
