@@ -174,9 +174,28 @@ export const responseHeaders = {
 
 type Header = { schema?: Record<string, unknown>; required?: boolean; $ref?: string };
 type Operation = {
+  operationId?: string;
+  summary?: string;
+  description?: string;
   parameters?: { schema?: ParameterSchema }[];
-  responses?: Record<string, { headers?: Record<string, Header> }>;
+  responses?: Record<string, { headers?: Record<string, Header>; content?: unknown }>;
 };
+
+const HEAD_DESCRIPTION =
+  "The status and headers the GET would answer now, with no body: the same validation, credentials and refusals (503 when every export slot or stream place is taken). A streamed answer (an export, a report CSV, the event stream, a download) is answered at once: nothing is read, computed or held, and Content-Length is sent only where the GET sends one (a download). An export's Export-Next-Cursor names the horizon a GET would stop at now; with no body received, it is no cursor to keep.";
+
+/**
+ * fastify answers HEAD on every GET (exposeHeadRoutes) and fastify-swagger copies the GET's
+ * operation for it, bodies and all, under `<operationId>-head`. A HEAD answer has no content
+ * (RFC 9110 §9.3.2): the copy keeps the GET's parameters, statuses and headers, and loses its
+ * bodies and its long description (the GET's, a line away, says what the headers mean).
+ */
+function describeHead(head: Operation, path: string) {
+  head.operationId = head.operationId?.replace(/-head$/, 'Head');
+  head.summary = `${head.summary ?? path}: headers only`;
+  head.description = `HEAD of GET ${path}. ${HEAD_DESCRIPTION}`;
+  for (const response of Object.values(head.responses ?? {})) delete response.content;
+}
 
 /**
  * Headers the server sends whatever the route: X-Request-Id on every answer, the rate-limit
@@ -192,6 +211,7 @@ const addStandardHeaders: SwaggerTransformObject = (documentObject) => {
     openapiObject as object;
   document.components = { ...document.components, headers: HEADERS };
   for (const [path, item] of Object.entries(document.paths ?? {})) {
+    if (item.head) describeHead(item.head, path);
     for (const operation of Object.values(item)) {
       publishContractEnums(operation.parameters);
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
@@ -270,6 +290,7 @@ export const openapiPlugin = fp(
           { name: 'system', description: 'Health and the contract itself' },
         ],
       },
+      exposeHeadRoutes: true,
       transformObject: addStandardHeaders,
       refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
     });
