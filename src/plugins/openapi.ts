@@ -188,13 +188,17 @@ const HEAD_DESCRIPTION =
  * fastify answers HEAD on every GET (exposeHeadRoutes) and fastify-swagger copies the GET's
  * operation for it, bodies and all, under `<operationId>-head`. A HEAD answer has no content
  * (RFC 9110 §9.3.2): the copy keeps the GET's parameters, statuses and headers, and loses its
- * bodies and its long description (the GET's, a line away, says what the headers mean).
+ * bodies and its long description (the GET's, a line away, says what the headers mean). But
+ * 431: Node's parser refuses the request before any route runs, and clientErrorProblem writes
+ * its problem on the socket whatever the method.
  */
 function describeHead(head: Operation, path: string) {
   head.operationId = head.operationId?.replace(/-head$/, 'Head');
   head.summary = `${head.summary ?? path}: headers only`;
   head.description = `HEAD of GET ${path}. ${HEAD_DESCRIPTION}`;
-  for (const response of Object.values(head.responses ?? {})) delete response.content;
+  for (const [status, response] of Object.entries(head.responses ?? {})) {
+    if (status !== '431') delete response.content;
+  }
 }
 
 /**
