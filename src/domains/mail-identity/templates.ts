@@ -1,4 +1,4 @@
-import { Liquid } from 'liquidjs';
+import { type Context, type Emitter, Liquid } from 'liquidjs';
 import type { FieldError } from '../../errors.ts';
 import { sanitiseOutgoingHtml } from './html.ts';
 
@@ -81,7 +81,34 @@ function engine(escapeOutput: boolean) {
     ...(escapeOutput && { outputEscape: 'escape' as const }),
   });
   for (const tag of ['include', 'render', 'layout', 'block']) delete liquid.tags[tag];
+  liquid.registerTag('capture', boundedCapture(liquid.tags.capture as TagClass));
   return liquid;
+}
+
+/**
+ * `capture` counted like `append`: liquidjs charges memoryLimit for what filters make, not for
+ * what a capture holds, and a capture of itself doubles a string each time for free (V8 keeps it
+ * as a rope). Thirty doublings made a 134 M-character string that `url_encode` or `contains`
+ * then flattened in one go, holding the event loop for seconds (the time limit is checked
+ * between template nodes only). Each capture now costs its length in memoryLimit and may hold
+ * at most MAX_OUTPUT_LENGTH characters, what a part may render to anyway.
+ */
+type TagClass = Liquid['tags'][string];
+
+function boundedCapture(Capture: TagClass): TagClass {
+  return class BoundedCapture extends Capture {
+    override *render(ctx: Context, emitter: Emitter) {
+      const rendered = Capture.prototype.render.call(this, ctx, emitter);
+      yield* rendered as Generator<unknown, unknown, unknown>;
+      const variable = (this as unknown as { variable: string }).variable;
+      const value: unknown = ctx.bottom()[variable as keyof object];
+      const length = typeof value === 'string' ? value.length : 0;
+      if (length > MAX_OUTPUT_LENGTH) {
+        throw new Error(`capture ${variable} holds more than ${MAX_OUTPUT_LENGTH} characters`);
+      }
+      ctx.memoryLimit.use(length);
+    }
+  };
 }
 
 const plain = engine(false);
