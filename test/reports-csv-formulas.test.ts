@@ -102,16 +102,18 @@ t.test('department names in departments.csv, numbers as numbers', async (t) => {
   t.match(text, new RegExp(`\n${department},"Reyes, ""Dana""",1,0(\n|$)`), 'numbers are written bare');
 
   // Names the API would trim may still come from elsewhere (older data, a bulk load, SQL).
-  const raw: [string, string][] = [
-    ['a leading tab', '\t=1+1'],
-    ['a leading CR', '\r=1+1'],
-    ['a leading LF', '\n=1+1'],
-    ['spaces before the =', '  =1+1'],
+  // A tab or line break is also where a reader splitting on it starts a new cell: the = after it
+  // gets its own '.
+  const raw: [string, string, string][] = [
+    ['a leading tab', '\t=1+1', "'\t'=1+1"],
+    ['a leading CR', '\r=1+1', "'\r'=1+1"],
+    ['a leading LF', '\n=1+1', "'\n'=1+1"],
+    ['spaces before the =', '  =1+1', "'  =1+1"],
   ];
-  for (const [what, name] of raw) {
+  for (const [what, name, cell] of raw) {
     const { id } = await insertDepartment(ctx.db, { name: `${name} ${what}` });
     const { rows } = await exportCsv(ctx, owner.token, url);
-    t.equal(rows.find((r) => r['Department ID'] === id)?.Department, `'${name} ${what}`, what);
+    t.equal(rows.find((r) => r['Department ID'] === id)?.Department, `${cell} ${what}`, what);
   }
 });
 
@@ -124,7 +126,14 @@ t.test('the cell rules', async (t) => {
     ['\ta', `'\ta`],
     ['\ra', `'\ra`],
     ['\na', `'\na`],
-    [' \t=1', `' \t=1`],
+    [' \t=1', ` \t'=1`],
+    ['a;=1', "a;'=1"], // Excel's separator in much of Europe: a new cell there
+    ['a; -1', "a; '-1"],
+    ['a\t@b', "a\t'@b"],
+    ['a\n+b', "a\n'+b"],
+    ['a;b=1', 'a;b=1'],
+    ['a;"=1"', `a;"'=1"`], // that reader takes a quote opening its cell as quoting
+    ['a,=1', 'a,=1'], // quoted when written: , splits nothing
     ['＝1', `'＝1`],
     ['＋1', `'＋1`],
     ['－1', `'－1`],

@@ -42,7 +42,7 @@ const CONTENT = (line: string) => ({
     schema: {
       type: 'string',
       description:
-        "A header row, then one row per item (CRLF). Lists are joined with ;. Text that a spreadsheet would read as a formula (starting with = + - @, their full-width forms, tab, CR or LF) is prefixed with ' (OWASP), as in the report CSVs.",
+        "A header row, then one row per item (CRLF). Lists are joined with ;. Text that a spreadsheet would read as a formula (starting with = + - @, their full-width forms, tab, CR or LF) is prefixed with ', and so is such a character after a ;, tab or line break inside a cell, where a spreadsheet splitting on ; starts a new cell (OWASP), as in the report CSVs.",
     },
   },
 });

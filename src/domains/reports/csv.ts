@@ -39,14 +39,22 @@ export function wantsCsv(accept: string | undefined): boolean {
 // importers trim, leaving whatever follows in first place. Leading white space is looked through
 // for the same reason. https://owasp.org/www-community/attacks/CSV_Injection
 const FORMULA_START = /^(?:[\t\r\n]|\s*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20])/u;
+// The same inside a cell, after a character some spreadsheet starts a new cell or row at: `;`
+// (Excel's list separator for CSV in much of Europe), tab (an importer's separator) and line
+// breaks. Such a reader does not honour our quotes there (a quote counts only at the start of one
+// of its cells), so `Sam;=cmd|...;` opens as a cell `=cmd|...`. The formula character gets the `'`,
+// also behind quotes (`Sam;"=cmd|..."`: that reader takes a quote opening its cell as quoting).
+const FORMULA_AFTER_SEPARATOR = /([;\t\r\n][\s"]*)([=+\-@\uFF1D\uFF0B\uFF0D\uFF20])/gu;
 const PLAIN_NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 /**
  * A text cell made safe to open in a spreadsheet: a cell that would start a formula gets a leading
- * `'`, as OWASP recommends, so it shows as the text it is. Other text is left alone.
+ * `'`, as OWASP recommends, so it shows as the text it is, and so does a formula character after a
+ * `;`, tab or line break inside it (FORMULA_AFTER_SEPARATOR). Other text is left alone.
  */
 export function formulaSafe(text: string): string {
-  return FORMULA_START.test(text) ? `'${text}` : text;
+  const inner = text.replace(FORMULA_AFTER_SEPARATOR, "$1'$2");
+  return FORMULA_START.test(inner) ? `'${inner}` : inner;
 }
 
 /** A number cell: numbers (negative ones too) stay numbers; anything else is treated as text. */

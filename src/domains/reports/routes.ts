@@ -29,7 +29,7 @@ const tags = ['reports'];
 const CSV_SCHEMA = {
   type: 'string',
   description:
-    "A header row of column labels (and, with unit_row=true, a row of units), then one row per group. Times in seconds. Text that a spreadsheet would read as a formula (starting with = + - @, their full-width forms, tab, CR or LF) is prefixed with ' (OWASP); numbers are plain numbers.",
+    "A header row of column labels (and, with unit_row=true, a row of units), then one row per group. Times in seconds. Text that a spreadsheet would read as a formula (starting with = + - @, their full-width forms, tab, CR or LF) is prefixed with ', and so is such a character after a ;, tab or line break inside a cell, where a spreadsheet splitting on ; starts a new cell (OWASP); numbers are plain numbers.",
 };
 
 const KINDS: { kind: ReportKind; title: string; by: string }[] = [
