@@ -1,4 +1,4 @@
-import { type Context, type Emitter, Liquid } from 'liquidjs';
+import { type Context, type Emitter, type FilterImplOptions, Liquid } from 'liquidjs';
 import type { FieldError } from '../../errors.ts';
 import { sanitiseOutgoingHtml } from './html.ts';
 
@@ -82,7 +82,36 @@ function engine(escapeOutput: boolean) {
   });
   for (const tag of ['include', 'render', 'layout', 'block']) delete liquid.tags[tag];
   liquid.registerTag('capture', boundedCapture(liquid.tags.capture as TagClass));
+  for (const [name, filter] of Object.entries(liquid.filters)) {
+    liquid.registerFilter(name, boundedFilter(name, filter));
+  }
   return liquid;
+}
+
+/** The longest list a filter takes (`split` makes one item per character; nothing real needs this). */
+const MAX_FILTER_ITEMS = 10_000;
+
+/**
+ * A filter refuses a string longer than a part may render to, or a list longer than
+ * MAX_FILTER_ITEMS: one filter call runs to its end (renderLimit is checked between nodes only),
+ * and memoryLimit let `split: "" | sort` sort a million characters for seconds.
+ */
+function boundedFilter(name: string, filter: FilterImplOptions): FilterImplOptions {
+  const handler = typeof filter === 'function' ? filter : filter.handler;
+  const check = (value: unknown) => {
+    if (typeof value === 'string' && value.length > MAX_OUTPUT_LENGTH) {
+      throw new Error(`${name} takes at most ${MAX_OUTPUT_LENGTH} characters`);
+    }
+    if (Array.isArray(value) && value.length > MAX_FILTER_ITEMS) {
+      throw new Error(`${name} takes at most ${MAX_FILTER_ITEMS} items`);
+    }
+  };
+  const bounded: typeof handler = function (this: ThisParameterType<typeof handler>, value, ...args) {
+    check(value);
+    for (const arg of args) check(arg);
+    return handler.call(this, value, ...args);
+  };
+  return typeof filter === 'function' ? bounded : { ...filter, handler: bounded };
 }
 
 /**
