@@ -11,9 +11,11 @@ import { createPool } from '../src/db/client.ts';
 import { createDatabase } from '../src/db/database.ts';
 import { outsideRequest, withStatementDeadline } from '../src/db/deadline.ts';
 import { isDatabaseUnreachable } from '../src/db/outage.ts';
+import { final } from '../src/db/prepared.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
 import { assertMatchesSpec } from './helpers/contract.ts';
+import { createTestDatabase } from './helpers/database.ts';
 import { closedPort, relayTo } from './helpers/network.ts';
 
 // How the server outlives its database (docs/architecture.md, "Faults"). The tests that kill
@@ -341,6 +343,76 @@ t.test(
     t.pass('nor is background work');
     await withStatementDeadline(1_000, slow);
     t.pass('a statement within its bound is answered');
+  },
+);
+
+/** A database of the test's own, with a row to write, and a connection of the test's. */
+async function rowAndAdmin(t: Test) {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await sql`create table deadline_probe (id int primary key, v int not null)`.execute(database.db);
+  await sql`insert into deadline_probe values (1, 0)`.execute(database.db);
+  const admin = new pg.Client({ connectionString: database.url! });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  return { db: database.db, admin };
+}
+
+t.test(
+  'a statement past its deadline is cancelled: its backend ends and its locks go with it',
+  { skip: needsServer },
+  async (t) => {
+    const { db, admin } = await rowAndAdmin(t);
+    const outcome = await withStatementDeadline(300, () =>
+      db.transaction().execute(async (trx) => {
+        await sql`update deadline_probe set v = v + 1 where id = 1`.execute(trx);
+        await sql`select pg_sleep(30)`.execute(trx);
+      }),
+    ).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
+    const abandoned = async () =>
+      (
+        await admin.query(
+          `select pid from pg_stat_activity where query = 'select pg_sleep(30)' and pid <> pg_backend_pid()`,
+        )
+      ).rows;
+    for (let i = 0; i < 60 && (await abandoned()).length > 0; i++) await sleep(50);
+    const left = await abandoned();
+    if (left.length > 0) await admin.query('select pg_terminate_backend($1)', [left[0].pid]);
+    t.same(left, [], 'no backend runs on the abandoned statement');
+    const lock = await admin.query('select v from deadline_probe where id = 1 for update nowait').then(
+      (r) => r.rows,
+      (error: Error) => error.message,
+    );
+    t.same(lock, [{ v: 0 }], 'the row it updated is neither locked nor changed');
+  },
+);
+
+t.test(
+  'a final statement past its deadline behind a lock: the COMMIT sent with it commits nothing later',
+  { skip: needsServer },
+  async (t) => {
+    const { db, admin } = await rowAndAdmin(t);
+    await admin.query('begin');
+    await admin.query('lock table deadline_probe in access exclusive mode');
+    const outcome = await withStatementDeadline(300, () =>
+      db.transaction().execute(async (trx) => {
+        await final(sql`update deadline_probe set v = 1 where id = 1`).execute(trx);
+      }),
+    ).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(outcome), 'the request answers 503');
+    await sleep(200);
+    // The lock goes: a backend still waiting on it would now update and commit.
+    await admin.query('rollback');
+    await sleep(500);
+    const { rows } = await admin.query('select v from deadline_probe where id = 1');
+    t.same(rows, [{ v: 0 }], 'what failed by its deadline did not commit after the answer');
   },
 );
 

@@ -68,6 +68,18 @@ export function writesAuth(text: string): boolean {
   return writes;
 }
 
+/** pg's Connection, as its cancel uses it (not in pg's types). */
+interface CancelConnection {
+  stream: { destroy(): void; once(event: 'close', listener: () => void): void };
+  on(event: 'error', listener: () => void): void;
+  once(event: 'connect', listener: () => void): void;
+  connect(port: number | string, host?: string): void;
+  cancel(processID: number, secretKey: number): void;
+}
+
+/** How long a cancel request (a statement past its deadline) may take to reach PostgreSQL. */
+const CANCEL_GIVE_UP_MS = 10_000;
+
 // The whole text, as Kysely sends it: a script that merely starts with BEGIN is sent as it is.
 const TRANSACTION_START = /^(begin|start transaction( isolation level [a-z ]+?)?( read (only|write))?)$/;
 
@@ -209,9 +221,37 @@ export class PipeliningClient extends pg.Client {
     if (ms === undefined) return sent;
     const timer = setTimeout(() => {
       (this as unknown as { _queryable: boolean })._queryable = false;
+      this.#cancelOnServer();
       this.connection.stream.destroy(new StatementDeadlineExceeded(ms));
     }, ms);
     return sent.finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Dropping the connection does not stop its backend: PostgreSQL notices a closed socket only
+   * when it next reads or writes, so the abandoned statement would run on (a lock wait: for as
+   * long as the lock is held), its transaction keeping every lock it took, on a connection the
+   * pool no longer counts. A cancel request (on a connection of its own, as pg's cancel sends it)
+   * stops the statement; the backend then finds its client gone, rolls back and ends. A server
+   * that answers nothing gets the same request in vain: the attempt is given up after a while.
+   */
+  #cancelOnServer() {
+    const { processID, secretKey, connectionParameters } = this as unknown as {
+      processID: number | null;
+      secretKey: number | null;
+      connectionParameters: pg.ClientConfig & { host: string; port: number };
+    };
+    if (processID === null || secretKey === null) return;
+    const con = (new pg.Client(connectionParameters) as unknown as { connection: CancelConnection })
+      .connection;
+    const giveUp = setTimeout(() => con.stream.destroy(), CANCEL_GIVE_UP_MS);
+    giveUp.unref();
+    con.on('error', () => {});
+    con.stream.once('close', () => clearTimeout(giveUp));
+    con.once('connect', () => con.cancel(processID, secretKey));
+    const { host, port } = connectionParameters;
+    if (host?.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`);
+    else con.connect(port, host);
   }
 
   /**
