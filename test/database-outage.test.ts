@@ -373,6 +373,11 @@ t.test(
       (error: unknown) => error,
     );
     t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
+    t.match(
+      String((outcome as Error).message),
+      /did not answer within 300 ms/,
+      'the transaction fails with the deadline, not with the ROLLBACK sent after it',
+    );
     const abandoned = async () =>
       (
         await admin.query(

@@ -172,6 +172,11 @@ export class PipeliningClient extends pg.Client {
     this.#inTransaction = false;
     // Ended by its final statement, or never started on the server: nothing to send.
     if (ended || unsent) return Promise.resolve(answered(command === 'commit' ? 'COMMIT' : 'ROLLBACK'));
+    // The connection is lost (a statement past its deadline, a terminated backend): the server
+    // rolls the transaction back by itself. Sent, the ROLLBACK could only fail ("not queryable"),
+    // and Kysely would throw that instead of the error that ended the transaction.
+    if (command === 'rollback' && !(this as unknown as { _queryable: boolean })._queryable)
+      return Promise.resolve(answered('ROLLBACK'));
     return this.#send(text, values);
   }
 
