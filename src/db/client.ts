@@ -70,7 +70,7 @@ export function writesAuth(text: string): boolean {
 
 /** pg's Connection, as its cancel uses it (not in pg's types). */
 interface CancelConnection {
-  stream: { destroy(): void; once(event: 'close', listener: () => void): void };
+  stream: { destroy(): void; unref(): void; once(event: 'close', listener: () => void): void };
   on(event: 'error', listener: () => void): void;
   once(event: 'connect', listener: () => void): void;
   connect(port: number | string, host?: string): void;
@@ -253,6 +253,8 @@ export class PipeliningClient extends pg.Client {
     giveUp.unref();
     con.on('error', () => {});
     con.stream.once('close', () => clearTimeout(giveUp));
+    // Nor does it keep the process alive (a shutdown while PostgreSQL is frozen).
+    con.stream.unref();
     con.once('connect', () => con.cancel(processID, secretKey));
     const { host, port } = connectionParameters;
     if (host?.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`);
