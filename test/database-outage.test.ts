@@ -13,6 +13,7 @@ import { outsideRequest, withStatementDeadline } from '../src/db/deadline.ts';
 import { isDatabaseUnreachable } from '../src/db/outage.ts';
 import { final } from '../src/db/prepared.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
+import { activePolicies } from '../src/domains/sla-policies/repository.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
 import { assertMatchesSpec } from './helpers/contract.ts';
 import { createTestDatabase } from './helpers/database.ts';
@@ -418,6 +419,50 @@ t.test(
     await sleep(500);
     const { rows } = await admin.query('select v from deadline_probe where id = 1');
     t.same(rows, [{ v: 0 }], 'what failed by its deadline did not commit after the answer');
+  },
+);
+
+t.test(
+  'a load shared across callers: a request is bound in it, background work is not',
+  { skip: needsServer },
+  async (t) => {
+    const database = await createTestDatabase();
+    t.teardown(() => database.drop());
+    const admin = new pg.Client({ connectionString: database.url! });
+    await admin.connect();
+    t.teardown(() => admin.end());
+    /** The policies' statement waits on a lock for `ms`. */
+    const blockFor = async (ms: number) => {
+      await admin.query('begin');
+      await admin.query('lock table sla_policies in access exclusive mode');
+      return { released: sleep(ms).then(() => admin.query('rollback')) };
+    };
+    let { released } = await blockFor(3_000);
+    const background = activePolicies(database.db, 'key-1').catch((error: unknown) => error);
+    await sleep(100);
+    let started = Date.now();
+    const joined = await withStatementDeadline(300, () => activePolicies(database.db, 'key-1')).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(joined), 'a request finding a background load under way waits its own bound');
+    t.ok(Date.now() - started < 1_500, `not the background load's (${Date.now() - started} ms)`);
+    await released;
+    t.notOk((await background) instanceof Error, 'the background load is not cut');
+
+    ({ released } = await blockFor(1_500));
+    const request = withStatementDeadline(300, () => activePolicies(database.db, 'key-2')).catch(
+      (error: unknown) => error,
+    );
+    await sleep(100);
+    started = Date.now();
+    const later = await activePolicies(database.db, 'key-2').then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.equal(later, null, "background work finding a request's load under way does not fail by its deadline");
+    t.ok(isDatabaseUnreachable(await request), 'the request does');
+    await released;
   },
 );
 

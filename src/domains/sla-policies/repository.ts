@@ -1,4 +1,5 @@
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import { statementDeadline } from '../../db/deadline.ts';
 import type { Database, SlaPoliciesTable } from '../../db/types.ts';
 import { type CompiledPolicies, compilePolicies, type SlaPolicy } from '../../sla/index.ts';
 import type { SlaPolicyView } from './schemas.ts';
@@ -161,8 +162,16 @@ export async function deletePolicy(trx: Trx, id: string): Promise<void> {
 export const policiesKeySql = sql<string | null>`(select policies_key from sla_policies_state)`;
 
 // Each process keeps the compiled list of the key it last saw: policy changes are rare, ticket
-// writes constant, so one entry is enough (concurrent writes that miss share one load).
-let cached: { key: string; policies: Promise<CompiledPolicies> } | null = null;
+// writes constant, so one entry is enough (concurrent writes that miss share one load). A load
+// under way is shared only with callers under the same statement bound (db/deadline.ts): a
+// request must not wait unbounded on background work's load, nor background work fail because
+// a request's load met the request's deadline.
+let cached: {
+  key: string;
+  policies: Promise<CompiledPolicies>;
+  bound: number | undefined;
+  loaded: boolean;
+} | null = null;
 
 /**
  * The active policies, compiled, for the key read in the caller's statement (null: none active).
@@ -171,15 +180,23 @@ let cached: { key: string; policies: Promise<CompiledPolicies> } | null = null;
  */
 export async function activePolicies(db: Executor, key: string | null): Promise<CompiledPolicies> {
   if (key === null) return compilePolicies([]);
-  if (cached?.key !== key) {
-    const loading = inOrder(db)
-      .where('active', '=', true)
-      .execute()
-      .then((rows) => compilePolicies(rows.map(toPolicy)));
-    cached = { key, policies: loading };
-    loading.catch(() => {
-      if (cached?.policies === loading) cached = null;
-    });
-  }
-  return cached.policies;
+  const bound = statementDeadline();
+  if (cached?.key === key && (cached.loaded || cached.bound === bound)) return cached.policies;
+  const loading = inOrder(db)
+    .where('active', '=', true)
+    .execute()
+    .then((rows) => compilePolicies(rows.map(toPolicy)));
+  const entry = { key, policies: loading, bound, loaded: false };
+  // Another load of the same key, under another bound, stays the one others share.
+  if (cached?.key !== key) cached = entry;
+  loading.then(
+    () => {
+      entry.loaded = true;
+      if (cached?.key === key && !cached.loaded) cached = entry;
+    },
+    () => {
+      if (cached === entry) cached = null;
+    },
+  );
+  return loading;
 }
