@@ -12,6 +12,7 @@ import { createDatabase } from '../src/db/database.ts';
 import { outsideRequest, withStatementDeadline } from '../src/db/deadline.ts';
 import { isDatabaseUnreachable } from '../src/db/outage.ts';
 import { final } from '../src/db/prepared.ts';
+import { currentRuleSet } from '../src/domains/automation-rules/runner.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { activePolicies } from '../src/domains/sla-policies/repository.ts';
 import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
@@ -463,6 +464,34 @@ t.test(
     t.equal(later, null, "background work finding a request's load under way does not fail by its deadline");
     t.ok(isDatabaseUnreachable(await request), 'the request does');
     await released;
+  },
+);
+
+t.test(
+  'a request finding the rule set loading for background work waits its own bound',
+  { skip: needsServer },
+  async (t) => {
+    const database = await createTestDatabase();
+    t.teardown(() => database.drop());
+    const admin = new pg.Client({ connectionString: database.url! });
+    await admin.connect();
+    t.teardown(() => admin.end());
+    // A key of its own: no rule set cached for it in this process.
+    await admin.query('update automation_rules_state set rules_key = gen_random_uuid()');
+    await admin.query('begin');
+    await admin.query('lock table automation_rules in access exclusive mode');
+    const released = sleep(3_000).then(() => admin.query('rollback'));
+    const background = currentRuleSet(database.db).catch((error: unknown) => error);
+    await sleep(200);
+    const started = Date.now();
+    const joined = await withStatementDeadline(300, () => currentRuleSet(database.db)).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(joined), 'the request fails by its own deadline');
+    t.ok(Date.now() - started < 1_500, `not after the background load (${Date.now() - started} ms)`);
+    await released;
+    t.notOk((await background) instanceof Error, 'the background load is not cut');
   },
 );
 

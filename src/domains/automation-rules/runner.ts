@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
+import { statementDeadline } from '../../db/deadline.ts';
 import type { Database } from '../../db/types.ts';
 import { DomainError, type FieldError } from '../../errors.ts';
 import {
@@ -101,23 +102,26 @@ function compiledFor(set: RuleSet, events: readonly Trigger[], idleRules?: reado
 const cache = new Map<string, RuleSet>();
 const CACHE_SIZE = 4;
 // The loads under way, by the key that missed: right after a rule change every request in
-// flight misses at once, and one load (and compilation) serves them all.
-const loading = new Map<string, Promise<RuleSet>>();
+// flight misses at once, and one load (and compilation) serves them all. A load is shared only
+// under the same statement bound (db/deadline.ts): a request does not wait unbounded on a load
+// background work started.
+const loading = new Map<string, { load: Promise<RuleSet>; bound: number | undefined }>();
 
 async function ruleSetFor(db: Kysely<Database>, key: string): Promise<RuleSet> {
   const hit = cache.get(key);
   if (hit) return hit;
+  const bound = statementDeadline();
   const pending = loading.get(key);
-  if (pending) {
+  if (pending && pending.bound === bound) {
     try {
-      return await pending;
+      return await pending.load;
     } catch {
       // The load ran in another request's transaction, which failed: load in ours.
     }
   }
   const load = loadRuleSet(db);
   if (!pending) {
-    loading.set(key, load);
+    loading.set(key, { load, bound });
     load.then(
       () => loading.delete(key),
       () => loading.delete(key),
