@@ -19,6 +19,7 @@ import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts
 import { assertMatchesSpec } from './helpers/contract.ts';
 import { createTestDatabase } from './helpers/database.ts';
 import { closedPort, relayTo } from './helpers/network.ts';
+import { SseStream } from './helpers/sse.ts';
 
 // How the server outlives its database (docs/architecture.md, "Faults"). The tests that kill
 // PostgreSQL backends need a server; the ones with an absent or silent PostgreSQL run on both
@@ -600,5 +601,57 @@ t.test(
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     t.equal(Number(tickets.n), TICKETS, 'every ticket once');
+  },
+);
+
+t.test(
+  "the live stream's tailer is background work: a request's bound does not follow it",
+  { skip: needsServer },
+  async (t) => {
+    // The first subscriber's request starts the tailer; its statements must not carry that
+    // request's bound (here 300 ms) for as long as the stream lives.
+    const ctx = await buildTestApp(t, {
+      DATABASE_STATEMENT_TIMEOUT_MS: '300',
+      STREAM_POLL_INTERVAL_MS: '20',
+    });
+    const { token } = await agentWithToken(ctx, { role: 'admin' });
+    await ctx.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = ctx.app.server.address() as net.AddressInfo;
+    const stream = await SseStream.open(`http://127.0.0.1:${port}/v1/events/stream`, token);
+    t.teardown(() => stream.close());
+    t.equal(stream.status, 200);
+    const { admin, database } = await adminOf(t, ctx);
+    await admin.query('begin');
+    await admin.query('lock table ticket_events in access exclusive mode');
+    await sleep(1_500);
+    const { rows } = await admin.query<{ waited_ms: number }>(
+      `select extract(epoch from clock_timestamp() - query_start) * 1000 as waited_ms from pg_stat_activity
+        where datname = $1 and pid <> pg_backend_pid() and wait_event_type = 'Lock'`,
+      [database],
+    );
+    await admin.query('rollback');
+    t.ok(
+      rows.some((r) => Number(r.waited_ms) > 1_000),
+      `the tailer's statement waits on, unbound (waiting: ${JSON.stringify(rows)})`,
+    );
+    // And it goes on: a ticket made now reaches the stream.
+    const made = await ctx.request({
+      method: 'POST',
+      url: '/v1/tickets',
+      token,
+      payload: {
+        subject: 'After the lock',
+        contact: { email: 'after@example.com' },
+        message: { body: 'Hi' },
+      },
+    });
+    t.equal(made.statusCode, 201, made.body);
+    const id = made.json().id;
+    await stream.until(
+      () => stream.events().some((e) => e.type === 'ticket.created' && e.event.ticket_id === id),
+      10_000,
+      'the ticket made after the lock',
+    );
+    t.pass('the ticket made after the lock arrived');
   },
 );

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Principal } from '../../access/policy.ts';
 import type { TicketAccess } from '../../access/tickets.ts';
 import type { Db } from '../../db/database.ts';
+import { outsideRequest } from '../../db/deadline.ts';
 import { describe, isDatabaseUnreachable } from '../../db/outage.ts';
 import { unavailable } from '../../errors.ts';
 import { canSeeEvent } from '../events/access.ts';
@@ -179,10 +180,12 @@ export class StreamHub {
       subscriber.fullSince = null;
     });
     subscriber.res.once('close', () => this.#remove(subscriber));
-    this.#poll ??= setInterval(() => this.#tick(), this.#options.pollMs);
-    this.#heartbeat ??= setInterval(() => this.#beat(), this.#options.heartbeatMs);
-    this.#poll.unref();
-    this.#heartbeat.unref();
+    // The first subscriber's request starts the tailer, which then serves everyone for as long as
+    // anyone listens: background work, not that request's (db/deadline.ts).
+    outsideRequest(() => {
+      this.#poll ??= setInterval(() => this.#tick(), this.#options.pollMs).unref();
+      this.#heartbeat ??= setInterval(() => this.#beat(), this.#options.heartbeatMs).unref();
+    });
   }
 
   #remove(subscriber: Subscriber) {
