@@ -26,7 +26,7 @@ const EnvSchema = Type.Object({
     minimum: 0,
     maximum: 3_600_000,
     description:
-      'longest a statement sent for a request waits for its answer before its connection is dropped and the request answers 503 (a frozen database); 0: no bound. Background work is not bound',
+      'longest a statement sent for a request waits for its answer before it is cancelled, its connection dropped and the request answers 503 (a frozen database); 0: no bound, else at least 100. Background work is not bound',
   }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
@@ -500,6 +500,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if ((parsed.DESKROUTE_ADMIN_EMAIL === undefined) !== (parsed.DESKROUTE_ADMIN_PASSWORD === undefined)) {
     problems.push('DESKROUTE_ADMIN_EMAIL and DESKROUTE_ADMIN_PASSWORD: set both or neither');
+  }
+  // Below DATABASE_CONNECT_TIMEOUT_MS's floor, most statements would be cut: a typo, not a bound.
+  const statementBound = parsed.DATABASE_STATEMENT_TIMEOUT_MS;
+  if (typeof statementBound === 'number' && statementBound > 0 && statementBound < 100) {
+    problems.push('DATABASE_STATEMENT_TIMEOUT_MS: must be 0 (no bound) or at least 100');
   }
   if (parsed.MAIL_FROM !== undefined && !EMAIL.test(parsed.MAIL_FROM)) {
     problems.push('MAIL_FROM: must be an email address');

@@ -69,6 +69,11 @@ t.test('configuration: defaults, conversion and clear refusals', async (t) => {
       /WEBHOOK_DELIVERY_RETENTION_DAYS: must be a whole number, not "1\.5"/,
     ],
     [{ PORT: '8e3' }, /PORT: must be a whole number/],
+    // 1-99 ms would cut nearly every statement: a typo, not a bound (0 turns it off).
+    [
+      { DATABASE_STATEMENT_TIMEOUT_MS: '50' },
+      /DATABASE_STATEMENT_TIMEOUT_MS: must be 0 \(no bound\) or at least 100/,
+    ],
     [{ IMAP_TIMEOUT_MS: '30s' }, /IMAP_TIMEOUT_MS: must be a whole number/],
     [
       { DESKROUTE_ADMIN_EMAIL: 'boss@example.com', DESKROUTE_ADMIN_PASSWORD: 'short' },
