@@ -42,6 +42,16 @@ function watchEscapes(t: Test) {
   return escaped;
 }
 
+/** A test database of its own, and a connection of the test's own to it (to take locks from). */
+async function databaseWithAdmin(t: Test) {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const admin = new pg.Client({ connectionString: database.url! });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  return { database, admin };
+}
+
 /** A connection of the test's own to the app's database, to kill the app's backends from. */
 async function adminOf(t: Test, ctx: TestContext) {
   const admin = new pg.Client({ connectionString: ctx.database.url! });
@@ -428,11 +438,7 @@ t.test(
   'a load shared across callers: a request is bound in it, background work is not',
   { skip: needsServer },
   async (t) => {
-    const database = await createTestDatabase();
-    t.teardown(() => database.drop());
-    const admin = new pg.Client({ connectionString: database.url! });
-    await admin.connect();
-    t.teardown(() => admin.end());
+    const { database, admin } = await databaseWithAdmin(t);
     /** The policies' statement waits on a lock for `ms`. */
     const blockFor = async (ms: number) => {
       await admin.query('begin');
@@ -472,11 +478,7 @@ t.test(
   'a request finding the rule set loading for background work waits its own bound',
   { skip: needsServer },
   async (t) => {
-    const database = await createTestDatabase();
-    t.teardown(() => database.drop());
-    const admin = new pg.Client({ connectionString: database.url! });
-    await admin.connect();
-    t.teardown(() => admin.end());
+    const { database, admin } = await databaseWithAdmin(t);
     // A key of its own: no rule set cached for it in this process.
     await admin.query('update automation_rules_state set rules_key = gen_random_uuid()');
     await admin.query('begin');

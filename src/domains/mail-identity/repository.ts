@@ -48,7 +48,10 @@ export async function upsertDepartmentIdentity(
     .execute();
 }
 
-/** Another department's hold on one of these addresses, if any. */
+/**
+ * Another department's support addresses among these (lower-cased) addresses: what a department
+ * may not claim, and what a mailbox may not receive at (its mail would go there first).
+ */
 export function addressesTakenElsewhere(db: Executor, departmentId: string, addresses: string[]) {
   if (addresses.length === 0) return Promise.resolve([]);
   return db

@@ -66,20 +66,6 @@ export function updateMailboxRow(trx: Executor, id: string, set: Updateable<Mail
     .executeTakeFirstOrThrow();
 }
 
-/**
- * Support addresses of departments other than `departmentId` among these (lower-cased)
- * addresses: a mailbox receiving at one would see its mail routed to that department first.
- */
-export function supportAddressesElsewhere(db: Executor, departmentId: string, addresses: string[]) {
-  if (addresses.length === 0) return Promise.resolve([]);
-  return db
-    .selectFrom('department_addresses')
-    .select('address')
-    .where('address', 'in', addresses)
-    .where('department_id', '<>', departmentId)
-    .execute();
-}
-
 export async function deleteMailboxRow(trx: Executor, id: string) {
   await trx.deleteFrom('mailboxes').where('id', '=', id).execute();
 }

@@ -6,6 +6,7 @@ import type { Database, MailboxesTable, MailboxRow } from '../../db/types.ts';
 import { DomainError, type FieldError, notFound } from '../../errors.ts';
 import { lockMailAddresses, normaliseAddress } from '../departments/addresses.ts';
 import { recordSettingsEvent, settingsActor } from '../events/repository.ts';
+import { addressesTakenElsewhere } from '../mail-identity/repository.ts';
 import { isValidAddress } from '../mail-identity/service.ts';
 import * as repo from './repository.ts';
 import type { CreateMailboxInput, Mailbox, UpdateMailboxInput } from './schemas.ts';
@@ -75,7 +76,7 @@ async function requireAddressesOwnDepartment(
   const addresses = [...new Set(receivesAt.flatMap((a) => (a === null ? [] : [normaliseAddress(a)])))];
   if (addresses.length === 0) return;
   await lockMailAddresses(trx, addresses);
-  const taken = await repo.supportAddressesElsewhere(trx, departmentId, addresses);
+  const taken = await addressesTakenElsewhere(trx, departmentId, addresses);
   if (taken.length > 0) {
     throw new DomainError(
       'conflict',
