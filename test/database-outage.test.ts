@@ -15,7 +15,7 @@ import { final } from '../src/db/prepared.ts';
 import { currentRuleSet } from '../src/domains/automation-rules/runner.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { activePolicies } from '../src/domains/sla-policies/repository.ts';
-import { agentWithToken, buildTestApp, type TestContext } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
 import { assertMatchesSpec } from './helpers/contract.ts';
 import { createTestDatabase } from './helpers/database.ts';
 import { closedPort, relayTo } from './helpers/network.ts';
@@ -625,6 +625,8 @@ t.test(
     const { admin, database } = await adminOf(t, ctx);
     await admin.query('begin');
     await admin.query('lock table ticket_events in access exclusive mode');
+    // The tailer reads the feed only once the horizon moves: a commit of anything moves it.
+    await makeDepartment(ctx.db, 'Moves the horizon');
     await sleep(1_500);
     const { rows } = await admin.query<{ waited_ms: number }>(
       `select extract(epoch from clock_timestamp() - query_start) * 1000 as waited_ms from pg_stat_activity
