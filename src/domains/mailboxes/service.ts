@@ -75,6 +75,10 @@ async function requireAddressesOwnDepartment(
 ) {
   const addresses = [...new Set(receivesAt.flatMap((a) => (a === null ? [] : [normaliseAddress(a)])))];
   if (addresses.length === 0) return;
+  // The department's row first, as its foreign key would take it when the mailbox is written:
+  // a support-address PUT locks that row (FOR UPDATE) before the addresses, so taking the
+  // addresses first and the row after would deadlock with it (one of the two then 409).
+  await trx.selectFrom('departments').select('id').where('id', '=', departmentId).forKeyShare().execute();
   await lockMailAddresses(trx, addresses);
   const taken = await addressesTakenElsewhere(trx, departmentId, addresses);
   if (taken.length > 0) {
