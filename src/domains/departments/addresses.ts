@@ -12,7 +12,9 @@ const MAX_ADDRESSES = 50;
  * Serialises every check of an address between support addresses and mailboxes: no constraint
  * spans the two tables, so two admins (one listing a support address, one giving a mailbox the
  * same address in another department) would each find the other's row absent and both commit.
- * Transaction-scoped advisory locks, taken in one order, so two takers cannot deadlock.
+ * Transaction-scoped advisory locks, taken in one order, so two takers cannot deadlock over the
+ * addresses. Take them after the department's row lock (a support-address PUT holds it FOR
+ * UPDATE; a mailbox takes it FOR KEY SHARE first), or the row and the addresses deadlock.
  */
 export async function lockMailAddresses(trx: Transaction<Database>, addresses: readonly string[]) {
   for (const address of [...new Set(addresses.map(normaliseAddress))].sort()) {
