@@ -3,6 +3,7 @@ import net from 'node:net';
 import t from 'tap';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
 import { makeTicket } from './helpers/tickets.ts';
+import { within } from './helpers/within.ts';
 
 // HEAD of a GET: the status and headers the GET would answer, no body, answered at once for
 // streamed answers (nothing read, computed or held), documented in the spec (ctx.request checks
@@ -11,19 +12,6 @@ import { makeTicket } from './helpers/tickets.ts';
 t.setTimeout(300_000);
 
 const PROMPTLY_MS = 5_000;
-
-/** Resolves with the promise's value, or rejects when it has not settled within `ms`. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const range = 'preset=last_7_days';
 

@@ -12,6 +12,7 @@ import {
   mintApiToken,
   type TestContext,
 } from './helpers/app.ts';
+import { within } from './helpers/within.ts';
 
 // Slow or stalled CSV readers must not starve the API (issue 12, section 2): exports never hold a
 // database connection while they wait for their client, a client that takes no data is cut after
@@ -35,19 +36,6 @@ const PROMPTLY_MS = 5_000;
 t.setTimeout(300_000);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves with the promise's value, or rejects when it has not settled within `ms`. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Waits until `check` holds, polling; false when it still does not after `ms`. */
 async function until(ms: number, check: () => Promise<boolean> | boolean): Promise<boolean> {
