@@ -368,7 +368,7 @@ async function rowAndAdmin(t: Test) {
   const admin = new pg.Client({ connectionString: database.url! });
   await admin.connect();
   t.teardown(() => admin.end());
-  return { db: database.db, admin };
+  return { db: database.db, url: database.url!, admin };
 }
 
 t.test(
@@ -406,6 +406,53 @@ t.test(
       (error: Error) => error.message,
     );
     t.same(lock, [{ v: 0 }], 'the row it updated is neither locked nor changed');
+  },
+);
+
+t.test(
+  'behind a pooler, the cancel goes while the connection is still open: the statement stops',
+  { skip: needsServer },
+  async (t) => {
+    const { url, admin } = await rowAndAdmin(t);
+    const target = new URL(url);
+    // PgBouncer drops a cancel whose client has gone, and closes the server's connection when
+    // its client goes without stopping the statement: the cancel must go first.
+    const relay = relayTo(target.hostname, Number(target.port || 5432), { pooler: true });
+    const relayed = new URL(url);
+    relayed.port = String(await relay.listen());
+    const db = await createDatabase({ databaseUrl: relayed.toString() });
+    t.teardown(async () => {
+      await db.destroy();
+      relay.close();
+    });
+    await admin.query('begin');
+    await admin.query('select v from deadline_probe where id = 1 for update');
+    const outcome = await withStatementDeadline(300, () =>
+      sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
+    ).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
+    t.match(String((outcome as Error).message), /did not answer within 300 ms/);
+    const waiting = async () => {
+      // The admin's transaction would otherwise see pg_stat_activity as it first read it.
+      await admin.query('select pg_stat_clear_snapshot()');
+      const { rows } = await admin.query(
+        `select pid from pg_stat_activity
+          where datname = current_database() and query like 'update deadline_probe%' and pid <> pg_backend_pid()`,
+      );
+      return rows;
+    };
+    for (let i = 0; i < 60 && (await waiting()).length > 0; i++) await sleep(50);
+    const left = await waiting();
+    await admin.query('rollback');
+    if (left.length > 0) await admin.query('select pg_terminate_backend($1)', [left[0].pid]);
+    t.same(left, [], 'no backend still waits on the lock');
+    t.same(relay.cancels, { forwarded: 1, dropped: 0 }, 'the cancel reached PostgreSQL through the pooler');
+    await sleep(300);
+    const { rows } = await admin.query('select v from deadline_probe where id = 1');
+    t.same(rows, [{ v: 0 }], 'the update did not run once the lock went');
   },
 );
 

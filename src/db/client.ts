@@ -94,6 +94,11 @@ export class PipeliningClient extends pg.Client {
   #held: { text: string; values: unknown[] | undefined }[] = [];
   /** The transaction wrote the credential tables: its commit empties the auth caches. */
   #authDirty = false;
+  /**
+   * Set when a statement passed its deadline: settles once the cancel request has gone (or was
+   * given up) and the connection is closed. Until then the socket stays open (#abandon).
+   */
+  #abandoned: Promise<void> | null = null;
 
   constructor(config?: pg.ClientConfig) {
     super(config);
@@ -217,19 +222,43 @@ export class PipeliningClient extends pg.Client {
   }
 
   /**
-   * For a request's statement (db/deadline.ts): no answer within its bound drops the connection,
-   * which fails every statement waiting on it with StatementDeadlineExceeded (an outage: 503),
-   * and keeps it from going back to the pool.
+   * For a request's statement (db/deadline.ts): no answer within its bound abandons the
+   * connection (#abandon), which fails every statement waiting on it with
+   * StatementDeadlineExceeded (an outage: 503) and keeps it from going back to the pool.
    */
   #bounded(sent: Promise<Result>): Promise<Result> {
     const ms = statementDeadline();
     if (ms === undefined) return sent;
-    const timer = setTimeout(() => {
-      (this as unknown as { _queryable: boolean })._queryable = false;
-      this.#cancelOnServer();
-      this.connection.stream.destroy(new StatementDeadlineExceeded(ms));
-    }, ms);
+    const timer = setTimeout(() => this.#abandon(ms), ms);
     return sent.finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Gives the connection up: every statement waiting on it fails at once, and a cancel request
+   * stops the one PostgreSQL is running (#cancelOnServer). The socket is closed only after the
+   * cancel request has gone: a pooler in between (PgBouncer) forwards a cancel only for a client
+   * still connected, and closes the server's connection, without stopping its statement, when
+   * the client goes. Nor does the socket keep the process alive meanwhile.
+   */
+  #abandon(ms: number) {
+    if (this.#abandoned !== null) return;
+    const exceeded = new StatementDeadlineExceeded(ms);
+    const client = this as unknown as { _queryable: boolean; _errorAllQueries(error: Error): void };
+    client._queryable = false;
+    client._errorAllQueries(exceeded);
+    (this.connection.stream as unknown as { unref?: () => void }).unref?.();
+    this.#abandoned = this.#cancelOnServer().then(() => {
+      this.connection.stream.destroy(exceeded);
+    });
+  }
+
+  // pg-pool ends a client it will not reuse; an abandoned one ends once its cancel has gone.
+  override end(callback?: any): any {
+    const abandoned = this.#abandoned;
+    if (abandoned === null) return super.end(callback);
+    const ended = abandoned.then(() => super.end());
+    if (typeof callback !== 'function') return ended;
+    ended.then(() => callback(), callback);
   }
 
   /**
@@ -239,26 +268,32 @@ export class PipeliningClient extends pg.Client {
    * pool no longer counts. A cancel request (on a connection of its own, as pg's cancel sends it)
    * stops the statement; the backend then finds its client gone, rolls back and ends. A server
    * that answers nothing gets the same request in vain: the attempt is given up after a while.
+   * Settles when the request's connection has closed: the server (or pooler) read it by then.
    */
-  #cancelOnServer() {
+  #cancelOnServer(): Promise<void> {
     const { processID, secretKey, connectionParameters } = this as unknown as {
       processID: number | null;
       secretKey: number | null;
       connectionParameters: pg.ClientConfig & { host: string; port: number };
     };
-    if (processID === null || secretKey === null) return;
+    if (processID === null || secretKey === null) return Promise.resolve();
     const con = (new pg.Client(connectionParameters) as unknown as { connection: CancelConnection })
       .connection;
+    const { promise, resolve } = Promise.withResolvers<void>();
     const giveUp = setTimeout(() => con.stream.destroy(), CANCEL_GIVE_UP_MS);
     giveUp.unref();
     con.on('error', () => {});
-    con.stream.once('close', () => clearTimeout(giveUp));
+    con.stream.once('close', () => {
+      clearTimeout(giveUp);
+      resolve();
+    });
     // Nor does it keep the process alive (a shutdown while PostgreSQL is frozen).
     con.stream.unref();
     con.once('connect', () => con.cancel(processID, secretKey));
     const { host, port } = connectionParameters;
     if (host?.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`);
     else con.connect(port, host);
+    return promise;
   }
 
   /**
@@ -273,7 +308,8 @@ export class PipeliningClient extends pg.Client {
     if (severity === 'FATAL' || severity === 'PANIC' || isDatabaseUnreachable(error)) {
       // pg-pool itself reads this field to decide whether a released client may be reused.
       (this as unknown as { _queryable: boolean })._queryable = false;
-      this.connection.stream.destroy();
+      // An abandoned connection closes once its cancel has gone (#abandon).
+      if (this.#abandoned === null) this.connection.stream.destroy();
     }
     throw error;
   }
