@@ -33,7 +33,7 @@ export function relayTo(host: string, port: number, { holdCloseMs = 0, pooler = 
     });
     // pooler: PostgreSQL's first messages carry the key (BackendKeyData, 'K') a cancel names.
     let startup: Buffer | null = pooler ? Buffer.alloc(0) : null;
-    outbound.on('data', (chunk) => {
+    outbound.on('data', (chunk: Buffer) => {
       if (startup !== null) {
         startup = Buffer.concat([startup, chunk]);
         while (startup !== null && startup.length >= 5) {
