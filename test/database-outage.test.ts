@@ -457,6 +457,55 @@ t.test(
 );
 
 t.test(
+  'shutting down right after a deadline: the pool closes only once the cancel has gone',
+  { skip: needsServer },
+  async (t) => {
+    const { url, admin } = await rowAndAdmin(t);
+    const target = new URL(url);
+    const relay = relayTo(target.hostname, Number(target.port || 5432), { pooler: true });
+    const relayed = new URL(url);
+    relayed.port = String(await relay.listen());
+    let closed = false;
+    const closeRelay = () => {
+      if (!closed) relay.close();
+      closed = true;
+    };
+    t.teardown(closeRelay);
+    const db = await createDatabase({ databaseUrl: relayed.toString() });
+    await admin.query('begin');
+    await admin.query('select v from deadline_probe where id = 1 for update');
+    const outcome = await withStatementDeadline(300, () =>
+      sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
+    ).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
+    // server.ts at shutdown: the pool closes, then the process exits, and every connection it
+    // still has goes with it (the relay's closing stands for that: nothing gets through after).
+    await db.destroy();
+    t.same(relay.cancels, { forwarded: 1, dropped: 0 }, 'the cancel went before the pool was closed');
+    closeRelay();
+    const waiting = async () => {
+      await admin.query('select pg_stat_clear_snapshot()');
+      const { rows } = await admin.query(
+        `select pid from pg_stat_activity
+          where datname = current_database() and query like 'update deadline_probe%' and pid <> pg_backend_pid()`,
+      );
+      return rows;
+    };
+    for (let i = 0; i < 60 && (await waiting()).length > 0; i++) await sleep(50);
+    const left = await waiting();
+    await admin.query('rollback');
+    if (left.length > 0) await admin.query('select pg_terminate_backend($1)', [left[0].pid]);
+    t.same(left, [], 'no backend still waits on the lock');
+    await sleep(300);
+    const { rows } = await admin.query('select v from deadline_probe where id = 1');
+    t.same(rows, [{ v: 0 }], 'the update did not run once the lock went');
+  },
+);
+
+t.test(
   'a final statement past its deadline behind a lock: the COMMIT sent with it commits nothing later',
   { skip: needsServer },
   async (t) => {

@@ -252,6 +252,14 @@ export class PipeliningClient extends pg.Client {
     });
   }
 
+  /**
+   * Settles once a connection given up at its deadline is closed, its cancel gone; null while it
+   * is not given up. pg-pool no longer counts such a client (PipeliningPool waits for it).
+   */
+  get closing(): Promise<void> | null {
+    return this.#abandoned;
+  }
+
   // pg-pool ends a client it will not reuse; an abandoned one ends once its cancel has gone.
   override end(callback?: any): any {
     const abandoned = this.#abandoned;
@@ -343,9 +351,39 @@ export interface PoolOptions {
   onIdleError?: (error: Error) => void;
 }
 
+/**
+ * pg's pool, whose end() also waits for the clients given up at their deadline. pg-pool drops
+ * such a client from its count when it is released, at the deadline, but its socket stays open
+ * until its cancel has gone (PipeliningClient#abandon): a pool.end() that did not wait would let
+ * the process exit (server.ts, at shutdown) with the cancel still on its way, and close the
+ * socket a pooler needs open to forward it, so the statement would run on. The wait is bounded
+ * by the cancel's give-up (a frozen server).
+ */
+class PipeliningPool extends pg.Pool {
+  readonly #closing = new Set<Promise<void>>();
+
+  constructor(config: pg.PoolConfig) {
+    super(config);
+    this.on('release', (_error: Error | undefined, client: pg.PoolClient) => {
+      const closing = (client as unknown as PipeliningClient).closing;
+      if (closing === null || this.#closing.has(closing)) return;
+      this.#closing.add(closing);
+      void closing.finally(() => this.#closing.delete(closing));
+    });
+  }
+
+  override end(callback?: any): any {
+    const ended = (super.end() as Promise<void>).then(async () => {
+      await Promise.all(this.#closing);
+    });
+    if (typeof callback !== 'function') return ended;
+    ended.then(() => callback(), callback);
+  }
+}
+
 /** The pool the app reaches PostgreSQL through (tests use it too, to run the same client). */
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
-  const pool = new pg.Pool({
+  const pool = new PipeliningPool({
     connectionString,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
