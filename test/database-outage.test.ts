@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
 import t, { type Test } from 'tap';
@@ -453,6 +453,33 @@ t.test(
     await sleep(300);
     const { rows } = await admin.query('select v from deadline_probe where id = 1');
     t.same(rows, [{ v: 0 }], 'the update did not run once the lock went');
+  },
+);
+
+t.test(
+  'a connection given up at its deadline is not reported as an idle connection lost',
+  { skip: needsServer },
+  async (t) => {
+    const { url, admin } = await rowAndAdmin(t);
+    // server.ts logs these as "idle database connection lost".
+    const idleErrors: unknown[] = [];
+    const pool = createPool(url, { onIdleError: (error) => idleErrors.push(error) });
+    const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+    t.teardown(() => db.destroy());
+    await admin.query('begin');
+    await admin.query('select v from deadline_probe where id = 1 for update');
+    const outcome = await withStatementDeadline(300, () =>
+      sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
+    ).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
+    // The request has released the client by now; it leaves the pool once its cancel has gone
+    // and its socket is closed, after what PostgreSQL sent it meanwhile (the cancel's 57014).
+    await new Promise((resolve) => pool.once('remove', resolve));
+    await admin.query('rollback');
+    t.same(idleErrors.map(String), [], 'nothing reported about idle connections');
   },
 );
 

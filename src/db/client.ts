@@ -243,13 +243,31 @@ export class PipeliningClient extends pg.Client {
   #abandon(ms: number) {
     if (this.#abandoned !== null) return;
     const exceeded = new StatementDeadlineExceeded(ms);
-    const client = this as unknown as { _queryable: boolean; _errorAllQueries(error: Error): void };
+    const client = this as unknown as {
+      _queryable: boolean;
+      _ending: boolean;
+      _errorAllQueries(error: Error): void;
+    };
     client._queryable = false;
     client._errorAllQueries(exceeded);
-    (this.connection.stream as unknown as { unref?: () => void }).unref?.();
-    this.#abandoned = this.#cancelOnServer().then(() => {
-      this.connection.stream.destroy(exceeded);
-    });
+    // The request releases the client at once, and pg-pool, which drops it only when its socket
+    // has closed, listens for its errors meanwhile: each would be reported as an idle connection
+    // lost (createPool's onIdleError). So what PostgreSQL still sends (the cancel's 57014, a late
+    // result), answers for statements that have all failed, is read and dropped unparsed (pg
+    // would report each as an error), and the socket is closed as pg closes one it ends: its
+    // reset or end is no loss, and its destroy carries no error.
+    const stream = this.connection.stream as unknown as {
+      removeAllListeners(event: 'data'): void;
+      resume?: () => void;
+      unref?: () => void;
+      destroy(): void;
+    };
+    stream.removeAllListeners('data');
+    stream.resume?.();
+    client._ending = true;
+    (this.connection as unknown as { _ending: boolean })._ending = true;
+    stream.unref?.();
+    this.#abandoned = this.#cancelOnServer().then(() => stream.destroy());
   }
 
   /**
