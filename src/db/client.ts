@@ -79,6 +79,12 @@ interface CancelConnection {
 
 /** How long a cancel request (a statement past its deadline) may take to reach PostgreSQL. */
 const CANCEL_GIVE_UP_MS = 10_000;
+/**
+ * How long the pool's end() waits for cancels still on their way. A live server takes them in
+ * milliseconds; a frozen one would not take them in 10 s either, and a shutdown that waited for
+ * the give-up would overrun its grace (SHUTDOWN_GRACE_MS, default 10 s) and exit 1.
+ */
+const CANCEL_AT_END_MS = 2_000;
 
 // The whole text, as Kysely sends it: a script that merely starts with BEGIN is sent as it is.
 const TRANSACTION_START = /^(begin|start transaction( isolation level [a-z ]+?)?( read (only|write))?)$/;
@@ -375,7 +381,7 @@ export interface PoolOptions {
  * until its cancel has gone (PipeliningClient#abandon): a pool.end() that did not wait would let
  * the process exit (server.ts, at shutdown) with the cancel still on its way, and close the
  * socket a pooler needs open to forward it, so the statement would run on. The wait is bounded
- * by the cancel's give-up (a frozen server).
+ * (CANCEL_AT_END_MS): against a frozen server it is given up.
  */
 class PipeliningPool extends pg.Pool {
   readonly #closing = new Set<Promise<void>>();
@@ -392,7 +398,16 @@ class PipeliningPool extends pg.Pool {
 
   override end(callback?: any): any {
     const ended = (super.end() as Promise<void>).then(async () => {
-      await Promise.all(this.#closing);
+      if (this.#closing.size === 0) return;
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(this.#closing),
+        new Promise<void>((resolve) => {
+          bound = setTimeout(resolve, CANCEL_AT_END_MS);
+          bound.unref();
+        }),
+      ]);
+      clearTimeout(bound);
     });
     if (typeof callback !== 'function') return ended;
     ended.then(() => callback(), callback);
