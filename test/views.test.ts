@@ -527,6 +527,33 @@ t.test('saved views', async (t) => {
       const res = await create(salesAgent, { name: 'Bad', filters });
       t.equal(res.statusCode, 400, JSON.stringify(filters));
     }
+    // RFC 3339 instants outside the years 0001-9999 in UTC: pg takes them ("0001 BC"), embedded
+    // PGlite refuses them (toISOString), so a view saved with one broke GET /v1/views/counts and
+    // its own tickets with a 400 on every later read. Refused when saved, on both backends.
+    for (const instant of [
+      '0000-01-01T00:00:00Z',
+      '9999-12-31T23:59:59-23:59',
+      '0001-01-01T00:00:00+01:00',
+    ]) {
+      const res = await create(salesAgent, { name: 'Year 0', filters: { updated_to: instant } });
+      t.equal(res.statusCode, 400, instant);
+      t.equal(res.json().code, 'validation_failed', instant);
+      t.same(res.json().errors?.[0]?.field, 'body/filters/updated_to', instant);
+      const patched = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/views/${ids.mine}`,
+        token: salesAgent,
+        payload: { filters: { created_from: instant } },
+      });
+      t.equal(patched.statusCode, 400, `PATCH ${instant}`);
+      const listed = await get(salesAgent, `/v1/tickets?updated_to=${encodeURIComponent(instant)}`);
+      t.equal(
+        listed.json().code,
+        'validation_failed',
+        `the list, ${instant}: the same answer on both backends`,
+      );
+    }
+    t.equal((await get(salesAgent, '/v1/views/counts')).statusCode, 200, 'the counts still answer');
     for (const payload of [
       { name: '' },
       { name: 'x', sort: 'name' },
