@@ -141,7 +141,7 @@ export type SlaPolicyView = Static<typeof SlaPolicySchema>;
 
 const example = {
   name: 'Business hours support',
-  conditions: { all: [{ field: 'priority', operator: 'in', value: ['high', 'urgent'] }] },
+  conditions: { all: [{ field: 'priority', operator: 'is_one_of', value: ['high', 'urgent'] }] },
   targets: {
     high: { first_answer: { minutes: 60, business: true }, resolution: { minutes: 480, business: true } },
     urgent: { first_answer: { minutes: 15, business: false } },
