@@ -137,6 +137,53 @@ t.test('HTTP contract for every route', async (t) => {
     t.equal(Number(count.n), 0, 'no rejected request created anything');
   });
 
+  await t.test(
+    'a lone UTF-16 surrogate or bytes that are no UTF-8: 400 invalid_text, nothing stored',
+    async (t) => {
+      const post = (payload: string | Buffer) =>
+        ctx.request({
+          method: 'POST',
+          url: '/v1/departments',
+          token,
+          headers: { 'content-type': 'application/json' },
+          payload,
+        });
+      for (const [what, payload, field] of [
+        ['a high surrogate alone', '{"name":"Half\\ud800"}', 'body/name'],
+        ['a low surrogate alone', '{"name":"Half\\uDC00x"}', 'body/name'],
+        ['in a nested string', '{"name":"Half","description":"ok \\udbff"}', 'body/description'],
+        ['in a key', '{"name":"Half","\\ud800":1}', 'body/\ufffd'],
+      ] as const) {
+        const res = await post(payload);
+        t.equal(res.statusCode, 400, what);
+        t.match(res.headers['content-type'], /^application\/problem\+json/);
+        t.match(res.json(), { code: 'invalid_text', errors: [{ field }] }, what);
+      }
+      const bytes = Buffer.concat([
+        Buffer.from('{"name":"Half'),
+        Buffer.from([0xed, 0xa0, 0x80]),
+        Buffer.from('"}'),
+      ]);
+      const notUtf8 = await post(bytes);
+      t.equal(notUtf8.statusCode, 400, 'a surrogate encoded in UTF-8 bytes (CESU) is no UTF-8');
+      t.equal(notUtf8.json().code, 'invalid_text');
+      const latin1 = await post(Buffer.from('{"name":"Caf\xe9"}', 'latin1'));
+      t.equal(latin1.statusCode, 400, 'Latin-1 bytes are no UTF-8');
+      const departments = await ctx.db
+        .selectFrom('departments')
+        .select('name')
+        .where('name', 'like', 'Half%')
+        .execute();
+      t.same(departments, [], 'nothing was stored');
+      const pair = await post('{"name":"Whole \\ud83d\\ude00"}');
+      t.equal(pair.statusCode, 201, 'a whole surrogate pair (an emoji) is a character');
+      t.equal(pair.json().name, 'Whole \u{1F600}');
+      const raw = await post(Buffer.from('{"name":"Caf\u00e9 \u{1F600}"}', 'utf8'));
+      t.equal(raw.statusCode, 201, 'UTF-8 as it should be');
+      t.equal(raw.json().name, 'Caf\u00e9 \u{1F600}');
+    },
+  );
+
   await t.test('problems carry type, title, status, code, detail, instance and the request id', async (t) => {
     const res = await ctx.request({
       method: 'GET',

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
@@ -5,7 +6,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { type Static, Type } from 'typebox';
 import { DATABASE_RETRY_AFTER_SECONDS, describe, isDatabaseUnreachable } from '../db/outage.ts';
-import { DomainError, type ErrorKind } from '../errors.ts';
+import { DomainError, type ErrorKind, invalid } from '../errors.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
@@ -320,6 +321,32 @@ export function writeRawProblem(
   }
 }
 
+/** A JSON escape of a UTF-16 surrogate: how a body brings one that has no pair. */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+
+/**
+ * Where a parsed body holds a string (or key) with a lone surrogate, or null. PostgreSQL stores
+ * UTF-8, and pg would write such a string with U+FFFD in its place: a change nobody asked for.
+ */
+function loneSurrogateAt(value: unknown, path: string): string | null {
+  if (typeof value === 'string') return value.isWellFormed() ? null : path;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const at = loneSurrogateAt(value[i], `${path}/${i}`);
+      if (at !== null) return at;
+    }
+    return null;
+  }
+  if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      if (!key.isWellFormed()) return `${path}/${key.toWellFormed()}`;
+      const at = loneSurrogateAt(item, `${path}/${key}`);
+      if (at !== null) return at;
+    }
+  }
+  return null;
+}
+
 /** One error handler for the whole API: every failure leaves as RFC 9457 problem+json. */
 export const problemPlugin = fp(
   async (app: FastifyInstance) => {
@@ -331,9 +358,30 @@ export const problemPlugin = fp(
     // DELETE included; an empty body is no body, not malformed JSON.
     const parseJson = app.getDefaultJsonParser('error', 'error');
     app.removeContentTypeParser('application/json');
-    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-      if (body === '' || body.length === 0) return done(null, undefined);
-      return parseJson(request, String(body), done);
+    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+      const bytes = body as Buffer;
+      if (bytes.length === 0) return done(null, undefined);
+      // Decoded as it came, bytes that are no UTF-8 would become U+FFFD without a word.
+      if (!isUtf8(bytes)) {
+        return done(
+          invalid('invalid_text', 'The body is not valid UTF-8.', [
+            { field: 'body', message: 'is not valid UTF-8' },
+          ]),
+        );
+      }
+      const text = bytes.toString('utf8');
+      return parseJson(request, text, (error, parsed) => {
+        if (error || !SURROGATE_ESCAPE.test(text)) return done(error, parsed);
+        const at = loneSurrogateAt(parsed, 'body');
+        if (at === null) return done(null, parsed);
+        return done(
+          invalid(
+            'invalid_text',
+            `${at} holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF alone), no character.`,
+            [{ field: at, message: 'holds a lone UTF-16 surrogate' }],
+          ),
+        );
+      });
     });
 
     app.setNotFoundHandler((request, reply) =>
