@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { pino } from 'pino';
 import t from 'tap';
 import { loadConfig } from '../src/config.ts';
@@ -494,4 +495,57 @@ t.test('a reply whose file is gone from storage fails at once, saying so', async
   );
   const [message] = (await messages(ctx, token, id)).filter((m) => m.kind === 'agent');
   t.equal(message?.delivery_state, 'failed');
+});
+
+t.test('an event that cannot be mailed is passed over alone; the rest of its batch is mailed', async (t) => {
+  const smtp = await startSmtpReceiver();
+  t.teardown(smtp.close);
+  // No job queue: the consumer runs by hand, so both replies fall in one batch.
+  const env = { ...FAST, SMTP_URL: smtp.url };
+  const ctx = await buildTestApp(t, env);
+  const config = loadConfig(env).mail;
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  await drainMailFeed(ctx.db, { config, queue: undefined });
+  const res = await call(ctx, 'POST', '/v1/tickets', token, {
+    subject: 'Two replies',
+    channel: 'email',
+    contact: { email: 'two@customer.example' },
+    message: { body: 'Hello' },
+  });
+  t.equal(res.statusCode, 201, res.body);
+  const id = res.json().id as string;
+  const reply = async (body: string) => {
+    const sent = await call(ctx, 'POST', `/v1/tickets/${id}/messages`, token, { kind: 'reply', body });
+    t.equal(sent.statusCode, 201, sent.body);
+    return sent.json().id as string;
+  };
+  const failing = await reply('This one fails.');
+  const fine = await reply('This one goes.');
+  // A fault of one event's own (a bug, say): the database refuses its outbox row alone.
+  await sql`
+    create function refuse_one_outbox_row() returns trigger language plpgsql as $$
+    begin
+      if new.message_id = ${sql.lit(failing)}::uuid then raise exception 'refused for the test'; end if;
+      return new;
+    end $$`.execute(ctx.db);
+  await sql`
+    create trigger refuse_one before insert on mail_outbox
+    for each row execute function refuse_one_outbox_row()`.execute(ctx.db);
+  await drainMailFeed(ctx.db, { config, queue: undefined });
+  const planned = async () =>
+    await ctx.db
+      .selectFrom('mail_outbox')
+      .select(['kind', 'message_id'])
+      .where('ticket_id', '=', id)
+      .execute();
+  const rows = await planned();
+  t.same(
+    rows.map((m) => m.kind).sort(),
+    ['acknowledgement', 'agent_reply'],
+    'the acknowledgement and one reply are planned',
+  );
+  t.equal(rows.find((m) => m.kind === 'agent_reply')?.message_id, fine, 'the reply that could be planned');
+  await sql`drop trigger refuse_one on mail_outbox`.execute(ctx.db);
+  await drainMailFeed(ctx.db, { config, queue: undefined });
+  t.equal((await planned()).length, 2, 'the consumer moved past the one it could not plan');
 });

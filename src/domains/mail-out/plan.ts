@@ -45,17 +45,54 @@ interface TicketNow {
   created_in_working_hours: boolean | null;
 }
 
+/** The events that may cause a mail; the others are passed over without a look at their ticket. */
+const WATCHED = new Set([
+  'ticket.created',
+  'ticket.agent_replied',
+  'ticket.transferred',
+  'ticket.status_changed',
+]);
+
 /**
- * The outbox rows one batch of the feed causes, in the consumer's transaction. Each event runs
- * under a savepoint: one that cannot be mailed (a template that fails to render, a bug) is
- * logged and passed over alone, rather than holding every later mail back for good. A database
- * gone away still fails the batch, which is read again.
+ * The outbox rows one batch of the feed causes, in the consumer's transaction. The batch's
+ * tickets are read in one statement, and whether a department can send at all once per
+ * department: most events cause no mail (a chat, a department without SMTP), and those cost
+ * nothing more. Each event that may cause one runs under a savepoint: one that cannot be mailed
+ * (a template that fails to render, a bug) is logged and passed over alone, rather than holding
+ * every later mail back for good. A database gone away still fails the batch, which is read again.
  */
 export async function planMails(deps: PlanDeps, trx: Trx, rows: readonly FeedRow[]): Promise<void> {
-  for (const row of rows) {
+  const watched = rows.filter((row) => row.event.ticket_id !== null && WATCHED.has(row.event.type));
+  if (watched.length === 0) return;
+  const ids = [...new Set(watched.map((row) => row.event.ticket_id as string))];
+  const tickets = new Map(
+    (
+      await trx
+        .selectFrom('tickets')
+        .select([
+          'id',
+          'number',
+          'channel',
+          'status',
+          'department_id',
+          'contact_id',
+          'created_in_working_hours',
+        ])
+        .where('id', 'in', ids)
+        .execute()
+    ).map((ticket) => [ticket.id, ticket]),
+  );
+  const sending = new Map<string | null, Promise<boolean>>();
+  for (const row of watched) {
+    const ticket = tickets.get(row.event.ticket_id as string);
+    if (!ticket || !MAIL_CHANNELS.includes(ticket.channel)) continue;
+    if (ticket.status === 'spam' || ticket.status === 'deleted') continue;
+    if (!sending.has(ticket.department_id))
+      sending.set(ticket.department_id, canSend(deps, trx, ticket.department_id));
+    if (!(await sending.get(ticket.department_id))) continue;
     await sql`savepoint mail_event`.execute(trx);
     try {
-      await planOne(deps, trx, row);
+      await planOne(deps, trx, row, ticket);
       await sql`release savepoint mail_event`.execute(trx);
     } catch (error) {
       if (isDatabaseUnreachable(error)) throw error;
@@ -68,19 +105,9 @@ export async function planMails(deps: PlanDeps, trx: Trx, rows: readonly FeedRow
   }
 }
 
-async function planOne(deps: PlanDeps, trx: Trx, row: FeedRow): Promise<void> {
+/** The mail one event causes, for a ticket of a mail channel whose department can send. */
+async function planOne(deps: PlanDeps, trx: Trx, row: FeedRow, ticket: TicketNow): Promise<void> {
   const { event } = row;
-  if (!event.ticket_id) return;
-  const watched = ['ticket.created', 'ticket.agent_replied', 'ticket.transferred', 'ticket.status_changed'];
-  if (!watched.includes(event.type)) return;
-  const ticket = await trx
-    .selectFrom('tickets')
-    .select(['id', 'number', 'channel', 'status', 'department_id', 'contact_id', 'created_in_working_hours'])
-    .where('id', '=', event.ticket_id)
-    .executeTakeFirst();
-  if (!ticket || !MAIL_CHANNELS.includes(ticket.channel)) return;
-  if (ticket.status === 'spam' || ticket.status === 'deleted') return;
-  if (!(await canSend(deps, trx, ticket.department_id))) return;
   const payload = event.payload as Record<string, unknown>;
   switch (event.type) {
     case 'ticket.created': {
