@@ -65,7 +65,27 @@ interface Plan {
   emails?: string[];
 }
 
-async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow): Promise<Plan | null> {
+/** Read once per batch: a department's active members (several events of a batch share one). */
+type Members = (departmentId: string) => Promise<string[]>;
+
+function membersOnce(trx: Transaction<Database>): Members {
+  const read = new Map<string, Promise<string[]>>();
+  return (departmentId) => {
+    let members = read.get(departmentId);
+    if (!members) {
+      members = activeMembersOf(trx, departmentId);
+      read.set(departmentId, members);
+    }
+    return members;
+  };
+}
+
+async function plan(
+  trx: Transaction<Database>,
+  row: FeedRow,
+  ticket: TicketNow,
+  membersOf: Members,
+): Promise<Plan | null> {
   const { event } = row;
   const payload = event.payload as Record<string, unknown>;
   switch (event.type) {
@@ -74,7 +94,7 @@ async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow)
       return {
         kind: 'ticket_created',
         departmentId: event.department_id,
-        agentIds: await activeMembersOf(trx, event.department_id),
+        agentIds: await membersOf(event.department_id),
       };
     }
     case 'ticket.customer_replied': {
@@ -94,7 +114,7 @@ async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow)
       return {
         kind: 'customer_replied',
         departmentId: ticket.department_id,
-        agentIds: await activeMembersOf(trx, ticket.department_id),
+        agentIds: await membersOf(ticket.department_id),
       };
     }
     case 'ticket.assigned': {
@@ -106,7 +126,7 @@ async function plan(trx: Transaction<Database>, row: FeedRow, ticket: TicketNow)
     case 'ticket.transferred': {
       const to = typeof payload.to_department_id === 'string' ? payload.to_department_id : null;
       if (!to) return null;
-      return { kind: 'ticket_transferred', departmentId: to, agentIds: await activeMembersOf(trx, to) };
+      return { kind: 'ticket_transferred', departmentId: to, agentIds: await membersOf(to) };
     }
     case 'sla.escalated': {
       const recipients = Array.isArray(payload.recipients)
@@ -139,7 +159,11 @@ function enabledFor(
  * The notifications one feed event causes. Never the agent who caused it, never an agent who
  * cannot see the ticket now (it may have moved on since), never one who turned the kind off.
  */
-export async function notificationsFor(trx: Transaction<Database>, row: FeedRow): Promise<NewNotification[]> {
+export async function notificationsFor(
+  trx: Transaction<Database>,
+  row: FeedRow,
+  membersOf: Members = membersOnce(trx),
+): Promise<NewNotification[]> {
   if (row.visibility === null || row.event.ticket_id === null) return [];
   const payload = row.event.payload as { ticket?: { subject?: unknown } };
   const ticket: TicketNow = {
@@ -148,7 +172,7 @@ export async function notificationsFor(trx: Transaction<Database>, row: FeedRow)
     department_id: row.visibility.department_id,
     assignee_id: row.visibility.assignee_id,
   };
-  const wanted = await plan(trx, row, ticket);
+  const wanted = await plan(trx, row, ticket, membersOf);
   if (!wanted) return [];
   const actor = row.event.actor.agent_id;
   const ids = (wanted.agentIds ?? []).filter((id) => id !== actor);
@@ -197,7 +221,8 @@ export async function handleBatch(
   channels: readonly NotificationChannel[] = CHANNELS,
 ): Promise<void> {
   const all: NewNotification[] = [];
-  for (const row of rows) all.push(...(await notificationsFor(trx, row)));
+  const membersOf = membersOnce(trx);
+  for (const row of rows) all.push(...(await notificationsFor(trx, row, membersOf)));
   if (all.length === 0) return;
   for (const channel of channels) await channel.deliver(trx, all);
 }
