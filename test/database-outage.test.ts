@@ -371,6 +371,39 @@ async function rowAndAdmin(t: Test) {
   return { db: database.db, url: database.url!, admin };
 }
 
+/** The test's connection locks the row; the app's update of it runs past a 300 ms deadline. */
+async function updateLockedRow(admin: pg.Client, db: Kysely<any>) {
+  await admin.query('begin');
+  await admin.query('select v from deadline_probe where id = 1 for update');
+  return withStatementDeadline(300, () =>
+    sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
+  ).then(
+    () => null,
+    (error: unknown) => error,
+  );
+}
+
+/** No backend waits on the test's row lock any more, and once it goes the update never runs. */
+async function lockLeftAlone(t: Test, admin: pg.Client) {
+  const waiting = async () => {
+    // The admin's transaction would otherwise see pg_stat_activity as it first read it.
+    await admin.query('select pg_stat_clear_snapshot()');
+    const { rows } = await admin.query(
+      `select pid from pg_stat_activity
+        where datname = current_database() and query like 'update deadline_probe%' and pid <> pg_backend_pid()`,
+    );
+    return rows;
+  };
+  for (let i = 0; i < 60 && (await waiting()).length > 0; i++) await sleep(50);
+  const left = await waiting();
+  await admin.query('rollback');
+  if (left.length > 0) await admin.query('select pg_terminate_backend($1)', [left[0].pid]);
+  t.same(left, [], 'no backend still waits on the lock');
+  await sleep(300);
+  const { rows } = await admin.query('select v from deadline_probe where id = 1');
+  t.same(rows, [{ v: 0 }], 'the update did not run once the lock went');
+}
+
 t.test(
   'a statement past its deadline is cancelled: its backend ends and its locks go with it',
   { skip: needsServer },
@@ -425,34 +458,11 @@ t.test(
       await db.destroy();
       relay.close();
     });
-    await admin.query('begin');
-    await admin.query('select v from deadline_probe where id = 1 for update');
-    const outcome = await withStatementDeadline(300, () =>
-      sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
-    ).then(
-      () => null,
-      (error: unknown) => error,
-    );
+    const outcome = await updateLockedRow(admin, db);
     t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
     t.match(String((outcome as Error).message), /did not answer within 300 ms/);
-    const waiting = async () => {
-      // The admin's transaction would otherwise see pg_stat_activity as it first read it.
-      await admin.query('select pg_stat_clear_snapshot()');
-      const { rows } = await admin.query(
-        `select pid from pg_stat_activity
-          where datname = current_database() and query like 'update deadline_probe%' and pid <> pg_backend_pid()`,
-      );
-      return rows;
-    };
-    for (let i = 0; i < 60 && (await waiting()).length > 0; i++) await sleep(50);
-    const left = await waiting();
-    await admin.query('rollback');
-    if (left.length > 0) await admin.query('select pg_terminate_backend($1)', [left[0].pid]);
-    t.same(left, [], 'no backend still waits on the lock');
+    await lockLeftAlone(t, admin);
     t.same(relay.cancels, { forwarded: 1, dropped: 0 }, 'the cancel reached PostgreSQL through the pooler');
-    await sleep(300);
-    const { rows } = await admin.query('select v from deadline_probe where id = 1');
-    t.same(rows, [{ v: 0 }], 'the update did not run once the lock went');
   },
 );
 
@@ -466,14 +476,7 @@ t.test(
     const pool = createPool(url, { onIdleError: (error) => idleErrors.push(error) });
     const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
     t.teardown(() => db.destroy());
-    await admin.query('begin');
-    await admin.query('select v from deadline_probe where id = 1 for update');
-    const outcome = await withStatementDeadline(300, () =>
-      sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
-    ).then(
-      () => null,
-      (error: unknown) => error,
-    );
+    const outcome = await updateLockedRow(admin, db);
     t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
     // The request has released the client by now; it leaves the pool once its cancel has gone
     // and its socket is closed, after what PostgreSQL sent it meanwhile (the cancel's 57014).
@@ -499,36 +502,14 @@ t.test(
     };
     t.teardown(closeRelay);
     const db = await createDatabase({ databaseUrl: relayed.toString() });
-    await admin.query('begin');
-    await admin.query('select v from deadline_probe where id = 1 for update');
-    const outcome = await withStatementDeadline(300, () =>
-      sql`update deadline_probe set v = v + 1 where id = 1`.execute(db),
-    ).then(
-      () => null,
-      (error: unknown) => error,
-    );
+    const outcome = await updateLockedRow(admin, db);
     t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
     // server.ts at shutdown: the pool closes, then the process exits, and every connection it
     // still has goes with it (the relay's closing stands for that: nothing gets through after).
     await db.destroy();
     t.same(relay.cancels, { forwarded: 1, dropped: 0 }, 'the cancel went before the pool was closed');
     closeRelay();
-    const waiting = async () => {
-      await admin.query('select pg_stat_clear_snapshot()');
-      const { rows } = await admin.query(
-        `select pid from pg_stat_activity
-          where datname = current_database() and query like 'update deadline_probe%' and pid <> pg_backend_pid()`,
-      );
-      return rows;
-    };
-    for (let i = 0; i < 60 && (await waiting()).length > 0; i++) await sleep(50);
-    const left = await waiting();
-    await admin.query('rollback');
-    if (left.length > 0) await admin.query('select pg_terminate_backend($1)', [left[0].pid]);
-    t.same(left, [], 'no backend still waits on the lock');
-    await sleep(300);
-    const { rows } = await admin.query('select v from deadline_probe where id = 1');
-    t.same(rows, [{ v: 0 }], 'the update did not run once the lock went');
+    await lockLeftAlone(t, admin);
   },
 );
 
