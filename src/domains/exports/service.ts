@@ -128,6 +128,25 @@ function resumeFrom(list: string, cursor: string | undefined): Date | null {
   return from;
 }
 
+/**
+ * 400 invalid_text when a text filter holds U+0000, as the GET answers it: the schemas let the
+ * character through and only the database refuses it (22021, the problem handler's
+ * invalid_text), when the first batch is read. A HEAD reads no batch, so without this it
+ * answered 200 where its GET answers 400; both now refuse it here, before the horizon.
+ */
+function refuseUnstorableText(filter: Record<string, unknown>): void {
+  const fields = Object.entries(filter)
+    .filter(([, value]) => [value].flat().some((v) => typeof v === 'string' && v.includes('\u0000')))
+    .map(([name]) => ({ field: `querystring/${name}`, message: 'contains U+0000, which cannot be stored' }));
+  if (fields.length > 0) {
+    throw invalid(
+      'invalid_text',
+      'A text value contains a character that cannot be stored (U+0000).',
+      fields,
+    );
+  }
+}
+
 function windowOf(from: Date | null, horizon: Date): repo.Window {
   // A horizon behind the cursor (only a clock moved back does that) exports nothing, again.
   return { from, to: from !== null && horizon < from ? from : horizon };
@@ -172,7 +191,9 @@ export async function ticketExportHeaders(
 ): Promise<ExportHeaders> {
   const { format = 'ndjson', cursor, ...filter } = query;
   const list = `export:tickets:${principal.agentId}:${JSON.stringify(filter)}`;
-  const window = windowOf(resumeFrom(list, cursor), await repo.exportHorizon(db));
+  const from = resumeFrom(list, cursor);
+  refuseUnstorableText(filter);
+  const window = windowOf(from, await repo.exportHorizon(db));
   return exportHeaders(list, 'tickets', format, window);
 }
 
@@ -185,6 +206,7 @@ export async function exportTickets(
   const { format = 'ndjson', cursor, ...filter } = query;
   const list = `export:tickets:${principal.agentId}:${JSON.stringify(filter)}`;
   const from = resumeFrom(list, cursor);
+  refuseUnstorableText(filter);
   const access = await loadTicketAccess(db, principal);
   const horizon = await repo.exportHorizon(db);
   const window = windowOf(from, horizon);
@@ -227,6 +249,7 @@ async function contactExportPlan(db: Db, principal: Principal, query: ContactExp
   const { format = 'ndjson', cursor, updated_from, ...filter } = query;
   const list = `export:contacts:${principal.agentId}:${JSON.stringify({ ...filter, updated_from })}`;
   const resumed = resumeFrom(list, cursor);
+  refuseUnstorableText(filter);
   const from = resumed ?? (updated_from === undefined ? null : new Date(updated_from));
   const window = windowOf(from, await repo.exportHorizon(db));
   return { format, filter, window, headers: exportHeaders(list, 'contacts', format, window) };
