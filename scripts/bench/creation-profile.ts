@@ -1,4 +1,4 @@
-// node scripts/bench/creation-profile.ts [--duration 10] [--cpu-prof] [--what-if]
+// node scripts/bench/creation-profile.ts [--duration 10] [--cpu-prof | --cpu-prof-floor] [--what-if]
 //
 // Where a ticket creation's time goes, on the same servers as bench:tickets (tickets-server.ts:
 // the app, and the per-request floor probe), in a scratch database deskroute_profile_<pid>:
@@ -12,7 +12,8 @@
 //   3. --what-if: the same load with one part of the work removed from the schema for a moment
 //      (report triggers disabled; then the tickets' secondary indexes dropped), to price them.
 // --cpu-prof writes a V8 CPU profile of the server process during the app's measured phases
-// (cpu-profile-hook.ts) and prints the functions and packages with the most self time.
+// (cpu-profile-hook.ts) and prints the functions and packages with the most self time;
+// --cpu-prof-floor does the same for the floor probe's phases, to compare the two.
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -36,6 +37,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '10' },
     samples: { type: 'string', default: '300' },
     'cpu-prof': { type: 'boolean', default: false },
+    'cpu-prof-floor': { type: 'boolean', default: false },
     'what-if': { type: 'boolean', default: false },
   },
 });
@@ -77,7 +79,9 @@ async function main() {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       execArgv: [
         ...process.execArgv,
-        ...(args['cpu-prof'] ? ['--import', new URL('./cpu-profile-hook.ts', import.meta.url).pathname] : []),
+        ...(args['cpu-prof'] || args['cpu-prof-floor']
+          ? ['--import', new URL('./cpu-profile-hook.ts', import.meta.url).pathname]
+          : []),
       ],
     });
     const ports = await new Promise<{ app: number; bare: number }>((resolve) =>
@@ -191,23 +195,28 @@ async function main() {
         child!.on('message', on);
         child!.send(m);
       });
-    if (args['cpu-prof']) await profiled({ profile: 'start' }, 'profiling');
+    // The profile is of the app's phases alone (or, --cpu-prof-floor, of the floor's): both
+    // share the server process.
+    const profiling = args['cpu-prof'] || args['cpu-prof-floor'];
+    if (profiling) await profiled({ profile: 'start' }, 'profiling');
     const apps: number[] = [];
     const floors: number[] = [];
     for (let round = 0; round < 2; round++) {
-      const a = await measure(app, '/v1/tickets');
-      line('app', a);
-      apps.push(a.rps);
-      // The profile is the app's alone: the floor shares its process.
+      if (!args['cpu-prof-floor']) {
+        const a = await measure(app, '/v1/tickets');
+        line('app', a);
+        apps.push(a.rps);
+      }
       if (args['cpu-prof']) continue;
       const f = await measure(bare, '/floor');
       line('floor', f);
       floors.push(f.rps);
     }
     const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-    if (args['cpu-prof'])
+    if (profiling)
       await profiled({ profile: 'stop', file: path.join(profileDir, 'server.cpuprofile') }, 'profiled');
-    if (floors.length) out(`  creation / floor: ${(mean(apps) / mean(floors)).toFixed(2)} (target >= 0.8)`);
+    if (floors.length && apps.length)
+      out(`  creation / floor: ${(mean(apps) / mean(floors)).toFixed(2)} (target >= 0.8)`);
 
     if (args['what-if']) {
       out();
@@ -306,7 +315,7 @@ async function main() {
     await db.destroy();
     await admin((c) => c.query(`drop database if exists ${scratch} with (force)`));
   }
-  if (args['cpu-prof']) summariseProfile(profileDir);
+  if (args['cpu-prof'] || args['cpu-prof-floor']) summariseProfile(profileDir);
 }
 
 interface ProfileNode {
@@ -347,7 +356,7 @@ function summariseProfile(dir: string) {
   }
   out();
   out(
-    `CPU profile of the server process (${file}, ${(all / 1e6).toFixed(1)} s sampled, the app's measured phases):`,
+    `CPU profile of the server process (${file}, ${(all / 1e6).toFixed(1)} s sampled, the ${args['cpu-prof-floor'] ? 'floor' : 'app'}'s measured phases):`,
   );
   for (const [name, us] of [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 25))
     out(`  ${((us / all) * 100).toFixed(1).padStart(5)} %  ${name}`);
