@@ -371,6 +371,18 @@ async function rowAndAdmin(t: Test) {
   return { db: database.db, url: database.url!, admin };
 }
 
+/** rowAndAdmin's row and connection, and a relay to the database that behaves as PgBouncer. */
+async function rowBehindPooler(t: Test) {
+  const { url, admin } = await rowAndAdmin(t);
+  const target = new URL(url);
+  // PgBouncer drops a cancel whose client has gone, and closes the server's connection when
+  // its client goes without stopping the statement: the cancel must go first.
+  const relay = relayTo(target.hostname, Number(target.port || 5432), { pooler: true });
+  const relayed = new URL(url);
+  relayed.port = String(await relay.listen());
+  return { admin, relay, relayedUrl: relayed.toString() };
+}
+
 /** The test's connection locks the row; the app's update of it runs past a 300 ms deadline. */
 async function updateLockedRow(admin: pg.Client, db: Kysely<any>) {
   await admin.query('begin');
@@ -446,14 +458,8 @@ t.test(
   'behind a pooler, the cancel goes while the connection is still open: the statement stops',
   { skip: needsServer },
   async (t) => {
-    const { url, admin } = await rowAndAdmin(t);
-    const target = new URL(url);
-    // PgBouncer drops a cancel whose client has gone, and closes the server's connection when
-    // its client goes without stopping the statement: the cancel must go first.
-    const relay = relayTo(target.hostname, Number(target.port || 5432), { pooler: true });
-    const relayed = new URL(url);
-    relayed.port = String(await relay.listen());
-    const db = await createDatabase({ databaseUrl: relayed.toString() });
+    const { admin, relay, relayedUrl } = await rowBehindPooler(t);
+    const db = await createDatabase({ databaseUrl: relayedUrl });
     t.teardown(async () => {
       await db.destroy();
       relay.close();
@@ -490,18 +496,14 @@ t.test(
   'shutting down right after a deadline: the pool closes only once the cancel has gone',
   { skip: needsServer },
   async (t) => {
-    const { url, admin } = await rowAndAdmin(t);
-    const target = new URL(url);
-    const relay = relayTo(target.hostname, Number(target.port || 5432), { pooler: true });
-    const relayed = new URL(url);
-    relayed.port = String(await relay.listen());
+    const { admin, relay, relayedUrl } = await rowBehindPooler(t);
     let closed = false;
     const closeRelay = () => {
       if (!closed) relay.close();
       closed = true;
     };
     t.teardown(closeRelay);
-    const db = await createDatabase({ databaseUrl: relayed.toString() });
+    const db = await createDatabase({ databaseUrl: relayedUrl });
     const outcome = await updateLockedRow(admin, db);
     t.ok(isDatabaseUnreachable(outcome), 'an outage (503)');
     // server.ts at shutdown: the pool closes, then the process exits, and every connection it

@@ -51,6 +51,18 @@ async function messages(ctx: TestContext, token: string, ticketId: string) {
   }[];
 }
 
+/** A ticket by mail from `email`, with the customer's first message; its id. */
+async function mailedTicket(ctx: TestContext, token: string, subject: string, email: string) {
+  const res = await call(ctx, 'POST', '/v1/tickets', token, {
+    subject,
+    channel: 'email',
+    contact: { email },
+    message: { body: 'Hello' },
+  });
+  if (res.statusCode !== 201) throw new Error(`ticket: ${res.statusCode} ${res.body}`);
+  return res.json().id as string;
+}
+
 t.test('mail out', async (t) => {
   const smtp = await startSmtpReceiver();
   t.teardown(smtp.close);
@@ -322,14 +334,7 @@ t.test('an SMTP server that hangs: attempts time out, retry, then fail; the API 
     { jobs: true },
   );
   const { token } = await agentWithToken(ctx, { role: 'admin' });
-  const res = await call(ctx, 'POST', '/v1/tickets', token, {
-    subject: 'Silent',
-    channel: 'email',
-    contact: { email: 'someone@customer.example' },
-    message: { body: 'Hello' },
-  });
-  t.equal(res.statusCode, 201, res.body);
-  const id = res.json().id as string;
+  const id = await mailedTicket(ctx, token, 'Silent', 'someone@customer.example');
   const reply = await call(ctx, 'POST', `/v1/tickets/${id}/messages`, token, { kind: 'reply', body: 'Hi' });
   const queuedWithReason = await waitFor('a failed first attempt', async () => {
     const m = (await messages(ctx, token, id)).find((x) => x.id === reply.json().id);
@@ -387,13 +392,7 @@ t.test(
     const { token } = await agentWithToken(ctx, { role: 'admin' });
     // The consumer starts at the feed head the first time it runs.
     await drainMailFeed(ctx.db, { config, queue: undefined });
-    const res = await call(ctx, 'POST', '/v1/tickets', token, {
-      subject: 'Twice?',
-      channel: 'email',
-      contact: { email: 'once@customer.example' },
-      message: { body: 'Hello' },
-    });
-    const id = res.json().id as string;
+    const id = await mailedTicket(ctx, token, 'Twice?', 'once@customer.example');
     await waitFor('the acknowledgement planned', async () => {
       await drainMailFeed(ctx.db, { config, queue: undefined });
       return (await mails(ctx, token, id)).find((m) => m.kind === 'acknowledgement');
@@ -444,13 +443,7 @@ t.test('a reply whose file is gone from storage fails at once, saying so', async
   const deps = { db: ctx.db, log: pino({ level: 'silent' }), config, queue: undefined, blobs: ctx.app.blobs };
   const { token } = await agentWithToken(ctx, { role: 'admin' });
   await drainMailFeed(ctx.db, { config, queue: undefined });
-  const res = await call(ctx, 'POST', '/v1/tickets', token, {
-    subject: 'With a file',
-    channel: 'email',
-    contact: { email: 'files@customer.example' },
-    message: { body: 'Hello' },
-  });
-  const id = res.json().id as string;
+  const id = await mailedTicket(ctx, token, 'With a file', 'files@customer.example');
   const boundary = 'deskroute-test-boundary';
   const staged = await ctx.request({
     method: 'POST',
@@ -506,14 +499,7 @@ t.test('an event that cannot be mailed is passed over alone; the rest of its bat
   const config = loadConfig(env).mail;
   const { token } = await agentWithToken(ctx, { role: 'admin' });
   await drainMailFeed(ctx.db, { config, queue: undefined });
-  const res = await call(ctx, 'POST', '/v1/tickets', token, {
-    subject: 'Two replies',
-    channel: 'email',
-    contact: { email: 'two@customer.example' },
-    message: { body: 'Hello' },
-  });
-  t.equal(res.statusCode, 201, res.body);
-  const id = res.json().id as string;
+  const id = await mailedTicket(ctx, token, 'Two replies', 'two@customer.example');
   const reply = async (body: string) => {
     const sent = await call(ctx, 'POST', `/v1/tickets/${id}/messages`, token, { kind: 'reply', body });
     t.equal(sent.statusCode, 201, sent.body);
