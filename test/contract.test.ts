@@ -220,6 +220,39 @@ t.test('HTTP contract for every route', async (t) => {
   });
 });
 
+t.test('a lone surrogate deep in nested JSON is 400 invalid_text, as anywhere else', async (t) => {
+  // JSON.parse takes nesting of any depth; the search for a lone surrogate must too. A recursive
+  // one ran out of stack, and its RangeError, thrown inside fastify's parser, answered
+  // 400 malformed_json "Body is not valid JSON" for a body that is valid JSON.
+  const ctx = await buildTestApp(t);
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const depth = 100_000;
+  const nested = (inner: string) => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
+  const post = (payload: string) =>
+    ctx.request({
+      method: 'POST',
+      url: '/v1/departments',
+      token,
+      headers: { 'content-type': 'application/json' },
+      payload,
+    });
+  const lone = await post(`{"name":"Deep","description":${nested('"\\ud800"')}}`);
+  t.equal(lone.statusCode, 400);
+  t.match(lone.json(), { code: 'invalid_text' }, 'invalid_text, not malformed_json');
+  t.match(lone.json().errors[0].field, /^body\/description(\/0){100000}$/, 'the field is named');
+  const lateKey = await post(`{"name":"Deep","description":[${nested('1')},{"\\udc00":1}]}`);
+  t.match(lateKey.json(), { code: 'invalid_text', errors: [{ field: 'body/description/1/\ufffd' }] });
+  const whole = await post(`{"name":"Deep","description":${nested('"\\ud83d\\ude00"')}}`);
+  t.equal(whole.statusCode, 400);
+  t.equal(whole.json().code, 'validation_failed', 'a whole pair passes the parser; the schema refuses');
+  const count = await ctx.db
+    .selectFrom('departments')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('name', '=', 'Deep')
+    .executeTakeFirstOrThrow();
+  t.equal(Number(count.n), 0, 'nothing was stored');
+});
+
 t.test('readiness reports a database that does not answer', async (t) => {
   const ctx = await buildTestApp(t);
   await ctx.database.drop();

@@ -324,24 +324,33 @@ export function writeRawProblem(
 /** A JSON escape of a UTF-16 surrogate: how a body brings one that has no pair. */
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
+/** Stands, in the walk below, for a key that is not well-formed (its field, not its value). */
+const LONE_KEY = Symbol('a key with a lone surrogate');
+
 /**
- * Where a parsed body holds a string (or key) with a lone surrogate, or null. PostgreSQL stores
- * UTF-8, and pg would write such a string with U+FFFD in its place: a change nobody asked for.
+ * Where a parsed body holds a string (or key) with a lone surrogate, or null: the first one in
+ * document order. PostgreSQL stores UTF-8, and pg would write such a string with U+FFFD in its
+ * place: a change nobody asked for. A loop with a stack of its own, not recursion: JSON.parse
+ * takes nesting of any depth, and a RangeError here, inside fastify's parser, would answer
+ * "Body is not valid JSON" for a body that is.
  */
 function loneSurrogateAt(value: unknown, path: string): string | null {
-  if (typeof value === 'string') return value.isWellFormed() ? null : path;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const at = loneSurrogateAt(value[i], `${path}/${i}`);
-      if (at !== null) return at;
-    }
-    return null;
-  }
-  if (value !== null && typeof value === 'object') {
-    for (const [key, item] of Object.entries(value)) {
-      if (!key.isWellFormed()) return `${path}/${key.toWellFormed()}`;
-      const at = loneSurrogateAt(item, `${path}/${key}`);
-      if (at !== null) return at;
+  const pending: [unknown, string][] = [[value, path]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, at] = next;
+    if (item === LONE_KEY) return at;
+    if (typeof item === 'string') {
+      if (!item.isWellFormed()) return at;
+    } else if (Array.isArray(item)) {
+      for (let i = item.length - 1; i >= 0; i--) pending.push([item[i], `${at}/${i}`]);
+    } else if (item !== null && typeof item === 'object') {
+      const entries = Object.entries(item);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [key, child] = entries[i] as [string, unknown];
+        // A key that is not well-formed is named as its own field, in place of what it holds.
+        if (key.isWellFormed()) pending.push([child, `${at}/${key}`]);
+        else pending.push([LONE_KEY, `${at}/${key.toWellFormed()}`]);
+      }
     }
   }
   return null;
