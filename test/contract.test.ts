@@ -4,7 +4,17 @@ import t from 'tap';
 import { generateOpenApi } from '../scripts/openapi-document.ts';
 import { buildApp, REDACT_PATHS } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { agentWithToken, buildTestApp, PASSWORD } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, PASSWORD, type TestContext } from './helpers/app.ts';
+
+/** A department's JSON body as the client wrote it, bytes and all (not re-encoded by inject). */
+const postDepartmentJson = (ctx: TestContext, token: string, payload: string | Buffer) =>
+  ctx.request({
+    method: 'POST',
+    url: '/v1/departments',
+    token,
+    headers: { 'content-type': 'application/json' },
+    payload,
+  });
 
 t.test('the committed openapi/openapi.json is what the code generates', async (t) => {
   const committed = await readFile(new URL('../openapi/openapi.json', import.meta.url), 'utf8');
@@ -140,14 +150,7 @@ t.test('HTTP contract for every route', async (t) => {
   await t.test(
     'a lone UTF-16 surrogate or bytes that are no UTF-8: 400 invalid_text, nothing stored',
     async (t) => {
-      const post = (payload: string | Buffer) =>
-        ctx.request({
-          method: 'POST',
-          url: '/v1/departments',
-          token,
-          headers: { 'content-type': 'application/json' },
-          payload,
-        });
+      const post = (payload: string | Buffer) => postDepartmentJson(ctx, token, payload);
       for (const [what, payload, field] of [
         ['a high surrogate alone', '{"name":"Half\\ud800"}', 'body/name'],
         ['a low surrogate alone', '{"name":"Half\\uDC00x"}', 'body/name'],
@@ -228,14 +231,7 @@ t.test('a lone surrogate deep in nested JSON is 400 invalid_text, as anywhere el
   const { token } = await agentWithToken(ctx, { role: 'admin' });
   const depth = 100_000;
   const nested = (inner: string) => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
-  const post = (payload: string) =>
-    ctx.request({
-      method: 'POST',
-      url: '/v1/departments',
-      token,
-      headers: { 'content-type': 'application/json' },
-      payload,
-    });
+  const post = (payload: string) => postDepartmentJson(ctx, token, payload);
   const lone = await post(`{"name":"Deep","description":${nested('"\\ud800"')}}`);
   t.equal(lone.statusCode, 400);
   t.match(lone.json(), { code: 'invalid_text' }, 'invalid_text, not malformed_json');
