@@ -114,6 +114,26 @@ t.test('departments', async (t) => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow();
     t.equal(row.name, 'Billing', 'the stale write changed nothing');
+    // An ETag with its quotes stripped is not a stale version but a malformed header: 412 would
+    // send the client to read and retry forever.
+    for (const malformed of [String(ok.headers.etag).replaceAll('"', ''), '3', '"a" "b"', 'W/']) {
+      const bad = await ctx.request({
+        method: 'PATCH',
+        url: `/v1/departments/${id}`,
+        token: admin,
+        headers: { 'if-match': malformed },
+        payload: { name: 'Invoices' },
+      });
+      t.equal(bad.statusCode, 400, `If-Match ${malformed}`);
+      t.equal(bad.json().code, 'validation_failed');
+      t.equal(bad.json().errors[0].field, 'headers/if-match');
+    }
+    const unchanged = await ctx.db
+      .selectFrom('departments')
+      .select('name')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    t.equal(unchanged.name, 'Billing', 'a malformed If-Match changed nothing');
     const wildcard = await ctx.request({
       method: 'PATCH',
       url: `/v1/departments/${id}`,

@@ -21,11 +21,24 @@ export function withEtag<T>(reply: FastifyReply, representation: T, version: unk
   return representation;
 }
 
+/**
+ * If-Match as RFC 9110 13.1.1 writes it: `*`, or entity tags (quoted, optionally `W/`) separated
+ * by commas. A value that is neither is the client's mistake (an ETag with its quotes stripped, a
+ * version number): refused with 400 rather than 412, which would send the client to read the
+ * resource again and retry a request that can never succeed. ASCII only (RFC 9110's obs-text
+ * left out): every ETag this server sends is, and a pattern without \u escapes reads the same in
+ * every validator's regular expressions.
+ */
+const ENTITY_TAG = '(W/)?"[!#-~]*"';
+export const IF_MATCH_PATTERN = `^\\s*(\\*|${ENTITY_TAG}(\\s*,\\s*${ENTITY_TAG})*)\\s*$`;
+
 export const IfMatchHeaders = Type.Object({
   'if-match': Type.Optional(
     Type.String({
       maxLength: 1000,
-      description: 'The ETag last read; the change is refused with 412 if the resource changed since.',
+      pattern: IF_MATCH_PATTERN,
+      description:
+        'The ETag last read, with its quotes (or `*`, or several ETags separated by commas); the change is refused with 412 if the resource changed since. A value that is not an entity tag is refused with 400.',
     }),
   ),
 });
