@@ -81,7 +81,7 @@ const stopScheduler = startScheduler(
   config.scheduler.slaTimerMs,
   app.blobs,
 );
-const stopNotifications = startNotifications(db, app.log, config);
+const stopNotifications = startNotifications(db, app.log, config, jobs.queue);
 // IMAP mailboxes are read by every process that runs the watcher; a mailbox by one at a time.
 const imapWatcher = config.mailIn.imapWatcher
   ? startImapWatcher({

@@ -1,6 +1,5 @@
-import { sql } from 'kysely';
 import t from 'tap';
-import type { Db } from '../src/db/database.ts';
+import { loadConfig } from '../src/config.ts';
 import { NOTIFICATION_KINDS } from '../src/domains/notifications/schemas.ts';
 import {
   drainNotifications,
@@ -8,6 +7,7 @@ import {
   startNotifications,
 } from '../src/domains/notifications/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { settleNotifications } from './helpers/notifications.ts';
 import { SseStream } from './helpers/sse.ts';
 
 // Department notifications: the feed consumer decides who hears of what, through the real HTTP
@@ -16,23 +16,6 @@ import { SseStream } from './helpers/sse.ts';
 t.setTimeout(600_000);
 
 let made = 0;
-
-/**
- * Runs the consumer once every transaction committed so far is below the feed's horizon: the
- * horizon is the oldest transaction running anywhere on the server (other test files' too).
- */
-async function settle(db: Db) {
-  const { rows } = await sql<{ x: string }>`select pg_current_xact_id()::text as x`.execute(db);
-  const mine = BigInt(rows[0]!.x);
-  for (;;) {
-    const { rows: h } = await sql<{
-      h: string;
-    }>`select pg_snapshot_xmin(pg_current_snapshot())::text as h`.execute(db);
-    if (BigInt(h[0]!.h) > mine) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await drainNotifications(db);
-}
 
 // One app and database for the file (a database per test costs most of the time on PGlite);
 // each test makes its own departments and agents, so none sees another's notifications.
@@ -113,13 +96,13 @@ t.test('a new ticket notifies its department’s members, never the one who crea
   const ticket = await createTicket(ctx, solver.token, a, {
     message: { body: 'We noticed', author: 'agent' },
   });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, manager.token, ticket), ['ticket_created']);
   t.same(await kinds(ctx, reader.token, ticket), ['ticket_created']);
   t.same(await kinds(ctx, solver.token, ticket), [], 'the creator is not notified');
   t.same(await kinds(ctx, other.token, ticket), [], 'a member of B hears nothing of A');
   t.same(await kinds(ctx, admin.token, ticket), [], 'admins are notified as members only');
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, manager.token, ticket), ['ticket_created'], 'each event is handled once');
 });
 
@@ -127,7 +110,7 @@ t.test('a customer reply notifies the assignee, or the department when unassigne
   const { ctx, a, admin, manager, solver, reader } = await setUp();
   const unassigned = await createTicket(ctx, admin.token, a);
   const assigned = await createTicket(ctx, admin.token, a, { assignee_id: solver.agent.id });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   await call(ctx, 'POST', `/v1/tickets/${unassigned}/messages`, admin.token, {
     kind: 'customer',
     body: 'Any news?',
@@ -136,7 +119,7 @@ t.test('a customer reply notifies the assignee, or the department when unassigne
     kind: 'customer',
     body: 'Hello?',
   });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   for (const member of [manager, solver, reader]) {
     t.ok(
       (await kinds(ctx, member.token, unassigned)).includes('customer_replied'),
@@ -154,15 +137,15 @@ t.test('assigned to you, transferred to your department', async (t) => {
   const { ctx, a, b, admin, manager, solver, other } = await setUp();
   const ticket = await createTicket(ctx, manager.token, a);
   await call(ctx, 'PATCH', `/v1/tickets/${ticket}`, manager.token, { assignee_id: solver.agent.id });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, solver.token, ticket), ['ticket_assigned', 'ticket_created']);
   const self = await createTicket(ctx, admin.token, a);
   await call(ctx, 'PATCH', `/v1/tickets/${self}`, solver.token, { assignee_id: solver.agent.id });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, solver.token, self), ['ticket_created'], 'taking a ticket yourself is no news');
 
   await call(ctx, 'POST', `/v1/tickets/${ticket}/transfer`, admin.token, { department_id: b });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, other.token, ticket), ['ticket_transferred'], 'B’s member hears of the transfer');
   t.notOk((await kinds(ctx, manager.token, ticket)).includes('ticket_transferred'));
 });
@@ -170,12 +153,12 @@ t.test('assigned to you, transferred to your department', async (t) => {
 t.test('a mention in a note notifies that agent if they can see the ticket', async (t) => {
   const { ctx, a, admin, solver, other, reader } = await setUp();
   const ticket = await createTicket(ctx, admin.token, a);
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   await call(ctx, 'POST', `/v1/tickets/${ticket}/messages`, admin.token, {
     kind: 'note',
     body: `@${solver.agent.email} and @${other.agent.email}: please look. cc ${reader.agent.email}`,
   });
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, solver.token, ticket), ['mentioned', 'ticket_created']);
   t.same(await kinds(ctx, other.token, ticket), [], 'an agent who cannot see the ticket is not told of it');
   t.same(await kinds(ctx, reader.token, ticket), ['ticket_created'], 'a plain address is no mention');
@@ -189,6 +172,12 @@ t.test('preferences per department and kind, department defaults by its managers
   t.ok(
     prefs.data.every((p: { enabled: boolean; source: string }) => p.enabled && p.source === 'default'),
     'all on by default',
+  );
+  t.ok(
+    prefs.data.every(
+      (p: { email: boolean; email_source: string }) => !p.email && p.email_source === 'default',
+    ),
+    'email off by default',
   );
 
   // The manager turns ticket_created off for A; the solver turns it back on for themself.
@@ -210,14 +199,21 @@ t.test('preferences per department and kind, department defaults by its managers
   });
   t.same(
     defaults.data.find((d: { kind: string }) => d.kind === 'ticket_created'),
-    { kind: 'ticket_created', enabled: false, source: 'department' },
+    { kind: 'ticket_created', enabled: false, source: 'department', email: false, email_source: 'default' },
   );
   const mine = await call(ctx, 'PUT', '/v1/me/notification-preferences', solver.token, {
     preferences: [{ department_id: a, kind: 'ticket_created', enabled: true }],
   });
   t.same(
     mine.data.find((p: { kind: string }) => p.kind === 'ticket_created'),
-    { department_id: a, kind: 'ticket_created', enabled: true, source: 'agent' },
+    {
+      department_id: a,
+      kind: 'ticket_created',
+      enabled: true,
+      source: 'agent',
+      email: false,
+      email_source: 'default',
+    },
   );
   const notMember = await ctx.request({
     method: 'PUT',
@@ -236,7 +232,7 @@ t.test('preferences per department and kind, department defaults by its managers
   t.equal(wrongKind.statusCode, 400);
 
   const ticket = await createTicket(ctx, admin.token, a);
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, solver.token, ticket), ['ticket_created'], 'the agent’s own choice wins');
   t.same(await kinds(ctx, reader.token, ticket), [], 'the department’s default applies to the others');
 
@@ -245,7 +241,7 @@ t.test('preferences per department and kind, department defaults by its managers
     preferences: [{ department_id: a, kind: 'ticket_created', enabled: null }],
   });
   const again = await createTicket(ctx, admin.token, a);
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   t.same(await kinds(ctx, solver.token, again), []);
 });
 
@@ -253,7 +249,7 @@ t.test('the inbox: unread first, then newest; mark read, mark all read', async (
   const { ctx, a, admin, solver, reader } = await setUp();
   const tickets: string[] = [];
   for (let i = 0; i < 5; i++) tickets.push(await createTicket(ctx, admin.token, a));
-  await settle(ctx.db);
+  await settleNotifications(ctx.db);
   const all = await inbox(ctx, solver.token);
   t.same(
     all.data.map((n) => n.ticket_id),
@@ -316,7 +312,12 @@ t.test('the inbox: unread first, then newest; mark read, mark all read', async (
 
 t.test('notifications go out on the stream to their agent only', async (t) => {
   const { ctx, a, admin, solver, other } = await setUp(t);
-  const stop = startNotifications(ctx.db, ctx.app.log, { notifications: { pollMs: 50 } });
+  const stop = startNotifications(
+    ctx.db,
+    ctx.app.log,
+    { notifications: { pollMs: 50 }, mail: loadConfig({}).mail },
+    undefined,
+  );
   t.teardown(stop);
   await ctx.app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = ctx.app.server.address() as { port: number };

@@ -1,6 +1,4 @@
-import { sql } from 'kysely';
 import t from 'tap';
-import type { Db } from '../src/db/database.ts';
 import type { DepartmentRole, MemberLevel } from '../src/db/types.ts';
 import { upsertMember } from '../src/domains/departments/repository.ts';
 import { drainNotifications } from '../src/domains/notifications/service.ts';
@@ -8,6 +6,7 @@ import { fireSlaTimers } from '../src/domains/tickets/service.ts';
 import type { SlaKind, SlaState } from '../src/sla/index.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
+import { settleNotifications } from './helpers/notifications.ts';
 
 // SLA escalations through HTTP (docs/sla.md, "Escalation"): a warning or breach fired by a
 // ticket's write hands the ticket on as its policy says, in that write. Nothing sleeps: most
@@ -19,20 +18,6 @@ interface HistoryEvent {
   type: string;
   data: Record<string, unknown>;
   actor: { type: string; agent_id: string | null };
-}
-
-/** Runs the notifications consumer once every transaction committed so far is below the feed's horizon. */
-async function settle(db: Db) {
-  const { rows } = await sql<{ x: string }>`select pg_current_xact_id()::text as x`.execute(db);
-  const mine = BigInt(rows[0]!.x);
-  for (;;) {
-    const { rows: h } = await sql<{
-      h: string;
-    }>`select pg_snapshot_xmin(pg_current_snapshot())::text as h`.execute(db);
-    if (BigInt(h[0]!.h) > mine) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await drainNotifications(db);
 }
 
 t.test('SLA escalations', async (t) => {
@@ -103,7 +88,7 @@ t.test('SLA escalations', async (t) => {
 
   /** The kinds of notification each agent got about a ticket (but ticket_created, which every member gets). */
   const told = async (ticketId: string, agents: { token: string; name: string }[]) => {
-    await settle(ctx.db);
+    await settleNotifications(ctx.db);
     const out: Record<string, string[]> = {};
     for (const a of agents) {
       const inbox = await ok('GET', '/v1/me/notifications?limit=200', undefined, a.token);

@@ -591,10 +591,14 @@ export interface NotificationsTable {
   read_at: Date | null;
 }
 
+/** Where a notification goes (migrations/0049): the in-app inbox, or a mail to the agent. */
+export type NotificationChannelName = 'inbox' | 'email';
+
 export interface NotificationPreferencesTable {
   agent_id: string;
   department_id: string;
   kind: NotificationKind;
+  channel: ColumnType<NotificationChannelName, NotificationChannelName | undefined, never>;
   enabled: boolean;
   updated_at: Timestamp;
 }
@@ -602,6 +606,7 @@ export interface NotificationPreferencesTable {
 export interface NotificationDefaultsTable {
   department_id: string;
   kind: NotificationKind;
+  channel: ColumnType<NotificationChannelName, NotificationChannelName | undefined, never>;
   enabled: boolean;
   updated_at: Timestamp;
 }
@@ -613,7 +618,9 @@ export type OutboxKind =
   | 'outside_hours'
   | 'transfer_notice'
   | 'resolved_notice'
-  | 'csat_survey';
+  | 'csat_survey'
+  /** A department notification mailed to an agent (migrations/0049); not part of the ticket's mail. */
+  | 'notification';
 export type OutboxState = 'queued' | 'sent' | 'failed' | 'suppressed' | 'cancelled';
 
 export interface MailOutboxTable {

@@ -476,15 +476,26 @@ export const PAYLOAD_SCHEMAS = {
             kind: NotificationKindSchema,
             enabled: Type.Boolean(),
             source: Type.Union([Type.Literal('department'), Type.Literal('default')]),
+            email: Type.Optional(Type.Boolean()),
+            email_source: Type.Optional(Type.Union([Type.Literal('department'), Type.Literal('default')])),
           },
           { additionalProperties: false },
         ),
-        { description: 'Every kind as members now get it, as GET .../notification-defaults answers.' },
+        {
+          description:
+            'Every kind as members now get it, as GET .../notification-defaults answers (email and email_source are absent from events recorded before email notifications existed).',
+        },
       ),
       changes: Type.Record(Type.String(), Change, {
         description:
-          "Per kind whose setting changed: the department's setting before and after (null: none, members get the help desk's default, on).",
+          "Per kind whose inbox setting changed: the department's setting before and after (null: none, members get the help desk's default, on).",
       }),
+      email_changes: Type.Optional(
+        Type.Record(Type.String(), Change, {
+          description:
+            "Per kind whose email setting changed: the department's setting before and after (null: none, members get the help desk's default, off). Absent from events recorded before email notifications existed.",
+        }),
+      ),
     },
     {
       $id: 'NotificationDefaultsUpdatedPayload',

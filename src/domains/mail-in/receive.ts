@@ -176,12 +176,13 @@ export async function receiveMail(
   const routed = await departmentOfAddresses(db, recipients);
   const departmentId = routed?.departmentId ?? mailbox.department_id;
 
-  let ticketId = await repo.ticketOfMailIds(
-    db,
-    [
-      ...new Set([...messageIdsIn(mail.inReplyTo), ...messageIdsIn(mail.references).slice(-MAX_THREAD_IDS)]),
-    ].slice(0, MAX_THREAD_IDS + 1),
-  );
+  const threadIds = [
+    ...new Set([...messageIdsIn(mail.inReplyTo), ...messageIdsIn(mail.references).slice(-MAX_THREAD_IDS)]),
+  ].slice(0, MAX_THREAD_IDS + 1);
+  // An agent answering a notification mail (docs/email.md): not a customer's message, not a ticket.
+  if (await repo.isNotificationMailId(db, messageIdsIn(mail.inReplyTo).slice(0, MAX_THREAD_IDS)))
+    return result('ignored', { reason: 'a reply to a notification mailed to an agent' });
+  let ticketId = await repo.ticketOfMailIds(db, threadIds);
   const subject = (mail.subject ?? '').trim();
   if (!ticketId) {
     const reference = SUBJECT_REFERENCE.exec(subject);

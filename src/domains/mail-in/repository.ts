@@ -36,12 +36,25 @@ export async function ticketOfMailIds(db: Executor, ids: string[]): Promise<stri
         .innerJoin('tickets as t', 't.id', 'o.ticket_id')
         .select(['o.ticket_id', 'o.created_at'])
         .where('o.mail_message_id', 'in', ids)
+        .where('o.kind', '<>', 'notification')
         .where('t.status', '<>', 'deleted'),
     )
     .orderBy('created_at', 'desc')
     .limit(1)
     .executeTakeFirst();
   return row?.ticket_id;
+}
+
+/** Whether one of these Message-IDs is a notification we mailed to an agent (its replies are not read). */
+export async function isNotificationMailId(db: Executor, ids: string[]): Promise<boolean> {
+  if (ids.length === 0) return false;
+  const row = await db
+    .selectFrom('mail_outbox')
+    .select('id')
+    .where('mail_message_id', 'in', ids)
+    .where('kind', '=', 'notification')
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 /** The live ticket of this number whose contact has this address: a subject's [Ticket#n] counts only then. */
@@ -101,6 +114,8 @@ export async function markBounced(
         .innerJoin('tickets as t', 't.id', 'o.ticket_id')
         .select(['o.ticket_id', 'o.to_address', 't.contact_id'])
         .where('o.mail_message_id', 'in', mailIds)
+        // A notification went to an agent: its bounce says nothing of the customer's address.
+        .where('o.kind', '<>', 'notification')
         .orderBy('o.created_at', 'desc')
         .limit(1)
         .executeTakeFirst();

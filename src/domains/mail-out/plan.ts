@@ -242,7 +242,7 @@ async function compose(
   trx: Trx,
   ticket: TicketNow,
   what: {
-    kind: OutboxKind;
+    kind: Exclude<OutboxKind, 'notification'>;
     message?: { id: string; body: string; html_body: string | null; author_agent_id: string | null };
     survey?: { url: string; expiresAt: Date };
     due?: Date;

@@ -7,7 +7,7 @@ type Executor = Kysely<Database>;
 
 interface Row {
   id: string;
-  kind: OutboxKind;
+  kind: Exclude<OutboxKind, 'notification'>;
   message_id: string | null;
   to_address: string | null;
   from_name: string;
@@ -78,6 +78,9 @@ export async function listTicketMails(
       'created_at',
     ])
     .where('ticket_id', '=', ticketId)
+    // Agents' notification mails are theirs, not part of the ticket's conversation.
+    .where('kind', '<>', 'notification')
+    .$narrowType<{ kind: Exclude<OutboxKind, 'notification'> }>()
     .$if(after !== null, (qb) => qb.where(after!))
     .orderBy(orderBy(keyset))
     .limit(page.limit + 1)
@@ -94,6 +97,7 @@ export async function ticketOfSentMessageId(db: Executor, messageId: string): Pr
     .selectFrom('mail_outbox')
     .select('ticket_id')
     .where('mail_message_id', '=', messageId)
+    .where('kind', '<>', 'notification')
     .executeTakeFirst();
   return row?.ticket_id;
 }

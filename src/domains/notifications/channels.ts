@@ -1,27 +1,161 @@
+import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import type { Database } from '../../db/types.ts';
+import type { Logger as PinoLogger } from 'pino';
+import type { MailConfig } from '../../config.ts';
+import type { Database, NotificationKind } from '../../db/types.ts';
+import type { JobQueue } from '../../jobs/queue.ts';
+import { isOurAddress } from '../departments/addresses.ts';
+import { textToHtml } from '../mail-identity/html.ts';
+import { effectiveIdentity } from '../mail-identity/render.ts';
+import { enqueueMails } from '../mail-out/delivery.ts';
+import { smtpSettingsOfDepartment } from '../mailboxes/repository.ts';
 import { insertNotifications, type NewNotification } from './repository.ts';
+
+/** One notification as decided, and the channels its agent has on for it. */
+export interface Delivery {
+  notification: NewNotification;
+  /** Into the agent's in-app inbox (and so onto their live streams). */
+  inbox: boolean;
+  /** The agent's address when email is on for it, else null. */
+  email: string | null;
+}
 
 /**
  * Where a notification goes once the consumer has decided who gets it. Each channel runs inside
  * the consumer's transaction, the one that also advances its feed cursor, so what it writes
  * commits exactly once per event or not at all.
- *
- * The in-app inbox is the only channel today (live streams pick its rows up as
- * `event: notification`). Agents get no notification by email yet, although outbound email
- * (src/domains/mail-out) exists: it would plug in here as an `emailChannel` whose deliver()
- * enqueues one job per notification on the PostgreSQL job queue (src/jobs/) in this same
- * transaction (never sending from inside it), with a `channel` column added to
- * notification_preferences so agents choose inbox and email separately.
  */
 export interface NotificationChannel {
   readonly name: string;
-  deliver(trx: Transaction<Database>, notifications: readonly NewNotification[]): Promise<void>;
+  deliver(trx: Transaction<Database>, deliveries: readonly Delivery[]): Promise<void>;
 }
 
+/** The in-app inbox; live streams pick its rows up as `event: notification`. */
 export const inboxChannel: NotificationChannel = {
   name: 'inbox',
-  deliver: (trx, notifications) => insertNotifications(trx, [...notifications]),
+  deliver: (trx, deliveries) =>
+    insertNotifications(
+      trx,
+      deliveries.filter((d) => d.inbox).map((d) => d.notification),
+    ),
 };
 
-export const CHANNELS: readonly NotificationChannel[] = [inboxChannel];
+export interface EmailChannelDeps {
+  config: MailConfig;
+  /** Where each mail's job goes (without one the rows wait, queued, for attemptMails). */
+  queue: JobQueue | undefined;
+  log?: Pick<PinoLogger, 'warn'> | undefined;
+}
+
+const HEADLINES: Record<NotificationKind, (department: string) => string> = {
+  ticket_created: (d) => `New ticket in ${d}`,
+  customer_replied: () => 'The customer replied',
+  ticket_assigned: () => 'A ticket was assigned to you',
+  ticket_transferred: (d) => `A ticket was transferred to ${d}`,
+  mentioned: () => 'You were mentioned in a note',
+  sla_escalated: () => 'SLA escalation',
+};
+
+/**
+ * Email: one mail per notification to the agent's address, written to the outbox in this
+ * transaction with its job (never sent from inside it), then sent, retried and dead-lettered by
+ * mail out as every mail is (src/domains/mail-out/delivery.ts). From the department's sender and
+ * reply-from address (else the help desk's); sent only where an SMTP server is known for the
+ * department, as customer mail is. The text is ours, not a template: the ticket's subject is the
+ * customer's and goes in as text (escaped in the HTML part). It carries Auto-Submitted, so a copy
+ * that comes back through a support mailbox never opens a ticket, no threading headers, and mail
+ * in ignores replies to it. Never to one of our own addresses (a mail loop).
+ */
+export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
+  return {
+    name: 'email',
+    async deliver(trx, deliveries) {
+      const wanted = deliveries.filter((d) => d.email !== null);
+      if (wanted.length === 0) return;
+      const numbers = new Map(
+        (
+          await trx
+            .selectFrom('tickets')
+            .select(['id', 'number'])
+            .where('id', 'in', [...new Set(wanted.map((d) => d.notification.ticket_id))])
+            .execute()
+        ).map((t) => [t.id, t.number]),
+      );
+      // Per department, once per batch: whether it can send, and as whom.
+      const senders = new Map<
+        string,
+        Promise<{ name: string; department: string; address: string } | null>
+      >();
+      const senderOf = (departmentId: string | null) => {
+        const key = departmentId ?? '';
+        let sender = senders.get(key);
+        if (!sender) {
+          sender = (async () => {
+            const smtp =
+              deps.config.smtpUrl !== undefined ||
+              (departmentId !== null && (await smtpSettingsOfDepartment(trx, departmentId)) !== undefined);
+            if (!smtp) return null;
+            const identity = await effectiveIdentity(trx, departmentId);
+            const address = identity.fromAddress ?? deps.config.from ?? null;
+            if (address === null) {
+              deps.log?.warn(
+                { department: departmentId },
+                'notifications: no sender address for email; give the department a reply-from address or set MAIL_FROM',
+              );
+              return null;
+            }
+            return { name: identity.senderName, department: identity.departmentName, address };
+          })();
+          senders.set(key, sender);
+        }
+        return sender;
+      };
+      const rows = [];
+      for (const { notification: n, email } of wanted) {
+        const number = numbers.get(n.ticket_id);
+        const sender = await senderOf(n.department_id);
+        if (number === undefined || sender === null || email === null) continue;
+        if (await isOurAddress(trx, email, deps.config.from)) {
+          deps.log?.warn(
+            { agent: n.agent_id },
+            'notifications: an agent’s address is one of ours; not mailed',
+          );
+          continue;
+        }
+        const headline = HEADLINES[n.kind](sender.department);
+        const text = [
+          `${headline}.`,
+          '',
+          `Ticket #${number}: ${n.subject}`,
+          `Department: ${sender.department}`,
+          `Ticket id: ${n.ticket_id}`,
+          '',
+          `You get this mail because email notifications of this kind (${n.kind}) are on for you in ${sender.department}; PUT /v1/me/notification-preferences turns them off. Replies to this mail are not read.`,
+        ].join('\n');
+        rows.push({
+          kind: 'notification' as const,
+          ticket_id: n.ticket_id,
+          message_id: null,
+          department_id: n.department_id,
+          to_address: email,
+          from_name: sender.name,
+          from_address: sender.address,
+          subject: `[${sender.department}] ${headline}: #${number} ${n.subject}`,
+          text_body: text,
+          html_body: `<p>${textToHtml(text)}</p>`,
+          headers: JSON.stringify({ 'Auto-Submitted': 'auto-generated', 'X-Auto-Response-Suppress': 'All' }),
+          mail_message_id: `${randomUUID()}@${sender.address.split('@').pop()?.toLowerCase() ?? 'deskroute.invalid'}`,
+          state: 'queued' as const,
+        });
+      }
+      if (rows.length === 0) return;
+      const inserted = await trx.insertInto('mail_outbox').values(rows).returning('id').execute();
+      await enqueueMails(deps.queue, trx, inserted);
+    },
+  };
+}
+
+/** The channels the consumer delivers to: the inbox, and email when mail is configured here. */
+export function notificationChannels(mail: EmailChannelDeps | undefined): readonly NotificationChannel[] {
+  return mail ? [inboxChannel, emailChannel(mail)] : [inboxChannel];
+}

@@ -1,5 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
-import type { Database, DepartmentRole, NotificationKind } from '../../db/types.ts';
+import type { Database, DepartmentRole, NotificationChannelName, NotificationKind } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
 import { decodeCursor, encodeCursor } from '../../plugins/pagination.ts';
 import { feedHorizon } from '../events/repository.ts';
@@ -212,33 +212,36 @@ export async function findCandidates(
   return [...byId.values()];
 }
 
-/** Explicit choices: the agents' own, then their department's default. Absent = the default. */
+/**
+ * Explicit choices per channel: the agents' own, then their department's default (keyed
+ * `channel:agent:kind` and `channel:kind`). Absent = the help desk's default.
+ */
 export async function readChoices(db: Executor, agentIds: readonly string[], departmentId: string) {
   const [own, defaults] = await Promise.all([
     agentIds.length === 0
       ? []
       : db
           .selectFrom('notification_preferences')
-          .select(['agent_id', 'kind', 'enabled'])
+          .select(['agent_id', 'kind', 'channel', 'enabled'])
           .where('department_id', '=', departmentId)
           .where('agent_id', 'in', agentIds)
           .execute(),
     db
       .selectFrom('notification_defaults')
-      .select(['kind', 'enabled'])
+      .select(['kind', 'channel', 'enabled'])
       .where('department_id', '=', departmentId)
       .execute(),
   ]);
   return {
-    own: new Map(own.map((r) => [`${r.agent_id}:${r.kind}`, r.enabled])),
-    defaults: new Map(defaults.map((r) => [r.kind, r.enabled])),
+    own: new Map(own.map((r) => [`${r.channel}:${r.agent_id}:${r.kind}`, r.enabled])),
+    defaults: new Map(defaults.map((r) => [`${r.channel}:${r.kind}`, r.enabled])),
   };
 }
 
 export async function readAgentPreferences(db: Executor, agentId: string) {
   return db
     .selectFrom('notification_preferences')
-    .select(['department_id', 'kind', 'enabled'])
+    .select(['department_id', 'kind', 'channel', 'enabled'])
     .where('agent_id', '=', agentId)
     .execute();
 }
@@ -247,16 +250,23 @@ export async function readDepartmentDefaults(db: Executor, departmentIds: readon
   if (departmentIds.length === 0) return [];
   return db
     .selectFrom('notification_defaults')
-    .select(['department_id', 'kind', 'enabled'])
+    .select(['department_id', 'kind', 'channel', 'enabled'])
     .where('department_id', 'in', departmentIds)
     .execute();
 }
 
-/** enabled null removes the agent's own choice: the department's default applies again. */
+/** One channel's choice: true or false is kept, null forgets it (the default applies again). */
+export interface ChannelChoice {
+  kind: NotificationKind;
+  channel: NotificationChannelName;
+  enabled: boolean | null;
+}
+
+/** An agent's choices in their departments; null removes the choice: the department's default applies. */
 export async function writeAgentPreferences(
   trx: Transaction<Database>,
   agentId: string,
-  choices: { department_id: string; kind: NotificationKind; enabled: boolean | null }[],
+  choices: (ChannelChoice & { department_id: string })[],
 ) {
   for (const c of choices) {
     if (c.enabled === null) {
@@ -265,14 +275,21 @@ export async function writeAgentPreferences(
         .where('agent_id', '=', agentId)
         .where('department_id', '=', c.department_id)
         .where('kind', '=', c.kind)
+        .where('channel', '=', c.channel)
         .execute();
     } else {
       await trx
         .insertInto('notification_preferences')
-        .values({ agent_id: agentId, department_id: c.department_id, kind: c.kind, enabled: c.enabled })
+        .values({
+          agent_id: agentId,
+          department_id: c.department_id,
+          kind: c.kind,
+          channel: c.channel,
+          enabled: c.enabled,
+        })
         .onConflict((oc) =>
           oc
-            .columns(['agent_id', 'department_id', 'kind'])
+            .columns(['agent_id', 'department_id', 'kind', 'channel'])
             .doUpdateSet({ enabled: c.enabled as boolean, updated_at: sql`now()` }),
         )
         .execute();
@@ -280,17 +297,29 @@ export async function writeAgentPreferences(
   }
 }
 
+/** A department's defaults; null removes one: the help desk's default applies again. */
 export async function writeDepartmentDefaults(
   trx: Transaction<Database>,
   departmentId: string,
-  choices: { kind: NotificationKind; enabled: boolean }[],
+  choices: ChannelChoice[],
 ) {
   for (const c of choices) {
+    if (c.enabled === null) {
+      await trx
+        .deleteFrom('notification_defaults')
+        .where('department_id', '=', departmentId)
+        .where('kind', '=', c.kind)
+        .where('channel', '=', c.channel)
+        .execute();
+      continue;
+    }
     await trx
       .insertInto('notification_defaults')
-      .values({ department_id: departmentId, kind: c.kind, enabled: c.enabled })
+      .values({ department_id: departmentId, kind: c.kind, channel: c.channel, enabled: c.enabled })
       .onConflict((oc) =>
-        oc.columns(['department_id', 'kind']).doUpdateSet({ enabled: c.enabled, updated_at: sql`now()` }),
+        oc
+          .columns(['department_id', 'kind', 'channel'])
+          .doUpdateSet({ enabled: c.enabled as boolean, updated_at: sql`now()` }),
       )
       .execute();
   }

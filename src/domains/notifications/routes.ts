@@ -83,7 +83,7 @@ export const notificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Your notification preferences',
         description:
-          'Every kind for every department you belong to, and where each value comes from: your own choice, else the department’s default (set by its managers), else on.',
+          'Every kind for every department you belong to, for the inbox (`enabled`) and email (`email`), and where each value comes from: your own choice, else the department’s default (set by its managers), else the help desk’s (the inbox on, email off). Email goes to your address from the department’s sender, where an SMTP server is known for the department; replies to it are not read.',
         response: { 200: ref(NotificationPreferencesSchema) },
       },
     },
@@ -98,7 +98,7 @@ export const notificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Change your notification preferences',
         description:
-          'Sets the listed department and kind pairs (others stay as they are); `enabled: null` goes back to the department’s default. Departments you do not belong to answer 422 not_a_member.',
+          'Sets the listed department and kind pairs (others stay as they are): `enabled` for the inbox, `email` for mail, each optional (an item with neither answers 400 nothing_to_set); null goes back to the department’s default. Departments you do not belong to answer 422 not_a_member.',
         body: PutNotificationPreferencesBody,
         response: { 200: ref(NotificationPreferencesSchema), ...problems(422) },
       },
@@ -128,7 +128,8 @@ export const notificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'setDepartmentNotificationDefaults',
         tags,
         summary: 'Change a department’s notification defaults',
-        description: 'Its managers, owners and admins. Sets the listed kinds; the others stay as they are.',
+        description:
+          'Its managers, owners and admins. Sets the listed kinds, `enabled` (the inbox), `email` or both (an item with neither answers 400 nothing_to_set); the others stay as they are.',
         params: IdParams,
         body: PutNotificationDefaultsBody,
         response: { 200: ref(NotificationDefaultsSchema), ...problems(404) },

@@ -85,16 +85,27 @@ const PreferenceSource = Type.Union(
   [Type.Literal('agent'), Type.Literal('department'), Type.Literal('default')],
   {
     description:
-      'agent: your own choice; department: the department’s default; default: the help desk’s (on).',
+      'agent: your own choice; department: the department’s default; default: the help desk’s (the inbox on, email off).',
   },
 );
+
+const DefaultSource = Type.Union([Type.Literal('department'), Type.Literal('default')], {
+  description:
+    'department: the department’s own default; default: the help desk’s (the inbox on, email off).',
+});
+
+const INBOX = 'In the in-app inbox (GET /v1/me/notifications) and on live streams.';
+const EMAIL =
+  'By email to your address, from the department’s sender (sent only where an SMTP server is known for the department).';
 
 export const NotificationPreferenceSchema = Type.Object(
   {
     department_id: Uuid(),
     kind: NotificationKindSchema,
-    enabled: Type.Boolean(),
+    enabled: Type.Boolean({ description: INBOX }),
     source: PreferenceSource,
+    email: Type.Boolean({ description: EMAIL }),
+    email_source: PreferenceSource,
   },
   { $id: 'NotificationPreference', additionalProperties: false },
 );
@@ -108,6 +119,13 @@ export const NotificationPreferencesSchema = Type.Object(
   { $id: 'NotificationPreferences', additionalProperties: false },
 );
 
+const Choice = (what: string) =>
+  Type.Optional(
+    Type.Union([Type.Boolean(), Type.Null()], {
+      description: `${what} null forgets your choice: the department’s default applies again. Absent: unchanged.`,
+    }),
+  );
+
 export const PutNotificationPreferencesBody = Type.Object(
   {
     preferences: Type.Array(
@@ -115,11 +133,13 @@ export const PutNotificationPreferencesBody = Type.Object(
         {
           department_id: Uuid('One of your departments.'),
           kind: NotificationKindSchema,
-          enabled: Type.Union([Type.Boolean(), Type.Null()], {
-            description: 'null forgets your choice: the department’s default applies again.',
-          }),
+          enabled: Choice(INBOX),
+          email: Choice(EMAIL),
         },
-        { additionalProperties: false },
+        {
+          additionalProperties: false,
+          description: 'Sets enabled, email or both (an item with neither answers 400).',
+        },
       ),
       { minItems: 1, maxItems: 500 },
     ),
@@ -130,34 +150,56 @@ export const PutNotificationPreferencesBody = Type.Object(
       {
         preferences: [
           { department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11', kind: 'ticket_created', enabled: false },
+          { department_id: '6f1c2b7e-9a4d-4c1e-8f00-2b9d7c1a5e11', kind: 'ticket_assigned', email: true },
         ],
       },
     ],
   },
 );
 
-export const NotificationDefaultsSchema = Type.Object(
+/** One kind as a department's members get it unless they chose otherwise. */
+export const NotificationDefaultSchema = Type.Object(
   {
-    data: Type.Array(
-      Type.Object(
-        {
-          kind: NotificationKindSchema,
-          enabled: Type.Boolean(),
-          source: Type.Union([Type.Literal('department'), Type.Literal('default')]),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    kind: NotificationKindSchema,
+    enabled: Type.Boolean({ description: INBOX }),
+    source: DefaultSource,
+    email: Type.Boolean({ description: EMAIL }),
+    email_source: DefaultSource,
   },
+  { additionalProperties: false },
+);
+
+export const NotificationDefaultsSchema = Type.Object(
+  { data: Type.Array(NotificationDefaultSchema) },
   { $id: 'NotificationDefaults', additionalProperties: false },
 );
 
 export const PutNotificationDefaultsBody = Type.Object(
   {
     defaults: Type.Array(
-      Type.Object({ kind: NotificationKindSchema, enabled: Type.Boolean() }, { additionalProperties: false }),
+      Type.Object(
+        {
+          kind: NotificationKindSchema,
+          enabled: Type.Optional(Type.Boolean({ description: `${INBOX} Absent: unchanged.` })),
+          email: Type.Optional(Type.Boolean({ description: `${EMAIL} Absent: unchanged.` })),
+        },
+        {
+          additionalProperties: false,
+          description: 'Sets enabled, email or both (an item with neither answers 400).',
+        },
+      ),
       { minItems: 1, maxItems: 50 },
     ),
   },
-  { additionalProperties: false, examples: [{ defaults: [{ kind: 'customer_replied', enabled: false }] }] },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        defaults: [
+          { kind: 'customer_replied', enabled: false },
+          { kind: 'ticket_created', email: true },
+        ],
+      },
+    ],
+  },
 );

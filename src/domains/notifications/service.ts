@@ -3,16 +3,24 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Transaction } from 'kysely';
 import { canManageDepartment, isAdmin, type Principal } from '../../access/policy.ts';
 import { can } from '../../access/tickets.ts';
+import type { MailConfig } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import { describe, isDatabaseUnreachable } from '../../db/outage.ts';
-import type { Database, NotificationKind } from '../../db/types.ts';
+import type { Database, NotificationChannelName, NotificationKind } from '../../db/types.ts';
 import { DomainError, forbidden, invalid, notFound } from '../../errors.ts';
+import type { JobQueue } from '../../jobs/queue.ts';
 import { departmentsExist, lockDepartment, roleInDepartment } from '../departments/repository.ts';
 import { consumeFeedBatch } from '../events/consumer.ts';
 import type { FeedRow } from '../events/repository.ts';
 import { recordSettingsChange } from '../events/settings.ts';
 import { feedHorizon } from '../stream/repository.ts';
-import { CHANNELS, type NotificationChannel } from './channels.ts';
+import {
+  type Delivery,
+  type EmailChannelDeps,
+  inboxChannel,
+  type NotificationChannel,
+  notificationChannels,
+} from './channels.ts';
 import {
   activeMembersOf,
   type Candidate,
@@ -146,13 +154,21 @@ async function plan(
   }
 }
 
+/** The help desk's own default per channel: the inbox on, email off (mail only where chosen). */
+export const CHANNEL_DEFAULTS: Record<NotificationChannelName, boolean> = { inbox: true, email: false };
+
 function enabledFor(
   choices: Awaited<ReturnType<typeof readChoices>> | null,
+  channel: NotificationChannelName,
   agentId: string,
   kind: NotificationKind,
 ): boolean {
-  if (choices === null) return true;
-  return choices.own.get(`${agentId}:${kind}`) ?? choices.defaults.get(kind) ?? true;
+  if (choices === null) return CHANNEL_DEFAULTS[channel];
+  return (
+    choices.own.get(`${channel}:${agentId}:${kind}`) ??
+    choices.defaults.get(`${channel}:${kind}`) ??
+    CHANNEL_DEFAULTS[channel]
+  );
 }
 
 /**
@@ -163,7 +179,7 @@ export async function notificationsFor(
   trx: Transaction<Database>,
   row: FeedRow,
   membersOf: Members = membersOnce(trx),
-): Promise<NewNotification[]> {
+): Promise<Delivery[]> {
   if (row.visibility === null || row.event.ticket_id === null) return [];
   const payload = row.event.payload as { ticket?: { subject?: unknown } };
   const ticket: TicketNow = {
@@ -188,9 +204,11 @@ export async function notificationsFor(
           candidates.map((c) => c.id),
           wanted.departmentId,
         );
-  return candidates
-    .filter((c) => enabledFor(choices, c.id, wanted.kind))
-    .map((c) => ({
+  return candidates.flatMap((c) => {
+    const inbox = enabledFor(choices, 'inbox', c.id, wanted.kind);
+    const email = enabledFor(choices, 'email', c.id, wanted.kind);
+    if (!inbox && !email) return [];
+    const notification: NewNotification = {
       id: randomUUID(),
       agent_id: c.id,
       kind: wanted.kind,
@@ -199,7 +217,9 @@ export async function notificationsFor(
       department_id: row.event.department_id,
       actor_agent_id: actor,
       subject: ticket.subject,
-    }));
+    };
+    return [{ notification, inbox, email: email ? c.email : null }];
+  });
 }
 
 function canSee(candidate: Candidate, ticket: TicketNow): boolean {
@@ -218,20 +238,26 @@ function canSee(candidate: Candidate, ticket: TicketNow): boolean {
 export async function handleBatch(
   trx: Transaction<Database>,
   rows: readonly FeedRow[],
-  channels: readonly NotificationChannel[] = CHANNELS,
+  channels: readonly NotificationChannel[] = [inboxChannel],
 ): Promise<void> {
-  const all: NewNotification[] = [];
+  const all: Delivery[] = [];
   const membersOf = membersOnce(trx);
   for (const row of rows) all.push(...(await notificationsFor(trx, row, membersOf)));
   if (all.length === 0) return;
   for (const channel of channels) await channel.deliver(trx, all);
 }
 
-/** Runs the consumer until the feed is drained. Returns how many events it looked at. */
-export async function drainNotifications(db: Db): Promise<number> {
+/**
+ * Runs the consumer until the feed is drained. Returns how many events it looked at. Without
+ * `mail`, only the inbox is delivered to (mail needs the job queue and the mail settings).
+ */
+export async function drainNotifications(db: Db, mail?: EmailChannelDeps): Promise<number> {
+  const channels = notificationChannels(mail);
   let total = 0;
   for (;;) {
-    const handled = await consumeFeedBatch(db, CONSUMER, BATCH, (trx, rows) => handleBatch(trx, rows));
+    const handled = await consumeFeedBatch(db, CONSUMER, BATCH, (trx, rows) =>
+      handleBatch(trx, rows, channels),
+    );
     total += handled;
     if (handled < BATCH) return total;
   }
@@ -244,8 +270,14 @@ export async function drainNotifications(db: Db): Promise<number> {
 export function startNotifications(
   db: Db,
   log: FastifyBaseLogger,
-  config: { notifications: { pollMs: number } },
+  config: { notifications: { pollMs: number }; mail: MailConfig },
+  queue: JobQueue | undefined,
 ): () => Promise<void> {
+  const mail: EmailChannelDeps = {
+    config: config.mail,
+    queue,
+    log: log.child({ component: 'notifications' }),
+  };
   let running: Promise<void> | null = null;
   let drainedBelow: string | null = null;
   const tick = () => {
@@ -253,7 +285,7 @@ export function startNotifications(
       // Nothing new below an unmoved horizon: skip the consumer's transaction (stream/repository.ts).
       const horizon = await feedHorizon(db);
       if (horizon === drainedBelow) return;
-      await drainNotifications(db);
+      await drainNotifications(db, mail);
       drainedBelow = horizon;
     })()
       .catch((err: unknown) => {
@@ -311,33 +343,88 @@ async function myDepartments(db: Db, principal: Principal): Promise<string[]> {
   return rows.map((r) => r.department_id);
 }
 
+type Source = 'agent' | 'department' | 'default';
+
+/** A channel's effective choice and where it comes from. */
+function effective(
+  mine: boolean | undefined,
+  department: boolean | undefined,
+  channel: NotificationChannelName,
+): { on: boolean; source: Source } {
+  if (mine !== undefined) return { on: mine, source: 'agent' };
+  if (department !== undefined) return { on: department, source: 'department' };
+  return { on: CHANNEL_DEFAULTS[channel], source: 'default' };
+}
+
 export async function myPreferences(db: Db, principal: Principal) {
   const departments = (await myDepartments(db, principal)).sort();
   const [own, defaults] = await Promise.all([
     readAgentPreferences(db, principal.agentId),
     readDepartmentDefaults(db, departments),
   ]);
-  const ownBy = new Map(own.map((r) => [`${r.department_id}:${r.kind}`, r.enabled]));
-  const defaultBy = new Map(defaults.map((r) => [`${r.department_id}:${r.kind}`, r.enabled]));
+  const key = (r: { channel: string; department_id: string; kind: string }) =>
+    `${r.channel}:${r.department_id}:${r.kind}`;
+  const ownBy = new Map(own.map((r) => [key(r), r.enabled]));
+  const defaultBy = new Map(defaults.map((r) => [key(r), r.enabled]));
   const data = departments.flatMap((department_id) =>
     NOTIFICATION_KINDS.map((kind) => {
-      const key = `${department_id}:${kind}`;
-      const mine = ownBy.get(key);
-      if (mine !== undefined) return { department_id, kind, enabled: mine, source: 'agent' as const };
-      const fallback = defaultBy.get(key);
-      if (fallback !== undefined)
-        return { department_id, kind, enabled: fallback, source: 'department' as const };
-      return { department_id, kind, enabled: true, source: 'default' as const };
+      const [inbox, email] = (['inbox', 'email'] as const).map((channel) =>
+        effective(
+          ownBy.get(key({ channel, department_id, kind })),
+          defaultBy.get(key({ channel, department_id, kind })),
+          channel,
+        ),
+      ) as [ReturnType<typeof effective>, ReturnType<typeof effective>];
+      return {
+        department_id,
+        kind,
+        enabled: inbox.on,
+        source: inbox.source,
+        email: email.on,
+        email_source: email.source,
+      };
     }),
   );
   return { data };
 }
 
+/** The channel choices of PUT items: `enabled` is the inbox's, `email` the mail's; absent: untouched. */
+function channelChoices<
+  T extends { kind: NotificationKind; enabled?: boolean | null; email?: boolean | null },
+>(item: T): { kind: NotificationKind; channel: NotificationChannelName; enabled: boolean | null }[] {
+  return [
+    ...(item.enabled !== undefined
+      ? [{ kind: item.kind, channel: 'inbox' as const, enabled: item.enabled }]
+      : []),
+    ...(item.email !== undefined
+      ? [{ kind: item.kind, channel: 'email' as const, enabled: item.email }]
+      : []),
+  ];
+}
+
+/** Items that set no channel are the client's mistake (they would change nothing). */
+function assertSomeChannel(items: readonly { enabled?: unknown; email?: unknown }[], at: string) {
+  const empty = items.flatMap((item, i) =>
+    item.enabled === undefined && item.email === undefined
+      ? [{ field: `body/${at}/${i}`, message: 'sets neither enabled nor email' }]
+      : [],
+  );
+  if (empty.length > 0) throw invalid('nothing_to_set', 'Each item sets enabled, email or both.', empty);
+}
+
 export async function setMyPreferences(
   db: Db,
   principal: Principal,
-  body: { preferences: { department_id: string; kind: NotificationKind; enabled: boolean | null }[] },
+  body: {
+    preferences: {
+      department_id: string;
+      kind: NotificationKind;
+      enabled?: boolean | null | undefined;
+      email?: boolean | null | undefined;
+    }[];
+  },
 ) {
+  assertSomeChannel(body.preferences, 'preferences');
   const mine = new Set(await myDepartments(db, principal));
   const seen = new Set<string>();
   const twice = body.preferences.flatMap((p, i) => {
@@ -363,7 +450,10 @@ export async function setMyPreferences(
     error.errors = errors;
     throw error;
   }
-  await db.transaction().execute((trx) => writeAgentPreferences(trx, principal.agentId, body.preferences));
+  const choices = body.preferences.flatMap((p) =>
+    channelChoices(p).map((c) => ({ ...c, department_id: p.department_id })),
+  );
+  await db.transaction().execute((trx) => writeAgentPreferences(trx, principal.agentId, choices));
   return myPreferences(db, principal);
 }
 
@@ -380,13 +470,20 @@ export async function departmentDefaults(db: Db, principal: Principal, departmen
 }
 
 /** Every kind as a department's members get it unless they chose otherwise. */
-function defaultsView(rows: { kind: NotificationKind; enabled: boolean }[]) {
-  const by = new Map(rows.map((r) => [r.kind, r.enabled]));
+function defaultsView(
+  rows: { kind: NotificationKind; channel: NotificationChannelName; enabled: boolean }[],
+) {
+  const by = new Map(rows.map((r) => [`${r.channel}:${r.kind}`, r.enabled]));
   return NOTIFICATION_KINDS.map((kind) => {
-    const enabled = by.get(kind);
-    return enabled === undefined
-      ? { kind, enabled: true, source: 'default' as const }
-      : { kind, enabled, source: 'department' as const };
+    const inbox = effective(undefined, by.get(`inbox:${kind}`), 'inbox');
+    const email = effective(undefined, by.get(`email:${kind}`), 'email');
+    return {
+      kind,
+      enabled: inbox.on,
+      source: inbox.source as 'department' | 'default',
+      email: email.on,
+      email_source: email.source as 'department' | 'default',
+    };
   });
 }
 
@@ -394,8 +491,11 @@ export async function setDepartmentDefaults(
   db: Db,
   principal: Principal,
   departmentId: string,
-  body: { defaults: { kind: NotificationKind; enabled: boolean }[] },
+  body: {
+    defaults: { kind: NotificationKind; enabled?: boolean | undefined; email?: boolean | undefined }[];
+  },
 ) {
+  assertSomeChannel(body.defaults, 'defaults');
   await assertDepartment(db, departmentId);
   const role = isAdmin(principal) ? null : await roleInDepartment(db, principal.agentId, departmentId);
   if (!isAdmin(principal) && role === null) throw notFound('department');
@@ -416,21 +516,24 @@ export async function setDepartmentDefaults(
     // department deleted meanwhile answers 404.
     if (!(await lockDepartment(trx, departmentId))) throw notFound('department');
     const before = await readDepartmentDefaults(trx, [departmentId]);
-    await writeDepartmentDefaults(trx, departmentId, body.defaults);
+    await writeDepartmentDefaults(trx, departmentId, body.defaults.flatMap(channelChoices));
     const after = await readDepartmentDefaults(trx, [departmentId]);
-    const was = new Map(before.map((r) => [r.kind, r.enabled]));
+    const was = new Map(before.map((r) => [`${r.channel}:${r.kind}`, r.enabled]));
+    // The inbox's changes under `changes` (as before email existed), the mail's under `email_changes`.
     const changes: Record<string, { from: boolean | null; to: boolean }> = {};
+    const emailChanges: Record<string, { from: boolean | null; to: boolean }> = {};
     for (const r of after) {
-      const from = was.get(r.kind) ?? null;
-      if (from !== r.enabled) changes[r.kind] = { from, to: r.enabled };
+      const from = was.get(`${r.channel}:${r.kind}`) ?? null;
+      if (from !== r.enabled)
+        (r.channel === 'email' ? emailChanges : changes)[r.kind] = { from, to: r.enabled };
     }
-    if (Object.keys(changes).length === 0) return;
+    if (Object.keys(changes).length === 0 && Object.keys(emailChanges).length === 0) return;
     await recordSettingsChange(
       trx,
       principal,
       'notification_defaults.updated',
       { departmentId, subjectId: departmentId },
-      { department_id: departmentId, defaults: defaultsView(after), changes },
+      { department_id: departmentId, defaults: defaultsView(after), changes, email_changes: emailChanges },
     );
   });
   return departmentDefaults(db, principal, departmentId);

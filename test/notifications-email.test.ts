@@ -1,0 +1,261 @@
+import t from 'tap';
+import { loadConfig } from '../src/config.ts';
+import type { EmailChannelDeps } from '../src/domains/notifications/channels.ts';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { rawMail } from './helpers/mail.ts';
+import { settleNotifications } from './helpers/notifications.ts';
+import { type ReceivedMail, startSmtpReceiver, waitFor } from './helpers/smtp.ts';
+
+// Department notifications by email, through the real HTTP layer, the real job queue and a real
+// SMTP server: who gets a mail, what it says, what it never says, and that answering it makes
+// nothing.
+
+t.setTimeout(600_000);
+
+t.test('notifications by email', async (t) => {
+  const smtp = await startSmtpReceiver();
+  t.teardown(smtp.close);
+  const env = {
+    SMTP_URL: smtp.url,
+    MAIL_FROM: 'desk@acme.test',
+    MAIL_DISPATCH_INTERVAL_MS: '100',
+    MAIL_RETRY_BASE_MS: '200',
+    MAIL_RETRY_MAX_DELAY_MS: '400',
+  };
+  const ctx = await buildTestApp(t, env, { jobs: true });
+  const mail: EmailChannelDeps = { config: loadConfig(env).mail, queue: ctx.jobs?.queue };
+  const settle = () => settleNotifications(ctx.db, mail);
+  await settle(); // the consumer starts at the feed's head: run it before anything happens
+
+  const returns = await makeDepartment(ctx.db, 'Returns');
+  const other = await makeDepartment(ctx.db, 'Billing');
+  await ctx.db
+    .insertInto('department_addresses')
+    .values({ address: 'returns@acme.test', department_id: returns, is_reply_from: true })
+    .execute();
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const manager = await agentWithToken(ctx, { departments: [[returns, 'manager']] });
+  const solver = await agentWithToken(ctx, { departments: [[returns, 'solver']] });
+  const outsider = await agentWithToken(ctx, { departments: [[other, 'solver']] });
+  // An agent whose address is one of our own: mailing it would come back in as mail.
+  const looped = await agentWithToken(ctx, {
+    email: 'returns@acme.test',
+    departments: [[returns, 'reader']],
+  });
+
+  const api = async (method: 'GET' | 'PUT' | 'POST', url: string, token: string, payload?: object) =>
+    ctx.request({ method, url, token, ...(payload && { payload }) });
+  const createTicket = async (subject: string, departmentId = returns) => {
+    const res = await api('POST', '/v1/tickets', admin.token, {
+      subject,
+      channel: 'api',
+      department_id: departmentId,
+      contact: { email: `customer-${Math.random().toString(36).slice(2)}@example.com` },
+      message: { body: 'Hello' },
+    });
+    if (res.statusCode !== 201) throw new Error(`ticket: ${res.statusCode} ${res.body}`);
+    // The number is the one customers' mail carries ([Ticket#n]); the API names tickets by id.
+    return ctx.db
+      .selectFrom('tickets')
+      .select(['id', 'number'])
+      .where('id', '=', res.json().id)
+      .executeTakeFirstOrThrow();
+  };
+  const notificationRows = async (ticketId: string) =>
+    ctx.db
+      .selectFrom('mail_outbox')
+      .select(['to_address', 'state', 'attempts', 'mail_message_id'])
+      .where('kind', '=', 'notification')
+      .where('ticket_id', '=', ticketId)
+      .orderBy('to_address')
+      .execute();
+  const mailsAbout = (number: number) =>
+    smtp.received.filter((m) => String(m.parsed.subject).includes(`#${number} `));
+  /** Waits until every notification row of the ticket is sent; the mails that arrived for it. */
+  const delivered = async (ticket: { id: string; number: number }): Promise<ReceivedMail[]> => {
+    await waitFor('notification mails sent', async () => {
+      const rows = await notificationRows(ticket.id);
+      return rows.every((r) => r.state === 'sent') ? true : undefined;
+    });
+    return mailsAbout(ticket.number);
+  };
+  const inboxHas = async (token: string, ticketId: string) => {
+    const res = await api('GET', '/v1/me/notifications', token);
+    return (res.json().data as { ticket_id: string }[]).some((n) => n.ticket_id === ticketId);
+  };
+
+  await t.test('off by default: the inbox only', async (t) => {
+    const ticket = await createTicket('Parcel lost');
+    await settle();
+    t.ok(await inboxHas(solver.token, ticket.id), 'the inbox has it');
+    t.same(await notificationRows(ticket.id), [], 'no mail without a choice for it');
+  });
+
+  await t.test('a manager turns email on for the department; each member chooses', async (t) => {
+    const forbidden = await api('PUT', `/v1/departments/${returns}/notification-defaults`, solver.token, {
+      defaults: [{ kind: 'ticket_created', email: true }],
+    });
+    t.equal(forbidden.statusCode, 403, 'a solver may not');
+    const defaults = await api('PUT', `/v1/departments/${returns}/notification-defaults`, manager.token, {
+      defaults: [{ kind: 'ticket_created', email: true }],
+    });
+    t.equal(defaults.statusCode, 200, defaults.body);
+    t.same(
+      defaults.json().data.find((d: { kind: string }) => d.kind === 'ticket_created'),
+      { kind: 'ticket_created', enabled: true, source: 'default', email: true, email_source: 'department' },
+      'email on from the department, the inbox untouched',
+    );
+    const prefs = await api('GET', '/v1/me/notification-preferences', solver.token);
+    t.same(
+      prefs.json().data.find((p: { kind: string }) => p.kind === 'ticket_created'),
+      {
+        department_id: returns,
+        kind: 'ticket_created',
+        enabled: true,
+        source: 'default',
+        email: true,
+        email_source: 'department',
+      },
+    );
+    const audit = await ctx.db
+      .selectFrom('settings_events')
+      .select('payload')
+      .where('type', '=', 'notification_defaults.updated')
+      .where('department_id', '=', returns)
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
+    t.same(
+      (audit.payload as { email_changes: unknown }).email_changes,
+      { ticket_created: { from: null, to: true } },
+      'the audit event says what changed',
+    );
+
+    // Markup in a customer's subject is text in the mail, never HTML.
+    const subject = '<img src=x onerror=alert(1)> Refund & "return"';
+    const ticket = await createTicket(subject);
+    await settle();
+    const mails = await delivered(ticket);
+    t.same(
+      mails.map((m) => m.to).sort(),
+      [[manager.agent.email], [solver.agent.email]].sort(),
+      'each member with email on; never the author (admin), another department, or our own address',
+    );
+    t.same(
+      (await notificationRows(ticket.id)).map((r) => r.to_address).sort(),
+      [manager.agent.email, solver.agent.email].sort(),
+      'nothing was written for the agent whose address is a support address',
+    );
+    t.ok(await inboxHas(looped.token, ticket.id), 'that agent still has it in the inbox');
+    const one = mails[0]!.parsed;
+    t.equal(one.subject, `[Returns] New ticket in Returns: #${ticket.number} ${subject}`);
+    t.same(one.from?.value, [{ address: 'returns@acme.test', name: one.from?.value[0]?.name ?? '' }]);
+    t.equal(one.headers.get('auto-submitted'), 'auto-generated');
+    t.notOk(one.inReplyTo, 'no thread: a notification is no part of the conversation');
+    t.match(String(one.text), `Ticket id: ${ticket.id}`);
+    t.notMatch(String(one.html), /<img/i, 'the subject is escaped in HTML');
+    t.match(String(one.html), /&lt;img src=x onerror=alert\(1\)&gt; Refund &amp; &quot;return&quot;/);
+    const list = await api('GET', `/v1/tickets/${ticket.id}/mail`, admin.token);
+    t.same(list.json().data, [], "the ticket's mail list holds its conversation's mails only");
+  });
+
+  await t.test("an agent's own choices win, per channel", async (t) => {
+    const both = await api('PUT', '/v1/me/notification-preferences', solver.token, {
+      preferences: [{ department_id: returns, kind: 'ticket_created', email: false }],
+    });
+    t.equal(both.statusCode, 200, both.body);
+    // The manager wants mail but no inbox entry.
+    await api('PUT', '/v1/me/notification-preferences', manager.token, {
+      preferences: [{ department_id: returns, kind: 'ticket_created', enabled: false, email: true }],
+    });
+    const ticket = await createTicket('Wrong size');
+    await settle();
+    const mails = await delivered(ticket);
+    t.same(
+      mails.map((m) => m.to),
+      [[manager.agent.email]],
+    );
+    t.notOk(await inboxHas(manager.token, ticket.id), 'inbox off: no inbox entry');
+    t.ok(await inboxHas(solver.token, ticket.id), 'email off: the inbox still has it');
+
+    const neither = await api('PUT', '/v1/me/notification-preferences', solver.token, {
+      preferences: [{ department_id: returns, kind: 'ticket_created' }],
+    });
+    t.equal(neither.statusCode, 400);
+    t.equal(neither.json().code, 'nothing_to_set');
+    t.equal(neither.json().errors[0].field, 'body/preferences/0');
+    const noDefault = await api('PUT', `/v1/departments/${returns}/notification-defaults`, manager.token, {
+      defaults: [{ kind: 'ticket_created' }],
+    });
+    t.equal(noDefault.statusCode, 400);
+
+    // null forgets the agent's choice: the department's default (email on) applies again.
+    await api('PUT', '/v1/me/notification-preferences', solver.token, {
+      preferences: [{ department_id: returns, kind: 'ticket_created', email: null }],
+    });
+    const again = await createTicket('Late again');
+    await settle();
+    t.same(
+      (await delivered(again)).map((m) => m.to).sort(),
+      [[manager.agent.email], [solver.agent.email]].sort(),
+    );
+    const elsewhere = await createTicket('Invoice', other);
+    await settle();
+    t.same(await notificationRows(elsewhere.id), [], "another department's defaults are its own");
+    t.ok(await inboxHas(outsider.token, elsewhere.id));
+  });
+
+  await t.test('a refusing SMTP server: the mail is retried, not lost', async (t) => {
+    smtp.behaviour.tempFailures = 2;
+    const ticket = await createTicket('Retry me');
+    await settle();
+    await delivered(ticket);
+    const rows = await notificationRows(ticket.id);
+    t.ok(
+      rows.some((r) => r.attempts > 1),
+      `a mail needed more than one attempt (${JSON.stringify(rows)})`,
+    );
+  });
+
+  await t.test('a reply to a notification mail is ignored by mail in', async (t) => {
+    const ticket = await createTicket('Answer me');
+    await settle();
+    await delivered(ticket);
+    const [row] = await notificationRows(ticket.id);
+    const mailbox = await api('POST', '/v1/mailboxes', admin.token, {
+      name: 'Returns inbound',
+      department_id: returns,
+      kind: 'inbound',
+    });
+    t.equal(mailbox.statusCode, 201, mailbox.body);
+    const count = async () =>
+      Number(
+        (
+          await ctx.db
+            .selectFrom('tickets')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    const before = await count();
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/v1/inbound/email',
+      headers: {
+        'content-type': 'message/rfc822',
+        authorization: `Bearer ${mailbox.json().inbound_secret}`,
+      },
+      payload: rawMail({
+        from: String(row!.to_address),
+        to: 'returns@acme.test',
+        subject: `Re: [Returns] New ticket in Returns: #${ticket.number} Answer me`,
+        inReplyTo: `<${row!.mail_message_id}>`,
+        text: 'On it.',
+      }),
+    });
+    t.equal(res.statusCode, 202, res.body);
+    t.equal(res.json().outcome, 'ignored');
+    t.equal(await count(), before, 'no ticket made');
+    const messages = await api('GET', `/v1/tickets/${ticket.id}/messages`, admin.token);
+    t.equal(messages.json().data.length, 1, 'nothing added to the ticket');
+  });
+});
