@@ -81,7 +81,15 @@ function headerAddresses(mail: ParsedMail, name: string): string[] {
     );
   if (objects.length > 0) return addressesOf(objects);
   const texts = [value ?? []].flat().map((v) => (typeof v === 'string' ? v : ''));
-  return texts.flatMap((t) => [...t.matchAll(/[^\s<>,;"]+@[^\s<>,;"]+/g)].map((m) => normaliseAddress(m[0])));
+  // The runs between separators that hold an @ with something on both sides. Not matched as
+  // /[^\s<>,;"]+@[^\s<>,;"]+/g: that backtracks quadratically on a long run without an @, and
+  // the sender writes this header (mailparser takes 1 MiB of it: the event loop held for an hour).
+  return texts.flatMap((t) =>
+    t
+      .split(/[\s<>,;"]+/)
+      .filter((run) => run.slice(1, -1).includes('@'))
+      .map(normaliseAddress),
+  );
 }
 
 const stripBrackets = (id: string) => id.trim().replace(/^<|>$/g, '').trim();
