@@ -64,10 +64,22 @@ export function returnedMessageIds(raw: Buffer): string[] {
 
 /** The address a delivery status notification says failed (RFC 3464 Final-Recipient), if any. */
 export function finalRecipient(raw: Buffer): string | undefined {
-  const match = /^Final-Recipient:[ \t]*rfc822[ \t]*;[ \t]*<?([^\s<>]+@[^\s<>]+?)>?[ \t]*$/im.exec(
-    raw.toString('latin1'),
-  );
-  return match?.[1]?.toLowerCase();
+  // The line is found by one expression and its address checked by hand: matched in one go
+  // (`<?([^\s<>]+@[^\s<>]+?)>?[ \t]*$`), a long line of @s that does not end right backtracked
+  // quadratically, and anyone may send a "bounce" (From: MAILER-DAEMON@...): 40,000 characters
+  // held the event loop for seconds, a mail may carry 25 MiB.
+  for (const line of raw.toString('latin1').matchAll(/^Final-Recipient:[ \t]*rfc822[ \t]*;([^\r\n]*)/gim)) {
+    let value = line[1]!;
+    let start = 0;
+    let end = value.length;
+    while (start < end && (value[start] === ' ' || value[start] === '\t')) start++;
+    while (end > start && (value[end - 1] === ' ' || value[end - 1] === '\t')) end--;
+    value = value.slice(start, end);
+    if (value.startsWith('<')) value = value.slice(1);
+    if (value.endsWith('>')) value = value.slice(0, -1);
+    if (!/[\s<>]/.test(value) && value.slice(1, -1).includes('@')) return value.toLowerCase();
+  }
+  return undefined;
 }
 
 /** The reason a bounce gives: its Diagnostic-Code or Status, else its first line of text. */
