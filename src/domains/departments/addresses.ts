@@ -61,7 +61,16 @@ export async function isSupportAddress(db: Executor, address: string): Promise<b
   return row !== undefined;
 }
 
-const comparableAddress = (address: string) => normaliseAddress(address).replace(/\.+$/, '');
+/**
+ * Without its trailing dots, trimmed by hand: /\.+$/ backtracks quadratically over a run of dots
+ * that does not end the string, and a sender's From (mail in) may hold 1 MiB of them.
+ */
+function comparableAddress(address: string): string {
+  const normal = normaliseAddress(address);
+  let end = normal.length;
+  while (end > 0 && normal[end - 1] === '.') end--;
+  return normal.slice(0, end);
+}
 
 /**
  * Mail from this address is our own (a loop): one of the support addresses, the help desk's
