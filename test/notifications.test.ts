@@ -90,6 +90,19 @@ t.test('mentions are @email, not plain addresses', async (t) => {
   t.same(mentionedEmails('mail ann@example.com or x@ann@example.com'), []);
 });
 
+t.test('a note full of punctuation is read for mentions at once', async (t) => {
+  // Any solver writes notes of up to 100,000 characters, and the consumer reads them on the
+  // event loop of an instance: the sentence's punctuation was trimmed with an expression that
+  // backtracks quadratically over a run of it inside the address (about 20 s for this one).
+  const body = `@ann@example.com${')'.repeat(99_000)}x`;
+  const started = performance.now();
+  const found = mentionedEmails(body);
+  const ms = performance.now() - started;
+  t.same(found, []);
+  t.ok(ms < 1_000, `read in ${Math.round(ms)} ms`);
+  t.same(mentionedEmails('Thanks @ann@example.com!?)."'), ['ann@example.com']);
+});
+
 t.test('a new ticket notifies its department’s members, never the one who created it', async (t) => {
   const { ctx, a, manager, solver, reader, other, admin } = await setUp();
   // Written by the agent (not a customer's message they recorded): the agent caused it.

@@ -47,10 +47,22 @@ const MAX_MENTIONS = 50;
 // no mention). Trailing punctuation of the sentence is not part of the address.
 const MENTION = /(?<![\w@.])@([^\s@]+@[^\s@]+\.[^\s@]+)/g;
 
+const SENTENCE_END = new Set('.,;:!?)]}>\'"');
+
+/**
+ * `text` without the run of `chars` it ends with, trimmed by hand: /[...]+$/ backtracks
+ * quadratically over such a run that does not end the text, and a note may be 100,000 characters.
+ */
+function withoutTrailing(text: string, chars: ReadonlySet<string>): string {
+  let end = text.length;
+  while (end > 0 && chars.has(text[end - 1]!)) end--;
+  return text.slice(0, end);
+}
+
 export function mentionedEmails(body: string): string[] {
   const found = new Set<string>();
   for (const match of body.matchAll(MENTION)) {
-    const email = (match[1] as string).replace(/[.,;:!?)\]}>'"]+$/, '').toLowerCase();
+    const email = withoutTrailing(match[1] as string, SENTENCE_END).toLowerCase();
     if (email.length <= 254 && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) found.add(email);
     if (found.size >= MAX_MENTIONS) break;
   }
