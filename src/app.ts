@@ -114,6 +114,30 @@ export const REDACT_PATHS = [
   '*.access_token',
 ];
 
+/** A survey link's token in a path (`/v1/public/ratings/<token>`): a credential, never logged. */
+const SURVEY_TOKEN_IN_PATH = /^(\/v1\/public\/ratings\/)[^/?#]+/i;
+
+/**
+ * fastify's request serializer (method, url, host, client address), with a survey link's token
+ * left out of the url: the token rates the ticket as its contact, and only its hash is stored.
+ */
+export function requestForLog(request: FastifyRequest) {
+  return {
+    method: request.method,
+    url: request.url.replace(SURVEY_TOKEN_IN_PATH, '$1[redacted]'),
+    version: request.headers?.['accept-version'],
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
+/** The logger options with requests logged through requestForLog. */
+function withRequestSerializer(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (typeof logger !== 'object' || logger === null) return logger ?? false;
+  return { ...logger, serializers: { ...logger.serializers, req: requestForLog as never } };
+}
+
 /**
  * Response headers clients read: exposed to browsers through CORS, and each one declared in the
  * spec wherever it is sent (test/helpers/contract.ts checks every response of the suite). Every
@@ -193,7 +217,7 @@ function serializerWithRuleStandIns(
 /** Builds the whole API as one fastify instance. It never listens; server.ts does. */
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: deps.logger ?? false,
+    logger: withRequestSerializer(deps.logger),
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     requestIdHeader: 'x-request-id',

@@ -358,7 +358,18 @@ t.test('secrets never reach the log', async (t) => {
     url: '/v1/auth/token',
     payload: { email: agent.email, password: 'wrong-password-123' },
   });
+  // A survey link's token is a credential (it rates the ticket as its contact; only its hash is
+  // stored): the request line that carries it is logged without it.
+  const surveyToken = 'Zk3q9VbN4xTt2mRr8LpWc5HyD1sJ6gAe0uFoKiXhM7E';
+  await app.inject({ method: 'GET', url: `/v1/public/ratings/${surveyToken}` });
+  await app.inject({
+    method: 'POST',
+    url: `/v1/public/ratings/${surveyToken}?x=1`,
+    payload: { rating: 'positive' },
+  });
   const log = lines.join('');
+  t.notOk(log.includes(surveyToken), 'no survey token');
+  t.ok(log.includes('/v1/public/ratings/'), 'the survey requests are logged');
   t.ok(log.includes('request_id') || log.includes('reqId'), 'requests are logged with their id');
   t.notOk(log.includes(PASSWORD), 'no password');
   t.notOk(log.includes('wrong-password-123'), 'no failed password');
