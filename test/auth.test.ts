@@ -211,6 +211,52 @@ t.test('repeated sign-in failures are throttled per email', async (t) => {
   });
 });
 
+t.test('guesses sent at once are throttled like guesses one after another', async (t) => {
+  // Each attempt read the lock before its password check and counted its failure after it, so
+  // guesses sent together were all checked (up to the address's 30 a minute, and without limit
+  // from many addresses): the limit held only for guesses sent in turn.
+  const ctx = await buildTestApp(t, { SIGN_IN_MAX_FAILURES: '3', SIGN_IN_LOCK_SECONDS: '60' });
+  const guesses = Array.from({ length: 12 }, (_, i) => `wrong guess ${i}`);
+
+  await t.test('sign-in', async (t) => {
+    const agent = await makeAgent(ctx.db, { email: 'burst@example.com' });
+    const answers = await Promise.all(
+      guesses.map((password) => signInRequest(ctx, { email: agent.email, password })),
+    );
+    const checked = answers.filter((res) => res.statusCode !== 429);
+    t.ok(checked.length <= 3, `${checked.length} of 12 passwords were checked (at most 3 may be)`);
+    t.ok(
+      answers.every((res) => res.statusCode !== 429 || res.json().code === 'too_many_sign_in_attempts'),
+      'refused by the per-email lock',
+    );
+    const right = await signInRequest(ctx, { email: agent.email, password: PASSWORD });
+    isProblem(t, right, 429, 'too_many_sign_in_attempts');
+  });
+
+  await t.test('the current password of a password change', async (t) => {
+    const { token } = await agentWithToken(ctx);
+    const answers = await Promise.all(
+      guesses.map((current_password) =>
+        ctx.request({
+          method: 'POST',
+          url: '/v1/me/password',
+          token,
+          payload: { current_password, new_password: NEW_PASSWORD },
+        }),
+      ),
+    );
+    const checked = answers.filter((res) => res.statusCode !== 429);
+    t.ok(checked.length <= 3, `${checked.length} of 12 passwords were checked (at most 3 may be)`);
+    const right = await ctx.request({
+      method: 'POST',
+      url: '/v1/me/password',
+      token,
+      payload: { current_password: PASSWORD, new_password: NEW_PASSWORD },
+    });
+    isProblem(t, right, 429, 'too_many_attempts');
+  });
+});
+
 t.test('each client address may try to sign in 30 times a minute', async (t) => {
   const ctx = await buildTestApp(t);
   // Bodies that fail validation still count, and cost no scrypt.

@@ -331,7 +331,8 @@ export async function changePassword(
   if (!row) throw notFound('agent');
   // Guessing the current password with a stolen session is throttled like sign-in.
   const key = `password-change:${row.id}`;
-  const blocked = await throttle.secondsBlocked(db, key);
+  // Counted before the password is checked: guesses sent together are limited like guesses in turn.
+  const blocked = await throttle.takeAttempt(db, key, limits.maxFailures, limits.lockSeconds);
   if (blocked > 0) {
     const error = new DomainError(
       'throttled',
@@ -342,7 +343,6 @@ export async function changePassword(
     throw error;
   }
   if (!(await verifyPassword(input.current_password, row.password_hash))) {
-    await throttle.recordFailure(db, key, limits.maxFailures, limits.lockSeconds);
     const error = new DomainError('forbidden', 'wrong_password', 'The current password is wrong.');
     error.errors = [{ field: 'body/current_password', message: 'is wrong' }];
     throw error;

@@ -26,7 +26,8 @@ export async function signIn(
   // Prefixed: the throttle's keys share one table, and a made-up "email" must not be able to
   // name another counter (an agent's password-change counter, say) and lock it.
   const key = `sign-in:${email}`;
-  const blocked = await throttle.secondsBlocked(db, key);
+  // Counted before the password is checked: guesses sent together are limited like guesses in turn.
+  const blocked = await throttle.takeAttempt(db, key, limits.maxFailures, limits.lockSeconds);
   if (blocked > 0) {
     const error = new DomainError(
       'throttled',
@@ -38,10 +39,7 @@ export async function signIn(
   }
   const agent = await findAgentRowByEmail(db, email);
   const passwordOk = await verifyPassword(input.password, agent?.password_hash ?? null);
-  if (!agent || !passwordOk || agent.status !== 'active') {
-    await throttle.recordFailure(db, key, limits.maxFailures, limits.lockSeconds);
-    throw wrongCredentials();
-  }
+  if (!agent || !passwordOk || agent.status !== 'active') throw wrongCredentials();
   await throttle.clearFailures(db, key);
   await recordSignIn(db, agent.id);
   return agent;
