@@ -412,12 +412,24 @@ const eventRow = (e: ActorEvent, ord: number) => ({
   data: e.data ?? {},
 });
 
-/** The insert of events, in order (their ids follow it); occurred_at is the transaction's time. */
+/**
+ * The insert of events, in order (their ids follow it); occurred_at is the transaction's time.
+ *
+ * `tx` orders the event feed. It is the writing transaction's id, raised to the `tx` of the
+ * ticket's latest event when that is higher: a transaction's id is assigned when it first writes
+ * or locks (PostgreSQL assigns it before a row lock waits), not when it gets the ticket's lock,
+ * so a change that waited for the ticket may hold a lower id than the change it waited for, and
+ * would come out of the feed (and to webhooks) before it. Raised, it never lies below the
+ * writer's own id, so the feed's horizon (no running transaction below it) still holds it back
+ * until it commits, and a ticket's events come out in the order of its history.
+ */
 function insertEventRows(events: ActorEvent[]) {
   return sql`insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id,
-      actor_rule_id, actor_rule_version, via_token_id, department_id, agent_id, channel, data)
+      actor_rule_id, actor_rule_version, via_token_id, department_id, agent_id, channel, data, tx)
     select x.ticket_id, x.type, x.actor_type, x.actor_agent_id, x.actor_contact_id, x.actor_rule_id,
-      x.actor_rule_version, x.via_token_id, x.department_id, x.agent_id, x.channel, x.data
+      x.actor_rule_version, x.via_token_id, x.department_id, x.agent_id, x.channel, x.data,
+      greatest(pg_current_xact_id(), (select p.tx from ticket_events p where p.ticket_id = x.ticket_id
+        order by p.id desc limit 1))
     from jsonb_to_recordset(${JSON.stringify(events.map(eventRow))}::jsonb) as x(ord int, ticket_id uuid,
       type text, actor_type text, actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid,
       actor_rule_version int, via_token_id uuid, department_id uuid, agent_id uuid, channel text, data jsonb)
