@@ -413,26 +413,34 @@ const eventRow = (e: ActorEvent, ord: number) => ({
 });
 
 /**
- * The insert of events, in order (their ids follow it); occurred_at is the transaction's time.
+ * The insert of events, in order (their ids follow it).
  *
- * `tx` orders the event feed. It is the writing transaction's id, raised to the `tx` of the
- * ticket's latest event when that is higher: a transaction's id is assigned when it first writes
- * or locks (PostgreSQL assigns it before a row lock waits), not when it gets the ticket's lock,
- * so a change that waited for the ticket may hold a lower id than the change it waited for, and
- * would come out of the feed (and to webhooks) before it. Raised, it never lies below the
- * writer's own id, so the feed's horizon (no running transaction below it) still holds it back
- * until it commits, and a ticket's events come out in the order of its history.
+ * A ticket's changes are serialized by its row lock, but a change that waited for the ticket
+ * began (and took its transaction id) before the change it waited for wrote. Its events are
+ * therefore raised to the ticket's latest event, so a ticket's history is in order by both:
+ *
+ * - `tx` orders the event feed: the writing transaction's id, or the `tx` of the ticket's latest
+ *   event when that is higher (PostgreSQL assigns an id when a transaction first writes or locks,
+ *   before a row lock waits). Without it a change that waited came out of the feed (and to
+ *   webhooks) before the one it waited for. Never below the writer's own id, so the feed's
+ *   horizon (no running transaction below it) still holds the row back until it commits.
+ * - `occurred_at`: the transaction's time (deskroute_now(), its start), or the latest event's
+ *   time when that is later. The reports' not_rated correction reads a ticket's resolves and
+ *   ratings in time order (docs/metrics.md): a rating that waited for a resolve must not come
+ *   before it.
  */
 function insertEventRows(events: ActorEvent[]) {
   return sql`insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id,
-      actor_rule_id, actor_rule_version, via_token_id, department_id, agent_id, channel, data, tx)
+      actor_rule_id, actor_rule_version, via_token_id, department_id, agent_id, channel, data, tx,
+      occurred_at)
     select x.ticket_id, x.type, x.actor_type, x.actor_agent_id, x.actor_contact_id, x.actor_rule_id,
       x.actor_rule_version, x.via_token_id, x.department_id, x.agent_id, x.channel, x.data,
-      greatest(pg_current_xact_id(), (select p.tx from ticket_events p where p.ticket_id = x.ticket_id
-        order by p.id desc limit 1))
+      greatest(pg_current_xact_id(), p.tx), greatest(deskroute_now(), p.occurred_at)
     from jsonb_to_recordset(${JSON.stringify(events.map(eventRow))}::jsonb) as x(ord int, ticket_id uuid,
       type text, actor_type text, actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid,
       actor_rule_version int, via_token_id uuid, department_id uuid, agent_id uuid, channel text, data jsonb)
+    left join lateral (select p.tx, p.occurred_at from ticket_events p where p.ticket_id = x.ticket_id
+      order by p.id desc limit 1) p on true
     order by x.ord`;
 }
 
