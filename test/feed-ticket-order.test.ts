@@ -3,6 +3,12 @@ import tap from 'tap';
 import type { Principal } from '../src/access/policy.ts';
 import { updateTicket } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import { testDatabaseKind } from './helpers/database.ts';
+
+const TWO_CONNECTIONS =
+  (await testDatabaseKind()) === 'pglite'
+    ? 'needs PostgreSQL: a transaction stays open while a request writes (embedded PGlite runs one transaction at a time)'
+    : false;
 
 // The feed is ordered by the writing transaction's id, but a ticket's changes are serialized by
 // its row lock, and a transaction's id is assigned when it first writes or locks (PostgreSQL
@@ -71,24 +77,30 @@ tap.test("a ticket's events come out of the feed in the order of its history", a
   });
   const id = created.json().id as string;
 
-  await t.test('a writer whose transaction id came before it got the ticket', async (t) => {
-    const start = await feedStart(ctx, admin.token);
-    await ctx.db.transaction().execute(async (trx) => {
-      // What a change waiting on the ticket's row lock has: an id taken before the lock was.
-      await sql`select pg_current_xact_id()`.execute(trx);
-      const first = await ctx.request({
-        method: 'PATCH',
-        url: `/v1/tickets/${id}`,
-        token: admin.token,
-        payload: { priority: 'high' },
+  await t.test(
+    'a writer whose transaction id came before it got the ticket',
+    { skip: TWO_CONNECTIONS },
+    async (t) => {
+      const start = await feedStart(ctx, admin.token);
+      await ctx.db.transaction().execute(async (trx) => {
+        // What a change waiting on the ticket's row lock has: an id taken before the lock was.
+        await sql`select pg_current_xact_id()`.execute(trx);
+        const first = await ctx.request({
+          method: 'PATCH',
+          url: `/v1/tickets/${id}`,
+          token: admin.token,
+          payload: { priority: 'high' },
+        });
+        t.equal(first.statusCode, 200);
+        await updateTicket(trx, principal, {}, id, { priority: 'urgent' });
       });
-      t.equal(first.statusCode, 200);
-      await updateTicket(trx, principal, {}, id, { priority: 'urgent' });
-    });
-    const history = (await historyIds(ctx, admin.token, id)).slice(-2);
-    const feed = (await drain(ctx, admin.token, start, 2)).filter((e) => e.ticket_id === id).map((e) => e.id);
-    t.same(feed, history, 'high, then urgent, as the history says');
-  });
+      const history = (await historyIds(ctx, admin.token, id)).slice(-2);
+      const feed = (await drain(ctx, admin.token, start, 2))
+        .filter((e) => e.ticket_id === id)
+        .map((e) => e.id);
+      t.same(feed, history, 'high, then urgent, as the history says');
+    },
+  );
 
   await t.test('concurrent changes of one ticket through the API', async (t) => {
     const start = await feedStart(ctx, admin.token);
