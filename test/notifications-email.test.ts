@@ -258,4 +258,49 @@ t.test('notifications by email', async (t) => {
     const messages = await api('GET', `/v1/tickets/${ticket.id}/messages`, admin.token);
     t.equal(messages.json().data.length, 1, 'nothing added to the ticket');
   });
+  await t.test('an event of a department deleted since still mails, and blocks no batch', async (t) => {
+    const doomed = await makeDepartment(ctx.db, 'Doomed');
+    const heir = await makeDepartment(ctx.db, 'Heir');
+    const agent = await agentWithToken(ctx, {
+      departments: [
+        [doomed, 'solver'],
+        [heir, 'solver'],
+      ],
+    });
+    const on = await api('PUT', '/v1/me/notification-preferences', agent.token, {
+      preferences: [{ department_id: heir, kind: 'customer_replied', email: true }],
+    });
+    t.equal(on.statusCode, 200, on.body);
+    const created = await api('POST', '/v1/tickets', admin.token, {
+      subject: 'Moved along',
+      channel: 'api',
+      department_id: doomed,
+      assignee_id: agent.agent.id,
+      contact: { email: 'moved@example.com' },
+      message: { body: 'Hello' },
+    });
+    t.equal(created.statusCode, 201, created.body);
+    const ticketId = created.json().id as string;
+    await settle();
+    // The customer writes while the ticket is in Doomed; Doomed is deleted (its tickets go to
+    // Heir, the assignee with them) before the consumer reads the reply.
+    const reply = await api('POST', `/v1/tickets/${ticketId}/messages`, admin.token, {
+      kind: 'customer',
+      body: 'Any news?',
+    });
+    t.equal(reply.statusCode, 201, reply.body);
+    const gone = await ctx.request({
+      method: 'DELETE',
+      url: `/v1/departments/${doomed}?move_to_department_id=${heir}`,
+      token: admin.token,
+    });
+    t.equal(gone.statusCode, 204, gone.body);
+    await settle();
+    t.same(
+      (await notificationRows(ticketId)).map((r) => r.to_address),
+      [agent.agent.email],
+      'the assignee is mailed of the reply',
+    );
+    t.ok(await inboxHas(agent.token, ticketId), 'and the inbox has it');
+  });
 });

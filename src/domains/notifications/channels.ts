@@ -81,6 +81,21 @@ export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
             .execute()
         ).map((t) => [t.id, t.number]),
       );
+      // An event keeps the department the ticket had then, which may have been deleted since
+      // (its tickets moved on): mail_outbox.department_id references departments, so such a mail
+      // is the help desk's, or the insert would fail the consumer's batch on every retry.
+      const eventDepartments = [
+        ...new Set(
+          wanted.flatMap((d) => (d.notification.department_id ? [d.notification.department_id] : [])),
+        ),
+      ];
+      const existing = new Set(
+        eventDepartments.length === 0
+          ? []
+          : (
+              await trx.selectFrom('departments').select('id').where('id', 'in', eventDepartments).execute()
+            ).map((d) => d.id),
+      );
       // Per department, once per batch: whether it can send, and as whom.
       const senders = new Map<
         string,
@@ -113,7 +128,9 @@ export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
       const rows = [];
       for (const { notification: n, email } of wanted) {
         const number = numbers.get(n.ticket_id);
-        const sender = await senderOf(n.department_id);
+        const departmentId =
+          n.department_id !== null && existing.has(n.department_id) ? n.department_id : null;
+        const sender = await senderOf(departmentId);
         if (number === undefined || sender === null || email === null) continue;
         if (await isOurAddress(trx, email, deps.config.from)) {
           deps.log?.warn(
@@ -136,7 +153,7 @@ export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
           kind: 'notification' as const,
           ticket_id: n.ticket_id,
           message_id: null,
-          department_id: n.department_id,
+          department_id: departmentId,
           to_address: email,
           from_name: sender.name,
           from_address: sender.address,
