@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { loadConfig } from '../src/config.ts';
-import type { EmailChannelDeps } from '../src/domains/notifications/channels.ts';
+import { type Delivery, type EmailChannelDeps, emailChannel } from '../src/domains/notifications/channels.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { rawMail } from './helpers/mail.ts';
 import { settleNotifications } from './helpers/notifications.ts';
@@ -302,5 +303,50 @@ t.test('notifications by email', async (t) => {
       'the assignee is mailed of the reply',
     );
     t.ok(await inboxHas(agent.token, ticketId), 'and the inbox has it');
+  });
+  await t.test('whether addresses are ours is read once per batch, not once per mail', async (t) => {
+    const ticket = await createTicket('Busy department');
+    const deliveries: Delivery[] = Array.from({ length: 40 }, (_, i) => ({
+      notification: {
+        id: randomUUID(),
+        agent_id: (i % 2 === 0 ? manager : solver).agent.id,
+        kind: 'ticket_created',
+        event_id: `t:${i}`,
+        ticket_id: ticket.id,
+        department_id: returns,
+        actor_agent_id: null,
+        subject: 'Busy department',
+      },
+      inbox: false,
+      email: (i % 2 === 0 ? manager : solver).agent.email,
+    }));
+    let lookups = 0;
+    const rollback = new Error('rollback');
+    await ctx.db
+      .transaction()
+      .execute(async (trx) => {
+        const counted = trx.withPlugin({
+          transformQuery: (args) => {
+            const text = JSON.stringify(args.node);
+            if (args.node.kind === 'SelectQueryNode' && /department_addresses|mail_settings/.test(text))
+              lookups++;
+            return args.node;
+          },
+          transformResult: async (args) => args.result,
+        });
+        await emailChannel(mail).deliver(counted, deliveries);
+        const rows = await trx
+          .selectFrom('mail_outbox')
+          .select('id')
+          .where('ticket_id', '=', ticket.id)
+          .where('kind', '=', 'notification')
+          .execute();
+        t.equal(rows.length, 40, 'every mail written');
+        throw rollback;
+      })
+      .catch((err: unknown) => {
+        if (err !== rollback) throw err;
+      });
+    t.ok(lookups <= 6, `address and identity lookups do not grow with the mails (${lookups})`);
   });
 });

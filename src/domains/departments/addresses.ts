@@ -98,3 +98,30 @@ export function listDepartmentAddresses(db: Executor, departmentId: string) {
     .orderBy('address')
     .execute();
 }
+
+/**
+ * Which of `addresses` are ours, as isOurAddress judges one, in two queries whatever their
+ * number (a consumer's batch mails the same agents many times). The answer holds them as given.
+ */
+export async function ourAddresses(
+  db: Executor,
+  addresses: readonly string[],
+  mailFrom: string | undefined,
+): Promise<Set<string>> {
+  const wanted = [...new Set(addresses.map(comparableAddress))];
+  if (wanted.length === 0) return new Set();
+  const ours = new Set<string>();
+  if (mailFrom !== undefined) ours.add(comparableAddress(mailFrom));
+  const settings = await db.selectFrom('mail_settings').select('from_address').executeTakeFirst();
+  if (settings?.from_address != null) ours.add(comparableAddress(settings.from_address));
+  // A query takes at most 65,535 parameters.
+  for (let i = 0; i < wanted.length; i += 1000) {
+    const rows = await db
+      .selectFrom('department_addresses')
+      .select('address')
+      .where('address', 'in', wanted.slice(i, i + 1000))
+      .execute();
+    for (const row of rows) ours.add(row.address);
+  }
+  return new Set(addresses.filter((a) => ours.has(comparableAddress(a))));
+}

@@ -4,7 +4,7 @@ import type { Logger as PinoLogger } from 'pino';
 import type { MailConfig } from '../../config.ts';
 import type { Database, NotificationKind } from '../../db/types.ts';
 import type { JobQueue } from '../../jobs/queue.ts';
-import { isOurAddress } from '../departments/addresses.ts';
+import { ourAddresses } from '../departments/addresses.ts';
 import { textToHtml } from '../mail-identity/html.ts';
 import { effectiveIdentity } from '../mail-identity/render.ts';
 import { enqueueMails } from '../mail-out/delivery.ts';
@@ -125,6 +125,11 @@ export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
         }
         return sender;
       };
+      const ours = await ourAddresses(
+        trx,
+        wanted.flatMap((d) => (d.email === null ? [] : [d.email])),
+        deps.config.from,
+      );
       const rows = [];
       for (const { notification: n, email } of wanted) {
         const number = numbers.get(n.ticket_id);
@@ -132,7 +137,7 @@ export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
           n.department_id !== null && existing.has(n.department_id) ? n.department_id : null;
         const sender = await senderOf(departmentId);
         if (number === undefined || sender === null || email === null) continue;
-        if (await isOurAddress(trx, email, deps.config.from)) {
+        if (ours.has(email)) {
           deps.log?.warn(
             { agent: n.agent_id },
             'notifications: an agent’s address is one of ours; not mailed',
