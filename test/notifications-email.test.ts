@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import pino from 'pino';
 import t from 'tap';
 import { loadConfig } from '../src/config.ts';
+import { attemptMails } from '../src/domains/mail-out/delivery.ts';
 import { type Delivery, type EmailChannelDeps, emailChannel } from '../src/domains/notifications/channels.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { rawMail } from './helpers/mail.ts';
@@ -348,5 +350,47 @@ t.test('notifications by email', async (t) => {
         if (err !== rollback) throw err;
       });
     t.ok(lookups <= 6, `address and identity lookups do not grow with the mails (${lookups})`);
+  });
+  await t.test('an agent disabled before their mail goes out is not mailed', async (t) => {
+    const leaver = await agentWithToken(ctx, { departments: [[returns, 'solver']] });
+    const on = await api('PUT', '/v1/me/notification-preferences', leaver.token, {
+      preferences: [{ department_id: returns, kind: 'ticket_created', email: true }],
+    });
+    t.equal(on.statusCode, 200, on.body);
+    const ticket = await createTicket('After hours');
+    // No job queue: the rows wait, queued, as they would behind an SMTP server that is away.
+    await settleNotifications(ctx.db, { ...mail, queue: undefined });
+    const row = await ctx.db
+      .selectFrom('mail_outbox')
+      .select('id')
+      .where('kind', '=', 'notification')
+      .where('ticket_id', '=', ticket.id)
+      .where('to_address', '=', leaver.agent.email)
+      .executeTakeFirstOrThrow();
+    await ctx.db
+      .updateTable('agents')
+      .set({ status: 'disabled' })
+      .where('id', '=', leaver.agent.id)
+      .execute();
+    await attemptMails(
+      {
+        db: ctx.db,
+        log: pino({ level: 'silent' }),
+        config: mail.config,
+        queue: undefined,
+        blobs: ctx.app.blobs,
+      },
+      [row.id],
+    );
+    t.notOk(
+      smtp.received.some((m) => m.to.includes(leaver.agent.email)),
+      'nothing reached the disabled agent',
+    );
+    const after = await ctx.db
+      .selectFrom('mail_outbox')
+      .select('state')
+      .where('id', '=', row.id)
+      .executeTakeFirstOrThrow();
+    t.equal(after.state, 'cancelled');
   });
 });

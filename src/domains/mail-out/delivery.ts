@@ -104,6 +104,15 @@ async function claim(deps: MailDeps, ids: string[]): Promise<Claimed[]> {
         from tickets t
        where o.id = any(${ids}::uuid[]) and o.kind = 'csat_survey' and o.state = 'queued'
          and t.id = o.ticket_id and t.status <> 'resolved'`.execute(trx);
+    // A notification goes only to an agent still active at that address: one disabled (or whose
+    // address changed) while the mail waited (an SMTP server away, retries) is not told of tickets.
+    await sql`
+      update mail_outbox o
+         set state = 'cancelled', locked_until = null, next_attempt_at = null, updated_at = now(),
+             last_error = 'no active agent has this address any more'
+       where o.id = any(${ids}::uuid[]) and o.kind = 'notification' and o.state = 'queued'
+         and not exists (select 1 from agents a
+                          where a.status = 'active' and lower(a.email) = lower(o.to_address))`.execute(trx);
     const { rows } = await sql<Claimed>`
       update mail_outbox
          set locked_until = now() + ${leaseMs} * interval '1 millisecond',
