@@ -1,9 +1,16 @@
 import { randomUUID } from 'node:crypto';
+import type { Transaction } from 'kysely';
 import pino from 'pino';
 import t from 'tap';
 import { loadConfig } from '../src/config.ts';
+import type { Database } from '../src/db/types.ts';
 import { attemptMails } from '../src/domains/mail-out/delivery.ts';
-import { type Delivery, type EmailChannelDeps, emailChannel } from '../src/domains/notifications/channels.ts';
+import {
+  type Delivery,
+  type EmailChannelDeps,
+  emailChannel,
+  inboxChannel,
+} from '../src/domains/notifications/channels.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { rawMail } from './helpers/mail.ts';
 import { settleNotifications } from './helpers/notifications.ts';
@@ -28,6 +35,10 @@ t.test('notifications by email', async (t) => {
   const ctx = await buildTestApp(t, env, { jobs: true });
   const mail: EmailChannelDeps = { config: loadConfig(env).mail, queue: ctx.jobs?.queue };
   const settle = () => settleNotifications(ctx.db, mail);
+  /** What the consumer does with a batch's decisions: each channel in its transaction. */
+  const handleBatchChannels = async (trx: Transaction<Database>, deliveries: Delivery[]) => {
+    for (const channel of [inboxChannel, emailChannel(mail)]) await channel.deliver(trx, deliveries);
+  };
   await settle(); // the consumer starts at the feed's head: run it before anything happens
 
   const returns = await makeDepartment(ctx.db, 'Returns');
@@ -392,5 +403,47 @@ t.test('notifications by email', async (t) => {
       .where('id', '=', row.id)
       .executeTakeFirstOrThrow();
     t.equal(after.state, 'cancelled');
+  });
+  await t.test('a batch of thousands of mails is written, not refused by the parameter limit', async (t) => {
+    const ticket = await createTicket('Burst');
+    const deliveries: Delivery[] = Array.from({ length: 9000 }, (_, i) => ({
+      notification: {
+        id: randomUUID(),
+        agent_id: solver.agent.id,
+        kind: 'ticket_created',
+        event_id: `burst:${i}`,
+        ticket_id: ticket.id,
+        department_id: returns,
+        actor_agent_id: null,
+        subject: 'Burst',
+      },
+      inbox: true,
+      email: solver.agent.email,
+    }));
+    const rollback = new Error('rollback');
+    await ctx.db
+      .transaction()
+      .execute(async (trx) => {
+        await handleBatchChannels(trx, deliveries);
+        const [mails, inbox] = await Promise.all([
+          trx
+            .selectFrom('mail_outbox')
+            .select((eb) => eb.fn.countAll<string>().as('n'))
+            .where('ticket_id', '=', ticket.id)
+            .where('kind', '=', 'notification')
+            .executeTakeFirstOrThrow(),
+          trx
+            .selectFrom('notifications')
+            .select((eb) => eb.fn.countAll<string>().as('n'))
+            .where('ticket_id', '=', ticket.id)
+            .executeTakeFirstOrThrow(),
+        ]);
+        t.equal(Number(mails.n), 9000, 'every mail written');
+        t.equal(Number(inbox.n), 9000, 'every inbox entry written');
+        throw rollback;
+      })
+      .catch((err: unknown) => {
+        if (err !== rollback) throw err;
+      });
   });
 });

@@ -11,6 +11,9 @@ import { enqueueMails } from '../mail-out/delivery.ts';
 import { smtpSettingsOfDepartment } from '../mailboxes/repository.ts';
 import { insertNotifications, type NewNotification } from './repository.ts';
 
+/** Rows per insert: well below the 65,535 parameters of one statement. */
+const INSERT_CHUNK = 1000;
+
 /** One notification as decided, and the channels its agent has on for it. */
 export interface Delivery {
   notification: NewNotification;
@@ -171,7 +174,18 @@ export function emailChannel(deps: EmailChannelDeps): NotificationChannel {
         });
       }
       if (rows.length === 0) return;
-      const inserted = await trx.insertInto('mail_outbox').values(rows).returning('id').execute();
+      // A statement takes at most 65,535 parameters (13 a row here): a batch of 200 events to a
+      // department of 30 would pass it and fail the consumer's batch on every retry.
+      const inserted: { id: string }[] = [];
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        inserted.push(
+          ...(await trx
+            .insertInto('mail_outbox')
+            .values(rows.slice(i, i + INSERT_CHUNK))
+            .returning('id')
+            .execute()),
+        );
+      }
       await enqueueMails(deps.queue, trx, inserted);
     },
   };

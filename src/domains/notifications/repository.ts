@@ -43,12 +43,14 @@ export interface NewNotification {
 
 /** One row per agent and feed event: a replayed batch adds nothing twice. */
 export async function insertNotifications(trx: Transaction<Database>, rows: NewNotification[]) {
-  if (rows.length === 0) return;
-  await trx
-    .insertInto('notifications')
-    .values(rows)
-    .onConflict((oc) => oc.columns(['agent_id', 'event_id']).doNothing())
-    .execute();
+  // A statement takes at most 65,535 parameters (8 a row): a batch may decide more rows than that.
+  for (let i = 0; i < rows.length; i += 1000) {
+    await trx
+      .insertInto('notifications')
+      .values(rows.slice(i, i + 1000))
+      .onConflict((oc) => oc.columns(['agent_id', 'event_id']).doNothing())
+      .execute();
+  }
 }
 
 /** Where a live stream starts reading the inbox: after every notification already committed. */
