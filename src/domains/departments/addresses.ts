@@ -81,11 +81,7 @@ export async function isOurAddress(
   address: string,
   mailFrom: string | undefined,
 ): Promise<boolean> {
-  const wanted = comparableAddress(address);
-  if (mailFrom !== undefined && comparableAddress(mailFrom) === wanted) return true;
-  if (await isSupportAddress(db, wanted)) return true;
-  const settings = await db.selectFrom('mail_settings').select('from_address').executeTakeFirst();
-  return settings?.from_address != null && comparableAddress(settings.from_address) === wanted;
+  return (await ourAddresses(db, [address], mailFrom)).size > 0;
 }
 
 /** A department's addresses, the reply-from first. */
