@@ -122,7 +122,8 @@ const EnvSchema = Type.Object({
   EXPORT_STALL_TIMEOUT_MS: Type.Integer({
     default: 30_000,
     minimum: 100,
-    description: 'a CSV export whose client takes no data for this long is cut',
+    description:
+      'an export, report CSV, attachment or raw-message download whose client takes no data for this long is cut',
   }),
   WEBHOOKS_ALLOW_PRIVATE: Type.Boolean({
     default: false,

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readdir } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -670,4 +670,60 @@ t.test('over a real socket: a refused upload is answered, a dropped one leaves n
     back.headers.get('content-disposition'),
     `attachment; filename="after.pdf"; filename*=UTF-8''after.pdf`,
   );
+});
+
+/** This process's open files in the blob store (downloads being sent), from /proc. */
+async function openBlobs(ctx: TestContext): Promise<number> {
+  const links = await Promise.all(
+    (await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+  );
+  return links.filter((link) => link.startsWith(ctx.blobDir)).length;
+}
+
+t.test('a download whose client takes no data is cut, and its file closed', async (t) => {
+  // A download held its socket and an open file for as long as a stalled client stayed connected
+  // (for ever): a few thousand such clients and the process ran out of file descriptors.
+  const ctx = await buildTestApp(t, { EXPORT_STALL_TIMEOUT_MS: '1000' });
+  const { token } = await agentWithToken(ctx, { role: 'admin' });
+  const ticket = await makeTicket(ctx.db);
+  // More than the socket buffers of both ends hold: the server's writes really wait.
+  const bytes = randomBytes(16_000_000);
+  const stored = await storeAttachment(ctx.db, ctx.app.blobs, {
+    ticketId: ticket.id,
+    messageId: null,
+    filename: 'big.bin',
+    content: bytes,
+    maxBytes: 20_000_000,
+  });
+  const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const connections = () =>
+    new Promise<number>((resolve, reject) =>
+      ctx.app.server.getConnections((error, n) => (error ? reject(error) : resolve(n))),
+    );
+  const stalled = net.connect(Number(new URL(address).port), '127.0.0.1');
+  t.teardown(() => stalled.destroy());
+  stalled.on('error', () => {}); // the server's reset
+  const head = new Promise<string>((resolve) =>
+    stalled.once('data', (chunk: Buffer) => {
+      stalled.pause(); // reads nothing more, for good
+      resolve(chunk.toString('latin1'));
+    }),
+  );
+  stalled.write(
+    `GET /v1/attachments/${stored.id} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+  );
+  t.match(await head, /^HTTP\/1\.1 200 /);
+  t.equal(await openBlobs(ctx), 1, 'the download has its file open');
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && ((await connections()) > 0 || (await openBlobs(ctx)) > 0)) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  t.equal(await connections(), 0, 'the stalled client was cut');
+  t.equal(await openBlobs(ctx), 0, 'and its file closed');
+  stalled.destroy();
+
+  const whole = await fetch(`${address}/v1/attachments/${stored.id}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  t.ok(Buffer.from(await whole.arrayBuffer()).equals(bytes), 'a client that reads gets every byte');
 });

@@ -3,6 +3,7 @@ import { IdParams, ref } from '../../contract.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { sendHeadersOnly } from '../../plugins/head.ts';
 import { problems } from '../../plugins/openapi.ts';
+import { cutWhenStalled } from '../reports/csv.ts';
 import { registerMultipart, requireMultipart } from './multipart.ts';
 import { AttachmentListSchema, AttachmentSchema, AttachmentSummarySchema } from './schemas.ts';
 import { deleteStagedAttachment, listAttachments, openAttachment, stageUploads } from './service.ts';
@@ -103,7 +104,7 @@ export const attachmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Download an attachment',
         description:
-          'The bytes as stored, for those who may see the ticket (404 for everyone else). Always a download (Content-Disposition: attachment), never rendered inline: X-Content-Type-Options: nosniff and a sandboxing Content-Security-Policy keep a browser from running anything in it.',
+          'The bytes as stored, for those who may see the ticket (404 for everyone else). Always a download (Content-Disposition: attachment), never rendered inline: X-Content-Type-Options: nosniff and a sandboxing Content-Security-Policy keep a browser from running anything in it. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.',
         params: IdParams,
         response: {
           200: {
@@ -151,6 +152,9 @@ export const attachmentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         content.destroy();
         return sendHeadersOnly(answer);
       }
+      // A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut, as exports are: a stalled
+      // download would otherwise hold its socket and an open file for ever.
+      cutWhenStalled(reply, config.exports.stallTimeoutMs);
       // A stream is sent as it is; the type provider only knows the schema's string.
       return answer.send(content as never);
     },

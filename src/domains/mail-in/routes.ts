@@ -9,6 +9,7 @@ import { problems } from '../../plugins/openapi.ts';
 import { BlobMissing } from '../../storage/blobs.ts';
 import { mailboxOfSecretHash } from '../mailboxes/repository.ts';
 import { hashInboundSecret, INBOUND_SECRET_PREFIX } from '../mailboxes/service.ts';
+import { cutWhenStalled } from '../reports/csv.ts';
 import { requireReadable } from '../tickets/service.ts';
 import { receiveMail } from './receive.ts';
 import { rawBlobOf } from './repository.ts';
@@ -122,7 +123,7 @@ export const mailInRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['tickets'],
         summary: 'Download the mail a message came as',
         description:
-          'The received message as it came (message/rfc822, Content-Disposition attachment), for those who may see the ticket. 404 when the ticket is out of reach or the message did not come by mail.',
+          'The received message as it came (message/rfc822, Content-Disposition attachment), for those who may see the ticket. 404 when the ticket is out of reach or the message did not come by mail. A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut.',
         params: RawMessageParams,
         response: {
           200: {
@@ -161,6 +162,8 @@ export const mailInRoutes: FastifyPluginAsyncTypebox = async (app) => {
         stream.destroy();
         return sendHeadersOnly(reply);
       }
+      // A client that takes no data for EXPORT_STALL_TIMEOUT_MS is cut (an open file each, else).
+      cutWhenStalled(reply, config.exports.stallTimeoutMs);
       return reply.send(stream);
     },
   );

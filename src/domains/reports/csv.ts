@@ -172,15 +172,16 @@ export function assertExportRoom(slots: ExportSlots, doing: string): void {
 }
 
 /**
- * Cuts a download whose client takes no data for `stallTimeoutMs` while data waits for it, with
- * a connection reset (a FIN queued behind data the client never reads would free nothing). The
+ * Cuts a download (an export, a report CSV, an attachment or raw message) whose client takes no
+ * data for `stallTimeoutMs` while data waits for it, with a connection reset (a FIN queued
+ * behind data the client never reads would free nothing). The
  * function returned pauses the clock while the export waits for the database instead, which is
  * no fault of the client's. (app.inject has no socket to watch: nothing is cut there.)
  */
 export function cutWhenStalled(reply: FastifyReply, stallTimeoutMs: number): (waiting: boolean) => void {
   if (!(reply.raw.socket instanceof Socket)) return () => {};
   reply.raw.setTimeout(stallTimeoutMs, () => {
-    reply.log.warn({ stallTimeoutMs, url: reply.request.url }, 'export cut: its client took no data');
+    reply.log.warn({ stallTimeoutMs, url: reply.request.url }, 'download cut: its client took no data');
     reply.raw.socket?.resetAndDestroy();
   });
   return (waiting) => {
