@@ -1,4 +1,7 @@
 import http from 'node:http';
+import net from 'node:net';
+import { sql } from 'kysely';
+import pg from 'pg';
 import t from 'tap';
 import type { Principal } from '../src/access/policy.ts';
 import { loadTicketAccess, type TicketAccess } from '../src/access/tickets.ts';
@@ -306,6 +309,54 @@ t.test('the subscriber cap answers 503 problem+json with Retry-After', async (t)
   }
   t.equal(again?.status, 200, 'a closed stream frees its place');
 });
+
+t.test(
+  'a client that leaves while its stream is being opened holds no place',
+  {
+    skip:
+      (await testDatabaseKind()) === 'pglite'
+        ? 'needs a second connection to hold the request in its set-up (PGlite has one)'
+        : false,
+  },
+  async (t) => {
+    // The stream was added after its client had gone (its 'close' came before anyone listened),
+    // and held a place until the slow-reader cut, some 45 s: clients that gave up quickly, or a
+    // reconnecting crowd, filled STREAM_MAX_SUBSCRIBERS with nobody.
+    const { ctx, port, open } = await listening(t, { STREAM_MAX_SUBSCRIBERS: '1' });
+    const a = await makeDepartment(ctx.db);
+    const member = await agentWithToken(ctx, { departments: [[a, 'reader']] });
+    // Another session holds the memberships: the request waits in its set-up.
+    const blocker = new pg.Client({ connectionString: ctx.database.url as string });
+    await blocker.connect();
+    t.teardown(() => blocker.end());
+    await blocker.query('begin');
+    await blocker.query('lock table department_members in access exclusive mode');
+    const waiting = async () => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'`.execute(ctx.db);
+      return (rows[0]?.n ?? 0) > 0;
+    };
+    const leaver = net.connect(port, '127.0.0.1');
+    leaver.on('error', () => {});
+    leaver.write(
+      `GET /v1/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${member.token}\r\n\r\n`,
+    );
+    await eventually('the request to wait for the lock', waiting, 30_000);
+    leaver.resetAndDestroy();
+    await eventually('the server to see the client leave', async () => (await connections(ctx)) === 0);
+    await blocker.query('rollback');
+    await eventually('the request to finish its set-up', async () => !(await waiting()));
+
+    let again: SseStream | null = null;
+    for (let i = 0; i < 50 && again?.status !== 200; i++) {
+      again?.close();
+      await new Promise((r) => setTimeout(r, 100));
+      again = await open(member.token);
+    }
+    t.equal(again?.status, 200, 'the one place is free for the next client');
+  },
+);
 
 t.test('app.close() with open streams returns promptly and ends them', async (t) => {
   const database = await createTestDatabase();

@@ -159,6 +159,9 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ hub: StreamHub }> = async
       const cursor = lastEventId ?? (await hub.livePosition());
       const { endsAt, pwd } = await credentials(app, db, principal, request.headers.authorization);
       hub.assertRoom();
+      // Its client may have gone while the stream was being set up: its 'close' has been and gone
+      // then, and a subscriber added now would hold a place until the slow-reader cut.
+      if (reply.raw.destroyed) return reply;
 
       reply.hijack();
       request.leaveLoad();
