@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import cors from '@fastify/cors';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
@@ -413,5 +414,21 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // The live stream's tailer belongs to the app, not to a background loop of the server: it
   // reads only while this app has subscribers, and its streams must end when the app closes.
   await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });
+  // A connection that has not sent a byte yet (a browser's preconnect, a balancer's spare) is a
+  // request under way to Node, not an idle one: close() waited for it until the headers time-out
+  // (10 s, checked every 30 s), past SHUTDOWN_GRACE_MS, and the process exited 1. Such connections
+  // are closed when the server stops, right before close() waits, as Node closes kept-alive ones;
+  // one with part of a request on it still gets its answer (503 server_draining).
+  const silent = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    silent.add(socket);
+    socket.once('close', () => silent.delete(socket));
+  });
+  app.addHook('preClose', async () => {
+    for (const socket of silent) {
+      if (socket.bytesRead === 0) socket.destroy();
+      else silent.delete(socket);
+    }
+  });
   return app;
 }

@@ -6,6 +6,7 @@ import { loadConfig } from '../src/config.ts';
 import { clientErrorProblem } from '../src/plugins/problem.ts';
 import { buildTestApp } from './helpers/app.ts';
 import { createTestDatabase } from './helpers/database.ts';
+import { within } from './helpers/within.ts';
 
 // app.inject bypasses Node's HTTP parser, so everything here goes over real sockets.
 
@@ -193,4 +194,42 @@ t.test('a draining server answers new requests 503 problem+json with Retry-After
   t.equal(finished.status, 200, 'the request in flight still finishes');
   t.same(JSON.parse(finished.body), { finished: true });
   await closed;
+});
+
+t.test('close() does not wait for a connection that has sent nothing', async (t) => {
+  // A browser's preconnect or a balancer's spare connection, open but silent, is a request under
+  // way to Node (its headers time-out runs), not an idle connection: close() waited for it past
+  // SHUTDOWN_GRACE_MS, so the server exited 1 after the whole grace period.
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
+    db: database.db,
+    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as net.AddressInfo;
+  const serverSides: net.Socket[] = [];
+  app.server.on('connection', (socket: net.Socket) => serverSides.push(socket));
+  const silent = connect(port);
+  await silent.ready;
+  // One that has begun a request keeps its connection and still gets its answer.
+  const begun = connect(port);
+  await begun.ready;
+  begun.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  t.teardown(async () => {
+    silent.socket.destroy();
+    begun.socket.destroy();
+    await app.close();
+  });
+  // Only bytes the server has read make the connection busy; wait until it has them all.
+  while (serverSides.length < 2 || serverSides.every((s) => s.bytesRead < begun.socket.bytesWritten)) {
+    await new Promise(setImmediate);
+  }
+
+  const closing = app.close();
+  t.equal(await within(5_000, 'the silent connection closing', silent.closed), '', 'closed, nothing sent');
+  begun.socket.write('\r\n');
+  const res = parseResponse(await within(5_000, 'the answer to the request begun', begun.closed));
+  t.equal(res.status, 503, 'the request begun is answered');
+  await within(5_000, 'app.close()', closing);
 });
