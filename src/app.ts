@@ -231,6 +231,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     frameworkErrors: frameworkProblem,
     // What Node's HTTP parser refuses (431, 408, malformed HTTP) also leaves as problem+json.
     clientErrorHandler: clientErrorProblem,
+    http: {
+      // How often Node checks its time-outs (30 s by default): headers due within 10 s
+      // (server.ts) were cut only after 30-40 s.
+      connectionsCheckingInterval: 1_000,
+    },
     schemaController: { compilersFactory: { buildSerializer: serializerWithRuleStandIns } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -126,6 +126,20 @@ t.test('a request that does not arrive in time: 408 problem+json', async (t) => 
   checkProblem(t, res, 408, 'request_timeout', /^urn:uuid:[0-9a-f-]{36}$/);
 });
 
+t.test('headers that do not arrive within headersTimeout are cut soon after it', async (t) => {
+  // Node checks its time-outs every connectionsCheckingInterval, 30 s by default: the server's
+  // 10 s for headers (server.ts) became 30-40 s.
+  const ctx = await buildTestApp(t);
+  ctx.app.server.headersTimeout = 1_000;
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = ctx.app.server.address() as net.AddressInfo;
+  const conn = connect(port);
+  await conn.ready;
+  conn.socket.write('GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  const res = parseResponse(await within(10_000, 'the 408', conn.closed));
+  checkProblem(t, res, 408, 'request_timeout', /^urn:uuid:[0-9a-f-]{36}$/);
+});
+
 t.test('a draining server answers new requests 503 problem+json with Retry-After', async (t) => {
   const database = await createTestDatabase();
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', CORS_ORIGINS: 'https://desk.example' }), {
