@@ -43,7 +43,7 @@ import { tagRoutes, tagSchemas } from './domains/tags/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { viewRoutes, viewSchemas } from './domains/views/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
-import { unavailable } from './errors.ts';
+import { invalid, unavailable } from './errors.ts';
 import type { JobQueue } from './jobs/queue.ts';
 import { RequestLoad } from './jobs/yield.ts';
 import { createAjv } from './plugins/ajv.ts';
@@ -51,7 +51,12 @@ import { arrivalPlugin } from './plugins/arrival.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { AuthCache } from './plugins/auth-cache.ts';
 import { openapiPlugin } from './plugins/openapi.ts';
-import { clientErrorProblem, frameworkProblem, problemPlugin } from './plugins/problem.ts';
+import {
+  clientErrorProblem,
+  expectationFailedProblem,
+  frameworkProblem,
+  problemPlugin,
+} from './plugins/problem.ts';
 import { type BlobStore, blobStoreFor } from './storage/blobs.ts';
 
 declare module 'fastify' {
@@ -235,6 +240,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       // How often Node checks its time-outs (30 s by default): headers due within 10 s
       // (server.ts) were cut only after 30-40 s.
       connectionsCheckingInterval: 1_000,
+      // Node answers an HTTP/1.1 request without Host with a bare 400; ours is problem+json
+      // (the hook below).
+      requireHostHeader: false,
     },
     schemaController: { compilersFactory: { buildSerializer: serializerWithRuleStandIns } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -252,6 +260,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       : (httpPart === 'body' ? bodyAjv : otherAjv).compile(schema),
   );
 
+  // Node's own answer to an Expect other than 100-continue is a bare 417.
+  app.server.on('checkExpectation', expectationFailedProblem);
   app.decorate('db', deps.db);
   app.decorate('jobs', deps.jobs);
   app.decorate('blobs', deps.blobs ?? blobStoreFor(config.dataDir));
@@ -299,6 +309,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     reply.header('x-request-id', request.id);
   });
   await app.register(problemPlugin);
+  // HTTP/1.1 requires Host (RFC 9112, 3.2); Node's check, turned off above, answered a bare 400.
+  app.addHook('onRequest', async (request, reply) => {
+    const raw = request.raw;
+    if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && raw.headers.host === undefined) {
+      reply.header('connection', 'close');
+      throw invalid('malformed_request', 'An HTTP/1.1 request must send a Host header.');
+    }
+  });
   await app.register(arrivalPlugin, { requestTimeoutMs: config.arrival.requestTimeoutMs });
   for (const schema of [
     ...agentSchemas,

@@ -97,6 +97,25 @@ t.test('what Node refuses before fastify sees a request is problem+json', async 
     checkProblem(t, garbage, 400, 'malformed_request', /^urn:uuid:[0-9a-f-]{36}$/);
   });
 
+  await t.test('no Host on HTTP/1.1: 400', async (t) => {
+    // Node's own answer was a bare 400 with an empty body.
+    const res = await rawExchange(port, 'GET /v1/me HTTP/1.1\r\nAuthorization: Bearer x\r\n\r\n');
+    checkProblem(t, res, 400, 'malformed_request', '/v1/me');
+    t.equal(res.headers.connection, 'close');
+    const old = await rawExchange(port, 'GET /healthz HTTP/1.0\r\n\r\n');
+    t.equal(old.status, 200, 'HTTP/1.0 needs no Host');
+  });
+
+  await t.test('an Expect other than 100-continue: 417', async (t) => {
+    // Node's own answer was a bare 417, and the connection stayed open.
+    const res = await rawExchange(
+      port,
+      'POST /v1/auth/token?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: tea\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+    );
+    checkProblem(t, res, 417, 'expectation_failed', '/v1/auth/token');
+    t.equal(res.headers.connection, 'close');
+  });
+
   await t.test('the server still answers normally afterwards', async (t) => {
     const res = await rawExchange(
       port,

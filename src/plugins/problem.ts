@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -319,6 +319,31 @@ export function writeRawProblem(
       ].join('\r\n'),
     );
   }
+}
+
+/**
+ * The server's `checkExpectation` listener: a request whose `Expect` is not `100-continue` gets
+ * 417 as problem+json (Node's own answer is a bare 417), and nothing else runs for it.
+ */
+export function expectationFailedProblem(request: IncomingMessage, response: ServerResponse) {
+  const requestId = randomUUID();
+  const body = JSON.stringify({
+    type: 'about:blank',
+    title: STATUS_CODES[417] ?? 'Expectation Failed',
+    status: 417,
+    code: 'expectation_failed',
+    detail: 'The only expectation this server meets is Expect: 100-continue.',
+    instance: (request.url ?? '/').split('?')[0] ?? '/',
+    request_id: requestId,
+  } satisfies Problem);
+  response.writeHead(417, {
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    'cache-control': 'no-store',
+    connection: 'close',
+  });
+  response.end(body);
 }
 
 /** A JSON escape of a UTF-16 surrogate: how a body brings one that has no pair. */
