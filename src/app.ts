@@ -310,12 +310,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   await app.register(problemPlugin);
   // HTTP/1.1 requires Host (RFC 9112, 3.2); Node's check, turned off above, answered a bare 400.
-  app.addHook('onRequest', async (request, reply) => {
+  // Not async: every request passes here, and a callback hook costs no promise.
+  app.addHook('onRequest', (request, reply, done) => {
     const raw = request.raw;
     if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && raw.headers.host === undefined) {
       reply.header('connection', 'close');
-      throw invalid('malformed_request', 'An HTTP/1.1 request must send a Host header.');
+      return done(invalid('malformed_request', 'An HTTP/1.1 request must send a Host header.'));
     }
+    done();
   });
   await app.register(arrivalPlugin, { requestTimeoutMs: config.arrival.requestTimeoutMs });
   for (const schema of [
