@@ -731,14 +731,20 @@ t.test(
     const { admin, database } = await adminOf(t, ctx);
     await admin.query('begin');
     await admin.query('lock table ticket_events in access exclusive mode');
-    // The tailer reads the feed only once the horizon moves: a commit of anything moves it.
+    // The tailer reads the feed only once the horizon moves: a commit of anything moves it. The
+    // horizon is the whole server's oldest transaction, so other test files running beside this
+    // one may hold it a while: wait (up to 30 s) for the tailer's statement to be waiting for
+    // over a second, which a 300 ms bound would never let it do.
     await makeDepartment(ctx.db, 'Moves the horizon');
-    await sleep(1_500);
-    const { rows } = await admin.query<{ waited_ms: number }>(
-      `select extract(epoch from clock_timestamp() - query_start) * 1000 as waited_ms from pg_stat_activity
-        where datname = $1 and pid <> pg_backend_pid() and wait_event_type = 'Lock'`,
-      [database],
-    );
+    let rows: { waited_ms: number }[] = [];
+    for (const until = Date.now() + 30_000; Date.now() < until; await sleep(100)) {
+      ({ rows } = await admin.query<{ waited_ms: number }>(
+        `select extract(epoch from clock_timestamp() - query_start) * 1000 as waited_ms from pg_stat_activity
+          where datname = $1 and pid <> pg_backend_pid() and wait_event_type = 'Lock'`,
+        [database],
+      ));
+      if (rows.some((r) => Number(r.waited_ms) > 1_000)) break;
+    }
     await admin.query('rollback');
     t.ok(
       rows.some((r) => Number(r.waited_ms) > 1_000),
