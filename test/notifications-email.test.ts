@@ -57,8 +57,12 @@ t.test('notifications by email', async (t) => {
     departments: [[returns, 'reader']],
   });
 
-  const api = async (method: 'GET' | 'PUT' | 'POST', url: string, token: string, payload?: object) =>
-    ctx.request({ method, url, token, ...(payload && { payload }) });
+  const api = async (
+    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    url: string,
+    token: string,
+    payload?: object,
+  ) => ctx.request({ method, url, token, ...(payload && { payload }) });
   const createTicket = async (subject: string, departmentId = returns) => {
     const res = await api('POST', '/v1/tickets', admin.token, {
       subject,
@@ -404,6 +408,71 @@ t.test('notifications by email', async (t) => {
       .executeTakeFirstOrThrow();
     t.equal(after.state, 'cancelled');
   });
+  await t.test(
+    'an agent who may no longer read the ticket when their mail goes out is not mailed',
+    async (t) => {
+      // One leaves the department, one stays but the ticket moves to a department not theirs, and
+      // one stays a member of the department the ticket stays in: only the last is mailed.
+      const member = async () => {
+        const agent = await agentWithToken(ctx, { departments: [[returns, 'solver']] });
+        const on = await api('PUT', '/v1/me/notification-preferences', agent.token, {
+          preferences: [{ department_id: returns, kind: 'ticket_created', email: true }],
+        });
+        t.equal(on.statusCode, 200, on.body);
+        return agent;
+      };
+      const [leaver, stayer, control] = [await member(), await member(), await member()];
+      const left = await createTicket('Left before the mail');
+      const moved = await createTicket('Moved before the mail');
+      // No job queue: the rows wait, queued, as they would behind an SMTP server that is away.
+      await settleNotifications(ctx.db, { ...mail, queue: undefined });
+      const rowsOf = async (ticketId: string) =>
+        ctx.db
+          .selectFrom('mail_outbox')
+          .select(['id', 'to_address', 'state'])
+          .where('kind', '=', 'notification')
+          .where('ticket_id', '=', ticketId)
+          .where('to_address', 'in', [leaver.agent.email, stayer.agent.email, control.agent.email])
+          .execute();
+      const before = [...(await rowsOf(left.id)), ...(await rowsOf(moved.id))];
+      t.equal(before.length, 6, 'each of the three was to be mailed of each ticket');
+      const removed = await api(
+        'DELETE',
+        `/v1/departments/${returns}/members/${leaver.agent.id}`,
+        admin.token,
+      );
+      t.equal(removed.statusCode, 204, removed.body);
+      const transferred = await api('POST', `/v1/tickets/${moved.id}/transfer`, admin.token, {
+        department_id: other,
+      });
+      t.equal(transferred.statusCode, 200, transferred.body);
+      await attemptMails(
+        {
+          db: ctx.db,
+          log: pino({ level: 'silent' }),
+          config: mail.config,
+          queue: undefined,
+          blobs: ctx.app.blobs,
+        },
+        before.map((r) => r.id),
+      );
+      const stateOf = async (ticketId: string, email: string) =>
+        (await rowsOf(ticketId)).find((r) => r.to_address === email)?.state;
+      t.equal(await stateOf(left.id, leaver.agent.email), 'cancelled', 'the leaver is not mailed');
+      t.equal(
+        await stateOf(left.id, stayer.agent.email),
+        'sent',
+        'a member is mailed of a ticket still theirs',
+      );
+      t.equal(await stateOf(moved.id, stayer.agent.email), 'cancelled', 'nor of a ticket moved out of reach');
+      t.equal(await stateOf(moved.id, control.agent.email), 'cancelled');
+      t.equal(await stateOf(left.id, control.agent.email), 'sent');
+      t.notOk(
+        smtp.received.some((m) => m.to.includes(leaver.agent.email)),
+        'nothing reached the agent who left',
+      );
+    },
+  );
   await t.test('a batch of thousands of mails is written, not refused by the parameter limit', async (t) => {
     const ticket = await createTicket('Burst');
     const deliveries: Delivery[] = Array.from({ length: 9000 }, (_, i) => ({

@@ -104,15 +104,26 @@ async function claim(deps: MailDeps, ids: string[]): Promise<Claimed[]> {
         from tickets t
        where o.id = any(${ids}::uuid[]) and o.kind = 'csat_survey' and o.state = 'queued'
          and t.id = o.ticket_id and t.status <> 'resolved'`.execute(trx);
-    // A notification goes only to an agent still active at that address: one disabled (or whose
-    // address changed) while the mail waited (an SMTP server away, retries) is not told of tickets.
+    // A notification goes only to an agent still active at that address who may still read the
+    // ticket: one disabled, whose address changed, who left the department or whose ticket moved
+    // to a department not theirs while the mail waited (an SMTP server away, retries) is not told
+    // of it. Who may read is the ticket visibility policy (access/tickets.ts), per row here.
     await sql`
       update mail_outbox o
          set state = 'cancelled', locked_until = null, next_attempt_at = null, updated_at = now(),
-             last_error = 'no active agent has this address any more'
+             last_error = 'no active agent at this address may read the ticket any more'
        where o.id = any(${ids}::uuid[]) and o.kind = 'notification' and o.state = 'queued'
-         and not exists (select 1 from agents a
-                          where a.status = 'active' and lower(a.email) = lower(o.to_address))`.execute(trx);
+         and not exists (
+           select 1 from agents a
+            where a.status = 'active' and lower(a.email) = lower(o.to_address)
+              and exists (
+                select 1 from tickets t
+                 where t.id = o.ticket_id
+                   and (a.role in ('owner', 'admin') or t.department_id is null or t.assignee_id = a.id
+                        or exists (select 1 from department_members m
+                                    where m.agent_id = a.id and m.department_id = t.department_id))))`.execute(
+      trx,
+    );
     const { rows } = await sql<Claimed>`
       update mail_outbox
          set locked_until = now() + ${leaseMs} * interval '1 millisecond',
