@@ -273,6 +273,25 @@ t.test('notifications by email', async (t) => {
     t.equal(res.statusCode, 202, res.body);
     t.equal(res.json().outcome, 'ignored');
     t.equal(await count(), before, 'no ticket made');
+    // A client that names what it answers in References only (or forwards the notification on).
+    const byReferences = await ctx.request({
+      method: 'POST',
+      url: '/v1/inbound/email',
+      headers: {
+        'content-type': 'message/rfc822',
+        authorization: `Bearer ${mailbox.json().inbound_secret}`,
+      },
+      payload: rawMail({
+        from: String(row!.to_address),
+        to: 'returns@acme.test',
+        subject: `Re: [Returns] New ticket in Returns: #${ticket.number} Answer me`,
+        references: `<earlier@elsewhere.test> <${row!.mail_message_id}>`,
+        text: 'On it, again.',
+      }),
+    });
+    t.equal(byReferences.statusCode, 202, byReferences.body);
+    t.equal(byReferences.json().outcome, 'ignored');
+    t.equal(await count(), before, 'no ticket made of it either');
     const messages = await api('GET', `/v1/tickets/${ticket.id}/messages`, admin.token);
     t.equal(messages.json().data.length, 1, 'nothing added to the ticket');
   });

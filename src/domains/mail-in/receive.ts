@@ -188,7 +188,8 @@ export async function receiveMail(
     ...new Set([...messageIdsIn(mail.inReplyTo), ...messageIdsIn(mail.references).slice(-MAX_THREAD_IDS)]),
   ].slice(0, MAX_THREAD_IDS + 1);
   // An agent answering a notification mail (docs/email.md): not a customer's message, not a ticket.
-  if (await repo.isNotificationMailId(db, messageIdsIn(mail.inReplyTo).slice(0, MAX_THREAD_IDS)))
+  // Named by In-Reply-To or by References alone, as some clients and forwards do.
+  if (await repo.isNotificationMailId(db, threadIds))
     return result('ignored', { reason: 'a reply to a notification mailed to an agent' });
   let ticketId = await repo.ticketOfMailIds(db, threadIds);
   const subject = (mail.subject ?? '').trim();
