@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import cors from '@fastify/cors';
@@ -56,6 +57,7 @@ import {
   expectationFailedProblem,
   frameworkProblem,
   problemPlugin,
+  writeRawProblem,
 } from './plugins/problem.ts';
 import { type BlobStore, blobStoreFor } from './storage/blobs.ts';
 
@@ -167,6 +169,15 @@ export const CLIENT_HEADERS = [
 
 /** Retry-After of the 503 a draining server answers: about the time a restart takes. */
 export const DRAINING_RETRY_AFTER_SECONDS = 5;
+/** How long a request whose head is still arriving when the server stops has to arrive whole. */
+const HEAD_AT_SHUTDOWN_MS = 2_000;
+const HEAD_STALLED_AT_SHUTDOWN = {
+  status: 503,
+  code: 'server_draining',
+  detail:
+    'This server is shutting down and the request did not arrive in time; retry, another instance will answer.',
+  retryAfterSeconds: DRAINING_RETRY_AFTER_SECONDS,
+};
 
 const buildSerializer = SerializerSelector();
 
@@ -442,17 +453,40 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // A connection that has not sent a byte yet (a browser's preconnect, a balancer's spare) is a
   // request under way to Node, not an idle one: close() waited for it until the headers time-out
   // (10 s, checked every 30 s), past SHUTDOWN_GRACE_MS, and the process exited 1. Such connections
-  // are closed when the server stops, right before close() waits, as Node closes kept-alive ones;
-  // one with part of a request on it still gets its answer (503 server_draining).
-  const silent = new Set<Socket>();
+  // are closed when the server stops, right before close() waits, as Node closes kept-alive ones.
+  // One with part of a request's head on it gets HEAD_AT_SHUTDOWN_MS more for the rest, and so its
+  // answer (503 server_draining); a client that stalls there is answered so and closed, not waited
+  // for until the headers time-out.
+  // Each connection's bytes read when it last had no request under way: more since means a head.
+  const readWhenIdle = new Map<Socket, number>();
+  const handling = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
-    silent.add(socket);
-    socket.once('close', () => silent.delete(socket));
+    readWhenIdle.set(socket, 0);
+    socket.once('close', () => readWhenIdle.delete(socket));
+  });
+  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    handling.add(socket);
+    response.once('close', () => {
+      handling.delete(socket);
+      if (readWhenIdle.has(socket)) readWhenIdle.set(socket, socket.bytesRead);
+    });
   });
   app.addHook('preClose', async () => {
-    for (const socket of silent) {
-      if (socket.bytesRead === 0) socket.destroy();
-      else silent.delete(socket);
+    for (const socket of readWhenIdle.keys()) {
+      if (socket.bytesRead === 0) {
+        socket.destroy();
+        continue;
+      }
+      setTimeout(() => {
+        if (socket.destroyed || handling.has(socket)) return;
+        // A kept-alive connection with nothing new on it is closed without a word.
+        if (socket.bytesRead > (readWhenIdle.get(socket) ?? 0)) {
+          const requestId = randomUUID();
+          writeRawProblem(socket, HEAD_STALLED_AT_SHUTDOWN, `urn:uuid:${requestId}`, requestId);
+        }
+        socket.destroy();
+      }, HEAD_AT_SHUTDOWN_MS).unref();
     }
   });
   return app;

@@ -266,3 +266,44 @@ t.test('close() does not wait for a connection that has sent nothing', async (t)
   t.equal(res.status, 503, 'the request begun is answered');
   await within(5_000, 'app.close()', closing);
 });
+
+t.test('close() does not wait out the headers time-out for a head that stalls', async (t) => {
+  // A client that sent part of a request's head and then nothing more (slow, stalled, or a
+  // slowloris) held close() until Node's headers time-out, past SHUTDOWN_GRACE_MS: exit 1.
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
+    db: database.db,
+    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  app.server.headersTimeout = 60_000;
+  const { port } = app.server.address() as net.AddressInfo;
+  const serverSides: net.Socket[] = [];
+  app.server.on('connection', (socket: net.Socket) => serverSides.push(socket));
+  // One kept alive after a whole exchange, idle: closed without a word.
+  const kept = connect(port);
+  await kept.ready;
+  kept.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  while (!kept.received().includes('\r\n\r\n')) await new Promise(setImmediate);
+  const keptAnswered = kept.received().length;
+  const stalled = connect(port);
+  await stalled.ready;
+  stalled.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  t.teardown(async () => {
+    stalled.socket.destroy();
+    kept.socket.destroy();
+    await app.close();
+  });
+  while (serverSides.length < 2 || serverSides[1]!.bytesRead < stalled.socket.bytesWritten) {
+    await new Promise(setImmediate);
+  }
+
+  const closing = app.close();
+  const res = parseResponse(await within(8_000, 'the stalled head answered and closed', stalled.closed));
+  checkProblem(t, res, 503, 'server_draining', /^urn:uuid:/);
+  t.equal(res.headers['retry-after'], '5');
+  await within(8_000, 'app.close()', closing);
+  await within(2_000, 'the kept-alive connection closed', kept.closed);
+  t.equal(kept.received().length, keptAnswered, 'nothing more sent on the idle kept-alive connection');
+});

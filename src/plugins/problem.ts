@@ -290,7 +290,7 @@ export function clientErrorProblem(
  */
 export function writeRawProblem(
   socket: Socket,
-  known: { status: number; code: string; detail: string },
+  known: { status: number; code: string; detail: string; retryAfterSeconds?: number },
   instance: string,
   requestId: string,
 ) {
@@ -313,6 +313,7 @@ export function writeRawProblem(
         `Content-Length: ${Buffer.byteLength(body)}`,
         `X-Request-Id: ${requestId}`,
         'Cache-Control: no-store',
+        ...(known.retryAfterSeconds === undefined ? [] : [`Retry-After: ${known.retryAfterSeconds}`]),
         'Connection: close',
         '',
         body,
