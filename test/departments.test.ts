@@ -1,6 +1,6 @@
 import t from 'tap';
 import { deleteDepartment } from '../src/domains/departments/service.ts';
-import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeAgent, makeDepartment, sessionPrincipal } from './helpers/app.ts';
 
 t.test('departments', async (t) => {
   const ctx = await buildTestApp(t);
@@ -546,13 +546,7 @@ t.test('departments', async (t) => {
       },
     ];
     const { agent } = await agentWithToken(ctx, { role: 'admin' });
-    const principal = {
-      agentId: agent.id,
-      role: 'admin' as const,
-      scopes: ['read', 'write'] as const,
-      via: 'session' as const,
-      tokenId: null,
-    };
+    const principal = sessionPrincipal(agent);
     const request = { headers: {} } as Parameters<typeof deleteDepartment>[2];
     const error = await deleteDepartment(ctx.db, principal, request, dep, { dependents }).catch((e) => e);
     t.equal(error.code, 'department_in_use');

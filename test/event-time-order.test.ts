@@ -1,8 +1,7 @@
 import { sql } from 'kysely';
 import tap from 'tap';
-import type { Principal } from '../src/access/policy.ts';
 import { addRating } from '../src/domains/tickets/service.ts';
-import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment, sessionPrincipal } from './helpers/app.ts';
 import { testDatabaseKind } from './helpers/database.ts';
 
 const TWO_CONNECTIONS =
@@ -26,13 +25,7 @@ tap.test(
     const ctx = await buildTestApp(t);
     const department = await makeDepartment(ctx.db);
     const admin = await agentWithToken(ctx, { role: 'admin' });
-    const principal: Principal = {
-      agentId: admin.agent.id,
-      role: 'admin',
-      scopes: ['read', 'write'],
-      via: 'session',
-      tokenId: null,
-    };
+    const principal = sessionPrincipal(admin.agent);
     const api = async (method: 'POST' | 'PATCH', url: string, payload: object) => {
       const res = await ctx.request({ method, url, token: admin.token, payload });
       if (res.statusCode >= 300) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);

@@ -15,6 +15,7 @@ import {
   makeDepartment,
   mintApiToken,
   PASSWORD,
+  sessionPrincipal,
   type TestContext,
 } from './helpers/app.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
@@ -753,13 +754,7 @@ t.test('an access change acted on while a stream was being opened still ends it'
     );
     return { ended };
   };
-  const principalOf = (agentId: string): Principal => ({
-    agentId,
-    role: 'agent',
-    scopes: ['read', 'write'],
-    via: 'session',
-    tokenId: null,
-  });
+  const principalOf = (agentId: string): Principal => sessionPrincipal({ id: agentId, role: 'agent' });
   // A bystander keeps the hub reading the feed.
   const bystander = await agentWithToken(ctx);
   await open(principalOf(bystander.agent.id), hub.accessEpoch);

@@ -5,11 +5,10 @@ import pino from 'pino';
 import t from 'tap';
 import { type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
-import type { Principal } from '../src/access/policy.ts';
 import { exportTickets } from '../src/domains/exports/service.ts';
 import { processPendingImports } from '../src/domains/imports/run.ts';
 import { fireSlaTimers } from '../src/domains/tickets/service.ts';
-import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment, sessionPrincipal } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
 
 // The records of the import format (the lead's import-format brief), as the importer reads them.
@@ -381,13 +380,7 @@ t.test('exports', async (t) => {
         transformResult: async (args) => args.result,
       };
       const db = ctx.db.withPlugin(counter);
-      const principal: Principal = {
-        agentId: admin.agent.id,
-        role: 'admin',
-        scopes: ['read'],
-        via: 'session',
-        tokenId: null,
-      };
+      const principal = sessionPrincipal(admin.agent, ['read']);
       const whole = await exportTickets(db, principal, {});
       let rows = 0;
       for await (const chunk of whole.body) rows += String(chunk).split('\n').length - 1;

@@ -1,8 +1,13 @@
 import { sql } from 'kysely';
 import tap from 'tap';
-import type { Principal } from '../src/access/policy.ts';
 import { updateTicket } from '../src/domains/tickets/service.ts';
-import { agentWithToken, buildTestApp, makeDepartment, type TestContext } from './helpers/app.ts';
+import {
+  agentWithToken,
+  buildTestApp,
+  makeDepartment,
+  sessionPrincipal,
+  type TestContext,
+} from './helpers/app.ts';
 import { testDatabaseKind } from './helpers/database.ts';
 
 const TWO_CONNECTIONS =
@@ -57,13 +62,7 @@ tap.test("a ticket's events come out of the feed in the order of its history", a
   const ctx = await buildTestApp(t);
   const department = await makeDepartment(ctx.db);
   const admin = await agentWithToken(ctx, { role: 'admin' });
-  const principal: Principal = {
-    agentId: admin.agent.id,
-    role: 'admin',
-    scopes: ['read', 'write'],
-    via: 'session',
-    tokenId: null,
-  };
+  const principal = sessionPrincipal(admin.agent);
   const created = await ctx.request({
     method: 'POST',
     url: '/v1/tickets',

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import t from 'tap';
 import { loadTicketAccess } from '../src/access/tickets.ts';
 import { countMatching, ticketsMatching } from '../src/domains/tickets/repository.ts';
-import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment, sessionPrincipal } from './helpers/app.ts';
 import { GHOST, makeTicket } from './helpers/tickets.ts';
 
 t.setTimeout(300_000);
@@ -375,13 +375,7 @@ t.test('saved views', async (t) => {
       .select(['id', 'role'])
       .where('id', '=', adminAgent.id)
       .execute();
-    const access = await loadTicketAccess(ctx.db, {
-      agentId: principal!.id,
-      role: principal!.role,
-      scopes: ['read', 'write'],
-      via: 'session',
-      tokenId: null,
-    });
+    const access = await loadTicketAccess(ctx.db, sessionPrincipal(principal!));
     t.same(
       await countMatching(ctx.db, access, [{}, { priority: ['urgent'] }, { tag: ['nope'] }], 3),
       [4, 4, 0],
@@ -432,13 +426,7 @@ t.test('saved views', async (t) => {
       ['support', bob],
       ['admin', adminAgent],
     ] as const) {
-      const access = await loadTicketAccess(ctx.db, {
-        agentId: agent.id,
-        role: name === 'admin' ? 'admin' : 'agent',
-        scopes: ['read'],
-        via: 'session',
-        tokenId: null,
-      });
+      const access = await loadTicketAccess(ctx.db, sessionPrincipal(agent, ['read']));
       const whole = [];
       for (const filter of filters) {
         const row = await ctx.db

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, FastifyServerOptions, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
+import type { Principal } from '../../src/access/policy.ts';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Db } from '../../src/db/database.ts';
@@ -162,4 +163,15 @@ export async function mintApiToken(
 export async function agentWithToken(ctx: TestContext, options: Parameters<typeof makeAgent>[1] = {}) {
   const agent = await makeAgent(ctx.db, options);
   return { agent, token: await signIn(ctx, agent.email) };
+}
+
+/**
+ * The principal a session of this agent has, for tests that call a service function directly
+ * (its departments are read from the database, as for a principal without cached credentials).
+ */
+export function sessionPrincipal(
+  agent: { id: string; role: AgentRole },
+  scopes: Principal['scopes'] = ['read', 'write'],
+): Principal {
+  return { agentId: agent.id, role: agent.role, scopes, via: 'session', tokenId: null };
 }
