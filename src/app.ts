@@ -44,7 +44,7 @@ import { tagRoutes, tagSchemas } from './domains/tags/routes.ts';
 import { ticketRoutes, ticketSchemas } from './domains/tickets/routes.ts';
 import { viewRoutes, viewSchemas } from './domains/views/routes.ts';
 import { webhookRoutes, webhookSchemas } from './domains/webhooks/routes.ts';
-import { invalid, unavailable } from './errors.ts';
+import { DomainError, invalid, unavailable } from './errors.ts';
 import type { JobQueue } from './jobs/queue.ts';
 import { RequestLoad } from './jobs/yield.ts';
 import { createAjv } from './plugins/ajv.ts';
@@ -139,6 +139,17 @@ export function requestForLog(request: FastifyRequest) {
     remotePort: request.socket?.remotePort,
   };
 }
+
+/** The methods whose body fastify reads and whose 415 the spec documents (plugins/openapi.ts). */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** Content-Encoding identity (or none listed): the body is the bytes sent. */
+const isIdentity = (coding: string) =>
+  coding.split(',').every((c) => ['', 'identity'].includes(c.trim().toLowerCase()));
+
+/** Whether a request carries a body: a non-zero Content-Length, or a chunked one. */
+const hasBody = (raw: IncomingMessage) =>
+  raw.headers['transfer-encoding'] !== undefined || Number(raw.headers['content-length'] ?? 0) !== 0;
 
 /** The logger options with requests logged through requestForLog. */
 function withRequestSerializer(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
@@ -329,6 +340,30 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       return done(invalid('malformed_request', 'An HTTP/1.1 request must send a Host header.'));
     }
     done();
+  });
+  // Nothing decodes a content coding (RFC 9110, 8.4): a gzip body was read as its compressed
+  // bytes (a JSON body answered 400 "not valid UTF-8", an attachment or import was stored
+  // compressed) and a plain body labelled gzip was taken as it was. 415, as RFC 9110, 15.5.16
+  // has it, naming the one coding we read. Only where fastify reads a body (the writes, whose 415
+  // the spec documents): a GET's body is ignored, so is its coding.
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    const coding = request.headers['content-encoding'];
+    if (
+      coding !== undefined &&
+      BODY_METHODS.has(request.method) &&
+      !isIdentity(coding) &&
+      hasBody(request.raw)
+    ) {
+      reply.header('accept-encoding', 'identity');
+      return done(
+        new DomainError(
+          'unsupported_media_type',
+          'unsupported_content_encoding',
+          `Content-Encoding ${coding} is not supported; send the body as it is (identity).`,
+        ),
+      );
+    }
+    done(null, payload);
   });
   await app.register(arrivalPlugin, { requestTimeoutMs: config.arrival.requestTimeoutMs });
   for (const schema of [

@@ -13,6 +13,8 @@ export type ErrorKind =
   | 'throttled'
   /** A request body past a limit (an attachment too large, too many files): 413. */
   | 'too_large'
+  /** A request body in a form the API does not read (a content coding such as gzip): 415. */
+  | 'unsupported_media_type'
   /** It existed but is no longer usable (an expired link): 410. */
   | 'gone'
   /** A dependency (the database, an export slot) is away or full for now: 503 with Retry-After. */

@@ -13,7 +13,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   410: 'It existed but can no longer be used (an expired link).',
   412: 'If-Match does not match the current ETag: the resource changed since it was read.',
   413: 'The request body is larger than the server accepts.',
-  415: 'The request body is not application/json.',
+  415: 'The request body is not of a media type the operation takes (application/json unless it says otherwise), or has a Content-Encoding other than identity (`unsupported_content_encoding`).',
   431: 'The request headers are too large (all of them, or one of them); nothing was read or changed.',
   422: 'The request refers to something that does not exist.',
   429: 'Too many requests; wait for the number of seconds in Retry-After.',

@@ -59,6 +59,7 @@ const STATUS_BY_KIND: Record<ErrorKind, number> = {
   unprocessable: 422,
   throttled: 429,
   too_large: 413,
+  unsupported_media_type: 415,
   unavailable: 503,
 };
 
