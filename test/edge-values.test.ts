@@ -1,5 +1,7 @@
 import { gzipSync } from 'node:zlib';
+import pino from 'pino';
 import t from 'tap';
+import { processPendingImports } from '../src/domains/imports/run.ts';
 import { agentWithToken, buildTestApp } from './helpers/app.ts';
 
 /**
@@ -57,3 +59,61 @@ t.test('a body with a content coding is refused with 415, not read as its bytes'
   });
   t.equal(ignored.statusCode, 200, 'a GET, whose body is not read, is not refused either');
 });
+
+t.test(
+  'imports: text that is not UTF-8 or holds a lone surrogate fails, it is not stored as U+FFFD',
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const { token } = await agentWithToken(ctx, { role: 'owner' });
+    const work = () =>
+      processPendingImports({ db: ctx.db, blobs: ctx.app.blobs, log: pino({ level: 'silent' }) });
+    const upload = async (payload: Buffer, type: string, source: string) => {
+      const res = await ctx.request({
+        method: 'POST',
+        url: `/v1/imports?source=${source}`,
+        token,
+        headers: { 'content-type': type },
+        payload,
+      });
+      t.equal(res.statusCode, 202, res.body);
+      await work();
+      const id = res.json().id as string;
+      const done = (await ctx.request({ method: 'GET', url: `/v1/imports/${id}`, token })).json();
+      const errors = (await ctx.request({ method: 'GET', url: `/v1/imports/${id}/errors`, token })).json()
+        .data;
+      return { done, errors };
+    };
+    const contactNames = async () =>
+      (await ctx.request({ method: 'GET', url: '/v1/contacts?limit=200', token }))
+        .json()
+        .data.map((c: { name: string }) => c.name)
+        .sort();
+
+    const latin1 = Buffer.from(
+      '{"type":"contact","external_id":"l1","name":"Caf\xe9","emails":[],"phones":[]}\n',
+      'latin1',
+    );
+    const ndjson = Buffer.concat([
+      latin1,
+      Buffer.from('{"type":"contact","external_id":"s1","name":"a\\ud800b","emails":[],"phones":[]}\n'),
+      Buffer.from('\ufeff{"type":"contact","external_id":"ok","name":"Fine","emails":[],"phones":[]}\r\n'),
+    ]);
+    const { done, errors } = await upload(ndjson, 'application/x-ndjson', 'ndjson');
+    t.equal(done.state, 'finished');
+    t.match(done.counts, { read: 3, created: 1, failed: 2 });
+    t.same(
+      errors.map((e: { line: number; code: string }) => [e.line, e.code]),
+      [
+        [1, 'invalid_text'],
+        [2, 'invalid_text'],
+      ],
+    );
+    t.match(errors[1].message, /^\/name holds half of a UTF-16 surrogate pair/);
+
+    const csv = Buffer.from('external_id,name\r\nc1,Good\r\nc2,Caf\xe9\r\n', 'latin1');
+    const file = await upload(csv, 'text/csv', 'csv');
+    t.equal(file.done.state, 'failed');
+    t.equal(file.done.failure, 'The file is not valid UTF-8.');
+    t.same(await contactNames(), ['Fine'], 'only the valid record went in, as written');
+  },
+);

@@ -361,7 +361,7 @@ const LONE_KEY = Symbol('a key with a lone surrogate');
  * takes nesting of any depth, and a RangeError here, inside fastify's parser, would answer
  * "Body is not valid JSON" for a body that is.
  */
-function loneSurrogateAt(value: unknown, path: string): string | null {
+export function loneSurrogateAt(value: unknown, path: string): string | null {
   const pending: [unknown, string][] = [[value, path]];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [item, at] = next;

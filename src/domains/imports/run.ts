@@ -1,5 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import { parse } from 'fast-csv';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { sql } from 'kysely';
@@ -8,6 +9,7 @@ import { type Db, embeddedPglite } from '../../db/database.ts';
 import { isDatabaseUnreachable } from '../../db/outage.ts';
 import { DomainError } from '../../errors.ts';
 import { createAjv } from '../../plugins/ajv.ts';
+import { loneSurrogateAt } from '../../plugins/problem.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
 import { type ApplyContext, applyRecord, type BatchKeys } from './apply.ts';
 import { IMPORT_RECORDS, type ImportRecord } from './records.ts';
@@ -84,6 +86,18 @@ export function parseRecord(line: number, text: string): Item {
     type: typeof type === 'string' ? type.slice(0, 50) : null,
     external_id: typeof external_id === 'string' ? external_id.slice(0, 200) : null,
   };
+  // JSON bodies of the API answer 400 invalid_text for these: pg would store U+FFFD instead.
+  const surrogate = loneSurrogateAt(value, '');
+  if (surrogate !== null) {
+    return {
+      line,
+      error: {
+        ...named,
+        code: 'invalid_text',
+        message: `${surrogate} holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF alone), no character.`,
+      },
+    };
+  }
   const validate = typeof type === 'string' ? validators.get(type) : undefined;
   if (!validate) {
     return {
@@ -106,7 +120,7 @@ export function parseRecord(line: number, text: string): Item {
 }
 
 /** Lines of a byte stream, numbered from 1; a line longer than MAX_LINE_BYTES is reported, not held. */
-async function* lines(stream: Readable): AsyncGenerator<{ line: number; text: string | null }> {
+async function* lines(stream: Readable): AsyncGenerator<{ line: number; bytes: Buffer | null }> {
   let line = 0;
   let parts: Buffer[] = [];
   let length = 0;
@@ -127,7 +141,7 @@ async function* lines(stream: Readable): AsyncGenerator<{ line: number; text: st
       }
       if (end === -1) break;
       line++;
-      yield { line, text: tooLong ? null : Buffer.concat(parts).toString('utf8') };
+      yield { line, bytes: tooLong ? null : Buffer.concat(parts) };
       parts = [];
       length = 0;
       tooLong = false;
@@ -136,23 +150,56 @@ async function* lines(stream: Readable): AsyncGenerator<{ line: number; text: st
   }
   if (length > 0 || tooLong) {
     line++;
-    yield { line, text: tooLong ? null : Buffer.concat(parts).toString('utf8') };
+    yield { line, bytes: tooLong ? null : Buffer.concat(parts) };
   }
 }
 
 async function* ndjsonItems(stream: Readable): AsyncGenerator<Item> {
-  for await (const { line, text } of lines(stream)) {
-    if (text === null) {
+  for await (const { line, bytes } of lines(stream)) {
+    if (bytes === null) {
       yield {
         line,
         error: { code: 'line_too_long', message: `A line holds at most ${MAX_LINE_BYTES} bytes.` },
       };
       continue;
     }
-    const trimmed = text.trim();
+    // Decoded as it came, bytes that are no UTF-8 would become U+FFFD without a word.
+    if (!isUtf8(bytes)) {
+      yield { line, error: { code: 'invalid_text', message: 'The line is not valid UTF-8.' } };
+      continue;
+    }
+    const trimmed = bytes.toString('utf8').trim();
     if (trimmed === '') continue;
     yield parseRecord(line, trimmed);
   }
+}
+
+/**
+ * The bytes as they come, or an error at the first that is no UTF-8: the CSV parser decodes with
+ * U+FFFD in their place, a change nobody asked for. A CSV's rows are only known once decoded, so
+ * the import fails (like a CSV the parser cannot read) instead of one row.
+ */
+function utf8Only(): Transform {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const notUtf8 = () => new Error('The file is not valid UTF-8.');
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      try {
+        decoder.decode(chunk, { stream: true });
+      } catch {
+        return done(notUtf8());
+      }
+      done(null, chunk);
+    },
+    flush(done) {
+      try {
+        decoder.decode();
+      } catch {
+        return done(notUtf8());
+      }
+      done();
+    },
+  });
 }
 
 const CSV_BASE = new Set(['external_id', 'name', 'email', 'emails', 'phone', 'phones']);
@@ -166,8 +213,12 @@ async function* csvItems(db: Db, stream: Readable): AsyncGenerator<Item> {
   const fields = new Map(
     (await db.selectFrom('contact_fields').select(['key', 'type']).execute()).map((f) => [f.key, f.type]),
   );
-  const rows = stream.pipe(
+  // pipeline, not pipe: an error of the file's stream or of the UTF-8 check reaches the rows.
+  const rows = pipeline(
+    stream,
+    utf8Only(),
     parse({ headers: true, ignoreEmpty: true, trim: true, discardUnmappedColumns: true }),
+    () => {},
   );
   let line = 1;
   for await (const row of rows as AsyncIterable<Record<string, string>>) {
