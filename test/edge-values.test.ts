@@ -2,7 +2,7 @@ import { gzipSync } from 'node:zlib';
 import pino from 'pino';
 import t from 'tap';
 import { processPendingImports } from '../src/domains/imports/run.ts';
-import { agentWithToken, buildTestApp } from './helpers/app.ts';
+import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 
 /**
  * Values and encodings the spec-driven fuzz (test/spec-fuzz.test.ts) does not generate: each
@@ -117,3 +117,23 @@ t.test(
     t.same(await contactNames(), ['Fine'], 'only the valid record went in, as written');
   },
 );
+
+t.test('mailbox names: the name check folds case as the unique index does', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { token } = await agentWithToken(ctx, { role: 'owner' });
+  const department = await makeDepartment(ctx.db);
+  const create = (name: string, address: string) =>
+    ctx.request({
+      method: 'POST',
+      url: '/v1/mailboxes',
+      token,
+      payload: { name, department_id: department, kind: 'inbound', address },
+    });
+  t.equal((await create('istanbul', 'one@desk.example')).statusCode, 201);
+  // PostgreSQL lower-cases 'İ' to 'i' (the index sees the same name); JavaScript to 'i' and U+0307.
+  const clash = await create('İstanbul', 'two@desk.example');
+  t.equal(clash.statusCode, 409);
+  t.equal(clash.json().code, 'mailbox_name_taken');
+  const list = await ctx.request({ method: 'GET', url: '/v1/mailboxes', token });
+  t.equal(list.json().data.length, 1, 'no second mailbox');
+});

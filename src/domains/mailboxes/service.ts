@@ -45,7 +45,10 @@ async function requireFreeName(db: Db, name: string, except?: string) {
   const row = await db
     .selectFrom('mailboxes')
     .select('id')
-    .where((eb) => eb(eb.fn('lower', ['name']), '=', name.toLowerCase()))
+    // lower() on both sides, as the unique index mailboxes_name_key has it: JavaScript's
+    // toLowerCase() folds some letters otherwise ('İ' to 'i' and a combining dot, PostgreSQL to 'i'),
+    // and a name the check let through then broke the index (a bare 409 conflict).
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
     .$if(except !== undefined, (qb) => qb.where('id', '<>', except!))
     .executeTakeFirst();
   if (row) throw new DomainError('conflict', 'mailbox_name_taken', 'Another mailbox has this name.');
