@@ -229,10 +229,8 @@ t.test('a draining server answers new requests 503 problem+json with Retry-After
   await closed;
 });
 
-t.test('close() does not wait for a connection that has sent nothing', async (t) => {
-  // A browser's preconnect or a balancer's spare connection, open but silent, is a request under
-  // way to Node (its headers time-out runs), not an idle connection: close() waited for it past
-  // SHUTDOWN_GRACE_MS, so the server exited 1 after the whole grace period.
+/** The app on a real port, on a database of its own, with the server's side of each connection. */
+async function listeningApp(t: Test) {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
@@ -243,6 +241,14 @@ t.test('close() does not wait for a connection that has sent nothing', async (t)
   const { port } = app.server.address() as net.AddressInfo;
   const serverSides: net.Socket[] = [];
   app.server.on('connection', (socket: net.Socket) => serverSides.push(socket));
+  return { app, port, serverSides };
+}
+
+t.test('close() does not wait for a connection that has sent nothing', async (t) => {
+  // A browser's preconnect or a balancer's spare connection, open but silent, is a request under
+  // way to Node (its headers time-out runs), not an idle connection: close() waited for it past
+  // SHUTDOWN_GRACE_MS, so the server exited 1 after the whole grace period.
+  const { app, port, serverSides } = await listeningApp(t);
   const silent = connect(port);
   await silent.ready;
   // One that has begun a request keeps its connection and still gets its answer.
@@ -270,17 +276,8 @@ t.test('close() does not wait for a connection that has sent nothing', async (t)
 t.test('close() does not wait out the headers time-out for a head that stalls', async (t) => {
   // A client that sent part of a request's head and then nothing more (slow, stalled, or a
   // slowloris) held close() until Node's headers time-out, past SHUTDOWN_GRACE_MS: exit 1.
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent' }), {
-    db: database.db,
-    jwtSecret: 'test-secret-that-is-long-enough-0123456789',
-  });
-  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { app, port, serverSides } = await listeningApp(t);
   app.server.headersTimeout = 60_000;
-  const { port } = app.server.address() as net.AddressInfo;
-  const serverSides: net.Socket[] = [];
-  app.server.on('connection', (socket: net.Socket) => serverSides.push(socket));
   // One kept alive after a whole exchange, idle: closed without a word.
   const kept = connect(port);
   await kept.ready;

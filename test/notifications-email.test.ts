@@ -97,6 +97,18 @@ t.test('notifications by email', async (t) => {
     });
     return mailsAbout(ticket.number);
   };
+  /** Attempts these outbox rows now, in this process, as the mail job would. */
+  const attemptNow = (ids: string[]) =>
+    attemptMails(
+      {
+        db: ctx.db,
+        log: pino({ level: 'silent' }),
+        config: mail.config,
+        queue: undefined,
+        blobs: ctx.app.blobs,
+      },
+      ids,
+    );
   const inboxHas = async (token: string, ticketId: string) => {
     const res = await api('GET', '/v1/me/notifications', token);
     return (res.json().data as { ticket_id: string }[]).some((n) => n.ticket_id === ticketId);
@@ -255,40 +267,31 @@ t.test('notifications by email', async (t) => {
         ).n,
       );
     const before = await count();
-    const res = await ctx.request({
-      method: 'POST',
-      url: '/v1/inbound/email',
-      headers: {
-        'content-type': 'message/rfc822',
-        authorization: `Bearer ${mailbox.json().inbound_secret}`,
-      },
-      payload: rawMail({
-        from: String(row!.to_address),
-        to: 'returns@acme.test',
-        subject: `Re: [Returns] New ticket in Returns: #${ticket.number} Answer me`,
-        inReplyTo: `<${row!.mail_message_id}>`,
-        text: 'On it.',
-      }),
-    });
+    const reply = (threading: { inReplyTo: string } | { references: string }, text: string) =>
+      ctx.request({
+        method: 'POST',
+        url: '/v1/inbound/email',
+        headers: {
+          'content-type': 'message/rfc822',
+          authorization: `Bearer ${mailbox.json().inbound_secret}`,
+        },
+        payload: rawMail({
+          from: String(row!.to_address),
+          to: 'returns@acme.test',
+          subject: `Re: [Returns] New ticket in Returns: #${ticket.number} Answer me`,
+          ...threading,
+          text,
+        }),
+      });
+    const res = await reply({ inReplyTo: `<${row!.mail_message_id}>` }, 'On it.');
     t.equal(res.statusCode, 202, res.body);
     t.equal(res.json().outcome, 'ignored');
     t.equal(await count(), before, 'no ticket made');
     // A client that names what it answers in References only (or forwards the notification on).
-    const byReferences = await ctx.request({
-      method: 'POST',
-      url: '/v1/inbound/email',
-      headers: {
-        'content-type': 'message/rfc822',
-        authorization: `Bearer ${mailbox.json().inbound_secret}`,
-      },
-      payload: rawMail({
-        from: String(row!.to_address),
-        to: 'returns@acme.test',
-        subject: `Re: [Returns] New ticket in Returns: #${ticket.number} Answer me`,
-        references: `<earlier@elsewhere.test> <${row!.mail_message_id}>`,
-        text: 'On it, again.',
-      }),
-    });
+    const byReferences = await reply(
+      { references: `<earlier@elsewhere.test> <${row!.mail_message_id}>` },
+      'On it, again.',
+    );
     t.equal(byReferences.statusCode, 202, byReferences.body);
     t.equal(byReferences.json().outcome, 'ignored');
     t.equal(await count(), before, 'no ticket made of it either');
@@ -406,16 +409,7 @@ t.test('notifications by email', async (t) => {
       .set({ status: 'disabled' })
       .where('id', '=', leaver.agent.id)
       .execute();
-    await attemptMails(
-      {
-        db: ctx.db,
-        log: pino({ level: 'silent' }),
-        config: mail.config,
-        queue: undefined,
-        blobs: ctx.app.blobs,
-      },
-      [row.id],
-    );
+    await attemptNow([row.id]);
     t.notOk(
       smtp.received.some((m) => m.to.includes(leaver.agent.email)),
       'nothing reached the disabled agent',
@@ -465,16 +459,7 @@ t.test('notifications by email', async (t) => {
         department_id: other,
       });
       t.equal(transferred.statusCode, 200, transferred.body);
-      await attemptMails(
-        {
-          db: ctx.db,
-          log: pino({ level: 'silent' }),
-          config: mail.config,
-          queue: undefined,
-          blobs: ctx.app.blobs,
-        },
-        before.map((r) => r.id),
-      );
+      await attemptNow(before.map((r) => r.id));
       const stateOf = async (ticketId: string, email: string) =>
         (await rowsOf(ticketId)).find((r) => r.to_address === email)?.state;
       t.equal(await stateOf(left.id, leaver.agent.email), 'cancelled', 'the leaver is not mailed');
