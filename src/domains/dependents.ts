@@ -18,6 +18,12 @@ export interface Dependents {
    * the deletion: settings it rewrites are recorded as their change (the audit log).
    */
   moveTo?(trx: Kysely<Database>, fromId: string, toId: string, by: Principal): Promise<void>;
+  /**
+   * Locks what `moveTo` will move, before the deletion locks the department's row: their writers
+   * lock them first and a department's key share after (through a foreign key, e.g. a ticket
+   * transferred), so the other way round each waited for the other.
+   */
+  hold?(trx: Kysely<Database>, id: string): Promise<void>;
   describe(count: number, names?: string[]): string;
 }
 

@@ -4,6 +4,7 @@ import { countMailboxesOfDepartment, moveMailboxesOfDepartment } from './mailbox
 import {
   countTicketReferencesToAgent,
   countTicketsOfDepartment,
+  lockTicketsOfDepartment,
   moveTicketsOfDepartment,
 } from './tickets/repository.ts';
 
@@ -14,6 +15,7 @@ export const departmentDependents: readonly Dependents[] = [
   {
     kind: 'tickets',
     count: countTicketsOfDepartment,
+    hold: lockTicketsOfDepartment,
     moveTo: moveTicketsOfDepartment,
     describe: (n) => `${n} ticket${n === 1 ? '' : 's'} (deleted ones included) belong to the department`,
   },

@@ -44,6 +44,34 @@ export async function findDepartment(db: Executor, id: string): Promise<Departme
   return row ? toDepartment(row as DepartmentWithCount) : undefined;
 }
 
+/**
+ * Key-share-locks the department row: it cannot be deleted until commit, and writers that move
+ * tickets (or anything else) into it are not held up. Whether it exists.
+ */
+export async function holdDepartment(trx: Transaction<Database>, id: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('departments')
+    .select('id')
+    .where('id', '=', id)
+    .forKeyShare()
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
+ * Locks the department's round-robin cursor, which its deletion deletes (on delete cascade). An
+ * assignment locks the cursor and then, through the cursor's and the ticket's foreign keys, the
+ * key share of the department: its deletion takes them in that order too.
+ */
+export async function lockRoundRobinCursor(trx: Transaction<Database>, departmentId: string) {
+  await trx
+    .selectFrom('round_robin_cursors')
+    .select('department_id')
+    .where('department_id', '=', departmentId)
+    .forUpdate()
+    .execute();
+}
+
 /** Locks the department row for the rest of the transaction and returns its representation. */
 export async function lockDepartment(
   trx: Transaction<Database>,

@@ -201,12 +201,21 @@ export async function deleteDepartment(
     ]);
   }
   await db.transaction().execute(async (trx) => {
+    // The writers' lock order (docs/architecture.md, "Deletion and dependents"): a ticket, then
+    // the round-robin cursor of an assignment, then the key share of the department (foreign
+    // keys: the ticket moved there, the cursor written). With the row taken first (FOR UPDATE),
+    // each waited for the other.
+    if (options.moveTo !== undefined) {
+      for (const dependents of options.dependents) await dependents.hold?.(trx, id);
+    }
+    await repo.lockRoundRobinCursor(trx, id);
     const current = await repo.lockDepartment(trx, id);
     if (!current) throw notFound('department');
     assertIfMatch(preconditions.ifMatch, current);
     if (options.moveTo !== undefined) {
-      const target = await repo.lockDepartment(trx, options.moveTo);
-      if (!target) {
+      // A key share keeps the substitute from going meanwhile; FOR UPDATE also held up every
+      // writer moving a ticket into it, while that writer may hold a ticket moved here.
+      if (!(await repo.holdDepartment(trx, options.moveTo))) {
         const error = new DomainError(
           'unprocessable',
           'substitute_not_found',

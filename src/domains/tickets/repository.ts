@@ -1026,6 +1026,17 @@ export async function countTicketsOfDepartment(trx: Executor, departmentId: stri
   return Number(row.n);
 }
 
+/** Locks every ticket of a department, in id order (a deletion's first lock: departments/service.ts). */
+export async function lockTicketsOfDepartment(trx: Executor, departmentId: string) {
+  await trx
+    .selectFrom('tickets')
+    .select('id')
+    .where('department_id', '=', departmentId)
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+}
+
 /**
  * Moves every ticket of one department to another, as a system transfer in each history. As with
  * a transfer, the assignee stays only when they may work tickets there (solver or more); one who
@@ -1037,6 +1048,7 @@ export async function moveTicketsOfDepartment(trx: Executor, fromId: string, toI
     .selectFrom('tickets')
     .select(['id', 'assignee_id'])
     .where('department_id', '=', fromId)
+    .orderBy('id')
     .forUpdate()
     .execute();
   if (before.length === 0) return;
