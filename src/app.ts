@@ -176,6 +176,7 @@ export const CLIENT_HEADERS = [
   'Export-Next-Cursor',
   'X-Content-Type-Options',
   'Content-Security-Policy',
+  'Accept-Encoding',
 ] as const;
 
 /** Retry-After of the 503 a draining server answers: about the time a restart takes. */

@@ -125,6 +125,11 @@ const HEADERS = {
     schema: { type: 'integer', minimum: 0 },
   },
   RetryAfter: { ...RETRY_AFTER, required: true },
+  AcceptEncodingIfCoded: {
+    description:
+      'The content codings a request body may have: `identity` (none). Sent when the body was refused for its Content-Encoding (`unsupported_content_encoding`).',
+    schema: { type: 'string' },
+  },
   RetryAfterIfKnown: {
     ...RETRY_AFTER,
     description: `${RETRY_AFTER.description} Sent when the server can tell (a database away, a full export slot, a server shutting down).`,
@@ -234,6 +239,7 @@ const addStandardHeaders: SwaggerTransformObject = (documentObject) => {
         }
         if (status === '429') headers['Retry-After'] = headerRef('RetryAfter');
         if (status === '503') headers['Retry-After'] = headerRef('RetryAfterIfKnown');
+        if (status === '415') headers['Accept-Encoding'] = headerRef('AcceptEncodingIfCoded');
         response.headers = headers;
       }
     }
