@@ -495,15 +495,19 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // for until the headers time-out.
   // Each connection's bytes read when it last had no request under way: more since means a head.
   const readWhenIdle = new Map<Socket, number>();
-  const handling = new Set<Socket>();
+  // Requests under way on each connection: a count, as Node hands a pipelined request to the app
+  // while the one before it is still answered, and that answer's end leaves the second under way.
+  const handling = new Map<Socket, number>();
   app.server.on('connection', (socket: Socket) => {
     readWhenIdle.set(socket, 0);
     socket.once('close', () => readWhenIdle.delete(socket));
   });
   app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket;
-    handling.add(socket);
+    handling.set(socket, (handling.get(socket) ?? 0) + 1);
     response.once('close', () => {
+      const left = (handling.get(socket) ?? 1) - 1;
+      if (left > 0) return void handling.set(socket, left);
       handling.delete(socket);
       if (readWhenIdle.has(socket)) readWhenIdle.set(socket, socket.bytesRead);
     });

@@ -304,3 +304,50 @@ t.test('close() does not wait out the headers time-out for a head that stalls', 
   await within(2_000, 'the kept-alive connection closed', kept.closed);
   t.equal(kept.received().length, keptAnswered, 'nothing more sent on the idle kept-alive connection');
 });
+
+t.test('close() lets a pipelined request still arriving finish, after the one before it', async (t) => {
+  // Node hands a pipelined request to the app while the one before it is still answered: the end
+  // of that first answer left the connection counted idle with the second under way, whose body
+  // then got the stalled head's 503 (or nothing) 2 s into the shutdown.
+  const { app, port, serverSides } = await listeningApp(t);
+  const conn = connect(port);
+  await conn.ready;
+  const body = JSON.stringify({ email: 'nobody@example.com', password: 'not-the-password' });
+  const cut = 10;
+  conn.socket.write(
+    'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' +
+      'POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, cut)}`,
+  );
+  t.teardown(async () => {
+    conn.socket.destroy();
+    await app.close();
+  });
+  while (!conn.received().includes('\r\n\r\n')) await new Promise(setImmediate);
+  while (serverSides.length < 1 || serverSides[0]!.bytesRead < conn.socket.bytesWritten) {
+    await new Promise(setImmediate);
+  }
+  const firstAnswer = conn.received().length;
+
+  const closing = app.close();
+  conn.socket.write(body.slice(cut, cut + 5));
+  // Past the 2 s a stalled head gets: these bytes are no head but the body of a request under way.
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  conn.socket.write(body.slice(cut + 5));
+  const answered = async () => {
+    while (!conn.received().slice(firstAnswer).includes('}')) {
+      if (conn.socket.destroyed) return;
+      await new Promise(setImmediate);
+    }
+  };
+  await within(8_000, 'the pipelined request answered', answered());
+  checkProblem(
+    t,
+    parseResponse(conn.received().slice(firstAnswer)),
+    401,
+    'invalid_credentials',
+    '/v1/auth/token',
+  );
+  conn.socket.destroy();
+  await within(8_000, 'app.close()', closing);
+});
