@@ -509,6 +509,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       const left = (handling.get(socket) ?? 1) - 1;
       if (left > 0) return void handling.set(socket, left);
       handling.delete(socket);
+      // Answered while the server stops: Node keeps the connection for the keep-alive time-out
+      // (72 s), and close() waited for it past SHUTDOWN_GRACE_MS. Closed once the answer is out.
+      if (draining) return void socket.destroySoon();
       if (readWhenIdle.has(socket)) readWhenIdle.set(socket, socket.bytesRead);
     });
   });

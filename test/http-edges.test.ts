@@ -351,3 +351,33 @@ t.test('close() lets a pipelined request still arriving finish, after the one be
   conn.socket.destroy();
   await within(8_000, 'app.close()', closing);
 });
+
+t.test('close() closes a kept-alive connection once its request under way is answered', async (t) => {
+  // A request still under way 2 s into a shutdown (a slow upload, a long report) was answered
+  // Connection: keep-alive and its connection kept for the keep-alive time-out (72 s): close()
+  // waited for it past SHUTDOWN_GRACE_MS, and the process exited 1.
+  const { app, port, serverSides } = await listeningApp(t);
+  const conn = connect(port);
+  await conn.ready;
+  const body = JSON.stringify({ email: 'nobody@example.com', password: 'not-the-password' });
+  const cut = 10;
+  conn.socket.write(
+    'POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, cut)}`,
+  );
+  t.teardown(async () => {
+    conn.socket.destroy();
+    await app.close();
+  });
+  while (serverSides.length < 1 || serverSides[0]!.bytesRead < conn.socket.bytesWritten) {
+    await new Promise(setImmediate);
+  }
+
+  const closing = app.close();
+  // Still under way past the 2 s a stalled head gets.
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  conn.socket.write(body.slice(cut));
+  const res = parseResponse(await within(8_000, 'the answer, then the connection closed', conn.closed));
+  checkProblem(t, res, 401, 'invalid_credentials', '/v1/auth/token');
+  await within(8_000, 'app.close()', closing);
+});
