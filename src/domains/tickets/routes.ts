@@ -59,7 +59,7 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Create a ticket',
         description:
-          'Opens a ticket with its first message. The contact is the one with this id, email or phone, or a new one. Send an Idempotency-Key to make retries safe: a repeated request with the same key and body returns the first response (with Idempotent-Replayed: true) and creates nothing; 403 idempotent_ticket_out_of_reach when you may no longer see the ticket it created.',
+          'Opens a ticket with its first message. The contact is the one with this id, email or phone, or a new one. Send an Idempotency-Key to make retries safe: a repeated request with the same key and body returns the first response (with Idempotent-Replayed: true) and creates nothing.',
         headers: Type.Object({
           'idempotency-key': Type.Optional(
             Type.String({
@@ -98,10 +98,7 @@ export const ticketRoutes: FastifyPluginAsyncTypebox = async (app) => {
         status: 201,
         body: await service.createTicket(db, principal, request.body, trx),
       }));
-      if (result.replayed) {
-        await service.assertReplayable(db, principal, result.body.id);
-        reply.header('idempotent-replayed', 'true');
-      }
+      if (result.replayed) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/v1/tickets/${result.body.id}`);
       return reply.send(withEtag(reply, result.body));
     },

@@ -70,23 +70,6 @@ export async function requireReadable(db: Db, principal: Principal, id: string):
 }
 
 /**
- * Whether a stored first response (Idempotency-Key) may be replayed to its caller: only while
- * they may still read the ticket it created, which may have moved out of their reach since (or
- * they out of its department). 403, not 404: the key's first use is theirs to know, and a 404
- * would invite a retry under a new key, so a second ticket.
- */
-export async function assertReplayable(db: Db, principal: Principal, id: string): Promise<void> {
-  const access = await loadTicketAccess(db, principal);
-  const ticket = await repo.findTicketRecord(db, id);
-  if (!ticket || !can(access, ticket, 'read')) {
-    throw forbidden(
-      'The ticket this Idempotency-Key created is out of your reach now; its first response is not replayed.',
-      'idempotent_ticket_out_of_reach',
-    );
-  }
-}
-
-/**
  * Opens a ticket with its first message, inside the caller's transaction, without the checks
  * of an API request (the caller vouches for the input): for test factories and scripts.
  */
