@@ -305,6 +305,20 @@ t.test('close() does not wait out the headers time-out for a head that stalls', 
   t.equal(kept.received().length, keptAnswered, 'nothing more sent on the idle kept-alive connection');
 });
 
+/** A sign-in request whose body stops after 10 bytes: under way until SIGN_IN_REST is sent. */
+const SIGN_IN_BODY = JSON.stringify({ email: 'nobody@example.com', password: 'not-the-password' });
+const SIGN_IN_BEGUN =
+  'POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+  `Content-Length: ${Buffer.byteLength(SIGN_IN_BODY)}\r\n\r\n${SIGN_IN_BODY.slice(0, 10)}`;
+const SIGN_IN_REST = SIGN_IN_BODY.slice(10);
+
+function closeAtTeardown(t: Test, conn: ReturnType<typeof connect>, app: { close(): Promise<unknown> }) {
+  t.teardown(async () => {
+    conn.socket.destroy();
+    await app.close();
+  });
+}
+
 t.test('close() lets a pipelined request still arriving finish, after the one before it', async (t) => {
   // Node hands a pipelined request to the app while the one before it is still answered: the end
   // of that first answer left the connection counted idle with the second under way, whose body
@@ -312,17 +326,8 @@ t.test('close() lets a pipelined request still arriving finish, after the one be
   const { app, port, serverSides } = await listeningApp(t);
   const conn = connect(port);
   await conn.ready;
-  const body = JSON.stringify({ email: 'nobody@example.com', password: 'not-the-password' });
-  const cut = 10;
-  conn.socket.write(
-    'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' +
-      'POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, cut)}`,
-  );
-  t.teardown(async () => {
-    conn.socket.destroy();
-    await app.close();
-  });
+  conn.socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${SIGN_IN_BEGUN}`);
+  closeAtTeardown(t, conn, app);
   while (!conn.received().includes('\r\n\r\n')) await new Promise(setImmediate);
   while (serverSides.length < 1 || serverSides[0]!.bytesRead < conn.socket.bytesWritten) {
     await new Promise(setImmediate);
@@ -330,10 +335,10 @@ t.test('close() lets a pipelined request still arriving finish, after the one be
   const firstAnswer = conn.received().length;
 
   const closing = app.close();
-  conn.socket.write(body.slice(cut, cut + 5));
+  conn.socket.write(SIGN_IN_REST.slice(0, 5));
   // Past the 2 s a stalled head gets: these bytes are no head but the body of a request under way.
   await new Promise((resolve) => setTimeout(resolve, 3_000));
-  conn.socket.write(body.slice(cut + 5));
+  conn.socket.write(SIGN_IN_REST.slice(5));
   const answered = async () => {
     while (!conn.received().slice(firstAnswer).includes('}')) {
       if (conn.socket.destroyed) return;
@@ -359,16 +364,8 @@ t.test('close() closes a kept-alive connection once its request under way is ans
   const { app, port, serverSides } = await listeningApp(t);
   const conn = connect(port);
   await conn.ready;
-  const body = JSON.stringify({ email: 'nobody@example.com', password: 'not-the-password' });
-  const cut = 10;
-  conn.socket.write(
-    'POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, cut)}`,
-  );
-  t.teardown(async () => {
-    conn.socket.destroy();
-    await app.close();
-  });
+  conn.socket.write(SIGN_IN_BEGUN);
+  closeAtTeardown(t, conn, app);
   while (serverSides.length < 1 || serverSides[0]!.bytesRead < conn.socket.bytesWritten) {
     await new Promise(setImmediate);
   }
@@ -376,7 +373,7 @@ t.test('close() closes a kept-alive connection once its request under way is ans
   const closing = app.close();
   // Still under way past the 2 s a stalled head gets.
   await new Promise((resolve) => setTimeout(resolve, 3_000));
-  conn.socket.write(body.slice(cut));
+  conn.socket.write(SIGN_IN_REST);
   const res = parseResponse(await within(8_000, 'the answer, then the connection closed', conn.closed));
   checkProblem(t, res, 401, 'invalid_credentials', '/v1/auth/token');
   await within(8_000, 'app.close()', closing);
