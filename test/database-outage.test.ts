@@ -733,11 +733,12 @@ t.test(
     await admin.query('lock table ticket_events in access exclusive mode');
     // The tailer reads the feed only once the horizon moves: a commit of anything moves it. The
     // horizon is the whole server's oldest transaction, so other test files running beside this
-    // one may hold it a while: wait (up to 30 s) for the tailer's statement to be waiting for
-    // over a second, which a 300 ms bound would never let it do.
+    // one may hold it a while (a lock-order test holds one open on purpose; 30 s was once not
+    // enough on CI): wait (up to 120 s) for the tailer's statement to be waiting for over a
+    // second, which a 300 ms bound would never let it do.
     await makeDepartment(ctx.db, 'Moves the horizon');
     let rows: { waited_ms: number }[] = [];
-    for (const until = Date.now() + 30_000; Date.now() < until; await sleep(100)) {
+    for (const until = Date.now() + 120_000; Date.now() < until; await sleep(100)) {
       ({ rows } = await admin.query<{ waited_ms: number }>(
         `select extract(epoch from clock_timestamp() - query_start) * 1000 as waited_ms from pg_stat_activity
           where datname = $1 and pid <> pg_backend_pid() and wait_event_type = 'Lock'`,
