@@ -149,6 +149,66 @@ t.test('transactions: BEGIN travels with the first statement, COMMIT with a fina
     t.match(misuse, { message: /after the final statement/ });
     t.same(await rows(), [2, 3, 5, 6], 'the statement after it never ran');
   }
+
+  // A transaction that is one final statement sends it alone, without BEGIN and COMMIT: in the
+  // implicit transaction PostgreSQL gives it, it is as atomic (a creation's opening).
+  const alone = await counted(() =>
+    db.transaction().execute(
+      async (trx) =>
+        (
+          await final(
+            sql<{ n: number; first: boolean }>`insert into pipelined (n) values (8)
+              returning n, transaction_timestamp() = statement_timestamp() as first`,
+          ).execute(trx)
+        ).rows[0]!,
+    ),
+  );
+  t.equal(alone.result.n, 8);
+  t.ok((await rows()).includes(8), 'it committed');
+  t.equal(alone.trips, 1, 'one round trip', noTrips);
+  t.equal(
+    alone.result.first,
+    true,
+    'the first command of its transaction: no BEGIN before it',
+    onlyServer('PGlite runs every transaction with its BEGIN'),
+  );
+  const aloneFailed = await db
+    .transaction()
+    .execute(async (trx) => {
+      await final(sql`insert into pipelined (n) select x from (values (9), (2)) v (x)`).execute(trx);
+    })
+    .catch((e) => e);
+  t.match(aloneFailed, { code: '23505' }, 'its own error');
+  t.notOk((await rows()).includes(9), 'nothing of it stayed');
+  const level = await db
+    .transaction()
+    .setIsolationLevel('serializable')
+    .execute(
+      async (trx) =>
+        (
+          await final(
+            sql<{ level: string }>`select current_setting('transaction_isolation') as level`,
+          ).execute(trx)
+        ).rows[0]!.level,
+    );
+  t.equal(
+    level,
+    'serializable',
+    'an explicit isolation level keeps its START TRANSACTION',
+    onlyServer(
+      "Kysely's PGlite dialect drops isolation levels; PGlite runs one transaction at a time anyway",
+    ),
+  );
+  t.same(
+    await db.transaction().execute(async (trx) => {
+      await insert(10).execute(trx);
+      return (
+        await final(sql<{ n: number }>`select count(*)::int as n from pipelined where n = 10`).execute(trx)
+      ).rows[0]!.n;
+    }),
+    1,
+    'a final statement after others still ends their transaction',
+  );
 });
 
 t.test('a statement sent with the next one: its effect, its round trip saved, its error', async (t) => {

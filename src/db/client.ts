@@ -88,6 +88,7 @@ const CANCEL_AT_END_MS = 2_000;
 
 // The whole text, as Kysely sends it: a script that merely starts with BEGIN is sent as it is.
 const TRANSACTION_START = /^(begin|start transaction( isolation level [a-z ]+?)?( read (only|write))?)$/;
+const PLAIN_BEGIN = /^(begin|start transaction)$/;
 
 export class PipeliningClient extends pg.Client {
   /** The BEGIN to send with the next statement. */
@@ -196,6 +197,21 @@ export class PipeliningClient extends pg.Client {
    * one write: one round trip, counted by #send. A COMMIT given here ends the transaction.
    */
   #withHeld(text: string, values: unknown[] | undefined, final: boolean): Promise<Result> {
+    // A transaction that is this one statement: alone, in the implicit transaction PostgreSQL
+    // gives it, it is as atomic and sees one snapshot, and BEGIN and COMMIT would only add two
+    // messages each way (a creation's opening, tickets/one-statement.ts). Only at the default
+    // isolation: an explicit level or access mode keeps its BEGIN.
+    if (
+      final &&
+      this.#held.length === 0 &&
+      this.#begin !== null &&
+      PLAIN_BEGIN.test(this.#begin.trim().toLowerCase()) &&
+      !this.#authDirty
+    ) {
+      this.#begin = null;
+      this.#ended = true;
+      return this.#send(text, values);
+    }
     const ending = text.trim().toLowerCase() === 'commit';
     const stream = this.connection.stream;
     stream.cork();
