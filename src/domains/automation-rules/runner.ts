@@ -138,6 +138,11 @@ async function loadRuleSet(db: Kysely<Database>): Promise<RuleSet> {
   return set;
 }
 
+/** The rule set of this key when this process has it compiled, without a query. */
+export function cachedRuleSet(key: string): RuleSet | undefined {
+  return cache.get(key);
+}
+
 /** The current rule set: one small query when cached, else one more to load it. */
 export async function currentRuleSet(db: Kysely<Database>): Promise<RuleSet> {
   return ruleSetFor(db, (await repo.readRulesKey(db)).key);

@@ -1,4 +1,4 @@
-import { type InferResult, type Kysely, sql, type Transaction } from 'kysely';
+import { type InferResult, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { dbNowMs } from '../../db/clock.ts';
 import { prepared } from '../../db/prepared.ts';
 import type { Database, QualifiedColumn } from '../../db/types.ts';
@@ -422,6 +422,34 @@ async function findOrInsertByIdentity(
   };
 }
 
+/**
+ * findOrInsertByIdentity for an email alone, as common table expressions of the caller's
+ * statement (the ticket's opening, tickets/one-statement.ts): `found_contact` is the contact that
+ * has the email, key-share-locked, with the name, email and phone a ticket shows of it;
+ * `resolved_contact` is its id, else `newId`, a new contact holding the name and the email. When
+ * a concurrent transaction claimed the email between our look and our insert (ON CONFLICT waited
+ * for it), `resolved_contact` raises DR001 (migrations/0050), and the whole statement with it, as
+ * it does when `expect` (the caller's stakes) does not hold: the caller then resolves the contact
+ * the long way.
+ */
+export function contactByEmailCtes(name: string, email: string, newId: string, expect: RawBuilder<boolean>) {
+  return sql`found_contact as (
+      select c.id, c.name, ${firstEmailOf('c.id')} as email, ${firstPhoneOf('c.id')} as phone
+      from contact_emails ce join contacts c on c.id = ce.contact_id
+      where lower(ce.email) = lower(${email}::text)
+      limit 1 for key share of c
+    ), claimed_email as (
+      insert into contact_emails (contact_id, email, position)
+      select ${newId}::uuid, ${email}::text, 0 where not exists (select 1 from found_contact)
+      on conflict (lower(email)) do nothing returning contact_id
+    ), new_contact as (
+      insert into contacts (id, name) select contact_id, ${name} from claimed_email
+    ), resolved_contact as (
+      select r.id from (select coalesce((select id from found_contact), (select contact_id from claimed_email)) as id) r
+      where deskroute_expect(r.id is not null and ${expect}, 'a stake no longer holds')
+    )`;
+}
+
 /** A contact as automation rules see it. */
 export interface RulesContact {
   name: string;
@@ -440,6 +468,35 @@ export interface SeenByRules {
   scheduleKey?: string | null;
   /** The SLA policies' key (null: none active) and the transaction's time, when the statement read them. */
   sla?: { key: string | null; now: Date };
+}
+
+/**
+ * What a new ticket's contact is recognised by, checked: the name trimmed, the email (trimmed)
+ * and the phone (normalised), each undefined when not given.
+ */
+export function contactIdentity(input: { name?: string; email?: string; phone?: string }): {
+  name: string;
+  email: string | undefined;
+  phone: string | undefined;
+} {
+  const name = input.name?.trim() ?? '';
+  const email = input.email?.trim() || undefined;
+  if (email !== undefined && (email.length > 254 || !/^[^@\s]+@[^@\s]+$/.test(email))) {
+    throw invalid('invalid_email', 'The email address is not valid.', [
+      { field: 'body/contact/email', message: 'must be an email address' },
+    ]);
+  }
+  let phone: string | undefined;
+  if (input.phone !== undefined && input.phone.trim() !== '') {
+    const normalised = normalisePhone(input.phone);
+    if (normalised === null) {
+      throw invalid('invalid_phone', 'The phone number is not valid.', [
+        { field: 'body/contact/phone', message: 'must be 4-20 digits with an optional leading +' },
+      ]);
+    }
+    phone = normalised;
+  }
+  return { name, email, phone };
 }
 
 /**
@@ -466,23 +523,7 @@ export async function resolveContact(
     }
     return { id: held.id, seen: null, sla: held.sla };
   }
-  const name = input.name?.trim() ?? '';
-  const email = input.email?.trim() || undefined;
-  if (email !== undefined && (email.length > 254 || !/^[^@\s]+@[^@\s]+$/.test(email))) {
-    throw invalid('invalid_email', 'The email address is not valid.', [
-      { field: 'body/contact/email', message: 'must be an email address' },
-    ]);
-  }
-  let phone: string | undefined;
-  if (input.phone !== undefined && input.phone.trim() !== '') {
-    const normalised = normalisePhone(input.phone);
-    if (normalised === null) {
-      throw invalid('invalid_phone', 'The phone number is not valid.', [
-        { field: 'body/contact/phone', message: 'must be 4-20 digits with an optional leading +' },
-      ]);
-    }
-    phone = normalised;
-  }
+  const { name, email, phone } = contactIdentity(input);
   if (email === undefined && phone === undefined) {
     if (name === '') {
       throw invalid('contact_identity_required', 'Name the contact, or give its email or phone.', [

@@ -196,6 +196,27 @@ export async function lockTicketForChange(
 }
 
 /**
+ * What a one-statement opening (one-statement.ts) stakes, as a condition: the rules' key is
+ * still `rulesKey`, no SLA policy is active, and the department follows no schedule.
+ */
+export function openingStakes(rulesKey: string, departmentId: string | null): RawBuilder<boolean> {
+  return sql<boolean>`(select rules_key::text from automation_rules_state) = ${rulesKey}::text
+    and ${policiesKeySql} is null and ${scheduleKeySql(departmentId)} is null`;
+}
+
+/** TICKET_COLUMNS as an insert's RETURNING names them, built once (a creation's hot path). */
+const RETURNED_TICKET_COLUMNS = sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))));
+
+/** A contact found or made by the opening statement itself (contactByEmailCtes). */
+export interface OpeningContact {
+  /** Defines found_contact and resolved_contact. */
+  ctes: RawBuilder<unknown>;
+  /** What was given, for a contact the statement makes. */
+  name: string;
+  email: string;
+}
+
+/**
  * Opens a ticket in one statement: the ticket row, its first message (if any), its first events
  * and the notes automation rules add, returning the ticket and its contact summary. Creation is
  * the hottest write of a help desk, and each round trip to PostgreSQL costs more than the work
@@ -241,22 +262,31 @@ export async function insertOpenedTicket(
     alongside?: Alongside | undefined;
     /** The last statement of its transaction: COMMIT goes with it (db/prepared.ts). */
     final?: boolean;
+    /**
+     * The contact is found or made in this statement (one-statement.ts): `values.contact_id` and
+     * every actor or author that names it stand for `resolved_contact`'s id.
+     */
+    contact?: OpeningContact | undefined;
   } = {},
 ): Promise<{ ticket: TicketRecord; contact: Ticket['contact'] }> {
   const fromAgent = message?.kind === 'agent';
   const fromContact = message?.kind === 'customer';
   const notes = extra.notes ?? [];
   const searchable = [values.subject, message?.body ?? '', ...notes.map((n) => n.body)].join(' ');
+  const opening = extra.contact;
+  const resolved = sql<string>`(select id from resolved_contact)`;
+  const contactOf = (id: string | null) =>
+    opening && id === values.contact_id ? resolved : sql`${id}::uuid`;
   const statement = sql<
     TicketRecord & { contact_name: string; contact_email: string | null; contact_phone: string | null }
   >`
-    with t as (
+    with ${opening ? sql`${opening.ctes}, ` : sql``}t as (
       insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
         support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
         postponed_until, resolved_at, first_resolved_at, created_in_working_hours, sla_state, sla_policy_id,
         sla_due_at, sla_breached, sla_next_at, sla_planned_key)
       values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
-        ${values.department_id}, ${values.assignee_id}, ${values.contact_id}, ${values.tags}::text[],
+        ${values.department_id}, ${values.assignee_id}, ${contactOf(values.contact_id)}, ${values.tags}::text[],
         ${values.support_address}, to_tsvector('simple', ${searchable}),
         case when ${fromAgent} then deskroute_now() end, case when ${fromAgent} then deskroute_now() end,
         case when ${fromContact} then deskroute_now() end, ${values.postponed_until ?? null}::timestamptz,
@@ -265,20 +295,27 @@ export async function insertOpenedTicket(
         ${values.sla_state ? JSON.stringify(values.sla_state) : null}::jsonb, ${values.sla_policy_id ?? null}::uuid,
         ${values.sla_due_at ?? null}::timestamptz, ${values.sla_breached ?? false}::boolean,
         ${values.sla_next_at ?? null}::timestamptz, ${values.sla_planned_key ?? NO_POLICIES_KEY}::uuid)
-      returning ${sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.replace('t.', ''))))}
+      returning ${RETURNED_TICKET_COLUMNS}
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
         department_id, created_at)
       select ${message?.id ?? null}::uuid, t.id, ${message?.kind ?? 'customer'}, t.channel,
-        ${message?.author_agent_id ?? null}::uuid, ${message?.author_contact_id ?? null}::uuid,
+        ${message?.author_agent_id ?? null}::uuid, ${contactOf(message?.author_contact_id ?? null)},
         ${message?.body ?? ''}, t.department_id, t.created_at
       from t where ${message !== null}
-    ), e as (${insertEventRows(events)})${
+    ), e as (${insertEventRows(events, { opening: true, contact: opening && { stand: values.contact_id, for: resolved } })})${
       notes.length > 0 ? sql`, n as (${insertMessageRows(values.id, notes)})` : sql``
     }${extra.alongside ? sql`, alongside as (${extra.alongside.statement})` : sql``}
-    select t.*, c.name as contact_name, ${firstEmailOf('c.id')} as contact_email,
-      ${firstPhoneOf('c.id')} as contact_phone
-    from t join contacts c on c.id = t.contact_id`;
+    ${
+      opening
+        ? // A contact made by this statement is not in its snapshot: it holds what was given.
+          sql`select t.*, coalesce(f.name, ${opening.name}) as contact_name,
+            coalesce(f.email, ${opening.email}) as contact_email, f.phone as contact_phone
+          from t left join found_contact f on true`
+        : sql`select t.*, c.name as contact_name, ${firstEmailOf('c.id')} as contact_email,
+            ${firstPhoneOf('c.id')} as contact_phone
+          from t join contacts c on c.id = t.contact_id`
+    }`;
   const result = await prepared(extra.final ? final(statement) : statement).execute(trx);
   const row = result.rows[0]!;
   const { contact_name, contact_email, contact_phone, ...ticket } = row;
@@ -429,18 +466,35 @@ const eventRow = (e: ActorEvent, ord: number) => ({
  *   ratings in time order (docs/metrics.md): a rating that waited for a resolve must not come
  *   before it.
  */
-function insertEventRows(events: ActorEvent[]) {
+function insertEventRows(
+  events: ActorEvent[],
+  options: {
+    /** The events' ticket is opened by the same statement: it has no earlier event to follow. */
+    opening?: boolean;
+    /** The contact id that stands for `for` (the opening's resolved_contact). */
+    contact?: { stand: string; for: RawBuilder<string> } | undefined;
+  } = {},
+) {
+  const { contact, opening = false } = options;
+  const actorContact = contact
+    ? sql`case when x.actor_contact_id = ${contact.stand}::uuid then ${contact.for} else x.actor_contact_id end`
+    : sql`x.actor_contact_id`;
+  const rows = sql`jsonb_to_recordset(${JSON.stringify(events.map(eventRow))}::jsonb) as x(ord int, ticket_id uuid,
+      type text, actor_type text, actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid,
+      actor_rule_version int, via_token_id uuid, department_id uuid, agent_id uuid, channel text, data jsonb)`;
   return sql`insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id,
       actor_rule_id, actor_rule_version, via_token_id, department_id, agent_id, channel, data, tx,
       occurred_at)
-    select x.ticket_id, x.type, x.actor_type, x.actor_agent_id, x.actor_contact_id, x.actor_rule_id,
-      x.actor_rule_version, x.via_token_id, x.department_id, x.agent_id, x.channel, x.data,
-      greatest(pg_current_xact_id(), p.tx), greatest(deskroute_now(), p.occurred_at)
-    from jsonb_to_recordset(${JSON.stringify(events.map(eventRow))}::jsonb) as x(ord int, ticket_id uuid,
-      type text, actor_type text, actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid,
-      actor_rule_version int, via_token_id uuid, department_id uuid, agent_id uuid, channel text, data jsonb)
+    select x.ticket_id, x.type, x.actor_type, x.actor_agent_id, ${actorContact}, x.actor_rule_id,
+      x.actor_rule_version, x.via_token_id, x.department_id, x.agent_id, x.channel, x.data, ${
+        opening
+          ? sql`pg_current_xact_id(), deskroute_now()
+    from ${rows}`
+          : sql`greatest(pg_current_xact_id(), p.tx), greatest(deskroute_now(), p.occurred_at)
+    from ${rows}
     left join lateral (select p.tx, p.occurred_at from ticket_events p where p.ticket_id = x.ticket_id
-      order by p.id desc limit 1) p on true
+      order by p.id desc limit 1) p on true`
+      }
     order by x.ord`;
 }
 

@@ -14,13 +14,14 @@ import {
   fillCannedResponse,
 } from '../canned-responses/service.ts';
 import { assertTagsFit, fitTags, normaliseTags, statusPatch } from './changes.ts';
-
+import { stakeLost } from './one-statement.ts';
 import type { Actor, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Message, Ticket } from './schemas.ts';
 import {
   agentActor,
   type Changed,
+  type CreateCommand,
   type CreateTicketInput,
   canHoldIn,
   requireAssignable,
@@ -99,10 +100,20 @@ export async function createTicket(
     by: principal,
   };
   const outer = trx ?? (db.isTransaction ? (db as Trx) : undefined);
-  const opened = outer
-    ? await writeTicket(outer, command)
-    : await db.transaction().execute((t) => writeTicket(t, { ...command, final: true }));
+  const opened = outer ? await writeTicket(outer, command) : await openAlone(db, command);
   return repo.toTicket(opened.ticket as TicketRow, opened.contact);
+}
+
+/** A creation in a transaction of its own: in one statement when it may (one-statement.ts). */
+async function openAlone(db: Db, command: CreateCommand) {
+  try {
+    return await db
+      .transaction()
+      .execute((t) => writeTicket(t, { ...command, final: true, oneStatement: true }));
+  } catch (error) {
+    if (!stakeLost(error)) throw error;
+    return db.transaction().execute((t) => writeTicket(t, { ...command, final: true }));
+  }
 }
 
 /** A change by an agent to a ticket named by id, in a transaction of its own. */

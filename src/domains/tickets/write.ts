@@ -20,12 +20,18 @@ import {
   type RuleRunContext,
   ruleFailure,
 } from '../automation-rules/runner.ts';
-import { resolveContact } from '../contacts/repository.ts';
+import {
+  contactByEmailCtes,
+  contactIdentity,
+  resolveContact,
+  type SeenByRules,
+} from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { NO_POLICIES_KEY } from '../sla-policies/repository.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { assertTagsFit, changeEvents, fitTags, normaliseTags, TAG_BYTES, tagBytes } from './changes.ts';
 import { escalate } from './escalation.ts';
+import { remember, stakeFor } from './one-statement.ts';
 import { currentReplay } from './replay.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
@@ -136,6 +142,11 @@ export interface CreateCommand {
   by: Principal | null | 'unchecked';
   /** The opening statement is the last of the transaction and takes COMMIT along. */
   final?: boolean;
+  /**
+   * A final opening may find or make its contact in the same statement (one-statement.ts); the
+   * caller runs the creation again without it when that fails with DR001 (stakeLost).
+   */
+  oneStatement?: boolean;
 }
 
 export interface Opened {
@@ -409,20 +420,24 @@ async function checkNewTicket(trx: Trx, principal: Principal | null, input: Crea
 async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const { input, actor, authorAgentId } = command;
   if (command.by !== 'unchecked') await checkNewTicket(trx, command.by, input);
+  const replay = currentReplay();
+  const departmentId = input.department_id ?? null;
+  const contactInput = {
+    ...(input.contact.id !== undefined && { id: input.contact.id }),
+    ...(input.contact.name !== undefined && { name: input.contact.name }),
+    ...(input.contact.email !== undefined && { email: input.contact.email }),
+    ...(input.contact.phone !== undefined && { phone: input.contact.phone }),
+  };
+  const single =
+    command.final && command.oneStatement && !replay && contactInput.id === undefined
+      ? oneStatementContact(contactInput, departmentId)
+      : null;
   const {
     id: contactId,
     seen,
     sla: heldSla,
-  } = await resolveContact(
-    trx,
-    {
-      ...(input.contact.id !== undefined && { id: input.contact.id }),
-      ...(input.contact.name !== undefined && { name: input.contact.name }),
-      ...(input.contact.email !== undefined && { email: input.contact.email }),
-      ...(input.contact.phone !== undefined && { phone: input.contact.phone }),
-    },
-    input.department_id ?? null,
-  );
+  } = single ?? (await resolveContact(trx, contactInput, departmentId));
+  if (!single && seen) remember(departmentId, seen);
   const fromAgent = input.message?.author === 'agent';
   const tags = normaliseTags(input.tags ?? []);
   assertTagsFit(tags, 'body/tags');
@@ -484,7 +499,6 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   // Created at the transaction's time, which the row's created_at takes too: a rule that resolves
   // the ticket at once records a resolution time of 0.
   const snapshot = { ...values, postponed_until: null, created_at: at, first_resolved_at: null };
-  const replay = currentReplay();
   const evaluation = await evaluateRules(
     trx,
     snapshot,
@@ -545,12 +559,41 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
         notes: plan.notes,
         alongside: { statement: ruleRunInsert(plan.run) },
         final,
+        contact: single?.opening,
       })
-    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], { final });
+    : await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...slaEvents], {
+        final,
+        contact: single?.opening,
+      });
   if (raisesSlaRules(slaEvents)) {
     inserted.ticket = await runSlaRules(trx, inserted.ticket, slaEvents, setting, keys);
   }
-  return { ...inserted, sla: { key: setting.key, now: setting.now } };
+  // In one statement the transaction's time was not read before: it is the row's.
+  return { ...inserted, sla: { key: setting.key, now: single ? inserted.ticket.created_at : setting.now } };
+}
+
+/**
+ * The contact of a creation that may be one statement (one-statement.ts): a new id that the
+ * opening statement takes when no contact has the email, what the rules would see (no rule acts,
+ * nothing reads the time), and the statement's contact part; null when it may not.
+ */
+function oneStatementContact(
+  input: { name?: string; email?: string; phone?: string },
+  departmentId: string | null,
+) {
+  const { name, email, phone } = contactIdentity(input);
+  if (email === undefined || phone !== undefined) return null;
+  const rulesKey = stakeFor(departmentId);
+  if (rulesKey === null) return null;
+  const id = randomUUID();
+  const seen: SeenByRules = {
+    rulesKey,
+    contact: { name, email, custom: {} },
+    scheduleKey: null,
+    sla: { key: null, now: new Date() },
+  };
+  const ctes = contactByEmailCtes(name, email, id, repo.openingStakes(rulesKey, departmentId));
+  return { id, seen, sla: seen.sla, opening: { ctes, name, email } };
 }
 
 type OpeningValues = Parameters<typeof repo.insertOpenedTicket>[1];
