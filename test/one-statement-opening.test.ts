@@ -1,3 +1,4 @@
+import pg from 'pg';
 import t from 'tap';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
 import { installClock } from './helpers/clock.ts';
@@ -187,5 +188,79 @@ t.test(
         .execute();
       t.equal(strays.length, 0, 'no contact without its email left behind');
     }
+  },
+);
+
+/** Sessions of this database waiting for a lock, asked on a connection of the test's own. */
+async function lockWaiters(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'`);
+    return rows[0]!.n;
+  } finally {
+    await client.end();
+  }
+}
+
+t.test(
+  'a contact changed while a creation by its email waits for it: the ticket shows it changed',
+  {
+    skip:
+      (await testDatabaseKind()) === 'pglite'
+        ? 'needs PostgreSQL: a second connection holds the contact while the creation waits; PGlite has one connection'
+        : false,
+  },
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const url = ctx.database.url!;
+    const department = await makeDepartment(ctx.db);
+    const { token } = await agentWithToken(ctx, { role: 'admin' });
+    const create = (email: string) =>
+      ctx.request({
+        method: 'POST',
+        url: '/v1/tickets',
+        token,
+        payload: {
+          subject: 'Waiting',
+          contact: { email, name: 'As given' },
+          message: { body: 'Hello' },
+          department_id: department,
+        },
+      });
+    // The stakes learned: the creation below goes the one-statement way.
+    for (const email of ['warm-1@example.com', 'warm-2@example.com', 'changing@example.com'])
+      t.equal((await create(email)).statusCode, 201);
+    const contact = (await create('changing@example.com')).json().contact.id;
+
+    // An update of the contact as updateContact makes it (FOR UPDATE, row, emails, phones).
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    t.teardown(() => holder.end());
+    await holder.query('begin');
+    await holder.query('select 1 from contacts where id = $1 for update', [contact]);
+    await holder.query(`update contacts set name = 'Renamed', updated_at = now() where id = $1`, [contact]);
+    await holder.query('delete from contact_emails where contact_id = $1', [contact]);
+    await holder.query(
+      `insert into contact_emails (contact_id, email, position)
+       values ($1, 'first-now@example.com', 0), ($1, 'changing@example.com', 1)`,
+      [contact],
+    );
+    await holder.query(
+      `insert into contact_phones (contact_id, phone, position) values ($1, '+15550111', 0)`,
+      [contact],
+    );
+    const created = create('changing@example.com');
+    for (let i = 0; i < 200 && (await lockWaiters(url)) < 1; i++) await new Promise((r) => setTimeout(r, 25));
+    t.equal(await lockWaiters(url), 1, 'the creation waits for the contact');
+    await holder.query('commit');
+    const res = await created;
+    t.equal(res.statusCode, 201, res.body);
+    t.same(
+      res.json().contact,
+      { id: contact, name: 'Renamed', email: 'first-now@example.com', phone: '+15550111' },
+      'the contact as it is when the ticket is opened, not half of it',
+    );
   },
 );

@@ -430,11 +430,15 @@ async function findOrInsertByIdentity(
  * a concurrent transaction claimed the email between our look and our insert (ON CONFLICT waited
  * for it), `resolved_contact` raises DR001 (migrations/0050), and the whole statement with it, as
  * it does when `expect` (the caller's stakes) does not hold: the caller then resolves the contact
- * the long way.
+ * the long way. So it does when the contact changed after the statement's snapshot (its lock
+ * waited for the change, or found it committed): the lock then yields the row as changed
+ * (name), while its emails and phones, read in the snapshot, are as they were; the long way's
+ * opening reads them all after the change, as its response must show them.
  */
 export function contactByEmailCtes(name: string, email: string, newId: string, expect: RawBuilder<boolean>) {
   return sql`found_contact as (
-      select c.id, c.name, ${firstEmailOf('c.id')} as email, ${firstPhoneOf('c.id')} as phone
+      select c.id, c.name, ${firstEmailOf('c.id')} as email, ${firstPhoneOf('c.id')} as phone,
+        c.xmin::text as version
       from contact_emails ce join contacts c on c.id = ce.contact_id
       where lower(ce.email) = lower(${email}::text)
       limit 1 for key share of c
@@ -446,7 +450,8 @@ export function contactByEmailCtes(name: string, email: string, newId: string, e
       insert into contacts (id, name) select contact_id, ${name} from claimed_email
     ), resolved_contact as (
       select r.id from (select coalesce((select id from found_contact), (select contact_id from claimed_email)) as id) r
-      where deskroute_expect(r.id is not null and ${expect}, 'a stake no longer holds')
+      where deskroute_expect(r.id is not null and ${expect} and not exists (select 1 from found_contact f
+          join contacts x on x.id = f.id where x.xmin::text <> f.version), 'a stake no longer holds')
     )`;
 }
 
