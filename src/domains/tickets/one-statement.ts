@@ -7,10 +7,12 @@ import type { SeenByRules } from '../contacts/repository.ts';
 // no rule acts on ticket.created, no SLA policy is active and the department follows no schedule,
 // none of it changes the opening, and the time is the row's own default: the contact is then
 // found or made by the opening statement itself (contacts/repository.ts contactByEmailCtes), which
-// checks those stakes where it stands (tickets/repository.ts openingStakes). BEGIN, that
-// statement and COMMIT leave in one write. When a stake no longer holds (another process changed
-// rules or policies; a concurrent creation claimed the same new email), the statement fails whole
-// with DR001 (migrations/0050), and the creation runs again the long way, which reads them anew.
+// checks those stakes where it stands (tickets/repository.ts openingStakes). That statement is
+// the whole transaction: db/client.ts sends it alone, without BEGIN and COMMIT. When a stake no
+// longer holds (another process changed rules, policies or schedules; a concurrent creation
+// claimed the same new email; the contact found changed after the statement's snapshot), the
+// statement fails whole with DR001 (migrations/0050), and the creation runs again the long way,
+// which reads them anew.
 
 /** SQLSTATE of a stake that no longer held (deskroute_expect). */
 const STAKE_LOST = 'DR001';

@@ -465,6 +465,9 @@ const eventRow = (e: ActorEvent, ord: number) => ({
  *   time when that is later. The reports' not_rated correction reads a ticket's resolves and
  *   ratings in time order (docs/metrics.md): a rating that waited for a resolve must not come
  *   before it.
+ *
+ * The events of an opening (the statement opens their ticket) have no earlier event to follow,
+ * and skip the look-up.
  */
 function insertEventRows(
   events: ActorEvent[],
