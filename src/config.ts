@@ -217,7 +217,7 @@ const EnvSchema = Type.Object({
     minimum: 0,
     maximum: 10_000,
     description:
-      'requests in flight (for three quarters of the last second) from which a process counts as busy, and its webhook work (dispatch and delivery) yields to requests: it then keeps WEBHOOK_SHARE_UNDER_LOAD_PERCENT of the time and catches up once the load falls; 0: webhook work never yields',
+      'requests in flight (for three quarters of the last second) from which a process counts as busy, and its webhook work (dispatch and delivery) yields to requests: it then keeps WEBHOOK_SHARE_UNDER_LOAD_PERCENT of the time and catches up once the load falls (under a quarter of the last second with half as many in flight); 0: webhook work never yields',
   }),
   WEBHOOK_SHARE_UNDER_LOAD_PERCENT: Type.Integer({
     default: 10,

@@ -59,25 +59,35 @@ function gateFor(requests: number, share: number) {
 }
 
 t.test(
-  'busy from three quarters of the last second at the threshold, calm again under a quarter',
+  'busy from three quarters of the last second at the threshold, calm again under a quarter at half of it',
   async (t) => {
-    const { load, gate, samples, changes } = gateFor(2, 0.1);
-    const a = load.enter();
-    samples(20); // one in flight: under the threshold of 2
+    const { load, gate, samples, changes } = gateFor(4, 0.1);
+    const leave = [load.enter(), load.enter(), load.enter()];
+    samples(20); // three in flight: under the threshold of 4
     t.equal(gate.busy, false);
-    const b = load.enter();
+    leave.push(load.enter());
     samples(14);
     t.equal(gate.busy, false, '14 of 20 samples at the threshold');
     samples(1);
     t.equal(gate.busy, true, '15 of 20');
-    b();
-    b(); // leaving twice counts once
+    leave.pop()?.();
+    leave.pop()?.();
+    t.equal(load.inFlight, 2);
+    samples(40);
+    t.equal(
+      gate.busy,
+      true,
+      'two in flight, half the threshold, for two windows: yielding answers requests sooner, which is no calm',
+    );
+    const third = leave.pop()!;
+    third();
+    third(); // leaving twice counts once
     t.equal(load.inFlight, 1);
     samples(14);
-    t.equal(gate.busy, true, 'still 6 of 20: over a quarter');
+    t.equal(gate.busy, true, 'still 6 of 20 at half the threshold: over a quarter');
     samples(1);
     t.equal(gate.busy, false, '5 of 20');
-    a();
+    leave.pop()?.();
     t.equal(load.inFlight, 0);
     t.same(changes, [true, false]);
   },

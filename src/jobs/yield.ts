@@ -41,7 +41,11 @@ const SAMPLE_MS = 50;
 /**
  * The window over which "busy" is judged: at or over the threshold for three quarters of it
  * makes the process busy (a stall of a few hundred milliseconds, which piles requests up for a
- * moment, does not), and under a quarter calm again.
+ * moment, does not). It is calm again once under a quarter of the window had even half the
+ * threshold in flight: while webhook work yields, the same demand leaves fewer requests in flight
+ * at any moment (they are answered sooner), and a calm judged at the threshold itself let every
+ * waiting unit go at once under full load, which made the process busy again a second later
+ * (bench:events saw 3 to 4 such turns in 10 s; docs/events-performance.md).
  */
 const WINDOW_SAMPLES = 20;
 /** The longest rest after a unit (a slow receiver makes a long unit, and little CPU). */
@@ -82,9 +86,11 @@ export class YieldGate {
   readonly #options: YieldOptions;
   readonly #sleep: Sleep;
   readonly #now: () => number;
-  /** The last WINDOW_SAMPLES samples: was the process at or over the threshold? */
-  readonly #samples: boolean[] = [];
+  /** The last WINDOW_SAMPLES samples: how many requests were in flight, against the threshold. */
+  readonly #samples: { over: boolean; half: boolean }[] = [];
+  /** Samples of the window at or over the threshold, and at or over half of it. */
   #over = 0;
+  #half = 0;
   #timer: NodeJS.Timeout | undefined;
   /** The turn of the last unit queued while busy: the next one starts after it. */
   #turn: Promise<void> = Promise.resolve();
@@ -128,12 +134,23 @@ export class YieldGate {
 
   /** One sample of the load (the timer takes one every SAMPLE_MS). */
   sample(): void {
-    const over = this.#options.requests > 0 && this.#load.inFlight >= this.#options.requests;
-    this.#samples.push(over);
-    if (over) this.#over++;
-    if (this.#samples.length > WINDOW_SAMPLES && this.#samples.shift()) this.#over--;
-    // Busy from three quarters of the window, calm again under a quarter: no flapping.
-    this.#setBusy(this.#busy ? this.#over * 4 > WINDOW_SAMPLES : this.#over * 4 >= WINDOW_SAMPLES * 3);
+    const { requests } = this.#options;
+    const inFlight = this.#load.inFlight;
+    const sample = {
+      over: requests > 0 && inFlight >= requests,
+      half: requests > 0 && inFlight * 2 >= requests,
+    };
+    this.#samples.push(sample);
+    this.#over += Number(sample.over);
+    this.#half += Number(sample.half);
+    const gone = this.#samples.length > WINDOW_SAMPLES ? this.#samples.shift() : undefined;
+    if (gone) {
+      this.#over -= Number(gone.over);
+      this.#half -= Number(gone.half);
+    }
+    // Busy from three quarters of the window at the threshold; calm again under a quarter at
+    // half of it (WINDOW_SAMPLES): no flapping.
+    this.#setBusy(this.#busy ? this.#half * 4 > WINDOW_SAMPLES : this.#over * 4 >= WINDOW_SAMPLES * 3);
   }
 
   #setBusy(busy: boolean): void {
