@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import t from 'tap';
 import { roundTrips } from '../src/db/client.ts';
-import { final, prepared, withNext } from '../src/db/prepared.ts';
+import { final, prepared, shapedStatement, verifyShapedStatements, withNext } from '../src/db/prepared.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 
 // These check the pg client of src/db/client.ts (named statements, pipelined BEGIN / COMMIT),
@@ -305,4 +305,69 @@ t.test('a statement sent with the next one: its effect, its round trip saved, it
     [1, 2, 6],
     'what came before the savepoint stays',
   );
+});
+
+t.test("a shaped statement is built once per shape and runs with each run's values", async (t) => {
+  const testDb = await createTestDatabase();
+  t.teardown(() => testDb.drop());
+  verifyShapedStatements(false);
+  t.teardown(() => verifyShapedStatements(true));
+  let builds = 0;
+  const run = shapedStatement(
+    (shape: { doubled: boolean }) => (shape.doubled ? 'doubled' : 'plain'),
+    (shape: { doubled: boolean }, v: { a: number; label: string; tags: string[] }) => {
+      builds++;
+      const a = shape.doubled ? sql`${v.a}::int * 2` : sql`${v.a}::int`;
+      // A constant among the values keeps its place: it is no value of the run.
+      return sql<{
+        a: number;
+        label: string;
+        tags: string[];
+        one: number;
+      }>`select ${a} as a, ${v.label}::text as label,
+        ${v.tags}::text[] as tags, ${1}::int as one`;
+    },
+  );
+  const rows = async (doubled: boolean, a: number, label: string, tags: string[]) =>
+    (await run(testDb.db, { doubled }, { a, label, tags })).rows;
+  t.same(await rows(false, 3, 'x', ['p']), [{ a: 3, label: 'x', tags: ['p'], one: 1 }]);
+  t.same(
+    await rows(false, 5, 'y', []),
+    [{ a: 5, label: 'y', tags: [], one: 1 }],
+    'the second run has its own values',
+  );
+  t.equal(builds, 1, 'one build for the two runs of a shape');
+  t.same(await rows(true, 5, 'z', ['q', 'r']), [{ a: 10, label: 'z', tags: ['q', 'r'], one: 1 }]);
+  t.same(await rows(true, 7, 'w', ['s']), [{ a: 14, label: 'w', tags: ['s'], one: 1 }]);
+  t.equal(builds, 2, 'another shape, one more build');
+  // Inside a transaction too (the opening statement runs in one).
+  const inside = await testDb.db
+    .transaction()
+    .execute(async (trx) => (await run(trx, { doubled: false }, { a: 9, label: 'in', tags: [] })).rows);
+  t.same(inside, [{ a: 9, label: 'in', tags: [], one: 1 }]);
+});
+
+t.test('a build that decides by a value fails its run under verification, not silently', async (t) => {
+  const testDb = await createTestDatabase();
+  t.teardown(() => testDb.drop());
+  t.teardown(() => verifyShapedStatements(true));
+  const make = () =>
+    shapedStatement(
+      () => 'one',
+      // Wrong: which text is sent is decided by a value, which the first build only stands in for.
+      (_shape: null, v: { yes: boolean }) =>
+        v.yes ? sql<{ n: number }>`select 1 as n` : sql<{ n: number }>`select 2 as n`,
+    );
+  verifyShapedStatements(false);
+  const unchecked = make();
+  t.same((await unchecked(testDb.db, null, { yes: true })).rows, [{ n: 1 }]);
+  t.same(
+    (await unchecked(testDb.db, null, { yes: false })).rows,
+    [{ n: 1 }],
+    'unchecked, the cached text runs with the wrong answer: what verification is for',
+  );
+  verifyShapedStatements(true);
+  const checked = make();
+  t.same((await checked(testDb.db, null, { yes: true })).rows, [{ n: 1 }]);
+  await t.rejects(checked(testDb.db, null, { yes: false }), /depends on more than its shape/);
 });

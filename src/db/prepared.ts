@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type RawBuilder, sql } from 'kysely';
+import { isDeepStrictEqual } from 'node:util';
+import { CompiledQuery, type QueryExecutorProvider, type QueryResult, type RawBuilder, sql } from 'kysely';
 
 // Named prepared statements for the hottest statements (a ticket's creation makes four).
 // PostgreSQL parses, analyses and plans an unnamed statement on every execution: for these,
@@ -70,3 +71,65 @@ export const AUTH_NEUTRAL_MARK = '/* auth-neutral */ ';
 
 /** AUTH_NEUTRAL_MARK for a query builder's modifyEnd. */
 export const AUTH_NEUTRAL = sql.raw(AUTH_NEUTRAL_MARK);
+
+/** Stands for the value named `key` in a statement compiled once (shapedStatement). */
+class Slot {
+  readonly key: PropertyKey;
+  constructor(key: PropertyKey) {
+    this.key = key;
+  }
+}
+
+/** Where a shaped statement runs: a Kysely instance or transaction. */
+interface ShapedExecutor extends QueryExecutorProvider {
+  executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>>;
+}
+
+let verifyShapes = false;
+
+/**
+ * Makes every shaped statement also build and compile afresh with its real values, and throw
+ * unless the text and parameters are the cached ones: the tests turn it on (test/helpers), so
+ * that a build that branches on a value fails the suite instead of sending the wrong text.
+ */
+export function verifyShapedStatements(on: boolean): void {
+  verifyShapes = on;
+}
+
+/**
+ * A hot statement whose text depends only on its shape, built and compiled once per shape. Kysely
+ * builds a statement as a tree of frozen nodes and compiles the tree to text on every run; for a
+ * ticket's opening (a few kilobytes, some fifty values) that was a tenth of the server's CPU per
+ * creation (scripts/bench/creation-profile.ts --cpu-prof). `build` gets the shape and the values;
+ * at the first run of a shape it gets a stand-in for every value, so it must only put values in
+ * the statement (`${v.subject}`), never decide anything by them: what decides the text belongs
+ * in the shape, and `key(shape)` names it (null: not cacheable, built with the values each run).
+ */
+export function shapedStatement<S, V extends object, R>(
+  key: (shape: S) => string | null,
+  build: (shape: S, values: V) => RawBuilder<R>,
+): (db: ShapedExecutor, shape: S, values: V) => Promise<QueryResult<R>> {
+  const compiled = new Map<string, { sql: string; parameters: readonly unknown[] }>();
+  const slots = new Proxy({}, { get: (_target, name) => new Slot(name) }) as V;
+  return async (db, shape, values) => {
+    const name = key(shape);
+    if (name === null) return build(shape, values).execute(db);
+    let once = compiled.get(name);
+    if (once === undefined) {
+      const query = build(shape, slots).compile(db);
+      once = { sql: query.sql, parameters: query.parameters };
+      // The shapes are a handful; the bound only guards against a key that names the values.
+      if (compiled.size < 100) compiled.set(name, once);
+    }
+    const parameters = once.parameters.map((p) =>
+      p instanceof Slot ? (values as Record<PropertyKey, unknown>)[p.key] : p,
+    );
+    if (verifyShapes) {
+      const fresh = build(shape, values).compile(db);
+      if (fresh.sql !== once.sql || !isDeepStrictEqual(fresh.parameters, parameters)) {
+        throw new Error(`shapedStatement: the statement of shape ${name} depends on more than its shape`);
+      }
+    }
+    return db.executeQuery(CompiledQuery.raw(once.sql, parameters) as CompiledQuery<R>);
+  };
+}

@@ -7,6 +7,7 @@ import type { Principal } from '../../src/access/policy.ts';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Db } from '../../src/db/database.ts';
+import { verifyShapedStatements } from '../../src/db/prepared.ts';
 import type { AgentRole, DepartmentRole } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
@@ -16,6 +17,9 @@ import { RequestLoad } from '../../src/jobs/yield.ts';
 import { localDiskStore } from '../../src/storage/blobs.ts';
 import { assertMatchesSpec } from './contract.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+
+// Every shaped statement the suite runs is checked against a fresh build (db/prepared.ts).
+verifyShapedStatements(true);
 
 export const PASSWORD = 'correct horse battery staple';
 let passwordHash: Promise<string> | undefined;

@@ -16,7 +16,7 @@ import {
   visibleTickets,
 } from '../../access/tickets.ts';
 import { dbNow, dbNowMs } from '../../db/clock.ts';
-import { final, prepared } from '../../db/prepared.ts';
+import { final, prepared, shapedStatement } from '../../db/prepared.ts';
 import type {
   ActorType,
   Channel,
@@ -31,7 +31,7 @@ import type {
 import { afterCursor, decodeCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
 import type { SlaState } from '../../sla/index.ts';
 import { attachmentsOfMessages } from '../attachments/repository.ts';
-import { contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
+import { contactByEmailCtes, contactSummaries, firstEmailOf, firstPhoneOf } from '../contacts/repository.ts';
 import { scheduleKeySql } from '../schedules/repository.ts';
 import { NO_POLICIES_KEY, policiesKeySql } from '../sla-policies/repository.ts';
 import type { Message, Ticket, TicketEvent, TicketFilter, TicketListQueryType } from './schemas.ts';
@@ -209,12 +209,123 @@ const RETURNED_TICKET_COLUMNS = sql.join(TICKET_COLUMNS.map((c) => sql.ref(c.rep
 
 /** A contact found or made by the opening statement itself (contactByEmailCtes). */
 export interface OpeningContact {
-  /** Defines found_contact and resolved_contact. */
-  ctes: RawBuilder<unknown>;
-  /** What was given, for a contact the statement makes. */
+  /** What was given, for a contact the statement makes (its id: the ticket's contact_id). */
   name: string;
   email: string;
+  /** What the statement checks still holds (openingStakes). */
+  rulesKey: string;
+  departmentId: string | null;
 }
+
+/** What an opening statement's text depends on (openingStatement). */
+interface OpeningShape {
+  /** The contact is found or made by the statement (one-statement.ts). */
+  contact: boolean;
+  /** The first message's author is that contact. */
+  authorIsContact: boolean;
+  notes: boolean;
+  final: boolean;
+  /** Written in the same statement (rule runs): its text varies, so the statement is built each run. */
+  alongside: RawBuilder<unknown> | undefined;
+}
+
+/** The values of an opening statement: each goes into it as a parameter. */
+interface OpeningParams {
+  id: string;
+  subject: string;
+  channel: Channel;
+  status: TicketStatus;
+  priority: Priority;
+  department_id: string | null;
+  assignee_id: string | null;
+  contact_id: string;
+  tags: string[];
+  support_address: string | null;
+  searchable: string;
+  from_agent: boolean;
+  from_contact: boolean;
+  postponed_until: Date | null;
+  resolved_at: Date | null;
+  first_resolved_at: Date | null;
+  created_in_working_hours: boolean | null;
+  sla_state: string | null;
+  sla_policy_id: string | null;
+  sla_due_at: Date | null;
+  sla_breached: boolean;
+  sla_next_at: Date | null;
+  sla_planned_key: string;
+  has_message: boolean;
+  message_id: string | null;
+  message_kind: MessageKind;
+  message_author_agent_id: string | null;
+  message_author_contact_id: string | null;
+  message_body: string;
+  events: string;
+  notes: string;
+  contact_name: string;
+  contact_email: string;
+  rules_key: string;
+  stake_department_id: string | null;
+}
+
+type OpenedRow = TicketRecord & {
+  contact_name: string;
+  contact_email: string | null;
+  contact_phone: string | null;
+};
+
+/** The opening statement (insertOpenedTicket), compiled once per shape. */
+const openingStatement = shapedStatement(
+  (shape: OpeningShape) =>
+    shape.alongside
+      ? null
+      : `${Number(shape.contact)}${Number(shape.authorIsContact)}${Number(shape.notes)}${Number(shape.final)}`,
+  (shape: OpeningShape, v: OpeningParams) => {
+    const resolved = sql<string>`(select id from resolved_contact)`;
+    const statement = sql<OpenedRow>`
+    with ${
+      shape.contact
+        ? sql`${contactByEmailCtes(v.contact_name, v.contact_email, v.contact_id, openingStakes(v.rules_key, v.stake_department_id))}, `
+        : sql``
+    }t as (
+      insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
+        support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
+        postponed_until, resolved_at, first_resolved_at, created_in_working_hours, sla_state, sla_policy_id,
+        sla_due_at, sla_breached, sla_next_at, sla_planned_key)
+      values (${v.id}, ${v.subject}, ${v.channel}, ${v.status}, ${v.priority},
+        ${v.department_id}, ${v.assignee_id}, ${shape.contact ? resolved : sql`${v.contact_id}::uuid`}, ${v.tags}::text[],
+        ${v.support_address}, to_tsvector('simple', ${v.searchable}),
+        case when ${v.from_agent} then deskroute_now() end, case when ${v.from_agent} then deskroute_now() end,
+        case when ${v.from_contact} then deskroute_now() end, ${v.postponed_until}::timestamptz,
+        ${v.resolved_at}::timestamptz, ${v.first_resolved_at}::timestamptz,
+        ${v.created_in_working_hours}::boolean,
+        ${v.sla_state}::jsonb, ${v.sla_policy_id}::uuid,
+        ${v.sla_due_at}::timestamptz, ${v.sla_breached}::boolean,
+        ${v.sla_next_at}::timestamptz, ${v.sla_planned_key}::uuid)
+      returning ${RETURNED_TICKET_COLUMNS}
+    ), m as (
+      insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
+        department_id, created_at)
+      select ${v.message_id}::uuid, t.id, ${v.message_kind}, t.channel,
+        ${v.message_author_agent_id}::uuid, ${shape.contact && shape.authorIsContact ? resolved : sql`${v.message_author_contact_id}::uuid`},
+        ${v.message_body}, t.department_id, t.created_at
+      from t where ${v.has_message}
+    ), e as (${insertEventRowsOf(v.events, { opening: true, contact: shape.contact ? { stand: v.contact_id, for: resolved } : undefined })})${
+      shape.notes ? sql`, n as (${insertMessageRowsOf(v.id, v.notes)})` : sql``
+    }${shape.alongside ? sql`, alongside as (${shape.alongside})` : sql``}
+    ${
+      shape.contact
+        ? // A contact made by this statement is not in its snapshot: it holds what was given.
+          sql`select t.*, coalesce(f.name, ${v.contact_name}) as contact_name,
+            coalesce(f.email, ${v.contact_email}) as contact_email, f.phone as contact_phone
+          from t left join found_contact f on true`
+        : sql`select t.*, c.name as contact_name, ${firstEmailOf('c.id')} as contact_email,
+            ${firstPhoneOf('c.id')} as contact_phone
+          from t join contacts c on c.id = t.contact_id`
+    }`;
+    return prepared(shape.final ? final(statement) : statement);
+  },
+);
 
 /**
  * Opens a ticket in one statement: the ticket row, its first message (if any), its first events
@@ -263,60 +374,62 @@ export async function insertOpenedTicket(
     /** The last statement of its transaction: COMMIT goes with it (db/prepared.ts). */
     final?: boolean;
     /**
-     * The contact is found or made in this statement (one-statement.ts): `values.contact_id` and
-     * every actor or author that names it stand for `resolved_contact`'s id.
+     * The contact is found or made in this statement (one-statement.ts): `values.contact_id` is
+     * the id it gets when made, and every actor or author that names it stands for
+     * `resolved_contact`'s id.
      */
     contact?: OpeningContact | undefined;
   } = {},
 ): Promise<{ ticket: TicketRecord; contact: Ticket['contact'] }> {
-  const fromAgent = message?.kind === 'agent';
-  const fromContact = message?.kind === 'customer';
   const notes = extra.notes ?? [];
-  const searchable = [values.subject, message?.body ?? '', ...notes.map((n) => n.body)].join(' ');
   const opening = extra.contact;
-  const resolved = sql<string>`(select id from resolved_contact)`;
-  const contactOf = (id: string | null) =>
-    opening && id === values.contact_id ? resolved : sql`${id}::uuid`;
-  const statement = sql<
-    TicketRecord & { contact_name: string; contact_email: string | null; contact_phone: string | null }
-  >`
-    with ${opening ? sql`${opening.ctes}, ` : sql``}t as (
-      insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id, tags,
-        support_address, search, first_answered_at, last_agent_message_at, last_customer_message_at,
-        postponed_until, resolved_at, first_resolved_at, created_in_working_hours, sla_state, sla_policy_id,
-        sla_due_at, sla_breached, sla_next_at, sla_planned_key)
-      values (${values.id}, ${values.subject}, ${values.channel}, ${values.status}, ${values.priority},
-        ${values.department_id}, ${values.assignee_id}, ${contactOf(values.contact_id)}, ${values.tags}::text[],
-        ${values.support_address}, to_tsvector('simple', ${searchable}),
-        case when ${fromAgent} then deskroute_now() end, case when ${fromAgent} then deskroute_now() end,
-        case when ${fromContact} then deskroute_now() end, ${values.postponed_until ?? null}::timestamptz,
-        ${values.resolved_at ?? null}::timestamptz, ${values.first_resolved_at ?? null}::timestamptz,
-        ${values.created_in_working_hours}::boolean,
-        ${values.sla_state ? JSON.stringify(values.sla_state) : null}::jsonb, ${values.sla_policy_id ?? null}::uuid,
-        ${values.sla_due_at ?? null}::timestamptz, ${values.sla_breached ?? false}::boolean,
-        ${values.sla_next_at ?? null}::timestamptz, ${values.sla_planned_key ?? NO_POLICIES_KEY}::uuid)
-      returning ${RETURNED_TICKET_COLUMNS}
-    ), m as (
-      insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, body,
-        department_id, created_at)
-      select ${message?.id ?? null}::uuid, t.id, ${message?.kind ?? 'customer'}, t.channel,
-        ${message?.author_agent_id ?? null}::uuid, ${contactOf(message?.author_contact_id ?? null)},
-        ${message?.body ?? ''}, t.department_id, t.created_at
-      from t where ${message !== null}
-    ), e as (${insertEventRows(events, { opening: true, contact: opening && { stand: values.contact_id, for: resolved } })})${
-      notes.length > 0 ? sql`, n as (${insertMessageRows(values.id, notes)})` : sql``
-    }${extra.alongside ? sql`, alongside as (${extra.alongside.statement})` : sql``}
-    ${
-      opening
-        ? // A contact made by this statement is not in its snapshot: it holds what was given.
-          sql`select t.*, coalesce(f.name, ${opening.name}) as contact_name,
-            coalesce(f.email, ${opening.email}) as contact_email, f.phone as contact_phone
-          from t left join found_contact f on true`
-        : sql`select t.*, c.name as contact_name, ${firstEmailOf('c.id')} as contact_email,
-            ${firstPhoneOf('c.id')} as contact_phone
-          from t join contacts c on c.id = t.contact_id`
-    }`;
-  const result = await prepared(extra.final ? final(statement) : statement).execute(trx);
+  const result = await openingStatement(
+    trx,
+    {
+      contact: opening !== undefined,
+      authorIsContact: message !== null && message.author_contact_id === values.contact_id,
+      notes: notes.length > 0,
+      final: extra.final ?? false,
+      alongside: extra.alongside?.statement,
+    },
+    {
+      id: values.id,
+      subject: values.subject,
+      channel: values.channel,
+      status: values.status,
+      priority: values.priority,
+      department_id: values.department_id,
+      assignee_id: values.assignee_id,
+      contact_id: values.contact_id,
+      tags: values.tags,
+      support_address: values.support_address,
+      searchable: [values.subject, message?.body ?? '', ...notes.map((n) => n.body)].join(' '),
+      from_agent: message?.kind === 'agent',
+      from_contact: message?.kind === 'customer',
+      postponed_until: values.postponed_until ?? null,
+      resolved_at: values.resolved_at ?? null,
+      first_resolved_at: values.first_resolved_at ?? null,
+      created_in_working_hours: values.created_in_working_hours,
+      sla_state: values.sla_state ? JSON.stringify(values.sla_state) : null,
+      sla_policy_id: values.sla_policy_id ?? null,
+      sla_due_at: values.sla_due_at ?? null,
+      sla_breached: values.sla_breached ?? false,
+      sla_next_at: values.sla_next_at ?? null,
+      sla_planned_key: values.sla_planned_key ?? NO_POLICIES_KEY,
+      has_message: message !== null,
+      message_id: message?.id ?? null,
+      message_kind: message?.kind ?? 'customer',
+      message_author_agent_id: message?.author_agent_id ?? null,
+      message_author_contact_id: message?.author_contact_id ?? null,
+      message_body: message?.body ?? '',
+      events: JSON.stringify(events.map(eventRow)),
+      notes: notes.length > 0 ? messageRowsJson(notes) : '[]',
+      contact_name: opening?.name ?? '',
+      contact_email: opening?.email ?? '',
+      rules_key: opening?.rulesKey ?? '',
+      stake_department_id: opening?.departmentId ?? null,
+    },
+  );
   const row = result.rows[0]!;
   const { contact_name, contact_email, contact_phone, ...ticket } = row;
   return {
@@ -469,8 +582,13 @@ const eventRow = (e: ActorEvent, ord: number) => ({
  * The events of an opening (the statement opens their ticket) have no earlier event to follow,
  * and skip the look-up.
  */
-function insertEventRows(
-  events: ActorEvent[],
+function insertEventRows(events: ActorEvent[], options: Parameters<typeof insertEventRowsOf>[1] = {}) {
+  return insertEventRowsOf(JSON.stringify(events.map(eventRow)), options);
+}
+
+/** insertEventRows with the events given as their JSON (eventRow's rows): a statement's value. */
+function insertEventRowsOf(
+  json: string,
   options: {
     /** The events' ticket is opened by the same statement: it has no earlier event to follow. */
     opening?: boolean;
@@ -482,7 +600,7 @@ function insertEventRows(
   const actorContact = contact
     ? sql`case when x.actor_contact_id = ${contact.stand}::uuid then ${contact.for} else x.actor_contact_id end`
     : sql`x.actor_contact_id`;
-  const rows = sql`jsonb_to_recordset(${JSON.stringify(events.map(eventRow))}::jsonb) as x(ord int, ticket_id uuid,
+  const rows = sql`jsonb_to_recordset(${json}::jsonb) as x(ord int, ticket_id uuid,
       type text, actor_type text, actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid,
       actor_rule_version int, via_token_id uuid, department_id uuid, agent_id uuid, channel text, data jsonb)`;
   return sql`insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id,
@@ -503,6 +621,11 @@ function insertEventRows(
 
 /** The insert of messages of one ticket. */
 function insertMessageRows(ticketId: string, messages: NewMessage[]) {
+  return insertMessageRowsOf(ticketId, messageRowsJson(messages));
+}
+
+/** The JSON of messages as insertMessageRowsOf reads it. */
+function messageRowsJson(messages: NewMessage[]): string {
   const rows = messages.map((m) => ({
     id: m.id,
     kind: m.kind,
@@ -515,11 +638,16 @@ function insertMessageRows(ticketId: string, messages: NewMessage[]) {
     created_at: m.created_at?.toISOString() ?? null,
     after_ms: m.after_ms ?? 0,
   }));
+  return JSON.stringify(rows);
+}
+
+/** insertMessageRows with the messages given as their JSON (messageRowsJson): a statement's value. */
+function insertMessageRowsOf(ticketId: string, json: string) {
   return sql`insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id,
       chat_id, body, department_id, created_at)
     select x.id, ${ticketId}::uuid, x.kind, x.channel, x.author_agent_id, x.author_contact_id, x.chat_id,
       x.body, x.department_id, coalesce(x.created_at, deskroute_now() + x.after_ms * interval '1 millisecond')
-    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(id uuid, kind text, channel text,
+    from jsonb_to_recordset(${json}::jsonb) as x(id uuid, kind text, channel text,
       author_agent_id uuid, author_contact_id uuid, chat_id uuid, body text, department_id uuid,
       created_at timestamptz, after_ms int)`;
 }

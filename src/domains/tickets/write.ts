@@ -20,12 +20,7 @@ import {
   type RuleRunContext,
   ruleFailure,
 } from '../automation-rules/runner.ts';
-import {
-  contactByEmailCtes,
-  contactIdentity,
-  resolveContact,
-  type SeenByRules,
-} from '../contacts/repository.ts';
+import { contactIdentity, resolveContact, type SeenByRules } from '../contacts/repository.ts';
 import { departmentCalendar } from '../schedules/calendar.ts';
 import { NO_POLICIES_KEY } from '../sla-policies/repository.ts';
 import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
@@ -592,8 +587,7 @@ function oneStatementContact(
     scheduleKey: null,
     sla: { key: null, now: new Date() },
   };
-  const ctes = contactByEmailCtes(name, email, id, repo.openingStakes(rulesKey, departmentId));
-  return { id, seen, sla: seen.sla, opening: { ctes, name, email } };
+  return { id, seen, sla: seen.sla, opening: { name, email, rulesKey, departmentId } };
 }
 
 type OpeningValues = Parameters<typeof repo.insertOpenedTicket>[1];
