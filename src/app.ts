@@ -326,6 +326,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   app.addHook('onSend', async (request) => answered(request));
   app.addHook('onResponse', async (request) => answered(request));
+  // The live stream's tailer belongs to the app, not to a background loop of the server: it
+  // reads only while this app has subscribers, and its streams must end when the app closes. A
+  // write answered with success has committed its events: the tailer reads them now rather than
+  // at its next poll (a callback hook: every request passes here).
+  const hub = new StreamHub(deps.db, app.log, config.stream);
+  app.addHook('onResponse', (request, reply, done) => {
+    if (reply.statusCode < 400 && request.method !== 'GET' && request.method !== 'HEAD') hub.nudge();
+    done();
+  });
   app.addHook('onRequestAbort', async (request) => answered(request));
   app.addHook('onClose', () => app.reportKeeper.settled());
   app.addHook('onSend', async (request, reply) => {
@@ -483,9 +492,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(surveyRoutes);
   await app.register(importRoutes);
   await app.register(viewRoutes);
-  // The live stream's tailer belongs to the app, not to a background loop of the server: it
-  // reads only while this app has subscribers, and its streams must end when the app closes.
-  await app.register(streamRoutes, { hub: new StreamHub(deps.db, app.log, config.stream) });
+  await app.register(streamRoutes, { hub });
   // A connection that has not sent a byte yet (a browser's preconnect, a balancer's spare) is a
   // request under way to Node, not an idle one: close() waited for it until the headers time-out
   // (10 s, checked every 30 s), past SHUTDOWN_GRACE_MS, and the process exited 1. Such connections

@@ -279,6 +279,29 @@ t.test('a password change ends the streams of the sessions it ends; API tokens g
   t.notOk(viaToken.done, 'the API token’s stream goes on: a password change does not revoke tokens');
 });
 
+t.test('a write answered by this process reaches its streams without waiting for the poll', async (t) => {
+  // The poll at its longest (10 s): only the nudge after a successful write can bring the event
+  // within the 5 s allowed below.
+  const { ctx, open } = await listening(t, { STREAM_POLL_INTERVAL_MS: '10000' });
+  const admin = await agentWithToken(ctx, { role: 'admin' });
+  const start = await feedHead(ctx.db);
+  const stream = await open(admin.token);
+  const first = await createTicket(ctx, admin.token, null);
+  // The feed hands out only what is below the oldest running transaction of the whole cluster
+  // (other test files' too): once the ticket is readable, one more write nudges a turn that is
+  // sure to see it, whatever the first nudge found.
+  while (
+    !(await readFeed(ctx.db, { after: start, limit: 10 })).rows.some((r) => r.event.ticket_id === first)
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await createTicket(ctx, admin.token, null);
+  const created = (id: string) => () =>
+    stream.events().some((e) => e.type === 'ticket.created' && e.event.ticket_id === id);
+  await stream.until(created(first), 5_000, 'the first ticket, before the next poll');
+  t.ok(created(first)(), 'the ticket written through this app came with the nudge');
+});
+
 t.test('heartbeats arrive as comment lines', async (t) => {
   const { ctx, open } = await listening(t, { STREAM_HEARTBEAT_MS: '150' });
   const admin = await agentWithToken(ctx, { role: 'admin' });

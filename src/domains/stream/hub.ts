@@ -54,6 +54,12 @@ const positionOf = (cursor: string): Position => {
 const CHANGES_ACCESS = /^(member|agent|token)\.|^department\.deleted$/;
 
 const PAGE = 500;
+/**
+ * The least time between the starts of two turns that nudges ask for (StreamHub.nudge): under a
+ * stream of writes a turn every few milliseconds would cost more reads than it saves waiting, so
+ * nudges add at most twice the reads of the default poll (50 ms).
+ */
+const NUDGE_GAP_MS = 25;
 /** Pages of history one catching-up subscriber gets per turn, so live delivery is not held up. */
 const CATCH_UP_PAGES_PER_SUBSCRIBER = 4;
 /** Replay pages read per turn for all subscribers together. */
@@ -118,6 +124,12 @@ export class StreamHub {
   #running: Promise<void> | null = null;
   #catchUpTurn = 0;
   #poll: NodeJS.Timeout | null = null;
+  /** When the last turn started (performance.now()): nudges keep NUDGE_GAP_MS from it. */
+  #lastTurn = Number.NEGATIVE_INFINITY;
+  /** A nudged turn waiting for NUDGE_GAP_MS to pass. */
+  #nudged: NodeJS.Timeout | null = null;
+  /** Nudged while a turn ran: one more turn once it ends (it may have read before the write). */
+  #again = false;
   #heartbeat: NodeJS.Timeout | null = null;
   #closed = false;
   /** How many access-changing events this hub has acted on (see add). */
@@ -194,8 +206,40 @@ export class StreamHub {
     if (this.#subscribers.size === 0) this.#idle();
   }
 
+  /**
+   * A write of this process has committed (the app calls this after each write request it
+   * answered with success): read now instead of at the next poll, so that this process's own
+   * events reach its subscribers up to STREAM_POLL_INTERVAL_MS sooner. Events written by other
+   * processes come with the poll, as before. Does nothing while nobody listens.
+   */
+  nudge(): void {
+    if (this.#poll === null || this.#closed) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#nudgeSoon();
+  }
+
+  #nudgeSoon() {
+    if (this.#nudged !== null) return;
+    const wait = this.#lastTurn + NUDGE_GAP_MS - performance.now();
+    // The tailer's reads are background work, not the bounded statements of the request that
+    // nudged (db/deadline.ts).
+    outsideRequest(() => {
+      if (wait <= 0) return this.#tick();
+      this.#nudged = setTimeout(() => {
+        this.#nudged = null;
+        this.#tick();
+      }, wait).unref();
+    });
+  }
+
   /** Nobody listens: stop reading; the next subscriber starts from the head again. */
   #idle() {
+    if (this.#nudged) clearTimeout(this.#nudged);
+    this.#nudged = null;
+    this.#again = false;
     if (this.#poll) clearInterval(this.#poll);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#poll = null;
@@ -272,6 +316,7 @@ export class StreamHub {
 
   #tick() {
     if (this.#running || this.#closed) return;
+    this.#lastTurn = performance.now();
     this.#running = this.#turn()
       .catch((err: unknown) => {
         if (isDatabaseUnreachable(err))
@@ -280,6 +325,10 @@ export class StreamHub {
       })
       .finally(() => {
         this.#running = null;
+        if (this.#again) {
+          this.#again = false;
+          if (this.#poll !== null && !this.#closed) this.#nudgeSoon();
+        }
       });
   }
 
