@@ -8,8 +8,13 @@
 import http from 'node:http';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
+import { verifyShapedStatements } from '../../src/db/prepared.ts';
 import { makeAgent, PASSWORD } from '../../test/helpers/app.ts';
 import { createTestDatabase } from '../../test/helpers/database.ts';
+
+// The test helpers check every shaped statement against a fresh build; a bench measures the
+// server as it runs in production.
+verifyShapedStatements(false);
 
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000);
 const TICKETS = Number(process.env.TICKETS ?? 40);

@@ -99,11 +99,14 @@ export function verifyShapedStatements(on: boolean): void {
 /**
  * A hot statement whose text depends only on its shape, built and compiled once per shape. Kysely
  * builds a statement as a tree of frozen nodes and compiles the tree to text on every run; for a
- * ticket's opening (a few kilobytes, some fifty values) that was a tenth of the server's CPU per
+ * ticket's opening (a few kilobytes, about forty values) that was a tenth of the server's CPU per
  * creation (scripts/bench/creation-profile.ts --cpu-prof). `build` gets the shape and the values;
  * at the first run of a shape it gets a stand-in for every value, so it must only put values in
  * the statement (`${v.subject}`), never decide anything by them: what decides the text belongs
  * in the shape, and `key(shape)` names it (null: not cacheable, built with the values each run).
+ * A cached run is sent as compiled text: Kysely plugins that rewrite queries see it as raw SQL,
+ * and the text is compiled with the plugins of the executor that ran its shape first (this app
+ * uses none).
  */
 export function shapedStatement<S, V extends object, R>(
   key: (shape: S) => string | null,

@@ -54,12 +54,6 @@ const positionOf = (cursor: string): Position => {
 const CHANGES_ACCESS = /^(member|agent|token)\.|^department\.deleted$/;
 
 const PAGE = 500;
-/**
- * The least time between the starts of two turns that nudges ask for (StreamHub.nudge): under a
- * stream of writes a turn every few milliseconds would cost more reads than it saves waiting, so
- * nudges add at most twice the reads of the default poll (50 ms).
- */
-const NUDGE_GAP_MS = 25;
 /** Pages of history one catching-up subscriber gets per turn, so live delivery is not held up. */
 const CATCH_UP_PAGES_PER_SUBSCRIBER = 4;
 /** Replay pages read per turn for all subscribers together. */
@@ -124,9 +118,9 @@ export class StreamHub {
   #running: Promise<void> | null = null;
   #catchUpTurn = 0;
   #poll: NodeJS.Timeout | null = null;
-  /** When the last turn started (performance.now()): nudges keep NUDGE_GAP_MS from it. */
+  /** When the last turn started (performance.now()): nudged turns keep half a poll from it. */
   #lastTurn = Number.NEGATIVE_INFINITY;
-  /** A nudged turn waiting for NUDGE_GAP_MS to pass. */
+  /** A nudged turn waiting for half a poll to pass since the last turn. */
   #nudged: NodeJS.Timeout | null = null;
   /** Nudged while a turn ran: one more turn once it ends (it may have read before the write). */
   #again = false;
@@ -223,7 +217,10 @@ export class StreamHub {
 
   #nudgeSoon() {
     if (this.#nudged !== null) return;
-    const wait = this.#lastTurn + NUDGE_GAP_MS - performance.now();
+    // Half a poll at least between turns: under a stream of writes, a turn every few
+    // milliseconds would cost more reads than it saves waiting, and an operator who sets a long
+    // poll to spare the database gets at most twice its reads from nudges.
+    const wait = this.#lastTurn + this.#options.pollMs / 2 - performance.now();
     // The tailer's reads are background work, not the bounded statements of the request that
     // nudged (db/deadline.ts).
     outsideRequest(() => {

@@ -221,7 +221,7 @@ export interface OpeningContact {
 interface OpeningShape {
   /** The contact is found or made by the statement (one-statement.ts). */
   contact: boolean;
-  /** The first message's author is that contact. */
+  /** The first message's author is the ticket's contact (matters only with `contact`). */
   authorIsContact: boolean;
   notes: boolean;
   final: boolean;
@@ -279,7 +279,8 @@ const openingStatement = shapedStatement(
   (shape: OpeningShape) =>
     shape.alongside
       ? null
-      : `${Number(shape.contact)}${Number(shape.authorIsContact)}${Number(shape.notes)}${Number(shape.final)}`,
+      : // Who wrote the first message matters only to a statement that finds the contact.
+        `${Number(shape.contact)}${Number(shape.contact && shape.authorIsContact)}${Number(shape.notes)}${Number(shape.final)}`,
   (shape: OpeningShape, v: OpeningParams) => {
     const resolved = sql<string>`(select id from resolved_contact)`;
     const statement = sql<OpenedRow>`
