@@ -274,6 +274,64 @@ export async function attemptDelivery(
   await attemptDeliveries(deps, [deliveryId], options);
 }
 
+// The lane statements below are exported for test/webhook-lanes.test.ts, which reads their plans
+// when the statistics were taken with no delivery pending (migrations/0051_webhook_lanes_whole.ts).
+
+/** The pending deliveries queued before these in their lanes (subscription, ticket). */
+export function pendingAheadInLanes(ids: string[]) {
+  return sql<{ id: string }>`
+    select e.id from webhook_deliveries b
+      join webhook_deliveries e
+        on e.webhook_id = b.webhook_id and e.ticket_id = b.ticket_id and e.seq < b.seq
+     where b.id = any(${ids}::uuid[]) and e.status = 'pending'`;
+}
+
+/**
+ * Leases the deliveries of `ids` that are due, pending, not leased, of an active subscription
+ * (or any, `evenIfInactive`) and first in their lane, with what an attempt needs.
+ */
+export function claimStatement(ids: string[], leaseMs: number, evenIfInactive: boolean) {
+  return sql<{
+    id: string;
+    body: string | null;
+    attempts: number;
+    first_attempt_at: Date;
+    webhook_id: string;
+    url: string;
+    secret: string;
+    previous_secret: string | null;
+    previous_secret_expires_at: Date | null;
+  }>`
+    update webhook_deliveries d
+       set locked_until = now() + ${leaseMs} * interval '1 millisecond',
+           first_attempt_at = coalesce(d.first_attempt_at, now())
+      from webhooks w
+     where d.id = any(${ids}::uuid[])
+       and w.id = d.webhook_id
+       and d.status = 'pending'
+       and d.next_attempt_at <= now()
+       and (d.locked_until is null or d.locked_until <= now())
+       and (w.active or ${evenIfInactive})
+       and (d.ticket_id is null or not exists (
+             select 1 from webhook_deliveries e
+              where e.webhook_id = d.webhook_id and e.ticket_id = d.ticket_id
+                and e.status = 'pending' and e.seq < d.seq))
+    returning d.id, (select b.body from webhook_bodies b where b.event_id = d.event_id) as body,
+              d.attempts, d.first_attempt_at, w.id as webhook_id, w.url, w.secret,
+              w.previous_secret, w.previous_secret_expires_at`;
+}
+
+/** The next pending delivery of each lane. */
+export function nextInLanes(lanes: { webhook_id: string; ticket_id: string | null }[]) {
+  return sql<{ id: string }>`
+    select distinct on (e.webhook_id, e.ticket_id) e.id
+      from webhook_deliveries e
+      join jsonb_to_recordset(${JSON.stringify(lanes)}::jsonb) as l(webhook_id uuid, ticket_id uuid)
+        on e.webhook_id = l.webhook_id and e.ticket_id = l.ticket_id
+     where e.status = 'pending' and e.ticket_id = any(${lanes.map((l) => l.ticket_id)}::uuid[])
+     order by e.webhook_id, e.ticket_id, e.seq`;
+}
+
 async function claim(deps: DeliveryDeps, ids: string[], evenIfInactive: boolean): Promise<Claimed[]> {
   const leaseMs = deps.config.timeoutMs + 5_000;
   return deps.db.transaction().execute(async (trx) => {
@@ -284,45 +342,14 @@ async function claim(deps: DeliveryDeps, ids: string[], evenIfInactive: boolean)
     // those makes this wait for one being settled right now, so the check below sees its outcome
     // (else a settle that looked for its lane's next delivery before this one was dispatched, and
     // committed after this check, would wake nobody).
-    const { rows: earlier } = await sql<{ id: string }>`
-      select e.id from webhook_deliveries b
-        join webhook_deliveries e
-          on e.webhook_id = b.webhook_id and e.ticket_id = b.ticket_id and e.seq < b.seq
-       where b.id = any(${ids}::uuid[]) and e.status = 'pending'`.execute(trx);
+    const { rows: earlier } = await pendingAheadInLanes(ids).execute(trx);
     // One list of ids (not an OR with a subquery, which PostgreSQL answers with a sequential scan).
     await sql`
       select id from webhook_deliveries
        where id = any(${[...new Set([...ids, ...earlier.map((e) => e.id)])]}::uuid[])
        order by id
        for update`.execute(trx);
-    const { rows } = await sql<{
-      id: string;
-      body: string | null;
-      attempts: number;
-      first_attempt_at: Date;
-      webhook_id: string;
-      url: string;
-      secret: string;
-      previous_secret: string | null;
-      previous_secret_expires_at: Date | null;
-    }>`
-      update webhook_deliveries d
-         set locked_until = now() + ${leaseMs} * interval '1 millisecond',
-             first_attempt_at = coalesce(d.first_attempt_at, now())
-        from webhooks w
-       where d.id = any(${ids}::uuid[])
-         and w.id = d.webhook_id
-         and d.status = 'pending'
-         and d.next_attempt_at <= now()
-         and (d.locked_until is null or d.locked_until <= now())
-         and (w.active or ${evenIfInactive})
-         and (d.ticket_id is null or not exists (
-               select 1 from webhook_deliveries e
-                where e.webhook_id = d.webhook_id and e.ticket_id = d.ticket_id
-                  and e.status = 'pending' and e.seq < d.seq))
-      returning d.id, (select b.body from webhook_bodies b where b.event_id = d.event_id) as body,
-                d.attempts, d.first_attempt_at, w.id as webhook_id, w.url, w.secret,
-                w.previous_secret, w.previous_secret_expires_at`.execute(trx);
+    const { rows } = await claimStatement(ids, leaseMs, evenIfInactive).execute(trx);
     if (rows.length < ids.length) {
       const taken = new Set(rows.map((r) => r.id));
       await settleUnclaimed(
@@ -538,13 +565,7 @@ async function wakeLanes(
 ) {
   const lanes = settled.filter((s) => s.ticket_id !== null);
   if (lanes.length === 0) return;
-  const { rows } = await sql<{ id: string }>`
-    select distinct on (e.webhook_id, e.ticket_id) e.id
-      from webhook_deliveries e
-      join jsonb_to_recordset(${JSON.stringify(lanes)}::jsonb) as l(webhook_id uuid, ticket_id uuid)
-        on e.webhook_id = l.webhook_id and e.ticket_id = l.ticket_id
-     where e.status = 'pending' and e.ticket_id = any(${lanes.map((l) => l.ticket_id)}::uuid[])
-     order by e.webhook_id, e.ticket_id, e.seq`.execute(trx);
+  const { rows } = await nextInLanes(lanes).execute(trx);
   await enqueueAttempts(
     deps.queue,
     trx,
