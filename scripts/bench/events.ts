@@ -37,6 +37,7 @@ import {
   machine,
   onServer,
   postLoad,
+  processCpuSeconds,
   http as request,
   scratchDatabase,
 } from './http.ts';
@@ -397,6 +398,30 @@ async function drain(listener: Listener, expected: number | null): Promise<{ tot
   }
 }
 
+/**
+ * Brings every phase of (a) to the same start: the server idle (under 5 % of a core over a whole
+ * second, so the feed's consumers have caught up with the load before; at most 60 s), then
+ * `VACUUM ANALYZE`. Without it a phase inherits the one before: a drain leaves 200,000 and more
+ * dead delivery and job rows (autovacuum is off on these machines; a production database's would
+ * clean them up), which the next phase's dispatch and deliveries wade through, and the phase
+ * after the warm-up spends part of its time on the warm-up's events.
+ */
+async function settle(pid: number, client: pg.Client): Promise<{ idleMs: number; vacuumMs: number }> {
+  const started = now();
+  let last = processCpuSeconds(pid);
+  while (now() - started < 60_000) {
+    await sleep(1000);
+    const cpu = processCpuSeconds(pid);
+    if (cpu === null || last === null) break; // no /proc: nothing to wait for
+    const busy = cpu - last;
+    last = cpu;
+    if (busy < 0.05) break;
+  }
+  const idle = now();
+  await client.query('vacuum analyze');
+  return { idleMs: idle - started, vacuumMs: now() - idle };
+}
+
 /** Whether the server has a route: 404 means the branch that builds it is not merged. */
 async function has(base: string, token: string, path: string): Promise<boolean> {
   const res = await jsonRequest('GET', `${base}${path}`, { token, signal: AbortSignal.timeout(5000) }).catch(
@@ -510,6 +535,7 @@ async function main() {
       const results: { withHooks: boolean; rps: number; cpu: ReturnType<typeof cpuPerRequest> }[] = [];
       let sustained: { deliveries: number; seconds: number }[] = [];
       for (const withHooks of order) {
+        const settled = await settle(server.child.pid!, client);
         await setHooks(withHooks);
         await listener.ask({ cmd: 'reset' });
         const before = cpuSnapshot(server.child.pid!);
@@ -532,6 +558,7 @@ async function main() {
         results.push({ withHooks, rps: r.rps, cpu });
         out(
           `  ${withHooks ? 'with' : 'none'}  rps=${r.rps.toFixed(0)} p50=${r.p50}ms p99=${r.p99}ms` +
+            ` (idle after ${(settled.idleMs / 1000).toFixed(1)} s, vacuumed in ${(settled.vacuumMs / 1000).toFixed(1)} s)` +
             `${r.non2xx || r.errors ? ` (${r.non2xx} non-2xx: ${r.statuses}; ${r.errors} errors)` : ''}${drained}`,
         );
         out(`        ${cpuLine(cpu)}`);

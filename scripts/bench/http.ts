@@ -58,6 +58,11 @@ function processCpu(pid: string): { name: string; seconds: number; children: num
   }
 }
 
+/** CPU seconds one process has used so far (Linux /proc; null elsewhere or once it is gone). */
+export function processCpuSeconds(pid: number): number | null {
+  return processCpu(String(pid))?.seconds ?? null;
+}
+
 /** Whether a PostgreSQL process serves `database`: its title is "postgres: [cluster: ]user database host state". */
 function servesDatabase(pid: string, database: string): boolean {
   try {
