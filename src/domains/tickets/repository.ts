@@ -229,8 +229,8 @@ interface OpeningShape {
   alongside: RawBuilder<unknown> | undefined;
 }
 
-/** The values of an opening statement: each goes into it as a parameter. */
-interface OpeningParams {
+/** A ticket as insertOpenedTicket opens it. */
+interface OpeningTicket {
   id: string;
   subject: string;
   channel: Channel;
@@ -241,13 +241,40 @@ interface OpeningParams {
   contact_id: string;
   tags: string[];
   support_address: string | null;
+  postponed_until?: Date | null;
+  resolved_at?: Date | null;
+  first_resolved_at?: Date | null;
+  created_in_working_hours: boolean | null;
+  sla_state?: SlaState | null;
+  sla_policy_id?: string | null;
+  sla_due_at?: Date | null;
+  sla_breached?: boolean;
+  sla_next_at?: Date | null;
+  sla_planned_key?: string;
+}
+
+/** The values of an opening statement: each goes into it as a parameter. */
+interface OpeningParams
+  extends Pick<
+    OpeningTicket,
+    | 'id'
+    | 'subject'
+    | 'channel'
+    | 'status'
+    | 'priority'
+    | 'department_id'
+    | 'assignee_id'
+    | 'contact_id'
+    | 'tags'
+    | 'support_address'
+    | 'created_in_working_hours'
+  > {
   searchable: string;
   from_agent: boolean;
   from_contact: boolean;
   postponed_until: Date | null;
   resolved_at: Date | null;
   first_resolved_at: Date | null;
-  created_in_working_hours: boolean | null;
   sla_state: string | null;
   sla_policy_id: string | null;
   sla_due_at: Date | null;
@@ -338,28 +365,7 @@ const openingStatement = shapedStatement(
  */
 export async function insertOpenedTicket(
   trx: Executor,
-  values: {
-    id: string;
-    subject: string;
-    channel: Channel;
-    status: TicketStatus;
-    priority: Priority;
-    department_id: string | null;
-    assignee_id: string | null;
-    contact_id: string;
-    tags: string[];
-    support_address: string | null;
-    postponed_until?: Date | null;
-    resolved_at?: Date | null;
-    first_resolved_at?: Date | null;
-    created_in_working_hours: boolean | null;
-    sla_state?: SlaState | null;
-    sla_policy_id?: string | null;
-    sla_due_at?: Date | null;
-    sla_breached?: boolean;
-    sla_next_at?: Date | null;
-    sla_planned_key?: string;
-  },
+  values: OpeningTicket,
   message: {
     id: string;
     kind: MessageKind;
