@@ -1,7 +1,15 @@
 import { sql } from 'kysely';
 import t from 'tap';
 import { roundTrips } from '../src/db/client.ts';
-import { final, prepared, shapedStatement, verifyShapedStatements, withNext } from '../src/db/prepared.ts';
+import {
+  FEW_TEXTS,
+  final,
+  prepared,
+  preparedWhileFew,
+  shapedStatement,
+  verifyShapedStatements,
+  withNext,
+} from '../src/db/prepared.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 
 // These check the pg client of src/db/client.ts (named statements, pipelined BEGIN / COMMIT),
@@ -37,6 +45,44 @@ t.test(
         names.some((s) => s.includes('unmarked')),
         'an unmarked statement is not kept',
       );
+    });
+  },
+);
+
+t.test(
+  'statements marked preparedWhileFew are named until FEW_TEXTS texts were, later texts run unnamed',
+  onlyServer('PGlite has no named statements: the mark is a comment there'),
+  async (t) => {
+    const testDb = await createTestDatabase();
+    t.teardown(() => testDb.drop());
+    await testDb.db.connection().execute(async (conn) => {
+      const named = async () =>
+        (await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(conn)).rows
+          .map((r) => r.statement)
+          .filter((s) => s.includes(' as few_'));
+      // One text per i (its alias), each run with a parameter of its own.
+      const run = async (i: number, n: number) => {
+        const query = preparedWhileFew(
+          sql<Record<string, number>>`select ${n}::int + ${sql.lit(i)} as ${sql.raw(`few_${i}`)}`,
+        );
+        return (await query.execute(conn)).rows[0]![`few_${i}`];
+      };
+      const results = [];
+      for (let i = 0; i < FEW_TEXTS + 3; i++) results.push(await run(i, 1));
+      t.same(
+        results,
+        Array.from({ length: FEW_TEXTS + 3 }, (_, i) => i + 1),
+        'every text answers with its own parameters, named or not',
+      );
+      const first = await named();
+      t.equal(first.length, FEW_TEXTS, `the first ${FEW_TEXTS} texts are named statements`);
+      t.notOk(
+        first.some((s) => s.includes(`few_${FEW_TEXTS}`) || s.includes(`few_${FEW_TEXTS + 2}`)),
+        'the texts past the bound are not kept',
+      );
+      t.equal(await run(0, 41), 41, 'a named text runs again with new parameters');
+      t.equal(await run(FEW_TEXTS + 1, 10), FEW_TEXTS + 11, 'a text past the bound still runs');
+      t.equal((await named()).length, FEW_TEXTS, 'running them again prepares nothing more');
     });
   },
 );

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { StatementDeadlineExceeded, statementDeadline } from './deadline.ts';
 import { isDatabaseUnreachable } from './outage.ts';
-import { AUTH_NEUTRAL_MARK, FINAL_MARK, PREPARED_MARK, statementName, WITH_NEXT_MARK } from './prepared.ts';
+import { AUTH_NEUTRAL_MARK, FINAL_MARK, nameToRunAs, PREPARED_MARK, WITH_NEXT_MARK } from './prepared.ts';
 
 // The pg client the app's pool makes. On this stack a round trip to PostgreSQL costs more than
 // most statements it carries (each socket write wakes the other side; measured, the writes were
@@ -14,8 +14,9 @@ import { AUTH_NEUTRAL_MARK, FINAL_MARK, PREPARED_MARK, statementName, WITH_NEXT_
 // - A statement marked final() takes COMMIT along in the same write; the caller's own COMMIT (or
 //   ROLLBACK, when the final statement failed) is then answered here.
 //
-// Statements marked prepared() run as named prepared statements (see prepared.ts). Everything
-// else passes through unchanged: Kysely awaits each statement, so nothing else is pipelined.
+// Statements marked prepared() (and preparedWhileFew(), while their texts are few) run as named
+// prepared statements (see prepared.ts). Everything else passes through unchanged: Kysely
+// awaits each statement, so nothing else is pipelined.
 
 type Result = pg.QueryResult;
 
@@ -237,9 +238,9 @@ export class PipeliningClient extends pg.Client {
 
   #send(text: string, values: unknown[] | undefined): Promise<Result> {
     roundTripsMade++;
-    const sent: Promise<Result> = text.startsWith(PREPARED_MARK)
-      ? super.query({ name: statementName(text), text, values })
-      : super.query(text, values);
+    const name = nameToRunAs(text);
+    const sent: Promise<Result> =
+      name !== undefined ? super.query({ name, text, values }) : super.query(text, values);
     return this.#bounded(sent).catch((error: unknown) => this.#lost(error));
   }
 

@@ -36,6 +36,37 @@ export function final<T>(query: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(FINAL_MARK)}${query}`;
 }
 
+/** What a statement's text starts with when it is prepared only while such texts are few. */
+export const PREPARED_WHILE_FEW_MARK = '/* prepared while few */ ';
+
+/** How many distinct texts marked preparedWhileFew a process runs as named statements. */
+export const FEW_TEXTS = 64;
+
+/**
+ * The statement, run as a named prepared statement while the process has seen fewer than
+ * FEW_TEXTS distinct texts so marked, and unnamed after that (PGlite: as is). For statements
+ * whose text is one of a bounded but open set of shapes: a ticket's change, whose SET list
+ * follows the fields it changes. The first FEW_TEXTS texts keep their names for the process's
+ * life, so a connection holds at most FEW_TEXTS of them, however many shapes turn up; the usual
+ * ones come first and stay.
+ */
+export function preparedWhileFew<T>(query: RawBuilder<T>): RawBuilder<T> {
+  return sql<T>`${sql.raw(PREPARED_WHILE_FEW_MARK)}${query}`;
+}
+
+const admitted = new Set<string>();
+
+/** The name the pg client runs a statement under, or undefined to run it unnamed (client.ts). */
+export function nameToRunAs(text: string): string | undefined {
+  if (text.startsWith(PREPARED_MARK)) return statementName(text);
+  if (!text.startsWith(PREPARED_WHILE_FEW_MARK)) return undefined;
+  if (!admitted.has(text)) {
+    if (admitted.size >= FEW_TEXTS) return undefined;
+    admitted.add(text);
+  }
+  return statementName(text);
+}
+
 const names = new Map<string, string>();
 
 /** The statement's name: from its text, so that one name always means one text. */

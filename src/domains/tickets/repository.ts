@@ -16,7 +16,7 @@ import {
   visibleTickets,
 } from '../../access/tickets.ts';
 import { dbNow, dbNowMs } from '../../db/clock.ts';
-import { final, prepared, shapedStatement } from '../../db/prepared.ts';
+import { final, prepared, preparedWhileFew, shapedStatement } from '../../db/prepared.ts';
 import type {
   ActorType,
   Channel,
@@ -721,9 +721,13 @@ export async function writeTicketChanges(
   const select = update
     ? sql`select changed.*, deskroute_now() as written_at from changed`
     : sql`select deskroute_now() as written_at`;
-  const { rows } = await sql<TicketRecord & { written_at: Date }>`${
-    parts.length > 0 ? sql`with ${sql.join(parts)} ` : sql``
-  }${select}`.execute(trx);
+  // Prepared: a change's text follows the fields it sets (a handful of shapes in practice), and
+  // parsing and planning it anew was over a quarter of PostgreSQL's CPU per imported record.
+  const { rows } = await preparedWhileFew(
+    sql<TicketRecord & { written_at: Date }>`${
+      parts.length > 0 ? sql`with ${sql.join(parts)} ` : sql``
+    }${select}`,
+  ).execute(trx);
   const { written_at, ...row } = rows[0]!;
   return { ticket: update ? (row as TicketRecord) : ticket, at: written_at };
 }
