@@ -6,6 +6,7 @@ import {
   final,
   prepared,
   preparedWhileFew,
+  preparedWhileFewTexts,
   shapedStatement,
   verifyShapedStatements,
   withNext,
@@ -67,6 +68,8 @@ t.test(
         );
         return (await query.execute(conn)).rows[0]![`few_${i}`];
       };
+      // The budget is the process's: what earlier statements of this process took is not ours.
+      const free = FEW_TEXTS - preparedWhileFewTexts();
       const results = [];
       for (let i = 0; i < FEW_TEXTS + 3; i++) results.push(await run(i, 1));
       t.same(
@@ -75,14 +78,15 @@ t.test(
         'every text answers with its own parameters, named or not',
       );
       const first = await named();
-      t.equal(first.length, FEW_TEXTS, `the first ${FEW_TEXTS} texts are named statements`);
+      t.ok(free > 0, 'this test has texts left to name');
+      t.equal(first.length, free, `the first texts, up to ${FEW_TEXTS} in the process, are named statements`);
       t.notOk(
         first.some((s) => s.includes(`few_${FEW_TEXTS}`) || s.includes(`few_${FEW_TEXTS + 2}`)),
         'the texts past the bound are not kept',
       );
       t.equal(await run(0, 41), 41, 'a named text runs again with new parameters');
       t.equal(await run(FEW_TEXTS + 1, 10), FEW_TEXTS + 11, 'a text past the bound still runs');
-      t.equal((await named()).length, FEW_TEXTS, 'running them again prepares nothing more');
+      t.equal((await named()).length, free, 'running them again prepares nothing more');
     });
   },
 );

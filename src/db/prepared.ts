@@ -56,6 +56,9 @@ export function preparedWhileFew<T>(query: RawBuilder<T>): RawBuilder<T> {
 
 const admitted = new Set<string>();
 
+/** How many texts marked preparedWhileFew this process has named so far (for the tests). */
+export const preparedWhileFewTexts = (): number => admitted.size;
+
 /** The name the pg client runs a statement under, or undefined to run it unnamed (client.ts). */
 export function nameToRunAs(text: string): string | undefined {
   if (text.startsWith(PREPARED_MARK)) return statementName(text);

@@ -488,8 +488,10 @@ function updateSet(
   flags: { touch: boolean; changed: boolean; activity?: boolean | undefined },
   appendToSearch?: string,
 ) {
+  // In the columns' order, not the patch's (steps and rule effects merge in the order they came):
+  // the statement's text depends on which columns change only, and is prepared once for them.
   const set: Record<string, unknown> = {
-    ...patch,
+    ...Object.fromEntries(Object.entries(patch).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
     ...(flags.touch && { updated_at: dbNow }),
     ...(flags.changed && { changed_at: sql`now()` }),
   };
