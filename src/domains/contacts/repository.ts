@@ -302,8 +302,9 @@ export function firstPhoneOf(contactIdColumn: QualifiedColumn) {
 export async function contactSummaries(db: Executor, ids: string[]): Promise<Map<string, ContactSummary>> {
   const unique = [...new Set(ids)];
   if (unique.length === 0) return new Map();
-  // One text whatever the number of ids (= any of an array), so it is prepared once: every
-  // ticket a write returns reads its contact here.
+  // Two texts whatever the number of ids, so each is prepared once: every ticket a write returns
+  // reads its contact here, alone. With an array PostgreSQL cannot know its length, finds the
+  // generic plan dearer than one for a single id and plans every run afresh: one id gets `=`.
   const query = db
     .selectFrom('contacts')
     .select([
@@ -312,7 +313,11 @@ export async function contactSummaries(db: Executor, ids: string[]): Promise<Map
       firstEmailOf('contacts.id').as('email'),
       firstPhoneOf('contacts.id').as('phone'),
     ])
-    .where(sql<boolean>`contacts.id = any(${unique}::uuid[])`);
+    .where(
+      unique.length === 1
+        ? sql<boolean>`contacts.id = ${unique[0]}::uuid`
+        : sql<boolean>`contacts.id = any(${unique}::uuid[])`,
+    );
   const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
   return new Map(rows.map((r) => [r.id, { id: r.id, name: r.name, email: r.email, phone: r.phone }]));
 }
@@ -325,7 +330,7 @@ async function holdContact(
   trx: Executor,
   id: string,
 ): Promise<{ id: string; sla: NonNullable<SeenByRules['sla']> } | undefined> {
-  const row = await trx
+  const query = trx
     .selectFrom('contacts')
     .select([
       'id',
@@ -333,8 +338,9 @@ async function holdContact(
       dbNowMs.as('tx_now'),
     ])
     .where('id', '=', id)
-    .forKeyShare()
-    .executeTakeFirst();
+    .forKeyShare();
+  // One text, run by every ticket opened for a contact named by id (each imported ticket).
+  const [row] = (await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(trx)).rows;
   return row && { id: row.id, sla: { key: row.sla_key, now: row.tx_now } };
 }
 

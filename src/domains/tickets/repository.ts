@@ -1294,27 +1294,29 @@ export async function countTicketReferencesToAgent(trx: Executor, agentId: strin
 
 // What the write path checks about the people and departments a change names.
 
-export function agentStatus(db: Executor, agentId: string) {
-  return db.selectFrom('agents').select(['id', 'status']).where('id', '=', agentId).executeTakeFirst();
+// The three look-ups below check an assignment or a transfer, each a key look-up of one text:
+// prepared, they are parsed and planned once per connection (an import replays thousands).
+
+export async function agentStatus(db: Executor, agentId: string) {
+  const query = db.selectFrom('agents').select(['id', 'status']).where('id', '=', agentId);
+  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  return rows[0];
 }
 
 export async function memberRole(db: Executor, agentId: string, departmentId: string) {
-  const row = await db
+  const query = db
     .selectFrom('department_members')
     .select('role')
     .where('agent_id', '=', agentId)
-    .where('department_id', '=', departmentId)
-    .executeTakeFirst();
-  return row?.role;
+    .where('department_id', '=', departmentId);
+  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  return rows[0]?.role;
 }
 
 export async function departmentExists(db: Executor, departmentId: string): Promise<boolean> {
-  const row = await db
-    .selectFrom('departments')
-    .select('id')
-    .where('id', '=', departmentId)
-    .executeTakeFirst();
-  return row !== undefined;
+  const query = db.selectFrom('departments').select('id').where('id', '=', departmentId);
+  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  return rows.length > 0;
 }
 
 /** Postponed tickets whose time has come, locked; rows another instance holds are skipped. */
