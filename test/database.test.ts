@@ -91,6 +91,37 @@ t.test(
   },
 );
 
+t.test(
+  "a named statement whose result's columns changed type is prepared again, not refused for good",
+  onlyServer('PGlite has no named statements: the mark is a comment there'),
+  async (t) => {
+    const testDb = await createTestDatabase();
+    t.teardown(() => testDb.drop());
+    await sql`create table retyped (id int primary key, label varchar(10))`.execute(testDb.db);
+    await sql`insert into retyped values (1, 'one')`.execute(testDb.db);
+    await testDb.db.connection().execute(async (conn) => {
+      const read = async () =>
+        (await prepared(sql<{ label: string }>`select label from retyped where id = ${1}`).execute(conn))
+          .rows[0]!.label;
+      t.equal(await read(), 'one', 'the statement is prepared on this connection');
+      // What a newer release's migration does while this process still runs.
+      await sql`alter table retyped alter column label type text`.execute(testDb.db);
+      await t.rejects(
+        read(),
+        { code: '0A000' },
+        'the run that meets the change fails (PostgreSQL: cached plan must not change result type)',
+      );
+      t.equal(await read(), 'one', 'the next run prepares the text again and answers');
+      await conn.transaction().execute(async (trx) => {
+        const { rows } = await prepared(
+          sql<{ label: string }>`select label from retyped where id = ${1}`,
+        ).execute(trx);
+        t.equal(rows[0]!.label, 'one', 'and so does a run inside a transaction');
+      });
+    });
+  },
+);
+
 t.test('transactions: BEGIN travels with the first statement, COMMIT with a final one', async (t) => {
   const testDb = await createTestDatabase();
   t.teardown(() => testDb.drop());

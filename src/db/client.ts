@@ -69,6 +69,14 @@ export function writesAuth(text: string): boolean {
   return writes;
 }
 
+/** PostgreSQL's refusal to run a prepared statement whose result's columns changed type. */
+function isResultTypeChanged(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return (
+    e?.code === '0A000' && typeof e.message === 'string' && e.message.includes('must not change result type')
+  );
+}
+
 /** pg's Connection, as its cancel uses it (not in pg's types). */
 interface CancelConnection {
   stream: { destroy(): void; unref(): void; once(event: 'close', listener: () => void): void };
@@ -107,6 +115,16 @@ export class PipeliningClient extends pg.Client {
    * given up) and the connection is closed. Until then the socket stays open (#abandon).
    */
   #abandoned: Promise<void> | null = null;
+  /**
+   * Named statements this connection prepares again under a new name: their result's columns
+   * changed type (a migration by a newer release, while this one still runs), and PostgreSQL
+   * refuses to run the old one ever again ("cached plan must not change result type"). The
+   * statement that met it fails; the next run of its text parses it afresh. The old one stays
+   * prepared (no DEALLOCATE is possible in the transaction that failed) until the connection
+   * closes: one per such migration.
+   */
+  #renamed = new Map<string, string>();
+  #renames = 0;
 
   constructor(config?: pg.ClientConfig) {
     super(config);
@@ -238,10 +256,15 @@ export class PipeliningClient extends pg.Client {
 
   #send(text: string, values: unknown[] | undefined): Promise<Result> {
     roundTripsMade++;
-    const name = nameToRunAs(text);
+    const named = nameToRunAs(text);
+    const name = named === undefined ? undefined : (this.#renamed.get(named) ?? named);
     const sent: Promise<Result> =
       name !== undefined ? super.query({ name, text, values }) : super.query(text, values);
-    return this.#bounded(sent).catch((error: unknown) => this.#lost(error));
+    return this.#bounded(sent).catch((error: unknown) => {
+      if (named !== undefined && isResultTypeChanged(error))
+        this.#renamed.set(named, `${named}_${++this.#renames}`);
+      return this.#lost(error);
+    });
   }
 
   /**
