@@ -1,7 +1,8 @@
+import { sql } from 'kysely';
 import t from 'tap';
 import { preparedWhileFewTexts } from '../src/db/prepared.ts';
 import { findTicketRecord, writeTicketChanges } from '../src/domains/tickets/repository.ts';
-import { buildTestApp } from './helpers/app.ts';
+import { agentWithToken, buildTestApp } from './helpers/app.ts';
 import { testDatabaseKind } from './helpers/database.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
@@ -42,5 +43,49 @@ t.test(
 
     await write(a.id, { priority: 'urgent' });
     t.equal(preparedWhileFewTexts(), afterFirst + 1, 'another set of columns is another text');
+  },
+);
+
+t.test(
+  "a change meeting a newer release's migration of the tickets' columns answers 503 schema_changed, then works again",
+  { skip: embedded ? 'PGlite has no named statements: nothing prepared can go stale' : false },
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    const admin = await agentWithToken(ctx, { role: 'admin' });
+    const ticket = await makeTicket(ctx.db);
+    const patch = (priority: string) =>
+      ctx.request({
+        method: 'PATCH',
+        url: `/v1/tickets/${ticket.id}`,
+        token: admin.token,
+        payload: { priority },
+      });
+    t.equal((await patch('high')).statusCode, 200, 'the change is prepared on the connection that made it');
+    // A newer release retypes a column every ticket statement returns, while this one runs.
+    await sql`alter table tickets alter column subject type varchar(2000)`.execute(ctx.db);
+
+    // Requests run one after the other take the pool's last released connection: the one whose
+    // statements went stale. Each connection fails once per stale statement, then prepares it anew.
+    const answers: { status: number; code?: string; retryAfter?: string }[] = [];
+    let last = await patch('low');
+    for (let i = 0; i < 30 && last.statusCode !== 200; i++) {
+      answers.push({
+        status: last.statusCode,
+        code: last.json().code,
+        retryAfter: last.headers['retry-after'] as string,
+      });
+      t.equal(last.headers['content-type'], 'application/problem+json; charset=utf-8', 'a problem document');
+      last = await patch('low');
+    }
+    t.ok(answers.length > 0, 'the stale statement was met');
+    t.same(
+      answers.filter((a) => !(a.status === 503 && a.code === 'schema_changed' && a.retryAfter === '1')),
+      [],
+      'every refusal is 503 schema_changed with Retry-After: 1',
+    );
+    t.equal(last.statusCode, 200, 'a retry works');
+    t.equal(last.json().priority, 'low');
+    const after = await ctx.request({ method: 'GET', url: `/v1/tickets/${ticket.id}`, token: admin.token });
+    t.equal(after.json().priority, 'low', 'the retried change is saved');
   },
 );

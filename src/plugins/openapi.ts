@@ -18,7 +18,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   422: 'The request refers to something that does not exist.',
   429: 'Too many requests; wait for the number of seconds in Retry-After.',
   500: 'An error on our side; the request changed nothing it did not finish.',
-  503: 'The service cannot answer now (the database is away, or the server is shutting down); retry after the number of seconds in Retry-After.',
+  503: "The service cannot answer now (the database is away, the server is shutting down, or the database's schema changed under the request); retry after the number of seconds in Retry-After.",
 };
 
 /** Documented problem+json responses for the given statuses, to spread into a route's `response`. */

@@ -121,6 +121,15 @@ const PG_CODES: Record<string, { status: number; code: string; detail: string; w
     code: 'invalid_text',
     detail: 'A text value contains a character that cannot be stored (U+0000).',
   },
+  // A prepared statement whose result's columns a newer release's migration retyped while this
+  // one runs: the client prepares it again for the next run (db/client.ts), so a retry succeeds.
+  '0A000': {
+    status: 503,
+    code: 'schema_changed',
+    detail:
+      "The database's schema changed under this request (a newer release migrated it); retry the request.",
+    when: /cached plan must not change result type/,
+  },
   '40001': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
   '40P01': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
 };
@@ -476,6 +485,7 @@ export const problemPlugin = fp(
         const extra = specific?.field
           ? { errors: [{ field: specific.field, message: specific.detail }] }
           : {};
+        if (status === 503) reply.header('retry-after', '1');
         return sendProblem(request, reply, status, mapped.code, mapped.detail, extra);
       }
       if (error.statusCode === 429) {
