@@ -69,11 +69,17 @@ export function writesAuth(text: string): boolean {
   return writes;
 }
 
-/** PostgreSQL's refusal to run a prepared statement whose result's columns changed type. */
-function isResultTypeChanged(error: unknown): boolean {
-  const e = error as { code?: unknown; message?: unknown } | null;
+/**
+ * PostgreSQL's refusal to run a prepared statement whose result's columns changed type ("cached
+ * plan must not change result type"): told by the routine that raises it, whose name is never
+ * translated (the message is, with lc_messages).
+ */
+export function isStalePreparedStatement(error: unknown): boolean {
+  const e = error as { code?: unknown; routine?: unknown; message?: unknown } | null;
+  if (e?.code !== '0A000') return false;
   return (
-    e?.code === '0A000' && typeof e.message === 'string' && e.message.includes('must not change result type')
+    e.routine === 'RevalidateCachedQuery' ||
+    (typeof e.message === 'string' && e.message.includes('must not change result type'))
   );
 }
 
@@ -117,11 +123,11 @@ export class PipeliningClient extends pg.Client {
   #abandoned: Promise<void> | null = null;
   /**
    * Named statements this connection prepares again under a new name: their result's columns
-   * changed type (a migration by a newer release, while this one still runs), and PostgreSQL
-   * refuses to run the old one ever again ("cached plan must not change result type"). The
-   * statement that met it fails; the next run of its text parses it afresh. The old one stays
-   * prepared (no DEALLOCATE is possible in the transaction that failed) until the connection
-   * closes: one per such migration.
+   * changed type (a migration by a newer release, while this one still runs; a varchar's length
+   * counts), and PostgreSQL refuses to run the old one ever again. The statement that met it
+   * fails; the next run of its text on this connection parses it afresh. The old one is left
+   * prepared until the connection closes (one per such migration) rather than closed from the
+   * transaction that failed.
    */
   #renamed = new Map<string, string>();
   #renames = 0;
@@ -261,7 +267,7 @@ export class PipeliningClient extends pg.Client {
     const sent: Promise<Result> =
       name !== undefined ? super.query({ name, text, values }) : super.query(text, values);
     return this.#bounded(sent).catch((error: unknown) => {
-      if (named !== undefined && isResultTypeChanged(error))
+      if (named !== undefined && isStalePreparedStatement(error))
         this.#renamed.set(named, `${named}_${++this.#renames}`);
       return this.#lost(error);
     });

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { type Static, Type } from 'typebox';
+import { isStalePreparedStatement } from '../db/client.ts';
 import { DATABASE_RETRY_AFTER_SECONDS, describe, isDatabaseUnreachable } from '../db/outage.ts';
 import { DomainError, type ErrorKind, invalid } from '../errors.ts';
 
@@ -120,15 +121,6 @@ const PG_CODES: Record<string, { status: number; code: string; detail: string; w
     status: 400,
     code: 'invalid_text',
     detail: 'A text value contains a character that cannot be stored (U+0000).',
-  },
-  // A prepared statement whose result's columns a newer release's migration retyped while this
-  // one runs: the client prepares it again for the next run (db/client.ts), so a retry succeeds.
-  '0A000': {
-    status: 503,
-    code: 'schema_changed',
-    detail:
-      "The database's schema changed under this request (a newer release migrated it); retry the request.",
-    when: /cached plan must not change result type/,
   },
   '40001': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
   '40P01': { status: 409, code: 'concurrent_update', detail: 'A concurrent change won; retry the request.' },
@@ -471,6 +463,20 @@ export const problemPlugin = fp(
           'The database is unavailable for now; retry later.',
         );
       }
+      if (isStalePreparedStatement(error)) {
+        // A newer release's migration retyped what one of our prepared statements returns: the
+        // client prepares it again for the next run on this connection (db/client.ts), so a
+        // retry works. Worth an operator's eye: two releases disagree on the schema.
+        request.log.warn({ reason: error.message }, 'prepared statement stale after a schema change');
+        reply.header('retry-after', '1');
+        return sendProblem(
+          request,
+          reply,
+          503,
+          'schema_changed',
+          "The database's schema changed under this request (a newer release migrated it); retry the request.",
+        );
+      }
       const known = error.code ? FASTIFY_CODES[error.code] : undefined;
       if (known) return sendProblem(request, reply, known.status, known.code, known.detail ?? error.message);
 
@@ -485,7 +491,6 @@ export const problemPlugin = fp(
         const extra = specific?.field
           ? { errors: [{ field: specific.field, message: specific.detail }] }
           : {};
-        if (status === 503) reply.header('retry-after', '1');
         return sendProblem(request, reply, status, mapped.code, mapped.detail, extra);
       }
       if (error.statusCode === 429) {
