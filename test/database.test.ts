@@ -112,12 +112,18 @@ t.test(
         'the run that meets the change fails (PostgreSQL: cached plan must not change result type)',
       );
       t.equal(await read(), 'one', 'the next run prepares the text again and answers');
-      await conn.transaction().execute(async (trx) => {
-        const { rows } = await prepared(
-          sql<{ label: string }>`select label from retyped where id = ${1}`,
-        ).execute(trx);
-        t.equal(rows[0]!.label, 'one', 'and so does a run inside a transaction');
-      });
+      // Again, now met inside a transaction: its first statement goes out with the BEGIN.
+      await sql`alter table retyped alter column label type varchar(20)`.execute(testDb.db);
+      const inTransaction = () =>
+        conn.transaction().execute(async (trx) => {
+          const { rows } = await prepared(
+            sql<{ label: string }>`select label from retyped where id = ${1}`,
+          ).execute(trx);
+          return rows[0]!.label;
+        });
+      await t.rejects(inTransaction(), { code: '0A000' }, 'a second change is met inside a transaction');
+      t.equal(await inTransaction(), 'one', 'the next transaction runs it prepared again');
+      t.equal(await read(), 'one', 'and so does a run outside one');
     });
   },
 );
