@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import t from 'tap';
 import { roundTrips } from '../src/db/client.ts';
 import {
@@ -11,12 +11,21 @@ import {
   verifyShapedStatements,
   withNext,
 } from '../src/db/prepared.ts';
+import type { Database } from '../src/db/types.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
 
 // These check the pg client of src/db/client.ts (named statements, pipelined BEGIN / COMMIT),
 // which PGlite does not use: on PGlite only what holds for every database runs.
 const embedded = (await testDatabaseKind()) === 'pglite';
 const onlyServer = (reason: string) => ({ skip: embedded ? reason : false });
+
+/** The texts of the statements prepared on this connection. */
+const preparedOn = async (conn: Kysely<Database>) =>
+  (
+    await sql<{ statement: string }>`select statement from pg_prepared_statements order by statement`.execute(
+      conn,
+    )
+  ).rows.map((r) => r.statement);
 
 t.test(
   'marked statements run as named prepared statements, others as unnamed ones',
@@ -25,12 +34,7 @@ t.test(
     const testDb = await createTestDatabase();
     t.teardown(() => testDb.drop());
     await testDb.db.connection().execute(async (conn) => {
-      const statements = async () =>
-        (
-          await sql<{
-            statement: string;
-          }>`select statement from pg_prepared_statements order by statement`.execute(conn)
-        ).rows.map((r) => r.statement);
+      const statements = () => preparedOn(conn);
       const marked = (n: number) => prepared(sql<{ n: number }>`select ${n}::int + 1 as n`);
       const results = [];
       for (let i = 0; i < 3; i++) results.push((await marked(i).execute(conn)).rows[0]!.n);
@@ -57,10 +61,7 @@ t.test(
     const testDb = await createTestDatabase();
     t.teardown(() => testDb.drop());
     await testDb.db.connection().execute(async (conn) => {
-      const named = async () =>
-        (await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(conn)).rows
-          .map((r) => r.statement)
-          .filter((s) => s.includes(' as few_'));
+      const named = async () => (await preparedOn(conn)).filter((s) => s.includes(' as few_'));
       // One text per i (its alias), each run with a parameter of its own.
       const run = async (i: number, n: number) => {
         const query = preparedWhileFew(

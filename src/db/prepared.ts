@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { CompiledQuery, type QueryExecutorProvider, type QueryResult, type RawBuilder, sql } from 'kysely';
+import {
+  type Compilable,
+  CompiledQuery,
+  type InferResult,
+  type QueryExecutorProvider,
+  type QueryResult,
+  type RawBuilder,
+  sql,
+} from 'kysely';
 
 // Named prepared statements for the hottest statements (a ticket's creation makes four).
 // PostgreSQL parses, analyses and plans an unnamed statement on every execution: for these,
@@ -20,6 +28,11 @@ export const PREPARED_MARK = '/* prepared */ ';
 /** The statement, run as a named prepared statement where the driver is pg (PGlite: as is). */
 export function prepared<T>(query: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(PREPARED_MARK)}${query}`;
+}
+
+/** A Kysely query builder's statement, marked prepared(), its rows typed as the builder's. */
+export function preparedQuery<Q extends Compilable>(query: Q): RawBuilder<InferResult<Q>[number]> {
+  return prepared(sql<InferResult<Q>[number]>`${query}`);
 }
 
 /** What a final statement's text holds (client.ts sends COMMIT with it). */

@@ -1,6 +1,6 @@
-import { type InferResult, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { dbNowMs } from '../../db/clock.ts';
-import { prepared } from '../../db/prepared.ts';
+import { prepared, preparedQuery } from '../../db/prepared.ts';
 import type { Database, QualifiedColumn } from '../../db/types.ts';
 import { DomainError, invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, orderBy, toPage } from '../../plugins/pagination.ts';
@@ -318,7 +318,7 @@ export async function contactSummaries(db: Executor, ids: string[]): Promise<Map
         ? sql<boolean>`contacts.id = ${unique[0]}::uuid`
         : sql<boolean>`contacts.id = any(${unique}::uuid[])`,
     );
-  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  const { rows } = await preparedQuery(query).execute(db);
   return new Map(rows.map((r) => [r.id, { id: r.id, name: r.name, email: r.email, phone: r.phone }]));
 }
 
@@ -340,7 +340,7 @@ async function holdContact(
     .where('id', '=', id)
     .forKeyShare();
   // One text, run by every ticket opened for a contact named by id (each imported ticket).
-  const [row] = (await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(trx)).rows;
+  const [row] = (await preparedQuery(query).execute(trx)).rows;
   return row && { id: row.id, sla: { key: row.sla_key, now: row.tx_now } };
 }
 

@@ -1,13 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import {
-  type Expression,
-  type InferResult,
-  type Kysely,
-  type RawBuilder,
-  type SqlBool,
-  sql,
-  type Transaction,
-} from 'kysely';
+import { type Expression, type Kysely, type RawBuilder, type SqlBool, sql, type Transaction } from 'kysely';
 import { isAdmin, type Principal } from '../../access/policy.ts';
 import {
   type TicketAccess,
@@ -16,7 +8,7 @@ import {
   visibleTickets,
 } from '../../access/tickets.ts';
 import { dbNow, dbNowMs } from '../../db/clock.ts';
-import { final, prepared, preparedWhileFew, shapedStatement } from '../../db/prepared.ts';
+import { final, prepared, preparedQuery, preparedWhileFew, shapedStatement } from '../../db/prepared.ts';
 import type {
   ActorType,
   Channel,
@@ -189,7 +181,7 @@ export async function lockTicketForChange(
     .forUpdate();
   // Every change of a ticket starts here, its text always the same: planning it each time cost
   // PostgreSQL four times its execution (an import of 50,000 records: 4.0 s of plans, 0.9 s run).
-  const [row] = (await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(trx)).rows;
+  const [row] = (await preparedQuery(query).execute(trx)).rows;
   if (!row) return undefined;
   const { schedule_key, ...rest } = row;
   return { ...splitSlaRead(rest), scheduleKey: schedule_key };
@@ -1299,7 +1291,7 @@ export async function countTicketReferencesToAgent(trx: Executor, agentId: strin
 
 export async function agentStatus(db: Executor, agentId: string) {
   const query = db.selectFrom('agents').select(['id', 'status']).where('id', '=', agentId);
-  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  const { rows } = await preparedQuery(query).execute(db);
   return rows[0];
 }
 
@@ -1309,13 +1301,13 @@ export async function memberRole(db: Executor, agentId: string, departmentId: st
     .select('role')
     .where('agent_id', '=', agentId)
     .where('department_id', '=', departmentId);
-  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  const { rows } = await preparedQuery(query).execute(db);
   return rows[0]?.role;
 }
 
 export async function departmentExists(db: Executor, departmentId: string): Promise<boolean> {
   const query = db.selectFrom('departments').select('id').where('id', '=', departmentId);
-  const { rows } = await prepared(sql<InferResult<typeof query>[number]>`${query}`).execute(db);
+  const { rows } = await preparedQuery(query).execute(db);
   return rows.length > 0;
 }
 
