@@ -1,6 +1,7 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { isAdmin } from '../../access/policy.ts';
 import { type TicketAccess, visibleTickets } from '../../access/tickets.ts';
+import { prepared } from '../../db/prepared.ts';
 import type { Database } from '../../db/types.ts';
 import { invalid } from '../../errors.ts';
 import { afterCursor, type Keyset, toPage } from '../../plugins/pagination.ts';
@@ -137,7 +138,10 @@ function parseCursor(cursor: string | undefined, field: string): Position {
  * read of pg_stat_activity could be passed over.)
  */
 export async function feedHorizon(db: Executor): Promise<string> {
-  const { rows } = await sql<{ h: string }>`select ${FEED_HORIZON}::text as h`.execute(db);
+  // Prepared: every wake of every feed consumer (webhooks, notifications, mail, the stream) reads
+  // it, and PostgreSQL planned it each time (0.57 ms of planning for 0.16 ms of running, measured
+  // during an import).
+  const { rows } = await prepared(sql<{ h: string }>`select ${FEED_HORIZON}::text as h`).execute(db);
   return rows[0]!.h;
 }
 
