@@ -15,6 +15,11 @@
 //   4. POST the file, streamed, to /v1/imports (application/x-ndjson), then poll
 //      GET /v1/imports/{id} until finished or failed: elapsed time, records/s, the ratio to the
 //      baseline (import records/s over API tickets/s), the server's peak RSS (VmHWM) and CPU.
+//   5. Floor probes (import-floor.ts), with the server stopped, in a second scratch database
+//      deskroute_import_floor_<pid> on the latest schema: the same history written by bare
+//      statements, per record on one connection and on two, and as a set per batch: records/s
+//      and CPU per record, and the import's rate against each (--floor-tickets, default 5,000
+//      tickets or the bench's count if fewer; 0 skips them).
 //
 // --scale multiplies the tickets and contacts (0.01: 1,000 tickets, 10,000 records, a quick run).
 
@@ -33,6 +38,7 @@ import type { Database } from '../../src/db/types.ts';
 import { insertAgent } from '../../src/domains/agents/repository.ts';
 import { hashPassword } from '../../src/domains/auth/passwords.ts';
 import { cpuSnapshot, http, machine, onServer, scratchDatabase, signIn } from './http.ts';
+import { importFloor } from './import-floor.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,6 +47,7 @@ const { values: args } = parseArgs({
     'server-flags': { type: 'string' },
     'baseline-sample': { type: 'string' },
     'timeout-minutes': { type: 'string', default: '120' },
+    'floor-tickets': { type: 'string' },
   },
 });
 const SCALE = Number(args.scale);
@@ -52,6 +59,8 @@ const DEPARTMENTS = 5;
 const RECORDS_PER_TICKET = 10;
 const BASELINE = Number(args['baseline-sample'] ?? Math.max(200, Math.round(5_000 * SCALE)));
 const TIMEOUT_MS = Number(args['timeout-minutes']) * 60_000;
+const FLOOR_TICKETS = Number(args['floor-tickets'] ?? Math.min(TICKETS, 5_000));
+if (!(FLOOR_TICKETS >= 0)) throw new Error('--floor-tickets must be 0 or more');
 const PASSWORD = 'bench-password-0123456789';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
@@ -367,6 +376,44 @@ async function runImport(servers: Server, session: () => Promise<string>, path: 
   };
 }
 
+/** Step 5: the floor probes, in a scratch database of their own, with the server stopped. */
+async function floorProbes(serverUrl: string, importRate: number): Promise<void> {
+  const { scratch, scratchUrl } = scratchDatabase('deskroute_import_floor');
+  const admin = <T>(fn: (client: pg.Client) => Promise<T>) => onServer(serverUrl, fn);
+  out();
+  out(
+    `floor probes: the same history by bare statements, ${FLOOR_TICKETS.toLocaleString('en')} tickets ` +
+      `(${(FLOOR_TICKETS * RECORDS_PER_TICKET).toLocaleString('en')} records) each, in ${scratch} (${machine()})`,
+  );
+  await admin((c) => c.query(`create database ${scratch}`));
+  try {
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: scratchUrl, max: 1 }) }),
+    });
+    await migrateToLatest(db).finally(() => db.destroy());
+    const figures = await importFloor(
+      scratchUrl,
+      FLOOR_TICKETS,
+      () => cpuSnapshot(process.pid)?.postgres ?? 0,
+    );
+    for (const f of figures) {
+      const perSecond = f.records / f.seconds;
+      out(
+        `  ${f.name.padEnd(15)} ${rate(f.records, f.seconds * 1000).padStart(6)} records/s; CPU per record: ` +
+          `client ${f.clientMs.toFixed(3)} ms, PostgreSQL ${f.postgresMs.toFixed(3)} ms; ` +
+          `the import ran at ${(importRate / perSecond).toFixed(2)}x this`,
+      );
+    }
+    const target = 1_000_000 / 300;
+    out(
+      `  (the target, 1,000,000 records in 5 minutes, is ${rate(1_000_000, 300_000)} records/s: ` +
+        `${figures.map((f) => `${f.name} ${(f.records / f.seconds / target).toFixed(2)}x of it`).join(', ')})`,
+    );
+  } finally {
+    await admin((c) => c.query(`drop database if exists ${scratch} with (force)`));
+  }
+}
+
 async function main() {
   const started = performance.now();
   const { serverUrl, scratch, scratchUrl } = scratchDatabase('deskroute_import_bench');
@@ -387,6 +434,7 @@ async function main() {
   );
 
   let servers: Server | undefined;
+  let importRate: number | undefined;
   await admin((c) => c.query(`create database ${scratch}`));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -436,7 +484,7 @@ async function main() {
       `  ${resource.state} in ${seconds(elapsed)} (upload to finished)${serverSide !== null ? `, ${seconds(serverSide)} from started_at to finished_at` : ''}`,
     );
     out(`  counts ${JSON.stringify(resource.counts)}`);
-    const importRate = (lines * 1000) / elapsed;
+    importRate = (lines * 1000) / elapsed;
     out(
       `  ${importRate.toFixed(0)} records/s; ratio to the API baseline (records/s over tickets/s): ${(importRate / apiRate).toFixed(2)}`,
     );
@@ -464,6 +512,7 @@ async function main() {
     await stopServer(servers);
     await db.destroy();
     rmSync(file, { force: true });
+    if (importRate !== undefined && FLOOR_TICKETS > 0) await floorProbes(serverUrl, importRate);
     out();
     if (args.keep) {
       out(`done in ${seconds(performance.now() - started)}; kept ${scratchUrl} (drop it when done)`);
