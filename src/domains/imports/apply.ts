@@ -12,7 +12,13 @@ import { adoptContactField, createContactField } from '../contact-fields/service
 import { createContact, updateContact } from '../contacts/service.ts';
 import { createDepartment, setMember } from '../departments/service.ts';
 import { replaying } from '../tickets/replay.ts';
-import { addMessage, addRating, createTicket, transferTicket, updateTicket } from '../tickets/service.ts';
+import {
+  addMessage,
+  addRating,
+  createTicket,
+  transferTicketRecord,
+  updateTicketRecord,
+} from '../tickets/service.ts';
 import { importFilesNamed } from './files.ts';
 import type { ImportRecord, RecordType } from './records.ts';
 import * as repo from './repository.ts';
@@ -278,7 +284,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
     case 'status': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const agent = await optionalAgent(trx, ctx, r.agent);
-      await updateTicket(db, actingAs(ctx, agent), {}, ticket, {
+      await updateTicketRecord(db, actingAs(ctx, agent), {}, ticket, {
         status: r.status,
         postponed_until: r.postponed_until,
       });
@@ -288,14 +294,14 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const department = await resolve(trx, ctx, 'department', r.department);
       const agent = await optionalAgent(trx, ctx, r.agent);
-      await transferTicket(db, actingAs(ctx, agent), ticket, { department_id: department });
+      await transferTicketRecord(db, actingAs(ctx, agent), ticket, { department_id: department });
       return ticket;
     }
     case 'assignment': {
       const ticket = await resolve(trx, ctx, 'ticket', r.ticket);
       const assignee = r.assignee === null ? null : await resolve(trx, ctx, 'agent', r.assignee);
       const agent = await optionalAgent(trx, ctx, r.agent);
-      await updateTicket(db, actingAs(ctx, agent), {}, ticket, { assignee_id: assignee });
+      await updateTicketRecord(db, actingAs(ctx, agent), {}, ticket, { assignee_id: assignee });
       return ticket;
     }
     case 'tags':
@@ -309,7 +315,7 @@ async function create(trx: Trx, ctx: ApplyContext, r: ImportRecord): Promise<str
           : r.type === 'priority'
             ? { priority: r.priority }
             : { subject: r.subject };
-      await updateTicket(db, actingAs(ctx, agent), {}, ticket, patch);
+      await updateTicketRecord(db, actingAs(ctx, agent), {}, ticket, patch);
       return ticket;
     }
     case 'call': {

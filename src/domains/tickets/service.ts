@@ -157,6 +157,20 @@ export async function updateTicket(
   id: string,
   input: UpdateTicketInput,
 ): Promise<Ticket> {
+  return represent(db, await updateTicketRecord(db, principal, preconditions, id, input));
+}
+
+/**
+ * updateTicket without the representation: the changed row, for a caller that does not answer
+ * with the ticket (the importer), which saves the contact's look-up.
+ */
+export async function updateTicketRecord(
+  db: Db,
+  principal: Principal,
+  preconditions: { ifMatch?: string | undefined },
+  id: string,
+  input: UpdateTicketInput,
+): Promise<TicketRecord> {
   const postponedUntil = input.postponed_until === undefined ? undefined : new Date(input.postponed_until);
   if (postponedUntil !== undefined && input.status !== 'postponed') {
     throw invalid('postponed_until_without_postpone', 'postponed_until goes with status postponed.', [
@@ -215,7 +229,7 @@ export async function updateTicket(
     },
     preconditions.ifMatch,
   );
-  return represent(db, ticket);
+  return ticket;
 }
 
 /** Soft delete: the ticket keeps its history and can be restored by setting a status. */
@@ -475,12 +489,28 @@ function cannedSteps(
   return Object.keys(patch).length > 0 ? [{ patch, actor }] : [];
 }
 
+export interface TransferInput {
+  department_id: string;
+  assignee_id?: string | null | undefined;
+  note?: string | undefined;
+}
+
 export async function transferTicket(
   db: Db,
   principal: Principal,
   id: string,
-  input: { department_id: string; assignee_id?: string | null | undefined; note?: string | undefined },
+  input: TransferInput,
 ): Promise<Ticket> {
+  return represent(db, await transferTicketRecord(db, principal, id, input));
+}
+
+/** transferTicket without the representation (see updateTicketRecord). */
+export async function transferTicketRecord(
+  db: Db,
+  principal: Principal,
+  id: string,
+  input: TransferInput,
+): Promise<TicketRecord> {
   if (!(await repo.departmentExists(db, input.department_id))) {
     throw unprocessable('department_not_found', 'The department does not exist.', [
       { field: 'body/department_id', message: 'no such department' },
@@ -527,7 +557,7 @@ export async function transferTicket(
     }
     return change;
   });
-  return represent(db, ticket);
+  return ticket;
 }
 
 export async function addRating(
