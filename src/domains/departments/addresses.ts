@@ -1,10 +1,26 @@
+import { domainToASCII } from 'node:url';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from '../../db/types.ts';
 
 type Executor = Kysely<Database>;
 
-/** Support addresses are compared lower-cased (migrations/0030). */
-export const normaliseAddress = (address: string) => address.trim().toLowerCase();
+/**
+ * An address as we store and compare it (support addresses, mailboxes, senders of mail in):
+ * trimmed, lower-cased (migrations/0030), its domain in ASCII. Mail parsers hand an
+ * internationalised domain back in Unicode, even when the mail spelled it in ASCII
+ * (`eva@xn--bcher-kva.example` arrives as `eva@bücher.example`); the API's email format
+ * (RFC 5321's) refuses that form, so a contact made from such mail could not be sent back as
+ * it was read, nor exported and imported again. The ASCII form (IDNA) is the same mailbox, and
+ * the one SMTP needs (migrations/0052 converted the addresses stored before).
+ */
+export function normaliseAddress(address: string): string {
+  const trimmed = address.trim();
+  const at = trimmed.lastIndexOf('@');
+  const domain = trimmed.slice(at + 1);
+  if (at < 0 || !/[^ -~]/.test(domain)) return trimmed.toLowerCase();
+  const ascii = domainToASCII(domain);
+  return ascii === '' ? trimmed.toLowerCase() : `${trimmed.slice(0, at).toLowerCase()}@${ascii}`;
+}
 
 const MAX_ADDRESSES = 50;
 
