@@ -84,11 +84,48 @@ t.test('internationalised mail domains', async (t) => {
     t.equal(opened.department_id, support);
   });
 
+  await t.test(
+    "a support address is refused when another department's IMAP login names it in Unicode",
+    async (t) => {
+      const other = await makeDepartment(db, 'Other');
+      const mailbox = await ctx.request({
+        method: 'POST',
+        url: '/v1/mailboxes',
+        token: admin.token,
+        payload: {
+          name: 'Postfach',
+          department_id: other,
+          kind: 'imap',
+          imap: {
+            host: 'imap.bücher.example',
+            port: 993,
+            username: ' Postfach@Bücher.Example',
+            password: 'secret',
+          },
+        },
+      });
+      t.equal(mailbox.statusCode, 201, mailbox.body);
+      const res = await ctx.request({
+        method: 'PUT',
+        url: `/v1/departments/${support}/mail-identity`,
+        token: admin.token,
+        payload: {
+          addresses: [
+            { address: 'help@xn--caf-dma.example', reply_from: true },
+            { address: 'postfach@xn--bcher-kva.example' },
+          ],
+        },
+      });
+      t.equal(res.statusCode, 409, res.body);
+      t.equal(res.json().code, 'address_of_mailbox');
+    },
+  );
+
   await t.test('migration 0052 converts the addresses stored before', async (t) => {
     // Stored as mail in stored them before: the domain in Unicode.
-    const [old, taken] = await db
+    const [old, taken, nfc, nfd] = await db
       .insertInto('contacts')
-      .values([{ name: 'Old' }, { name: 'Taken' }])
+      .values([{ name: 'Old' }, { name: 'Taken' }, { name: 'NFC' }, { name: 'NFD' }])
       .returning('id')
       .execute();
     await db
@@ -98,50 +135,59 @@ t.test('internationalised mail domains', async (t) => {
         // Its ASCII form belongs to another contact already: it stays as it is.
         { contact_id: taken!.id, email: 'ana@xn--caf-dma.example', position: 0 },
         { contact_id: old!.id, email: 'ana@café.example', position: 1 },
+        // Two spellings of one domain (composed and decomposed é): one of them converts.
+        { contact_id: nfc!.id, email: 'bo@caf\u00e9.example', position: 0 },
+        { contact_id: nfd!.id, email: 'bo@cafe\u0301.example', position: 0 },
       ])
       .execute();
-    const opened = (
-      await post(rawMail({ from: 'Jan <jan@example.org>', to: 'help@xn--caf-dma.example' }))
-    ).json();
-    await db
-      .updateTable('ticket_messages')
-      .set({ mail_address: 'jan@müller.example' })
-      .where('id', '=', opened.message_id)
-      .execute();
+    const mail = async (sender: string) => {
+      const opened = (
+        await post(rawMail({ from: `Someone <someone@example.org>`, to: 'help@xn--caf-dma.example' }))
+      ).json();
+      await db
+        .updateTable('ticket_messages')
+        .set({ mail_address: sender })
+        .where('id', '=', opened.message_id)
+        .execute();
+      return opened.message_id as string;
+    };
+    const fromJan = await mail('jan@müller.example');
+    const fromAna = await mail('ana@café.example');
+    const addressOf = async (id: string) =>
+      (
+        await db
+          .selectFrom('ticket_messages')
+          .select('mail_address')
+          .where('id', '=', id)
+          .executeTakeFirstOrThrow()
+      ).mail_address;
+    const emailsOf = async (contact: string) =>
+      (
+        await db
+          .selectFrom('contact_emails')
+          .select('email')
+          .where('contact_id', '=', contact)
+          .orderBy('position')
+          .execute()
+      ).map((e) => e.email);
 
     await asciiMailDomains(db);
-    const emails = await db
-      .selectFrom('contact_emails')
-      .select(['contact_id', 'email'])
-      .where('contact_id', 'in', [old!.id, taken!.id])
-      .orderBy('contact_id')
-      .orderBy('position')
-      .execute();
-    t.same(
-      emails.filter((e) => e.contact_id === old!.id).map((e) => e.email),
-      ['jan@xn--mller-kva.example', 'ana@café.example'],
+    t.same(await emailsOf(old!.id), ['jan@xn--mller-kva.example', 'ana@café.example']);
+    t.same(await emailsOf(taken!.id), ['ana@xn--caf-dma.example']);
+    const spellings = [...(await emailsOf(nfc!.id)), ...(await emailsOf(nfd!.id))];
+    t.equal(spellings.filter((e) => e === 'bo@xn--caf-dma.example').length, 1, 'one spelling converted');
+    t.equal(spellings.filter((e) => e !== 'bo@xn--caf-dma.example').length, 1, 'the other kept');
+    t.equal(
+      await addressOf(fromJan),
+      'jan@xn--mller-kva.example',
+      'a converted address, converted on its mail',
     );
-    t.same(
-      emails.filter((e) => e.contact_id === taken!.id).map((e) => e.email),
-      ['ana@xn--caf-dma.example'],
-    );
-    const message = await db
-      .selectFrom('ticket_messages')
-      .select('mail_address')
-      .where('id', '=', opened.message_id)
-      .executeTakeFirstOrThrow();
-    t.equal(message.mail_address, 'jan@xn--mller-kva.example');
+    t.equal(await addressOf(fromAna), 'ana@café.example', 'a kept address, kept on its mail');
+
     // Run again, it changes nothing more.
     await asciiMailDomains(db);
-    const again = await db
-      .selectFrom('contact_emails')
-      .select('email')
-      .where('contact_id', '=', old!.id)
-      .orderBy('position')
-      .execute();
-    t.same(
-      again.map((e) => e.email),
-      ['jan@xn--mller-kva.example', 'ana@café.example'],
-    );
+    t.same(await emailsOf(old!.id), ['jan@xn--mller-kva.example', 'ana@café.example']);
+    t.same([...(await emailsOf(nfc!.id)), ...(await emailsOf(nfd!.id))].sort(), [...spellings].sort());
+    t.equal(await addressOf(fromAna), 'ana@café.example');
   });
 });

@@ -1,5 +1,6 @@
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../../db/types.ts';
+import { normaliseAddress } from '../departments/addresses.ts';
 import type { TemplateKind, TemplateParts } from './templates.ts';
 
 type Executor = Kysely<Database>;
@@ -63,20 +64,29 @@ export function addressesTakenElsewhere(db: Executor, departmentId: string, addr
 }
 
 /**
- * Another department's mailbox that receives mail at one of these addresses: its IMAP login or
- * the address it states (migrations/0048). Support addresses route before mailboxes, so listing
- * it would take that department's mail.
+ * Another department's mailbox that receives mail at one of these addresses (normalised): its
+ * IMAP login or the address it states (migrations/0048). Support addresses route before
+ * mailboxes, so listing it would take that department's mail. Compared here, not in SQL: a login
+ * is free text and may name its domain in Unicode, which mail in routes by its ASCII form
+ * (normaliseAddress). A help desk has a handful of mailboxes.
  */
-export function mailboxAddressesElsewhere(db: Executor, departmentId: string, addresses: string[]) {
-  if (addresses.length === 0) return Promise.resolve([]);
-  return db
+export async function mailboxAddressesElsewhere(
+  db: Executor,
+  departmentId: string,
+  addresses: string[],
+): Promise<{ address: string }[]> {
+  if (addresses.length === 0) return [];
+  const wanted = new Set(addresses);
+  const mailboxes = await db
     .selectFrom('mailboxes')
-    .select(sql<string>`coalesce(address, lower(btrim(imap_username)))`.as('address'))
-    .where((eb) =>
-      eb.or([eb('address', 'in', addresses), eb(sql<string>`lower(btrim(imap_username))`, 'in', addresses)]),
-    )
+    .select(['address', 'imap_username'])
     .where('department_id', '<>', departmentId)
     .execute();
+  return mailboxes.flatMap((m) => {
+    const login = m.imap_username === null ? null : normaliseAddress(m.imap_username);
+    const receives = (m.address !== null && wanted.has(m.address)) || (login !== null && wanted.has(login));
+    return receives ? [{ address: m.address ?? login! }] : [];
+  });
 }
 
 export async function replaceDepartmentAddresses(

@@ -1,4 +1,5 @@
 import type { Headers, ParsedMail } from 'mailparser';
+import { normaliseAddress } from '../departments/addresses.ts';
 
 // Mail a machine sent: answering it could start a loop (RFC 3834), so it is recorded at most,
 // never answered, and never opens a ticket.
@@ -77,7 +78,11 @@ export function finalRecipient(raw: Buffer): string | undefined {
     value = value.slice(start, end);
     if (value.startsWith('<')) value = value.slice(1);
     if (value.endsWith('>')) value = value.slice(0, -1);
-    if (!/[\s<>]/.test(value) && value.slice(1, -1).includes('@')) return value.toLowerCase();
+    // Read as latin1 for the search; the address itself as UTF-8 (RFC 6533), normalised like
+    // every address we store (its domain in ASCII).
+    if (!/[\s<>]/.test(value) && value.slice(1, -1).includes('@')) {
+      return normaliseAddress(Buffer.from(value, 'latin1').toString('utf8'));
+    }
   }
   return undefined;
 }
