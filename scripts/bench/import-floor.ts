@@ -1,17 +1,21 @@
 // Floor probes for bench:import: not the importer, but the least a replay of the bench's history
 // must write on this schema, to tell what the importer's design costs from what the work costs
-// (as bench:tickets' floor probes do for a creation). Each probe writes the same history as the
-// bench's file (a ticket with its first message, then 2 assignments, a transfer, 4 messages and
-// 2 status changes, each at its own time) into fresh tickets of a database migrated to the latest
-// schema: the tickets' indexes, the report triggers and the foreign keys all do their work. No
-// parsing, validation, look-ups of external ids, import keys, access checks, rules or report
-// folds; timestamps and event data are computed here.
+// (as bench:tickets' floor probes do for a creation). Each probe writes the history the importer
+// writes for the bench's file (import.ts, generate()): per ticket its row, 5 messages and the 14
+// events the replay records (created; the customer's message; assigned; the reply and the status
+// it sets; the customer's message and the reopening; transferred and the unassignment it makes;
+// assigned; the note; the reply and the status it sets; resolved), at the file's times, with the
+// event data the reports read. The file's "answered" status record, which the reply before it
+// already made, writes nothing. Fresh tickets of a database migrated to the latest schema: the
+// tickets' indexes, the report triggers and the foreign keys do their work. No parsing,
+// validation, look-ups of external ids, import keys, locks, access checks, rules or report
+// folding.
 //
 //   per record:       one prepared statement per record (the row change, its message, its
-//                     event), 200 records to a transaction as the importer batches them, on one
+//                     events), 200 records to a transaction as the importer batches them, on one
 //                     connection: what replaying record by record costs, at best.
-//   per record x 2:   the same on two connections at once, each with half of the tickets: the
-//                     most parallel lanes could add on this machine.
+//   per record x 2:   the same on two connections at once, each with every other batch (disjoint
+//                     tickets): the most parallel lanes could add on this machine.
 //   set-based:        one statement per 200 records (20 tickets), writing each ticket once in its
 //                     final state with all its messages and events: what replaying a batch as a
 //                     set could reach.
@@ -36,19 +40,22 @@ interface FloorEvent {
   type: string;
   actor_type: 'agent' | 'contact';
   actor_agent_id: string | null;
+  /** The agent the event counts for (the ticket's assignee for a customer's message). */
   agent_id: string | null;
   department_id: string;
   data: Record<string, unknown>;
-  at: string;
 }
 
-/** One step of a ticket's replay: the row's new values and what it adds. */
+/** One record of a ticket's replay: the row's new values, what it adds, at its time. */
 interface Step {
-  kind: 'create' | 'assign' | 'transfer' | 'status' | 'message';
-  set: Record<string, unknown>;
+  kind: 'create' | 'change' | 'message' | 'none';
+  at: string;
+  status?: string;
+  department_id?: string;
+  /** Present when the record sets the assignee (null: unassigns). */
+  assignee_id?: string | null;
   message?: FloorMessage;
-  event?: FloorEvent;
-  events?: FloorEvent[];
+  events: FloorEvent[];
 }
 
 interface FloorTicket {
@@ -61,32 +68,53 @@ interface FloorTicket {
   steps: Step[];
 }
 
-/** The bench file's history for ticket `i`, as rows (scripts/bench/import.ts, generate()). */
-function history(i: number, agents: string[], departments: string[], contacts: string[]): FloorTicket {
-  const start = Date.parse('2025-01-01T00:00:00Z') + i * 300_000;
-  const at = (minutes: number) => new Date(start + minutes * 60_000).toISOString();
+/** The bench file's history for ticket `i` (import.ts, generate()), as the replay writes it. */
+function history(
+  i: number,
+  start: number,
+  stepMs: number,
+  agents: string[],
+  departments: string[],
+  contacts: string[],
+): FloorTicket {
+  const base = start + i * stepMs;
+  const at = (minutes: number) => new Date(base + minutes * 60_000).toISOString();
   const d = departments[i % DEPARTMENTS]!;
   const d2 = departments[(i + 1) % DEPARTMENTS]!;
   const a1 = agents[i % DEPARTMENTS]!;
   const a2 = agents[((i + 1) % DEPARTMENTS) + DEPARTMENTS]!;
-  const id = randomUUID();
-  const contact = contacts[i % contacts.length]!;
-  const event = (
+  const subject = `Where is my order #${100000 + i}?`;
+  const priority = i % 10 === 0 ? 'high' : 'normal';
+  const tags = i % 4 === 0 ? ['order'] : [];
+  const byAgent = (
     type: string,
-    minutes: number,
+    agent: string,
     department: string,
     data: Record<string, unknown>,
-    actor: string | null,
-    agent: string | null = actor,
-  ): FloorEvent => ({
-    type,
-    actor_type: actor ? 'agent' : 'contact',
-    actor_agent_id: actor,
-    agent_id: agent,
-    department_id: department,
-    data,
-    at: at(minutes),
-  });
+    counts: string | null = agent,
+  ) =>
+    ({
+      type,
+      actor_type: 'agent',
+      actor_agent_id: agent,
+      agent_id: counts,
+      department_id: department,
+      data,
+    }) as const;
+  const byContact = (
+    type: string,
+    assignee: string | null,
+    department: string,
+    data: Record<string, unknown>,
+  ) =>
+    ({
+      type,
+      actor_type: 'contact',
+      actor_agent_id: null,
+      agent_id: assignee,
+      department_id: department,
+      data,
+    }) as const;
   const message = (kind: FloorMessage['kind'], body: string, minutes: number, author: string | null) => ({
     id: randomUUID(),
     kind,
@@ -104,95 +132,123 @@ function history(i: number, agents: string[], departments: string[], contacts: s
   const customer = message('customer', 'Any news?', 240, null);
   const note = message('note', 'Lost in transit; resend.', 360, a2);
   const reply2 = message('agent', 'We sent a new parcel.', 365, a2);
-  const added = (m: FloorMessage, department: string, extra: Record<string, unknown> = {}) =>
-    event(
-      'message_added',
-      (Date.parse(m.at) - start) / 60_000,
-      department,
-      { kind: m.kind, message_id: m.id, ...extra },
-      m.author_agent_id,
-      m.kind === 'customer' ? null : m.author_agent_id,
-    );
-  const subject = `Where is my order #${100000 + i}?`;
+  const added = (m: FloorMessage, extra: Record<string, unknown> = {}) => ({
+    kind: m.kind,
+    message_id: m.id,
+    ...extra,
+  });
   return {
-    id,
-    contact_id: contact,
+    id: randomUUID(),
+    contact_id: contacts[i % contacts.length]!,
     subject,
     channel: i % 3 === 0 ? 'chat' : 'email',
-    priority: i % 10 === 0 ? 'high' : 'normal',
-    tags: i % 4 === 0 ? ['order'] : [],
+    priority,
+    tags,
     steps: [
       {
         kind: 'create',
-        set: { status: 'new', department_id: d, at: at(0) },
+        at: at(0),
+        status: 'new',
+        department_id: d,
         message: first,
         events: [
-          event(
-            'created',
-            0,
-            d,
-            { tags: [], status: 'new', subject, priority: 'normal', department_id: d },
-            null,
-          ),
-          added(first, d),
+          byContact('created', null, d, { tags, status: 'new', subject, priority, department_id: d }),
+          byContact('message_added', null, d, added(first)),
         ],
       },
       {
-        kind: 'assign',
-        set: { assignee_id: a1, at: at(5) },
-        event: event('assigned', 5, d, { from: null, to: a1 }, a1),
+        kind: 'change',
+        at: at(5),
+        assignee_id: a1,
+        events: [byAgent('assigned', a1, d, { from: null, to: a1 })],
       },
       {
         kind: 'message',
-        set: { status: null, at: at(30) },
+        at: at(30),
+        status: 'answered',
         message: reply1,
-        event: added(reply1, d, { first_answer: true, wait_seconds: 1800, wait_business_seconds: 1800 }),
+        events: [
+          byAgent(
+            'message_added',
+            a1,
+            d,
+            added(reply1, { first_answer: true, wait_seconds: 1800, wait_business_seconds: 1800 }),
+          ),
+          byAgent('status_changed', a1, d, { from: 'new', to: 'answered' }),
+        ],
       },
-      {
-        kind: 'status',
-        set: { status: 'answered', at: at(30) },
-        event: event('status_changed', 30, d, { from: 'new', to: 'answered' }, a1),
-      },
-      { kind: 'message', set: { status: 'open', at: at(240) }, message: customer, event: added(customer, d) },
-      {
-        kind: 'transfer',
-        set: { department_id: d2, at: at(300) },
-        event: event('transferred', 300, d2, { from_department_id: d, to_department_id: d2 }, a1, null),
-      },
-      {
-        kind: 'assign',
-        set: { assignee_id: a2, at: at(301) },
-        event: event('assigned', 301, d2, { from: null, to: a2 }, a2),
-      },
-      { kind: 'message', set: { status: null, at: at(360) }, message: note, event: added(note, d2) },
+      // The file's "answered" status record: the reply made it already.
+      { kind: 'none', at: at(30), events: [] },
       {
         kind: 'message',
-        set: { status: null, at: at(365) },
-        message: reply2,
-        event: added(reply2, d2, { first_answer: false, wait_seconds: 7500, wait_business_seconds: 7500 }),
+        at: at(240),
+        status: 'open',
+        message: customer,
+        events: [
+          byContact('message_added', a1, d, added(customer)),
+          byContact('status_changed', a1, d, { from: 'answered', to: 'open' }),
+        ],
       },
       {
-        kind: 'status',
-        set: { status: 'resolved', at: at(1440) },
-        event: event(
-          'status_changed',
-          1440,
-          d2,
-          {
+        kind: 'change',
+        at: at(300),
+        department_id: d2,
+        assignee_id: null,
+        events: [
+          byAgent('transferred', a1, d2, { from_department_id: d, to_department_id: d2 }, null),
+          byAgent('assigned', a1, d2, { from: a1, to: null }, null),
+        ],
+      },
+      {
+        kind: 'change',
+        at: at(301),
+        assignee_id: a2,
+        events: [byAgent('assigned', a2, d2, { from: null, to: a2 })],
+      },
+      {
+        kind: 'message',
+        at: at(360),
+        message: note,
+        events: [byAgent('message_added', a2, d2, added(note))],
+      },
+      {
+        kind: 'message',
+        at: at(365),
+        status: 'answered',
+        message: reply2,
+        events: [
+          byAgent(
+            'message_added',
+            a2,
+            d2,
+            added(reply2, { first_answer: false, wait_seconds: 7500, wait_business_seconds: 7500 }),
+          ),
+          byAgent('status_changed', a2, d2, { from: 'open', to: 'answered' }),
+        ],
+      },
+      {
+        kind: 'change',
+        at: at(1440),
+        status: 'resolved',
+        events: [
+          byAgent('status_changed', a2, d2, {
             from: 'answered',
             to: 'resolved',
             first_resolution: true,
             resolution_seconds: 86400,
             resolution_business_seconds: 86400,
-          },
-          a2,
-        ),
+          }),
+        ],
       },
     ],
   };
 }
 
 const EVENT_COLUMNS = `ticket_id, type, actor_type, actor_agent_id, actor_contact_id, agent_id, department_id, channel, data, occurred_at`;
+/** A step's events as the jsonb the statements read ($n::jsonb). */
+const eventsJson = (events: FloorEvent[]) => JSON.stringify(events.map((e, ord) => ({ ord, ...e })));
+const EVENTS_FROM = (param: string) => `jsonb_to_recordset(${param}::jsonb) as x(ord int, type text,
+  actor_type text, actor_agent_id uuid, agent_id uuid, department_id uuid, data jsonb)`;
 
 // Per record: a statement per kind, prepared once per connection.
 const CREATE = {
@@ -202,47 +258,32 @@ const CREATE = {
       insert into tickets (id, subject, channel, status, priority, department_id, contact_id, tags, search,
         created_at, updated_at, waiting_since, last_activity_at, last_customer_message_at)
       values ($1, $2, $3, 'new', $4, $5, $6, $7, to_tsvector('simple', $2 || ' ' || $9), $10, $10, $10, $10, $10)
-      returning id, channel, department_id, contact_id
+      returning id, channel, contact_id
     ), m as (
       insert into ticket_messages (id, ticket_id, kind, channel, author_contact_id, body, department_id, created_at)
-      select $8, t.id, 'customer', t.channel, t.contact_id, $9, t.department_id, $10 from t
+      select $8, t.id, 'customer', t.channel, t.contact_id, $9, $5, $10 from t
     )
     insert into ticket_events (${EVENT_COLUMNS})
-    select t.id, x.type, 'contact', null, t.contact_id, null, t.department_id, t.channel, x.data, $10
-    from t, jsonb_to_recordset($11::jsonb) as x(type text, data jsonb)`,
+    select t.id, x.type, x.actor_type, x.actor_agent_id, t.contact_id, x.agent_id, x.department_id, t.channel, x.data, $10
+    from t, ${EVENTS_FROM('$11')} order by x.ord`,
 };
-const ASSIGN = {
-  name: 'import_floor_assign',
+const CHANGE = {
+  name: 'import_floor_change',
   text: `
     with t as (
-      update tickets set assignee_id = $2, updated_at = $3, last_activity_at = $3, changed_at = now()
-      where id = $1 returning id, channel, department_id
+      update tickets set
+        assignee_id = case when $2 then $3::uuid else assignee_id end,
+        department_id = coalesce($4, department_id),
+        status = coalesce($5, status),
+        resolved_at = case when $5 = 'resolved' then $6 else resolved_at end,
+        first_resolved_at = case when $5 = 'resolved' then coalesce(first_resolved_at, $6) else first_resolved_at end,
+        updated_at = $6, last_activity_at = $6, changed_at = now()
+      where id = $1 returning id, channel, contact_id
     )
     insert into ticket_events (${EVENT_COLUMNS})
-    select t.id, 'assigned', 'agent', $2, null, $2, t.department_id, t.channel, $4, $3 from t`,
-};
-const TRANSFER = {
-  name: 'import_floor_transfer',
-  text: `
-    with t as (
-      update tickets set department_id = $2, assignee_id = null, updated_at = $3, last_activity_at = $3,
-        changed_at = now()
-      where id = $1 returning id, channel, department_id
-    )
-    insert into ticket_events (${EVENT_COLUMNS})
-    select t.id, 'transferred', 'agent', $5, null, null, t.department_id, t.channel, $4, $3 from t`,
-};
-const STATUS = {
-  name: 'import_floor_status',
-  text: `
-    with t as (
-      update tickets set status = $2, updated_at = $3, last_activity_at = $3, changed_at = now(),
-        resolved_at = case when $2 = 'resolved' then $3 else resolved_at end,
-        first_resolved_at = case when $2 = 'resolved' then coalesce(first_resolved_at, $3) else first_resolved_at end
-      where id = $1 returning id, channel, department_id
-    )
-    insert into ticket_events (${EVENT_COLUMNS})
-    select t.id, 'status_changed', 'agent', $5, null, $5, t.department_id, t.channel, $4, $3 from t`,
+    select t.id, x.type, x.actor_type, x.actor_agent_id, case when x.actor_type = 'contact' then t.contact_id end,
+      x.agent_id, x.department_id, t.channel, x.data, $6
+    from t, ${EVENTS_FROM('$7')} order by x.ord`,
 };
 const MESSAGE = {
   name: 'import_floor_message',
@@ -252,6 +293,7 @@ const MESSAGE = {
         last_customer_message_at = case when $4 = 'customer' then $3 else last_customer_message_at end,
         last_agent_message_at = case when $4 = 'agent' then $3 else last_agent_message_at end,
         first_answered_at = case when $4 = 'agent' then coalesce(first_answered_at, $3) else first_answered_at end,
+        waiting_since = case when $4 = 'customer' then $3 else waiting_since end,
         search = search || to_tsvector('simple', $5)
       where id = $1 returning id, channel, department_id, contact_id
     ), m as (
@@ -261,18 +303,13 @@ const MESSAGE = {
       from t
     )
     insert into ticket_events (${EVENT_COLUMNS})
-    select t.id, 'message_added', case when $7::uuid is null then 'contact' else 'agent' end, $7,
-      case when $7::uuid is null then t.contact_id end, $7, t.department_id, t.channel, $8, $3 from t`,
+    select t.id, x.type, x.actor_type, x.actor_agent_id, case when x.actor_type = 'contact' then t.contact_id end,
+      x.agent_id, x.department_id, t.channel, x.data, $3
+    from t, ${EVENTS_FROM('$8')} order by x.ord`,
 };
 
 async function perRecord(client: pg.Client, ticket: FloorTicket): Promise<void> {
   for (const step of ticket.steps) {
-    const s = step.set as {
-      at: string;
-      status?: string | null;
-      department_id?: string;
-      assignee_id?: string;
-    };
     switch (step.kind) {
       case 'create': {
         const m = step.message!;
@@ -283,40 +320,50 @@ async function perRecord(client: pg.Client, ticket: FloorTicket): Promise<void> 
             ticket.subject,
             ticket.channel,
             ticket.priority,
-            s.department_id,
+            step.department_id,
             ticket.contact_id,
             ticket.tags,
             m.id,
             m.body,
-            s.at,
-            JSON.stringify(step.events!.map((e) => ({ type: e.type, data: e.data }))),
+            step.at,
+            eventsJson(step.events),
           ],
         });
         break;
       }
-      case 'assign':
-        await client.query({ ...ASSIGN, values: [ticket.id, s.assignee_id, s.at, step.event!.data] });
-        break;
-      case 'transfer':
+      case 'change':
         await client.query({
-          ...TRANSFER,
-          values: [ticket.id, s.department_id, s.at, step.event!.data, step.event!.actor_agent_id],
-        });
-        break;
-      case 'status':
-        await client.query({
-          ...STATUS,
-          values: [ticket.id, s.status, s.at, step.event!.data, step.event!.actor_agent_id],
+          ...CHANGE,
+          values: [
+            ticket.id,
+            step.assignee_id !== undefined,
+            step.assignee_id ?? null,
+            step.department_id ?? null,
+            step.status ?? null,
+            step.at,
+            eventsJson(step.events),
+          ],
         });
         break;
       case 'message': {
         const m = step.message!;
         await client.query({
           ...MESSAGE,
-          values: [ticket.id, s.status, s.at, m.kind, m.body, m.id, m.author_agent_id, step.event!.data],
+          values: [
+            ticket.id,
+            step.status ?? null,
+            step.at,
+            m.kind,
+            m.body,
+            m.id,
+            m.author_agent_id,
+            eventsJson(step.events),
+          ],
         });
         break;
       }
+      case 'none':
+        break;
     }
   }
 }
@@ -374,26 +421,23 @@ async function setBased(client: pg.Client, tickets: FloorTicket[]): Promise<void
     };
     const words: string[] = [ticket.subject];
     for (const step of ticket.steps) {
-      const s = step.set as {
-        at: string;
-        status?: string | null;
-        department_id?: string;
-        assignee_id?: string;
-      };
-      if (step.kind === 'create') Object.assign(row, { created_at: s.at, waiting_since: s.at });
-      if (s.status) row.status = s.status;
-      if (s.department_id) row.department_id = s.department_id;
-      if (step.kind === 'transfer') row.assignee_id = null;
-      if (s.assignee_id) row.assignee_id = s.assignee_id;
-      if (s.status === 'resolved') {
-        row.resolved_at = s.at;
-        row.first_resolved_at ??= s.at;
+      if (step.kind === 'none') continue;
+      if (step.kind === 'create') Object.assign(row, { created_at: step.at, waiting_since: step.at });
+      if (step.status) row.status = step.status;
+      if (step.department_id) row.department_id = step.department_id;
+      if (step.assignee_id !== undefined) row.assignee_id = step.assignee_id;
+      if (step.status === 'resolved') {
+        row.resolved_at = step.at;
+        row.first_resolved_at ??= step.at;
       }
-      row.updated_at = s.at;
+      row.updated_at = step.at;
       const m = step.message;
       if (m) {
         words.push(m.body);
-        if (m.kind === 'customer') row.last_customer_message_at = m.at;
+        if (m.kind === 'customer') {
+          row.last_customer_message_at = m.at;
+          row.waiting_since = m.at;
+        }
         if (m.kind === 'agent') {
           row.last_agent_message_at = m.at;
           row.first_answered_at ??= m.at;
@@ -410,19 +454,14 @@ async function setBased(client: pg.Client, tickets: FloorTicket[]): Promise<void
           created_at: m.at,
         });
       }
-      for (const e of step.events ?? [step.event!]) {
+      for (const e of step.events) {
         events.push({
           ord: events.length,
           ticket_id: ticket.id,
-          type: e.type,
-          actor_type: e.actor_type,
-          actor_agent_id: e.actor_agent_id,
+          ...e,
           actor_contact_id: e.actor_type === 'contact' ? ticket.contact_id : null,
-          agent_id: e.agent_id,
-          department_id: e.department_id,
           channel: ticket.channel,
-          data: e.data,
-          occurred_at: e.at,
+          occurred_at: step.at,
         });
       }
     }
@@ -439,27 +478,34 @@ export interface FloorFigure {
   name: string;
   records: number;
   seconds: number;
-  /** CPU ms per record: this process (the client) and PostgreSQL. */
+  /** CPU ms per record: this process (the client) and the probe's PostgreSQL backends. */
   clientMs: number;
   postgresMs: number;
 }
 
 /**
- * Runs the three floor probes, `tickets` tickets each (10 records a ticket), in `databaseUrl`
- * (migrated to the latest schema; the probes add their own agents, departments and contacts).
+ * Runs the three floor probes, `tickets` tickets each (10 records a ticket, the first `stepMs`
+ * apart from 2025-01-01 as in the bench's file), in `databaseUrl` (migrated to the latest schema;
+ * the probes add their own agents, departments and contacts). `backendCpuSeconds` reads the CPU
+ * seconds of the backends serving that database so far: the probe's two connections stay open
+ * throughout, so its differences are their work alone.
  */
 export async function importFloor(
   databaseUrl: string,
   tickets: number,
-  postgresCpuSeconds: () => number,
+  stepMs: number,
+  backendCpuSeconds: () => number,
 ): Promise<FloorFigure[]> {
-  const clients = [
-    new pg.Client({ connectionString: databaseUrl }),
-    new pg.Client({ connectionString: databaseUrl }),
-  ];
-  for (const c of clients) await c.connect();
-  const [one, two] = clients as [pg.Client, pg.Client];
+  const clients: pg.Client[] = [];
   try {
+    for (let i = 0; i < 2; i++) {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      // A backend ended under it (the database dropped on an interrupt) must not crash the bench.
+      client.on('error', () => {});
+      clients.push(client);
+      await client.connect();
+    }
+    const [one, two] = clients as [pg.Client, pg.Client];
     const ids = async (text: string, n: number) =>
       (await one.query<{ id: string }>(text, [n])).rows.map((r) => r.id);
     const agents = await ids(
@@ -475,19 +521,20 @@ export async function importFloor(
       `insert into contacts (name) select 'Floor customer ' || g from generate_series(1, $1) g returning id`,
       Math.max(1, Math.round(tickets / 10)),
     );
+    const start = Date.parse('2025-01-01T00:00:00Z');
     let next = 0;
     const fresh = (n: number) =>
-      Array.from({ length: n }, () => history(next++, agents, departments, contacts));
+      Array.from({ length: n }, () => history(next++, start, stepMs, agents, departments, contacts));
 
     const figures: FloorFigure[] = [];
-    const measure = async (name: string, n: number, run: (batch: FloorTicket[][]) => Promise<void>) => {
+    const measure = async (name: string, n: number, run: (batches: FloorTicket[][]) => Promise<void>) => {
       const all = fresh(n);
       const batches: FloorTicket[][] = [];
       for (let i = 0; i < all.length; i += TICKETS_PER_BATCH)
         batches.push(all.slice(i, i + TICKETS_PER_BATCH));
       await one.query('vacuum analyze tickets, ticket_events, ticket_messages');
       const cpu0 = process.cpuUsage();
-      const pg0 = postgresCpuSeconds();
+      const pg0 = backendCpuSeconds();
       const t0 = performance.now();
       await run(batches);
       const ms = performance.now() - t0;
@@ -498,7 +545,7 @@ export async function importFloor(
         records,
         seconds: ms / 1000,
         clientMs: (cpu.user + cpu.system) / 1000 / records,
-        postgresMs: ((postgresCpuSeconds() - pg0) * 1000) / records,
+        postgresMs: ((backendCpuSeconds() - pg0) * 1000) / records,
       });
     };
     const inTransactions = async (client: pg.Client, batches: FloorTicket[][]) => {
@@ -531,6 +578,6 @@ export async function importFloor(
     });
     return figures;
   } finally {
-    for (const c of clients) await c.end();
+    for (const c of clients) await c.end().catch(() => {});
   }
 }

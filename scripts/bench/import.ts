@@ -59,6 +59,8 @@ const DEPARTMENTS = 5;
 const RECORDS_PER_TICKET = 10;
 const BASELINE = Number(args['baseline-sample'] ?? Math.max(200, Math.round(5_000 * SCALE)));
 const TIMEOUT_MS = Number(args['timeout-minutes']) * 60_000;
+/** Tickets over 2025, one every ~5 minutes at full scale; each one's history within two days. */
+const TICKET_STEP_MS = Math.floor((365 * 24 * 3600 * 1000 - 2 * 86_400_000) / TICKETS);
 const FLOOR_TICKETS = Number(args['floor-tickets'] ?? Math.min(TICKETS, 5_000));
 if (!(FLOOR_TICKETS >= 0)) throw new Error('--floor-tickets must be 0 or more');
 const PASSWORD = 'bench-password-0123456789';
@@ -136,7 +138,7 @@ async function generate(path: string): Promise<{ setup: number; timeline: number
   }
   // Tickets over 2025, one every ~5 minutes at full scale; each one's history within two days.
   const start = Date.parse('2025-01-01T00:00:00Z');
-  const step = Math.floor((365 * 24 * 3600 * 1000 - 2 * 86_400_000) / TICKETS);
+  const step = TICKET_STEP_MS;
   const at = (base: number, minutes: number) => new Date(base + minutes * 60_000).toISOString();
   for (let i = 0; i < TICKETS; i++) {
     const t = `t${i}`;
@@ -376,9 +378,12 @@ async function runImport(servers: Server, session: () => Promise<string>, path: 
   };
 }
 
+/** Where the floor probes run (dropped after them, and on an interrupt). */
+const FLOOR_SCRATCH = scratchDatabase('deskroute_import_floor');
+
 /** Step 5: the floor probes, in a scratch database of their own, with the server stopped. */
 async function floorProbes(serverUrl: string, importRate: number): Promise<void> {
-  const { scratch, scratchUrl } = scratchDatabase('deskroute_import_floor');
+  const { scratch, scratchUrl } = FLOOR_SCRATCH;
   const admin = <T>(fn: (client: pg.Client) => Promise<T>) => onServer(serverUrl, fn);
   out();
   out(
@@ -394,13 +399,14 @@ async function floorProbes(serverUrl: string, importRate: number): Promise<void>
     const figures = await importFloor(
       scratchUrl,
       FLOOR_TICKETS,
-      () => cpuSnapshot(process.pid)?.postgres ?? 0,
+      TICKET_STEP_MS,
+      () => cpuSnapshot(process.pid, scratch)?.backends ?? 0,
     );
     for (const f of figures) {
       const perSecond = f.records / f.seconds;
       out(
         `  ${f.name.padEnd(15)} ${rate(f.records, f.seconds * 1000).padStart(6)} records/s; CPU per record: ` +
-          `client ${f.clientMs.toFixed(3)} ms, PostgreSQL ${f.postgresMs.toFixed(3)} ms; ` +
+          `client ${f.clientMs.toFixed(3)} ms, its PostgreSQL backends ${f.postgresMs.toFixed(3)} ms; ` +
           `the import ran at ${(importRate / perSecond).toFixed(2)}x this`,
       );
     }
@@ -440,9 +446,10 @@ async function main() {
     process.once(signal, () => {
       servers?.child.kill('SIGKILL');
       rmSync(file, { force: true });
-      admin((c) => c.query(`drop database if exists ${scratch} with (force)`)).finally(() =>
-        process.exit(130),
-      );
+      admin(async (c) => {
+        await c.query(`drop database if exists ${scratch} with (force)`);
+        await c.query(`drop database if exists ${FLOOR_SCRATCH.scratch} with (force)`);
+      }).finally(() => process.exit(130));
     });
   }
   const pool = new pg.Pool({ connectionString: scratchUrl, max: 2 });
@@ -512,7 +519,12 @@ async function main() {
     await stopServer(servers);
     await db.destroy();
     rmSync(file, { force: true });
-    if (importRate !== undefined && FLOOR_TICKETS > 0) await floorProbes(serverUrl, importRate);
+    if (importRate !== undefined && FLOOR_TICKETS > 0) {
+      // A failed probe must not keep the import's database from being dropped below.
+      await floorProbes(serverUrl, importRate).catch((error: Error) =>
+        out(`floor probes failed: ${error.message}`),
+      );
+    }
     out();
     if (args.keep) {
       out(`done in ${seconds(performance.now() - started)}; kept ${scratchUrl} (drop it when done)`);

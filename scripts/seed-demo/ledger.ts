@@ -362,7 +362,7 @@ export class TicketStory {
     this.last = at;
   }
 
-  /** updateTicketRecord (tickets/repository.ts): updated_at is the transaction's now. */
+  /** writeTicketChanges (tickets/repository.ts): updated_at is the transaction's now. */
   private update(at: Date, patch: TicketPatch, appendToSearch?: string) {
     Object.assign(this.ticket, patch);
     this.ticket.updated_at = at;
