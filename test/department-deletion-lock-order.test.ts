@@ -5,7 +5,7 @@ import { fireSlaTimers } from '../src/domains/tickets/service.ts';
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment, type TestContext } from './helpers/app.ts';
 import { installClock, setClock } from './helpers/clock.ts';
 import { testDatabaseKind } from './helpers/database.ts';
-import { rawMail } from './helpers/mail.ts';
+import { inboundMailbox, rawMail } from './helpers/mail.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
 // DELETE /v1/departments/{id}?move_to_department_id= against the writers of tickets running at
@@ -177,13 +177,7 @@ t.test('writers holding a ticket of the department being deleted', { skip }, asy
   });
 
   t.test('a customer mail into the ticket, whose rule transfers it to the substitute', async (t) => {
-    const mailbox = await api('POST', '/v1/mailboxes', {
-      name: 'Inbound',
-      department_id: await makeDepartment(ctx.db),
-      kind: 'inbound',
-    });
-    t.equal(mailbox.statusCode, 201, mailbox.body);
-    const secret = mailbox.json().inbound_secret as string;
+    const post = await inboundMailbox(t, ctx, token, await makeDepartment(ctx.db));
     await race(t, 'transfer on mail', async (ticket, heir) => {
       await rule('transfer on mail', 'ticket.customer_replied', { type: 'transfer', department_id: heir });
       const { number } = await ctx.db
@@ -197,12 +191,7 @@ t.test('writers holding a ticket of the department being deleted', { skip }, asy
         .select('e.email')
         .where('t.id', '=', ticket)
         .executeTakeFirstOrThrow();
-      return ctx.request({
-        method: 'POST',
-        url: '/v1/inbound/email',
-        headers: { 'content-type': 'message/rfc822', authorization: `Bearer ${secret}` },
-        payload: rawMail({ from: email, subject: `Re: [Ticket#${number}] transfer on mail` }),
-      });
+      return post(rawMail({ from: email, subject: `Re: [Ticket#${number}] transfer on mail` }));
     });
   });
 });
@@ -294,14 +283,7 @@ t.test('creations into the department being deleted and into its substitute', { 
     },
   });
   t.equal(rule.statusCode, 201, rule.body);
-  const mailbox = await ctx.request({
-    method: 'POST',
-    url: '/v1/mailboxes',
-    token,
-    payload: { name: 'Inbound', department_id: doomed, kind: 'inbound' },
-  });
-  t.equal(mailbox.statusCode, 201, mailbox.body);
-  const secret = mailbox.json().inbound_secret as string;
+  const post = await inboundMailbox(t, ctx, token, doomed);
 
   let n = 0;
   const create = (department: string, subject: string) =>
@@ -316,13 +298,7 @@ t.test('creations into the department being deleted and into its substitute', { 
         department_id: department,
       },
     });
-  const mail = (subject: string) =>
-    ctx.request({
-      method: 'POST',
-      url: '/v1/inbound/email',
-      headers: { 'content-type': 'message/rfc822', authorization: `Bearer ${secret}` },
-      payload: rawMail({ from: `sender-${++n}@example.com`, subject }),
-    });
+  const mail = (subject: string) => post(rawMail({ from: `sender-${++n}@example.com`, subject }));
   // Each department's round robin has its cursor already; the deletion moves this ticket.
   for (const department of [doomed, heir]) {
     const first = await create(department, 'round robin, first');

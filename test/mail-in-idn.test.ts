@@ -1,7 +1,7 @@
 import t from 'tap';
 import { up as asciiMailDomains } from '../migrations/0052_ascii_mail_domains.ts';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
-import { rawMail } from './helpers/mail.ts';
+import { inboundMailbox, rawMail } from './helpers/mail.ts';
 
 t.setTimeout(300_000);
 
@@ -24,21 +24,7 @@ t.test('internationalised mail domains', async (t) => {
     payload: { addresses: [{ address: 'help@xn--caf-dma.example', reply_from: true }] },
   });
   t.equal(addressed.statusCode, 200, addressed.body);
-  const created = await ctx.request({
-    method: 'POST',
-    url: '/v1/mailboxes',
-    token: admin.token,
-    payload: { name: 'Inbound', department_id: support, kind: 'inbound' },
-  });
-  t.equal(created.statusCode, 201, created.body);
-  const secret = created.json().inbound_secret as string;
-  const post = (raw: string) =>
-    ctx.request({
-      method: 'POST',
-      url: '/v1/inbound/email',
-      headers: { 'content-type': 'message/rfc822', authorization: `Bearer ${secret}` },
-      payload: Buffer.from(raw, 'utf8'),
-    });
+  const post = await inboundMailbox(t, ctx, admin.token, support);
   const ticket = async (id: string) =>
     (await ctx.request({ method: 'GET', url: `/v1/tickets/${id}`, token: admin.token })).json();
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { agentWithToken, buildTestApp, makeDepartment } from './helpers/app.ts';
-import { rawMail } from './helpers/mail.ts';
+import { inboundMailbox, rawMail } from './helpers/mail.ts';
 
 // Headers and bounces that list tens of thousands of ids or addresses: PostgreSQL takes at most
 // 65,535 parameters in a query, so each list is capped before it reaches one.
@@ -16,21 +16,7 @@ t.test('inbound email with huge lists', async (t) => {
     .values({ address: 'sales@acme.test', department_id: sales, is_reply_from: true })
     .execute();
   const admin = await agentWithToken(ctx, { role: 'admin' });
-  const created = await ctx.request({
-    method: 'POST',
-    url: '/v1/mailboxes',
-    token: admin.token,
-    payload: { name: 'Inbound', department_id: sales, kind: 'inbound' },
-  });
-  t.equal(created.statusCode, 201, created.body);
-  const secret = created.json().inbound_secret as string;
-  const post = (raw: string) =>
-    ctx.request({
-      method: 'POST',
-      url: '/v1/inbound/email',
-      headers: { 'content-type': 'message/rfc822', authorization: `Bearer ${secret}` },
-      payload: raw,
-    });
+  const post = await inboundMailbox(t, ctx, admin.token, sales);
 
   const first = await post(rawMail({ from: 'alice@customer.test', to: 'sales@acme.test' }));
   t.equal(first.json().outcome, 'created', first.body);

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { Test } from 'tap';
+import type { TestContext } from './app.ts';
 
 /** A raw RFC 5322 message, CRLF line ends, for tests that receive mail. */
 export function rawMail(options: {
@@ -84,4 +86,26 @@ export function dsn(options: { returnedMessageId: string; to: string; from?: str
     `--${boundary}--`,
     '',
   ].join('\r\n');
+}
+
+/**
+ * An inbound mailbox of `departmentId`, made through the API by `token` (an admin's), and a
+ * function posting raw mail to POST /v1/inbound/email with its secret.
+ */
+export async function inboundMailbox(t: Test, ctx: TestContext, token: string, departmentId: string) {
+  const created = await ctx.request({
+    method: 'POST',
+    url: '/v1/mailboxes',
+    token,
+    payload: { name: 'Inbound', department_id: departmentId, kind: 'inbound' },
+  });
+  t.equal(created.statusCode, 201, created.body);
+  const secret = created.json().inbound_secret as string;
+  return (raw: string | Buffer) =>
+    ctx.request({
+      method: 'POST',
+      url: '/v1/inbound/email',
+      headers: { 'content-type': 'message/rfc822', authorization: `Bearer ${secret}` },
+      payload: raw,
+    });
 }
