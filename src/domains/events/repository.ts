@@ -430,22 +430,20 @@ export function feedPage(
   }
 
   if (branches.length === 0) return null;
-  {
-    const union = sql.join(
-      branches.map((b) => sql`(${b})`),
-      sql` union all `,
-    );
-    // Each branch walks its (tx, id) index and stops at `limit`; the merge takes the first `limit`.
-    // EXPLAIN ANALYZE on PostgreSQL 15, 600k ticket_events, 100k tickets and messages (analysed):
-    // an admin page of 100 is an Index Scan on ticket_events_tx_idx (Index Cond: tx < horizon
-    // and (tx, id) > cursor) with nested-loop index lookups of the ticket and message, 8-20 ms
-    // mid-feed. A member of a department holding 1 ticket in 1000 gets a plan from the tickets
-    // side (bitmap on the department, then ticket_events_ticket_idx), 100 rows in ~115 ms instead
-    // of walking 600k rows. A `types` filter nothing matches scans the table once (~0.8 s) and
-    // then `next` starts at the horizon, so the next call is cheap.
-    return sql<RawFeedRow>`select * from (${union}) u
-      order by u.tx::xid8, u.source, u.id::bigint limit ${limit}`;
-  }
+  const union = sql.join(
+    branches.map((b) => sql`(${b})`),
+    sql` union all `,
+  );
+  // Each branch walks its (tx, id) index and stops at `limit`; the merge takes the first `limit`.
+  // EXPLAIN ANALYZE on PostgreSQL 15, 600k ticket_events, 100k tickets and messages (analysed):
+  // an admin page of 100 is an Index Scan on ticket_events_tx_idx (Index Cond: tx < horizon
+  // and (tx, id) > cursor) with nested-loop index lookups of the ticket and message, 8-20 ms
+  // mid-feed. A member of a department holding 1 ticket in 1000 gets a plan from the tickets
+  // side (bitmap on the department, then ticket_events_ticket_idx), 100 rows in ~115 ms instead
+  // of walking 600k rows. A `types` filter nothing matches scans the table once (~0.8 s) and
+  // then `next` starts at the horizon, so the next call is cheap.
+  return sql<RawFeedRow>`select * from (${union}) u
+    order by u.tx::xid8, u.source, u.id::bigint limit ${limit}`;
 }
 
 const iso = (v: Date | string) => (v instanceof Date ? v : new Date(v)).toISOString();
