@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import t from 'tap';
 import { feedPage, type Position } from '../src/domains/events/repository.ts';
 import { createTestDatabase } from './helpers/database.ts';
+import { type PlanNode, rowsRead } from './helpers/plans.ts';
 import { makeTicket } from './helpers/tickets.ts';
 
 // Every consumer of the feed (the live stream's tailer, webhook dispatch, notifications) reads a
@@ -10,23 +11,6 @@ import { makeTicket } from './helpers/tickets.ts';
 // the whole of ticket_messages whenever it guessed the page large (its guess for a cursor's
 // window is rough): bench:events (c), after (a) and (b) had filled the tables, spent 20-55 ms a
 // poll on it and its fan-out p50 went from 28 ms to 218 ms.
-
-interface PlanNode {
-  'Relation Name'?: string;
-  'Actual Rows': number;
-  'Actual Loops': number;
-  'Rows Removed by Filter'?: number;
-  Plans?: PlanNode[];
-}
-
-/** Rows the plan's scans of ticket_messages went through (kept or filtered out), all loops. */
-function messageRowsRead(node: PlanNode): number {
-  const own =
-    node['Relation Name'] === 'ticket_messages'
-      ? (node['Actual Rows'] + (node['Rows Removed by Filter'] ?? 0)) * node['Actual Loops']
-      : 0;
-  return own + (node.Plans ?? []).reduce((sum, child) => sum + messageRowsRead(child), 0);
-}
 
 t.test('a page of the feed looks up its messages, whatever the planner guesses of its size', async (t) => {
   const database = await createTestDatabase();
@@ -87,6 +71,6 @@ t.test('a page of the feed looks up its messages, whatever the planner guesses o
       .map((r) => r['QUERY PLAN'])
       .join('\n'),
   );
-  const read = messageRowsRead(plan.rows[0]!['QUERY PLAN'][0]!.Plan);
+  const read = rowsRead(plan.rows[0]!['QUERY PLAN'][0]!.Plan, 'ticket_messages');
   t.ok(read <= 5, `the page read ${read} rows of ticket_messages for its 5 notes (20,020 in the table)`);
 });

@@ -8,33 +8,13 @@ import {
   pendingAheadInLanes,
 } from '../src/domains/webhooks/delivery.ts';
 import { createTestDatabase } from './helpers/database.ts';
+import { type PlanNode, rowsRead } from './helpers/plans.ts';
 
 // A webhook queue is mostly empty: statistics taken then (an idle hour, a drained backlog) say
 // no delivery is pending. A burst then fills it, and each claim looks up its batch's lanes. Those
 // lookups must read about the batch, not every pending delivery: with the lane index partial on
 // the pending ones, the planner took it for empty and scanned all of it once per claimed
 // delivery (bench:events: 3 s a claim, the backlog stalled; migrations/0051).
-
-interface PlanNode {
-  'Relation Name'?: string;
-  'Actual Rows': number;
-  'Actual Loops': number;
-  'Rows Removed by Filter'?: number;
-  'Rows Removed by Index Recheck'?: number;
-  Plans?: PlanNode[];
-}
-
-/** Rows the plan's scans of webhook_deliveries went through (kept or filtered out), all loops. */
-function deliveryRowsRead(node: PlanNode): number {
-  const own =
-    node['Relation Name'] === 'webhook_deliveries'
-      ? (node['Actual Rows'] +
-          (node['Rows Removed by Filter'] ?? 0) +
-          (node['Rows Removed by Index Recheck'] ?? 0)) *
-        node['Actual Loops']
-      : 0;
-  return own + (node.Plans ?? []).reduce((sum, child) => sum + deliveryRowsRead(child), 0);
-}
 
 t.test(
   'lane lookups read no more with statistics taken while nothing was pending than with fresh ones',
@@ -92,7 +72,7 @@ t.test(
           try {
             const { rows } = await sql<{ 'QUERY PLAN': { Plan: PlanNode }[] }>`
             explain (analyze, format json) ${statement}`.execute(connection);
-            read.push(deliveryRowsRead(rows[0]!['QUERY PLAN'][0]!.Plan));
+            read.push(rowsRead(rows[0]!['QUERY PLAN'][0]!.Plan, 'webhook_deliveries'));
           } finally {
             await sql`rollback`.execute(connection);
           }
