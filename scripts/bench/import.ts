@@ -320,10 +320,34 @@ interface ImportResource {
   finished_at: string | null;
 }
 
+/**
+ * When the server's peak resident set grew, sampled every 100 ms from the upload on (the polls of
+ * a second miss a short spike): each step of 2 MB or more with the time and the records read by
+ * the last poll, so that a peak can be matched with what the import was doing.
+ */
+function peakSteps(pid: number, t0: number, read: () => number) {
+  const steps: { ms: number; read: number; kb: number }[] = [];
+  let last = procStatus(pid, 'VmHWM') ?? 0;
+  const timer = setInterval(() => {
+    const kb = procStatus(pid, 'VmHWM') ?? 0;
+    if (kb - last < 2048) return;
+    last = kb;
+    steps.push({ ms: performance.now() - t0, read: read(), kb });
+  }, 100);
+  return {
+    stop: () => clearInterval(timer),
+    text: () =>
+      steps.map((s) => `${mb(s.kb)} at ${seconds(s.ms)} (${s.read.toLocaleString('en')} read)`).join(', ') ||
+      'none',
+  };
+}
+
 async function runImport(servers: Server, session: () => Promise<string>, path: string, lines: number) {
   let token = await session();
   const t0 = performance.now();
   const cpuBefore = cpuSnapshot(servers.pid);
+  let readSoFar = 0;
+  const steps = peakSteps(servers.pid, t0, () => readSoFar);
   const res = await fetch(`${servers.app}/v1/imports?source=bench`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
@@ -356,6 +380,7 @@ async function runImport(servers: Server, session: () => Promise<string>, path: 
     if (answer.status !== 200)
       throw new Error(`GET /v1/imports/${resource.id}: ${answer.status} ${await answer.text()}`);
     resource = (await answer.json()) as ImportResource;
+    readSoFar = resource.counts.read;
     if (performance.now() - lastReport > 10_000) {
       lastReport = performance.now();
       const read = resource.counts.read;
@@ -366,11 +391,13 @@ async function runImport(servers: Server, session: () => Promise<string>, path: 
   }
   const elapsed = performance.now() - t0;
   const cpuAfter = cpuSnapshot(servers.pid);
+  steps.stop();
   return {
     resource,
     elapsed,
     token,
     peakRss,
+    peakSteps: steps.text(),
     cpu:
       cpuBefore && cpuAfter
         ? { server: cpuAfter.server - cpuBefore.server, postgres: cpuAfter.postgres - cpuBefore.postgres }
@@ -481,7 +508,14 @@ async function main() {
     out();
     out(`import: POST /v1/imports (streamed), then GET /v1/imports/{id} every second`);
     const lines = generated.setup + generated.timeline;
-    const { resource, elapsed, token, peakRss, cpu } = await runImport(servers, session, file, lines);
+    const {
+      resource,
+      elapsed,
+      token,
+      peakRss,
+      peakSteps: grew,
+      cpu,
+    } = await runImport(servers, session, file, lines);
     const hwm = procStatus(servers.pid, 'VmHWM') ?? 0;
     const serverSide =
       resource.started_at && resource.finished_at
@@ -498,6 +532,7 @@ async function main() {
     out(
       `  server peak RSS (VmHWM) ${mb(hwm)} (${mb(hwmBefore)} before the import; highest VmRSS seen while polling ${mb(peakRss)})`,
     );
+    out(`  the peak grew (2 MB or more; times from the upload's start): ${grew}`);
     if (cpu) {
       out(
         `  CPU: server ${cpu.server.toFixed(0)} s, PostgreSQL (all its processes) ${cpu.postgres.toFixed(0)} s; ` +
