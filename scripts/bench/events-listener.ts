@@ -165,6 +165,7 @@ function stats(latencies: number[]) {
 type Command =
   | { id: number; cmd: 'reset' }
   | { id: number; cmd: 'counts' }
+  | { id: number; cmd: 'timeline'; from: number; to: number }
   | { id: number; cmd: 'deliveries'; hook: string; sent: [string, number][]; from: number; to: number }
   | { id: number; cmd: 'subscribe'; url: string; tokens: string[]; count: number; batch: number }
   | { id: number; cmd: 'streams'; sent: [string, number][] }
@@ -184,6 +185,14 @@ process.on('message', async (m: Command) => {
       const perHook: Record<string, number> = {};
       for (const d of deliveries) perHook[d.hook] = (perHook[d.hook] ?? 0) + 1;
       return send({ id: m.id, total: deliveries.length, perHook, duplicates, unsigned });
+    }
+    case 'timeline': {
+      // Deliveries received in each second from `from` until `to`.
+      const seconds = new Array<number>(Math.max(1, Math.ceil((m.to - m.from) / 1000))).fill(0);
+      for (const d of deliveries) {
+        if (d.at >= m.from && d.at < m.to) seconds[Math.floor((d.at - m.from) / 1000)]!++;
+      }
+      return send({ id: m.id, seconds });
     }
     case 'deliveries': {
       // Latency of each created ticket's first ticket.created delivery to `hook`, from its 201.

@@ -9,8 +9,10 @@
 //
 //   (a) ticket creation (POST /v1/tickets by API token, autocannon, a new contact per ticket, as
 //       in bench:tickets) with 10 active webhooks against none, in the same run on the same
-//       database: phases alternate none / with / with / none ... (--rounds), the webhooks switched
-//       by PATCH active, and the deliveries of a "with" phase drained before the next phase.
+//       database: phases alternate none / with / with / none ... (--rounds, 4: two phases of 10 s
+//       differ by up to 8 % with nothing changed, so two rounds left the ratio to chance), the
+//       webhooks switched by PATCH active, and the deliveries of a "with" phase drained before
+//       the next phase.
 //       Target: throughput with webhooks at most 10 % lower. Also printed: the deliveries/s the
 //       server sustained while 10 webhooks had a backlog.
 //   (b) commit-to-delivery: creations at a steady --rate (200/s) for --steady seconds (30), one
@@ -46,7 +48,7 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '4' },
     webhooks: { type: 'string', default: '10' },
     'drain-timeout': { type: 'string', default: '600' },
     rate: { type: 'string', default: '200' },
@@ -544,6 +546,10 @@ async function main() {
         const t1 = now();
         const cpu = cpuPerRequest(before, cpuSnapshot(server.child.pid!), r.total);
         const during = (await listener.ask<{ total: number }>({ cmd: 'counts' })).total;
+        // Second by second: how much got through before the server started yielding.
+        const timeline = withHooks
+          ? (await listener.ask<{ seconds: number[] }>({ cmd: 'timeline', from: t0, to: t1 })).seconds
+          : [];
         let drained = '';
         if (withHooks) {
           // Turned off only once drained: events not yet dispatched go only to active webhooks.
@@ -562,6 +568,8 @@ async function main() {
             `${r.non2xx || r.errors ? ` (${r.non2xx} non-2xx: ${r.statuses}; ${r.errors} errors)` : ''}${drained}`,
         );
         out(`        ${cpuLine(cpu)}`);
+        if (timeline.length > 0)
+          out(`        deliveries received in each second of the phase: ${timeline.join(', ')}`);
       }
       const mean = (w: boolean) => {
         const xs = results.filter((r) => r.withHooks === w).map((r) => r.rps);
@@ -574,6 +582,14 @@ async function main() {
         `creation with ${WEBHOOKS} webhooks ${withHooks.toFixed(0)}/s vs none ${none.toFixed(0)}/s: ratio ${(withHooks / none).toFixed(2)} ` +
           `(${change.toFixed(1)} %) ${change >= -10 ? 'OK' : 'MISSED (target at most 10 % lower)'}; ${machine()}`,
       );
+      // Each round is a pair of phases side by side: how far the runs' single ratios spread.
+      const pairs: string[] = [];
+      for (let i = 0; i + 1 < results.length; i += 2) {
+        const w = results[i]!.withHooks ? results[i]! : results[i + 1]!;
+        const n = results[i]!.withHooks ? results[i + 1]! : results[i]!;
+        pairs.push((w.rps / n.rps).toFixed(2));
+      }
+      out(`  each round's ratio (with against the none phase beside it): ${pairs.join(', ')}`);
       const totalDeliveries = sustained.reduce((a, s) => a + s.deliveries, 0);
       const totalSeconds = sustained.reduce((a, s) => a + s.seconds, 0);
       out(
