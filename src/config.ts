@@ -213,7 +213,7 @@ const EnvSchema = Type.Object({
     description: 'how often new events are turned into webhook deliveries',
   }),
   WEBHOOK_YIELD_REQUESTS: Type.Integer({
-    default: 8,
+    default: 6,
     minimum: 0,
     maximum: 10_000,
     description:
