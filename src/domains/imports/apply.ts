@@ -19,6 +19,7 @@ import {
   transferTicketRecord,
   updateTicketRecord,
 } from '../tickets/service.ts';
+import { exactInstant, type SetWrites } from '../tickets/set-writes.ts';
 import { importFilesNamed } from './files.ts';
 import type { ImportRecord, RecordType } from './records.ts';
 import * as repo from './repository.ts';
@@ -50,6 +51,31 @@ export interface ApplyContext {
 export interface BatchKeys {
   found: Map<string, { target_id: string; digest: string | null }>;
   created: Map<string, Selectable<ImportKeysTable>>;
+  /** The batch's ticket writes, held and written as a set (absent when rules run). */
+  writes?: SetWrites | undefined;
+}
+
+/**
+ * Records a batch can hold and write as a set (set-writes.ts): changes of tickets through their
+ * write path alone. Files name the message rows they belong to, and calls, chats and ratings are
+ * written by their own domains: those read what the batch holds, so it is written before them.
+ */
+function settable(record: ImportRecord): boolean {
+  switch (record.type) {
+    case 'ticket':
+      return (record.message?.attachments ?? []).length === 0;
+    case 'message':
+      return (record.attachments ?? []).length === 0;
+    case 'status':
+    case 'transfer':
+    case 'assignment':
+    case 'tags':
+    case 'priority':
+    case 'subject':
+      return true;
+    default:
+      return false;
+  }
 }
 
 const unprocessable = (code: string, message: string) => new DomainError('unprocessable', code, message);
@@ -110,6 +136,7 @@ export async function applyRecord(
   if (existing) {
     ctx.pending.set(k, existing.target_id);
     if (record.type === 'contact' && existing.digest !== digest) {
+      await keys?.writes?.flush(trx);
       await updateContact(trx, ctx.importer, {}, existing.target_id, {
         ...(record.name !== undefined && { name: record.name }),
         ...(record.emails !== undefined && { emails: record.emails }),
@@ -120,6 +147,7 @@ export async function applyRecord(
       return 'updated';
     }
     if (record.type === 'contact_field' && existing.digest !== digest) {
+      await keys?.writes?.flush(trx);
       // The source's field changed since (an option added, say). One deleted here stays deleted.
       const adopted = await adoptContactField(trx as Kysely<Database>, ctx.importer, existing.target_id, {
         type: record.field_type,
@@ -131,12 +159,20 @@ export async function applyRecord(
     return 'skipped';
   }
   const at = 'at' in record ? record.at : record.type === 'ticket' ? record.created_at : null;
-  // Its result is not read: it leaves with the record's first statement (db/prepared.ts).
-  await withNext(
-    sql`select set_config('deskroute.now', ${at ?? ''}, true), set_config('deskroute.import_id', ${ctx.importId}, true)`,
-  ).execute(trx);
-  const target = await replaying({ importId: ctx.importId, runRules: ctx.runRules }, () =>
-    create(trx, ctx, record),
+  // Held by the batch and written with it as a set (set-writes.ts) when it may be; else, after
+  // what the batch holds so far, as a live change (its time the transaction's clock).
+  const instant = keys?.writes && at !== null && settable(record) ? exactInstant(at) : null;
+  if (instant) keys!.writes!.now = instant;
+  else {
+    await keys?.writes?.flush(trx);
+    // Its result is not read: it leaves with the record's first statement (db/prepared.ts).
+    await withNext(
+      sql`select set_config('deskroute.now', ${at ?? ''}, true), set_config('deskroute.import_id', ${ctx.importId}, true)`,
+    ).execute(trx);
+  }
+  const target = await replaying(
+    { importId: ctx.importId, runRules: ctx.runRules, batch: instant ? keys!.writes : undefined },
+    () => create(trx, ctx, record),
   );
   const key = {
     source: ctx.source,

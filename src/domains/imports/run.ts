@@ -11,6 +11,7 @@ import { DomainError } from '../../errors.ts';
 import { createAjv } from '../../plugins/ajv.ts';
 import { loneSurrogateAt } from '../../plugins/problem.ts';
 import type { BlobStore } from '../../storage/blobs.ts';
+import { SetWrites } from '../tickets/set-writes.ts';
 import { type ApplyContext, applyRecord, type BatchKeys } from './apply.ts';
 import { IMPORT_RECORDS, type ImportRecord } from './records.ts';
 import * as repo from './repository.ts';
@@ -467,6 +468,7 @@ async function applyBatch(
                 ),
               ),
               created: new Map(),
+              writes: ctx.runRules ? undefined : new SetWrites(ctx.importId),
             }
           : undefined;
       for (const item of batch) {
@@ -500,6 +502,9 @@ async function applyBatch(
           report(item.line, item.record, describe(error));
         }
       }
+      // What the batch held, written as a set: a row the database refuses (a constraint) sends
+      // the batch record by record, where the record it came from is refused alone.
+      if (keys?.writes) await refusedUnlessTransient(keys.writes.flush(trx));
       // Another import of the same source took one of these keys meanwhile: one by one, that
       // record fails on its key and the others stay.
       if (

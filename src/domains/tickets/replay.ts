@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { SetWrites } from './set-writes.ts';
 
 /**
  * Replaying history (the importer, docs/import.md): a ticket write made inside `replaying()` is
@@ -10,6 +11,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 export interface Replay {
   importId: string;
   runRules: boolean;
+  /**
+   * The batch that holds this record's writes until it writes them as a set (set-writes.ts);
+   * absent, the write path writes as live changes do. Never with runRules: rules read the database.
+   */
+  batch?: SetWrites | undefined;
 }
 
 const current = new AsyncLocalStorage<Replay>();

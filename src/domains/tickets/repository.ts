@@ -222,7 +222,7 @@ interface OpeningShape {
 }
 
 /** A ticket as insertOpenedTicket opens it. */
-interface OpeningTicket {
+export interface OpeningTicket {
   id: string;
   subject: string;
   channel: Channel;
@@ -470,7 +470,7 @@ export type TicketPatch = Partial<
 const TIMER_COLUMNS: ReadonlySet<string> = new Set(['sla_next_at', 'sla_planned_key']);
 
 /** Whether a patched value is the one the row holds (dates by instant, JSON by content). */
-function sameValue(patched: unknown, held: unknown): boolean {
+export function sameValue(patched: unknown, held: unknown): boolean {
   const plain = (v: unknown) => (v === undefined ? null : JSON.parse(JSON.stringify(v)));
   return isDeepStrictEqual(plain(patched), plain(held));
 }
@@ -547,7 +547,7 @@ export interface Alongside {
 
 // The one mapping of an event to its ticket_events row. Rows travel as one JSON parameter, so
 // every insert of events is one fixed text, whatever the number of events.
-const eventRow = (e: ActorEvent, ord: number) => ({
+export const eventRow = (e: ActorEvent, ord: number) => ({
   ord,
   ticket_id: e.ticket.id,
   type: e.type,
@@ -724,6 +724,111 @@ export async function writeTicketChanges(
   ).execute(trx);
   const { written_at, ...row } = rows[0]!;
   return { ticket: update ? (row as TicketRecord) : ticket, at: written_at };
+}
+
+/** A ticket row as writeTicketSet inserts or updates it (JSON: dates as ISO strings). */
+export interface TicketSetRow extends TicketRecord {
+  ord: number;
+  words: string | null;
+  changed: boolean;
+  set_next: boolean;
+  sla_next_at: Date | null;
+  sla_planned_key: string | null;
+}
+
+export interface MessageSetRow {
+  id: string;
+  ticket_id: string;
+  kind: MessageKind;
+  channel: string;
+  author_agent_id: string | null;
+  author_contact_id: string | null;
+  chat_id: string | null;
+  body: string;
+  department_id: string | null;
+  created_at: string;
+}
+
+export type EventSetRow = ReturnType<typeof eventRow> & { occurred_at: string; fresh: boolean };
+
+/** The rows of a replayed batch written as a set (set-writes.ts). */
+export interface TicketSet {
+  opened: TicketSetRow[];
+  changed: TicketSetRow[];
+  messages: MessageSetRow[];
+  events: EventSetRow[];
+}
+
+const TICKET_SET_ROW = sql.raw(`ord int, id uuid, subject text, channel text, status text, priority text,
+  department_id uuid, assignee_id uuid, contact_id uuid, tags text[], support_address text,
+  postponed_until timestamptz, status_before_delete text, created_at timestamptz, updated_at timestamptz,
+  first_answered_at timestamptz, last_customer_message_at timestamptz, last_agent_message_at timestamptz,
+  resolved_at timestamptz, first_resolved_at timestamptz, waiting_since timestamptz,
+  created_in_working_hours boolean, sla_state jsonb, sla_policy_id uuid, sla_due_at timestamptz,
+  sla_breached boolean, sla_next_at timestamptz, sla_planned_key uuid, last_activity_at timestamptz,
+  words text, changed boolean, set_next boolean`);
+
+/**
+ * Writes a replayed batch (set-writes.ts) in one statement: the tickets it opened inserted, in the
+ * order they were opened (their numbers follow it), those it changed updated, each in its final
+ * state, then all their messages and events, stamped as writeTicketChanges stamps them (an event
+ * of a ticket written before the batch follows its latest event, in time and in tx).
+ */
+export async function writeTicketSet(trx: Executor, set: TicketSet): Promise<void> {
+  await prepared(sql`with opened as (
+      insert into tickets (id, subject, channel, status, priority, department_id, assignee_id, contact_id,
+        tags, support_address, postponed_until, status_before_delete, created_at, updated_at,
+        first_answered_at, last_customer_message_at, last_agent_message_at, resolved_at, first_resolved_at,
+        waiting_since, search, created_in_working_hours, sla_state, sla_policy_id, sla_due_at, sla_breached,
+        sla_next_at, sla_planned_key, last_activity_at)
+      select x.id, x.subject, x.channel, x.status, x.priority, x.department_id, x.assignee_id, x.contact_id,
+        x.tags, x.support_address, x.postponed_until, x.status_before_delete, x.created_at, x.updated_at,
+        x.first_answered_at, x.last_customer_message_at, x.last_agent_message_at, x.resolved_at,
+        x.first_resolved_at, x.waiting_since, to_tsvector('simple', coalesce(x.words, '')),
+        x.created_in_working_hours, x.sla_state, x.sla_policy_id, x.sla_due_at, x.sla_breached, x.sla_next_at,
+        coalesce(x.sla_planned_key, ${NO_POLICIES_KEY}::uuid), x.last_activity_at
+      from jsonb_to_recordset(${JSON.stringify(set.opened)}::jsonb) as x(${TICKET_SET_ROW})
+      order by x.ord
+    ), changed as (
+      update tickets t set subject = x.subject, channel = x.channel, status = x.status, priority = x.priority,
+        department_id = x.department_id, assignee_id = x.assignee_id, tags = x.tags,
+        support_address = x.support_address, postponed_until = x.postponed_until,
+        status_before_delete = x.status_before_delete, updated_at = x.updated_at,
+        first_answered_at = x.first_answered_at, last_customer_message_at = x.last_customer_message_at,
+        last_agent_message_at = x.last_agent_message_at, resolved_at = x.resolved_at,
+        first_resolved_at = x.first_resolved_at, waiting_since = x.waiting_since, sla_state = x.sla_state,
+        sla_policy_id = x.sla_policy_id, sla_due_at = x.sla_due_at, sla_breached = x.sla_breached,
+        last_activity_at = x.last_activity_at,
+        sla_next_at = case when x.set_next then x.sla_next_at else t.sla_next_at end,
+        sla_planned_key = coalesce(x.sla_planned_key, t.sla_planned_key),
+        changed_at = case when x.changed then now() else t.changed_at end,
+        search = case when x.words is null or length(t.search) >= 100000 then t.search
+          else t.search || to_tsvector('simple', x.words) end
+      from jsonb_to_recordset(${JSON.stringify(set.changed)}::jsonb) as x(${TICKET_SET_ROW})
+      where t.id = x.id
+    ), m as (
+      insert into ticket_messages (id, ticket_id, kind, channel, author_agent_id, author_contact_id, chat_id,
+        body, department_id, created_at)
+      select x.id, x.ticket_id, x.kind, x.channel, x.author_agent_id, x.author_contact_id, x.chat_id, x.body,
+        x.department_id, x.created_at
+      from jsonb_to_recordset(${JSON.stringify(set.messages)}::jsonb) as x(id uuid, ticket_id uuid, kind text,
+        channel text, author_agent_id uuid, author_contact_id uuid, chat_id uuid, body text, department_id uuid,
+        created_at timestamptz)
+    ), e as (
+      insert into ticket_events (ticket_id, type, actor_type, actor_agent_id, actor_contact_id, actor_rule_id,
+        actor_rule_version, via_token_id, department_id, agent_id, channel, data, tx, occurred_at)
+      select x.ticket_id, x.type, x.actor_type, x.actor_agent_id, x.actor_contact_id, x.actor_rule_id,
+        x.actor_rule_version, x.via_token_id, x.department_id, x.agent_id, x.channel, x.data,
+        greatest(pg_current_xact_id(), p.tx), greatest(x.occurred_at, p.occurred_at)
+      from jsonb_to_recordset(${JSON.stringify(set.events)}::jsonb) as x(ord int, ticket_id uuid, type text,
+        actor_type text, actor_agent_id uuid, actor_contact_id uuid, actor_rule_id uuid, actor_rule_version int,
+        via_token_id uuid, department_id uuid, agent_id uuid, channel text, data jsonb, occurred_at timestamptz,
+        fresh boolean)
+      left join lateral (select p.tx, p.occurred_at from ticket_events p
+        where not x.fresh and p.ticket_id = x.ticket_id order by p.id desc limit 1) p on true
+      order by x.ord
+    )
+    select 1`).execute(trx);
 }
 
 export async function insertMessage(

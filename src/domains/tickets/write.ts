@@ -168,15 +168,21 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   // The SLA policies' key and the transaction's time come with the statement that locks the
   // ticket (ours, or the caller's when it says so); otherwise they are read with the calendars.
   // Ours also reads the schedule key of the ticket's department, for business times.
-  const keys: ScheduleKeys = new Map();
+  // A replayed batch holds its tickets and writes them as a set (set-writes.ts), its schedule
+  // keys read once for the batch.
+  const batch = currentReplay()?.batch;
+  const keys: ScheduleKeys = batch?.scheduleKeys ?? new Map();
   let locked: TicketRecord | undefined;
   let sla: repo.SlaRead | undefined;
   if ('locked' in command.target) ({ locked, sla } = command.target);
+  else if (batch) ({ ticket: locked, sla } = (await batch.lock(trx, command.target.id)) ?? {});
   else {
     const row = await repo.lockTicketForChange(trx, command.target.id);
     if (row) keys.set(row.ticket.department_id, row.scheduleKey);
     ({ ticket: locked, sla } = row ?? {});
   }
+  const write = (ticket: TicketRecord, change: repo.TicketWrite) =>
+    batch ? batch.write(ticket, change) : repo.writeTicketChanges(trx, ticket, change);
   const before = command.access
     ? requireTicket(command.access.access, locked, command.access.ability)
     : locked;
@@ -252,7 +258,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
   let ticket = before;
   let at: Date | null = null;
   if (touch || events.length > 0 || messages.length > 0 || Object.keys(patch).length > 0) {
-    ({ ticket, at } = await repo.writeTicketChanges(trx, before, {
+    ({ ticket, at } = await write(before, {
       patch,
       touch,
       activity,
@@ -306,7 +312,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       );
     }
     try {
-      ({ ticket } = await repo.writeTicketChanges(trx, ticket, {
+      ({ ticket } = await write(ticket, {
         patch: { ...plan.patch, ...slaByRules?.patch },
         touch: Object.keys(plan.patch).length > 0 || plan.notes.length > 0,
         search: plan.notes.length > 0 ? plan.notes.map((n) => n.body).join('\n') : undefined,
@@ -326,7 +332,7 @@ async function change<R>(trx: Trx, command: ChangeCommand<R>): Promise<Changed<R
       throw ruleFailure(plan, error) ?? error;
     }
   } else if (closing.length > 0) {
-    await repo.writeTicketChanges(trx, ticket, {
+    await write(ticket, {
       patch: {},
       touch: false,
       changedAlready: at !== null && (touch || events.length > 0 || messages.length > 0),
@@ -451,8 +457,14 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   // comes in (the transaction's time, read with the contact): rules on ticket.created read them
   // before any of them transfers it.
   const read = seen?.sla ?? heldSla;
-  const at = read?.now ?? new Date();
-  const { calendar } = await departmentCalendar(trx, input.department_id ?? null, seen?.scheduleKey);
+  // A replayed batch's record (set-writes.ts) is at its own time, the batch's schedule keys read once.
+  const batch = replay?.batch;
+  const at = batch?.now ?? read?.now ?? new Date();
+  const { calendar } = await departmentCalendar(
+    trx,
+    departmentId,
+    batch ? await batch.scheduleKeyOf(trx, departmentId) : seen?.scheduleKey,
+  );
   const createdInWorkingHours = calendar.isOpen(at.getTime());
   const values = {
     id: randomUUID(),
@@ -549,6 +561,12 @@ async function create(trx: Trx, command: CreateCommand): Promise<Opened> {
   const slaEvents = sla?.events ?? [];
   // The opening statement takes COMMIT along unless SLA rules still have to run after it.
   const final = (command.final ?? false) && !raisesSlaRules(slaEvents);
+  if (batch && !plan && !raisesSlaRules(slaEvents)) {
+    // The contact's summary is the flush's to read: the importer takes only the id.
+    const ticket = batch.open(slaValues, message, [...events, ...slaEvents]);
+    const contact = { id: contactId, name: '', email: null, phone: null };
+    return { ticket, contact, sla: { key: setting.key, now: at } };
+  }
   const inserted = plan
     ? await repo.insertOpenedTicket(trx, slaValues, message, [...events, ...planned, ...slaEvents], {
         notes: plan.notes,
