@@ -5,6 +5,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import pino from 'pino';
 import tap from 'tap';
 import type { Database } from '../src/db/types.ts';
 import { AgentSchema } from '../src/domains/agents/schemas.ts';
@@ -20,6 +21,7 @@ import { DepartmentSchema, MemberSchema } from '../src/domains/departments/schem
 import { eventSchemas } from '../src/domains/events/catalogue.ts';
 import { consumeFeedBatch } from '../src/domains/events/consumer.ts';
 import { type FeedRow, feedHead, readFeed, recordSettingsEvent } from '../src/domains/events/repository.ts';
+import { processPendingImports } from '../src/domains/imports/run.ts';
 import {
   DepartmentMailIdentitySchema,
   MailSettingsSchema,
@@ -344,6 +346,55 @@ tap.test('consumeFeedBatch: each event handled once, even with two consumers rac
   await Promise.all([run(ctx.db), run(other)]);
   t.equal(ownIds.size, made * 2, 'every event handled (a failed batch is handled again)');
   t.equal(new Set(handled).size, handled.length, 'none twice');
+});
+
+tap.test('consumers pass imported history by: only what happens now reaches them', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { token: admin } = await agentWithToken(ctx, { role: 'admin' });
+  await consumeFeedBatch(ctx.db, 'live-only', 100, async () => {});
+  const before = (await makeTicket(ctx.db)).id;
+  // A history of 30 tickets, their events far more than a page.
+  const lines = [{ type: 'contact', external_id: 'c', name: 'Old buyer', emails: ['old@feed.test'] }];
+  for (let i = 0; i < 30; i++) {
+    const at = new Date(Date.UTC(2024, 0, 1 + i)).toISOString();
+    lines.push(
+      {
+        type: 'ticket',
+        external_id: `t${i}`,
+        created_at: at,
+        subject: `Old ${i}`,
+        contact: 'c',
+        message: { body: 'Hi' },
+      } as never,
+      { type: 'status', external_id: `s${i}`, ticket: `t${i}`, at, status: 'resolved' } as never,
+    );
+  }
+  const upload = await ctx.request({
+    method: 'POST',
+    url: '/v1/imports?source=feed',
+    token: admin,
+    headers: { 'content-type': 'application/x-ndjson' },
+    payload: `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`,
+  });
+  t.equal(upload.statusCode, 202, upload.body);
+  const log = pino({ level: 'silent' });
+  t.equal(await processPendingImports({ db: ctx.db, blobs: ctx.app.blobs, log }), 1, 'the import ran');
+  const after = (await makeTicket(ctx.db)).id;
+
+  const handled: FeedRow[] = [];
+  const deadline = Date.now() + WAIT_MS;
+  while (!handled.some((r) => r.event.ticket_id === after) && Date.now() < deadline) {
+    const n = await consumeFeedBatch(ctx.db, 'live-only', 5, async (_trx, rows) => {
+      handled.push(...rows);
+    });
+    if (n === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const tickets = new Set(handled.map((r) => r.event.ticket_id));
+  t.ok(tickets.has(before) && tickets.has(after), 'the live tickets before and after the import reached it');
+  t.equal(handled.filter((r) => r.imported).length, 0, 'no imported event reached it');
+  // The feed itself shows the history, marked.
+  const { rows } = await drainFeed(ctx.db, undefined, 200, 60);
+  t.ok(rows.filter((r) => r.imported).length >= 60, 'the feed holds the imported events');
 });
 
 tap.test('settings events carry who made them: session or API token', async (t) => {

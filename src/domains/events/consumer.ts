@@ -46,9 +46,8 @@ export async function consumeFeedBatch(
       .where('name', '=', name)
       .executeTakeFirst();
     if (!current) return 0;
-    const { rows, next } = await readFeed(trx, { after: current.cursor, limit });
     // Imported history is the past: nothing reacts to it now (no webhook, mail or notification).
-    const live = rows.filter((row) => !row.imported);
+    const { rows: live, next } = await readFeed(trx, { after: current.cursor, limit, live: true });
     if (live.length > 0) await handler(trx, live);
     if (next !== current.cursor) {
       await trx
@@ -57,6 +56,6 @@ export async function consumeFeedBatch(
         .where('name', '=', name)
         .execute();
     }
-    return rows.length;
+    return live.length;
   });
 }
