@@ -28,3 +28,12 @@ export function replaying<T>(replay: Replay, work: () => Promise<T>): Promise<T>
 export function currentReplay(): Replay | undefined {
   return current.getStore();
 }
+
+/**
+ * What a replayed batch reads again and again of the help desk's setup (an agent, a department, a
+ * membership), read once per batch (set-writes.ts); elsewhere, read each time.
+ */
+export function readOncePerBatch<T>(key: string, read: () => Promise<T>): Promise<T> {
+  const batch = current.getStore()?.batch;
+  return batch ? batch.readOnce(key, read) : read();
+}

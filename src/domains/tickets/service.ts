@@ -15,6 +15,7 @@ import {
 } from '../canned-responses/service.ts';
 import { assertTagsFit, fitTags, normaliseTags, statusPatch } from './changes.ts';
 import { stakeLost } from './one-statement.ts';
+import { readOncePerBatch } from './replay.ts';
 import type { Actor, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Message, Ticket } from './schemas.ts';
@@ -511,7 +512,8 @@ export async function transferTicketRecord(
   id: string,
   input: TransferInput,
 ): Promise<TicketRecord> {
-  if (!(await repo.departmentExists(db, input.department_id))) {
+  const exists = () => repo.departmentExists(db, input.department_id);
+  if (!(await readOncePerBatch(`department:${input.department_id}`, exists))) {
     throw unprocessable('department_not_found', 'The department does not exist.', [
       { field: 'body/department_id', message: 'no such department' },
     ]);

@@ -85,6 +85,22 @@ export class SetWrites {
     this.#importId = importId;
   }
 
+  readonly #reads = new Map<string, Promise<unknown>>();
+
+  /**
+   * A read of the setup the batch's records repeat (replay.ts readOncePerBatch): its first
+   * answer serves the whole batch, as it would a record-by-record replay in the same transaction
+   * unless another transaction changed it meanwhile (the next batch reads it again).
+   */
+  readOnce<T>(key: string, read: () => Promise<T>): Promise<T> {
+    let answer = this.#reads.get(key) as Promise<T> | undefined;
+    if (!answer) {
+      answer = read();
+      this.#reads.set(key, answer);
+    }
+    return answer;
+  }
+
   /** Whether anything waits for the flush. */
   get pending(): boolean {
     return this.#held.size > 0;

@@ -27,7 +27,7 @@ import { type ScheduleKeys, withBusinessTimes } from './business-times.ts';
 import { assertTagsFit, changeEvents, fitTags, normaliseTags, TAG_BYTES, tagBytes } from './changes.ts';
 import { escalate } from './escalation.ts';
 import { remember, stakeFor } from './one-statement.ts';
-import { currentReplay } from './replay.ts';
+import { currentReplay, readOncePerBatch } from './replay.ts';
 import type { Actor, ActorEvent, NewEvent, NewMessage, TicketPatch, TicketRecord } from './repository.ts';
 import * as repo from './repository.ts';
 import type { Ticket } from './schemas.ts';
@@ -363,7 +363,7 @@ export async function requireAssignable(
   departmentId: string | null,
   field: string,
 ) {
-  const agent = await repo.agentStatus(trx, agentId);
+  const agent = await readOncePerBatch(`agent:${agentId}`, () => repo.agentStatus(trx, agentId));
   if (!agent)
     throw unprocessable('agent_not_found', 'The agent does not exist.', [
       { field, message: 'no such agent' },
@@ -386,7 +386,9 @@ export async function requireAssignable(
 }
 
 export async function canHoldIn(trx: Trx, agentId: string, departmentId: string) {
-  const role = await repo.memberRole(trx, agentId, departmentId);
+  const role = await readOncePerBatch(`member:${agentId}:${departmentId}`, () =>
+    repo.memberRole(trx, agentId, departmentId),
+  );
   return role !== undefined && (['solver', 'supervisor', 'manager'] as DepartmentRole[]).includes(role);
 }
 
