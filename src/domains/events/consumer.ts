@@ -11,7 +11,8 @@ import { type FeedRow, feedHead, readFeed } from './repository.ts';
  * UPDATE would give the batch a transaction id from its first statement, and the feed's horizon
  * (the oldest running transaction) would wait on every consumer's whole batch; this way the
  * transaction takes an id only when the handler writes. A consumer seen for the first time starts at the feed
- * head, not at the beginning of time.
+ * head, not at the beginning of time. Imported history is passed by (readFeed's `live`): the
+ * answer counts the live events handled, the limit when more may follow.
  */
 export async function consumeFeedBatch(
   db: Kysely<Database>,

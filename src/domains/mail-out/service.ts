@@ -14,7 +14,7 @@ import { listTicketMails } from './repository.ts';
 
 const BATCH = 200;
 
-/** Runs the mail consumer until the feed is drained. Returns how many events it looked at. */
+/** Runs the mail consumer until the feed is drained. Returns how many live events it looked at (imported history is passed by). */
 export async function drainMailFeed(db: Db, deps: PlanDeps) {
   let total = 0;
   for (;;) {

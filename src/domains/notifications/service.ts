@@ -260,7 +260,8 @@ export async function handleBatch(
 }
 
 /**
- * Runs the consumer until the feed is drained. Returns how many events it looked at. Without
+ * Runs the consumer until the feed is drained. Returns how many live events it looked at (imported
+ * history is passed by). Without
  * `mail`, only the inbox is delivered to (mail needs the job queue and the mail settings).
  */
 export async function drainNotifications(db: Db, mail?: EmailChannelDeps): Promise<number> {

@@ -29,11 +29,13 @@ import {
 //
 // The figures are those of a record-by-record replay: every report counts events (each stamped
 // with the department, assignee and channel of its moment, its tags replayed from the history)
-// and the current state of tickets, which is the same once the batch's statement has run.
-// Only what a record reads of the database while it is replayed could differ, so records that
-// read what the batch has not written yet (attachments name messages; calls, chats and ratings
-// are written by their own domains) go the ordinary way, after the batch's writes so far have been
-// written (flush).
+// and the current state of tickets, which is the same once the batch's statement has run. Only
+// what a record reads of the database while it is replayed could differ, so records that read
+// what the batch has not written yet (attachments name messages; calls, chats and ratings are
+// written by their own domains) go the ordinary way, after the batch's writes so far have been
+// written (flush). One difference stays: the words a ticket's changes add to its search vector
+// go in together, so a ticket that passes the vector's cap (100,000 lexemes, updateSet) within
+// one batch keeps all of that batch's words, where a replay record by record stops at the cap.
 
 const PRIORITY_RANK: Record<Priority, number> = { urgent: 4, high: 3, normal: 2, low: 1 };
 
@@ -276,6 +278,9 @@ export class SetWrites {
    * tickets in this transaction locks them again (they are still locked) and reads them back.
    */
   async flush(trx: Transaction<Database>): Promise<void> {
+    // The record that follows a flush may change the setup (a membership, say): what the batch
+    // read of it is read again.
+    this.#reads.clear();
     if (this.#held.size === 0) return;
     const rows = (fresh: boolean): TicketSetRow[] =>
       [...this.#held.values()]
