@@ -221,6 +221,15 @@ interface OpeningShape {
   alongside: RawBuilder<unknown> | undefined;
 }
 
+/** The first message of a ticket as insertOpenedTicket writes it. */
+export interface OpeningMessage {
+  id: string;
+  kind: MessageKind;
+  author_agent_id: string | null;
+  author_contact_id: string | null;
+  body: string;
+}
+
 /** A ticket as insertOpenedTicket opens it. */
 export interface OpeningTicket {
   id: string;
@@ -358,13 +367,7 @@ const openingStatement = shapedStatement(
 export async function insertOpenedTicket(
   trx: Executor,
   values: OpeningTicket,
-  message: {
-    id: string;
-    kind: MessageKind;
-    author_agent_id: string | null;
-    author_contact_id: string | null;
-    body: string;
-  } | null,
+  message: OpeningMessage | null,
   events: ActorEvent[],
   extra: {
     notes?: NewMessage[];

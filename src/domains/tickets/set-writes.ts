@@ -1,6 +1,6 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { withNext } from '../../db/prepared.ts';
-import type { Database, MessageKind, Priority } from '../../db/types.ts';
+import type { Database, Priority } from '../../db/types.ts';
 import { scheduleKeyFor } from '../schedules/repository.ts';
 import type { ScheduleKeys } from './business-times.ts';
 import {
@@ -9,6 +9,7 @@ import {
   eventRow,
   lockTicketForChange,
   type MessageSetRow,
+  type OpeningMessage,
   type OpeningTicket,
   type SlaRead,
   sameValue,
@@ -167,17 +168,7 @@ export class SetWrites {
    * Opens a ticket as insertOpenedTicket's statement would, at the record's time. Its number is
    * drawn by the flush (0 until then): the importer reads only the id.
    */
-  open(
-    values: OpeningTicket,
-    message: {
-      id: string;
-      kind: MessageKind;
-      author_agent_id: string | null;
-      author_contact_id: string | null;
-      body: string;
-    } | null,
-    events: ActorEvent[],
-  ): TicketRecord {
+  open(values: OpeningTicket, message: OpeningMessage | null, events: ActorEvent[]): TicketRecord {
     const now = this.now;
     const row: TicketRecord = {
       id: values.id,
