@@ -73,4 +73,19 @@ t.test('a page of the feed looks up its messages, whatever the planner guesses o
   );
   const read = rowsRead(plan.rows[0]!['QUERY PLAN'][0]!.Plan, 'ticket_messages');
   t.ok(read <= 5, `the page read ${read} rows of ticket_messages for its 5 notes (20,020 in the table)`);
+
+  // The consumers' page, which passes imported history by in its statement (`live`): the same
+  // look-ups, and the events read from the cursor on, not the table.
+  const live = feedPage(db, { limit: 500, live: true }, after, horizon)!;
+  t.equal((await live.execute(db)).rows.length, 10, 'the live page holds the same ten (none imported)');
+  const livePlan = (
+    await sql<{ 'QUERY PLAN': { Plan: PlanNode }[] }>`explain (analyze, format json) ${live}`.execute(db)
+  ).rows[0]!['QUERY PLAN'][0]!.Plan;
+  const liveMessages = rowsRead(livePlan, 'ticket_messages');
+  t.ok(liveMessages <= 5, `the live page read ${liveMessages} rows of ticket_messages for its 5 notes`);
+  const liveEvents = rowsRead(livePlan, 'ticket_events');
+  t.ok(
+    liveEvents <= 100,
+    `the live page read ${liveEvents} rows of ticket_events for its 10 (40,000 in the table)`,
+  );
 });
