@@ -628,17 +628,22 @@ function insertMessageRows(ticketId: string, messages: NewMessage[]) {
   return insertMessageRowsOf(ticketId, messageRowsJson(messages));
 }
 
+/** The columns of a message's row that the message names itself (not its ticket or time). */
+export const messageColumns = (m: NewMessage) => ({
+  id: m.id,
+  kind: m.kind,
+  channel: m.channel,
+  author_agent_id: m.author_agent_id,
+  author_contact_id: m.author_contact_id,
+  chat_id: m.chat_id ?? null,
+  body: m.body,
+  department_id: m.department_id,
+});
+
 /** The JSON of messages as insertMessageRowsOf reads it. */
 function messageRowsJson(messages: NewMessage[]): string {
   const rows = messages.map((m) => ({
-    id: m.id,
-    kind: m.kind,
-    channel: m.channel,
-    author_agent_id: m.author_agent_id,
-    author_contact_id: m.author_contact_id,
-    chat_id: m.chat_id ?? null,
-    body: m.body,
-    department_id: m.department_id,
+    ...messageColumns(m),
     created_at: m.created_at?.toISOString() ?? null,
     after_ms: m.after_ms ?? 0,
   }));

@@ -9,6 +9,7 @@ import {
   eventRow,
   lockTicketForChange,
   type MessageSetRow,
+  messageColumns,
   type OpeningMessage,
   type OpeningTicket,
   type SlaRead,
@@ -248,15 +249,8 @@ export class SetWrites {
     held.row = row;
     for (const m of messages) {
       this.#messages.push({
-        id: m.id,
+        ...messageColumns(m),
         ticket_id: ticket.id,
-        kind: m.kind,
-        channel: m.channel,
-        author_agent_id: m.author_agent_id,
-        author_contact_id: m.author_contact_id,
-        chat_id: m.chat_id ?? null,
-        body: m.body,
-        department_id: m.department_id,
         created_at: (m.created_at ?? new Date(now.getTime() + (m.after_ms ?? 0))).toISOString(),
       });
     }
