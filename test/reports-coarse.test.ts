@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import t from 'tap';
 import { seedDemo } from '../scripts/seed-demo.ts';
+import { SAMPLE_METRICS } from '../src/domains/reports/figures.ts';
 import { METRICS } from '../src/domains/reports/metrics.ts';
 import {
   CHANNELS,
@@ -59,11 +60,23 @@ t.test('percentiles by department in two steps equal those of one pass over the 
   t.ok((await compactReports(ctx.db))! > 0, 'the seed left fresh rows to compact');
   await check('compacted');
   // Totals merge every department: compacted months come summed over departments
-  // (report_total_histograms_month). Altered, the totals show it; refreshed, as before.
+  // (report_total_histograms_month, and its coarse sums). Altered, the totals show it; refreshed,
+  // as before. The alteration must move a percentile whatever the seed drew: a million first
+  // answers of ~10^13 ms planted in each summed month put the median there. (Adding to every bin
+  // left the median in the same fine bin whenever that bin was the first of its coarse bin.)
   const totals = { ...base, groupBy: [] };
   const before = await run(totals);
-  await sql`update report_total_histograms_month set n = n + 100000 where metric = 1`.execute(ctx.db);
-  t.notSame(await run(totals), before, 'the totals read the sums over departments');
+  const planted = await sql`
+    insert into report_total_histograms_month (bucket, metric, bin, n)
+    select distinct bucket, ${SAMPLE_METRICS.first_answer}::smallint, 3000, 1000000
+    from report_total_histograms_month`.execute(ctx.db);
+  await sql`
+    insert into report_total_coarse_histograms_month (bucket, metric, coarse_bin, n)
+    select distinct bucket, ${SAMPLE_METRICS.first_answer}::smallint, 3000 >> 5, 1000000
+    from report_total_coarse_histograms_month`.execute(ctx.db);
+  t.ok(Number(planted.numAffectedRows) > 0, 'compacted months are summed over departments');
+  const altered = await run(totals);
+  t.ok((altered[0]?.values.median_first_answer_time ?? 0) > 1e9, 'the totals read the sums over departments');
   await sql`select report_refresh_month_quantiles(null, null)`.execute(ctx.db);
   t.same(await run(totals), before, 'refreshed: as before');
   await ctx.db.transaction().execute((trx) => rebuildReportCounters(trx));
