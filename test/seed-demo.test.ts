@@ -149,3 +149,19 @@ t.test('the same seed gives the same help desk', async (t) => {
   t.equal(first.length, 30);
   t.same(first, second);
 });
+
+t.test('the seed writes nothing after now, even for a ticket answered minutes before it', async (t) => {
+  // Seed 3671 at this instant drew a first answer minutes before now, then a note: the note
+  // landed 28 s after now until each step of the first answer checked the clock.
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const now = new Date('2026-12-07T14:37:12.345Z');
+  const result = await seedDemo(database.db, { tickets: 60, months: 2, seed: 3671, now });
+  t.equal(result.counts.tickets, 60);
+  const late = await database.db
+    .selectFrom('ticket_events')
+    .select(['type', 'occurred_at'])
+    .where('occurred_at', '>', now)
+    .execute();
+  t.same(late, [], 'no event after now');
+});

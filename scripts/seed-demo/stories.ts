@@ -344,12 +344,16 @@ class Script {
       this.story.patch(at, agentActor(agent), { priority: this.r.chance(0.7) ? 'high' : 'urgent' });
       at = this.soon(0.5, 3);
     }
+    // Each step moves `at` on: one near now may pass it before the reply (seen: a note 28 s
+    // after now, which the seed must never write).
     if (this.r.chance(0.12)) {
+      if (!this.happened(at)) return null;
       const colleague = pickWorker(this.desk, this.r, departmentId, at);
       this.story.note(at, agentActor(colleague), this.r.pick(NOTES));
       at = this.soon(2, 30);
     }
     if (this.r.chance(0.3)) {
+      if (!this.happened(at)) return null;
       this.story.addTags(at, agentActor(agent), [this.r.pick(this.topic.tags)]);
       at = this.soon(0.5, 5);
     }
