@@ -7,6 +7,8 @@ import {
   prepared,
   preparedWhileFew,
   preparedWhileFewTexts,
+  preparedWhileRecent,
+  RECENT_TEXTS,
   shapedStatement,
   verifyShapedStatements,
   withNext,
@@ -88,6 +90,59 @@ t.test(
       t.equal(await run(0, 41), 41, 'a named text runs again with new parameters');
       t.equal(await run(FEW_TEXTS + 1, 10), FEW_TEXTS + 11, 'a text past the bound still runs');
       t.equal((await named()).length, free, 'running them again prepares nothing more');
+    });
+  },
+);
+
+t.test(
+  'a connection keeps its RECENT_TEXTS latest preparedWhileRecent texts; older ones are closed between transactions',
+  onlyServer('PGlite has no named statements: the mark is a comment there'),
+  async (t) => {
+    const testDb = await createTestDatabase();
+    t.teardown(() => testDb.drop());
+    await testDb.db.connection().execute(async (conn) => {
+      const kept = async (db: Kysely<Database> = conn) =>
+        (await preparedOn(db))
+          .filter((s) => s.includes(' as recent_'))
+          .map((s) => Number(/ as recent_(\d+)/.exec(s)![1]))
+          .sort((a, b) => a - b);
+      const text = (i: number, n: number) =>
+        preparedWhileRecent(
+          sql<Record<string, number>>`select ${n}::int + ${sql.lit(i)} as ${sql.raw(`recent_${i}`)}`,
+        );
+      const run = async (db: Kysely<Database>, i: number, n: number) =>
+        (await text(i, n).execute(db)).rows[0]![`recent_${i}`];
+      const all = Array.from({ length: RECENT_TEXTS }, (_, i) => i);
+      for (const i of all) t.equal(await run(conn, i, 1), i + 1);
+      t.same(await kept(), all, `the first ${RECENT_TEXTS} texts are prepared`);
+      // Two more, in a transaction that then fails: nothing is closed within it.
+      await t.rejects(
+        conn.transaction().execute(async (trx) => {
+          t.equal(await run(trx, RECENT_TEXTS, 1), RECENT_TEXTS + 1);
+          t.equal(await run(trx, RECENT_TEXTS + 1, 1), RECENT_TEXTS + 2);
+          // Run again while it waits to be closed: kept, the next oldest goes instead.
+          t.equal(await run(trx, 0, 5), 5);
+          t.same(
+            await kept(trx),
+            [...all, RECENT_TEXTS, RECENT_TEXTS + 1],
+            'within the transaction, none is closed',
+          );
+          await sql`select 1 / 0`.execute(trx);
+        }),
+        { code: '22012' },
+      );
+      t.equal(await run(conn, 1, 7), 8, 'the one pushed out runs again, prepared afresh');
+      // 2 went when 0 came back; 3 when 1 did: both closed before this statement.
+      t.same(
+        await kept(),
+        [0, 1, ...Array.from({ length: RECENT_TEXTS - 2 }, (_, i) => i + 4)],
+        'the texts run longest ago are closed once the transaction is over; those run again stay',
+      );
+      // Every text still answers, each with its own parameters, however often it was closed.
+      for (let round = 0; round < 2; round++)
+        for (let i = 0; i < RECENT_TEXTS + 2; i++) t.equal(await run(conn, i, 100), 100 + i);
+      await sql`select 1`.execute(conn);
+      t.equal((await kept()).length, RECENT_TEXTS, 'never more than RECENT_TEXTS prepared');
     });
   },
 );

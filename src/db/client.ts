@@ -1,7 +1,15 @@
 import pg from 'pg';
 import { StatementDeadlineExceeded, statementDeadline } from './deadline.ts';
 import { isDatabaseUnreachable } from './outage.ts';
-import { AUTH_NEUTRAL_MARK, FINAL_MARK, nameToRunAs, PREPARED_MARK, WITH_NEXT_MARK } from './prepared.ts';
+import {
+  AUTH_NEUTRAL_MARK,
+  FINAL_MARK,
+  nameToRunAs,
+  PREPARED_MARK,
+  PREPARED_WHILE_RECENT_MARK,
+  RECENT_TEXTS,
+  WITH_NEXT_MARK,
+} from './prepared.ts';
 
 // The pg client the app's pool makes. On this stack a round trip to PostgreSQL costs more than
 // most statements it carries (each socket write wakes the other side; measured, the writes were
@@ -131,6 +139,15 @@ export class PipeliningClient extends pg.Client {
    */
   #renamed = new Map<string, string>();
   #renames = 0;
+  /** Names of statements marked preparedWhileRecent this connection keeps, the latest run last. */
+  #recent = new Set<string>();
+  /**
+   * Such names pushed out of #recent, still prepared: closed (DEALLOCATE) in the same write as the
+   * connection's next BEGIN or statement outside a transaction, never within one (in a failed
+   * transaction the DEALLOCATE would fail and leave the statement prepared while pg believes it
+   * gone). Run again before that, a name is simply kept again.
+   */
+  #toClose: string[] = [];
 
   constructor(config?: pg.ClientConfig) {
     super(config);
@@ -192,7 +209,10 @@ export class PipeliningClient extends pg.Client {
       return Promise.resolve(answered('SELECT'));
     }
     const final = this.#inTransaction && text.includes(FINAL_MARK);
-    if (this.#begin === null && !final && this.#held.length === 0) return this.#send(text, values);
+    if (this.#begin === null && !final && this.#held.length === 0) {
+      if (!this.#inTransaction) this.#closeOld();
+      return this.#send(text, values);
+    }
     return this.#withHeld(text, values, final);
   }
 
@@ -244,7 +264,10 @@ export class PipeliningClient extends pg.Client {
     let result: Promise<Result>;
     let committed: Promise<Result> | null = null;
     try {
-      if (this.#begin !== null) before.push(super.query(this.#begin));
+      if (this.#begin !== null) {
+        this.#closeOld();
+        before.push(super.query(this.#begin));
+      }
       this.#begin = null;
       for (const held of this.#held) before.push(super.query(held.text, held.values));
       this.#held = [];
@@ -264,6 +287,7 @@ export class PipeliningClient extends pg.Client {
     roundTripsMade++;
     const named = nameToRunAs(text);
     const name = named === undefined ? undefined : (this.#renamed.get(named) ?? named);
+    if (name !== undefined && text.startsWith(PREPARED_WHILE_RECENT_MARK)) this.#keepRecent(name);
     const sent: Promise<Result> =
       name !== undefined ? super.query({ name, text, values }) : super.query(text, values);
     return this.#bounded(sent).catch((error: unknown) => {
@@ -271,6 +295,37 @@ export class PipeliningClient extends pg.Client {
         this.#renamed.set(named, `${named}_${++this.#renames}`);
       return this.#lost(error);
     });
+  }
+
+  /** Keeps `name` among the connection's RECENT_TEXTS latest; the one run longest ago goes. */
+  #keepRecent(name: string) {
+    if (this.#recent.delete(name)) {
+      this.#recent.add(name);
+      return;
+    }
+    const waiting = this.#toClose.indexOf(name);
+    if (waiting >= 0) this.#toClose.splice(waiting, 1);
+    this.#recent.add(name);
+    if (this.#recent.size <= RECENT_TEXTS) return;
+    const oldest = this.#recent.values().next().value!;
+    this.#recent.delete(oldest);
+    this.#toClose.push(oldest);
+  }
+
+  /**
+   * Queues a DEALLOCATE for each name pushed out of #recent, ahead of what is sent next (outside
+   * a transaction). pg forgets it at once, so a later run of its text parses it again, after the
+   * DEALLOCATE. Its failure (a name whose Parse had failed) is nobody's.
+   */
+  #closeOld() {
+    if (this.#toClose.length === 0) return;
+    const parsed = (this.connection as unknown as { parsedStatements: Record<string, string> })
+      .parsedStatements;
+    for (const name of this.#toClose) {
+      delete parsed[name];
+      super.query(`deallocate "${name}"`).catch(() => {});
+    }
+    this.#toClose = [];
   }
 
   /**

@@ -67,6 +67,29 @@ export function preparedWhileFew<T>(query: RawBuilder<T>): RawBuilder<T> {
   return sql<T>`${sql.raw(PREPARED_WHILE_FEW_MARK)}${query}`;
 }
 
+/** What a statement's text starts with when each connection keeps its latest such texts prepared. */
+export const PREPARED_WHILE_RECENT_MARK = '/* prepared while recent */ ';
+
+/**
+ * How many texts marked preparedWhileRecent a connection keeps prepared. A report's statement
+ * with its generic plan holds about 4 MB of its backend's memory (migrations up to 0052, the year
+ * by month by department): 6 of them, 25 MB a connection at most.
+ */
+export const RECENT_TEXTS = 6;
+
+/**
+ * The statement, run as a named prepared statement that its connection keeps among its
+ * RECENT_TEXTS latest so marked (PGlite: as is): client.ts closes the one run longest ago
+ * (DEALLOCATE) before the connection's next transaction begins. For large statements of an open
+ * set of shapes that run again and again while they are in use: a report a dashboard polls,
+ * whose planning costs more than running it once its figures are kept. Run them in a
+ * transaction that asks for generic plans (plan_cache_mode), or PostgreSQL goes on planning
+ * each run for its values.
+ */
+export function preparedWhileRecent<T>(query: RawBuilder<T>): RawBuilder<T> {
+  return sql<T>`${sql.raw(PREPARED_WHILE_RECENT_MARK)}${query}`;
+}
+
 const admitted = new Set<string>();
 
 /** How many texts marked preparedWhileFew this process has named so far (for the tests). */
@@ -75,6 +98,8 @@ export const preparedWhileFewTexts = (): number => admitted.size;
 /** The name the pg client runs a statement under, or undefined to run it unnamed (client.ts). */
 export function nameToRunAs(text: string): string | undefined {
   if (text.startsWith(PREPARED_MARK)) return statementName(text);
+  // Large texts of many shapes: hashed each run (a few hundredths of a millisecond), not kept.
+  if (text.startsWith(PREPARED_WHILE_RECENT_MARK)) return nameOf(text);
   if (!text.startsWith(PREPARED_WHILE_FEW_MARK)) return undefined;
   if (!admitted.has(text)) {
     if (admitted.size >= FEW_TEXTS) return undefined;
@@ -89,12 +114,14 @@ const names = new Map<string, string>();
 export function statementName(text: string): string {
   let name = names.get(text);
   if (name === undefined) {
-    name = `dr_${createHash('sha256').update(text).digest('base64url').slice(0, 32)}`;
+    name = nameOf(text);
     // Marked texts are few (a handful of shapes); the bound only guards against misuse.
     if (names.size < 1000) names.set(text, name);
   }
   return name;
 }
+
+const nameOf = (text: string) => `dr_${createHash('sha256').update(text).digest('base64url').slice(0, 32)}`;
 
 /** What a statement to send with the next one holds (client.ts). */
 export const WITH_NEXT_MARK = '/* with next */ ';
