@@ -4,6 +4,7 @@ import { roundTrips } from '../src/db/client.ts';
 import {
   FEW_TEXTS,
   final,
+  PREPARED_WHILE_RECENT_MARK,
   prepared,
   preparedWhileFew,
   preparedWhileFewTexts,
@@ -14,7 +15,10 @@ import {
   withNext,
 } from '../src/db/prepared.ts';
 import type { Database } from '../src/db/types.ts';
+import { METRICS } from '../src/domains/reports/metrics.ts';
+import { findReportRows, findReportTotals } from '../src/domains/reports/repository.ts';
 import { createTestDatabase, testDatabaseKind } from './helpers/database.ts';
+import { departmentSpec } from './helpers/reports.ts';
 
 // These check the pg client of src/db/client.ts (named statements, pipelined BEGIN / COMMIT),
 // which PGlite does not use: on PGlite only what holds for every database runs.
@@ -514,3 +518,39 @@ t.test('a build that decides by a value fails its run under verification, not si
   t.same((await checked(testDb.db, null, { yes: true })).rows, [{ n: 1 }]);
   await t.rejects(checked(testDb.db, null, { yes: false }), /depends on more than its shape/);
 });
+
+t.test(
+  'a report from the counters runs as a named statement planned once; from the events, planned each run',
+  onlyServer('PGlite has no named statements: the mark is a comment there'),
+  async (t) => {
+    const testDb = await createTestDatabase();
+    t.teardown(() => testDb.drop());
+    const spec = departmentSpec(
+      new Date('2026-01-01T00:00:00Z'),
+      new Date('2026-02-01T00:00:00Z'),
+      METRICS.filter((m) => m.key === 'created' || 'percentile' in m.formula),
+    );
+    await testDb.db.connection().execute(async (conn) => {
+      const plans = async (marked: string) =>
+        (
+          await sql<{ generic: string; custom: string }>`
+            select generic_plans::text as generic, custom_plans::text as custom from pg_prepared_statements
+            where statement like ${`${marked}%`} and statement like ${'%periods as%'}`.execute(conn)
+        ).rows.map((r) => ({ generic: Number(r.generic), custom: Number(r.custom) }));
+      for (let i = 0; i < 3; i++) {
+        await findReportRows(conn, spec, { limit: 100 });
+        await findReportTotals(conn, spec);
+      }
+      t.same(
+        await plans(PREPARED_WHILE_RECENT_MARK),
+        [
+          { generic: 3, custom: 0 },
+          { generic: 3, custom: 0 },
+        ],
+        'the rows and the totals: one generic plan each, used by every run',
+      );
+      await findReportRows(conn, { ...spec, source: 'events' }, { limit: 100 });
+      t.equal((await plans(PREPARED_WHILE_RECENT_MARK)).length, 2, 'from the events, nothing is prepared');
+    });
+  },
+);
