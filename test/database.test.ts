@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import t from 'tap';
-import { roundTrips } from '../src/db/client.ts';
+import { createPool, roundTrips } from '../src/db/client.ts';
 import {
   FEW_TEXTS,
   final,
@@ -148,6 +148,43 @@ t.test(
       await sql`select 1`.execute(conn);
       t.equal((await kept()).length, RECENT_TEXTS, 'never more than RECENT_TEXTS prepared');
     });
+  },
+);
+
+t.test(
+  'preparedWhileRecent texts run at once on one connection: one pushed out while its Parse is on its way is closed later, not lost',
+  onlyServer('PGlite has no named statements: the mark is a comment there'),
+  async (t) => {
+    const testDb = await createTestDatabase();
+    const pool = createPool(testDb.url!, { max: 1 });
+    const client = await pool.connect();
+    t.teardown(async () => {
+      client.release();
+      await pool.end();
+      await testDb.drop();
+    });
+    const text = (i: number) => `${PREPARED_WHILE_RECENT_MARK}select $1::int + ${i} as at_once_${i}`;
+    const count = RECENT_TEXTS + 2;
+    // Pipelined: the first texts are pushed out before their Parse is answered.
+    const first = await Promise.all(Array.from({ length: count }, (_, i) => client.query(text(i), [1])));
+    t.same(
+      first.map((r, i) => r.rows[0][`at_once_${i}`]),
+      Array.from({ length: count }, (_, i) => i + 1),
+    );
+    for (let round = 0; round < 2; round++) {
+      const again = [];
+      for (let i = 0; i < count; i++) again.push((await client.query(text(i), [10])).rows[0][`at_once_${i}`]);
+      t.same(
+        again,
+        Array.from({ length: count }, (_, i) => i + 10),
+        'each text runs again, prepared or parsed afresh',
+      );
+    }
+    await client.query('select 1');
+    const { rows } = await client.query(
+      `select count(*)::int as n from pg_prepared_statements where statement like '%at_once_%'`,
+    );
+    t.equal(rows[0].n, RECENT_TEXTS, 'no more than RECENT_TEXTS left prepared');
   },
 );
 

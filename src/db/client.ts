@@ -142,10 +142,10 @@ export class PipeliningClient extends pg.Client {
   /** Names of statements marked preparedWhileRecent this connection keeps, the latest run last. */
   #recent = new Set<string>();
   /**
-   * Such names pushed out of #recent, still prepared: closed (DEALLOCATE) in the same write as the
-   * connection's next BEGIN or statement outside a transaction, never within one (in a failed
-   * transaction the DEALLOCATE would fail and leave the statement prepared while pg believes it
-   * gone). Run again before that, a name is simply kept again.
+   * Such names pushed out of #recent, still prepared: closed (DEALLOCATE) ahead of the
+   * connection's next BEGIN (in the same write) or next statement outside a transaction, never
+   * within one (in a failed transaction the DEALLOCATE would fail and leave the statement
+   * prepared while pg believes it gone). Run again before that, a name is simply kept again.
    */
   #toClose: string[] = [];
 
@@ -315,17 +315,25 @@ export class PipeliningClient extends pg.Client {
   /**
    * Queues a DEALLOCATE for each name pushed out of #recent, ahead of what is sent next (outside
    * a transaction). pg forgets it at once, so a later run of its text parses it again, after the
-   * DEALLOCATE. Its failure (a name whose Parse had failed) is nobody's.
+   * DEALLOCATE. A name whose Parse is still on its way waits for a later call: closed now, pg
+   * would note it parsed when the answer came, and the next run would bind a statement the
+   * server no longer has. One whose Parse failed is only forgotten.
    */
   #closeOld() {
     if (this.#toClose.length === 0) return;
-    const parsed = (this.connection as unknown as { parsedStatements: Record<string, string> })
-      .parsedStatements;
+    const connection = this.connection as unknown as {
+      parsedStatements: Record<string, string>;
+      submittedNamedStatements: Record<string, string>;
+    };
+    const waiting: string[] = [];
     for (const name of this.#toClose) {
-      delete parsed[name];
-      super.query(`deallocate "${name}"`).catch(() => {});
+      if (connection.submittedNamedStatements[name] !== undefined) waiting.push(name);
+      else if (connection.parsedStatements[name] !== undefined) {
+        delete connection.parsedStatements[name];
+        super.query(`deallocate "${name}"`).catch(() => {});
+      }
     }
-    this.#toClose = [];
+    this.#toClose = waiting;
   }
 
   /**

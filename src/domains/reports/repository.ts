@@ -161,8 +161,10 @@ async function inReportTransaction<T>(
       if (readOnly) await sql`set transaction read only`.execute(trx);
       await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
       set_config('enable_mergejoin', ${mergeJoins}, true), set_config('random_page_cost', '1.1', true),
-      set_config('enable_memoize', ${memoize}, true),
-      set_config('plan_cache_mode', ${genericPlans ? 'force_generic_plan' : 'auto'}, true)`.execute(trx);
+      set_config('enable_memoize', ${memoize}, true)
+      ${genericPlans ? sql`, set_config('plan_cache_mode', 'force_generic_plan', true)` : sql``}`.execute(
+        trx,
+      );
       return fn(trx);
     });
 }
