@@ -473,6 +473,37 @@ t.test('reports through the API', async (t) => {
     const columns = await api('GET', '/v1/reports/columns');
     t.equal(columns.data.length, REPORT_COLUMN_KEYS.length, 'every column, the goal columns included');
   });
+
+  await t.test('the JSON body: envelope and rows serialized apart, one document', async (t) => {
+    // The route writes the envelope with no rows and each row by the row schema (routes.ts,
+    // reportBody): a tag holding the very text it splits at, and one beyond ASCII, stay text.
+    const planted = '"data":[] ünï ’';
+    await api('POST', '/v1/tickets', {
+      subject: 'Tagged',
+      channel: 'email',
+      contact: { email: 'tags@example.com' },
+      message: { body: 'Tagged.' },
+      department_id: sales,
+      tags: [planted, 'zz'],
+    });
+    const read = async (url: string) => {
+      const res = await ctx.request({ method: 'GET', url, token: admin.token });
+      t.equal(res.statusCode, 200, url);
+      t.equal(res.body, JSON.stringify(res.json()), 'one compact JSON document, in schema order');
+      t.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body), 'its length in bytes');
+      return res.json();
+    };
+    const report = await read(`/v1/reports/tags?${range}&columns=created_tickets,answers`);
+    const tags = report.data.map((r: Row) => r.tag);
+    t.ok(tags.includes(planted.toLowerCase()), 'the planted tag is a row of its own');
+    t.ok(tags.includes('zz'));
+    t.same(Object.keys(report).slice(-4), ['data', 'totals', 'overlapping_groups', 'next_cursor']);
+    const empty = await read('/v1/reports/tags?from=2001-01-01&to=2001-01-02&columns=created_tickets');
+    t.same(empty.data, [], 'no rows');
+    const one = await read(`/v1/reports/tags?${range}&columns=created_tickets&limit=1`);
+    t.equal(one.data.length, 1, 'one row');
+    t.type(one.next_cursor, 'string');
+  });
 });
 
 t.test('the help desk time zone is the default of every report', async (t) => {
