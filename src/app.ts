@@ -33,7 +33,7 @@ import { publicRoutes, publicSchemas } from './domains/public/routes.ts';
 import { queueRoutes } from './domains/queue/routes.ts';
 import { ExportSlots } from './domains/reports/csv.ts';
 import { reportRoutes, reportSchemas } from './domains/reports/routes.ts';
-import { PercentileKeeper } from './domains/reports/service.ts';
+import { ReportKeeper } from './domains/reports/service.ts';
 import { scheduleRoutes, scheduleSchemas } from './domains/schedules/routes.ts';
 import { slaPolicyRoutes, slaPolicySchemas } from './domains/sla-policies/routes.ts';
 import { StreamHub } from './domains/stream/hub.ts';
@@ -75,7 +75,7 @@ declare module 'fastify' {
      */
     exportReads: ExportSlots;
     /** Keeps the percentiles of the reports served, after the response (reports/service.ts). */
-    reportKeeper: PercentileKeeper;
+    reportKeeper: ReportKeeper;
     /** The requests this app is answering, which webhook work yields to (jobs/yield.ts). */
     requestLoad: RequestLoad;
     /** Who credentials belong to, per process (plugins/auth-cache.ts). */
@@ -290,7 +290,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.decorate('blobs', deps.blobs ?? blobStoreFor(config.dataDir));
   app.decorate('config', config);
   app.decorate('exportReads', new ExportSlots(config.exports.maxConcurrent));
-  app.decorate('reportKeeper', new PercentileKeeper(deps.db, app.log));
+  app.decorate('reportKeeper', new ReportKeeper(deps.db, app.log));
   app.decorate('requestLoad', deps.load ?? new RequestLoad());
   // Everything a request does runs under its statements' bound (db/deadline.ts): the first hook,
   // so the hooks, the handler and the stream it answers with all do.

@@ -92,14 +92,15 @@ t.test('the histograms and current counts have the columns the compactor folds',
 
 t.test('no report table is left out of the list the code keeps', async (t) => {
   // Kept by functions of their own migrations, not folded by the compactor: the pending events
-  // (0007), the compacted months' summaries (0008) and the kept percentiles (0039, cache.ts);
-  // and added to by the compactor's fold of the tag counters (0043).
+  // (0007), the compacted months' summaries (0008), the kept percentiles (0039, cache.ts) and
+  // counts (0053); and added to by the compactor's fold of the tag counters (0043).
   const summaries = [
     'report_pending_events',
     'report_department_quantiles_month',
     'report_total_histograms_month',
     'report_total_coarse_histograms_month',
     'report_percentile_cache',
+    'report_count_cache',
     ...Object.values(TAG_TOTAL_TABLES),
   ];
   const { rows } = await sql<{ table_name: string }>`

@@ -5,6 +5,7 @@ import { METRICS } from '../src/domains/reports/metrics.ts';
 import {
   compactReportTables,
   countPendingEvents,
+  keepCounts,
   keepPercentiles,
   type ReportSpec,
   rebuildReportCounters,
@@ -12,11 +13,12 @@ import {
 import { agentWithToken, buildTestApp, makeAgent, makeDepartment } from './helpers/app.ts';
 import { departmentSpec, insertHistory, reportRows } from './helpers/reports.ts';
 
-// Kept percentiles (migrations/0039, src/domains/reports/cache.ts): a report reads the kept
-// rows of its settled periods instead of the histograms and gets exactly what it computed;
-// an event counted into a kept period makes the entry stale at once, and the fold deletes it;
-// periods that have not ended are not kept; the rebuild empties the table; over HTTP, a report
-// keeps its periods after it answers and the same report then answers the same body.
+// Kept percentiles (migrations/0039, src/domains/reports/cache.ts) and kept counts (0053): a
+// report reads the kept rows of its settled periods instead of the histograms or counters and
+// gets exactly what it computed; an event counted into a kept period makes the entry stale at
+// once (a ticket with no duration, the counts alone), and the fold deletes it; periods that have
+// not ended are not kept; the rebuild empties the tables; over HTTP, a report keeps its periods
+// after it answers and the same report then answers the same body.
 
 const MINUTE = 60_000;
 const METRIC_KEYS = [
@@ -38,6 +40,11 @@ const keptCount = async (db: Db) =>
     (await sql<{ n: number }>`select count(*)::int as n from report_percentile_cache`.execute(db)).rows[0]!.n,
   );
 const forget = (db: Db) => sql`delete from report_percentile_cache`.execute(db);
+const keptCounts = async (db: Db) =>
+  Number(
+    (await sql<{ n: number }>`select count(*)::int as n from report_count_cache`.execute(db)).rows[0]!.n,
+  );
+const forgetCounts = (db: Db) => sql`delete from report_count_cache`.execute(db);
 
 /** Counts pending events and folds the fresh rows, as the scheduler does. */
 async function settle(db: Db) {
@@ -171,6 +178,73 @@ t.test('kept percentiles', async (t) => {
     });
   }
 
+  // Kept counts (migrations/0053): the same, for the counts and sums.
+  for (const { name, spec } of shapes) {
+    await t.test(`${name}: kept counts`, async (t) => {
+      await forget(db);
+      await forgetCounts(db);
+      const computed = await reportRows(db, spec);
+      const kept = await keepCounts(db, spec);
+      t.ok(kept > 0, `${kept} periods kept`);
+      t.equal(await keptCounts(db), kept, 'one entry per period');
+      t.same(await reportRows(db, spec), computed, 'read back: the same rows, to the bit');
+      t.equal(await keepCounts(db, spec), 0, 'kept periods are not kept again');
+
+      // The report reads the entries: a count changed by hand shows.
+      const counted = computed.find((r) => (r.values.created_tickets ?? 0) > 0)!;
+      await sql`update report_count_cache
+        set rows = (select jsonb_agg(jsonb_set(r, '{created_tickets}', '1000000')) from jsonb_array_elements(rows) r)
+        where jsonb_array_length(rows) > 0`.execute(db);
+      const tampered = await reportRows(db, spec);
+      const same = tampered.find(
+        (r) =>
+          r.period_start === counted.period_start &&
+          r.department_id === counted.department_id &&
+          r.agent_id === counted.agent_id &&
+          r.channel === counted.channel &&
+          r.tag === counted.tag,
+      )!;
+      t.equal(same.values.created_tickets, 1_000_000, 'the kept count is what the report shows');
+      t.same(
+        tampered.map((r) => r.values.answers),
+        computed.map((r) => r.values.answers),
+        'the other counts as kept',
+      );
+      await forgetCounts(db);
+      t.same(await reportRows(db, spec), computed, 'without entries: computed again, the same');
+    });
+  }
+
+  await t.test('a ticket with no duration created in a kept period', async (t) => {
+    // Counting it adds counter rows and no histogram row: the kept counts must see it.
+    const spec = shapes[0]!.spec;
+    await forget(db);
+    await forgetCounts(db);
+    await keepPercentiles(db, spec);
+    await keepCounts(db, spec);
+    const before = await reportRows(db, spec);
+    const countsBefore = await keptCounts(db);
+    const percentilesBefore = await keptCount(db);
+    await insertHistory(db, 'Quiet', { department: sales, assignee: ann.id, channel: 'email' }, [
+      { type: 'created', at: '2025-03-10T10:00:00Z', department: sales, agent: ann.id },
+    ]);
+    await countPendingEvents(db);
+    const march = (rows: typeof before) =>
+      rows.find((r) => r.period_start?.startsWith('2025-03-01') && r.department_id === sales)!;
+    const after = await reportRows(db, spec);
+    t.equal(
+      march(after).values.created_tickets,
+      march(before).values.created_tickets! + 1,
+      'the new ticket shows at once (the entry is passed by while fresh counter rows lie under it)',
+    );
+    await db.transaction().execute((trx) => compactReportTables(trx));
+    t.equal(await keptCounts(db), countsBefore - 1, "the fold deleted March's counts alone");
+    t.equal(await keptCount(db), percentilesBefore, 'and no kept percentile: no duration was counted');
+    t.same(await reportRows(db, spec), after, 'after the fold: the same figures');
+    t.equal(await keepCounts(db, spec), 1, 'March is kept again');
+    t.same(await reportRows(db, spec), after, 'and read back the same');
+  });
+
   await t.test('an event counted into a kept period', async (t) => {
     const spec = shapes[0]!.spec;
     await forget(db);
@@ -219,18 +293,23 @@ t.test('kept percentiles', async (t) => {
     const kept = await keepPercentiles(db, spec);
     const years = now.getUTCFullYear() - 2025;
     t.equal(kept, years, `the ${years} whole years before this one, not this one`);
+    t.equal(await keepCounts(db, spec), years, 'and their counts alike');
   });
 
   await t.test('the rebuild empties the table', async (t) => {
     await keepPercentiles(db, shapes[3]!.spec);
+    await keepCounts(db, shapes[3]!.spec);
     t.ok((await keptCount(db)) > 0);
+    t.ok((await keptCounts(db)) > 0);
     await db.transaction().execute((trx) => rebuildReportCounters(trx));
     t.equal(await keptCount(db), 0);
+    t.equal(await keptCounts(db), 0);
   });
 
   const oneConnection = !db.getExecutor().adapter.supportsMultipleConnections;
   await t.test('over HTTP: kept after the answer, then the same answer', async (t) => {
     await forget(db);
+    await forgetCounts(db);
     const admin = await agentWithToken(ctx, { role: 'admin' });
     const url =
       '/v1/reports/departments?from=2025-01-01&to=2025-05-01&interval=month&timezone=Europe/Prague' +
@@ -238,18 +317,22 @@ t.test('kept percentiles', async (t) => {
     const first = await ctx.request({ method: 'GET', url, token: admin.token });
     t.equal(first.statusCode, 200, first.statusCode === 200 ? 'the report' : first.body);
     if (oneConnection) {
-      // PercentileKeeper: on PGlite every request would wait behind it, so it keeps nothing.
+      // ReportKeeper: on PGlite every request would wait behind it, so it keeps nothing.
       t.comment('PGlite: the server keeps no percentiles on its one connection');
       t.equal(await keptCount(db), 0, 'nothing kept (keep() returns at once: nothing runs later)');
+      t.equal(await keptCounts(db), 0, 'no counts either');
       return;
     }
     // The keeper works after the response; wait for its entries (rows and totals: 4 + 1).
     let entries = 0;
-    for (let i = 0; i < 200 && entries < 5; i++) {
+    let counts = 0;
+    for (let i = 0; i < 200 && (entries < 5 || counts < 5); i++) {
       entries = await keptCount(db);
-      if (entries < 5) await new Promise((resolve) => setTimeout(resolve, 50));
+      counts = await keptCounts(db);
+      if (entries < 5 || counts < 5) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     t.equal(entries, 5, 'four months and the range');
+    t.equal(counts, 5, 'their counts alike');
     const second = await ctx.request({ method: 'GET', url, token: admin.token });
     t.same(second.json(), first.json(), 'the same body from the kept percentiles');
   });

@@ -679,6 +679,7 @@ async function queries(scratchUrl: string, client: pg.Client, fixture: Fixture) 
   const headers = { authorization: `Bearer ${fixture.token}` };
   // Every shape's first read finds nothing kept, even on a database an earlier run left.
   await client.query('delete from report_percentile_cache');
+  await client.query('delete from report_count_cache');
   out();
   out(`JSON over HTTP: ${RUNS} timed runs each after ${WARM_UP} warm-up runs, one at a time (${machine()})`);
   const summary: string[] = [];
@@ -791,8 +792,9 @@ async function exportCsv(
          select id, 'export bench', $1, $2, '{read}' from agents where role = 'owner'`,
         [hashApiToken(secret), secret.slice(0, 8)],
       );
-      // No percentiles kept by an earlier export or run: each export computes its own.
+      // Nothing kept by an earlier export or run: each export computes its own.
       await c.query('delete from report_percentile_cache');
+      await c.query('delete from report_count_cache');
       await c.end();
       return secret;
     })()

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type RawBuilder, sql } from 'kysely';
-import type { SampleMetric } from './figures.ts';
-import { byTag, DIMENSION_COLUMN, entityDims, type ReportSpec } from './spec.ts';
+import { FIGURES, type SampleMetric } from './figures.ts';
+import { byTag, DIMENSION_COLUMN, entityDims, needsCounts, type ReportSpec } from './spec.ts';
 
 // Kept percentiles (migrations/0039): the medians and 90th percentiles a report computed for a
 // period, kept per report scope and exact period, and read instead of the histograms while no
@@ -19,6 +19,13 @@ import { byTag, DIMENSION_COLUMN, entityDims, type ReportSpec } from './spec.ts'
 //   between the computing and the writing, so a fold never misses an entry it should delete.
 // - Deleted: by the compactor, for the entries its folded buckets overlap, and those a week old
 //   (counters.ts, compactReportTables); all of them by the rebuild.
+//
+// Kept counts (migrations/0053) are the same for the counts and sums of a period (the `counts`
+// CTE, query.ts), in report_count_cache, by the same rules: read while no fresh counter row
+// lies in the period (an event with no duration, a ticket created say, adds counter rows and
+// no histogram row), deleted by the fold of the counter tables' fresh rows. A period that is not
+// made of whole UTC days (a month in America/New_York reads 36 quarter hours of rows at its
+// ends) then costs what a UTC month does.
 
 /** The histograms whose fresh rows say that an entry's period got events since it was computed. */
 const freshHistograms = (spec: ReportSpec) =>
@@ -34,6 +41,10 @@ export const takeKeepingLock = sql`select pg_advisory_xact_lock(hashtext('deskro
 /** How long an entry is read: the compactor deletes older ones, so the table stays small. */
 export const KEPT_FOR = sql`interval '7 days'`;
 
+const byCode = (a: string | null, b: string | null) =>
+  a === b ? 0 : a === null || (b !== null && a < b) ? -1 : 1;
+const sorted = (list: (string | null)[] | null) => list && [...list].sort(byCode);
+
 /**
  * The key of what a report's percentiles depend on besides the period: its groups, filters and
  * duration metrics, hashed (an agent's filter may list many departments; a btree key may not
@@ -44,9 +55,6 @@ export const KEPT_FOR = sql`interval '7 days'`;
  */
 export function cacheScope(spec: ReportSpec, samples: SampleMetric[]): string | null {
   if (spec.source !== 'counters' || samples.length === 0) return null;
-  const byCode = (a: string | null, b: string | null) =>
-    a === b ? 0 : a === null || (b !== null && a < b) ? -1 : 1;
-  const sorted = (list: (string | null)[] | null) => list && [...list].sort(byCode);
   const key = JSON.stringify({
     v: 1,
     by: [...entityDims(spec)].sort(),
@@ -63,6 +71,55 @@ export function settled(spec: ReportSpec, s: RawBuilder<unknown>, e: RawBuilder<
   return sql`not exists (select 1 from ${freshHistograms(spec)} f where f.fresh and f.bucket >= ${s} and f.bucket < ${e})`;
 }
 
+/**
+ * The counters whose fresh rows say that a kept count's period got events since: counting
+ * appends fresh rows to every counter table at once (report_count_pending), the 15-minute ones
+ * included, so those by agent and channel (or by tag) speak for the department's too.
+ */
+const freshCounters = (spec: ReportSpec) =>
+  sql.table(byTag(spec) ? 'report_tag_counters_15m' : 'report_counters_15m');
+
+/** No counter row counted into [s, e) waits to be folded. */
+export function settledCounts(spec: ReportSpec, s: RawBuilder<unknown>, e: RawBuilder<unknown>) {
+  return sql`not exists (select 1 from ${freshCounters(spec)} f where f.fresh and f.bucket >= ${s} and f.bucket < ${e})`;
+}
+
+/**
+ * The key of what a report's counts depend on besides the period: its groups and filters (every
+ * count and sum is computed whatever the columns), hashed. Null when they are not kept:
+ * computed from the events, or not read. `v` as in cacheScope.
+ */
+export function countScope(spec: ReportSpec): string | null {
+  if (spec.source !== 'counters' || !needsCounts(spec)) return null;
+  const key = JSON.stringify({
+    v: 1,
+    counts: true,
+    by: [...entityDims(spec)].sort(),
+    departments: sorted(spec.departments),
+    agents: sorted(spec.agents),
+    channels: sorted(spec.channels),
+  });
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** The clipped periods whose counts are kept and hold: period_start, rows. */
+export function keptCounts(spec: ReportSpec, scope: string): RawBuilder<unknown> {
+  return sql`
+    select p.period_start, k.rows
+    from clipped p
+    join report_count_cache k on k.scope = ${scope} and k.lo = p.s and k.hi = p.e
+    where k.created_at > now() - ${KEPT_FOR} and ${settledCounts(spec, sql`p.s`, sql`p.e`)}`;
+}
+
+/** The columns of a kept count row, as countsAgg (counters.ts) gives them. */
+export function countColumns(spec: ReportSpec): RawBuilder<unknown> {
+  return sql.raw([...entityColumns(spec), ...FIGURES.map((f) => `${f} float8`)].join(', '));
+}
+
+const ENTITY_TYPE = { department_id: 'uuid', agent_id: 'uuid', channel: 'text', tag: 'text' } as const;
+const entityColumns = (spec: ReportSpec) =>
+  entityDims(spec).map((d) => `${DIMENSION_COLUMN[d]} ${ENTITY_TYPE[DIMENSION_COLUMN[d]]}`);
+
 /** The clipped periods (query.ts) whose percentiles are kept and hold: period_start, rows. */
 export function keptPercentiles(spec: ReportSpec, scope: string): RawBuilder<unknown> {
   return sql`
@@ -74,10 +131,5 @@ export function keptPercentiles(spec: ReportSpec, scope: string): RawBuilder<unk
 
 /** The columns of a kept row, as the percentile queries (percentiles.ts) give them. */
 export function percentileColumns(spec: ReportSpec, samples: SampleMetric[]): RawBuilder<unknown> {
-  const type = { department_id: 'uuid', agent_id: 'uuid', channel: 'text', tag: 'text' } as const;
-  const columns = [
-    ...entityDims(spec).map((d) => `${DIMENSION_COLUMN[d]} ${type[DIMENSION_COLUMN[d]]}`),
-    ...samples.map((m) => `${m}_q float8[]`),
-  ];
-  return sql.raw(columns.join(', '));
+  return sql.raw([...entityColumns(spec), ...samples.map((m) => `${m}_q float8[]`)].join(', '));
 }

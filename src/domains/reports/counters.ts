@@ -104,8 +104,14 @@ export const CURRENT_COUNTS = {
   values: ['n'],
 } as const;
 
-/** The tables whose fresh rows make kept percentiles stale (cache.ts). */
-const KEEPS_WATCH = ['report_histograms_15m', 'report_tag_histograms_15m'];
+/** The tables whose fresh rows make kept percentiles or counts stale (cache.ts), and those kept. */
+const KEEPS_WATCH: Record<string, string> = {
+  report_histograms_15m: 'report_percentile_cache',
+  report_tag_histograms_15m: 'report_percentile_cache',
+  report_counters_15m: 'report_count_cache',
+  report_tag_counters_15m: 'report_count_cache',
+};
+const KEPT_TABLES = ['report_percentile_cache', 'report_count_cache'];
 
 /** The table report_department_quantiles_month summarises (migrations/0008). */
 const QUANTILES_SOURCE = 'report_department_histograms_month';
@@ -303,9 +309,12 @@ function currentByTag(spec: ReportSpec): RawBuilder<unknown> {
 export async function compactReportTables(trx: Transaction<Database>): Promise<number> {
   // A keeper's statement in flight is waited for (cache.ts): it must not compute across a fold.
   await takeKeepingLock.execute(trx);
-  await sql`delete from report_percentile_cache where created_at <= now() - ${KEPT_FOR}`.execute(trx);
+  for (const kept of KEPT_TABLES) {
+    await sql`delete from ${sql.table(kept)} where created_at <= now() - ${KEPT_FOR}`.execute(trx);
+  }
   let folded = 0;
   for (const table of [...REPORT_TABLES, CURRENT_COUNTS]) {
+    const kept = KEEPS_WATCH[table.name];
     const keys = refs(table.keys);
     const values = refs(table.values);
     const { rows } = await sql<{
@@ -315,11 +324,11 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
     }>`
       with gone as (delete from ${sql.table(table.name)} where fresh returning *),
       ${
-        // Kept percentiles (cache.ts) of the periods these rows lie in are stale once they are
-        // folded: deleted by the statement that folds them, so none is missed.
-        KEEPS_WATCH.includes(table.name)
+        // Kept percentiles or counts (cache.ts) of the periods these rows lie in are stale once
+        // they are folded: deleted by the statement that folds them, so none is missed.
+        kept
           ? sql`stale as (
-              delete from report_percentile_cache k
+              delete from ${sql.table(kept)} k
               where exists (select 1 from (select distinct bucket from gone) g where g.bucket >= k.lo and g.bucket < k.hi)
             ),`
           : sql``
@@ -384,9 +393,9 @@ export async function tryReportCompactionLock(trx: Transaction<Database>): Promi
  * report tables so no event is counted twice meanwhile. Everything comes out compacted.
  */
 export async function rebuildReportCounters(db: Executor): Promise<void> {
-  // No percentiles are kept meanwhile (cache.ts keeps them under this lock): none survive.
+  // Nothing is kept meanwhile (cache.ts keeps under this lock): no kept entry survives.
   await takeKeepingLock.execute(db);
-  await sql`delete from report_percentile_cache`.execute(db);
+  for (const kept of KEPT_TABLES) await sql`delete from ${sql.table(kept)}`.execute(db);
   await sql`lock table ticket_events in share mode`.execute(db);
   await sql`truncate report_pending_events, ${sql.join(
     [...REPORT_TABLES.map((t) => t.name), ...Object.values(TAG_TOTAL_TABLES)].map((t) => sql.table(t)),

@@ -12,7 +12,7 @@ import { unavailable } from '../../errors.ts';
 import { sendHeadersOnly } from '../../plugins/head.ts';
 import {
   csvFileName,
-  type PercentileKeeper,
+  type ReportKeeper,
   type ResolvedReport,
   reportFields,
   streamReport,
@@ -143,7 +143,7 @@ export interface ExportLimits {
   /** A client that takes no data for this long is cut. */
   stallTimeoutMs: number;
   /** Keeps the percentiles of the reports exported (cache.ts). */
-  keeper?: PercentileKeeper;
+  keeper?: ReportKeeper;
 }
 
 // Seconds a refused export is told to wait: a report's query usually takes a few.
@@ -284,7 +284,7 @@ async function spoolReport(
   unitRow: boolean,
   signal: AbortSignal,
   onStarted: () => void,
-  keeper: PercentileKeeper | undefined,
+  keeper: ReportKeeper | undefined,
 ) {
   const fields = reportFields(resolved.spec);
   const cell = fields.map((f) =>

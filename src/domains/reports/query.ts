@@ -1,6 +1,13 @@
 import { type RawBuilder, sql } from 'kysely';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { cacheScope, keptPercentiles, percentileColumns } from './cache.ts';
+import {
+  cacheScope,
+  countColumns,
+  countScope,
+  keptCounts,
+  keptPercentiles,
+  percentileColumns,
+} from './cache.ts';
 import { countsAgg, currentAgg, seenAgg } from './counters.ts';
 import { FIGURES, type SampleMetric } from './figures.ts';
 import { DECIMALS, type Formula, type Metric, shareOf } from './metrics.ts';
@@ -19,8 +26,8 @@ import {
   NONE,
   neededGoal,
   neededSamples,
+  needsCounts,
   needsCurrent,
-  needsFigures,
   type ReportSpec,
   type SortValue,
 } from './spec.ts';
@@ -197,6 +204,28 @@ export const piecesCte = (coarse: boolean) =>
   sql`pieces as (select row_number() over () as piece, q.* from (${pieces(coarse)}) q)`;
 
 /**
+ * `counts`: each group's counts and sums, per period. From the counters, a period whose counts
+ * are kept (cache.ts) is read from there, and only the others are computed.
+ */
+function countCtes(spec: ReportSpec): RawBuilder<unknown>[] {
+  const scope = countScope(spec);
+  if (scope === null) return [sql`counts as (${countsAgg(spec)})`];
+  return [
+    sql`kept_counts as materialized (${keptCounts(spec, scope)})`,
+    sql`counts as (
+      select k.period_start, x.*
+      from kept_counts k
+      cross join lateral jsonb_to_recordset(k.rows) as x(${countColumns(spec)})
+      union all
+      select * from (
+        with pieces as (select * from pieces where period_start not in (select period_start from kept_counts))
+        select * from (${countsAgg(spec)}) a
+      ) computed
+    )`,
+  ];
+}
+
+/**
  * `samples`: each group's percentiles, per period. From the counters, a period whose
  * percentiles are kept (cache.ts) is read from there, and only the others are computed.
  */
@@ -241,10 +270,10 @@ function figureCtes(spec: ReportSpec) {
   const sources: string[] = [];
   const entitySources: string[] = [];
   const goal = neededGoal(spec);
-  const withCounts = needsFigures(spec) || !(samples.length > 0 || withCurrent || goal);
+  const withCounts = needsCounts(spec);
   if (withCounts || samples.length > 0 || goal) ctes.push(piecesCte(coarse));
   if (withCounts) {
-    ctes.push(sql`counts as (${countsAgg(spec)})`);
+    ctes.push(...countCtes(spec));
     sources.push('counts');
     entitySources.push('counts');
   } else if (spec.source === 'events') {

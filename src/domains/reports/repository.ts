@@ -2,7 +2,8 @@ import { CompiledQuery, type Kysely, type RawBuilder, sql, type Transaction } fr
 import { preparedWhileRecent } from '../../db/prepared.ts';
 import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { cacheScope, KEPT_FOR, settled, takeKeepingLock } from './cache.ts';
+import { cacheScope, countScope, KEPT_FOR, settled, settledCounts, takeKeepingLock } from './cache.ts';
+import { countsAgg } from './counters.ts';
 import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
 import {
   chunkable,
@@ -208,6 +209,50 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
           select * from (${agg}) a
         )
         insert into report_percentile_cache as k (scope, lo, hi, rows)
+        select ${scope}, m.s, m.e,
+          coalesce(jsonb_agg(to_jsonb(x) - 'period_start') filter (where x.period_start is not null), '[]')
+        from missing m
+        left join computed x on x.period_start = m.period_start
+        group by m.s, m.e
+        on conflict (scope, lo, hi) do update set rows = excluded.rows, created_at = excluded.created_at`.execute(
+        trx,
+      );
+      return Number(result.numAffectedRows ?? 0);
+    },
+    { readOnly: false },
+  );
+}
+
+/**
+ * Keeps the counts of a report's periods that ended and have none kept (cache.ts), as
+ * keepPercentiles keeps percentiles, by the same rules. Returns how many periods it kept.
+ */
+export async function keepCounts(db: Executor, spec: ReportSpec): Promise<number> {
+  const scope = countScope(spec);
+  if (scope === null) return 0;
+  return inReportTransaction(
+    db,
+    spec,
+    'read committed',
+    async (trx) => {
+      await takeKeepingLock.execute(trx);
+      await sql`select set_config('extra_float_digits', '3', true)`.execute(trx);
+      const result = await sql`
+        with ${sql.join(periodCtes(spec))},
+        missing as materialized (
+          select c.* from clipped c
+          where c.e <= now() and ${settledCounts(spec, sql`c.s`, sql`c.e`)}
+            and not exists (
+              select 1 from report_count_cache k
+              where k.scope = ${scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
+          order by c.period_start desc
+          limit ${KEPT_PER_CALL}
+        ),
+        computed as materialized (
+          with clipped as (select * from missing), ${piecesCte(true)}
+          select * from (${countsAgg(spec)}) a
+        )
+        insert into report_count_cache as k (scope, lo, hi, rows)
         select ${scope}, m.s, m.e,
           coalesce(jsonb_agg(to_jsonb(x) - 'period_start') filter (where x.period_start is not null), '[]')
         from missing m

@@ -29,6 +29,7 @@ import {
   findReportRows,
   findReportTotals,
   type Interval,
+  keepCounts,
   keepPercentiles,
   knownEntityIds,
   knownTimeZones,
@@ -482,19 +483,19 @@ function rangeMeta(resolved: ResolvedReport) {
 
 /** Reports' percentiles kept by one keeper are not kept again by it for this long. */
 const KEPT_RECENTLY_MS = 60_000;
-/** Reports waiting to have their percentiles kept; more are not queued (the next read asks again). */
+/** Reports waiting to have their figures kept; more are not queued (the next read asks again). */
 const KEEP_QUEUE = 16;
 
 /**
- * Keeps the percentiles of the reports served (repository.ts, keepPercentiles; cache.ts says
- * why), in the background after the response, one report at a time: the next read of the same
- * periods finds them. A report whose percentiles were kept in the last minute is not asked
- * again. A failure is logged and changes nothing: the report is computed in full next time.
+ * Keeps the percentiles and the counts of the reports served (repository.ts, keepPercentiles
+ * and keepCounts; cache.ts says why), in the background after the response, one report at a
+ * time: the next read of the same periods finds them. A report whose figures were kept in the
+ * last minute is not asked again. A failure is logged and changes nothing: the report is computed in full next time.
  * On the embedded database (PGlite) it keeps nothing: its one connection serves every request,
  * which would all wait behind the keeper, and an embedded help desk is small enough for the
  * two steps.
  */
-export class PercentileKeeper {
+export class ReportKeeper {
   readonly #db: Db;
   readonly #log: { warn: (obj: object, msg: string) => void };
   readonly #queue = new Map<string, ReportSpec>();
@@ -539,9 +540,10 @@ export class PercentileKeeper {
         this.#queue.delete(key);
         try {
           await keepPercentiles(this.#db, spec);
+          await keepCounts(this.#db, spec);
           this.#recent.set(key, Date.now());
         } catch (error) {
-          this.#log.warn({ err: error }, 'report percentiles not kept');
+          this.#log.warn({ err: error }, 'report figures not kept');
         }
       }
       for (const [key, at] of this.#recent) if (at <= Date.now() - KEPT_RECENTLY_MS) this.#recent.delete(key);
@@ -552,7 +554,7 @@ export class PercentileKeeper {
 }
 
 /** A report as JSON: rows of the page, totals over the whole range, and chart-ready metadata. */
-export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: PercentileKeeper) {
+export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: ReportKeeper) {
   const { spec } = resolved;
   await countedUpToNow(db, spec);
   const [rows, totals] = await Promise.all([
@@ -603,7 +605,7 @@ export async function streamReport(
     onStarted: () => void;
     onRows: (rows: (string | number)[][]) => Promise<void>;
     /** Keeps the report's percentiles once it is read out (cache.ts). */
-    keeper?: PercentileKeeper | undefined;
+    keeper?: ReportKeeper | undefined;
   },
 ) {
   const cells = cellReader(reportFields(resolved.spec).map((f) => f.key));

@@ -102,6 +102,13 @@ export const neededSamples = (spec: ReportSpec): SampleMetric[] => [
   ...new Set(spec.metrics.flatMap((m) => ('percentile' in m.formula ? [m.formula.percentile] : []))),
 ];
 export const needsCurrent = (spec: ReportSpec) => spec.metrics.some((m) => 'current' in m.formula);
+/**
+ * Whether the report reads the counts (the `counts` CTE, query.ts): for its count, sum, average
+ * and share columns, and when nothing else would name its groups.
+ */
+export const needsCounts = (spec: ReportSpec) =>
+  needsFigures(spec) ||
+  !(neededSamples(spec).length > 0 || (needsCurrent(spec) && !byTime(spec)) || neededGoal(spec));
 
 export function groupKeys(spec: ReportSpec, alias: string, withPeriod = true): RawBuilder<unknown>[] {
   return [
