@@ -11,6 +11,14 @@ import { type Kysely, sql } from 'kysely';
 // period [lo, hi), the count rows the report query computed: report_percentile_cache's twin
 // (migrations/0039), with the same rules, watching the counter tables' fresh rows instead of
 // the histograms'.
+//
+// Its entries are deleted by the database itself, not by the compactor's code: an instance of
+// the release before this one (a rolling upgrade, README) folds fresh counter rows knowing
+// nothing of this table, and an entry it left would be read as settled. So statement triggers
+// on the 15-minute counters (by agent and channel, and by tag: counting writes both with every
+// other counter table, report_count_pending) delete the entries whose period holds a bucket of
+// deleted rows (the fold deletes the fresh rows it folds), and empty the table on truncate (the
+// rebuild).
 
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
@@ -22,10 +30,43 @@ export async function up(db: Kysely<any>): Promise<void> {
       created_at timestamptz not null default now(),
       primary key (scope, lo, hi)
     )`.execute(db);
-  // The compactor looks for the entries a folded bucket overlaps.
+  // The triggers look for the entries a folded bucket overlaps.
   await sql`create index report_count_cache_range_idx on report_count_cache (lo, hi)`.execute(db);
+  await sql`
+    create function report_count_cache_stale() returns trigger language plpgsql as $fn$
+    begin
+      delete from report_count_cache k
+      where exists (select 1 from (select distinct bucket from old_rows) g where g.bucket >= k.lo and g.bucket < k.hi);
+      return null;
+    end
+    $fn$`.execute(db);
+  await sql`
+    create function report_count_cache_emptied() returns trigger language plpgsql as $fn$
+    begin
+      delete from report_count_cache;
+      return null;
+    end
+    $fn$`.execute(db);
+  for (const table of WATCHED) {
+    await sql
+      .raw(`create trigger ${table}_kept_counts_stale after delete on ${table}
+        referencing old table as old_rows for each statement execute function report_count_cache_stale()`)
+      .execute(db);
+    await sql
+      .raw(`create trigger ${table}_kept_counts_emptied after truncate on ${table}
+        for each statement execute function report_count_cache_emptied()`)
+      .execute(db);
+  }
 }
 
+const WATCHED = ['report_counters_15m', 'report_tag_counters_15m'];
+
 export async function down(db: Kysely<any>): Promise<void> {
+  for (const table of WATCHED) {
+    await sql.raw(`drop trigger ${table}_kept_counts_stale on ${table}`).execute(db);
+    await sql.raw(`drop trigger ${table}_kept_counts_emptied on ${table}`).execute(db);
+  }
+  await sql`drop function report_count_cache_stale()`.execute(db);
+  await sql`drop function report_count_cache_emptied()`.execute(db);
   await sql`drop table report_count_cache`.execute(db);
 }

@@ -245,6 +245,50 @@ t.test('kept percentiles', async (t) => {
     t.same(await reportRows(db, spec), after, 'and read back the same');
   });
 
+  await t.test("kept counts go with any fold of their fresh rows, an older release's too", async (t) => {
+    // An instance of the release before 0053 folds fresh counter rows knowing nothing of kept
+    // counts (a rolling upgrade): the database deletes them itself. Each statement here runs in
+    // a transaction that is rolled back, so the counters stay as they are.
+    const spec = shapes[0]!.spec;
+    await forgetCounts(db);
+    await keepCounts(db, spec);
+    const kept = await keptCounts(db);
+    t.ok(kept >= 4, `${kept} periods kept`);
+    await insertHistory(db, 'Folded elsewhere', { department: sales, assignee: ann.id, channel: 'email' }, [
+      { type: 'created', at: '2025-02-10T10:00:00Z', department: sales, agent: ann.id },
+    ]);
+    await countPendingEvents(db);
+    const rolledBack = new Error('rolled back');
+    const within = async (statement: string) => {
+      let left = -1;
+      await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql.raw(statement).execute(trx);
+          left = Number(
+            (await sql<{ n: number }>`select count(*)::int as n from report_count_cache`.execute(trx))
+              .rows[0]!.n,
+          );
+          throw rolledBack;
+        })
+        .catch((error: unknown) => {
+          if (error !== rolledBack) throw error;
+        });
+      return left;
+    };
+    for (const table of ['report_counters_15m', 'report_tag_counters_15m']) {
+      t.equal(
+        await within(`delete from ${table} where fresh`),
+        kept - 1,
+        `deleting the fresh rows of ${table} deletes February's entry alone`,
+      );
+      t.equal(await within(`truncate ${table}`), 0, `truncating ${table} empties the table`);
+    }
+    t.equal(await keptCounts(db), kept, 'rolled back: every entry is still there');
+    await db.transaction().execute((trx) => compactReportTables(trx));
+    t.equal(await keptCounts(db), kept - 1, "the fold deleted February's entry");
+  });
+
   await t.test('an event counted into a kept period', async (t) => {
     const spec = shapes[0]!.spec;
     await forget(db);

@@ -23,9 +23,11 @@ import { byTag, DIMENSION_COLUMN, entityDims, needsCounts, type ReportSpec } fro
 // Kept counts (migrations/0053) are the same for the counts and sums of a period (the `counts`
 // CTE, query.ts), in report_count_cache, by the same rules: read while no fresh counter row
 // lies in the period (an event with no duration, a ticket created say, adds counter rows and
-// no histogram row), deleted by the fold of the counter tables' fresh rows. A period that is not
-// made of whole UTC days (a month in America/New_York reads 36 quarter hours of rows at its
-// ends) then costs what a UTC month does.
+// no histogram row); deleted by triggers on the 15-minute counters when the fold deletes their
+// fresh rows (so a fold by an older release, which knows nothing of them, deletes them too),
+// and emptied when the rebuild truncates them. A period that is not made of whole UTC days (a
+// month in America/New_York reads 36 quarter hours of rows at its ends) then costs what a UTC
+// month does.
 
 /** The histograms whose fresh rows say that an entry's period got events since it was computed. */
 const freshHistograms = (spec: ReportSpec) =>
@@ -86,14 +88,17 @@ export function settledCounts(spec: ReportSpec, s: RawBuilder<unknown>, e: RawBu
 
 /**
  * The key of what a report's counts depend on besides the period: its groups and filters (every
- * count and sum is computed whatever the columns), hashed. Null when they are not kept:
- * computed from the events, or not read. `v` as in cacheScope.
+ * count and sum is computed whatever the columns), hashed, with the list of figures (a
+ * migration adding one leaves the entries without it unread). Null when they are not kept:
+ * computed from the events, or not read. `v` names how they are computed: a migration writing
+ * compacted counter rows directly (not through fresh rows and the fold) must bump it or empty
+ * report_count_cache.
  */
 export function countScope(spec: ReportSpec): string | null {
   if (spec.source !== 'counters' || !needsCounts(spec)) return null;
   const key = JSON.stringify({
     v: 1,
-    counts: true,
+    counts: FIGURES,
     by: [...entityDims(spec)].sort(),
     departments: sorted(spec.departments),
     agents: sorted(spec.agents),

@@ -104,13 +104,11 @@ export const CURRENT_COUNTS = {
   values: ['n'],
 } as const;
 
-/** The tables whose fresh rows make kept percentiles or counts stale (cache.ts), and those kept. */
-const KEEPS_WATCH: Record<string, string> = {
-  report_histograms_15m: 'report_percentile_cache',
-  report_tag_histograms_15m: 'report_percentile_cache',
-  report_counters_15m: 'report_count_cache',
-  report_tag_counters_15m: 'report_count_cache',
-};
+/**
+ * The tables whose fresh rows make kept percentiles stale (cache.ts). Kept counts are deleted
+ * by triggers on the counter tables when their fresh rows are folded (migrations/0053).
+ */
+const KEEPS_WATCH = ['report_histograms_15m', 'report_tag_histograms_15m'];
 const KEPT_TABLES = ['report_percentile_cache', 'report_count_cache'];
 
 /** The table report_department_quantiles_month summarises (migrations/0008). */
@@ -314,7 +312,6 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
   }
   let folded = 0;
   for (const table of [...REPORT_TABLES, CURRENT_COUNTS]) {
-    const kept = KEEPS_WATCH[table.name];
     const keys = refs(table.keys);
     const values = refs(table.values);
     const { rows } = await sql<{
@@ -324,11 +321,11 @@ export async function compactReportTables(trx: Transaction<Database>): Promise<n
     }>`
       with gone as (delete from ${sql.table(table.name)} where fresh returning *),
       ${
-        // Kept percentiles or counts (cache.ts) of the periods these rows lie in are stale once
-        // they are folded: deleted by the statement that folds them, so none is missed.
-        kept
+        // Kept percentiles (cache.ts) of the periods these rows lie in are stale once they are
+        // folded: deleted by the statement that folds them, so none is missed.
+        KEEPS_WATCH.includes(table.name)
           ? sql`stale as (
-              delete from ${sql.table(kept)} k
+              delete from report_percentile_cache k
               where exists (select 1 from (select distinct bucket from gone) g where g.bucket >= k.lo and g.bucket < k.hi)
             ),`
           : sql``
