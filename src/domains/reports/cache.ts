@@ -107,13 +107,25 @@ export function countScope(spec: ReportSpec): string | null {
   return createHash('sha256').update(key).digest('hex');
 }
 
+/**
+ * Whether the counts of [s, e) are worth keeping: an end of it lies inside a UTC day, so its
+ * pieces read 15-minute rows (a month in New York: 36 quarter hours of rows at its ends). Those
+ * of a period of whole UTC days come from month and day rows, which cost less to read than
+ * their kept rows do (the last 30 days by day by tag: its counts took 5.5 ms from the day rows
+ * and 8.6 ms from the kept ones).
+ */
+export function offUtcDays(s: RawBuilder<unknown>, e: RawBuilder<unknown>) {
+  return sql`(${s} <> date_trunc('day', ${s}, 'UTC') or ${e} <> date_trunc('day', ${e}, 'UTC'))`;
+}
+
 /** The clipped periods whose counts are kept and hold: period_start, rows. */
 export function keptCounts(spec: ReportSpec, scope: string): RawBuilder<unknown> {
   return sql`
     select p.period_start, k.rows
     from clipped p
     join report_count_cache k on k.scope = ${scope} and k.lo = p.s and k.hi = p.e
-    where k.created_at > now() - ${KEPT_FOR} and ${settledCounts(spec, sql`p.s`, sql`p.e`)}`;
+    where ${offUtcDays(sql`p.s`, sql`p.e`)} and k.created_at > now() - ${KEPT_FOR}
+      and ${settledCounts(spec, sql`p.s`, sql`p.e`)}`;
 }
 
 /** The columns of a kept count row, as countsAgg (counters.ts) gives them. */

@@ -2,7 +2,15 @@ import { CompiledQuery, type Kysely, type RawBuilder, sql, type Transaction } fr
 import { preparedWhileRecent } from '../../db/prepared.ts';
 import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
-import { cacheScope, countScope, KEPT_FOR, settled, settledCounts, takeKeepingLock } from './cache.ts';
+import {
+  cacheScope,
+  countScope,
+  KEPT_FOR,
+  offUtcDays,
+  settled,
+  settledCounts,
+  takeKeepingLock,
+} from './cache.ts';
 import { countsAgg } from './counters.ts';
 import { histogramAgg, twoStep, twoStepHistogramAgg } from './percentiles.ts';
 import {
@@ -225,7 +233,8 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
 
 /**
  * Keeps the counts of a report's periods that ended and have none kept (cache.ts), as
- * keepPercentiles keeps percentiles, by the same rules. Returns how many periods it kept.
+ * keepPercentiles keeps percentiles, by the same rules; only those with an end inside a UTC day
+ * (cache.ts, offUtcDays). Returns how many periods it kept.
  */
 export async function keepCounts(db: Executor, spec: ReportSpec): Promise<number> {
   const scope = countScope(spec);
@@ -241,7 +250,7 @@ export async function keepCounts(db: Executor, spec: ReportSpec): Promise<number
         with ${sql.join(periodCtes(spec))},
         missing as materialized (
           select c.* from clipped c
-          where c.e <= now() and ${settledCounts(spec, sql`c.s`, sql`c.e`)}
+          where c.e <= now() and ${offUtcDays(sql`c.s`, sql`c.e`)} and ${settledCounts(spec, sql`c.s`, sql`c.e`)}
             and not exists (
               select 1 from report_count_cache k
               where k.scope = ${scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
