@@ -46,6 +46,18 @@ const keptCounts = async (db: Db) =>
   );
 const forgetCounts = (db: Db) => sql`delete from report_count_cache`.execute(db);
 
+type Row = Awaited<ReturnType<typeof reportRows>>[number];
+/** The row of the same period and group as `row` among `rows`. */
+const sameGroup = (rows: Row[], row: Row) =>
+  rows.find(
+    (r) =>
+      r.period_start === row.period_start &&
+      r.department_id === row.department_id &&
+      r.agent_id === row.agent_id &&
+      r.channel === row.channel &&
+      r.tag === row.tag,
+  )!;
+
 /** Counts pending events and folds the fresh rows, as the scheduler does. */
 async function settle(db: Db) {
   await countPendingEvents(db);
@@ -164,14 +176,7 @@ t.test('kept percentiles', async (t) => {
         set rows = (select jsonb_agg(jsonb_set(r, '{first_answer_q}', '[1, 2]')) from jsonb_array_elements(rows) r)
         where jsonb_array_length(rows) > 0`.execute(db);
       const tampered = await reportRows(db, spec);
-      const same = tampered.find(
-        (r) =>
-          r.period_start === first.period_start &&
-          r.department_id === first.department_id &&
-          r.agent_id === first.agent_id &&
-          r.channel === first.channel &&
-          r.tag === first.tag,
-      )!;
+      const same = sameGroup(tampered, first);
       t.equal(same.values.median_first_answer_time, 1, 'the kept median is what the report shows');
       await forget(db);
       t.same(await reportRows(db, spec), computed, 'without entries: computed again, the same');
@@ -203,14 +208,7 @@ t.test('kept percentiles', async (t) => {
         set rows = (select jsonb_agg(jsonb_set(r, '{created_tickets}', '1000000')) from jsonb_array_elements(rows) r)
         where jsonb_array_length(rows) > 0`.execute(db);
       const tampered = await reportRows(db, spec);
-      const same = tampered.find(
-        (r) =>
-          r.period_start === counted.period_start &&
-          r.department_id === counted.department_id &&
-          r.agent_id === counted.agent_id &&
-          r.channel === counted.channel &&
-          r.tag === counted.tag,
-      )!;
+      const same = sameGroup(tampered, counted);
       t.equal(same.values.created_tickets, 1_000_000, 'the kept count is what the report shows');
       t.same(
         tampered.map((r) => r.values.answers),

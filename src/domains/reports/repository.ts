@@ -178,20 +178,59 @@ async function inReportTransaction<T>(
     });
 }
 
-/** Periods whose percentiles one call keeps at most (a year by hour has 8,760). */
+/** Periods whose percentiles or counts one call keeps at most (a year by hour has 8,760). */
 const KEPT_PER_CALL = 400;
 
 /**
  * Keeps the percentiles of a report's periods that ended and have none kept (cache.ts): after
- * a report, so that the next read of the same periods finds them. Computes and writes them in
- * one statement under the keeping lock, so no fold of fresh rows runs in between (the fold
- * deletes the entries it makes stale). Returns how many periods it kept.
+ * a report, so that the next read of the same periods finds them. Returns how many periods it
+ * kept.
  */
 export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<number> {
   const samples = neededSamples(spec);
   const scope = cacheScope(spec, samples);
   if (scope === null) return 0;
-  const agg = (twoStep(spec) ? twoStepHistogramAgg : histogramAgg)(spec, samples);
+  return keepPeriods(db, spec, {
+    table: 'report_percentile_cache',
+    scope,
+    worth: settled(spec, sql`c.s`, sql`c.e`),
+    rows: (twoStep(spec) ? twoStepHistogramAgg : histogramAgg)(spec, samples),
+  });
+}
+
+/**
+ * Keeps the counts of a report's periods that ended and have none kept (cache.ts), as
+ * keepPercentiles keeps percentiles; only those with an end inside a UTC day (cache.ts,
+ * offUtcDays). Returns how many periods it kept.
+ */
+export async function keepCounts(db: Executor, spec: ReportSpec): Promise<number> {
+  const scope = countScope(spec);
+  if (scope === null) return 0;
+  return keepPeriods(db, spec, {
+    table: 'report_count_cache',
+    scope,
+    worth: sql`${offUtcDays(sql`c.s`, sql`c.e`)} and ${settledCounts(spec, sql`c.s`, sql`c.e`)}`,
+    rows: countsAgg(spec),
+  });
+}
+
+/**
+ * Keeps what `rows` computes per period (keyed by period_start) for the report's clipped periods
+ * `c` that ended, are `worth` keeping and have no entry of `scope` in `table`. Computes and
+ * writes them in one statement under the keeping lock, so no fold of fresh rows runs in between
+ * (the fold deletes the entries it makes stale). Returns how many periods it kept.
+ */
+async function keepPeriods(
+  db: Executor,
+  spec: ReportSpec,
+  kept: {
+    table: 'report_percentile_cache' | 'report_count_cache';
+    scope: string;
+    worth: RawBuilder<unknown>;
+    rows: RawBuilder<unknown>;
+  },
+): Promise<number> {
+  const table = sql.table(kept.table);
   return inReportTransaction(
     db,
     spec,
@@ -204,65 +243,20 @@ export async function keepPercentiles(db: Executor, spec: ReportSpec): Promise<n
         with ${sql.join(periodCtes(spec))},
         missing as materialized (
           select c.* from clipped c
-          where c.e <= now() and ${settled(spec, sql`c.s`, sql`c.e`)}
+          where c.e <= now() and ${kept.worth}
             and not exists (
-              select 1 from report_percentile_cache k
-              where k.scope = ${scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
+              select 1 from ${table} k
+              where k.scope = ${kept.scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
           -- the latest first: what dashboards read again
           order by c.period_start desc
           limit ${KEPT_PER_CALL}
         ),
         computed as materialized (
           with clipped as (select * from missing), ${piecesCte(spec.source === 'counters')}
-          select * from (${agg}) a
+          select * from (${kept.rows}) a
         )
-        insert into report_percentile_cache as k (scope, lo, hi, rows)
-        select ${scope}, m.s, m.e,
-          coalesce(jsonb_agg(to_jsonb(x) - 'period_start') filter (where x.period_start is not null), '[]')
-        from missing m
-        left join computed x on x.period_start = m.period_start
-        group by m.s, m.e
-        on conflict (scope, lo, hi) do update set rows = excluded.rows, created_at = excluded.created_at`.execute(
-        trx,
-      );
-      return Number(result.numAffectedRows ?? 0);
-    },
-    { readOnly: false },
-  );
-}
-
-/**
- * Keeps the counts of a report's periods that ended and have none kept (cache.ts), as
- * keepPercentiles keeps percentiles, by the same rules; only those with an end inside a UTC day
- * (cache.ts, offUtcDays). Returns how many periods it kept.
- */
-export async function keepCounts(db: Executor, spec: ReportSpec): Promise<number> {
-  const scope = countScope(spec);
-  if (scope === null) return 0;
-  return inReportTransaction(
-    db,
-    spec,
-    'read committed',
-    async (trx) => {
-      await takeKeepingLock.execute(trx);
-      await sql`select set_config('extra_float_digits', '3', true)`.execute(trx);
-      const result = await sql`
-        with ${sql.join(periodCtes(spec))},
-        missing as materialized (
-          select c.* from clipped c
-          where c.e <= now() and ${offUtcDays(sql`c.s`, sql`c.e`)} and ${settledCounts(spec, sql`c.s`, sql`c.e`)}
-            and not exists (
-              select 1 from report_count_cache k
-              where k.scope = ${scope} and k.lo = c.s and k.hi = c.e and k.created_at > now() - ${KEPT_FOR})
-          order by c.period_start desc
-          limit ${KEPT_PER_CALL}
-        ),
-        computed as materialized (
-          with clipped as (select * from missing), ${piecesCte(true)}
-          select * from (${countsAgg(spec)}) a
-        )
-        insert into report_count_cache as k (scope, lo, hi, rows)
-        select ${scope}, m.s, m.e,
+        insert into ${table} as k (scope, lo, hi, rows)
+        select ${kept.scope}, m.s, m.e,
           coalesce(jsonb_agg(to_jsonb(x) - 'period_start') filter (where x.period_start is not null), '[]')
         from missing m
         left join computed x on x.period_start = m.period_start
