@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
@@ -503,6 +504,48 @@ t.test('reports through the API', async (t) => {
     const one = await read(`/v1/reports/tags?${range}&columns=created_tickets&limit=1`);
     t.equal(one.data.length, 1, 'one row');
     t.type(one.next_cursor, 'string');
+
+    // Rows are written field by field from the statement's columns (rowJsonWriter), in the
+    // order the spec lists the row's properties, whatever order the columns were asked in.
+    const spec = JSON.parse(readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8'));
+    const order = Object.keys(spec.components.schemas.ReportRow.properties);
+    const asked = [
+      'median_resolution_time',
+      'answers',
+      'created_tickets',
+      'positive_ratings_pct',
+      'avg_first_answer_time',
+    ];
+    const every = await read(
+      `/v1/reports/departments?${range}&interval=day&group_by=tag,channel,agent,department,time` +
+        `&columns=${asked.join(',')}&sort=-answers`,
+    );
+    t.ok(every.data.length > 1, 'rows');
+    const fields = [
+      'period_start',
+      'period_end',
+      'department_id',
+      'department_name',
+      'department_deleted',
+      'agent_id',
+      'agent_name',
+      'agent_deleted',
+      'channel',
+      'tag',
+      ...asked,
+    ];
+    for (const row of every.data as Row[]) {
+      t.same(
+        Object.keys(row),
+        order.filter((key) => fields.includes(key)),
+        'every field asked, in the schema order',
+      );
+      t.type(row.department_deleted, 'boolean');
+    }
+    t.ok(
+      (every.data as Row[]).some((r) => r.answers !== 0 && typeof r.answers === 'number'),
+      'figures as numbers',
+    );
   });
 });
 

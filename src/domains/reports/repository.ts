@@ -99,6 +99,67 @@ export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): Rep
 /** Sort key columns as the query names them (k0, k1, ...), named once. */
 const SORT_KEY_COLUMNS = Array.from({ length: 16 }, (_, i) => `k${i}`);
 
+/** A raw row's sort key (k0, k1, ...): what a cursor after it carries. */
+export function sortKeyOf(raw: Record<string, unknown>): SortValue[] {
+  const sortKey: SortValue[] = [];
+  for (let i = 0; ; i++) {
+    const column = SORT_KEY_COLUMNS[i] ?? `k${i}`;
+    if (!(column in raw)) break;
+    const v = raw[column];
+    sortKey.push(v instanceof Date ? v.toISOString() : (v as SortValue));
+  }
+  return sortKey;
+}
+
+const TEXT_DIMENSIONS = new Set([
+  'department_id',
+  'department_name',
+  'agent_id',
+  'agent_name',
+  'channel',
+  'tag',
+]);
+
+const jsonText = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : 'null');
+
+function jsonNumber(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  const n = Number(v);
+  if (Number.isNaN(n)) throw new Error(`a report figure is not a number: ${String(v)}`);
+  return Number.isFinite(n) ? `${n}` : 'null';
+}
+
+/**
+ * Writes raw rows of a report as JSON objects with these fields, in this order, straight from
+ * the statement's columns: the text the row schema's serializer writes for the row's object
+ * (strings as JSON.stringify writes them, numbers as `${n}`, an infinite one as null, a
+ * deleted flag as a boolean), without the two objects per row in between. For the last 30
+ * days by day by tag (930 rows of 69 columns), reading rows into ReportRows, then objects of
+ * the row's fields, then serializing those was a quarter of the request's JavaScript.
+ */
+export function rowJsonWriter(fields: readonly string[]): (raw: Record<string, unknown>) => string {
+  const writers = fields.map((field, i): ((raw: Record<string, unknown>) => string) => {
+    const name = `${i === 0 ? '{' : ','}${JSON.stringify(field)}:`;
+    if (field === 'period_start' || field === 'period_end') {
+      const local = `${field}_local`;
+      const offset = `${field}_offset`;
+      return (raw) => name + jsonText(localTime(raw[local], raw[offset]));
+    }
+    if (field === 'department_deleted' || field === 'agent_deleted') {
+      return (raw) => name + (raw[field] === true ? 'true' : 'false');
+    }
+    if (TEXT_DIMENSIONS.has(field)) return (raw) => name + jsonText(raw[field]);
+    const column = `m_${field}`;
+    return (raw) => name + jsonNumber(raw[column]);
+  });
+  if (writers.length === 0) return () => '{}';
+  return (raw) => {
+    let text = '';
+    for (const write of writers) text += write(raw);
+    return `${text}}`;
+  };
+}
+
 /**
  * Reads raw rows of this report into ReportRows, with the column names worked out once per
  * report instead of once per cell: a page of 930 rows x 69 columns spent 10 ms on them.
@@ -113,13 +174,6 @@ export function reportRowReader(spec: ReportSpec): (raw: Record<string, unknown>
       const v = raw[columns[i]!];
       values[keys[i]!] = v === null || v === undefined ? null : Number(v);
     }
-    const sortKey: SortValue[] = [];
-    for (let i = 0; ; i++) {
-      const column = SORT_KEY_COLUMNS[i] ?? `k${i}`;
-      if (!(column in raw)) break;
-      const v = raw[column];
-      sortKey.push(v instanceof Date ? v.toISOString() : (v as SortValue));
-    }
     return {
       period_start: time ? localTime(raw.period_start_local, raw.period_start_offset) : null,
       period_end: time ? localTime(raw.period_end_local, raw.period_end_offset) : null,
@@ -132,7 +186,7 @@ export function reportRowReader(spec: ReportSpec): (raw: Record<string, unknown>
       channel: (raw.channel as string | null) ?? null,
       tag: (raw.tag as string | null) ?? null,
       values,
-      sortKey,
+      sortKey: sortKeyOf(raw),
     };
   };
 }
@@ -283,12 +337,15 @@ function readAgain(spec: ReportSpec, query: RawBuilder<Record<string, unknown>>)
 
 const readOptions = (spec: ReportSpec) => ({ genericPlans: spec.source === 'counters' });
 
-/** One page of a report (limit + 1 rows fetched: the extra one says whether more follow). */
-export async function findReportRows(
+/**
+ * One page of a report as its statement's rows (limit + 1 rows fetched: the extra one says
+ * whether more follow): rowJsonWriter, sortKeyOf and reportRowReader read them.
+ */
+export async function findReportPage(
   db: Executor,
   spec: ReportSpec,
   page: { after?: SortValue[] | undefined; limit: number },
-): Promise<ReportRow[]> {
+): Promise<Record<string, unknown>[]> {
   const result = await inReportTransaction(
     db,
     spec,
@@ -296,8 +353,16 @@ export async function findReportRows(
     (trx) => readAgain(spec, reportQuery(spec, { after: page.after, limit: page.limit + 1 })).execute(trx),
     readOptions(spec),
   );
-  const read = reportRowReader(spec);
-  return result.rows.map(read);
+  return result.rows;
+}
+
+/** One page of a report as ReportRows (limit + 1, as findReportPage). */
+export async function findReportRows(
+  db: Executor,
+  spec: ReportSpec,
+  page: { after?: SortValue[] | undefined; limit: number },
+): Promise<ReportRow[]> {
+  return (await findReportPage(db, spec, page)).map(reportRowReader(spec));
 }
 
 export async function findReportTotals(

@@ -26,6 +26,7 @@ import {
   type Dimension,
   departmentIdsOf,
   type EntityDimension,
+  findReportPage,
   findReportRows,
   findReportTotals,
   type Interval,
@@ -34,15 +35,16 @@ import {
   knownEntityIds,
   knownTimeZones,
   type RangeInstants,
-  type ReportRow,
   type ReportSpec,
   rangeInstants,
+  rowJsonWriter,
   type SortValue,
   sortKeyCount,
+  sortKeyOf,
   streamReportRows,
   tryReportCompactionLock,
 } from './repository.ts';
-import { DIMENSIONS, type PRESETS, type ReportQueryType, WEEK_DAYS } from './schemas.ts';
+import { DIMENSIONS, type PRESETS, type ReportQueryType, ReportRowSchema, WEEK_DAYS } from './schemas.ts';
 
 export type ReportKind = 'departments' | 'agents' | 'channels' | 'tags';
 
@@ -430,19 +432,19 @@ export function reportFields(spec: ReportSpec) {
   ];
 }
 
-/** A report row as the API shows it: the grouped dimensions, then the requested columns. */
-export function rowObject(
-  spec: ReportSpec,
-  row: ReportRow,
-): Record<string, string | number | boolean | null> {
-  const out: Record<string, string | number | boolean | null> = {};
+/** The row schema's fields in its order: the order its serializer writes them in. */
+const ROW_FIELD_ORDER = Object.keys(ReportRowSchema.properties);
+
+/** The fields of a report's rows as the API shows them, in the row schema's order. */
+export function rowFields(spec: ReportSpec): string[] {
+  const present = new Set<string>();
   for (const d of spec.groupBy) {
-    for (const f of DIMENSION_FIELDS[d]) out[f.key] = row[f.key as keyof ReportRow] as string | null;
-    if (d === 'department') out.department_deleted = row.department_deleted;
-    if (d === 'agent') out.agent_deleted = row.agent_deleted;
+    for (const f of DIMENSION_FIELDS[d]) present.add(f.key);
+    if (d === 'department') present.add('department_deleted');
+    if (d === 'agent') present.add('agent_deleted');
   }
-  for (const m of spec.metrics) out[m.key] = row.values[m.key] ?? null;
-  return out;
+  for (const m of spec.metrics) present.add(m.key);
+  return ROW_FIELD_ORDER.filter((key) => present.has(key));
 }
 
 function columnMeta(metric: Metric) {
@@ -553,23 +555,27 @@ export class ReportKeeper {
   }
 }
 
-/** A report as JSON: rows of the page, totals over the whole range, and chart-ready metadata. */
+/**
+ * A report as JSON: the envelope (metadata, totals over the whole range, chart-ready metadata)
+ * with no rows, and the rows of the page as the JSON text of each (rowJsonWriter), for the
+ * route to put in its data array.
+ */
 export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: ReportKeeper) {
   const { spec } = resolved;
   await countedUpToNow(db, spec);
-  const [rows, totals] = await Promise.all([
-    findReportRows(db, spec, { after: resolved.after, limit: resolved.limit }),
+  const [raws, totals] = await Promise.all([
+    findReportPage(db, spec, { after: resolved.after, limit: resolved.limit }),
     findReportTotals(db, spec),
   ]);
   keeper?.keep(spec);
   keeper?.keep({ ...spec, groupBy: [], sort: [] });
-  const more = rows.length > resolved.limit;
-  const kept = more ? rows.slice(0, resolved.limit) : rows;
+  const more = raws.length > resolved.limit;
+  const kept = more ? raws.slice(0, resolved.limit) : raws;
   const last = kept[kept.length - 1];
   const entityNames = spec.groupBy
     .filter((d): d is EntityDimension => d !== 'time')
     .map((d) => (d === 'channel' || d === 'tag' ? d : `${d}_name`));
-  return {
+  const envelope = {
     report: resolved.kind,
     range: rangeMeta(resolved),
     attribution: spec.attribution,
@@ -581,11 +587,12 @@ export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: Repo
       x: spec.groupBy.includes('time') ? 'period_start' : (entityNames[0] ?? null),
       series: spec.groupBy.includes('time') ? entityNames : entityNames.slice(1),
     },
-    data: kept.map((r) => rowObject(spec, r)),
+    data: [] as never[],
     totals,
     overlapping_groups: spec.groupBy.includes('tag'),
-    next_cursor: more && last ? encodeCursor(resolved.list, last.sortKey) : null,
+    next_cursor: more && last ? encodeCursor(resolved.list, sortKeyOf(last)) : null,
   };
+  return { envelope, rows: kept.map(rowJsonWriter(rowFields(spec))) };
 }
 
 export function csvFileName(resolved: ResolvedReport): string {
