@@ -8,6 +8,7 @@ import {
   PREPARED_MARK,
   PREPARED_WHILE_RECENT_MARK,
   RECENT_TEXTS,
+  readsArrayRows,
   WITH_NEXT_MARK,
 } from './prepared.ts';
 
@@ -288,8 +289,11 @@ export class PipeliningClient extends pg.Client {
     const named = nameToRunAs(text);
     const name = named === undefined ? undefined : (this.#renamed.get(named) ?? named);
     if (name !== undefined && text.startsWith(PREPARED_WHILE_RECENT_MARK)) this.#keepRecent(name);
-    const sent: Promise<Result> =
-      name !== undefined ? super.query({ name, text, values }) : super.query(text, values);
+    const sent: Promise<Result> = readsArrayRows(text)
+      ? super.query({ name, text, values, rowMode: 'array' })
+      : name !== undefined
+        ? super.query({ name, text, values })
+        : super.query(text, values);
     return this.#bounded(sent).catch((error: unknown) => {
       if (named !== undefined && isStalePreparedStatement(error))
         this.#renamed.set(named, `${named}_${++this.#renames}`);

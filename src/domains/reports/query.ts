@@ -333,6 +333,30 @@ export function reportEntitiesQuery(spec: ReportSpec): RawBuilder<{ entity: stri
 }
 
 /**
+ * The columns of a report statement's rows, in order (the order of a row read as an array,
+ * prepared.ts arrayRows): each period's ends as local text and UTC offset, the dimensions, the
+ * figures (m_<key>), the sort key (k0, k1, ...).
+ */
+export function reportColumns(spec: ReportSpec): string[] {
+  return [
+    'period_start_local',
+    'period_start_offset',
+    'period_end_local',
+    'period_end_offset',
+    'department_id',
+    'department_name',
+    'department_deleted',
+    'agent_id',
+    'agent_name',
+    'agent_deleted',
+    'channel',
+    'tag',
+    ...spec.metrics.map((m) => `m_${m.key}`),
+    ...sortKeys(spec).map((_, i) => `k${i}`),
+  ];
+}
+
+/**
  * The whole report as one statement: periods, counts, percentiles and current figures per
  * group, the groups made dense (every period for each group; every department, agent or
  * channel in scope for a one-dimension report), names, sort keys, and the page.
@@ -432,7 +456,7 @@ export function reportQuery(
       from groups g
       ${sql.join(joins, sql` `)}
     )
-    select * from report_rows r
+    select ${sql.join(reportColumns(spec).map((c) => id(`r.${c}`)))} from report_rows r
     ${page.after ? sql`where ${afterKey(keys, page.after)}` : sql``}
     ${order.length > 0 ? sql`order by ${sql.join(order)}` : sql``}
     ${page.limit !== undefined ? sql`limit ${page.limit}` : sql``}`;

@@ -1,5 +1,5 @@
 import { CompiledQuery, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
-import { preparedWhileRecent } from '../../db/prepared.ts';
+import { arrayRows, preparedWhileRecent } from '../../db/prepared.ts';
 import type { Database } from '../../db/types.ts';
 import { CHANNELS } from '../tickets/schemas.ts';
 import {
@@ -18,8 +18,10 @@ import {
   periodCtes,
   periodStartsQuery,
   piecesCte,
+  reportColumns,
   reportEntitiesQuery,
   reportQuery,
+  sortKeyCount,
 } from './query.ts';
 import { byTime, entityDims, neededSamples, type ReportSpec, type SortValue } from './spec.ts';
 
@@ -96,19 +98,52 @@ export function toReportRow(spec: ReportSpec, raw: Record<string, unknown>): Rep
   return reportRowReader(spec)(raw);
 }
 
-/** Sort key columns as the query names them (k0, k1, ...), named once. */
-const SORT_KEY_COLUMNS = Array.from({ length: 16 }, (_, i) => `k${i}`);
+/**
+ * A row of a report statement as the driver gives it: by column name, or, for a statement
+ * marked arrayRows where the driver is pg, as an array in reportColumns order.
+ */
+export type RawReportRow = Record<string, unknown> | unknown[];
 
-/** A raw row's sort key (k0, k1, ...): what a cursor after it carries. */
-export function sortKeyOf(raw: Record<string, unknown>): SortValue[] {
-  const sortKey: SortValue[] = [];
-  for (let i = 0; ; i++) {
-    const column = SORT_KEY_COLUMNS[i] ?? `k${i}`;
-    if (!(column in raw)) break;
-    const v = raw[column];
-    sortKey.push(v instanceof Date ? v.toISOString() : (v as SortValue));
-  }
-  return sortKey;
+/** Where a column is in a raw row of this report: its name, or its index in an array row. */
+type ColumnAt = (column: string) => string | number;
+
+function columnsAt(spec: ReportSpec): { byName: ColumnAt; byIndex: ColumnAt } {
+  const index = new Map(reportColumns(spec).map((c, i) => [c, i]));
+  return {
+    byName: (column) => column,
+    byIndex: (column) => {
+      const at = index.get(column);
+      if (at === undefined) throw new Error(`report rows have no column ${column}`);
+      return at;
+    },
+  };
+}
+
+/** Reads raw rows of this report, arrays or objects, with a reader made per column layout. */
+function eitherLayout<T>(
+  spec: ReportSpec,
+  make: (at: ColumnAt) => (raw: never) => T,
+): (raw: RawReportRow) => T {
+  const { byName, byIndex } = columnsAt(spec);
+  const fromObject = make(byName) as (raw: RawReportRow) => T;
+  let fromArray: ((raw: RawReportRow) => T) | undefined;
+  return (raw) => {
+    if (!Array.isArray(raw)) return fromObject(raw);
+    fromArray ??= make(byIndex) as (raw: RawReportRow) => T;
+    return fromArray(raw);
+  };
+}
+
+/** Reads a raw row's sort key (k0, k1, ...): what a cursor after it carries. */
+export function sortKeyReader(spec: ReportSpec): (raw: RawReportRow) => SortValue[] {
+  return eitherLayout(spec, (at) => {
+    const keys = Array.from({ length: sortKeyCount(spec) }, (_, i) => at(`k${i}`));
+    return (row: Record<string | number, unknown>) =>
+      keys.map((key) => {
+        const v = row[key];
+        return v instanceof Date ? v.toISOString() : (v as SortValue);
+      });
+  });
 }
 
 const TEXT_DIMENSIONS = new Set([
@@ -130,34 +165,38 @@ function jsonNumber(v: unknown): string {
 }
 
 /**
- * Writes raw rows of a report as JSON objects with these fields, in this order, straight from
- * the statement's columns: the text the row schema's serializer writes for the row's object
- * (strings as JSON.stringify writes them, numbers as `${n}`, an infinite one as null, a
- * deleted flag as a boolean), without the two objects per row in between. For the last 30
- * days by day by tag (930 rows of 69 columns), reading rows into ReportRows, then objects of
- * the row's fields, then serializing those was a quarter of the request's JavaScript.
+ * Writes raw rows of a report (either layout) as JSON objects with these fields, in this
+ * order, straight from the statement's columns: the text the row schema's serializer writes
+ * for the row's object (strings as JSON.stringify writes them, numbers as `${n}`, an infinite
+ * one as null, a deleted flag as a boolean), without the two objects per row in between. For
+ * the last 30 days by day by tag (930 rows of 69 columns), reading rows into ReportRows, then
+ * objects of the row's fields, then serializing those was a quarter of the request's
+ * JavaScript.
  */
-export function rowJsonWriter(fields: readonly string[]): (raw: Record<string, unknown>) => string {
-  const writers = fields.map((field, i): ((raw: Record<string, unknown>) => string) => {
-    const name = `${i === 0 ? '{' : ','}${JSON.stringify(field)}:`;
-    if (field === 'period_start' || field === 'period_end') {
-      const local = `${field}_local`;
-      const offset = `${field}_offset`;
-      return (raw) => name + jsonText(localTime(raw[local], raw[offset]));
-    }
-    if (field === 'department_deleted' || field === 'agent_deleted') {
-      return (raw) => name + (raw[field] === true ? 'true' : 'false');
-    }
-    if (TEXT_DIMENSIONS.has(field)) return (raw) => name + jsonText(raw[field]);
-    const column = `m_${field}`;
-    return (raw) => name + jsonNumber(raw[column]);
+export function rowJsonWriter(spec: ReportSpec, fields: readonly string[]): (raw: RawReportRow) => string {
+  if (fields.length === 0) return () => '{}';
+  return eitherLayout(spec, (at) => {
+    const writers = fields.map((field, i): ((raw: Record<string | number, unknown>) => string) => {
+      const name = `${i === 0 ? '{' : ','}${JSON.stringify(field)}:`;
+      if (field === 'period_start' || field === 'period_end') {
+        const local = at(`${field}_local`);
+        const offset = at(`${field}_offset`);
+        return (raw) => name + jsonText(localTime(raw[local], raw[offset]));
+      }
+      if (field === 'department_deleted' || field === 'agent_deleted') {
+        const column = at(field);
+        return (raw) => name + (raw[column] === true ? 'true' : 'false');
+      }
+      const column = at(TEXT_DIMENSIONS.has(field) ? field : `m_${field}`);
+      if (TEXT_DIMENSIONS.has(field)) return (raw) => name + jsonText(raw[column]);
+      return (raw) => name + jsonNumber(raw[column]);
+    });
+    return (raw: Record<string | number, unknown>) => {
+      let text = '';
+      for (const write of writers) text += write(raw);
+      return `${text}}`;
+    };
   });
-  if (writers.length === 0) return () => '{}';
-  return (raw) => {
-    let text = '';
-    for (const write of writers) text += write(raw);
-    return `${text}}`;
-  };
 }
 
 /**
@@ -166,6 +205,7 @@ export function rowJsonWriter(fields: readonly string[]): (raw: Record<string, u
  */
 export function reportRowReader(spec: ReportSpec): (raw: Record<string, unknown>) => ReportRow {
   const time = byTime(spec);
+  const sortKey = sortKeyReader(spec);
   const keys = spec.metrics.map((m) => m.key);
   const columns = keys.map((key) => `m_${key}`);
   return (raw) => {
@@ -186,7 +226,7 @@ export function reportRowReader(spec: ReportSpec): (raw: Record<string, unknown>
       channel: (raw.channel as string | null) ?? null,
       tag: (raw.tag as string | null) ?? null,
       values,
-      sortKey: sortKeyOf(raw),
+      sortKey: sortKey(raw),
     };
   };
 }
@@ -339,18 +379,21 @@ const readOptions = (spec: ReportSpec) => ({ genericPlans: spec.source === 'coun
 
 /**
  * One page of a report as its statement's rows (limit + 1 rows fetched: the extra one says
- * whether more follow): rowJsonWriter, sortKeyOf and reportRowReader read them.
+ * whether more follow), as objects by column name, or with `arrays` as arrays where the driver
+ * is pg (prepared.ts, arrayRows): rowJsonWriter and sortKeyReader read either, reportRowReader
+ * objects.
  */
 export async function findReportPage(
   db: Executor,
   spec: ReportSpec,
-  page: { after?: SortValue[] | undefined; limit: number },
-): Promise<Record<string, unknown>[]> {
+  page: { after?: SortValue[] | undefined; limit: number; arrays?: boolean },
+): Promise<RawReportRow[]> {
+  const query = reportQuery(spec, { after: page.after, limit: page.limit + 1 });
   const result = await inReportTransaction(
     db,
     spec,
     'read committed',
-    (trx) => readAgain(spec, reportQuery(spec, { after: page.after, limit: page.limit + 1 })).execute(trx),
+    (trx) => readAgain(spec, page.arrays ? arrayRows(query) : query).execute(trx),
     readOptions(spec),
   );
   return result.rows;
@@ -362,7 +405,7 @@ export async function findReportRows(
   spec: ReportSpec,
   page: { after?: SortValue[] | undefined; limit: number },
 ): Promise<ReportRow[]> {
-  return (await findReportPage(db, spec, page)).map(reportRowReader(spec));
+  return ((await findReportPage(db, spec, page)) as Record<string, unknown>[]).map(reportRowReader(spec));
 }
 
 export async function findReportTotals(

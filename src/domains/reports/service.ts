@@ -40,7 +40,7 @@ import {
   rowJsonWriter,
   type SortValue,
   sortKeyCount,
-  sortKeyOf,
+  sortKeyReader,
   streamReportRows,
   tryReportCompactionLock,
 } from './repository.ts';
@@ -564,7 +564,7 @@ export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: Repo
   const { spec } = resolved;
   await countedUpToNow(db, spec);
   const [raws, totals] = await Promise.all([
-    findReportPage(db, spec, { after: resolved.after, limit: resolved.limit }),
+    findReportPage(db, spec, { after: resolved.after, limit: resolved.limit, arrays: true }),
     findReportTotals(db, spec),
   ]);
   keeper?.keep(spec);
@@ -590,9 +590,9 @@ export async function jsonReport(db: Db, resolved: ResolvedReport, keeper?: Repo
     data: [] as never[],
     totals,
     overlapping_groups: spec.groupBy.includes('tag'),
-    next_cursor: more && last ? encodeCursor(resolved.list, sortKeyOf(last)) : null,
+    next_cursor: more && last ? encodeCursor(resolved.list, sortKeyReader(spec)(last)) : null,
   };
-  return { envelope, rows: kept.map(rowJsonWriter(rowFields(spec))) };
+  return { envelope, rows: kept.map(rowJsonWriter(spec, rowFields(spec))) };
 }
 
 export function csvFileName(resolved: ResolvedReport): string {
